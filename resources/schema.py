@@ -13,6 +13,8 @@ Design (after HAPI FHIR's HFJ_RESOURCE / HFJ_RES_VER and HFJ_RES_SEARCH_URL):
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -30,6 +32,30 @@ Document = sa.JSON().with_variant(JSONB(), "postgresql")
 # SQLite only auto-increments an INTEGER PRIMARY KEY.
 PrimaryKey = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
+
+class UtcDateTime(sa.TypeDecorator):
+    """A timezone-aware UTC timestamp on both databases (SQLite stores it naive)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):  # type: ignore[no-untyped-def]
+        if value is not None:
+            if value.tzinfo is None:
+                raise ValueError("naive datetime")
+            value = value.astimezone(UTC)
+            if dialect.name == "sqlite":
+                value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):  # type: ignore[no-untyped-def]
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
 resource = sa.Table(
     "resource",
     metadata,
@@ -37,7 +63,7 @@ resource = sa.Table(
     sa.Column("res_type", sa.String(64), nullable=False),
     sa.Column("res_id", sa.String(64), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("last_updated", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_updated", UtcDateTime(), nullable=False),
     sa.Column("deleted", sa.Boolean, nullable=False, default=False),
     sa.Column("content", Document, nullable=True),
     sa.Column("content_hash", sa.String(64), nullable=True),
@@ -52,7 +78,7 @@ resource_version = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("res_type", sa.String(64), nullable=False),
     sa.Column("res_id", sa.String(64), nullable=False),
-    sa.Column("last_updated", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_updated", UtcDateTime(), nullable=False),
     # create | update | patch | delete (Bundle.entry.request.method in history is derived)
     sa.Column("method", sa.String(8), nullable=False),
     sa.Column("deleted", sa.Boolean, nullable=False, default=False),
@@ -69,7 +95,7 @@ search_url = sa.Table(
     sa.Column("res_type", sa.String(64), nullable=False),
     sa.Column("url_hash", sa.String(64), nullable=False),
     sa.Column("res_pk", sa.BigInteger, nullable=False),
-    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created", UtcDateTime(), nullable=False),
     sa.PrimaryKeyConstraint("res_type", "url_hash"),
     sa.Index(None, "res_pk"),
 )

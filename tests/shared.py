@@ -14,5 +14,7 @@ SHARED = ROOT.parent / "shared"
 def shared_path(*parts: str) -> Path:
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        raise FileNotFoundError(f"test data missing: {path} (expected ../shared beside the checkout)")
+        raise FileNotFoundError(
+            f"test data missing: {path} (expected ../shared beside the checkout)"
+        )
     return path

@@ -1,0 +1,55 @@
+# Hearth — the two commands a newcomer needs: `make run` and `make test`.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HEARTH_DATABASE_URL ?= sqlite:///var/hearth.db
+export HEARTH_DATA_DIR ?= var
+
+.PHONY: install run serve-pg test test-sqlite lint fmt bench clean postgres
+
+install: $(STAMP)
+
+# Re-installs only when pyproject.toml changes. torch is pinned to the local CPU build first so
+# that nothing later pulls a CUDA build (see README, "AI extra").
+$(STAMP): pyproject.toml
+	@test -d $(VENV) || $(PY) -m venv $(VENV)
+	@$(BIN)/pip install -q --upgrade pip >/dev/null
+	@if grep -q '^ai = ' pyproject.toml; then $(BIN)/pip install -q torch==2.13.0; fi
+	@$(BIN)/pip install -q -e '.[dev]' $$(grep -q '^ai = ' pyproject.toml && echo "-e .[dev,ai]")
+	@touch $(STAMP)
+	@echo "installed into $(VENV)"
+
+run: install
+	@mkdir -p var
+	@$(BIN)/hearth db upgrade
+	@if [ ! -f var/.demo-loaded ]; then $(BIN)/hearth load --quiet demo/ && touch var/.demo-loaded; fi
+	@echo ""
+	@echo "  Hearth is starting on http://127.0.0.1:8080  (FHIR base: http://127.0.0.1:8080/fhir)"
+	@echo "  Try: curl http://127.0.0.1:8080/fhir/Patient?_count=5"
+	@echo "  No login is needed yet: the server is open and binds 127.0.0.1 only."
+	@echo ""
+	@$(BIN)/hearth serve
+
+# Make sure PostgreSQL answers on 127.0.0.1:5432, starting the Debian cluster if it is down.
+postgres:
+	@bash scripts/ensure-postgres.sh
+
+test: install postgres
+	@$(BIN)/pytest -n 2 -q
+
+lint: install
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+	@$(BIN)/python scripts/check_layers.py
+
+fmt: install
+	@$(BIN)/ruff format .
+	@$(BIN)/ruff check --fix .
+
+bench: install postgres
+	@$(BIN)/python bench/crud.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -1,0 +1,93 @@
+"""The FastAPI application: built by ``create_app(settings)``; engine and repository are created
+in the lifespan, never at import time."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+
+from fhir_server import __version__, errors
+from fhir_server.context import Context
+from fhir_server.routes import router
+from fhir_server.settings import Settings
+from resources.db import create_engine
+from resources.repository import Repository
+from resources.search import SearchEngine
+
+
+def build_context(settings: Settings) -> Context:
+    engine = create_engine(settings.database_url)
+    search = SearchEngine(base_urls=(settings.fhir_base,))
+    return Context(repo=Repository(engine, search), settings=settings)
+
+
+# The types Hearth's own workflows write; their validators are compiled in the background at
+# start so the first request of each type does not pay for it (~0.1-0.25 s each).
+COMMON_TYPES = (
+    "Patient",
+    "Practitioner",
+    "PractitionerRole",
+    "Organization",
+    "Observation",
+    "ImagingStudy",
+    "DiagnosticReport",
+    "Task",
+    "ServiceRequest",
+    "MedicationRequest",
+    "RiskAssessment",
+    "Communication",
+    "AuditEvent",
+    "Appointment",
+    "Bundle",
+    "Encounter",
+    "Condition",
+)
+
+
+def warm_validators() -> None:
+    from resources.validation_schema import schema
+
+    for res_type in COMMON_TYPES:
+        schema().validator(res_type)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        ctx = build_context(settings)
+        app.state.context = ctx
+        threading.Thread(target=warm_validators, name="warm-validators", daemon=True).start()
+        try:
+            yield
+        finally:
+            ctx.repo.engine.dispose()
+
+    app = FastAPI(
+        title="Hearth",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+        redoc_url=None,
+    )
+    errors.install(app)
+    app.include_router(router, prefix="/fhir")
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/fhir/metadata")
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict:
+        return {"status": "ok", "version": __version__}
+
+    return app

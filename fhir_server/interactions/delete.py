@@ -1,0 +1,35 @@
+"""delete — FHIR R4 http.html#delete: ``DELETE [base]/[type]/[id]``, and conditional delete
+``DELETE [base]/[type]?[search parameters]`` (http.html#cdelete): one match is deleted, several
+are refused with 412.
+
+Deleting a resource that does not exist, or deleting it again, succeeds with nothing to do
+(200 with an OperationOutcome saying so).
+"""
+
+from __future__ import annotations
+
+from fhir_server.context import Context, FhirRequest, Reply
+from fhir_server.interactions.common import info_outcome
+from resources.errors import Invalid
+
+
+def delete(ctx: Context, req: FhirRequest) -> Reply:
+    if_match = req.headers.get("if-match")
+    done = ctx.repo.run(lambda u: u.delete(req.res_type, req.res_id, if_match=if_match))
+    if done is None:
+        return Reply(200, info_outcome(f"{req.res_type}/{req.res_id}: nothing to delete"))
+    return Reply(
+        200,
+        info_outcome(f"deleted {done.stored.ref} (version {done.stored.version})"),
+        {"ETag": done.stored.etag},
+    )
+
+
+def conditional_delete(ctx: Context, req: FhirRequest) -> Reply:
+    criteria = req.criteria()
+    if not criteria:
+        raise Invalid("a conditional delete needs search parameters in the URL")
+    done = ctx.repo.run(lambda u: u.conditional_delete(req.res_type, criteria))
+    if not done:
+        return Reply(200, info_outcome("no resource matched; nothing deleted"))
+    return Reply(200, info_outcome(f"deleted {done[0].stored.ref}"), {"ETag": done[0].stored.etag})

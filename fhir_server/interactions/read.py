@@ -1,0 +1,28 @@
+"""read — FHIR R4 http.html#read: ``GET [base]/[type]/[id]``.
+
+Honours ``If-None-Match`` (304 when the client's ETag is current) and ``If-Modified-Since``.
+"""
+
+from __future__ import annotations
+
+from email.utils import parsedate_to_datetime
+
+from fhir_server.context import Context, FhirRequest, Reply
+from fhir_server.http import version_headers
+
+
+def read(ctx: Context, req: FhirRequest) -> Reply:
+    stored = ctx.repo.run(lambda u: u.read(req.res_type, req.res_id))
+    headers = version_headers(stored)
+    inm = req.headers.get("if-none-match")
+    if inm and inm.strip().removeprefix("W/") == stored.etag.removeprefix("W/"):
+        return Reply(304, None, headers)
+    ims = req.headers.get("if-modified-since")
+    if ims:
+        try:
+            since = parsedate_to_datetime(ims)
+        except (TypeError, ValueError):
+            since = None
+        if since is not None and stored.last_updated.replace(microsecond=0) <= since:
+            return Reply(304, None, headers)
+    return Reply(200, stored.content, headers)

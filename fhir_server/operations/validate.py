@@ -1,0 +1,57 @@
+"""$validate — FHIR R4 resource-operation-validate: validate a resource without storing it.
+
+``POST [base]/[type]/$validate`` with the resource (or a Parameters with a ``resource`` part);
+``GET|POST [base]/[type]/[id]/$validate`` validates the stored version. Returns an
+OperationOutcome (200) listing every issue, or one informational issue when all is well.
+"""
+
+from __future__ import annotations
+
+from resources.validation import validate_resource
+
+from fhir_server.context import Context, FhirRequest, Reply
+from fhir_server.operations.registry import Operation
+from resources.errors import Invalid
+
+
+def _resource_from(req: FhirRequest) -> dict:
+    body = req.body
+    if isinstance(body, dict) and body.get("resourceType") == "Parameters":
+        for p in body.get("parameter") or []:
+            if p.get("name") == "resource" and isinstance(p.get("resource"), dict):
+                return p["resource"]
+        raise Invalid("Parameters for $validate carry no 'resource' part")
+    if not isinstance(body, dict):
+        raise Invalid("$validate needs a resource in the body")
+    return body
+
+
+def run(ctx: Context, req: FhirRequest) -> Reply:
+    if req.body is None:
+        if req.res_id is None:
+            raise Invalid("$validate at type level needs a resource in the body")
+        resource = ctx.repo.run(lambda u: u.read(req.res_type, req.res_id)).content
+    else:
+        resource = _resource_from(req)
+    if req.res_type and resource.get("resourceType") != req.res_type:
+        issues = [
+            {
+                "severity": "error",
+                "code": "invalid",
+                "diagnostics": f"resourceType {resource.get('resourceType')!r} is not {req.res_type}",
+                "expression": ["resourceType"],
+            }
+        ]
+    else:
+        issues = [i.to_fhir() for i in validate_resource(resource)]
+    if not issues:
+        issues = [{"severity": "information", "code": "informational", "diagnostics": "All OK"}]
+    return Reply(200, {"resourceType": "OperationOutcome", "issue": issues})
+
+
+OPERATION = Operation(
+    name="validate",
+    definition="http://hl7.org/fhir/OperationDefinition/Resource-validate",
+    levels=frozenset({"type", "instance"}),
+    handler=run,
+)

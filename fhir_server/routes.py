@@ -1,0 +1,217 @@
+"""The one generic FHIR router: every resource type goes through the same handlers.
+
+Each route parses the HTTP request into a ``FhirRequest`` (reading the body within the size
+limit), runs the interaction in the thread pool, and renders its ``Reply``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
+
+from fhir_server.context import Context, FhirRequest, Reply
+from fhir_server.http import fhir_response, negotiate, prefer, read_body, read_form
+from fhir_server.interactions import (
+    capabilities,
+    create,
+    delete,
+    history,
+    patch,
+    read,
+    search,
+    transaction,
+    update,
+    vread,
+)
+from fhir_server.operations.registry import operations
+from resources.errors import MethodNotAllowed, NotFound
+from resources.store import ID_RE
+from resources.validation import is_resource_type
+
+Interaction = Callable[[Context, FhirRequest], Reply]
+
+
+class OperationConvertor(Convertor):
+    regex = r"\$[A-Za-z][A-Za-z0-9\-]*"
+
+    def convert(self, value: str) -> str:
+        return value[1:]
+
+    def to_string(self, value: str) -> str:
+        return f"${value}"
+
+
+register_url_convertor("op", OperationConvertor())
+
+router = APIRouter()
+
+
+def _ctx(request: Request) -> Context:
+    return request.app.state.context
+
+
+async def _handle(
+    request: Request,
+    fn: Interaction,
+    *,
+    res_type: str | None = None,
+    res_id: str | None = None,
+    vid: str | None = None,
+    body: bool = False,
+    patch_body: bool = False,
+    form_body: bool = False,
+):  # type: ignore[no-untyped-def]
+    ctx = _ctx(request)
+    negotiate(request)
+    if res_type is not None and not is_resource_type(res_type):
+        raise NotFound(f"{res_type!r} is not a FHIR R4 resource type")
+    if res_id is not None and not ID_RE.match(res_id):
+        raise NotFound(f"{res_id!r} is not a valid FHIR id")
+    parsed = None
+    if body or patch_body:
+        parsed = await read_body(request, ctx.settings.max_body_bytes, patch=patch_body)
+    elif form_body:
+        parsed = await read_form(request, ctx.settings.max_body_bytes)
+    path = request.url.path.removeprefix("/fhir").lstrip("/")
+    req = FhirRequest(
+        method=request.method,
+        path=path,
+        query=list(request.query_params.multi_items()),
+        headers={k.lower(): v for k, v in request.headers.items()},
+        prefer=prefer(request),
+        body=parsed,
+        res_type=res_type,
+        res_id=res_id,
+        vid=vid,
+    )
+    reply = await run_in_threadpool(fn, ctx, req)
+    return fhir_response(request, reply.body, status=reply.status, headers=reply.headers)
+
+
+def _operation(name: str, level: str, res_type: str | None) -> Interaction:
+    op = operations().get(name)
+    if (
+        op is None
+        or level not in op.levels
+        or (res_type is not None and op.types is not None and res_type not in op.types)
+    ):
+        where = f"{res_type} " if res_type else ""
+        raise NotFound(f"operation ${name} is not supported at {where}{level} level")
+    return op.handler
+
+
+def _op_body(request: Request) -> bool:
+    return request.method == "POST"
+
+
+@router.get("/metadata")
+async def metadata(request: Request):  # type: ignore[no-untyped-def]
+    return await _handle(request, capabilities.capabilities)
+
+
+@router.post("")
+@router.post("/")
+async def system_bundle(request: Request):  # type: ignore[no-untyped-def]
+    return await _handle(request, transaction.transaction, body=True)
+
+
+@router.get("")
+@router.get("/")
+async def system_search(request: Request):  # type: ignore[no-untyped-def]
+    return await _handle(request, search.system_search)
+
+
+@router.get("/_history")
+async def system_history(request: Request):  # type: ignore[no-untyped-def]
+    return await _handle(request, history.history)
+
+
+@router.api_route("/{op:op}", methods=["GET", "POST"])
+async def system_operation(request: Request, op: str):  # type: ignore[no-untyped-def]
+    return await _handle(request, _operation(op, "system", None), body=_op_body(request))
+
+
+@router.get("/{res_type}")
+async def type_search(request: Request, res_type: str):  # type: ignore[no-untyped-def]
+    return await _handle(request, search.search, res_type=res_type)
+
+
+@router.post("/{res_type}/_search")
+async def type_search_post(request: Request, res_type: str):  # type: ignore[no-untyped-def]
+    return await _handle(request, search.search_post, res_type=res_type, form_body=True)
+
+
+@router.post("/{res_type}")
+async def type_create(request: Request, res_type: str):  # type: ignore[no-untyped-def]
+    return await _handle(request, create.create, res_type=res_type, body=True)
+
+
+@router.put("/{res_type}")
+async def type_conditional_update(request: Request, res_type: str):  # type: ignore[no-untyped-def]
+    return await _handle(request, update.conditional_update, res_type=res_type, body=True)
+
+
+@router.delete("/{res_type}")
+async def type_conditional_delete(request: Request, res_type: str):  # type: ignore[no-untyped-def]
+    return await _handle(request, delete.conditional_delete, res_type=res_type)
+
+
+@router.get("/{res_type}/_history")
+async def type_history(request: Request, res_type: str):  # type: ignore[no-untyped-def]
+    return await _handle(request, history.history, res_type=res_type)
+
+
+@router.api_route("/{res_type}/{op:op}", methods=["GET", "POST"])
+async def type_operation(request: Request, res_type: str, op: str):  # type: ignore[no-untyped-def]
+    if not is_resource_type(res_type):
+        raise NotFound(f"{res_type!r} is not a FHIR R4 resource type")
+    fn = _operation(op, "type", res_type)
+    return await _handle(request, fn, res_type=res_type, body=_op_body(request))
+
+
+@router.get("/{res_type}/{res_id}")
+async def instance_read(request: Request, res_type: str, res_id: str):  # type: ignore[no-untyped-def]
+    return await _handle(request, read.read, res_type=res_type, res_id=res_id)
+
+
+@router.put("/{res_type}/{res_id}")
+async def instance_update(request: Request, res_type: str, res_id: str):  # type: ignore[no-untyped-def]
+    return await _handle(request, update.update, res_type=res_type, res_id=res_id, body=True)
+
+
+@router.patch("/{res_type}/{res_id}")
+async def instance_patch(request: Request, res_type: str, res_id: str):  # type: ignore[no-untyped-def]
+    return await _handle(request, patch.patch, res_type=res_type, res_id=res_id, patch_body=True)
+
+
+@router.delete("/{res_type}/{res_id}")
+async def instance_delete(request: Request, res_type: str, res_id: str):  # type: ignore[no-untyped-def]
+    return await _handle(request, delete.delete, res_type=res_type, res_id=res_id)
+
+
+@router.post("/{res_type}/{res_id}")
+async def instance_post(request: Request, res_type: str, res_id: str):  # type: ignore[no-untyped-def]
+    raise MethodNotAllowed(
+        f"POST is not allowed on {res_type}/{res_id}: use PUT to update, POST [type] to create"
+    )
+
+
+@router.api_route("/{res_type}/{res_id}/{op:op}", methods=["GET", "POST"])
+async def instance_operation(request: Request, res_type: str, res_id: str, op: str):  # type: ignore[no-untyped-def]
+    if not is_resource_type(res_type):
+        raise NotFound(f"{res_type!r} is not a FHIR R4 resource type")
+    fn = _operation(op, "instance", res_type)
+    return await _handle(request, fn, res_type=res_type, res_id=res_id, body=_op_body(request))
+
+
+@router.get("/{res_type}/{res_id}/_history")
+async def instance_history(request: Request, res_type: str, res_id: str):  # type: ignore[no-untyped-def]
+    return await _handle(request, history.history, res_type=res_type, res_id=res_id)
+
+
+@router.get("/{res_type}/{res_id}/_history/{vid}")
+async def instance_vread(request: Request, res_type: str, res_id: str, vid: str):  # type: ignore[no-untyped-def]
+    return await _handle(request, vread.vread, res_type=res_type, res_id=res_id, vid=vid)

@@ -1,0 +1,80 @@
+"""Database engines: one factory for SQLite (embedded default) and PostgreSQL (psycopg 3).
+
+SQLite runs in WAL mode with a busy timeout, and every transaction starts with
+``BEGIN IMMEDIATE`` so that a read-modify-write (an update, a conditional create) holds the
+write lock from its first statement: two writers serialise instead of failing on upgrade.
+PostgreSQL runs at READ COMMITTED; row locks (``SELECT ... FOR UPDATE``) and unique keys serialise
+the writes that must not interleave.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+
+
+def _dumps(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
+def normalise_url(url: str) -> str:
+    """Accept ``postgresql://`` and ``postgres://`` and route them to the psycopg 3 driver."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> sa.Engine:
+    """Build the engine for ``url`` (``sqlite:///path.db`` or ``postgresql://...``)."""
+    url = normalise_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            url,
+            echo=echo,
+            json_serializer=_dumps,
+            json_deserializer=orjson.loads,
+            connect_args={"check_same_thread": False, "timeout": 30},
+        )
+        _configure_sqlite(engine)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        return sa.create_engine(
+            url,
+            echo=echo,
+            json_serializer=_dumps,
+            json_deserializer=orjson.loads,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+        )
+    raise ValueError(f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}")
+
+
+def _configure_sqlite(engine: sa.Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        # Let SQLAlchemy, not pysqlite, issue BEGIN (see the SQLAlchemy SQLite dialect docs).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def is_postgres(engine_or_conn: sa.Engine | sa.Connection) -> bool:
+    return engine_or_conn.dialect.name == "postgresql"

@@ -1,0 +1,1 @@
+"""Alembic migrations for Hearth's schema; run with ``hearth db upgrade``."""

@@ -1,0 +1,35 @@
+"""Alembic environment: runs migrations on the connection or URL given in the config."""
+
+from __future__ import annotations
+
+from alembic import context
+
+import resources.search.tables  # noqa: F401  (registers the index tables on metadata)
+from resources.db import create_engine
+from resources.schema import metadata
+
+config = context.config
+target_metadata = metadata
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        context.configure(connection=connection, target_metadata=target_metadata)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    try:
+        with engine.connect() as conn:
+            context.configure(connection=conn, target_metadata=target_metadata)
+            with context.begin_transaction():
+                context.run_migrations()
+            conn.commit()
+    finally:
+        engine.dispose()
+
+
+if context.is_offline_mode():
+    raise SystemExit("offline (SQL script) migrations are not supported; run `hearth db upgrade`")
+run_migrations_online()

@@ -1,0 +1,421 @@
+"""The repository: every FHIR interaction on stored resources, as one database transaction.
+
+``Repository.run(fn)`` opens a transaction, hands ``fn`` a ``Unit`` (the operations below) and
+commits; if two writers collide on a unique key or a lock, the whole unit is retried, so
+callers never see a lost write or a half-written record. Interactions follow FHIR R4
+http.html: create, read, vread, update (and update-as-create), conditional create / update /
+delete, patch, delete, and the version bookkeeping under them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from resources.errors import (
+    Conflict,
+    Gone,
+    Invalid,
+    MultipleMatches,
+    NotFound,
+    PreconditionFailed,
+)
+from resources.schema import resource, resource_version, search_url
+from resources.store import ID_RE, Stored, content_hash, stamp, utcnow
+from resources.validation import validate_resource
+
+if TYPE_CHECKING:
+    from resources.search import SearchEngine
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+Query = Sequence[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a write did: ``created`` (201), ``updated`` (200), ``unchanged`` (200, no new
+    version), ``exists`` (conditional create matched one: 200), ``deleted``, ``gone`` (nothing to
+    delete)."""
+
+    stored: Stored
+    status: str
+
+
+class _Retry(Exception):
+    """A collision another transaction won; the unit is run again from the start."""
+
+
+class Repository:
+    """Owns the engine and the search engine; runs units of work."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        search: SearchEngine,
+        *,
+        clock: Callable[[], object] = utcnow,
+        retries: int = 8,
+    ) -> None:
+        self.engine = engine
+        self.search = search
+        self.clock = clock
+        self.retries = retries
+
+    def run(self, fn: Callable[[Unit], T]) -> T:
+        """Run ``fn`` in one transaction, retrying when a concurrent writer won a race."""
+        last: Exception | None = None
+        for attempt in range(self.retries):
+            try:
+                with self.engine.begin() as conn:
+                    return fn(Unit(self, conn))
+            except (_Retry, IntegrityError) as exc:
+                last = exc
+            except DBAPIError as exc:
+                if not _is_transient(exc):
+                    raise
+                last = exc
+            log.debug("retrying unit after collision (attempt %d): %s", attempt + 1, last)
+        raise Conflict(f"the request collided with concurrent writes {self.retries} times: {last}")
+
+
+def _is_transient(exc: DBAPIError) -> bool:
+    """Deadlock, serialisation failure, or SQLite's 'database is locked'."""
+    code = getattr(exc.orig, "sqlstate", None)
+    if code in ("40001", "40P01", "55P03"):
+        return True
+    return "database is locked" in str(exc.orig)
+
+
+class Unit:
+    """The interactions, inside one open transaction ``conn``."""
+
+    def __init__(self, repo: Repository, conn: sa.Connection) -> None:
+        self.repo = repo
+        self.conn = conn
+        self._last_pk = 0  # primary key of the last row _write touched
+
+    # -- reads ------------------------------------------------------------------------------
+    def read(self, res_type: str, res_id: str) -> Stored:
+        """FHIR read: the current version; 404 when unknown, 410 when deleted."""
+        row = self._current(res_type, res_id)
+        if row is None:
+            raise NotFound(f"{res_type}/{res_id} is not known")
+        if row.deleted:
+            raise Gone(f"{res_type}/{res_id} was deleted (version {row.version})")
+        return _stored(row)
+
+    def vread(self, res_type: str, res_id: str, version: str) -> Stored:
+        """FHIR vread: one version; 404 when unknown, 410 when that version is a delete."""
+        if not version.isdigit():
+            raise NotFound(f"{res_type}/{res_id} has no version {version!r}")
+        row = self.conn.execute(
+            sa.select(resource_version).where(
+                resource_version.c.res_type == res_type,
+                resource_version.c.res_id == res_id,
+                resource_version.c.version == int(version),
+            )
+        ).first()
+        if row is None:
+            raise NotFound(f"{res_type}/{res_id} has no version {version}")
+        if row.deleted:
+            raise Gone(f"{res_type}/{res_id} version {version} is a delete")
+        return _stored(row)
+
+    def require_known(self, res_type: str, res_id: str) -> None:
+        """404 unless the resource exists or once existed (a deleted one keeps its history)."""
+        if self._current(res_type, res_id) is None:
+            raise NotFound(f"{res_type}/{res_id} is not known")
+
+    def read_many(self, pks: Iterable[int]) -> list[Stored]:
+        """Current versions for resource primary keys, in the order given."""
+        pks = list(pks)
+        if not pks:
+            return []
+        rows = self.conn.execute(sa.select(resource).where(resource.c.pk.in_(pks))).all()
+        by_pk = {r.pk: r for r in rows}
+        return [_stored(by_pk[pk]) for pk in pks if pk in by_pk]
+
+    def match(self, res_type: str, query: Query, *, limit: int | None = None) -> list[int]:
+        """Primary keys of current resources of ``res_type`` matching search ``query``."""
+        stmt = self.repo.search.match(res_type, query)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return [r[0] for r in self.conn.execute(stmt)]
+
+    # -- writes -----------------------------------------------------------------------------
+    def create(
+        self, body: dict, *, if_none_exist: Query | None = None, res_id: str | None = None
+    ) -> WriteResult:
+        """FHIR create (server-assigned id) and conditional create (``If-None-Exist``).
+
+        A conditional create matching one resource returns it (200); several: 412. The criteria
+        are recorded in ``search_url`` so two concurrent identical conditional creates collide on
+        its primary key and the loser, retried, finds the winner's resource.
+        """
+        res_type = _resource_type(body)
+        if if_none_exist:
+            found = self.match(res_type, if_none_exist, limit=2)
+            if len(found) > 1:
+                raise MultipleMatches(
+                    f"If-None-Exist criteria match {len(found)} {res_type} resources"
+                )
+            if found:
+                return WriteResult(self.read_many(found)[0], "exists")
+        result = self._write(res_type, res_id or new_id(), body, "POST", None)
+        if if_none_exist:
+            self._claim_search_url(res_type, if_none_exist, self._last_pk, result.stored)
+        return result
+
+    def update(
+        self, res_type: str, res_id: str, body: dict, *, if_match: str | None = None
+    ) -> WriteResult:
+        """FHIR update, and update-as-create for a new client-assigned id."""
+        if body.get("resourceType") != res_type:
+            raise Invalid(
+                f"resourceType {body.get('resourceType')!r} does not match the URL type {res_type}",
+                expression=[f"{res_type}.resourceType"],
+            )
+        if body.get("id") is None:
+            raise Invalid(
+                "an update needs the resource id in the body", expression=[f"{res_type}.id"]
+            )
+        if body.get("id") != res_id:
+            raise Invalid(
+                f"the body id {body.get('id')!r} does not match the URL id {res_id!r}",
+                expression=[f"{res_type}.id"],
+            )
+        if not ID_RE.match(res_id):
+            raise Invalid(f"{res_id!r} is not a valid FHIR id", expression=[f"{res_type}.id"])
+        current = self._current(res_type, res_id, lock=True)
+        _check_if_match(current, if_match, res_type, res_id)
+        return self._write(res_type, res_id, body, "PUT", current)
+
+    def conditional_update(
+        self, res_type: str, query: Query, body: dict, *, if_match: str | None = None
+    ) -> WriteResult:
+        """FHIR conditional update: no match → create; one → update it; several → 412."""
+        found = self.match(res_type, query, limit=2)
+        if len(found) > 1:
+            raise MultipleMatches(f"the criteria match {len(found)} {res_type} resources")
+        if not found:
+            if body.get("id"):
+                # R4: an id in the body of a no-match conditional update becomes the new id.
+                return self.update(res_type, body["id"], body, if_match=if_match)
+            body = {**body, "resourceType": res_type}
+            return self.create(body)
+        target = self.read_many(found)[0]
+        if body.get("id") not in (None, target.res_id):
+            raise Invalid(
+                f"the body id {body['id']!r} differs from the matched resource {target.ref}",
+                expression=[f"{res_type}.id"],
+            )
+        return self.update(
+            res_type, target.res_id, {**body, "id": target.res_id}, if_match=if_match
+        )
+
+    def patch(
+        self,
+        res_type: str,
+        res_id: str,
+        apply: Callable[[dict], dict],
+        *,
+        if_match: str | None = None,
+    ) -> WriteResult:
+        """FHIR patch: apply a patch function to the current version and store the result."""
+        current = self._current(res_type, res_id, lock=True)
+        if current is None:
+            raise NotFound(f"{res_type}/{res_id} is not known")
+        if current.deleted:
+            raise Gone(f"{res_type}/{res_id} was deleted")
+        _check_if_match(current, if_match, res_type, res_id)
+        patched = apply(current.content)
+        if patched.get("resourceType") != res_type or patched.get("id") != res_id:
+            raise Invalid("a patch may not change resourceType or id")
+        return self._write(res_type, res_id, patched, "PATCH", current)
+
+    def delete(
+        self, res_type: str, res_id: str, *, if_match: str | None = None
+    ) -> WriteResult | None:
+        """FHIR delete: a tombstone version; deleting nothing (or again) is not an error."""
+        current = self._current(res_type, res_id, lock=True)
+        _check_if_match(current, if_match, res_type, res_id)
+        if current is None or current.deleted:
+            return None
+        ts = self.repo.clock()
+        version = current.version + 1
+        self.conn.execute(
+            sa.update(resource)
+            .where(resource.c.pk == current.pk)
+            .values(version=version, last_updated=ts, deleted=True, content=None, content_hash=None)
+        )
+        self.conn.execute(
+            sa.insert(resource_version).values(
+                res_pk=current.pk,
+                version=version,
+                res_type=res_type,
+                res_id=res_id,
+                last_updated=ts,
+                method="DELETE",
+                deleted=True,
+                content=None,
+                content_hash=None,
+            )
+        )
+        self._unindex(current.pk)
+        return WriteResult(Stored(res_type, res_id, version, ts, True, None, "DELETE"), "deleted")
+
+    def conditional_delete(
+        self, res_type: str, query: Query, *, multiple: bool = False
+    ) -> list[WriteResult]:
+        """FHIR conditional delete: one match (or all, when ``multiple``); several → 412."""
+        found = self.match(res_type, query, limit=None if multiple else 2)
+        if len(found) > 1 and not multiple:
+            raise MultipleMatches(f"the criteria match {len(found)} {res_type} resources")
+        results = []
+        for stored in self.read_many(found):
+            done = self.delete(res_type, stored.res_id)
+            if done is not None:
+                results.append(done)
+        return results
+
+    # -- internals --------------------------------------------------------------------------
+    def _current(self, res_type: str, res_id: str, *, lock: bool = False) -> sa.Row | None:
+        stmt = sa.select(resource).where(
+            resource.c.res_type == res_type, resource.c.res_id == res_id
+        )
+        if lock:
+            stmt = stmt.with_for_update()
+        return self.conn.execute(stmt).first()
+
+    def _write(
+        self, res_type: str, res_id: str, body: dict, method: str, current: sa.Row | None
+    ) -> WriteResult:
+        issues = [i for i in validate_resource(body) if i.severity in ("error", "fatal")]
+        if issues:
+            raise Invalid(
+                f"{res_type} is not valid FHIR R4: {issues[0].diagnostics}"
+                + (f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""),
+                issues,
+            )
+        digest = content_hash({**body, "id": res_id})
+        if current is not None and not current.deleted and current.content_hash == digest:
+            return WriteResult(_stored(current), "unchanged")
+        ts = self.repo.clock()
+        version = 1 if current is None else current.version + 1
+        content = stamp(body, res_id, version, ts)
+        if current is None:
+            pk = self.conn.execute(
+                sa.insert(resource)
+                .values(
+                    res_type=res_type,
+                    res_id=res_id,
+                    version=version,
+                    last_updated=ts,
+                    deleted=False,
+                    content=content,
+                    content_hash=digest,
+                )
+                .returning(resource.c.pk)
+            ).scalar_one()
+            status = "created"
+        else:
+            pk = current.pk
+            self.conn.execute(
+                sa.update(resource)
+                .where(resource.c.pk == pk)
+                .values(
+                    version=version,
+                    last_updated=ts,
+                    deleted=False,
+                    content=content,
+                    content_hash=digest,
+                )
+            )
+            self._unindex(pk)
+            status = "created" if current.deleted else "updated"
+        self.conn.execute(
+            sa.insert(resource_version).values(
+                res_pk=pk,
+                version=version,
+                res_type=res_type,
+                res_id=res_id,
+                last_updated=ts,
+                method=method,
+                deleted=False,
+                content=content,
+                content_hash=digest,
+            )
+        )
+        self._index(pk, content)
+        self._last_pk = pk
+        return WriteResult(Stored(res_type, res_id, version, ts, False, content, method), status)
+
+    def _index(self, pk: int, content: dict) -> None:
+        self.repo.search.index(self.conn, [(pk, content)])
+
+    def _unindex(self, pk: int) -> None:
+        self.repo.search.unindex(self.conn, [pk])
+        self.conn.execute(sa.delete(search_url).where(search_url.c.res_pk == pk))
+
+    def _claim_search_url(self, res_type: str, query: Query, pk: int, stored: Stored) -> None:
+        """Record the criteria; a concurrent identical conditional create fails here and retries."""
+        key = "&".join(f"{k}={v}" for k, v in sorted(query))
+        digest = hashlib.sha256(f"{res_type}?{key}".encode()).hexdigest()
+        try:
+            self.conn.execute(
+                sa.insert(search_url).values(
+                    res_type=res_type, url_hash=digest, res_pk=pk, created=stored.last_updated
+                )
+            )
+        except IntegrityError as exc:
+            raise _Retry(f"concurrent conditional create on {res_type}?{key}") from exc
+
+
+def new_id() -> str:
+    """A server-assigned logical id."""
+    return str(uuid.uuid4())
+
+
+def _resource_type(body: dict) -> str:
+    res_type = body.get("resourceType")
+    if not isinstance(res_type, str):
+        raise Invalid("the body has no resourceType", expression=["resourceType"])
+    return res_type
+
+
+def _check_if_match(
+    current: sa.Row | None, if_match: str | None, res_type: str, res_id: str
+) -> None:
+    if if_match is None:
+        return
+    wanted = if_match.strip()
+    if wanted.startswith("W/"):
+        wanted = wanted[2:]
+    wanted = wanted.strip('"')
+    have = None if current is None or current.deleted else str(current.version)
+    if have != wanted:
+        raise PreconditionFailed(
+            f"If-Match {if_match} does not match {res_type}/{res_id}"
+            + (f" (current version {have})" if have else " (no current version)")
+        )
+
+
+def _stored(row: sa.Row) -> Stored:
+    return Stored(
+        res_type=row.res_type,
+        res_id=row.res_id,
+        version=row.version,
+        last_updated=row.last_updated,
+        deleted=row.deleted,
+        content=row.content,
+        method=getattr(row, "method", "PUT"),
+    )

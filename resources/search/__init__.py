@@ -1,0 +1,102 @@
+"""FHIR R4 search (search.html): search parameter definitions, index tables, extraction of
+index rows from resources, and the compiler from a search query to SQL.
+
+``SearchEngine`` is the one object the repository and the HTTP layer use; build it once at start
+(it reads the bundled definitions, ~0.1 s), never at import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import sqlalchemy as sa
+
+from resources.errors import Invalid
+from resources.search import writer
+from resources.search.compiler import CompiledSearch, Compiler
+from resources.search.definitions import SearchParam, SearchParameterRegistry
+from resources.search.indexer import Indexer
+from resources.search.parse import Include, ResultParams, Unsupported, parse_query
+from resources.search.tables import INDEX_TABLES, index_tables
+
+__all__ = [
+    "INDEX_TABLES",
+    "CompiledSearch",
+    "Include",
+    "ResultParams",
+    "SearchEngine",
+    "SearchParam",
+    "SearchParameterRegistry",
+    "Unsupported",
+    "index_tables",
+    "parse_query",
+]
+
+Query = Sequence[tuple[str, str]]
+
+
+class SearchEngine:
+    """Indexing and search over one registry of search parameters.
+
+    ``base_urls``: this server's own base URL(s); absolute references starting with one are
+    indexed and searched as relative (``Patient/123``).
+    """
+
+    def __init__(
+        self,
+        registry: SearchParameterRegistry | None = None,
+        *,
+        base_urls: Sequence[str] = (),
+        allow_fast: bool = True,
+    ) -> None:
+        self.registry = registry if registry is not None else SearchParameterRegistry.load_default()
+        self.indexer = Indexer(self.registry, base_urls=base_urls, allow_fast=allow_fast)
+        self.compiler = Compiler(self.registry, base_urls=base_urls)
+
+    # -- indexing ------------------------------------------------------------------------------
+    def rows_for(self, resource: dict) -> list[tuple[sa.Table, dict]]:
+        """Index rows of ``resource`` as ``(table, row)``; the caller adds ``res_pk``."""
+        return self.indexer.rows_for(resource)
+
+    def index_tables(self) -> tuple[sa.Table, ...]:
+        return INDEX_TABLES
+
+    def index(self, conn: sa.Connection, items: Iterable[tuple[int, dict]]) -> int:
+        """Compute and insert the index rows of ``(resource.pk, resource)`` pairs in ``conn``'s
+        transaction (one statement per table on PostgreSQL); returns the number of rows."""
+        rows = []
+        for pk, content in items:
+            for table, row in self.indexer.rows_for(content):
+                row["res_pk"] = pk
+                rows.append((table, row))
+        return writer.insert_rows(conn, rows)
+
+    def unindex(self, conn: sa.Connection, pks: Sequence[int]) -> None:
+        """Delete every index row of the resources ``pks``."""
+        writer.delete_rows(conn, pks)
+
+    def add_search_parameter(self, sp: dict) -> SearchParam:
+        """Register a custom SearchParameter; resources stored before need re-indexing."""
+        return self.registry.add(sp)
+
+    # -- search --------------------------------------------------------------------------------
+    def compile(self, res_type: str | None, query: Query) -> CompiledSearch:
+        """``SELECT resource.pk`` for a type-level (or, with ``res_type=None``, system-level)
+        search; unknown parameters come back in ``unsupported``, result parameters in
+        ``result``."""
+        return self.compiler.compile(res_type, query)
+
+    def match(self, res_type: str, query: Query) -> sa.Select:
+        """The select for conditional create/update/delete, where every criterion must be
+        applied: unknown parameters raise ``Invalid``, and result parameters are ignored."""
+        compiled = self.compiler.compile(res_type, query)
+        if compiled.unsupported:
+            raise Invalid(
+                "search parameters not understood: "
+                + "; ".join(f"{u.name}: {u.reason}" for u in compiled.unsupported)
+            )
+        return compiled.select
+
+    def sort_by(self, res_type: str | None, sort: str | Sequence[tuple[str, bool]]) -> list:
+        """ORDER BY clauses for a ``_sort`` value, to apply to ``compile(...).select``."""
+        return self.compiler.sort_by(res_type, sort)

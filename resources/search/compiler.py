@@ -1,0 +1,362 @@
+"""The search-to-SQL compiler (FHIR R4 search.html): a parsed query becomes one SQLAlchemy Core
+``SELECT resource.pk`` of the non-deleted resources of the searched type(s) that satisfy every
+criterion, with bound parameters only.
+
+- Repeated parameters AND (one condition each); comma-separated values OR (one condition).
+- A criterion on an indexed parameter is ``pk IN (SELECT res_pk FROM idx_<type> WHERE ...)``.
+- A chain ``subject:Patient.name=x`` is
+  ``pk IN (SELECT res_pk FROM idx_reference WHERE identity AND target_type = 'Patient' AND
+  target_id IN (SELECT res_id FROM resource t WHERE t.res_type = 'Patient' AND <name=x on t>))``,
+  recursively for longer chains.
+- A reverse chain ``_has:Observation:patient:code=x`` is
+  ``res_id IN (SELECT target_id FROM idx_reference WHERE identity(Observation, patient) AND
+  target_type = <this type> AND res_pk IN (<Observations with code=x>))``, nested for nested
+  ``_has``.
+
+Unknown parameters and modifiers are returned as ``Unsupported`` (the caller reports them, or
+rejects the request under ``Prefer: handling=strict``); features this server knows but does not
+implement (terminology modifiers, ``near``) raise ``NotSupported``; malformed values raise
+``Invalid``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
+
+from resources.errors import Invalid
+from resources.schema import resource
+from resources.search import (
+    composite,
+    date,
+    keys,
+    number,
+    quantity,
+    reference,
+    special,
+    string,
+    token,
+    uri,
+)
+from resources.search.clauses import Target, missing
+from resources.search.definitions import SearchParam, SearchParameterRegistry
+from resources.search.parse import (
+    HasLink,
+    Link,
+    ParsedQuery,
+    ResultParams,
+    Unsupported,
+    parse_query,
+)
+from resources.search.tables import (
+    idx_composite,
+    idx_date,
+    idx_number,
+    idx_quantity,
+    idx_reference,
+    idx_string,
+    idx_token,
+    idx_uri,
+)
+
+TABLE_OF = {
+    "string": idx_string,
+    "token": idx_token,
+    "reference": idx_reference,
+    "date": idx_date,
+    "number": idx_number,
+    "quantity": idx_quantity,
+    "uri": idx_uri,
+    "composite": idx_composite,
+}
+
+MODIFIERS = {
+    "string": string.MODIFIERS,
+    "token": token.MODIFIERS,
+    "reference": reference.MODIFIERS,
+    "date": date.MODIFIERS,
+    "number": number.MODIFIERS,
+    "quantity": quantity.MODIFIERS,
+    "uri": uri.MODIFIERS,
+    "composite": composite.MODIFIERS,
+    "special": frozenset({"missing"}),
+}
+
+MAX_CHAIN = 4  # links in one chain, and nested _has, at most
+
+
+class _Unknown(Exception):
+    """A parameter or modifier this server does not know: reported, not applied."""
+
+
+@dataclass
+class CompiledSearch:
+    """``select``: ``SELECT resource.pk`` of the matches (unordered, unpaged).
+    ``unsupported``: the parameters that were not applied, and why. ``result``: the parsed
+    result-shaping parameters. ``types``: the resource types searched (None: all)."""
+
+    select: sa.Select
+    unsupported: list[Unsupported]
+    result: ResultParams
+    types: tuple[str, ...] | None
+
+
+class Compiler:
+    def __init__(self, registry: SearchParameterRegistry, *, base_urls: Sequence[str] = ()) -> None:
+        self.registry = registry
+        self.base_urls = tuple(b.rstrip("/") for b in base_urls)
+
+    # -- entry points --------------------------------------------------------------------------
+    def compile(
+        self, res_type: str | None, query: Sequence[tuple[str, str]] | ParsedQuery
+    ) -> CompiledSearch:
+        parsed = query if isinstance(query, ParsedQuery) else parse_query(query)
+        unsupported = list(parsed.unsupported)
+        if res_type is not None:
+            self._check_type(res_type)
+            types: tuple[str, ...] | None = (res_type,)
+            if parsed.types is not None:
+                unsupported.append(
+                    Unsupported("_type", ",".join(parsed.types), "_type applies to system search")
+                )
+        elif parsed.types is not None:
+            for t in parsed.types:
+                self._check_type(t)
+            types = tuple(parsed.types)
+        else:
+            types = None
+        stmt = sa.select(resource.c.pk).where(resource.c.deleted.is_(False))
+        if types is not None:
+            stmt = stmt.where(
+                resource.c.res_type == types[0]
+                if len(types) == 1
+                else resource.c.res_type.in_(types)
+            )
+        search_types = types if types is not None else tuple(self.registry.resource_types())
+        for crit in parsed.criteria:
+            values = tuple(v for v in crit.values if v != "")
+            if not values:
+                continue  # an empty value is ignored (search.html#errors)
+            try:
+                cond = self.criterion(search_types, crit.has, crit.path, values, resource, 0)
+            except _Unknown as exc:
+                unsupported.append(Unsupported(crit.name, crit.raw, str(exc)))
+                continue
+            stmt = stmt.where(cond)
+        return CompiledSearch(stmt, unsupported, parsed.result, types)
+
+    def _check_type(self, res_type: str) -> None:
+        if not self.registry.is_resource_type(res_type):
+            raise Invalid(f"{res_type!r} is not a resource type this server knows")
+
+    # -- one criterion ---------------------------------------------------------------------
+    def criterion(
+        self,
+        res_types: tuple[str, ...],
+        has: tuple[HasLink, ...],
+        path: tuple[Link, ...],
+        values: tuple[str, ...],
+        res: sa.FromClause,
+        depth: int,
+    ) -> ColumnElement[bool]:
+        if depth > MAX_CHAIN:
+            raise Invalid(f"chains and _has are limited to {MAX_CHAIN} levels")
+        if has:
+            return self._has(res_types, has, path, values, res, depth)
+        if len(path) > 1:
+            return self._chain(res_types, path, values, res, depth)
+        return self._simple(res_types, path[0], values, res)
+
+    def _param(self, res_types: tuple[str, ...], code: str) -> SearchParam:
+        found = [self.registry.get(t, code) for t in res_types]
+        if any(p is None for p in found):
+            missing_in = [t for t, p in zip(res_types, found, strict=True) if p is None]
+            where = missing_in[0] if len(res_types) == 1 else f"{len(missing_in)} of the types"
+            raise _Unknown(f"unknown search parameter {code!r} for {where}")
+        first = found[0]
+        assert first is not None
+        if any(p is not None and p.type != first.type for p in found):
+            raise _Unknown(f"{code!r} has different types on the types searched")
+        return first
+
+    def _target(self, res_types: tuple[str, ...], param: SearchParam) -> Target:
+        return Target(param, res_types, tuple(keys.identity(t, param.code) for t in res_types))
+
+    def _simple(
+        self, res_types: tuple[str, ...], link: Link, values: tuple[str, ...], res: sa.FromClause
+    ) -> ColumnElement[bool]:
+        code, modifier = link.code, link.modifier
+        if code in special.UNSUPPORTED:
+            raise _Unknown(special.UNSUPPORTED[code])
+        if code == "_id":
+            if modifier not in (None, *special.ID_MODIFIERS):
+                raise _Unknown(f"modifier :{modifier} is not supported on _id")
+            return special.id_clause(modifier, values, res)
+        if code == "_lastUpdated":
+            if modifier is not None:
+                raise _Unknown(f"modifier :{modifier} is not supported on _lastUpdated")
+            return special.last_updated_clause(values, res)
+        param = self._param(res_types, code)
+        if modifier is not None and modifier not in MODIFIERS[param.type]:
+            if not (param.type == "reference" and self._is_type_modifier(param, modifier)):
+                raise _Unknown(f"modifier :{modifier} is not supported on {param.type} {code!r}")
+        target = self._target(res_types, param)
+        if modifier == "missing":
+            if len(values) != 1:
+                raise Invalid(":missing takes one value, true or false")
+            return missing(res, [TABLE_OF.get(param.type, idx_token)], target.idents, values[0])
+        ptype = param.type
+        if ptype == "string":
+            return string.clause(target, modifier, values, res)
+        if ptype == "token":
+            return token.clause(target, modifier, values, res)
+        if ptype == "reference":
+            return reference.clause(target, modifier, values, res, self.base_urls)
+        if ptype == "date":
+            return date.clause(target, modifier, values, res)
+        if ptype == "number":
+            return number.clause(target, modifier, values, res)
+        if ptype == "quantity":
+            return quantity.clause(target, modifier, values, res)
+        if ptype == "uri":
+            return uri.clause(target, modifier, values, res)
+        if ptype == "composite":
+            return composite.clause(target, modifier, values, res, self.registry)
+        return special.special_clause(code)
+
+    def _is_type_modifier(self, param: SearchParam, modifier: str) -> bool:
+        """Any resource type: stored data does not always keep to the declared targets."""
+        return self.registry.is_resource_type(modifier)
+
+    # -- chains ----------------------------------------------------------------------------
+    def _chain(
+        self,
+        res_types: tuple[str, ...],
+        path: tuple[Link, ...],
+        values: tuple[str, ...],
+        res: sa.FromClause,
+        depth: int,
+    ) -> ColumnElement[bool]:
+        first, rest = path[0], path[1:]
+        param = self._param(res_types, first.code)
+        if param.type != "reference":
+            raise _Unknown(f"{first.code!r} is a {param.type} parameter and cannot be chained")
+        if first.modifier is not None:
+            if not self._is_type_modifier(param, first.modifier):
+                raise _Unknown(f"{first.modifier!r} is not a target type of {first.code!r}")
+            candidates = [first.modifier]
+        else:
+            candidates = list(param.target) or self.registry.resource_types()
+        next_code = rest[0].code
+        targets = [
+            t
+            for t in candidates
+            if next_code in ("_id", "_lastUpdated") or self.registry.get(t, next_code) is not None
+        ]
+        if not targets:
+            raise _Unknown(f"no target type of {first.code!r} has a search parameter {next_code!r}")
+        ref = idx_reference.c
+        idents = [keys.identity(t, param.code) for t in res_types]
+        per_target = []
+        for target_type in targets:
+            t = resource.alias()
+            inner = self.criterion((target_type,), (), rest, values, t, depth + 1)
+            ids = sa.select(t.c.res_id).where(
+                t.c.res_type == target_type, t.c.deleted.is_(False), inner
+            )
+            per_target.append(sa.and_(ref.target_type == target_type, ref.target_id.in_(ids)))
+        sources = sa.select(ref.res_pk).where(
+            ref.hash_identity == idents[0] if len(idents) == 1 else ref.hash_identity.in_(idents),
+            sa.or_(*per_target),
+        )
+        return res.c.pk.in_(sources)
+
+    def _has(
+        self,
+        res_types: tuple[str, ...],
+        has: tuple[HasLink, ...],
+        path: tuple[Link, ...],
+        values: tuple[str, ...],
+        res: sa.FromClause,
+        depth: int,
+    ) -> ColumnElement[bool]:
+        link, rest = has[0], has[1:]
+        self._check_type(link.res_type)
+        param = self.registry.get(link.res_type, link.ref)
+        if param is None or param.type != "reference":
+            raise _Unknown(f"{link.res_type} has no reference search parameter {link.ref!r}")
+        src = resource.alias()
+        inner = self.criterion((link.res_type,), rest, path, values, src, depth + 1)
+        sources = sa.select(src.c.pk).where(
+            src.c.res_type == link.res_type, src.c.deleted.is_(False), inner
+        )
+        ref = idx_reference.c
+        target_type = res.c.res_type if len(res_types) > 1 else res_types[0]
+        ids = sa.select(ref.target_id).where(
+            ref.hash_identity == keys.identity(link.res_type, param.code),
+            ref.target_type == target_type,
+            ref.res_pk.in_(sources),
+        )
+        return res.c.res_id.in_(ids)
+
+    # -- _sort -----------------------------------------------------------------------------
+    def sort_by(
+        self, res_type: str | None, sort: str | Sequence[tuple[str, bool]]
+    ) -> list[sa.ColumnElement]:
+        """ORDER BY clauses for ``_sort`` (``"-date,_id"`` or ``[("date", True), ...]``) on a
+        ``SELECT resource.pk`` from ``compile``: resource columns for ``_id`` and
+        ``_lastUpdated``, otherwise the lowest (ascending) or highest (descending) indexed value
+        of the parameter; resources without a value come last; ``resource.pk`` breaks ties."""
+        if isinstance(sort, str):
+            keys_ = []
+            for k in sort.split(","):
+                k = k.strip()
+                if k:
+                    keys_.append((k[1:], True) if k.startswith("-") else (k, False))
+        else:
+            keys_ = list(sort)
+        types = (res_type,) if res_type else tuple(self.registry.resource_types())
+        clauses: list[sa.ColumnElement] = []
+        for code, desc in keys_:
+            expr = self._sort_expr(types, code, desc)
+            clauses.append(expr.desc().nulls_last() if desc else expr.asc().nulls_last())
+        clauses.append(resource.c.pk.asc())
+        return clauses
+
+    def _sort_expr(self, types: tuple[str, ...], code: str, desc: bool) -> sa.ColumnElement:
+        if code == "_id":
+            return resource.c.res_id
+        if code == "_lastUpdated":
+            return resource.c.last_updated
+        try:
+            param = self._param(types, code)
+        except _Unknown as exc:
+            raise Invalid(f"cannot sort by {code!r}: {exc}") from exc
+        table = TABLE_OF.get(param.type)
+        columns = {
+            "string": ("value_norm", "value_norm"),
+            "token": ("value", "value"),
+            "reference": ("target_id", "target_id"),
+            "date": ("low", "high"),
+            "number": ("low", "high"),
+            "quantity": ("low", "high"),
+            "uri": ("uri", "uri"),
+        }.get(param.type)
+        if table is None or columns is None:
+            raise Invalid(f"cannot sort by the {param.type} parameter {code!r}")
+        col = table.c[columns[1] if desc else columns[0]]
+        agg = sa.func.max(col) if desc else sa.func.min(col)
+        idents = [keys.identity(t, code) for t in types]
+        return (
+            sa.select(agg)
+            .where(
+                table.c.res_pk == resource.c.pk,
+                table.c.hash_identity == idents[0]
+                if len(idents) == 1
+                else table.c.hash_identity.in_(idents),
+            )
+            .scalar_subquery()
+        )

@@ -1,0 +1,49 @@
+"""Parameters answered from the ``resource`` table, and those not supported yet
+(FHIR R4 search.html#all, #special).
+
+``_id`` and ``_lastUpdated`` are columns of ``resource`` (the index holds no copy of them);
+``_tag``, ``_profile``, ``_security`` and ``_source`` are ordinary token/uri parameters on
+``Resource.meta`` and are indexed like any other. ``near`` (Location) and the full-text
+parameters are not supported yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
+
+from resources.errors import NotSupported
+from resources.search import date
+from resources.search.parse import unescape
+
+RESOURCE_COLUMNS = frozenset({"_id", "_lastUpdated"})
+ID_MODIFIERS = frozenset({"not"})
+LAST_UPDATED_MODIFIERS: frozenset[str] = frozenset()
+
+# Recognised but not implemented: reported back to the caller (not silently ignored).
+UNSUPPORTED = {
+    "_text": "full-text search on the narrative (_text) is not supported yet",
+    "_content": "full-text search on the resource content (_content) is not supported yet",
+    "_list": "_list (membership of a List) is not supported yet",
+    "_query": "named queries (_query) are not supported",
+    "_filter": "_filter is not supported",
+}
+
+
+def id_clause(
+    modifier: str | None, values: Sequence[str], res: sa.FromClause
+) -> ColumnElement[bool]:
+    ids = [unescape(v) for v in values]
+    cond = res.c.res_id == ids[0] if len(ids) == 1 else res.c.res_id.in_(ids)
+    return sa.not_(cond) if modifier == "not" else cond
+
+
+def last_updated_clause(values: Sequence[str], res: sa.FromClause) -> ColumnElement[bool]:
+    return date.last_updated_clause(values, res)
+
+
+def special_clause(code: str) -> ColumnElement[bool]:
+    """Parameters of type ``special`` (R4: Location ``near``)."""
+    raise NotSupported(f"the special search parameter {code!r} is not supported yet")

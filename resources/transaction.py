@@ -1,0 +1,354 @@
+"""Batch and transaction Bundles (FHIR R4 http.html#transaction).
+
+A transaction runs every entry in one database transaction, in the spec's order (DELETE, POST,
+PUT/PATCH, GET), after giving each new resource its id and rewriting the references that point
+at ``fullUrl``s (``urn:uuid:...`` or absolute) and conditional references (``Type?criteria``).
+Any failure rolls the whole transaction back and names the entry that failed. A batch runs each
+entry on its own and reports each outcome in its entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlsplit
+
+from resources.bundles import status_line
+from resources.criteria import parse_criteria
+from resources.errors import (
+    FhirError,
+    Invalid,
+    Issue,
+    MultipleMatches,
+    NotFound,
+    PreconditionFailed,
+)
+from resources.patch import apply_fhirpath_patch, apply_json_patch
+from resources.repository import Repository, Unit, WriteResult, new_id
+from resources.store import ID_RE, Stored, instant
+from resources.validation import is_resource_type
+
+ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+WRITE_STATUS = {"created": 201, "updated": 200, "unchanged": 200, "exists": 200}
+
+# Search inside a bundle: (unit, type, criteria, base) -> searchset Bundle.
+SearchFn = Callable[[Unit, str, list[tuple[str, str]], str], dict]
+# How an error becomes an HTTP status (owned by the HTTP edge).
+StatusFn = Callable[[FhirError], int]
+
+
+@dataclass
+class Entry:
+    index: int
+    method: str
+    res_type: str | None
+    res_id: str | None
+    vid: str | None
+    query: list[tuple[str, str]]
+    full_url: str | None
+    resource: dict | list | None
+    if_none_exist: list[tuple[str, str]] | None
+    if_match: str | None
+    assigned_id: str | None = None
+    existing: Stored | None = None  # conditional create that matched
+    response: dict = field(default_factory=dict)
+
+
+def _parse_url(url: str, index: int) -> tuple[str | None, str | None, str | None, list]:
+    parts = urlsplit(url)
+    path = parts.path.strip("/")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    segs = [s for s in path.split("/") if s]
+    # Accept absolute URLs by keeping the part from the resource type on.
+    for i, seg in enumerate(segs):
+        if is_resource_type(seg):
+            segs = segs[i:]
+            break
+    if not segs or not is_resource_type(segs[0]):
+        raise Invalid(f"entry {index}: {url!r} names no resource type", expression=_expr(index))
+    res_type = segs[0]
+    res_id = segs[1] if len(segs) > 1 else None
+    vid = segs[3] if len(segs) > 3 and segs[2] == "_history" else None
+    if res_id is not None and not res_id.startswith("$") and not ID_RE.match(res_id):
+        raise Invalid(f"entry {index}: {res_id!r} is not a valid id", expression=_expr(index))
+    return res_type, res_id, vid, query
+
+
+def _expr(index: int) -> list[str]:
+    return [f"Bundle.entry[{index}]"]
+
+
+def parse_entries(bundle: dict) -> list[Entry]:
+    entries = bundle.get("entry") or []
+    if not isinstance(entries, list):
+        raise Invalid("Bundle.entry must be an array", expression=["Bundle.entry"])
+    out = []
+    for i, raw in enumerate(entries):
+        if not isinstance(raw, dict) or not isinstance(raw.get("request"), dict):
+            raise Invalid(f"entry {i} has no request", expression=[f"Bundle.entry[{i}].request"])
+        req = raw["request"]
+        method = str(req.get("method", "")).upper()
+        if method not in ORDER:
+            raise Invalid(
+                f"entry {i}: request.method {req.get('method')!r} is not one of "
+                "GET, HEAD, POST, PUT, PATCH, DELETE",
+                expression=[f"Bundle.entry[{i}].request.method"],
+            )
+        url = req.get("url")
+        if not isinstance(url, str) or not url:
+            raise Invalid(
+                f"entry {i} has no request.url", expression=[f"Bundle.entry[{i}].request.url"]
+            )
+        res_type, res_id, vid, query = _parse_url(url, i)
+        resource = raw.get("resource")
+        if method in ("POST", "PUT") and not isinstance(resource, dict):
+            raise Invalid(
+                f"entry {i}: {method} needs a resource", expression=[f"Bundle.entry[{i}].resource"]
+            )
+        ine = req.get("ifNoneExist")
+        out.append(
+            Entry(
+                index=i,
+                method=method,
+                res_type=res_type,
+                res_id=res_id,
+                vid=vid,
+                query=query,
+                full_url=raw.get("fullUrl"),
+                resource=resource,
+                if_none_exist=parse_criteria(ine) if ine else None,
+                if_match=req.get("ifMatch"),
+            )
+        )
+    return out
+
+
+def process(
+    repo: Repository,
+    bundle: dict,
+    *,
+    base: str,
+    search: SearchFn,
+    status_of: StatusFn,
+    return_pref: str = "representation",
+) -> dict:
+    """Process a batch or transaction Bundle; returns the response Bundle."""
+    if bundle.get("resourceType") != "Bundle":
+        raise Invalid("a batch or transaction must be a Bundle", expression=["resourceType"])
+    kind = bundle.get("type")
+    if kind not in ("batch", "transaction"):
+        raise Invalid(
+            f"Bundle.type must be batch or transaction, not {kind!r}", expression=["Bundle.type"]
+        )
+    entries = parse_entries(bundle)
+    if kind == "transaction":
+        _check_unique_full_urls(entries)
+        repo.run(lambda unit: _transaction(unit, entries, base, search, return_pref))
+    else:
+        for entry in entries:
+            try:
+                repo.run(lambda unit, e=entry: _execute(unit, e, {}, base, search, return_pref))
+            except FhirError as exc:
+                entry.response = {
+                    "response": {"status": status_line(status_of(exc)), "outcome": exc.outcome()}
+                }
+    return {
+        "resourceType": "Bundle",
+        "type": f"{kind}-response",
+        "entry": [e.response for e in entries],
+    }
+
+
+def _check_unique_full_urls(entries: list[Entry]) -> None:
+    seen: set[str] = set()
+    for e in entries:
+        if e.full_url and e.method in ("POST", "PUT"):
+            if e.full_url in seen:
+                raise Invalid(
+                    f"entry {e.index}: fullUrl {e.full_url} appears twice in the transaction",
+                    expression=[f"Bundle.entry[{e.index}].fullUrl"],
+                )
+            seen.add(e.full_url)
+
+
+def _transaction(
+    unit: Unit, entries: list[Entry], base: str, search: SearchFn, return_pref: str
+) -> None:
+    for e in entries:
+        e.assigned_id = None
+        e.existing = None
+        e.response = {}
+    refs: dict[str, str] = {}
+    try:
+        for e in sorted(entries, key=lambda e: ORDER[e.method]):
+            if e.method == "DELETE":
+                _execute(unit, e, refs, base, search, return_pref)
+        # Give every new resource its identity before anything is written.
+        for e in entries:
+            if e.method == "POST":
+                if e.if_none_exist:
+                    found = unit.match(e.res_type, e.if_none_exist, limit=2)
+                    if len(found) > 1:
+                        raise MultipleMatches(
+                            f"ifNoneExist matches {len(found)} {e.res_type} resources"
+                        )
+                    if found:
+                        e.existing = unit.read_many(found)[0]
+                e.assigned_id = e.existing.res_id if e.existing else new_id()
+                _map(refs, e, f"{e.res_type}/{e.assigned_id}")
+            elif e.method == "PUT":
+                if e.res_id is None:
+                    found = unit.match(e.res_type, e.query, limit=2)
+                    if len(found) > 1:
+                        raise MultipleMatches(
+                            f"the criteria match {len(found)} {e.res_type} resources"
+                        )
+                    e.assigned_id = unit.read_many(found)[0].res_id if found else new_id()
+                    e.query = []
+                    e.res_id = e.assigned_id
+                _map(refs, e, f"{e.res_type}/{e.res_id}")
+        for e in sorted(entries, key=lambda e: ORDER[e.method]):
+            if e.method in ("POST", "PUT", "PATCH") and isinstance(e.resource, dict | list):
+                e.resource = _rewrite(e.resource, refs, unit)
+        for e in sorted(entries, key=lambda e: ORDER[e.method]):
+            if e.method != "DELETE":
+                _execute(unit, e, refs, base, search, return_pref)
+    except FhirError as exc:
+        failed = next((x for x in entries if not x.response), None)
+        where = (
+            f"entry {failed.index} ({failed.method} {failed.res_type or ''})"
+            if failed
+            else "bundle"
+        )
+        issues = [
+            Issue(
+                i.code,
+                f"{where}: {i.diagnostics}",
+                i.severity,
+                i.expression or tuple(_expr(failed.index) if failed else ()),
+            )
+            for i in exc.issues
+        ]
+        raise type(exc)(f"transaction failed at {where}: {exc.diagnostics}", issues) from exc
+
+
+def _map(refs: dict[str, str], e: Entry, target: str) -> None:
+    if e.full_url:
+        refs[e.full_url] = target
+
+
+def _rewrite(value, refs: dict[str, str], unit: Unit):  # type: ignore[no-untyped-def]
+    """Replace fullUrl references and resolve conditional references, anywhere in a resource."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if k == "reference" and isinstance(v, str) and "?" in v and v not in refs:
+                out[k] = _resolve_conditional(v, unit)
+            elif k == "div" and isinstance(v, str):
+                for old, new in refs.items():
+                    if old in v:
+                        v = v.replace(f'"{old}"', f'"{new}"')
+                out[k] = v
+            else:
+                out[k] = _rewrite(v, refs, unit)
+        return out
+    if isinstance(value, list):
+        return [_rewrite(v, refs, unit) for v in value]
+    if isinstance(value, str) and value in refs:
+        return refs[value]
+    return value
+
+
+def _resolve_conditional(reference: str, unit: Unit) -> str:
+    res_type, _, query = reference.partition("?")
+    if not is_resource_type(res_type):
+        raise Invalid(f"conditional reference {reference!r} names no resource type")
+    found = unit.match(res_type, parse_qsl(query, keep_blank_values=True), limit=2)
+    if len(found) != 1:
+        raise PreconditionFailed(
+            f"conditional reference {reference!r} matches {len(found)} resources; it must match one"
+        )
+    return unit.read_many(found)[0].ref
+
+
+def _execute(
+    unit: Unit, e: Entry, refs: dict[str, str], base: str, search: SearchFn, return_pref: str
+) -> None:
+    if e.method == "DELETE":
+        if e.res_id:
+            done = unit.delete(e.res_type, e.res_id, if_match=e.if_match)
+        else:
+            deleted = unit.conditional_delete(e.res_type, e.query)
+            done = deleted[0] if deleted else None
+        e.response = {"response": {"status": status_line(204 if done is None else 200)}}
+        if done is not None:
+            e.response["response"]["etag"] = done.stored.etag
+        return
+    if e.method == "POST":
+        if e.res_id is not None:
+            raise Invalid(f"entry {e.index}: POST is for a type URL, not {e.res_type}/{e.res_id}")
+        if e.existing is not None:
+            result = WriteResult(e.existing, "exists")
+        else:
+            body = {k: v for k, v in e.resource.items() if k != "id"}
+            if body.get("resourceType") != e.res_type:
+                raise Invalid(
+                    f"entry {e.index}: resourceType does not match the URL type {e.res_type}"
+                )
+            result = unit.create(body, if_none_exist=e.if_none_exist, res_id=e.assigned_id)
+        e.response = _write_response(result, base, return_pref)
+        return
+    if e.method == "PUT":
+        if e.res_id is None:
+            result = unit.conditional_update(e.res_type, e.query, e.resource, if_match=e.if_match)
+        else:
+            body = e.resource if "id" in e.resource else {**e.resource, "id": e.res_id}
+            result = unit.update(e.res_type, e.res_id, body, if_match=e.if_match)
+        e.response = _write_response(result, base, return_pref)
+        return
+    if e.method == "PATCH":
+        patch_doc = e.resource
+        if isinstance(patch_doc, dict) and patch_doc.get("resourceType") == "Binary":
+            raise Invalid(f"entry {e.index}: Binary-wrapped JSON Patch is not supported yet")
+        if isinstance(patch_doc, list):
+            apply = lambda cur: apply_json_patch(cur, patch_doc)  # noqa: E731
+        else:
+            apply = lambda cur: apply_fhirpath_patch(cur, patch_doc)  # noqa: E731
+        if e.res_id is None:
+            raise Invalid(f"entry {e.index}: PATCH needs a resource id in its URL")
+        result = unit.patch(e.res_type, e.res_id, apply, if_match=e.if_match)
+        e.response = _write_response(result, base, return_pref)
+        return
+    # GET / HEAD
+    if e.res_id is None:
+        bundle = search(unit, e.res_type, e.query, base)
+        e.response = {"resource": bundle, "response": {"status": status_line(200)}}
+        return
+    if e.res_id.startswith("$"):
+        raise NotFound(f"entry {e.index}: operations are not supported inside bundles yet")
+    stored = unit.vread(e.res_type, e.res_id, e.vid) if e.vid else unit.read(e.res_type, e.res_id)
+    e.response = {
+        "resource": stored.content,
+        "response": {
+            "status": status_line(200),
+            "etag": stored.etag,
+            "lastModified": instant(stored.last_updated),
+        },
+    }
+
+
+def _write_response(result: WriteResult, base: str, return_pref: str) -> dict:
+    s = result.stored
+    code = WRITE_STATUS[result.status]
+    response: dict = {
+        "status": status_line(code),
+        "etag": s.etag,
+        "lastModified": instant(s.last_updated),
+    }
+    if code == 201:
+        response["location"] = f"{s.versioned_ref}"
+    out: dict = {"fullUrl": f"{base}/{s.ref}"}
+    if return_pref == "representation":
+        out["resource"] = s.content
+    out["response"] = response
+    return out

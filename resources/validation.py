@@ -1,0 +1,114 @@
+"""Validate one resource as FHIR R4 (4.0.1): the check every write goes through.
+
+Three checks, each stating what it is the authority on, merged into one list of issues (one per
+location, the first check's finding winning):
+
+1. **Structure** (:mod:`resources.validation_structure`, spec json.html): known ``resourceType``,
+   resource ``id`` syntax, unknown elements, empty objects/arrays/strings, misplaced ``null``,
+   nested resources (``contained``, ``Bundle.entry.resource``, ``Parameters.parameter.resource``).
+2. **R4 JSON Schema** (:mod:`resources.validation_schema`, :mod:`resources.validation_schema_issues`,
+   spec json.html#schema): JSON types, primitive formats, required-binding codes, required
+   complex elements. Applied to every resource, nested ones each with their own type; the
+   arbiter of R4 validity.
+3. **R4B model** (:mod:`resources.validation_r4b`): fhir.resources has R4B models only. They add
+   required primitives, calendar-valid dates and one-value-per-choice, but R4B is not R4, so
+
+   *the R4/R4B rule*: an R4B finding counts only where R4 and R4B define the element alike. It is
+   dropped when it is about an unknown element (R4 decides which elements exist), when its
+   location runs through an element R4 does not define or one listed in
+   ``validation_r4b.DIVERGENT`` (71 elements R4 has and R4B lacks, or the reverse, or whose type
+   or cardinality changed; found by comparing every R4 definition with its R4B model, and a test
+   repeats the comparison), and when it is a choice-element finding that does not hold for the
+   R4 elements present. Types without an R4B model (18: the ten MedicinalProduct*,
+   SubstanceNucleicAcid, -Polymer, -Protein, -ReferenceInformation, -SourceMaterial,
+   -Specification, EffectEvidenceSynthesis, RiskEvidenceSynthesis) are judged by checks 1 and 2
+   alone, also when nested.
+
+Not evaluated: FHIRPath invariants (ele-1 beyond empty elements, dom-*, obs-*, ...), terminology
+bindings other than the required codes the schema lists, reference targets, profiles.
+
+Codes (IssueType): ``structure`` (unknown element, wrong JSON type, empty element, misplaced
+null), ``required`` (missing mandatory element), ``value`` (bad primitive format, bad code),
+``invalid`` (otherwise: unknown resource type, several values for one choice element).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from resources import validation_r4b, validation_schema_issues
+from resources.errors import Issue
+from resources.validation_schema import r4_resource_types, schema
+from resources.validation_structure import inspect
+
+
+def resource_types() -> frozenset[str]:
+    """The 146 concrete FHIR R4 resource types."""
+    return r4_resource_types()
+
+
+def is_resource_type(name: str) -> bool:
+    """Whether ``name`` is a concrete FHIR R4 resource type (``Patient``; not ``SubscriptionStatus``,
+    which is R4B)."""
+    return name in r4_resource_types()
+
+
+def validate_resource(resource: Any) -> list[Issue]:
+    """Validate one resource (parsed JSON) as FHIR R4. Returns the issues (errors and warnings);
+    no error-severity issue means valid. Never raises for bad content."""
+    if not isinstance(resource, dict):
+        return [Issue("structure", f"a resource is a JSON object, not {_kind(resource)}")]
+    kind = resource.get("resourceType")
+    if kind is None:
+        return [
+            Issue(
+                "required",
+                "resourceType: missing; every resource names its type",
+                expression=("resourceType",),
+            )
+        ]
+    if not isinstance(kind, str) or not is_resource_type(kind):
+        return [
+            Issue(
+                "invalid",
+                f"resourceType: {kind!r} is not a FHIR R4 resource type",
+                expression=("resourceType",),
+            )
+        ]
+    r4 = schema()
+    found = inspect(resource, kind, r4)
+    issues = list(found.issues)
+    issues += validation_schema_issues.check(r4, resource, kind, kind, ())
+    for nested in found.nested:
+        at = _at(resource, nested.path)
+        issues += validation_schema_issues.check(r4, at, nested.type, kind, nested.path)
+    if validation_r4b.model(kind) is not None:
+        masked = [n.path for n in found.nested if validation_r4b.model(n.type) is None]
+        issues += validation_r4b.check(resource, kind, r4, masked + found.opaque)
+    return _one_per_location(issues)
+
+
+def _at(resource: dict, path: tuple[str | int, ...]) -> Any:
+    node: Any = resource
+    for key in path:
+        node = node[key]
+    return node
+
+
+def _one_per_location(issues: list[Issue]) -> list[Issue]:
+    seen: set[tuple[str, ...]] = set()
+    out = []
+    for issue in issues:
+        if issue.expression and issue.expression in seen:
+            continue
+        seen.add(issue.expression)
+        out.append(issue)
+    return out
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "an array"
+    return f"a {type(value).__name__}"

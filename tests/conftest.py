@@ -1,0 +1,26 @@
+"""Shared fixtures: every storage and API test runs on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.servers import database_url, start_server
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def server(request, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A running Hearth on a fresh database of each backend, shared by the session."""
+    url, cleanup = database_url(request.param, tmp_path_factory.mktemp(request.param))
+    running = start_server(request.param, url, max_body_bytes=8 * 1024 * 1024)
+    yield running
+    running.stop()
+    cleanup()
+
+
+@pytest.fixture
+def client(server):  # type: ignore[no-untyped-def]
+    with httpx.Client(base_url=server.fhir, timeout=60) as c:
+        yield c

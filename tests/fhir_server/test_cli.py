@@ -1,0 +1,55 @@
+"""The `hearth` command line, run as a subprocess the way an operator runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.shared import ROOT
+
+
+def hearth(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "fhir_server.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
+
+
+def test_version():
+    out = hearth("version")
+    assert out.returncode == 0 and "FHIR 4.0.1" in out.stdout
+
+
+def test_upgrade_load_twice_and_refusals(tmp_path):
+    env = {"HEARTH_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
+    refused = hearth("serve", env=env)
+    assert refused.returncode != 0 and "hearth db upgrade" in refused.stderr
+    up = hearth("db", "upgrade", env=env)
+    assert up.returncode == 0, up.stderr
+    first = hearth("load", "--quiet", str(ROOT / "demo"), env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "failed 0" in first.stdout
+    second = hearth("load", "--quiet", str(ROOT / "demo"), env=env)
+    assert second.returncode == 0 and "failed 0" in second.stdout
+    bad = tmp_path / "bad.ndjson"
+    bad.write_text(
+        '{"resourceType": "Patient", "gender": "robot"}\n{"resourceType": "Patient"}\nnot json\n'
+    )
+    out = hearth("load", "--quiet", str(bad), env=env)
+    assert out.returncode == 1
+    assert "created 1" in out.stdout and "FAILED" in out.stdout and "gender" in out.stdout
+    public = hearth("serve", "--host", "0.0.0.0", env=env)
+    assert public.returncode != 0 and "loopback" in public.stderr
+
+
+def test_bad_settings_are_refused(tmp_path):
+    out = hearth(
+        "serve",
+        env={"HEARTH_BASE_URL": "ftp://nope", "HEARTH_DATABASE_URL": f"sqlite:///{tmp_path}/x.db"},
+    )
+    assert out.returncode != 0 and "HEARTH_BASE_URL" in out.stderr

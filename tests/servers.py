@@ -1,0 +1,90 @@
+"""Real Hearth servers for tests: a throwaway database per backend, migrated with Alembic, and
+uvicorn serving the app on a free loopback port in a background thread."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import uvicorn
+
+from fhir_server.app import create_app
+from fhir_server.settings import Settings
+from resources.migrate import upgrade
+
+PG_ADMIN = os.environ.get("HEARTH_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def create_pg_database() -> tuple[str, str]:
+    """CREATE a uniquely named database; returns (name, url). Fails loudly if PG is down."""
+    name = f"hearth_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN.rsplit("/", 1)[0]
+    return name, f"{base}/{name}"
+
+
+def drop_pg_database(name: str) -> None:
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def database_url(backend: str, tmp: Path) -> tuple[str, object]:
+    """(url, cleanup) for a fresh, migrated database of ``backend``."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp / f'hearth-{uuid.uuid4().hex[:8]}.db'}"
+        cleanup = lambda: None  # noqa: E731
+    elif backend == "postgresql":
+        name, url = create_pg_database()
+        cleanup = lambda: drop_pg_database(name)  # noqa: E731
+    else:
+        raise ValueError(backend)
+    upgrade(url)
+    return url, cleanup
+
+
+@dataclass
+class RunningServer:
+    backend: str
+    database_url: str
+    root: str
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    @property
+    def fhir(self) -> str:
+        return f"{self.root}/fhir"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def start_server(backend: str, url: str, **overrides: object) -> RunningServer:
+    port = free_port()
+    root = f"http://127.0.0.1:{port}"
+    settings = Settings(database_url=url, base_url=root, port=port, **overrides)
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_level="warning", access_log=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"Hearth test server on {backend} did not start")
+        time.sleep(0.02)
+    return RunningServer(backend, url, root, server, thread)
