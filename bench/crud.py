@@ -155,6 +155,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    ap.add_argument("--warmup", type=float, default=3.0, help="seconds of unmeasured warm-up")
     args = ap.parse_args()
 
     name, url = create_pg_database()
@@ -193,6 +194,11 @@ def main() -> None:
         )
         http_ids: list[str] = []
         raw_ids: list[str] = []
+        # Warm-up (not measured): every worker process compiles its validators and indexers.
+        for _ in range(2):
+            _, _, made = asyncio.run(http_phase(base, 4, args.warmup, "create", []))
+            http_ids += made
+            asyncio.run(http_phase(base, 4, args.warmup / 2, "read", http_ids))
         results = []
         for conc in args.concurrency:
             for op in ("create", "read"):

@@ -17,6 +17,10 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 
+# Execution option marking a connection whose transaction only reads.
+READONLY = "hearth_readonly"
+
+
 def _dumps(value: object) -> str:
     return orjson.dumps(value).decode()
 
@@ -73,7 +77,9 @@ def _configure_sqlite(engine: sa.Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Readers take no write lock (WAL keeps them consistent); writers take it up front.
+        readonly = conn.get_execution_options().get(READONLY, False)
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
 def is_postgres(engine_or_conn: sa.Engine | sa.Connection) -> bool:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from resources.db import READONLY
 from resources.errors import (
     Conflict,
     Gone,
@@ -69,6 +70,17 @@ class Repository:
         self.search = search
         self.clock = clock
         self.retries = retries
+
+    def read(self, fn: Callable[[Unit], T]) -> T:
+        """Run a read-only ``fn`` without a write lock: autocommit statements on PostgreSQL (one
+        round trip for a read), a deferred transaction (a WAL snapshot) on SQLite."""
+        with self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                return fn(Unit(self, conn))
+            conn = conn.execution_options(**{READONLY: True})
+            with conn.begin():
+                return fn(Unit(self, conn))
 
     def run(self, fn: Callable[[Unit], T]) -> T:
         """Run ``fn`` in one transaction, retrying when a concurrent writer won a race."""

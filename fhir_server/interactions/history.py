@@ -51,7 +51,7 @@ def history(ctx: Context, req: FhirRequest) -> Reply:
             cursor=cursor,
         )
 
-    page = ctx.repo.run(run)
+    page = ctx.repo.read(run)
     base_path = f"{ctx.base}/{req.path}"
     keep = [(k, v) for k, v in req.query if k not in ("_page",)]
     self_url = base_path + (f"?{urlencode(req.query)}" if req.query else "")

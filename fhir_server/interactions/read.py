@@ -12,7 +12,7 @@ from fhir_server.http import version_headers
 
 
 def read(ctx: Context, req: FhirRequest) -> Reply:
-    stored = ctx.repo.run(lambda u: u.read(req.res_type, req.res_id))
+    stored = ctx.repo.read(lambda u: u.read(req.res_type, req.res_id))
     headers = version_headers(stored)
     inm = req.headers.get("if-none-match")
     if inm and inm.strip().removeprefix("W/") == stored.etag.removeprefix("W/"):

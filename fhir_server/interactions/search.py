@@ -28,7 +28,7 @@ def search_bundle(
 
 def search(ctx: Context, req: FhirRequest) -> Reply:
     strict = req.prefer.get("handling") == "strict"
-    bundle = ctx.repo.run(lambda u: search_bundle(ctx, u, req.res_type, req.query, strict=strict))
+    bundle = ctx.repo.read(lambda u: search_bundle(ctx, u, req.res_type, req.query, strict=strict))
     return Reply(200, bundle)
 
 

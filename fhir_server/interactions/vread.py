@@ -7,5 +7,5 @@ from fhir_server.http import version_headers
 
 
 def vread(ctx: Context, req: FhirRequest) -> Reply:
-    stored = ctx.repo.run(lambda u: u.vread(req.res_type, req.res_id, req.vid))
+    stored = ctx.repo.read(lambda u: u.vread(req.res_type, req.res_id, req.vid))
     return Reply(200, stored.content, version_headers(stored))

@@ -30,7 +30,7 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
     if req.body is None:
         if req.res_id is None:
             raise Invalid("$validate at type level needs a resource in the body")
-        resource = ctx.repo.run(lambda u: u.read(req.res_type, req.res_id)).content
+        resource = ctx.repo.read(lambda u: u.read(req.res_type, req.res_id)).content
     else:
         resource = _resource_from(req)
     if req.res_type and resource.get("resourceType") != req.res_type:
