@@ -212,6 +212,11 @@ async def instance_history(request: Request, res_type: str, res_id: str):  # typ
     return await _handle(request, history.history, res_type=res_type, res_id=res_id)
 
 
+@router.get("/{res_type}/{res_id}/{target}")
+async def compartment_search(request: Request, res_type: str, res_id: str, target: str):  # type: ignore[no-untyped-def]
+    return await _handle(request, search.compartment_search, res_type=res_type, res_id=res_id)
+
+
 @router.get("/{res_type}/{res_id}/_history/{vid}")
 async def instance_vread(request: Request, res_type: str, res_id: str, vid: str):  # type: ignore[no-untyped-def]
     return await _handle(request, vread.vread, res_type=res_type, res_id=res_id, vid=vid)

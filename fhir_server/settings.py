@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     )
     default_page_size: int = Field(20, ge=1, le=1000, description="Search/history _count default")
     max_page_size: int = Field(1000, ge=1, description="Largest _count honoured")
+    slow_query_ms: float = Field(500.0, ge=0, description="Searches slower than this are logged")
     dicom_port: int = Field(11112, ge=1, le=65535, description="DICOM C-STORE listener port")
     dicom_ae_title: str = Field("HEARTH", max_length=16, description="DICOM AE title")
     mllp_port: int = Field(2575, ge=1, le=65535, description="HL7 v2 MLLP listener port")

@@ -1,8 +1,10 @@
-"""Running a search: criteria compiled by ``resources.search``, then paging, totals and the
-searchset Bundle (FHIR R4 search.html#return).
+"""Running a search (FHIR R4 search.html): criteria compiled by ``resources.search``, then sort,
+keyset paging, ``_include``/``_revinclude``, ``_total``, ``_summary``/``_elements``, and the
+searchset Bundle.
 
-Pages are keyset pages: the ``_page`` cursor names the last primary key returned, so rows written
-or deleted while a client pages never shift a page. Unknown or unsupported parameters are
+Paging is by keyset: the ``_page`` cursor holds the sort values and primary key of the last row
+returned, and the next page continues strictly after them, so rows written or deleted while a
+client pages never shift or repeat a page (no OFFSET). Unknown or unsupported parameters are
 reported in an OperationOutcome entry (``search.mode = outcome``), or rejected with 400 under
 ``Prefer: handling=strict``.
 """
@@ -10,7 +12,10 @@ reported in an OperationOutcome entry (``search.mode = outcome``), or rejected w
 from __future__ import annotations
 
 import base64
+import logging
+import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from urllib.parse import urlencode
 
 import orjson
@@ -20,114 +25,317 @@ from resources.bundles import searchset_bundle
 from resources.errors import Invalid, Issue
 from resources.repository import Unit
 from resources.schema import resource
+from resources.search import keys
+from resources.search.tables import idx_reference
+from resources.shaping import select_elements, summarize
+from resources.store import Stored
 
-# Parameters that shape the result rather than select resources (search.html#return).
-RESULT_PARAMS = frozenset(
-    {
-        "_count",
-        "_page",
-        "_total",
-        "_summary",
-        "_elements",
-        "_sort",
-        "_include",
-        "_revinclude",
-        "_contained",
-        "_containedType",
-        "_format",
-        "_pretty",
-    }
-)
+log = logging.getLogger("hearth.search")
+
+INCLUDE_LIMIT = 1000  # included resources per page, beyond which an outcome says so
+ITERATE_DEPTH = 4  # rounds of _include:iterate
 
 
 @dataclass
 class SearchRequest:
-    res_type: str
+    """A search as asked: type (None for system search), the query pairs, and options."""
+
+    res_type: str | None
     query: list[tuple[str, str]]
-    count: int
+    default_count: int = 20
+    max_count: int = 1000
     strict: bool = False
-    criteria: list[tuple[str, str]] = field(default_factory=list)
-    cursor: int | None = None
-    total_mode: str = "none"
-
-    @classmethod
-    def parse(
-        cls,
-        res_type: str,
-        query: list[tuple[str, str]],
-        *,
-        default_count: int,
-        max_count: int,
-        strict: bool,
-    ) -> SearchRequest:
-        req = cls(res_type, query, default_count, strict)
-        for k, v in query:
-            if k == "_count":
-                if not v.isdigit():
-                    raise Invalid(f"_count must be a non-negative integer, not {v!r}")
-                req.count = min(int(v), max_count)
-            elif k == "_page":
-                req.cursor = _decode(v)
-            elif k == "_total":
-                if v not in ("none", "estimate", "accurate"):
-                    raise Invalid(f"_total must be none, estimate or accurate, not {v!r}")
-                req.total_mode = v
-            elif k not in RESULT_PARAMS:
-                req.criteria.append((k, v))
-        return req
+    compartment: tuple[str, str] | None = None  # ("Patient", "123") for Patient/123/Observation
+    path: str = ""  # request path below the FHIR base, for links
+    slow_ms: float = 500.0
+    explain: bool = False
+    extra_issues: list[Issue] = field(default_factory=list)
 
 
-def _encode(pk: int) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps({"after": pk})).decode().rstrip("=")
+def _encode(values: list, pk: int) -> str:
+    raw = orjson.dumps({"k": [_jsonable(v) for v in values], "pk": pk})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode(cursor: str) -> int:
+def _jsonable(value):  # type: ignore[no-untyped-def]
+    if isinstance(value, datetime):
+        return {"ts": value.isoformat()}
+    return value
+
+
+def _decode(cursor: str, n_keys: int) -> tuple[list, int]:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        return int(orjson.loads(raw)["after"])
+        raw = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        values = [datetime.fromisoformat(v["ts"]) if isinstance(v, dict) else v for v in raw["k"]]
+        if len(values) != n_keys:
+            raise ValueError("cursor does not fit this _sort")
+        return values, int(raw["pk"])
     except (ValueError, TypeError, KeyError) as exc:
-        raise Invalid(f"the paging cursor {cursor!r} is not one this server issued") from exc
+        raise Invalid(
+            f"the paging cursor {cursor!r} is not one this server issued for this search"
+        ) from exc
 
 
-def run_search(unit: Unit, req: SearchRequest, *, base: str, path: str) -> dict:
+def _after(keys_: list[tuple[sa.ColumnElement, bool]], values: list, pk: int) -> sa.ColumnElement:
+    """Rows strictly after (values, pk) in ORDER BY k1 [DESC] NULLS LAST, ..., pk ASC."""
+    ors = []
+    eq: list[sa.ColumnElement] = []
+    for (expr, desc), v in zip(keys_, values, strict=True):
+        if v is not None:
+            beyond = sa.or_(expr < v if desc else expr > v, expr.is_(None))
+            ors.append(sa.and_(*eq, beyond))
+            eq.append(expr == v)
+        else:
+            eq.append(expr.is_(None))
+    ors.append(sa.and_(*eq, resource.c.pk > pk))
+    return sa.or_(*ors)
+
+
+def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
     """Execute ``req`` and return the searchset Bundle."""
     engine = unit.repo.search
-    compiled = engine.compile(req.res_type, req.criteria)
-    issues = [
+    started = time.perf_counter()
+    query = [(k, v) for k, v in req.query if k not in ("_page", "_explain")]
+    compiled = engine.compile(req.res_type, query)
+    result = compiled.result
+    issues = list(req.extra_issues) + [
         Issue("not-supported", f"parameter {u.name!r} ignored: {u.reason}", severity="warning")
         for u in compiled.unsupported
     ]
-    if issues and req.strict:
+    if compiled.unsupported and req.strict:
         raise Invalid("unknown or unsupported search parameters (Prefer: handling=strict)", issues)
-    matches = compiled.select.subquery()
-    stmt = sa.select(matches.c.pk).order_by(matches.c.pk)
-    if req.cursor is not None:
-        stmt = stmt.where(matches.c.pk > req.cursor)
-    pks = [r[0] for r in unit.conn.execute(stmt.limit(req.count + 1))] if req.count else []
-    page = unit.read_many(pks[: req.count])
+    if result.contained not in (None, "false"):
+        issues.append(
+            Issue(
+                "not-supported",
+                "_contained is not supported; contained resources are not searched",
+                severity="warning",
+            )
+        )
+    count = req.default_count if result.count is None else min(result.count, req.max_count)
+    summary = result.summary
+    select = compiled.select
+    if req.compartment is not None:
+        select = select.where(_in_compartment(unit, req.res_type, *req.compartment))
+    sort_keys = engine.sort_keys(req.res_type, result.sort) if result.sort else []
+    cursor = next((v for k, v in req.query if k == "_page"), None)
+
     total = None
-    if req.total_mode in ("accurate", "estimate") or req.count == 0:
-        total = unit.conn.execute(sa.select(sa.func.count()).select_from(matches)).scalar_one()
+    if req.explain:
+        return _explain(unit, select, base)
+    if result.total in ("accurate", "estimate") or summary == "count":
+        total = _count(unit, select, estimate=result.total == "estimate")
+    page: list[Stored] = []
+    next_values = None
+    if summary != "count" and count > 0:
+        stmt = select.add_columns(*(e for e, _ in sort_keys))
+        if cursor:
+            values, after_pk = _decode(cursor, len(sort_keys))
+            stmt = stmt.where(_after(sort_keys, values, after_pk))
+        order = [e.desc().nulls_last() if d else e.asc().nulls_last() for e, d in sort_keys]
+        stmt = stmt.order_by(*order, resource.c.pk.asc()).limit(count + 1)
+        rows = unit.conn.execute(stmt).all()
+        page = unit.read_many(r[0] for r in rows[:count])
+        if len(rows) > count:
+            last = rows[count - 1]
+            next_values = (list(last[1:]), last[0])
+    includes, inc_issues = _includes(unit, page, result.include, result.revinclude)
+    issues += inc_issues
+    if summary and summary != "count":
+        page = [_with(s, summarize(s.content, summary)) for s in page]
+    elif result.elements:
+        page = [_with(s, select_elements(s.content, result.elements)) for s in page]
+    path = req.path
     ignored = {u.name for u in compiled.unsupported}
-    applied = [(k, v) for k, v in req.query if k != "_page" and k not in ignored]
-    self_url = f"{base}/{path}" + (f"?{urlencode(req.query)}" if req.query else "")
+    applied = [(k, v) for k, v in query if k not in ignored]
+    self_url = f"{base}/{path}" + (f"?{urlencode(applied)}" if applied else "")
     next_url = None
-    if len(pks) > req.count and page:
-        last_pk = pks[req.count - 1]
-        next_url = f"{base}/{path}?{urlencode([*applied, ('_page', _encode(last_pk))])}"
+    if next_values is not None:
+        next_url = f"{base}/{path}?{urlencode([*applied, ('_page', _encode(*next_values))])}"
+    elapsed = (time.perf_counter() - started) * 1000
+    if elapsed > req.slow_ms:
+        log.warning("slow search %.0f ms: %s?%s", elapsed, path, urlencode(req.query))
     outcome = (
         {"resourceType": "OperationOutcome", "issue": [i.to_fhir() for i in issues]}
         if issues
         else None
     )
     return searchset_bundle(
-        base, page, self_url=self_url, next_url=next_url, total=total, outcome=outcome
+        base,
+        page,
+        includes=includes,
+        self_url=self_url,
+        next_url=next_url,
+        total=total,
+        outcome=outcome,
     )
 
 
-def count_only(unit: Unit, res_type: str) -> int:
-    return unit.conn.execute(
-        sa.select(sa.func.count())
-        .select_from(resource)
-        .where(resource.c.res_type == res_type, ~resource.c.deleted)
-    ).scalar_one()
+def _with(stored: Stored, content: dict) -> Stored:
+    return Stored(
+        stored.res_type,
+        stored.res_id,
+        stored.version,
+        stored.last_updated,
+        stored.deleted,
+        content,
+        stored.method,
+    )
+
+
+def _count(unit: Unit, select: sa.Select, *, estimate: bool) -> int:
+    sub = select.subquery()
+    if estimate and unit.conn.dialect.name == "postgresql":
+        sql = sa.select(sa.func.count()).select_from(sub)
+        compiled = sql.compile(unit.conn, compile_kwargs={"literal_binds": True})
+        plan = unit.conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}").scalar_one()
+        plan = plan if isinstance(plan, list) else orjson.loads(plan)
+        node = plan[0]["Plan"]
+        while node.get("Plans") and node.get("Node Type") in (
+            "Aggregate",
+            "Gather",
+            "Finalize Aggregate",
+            "Partial Aggregate",
+        ):
+            node = node["Plans"][0]
+        return int(node.get("Plan Rows", 0))
+    return unit.conn.execute(sa.select(sa.func.count()).select_from(sub)).scalar_one()
+
+
+def _explain(unit: Unit, select: sa.Select, base: str) -> dict:
+    """``_explain=true``: the SQL and, on PostgreSQL, its plan, for operators."""
+    sql = str(select.compile(unit.conn, compile_kwargs={"literal_binds": True}))
+    lines = [sql]
+    if unit.conn.dialect.name == "postgresql":
+        lines += [r[0] for r in unit.conn.exec_driver_sql(f"EXPLAIN ANALYZE {sql}")]
+    else:
+        lines += [
+            " | ".join(map(str, r)) for r in unit.conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")
+        ]
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {"severity": "information", "code": "informational", "diagnostics": "\n".join(lines)}
+        ],
+    }
+
+
+def _in_compartment(
+    unit: Unit, res_type: str | None, comp_type: str, comp_id: str
+) -> sa.ColumnElement:
+    """Members of compartment ``comp_type/comp_id`` (R4 compartmentdefinition-patient)."""
+    from resources.compartments import compartment_params
+
+    if res_type is None:
+        raise Invalid("a compartment search needs a resource type")
+    if res_type == comp_type:
+        return resource.c.res_id == comp_id
+    params = compartment_params(comp_type, res_type)
+    if not params:
+        return sa.false()
+    idents = [keys.identity(res_type, p) for p in params]
+    members = sa.select(idx_reference.c.res_pk).where(
+        idx_reference.c.hash_identity.in_(idents),
+        idx_reference.c.target_type == comp_type,
+        idx_reference.c.target_id == comp_id,
+    )
+    return resource.c.pk.in_(members)
+
+
+def _includes(
+    unit: Unit, page: list[Stored], includes: list, revincludes: list
+) -> tuple[list[Stored], list[Issue]]:
+    """Resources named by ``_include`` (forward, with ``:iterate``) and ``_revinclude``."""
+    if not page or (not includes and not revincludes):
+        return [], []
+    registry = unit.repo.search.registry
+    seen = {(s.res_type, s.res_id) for s in page}
+    found: list[Stored] = []
+    issues: list[Issue] = []
+    frontier = list(page)
+    for depth in range(ITERATE_DEPTH):
+        step = [i for i in includes if depth == 0 or i.iterate]
+        if not step or not frontier:
+            break
+        new: list[Stored] = []
+        for inc in step:
+            sources = [s for s in frontier if inc.source in ("*", s.res_type)]
+            if not sources:
+                continue
+            idents = _reference_idents(
+                registry, {s.res_type for s in sources}, inc.param, inc.source
+            )
+            if not idents:
+                continue
+            src_pks = _pks_of(unit, sources)
+            cond = [idx_reference.c.res_pk.in_(src_pks), idx_reference.c.hash_identity.in_(idents)]
+            if inc.target:
+                cond.append(idx_reference.c.target_type == inc.target)
+            targets = (
+                sa.select(idx_reference.c.target_type, idx_reference.c.target_id)
+                .where(*cond)
+                .distinct()
+            )
+            stmt = (
+                sa.select(resource.c.pk)
+                .where(
+                    ~resource.c.deleted,
+                    sa.tuple_(resource.c.res_type, resource.c.res_id).in_(targets),
+                )
+                .limit(INCLUDE_LIMIT + 1)
+            )
+            for s in unit.read_many(r[0] for r in unit.conn.execute(stmt)):
+                if (s.res_type, s.res_id) not in seen:
+                    seen.add((s.res_type, s.res_id))
+                    new.append(s)
+        found += new
+        frontier = new
+    for inc in revincludes:
+        idents = (
+            _reference_idents(registry, {inc.source}, inc.param, inc.source)
+            if inc.source != "*"
+            else None
+        )
+        cond = [
+            sa.tuple_(idx_reference.c.target_type, idx_reference.c.target_id).in_(
+                [(s.res_type, s.res_id) for s in page]
+            )
+        ]
+        if idents is not None:
+            if not idents:
+                continue
+            cond.append(idx_reference.c.hash_identity.in_(idents))
+        referrers = sa.select(idx_reference.c.res_pk).where(*cond)
+        stmt = sa.select(resource.c.pk).where(~resource.c.deleted, resource.c.pk.in_(referrers))
+        if inc.source != "*":
+            stmt = stmt.where(resource.c.res_type == inc.source)
+        for s in unit.read_many(r[0] for r in unit.conn.execute(stmt.limit(INCLUDE_LIMIT + 1))):
+            if (s.res_type, s.res_id) not in seen:
+                seen.add((s.res_type, s.res_id))
+                found.append(s)
+    if len(found) > INCLUDE_LIMIT:
+        found = found[:INCLUDE_LIMIT]
+        issues.append(
+            Issue(
+                "too-costly", f"included resources were cut at {INCLUDE_LIMIT}", severity="warning"
+            )
+        )
+    return found, issues
+
+
+def _pks_of(unit: Unit, stored: list[Stored]) -> sa.Select:
+    pairs = [(s.res_type, s.res_id) for s in stored]
+    return sa.select(resource.c.pk).where(
+        sa.tuple_(resource.c.res_type, resource.c.res_id).in_(pairs)
+    )
+
+
+def _reference_idents(registry, types: set[str], param: str, source: str) -> list[int]:  # type: ignore[no-untyped-def]
+    idents = []
+    for t in types:
+        params = registry.for_type(t)
+        if param == "*":
+            idents += [keys.identity(t, p.code) for p in params.values() if p.type == "reference"]
+        elif param in params and params[param].type == "reference":
+            idents.append(keys.identity(t, param))
+    return idents

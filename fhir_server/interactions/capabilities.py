@@ -7,11 +7,10 @@ indexes, and the operations registry.
 
 from __future__ import annotations
 
-from resources.validation import resource_types
-
 from fhir_server import __version__
 from fhir_server.context import Context, FhirRequest, Reply
 from fhir_server.operations.registry import operations
+from resources.validation import resource_types
 
 TYPE_INTERACTIONS = [
     "read",
@@ -24,7 +23,7 @@ TYPE_INTERACTIONS = [
     "create",
     "search-type",
 ]
-SYSTEM_INTERACTIONS = ["transaction", "batch", "history-system"]
+SYSTEM_INTERACTIONS = ["transaction", "batch", "history-system", "search-system"]
 
 
 def capability_statement(ctx: Context) -> dict:

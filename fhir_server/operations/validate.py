@@ -7,11 +7,10 @@ OperationOutcome (200) listing every issue, or one informational issue when all 
 
 from __future__ import annotations
 
-from resources.validation import validate_resource
-
 from fhir_server.context import Context, FhirRequest, Reply
 from fhir_server.operations.registry import Operation
 from resources.errors import Invalid
+from resources.validation import validate_resource
 
 
 def _resource_from(req: FhirRequest) -> dict:

@@ -97,6 +97,14 @@ class SearchEngine:
             )
         return compiled.select
 
+    def sort_keys(
+        self, res_type: str | None, sort: str | Sequence[tuple[str, bool]]
+    ) -> list[tuple[sa.ColumnElement, bool]]:
+        """``(expression, descending)`` per ``_sort`` key, without the ``resource.pk`` tie-break:
+        the caller selects them too, to build keyset paging cursors."""
+        return self.compiler.sort_keys(res_type, sort)
+
     def sort_by(self, res_type: str | None, sort: str | Sequence[tuple[str, bool]]) -> list:
         """ORDER BY clauses for a ``_sort`` value, to apply to ``compile(...).select``."""
         return self.compiler.sort_by(res_type, sort)
+

@@ -303,13 +303,12 @@ class Compiler:
         return res.c.res_id.in_(ids)
 
     # -- _sort -----------------------------------------------------------------------------
-    def sort_by(
+    def sort_keys(
         self, res_type: str | None, sort: str | Sequence[tuple[str, bool]]
-    ) -> list[sa.ColumnElement]:
-        """ORDER BY clauses for ``_sort`` (``"-date,_id"`` or ``[("date", True), ...]``) on a
-        ``SELECT resource.pk`` from ``compile``: resource columns for ``_id`` and
-        ``_lastUpdated``, otherwise the lowest (ascending) or highest (descending) indexed value
-        of the parameter; resources without a value come last; ``resource.pk`` breaks ties."""
+    ) -> list[tuple[sa.ColumnElement, bool]]:
+        """``(expression, descending)`` for each ``_sort`` key (``"-date,_id"`` or
+        ``[("date", True), ...]``): resource columns for ``_id`` and ``_lastUpdated``, otherwise
+        the lowest (ascending) or highest (descending) indexed value of the parameter."""
         if isinstance(sort, str):
             keys_ = []
             for k in sort.split(","):
@@ -319,10 +318,17 @@ class Compiler:
         else:
             keys_ = list(sort)
         types = (res_type,) if res_type else tuple(self.registry.resource_types())
-        clauses: list[sa.ColumnElement] = []
-        for code, desc in keys_:
-            expr = self._sort_expr(types, code, desc)
-            clauses.append(expr.desc().nulls_last() if desc else expr.asc().nulls_last())
+        return [(self._sort_expr(types, code, desc), desc) for code, desc in keys_]
+
+    def sort_by(
+        self, res_type: str | None, sort: str | Sequence[tuple[str, bool]]
+    ) -> list[sa.ColumnElement]:
+        """ORDER BY clauses for ``_sort`` on a ``SELECT resource.pk`` from ``compile``; resources
+        without a value come last; ``resource.pk`` breaks ties."""
+        clauses: list[sa.ColumnElement] = [
+            expr.desc().nulls_last() if desc else expr.asc().nulls_last()
+            for expr, desc in self.sort_keys(res_type, sort)
+        ]
         clauses.append(resource.c.pk.asc())
         return clauses
 

@@ -1,0 +1,97 @@
+"""Subsetting resources for ``_summary`` and ``_elements`` (FHIR R4 search.html#summary,
+search.html#elements).
+
+A subsetted resource carries the ``SUBSETTED`` tag
+(http://terminology.hl7.org/CodeSystem/v3-ObservationValue) as the spec requires. Which elements
+are summary elements comes from the ``isSummary`` flags carried by fhir.resources' models; for
+the R4-only types that have no model the whole resource is returned.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from resources.errors import Invalid
+
+SUBSETTED = {
+    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+    "code": "SUBSETTED",
+}
+ALWAYS = ("resourceType", "id", "meta")
+SUMMARY_MODES = ("true", "false", "text", "data", "count")
+
+
+@cache
+def summary_elements(res_type: str) -> frozenset[str] | None:
+    """JSON names of the summary elements of ``res_type`` (choice types expanded), or None."""
+    try:
+        from fhir.resources.R4B import get_fhir_model_class
+
+        model = get_fhir_model_class(res_type)
+    except (KeyError, ValueError, ImportError, AttributeError):
+        return None
+    names = set()
+    for name, field in model.model_fields.items():
+        extra = field.json_schema_extra or {}
+        if isinstance(extra, dict) and extra.get("summary_element_property"):
+            names.add(field.alias or name)
+    return frozenset(names)
+
+
+@cache
+def mandatory_elements(res_type: str) -> frozenset[str]:
+    try:
+        from fhir.resources.R4B import get_fhir_model_class
+
+        model = get_fhir_model_class(res_type)
+    except (KeyError, ValueError, ImportError, AttributeError):
+        return frozenset()
+    out = set()
+    for name, field in model.model_fields.items():
+        extra = field.json_schema_extra or {}
+        if isinstance(extra, dict) and extra.get("element_required"):
+            out.add(field.alias or name)
+    return frozenset(out)
+
+
+def _tagged(resource: dict, kept: dict) -> dict:
+    meta = dict(kept.get("meta") or {})
+    tags = [t for t in meta.get("tag", []) if t.get("code") != "SUBSETTED"]
+    meta["tag"] = [*tags, SUBSETTED]
+    kept["meta"] = meta
+    return kept
+
+
+def summarize(resource: dict, mode: str) -> dict:
+    """Apply ``_summary=mode`` to one resource."""
+    if mode not in SUMMARY_MODES:
+        raise Invalid(f"_summary must be one of {', '.join(SUMMARY_MODES)}, not {mode!r}")
+    if mode == "false":
+        return resource
+    res_type = resource["resourceType"]
+    if mode == "data":
+        return _tagged(resource, {k: v for k, v in resource.items() if k != "text"})
+    if mode == "text":
+        keep = {*ALWAYS, "text", *mandatory_elements(res_type)}
+        return _tagged(resource, {k: v for k, v in resource.items() if k in keep})
+    wanted = summary_elements(res_type)
+    if wanted is None:
+        return resource
+    keep = {*ALWAYS, *wanted}
+    return _tagged(
+        resource, {k: v for k, v in resource.items() if k in keep or k.lstrip("_") in keep}
+    )
+
+
+def select_elements(resource: dict, elements: list[str]) -> dict:
+    """Apply ``_elements=a,b`` to one resource (top-level elements plus the mandatory ones)."""
+    res_type = resource["resourceType"]
+    keep = {*ALWAYS, *mandatory_elements(res_type)}
+    for e in elements:
+        e = e.strip()
+        if e.startswith(res_type + "."):
+            e = e[len(res_type) + 1 :]
+        keep.add(e.split(".")[0])
+    return _tagged(
+        resource, {k: v for k, v in resource.items() if k in keep or k.lstrip("_") in keep}
+    )
