@@ -115,5 +115,37 @@ def load(paths, database_url, quiet) -> None:  # type: ignore[no-untyped-def]
         sys.exit(1)
 
 
+@main.command()
+@click.option("--type", "res_type", help="only this resource type")
+@click.option("--resume", is_flag=True, help="continue the unfinished jobs instead of starting one")
+@click.option("--batch", type=int, default=500, show_default=True, help="resources per transaction")
+@click.option("--database-url", help="database URL [HEARTH_DATABASE_URL]")
+def reindex(res_type, resume, batch, database_url) -> None:  # type: ignore[no-untyped-def]
+    """Re-index stored resources (after adding custom SearchParameters), resumably."""
+    from tqdm import tqdm
+
+    from fhir_server.app import build_context
+    from resources import reindex as jobs
+
+    ctx = build_context(_settings(database_url=database_url))
+    try:
+        todo = jobs.unfinished(ctx.repo) if resume else [jobs.start(ctx.repo, res_type)]
+        if resume and not todo:
+            click.echo("no unfinished reindex job")
+        for job in todo:
+            with tqdm(total=job.total, initial=job.done_count, unit="res") as bar:
+                last = job.done_count
+
+                def progress(j, bar=bar):  # type: ignore[no-untyped-def]
+                    nonlocal last
+                    bar.update(j.done_count - last)
+                    last = j.done_count
+
+                done = jobs.run_to_end(ctx.repo, job.id, batch=batch, progress=progress)
+            click.echo(f"reindex job {done.id}: {done.done_count} resources re-indexed")
+    finally:
+        ctx.repo.engine.dispose()
+
+
 if __name__ == "__main__":
     main()

@@ -69,7 +69,9 @@ def fhir_response(
     )
 
 
-async def read_body(request: Request, limit: int, *, patch: bool = False) -> Any:
+async def read_body(
+    request: Request, limit: int, *, patch: bool = False, optional: bool = False
+) -> Any:
     """Read and parse a JSON request body within ``limit`` bytes; 400/413/415 otherwise."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -78,7 +80,7 @@ async def read_body(request: Request, limit: int, *, patch: bool = False) -> Any
     allowed = JSON_TYPES | ({"application/json-patch+json"} if patch else set())
     if ctype in XML_TYPES:
         raise UnsupportedMediaType("FHIR XML is not supported yet; send application/fhir+json")
-    if ctype and ctype not in allowed:
+    if ctype and ctype not in allowed and not (optional and declared in (None, "0")):
         raise UnsupportedMediaType(
             f"Content-Type {ctype} is not supported; send application/fhir+json"
         )
@@ -91,6 +93,8 @@ async def read_body(request: Request, limit: int, *, patch: bool = False) -> Any
         chunks.append(chunk)
     raw = b"".join(chunks)
     if not raw.strip():
+        if optional:
+            return None
         raise Invalid("the request has no body; a FHIR resource was expected")
     try:
         return orjson.loads(raw)

@@ -63,6 +63,7 @@ async def _handle(
     body: bool = False,
     patch_body: bool = False,
     form_body: bool = False,
+    optional_body: bool = False,
 ):  # type: ignore[no-untyped-def]
     ctx = _ctx(request)
     negotiate(request)
@@ -72,7 +73,9 @@ async def _handle(
         raise NotFound(f"{res_id!r} is not a valid FHIR id")
     parsed = None
     if body or patch_body:
-        parsed = await read_body(request, ctx.settings.max_body_bytes, patch=patch_body)
+        parsed = await read_body(
+            request, ctx.settings.max_body_bytes, patch=patch_body, optional=optional_body
+        )
     elif form_body:
         parsed = await read_form(request, ctx.settings.max_body_bytes)
     path = request.url.path.removeprefix("/fhir").lstrip("/")
@@ -131,7 +134,9 @@ async def system_history(request: Request):  # type: ignore[no-untyped-def]
 
 @router.api_route("/{op:op}", methods=["GET", "POST"])
 async def system_operation(request: Request, op: str):  # type: ignore[no-untyped-def]
-    return await _handle(request, _operation(op, "system", None), body=_op_body(request))
+    return await _handle(
+        request, _operation(op, "system", None), body=_op_body(request), optional_body=True
+    )
 
 
 @router.get("/{res_type}")
@@ -169,7 +174,7 @@ async def type_operation(request: Request, res_type: str, op: str):  # type: ign
     if not is_resource_type(res_type):
         raise NotFound(f"{res_type!r} is not a FHIR R4 resource type")
     fn = _operation(op, "type", res_type)
-    return await _handle(request, fn, res_type=res_type, body=_op_body(request))
+    return await _handle(request, fn, res_type=res_type, body=_op_body(request), optional_body=True)
 
 
 @router.get("/{res_type}/{res_id}")
@@ -204,7 +209,9 @@ async def instance_operation(request: Request, res_type: str, res_id: str, op: s
     if not is_resource_type(res_type):
         raise NotFound(f"{res_type!r} is not a FHIR R4 resource type")
     fn = _operation(op, "instance", res_type)
-    return await _handle(request, fn, res_type=res_type, res_id=res_id, body=_op_body(request))
+    return await _handle(
+        request, fn, res_type=res_type, res_id=res_id, body=_op_body(request), optional_body=True
+    )
 
 
 @router.get("/{res_type}/{res_id}/_history")

@@ -16,7 +16,6 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
-
 # Execution option marking a connection whose transaction only reads.
 READONLY = "hearth_readonly"
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from resources.custom_params import CustomParams
 from resources.db import READONLY
 from resources.errors import (
     Conflict,
@@ -70,6 +71,7 @@ class Repository:
         self.search = search
         self.clock = clock
         self.retries = retries
+        self.custom_params = CustomParams(search)
 
     def read(self, fn: Callable[[Unit], T]) -> T:
         """Run a read-only ``fn`` without a write lock: autocommit statements on PostgreSQL (one
@@ -77,9 +79,11 @@ class Repository:
         with self.engine.connect() as conn:
             if conn.dialect.name == "postgresql":
                 conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                self.custom_params.sync(conn)
                 return fn(Unit(self, conn))
             conn = conn.execution_options(**{READONLY: True})
             with conn.begin():
+                self.custom_params.sync(conn)
                 return fn(Unit(self, conn))
 
     def run(self, fn: Callable[[Unit], T]) -> T:
@@ -88,7 +92,13 @@ class Repository:
         for attempt in range(self.retries):
             try:
                 with self.engine.begin() as conn:
-                    return fn(Unit(self, conn))
+                    self.custom_params.sync(conn)
+                    unit = Unit(self, conn)
+                    result = fn(unit)
+                if unit.wrote_search_parameter:
+                    with self.engine.begin() as conn:
+                        self.custom_params.sync(conn, force=True)
+                return result
             except (_Retry, IntegrityError) as exc:
                 last = exc
             except DBAPIError as exc:
@@ -114,6 +124,7 @@ class Unit:
         self.repo = repo
         self.conn = conn
         self._last_pk = 0  # primary key of the last row _write touched
+        self.wrote_search_parameter = False
 
     # -- reads ------------------------------------------------------------------------------
     def read(self, res_type: str, res_id: str) -> Stored:
@@ -283,6 +294,8 @@ class Unit:
             )
         )
         self._unindex(current.pk)
+        if res_type == "SearchParameter":
+            self.wrote_search_parameter = True
         return WriteResult(Stored(res_type, res_id, version, ts, True, None, "DELETE"), "deleted")
 
     def conditional_delete(
@@ -318,6 +331,9 @@ class Unit:
                 + (f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""),
                 issues,
             )
+        if res_type == "SearchParameter":
+            self.repo.custom_params.check(body)
+            self.wrote_search_parameter = True
         digest = content_hash({**body, "id": res_id})
         if current is not None and not current.deleted and current.content_hash == digest:
             return WriteResult(_stored(current), "unchanged")

@@ -26,6 +26,7 @@ from resources.errors import Invalid, Issue
 from resources.repository import Unit
 from resources.schema import resource
 from resources.search import keys
+from resources.search.compiler import parse_sort
 from resources.search.tables import idx_reference
 from resources.shaping import select_elements, summarize
 from resources.store import Stored
@@ -114,21 +115,26 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
         )
     count = req.default_count if result.count is None else min(result.count, req.max_count)
     summary = result.summary
-    select = compiled.select
+    # ``compiled.select`` yields matching primary keys (its FROM is the compiler's business);
+    # join it to ``resource`` so sort keys and the keyset condition can refer to resource.pk.
+    matched = compiled.select.subquery("matched")
+    base_stmt = sa.select(resource.c.pk).select_from(
+        matched.join(resource, resource.c.pk == list(matched.c)[0])
+    )
     if req.compartment is not None:
-        select = select.where(_in_compartment(unit, req.res_type, *req.compartment))
-    sort_keys = engine.sort_keys(req.res_type, result.sort) if result.sort else []
+        base_stmt = base_stmt.where(_in_compartment(unit, req.res_type, *req.compartment))
+    sort_keys = _sort_keys(engine, req.res_type, result.sort) if result.sort else []
     cursor = next((v for k, v in req.query if k == "_page"), None)
 
     total = None
     if req.explain:
-        return _explain(unit, select, base)
+        return _explain(unit, base_stmt, base)
     if result.total in ("accurate", "estimate") or summary == "count":
-        total = _count(unit, select, estimate=result.total == "estimate")
+        total = _count(unit, base_stmt, estimate=result.total == "estimate")
     page: list[Stored] = []
     next_values = None
     if summary != "count" and count > 0:
-        stmt = select.add_columns(*(e for e, _ in sort_keys))
+        stmt = base_stmt.add_columns(*(e for e, _ in sort_keys))
         if cursor:
             values, after_pk = _decode(cursor, len(sort_keys))
             stmt = stmt.where(_after(sort_keys, values, after_pk))
@@ -169,6 +175,18 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
         total=total,
         outcome=outcome,
     )
+
+
+def _sort_keys(
+    engine, res_type: str | None, sort: list[tuple[str, bool]]
+) -> list[tuple[sa.ColumnElement, bool]]:  # type: ignore[no-untyped-def]
+    """``(expression on resource.pk, descending)`` per ``_sort`` key; the keyset cursor stores
+    the values of these expressions for the last row of a page."""
+    types = (res_type,) if res_type else tuple(engine.registry.resource_types())
+    return [
+        (engine.compiler._sort_expr(types, code, desc, resource.c.pk), desc)
+        for code, desc in parse_sort(sort)
+    ]
 
 
 def _with(stored: Stored, content: dict) -> Stored:

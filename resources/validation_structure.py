@@ -99,6 +99,14 @@ class _Walk:
             elif isinstance(value, list):
                 if spec.array:
                     self.array(node, key, value, spec, path + (key,))
+                elif not spec.primitive:
+                    # The R4 JSON Schema's complex types do not say "type": "object", so an
+                    # array in place of a single Meta, Narrative, CodeableConcept... passes it.
+                    self.issue(
+                        "structure",
+                        path + (key,),
+                        f"{key} is a single {spec.type} in FHIR R4, not an array",
+                    )
             elif not spec.array:
                 self.value(value, spec, path + (key,))
 

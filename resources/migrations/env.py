@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import resources.reindex  # noqa: F401  (registers reindex_job on metadata)
 import resources.search.tables  # noqa: F401  (registers the index tables on metadata)
 from resources.db import create_engine
 from resources.schema import metadata

@@ -98,13 +98,30 @@ class SearchEngine:
         return compiled.select
 
     def sort_keys(
-        self, res_type: str | None, sort: str | Sequence[tuple[str, bool]]
+        self,
+        res_type: str | None,
+        sort: str | Sequence[tuple[str, bool]],
+        pk: sa.ColumnElement | None = None,
     ) -> list[tuple[sa.ColumnElement, bool]]:
-        """``(expression, descending)`` per ``_sort`` key, without the ``resource.pk`` tie-break:
-        the caller selects them too, to build keyset paging cursors."""
-        return self.compiler.sort_keys(res_type, sort)
+        """``(expression, descending)`` per ``_sort`` key (correlated to ``pk``, default
+        ``resource.pk``), without the pk tie-break: for keyset paging cursors."""
+        return self.compiler.sort_keys(res_type, sort, pk)
 
-    def sort_by(self, res_type: str | None, sort: str | Sequence[tuple[str, bool]]) -> list:
-        """ORDER BY clauses for a ``_sort`` value, to apply to ``compile(...).select``."""
-        return self.compiler.sort_by(res_type, sort)
+    def ordered(
+        self, res_type: str | None, select: sa.Select, sort: str | Sequence[tuple[str, bool]]
+    ) -> sa.Select:
+        """``SELECT pk`` of ``select``'s matches in ``_sort`` order (pk breaks ties); page it
+        with ``.limit()`` / ``.offset()``."""
+        return self.compiler.ordered(res_type, select, sort)
 
+    def sort_by(
+        self,
+        res_type: str | None,
+        sort: str | Sequence[tuple[str, bool]],
+        pk: sa.ColumnElement | None = None,
+    ) -> list:
+        """ORDER BY clauses for ``_sort`` on a query whose rows carry the resource primary key
+        ``pk`` (default ``resource.pk``: a query FROM ``resource``). Do not apply them to
+        ``compile(...).select`` itself (it reads index tables, not ``resource``); use
+        ``ordered`` or ``select(resource.c.pk).where(resource.c.pk.in_(select))``."""
+        return self.compiler.sort_by(res_type, sort, pk)

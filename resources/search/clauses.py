@@ -1,9 +1,10 @@
 """The pieces every parameter type builds its SQL from.
 
-A criterion compiles to a boolean SQL expression about one row of ``resource`` (or an alias of
-it, for chains and ``_has``): usually ``pk IN (SELECT res_pk FROM idx_x WHERE ...)``. The
-``Target`` names the parameter and the identity keys of the resource types searched (one type,
-or several for a system search with ``_type``).
+A criterion compiles to a ``PkSet``: the primary keys of the resources it selects, usually
+``SELECT res_pk FROM idx_x WHERE ...`` (or the complement of such a set, for ``:not`` and
+``:missing=true``). The compiler intersects the sets of a query. The ``Target`` names the
+parameter and the identity keys of the resource types searched (one type, or several for a
+system search with ``_type``).
 """
 
 from __future__ import annotations
@@ -40,35 +41,47 @@ def key_in(col: sa.ColumnElement, keys: Sequence[int]) -> ColumnElement[bool]:
     return col == keys[0] if len(keys) == 1 else col.in_(keys)
 
 
-def pk_in(res: sa.FromClause, table: sa.Table, *where: ColumnElement[bool]) -> ColumnElement[bool]:
-    """``res.pk IN (SELECT res_pk FROM table WHERE ...)``"""
-    return res.c.pk.in_(sa.select(table.c.res_pk).where(*where))
+@dataclass(frozen=True)
+class PkSet:
+    """The resources a criterion selects, as a ``SELECT`` of their primary keys; ``negated``: the
+    criterion selects every resource of the searched type(s) except these. ``unique``: the
+    select yields each pk once (an index table may yield a resource several times)."""
+
+    select: sa.Select
+    negated: bool = False
+    unique: bool = False
 
 
-def pk_not_in(
-    res: sa.FromClause, table: sa.Table, *where: ColumnElement[bool]
-) -> ColumnElement[bool]:
-    return res.c.pk.not_in(sa.select(table.c.res_pk).where(*where))
+def pk_in(table: sa.Table, *where: ColumnElement[bool]) -> PkSet:
+    """The resources with a row in ``table`` matching ``where``."""
+    return PkSet(sa.select(table.c.res_pk).where(*where))
 
 
-def has_rows(res: sa.FromClause, table: sa.Table, idents: Sequence[int]) -> ColumnElement[bool]:
-    """The resource has at least one index row for the parameter (correlated, so it uses the
-    ``(res_pk, hash_identity)`` index)."""
-    return sa.exists(
-        sa.select(sa.literal(1)).where(table.c.res_pk == res.c.pk, identity_in(table, idents))
-    )
+def pk_not_in(table: sa.Table, *where: ColumnElement[bool]) -> PkSet:
+    """The resources with no row in ``table`` matching ``where``."""
+    return PkSet(sa.select(table.c.res_pk).where(*where), negated=True)
 
 
-def missing(
-    res: sa.FromClause, tables: Sequence[sa.Table], idents: Sequence[int], value: str
-) -> ColumnElement[bool]:
-    """``:missing=true|false`` (search.html#missing)."""
+def missing(table: sa.Table, idents: Sequence[int], value: str, res_types: Sequence[str]) -> PkSet:
+    """``:missing=true|false`` (search.html#missing): the live resources of the type(s) with no /
+    some index row for the parameter, tested per resource through the ``(res_pk,
+    hash_identity)`` index (no index leads with the identity alone)."""
     from resources.errors import Invalid
+    from resources.schema import resource
 
     if value not in ("true", "false"):
         raise Invalid(f":missing takes true or false, not {value!r}")
-    present = sa.or_(*(has_rows(res, t, idents) for t in tables))
-    return sa.not_(present) if value == "true" else present
+    present = sa.exists(
+        sa.select(sa.literal(1)).where(table.c.res_pk == resource.c.pk, identity_in(table, idents))
+    )
+    stmt = sa.select(resource.c.pk).where(
+        resource.c.res_type == res_types[0]
+        if len(res_types) == 1
+        else resource.c.res_type.in_(list(res_types)),
+        resource.c.deleted.is_(False),
+        sa.not_(present) if value == "true" else present,
+    )
+    return PkSet(stmt, unique=True)
 
 
 def starts_with(col: sa.ColumnElement, prefix: str) -> ColumnElement[bool]:

@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.sql.elements import ColumnElement
 
 from resources.errors import Invalid
 from resources.schema import resource
@@ -41,7 +40,7 @@ from resources.search import (
     token,
     uri,
 )
-from resources.search.clauses import Target, missing
+from resources.search.clauses import PkSet, Target, missing
 from resources.search.definitions import SearchParam, SearchParameterRegistry
 from resources.search.parse import (
     HasLink,
@@ -104,6 +103,43 @@ class CompiledSearch:
     types: tuple[str, ...] | None
 
 
+def intersect(
+    sets: Sequence[PkSet], types: Sequence[str] | None, *, distinct: bool = False
+) -> sa.Select:
+    """``SELECT pk`` of the resources in every set (AND of the criteria).
+
+    The first positive set drives the query, so a search on indexed parameters never reads the
+    ``resource`` table: an index row exists only for the current version of a live resource, and
+    its identity key fixes the resource type. With only negated sets (or none), the live
+    resources of the type(s) are the domain. ``distinct``: each pk once (for a result; inside
+    ``IN (...)`` duplicates do not matter, and DISTINCT would keep PostgreSQL from probing the
+    subquery's index row by row)."""
+    positive = sorted((s for s in sets if not s.negated), key=lambda s: s.unique)
+    negative = [s for s in sets if s.negated]
+    if positive:
+        driver = positive[0]
+        stmt = driver.select
+        col = stmt.selected_columns[0]
+        stmt = stmt.with_only_columns(col.label("pk"))
+        if distinct and not driver.unique:
+            stmt = stmt.distinct()
+    else:
+        stmt = sa.select(resource.c.pk.label("pk")).where(resource.c.deleted.is_(False))
+        if types is not None:
+            stmt = stmt.where(
+                resource.c.res_type == types[0]
+                if len(types) == 1
+                else resource.c.res_type.in_(list(types))
+            )
+        col = resource.c.pk
+    # Subqueries never correlate: the same index table may appear at several levels.
+    for s in positive[1:]:
+        stmt = stmt.where(col.in_(s.select.correlate(None)))
+    for s in negative:
+        stmt = stmt.where(col.not_in(s.select.correlate(None)))
+    return stmt.correlate(None)
+
+
 class Compiler:
     def __init__(self, registry: SearchParameterRegistry, *, base_urls: Sequence[str] = ()) -> None:
         self.registry = registry
@@ -128,24 +164,17 @@ class Compiler:
             types = tuple(parsed.types)
         else:
             types = None
-        stmt = sa.select(resource.c.pk).where(resource.c.deleted.is_(False))
-        if types is not None:
-            stmt = stmt.where(
-                resource.c.res_type == types[0]
-                if len(types) == 1
-                else resource.c.res_type.in_(types)
-            )
         search_types = types if types is not None else tuple(self.registry.resource_types())
+        sets: list[PkSet] = []
         for crit in parsed.criteria:
             values = tuple(v for v in crit.values if v != "")
             if not values:
                 continue  # an empty value is ignored (search.html#errors)
             try:
-                cond = self.criterion(search_types, crit.has, crit.path, values, resource, 0)
+                sets.append(self.criterion(search_types, crit.has, crit.path, values, 0))
             except _Unknown as exc:
                 unsupported.append(Unsupported(crit.name, crit.raw, str(exc)))
-                continue
-            stmt = stmt.where(cond)
+        stmt = intersect(sets, types, distinct=True)
         return CompiledSearch(stmt, unsupported, parsed.result, types)
 
     def _check_type(self, res_type: str) -> None:
@@ -159,16 +188,15 @@ class Compiler:
         has: tuple[HasLink, ...],
         path: tuple[Link, ...],
         values: tuple[str, ...],
-        res: sa.FromClause,
         depth: int,
-    ) -> ColumnElement[bool]:
+    ) -> PkSet:
         if depth > MAX_CHAIN:
             raise Invalid(f"chains and _has are limited to {MAX_CHAIN} levels")
         if has:
-            return self._has(res_types, has, path, values, res, depth)
+            return self._has(res_types, has, path, values, depth)
         if len(path) > 1:
-            return self._chain(res_types, path, values, res, depth)
-        return self._simple(res_types, path[0], values, res)
+            return self._chain(res_types, path, values, depth)
+        return self._simple(res_types, path[0], values)
 
     def _param(self, res_types: tuple[str, ...], code: str) -> SearchParam:
         found = [self.registry.get(t, code) for t in res_types]
@@ -185,20 +213,18 @@ class Compiler:
     def _target(self, res_types: tuple[str, ...], param: SearchParam) -> Target:
         return Target(param, res_types, tuple(keys.identity(t, param.code) for t in res_types))
 
-    def _simple(
-        self, res_types: tuple[str, ...], link: Link, values: tuple[str, ...], res: sa.FromClause
-    ) -> ColumnElement[bool]:
+    def _simple(self, res_types: tuple[str, ...], link: Link, values: tuple[str, ...]) -> PkSet:
         code, modifier = link.code, link.modifier
         if code in special.UNSUPPORTED:
             raise _Unknown(special.UNSUPPORTED[code])
         if code == "_id":
             if modifier not in (None, *special.ID_MODIFIERS):
                 raise _Unknown(f"modifier :{modifier} is not supported on _id")
-            return special.id_clause(modifier, values, res)
+            return special.id_clause(modifier, values, res_types)
         if code == "_lastUpdated":
             if modifier is not None:
                 raise _Unknown(f"modifier :{modifier} is not supported on _lastUpdated")
-            return special.last_updated_clause(values, res)
+            return special.last_updated_clause(values, res_types)
         param = self._param(res_types, code)
         if modifier is not None and modifier not in MODIFIERS[param.type]:
             if not (param.type == "reference" and self._is_type_modifier(param, modifier)):
@@ -207,24 +233,24 @@ class Compiler:
         if modifier == "missing":
             if len(values) != 1:
                 raise Invalid(":missing takes one value, true or false")
-            return missing(res, [TABLE_OF.get(param.type, idx_token)], target.idents, values[0])
+            return missing(TABLE_OF.get(param.type, idx_token), target.idents, values[0], res_types)
         ptype = param.type
         if ptype == "string":
-            return string.clause(target, modifier, values, res)
+            return string.clause(target, modifier, values)
         if ptype == "token":
-            return token.clause(target, modifier, values, res)
+            return token.clause(target, modifier, values)
         if ptype == "reference":
-            return reference.clause(target, modifier, values, res, self.base_urls)
+            return reference.clause(target, modifier, values, self.base_urls)
         if ptype == "date":
-            return date.clause(target, modifier, values, res)
+            return date.clause(target, modifier, values)
         if ptype == "number":
-            return number.clause(target, modifier, values, res)
+            return number.clause(target, modifier, values)
         if ptype == "quantity":
-            return quantity.clause(target, modifier, values, res)
+            return quantity.clause(target, modifier, values)
         if ptype == "uri":
-            return uri.clause(target, modifier, values, res)
+            return uri.clause(target, modifier, values)
         if ptype == "composite":
-            return composite.clause(target, modifier, values, res, self.registry)
+            return composite.clause(target, modifier, values, self.registry)
         return special.special_clause(code)
 
     def _is_type_modifier(self, param: SearchParam, modifier: str) -> bool:
@@ -237,9 +263,8 @@ class Compiler:
         res_types: tuple[str, ...],
         path: tuple[Link, ...],
         values: tuple[str, ...],
-        res: sa.FromClause,
         depth: int,
-    ) -> ColumnElement[bool]:
+    ) -> PkSet:
         first, rest = path[0], path[1:]
         param = self._param(res_types, first.code)
         if param.type != "reference":
@@ -262,17 +287,24 @@ class Compiler:
         idents = [keys.identity(t, param.code) for t in res_types]
         per_target = []
         for target_type in targets:
+            inner = self.criterion((target_type,), (), rest, values, depth + 1)
             t = resource.alias()
-            inner = self.criterion((target_type,), (), rest, values, t, depth + 1)
             ids = sa.select(t.c.res_id).where(
-                t.c.res_type == target_type, t.c.deleted.is_(False), inner
+                t.c.res_type == target_type,
+                t.c.deleted.is_(False),
+                t.c.pk.in_(intersect([inner], (target_type,))),
             )
-            per_target.append(sa.and_(ref.target_type == target_type, ref.target_id.in_(ids)))
-        sources = sa.select(ref.res_pk).where(
-            ref.hash_identity == idents[0] if len(idents) == 1 else ref.hash_identity.in_(idents),
-            sa.or_(*per_target),
+            per_target.append(
+                sa.and_(ref.target_type == target_type, ref.target_id.in_(ids.correlate(None)))
+            )
+        return PkSet(
+            sa.select(ref.res_pk).where(
+                ref.hash_identity == idents[0]
+                if len(idents) == 1
+                else ref.hash_identity.in_(idents),
+                sa.or_(*per_target),
+            )
         )
-        return res.c.pk.in_(sources)
 
     def _has(
         self,
@@ -280,63 +312,89 @@ class Compiler:
         has: tuple[HasLink, ...],
         path: tuple[Link, ...],
         values: tuple[str, ...],
-        res: sa.FromClause,
         depth: int,
-    ) -> ColumnElement[bool]:
+    ) -> PkSet:
         link, rest = has[0], has[1:]
         self._check_type(link.res_type)
         param = self.registry.get(link.res_type, link.ref)
         if param is None or param.type != "reference":
             raise _Unknown(f"{link.res_type} has no reference search parameter {link.ref!r}")
-        src = resource.alias()
-        inner = self.criterion((link.res_type,), rest, path, values, src, depth + 1)
-        sources = sa.select(src.c.pk).where(
-            src.c.res_type == link.res_type, src.c.deleted.is_(False), inner
-        )
+        inner = self.criterion((link.res_type,), rest, path, values, depth + 1)
+        sources = intersect([inner], (link.res_type,))
         ref = idx_reference.c
-        target_type = res.c.res_type if len(res_types) > 1 else res_types[0]
-        ids = sa.select(ref.target_id).where(
-            ref.hash_identity == keys.identity(link.res_type, param.code),
-            ref.target_type == target_type,
-            ref.res_pk.in_(sources),
-        )
-        return res.c.res_id.in_(ids)
+        out = []
+        for res_type in res_types:
+            ids = sa.select(ref.target_id).where(
+                ref.hash_identity == keys.identity(link.res_type, param.code),
+                ref.target_type == res_type,
+                ref.res_pk.in_(sources),
+            )
+            out.append(
+                sa.select(resource.c.pk).where(
+                    resource.c.res_type == res_type,
+                    resource.c.deleted.is_(False),
+                    resource.c.res_id.in_(ids.correlate(None)),
+                )
+            )
+        stmt = out[0] if len(out) == 1 else sa.select(sa.union_all(*out).subquery().c[0])
+        return PkSet(stmt, unique=True)
 
     # -- _sort -----------------------------------------------------------------------------
-    def sort_keys(
-        self, res_type: str | None, sort: str | Sequence[tuple[str, bool]]
-    ) -> list[tuple[sa.ColumnElement, bool]]:
-        """``(expression, descending)`` for each ``_sort`` key (``"-date,_id"`` or
-        ``[("date", True), ...]``): resource columns for ``_id`` and ``_lastUpdated``, otherwise
-        the lowest (ascending) or highest (descending) indexed value of the parameter."""
-        if isinstance(sort, str):
-            keys_ = []
-            for k in sort.split(","):
-                k = k.strip()
-                if k:
-                    keys_.append((k[1:], True) if k.startswith("-") else (k, False))
-        else:
-            keys_ = list(sort)
-        types = (res_type,) if res_type else tuple(self.registry.resource_types())
-        return [(self._sort_expr(types, code, desc), desc) for code, desc in keys_]
-
     def sort_by(
-        self, res_type: str | None, sort: str | Sequence[tuple[str, bool]]
+        self,
+        res_type: str | None,
+        sort: str | Sequence[tuple[str, bool]],
+        pk: sa.ColumnElement | None = None,
     ) -> list[sa.ColumnElement]:
-        """ORDER BY clauses for ``_sort`` on a ``SELECT resource.pk`` from ``compile``; resources
-        without a value come last; ``resource.pk`` breaks ties."""
-        clauses: list[sa.ColumnElement] = [
-            expr.desc().nulls_last() if desc else expr.asc().nulls_last()
-            for expr, desc in self.sort_keys(res_type, sort)
-        ]
-        clauses.append(resource.c.pk.asc())
+        """ORDER BY clauses for ``_sort`` (``"-date,_id"`` or ``[("date", True), ...]``), for a
+        query whose rows carry the resource primary key ``pk`` (default ``resource.pk``, i.e. a
+        query FROM ``resource``): resource columns for ``_id`` and ``_lastUpdated``, otherwise
+        the lowest (ascending) or highest (descending) indexed value of the parameter; resources
+        without a value come last; the primary key breaks ties."""
+        keys_ = parse_sort(sort)
+        pk = resource.c.pk if pk is None else pk
+        types = (res_type,) if res_type else tuple(self.registry.resource_types())
+        clauses: list[sa.ColumnElement] = []
+        for code, desc in keys_:
+            expr = self._sort_expr(types, code, desc, pk)
+            clauses.append(expr.desc().nulls_last() if desc else expr.asc().nulls_last())
+        clauses.append(pk.asc())
         return clauses
 
-    def _sort_expr(self, types: tuple[str, ...], code: str, desc: bool) -> sa.ColumnElement:
-        if code == "_id":
-            return resource.c.res_id
-        if code == "_lastUpdated":
-            return resource.c.last_updated
+    def sort_keys(
+        self,
+        res_type: str | None,
+        sort: str | Sequence[tuple[str, bool]],
+        pk: sa.ColumnElement | None = None,
+    ) -> list[tuple[sa.ColumnElement, bool]]:
+        """``(expression, descending)`` per ``_sort`` key, without the tie-break, for keyset
+        paging (the caller selects the expressions too, to build cursors)."""
+        pk = resource.c.pk if pk is None else pk
+        types = (res_type,) if res_type else tuple(self.registry.resource_types())
+        return [(self._sort_expr(types, code, desc, pk), desc) for code, desc in parse_sort(sort)]
+
+    def ordered(
+        self, res_type: str | None, select: sa.Select, sort: str | Sequence[tuple[str, bool]]
+    ) -> sa.Select:
+        """``SELECT pk`` of the matches of ``select`` (from ``compile``), sorted by ``_sort``
+        (then by pk); add ``.limit()`` / ``.offset()`` for a page."""
+        keys_ = parse_sort(sort)
+        matches = select.subquery("matches")
+        stmt = sa.select(matches.c.pk)
+        pk: sa.ColumnElement = matches.c.pk
+        if any(code in ("_id", "_lastUpdated") for code, _desc in keys_):
+            stmt = stmt.join_from(matches, resource, resource.c.pk == matches.c.pk)
+            pk = resource.c.pk
+        return stmt.order_by(*self.sort_by(res_type, keys_, pk=pk))
+
+    def _sort_expr(
+        self, types: tuple[str, ...], code: str, desc: bool, pk: sa.ColumnElement
+    ) -> sa.ColumnElement:
+        if code in ("_id", "_lastUpdated"):
+            col = resource.c.res_id if code == "_id" else resource.c.last_updated
+            if pk is resource.c.pk:
+                return col
+            return sa.select(col).where(resource.c.pk == pk).scalar_subquery()
         try:
             param = self._param(types, code)
         except _Unknown as exc:
@@ -359,10 +417,22 @@ class Compiler:
         return (
             sa.select(agg)
             .where(
-                table.c.res_pk == resource.c.pk,
+                table.c.res_pk == pk,
                 table.c.hash_identity == idents[0]
                 if len(idents) == 1
                 else table.c.hash_identity.in_(idents),
             )
             .scalar_subquery()
         )
+
+
+def parse_sort(sort: str | Sequence[tuple[str, bool]]) -> list[tuple[str, bool]]:
+    """``"-date,_id"`` → ``[("date", True), ("_id", False)]``."""
+    if not isinstance(sort, str):
+        return list(sort)
+    out = []
+    for k in sort.split(","):
+        k = k.strip()
+        if k:
+            out.append((k[1:], True) if k.startswith("-") else (k, False))
+    return out

@@ -24,7 +24,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from resources.errors import Invalid, NotSupported
 from resources.search import date, keys, number, quantity, reference, string, token
-from resources.search.clauses import Target, pk_in, starts_with
+from resources.search.clauses import PkSet, Target, pk_in, starts_with
 from resources.search.definitions import SearchParam, SearchParameterRegistry
 from resources.search.extract import RelativeExtractor, Value, compile_relative
 from resources.search.parse import split_escaped, split_prefix, unescape
@@ -256,9 +256,8 @@ def clause(
     target: Target,
     modifier: str | None,
     values: Sequence[str],
-    res: sa.FromClause,
     registry: SearchParameterRegistry,
-) -> ColumnElement[bool]:
+) -> PkSet:
     layout = Layout.of(target.param, registry)
     t = idx_composite.c
     conds = []
@@ -284,4 +283,4 @@ def clause(
                 numeric += 1
         for ident in target.idents:
             conds.append(sa.and_(t.hash_key == keys.combine(ident, *key_parts), *extra))
-    return pk_in(res, idx_composite, sa.or_(*conds))
+    return pk_in(idx_composite, sa.or_(*conds))

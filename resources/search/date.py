@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from resources.errors import Invalid
-from resources.search.clauses import Target, identity_in, pk_in
+from resources.search.clauses import PkSet, Target, identity_in, pk_in
 from resources.search.extract import Value
 from resources.search.parse import split_prefix, unescape
 from resources.search.tables import idx_date
@@ -166,9 +166,7 @@ def compare(prefix: str, sl: object, sh: object, tl: object, th: object) -> Colu
     raise Invalid(f"unknown prefix {prefix!r}")
 
 
-def clause(
-    target: Target, modifier: str | None, values: Sequence[str], res: sa.FromClause
-) -> ColumnElement[bool]:
+def clause(target: Target, modifier: str | None, values: Sequence[str]) -> PkSet:
     conds = []
     for v in values:
         prefix, text = split_prefix(unescape(v))
@@ -176,7 +174,7 @@ def clause(
         if prefix == "ap":
             sl, sh = approx(sl, sh)
         conds.append(compare(prefix, sl, sh, idx_date.c.low, idx_date.c.high))
-    return pk_in(res, idx_date, identity_in(idx_date, target.idents), sa.or_(*conds))
+    return pk_in(idx_date, identity_in(idx_date, target.idents), sa.or_(*conds))
 
 
 def to_datetime(us: int) -> datetime:

@@ -132,6 +132,18 @@ class SearchParameterRegistry:
             self._put(param)
         return param
 
+    def remove(self, url: str) -> None:
+        """Forget the parameter with this canonical url (a deleted or retired custom one)."""
+        with self._lock:
+            old = self._by_url.pop(url, None)
+            if old is None:
+                return
+            for b in old.base:
+                if self._by_base.get(b, {}).get(old.code) is old:
+                    del self._by_base[b][old.code]
+            self._merged = {}
+            self.generation += 1
+
     def _put(self, param: SearchParam) -> None:
         old = self._by_url.get(param.url)
         if old is not None:
@@ -200,6 +212,11 @@ def r4_resource_types() -> list[str]:
         for k, v in parents.items()
         if v in ("DomainResource", "Resource") and k not in ("DomainResource", "Resource")
     )
+
+
+def check_expression(expression: str) -> None:
+    """Raise ``Invalid`` unless ``expression`` is valid FHIRPath syntax."""
+    _check_expression(expression)
 
 
 def _check_expression(expression: str) -> None:

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from resources.errors import Invalid
-from resources.search.clauses import Target, identity_in, pk_in
+from resources.search.clauses import PkSet, Target, identity_in, pk_in
 from resources.search.extract import Value
 from resources.search.parse import split_prefix, unescape
 from resources.search.tables import idx_number
@@ -117,11 +117,9 @@ def compare(
     raise Invalid(f"unknown prefix {prefix!r}")
 
 
-def clause(
-    target: Target, modifier: str | None, values: Sequence[str], res: sa.FromClause
-) -> ColumnElement[bool]:
+def clause(target: Target, modifier: str | None, values: Sequence[str]) -> PkSet:
     conds = []
     for v in values:
         prefix, text = split_prefix(unescape(v))
         conds.append(compare(prefix, parse_number(text), idx_number.c.low, idx_number.c.high))
-    return pk_in(res, idx_number, identity_in(idx_number, target.idents), sa.or_(*conds))
+    return pk_in(idx_number, identity_in(idx_number, target.idents), sa.or_(*conds))

@@ -20,7 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from resources.errors import Invalid
 from resources.search import keys, ucum
-from resources.search.clauses import Target, pk_in
+from resources.search.clauses import PkSet, Target, pk_in
 from resources.search.extract import Value
 from resources.search.number import BIG, compare, parse_number, to_float
 from resources.search.parse import split_escaped, split_prefix, unescape
@@ -144,8 +144,6 @@ def _one(ident: int, value: str) -> ColumnElement[bool]:
     return sa.and_(t.hash_sys_code == key, compare(prefix, n, t.low, t.high))
 
 
-def clause(
-    target: Target, modifier: str | None, values: Sequence[str], res: sa.FromClause
-) -> ColumnElement[bool]:
+def clause(target: Target, modifier: str | None, values: Sequence[str]) -> PkSet:
     conds = [_one(i, v) for i in target.idents for v in values]
-    return pk_in(res, idx_quantity, sa.or_(*conds))
+    return pk_in(idx_quantity, sa.or_(*conds))

@@ -22,7 +22,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from resources.errors import Invalid, NotSupported
 from resources.search import keys, token
-from resources.search.clauses import Target, identity_in, pk_in
+from resources.search.clauses import PkSet, Target, identity_in, pk_in
 from resources.search.extract import Value, reference_type
 from resources.search.parse import unescape
 from resources.search.tables import URI_LEN, idx_reference
@@ -146,19 +146,18 @@ def clause(
     target: Target,
     modifier: str | None,
     values: Sequence[str],
-    res: sa.FromClause,
     bases: Sequence[str] = (),
-) -> ColumnElement[bool]:
+) -> PkSet:
     if modifier in ("above", "below"):
         raise NotSupported(
             f"{target.code}:{modifier} (hierarchical canonical references) is not supported yet"
         )
     if modifier == "identifier":
         idents = tuple(identifier_identity(i) for i in target.idents)
-        return token.clause(Target(target.param, target.res_types, idents), None, values, res)
+        return token.clause(Target(target.param, target.res_types, idents), None, values)
     type_modifier = modifier  # a resource type, validated by the compiler
     conds = [value_condition(i, v, type_modifier, bases) for i in target.idents for v in values]
-    return pk_in(res, idx_reference, sa.or_(*conds))
+    return pk_in(idx_reference, sa.or_(*conds))
 
 
 def targets_select(

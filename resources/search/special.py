@@ -15,7 +15,9 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from resources.errors import NotSupported
+from resources.schema import resource
 from resources.search import date
+from resources.search.clauses import PkSet
 from resources.search.parse import unescape
 
 RESOURCE_COLUMNS = frozenset({"_id", "_lastUpdated"})
@@ -32,18 +34,30 @@ UNSUPPORTED = {
 }
 
 
-def id_clause(
-    modifier: str | None, values: Sequence[str], res: sa.FromClause
-) -> ColumnElement[bool]:
+def id_clause(modifier: str | None, values: Sequence[str], res_types: Sequence[str]) -> PkSet:
     ids = [unescape(v) for v in values]
-    cond = res.c.res_id == ids[0] if len(ids) == 1 else res.c.res_id.in_(ids)
-    return sa.not_(cond) if modifier == "not" else cond
+    cond = resource.c.res_id == ids[0] if len(ids) == 1 else resource.c.res_id.in_(ids)
+    return resource_set(res_types, cond, negated=modifier == "not")
 
 
-def last_updated_clause(values: Sequence[str], res: sa.FromClause) -> ColumnElement[bool]:
-    return date.last_updated_clause(values, res)
+def last_updated_clause(values: Sequence[str], res_types: Sequence[str]) -> PkSet:
+    return resource_set(res_types, date.last_updated_clause(values, resource))
 
 
-def special_clause(code: str) -> ColumnElement[bool]:
+def resource_set(
+    res_types: Sequence[str], cond: ColumnElement[bool], *, negated: bool = False
+) -> PkSet:
+    """The live resources of ``res_types`` whose ``resource`` row satisfies ``cond``."""
+    stmt = sa.select(resource.c.pk).where(
+        resource.c.res_type == res_types[0]
+        if len(res_types) == 1
+        else resource.c.res_type.in_(list(res_types)),
+        resource.c.deleted.is_(False),
+        cond,
+    )
+    return PkSet(stmt, negated=negated, unique=True)
+
+
+def special_clause(code: str) -> PkSet:
     """Parameters of type ``special`` (R4: Location ``near``)."""
     raise NotSupported(f"the special search parameter {code!r} is not supported yet")

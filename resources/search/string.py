@@ -15,10 +15,17 @@ import unicodedata
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from sqlalchemy.sql.elements import ColumnElement
 
 from resources.search import keys
-from resources.search.clauses import Target, contains, identity_in, key_in, pk_in, starts_with
+from resources.search.clauses import (
+    PkSet,
+    Target,
+    contains,
+    identity_in,
+    key_in,
+    pk_in,
+    starts_with,
+)
 from resources.search.extract import Value
 from resources.search.parse import unescape
 from resources.search.tables import STRING_LEN, idx_string
@@ -71,17 +78,15 @@ def index(ident: int, values: list[Value], out: list) -> None:
             out.append((idx_string, (ident, norm, keys.combine(ident, s))))
 
 
-def clause(
-    target: Target, modifier: str | None, values: Sequence[str], res: sa.FromClause
-) -> ColumnElement[bool]:
+def clause(target: Target, modifier: str | None, values: Sequence[str]) -> PkSet:
     idents = target.idents
     texts = [unescape(v) for v in values]
     if modifier == "exact":
         hashes = [keys.combine(i, t) for i in idents for t in texts]
-        return pk_in(res, idx_string, key_in(idx_string.c.hash_exact, hashes))
+        return pk_in(idx_string, key_in(idx_string.c.hash_exact, hashes))
     col = idx_string.c.value_norm
     if modifier == "contains":
         conds = [contains(col, normalise(t)) for t in texts]
     else:
         conds = [starts_with(col, normalise(t)) for t in texts]
-    return pk_in(res, idx_string, identity_in(idx_string, idents), sa.or_(*conds))
+    return pk_in(idx_string, identity_in(idx_string, idents), sa.or_(*conds))

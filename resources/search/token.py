@@ -23,6 +23,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from resources.errors import Invalid, NotSupported
 from resources.search import keys
 from resources.search.clauses import (
+    PkSet,
     Target,
     contains,
     identity_in,
@@ -146,9 +147,7 @@ def matching(idents: Sequence[int], values: Sequence[str]) -> ColumnElement[bool
     return sa.or_(*(key_in(idx_token.c[col], ks) for col, ks in by_col.items()))
 
 
-def clause(
-    target: Target, modifier: str | None, values: Sequence[str], res: sa.FromClause
-) -> ColumnElement[bool]:
+def clause(target: Target, modifier: str | None, values: Sequence[str]) -> PkSet:
     if modifier in TERMINOLOGY_MODIFIERS:
         raise NotSupported(
             f"{target.code}:{modifier} needs terminology services (ValueSet expansion and code "
@@ -162,7 +161,6 @@ def clause(
             conds.append(starts_with(idx_token.c.text_norm, t))
             conds.append(contains(idx_token.c.text_norm, " " + t))
         return pk_in(
-            res,
             idx_token,
             identity_in(idx_token, idents),
             idx_token.c.text_norm.is_not(None),  # lets PostgreSQL use the partial index
@@ -170,8 +168,8 @@ def clause(
         )
     if modifier == "of-type":
         ks = [of_type_key(i, v) for i in idents for v in values]
-        return pk_in(res, idx_token, key_in(idx_token.c.hash_sys_value, ks))
+        return pk_in(idx_token, key_in(idx_token.c.hash_sys_value, ks))
     where = matching(idents, values)
     if modifier == "not":
-        return pk_not_in(res, idx_token, where)
-    return pk_in(res, idx_token, where)
+        return pk_not_in(idx_token, where)
+    return pk_in(idx_token, where)

@@ -12,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from sqlalchemy.sql.elements import ColumnElement
 
-from resources.search.clauses import Target, identity_in, pk_in, starts_with
+from resources.search.clauses import PkSet, Target, identity_in, pk_in, starts_with
 from resources.search.extract import Value
 from resources.search.parse import unescape
 from resources.search.tables import URI_LEN, idx_uri
@@ -44,9 +43,7 @@ def ancestors(uri: str) -> list[str]:
     return out
 
 
-def clause(
-    target: Target, modifier: str | None, values: Sequence[str], res: sa.FromClause
-) -> ColumnElement[bool]:
+def clause(target: Target, modifier: str | None, values: Sequence[str]) -> PkSet:
     col = idx_uri.c.uri
     texts = [unescape(v)[:URI_LEN] for v in values]
     if modifier == "below":
@@ -55,4 +52,4 @@ def clause(
         cond = col.in_(sorted({a for t in texts for a in ancestors(t)}))
     else:
         cond = col == texts[0] if len(texts) == 1 else col.in_(texts)
-    return pk_in(res, idx_uri, identity_in(idx_uri, target.idents), cond)
+    return pk_in(idx_uri, identity_in(idx_uri, target.idents), cond)

@@ -53,3 +53,14 @@ def test_bad_settings_are_refused(tmp_path):
         env={"HEARTH_BASE_URL": "ftp://nope", "HEARTH_DATABASE_URL": f"sqlite:///{tmp_path}/x.db"},
     )
     assert out.returncode != 0 and "HEARTH_BASE_URL" in out.stderr
+
+
+def test_reindex_command(tmp_path):
+    env = {"HEARTH_DATABASE_URL": f"sqlite:///{tmp_path / 'ri.db'}"}
+    assert hearth("db", "upgrade", env=env).returncode == 0
+    assert hearth("load", "--quiet", str(ROOT / "demo"), env=env).returncode == 0
+    out = hearth("reindex", "--type", "Patient", env=env)
+    assert out.returncode == 0, out.stderr
+    assert "3 resources re-indexed" in out.stdout
+    resumed = hearth("reindex", "--resume", env=env)
+    assert resumed.returncode == 0 and "no unfinished reindex job" in resumed.stdout

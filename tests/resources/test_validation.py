@@ -108,6 +108,19 @@ BAD = [
     ("number for boolean", {**PATIENT, "active": 1}, "structure", "Patient.active"),
     ("object for array", {**PATIENT, "name": {"family": "Doe"}}, "structure", "Patient.name"),
     (
+        "array for single complex",
+        {**PATIENT, "meta": [{"versionId": "1"}]},
+        "structure",
+        "Patient.meta",
+    ),
+    ("array of null for meta", {**PATIENT, "meta": [None]}, "structure", "Patient.meta"),
+    (
+        "array for primitive extension",
+        {**PATIENT, "_birthDate": [{"id": "a"}]},
+        "structure",
+        "Patient._birthDate",
+    ),
+    (
         "fractional integer",
         {**PATIENT, "multipleBirthInteger": 1.5},
         "structure",

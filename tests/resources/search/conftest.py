@@ -170,15 +170,26 @@ class Store:
         return {(f"{t}/{i}" if res_type is None else i) for t, i in rows}
 
     def sorted_ids(self, res_type: str, query: str, sort: str) -> list[str]:
-        compiled = self.search.compile(
-            res_type, [tuple(p.split("=", 1)) for p in query.split("&") if p]
-        )  # type: ignore[misc]
+        """Ids in ``_sort`` order, through ``SearchEngine.ordered`` and, as a cross-check,
+        through ``sort_by`` on a query FROM ``resource``."""
+        pairs = [tuple(p.split("=", 1)) for p in query.split("&") if p]
+        compiled = self.search.compile(res_type, pairs)  # type: ignore[arg-type]
         stmt = (
             sa.select(resource.c.res_id)
             .where(resource.c.pk.in_(compiled.select))
             .order_by(*self.search.sort_by(res_type, sort))
         )
-        return [r[0] for r in self.conn.execute(stmt)]
+        via_sort_by = [r[0] for r in self.conn.execute(stmt)]
+        pks = [
+            r[0] for r in self.conn.execute(self.search.ordered(res_type, compiled.select, sort))
+        ]
+        ids = dict(
+            self.conn.execute(
+                sa.select(resource.c.pk, resource.c.res_id).where(resource.c.pk.in_(pks))
+            ).all()
+        )
+        assert [ids[p] for p in pks] == via_sort_by
+        return via_sort_by
 
 
 @pytest.fixture

@@ -266,6 +266,8 @@ def linked(store: Store) -> Store:
         ),
         ("Observation", "subject:Patient._id=p2", {"o2"}),
         ("Observation", "subject:Patient.name=peter&code=1234-5", {"o1"}),
+        ("Observation", "subject=Patient/p1&patient.organization.name=acme", {"o1", "o4"}),
+        ("Observation", "subject:missing=false&subject:Patient.name=peter", {"o1", "o4"}),
         ("Observation", "subject:Patient.name=peter,other", {"o1", "o2", "o4"}),
         # reverse chains
         ("Patient", "_has:Observation:patient:code=1234-5", {"p1", "p2"}),

@@ -1,0 +1,56 @@
+"""$reindex — re-index stored resources after search parameters change (as HAPI FHIR's
+``$reindex``): ``POST [base]/$reindex`` or ``POST [base]/[type]/$reindex`` starts a job and runs
+it to the end (or, with ``Prefer: respond-async``, returns 202 with the job to poll at
+``GET [base]/$reindex?job=ID``). Returns a Parameters resource with the job's progress."""
+
+from __future__ import annotations
+
+import threading
+
+from fhir_server.context import Context, FhirRequest, Reply
+from fhir_server.operations.registry import Operation
+from resources import reindex
+
+
+def _parameters(job: reindex.Job) -> dict:
+    return {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "job", "valueString": job.id},
+            {"name": "type", "valueString": job.res_type or "*"},
+            {"name": "processed", "valueInteger": job.done_count},
+            {"name": "total", "valueInteger": job.total},
+            {"name": "finished", "valueBoolean": job.finished},
+        ],
+    }
+
+
+def run(ctx: Context, req: FhirRequest) -> Reply:
+    if req.method == "GET":
+        job_id = req.param("job")
+        if job_id:
+            return Reply(200, _parameters(reindex.get(ctx.repo, job_id)))
+        jobs = reindex.unfinished(ctx.repo)
+        return Reply(
+            200,
+            {
+                "resourceType": "Parameters",
+                "parameter": [{"name": "job", "part": _parameters(j)["parameter"]} for j in jobs],
+            },
+        )
+    job = reindex.start(ctx.repo, req.res_type)
+    if req.prefer.get("respond-async") is not None:
+        threading.Thread(target=reindex.run_to_end, args=(ctx.repo, job.id), daemon=True).start()
+        return Reply(
+            202, _parameters(job), {"Content-Location": f"{ctx.base}/$reindex?job={job.id}"}
+        )
+    return Reply(200, _parameters(reindex.run_to_end(ctx.repo, job.id)))
+
+
+OPERATION = Operation(
+    name="reindex",
+    definition="http://hearth.local/fhir/OperationDefinition/reindex",
+    levels=frozenset({"system", "type"}),
+    handler=run,
+    affects_state=True,
+)
