@@ -58,6 +58,8 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> sa.En
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=True,
+            # JIT compilation adds 5-11 ms to Hearth's short index queries and saves nothing.
+            connect_args={"options": "-c jit=off"},
         )
     raise ValueError(f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}")
 

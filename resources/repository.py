@@ -52,6 +52,15 @@ class WriteResult:
     status: str
 
 
+class BatchItemError(Exception):
+    """Item ``index`` of a ``create_many`` batch failed with ``error``."""
+
+    def __init__(self, index: int, error: Invalid) -> None:
+        super().__init__(error.diagnostics)
+        self.index = index
+        self.error = error
+
+
 class _Retry(Exception):
     """A collision another transaction won; the unit is run again from the start."""
 
@@ -198,6 +207,68 @@ class Unit:
             self._claim_search_url(res_type, if_none_exist, self._last_pk, result.stored)
         return result
 
+    def create_many(self, items: Sequence[tuple[str, dict]]) -> list[WriteResult]:
+        """Create many resources with server-chosen ids ``(res_id, body)`` in three statements
+        per table instead of five per resource: the batch write path of transactions and bulk
+        loads. A validation failure raises ``BatchItemError`` naming the item."""
+        if not items:
+            return []
+        ts = self.repo.clock()
+        rows, contents = [], []
+        for n, (res_id, body) in enumerate(items):
+            res_type = _resource_type(body)
+            try:
+                self._check(res_type, body)
+            except Invalid as exc:
+                raise BatchItemError(n, exc) from exc
+            content = stamp(body, res_id, 1, ts)
+            contents.append(content)
+            rows.append(
+                {
+                    "res_type": res_type,
+                    "res_id": res_id,
+                    "version": 1,
+                    "last_updated": ts,
+                    "deleted": False,
+                    "content": content,
+                    "content_hash": content_hash({**body, "id": res_id}),
+                }
+            )
+        pks = (
+            self.conn.execute(
+                sa.insert(resource).returning(resource.c.pk, sort_by_parameter_order=True), rows
+            )
+            .scalars()
+            .all()
+        )
+        self.conn.execute(
+            sa.insert(resource_version),
+            [
+                {
+                    **{
+                        k: r[k]
+                        for k in (
+                            "res_type",
+                            "res_id",
+                            "version",
+                            "last_updated",
+                            "deleted",
+                            "content",
+                            "content_hash",
+                        )
+                    },
+                    "res_pk": pk,
+                    "method": "POST",
+                }
+                for pk, r in zip(pks, rows, strict=True)
+            ],
+        )
+        self.repo.search.index(self.conn, list(zip(pks, contents, strict=True)))
+        return [
+            WriteResult(Stored(r["res_type"], r["res_id"], 1, ts, False, c, "POST"), "created")
+            for r, c in zip(rows, contents, strict=True)
+        ]
+
     def update(
         self, res_type: str, res_id: str, body: dict, *, if_match: str | None = None
     ) -> WriteResult:
@@ -321,9 +392,8 @@ class Unit:
             stmt = stmt.with_for_update()
         return self.conn.execute(stmt).first()
 
-    def _write(
-        self, res_type: str, res_id: str, body: dict, method: str, current: sa.Row | None
-    ) -> WriteResult:
+    def _check(self, res_type: str, body: dict) -> None:
+        """Validate ``body`` as R4 (and a SearchParameter as usable); raise ``Invalid``."""
         issues = [i for i in validate_resource(body) if i.severity in ("error", "fatal")]
         if issues:
             raise Invalid(
@@ -334,6 +404,11 @@ class Unit:
         if res_type == "SearchParameter":
             self.repo.custom_params.check(body)
             self.wrote_search_parameter = True
+
+    def _write(
+        self, res_type: str, res_id: str, body: dict, method: str, current: sa.Row | None
+    ) -> WriteResult:
+        self._check(res_type, body)
         digest = content_hash({**body, "id": res_id})
         if current is not None and not current.deleted and current.content_hash == digest:
             return WriteResult(_stored(current), "unchanged")

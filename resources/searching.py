@@ -26,7 +26,6 @@ from resources.errors import Invalid, Issue
 from resources.repository import Unit
 from resources.schema import resource
 from resources.search import keys
-from resources.search.compiler import parse_sort
 from resources.search.tables import idx_reference
 from resources.shaping import select_elements, summarize
 from resources.store import Stored
@@ -123,7 +122,7 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
     )
     if req.compartment is not None:
         base_stmt = base_stmt.where(_in_compartment(unit, req.res_type, *req.compartment))
-    sort_keys = _sort_keys(engine, req.res_type, result.sort) if result.sort else []
+    sort_keys = engine.sort_keys(req.res_type, result.sort) if result.sort else []
     cursor = next((v for k, v in req.query if k == "_page"), None)
 
     total = None
@@ -175,18 +174,6 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
         total=total,
         outcome=outcome,
     )
-
-
-def _sort_keys(
-    engine, res_type: str | None, sort: list[tuple[str, bool]]
-) -> list[tuple[sa.ColumnElement, bool]]:  # type: ignore[no-untyped-def]
-    """``(expression on resource.pk, descending)`` per ``_sort`` key; the keyset cursor stores
-    the values of these expressions for the last row of a page."""
-    types = (res_type,) if res_type else tuple(engine.registry.resource_types())
-    return [
-        (engine.compiler._sort_expr(types, code, desc, resource.c.pk), desc)
-        for code, desc in parse_sort(sort)
-    ]
 
 
 def _with(stored: Stored, content: dict) -> Stored:

@@ -24,7 +24,7 @@ from resources.errors import (
     PreconditionFailed,
 )
 from resources.patch import apply_fhirpath_patch, apply_json_patch
-from resources.repository import Repository, Unit, WriteResult, new_id
+from resources.repository import BatchItemError, Repository, Unit, WriteResult, new_id
 from resources.store import ID_RE, Stored, instant
 from resources.validation import is_resource_type
 
@@ -179,45 +179,46 @@ def _transaction(
         e.existing = None
         e.response = {}
     refs: dict[str, str] = {}
+    ordered = sorted(entries, key=lambda e: ORDER[e.method])
+    current: Entry | None = None  # the entry being worked on, named if anything fails
     try:
-        for e in sorted(entries, key=lambda e: ORDER[e.method]):
-            if e.method == "DELETE":
-                _execute(unit, e, refs, base, search, return_pref)
+        for current in ordered:
+            if current.method == "DELETE":
+                _execute(unit, current, refs, base, search, return_pref)
         # Give every new resource its identity before anything is written.
-        for e in entries:
-            if e.method == "POST":
-                if e.if_none_exist:
-                    found = unit.match(e.res_type, e.if_none_exist, limit=2)
-                    if len(found) > 1:
-                        raise MultipleMatches(
-                            f"ifNoneExist matches {len(found)} {e.res_type} resources"
-                        )
-                    if found:
-                        e.existing = unit.read_many(found)[0]
-                e.assigned_id = e.existing.res_id if e.existing else new_id()
-                _map(refs, e, f"{e.res_type}/{e.assigned_id}")
-            elif e.method == "PUT":
-                if e.res_id is None:
-                    found = unit.match(e.res_type, e.query, limit=2)
-                    if len(found) > 1:
-                        raise MultipleMatches(
-                            f"the criteria match {len(found)} {e.res_type} resources"
-                        )
-                    e.assigned_id = unit.read_many(found)[0].res_id if found else new_id()
-                    e.query = []
-                    e.res_id = e.assigned_id
-                _map(refs, e, f"{e.res_type}/{e.res_id}")
-        for e in sorted(entries, key=lambda e: ORDER[e.method]):
-            if e.method in ("POST", "PUT", "PATCH") and isinstance(e.resource, dict | list):
-                e.resource = _rewrite(e.resource, refs, unit)
-        for e in sorted(entries, key=lambda e: ORDER[e.method]):
-            if e.method != "DELETE":
-                _execute(unit, e, refs, base, search, return_pref)
+        for current in entries:
+            _assign_identity(unit, current, refs)
+        for current in ordered:
+            if current.method in ("POST", "PUT", "PATCH") and isinstance(
+                current.resource, dict | list
+            ):
+                current.resource = _rewrite(current.resource, refs, unit)
+        current = None
+        # Plain creates go through the batch write path together.
+        plain = [
+            e for e in ordered if e.method == "POST" and e.existing is None and not e.if_none_exist
+        ]
+        for e in plain:
+            current = e
+            _check_post(e)
+        current = None
+        try:
+            results = unit.create_many(
+                [(e.assigned_id, {k: v for k, v in e.resource.items() if k != "id"}) for e in plain]
+            )
+        except BatchItemError as exc:
+            current = plain[exc.index]
+            raise exc.error from exc
+        for e, result in zip(plain, results, strict=True):
+            e.response = _write_response(result, base, return_pref)
+        batched = {id(e) for e in plain}
+        for current in ordered:
+            if current.method != "DELETE" and id(current) not in batched:
+                _execute(unit, current, refs, base, search, return_pref)
     except FhirError as exc:
-        failed = next((x for x in entries if not x.response), None)
         where = (
-            f"entry {failed.index} ({failed.method} {failed.res_type or ''})"
-            if failed
+            f"entry {current.index} ({current.method} {current.res_type or ''})"
+            if current
             else "bundle"
         )
         issues = [
@@ -225,11 +226,41 @@ def _transaction(
                 i.code,
                 f"{where}: {i.diagnostics}",
                 i.severity,
-                i.expression or tuple(_expr(failed.index) if failed else ()),
+                i.expression or tuple(_expr(current.index) if current else ()),
             )
             for i in exc.issues
         ]
         raise type(exc)(f"transaction failed at {where}: {exc.diagnostics}", issues) from exc
+
+
+def _assign_identity(unit: Unit, e: Entry, refs: dict[str, str]) -> None:
+    """The id an entry's resource will have: new for a create, the match's for a conditional
+    create or update that matches, and map its fullUrl to it."""
+    if e.method == "POST":
+        if e.if_none_exist:
+            found = unit.match(e.res_type, e.if_none_exist, limit=2)
+            if len(found) > 1:
+                raise MultipleMatches(f"ifNoneExist matches {len(found)} {e.res_type} resources")
+            if found:
+                e.existing = unit.read_many(found)[0]
+        e.assigned_id = e.existing.res_id if e.existing else new_id()
+        _map(refs, e, f"{e.res_type}/{e.assigned_id}")
+    elif e.method == "PUT":
+        if e.res_id is None:
+            found = unit.match(e.res_type, e.query, limit=2)
+            if len(found) > 1:
+                raise MultipleMatches(f"the criteria match {len(found)} {e.res_type} resources")
+            e.assigned_id = unit.read_many(found)[0].res_id if found else new_id()
+            e.query = []
+            e.res_id = e.assigned_id
+        _map(refs, e, f"{e.res_type}/{e.res_id}")
+
+
+def _check_post(e: Entry) -> None:
+    if e.res_id is not None:
+        raise Invalid(f"entry {e.index}: POST is for a type URL, not {e.res_type}/{e.res_id}")
+    if e.resource.get("resourceType") != e.res_type:
+        raise Invalid(f"entry {e.index}: resourceType does not match the URL type {e.res_type}")
 
 
 def _map(refs: dict[str, str], e: Entry, target: str) -> None:
@@ -285,16 +316,11 @@ def _execute(
             e.response["response"]["etag"] = done.stored.etag
         return
     if e.method == "POST":
-        if e.res_id is not None:
-            raise Invalid(f"entry {e.index}: POST is for a type URL, not {e.res_type}/{e.res_id}")
+        _check_post(e)
         if e.existing is not None:
             result = WriteResult(e.existing, "exists")
         else:
             body = {k: v for k, v in e.resource.items() if k != "id"}
-            if body.get("resourceType") != e.res_type:
-                raise Invalid(
-                    f"entry {e.index}: resourceType does not match the URL type {e.res_type}"
-                )
             result = unit.create(body, if_none_exist=e.if_none_exist, res_id=e.assigned_id)
         e.response = _write_response(result, base, return_pref)
         return

@@ -81,9 +81,9 @@ class SearchEngine:
 
     # -- search --------------------------------------------------------------------------------
     def compile(self, res_type: str | None, query: Query) -> CompiledSearch:
-        """``SELECT resource.pk`` for a type-level (or, with ``res_type=None``, system-level)
-        search; unknown parameters come back in ``unsupported``, result parameters in
-        ``result``."""
+        """``SELECT pk`` (resource primary keys, each once) for a type-level search (or a
+        system-level one, with ``res_type=None``); unknown parameters come back in
+        ``unsupported``, result parameters in ``result``."""
         return self.compiler.compile(res_type, query)
 
     def match(self, res_type: str, query: Query) -> sa.Select:

@@ -1,17 +1,16 @@
 """The search-to-SQL compiler (FHIR R4 search.html): a parsed query becomes one SQLAlchemy Core
-``SELECT resource.pk`` of the non-deleted resources of the searched type(s) that satisfy every
-criterion, with bound parameters only.
+``SELECT pk`` of the live resources of the searched type(s) that satisfy every criterion, with
+bound parameters only.
 
-- Repeated parameters AND (one condition each); comma-separated values OR (one condition).
-- A criterion on an indexed parameter is ``pk IN (SELECT res_pk FROM idx_<type> WHERE ...)``.
-- A chain ``subject:Patient.name=x`` is
-  ``pk IN (SELECT res_pk FROM idx_reference WHERE identity AND target_type = 'Patient' AND
-  target_id IN (SELECT res_id FROM resource t WHERE t.res_type = 'Patient' AND <name=x on t>))``,
-  recursively for longer chains.
-- A reverse chain ``_has:Observation:patient:code=x`` is
-  ``res_id IN (SELECT target_id FROM idx_reference WHERE identity(Observation, patient) AND
-  target_type = <this type> AND res_pk IN (<Observations with code=x>))``, nested for nested
-  ``_has``.
+- Each criterion is a ``PkSet``: usually ``SELECT res_pk FROM idx_<type> WHERE <keys/range>``;
+  comma-separated values OR inside it; repeated parameters AND (``intersect``: the first set drives
+  the query, the others become ``res_pk IN (...)`` / ``NOT IN (...)``).
+- A chain ``subject:Patient.name=x`` is ``SELECT res_pk FROM idx_reference WHERE identity AND
+  target_type = 'Patient' AND target_id IN (SELECT res_id FROM resource t WHERE t.res_type =
+  'Patient' AND t.pk IN (<name=x>))``, recursively for longer chains.
+- A reverse chain ``_has:Observation:patient:code=x`` is ``SELECT pk FROM resource WHERE res_id IN
+  (SELECT target_id FROM idx_reference WHERE identity(Observation, patient) AND target_type =
+  <this type> AND res_pk IN (<Observations with code=x>))``, nested for nested ``_has``.
 
 Unknown parameters and modifiers are returned as ``Unsupported`` (the caller reports them, or
 rejects the request under ``Prefer: handling=strict``); features this server knows but does not
@@ -93,7 +92,7 @@ class _Unknown(Exception):
 
 @dataclass
 class CompiledSearch:
-    """``select``: ``SELECT resource.pk`` of the matches (unordered, unpaged).
+    """``select``: ``SELECT pk`` of the matches, each once (unordered, unpaged).
     ``unsupported``: the parameters that were not applied, and why. ``result``: the parsed
     result-shaping parameters. ``types``: the resource types searched (None: all)."""
 

@@ -323,10 +323,19 @@ def _compile_steps(
 ) -> list[Step] | None:
     """The step functions from a model context (``Observation``, ``Observation.component``,
     ``CodeableConcept``); None when the steps can never select anything."""
+    return _walk(ctx, cur_types, steps)[0]
+
+
+def _walk(
+    ctx: str | None, cur_types: set[str | None], steps: list[tuple]
+) -> tuple[list[Step] | None, str | None]:
+    """The step functions, and the model path of the last element when it is a ``code``."""
     mdl = model()
     funcs: list[Step] = []
+    code_path: str | None = None
     for step in steps:
         op = step[0]
+        code_path = None
         if op == "child":
             if ctx is None:
                 raise NotFast(f"no model path before {step[1]}")
@@ -348,6 +357,7 @@ def _compile_steps(
                 funcs.append(_child([(name, typ)]))
                 cur_types = {typ}
                 ctx = None if typ in PRIMITIVES else typ
+                code_path = path if typ == "code" else None
             elif path in mdl.backbones:
                 funcs.append(_child([(name, path)]))
                 cur_types = {path}
@@ -358,7 +368,7 @@ def _compile_steps(
             wanted = type_name(step[1])
             keep = {t for t in cur_types if t is not None and mdl.is_a(t, wanted)}
             if not keep:
-                return None
+                return None, None
             funcs.append(_type_filter(frozenset(keep)))
             cur_types = keep
             only = next(iter(keep)) if len(keep) == 1 else None
@@ -375,7 +385,28 @@ def _compile_steps(
             funcs.append(_field_eq(step[1], step[2]))
         else:  # pragma: no cover - the parser makes no other steps
             raise NotFast(op)
-    return funcs
+    return funcs, code_path
+
+
+def code_element(res_type: str, part: str) -> str | None:
+    """The model path (``Patient.gender``) when a union part selects a ``code`` element by a
+    plain path, else None: values of such a part have the element's implicit code system."""
+    try:
+        steps = _Parser(part).parse()
+    except NotFast:
+        return None
+    root = steps[0][1]
+    if root == res_type or root in _ROOT_BASES:
+        ctx = root
+    elif root[:1].islower():
+        ctx = res_type
+        steps = [("root", res_type), ("child", root), *steps[1:]]
+    else:
+        return None
+    try:
+        return _walk(ctx, {res_type}, steps[1:])[1]
+    except NotFast:
+        return None
 
 
 RelativeExtractor = Callable[[Value, dict], list[Value]]
@@ -535,6 +566,33 @@ def node_value(node: Any) -> Value:
     return (None, node)
 
 
+# -- implicit code systems ----------------------------------------------------------------
+CODE_WITH_SYSTEM = "code@"  # value type "code@<system>": a code with its implicit system
+
+
+def implicit_system(res_type: str, part: str) -> str | None:
+    from resources.search.codesystems import implicit_systems
+
+    path = code_element(res_type, part)
+    if path is None:
+        return None
+    if path.startswith(("Resource.", "DomainResource.")):
+        path = path.split(".", 1)[1]
+        return implicit_systems().get(f"Resource.{path}") or implicit_systems().get(
+            f"DomainResource.{path}"
+        )
+    return implicit_systems().get(path)
+
+
+def _with_system(fn: Extractor, system: str) -> Extractor:
+    typ = CODE_WITH_SYSTEM + system
+
+    def run(resource: dict) -> list[Value]:
+        return [(typ, v) if t == "code" else (t, v) for t, v in fn(resource)]
+
+    return run
+
+
 # -- the extractor of a whole expression for one type -------------------------------------
 class ExpressionPlan:
     """The compiled extractor of an expression for one resource type, and how it was built."""
@@ -553,7 +611,9 @@ class ExpressionPlan:
                     self.fast_parts += 1
                 except NotFast:
                     fn = None
-            fns.append(fn or compile_fhirpath(p, res_type))
+            fn = fn or compile_fhirpath(p, res_type)
+            system = implicit_system(res_type, p)
+            fns.append(fn if system is None else _with_system(fn, system))
         self.fast = self.fast_parts == len(self.parts)
         if not fns:
             self.run: Extractor = lambda resource: []

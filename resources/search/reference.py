@@ -22,7 +22,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from resources.errors import Invalid, NotSupported
 from resources.search import keys, token
-from resources.search.clauses import PkSet, Target, identity_in, pk_in
+from resources.search.clauses import PkSet, Target, pk_in
 from resources.search.extract import Value, reference_type
 from resources.search.parse import unescape
 from resources.search.tables import URI_LEN, idx_reference
@@ -158,17 +158,3 @@ def clause(
     type_modifier = modifier  # a resource type, validated by the compiler
     conds = [value_condition(i, v, type_modifier, bases) for i in target.idents for v in values]
     return pk_in(idx_reference, sa.or_(*conds))
-
-
-def targets_select(
-    idents: Sequence[int], target_type: str, sources: sa.Select | None = None
-) -> sa.Select:
-    """``SELECT target_id`` of the references of a parameter to ``target_type`` (optionally
-    only from the source resources ``sources`` selects): the inner part of ``_has``."""
-    t = idx_reference.c
-    stmt = sa.select(t.target_id).where(
-        identity_in(idx_reference, idents), t.target_type == target_type
-    )
-    if sources is not None:
-        stmt = stmt.where(t.res_pk.in_(sources))
-    return stmt

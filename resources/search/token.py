@@ -2,7 +2,8 @@
 
 Index, per the spec's table of types: Coding (system, code, display), CodeableConcept (each
 coding, and text), Identifier (system, value, type.text; and type codings for ``:of-type``),
-ContactPoint (value, no system), and code / boolean / id / string / uri values (no system).
+ContactPoint (value, no system), code (with the implicit system of its element's required value
+set, see ``codesystems.py``), and boolean / id / string / uri values (no system).
 Each row carries 64-bit keys of (param, code), (param, system, code) and (param, system), the
 normalised display/text for ``:text``, and the raw system and code for sorting.
 
@@ -32,7 +33,7 @@ from resources.search.clauses import (
     pk_not_in,
     starts_with,
 )
-from resources.search.extract import Value
+from resources.search.extract import CODE_WITH_SYSTEM, Value
 from resources.search.parse import split_escaped, unescape
 from resources.search.string import normalise
 from resources.search.tables import STRING_LEN, URI_LEN, idx_token
@@ -109,7 +110,10 @@ def index(ident: int, values: list[Value], out: list) -> None:
         elif isinstance(value, bool):
             out.append(_row(ident, None, "true" if value else "false", None))
         elif isinstance(value, str) and value:
-            out.append(_row(ident, None, value, None))
+            system = (
+                typ[len(CODE_WITH_SYSTEM) :] if typ and typ.startswith(CODE_WITH_SYSTEM) else None
+            )
+            out.append(_row(ident, system, value, None))
         elif isinstance(value, int | float):
             out.append(_row(ident, None, str(value), None))
 

@@ -98,3 +98,31 @@ def test_add_rejects_unusable_definitions(bad: dict) -> None:
     reg = SearchParameterRegistry.load_default()
     with pytest.raises(Invalid):
         reg.add(_custom(**bad))
+
+
+def test_shipped_implicit_code_systems_match_the_definitions() -> None:
+    """``data/code-systems.json`` is what ``derive`` makes of the R4 StructureDefinitions and
+    ValueSets."""
+    import gzip
+
+    import orjson
+
+    from resources.search.codesystems import derive, implicit_systems
+    from tests.shared import shared_path
+
+    defs = shared_path("fhir", "r4-definitions")
+
+    def entries(name: str) -> list[dict]:
+        raw = (defs / name).read_bytes()
+        if name.endswith(".gz"):
+            raw = gzip.decompress(raw)
+        return [e["resource"] for e in orjson.loads(raw)["entry"]]
+
+    derived = derive(
+        entries("profiles-resources.json.gz") + entries("profiles-types.json"),
+        entries("valuesets.json.gz"),
+    )
+    assert derived == implicit_systems()
+    assert derived["Patient.gender"] == "http://hl7.org/fhir/administrative-gender"
+    assert derived["Observation.status"] == "http://hl7.org/fhir/observation-status"
+    assert len(derived) > 300

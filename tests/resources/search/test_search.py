@@ -124,7 +124,10 @@ def coded(store: Store) -> Store:
     [
         ("Patient", "gender=male", {"t1"}),
         ("Patient", "gender=male,female", {"t1", "t2"}),
-        ("Patient", "gender=|male", {"t1"}),
+        ("Patient", "gender=http://hl7.org/fhir/administrative-gender|male", {"t1"}),
+        ("Patient", "gender=http://hl7.org/fhir/administrative-gender|", {"t1", "t2"}),
+        ("Patient", "gender=|male", set()),  # gender has an implicit system
+        ("Patient", "gender=urn:other|male", set()),
         ("Patient", "gender:not=male", {"t2", "t3"}),
         ("Patient", "gender:not=male,female", {"t3"}),
         ("Patient", "active=true", {"t1"}),
