@@ -1,4 +1,4 @@
-"""search index tables
+"""Search index tables, one per search parameter type (see resources/search/README.md).
 
 Revision ID: 0002
 Revises: 0001
@@ -168,7 +168,14 @@ def upgrade() -> None:
         "ix_idx_token_sys_value", "idx_token", ["hash_sys_value", "res_pk"], unique=False
     )
     op.create_index("ix_idx_token_system", "idx_token", ["hash_system", "res_pk"], unique=False)
-    op.create_index("ix_idx_token_text", "idx_token", ["hash_identity", "text_norm"], unique=False)
+    op.create_index(
+        "ix_idx_token_text",
+        "idx_token",
+        ["hash_identity", "text_norm"],
+        unique=False,
+        postgresql_where=sa.text("text_norm IS NOT NULL"),
+        sqlite_where=sa.text("text_norm IS NOT NULL"),
+    )
     op.create_index("ix_idx_token_value", "idx_token", ["hash_value", "res_pk"], unique=False)
     op.create_table(
         "idx_uri",
