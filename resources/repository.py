@@ -224,15 +224,7 @@ class Unit:
             content = stamp(body, res_id, 1, ts)
             contents.append(content)
             rows.append(
-                {
-                    "res_type": res_type,
-                    "res_id": res_id,
-                    "version": 1,
-                    "last_updated": ts,
-                    "deleted": False,
-                    "content": content,
-                    "content_hash": content_hash({**body, "id": res_id}),
-                }
+                _row(res_type, res_id, 1, ts, content, content_hash({**body, "id": res_id}))
             )
         pks = (
             self.conn.execute(
@@ -243,25 +235,7 @@ class Unit:
         )
         self.conn.execute(
             sa.insert(resource_version),
-            [
-                {
-                    **{
-                        k: r[k]
-                        for k in (
-                            "res_type",
-                            "res_id",
-                            "version",
-                            "last_updated",
-                            "deleted",
-                            "content",
-                            "content_hash",
-                        )
-                    },
-                    "res_pk": pk,
-                    "method": "POST",
-                }
-                for pk, r in zip(pks, rows, strict=True)
-            ],
+            [{**r, "res_pk": pk, "method": "POST"} for pk, r in zip(pks, rows, strict=True)],
         )
         self.repo.search.index(self.conn, list(zip(pks, contents, strict=True)))
         return [
@@ -346,23 +320,10 @@ class Unit:
             return None
         ts = self.repo.clock()
         version = current.version + 1
+        row = _row(res_type, res_id, version, ts, None, None)
+        self.conn.execute(sa.update(resource).where(resource.c.pk == current.pk).values(**row))
         self.conn.execute(
-            sa.update(resource)
-            .where(resource.c.pk == current.pk)
-            .values(version=version, last_updated=ts, deleted=True, content=None, content_hash=None)
-        )
-        self.conn.execute(
-            sa.insert(resource_version).values(
-                res_pk=current.pk,
-                version=version,
-                res_type=res_type,
-                res_id=res_id,
-                last_updated=ts,
-                method="DELETE",
-                deleted=True,
-                content=None,
-                content_hash=None,
-            )
+            sa.insert(resource_version).values(**row, res_pk=current.pk, method="DELETE")
         )
         self._unindex(current.pk)
         if res_type == "SearchParameter":
@@ -415,49 +376,18 @@ class Unit:
         ts = self.repo.clock()
         version = 1 if current is None else current.version + 1
         content = stamp(body, res_id, version, ts)
+        row = _row(res_type, res_id, version, ts, content, digest)
         if current is None:
             pk = self.conn.execute(
-                sa.insert(resource)
-                .values(
-                    res_type=res_type,
-                    res_id=res_id,
-                    version=version,
-                    last_updated=ts,
-                    deleted=False,
-                    content=content,
-                    content_hash=digest,
-                )
-                .returning(resource.c.pk)
+                sa.insert(resource).values(**row).returning(resource.c.pk)
             ).scalar_one()
             status = "created"
         else:
             pk = current.pk
-            self.conn.execute(
-                sa.update(resource)
-                .where(resource.c.pk == pk)
-                .values(
-                    version=version,
-                    last_updated=ts,
-                    deleted=False,
-                    content=content,
-                    content_hash=digest,
-                )
-            )
+            self.conn.execute(sa.update(resource).where(resource.c.pk == pk).values(**row))
             self._unindex(pk)
             status = "created" if current.deleted else "updated"
-        self.conn.execute(
-            sa.insert(resource_version).values(
-                res_pk=pk,
-                version=version,
-                res_type=res_type,
-                res_id=res_id,
-                last_updated=ts,
-                method=method,
-                deleted=False,
-                content=content,
-                content_hash=digest,
-            )
-        )
+        self.conn.execute(sa.insert(resource_version).values(**row, res_pk=pk, method=method))
         self._index(pk, content)
         self._last_pk = pk
         return WriteResult(Stored(res_type, res_id, version, ts, False, content, method), status)
@@ -481,6 +411,21 @@ class Unit:
             )
         except IntegrityError as exc:
             raise _Retry(f"concurrent conditional create on {res_type}?{key}") from exc
+
+
+def _row(
+    res_type: str, res_id: str, version: int, ts: object, content: dict | None, digest: str | None
+) -> dict:
+    """The columns ``resource`` and ``resource_version`` share, for one version."""
+    return {
+        "res_type": res_type,
+        "res_id": res_id,
+        "version": version,
+        "last_updated": ts,
+        "deleted": content is None,
+        "content": content,
+        "content_hash": digest,
+    }
 
 
 def new_id() -> str:
