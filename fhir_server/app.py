@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
-from fhir_server import __version__, errors
+from fhir_server import __version__, ai, errors
 from fhir_server.context import Context
 from fhir_server.routes import router
 from fhir_server.settings import Settings
@@ -22,7 +22,9 @@ from resources.search import SearchEngine
 def build_context(settings: Settings) -> Context:
     engine = create_engine(settings.database_url)
     search = SearchEngine(base_urls=(settings.fhir_base,))
-    return Context(repo=Repository(engine, search), settings=settings)
+    ctx = Context(repo=Repository(engine, search), settings=settings)
+    ai.install(ctx)
+    return ctx
 
 
 # The types Hearth's own workflows write; their validators are compiled in the background at

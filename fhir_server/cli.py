@@ -1,4 +1,4 @@
-"""The ``hearth`` command line: serve, db upgrade, load, version.
+"""The ``hearth`` command line: serve, db upgrade, load, reindex, worker, ai, version.
 
 Settings come from ``HEARTH_*`` environment variables; flags override them (they are written
 back into the environment so uvicorn's worker processes see the same settings).
@@ -146,6 +146,15 @@ def reindex(res_type, resume, batch, database_url) -> None:  # type: ignore[no-u
     finally:
         ctx.repo.engine.dispose()
 
+
+def _register_ai_commands() -> None:
+    from fhir_server.cli_ai import ai, worker
+
+    main.add_command(worker)
+    main.add_command(ai)
+
+
+_register_ai_commands()
 
 if __name__ == "__main__":
     main()

@@ -18,6 +18,8 @@ from resources.repository import Repository
 class Context:
     repo: Repository
     settings: Settings
+    # Per-process services built on first use (e.g. "ai.analyzer": the loaded models).
+    services: dict[str, Any] = field(default_factory=dict)
 
     @property
     def base(self) -> str:

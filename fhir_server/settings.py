@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     smtp_password: str | None = Field(None, description="SMTP password")
     smtp_from: str = Field("hearth@localhost", description="From address of Hearth's e-mail")
     log_level: str = Field("info", description="debug | info | warning | error")
+    ai_triggers: bool = Field(
+        True, description="Start AI analyses by themselves (skin photos, chest studies)"
+    )
+    worker_batch_size: int = Field(16, ge=1, le=512, description="Jobs a worker claims at once")
+    worker_lease_seconds: float = Field(
+        120.0, gt=0, description="How long a claimed job is a worker's before others retry it"
+    )
 
     @field_validator("base_url")
     @classmethod

@@ -81,6 +81,11 @@ class Repository:
         self.clock = clock
         self.retries = retries
         self.custom_params = CustomParams(search)
+        # Called inside the writing unit after each create or update (not for unchanged or
+        # deleted resources): ``hook(unit, result)``. A hook's writes join the same transaction,
+        # so what it adds (an inference Task for a new photo, say) commits or rolls back with
+        # the write that caused it. The edge wires them at start-up.
+        self.write_hooks: list[Callable[[Unit, WriteResult], None]] = []
 
     def read(self, fn: Callable[[Unit], T]) -> T:
         """Run a read-only ``fn`` without a write lock: autocommit statements on PostgreSQL (one
@@ -238,10 +243,13 @@ class Unit:
             [{**r, "res_pk": pk, "method": "POST"} for pk, r in zip(pks, rows, strict=True)],
         )
         self.repo.search.index(self.conn, list(zip(pks, contents, strict=True)))
-        return [
+        results = [
             WriteResult(Stored(r["res_type"], r["res_id"], 1, ts, False, c, "POST"), "created")
             for r, c in zip(rows, contents, strict=True)
         ]
+        for result in results:
+            self._after_write(result)
+        return results
 
     def update(
         self, res_type: str, res_id: str, body: dict, *, if_match: str | None = None
@@ -390,7 +398,14 @@ class Unit:
         self.conn.execute(sa.insert(resource_version).values(**row, res_pk=pk, method=method))
         self._index(pk, content)
         self._last_pk = pk
-        return WriteResult(Stored(res_type, res_id, version, ts, False, content, method), status)
+        result = WriteResult(Stored(res_type, res_id, version, ts, False, content, method), status)
+        self._after_write(result)
+        self._last_pk = pk
+        return result
+
+    def _after_write(self, result: WriteResult) -> None:
+        for hook in self.repo.write_hooks:
+            hook(self, result)
 
     def _index(self, pk: int, content: dict) -> None:
         self.repo.search.index(self.conn, [(pk, content)])

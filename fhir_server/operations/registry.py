@@ -25,7 +25,7 @@ class Operation:
 
 def operations() -> dict[str, Operation]:
     """Every operation Hearth implements, by name."""
-    from fhir_server.operations import reindex, validate
+    from fhir_server.operations import ai_analyze, reindex, validate
 
-    ops = [validate.OPERATION, reindex.OPERATION]
+    ops = [validate.OPERATION, reindex.OPERATION, ai_analyze.OPERATION]
     return {op.name: op for op in ops}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import resources.queue  # noqa: F401  (registers work_queue on metadata)
 import resources.reindex  # noqa: F401  (registers reindex_job on metadata)
 import resources.search.tables  # noqa: F401  (registers the index tables on metadata)
 from resources.db import create_engine

@@ -1,0 +1,49 @@
+"""Wiring of the AI module into a running Hearth: the write hook that starts analyses by
+themselves, and the analyzer an API process or a worker runs jobs with."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from fhir_server.context import Context
+
+log = logging.getLogger(__name__)
+
+
+def install(ctx: Context) -> None:
+    """Register the AI triggers on the repository (when ``HEARTH_AI_TRIGGERS`` is on)."""
+    if not ctx.settings.ai_triggers:
+        return
+    from inference import triggers
+
+    ctx.repo.write_hooks.append(triggers.on_write)
+
+
+def instance_path(ctx: Context):  # type: ignore[no-untyped-def]
+    """Where the DICOM instance with a SOP Instance UID is stored (the DICOM receiver's store)."""
+    root = Path(ctx.settings.data_dir) / "dicom"
+
+    def path(sop_instance_uid: str) -> Path:
+        return root / f"{sop_instance_uid}.dcm"
+
+    return path
+
+
+def analyzer(ctx: Context, worker: str):  # type: ignore[no-untyped-def]
+    """An Analyzer for this process (imports torch: only workers and synchronous
+    ``$ai-analyze`` calls need it)."""
+    from datetime import timedelta
+
+    from inference.analysis import Analyzer
+
+    cached = ctx.services.get("ai.analyzer")
+    if cached is None:
+        cached = Analyzer(
+            ctx.repo,
+            worker=worker,
+            instance_path=instance_path(ctx),
+            backoff=timedelta(seconds=5),
+        )
+        ctx.services["ai.analyzer"] = cached
+    return cached

@@ -1,0 +1,179 @@
+"""``hearth worker`` and ``hearth ai``: run the analysis queue, list the models, predict files.
+
+``hearth ai predict`` is the interface used for independent evaluation: one JSON line per input
+with every class probability, for image files (JPEG, PNG, DICOM) or each row of a MedMNIST-style
+``.npz`` (``images``/``labels`` or ``<split>_images``/``<split>_labels``).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option("--database-url", help="database URL [HEARTH_DATABASE_URL]")
+@click.option("--batch-size", type=int, help="jobs claimed at once [HEARTH_WORKER_BATCH_SIZE, 16]")
+@click.option("--once", is_flag=True, help="run what is waiting now, then exit")
+@click.option("--poll", type=float, default=1.0, show_default=True, help="seconds between polls")
+def worker(database_url, batch_size, once, poll) -> None:  # type: ignore[no-untyped-def]
+    """Carry out queued analysis Tasks (AI inference) until stopped."""
+    from fhir_server import ai
+    from fhir_server.app import build_context
+    from fhir_server.cli import _settings
+    from inference.worker import Worker, worker_name
+
+    settings = _settings(database_url=database_url, worker_batch_size=batch_size)
+    ctx = build_context(settings)
+    name = worker_name()
+    runner = Worker(
+        ctx.repo,
+        ai.analyzer(ctx, name),
+        batch_size=settings.worker_batch_size,
+        lease=timedelta(seconds=settings.worker_lease_seconds),
+    )
+    try:
+        if once:
+            total = 0
+            while (n := runner.run_once()) > 0:
+                total += n
+            click.echo(f"ran {total} job(s)")
+            return
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        click.echo(f"hearth worker {name}: waiting for analysis jobs (Ctrl-C stops)")
+        runner.run_until(stop, poll_seconds=poll)
+    finally:
+        ctx.repo.engine.dispose()
+
+
+@click.group()
+def ai() -> None:
+    """The AI models: list them, predict files."""
+
+
+@ai.command("models")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per model")
+def ai_models(as_json) -> None:  # type: ignore[no-untyped-def]
+    """The shipped models with version, weights sha256 and validation metrics."""
+    from inference import registry
+
+    for name, spec in registry.MODELS.items():
+        meta = registry.metadata(name)
+        val = meta.get("val", {})
+        row = {
+            "name": name,
+            "version": meta["version"],
+            "analysis": spec.analysis,
+            "labels": list(spec.labels),
+            "input": meta["input"],
+            "weights_sha256": meta["weights_sha256"],
+            "confidence_threshold": spec.confidence_threshold,
+            "val_accuracy": val.get("accuracy"),
+            "val_balanced_accuracy": val.get("balanced_accuracy"),
+            "val_macro_auc": val.get("macro_auc"),
+            "val_ece": val.get("ece_after"),
+        }
+        if as_json:
+            click.echo(json.dumps(row))
+        else:
+            click.echo(
+                f"{name:10} {row['version']:24} {spec.analysis:28} acc {row['val_accuracy']} "
+                f"bal-acc {row['val_balanced_accuracy']} AUC {row['val_macro_auc']}"
+            )
+    click.echo(json.dumps({"name": "plcom2012", "version": "plcom2012-nejm2013",
+                           "analysis": "lung-cancer-risk-plcom2012", "kind": "formula"})
+               if as_json else "plcom2012  plcom2012-nejm2013       lung-cancer-risk-plcom2012   "
+               "published formula (Tammemägi et al. 2013)")  # fmt: skip
+
+
+def _npz_rows(path: Path, split: str | None):  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    with np.load(path) as data:
+        keys = set(data.files)
+        if split:
+            image_key, label_key = f"{split}_images", f"{split}_labels"
+        elif "images" in keys:
+            image_key, label_key = "images", "labels"
+        else:
+            splits = sorted(k[: -len("_images")] for k in keys if k.endswith("_images"))
+            if len(splits) != 1:
+                raise click.ClickException(
+                    f"{path}: choose a split with --split (found {splits or 'no images'})"
+                )
+            image_key, label_key = f"{splits[0]}_images", f"{splits[0]}_labels"
+        if image_key not in keys:
+            raise click.ClickException(f"{path}: no {image_key!r} array")
+        images = data[image_key]
+        labels = data[label_key].reshape(-1) if label_key in keys else None
+    return images, labels
+
+
+@ai.command("predict")
+@click.option("--model", "model_name", required=True, help="skin or pneumonia")
+@click.option("--npz", type=click.Path(exists=True, path_type=Path), help="MedMNIST-style .npz")
+@click.option("--split", help="which <split>_images of the npz (default: the only one)")
+@click.option("--batch-size", type=int, default=256, show_default=True)
+@click.argument("files", nargs=-1, type=click.Path(exists=True, path_type=Path))
+def ai_predict(model_name, npz, split, batch_size, files) -> None:  # type: ignore[no-untyped-def]
+    """Predict image FILES (JPEG, PNG, DICOM) or every row of --npz; one JSON line each."""
+    from inference.images import BadInput, dicom_image, is_dicom, open_photo, read_dicom
+    from inference.predict import load_model
+    from inference.registry import MODELS
+
+    if model_name not in MODELS:
+        raise click.ClickException(f"unknown model {model_name!r}; known: {sorted(MODELS)}")
+    if not files and npz is None:
+        raise click.ClickException("give image FILES or --npz")
+    model = load_model(model_name)
+    spec = model.spec
+
+    def emit(source: dict, probabilities, decided, label=None) -> None:  # type: ignore[no-untyped-def]
+        top = max(range(len(spec.labels)), key=lambda i: probabilities[i])
+        row = {
+            **source,
+            "model": spec.name,
+            "version": model.version,
+            "prediction": spec.labels[int(decided)],
+            "probabilities": {
+                n: round(float(p), 6) for n, p in zip(spec.labels, probabilities, strict=True)
+            },
+            "uncertain": bool(probabilities[top] < spec.confidence_threshold),
+        }
+        if label is not None:
+            row["label"] = spec.labels[int(label)]
+        click.echo(json.dumps(row))
+
+    failed = 0
+    for path in files:
+        data = path.read_bytes()
+        try:
+            image = dicom_image(read_dicom(data)) if is_dicom(data) else open_photo(data)
+        except BadInput as exc:
+            click.echo(json.dumps({"input": str(path), "error": str(exc)}))
+            failed += 1
+            continue
+        prediction = model.predict(image)
+        emit({"input": str(path)}, prediction.probabilities[0], prediction.labels[0])
+    if npz is not None:
+        images, labels = _npz_rows(npz, split)
+        for start in range(0, len(images), batch_size):
+            prediction = model.predict(images[start : start + batch_size])
+            for i in range(len(prediction.labels)):
+                index = start + i
+                emit(
+                    {"input": f"{npz}#{index}", "index": index},
+                    prediction.probabilities[i],
+                    prediction.labels[i],
+                    None if labels is None else labels[index],
+                )
+    if failed:
+        sys.exit(1)

@@ -1,0 +1,106 @@
+"""$ai-analyze — run Hearth's AI on a stored resource and answer with the analysis Task.
+
+``POST [base]/ImagingStudy/[id]/$ai-analyze`` (chest X-ray pneumonia), ``POST
+[base]/Media/[id]/$ai-analyze`` (skin lesion photo; a DICOM CR/DX Media: chest X-ray),
+``POST [base]/Patient/[id]/$ai-analyze`` (PLCOm2012 lung-cancer risk). An optional Parameters
+body with ``analysis`` (valueCode) picks the analysis explicitly.
+
+The Task is created once per analysis, focus and model version (asking again returns it). With
+``Prefer: respond-async`` the reply is 202 with ``Content-Location`` → the Task, which a worker
+(``hearth worker``) carries out; otherwise the analysis runs now and the reply is 200 with the
+completed — or failed, with ``statusReason`` — Task.
+"""
+
+from __future__ import annotations
+
+import time
+
+from fhir_server.ai import analyzer
+from fhir_server.context import Context, FhirRequest, Reply
+from fhir_server.operations.registry import Operation
+from inference import tasks
+from inference.codes import ANALYSES
+from resources import queue
+from resources.errors import Invalid
+from resources.repository import Unit
+
+DEFAULT_ANALYSIS = {
+    "ImagingStudy": "chest-xray-pneumonia",
+    "Media": "skin-lesion-classification",
+    "Patient": tasks.PLCO_KIND,
+}
+ALLOWED = {
+    "ImagingStudy": {"chest-xray-pneumonia"},
+    "Media": {"skin-lesion-classification", "chest-xray-pneumonia"},
+    "Patient": {tasks.PLCO_KIND},
+}
+SYNC_WAIT_SECONDS = 60.0
+
+
+def _requested_analysis(req: FhirRequest, focus: dict) -> str:
+    body = req.body
+    if isinstance(body, dict):
+        if body.get("resourceType") != "Parameters":
+            raise Invalid("$ai-analyze takes an optional Parameters body")
+        for p in body.get("parameter") or []:
+            if p.get("name") == "analysis":
+                kind = p.get("valueCode")
+                if kind not in ANALYSES:
+                    raise Invalid(
+                        f"unknown analysis {kind!r}; known: {sorted(ANALYSES)}",
+                        expression=["Parameters.parameter.where(name='analysis').value"],
+                    )
+                return str(kind)
+    res_type = str(req.res_type)
+    if res_type == "Media":
+        modality = {c.get("code") for c in focus.get("modality", {}).get("coding", [])}
+        if modality & {"CR", "DX"}:
+            return "chest-xray-pneumonia"
+    return DEFAULT_ANALYSIS[res_type]
+
+
+def run(ctx: Context, req: FhirRequest) -> Reply:
+    res_type, res_id = str(req.res_type), str(req.res_id)
+    focus_ref = f"{res_type}/{res_id}"
+
+    def start(u: Unit) -> tuple[dict, str]:
+        focus = u.read(res_type, res_id).content or {}
+        kind = _requested_analysis(req, focus)
+        if kind not in ALLOWED[res_type]:
+            raise Invalid(f"{kind} does not apply to a {res_type}")
+        subject = focus_ref if res_type == "Patient" else focus.get("subject", {}).get("reference")
+        result = tasks.request(u, kind, focus_ref, subject, tasks.version_for(kind))
+        return result.stored.content, result.stored.res_id
+
+    task, task_id = ctx.repo.run(start)
+    location = f"{ctx.base}/Task/{task_id}"
+    if req.prefer.get("respond-async") is not None or task["status"] in ("completed", "failed"):
+        status = 202 if task["status"] not in ("completed", "failed") else 200
+        return Reply(status, task, {"Content-Location": location})
+    jobs = queue.for_task(ctx.repo, f"Task/{task_id}")
+    worker = f"api:{id(ctx)}"
+    job = queue.claim_job(ctx.repo, jobs[0].id, worker) if jobs else None
+    if job is not None:
+        ai = analyzer(ctx, worker)
+        ai.run([job])
+    else:  # a worker holds it: wait a little for its result
+        deadline = time.monotonic() + SYNC_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            current = ctx.repo.read(lambda u: u.read("Task", task_id)).content or {}
+            if current.get("status") in ("completed", "failed"):
+                break
+            time.sleep(0.25)
+    final = ctx.repo.read(lambda u: u.read("Task", task_id)).content
+    done = final is not None and final.get("status") in ("completed", "failed")
+    return Reply(200 if done else 202, final, {"Content-Location": location})
+
+
+OPERATION = Operation(
+    name="ai-analyze",
+    definition="http://hearth.local/fhir/OperationDefinition/ai-analyze",
+    levels=frozenset({"instance"}),
+    handler=run,
+    types=frozenset(ALLOWED),
+    methods=frozenset({"POST"}),
+    affects_state=True,
+)

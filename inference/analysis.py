@@ -1,0 +1,380 @@
+"""Carry out claimed analysis jobs: select the input → pre-process → predict → post-process →
+write the FHIR results, one transaction per Task.
+
+Image jobs of the same model are predicted as one batch. A job whose input cannot be analysed
+(a corrupt image, a non-chest study, a grey photo, missing PLCOm2012 inputs) fails its Task at
+once with the reason; any other error is retried with back-off by the queue, and the Task is
+failed only when no attempt is left. The job is finished in the same transaction that writes the
+results, so a worker killed mid-task leaves no result and its lease lets another worker retry.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from inference import plco, plco_record, results, tasks
+from inference.heatmap import grad_cam, overlay_png
+from inference.images import (
+    CHEST_BODY_PARTS,
+    CHEST_MODALITIES,
+    THORAX_SNOMED,
+    BadInput,
+    check_chest_radiograph,
+    check_content,
+    dicom_image,
+    is_dicom,
+    open_photo,
+    read_dicom,
+)
+from inference.predict import LoadedModel, load_model
+from inference.preprocess import preprocess
+from inference.registry import MODEL_FOR_ANALYSIS, ModelSpec
+from inference.tasks import PLCO_KIND, PLCO_VERSION
+from resources import queue
+from resources.errors import Gone, NotFound
+from resources.repository import Repository, Unit
+from resources.store import Stored
+
+log = logging.getLogger(__name__)
+
+
+# Called in the transaction that writes a result: (unit, task, result refs, high_risk, uncertain).
+ResultHook = Callable[[Unit, dict, list[str], bool, bool], None]
+
+
+def analysis_of(task: dict) -> str:
+    for coding in task.get("code", {}).get("coding", []):
+        return str(coding.get("code"))
+    raise BadInput("the Task has no analysis code")
+
+
+@dataclass
+class ModelCache:
+    """Loads each model once per process (weights checked against their sha256)."""
+
+    directory: Path | None = None
+    loaded: dict[str, LoadedModel] = field(default_factory=dict)
+
+    def get(self, name: str) -> LoadedModel:
+        if name not in self.loaded:
+            self.loaded[name] = (
+                load_model(name, self.directory) if self.directory else load_model(name)
+            )
+        return self.loaded[name]
+
+
+@dataclass
+class _Input:
+    job: queue.Job
+    task: dict
+    image: Image.Image | None = None
+    subject: str | None = None
+    derived_from: str | None = None
+    effective: str | None = None
+
+
+class Analyzer:
+    """Runs claimed jobs against ``repo``; ``instance_path(sop_uid)`` finds stored DICOM files."""
+
+    def __init__(
+        self,
+        repo: Repository,
+        *,
+        worker: str,
+        instance_path: Callable[[str], Path] | None = None,
+        models: ModelCache | None = None,
+        backoff: timedelta = timedelta(seconds=5),
+        heatmaps: bool = True,
+    ) -> None:
+        self.repo = repo
+        self.worker = worker
+        self.instance_path = instance_path
+        self.models = models or ModelCache()
+        self.backoff = backoff
+        self.heatmaps = heatmaps
+        self.result_hooks: list[ResultHook] = []
+
+    # -- the whole batch -----------------------------------------------------------------------
+    def run(self, jobs: list[queue.Job]) -> None:
+        tasks_by_job = self._start(jobs)
+        by_model: dict[str, list[_Input]] = {}
+        for job in jobs:
+            task = tasks_by_job.get(job.id)
+            if task is None:
+                continue
+            try:
+                kind = analysis_of(task)
+                if kind == PLCO_KIND:
+                    self._risk(job, task)
+                    continue
+                spec = MODEL_FOR_ANALYSIS.get(kind)
+                if spec is None:
+                    raise BadInput(f"Hearth has no model for analysis {kind!r}")
+                by_model.setdefault(spec.name, []).append(self._select(job, task, spec))
+            except BadInput as exc:
+                self._fail(job, task, str(exc), retry=False)
+            except Exception as exc:  # a fault: retried by the queue with back-off
+                log.exception("analysis job %s failed", job.id)
+                self._fail(job, task, f"{type(exc).__name__}: {exc}", retry=True)
+        for name, inputs in by_model.items():
+            try:
+                self._classify(self.models.get(name), inputs)
+            except Exception as exc:
+                log.exception("batch of %s failed", name)
+                for item in inputs:
+                    self._fail(item.job, item.task, f"{type(exc).__name__}: {exc}", retry=True)
+
+    def _start(self, jobs: list[queue.Job]) -> dict[str, dict]:
+        """Mark the claimed Tasks in-progress (one transaction)."""
+
+        def run(u: Unit) -> dict[str, dict]:
+            found = {}
+            for job in jobs:
+                try:
+                    task = u.read("Task", job.task_id).content
+                except NotFound:
+                    continue
+                assert task is not None
+                if task.get("status") in ("requested", "received", "accepted", "ready"):
+                    task = u.update("Task", job.task_id, tasks.started(task)).stored.content
+                found[job.id] = task
+            return found
+
+        return self.repo.run(run)
+
+    # -- select the input ----------------------------------------------------------------------
+    def _select(self, job: queue.Job, task: dict, spec: ModelSpec) -> _Input:
+        focus = str(task.get("focus", {}).get("reference", ""))
+        res_type, _, res_id = focus.partition("/")
+        subject = task.get("for", {}).get("reference")
+        if res_type == "ImagingStudy":
+            study = self._read(res_type, res_id)
+            image, effective = self._study_image(study, spec)
+            subject = subject or study.get("subject", {}).get("reference")
+        elif res_type == "Media":
+            media = self._read(res_type, res_id)
+            image = self._media_image(media, spec)
+            effective = media.get("createdDateTime")
+            subject = subject or media.get("subject", {}).get("reference")
+        else:
+            raise BadInput(f"{spec.analysis} needs an ImagingStudy or Media focus, not {focus!r}")
+        if spec.mode == "RGB":
+            check_content(image)
+        return _Input(job, task, image, subject, focus, effective)
+
+    def _read(self, res_type: str, res_id: str) -> dict:
+        try:
+            stored: Stored = self.repo.read(lambda u: u.read(res_type, res_id))
+        except (NotFound, Gone) as exc:
+            raise BadInput(f"{res_type}/{res_id} does not exist") from exc
+        assert stored.content is not None
+        return stored.content
+
+    def _study_image(self, study: dict, spec: ModelSpec) -> tuple[Image.Image, str | None]:
+        """The first instance of the first chest CR/DX series of the study."""
+        candidates = []
+        for series in study.get("series", []):
+            modality = series.get("modality", {}).get("code")
+            site = series.get("bodySite", {})
+            site_codes = {str(site.get("code", "")).upper(), str(site.get("display", "")).upper()}
+            chest = not site or THORAX_SNOMED in site_codes or bool(site_codes & CHEST_BODY_PARTS)
+            if modality in CHEST_MODALITIES and chest:
+                candidates.extend(series.get("instance", []))
+        if not candidates:
+            modalities = sorted(
+                {s.get("modality", {}).get("code", "?") for s in study.get("series", [])}
+            )
+            raise BadInput(f"not a chest radiograph study: series modalities {modalities}")
+        if self.instance_path is None:
+            raise BadInput("this worker has no DICOM instance store configured")
+        path = self.instance_path(candidates[0]["uid"])
+        if not path.exists():
+            raise BadInput(f"instance {candidates[0]['uid']} is not in the instance store")
+        ds = read_dicom(path.read_bytes())
+        check_chest_radiograph(ds)
+        return dicom_image(ds), study.get("started")
+
+    def _media_image(self, media: dict, spec: ModelSpec) -> Image.Image:
+        content = media.get("content", {})
+        data = self._attachment_bytes(content)
+        if is_dicom(data):
+            ds = read_dicom(data)
+            if spec.mode == "L":
+                check_chest_radiograph(ds)
+            return dicom_image(ds)
+        return open_photo(data)
+
+    def _attachment_bytes(self, attachment: dict) -> bytes:
+        if attachment.get("data"):
+            try:
+                return base64.b64decode(attachment["data"], validate=True)
+            except ValueError as exc:
+                raise BadInput("the attachment data is not valid base64") from exc
+        url = str(attachment.get("url", ""))
+        if url.startswith("Binary/"):
+            binary = self._read("Binary", url.split("/", 1)[1])
+            return base64.b64decode(binary.get("data", ""))
+        raise BadInput("the Media has no image data (content.data or a Binary url)")
+
+    # -- predict and write ---------------------------------------------------------------------
+    def _classify(self, model: LoadedModel, inputs: list[_Input]) -> None:
+        spec = model.spec
+        batch = preprocess([i.image for i in inputs], size=spec.input_size, mode=spec.mode)
+        prediction = model.postprocess(model.predict_logits(batch))
+        cams = (
+            grad_cam(model.network, batch, [int(c) for c in prediction.labels])
+            if self.heatmaps
+            else None
+        )
+        device = results.model_device(spec, model.metadata)
+        for n, item in enumerate(inputs):
+            probs = prediction.probabilities[n]
+            decided = int(prediction.labels[n])
+            task_id = item.job.task_id
+            observation = results.classification_observation(
+                spec,
+                device["id"],
+                probs,
+                decided,
+                task_id=task_id,
+                subject=item.subject,
+                derived_from=str(item.derived_from),
+                based_on=_service_requests(item.task),
+                effective=item.effective,
+            )
+            extra = []
+            if cams is not None and item.image is not None:
+                png = overlay_png(item.image, cams[n])
+                extra = list(
+                    results.heatmap_resources(
+                        png,
+                        task_id=task_id,
+                        observation_ref=f"Observation/{observation['id']}",
+                        subject=item.subject,
+                        device_id=device["id"],
+                    )
+                )
+            uncertain = results.is_uncertain(spec, probs)
+            high = results.is_high_risk(spec, probs, decided)
+            top = spec.display[int(np.argmax(probs))]
+            business = f"uncertain ({top}): physician review required" if uncertain else top
+            self._commit(
+                item.job, item.task, [device, observation, *extra], business, high, uncertain
+            )
+
+    def _risk(self, job: queue.Job, task: dict) -> None:
+        patient_ref = str(task.get("focus", {}).get("reference", ""))
+        if not patient_ref.startswith("Patient/"):
+            raise BadInput(f"PLCOm2012 needs a Patient focus, not {patient_ref!r}")
+        patient_id = patient_ref.split("/", 1)[1]
+
+        def gather(u: Unit) -> tuple[dict, list[dict], list[dict]]:
+            patient = u.read("Patient", patient_id).content
+            responses = u.read_many(u.match("QuestionnaireResponse", [("subject", patient_ref)]))
+            observations = u.read_many(
+                u.match(
+                    "Observation",
+                    [
+                        ("subject", patient_ref),
+                        ("code", f"{plco_record.LOINC}|{plco_record.BMI_LOINC},"
+                                 f"{plco_record.LOINC}|{plco_record.SMOKING_STATUS_LOINC}"),
+                    ],
+                )
+            )  # fmt: skip
+            return patient, [r.content for r in responses], [o.content for o in observations]
+
+        try:
+            patient, responses, observations = self.repo.read(gather)
+        except NotFound as exc:
+            raise BadInput(f"{patient_ref} does not exist") from exc
+        try:
+            inputs, basis = plco_record.gather(patient, responses, observations, date.today())
+            risk = plco.six_year_risk(inputs)
+        except plco.MissingInputsError as exc:
+            raise BadInput(f"PLCOm2012 inputs missing: {', '.join(exc.missing)}") from exc
+        except plco.InvalidInputsError as exc:
+            raise BadInput(f"PLCOm2012 inputs invalid: {exc}") from exc
+        device = results.formula_device(
+            "plcom2012",
+            "PLCOm2012 six-year lung-cancer risk model",
+            PLCO_VERSION,
+            "Tammemägi MC et al. N Engl J Med 2013;368:728-736; threshold 1.51 % from "
+            "Tammemägi MC et al. PLoS Med 2014;11(12):e1001764.",
+        )
+        assessment = results.risk_assessment(
+            task_id=job.task_id,
+            device_id=device["id"],
+            subject=patient_ref,
+            risk=risk,
+            threshold=plco.THRESHOLD,
+            basis=basis,
+            based_on=_service_requests(task),
+        )
+        high = plco.screening_recommended(risk)
+        business = f"six-year risk {risk * 100:.2f} %" + (
+            " (screening recommended)" if high else ""
+        )
+        self._commit(job, task, [device, assessment], business, high, False)
+
+    def _commit(
+        self,
+        job: queue.Job,
+        task: dict,
+        resources_: list[dict],
+        business: str,
+        high_risk: bool,
+        uncertain: bool,
+    ) -> None:
+        """Write the results, complete the Task and finish the job — or none of it."""
+
+        def run(u: Unit) -> None:
+            refs = []
+            for body in resources_:
+                u.update(body["resourceType"], body["id"], body)
+                refs.append(f"{body['resourceType']}/{body['id']}")
+            outputs = [("result", refs[1])] + [
+                ("explanation", r) for r in refs[2:] if r.startswith("Media/")
+            ]
+            done = tasks.completed(task, outputs, business)
+            u.update("Task", job.task_id, done)
+            for hook in self.result_hooks:
+                hook(u, done, refs[1:], high_risk, uncertain)
+            if not queue.finish(u, job, self.worker):
+                raise LostLease(job.id)
+
+        try:
+            self.repo.run(run)
+        except LostLease:
+            log.warning(
+                "job %s: lease lost to another worker; its results were not written", job.id
+            )
+
+    def _fail(self, job: queue.Job, task: dict, reason: str, *, retry: bool) -> None:
+        def run(u: Unit) -> None:
+            state = queue.fail(u, job, self.worker, reason, retry=retry, backoff=self.backoff)
+            if state == queue.FAILED:
+                current = u.read("Task", job.task_id).content
+                assert current is not None
+                u.update("Task", job.task_id, tasks.failed(current, reason))
+
+        self.repo.run(run)
+
+
+class LostLease(Exception):
+    """Another worker took the job over (this one's lease expired)."""
+
+
+def _service_requests(task: dict) -> list[str]:
+    return [
+        r["reference"]
+        for r in task.get("basedOn", [])
+        if str(r.get("reference", "")).startswith("ServiceRequest/")
+    ]

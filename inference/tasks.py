@@ -1,0 +1,106 @@
+"""Analysis requests as FHIR Tasks, each with its job on the work queue.
+
+A request is a Task (``code`` = the analysis kind, ``focus`` = the ImagingStudy, Media or
+Patient, ``for`` = the patient, ``owner`` = the model's Device, status ``requested``) created
+with an identifier ``kind:focus:model-version``: asking again for the same analysis by the same
+model returns the same Task, so a result is never duplicated. The Task and its queue job are
+written in one transaction. Status then follows FHIR's Task state machine:
+requested → in-progress → completed | failed (with ``statusReason``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from inference import registry
+from inference.codes import ANALYSES, TASK_REASON, analysis_concept
+from inference.registry import MODEL_FOR_ANALYSIS
+from resources import queue
+from resources.repository import Unit, WriteResult
+from resources.store import instant, utcnow
+
+JOB_KIND = "ai-analysis"
+PLCO_KIND = "lung-cancer-risk-plcom2012"
+PLCO_VERSION = "plcom2012-nejm2013"
+TASK_IDENTIFIER = "http://hearth.local/fhir/sid/ai-task"
+
+
+def version_for(kind: str) -> str:
+    """The version of what performs ``kind`` now (the model's, or PLCOm2012's)."""
+    if kind == PLCO_KIND:
+        return PLCO_VERSION
+    return registry.version_of(MODEL_FOR_ANALYSIS[kind].name)
+
+
+def task_key(kind: str, focus: str, version: str) -> str:
+    return f"{kind}:{focus}:{version}"
+
+
+def request(
+    u: Unit,
+    kind: str,
+    focus: str,
+    subject: str | None,
+    version: str,
+    *,
+    based_on: Sequence[str] = (),
+    part_of: str | None = None,
+    requester: str | None = None,
+) -> WriteResult:
+    """Create (or find) the Task for ``kind`` on ``focus`` and enqueue its job."""
+    if kind not in ANALYSES:
+        raise ValueError(f"unknown analysis {kind!r}")
+    key = task_key(kind, focus, version)
+    body = {
+        "resourceType": "Task",
+        "identifier": [{"system": TASK_IDENTIFIER, "value": key}],
+        "basedOn": [{"reference": r} for r in based_on],
+        "partOf": [{"reference": part_of}] if part_of else [],
+        "status": "requested",
+        "intent": "order",
+        "priority": "routine",
+        "code": analysis_concept(kind),
+        "focus": {"reference": focus},
+        "for": {"reference": subject} if subject else None,
+        "authoredOn": instant(utcnow()),
+        "requester": {"reference": requester} if requester else None,
+        "owner": {"reference": f"Device/{version}"},
+    }
+    body = {k: v for k, v in body.items() if v not in (None, [])}
+    result = u.create(body, if_none_exist=[("identifier", f"{TASK_IDENTIFIER}|{key}")])
+    queue.enqueue(u, JOB_KIND, key, result.stored.ref)
+    return result
+
+
+def started(task: dict) -> dict:
+    return {**task, "status": "in-progress", "executionPeriod": {"start": instant(utcnow())}}
+
+
+def completed(task: dict, outputs: Sequence[tuple[str, str]], business: str) -> dict:
+    """``outputs``: (what, reference) pairs, e.g. ("result", "Observation/ai-…")."""
+    period = dict(task.get("executionPeriod") or {})
+    period["end"] = instant(utcnow())
+    out = {k: v for k, v in task.items() if k != "statusReason"}
+    return {
+        **out,
+        "status": "completed",
+        "businessStatus": {"text": business},
+        "executionPeriod": period,
+        "output": [
+            {"type": {"text": what}, "valueReference": {"reference": ref}} for what, ref in outputs
+        ],
+    }
+
+
+def failed(task: dict, reason: str) -> dict:
+    period = dict(task.get("executionPeriod") or {})
+    period["end"] = instant(utcnow())
+    return {
+        **task,
+        "status": "failed",
+        "statusReason": {
+            "coding": [{"system": TASK_REASON, "code": "input-rejected"}],
+            "text": reason[:1000],
+        },
+        "executionPeriod": period,
+    }

@@ -1,0 +1,1 @@
+"""Training scripts for the shipped image models (CPU, seeded, a few minutes each)."""

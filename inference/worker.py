@@ -1,0 +1,58 @@
+"""The analysis worker (``hearth worker``): claim waiting jobs in batches, run them, repeat.
+
+Several workers, on one machine or many, share the queue safely (see :mod:`resources.queue`).
+Each process loads every model once, on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from datetime import timedelta
+
+from inference.analysis import Analyzer
+from inference.tasks import JOB_KIND
+from resources import queue
+from resources.repository import Repository
+
+log = logging.getLogger(__name__)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+class Worker:
+    def __init__(
+        self,
+        repo: Repository,
+        analyzer: Analyzer,
+        *,
+        batch_size: int = 16,
+        lease: timedelta = timedelta(minutes=2),
+    ) -> None:
+        self.repo = repo
+        self.analyzer = analyzer
+        self.batch_size = batch_size
+        self.lease = lease
+
+    def run_once(self) -> int:
+        """Claim and run one batch; returns how many jobs it took."""
+        jobs = queue.claim(
+            self.repo, [JOB_KIND], self.analyzer.worker, limit=self.batch_size, lease=self.lease
+        )
+        if jobs:
+            log.info("claimed %d analysis job(s)", len(jobs))
+            self.analyzer.run(jobs)
+        return len(jobs)
+
+    def run_until(self, stop: threading.Event, *, poll_seconds: float = 1.0) -> None:
+        while not stop.is_set():
+            try:
+                if self.run_once():
+                    continue
+            except Exception:  # keep serving: the queue retries what failed
+                log.exception("worker batch failed")
+            stop.wait(poll_seconds)

@@ -1,0 +1,239 @@
+"""The work queue: durable jobs that worker processes claim, run and finish (``hearth worker``).
+
+A job names the FHIR Task it carries out (``task_ref``) and its ``kind``; ``(kind, key)`` is
+unique, so enqueueing the same work twice is a no-op. Enqueue happens inside the caller's
+``Unit``, in the same transaction as the Task it serves: a Task never exists without its job,
+nor a job without its Task.
+
+Claiming is safe with several workers on several machines: on PostgreSQL the claim selects with
+``FOR UPDATE SKIP LOCKED`` (a row locked by one claimer is skipped by the others); on SQLite every
+write transaction holds the database's write lock (``BEGIN IMMEDIATE``), which serialises
+claimers. A claim is a lease: a worker that dies mid-job stops renewing it, and once
+``lease_until`` passes the job is claimable again (its attempt counted). Failures are retried with
+exponential back-off until ``max_attempts``, then the job is ``failed``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from resources.repository import Repository, Unit
+from resources.schema import UtcDateTime, metadata
+from resources.store import utcnow
+
+READY, RUNNING, DONE, FAILED = "ready", "running", "done", "failed"
+
+work_queue = sa.Table(
+    "work_queue",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("key", sa.String(256), nullable=False),
+    sa.Column("task_ref", sa.String(128), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("max_attempts", sa.Integer, nullable=False),
+    sa.Column("not_before", UtcDateTime(), nullable=False),
+    sa.Column("lease_until", UtcDateTime(), nullable=True),
+    sa.Column("worker", sa.String(128), nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created", UtcDateTime(), nullable=False),
+    sa.Column("updated", UtcDateTime(), nullable=False),
+    sa.UniqueConstraint("kind", "key", name="uq_work_queue_kind_key"),
+    sa.Index("ix_work_queue_claim", "state", "not_before"),
+)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    kind: str
+    key: str
+    task_ref: str
+    state: str
+    attempts: int
+    max_attempts: int
+    last_error: str | None = None
+
+    @property
+    def task_id(self) -> str:
+        return self.task_ref.split("/", 1)[1]
+
+
+def _job(row: sa.Row) -> Job:
+    return Job(
+        row.id, row.kind, row.key, row.task_ref, row.state, row.attempts, row.max_attempts,
+        row.last_error,
+    )  # fmt: skip
+
+
+def enqueue(u: Unit, kind: str, key: str, task_ref: str, *, max_attempts: int = 4) -> Job:
+    """Add a job in the caller's transaction; the existing job when ``(kind, key)`` is known."""
+    existing = u.conn.execute(
+        sa.select(work_queue).where(work_queue.c.kind == kind, work_queue.c.key == key)
+    ).first()
+    if existing is not None:
+        return _job(existing)
+    now = utcnow()
+    row = {
+        "id": str(uuid.uuid4()),
+        "kind": kind,
+        "key": key,
+        "task_ref": task_ref,
+        "state": READY,
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "not_before": now,
+        "lease_until": None,
+        "worker": None,
+        "last_error": None,
+        "created": now,
+        "updated": now,
+    }
+    # A concurrent enqueue of the same key fails on the unique constraint; the repository
+    # retries the unit, which then finds this job.
+    u.conn.execute(sa.insert(work_queue).values(**row))
+    return Job(row["id"], kind, key, task_ref, READY, 0, max_attempts)
+
+
+def claim(
+    repo: Repository,
+    kinds: Sequence[str],
+    worker: str,
+    *,
+    limit: int = 1,
+    lease: timedelta = timedelta(minutes=5),
+    now: datetime | None = None,
+) -> list[Job]:
+    """Lease up to ``limit`` runnable jobs of ``kinds`` to ``worker``: ready ones whose back-off
+    has passed, and running ones whose lease expired (their worker died)."""
+
+    def run(u: Unit) -> list[Job]:
+        at = now or utcnow()
+        runnable = sa.or_(
+            sa.and_(work_queue.c.state == READY, work_queue.c.not_before <= at),
+            sa.and_(work_queue.c.state == RUNNING, work_queue.c.lease_until < at),
+        )
+        stmt = (
+            sa.select(work_queue)
+            .where(work_queue.c.kind.in_(list(kinds)), runnable)
+            .order_by(work_queue.c.not_before, work_queue.c.created)
+            .limit(limit)
+        )
+        if u.conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        rows = u.conn.execute(stmt).all()
+        claimed = []
+        for row in rows:
+            attempts = row.attempts + 1
+            if attempts > row.max_attempts:
+                u.conn.execute(
+                    sa.update(work_queue)
+                    .where(work_queue.c.id == row.id)
+                    .values(state=FAILED, updated=at, last_error=row.last_error or "lease expired")
+                )
+                continue
+            u.conn.execute(
+                sa.update(work_queue)
+                .where(work_queue.c.id == row.id)
+                .values(
+                    state=RUNNING,
+                    attempts=attempts,
+                    lease_until=at + lease,
+                    worker=worker,
+                    updated=at,
+                )  # fmt: skip
+            )
+            claimed.append(replace(_job(row), state=RUNNING, attempts=attempts))
+        return claimed
+
+    return repo.run(run)
+
+
+def finish(u: Unit, job: Job, worker: str) -> bool:
+    """Mark ``job`` done in the caller's transaction (the one that wrote its results).
+
+    Returns False — and the caller must roll back — when the lease was lost to another worker.
+    """
+    result = u.conn.execute(
+        sa.update(work_queue)
+        .where(work_queue.c.id == job.id, work_queue.c.worker == worker)
+        .where(work_queue.c.state == RUNNING)
+        .values(state=DONE, lease_until=None, updated=utcnow(), last_error=None)
+    )
+    return result.rowcount == 1
+
+
+def fail(u: Unit, job: Job, worker: str, error: str, *, retry: bool, backoff: timedelta) -> str:
+    """Record a failed attempt in the caller's transaction: back to ``ready`` after
+    ``backoff * 2**(attempts-1)`` when ``retry`` and attempts remain, else ``failed``.
+    Returns the new state."""
+    at = utcnow()
+    final = not retry or job.attempts >= job.max_attempts
+    state = FAILED if final else READY
+    delay = backoff * (2 ** max(0, job.attempts - 1))
+    u.conn.execute(
+        sa.update(work_queue)
+        .where(work_queue.c.id == job.id, work_queue.c.worker == worker)
+        .values(
+            state=state,
+            lease_until=None,
+            not_before=at + delay,
+            updated=at,
+            last_error=error[:4000],
+        )  # fmt: skip
+    )
+    return state
+
+
+def get(repo: Repository, job_id: str) -> Job | None:
+    def run(u: Unit) -> Job | None:
+        row = u.conn.execute(sa.select(work_queue).where(work_queue.c.id == job_id)).first()
+        return _job(row) if row else None
+
+    return repo.read(run)
+
+
+def for_task(repo: Repository, task_ref: str) -> list[Job]:
+    def run(u: Unit) -> list[Job]:
+        rows = u.conn.execute(sa.select(work_queue).where(work_queue.c.task_ref == task_ref))
+        return [_job(r) for r in rows]
+
+    return repo.read(run)
+
+
+def claim_job(
+    repo: Repository, job_id: str, worker: str, *, lease: timedelta = timedelta(minutes=5)
+) -> Job | None:
+    """Lease one given job (for a synchronous run); None when it is not runnable now."""
+
+    def run(u: Unit) -> Job | None:
+        at = utcnow()
+        stmt = sa.select(work_queue).where(work_queue.c.id == job_id)
+        if u.conn.dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        row = u.conn.execute(stmt).first()
+        if row is None:
+            return None
+        expired = row.state == RUNNING and row.lease_until is not None and row.lease_until < at
+        if not (row.state == READY or expired) or row.attempts >= row.max_attempts:
+            return None
+        u.conn.execute(
+            sa.update(work_queue)
+            .where(work_queue.c.id == job_id)
+            .values(
+                state=RUNNING,
+                attempts=row.attempts + 1,
+                lease_until=at + lease,
+                worker=worker,
+                updated=at,
+            )  # fmt: skip
+        )
+        return replace(_job(row), state=RUNNING, attempts=row.attempts + 1)
+
+    return repo.run(run)
