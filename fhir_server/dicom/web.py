@@ -1,0 +1,5 @@
+"""DICOMweb."""
+
+from fastapi import APIRouter
+
+router = APIRouter()
