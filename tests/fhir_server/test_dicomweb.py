@@ -1,0 +1,169 @@
+"""DICOMweb against the real ``dicomweb-client`` (PyPI) and raw HTTP, on SQLite and PostgreSQL:
+STOW-RS, QIDO-RS, WADO-RS (instances, metadata, frames), rendered images, bad input."""
+
+from __future__ import annotations
+
+import io
+import uuid
+
+import httpx
+import numpy as np
+import pydicom
+from dicomweb_client.api import DICOMwebClient
+from PIL import Image
+
+from tests.dicom import read_header, sample_files
+
+
+def _client(dicom_hearth) -> DICOMwebClient:  # type: ignore[no-untyped-def]
+    return DICOMwebClient(url=dicom_hearth.dicomweb)
+
+
+def test_store_search_retrieve(dicom_hearth):
+    client = _client(dicom_hearth)
+    datasets = [pydicom.dcmread(p) for p in sample_files()]
+    reply = client.store_instances(datasets)
+    stored = {str(i.ReferencedSOPInstanceUID) for i in reply.ReferencedSOPSequence}
+    assert stored == {str(d.SOPInstanceUID) for d in datasets}
+    assert "FailedSOPSequence" not in reply
+
+    cr = datasets[0]  # RG1_UNCR: CR chest, patient 9RG1
+    found = client.search_for_studies(search_filters={"PatientID": "9RG1"})
+    uids = {pydicom.Dataset.from_json(r).StudyInstanceUID for r in found}
+    assert uids == {cr.StudyInstanceUID}
+    rec = pydicom.Dataset.from_json(found[0])
+    assert rec.AccessionNumber == cr.AccessionNumber
+    assert rec.StudyDate == cr.StudyDate
+    assert list(rec.ModalitiesInStudy) == ["CR"] or rec.ModalitiesInStudy == "CR"
+    assert rec.NumberOfStudyRelatedInstances == 1
+    by_modality = client.search_for_series(search_filters={"Modality": "SEG"})
+    assert {pydicom.Dataset.from_json(r).SeriesInstanceUID for r in by_modality} == {
+        datasets[3].SeriesInstanceUID
+    }
+    by_date = client.search_for_studies(search_filters={"StudyDate": "20040101-20041231"})
+    assert {pydicom.Dataset.from_json(r).StudyInstanceUID for r in by_date} == {cr.StudyInstanceUID}
+    by_name = client.search_for_studies(search_filters={"PatientName": "compressed*"})
+    assert {pydicom.Dataset.from_json(r).PatientID for r in by_name} == {"9RG1"}
+    insts = client.search_for_instances(
+        study_instance_uid=cr.StudyInstanceUID, series_instance_uid=cr.SeriesInstanceUID
+    )
+    inst = pydicom.Dataset.from_json(insts[0])
+    assert inst.SOPInstanceUID == cr.SOPInstanceUID and inst.Rows == cr.Rows
+
+    back = client.retrieve_instance(cr.StudyInstanceUID, cr.SeriesInstanceUID, cr.SOPInstanceUID)
+    assert back.SOPInstanceUID == cr.SOPInstanceUID
+    assert back.PixelData == cr.PixelData
+    study = client.retrieve_study(datasets[1].StudyInstanceUID)
+    assert [d.SOPInstanceUID for d in study] == [datasets[1].SOPInstanceUID]
+    meta = client.retrieve_instance_metadata(
+        cr.StudyInstanceUID, cr.SeriesInstanceUID, cr.SOPInstanceUID
+    )
+    assert meta["00080018"]["Value"] == [cr.SOPInstanceUID]
+    assert "BulkDataURI" in meta["7FE00010"]
+
+    mr = datasets[2]  # enhanced MR, 10 frames of 64x64 16-bit
+    frames = client.retrieve_instance_frames(
+        mr.StudyInstanceUID, mr.SeriesInstanceUID, mr.SOPInstanceUID, frame_numbers=[1, 10]
+    )
+    expected = mr.pixel_array
+    assert len(frames) == 2
+    got = np.frombuffer(frames[1], dtype=expected.dtype.newbyteorder("<")).reshape(64, 64)
+    assert np.array_equal(got, expected[9])
+
+    # the FHIR side: the ImagingStudy was written before STOW-RS answered
+    fhir = httpx.get(
+        f"{dicom_hearth.fhir}/ImagingStudy",
+        params={"identifier": f"urn:dicom:uid|urn:oid:{cr.StudyInstanceUID}"},
+    ).json()
+    assert fhir["entry"][0]["resource"]["numberOfInstances"] == 1
+
+
+def test_rendered_png_and_jpeg_with_windowing(dicom_hearth):
+    ct = pydicom.dcmread(sample_files()[1])
+    _client(dicom_hearth).store_instances([ct])
+    url = (
+        f"{dicom_hearth.dicomweb}/studies/{ct.StudyInstanceUID}/series/{ct.SeriesInstanceUID}"
+        f"/instances/{ct.SOPInstanceUID}/rendered"
+    )
+    png = httpx.get(url, headers={"Accept": "image/png"})
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    img = Image.open(io.BytesIO(png.content))
+    assert img.size == (ct.Columns, ct.Rows) and img.mode == "L"
+    narrow = httpx.get(url, params={"window": "40,1"}, headers={"Accept": "image/png"})
+    wide = httpx.get(url, params={"window": "40,4000"}, headers={"Accept": "image/png"})
+    n = np.asarray(Image.open(io.BytesIO(narrow.content)))
+    w = np.asarray(Image.open(io.BytesIO(wide.content)))
+    assert len(np.unique(n)) <= 3 and len(np.unique(w)) > 10  # the window is applied
+    jpeg = httpx.get(url, headers={"Accept": "image/jpeg"})
+    assert jpeg.headers["content-type"] == "image/jpeg" and jpeg.content[:2] == b"\xff\xd8"
+    bad = httpx.get(url, params={"window": "x,y"}, headers={"Accept": "image/png"})
+    assert bad.status_code == 400
+
+
+def _multipart(parts: list[bytes], kind: str = "application/dicom") -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    body = b"".join(
+        f"--{boundary}\r\nContent-Type: {kind}\r\n\r\n".encode() + p + b"\r\n" for p in parts
+    )
+    body += f"--{boundary}--\r\n".encode()
+    return body, f'multipart/related; type="{kind}"; boundary={boundary}'
+
+
+def test_stow_bad_input_gets_failure_list_and_nothing_stored(dicom_hearth, tmp_path):
+    good = sample_files()[3].read_bytes()
+    ds = pydicom.dcmread(sample_files()[3])
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    truncated = buf.getvalue()[:-5000]
+    no_uid = pydicom.dcmread(sample_files()[3])
+    del no_uid.SeriesInstanceUID
+    buf2 = io.BytesIO()
+    no_uid.save_as(buf2, enforce_file_format=True)
+    body, ctype = _multipart([b"this is not DICOM at all", truncated, buf2.getvalue(), good])
+    r = httpx.post(
+        f"{dicom_hearth.dicomweb}/studies", content=body, headers={"Content-Type": ctype}
+    )
+    assert r.status_code == 202, r.text
+    reply = pydicom.Dataset.from_json(r.json())
+    reasons = [int(i.FailureReason) for i in reply.FailedSOPSequence]
+    assert reasons == [0xC000, 0xC000, 0xA900]
+    assert [i.ReferencedSOPInstanceUID for i in reply.ReferencedSOPSequence] == [
+        read_header(sample_files()[3]).SOPInstanceUID
+    ]
+    assert not dicom_hearth.store.exists(str(ds.SOPInstanceUID))  # the truncated one
+
+    only_bad, ctype = _multipart([b"junk"])
+    r = httpx.post(
+        f"{dicom_hearth.dicomweb}/studies", content=only_bad, headers={"Content-Type": ctype}
+    )
+    assert r.status_code == 409
+    other, ctype = _multipart([good])
+    wrong_study = httpx.post(
+        f"{dicom_hearth.dicomweb}/studies/1.2.3.4", content=other, headers={"Content-Type": ctype}
+    )
+    assert wrong_study.status_code == 409
+    failed = pydicom.Dataset.from_json(wrong_study.json()).FailedSOPSequence
+    assert [int(i.FailureReason) for i in failed] == [0xA900]
+    r = httpx.post(
+        f"{dicom_hearth.dicomweb}/studies",
+        content=good,
+        headers={"Content-Type": "application/dicom"},
+    )
+    assert r.status_code == 415 and r.json()["resourceType"] == "OperationOutcome"
+    r = httpx.post(
+        f"{dicom_hearth.dicomweb}/studies",
+        content=b"--x\r\nnothing",
+        headers={"Content-Type": "multipart/related; boundary=x"},
+    )
+    assert r.status_code in (400, 409)
+
+
+def test_bad_requests_are_4xx(dicom_hearth):
+    base = dicom_hearth.dicomweb
+    assert httpx.get(f"{base}/studies/1.2.3.999999").status_code == 404
+    assert httpx.get(f"{base}/studies/not-a-uid").status_code == 400
+    assert httpx.get(f"{base}/studies", params={"NoSuchKeyword": "x"}).status_code == 400
+    assert httpx.get(f"{base}/studies", params={"limit": "-1"}).status_code == 400
+    assert httpx.get(f"{base}/studies", params={"PatientID": "nobody-has-this"}).status_code == 204
