@@ -137,3 +137,71 @@ def dicom_hearth(request, tmp_path_factory):  # type: ignore[no-untyped-def]
 
 def read_header(path: Path) -> pydicom.Dataset:
     return pydicom.dcmread(path, stop_before_pixels=True)
+
+
+class Orthanc:
+    """Orthanc from Debian, run from a temporary configuration: its own DICOM and HTTP ports,
+    storage under ``folder``, Hearth registered as the modality ``hearth`` (and as the DICOMweb
+    server ``hearth`` for the DICOMweb plugin)."""
+
+    PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+
+    def __init__(self, folder: Path, hearth_port: int, hearth_dicomweb: str | None = None):
+        import json
+
+        self.folder = folder
+        self.http_port, self.dicom_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        config = {
+            "Name": "hearth-test-orthanc",
+            "StorageDirectory": str(folder / "storage"),
+            "IndexDirectory": str(folder / "index"),
+            "HttpPort": self.http_port,
+            "DicomPort": self.dicom_port,
+            "DicomAet": "ORTHANC",
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "HttpServerEnabled": True,
+            "DicomModalities": {"hearth": ["HEARTH", "127.0.0.1", hearth_port]},
+            "DicomScpTimeout": 30,
+            "StorageCompression": False,
+            "Plugins": [],
+        }
+        if hearth_dicomweb:
+            if not self.PLUGIN.exists():
+                raise FileNotFoundError(f"{self.PLUGIN} missing: apt-get install orthanc-dicomweb")
+            config["Plugins"] = [str(self.PLUGIN)]
+            config["DicomWeb"] = {"Enable": True, "Servers": {"hearth": [hearth_dicomweb]}}
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "orthanc.json").write_text(json.dumps(config))
+        self.log = (folder / "orthanc.log").open("wb")
+        self.proc = subprocess.Popen(
+            [tool("Orthanc"), str(folder / "orthanc.json")], stdout=self.log, stderr=self.log
+        )
+        import time
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{self.url}/system", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"Orthanc did not start: {(folder / 'orthanc.log').read_text()[-3000:]}"
+                )
+            time.sleep(0.2)
+
+    def upload(self, path: Path) -> dict:
+        r = httpx.post(f"{self.url}/instances", content=path.read_bytes(), timeout=60)
+        r.raise_for_status()
+        return r.json()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
