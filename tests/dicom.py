@@ -11,7 +11,7 @@ import httpx
 import pydicom
 import pytest
 
-from tests.conftest import BACKENDS
+BACKENDS = ["sqlite", "postgresql"]  # as tests/conftest.py
 from tests.servers import database_url, free_port, start_server
 from tests.shared import shared_path
 
