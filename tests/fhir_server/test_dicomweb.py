@@ -167,3 +167,17 @@ def test_bad_requests_are_4xx(dicom_hearth):
     assert httpx.get(f"{base}/studies", params={"NoSuchKeyword": "x"}).status_code == 400
     assert httpx.get(f"{base}/studies", params={"limit": "-1"}).status_code == 400
     assert httpx.get(f"{base}/studies", params={"PatientID": "nobody-has-this"}).status_code == 204
+
+
+def test_oversized_stow_is_413_and_stores_nothing(dicom_hearth, monkeypatch):
+    settings = dicom_hearth.app.state.context.settings
+    monkeypatch.setattr(settings, "dicom_max_upload_bytes", 4096)
+    ds = pydicom.dcmread(sample_files()[3])
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    body, ctype = _multipart([buf.getvalue()])
+    r = httpx.post(f"{dicom_hearth.dicomweb}/studies", content=body, headers={"Content-Type": ctype})
+    assert r.status_code == 413 and r.json()["resourceType"] == "OperationOutcome"
+    assert not dicom_hearth.store.exists(str(ds.SOPInstanceUID))
