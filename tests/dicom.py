@@ -11,9 +11,10 @@ import httpx
 import pydicom
 import pytest
 
-BACKENDS = ["sqlite", "postgresql"]  # as tests/conftest.py
 from tests.servers import database_url, free_port, start_server
 from tests.shared import shared_path
+
+BACKENDS = ["sqlite", "postgresql"]  # as tests/conftest.py (which imports this module)
 
 SAMPLES = ("RG1_UNCR.dcm", "693_UNCR.dcm", "emri_small.dcm", "liver.dcm")
 

@@ -178,6 +178,8 @@ def test_oversized_stow_is_413_and_stores_nothing(dicom_hearth, monkeypatch):
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     body, ctype = _multipart([buf.getvalue()])
-    r = httpx.post(f"{dicom_hearth.dicomweb}/studies", content=body, headers={"Content-Type": ctype})
+    r = httpx.post(
+        f"{dicom_hearth.dicomweb}/studies", content=body, headers={"Content-Type": ctype}
+    )
     assert r.status_code == 413 and r.json()["resourceType"] == "OperationOutcome"
     assert not dicom_hearth.store.exists(str(ds.SOPInstanceUID))
