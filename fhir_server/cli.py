@@ -117,6 +117,7 @@ def _uvicorn(uvicorn, settings: Settings) -> None:  # type: ignore[no-untyped-de
 def dicom(dicom_port, dicom_ae_title, database_url) -> None:  # type: ignore[no-untyped-def]
     """Run only the DICOM Storage SCP (C-ECHO, C-STORE) until interrupted."""
     import logging
+    import signal
     import time
 
     from resources.migrate import current, head
@@ -127,12 +128,18 @@ def dicom(dicom_port, dicom_ae_title, database_url) -> None:  # type: ignore[no-
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    try:
+        settings.require_loopback()  # no authentication yet: the DICOM listener stays local too
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
     if current(settings.database_url) != head():
         raise click.ClickException("the database schema is not current: run `hearth db upgrade`")
     service = _start_dicom(settings)
     click.echo(
         f"DICOM Storage SCP {settings.dicom_ae_title} on {settings.host}:{settings.dicom_port}",
     )
+    # SIGTERM stops like Ctrl-C: the ingest writer finishes the ImagingStudy updates it holds.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         while True:
             time.sleep(3600)

@@ -31,6 +31,7 @@ from .sop_classes import STORAGE_UIDS
 log = logging.getLogger("hearth.dicom.ingest")
 
 ENDPOINT_ID = "hearth-dicomweb"
+FORGET_AFTER = 600.0  # seconds after the quiet period that a finished study's state is kept
 
 
 @dataclass
@@ -198,10 +199,20 @@ class Ingest:
             self._announce()
 
     def _announce(self) -> None:
-        """Emit the completion event of every study that is quiet or released, once."""
+        """Emit the completion event of every study that is quiet or released, once; forget
+        studies idle for a long while (their state is only needed while instances arrive)."""
         now = time.monotonic()
         due: list[_Study] = []
         with self._cond:
+            idle = [
+                uid
+                for uid, s in self._studies.items()
+                if not s.pending
+                and not s.new_since_event
+                and now - s.last_arrival > self.quiet_seconds + FORGET_AFTER
+            ]
+            for uid in idle:
+                del self._studies[uid]
             for s in self._studies.values():
                 if s.pending or not s.new_since_event or s.resource_id is None:
                     continue

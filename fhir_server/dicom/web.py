@@ -212,10 +212,9 @@ async def search_instances(request: Request, study: str, series: str):  # type: 
 
 
 # -- WADO-RS ---------------------------------------------------------------------------------
-def _multipart(parts: list[tuple[str, Path | bytes]]) -> StreamingResponse:
+def _multipart(parts: list[tuple[str, Path | bytes]], kind: str) -> StreamingResponse:
     """multipart/related (RFC 2387), one part per instance or frame, streamed from disk."""
     boundary = uuid.uuid4().hex
-    kind = parts[0][0]
 
     def body() -> Iterator[bytes]:
         for content_type, data in parts:
@@ -246,17 +245,62 @@ def _accepts(request: Request, *kinds: str) -> None:
     raise NotAcceptable(f"this resource is available as {', '.join(kinds)}")
 
 
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+
+
+def _wanted_syntax(request: Request) -> str:
+    """The transfer syntax asked for (PS3.18 §8.7.3.5.2): the ``transfer-syntax`` parameter of
+    the application/dicom media type; ``*`` means as stored; none means Explicit VR Little
+    Endian, the default of PS3.18 Table 8.7.3-2."""
+    for item in request.headers.get("accept", "").split(","):
+        if "application/dicom" not in item:
+            continue
+        for param in item.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key.strip().lower() == "transfer-syntax":
+                return value.strip().strip('"')
+        return EXPLICIT_LE
+    return EXPLICIT_LE
+
+
+def _as_syntax(path: Path, wanted: str) -> tuple[str, Path | bytes]:
+    """(syntax, data): the stored file as it is, or re-encoded in Explicit VR Little Endian
+    (decompressing)."""
+    with path.open("rb") as f:
+        meta = dcmread(f, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).file_meta
+    have = str(meta.TransferSyntaxUID)
+    if wanted in ("*", have):
+        return have, path
+    if wanted != EXPLICIT_LE:
+        raise NotAcceptable(
+            f"instance is {have}; it can be sent as stored (transfer-syntax=*) or as {EXPLICIT_LE}"
+        )
+    ds = dcmread(path)
+    try:
+        if ds.file_meta.TransferSyntaxUID.is_compressed:
+            ds.decompress()
+        out = io.BytesIO()
+        ds.save_as(out, enforce_file_format=True, implicit_vr=False, little_endian=True)
+    except Exception as exc:  # no decoder for this syntax
+        raise NotAcceptable(
+            f"instance is {have} and cannot be converted ({exc}); ask for transfer-syntax=*"
+        ) from exc
+    return EXPLICIT_LE, out.getvalue()
+
+
 def _retrieve(request: Request, study_uid: str, series_uid=None, sop_uid=None):  # type: ignore[no-untyped-def]
     _accepts(request, "application/dicom")
     _, dicom = _services(request)
+    wanted = _wanted_syntax(request)
     pairs = _instances(_study(request, study_uid), series_uid, sop_uid)
     parts: list[tuple[str, Path | bytes]] = []
     for _, inst in pairs:
         path = dicom.store.path(inst["uid"])
         if not path.is_file():
             raise NotFound(f"instance {inst['uid']} is listed but its file is missing")
-        parts.append(("application/dicom", path))
-    return _multipart(parts)
+        syntax, data = _as_syntax(path, wanted)
+        parts.append((f"application/dicom; transfer-syntax={syntax}", data))
+    return _multipart(parts, "application/dicom")
 
 
 @router.get("/studies/{study}")
@@ -340,7 +384,10 @@ def _frames(request: Request, study: str, series: str, instance: str, frames: st
     arr = _pixels(ds)
     numbers = _frame_numbers(frames, arr.shape[0])
     little = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
-    return _multipart([("application/octet-stream", little[n - 1].tobytes()) for n in numbers])
+    return _multipart(
+        [("application/octet-stream", little[n - 1].tobytes()) for n in numbers],
+        "application/octet-stream",
+    )
 
 
 @router.get("/studies/{study}/series/{series}/instances/{instance}/frames/{frames}")

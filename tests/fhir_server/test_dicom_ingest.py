@@ -139,8 +139,20 @@ def test_hearth_dicom_command(tmp_path):
         _wait(lambda: echoscu(port, aec="CLISCP").returncode == 0, timeout=60)
         out = storescu(port, sample_files()[0], aec="CLISCP")
         assert out.returncode == 0, out.stderr
-        uid = str(read_header(sample_files()[0]).SOPInstanceUID)
-        assert InstanceStore(tmp_path / "data").exists(uid)
+        h = read_header(sample_files()[0])
+        assert InstanceStore(tmp_path / "data").exists(str(h.SOPInstanceUID))
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        assert proc.wait(timeout=30) == 0  # SIGTERM: a clean stop that flushes the writer
+    from fhir_server.app import build_context
+    from fhir_server.settings import Settings
+    from mappings.dicom.imaging_study import study_search
+
+    ctx = build_context(Settings(database_url=env["HEARTH_DATABASE_URL"]))
+    try:
+        stored = ctx.repo.read(
+            lambda u: u.read_many(u.match("ImagingStudy", study_search(str(h.StudyInstanceUID))))
+        )
+    finally:
+        ctx.repo.engine.dispose()
+    assert [s.content["numberOfInstances"] for s in stored] == [1]

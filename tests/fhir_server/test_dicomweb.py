@@ -183,3 +183,75 @@ def test_oversized_stow_is_413_and_stores_nothing(dicom_hearth, monkeypatch):
     )
     assert r.status_code == 413 and r.json()["resourceType"] == "OperationOutcome"
     assert not dicom_hearth.store.exists(str(ds.SOPInstanceUID))
+
+
+def test_retrieve_transfer_syntaxes(dicom_hearth):
+    """No transfer-syntax asked: Explicit VR Little Endian (PS3.18 default), decompressed;
+    ``transfer-syntax=*``: as stored; an unsupported one: 406."""
+    from tests.dicom import pydicom_data_files
+
+    j2k = next(p for p in pydicom_data_files() if p.name == "693_J2KR.dcm")
+    source = pydicom.dcmread(j2k)
+    client = _client(dicom_hearth)
+    client.store_instances([source])
+    uids = (source.StudyInstanceUID, source.SeriesInstanceUID, source.SOPInstanceUID)
+    plain = client.retrieve_instance(
+        *uids, media_types=(("application/dicom", "1.2.840.10008.1.2.1"),)
+    )
+    assert plain.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+    assert np.array_equal(plain.pixel_array, source.pixel_array)
+    stored = client.retrieve_instance(*uids)  # dicomweb-client asks transfer-syntax=*
+    assert stored.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.90"
+    assert stored.PixelData == source.PixelData
+    url = f"{dicom_hearth.dicomweb}/studies/{uids[0]}/series/{uids[1]}/instances/{uids[2]}"
+    any_syntax = httpx.get(
+        url, headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'}
+    )
+    assert (
+        any_syntax.status_code == 200
+        and b"transfer-syntax=1.2.840.10008.1.2.4.90" in any_syntax.content[:300]
+    )
+    default = httpx.get(url, headers={"Accept": 'multipart/related; type="application/dicom"'})
+    assert b"transfer-syntax=1.2.840.10008.1.2.1\r\n" in default.content[:300]
+    refused = httpx.get(
+        url,
+        headers={
+            "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50'
+        },
+    )
+    assert refused.status_code == 406
+
+
+def test_unsupported_sop_class_and_transfer_syntax(dicom_hearth):
+    from pynetdicom import AE
+    from pynetdicom.sop_class import CTImageStorage, RTPlanStorage
+
+    # STOW-RS: a SOP class Hearth does not store → 0x0122 in the failure list
+    ds = pydicom.dcmread(sample_files()[1])
+    ds.SOPClassUID = RTPlanStorage
+    ds.file_meta.MediaStorageSOPClassUID = RTPlanStorage
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    body, ctype = _multipart([buf.getvalue()])
+    r = httpx.post(
+        f"{dicom_hearth.dicomweb}/studies", content=body, headers={"Content-Type": ctype}
+    )
+    assert r.status_code == 409
+    failed = pydicom.Dataset.from_json(r.json()).FailedSOPSequence
+    assert [int(i.FailureReason) for i in failed] == [0x0122]
+    assert not dicom_hearth.store.exists(str(ds.SOPInstanceUID))
+    # DIMSE: unsupported SOP class / transfer syntax contexts are rejected at negotiation
+    ae = AE(ae_title="NEGOTIATE")
+    ae.add_requested_context(RTPlanStorage)
+    ae.add_requested_context(CTImageStorage, "1.2.840.10008.1.2.4.100")  # MPEG2
+    ae.add_requested_context(CTImageStorage, "1.2.840.10008.1.2.1")
+    assoc = ae.associate("127.0.0.1", dicom_hearth.dicom_port, ae_title="HEARTH")
+    try:
+        assert assoc.is_established
+        accepted = {(c.abstract_syntax, c.transfer_syntax[0]) for c in assoc.accepted_contexts}
+        assert accepted == {(CTImageStorage, "1.2.840.10008.1.2.1")}
+        assert len(assoc.rejected_contexts) == 2
+    finally:
+        assoc.release()
