@@ -398,7 +398,7 @@ async def retrieve_frames(request: Request, study: str, series: str, instance: s
 # -- rendered ------------------------------------------------------------------------------
 def _render(request: Request, study: str, series: str, instance: str, frame: int = 1):  # type: ignore[no-untyped-def]
     from PIL import Image
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
 
     accept = request.headers.get("accept", "image/png")
     kind = "image/jpeg" if "image/jpeg" in accept and "image/png" not in accept else "image/png"
@@ -409,6 +409,10 @@ def _render(request: Request, study: str, series: str, instance: str, frame: int
     (n,) = _frame_numbers(str(frame), arr.shape[0])
     img = arr[n - 1]
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+    if photometric == "PALETTE COLOR" and img.ndim == 2:
+        img = apply_color_lut(img, ds)  # RGB, 8 or 16 bits per channel
+        if img.dtype != np.uint8:
+            img = (img / 65535 * 255).astype(np.uint8) if img.max() > 255 else img.astype(np.uint8)
     if img.ndim == 2:
         window = request.query_params.get("window")
         values = apply_modality_lut(img, ds).astype(np.float64)

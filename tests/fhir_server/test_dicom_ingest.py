@@ -156,3 +156,62 @@ def test_hearth_dicom_command(tmp_path):
     finally:
         ctx.repo.engine.dispose()
     assert [s.content["numberOfInstances"] for s in stored] == [1]
+
+
+def test_hearth_serve_runs_the_listener(tmp_path):
+    """`hearth serve` as an operator runs it: the DICOM listener on HEARTH_DICOM_PORT beside HTTP;
+    what storescu sends is an ImagingStudy over HTTP; --no-dicom leaves the port closed."""
+    http_port, dicom_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "HEARTH_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}",
+        "HEARTH_DATA_DIR": str(tmp_path / "data"),
+        "HEARTH_PORT": str(http_port),
+        "HEARTH_BASE_URL": f"http://127.0.0.1:{http_port}",
+        "HEARTH_DICOM_PORT": str(dicom_port),
+    }
+    run = [sys.executable, "-m", "fhir_server.cli"]
+    up = subprocess.run(
+        [*run, "db", "upgrade"], env=env, cwd=ROOT, capture_output=True, timeout=120
+    )
+    assert up.returncode == 0, up.stderr
+    proc = subprocess.Popen(
+        [*run, "serve"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        _wait(lambda: echoscu(dicom_port).returncode == 0, timeout=60)
+        out = storescu(dicom_port, sample_files()[3])
+        assert out.returncode == 0, out.stderr
+        h = read_header(sample_files()[3])
+
+        def listed() -> bool:
+            r = httpx.get(
+                f"http://127.0.0.1:{http_port}/fhir/ImagingStudy",
+                params={"identifier": f"urn:dicom:uid|urn:oid:{h.StudyInstanceUID}"},
+            ).json()
+            return bool(r.get("entry"))
+
+        _wait(listed)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    quiet = subprocess.Popen(
+        [*run, "serve", "--no-dicom"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait(lambda: _http_up(http_port), timeout=60)
+        assert echoscu(dicom_port).returncode != 0
+    finally:
+        quiet.terminate()
+        quiet.wait(timeout=30)
+
+
+def _http_up(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+    except httpx.TransportError:
+        return False

@@ -255,3 +255,35 @@ def test_unsupported_sop_class_and_transfer_syntax(dicom_hearth):
         assert len(assoc.rejected_contexts) == 2
     finally:
         assoc.release()
+
+
+def test_rendered_for_compressed_and_colour_instances(dicom_hearth):
+    """Each compressed transfer syntax decodes (pylibjpeg plugins) and renders at full size."""
+    from tests.dicom import pydicom_data_files
+
+    names = {
+        "color3d_jpeg_baseline.dcm",  # JPEG baseline, YBR_FULL_422, 120 frames
+        "JPGLosslessP14SV1_1s_1f_8b.dcm",  # JPEG lossless SV1
+        "MR2_J2KI.dcm",  # JPEG 2000
+        "US1_J2KI.dcm",  # JPEG 2000, colour (YBR_ICT)
+        "emri_small_RLE.dcm",  # RLE, multi-frame
+        "emri_small_jpeg_ls_lossless.dcm",  # JPEG-LS
+        "OBXXXX1A_rle_2frame.dcm",  # RLE, PALETTE COLOR
+    }
+    files = [p for p in pydicom_data_files() if p.name in names]
+    assert len(files) == len(names), sorted(p.name for p in files)
+    client = _client(dicom_hearth)
+    for path in files:
+        ds = pydicom.dcmread(path)
+        client.store_instances([ds])
+        url = (
+            f"{dicom_hearth.dicomweb}/studies/{ds.StudyInstanceUID}/series/"
+            f"{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+        )
+        frame = "/frames/2" if int(ds.get("NumberOfFrames", 1) or 1) > 1 else ""
+        r = httpx.get(f"{url}{frame}/rendered", headers={"Accept": "image/png"})
+        assert r.status_code == 200, (path.name, r.text[:300])
+        img = Image.open(io.BytesIO(r.content))
+        assert img.size == (ds.Columns, ds.Rows), path.name
+        colour = ds.SamplesPerPixel == 3 or ds.PhotometricInterpretation == "PALETTE COLOR"
+        assert img.mode == ("RGB" if colour else "L"), path.name
