@@ -8,8 +8,6 @@ a STOW-RS failure list (Failed SOP Sequence, PS3.18 Table 10.5.3-1) or a 4xx Ope
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import io
 import logging
 import uuid
@@ -22,6 +20,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
 from mappings.dicom.imaging_study import STUDY_UID_SYSTEM
@@ -456,66 +456,140 @@ async def rendered_frame(request: Request, study: str, series: str, instance: st
 
 
 # -- STOW-RS ---------------------------------------------------------------------------------
-async def _read_limited(request: Request, limit: int) -> bytes:
+class _PartReader:
+    """Streams a multipart/related body (RFC 2387) with python-multipart, yielding each part
+    (content type, bytes) as soon as it is complete: memory holds one part, not the upload."""
+
+    def __init__(self, boundary: bytes) -> None:
+        self.done: list[tuple[str, bytes]] = []
+        self._data: list[bytes] = []
+        self._field = b""
+        self._value = b""
+        self._headers: dict[str, str] = {}
+        self.parts_seen = 0
+        self.open_part = False  # a part began and the body ended before its boundary
+        callbacks = {
+            "on_part_begin": self._begin,
+            "on_part_data": self._part_data,
+            "on_part_end": self._end,
+            "on_header_field": self._header_field,
+            "on_header_value": self._header_value,
+            "on_header_end": self._header_end,
+        }
+        self.parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
+
+    def _begin(self) -> None:
+        self._data, self._headers = [], {}
+        self.open_part = True
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        self._data.append(data[start:end])
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._field += data[start:end]
+
+    def _header_value(self, data: bytes, start: int, end: int) -> None:
+        self._value += data[start:end]
+
+    def _header_end(self) -> None:
+        self._headers[self._field.decode("latin-1").strip().lower()] = self._value.decode(
+            "latin-1"
+        ).strip()
+        self._field, self._value = b"", b""
+
+    def _end(self) -> None:
+        kind = self._headers.get("content-type", "application/octet-stream")
+        self.done.append((kind.split(";")[0].strip().lower(), b"".join(self._data)))
+        self.parts_seen += 1
+        self._data = []
+        self.open_part = False
+
+    def feed(self, chunk: bytes) -> list[tuple[str, bytes]]:
+        try:
+            self.parser.write(chunk)
+        except MultipartParseError as exc:
+            raise Invalid(f"the multipart body is malformed: {exc}") from exc
+        out, self.done = self.done, []
+        return out
+
+
+def _store_one(request: Request, content_type: str, data: bytes, study_uid: str | None):  # type: ignore[no-untyped-def]
+    """Store one STOW-RS part; the Referenced SOP Sequence item, or raise ``Rejected``."""
+    _, dicom = _services(request)
+    if content_type != "application/dicom":
+        raise Rejected(CANNOT_UNDERSTAND, f"part is {content_type}, not application/dicom")
+    checked = check(data, STORAGE_UIDS)
+    in_study = str(checked.dataset.StudyInstanceUID)
+    if study_uid is not None and in_study != study_uid:
+        raise Rejected(
+            0xA900,
+            f"instance belongs to study {in_study}, not {study_uid}",
+            checked.sop_class,
+            checked.sop_uid,
+        )
+    received = dicom.ingest.accept(checked, data, association=None)
+    item = Dataset()
+    item.ReferencedSOPClassUID = received.sop_class
+    item.ReferencedSOPInstanceUID = received.sop_uid
+    item.RetrieveURL = (
+        f"{_base(request)}/studies/{received.study_uid}/series/{received.series_uid}"
+        f"/instances/{received.sop_uid}"
+    )
+    return item
+
+
+async def _stow(request: Request, study_uid: str | None):  # type: ignore[no-untyped-def]
+    """PS3.18 §10.5: store each part as it arrives; answer the Referenced / Failed SOP
+    Sequences once every instance is in its ImagingStudy."""
+    ctx, dicom = _services(request)
+    content_type = request.headers.get("content-type", "")
+    media, options = parse_options_header(content_type)
+    if media != b"multipart/related":
+        raise UnsupportedMediaType('STOW-RS takes multipart/related; type="application/dicom"')
+    if not options.get(b"boundary"):
+        raise Invalid("the multipart/related Content-Type has no boundary")
+    if study_uid is not None:
+        check_uid(study_uid, "Study Instance UID")
+    limit = ctx.settings.dicom_max_upload_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise TooLarge(f"the upload is larger than {limit} bytes")
-    chunks, size = [], 0
+    reader = _PartReader(options[b"boundary"])
+    referenced, failed = [], []
+    size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise TooLarge(f"the upload is larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _parts(content_type: str, body: bytes) -> list[tuple[str, bytes]]:
-    """The parts of a multipart/related body (RFC 2387) as (content type, bytes)."""
-    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
-    msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
-    if not msg.is_multipart():
-        raise Invalid("the body is not a multipart/related message")
-    out = []
-    for part in msg.iter_parts():  # type: ignore[attr-defined]
-        payload = part.get_payload(decode=True) or b""
-        out.append((part.get_content_type(), payload))
-    return out
-
-
-def _store_all(request: Request, parts: list[tuple[str, bytes]], study_uid: str | None):  # type: ignore[no-untyped-def]
-    _, dicom = _services(request)
-    referenced, failed = [], []
-    for content_type, data in parts:
-        item = Dataset()
-        try:
-            if content_type != "application/dicom":
-                raise Rejected(CANNOT_UNDERSTAND, f"part is {content_type}, not application/dicom")
-            checked = check(data, STORAGE_UIDS)
-            in_study = str(checked.dataset.StudyInstanceUID)
-            if study_uid is not None and in_study != study_uid:
-                raise Rejected(
-                    0xA900,
-                    f"instance belongs to study {in_study}, not {study_uid}",
-                    checked.sop_class,
-                    checked.sop_uid,
+            raise TooLarge(
+                f"the upload is larger than {limit} bytes"
+                + (
+                    f"; {len(referenced)} instance(s) before the limit were stored"
+                    if referenced
+                    else ""
                 )
-            received = dicom.ingest.accept(checked, data, association=None)
-            item.ReferencedSOPClassUID = received.sop_class
-            item.ReferencedSOPInstanceUID = received.sop_uid
-            item.RetrieveURL = (
-                f"{_base(request)}/studies/{received.study_uid}/series/{received.series_uid}"
-                f"/instances/{received.sop_uid}"
             )
-            referenced.append(item)
-        except Rejected as exc:
-            if exc.sop_class:
-                item.ReferencedSOPClassUID = exc.sop_class
-            if exc.sop_uid:
-                item.ReferencedSOPInstanceUID = exc.sop_uid
-            item.FailureReason = exc.status
-            failed.append(item)
-            log.warning("STOW-RS part refused (0x%04X): %s", exc.status, exc.reason)
-    dicom.ingest.flush(timeout=60)
+        for kind, data in reader.feed(chunk):
+            try:
+                referenced.append(
+                    await run_in_threadpool(_store_one, request, kind, data, study_uid)
+                )
+            except Rejected as exc:
+                log.warning("STOW-RS part refused (0x%04X): %s", exc.status, exc.reason)
+                item = Dataset()
+                if exc.sop_class:
+                    item.ReferencedSOPClassUID = exc.sop_class
+                if exc.sop_uid:
+                    item.ReferencedSOPInstanceUID = exc.sop_uid
+                item.FailureReason = exc.status
+                failed.append(item)
+    if reader.open_part:  # the body was cut inside a part: that instance is not stored
+        log.warning("STOW-RS body ended inside a part; the part was not stored")
+        item = Dataset()
+        item.FailureReason = CANNOT_UNDERSTAND
+        failed.append(item)
+    elif reader.parts_seen == 0:
+        raise Invalid("the multipart body has no complete part")
+    await run_in_threadpool(dicom.ingest.flush, 60)
     reply = Dataset()
     if study_uid:
         reply.RetrieveURL = f"{_base(request)}/studies/{study_uid}"
@@ -525,20 +599,6 @@ def _store_all(request: Request, parts: list[tuple[str, bytes]], study_uid: str 
         reply.FailedSOPSequence = failed
     status = 200 if not failed else (202 if referenced else 409)
     return Response(orjson.dumps(reply.to_json_dict()), status_code=status, media_type=DICOM_JSON)
-
-
-async def _stow(request: Request, study_uid: str | None):  # type: ignore[no-untyped-def]
-    ctx, _ = _services(request)
-    content_type = request.headers.get("content-type", "")
-    if not content_type.lower().startswith("multipart/related"):
-        raise UnsupportedMediaType('STOW-RS takes multipart/related; type="application/dicom"')
-    if study_uid is not None:
-        check_uid(study_uid, "Study Instance UID")
-    body = await _read_limited(request, ctx.settings.dicom_max_upload_bytes)
-    parts = _parts(content_type, body)
-    if not parts:
-        raise Invalid("the multipart body has no parts")
-    return await run_in_threadpool(_store_all, request, parts, study_uid)
 
 
 @router.post("/studies")

@@ -154,10 +154,22 @@ def test_stow_bad_input_gets_failure_list_and_nothing_stored(dicom_hearth, tmp_p
     assert r.status_code == 415 and r.json()["resourceType"] == "OperationOutcome"
     r = httpx.post(
         f"{dicom_hearth.dicomweb}/studies",
-        content=b"--x\r\nnothing",
+        content=b"no boundary anywhere",
         headers={"Content-Type": "multipart/related; boundary=x"},
     )
-    assert r.status_code in (400, 409)
+    assert r.status_code == 400 and r.json()["resourceType"] == "OperationOutcome"
+    # a body cut inside its second part: the first is stored, the cut one is a failure
+    cut_body, ctype = _multipart([good, buf.getvalue()])
+    r = httpx.post(
+        f"{dicom_hearth.dicomweb}/studies",
+        content=cut_body[: len(good) + 200 + 3000],
+        headers={"Content-Type": ctype},
+    )
+    assert r.status_code == 202, r.text
+    reply = pydicom.Dataset.from_json(r.json())
+    assert [int(i.FailureReason) for i in reply.FailedSOPSequence] == [0xC000]
+    assert len(reply.ReferencedSOPSequence) == 1
+    assert not dicom_hearth.store.exists(str(ds.SOPInstanceUID))
 
 
 def test_bad_requests_are_4xx(dicom_hearth):
