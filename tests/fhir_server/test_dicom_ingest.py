@@ -215,3 +215,42 @@ def _http_up(port: int) -> bool:
         return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_based_on_the_service_request_of_the_accession(dicom_hearth):
+    accession = f"ACC-{generate_uid()[-8:]}"
+    order = httpx.post(
+        f"{dicom_hearth.fhir}/ServiceRequest",
+        json={
+            "resourceType": "ServiceRequest",
+            "status": "active",
+            "intent": "order",
+            "identifier": [
+                {
+                    "type": {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/v2-0203",
+                                "code": "ACSN",
+                            }
+                        ]
+                    },
+                    "system": "urn:example:ris",
+                    "value": accession,
+                }
+            ],
+            "subject": {"display": "whoever"},
+        },
+    ).json()
+    ds = pydicom.dcmread(sample_files()[1])
+    ds.StudyInstanceUID = generate_uid()
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.AccessionNumber = accession
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    dicom_hearth.ingest.receive(buf.getvalue())
+    study = dicom_hearth.study(str(ds.StudyInstanceUID))
+    assert study["basedOn"] == [{"reference": f"ServiceRequest/{order['id']}"}]
+    acsn = [i for i in study["identifier"] if i.get("type")]
+    assert acsn[0]["value"] == accession
