@@ -31,6 +31,7 @@ from .sop_classes import STORAGE_UIDS
 log = logging.getLogger("hearth.dicom.ingest")
 
 ENDPOINT_ID = "hearth-dicomweb"
+WRITE_ATTEMPTS = 5  # a study's pending instances are dropped (logged) after this many failures
 FORGET_AFTER = 600.0  # seconds after the quiet period that a finished study's state is kept
 
 
@@ -49,6 +50,7 @@ class _Study:
     release_requested: bool = False
     resource_id: str | None = None
     mismatch_reported: bool = False
+    failures: int = 0  # consecutive failed writes
 
 
 @dataclass(frozen=True)
@@ -187,15 +189,29 @@ class Ingest:
                 for s, _ in work:
                     s.pending = []
                 self._writing += len(work)
+            failed = False
             for study, items in work:
                 try:
                     self._write(study, items)
+                    study.failures = 0
                 except Exception:
-                    log.exception("updating ImagingStudy for study %s failed", study.uid)
+                    study.failures += 1
+                    failed = True
+                    with self._cond:
+                        if study.failures < WRITE_ATTEMPTS:  # e.g. the database restarting
+                            study.pending = items + study.pending
+                    log.exception(
+                        "updating ImagingStudy for study %s failed (attempt %d of %d)",
+                        study.uid,
+                        study.failures,
+                        WRITE_ATTEMPTS,
+                    )
                 finally:
                     with self._cond:
                         self._writing -= 1
                         self._cond.notify_all()
+            if failed:
+                time.sleep(0.5)
             self._announce()
 
     def _announce(self) -> None:

@@ -254,3 +254,29 @@ def test_based_on_the_service_request_of_the_accession(dicom_hearth):
     assert study["basedOn"] == [{"reference": f"ServiceRequest/{order['id']}"}]
     acsn = [i for i in study["identifier"] if i.get("type")]
     assert acsn[0]["value"] == accession
+
+
+def test_a_failed_write_is_retried(dicom_hearth, tmp_path):
+    repo = dicom_hearth.app.state.context.repo
+    ingest = Ingest(repo, InstanceStore(tmp_path), dicomweb_base="http://x/dicomweb")
+    real = ingest._write_unit
+    failures = []
+
+    def flaky(unit, study, items):  # type: ignore[no-untyped-def]
+        if len(failures) < 2:
+            failures.append(1)
+            raise ConnectionError("database restarting")
+        return real(unit, study, items)
+
+    ingest._write_unit = flaky  # type: ignore[method-assign]
+    ingest.start()
+    try:
+        study_uid = generate_uid()
+        for data in _copies(3, study_uid):
+            ingest.receive(data)
+        assert ingest.flush()
+        assert len(failures) == 2
+        found = httpx.get(f"{dicom_hearth.fhir}/ImagingStudy/{ingest.study_id(study_uid)}").json()
+        assert found["numberOfInstances"] == 3
+    finally:
+        ingest.stop()
