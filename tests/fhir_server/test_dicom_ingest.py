@@ -50,7 +50,7 @@ def test_quiet_period_completes_once_per_new_arrival(dicom_hearth, tmp_path):
         repo,
         InstanceStore(tmp_path),
         dicomweb_base=dicom_hearth.dicomweb,
-        quiet_seconds=0.6,
+        quiet_seconds=1.5,  # longer than the gaps between the sends below, even on a busy box
         complete_on_release=False,
     )
     events: list[str] = []
@@ -64,14 +64,14 @@ def test_quiet_period_completes_once_per_new_arrival(dicom_hearth, tmp_path):
         ingest.association_released("a")  # not a completion signal in this configuration
         assert ingest.flush()
         _wait(lambda: events)
-        time.sleep(1.0)
+        time.sleep(2.0)
         assert len(events) == 1 and events[0] == ingest.study_id(study_uid)
         ingest.receive(first[0])  # a re-send: nothing new, no event
-        time.sleep(1.2)
+        time.sleep(2.0)
         assert len(events) == 1
         ingest.receive(_copies(1, study_uid)[0])  # new instance: one more event, same study
         _wait(lambda: len(events) == 2)
-        time.sleep(1.0)
+        time.sleep(2.0)
         assert events == [events[0]] * 2
         study = httpx.get(f"{dicom_hearth.fhir}/ImagingStudy/{events[0]}").json()
         assert study["numberOfInstances"] == 4 and study["numberOfSeries"] == 4
