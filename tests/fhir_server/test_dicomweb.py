@@ -19,6 +19,9 @@ def _client(dicom_hearth) -> DICOMwebClient:  # type: ignore[no-untyped-def]
     return DICOMwebClient(url=dicom_hearth.dicomweb)
 
 
+http = httpx.Client(timeout=120)  # a busy 2-core machine decodes JPEG 2000 slowly
+
+
 def test_store_search_retrieve(dicom_hearth):
     client = _client(dicom_hearth)
     datasets = [pydicom.dcmread(p) for p in sample_files()]
@@ -71,7 +74,7 @@ def test_store_search_retrieve(dicom_hearth):
     assert np.array_equal(got, expected[9])
 
     # the FHIR side: the ImagingStudy was written before STOW-RS answered
-    fhir = httpx.get(
+    fhir = http.get(
         f"{dicom_hearth.fhir}/ImagingStudy",
         params={"identifier": f"urn:dicom:uid|urn:oid:{cr.StudyInstanceUID}"},
     ).json()
@@ -85,18 +88,18 @@ def test_rendered_png_and_jpeg_with_windowing(dicom_hearth):
         f"{dicom_hearth.dicomweb}/studies/{ct.StudyInstanceUID}/series/{ct.SeriesInstanceUID}"
         f"/instances/{ct.SOPInstanceUID}/rendered"
     )
-    png = httpx.get(url, headers={"Accept": "image/png"})
+    png = http.get(url, headers={"Accept": "image/png"})
     assert png.status_code == 200 and png.headers["content-type"] == "image/png"
     img = Image.open(io.BytesIO(png.content))
     assert img.size == (ct.Columns, ct.Rows) and img.mode == "L"
-    narrow = httpx.get(url, params={"window": "40,1"}, headers={"Accept": "image/png"})
-    wide = httpx.get(url, params={"window": "40,4000"}, headers={"Accept": "image/png"})
+    narrow = http.get(url, params={"window": "40,1"}, headers={"Accept": "image/png"})
+    wide = http.get(url, params={"window": "40,4000"}, headers={"Accept": "image/png"})
     n = np.asarray(Image.open(io.BytesIO(narrow.content)))
     w = np.asarray(Image.open(io.BytesIO(wide.content)))
     assert len(np.unique(n)) <= 3 and len(np.unique(w)) > 10  # the window is applied
-    jpeg = httpx.get(url, headers={"Accept": "image/jpeg"})
+    jpeg = http.get(url, headers={"Accept": "image/jpeg"})
     assert jpeg.headers["content-type"] == "image/jpeg" and jpeg.content[:2] == b"\xff\xd8"
-    bad = httpx.get(url, params={"window": "x,y"}, headers={"Accept": "image/png"})
+    bad = http.get(url, params={"window": "x,y"}, headers={"Accept": "image/png"})
     assert bad.status_code == 400
 
 
@@ -122,9 +125,7 @@ def test_stow_bad_input_gets_failure_list_and_nothing_stored(dicom_hearth, tmp_p
     buf2 = io.BytesIO()
     no_uid.save_as(buf2, enforce_file_format=True)
     body, ctype = _multipart([b"this is not DICOM at all", truncated, buf2.getvalue(), good])
-    r = httpx.post(
-        f"{dicom_hearth.dicomweb}/studies", content=body, headers={"Content-Type": ctype}
-    )
+    r = http.post(f"{dicom_hearth.dicomweb}/studies", content=body, headers={"Content-Type": ctype})
     assert r.status_code == 202, r.text
     reply = pydicom.Dataset.from_json(r.json())
     reasons = [int(i.FailureReason) for i in reply.FailedSOPSequence]
@@ -135,24 +136,24 @@ def test_stow_bad_input_gets_failure_list_and_nothing_stored(dicom_hearth, tmp_p
     assert not dicom_hearth.store.exists(str(ds.SOPInstanceUID))  # the truncated one
 
     only_bad, ctype = _multipart([b"junk"])
-    r = httpx.post(
+    r = http.post(
         f"{dicom_hearth.dicomweb}/studies", content=only_bad, headers={"Content-Type": ctype}
     )
     assert r.status_code == 409
     other, ctype = _multipart([good])
-    wrong_study = httpx.post(
+    wrong_study = http.post(
         f"{dicom_hearth.dicomweb}/studies/1.2.3.4", content=other, headers={"Content-Type": ctype}
     )
     assert wrong_study.status_code == 409
     failed = pydicom.Dataset.from_json(wrong_study.json()).FailedSOPSequence
     assert [int(i.FailureReason) for i in failed] == [0xA900]
-    r = httpx.post(
+    r = http.post(
         f"{dicom_hearth.dicomweb}/studies",
         content=good,
         headers={"Content-Type": "application/dicom"},
     )
     assert r.status_code == 415 and r.json()["resourceType"] == "OperationOutcome"
-    r = httpx.post(
+    r = http.post(
         f"{dicom_hearth.dicomweb}/studies",
         content=b"no boundary anywhere",
         headers={"Content-Type": "multipart/related; boundary=x"},
@@ -160,7 +161,7 @@ def test_stow_bad_input_gets_failure_list_and_nothing_stored(dicom_hearth, tmp_p
     assert r.status_code == 400 and r.json()["resourceType"] == "OperationOutcome"
     # a body cut inside its second part: the first is stored, the cut one is a failure
     cut_body, ctype = _multipart([good, buf.getvalue()])
-    r = httpx.post(
+    r = http.post(
         f"{dicom_hearth.dicomweb}/studies",
         content=cut_body[: len(good) + 200 + 3000],
         headers={"Content-Type": ctype},
@@ -174,11 +175,11 @@ def test_stow_bad_input_gets_failure_list_and_nothing_stored(dicom_hearth, tmp_p
 
 def test_bad_requests_are_4xx(dicom_hearth):
     base = dicom_hearth.dicomweb
-    assert httpx.get(f"{base}/studies/1.2.3.999999").status_code == 404
-    assert httpx.get(f"{base}/studies/not-a-uid").status_code == 400
-    assert httpx.get(f"{base}/studies", params={"NoSuchKeyword": "x"}).status_code == 400
-    assert httpx.get(f"{base}/studies", params={"limit": "-1"}).status_code == 400
-    assert httpx.get(f"{base}/studies", params={"PatientID": "nobody-has-this"}).status_code == 204
+    assert http.get(f"{base}/studies/1.2.3.999999").status_code == 404
+    assert http.get(f"{base}/studies/not-a-uid").status_code == 400
+    assert http.get(f"{base}/studies", params={"NoSuchKeyword": "x"}).status_code == 400
+    assert http.get(f"{base}/studies", params={"limit": "-1"}).status_code == 400
+    assert http.get(f"{base}/studies", params={"PatientID": "nobody-has-this"}).status_code == 204
 
 
 def test_oversized_stow_is_413_and_stores_nothing(dicom_hearth, monkeypatch):
@@ -190,9 +191,7 @@ def test_oversized_stow_is_413_and_stores_nothing(dicom_hearth, monkeypatch):
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     body, ctype = _multipart([buf.getvalue()])
-    r = httpx.post(
-        f"{dicom_hearth.dicomweb}/studies", content=body, headers={"Content-Type": ctype}
-    )
+    r = http.post(f"{dicom_hearth.dicomweb}/studies", content=body, headers={"Content-Type": ctype})
     assert r.status_code == 413 and r.json()["resourceType"] == "OperationOutcome"
     assert not dicom_hearth.store.exists(str(ds.SOPInstanceUID))
 
@@ -216,16 +215,16 @@ def test_retrieve_transfer_syntaxes(dicom_hearth):
     assert stored.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.90"
     assert stored.PixelData == source.PixelData
     url = f"{dicom_hearth.dicomweb}/studies/{uids[0]}/series/{uids[1]}/instances/{uids[2]}"
-    any_syntax = httpx.get(
+    any_syntax = http.get(
         url, headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'}
     )
     assert (
         any_syntax.status_code == 200
         and b"transfer-syntax=1.2.840.10008.1.2.4.90" in any_syntax.content[:300]
     )
-    default = httpx.get(url, headers={"Accept": 'multipart/related; type="application/dicom"'})
+    default = http.get(url, headers={"Accept": 'multipart/related; type="application/dicom"'})
     assert b"transfer-syntax=1.2.840.10008.1.2.1\r\n" in default.content[:300]
-    refused = httpx.get(
+    refused = http.get(
         url,
         headers={
             "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50'
@@ -247,9 +246,7 @@ def test_unsupported_sop_class_and_transfer_syntax(dicom_hearth):
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     body, ctype = _multipart([buf.getvalue()])
-    r = httpx.post(
-        f"{dicom_hearth.dicomweb}/studies", content=body, headers={"Content-Type": ctype}
-    )
+    r = http.post(f"{dicom_hearth.dicomweb}/studies", content=body, headers={"Content-Type": ctype})
     assert r.status_code == 409
     failed = pydicom.Dataset.from_json(r.json()).FailedSOPSequence
     assert [int(i.FailureReason) for i in failed] == [0x0122]
@@ -293,7 +290,7 @@ def test_rendered_for_compressed_and_colour_instances(dicom_hearth):
             f"{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
         )
         frame = "/frames/2" if int(ds.get("NumberOfFrames", 1) or 1) > 1 else ""
-        r = httpx.get(f"{url}{frame}/rendered", headers={"Accept": "image/png"})
+        r = http.get(f"{url}{frame}/rendered", headers={"Accept": "image/png"})
         assert r.status_code == 200, (path.name, r.text[:300])
         img = Image.open(io.BytesIO(r.content))
         assert img.size == (ds.Columns, ds.Rows), path.name
