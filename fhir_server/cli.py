@@ -93,9 +93,7 @@ def _start_dicom(settings: Settings):  # type: ignore[no-untyped-def]
     try:
         return service.start(ctx.repo, settings, listen=True)
     except OSError as exc:
-        raise click.ClickException(
-            f"cannot listen for DICOM on port {settings.dicom_port}: {exc.strerror}"
-        ) from exc
+        raise click.ClickException(str(exc.strerror)) from exc
 
 
 def _uvicorn(uvicorn, settings: Settings) -> None:  # type: ignore[no-untyped-def]

@@ -45,7 +45,11 @@ def start(repo: Repository, settings: Settings, *, listen: bool) -> DicomService
                 ae_title=settings.dicom_ae_title,
                 allowed_callers=settings.dicom_callers,
             )
-        except OSError:
+        except OSError as exc:
             ingest.stop()
-            raise
+            raise OSError(
+                exc.errno,
+                f"cannot listen for DICOM on {settings.host}:{settings.dicom_port} "
+                f"({exc.strerror}); set HEARTH_DICOM_PORT, or HEARTH_DICOM_ENABLED=false",
+            ) from exc
     return DicomService(store, ingest, listener)
