@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HEARTH_DATABASE_URL ?= sqlite:///var/hearth.db
 export HEARTH_DATA_DIR ?= var
 
-.PHONY: install run serve-pg test test-sqlite lint fmt bench clean postgres
+.PHONY: install run serve-pg test test-sqlite lint fmt bench bench-dicom clean postgres dicom-tools
 
 install: $(STAMP)
 
@@ -36,7 +36,11 @@ run: install
 postgres:
 	@bash scripts/ensure-postgres.sh
 
-test: install postgres
+# dcmtk and Orthanc, the real DICOM peers of the DICOM tests (apt-get when missing).
+dicom-tools:
+	@bash scripts/ensure-dicom-tools.sh
+
+test: install postgres dicom-tools
 	@$(BIN)/pytest -n 2 -q
 
 lint: install
@@ -50,6 +54,9 @@ fmt: install
 
 bench: install postgres
 	@$(BIN)/python bench/crud.py
+
+bench-dicom: install postgres dicom-tools
+	@$(BIN)/python bench/dicom_ingest.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -12,6 +12,8 @@ from fastapi.responses import RedirectResponse
 
 from fhir_server import __version__, ai, errors
 from fhir_server.context import Context
+from fhir_server.dicom import service as dicom_service
+from fhir_server.dicom import web as dicomweb
 from fhir_server.routes import router
 from fhir_server.settings import Settings
 from resources.db import create_engine
@@ -68,9 +70,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ctx = build_context(settings)
         app.state.context = ctx
         threading.Thread(target=warm_validators, name="warm-validators", daemon=True).start()
+        app.state.dicom = dicom_service.start(ctx.repo, settings, listen=settings.dicom_enabled)
         try:
             yield
         finally:
+            app.state.dicom.stop()
             ctx.repo.engine.dispose()
 
     app = FastAPI(
@@ -83,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     app.include_router(router, prefix="/fhir")
+    app.include_router(dicomweb.router, prefix="/dicomweb")
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

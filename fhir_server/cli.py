@@ -44,14 +44,22 @@ def version() -> None:
 @click.option("--database-url", help="database URL [HEARTH_DATABASE_URL]")
 @click.option("--base-url", help="public URL of the server root [HEARTH_BASE_URL]")
 @click.option("--workers", type=int, help="worker processes [HEARTH_WORKERS, 1]")
-def serve(host, port, database_url, base_url, workers) -> None:  # type: ignore[no-untyped-def]
-    """Serve the FHIR API over HTTP."""
+@click.option("--dicom-port", type=int, help="DICOM listener port [HEARTH_DICOM_PORT, 11112]")
+@click.option("--no-dicom", is_flag=True, help="no DICOM listener [HEARTH_DICOM_ENABLED=false]")
+def serve(host, port, database_url, base_url, workers, dicom_port, no_dicom) -> None:  # type: ignore[no-untyped-def]
+    """Serve the FHIR API (and DICOMweb) over HTTP, with the DICOM listener."""
     import uvicorn
 
     from resources.migrate import current, head
 
     settings = _settings(
-        host=host, port=port, database_url=database_url, base_url=base_url, workers=workers
+        host=host,
+        port=port,
+        database_url=database_url,
+        base_url=base_url,
+        workers=workers,
+        dicom_port=dicom_port,
+        dicom_enabled="false" if no_dicom else None,
     )
     try:
         settings.require_loopback()
@@ -63,6 +71,32 @@ def serve(host, port, database_url, base_url, workers) -> None:  # type: ignore[
             f"the database schema is at {have or 'nothing'}, not {want}: run `hearth db upgrade`"
         )
     click.echo(f"Hearth {__version__}: FHIR base {settings.fhir_base}")
+    dicom = None
+    if settings.dicom_enabled and settings.workers > 1:
+        # One listener for all worker processes: it runs here, the workers serve HTTP only.
+        dicom = _start_dicom(settings)
+        os.environ["HEARTH_DICOM_ENABLED"] = "false"
+    if settings.dicom_enabled:
+        click.echo(f"DICOM listener {settings.dicom_ae_title} on port {settings.dicom_port}")
+    try:
+        _uvicorn(uvicorn, settings)
+    finally:
+        if dicom is not None:
+            dicom.stop()
+
+
+def _start_dicom(settings: Settings):  # type: ignore[no-untyped-def]
+    from fhir_server.app import build_context
+    from fhir_server.dicom import service
+
+    ctx = build_context(settings)
+    try:
+        return service.start(ctx.repo, settings, listen=True)
+    except OSError as exc:
+        raise click.ClickException(str(exc.strerror)) from exc
+
+
+def _uvicorn(uvicorn, settings: Settings) -> None:  # type: ignore[no-untyped-def]
     uvicorn.run(
         "fhir_server.app:create_app",
         factory=True,
@@ -72,6 +106,45 @@ def serve(host, port, database_url, base_url, workers) -> None:  # type: ignore[
         log_level=settings.log_level,
         access_log=settings.log_level == "debug",
     )
+
+
+@main.command()
+@click.option("--port", "dicom_port", type=int, help="port [HEARTH_DICOM_PORT, 11112]")
+@click.option("--ae-title", "dicom_ae_title", help="AE title [HEARTH_DICOM_AE_TITLE, HEARTH]")
+@click.option("--database-url", help="database URL [HEARTH_DATABASE_URL]")
+def dicom(dicom_port, dicom_ae_title, database_url) -> None:  # type: ignore[no-untyped-def]
+    """Run only the DICOM Storage SCP (C-ECHO, C-STORE) until interrupted."""
+    import logging
+    import signal
+    import time
+
+    from resources.migrate import current, head
+
+    settings = _settings(
+        dicom_port=dicom_port, dicom_ae_title=dicom_ae_title, database_url=database_url
+    )
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings.require_loopback()  # no authentication yet: the DICOM listener stays local too
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if current(settings.database_url) != head():
+        raise click.ClickException("the database schema is not current: run `hearth db upgrade`")
+    service = _start_dicom(settings)
+    click.echo(
+        f"DICOM Storage SCP {settings.dicom_ae_title} on {settings.host}:{settings.dicom_port}",
+    )
+    # SIGTERM stops like Ctrl-C: the ingest writer finishes the ImagingStudy updates it holds.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.stop()
 
 
 @main.group()

@@ -38,6 +38,17 @@ class Settings(BaseSettings):
     slow_query_ms: float = Field(500.0, ge=0, description="Searches slower than this are logged")
     dicom_port: int = Field(11112, ge=1, le=65535, description="DICOM C-STORE listener port")
     dicom_ae_title: str = Field("HEARTH", max_length=16, description="DICOM AE title")
+    dicom_enabled: bool = Field(True, description="`hearth serve` also runs the DICOM listener")
+    dicom_allowed_aes: str = Field("", description="Calling AE titles allowed (comma list; all)")
+    dicom_quiet_seconds: float = Field(
+        30.0, ge=0, description="A study is complete after this long with no new instance"
+    )
+    dicom_complete_on_release: bool = Field(
+        True, description="A study is also complete when the association that sent it is released"
+    )
+    dicom_max_upload_bytes: int = Field(
+        512 * 1024 * 1024, ge=1024, description="Largest STOW-RS request body (413 beyond)"
+    )
     mllp_port: int = Field(2575, ge=1, le=65535, description="HL7 v2 MLLP listener port")
     smtp_host: str | None = Field(None, description="SMTP server for e-mail (reports, resets)")
     smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port (STARTTLS)")
@@ -67,6 +78,22 @@ class Settings(BaseSettings):
         if v not in ("debug", "info", "warning", "error"):
             raise ValueError("HEARTH_LOG_LEVEL must be debug, info, warning or error")
         return v
+
+    @field_validator("dicom_ae_title")
+    @classmethod
+    def _ae_title(cls, v: str) -> str:
+        v = v.strip()
+        if not v or "\\" in v or not v.isascii() or not v.isprintable():
+            raise ValueError("HEARTH_DICOM_AE_TITLE must be 1-16 printable ASCII characters")
+        return v
+
+    @property
+    def dicom_callers(self) -> list[str]:
+        return [a.strip() for a in self.dicom_allowed_aes.split(",") if a.strip()]
+
+    @property
+    def dicomweb_base(self) -> str:
+        return f"{self.base_url}/dicomweb"
 
     @property
     def fhir_base(self) -> str:

@@ -138,6 +138,14 @@ class _Walk:
                 self.nested(value, path)
             elif not spec.primitive:
                 self.object(value, spec.type, path)
+        elif not spec.primitive:
+            # As with arrays above, the schema's complex types accept any JSON scalar too.
+            found = (
+                "a boolean" if isinstance(value, bool) else f"the {type(value).__name__} {value!r}"
+            )
+            self.issue(
+                "structure", path, f"expected a JSON object (FHIR {spec.type}), found {found}"
+            )
         elif value == "" and spec.primitive:
             self.issue(
                 "value", path, f"empty string; a FHIR {spec.type} has at least one character"

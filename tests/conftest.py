@@ -24,3 +24,7 @@ def server(request, tmp_path_factory):  # type: ignore[no-untyped-def]
 def client(server):  # type: ignore[no-untyped-def]
     with httpx.Client(base_url=server.fhir, timeout=60) as c:
         yield c
+
+
+# DICOM: a Hearth with its Storage SCP on a free port, per backend (tests/dicom.py)
+from tests.dicom import dicom_hearth  # noqa: E402, F401

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import threading
 import time
 import uuid
@@ -73,6 +74,9 @@ class RunningServer:
 
 
 def start_server(backend: str, url: str, **overrides: object) -> RunningServer:
+    # DICOM: no listener unless a test asks for one (on a free port); files in a temp folder.
+    overrides.setdefault("dicom_enabled", False)
+    overrides.setdefault("data_dir", tempfile.mkdtemp(prefix="hearth-data-"))
     port = free_port()
     root = f"http://127.0.0.1:{port}"
     settings = Settings(database_url=url, base_url=root, port=port, **overrides)

@@ -1,0 +1,1 @@
+"""DICOM edges: the ingest service, the Storage SCP (pynetdicom) and DICOMweb (/dicomweb)."""

@@ -1,0 +1,99 @@
+"""Checks one received DICOM Part 10 instance before anything is stored (PS3.10 §7), and says
+which DICOM failure status a bad one earns (PS3.4 Annex B.2.3, GG.4 for STOW-RS)."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+from pydicom import dcmread
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from resources.instances import is_uid
+
+# PS3.4 B.2.3 / PS3.18 Table 10.5.3-1 failure reasons
+OUT_OF_RESOURCES = 0xA700
+DOES_NOT_MATCH_SOP_CLASS = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+SOP_CLASS_NOT_SUPPORTED = 0x0122
+ELEMENTS_DISCARDED = 0xB006
+
+
+class Rejected(Exception):
+    """The instance is refused with DICOM ``status``; nothing was stored."""
+
+    def __init__(self, status: int, reason: str, sop_class: str | None = None, sop_uid=None):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.sop_class = sop_class
+        self.sop_uid = sop_uid
+
+
+@dataclass(frozen=True)
+class Checked:
+    dataset: Dataset  # the header (pixel data not decoded)
+    sop_uid: str
+    sop_class: str
+    transfer_syntax: str
+
+
+REQUIRED_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
+
+
+def check(data: bytes, supported_sop_classes: frozenset[str] | None = None) -> Checked:
+    """Parse and check a Part 10 file: readable, complete (no truncated element, every undefined
+    length closed by its delimiter), the four UIDs present and well-formed, the file meta
+    agreeing with the data set, and (when given) a supported SOP class."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            ds = dcmread(io.BytesIO(data))
+        except (InvalidDicomError, EOFError, ValueError, KeyError, IndexError, TypeError) as exc:
+            raise Rejected(CANNOT_UNDERSTAND, f"not a readable DICOM Part 10 file: {exc}") from exc
+    if any("delimiter" in str(w.message) for w in caught):
+        raise Rejected(CANNOT_UNDERSTAND, "truncated: end of file before a sequence delimiter")
+    for elem in ds._dict.values():  # top level; nested items live inside these byte values
+        if isinstance(elem, RawDataElement) and elem.length != 0xFFFFFFFF and elem.value:
+            if len(elem.value) != elem.length:
+                raise Rejected(
+                    CANNOT_UNDERSTAND,
+                    f"truncated: element {elem.tag} declares {elem.length} bytes, "
+                    f"has {len(elem.value)}",
+                )
+    meta = getattr(ds, "file_meta", None)
+    ts = str(meta.get("TransferSyntaxUID", "")) if meta else ""
+    if not is_uid(ts):
+        raise Rejected(CANNOT_UNDERSTAND, "the file meta has no Transfer Syntax UID (0002,0010)")
+    missing = []
+    for kw in REQUIRED_UIDS:
+        try:
+            value = ds.get(kw)
+        except Exception:  # a malformed value  # noqa: BLE001
+            value = None
+        if not is_uid(str(value).strip("\x00 ") if value is not None else None):
+            missing.append(kw)
+    sop_class = str(ds.get("SOPClassUID", "") or "")
+    sop_uid = str(ds.get("SOPInstanceUID", "") or "")
+    if missing:
+        raise Rejected(
+            DOES_NOT_MATCH_SOP_CLASS,
+            "missing or malformed " + ", ".join(missing),
+            sop_class or None,
+            sop_uid or None,
+        )
+    if meta.get("MediaStorageSOPInstanceUID") not in (None, "", sop_uid):
+        raise Rejected(
+            DOES_NOT_MATCH_SOP_CLASS,
+            "Media Storage SOP Instance UID (0002,0003) differs from SOP Instance UID (0008,0018)",
+            sop_class,
+            sop_uid,
+        )
+    if supported_sop_classes is not None and sop_class not in supported_sop_classes:
+        raise Rejected(
+            SOP_CLASS_NOT_SUPPORTED, f"SOP class {sop_class} is not stored here", sop_class, sop_uid
+        )
+    return Checked(ds, sop_uid, sop_class, ts)

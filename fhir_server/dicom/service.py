@@ -1,0 +1,55 @@
+"""Builds the DICOM side of a running Hearth from its settings: instance store, ingest service
+and (optionally) the Storage SCP; ``hearth serve``'s lifespan and ``hearth dicom`` both use it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fhir_server.settings import Settings
+from resources.instances import InstanceStore
+from resources.repository import Repository
+
+from . import scp
+from .ingest import Ingest
+
+
+@dataclass
+class DicomService:
+    store: InstanceStore
+    ingest: Ingest
+    listener: scp.Listener | None
+
+    def stop(self) -> None:
+        if self.listener is not None:
+            self.listener.stop()
+        self.ingest.stop()
+
+
+def start(repo: Repository, settings: Settings, *, listen: bool) -> DicomService:
+    store = InstanceStore(settings.data_dir)
+    ingest = Ingest(
+        repo,
+        store,
+        dicomweb_base=settings.dicomweb_base,
+        quiet_seconds=settings.dicom_quiet_seconds,
+        complete_on_release=settings.dicom_complete_on_release,
+    )
+    ingest.start()
+    listener = None
+    if listen:
+        try:
+            listener = scp.start(
+                ingest,
+                host=settings.host,
+                port=settings.dicom_port,
+                ae_title=settings.dicom_ae_title,
+                allowed_callers=settings.dicom_callers,
+            )
+        except OSError as exc:
+            ingest.stop()
+            raise OSError(
+                exc.errno,
+                f"cannot listen for DICOM on {settings.host}:{settings.dicom_port} "
+                f"({exc.strerror}); set HEARTH_DICOM_PORT, or HEARTH_DICOM_ENABLED=false",
+            ) from exc
+    return DicomService(store, ingest, listener)

@@ -1,0 +1,181 @@
+"""STOW-RS (PS3.18 §10.5): store instances sent as multipart/related; type="application/dicom",
+answering the Referenced SOP Sequence and the Failed SOP Sequence with a Failure Reason per part
+(PS3.18 Table 10.5.3-1)."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydicom.dataset import Dataset
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.concurrency import run_in_threadpool
+
+from resources.errors import Invalid, TooLarge, UnsupportedMediaType
+from resources.instances import check_uid
+
+from . import catalogue
+from .catalogue import DICOM_JSON
+from .parse import CANNOT_UNDERSTAND, Rejected, check
+from .sop_classes import STORAGE_UIDS
+
+router = APIRouter()
+log = logging.getLogger("hearth.dicomweb")
+
+
+class _PartReader:
+    """Streams a multipart/related body (RFC 2387) with python-multipart, yielding each part
+    (content type, bytes) as soon as it is complete: memory holds one part, not the upload."""
+
+    def __init__(self, boundary: bytes) -> None:
+        self.done: list[tuple[str, bytes]] = []
+        self._data: list[bytes] = []
+        self._field = b""
+        self._value = b""
+        self._headers: dict[str, str] = {}
+        self.parts_seen = 0
+        self.open_part = False  # a part began and the body ended before its boundary
+        callbacks = {
+            "on_part_begin": self._begin,
+            "on_part_data": self._part_data,
+            "on_part_end": self._end,
+            "on_header_field": self._header_field,
+            "on_header_value": self._header_value,
+            "on_header_end": self._header_end,
+        }
+        self.parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
+
+    def _begin(self) -> None:
+        self._data, self._headers = [], {}
+        self.open_part = True
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        self._data.append(data[start:end])
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._field += data[start:end]
+
+    def _header_value(self, data: bytes, start: int, end: int) -> None:
+        self._value += data[start:end]
+
+    def _header_end(self) -> None:
+        self._headers[self._field.decode("latin-1").strip().lower()] = self._value.decode(
+            "latin-1"
+        ).strip()
+        self._field, self._value = b"", b""
+
+    def _end(self) -> None:
+        kind = self._headers.get("content-type", "application/octet-stream")
+        self.done.append((kind.split(";")[0].strip().lower(), b"".join(self._data)))
+        self.parts_seen += 1
+        self._data = []
+        self.open_part = False
+
+    def feed(self, chunk: bytes) -> list[tuple[str, bytes]]:
+        try:
+            self.parser.write(chunk)
+        except MultipartParseError as exc:
+            raise Invalid(f"the multipart body is malformed: {exc}") from exc
+        out, self.done = self.done, []
+        return out
+
+
+def _store_one(request: Request, content_type: str, data: bytes, study_uid: str | None):  # type: ignore[no-untyped-def]
+    """Store one STOW-RS part; the Referenced SOP Sequence item, or raise ``Rejected``."""
+    _, dicom = catalogue.services(request)
+    if content_type != "application/dicom":
+        raise Rejected(CANNOT_UNDERSTAND, f"part is {content_type}, not application/dicom")
+    checked = check(data, STORAGE_UIDS)
+    in_study = str(checked.dataset.StudyInstanceUID)
+    if study_uid is not None and in_study != study_uid:
+        raise Rejected(
+            0xA900,
+            f"instance belongs to study {in_study}, not {study_uid}",
+            checked.sop_class,
+            checked.sop_uid,
+        )
+    received = dicom.ingest.accept(checked, data, association=None)
+    item = Dataset()
+    item.ReferencedSOPClassUID = received.sop_class
+    item.ReferencedSOPInstanceUID = received.sop_uid
+    item.RetrieveURL = (
+        f"{catalogue.base(request)}/studies/{received.study_uid}/series/{received.series_uid}"
+        f"/instances/{received.sop_uid}"
+    )
+    return item
+
+
+async def _stow(request: Request, study_uid: str | None):  # type: ignore[no-untyped-def]
+    """PS3.18 §10.5: store each part as it arrives; answer the Referenced / Failed SOP
+    Sequences once every instance is in its ImagingStudy."""
+    ctx, dicom = catalogue.services(request)
+    content_type = request.headers.get("content-type", "")
+    media, options = parse_options_header(content_type)
+    if media != b"multipart/related":
+        raise UnsupportedMediaType('STOW-RS takes multipart/related; type="application/dicom"')
+    if not options.get(b"boundary"):
+        raise Invalid("the multipart/related Content-Type has no boundary")
+    if study_uid is not None:
+        check_uid(study_uid, "Study Instance UID")
+    limit = ctx.settings.dicom_max_upload_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"the upload is larger than {limit} bytes")
+    reader = _PartReader(options[b"boundary"])
+    referenced, failed = [], []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(
+                f"the upload is larger than {limit} bytes"
+                + (
+                    f"; {len(referenced)} instance(s) before the limit were stored"
+                    if referenced
+                    else ""
+                )
+            )
+        for kind, data in reader.feed(chunk):
+            try:
+                referenced.append(
+                    await run_in_threadpool(_store_one, request, kind, data, study_uid)
+                )
+            except Rejected as exc:
+                log.warning("STOW-RS part refused (0x%04X): %s", exc.status, exc.reason)
+                item = Dataset()
+                if exc.sop_class:
+                    item.ReferencedSOPClassUID = exc.sop_class
+                if exc.sop_uid:
+                    item.ReferencedSOPInstanceUID = exc.sop_uid
+                item.FailureReason = exc.status
+                failed.append(item)
+    if reader.open_part:  # the body was cut inside a part: that instance is not stored
+        log.warning("STOW-RS body ended inside a part; the part was not stored")
+        item = Dataset()
+        item.FailureReason = CANNOT_UNDERSTAND
+        failed.append(item)
+    elif reader.parts_seen == 0:
+        raise Invalid("the multipart body has no complete part")
+    await run_in_threadpool(dicom.ingest.flush, 60)
+    reply = Dataset()
+    if study_uid:
+        reply.RetrieveURL = f"{catalogue.base(request)}/studies/{study_uid}"
+    if referenced:
+        reply.ReferencedSOPSequence = referenced
+    if failed:
+        reply.FailedSOPSequence = failed
+    status = 200 if not failed else (202 if referenced else 409)
+    return Response(orjson.dumps(reply.to_json_dict()), status_code=status, media_type=DICOM_JSON)
+
+
+@router.post("/studies")
+async def stow(request: Request):  # type: ignore[no-untyped-def]
+    return await _stow(request, None)
+
+
+@router.post("/studies/{study}")
+async def stow_study(request: Request, study: str):  # type: ignore[no-untyped-def]
+    return await _stow(request, study)

@@ -1,0 +1,1 @@
+"""Pure functions between formats (DICOM → FHIR, …): no I/O beyond their arguments."""

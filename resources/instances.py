@@ -1,0 +1,100 @@
+"""The DICOM instance file store: each instance kept once, as its DICOM Part 10 file, by SOP
+Instance UID, under ``{data_dir}/dicom``; never in the resource table.
+
+``InstanceStore`` is the interface the rest of Hearth uses (``put``, ``open``, ``path``,
+``exists``, ``delete``); this class implements it on the local file system and an S3-style store
+can subclass it. A put writes a temporary file in the target folder, fsyncs it and renames it over
+the final name, so a reader never sees half an instance and a crash leaves nothing half-stored;
+storing the same UID again replaces the file atomically (re-sending is idempotent).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from resources.errors import Invalid, NotFound
+
+# PS3.5 §9.1: components of digits, no leading zero except "0" itself, separated by "."; 64 max.
+UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+$")
+
+
+def is_uid(value: object) -> bool:
+    """True when ``value`` follows the DICOM UID grammar (PS3.5 §9.1)."""
+    return isinstance(value, str) and len(value) <= 64 and UID_RE.match(value) is not None
+
+
+def check_uid(value: object, what: str = "SOP Instance UID") -> str:
+    if not is_uid(value):
+        raise Invalid(f"{what} {value!r} is not a valid DICOM UID (PS3.5 §9.1)")
+    return value  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class PutResult:
+    sop_instance_uid: str
+    path: Path
+    size: int
+    created: bool  # False when the UID was already stored (the file was replaced)
+
+
+class InstanceStore:
+    """Instances on the local file system: ``{data_dir}/dicom/{h[:2]}/{h[2:4]}/{uid}.dcm`` where
+    ``h`` is the sha1 of the UID (spreads files across folders; the UID stays readable)."""
+
+    def __init__(self, data_dir: Path | str) -> None:
+        self.root = Path(data_dir) / "dicom"
+
+    # -- the interface ----------------------------------------------------------------------
+    def path(self, sop_instance_uid: str) -> Path:
+        """Where the instance lives (or would live). Raises ``Invalid`` for a bad UID."""
+        uid = check_uid(sop_instance_uid)
+        h = hashlib.sha1(uid.encode()).hexdigest()
+        return self.root / h[:2] / h[2:4] / f"{uid}.dcm"
+
+    def exists(self, sop_instance_uid: str) -> bool:
+        return self.path(sop_instance_uid).is_file()
+
+    def put(self, sop_instance_uid: str, data: bytes | Iterable[bytes]) -> PutResult:
+        """Store the Part 10 bytes of one instance atomically (temp file + fsync + rename)."""
+        final = self.path(sop_instance_uid)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        existed = final.exists()
+        fd, tmp = tempfile.mkstemp(prefix=".incoming-", suffix=".part", dir=final.parent)
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as out:
+                chunks = [data] if isinstance(data, bytes | bytearray | memoryview) else data
+                for chunk in chunks:
+                    out.write(chunk)
+                    size += len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+        return PutResult(sop_instance_uid, final, size, not existed)
+
+    def open(self, sop_instance_uid: str) -> BinaryIO:
+        """The stored Part 10 file, opened for reading; ``NotFound`` when not stored."""
+        try:
+            return self.path(sop_instance_uid).open("rb")
+        except FileNotFoundError:
+            raise NotFound(f"instance {sop_instance_uid} is not stored") from None
+
+    def delete(self, sop_instance_uid: str) -> bool:
+        try:
+            self.path(sop_instance_uid).unlink()
+            return True
+        except FileNotFoundError:
+            return False

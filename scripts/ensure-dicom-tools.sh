@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The DICOM peers the tests talk to (dcmtk storescu/echoscu, Orthanc with its DICOMweb plugin):
+# installed from Debian when missing. Orthanc's own service is not started; tests run their own.
+set -euo pipefail
+need=()
+command -v storescu >/dev/null || need+=(dcmtk)
+command -v Orthanc >/dev/null || need+=(orthanc)
+[ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need+=(orthanc-dicomweb)
+if [ ${#need[@]} -eq 0 ]; then exit 0; fi
+echo "installing ${need[*]} (apt-get)"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
