@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HEARTH_DATABASE_URL ?= sqlite:///var/hearth.db
 export HEARTH_DATA_DIR ?= var
 
-.PHONY: install run serve-pg test test-sqlite lint fmt bench clean postgres
+.PHONY: install system-deps run serve-pg test test-sqlite lint fmt bench clean postgres
 
 install: $(STAMP)
 
@@ -36,7 +36,11 @@ run: install
 postgres:
 	@bash scripts/ensure-postgres.sh
 
-test: install postgres
+# WeasyPrint (PDF reports) needs Pango from Debian; installed here when missing (CI: fresh clone).
+system-deps:
+	@ldconfig -p | grep -q libpangoft2-1.0 || { apt-get update -qq && apt-get install -y -qq libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b fonts-dejavu-core >/dev/null; }
+
+test: install postgres system-deps
 	@$(BIN)/pytest -n 2 -q
 
 lint: install
