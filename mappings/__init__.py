@@ -1,0 +1,1 @@
+"""Pure functions between formats: no I/O beyond their arguments."""
