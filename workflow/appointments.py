@@ -4,7 +4,7 @@ never booked twice, however many people try at once."""
 
 from __future__ import annotations
 
-from resources.errors import Conflict, Invalid, PreconditionFailed
+from resources.errors import Conflict, Forbidden, Invalid, PreconditionFailed
 from resources.repository import Repository, Unit
 from resources.store import Stored
 from workflow.actors import Actor
@@ -48,7 +48,7 @@ def _appointment(u: Unit, slot: Stored, patient: str, status: str, **extra: obje
 def _check_patient(actor: Actor, patient: str) -> None:
     actor.require(("patient", "cadre", "doctor", "admin"), "booking an appointment")
     if actor.role == "patient" and actor.reference != patient:
-        raise Invalid("a patient books appointments only for themself")
+        raise Forbidden("a patient books appointments only for themself")
     if not patient.startswith("Patient/"):
         raise Invalid(f"patient must be a Patient reference, not {patient!r}")
 
@@ -88,7 +88,7 @@ def _own(actor: Actor, appointment: dict) -> None:
     if actor.role == "patient":
         refs = {p.get("actor", {}).get("reference") for p in appointment.get("participant") or []}
         if actor.reference not in refs:
-            raise Invalid("a patient changes only their own appointments")
+            raise Forbidden("a patient changes only their own appointments")
 
 
 def cancel(
