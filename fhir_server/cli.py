@@ -1,4 +1,4 @@
-"""The ``hearth`` command line: serve, db upgrade, load, version.
+"""The ``hearth`` command line: serve, db upgrade, load, reindex, worker, version.
 
 Settings come from ``HEARTH_*`` environment variables; flags override them (they are written
 back into the environment so uvicorn's worker processes see the same settings).
@@ -143,6 +143,34 @@ def reindex(res_type, resume, batch, database_url) -> None:  # type: ignore[no-u
 
                 done = jobs.run_to_end(ctx.repo, job.id, batch=batch, progress=progress)
             click.echo(f"reindex job {done.id}: {done.done_count} resources re-indexed")
+    finally:
+        ctx.repo.engine.dispose()
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="run one pass and exit (tests, cron)")
+@click.option(
+    "--interval", type=float, default=30.0, show_default=True, help="seconds between passes"
+)
+@click.option("--database-url", help="database URL [HEARTH_DATABASE_URL]")
+def worker(once, interval, database_url) -> None:  # type: ignore[no-untyped-def]
+    """Run background work: report delivery, medication reminders, e-mail (docs/workflow.md)."""
+    import time
+
+    from fhir_server.app import build_context
+    from workflow import worker as workflow_worker
+
+    settings = _settings(database_url=database_url)
+    ctx = build_context(settings)
+    try:
+        while True:
+            done = workflow_worker.run_once(
+                ctx.repo, settings.smtp(), facility_name=settings.facility_name
+            )
+            click.echo(done.summary())
+            if once:
+                break
+            time.sleep(interval)
     finally:
         ctx.repo.engine.dispose()
 
