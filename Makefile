@@ -38,7 +38,7 @@ postgres:
 
 # WeasyPrint (PDF reports) needs Pango from Debian; installed here when missing (CI: fresh clone).
 system-deps:
-	@ldconfig -p | grep -q libpangoft2-1.0 || { apt-get update -qq && apt-get install -y -qq libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b fonts-dejavu-core >/dev/null; }
+	@ldconfig -p | grep -q libpangoft2-1.0 && ldconfig -p | grep -q libharfbuzz-subset || { apt-get update -qq && apt-get install -y -qq libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b libharfbuzz-subset0 fonts-dejavu-core >/dev/null; }
 
 test: install postgres system-deps
 	@$(BIN)/pytest -n 2 -q
