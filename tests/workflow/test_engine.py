@@ -1,0 +1,99 @@
+"""The engine called directly (no HTTP), as the inference module and the worker call it: the
+Actor is explicit, record_ai_result is idempotent, doctors reassign, roles are checked."""
+
+from __future__ import annotations
+
+import pytest
+
+from fhir_server.app import build_context
+from fhir_server.settings import Settings
+from resources.errors import Conflict, Forbidden, Invalid
+from tests.servers import database_url
+from workflow import cases
+from workflow.actors import Actor
+from workflow.definitions import STEP_SYSTEM
+from workflow.tasks import business_code, code_of
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):  # type: ignore[no-untyped-def]
+    url, cleanup = database_url("sqlite", tmp_path_factory.mktemp("engine"))
+    ctx = build_context(Settings(database_url=url))
+    yield ctx.repo
+    ctx.repo.engine.dispose()
+    cleanup()
+
+
+def _create(repo, body: dict) -> str:
+    return repo.run(lambda u: u.create(body)).stored.ref
+
+
+def _steps(repo, case_id: str) -> dict[str, dict]:
+    return {
+        code_of(s.content, STEP_SYSTEM): s.content
+        for s in repo.read(lambda u: cases.steps_of(u, case_id))
+    }
+
+
+def test_actor_checks_its_own_shape():
+    with pytest.raises(Invalid):
+        Actor("surgeon", "Practitioner/1")
+    with pytest.raises(Invalid):
+        Actor("patient", "Practitioner/1")
+    Actor("doctor", "PractitionerRole/1")
+
+
+def test_ai_result_recorded_once_and_reassignment(repo):
+    patient = _create(repo, {"resourceType": "Patient", "name": [{"family": "Engine"}]})
+    doc1 = Actor("doctor", _create(repo, {"resourceType": "Practitioner"}))
+    doc2 = Actor("doctor", _create(repo, {"resourceType": "Practitioner"}))
+    nurse = Actor("cadre", _create(repo, {"resourceType": "Practitioner"}))
+    study = _create(
+        repo,
+        {"resourceType": "ImagingStudy", "status": "available", "subject": {"reference": patient}},
+    )
+    case = cases.start_case(repo, doc1, "imaging-review", patient, focus=study).case
+    risk = _create(
+        repo,
+        {
+            "resourceType": "RiskAssessment",
+            "status": "final",
+            "subject": {"reference": patient},
+            "basedOn": {"reference": f"Task/{case['id']}"},
+        },
+    )
+    first = cases.record_ai_result(repo, case["id"], [risk], high_risk=False, uncertain=False)
+    assert business_code(first.case) == "AI_ANALYZED"
+    again = cases.record_ai_result(repo, case["id"], [risk], high_risk=False, uncertain=False)
+    assert again.task["meta"]["versionId"] == first.task["meta"]["versionId"]
+    other = _create(
+        repo,
+        {
+            "resourceType": "RiskAssessment",
+            "status": "final",
+            "subject": {"reference": patient},
+            "basedOn": {"reference": f"Task/{case['id']}"},
+        },
+    )
+    with pytest.raises(Conflict):
+        cases.record_ai_result(repo, case["id"], [other], high_risk=False, uncertain=False)
+
+    review = _steps(repo, case["id"])["doctor-verification"]
+    with pytest.raises(Forbidden):
+        cases.claim(repo, nurse, review["id"])
+    cases.claim(repo, doc1, review["id"])
+    with pytest.raises(Forbidden):
+        cases.release(repo, nurse, review["id"], reassign_to=doc2.reference)
+    handed = cases.release(repo, doc1, review["id"], reassign_to=doc2.reference).task
+    assert handed["status"] == "requested" and handed["owner"] == {"reference": doc2.reference}
+    with pytest.raises(Forbidden):
+        cases.claim(repo, doc1, review["id"])
+    assert cases.claim(repo, doc2, review["id"]).task["owner"] == {"reference": doc2.reference}
+    # Completing someone else's step, or a step not yet reachable, is refused.
+    with pytest.raises(Forbidden):
+        cases.complete(repo, doc1, review["id"])
+    pharm = _steps(repo, case["id"])["pharmacist-completion"]
+    with pytest.raises(Conflict):
+        cases.claim(repo, Actor("pharmacist", doc1.reference), pharm["id"])
+    cases.complete(repo, doc2, review["id"], conclusion="No acute findings")
+    assert _steps(repo, case["id"])["pharmacist-completion"]["status"] == "requested"
