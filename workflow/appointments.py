@@ -138,6 +138,36 @@ def reschedule(repo: Repository, actor: Actor, appointment_id: str, slot_id: str
     return _run(repo, fn)
 
 
+def accept(repo: Repository, actor: Actor, appointment_id: str) -> dict:
+    """The patient (or a cadre, doctor, admin for them) accepts a ``proposed`` appointment: it
+    becomes ``booked`` and its tentative Slot ``busy``."""
+
+    def fn(u: Unit) -> dict:
+        appt = u.read("Appointment", appointment_id)
+        _own(actor, appt.content)
+        if appt.content["status"] != "proposed":
+            raise Conflict(f"{appt.ref} is {appt.content['status']}, not proposed")
+        for ref in appt.content.get("slot") or []:
+            slot = u.read("Slot", ref["reference"].removeprefix("Slot/"))
+            if slot.content.get("status") != "busy-tentative":
+                raise Conflict(f"{slot.ref} is {slot.content.get('status')}, not held for it")
+            u.update(
+                "Slot", slot.res_id, {**slot.content, "status": "busy"}, if_match=str(slot.version)
+            )
+        participants = [
+            {**p, "status": "accepted"}
+            if p.get("actor", {}).get("reference", "").startswith("Patient/")
+            else p
+            for p in appt.content.get("participant") or []
+        ]
+        body = {**appt.content, "status": "booked", "participant": participants}
+        return u.update(
+            "Appointment", appointment_id, body, if_match=str(appt.version)
+        ).stored.content
+
+    return _run(repo, fn)
+
+
 def propose_for_case(u: Unit, case: dict) -> str | None:
     """A ``proposed`` Appointment in the referred doctor's next free Slot (the Slot becomes
     ``busy-tentative``); None when the case names no doctor or the doctor has no free Slot."""

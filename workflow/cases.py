@@ -29,6 +29,7 @@ from workflow.tasks import (
 )
 
 CASE_IDENTIFIER = "http://hearth.local/fhir/workflow/case"
+CASE_KEY = "http://hearth.local/fhir/workflow/case-key"
 # Which element of an output resource names the patient.
 _SUBJECT = {
     "Observation": "subject",
@@ -106,9 +107,14 @@ def start_case(
     referred_to: str | None = None,
     priority: str = "routine",
     note_text: str | None = None,
+    key: str | None = None,
 ) -> Outcome:
     """Start a case of ``case_type`` for ``patient``: a ServiceRequest (the order the report
-    answers), the case Task and one Task per step (the first ``requested``, the rest ``draft``)."""
+    answers), the case Task and one Task per step (the first ``requested``, the rest ``draft``).
+
+    With ``key`` (e.g. ``imaging-review:ImagingStudy/1``) the start is idempotent: the order is
+    a conditional create on that key, so a second start — also a concurrent one — returns the
+    case already started for it."""
     case_def = definition(case_type)
     actor.require(case_def.started_by, f"starting a {case_type} case")
     if actor.role == "patient" and actor.reference != patient:
@@ -145,12 +151,26 @@ def start_case(
             "code": concept,
             "subject": {"reference": patient},
             "authoredOn": stamp,
-            "requester": {"reference": actor.reference},
             "identifier": [{"system": CASE_IDENTIFIER, "value": case_id}],
         }
+        if actor.role != "system":
+            order["requester"] = {"reference": actor.reference}
         if referred_to:
             order["performer"] = [{"reference": referred_to}]
-        sr = u.create(order).stored
+        if key is None:
+            sr = u.create(order).stored
+        else:
+            order["identifier"].append({"system": CASE_KEY, "value": key})
+            made = u.create(order, if_none_exist=[("identifier", f"{CASE_KEY}|{key}")])
+            sr = made.stored
+            if made.status == "exists":
+                found = u.read_many(
+                    u.match(
+                        "Task", [("based-on", sr.ref), ("code", f"{CASE_SYSTEM}|{case_def.id}")]
+                    )
+                )
+                parent = [t for t in found if not t.content.get("partOf")]
+                return Outcome(task=parent[0].content, case=parent[0].content)
         common = {
             "resourceType": "Task",
             "intent": "order",

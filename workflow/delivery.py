@@ -14,6 +14,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from mappings.report import ReportInput, render_pdf
 from resources.errors import Conflict, NotFound, PreconditionFailed
@@ -308,6 +309,35 @@ def _done(u: Unit, case_id: str, doc_ref: str | None, email: str) -> None:
     case = u.read("Task", case_id)
     case_def = cases._definition_of(case.content)
     cases._advance(u, case, case_def, case_def.step(code_of(done, STEP_SYSTEM) or ""), SYSTEM)
+
+
+def reset_stale(repo: Repository, older_than: timedelta = timedelta(minutes=10)) -> list[str]:
+    """Deliveries left ``in-progress`` by a process that died mid-way become ``failed``
+    (retryable) once they made no progress for ``older_than``; returns their case ids."""
+    cutoff = (datetime.now(UTC) - older_than).isoformat().replace("+00:00", "Z")
+    query = [
+        ("code", f"{STEP_SYSTEM}|report-delivery"),
+        ("status", "in-progress"),
+        ("modified", f"lt{cutoff}"),
+    ]
+    stale = repo.read(lambda u: u.read_many(u.match("Task", query)))
+    out = []
+    for step in stale:
+        case_id = step.content["partOf"][0]["reference"].removeprefix("Task/")
+
+        def fn(u: Unit, step=step, case_id=case_id) -> bool:
+            if u.read("Task", step.res_id).version != step.version:
+                return False  # it moved on meanwhile
+            _fail(
+                u,
+                case_id,
+                f"delivery interrupted: no progress since {step.content.get('lastModified')}",
+            )
+            return True
+
+        if repo.run(fn):
+            out.append(case_id)
+    return out
 
 
 def pending(repo: Repository) -> list[str]:

@@ -1,5 +1,6 @@
-"""The workflow's background pass, run by ``hearth worker``: deliver reports waiting for
-delivery, create due medication reminders, and e-mail waiting Communications."""
+"""The workflow's background pass, run by ``hearth worker``: mark interrupted deliveries failed,
+deliver reports waiting for delivery, create due medication reminders, and e-mail waiting
+Communications."""
 
 from __future__ import annotations
 
@@ -19,12 +20,14 @@ class Pass:
     reminders: int = 0
     sent: int = 0
     failed: int = 0
+    interrupted: list[str] = field(default_factory=list)  # stale deliveries marked failed
 
     def summary(self) -> str:
         delivered = sum(1 for s in self.reports.values() if s == "delivered")
         return (
             f"reports delivered {delivered}/{len(self.reports)}, reminders created "
-            f"{self.reminders}, messages sent {self.sent}, failed {self.failed}"
+            f"{self.reminders}, messages sent {self.sent}, failed {self.failed}, "
+            f"interrupted deliveries marked failed {len(self.interrupted)}"
         )
 
 
@@ -36,6 +39,7 @@ def run_once(
     facility_name: str = "Hearth",
 ) -> Pass:
     out = Pass()
+    out.interrupted = delivery.reset_stale(repo)
     for case_id in delivery.pending(repo):
         try:
             out.reports[case_id] = delivery.deliver(

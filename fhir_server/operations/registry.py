@@ -26,6 +26,7 @@ class Operation:
 def operations() -> dict[str, Operation]:
     """Every operation Hearth implements, by name."""
     from fhir_server.operations import (
+        appointment_accept,
         appointment_book,
         appointment_cancel,
         appointment_reschedule,
@@ -48,5 +49,6 @@ def operations() -> dict[str, Operation]:
         appointment_book.OPERATION,
         appointment_cancel.OPERATION,
         appointment_reschedule.OPERATION,
+        appointment_accept.OPERATION,
     ]
     return {op.name: op for op in ops}

@@ -153,6 +153,13 @@ def test_skin_screening_start_to_pdf_in_the_patients_mailbox(fhir, team, smtp):
     assert [a["status"] for a in appts] == ["proposed"]
     assert fhir.get(f"/Slot/{slot['id']}")["status"] == "busy-tentative"
     assert fhir.get(f"/Slot/{later['id']}")["status"] == "free"
+    # Only the patient's side may accept it; accepting books the Slot.
+    other_patient = ("patient", ref(fhir.create({"resourceType": "Patient"})))
+    assert fhir.op(f"/Appointment/{appts[0]['id']}/$accept", other_patient).status_code == 403
+    accepted = fhir.op(f"/Appointment/{appts[0]['id']}/$accept", team["patient"])
+    assert accepted.status_code == 200 and accepted.json()["status"] == "booked"
+    assert fhir.get(f"/Slot/{slot['id']}")["status"] == "busy"
+    assert fhir.op(f"/Appointment/{appts[0]['id']}/$accept", team["patient"]).status_code == 409
 
     # The doctor's worklist: urgent first.
     queue = fhir.search(

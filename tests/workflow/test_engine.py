@@ -3,21 +3,24 @@ Actor is explicit, record_ai_result is idempotent, doctors reassign, roles are c
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from fhir_server.app import build_context
 from fhir_server.settings import Settings
 from resources.errors import Conflict, Forbidden, Invalid
+from tests.conftest import BACKENDS
 from tests.servers import database_url
-from workflow import cases
+from workflow import cases, delivery, triggers
 from workflow.actors import Actor
 from workflow.definitions import STEP_SYSTEM
 from workflow.tasks import business_code, code_of
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory):  # type: ignore[no-untyped-def]
-    url, cleanup = database_url("sqlite", tmp_path_factory.mktemp("engine"))
+@pytest.fixture(scope="module", params=BACKENDS)
+def repo(request, tmp_path_factory):  # type: ignore[no-untyped-def]
+    url, cleanup = database_url(request.param, tmp_path_factory.mktemp("engine"))
     ctx = build_context(Settings(database_url=url))
     yield ctx.repo
     ctx.repo.engine.dispose()
@@ -97,3 +100,47 @@ def test_ai_result_recorded_once_and_reassignment(repo):
         cases.claim(repo, Actor("pharmacist", doc1.reference), pharm["id"])
     cases.complete(repo, doc2, review["id"], conclusion="No acute findings")
     assert _steps(repo, case["id"])["pharmacist-completion"]["status"] == "requested"
+
+
+def test_a_study_starts_its_imaging_case_once_even_concurrently(repo):
+    patient = _create(repo, {"resourceType": "Patient"})
+    study = _create(
+        repo,
+        {"resourceType": "ImagingStudy", "status": "available", "subject": {"reference": patient}},
+    )
+    study_id = study.removeprefix("ImagingStudy/")
+    with ThreadPoolExecutor(6) as pool:
+        outcomes = list(
+            pool.map(lambda _: triggers.imaging_study_available(repo, study_id), range(6))
+        )
+    assert len({o.case["id"] for o in outcomes}) == 1
+    case = outcomes[0].case
+    assert case["focus"] == {"reference": study} and "requester" not in case
+    tasks = repo.read(lambda u: u.match("Task", [("focus", study)]))
+    assert len(tasks) == 1 + 5  # the case and its five steps, once
+    nobody = _create(
+        repo,
+        {
+            "resourceType": "ImagingStudy",
+            "status": "available",
+            "subject": {"reference": "Group/x"},
+        },
+    )
+    with pytest.raises(Invalid):
+        triggers.imaging_study_available(repo, nobody.removeprefix("ImagingStudy/"))
+
+
+def test_an_interrupted_delivery_becomes_failed_and_retryable(repo):
+    patient = _create(repo, {"resourceType": "Patient"})
+    study = _create(
+        repo,
+        {"resourceType": "ImagingStudy", "status": "available", "subject": {"reference": patient}},
+    )
+    case = triggers.imaging_study_available(repo, study.removeprefix("ImagingStudy/")).case
+    step = _steps(repo, case["id"])["report-delivery"]
+    stuck = {**step, "status": "in-progress", "lastModified": "2026-01-01T00:00:00Z"}
+    repo.run(lambda u: u.update("Task", step["id"], stuck))
+    assert case["id"] in delivery.reset_stale(repo)
+    failed = _steps(repo, case["id"])["report-delivery"]
+    assert failed["status"] == "failed" and "interrupted" in failed["statusReason"]["text"]
+    assert delivery.reset_stale(repo) == []
