@@ -144,3 +144,60 @@ def test_an_interrupted_delivery_becomes_failed_and_retryable(repo):
     failed = _steps(repo, case["id"])["report-delivery"]
     assert failed["status"] == "failed" and "interrupted" in failed["statusReason"]["text"]
     assert delivery.reset_stale(repo) == []
+
+
+def test_worker_delivers_a_report_waiting_for_delivery(repo, smtp):
+    from tests.workflow.test_cases_http import pdf_of, wait_for_mail
+    from workflow import worker
+    from workflow.mail import SmtpConfig
+
+    import uuid
+
+    address = f"engine-worker-{uuid.uuid4().hex[:8]}@example.org"
+    patient = _create(
+        repo,
+        {
+            "resourceType": "Patient",
+            "telecom": [{"system": "email", "value": address}],
+            "name": [{"family": "Worker"}],
+        },
+    )
+    study = _create(
+        repo,
+        {"resourceType": "ImagingStudy", "status": "available", "subject": {"reference": patient}},
+    )
+    case = triggers.imaging_study_available(repo, study.removeprefix("ImagingStudy/")).case
+    obs = _create(
+        repo,
+        {
+            "resourceType": "Observation",
+            "status": "preliminary",
+            "code": {"text": "AI"},
+            "basedOn": case["basedOn"],
+            "valueString": "normal",
+        },
+    )
+    cases.record_ai_result(repo, case["id"], [obs], high_risk=False, uncertain=False)
+    people = {
+        role: Actor(
+            role, _create(repo, {"resourceType": "Practitioner", "name": [{"family": role}]})
+        )
+        for role in ("doctor", "pharmacist", "admin")
+    }
+    for code, role in (
+        ("doctor-verification", "doctor"),
+        ("pharmacist-completion", "pharmacist"),
+        ("admin-approval", "admin"),
+    ):
+        task = _steps(repo, case["id"])[code]
+        cases.claim(repo, people[role], task["id"])
+        out = cases.complete(repo, people[role], task["id"], conclusion="Normal study")
+    assert out.deliver and _steps(repo, case["id"])["report-delivery"]["status"] == "requested"
+    config = SmtpConfig(host="127.0.0.1", port=smtp.port, ca_file=smtp.ca_file)
+    done = worker.run_once(repo, config)
+    assert done.reports == {case["id"]: "delivered"}
+    [message] = wait_for_mail(smtp, address)
+    assert pdf_of(message).startswith(b"%PDF-")
+    assert worker.run_once(repo, config).reports == {}
+    final = repo.read(lambda u: u.read("Task", case["id"])).content
+    assert final["status"] == "completed" and business_code(final) == "REPORT_DELIVERED"
