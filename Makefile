@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HEARTH_DATABASE_URL ?= sqlite:///var/hearth.db
 export HEARTH_DATA_DIR ?= var
 
-.PHONY: install run serve-pg test test-sqlite lint fmt bench bench-dicom clean postgres dicom-tools
+.PHONY: install system-deps run serve-pg test test-sqlite lint fmt bench bench-dicom clean postgres dicom-tools
 
 install: $(STAMP)
 
@@ -40,7 +40,11 @@ postgres:
 dicom-tools:
 	@bash scripts/ensure-dicom-tools.sh
 
-test: install postgres dicom-tools
+# WeasyPrint (PDF reports) needs Pango from Debian; installed here when missing (CI: fresh clone).
+system-deps:
+	@ldconfig -p | grep -q libpangoft2-1.0 && ldconfig -p | grep -q libharfbuzz-subset || { apt-get update -qq && apt-get install -y -qq libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b libharfbuzz-subset0 fonts-dejavu-core >/dev/null; }
+
+test: install postgres dicom-tools system-deps
 	@$(BIN)/pytest -n 2 -q
 
 lint: install

@@ -19,11 +19,13 @@ from fhir_server.settings import Settings
 from resources.db import create_engine
 from resources.repository import Repository
 from resources.search import SearchEngine
+from workflow import search_params as workflow_search_params
 
 
 def build_context(settings: Settings) -> Context:
     engine = create_engine(settings.database_url)
     search = SearchEngine(base_urls=(settings.fhir_base,))
+    workflow_search_params.register(search)  # Task?performer-type= for worklists
     ctx = Context(repo=Repository(engine, search), settings=settings)
     ai.install(ctx)
     return ctx

@@ -1,4 +1,4 @@
-"""The ``hearth`` command line: serve, db upgrade, load, reindex, worker, ai, version.
+"""The ``hearth`` command line: serve, dicom, db upgrade, load, reindex, worker, ai, version.
 
 Settings come from ``HEARTH_*`` environment variables; flags override them (they are written
 back into the environment so uvicorn's worker processes see the same settings).

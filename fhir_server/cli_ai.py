@@ -1,4 +1,4 @@
-"""``hearth worker`` and ``hearth ai``: run the analysis queue, list the models, predict files.
+"""``hearth worker`` and ``hearth ai``: run background work, list the models, predict files.
 
 ``hearth ai predict`` is the interface used for independent evaluation: one JSON line per input
 with every class probability, for image files (JPEG, PNG, DICOM) or each row of a MedMNIST-style
@@ -8,6 +8,7 @@ with every class probability, for image files (JPEG, PNG, DICOM) or each row of 
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 import threading
@@ -19,37 +20,71 @@ import click
 
 @click.command()
 @click.option("--database-url", help="database URL [HEARTH_DATABASE_URL]")
-@click.option("--batch-size", type=int, help="jobs claimed at once [HEARTH_WORKER_BATCH_SIZE, 16]")
-@click.option("--once", is_flag=True, help="run what is waiting now, then exit")
-@click.option("--poll", type=float, default=1.0, show_default=True, help="seconds between polls")
-def worker(database_url, batch_size, once, poll) -> None:  # type: ignore[no-untyped-def]
-    """Carry out queued analysis Tasks (AI inference) until stopped."""
+@click.option(
+    "--batch-size", type=int, help="AI jobs claimed at once [HEARTH_WORKER_BATCH_SIZE, 16]"
+)
+@click.option("--once", is_flag=True, help="run what is waiting now, then exit (tests, cron)")
+@click.option("--poll", type=float, default=1.0, show_default=True, help="seconds between AI polls")
+@click.option(
+    "--interval", type=float, default=30.0, show_default=True,
+    help="seconds between workflow passes (reports, reminders, e-mail)",
+)  # fmt: skip
+@click.option("--no-ai", is_flag=True, help="skip the AI queue (a worker without torch)")
+def worker(database_url, batch_size, once, poll, interval, no_ai) -> None:  # type: ignore[no-untyped-def]
+    """Run background work: queued AI analyses, report delivery, medication reminders, e-mail."""
+    import time
+
     from fhir_server import ai
     from fhir_server.app import build_context
     from fhir_server.cli import _settings
-    from inference.worker import Worker, worker_name
+    from workflow import worker as workflow_worker
 
     settings = _settings(database_url=database_url, worker_batch_size=batch_size)
     ctx = build_context(settings)
-    name = worker_name()
-    runner = Worker(
-        ctx.repo,
-        ai.analyzer(ctx, name),
-        batch_size=settings.worker_batch_size,
-        lease=timedelta(seconds=settings.worker_lease_seconds),
-    )
+    runner = None
+    if not no_ai:
+        from inference.worker import Worker, worker_name
+
+        name = worker_name()
+        runner = Worker(
+            ctx.repo,
+            ai.analyzer(ctx, name),
+            batch_size=settings.worker_batch_size,
+            lease=timedelta(seconds=settings.worker_lease_seconds),
+        )
+
+    def workflow_pass() -> None:
+        done = workflow_worker.run_once(
+            ctx.repo, settings.smtp(), facility_name=settings.facility_name
+        )
+        click.echo(done.summary())
+
     try:
         if once:
             total = 0
-            while (n := runner.run_once()) > 0:
+            while runner is not None and (n := runner.run_once()) > 0:
                 total += n
-            click.echo(f"ran {total} job(s)")
+            if runner is not None:
+                click.echo(f"ran {total} job(s)")
+            workflow_pass()
             return
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-        click.echo(f"hearth worker {name}: waiting for analysis jobs (Ctrl-C stops)")
-        runner.run_until(stop, poll_seconds=poll)
+        click.echo("hearth worker: AI queue and workflow passes (Ctrl-C stops)")
+        next_pass = 0.0
+        while not stop.is_set():
+            if time.monotonic() >= next_pass:
+                workflow_pass()
+                next_pass = time.monotonic() + interval
+            busy = 0
+            if runner is not None:
+                try:
+                    busy = runner.run_once()
+                except Exception:  # the queue retries what failed
+                    logging.getLogger(__name__).exception("AI batch failed")
+            if not busy:
+                stop.wait(poll)
     finally:
         ctx.repo.engine.dispose()
 

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     smtp_user: str | None = Field(None, description="SMTP user name")
     smtp_password: str | None = Field(None, description="SMTP password")
     smtp_from: str = Field("hearth@localhost", description="From address of Hearth's e-mail")
+    smtp_starttls: bool = Field(True, description="Require STARTTLS before sending (RFC 3207)")
+    smtp_ca_file: Path | None = Field(None, description="CA file trusted for the SMTP server")
+    facility_name: str = Field("Hearth", description="Facility name on reports (fallback)")
     log_level: str = Field("info", description="debug | info | warning | error")
     ai_triggers: bool = Field(
         True, description="Start AI analyses by themselves (skin photos, chest studies)"
@@ -94,6 +97,22 @@ class Settings(BaseSettings):
     @property
     def dicomweb_base(self) -> str:
         return f"{self.base_url}/dicomweb"
+
+    def smtp(self):  # type: ignore[no-untyped-def]
+        """The SMTP configuration of the workflow's mail, or None when no host is set."""
+        from workflow.mail import SmtpConfig
+
+        if not self.smtp_host:
+            return None
+        return SmtpConfig(
+            host=self.smtp_host,
+            port=self.smtp_port,
+            sender=self.smtp_from,
+            user=self.smtp_user,
+            password=self.smtp_password,
+            starttls=self.smtp_starttls,
+            ca_file=self.smtp_ca_file,
+        )
 
     @property
     def fhir_base(self) -> str:

@@ -47,12 +47,3 @@ class Worker:
             log.info("claimed %d analysis job(s)", len(jobs))
             self.analyzer.run(jobs)
         return len(jobs)
-
-    def run_until(self, stop: threading.Event, *, poll_seconds: float = 1.0) -> None:
-        while not stop.is_set():
-            try:
-                if self.run_once():
-                    continue
-            except Exception:  # keep serving: the queue retries what failed
-                log.exception("worker batch failed")
-            stop.wait(poll_seconds)

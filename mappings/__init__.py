@@ -1,1 +1,2 @@
-"""Pure functions between formats (DICOM → FHIR, …): no I/O beyond their arguments."""
+"""Pure functions between formats (DICOM → FHIR, FHIR → report PDF, …): no I/O beyond their
+arguments."""

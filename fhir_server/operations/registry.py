@@ -25,7 +25,31 @@ class Operation:
 
 def operations() -> dict[str, Operation]:
     """Every operation Hearth implements, by name."""
-    from fhir_server.operations import ai_analyze, reindex, validate
+    from fhir_server.operations import (
+        ai_analyze,
+        appointment_accept,
+        appointment_book,
+        appointment_cancel,
+        appointment_reschedule,
+        reindex,
+        task_claim,
+        task_complete,
+        task_deliver_report,
+        task_release,
+        task_start_case,
+        validate,
+    )
 
     ops = [validate.OPERATION, reindex.OPERATION, ai_analyze.OPERATION]
+    ops += [  # the workflow (docs/workflow.md)
+        task_start_case.OPERATION,
+        task_claim.OPERATION,
+        task_release.OPERATION,
+        task_complete.OPERATION,
+        task_deliver_report.OPERATION,
+        appointment_book.OPERATION,
+        appointment_cancel.OPERATION,
+        appointment_reschedule.OPERATION,
+        appointment_accept.OPERATION,
+    ]
     return {op.name: op for op in ops}

@@ -1,0 +1,26 @@
+"""$accept — ``POST [base]/Appointment/[id]/$accept``: the patient accepts a ``proposed``
+appointment (e.g. the one proposed after a high-risk AI result); it becomes ``booked`` and its
+tentative Slot ``busy``. Not proposed: 409."""
+
+from __future__ import annotations
+
+from fhir_server.context import Context, FhirRequest, Reply
+from fhir_server.operations.registry import Operation
+from fhir_server.workflow_http import actor_of, require_post
+from workflow import appointments
+
+
+def run(ctx: Context, req: FhirRequest) -> Reply:
+    require_post(req, "accept")
+    return Reply(200, appointments.accept(ctx.repo, actor_of(ctx, req), req.res_id or ""))
+
+
+OPERATION = Operation(
+    name="accept",
+    definition="http://hearth.local/fhir/OperationDefinition/Appointment-accept",
+    levels=frozenset({"instance"}),
+    types=frozenset({"Appointment"}),
+    handler=run,
+    methods=frozenset({"POST"}),
+    affects_state=True,
+)

@@ -1,0 +1,40 @@
+"""$book — ``POST [base]/Appointment/$book``: book a free Slot for a patient (parameters
+``slot``, ``patient`` as valueReference, optional ``reason`` valueString). The Slot becomes busy
+and a ``booked`` Appointment is returned (201); a Slot already taken answers 409, also when many
+book it at once."""
+
+from __future__ import annotations
+
+from fhir_server.context import Context, FhirRequest, Reply
+from fhir_server.operations.registry import Operation
+from fhir_server.workflow_http import Params, actor_of, require_post
+from resources.errors import Invalid
+from workflow import appointments
+
+
+def run(ctx: Context, req: FhirRequest) -> Reply:
+    require_post(req, "book")
+    actor = actor_of(ctx, req)
+    p = Params(req.body)
+    slot = p.reference("slot", required=True) or ""
+    if not slot.startswith("Slot/"):
+        raise Invalid("slot must reference a Slot")
+    appt = appointments.book(
+        ctx.repo,
+        actor,
+        slot.removeprefix("Slot/"),
+        p.reference("patient", required=True) or "",
+        reason=p.one("reason", "valueString"),
+    )
+    return Reply(201, appt, {"Location": f"{ctx.base}/Appointment/{appt['id']}/_history/1"})
+
+
+OPERATION = Operation(
+    name="book",
+    definition="http://hearth.local/fhir/OperationDefinition/Appointment-book",
+    levels=frozenset({"type"}),
+    types=frozenset({"Appointment"}),
+    handler=run,
+    methods=frozenset({"POST"}),
+    affects_state=True,
+)

@@ -1,0 +1,26 @@
+"""$claim — ``POST [base]/Task/[id]/$claim``: take a ``requested`` step whose performerType is
+the caller's role; it becomes ``in-progress`` with the caller as ``owner``. Of concurrent
+claims exactly one wins; the others get 409. Wrong role: 403."""
+
+from __future__ import annotations
+
+from fhir_server.context import Context, FhirRequest, Reply
+from fhir_server.operations.registry import Operation
+from fhir_server.workflow_http import actor_of, require_post
+from workflow import cases
+
+
+def run(ctx: Context, req: FhirRequest) -> Reply:
+    require_post(req, "claim")
+    return Reply(200, cases.claim(ctx.repo, actor_of(ctx, req), req.res_id or "").task)
+
+
+OPERATION = Operation(
+    name="claim",
+    definition="http://hearth.local/fhir/OperationDefinition/Task-claim",
+    levels=frozenset({"instance"}),
+    types=frozenset({"Task"}),
+    handler=run,
+    methods=frozenset({"POST"}),
+    affects_state=True,
+)

@@ -1,0 +1,67 @@
+"""$complete — ``POST [base]/Task/[id]/$complete``: the owner finishes a claimed step.
+
+Parameters: ``output`` (resource: Observation, Condition, MedicationRequest, … as the step
+allows; stored with the patient and the case's order), ``conclusion`` (valueString),
+``conclusionCode`` (valueCodeableConcept), ``note`` (valueString). The case advances; on admin
+approval the final DiagnosticReport is made and delivered (PDF, e-mail) at once.
+
+The AI step is completed by the inference worker (role ``ai``) with ``result`` (valueReference,
+repeated), ``highRisk`` and ``uncertain`` (valueBoolean) — the HTTP form of
+``workflow.cases.record_ai_result``. Returns the completed Task."""
+
+from __future__ import annotations
+
+from fhir_server.context import Context, FhirRequest, Reply
+from fhir_server.operations.registry import Operation
+from fhir_server.workflow_http import Params, actor_of, require_post
+from resources.errors import Forbidden, Invalid
+from workflow import cases, delivery
+
+
+def run(ctx: Context, req: FhirRequest) -> Reply:
+    require_post(req, "complete")
+    actor = actor_of(ctx, req)
+    p = Params(req.body)
+    task_id = req.res_id or ""
+    if actor.role == "ai":
+        task = ctx.repo.read(lambda u: u.read("Task", task_id)).content
+        parent = ((task.get("partOf") or [{}])[0]).get("reference", "")
+        if "ai" not in [
+            c.get("code") for cc in task.get("performerType") or [] for c in cc.get("coding") or []
+        ]:
+            raise Forbidden(f"Task/{task_id} is not an AI step")
+        if not parent.startswith("Task/"):
+            raise Invalid(f"Task/{task_id} is not a step of a case")
+        out = cases.record_ai_result(
+            ctx.repo,
+            parent.removeprefix("Task/"),
+            p.references("result"),
+            p.boolean("highRisk"),
+            p.boolean("uncertain"),
+            device=actor.reference,
+        )
+    else:
+        out = cases.complete(
+            ctx.repo,
+            actor,
+            task_id,
+            outputs=p.resources("output"),
+            conclusion=p.one("conclusion", "valueString"),
+            conclusion_code=p.one("conclusionCode", "valueCodeableConcept"),
+            note_text=p.one("note", "valueString"),
+        )
+    if out.deliver:
+        s = ctx.settings
+        delivery.deliver(ctx.repo, s.smtp(), out.case["id"], facility_name=s.facility_name)
+    return Reply(200, out.task)
+
+
+OPERATION = Operation(
+    name="complete",
+    definition="http://hearth.local/fhir/OperationDefinition/Task-complete",
+    levels=frozenset({"instance"}),
+    types=frozenset({"Task"}),
+    handler=run,
+    methods=frozenset({"POST"}),
+    affects_state=True,
+)

@@ -1,0 +1,199 @@
+"""Appointments on Schedule / Slot (R4 appointment.html, slot.html): booking, cancelling,
+rescheduling and proposing, each in one unit that moves the Slot with ``If-Match`` so a Slot is
+never booked twice, however many people try at once."""
+
+from __future__ import annotations
+
+from resources.errors import Conflict, Forbidden, Invalid, PreconditionFailed
+from resources.repository import Repository, Unit
+from resources.store import Stored
+from workflow.actors import Actor
+from workflow.tasks import now
+
+
+def _slot_busy(u: Unit, slot: Stored, status: str) -> None:
+    if slot.content.get("status") != "free":
+        raise Conflict(f"{slot.ref} is {slot.content.get('status')}, not free")
+    u.update("Slot", slot.res_id, {**slot.content, "status": status}, if_match=str(slot.version))
+
+
+def _practitioners(u: Unit, slot: dict) -> list[dict]:
+    schedule = u.read("Schedule", slot["schedule"]["reference"].removeprefix("Schedule/")).content
+    return [
+        {"actor": a, "status": "accepted", "required": "required"}
+        for a in schedule.get("actor") or []
+    ]
+
+
+def _appointment(u: Unit, slot: Stored, patient: str, status: str, **extra: object) -> dict:
+    body = {
+        "resourceType": "Appointment",
+        "status": status,
+        "slot": [{"reference": slot.ref}],
+        "start": slot.content["start"],
+        "end": slot.content["end"],
+        "created": now()[:10],
+        "participant": [
+            {
+                "actor": {"reference": patient},
+                "status": "accepted" if status == "booked" else "needs-action",
+            },
+            *_practitioners(u, slot.content),
+        ],
+    }
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return body
+
+
+def _check_patient(actor: Actor, patient: str) -> None:
+    actor.require(("patient", "cadre", "doctor", "admin"), "booking an appointment")
+    if actor.role == "patient" and actor.reference != patient:
+        raise Forbidden("a patient books appointments only for themself")
+    if not patient.startswith("Patient/"):
+        raise Invalid(f"patient must be a Patient reference, not {patient!r}")
+
+
+def _run(repo: Repository, fn):  # type: ignore[no-untyped-def]
+    try:
+        return repo.run(fn)
+    except PreconditionFailed as exc:
+        raise Conflict(f"the Slot was booked by someone else at the same time ({exc})") from exc
+
+
+def book(
+    repo: Repository, actor: Actor, slot_id: str, patient: str, *, reason: str | None = None
+) -> dict:
+    """Book a free Slot: the Slot becomes ``busy`` and an Appointment ``booked``; 409 if taken."""
+    _check_patient(actor, patient)
+
+    def fn(u: Unit) -> dict:
+        u.read("Patient", patient.removeprefix("Patient/"))
+        slot = u.read("Slot", slot_id)
+        _slot_busy(u, slot, "busy")
+        extra = {"description": reason} if reason else {}
+        return u.create(_appointment(u, slot, patient, "booked", **extra)).stored.content
+
+    return _run(repo, fn)
+
+
+def _free_slots(u: Unit, appointment: dict) -> None:
+    for ref in appointment.get("slot") or []:
+        slot = u.read("Slot", ref["reference"].removeprefix("Slot/"))
+        if slot.content.get("status") in ("busy", "busy-tentative"):
+            u.update("Slot", slot.res_id, {**slot.content, "status": "free"})
+
+
+def _own(actor: Actor, appointment: dict) -> None:
+    actor.require(("patient", "cadre", "doctor", "admin"), "changing an appointment")
+    if actor.role == "patient":
+        refs = {p.get("actor", {}).get("reference") for p in appointment.get("participant") or []}
+        if actor.reference not in refs:
+            raise Forbidden("a patient changes only their own appointments")
+
+
+def cancel(
+    repo: Repository, actor: Actor, appointment_id: str, *, reason: str | None = None
+) -> dict:
+    """Cancel an appointment and free its Slot."""
+
+    def fn(u: Unit) -> dict:
+        appt = u.read("Appointment", appointment_id)
+        _own(actor, appt.content)
+        if appt.content["status"] in ("cancelled", "fulfilled", "noshow", "entered-in-error"):
+            raise Conflict(f"{appt.ref} is {appt.content['status']}: it cannot be cancelled")
+        _free_slots(u, appt.content)
+        body = {**appt.content, "status": "cancelled"}
+        if reason:
+            body["cancelationReason"] = {"text": reason}
+        return u.update(
+            "Appointment", appointment_id, body, if_match=str(appt.version)
+        ).stored.content
+
+    return _run(repo, fn)
+
+
+def reschedule(repo: Repository, actor: Actor, appointment_id: str, slot_id: str) -> dict:
+    """Move an appointment to another free Slot in one unit: the new Slot is taken (409 if it is
+    not free) and the old one freed; the Appointment keeps its id."""
+
+    def fn(u: Unit) -> dict:
+        appt = u.read("Appointment", appointment_id)
+        _own(actor, appt.content)
+        if appt.content["status"] not in ("proposed", "pending", "booked"):
+            raise Conflict(f"{appt.ref} is {appt.content['status']}: it cannot be rescheduled")
+        new_slot = u.read("Slot", slot_id)
+        _slot_busy(u, new_slot, "busy")
+        _free_slots(u, appt.content)
+        body = {
+            **appt.content,
+            "status": "booked",
+            "slot": [{"reference": new_slot.ref}],
+            "start": new_slot.content["start"],
+            "end": new_slot.content["end"],
+        }
+        return u.update(
+            "Appointment", appointment_id, body, if_match=str(appt.version)
+        ).stored.content
+
+    return _run(repo, fn)
+
+
+def accept(repo: Repository, actor: Actor, appointment_id: str) -> dict:
+    """The patient (or a cadre, doctor, admin for them) accepts a ``proposed`` appointment: it
+    becomes ``booked`` and its tentative Slot ``busy``."""
+
+    def fn(u: Unit) -> dict:
+        appt = u.read("Appointment", appointment_id)
+        _own(actor, appt.content)
+        if appt.content["status"] != "proposed":
+            raise Conflict(f"{appt.ref} is {appt.content['status']}, not proposed")
+        for ref in appt.content.get("slot") or []:
+            slot = u.read("Slot", ref["reference"].removeprefix("Slot/"))
+            if slot.content.get("status") != "busy-tentative":
+                raise Conflict(f"{slot.ref} is {slot.content.get('status')}, not held for it")
+            u.update(
+                "Slot", slot.res_id, {**slot.content, "status": "busy"}, if_match=str(slot.version)
+            )
+        participants = [
+            {**p, "status": "accepted"}
+            if p.get("actor", {}).get("reference", "").startswith("Patient/")
+            else p
+            for p in appt.content.get("participant") or []
+        ]
+        body = {**appt.content, "status": "booked", "participant": participants}
+        return u.update(
+            "Appointment", appointment_id, body, if_match=str(appt.version)
+        ).stored.content
+
+    return _run(repo, fn)
+
+
+def propose_for_case(u: Unit, case: dict) -> str | None:
+    """A ``proposed`` Appointment in the referred doctor's next free Slot (the Slot becomes
+    ``busy-tentative``); None when the case names no doctor or the doctor has no free Slot."""
+    order = u.read(
+        "ServiceRequest", case["basedOn"][0]["reference"].removeprefix("ServiceRequest/")
+    )
+    doctors = [p["reference"] for p in order.content.get("performer") or [] if "reference" in p]
+    if not doctors:
+        return None
+    schedules = u.match("Schedule", [("actor", doctors[0]), ("active", "true")])
+    if not schedules:
+        return None
+    refs = ",".join(s.ref for s in u.read_many(schedules))
+    pks = u.match("Slot", [("schedule", refs), ("status", "free"), ("start", f"ge{now()}")])
+    slots = sorted(u.read_many(pks), key=lambda s: s.content["start"])
+    if not slots:
+        return None
+    slot = slots[0]
+    _slot_busy(u, slot, "busy-tentative")
+    body = _appointment(
+        u,
+        slot,
+        case["for"]["reference"],
+        "proposed",
+        priority=1,
+        description="Proposed after a high-risk AI result",
+        basedOn=case["basedOn"],
+    )
+    return u.create(body).stored.ref
