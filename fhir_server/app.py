@@ -11,6 +11,8 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
 from fhir_server import __version__, errors
+from fhir_server.auth import endpoints
+from fhir_server.auth.service import AuthService
 from fhir_server.context import Context
 from fhir_server.routes import router
 from fhir_server.settings import Settings
@@ -65,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
         ctx = build_context(settings)
         app.state.context = ctx
+        app.state.auth = AuthService.build(ctx.repo.engine, settings)
         threading.Thread(target=warm_validators, name="warm-validators", daemon=True).start()
         try:
             yield
@@ -80,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     errors.install(app)
+    app.include_router(endpoints.router)
     app.include_router(router, prefix="/fhir")
 
     @app.get("/", include_in_schema=False)

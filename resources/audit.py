@@ -1,0 +1,107 @@
+"""The append-only audit log: AuditEvent resources chained by hash, each row storing the hash of
+the one before it, so an edited, removed or re-ordered row breaks the chain at that row.
+
+The database refuses UPDATE and DELETE on ``audit_event`` (triggers from migration 0004);
+``verify`` recomputes the chain for operators (``hearth audit verify``). Appends are serialised
+(an advisory transaction lock on PostgreSQL; SQLite writers are serial already) so concurrent
+requests never fork the chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+import sqlalchemy as sa
+
+from resources.schema import Document, PrimaryKey, UtcDateTime, metadata
+from resources.store import utcnow
+
+audit_event = sa.Table(
+    "audit_event",
+    metadata,
+    sa.Column("seq", PrimaryKey, primary_key=True, autoincrement=True),
+    sa.Column("recorded", UtcDateTime(), nullable=False),
+    sa.Column("event", Document, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+GENESIS = "0" * 64
+_LOCK_KEY = 0x48454152  # "HEAR": the advisory lock that serialises appends on PostgreSQL
+
+
+def chain_hash(prev_hash: str, recorded: datetime, event: dict) -> str:
+    body = orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(
+        prev_hash.encode() + b"|" + recorded.isoformat().encode() + b"|" + body
+    ).hexdigest()
+
+
+def append(conn: sa.Connection, event: dict, *, recorded: datetime | None = None) -> str:
+    """Append ``event`` (an AuditEvent resource) inside the caller's transaction."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_LOCK_KEY)))
+    recorded = recorded or utcnow()
+    prev = conn.execute(
+        sa.select(audit_event.c.hash).order_by(audit_event.c.seq.desc()).limit(1)
+    ).scalar()
+    prev = prev or GENESIS
+    event = {**event, "recorded": recorded.isoformat()}
+    h = chain_hash(prev, recorded, event)
+    conn.execute(
+        sa.insert(audit_event).values(recorded=recorded, event=event, prev_hash=prev, hash=h)
+    )
+    return h
+
+
+def append_alone(engine: sa.Engine, event: dict) -> None:
+    """Append in a transaction of its own (for reads, logins and token issues)."""
+    with engine.begin() as conn:
+        append(conn, event)
+
+
+@dataclass(frozen=True)
+class Broken:
+    seq: int
+    reason: str
+
+
+def verify(engine: sa.Engine) -> tuple[int, Broken | None]:
+    """(rows checked, the first broken link or None)."""
+    prev = GENESIS
+    n = 0
+    for seq, recorded, event, prev_hash, h in _rows(engine):
+        n += 1
+        if prev_hash != prev:
+            return n, Broken(seq, "prev_hash does not match the previous row's hash")
+        if chain_hash(prev_hash, recorded, event) != h:
+            return n, Broken(seq, "the row's content does not match its hash")
+        prev = h
+    return n, None
+
+
+def _rows(engine: sa.Engine) -> Iterator[tuple]:
+    with engine.connect() as conn:
+        yield from conn.execute(
+            sa.select(
+                audit_event.c.seq,
+                audit_event.c.recorded,
+                audit_event.c.event,
+                audit_event.c.prev_hash,
+                audit_event.c.hash,
+            ).order_by(audit_event.c.seq)
+        )
+
+
+def events(conn: sa.Connection, *, limit: int = 100, after: int = 0) -> list[tuple[int, dict]]:
+    rows = conn.execute(
+        sa.select(audit_event.c.seq, audit_event.c.event)
+        .where(audit_event.c.seq > after)
+        .order_by(audit_event.c.seq)
+        .limit(limit)
+    ).all()
+    return [(r[0], r[1]) for r in rows]
