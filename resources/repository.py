@@ -186,6 +186,11 @@ class Unit:
             raise Gone(f"{res_type}/{res_id} version {version} is a delete")
         return _stored(row)
 
+    def res_id_of(self, pk: int) -> str:
+        return self.conn.execute(
+            sa.select(resource.c.res_id).where(resource.c.pk == pk)
+        ).scalar_one()
+
     def require_known(self, res_type: str, res_id: str) -> None:
         """404 unless the resource exists or once existed (a deleted one keeps its history)."""
         row = self._current(res_type, res_id)

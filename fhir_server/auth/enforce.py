@@ -67,6 +67,8 @@ def authorize(
     """Check ``interaction`` against ``access``; return the request's own Context, whose
     repository carries the compartment guard and the audit hook of its writes."""
     res_type = req.res_type
+    if any(k == "_explain" for k, _ in req.query) and not access.is_admin:
+        raise Forbidden("_explain shows the server's SQL: administrators only")
     if interaction in ("transaction", "batch"):
         _bundle(access, req.body)
     elif interaction == "operation":
@@ -123,7 +125,8 @@ def _guard(access: Access):  # type: ignore[no-untyped-def]
                 f"a patient-context token may only write resources in Patient/{patient}'s "
                 "compartment"
             )
-        raise NotFound(f"the {res_type} is not known")
+        # The same answer as for an id that never existed: nothing about other patients leaks.
+        raise NotFound(f"{res_type}/{unit.res_id_of(pk)} is not known")
 
     return guard
 

@@ -102,7 +102,7 @@ def create_user(
         locked_until=None,
         created=utcnow(),
     )
-    uri = pyotp.TOTP(secret).provisioning_uri(username, issuer_name=issuer) if secret else None
+    uri = pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name=issuer) if secret else None
     return Created(username, uri, codes)
 
 
