@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HEARTH_DATABASE_URL ?= sqlite:///var/hearth.db
 export HEARTH_DATA_DIR ?= var
 
-.PHONY: install run serve-pg test test-sqlite lint fmt bench clean postgres
+.PHONY: install run serve-pg test test-sqlite lint fmt bench clean postgres chromium
 
 install: $(STAMP)
 
@@ -36,7 +36,11 @@ run: install
 postgres:
 	@bash scripts/ensure-postgres.sh
 
-test: install postgres
+# Debian chromium for the Playwright login tests, installed with apt-get when missing.
+chromium:
+	@bash scripts/ensure-chromium.sh
+
+test: install postgres chromium
 	@$(BIN)/pytest -n 2 -q
 
 lint: install

@@ -104,7 +104,9 @@ def test_append_only_and_tamper_detected(backend, tmp_path):
     engine = create_engine(url)
     try:
         for n in range(5):
-            audit.append_alone(engine, {"resourceType": "AuditEvent", "n": n, "tag": uuid.uuid4().hex})
+            audit.append_alone(
+                engine, {"resourceType": "AuditEvent", "n": n, "tag": uuid.uuid4().hex}
+            )
         ok = _hearth("audit", "verify", url=url)
         assert ok.returncode == 0 and "intact: 5 events" in ok.stdout, ok.stdout + ok.stderr
         for stmt in (
