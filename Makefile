@@ -25,10 +25,13 @@ run: install
 	@mkdir -p var
 	@$(BIN)/hearth db upgrade
 	@if [ ! -f var/.demo-loaded ]; then $(BIN)/hearth load --quiet demo/ && touch var/.demo-loaded; fi
+	@if [ ! -f var/.demo-logins ]; then bash scripts/demo-logins.sh && touch var/.demo-logins; fi
 	@echo ""
 	@echo "  Hearth is starting on http://127.0.0.1:8080  (FHIR base: http://127.0.0.1:8080/fhir)"
-	@echo "  Try: curl http://127.0.0.1:8080/fhir/Patient?_count=5"
-	@echo "  No login is needed yet: the server is open and binds 127.0.0.1 only."
+	@echo "  Demo logins (password hearth-demo-password): demo-patient, demo-doctor, demo-pharmacist,"
+	@echo "  demo-cadre, demo-admin. Staff need TOTP: QR codes and recovery codes are in var/demo-logins.txt"
+	@echo "  Try: curl -H \"Authorization: Bearer \$$($(BIN)/hearth token --client demo-ops --scope 'system/*.rs')\" \\"
+	@echo "         http://127.0.0.1:8080/fhir/Patient?_count=5"
 	@echo ""
 	@$(BIN)/hearth serve
 
