@@ -59,8 +59,13 @@ def append(conn: sa.Connection, event: dict, *, recorded: datetime | None = None
 
 
 def append_alone(engine: sa.Engine, event: dict) -> None:
-    """Append in a transaction of its own (for reads, logins and token issues)."""
+    """Append in a transaction of its own (for reads, logins and token issues). On PostgreSQL
+    the commit does not wait for the WAL flush (``synchronous_commit off``): a crash may lose
+    the last few hundred milliseconds of such records, never corrupt the chain; records of
+    writes are committed with the write itself."""
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
         append(conn, event)
 
 
