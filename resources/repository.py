@@ -233,6 +233,8 @@ class Unit:
                     f"If-None-Exist criteria match {len(found)} {res_type} resources"
                 )
             if found:
+                if self.repo.guard is not None:
+                    self.repo.guard(self, res_type, found[0], False)
                 return WriteResult(self.read_many(found)[0], "exists")
         result = self._write(res_type, res_id or new_id(), body, "POST", None)
         if if_none_exist:

@@ -56,10 +56,12 @@ class SearchRequest:
 @dataclass(frozen=True)
 class Security:
     """The caller's limits, added to the base query and to every include: only ``types`` (None:
-    any) and, for a patient-context caller, only members of ``compartment``."""
+    any), and rows of types outside ``free_types`` (None: every type is free) only when they
+    belong to ``compartment`` (a patient-context caller)."""
 
     types: frozenset[str] | None = None
     compartment: tuple[str, str] | None = None
+    free_types: frozenset[str] | None = frozenset()
 
 
 def _encode(values: list, pk: int) -> str:
@@ -264,8 +266,11 @@ def _secured(security: Security) -> list[sa.ColumnElement]:
     conds: list[sa.ColumnElement] = []
     if security.types is not None:
         conds.append(resource.c.res_type.in_(sorted(security.types)))
-    if security.compartment is not None:
-        conds.append(compartment_members(*security.compartment))
+    if security.compartment is not None and security.free_types is not None:
+        members = compartment_members(*security.compartment)
+        if security.free_types:
+            members = sa.or_(resource.c.res_type.in_(sorted(security.free_types)), members)
+        conds.append(members)
     return conds
 
 

@@ -132,7 +132,10 @@ def _guard(access: Access):  # type: ignore[no-untyped-def]
 
 
 def search_security(access: Access | None, res_type: str | None) -> Security | None:
-    """The security filter of a search by ``access`` (None: unrestricted, e.g. operators)."""
+    """The security filter of a search by ``access`` (None: unrestricted, e.g. operators): the
+    readable types, and for a patient-context token the compartment that rows of every type not
+    covered by a user- or system-level grant must belong to — on the matches, the counts and
+    every include alike."""
     if access is None:
         return None
     readable = access.scopes.types_for("r")
@@ -140,20 +143,17 @@ def search_security(access: Access | None, res_type: str | None) -> Security | N
     types = None if readable is None or searchable is None else readable | searchable
     if not access.is_admin:
         types = _without_admin_types(types)
-    compartment = None
-    if access.patient is not None:
-        if res_type is None:
-            if any(needs_compartment(access, t) for t in (types or {"Patient"})) or types is None:
-                compartment = ("Patient", access.patient) if _patient_only(access) else None
-        elif needs_compartment(access, res_type):
-            compartment = ("Patient", access.patient)
-    return Security(types=types, compartment=compartment)
-
-
-def _patient_only(access: Access) -> bool:
-    return not any(
-        g.context == "system" or (g.context == "user" and access.role != "patient")
-        for g in access.scopes.grants
+    if access.patient is None:
+        return Security(types=types)
+    free: set[str] = set()
+    for g in access.scopes.grants:
+        if g.context == "system" or (g.context == "user" and access.role != "patient"):
+            if g.perms & {"r", "s"}:
+                free.add(g.res_type)
+    if "*" in free:
+        return Security(types=types)
+    return Security(
+        types=types, compartment=("Patient", access.patient), free_types=frozenset(free)
     )
 
 

@@ -218,3 +218,43 @@ def test_scopes_bound_every_interaction(server, world):
         httpx.post(f"{f}/Observation", json={"resourceType": "Observation"}, headers=v1).status_code
         == 403
     )
+
+
+def test_mixed_token_keeps_patient_only_types_in_the_compartment(server, world):
+    """user/Observation.rs opens every Observation; Patient is still patient-level only, so
+    includes and system search show no other patient."""
+    h = _token(server, "user/Observation.rs patient/*.rs", patient=world["a"])
+    f = server.fhir
+    inc = httpx.get(
+        f"{f}/Observation",
+        params={"_id": f"{world['obs_a']},{world['obs_b']}", "_include": "Observation:subject"},
+        headers=h,
+    ).json()
+    assert _ids(inc) == {
+        f"Observation/{world['obs_a']}",
+        f"Observation/{world['obs_b']}",
+        f"Patient/{world['a']}",
+    }
+    system = httpx.get(
+        f"{f}/", params={"_type": "Patient", "_id": f"{world['a']},{world['b']}"}, headers=h
+    ).json()
+    assert _ids(system) == {f"Patient/{world['a']}"}
+    assert httpx.get(f"{f}/Patient/{world['b']}", headers=h).status_code == 404
+    assert httpx.get(f"{f}/Observation/{world['obs_b']}", headers=h).status_code == 200
+
+
+def test_conditional_create_does_not_reveal_another_patients_resource(server, world):
+    h = _token(server, "patient/Observation.cruds", patient=world["a"])
+    body = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "x"},
+        "subject": {"reference": f"Patient/{world['a']}"},
+    }
+    resp = httpx.post(
+        f"{server.fhir}/Observation",
+        json=body,
+        headers={**h, "If-None-Exist": f"_id={world['obs_b']}"},
+    )
+    assert resp.status_code == 404
+    assert world["b"] not in resp.text
