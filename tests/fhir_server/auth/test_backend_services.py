@@ -155,3 +155,27 @@ def test_symmetric_client_and_revocation_and_introspection(server):
     assert info == {"active": False}
     anonymous = httpx.post(f"{server.root}/auth/introspect", data={"token": access})
     assert anonymous.status_code == 401
+
+
+def test_token_endpoint_garbage_is_an_oauth_error_never_500(server):
+    url = f"{server.root}/auth/token"
+    for kwargs in (
+        {"data": {}},
+        {"data": {"grant_type": "password", "client_id": "x"}},
+        {"json": {"grant_type": "client_credentials"}},
+        {
+            "content": b"\xff\xfe=\x00",
+            "headers": {"Content-Type": "application/x-www-form-urlencoded"},
+        },
+        {"content": b"&".join(b"a%d=1" % i for i in range(100))},
+        {"content": b"x=" + b"A" * 20_000},
+        {"data": {"grant_type": "authorization_code", "code": "' OR 1=1 --", "client_id": "x"}},
+        {"data": {"grant_type": "refresh_token", "refresh_token": "r" * 600, "client_id": "x"}},
+        {
+            "headers": {"Authorization": "Basic !!!notbase64"},
+            "data": {"grant_type": "client_credentials"},
+        },
+    ):
+        resp = httpx.post(url, **kwargs)
+        assert resp.status_code in (400, 401, 413), (kwargs, resp.status_code, resp.text)
+        assert "error" in resp.json()
