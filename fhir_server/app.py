@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            app.state.auth.close()
             ctx.repo.engine.dispose()
 
     app = FastAPI(

@@ -10,6 +10,10 @@ requests never fork the chain.
 from __future__ import annotations
 
 import hashlib
+import logging
+import queue
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,6 +34,7 @@ audit_event = sa.Table(
     sa.Column("hash", sa.String(64), nullable=False),
 )
 
+log = logging.getLogger("hearth.audit")
 GENESIS = "0" * 64
 _LOCK_KEY = 0x48454152  # "HEAR": the advisory lock that serialises appends on PostgreSQL
 
@@ -43,19 +48,25 @@ def chain_hash(prev_hash: str, recorded: datetime, event: dict) -> str:
 
 def append(conn: sa.Connection, event: dict, *, recorded: datetime | None = None) -> str:
     """Append ``event`` (an AuditEvent resource) inside the caller's transaction."""
+    return append_many(conn, [(recorded or utcnow(), event)])
+
+
+def append_many(conn: sa.Connection, items: list[tuple[datetime, dict]]) -> str:
+    """Append ``(recorded, event)`` pairs in order, under one chain lock."""
     if conn.dialect.name == "postgresql":
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_LOCK_KEY)))
-    recorded = recorded or utcnow()
     prev = conn.execute(
         sa.select(audit_event.c.hash).order_by(audit_event.c.seq.desc()).limit(1)
     ).scalar()
     prev = prev or GENESIS
-    event = {**event, "recorded": recorded.isoformat()}
-    h = chain_hash(prev, recorded, event)
-    conn.execute(
-        sa.insert(audit_event).values(recorded=recorded, event=event, prev_hash=prev, hash=h)
-    )
-    return h
+    rows = []
+    for recorded, event in items:
+        event = {**event, "recorded": recorded.isoformat()}
+        h = chain_hash(prev, recorded, event)
+        rows.append({"recorded": recorded, "event": event, "prev_hash": prev, "hash": h})
+        prev = h
+    conn.execute(sa.insert(audit_event), rows)
+    return prev
 
 
 def append_alone(engine: sa.Engine, event: dict) -> None:
@@ -67,6 +78,70 @@ def append_alone(engine: sa.Engine, event: dict) -> None:
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
         append(conn, event)
+
+
+class AuditWriter:
+    """Appends the records of reads, searches, failures, logins and token issues from one
+    background thread, in batches (one transaction and one chain lock per batch), so a read does
+    not wait for a write. ``flush`` waits until everything submitted is stored; ``close`` flushes
+    and stops. Records of writes do not come here: they are appended inside the write's own
+    transaction. A crash loses at most the records still queued (milliseconds' worth)."""
+
+    def __init__(self, engine: sa.Engine, *, max_batch: int = 500) -> None:
+        self.engine = engine
+        self.max_batch = max_batch
+        self._queue: queue.Queue[tuple[datetime, dict] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, event: dict) -> None:
+        self._queue.put((utcnow(), event))
+
+    def flush(self) -> None:
+        self._queue.join()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                self._queue.task_done()
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    self._queue.task_done()
+                    break
+                batch.append(item)
+            self._write(batch)
+            for _ in batch:
+                self._queue.task_done()
+            if stop:
+                return
+
+    def _write(self, batch: list[tuple[datetime, dict]]) -> None:
+        for attempt in range(5):
+            try:
+                with self.engine.begin() as conn:
+                    if conn.dialect.name == "postgresql":
+                        conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+                    append_many(conn, batch)
+                return
+            except sa.exc.DBAPIError as exc:
+                log.warning(
+                    "audit batch of %d not written (attempt %d): %s", len(batch), attempt + 1, exc
+                )
+                time.sleep(0.05 * 2**attempt)
+        log.error("LOST %d audit records: the database refused them five times", len(batch))
 
 
 @dataclass(frozen=True)

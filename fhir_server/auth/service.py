@@ -18,14 +18,24 @@ class AuthService:
     store: AuthStore
     key: SigningKey
     settings: Settings
+    writer: audit.AuditWriter
 
     @classmethod
     def build(cls, engine: sa.Engine, settings: Settings) -> AuthService:
-        return cls(AuthStore(engine), SigningKey.load_or_create(settings.data_dir), settings)
+        return cls(
+            AuthStore(engine),
+            SigningKey.load_or_create(settings.data_dir),
+            settings,
+            audit.AuditWriter(engine),
+        )
+
+    def close(self) -> None:
+        self.writer.close()
 
     @property
     def token_url(self) -> str:
         return f"{self.settings.base_url}/auth/token"
 
     def audit(self, event: dict) -> None:
-        audit.append_alone(self.store.engine, event)
+        """Record ``event`` (not a write's: those go into the write's transaction)."""
+        self.writer.submit(event)

@@ -20,7 +20,13 @@ from tests.servers import database_url
 from tests.shared import ROOT
 
 
+def _flush(server) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the server's audit writer has stored what it was given."""
+    server.server.config.app.state.auth.writer.flush()
+
+
 def _events(server, after: int) -> list[dict]:  # type: ignore[no-untyped-def]
+    _flush(server)
     engine = create_engine(server.database_url)
     try:
         with engine.connect() as conn:
@@ -30,6 +36,7 @@ def _events(server, after: int) -> list[dict]:  # type: ignore[no-untyped-def]
 
 
 def _last_seq(server) -> int:  # type: ignore[no-untyped-def]
+    _flush(server)
     engine = create_engine(server.database_url)
     try:
         with engine.connect() as conn:
@@ -42,12 +49,16 @@ def test_each_interaction_leaves_its_audit_event(server):
     start = _last_seq(server)
     f, h = server.fhir, server.headers
     pid = httpx.post(f"{f}/Patient", json={"resourceType": "Patient"}, headers=h).json()["id"]
-    httpx.get(f"{f}/Patient/{pid}", headers=h)
-    httpx.get(f"{f}/Patient", params={"_id": pid}, headers=h)
-    httpx.delete(f"{f}/Patient/{pid}", headers=h)
-    httpx.get(f"{f}/Patient/{pid}", headers=h)  # 410
-    httpx.get(f"{f}/Patient/{pid}")  # no token: 401
-    httpx.get(f"{f}/metadata")  # open: not audited
+    for request in (
+        lambda: httpx.get(f"{f}/Patient/{pid}", headers=h),
+        lambda: httpx.get(f"{f}/Patient", params={"_id": pid}, headers=h),
+        lambda: httpx.delete(f"{f}/Patient/{pid}", headers=h),
+        lambda: httpx.get(f"{f}/Patient/{pid}", headers=h),  # 410
+        lambda: httpx.get(f"{f}/Patient/{pid}"),  # no token: 401
+        lambda: httpx.get(f"{f}/metadata"),  # open: not audited
+    ):
+        request()
+        _flush(server)  # reads are recorded by a background writer; keep the order exact
     events = _events(server, start)
     got = [(e["subtype"][0]["code"], e["action"], e["outcome"]) for e in events]
     assert got == [
