@@ -203,7 +203,11 @@ class AuthStore:
             )
 
     def token(self, token: str) -> TokenRow | None:
+        """One primary-key lookup; on PostgreSQL in autocommit (no BEGIN/ROLLBACK round trips):
+        it runs on every FHIR request."""
         with self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
             row = conn.execute(
                 sa.select(
                     auth_token.c.kind,
