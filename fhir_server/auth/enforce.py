@@ -5,6 +5,7 @@ filter, applied to the matches, the counts and every ``_include``/``_revinclude`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -69,6 +70,8 @@ def authorize(
     res_type = req.res_type
     if any(k == "_explain" for k, _ in req.query) and not access.is_admin:
         raise Forbidden("_explain shows the server's SQL: administrators only")
+    if interaction.startswith("search"):
+        _chains(access, req.query)
     if interaction in ("transaction", "batch"):
         _bundle(access, req.body)
     elif interaction == "operation":
@@ -96,6 +99,28 @@ def authorize(
         if interaction == "search-compartment":
             require(access, req.path.split("/")[0], "r")
     return replace(ctx, access=access, repo=ctx.repo.guarded(_guard(access), on_commit))
+
+
+def _chains(access: Access, query: list[tuple[str, str]]) -> None:
+    """Chained parameters (``subject:Patient.name``) and ``_has`` look into other resources:
+    the token must be able to search each type they name; a chain that names no type
+    (``subject.name``) needs search access to every type."""
+    for key, _ in query:
+        if "." not in key and not key.startswith("_has:"):
+            continue
+        named = _CHAIN_TYPE.findall(key)
+        if not named:
+            if access.scopes.types_for("s") is not None:
+                raise Forbidden(
+                    f"the chained parameter {key!r} names no resource type: name it "
+                    "(e.g. subject:Patient.name) so its scope can be checked"
+                )
+            continue
+        for res_type in named:
+            require(access, res_type, "s")
+
+
+_CHAIN_TYPE = re.compile(r"(?:^_has|[.:]_has)?:([A-Z][A-Za-z]+)")
 
 
 def _bundle(access: Access, body: object) -> None:

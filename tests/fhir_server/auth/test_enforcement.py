@@ -258,3 +258,20 @@ def test_conditional_create_does_not_reveal_another_patients_resource(server, wo
     )
     assert resp.status_code == 404
     assert world["b"] not in resp.text
+
+
+def test_chains_and_has_need_scope_on_the_types_they_reach(server, world):
+    h = _token(server, "user/Observation.rs")
+    f = server.fhir
+    for params in (
+        {"subject:Patient.name": "x"},
+        {"subject.name": "x"},
+        {"_has:Encounter:subject:status": "finished"},
+    ):
+        resp = httpx.get(f"{f}/Observation", params=params, headers=h)
+        assert resp.status_code == 403, params
+    wide = _token(server, "user/Observation.rs user/Patient.rs")
+    ok = httpx.get(
+        f"{f}/Observation", params={"subject:Patient._id": world["a"]}, headers=wide
+    ).json()
+    assert _ids(ok) == {f"Observation/{world['obs_a']}"}
