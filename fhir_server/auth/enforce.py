@@ -94,6 +94,10 @@ def authorize(
     else:
         assert res_type is not None
         mode = require(access, res_type, PERM[interaction])
+        if interaction in ("conditional-update", "conditional-delete") or (
+            interaction == "create" and "if-none-exist" in req.headers
+        ):
+            require(access, res_type, "s")  # a conditional interaction searches first
         if interaction == "history-type" and mode == "patient":
             raise Forbidden("type history is not available to patient-context tokens")
         if interaction == "search-compartment":
@@ -127,12 +131,20 @@ def _bundle(access: Access, body: object) -> None:
     if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
         return  # the transaction interaction reports the malformed body
     for e in parse_entries(body):
+        perms = []
         if e.method in ("GET", "HEAD"):
-            perm = "s" if e.res_id is None else "r"
+            perms.append("s" if e.res_id is None else "r")
         else:
-            perm = ENTRY_PERM[e.method]
+            perms.append(ENTRY_PERM[e.method])
+            if e.if_none_exist or (e.res_id is None and e.method != "POST"):
+                perms.append("s")  # conditional: it searches first
         try:
-            require(access, e.res_type, perm)
+            for perm in perms:
+                require(access, e.res_type, perm)
+            if e.method in ("GET", "HEAD") and e.res_id is None:
+                if any(k == "_explain" for k, _ in e.query) and not access.is_admin:
+                    raise Forbidden("_explain shows the server's SQL: administrators only")
+                _chains(access, e.query)
         except Forbidden as exc:
             raise Forbidden(f"Bundle.entry[{e.index}]: {exc.diagnostics}") from None
 

@@ -272,6 +272,31 @@ def test_chains_and_has_need_scope_on_the_types_they_reach(server, world):
         assert resp.status_code == 403, params
     wide = _token(server, "user/Observation.rs user/Patient.rs")
     ok = httpx.get(
-        f"{f}/Observation", params={"subject:Patient._id": world["a"]}, headers=wide
+        f"{f}/Observation",
+        params={"subject:Patient._id": world["a"], "code": f"urn:t|{world['tag']}"},
+        headers=wide,
     ).json()
     assert _ids(ok) == {f"Observation/{world['obs_a']}"}
+
+
+def test_conditional_writes_need_search_scope(server, world):
+    h = _token(server, "user/Observation.cu")
+    f = server.fhir
+    body = {"resourceType": "Observation", "status": "final", "code": {"text": "c"}}
+    assert httpx.post(f"{f}/Observation", json=body, headers=h).status_code == 201
+    probe = httpx.post(
+        f"{f}/Observation", json=body, headers={**h, "If-None-Exist": f"_id={world['obs_b']}"}
+    )
+    assert probe.status_code == 403
+    assert httpx.put(f"{f}/Observation?_id=x", json=body, headers=h).status_code == 403
+    tx = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {
+                "request": {"method": "POST", "url": "Observation", "ifNoneExist": "_id=x"},
+                "resource": body,
+            }
+        ],
+    }
+    assert httpx.post(f"{f}/", json=tx, headers=h).status_code == 403
