@@ -46,7 +46,7 @@ def register(
         if not jwks or not isinstance(jwks.get("keys"), list):
             raise ValueError("a confidential-asymmetric client needs a JWKS with its public keys")
         try:
-            public = KeySet.import_key_set(jwks)
+            public = KeySet.import_key_set(jwks)  # type: ignore[arg-type]
         except (JoseError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"the JWKS is not usable: {exc}") from exc
         if any(k.is_private for k in public.keys):

@@ -448,6 +448,7 @@ async def token(request: Request) -> JSONResponse:
 def _token(svc: AuthService, headers: dict, form: dict, ip: str | None) -> dict:
     client = clients.authenticate(svc.store, svc.token_url, headers, form)
     grant = form.get("grant_type")
+    username: str | None
     if grant == "authorization_code":
         body, username = _code_grant(svc, client, form)
     elif grant == "refresh_token":

@@ -140,7 +140,7 @@ def _bundle(access: Access, body: object) -> None:
                 perms.append("s")  # conditional: it searches first
         try:
             for perm in perms:
-                require(access, e.res_type, perm)
+                require(access, str(e.res_type), perm)
             if e.method in ("GET", "HEAD") and e.res_id is None:
                 if any(k == "_explain" for k, _ in e.query) and not access.is_admin:
                     raise Forbidden("_explain shows the server's SQL: administrators only")

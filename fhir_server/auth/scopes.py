@@ -89,7 +89,7 @@ class Scopes:
         for g in self.grants:
             if contexts is not None and g.context not in contexts:
                 continue
-            perms = set()
+            perms: set[str] = set()
             for a in allowed.grants:
                 if a.res_type in ("*", g.res_type) and _context_ok(a.context, g.context):
                     perms |= a.perms & g.perms
