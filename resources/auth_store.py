@@ -146,6 +146,17 @@ class AuthStore:
                 sa.update(auth_user).where(auth_user.c.username == username).values(**values)
             )
 
+    def enrol_totp(self, username: str, secret: str, last_step: int, codes: list[str]) -> bool:
+        """Turn TOTP on (once: False when the user has it already), with fresh recovery codes;
+        ``last_step`` marks the code used to confirm as spent."""
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                sa.update(auth_user)
+                .where(auth_user.c.username == username, auth_user.c.totp_secret.is_(None))
+                .values(totp_secret=secret, totp_last_step=last_step, recovery_codes=codes)
+            )
+        return done.rowcount == 1
+
     def accept_totp_step(self, username: str, step: int) -> bool:
         """Record ``step`` as used; False when it (or a later one) was used already (replay)."""
         with self.engine.begin() as conn:

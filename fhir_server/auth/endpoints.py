@@ -9,10 +9,13 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlencode
 
+import pyotp
+import segno
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -25,7 +28,13 @@ from fhir_server.auth.errors import OAuthError
 from fhir_server.auth.scopes import Scopes
 from fhir_server.auth.service import AuthService
 from fhir_server.auth.tokens import bearer_access, issue
-from fhir_server.auth.users import ROLE_SCOPES, LoginFailed, check_login, set_password
+from fhir_server.auth.users import (
+    ROLE_SCOPES,
+    LoginFailed,
+    check_login,
+    new_recovery_codes,
+    set_password,
+)
 from fhir_server.context import Access
 from resources.errors import FhirError, Forbidden
 from resources.store import utcnow
@@ -735,6 +744,80 @@ async def reset_confirm(request: Request) -> HTMLResponse:
             error=str(exc),
         )
     return _message("Password changed", "You can sign in with your new password now.", 200)
+
+
+# -- TOTP enrolment (optional for patients; staff are enrolled when created) -----------------
+ENROL_TTL = 600
+
+
+@router.get("/auth/account/totp")
+async def enrol_form(request: Request) -> HTMLResponse:
+    return _page("enrol.html", action="/auth/account/totp")
+
+
+@router.post("/auth/account/totp")
+async def enrol_start(request: Request) -> HTMLResponse:
+    svc = _svc(request)
+    try:
+        form = await _form(request)
+    except OAuthError as exc:
+        return _message("Request refused", exc.description, exc.status)
+    username = form.get("username", "")
+    try:
+        user = await run_in_threadpool(
+            check_login, svc.store, username, form.get("password", ""), ""
+        )
+    except LoginFailed as exc:
+        return _page("enrol.html", 401, action="/auth/account/totp", error=str(exc))
+    if user["totp_secret"]:
+        return _message("Already on", "This account has an authenticator already.", 400)
+    secret = pyotp.random_base32()
+    uri = pyotp.TOTP(secret).provisioning_uri(name=user["username"], issuer_name="Hearth")
+    pending = svc.key.sign(
+        {"purpose": "enrol", "username": user["username"], "secret": secret}, ttl=ENROL_TTL
+    )
+    return _enrol_confirm(secret, uri, pending)
+
+
+def _enrol_confirm(secret: str, uri: str, pending: str, error: str | None = None) -> HTMLResponse:
+    svg = segno.make(uri, error="m").svg_inline(scale=4, title="Authenticator QR code")
+    return _page(
+        "enrol_confirm.html",
+        400 if error else 200,
+        qr_svg=svg,
+        secret=secret,
+        pending=pending,
+        action="/auth/account/totp/confirm",
+        error=error,
+    )
+
+
+@router.post("/auth/account/totp/confirm")
+async def enrol_confirm(request: Request) -> HTMLResponse:
+    svc = _svc(request)
+    try:
+        form = await _form(request)
+    except OAuthError as exc:
+        return _message("Request refused", exc.description, exc.status)
+    claims = svc.key.verify(form.get("pending", ""), purpose="enrol")
+    if claims is None:
+        return _message("Set-up expired", "Please start again.", 400)
+    totp = pyotp.TOTP(claims["secret"])
+    code = form.get("code", "").strip()
+    now = totp.timecode(time.time())  # type: ignore[arg-type]
+    matched = [
+        t for t in (now, now - 1, now + 1) if hmac.compare_digest(totp.generate_otp(t), code)
+    ]
+    if not matched:
+        uri = totp.provisioning_uri(name=claims["username"], issuer_name="Hearth")
+        return _enrol_confirm(claims["secret"], uri, form["pending"], "That code is not right.")
+    codes, hashes = new_recovery_codes()
+    done = await run_in_threadpool(
+        svc.store.enrol_totp, claims["username"], claims["secret"], matched[0], hashes
+    )
+    if not done:
+        return _message("Already on", "This account has an authenticator already.", 400)
+    return _page("enrol_done.html", codes=codes)
 
 
 # -- admin API --------------------------------------------------------------------------------
