@@ -322,23 +322,44 @@ async def login(request: Request) -> Response:
     return await _after_login(request, svc, areq, user)
 
 
-def _context(areq: AuthRequest, user: dict) -> tuple[Scopes, dict]:
+def _context(areq: AuthRequest, user: dict, own_patient: str | None) -> tuple[Scopes, dict]:
+    """The granted scopes and launch context. A patient user is always pinned to their own
+    patient (their Patient, or the patient of their RelatedPerson), whatever a launch says."""
     granted = areq.scope.narrowed(ROLE_SCOPES[user["role"]], contexts={"patient", "user"})
     context: dict = {"fhir_user": user["fhir_user"], "role": user["role"]}
     if areq.nonce:
         context["nonce"] = areq.nonce
-    if areq.launch:
+    if user["role"] == "patient":
+        if own_patient:
+            context["patient"] = own_patient
+    elif areq.launch:
         context.update({k: v for k, v in areq.launch.items() if k in ("patient", "encounter")})
         context["need_patient_banner"] = True
-    elif user["role"] == "patient":
-        kind, _, rid = (user["fhir_user"] or "").partition("/")
-        if kind == "Patient":
-            context["patient"] = rid
     return granted, context
 
 
+def _own_patient(request: Request, user: dict) -> str | None:
+    """The patient a patient-role user acts for: Patient/x itself, or RelatedPerson.patient."""
+    kind, _, rid = (user["fhir_user"] or "").partition("/")
+    if user["role"] != "patient" or not rid:
+        return None
+    if kind == "Patient":
+        return rid
+    if kind == "RelatedPerson":
+        ctx = request.app.state.context
+        try:
+            related = ctx.repo.read(lambda u: u.read("RelatedPerson", rid)).content
+        except FhirError:
+            return None
+        ref = (related.get("patient") or {}).get("reference", "")
+        kind, _, pid = ref.rpartition("/")
+        return pid if kind.endswith("Patient") and pid else None
+    return None
+
+
 async def _after_login(request: Request, svc: AuthService, areq: AuthRequest, user: dict):  # type: ignore[no-untyped-def]
-    granted, context = _context(areq, user)
+    own = await run_in_threadpool(_own_patient, request, user)
+    granted, context = _context(areq, user, own)
     if (
         "patient" not in context
         and Scopes.parse(" ".join(areq.scope.other)).has("launch/patient")
@@ -401,9 +422,9 @@ async def pick(request: Request) -> Response:
     patient = form.get("patient", "")
     ctx = request.app.state.context
     exists = await run_in_threadpool(_patient_exists, ctx, patient)
-    if user is None or not exists:
+    if user is None or user["role"] == "patient" or not exists:
         return _message("Request refused", "That patient is not known.", 400)
-    granted, context = _context(areq, user)
+    granted, context = _context(areq, user, None)
     context["patient"] = patient
     return await run_in_threadpool(_redirect_with_code, svc, areq, user, granted, context)
 

@@ -306,3 +306,38 @@ def test_standalone_launch_picks_a_patient_and_ehr_launch(server, public_app):
     token = exchange(server, public_app, code_of(resp), verifier).json()
     assert token["patient"] == pid and token["encounter"] == "enc-1"
     assert token["need_patient_banner"] is True
+
+
+def test_related_person_acts_for_their_patient_and_launch_cannot_move_a_patient_user(
+    server, public_app
+):
+    pid = _patient(server, "Child")
+    other = _patient(server, "Stranger")
+    related = httpx.post(
+        f"{server.fhir}/RelatedPerson",
+        json={"resourceType": "RelatedPerson", "patient": {"reference": f"Patient/{pid}"}},
+        headers=server.headers,
+    ).json()["id"]
+    parent = make_user(server, "patient", f"RelatedPerson/{related}")
+    verifier, challenge = pkce()
+    resp = login(server, public_app, parent, "openid fhirUser patient/*.rs", challenge=challenge)
+    token = exchange(server, public_app, code_of(resp), verifier).json()
+    assert token["patient"] == pid
+    h = bearer(token["access_token"])
+    assert httpx.get(f"{server.fhir}/Patient/{pid}", headers=h).status_code == 200
+    assert httpx.get(f"{server.fhir}/Patient/{other}", headers=h).status_code == 404
+    # a launch made for another patient does not move a patient user off their own record
+    launch = httpx.post(
+        f"{server.root}/auth/launch", json={"patient": other}, headers=server.headers
+    ).json()["launch"]
+    verifier, challenge = pkce()
+    resp = login(
+        server,
+        public_app,
+        parent,
+        "launch patient/*.rs",
+        challenge=challenge,
+        extra={"launch": launch},
+    )
+    token = exchange(server, public_app, code_of(resp), verifier).json()
+    assert token["patient"] == pid
