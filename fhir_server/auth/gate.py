@@ -92,6 +92,9 @@ def run(
 
         auth.audit(event(status_of(exc), target, exc.diagnostics))
         raise
+    except Exception:
+        auth.audit(event(500, target, "server fault"))  # outcome 8; details stay in the log
+        raise
     if not audited:
         auth.audit(event(reply.status, target))
     return reply
