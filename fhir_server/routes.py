@@ -71,9 +71,12 @@ async def _handle(
     negotiate(request)
     auth = request.app.state.auth
     ip = request.client.host if request.client else None
-    access = await run_in_threadpool(
-        gate.authenticate, ctx, auth, interaction, request.headers.get("authorization"), ip
-    )
+    has_body = body or patch_body or form_body
+    access = gate.LATER
+    if has_body:  # the token is checked before the body is read
+        access = await run_in_threadpool(
+            gate.authenticate, ctx, auth, interaction, request.headers.get("authorization"), ip
+        )
     if res_type is not None and not is_resource_type(res_type):
         raise NotFound(f"{res_type!r} is not a FHIR R4 resource type")
     if res_id is not None and not ID_RE.match(res_id):

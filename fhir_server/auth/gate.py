@@ -47,17 +47,23 @@ def authenticate(
         raise
 
 
+LATER = object()  # ``run`` checks the token itself (requests without a body: one thread hop)
+
+
 def run(
     ctx: Context,
     auth: AuthService,
-    access: Access | None,
+    access: Access | None | object,
     interaction: str,
     req: FhirRequest,
     fn: Callable[[Context, FhirRequest], Reply],
     ip: str | None,
 ) -> Reply:
+    if access is LATER:
+        access = authenticate(ctx, auth, interaction, req.headers.get("authorization"), ip)
     if access is None:
         return fn(ctx, req)
+    assert isinstance(access, Access)
     audited = False
 
     def event(status: int, what: list[str], detail: str | None = None) -> dict:
