@@ -179,6 +179,17 @@ async def revoke(request: Request) -> Response:
                 await run_in_threadpool(svc.store.revoke_grant, row.grant_id)
             else:
                 await run_in_threadpool(svc.store.revoke, value)
+            svc.audit(
+                security_event(
+                    base=svc.settings.fhir_base,
+                    kind="revoke",
+                    success=True,
+                    client_id=client["client_id"],
+                    username=row.username,
+                    ip=client_ip(request),
+                    detail=f"{row.kind} token revoked",
+                )
+            )
     return Response(status_code=200, headers=NO_STORE)
 
 

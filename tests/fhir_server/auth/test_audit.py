@@ -93,6 +93,18 @@ def test_token_issue_is_audited(server):
     events = _events(server, start)
     assert events[-1]["type"]["code"] == "110114"
     assert events[-1]["subtype"][0]["code"] == "token-issue"
+    revoked = httpx.post(
+        f"{server.root}/auth/revoke",
+        data={"token": resp.json()["access_token"]},
+        auth=(client_id, secret),
+    )
+    assert revoked.status_code == 200
+    assert _events(server, start)[-1]["subtype"][0]["code"] == "token-revoke"
+    resp = httpx.post(
+        f"{server.root}/auth/token",
+        data={"grant_type": "client_credentials", "scope": "system/*.rs"},
+        auth=(client_id, secret),
+    )
     # audit rows are for administrators only, through FHIR too
     user_token = bearer(resp.json()["access_token"])
     assert httpx.get(f"{server.fhir}/AuditEvent", headers=user_token).status_code == 403
