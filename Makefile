@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HEARTH_DATABASE_URL ?= sqlite:///var/hearth.db
 export HEARTH_DATA_DIR ?= var
 
-.PHONY: install system-deps run serve-pg test test-sqlite lint fmt bench bench-dicom clean postgres dicom-tools
+.PHONY: install system-deps run serve-pg test test-sqlite lint fmt bench bench-dicom clean postgres dicom-tools chromium
 
 install: $(STAMP)
 
@@ -25,10 +25,13 @@ run: install
 	@mkdir -p var
 	@$(BIN)/hearth db upgrade
 	@if [ ! -f var/.demo-loaded ]; then $(BIN)/hearth load --quiet demo/ && touch var/.demo-loaded; fi
+	@if [ ! -f var/.demo-logins ]; then bash scripts/demo-logins.sh && touch var/.demo-logins; fi
 	@echo ""
 	@echo "  Hearth is starting on http://127.0.0.1:8080  (FHIR base: http://127.0.0.1:8080/fhir)"
-	@echo "  Try: curl http://127.0.0.1:8080/fhir/Patient?_count=5"
-	@echo "  No login is needed yet: the server is open and binds 127.0.0.1 only."
+	@echo "  Demo logins (password hearth-demo-password): demo-patient, demo-doctor, demo-pharmacist,"
+	@echo "  demo-cadre, demo-admin. Staff need TOTP: QR codes and recovery codes are in var/demo-logins.txt"
+	@echo "  Try: curl -H \"Authorization: Bearer \$$($(BIN)/hearth token --client demo-ops --scope 'system/*.rs')\" \\"
+	@echo "         http://127.0.0.1:8080/fhir/Patient?_count=5"
 	@echo ""
 	@$(BIN)/hearth serve
 
@@ -44,7 +47,12 @@ dicom-tools:
 system-deps:
 	@ldconfig -p | grep -q libpangoft2-1.0 && ldconfig -p | grep -q libharfbuzz-subset || { apt-get update -qq && apt-get install -y -qq libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b libharfbuzz-subset0 fonts-dejavu-core >/dev/null; }
 
-test: install postgres dicom-tools system-deps
+
+# Debian chromium for the Playwright login tests, installed with apt-get when missing.
+chromium:
+	@bash scripts/ensure-chromium.sh
+
+test: install postgres dicom-tools system-deps chromium
 	@$(BIN)/pytest -n 2 -q
 
 lint: install

@@ -31,7 +31,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from resources.migrate import upgrade  # noqa: E402
-from tests.servers import create_pg_database, drop_pg_database, free_port  # noqa: E402
+from tests.servers import (  # noqa: E402
+    create_pg_database,
+    drop_pg_database,
+    free_port,
+    system_token,
+)
 
 PATIENT = {
     "resourceType": "Patient",
@@ -57,6 +62,9 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(p / 100 * len(xs)))] * 1000 if xs else float("nan")
 
 
+HEADERS: dict[str, str] = {}  # the bench client's Authorization header
+
+
 async def http_phase(
     base: str, conc: int, seconds: float, kind: str, ids: list[str]
 ) -> tuple[float, list[float], list[str]]:
@@ -64,7 +72,9 @@ async def http_phase(
     created: list[str] = []
     stop = time.perf_counter() + seconds
     limits = httpx.Limits(max_connections=conc, max_keepalive_connections=conc)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
+    async with httpx.AsyncClient(
+        base_url=base, limits=limits, timeout=60, headers=HEADERS
+    ) as client:
 
         async def worker(w: int) -> None:
             n = 0
@@ -148,6 +158,70 @@ def rss_mb(pid: int) -> float:
     return total / 1024
 
 
+def auth_cost(url: str, root: str, authorization: str, ids: list[str]) -> None:
+    """What authorization adds to each request, measured in-process on the same database: the
+    bearer-token check (one primary-key lookup), the audit record (a write's record is appended
+    in the write's transaction; a read's is handed to the background writer), next to the FHIR
+    read they guard. Hearth has no auth-off mode to compare
+    against, so the baseline is the read itself."""
+    from fhir_server.app import build_context
+    from fhir_server.auth.audit_events import rest_event
+    from fhir_server.auth.tokens import bearer_access
+    from fhir_server.settings import Settings
+    from resources import audit
+    from resources.auth_store import AuthStore
+
+    settings = Settings(database_url=url, base_url=root)
+    ctx = build_context(settings)
+    store = AuthStore(ctx.repo.engine)
+    n = 2000
+    try:
+        check, record, read, submit = [], [], [], []
+        writer = audit.AuditWriter(ctx.repo.engine)
+        for i in range(n):
+            rid = ids[i % len(ids)]
+            t0 = time.perf_counter()
+            access = bearer_access(store, settings, authorization)
+            t1 = time.perf_counter()
+            ctx.repo.read(lambda u, rid=rid: u.read("Patient", rid))
+            t2 = time.perf_counter()
+            audit.append_alone(
+                ctx.repo.engine,
+                rest_event(
+                    base=settings.fhir_base,
+                    interaction="read",
+                    status=200,
+                    client_id=access.client_id,
+                    username=None,
+                    fhir_user=None,
+                    patient=None,
+                    ip="127.0.0.1",
+                    what=[f"Patient/{rid}"],
+                ),
+            )
+            t3 = time.perf_counter()
+            writer.submit({"resourceType": "AuditEvent", "n": i})
+            submit.append(time.perf_counter() - t3)
+            check.append(t1 - t0)
+            read.append(t2 - t1)
+            record.append(t3 - t2)
+        t0 = time.perf_counter()
+        writer.close()
+        drain = time.perf_counter() - t0
+    finally:
+        ctx.repo.engine.dispose()
+    print(f"# authorization cost per request, in-process, {n} requests, one thread")
+    for label, xs in (
+        ("FHIR read (baseline)", read),
+        ("token check", check),
+        ("audit record, in tx", record),
+        ("audit submit (reads)", submit),
+    ):
+        print(f"{label:<22} p50 {pct(xs, 50):6.3f} ms   p95 {pct(xs, 95):6.3f} ms")
+    print(f"background writer drained its last records in {drain * 1000:.0f} ms")
+    print(f"token check p95 {pct(check, 95):.3f} ms (goal < 1 ms)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -178,6 +252,7 @@ def main() -> None:
             [sys.executable, "-m", "fhir_server.cli", "serve"], env=env, start_new_session=True
         )
         base = f"http://127.0.0.1:{port}/fhir"
+        HEADERS["Authorization"] = f"Bearer {system_token(url, f'http://127.0.0.1:{port}')}"
         for _ in range(200):
             try:
                 if httpx.get(base + "/metadata", timeout=2).status_code == 200:
@@ -213,6 +288,7 @@ def main() -> None:
                     f"{rrate:>10.0f} {pct(rlat, 50):>8.2f} {ratio:>7.2f}"
                 )
         print(f"server RSS after the run: {rss_mb(proc.pid):.0f} MB (all worker processes)")
+        auth_cost(url, f"http://127.0.0.1:{port}", HEADERS["Authorization"], http_ids)
         for op, goal in (("create", 0.35), ("read", 0.30)):
             worst = min(r for o, _, r in results if o == op)
             mean = statistics.mean(r for o, _, r in results if o == op)

@@ -4,7 +4,6 @@ themselves, and the analyzer an API process or a worker runs jobs with."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from fhir_server.context import Context
 
@@ -15,19 +14,18 @@ def install(ctx: Context) -> None:
     """Register the AI triggers on the repository (when ``HEARTH_AI_TRIGGERS`` is on)."""
     if not ctx.settings.ai_triggers:
         return
+    from fhir_server import events
     from inference import triggers
 
     ctx.repo.write_hooks.append(triggers.on_write)
+    events.install(ctx)
 
 
 def instance_path(ctx: Context):  # type: ignore[no-untyped-def]
     """Where the DICOM instance with a SOP Instance UID is stored (the DICOM receiver's store)."""
-    root = Path(ctx.settings.data_dir) / "dicom"
+    from resources.instances import InstanceStore
 
-    def path(sop_instance_uid: str) -> Path:
-        return root / f"{sop_instance_uid}.dcm"
-
-    return path
+    return InstanceStore(ctx.settings.data_dir).path
 
 
 def analyzer(ctx: Context, worker: str):  # type: ignore[no-untyped-def]
@@ -35,15 +33,17 @@ def analyzer(ctx: Context, worker: str):  # type: ignore[no-untyped-def]
     ``$ai-analyze`` calls need it)."""
     from datetime import timedelta
 
+    from fhir_server import events
     from inference.analysis import Analyzer
 
     cached = ctx.services.get("ai.analyzer")
     if cached is None:
         cached = Analyzer(
-            ctx.repo,
+            ctx.services.get("repo", ctx.repo),  # the process's repository, not a request's view
             worker=worker,
             instance_path=instance_path(ctx),
             backoff=timedelta(seconds=5),
         )
+        cached.result_hooks.append(events.record_on_case(cached.repo))
         ctx.services["ai.analyzer"] = cached
     return cached

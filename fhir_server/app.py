@@ -10,7 +10,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
-from fhir_server import __version__, ai, errors
+from fhir_server import __version__, ai, errors, events
+from fhir_server.auth import endpoints
+from fhir_server.auth.service import AuthService
 from fhir_server.context import Context
 from fhir_server.dicom import service as dicom_service
 from fhir_server.dicom import web as dicomweb
@@ -27,6 +29,7 @@ def build_context(settings: Settings) -> Context:
     search = SearchEngine(base_urls=(settings.fhir_base,))
     workflow_search_params.register(search)  # Task?performer-type= for worklists
     ctx = Context(repo=Repository(engine, search), settings=settings)
+    ctx.services["repo"] = ctx.repo  # the unguarded repository, for per-process services
     ai.install(ctx)
     return ctx
 
@@ -71,12 +74,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
         ctx = build_context(settings)
         app.state.context = ctx
+        app.state.auth = AuthService.build(ctx.repo.engine, settings)
         threading.Thread(target=warm_validators, name="warm-validators", daemon=True).start()
         app.state.dicom = dicom_service.start(ctx.repo, settings, listen=settings.dicom_enabled)
+        if settings.ai_triggers:
+            app.state.dicom.ingest.on_study_complete.append(events.on_study_complete(ctx.repo))
         try:
             yield
         finally:
             app.state.dicom.stop()
+            app.state.auth.close()
             ctx.repo.engine.dispose()
 
     app = FastAPI(
@@ -88,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     errors.install(app)
+    app.include_router(endpoints.router)
     app.include_router(router, prefix="/fhir")
     app.include_router(dicomweb.router, prefix="/dicomweb")
 

@@ -1,4 +1,5 @@
-"""The ``hearth`` command line: serve, dicom, db upgrade, load, reindex, worker, ai, version.
+"""The ``hearth`` command line: serve, dicom, db upgrade, load, reindex, worker, ai, clients,
+users, token, audit verify, version.
 
 Settings come from ``HEARTH_*`` environment variables; flags override them (they are written
 back into the environment so uvicorn's worker processes see the same settings).
@@ -61,10 +62,6 @@ def serve(host, port, database_url, base_url, workers, dicom_port, no_dicom) -> 
         dicom_port=dicom_port,
         dicom_enabled="false" if no_dicom else None,
     )
-    try:
-        settings.require_loopback()
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
     have, want = current(settings.database_url), head()
     if have != want:
         raise click.ClickException(
@@ -91,9 +88,14 @@ def _start_dicom(settings: Settings):  # type: ignore[no-untyped-def]
 
     ctx = build_context(settings)
     try:
-        return service.start(ctx.repo, settings, listen=True)
+        service_ = service.start(ctx.repo, settings, listen=True)
     except OSError as exc:
         raise click.ClickException(str(exc.strerror)) from exc
+    if settings.ai_triggers:
+        from fhir_server import events
+
+        service_.ingest.on_study_complete.append(events.on_study_complete(ctx.repo))
+    return service_
 
 
 def _uvicorn(uvicorn, settings: Settings) -> None:  # type: ignore[no-untyped-def]
@@ -126,10 +128,6 @@ def dicom(dicom_port, dicom_ae_title, database_url) -> None:  # type: ignore[no-
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    try:
-        settings.require_loopback()  # no authentication yet: the DICOM listener stays local too
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
     if current(settings.database_url) != head():
         raise click.ClickException("the database schema is not current: run `hearth db upgrade`")
     service = _start_dicom(settings)
@@ -218,6 +216,158 @@ def reindex(res_type, resume, batch, database_url) -> None:  # type: ignore[no-u
             click.echo(f"reindex job {done.id}: {done.done_count} resources re-indexed")
     finally:
         ctx.repo.engine.dispose()
+
+
+def _store(database_url: str | None):  # type: ignore[no-untyped-def]
+    from resources.auth_store import AuthStore
+    from resources.db import create_engine
+
+    settings = _settings(database_url=database_url)
+    return settings, AuthStore(create_engine(settings.database_url))
+
+
+@main.group("clients")
+def clients_group() -> None:
+    """Register and list SMART client applications."""
+
+
+@clients_group.command("create")
+@click.option("--name", required=True, help="the application's name, shown at sign-in")
+@click.option(
+    "--kind",
+    type=click.Choice(["public", "confidential-symmetric", "confidential-asymmetric"]),
+    required=True,
+)
+@click.option("--scope", required=True, help="the most this client may be granted")
+@click.option("--redirect-uri", "redirect_uris", multiple=True, help="repeatable")
+@click.option("--jwks", type=click.Path(exists=True, path_type=Path), help="public JWKS file")
+@click.option("--client-id", help="choose the client id (default: random)")
+@click.option("--database-url", help="database URL [HEARTH_DATABASE_URL]")
+def clients_create(name, kind, scope, redirect_uris, jwks, client_id, database_url) -> None:  # type: ignore[no-untyped-def]
+    """Register a client; prints its id (and its secret, once)."""
+    import json
+
+    from fhir_server.auth.clients import register
+
+    _, store = _store(database_url)
+    try:
+        cid, secret = register(
+            store,
+            name,
+            kind,
+            scope=scope,
+            redirect_uris=list(redirect_uris),
+            jwks=json.loads(jwks.read_text()) if jwks else None,
+            client_id=client_id,
+        )
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.engine.dispose()
+    click.echo(f"client_id: {cid}")
+    if secret:
+        click.echo(f"client_secret: {secret}  (shown once)")
+
+
+@clients_group.command("list")
+@click.option("--database-url", help="database URL [HEARTH_DATABASE_URL]")
+def clients_list(database_url) -> None:  # type: ignore[no-untyped-def]
+    """List registered clients."""
+    _, store = _store(database_url)
+    try:
+        for c in store.clients():
+            uris = ",".join(c["redirect_uris"]) or "-"
+            click.echo(f"{c['client_id']}\t{c['kind']}\t{c['name']}\t{c['scope']}\t{uris}")
+    finally:
+        store.engine.dispose()
+
+
+@main.command()
+@click.option("--client", "client_id", required=True, help="a registered client id")
+@click.option("--scope", required=True, help="e.g. 'system/*.cruds' or 'user/*.rs'")
+@click.option("--patient", help="patient context (for patient/ scopes)")
+@click.option("--database-url", help="database URL [HEARTH_DATABASE_URL]")
+@click.option("--base-url", help="the server's public URL [HEARTH_BASE_URL]")
+def token(client_id, scope, patient, database_url, base_url) -> None:  # type: ignore[no-untyped-def]
+    """Issue an access token for scripts and tests (operators only: needs database access)."""
+    from fhir_server.auth.tokens import operator_token
+
+    settings, store = _store(database_url)
+    if base_url:
+        settings = _settings(database_url=database_url, base_url=base_url)
+    try:
+        body = operator_token(store, settings, client_id, scope, patient=patient)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.engine.dispose()
+    click.echo(body["access_token"])
+
+
+@main.group("users")
+def users_group() -> None:
+    """Manage user accounts."""
+
+
+@users_group.command("create")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["patient", "cadre", "doctor", "pharmacist", "admin"]))
+@click.option("--fhir-user", help="Patient/<id>, Practitioner/<id> or RelatedPerson/<id>")
+@click.option("--email", help="for password-reset links")
+@click.option("--totp/--no-totp", default=None, help="enrol TOTP (always for staff)")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+@click.option("--database-url", help="database URL [HEARTH_DATABASE_URL]")
+def users_create(username, role, fhir_user, email, totp, password, database_url) -> None:  # type: ignore[no-untyped-def]
+    """Create a user; prints the TOTP enrolment QR code and the one-time recovery codes."""
+    from fhir_server.auth.users import create_user
+
+    if role is None:
+        raise click.ClickException("--role is required")
+    _, store = _store(database_url)
+    try:
+        created = create_user(
+            store, username, password, role=role, fhir_user=fhir_user, email=email, totp=totp
+        )
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.engine.dispose()
+    click.echo(f"user {created.username} created ({role})")
+    if created.totp_uri:
+        import io
+
+        import segno
+
+        out = io.StringIO()
+        segno.make(created.totp_uri, error="m").terminal(out=out, compact=True)
+        click.echo("Scan with an authenticator app:")
+        click.echo(out.getvalue())
+        click.echo(f"or enter: {created.totp_uri}")
+    click.echo("recovery codes (each works once): " + " ".join(created.recovery_codes))
+
+
+@main.group("audit")
+def audit_group() -> None:
+    """The tamper-evident audit log."""
+
+
+@audit_group.command("verify")
+@click.option("--database-url", help="database URL [HEARTH_DATABASE_URL]")
+def audit_verify(database_url) -> None:  # type: ignore[no-untyped-def]
+    """Recompute the hash chain; exit 1 naming the first broken link."""
+    from resources import audit
+    from resources.db import create_engine
+
+    settings = _settings(database_url=database_url)
+    engine = create_engine(settings.database_url)
+    try:
+        n, broken = audit.verify(engine)
+    finally:
+        engine.dispose()
+    if broken is not None:
+        click.echo(f"BROKEN at audit event {broken.seq}: {broken.reason} ({n} events read)")
+        sys.exit(1)
+    click.echo(f"audit chain intact: {n} events")
 
 
 def _register_ai_commands() -> None:

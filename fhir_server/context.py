@@ -1,8 +1,9 @@
 """The per-request context and the parsed request every interaction receives.
 
 Built once per request by the router; interactions never touch Starlette objects, so the same
-code serves HTTP calls and is easy to test. (Identity and scopes join this context with SMART
-auth.)
+code serves HTTP calls and is easy to test. ``Access`` (who, which scopes, which patient
+compartment) is built once from the bearer token and travels in the per-request ``Context``; it
+drives the security filter and the AuditEvent of the request.
 """
 
 from __future__ import annotations
@@ -10,14 +11,50 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from fhir_server.auth.scopes import Scopes
 from fhir_server.settings import Settings
 from resources.repository import Repository
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who is calling: the client, the user (if any), the granted scopes and launch context."""
+
+    client_id: str
+    scopes: Scopes
+    username: str | None = None
+    role: str | None = None
+    fhir_user: str | None = None  # "Practitioner/7"
+    patient: str | None = None  # the patient in context (launch/patient or a patient user)
+    encounter: str | None = None
+
+    def mode(self, res_type: str, perm: str) -> str | None:
+        """How ``perm`` on ``res_type`` is allowed: "all", "patient" (only the compartment of
+        ``patient``) or None (not at all). A patient user's user-level access is their own
+        compartment."""
+        contexts = self.scopes.contexts_for(res_type, perm)
+        if "system" in contexts or ("user" in contexts and self.role != "patient"):
+            return "all"
+        if contexts and self.patient is not None:
+            return "patient"
+        return None
+
+    @property
+    def is_admin(self) -> bool:
+        """An admin user, or a backend client granted everything at system level."""
+        if self.role == "admin":
+            return True
+        return any(
+            g.context == "system" and g.res_type == "*" and g.perms == frozenset("cruds")
+            for g in self.scopes.grants
+        )
 
 
 @dataclass
 class Context:
     repo: Repository
     settings: Settings
+    access: Access | None = None
     # Per-process services built on first use (e.g. "ai.analyzer": the loaded models).
     services: dict[str, Any] = field(default_factory=dict)
 

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
 
+from fhir_server.auth import gate
 from fhir_server.context import Context, FhirRequest, Reply
 from fhir_server.http import fhir_response, negotiate, prefer, read_body, read_form
 from fhir_server.interactions import (
@@ -56,6 +57,7 @@ def _ctx(request: Request) -> Context:
 async def _handle(
     request: Request,
     fn: Interaction,
+    interaction: str,
     *,
     res_type: str | None = None,
     res_id: str | None = None,
@@ -67,6 +69,14 @@ async def _handle(
 ):  # type: ignore[no-untyped-def]
     ctx = _ctx(request)
     negotiate(request)
+    auth = request.app.state.auth
+    ip = request.client.host if request.client else None
+    has_body = body or patch_body or form_body
+    access = gate.LATER
+    if has_body:  # the token is checked before the body is read
+        access = await run_in_threadpool(
+            gate.authenticate, ctx, auth, interaction, request.headers.get("authorization"), ip
+        )
     if res_type is not None and not is_resource_type(res_type):
         raise NotFound(f"{res_type!r} is not a FHIR R4 resource type")
     if res_id is not None and not ID_RE.match(res_id):
@@ -90,7 +100,7 @@ async def _handle(
         res_id=res_id,
         vid=vid,
     )
-    reply = await run_in_threadpool(fn, ctx, req)
+    reply = await run_in_threadpool(gate.run, ctx, auth, access, interaction, req, fn, ip)
     return fhir_response(request, reply.body, status=reply.status, headers=reply.headers)
 
 
@@ -112,61 +122,71 @@ def _op_body(request: Request) -> bool:
 
 @router.get("/metadata")
 async def metadata(request: Request):  # type: ignore[no-untyped-def]
-    return await _handle(request, capabilities.capabilities)
+    return await _handle(request, capabilities.capabilities, "capabilities")
 
 
 @router.post("")
 @router.post("/")
 async def system_bundle(request: Request):  # type: ignore[no-untyped-def]
-    return await _handle(request, transaction.transaction, body=True)
+    return await _handle(request, transaction.transaction, "transaction", body=True)
 
 
 @router.get("")
 @router.get("/")
 async def system_search(request: Request):  # type: ignore[no-untyped-def]
-    return await _handle(request, search.system_search)
+    return await _handle(request, search.system_search, "search-system")
 
 
 @router.get("/_history")
 async def system_history(request: Request):  # type: ignore[no-untyped-def]
-    return await _handle(request, history.history)
+    return await _handle(request, history.history, "history-system")
 
 
 @router.api_route("/{op:op}", methods=["GET", "POST"])
 async def system_operation(request: Request, op: str):  # type: ignore[no-untyped-def]
     return await _handle(
-        request, _operation(op, "system", None), body=_op_body(request), optional_body=True
+        request,
+        _operation(op, "system", None),
+        "operation",
+        body=_op_body(request),
+        optional_body=True,
     )
 
 
 @router.get("/{res_type}")
 async def type_search(request: Request, res_type: str):  # type: ignore[no-untyped-def]
-    return await _handle(request, search.search, res_type=res_type)
+    return await _handle(request, search.search, "search-type", res_type=res_type)
 
 
 @router.post("/{res_type}/_search")
 async def type_search_post(request: Request, res_type: str):  # type: ignore[no-untyped-def]
-    return await _handle(request, search.search_post, res_type=res_type, form_body=True)
+    return await _handle(
+        request, search.search_post, "search-type", res_type=res_type, form_body=True
+    )
 
 
 @router.post("/{res_type}")
 async def type_create(request: Request, res_type: str):  # type: ignore[no-untyped-def]
-    return await _handle(request, create.create, res_type=res_type, body=True)
+    return await _handle(request, create.create, "create", res_type=res_type, body=True)
 
 
 @router.put("/{res_type}")
 async def type_conditional_update(request: Request, res_type: str):  # type: ignore[no-untyped-def]
-    return await _handle(request, update.conditional_update, res_type=res_type, body=True)
+    return await _handle(
+        request, update.conditional_update, "conditional-update", res_type=res_type, body=True
+    )
 
 
 @router.delete("/{res_type}")
 async def type_conditional_delete(request: Request, res_type: str):  # type: ignore[no-untyped-def]
-    return await _handle(request, delete.conditional_delete, res_type=res_type)
+    return await _handle(
+        request, delete.conditional_delete, "conditional-delete", res_type=res_type
+    )
 
 
 @router.get("/{res_type}/_history")
 async def type_history(request: Request, res_type: str):  # type: ignore[no-untyped-def]
-    return await _handle(request, history.history, res_type=res_type)
+    return await _handle(request, history.history, "history-type", res_type=res_type)
 
 
 @router.api_route("/{res_type}/{op:op}", methods=["GET", "POST"])
@@ -174,27 +194,33 @@ async def type_operation(request: Request, res_type: str, op: str):  # type: ign
     if not is_resource_type(res_type):
         raise NotFound(f"{res_type!r} is not a FHIR R4 resource type")
     fn = _operation(op, "type", res_type)
-    return await _handle(request, fn, res_type=res_type, body=_op_body(request), optional_body=True)
+    return await _handle(
+        request, fn, "operation", res_type=res_type, body=_op_body(request), optional_body=True
+    )
 
 
 @router.get("/{res_type}/{res_id}")
 async def instance_read(request: Request, res_type: str, res_id: str):  # type: ignore[no-untyped-def]
-    return await _handle(request, read.read, res_type=res_type, res_id=res_id)
+    return await _handle(request, read.read, "read", res_type=res_type, res_id=res_id)
 
 
 @router.put("/{res_type}/{res_id}")
 async def instance_update(request: Request, res_type: str, res_id: str):  # type: ignore[no-untyped-def]
-    return await _handle(request, update.update, res_type=res_type, res_id=res_id, body=True)
+    return await _handle(
+        request, update.update, "update", res_type=res_type, res_id=res_id, body=True
+    )
 
 
 @router.patch("/{res_type}/{res_id}")
 async def instance_patch(request: Request, res_type: str, res_id: str):  # type: ignore[no-untyped-def]
-    return await _handle(request, patch.patch, res_type=res_type, res_id=res_id, patch_body=True)
+    return await _handle(
+        request, patch.patch, "patch", res_type=res_type, res_id=res_id, patch_body=True
+    )
 
 
 @router.delete("/{res_type}/{res_id}")
 async def instance_delete(request: Request, res_type: str, res_id: str):  # type: ignore[no-untyped-def]
-    return await _handle(request, delete.delete, res_type=res_type, res_id=res_id)
+    return await _handle(request, delete.delete, "delete", res_type=res_type, res_id=res_id)
 
 
 @router.post("/{res_type}/{res_id}")
@@ -210,20 +236,30 @@ async def instance_operation(request: Request, res_type: str, res_id: str, op: s
         raise NotFound(f"{res_type!r} is not a FHIR R4 resource type")
     fn = _operation(op, "instance", res_type)
     return await _handle(
-        request, fn, res_type=res_type, res_id=res_id, body=_op_body(request), optional_body=True
+        request,
+        fn,
+        "operation",
+        res_type=res_type,
+        res_id=res_id,
+        body=_op_body(request),
+        optional_body=True,
     )
 
 
 @router.get("/{res_type}/{res_id}/_history")
 async def instance_history(request: Request, res_type: str, res_id: str):  # type: ignore[no-untyped-def]
-    return await _handle(request, history.history, res_type=res_type, res_id=res_id)
+    return await _handle(
+        request, history.history, "history-instance", res_type=res_type, res_id=res_id
+    )
 
 
 @router.get("/{res_type}/{res_id}/{target}")
 async def compartment_search(request: Request, res_type: str, res_id: str, target: str):  # type: ignore[no-untyped-def]
-    return await _handle(request, search.compartment_search, res_type=res_type, res_id=res_id)
+    return await _handle(
+        request, search.compartment_search, "search-compartment", res_type=res_type, res_id=res_id
+    )
 
 
 @router.get("/{res_type}/{res_id}/_history/{vid}")
 async def instance_vread(request: Request, res_type: str, res_id: str, vid: str):  # type: ignore[no-untyped-def]
-    return await _handle(request, vread.vread, res_type=res_type, res_id=res_id, vid=vid)
+    return await _handle(request, vread.vread, "vread", res_type=res_type, res_id=res_id, vid=vid)

@@ -6,7 +6,6 @@ the CLI or the app factory.
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 
 from pydantic import Field, field_validator
@@ -117,18 +116,3 @@ class Settings(BaseSettings):
     @property
     def fhir_base(self) -> str:
         return f"{self.base_url}/fhir"
-
-    def require_loopback(self) -> None:
-        """Until SMART auth lands the server is open, so it only binds a loopback address."""
-        host = self.host
-        if host == "localhost":
-            return
-        try:
-            if ipaddress.ip_address(host).is_loopback:
-                return
-        except ValueError:
-            pass
-        raise ValueError(
-            f"refusing to bind {host!r}: Hearth has no authentication configured yet, so it "
-            "serves only on a loopback address (127.0.0.1, ::1, localhost)"
-        )

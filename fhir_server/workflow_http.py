@@ -1,11 +1,11 @@
 """The workflow operations' HTTP edge: who is acting, and the operation parameters.
 
-``actor_of(ctx, req)`` is the ONE place the acting person is taken from a request. Until SMART
-auth lands it reads two headers, ``X-Hearth-Role`` (patient | cadre | doctor | pharmacist | admin
-| ai) and ``X-Hearth-Actor`` (``Practitioner/123``, ``Patient/7``, ``Device/…``); the auth
-module's token context replaces its body (role from the token's PractitionerRole, reference from
-``fhirUser``). Nothing else in Hearth reads these headers, and the engine below only ever sees
-the ``Actor`` built here.
+``actor_of(ctx, req)`` is the ONE place the acting person is taken from a request: the SMART
+token's user (its role and ``fhirUser``). A trusted backend service — a client granted
+``system/*.cruds``, with no user — may instead act on behalf of a named person with two headers,
+``X-Hearth-Role`` (patient | cadre | doctor | pharmacist | admin | ai) and ``X-Hearth-Actor``
+(``Practitioner/123``, ``Patient/7``, ``Device/…``), as an integration engine does; the headers
+are ignored for every other token. The engine below only ever sees the ``Actor`` built here.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_server.context import Context, FhirRequest
-from resources.errors import Invalid, MethodNotAllowed, Unauthorized
+from resources.errors import Forbidden, Invalid, MethodNotAllowed, Unauthorized
 from workflow.actors import Actor
 
 ROLE_HEADER = "x-hearth-role"
@@ -22,6 +22,13 @@ ACTOR_HEADER = "x-hearth-actor"
 
 def actor_of(ctx: Context, req: FhirRequest) -> Actor:
     """The acting person of a workflow request (see the module doc); 401 when absent."""
+    access = ctx.access
+    if access is not None and access.username is not None:
+        if not access.role or not access.fhir_user:
+            raise Forbidden(f"user {access.username} has no role or fhirUser to act with")
+        return Actor(access.role, access.fhir_user)
+    if access is not None and not access.is_admin:
+        raise Forbidden("workflow steps are taken by a signed-in user or a trusted backend")
     role, reference = req.headers.get(ROLE_HEADER), req.headers.get(ACTOR_HEADER)
     if not role or not reference:
         raise Unauthorized(

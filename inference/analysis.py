@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -25,6 +26,7 @@ from inference.heatmap import grad_cam, overlay_png
 from inference.images import (
     CHEST_BODY_PARTS,
     CHEST_MODALITIES,
+    PHOTO_MODALITIES,
     THORAX_SNOMED,
     BadInput,
     check_chest_radiograph,
@@ -46,8 +48,8 @@ from resources.store import Stored
 log = logging.getLogger(__name__)
 
 
-# Called in the transaction that writes a result: (unit, task, result refs, high_risk, uncertain).
-ResultHook = Callable[[Unit, dict, list[str], bool, bool], None]
+# Called after a result is committed: (completed task, result refs, high_risk, uncertain).
+ResultHook = Callable[[dict, list[str], bool, bool], None]
 
 
 def analysis_of(task: dict) -> str:
@@ -101,9 +103,15 @@ class Analyzer:
         self.backoff = backoff
         self.heatmaps = heatmaps
         self.result_hooks: list[ResultHook] = []
+        # One batch at a time per analyzer: the networks and their Grad-CAM hooks are shared.
+        self._lock = threading.Lock()
 
     # -- the whole batch -----------------------------------------------------------------------
     def run(self, jobs: list[queue.Job]) -> None:
+        with self._lock:
+            self._run(jobs)
+
+    def _run(self, jobs: list[queue.Job]) -> None:
         tasks_by_job = self._start(jobs)
         by_model: dict[str, list[_Input]] = {}
         for job in jobs:
@@ -118,7 +126,8 @@ class Analyzer:
                 spec = MODEL_FOR_ANALYSIS.get(kind)
                 if spec is None:
                     raise BadInput(f"Hearth has no model for analysis {kind!r}")
-                by_model.setdefault(spec.name, []).append(self._select(job, task, spec))
+                item = self._select(job, task, spec)
+                by_model.setdefault(spec.name, []).append(item)
             except BadInput as exc:
                 self._fail(job, task, str(exc), retry=False)
             except Exception as exc:  # a fault: retried by the queue with back-off
@@ -179,27 +188,34 @@ class Analyzer:
         return stored.content
 
     def _study_image(self, study: dict, spec: ModelSpec) -> tuple[Image.Image, str | None]:
-        """The first instance of the first chest CR/DX series of the study."""
+        """The first instance of the first series the model takes: a chest CR/DX series for the
+        pneumonia model, a photographic (XC, DMS) series for the skin model."""
         candidates = []
         for series in study.get("series", []):
             modality = series.get("modality", {}).get("code")
-            site = series.get("bodySite", {})
-            site_codes = {str(site.get("code", "")).upper(), str(site.get("display", "")).upper()}
-            chest = not site or THORAX_SNOMED in site_codes or bool(site_codes & CHEST_BODY_PARTS)
-            if modality in CHEST_MODALITIES and chest:
+            if spec.mode == "L":
+                site = series.get("bodySite", {})
+                codes = {str(site.get("code", "")).upper(), str(site.get("display", "")).upper()}
+                chest = not site or THORAX_SNOMED in codes or bool(codes & CHEST_BODY_PARTS)
+                usable = modality in CHEST_MODALITIES and chest
+            else:
+                usable = modality in PHOTO_MODALITIES
+            if usable:
                 candidates.extend(series.get("instance", []))
         if not candidates:
             modalities = sorted(
                 {s.get("modality", {}).get("code", "?") for s in study.get("series", [])}
             )
-            raise BadInput(f"not a chest radiograph study: series modalities {modalities}")
+            wanted = "a chest radiograph" if spec.mode == "L" else "a skin photograph (XC, DMS)"
+            raise BadInput(f"not {wanted} study: series modalities {modalities}")
         if self.instance_path is None:
             raise BadInput("this worker has no DICOM instance store configured")
         path = self.instance_path(candidates[0]["uid"])
         if not path.exists():
             raise BadInput(f"instance {candidates[0]['uid']} is not in the instance store")
         ds = read_dicom(path.read_bytes())
-        check_chest_radiograph(ds)
+        if spec.mode == "L":
+            check_chest_radiograph(ds)
         return dicom_image(ds), study.get("started")
 
     def _media_image(self, media: dict, spec: ModelSpec) -> Image.Image:
@@ -335,7 +351,7 @@ class Analyzer:
     ) -> None:
         """Write the results, complete the Task and finish the job — or none of it."""
 
-        def run(u: Unit) -> None:
+        def run(u: Unit) -> tuple[dict, list[str]]:
             refs = []
             for body in resources_:
                 u.update(body["resourceType"], body["id"], body)
@@ -345,17 +361,22 @@ class Analyzer:
             ]
             done = tasks.completed(task, outputs, business)
             u.update("Task", job.task_id, done)
-            for hook in self.result_hooks:
-                hook(u, done, refs[1:], high_risk, uncertain)
             if not queue.finish(u, job, self.worker):
                 raise LostLease(job.id)
+            return done, [refs[1]]  # the Observation or RiskAssessment
 
         try:
-            self.repo.run(run)
+            completed, results_ = self.repo.run(run)
         except LostLease:
             log.warning(
                 "job %s: lease lost to another worker; its results were not written", job.id
             )
+            return
+        for hook in self.result_hooks:
+            try:
+                hook(completed, results_, high_risk, uncertain)
+            except Exception:  # the result stands; a hook's failure is logged, not undone
+                log.exception("result hook failed for Task/%s", job.task_id)
 
     def _fail(self, job: queue.Job, task: dict, reason: str, *, retry: bool) -> None:
         def run(u: Unit) -> None:

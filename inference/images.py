@@ -18,6 +18,8 @@ from PIL import Image, UnidentifiedImageError
 CHEST_MODALITIES = frozenset({"CR", "DX"})
 CHEST_BODY_PARTS = frozenset({"CHEST", "THORAX"})
 THORAX_SNOMED = "51185008"
+# Photographic modalities (PS3.3 C.7.3.1.1.1): external-camera photography, dermoscopy.
+PHOTO_MODALITIES = frozenset({"XC", "DMS"})
 
 
 class BadInput(ValueError):

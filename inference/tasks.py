@@ -47,10 +47,13 @@ def request(
     part_of: str | None = None,
     requester: str | None = None,
 ) -> WriteResult:
-    """Create (or find) the Task for ``kind`` on ``focus`` and enqueue its job."""
+    """Create (or find) the Task for ``kind`` on ``focus`` and enqueue its job. A request made
+    for a workflow case (``part_of`` → the case Task) is that case's own Task."""
     if kind not in ANALYSES:
         raise ValueError(f"unknown analysis {kind!r}")
     key = task_key(kind, focus, version)
+    if part_of:  # a case's own analysis: its results are recorded on that case
+        key = f"{key}:{part_of}"
     body = {
         "resourceType": "Task",
         "identifier": [{"system": TASK_IDENTIFIER, "value": key}],

@@ -12,12 +12,11 @@ Anything else is analysed only when asked (``$ai-analyze``).
 from __future__ import annotations
 
 from inference import tasks
-from inference.images import CHEST_BODY_PARTS, CHEST_MODALITIES, THORAX_SNOMED
+from inference.images import CHEST_BODY_PARTS, CHEST_MODALITIES, PHOTO_MODALITIES, THORAX_SNOMED
 from inference.tasks import version_for
 from resources.repository import Repository, Unit, WriteResult
 
 DICOM_MODALITY = "http://dicom.nema.org/resources/ontology/DCM"
-PHOTO_MODALITIES = frozenset({"XC", "DMS"})
 SKIN = "skin-lesion-classification"
 CHEST = "chest-xray-pneumonia"
 

@@ -7,21 +7,15 @@ Each process loads every model once, on first use.
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import threading
 from datetime import timedelta
 
 from inference.analysis import Analyzer
 from inference.tasks import JOB_KIND
+from inference.worker_name import worker_name  # noqa: F401  (re-exported for the CLI)
 from resources import queue
 from resources.repository import Repository
 
 log = logging.getLogger(__name__)
-
-
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
 
 class Worker:

@@ -29,3 +29,15 @@ def compartment_params(comp_type: str, res_type: str) -> tuple[str, ...]:
     """The search parameters linking ``res_type`` to a ``comp_type`` compartment ('{def}' means
     the compartment resource itself)."""
     return tuple(p for p in _definition(comp_type).get(res_type, ()) if p != "{def}")
+
+
+@cache
+def all_compartment_params(comp_type: str) -> tuple[tuple[str, str], ...]:
+    """Every (resource type, search parameter) pair linking a type to a ``comp_type``
+    compartment: the security filter of patient-context access."""
+    return tuple(
+        (res_type, p)
+        for res_type, params in _definition(comp_type).items()
+        for p in params
+        if p != "{def}"
+    )

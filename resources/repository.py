@@ -9,6 +9,7 @@ delete, patch, delete, and the version bookkeeping under them.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import uuid
@@ -86,6 +87,22 @@ class Repository:
         # so what it adds (an inference Task for a new photo, say) commits or rolls back with
         # the write that caused it. The edge wires them at start-up.
         self.write_hooks: list[Callable[[Unit, WriteResult], None]] = []
+        # Per-request hooks (see ``guarded``): ``guard(unit, res_type, pk, written)`` vets every
+        # resource row a unit reads or overwrites (written=False) and every row it writes
+        # (written=True, after indexing); ``on_commit(unit)`` runs last inside each write
+        # transaction (the audit record of the change).
+        self.guard: Callable[[Unit, str, int, bool], None] | None = None
+        self.on_commit: Callable[[Unit], None] | None = None
+
+    def guarded(
+        self,
+        guard: Callable[[Unit, str, int, bool], None] | None,
+        on_commit: Callable[[Unit], None] | None,
+    ) -> Repository:
+        """A view of this repository (same engine and search) with per-request hooks."""
+        view = copy.copy(self)
+        view.guard, view.on_commit = guard, on_commit
+        return view
 
     def read(self, fn: Callable[[Unit], T]) -> T:
         """Run a read-only ``fn`` without a write lock: autocommit statements on PostgreSQL (one
@@ -109,6 +126,8 @@ class Repository:
                     self.custom_params.sync(conn)
                     unit = Unit(self, conn)
                     result = fn(unit)
+                    if self.on_commit is not None:
+                        self.on_commit(unit)
                 if unit.wrote_search_parameter:
                     with self.engine.begin() as conn:
                         self.custom_params.sync(conn, force=True)
@@ -138,6 +157,7 @@ class Unit:
         self.repo = repo
         self.conn = conn
         self._last_pk = 0  # primary key of the last row _write touched
+        self.written: list[Stored] = []  # what this unit wrote, for the audit record
         self.wrote_search_parameter = False
 
     # -- reads ------------------------------------------------------------------------------
@@ -146,6 +166,8 @@ class Unit:
         row = self._current(res_type, res_id)
         if row is None:
             raise NotFound(f"{res_type}/{res_id} is not known")
+        if self.repo.guard is not None:
+            self.repo.guard(self, res_type, row.pk, False)
         if row.deleted:
             raise Gone(f"{res_type}/{res_id} was deleted (version {row.version})")
         return _stored(row)
@@ -163,14 +185,24 @@ class Unit:
         ).first()
         if row is None:
             raise NotFound(f"{res_type}/{res_id} has no version {version}")
+        if self.repo.guard is not None:
+            self.repo.guard(self, res_type, row.res_pk, False)
         if row.deleted:
             raise Gone(f"{res_type}/{res_id} version {version} is a delete")
         return _stored(row)
 
+    def res_id_of(self, pk: int) -> str:
+        return self.conn.execute(
+            sa.select(resource.c.res_id).where(resource.c.pk == pk)
+        ).scalar_one()
+
     def require_known(self, res_type: str, res_id: str) -> None:
         """404 unless the resource exists or once existed (a deleted one keeps its history)."""
-        if self._current(res_type, res_id) is None:
+        row = self._current(res_type, res_id)
+        if row is None:
             raise NotFound(f"{res_type}/{res_id} is not known")
+        if self.repo.guard is not None:
+            self.repo.guard(self, res_type, row.pk, False)
 
     def read_many(self, pks: Iterable[int]) -> list[Stored]:
         """Current versions for resource primary keys, in the order given."""
@@ -206,6 +238,8 @@ class Unit:
                     f"If-None-Exist criteria match {len(found)} {res_type} resources"
                 )
             if found:
+                if self.repo.guard is not None:
+                    self.repo.guard(self, res_type, found[0], False)
                 return WriteResult(self.read_many(found)[0], "exists")
         result = self._write(res_type, res_id or new_id(), body, "POST", None)
         if if_none_exist:
@@ -243,10 +277,14 @@ class Unit:
             [{**r, "res_pk": pk, "method": "POST"} for pk, r in zip(pks, rows, strict=True)],
         )
         self.repo.search.index(self.conn, list(zip(pks, contents, strict=True)))
+        if self.repo.guard is not None:
+            for pk, r in zip(pks, rows, strict=True):
+                self.repo.guard(self, r["res_type"], pk, True)
         results = [
             WriteResult(Stored(r["res_type"], r["res_id"], 1, ts, False, c, "POST"), "created")
             for r, c in zip(rows, contents, strict=True)
         ]
+        self.written += [r.stored for r in results]
         for result in results:
             self._after_write(result)
         return results
@@ -326,6 +364,8 @@ class Unit:
         _check_if_match(current, if_match, res_type, res_id)
         if current is None or current.deleted:
             return None
+        if self.repo.guard is not None:
+            self.repo.guard(self, res_type, current.pk, False)
         ts = self.repo.clock()
         version = current.version + 1
         row = _row(res_type, res_id, version, ts, None, None)
@@ -336,7 +376,9 @@ class Unit:
         self._unindex(current.pk)
         if res_type == "SearchParameter":
             self.wrote_search_parameter = True
-        return WriteResult(Stored(res_type, res_id, version, ts, True, None, "DELETE"), "deleted")
+        stored = Stored(res_type, res_id, version, ts, True, None, "DELETE")
+        self.written.append(stored)
+        return WriteResult(stored, "deleted")
 
     def conditional_delete(
         self, res_type: str, query: Query, *, multiple: bool = False
@@ -392,15 +434,20 @@ class Unit:
             status = "created"
         else:
             pk = current.pk
+            if self.repo.guard is not None and not current.deleted:
+                self.repo.guard(self, res_type, pk, False)
             self.conn.execute(sa.update(resource).where(resource.c.pk == pk).values(**row))
             self._unindex(pk)
             status = "created" if current.deleted else "updated"
         self.conn.execute(sa.insert(resource_version).values(**row, res_pk=pk, method=method))
         self._index(pk, content)
-        self._last_pk = pk
-        result = WriteResult(Stored(res_type, res_id, version, ts, False, content, method), status)
+        if self.repo.guard is not None:
+            self.repo.guard(self, res_type, pk, True)
+        stored = Stored(res_type, res_id, version, ts, False, content, method)
+        self.written.append(stored)
+        result = WriteResult(stored, status)
         self._after_write(result)
-        self._last_pk = pk
+        self._last_pk = pk  # a hook's own writes must not change what the caller sees
         return result
 
     def _after_write(self, result: WriteResult) -> None:

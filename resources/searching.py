@@ -50,6 +50,18 @@ class SearchRequest:
     slow_ms: float = 500.0
     explain: bool = False
     extra_issues: list[Issue] = field(default_factory=list)
+    security: Security | None = None  # what the caller may see; applies to includes too
+
+
+@dataclass(frozen=True)
+class Security:
+    """The caller's limits, added to the base query and to every include: only ``types`` (None:
+    any), and rows of types outside ``free_types`` (None: every type is free) only when they
+    belong to ``compartment`` (a patient-context caller)."""
+
+    types: frozenset[str] | None = None
+    compartment: tuple[str, str] | None = None
+    free_types: frozenset[str] | None = frozenset()
 
 
 def _encode(values: list, pk: int) -> str:
@@ -122,6 +134,8 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
     )
     if req.compartment is not None:
         base_stmt = base_stmt.where(_in_compartment(unit, req.res_type, *req.compartment))
+    if req.security is not None:
+        base_stmt = base_stmt.where(*_secured(req.security))
     sort_keys = engine.sort_keys(req.res_type, result.sort) if result.sort else []
     cursor = next((v for k, v in req.query if k == "_page"), None)
 
@@ -144,7 +158,7 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
         if len(rows) > count:
             last = rows[count - 1]
             next_values = (list(last[1:]), last[0])
-    includes, inc_issues = _includes(unit, page, result.include, result.revinclude)
+    includes, inc_issues = _includes(unit, page, result.include, result.revinclude, req.security)
     issues += inc_issues
     if summary and summary != "count":
         page = [_with(s, summarize(s.content, summary)) for s in page]
@@ -247,13 +261,55 @@ def _in_compartment(
     return resource.c.pk.in_(members)
 
 
+def _secured(security: Security) -> list[sa.ColumnElement]:
+    """The security filter on ``resource`` rows, one condition list for results and includes."""
+    conds: list[sa.ColumnElement] = []
+    if security.types is not None:
+        conds.append(resource.c.res_type.in_(sorted(security.types)))
+    if security.compartment is not None and security.free_types is not None:
+        members = compartment_members(*security.compartment)
+        if security.free_types:
+            members = sa.or_(resource.c.res_type.in_(sorted(security.free_types)), members)
+        conds.append(members)
+    return conds
+
+
+def compartment_members(comp_type: str, comp_id: str) -> sa.ColumnElement:
+    """Rows of any type in compartment ``comp_type/comp_id`` (the compartment resource too)."""
+    from resources.compartments import all_compartment_params
+
+    idents = [keys.identity(t, p) for t, p in all_compartment_params(comp_type)]
+    members = sa.select(idx_reference.c.res_pk).where(
+        idx_reference.c.hash_identity.in_(idents),
+        idx_reference.c.target_type == comp_type,
+        idx_reference.c.target_id == comp_id,
+    )
+    return sa.or_(
+        sa.and_(resource.c.res_type == comp_type, resource.c.res_id == comp_id),
+        resource.c.pk.in_(members),
+    )
+
+
+def is_member(unit: Unit, pk: int, comp_type: str, comp_id: str) -> bool:
+    """Whether resource row ``pk`` belongs to compartment ``comp_type/comp_id``."""
+    stmt = sa.select(resource.c.pk).where(
+        resource.c.pk == pk, compartment_members(comp_type, comp_id)
+    )
+    return unit.conn.execute(stmt).first() is not None
+
+
 def _includes(
-    unit: Unit, page: list[Stored], includes: list, revincludes: list
+    unit: Unit,
+    page: list[Stored],
+    includes: list,
+    revincludes: list,
+    security: Security | None = None,
 ) -> tuple[list[Stored], list[Issue]]:
     """Resources named by ``_include`` (forward, with ``:iterate``) and ``_revinclude``."""
     if not page or (not includes and not revincludes):
         return [], []
     registry = unit.repo.search.registry
+    secured = _secured(security) if security is not None else []
     seen = {(s.res_type, s.res_id) for s in page}
     found: list[Stored] = []
     issues: list[Issue] = []
@@ -286,6 +342,7 @@ def _includes(
                 .where(
                     ~resource.c.deleted,
                     sa.tuple_(resource.c.res_type, resource.c.res_id).in_(targets),
+                    *secured,
                 )
                 .limit(INCLUDE_LIMIT + 1)
             )
@@ -311,7 +368,9 @@ def _includes(
                 continue
             cond.append(idx_reference.c.hash_identity.in_(idents))
         referrers = sa.select(idx_reference.c.res_pk).where(*cond)
-        stmt = sa.select(resource.c.pk).where(~resource.c.deleted, resource.c.pk.in_(referrers))
+        stmt = sa.select(resource.c.pk).where(
+            ~resource.c.deleted, resource.c.pk.in_(referrers), *secured
+        )
         if inc.source != "*":
             stmt = stmt.where(resource.c.res_type == inc.source)
         for s in unit.read_many(r[0] for r in unit.conn.execute(stmt.limit(INCLUDE_LIMIT + 1))):

@@ -22,7 +22,7 @@ def server(request, tmp_path_factory):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def client(server):  # type: ignore[no-untyped-def]
-    with httpx.Client(base_url=server.fhir, timeout=60) as c:
+    with httpx.Client(base_url=server.fhir, headers=server.headers, timeout=60) as c:
         yield c
 
 

@@ -80,6 +80,10 @@ STORESCU_PROPOSE = {
 }
 
 
+# The test HTTP client: it carries the current server's operator token (set by ``dicom_hearth``).
+HTTP = httpx.Client(timeout=120)
+
+
 class DicomHearth:
     """A running Hearth (HTTP + DICOM listener) and handles on its ingest service."""
 
@@ -109,7 +113,7 @@ class DicomHearth:
 
     def study(self, study_uid: str) -> dict:
         assert self.ingest.flush(timeout=60)
-        bundle = httpx.get(
+        bundle = HTTP.get(
             f"{self.fhir}/ImagingStudy",
             params={"identifier": f"urn:dicom:uid|urn:oid:{study_uid}"},
             timeout=60,
@@ -131,6 +135,7 @@ def dicom_hearth(request, tmp_path_factory):  # type: ignore[no-untyped-def]
         data_dir=tmp / "data",
         dicom_quiet_seconds=3600,  # completion in these tests comes from association release
     )
+    HTTP.headers.update(running.headers)
     yield DicomHearth(running, port)
     running.stop()
     cleanup()
@@ -147,7 +152,13 @@ class Orthanc:
 
     PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 
-    def __init__(self, folder: Path, hearth_port: int, hearth_dicomweb: str | None = None):
+    def __init__(
+        self,
+        folder: Path,
+        hearth_port: int,
+        hearth_dicomweb: str | None = None,
+        hearth_headers: dict[str, str] | None = None,
+    ):
         import json
 
         self.folder = folder
@@ -172,7 +183,8 @@ class Orthanc:
             if not self.PLUGIN.exists():
                 raise FileNotFoundError(f"{self.PLUGIN} missing: apt-get install orthanc-dicomweb")
             config["Plugins"] = [str(self.PLUGIN)]
-            config["DicomWeb"] = {"Enable": True, "Servers": {"hearth": [hearth_dicomweb]}}
+            server = {"Url": hearth_dicomweb, "HttpHeaders": dict(hearth_headers or {})}
+            config["DicomWeb"] = {"Enable": True, "Servers": {"hearth": server}}
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "orthanc.json").write_text(json.dumps(config))
         self.log = (folder / "orthanc.log").open("wb")

@@ -16,7 +16,11 @@ import psycopg
 import uvicorn
 
 from fhir_server.app import create_app
+from fhir_server.auth.clients import register
+from fhir_server.auth.tokens import operator_token
 from fhir_server.settings import Settings
+from resources.auth_store import AuthStore
+from resources.db import create_engine
 from resources.migrate import upgrade
 
 PG_ADMIN = os.environ.get("HEARTH_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -56,6 +60,21 @@ def database_url(backend: str, tmp: Path) -> tuple[str, object]:
     return url, cleanup
 
 
+def system_token(url: str, root: str, scope: str = "system/*.cruds") -> str:
+    """A real access token for a backend client registered in the database at ``url``, issued
+    the way `hearth token` issues one (the server validates it like any other)."""
+    engine = create_engine(url)
+    try:
+        store = AuthStore(engine)
+        client_id, _ = register(
+            store, f"test-operator-{uuid.uuid4().hex[:6]}", "confidential-symmetric", scope=scope
+        )
+        settings = Settings(database_url=url, base_url=root)
+        return operator_token(store, settings, client_id, scope)["access_token"]
+    finally:
+        engine.dispose()
+
+
 @dataclass
 class RunningServer:
     backend: str
@@ -63,10 +82,16 @@ class RunningServer:
     root: str
     server: uvicorn.Server
     thread: threading.Thread
+    token: str = ""
 
     @property
     def fhir(self) -> str:
         return f"{self.root}/fhir"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Authorization for an operator (system/*.cruds) token."""
+        return {"Authorization": f"Bearer {self.token}"}
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -91,4 +116,4 @@ def start_server(backend: str, url: str, **overrides: object) -> RunningServer:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError(f"Hearth test server on {backend} did not start")
         time.sleep(0.02)
-    return RunningServer(backend, url, root, server, thread)
+    return RunningServer(backend, url, root, server, thread, system_token(url, root))

@@ -58,11 +58,13 @@ def read_task(u: Unit, task_id: str) -> Stored:
 
 
 def steps_of(u: Unit, case_id: str) -> list[Stored]:
-    """The step Tasks of a case, in definition order."""
+    """The step Tasks of a case, in definition order (other Tasks ``partOf`` the case, such as
+    the AI analysis that carries out its AI step, are not steps)."""
     found = u.read_many(u.match("Task", [("part-of", f"Task/{case_id}")]))
     case = u.read("Task", case_id).content
     order = [s.id for s in _definition_of(case).steps]
-    return sorted(found, key=lambda s: order.index(code_of(s.content, STEP_SYSTEM) or ""))
+    steps = [s for s in found if code_of(s.content, STEP_SYSTEM) in order]
+    return sorted(steps, key=lambda s: order.index(code_of(s.content, STEP_SYSTEM) or ""))
 
 
 def _definition_of(case: dict) -> CaseDefinition:

@@ -87,6 +87,12 @@ def gather(u: Unit, case: dict, facility_name: str) -> tuple[ReportInput, dict]:
     for r in ai_results:
         media_refs += [d.get("reference", "") for d in r.get("derivedFrom") or []]
         media_refs += [d.get("reference", "") for d in r.get("basis") or []]
+    # The analysis Tasks that carried out the AI step name their explanation heatmaps as outputs.
+    for task in u.read_many(u.match("Task", [("part-of", f"Task/{case['id']}")])):
+        media_refs += [
+            o.get("valueReference", {}).get("reference", "")
+            for o in (task.content or {}).get("output") or []
+        ]
     media = []
     for ref in dict.fromkeys(media_refs):
         if ref.startswith("Media/"):

@@ -63,6 +63,7 @@ def capability_statement(ctx: Context) -> dict:
     ]
     rest: dict = {
         "mode": "server",
+        "security": security(ctx.settings.base_url),
         "resource": resources,
         "interaction": [{"code": c} for c in SYSTEM_INTERACTIONS],
     }
@@ -80,6 +81,38 @@ def capability_statement(ctx: Context) -> dict:
         "format": ["application/fhir+json", "json"],
         "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [rest],
+    }
+
+
+def security(root: str) -> dict:
+    """rest.security: SMART-on-FHIR, with the ``oauth-uris`` extension (SMART App Launch 2.2
+    conformance; the Python fhirclient finds the endpoints only here)."""
+    uris = {
+        "authorize": f"{root}/auth/authorize",
+        "token": f"{root}/auth/token",
+        "revoke": f"{root}/auth/revoke",
+        "introspect": f"{root}/auth/introspect",
+    }
+    return {
+        "cors": False,
+        "service": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                        "code": "SMART-on-FHIR",
+                        "display": "SMART-on-FHIR",
+                    }
+                ],
+                "text": "OAuth2 using SMART-on-FHIR profile (see http://docs.smarthealthit.org)",
+            }
+        ],
+        "extension": [
+            {
+                "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                "extension": [{"url": k, "valueUri": v} for k, v in uris.items()],
+            }
+        ],
     }
 
 

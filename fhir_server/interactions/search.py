@@ -8,6 +8,7 @@ searchset Bundle are built in ``resources.searching``.
 
 from __future__ import annotations
 
+from fhir_server.auth.enforce import search_security
 from fhir_server.context import Context, FhirRequest, Reply
 from resources.compartments import compartment_types
 from resources.errors import NotFound
@@ -37,6 +38,7 @@ def search_bundle(
         path=path if path is not None else (res_type or ""),
         slow_ms=ctx.settings.slow_query_ms,
         explain=any(k == "_explain" and v == "true" for k, v in query),
+        security=search_security(ctx.access, res_type),
     )
     return run_search(unit, req, base=ctx.base)
 

@@ -20,6 +20,7 @@ from fhir_server.context import Context, FhirRequest, Reply
 from fhir_server.operations.registry import Operation
 from inference import tasks
 from inference.codes import ANALYSES
+from inference.worker_name import worker_name
 from resources import queue
 from resources.errors import Invalid
 from resources.repository import Unit
@@ -78,10 +79,9 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
         status = 202 if task["status"] not in ("completed", "failed") else 200
         return Reply(status, task, {"Content-Location": location})
     jobs = queue.for_task(ctx.repo, f"Task/{task_id}")
-    worker = f"api:{id(ctx)}"
-    job = queue.claim_job(ctx.repo, jobs[0].id, worker) if jobs else None
+    ai = analyzer(ctx, f"api:{worker_name()}")
+    job = queue.claim_job(ctx.repo, jobs[0].id, ai.worker) if jobs else None
     if job is not None:
-        ai = analyzer(ctx, worker)
         ai.run([job])
     else:  # a worker holds it: wait a little for its result
         deadline = time.monotonic() + SYNC_WAIT_SECONDS

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
+import resources.audit  # noqa: F401  (registers audit_event on metadata)
+import resources.auth_store  # noqa: F401  (registers the auth tables on metadata)
 import resources.queue  # noqa: F401  (registers work_queue on metadata)
 import resources.reindex  # noqa: F401  (registers reindex_job on metadata)
 import resources.search.tables  # noqa: F401  (registers the index tables on metadata)

@@ -43,8 +43,6 @@ def test_upgrade_load_twice_and_refusals(tmp_path):
     out = hearth("load", "--quiet", str(bad), env=env)
     assert out.returncode == 1
     assert "created 1" in out.stdout and "FAILED" in out.stdout and "gender" in out.stdout
-    public = hearth("serve", "--host", "0.0.0.0", env=env)
-    assert public.returncode != 0 and "loopback" in public.stderr
 
 
 def test_bad_settings_are_refused(tmp_path):
@@ -64,3 +62,76 @@ def test_reindex_command(tmp_path):
     assert "3 resources re-indexed" in out.stdout
     resumed = hearth("reindex", "--resume", env=env)
     assert resumed.returncode == 0 and "no unfinished reindex job" in resumed.stdout
+
+
+def test_clients_users_token_commands(tmp_path):
+    from tests.shared import shared_path
+
+    env = {"HEARTH_DATABASE_URL": f"sqlite:///{tmp_path / 'auth.db'}"}
+    assert hearth("db", "upgrade", env=env).returncode == 0
+    made = hearth(
+        "clients",
+        "create",
+        "--name",
+        "Ops script",
+        "--kind",
+        "confidential-symmetric",
+        "--scope",
+        "system/*.rs",
+        env=env,
+    )
+    assert made.returncode == 0, made.stderr
+    client_id = made.stdout.split("client_id: ")[1].split()[0]
+    assert "client_secret:" in made.stdout
+    backend = hearth(
+        "clients",
+        "create",
+        "--name",
+        "Backend",
+        "--kind",
+        "confidential-asymmetric",
+        "--scope",
+        "system/*.rs",
+        "--jwks",
+        str(shared_path("smart", "keys", "ES384.public.json")),
+        env=env,
+    )
+    assert backend.returncode == 0, backend.stderr
+    private = hearth(
+        "clients",
+        "create",
+        "--name",
+        "Bad",
+        "--kind",
+        "confidential-asymmetric",
+        "--scope",
+        "system/*.rs",
+        "--jwks",
+        str(shared_path("smart", "keys", "ES384.private.json")),
+        env=env,
+    )
+    assert private.returncode != 0 and "private key" in private.stderr
+    listed = hearth("clients", "list", env=env)
+    assert client_id in listed.stdout and "Backend" in listed.stdout
+    token = hearth("token", "--client", client_id, "--scope", "system/Patient.rs", env=env)
+    assert token.returncode == 0 and len(token.stdout.strip()) > 30
+    wider = hearth("token", "--client", client_id, "--scope", "system/Patient.c", env=env)
+    assert wider.returncode != 0 and "may not have" in wider.stderr
+    user = hearth(
+        "users",
+        "create",
+        "dr-ada",
+        "--role",
+        "doctor",
+        "--fhir-user",
+        "Practitioner/1",
+        "--password",
+        "a long enough password",
+        env=env,
+    )
+    assert user.returncode == 0, user.stderr
+    assert "otpauth://totp/" in user.stdout and "recovery codes" in user.stdout
+    weak = hearth("users", "create", "pat", "--role", "patient", "--password", "short", env=env)
+    assert weak.returncode != 0 and "10 to 1024" in weak.stderr
+    verify = hearth("audit", "verify", env=env)
+    assert verify.returncode == 0 and "intact" in verify.stdout

@@ -17,41 +17,41 @@ import pytest
 
 from resources.migrate import upgrade
 from tests.fhir_server.test_rest import patient
-from tests.servers import create_pg_database, drop_pg_database, free_port
+from tests.servers import create_pg_database, drop_pg_database, free_port, system_token
 
 
 def test_parallel_if_match_updates_one_winner_per_version(server):
-    with httpx.Client(base_url=server.fhir, timeout=60) as c:
+    with httpx.Client(base_url=server.fhir, headers=server.headers, timeout=60) as c:
         created = c.post("/Patient", json=patient()).json()
     pid = created["id"]
 
     def attempt(n: int) -> int:
-        with httpx.Client(base_url=server.fhir, timeout=60) as c:
+        with httpx.Client(base_url=server.fhir, headers=server.headers, timeout=60) as c:
             body = {**created, "name": [{"family": f"Writer{n}"}]}
             return c.put(f"/Patient/{pid}", json=body, headers={"If-Match": 'W/"1"'}).status_code
 
     with ThreadPoolExecutor(20) as pool:
         codes = list(pool.map(attempt, range(20)))
     assert sorted(codes) == [200] + [412] * 19, codes
-    with httpx.Client(base_url=server.fhir, timeout=60) as c:
+    with httpx.Client(base_url=server.fhir, headers=server.headers, timeout=60) as c:
         history = c.get(f"/Patient/{pid}/_history").json()
     assert history["total"] == 2
 
 
 def test_parallel_blind_updates_all_kept(server):
-    with httpx.Client(base_url=server.fhir, timeout=60) as c:
+    with httpx.Client(base_url=server.fhir, headers=server.headers, timeout=60) as c:
         created = c.post("/Patient", json=patient()).json()
     pid = created["id"]
 
     def attempt(n: int) -> int:
-        with httpx.Client(base_url=server.fhir, timeout=60) as c:
+        with httpx.Client(base_url=server.fhir, headers=server.headers, timeout=60) as c:
             body = {**created, "name": [{"family": f"Writer{n}"}]}
             return c.put(f"/Patient/{pid}", json=body).status_code
 
     with ThreadPoolExecutor(20) as pool:
         codes = list(pool.map(attempt, range(20)))
     assert codes == [200] * 20
-    with httpx.Client(base_url=server.fhir, timeout=60) as c:
+    with httpx.Client(base_url=server.fhir, headers=server.headers, timeout=60) as c:
         history = c.get(f"/Patient/{pid}/_history", params={"_count": 100}).json()
     assert history["total"] == 21
     families = {e["resource"]["name"][0]["family"] for e in history["entry"][:-1]}
@@ -66,7 +66,7 @@ def test_parallel_conditional_creates_make_one_resource(server):
     header = {"If-None-Exist": f"identifier={ident['system']}|{ident['value']}"}
 
     def attempt(_: int) -> tuple[int, str]:
-        with httpx.Client(base_url=server.fhir, timeout=60) as c:
+        with httpx.Client(base_url=server.fhir, headers=server.headers, timeout=60) as c:
             resp = c.post("/Patient", json=body, headers=header)
             return resp.status_code, resp.json()["id"]
 
@@ -108,6 +108,7 @@ def test_killed_mid_transaction_leaves_nothing(tmp_path):
                     pass
                 assert time.monotonic() < deadline, "server did not start"
                 time.sleep(0.2)
+            auth = {"Authorization": f"Bearer {system_token(url, f'http://127.0.0.1:{port}')}"}
             tag = uuid.uuid4().hex
             entries = [
                 {
@@ -122,7 +123,9 @@ def test_killed_mid_transaction_leaves_nothing(tmp_path):
 
             def send() -> str:
                 try:
-                    return str(httpx.post(base + "/", json=bundle, timeout=120).status_code)
+                    return str(
+                        httpx.post(base + "/", json=bundle, headers=auth, timeout=120).status_code
+                    )
                 except httpx.TransportError:
                     return "connection lost"
 

@@ -16,8 +16,8 @@ from pydicom.uid import generate_uid
 
 from fhir_server.dicom.ingest import Ingest
 from resources.instances import InstanceStore
-from tests.dicom import echoscu, read_header, sample_files, storescu
-from tests.servers import free_port
+from tests.dicom import HTTP, echoscu, read_header, sample_files, storescu
+from tests.servers import free_port, system_token
 from tests.shared import ROOT
 
 
@@ -73,7 +73,7 @@ def test_quiet_period_completes_once_per_new_arrival(dicom_hearth, tmp_path):
         _wait(lambda: len(events) == 2)
         time.sleep(2.0)
         assert events == [events[0]] * 2
-        study = httpx.get(f"{dicom_hearth.fhir}/ImagingStudy/{events[0]}").json()
+        study = HTTP.get(f"{dicom_hearth.fhir}/ImagingStudy/{events[0]}").json()
         assert study["numberOfInstances"] == 4 and study["numberOfSeries"] == 4
     finally:
         ingest.stop()
@@ -105,7 +105,7 @@ def test_two_ingesters_race_on_one_study(dicom_hearth, tmp_path):
         for t in threads:
             t.join()
         assert all(i.flush() for i in ingesters)
-        bundle = httpx.get(
+        bundle = HTTP.get(
             f"{dicom_hearth.fhir}/ImagingStudy",
             params={"identifier": f"urn:dicom:uid|urn:oid:{study_uid}"},
         ).json()
@@ -175,6 +175,7 @@ def test_hearth_serve_runs_the_listener(tmp_path):
         [*run, "db", "upgrade"], env=env, cwd=ROOT, capture_output=True, timeout=120
     )
     assert up.returncode == 0, up.stderr
+    token = system_token(env["HEARTH_DATABASE_URL"], env["HEARTH_BASE_URL"])
     proc = subprocess.Popen(
         [*run, "serve"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -188,6 +189,7 @@ def test_hearth_serve_runs_the_listener(tmp_path):
             r = httpx.get(
                 f"http://127.0.0.1:{http_port}/fhir/ImagingStudy",
                 params={"identifier": f"urn:dicom:uid|urn:oid:{h.StudyInstanceUID}"},
+                headers={"Authorization": f"Bearer {token}"},
             ).json()
             return bool(r.get("entry"))
 
@@ -212,14 +214,14 @@ def test_hearth_serve_runs_the_listener(tmp_path):
 
 def _http_up(port: int) -> bool:
     try:
-        return httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+        return HTTP.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
     except httpx.TransportError:
         return False
 
 
 def test_based_on_the_service_request_of_the_accession(dicom_hearth):
     accession = f"ACC-{generate_uid()[-8:]}"
-    order = httpx.post(
+    order = HTTP.post(
         f"{dicom_hearth.fhir}/ServiceRequest",
         json={
             "resourceType": "ServiceRequest",
@@ -276,7 +278,7 @@ def test_a_failed_write_is_retried(dicom_hearth, tmp_path):
             ingest.receive(data)
         assert ingest.flush()
         assert len(failures) == 2
-        found = httpx.get(f"{dicom_hearth.fhir}/ImagingStudy/{ingest.study_id(study_uid)}").json()
+        found = HTTP.get(f"{dicom_hearth.fhir}/ImagingStudy/{ingest.study_id(study_uid)}").json()
         assert found["numberOfInstances"] == 3
     finally:
         ingest.stop()

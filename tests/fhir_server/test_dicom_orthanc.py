@@ -11,7 +11,12 @@ from tests.fhir_server.test_dicom_scp import check_patient, check_study_against_
 
 
 def test_orthanc_forwards_studies_to_hearth(dicom_hearth, tmp_path):
-    orthanc = Orthanc(tmp_path / "orthanc", dicom_hearth.dicom_port, dicom_hearth.dicomweb)
+    orthanc = Orthanc(
+        tmp_path / "orthanc",
+        dicom_hearth.dicom_port,
+        dicom_hearth.dicomweb,
+        dicom_hearth.running.headers,
+    )
     events: list[str] = []
     dicom_hearth.ingest.on_study_complete.append(events.append)
     try:

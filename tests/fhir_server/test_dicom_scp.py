@@ -7,7 +7,6 @@ import re
 import threading
 from collections import defaultdict
 
-import httpx
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -16,6 +15,7 @@ from pynetdicom.sop_class import CTImageStorage, Verification
 
 from fhir_server.dicom import scp
 from tests.dicom import (
+    HTTP,
     STORESCU_PROPOSE,
     echoscu,
     pydicom_data_files,
@@ -109,7 +109,7 @@ def check_study_against_headers(study: dict, headers: list[Dataset]) -> None:
 
 
 def check_patient(fhir: str, study: dict, h: Dataset) -> dict:
-    p = httpx.get(f"{fhir}/{study['subject']['reference']}").json()
+    p = HTTP.get(f"{fhir}/{study['subject']['reference']}").json()
     ident = p["identifier"][0]
     if _s(h.get("PatientID")):  # (0010,0020)
         assert ident["value"] == _s(h.PatientID)
@@ -163,7 +163,7 @@ def test_storescu_samples_become_imaging_studies(dicom_hearth):
         assert after["numberOfInstances"] == before["numberOfInstances"]
         dicom_hearth.ingest.flush()
         assert sorted(events) == sorted(ids)
-        endpoint = httpx.get(f"{dicom_hearth.fhir}/Endpoint/hearth-dicomweb").json()
+        endpoint = HTTP.get(f"{dicom_hearth.fhir}/Endpoint/hearth-dicomweb").json()
         assert endpoint["address"] == dicom_hearth.dicomweb
     finally:
         dicom_hearth.ingest.on_study_complete.remove(events.append)
@@ -242,9 +242,9 @@ def test_patient_mismatch_is_reported_not_overwritten(dicom_hearth, tmp_path):
     study = dicom_hearth.study(str(ds.StudyInstanceUID))
     original = dicom_hearth.study(str(src.StudyInstanceUID))
     assert study["subject"] == original["subject"]  # matched by Patient ID, not duplicated
-    patient = httpx.get(f"{dicom_hearth.fhir}/{study['subject']['reference']}").json()
+    patient = HTTP.get(f"{dicom_hearth.fhir}/{study['subject']['reference']}").json()
     assert patient["birthDate"] == "1940-03-05"  # not overwritten
-    audits = httpx.get(
+    audits = HTTP.get(
         f"{dicom_hearth.fhir}/AuditEvent", params={"entity": f"ImagingStudy/{study['id']}"}
     ).json()
     assert audits["total"] == 1 if "total" in audits else len(audits["entry"]) == 1

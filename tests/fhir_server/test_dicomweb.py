@@ -12,14 +12,15 @@ import pydicom
 from dicomweb_client.api import DICOMwebClient
 from PIL import Image
 
-from tests.dicom import read_header, sample_files
+from tests.dicom import HTTP, read_header, sample_files
+from tests.servers import system_token
 
 
 def _client(dicom_hearth) -> DICOMwebClient:  # type: ignore[no-untyped-def]
-    return DICOMwebClient(url=dicom_hearth.dicomweb)
+    return DICOMwebClient(url=dicom_hearth.dicomweb, headers=dicom_hearth.running.headers)
 
 
-http = httpx.Client(timeout=120)  # a busy 2-core machine decodes JPEG 2000 slowly
+http = HTTP  # with the server's token; a busy 2-core machine decodes JPEG 2000 slowly
 
 
 def test_store_search_retrieve(dicom_hearth):
@@ -296,3 +297,21 @@ def test_rendered_for_compressed_and_colour_instances(dicom_hearth):
         assert img.size == (ds.Columns, ds.Rows), path.name
         colour = ds.SamplesPerPixel == 3 or ds.PhotometricInterpretation == "PALETTE COLOR"
         assert img.mode == ("RGB" if colour else "L"), path.name
+
+
+def test_dicomweb_needs_a_token_with_imaging_scope(dicom_hearth):
+    base = f"{dicom_hearth.dicomweb}/studies"
+    anonymous = httpx.get(base)
+    assert anonymous.status_code == 401
+    assert anonymous.json()["resourceType"] == "OperationOutcome"
+    running = dicom_hearth.running
+    narrow = system_token(running.database_url, running.root, "system/Observation.rs")
+    r = httpx.get(base, headers={"Authorization": f"Bearer {narrow}"})
+    assert r.status_code == 403
+    reader = system_token(running.database_url, running.root, "system/ImagingStudy.rs")
+    assert httpx.get(base, headers={"Authorization": f"Bearer {reader}"}).status_code in (200, 204)
+    body, ctype = _multipart([b"not dicom"])
+    stow = httpx.post(
+        base, content=body, headers={"Content-Type": ctype, "Authorization": f"Bearer {reader}"}
+    )
+    assert stow.status_code == 403  # storing needs create access

@@ -31,7 +31,7 @@ def ai_server(request, tmp_path_factory):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def fhir(ai_server):  # type: ignore[no-untyped-def]
-    with httpx.Client(base_url=ai_server.fhir, timeout=120) as c:
+    with httpx.Client(base_url=ai_server.fhir, timeout=120, headers=ai_server.headers) as c:
         yield c
 
 
@@ -51,6 +51,7 @@ def run_worker(server, *extra: str) -> subprocess.CompletedProcess:  # type: ign
         text=True,
         timeout=300,
     )
+    print(done.stdout, done.stderr)  # shown when a test fails
     assert done.returncode == 0, done.stderr
     return done
 

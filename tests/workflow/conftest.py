@@ -42,8 +42,9 @@ def wf_server(request, tmp_path_factory, smtp):  # type: ignore[no-untyped-def]
 class Fhir:
     """An httpx client on the FHIR base that can act as a role (X-Hearth-Role/-Actor)."""
 
-    def __init__(self, base: str) -> None:
-        self.http = httpx.Client(base_url=base, timeout=120)
+    def __init__(self, base: str, headers: dict[str, str]) -> None:
+        # An operator (system/*.cruds) token: a trusted backend acting on behalf of each role.
+        self.http = httpx.Client(base_url=base, timeout=120, headers=headers)
 
     def close(self) -> None:
         self.http.close()
@@ -85,7 +86,7 @@ class Fhir:
 
 @pytest.fixture
 def fhir(wf_server):  # type: ignore[no-untyped-def]
-    client = Fhir(wf_server.fhir)
+    client = Fhir(wf_server.fhir, wf_server.headers)
     yield client
     client.close()
 

@@ -13,8 +13,8 @@ from tests.workflow.conftest import Fhir, person, photo_media, ref
 from tests.workflow.test_cases_http import start, step
 
 
-def _post(base: str, path: str, actor: tuple[str, str], params: list[dict]) -> httpx.Response:
-    with httpx.Client(base_url=base, timeout=120) as c:
+def _post(server, path: str, actor: tuple[str, str], params: list[dict]) -> httpx.Response:  # type: ignore[no-untyped-def]
+    with httpx.Client(base_url=server.fhir, timeout=120, headers=server.headers) as c:
         return c.post(
             path,
             json={"resourceType": "Parameters", "parameter": params},
@@ -50,7 +50,7 @@ def test_twenty_parallel_claims_one_winner(wf_server, fhir, team):
     doctors = [("doctor", ref(person(fhir, "Practitioner", f"Doc{n}"))) for n in range(20)]
 
     def claim(actor):
-        return _post(wf_server.fhir, f"/Task/{doctor_task['id']}/$claim", actor, [])
+        return _post(wf_server, f"/Task/{doctor_task['id']}/$claim", actor, [])
 
     with ThreadPoolExecutor(20) as pool:
         replies = list(pool.map(claim, doctors))
@@ -95,7 +95,7 @@ def test_fifty_parallel_bookings_of_ten_slots(wf_server, fhir, team):
 
     def book(n: int) -> httpx.Response:
         return _post(
-            wf_server.fhir,
+            wf_server,
             "/Appointment/$book",
             team["cadre"],
             [

@@ -117,7 +117,8 @@ def test_a_study_starts_its_imaging_case_once_even_concurrently(repo):
     case = outcomes[0].case
     assert case["focus"] == {"reference": study} and "requester" not in case
     tasks = repo.read(lambda u: u.match("Task", [("focus", study)]))
-    assert len(tasks) == 1 + 5  # the case and its five steps, once
+    # the case and its five steps, once, and the one AI analysis Task its AI step asked for
+    assert len(tasks) == 1 + 5 + 1
     nobody = _create(
         repo,
         {

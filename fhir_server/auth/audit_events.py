@@ -1,0 +1,199 @@
+"""AuditEvent resources for the audit log, shaped after IHE Basic Audit Log Patterns (BALP):
+type/subtype say what happened, ``agent`` who (the user's fhirUser and the client), ``source``
+which server observed it, ``entity`` what it touched and which patient."""
+
+from __future__ import annotations
+
+from fhir_server import __version__
+
+DCM = "http://dicom.nema.org/resources/ontology/DCM"
+REST = "http://terminology.hl7.org/CodeSystem/audit-event-type"
+INTERACTION = "http://hl7.org/fhir/restful-interaction"
+ACTIONS = {
+    "create": "C",
+    "read": "R",
+    "vread": "R",
+    "history-instance": "R",
+    "history-type": "R",
+    "history-system": "R",
+    "search-type": "E",
+    "search-system": "E",
+    "search-compartment": "E",
+    "update": "U",
+    "conditional-update": "U",
+    "patch": "U",
+    "delete": "D",
+    "conditional-delete": "D",
+    "transaction": "E",
+    "batch": "E",
+    "operation": "E",
+}
+# FHIR AuditEvent.outcome: 0 success, 4 minor failure (client error), 8 serious (server fault)
+OUTCOME = {True: "0"}
+
+
+def outcome_code(status: int) -> str:
+    return "0" if status < 400 else "4" if status < 500 else "8"
+
+
+def _agents(client_id: str | None, username: str | None, fhir_user: str | None, ip: str | None):  # type: ignore[no-untyped-def]
+    agents = []
+    if username or fhir_user:
+        who: dict = {"display": username} if username else {}
+        if fhir_user:
+            who["reference"] = fhir_user
+        agent: dict = {
+            "type": {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                        "code": "IRCP",
+                        "display": "information recipient",
+                    }
+                ]
+            },
+            "who": who,
+            "requestor": True,
+        }
+        if ip:
+            agent["network"] = {"address": ip, "type": "2"}
+        agents.append(agent)
+    if client_id:
+        app: dict = {
+            "type": {"coding": [{"system": DCM, "code": "110150", "display": "Application"}]},
+            "who": {"identifier": {"system": "urn:hearth:client", "value": client_id}},
+            "requestor": not agents,
+        }
+        if ip and not agents:
+            app["network"] = {"address": ip, "type": "2"}
+        agents.append(app)
+    if not agents:
+        agents.append(
+            {
+                "who": {"display": "anonymous"},
+                "requestor": True,
+                **({"network": {"address": ip, "type": "2"}} if ip else {}),
+            }
+        )
+    return agents
+
+
+def _source(base: str) -> dict:
+    return {
+        "site": base,
+        "observer": {"display": f"Hearth {__version__}"},
+        "type": [
+            {
+                "system": "http://terminology.hl7.org/CodeSystem/security-source-type",
+                "code": "4",
+                "display": "Application Server",
+            }
+        ],
+    }
+
+
+def rest_event(
+    *,
+    base: str,
+    interaction: str,
+    status: int,
+    client_id: str | None,
+    username: str | None,
+    fhir_user: str | None,
+    patient: str | None,
+    ip: str | None,
+    what: list[str],
+    query: str | None = None,
+    detail: str | None = None,
+) -> dict:
+    """One RESTful interaction (BALP Read/Create/Update/Delete/Query)."""
+    entities: list[dict] = []
+    for ref in what[:100]:
+        entities.append(
+            {
+                "what": {"reference": ref},
+                "type": {
+                    "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+                    "code": "2",
+                    "display": "System Object",
+                },
+            }
+        )
+    if query is not None:
+        entities.append(
+            {
+                "type": {
+                    "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+                    "code": "2",
+                },
+                "role": {
+                    "system": "http://terminology.hl7.org/CodeSystem/object-role",
+                    "code": "24",
+                    "display": "Query",
+                },
+                "query": _b64(query),
+            }
+        )
+    if patient:
+        entities.append(
+            {
+                "what": {"reference": f"Patient/{patient}"},
+                "role": {
+                    "system": "http://terminology.hl7.org/CodeSystem/object-role",
+                    "code": "1",
+                    "display": "Patient",
+                },
+            }
+        )
+    event: dict = {
+        "resourceType": "AuditEvent",
+        "type": {"system": REST, "code": "rest", "display": "Restful Operation"},
+        "subtype": [{"system": INTERACTION, "code": interaction}],
+        "action": ACTIONS.get(interaction, "E"),
+        "outcome": outcome_code(status),
+        "agent": _agents(client_id, username, fhir_user, ip),
+        "source": _source(base),
+    }
+    if detail:
+        event["outcomeDesc"] = detail[:500]
+    if entities:
+        event["entity"] = entities
+    return event
+
+
+def security_event(
+    *,
+    base: str,
+    kind: str,
+    success: bool,
+    client_id: str | None,
+    username: str | None,
+    fhir_user: str | None = None,
+    ip: str | None = None,
+    detail: str | None = None,
+) -> dict:
+    """A login, a failed login or a token issue (DICOM 110114 User Authentication)."""
+    subtype = {
+        "login": {"system": DCM, "code": "110122", "display": "Login"},
+        "token": {"system": "urn:hearth:audit", "code": "token-issue", "display": "Token issued"},
+        "revoke": {"system": "urn:hearth:audit", "code": "token-revoke", "display": "Revoked"},
+        "password-reset": {"system": "urn:hearth:audit", "code": "password-reset"},
+    }[kind]
+    event: dict = {
+        "resourceType": "AuditEvent",
+        "type": {"system": DCM, "code": "110114", "display": "User Authentication"},
+        "subtype": [subtype],
+        "action": "E",
+        "outcome": "0" if success else "4",
+        "agent": _agents(client_id, username, fhir_user, ip),
+        "source": _source(base),
+    }
+    if detail:
+        event["outcomeDesc"] = detail[:500]
+    return event
+
+
+def _b64(text: str) -> str:
+    import base64
+
+    return base64.b64encode(text.encode()[:4096]).decode()

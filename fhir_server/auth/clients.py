@@ -1,0 +1,142 @@
+"""Client registration and client authentication at the token endpoint: public clients (PKCE
+only), ``client_secret_basic`` (confidential-symmetric) and ``private_key_jwt`` (confidential-
+asymmetric: a JWT assertion signed RS384 or ES384 with a key from the client's registered JWKS,
+SMART client-confidential-asymmetric and backend-services)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+import time
+from datetime import UTC, datetime
+from urllib.parse import unquote
+
+import orjson
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+from joserfc.jws import extract_compact
+
+from fhir_server.auth.errors import OAuthError
+from fhir_server.auth.scopes import Scopes
+from resources.auth_store import AuthStore, digest
+from resources.store import utcnow
+
+KINDS = ("public", "confidential-symmetric", "confidential-asymmetric")
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+ASSERTION_ALGS = ["RS384", "ES384"]
+MAX_ASSERTION_LIFETIME = 300  # SMART: exp no more than five minutes in the future
+
+
+def register(
+    store: AuthStore,
+    name: str,
+    kind: str,
+    *,
+    scope: str,
+    redirect_uris: list[str] | None = None,
+    jwks: dict | None = None,
+    client_id: str | None = None,
+) -> tuple[str, str | None]:
+    """Register a client; returns (client_id, secret shown once or None)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}")
+    if kind == "confidential-asymmetric":
+        if not jwks or not isinstance(jwks.get("keys"), list):
+            raise ValueError("a confidential-asymmetric client needs a JWKS with its public keys")
+        try:
+            public = KeySet.import_key_set(jwks)  # type: ignore[arg-type]
+        except (JoseError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"the JWKS is not usable: {exc}") from exc
+        if any(k.is_private for k in public.keys):
+            raise ValueError("register public keys only: the JWKS holds a private key")
+    uris = redirect_uris or []
+    for uri in uris:
+        if not uri.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+            raise ValueError(f"redirect URI {uri!r} must be https (or http on loopback)")
+    if kind != "confidential-asymmetric" and not uris and kind == "public":
+        raise ValueError("a public client needs at least one redirect URI")
+    if not Scopes.parse(scope).grants and not Scopes.parse(scope).other:
+        raise ValueError("the client's scope allows nothing")
+    client_id = client_id or secrets.token_urlsafe(16)
+    secret = secrets.token_urlsafe(32) if kind == "confidential-symmetric" else None
+    store.add_client(
+        client_id=client_id,
+        name=name,
+        kind=kind,
+        secret_hash=digest(secret) if secret else None,
+        jwks=jwks if kind == "confidential-asymmetric" else None,
+        redirect_uris=uris,
+        scope=scope,
+        created=utcnow(),
+    )
+    return client_id, secret
+
+
+def authenticate(store: AuthStore, token_url: str, headers: dict, form: dict) -> dict:
+    """The client making this token/revocation/introspection request, authenticated."""
+    auth = headers.get("authorization", "")
+    if auth.lower().startswith("basic "):
+        try:
+            raw = base64.b64decode(auth[6:].strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise OAuthError("invalid_client", "malformed Basic credentials", 401) from exc
+        cid, _, secret = raw.partition(":")
+        client = store.client(unquote(cid))
+        if (
+            client is None
+            or client["kind"] != "confidential-symmetric"
+            or not secrets.compare_digest(client["secret_hash"] or "", digest(unquote(secret)))
+        ):
+            raise OAuthError("invalid_client", "client authentication failed", 401)
+        return client
+    if form.get("client_assertion_type") == ASSERTION_TYPE:
+        return _assertion(store, token_url, form.get("client_assertion", ""))
+    client = store.client(form.get("client_id", ""))
+    if client is None:
+        raise OAuthError("invalid_client", "unknown client", 401)
+    if client["kind"] != "public":
+        raise OAuthError("invalid_client", "this client must authenticate", 401)
+    return client
+
+
+def _assertion(store: AuthStore, token_url: str, assertion: str) -> dict:
+    fail = OAuthError("invalid_client", "the client assertion is not valid", 401)
+    if not assertion or len(assertion) > 8192:
+        raise fail
+    try:  # read iss from the unverified token: the client must be known to pick its keys
+        obj = extract_compact(assertion.encode())
+        header, claims = dict(obj.headers()), orjson.loads(obj.payload)
+    except (JoseError, ValueError):
+        raise fail from None
+    if not isinstance(claims, dict):
+        raise fail
+    iss, sub = claims.get("iss"), claims.get("sub")
+    if not iss or iss != sub:
+        raise fail
+    client = store.client(str(iss))
+    if client is None or client["kind"] != "confidential-asymmetric":
+        raise fail
+    if header.get("alg") not in ASSERTION_ALGS:
+        raise OAuthError("invalid_client", "the assertion must be signed RS384 or ES384", 401)
+    try:
+        keys = KeySet.import_key_set(client["jwks"])
+        token = jwt.decode(assertion, keys, algorithms=ASSERTION_ALGS)
+    except (JoseError, ValueError) as exc:
+        raise OAuthError("invalid_client", "the assertion signature does not verify", 401) from exc
+    c = token.claims
+    now = time.time()
+    aud = c.get("aud")
+    auds = aud if isinstance(aud, list) else [aud]
+    if token_url not in auds:
+        raise OAuthError("invalid_client", "the assertion's aud is not this token endpoint", 401)
+    exp = c.get("exp")
+    if not isinstance(exp, int | float) or exp < now or exp > now + MAX_ASSERTION_LIFETIME + 30:
+        raise OAuthError("invalid_client", "the assertion is expired or lives too long", 401)
+    jti = c.get("jti")
+    if not isinstance(jti, str) or not jti or len(jti) > 200:
+        raise fail
+    if not store.claim_jti(client["client_id"], jti, datetime.fromtimestamp(exp, UTC)):
+        raise OAuthError("invalid_client", "the assertion's jti was used before", 401)
+    return client

@@ -1,0 +1,216 @@
+"""Enforcement: which SMART scope permission each FHIR interaction needs, checked before it runs
+(every entry of a batch/transaction too), and the patient-compartment guard that the repository
+calls on every row a patient-context request reads or writes. Searches get one ``Security``
+filter, applied to the matches, the counts and every ``_include``/``_revinclude``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import replace
+
+from fhir_server.context import Access, Context, FhirRequest
+from resources.errors import Forbidden, NotFound
+from resources.repository import Unit
+from resources.searching import Security, is_member
+from resources.transaction import parse_entries
+
+PERM = {
+    "read": "r",
+    "vread": "r",
+    "history-instance": "r",
+    "history-type": "r",
+    "history-system": "r",
+    "search-type": "s",
+    "search-system": "s",
+    "search-compartment": "s",
+    "create": "c",
+    "update": "u",
+    "conditional-update": "u",
+    "patch": "u",
+    "delete": "d",
+    "conditional-delete": "d",
+}
+ENTRY_PERM = {"POST": "c", "PUT": "u", "PATCH": "u", "DELETE": "d"}
+# Operations and the permission each needs on its type; anything else is for admins only.
+# The permission an operation needs on its resource type (others: administrators only).
+OPERATION_PERM = {
+    "validate": "r",
+    "ai-analyze": "r",  # reading the focus; the analysis Task and results are derived from it
+    # the workflow (docs/workflow.md): the engine then checks the actor's role for each step
+    "start-case": "c",
+    "claim": "u",
+    "release": "u",
+    "complete": "u",
+    "deliver-report": "u",
+    "book": "c",
+    "cancel": "u",
+    "reschedule": "u",
+    "accept": "u",
+}
+ADMIN_ONLY_TYPES = frozenset({"AuditEvent"})
+
+
+def require(access: Access, res_type: str, perm: str) -> str:
+    """The access mode ("all" or "patient") for ``perm`` on ``res_type``; 403 when none."""
+    if res_type in ADMIN_ONLY_TYPES and not access.is_admin:
+        raise Forbidden(f"{res_type} resources are for administrators only")
+    mode = access.mode(res_type, perm)
+    if mode is None:
+        raise Forbidden(f"the token's scopes do not allow {_WORDS[perm]} {res_type} resources")
+    return mode
+
+
+_WORDS = {"c": "creating", "r": "reading", "u": "updating", "d": "deleting", "s": "searching"}
+
+
+def needs_compartment(access: Access, res_type: str) -> bool:
+    """Whether rows of ``res_type`` are visible to ``access`` only inside its patient's
+    compartment (no user- or system-level grant covers the type)."""
+    if access.patient is None:
+        return False
+    return not any(access.mode(res_type, p) == "all" for p in "cruds")
+
+
+def authorize(
+    ctx: Context,
+    access: Access,
+    interaction: str,
+    req: FhirRequest,
+    on_commit: Callable[[Unit], None] | None = None,
+) -> Context:
+    """Check ``interaction`` against ``access``; return the request's own Context, whose
+    repository carries the compartment guard and the audit hook of its writes."""
+    res_type = req.res_type
+    if any(k == "_explain" for k, _ in req.query) and not access.is_admin:
+        raise Forbidden("_explain shows the server's SQL: administrators only")
+    if interaction.startswith("search"):
+        _chains(access, req.query)
+    if interaction in ("transaction", "batch"):
+        _bundle(access, req.body)
+    elif interaction == "operation":
+        name = req.path.rsplit("$", 1)[-1]
+        perm = OPERATION_PERM.get(name)
+        if perm is None or res_type is None:
+            if not access.is_admin:
+                raise Forbidden(f"${name} is for administrators only")
+        else:
+            require(access, res_type, perm)
+    elif interaction == "search-system" or interaction == "history-system":
+        types = {t for k, v in req.query if k == "_type" for t in v.split(",") if t}
+        if interaction == "history-system":
+            if access.patient is not None and not access.is_admin:
+                raise Forbidden("system history is not available to patient-context tokens")
+            if access.scopes.types_for("r") is not None:
+                raise Forbidden("system history needs read access to every resource type")
+        for t in types:
+            require(access, t, "s")
+    else:
+        assert res_type is not None
+        mode = require(access, res_type, PERM[interaction])
+        if interaction in ("conditional-update", "conditional-delete") or (
+            interaction == "create" and "if-none-exist" in req.headers
+        ):
+            require(access, res_type, "s")  # a conditional interaction searches first
+        if interaction == "history-type" and mode == "patient":
+            raise Forbidden("type history is not available to patient-context tokens")
+        if interaction == "search-compartment":
+            require(access, req.path.split("/")[0], "r")
+    return replace(ctx, access=access, repo=ctx.repo.guarded(_guard(access), on_commit))
+
+
+def _chains(access: Access, query: list[tuple[str, str]]) -> None:
+    """Chained parameters (``subject:Patient.name``) and ``_has`` look into other resources:
+    the token must be able to search each type they name; a chain that names no type
+    (``subject.name``) needs search access to every type."""
+    for key, _ in query:
+        if "." not in key and not key.startswith("_has:"):
+            continue
+        named = _CHAIN_TYPE.findall(key)
+        if not named:
+            if access.scopes.types_for("s") is not None:
+                raise Forbidden(
+                    f"the chained parameter {key!r} names no resource type: name it "
+                    "(e.g. subject:Patient.name) so its scope can be checked"
+                )
+            continue
+        for res_type in named:
+            require(access, res_type, "s")
+
+
+_CHAIN_TYPE = re.compile(r"(?:^_has|[.:]_has)?:([A-Z][A-Za-z]+)")
+
+
+def _bundle(access: Access, body: object) -> None:
+    if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
+        return  # the transaction interaction reports the malformed body
+    for e in parse_entries(body):
+        perms = []
+        if e.method in ("GET", "HEAD"):
+            perms.append("s" if e.res_id is None else "r")
+        else:
+            perms.append(ENTRY_PERM[e.method])
+            if e.if_none_exist or (e.res_id is None and e.method != "POST"):
+                perms.append("s")  # conditional: it searches first
+        try:
+            for perm in perms:
+                require(access, str(e.res_type), perm)
+            if e.method in ("GET", "HEAD") and e.res_id is None:
+                if any(k == "_explain" for k, _ in e.query) and not access.is_admin:
+                    raise Forbidden("_explain shows the server's SQL: administrators only")
+                _chains(access, e.query)
+        except Forbidden as exc:
+            raise Forbidden(f"Bundle.entry[{e.index}]: {exc.diagnostics}") from None
+
+
+def _guard(access: Access):  # type: ignore[no-untyped-def]
+    if access.patient is None:
+        return None
+    patient = access.patient
+
+    def guard(unit: Unit, res_type: str, pk: int, written: bool) -> None:
+        if not needs_compartment(access, res_type) or is_member(unit, pk, "Patient", patient):
+            return
+        if written:
+            raise Forbidden(
+                f"a patient-context token may only write resources in Patient/{patient}'s "
+                "compartment"
+            )
+        # The same answer as for an id that never existed: nothing about other patients leaks.
+        raise NotFound(f"{res_type}/{unit.res_id_of(pk)} is not known")
+
+    return guard
+
+
+def search_security(access: Access | None, res_type: str | None) -> Security | None:
+    """The security filter of a search by ``access`` (None: unrestricted, e.g. operators): the
+    readable types, and for a patient-context token the compartment that rows of every type not
+    covered by a user- or system-level grant must belong to — on the matches, the counts and
+    every include alike."""
+    if access is None:
+        return None
+    readable = access.scopes.types_for("r")
+    searchable = access.scopes.types_for("s")
+    types = None if readable is None or searchable is None else readable | searchable
+    if not access.is_admin:
+        types = _without_admin_types(types)
+    if access.patient is None:
+        return Security(types=types)
+    free: set[str] = set()
+    for g in access.scopes.grants:
+        if g.context == "system" or (g.context == "user" and access.role != "patient"):
+            if g.perms & {"r", "s"}:
+                free.add(g.res_type)
+    if "*" in free:
+        return Security(types=types)
+    return Security(
+        types=types, compartment=("Patient", access.patient), free_types=frozenset(free)
+    )
+
+
+def _without_admin_types(types: frozenset[str] | None) -> frozenset[str] | None:
+    if types is None:
+        from resources.validation import resource_types
+
+        return frozenset(resource_types()) - ADMIN_ONLY_TYPES
+    return types - ADMIN_ONLY_TYPES

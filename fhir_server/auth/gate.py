@@ -1,0 +1,106 @@
+"""The gate every FHIR request passes: the bearer token becomes an ``Access`` (401 when missing
+or bad), the interaction is authorized (403), the interaction runs with the request's guarded
+Context, and the outcome is audited — writes inside their own transaction, everything else
+right after."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import urlencode
+
+from fhir_server.auth import enforce
+from fhir_server.auth.audit_events import rest_event
+from fhir_server.auth.service import AuthService
+from fhir_server.auth.tokens import bearer_access
+from fhir_server.context import Access, Context, FhirRequest, Reply
+from resources import audit
+from resources.errors import FhirError
+from resources.repository import Unit
+
+OPEN = frozenset({"capabilities"})
+
+
+def authenticate(
+    ctx: Context, auth: AuthService, interaction: str, authorization: str | None, ip: str | None
+) -> Access | None:
+    """The caller's Access (None for the open interactions); 401, audited, when the bearer token
+    is missing or not valid. Runs before the request body is read."""
+    if interaction in OPEN:
+        return None
+    try:
+        return bearer_access(auth.store, ctx.settings, authorization)
+    except FhirError as exc:
+        auth.audit(
+            rest_event(
+                base=ctx.base,
+                interaction=interaction,
+                status=401,
+                client_id=None,
+                username=None,
+                fhir_user=None,
+                patient=None,
+                ip=ip,
+                what=[],
+                detail=exc.diagnostics,
+            )
+        )
+        raise
+
+
+LATER = object()  # ``run`` checks the token itself (requests without a body: one thread hop)
+
+
+def run(
+    ctx: Context,
+    auth: AuthService,
+    access: Access | None | object,
+    interaction: str,
+    req: FhirRequest,
+    fn: Callable[[Context, FhirRequest], Reply],
+    ip: str | None,
+) -> Reply:
+    if access is LATER:
+        access = authenticate(ctx, auth, interaction, req.headers.get("authorization"), ip)
+    if access is None:
+        return fn(ctx, req)
+    assert isinstance(access, Access)
+    audited = False
+
+    def event(status: int, what: list[str], detail: str | None = None) -> dict:
+        assert access is not None
+        query = urlencode(req.query) if interaction.startswith("search") else None
+        return rest_event(
+            base=ctx.base,
+            interaction=interaction,
+            status=status,
+            client_id=access.client_id,
+            username=access.username,
+            fhir_user=access.fhir_user,
+            patient=access.patient,
+            ip=ip,
+            what=what,
+            query=query,
+            detail=detail,
+        )
+
+    def on_commit(unit: Unit) -> None:
+        nonlocal audited
+        if unit.written:
+            audit.append(unit.conn, event(200, [s.ref for s in unit.written]))
+            audited = True
+
+    target = [f"{req.res_type}/{req.res_id}"] if req.res_type and req.res_id else []
+    try:
+        rctx = enforce.authorize(ctx, access, interaction, req, on_commit)
+        reply = fn(rctx, req)
+    except FhirError as exc:
+        from fhir_server.errors import status_of
+
+        auth.audit(event(status_of(exc), target, exc.diagnostics))
+        raise
+    except Exception:
+        auth.audit(event(500, target, "server fault"))  # outcome 8; details stay in the log
+        raise
+    if not audited:
+        auth.audit(event(reply.status, target))
+    return reply

@@ -1,0 +1,62 @@
+"""Hearth's signing key (RS256): created under ``HEARTH_DATA_DIR/keys`` at first start, readable
+only by its owner; signs id_tokens and password-reset links and is published at the JWKS
+endpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import RSAKey
+
+ALG = "RS256"
+
+
+class SigningKey:
+    def __init__(self, key: RSAKey) -> None:
+        self.key = key
+
+    @classmethod
+    def load_or_create(cls, data_dir: Path) -> SigningKey:
+        path = data_dir / "keys" / "signing-key.json"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            key = RSAKey.generate_key(2048, {"kid": uuid.uuid4().hex, "use": "sig"}, private=True)
+            tmp = path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(key.as_dict(private=True), f)
+            try:
+                os.link(tmp, path)  # first start wins if two workers race
+            except FileExistsError:
+                pass
+            tmp.unlink()
+        return cls(RSAKey.import_key(json.loads(path.read_text())))
+
+    @property
+    def kid(self) -> str:
+        return self.key.kid or ""
+
+    def jwks(self) -> dict:
+        public = self.key.as_dict(private=False)
+        return {"keys": [{**public, "alg": ALG, "use": "sig", "kid": self.kid}]}
+
+    def sign(self, claims: dict, *, ttl: int) -> str:
+        now = int(time.time())
+        body = {"iat": now, "exp": now + ttl, **claims}
+        return jwt.encode({"alg": ALG, "kid": self.kid, "typ": "JWT"}, body, self.key, [ALG])
+
+    def verify(self, token: str, *, purpose: str) -> dict | None:
+        """The claims of a token this key signed for ``purpose``, unexpired; else None."""
+        try:
+            claims = jwt.decode(token, self.key, [ALG]).claims
+        except (JoseError, ValueError):
+            return None
+        if claims.get("purpose") != purpose or claims.get("exp", 0) < time.time():
+            return None
+        return claims

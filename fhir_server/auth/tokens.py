@@ -1,0 +1,158 @@
+"""Issuing and checking tokens. Access and refresh tokens are opaque random strings stored only
+as sha256 hashes, so revocation and introspection take effect at once; the id_token is a JWT
+signed with Hearth's key (OpenID Connect Core 1.0, with SMART's ``fhirUser`` claim).
+
+Checking a bearer token is one primary-key lookup; the resulting ``Access`` is what every
+interaction is authorized against.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from fhir_server.auth.keys import SigningKey
+from fhir_server.auth.scopes import Scopes
+from fhir_server.context import Access
+from fhir_server.settings import Settings
+from resources.auth_store import AuthStore
+from resources.errors import Unauthorized
+from resources.store import utcnow
+
+ACCESS_TTL = 3600
+OFFLINE_TTL = 90 * 24 * 3600  # offline_access refresh tokens
+ONLINE_TTL = 12 * 3600  # online_access refresh tokens: a working day's session
+ID_TOKEN_TTL = 3600
+MAX_TOKEN = 512  # longer bearer values are refused before any lookup
+
+
+def issue(
+    store: AuthStore,
+    settings: Settings,
+    key: SigningKey | None,
+    *,
+    client_id: str,
+    scope: Scopes,
+    context: dict,
+    username: str | None = None,
+    grant_id: str | None = None,
+    with_refresh: bool = True,
+    audience: str | None = None,
+) -> dict:
+    """Store a new access token (and a refresh token when the scope asks for one); returns the
+    token response (SMART: ``patient``/``encounter`` context, ``id_token``)."""
+    now = utcnow()
+    grant_id = grant_id or secrets.token_hex(16)
+    access = secrets.token_urlsafe(32)
+    store.add_token(
+        access,
+        kind="access",
+        client_id=client_id,
+        username=username,
+        scope=str(scope),
+        context=context,
+        audience=audience or settings.fhir_base,
+        expires=now + timedelta(seconds=ACCESS_TTL),
+        grant_id=grant_id,
+        created=now,
+    )
+    body: dict = {
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_in": ACCESS_TTL,
+        "scope": str(scope),
+    }
+    for name in ("patient", "encounter"):
+        if context.get(name):
+            body[name] = context[name]
+    if context.get("need_patient_banner") is not None:
+        body["need_patient_banner"] = context["need_patient_banner"]
+    refresh_ttl = (
+        OFFLINE_TTL
+        if scope.has("offline_access")
+        else ONLINE_TTL
+        if scope.has("online_access")
+        else 0
+    )
+    if with_refresh and refresh_ttl and username is not None:
+        refresh = secrets.token_urlsafe(32)
+        store.add_token(
+            refresh,
+            kind="refresh",
+            client_id=client_id,
+            username=username,
+            scope=str(scope),
+            context=context,
+            audience=audience or settings.fhir_base,
+            expires=now + timedelta(seconds=refresh_ttl),
+            grant_id=grant_id,
+            created=now,
+        )
+        body["refresh_token"] = refresh
+    if key is not None and scope.has("openid") and username is not None:
+        claims = {
+            "iss": settings.fhir_base,
+            "sub": username,
+            "aud": client_id,
+            "purpose": "id_token",
+        }
+        if scope.has("fhirUser") and context.get("fhir_user"):
+            claims["fhirUser"] = f"{settings.fhir_base}/{context['fhir_user']}"
+        if context.get("nonce"):
+            claims["nonce"] = context["nonce"]
+        body["id_token"] = key.sign(claims, ttl=ID_TOKEN_TTL)
+    return body
+
+
+def bearer_access(store: AuthStore, settings: Settings, authorization: str | None) -> Access:
+    """The ``Access`` of a request's ``Authorization: Bearer`` token, or 401."""
+    if not authorization:
+        raise Unauthorized("this endpoint needs an access token (Authorization: Bearer ...)")
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or len(token) > MAX_TOKEN:
+        raise Unauthorized("the Authorization header must be 'Bearer <access token>'")
+    row = store.token(token)
+    if (
+        row is None
+        or row.kind != "access"
+        or row.revoked
+        or row.expires <= utcnow()
+        or row.audience != settings.fhir_base
+    ):
+        raise Unauthorized(
+            "the access token is not valid (unknown, expired, revoked or not for this server)"
+        )
+    ctx = row.context
+    return Access(
+        client_id=row.client_id,
+        scopes=Scopes.parse(row.scope),
+        username=row.username,
+        role=ctx.get("role"),
+        fhir_user=ctx.get("fhir_user"),
+        patient=ctx.get("patient"),
+        encounter=ctx.get("encounter"),
+    )
+
+
+def operator_token(
+    store: AuthStore, settings: Settings, client_id: str, scope: str, *, patient: str | None = None
+) -> dict:
+    """A token for a registered client, issued by an operator with database access (``hearth
+    token``): never more than the client's registered scope."""
+    client = store.client(client_id)
+    if client is None:
+        raise ValueError(f"no client {client_id!r}: create one with `hearth clients create`")
+    granted = Scopes.parse(scope).narrowed(Scopes.parse(client["scope"]))
+    if not granted.grants:
+        raise ValueError(f"client {client_id!r} may not have any of {scope!r}")
+    context = {"patient": patient} if patient else {}
+    return issue(
+        store,
+        settings,
+        None,
+        client_id=client_id,
+        scope=granted,
+        context=context,
+        with_refresh=False,
+    )

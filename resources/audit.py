@@ -1,0 +1,187 @@
+"""The append-only audit log: AuditEvent resources chained by hash, each row storing the hash of
+the one before it, so an edited, removed or re-ordered row breaks the chain at that row.
+
+The database refuses UPDATE and DELETE on ``audit_event`` (triggers from migration 0005);
+``verify`` recomputes the chain for operators (``hearth audit verify``). Appends are serialised
+(an advisory transaction lock on PostgreSQL; SQLite writers are serial already) so concurrent
+requests never fork the chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+import sqlalchemy as sa
+
+from resources.schema import Document, PrimaryKey, UtcDateTime, metadata
+from resources.store import utcnow
+
+audit_event = sa.Table(
+    "audit_event",
+    metadata,
+    sa.Column("seq", PrimaryKey, primary_key=True, autoincrement=True),
+    sa.Column("recorded", UtcDateTime(), nullable=False),
+    sa.Column("event", Document, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+log = logging.getLogger("hearth.audit")
+GENESIS = "0" * 64
+_LOCK_KEY = 0x48454152  # "HEAR": the advisory lock that serialises appends on PostgreSQL
+
+
+def chain_hash(prev_hash: str, recorded: datetime, event: dict) -> str:
+    body = orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(
+        prev_hash.encode() + b"|" + recorded.isoformat().encode() + b"|" + body
+    ).hexdigest()
+
+
+def append(conn: sa.Connection, event: dict, *, recorded: datetime | None = None) -> str:
+    """Append ``event`` (an AuditEvent resource) inside the caller's transaction."""
+    return append_many(conn, [(recorded or utcnow(), event)])
+
+
+def append_many(conn: sa.Connection, items: list[tuple[datetime, dict]]) -> str:
+    """Append ``(recorded, event)`` pairs in order, under one chain lock."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_LOCK_KEY)))
+    prev = conn.execute(
+        sa.select(audit_event.c.hash).order_by(audit_event.c.seq.desc()).limit(1)
+    ).scalar()
+    prev = prev or GENESIS
+    rows = []
+    for recorded, event in items:
+        event = {**event, "recorded": recorded.isoformat()}
+        h = chain_hash(prev, recorded, event)
+        rows.append({"recorded": recorded, "event": event, "prev_hash": prev, "hash": h})
+        prev = h
+    conn.execute(sa.insert(audit_event), rows)
+    return prev
+
+
+def append_alone(engine: sa.Engine, event: dict) -> None:
+    """Append in a transaction of its own (for reads, logins and token issues). On PostgreSQL
+    the commit does not wait for the WAL flush (``synchronous_commit off``): a crash may lose
+    the last few hundred milliseconds of such records, never corrupt the chain; records of
+    writes are committed with the write itself."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+        append(conn, event)
+
+
+class AuditWriter:
+    """Appends the records of reads, searches, failures, logins and token issues from one
+    background thread, in batches (one transaction and one chain lock per batch), so a read does
+    not wait for a write. ``flush`` waits until everything submitted is stored; ``close`` flushes
+    and stops. Records of writes do not come here: they are appended inside the write's own
+    transaction. A crash loses at most the records still queued (milliseconds' worth)."""
+
+    def __init__(self, engine: sa.Engine, *, max_batch: int = 500) -> None:
+        self.engine = engine
+        self.max_batch = max_batch
+        self._queue: queue.Queue[tuple[datetime, dict] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, event: dict) -> None:
+        self._queue.put((utcnow(), event))
+
+    def flush(self) -> None:
+        self._queue.join()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                self._queue.task_done()
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    self._queue.task_done()
+                    break
+                batch.append(item)
+            self._write(batch)
+            for _ in batch:
+                self._queue.task_done()
+            if stop:
+                return
+
+    def _write(self, batch: list[tuple[datetime, dict]]) -> None:
+        for attempt in range(5):
+            try:
+                with self.engine.begin() as conn:
+                    if conn.dialect.name == "postgresql":
+                        conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+                    append_many(conn, batch)
+                return
+            except sa.exc.DBAPIError as exc:
+                log.warning(
+                    "audit batch of %d not written (attempt %d): %s", len(batch), attempt + 1, exc
+                )
+                time.sleep(0.05 * 2**attempt)
+        log.error("LOST %d audit records: the database refused them five times", len(batch))
+
+
+@dataclass(frozen=True)
+class Broken:
+    seq: int
+    reason: str
+
+
+def verify(engine: sa.Engine) -> tuple[int, Broken | None]:
+    """(rows checked, the first broken link or None)."""
+    prev = GENESIS
+    n = 0
+    for seq, recorded, event, prev_hash, h in _rows(engine):
+        n += 1
+        if prev_hash != prev:
+            return n, Broken(seq, "prev_hash does not match the previous row's hash")
+        if chain_hash(prev_hash, recorded, event) != h:
+            return n, Broken(seq, "the row's content does not match its hash")
+        prev = h
+    return n, None
+
+
+def _rows(engine: sa.Engine) -> Iterator[tuple]:
+    with engine.connect() as conn:
+        yield from conn.execute(
+            sa.select(
+                audit_event.c.seq,
+                audit_event.c.recorded,
+                audit_event.c.event,
+                audit_event.c.prev_hash,
+                audit_event.c.hash,
+            ).order_by(audit_event.c.seq)
+        )
+
+
+def events(conn: sa.Connection, *, limit: int = 100, after: int = 0) -> list[tuple[int, dict]]:
+    rows = conn.execute(
+        sa.select(audit_event.c.seq, audit_event.c.event)
+        .where(audit_event.c.seq > after)
+        .order_by(audit_event.c.seq)
+        .limit(limit)
+    ).all()
+    return [(r[0], r[1]) for r in rows]

@@ -1,0 +1,279 @@
+"""Storage for SMART authorization: clients, users, one-time codes, tokens, launch contexts and
+used client-assertion ids. Secrets are stored only as hashes (sha256 of random tokens, argon2 of
+passwords — hashed by the caller); every statement is SQLAlchemy Core with bound parameters."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from resources.schema import Document, UtcDateTime, metadata
+
+auth_client = sa.Table(
+    "auth_client",
+    metadata,
+    sa.Column("client_id", sa.String(128), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    # public | confidential-symmetric | confidential-asymmetric
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("secret_hash", sa.String(64)),
+    sa.Column("jwks", Document),
+    sa.Column("redirect_uris", Document, nullable=False),
+    sa.Column("scope", sa.Text, nullable=False),  # the most this client may ask for
+    sa.Column("created", UtcDateTime(), nullable=False),
+)
+
+auth_user = sa.Table(
+    "auth_user",
+    metadata,
+    sa.Column("username", sa.String(128), primary_key=True),
+    sa.Column("password_hash", sa.String(200), nullable=False),
+    sa.Column("fhir_user", sa.String(200)),  # Patient/1, Practitioner/7, RelatedPerson/3
+    sa.Column("role", sa.String(32), nullable=False),
+    sa.Column("email", sa.String(320)),
+    sa.Column("totp_secret", sa.String(64)),
+    sa.Column("totp_last_step", sa.BigInteger),  # the last accepted TOTP step (no replay)
+    sa.Column("recovery_codes", Document, nullable=False),  # sha256 hex of unused codes
+    sa.Column("failed_count", sa.Integer, nullable=False),
+    sa.Column("locked_until", UtcDateTime()),
+    sa.Column("created", UtcDateTime(), nullable=False),
+)
+
+auth_code = sa.Table(
+    "auth_code",
+    metadata,
+    sa.Column("code_hash", sa.String(64), primary_key=True),
+    sa.Column("client_id", sa.String(128), nullable=False),
+    sa.Column("username", sa.String(128), nullable=False),
+    sa.Column("redirect_uri", sa.Text, nullable=False),
+    sa.Column("scope", sa.Text, nullable=False),
+    sa.Column("code_challenge", sa.String(128), nullable=False),
+    sa.Column("context", Document, nullable=False),  # patient, encounter, fhirUser, nonce
+    sa.Column("expires", UtcDateTime(), nullable=False),
+    sa.Column("used", sa.Boolean, nullable=False),
+)
+
+auth_token = sa.Table(
+    "auth_token",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # access | refresh
+    sa.Column("client_id", sa.String(128), nullable=False),
+    sa.Column("username", sa.String(128)),
+    sa.Column("scope", sa.Text, nullable=False),
+    sa.Column("context", Document, nullable=False),
+    sa.Column("audience", sa.Text, nullable=False),
+    sa.Column("expires", UtcDateTime(), nullable=False),
+    sa.Column("revoked", sa.Boolean, nullable=False),
+    sa.Column("grant_id", sa.String(64), nullable=False),  # the tokens one grant issued
+    sa.Column("created", UtcDateTime(), nullable=False),
+)
+
+auth_launch = sa.Table(
+    "auth_launch",
+    metadata,
+    sa.Column("launch_hash", sa.String(64), primary_key=True),
+    sa.Column("context", Document, nullable=False),
+    sa.Column("expires", UtcDateTime(), nullable=False),
+)
+
+auth_jti = sa.Table(
+    "auth_jti",
+    metadata,
+    sa.Column("client_id", sa.String(128), primary_key=True),
+    sa.Column("jti", sa.String(200), primary_key=True),
+    sa.Column("expires", UtcDateTime(), nullable=False),
+)
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    kind: str
+    client_id: str
+    username: str | None
+    scope: str
+    context: dict
+    audience: str
+    expires: datetime
+    revoked: bool
+    grant_id: str
+
+
+class AuthStore:
+    """The authorization tables on ``engine``; each method is one short transaction."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    # -- clients ------------------------------------------------------------------------------
+    def add_client(self, **row: object) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.insert(auth_client).values(**row))
+
+    def client(self, client_id: str) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(auth_client).where(auth_client.c.client_id == client_id)
+            ).first()
+        return dict(row._mapping) if row else None
+
+    def clients(self) -> list[dict]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(auth_client).order_by(auth_client.c.created)).all()
+        return [dict(r._mapping) for r in rows]
+
+    # -- users --------------------------------------------------------------------------------
+    def add_user(self, **row: object) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.insert(auth_user).values(**row))
+
+    def user(self, username: str) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(auth_user).where(auth_user.c.username == username)).first()
+        return dict(row._mapping) if row else None
+
+    def update_user(self, username: str, **values: object) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(auth_user).where(auth_user.c.username == username).values(**values)
+            )
+
+    def enrol_totp(self, username: str, secret: str, last_step: int, codes: list[str]) -> bool:
+        """Turn TOTP on (once: False when the user has it already), with fresh recovery codes;
+        ``last_step`` marks the code used to confirm as spent."""
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                sa.update(auth_user)
+                .where(auth_user.c.username == username, auth_user.c.totp_secret.is_(None))
+                .values(totp_secret=secret, totp_last_step=last_step, recovery_codes=codes)
+            )
+        return done.rowcount == 1
+
+    def accept_totp_step(self, username: str, step: int) -> bool:
+        """Record ``step`` as used; False when it (or a later one) was used already (replay)."""
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                sa.update(auth_user)
+                .where(
+                    auth_user.c.username == username,
+                    sa.or_(auth_user.c.totp_last_step.is_(None), auth_user.c.totp_last_step < step),
+                )
+                .values(totp_last_step=step)
+            )
+        return done.rowcount == 1
+
+    def use_recovery_code(self, username: str, code_hash: str) -> bool:
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                sa.select(auth_user.c.recovery_codes)
+                .where(auth_user.c.username == username)
+                .with_for_update()
+            ).first()
+            if row is None or code_hash not in row[0]:
+                return False
+            left = [c for c in row[0] if c != code_hash]
+            conn.execute(
+                sa.update(auth_user)
+                .where(auth_user.c.username == username)
+                .values(recovery_codes=left)
+            )
+        return True
+
+    # -- authorization codes ------------------------------------------------------------------
+    def add_code(self, code: str, **row: object) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.insert(auth_code).values(code_hash=digest(code), used=False, **row))
+
+    def take_code(self, code: str) -> tuple[dict | None, bool]:
+        """(the code's row, whether this call consumed it); a code is consumed exactly once."""
+        h = digest(code)
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(auth_code).where(auth_code.c.code_hash == h)).first()
+            if row is None:
+                return None, False
+            done = conn.execute(
+                sa.update(auth_code)
+                .where(auth_code.c.code_hash == h, auth_code.c.used.is_(False))
+                .values(used=True)
+            )
+        return dict(row._mapping), done.rowcount == 1
+
+    # -- tokens -------------------------------------------------------------------------------
+    def add_token(self, token: str, **row: object) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.insert(auth_token).values(token_hash=digest(token), revoked=False, **row)
+            )
+
+    def token(self, token: str) -> TokenRow | None:
+        """One primary-key lookup; on PostgreSQL in autocommit (no BEGIN/ROLLBACK round trips):
+        it runs on every FHIR request."""
+        with self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            row = conn.execute(
+                sa.select(
+                    auth_token.c.kind,
+                    auth_token.c.client_id,
+                    auth_token.c.username,
+                    auth_token.c.scope,
+                    auth_token.c.context,
+                    auth_token.c.audience,
+                    auth_token.c.expires,
+                    auth_token.c.revoked,
+                    auth_token.c.grant_id,
+                ).where(auth_token.c.token_hash == digest(token))
+            ).first()
+        return TokenRow(*row) if row else None
+
+    def revoke_grant(self, grant_id: str) -> None:
+        """Revoke every token one grant issued (a refresh token and its access tokens)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(auth_token).where(auth_token.c.grant_id == grant_id).values(revoked=True)
+            )
+
+    def revoke(self, token: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(auth_token)
+                .where(auth_token.c.token_hash == digest(token))
+                .values(revoked=True)
+            )
+
+    # -- EHR launch contexts and client-assertion replay -------------------------------------
+    def add_launch(self, launch: str, context: dict, expires: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.insert(auth_launch).values(
+                    launch_hash=digest(launch), context=context, expires=expires
+                )
+            )
+
+    def launch(self, launch: str) -> tuple[dict, datetime] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(auth_launch.c.context, auth_launch.c.expires).where(
+                    auth_launch.c.launch_hash == digest(launch)
+                )
+            ).first()
+        return (row[0], row[1]) if row else None
+
+    def claim_jti(self, client_id: str, jti: str, expires: datetime) -> bool:
+        """False when this client already used ``jti`` (a replayed assertion)."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    sa.insert(auth_jti).values(client_id=client_id, jti=jti, expires=expires)
+                )
+        except IntegrityError:
+            return False
+        return True

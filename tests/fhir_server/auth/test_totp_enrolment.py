@@ -1,0 +1,53 @@
+"""A patient turns on TOTP in the browser pages: password, QR code (inline SVG, no external
+asset), a first code to confirm; from then on login needs the code, and recovery codes work."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import httpx
+import pyotp
+
+from tests.fhir_server.auth.smart import code_of, login, make_client, make_user, parse_form, pkce
+
+
+def test_patient_enrols_totp(server):
+    user = make_user(server, "patient", None)
+    app, _ = make_client(server, "public", "patient/*.rs openid")
+    root = server.root
+    wrong = httpx.post(
+        f"{root}/auth/account/totp", data={"username": user.username, "password": "nope nope"}
+    )
+    assert wrong.status_code == 401
+    page = httpx.post(
+        f"{root}/auth/account/totp", data={"username": user.username, "password": user.password}
+    )
+    assert (
+        page.status_code == 200
+        and "<svg" in page.text
+        and "http"
+        not in page.text.split("<svg", 1)[1].split("</svg>")[0].replace("http://www.w3.org", "")
+    )
+    secret = re.search(r'<code id="secret">([A-Z2-7]+)</code>', page.text).group(1)
+    form = parse_form(page.text)
+    bad = httpx.post(f"{root}{form.action}", data={**form.fields, "code": "000000"})
+    assert bad.status_code == 400
+    totp = pyotp.TOTP(secret)
+    # confirm with the previous step's code (still accepted), so the current one stays fresh
+    done = httpx.post(
+        f"{root}{form.action}", data={**form.fields, "code": totp.at(time.time() - 30)}
+    )
+    assert done.status_code == 200, done.text
+    recovery = re.findall(r"<li><code>([0-9a-f-]+)</code></li>", done.text)
+    assert len(recovery) == 8
+    again = httpx.post(f"{root}{form.action}", data={**form.fields, "code": totp.now()})
+    assert again.status_code == 400  # enrolment happens once
+    _, challenge = pkce()
+    assert login(server, app, user, "patient/*.rs", challenge=challenge, code="").status_code == 401
+    stale = login(
+        server, app, user, "patient/*.rs", challenge=challenge, code=totp.at(time.time() - 30)
+    )
+    assert stale.status_code == 401  # the confirming code is spent
+    code_of(login(server, app, user, "patient/*.rs", challenge=challenge, code=totp.now()))
+    code_of(login(server, app, user, "patient/*.rs", challenge=challenge, code=recovery[0]))
