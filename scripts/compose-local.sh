@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The docker-compose.yml shape without Docker: PostgreSQL (the machine's own cluster), a
-# migration, and the API with N workers, all in the foreground; Ctrl-C stops the API.
+# migration, the background worker and the API with N processes in the foreground; Ctrl-C stops
+# both.
 #   scripts/compose-local.sh            # database "hearth" on 127.0.0.1:5432
 #   HEARTH_WORKERS=4 scripts/compose-local.sh
 set -euo pipefail
@@ -13,4 +14,7 @@ psql -h 127.0.0.1 -U postgres -tAc "select 1 from pg_database where datname='$DB
 export HEARTH_DATABASE_URL=${HEARTH_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/$DB}
 export HEARTH_WORKERS=${HEARTH_WORKERS:-2}
 .venv/bin/hearth db upgrade
-exec .venv/bin/hearth serve
+.venv/bin/hearth worker &
+WORKER=$!
+trap 'kill $WORKER 2>/dev/null; wait $WORKER 2>/dev/null' EXIT
+.venv/bin/hearth serve
