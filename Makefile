@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HEARTH_DATABASE_URL ?= sqlite:///var/hearth.db
 export HEARTH_DATA_DIR ?= var
 
-.PHONY: install system-deps run serve-pg test test-sqlite lint fmt bench bench-dicom clean postgres dicom-tools chromium
+.PHONY: install system-deps run serve-pg test test-sqlite lint fmt bench bench-dicom bench-ai clean postgres dicom-tools chromium
 
 install: $(STAMP)
 
@@ -69,6 +69,9 @@ bench: install postgres
 
 bench-dicom: install postgres dicom-tools
 	@$(BIN)/python bench/dicom_ingest.py
+
+bench-ai: install postgres
+	@$(BIN)/python bench/inference.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -40,6 +40,9 @@ def worker(database_url, batch_size, once, poll, interval, no_ai) -> None:  # ty
     from workflow import worker as workflow_worker
 
     settings = _settings(database_url=database_url, worker_batch_size=batch_size)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     ctx = build_context(settings)
     runner = None
     if not no_ai:

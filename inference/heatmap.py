@@ -47,14 +47,17 @@ def overlay_png(image: Image.Image, cam: np.ndarray, *, alpha: float = 0.45) -> 
     width, height = image.size
     side = min(width, height)
     left, top = (width - side) // 2, (height - side) // 2
-    shown = image.convert("RGB").crop((left, top, left + side, top + side))
-    if side > DISPLAY_SIDE:
-        shown = shown.resize((DISPLAY_SIDE, DISPLAY_SIDE), Image.Resampling.BILINEAR)
+    shown = image.crop((left, top, left + side, top + side))
+    if side > DISPLAY_SIDE:  # shrink first: colour conversion and PNG coding work on 512 px
+        shown = shown.resize(
+            (DISPLAY_SIDE, DISPLAY_SIDE), Image.Resampling.BILINEAR, reducing_gap=2.0
+        )
+    shown = shown.convert("RGB")
     heat = Image.fromarray((np.clip(cam, 0, 1) * 255).astype(np.uint8), mode="L").resize(
         shown.size, Image.Resampling.BILINEAR
     )
     coloured = Image.fromarray(_jet(np.asarray(heat, dtype=np.float32) / 255.0), mode="RGB")
     blended = Image.blend(shown, coloured, alpha)
     buffer = io.BytesIO()
-    blended.save(buffer, format="PNG", optimize=True)
+    blended.save(buffer, format="PNG", compress_level=1)  # speed over a few kB
     return buffer.getvalue()
