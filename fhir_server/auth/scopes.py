@@ -91,8 +91,13 @@ class Scopes:
                 continue
             perms: set[str] = set()
             for a in allowed.grants:
-                if a.res_type in ("*", g.res_type) and _context_ok(a.context, g.context):
+                if not _context_ok(a.context, g.context):
+                    continue
+                if a.res_type in ("*", g.res_type):
                     perms |= a.perms & g.perms
+                elif g.res_type == "*" and a.perms & g.perms:
+                    # a wildcard request keeps what the ceiling allows on each specific type
+                    out.append(Grant(g.context, a.res_type, frozenset(a.perms & g.perms)))
             if perms:
                 out.append(Grant(g.context, g.res_type, frozenset(perms)))
         return Scopes(tuple(out), self.other & (allowed.other | NON_DATA))
