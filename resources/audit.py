@@ -185,3 +185,17 @@ def events(conn: sa.Connection, *, limit: int = 100, after: int = 0) -> list[tup
         .limit(limit)
     ).all()
     return [(r[0], r[1]) for r in rows]
+
+
+def page(
+    engine: sa.Engine, *, after: int = 0, limit: int = 100
+) -> list[tuple[int, datetime, dict]]:
+    """Events after sequence number ``after``, in chain order: ``(seq, recorded, event)``."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(audit_event.c.seq, audit_event.c.recorded, audit_event.c.event)
+            .where(audit_event.c.seq > after)
+            .order_by(audit_event.c.seq)
+            .limit(limit)
+        ).all()
+    return [(r[0], r[1], r[2]) for r in rows]

@@ -31,6 +31,7 @@ def operations() -> dict[str, Operation]:
         appointment_book,
         appointment_cancel,
         appointment_reschedule,
+        audit_log,
         reindex,
         task_claim,
         task_complete,
@@ -40,7 +41,7 @@ def operations() -> dict[str, Operation]:
         validate,
     )
 
-    ops = [validate.OPERATION, reindex.OPERATION, ai_analyze.OPERATION]
+    ops = [validate.OPERATION, reindex.OPERATION, ai_analyze.OPERATION, audit_log.OPERATION]
     ops += [  # the workflow (docs/workflow.md)
         task_start_case.OPERATION,
         task_claim.OPERATION,

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from resources import audit
 from resources.db import create_engine
 from tests.fhir_server.auth.smart import bearer
-from tests.servers import database_url
+from tests.servers import database_url, system_token
 from tests.shared import ROOT
 
 
@@ -156,3 +156,30 @@ def test_append_only_and_tamper_detected(backend, tmp_path):
     finally:
         engine.dispose()
         cleanup()  # type: ignore[operator]
+
+
+def test_audit_log_operation_pages_the_chain_for_admins_only(server):
+    start = _last_seq(server)
+    with httpx.Client(base_url=server.fhir, headers=server.headers, timeout=30) as c:
+        for _ in range(3):
+            assert c.get("/metadata").status_code == 200
+            assert c.get("/Patient", params={"_count": 1}).status_code == 200
+        _flush(server)
+        page = c.get("/$audit-log", params={"after": start, "_count": 2})
+        assert page.status_code == 200, page.text
+        bundle = page.json()
+        assert bundle["resourceType"] == "Bundle" and bundle["type"] == "collection"
+        events = [e["resource"] for e in bundle["entry"]]
+        assert len(events) == 2 and all(e["resourceType"] == "AuditEvent" for e in events)
+        assert (
+            events == _events(server, start)[:2]
+            or [{k: v for k, v in e.items() if k != "id"} for e in events]
+            == _events(server, start)[:2]
+        )
+        following = next(link["url"] for link in bundle["link"] if link["relation"] == "next")
+        second = c.get(following.split("/fhir", 1)[1]).json()
+        assert second["entry"][0]["resource"]["id"] != bundle["entry"][-1]["resource"]["id"]
+        assert c.get("/$audit-log", params={"after": "x"}).status_code == 400
+    narrow = system_token(server.database_url, server.root, "system/Patient.rs")
+    r = httpx.get(f"{server.fhir}/$audit-log", headers=bearer(narrow), timeout=30)
+    assert r.status_code == 403
