@@ -46,7 +46,8 @@ def worker(database_url, batch_size, once, poll, interval, no_ai) -> None:  # ty
     ctx = build_context(settings)
     runner = None
     if not no_ai:
-        from inference.worker import Worker, worker_name
+        from inference.worker import Worker
+        from inference.worker_name import worker_name
 
         name = worker_name()
         runner = Worker(

@@ -24,14 +24,12 @@ from PIL import Image
 from inference import plco, plco_record, results, tasks
 from inference.heatmap import grad_cam, overlay_png
 from inference.images import (
-    CHEST_BODY_PARTS,
-    CHEST_MODALITIES,
     PHOTO_MODALITIES,
-    THORAX_SNOMED,
     BadInput,
     check_chest_radiograph,
     check_content,
     dicom_image,
+    is_chest_series,
     is_dicom,
     open_photo,
     read_dicom,
@@ -192,14 +190,10 @@ class Analyzer:
         pneumonia model, a photographic (XC, DMS) series for the skin model."""
         candidates = []
         for series in study.get("series", []):
-            modality = series.get("modality", {}).get("code")
             if spec.mode == "L":
-                site = series.get("bodySite", {})
-                codes = {str(site.get("code", "")).upper(), str(site.get("display", "")).upper()}
-                chest = not site or THORAX_SNOMED in codes or bool(codes & CHEST_BODY_PARTS)
-                usable = modality in CHEST_MODALITIES and chest
+                usable = is_chest_series(series)
             else:
-                usable = modality in PHOTO_MODALITIES
+                usable = series.get("modality", {}).get("code") in PHOTO_MODALITIES
             if usable:
                 candidates.extend(series.get("instance", []))
         if not candidates:

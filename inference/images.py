@@ -22,6 +22,16 @@ THORAX_SNOMED = "51185008"
 PHOTO_MODALITIES = frozenset({"XC", "DMS"})
 
 
+def is_chest_series(series: dict) -> bool:
+    """An ImagingStudy series the pneumonia model takes: CR or DX, and a chest body site (or none
+    recorded)."""
+    if series.get("modality", {}).get("code") not in CHEST_MODALITIES:
+        return False
+    site = series.get("bodySite", {})
+    codes = {str(site.get("code", "")).upper(), str(site.get("display", "")).upper()}
+    return not site or THORAX_SNOMED in codes or bool(codes & CHEST_BODY_PARTS)
+
+
 class BadInput(ValueError):
     """The input cannot be analysed; the message is the Task's statusReason."""
 

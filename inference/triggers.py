@@ -12,7 +12,7 @@ Anything else is analysed only when asked (``$ai-analyze``).
 from __future__ import annotations
 
 from inference import tasks
-from inference.images import CHEST_BODY_PARTS, CHEST_MODALITIES, PHOTO_MODALITIES, THORAX_SNOMED
+from inference.images import PHOTO_MODALITIES, is_chest_series
 from inference.tasks import version_for
 from resources.repository import Repository, Unit, WriteResult
 
@@ -33,14 +33,7 @@ def is_skin_photo(media: dict) -> bool:
 
 
 def is_chest_radiograph_study(study: dict) -> bool:
-    for series in study.get("series", []):
-        if series.get("modality", {}).get("code") not in CHEST_MODALITIES:
-            continue
-        site = series.get("bodySite", {})
-        codes = {str(site.get("code", "")).upper(), str(site.get("display", "")).upper()}
-        if not site or THORAX_SNOMED in codes or codes & CHEST_BODY_PARTS:
-            return True
-    return False
+    return any(is_chest_series(series) for series in study.get("series", []))
 
 
 def on_write(u: Unit, result: WriteResult) -> None:

@@ -11,7 +11,6 @@ from datetime import timedelta
 
 from inference.analysis import Analyzer
 from inference.tasks import JOB_KIND
-from inference.worker_name import worker_name  # noqa: F401  (re-exported for the CLI)
 from resources import queue
 from resources.repository import Repository
 
