@@ -198,7 +198,7 @@ def create_due(
 
     def active(u: Unit) -> list[tuple]:
         found = u.read_many(u.match("MedicationRequest", [("status", "active")]))
-        return [(s, patient_zone(u, s.content, default)) for s in found]
+        return [(s, patient_zone(u, s.content or {}, default)) for s in found]
 
     created = []
     for stored, zone in repo.read(active):
