@@ -59,7 +59,11 @@ def worker(database_url, batch_size, once, poll, interval, no_ai) -> None:  # ty
 
     def workflow_pass() -> None:
         done = workflow_worker.run_once(
-            ctx.repo, settings.smtp(), facility_name=settings.facility_name
+            ctx.repo,
+            settings.smtp(),
+            signing_material=settings.report_signing,
+            facility_name=settings.facility_name,
+            default_timezone=settings.default_timezone,
         )
         click.echo(done.summary())
 

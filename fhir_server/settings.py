@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -57,6 +57,15 @@ class Settings(BaseSettings):
     smtp_starttls: bool = Field(True, description="Require STARTTLS before sending (RFC 3207)")
     smtp_ca_file: Path | None = Field(None, description="CA file trusted for the SMTP server")
     facility_name: str = Field("Hearth", description="Facility name on reports (fallback)")
+    report_signing_key: Path | None = Field(
+        None, description="PEM private key that signs report PDFs (default: generated)"
+    )
+    report_signing_cert: Path | None = Field(
+        None, description="PEM certificate (+ chain) of the report signing key"
+    )
+    default_timezone: str = Field(
+        "UTC", description="IANA time zone of reminders when the patient's record names none"
+    )
     log_level: str = Field("info", description="debug | info | warning | error")
     ai_triggers: bool = Field(
         True, description="Start AI analyses by themselves (skin photos, chest studies)"
@@ -88,6 +97,34 @@ class Settings(BaseSettings):
         if not v or "\\" in v or not v.isascii() or not v.isprintable():
             raise ValueError("HEARTH_DICOM_AE_TITLE must be 1-16 printable ASCII characters")
         return v
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _timezone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"HEARTH_DEFAULT_TIMEZONE {v!r} is not an IANA time zone") from None
+        return v
+
+    @model_validator(mode="after")
+    def _signing_pair(self) -> Settings:
+        if (self.report_signing_key is None) != (self.report_signing_cert is None):
+            raise ValueError(
+                "HEARTH_REPORT_SIGNING_KEY and HEARTH_REPORT_SIGNING_CERT are set together"
+            )
+        return self
+
+    def report_signing(self):  # type: ignore[no-untyped-def]
+        """The report signing key and certificate: the configured files, or Hearth's own,
+        generated under ``data_dir`` on first use (``workflow.signing``)."""
+        from workflow import signing
+
+        if self.report_signing_key is not None and self.report_signing_cert is not None:
+            return signing.load(self.report_signing_key, self.report_signing_cert)
+        return signing.load_or_create(self.data_dir, self.facility_name)
 
     @property
     def dicom_callers(self) -> list[str]:

@@ -1,5 +1,7 @@
-"""Report delivery: render the final DiagnosticReport to PDF, attach it (``presentedForm``, a
-Binary and a DocumentReference), and e-mail it to the patient — the case's last, automatic step.
+"""Report delivery: render the final DiagnosticReport to PDF, sign it (``workflow.signing``: the
+approving admin's name and the responsible doctor in the signature), attach it
+(``presentedForm``, a Binary whose ``securityContext`` is the report, and a DocumentReference),
+and e-mail it to the patient — the case's last, automatic step.
 
 The step moves requested|failed → in-progress (If-Match: one deliverer at a time) → completed, or
 → failed with the reason in ``statusReason`` and the case's businessStatus REPORT_FAILED. A failed
@@ -16,10 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from mappings.report import ReportInput, render_pdf
+from mappings.report import ReportInput, person_name, render_pdf
 from resources.errors import Conflict, NotFound, PreconditionFailed
 from resources.repository import Repository, Unit
-from workflow import cases, mail
+from workflow import cases, mail, signing
 from workflow.actors import SYSTEM, roles_of
 from workflow.definitions import STEP_SYSTEM
 from workflow.tasks import business_status, code_of, io_values, note, now, with_status
@@ -133,6 +135,28 @@ def gather(u: Unit, case: dict, facility_name: str) -> tuple[ReportInput, dict]:
     return data, report
 
 
+def signatory(data: ReportInput) -> tuple[str, str]:
+    """(the signature's /Name, its /Reason): the admin who approved the report, and the doctor
+    responsible for its findings."""
+    approver, approved = "", ""
+    for step in data.steps:
+        owner = (step.get("owner") or {}).get("reference", "")
+        if "admin" in roles_of(step) and step.get("status") == "completed" and owner:
+            approver = person_name(data.people.get(owner)) or owner
+            approved = ((step.get("executionPeriod") or {}).get("end") or "")[:10]
+    doctors = [
+        person_name(data.people.get(x.get("reference", ""))) or x.get("reference", "")
+        for x in data.report.get("resultsInterpreter") or []
+    ]
+    name = approver or ", ".join(doctors) or "Hearth"
+    reason = f"Final report {data.report.get('id', '')}"
+    if approver:
+        reason += f" approved by {approver}" + (f" on {approved}" if approved else "")
+    if doctors:
+        reason += f"; responsible doctor: {', '.join(doctors)}"
+    return name, reason
+
+
 def _patient_email(patient: dict) -> str | None:
     for t in patient.get("telecom") or []:
         if t.get("system") == "email" and t.get("value"):
@@ -145,10 +169,13 @@ def deliver(
     smtp: mail.SmtpConfig | None,
     case_id: str,
     *,
+    signing_material: Callable[[], signing.SigningMaterial],
     facility_name: str = "Hearth",
     render: Callable[[ReportInput], bytes] = render_pdf,
 ) -> Delivery:
-    """Deliver the report of case ``case_id`` (render, attach, e-mail); see the module doc."""
+    """Deliver the report of case ``case_id`` (render, sign, attach, e-mail); see the module doc.
+    ``signing_material`` gives the key and certificate (read or created on first use: a broken
+    key fails the delivery visibly, like any other render failure)."""
 
     def begin(u: Unit):  # type: ignore[no-untyped-def]
         step = _delivery_step(u, case_id)
@@ -178,7 +205,14 @@ def deliver(
     try:
         pdf, binary_ref = _existing_pdf(repo, report)
         if pdf is None:
-            pdf = render(data)
+            name, reason = signatory(data)
+            pdf = signing.sign_pdf(
+                render(data),
+                signing_material(),
+                signer_name=name,
+                reason=reason,
+                location=person_name(data.organization) or facility_name,
+            )
             binary_ref = None
         email = _patient_email(data.patient)
         if email is None:
@@ -228,7 +262,13 @@ def _document_of(repo: Repository, report: dict) -> str | None:
 def _attach(u: Unit, report: dict, data: ReportInput, pdf: bytes) -> tuple[str, str]:
     data64 = base64.b64encode(pdf).decode()
     binary = u.create(
-        {"resourceType": "Binary", "contentType": "application/pdf", "data": data64}
+        {
+            "resourceType": "Binary",
+            "contentType": "application/pdf",
+            # R4 binary.html#security: the Binary is read with the report's permissions.
+            "securityContext": {"reference": f"DiagnosticReport/{report['id']}"},
+            "data": data64,
+        }
     ).stored
     attachment = {
         "contentType": "application/pdf",

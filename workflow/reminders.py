@@ -5,17 +5,30 @@ create on its identifier), then e-mailed by ``workflow.messages``.
 Supported timing: ``repeat.timeOfDay``; ``repeat.when`` (MORN, NOON, EVE, NIGHT, meals … at the
 fixed times below); ``repeat.frequency`` per ``period`` ``periodUnit`` (min, h, d, wk) from
 ``boundsPeriod.start`` or ``authoredOn``; bounded by ``boundsPeriod.end`` and
-``dispenseRequest.validityPeriod``. Times are UTC. Timings beyond these (``dayOfWeek``,
-``count``, ``offset``) are not read; such a request gets no reminder rather than a wrong one.
+``dispenseRequest.validityPeriod``. Timings beyond these (``dayOfWeek``, ``count``, ``offset``)
+are not read; such a request gets no reminder rather than a wrong one.
+
+Times of day are the patient's local time: the IANA zone of the ``timezone`` extension
+(``http://hl7.org/fhir/StructureDefinition/timezone``, or R4's ``tz-code``) on the Patient, else
+on its ``managingOrganization``, else ``HEARTH_DEFAULT_TIMEZONE``; zoneinfo applies daylight
+saving time. Daily and weekly periods also step in local wall-clock time (a dose every day at
+08:00 stays at 08:00 across a DST change); hour and minute periods are elapsed time. A local time
+that a DST change skips fires at the same wall-clock offset after the change (02:30 → 03:30); one
+that occurs twice fires once, the first time.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from resources.repository import Repository, Unit
 
 REMINDER_SYSTEM = "http://hearth.local/fhir/workflow/medication-reminder"
+TIMEZONE_EXTENSIONS = (
+    "http://hl7.org/fhir/StructureDefinition/timezone",
+    "http://hl7.org/fhir/StructureDefinition/tz-code",
+)
 WHEN_TIMES = {
     "WAKE": time(7, 0),
     "MORN": time(8, 0),
@@ -74,8 +87,45 @@ def _bounds(mr: dict, repeat: dict) -> tuple[datetime | None, datetime | None]:
     return (max(starts) if starts else None), (min(ends) if ends else None)
 
 
-def dose_times(mr: dict, start: datetime, end: datetime) -> list[datetime]:
-    """Dose times of ``mr`` in the half-open window (start, end], sorted."""
+def zone_of(resource: dict | None) -> ZoneInfo | None:
+    """The IANA time zone a resource's ``timezone`` / ``tz-code`` extension names, if valid."""
+    for ext in (resource or {}).get("extension") or []:
+        if ext.get("url") in TIMEZONE_EXTENSIONS and isinstance(ext.get("valueCode"), str):
+            try:
+                return ZoneInfo(ext["valueCode"])
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    return None
+
+
+def patient_zone(u: Unit, mr: dict, default: tzinfo) -> tzinfo:
+    """The patient's time zone (see the module doc)."""
+    ref = str((mr.get("subject") or {}).get("reference", ""))
+    patient = _content(u, ref) if ref.startswith("Patient/") else None
+    zone = zone_of(patient)
+    if zone is None and patient:
+        org = str((patient.get("managingOrganization") or {}).get("reference", ""))
+        zone = zone_of(_content(u, org)) if org.startswith("Organization/") else None
+    return zone or default
+
+
+def _content(u: Unit, ref: str) -> dict | None:
+    res_type, _, res_id = ref.partition("/")
+    try:
+        return u.read(res_type, res_id).content
+    except Exception:  # noqa: BLE001 - an unreadable record falls back to the default zone
+        return None
+
+
+def _local(day, t: time, zone: tzinfo) -> datetime:  # type: ignore[no-untyped-def]
+    """Wall-clock ``day`` ``t`` in ``zone`` as a UTC instant (a skipped time moves forward)."""
+    at = datetime.combine(day, t.replace(tzinfo=None), tzinfo=zone)
+    return at.astimezone(UTC)
+
+
+def dose_times(mr: dict, start: datetime, end: datetime, zone: tzinfo = UTC) -> list[datetime]:
+    """Dose times of ``mr`` (UTC instants) in the half-open window (start, end], sorted;
+    times of day are wall-clock times in ``zone``."""
     if mr.get("status") != "active":
         return []
     out: set[datetime] = set()
@@ -91,10 +141,10 @@ def dose_times(mr: dict, start: datetime, end: datetime) -> list[datetime]:
         daily = [time.fromisoformat(t) for t in repeat.get("timeOfDay") or []]
         daily += [WHEN_TIMES[w] for w in repeat.get("when") or [] if w in WHEN_TIMES]
         if daily:
-            day = lo_w.date()
-            while day <= hi_w.date():
+            day = lo_w.astimezone(zone).date() - timedelta(days=1)
+            while day <= hi_w.astimezone(zone).date():
                 for t in daily:
-                    at = datetime.combine(day, t, tzinfo=UTC)
+                    at = _local(day, t, zone)
                     if lo_w < at <= hi_w or (lo and at == lo and start < at <= end):
                         out.add(at)
                 day += timedelta(days=1)
@@ -103,16 +153,23 @@ def dose_times(mr: dict, start: datetime, end: datetime) -> list[datetime]:
         ):
             step = _UNITS[repeat["periodUnit"]] * float(repeat["period"]) / int(repeat["frequency"])
             anchor = lo or start
-            k = max(0, int((lo_w - anchor) / step))
-            at = anchor + k * step
-            while at <= hi_w:
+            # Days and weeks step in local wall-clock time; hours and minutes in elapsed time.
+            wall = repeat["periodUnit"] in ("d", "wk")
+            base = anchor.astimezone(zone).replace(tzinfo=None) if wall else anchor
+            k = max(0, int((lo_w - anchor) / step) - 1)
+            while True:
+                at = base + k * step
+                if wall:
+                    at = at.replace(tzinfo=zone).astimezone(UTC)
+                if at > hi_w:
+                    break
                 if lo_w < at or (at == anchor and start < at):
                     out.add(at)
-                at += step
+                k += 1
     return sorted(out)
 
 
-def _text(mr: dict, at: datetime) -> str:
+def _text(mr: dict, at: datetime, zone: tzinfo) -> str:
     med = (
         (mr.get("medicationCodeableConcept") or {}).get("text")
         or ((mr.get("medicationCodeableConcept") or {}).get("coding") or [{}])[0].get("display")
@@ -121,22 +178,32 @@ def _text(mr: dict, at: datetime) -> str:
     dosage = "; ".join(
         d.get("text", "") for d in mr.get("dosageInstruction") or [] if d.get("text")
     )
-    return f"Reminder: time to take {med} ({at:%Y-%m-%d %H:%M} UTC). {dosage}".strip()
+    local = at.astimezone(zone)
+    return (
+        f"Reminder: time to take {med} ({local:%Y-%m-%d %H:%M} {local.tzname()}). {dosage}".strip()
+    )
 
 
 def create_due(
-    repo: Repository, now: datetime, lookback: timedelta = timedelta(hours=1)
+    repo: Repository,
+    now: datetime,
+    lookback: timedelta = timedelta(hours=1),
+    *,
+    default_timezone: str = "UTC",
 ) -> list[str]:
     """Create the reminder Communications due in (now - lookback, now]; returns new references.
     A dose time older than ``lookback`` is not reminded (no burst of stale reminders after an
     outage); each dose time gets at most one reminder, however many workers run."""
-    requests = repo.read(
-        lambda u: u.read_many(u.match("MedicationRequest", [("status", "active")]))
-    )
+    default = ZoneInfo(default_timezone)
+
+    def active(u: Unit) -> list[tuple]:
+        found = u.read_many(u.match("MedicationRequest", [("status", "active")]))
+        return [(s, patient_zone(u, s.content or {}, default)) for s in found]
+
     created = []
-    for stored in requests:
+    for stored, zone in repo.read(active):
         mr = stored.content
-        for at in dose_times(mr, now - lookback, now):
+        for at in dose_times(mr, now - lookback, now, zone):
             key = f"{stored.res_id}/{at.isoformat().replace('+00:00', 'Z')}"
             body = {
                 "resourceType": "Communication",
@@ -157,7 +224,7 @@ def create_due(
                 "recipient": [mr["subject"]],
                 "about": [{"reference": stored.ref}],
                 "basedOn": [{"reference": stored.ref}],
-                "payload": [{"contentString": _text(mr, at)}],
+                "payload": [{"contentString": _text(mr, at, zone)}],
             }
 
             def fn(u: Unit, body: dict = body, key: str = key) -> tuple[str, str]:

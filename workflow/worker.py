@@ -5,11 +5,12 @@ Communications."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from resources.repository import Repository
-from workflow import delivery, mail, messages, reminders
+from workflow import delivery, mail, messages, reminders, signing
 
 log = logging.getLogger(__name__)
 
@@ -35,19 +36,27 @@ def run_once(
     repo: Repository,
     smtp: mail.SmtpConfig | None,
     *,
+    signing_material: Callable[[], signing.SigningMaterial],
     now: datetime | None = None,
     facility_name: str = "Hearth",
+    default_timezone: str = "UTC",
 ) -> Pass:
     out = Pass()
     out.interrupted = delivery.reset_stale(repo)
     for case_id in delivery.pending(repo):
         try:
             out.reports[case_id] = delivery.deliver(
-                repo, smtp, case_id, facility_name=facility_name
+                repo,
+                smtp,
+                case_id,
+                signing_material=signing_material,
+                facility_name=facility_name,
             ).status
         except Exception as exc:  # noqa: BLE001 - another worker took it; the next pass sees it
             log.info("report of case %s not delivered in this pass: %s", case_id, exc)
-    out.reminders = len(reminders.create_due(repo, now or datetime.now(UTC)))
+    out.reminders = len(
+        reminders.create_due(repo, now or datetime.now(UTC), default_timezone=default_timezone)
+    )
     counts = messages.send_pending(repo, smtp)
     out.sent, out.failed = counts["sent"], counts["failed"]
     return out

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from fhir_server.context import Access, Context, FhirRequest
-from resources.errors import Forbidden, NotFound
+from resources.errors import Forbidden, Gone, NotFound
 from resources.repository import Unit
 from resources.searching import Security, is_member
 from resources.transaction import parse_entries
@@ -171,6 +171,8 @@ def _guard(access: Access):  # type: ignore[no-untyped-def]
     def guard(unit: Unit, res_type: str, pk: int, written: bool) -> None:
         if not needs_compartment(access, res_type) or is_member(unit, pk, "Patient", patient):
             return
+        if res_type == "Binary" and not written and _context_readable(unit, pk):
+            return
         if written:
             raise Forbidden(
                 f"a patient-context token may only write resources in Patient/{patient}'s "
@@ -180,6 +182,22 @@ def _guard(access: Access):  # type: ignore[no-untyped-def]
         raise NotFound(f"{res_type}/{unit.res_id_of(pk)} is not known")
 
     return guard
+
+
+def _context_readable(unit: Unit, pk: int) -> bool:
+    """R4 binary.html#security: a Binary (in no compartment itself) is read with the access of
+    the resource its ``securityContext`` names — e.g. a report's PDF with the report's. The
+    context is read through the same guarded unit, so it must be in the compartment too."""
+    found = unit.read_many([pk])
+    context = ((found[0].content or {}).get("securityContext") or {}) if found else {}
+    res_type, _, res_id = str(context.get("reference", "")).partition("/")
+    if not res_id or res_type == "Binary":
+        return False
+    try:
+        unit.read(res_type, res_id)
+    except (NotFound, Gone):
+        return False
+    return True
 
 
 def search_security(access: Access | None, res_type: str | None) -> Security | None:

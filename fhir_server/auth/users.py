@@ -27,10 +27,11 @@ NEEDS_TOTP = frozenset({"cadre", "doctor", "pharmacist", "admin"})
 ROLE_SCOPES = {
     # A patient sees their own record (user-level access is cut to their compartment).
     "patient": Scopes.parse("user/*.rs patient/*.rs"),
-    # Community health workers register patients and record observations and encounters.
+    # Community health workers register patients, record observations and encounters, and
+    # upload photos (Media) for screening cases.
     "cadre": Scopes.parse(
         "user/*.rs user/Patient.cu user/Observation.cu user/Encounter.cu user/Task.cu "
-        "user/QuestionnaireResponse.cu"
+        "user/QuestionnaireResponse.cu user/Media.c"
     ),
     "doctor": Scopes.parse("user/*.cruds"),
     "pharmacist": Scopes.parse(

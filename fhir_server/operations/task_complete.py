@@ -52,7 +52,13 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
         )
     if out.deliver:
         s = ctx.settings
-        delivery.deliver(ctx.repo, s.smtp(), out.case["id"], facility_name=s.facility_name)
+        delivery.deliver(
+            ctx.repo,
+            s.smtp(),
+            out.case["id"],
+            signing_material=s.report_signing,
+            facility_name=s.facility_name,
+        )
     return Reply(200, out.task)
 
 

@@ -15,7 +15,13 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
     require_post(req, "deliver-report")
     actor_of(ctx, req).require(("admin",), "retrying a report delivery")
     s = ctx.settings
-    done = delivery.deliver(ctx.repo, s.smtp(), req.res_id or "", facility_name=s.facility_name)
+    done = delivery.deliver(
+        ctx.repo,
+        s.smtp(),
+        req.res_id or "",
+        signing_material=s.report_signing,
+        facility_name=s.facility_name,
+    )
     return Reply(200, parameters(status=done.status, reason=done.reason, document=done.document))
 
 

@@ -5,6 +5,6 @@ read by the caller) and returns the PDF. No network and no file access: images c
 Media/Binary resources given, and WeasyPrint's URL fetcher refuses everything else.
 """
 
-from mappings.report.render import ReportInput, render_html, render_pdf
+from mappings.report.render import ReportInput, person_name, render_html, render_pdf
 
-__all__ = ["ReportInput", "render_html", "render_pdf"]
+__all__ = ["ReportInput", "person_name", "render_html", "render_pdf"]

@@ -32,7 +32,7 @@ class ReportInput:
     steps: list[dict] = field(default_factory=list)  # the case's step Tasks
 
 
-def _name(resource: dict | None) -> str:
+def person_name(resource: dict | None) -> str:
     if not resource:
         return ""
     if resource.get("resourceType") == "Organization":
@@ -135,7 +135,7 @@ def _signatures(steps: list[dict], people: dict[str, dict]) -> list[dict]:
         out.append(
             {
                 "step": step.get("description", ""),
-                "name": _name(people.get(owner)) or owner,
+                "name": person_name(people.get(owner)) or owner,
                 "date": _date((step.get("executionPeriod") or {}).get("end")),
             }
         )
@@ -148,14 +148,14 @@ def view(data: ReportInput) -> dict:
     ident = ", ".join(i.get("value", "") for i in p.get("identifier") or [])
     images = [i for i in (_image(m, data.binaries) for m in data.media) if i]
     return {
-        "facility": _name(data.organization) or data.facility_name,
+        "facility": person_name(data.organization) or data.facility_name,
         "title": _concept(r.get("code")) or "Report",
         "report_id": r.get("id", ""),
         "status": r.get("status", ""),
         "issued": _date(r.get("issued")),
         "effective": _date(r.get("effectiveDateTime")),
         "patient": {
-            "name": _name(p),
+            "name": person_name(p),
             "birth_date": p.get("birthDate", ""),
             "gender": p.get("gender", ""),
             "identifier": ident,
@@ -167,7 +167,7 @@ def view(data: ReportInput) -> dict:
         "conclusion": r.get("conclusion", ""),
         "conclusion_codes": [_concept(c) for c in r.get("conclusionCode") or []],
         "interpreters": [
-            _name(data.people.get(x.get("reference", ""))) or x.get("reference", "")
+            person_name(data.people.get(x.get("reference", ""))) or x.get("reference", "")
             for x in r.get("resultsInterpreter") or []
         ],
         "prescriptions": [_prescription(m) for m in data.prescriptions],

@@ -147,11 +147,11 @@ def test_an_interrupted_delivery_becomes_failed_and_retryable(repo):
     assert delivery.reset_stale(repo) == []
 
 
-def test_worker_delivers_a_report_waiting_for_delivery(repo, smtp):
+def test_worker_delivers_a_report_waiting_for_delivery(repo, smtp, tmp_path):
     import uuid
 
     from tests.workflow.test_cases_http import pdf_of, wait_for_mail
-    from workflow import worker
+    from workflow import signing, worker
     from workflow.mail import SmtpConfig
 
     address = f"engine-worker-{uuid.uuid4().hex[:8]}@example.org"
@@ -195,10 +195,19 @@ def test_worker_delivers_a_report_waiting_for_delivery(repo, smtp):
         out = cases.complete(repo, people[role], task["id"], conclusion="Normal study")
     assert out.deliver and _steps(repo, case["id"])["report-delivery"]["status"] == "requested"
     config = SmtpConfig(host="127.0.0.1", port=smtp.port, ca_file=smtp.ca_file)
-    done = worker.run_once(repo, config)
-    assert done.reports == {case["id"]: "delivered"}
+    # A signing certificate that is not the key's: the delivery fails visibly, never unsigned.
+    other = signing.load_or_create(tmp_path / "other", "Other")
+    good = signing.load_or_create(tmp_path / "good", "Engine Hospital")
+    mismatched = lambda: signing.SigningMaterial(good.key_pem, other.cert_pem)  # noqa: E731
+    done = worker.run_once(repo, config, signing_material=mismatched)
+    assert done.reports == {case["id"]: "failed"}
+    failed = _steps(repo, case["id"])["report-delivery"]
+    assert failed["status"] == "failed" and "signing" in failed["statusReason"]["text"]
+    assert smtp.inbox.to(address) == []
+    retried = delivery.deliver(repo, config, case["id"], signing_material=lambda: good)
+    assert retried.status == "delivered"
     [message] = wait_for_mail(smtp, address)
     assert pdf_of(message).startswith(b"%PDF-")
-    assert worker.run_once(repo, config).reports == {}
+    assert worker.run_once(repo, config, signing_material=lambda: good).reports == {}
     final = repo.read(lambda u: u.read("Task", case["id"])).content
     assert final["status"] == "completed" and business_code(final) == "REPORT_DELIVERED"

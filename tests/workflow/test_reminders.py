@@ -6,7 +6,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
+import uuid
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from tests.shared import ROOT
 from tests.workflow.conftest import ref
@@ -69,6 +72,7 @@ def worker(server, smtp) -> subprocess.CompletedProcess:
         "HEARTH_SMTP_HOST": "127.0.0.1",
         "HEARTH_SMTP_PORT": str(smtp.port),
         "HEARTH_SMTP_CA_FILE": str(smtp.ca_file),
+        "HEARTH_DATA_DIR": tempfile.mkdtemp(prefix="hearth-worker-"),
     }
     return subprocess.run(
         [sys.executable, "-m", "fhir_server.cli", "worker", "--once"],
@@ -152,3 +156,106 @@ def test_message_to_a_patient_without_email_stays_pending_with_reason(wf_server,
     assert (
         stored["status"] == "in-progress" and "no e-mail address" in stored["statusReason"]["text"]
     )
+
+
+# -- the patient's time zone, across daylight saving time changes -----------------------------
+BERLIN = ZoneInfo("Europe/Berlin")  # CET → CEST 2026-03-29 02:00; CEST → CET 2026-10-25 03:00
+
+
+def hours(times: list[datetime]) -> list[str]:
+    return [t.strftime("%m-%d %H:%MZ") for t in times]
+
+
+def test_time_of_day_is_local_wall_clock_across_spring_forward():
+    window = (datetime(2026, 3, 27, 22, 0, tzinfo=UTC), datetime(2026, 3, 30, 22, 0, tzinfo=UTC))
+    times = dose_times(mr({"timeOfDay": ["08:00:00"]}), *window, BERLIN)
+    # 08:00 CET is 07:00Z; from Sunday 29 March 08:00 CEST is 06:00Z.
+    assert hours(times) == ["03-28 07:00Z", "03-29 06:00Z", "03-30 06:00Z"]
+    assert [t.astimezone(BERLIN).strftime("%H:%M") for t in times] == ["08:00"] * 3
+    # The same timing in UTC (the default zone) stays at 08:00Z.
+    assert hours(dose_times(mr({"timeOfDay": ["08:00:00"]}), *window)) == [
+        "03-28 08:00Z",
+        "03-29 08:00Z",
+        "03-30 08:00Z",
+    ]
+    # 02:30 does not exist on 29 March in Berlin: it fires at 03:30 CEST (01:30Z), once.
+    skipped = dose_times(mr({"timeOfDay": ["02:30:00"]}), *window, BERLIN)
+    assert hours(skipped) == ["03-28 01:30Z", "03-29 01:30Z", "03-30 00:30Z"]
+
+
+def test_a_time_that_occurs_twice_at_fall_back_fires_once():
+    window = (datetime(2026, 10, 24, 12, 0, tzinfo=UTC), datetime(2026, 10, 25, 12, 0, tzinfo=UTC))
+    times = dose_times(mr({"timeOfDay": ["02:30:00"]}), *window, BERLIN)
+    assert hours(times) == ["10-25 00:30Z"]  # 02:30 CEST, the first of the two 02:30s
+
+
+def test_daily_period_steps_in_wall_clock_time_and_hourly_in_elapsed_time():
+    start = {"boundsPeriod": {"start": "2026-03-27T08:00:00+01:00"}}
+    window = (datetime(2026, 3, 27, 0, 0, tzinfo=UTC), datetime(2026, 3, 30, 0, 0, tzinfo=UTC))
+    daily = dose_times(
+        mr({"frequency": 1, "period": 1, "periodUnit": "d", **start}), *window, BERLIN
+    )
+    assert [t.astimezone(BERLIN).strftime("%d %H:%M") for t in daily] == [
+        "27 08:00",
+        "28 08:00",
+        "29 08:00",
+    ]
+    every_12h = dose_times(
+        mr({"frequency": 1, "period": 12, "periodUnit": "h", **start}), *window, BERLIN
+    )
+    # Elapsed time: after the change the doses land at 09:00 / 21:00 local.
+    assert [t.astimezone(BERLIN).strftime("%d %H:%M") for t in every_12h][-2:] == [
+        "29 09:00",
+        "29 21:00",
+    ]
+
+
+def test_zone_from_the_patient_then_its_organization_then_the_default(wf_server, fhir):
+    from fhir_server.app import build_context
+    from fhir_server.settings import Settings
+    from workflow.reminders import TIMEZONE_EXTENSIONS, create_due
+
+    tz_ext = lambda zone: [{"url": TIMEZONE_EXTENSIONS[0], "valueCode": zone}]  # noqa: E731
+    org = fhir.create(
+        {"resourceType": "Organization", "name": "Clinic", "extension": tz_ext("America/New_York")}
+    )
+    own = fhir.create(
+        {
+            "resourceType": "Patient",
+            "extension": tz_ext("Europe/Berlin"),
+            "managingOrganization": {"reference": ref(org)},
+        }
+    )
+    via_org = fhir.create(
+        {"resourceType": "Patient", "managingOrganization": {"reference": ref(org)}}
+    )
+    plain = fhir.create({"resourceType": "Patient"})
+    medication = str(uuid.uuid4())
+    requests = {}
+    for name, patient in (("own", own), ("org", via_org), ("default", plain)):
+        requests[name] = fhir.create(
+            {
+                **mr({"timeOfDay": ["08:00:00"]}),
+                "authoredOn": "2026-03-01T00:00:00Z",
+                "subject": {"reference": ref(patient)},
+                "medicationCodeableConcept": {"text": f"Drug {medication}"},
+            }
+        )
+    ctx = build_context(Settings(database_url=wf_server.database_url))
+    try:
+        # A fixed clock on 29 March 2026 (Berlin already on CEST; New York on EDT since 8 March),
+        # with a 24-hour look-back so each request gets exactly the one dose of that day.
+        now = datetime(2026, 3, 29, 23, 0, tzinfo=UTC)
+        for _ in range(2):  # the second pass finds every reminder made already
+            create_due(ctx.repo, now, timedelta(hours=24), default_timezone="Asia/Kolkata")
+    finally:
+        ctx.repo.engine.dispose()
+    expected = {
+        "own": "2026-03-29T06:00:00Z",  # 08:00 CEST
+        "org": "2026-03-29T12:00:00Z",  # 08:00 EDT
+        "default": "2026-03-29T02:30:00Z",  # 08:00 IST
+    }
+    for name, request in requests.items():
+        [reminder] = fhir.search("Communication", **{"based-on": ref(request)})
+        assert reminder["identifier"][0]["value"] == f"{request['id']}/{expected[name]}", name
+        assert "08:00" in reminder["payload"][0]["contentString"], name

@@ -300,3 +300,38 @@ def test_conditional_writes_need_search_scope(server, world):
         ],
     }
     assert httpx.post(f"{f}/", json=tx, headers=h).status_code == 403
+
+
+def test_patient_token_reads_a_binary_through_its_security_context(server, world):
+    """R4 binary.html#security: a Binary is read with the access of its securityContext."""
+    f, h = server.fhir, server.headers
+
+    def binary(context: str | None) -> str:
+        body = {"resourceType": "Binary", "contentType": "text/plain", "data": "aGk="}
+        if context:
+            body["securityContext"] = {"reference": context}
+        resp = httpx.post(f"{f}/Binary", json=body, headers=h)
+        assert resp.status_code == 201, resp.text
+        return resp.json()["id"]
+
+    mine = binary(f"Observation/{world['obs_a']}")
+    theirs = binary(f"Observation/{world['obs_b']}")
+    loose = binary(None)
+    chained = binary(f"Binary/{mine}")  # a Binary is no context for another Binary
+    gone_obs = httpx.post(
+        f"{f}/Observation",
+        json={"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+              "subject": {"reference": f"Patient/{world['a']}"}},
+        headers=h,
+    ).json()["id"]  # fmt: skip
+    orphan = binary(f"Observation/{gone_obs}")
+    assert httpx.delete(f"{f}/Observation/{gone_obs}", headers=h).status_code in (200, 204)
+    patient_a = _token(server, "patient/*.rs", patient=world["a"])
+    assert httpx.get(f"{f}/Binary/{mine}", headers=patient_a).json()["data"] == "aGk="
+    for bid in (theirs, loose, chained, orphan):
+        assert httpx.get(f"{f}/Binary/{bid}", headers=patient_a).status_code == 404, bid
+    # Writing a Binary is still outside any patient's compartment.
+    body = {"resourceType": "Binary", "contentType": "text/plain", "data": "aGk=",
+            "securityContext": {"reference": f"Patient/{world['a']}"}}  # fmt: skip
+    writer = _token(server, "patient/*.cruds", patient=world["a"])
+    assert httpx.post(f"{f}/Binary", json=body, headers=writer).status_code == 403
