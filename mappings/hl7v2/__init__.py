@@ -3,7 +3,7 @@ mapping tables (message, segment, data type and concept maps; see docs/hl7v2.md)
 acknowledgments that answer them.
 
 ``map_message(raw)`` parses one ER7 message (``er7.py``) and maps it by MSH-9: ADT^A01/A03/A04/
-A08 (``adt.py``), ORU^R01 (``oru.py``). Anything else is rejected with an ``Hl7Error`` ("AR",
+A08 (``adt.py``), ADT^A40 (``mrg.py``), ORU^R01 (``oru.py``). Anything else is rejected with an ``Hl7Error`` ("AR",
 table 0357 code 200/201). Pure functions: no I/O.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mappings.hl7v2 import adt, oru
+from mappings.hl7v2 import adt, mrg, oru
 from mappings.hl7v2.ack import AckError, build
 from mappings.hl7v2.er7 import Message, parse
 from mappings.hl7v2.errors import Hl7Error
@@ -19,7 +19,7 @@ from mappings.hl7v2.mapping import MapContext, Warning_
 
 __all__ = ["AckError", "Hl7Error", "Mapped", "Message", "build", "map_parsed", "parse", "supported"]
 
-SUPPORTED = {"ADT": adt.EVENTS, "ORU": frozenset({"R01"})}
+SUPPORTED = {"ADT": adt.EVENTS | {"A40"}, "ORU": frozenset({"R01"})}
 
 
 def supported() -> list[str]:
@@ -51,5 +51,10 @@ def map_parsed(message: Message, *, server_tz: str | None = None) -> Mapped:
             location="MSH^1^9",
         )
     ctx = MapContext.of(message, server_tz)
-    bundle = adt.bundle(message, ctx) if code == "ADT" else oru.bundle(message, ctx)
+    if code == "ORU":
+        bundle = oru.bundle(message, ctx)
+    elif event == "A40":
+        bundle = mrg.bundle(message, ctx)
+    else:
+        bundle = adt.bundle(message, ctx)
     return Mapped(message, bundle, ctx.warnings)

@@ -88,8 +88,16 @@ class Composite:
 class Segment:
     """A segment; ``field(n)`` is HL7 field n (MSH-1 is the field separator, as in the spec)."""
 
-    def __init__(self, index: int, fields: list[str], seps: Separators, message: hl7.Message):
+    def __init__(
+        self,
+        index: int,
+        fields: list[str],
+        seps: Separators,
+        message: hl7.Message,
+        occurrence: int = 1,
+    ):
         self.index = index  # position in the message, 0-based
+        self.occurrence = occurrence  # 1 for the first segment of its name, 2 for the next…
         self.name = fields[0]
         self._fields = fields
         self._seps = seps
@@ -117,7 +125,7 @@ class Segment:
 
     def where(self, n: int) -> str:
         """An error location as ERR-2 writes it: segment^sequence^field."""
-        return f"{self.name}^1^{n}"
+        return f"{self.name}^{self.occurrence}^{n}"
 
 
 def unescape(message: hl7.Message, value: str) -> str:
@@ -194,6 +202,7 @@ def parse(raw: bytes | str) -> Message:
     except Exception as exc:  # python-hl7 raises plain exceptions on malformed text
         raise Hl7Error("AR", "100", f"the message cannot be parsed: {exc}") from exc
     segments: list[Segment] = []
+    seen: dict[str, int] = {}
     for i, line in enumerate(lines):
         fields = line.split(field_sep)
         name = fields[0].strip()
@@ -203,7 +212,8 @@ def parse(raw: bytes | str) -> Message:
             fields = ["MSH", field_sep, *fields[1:]]
         else:
             fields[0] = name
-        segments.append(Segment(i, fields, seps, parsed))
+        seen[name] = seen.get(name, 0) + 1
+        segments.append(Segment(i, fields, seps, parsed, seen[name]))
     message = Message(segments, seps, text)
     code, event, _ = message.message_type
     if not code:
