@@ -49,12 +49,18 @@ class Listener:
 
     def start(self) -> Listener:
         """Bind (OSError when the port is taken) and serve on a background thread."""
-        self._server = self._loop.run_until_complete(
-            asyncio.start_server(self._client, self.host, self.port, reuse_address=True)
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
         self._thread = threading.Thread(target=self._loop.run_forever, name="mllp", daemon=True)
         self._thread.start()
+        bind = asyncio.start_server(self._client, self.host, self.port, reuse_address=True)
+        try:
+            self._server = asyncio.run_coroutine_threadsafe(bind, self._loop).result(timeout=30)
+        except BaseException:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            self._thread = None
+            self._executor.shutdown(wait=False)
+            raise
+        self.port = self._server.sockets[0].getsockname()[1]
         log.info("MLLP listener on %s:%s", self.host, self.port)
         return self
 
