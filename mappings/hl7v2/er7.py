@@ -102,12 +102,18 @@ class Segment:
         self._fields = fields
         self._seps = seps
         self._message = message
+        self._reps: dict[int, list[Composite]] = {}
 
     def raw(self, n: int) -> str:
         return self._fields[n] if 0 <= n < len(self._fields) else ""
 
     def reps(self, n: int) -> list[Composite]:
         """The non-empty repetitions of field ``n``."""
+        if n not in self._reps:
+            self._reps[n] = self._split(n)
+        return self._reps[n]
+
+    def _split(self, n: int) -> list[Composite]:
         raw = self.raw(n)
         if self.name == "MSH" and n <= 2:
             return [Composite(raw, Separators(component="\x00"), self._message)] if raw else []
