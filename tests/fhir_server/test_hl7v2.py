@@ -190,6 +190,9 @@ def test_rejected_messages_store_nothing(client: httpx.Client) -> None:
 
 
 def test_http_edges(server, client: httpx.Client) -> None:  # type: ignore[no-untyped-def]
+    rest = client.get("/metadata").json()["rest"][0]
+    assert "hl7v2" in {op["name"] for op in rest["operation"]}
+    assert client.get("/$hl7v2").status_code == 405
     r = client.post("/$hl7v2", json={"resourceType": "Patient"})
     assert r.status_code == 415 and r.json()["resourceType"] == "OperationOutcome"
     r = httpx.post(f"{server.fhir}/$hl7v2", content=adt("A01", _uid()), headers=ER7)
