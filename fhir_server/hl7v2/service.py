@@ -15,6 +15,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+import hl7.containers
+
 from fhir_server.auth import gate
 from fhir_server.auth.scopes import Scopes
 from fhir_server.auth.service import AuthService
@@ -26,6 +28,9 @@ from mappings.hl7v2.ack import AckError
 from resources.errors import FhirError, Forbidden
 
 log = logging.getLogger("hearth.hl7v2")
+# python-hl7 logs every malformed escape sequence at ERROR (under its file path, with no
+# traceback); such text is kept as sent and the message still mapped, so those lines are noise.
+logging.getLogger(hl7.containers.__file__).setLevel(logging.CRITICAL)
 
 # What the MLLP listener may write: MLLP has no credentials, so its reach is fixed here (and the
 # listener binds HEARTH_HOST: loopback unless an operator opens it).

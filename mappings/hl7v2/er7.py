@@ -26,17 +26,49 @@ _BREAK = re.compile(r"\r\n|\n|\r")
 _SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")
 
 
+# MSH-18 character sets (HL7 table 0211) Hearth decodes, by Python codec.
+CHARSETS = {
+    "ASCII": "ascii",
+    "8859/1": "latin-1",
+    "8859/2": "iso8859-2",
+    "8859/3": "iso8859-3",
+    "8859/4": "iso8859-4",
+    "8859/5": "iso8859-5",
+    "8859/6": "iso8859-6",
+    "8859/7": "iso8859-7",
+    "8859/8": "iso8859-8",
+    "8859/9": "iso8859-9",
+    "8859/15": "iso8859-15",
+    "UNICODE UTF-8": "utf-8",
+}
+
+
+def _declared_charset(raw: bytes) -> str | None:
+    """The codec MSH-18 names (the MSH segment itself is ASCII), or None."""
+    start = raw.find(b"MSH")
+    if start < 0 or len(raw) < start + 4:
+        return None
+    head = raw[start:].split(b"\r", 1)[0].split(b"\n", 1)[0]
+    fields = head.split(head[3:4])
+    if len(fields) < 18:
+        return None
+    name = fields[17].split(b"~", 1)[0].decode("ascii", "replace").strip().upper()
+    return CHARSETS.get(name)
+
+
 def decode(raw: bytes | str) -> str:
-    """Text of a message: UTF-8 (with or without a BOM), else ISO 8859-1, which maps every byte
-    (MSH-18 names the character set; both cover what the shared samples use)."""
+    """Text of a message: in the character set MSH-18 names, else UTF-8 (with or without a
+    BOM), else ISO 8859-1, which maps every byte."""
     if isinstance(raw, str):
-        text = raw
-    else:
+        return raw.lstrip("\ufeff")
+    for codec in (_declared_charset(raw), "utf-8"):
+        if codec is None:
+            continue
         try:
-            text = raw.decode("utf-8")
+            return raw.decode(codec).lstrip("\ufeff")
         except UnicodeDecodeError:
-            text = raw.decode("latin-1")
-    return text.lstrip("\ufeff")
+            continue
+    return raw.decode("latin-1")
 
 
 def normalise(text: str) -> str:

@@ -383,3 +383,54 @@ def test_ack_echoes_the_control_id_and_escapes_text() -> None:
     reparsed = parse(ack)
     assert reparsed.one("MSA").value(2) == "C1"
     assert build(None, "AR", [], control_id="A2", now=datetime.now(UTC)).split("\r")[1] == "MSA|AR|"
+
+
+def test_msh18_names_the_character_set() -> None:
+    text = (
+        "MSH|^~\\&|A|B|C|D|20240101||ADT^A08|1|P|2.5||||||{}\rPID|1||X^^^F||Gr\u00fcn^J\u00f6rg\r"
+    )
+    latin = text.format("8859/1").encode("latin-1")
+    utf8 = text.format("UNICODE UTF-8").encode("utf-8")
+    undeclared_latin = text.format("").encode("latin-1")
+    for data in (latin, utf8, undeclared_latin):
+        assert _map(data).bundle["entry"][0]["resource"]["name"][0]["family"] == "Gr\u00fcn"
+    # a UTF-8 message declared ISO 8859-1 is read as declared
+    declared = text.format("8859/1").encode("utf-8")
+    assert _map(declared).bundle["entry"][0]["resource"]["name"][0]["family"] == "Gr\u00c3\u00bcn"
+
+
+_FIELD = st.text(alphabet="AZaz09^~&\\|.-+ <>:/XF\u00e9", max_size=12)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["PID", "PV1", "OBR", "OBX", "ORC", "NTE", "MRG", "EVN", "ZZ1"]),
+            st.lists(_FIELD, max_size=30),
+        ),
+        max_size=8,
+    ),
+    st.sampled_from(
+        ["ADT^A01", "ADT^A03", "ADT^A04", "ADT^A08", "ADT^A40", "ORU^R01", "ADT^A02", ""]
+    ),
+    st.sampled_from(["\r", "\n", "\r\n"]),
+)
+def test_any_message_maps_or_is_rejected_never_crashes(segments, kind, eol) -> None:  # type: ignore[no-untyped-def]
+    lines = [f"MSH|^~\\&|A|B|C|D|20240101||{kind}|1|P|2.5"]
+    lines += ["|".join([name, *fields]) for name, fields in segments]
+    try:
+        mapped = _map(eol.join(lines))
+    except Hl7Error as exc:
+        assert exc.ack in ("AE", "AR") and exc.code in {"100", "101", "102", "200", "201"}
+        return
+    for e in mapped.bundle["entry"]:
+        if e["request"]["method"] != "PATCH":
+            assert validate_resource(e["resource"]) == [], e["resource"]
+
+
+@given(st.binary(max_size=300))
+def test_any_bytes_parse_or_are_rejected(data: bytes) -> None:
+    try:
+        map_parsed(parse(b"MSH|^~\\&|" + data))
+    except Hl7Error as exc:
+        assert exc.ack in ("AE", "AR")
