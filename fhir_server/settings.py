@@ -84,6 +84,11 @@ class Settings(BaseSettings):
             raise ValueError("HEARTH_BASE_URL must be an http(s) URL")
         return v.rstrip("/")
 
+    @field_validator("mllp_port", mode="before")
+    @classmethod
+    def _mllp_port(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v  # empty: no listener
+
     @field_validator("log_level")
     @classmethod
     def _level(cls, v: str) -> str:
