@@ -59,6 +59,7 @@ class Listener:
             self._thread.join(timeout=10)
             self._thread = None
             self._executor.shutdown(wait=False)
+            self._loop.close()
             raise
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("MLLP listener on %s:%s", self.host, self.port)

@@ -279,6 +279,16 @@ def test_mllp_many_messages_on_one_connection(mllp_hearth) -> None:  # type: ign
         assert one(c, "Encounter", f"identifier={AUTHORITY}|{visit}")["status"] == "finished"
         assert count(c, "Observation", f"subject=Patient/{patient['id']}") == 3
         assert count(c, "DiagnosticReport", f"subject=Patient/{patient['id']}") == 1
+        # audited as the listener's client, with the peer's address
+        events = c.get("/$audit-log", params={"_count": 1000}).json().get("entry", [])
+        clients = {
+            agent["who"].get("identifier", {}).get("value")
+            for e in events
+            if f"Patient/{patient['id']}"
+            in {x.get("what", {}).get("reference") for x in e["resource"].get("entity", [])}
+            for agent in e["resource"]["agent"]
+        }
+        assert "hl7v2-mllp:127.0.0.1" in clients
 
 
 def test_mllp_survives_garbage_and_half_open_connections(mllp_hearth) -> None:  # type: ignore[no-untyped-def]
