@@ -61,8 +61,9 @@ def value(obx: Segment, ctx: MapContext) -> dict:
         if number is not None:
             return {"valueQuantity": _quantity(number, unit)}
         m = _COMPARED.match(first.c(1))
-        if m:
-            return {"valueQuantity": _quantity(dt.number(m.group(2)), unit, m.group(1) or "")}
+        compared = dt.number(m.group(2)) if m else None
+        if m and compared is not None:
+            return {"valueQuantity": _quantity(compared, unit, m.group(1) or "")}
         ctx.warn("102", f"OBX-5 {first.c(1)!r} is not a number: kept as text", obx.where(5))
         return {"valueString": first.text()}
     if kind == "SN":
@@ -159,7 +160,8 @@ def observation(
         "code": code,
         "subject": {"reference": subject},
     }
-    ident = dt.ei(obx.first(21), ctx.default_system) if obx.first(21) else identifier
+    filler = obx.first(21)
+    ident = dt.ei(filler, ctx.default_system) if filler else identifier
     if ident:
         res["identifier"] = [ident]
     effective = dt.date_time(obx.value(14), ctx.tz, obx.where(14)) or default_time
@@ -169,10 +171,9 @@ def observation(
     if status_code in ("X", "N") and not any(k.startswith("value") for k in res):
         reason = "not-asked" if status_code == "N" else "error"
         res["dataAbsentReason"] = {"coding": [{"system": DATA_ABSENT, "code": reason}]}
-    ranges = obx.value(7)
+    ranges = obx.first(7)
     if ranges:
-        unit = dt.unit(obx.first(6))
-        res["referenceRange"] = [reference_range(obx.first(7).text(), unit)]
+        res["referenceRange"] = [reference_range(ranges.text().strip(), dt.unit(obx.first(6)))]
     interp = interpretation(obx)
     if interp:
         res["interpretation"] = interp
