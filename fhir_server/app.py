@@ -16,6 +16,9 @@ from fhir_server.auth.service import AuthService
 from fhir_server.context import Context
 from fhir_server.dicom import service as dicom_service
 from fhir_server.dicom import web as dicomweb
+from fhir_server.hl7v2 import mllp
+from fhir_server.hl7v2 import web as hl7v2_web
+from fhir_server.hl7v2.service import Hl7v2Service
 from fhir_server.routes import router
 from fhir_server.settings import Settings
 from resources.db import create_engine
@@ -79,9 +82,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.dicom = dicom_service.start(ctx.repo, settings, listen=settings.dicom_enabled)
         if settings.ai_triggers:
             app.state.dicom.ingest.on_study_complete.append(events.on_study_complete(ctx.repo))
+        app.state.hl7v2 = Hl7v2Service(ctx, app.state.auth)
+        app.state.mllp = None
+        if settings.mllp_port is not None:
+            app.state.mllp = mllp.start(app.state.hl7v2, settings.host, settings.mllp_port)
         try:
             yield
         finally:
+            if app.state.mllp is not None:
+                app.state.mllp.stop()
             app.state.dicom.stop()
             app.state.auth.close()
             ctx.repo.engine.dispose()
@@ -96,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     errors.install(app)
     app.include_router(endpoints.router)
+    app.include_router(hl7v2_web.router, prefix="/fhir")  # before the generic /{op} route
     app.include_router(router, prefix="/fhir")
     app.include_router(dicomweb.router, prefix="/dicomweb")
 

@@ -47,7 +47,8 @@ def version() -> None:
 @click.option("--workers", type=int, help="worker processes [HEARTH_WORKERS, 1]")
 @click.option("--dicom-port", type=int, help="DICOM listener port [HEARTH_DICOM_PORT, 11112]")
 @click.option("--no-dicom", is_flag=True, help="no DICOM listener [HEARTH_DICOM_ENABLED=false]")
-def serve(host, port, database_url, base_url, workers, dicom_port, no_dicom) -> None:  # type: ignore[no-untyped-def]
+@click.option("--mllp-port", type=int, help="HL7 v2 MLLP listener port [HEARTH_MLLP_PORT, off]")
+def serve(host, port, database_url, base_url, workers, dicom_port, no_dicom, mllp_port) -> None:  # type: ignore[no-untyped-def]
     """Serve the FHIR API (and DICOMweb) over HTTP, with the DICOM listener."""
     import uvicorn
 
@@ -61,6 +62,7 @@ def serve(host, port, database_url, base_url, workers, dicom_port, no_dicom) -> 
         workers=workers,
         dicom_port=dicom_port,
         dicom_enabled="false" if no_dicom else None,
+        mllp_port=mllp_port,
     )
     have, want = current(settings.database_url), head()
     if have != want:
@@ -75,11 +77,19 @@ def serve(host, port, database_url, base_url, workers, dicom_port, no_dicom) -> 
         os.environ["HEARTH_DICOM_ENABLED"] = "false"
     if settings.dicom_enabled:
         click.echo(f"DICOM listener {settings.dicom_ae_title} on port {settings.dicom_port}")
+    mllp = None
+    if settings.mllp_port is not None and settings.workers > 1:
+        mllp = _start_mllp(settings)  # one listener for all worker processes, as for DICOM
+        os.environ.pop("HEARTH_MLLP_PORT", None)
+    if settings.mllp_port is not None:
+        click.echo(f"HL7 v2 MLLP listener on {settings.host}:{settings.mllp_port}")
     try:
         _uvicorn(uvicorn, settings)
     finally:
         if dicom is not None:
             dicom.stop()
+        if mllp is not None:
+            mllp.stop()
 
 
 def _start_dicom(settings: Settings):  # type: ignore[no-untyped-def]
@@ -143,6 +153,49 @@ def dicom(dicom_port, dicom_ae_title, database_url) -> None:  # type: ignore[no-
         pass
     finally:
         service.stop()
+
+
+def _start_mllp(settings: Settings):  # type: ignore[no-untyped-def]
+    from fhir_server.app import build_context
+    from fhir_server.auth.service import AuthService
+    from fhir_server.hl7v2 import mllp
+    from fhir_server.hl7v2.service import Hl7v2Service
+
+    ctx = build_context(settings)
+    service = Hl7v2Service(ctx, AuthService.build(ctx.repo.engine, settings))
+    try:
+        return mllp.start(service, settings.host, settings.mllp_port or 2575)
+    except OSError as exc:
+        raise click.ClickException(str(exc.strerror)) from exc
+
+
+@main.command("mllp")
+@click.option("--port", "mllp_port", type=int, help="port [HEARTH_MLLP_PORT, 2575]")
+@click.option("--database-url", help="database URL [HEARTH_DATABASE_URL]")
+def mllp_command(mllp_port, database_url) -> None:  # type: ignore[no-untyped-def]
+    """Run only the HL7 v2 MLLP listener (ADT, ORU → FHIR; ACKs) until interrupted."""
+    import logging
+    import signal
+    import time
+
+    from resources.migrate import current, head
+
+    settings = _settings(mllp_port=mllp_port, database_url=database_url)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if current(settings.database_url) != head():
+        raise click.ClickException("the database schema is not current: run `hearth db upgrade`")
+    listener = _start_mllp(settings)
+    click.echo(f"HL7 v2 MLLP listener on {settings.host}:{listener.port}")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        listener.stop()
 
 
 @main.group()

@@ -48,7 +48,9 @@ class Settings(BaseSettings):
     dicom_max_upload_bytes: int = Field(
         512 * 1024 * 1024, ge=1024, description="Largest STOW-RS request body (413 beyond)"
     )
-    mllp_port: int = Field(2575, ge=1, le=65535, description="HL7 v2 MLLP listener port")
+    mllp_port: int | None = Field(
+        None, ge=0, le=65535, description="HL7 v2 MLLP listener port (unset: no listener)"
+    )
     smtp_host: str | None = Field(None, description="SMTP server for e-mail (reports, resets)")
     smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port (STARTTLS)")
     smtp_user: str | None = Field(None, description="SMTP user name")
@@ -81,6 +83,11 @@ class Settings(BaseSettings):
         if not v.startswith(("http://", "https://")):
             raise ValueError("HEARTH_BASE_URL must be an http(s) URL")
         return v.rstrip("/")
+
+    @field_validator("mllp_port", mode="before")
+    @classmethod
+    def _mllp_port(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v  # empty: no listener
 
     @field_validator("log_level")
     @classmethod

@@ -254,6 +254,16 @@ def _assign_identity(unit: Unit, e: Entry, refs: dict[str, str]) -> None:
             e.query = []
             e.res_id = e.assigned_id
         _map(refs, e, f"{e.res_type}/{e.res_id}")
+    elif e.method == "PATCH" and e.res_id is None and e.query:
+        # Conditional patch (http.html#patch): the criteria must match exactly one resource.
+        found = unit.match(e.res_type, e.query, limit=2)
+        if not found:
+            raise NotFound(f"the criteria match no {e.res_type} resource to patch")
+        if len(found) > 1:
+            raise MultipleMatches(f"the criteria match {len(found)} {e.res_type} resources")
+        e.res_id = unit.read_many(found)[0].res_id
+        e.query = []
+        _map(refs, e, f"{e.res_type}/{e.res_id}")
 
 
 def _check_post(e: Entry) -> None:
@@ -341,7 +351,7 @@ def _execute(
         else:
             apply = lambda cur: apply_fhirpath_patch(cur, patch_doc)  # noqa: E731
         if e.res_id is None:
-            raise Invalid(f"entry {e.index}: PATCH needs a resource id in its URL")
+            raise Invalid(f"entry {e.index}: PATCH needs a resource id or criteria in its URL")
         result = unit.patch(e.res_type, e.res_id, apply, if_match=e.if_match)
         e.response = _write_response(result, base, return_pref)
         return

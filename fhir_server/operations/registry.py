@@ -32,6 +32,7 @@ def operations() -> dict[str, Operation]:
         appointment_cancel,
         appointment_reschedule,
         audit_log,
+        hl7v2,
         reindex,
         task_claim,
         task_complete,
@@ -42,6 +43,7 @@ def operations() -> dict[str, Operation]:
     )
 
     ops = [validate.OPERATION, reindex.OPERATION, ai_analyze.OPERATION, audit_log.OPERATION]
+    ops.append(hl7v2.OPERATION)  # POST served by fhir_server/hl7v2/web.py
     ops += [  # the workflow (docs/workflow.md)
         task_start_case.OPERATION,
         task_claim.OPERATION,
