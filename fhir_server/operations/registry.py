@@ -21,6 +21,11 @@ class Operation:
     types: frozenset[str] | None = None  # None: every resource type
     methods: frozenset[str] = frozenset({"GET", "POST"})
     affects_state: bool = False
+    # (type, definition URL) where a type's OperationDefinition differs from ``definition``
+    definitions: tuple[tuple[str, str], ...] = ()
+
+    def definition_for(self, res_type: str | None) -> str:
+        return dict(self.definitions).get(res_type or "", self.definition)
 
 
 def operations() -> dict[str, Operation]:
@@ -32,6 +37,9 @@ def operations() -> dict[str, Operation]:
         appointment_cancel,
         appointment_reschedule,
         audit_log,
+        codesystem_lookup,
+        codesystem_subsumes,
+        conceptmap_translate,
         reindex,
         task_claim,
         task_complete,
@@ -39,6 +47,8 @@ def operations() -> dict[str, Operation]:
         task_release,
         task_start_case,
         validate,
+        validate_code,
+        valueset_expand,
     )
 
     ops = [validate.OPERATION, reindex.OPERATION, ai_analyze.OPERATION, audit_log.OPERATION]
@@ -52,5 +62,12 @@ def operations() -> dict[str, Operation]:
         appointment_cancel.OPERATION,
         appointment_reschedule.OPERATION,
         appointment_accept.OPERATION,
+    ]
+    ops += [  # terminology (docs/terminology.md)
+        codesystem_lookup.OPERATION,
+        codesystem_subsumes.OPERATION,
+        validate_code.OPERATION,
+        valueset_expand.OPERATION,
+        conceptmap_translate.OPERATION,
     ]
     return {op.name: op for op in ops}

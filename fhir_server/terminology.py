@@ -1,0 +1,45 @@
+"""Wiring of terminology into a running Hearth: one ``Terminology`` per process that resolves
+canonical URLs against the stored CodeSystems / ValueSets / ConceptMaps (through the
+repository's search) before the R4 content shipped in ``terminology/data``, plugged into the
+search engine for token ``:in`` / ``:not-in`` / ``:below`` / ``:above`` and used by the
+terminology operations (``fhir_server/operations/{codesystem,valueset,conceptmap}_*.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fhir_server.context import Context
+from resources.repository import Repository, Unit
+from terminology import Terminology
+
+MAX_MATCHES = 50  # stored resources sharing one canonical url that are looked at
+
+
+def finder(repo: Repository):  # type: ignore[no-untyped-def]
+    """``find(res_type, query)``: the stored resources matching a search, read in their own
+    read-only unit (terminology resources are shared definitions, not patient data, so the
+    caller's compartment does not narrow them)."""
+
+    def find(res_type: str, query: Sequence[tuple[str, str]]) -> list[dict]:
+        def fn(u: Unit) -> list[dict]:
+            pks = u.match(res_type, list(query), limit=MAX_MATCHES)
+            return [s.content for s in u.read_many(pks) if s.content is not None]
+
+        return repo.read(fn)
+
+    return find
+
+
+def install(ctx: Context) -> Terminology:
+    service = Terminology(finder(ctx.repo), max_expansion=ctx.settings.max_expansion_size)
+    ctx.services["terminology"] = service
+    ctx.repo.search.terminology = service
+    return service
+
+
+def of(ctx: Context) -> Terminology:
+    """The process's terminology service (built at start by ``install``)."""
+    service = ctx.services.get("terminology")
+    if service is None:
+        service = install(ctx)
+    return service
