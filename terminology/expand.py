@@ -4,7 +4,8 @@
 ``concept``s, or ``filter``s: ``is-a``, ``descendent-of``, ``is-not-a``, ``generalizes``,
 ``regex``, ``=``, ``in``, ``not-in``, ``exists``) and/or import other value sets
 (``valueSet``); the parts of one entry intersect, the entries of ``include`` unite, ``exclude``
-is subtracted. A value set without ``compose`` but with an ``expansion`` is read from it.
+is subtracted. A value set without ``compose`` (or whose compose cannot be expanded here) but with an
+``expansion`` is read from that expansion.
 Code systems are resolved by canonical URL (``Resolver``), the value set's contained ones first.
 
 Expansion parameters: ``filter`` (text: every word of it starts a word of the display, or the
@@ -102,6 +103,14 @@ class Expander:
             if isinstance(value_set.get("expansion"), dict):
                 return self._from_expansion(value_set["expansion"])
             raise NotExpandable(f"value set {name} has neither compose nor expansion")
+        try:
+            return self._compose(value_set, compose, name, stack)
+        except NotExpandable:
+            if isinstance(value_set.get("expansion"), dict):
+                return self._from_expansion(value_set["expansion"])  # the one it carries
+            raise
+
+    def _compose(self, value_set: dict, compose: dict, name: str, stack: tuple[str, ...]) -> Codes:
         contained = value_set.get("contained") or ()
         out: Codes = {}
         for inc in compose.get("include") or ():
@@ -164,6 +173,8 @@ class Expander:
     def _from_system(self, inc: dict, system: str, contained: object) -> Codes:
         version = inc.get("version")
         cs = self.resolver.code_system(system, version, contained=contained)
+        if system.startswith("#") and cs is not None and cs.url:
+            system = cs.url  # "#id": a contained code system, named by its own url
         concepts = inc.get("concept") or ()
         filters = inc.get("filter") or ()
         if concepts:

@@ -47,12 +47,11 @@ class Resolver:
         ``contained``: resources of the referring resource, searched first."""
         url, version = split_canonical(canonical, version)
         for res in contained:
-            if (
-                isinstance(res, dict)
-                and res.get("resourceType") == res_type
-                and res.get("url") == url
-                and (version is None or res.get("version") == version)
-            ):
+            if not isinstance(res, dict) or res.get("resourceType") != res_type:
+                continue
+            if url.startswith("#") and res.get("id") == url[1:]:
+                return res  # a local reference to a contained resource
+            if res.get("url") == url and (version is None or res.get("version") == version):
                 return res
         if self.find is not None:
             query = [("url", url)] + ([("version", version)] if version else [])

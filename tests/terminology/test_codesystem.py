@@ -1,0 +1,84 @@
+"""terminology/codesystem.py: concepts, the hierarchy (nesting and parent/child properties),
+subsumption, case sensitivity, inactive concepts."""
+
+from __future__ import annotations
+
+import pytest
+
+from resources.errors import Invalid
+from terminology import Terminology
+from terminology.codesystem import CodeSystem
+from tests.terminology.content import CS_URL, code_system
+
+
+@pytest.fixture(scope="module")
+def cs() -> CodeSystem:
+    return CodeSystem(code_system())
+
+
+def test_concepts_by_code(cs: CodeSystem) -> None:
+    assert len(cs) == 9
+    melanoma = cs.require("melanoma")
+    assert melanoma.display == "Malignant melanoma"
+    assert melanoma.property_values("region") == ["skin"]
+    assert cs.get("Melanoma") is None  # case-sensitive
+    with pytest.raises(Invalid, match="not defined"):
+        cs.require("nope")
+
+
+def test_hierarchy_from_nesting_and_parent_properties(cs: CodeSystem) -> None:
+    assert cs.has_hierarchy
+    assert cs.require("skin").parents == ["finding"]
+    assert sorted(cs.require("metastasis").parents) == ["melanoma", "nodule"]
+    assert set(cs.descendants("skin")) == {"melanoma", "naevus", "metastasis", "old-skin"}
+    assert set(cs.descendants("lung")) == {"nodule", "pneumonia", "metastasis"}
+    assert set(cs.ancestors("metastasis")) == {"melanoma", "nodule", "skin", "lung", "finding"}
+    assert cs.descendants("pneumonia") == []
+
+
+def test_child_property_links_too() -> None:
+    cs = CodeSystem(
+        {
+            "resourceType": "CodeSystem",
+            "url": "urn:x",
+            "content": "complete",
+            "concept": [
+                {"code": "a", "property": [{"code": "child", "valueCode": "b"}]},
+                {"code": "b"},
+            ],
+        }
+    )
+    assert cs.ancestors("b") == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "outcome"),
+    [
+        ("skin", "skin", "equivalent"),
+        ("finding", "metastasis", "subsumes"),
+        ("metastasis", "lung", "subsumed-by"),
+        ("skin", "pneumonia", "not-subsumed"),
+        ("naevus", "melanoma", "not-subsumed"),
+    ],
+)
+def test_subsumes(cs: CodeSystem, a: str, b: str, outcome: str) -> None:
+    assert cs.subsumes(a, b) == outcome
+
+
+def test_inactive_and_abstract(cs: CodeSystem) -> None:
+    assert cs.require("old-skin").inactive
+    assert not cs.require("skin").inactive
+
+
+def test_case_insensitive_system() -> None:
+    cs = CodeSystem(code_system(caseSensitive=False))
+    assert cs.require("MELANOMA").code == "melanoma"
+
+
+def test_builtin_r4_hierarchy() -> None:
+    """The shipped R4 IssueType has a three-level hierarchy."""
+    cs = Terminology().resolver.require_code_system("http://hl7.org/fhir/issue-type")
+    assert cs.subsumes("invalid", "required") == "subsumes"
+    assert "too-costly" in cs.descendants("processing")
+    assert cs.ancestors("login") == ["security"]
+    assert cs.url != CS_URL
