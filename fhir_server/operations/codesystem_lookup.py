@@ -12,6 +12,7 @@ from fhir_server import terminology
 from fhir_server.context import Context, FhirRequest, Reply
 from fhir_server.operations.params import OpParams
 from fhir_server.operations.registry import Operation
+from fhir_server.operations.terminology_inputs import coding_parts
 from resources.errors import Invalid
 from terminology.lookup import lookup
 
@@ -19,14 +20,12 @@ from terminology.lookup import lookup
 def run(ctx: Context, req: FhirRequest) -> Reply:
     params = OpParams(req, "lookup")
     service = terminology.of(ctx)
-    code, coding = params.str("code"), params.dict("coding")
+    code, coding = params.str("code"), coding_parts(params, "coding")
     if (code is None) == (coding is None):
         raise Invalid("$lookup needs exactly one of code, coding")
     system = params.str("system")
     if coding is not None:
-        code, system = coding.get("code"), coding.get("system") or system
-        if not isinstance(code, str) or not code:
-            raise Invalid("$lookup: the coding carries no code")
+        code, system = coding[0], coding[1] or system
     if req.res_id is not None:
         content = ctx.repo.read(lambda u: u.read("CodeSystem", req.res_id)).content
         cs = service.resolver.compile(content)  # type: ignore[arg-type]

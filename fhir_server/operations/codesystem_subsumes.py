@@ -12,19 +12,16 @@ from fhir_server import terminology
 from fhir_server.context import Context, FhirRequest, Reply
 from fhir_server.operations.params import OpParams
 from fhir_server.operations.registry import Operation
+from fhir_server.operations.terminology_inputs import coding_parts
 from resources.errors import Invalid
 from terminology.lookup import subsumes
 
 
 def _code(params: OpParams, which: str) -> tuple[str, str | None]:
-    code, coding = params.str(f"code{which}"), params.dict(f"coding{which}")
+    code, coding = params.str(f"code{which}"), coding_parts(params, f"coding{which}")
     if (code is None) == (coding is None):
         raise Invalid(f"$subsumes needs exactly one of code{which}, coding{which}")
-    if coding is None:
-        return code, None  # type: ignore[return-value]
-    if not isinstance(coding.get("code"), str):
-        raise Invalid(f"$subsumes: coding{which} carries no code")
-    return coding["code"], coding.get("system")
+    return coding if coding is not None else (code, None)  # type: ignore[return-value]
 
 
 def run(ctx: Context, req: FhirRequest) -> Reply:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from fhir_server.context import FhirRequest
 from resources.errors import Invalid
+from resources.validation import validate_resource
 
 _SCALARS = (
     "valueString",
@@ -103,7 +104,14 @@ class OpParams:
         return value
 
     def resource(self, name: str, res_type: str) -> dict | None:
+        """A resource sent inline, validated as R4 like any write (a bad one is a 400 listing
+        its issues)."""
         value = self.dict(name)
-        if value is not None and value.get("resourceType") != res_type:
+        if value is None:
+            return None
+        if value.get("resourceType") != res_type:
             raise Invalid(f"${self.operation}: parameter {name!r} must be a {res_type}")
+        errors = [i for i in validate_resource(value) if i.severity in ("error", "fatal")]
+        if errors:
+            raise Invalid(f"${self.operation}: the {res_type} in {name!r} is not valid", errors)
         return value

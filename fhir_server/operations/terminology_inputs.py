@@ -55,10 +55,25 @@ def coded(params: OpParams, *, system_param: str | None = "system") -> list[Code
         return [Coded(system, code, params.str("display"))]
     codings = [coding] if coding is not None else list((concept or {}).get("coding") or [])
     out = [
-        Coded(c.get("system"), c["code"], c.get("display"))
+        Coded(_str(c.get("system")), c["code"], _str(c.get("display")))
         for c in codings
-        if isinstance(c, dict) and isinstance(c.get("code"), str)
+        if isinstance(c, dict) and isinstance(c.get("code"), str) and c["code"]
     ]
     if not out:
         raise Invalid(f"${params.operation}: the coding / codeableConcept carries no code")
     return out
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def coding_parts(params: OpParams, name: str) -> tuple[str, str | None] | None:
+    """(code, system) of the Coding parameter ``name``, or None when it is not given."""
+    coding = params.dict(name)
+    if coding is None:
+        return None
+    code = _str(coding.get("code"))
+    if code is None:
+        raise Invalid(f"${params.operation}: {name} carries no code")
+    return code, _str(coding.get("system"))

@@ -132,6 +132,12 @@ def test_expand_errors(client: httpx.Client) -> None:
     )
     assert_outcome(client.post("/ValueSet/$expand", json={"resourceType": "Patient"}), 400)
     assert_outcome(client.get("/ValueSet/no-such-id/$expand"), 404)
+    # an inline resource is validated like a write: 400 with its issues, never a 500
+    bad = {"resourceType": "ValueSet", "status": "active", "compose": {"include": "x"}}
+    body = assert_outcome(client.post("/ValueSet/$expand", json=parameters(valueSet=bad)), 400)
+    assert body["issue"][0]["expression"] == ["ValueSet.compose.include"]
+    odd = parameters(coding={"system": 5, "code": "male"})
+    assert_outcome(client.post("/CodeSystem/$lookup", json=odd), 400, "invalid")
     assert_outcome(client.get("/Patient/$expand", params={"url": GENDER_VS}), 404)
 
 
