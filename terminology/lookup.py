@@ -10,14 +10,13 @@ from terminology.codesystem import CodeSystem
 
 def lookup(cs: CodeSystem, code: str, properties: Sequence[str] = ()) -> dict:
     """name, version, display, designations and properties of ``code``; ``properties``: the
-    property codes wanted (all when empty), ``parent`` and ``child`` coming from the hierarchy."""
+    property codes wanted (all when empty); ``definition``, ``parent`` and ``child`` come from
+    the concept's definition and the hierarchy."""
     concept = cs.require(code)
     params: list[dict] = [{"name": "name", "valueString": cs.name or cs.url or "(unnamed)"}]
     if cs.version:
         params.append({"name": "version", "valueString": cs.version})
     params.append({"name": "display", "valueString": concept.display or concept.code})
-    if concept.definition and (not properties or "definition" in properties):
-        params.append({"name": "definition", "valueString": concept.definition})
     for d in concept.designations:
         parts = []
         if d.get("language"):
@@ -35,6 +34,8 @@ def lookup(cs: CodeSystem, code: str, properties: Sequence[str] = ()) -> dict:
     derived = [("parent", "valueCode", c) for c in concept.parents] + [
         ("child", "valueCode", c) for c in concept.children
     ]
+    if concept.definition:  # R4 lists definition among the properties every system has
+        derived.insert(0, ("definition", "valueString", concept.definition))
     seen = {(c, str(v)) for c, _k, v in listed}
     for prop_code, key, value in listed + [d for d in derived if (d[0], d[2]) not in seen]:
         if wanted and prop_code not in wanted:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from terminology.builtin import Builtin
 from terminology.builtin import default as default_builtin
@@ -41,7 +41,12 @@ class Resolver:
         self._lock = threading.Lock()
 
     def resource(
-        self, res_type: str, canonical: str, version: str | None = None, *, contained=()
+        self,
+        res_type: str,
+        canonical: str,
+        version: str | None = None,
+        *,
+        contained: Iterable[object] = (),
     ) -> dict | None:
         """The ``res_type`` with this canonical url (``url|version`` allowed), or None;
         ``contained``: resources of the referring resource, searched first."""
@@ -71,7 +76,7 @@ class Resolver:
         return found
 
     def code_system(
-        self, canonical: str, version: str | None = None, *, contained=()
+        self, canonical: str, version: str | None = None, *, contained: Iterable[object] = ()
     ) -> CodeSystem | None:
         res = self.resource("CodeSystem", canonical, version, contained=contained)
         return None if res is None else self.compile(res)

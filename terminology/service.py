@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from resources.errors import FhirError, Invalid
 from terminology.builtin import Builtin
+from terminology.errors import NotExpandable, TooCostly
 from terminology.expand import Expander
 from terminology.resolve import Find, Resolver
 
@@ -32,32 +33,37 @@ class Terminology:
             vs = self.resolver.require("ValueSet", url)
             return list(self.expander.codes(vs))
         except FhirError as exc:
-            raise _as_search_error(exc, "ValueSet") from exc
+            raise _as_search_error(exc) from exc
 
     def hierarchy_codes(self, system: str, code: str, direction: str) -> list[str]:
         """``code`` and the codes below it (``direction="below"``) or above it (``"above"``)
         in the hierarchy of the code system ``system`` (``url|version`` allowed)."""
         try:
             cs = self.resolver.require_code_system(system)
-            concept = cs.get(code)
-            if concept is None:
-                raise Invalid(f"code {code!r} is not defined in the code system {system}")
-            more = (
-                cs.descendants(concept.code) if direction == "below" else cs.ancestors(concept.code)
-            )
+            if cs.content in ("not-present", "supplement"):
+                raise NotExpandable(
+                    f"the code system {system} is known only by name here (content "
+                    f"{cs.content}): its hierarchy is not held by this server"
+                )
+            concept = cs.require(code)
+            if direction == "below":
+                more = cs.descendants(concept.code)
+            else:
+                more = cs.ancestors(concept.code)
         except FhirError as exc:
-            raise _as_search_error(exc, "CodeSystem") from exc
+            raise _as_search_error(exc) from exc
         codes = [concept.code, *more]
         if len(codes) > self.expander.max_size:
-            raise Invalid(
-                f"{system}|{code} has {len(codes)} codes {direction} it, more than the "
-                f"server's HEARTH_MAX_EXPANSION_SIZE ({self.expander.max_size})",
+            raise _as_search_error(
+                TooCostly(
+                    f"{system}|{code} has {len(codes)} codes {direction} it, more than the "
+                    f"server's HEARTH_MAX_EXPANSION_SIZE ({self.expander.max_size})"
+                )
             )
         return codes
 
 
-def _as_search_error(exc: FhirError, what: str) -> FhirError:
-    """A search criterion that cannot be evaluated is a bad request (400) with the cause's
+def _as_search_error(exc: FhirError) -> Invalid:
+    """A search criterion that cannot be evaluated is a bad request (400), keeping the cause's
     issue code (not-found, too-costly, not-supported)."""
-    err = Invalid(exc.diagnostics, exc.issues)
-    return err
+    return Invalid(exc.diagnostics, exc.issues)

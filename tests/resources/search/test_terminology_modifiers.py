@@ -79,6 +79,9 @@ def test_errors_are_bad_requests(coded: Store) -> None:
         coded.ids("Observation", f"code:below={CS_URL}|nope")
     with pytest.raises(Invalid, match="no CodeSystem"):
         coded.ids("Observation", "code:below=http://loinc.org|1-8")
+    with pytest.raises(Invalid, match="known only by name") as err:
+        coded.ids("Observation", "code:below=http://snomed.info/sct|404684003")  # not-present
+    assert err.value.issues[0].code == "not-supported"
     with pytest.raises(Invalid) as err:
         coded.ids("Observation", "code:in=urn:no-such-vs")
     assert err.value.issues[0].code == "not-found"
