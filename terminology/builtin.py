@@ -28,9 +28,9 @@ class Builtin:
                 by_type: dict[str, dict[str, dict]] = {}
                 for entry in bundle.get("entry") or ():
                     res = entry.get("resource") or {}
-                    url = res.get("url")
-                    if isinstance(url, str):
-                        by_type.setdefault(res.get("resourceType"), {})[url] = res
+                    url, kind = res.get("url"), res.get("resourceType")
+                    if isinstance(url, str) and isinstance(kind, str):
+                        by_type.setdefault(kind, {})[url] = res
                 self._by_type = by_type
             return self._by_type
 

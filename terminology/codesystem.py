@@ -35,7 +35,7 @@ class Concept:
 
     def property_values(self, code: str) -> list[object]:
         """The values (``valueCode``, ``valueBoolean``, ...) of property ``code``."""
-        out = []
+        out: list[object] = []
         for p in self.properties:
             if p.get("code") == code:
                 out.extend(v for k, v in p.items() if k.startswith("value"))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -124,7 +125,7 @@ class Expander:
             out = {k: e for k, e in out.items() if not e.inactive}
         return out
 
-    def _check_size(self, codes: Codes | set, name: str) -> None:
+    def _check_size(self, codes: Sized, name: str) -> None:
         if len(codes) > self.max_size:
             raise TooCostly(
                 f"the expansion of {name} has more than {self.max_size} codes "
@@ -155,7 +156,7 @@ class Expander:
         return out
 
     # -- one include / exclude entry -------------------------------------------------------
-    def _part(self, inc: dict, contained: object, stack: tuple[str, ...]) -> Codes:
+    def _part(self, inc: dict, contained: Sequence[object], stack: tuple[str, ...]) -> Codes:
         sets: list[Codes] = []
         system = inc.get("system")
         if isinstance(system, str) and system:
@@ -170,7 +171,7 @@ class Expander:
         first, rest = sets[0], sets[1:]
         return {k: e for k, e in first.items() if all(k in s for s in rest)}
 
-    def _from_system(self, inc: dict, system: str, contained: object) -> Codes:
+    def _from_system(self, inc: dict, system: str, contained: Sequence[object]) -> Codes:
         version = inc.get("version")
         cs = self.resolver.code_system(system, version, contained=contained)
         if system.startswith("#") and cs is not None and cs.url:

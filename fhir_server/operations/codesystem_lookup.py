@@ -20,21 +20,22 @@ from terminology.lookup import lookup
 def run(ctx: Context, req: FhirRequest) -> Reply:
     params = OpParams(req, "lookup")
     service = terminology.of(ctx)
-    code, coding = params.str("code"), coding_parts(params, "coding")
+    code, coding = params.text("code"), coding_parts(params, "coding")
     if (code is None) == (coding is None):
         raise Invalid("$lookup needs exactly one of code, coding")
-    system = params.str("system")
+    system = params.text("system")
     if coding is not None:
         code, system = coding[0], coding[1] or system
     if req.res_id is not None:
-        content = ctx.repo.read(lambda u: u.read("CodeSystem", req.res_id)).content
+        res_id = req.res_id
+        content = ctx.repo.read(lambda u: u.read("CodeSystem", res_id)).content
         cs = service.resolver.compile(content)  # type: ignore[arg-type]
     else:
         if system is None:
             raise Invalid("$lookup at type level needs 'system' (or a coding with a system)")
-        cs = service.resolver.require_code_system(system, params.str("version"))
+        cs = service.resolver.require_code_system(system, params.text("version"))
     assert code is not None
-    return Reply(200, lookup(cs, code, params.strs("property")))
+    return Reply(200, lookup(cs, code, params.texts("property")))
 
 
 OPERATION = Operation(

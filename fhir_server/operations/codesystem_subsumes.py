@@ -18,7 +18,7 @@ from terminology.lookup import subsumes
 
 
 def _code(params: OpParams, which: str) -> tuple[str, str | None]:
-    code, coding = params.str(f"code{which}"), coding_parts(params, f"coding{which}")
+    code, coding = params.text(f"code{which}"), coding_parts(params, f"coding{which}")
     if (code is None) == (coding is None):
         raise Invalid(f"$subsumes needs exactly one of code{which}, coding{which}")
     return coding if coding is not None else (code, None)  # type: ignore[return-value]
@@ -28,20 +28,21 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
     params = OpParams(req, "subsumes")
     service = terminology.of(ctx)
     (a, sys_a), (b, sys_b) = _code(params, "A"), _code(params, "B")
-    system = params.str("system")
+    system = params.text("system")
     for s in (sys_a, sys_b):
         if s is not None and system is not None and s != system:
             raise Invalid(f"$subsumes: the codings are not both in the code system {system}")
         system = system or s
     if req.res_id is not None:
-        content = ctx.repo.read(lambda u: u.read("CodeSystem", req.res_id)).content
+        res_id = req.res_id
+        content = ctx.repo.read(lambda u: u.read("CodeSystem", res_id)).content
         cs = service.resolver.compile(content)  # type: ignore[arg-type]
         if system is not None and system != cs.url:
             raise Invalid(f"$subsumes: {system} is not the code system {cs.url}")
     else:
         if system is None:
             raise Invalid("$subsumes at type level needs 'system' (or codings with a system)")
-        cs = service.resolver.require_code_system(system, params.str("version"))
+        cs = service.resolver.require_code_system(system, params.text("version"))
     return Reply(200, subsumes(cs, a, b))
 
 

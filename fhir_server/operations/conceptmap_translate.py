@@ -27,10 +27,10 @@ def _scope(cm: dict, key: str) -> str | None:
 def run(ctx: Context, req: FhirRequest) -> Reply:
     params = OpParams(req, "translate")
     service = terminology.of(ctx)
-    reverse = params.bool("reverse")
+    reverse = params.flag("reverse")
     items = coded(params)
-    target_system = params.str("targetsystem")
-    source_vs, target_vs = params.str("source"), params.str("target")
+    target_system = params.text("targetsystem")
+    source_vs, target_vs = params.text("source"), params.text("target")
     named = target(
         ctx,
         req,

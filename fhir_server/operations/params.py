@@ -54,7 +54,7 @@ class OpParams:
             raise Invalid(f"${self.operation}: parameter {name!r} is given more than once")
         return values[0] if values else None
 
-    def str(self, name: str) -> str | None:
+    def text(self, name: str) -> str | None:
         value = self._one(name)
         if value is None:
             return None
@@ -62,10 +62,10 @@ class OpParams:
             raise Invalid(f"${self.operation}: parameter {name!r} must be a non-empty string")
         return value
 
-    def strs(self, name: str) -> list[str]:
+    def texts(self, name: str) -> list[str]:
         return [v for v in self._values.get(name) or [] if isinstance(v, str) and v]
 
-    def bool(self, name: str, default: bool = False) -> bool:
+    def flag(self, name: str, default: bool = False) -> bool:
         value = self._one(name)
         if value is None:
             return default
@@ -75,7 +75,7 @@ class OpParams:
             return value == "true"
         raise Invalid(f"${self.operation}: parameter {name!r} must be true or false")
 
-    def int(self, name: str) -> int | None:
+    def integer(self, name: str) -> int | None:
         value = self._one(name)
         if value is None:
             return None
@@ -91,7 +91,7 @@ class OpParams:
             raise Invalid(f"${self.operation}: parameter {name!r} must not be negative")
         return number
 
-    def dict(self, name: str) -> dict | None:
+    def complex(self, name: str) -> dict | None:
         """A complex value (Coding, CodeableConcept) or a resource; a GET cannot carry one."""
         value = self._one(name)
         if value is None:
@@ -106,7 +106,7 @@ class OpParams:
     def resource(self, name: str, res_type: str) -> dict | None:
         """A resource sent inline, validated as R4 like any write (a bad one is a 400 listing
         its issues)."""
-        value = self.dict(name)
+        value = self.complex(name)
         if value is None:
             return None
         if value.get("resourceType") != res_type:

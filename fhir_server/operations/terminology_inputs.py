@@ -26,33 +26,34 @@ def target(
     """The instance (``[type]/[id]/$op``), else the resource sent as ``inline``, else the one
     whose canonical is ``url`` (version ``version``, or ``url|version``)."""
     if req.res_id is not None:
-        return ctx.repo.read(lambda u: u.read(res_type, req.res_id)).content  # type: ignore[arg-type]
+        res_id = req.res_id
+        return ctx.repo.read(lambda u: u.read(res_type, res_id)).content
     given = params.resource(inline, res_type)
     if given is not None:
         return given
-    url = params.str("url")
+    url = params.text("url")
     if url is None:
         if required:
             raise Invalid(
                 f"${params.operation} at type level needs 'url' (a canonical) or '{inline}'"
             )
         return None
-    return service.resolver.require(res_type, url, params.str(version))
+    return service.resolver.require(res_type, url, params.text(version))
 
 
 def coded(params: OpParams, *, system_param: str | None = "system") -> list[Coded]:
     """The codes a call names: ``code`` (+ ``system``, ``display``), ``coding``, or each coding
     of ``codeableConcept``; exactly one of the three."""
     code, coding, concept = (
-        params.str("code"),
-        params.dict("coding"),
-        params.dict("codeableConcept"),
+        params.text("code"),
+        params.complex("coding"),
+        params.complex("codeableConcept"),
     )
     if sum(x is not None for x in (code, coding, concept)) != 1:
         raise Invalid(f"${params.operation} needs exactly one of code, coding, codeableConcept")
     if code is not None:
-        system = params.str(system_param) if system_param else None
-        return [Coded(system, code, params.str("display"))]
+        system = params.text(system_param) if system_param else None
+        return [Coded(system, code, params.text("display"))]
     codings = [coding] if coding is not None else list((concept or {}).get("coding") or [])
     out = [
         Coded(_str(c.get("system")), c["code"], _str(c.get("display")))
@@ -70,7 +71,7 @@ def _str(value: object) -> str | None:
 
 def coding_parts(params: OpParams, name: str) -> tuple[str, str | None] | None:
     """(code, system) of the Coding parameter ``name``, or None when it is not given."""
-    coding = params.dict(name)
+    coding = params.complex(name)
     if coding is None:
         return None
     code = _str(coding.get("code"))

@@ -26,12 +26,12 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
     )
     assert vs is not None
     options = ExpandParams(
-        filter=params.str("filter"),
-        count=params.int("count"),
-        offset=params.int("offset") or 0,
-        active_only=params.bool("activeOnly"),
-        include_designations=params.bool("includeDesignations"),
-        include_definition=params.bool("includeDefinition"),
+        filter=params.text("filter"),
+        count=params.integer("count"),
+        offset=params.integer("offset") or 0,
+        active_only=params.flag("activeOnly"),
+        include_designations=params.flag("includeDesignations"),
+        include_definition=params.flag("includeDefinition"),
     )
     return Reply(200, service.expander.expand(vs, options))
 
