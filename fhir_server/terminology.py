@@ -9,22 +9,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fhir_server.context import Context
-from resources.repository import Repository, Unit
+from resources.repository import Repository, Unit, current_connection
 from terminology import Terminology
+from terminology.resolve import Find
 
 MAX_MATCHES = 50  # stored resources sharing one canonical url that are looked at
 
 
-def finder(repo: Repository):  # type: ignore[no-untyped-def]
-    """``find(res_type, query)``: the stored resources matching a search, read in their own
-    read-only unit (terminology resources are shared definitions, not patient data, so the
-    caller's compartment does not narrow them)."""
+def finder(repo: Repository) -> Find:
+    """``find(res_type, query)``: the stored resources matching a search — inside the unit this
+    runs in when there is one (a search's ``:in`` inside a transaction Bundle sees a ValueSet
+    created earlier in it), else in a read-only unit of its own. Terminology resources are
+    shared definitions, not patient data: the caller's compartment does not narrow them."""
 
     def find(res_type: str, query: Sequence[tuple[str, str]]) -> list[dict]:
         def fn(u: Unit) -> list[dict]:
             pks = u.match(res_type, list(query), limit=MAX_MATCHES)
             return [s.content for s in u.read_many(pks) if s.content is not None]
 
+        conn = current_connection()
+        if conn is not None and conn.engine is repo.engine:
+            return fn(Unit(repo, conn))
         return repo.read(fn)
 
     return find

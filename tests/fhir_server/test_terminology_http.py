@@ -315,6 +315,34 @@ def test_search_code_in_and_below(client: httpx.Client, findings: dict) -> None:
     assert_outcome(client.get("/Observation", params={"code:below": "lung"}), 400, "invalid")
 
 
+def test_search_in_a_transaction_sees_its_own_value_set(client: httpx.Client) -> None:
+    """GET entries run last, inside the transaction: :in resolves a ValueSet and CodeSystem
+    created by the same Bundle."""
+    url = f"urn:test:findings:{uuid.uuid4().hex[:8]}"
+    vs = value_set(
+        f"{url}:vs",
+        {"system": url, "filter": [{"property": "concept", "op": "is-a", "value": "lung"}]},
+    )
+    obs = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": url, "code": "pneumonia"}]},
+    }
+    entries = [
+        {"resource": code_system(url=url), "request": {"method": "POST", "url": "CodeSystem"}},
+        {"resource": vs, "request": {"method": "POST", "url": "ValueSet"}},
+        {"resource": obs, "request": {"method": "POST", "url": "Observation"}},
+        {"request": {"method": "GET", "url": f"Observation?code:in={vs['url']}"}},
+    ]
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+    resp = client.post("", json=bundle)
+    assert resp.status_code == 200, resp.text
+    got = resp.json()["entry"]
+    created = got[2]["resource"]["id"]
+    searchset = got[3]["resource"]
+    assert [e["resource"]["id"] for e in searchset["entry"]] == [created]
+
+
 def test_search_patient_gender_in_builtin_value_set(client: httpx.Client) -> None:
     tag = uuid.uuid4().hex
     resp = client.post(
