@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fhir_server.terminology import finder  # noqa: E402
+from fhir_server.terminology import finder, prober  # noqa: E402
 from resources.db import create_engine  # noqa: E402
 from resources.migrate import upgrade  # noqa: E402
 from resources.repository import Repository  # noqa: E402
@@ -84,7 +84,7 @@ def main() -> None:
         engine = create_engine(url)
         search = SearchEngine()
         repo = Repository(engine, search)
-        service = Terminology(finder(repo))
+        service = Terminology(finder(repo), probe=prober(repo))  # as the app builds it
         search.terminology = service
         cs = code_system(args.codes)
         codes = [c["code"] for g in cs["concept"] for c in g["concept"]]

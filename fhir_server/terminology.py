@@ -6,12 +6,15 @@ terminology operations (``fhir_server/operations/{codesystem,valueset,conceptmap
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from fhir_server.context import Context
 from resources.repository import Repository, Unit, current_connection
 from terminology import Terminology
-from terminology.resolve import Find
+from terminology.resolve import Find, Probe
+
+T = TypeVar("T")
 
 MAX_MATCHES = 50  # stored resources sharing one canonical url that are looked at
 
@@ -27,16 +30,38 @@ def finder(repo: Repository) -> Find:
             pks = u.match(res_type, list(query), limit=MAX_MATCHES)
             return [s.content for s in u.read_many(pks) if s.content is not None]
 
-        conn = current_connection()
-        if conn is not None and conn.engine is repo.engine:
-            return fn(Unit(repo, conn))
-        return repo.read(fn)
+        return _in_current_unit(repo, fn)
 
     return find
 
 
+def prober(repo: Repository) -> Probe:
+    """``probe(res_type, query)``: ``(id, version, last_updated)`` of the stored matches, without
+    their content, so the resolver fetches a resource only when it changed."""
+
+    def probe(res_type: str, query: Sequence[tuple[str, str]]) -> Sequence[tuple[str, object, Any]]:
+        def fn(u: Unit) -> Sequence[tuple[str, object, Any]]:
+            return u.versions_of(u.match(res_type, list(query), limit=MAX_MATCHES))
+
+        return _in_current_unit(repo, fn)
+
+    return probe
+
+
+def _in_current_unit(repo: Repository, fn: Callable[[Unit], T]) -> T:
+    """Run ``fn`` in the unit this code runs inside (same transaction, same connection), or in a
+    read-only unit of its own outside any."""
+    conn = current_connection()
+    if conn is not None and conn.engine is repo.engine:
+        return fn(Unit(repo, conn))
+    return repo.read(fn)
+
+
 def install(ctx: Context) -> Terminology:
-    service = Terminology(finder(ctx.repo), max_expansion=ctx.settings.max_expansion_size)
+    repo = ctx.repo
+    service = Terminology(
+        finder(repo), probe=prober(repo), max_expansion=ctx.settings.max_expansion_size
+    )
     ctx.services["terminology"] = service
     ctx.repo.search.terminology = service
     return service

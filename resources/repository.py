@@ -232,6 +232,18 @@ class Unit:
         by_pk = {r.pk: r for r in rows}
         return [_stored(by_pk[pk]) for pk in pks if pk in by_pk]
 
+    def versions_of(self, pks: Iterable[int]) -> list[tuple[str, int, object]]:
+        """``(res_id, version, last_updated)`` of the current versions of ``pks``, without their
+        content: lets a cache of stored content check that it is still current."""
+        pks = list(pks)
+        if not pks:
+            return []
+        c = resource.c
+        stmt = sa.select(c.res_id, c.version, c.last_updated).where(
+            c.pk.in_(pks), c.deleted.is_(False)
+        )
+        return [(r.res_id, r.version, r.last_updated) for r in self.conn.execute(stmt)]
+
     def match(self, res_type: str, query: Query, *, limit: int | None = None) -> list[int]:
         """Primary keys of current resources of ``res_type`` matching search ``query``."""
         stmt = self.repo.search.match(res_type, query)

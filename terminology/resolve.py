@@ -4,7 +4,10 @@ content shipped with Hearth. CodeSystems are compiled once per stored version (a
 process for the built-in ones).
 
 Stored resources are found through a ``find(res_type, query)`` callback (a search by ``url`` and
-``version``) that the application supplies, so this package never touches storage itself.
+``version``) that the application supplies, so this package never touches storage itself. With a
+``probe(res_type, query)`` callback too (the ``(id, version, last_updated)`` of the matches,
+without content), stored content is kept per resource version and fetched (``_id`` search) only
+when the probe shows a version not seen before.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from terminology.builtin import Builtin
 from terminology.builtin import default as default_builtin
@@ -19,6 +23,7 @@ from terminology.codesystem import CodeSystem
 from terminology.errors import UnknownCanonical
 
 Find = Callable[[str, Sequence[tuple[str, str]]], list[dict]]
+Probe = Callable[[str, Sequence[tuple[str, str]]], Sequence[tuple[str, object, Any]]]
 CACHE_SIZE = 256
 
 
@@ -34,10 +39,14 @@ def _newest(found: list[dict]) -> dict:
 
 
 class Resolver:
-    def __init__(self, find: Find | None = None, builtin: Builtin | None = None) -> None:
+    def __init__(
+        self, find: Find | None = None, builtin: Builtin | None = None, probe: Probe | None = None
+    ) -> None:
         self.find = find
+        self.probe = probe
         self.builtin = builtin if builtin is not None else default_builtin()
         self._compiled: OrderedDict[tuple, CodeSystem] = OrderedDict()
+        self._content: OrderedDict[tuple, dict] = OrderedDict()  # stored version -> content
         self._lock = threading.Lock()
 
     def resource(
@@ -58,14 +67,39 @@ class Resolver:
                 return res  # a local reference to a contained resource
             if res.get("url") == url and (version is None or res.get("version") == version):
                 return res
-        if self.find is not None:
-            query = [("url", url)] + ([("version", version)] if version else [])
-            found = [
-                r for r in self.find(res_type, query) if r.get("url") == url
-            ]  # the url index is exact, but keep to the letter
-            if found:
-                return _newest(found)
+        query = [("url", url)] + ([("version", version)] if version else [])
+        stored = self._stored(res_type, query)
+        if stored is not None:
+            return stored
         return self.builtin.get(res_type, url, version)
+
+    def _stored(self, res_type: str, query: list[tuple[str, str]]) -> dict | None:
+        """The newest stored resource matching ``query`` (a url search is exact)."""
+        if self.find is None:
+            return None
+        if self.probe is None:
+            found = self.find(res_type, query)
+            return _newest(found) if found else None
+        hits = self.probe(res_type, query)
+        if not hits:
+            return None
+        res_id, version, updated = max(hits, key=lambda h: h[2])
+        # the time too: a version written by a transaction that rolled back never matches
+        key = (res_type, res_id, str(version), str(updated))
+        with self._lock:
+            cached = self._content.get(key)
+            if cached is not None:
+                self._content.move_to_end(key)
+                return cached
+        found = self.find(res_type, [("_id", res_id)])
+        if not found:
+            return None  # deleted since the probe
+        content = found[0]
+        with self._lock:
+            self._content[key] = content
+            while len(self._content) > CACHE_SIZE:
+                self._content.popitem(last=False)
+        return content
 
     def require(self, res_type: str, canonical: str, version: str | None = None) -> dict:
         found = self.resource(res_type, canonical, version)

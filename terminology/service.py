@@ -9,7 +9,7 @@ from resources.errors import FhirError, Invalid
 from terminology.builtin import Builtin
 from terminology.errors import NotExpandable, TooCostly
 from terminology.expand import Expander
-from terminology.resolve import Find, Resolver
+from terminology.resolve import Find, Probe, Resolver
 
 DEFAULT_MAX_EXPANSION = 10_000
 
@@ -21,8 +21,9 @@ class Terminology:
         *,
         max_expansion: int = DEFAULT_MAX_EXPANSION,
         builtin: Builtin | None = None,
+        probe: Probe | None = None,
     ) -> None:
-        self.resolver = Resolver(find, builtin)
+        self.resolver = Resolver(find, builtin, probe)
         self.expander = Expander(self.resolver, max_expansion)
 
     # -- for search (resources.search.token.CodeSets) --------------------------------------

@@ -114,6 +114,8 @@ class Stored:
 def _matches(r: dict, key: str, value: str) -> bool:
     if key in ("url", "version"):
         return r.get(key) == value
+    if key == "_id":
+        return r.get("id") == value
     side, _, what = key.partition("-")
     groups = r.get("group") or []
     if what == "system":

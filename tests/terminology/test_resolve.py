@@ -71,3 +71,26 @@ def test_compiled_once_per_stored_version() -> None:
 def test_unknown() -> None:
     with pytest.raises(UnknownCanonical, match="no ValueSet"):
         Resolver().require("ValueSet", "http://example.org/none")
+
+
+def test_probe_fetches_content_only_for_a_new_version() -> None:
+    stored = code_system(id="p", meta={"versionId": "1", "lastUpdated": "2026-01-01T00:00:00Z"})
+    find = Stored(stored)
+    fetched: list[tuple] = []
+
+    def counting_find(res_type, query):  # type: ignore[no-untyped-def]
+        fetched.append(tuple(query))
+        return find(res_type, query)
+
+    def probe(res_type, query):  # type: ignore[no-untyped-def]
+        m = stored["meta"]
+        return [(r["id"], m["versionId"], m["lastUpdated"]) for r in find(res_type, query)]
+
+    r = Resolver(counting_find, probe=probe)
+    first = r.require_code_system(stored["url"])
+    assert r.require_code_system(stored["url"]) is first
+    assert fetched == [(("_id", "p"),)]  # the url lookups went to the probe
+    stored["meta"] = {"versionId": "2", "lastUpdated": "2026-01-02T00:00:00Z"}
+    stored["concept"] = [{"code": "v2"}]
+    assert list(r.require_code_system(stored["url"]).concepts) == ["v2"]
+    assert len(fetched) == 2
