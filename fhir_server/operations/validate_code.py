@@ -4,7 +4,8 @@ display right. Answers 200 with Parameters ``result`` (and ``message``, ``displa
 result is not an error.
 
 ``GET|POST [base]/CodeSystem/$validate-code?url=&code=[&version=&display=]`` (or ``coding``,
-``codeableConcept``, an inline ``codeSystem``); ``[base]/CodeSystem/[id]/$validate-code``.
+``codeableConcept``, an inline ``codeSystem``; without ``url`` the coding's system names the code
+system); ``[base]/CodeSystem/[id]/$validate-code``.
 ``GET|POST [base]/ValueSet/$validate-code?url=&system=&code=[&valueSetVersion=&display=]`` (or
 ``coding``, ``codeableConcept``, an inline ``valueSet``); ``[base]/ValueSet/[id]/$validate-code``.
 """
@@ -16,6 +17,7 @@ from fhir_server.context import Context, FhirRequest, Reply
 from fhir_server.operations.params import OpParams
 from fhir_server.operations.registry import Operation
 from fhir_server.operations.terminology_inputs import coded, target
+from resources.errors import Invalid
 from terminology.validate import in_code_system, in_value_set
 
 
@@ -25,9 +27,24 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
     if req.res_type == "CodeSystem":
         items = coded(params, system_param=None)  # the code system is the one named
         content = target(
-            ctx, req, params, service, res_type="CodeSystem", inline="codeSystem", version="version"
+            ctx,
+            req,
+            params,
+            service,
+            res_type="CodeSystem",
+            inline="codeSystem",
+            version="version",
+            required=False,
         )
-        cs = service.resolver.compile(content)  # type: ignore[arg-type]
+        if content is None:  # no url: the coding's system names it
+            systems = {i.system for i in items if i.system}
+            if len(systems) != 1:
+                raise Invalid(
+                    "$validate-code at type level needs 'url', 'codeSystem', or codings of one "
+                    "system"
+                )
+            content = service.resolver.require("CodeSystem", systems.pop(), params.text("version"))
+        cs = service.resolver.compile(content)
         return Reply(200, in_code_system(cs, items))
     items = coded(params)
     vs = target(

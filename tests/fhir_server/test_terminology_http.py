@@ -187,6 +187,12 @@ def test_validate_code_code_system(client: httpx.Client, findings: dict) -> None
         params={"url": findings["url"], "code": "nodule", "display": "Lung nodule"},
     ).json()
     assert out(wrong)["result"] is False and out(wrong)["display"] == "Pulmonary nodule"
+    by_coding = client.post(
+        "/CodeSystem/$validate-code",
+        json=parameters(coding={"system": findings["url"], "code": "lung"}),
+    ).json()
+    assert out(by_coding)["result"] is True and out(by_coding)["display"] == "Lung finding"
+    assert_outcome(client.get("/CodeSystem/$validate-code", params={"code": "lung"}), 400)
     vs = client.get(
         f"/ValueSet/{findings['vs']['id']}/$validate-code",
         params={"system": findings["url"], "code": "pneumonia"},
