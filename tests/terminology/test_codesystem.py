@@ -4,6 +4,8 @@ subsumption, case sensitivity, inactive concepts."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from resources.errors import Invalid
 from terminology import Terminology
@@ -82,3 +84,53 @@ def test_builtin_r4_hierarchy() -> None:
     assert "too-costly" in cs.descendants("processing")
     assert cs.ancestors("login") == ["security"]
     assert cs.url != CS_URL
+
+
+@st.composite
+def hierarchies(draw: st.DrawFn) -> dict:
+    """A CodeSystem whose concepts each take parents among the earlier ones (a DAG), given by
+    ``parent`` properties or, for a first parent, by nesting under it."""
+    n = draw(st.integers(1, 12))
+    parents = [draw(st.sets(st.integers(0, i - 1), max_size=3)) if i else set() for i in range(n)]
+    nest = draw(st.booleans())
+    concepts: dict[int, dict] = {}
+    top: list[dict] = []
+    for i in range(n):
+        ps = sorted(parents[i])
+        c: dict = {"code": f"c{i}"}
+        if nest and ps:
+            concepts[ps[0]].setdefault("concept", []).append(c)
+            ps = ps[1:]
+        else:
+            top.append(c)
+        if ps:
+            c["property"] = [{"code": "parent", "valueCode": f"c{p}"} for p in ps]
+        concepts[i] = c
+    return {"resourceType": "CodeSystem", "url": "urn:h", "content": "complete", "concept": top}
+
+
+@settings(max_examples=150, deadline=None)
+@given(hierarchies())
+def test_hierarchy_properties(resource: dict) -> None:
+    from terminology.expand import filter_codes
+
+    cs = CodeSystem(resource)
+    codes = [c.code for c in cs]
+    for a in codes:
+        below = set(cs.descendants(a))
+        assert a not in below
+        assert filter_codes(cs, {"property": "concept", "op": "is-a", "value": a}) == below | {a}
+        assert filter_codes(cs, {"property": "concept", "op": "is-not-a", "value": a}) == (
+            set(codes) - below - {a}
+        )
+        for b in codes:
+            assert (b in below) == (a in cs.ancestors(b))
+            outcome = cs.subsumes(a, b)
+            if a == b:
+                assert outcome == "equivalent"
+            elif b in below:
+                assert outcome == "subsumes" and cs.subsumes(b, a) == "subsumed-by"
+            elif a in cs.descendants(b):
+                assert outcome == "subsumed-by"
+            else:
+                assert outcome == "not-subsumed"
