@@ -87,7 +87,7 @@ def test_builtin_r4_hierarchy() -> None:
 
 
 @st.composite
-def hierarchies(draw: st.DrawFn) -> dict:
+def hierarchies(draw: st.DrawFn) -> tuple[dict, list[set[int]]]:
     """A CodeSystem whose concepts each take parents among the earlier ones (a DAG), given by
     ``parent`` properties or, for a first parent, by nesting under it."""
     n = draw(st.integers(1, 12))
@@ -106,16 +106,26 @@ def hierarchies(draw: st.DrawFn) -> dict:
         if ps:
             c["property"] = [{"code": "parent", "valueCode": f"c{p}"} for p in ps]
         concepts[i] = c
-    return {"resourceType": "CodeSystem", "url": "urn:h", "content": "complete", "concept": top}
+    resource = {"resourceType": "CodeSystem", "url": "urn:h", "content": "complete", "concept": top}
+    return resource, parents
 
 
 @settings(max_examples=150, deadline=None)
 @given(hierarchies())
-def test_hierarchy_properties(resource: dict) -> None:
+def test_hierarchy_properties(drawn: tuple[dict, list[set[int]]]) -> None:
     from terminology.expand import filter_codes
 
+    resource, parents = drawn
     cs = CodeSystem(resource)
     codes = [c.code for c in cs]
+    for i in range(len(parents)):  # ancestors = the transitive closure of the drawn parents
+        closure, todo = set(), list(parents[i])
+        while todo:
+            p = todo.pop()
+            if p not in closure:
+                closure.add(p)
+                todo.extend(parents[p])
+        assert set(cs.ancestors(f"c{i}")) == {f"c{p}" for p in closure}
     for a in codes:
         below = set(cs.descendants(a))
         assert a not in below
