@@ -37,18 +37,14 @@ def operations() -> dict[str, Operation]:
         appointment_cancel,
         appointment_reschedule,
         audit_log,
-        codesystem_lookup,
-        codesystem_subsumes,
-        conceptmap_translate,
         reindex,
         task_claim,
         task_complete,
         task_deliver_report,
         task_release,
         task_start_case,
+        terminology_ops,
         validate,
-        validate_code,
-        valueset_expand,
     )
 
     ops = [validate.OPERATION, reindex.OPERATION, ai_analyze.OPERATION, audit_log.OPERATION]
@@ -63,11 +59,5 @@ def operations() -> dict[str, Operation]:
         appointment_reschedule.OPERATION,
         appointment_accept.OPERATION,
     ]
-    ops += [  # terminology (docs/terminology.md)
-        codesystem_lookup.OPERATION,
-        codesystem_subsumes.OPERATION,
-        validate_code.OPERATION,
-        valueset_expand.OPERATION,
-        conceptmap_translate.OPERATION,
-    ]
+    ops += terminology_ops.OPERATIONS  # docs/terminology.md
     return {op.name: op for op in ops}
