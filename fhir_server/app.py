@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
-from fhir_server import __version__, ai, errors, events
+from fhir_server import __version__, ai, errors, events, terminology
 from fhir_server.auth import endpoints
 from fhir_server.auth.service import AuthService
 from fhir_server.context import Context
@@ -34,6 +34,7 @@ def build_context(settings: Settings) -> Context:
     ctx = Context(repo=Repository(engine, search), settings=settings)
     ctx.services["repo"] = ctx.repo  # the unguarded repository, for per-process services
     ai.install(ctx)
+    terminology.install(ctx)  # ValueSet / CodeSystem lookups for search and $expand & co.
     return ctx
 
 

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     default_page_size: int = Field(20, ge=1, le=1000, description="Search/history _count default")
     max_page_size: int = Field(1000, ge=1, description="Largest _count honoured")
     slow_query_ms: float = Field(500.0, ge=0, description="Searches slower than this are logged")
+    max_expansion_size: int = Field(
+        10_000, ge=1, description="Most codes in a ValueSet expansion ($expand, token :in)"
+    )
     dicom_port: int = Field(11112, ge=1, le=65535, description="DICOM C-STORE listener port")
     dicom_ae_title: str = Field("HEARTH", max_length=16, description="DICOM AE title")
     dicom_enabled: bool = Field(True, description="`hearth serve` also runs the DICOM listener")

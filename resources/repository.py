@@ -14,6 +14,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
@@ -41,6 +42,16 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 Query = Sequence[tuple[str, str]]
+
+# The connection of the unit running in this context, so that services called from inside a
+# unit (the search engine's terminology lookups) read in the same transaction: they see what
+# the unit wrote before, and take no second connection from the pool.
+_unit_conn: ContextVar[sa.Connection | None] = ContextVar("hearth_unit_conn", default=None)
+
+
+def current_connection() -> sa.Connection | None:
+    """The connection of the unit this code runs inside, or None outside any unit."""
+    return _unit_conn.get()
 
 
 @dataclass(frozen=True)
@@ -111,11 +122,11 @@ class Repository:
             if conn.dialect.name == "postgresql":
                 conn = conn.execution_options(isolation_level="AUTOCOMMIT")
                 self.custom_params.sync(conn)
-                return fn(Unit(self, conn))
+                return _in_unit(fn, Unit(self, conn))
             conn = conn.execution_options(**{READONLY: True})
             with conn.begin():
                 self.custom_params.sync(conn)
-                return fn(Unit(self, conn))
+                return _in_unit(fn, Unit(self, conn))
 
     def run(self, fn: Callable[[Unit], T]) -> T:
         """Run ``fn`` in one transaction, retrying when a concurrent writer won a race."""
@@ -125,7 +136,7 @@ class Repository:
                 with self.engine.begin() as conn:
                     self.custom_params.sync(conn)
                     unit = Unit(self, conn)
-                    result = fn(unit)
+                    result = _in_unit(fn, unit)
                     if self.on_commit is not None:
                         self.on_commit(unit)
                 if unit.wrote_search_parameter:
@@ -140,6 +151,14 @@ class Repository:
                 last = exc
             log.debug("retrying unit after collision (attempt %d): %s", attempt + 1, last)
         raise Conflict(f"the request collided with concurrent writes {self.retries} times: {last}")
+
+
+def _in_unit(fn: Callable[[Unit], T], unit: Unit) -> T:
+    token = _unit_conn.set(unit.conn)
+    try:
+        return fn(unit)
+    finally:
+        _unit_conn.reset(token)
 
 
 def _is_transient(exc: DBAPIError) -> bool:
@@ -212,6 +231,18 @@ class Unit:
         rows = self.conn.execute(sa.select(resource).where(resource.c.pk.in_(pks))).all()
         by_pk = {r.pk: r for r in rows}
         return [_stored(by_pk[pk]) for pk in pks if pk in by_pk]
+
+    def versions_of(self, pks: Iterable[int]) -> list[tuple[str, int, object]]:
+        """``(res_id, version, last_updated)`` of the current versions of ``pks``, without their
+        content: lets a cache of stored content check that it is still current."""
+        pks = list(pks)
+        if not pks:
+            return []
+        c = resource.c
+        stmt = sa.select(c.res_id, c.version, c.last_updated).where(
+            c.pk.in_(pks), c.deleted.is_(False)
+        )
+        return [(r.res_id, r.version, r.last_updated) for r in self.conn.execute(stmt)]
 
     def match(self, res_type: str, query: Query, *, limit: int | None = None) -> list[int]:
         """Primary keys of current resources of ``res_type`` matching search ``query``."""

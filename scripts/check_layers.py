@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # package -> packages it must not import
 FORBIDDEN = {
-    "resources": {"fhir_server", "workflow", "inference", "mappings"},
+    "resources": {"fhir_server", "workflow", "inference", "mappings", "terminology"},
     "terminology": {"fhir_server", "workflow", "inference", "mappings"},
     "mappings": {"fhir_server", "workflow", "inference"},
     "inference": {"fhir_server", "workflow"},

@@ -47,6 +47,12 @@ OPERATION_PERM = {
     "cancel": "u",
     "reschedule": "u",
     "accept": "u",
+    # terminology (docs/terminology.md): reading code systems, value sets and concept maps
+    "lookup": "r",
+    "subsumes": "r",
+    "validate-code": "r",
+    "expand": "r",
+    "translate": "r",
 }
 ADMIN_ONLY_TYPES = frozenset({"AuditEvent"})
 

@@ -49,7 +49,7 @@ def capability_statement(ctx: Context) -> dict:
                 for p in sorted(params.values(), key=lambda p: p.code)
             ]
         type_ops = [
-            {"name": op.name, "definition": op.definition}
+            {"name": op.name, "definition": op.definition_for(res_type)}
             for op in ops.values()
             if op.levels & {"type", "instance"} and (op.types is None or res_type in op.types)
         ]

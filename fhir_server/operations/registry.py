@@ -21,6 +21,11 @@ class Operation:
     types: frozenset[str] | None = None  # None: every resource type
     methods: frozenset[str] = frozenset({"GET", "POST"})
     affects_state: bool = False
+    # (type, definition URL) where a type's OperationDefinition differs from ``definition``
+    definitions: tuple[tuple[str, str], ...] = ()
+
+    def definition_for(self, res_type: str | None) -> str:
+        return dict(self.definitions).get(res_type or "", self.definition)
 
 
 def operations() -> dict[str, Operation]:
@@ -39,6 +44,7 @@ def operations() -> dict[str, Operation]:
         task_deliver_report,
         task_release,
         task_start_case,
+        terminology_ops,
         validate,
     )
 
@@ -55,4 +61,5 @@ def operations() -> dict[str, Operation]:
         appointment_reschedule.OPERATION,
         appointment_accept.OPERATION,
     ]
+    ops += terminology_ops.OPERATIONS  # docs/terminology.md
     return {op.name: op for op in ops}

@@ -18,9 +18,11 @@ from resources.search.definitions import SearchParam, SearchParameterRegistry
 from resources.search.indexer import Indexer
 from resources.search.parse import Include, ResultParams, Unsupported, parse_query
 from resources.search.tables import INDEX_TABLES, index_tables
+from resources.search.token import CodeSets
 
 __all__ = [
     "INDEX_TABLES",
+    "CodeSets",
     "CompiledSearch",
     "Include",
     "ResultParams",
@@ -52,6 +54,16 @@ class SearchEngine:
         self.registry = registry if registry is not None else SearchParameterRegistry.load_default()
         self.indexer = Indexer(self.registry, base_urls=base_urls, allow_fast=allow_fast)
         self.compiler = Compiler(self.registry, base_urls=base_urls)
+
+    @property
+    def terminology(self) -> CodeSets | None:
+        """The service token ``:in`` / ``:not-in`` / ``:below`` / ``:above`` ask (ValueSet
+        expansions, code system hierarchies); the application sets it at start."""
+        return self.compiler.terminology
+
+    @terminology.setter
+    def terminology(self, service: CodeSets | None) -> None:
+        self.compiler.terminology = service
 
     # -- indexing ------------------------------------------------------------------------------
     def rows_for(self, resource: dict) -> list[tuple[sa.Table, dict]]:

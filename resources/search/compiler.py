@@ -14,8 +14,8 @@ bound parameters only.
 
 Unknown parameters and modifiers are returned as ``Unsupported`` (the caller reports them, or
 rejects the request under ``Prefer: handling=strict``); features this server knows but does not
-implement (terminology modifiers, ``near``) raise ``NotSupported``; malformed values raise
-``Invalid``.
+implement (``near``; terminology modifiers when no ``terminology`` service is plugged in) raise
+``NotSupported``; malformed values raise ``Invalid``.
 """
 
 from __future__ import annotations
@@ -143,6 +143,8 @@ class Compiler:
     def __init__(self, registry: SearchParameterRegistry, *, base_urls: Sequence[str] = ()) -> None:
         self.registry = registry
         self.base_urls = tuple(b.rstrip("/") for b in base_urls)
+        # token :in / :not-in / :below / :above ask this (the application plugs it in)
+        self.terminology: token.CodeSets | None = None
 
     # -- entry points --------------------------------------------------------------------------
     def compile(
@@ -237,7 +239,7 @@ class Compiler:
         if ptype == "string":
             return string.clause(target, modifier, values)
         if ptype == "token":
-            return token.clause(target, modifier, values)
+            return token.clause(target, modifier, values, self.terminology)
         if ptype == "reference":
             return reference.clause(target, modifier, values, self.base_urls)
         if ptype == "date":

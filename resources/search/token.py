@@ -10,13 +10,19 @@ normalised display/text for ``:text``, and the raw system and code for sorting.
 Search: ``code``, ``system|code``, ``|code`` (no system), ``system|`` (any code),
 ``:not`` (no matching value, including resources with no value at all), ``:text``
 (display/text starts with, or has a word starting with, the value, ignoring case and accents),
-``:of-type`` (``system|code|value`` on Identifier.type and value). ``:in``, ``:not-in``,
-``:above``, ``:below`` need terminology and raise ``NotSupported``.
+``:of-type`` (``system|code|value`` on Identifier.type and value).
+
+Terminology modifiers ask a ``CodeSets`` service that the application plugs into the search
+engine (``SearchEngine.terminology``; this package never imports ``terminology/``): ``:in`` /
+``:not-in`` take a ValueSet canonical URL and match on the (system, code) pairs of its expansion;
+``:below`` / ``:above`` take ``system|code`` and match the code and the codes below (above) it in
+the code system's hierarchy. Without a service they raise ``NotSupported``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
@@ -40,6 +46,18 @@ from resources.search.tables import STRING_LEN, URI_LEN, idx_token
 
 MODIFIERS = frozenset({"text", "not", "above", "below", "in", "not-in", "of-type", "missing"})
 TERMINOLOGY_MODIFIERS = frozenset({"above", "below", "in", "not-in"})
+
+
+class CodeSets(Protocol):
+    """What token search asks of terminology (implemented by ``terminology.Terminology``)."""
+
+    def value_set_codes(self, url: str) -> Collection[tuple[str, str]]:
+        """(system, code) of every code in the value set ``url`` (``url|version``)."""
+        ...
+
+    def hierarchy_codes(self, system: str, code: str, direction: str) -> Collection[str]:
+        """``code`` and the codes ``"below"`` / ``"above"`` it in ``system``'s hierarchy."""
+        ...
 
 
 def _row(ident: int, system: str | None, code: str | None, text: str | None) -> tuple:
@@ -151,12 +169,50 @@ def matching(idents: Sequence[int], values: Sequence[str]) -> ColumnElement[bool
     return sa.or_(*(key_in(idx_token.c[col], ks) for col, ks in by_col.items()))
 
 
-def clause(target: Target, modifier: str | None, values: Sequence[str]) -> PkSet:
-    if modifier in TERMINOLOGY_MODIFIERS:
+def many_keys_in(col: sa.ColumnElement, ks: Sequence[int]) -> ColumnElement[bool]:
+    """``col IN (...)`` for a possibly long list of integer keys, rendered inline (integers
+    only, so no injection) rather than as one bound parameter each: an expansion may hold
+    thousands of codes, past SQLite's and PostgreSQL's limits on bound parameters."""
+    ks = list(dict.fromkeys(ks))
+    if not ks:
+        return sa.false()
+    return col.in_(
+        sa.bindparam("token_keys", ks, expanding=True, literal_execute=True, unique=True)
+    )
+
+
+def terminology_clause(
+    target: Target, modifier: str, values: Sequence[str], codes: CodeSets | None
+) -> PkSet:
+    """``:in`` / ``:not-in`` (value: a ValueSet URL) and ``:below`` / ``:above`` (value:
+    ``system|code``); comma-separated values OR."""
+    if codes is None:
         raise NotSupported(
-            f"{target.code}:{modifier} needs terminology services (ValueSet expansion and code "
-            "system hierarchies), which this server does not provide yet"
+            f"{target.code}:{modifier} needs terminology services, which this server was "
+            "started without"
         )
+    pairs: list[tuple[str, str]] = []
+    for v in values:
+        if modifier in ("in", "not-in"):
+            pairs.extend(codes.value_set_codes(unescape(v)))
+            continue
+        parts = split_escaped(v, "|")
+        if len(parts) != 2 or not parts[0] or not parts[1]:
+            raise Invalid(f"{target.code}:{modifier} takes system|code, not {v!r}")
+        system, code = unescape(parts[0]), unescape(parts[1])
+        pairs.extend((system, c) for c in codes.hierarchy_codes(system, code, modifier))
+    ks = [keys.combine(i, "sv", system, code) for i in target.idents for system, code in pairs]
+    where = many_keys_in(idx_token.c.hash_sys_value, ks)
+    if modifier == "not-in":
+        return pk_not_in(idx_token, where)
+    return pk_in(idx_token, where)
+
+
+def clause(
+    target: Target, modifier: str | None, values: Sequence[str], codes: CodeSets | None = None
+) -> PkSet:
+    if modifier in TERMINOLOGY_MODIFIERS:
+        return terminology_clause(target, modifier, values, codes)
     idents = target.idents
     if modifier == "text":
         conds = []

@@ -172,7 +172,9 @@ def test_token(coded: Store, res_type: str, query: str, expected: set[str]) -> N
 
 
 @pytest.mark.parametrize("modifier", ["in", "not-in", "above", "below"])
-def test_token_terminology_modifiers_are_not_supported(coded: Store, modifier: str) -> None:
+def test_token_terminology_modifiers_need_a_terminology_service(
+    coded: Store, modifier: str
+) -> None:
     with pytest.raises(NotSupported, match="terminology"):
         coded.ids("Observation", f"code:{modifier}=http://x.org/ValueSet/vs")
 
