@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from fhir_server.auth.audit_events import security_event
 from fhir_server.auth.errors import OAuthError
+from fhir_server.auth.roles import effective_role
 from fhir_server.auth.scopes import Scopes
 from fhir_server.auth.service import AuthService
 from fhir_server.auth.users import (
@@ -180,6 +181,23 @@ async def login(request: Request) -> Response:
             ),
         )
         return _login_page(request, areq, str(exc), 401)
+    role = await run_in_threadpool(effective_role, request.app.state.context.repo, user)
+    if role is None:
+        await run_in_threadpool(
+            svc.audit,
+            security_event(
+                base=svc.settings.fhir_base,
+                kind="login",
+                success=False,
+                client_id=areq.client["client_id"],
+                username=user["username"],
+                fhir_user=user["fhir_user"],
+                ip=client_ip(request),
+                detail="no active PractitionerRole with a Hearth care role",
+            ),
+        )
+        return message("No role", NO_ROLE, 403)
+    user = {**user, "role": role}
     await run_in_threadpool(
         svc.audit,
         security_event(
@@ -193,6 +211,12 @@ async def login(request: Request) -> Response:
         ),
     )
     return await _after_login(request, svc, areq, user)
+
+
+NO_ROLE = (
+    "Your account has no active role in Hearth: your Practitioner has no active PractitionerRole "
+    "as cadre, doctor or pharmacist. Ask an administrator."
+)
 
 
 def _context(areq: AuthRequest, user: dict, own_patient: str | None) -> tuple[Scopes, dict]:
@@ -292,6 +316,11 @@ async def pick(request: Request) -> Response:
     except _RedirectError as exc:
         return RedirectResponse(exc.url, status_code=303)
     user = await run_in_threadpool(svc.store.user, claims["username"])
+    if user is not None:
+        role = await run_in_threadpool(effective_role, request.app.state.context.repo, user)
+        if role is None:
+            return message("No role", NO_ROLE, 403)
+        user = {**user, "role": role}
     patient = form.get("patient", "")
     ctx = request.app.state.context
     exists = await run_in_threadpool(patient_exists, ctx, patient)
