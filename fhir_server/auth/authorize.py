@@ -23,7 +23,15 @@ from fhir_server.auth.users import (
     LoginFailed,
     check_login,
 )
-from fhir_server.auth.web import auth_service, client_ip, message, page, small_form
+from fhir_server.auth.web import (
+    auth_service,
+    client_ip,
+    csrf_ok,
+    csrf_refused,
+    form_page,
+    message,
+    small_form,
+)
 from resources.errors import FhirError
 from resources.store import utcnow
 
@@ -119,7 +127,8 @@ def _parse_authorize(svc: AuthService, p: dict[str, str]) -> AuthRequest:
 
 
 def _login_page(request: Request, areq: AuthRequest, error: str | None = None, status=200):  # type: ignore[no-untyped-def]
-    return page(
+    return form_page(
+        request,
         "login.html",
         status,
         client_name=areq.client["name"],
@@ -156,6 +165,8 @@ async def login(request: Request) -> Response:
         form = await small_form(request)
     except OAuthError as exc:
         return message("Sign-in refused", exc.description, exc.status)
+    if not csrf_ok(request, form):
+        return csrf_refused()
     try:
         areq = await run_in_threadpool(_parse_authorize, svc, form)
     except _PageError as exc:
@@ -266,7 +277,8 @@ async def _after_login(request: Request, svc: AuthService, areq: AuthRequest, us
             {"purpose": "pick", "username": user["username"], "params": areq.params}, ttl=PICK_TTL
         )
         patients = await run_in_threadpool(_patients, request)
-        return page(
+        return form_page(
+            request,
             "pick.html",
             client_name=areq.client["name"],
             pending=pending,
@@ -306,6 +318,8 @@ async def pick(request: Request) -> Response:
         form = await small_form(request)
     except OAuthError as exc:
         return message("Request refused", exc.description, exc.status)
+    if not csrf_ok(request, form):
+        return csrf_refused()
     claims = svc.key.verify(form.get("pending", ""), purpose="pick")
     if claims is None:
         return message("Sign-in expired", "Please start the sign-in again.", 400)
