@@ -12,11 +12,13 @@ from __future__ import annotations
 from datetime import datetime
 from urllib.parse import urlencode
 
+import sqlalchemy as sa
+
 from fhir_server.context import Context, FhirRequest, Reply
 from fhir_server.http import version_headers
 from resources import audit_search
 from resources.bundles import searchset_bundle
-from resources.errors import NotFound
+from resources.errors import Forbidden, NotFound
 from resources.store import Stored
 
 TYPE = "AuditEvent"
@@ -31,7 +33,15 @@ def _stored(seq: int, recorded: datetime, event: dict) -> Stored:
     return Stored(TYPE, content["id"], 1, recorded, False, content)
 
 
+def _admin_only(ctx: Context) -> None:
+    """The gate checks AuditEvent access for read and type search; compartment searches and
+    Bundle entries reach here by other paths, so the rule is checked here as well."""
+    if ctx.access is None or not ctx.access.is_admin:
+        raise Forbidden("AuditEvent resources are for administrators only")
+
+
 def read(ctx: Context, req: FhirRequest) -> Reply:
+    _admin_only(ctx)
     assert req.res_id is not None
     seq = audit_search.seq_of(req.res_id)
     row = None
@@ -45,14 +55,24 @@ def read(ctx: Context, req: FhirRequest) -> Reply:
 
 
 def search(ctx: Context, req: FhirRequest, query: list[tuple[str, str]] | None = None) -> Reply:
+    strict = req.prefer.get("handling") == "strict"
+    with ctx.repo.engine.connect() as conn:
+        bundle = search_bundle(ctx, conn, list(req.query if query is None else query), strict)
+    return Reply(200, bundle)
+
+
+def search_bundle(
+    ctx: Context, conn: sa.Connection, query: list[tuple[str, str]], strict: bool = False
+) -> dict:
+    """The searchset Bundle of an AuditEvent search on ``conn`` (also for Bundle entries)."""
+    _admin_only(ctx)
     q = audit_search.AuditQuery(
-        query=list(req.query if query is None else query),
+        query=query,
         default_count=ctx.settings.default_page_size,
         max_count=ctx.settings.max_page_size,
-        strict=req.prefer.get("handling") == "strict",
+        strict=strict,
     )
-    with ctx.repo.engine.connect() as conn:
-        found = audit_search.search(conn, q)
+    found = audit_search.search(conn, q)
     url = f"{ctx.base}/{TYPE}"
     self_url = url + (f"?{urlencode(found.applied)}" if found.applied else "")
     next_url = None
@@ -63,7 +83,7 @@ def search(ctx: Context, req: FhirRequest, query: list[tuple[str, str]] | None =
         if found.issues
         else None
     )
-    bundle = searchset_bundle(
+    return searchset_bundle(
         ctx.base,
         [_stored(*row) for row in found.rows],
         self_url=self_url,
@@ -71,7 +91,6 @@ def search(ctx: Context, req: FhirRequest, query: list[tuple[str, str]] | None =
         total=found.total,
         outcome=outcome,
     )
-    return Reply(200, bundle)
 
 
 def compartment_search(ctx: Context, req: FhirRequest, patient_id: str) -> Reply:

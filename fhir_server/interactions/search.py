@@ -29,6 +29,8 @@ def search_bundle(
     compartment: tuple[str, str] | None = None,
 ) -> dict:
     """Run one search inside ``unit`` (also used for GET entries of batches/transactions)."""
+    if res_type == audit_event.TYPE and compartment is None:  # the audit log, not resources
+        return audit_event.search_bundle(ctx, unit.conn, query, strict)
     req = SearchRequest(
         res_type=res_type,
         query=query,

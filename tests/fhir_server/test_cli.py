@@ -131,6 +131,9 @@ def test_clients_users_token_commands(tmp_path):
     )
     assert user.returncode == 0, user.stderr
     assert "otpauth://totp/" in user.stdout and "recovery codes" in user.stdout
+    assert "Practitioner/1 has PractitionerRole/" in user.stdout  # the role comes from it
+    nurse = hearth("users", "create", "no-prac", "--role", "cadre", "--password", "x" * 12, env=env)
+    assert nurse.returncode != 0 and "Practitioner" in nurse.stderr
     weak = hearth("users", "create", "pat", "--role", "patient", "--password", "short", env=env)
     assert weak.returncode != 0 and "10 to 1024" in weak.stderr
     verify = hearth("audit", "verify", env=env)

@@ -17,6 +17,8 @@ from tests.fhir_server.auth.smart import (
     store_of,
 )
 
+HTTP = httpx.Client(timeout=60)  # the shared 2-core test machine can be slow
+
 
 def _login_form(server, client_id: str) -> tuple[httpx.Client, object]:  # type: ignore[no-untyped-def]
     _, challenge = pkce()
@@ -49,7 +51,7 @@ def _failures(server, username: str) -> int:  # type: ignore[no-untyped-def]
 
 
 def test_login_form_refuses_posts_without_a_valid_token(server):
-    pid = httpx.post(
+    pid = HTTP.post(
         f"{server.fhir}/Patient", json={"resourceType": "Patient"}, headers=server.headers
     ).json()["id"]
     user = make_user(server, "patient", f"Patient/{pid}")
@@ -67,7 +69,7 @@ def test_login_form_refuses_posts_without_a_valid_token(server):
         assert "location" not in resp.headers
     # a cross-site post: the token from the page, but the victim's browser has no such cookie
     # (or another one); the attacker's own cookie does not fit a token the attacker can't sign
-    assert httpx.post(f"{server.root}{action}", data=good).status_code == 403
+    assert HTTP.post(f"{server.root}{action}", data=good).status_code == 403
     other, other_form = _login_form(server, client_id)
     swapped = {**good, "csrf": other_form.fields["csrf"]}  # type: ignore[attr-defined]
     assert browser.post(action, data=swapped).status_code == 403
@@ -80,8 +82,8 @@ def test_login_form_refuses_posts_without_a_valid_token(server):
 
 
 def test_patient_picker_needs_the_token_too(server):
-    httpx.post(f"{server.fhir}/Patient", json={"resourceType": "Patient"}, headers=server.headers)
-    prac = httpx.post(
+    HTTP.post(f"{server.fhir}/Patient", json={"resourceType": "Patient"}, headers=server.headers)
+    prac = HTTP.post(
         f"{server.fhir}/Practitioner", json={"resourceType": "Practitioner"}, headers=server.headers
     ).json()["id"]
     doctor = make_user(server, "doctor", f"Practitioner/{prac}")

@@ -26,6 +26,8 @@ from tests.fhir_server.auth.smart import (
 
 SCOPE = "openid fhirUser offline_access user/*.cruds"
 
+HTTP = httpx.Client(timeout=60)  # the shared 2-core test machine can be slow
+
 
 def _token(server, client_id: str, user, second: str | None = None) -> dict:  # type: ignore[no-untyped-def]
     """Sign in (a recovery code as ``second`` factor where the TOTP step was used already)."""
@@ -37,7 +39,7 @@ def _token(server, client_id: str, user, second: str | None = None) -> dict:  # 
 
 
 def _practitioner(server) -> str:  # type: ignore[no-untyped-def]
-    resp = httpx.post(
+    resp = HTTP.post(
         f"{server.fhir}/Practitioner",
         json={"resourceType": "Practitioner", "name": [{"family": uuid.uuid4().hex[:8]}]},
         headers=server.headers,
@@ -46,7 +48,7 @@ def _practitioner(server) -> str:  # type: ignore[no-untyped-def]
 
 
 def _set_active(server, role: dict, active: bool) -> None:  # type: ignore[no-untyped-def]
-    resp = httpx.put(
+    resp = HTTP.put(
         f"{server.fhir}/PractitionerRole/{role['id']}",
         json={**role, "active": active},
         headers=server.headers,
@@ -63,7 +65,7 @@ def test_practitioner_role_decides_the_scopes_at_each_token(server):
 
     # promoted: a doctor PractitionerRole is added; the next token carries the wider role
     doctor_role = give_role(server, prac, "doctor")
-    refreshed = httpx.post(
+    refreshed = HTTP.post(
         f"{server.root}/auth/token",
         data={
             "grant_type": "refresh_token",
@@ -77,7 +79,7 @@ def test_practitioner_role_decides_the_scopes_at_each_token(server):
     doctor = _token(server, client_id, user, user.recovery[0])
     assert "user/*.cruds" in doctor["scope"]
     h = {"Authorization": f"Bearer {doctor['access_token']}"}
-    assert httpx.delete(f"{server.fhir}/Observation/nothing-here", headers=h).status_code in (
+    assert HTTP.delete(f"{server.fhir}/Observation/nothing-here", headers=h).status_code in (
         200,
         204,
         404,
@@ -85,7 +87,7 @@ def test_practitioner_role_decides_the_scopes_at_each_token(server):
 
     # both roles deactivated: no role, so no new token (the login says why) and no refresh
     _set_active(server, doctor_role, False)
-    roles = httpx.get(
+    roles = HTTP.get(
         f"{server.fhir}/PractitionerRole",
         params={"practitioner": prac, "active": "true"},
         headers=server.headers,
@@ -95,7 +97,7 @@ def test_practitioner_role_decides_the_scopes_at_each_token(server):
     verifier, challenge = pkce()
     refused = login(server, client_id, user, SCOPE, challenge=challenge, code=user.recovery[1])
     assert refused.status_code == 403 and "no active role" in refused.text
-    again = httpx.post(
+    again = HTTP.post(
         f"{server.root}/auth/token",
         data={
             "grant_type": "refresh_token",
@@ -115,7 +117,7 @@ def test_roles_outside_the_care_role_system_or_period_do_not_count(server):
         "practitioner": {"reference": prac},
         "code": [{"coding": [{"system": "http://snomed.info/sct", "code": "158965000"}]}],
     }
-    assert httpx.post(f"{server.fhir}/PractitionerRole", json=body, headers=server.headers)
+    assert HTTP.post(f"{server.fhir}/PractitionerRole", json=body, headers=server.headers)
     ended = {
         **body,
         "code": [
@@ -127,7 +129,7 @@ def test_roles_outside_the_care_role_system_or_period_do_not_count(server):
         ],
         "period": {"end": "2020-01-01"},
     }
-    assert httpx.post(f"{server.fhir}/PractitionerRole", json=ended, headers=server.headers)
+    assert HTTP.post(f"{server.fhir}/PractitionerRole", json=ended, headers=server.headers)
     store = store_of(server)
     name = f"nobody-{uuid.uuid4().hex[:6]}"
     try:
@@ -142,7 +144,7 @@ def test_roles_outside_the_care_role_system_or_period_do_not_count(server):
 
 def test_patients_by_fhir_user_type_admins_by_flag(server):
     client_id, _ = make_client(server, "public", SCOPE + " patient/*.rs")
-    pid = httpx.post(
+    pid = HTTP.post(
         f"{server.fhir}/Patient", json={"resourceType": "Patient"}, headers=server.headers
     ).json()["id"]
     patient = _token(server, client_id, make_user(server, "patient", f"Patient/{pid}"))
@@ -150,9 +152,7 @@ def test_patients_by_fhir_user_type_admins_by_flag(server):
     # an admin account needs no PractitionerRole: admin is the account's flag
     admin = _token(server, client_id, make_user(server, "admin", _practitioner(server)))
     h = {"Authorization": f"Bearer {admin['access_token']}"}
-    assert (
-        httpx.get(f"{server.fhir}/AuditEvent", params={"_count": 1}, headers=h).status_code == 200
-    )
+    assert HTTP.get(f"{server.fhir}/AuditEvent", params={"_count": 1}, headers=h).status_code == 200
 
 
 def test_period_bounds():
