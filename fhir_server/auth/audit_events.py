@@ -55,6 +55,8 @@ def _agents(client_id: str | None, username: str | None, fhir_user: str | None, 
             "who": who,
             "requestor": True,
         }
+        if username:
+            agent["altId"] = username  # the login name: AuditEvent?altid=
         if ip:
             agent["network"] = {"address": ip, "type": "2"}
         agents.append(agent)

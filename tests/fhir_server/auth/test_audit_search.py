@@ -41,10 +41,9 @@ def _get(server, params, headers=None) -> httpx.Response:  # type: ignore[no-unt
     )
 
 
-def _user_token(server, role: str, fhir_user: str) -> dict:  # type: ignore[no-untyped-def]
+def _user_token(server, user) -> dict:  # type: ignore[no-untyped-def]
     scope = "openid fhirUser user/*.cruds patient/*.rs"
     client_id, _ = make_client(server, "public", scope)
-    user = make_user(server, role, fhir_user)
     verifier, challenge = pkce()
     code = code_of(login(server, client_id, user, scope, challenge=challenge))
     body = exchange(server, client_id, code, verifier).json()
@@ -217,7 +216,7 @@ def test_only_administrators_search_or_read_the_log(server):
     narrow = bearer(system_token(server.database_url, server.root, "system/*.rs"))
     own = bearer(system_token(server.database_url, server.root, "system/AuditEvent.rs"))
     pid = HTTP.post(f"{f}/Patient", json={"resourceType": "Patient"}, headers=server.headers)
-    patient = _user_token(server, "patient", f"Patient/{pid.json()['id']}")
+    patient = _user_token(server, make_user(server, "patient", f"Patient/{pid.json()['id']}"))
     for headers in (narrow, own, patient):
         assert _get(server, {}, headers).status_code == 403
         assert HTTP.get(f"{f}/AuditEvent/audit-1", headers=headers).status_code == 403
@@ -226,8 +225,18 @@ def test_only_administrators_search_or_read_the_log(server):
         assert HTTP.get(compartment, headers=headers).status_code == 403
     assert HTTP.get(f"{f}/AuditEvent", timeout=30).status_code == 401
     # an administrator user (the admin flag of the account) may
-    admin = _user_token(server, "admin", f"Practitioner/{uuid.uuid4().hex[:12]}")
+    admin_user = make_user(server, "admin", f"Practitioner/{uuid.uuid4().hex[:12]}")
+    admin = _user_token(server, admin_user)
     assert _get(server, {"_count": 1}, admin).status_code == 200
+    _flush(server)
+    # what that user did, by login name (altid) and by fhirUser (agent)
+    theirs = _get(server, {"altid": admin_user.username}).json()
+    kinds = {e["resource"]["subtype"][0]["code"] for e in theirs["entry"]}
+    assert {"110122", "search-type"} <= kinds  # the login and the search
+    by_agent = _get(server, {"agent": admin_user.fhir_user, "subtype": "search-type"}).json()
+    assert len(_ids(by_agent)) == 1
+    by_name = _get(server, {"agent-name": admin_user.username[:8]}).json()
+    assert len(_ids(by_name)) >= 2
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
