@@ -359,6 +359,30 @@ def users_create(username, role, fhir_user, email, totp, password, database_url)
     click.echo("recovery codes (each works once): " + " ".join(created.recovery_codes))
 
 
+@users_group.command("sync-roles")
+@click.option("--database-url", help="database URL [HEARTH_DATABASE_URL]")
+def users_sync_roles(database_url) -> None:  # type: ignore[no-untyped-def]
+    """Give every cadre/doctor/pharmacist account's Practitioner an active PractitionerRole with
+    the role the account was created with, where none exists (accounts made before roles came
+    from PractitionerRole)."""
+    from fhir_server.app import build_context
+    from fhir_server.auth.roles import PRACTITIONER_ROLES, assign
+
+    settings, store = _store(database_url)
+    ctx = build_context(settings)
+    try:
+        for user in store.users():
+            fhir_user = user["fhir_user"] or ""
+            if user["role"] in PRACTITIONER_ROLES and fhir_user.startswith("Practitioner/"):
+                role_id = ctx.repo.run(lambda u, r=user["role"], p=fhir_user: assign(u, p, r))
+                click.echo(
+                    f"{user['username']}: {fhir_user} PractitionerRole/{role_id} ({user['role']})"
+                )
+    finally:
+        ctx.repo.engine.dispose()
+        store.engine.dispose()
+
+
 @main.group("audit")
 def audit_group() -> None:
     """The tamper-evident audit log."""

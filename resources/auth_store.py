@@ -157,6 +157,11 @@ class AuthStore:
             row = conn.execute(sa.select(auth_user).where(auth_user.c.username == username)).first()
         return dict(row._mapping) if row else None
 
+    def users(self) -> list[dict]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(auth_user).order_by(auth_user.c.username)).all()
+        return [dict(r._mapping) for r in rows]
+
     def update_user(self, username: str, **values: object) -> None:
         with self.engine.begin() as conn:
             conn.execute(
