@@ -304,3 +304,31 @@ def _hashes(engine) -> list[tuple[int, str]]:  # type: ignore[no-untyped-def]
                 )
             )
         ]
+
+
+def test_bad_search_input_is_a_400_outcome_never_a_500(server):
+    for params in (
+        {"date": "ge"},
+        {"date": "2026-02-30"},
+        {"date:missing": "true"},
+        {"_count": "-1"},
+        {"_count": "many"},
+        {"_page": "999999999"},
+        {"_page": "x"},
+        {"_sort": "-outcome"},
+        {"_total": "maybe"},
+        {"entity": "http://"},
+        {"subtype": "a|b|c"},
+        {"action": ""},
+        {"agent:Patient.name": "x"},
+        {"agent-name:below": "x"},
+        {"type:text": "rest"},
+        {"patient:identifier": "x|y"},
+    ):
+        resp = _get(server, params)
+        assert resp.status_code == 400, (params, resp.status_code, resp.text[:200])
+        assert resp.json()["resourceType"] == "OperationOutcome"
+    # LIKE wildcards and quotes are plain characters
+    for value in ("%", "_", "' OR 1=1 --", "\\"):
+        resp = _get(server, {"agent-name": value, "_count": 5})
+        assert resp.status_code == 200 and not resp.json().get("entry", [])
