@@ -371,16 +371,29 @@ def users_group() -> None:
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
 @click.option("--database-url", help="database URL [HEARTH_DATABASE_URL]")
 def users_create(username, role, fhir_user, email, totp, password, database_url) -> None:  # type: ignore[no-untyped-def]
-    """Create a user; prints the TOTP enrolment QR code and the one-time recovery codes."""
+    """Create a user; prints the TOTP enrolment QR code and the one-time recovery codes.
+
+    A cadre, doctor or pharmacist gets an active PractitionerRole with that care-role code for
+    their Practitioner (unless one exists): the role of their tokens comes from it."""
+    from fhir_server.auth.roles import PRACTITIONER_ROLES, assign
     from fhir_server.auth.users import create_user
 
     if role is None:
         raise click.ClickException("--role is required")
-    _, store = _store(database_url)
+    settings, store = _store(database_url)
     try:
         created = create_user(
             store, username, password, role=role, fhir_user=fhir_user, email=email, totp=totp
         )
+        if role in PRACTITIONER_ROLES:
+            from fhir_server.app import build_context
+
+            ctx = build_context(settings)
+            try:
+                role_id = ctx.repo.run(lambda u: assign(u, fhir_user, role))
+            finally:
+                ctx.repo.engine.dispose()
+            click.echo(f"{fhir_user} has PractitionerRole/{role_id} ({role})")
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
@@ -397,6 +410,30 @@ def users_create(username, role, fhir_user, email, totp, password, database_url)
         click.echo(out.getvalue())
         click.echo(f"or enter: {created.totp_uri}")
     click.echo("recovery codes (each works once): " + " ".join(created.recovery_codes))
+
+
+@users_group.command("sync-roles")
+@click.option("--database-url", help="database URL [HEARTH_DATABASE_URL]")
+def users_sync_roles(database_url) -> None:  # type: ignore[no-untyped-def]
+    """Give every cadre/doctor/pharmacist account's Practitioner an active PractitionerRole with
+    the role the account was created with, where none exists (accounts made before roles came
+    from PractitionerRole)."""
+    from fhir_server.app import build_context
+    from fhir_server.auth.roles import PRACTITIONER_ROLES, assign
+
+    settings, store = _store(database_url)
+    ctx = build_context(settings)
+    try:
+        for user in store.users():
+            fhir_user = user["fhir_user"] or ""
+            if user["role"] in PRACTITIONER_ROLES and fhir_user.startswith("Practitioner/"):
+                role_id = ctx.repo.run(lambda u, r=user["role"], p=fhir_user: assign(u, p, r))
+                click.echo(
+                    f"{user['username']}: {fhir_user} PractitionerRole/{role_id} ({user['role']})"
+                )
+    finally:
+        ctx.repo.engine.dispose()
+        store.engine.dispose()
 
 
 @main.group("audit")

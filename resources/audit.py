@@ -21,6 +21,7 @@ from datetime import datetime
 import orjson
 import sqlalchemy as sa
 
+from resources.audit_terms import index_terms
 from resources.schema import Document, PrimaryKey, UtcDateTime, metadata
 from resources.store import utcnow
 
@@ -32,6 +33,20 @@ audit_event = sa.Table(
     sa.Column("event", Document, nullable=False),
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+    sa.Index("ix_audit_event_recorded", "recorded", "seq"),
+)
+
+# The search index of the log (migration 0006): one row per searchable value of an event, written
+# with the event in the same transaction. It lives beside the chain, so indexing never changes a
+# chained row or its hash; like the chain it is append-only.
+audit_index = sa.Table(
+    "audit_index",
+    metadata,
+    sa.Column("seq", PrimaryKey, nullable=False),
+    sa.Column("name", sa.String(32), nullable=False),
+    sa.Column("system", sa.String(255)),
+    sa.Column("value", sa.String(512), nullable=False),
+    sa.Index("ix_audit_index_lookup", "name", "value", "seq"),
 )
 
 log = logging.getLogger("hearth.audit")
@@ -65,8 +80,22 @@ def append_many(conn: sa.Connection, items: list[tuple[datetime, dict]]) -> str:
         h = chain_hash(prev, recorded, event)
         rows.append({"recorded": recorded, "event": event, "prev_hash": prev, "hash": h})
         prev = h
-    conn.execute(sa.insert(audit_event), rows)
+    seqs = conn.execute(
+        sa.insert(audit_event).returning(audit_event.c.seq, sort_by_parameter_order=True), rows
+    ).scalars()
+    index_rows(conn, [(seq, row["event"]) for seq, row in zip(seqs, rows, strict=True)])
     return prev
+
+
+def index_rows(conn: sa.Connection, events: list[tuple[int, dict]]) -> None:
+    """Store the search terms of ``(seq, event)`` pairs (also the backfill of migration 0006)."""
+    terms = [
+        {"seq": seq, "name": name, "system": system, "value": value}
+        for seq, event in events
+        for name, system, value in index_terms(event)
+    ]
+    if terms:
+        conn.execute(sa.insert(audit_index), terms)
 
 
 def append_alone(engine: sa.Engine, event: dict) -> None:

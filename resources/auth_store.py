@@ -90,6 +90,19 @@ auth_jti = sa.Table(
 )
 
 
+_TOKEN_LOOKUP = sa.select(
+    auth_token.c.kind,
+    auth_token.c.client_id,
+    auth_token.c.username,
+    auth_token.c.scope,
+    auth_token.c.context,
+    auth_token.c.audience,
+    auth_token.c.expires,
+    auth_token.c.revoked,
+    auth_token.c.grant_id,
+)
+
+
 def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -108,10 +121,14 @@ class TokenRow:
 
 
 class AuthStore:
-    """The authorization tables on ``engine``; each method is one short transaction."""
+    """The authorization tables on ``engine``; each method is one short transaction. Bearer-token
+    lookups, which every FHIR request makes, may use their own ``lookup`` engine (PostgreSQL:
+    a small pool without the pre-ping round trip; a lookup on a dropped connection is retried
+    once on a fresh one)."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, lookup: sa.Engine | None = None) -> None:
         self.engine = engine
+        self.lookup = lookup or engine
 
     # -- clients ------------------------------------------------------------------------------
     def add_client(self, **row: object) -> None:
@@ -139,6 +156,11 @@ class AuthStore:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(auth_user).where(auth_user.c.username == username)).first()
         return dict(row._mapping) if row else None
+
+    def users(self) -> list[dict]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(auth_user).order_by(auth_user.c.username)).all()
+        return [dict(r._mapping) for r in rows]
 
     def update_user(self, username: str, **values: object) -> None:
         with self.engine.begin() as conn:
@@ -216,23 +238,22 @@ class AuthStore:
     def token(self, token: str) -> TokenRow | None:
         """One primary-key lookup; on PostgreSQL in autocommit (no BEGIN/ROLLBACK round trips):
         it runs on every FHIR request."""
-        with self.engine.connect() as conn:
+        stmt = _TOKEN_LOOKUP.where(auth_token.c.token_hash == digest(token))
+        try:
+            row = self._lookup(stmt)
+        except sa.exc.DBAPIError as exc:
+            # a pooled connection the server dropped (restart, idle timeout): SQLAlchemy has
+            # invalidated the pool, and one retry runs on a fresh connection
+            if not exc.connection_invalidated:
+                raise
+            row = self._lookup(stmt)
+        return TokenRow(*row) if row else None
+
+    def _lookup(self, stmt: sa.Select) -> sa.Row | None:
+        with self.lookup.connect() as conn:
             if conn.dialect.name == "postgresql":
                 conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            row = conn.execute(
-                sa.select(
-                    auth_token.c.kind,
-                    auth_token.c.client_id,
-                    auth_token.c.username,
-                    auth_token.c.scope,
-                    auth_token.c.context,
-                    auth_token.c.audience,
-                    auth_token.c.expires,
-                    auth_token.c.revoked,
-                    auth_token.c.grant_id,
-                ).where(auth_token.c.token_hash == digest(token))
-            ).first()
-        return TokenRow(*row) if row else None
+            return conn.execute(stmt).first()
 
     def revoke_grant(self, grant_id: str) -> None:
         """Revoke every token one grant issued (a refresh token and its access tokens)."""

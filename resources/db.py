@@ -33,8 +33,12 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> sa.Engine:
-    """Build the engine for ``url`` (``sqlite:///path.db`` or ``postgresql://...``)."""
+def create_engine(
+    url: str, *, pool_size: int = 10, echo: bool = False, pre_ping: bool = True
+) -> sa.Engine:
+    """Build the engine for ``url`` (``sqlite:///path.db`` or ``postgresql://...``).
+    ``pre_ping=False`` (PostgreSQL) saves the liveness round trip at each pool checkout; its
+    user must retry a statement that fails on a connection the server dropped."""
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -57,7 +61,7 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> sa.En
             json_deserializer=orjson.loads,
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_pre_ping=True,
+            pool_pre_ping=pre_ping,
             # JIT compilation adds 5-11 ms to Hearth's short index queries and saves nothing.
             connect_args={"options": "-c jit=off"},
         )

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Demo logins for `make run`, created once: one user per role, linked to the demo Practitioners
-# and Patient, and a public SMART app. Staff accounts need TOTP: their enrolment QR codes,
+# and Patient, and a public SMART app. Staff roles come from the Practitioners' PractitionerRoles
+# (demo/hearth-demo.json; `hearth users create` adds one where it is missing). Staff accounts
+# need TOTP: their enrolment QR codes,
 # otpauth URIs and recovery codes go to var/demo-logins.txt (local demo data only).
 set -euo pipefail
 HEARTH=${HEARTH:-.venv/bin/hearth}

@@ -23,7 +23,16 @@ from fhir_server.auth.users import (
     new_recovery_codes,
     set_password,
 )
-from fhir_server.auth.web import auth_service, client_ip, message, page, small_form
+from fhir_server.auth.web import (
+    auth_service,
+    client_ip,
+    csrf_ok,
+    csrf_refused,
+    form_page,
+    message,
+    page,
+    small_form,
+)
 
 log = logging.getLogger("hearth.auth")
 router = APIRouter(include_in_schema=False)
@@ -34,7 +43,7 @@ RESET_TTL = 1800
 # -- password reset --------------------------------------------------------------------------
 @router.get("/auth/reset")
 async def reset_form(request: Request) -> HTMLResponse:
-    return page("reset.html", action="/auth/reset")
+    return form_page(request, "reset.html", action="/auth/reset")
 
 
 @router.post("/auth/reset")
@@ -44,6 +53,8 @@ async def reset_request(request: Request) -> HTMLResponse:
         form = await small_form(request)
     except OAuthError as exc:
         return message("Request refused", exc.description, exc.status)
+    if not csrf_ok(request, form):
+        return csrf_refused()
     username = form.get("username", "")[:128]
     await run_in_threadpool(_send_reset, svc, username, client_ip(request))
     return message(
@@ -108,7 +119,7 @@ async def reset_confirm_form(request: Request) -> HTMLResponse:
     value = request.query_params.get("token", "")
     if await run_in_threadpool(_reset_claims, auth_service(request), value) is None:
         return message("Link not valid", "This reset link expired or was used already.", 400)
-    return page("reset_confirm.html", action="/auth/reset/confirm", token=value)
+    return form_page(request, "reset_confirm.html", action="/auth/reset/confirm", token=value)
 
 
 @router.post("/auth/reset/confirm")
@@ -118,6 +129,8 @@ async def reset_confirm(request: Request) -> HTMLResponse:
         form = await small_form(request)
     except OAuthError as exc:
         return message("Request refused", exc.description, exc.status)
+    if not csrf_ok(request, form):
+        return csrf_refused()
     claims = await run_in_threadpool(_reset_claims, svc, form.get("token", ""))
     if claims is None:
         return message("Link not valid", "This reset link expired or was used already.", 400)
@@ -126,7 +139,8 @@ async def reset_confirm(request: Request) -> HTMLResponse:
             set_password, svc.store, claims["username"], form.get("password", "")
         )
     except ValueError as exc:
-        return page(
+        return form_page(
+            request,
             "reset_confirm.html",
             400,
             action="/auth/reset/confirm",
@@ -142,7 +156,7 @@ ENROL_TTL = 600
 
 @router.get("/auth/account/totp")
 async def enrol_form(request: Request) -> HTMLResponse:
-    return page("enrol.html", action="/auth/account/totp")
+    return form_page(request, "enrol.html", action="/auth/account/totp")
 
 
 @router.post("/auth/account/totp")
@@ -152,13 +166,15 @@ async def enrol_start(request: Request) -> HTMLResponse:
         form = await small_form(request)
     except OAuthError as exc:
         return message("Request refused", exc.description, exc.status)
+    if not csrf_ok(request, form):
+        return csrf_refused()
     username = form.get("username", "")
     try:
         user = await run_in_threadpool(
             check_login, svc.store, username, form.get("password", ""), ""
         )
     except LoginFailed as exc:
-        return page("enrol.html", 401, action="/auth/account/totp", error=str(exc))
+        return form_page(request, "enrol.html", 401, action="/auth/account/totp", error=str(exc))
     if user["totp_secret"]:
         return message("Already on", "This account has an authenticator already.", 400)
     secret = pyotp.random_base32()
@@ -166,12 +182,15 @@ async def enrol_start(request: Request) -> HTMLResponse:
     pending = svc.key.sign(
         {"purpose": "enrol", "username": user["username"], "secret": secret}, ttl=ENROL_TTL
     )
-    return _enrol_confirm(secret, uri, pending)
+    return _enrol_confirm(request, secret, uri, pending)
 
 
-def _enrol_confirm(secret: str, uri: str, pending: str, error: str | None = None) -> HTMLResponse:
+def _enrol_confirm(
+    request: Request, secret: str, uri: str, pending: str, error: str | None = None
+) -> HTMLResponse:
     svg = segno.make(uri, error="m").svg_inline(scale=4, title="Authenticator QR code")
-    return page(
+    return form_page(
+        request,
         "enrol_confirm.html",
         400 if error else 200,
         qr_svg=svg,
@@ -189,6 +208,8 @@ async def enrol_confirm(request: Request) -> HTMLResponse:
         form = await small_form(request)
     except OAuthError as exc:
         return message("Request refused", exc.description, exc.status)
+    if not csrf_ok(request, form):
+        return csrf_refused()
     claims = svc.key.verify(form.get("pending", ""), purpose="enrol")
     if claims is None:
         return message("Set-up expired", "Please start again.", 400)
@@ -200,7 +221,9 @@ async def enrol_confirm(request: Request) -> HTMLResponse:
     ]
     if not matched:
         uri = totp.provisioning_uri(name=claims["username"], issuer_name="Hearth")
-        return _enrol_confirm(claims["secret"], uri, form["pending"], "That code is not right.")
+        return _enrol_confirm(
+            request, claims["secret"], uri, form["pending"], "That code is not right."
+        )
     codes, hashes = new_recovery_codes()
     done = await run_in_threadpool(
         svc.store.enrol_totp, claims["username"], claims["secret"], matched[0], hashes

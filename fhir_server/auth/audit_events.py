@@ -55,6 +55,8 @@ def _agents(client_id: str | None, username: str | None, fhir_user: str | None, 
             "who": who,
             "requestor": True,
         }
+        if username:
+            agent["altId"] = username  # the login name: AuditEvent?altid=
         if ip:
             agent["network"] = {"address": ip, "type": "2"}
         agents.append(agent)
@@ -105,8 +107,10 @@ def rest_event(
     what: list[str],
     query: str | None = None,
     detail: str | None = None,
+    agents: list[dict] | None = None,
 ) -> dict:
-    """One RESTful interaction (BALP Read/Create/Update/Delete/Query)."""
+    """One RESTful interaction (BALP Read/Create/Update/Delete/Query); ``agents`` replaces the
+    agents built from the caller (an operator's command instead of an app)."""
     entities: list[dict] = []
     for ref in what[:100]:
         entities.append(
@@ -151,7 +155,7 @@ def rest_event(
         "subtype": [{"system": INTERACTION, "code": interaction}],
         "action": ACTIONS.get(interaction, "E"),
         "outcome": outcome_code(status),
-        "agent": _agents(client_id, username, fhir_user, ip),
+        "agent": agents or _agents(client_id, username, fhir_user, ip),
         "source": _source(base),
     }
     if detail:
@@ -159,6 +163,66 @@ def rest_event(
     if entities:
         event["entity"] = entities
     return event
+
+
+def operator_agents(user: str, host: str, command: str) -> list[dict]:
+    """The agents of an operator's command-line action: the person (by their OS login on
+    ``host``) and the command they ran."""
+    return [
+        {
+            "type": {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                        "code": "AUT",
+                        "display": "author (originator)",
+                    }
+                ]
+            },
+            "who": {"display": f"{user}@{host} (operator)"},
+            "altId": user,
+            "requestor": True,
+            "network": {"address": host, "type": "1"},
+        },
+        {
+            "type": {"coding": [{"system": DCM, "code": "110150", "display": "Application"}]},
+            "who": {"identifier": {"system": "urn:hearth:cli", "value": command}},
+            "requestor": False,
+        },
+    ]
+
+
+def load_event(
+    *, base: str, agents: list[dict], files: list[str], counts: dict[str, int], failed: int
+) -> dict:
+    """One ``hearth load`` run (DICOM 110107 Import): the files read, what was created, updated
+    or left unchanged, and how many items failed; each write has its own event as well."""
+    detail = [{"type": k, "valueString": str(v)} for k, v in sorted(counts.items())]
+    detail.append({"type": "failed", "valueString": str(failed)})
+    entities = [
+        {
+            "type": {
+                "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+                "code": "2",
+                "display": "System Object",
+            },
+            "name": name[:500],
+            **({"detail": detail} if i == 0 else {}),
+        }
+        for i, name in enumerate(files[:100] or ["(no files)"])
+    ]
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    return {
+        "resourceType": "AuditEvent",
+        "type": {"system": DCM, "code": "110107", "display": "Import"},
+        "subtype": [{"system": "urn:hearth:audit", "code": "load", "display": "hearth load"}],
+        "action": "C",
+        "outcome": "0" if not failed else "4",
+        "outcomeDesc": f"loaded: {summary or 'nothing'}, failed {failed}",
+        "agent": agents,
+        "source": _source(base),
+        "entity": entities,
+    }
 
 
 def security_event(

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from fhir_server.auth.audit_events import security_event
 from fhir_server.auth.errors import OAuthError
+from fhir_server.auth.roles import effective_role
 from fhir_server.auth.scopes import Scopes
 from fhir_server.auth.service import AuthService
 from fhir_server.auth.users import (
@@ -22,7 +23,15 @@ from fhir_server.auth.users import (
     LoginFailed,
     check_login,
 )
-from fhir_server.auth.web import auth_service, client_ip, message, page, small_form
+from fhir_server.auth.web import (
+    auth_service,
+    client_ip,
+    csrf_ok,
+    csrf_refused,
+    form_page,
+    message,
+    small_form,
+)
 from resources.errors import FhirError
 from resources.store import utcnow
 
@@ -118,7 +127,8 @@ def _parse_authorize(svc: AuthService, p: dict[str, str]) -> AuthRequest:
 
 
 def _login_page(request: Request, areq: AuthRequest, error: str | None = None, status=200):  # type: ignore[no-untyped-def]
-    return page(
+    return form_page(
+        request,
         "login.html",
         status,
         client_name=areq.client["name"],
@@ -155,6 +165,8 @@ async def login(request: Request) -> Response:
         form = await small_form(request)
     except OAuthError as exc:
         return message("Sign-in refused", exc.description, exc.status)
+    if not csrf_ok(request, form):
+        return csrf_refused()
     try:
         areq = await run_in_threadpool(_parse_authorize, svc, form)
     except _PageError as exc:
@@ -180,6 +192,23 @@ async def login(request: Request) -> Response:
             ),
         )
         return _login_page(request, areq, str(exc), 401)
+    role = await run_in_threadpool(effective_role, request.app.state.context.repo, user)
+    if role is None:
+        await run_in_threadpool(
+            svc.audit,
+            security_event(
+                base=svc.settings.fhir_base,
+                kind="login",
+                success=False,
+                client_id=areq.client["client_id"],
+                username=user["username"],
+                fhir_user=user["fhir_user"],
+                ip=client_ip(request),
+                detail="no active PractitionerRole with a Hearth care role",
+            ),
+        )
+        return message("No role", NO_ROLE, 403)
+    user = {**user, "role": role}
     await run_in_threadpool(
         svc.audit,
         security_event(
@@ -193,6 +222,12 @@ async def login(request: Request) -> Response:
         ),
     )
     return await _after_login(request, svc, areq, user)
+
+
+NO_ROLE = (
+    "Your account has no active role in Hearth: your Practitioner has no active PractitionerRole "
+    "as cadre, doctor or pharmacist. Ask an administrator."
+)
 
 
 def _context(areq: AuthRequest, user: dict, own_patient: str | None) -> tuple[Scopes, dict]:
@@ -242,7 +277,8 @@ async def _after_login(request: Request, svc: AuthService, areq: AuthRequest, us
             {"purpose": "pick", "username": user["username"], "params": areq.params}, ttl=PICK_TTL
         )
         patients = await run_in_threadpool(_patients, request)
-        return page(
+        return form_page(
+            request,
             "pick.html",
             client_name=areq.client["name"],
             pending=pending,
@@ -282,6 +318,8 @@ async def pick(request: Request) -> Response:
         form = await small_form(request)
     except OAuthError as exc:
         return message("Request refused", exc.description, exc.status)
+    if not csrf_ok(request, form):
+        return csrf_refused()
     claims = svc.key.verify(form.get("pending", ""), purpose="pick")
     if claims is None:
         return message("Sign-in expired", "Please start the sign-in again.", 400)
@@ -292,6 +330,11 @@ async def pick(request: Request) -> Response:
     except _RedirectError as exc:
         return RedirectResponse(exc.url, status_code=303)
     user = await run_in_threadpool(svc.store.user, claims["username"])
+    if user is not None:
+        role = await run_in_threadpool(effective_role, request.app.state.context.repo, user)
+        if role is None:
+            return message("No role", NO_ROLE, 403)
+        user = {**user, "role": role}
     patient = form.get("patient", "")
     ctx = request.app.state.context
     exists = await run_in_threadpool(patient_exists, ctx, patient)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from fhir_server.context import Access, Context, FhirRequest
-from resources.errors import Forbidden, Gone, NotFound
+from resources.errors import Forbidden, Gone, MethodNotAllowed, NotFound
 from resources.repository import Unit
 from resources.searching import Security, is_member
 from resources.transaction import parse_entries
@@ -55,12 +55,18 @@ OPERATION_PERM = {
     "translate": "r",
 }
 ADMIN_ONLY_TYPES = frozenset({"AuditEvent"})
+# Types only the server writes (the audit log): read and search only, for administrators.
+SERVER_WRITTEN_TYPES = frozenset({"AuditEvent"})
 
 
 def require(access: Access, res_type: str, perm: str) -> str:
     """The access mode ("all" or "patient") for ``perm`` on ``res_type``; 403 when none."""
     if res_type in ADMIN_ONLY_TYPES and not access.is_admin:
         raise Forbidden(f"{res_type} resources are for administrators only")
+    if res_type in SERVER_WRITTEN_TYPES and perm in "cud":
+        raise MethodNotAllowed(
+            f"{res_type} resources are written by the server alone (its audit log)"
+        )
     mode = access.mode(res_type, perm)
     if mode is None:
         raise Forbidden(f"the token's scopes do not allow {_WORDS[perm]} {res_type} resources")
@@ -167,6 +173,8 @@ def _bundle(access: Access, body: object) -> None:
                 _chains(access, e.query)
         except Forbidden as exc:
             raise Forbidden(f"Bundle.entry[{e.index}]: {exc.diagnostics}") from None
+        except MethodNotAllowed as exc:
+            raise MethodNotAllowed(f"Bundle.entry[{e.index}]: {exc.diagnostics}") from None
 
 
 def _guard(access: Access):  # type: ignore[no-untyped-def]

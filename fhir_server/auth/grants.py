@@ -13,11 +13,14 @@ from starlette.concurrency import run_in_threadpool
 from fhir_server.auth import clients
 from fhir_server.auth.audit_events import security_event
 from fhir_server.auth.errors import OAuthError
+from fhir_server.auth.roles import effective_role
 from fhir_server.auth.scopes import Scopes
 from fhir_server.auth.service import AuthService
 from fhir_server.auth.tokens import bearer_access, issue
+from fhir_server.auth.users import ROLE_SCOPES
 from fhir_server.auth.web import NO_STORE, auth_service, client_ip, small_form
 from resources.errors import FhirError
+from resources.repository import Repository
 from resources.store import utcnow
 
 router = APIRouter(include_in_schema=False)
@@ -37,20 +40,21 @@ async def token(request: Request) -> JSONResponse:
     try:
         form = await small_form(request)
         headers = {k.lower(): v for k, v in request.headers.items()}
-        body = await run_in_threadpool(_token, svc, headers, form, client_ip(request))
+        repo = request.app.state.context.repo
+        body = await run_in_threadpool(_token, svc, headers, form, client_ip(request), repo)
     except OAuthError as exc:
         return _oauth_error(exc)
     return JSONResponse(body, headers=NO_STORE)
 
 
-def _token(svc: AuthService, headers: dict, form: dict, ip: str | None) -> dict:
+def _token(svc: AuthService, headers: dict, form: dict, ip: str | None, repo: Repository) -> dict:
     client = clients.authenticate(svc.store, svc.token_url, headers, form)
     grant = form.get("grant_type")
     username: str | None
     if grant == "authorization_code":
         body, username = _code_grant(svc, client, form)
     elif grant == "refresh_token":
-        body, username = _refresh_grant(svc, client, form)
+        body, username = _refresh_grant(svc, client, form, repo)
     elif grant == "client_credentials":
         body, username = _client_credentials(svc, client, form), None
     else:
@@ -107,7 +111,9 @@ def _code_grant(svc: AuthService, client: dict, form: dict) -> tuple[dict, str]:
     return body, row["username"]
 
 
-def _refresh_grant(svc: AuthService, client: dict, form: dict) -> tuple[dict, str | None]:
+def _refresh_grant(
+    svc: AuthService, client: dict, form: dict, repo: Repository
+) -> tuple[dict, str | None]:
     refresh = form.get("refresh_token", "")
     row = svc.store.token(refresh) if refresh and len(refresh) <= 512 else None
     if (
@@ -124,13 +130,21 @@ def _refresh_grant(svc: AuthService, client: dict, form: dict) -> tuple[dict, st
         scope = Scopes.parse(form["scope"])
         if not scope.within(original):
             raise OAuthError("invalid_scope", "a refresh may not ask for more than was granted")
+    context = row.context
+    if row.username is not None:  # the role is decided again: PractitionerRoles may have changed
+        user = svc.store.user(row.username)
+        role = effective_role(repo, user) if user is not None else None
+        if role is None:
+            raise OAuthError("invalid_grant", "the account has no role any more")
+        scope = scope.narrowed(ROLE_SCOPES[role], contexts={"patient", "user"})
+        context = {**context, "role": role}
     body = issue(
         svc.store,
         svc.settings,
         svc.key,
         client_id=client["client_id"],
         scope=scope,
-        context=row.context,
+        context=context,
         username=row.username,
         grant_id=row.grant_id,
         with_refresh=False,

@@ -11,6 +11,7 @@ from fhir_server.auth.keys import SigningKey
 from fhir_server.settings import Settings
 from resources import audit
 from resources.auth_store import AuthStore
+from resources.db import create_engine
 
 
 @dataclass
@@ -22,8 +23,11 @@ class AuthService:
 
     @classmethod
     def build(cls, engine: sa.Engine, settings: Settings) -> AuthService:
+        lookup = None
+        if engine.dialect.name == "postgresql":  # token checks skip the pre-ping round trip
+            lookup = create_engine(settings.database_url, pool_size=4, pre_ping=False)
         return cls(
-            AuthStore(engine),
+            AuthStore(engine, lookup),
             SigningKey.load_or_create(settings.data_dir),
             settings,
             audit.AuditWriter(engine),
@@ -31,6 +35,8 @@ class AuthService:
 
     def close(self) -> None:
         self.writer.close()
+        if self.store.lookup is not self.store.engine:
+            self.store.lookup.dispose()
 
     @property
     def token_url(self) -> str:

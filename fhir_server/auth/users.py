@@ -1,10 +1,11 @@
 """Users and their two factors: argon2id password hashes (argon2-cffi), TOTP (pyotp, RFC 6238)
 with replay protection, single-use recovery codes, and lockout with back-off.
 
-Roles are a field of the user, not read from PractitionerRole: the role must be known at login,
-before any FHIR read, a patient has no PractitionerRole, and PractitionerRole codes (SNOMED, v2
-0286) do not map one-to-one onto Hearth's five roles. ``ROLE_SCOPES`` is the most each role may
-be granted; a token never carries more than its user's role allows.
+The role a token carries is decided at each token issue by ``fhir_server.auth.roles`` (from the
+fhirUser's type and the Practitioner's active PractitionerRoles; admin is an account flag).
+``auth_user.role`` holds the admin flag, and for other accounts the role asked for when the
+account was created. ``ROLE_SCOPES`` is the most each role may be granted; a token never carries
+more than its user's role allows.
 """
 
 from __future__ import annotations
@@ -85,6 +86,13 @@ def create_user(
         kind, _, rid = fhir_user.partition("/")
         if kind not in FHIR_USER_TYPES or not rid:
             raise ValueError("fhirUser is Patient/<id>, Practitioner/<id> or RelatedPerson/<id>")
+    if role in ("cadre", "doctor", "pharmacist") and not (fhir_user or "").startswith(
+        "Practitioner/"
+    ):
+        raise ValueError(
+            f"a {role} is a Practitioner (fhirUser Practitioner/<id>): the role comes from "
+            "that Practitioner's PractitionerRole"
+        )
     if store.user(username) is not None:
         raise ValueError(f"user {username!r} exists")
     with_totp = role in NEEDS_TOTP if totp is None else (totp or role in NEEDS_TOTP)

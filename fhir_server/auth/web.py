@@ -1,7 +1,17 @@
 """What the auth endpoints share: the Jinja2 pages (autoescaped, no external assets, strict
-headers), small url-encoded forms, and the request's AuthService."""
+headers), small url-encoded forms, the forms' CSRF tokens, and the request's AuthService.
+
+CSRF (OWASP "signed double-submit cookie"): a page with a form sets a random ``hearth_csrf``
+cookie (HttpOnly, SameSite=Lax, path /auth) once per browser session and puts into the form a
+token signed with Hearth's key that is bound to that cookie (its sha256) and expires after two
+hours. A POST is accepted only with the cookie and a valid token bound to it: another site can
+make a browser post a form, but cannot read or set the cookie, nor sign a token for it.
+"""
 
 from __future__ import annotations
+
+import hmac
+import secrets
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -9,6 +19,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from fhir_server.auth.errors import OAuthError
 from fhir_server.auth.service import AuthService
+from resources.auth_store import digest
 
 MAX_FORM = 16 * 1024  # bytes: bigger login/token forms are refused (413)
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -32,6 +43,54 @@ def auth_service(request: Request) -> AuthService:
 def page(name: str, status: int = 200, **values: object) -> HTMLResponse:
     html = _pages.get_template(name).render(**values)
     return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
+
+
+CSRF_COOKIE = "hearth_csrf"
+CSRF_FIELD = "csrf"
+CSRF_TTL = 2 * 3600
+_COOKIE_MAX = 64
+
+
+def form_page(request: Request, name: str, status: int = 200, **values: object) -> HTMLResponse:
+    """A page with a form: carries a CSRF token bound to the browser's ``hearth_csrf`` cookie
+    (set here when the browser has none)."""
+    cookie = request.cookies.get(CSRF_COOKIE) or ""
+    fresh = not (0 < len(cookie) <= _COOKIE_MAX)
+    if fresh:
+        cookie = secrets.token_urlsafe(32)
+    token = auth_service(request).key.sign(
+        {"purpose": "csrf", "bind": digest(cookie)}, ttl=CSRF_TTL
+    )
+    response = page(name, status, csrf=token, **values)
+    if fresh:
+        response.set_cookie(
+            CSRF_COOKIE,
+            cookie,
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+            path="/auth",
+        )
+    return response
+
+
+def csrf_ok(request: Request, form: dict[str, str]) -> bool:
+    """Whether a POSTed form carries a valid CSRF token bound to the browser's cookie."""
+    cookie = request.cookies.get(CSRF_COOKIE) or ""
+    token = form.get(CSRF_FIELD, "")
+    if not (0 < len(cookie) <= _COOKIE_MAX) or not token or len(token) > 2048:
+        return False
+    claims = auth_service(request).key.verify(token, purpose="csrf")
+    return claims is not None and hmac.compare_digest(str(claims.get("bind")), digest(cookie))
+
+
+def csrf_refused() -> HTMLResponse:
+    return message(
+        "Form expired",
+        "This form has expired or was not sent from a Hearth page (its security token is "
+        "missing or not valid). Go back, reload the page and try again.",
+        403,
+    )
 
 
 def message(heading: str, text: str, status: int) -> HTMLResponse:

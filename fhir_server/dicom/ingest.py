@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from mappings.dicom import imaging_study, patient
+from resources import audit
 from resources.errors import PreconditionFailed
 from resources.instances import InstanceStore, PutResult
 from resources.repository import Repository, Unit
-from resources.store import instant, utcnow
 
 from .parse import OUT_OF_RESOURCES, Checked, Rejected, check
 from .sop_classes import STORAGE_UIDS
@@ -307,14 +307,16 @@ class Ingest:
         return [{"reference": unit.read_many(found)[0].ref}]
 
     def _report_mismatch(self, unit: Unit, patient_id: str, study_id: str, issues: list[str]):
-        """The stored Patient is kept; the disagreement is recorded as an AuditEvent."""
+        """The stored Patient is kept; the disagreement is recorded as an AuditEvent in the audit
+        log, in the ingest's own transaction."""
         log.warning(
             "Patient/%s differs from DICOM header of ImagingStudy/%s: %s",
             patient_id,
             study_id,
             "; ".join(issues),
         )
-        unit.create(
+        audit.append(
+            unit.conn,
             {
                 "resourceType": "AuditEvent",
                 "type": {
@@ -323,7 +325,6 @@ class Ingest:
                     "display": "Import",
                 },
                 "action": "C",
-                "recorded": instant(utcnow()),
                 "outcome": "4",
                 "outcomeDesc": "DICOM patient demographics differ from the stored Patient "
                 "(stored Patient kept): " + "; ".join(issues),
@@ -333,7 +334,7 @@ class Ingest:
                     {"what": {"reference": f"Patient/{patient_id}"}},
                     {"what": {"reference": f"ImagingStudy/{study_id}"}},
                 ],
-            }
+            },
         )
 
     def _ensure_endpoint(self) -> None:

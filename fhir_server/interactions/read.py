@@ -9,9 +9,12 @@ from email.utils import parsedate_to_datetime
 
 from fhir_server.context import Context, FhirRequest, Reply
 from fhir_server.http import version_headers
+from fhir_server.interactions import audit_event
 
 
 def read(ctx: Context, req: FhirRequest) -> Reply:
+    if req.res_type == audit_event.TYPE:  # served from the audit log, not the resource table
+        return audit_event.read(ctx, req)
     stored = ctx.repo.read(lambda u: u.read(req.res_type, req.res_id))
     headers = version_headers(stored)
     inm = req.headers.get("if-none-match")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from fhir_server.auth.enforce import search_security
 from fhir_server.context import Context, FhirRequest, Reply
+from fhir_server.interactions import audit_event
 from resources.compartments import compartment_types
 from resources.errors import NotFound
 from resources.repository import Unit
@@ -28,6 +29,8 @@ def search_bundle(
     compartment: tuple[str, str] | None = None,
 ) -> dict:
     """Run one search inside ``unit`` (also used for GET entries of batches/transactions)."""
+    if res_type == audit_event.TYPE and compartment is None:  # the audit log, not resources
+        return audit_event.search_bundle(ctx, unit.conn, query, strict)
     req = SearchRequest(
         res_type=res_type,
         query=query,
@@ -44,6 +47,11 @@ def search_bundle(
 
 
 def _run(ctx: Context, req: FhirRequest, res_type: str | None, **kw) -> Reply:  # type: ignore[no-untyped-def]
+    if res_type == audit_event.TYPE:  # served from the audit log, not the resource table
+        compartment = kw.get("compartment")
+        if compartment is not None:
+            return audit_event.compartment_search(ctx, req, compartment[1])
+        return audit_event.search(ctx, req)
     strict = req.prefer.get("handling") == "strict"
     query = list(req.query)
     bundle = ctx.repo.read(

@@ -131,6 +131,13 @@ def test_clients_users_token_commands(tmp_path):
     )
     assert user.returncode == 0, user.stderr
     assert "otpauth://totp/" in user.stdout and "recovery codes" in user.stdout
+    assert "Practitioner/1 has PractitionerRole/" in user.stdout  # the role comes from it
+    nurse = hearth("users", "create", "no-prac", "--role", "cadre", "--password", "x" * 12, env=env)
+    assert nurse.returncode != 0 and "Practitioner" in nurse.stderr
+    synced = hearth("users", "sync-roles", env=env)  # idempotent: the role exists already
+    assert synced.returncode == 0 and "dr-ada: Practitioner/1 PractitionerRole/" in synced.stdout
+    role_id = user.stdout.split("PractitionerRole/")[1].split()[0]
+    assert f"PractitionerRole/{role_id} " in synced.stdout
     weak = hearth("users", "create", "pat", "--role", "patient", "--password", "short", env=env)
     assert weak.returncode != 0 and "10 to 1024" in weak.stderr
     verify = hearth("audit", "verify", env=env)

@@ -20,10 +20,12 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from fhir_server.auth.clients import register
+from fhir_server.auth.roles import PRACTITIONER_ROLES
 from fhir_server.auth.users import create_user
 from resources.auth_store import AuthStore
 from resources.db import create_engine
 from tests.shared import shared_path
+from workflow.actors import role_concept
 
 PASSWORD = "correct horse battery staple"
 REDIRECT = "http://127.0.0.1:9/callback"
@@ -47,6 +49,8 @@ def make_user(
 ) -> User:  # type: ignore[no-untyped-def]
     store = store_of(server)
     name = f"{role}-{uuid.uuid4().hex[:8]}"
+    if role in PRACTITIONER_ROLES and fhir_user:
+        give_role(server, fhir_user, role)
     try:
         created = create_user(
             store, name, PASSWORD, role=role, fhir_user=fhir_user, totp=totp, email=email
@@ -60,6 +64,20 @@ def make_user(
         created.recovery_codes,
         fhir_user,
     )
+
+
+def give_role(server, practitioner: str, role: str, *, active: bool = True) -> dict:  # type: ignore[no-untyped-def]
+    """An active PractitionerRole with Hearth care-role ``role`` for ``practitioner`` (what
+    `hearth users create` makes): the role of that user's tokens comes from it."""
+    body = {
+        "resourceType": "PractitionerRole",
+        "active": active,
+        "practitioner": {"reference": practitioner},
+        "code": [role_concept(role)],
+    }
+    resp = httpx.post(f"{server.fhir}/PractitionerRole", json=body, headers=server.headers)
+    assert resp.status_code == 201, resp.text
+    return resp.json()
 
 
 def make_client(server, kind: str, scope: str, *, jwks: dict | None = None, redirect=REDIRECT):  # type: ignore[no-untyped-def]

@@ -41,9 +41,11 @@ def test_reset_link_works_once(mail_server):
     server, inbox = mail_server
     user = make_user(server, "patient", None, email="pat@example.org")
     app, _ = make_client(server, "public", "patient/*.rs openid")
-    resp = httpx.post(f"{server.root}/auth/reset", data={"username": user.username})
+    browser = httpx.Client(base_url=server.root, timeout=30)  # keeps the CSRF cookie
+    start = parse_form(browser.get("/auth/reset").text)
+    resp = browser.post(start.action, data={**start.fields, "username": user.username})
     assert resp.status_code == 200
-    unknown = httpx.post(f"{server.root}/auth/reset", data={"username": "nobody-here"})
+    unknown = browser.post(start.action, data={**start.fields, "username": "nobody-here"})
     assert unknown.status_code == 200 and unknown.text == resp.text  # no account oracle
     deadline = time.monotonic() + 10
     while not inbox.messages and time.monotonic() < deadline:
@@ -54,19 +56,24 @@ def test_reset_link_works_once(mail_server):
     link = re.search(
         r"(http://\S+/auth/reset/confirm\?token=\S+)", msg.get_payload(decode=True).decode()
     ).group(1)
-    page = httpx.get(link)
+    page = browser.get(link)
     assert page.status_code == 200
     form = parse_form(page.text)
-    short = httpx.post(f"{server.root}{form.action}", data={**form.fields, "password": "short"})
+    # without the form's CSRF token, or from a browser without the cookie: refused
+    no_token = {k: v for k, v in form.fields.items() if k != "csrf"}
+    forged = browser.post(form.action, data={**no_token, "password": "a forged passphrase"})
+    assert forged.status_code == 403 and "Form expired" in forged.text
+    elsewhere = httpx.post(
+        f"{server.root}{form.action}", data={**form.fields, "password": "a forged passphrase"}
+    )
+    assert elsewhere.status_code == 403
+    short = browser.post(form.action, data={**form.fields, "password": "short"})
     assert short.status_code == 400
-    done = httpx.post(
-        f"{server.root}{form.action}", data={**form.fields, "password": "a brand new passphrase"}
-    )
+    done = browser.post(form.action, data={**form.fields, "password": "a brand new passphrase"})
     assert done.status_code == 200 and "Password changed" in done.text
-    again = httpx.post(
-        f"{server.root}{form.action}", data={**form.fields, "password": "another new passphrase"}
-    )
+    again = browser.post(form.action, data={**form.fields, "password": "another new passphrase"})
     assert again.status_code == 400  # the link worked once
+    browser.close()
     _, challenge = pkce()
     assert login(server, app, user, "patient/*.rs", challenge=challenge).status_code == 401
     user.password = "a brand new passphrase"

@@ -15,13 +15,15 @@ from tests.fhir_server.auth.smart import code_of, login, make_client, make_user,
 def test_patient_enrols_totp(server):
     user = make_user(server, "patient", None)
     app, _ = make_client(server, "public", "patient/*.rs openid")
-    root = server.root
-    wrong = httpx.post(
-        f"{root}/auth/account/totp", data={"username": user.username, "password": "nope nope"}
+    browser = httpx.Client(base_url=server.root, timeout=30)  # keeps the CSRF cookie
+    start = parse_form(browser.get("/auth/account/totp").text)
+    wrong = browser.post(
+        start.action, data={**start.fields, "username": user.username, "password": "nope nope"}
     )
     assert wrong.status_code == 401
-    page = httpx.post(
-        f"{root}/auth/account/totp", data={"username": user.username, "password": user.password}
+    page = browser.post(
+        start.action,
+        data={**start.fields, "username": user.username, "password": user.password},
     )
     assert (
         page.status_code == 200
@@ -31,17 +33,15 @@ def test_patient_enrols_totp(server):
     )
     secret = re.search(r'<code id="secret">([A-Z2-7]+)</code>', page.text).group(1)
     form = parse_form(page.text)
-    bad = httpx.post(f"{root}{form.action}", data={**form.fields, "code": "000000"})
+    bad = browser.post(form.action, data={**form.fields, "code": "000000"})
     assert bad.status_code == 400
     totp = pyotp.TOTP(secret)
     # confirm with the previous step's code (still accepted), so the current one stays fresh
-    done = httpx.post(
-        f"{root}{form.action}", data={**form.fields, "code": totp.at(time.time() - 30)}
-    )
+    done = browser.post(form.action, data={**form.fields, "code": totp.at(time.time() - 30)})
     assert done.status_code == 200, done.text
     recovery = re.findall(r"<li><code>([0-9a-f-]+)</code></li>", done.text)
     assert len(recovery) == 8
-    again = httpx.post(f"{root}{form.action}", data={**form.fields, "code": totp.now()})
+    again = browser.post(form.action, data={**form.fields, "code": totp.now()})
     assert again.status_code == 400  # enrolment happens once
     _, challenge = pkce()
     assert login(server, app, user, "patient/*.rs", challenge=challenge, code="").status_code == 401
