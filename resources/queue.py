@@ -191,6 +191,25 @@ def fail(u: Unit, job: Job, worker: str, error: str, *, retry: bool, backoff: ti
     return state
 
 
+def release(u: Unit, job: Job, worker: str, delay: timedelta) -> bool:
+    """Put a claimed ``job`` back, runnable again after ``delay``, without counting the attempt
+    (it waits for other work; it did not fail). False when the lease was lost."""
+    at = utcnow()
+    result = u.conn.execute(
+        sa.update(work_queue)
+        .where(work_queue.c.id == job.id, work_queue.c.worker == worker)
+        .where(work_queue.c.state == RUNNING)
+        .values(
+            state=READY,
+            attempts=max(0, job.attempts - 1),
+            lease_until=None,
+            not_before=at + delay,
+            updated=at,
+        )  # fmt: skip
+    )
+    return result.rowcount == 1
+
+
 def get(repo: Repository, job_id: str) -> Job | None:
     def run(u: Unit) -> Job | None:
         row = u.conn.execute(sa.select(work_queue).where(work_queue.c.id == job_id)).first()
@@ -200,11 +219,13 @@ def get(repo: Repository, job_id: str) -> Job | None:
 
 
 def for_task(repo: Repository, task_ref: str) -> list[Job]:
-    def run(u: Unit) -> list[Job]:
-        rows = u.conn.execute(sa.select(work_queue).where(work_queue.c.task_ref == task_ref))
-        return [_job(r) for r in rows]
+    return repo.read(lambda u: jobs_for_task(u, task_ref))
 
-    return repo.read(run)
+
+def jobs_for_task(u: Unit, task_ref: str) -> list[Job]:
+    """The jobs of the Task ``task_ref``, read in the caller's transaction."""
+    rows = u.conn.execute(sa.select(work_queue).where(work_queue.c.task_ref == task_ref))
+    return [_job(r) for r in rows]
 
 
 def claim_job(
