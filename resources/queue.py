@@ -11,10 +11,20 @@ write transaction holds the database's write lock (``BEGIN IMMEDIATE``), which s
 claimers. A claim is a lease: a worker that dies mid-job stops renewing it, and once
 ``lease_until`` passes the job is claimable again (its attempt counted). Failures are retried with
 exponential back-off until ``max_attempts``, then the job is ``failed``.
+
+Waking up: on PostgreSQL an enqueue also sends ``NOTIFY hearth_work_queue`` (payload: the job's
+kind) in the caller's transaction, so it is delivered when that transaction commits, and only
+then. A worker waits with a :class:`Wakeup`, which listens (``LISTEN``) on that channel and returns as
+soon as a notification for one of its kinds arrives, or after its poll interval (the fallback:
+jobs whose back-off ends, expired leases, a lost listening connection). SQLite has no
+notifications: the worker polls.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -27,6 +37,9 @@ from resources.schema import UtcDateTime, metadata
 from resources.store import utcnow
 
 READY, RUNNING, DONE, FAILED = "ready", "running", "done", "failed"
+CHANNEL = "hearth_work_queue"  # PostgreSQL NOTIFY channel of new jobs (payload: the kind)
+
+log = logging.getLogger(__name__)
 
 work_queue = sa.Table(
     "work_queue",
@@ -98,6 +111,8 @@ def enqueue(u: Unit, kind: str, key: str, task_ref: str, *, max_attempts: int = 
     # A concurrent enqueue of the same key fails on the unique constraint; the repository
     # retries the unit, which then finds this job.
     u.conn.execute(sa.insert(work_queue).values(**row))
+    if u.conn.dialect.name == "postgresql":  # delivered to listeners when this unit commits
+        u.conn.execute(sa.select(sa.func.pg_notify(CHANNEL, kind)))
     return Job(row["id"], kind, key, task_ref, READY, 0, max_attempts)
 
 
@@ -258,3 +273,73 @@ def claim_job(
         return replace(_job(row), state=RUNNING, attempts=row.attempts + 1)
 
     return repo.run(run)
+
+
+class Wakeup:
+    """Waits for new jobs of ``kinds``: a PostgreSQL notification (``LISTEN hearth_work_queue``
+    on a connection of its own), or the timeout. With ``notify=False`` or on SQLite it only
+    sleeps (polling). If the listening connection fails it falls back to sleeping and listens
+    again on the next wait."""
+
+    # A wait is cut in slices this long so that ``stop`` is noticed promptly.
+    SLICE_SECONDS = 1.0
+
+    def __init__(self, repo: Repository, kinds: Sequence[str], *, notify: bool = True) -> None:
+        self.engine = repo.engine
+        self.kinds = set(kinds)
+        self.listening = notify and self.engine.dialect.name == "postgresql"
+        self._conn: sa.Connection | None = None
+
+    def _driver(self):  # type: ignore[no-untyped-def]
+        """The psycopg connection that LISTENs (opened on first use)."""
+        if self._conn is None:
+            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            conn.execute(sa.text("LISTEN hearth_work_queue"))
+            self._conn = conn
+            log.info("listening for new jobs (PostgreSQL LISTEN %s)", CHANNEL)
+        return self._conn.connection.driver_connection
+
+    def start(self) -> None:
+        """Start listening now (before the first claim, so no notification is missed)."""
+        if self.listening:
+            try:
+                self._driver()
+            except sa.exc.DBAPIError:
+                log.warning("cannot LISTEN for new jobs; polling", exc_info=True)
+                self.close()
+
+    def wait(self, timeout: float, stop: threading.Event | None = None) -> bool:
+        """Block until a job of our kinds may be waiting: True when a notification came, False
+        after ``timeout`` seconds (or when ``stop`` is set)."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            if stop is not None and stop.is_set():
+                return False
+            step = min(left, self.SLICE_SECONDS)
+            if not self.listening:
+                if stop is not None:
+                    stop.wait(step)
+                else:
+                    time.sleep(step)
+                continue
+            try:
+                for note in self._driver().notifies(timeout=step):
+                    if note.payload in self.kinds:
+                        return True
+            except Exception:  # the connection broke: poll this time, listen again next time
+                log.warning("lost the LISTEN connection; polling until it is back", exc_info=True)
+                self.close()
+                if stop is not None:
+                    stop.wait(left)
+                else:
+                    time.sleep(left)
+                return False
+        return False
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:
+                log.debug("closing the LISTEN connection failed", exc_info=True)
+            self._conn = None
