@@ -173,8 +173,11 @@ class Analyzer:
         job back while that one still runs (see :mod:`inference.reuse`). False when there is no
         earlier analysis: this Task runs the model."""
 
+        if self.repo.read(lambda u: reuse.earlier(u, task)) is None:
+            return False  # the common case, decided without a write transaction
+
         def run(u: Unit) -> tuple[dict, list[str], bool, bool] | bool:
-            found = reuse.earlier(u, task)
+            found = reuse.earlier(u, task)  # again, inside the transaction that acts on it
             if found is None:
                 return False
             if isinstance(found, reuse.Pending):
