@@ -383,6 +383,7 @@ def end_to_end(uploads: int, poll: float, batch_size: int, notify: bool = True) 
             handle.seek(log_mark)
             tail = handle.read().decode(errors="replace")
         batches = [int(m) for m in re.findall(r"claimed (\d+) analysis job", tail)]
+        forwards = [int(m) for m in re.findall(r"(\d+) input\(s\) in one forward pass", tail)]
         print(f"{'phase':<26}{'n':>4}{'min ms':>8}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}"
               f"{'wait p50':>10}{'run p50':>9}{'span s':>8}{'tasks/s':>9}")  # fmt: skip
         for label, (total, queued, run, span) in (
@@ -404,7 +405,8 @@ def end_to_end(uploads: int, poll: float, batch_size: int, notify: bool = True) 
         )
         print(
             f"  burst: {uploads} uploads sent in {sent:.2f} s, all completed "
-            f"{burst_wall:.2f} s after the first was sent; worker batch sizes {batches}"
+            f"{burst_wall:.2f} s after the first was sent; worker batch sizes {batches}, "
+            f"forward passes of {forwards} images"
         )
         print(f"  cold start (first upload → completion seen, model load included): {cold:.1f} s")
         out.update(seq=seq, burst=burst, batches=batches)

@@ -310,6 +310,7 @@ class Analyzer:
     # -- predict and write ---------------------------------------------------------------------
     def _classify(self, model: LoadedModel, inputs: list[_Input]) -> None:
         spec = model.spec
+        log.info("%s: %d input(s) in one forward pass", spec.name, len(inputs))
         batch = preprocess([i.image for i in inputs], size=spec.input_size, mode=spec.mode)
         prediction = model.postprocess(model.predict_logits(batch))
         cams = (
