@@ -24,19 +24,28 @@ import click
     "--batch-size", type=int, help="AI jobs claimed at once [HEARTH_WORKER_BATCH_SIZE, 16]"
 )
 @click.option("--once", is_flag=True, help="run what is waiting now, then exit (tests, cron)")
-@click.option("--poll", type=float, default=1.0, show_default=True, help="seconds between AI polls")
+@click.option(
+    "--poll", type=float, default=1.0, show_default=True,
+    help="seconds between AI polls (on PostgreSQL the fallback: new jobs wake the worker at once)",
+)  # fmt: skip
+@click.option(
+    "--notify/--no-notify", default=True, show_default=True,
+    help="on PostgreSQL, LISTEN for new AI jobs instead of only polling",
+)  # fmt: skip
 @click.option(
     "--interval", type=float, default=30.0, show_default=True,
     help="seconds between workflow passes (reports, reminders, e-mail)",
 )  # fmt: skip
 @click.option("--no-ai", is_flag=True, help="skip the AI queue (a worker without torch)")
-def worker(database_url, batch_size, once, poll, interval, no_ai) -> None:  # type: ignore[no-untyped-def]
+def worker(database_url, batch_size, once, poll, interval, notify, no_ai) -> None:  # type: ignore[no-untyped-def]
     """Run background work: queued AI analyses, report delivery, medication reminders, e-mail."""
     import time
 
     from fhir_server import ai
     from fhir_server.app import build_context
     from fhir_server.cli import _settings
+    from inference.tasks import JOB_KIND
+    from resources import queue
     from workflow import worker as workflow_worker
 
     settings = _settings(database_url=database_url, worker_batch_size=batch_size)
@@ -80,6 +89,8 @@ def worker(database_url, batch_size, once, poll, interval, no_ai) -> None:  # ty
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
         click.echo("hearth worker: AI queue and workflow passes (Ctrl-C stops)")
+        wakeup = queue.Wakeup(ctx.repo, [JOB_KIND], notify=notify and runner is not None)
+        wakeup.start()  # listening before the first claim: no new job goes unnoticed
         next_pass = 0.0
         while not stop.is_set():
             if time.monotonic() >= next_pass:
@@ -92,7 +103,10 @@ def worker(database_url, batch_size, once, poll, interval, no_ai) -> None:  # ty
                 except Exception:  # the queue retries what failed
                     logging.getLogger(__name__).exception("AI batch failed")
             if not busy:
-                stop.wait(poll)
+                timeout = max(0.0, min(poll, next_pass - time.monotonic()))
+                logging.getLogger(__name__).debug("idle: waiting up to %.1f s for work", timeout)
+                wakeup.wait(timeout, stop)
+        wakeup.close()
     finally:
         ctx.repo.engine.dispose()
 

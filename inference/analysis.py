@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from inference import plco, plco_record, results, tasks
+from inference import plco, plco_record, results, reuse, tasks
 from inference.heatmap import grad_cam, overlay_png
 from inference.images import (
     PHOTO_MODALITIES,
@@ -93,6 +93,7 @@ class Analyzer:
         models: ModelCache | None = None,
         backoff: timedelta = timedelta(seconds=5),
         heatmaps: bool = True,
+        wait_for_earlier: timedelta = timedelta(seconds=1),
     ) -> None:
         self.repo = repo
         self.worker = worker
@@ -100,6 +101,7 @@ class Analyzer:
         self.models = models or ModelCache()
         self.backoff = backoff
         self.heatmaps = heatmaps
+        self.wait_for_earlier = wait_for_earlier  # a job put back waits this long (reuse)
         self.result_hooks: list[ResultHook] = []
         # One batch at a time per analyzer: the networks and their Grad-CAM hooks are shared.
         self._lock = threading.Lock()
@@ -111,26 +113,53 @@ class Analyzer:
 
     def _run(self, jobs: list[queue.Job]) -> None:
         tasks_by_job = self._start(jobs)
+        # Earliest Task first: of several Tasks asking for the same analysis, it runs the model.
+        jobs = sorted(
+            (j for j in jobs if j.id in tasks_by_job),
+            key=lambda j: reuse.order(tasks_by_job[j.id]),
+        )
         by_model: dict[str, list[_Input]] = {}
+        leaders: set[tuple[str, str, str]] = set()
+        followers: list[tuple[queue.Job, dict]] = []
         for job in jobs:
-            task = tasks_by_job.get(job.id)
-            if task is None:
+            task = tasks_by_job[job.id]
+            key = reuse.analysis_key(task)
+            if key is not None and key in leaders:  # the same analysis, run in this batch
+                followers.append((job, task))
                 continue
-            try:
-                kind = analysis_of(task)
-                if kind == PLCO_KIND:
-                    self._risk(job, task)
-                    continue
-                spec = MODEL_FOR_ANALYSIS.get(kind)
-                if spec is None:
-                    raise BadInput(f"Hearth has no model for analysis {kind!r}")
-                item = self._select(job, task, spec)
-                by_model.setdefault(spec.name, []).append(item)
-            except BadInput as exc:
-                self._fail(job, task, str(exc), retry=False)
-            except Exception as exc:  # a fault: retried by the queue with back-off
-                log.exception("analysis job %s failed", job.id)
-                self._fail(job, task, f"{type(exc).__name__}: {exc}", retry=True)
+            if self._prepare(job, task, by_model) and key is not None:
+                leaders.add(key)
+        self._classify_all(by_model)
+        # Followers take the result their leader just committed (or, if it failed, try
+        # themselves: an input that failed once fails again with the same reason).
+        by_model = {}
+        for job, task in followers:
+            self._prepare(job, task, by_model)
+        self._classify_all(by_model)
+
+    def _prepare(self, job: queue.Job, task: dict, by_model: dict[str, list[_Input]]) -> bool:
+        """Run what needs no model now (PLCOm2012, a reused result, a bad input); add an image
+        to ``by_model``. True when the image was added."""
+        try:
+            kind = analysis_of(task)
+            if kind == PLCO_KIND:
+                self._risk(job, task)
+                return False
+            spec = MODEL_FOR_ANALYSIS.get(kind)
+            if spec is None:
+                raise BadInput(f"Hearth has no model for analysis {kind!r}")
+            if self._from_earlier(job, task, kind):
+                return False
+            by_model.setdefault(spec.name, []).append(self._select(job, task, spec))
+            return True
+        except BadInput as exc:
+            self._fail(job, task, str(exc), retry=False)
+        except Exception as exc:  # a fault: retried by the queue with back-off
+            log.exception("analysis job %s failed", job.id)
+            self._fail(job, task, f"{type(exc).__name__}: {exc}", retry=True)
+        return False
+
+    def _classify_all(self, by_model: dict[str, list[_Input]]) -> None:
         for name, inputs in by_model.items():
             try:
                 self._classify(self.models.get(name), inputs)
@@ -138,6 +167,50 @@ class Analyzer:
                 log.exception("batch of %s failed", name)
                 for item in inputs:
                     self._fail(item.job, item.task, f"{type(exc).__name__}: {exc}", retry=True)
+
+    def _from_earlier(self, job: queue.Job, task: dict, kind: str) -> bool:
+        """Complete ``task`` with the result of an earlier Task of the same analysis, or put its
+        job back while that one still runs (see :mod:`inference.reuse`). False when there is no
+        earlier analysis: this Task runs the model."""
+
+        if self.repo.read(lambda u: reuse.earlier(u, task)) is None:
+            return False  # the common case, decided without a write transaction
+
+        def run(u: Unit) -> tuple[dict, list[str], bool, bool] | bool:
+            found = reuse.earlier(u, task)  # again, inside the transaction that acts on it
+            if found is None:
+                return False
+            if isinstance(found, reuse.Pending):
+                waiting = {**task, "businessStatus": {"text": f"waiting for {found.task_ref}"}}
+                u.update("Task", job.task_id, waiting)
+                if not queue.release(u, job, self.worker, self.wait_for_earlier):
+                    raise LostLease(job.id)
+                return True
+            result_ref = found.outputs[0][1]
+            reuse.link_request(u, result_ref, _service_requests(task))
+            high, uncertain = reuse.flags(u, kind, result_ref)
+            business = str(found.task.get("businessStatus", {}).get("text", ""))
+            done = tasks.completed(
+                task,
+                found.outputs,
+                business,
+                note=f"The result of Task/{found.task['id']}, the same analysis of the same "
+                "input by the same model version, is reused.",
+            )
+            u.update("Task", job.task_id, done)
+            if not queue.finish(u, job, self.worker):
+                raise LostLease(job.id)
+            return done, [result_ref], high, uncertain
+
+        try:
+            outcome = self.repo.run(run)
+        except LostLease:
+            log.warning("job %s: lease lost to another worker", job.id)
+            return True
+        if isinstance(outcome, tuple):
+            self._after(*outcome)
+            return True
+        return outcome
 
     def _start(self, jobs: list[queue.Job]) -> dict[str, dict]:
         """Mark the claimed Tasks in-progress (one transaction)."""
@@ -237,6 +310,7 @@ class Analyzer:
     # -- predict and write ---------------------------------------------------------------------
     def _classify(self, model: LoadedModel, inputs: list[_Input]) -> None:
         spec = model.spec
+        log.info("%s: %d input(s) in one forward pass", spec.name, len(inputs))
         batch = preprocess([i.image for i in inputs], size=spec.input_size, mode=spec.mode)
         prediction = model.postprocess(model.predict_logits(batch))
         cams = (
@@ -366,11 +440,17 @@ class Analyzer:
                 "job %s: lease lost to another worker; its results were not written", job.id
             )
             return
+        self._after(completed, results_, high_risk, uncertain)
+
+    def _after(
+        self, completed: dict, results_: list[str], high_risk: bool, uncertain: bool
+    ) -> None:
+        """Run the result hooks of a committed result."""
         for hook in self.result_hooks:
             try:
                 hook(completed, results_, high_risk, uncertain)
             except Exception:  # the result stands; a hook's failure is logged, not undone
-                log.exception("result hook failed for Task/%s", job.task_id)
+                log.exception("result hook failed for Task/%s", completed.get("id"))
 
     def _fail(self, job: queue.Job, task: dict, reason: str, *, retry: bool) -> None:
         def run(u: Unit) -> None:

@@ -1,8 +1,9 @@
 """The codes Hearth's AI results carry: what was assessed, each class, interpretations.
 
-SNOMED CT codes are given only where they were checked against a published value set (the DICOM
-content-mapping resource, CID 4405, for actinic keratosis); every class also carries Hearth's own
-model-label code, so a result is always machine-readable by the label the model was trained on.
+SNOMED CT codes are given only where the concept id was checked against a citable source (each
+source is listed in docs/models.md, "Codes"); every class also carries Hearth's own model-label
+code, so a result is always machine-readable by the label the model was trained on. Classes
+whose SNOMED CT concept could not be verified (mel, df, vasc) carry the label code only.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ ANALYSES: dict[str, str] = {
     "lung-cancer-risk-plcom2012": "Six-year lung-cancer risk (PLCOm2012)",
 }
 
-# Checked SNOMED CT codes for model labels (see the module docstring).
+# Checked SNOMED CT codes for model labels (sources: docs/models.md, "Codes").
 SNOMED_FOR_LABEL: dict[str, tuple[str, str]] = {
     "akiec": ("201101007", "Actinic keratosis"),
     "bcc": ("254701007", "Basal cell carcinoma of skin"),
-    "mel": ("372130007", "Malignant melanoma of skin"),
+    # HAM10000 "bkl" also holds solar lentigines and lichen-planus-like keratoses: the concept is
+    # the class's main member, not an exact equivalent (docs/models.md).
+    "bkl": ("394726009", "Seborrheic keratosis"),
     "nv": ("400096001", "Melanocytic nevus"),
     "pneumonia": ("233604007", "Pneumonia"),
 }

@@ -79,11 +79,15 @@ def started(task: dict) -> dict:
     return {**task, "status": "in-progress", "executionPeriod": {"start": instant(utcnow())}}
 
 
-def completed(task: dict, outputs: Sequence[tuple[str, str]], business: str) -> dict:
+def completed(
+    task: dict, outputs: Sequence[tuple[str, str]], business: str, *, note: str | None = None
+) -> dict:
     """``outputs``: (what, reference) pairs, e.g. ("result", "Observation/ai-…")."""
     period = dict(task.get("executionPeriod") or {})
     period["end"] = instant(utcnow())
     out = {k: v for k, v in task.items() if k != "statusReason"}
+    if note:
+        out["note"] = [*out.get("note", []), {"text": note}]
     return {
         **out,
         "status": "completed",

@@ -11,10 +11,20 @@ write transaction holds the database's write lock (``BEGIN IMMEDIATE``), which s
 claimers. A claim is a lease: a worker that dies mid-job stops renewing it, and once
 ``lease_until`` passes the job is claimable again (its attempt counted). Failures are retried with
 exponential back-off until ``max_attempts``, then the job is ``failed``.
+
+Waking up: on PostgreSQL an enqueue also sends ``NOTIFY hearth_work_queue`` (payload: the job's
+kind) in the caller's transaction, so it is delivered when that transaction commits, and only
+then. A worker waits with a :class:`Wakeup`, which listens (``LISTEN``) on that channel and returns as
+soon as a notification for one of its kinds arrives, or after its poll interval (the fallback:
+jobs whose back-off ends, expired leases, a lost listening connection). SQLite has no
+notifications: the worker polls.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -27,6 +37,9 @@ from resources.schema import UtcDateTime, metadata
 from resources.store import utcnow
 
 READY, RUNNING, DONE, FAILED = "ready", "running", "done", "failed"
+CHANNEL = "hearth_work_queue"  # PostgreSQL NOTIFY channel of new jobs (payload: the kind)
+
+log = logging.getLogger(__name__)
 
 work_queue = sa.Table(
     "work_queue",
@@ -98,6 +111,8 @@ def enqueue(u: Unit, kind: str, key: str, task_ref: str, *, max_attempts: int = 
     # A concurrent enqueue of the same key fails on the unique constraint; the repository
     # retries the unit, which then finds this job.
     u.conn.execute(sa.insert(work_queue).values(**row))
+    if u.conn.dialect.name == "postgresql":  # delivered to listeners when this unit commits
+        u.conn.execute(sa.select(sa.func.pg_notify(CHANNEL, kind)))
     return Job(row["id"], kind, key, task_ref, READY, 0, max_attempts)
 
 
@@ -191,6 +206,25 @@ def fail(u: Unit, job: Job, worker: str, error: str, *, retry: bool, backoff: ti
     return state
 
 
+def release(u: Unit, job: Job, worker: str, delay: timedelta) -> bool:
+    """Put a claimed ``job`` back, runnable again after ``delay``, without counting the attempt
+    (it waits for other work; it did not fail). False when the lease was lost."""
+    at = utcnow()
+    result = u.conn.execute(
+        sa.update(work_queue)
+        .where(work_queue.c.id == job.id, work_queue.c.worker == worker)
+        .where(work_queue.c.state == RUNNING)
+        .values(
+            state=READY,
+            attempts=max(0, job.attempts - 1),
+            lease_until=None,
+            not_before=at + delay,
+            updated=at,
+        )  # fmt: skip
+    )
+    return result.rowcount == 1
+
+
 def get(repo: Repository, job_id: str) -> Job | None:
     def run(u: Unit) -> Job | None:
         row = u.conn.execute(sa.select(work_queue).where(work_queue.c.id == job_id)).first()
@@ -200,11 +234,13 @@ def get(repo: Repository, job_id: str) -> Job | None:
 
 
 def for_task(repo: Repository, task_ref: str) -> list[Job]:
-    def run(u: Unit) -> list[Job]:
-        rows = u.conn.execute(sa.select(work_queue).where(work_queue.c.task_ref == task_ref))
-        return [_job(r) for r in rows]
+    return repo.read(lambda u: jobs_for_task(u, task_ref))
 
-    return repo.read(run)
+
+def jobs_for_task(u: Unit, task_ref: str) -> list[Job]:
+    """The jobs of the Task ``task_ref``, read in the caller's transaction."""
+    rows = u.conn.execute(sa.select(work_queue).where(work_queue.c.task_ref == task_ref))
+    return [_job(r) for r in rows]
 
 
 def claim_job(
@@ -237,3 +273,73 @@ def claim_job(
         return replace(_job(row), state=RUNNING, attempts=row.attempts + 1)
 
     return repo.run(run)
+
+
+class Wakeup:
+    """Waits for new jobs of ``kinds``: a PostgreSQL notification (``LISTEN hearth_work_queue``
+    on a connection of its own), or the timeout. With ``notify=False`` or on SQLite it only
+    sleeps (polling). If the listening connection fails it falls back to sleeping and listens
+    again on the next wait."""
+
+    # A wait is cut in slices this long so that ``stop`` is noticed promptly.
+    SLICE_SECONDS = 1.0
+
+    def __init__(self, repo: Repository, kinds: Sequence[str], *, notify: bool = True) -> None:
+        self.engine = repo.engine
+        self.kinds = set(kinds)
+        self.listening = notify and self.engine.dialect.name == "postgresql"
+        self._conn: sa.Connection | None = None
+
+    def _driver(self):  # type: ignore[no-untyped-def]
+        """The psycopg connection that LISTENs (opened on first use)."""
+        if self._conn is None:
+            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            conn.execute(sa.text("LISTEN hearth_work_queue"))
+            self._conn = conn
+            log.info("listening for new jobs (PostgreSQL LISTEN %s)", CHANNEL)
+        return self._conn.connection.driver_connection
+
+    def start(self) -> None:
+        """Start listening now (before the first claim, so no notification is missed)."""
+        if self.listening:
+            try:
+                self._driver()
+            except sa.exc.DBAPIError:
+                log.warning("cannot LISTEN for new jobs; polling", exc_info=True)
+                self.close()
+
+    def wait(self, timeout: float, stop: threading.Event | None = None) -> bool:
+        """Block until a job of our kinds may be waiting: True when a notification came, False
+        after ``timeout`` seconds (or when ``stop`` is set)."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            if stop is not None and stop.is_set():
+                return False
+            step = min(left, self.SLICE_SECONDS)
+            if not self.listening:
+                if stop is not None:
+                    stop.wait(step)
+                else:
+                    time.sleep(step)
+                continue
+            try:
+                for note in self._driver().notifies(timeout=step):
+                    if note.payload in self.kinds:
+                        return True
+            except Exception:  # the connection broke: poll this time, listen again next time
+                log.warning("lost the LISTEN connection; polling until it is back", exc_info=True)
+                self.close()
+                if stop is not None:
+                    stop.wait(left)
+                else:
+                    time.sleep(left)
+                return False
+        return False
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:
+                log.debug("closing the LISTEN connection failed", exc_info=True)
+            self._conn = None

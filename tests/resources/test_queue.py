@@ -4,6 +4,7 @@ lease expiry, back-off and the final failure."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -79,3 +80,39 @@ def test_enqueue_is_idempotent_per_key(repo):
     a = repo.run(lambda u: queue.enqueue(u, kind, "same", "Task/s"))
     b = repo.run(lambda u: queue.enqueue(u, kind, "same", "Task/s"))
     assert a.id == b.id
+
+
+def test_wakeup_on_commit_of_an_enqueue(repo):
+    """PostgreSQL: a waiting worker is woken by the NOTIFY of an enqueue once its transaction
+    commits (not by a rolled-back one, nor by another kind's); SQLite: the wait just times out."""
+    kind = _kind()
+    wakeup = queue.Wakeup(repo, [kind])
+    wakeup.start()
+    try:
+        if repo.engine.dialect.name != "postgresql":
+            repo.run(lambda u: queue.enqueue(u, kind, "s", "Task/s"))
+            assert wakeup.wait(0.05) is False  # polling only
+            return
+
+        class Rollback(Exception):
+            pass
+
+        def enqueue_then_fail(u):  # type: ignore[no-untyped-def]
+            queue.enqueue(u, kind, "rolled-back", "Task/r")
+            raise Rollback
+
+        with pytest.raises(Rollback):
+            repo.run(enqueue_then_fail)
+        repo.run(lambda u: queue.enqueue(u, _kind(), "other", "Task/o"))
+        assert wakeup.wait(0.5) is False  # nothing committed for this kind
+
+        def enqueue_later() -> None:
+            time.sleep(0.2)
+            repo.run(lambda u: queue.enqueue(u, kind, "new", "Task/n"))
+
+        threading.Thread(target=enqueue_later).start()
+        assert wakeup.wait(60) is True  # woken by the commit, not by the 60 s timeout
+        [job] = queue.claim(repo, [kind], "w")
+        assert job.key == "new"
+    finally:
+        wakeup.close()
