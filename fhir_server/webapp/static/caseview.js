@@ -168,7 +168,7 @@ export async function caseView(fhir, session, stepId, act) {
   }
   const urgent = step.priority === "urgent";
   return [
-    h("h1", {}, humanName(patient), urgent ? h("span", { class: "badge urgent" }, " Urgent") : null),
+    h("h1", {}, humanName(patient), urgent ? h("span", { class: "badge urgent" }, "Urgent") : null),
     h("p", {}, `${caseTask.description || textOf(caseTask.code)} · ${step.description || textOf(step.code)} · `,
       h("strong", { id: "step-status" }, `Step status: ${step.status}`),
       ref(step.owner) ? ` · owner ${ref(step.owner)}` : "",

@@ -25,7 +25,7 @@ function table(caption, bundle, emptyText) {
       h("td", {}, task.description || textOf(task.code)),
       h("td", {}, when(task.authoredOn)),
       h("td", {}, h("a", { href: `#/task/${encodeURIComponent(task.id)}` }, "Open",
-        h("span", { class: "skip" }, ` case of ${patient ? humanName(patient) : "patient"}`))),
+        h("span", { class: "sr-only" }, ` case of ${patient ? humanName(patient) : "patient"}`))),
     );
   });
   return h(
@@ -36,7 +36,7 @@ function table(caption, bundle, emptyText) {
       "table",
       {},
       h("caption", {}, `${tasks.length} ${tasks.length === 1 ? "step" : "steps"}`),
-      h("thead", {}, h("tr", {}, ["Priority", "Patient", "Step", "Since", ""].map((t) => h("th", { scope: "col" }, t)))),
+      h("thead", {}, h("tr", {}, ["Priority", "Patient", "Step", "Since"].map((t) => h("th", { scope: "col" }, t)), h("th", { scope: "col" }, h("span", { class: "sr-only" }, "Action")))),
       h("tbody", {}, rows),
     ),
   );
