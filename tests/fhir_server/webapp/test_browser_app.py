@@ -117,7 +117,10 @@ def test_doctor_works_an_urgent_case_in_the_browser(hearth):
             )
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"{hearth.root}/app/")
+            # An answer with a state this tab never sent is refused before any code exchange.
+            page.goto(f"{hearth.root}/app/?code=stolen&state=forged")
+            expect(page.get_by_role("alert")).to_contain_text("does not belong to a sign-in")
+            assert "code=" not in page.url
             page.get_by_role("button", name="Sign in").click()
             page.get_by_label("User name").fill(user.username)
             page.get_by_label("Password").fill(user.password)
@@ -157,8 +160,12 @@ def test_doctor_works_an_urgent_case_in_the_browser(hearth):
 
             # Complete without the required finding: the browser keeps the form.
             page.get_by_role("button", name="Complete step").click()
-            assert operator.get(f"/Task/{urgent['step']['id']}")["status"] == "in-progress"
-            page.get_by_label("Finding (required)").fill("Irregular pigmented lesion, 7 mm")
+            finding = page.get_by_label("Finding (required)")
+            assert finding.evaluate(
+                "e => e.matches(':invalid') && e.form.checkValidity() === false"
+            )
+            expect(page.get_by_role("status")).to_contain_text("Claimed")  # nothing was sent
+            finding.fill("Irregular pigmented lesion, 7 mm")
             page.get_by_label("Conclusion for the report").fill("Benign naevus likely; review")
             page.get_by_role("button", name="Complete step").click()
             expect(page.get_by_role("status")).to_contain_text("Completed")
