@@ -1,4 +1,4 @@
-"""The clinicians' web app: static files (HTML, ES modules, CSS) served by Hearth under ``/app/``.
+"""The clinicians' web app: static files (HTML, ES modules, CSS, an SVG icon) served by Hearth under ``/app/``.
 
 The app is a SMART App Launch public client of Hearth's own authorization server (standalone
 launch, code + PKCE S256; docs/webapp.md). Hearth only serves the files: a fixed set read from
@@ -32,8 +32,9 @@ TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
 }
-_NAME = re.compile(r"^[a-z][a-z0-9-]*\.(html|js|css)$")
+_NAME = re.compile(r"^[a-z][a-z0-9-]*\.(html|js|css|svg)$")
 
 
 def static_files() -> dict[str, bytes]:

@@ -41,7 +41,7 @@ async function focusPanel(fhir, focusRef) {
     const uid = ((study.identifier || []).find((i) => i.system === "urn:dicom:uid") || {}).value || "";
     const series = (study.series || [])[0];
     const instance = series && (series.instance || [])[0];
-    const label = `${study.description || "Imaging study"} (${(study.modality || []).map((m) => m.code).join(", ")}; ${study.numberOfInstances || 0} images)`;
+    const label = `${study.description || "Imaging study"} (${(study.modality || []).map((m) => m.code).join(", ")}; ${study.numberOfInstances || 0} ${study.numberOfInstances === 1 ? "image" : "images"})`;
     if (!uid || !instance) return h("p", {}, label);
     const path = `../dicomweb/studies/${uid.replace("urn:oid:", "")}/series/${series.uid}/instances/${instance.uid}/rendered`;
     return image(fhir, () => fhir.imageUrl(path, "image/png"), label, label);
