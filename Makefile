@@ -26,8 +26,10 @@ run: install
 	@$(BIN)/hearth db upgrade
 	@if [ ! -f var/.demo-loaded ]; then $(BIN)/hearth load --quiet demo/ && touch var/.demo-loaded; fi
 	@if [ ! -f var/.demo-logins ]; then bash scripts/demo-logins.sh && touch var/.demo-logins; fi
+	@if [ ! -f var/.webapp-client ]; then bash scripts/webapp-client.sh && touch var/.webapp-client; fi
 	@echo ""
 	@echo "  Hearth is starting on http://127.0.0.1:8080  (FHIR base: http://127.0.0.1:8080/fhir)"
+	@echo "  Clinicians' web app: http://127.0.0.1:8080/app/  (sign in as demo-doctor, demo-pharmacist, ...)"
 	@echo "  Demo logins (password hearth-demo-password): demo-patient, demo-doctor, demo-pharmacist,"
 	@echo "  demo-cadre, demo-admin. Staff need TOTP: QR codes and recovery codes are in var/demo-logins.txt"
 	@echo "  Try: curl -H \"Authorization: Bearer \$$($(BIN)/hearth token --client demo-ops --scope 'system/*.rs')\" \\"

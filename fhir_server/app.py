@@ -21,6 +21,7 @@ from fhir_server.hl7v2 import web as hl7v2_web
 from fhir_server.hl7v2.service import Hl7v2Service
 from fhir_server.routes import router
 from fhir_server.settings import Settings
+from fhir_server.webapp import build_router as webapp_router
 from resources.db import create_engine
 from resources.repository import Repository
 from resources.search import SearchEngine
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(hl7v2_web.router, prefix="/fhir")  # before the generic /{op} route
     app.include_router(router, prefix="/fhir")
     app.include_router(dicomweb.router, prefix="/dicomweb")
+    app.include_router(webapp_router())  # the clinicians' web app at /app/ (docs/webapp.md)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

@@ -98,6 +98,8 @@ def issue(
         }
         if scope.has("fhirUser") and context.get("fhir_user"):
             claims["fhirUser"] = f"{settings.fhir_base}/{context['fhir_user']}"
+        if scope.has("fhirUser") and context.get("role"):  # the care role: the web app's worklist
+            claims["hearth_role"] = context["role"]
         if context.get("nonce"):
             claims["nonce"] = context["nonce"]
         body["id_token"] = key.sign(claims, ttl=ID_TOKEN_TTL)

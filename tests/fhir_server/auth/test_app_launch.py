@@ -74,6 +74,7 @@ def test_patient_login_code_flow_refresh_and_id_token(server, public_app):
     assert claims["fhirUser"] == f"{server.fhir}/Patient/{pid}"
     assert claims["aud"] == public_app and claims["iss"] == server.fhir
     assert claims["nonce"] == "n-1"
+    assert claims["hearth_role"] == "patient"  # the care role (the web app's worklist)
     h = bearer(body["access_token"])
     assert httpx.get(f"{server.fhir}/Patient/{pid}", headers=h).status_code == 200
     # refresh: same or fewer scopes only

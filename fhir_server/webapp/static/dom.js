@@ -1,0 +1,44 @@
+// Small DOM helpers: elements are built with text nodes, never from HTML strings.
+
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+    else if (key === "class") el.className = value;
+    else el.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child === undefined || child === null || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+export function show(container, ...children) {
+  container.replaceChildren(...children.flat(Infinity).filter(Boolean));
+}
+
+export function humanName(resource) {
+  const name = ((resource && resource.name) || [])[0];
+  if (!name) return resource && resource.id ? `${resource.resourceType}/${resource.id}` : "Unknown";
+  if (name.text) return name.text;
+  return [...(name.given || []), name.family].filter(Boolean).join(" ") || "Unnamed";
+}
+
+export function when(instant) {
+  if (!instant) return "";
+  const date = new Date(instant);
+  return Number.isNaN(date.getTime()) ? instant : date.toLocaleString();
+}
+
+export function codeOf(concept, system) {
+  const coding = ((concept && concept.coding) || []).find((c) => !system || c.system === system);
+  return coding ? coding.code : undefined;
+}
+
+export function textOf(concept) {
+  if (!concept) return "";
+  const coding = (concept.coding || [])[0] || {};
+  return concept.text || coding.display || coding.code || "";
+}
