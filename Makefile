@@ -73,5 +73,11 @@ bench-dicom: install postgres dicom-tools
 bench-ai: install postgres
 	@$(BIN)/python bench/inference.py
 
+# 1M Synthea resources through the transaction path, then the search query mix (see
+# docs/performance.md; ARGS=--reuse queries the database an earlier run loaded).
+.PHONY: bench-search
+bench-search: install postgres
+	@$(BIN)/python bench/search.py $(ARGS)
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
