@@ -417,16 +417,13 @@ def _includes(
                 .where(*cond)
                 .distinct()
             )
-            stmt = (
-                sa.select(resource.c.pk)
-                .where(
-                    ~resource.c.deleted,
-                    sa.tuple_(resource.c.res_type, resource.c.res_id).in_(targets),
-                    *secured,
-                )
-                .limit(INCLUDE_LIMIT + 1)
+            included = unit.read_where(
+                ~resource.c.deleted,
+                sa.tuple_(resource.c.res_type, resource.c.res_id).in_(targets),
+                *secured,
+                limit=INCLUDE_LIMIT + 1,
             )
-            for s in unit.read_many(r[0] for r in unit.conn.execute(stmt)):
+            for s in included:
                 if (s.res_type, s.res_id) not in seen:
                     seen.add((s.res_type, s.res_id))
                     new.append(s)
@@ -448,12 +445,10 @@ def _includes(
                 continue
             cond.append(idx_reference.c.hash_identity.in_(idents))
         referrers = sa.select(idx_reference.c.res_pk).where(*cond)
-        stmt = sa.select(resource.c.pk).where(
-            ~resource.c.deleted, resource.c.pk.in_(referrers), *secured
-        )
+        where = [~resource.c.deleted, resource.c.pk.in_(referrers), *secured]
         if inc.source != "*":
-            stmt = stmt.where(resource.c.res_type == inc.source)
-        for s in unit.read_many(r[0] for r in unit.conn.execute(stmt.limit(INCLUDE_LIMIT + 1))):
+            where.append(resource.c.res_type == inc.source)
+        for s in unit.read_where(*where, limit=INCLUDE_LIMIT + 1):
             if (s.res_type, s.res_id) not in seen:
                 seen.add((s.res_type, s.res_id))
                 found.append(s)

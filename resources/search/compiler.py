@@ -306,16 +306,19 @@ class Compiler:
                 t.c.pk.in_(intersect([inner], (target_type,))),
             )
             per_target.append(
-                sa.and_(ref.target_type == target_type, ref.target_id.in_(ids.correlate(None)))
+                sa.select(ref.res_pk).where(
+                    ref.hash_identity == idents[0]
+                    if len(idents) == 1
+                    else ref.hash_identity.in_(idents),
+                    ref.target_type == target_type,
+                    ref.target_id.in_(ids.correlate(None)),
+                )
             )
-        return PkSet(
-            sa.select(ref.res_pk).where(
-                ref.hash_identity == idents[0]
-                if len(idents) == 1
-                else ref.hash_identity.in_(idents),
-                sa.or_(*per_target),
-            )
-        )
+        if len(per_target) == 1:
+            return PkSet(per_target[0])
+        # One SELECT per target type, not an OR of them: each is an index lookup by target id,
+        # where an OR made PostgreSQL filter every reference row of the parameter.
+        return PkSet(sa.select(sa.union_all(*per_target).subquery().c[0]))
 
     def _has(
         self,
