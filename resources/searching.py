@@ -147,7 +147,11 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
     if req.explain:
         return _explain(unit, base_stmt, base)
     if result.total in ("accurate", "estimate") or summary == "count":
-        total = _count(unit, base_stmt, estimate=result.total == "estimate")
+        # The matches themselves when the join to ``resource`` filters nothing (no compartment,
+        # the type visible as such): a count of index rows then needs no resource row.
+        plain = req.compartment is None and req.res_type is not None and _type_visible(req)
+        counted = compiled.select if plain else base_stmt
+        total = _count(unit, counted, estimate=result.total == "estimate")
     page: list[Stored] = []
     next_values = None
     if summary != "count" and count > 0:
