@@ -78,5 +78,11 @@ bench-hl7v2: install postgres
 bench-ai: install postgres
 	@$(BIN)/python bench/inference.py
 
+# 1M Synthea resources through the transaction path, then the search query mix (see
+# docs/performance.md; ARGS=--reuse queries the database an earlier run loaded).
+.PHONY: bench-search
+bench-search: install postgres
+	@$(BIN)/python bench/search.py $(ARGS)
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

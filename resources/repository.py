@@ -223,6 +223,14 @@ class Unit:
         if self.repo.guard is not None:
             self.repo.guard(self, res_type, row.pk, False)
 
+    def read_where(self, *conditions: sa.ColumnElement, limit: int | None = None) -> list[Stored]:
+        """Current rows of ``resource`` meeting ``conditions`` (at most ``limit``), in one query:
+        for reads that select by criteria rather than by known primary keys (includes)."""
+        stmt = sa.select(resource).where(*conditions)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return [_stored(r, "PUT") for r in self.conn.execute(stmt).all()]
+
     def read_many(self, pks: Iterable[int]) -> list[Stored]:
         """Current versions for resource primary keys, in the order given."""
         pks = list(pks)
@@ -230,7 +238,7 @@ class Unit:
             return []
         rows = self.conn.execute(sa.select(resource).where(resource.c.pk.in_(pks))).all()
         by_pk = {r.pk: r for r in rows}
-        return [_stored(by_pk[pk]) for pk in pks if pk in by_pk]
+        return [_stored(by_pk[pk], "PUT") for pk in pks if pk in by_pk]
 
     def versions_of(self, pks: Iterable[int]) -> list[tuple[str, int, object]]:
         """``(res_id, version, last_updated)`` of the current versions of ``pks``, without their
@@ -550,7 +558,11 @@ def _check_if_match(
         )
 
 
-def _stored(row: sa.Row) -> Stored:
+def _stored(row: sa.Row, method: str | None = None) -> Stored:
+    """A ``resource`` row (``method`` "PUT": the table has no method column) or a
+    ``resource_version`` row (``method`` None: the row's own) as ``Stored``."""
+    if method is None:
+        method = row.method if "method" in row._fields else "PUT"
     return Stored(
         res_type=row.res_type,
         res_id=row.res_id,
@@ -558,5 +570,5 @@ def _stored(row: sa.Row) -> Stored:
         last_updated=row.last_updated,
         deleted=row.deleted,
         content=row.content,
-        method=getattr(row, "method", "PUT"),
+        method=method,
     )

@@ -25,7 +25,7 @@ from resources.bundles import searchset_bundle
 from resources.errors import Invalid, Issue
 from resources.repository import Unit
 from resources.schema import resource
-from resources.search import keys
+from resources.search import CompiledSearch, keys
 from resources.search.tables import idx_reference
 from resources.shaping import select_elements, summarize
 from resources.store import Stored
@@ -34,6 +34,10 @@ log = logging.getLogger("hearth.search")
 
 INCLUDE_LIMIT = 1000  # included resources per page, beyond which an outcome says so
 ITERATE_DEPTH = 4  # rounds of _include:iterate
+# A sorted search with at least this many matches walks the sort parameter's index in order
+# (``_index_page``); fewer matches are sorted after they are found (the general query).
+INDEX_WALK_MIN = 5000
+INDEX_WALK_MAX = 200_000  # index rows one walk reads at most before leaving it to the general query
 
 
 @dataclass
@@ -143,17 +147,23 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
     if req.explain:
         return _explain(unit, base_stmt, base)
     if result.total in ("accurate", "estimate") or summary == "count":
-        total = _count(unit, base_stmt, estimate=result.total == "estimate")
+        # The matches themselves when the join to ``resource`` filters nothing (no compartment,
+        # the type visible as such): a count of index rows then needs no resource row.
+        plain = req.compartment is None and req.res_type is not None and _type_visible(req)
+        counted = compiled.select if plain else base_stmt
+        total = _count(unit, counted, estimate=result.total == "estimate")
     page: list[Stored] = []
     next_values = None
     if summary != "count" and count > 0:
-        stmt = base_stmt.add_columns(*(e for e, _ in sort_keys))
-        if cursor:
-            values, after_pk = _decode(cursor, len(sort_keys))
-            stmt = stmt.where(_after(sort_keys, values, after_pk))
-        order = [e.desc().nulls_last() if d else e.asc().nulls_last() for e, d in sort_keys]
-        stmt = stmt.order_by(*order, resource.c.pk.asc()).limit(count + 1)
-        rows = unit.conn.execute(stmt).all()
+        rows = _index_page(unit, req, compiled, cursor, count) if sort_keys else None
+        if rows is None:
+            stmt = base_stmt.add_columns(*(e for e, _ in sort_keys))
+            if cursor:
+                values, after_pk = _decode(cursor, len(sort_keys))
+                stmt = stmt.where(_after(sort_keys, values, after_pk))
+            order = [e.desc().nulls_last() if d else e.asc().nulls_last() for e, d in sort_keys]
+            stmt = stmt.order_by(*order, resource.c.pk.asc()).limit(count + 1)
+            rows = unit.conn.execute(stmt).all()
         page = unit.read_many(r[0] for r in rows[:count])
         if len(rows) > count:
             last = rows[count - 1]
@@ -188,6 +198,80 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
         total=total,
         outcome=outcome,
     )
+
+
+def _index_page(
+    unit: Unit, req: SearchRequest, compiled: CompiledSearch, cursor: str | None, count: int
+) -> list | None:
+    """A page of a search sorted by one date or number parameter, read by walking that
+    parameter's index rows in sort order from the cursor, so page 50 costs what page 1 costs;
+    rows ``(pk, sort value)`` as the general query returns them, ``count + 1`` of them.
+
+    The walk reads the next ``n`` index rows in (value, pk) order -- an index range scan that
+    stops after ``n`` rows -- and keeps those that give their resource its sort value (its
+    highest ``high`` descending, lowest ``low`` ascending: one lookup per row by the
+    ``(res_pk, hash_identity)`` index) and, with criteria, those among the matches; if fewer
+    than ``count + 1`` remain, ``n`` grows. Index rows exist only for live current resources, so
+    without criteria the walk needs nothing else; with criteria it pays only when the matches
+    are many (``INDEX_WALK_MIN``; a bounded count decides). None -- the general query runs --
+    when the sort is not of that kind, for compartment searches and security filters that
+    depend on the row, on the pages of resources without a value (they come last), and once
+    the walk runs out of rows (the general query then finishes the page with those)."""
+    spec = unit.repo.search.sort_index(req.res_type, compiled.result.sort)
+    if spec is None or req.compartment is not None or not _type_visible(req):
+        return None
+    values, after_pk = _decode(cursor, 1) if cursor else ([None], 0)
+    if cursor and values[0] is None:
+        return None
+    conn = unit.conn
+    if compiled.criteria:
+        probe = compiled.select.limit(INDEX_WALK_MIN).subquery()
+        found = conn.execute(sa.select(sa.func.count()).select_from(probe)).scalar_one()
+        if found < INDEX_WALK_MIN:
+            return None
+    table, desc = spec.table, spec.desc
+    col = table.c[spec.column]
+    walk = sa.select(table.c.res_pk, col.label("v")).where(table.c.hash_identity == spec.identity)
+    if cursor:
+        v = values[0]
+        walk = walk.where(
+            col <= v if desc else col >= v,
+            sa.or_(col < v if desc else col > v, table.c.res_pk > after_pk),
+        )
+    walk = walk.order_by(col.desc() if desc else col.asc(), table.c.res_pk.asc())
+    other = table.alias("sort_other")
+    n = (count + 1) * (8 if compiled.criteria else 2)
+    while n <= INDEX_WALK_MAX:
+        rows_t = walk.limit(n).subquery("walk")
+        best = (
+            sa.select(sa.func.max(other.c.high) if desc else sa.func.min(other.c.low))
+            .where(other.c.res_pk == rows_t.c.res_pk, other.c.hash_identity == spec.identity)
+            .scalar_subquery()
+        )
+        stmt = sa.select(rows_t.c.res_pk, rows_t.c.v).where(rows_t.c.v == best).distinct()
+        if compiled.criteria:
+            stmt = stmt.where(rows_t.c.res_pk.in_(compiled.select))
+        order = rows_t.c.v.desc() if desc else rows_t.c.v.asc()
+        rows = conn.execute(stmt.order_by(order, rows_t.c.res_pk.asc()).limit(count + 1)).all()
+        if len(rows) > count:
+            return rows
+        walked = conn.execute(sa.select(sa.func.count()).select_from(rows_t)).scalar_one()
+        if walked < n:
+            return None  # the end of the values: the general query does this last page
+        n *= 4
+    return None
+
+
+def _type_visible(req: SearchRequest) -> bool:
+    """Whether the caller's security filter admits every row of ``req.res_type`` as such (so a
+    page need not look at the rows): the type is readable and, for a patient-context caller,
+    free of the compartment condition."""
+    sec = req.security
+    if sec is None:
+        return True
+    if sec.types is not None and req.res_type not in sec.types:
+        return False
+    return sec.compartment is None or sec.free_types is None or req.res_type in sec.free_types
 
 
 def _with(stored: Stored, content: dict) -> Stored:
@@ -337,16 +421,13 @@ def _includes(
                 .where(*cond)
                 .distinct()
             )
-            stmt = (
-                sa.select(resource.c.pk)
-                .where(
-                    ~resource.c.deleted,
-                    sa.tuple_(resource.c.res_type, resource.c.res_id).in_(targets),
-                    *secured,
-                )
-                .limit(INCLUDE_LIMIT + 1)
+            included = unit.read_where(
+                ~resource.c.deleted,
+                sa.tuple_(resource.c.res_type, resource.c.res_id).in_(targets),
+                *secured,
+                limit=INCLUDE_LIMIT + 1,
             )
-            for s in unit.read_many(r[0] for r in unit.conn.execute(stmt)):
+            for s in included:
                 if (s.res_type, s.res_id) not in seen:
                     seen.add((s.res_type, s.res_id))
                     new.append(s)
@@ -368,12 +449,10 @@ def _includes(
                 continue
             cond.append(idx_reference.c.hash_identity.in_(idents))
         referrers = sa.select(idx_reference.c.res_pk).where(*cond)
-        stmt = sa.select(resource.c.pk).where(
-            ~resource.c.deleted, resource.c.pk.in_(referrers), *secured
-        )
+        where = [~resource.c.deleted, resource.c.pk.in_(referrers), *secured]
         if inc.source != "*":
-            stmt = stmt.where(resource.c.res_type == inc.source)
-        for s in unit.read_many(r[0] for r in unit.conn.execute(stmt.limit(INCLUDE_LIMIT + 1))):
+            where.append(resource.c.res_type == inc.source)
+        for s in unit.read_where(*where, limit=INCLUDE_LIMIT + 1):
             if (s.res_type, s.res_id) not in seen:
                 seen.add((s.res_type, s.res_id))
                 found.append(s)

@@ -286,10 +286,7 @@ def _rewrite(value, refs: dict[str, str], unit: Unit):  # type: ignore[no-untype
             if k == "reference" and isinstance(v, str) and "?" in v and v not in refs:
                 out[k] = _resolve_conditional(v, unit)
             elif k == "div" and isinstance(v, str):
-                for old, new in refs.items():
-                    if old in v:
-                        v = v.replace(f'"{old}"', f'"{new}"')
-                out[k] = v
+                out[k] = _rewrite_div(v, refs)
             else:
                 out[k] = _rewrite(v, refs, unit)
         return out
@@ -298,6 +295,20 @@ def _rewrite(value, refs: dict[str, str], unit: Unit):  # type: ignore[no-untype
     if isinstance(value, str) and value in refs:
         return refs[value]
     return value
+
+
+def _rewrite_div(div: str, refs: dict[str, str]) -> str:
+    """Replace ``"fullUrl"`` (in quotes: an attribute value) in narrative XHTML. A quoted
+    fullUrl without quotes in it is one of the pieces between two quotes, so only those pieces
+    are looked up, not every fullUrl of the Bundle in turn."""
+    if '"' not in div:
+        return div
+    pieces = div.split('"')
+    found = [p for p in pieces[1:-1] if p in refs]
+    found += [old for old in refs if '"' in old and old in div]
+    for old in dict.fromkeys(found):
+        div = div.replace(f'"{old}"', f'"{refs[old]}"')
+    return div
 
 
 def _resolve_conditional(reference: str, unit: Unit) -> str:

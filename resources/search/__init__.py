@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from resources.errors import Invalid
 from resources.search import writer
-from resources.search.compiler import CompiledSearch, Compiler
+from resources.search.compiler import CompiledSearch, Compiler, SortIndex
 from resources.search.definitions import SearchParam, SearchParameterRegistry
 from resources.search.indexer import Indexer
 from resources.search.parse import Include, ResultParams, Unsupported, parse_query
@@ -29,6 +29,7 @@ __all__ = [
     "SearchEngine",
     "SearchParam",
     "SearchParameterRegistry",
+    "SortIndex",
     "Unsupported",
     "index_tables",
     "parse_query",
@@ -118,6 +119,13 @@ class SearchEngine:
         """``(expression, descending)`` per ``_sort`` key (correlated to ``pk``, default
         ``resource.pk``), without the pk tie-break: for keyset paging cursors."""
         return self.compiler.sort_keys(res_type, sort, pk)
+
+    def sort_index(
+        self, res_type: str | None, sort: str | Sequence[tuple[str, bool]]
+    ) -> SortIndex | None:
+        """For a one-key ``_sort`` on a date or number parameter: the index rows that give the
+        sort value, so a page can walk them in order (None otherwise)."""
+        return self.compiler.sort_index(res_type, sort)
 
     def ordered(
         self, res_type: str | None, select: sa.Select, sort: str | Sequence[tuple[str, bool]]

@@ -94,12 +94,24 @@ class _Unknown(Exception):
 class CompiledSearch:
     """``select``: ``SELECT pk`` of the matches, each once (unordered, unpaged).
     ``unsupported``: the parameters that were not applied, and why. ``result``: the parsed
-    result-shaping parameters. ``types``: the resource types searched (None: all)."""
+    result-shaping parameters. ``types``: the resource types searched (None: all).
+    ``criteria``: how many criteria were applied (0: ``select`` is every live resource)."""
 
     select: sa.Select
     unsupported: list[Unsupported]
     result: ResultParams
     types: tuple[str, ...] | None
+    criteria: int = 0
+
+
+@dataclass(frozen=True)
+class SortIndex:
+    """A sort key read from index rows: ``table.column`` of the rows with ``identity``."""
+
+    table: sa.Table
+    column: str
+    identity: int
+    desc: bool
 
 
 def intersect(
@@ -176,7 +188,7 @@ class Compiler:
             except _Unknown as exc:
                 unsupported.append(Unsupported(crit.name, crit.raw, str(exc)))
         stmt = intersect(sets, types, distinct=True)
-        return CompiledSearch(stmt, unsupported, parsed.result, types)
+        return CompiledSearch(stmt, unsupported, parsed.result, types, len(sets))
 
     def _check_type(self, res_type: str) -> None:
         if not self.registry.is_resource_type(res_type):
@@ -296,16 +308,19 @@ class Compiler:
                 t.c.pk.in_(intersect([inner], (target_type,))),
             )
             per_target.append(
-                sa.and_(ref.target_type == target_type, ref.target_id.in_(ids.correlate(None)))
+                sa.select(ref.res_pk).where(
+                    ref.hash_identity == idents[0]
+                    if len(idents) == 1
+                    else ref.hash_identity.in_(idents),
+                    ref.target_type == target_type,
+                    ref.target_id.in_(ids.correlate(None)),
+                )
             )
-        return PkSet(
-            sa.select(ref.res_pk).where(
-                ref.hash_identity == idents[0]
-                if len(idents) == 1
-                else ref.hash_identity.in_(idents),
-                sa.or_(*per_target),
-            )
-        )
+        if len(per_target) == 1:
+            return PkSet(per_target[0])
+        # One SELECT per target type, not an OR of them: each is an index lookup by target id,
+        # where an OR made PostgreSQL filter every reference row of the parameter.
+        return PkSet(sa.select(sa.union_all(*per_target).subquery().c[0]))
 
     def _has(
         self,
@@ -387,6 +402,24 @@ class Compiler:
             stmt = stmt.join_from(matches, resource, resource.c.pk == matches.c.pk)
             pk = resource.c.pk
         return stmt.order_by(*self.sort_by(res_type, keys_, pk=pk))
+
+    def sort_index(
+        self, res_type: str | None, sort: str | Sequence[tuple[str, bool]]
+    ) -> SortIndex | None:
+        """How to read a one-key ``_sort`` on a date or number parameter straight from its
+        index rows in sort order (``idx_date`` / ``idx_number`` have B-trees on
+        ``(hash_identity, high, low)`` and ``(hash_identity, low, high)``); None for any other
+        sort. A resource's sort value is the same as ``sort_keys`` gives: its highest ``high``
+        (descending) or lowest ``low`` (ascending)."""
+        keys_ = parse_sort(sort)
+        if res_type is None or len(keys_) != 1:
+            return None
+        code, desc = keys_[0]
+        param = self.registry.get(res_type, code)
+        if param is None or param.type not in ("date", "number"):
+            return None
+        table = TABLE_OF[param.type]
+        return SortIndex(table, "high" if desc else "low", keys.identity(res_type, code), desc)
 
     def _sort_expr(
         self, types: tuple[str, ...], code: str, desc: bool, pk: sa.ColumnElement

@@ -1,9 +1,11 @@
 """Writing and deleting index rows, as fast as each database allows.
 
-PostgreSQL: one ``INSERT ... SELECT * FROM unnest(:col1, :col2, ...)`` per table with one array
-parameter per column: a single statement (compiled and planned once, cached) whatever the number
-of rows; a plain executemany would send one INSERT per row. SQLite: executemany, which its
-driver runs in C.
+PostgreSQL: one ``COPY idx_x (...) FROM STDIN`` per table in the writing transaction, rows
+encoded by psycopg in C: a quarter of the client CPU of the former ``INSERT ... SELECT * FROM
+unnest(:col1, ...)`` with one array per column, and a third of the time in all (measured on 44,000
+index rows of 3,000 Synthea resources: 0.09 s CPU / 1.1 s wall against 0.34 s / 3.5 s on the busy
+2-core machine); a plain executemany would send one INSERT per row. A single row is a plain
+INSERT. SQLite: executemany, which its driver runs in C.
 """
 
 from __future__ import annotations
@@ -12,27 +14,8 @@ from collections.abc import Iterable, Sequence
 from functools import cache
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY
 
 from resources.search.tables import COLUMNS, INDEX_TABLES
-
-
-def _plain(type_: sa.types.TypeEngine) -> sa.types.TypeEngine:
-    if isinstance(type_, sa.Float | sa.Double):
-        return sa.Double()
-    if isinstance(type_, sa.String):
-        return sa.Text()
-    if isinstance(type_, sa.BigInteger):
-        return sa.BigInteger()
-    return type_
-
-
-@cache
-def _unnest_insert(table: sa.Table) -> sa.Insert:
-    cols = COLUMNS[table]
-    arrays = [sa.bindparam(name, type_=ARRAY(_plain(table.c[name].type))) for name in cols]
-    rows = sa.func.unnest(*arrays).table_valued(*cols).render_derived(name="v")
-    return sa.insert(table).from_select(list(cols), sa.select(*(rows.c[name] for name in cols)))
 
 
 def insert_rows(conn: sa.Connection, rows: Iterable[tuple[sa.Table, dict]]) -> int:
@@ -45,11 +28,24 @@ def insert_rows(conn: sa.Connection, rows: Iterable[tuple[sa.Table, dict]]) -> i
     postgres = conn.dialect.name == "postgresql"
     for table, batch in by_table.items():
         if postgres and len(batch) > 1:
-            cols = COLUMNS[table]
-            conn.execute(_unnest_insert(table), {c: [r[c] for r in batch] for c in cols})
+            _copy(conn, table, batch)
         else:
             conn.execute(sa.insert(table), batch)
     return n
+
+
+@cache
+def _copy_sql(table: sa.Table) -> str:
+    return f"COPY {table.name} ({', '.join(COLUMNS[table])}) FROM STDIN"
+
+
+def _copy(conn: sa.Connection, table: sa.Table, batch: list[dict]) -> None:
+    """COPY ``batch`` into ``table`` on the connection's psycopg connection, inside the
+    transaction ``conn`` has open."""
+    cols = COLUMNS[table]
+    with conn.connection.driver_connection.cursor() as cur, cur.copy(_copy_sql(table)) as copy:
+        for row in batch:
+            copy.write_row([row[c] for c in cols])
 
 
 def delete_rows(conn: sa.Connection, pks: Sequence[int]) -> None:
