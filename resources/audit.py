@@ -68,6 +68,21 @@ def append(conn: sa.Connection, event: dict, *, recorded: datetime | None = None
 
 def append_many(conn: sa.Connection, items: list[tuple[datetime, dict]]) -> str:
     """Append ``(recorded, event)`` pairs in order, under one chain lock."""
+    return _chain(conn, items)[0]
+
+
+def submit(conn: sa.Connection, event: dict) -> tuple[int, datetime, dict]:
+    """Append an AuditEvent that a client sent (IHE ITI-20 "Record Audit Event": Hearth as the
+    audit record repository) inside the caller's transaction, keeping the event's own
+    ``recorded``; returns its ``(seq, recorded, event)``."""
+    recorded = utcnow()
+    _, seqs = _chain(conn, [(recorded, event)], keep_recorded=True)
+    return seqs[0], recorded, event
+
+
+def _chain(
+    conn: sa.Connection, items: list[tuple[datetime, dict]], *, keep_recorded: bool = False
+) -> tuple[str, list[int]]:
     if conn.dialect.name == "postgresql":
         conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_LOCK_KEY)))
     prev = conn.execute(
@@ -76,15 +91,19 @@ def append_many(conn: sa.Connection, items: list[tuple[datetime, dict]]) -> str:
     prev = prev or GENESIS
     rows = []
     for recorded, event in items:
-        event = {**event, "recorded": recorded.isoformat()}
+        if not (keep_recorded and "recorded" in event):
+            event = {**event, "recorded": recorded.isoformat()}
         h = chain_hash(prev, recorded, event)
         rows.append({"recorded": recorded, "event": event, "prev_hash": prev, "hash": h})
         prev = h
-    seqs = conn.execute(
-        sa.insert(audit_event).returning(audit_event.c.seq, sort_by_parameter_order=True), rows
-    ).scalars()
+    seqs = list(
+        conn.execute(
+            sa.insert(audit_event).returning(audit_event.c.seq, sort_by_parameter_order=True),
+            rows,
+        ).scalars()
+    )
     index_rows(conn, [(seq, row["event"]) for seq, row in zip(seqs, rows, strict=True)])
-    return prev
+    return prev, seqs
 
 
 def index_rows(conn: sa.Connection, events: list[tuple[int, dict]]) -> None:

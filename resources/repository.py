@@ -16,11 +16,13 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from resources import audit
 from resources.custom_params import CustomParams
 from resources.db import READONLY
 from resources.errors import (
@@ -169,6 +171,10 @@ def _is_transient(exc: DBAPIError) -> bool:
     return "database is locked" in str(exc.orig)
 
 
+# meta elements the server sets (http.html#create: a client's values are ignored)
+_SERVER_META = ("versionId", "lastUpdated")
+
+
 class Unit:
     """The interactions, inside one open transaction ``conn``."""
 
@@ -284,6 +290,15 @@ class Unit:
         if if_none_exist:
             self._claim_search_url(res_type, if_none_exist, self._last_pk, result.stored)
         return result
+
+    def record_audit_event(self, body: dict) -> tuple[int, datetime, dict]:
+        """A client's AuditEvent, validated as R4 and appended to the hash-chained audit log
+        (not the resource table): ``(seq, recorded, event)``."""
+        body = {k: v for k, v in body.items() if k != "id"}
+        meta = {k: v for k, v in body.get("meta", {}).items() if k not in _SERVER_META}
+        body = {**body, "meta": meta} if meta else {k: v for k, v in body.items() if k != "meta"}
+        self._check("AuditEvent", body)
+        return audit.submit(self.conn, body)
 
     def create_many(self, items: Sequence[tuple[str, dict]]) -> list[WriteResult]:
         """Create many resources with server-chosen ids ``(res_id, body)`` in three statements

@@ -55,17 +55,18 @@ OPERATION_PERM = {
     "translate": "r",
 }
 ADMIN_ONLY_TYPES = frozenset({"AuditEvent"})
-# Types only the server writes (the audit log): read and search only, for administrators.
-SERVER_WRITTEN_TYPES = frozenset({"AuditEvent"})
+# Types kept in the append-only audit log: administrators read, search and append (create);
+# update, patch and delete are refused (405), and so is any write inside a Bundle.
+APPEND_ONLY_TYPES = frozenset({"AuditEvent"})
 
 
 def require(access: Access, res_type: str, perm: str) -> str:
     """The access mode ("all" or "patient") for ``perm`` on ``res_type``; 403 when none."""
     if res_type in ADMIN_ONLY_TYPES and not access.is_admin:
         raise Forbidden(f"{res_type} resources are for administrators only")
-    if res_type in SERVER_WRITTEN_TYPES and perm in "cud":
+    if res_type in APPEND_ONLY_TYPES and perm in "ud":
         raise MethodNotAllowed(
-            f"{res_type} resources are written by the server alone (its audit log)"
+            f"{res_type} resources live in the append-only audit log: they cannot be changed"
         )
     mode = access.mode(res_type, perm)
     if mode is None:
@@ -165,6 +166,11 @@ def _bundle(access: Access, body: object) -> None:
             if e.if_none_exist or (e.res_id is None and e.method != "POST"):
                 perms.append("s")  # conditional: it searches first
         try:
+            if e.res_type in APPEND_ONLY_TYPES and e.method not in ("GET", "HEAD"):
+                raise MethodNotAllowed(
+                    f"{e.res_type} is appended to the audit log by POST [base]/{e.res_type} "
+                    "alone, not inside a Bundle"
+                )
             for perm in perms:
                 require(access, str(e.res_type), perm)
             if e.method in ("GET", "HEAD") and e.res_id is None:

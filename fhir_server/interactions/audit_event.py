@@ -4,7 +4,8 @@ served from Hearth's hash-chained audit log rather than the resource table (docs
 ``GET [base]/AuditEvent?date=ge2026-11-01&patient=123&_sort=-date`` returns a searchset Bundle
 with keyset ``next`` links; ``GET [base]/AuditEvent/audit-12`` reads row 12 of the log. Both are
 for administrators only (``enforce.require``) and, like every request, audited themselves. The
-log is written by the server alone: writes through the REST API are refused (405).
+log is append-only: ``POST [base]/AuditEvent`` appends a client's event (``record``); update,
+patch, delete and Bundle entries are refused (405).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from fhir_server.context import Context, FhirRequest, Reply
 from fhir_server.http import version_headers
 from resources import audit_search
 from resources.bundles import searchset_bundle
-from resources.errors import Forbidden, NotFound
+from resources.errors import Forbidden, Invalid, NotFound
 from resources.store import Stored
 
 TYPE = "AuditEvent"
@@ -28,7 +29,11 @@ def _stored(seq: int, recorded: datetime, event: dict) -> Stored:
     content = {
         **event,
         "id": f"{audit_search.ID_PREFIX}{seq}",
-        "meta": {"versionId": "1", "lastUpdated": event.get("recorded")},
+        "meta": {
+            **(event.get("meta") if isinstance(event.get("meta"), dict) else {}),
+            "versionId": "1",
+            "lastUpdated": recorded.isoformat().replace("+00:00", "Z"),
+        },
     }
     return Stored(TYPE, content["id"], 1, recorded, False, content)
 
@@ -52,6 +57,21 @@ def read(ctx: Context, req: FhirRequest) -> Reply:
         raise NotFound(f"AuditEvent/{req.res_id} is not known")
     stored = _stored(*row)
     return Reply(200, stored.content, version_headers(stored))
+
+
+def record(ctx: Context, req: FhirRequest, body: dict) -> Reply:
+    """``POST [base]/AuditEvent`` (administrators): IHE ITI-20 "Record Audit Event" with Hearth
+    as the audit record repository. The event is validated as R4 and appended to the
+    hash-chained log, keeping its own ``recorded``; 201 with its ``AuditEvent/audit-SEQ``
+    Location. Conditional create is refused: the log is not searched before an append."""
+    _admin_only(ctx)
+    if "if-none-exist" in req.headers:
+        raise Invalid("conditional create is not supported for AuditEvent (the audit log)")
+    stored = _stored(*ctx.repo.run(lambda u: u.record_audit_event(body)))
+    headers = version_headers(stored)
+    headers["Location"] = f"{ctx.base}/{stored.versioned_ref}"
+    wanted = req.prefer.get("return", "representation")
+    return Reply(201, None if wanted == "minimal" else stored.content, headers)
 
 
 def search(ctx: Context, req: FhirRequest, query: list[tuple[str, str]] | None = None) -> Reply:

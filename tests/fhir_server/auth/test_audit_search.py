@@ -192,8 +192,22 @@ def test_searching_the_log_is_audited_and_writes_are_refused(server):
     import base64
 
     assert any(tag in base64.b64decode(q).decode() for q in queries)
-    event = {"resourceType": "AuditEvent", "type": {"code": "rest"}, "recorded": "2026-01-01"}
-    assert HTTP.post(f"{f}/AuditEvent", json=event, headers=h).status_code == 405
+    event = {
+        "resourceType": "AuditEvent",
+        "type": {"code": "rest"},
+        "recorded": "2026-01-01T10:00:00Z",
+        "agent": [{"requestor": True, "name": f"app-{tag}"}],
+        "source": {"observer": {"display": "an external audit source"}},
+    }
+    posted = HTTP.post(f"{f}/AuditEvent", json=event, headers=h)
+    assert posted.status_code == 201, posted.text
+    appended = posted.json()
+    assert appended["id"].startswith("audit-") and appended["recorded"] == event["recorded"]
+    assert posted.headers["location"].endswith(f"/AuditEvent/{appended['id']}/_history/1")
+    found = _get(server, {"agent-name": f"app-{tag}"}).json()
+    assert [e["resource"]["id"] for e in found.get("entry", [])] == [appended["id"]]
+    bad = HTTP.post(f"{f}/AuditEvent", json={"resourceType": "AuditEvent"}, headers=h)
+    assert bad.status_code == 400, bad.text
     assert HTTP.put(f"{f}/AuditEvent/audit-1", json=event, headers=h).status_code == 405
     assert HTTP.delete(f"{f}/AuditEvent/audit-1", headers=h).status_code == 405
     bundle = {

@@ -20,6 +20,10 @@ from tests.shared import shared_path
 from tests.workflow.conftest import Fhir, person, ref
 from tests.workflow.test_cases_http import STEP, business
 
+# Each expectation waits for the server's answer; under a loaded CI machine (the suite runs in
+# parallel) a step's completion can take several seconds, so wait up to 30 s, not 5 s.
+expect.set_options(timeout=30_000)
+
 CHROMIUM = "/usr/bin/chromium"  # installed by `make chromium`; never `playwright install`
 PHOTOS = ("ISIC_0024310.jpg", "ISIC_0024872.jpg")
 
