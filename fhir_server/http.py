@@ -59,6 +59,10 @@ def fhir_response(
     headers: dict[str, str] | None = None,
 ) -> Response:
     pretty = request.query_params.get("_pretty", "").lower() == "true"
+    # Health records: no browser or proxy may keep a copy, and none may answer a read from its
+    # cache (a heuristic freshness from Last-Modified would show a Task's previous status).
+    # Conditional reads (If-None-Match → 304) still work: clients send the ETag themselves.
+    headers = {"Cache-Control": "no-store", **(headers or {})}
     if body is None:
         return Response(status_code=status, headers=headers)
     return Response(

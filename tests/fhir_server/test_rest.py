@@ -51,6 +51,8 @@ def test_read_and_conditional_read(client):
     assert resp.status_code == 200
     assert resp.json() == created
     assert resp.headers["etag"] == 'W/"1"'
+    # no cache may keep or reuse a health record (the SMART app once showed a stale Task)
+    assert resp.headers["cache-control"] == "no-store"
     again = client.get(f"/Patient/{created['id']}", headers={"If-None-Match": 'W/"1"'})
     assert again.status_code == 304
     assert again.content == b""
