@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
-from fhir_server import __version__, ai, errors, events, terminology
+from fhir_server import __version__, ai, bulkdata, errors, events, terminology
 from fhir_server.auth import endpoints
 from fhir_server.auth.service import AuthService
 from fhir_server.context import Context
@@ -108,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(endpoints.router)
     app.include_router(hl7v2_web.router, prefix="/fhir")  # before the generic /{op} route
+    app.include_router(bulkdata.router, prefix="/fhir")  # before /{res_type}/{res_id}
     app.include_router(router, prefix="/fhir")
     app.include_router(dicomweb.router, prefix="/dicomweb")
     app.include_router(webapp_router())  # the clinicians' web app at /app/ (docs/webapp.md)
