@@ -236,8 +236,8 @@ def page(
     until: datetime,
     after_pk: int,
     limit: int,
-) -> list[tuple[int, Any]]:
-    """The next ``limit`` (pk, content) of ``res_type`` after ``after_pk`` matching ``spec``."""
+) -> list[tuple[int, str]]:
+    """The next ``limit`` (pk, JSON text) of ``res_type`` after ``after_pk`` matching ``spec``."""
     where = [
         resource.c.res_type == res_type,
         ~resource.c.deleted,
@@ -252,8 +252,9 @@ def page(
     if filters:
         search = unit.repo.search
         where.append(sa.or_(*(resource.c.pk.in_(search.match(res_type, q)) for q in filters)))
+    # The stored JSON as text, written out as it is: no decoding and re-encoding per resource
     stmt = (
-        sa.select(resource.c.pk, resource.c.content)
+        sa.select(resource.c.pk, sa.cast(resource.c.content, sa.Text).label("content"))
         .where(*where)
         .order_by(resource.c.pk)
         .limit(limit)
@@ -281,12 +282,23 @@ class Cancelled(Exception):
     """The job was cancelled (DELETE of its status URL) while it ran."""
 
 
-def _state(repo: Repository, job_id: str) -> str | None:
-    return repo.read(
-        lambda u: u.conn.execute(
-            sa.select(bulk_export.c.state).where(bulk_export.c.id == job_id)
-        ).scalar_one_or_none()
-    )
+def _heartbeat(
+    repo: Repository, job: queue.Job, worker: str, progress: str, lease: timedelta
+) -> None:
+    """After each page, in one transaction: record the progress and renew the lease; raise
+    ``Cancelled`` when the job was cancelled meanwhile."""
+
+    def run(u: Unit) -> bool:
+        result = u.conn.execute(
+            sa.update(bulk_export)
+            .where(bulk_export.c.id == job.key, bulk_export.c.state != CANCELLED)
+            .values(progress=progress, updated=utcnow())
+        )
+        queue.renew(u, job, worker, lease)
+        return result.rowcount == 1
+
+    if not repo.run(run):
+        raise Cancelled
 
 
 def _set(repo: Repository, job_id: str, **values: Any) -> None:
@@ -379,10 +391,7 @@ class _Files:
         for content in contents:
             if self._fh is None or self._count >= self.limit:
                 self._open()
-            if isinstance(content, str):  # a JSON text column (SQLite without decoding)
-                line = content.encode("utf-8")
-            else:
-                line = orjson.dumps(content)
+            line = content.encode("utf-8") if isinstance(content, str) else orjson.dumps(content)
             self._fh.write(line + b"\n")
             self._count += 1
             self.files[-1]["count"] = self._count
@@ -421,14 +430,8 @@ def _write_all(
             ):
                 files.write(contents)
                 total += len(contents)
-                if _state(repo, export.id) == CANCELLED:
-                    raise Cancelled
-                queue.renew(repo, job, worker, lease)
-                _set(
-                    repo,
-                    export.id,
-                    progress=f"{res_type} (type {n} of {len(spec.types)}): {total} resources",
-                )
+                progress = f"{res_type} (type {n} of {len(spec.types)}): {total} resources"
+                _heartbeat(repo, job, worker, progress, lease)
         finally:
             files.close()
         output += files.files

@@ -345,17 +345,14 @@ class Wakeup:
             self._conn = None
 
 
-def renew(repo: Repository, job: Job, worker: str, lease: timedelta) -> bool:
-    """Extend ``worker``'s lease on a long-running ``job``; False when it was lost."""
-
-    def run(u: Unit) -> bool:
-        at = utcnow()
-        result = u.conn.execute(
-            sa.update(work_queue)
-            .where(work_queue.c.id == job.id, work_queue.c.worker == worker)
-            .where(work_queue.c.state == RUNNING)
-            .values(lease_until=at + lease, updated=at)
-        )
-        return result.rowcount == 1
-
-    return repo.run(run)
+def renew(u: Unit, job: Job, worker: str, lease: timedelta) -> bool:
+    """Extend ``worker``'s lease on a long-running ``job`` in the caller's transaction; False
+    when it was lost."""
+    at = utcnow()
+    result = u.conn.execute(
+        sa.update(work_queue)
+        .where(work_queue.c.id == job.id, work_queue.c.worker == worker)
+        .where(work_queue.c.state == RUNNING)
+        .values(lease_until=at + lease, updated=at)
+    )
+    return result.rowcount == 1
