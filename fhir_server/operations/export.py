@@ -18,8 +18,9 @@ runs in the background (``resources/bulk_export.py``, docs/bulk-export.md).
 
 from __future__ import annotations
 
+import logging
 import threading
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import parse_qsl, urlencode
 
 from fhir_server.context import Access, Context, FhirRequest, Reply
@@ -35,6 +36,7 @@ KNOWN = {"_outputFormat", "_since", "_type", "_typeFilter", "patient"}
 IGNORED = {"_format", "_pretty"}  # FHIR's own response-format parameters
 ADMIN_ONLY = frozenset({"AuditEvent"})
 BULKDATA = "http://hl7.org/fhir/uv/bulkdata"
+log = logging.getLogger(__name__)
 
 
 def _params(req: FhirRequest) -> list[tuple[str, str]]:
@@ -221,14 +223,18 @@ def _run_in_background(ctx: Context, job_id: str) -> None:
     settings = ctx.settings
 
     def target() -> None:
-        bulk_export.run_now(
-            repo,
-            settings.data_dir,
-            job_id,
-            f"api:{worker_name()}",
-            page_size=settings.export_page_size,
-            file_limit=settings.export_file_max_resources,
-        )
+        try:
+            bulk_export.run_now(
+                repo,
+                settings.data_dir,
+                job_id,
+                f"api:{worker_name()}",
+                page_size=settings.export_page_size,
+                file_limit=settings.export_file_max_resources,
+                lease=timedelta(seconds=settings.worker_lease_seconds),
+            )
+        except Exception:  # the queue entry stays; its lease expires and a worker retries it
+            log.exception("bulk export %s stopped", job_id)
 
     threading.Thread(target=target, name=f"bulk-export-{job_id[:8]}", daemon=True).start()
 
