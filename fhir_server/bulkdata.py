@@ -41,8 +41,9 @@ def _owned(ctx: Context, access: Access, job_id: str) -> bulk_export.Export:
     return job
 
 
-async def _audited(request: Request, what: str, fn: Callable[[Context, Access], Any]) -> Any:
-    """Authenticate (401), run ``fn`` in the thread pool, and audit the outcome."""
+async def _audited(request: Request, fn: Callable[[Context, Access], Any]) -> Any:
+    """Authenticate (401), run ``fn`` in the thread pool, and audit the outcome with the
+    request (method and path: which job, which file) as the event's query entity."""
     ctx = request.app.state.context
     auth = request.app.state.auth
     ip = request.client.host if request.client else None
@@ -63,7 +64,8 @@ async def _audited(request: Request, what: str, fn: Callable[[Context, Access], 
                 patient=access.patient,
                 ip=ip,
                 what=[],
-                detail=f"{what}: {detail}" if detail else what,
+                query=f"{request.method} {request.url.path.removeprefix('/fhir/')}",
+                detail=detail,
             )
         )
 
@@ -110,7 +112,7 @@ async def status(request: Request, job_id: str) -> Response:
             headers={"X-Progress": progress[:100], "Retry-After": RETRY_AFTER_SECONDS},
         )
 
-    response = await _audited(request, f"bulk export status {job_id}", run)
+    response = await _audited(request, run)
     if response.status_code == 200:  # the manifest is plain JSON (IG: application/json)
         response.headers["content-type"] = "application/json"
     return response
@@ -133,7 +135,7 @@ async def cancel(request: Request, job_id: str) -> Response:
         }
         return 202, fhir_response(request, body, status=202)
 
-    return await _audited(request, f"bulk export cancel {job_id}", run)
+    return await _audited(request, run)
 
 
 @router.get("/bulkdata/{job_id}/{name}")
@@ -143,4 +145,4 @@ async def download(request: Request, job_id: str, name: str) -> Response:
         path = bulk_export.file_path(ctx.settings.data_dir, job, name)
         return 200, FileResponse(path, media_type="application/fhir+ndjson")
 
-    return await _audited(request, f"bulk export download {job_id}/{name}", run)
+    return await _audited(request, run)

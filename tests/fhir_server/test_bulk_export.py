@@ -4,6 +4,7 @@ each export compared with the same resources found by plain search."""
 
 from __future__ import annotations
 
+import base64
 import time
 import uuid
 from collections.abc import Iterator
@@ -326,9 +327,9 @@ def test_kickoff_and_download_are_audited(client: httpx.Client, loaded) -> None:
     url = kickoff(client, "/$export", params={"_type": "Patient"})
     manifest = poll(client, url)
     file_url = manifest["output"][0]["url"]
-    client.get(file_url)
+    assert client.get(file_url).status_code == 200
     job = url.rsplit("/", 1)[1]
-    text = ""
+    queries = []
     after = None
     while True:
         r = client.get(
@@ -336,13 +337,18 @@ def test_kickoff_and_download_are_audited(client: httpx.Client, loaded) -> None:
         )
         assert r.status_code == 200
         page = r.json()
-        text += r.text
+        for entry in page.get("entry", []):
+            event = entry["resource"]
+            for entity in event.get("entity", []):
+                if "query" in entity:
+                    queries.append((event["outcome"], base64.b64decode(entity["query"]).decode()))
         nxt = [link["url"] for link in page.get("link", []) if link["relation"] == "next"]
         if not nxt:
             break
         after = httpx.URL(nxt[0]).params.get("after")
-    assert "$export" in text
-    assert f"bulk export download {job}/{file_url.rsplit('/', 1)[1]}" in text
+    assert ("0", "$export?_type=Patient") in queries
+    assert ("0", f"GET bulkdata/{job}") in queries
+    assert ("0", f"GET bulkdata/{job}/{file_url.rsplit('/', 1)[1]}") in queries
 
 
 def test_worker_runs_a_job_in_small_files(server, loaded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
