@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -268,7 +269,8 @@ def stream(
     """Pages of matching resources' content, each read in its own short read."""
     after = 0
     while True:
-        rows = repo.read(lambda u, after=after: page(u, res_type, spec, until, after, page_size))
+        rows = repo.read(partial(page, res_type=res_type, spec=spec, until=until,
+                                 after_pk=after, limit=page_size))  # fmt: skip
         if not rows:
             return
         after = rows[-1][0]
@@ -340,10 +342,10 @@ def run_job(
         return CANCELLED
     export = _export(row)
     folder = job_dir(data_dir, job_id)
-    shutil.rmtree(folder, ignore_errors=True)  # a retried attempt starts over
-    folder.mkdir(parents=True)
     _set(repo, job_id, state=RUNNING, progress="started")
     try:
+        shutil.rmtree(folder, ignore_errors=True)  # a retried attempt starts over
+        folder.mkdir(parents=True)
         output, errors = _write_all(repo, export, folder, job, worker, page_size, file_limit, lease)
     except Cancelled:
         repo.run(lambda u: queue.finish(u, job, worker))

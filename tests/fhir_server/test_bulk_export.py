@@ -8,6 +8,7 @@ import base64
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -15,7 +16,7 @@ import orjson
 import pytest
 
 from fhir_server.settings import Settings
-from resources import bulk_export
+from resources import bulk_export, queue
 from resources.db import create_engine
 from resources.repository import Repository
 from resources.search import SearchEngine
@@ -380,3 +381,38 @@ def test_worker_runs_a_job_in_small_files(server, loaded, tmp_path: Path) -> Non
         assert {i for t, i in seen if t == "Observation"} >= loaded["Observation"]
     finally:
         repo.engine.dispose()
+
+
+def test_a_failed_job_answers_the_error_form(server, client: httpx.Client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """When every attempt fails (here: the export folder cannot be created), the status URL
+    answers 500 with an OperationOutcome, the IG's error form."""
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the exports folder should be")
+    repo = Repository(
+        create_engine(server.database_url), SearchEngine(base_urls=(Settings().fhir_base,))
+    )
+    try:
+        job = bulk_export.start(
+            repo, "test-client", "test", "system", bulk_export.Spec(types=["Patient"])
+        )
+        worker = f"test-{uuid.uuid4().hex[:6]}"
+        state = None
+        for attempt in range(3):  # claim as if each back-off had passed
+            later = datetime.now(UTC) + timedelta(hours=attempt + 1)
+            claimed = [
+                j
+                for j in queue.claim(repo, [bulk_export.KIND], worker, limit=50, now=later)
+                if j.key == job.id
+            ]
+            assert claimed, attempt
+            state = bulk_export.run_job(repo, blocked, claimed[0], worker)
+        assert state == queue.FAILED
+    finally:
+        repo.engine.dispose()
+    r = client.get(f"/bulkdata/{job.id}")  # an administrator may read another client's job
+    assert r.status_code == 500
+    body = r.json()
+    assert (
+        body["resourceType"] == "OperationOutcome"
+        and "the export failed" in body["issue"][0]["diagnostics"]
+    )
