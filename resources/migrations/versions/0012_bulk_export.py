@@ -1,4 +1,6 @@
-"""Bulk Data export jobs (``$export``): one row per kick-off, run through the work queue.
+"""Bulk Data export jobs (``$export``): one row per kick-off, run through the work queue; and
+an index on ``resource (res_type, pk)`` so that reading one type in pk order (the export's keyset
+pages) is a range scan even for a type that is a small share of the table.
 
 Revision ID: 0012
 Revises: 0005
@@ -37,7 +39,9 @@ def upgrade() -> None:
         sa.Column("updated", UtcDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_bulk_export"),
     )
+    op.create_index("ix_resource_res_type_pk", "resource", ["res_type", "pk"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_resource_res_type_pk", table_name="resource")
     op.drop_table("bulk_export")
