@@ -5,6 +5,9 @@ each export compared with the same resources found by plain search."""
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -412,3 +415,52 @@ def test_a_failed_job_answers_the_error_form(server, client: httpx.Client, tmp_p
         body["resourceType"] == "OperationOutcome"
         and "the export failed" in body["issue"][0]["diagnostics"]
     )
+
+
+def test_hearth_worker_runs_a_waiting_export(server, client: httpx.Client, loaded) -> None:  # type: ignore[no-untyped-def]
+    """A job nobody ran (its API process stopped before claiming it) is run by ``hearth worker
+    --once`` and then served by the API like any other."""
+    repo = Repository(
+        create_engine(server.database_url), SearchEngine(base_urls=(Settings().fhir_base,))
+    )
+    try:
+        spec = bulk_export.Spec(types=["Patient"])
+        job = bulk_export.start(repo, "test-client", "test", "system", spec)
+    finally:
+        repo.engine.dispose()
+    assert client.get(f"/bulkdata/{job.id}").status_code == 202
+    settings = server.server.config.app.state.context.settings
+    done = subprocess.run(
+        [sys.executable, "-m", "fhir_server.cli", "worker", "--once", "--no-ai"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        env={
+            **os.environ,
+            "HEARTH_DATABASE_URL": server.database_url,
+            "HEARTH_DATA_DIR": str(settings.data_dir),
+            "HEARTH_BASE_URL": server.root,
+        },
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "export(s)" in done.stdout
+    manifest = poll(client, f"{server.fhir}/bulkdata/{job.id}")
+    assert ids(download(client, manifest)["Patient"]) >= loaded["Patient"]
+
+
+def test_patient_parameter_narrows_a_patient_export(client: httpx.Client, loaded) -> None:  # type: ignore[no-untyped-def]
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "_type", "valueString": "Patient,Observation"},
+            {"name": "patient", "valueReference": {"reference": "Patient/example"}},
+        ],
+    }
+    manifest = poll(client, kickoff(client, "/Patient/$export", method="POST", json=body))
+    exported = download(client, manifest)
+    assert ids(exported["Patient"]) == {"example"}
+    assert ids(exported.get("Observation", [])) == _compartment(client, ["example"], "Observation")
+    body["parameter"][1] = {"name": "patient", "valueReference": {"reference": "Group/x"}}
+    r = client.post("/Patient/$export", json=body, headers=ASYNC)
+    assert r.status_code == 400 and "patient" in r.text
