@@ -18,9 +18,7 @@ runs in the background (``resources/bulk_export.py``, docs/bulk-export.md).
 
 from __future__ import annotations
 
-import logging
-import threading
-from datetime import datetime, timedelta
+from datetime import datetime
 from urllib.parse import parse_qsl, urlencode
 
 from fhir_server.context import Access, Context, FhirRequest, Reply
@@ -36,7 +34,6 @@ KNOWN = {"_outputFormat", "_since", "_type", "_typeFilter", "patient"}
 IGNORED = {"_format", "_pretty"}  # FHIR's own response-format parameters
 ADMIN_ONLY = frozenset({"AuditEvent"})
 BULKDATA = "http://hl7.org/fhir/uv/bulkdata"
-log = logging.getLogger(__name__)
 
 
 def _params(req: FhirRequest) -> list[tuple[str, str]]:
@@ -215,28 +212,16 @@ def status_url(ctx: Context, job_id: str) -> str:
 
 
 def _run_in_background(ctx: Context, job_id: str) -> None:
-    """Start the job in this process now (no worker needed); the queue's lease makes sure a
-    ``hearth worker`` that claims it first, or takes it over later, never runs it twice."""
-    from inference.worker_name import worker_name
+    """Start the job in this process (no worker needed): the API's ``ExportRunner``; the
+    queue's claim makes sure a ``hearth worker`` that takes it first never runs it twice."""
+    from fhir_server.bulk_runner import ExportRunner
 
-    repo = ctx.services.get("repo", ctx.repo)
-    settings = ctx.settings
-
-    def target() -> None:
-        try:
-            bulk_export.run_now(
-                repo,
-                settings.data_dir,
-                job_id,
-                f"api:{worker_name()}",
-                page_size=settings.export_page_size,
-                file_limit=settings.export_file_max_resources,
-                lease=timedelta(seconds=settings.worker_lease_seconds),
-            )
-        except Exception:  # the queue entry stays; its lease expires and a worker retries it
-            log.exception("bulk export %s stopped", job_id)
-
-    threading.Thread(target=target, name=f"bulk-export-{job_id[:8]}", daemon=True).start()
+    runner = ctx.services.get("bulk-export")
+    if runner is None:  # a Context built without the app's lifespan
+        runner = ctx.services["bulk-export"] = ExportRunner(
+            ctx.services.get("repo", ctx.repo), ctx.settings
+        )
+    runner.submit(job_id)
 
 
 OPERATION = Operation(

@@ -17,6 +17,7 @@ import httpx
 import orjson
 import pytest
 
+from fhir_server.bulk_runner import ExportRunner
 from fhir_server.settings import Settings
 from resources import bulk_export, queue
 from resources.db import create_engine
@@ -464,3 +465,26 @@ def test_patient_parameter_narrows_a_patient_export(client: httpx.Client, loaded
     body["parameter"][1] = {"name": "patient", "valueReference": {"reference": "Group/x"}}
     r = client.post("/Patient/$export", json=body, headers=ASYNC)
     assert r.status_code == 400 and "patient" in r.text
+
+
+def test_the_api_sweeper_finishes_a_job_nobody_runs(server, loaded, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The API process's ExportRunner picks up a queued job that no kick-off thread runs (as
+    after a restart), with no ``hearth worker`` about."""
+    settings = Settings(database_url=server.database_url, data_dir=tmp_path)
+    repo = Repository(
+        create_engine(server.database_url), SearchEngine(base_urls=(settings.fhir_base,))
+    )
+    runner = ExportRunner(repo, settings)
+    try:
+        job = bulk_export.start(
+            repo, "test-client", "test", "system", bulk_export.Spec(types=["Patient"])
+        )
+        runner.start_sweeper(interval=0.05)
+        deadline = time.monotonic() + POLL_LIMIT_S
+        while (done := bulk_export.get(repo, job.id)).state != bulk_export.COMPLETED:
+            assert time.monotonic() < deadline, done
+            time.sleep(0.05)
+        assert sum(o["count"] for o in done.output) >= len(loaded["Patient"])
+    finally:
+        runner.stop()
+        repo.engine.dispose()
