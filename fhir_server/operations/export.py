@@ -230,5 +230,9 @@ OPERATION = Operation(
     levels=frozenset({"system", "type", "instance"}),
     handler=run,
     types=frozenset({"Patient", "Group"}),
+    definitions=(
+        ("Patient", f"{BULKDATA}/OperationDefinition/patient-export"),
+        ("Group", f"{BULKDATA}/OperationDefinition/group-export"),
+    ),
     instantiates=f"{BULKDATA}/CapabilityStatement/bulk-data",
 )

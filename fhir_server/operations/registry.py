@@ -23,10 +23,10 @@ class Operation:
     affects_state: bool = False
     # (type, definition URL) where a type's OperationDefinition differs from ``definition``
     definitions: tuple[tuple[str, str], ...] = ()
+    instantiates: str | None = None  # a CapabilityStatement the operation makes us conform to
 
     def definition_for(self, res_type: str | None) -> str:
         return dict(self.definitions).get(res_type or "", self.definition)
-    instantiates: str | None = None  # a CapabilityStatement the operation makes us conform to
 
 
 def operations() -> dict[str, Operation]:

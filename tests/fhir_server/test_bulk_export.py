@@ -106,7 +106,8 @@ def test_capability_statement_names_bulk_data(client: httpx.Client) -> None:
     assert "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data" in cs["instantiates"]
     assert "export" in {o["name"] for o in cs["rest"][0]["operation"]}
     by_type = {r["type"]: r for r in cs["rest"][0]["resource"]}
-    assert "export" in {o["name"] for o in by_type["Group"]["operation"]}
+    group_ops = {o["name"]: o["definition"] for o in by_type["Group"]["operation"]}
+    assert group_ops["export"] == "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"
 
 
 def test_system_export_matches_search(client: httpx.Client, loaded) -> None:  # type: ignore[no-untyped-def]

@@ -3,7 +3,7 @@ an index on ``resource (res_type, pk)`` so that reading one type in pk order (th
 pages) is a range scan even for a type that is a small share of the table.
 
 Revision ID: 0012
-Revises: 0005
+Revises: 0006
 Create Date: 2026-11-26
 """
 
@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from resources.schema import UtcDateTime
 
 revision = "0012"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
