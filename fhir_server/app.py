@@ -10,9 +10,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
-from fhir_server import __version__, ai, errors, events, terminology
+from fhir_server import __version__, ai, bulkdata, errors, events, terminology
 from fhir_server.auth import endpoints
 from fhir_server.auth.service import AuthService
+from fhir_server.bulk_runner import ExportRunner
 from fhir_server.context import Context
 from fhir_server.dicom import service as dicom_service
 from fhir_server.dicom import web as dicomweb
@@ -85,6 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.ai_triggers:
             app.state.dicom.ingest.on_study_complete.append(events.on_study_complete(ctx.repo))
         app.state.hl7v2 = Hl7v2Service(ctx, app.state.auth)
+        exports = ctx.services["bulk-export"] = ExportRunner(ctx.repo, settings)
+        exports.start_sweeper()  # Bulk Data jobs whose runner died (docs/bulk-export.md)
         app.state.mllp = None
         if settings.mllp_port is not None:
             app.state.mllp = mllp.start(app.state.hl7v2, settings.host, settings.mllp_port)
@@ -94,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if app.state.mllp is not None:
                 app.state.mllp.stop()
             app.state.dicom.stop()
+            exports.stop()
             app.state.auth.close()
             ctx.repo.engine.dispose()
 
@@ -108,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(endpoints.router)
     app.include_router(hl7v2_web.router, prefix="/fhir")  # before the generic /{op} route
+    app.include_router(bulkdata.router, prefix="/fhir")  # before /{res_type}/{res_id}
     app.include_router(router, prefix="/fhir")
     app.include_router(dicomweb.router, prefix="/dicomweb")
     app.include_router(webapp_router())  # the clinicians' web app at /app/ (docs/webapp.md)

@@ -66,6 +66,19 @@ def worker(database_url, batch_size, once, poll, interval, notify, no_ai) -> Non
             lease=timedelta(seconds=settings.worker_lease_seconds),
         )
 
+    def export_pass() -> int:  # Bulk Data exports the API process did not run (docs/bulk-export.md)
+        from inference.worker_name import worker_name
+        from resources import bulk_export
+
+        return bulk_export.run_pending(
+            ctx.repo,
+            settings.data_dir,
+            f"worker:{worker_name()}",
+            page_size=settings.export_page_size,
+            file_limit=settings.export_file_max_resources,
+            lease=timedelta(seconds=settings.worker_lease_seconds),
+        )
+
     def workflow_pass() -> None:
         done = workflow_worker.run_once(
             ctx.repo,
@@ -83,12 +96,13 @@ def worker(database_url, batch_size, once, poll, interval, notify, no_ai) -> Non
                 total += n
             if runner is not None:
                 click.echo(f"ran {total} job(s)")
+            click.echo(f"ran {export_pass()} export(s)")
             workflow_pass()
             return
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-        click.echo("hearth worker: AI queue and workflow passes (Ctrl-C stops)")
+        click.echo("hearth worker: AI queue, Bulk Data exports and workflow passes (Ctrl-C stops)")
         wakeup = queue.Wakeup(ctx.repo, [JOB_KIND], notify=notify and runner is not None)
         wakeup.start()  # listening before the first claim: no new job goes unnoticed
         next_pass = 0.0
@@ -102,6 +116,10 @@ def worker(database_url, batch_size, once, poll, interval, notify, no_ai) -> Non
                     busy = runner.run_once()
                 except Exception:  # the queue retries what failed
                     logging.getLogger(__name__).exception("AI batch failed")
+            try:
+                busy += export_pass()
+            except Exception:  # the queue retries what failed
+                logging.getLogger(__name__).exception("bulk export failed")
             if not busy:
                 timeout = max(0.0, min(poll, next_pass - time.monotonic()))
                 logging.getLogger(__name__).debug("idle: waiting up to %.1f s for work", timeout)

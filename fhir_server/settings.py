@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     worker_lease_seconds: float = Field(
         120.0, gt=0, description="How long a claimed job is a worker's before others retry it"
     )
+    export_file_max_resources: int = Field(
+        100_000, ge=1, description="Resources per Bulk Data NDJSON file before the next one"
+    )
+    export_page_size: int = Field(
+        1000, ge=1, le=100_000, description="Resources a Bulk Data export reads per query"
+    )
 
     @field_validator("base_url")
     @classmethod

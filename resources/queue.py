@@ -343,3 +343,16 @@ class Wakeup:
             except Exception:
                 log.debug("closing the LISTEN connection failed", exc_info=True)
             self._conn = None
+
+
+def renew(u: Unit, job: Job, worker: str, lease: timedelta) -> bool:
+    """Extend ``worker``'s lease on a long-running ``job`` in the caller's transaction; False
+    when it was lost."""
+    at = utcnow()
+    result = u.conn.execute(
+        sa.update(work_queue)
+        .where(work_queue.c.id == job.id, work_queue.c.worker == worker)
+        .where(work_queue.c.state == RUNNING)
+        .values(lease_until=at + lease, updated=at)
+    )
+    return result.rowcount == 1

@@ -69,6 +69,7 @@ resource = sa.Table(
     sa.Column("content_hash", sa.String(64), nullable=True),
     sa.UniqueConstraint("res_type", "res_id"),
     sa.Index(None, "res_type", "last_updated"),
+    sa.Index(None, "res_type", "pk"),  # one type in pk order: Bulk Data export's keyset pages
 )
 
 resource_version = sa.Table(

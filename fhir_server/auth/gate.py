@@ -69,6 +69,8 @@ def run(
     def event(status: int, what: list[str], detail: str | None = None) -> dict:
         assert access is not None
         query = urlencode(req.query) if interaction.startswith("search") else None
+        if interaction == "operation":  # which operation, with its parameters (e.g. $export)
+            query = req.path + (f"?{urlencode(req.query)}" if req.query else "")
         return rest_event(
             base=ctx.base,
             interaction=interaction,

@@ -69,7 +69,7 @@ def capability_statement(ctx: Context) -> dict:
     }
     if system_ops:
         rest["operation"] = system_ops
-    return {
+    statement: dict = {
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": "2026-11-22",
@@ -82,6 +82,10 @@ def capability_statement(ctx: Context) -> dict:
         "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [rest],
     }
+    instantiates = sorted({op.instantiates for op in ops.values() if op.instantiates})
+    if instantiates:
+        statement["instantiates"] = instantiates
+    return statement
 
 
 def security(root: str) -> dict:

@@ -23,6 +23,7 @@ class Operation:
     affects_state: bool = False
     # (type, definition URL) where a type's OperationDefinition differs from ``definition``
     definitions: tuple[tuple[str, str], ...] = ()
+    instantiates: str | None = None  # a CapabilityStatement the operation makes us conform to
 
     def definition_for(self, res_type: str | None) -> str:
         return dict(self.definitions).get(res_type or "", self.definition)
@@ -37,6 +38,7 @@ def operations() -> dict[str, Operation]:
         appointment_cancel,
         appointment_reschedule,
         audit_log,
+        export,
         hl7v2,
         reindex,
         task_claim,
@@ -49,6 +51,7 @@ def operations() -> dict[str, Operation]:
     )
 
     ops = [validate.OPERATION, reindex.OPERATION, ai_analyze.OPERATION, audit_log.OPERATION]
+    ops.append(export.OPERATION)  # status and files: fhir_server/bulkdata.py
     ops.append(hl7v2.OPERATION)  # POST served by fhir_server/hl7v2/web.py
     ops += [  # the workflow (docs/workflow.md)
         task_start_case.OPERATION,
