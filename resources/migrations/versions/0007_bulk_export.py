@@ -2,7 +2,7 @@
 an index on ``resource (res_type, pk)`` so that reading one type in pk order (the export's keyset
 pages) is a range scan even for a type that is a small share of the table.
 
-Revision ID: 0012
+Revision ID: 0007
 Revises: 0006
 Create Date: 2026-11-26
 """
@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from resources.schema import UtcDateTime
 
-revision = "0012"
+revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
