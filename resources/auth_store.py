@@ -251,7 +251,7 @@ class AuthStore:
 
     def _lookup(self, stmt: sa.Select) -> sa.Row | None:
         with self.lookup.connect() as conn:
-            if conn.dialect.name == "postgresql":
+            if conn.dialect.name == "postgresql" and conn.default_isolation_level != "AUTOCOMMIT":
                 conn = conn.execution_options(isolation_level="AUTOCOMMIT")
             return conn.execute(stmt).first()
 

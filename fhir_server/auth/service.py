@@ -25,7 +25,9 @@ class AuthService:
     def build(cls, engine: sa.Engine, settings: Settings) -> AuthService:
         lookup = None
         if engine.dialect.name == "postgresql":  # token checks skip the pre-ping round trip
-            lookup = create_engine(settings.database_url, pool_size=4, pre_ping=False)
+            lookup = create_engine(
+                settings.database_url, pool_size=4, pre_ping=False, autocommit=True
+            )
         return cls(
             AuthStore(engine, lookup),
             SigningKey.load_or_create(settings.data_dir),
