@@ -217,7 +217,9 @@ def auth_cost(url: str, root: str, authorization: str, ids: list[str]) -> None:
         t0 = time.perf_counter()
         writer.close()
         drain = time.perf_counter() - t0
-        alone: list[float] = []  # the same check in a tight loop, with no audit writer thread beside it
+        alone: list[
+            float
+        ] = []  # the same check in a tight loop, with no audit writer thread beside it
         for _ in range(n):
             t0 = time.perf_counter()
             bearer_access(store, settings, authorization)
