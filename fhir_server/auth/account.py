@@ -15,7 +15,6 @@ from starlette.concurrency import run_in_threadpool
 
 from fhir_server.auth import mail
 from fhir_server.auth.audit_events import security_event
-from fhir_server.auth.errors import OAuthError
 from fhir_server.auth.service import AuthService
 from fhir_server.auth.users import (
     LoginFailed,
@@ -26,12 +25,10 @@ from fhir_server.auth.users import (
 from fhir_server.auth.web import (
     auth_service,
     client_ip,
-    csrf_ok,
-    csrf_refused,
     form_page,
     message,
     page,
-    small_form,
+    page_form,
 )
 
 log = logging.getLogger("hearth.auth")
@@ -49,12 +46,9 @@ async def reset_form(request: Request) -> HTMLResponse:
 @router.post("/auth/reset")
 async def reset_request(request: Request) -> HTMLResponse:
     svc = auth_service(request)
-    try:
-        form = await small_form(request)
-    except OAuthError as exc:
-        return message("Request refused", exc.description, exc.status)
-    if not csrf_ok(request, form):
-        return csrf_refused()
+    form = await page_form(request)
+    if isinstance(form, HTMLResponse):
+        return form
     username = form.get("username", "")[:128]
     await run_in_threadpool(_send_reset, svc, username, client_ip(request))
     return message(
@@ -125,12 +119,9 @@ async def reset_confirm_form(request: Request) -> HTMLResponse:
 @router.post("/auth/reset/confirm")
 async def reset_confirm(request: Request) -> HTMLResponse:
     svc = auth_service(request)
-    try:
-        form = await small_form(request)
-    except OAuthError as exc:
-        return message("Request refused", exc.description, exc.status)
-    if not csrf_ok(request, form):
-        return csrf_refused()
+    form = await page_form(request)
+    if isinstance(form, HTMLResponse):
+        return form
     claims = await run_in_threadpool(_reset_claims, svc, form.get("token", ""))
     if claims is None:
         return message("Link not valid", "This reset link expired or was used already.", 400)
@@ -162,12 +153,9 @@ async def enrol_form(request: Request) -> HTMLResponse:
 @router.post("/auth/account/totp")
 async def enrol_start(request: Request) -> HTMLResponse:
     svc = auth_service(request)
-    try:
-        form = await small_form(request)
-    except OAuthError as exc:
-        return message("Request refused", exc.description, exc.status)
-    if not csrf_ok(request, form):
-        return csrf_refused()
+    form = await page_form(request)
+    if isinstance(form, HTMLResponse):
+        return form
     username = form.get("username", "")
     try:
         user = await run_in_threadpool(
@@ -204,12 +192,9 @@ def _enrol_confirm(
 @router.post("/auth/account/totp/confirm")
 async def enrol_confirm(request: Request) -> HTMLResponse:
     svc = auth_service(request)
-    try:
-        form = await small_form(request)
-    except OAuthError as exc:
-        return message("Request refused", exc.description, exc.status)
-    if not csrf_ok(request, form):
-        return csrf_refused()
+    form = await page_form(request)
+    if isinstance(form, HTMLResponse):
+        return form
     claims = svc.key.verify(form.get("pending", ""), purpose="enrol")
     if claims is None:
         return message("Set-up expired", "Please start again.", 400)

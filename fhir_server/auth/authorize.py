@@ -10,7 +10,7 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from fhir_server.auth.audit_events import security_event
@@ -26,10 +26,9 @@ from fhir_server.auth.users import (
 from fhir_server.auth.web import (
     auth_service,
     client_ip,
-    csrf_ok,
-    csrf_refused,
     form_page,
     message,
+    page_form,
     small_form,
 )
 from resources.errors import FhirError
@@ -161,12 +160,9 @@ async def authorize(request: Request) -> Response:
 @router.post("/auth/login")
 async def login(request: Request) -> Response:
     svc = auth_service(request)
-    try:
-        form = await small_form(request)
-    except OAuthError as exc:
-        return message("Sign-in refused", exc.description, exc.status)
-    if not csrf_ok(request, form):
-        return csrf_refused()
+    form = await page_form(request, "Sign-in refused")
+    if isinstance(form, HTMLResponse):
+        return form
     try:
         areq = await run_in_threadpool(_parse_authorize, svc, form)
     except _PageError as exc:
@@ -314,12 +310,9 @@ def _patients(request: Request) -> list[dict]:
 @router.post("/auth/pick")
 async def pick(request: Request) -> Response:
     svc = auth_service(request)
-    try:
-        form = await small_form(request)
-    except OAuthError as exc:
-        return message("Request refused", exc.description, exc.status)
-    if not csrf_ok(request, form):
-        return csrf_refused()
+    form = await page_form(request)
+    if isinstance(form, HTMLResponse):
+        return form
     claims = svc.key.verify(form.get("pending", ""), purpose="pick")
     if claims is None:
         return message("Sign-in expired", "Please start the sign-in again.", 400)

@@ -93,6 +93,18 @@ def csrf_refused() -> HTMLResponse:
     )
 
 
+async def page_form(
+    request: Request, refused: str = "Request refused"
+) -> dict[str, str] | HTMLResponse:
+    """The form POSTed from a Hearth page, or the page that refuses it: too large or malformed
+    (its status, headed ``refused``), or without a valid CSRF token (403)."""
+    try:
+        form = await small_form(request)
+    except OAuthError as exc:
+        return message(refused, exc.description, exc.status)
+    return form if csrf_ok(request, form) else csrf_refused()
+
+
 def message(heading: str, text: str, status: int) -> HTMLResponse:
     return page("message.html", status, heading=heading, text=text, error=status >= 400)
 
