@@ -189,35 +189,27 @@ async def login(request: Request) -> Response:
         )
         return _login_page(request, areq, str(exc), 401)
     role = await run_in_threadpool(effective_role, request.app.state.context.repo, user)
-    if role is None:
-        await run_in_threadpool(
-            svc.audit,
-            security_event(
-                base=svc.settings.fhir_base,
-                kind="login",
-                success=False,
-                client_id=areq.client["client_id"],
-                username=user["username"],
-                fhir_user=user["fhir_user"],
-                ip=client_ip(request),
-                detail="no active PractitionerRole with a Hearth care role",
-            ),
-        )
-        return message("No role", NO_ROLE, 403)
-    user = {**user, "role": role}
-    await run_in_threadpool(
-        svc.audit,
-        security_event(
+
+    def login_event(success: bool, detail: str | None = None) -> dict:
+        return security_event(
             base=svc.settings.fhir_base,
             kind="login",
-            success=True,
             client_id=areq.client["client_id"],
             username=user["username"],
             fhir_user=user["fhir_user"],
             ip=client_ip(request),
-        ),
-    )
-    return await _after_login(request, svc, areq, user)
+            success=success,
+            detail=detail,
+        )
+
+    if role is None:
+        await run_in_threadpool(
+            svc.audit,
+            login_event(success=False, detail="no active PractitionerRole with a Hearth care role"),
+        )
+        return message("No role", NO_ROLE, 403)
+    await run_in_threadpool(svc.audit, login_event(success=True))
+    return await _after_login(request, svc, areq, {**user, "role": role})
 
 
 NO_ROLE = (
