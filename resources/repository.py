@@ -379,7 +379,11 @@ class Unit:
                 # R4: an id in the body of a no-match conditional update becomes the new id.
                 return self.update(res_type, body["id"], body, if_match=if_match)
             body = {**body, "resourceType": res_type}
-            return self.create(body)
+            # Claimed like a conditional create: two concurrent conditional updates that both
+            # match nothing must not both create (the loser retries and updates the winner's).
+            result = self._write(res_type, new_id(), body, "POST", None)
+            self._claim_search_url(res_type, query, self._last_pk, result.stored)
+            return result
         target = self.read_many(found)[0]
         if body.get("id") not in (None, target.res_id):
             raise Invalid(
@@ -428,6 +432,7 @@ class Unit:
             sa.insert(resource_version).values(**row, res_pk=current.pk, method="DELETE")
         )
         self._unindex(current.pk)
+        self.conn.execute(sa.delete(search_url).where(search_url.c.res_pk == current.pk))
         if res_type == "SearchParameter":
             self.wrote_search_parameter = True
         stored = Stored(res_type, res_id, version, ts, True, None, "DELETE")
@@ -513,12 +518,23 @@ class Unit:
 
     def _unindex(self, pk: int) -> None:
         self.repo.search.unindex(self.conn, [pk])
-        self.conn.execute(sa.delete(search_url).where(search_url.c.res_pk == pk))
 
     def _claim_search_url(self, res_type: str, query: Query, pk: int, stored: Stored) -> None:
-        """Record the criteria; a concurrent identical conditional create fails here and retries."""
+        """Record the criteria of a conditional create (or of a conditional update that created);
+        a concurrent identical one fails here and retries, and its retry finds this resource.
+
+        A claim stays while its resource exists (an update may change what the criteria select,
+        so a claim can outlive its match); it goes with a delete. A claim whose criteria select
+        nothing now, in a statement that sees every committed write, is stale and replaced; one
+        whose resource matches means a concurrent writer committed first: retry.
+        """
         key = "&".join(f"{k}={v}" for k, v in sorted(query))
         digest = hashlib.sha256(f"{res_type}?{key}".encode()).hexdigest()
+        where = (search_url.c.res_type == res_type) & (search_url.c.url_hash == digest)
+        if self.conn.execute(sa.select(search_url.c.res_pk).where(where)).first() is not None:
+            if [found for found in self.match(res_type, query, limit=2) if found != pk]:
+                raise _Retry(f"concurrent conditional write on {res_type}?{key}")
+            self.conn.execute(sa.delete(search_url).where(where))
         try:
             self.conn.execute(
                 sa.insert(search_url).values(

@@ -76,6 +76,48 @@ def test_parallel_conditional_creates_make_one_resource(server):
     assert len({rid for _, rid in results}) == 1
 
 
+def test_parallel_conditional_updates_of_a_new_resource_make_one(server):
+    """Ten senders PUT the same new patient by identifier at once (HL7 v2 over HTTP does this):
+    one creates it, the other nine update it; no second Patient, no write lost."""
+    body = patient()
+    ident = body["identifier"][0]
+    criteria = {"identifier": f"{ident['system']}|{ident['value']}"}
+
+    def attempt(n: int) -> tuple[int, str]:
+        with httpx.Client(base_url=server.fhir, headers=server.headers, timeout=60) as c:
+            sent = {**body, "name": [{"family": f"Sender{n}"}]}
+            resp = c.put("/Patient", params=criteria, json=sent)
+            return resp.status_code, resp.json()["id"]
+
+    with ThreadPoolExecutor(10) as pool:
+        results = list(pool.map(attempt, range(10)))
+    assert sorted(code for code, _ in results) == [200] * 9 + [201], results
+    assert len({rid for _, rid in results}) == 1
+    with httpx.Client(base_url=server.fhir, headers=server.headers, timeout=60) as c:
+        found = c.get("/Patient", params=criteria).json()
+        assert len(found.get("entry", [])) == 1
+        history = c.get(f"/Patient/{results[0][1]}/_history", params={"_count": 100}).json()
+    assert history["total"] == 10
+
+
+def test_conditional_create_after_the_claimed_resource_changed_creates(server):
+    """The criteria a conditional create claimed stop matching its resource (the identifier is
+    corrected); the same conditional create then creates a new resource, it does not collide
+    with the stale claim."""
+    body = patient()
+    ident = body["identifier"][0]
+    header = {"If-None-Exist": f"identifier={ident['system']}|{ident['value']}"}
+    with httpx.Client(base_url=server.fhir, headers=server.headers, timeout=60) as c:
+        first = c.post("/Patient", json=body, headers=header)
+        assert first.status_code == 201
+        moved = {**first.json(), "identifier": [{**ident, "value": ident["value"] + "-fixed"}]}
+        assert c.put(f"/Patient/{moved['id']}", json=moved).status_code == 200
+        again = c.post("/Patient", json=body, headers=header)
+        assert again.status_code == 201, again.text
+        assert again.json()["id"] != moved["id"]
+        assert c.post("/Patient", json=body, headers=header).status_code == 200
+
+
 @pytest.mark.slow
 def test_killed_mid_transaction_leaves_nothing(tmp_path):
     """SIGKILL the server process while it processes a large transaction: nothing is stored."""
