@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -15,11 +16,13 @@ from fhir_server.auth import endpoints
 from fhir_server.auth.service import AuthService
 from fhir_server.bulk_runner import ExportRunner
 from fhir_server.context import Context
+from fhir_server.dicom import scp as dicom_scp
 from fhir_server.dicom import service as dicom_service
 from fhir_server.dicom import web as dicomweb
 from fhir_server.hl7v2 import mllp
 from fhir_server.hl7v2 import web as hl7v2_web
 from fhir_server.hl7v2.service import Hl7v2Service
+from fhir_server.listeners import Election
 from fhir_server.routes import router
 from fhir_server.settings import Settings
 from fhir_server.webapp import build_router as webapp_router
@@ -29,10 +32,15 @@ from resources.search import SearchEngine
 from workflow import search_params as workflow_search_params
 
 
-def build_context(settings: Settings) -> Context:
-    engine = create_engine(settings.database_url)
+def build_search(settings: Settings) -> SearchEngine:
     search = SearchEngine(base_urls=(settings.fhir_base,))
     workflow_search_params.register(search)  # Task?performer-type= for worklists
+    return search
+
+
+def build_context(settings: Settings, search: SearchEngine | None = None) -> Context:
+    engine = create_engine(settings.database_url)
+    search = search or build_search(settings)
     ctx = Context(repo=Repository(engine, search), settings=settings)
     ctx.services["repo"] = ctx.repo  # the unguarded repository, for per-process services
     ai.install(ctx)
@@ -70,7 +78,50 @@ def warm_validators() -> None:
         schema().validator(res_type)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def preload(settings: Settings) -> SearchEngine:
+    """What every worker would otherwise build for itself, built once before gunicorn forks
+    them (fhir_server/prefork.py): the common types' validators (R4 JSON Schema and R4B
+    models) and a search engine with their index plans. Opens no connection, starts no thread."""
+    from resources.validation_r4b import model
+
+    warm_validators()
+    search = build_search(settings)
+    for res_type in COMMON_TYPES:
+        model(res_type)
+        search.indexer.plan(res_type)
+    return search
+
+
+def _start_listeners(settings: Settings, ingest, hl7v2) -> Callable[[], None]:  # type: ignore[no-untyped-def]
+    """Start this worker's DICOM and MLLP listeners (the elected worker); returns their stop."""
+    started: list = []
+    try:
+        if settings.dicom_enabled:
+            started.append(
+                dicom_scp.start(
+                    ingest,
+                    host=settings.host,
+                    port=settings.dicom_port,
+                    ae_title=settings.dicom_ae_title,
+                    allowed_callers=settings.dicom_callers,
+                )
+            )
+        if settings.mllp_port is not None:
+            started.append(mllp.start(hl7v2, settings.host, settings.mllp_port))
+    except OSError:
+        for listener in started:
+            listener.stop()
+        raise
+
+    def stop() -> None:
+        for listener in started:
+            listener.stop()
+
+    return stop
+
+
+def create_app(settings: Settings | None = None, search: SearchEngine | None = None) -> FastAPI:
+    """The ASGI app; ``search``, when given, is the preloaded search engine (``preload``)."""
     settings = settings or Settings()
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -78,22 +129,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
-        ctx = build_context(settings)
+        ctx = build_context(settings, search)
         app.state.context = ctx
         app.state.auth = AuthService.build(ctx.repo.engine, settings)
         threading.Thread(target=warm_validators, name="warm-validators", daemon=True).start()
-        app.state.dicom = dicom_service.start(ctx.repo, settings, listen=settings.dicom_enabled)
+        # One process: the listeners run here. Several workers: the one that wins the
+        # election (a lock under the data directory) runs them (fhir_server/listeners.py).
+        alone = settings.workers == 1
+        app.state.dicom = dicom_service.start(
+            ctx.repo, settings, listen=settings.dicom_enabled and alone
+        )
         if settings.ai_triggers:
             app.state.dicom.ingest.on_study_complete.append(events.on_study_complete(ctx.repo))
         app.state.hl7v2 = Hl7v2Service(ctx, app.state.auth)
         exports = ctx.services["bulk-export"] = ExportRunner(ctx.repo, settings)
         exports.start_sweeper()  # Bulk Data jobs whose runner died (docs/bulk-export.md)
         app.state.mllp = None
-        if settings.mllp_port is not None:
+        if settings.mllp_port is not None and alone:
             app.state.mllp = mllp.start(app.state.hl7v2, settings.host, settings.mllp_port)
+        election = None
+        if not alone and (settings.dicom_enabled or settings.mllp_port is not None):
+            election = Election(
+                settings.data_dir / "listeners.lock",
+                lambda: _start_listeners(settings, app.state.dicom.ingest, app.state.hl7v2),
+            ).begin()
+        app.state.listeners = election
         try:
             yield
         finally:
+            if election is not None:
+                election.end()
             if app.state.mllp is not None:
                 app.state.mllp.stop()
             app.state.dicom.stop()

@@ -70,26 +70,36 @@ def serve(host, port, database_url, base_url, workers, dicom_port, no_dicom, mll
             f"the database schema is at {have or 'nothing'}, not {want}: run `hearth db upgrade`"
         )
     click.echo(f"Hearth {__version__}: FHIR base {settings.fhir_base}")
-    dicom = None
-    if settings.dicom_enabled and settings.workers > 1:
-        # One listener for all worker processes: it runs here, the workers serve HTTP only.
-        dicom = _start_dicom(settings)
-        os.environ["HEARTH_DICOM_ENABLED"] = "false"
+    if settings.workers > 1:
+        # The elected worker binds these later (fhir_server/listeners.py): fail now, not then.
+        if settings.dicom_enabled:
+            _check_port_free(settings.host, settings.dicom_port, "DICOM", "HEARTH_DICOM_PORT")
+        if settings.mllp_port is not None:
+            _check_port_free(settings.host, settings.mllp_port, "MLLP", "HEARTH_MLLP_PORT")
     if settings.dicom_enabled:
         click.echo(f"DICOM listener {settings.dicom_ae_title} on port {settings.dicom_port}")
-    mllp = None
-    if settings.mllp_port is not None and settings.workers > 1:
-        mllp = _start_mllp(settings)  # one listener for all worker processes, as for DICOM
-        os.environ.pop("HEARTH_MLLP_PORT", None)
     if settings.mllp_port is not None:
         click.echo(f"HL7 v2 MLLP listener on {settings.host}:{settings.mllp_port}")
-    try:
+    if settings.workers > 1:
+        from fhir_server import prefork
+
+        prefork.run(settings)  # gunicorn: workers forked from one preloaded app
+    else:
         _uvicorn(uvicorn, settings)
-    finally:
-        if dicom is not None:
-            dicom.stop()
-        if mllp is not None:
-            mllp.stop()
+
+
+def _check_port_free(host: str, port: int, what: str, setting: str) -> None:
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot listen for {what} on {host}:{port} ({exc.strerror}); set {setting}"
+            ) from exc
 
 
 def _start_dicom(settings: Settings):  # type: ignore[no-untyped-def]

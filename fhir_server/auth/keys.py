@@ -27,7 +27,7 @@ class SigningKey:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             key = RSAKey.generate_key(2048, {"kid": uuid.uuid4().hex, "use": "sig"}, private=True)
-            tmp = path.with_suffix(".tmp")
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # one per racing worker
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 json.dump(key.as_dict(private=True), f)
