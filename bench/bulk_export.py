@@ -17,12 +17,8 @@ thread) on a throwaway database and loads ``--patients`` Synthea patient transac
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,15 +29,9 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.harness import database, hearth  # noqa: E402
 from resources.db import create_engine  # noqa: E402
-from resources.migrate import upgrade  # noqa: E402
 from resources.schema import resource  # noqa: E402
-from tests.servers import (  # noqa: E402
-    create_pg_database,
-    drop_pg_database,
-    free_port,
-    system_token,
-)
 from tests.shared import shared_path  # noqa: E402
 
 
@@ -126,36 +116,8 @@ def main() -> None:
     ap.add_argument("--patients", type=int, default=10)
     ap.add_argument("--backend", choices=["postgresql", "sqlite"], default="postgresql")
     args = ap.parse_args()
-    if args.backend == "postgresql":
-        name, url = create_pg_database()
-    else:
-        name, url = "", f"sqlite:///{tempfile.mkdtemp()}/bench.db"
-    proc = None
-    try:
-        upgrade(url)
-        port = free_port()
-        root = f"http://127.0.0.1:{port}"
-        env = {
-            **os.environ,
-            "HEARTH_DATABASE_URL": url,
-            "HEARTH_PORT": str(port),
-            "HEARTH_BASE_URL": root,
-            "HEARTH_DICOM_ENABLED": "false",
-            "HEARTH_LOG_LEVEL": "warning",
-            "HEARTH_DATA_DIR": tempfile.mkdtemp(prefix="hearth-bench-"),
-        }
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "fhir_server.cli", "serve"], env=env, start_new_session=True
-        )
-        token = system_token(url, root)
-        for _ in range(300):
-            try:
-                if httpx.get(root + "/fhir/metadata", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        headers = {"Authorization": f"Bearer {token}"}
-        with httpx.Client(base_url=root + "/fhir", headers=headers, timeout=300) as c:
+    with database(args.backend) as url, hearth(url) as server:
+        with httpx.Client(base_url=server.fhir, headers=server.headers, timeout=300) as c:
             start = time.perf_counter()
             loaded = 0
             kinds: set[str] = set()
@@ -183,12 +145,6 @@ def main() -> None:
             f"  $export kick-off -> files downloaded  {n_export / t_export:9.0f} resources/s  "
             f"({(n_export / t_export) / (n_search / t_search):.2f}x search)"
         )
-    finally:
-        if proc is not None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
-        if name:
-            drop_pg_database(name)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,8 @@ waiting for its ACK (as MLLP senders do). The baseline maps the same messages cl
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -28,14 +24,9 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.harness import database, hearth  # noqa: E402
 from mappings.hl7v2 import map_parsed, parse  # noqa: E402
-from resources.migrate import upgrade  # noqa: E402
-from tests.servers import (  # noqa: E402
-    create_pg_database,
-    drop_pg_database,
-    free_port,
-    system_token,
-)
+from tests.servers import free_port  # noqa: E402
 
 
 def message(n: int, tag: str) -> str:
@@ -92,35 +83,12 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=300)
     ap.add_argument("--backend", choices=["postgresql", "sqlite"], default="postgresql")
     args = ap.parse_args()
-    if args.backend == "postgresql":
-        name, url = create_pg_database()
-    else:
-        name, url = "", f"sqlite:///{tempfile.mkdtemp()}/bench.db"
-    proc = None
-    try:
-        upgrade(url)
-        port, mllp_port = free_port(), free_port()
-        root = f"http://127.0.0.1:{port}"
-        env = {
-            **os.environ,
-            "HEARTH_DATABASE_URL": url,
-            "HEARTH_PORT": str(port),
-            "HEARTH_BASE_URL": root,
-            "HEARTH_MLLP_PORT": str(mllp_port),
-            "HEARTH_DICOM_ENABLED": "false",
-            "HEARTH_LOG_LEVEL": "warning",
-            "HEARTH_DATA_DIR": tempfile.mkdtemp(prefix="hearth-bench-"),
-        }
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "fhir_server.cli", "serve"], env=env, start_new_session=True
-        )
-        token = system_token(url, root)
-        for _ in range(300):
-            try:
-                if httpx.get(root + "/fhir/metadata", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+    mllp_port = free_port()
+    with (
+        database(args.backend) as url,
+        hearth(url, env={"HEARTH_MLLP_PORT": str(mllp_port)}) as server,
+    ):
+        root, token = server.root, server.token
         warm = [message(i, "warm" + uuid.uuid4().hex[:6]) for i in range(20)]
         mllp_rate(mllp_port, warm)  # validators compiled, connections pooled
         n = args.messages
@@ -135,12 +103,6 @@ def main() -> None:
         print(f"  parse + map only (client side)     {map_rate:8.0f} messages/s")
         print(f"  baseline: REST POST /fhir Bundle   {rest:8.1f} transactions/s")
         print(f"  MLLP message -> ACK                {mllp:8.1f} messages/s  ({mllp / rest:.2f}x)")
-    finally:
-        if proc is not None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
-        if name:
-            drop_pg_database(name)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import base64
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,9 +32,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.harness import database, hearth, process  # noqa: E402
 from mappings.report import ReportInput, render_pdf  # noqa: E402
-from resources.migrate import upgrade  # noqa: E402
-from tests.servers import create_pg_database, drop_pg_database, free_port, system_token  # noqa: E402
 from tests.shared import shared_path  # noqa: E402
 from tests.workflow.smtp import start_smtp  # noqa: E402
 from workflow import signing  # noqa: E402
@@ -278,88 +275,63 @@ def main() -> None:
     )
     bench_pdf(args.renders)
     smtp = start_smtp(Path(tempfile.mkdtemp()))
-    name, url = create_pg_database()
-    proc = worker = None
+    smtp_env = {
+        "HEARTH_WORKERS": str(args.workers),
+        "HEARTH_SMTP_HOST": "127.0.0.1",
+        "HEARTH_SMTP_PORT": str(smtp.port),
+        "HEARTH_SMTP_CA_FILE": str(smtp.ca_file),
+    }
     try:
-        upgrade(url)
-        port = free_port()
-        env = {
-            **os.environ,
-            "HEARTH_DATABASE_URL": url,
-            "HEARTH_PORT": str(port),
-            "HEARTH_BASE_URL": f"http://127.0.0.1:{port}",
-            "HEARTH_WORKERS": str(args.workers),
-            "HEARTH_LOG_LEVEL": "warning",
-            "HEARTH_SMTP_HOST": "127.0.0.1",
-            "HEARTH_SMTP_PORT": str(smtp.port),
-            "HEARTH_SMTP_CA_FILE": str(smtp.ca_file),
-            "HEARTH_DATA_DIR": tempfile.mkdtemp(prefix="hearth-bench-"),
-        }
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "fhir_server.cli", "serve", "--no-dicom"],
-            env=env,
-            start_new_session=True,
-        )
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "fhir_server.cli", "worker"], env=env, start_new_session=True
-        )
-        base = f"http://127.0.0.1:{port}/fhir"
-        for _ in range(300):
-            try:
-                if httpx.get(base + "/metadata", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        token = system_token(url, f"http://127.0.0.1:{port}")
-        warm = Client(base, token)
-        for n in range(2):  # warm-up: every worker process compiles validators and the template
-            run_case(warm, team(warm, -1 - n))
-        for conc in args.concurrency:
-            clients = [Client(base, token) for _ in range(conc)]
-            teams = [team(clients[i % conc], 1000 * conc + i) for i in range(args.cases)]
-            sent_before = len(smtp.inbox.messages)
-            latencies: list[float] = []
+        with (
+            database() as url,
+            hearth(url, env=smtp_env) as server,
+            process([sys.executable, "-m", "fhir_server.cli", "worker"], server.env),
+        ):
+            base, token = server.fhir, server.token
+            warm = Client(base, token)
+            for n in range(2):  # warm-up: every worker process compiles validators and the template
+                run_case(warm, team(warm, -1 - n))
+            for conc in args.concurrency:
+                clients = [Client(base, token) for _ in range(conc)]
+                teams = [team(clients[i % conc], 1000 * conc + i) for i in range(args.cases)]
+                sent_before = len(smtp.inbox.messages)
+                latencies: list[float] = []
 
-            def one(i: int, clients=clients, teams=teams, latencies=latencies) -> None:
+                def one(i: int, clients=clients, teams=teams, latencies=latencies) -> None:
+                    t0 = time.perf_counter()
+                    run_case(clients[i % len(clients)], teams[i])
+                    latencies.append(time.perf_counter() - t0)
+
                 t0 = time.perf_counter()
-                run_case(clients[i % len(clients)], teams[i])
-                latencies.append(time.perf_counter() - t0)
+                with ThreadPoolExecutor(conc) as pool:
+                    list(pool.map(one, range(args.cases)))
+                while len(smtp.inbox.messages) - sent_before < args.cases:
+                    time.sleep(0.01)
+                wall = time.perf_counter() - t0
+                per_case = sum(c.requests for c in clients) / args.cases
+                # Baseline: the same number of plain creates, same concurrency, same server.
+                n_base = int(per_case * args.cases)
+                obs = {
+                    "resourceType": "Observation",
+                    "status": "final",
+                    "code": {"text": "baseline"},
+                    "valueString": "x",
+                }
 
-            t0 = time.perf_counter()
-            with ThreadPoolExecutor(conc) as pool:
-                list(pool.map(one, range(args.cases)))
-            while len(smtp.inbox.messages) - sent_before < args.cases:
-                time.sleep(0.01)
-            wall = time.perf_counter() - t0
-            per_case = sum(c.requests for c in clients) / args.cases
-            # Baseline: the same number of plain creates, same concurrency, same server.
-            n_base = int(per_case * args.cases)
-            obs = {
-                "resourceType": "Observation",
-                "status": "final",
-                "code": {"text": "baseline"},
-                "valueString": "x",
-            }
+                def plain(i: int, clients=clients, obs=obs) -> None:
+                    clients[i % len(clients)].post("/Observation", obs)
 
-            def plain(i: int, clients=clients, obs=obs) -> None:
-                clients[i % len(clients)].post("/Observation", obs)
-
-            t1 = time.perf_counter()
-            with ThreadPoolExecutor(conc) as pool:
-                list(pool.map(plain, range(n_base)))
-            base_wall = time.perf_counter() - t1
-            rate, base_rate = args.cases / wall * 60, args.cases / base_wall * 60
-            print(
-                f"concurrency {conc}: {rate:.1f} cases/min (case p50 {pct(latencies, 50) / 1000:.2f} s, p95 {pct(latencies, 95) / 1000:.2f} s, "
-                f"{per_case:.0f} HTTP calls/case, all {args.cases} e-mails received); baseline {base_rate:.1f} 'cases'/min "
-                f"as {per_case:.0f} plain creates each; ratio {rate / base_rate:.2f}"
-            )
+                t1 = time.perf_counter()
+                with ThreadPoolExecutor(conc) as pool:
+                    list(pool.map(plain, range(n_base)))
+                base_wall = time.perf_counter() - t1
+                rate, base_rate = args.cases / wall * 60, args.cases / base_wall * 60
+                print(
+                    f"concurrency {conc}: {rate:.1f} cases/min (case p50 {pct(latencies, 50) / 1000:.2f} s, p95 {pct(latencies, 95) / 1000:.2f} s, "
+                    f"{per_case:.0f} HTTP calls/case, all {args.cases} e-mails received); baseline {base_rate:.1f} 'cases'/min "
+                    f"as {per_case:.0f} plain creates each; ratio {rate / base_rate:.2f}"
+                )
     finally:
-        for p in (proc, worker):
-            if p is not None:
-                os.killpg(p.pid, signal.SIGTERM)
-                p.wait(20)
-        drop_pg_database(name)
         smtp.stop()
 
 
