@@ -397,10 +397,12 @@ def users_create(username, role, fhir_user, email, totp, password, database_url)
         )
         if role in PRACTITIONER_ROLES:
             from fhir_server.app import build_context
+            from fhir_server.operator_audit import agents_of, audited
 
             ctx = build_context(settings)
             try:
-                role_id = ctx.repo.run(lambda u: assign(u, fhir_user, role))
+                ops = audited(ctx, agents_of("hearth users create"))
+                role_id = ops.repo.run(lambda u: assign(u, fhir_user, role))
             finally:
                 ctx.repo.engine.dispose()
             click.echo(f"{fhir_user} has PractitionerRole/{role_id} ({role})")
@@ -430,14 +432,16 @@ def users_sync_roles(database_url) -> None:  # type: ignore[no-untyped-def]
     from PractitionerRole)."""
     from fhir_server.app import build_context
     from fhir_server.auth.roles import PRACTITIONER_ROLES, assign
+    from fhir_server.operator_audit import agents_of, audited
 
     settings, store = _store(database_url)
     ctx = build_context(settings)
+    ops = audited(ctx, agents_of("hearth users sync-roles"))
     try:
         for user in store.users():
             fhir_user = user["fhir_user"] or ""
             if user["role"] in PRACTITIONER_ROLES and fhir_user.startswith("Practitioner/"):
-                role_id = ctx.repo.run(lambda u, r=user["role"], p=fhir_user: assign(u, p, r))
+                role_id = ops.repo.run(lambda u, r=user["role"], p=fhir_user: assign(u, p, r))
                 click.echo(
                     f"{user['username']}: {fhir_user} PractitionerRole/{role_id} ({user['role']})"
                 )

@@ -12,25 +12,22 @@ AuditEvent holding the files and the counts.
 
 from __future__ import annotations
 
-import getpass
-import os
-import socket
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 from tqdm import tqdm
 
-from fhir_server.auth.audit_events import load_event, operator_agents, rest_event
+from fhir_server.auth.audit_events import load_event
 from fhir_server.context import Context
 from fhir_server.errors import status_of
 from fhir_server.interactions.search import search_bundle
+from fhir_server.operator_audit import agents_of, audited
 from resources import audit
 from resources import transaction as tx
 from resources.errors import FhirError
-from resources.repository import Unit
 
 
 @dataclass
@@ -90,20 +87,11 @@ def _store(ctx: Context, resource: dict) -> str:
     return ctx.repo.run(lambda u: u.create(resource)).status
 
 
-def operator() -> tuple[str, str]:
-    """(OS login, host name) of whoever runs the command."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (some containers)
-        user = f"uid {os.getuid()}"
-    return user, socket.gethostname()
-
-
 def load_paths(ctx: Context, paths: list[Path], *, progress: bool = True) -> Summary:
     summary = Summary()
     files = _files(paths)
-    agents = operator_agents(*operator(), "hearth load")
-    ctx = replace(ctx, repo=ctx.repo.guarded(None, _audit_writes(ctx, agents)))
+    agents = agents_of("hearth load")
+    ctx = audited(ctx, agents)
     for path in tqdm(files, disable=not progress, unit="file"):
         for where, item in _items(path):
             _load_one(ctx, where, item, summary)
@@ -117,39 +105,6 @@ def load_paths(ctx: Context, paths: list[Path], *, progress: bool = True) -> Sum
     )
     audit.append_alone(ctx.repo.engine, event)
     return summary
-
-
-def _audit_writes(ctx: Context, agents: list[dict]):  # type: ignore[no-untyped-def]
-    """The repository hook recording each write inside its transaction, as the REST gate does."""
-
-    def on_commit(unit: Unit) -> None:
-        if not unit.written:
-            return
-        methods = {s.method for s in unit.written}
-        interaction = (
-            "transaction"
-            if len(unit.written) > 1
-            else "create"
-            if methods == {"POST"}
-            else "delete"
-            if methods == {"DELETE"}
-            else "update"
-        )
-        event = rest_event(
-            base=ctx.base,
-            interaction=interaction,
-            status=200,
-            client_id=None,
-            username=None,
-            fhir_user=None,
-            patient=None,
-            ip=None,
-            what=[s.ref for s in unit.written],
-            agents=agents,
-        )
-        audit.append(unit.conn, event)
-
-    return on_commit
 
 
 def _load_one(ctx: Context, where: str, item: object, summary: Summary) -> None:

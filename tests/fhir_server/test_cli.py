@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import subprocess
 import sys
 
+from resources.audit_search import AuditQuery, search
+from resources.db import create_engine
 from tests.shared import ROOT
 
 
@@ -138,6 +141,16 @@ def test_clients_users_token_commands(tmp_path):
     assert synced.returncode == 0 and "dr-ada: Practitioner/1 PractitionerRole/" in synced.stdout
     role_id = user.stdout.split("PractitionerRole/")[1].split()[0]
     assert f"PractitionerRole/{role_id} " in synced.stdout
+    engine = create_engine(env["HEARTH_DATABASE_URL"])
+    try:  # the PractitionerRole write is audited with the operator and the command as agents
+        with engine.connect() as conn:
+            events = search(conn, AuditQuery([("entity", f"PractitionerRole/{role_id}")])).rows
+    finally:
+        engine.dispose()
+    assert [e["agent"][1]["who"]["identifier"]["value"] for _, _, e in events] == [
+        "hearth users create"  # sync-roles found the role there: no write, no event
+    ]
+    assert events[0][2]["agent"][0]["altId"] == getpass.getuser()
     weak = hearth("users", "create", "pat", "--role", "patient", "--password", "short", env=env)
     assert weak.returncode != 0 and "10 to 1024" in weak.stderr
     verify = hearth("audit", "verify", env=env)
