@@ -6,7 +6,7 @@ product code: no auth, no audit, no validation.
 
     CEILING_DSN=postgresql://... uvicorn bench.ceiling_app:create_app --factory
 
-Each worker process keeps a LIFO pool of up to 8 autocommit psycopg connections; routes are plain
+Each worker process keeps a LIFO pool of up to 4 autocommit psycopg connections; routes are plain
 ``def`` functions, which FastAPI runs in its thread pool (one thread hop, as Hearth's routes make).
 The table is ``ceiling_resource (id text primary key, content jsonb)``, created by the bench.
 """
@@ -24,7 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-SIZE = 8
+SIZE = 4
 SELECT = "select content::text from ceiling_resource where id = %s"
 INSERT = "insert into ceiling_resource (id, content) values (%s, %s)"
 

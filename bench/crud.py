@@ -31,6 +31,7 @@ from pathlib import Path
 import httpx
 import orjson
 import psycopg
+import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -186,7 +187,8 @@ def auth_cost(url: str, root: str, authorization: str, ids: list[str], n: int = 
     """What authorization adds to each request, measured in-process on the same database: the
     bearer-token check (one primary-key lookup), the audit record (a write's record is appended
     in the write's transaction; a read's is handed to the background writer), next to the FHIR
-    read they guard. Hearth has no auth-off mode to compare against, so the baseline is the read
+    read they guard (as it runs now, its connection not pre-pinged, and as it ran before, on a
+    pre-pinged pool). Hearth has no auth-off mode to compare against, so the baseline is the read
     itself. The token check runs three ways, interleaved in the same loop: on the main pool
     (pre-ping), through SQLAlchemy on an autocommit pool of its own (the previous server path),
     and as the server now runs it (``AuthStore.serving``: prepared, raw psycopg); then the last
@@ -197,7 +199,8 @@ def auth_cost(url: str, root: str, authorization: str, ids: list[str], n: int = 
     from fhir_server.settings import Settings
     from resources import audit
     from resources.auth_store import TOKEN_LOOKUP, AuthStore
-    from resources.db import create_engine
+    from resources.db import create_engine, normalise_url
+    from resources.repository import Repository
     from resources.token_lookup import SqlTokenLookup
 
     settings = Settings(database_url=url, base_url=root)
@@ -206,12 +209,21 @@ def auth_cost(url: str, root: str, authorization: str, ids: list[str], n: int = 
     sa_pool = create_engine(url, pool_size=4, pre_ping=False, autocommit=True)
     previous = AuthStore(ctx.repo.engine, SqlTokenLookup(sa_pool, TOKEN_LOOKUP, owned=True))
     pinged = AuthStore(ctx.repo.engine)
+    # the read as it ran before: a connection pre-pinged at each checkout (SQLAlchemy's own)
+    old_engine = sa.create_engine(
+        normalise_url(url), pool_pre_ping=True, json_deserializer=orjson.loads
+    )
+    old_repo = Repository(old_engine, ctx.repo.search)
     cpu0 = time.process_time()
     try:
         check, check_prev, check_pinged, record, read, submit = [], [], [], [], [], []
+        read_prev = []
         writer = audit.AuditWriter(ctx.repo.engine)
         for i in range(n):
             rid = ids[i % len(ids)]
+            t0 = time.perf_counter()
+            old_repo.read(lambda u, rid=rid: u.read("Patient", rid))
+            read_prev.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             bearer_access(pinged, settings, authorization)
             check_pinged.append(time.perf_counter() - t0)
@@ -258,6 +270,7 @@ def auth_cost(url: str, root: str, authorization: str, ids: list[str], n: int = 
             cpu[label] = (time.process_time() - c0) / n
     finally:
         ctx.repo.engine.dispose()
+        old_engine.dispose()
         store.close()
         previous.close()
     load = os.getloadavg()
@@ -267,7 +280,8 @@ def auth_cost(url: str, root: str, authorization: str, ids: list[str], n: int = 
         f"{time.process_time() - cpu0:.1f} s CPU)"
     )
     for label, xs in (
-        ("FHIR read (baseline)", read),
+        ("FHIR read (baseline), unpinged (now)", read),
+        ("FHIR read, pre-pinged (previous)", read_prev),
         ("token check, pre-ping pool", check_pinged),
         ("token check, SQLAlchemy lookup pool (previous)", check_prev),
         ("token check, raw prepared (now)", check),
@@ -350,6 +364,9 @@ def main() -> None:
             "HEARTH_BASE_URL": f"http://127.0.0.1:{port}",
             "HEARTH_WORKERS": str(args.workers),
             "HEARTH_LOG_LEVEL": "warning",
+            # no DICOM listener: it would run in the parent process, outside the measured
+            # workers, and its fixed port collides with other servers on the machine
+            "HEARTH_DICOM_ENABLED": "false",
         }
         procs.append(
             subprocess.Popen(

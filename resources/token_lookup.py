@@ -81,7 +81,7 @@ class PgTokenLookup:
     connections to the database of ``engine`` (opened on demand, kept open, LIFO), the statement
     prepared on each at its first use. ``close()`` closes them; a lookup after it fails."""
 
-    def __init__(self, engine: sa.Engine, stmt: sa.Select, *, size: int = 8) -> None:
+    def __init__(self, engine: sa.Engine, stmt: sa.Select, *, size: int = 4) -> None:
         if engine.dialect.name != "postgresql":
             raise ValueError("PgTokenLookup needs a PostgreSQL engine")
         _, params = engine.dialect.create_connect_args(engine.url)
