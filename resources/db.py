@@ -61,8 +61,9 @@ def create_engine(
     autocommit: bool = False,
 ) -> sa.Engine:
     """Build the engine for ``url`` (``sqlite:///path.db`` or ``postgresql://...``).
-    ``pre_ping=False`` (PostgreSQL) saves the liveness round trip at each pool checkout; its
-    user must retry a statement that fails on a connection the server dropped.
+    PostgreSQL connections are pinged (a liveness round trip) at each pool checkout, except
+    inside ``unpinged`` (single reads, which retry instead); ``pre_ping=False`` never pings, and
+    its user must retry a statement that fails on a connection the server dropped.
     ``autocommit=True`` (PostgreSQL, for single-statement reads) runs every connection in
     autocommit and skips the ROLLBACK when one goes back to the pool."""
     url = normalise_url(url)
