@@ -165,8 +165,10 @@ def cpu_s(pid: int) -> float:
     return total / tick
 
 
-def rss_mb(pid: int) -> float:
-    total = 0
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(RSS, PSS) in MB of ``pid`` and its children, summed. RSS counts a page shared by the
+    forked workers once in every process; PSS divides it among them (what the server uses)."""
+    rss = pss = 0
     pids = [pid] + [
         int(p)
         for p in subprocess.run(
@@ -177,10 +179,13 @@ def rss_mb(pid: int) -> float:
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
+                    rss += int(line.split()[1])
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    pss += int(line.split()[1])
         except FileNotFoundError:
             pass
-    return total / 1024
+    return rss / 1024, pss / 1024
 
 
 def auth_cost(url: str, root: str, authorization: str, ids: list[str], n: int = 2000) -> None:
@@ -364,9 +369,7 @@ def main() -> None:
             "HEARTH_BASE_URL": f"http://127.0.0.1:{port}",
             "HEARTH_WORKERS": str(args.workers),
             "HEARTH_LOG_LEVEL": "warning",
-            # no DICOM listener: it would run in the parent process, outside the measured
-            # workers, and its fixed port collides with other servers on the machine
-            "HEARTH_DICOM_ENABLED": "false",
+            "HEARTH_DICOM_ENABLED": "false",  # not measured here; leaves port 11112 alone
         }
         procs.append(
             subprocess.Popen(
@@ -439,7 +442,11 @@ def main() -> None:
                 )
         load = os.getloadavg()
         print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} after the HTTP phases")
-        print(f"server RSS after the run: {rss_mb(procs[0].pid):.0f} MB (all worker processes)")
+        rss, pss = rss_mb(procs[0].pid)
+        print(
+            f"server memory after the run, all processes: PSS {pss:.0f} MB (goal < 300 MB), "
+            f"RSS summed {rss:.0f} MB (counts the pages the forked workers share once per process)"
+        )
         if not args.no_auth:
             auth_cost(url, f"http://127.0.0.1:{port}", HEADERS["Authorization"], http_ids)
         for op, goal in (("create", 0.35), ("read", 0.30)):
