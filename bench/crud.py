@@ -146,25 +146,6 @@ def raw_phase(
     return len(lat) / (time.perf_counter() - t0), lat, created
 
 
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a server: the process and its worker processes."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    pids = [pid] + [
-        int(p)
-        for p in subprocess.run(
-            ["pgrep", "-P", str(pid)], capture_output=True, text=True
-        ).stdout.split()
-    ]
-    for p in pids:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-        except FileNotFoundError:
-            pass
-    return total / tick
-
-
 def rss_mb(pid: int) -> tuple[float, float]:
     """(RSS, PSS) in MB of ``pid`` and its children, summed. RSS counts a page shared by the
     forked workers once in every process; PSS divides it among them (what the server uses)."""
@@ -186,6 +167,25 @@ def rss_mb(pid: int) -> tuple[float, float]:
         except FileNotFoundError:
             pass
     return rss / 1024, pss / 1024
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a server: the process and its worker processes."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    pids = [pid] + [
+        int(p)
+        for p in subprocess.run(
+            ["pgrep", "-P", str(pid)], capture_output=True, text=True
+        ).stdout.split()
+    ]
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except FileNotFoundError:
+            pass
+    return total / tick
 
 
 def auth_cost(url: str, root: str, authorization: str, ids: list[str], n: int = 2000) -> None:
