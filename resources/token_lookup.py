@@ -25,6 +25,7 @@ from psycopg.types.json import set_json_loads
 from sqlalchemy.dialects import postgresql
 
 Row = tuple  # the columns of ``auth_store.TOKEN_LOOKUP``, in order
+WAIT = 30.0  # seconds a lookup waits for a free connection (SQLAlchemy's pool_timeout)
 
 
 class TokenLookup(Protocol):
@@ -105,7 +106,8 @@ class PgTokenLookup:
         return conn
 
     def _take(self) -> psycopg.Connection:
-        self._slots.acquire()
+        if not self._slots.acquire(timeout=WAIT):
+            raise TimeoutError(f"no token-lookup connection came free within {WAIT:.0f} s")
         try:
             with self._lock:
                 if self._closed:
