@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from resources.schema import Document, UtcDateTime, metadata
+from resources.token_lookup import PgTokenLookup, SqlTokenLookup, TokenLookup
 
 auth_client = sa.Table(
     "auth_client",
@@ -90,7 +91,7 @@ auth_jti = sa.Table(
 )
 
 
-_TOKEN_LOOKUP = sa.select(
+TOKEN_LOOKUP = sa.select(
     auth_token.c.kind,
     auth_token.c.client_id,
     auth_token.c.username,
@@ -100,7 +101,7 @@ _TOKEN_LOOKUP = sa.select(
     auth_token.c.expires,
     auth_token.c.revoked,
     auth_token.c.grant_id,
-)
+).where(auth_token.c.token_hash == sa.bindparam("token_hash"))
 
 
 def digest(secret: str) -> str:
@@ -122,13 +123,24 @@ class TokenRow:
 
 class AuthStore:
     """The authorization tables on ``engine``; each method is one short transaction. Bearer-token
-    lookups, which every FHIR request makes, may use their own ``lookup`` engine (PostgreSQL:
-    a small pool without the pre-ping round trip; a lookup on a dropped connection is retried
-    once on a fresh one)."""
+    lookups, which every FHIR request makes, go through ``lookup`` (``resources.token_lookup``;
+    by default SQLAlchemy on ``engine``; ``serving`` gives PostgreSQL its raw psycopg pool)."""
 
-    def __init__(self, engine: sa.Engine, lookup: sa.Engine | None = None) -> None:
+    def __init__(self, engine: sa.Engine, lookup: TokenLookup | None = None) -> None:
         self.engine = engine
-        self.lookup = lookup or engine
+        self.lookup = lookup or SqlTokenLookup(engine, TOKEN_LOOKUP)
+
+    @classmethod
+    def serving(cls, engine: sa.Engine) -> AuthStore:
+        """The store of a serving process: on PostgreSQL, token lookups run prepared on raw
+        psycopg connections of their own (``PgTokenLookup``); ``close()`` closes them."""
+        if engine.dialect.name == "postgresql":
+            return cls(engine, PgTokenLookup(engine, TOKEN_LOOKUP))
+        return cls(engine)
+
+    def close(self) -> None:
+        """Close the token lookup's own connections, if it has any (not ``engine``)."""
+        self.lookup.close()
 
     # -- clients ------------------------------------------------------------------------------
     def add_client(self, **row: object) -> None:
@@ -236,24 +248,10 @@ class AuthStore:
             )
 
     def token(self, token: str) -> TokenRow | None:
-        """One primary-key lookup; on PostgreSQL in autocommit (no BEGIN/ROLLBACK round trips):
-        it runs on every FHIR request."""
-        stmt = _TOKEN_LOOKUP.where(auth_token.c.token_hash == digest(token))
-        try:
-            row = self._lookup(stmt)
-        except sa.exc.DBAPIError as exc:
-            # a pooled connection the server dropped (restart, idle timeout): SQLAlchemy has
-            # invalidated the pool, and one retry runs on a fresh connection
-            if not exc.connection_invalidated:
-                raise
-            row = self._lookup(stmt)
+        """One primary-key lookup, never cached (revocation takes effect at once): it runs on
+        every FHIR request."""
+        row = self.lookup(digest(token))
         return TokenRow(*row) if row else None
-
-    def _lookup(self, stmt: sa.Select) -> sa.Row | None:
-        with self.lookup.connect() as conn:
-            if conn.dialect.name == "postgresql" and conn.default_isolation_level != "AUTOCOMMIT":
-                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            return conn.execute(stmt).first()
 
     def revoke_grant(self, grant_id: str) -> None:
         """Revoke every token one grant issued (a refresh token and its access tokens)."""

@@ -9,6 +9,9 @@ the writes that must not interleave.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import orjson
@@ -18,6 +21,22 @@ from sqlalchemy.engine import make_url
 
 # Execution option marking a connection whose transaction only reads.
 READONLY = "hearth_readonly"
+
+# Set while a read-only unit checks out its connection (``unpinged``): the PostgreSQL pre-ping is
+# skipped, and the reader retries once on a connection the server dropped.
+_NO_PING: ContextVar[bool] = ContextVar("hearth_no_ping", default=False)
+
+
+@contextmanager
+def unpinged() -> Iterator[None]:
+    """Check out connections without the pre-ping round trip (PostgreSQL). Only for work that
+    may run again: a statement on a connection the server dropped raises a ``DBAPIError``
+    with ``connection_invalidated``, and the caller retries on a fresh one."""
+    token = _NO_PING.set(True)
+    try:
+        yield
+    finally:
+        _NO_PING.reset(token)
 
 
 def _dumps(value: object) -> str:
@@ -42,8 +61,9 @@ def create_engine(
     autocommit: bool = False,
 ) -> sa.Engine:
     """Build the engine for ``url`` (``sqlite:///path.db`` or ``postgresql://...``).
-    ``pre_ping=False`` (PostgreSQL) saves the liveness round trip at each pool checkout; its
-    user must retry a statement that fails on a connection the server dropped.
+    PostgreSQL connections are pinged (a liveness round trip) at each pool checkout, except
+    inside ``unpinged`` (single reads, which retry instead); ``pre_ping=False`` never pings, and
+    its user must retry a statement that fails on a connection the server dropped.
     ``autocommit=True`` (PostgreSQL, for single-statement reads) runs every connection in
     autocommit and skips the ROLLBACK when one goes back to the pool."""
     url = normalise_url(url)
@@ -61,14 +81,14 @@ def create_engine(
         _configure_sqlite(engine)
         return engine
     if parsed.get_backend_name() == "postgresql":
-        return sa.create_engine(
+        engine = sa.create_engine(
             url,
             echo=echo,
             json_serializer=_dumps,
             json_deserializer=orjson.loads,
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_pre_ping=pre_ping,
+            pool_pre_ping=False,  # pinged by _ping_on_checkout, except for ``unpinged`` reads
             **(
                 {"isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None}
                 if autocommit
@@ -77,7 +97,27 @@ def create_engine(
             # JIT compilation adds 5-11 ms to Hearth's short index queries and saves nothing.
             connect_args={"options": "-c jit=off"},
         )
+        if pre_ping:
+            _ping_on_checkout(engine)
+        return engine
     raise ValueError(f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}")
+
+
+def _ping_on_checkout(engine: sa.Engine) -> None:
+    """SQLAlchemy's ``pool_pre_ping``, skipped inside ``unpinged``: a connection the server
+    dropped while it sat in the pool is replaced (and the pool invalidated) before use."""
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_conn, _record, _proxy):  # type: ignore[no-untyped-def]
+        if _NO_PING.get():
+            return
+        try:
+            dialect.do_ping(dbapi_conn)
+        except dialect.loaded_dbapi.Error as exc:
+            if dialect.is_disconnect(exc, dbapi_conn, None):
+                raise sa.exc.InvalidatePoolError() from exc
+            raise
 
 
 def _configure_sqlite(engine: sa.Engine) -> None:

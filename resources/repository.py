@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from resources import audit
 from resources.custom_params import CustomParams
-from resources.db import READONLY
+from resources.db import READONLY, is_postgres, unpinged
 from resources.errors import (
     Conflict,
     Gone,
@@ -119,16 +119,30 @@ class Repository:
 
     def read(self, fn: Callable[[Unit], T]) -> T:
         """Run a read-only ``fn`` without a write lock: autocommit statements on PostgreSQL (one
-        round trip for a read), a deferred transaction (a WAL snapshot) on SQLite."""
+        round trip for a read: the connection is not pre-pinged, and ``fn`` runs once more on a
+        fresh one when the server had dropped it), a deferred transaction (a WAL snapshot) on
+        SQLite."""
+        if is_postgres(self.engine):
+            try:
+                return self._read_pg(fn)
+            except DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+                log.info("read met a dropped connection; running it again: %s", exc.orig)
+                return self._read_pg(fn)
         with self.engine.connect() as conn:
-            if conn.dialect.name == "postgresql":
-                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-                self.custom_params.sync(conn)
-                return _in_unit(fn, Unit(self, conn))
             conn = conn.execution_options(**{READONLY: True})
             with conn.begin():
                 self.custom_params.sync(conn)
                 return _in_unit(fn, Unit(self, conn))
+
+    def _read_pg(self, fn: Callable[[Unit], T]) -> T:
+        with unpinged():
+            conn = self.engine.connect()
+        with conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            self.custom_params.sync(conn)
+            return _in_unit(fn, Unit(self, conn))
 
     def run(self, fn: Callable[[Unit], T]) -> T:
         """Run ``fn`` in one transaction, retrying when a concurrent writer won a race."""

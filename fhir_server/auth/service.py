@@ -11,7 +11,6 @@ from fhir_server.auth.keys import SigningKey
 from fhir_server.settings import Settings
 from resources import audit
 from resources.auth_store import AuthStore
-from resources.db import create_engine
 
 
 @dataclass
@@ -23,13 +22,8 @@ class AuthService:
 
     @classmethod
     def build(cls, engine: sa.Engine, settings: Settings) -> AuthService:
-        lookup = None
-        if engine.dialect.name == "postgresql":  # token checks skip the pre-ping round trip
-            lookup = create_engine(
-                settings.database_url, pool_size=4, pre_ping=False, autocommit=True
-            )
         return cls(
-            AuthStore(engine, lookup),
+            AuthStore.serving(engine),  # PostgreSQL: token checks on raw prepared lookups
             SigningKey.load_or_create(settings.data_dir),
             settings,
             audit.AuditWriter(engine),
@@ -37,8 +31,7 @@ class AuthService:
 
     def close(self) -> None:
         self.writer.close()
-        if self.store.lookup is not self.store.engine:
-            self.store.lookup.dispose()
+        self.store.close()
 
     @property
     def token_url(self) -> str:
