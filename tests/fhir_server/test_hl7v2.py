@@ -213,7 +213,7 @@ def test_http_edges(server, client: httpx.Client) -> None:  # type: ignore[no-un
     refs = {
         ent.get("what", {}).get("reference")
         for e in events.get("entry", [])
-        if e["resource"]["subtype"][0]["code"] == "transaction"
+        if any(s.get("code") == "transaction" for s in e["resource"].get("subtype", []))
         for ent in e["resource"].get("entity", [])
     }
     assert f"Patient/{patient['id']}" in refs
