@@ -83,7 +83,9 @@ def accepts(cls: type[FHIRAbstractModel], data: Any) -> bool:
     does not have (see the module)."""
     try:
         return _object(cls, data)
-    except RecursionError:
+    except Exception:  # noqa: BLE001 - a field validator failing otherwise than pydantic does
+        # (TypeError...), deep nesting, a model whose tables cannot be read: not shown, and the
+        # model itself runs, reporting what it reported before (validation_r4b.check).
         return False
 
 
@@ -241,14 +243,13 @@ def _field(name: str, info: Any) -> _Field | None:
         return _Field(name, is_list, validate, None, None, "", False, _nullable(info.annotation))
     if isinstance(base, str):
         return None
-    model = base.get_model_klass()
+    model: type[FHIRAbstractModel] | None = base.get_model_klass()
+    kind = None
     if issubclass(base, FhirElementOrResourceBase):
-        if model.__name__ not in ("Resource", "Element"):
+        kind = model.__name__ if model is not None else None
+        if kind not in ("Resource", "Element"):
             return None
-        kind = model.__name__
         model = None
-    else:
-        kind = None
     null_items = is_list and name.endswith("__ext") and _list_allows_none(info.annotation)
     nullable = _nullable(info.annotation)
     return _Field(name, is_list, None, model, kind, base._prefix, null_items, nullable)

@@ -77,7 +77,7 @@ class SearchEngine:
     def index(self, conn: sa.Connection, items: Iterable[tuple[int, dict]]) -> int:
         """Compute and insert the index rows of ``(resource.pk, resource)`` pairs in ``conn``'s
         transaction (one statement per table on PostgreSQL); returns the number of rows."""
-        rows = []
+        rows: list[tuple[sa.Table, tuple]] = []
         raw_rows = self.indexer.raw_rows
         for pk, content in items:
             rows.extend((table, (pk, *values)) for table, values in raw_rows(content))
