@@ -16,8 +16,9 @@ their own Bundles, after an untimed warm-up (validating the resources of their f
 compiles the R4 JSON Schema validators of the types met, once per process). Not included: HTTP,
 JSON parsing of the request body, auth and the audit record. Printed: wall clock; the CPU of the
 loaders and of their PostgreSQL backends; and the CPU inside ``tx.process`` alone (the
-transaction path without un-gzipping and parsing the test data). Baseline in the same run: raw psycopg ``COPY`` of the same resources' JSON into a plain
-``(id text primary key, content jsonb)`` table in the same database, from one process.
+transaction path without un-gzipping and parsing the test data). Baseline in the same run: raw
+psycopg ``COPY`` of the same resources' JSON into a plain ``(id text primary key, content
+jsonb)`` table in the same database, from one process.
 
 Queries: each through ``resources.searching.run_search`` inside ``Repository.read`` -- the
 function ``GET [base]/[type]?...`` calls -- so a figure includes compiling the query, the SQL,
@@ -541,9 +542,9 @@ def main(argv: list[str] | None = None) -> None:
         )
         ms = 1000 / n
         print(
-            f"  CPU: loaders {done.loaders:,.0f} s ({done.loaders * ms:.2f} ms/resource), PostgreSQL"
-            f" backends {done.pg:,.0f} s ({done.pg * ms:.2f} ms/resource): on 2 idle cores"
-            f" that is {2 * n / (done.loaders + done.pg):,.0f} resources/s"
+            f"  CPU: loaders {done.loaders:,.0f} s ({done.loaders * ms:.2f} ms/resource),"
+            f" PostgreSQL backends {done.pg:,.0f} s ({done.pg * ms:.2f} ms/resource): on 2 idle"
+            f" cores that is {2 * n / (done.loaders + done.pg):,.0f} resources/s"
         )
         print(
             f"  the transaction path alone (CPU inside tx.process, without preparing the test"

@@ -18,12 +18,12 @@ each object what validating it with the model does, from the models' own definit
 A property the model does not have gives only an ``extra_forbidden`` finding, which
 :mod:`resources.validation_r4b` always drops, so it is skipped here. ``True`` means the model
 finds nothing but such properties; ``False`` means "not shown": the caller then runs the model,
-whose findings are the verdict. So the answer is never weaker than the model: wherever this walk meets something it
-does not reproduce exactly (a model with a validator not listed here, a property given by its
-Python field name, ``resourceType`` on a non-resource, a non-object where a model belongs, an
-unknown nested type), it answers ``False``. ``tests/resources/test_validation_r4b_accepts.py``
-checks on the official examples, Synthea and generated bad input that ``True`` never stands
-where the model objects.
+whose findings are the verdict. So validation is never weaker than with the model alone:
+wherever this walk meets something it does not reproduce exactly (a model with a validator not
+listed here, a property given by its Python field name, ``resourceType`` on a non-resource, a
+non-object where a model belongs, an unknown nested type, an exception), it answers ``False``.
+``tests/resources/test_validation_r4b_accepts.py`` checks on the official examples, Synthea and
+generated bad input that ``True`` never stands where the model objects.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ from fhir_core.fhirabstractmodel import FHIRAbstractModel
 from fhir_core.types import FhirBase, FhirElementOrResourceBase
 from fhir_core.utils import is_list_type
 
-# The model validators this walk reproduces (by the name of the function), per model class name;
-# any other validator on a model makes ``accepts`` answer False for objects of that model.
+# The model validators this walk reproduces (by the name of the function); any other validator
+# on a model makes ``accepts`` answer False for objects of that model.
 _BASE_VALIDATORS = frozenset({"reject_null_complex_elements", "validate_after_model_construction"})
 _EXTENSION_VALIDATOR = "validate_extension_or_fhir_comment_required"
 # Model settings that do not change how a field's value validates (extra: skipped, see above;
@@ -55,8 +55,9 @@ _KNOWN_CONFIG = frozenset({"extra", "validate_assignment", "populate_by_name"})
 class _Field:
     name: str
     is_list: bool
-    # primitive: the core validator of the whole field (its TypeAdapter's); complex: the model class (None: a resource
-    # chosen by its resourceType), and which base the field's type has (Resource or Element).
+    # primitive: the core validator of the whole field (its TypeAdapter's); complex: the model
+    # class (None: a resource chosen by its resourceType), and which base the field's type has
+    # (Resource or Element).
     validate: Callable[[Any], Any] | None
     model: type[FHIRAbstractModel] | None
     resource_base: str | None
@@ -198,13 +199,10 @@ def _model(cls: type[FHIRAbstractModel]) -> _Model:
             understood = False  # the model itself would fail on its own table
             continue
         primitives.append((alias_of[elements[element]], alias_of.get(ext) if ext else None))
-    choices = tuple(
-        (
-            tuple(alias_of[n] for n in group),
-            cls.model_fields[group[0]].json_schema_extra["one_of_many_required"] is True,  # type: ignore[index]
-        )
-        for group in probe.get_one_of_many_fields().values()
-    )
+    choices = []
+    for group in probe.get_one_of_many_fields().values():
+        extra: Any = cls.model_fields[group[0]].json_schema_extra
+        choices.append((tuple(alias_of[n] for n in group), extra["one_of_many_required"] is True))
     if set(cls.model_config) - _KNOWN_CONFIG:
         understood = False  # a setting that might change how a primitive validates
     validators = cls.__pydantic_decorators__
@@ -225,7 +223,7 @@ def _model(cls: type[FHIRAbstractModel]) -> _Model:
         resource_type=cls.__resource_type__,
         required=tuple(alias_of[n] for n, i in cls.model_fields.items() if i.is_required()),
         primitives=tuple(primitives),
-        choices=choices,
+        choices=tuple(choices),
         extension_rule=extension_rule,
         understood=understood,
     )
