@@ -12,9 +12,13 @@ runs (fullUrl references rewritten to server-assigned ids, the plain creates thr
 rows, one database transaction per Bundle). Fresh ids come from the server; replicas > 0 also get
 ``-rN`` appended to each Patient identifier value so that identifier searches stay selective.
 ``--workers`` loader processes (default 2, as ``hearth serve`` runs 2 uvicorn workers) each post
-their own Bundles. Not included: HTTP, JSON parsing of the request body, auth and the audit
-record. Baseline in the same run: raw psycopg ``COPY`` of the same resources' JSON into a plain
-``(id text primary key, content jsonb)`` table in the same database, from one process.
+their own Bundles, after an untimed warm-up (validating the resources of their first 11 Bundles
+compiles the R4 JSON Schema validators of the types met, once per process). Not included: HTTP,
+JSON parsing of the request body, auth and the audit record. Printed: wall clock; the CPU of the
+loaders and of their PostgreSQL backends; and the CPU inside ``tx.process`` alone (the
+transaction path without un-gzipping and parsing the test data). Baseline in the same run: raw
+psycopg ``COPY`` of the same resources' JSON into a plain ``(id text primary key, content
+jsonb)`` table in the same database, from one process.
 
 Queries: each through ``resources.searching.run_search`` inside ``Repository.read`` -- the
 function ``GET [base]/[type]?...`` calls -- so a figure includes compiling the query, the SQL,
@@ -42,6 +46,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
@@ -119,12 +124,23 @@ def _load_worker(
     url: str, worker: int, workers: int, target: int, counter, cpu, profile: str
 ) -> None:  # type: ignore[no-untyped-def]
     from resources import transaction as tx
+    from resources.validation import validate_resource
+    from resources.validation_schema import schema
 
     engine = create_engine(url, pool_size=1)
     repo = Repository(engine, SearchEngine(base_urls=(BASE,)))
     with engine.connect() as conn:  # the pool's one connection: the one the Bundles will use
         backend = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+    # Warm-up, not timed: compile the R4 JSON Schema validators of the types in the first
+    # Bundles (once per process, ~10 s; what a server does in its first minutes).
+    for n, (_, raw) in enumerate(bundles(worker, workers)):
+        for e in orjson.loads(raw)["entry"]:
+            validate_resource(e["resource"])
+        if n == 10:
+            break
+    compiled = sum(schema().compile_seconds.values())
     cpu0, pg0 = time.process_time(), _pg_cpu(backend)
+    in_tx = 0.0  # CPU inside tx.process: the transaction path without preparing the test data
     prof = None
     if profile:
         import cProfile
@@ -137,6 +153,7 @@ def _load_worker(
             if counter.value >= target:
                 break
             bundle = replica(raw, r)
+            t0 = time.process_time()
             tx.process(
                 repo,
                 bundle,
@@ -145,11 +162,15 @@ def _load_worker(
                 status_of=_status_of,
                 return_pref="minimal",
             )
+            in_tx += time.process_time() - t0
             with counter.get_lock():
                 counter.value += len(bundle["entry"])
         r += 1
-    cpu[2 * worker] = time.process_time() - cpu0
-    cpu[2 * worker + 1] = _pg_cpu(backend) - pg0
+    k = 4 * worker
+    cpu[k] = time.process_time() - cpu0
+    cpu[k + 1] = _pg_cpu(backend) - pg0
+    cpu[k + 2] = in_tx
+    cpu[k + 3] = sum(schema().compile_seconds.values()) - compiled
     if prof is not None:
         prof.disable()
         prof.dump_stats(f"{profile}.{worker}")
@@ -252,11 +273,24 @@ def create_database(name: str) -> str:
     return url
 
 
-def load(url: str, target: int, workers: int, profile: str) -> tuple[int, float, float, float]:
-    """Returns (resources, wall seconds, loader CPU seconds, PostgreSQL backend CPU seconds)."""
+@dataclass
+class Loaded:
+    """What a load did: resources, wall seconds, and CPU seconds of the loader processes (all,
+    after the warm-up; inside ``tx.process`` only) and of their PostgreSQL backends; and the
+    seconds spent compiling R4 JSON Schema validators of types the warm-up did not meet."""
+
+    n: int
+    wall: float
+    loaders: float
+    pg: float
+    in_tx: float
+    compile: float
+
+
+def load(url: str, target: int, workers: int, profile: str) -> Loaded:
     ctx = mp.get_context("fork")
     counter = ctx.Value("q", 0)
-    cpu = ctx.Array("d", 2 * workers)
+    cpu = ctx.Array("d", 4 * workers)
     procs = [
         ctx.Process(target=_load_worker, args=(url, w, workers, target, counter, cpu, profile))
         for w in range(workers)
@@ -279,7 +313,9 @@ def load(url: str, target: int, workers: int, profile: str) -> tuple[int, float,
         if p.exitcode:
             raise SystemExit(f"loader process failed with exit code {p.exitcode}")
     elapsed = time.perf_counter() - start
-    return counter.value, elapsed, sum(cpu[0::2]), sum(cpu[1::2])
+    return Loaded(
+        counter.value, elapsed, sum(cpu[0::4]), sum(cpu[1::4]), sum(cpu[2::4]), sum(cpu[3::4])
+    )
 
 
 def raw_copy(url: str, count: int) -> tuple[int, float]:
@@ -498,15 +534,24 @@ def main(argv: list[str] | None = None) -> None:
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}, {os.cpu_count()} CPUs")
     if args.load and not args.reuse:
         create_database(args.db)
-        n, el, py_cpu, pg_cpu = load(url, args.target, args.workers, args.profile)
+        done = load(url, args.target, args.workers, args.profile)
+        n, el = done.n, done.wall
         print(
             f"Hearth transaction path, {args.workers} processes: {n:,} resources in {el:,.0f} s"
             f" = {n / el:,.0f} resources/s wall clock (load {os.getloadavg()[0]:.1f})"
         )
+        ms = 1000 / n
         print(
-            f"  CPU: loaders {py_cpu:,.0f} s ({py_cpu / n * 1000:.2f} ms/resource), PostgreSQL"
-            f" backends {pg_cpu:,.0f} s ({pg_cpu / n * 1000:.2f} ms/resource): on 2 idle cores"
-            f" that is {2 * n / (py_cpu + pg_cpu):,.0f} resources/s"
+            f"  CPU: loaders {done.loaders:,.0f} s ({done.loaders * ms:.2f} ms/resource),"
+            f" PostgreSQL backends {done.pg:,.0f} s ({done.pg * ms:.2f} ms/resource): on 2 idle"
+            f" cores that is {2 * n / (done.loaders + done.pg):,.0f} resources/s"
+        )
+        print(
+            f"  the transaction path alone (CPU inside tx.process, without preparing the test"
+            f" data): {done.in_tx * ms:.3f} + PostgreSQL {done.pg * ms:.3f} ="
+            f" {(done.in_tx + done.pg) * ms:.3f} ms/resource, that is"
+            f" {2 * n / (done.in_tx + done.pg):,.0f} resources/s on 2 idle cores"
+            f" (validators compiled after the warm-up: {done.compile:.1f} s)"
         )
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE")

@@ -21,6 +21,10 @@ drift from the installed models. The 18 R4 types without an R4B model (Medicinal
 Substance{NucleicAcid, Polymer, Protein, ReferenceInformation, SourceMaterial, Specification},
 EffectEvidenceSynthesis, RiskEvidenceSynthesis) are judged by the R4 schema alone, and so are
 nested resources of those types (they are masked from the R4B model of their container).
+
+The model runs only where :func:`resources.validation_r4b_accepts.accepts` cannot show that it
+would raise nothing (it shows that for every valid resource of the official examples and
+Synthea, about four times faster than the model); where it runs, its findings are the verdict.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from fhir.resources.R4B import fhirtypes, get_fhir_model_class
 from fhir_core.fhirabstractmodel import FHIRAbstractModel
 
 from resources.errors import Issue
+from resources.validation_r4b_accepts import accepts
 from resources.validation_schema import ElementSpec, R4Schema, expression
 from resources.validation_schema_issues import shown
 
@@ -142,6 +147,9 @@ def check(resource: dict, root: str, schema: R4Schema, masked: Iterable[Path]) -
     cls = model(root)
     if cls is None:
         raise ValueError(f"{root} has no R4B model")
+    masked = list(masked)
+    if not masked and accepts(cls, resource):
+        return []  # the model would raise nothing: no need to run it
     data = _masked(resource, masked)
     try:
         cls.model_validate(data)

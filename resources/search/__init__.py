@@ -77,11 +77,10 @@ class SearchEngine:
     def index(self, conn: sa.Connection, items: Iterable[tuple[int, dict]]) -> int:
         """Compute and insert the index rows of ``(resource.pk, resource)`` pairs in ``conn``'s
         transaction (one statement per table on PostgreSQL); returns the number of rows."""
-        rows = []
+        rows: list[tuple[sa.Table, tuple]] = []
+        raw_rows = self.indexer.raw_rows
         for pk, content in items:
-            for table, row in self.indexer.rows_for(content):
-                row["res_pk"] = pk
-                rows.append((table, row))
+            rows.extend((table, (pk, *values)) for table, values in raw_rows(content))
         return writer.insert_rows(conn, rows)
 
     def unindex(self, conn: sa.Connection, pks: Sequence[int]) -> None:

@@ -18,9 +18,10 @@ import sqlalchemy as sa
 from resources.search.tables import COLUMNS, INDEX_TABLES
 
 
-def insert_rows(conn: sa.Connection, rows: Iterable[tuple[sa.Table, dict]]) -> int:
-    """Insert index rows (each dict with ``res_pk`` and every column); returns the count."""
-    by_table: dict[sa.Table, list[dict]] = {}
+def insert_rows(conn: sa.Connection, rows: Iterable[tuple[sa.Table, tuple]]) -> int:
+    """Insert index rows, each the values of its table's ``COLUMNS`` in order (``res_pk``
+    first); returns the count."""
+    by_table: dict[sa.Table, list[tuple]] = {}
     n = 0
     for table, row in rows:
         by_table.setdefault(table, []).append(row)
@@ -30,7 +31,8 @@ def insert_rows(conn: sa.Connection, rows: Iterable[tuple[sa.Table, dict]]) -> i
         if postgres and len(batch) > 1:
             _copy(conn, table, batch)
         else:
-            conn.execute(sa.insert(table), batch)
+            cols = COLUMNS[table]
+            conn.execute(sa.insert(table), [dict(zip(cols, row, strict=True)) for row in batch])
     return n
 
 
@@ -39,13 +41,12 @@ def _copy_sql(table: sa.Table) -> str:
     return f"COPY {table.name} ({', '.join(COLUMNS[table])}) FROM STDIN"
 
 
-def _copy(conn: sa.Connection, table: sa.Table, batch: list[dict]) -> None:
+def _copy(conn: sa.Connection, table: sa.Table, batch: list[tuple]) -> None:
     """COPY ``batch`` into ``table`` on the connection's psycopg connection, inside the
     transaction ``conn`` has open."""
-    cols = COLUMNS[table]
     with conn.connection.driver_connection.cursor() as cur, cur.copy(_copy_sql(table)) as copy:
         for row in batch:
-            copy.write_row([row[c] for c in cols])
+            copy.write_row(row)
 
 
 def delete_rows(conn: sa.Connection, pks: Sequence[int]) -> None:
