@@ -28,7 +28,7 @@ from resources.schema import resource
 from resources.search import CompiledSearch, keys
 from resources.search.tables import idx_reference
 from resources.shaping import select_elements, summarize
-from resources.store import Stored
+from resources.store import Stored, StoredJSON
 
 log = logging.getLogger("hearth.search")
 
@@ -55,6 +55,9 @@ class SearchRequest:
     explain: bool = False
     extra_issues: list[Issue] = field(default_factory=list)
     security: Security | None = None  # what the caller may see; applies to includes too
+    # The Bundle carries resources that need no shaping as their stored JSON text
+    # (``orjson.Fragment``), for a caller that only dumps it with orjson (the HTTP response).
+    raw: bool = False
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,7 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
         plain = req.compartment is None and req.res_type is not None and _type_visible(req)
         counted = compiled.select if plain else base_stmt
         total = _count(unit, counted, estimate=result.total == "estimate")
-    page: list[Stored] = []
+    page: list[StoredJSON] = []
     next_values = None
     if summary != "count" and count > 0:
         rows = _index_page(unit, req, compiled, cursor, count) if sort_keys else None
@@ -164,16 +167,17 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
             order = [e.desc().nulls_last() if d else e.asc().nulls_last() for e, d in sort_keys]
             stmt = stmt.order_by(*order, resource.c.pk.asc()).limit(count + 1)
             rows = unit.conn.execute(stmt).all()
-        page = unit.read_many(r[0] for r in rows[:count])
+        page = unit.read_json(pks=[r[0] for r in rows[:count]])
         if len(rows) > count:
             last = rows[count - 1]
             next_values = (list(last[1:]), last[0])
     includes, inc_issues = _includes(unit, page, result.include, result.revinclude, req.security)
     issues += inc_issues
+    shown: list[Stored | StoredJSON] = list(page)
     if summary and summary != "count":
-        page = [_with(s, summarize(s.content, summary)) for s in page]
+        shown = [_with(s, summarize(s.content, summary)) for s in page]
     elif result.elements:
-        page = [_with(s, select_elements(s.content, result.elements)) for s in page]
+        shown = [_with(s, select_elements(s.content, result.elements)) for s in page]
     path = req.path
     ignored = {u.name for u in compiled.unsupported}
     applied = [(k, v) for k, v in query if k not in ignored]
@@ -191,12 +195,13 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
     )
     return searchset_bundle(
         base,
-        page,
+        shown,
         includes=includes,
         self_url=self_url,
         next_url=next_url,
         total=total,
         outcome=outcome,
+        raw=req.raw,
     )
 
 
@@ -274,15 +279,10 @@ def _type_visible(req: SearchRequest) -> bool:
     return sec.compartment is None or sec.free_types is None or req.res_type in sec.free_types
 
 
-def _with(stored: Stored, content: dict) -> Stored:
+def _with(stored: StoredJSON, content: dict) -> Stored:
+    """A page's resource with ``content`` shaped by ``_summary`` / ``_elements``."""
     return Stored(
-        stored.res_type,
-        stored.res_id,
-        stored.version,
-        stored.last_updated,
-        stored.deleted,
-        content,
-        stored.method,
+        stored.res_type, stored.res_id, stored.version, stored.last_updated, False, content
     )
 
 
@@ -384,25 +384,25 @@ def is_member(unit: Unit, pk: int, comp_type: str, comp_id: str) -> bool:
 
 def _includes(
     unit: Unit,
-    page: list[Stored],
+    page: list[StoredJSON],
     includes: list,
     revincludes: list,
     security: Security | None = None,
-) -> tuple[list[Stored], list[Issue]]:
+) -> tuple[list[StoredJSON], list[Issue]]:
     """Resources named by ``_include`` (forward, with ``:iterate``) and ``_revinclude``."""
     if not page or (not includes and not revincludes):
         return [], []
     registry = unit.repo.search.registry
     secured = _secured(security) if security is not None else []
     seen = {(s.res_type, s.res_id) for s in page}
-    found: list[Stored] = []
+    found: list[StoredJSON] = []
     issues: list[Issue] = []
     frontier = list(page)
     for depth in range(ITERATE_DEPTH):
         step = [i for i in includes if depth == 0 or i.iterate]
         if not step or not frontier:
             break
-        new: list[Stored] = []
+        new: list[StoredJSON] = []
         for inc in step:
             sources = [s for s in frontier if inc.source in ("*", s.res_type)]
             if not sources:
@@ -421,8 +421,7 @@ def _includes(
                 .where(*cond)
                 .distinct()
             )
-            included = unit.read_where(
-                ~resource.c.deleted,
+            included = unit.read_json(
                 sa.tuple_(resource.c.res_type, resource.c.res_id).in_(targets),
                 *secured,
                 limit=INCLUDE_LIMIT + 1,
@@ -449,10 +448,10 @@ def _includes(
                 continue
             cond.append(idx_reference.c.hash_identity.in_(idents))
         referrers = sa.select(idx_reference.c.res_pk).where(*cond)
-        where = [~resource.c.deleted, resource.c.pk.in_(referrers), *secured]
+        where = [resource.c.pk.in_(referrers), *secured]
         if inc.source != "*":
             where.append(resource.c.res_type == inc.source)
-        for s in unit.read_where(*where, limit=INCLUDE_LIMIT + 1):
+        for s in unit.read_json(*where, limit=INCLUDE_LIMIT + 1):
             if (s.res_type, s.res_id) not in seen:
                 seen.add((s.res_type, s.res_id))
                 found.append(s)
@@ -466,7 +465,7 @@ def _includes(
     return found, issues
 
 
-def _pks_of(unit: Unit, stored: list[Stored]) -> sa.Select:
+def _pks_of(unit: Unit, stored: list[StoredJSON]) -> sa.Select:
     pairs = [(s.res_type, s.res_id) for s in stored]
     return sa.select(resource.c.pk).where(
         sa.tuple_(resource.c.res_type, resource.c.res_id).in_(pairs)
