@@ -38,6 +38,13 @@ ITERATE_DEPTH = 4  # rounds of _include:iterate
 # (``_index_page``); fewer matches are sorted after they are found (the general query).
 INDEX_WALK_MIN = 5000
 INDEX_WALK_MAX = 200_000  # index rows one walk reads at most before leaving it to the general query
+# An unsorted search with a ``_has`` whose referring resources are at least this many walks the
+# searched type's rows in primary-key order (``_pk_page``); fewer are followed from their side
+# (the general query).
+HAS_WALK_MIN = 5000
+PK_WALK_MAX = (
+    50_000  # rows one primary-key walk reads at most before leaving it to the general query
+)
 
 
 @dataclass
@@ -158,7 +165,10 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
     page: list[StoredJSON] = []
     next_values = None
     if summary != "count" and count > 0:
-        rows = _index_page(unit, req, compiled, cursor, count) if sort_keys else None
+        if sort_keys:
+            rows = _index_page(unit, req, compiled, cursor, count)
+        else:
+            rows = _pk_page(unit, req, compiled, cursor, count)
         if rows is None:
             stmt = base_stmt.add_columns(*(e for e, _ in sort_keys))
             if cursor:
@@ -264,6 +274,68 @@ def _index_page(
         if walked < n:
             return None  # the end of the values: the general query does this last page
         n *= 4
+    return None
+
+
+def _pk_page(
+    unit: Unit, req: SearchRequest, compiled: CompiledSearch, cursor: str | None, count: int
+) -> list | None:
+    """A page of an unsorted search with a ``_has`` criterion whose referring resources are
+    many (``Patient?_has:Observation:subject:code=`` a common code), read by walking the
+    searched type's rows in primary-key order from the cursor: the next ``n`` rows (an index
+    range scan of ``resource (res_type, pk)`` that stops after ``n``), of which those among the
+    matches are kept -- PostgreSQL tests each by index probes (its reference rows, then their
+    sources' criteria) and stops at a page. If fewer than ``count + 1`` are found, the walk
+    goes on after the last row read, ``n`` growing. Rows ``(pk,)`` as the general query returns
+    them, ``count + 1`` of them or fewer at the end of the type's rows.
+
+    Left to the general query (None): searches without such a ``_has``, and those whose
+    ``_has`` has fewer than ``HAS_WALK_MIN`` referring resources (following them from their
+    side is cheaper then, and PostgreSQL estimates those well); compartment searches and
+    security filters that depend on the row; and a walk that has read ``PK_WALK_MAX`` rows
+    without filling the page (sparse matches: other criteria that select few)."""
+    if (
+        not compiled.has_sources
+        or compiled.members is None
+        or req.res_type is None
+        or req.compartment is not None
+        or not _type_visible(req)
+    ):
+        return None
+    conn = unit.conn
+    for sources in compiled.has_sources:
+        probe = sources.limit(HAS_WALK_MIN).subquery()
+        if conn.execute(sa.select(sa.func.count()).select_from(probe)).scalar_one() >= HAS_WALK_MIN:
+            break
+    else:
+        return None
+    after = _decode(cursor, 0)[1] if cursor else 0
+    c = resource.c
+    found: list = []
+    n, walked = (count + 1) * 4, 0
+    while walked < PK_WALK_MAX:
+        chunk = (
+            sa.select(c.pk)
+            .where(c.res_type == req.res_type, c.pk > after)
+            .order_by(c.pk)
+            .limit(n)
+            .subquery("chunk")
+        )
+        hits = (
+            sa.select(chunk.c.pk)
+            .where(chunk.c.pk.in_(compiled.members))
+            .order_by(chunk.c.pk)
+            .limit(count + 1 - len(found))
+        )
+        found += conn.execute(hits).all()
+        if len(found) > count:
+            return found
+        last, read = conn.execute(
+            sa.select(sa.func.max(chunk.c.pk), sa.func.count()).select_from(chunk)
+        ).one()
+        if read < n:
+            return found  # every row of the type after the cursor was read
+        after, walked, n = last, walked + read, n * 4
     return None
 
 

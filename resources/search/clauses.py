@@ -45,11 +45,14 @@ def key_in(col: sa.ColumnElement, keys: Sequence[int]) -> ColumnElement[bool]:
 class PkSet:
     """The resources a criterion selects, as a ``SELECT`` of their primary keys; ``negated``: the
     criterion selects every resource of the searched type(s) except these. ``unique``: the
-    select yields each pk once (an index table may yield a resource several times)."""
+    select yields each pk once (an index table may yield a resource several times).
+    ``has_sources``: for a reverse chain (``_has``), the ``SELECT pk`` of the referring
+    resources that meet its inner criteria (how many there are decides how a page is read)."""
 
     select: sa.Select
     negated: bool = False
     unique: bool = False
+    has_sources: sa.Select | None = None
 
 
 def pk_in(table: sa.Table, *where: ColumnElement[bool]) -> PkSet:

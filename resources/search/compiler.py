@@ -95,13 +95,18 @@ class CompiledSearch:
     """``select``: ``SELECT pk`` of the matches, each once (unordered, unpaged).
     ``unsupported``: the parameters that were not applied, and why. ``result``: the parsed
     result-shaping parameters. ``types``: the resource types searched (None: all).
-    ``criteria``: how many criteria were applied (0: ``select`` is every live resource)."""
+    ``criteria``: how many criteria were applied (0: ``select`` is every live resource).
+    ``members``: ``select`` without DISTINCT, for ``pk IN (...)`` tests. ``has_sources``: per
+    top-level ``_has`` criterion, ``SELECT pk`` of the referring resources meeting its inner
+    criteria."""
 
     select: sa.Select
     unsupported: list[Unsupported]
     result: ResultParams
     types: tuple[str, ...] | None
     criteria: int = 0
+    members: sa.Select | None = None
+    has_sources: tuple[sa.Select, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -188,7 +193,15 @@ class Compiler:
             except _Unknown as exc:
                 unsupported.append(Unsupported(crit.name, crit.raw, str(exc)))
         stmt = intersect(sets, types, distinct=True)
-        return CompiledSearch(stmt, unsupported, parsed.result, types, len(sets))
+        return CompiledSearch(
+            stmt,
+            unsupported,
+            parsed.result,
+            types,
+            len(sets),
+            members=intersect(sets, types),
+            has_sources=tuple(s.has_sources for s in sets if s.has_sources is not None),
+        )
 
     def _check_type(self, res_type: str) -> None:
         if not self.registry.is_resource_type(res_type):
@@ -353,7 +366,7 @@ class Compiler:
                 )
             )
         stmt = out[0] if len(out) == 1 else sa.select(sa.union_all(*out).subquery().c[0])
-        return PkSet(stmt, unique=True)
+        return PkSet(stmt, unique=True, has_sources=sources)
 
     # -- _sort -----------------------------------------------------------------------------
     def sort_by(
