@@ -38,9 +38,10 @@ ITERATE_DEPTH = 4  # rounds of _include:iterate
 # (``_index_page``); fewer matches are sorted after they are found (the general query).
 INDEX_WALK_MIN = 5000
 INDEX_WALK_MAX = 200_000  # index rows one walk reads at most before leaving it to the general query
-# An unsorted search with a ``_has`` whose referring resources are at least this many walks the
-# searched type's rows in primary-key order (``_pk_page``); fewer are followed from their side
-# (the general query).
+# An unsorted search with a ``_has`` whose referring resources are at least HAS_JOIN_MIN walks
+# the searched type's rows in primary-key order (``_pk_page``), testing each row by index probes
+# from HAS_WALK_MIN on; fewer are followed from their side (the general query).
+HAS_JOIN_MIN = 2000
 HAS_WALK_MIN = 5000
 PK_WALK_MAX = (
     50_000  # rows one primary-key walk reads at most before leaving it to the general query
@@ -149,7 +150,7 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
     if req.compartment is not None:
         base_stmt = base_stmt.where(_in_compartment(unit, req.res_type, *req.compartment))
     if req.security is not None:
-        base_stmt = base_stmt.where(*_secured(req.security))
+        base_stmt = base_stmt.where(*_secured(req.security, req.res_type))
     sort_keys = engine.sort_keys(req.res_type, result.sort) if result.sort else []
     cursor = next((v for k, v in req.query if k == "_page"), None)
 
@@ -280,53 +281,67 @@ def _index_page(
 def _pk_page(
     unit: Unit, req: SearchRequest, compiled: CompiledSearch, cursor: str | None, count: int
 ) -> list | None:
-    """A page of an unsorted search with a ``_has`` criterion whose referring resources are
-    many (``Patient?_has:Observation:subject:code=`` a common code), read by walking the
-    searched type's rows in primary-key order from the cursor: the next ``n`` rows (an index
-    range scan of ``resource (res_type, pk)`` that stops after ``n``), of which those among the
-    matches are kept -- PostgreSQL tests each by index probes (its reference rows, then their
-    sources' criteria) and stops at a page. If fewer than ``count + 1`` are found, the walk
-    goes on after the last row read, ``n`` growing. Rows ``(pk,)`` as the general query returns
-    them, ``count + 1`` of them or fewer at the end of the type's rows.
+    """A page of an unsorted search with a ``_has`` criterion whose referring resources are not
+    few (``Patient?_has:Observation:subject:code=`` a common code), read by walking the
+    searched type's live rows in primary-key order from the cursor: the next ``n`` rows (a range
+    of ``resource (res_type, pk)`` that stops after ``n``), of which those among the matches are
+    kept; if fewer than ``count + 1`` are found, the walk goes on after the last row read, the
+    next ``n`` sized by the share of matches so far. Rows ``(pk,)`` as the general query returns them: ``count + 1`` of them, or fewer
+    at the end of the type's rows.
 
-    Left to the general query (None): searches without such a ``_has``, and those whose
-    ``_has`` has fewer than ``HAS_WALK_MIN`` referring resources (following them from their
-    side is cheaper then, and PostgreSQL estimates those well); compartment searches and
-    security filters that depend on the row; and a walk that has read ``PK_WALK_MAX`` rows
-    without filling the page (sparse matches: other criteria that select few)."""
+    How a walked row is tested depends on how many referring resources there are (a bounded
+    count): from ``HAS_WALK_MIN`` on, ``pk IN (<the matches>)``, which PostgreSQL answers per row
+    by index probes (its reference rows, then their sources' criteria) and stops at a page;
+    from ``HAS_JOIN_MIN`` on, the walked rows' reference rows joined to the sources as a hashed
+    set (index-only reads of the reference rows, no probe per reference). Fewer than
+    ``HAS_JOIN_MIN`` are followed from their side by the general query (None), as are
+    compartment searches and security filters that depend on the row, and a walk that has read
+    ``PK_WALK_MAX`` rows without filling the page (other criteria that select few)."""
+    walk = compiled.has_walk
     if (
-        not compiled.has_sources
-        or compiled.members is None
+        walk is None
         or req.res_type is None
         or req.compartment is not None
         or not _type_visible(req)
     ):
         return None
     conn = unit.conn
-    for sources in compiled.has_sources:
-        probe = sources.limit(HAS_WALK_MIN).subquery()
-        if conn.execute(sa.select(sa.func.count()).select_from(probe)).scalar_one() >= HAS_WALK_MIN:
-            break
-    else:
+    probe = walk.has.sources.limit(HAS_WALK_MIN).subquery()
+    sources = conn.execute(sa.select(sa.func.count()).select_from(probe)).scalar_one()
+    if sources < HAS_JOIN_MIN:
         return None
     after = _decode(cursor, 0)[1] if cursor else 0
-    c = resource.c
+    c, ref = resource.c, idx_reference.c
     found: list = []
     n, walked = (count + 1) * 4, 0
     while walked < PK_WALK_MAX:
         chunk = (
-            sa.select(c.pk)
-            .where(c.res_type == req.res_type, c.pk > after)
+            sa.select(c.pk, c.res_id)
+            .where(c.res_type == req.res_type, c.deleted.is_(False), c.pk > after)
             .order_by(c.pk)
             .limit(n)
             .subquery("chunk")
         )
-        hits = (
-            sa.select(chunk.c.pk)
-            .where(chunk.c.pk.in_(compiled.members))
-            .order_by(chunk.c.pk)
-            .limit(count + 1 - len(found))
-        )
+        if sources >= HAS_WALK_MIN:
+            hits = sa.select(chunk.c.pk).where(chunk.c.pk.in_(walk.members))
+        else:
+            hits = (
+                sa.select(chunk.c.pk)
+                .join_from(
+                    chunk,
+                    idx_reference,
+                    sa.and_(
+                        ref.target_id == chunk.c.res_id,
+                        ref.hash_identity == walk.has.identity,
+                        ref.target_type == req.res_type,
+                    ),
+                )
+                .where(ref.res_pk.in_(walk.has.sources))
+                .distinct()
+            )
+            if walk.others is not None:
+                hits = hits.where(chunk.c.pk.in_(walk.others))
+        hits = hits.order_by(chunk.c.pk).limit(count + 1 - len(found))
         found += conn.execute(hits).all()
         if len(found) > count:
             return found
@@ -335,7 +350,11 @@ def _pk_page(
         ).one()
         if read < n:
             return found  # every row of the type after the cursor was read
-        after, walked, n = last, walked + read, n * 4
+        after, walked = last, walked + read
+        # The next chunk: what the matches so far say is enough for the rest of the page, with
+        # a margin (at most four times this one; four times it when nothing matched yet).
+        need = count + 1 - len(found)
+        n = min(n * 4, max(need, 3 * need * walked // (2 * len(found)))) if found else n * 4
     return None
 
 
@@ -417,14 +436,22 @@ def _in_compartment(
     return resource.c.pk.in_(members)
 
 
-def _secured(security: Security) -> list[sa.ColumnElement]:
-    """The security filter on ``resource`` rows, one condition list for results and includes."""
+def _secured(security: Security, res_type: str | None = None) -> list[sa.ColumnElement]:
+    """The security filter on ``resource`` rows, one condition list for results and includes.
+    ``res_type``: the rows filtered are known to be of that type, so what depends on the type
+    alone is decided here rather than by a condition (an ``IN`` of a hundred types on every
+    row, and as many bound parameters in the SQL text)."""
     conds: list[sa.ColumnElement] = []
     if security.types is not None:
-        conds.append(resource.c.res_type.in_(sorted(security.types)))
+        if res_type is None:
+            conds.append(resource.c.res_type.in_(sorted(security.types)))
+        elif res_type not in security.types:
+            return [sa.false()]
     if security.compartment is not None and security.free_types is not None:
         members = compartment_members(*security.compartment)
-        if security.free_types:
+        if res_type is not None and res_type in security.free_types:
+            return conds
+        if security.free_types and res_type is None:
             members = sa.or_(resource.c.res_type.in_(sorted(security.free_types)), members)
         conds.append(members)
     return conds
@@ -465,7 +492,10 @@ def _includes(
     if not page or (not includes and not revincludes):
         return [], []
     registry = unit.repo.search.registry
-    secured = _secured(security) if security is not None else []
+
+    def secured(res_type: str | None) -> list[sa.ColumnElement]:
+        return _secured(security, res_type) if security is not None else []
+
     seen = {(s.res_type, s.res_id) for s in page}
     found: list[StoredJSON] = []
     issues: list[Issue] = []
@@ -495,7 +525,7 @@ def _includes(
             )
             included = unit.read_json(
                 sa.tuple_(resource.c.res_type, resource.c.res_id).in_(targets),
-                *secured,
+                *secured(inc.target or None),  # the targets' type when the include names it
                 limit=INCLUDE_LIMIT + 1,
             )
             for s in included:
@@ -520,7 +550,7 @@ def _includes(
                 continue
             cond.append(idx_reference.c.hash_identity.in_(idents))
         referrers = sa.select(idx_reference.c.res_pk).where(*cond)
-        where = [resource.c.pk.in_(referrers), *secured]
+        where = [resource.c.pk.in_(referrers), *secured(None if inc.source == "*" else inc.source)]
         if inc.source != "*":
             where.append(resource.c.res_type == inc.source)
         for s in unit.read_json(*where, limit=INCLUDE_LIMIT + 1):

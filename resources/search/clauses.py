@@ -46,13 +46,23 @@ class PkSet:
     """The resources a criterion selects, as a ``SELECT`` of their primary keys; ``negated``: the
     criterion selects every resource of the searched type(s) except these. ``unique``: the
     select yields each pk once (an index table may yield a resource several times).
-    ``has_sources``: for a reverse chain (``_has``), the ``SELECT pk`` of the referring
-    resources that meet its inner criteria (how many there are decides how a page is read)."""
+    ``has``: for a reverse chain (``_has``) on one type, its parts (a page may be read from
+    the searched type's side with them)."""
 
     select: sa.Select
     negated: bool = False
     unique: bool = False
-    has_sources: sa.Select | None = None
+    has: HasParts | None = None
+
+
+@dataclass(frozen=True)
+class HasParts:
+    """A reverse chain ``_has:Source:ref:...``: ``sources``, the ``SELECT pk`` of the referring
+    resources meeting its inner criteria; ``identity``, the identity key of ``Source.ref`` (its
+    reference rows point at the resources selected)."""
+
+    sources: sa.Select
+    identity: int
 
 
 def pk_in(table: sa.Table, *where: ColumnElement[bool]) -> PkSet:

@@ -99,10 +99,20 @@ def c_matches(i: int) -> bool:
     return _has_c(i) and i != DELETED_OBS
 
 
-@pytest.fixture
-def walked(monkeypatch):  # type: ignore[no-untyped-def]
-    """Forces the walk (any number of referring resources is enough) and counts the pages it
-    answered."""
+def _force(monkeypatch, mode: str) -> None:  # type: ignore[no-untyped-def]
+    """Any number of referring resources walks: testing rows by probes, or by the join."""
+    monkeypatch.setattr(searching, "HAS_JOIN_MIN", 1)
+    monkeypatch.setattr(searching, "HAS_WALK_MIN", 1 if mode == "probe" else 10**9)
+
+
+def _general(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(searching, "HAS_JOIN_MIN", 10**9)
+    monkeypatch.setattr(searching, "HAS_WALK_MIN", 10**9)
+
+
+@pytest.fixture(params=["probe", "join"])
+def walked(request, monkeypatch):  # type: ignore[no-untyped-def]
+    """Forces the walk in each of its two ways and counts the pages it answered."""
     seen = {"pages": 0}
     real = searching._pk_page
 
@@ -112,7 +122,7 @@ def walked(monkeypatch):  # type: ignore[no-untyped-def]
         return rows
 
     monkeypatch.setattr(searching, "_pk_page", spy)
-    monkeypatch.setattr(searching, "HAS_WALK_MIN", 1)
+    _force(monkeypatch, request.param)
     return seen
 
 
@@ -152,7 +162,8 @@ def test_walk_pages_every_match_once_in_order(repo, walked, count):  # type: ign
     assert walked["pages"] == len(pages)
 
 
-def test_walk_equals_the_general_query(repo, monkeypatch):  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("mode", ["probe", "join"])
+def test_walk_equals_the_general_query(repo, monkeypatch, mode):  # type: ignore[no-untyped-def]
     queries = [
         [HAS_C, ("_count", "4")],
         [HAS_C, ("gender", "female"), ("_count", "2")],
@@ -162,9 +173,9 @@ def test_walk_equals_the_general_query(repo, monkeypatch):  # type: ignore[no-un
         [HAS_C, ("_id", f"{_pid(1)},{_pid(3)},{_pid(7)},{_pid(8)}"), ("_count", "1")],
     ]
     for query in queries:
-        monkeypatch.setattr(searching, "HAS_WALK_MIN", 1)
+        _force(monkeypatch, mode)
         walk = _pages(repo, query)
-        monkeypatch.setattr(searching, "HAS_WALK_MIN", 10**9)  # the general query only
+        _general(monkeypatch)
         assert walk == _pages(repo, query), query
 
 
@@ -200,24 +211,39 @@ def test_few_referring_resources_take_the_general_query(repo, monkeypatch):  # t
         return rows
 
     monkeypatch.setattr(searching, "_pk_page", spy)
-    monkeypatch.setattr(searching, "HAS_WALK_MIN", 25)  # 20 live code-c Observations: too few
-    assert _flat(_pages(repo, [HAS_C, ("_count", "3")])) == _expected(c_matches)
+    query = [HAS_C, ("_count", "3")]
+    monkeypatch.setattr(searching, "HAS_JOIN_MIN", 21)  # 20 live code-c Observations: too few
+    assert _flat(_pages(repo, query)) == _expected(c_matches)
     assert calls["walked"] == 0
-    monkeypatch.setattr(searching, "HAS_WALK_MIN", 20)
-    assert _flat(_pages(repo, [HAS_C, ("_count", "3")])) == _expected(c_matches)
-    assert calls["walked"] > 0
+    monkeypatch.setattr(searching, "HAS_JOIN_MIN", 20)  # enough for the join
+    pages = _pages(repo, query)
+    assert _flat(pages) == _expected(c_matches)
+    assert calls["walked"] == len(pages)
+    monkeypatch.setattr(searching, "HAS_WALK_MIN", 20)  # enough for the probes
+    assert _flat(_pages(repo, query)) == _expected(c_matches)
+    assert calls["walked"] == 2 * len(pages)
 
 
 def test_pages_mix_the_walk_and_the_general_query(repo, monkeypatch):  # type: ignore[no-untyped-def]
     """A cursor from either reader continues in the other."""
-    monkeypatch.setattr(searching, "HAS_WALK_MIN", 10**9)
-    req = SearchRequest(res_type="Patient", query=[HAS_C, ("_count", "5")], path="Patient")
-    first = repo.read(lambda u: run_search(u, req, base=BASE))
-    nxt = next(link["url"] for link in first["link"] if link["relation"] == "next")
-    monkeypatch.setattr(searching, "HAS_WALK_MIN", 1)
-    rest = _pages(repo, parse_qsl(urlsplit(nxt).query))
-    got = [e["resource"]["id"] for e in first["entry"]] + _flat(rest)
+    got: list[str] = []
+    q: list[tuple[str, str]] | None = [HAS_C, ("_count", "2")]
+    modes = ["general", "join", "general", "probe", "join", "probe"]
+    n = 0
+    while q is not None:
+        mode = modes[n % len(modes)]
+        if mode == "general":
+            _general(monkeypatch)
+        else:
+            _force(monkeypatch, mode)
+        req = SearchRequest(res_type="Patient", query=q, path="Patient")
+        bundle = repo.read(lambda u, req=req: run_search(u, req, base=BASE))
+        got += [e["resource"]["id"] for e in bundle.get("entry", [])]
+        nxt = [link["url"] for link in bundle["link"] if link["relation"] == "next"]
+        q = parse_qsl(urlsplit(nxt[0]).query) if nxt else None
+        n += 1
     assert got == _expected(c_matches)
+    assert n > len(modes)
 
 
 def test_security_filters(repo, walked):  # type: ignore[no-untyped-def]
