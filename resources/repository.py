@@ -257,7 +257,7 @@ class Unit:
         ``limit``). For search results, which are served as they are stored."""
         c = resource.c
         text = sa.cast(c.content, sa.Text).label("text")
-        stmt = sa.select(c.pk, c.res_type, c.res_id, c.version, c.last_updated, text)
+        stmt = sa.select(c.pk, c.res_type, c.res_id, text)
         stmt = stmt.where(c.deleted.is_(False))
         order = None
         if pks is not None:
@@ -272,7 +272,7 @@ class Unit:
         if order is not None:
             by_pk = {r.pk: r for r in rows}
             rows = [by_pk[pk] for pk in order if pk in by_pk]
-        return [StoredJSON(r.res_type, r.res_id, r.version, r.last_updated, r.text) for r in rows]
+        return [StoredJSON(r.res_type, r.res_id, r.text) for r in rows]
 
     def versions_of(self, pks: Iterable[int]) -> list[tuple[str, int, object]]:
         """``(res_id, version, last_updated)`` of the current versions of ``pks``, without their

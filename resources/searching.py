@@ -28,7 +28,7 @@ from resources.schema import resource
 from resources.search import CompiledSearch, keys
 from resources.search.tables import idx_reference
 from resources.shaping import select_elements, summarize
-from resources.store import Stored, StoredJSON
+from resources.store import StoredJSON
 
 log = logging.getLogger("hearth.search")
 
@@ -184,7 +184,7 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
             next_values = (list(last[1:]), last[0])
     includes, inc_issues = _includes(unit, page, result.include, result.revinclude, req.security)
     issues += inc_issues
-    shown: list[Stored | StoredJSON] = list(page)
+    shown = page
     if summary and summary != "count":
         shown = [_with(s, summarize(s.content, summary)) for s in page]
     elif result.elements:
@@ -370,11 +370,10 @@ def _type_visible(req: SearchRequest) -> bool:
     return sec.compartment is None or sec.free_types is None or req.res_type in sec.free_types
 
 
-def _with(stored: StoredJSON, content: dict) -> Stored:
-    """A page's resource with ``content`` shaped by ``_summary`` / ``_elements``."""
-    return Stored(
-        stored.res_type, stored.res_id, stored.version, stored.last_updated, False, content
-    )
+def _with(stored: StoredJSON, content: dict) -> StoredJSON:
+    """A page's resource with ``content`` shaped by ``_summary`` / ``_elements`` (as JSON text,
+    which the Bundle carries as it does the others)."""
+    return StoredJSON(stored.res_type, stored.res_id, orjson.dumps(content).decode())
 
 
 def _count(unit: Unit, select: sa.Select, *, estimate: bool) -> int:

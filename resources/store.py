@@ -39,14 +39,11 @@ class Stored:
 
 @dataclass(frozen=True)
 class StoredJSON:
-    """The current version of a live resource as the JSON text the database holds, for serving
-    it as it is (no decode and re-encode per resource); ``content`` decodes it for code that
-    must look inside."""
+    """A live resource as the JSON text the database holds, for serving it as it is (no decode
+    and re-encode per resource); ``content`` decodes it for code that must look inside."""
 
     res_type: str
     res_id: str
-    version: int
-    last_updated: datetime
     text: str
 
     @property
