@@ -170,6 +170,8 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
             rows = _index_page(unit, req, compiled, cursor, count)
         else:
             rows = _pk_page(unit, req, compiled, cursor, count)
+        if rows is None and not sort_keys and req.compartment is None and _type_visible(req):
+            rows = _plain_page(unit, req, compiled, cursor, count)
         if rows is None:
             stmt = base_stmt.add_columns(*(e for e, _ in sort_keys))
             if cursor:
@@ -276,6 +278,24 @@ def _index_page(
             return None  # the end of the values: the general query does this last page
         n *= 4
     return None
+
+
+def _plain_page(
+    unit: Unit, req: SearchRequest, compiled: CompiledSearch, cursor: str | None, count: int
+) -> list | None:
+    """An unsorted page when the join to ``resource`` would filter nothing (a search of one
+    type, no compartment, the type visible as such): the matches' own ``SELECT`` ordered by
+    primary key, from the cursor, with the LIMIT inside it -- so PostgreSQL plans it for the
+    first ``count + 1`` rows (index order and early stop) rather than for all matches, as it
+    does a DISTINCT subquery under the join. Rows ``(pk,)`` as the general query returns them."""
+    if req.res_type is None:
+        return None
+    col = compiled.select.selected_columns[0]
+    col = col.element if isinstance(col, sa.Label) else col
+    stmt = compiled.select
+    if cursor:
+        stmt = stmt.where(col > _decode(cursor, 0)[1])
+    return unit.conn.execute(stmt.order_by(col).limit(count + 1)).all()
 
 
 def _pk_page(
