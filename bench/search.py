@@ -21,10 +21,12 @@ psycopg ``COPY`` of the same resources' JSON into a plain ``(id text primary key
 jsonb)`` table in the same database, from one process.
 
 Queries: each through ``resources.searching.run_search`` inside ``Repository.read`` -- the
-function ``GET [base]/[type]?...`` calls -- so a figure includes compiling the query, the SQL,
-reading the page's resources and building the searchset Bundle (not HTTP or JSON encoding),
-with the type filter a ``system/*.rs`` token gets. p50/p95 over ``--runs`` runs with parameter
-values drawn from the loaded data.
+function ``GET [base]/[type]?...`` calls -- then ``orjson.dumps`` of the Bundle, as the HTTP
+response does, so a figure includes compiling the query, the SQL, reading the page's resources,
+building the searchset Bundle and its JSON bytes (not HTTP), with the type filter a
+``system/*.rs`` token gets and the stored JSON served as text (``raw``, as over HTTP). p50/p95
+over ``--runs`` runs with parameter values drawn from the loaded data. Baseline in the same run:
+the ``_revinclude`` page with every resource decoded and re-encoded (``raw`` off, as before).
 
 ``--fill N`` (with ``--reuse``): top the database up to N resources by writing replicas' resource,
 history and index rows directly (no validation), for when the machine is too busy to load them
@@ -443,6 +445,7 @@ def query_mix(conn: sa.Connection, runs: int) -> dict[str, list[list[tuple[str, 
         "Patient?_revinclude=Observation:subject&_count=20": [
             [("_revinclude", "Observation:subject"), ("_count", "20")] for _ in range(runs)
         ],
+        "Patient?_revinclude=Observation:subject&_count=20, decoded": "decoded",
         "Observation?_sort=-date&_count=50": [
             [("_sort", "-date"), ("_count", "50")] for _ in range(runs)
         ],
@@ -461,22 +464,31 @@ def _next_query(bundle: dict) -> list[tuple[str, str]] | None:
     return None
 
 
-def run_queries(repo: Repository, runs: int) -> None:
+def run_queries(repo: Repository, runs: int, only: str = "") -> None:
     with repo.engine.connect() as conn:
         mix = query_mix(conn, runs)
 
     # What the HTTP layer passes for a system/*.rs token: a filter on the readable types.
     security = Security(types=frozenset(resource_types()))
 
-    def search(res_type: str, query: list[tuple[str, str]]) -> dict:
-        req = SearchRequest(res_type=res_type, query=query, path=res_type, security=security)
-        return repo.read(lambda u: run_search(u, req, base=BASE))
+    def search(res_type: str, query: list[tuple[str, str]], raw: bool = True) -> dict:
+        req = SearchRequest(
+            res_type=res_type, query=query, path=res_type, security=security, raw=raw
+        )
+        bundle = repo.read(lambda u: run_search(u, req, base=BASE))
+        orjson.dumps(bundle)  # what the HTTP response does with it
+        return bundle
 
     print(
         f"\n{'query (' + str(runs) + ' runs each)':58s} {'p50 ms':>8s} {'p95 ms':>8s} {'hits':>8s}"
     )
     for label, items in mix.items():
+        if only not in label:
+            continue
         res_type = label.split("?")[0]
+        raw = True
+        if items == "decoded":  # baseline: the same page, every resource decoded and re-encoded
+            items, raw = mix["Patient?_revinclude=Observation:subject&_count=20"], False
         if items == "page50":
             # Follow the next links from page 1 to page 50, then fetch page 50 ``runs`` times.
             query: list[tuple[str, str]] | None = [("_sort", "-date"), ("_count", "50")]
@@ -494,10 +506,10 @@ def run_queries(repo: Repository, runs: int) -> None:
             items = [query] * runs
         times: list[float] = []
         hits: list[int] = []
-        search(res_type, items[0])  # warm the statement cache
+        search(res_type, items[0], raw)  # warm the statement cache
         for q in items:
             t0 = time.perf_counter()
-            b = search(res_type, q)
+            b = search(res_type, q, raw)
             times.append((time.perf_counter() - t0) * 1000)
             hits.append(
                 b.get("total", sum(1 for e in b.get("entry", []) if e["search"]["mode"] == "match"))
@@ -528,6 +540,7 @@ def main(argv: list[str] | None = None) -> None:
         "too busy to load them all through Hearth in time; reported, not timed as a load",
     )
     ap.add_argument("--profile", default="", help="cProfile each loader into PREFIX.<worker>")
+    ap.add_argument("--only", default="", help="time only the queries whose label has this text")
     args = ap.parse_args(argv)
     logging.getLogger("hearth.search").setLevel(logging.ERROR)  # no slow-query lines in the table
     url = bench_url(args.db)
@@ -568,7 +581,7 @@ def main(argv: list[str] | None = None) -> None:
         total = conn.execute(sa.select(sa.func.count()).select_from(resource)).scalar_one()
         print(f"{total:,} resources in {args.db}")
         sizes(conn)
-    run_queries(repo, args.runs)
+    run_queries(repo, args.runs, args.only)
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

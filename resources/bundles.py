@@ -7,9 +7,11 @@ R4 bundle.html and http.html#history: each entry has ``fullUrl``; history entrie
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from resources.store import Stored, instant
+import orjson
+
+from resources.store import Stored, StoredJSON, instant
 
 REASONS = {
     200: "OK",
@@ -35,7 +37,7 @@ def status_line(code: int) -> str:
     return f"{code} {REASONS.get(code, '')}".strip()
 
 
-def full_url(base: str, stored: Stored) -> str:
+def full_url(base: str, stored: Stored | StoredJSON) -> str:
     return f"{base}/{stored.res_type}/{stored.res_id}"
 
 
@@ -73,28 +75,38 @@ def history_bundle(
 
 def searchset_bundle(
     base: str,
-    matches: list[Stored],
+    matches: Sequence[Stored | StoredJSON],
     *,
-    includes: list[Stored] = (),  # type: ignore[assignment]
+    includes: Sequence[Stored | StoredJSON] = (),
     self_url: str,
     next_url: str | None = None,
     prev_url: str | None = None,
     total: int | None = None,
     outcome: dict | None = None,
+    raw: bool = False,
 ) -> dict:
+    """``raw``: resources read as JSON text (``StoredJSON``) go in as ``orjson.Fragment``s,
+    spliced into the output by ``orjson.dumps`` as they are, for a caller that only dumps the
+    Bundle; otherwise they are decoded."""
     out: dict = {"resourceType": "Bundle", "type": "searchset"}
     if total is not None:
         out["total"] = total
     out["link"] = links([("self", self_url), ("next", next_url), ("previous", prev_url)])
     entries = [
-        {"fullUrl": full_url(base, s), "resource": s.content, "search": {"mode": "match"}}
+        {"fullUrl": full_url(base, s), "resource": _body(s, raw), "search": {"mode": "match"}}
         for s in matches
     ]
     entries += [
-        {"fullUrl": full_url(base, s), "resource": s.content, "search": {"mode": "include"}}
+        {"fullUrl": full_url(base, s), "resource": _body(s, raw), "search": {"mode": "include"}}
         for s in includes
     ]
     if outcome is not None:
         entries.append({"resource": outcome, "search": {"mode": "outcome"}})
     out["entry"] = entries
     return out
+
+
+def _body(stored: Stored | StoredJSON, raw: bool) -> dict | orjson.Fragment | None:
+    if isinstance(stored, StoredJSON):
+        return stored.fragment if raw else stored.content
+    return stored.content

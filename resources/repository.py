@@ -34,7 +34,7 @@ from resources.errors import (
     PreconditionFailed,
 )
 from resources.schema import resource, resource_version, search_url
-from resources.store import ID_RE, Stored, content_hash, stamp, utcnow
+from resources.store import ID_RE, Stored, StoredJSON, content_hash, stamp, utcnow
 from resources.validation import validate_resource
 
 if TYPE_CHECKING:
@@ -259,6 +259,34 @@ class Unit:
         rows = self.conn.execute(sa.select(resource).where(resource.c.pk.in_(pks))).all()
         by_pk = {r.pk: r for r in rows}
         return [_stored(by_pk[pk], "PUT") for pk in pks if pk in by_pk]
+
+    def read_json(
+        self,
+        *conditions: sa.ColumnElement,
+        pks: Iterable[int] | None = None,
+        limit: int | None = None,
+    ) -> list[StoredJSON]:
+        """Current versions of live resources as their stored JSON text, not decoded: those with
+        primary keys ``pks`` in the order given, or those meeting ``conditions`` (at most
+        ``limit``). For search results, which are served as they are stored."""
+        c = resource.c
+        text = sa.cast(c.content, sa.Text).label("text")
+        stmt = sa.select(c.pk, c.res_type, c.res_id, text)
+        stmt = stmt.where(c.deleted.is_(False))
+        order = None
+        if pks is not None:
+            order = list(pks)
+            if not order:
+                return []
+            stmt = stmt.where(c.pk.in_(order))
+        stmt = stmt.where(*conditions)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        rows = self.conn.execute(stmt).all()
+        if order is not None:
+            by_pk = {r.pk: r for r in rows}
+            rows = [by_pk[pk] for pk in order if pk in by_pk]
+        return [StoredJSON(r.res_type, r.res_id, r.text) for r in rows]
 
     def versions_of(self, pks: Iterable[int]) -> list[tuple[str, int, object]]:
         """``(res_id, version, last_updated)`` of the current versions of ``pks``, without their

@@ -28,7 +28,7 @@ from resources.schema import resource
 from resources.search import CompiledSearch, keys
 from resources.search.tables import idx_reference
 from resources.shaping import select_elements, summarize
-from resources.store import Stored
+from resources.store import StoredJSON
 
 log = logging.getLogger("hearth.search")
 
@@ -38,6 +38,14 @@ ITERATE_DEPTH = 4  # rounds of _include:iterate
 # (``_index_page``); fewer matches are sorted after they are found (the general query).
 INDEX_WALK_MIN = 5000
 INDEX_WALK_MAX = 200_000  # index rows one walk reads at most before leaving it to the general query
+# An unsorted search with a ``_has`` whose referring resources are at least HAS_JOIN_MIN walks
+# the searched type's rows in primary-key order (``_pk_page``), testing each row by index probes
+# from HAS_WALK_MIN on; fewer are followed from their side (the general query).
+HAS_JOIN_MIN = 2000
+HAS_WALK_MIN = 5000
+PK_WALK_MAX = (
+    50_000  # rows one primary-key walk reads at most before leaving it to the general query
+)
 
 
 @dataclass
@@ -55,6 +63,9 @@ class SearchRequest:
     explain: bool = False
     extra_issues: list[Issue] = field(default_factory=list)
     security: Security | None = None  # what the caller may see; applies to includes too
+    # The Bundle carries resources that need no shaping as their stored JSON text
+    # (``orjson.Fragment``), for a caller that only dumps it with orjson (the HTTP response).
+    raw: bool = False
 
 
 @dataclass(frozen=True)
@@ -139,7 +150,7 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
     if req.compartment is not None:
         base_stmt = base_stmt.where(_in_compartment(unit, req.res_type, *req.compartment))
     if req.security is not None:
-        base_stmt = base_stmt.where(*_secured(req.security))
+        base_stmt = base_stmt.where(*_secured(req.security, req.res_type))
     sort_keys = engine.sort_keys(req.res_type, result.sort) if result.sort else []
     cursor = next((v for k, v in req.query if k == "_page"), None)
 
@@ -152,10 +163,15 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
         plain = req.compartment is None and req.res_type is not None and _type_visible(req)
         counted = compiled.select if plain else base_stmt
         total = _count(unit, counted, estimate=result.total == "estimate")
-    page: list[Stored] = []
+    page: list[StoredJSON] = []
     next_values = None
     if summary != "count" and count > 0:
-        rows = _index_page(unit, req, compiled, cursor, count) if sort_keys else None
+        if sort_keys:
+            rows = _index_page(unit, req, compiled, cursor, count)
+        else:
+            rows = _pk_page(unit, req, compiled, cursor, count)
+        if rows is None and not sort_keys and req.compartment is None and _type_visible(req):
+            rows = _plain_page(unit, req, compiled, cursor, count)
         if rows is None:
             stmt = base_stmt.add_columns(*(e for e, _ in sort_keys))
             if cursor:
@@ -164,16 +180,17 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
             order = [e.desc().nulls_last() if d else e.asc().nulls_last() for e, d in sort_keys]
             stmt = stmt.order_by(*order, resource.c.pk.asc()).limit(count + 1)
             rows = unit.conn.execute(stmt).all()
-        page = unit.read_many(r[0] for r in rows[:count])
+        page = unit.read_json(pks=[r[0] for r in rows[:count]])
         if len(rows) > count:
             last = rows[count - 1]
             next_values = (list(last[1:]), last[0])
     includes, inc_issues = _includes(unit, page, result.include, result.revinclude, req.security)
     issues += inc_issues
+    shown = page
     if summary and summary != "count":
-        page = [_with(s, summarize(s.content, summary)) for s in page]
+        shown = [_with(s, summarize(s.content, summary)) for s in page]
     elif result.elements:
-        page = [_with(s, select_elements(s.content, result.elements)) for s in page]
+        shown = [_with(s, select_elements(s.content, result.elements)) for s in page]
     path = req.path
     ignored = {u.name for u in compiled.unsupported}
     applied = [(k, v) for k, v in query if k not in ignored]
@@ -191,12 +208,13 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
     )
     return searchset_bundle(
         base,
-        page,
+        shown,
         includes=includes,
         self_url=self_url,
         next_url=next_url,
         total=total,
         outcome=outcome,
+        raw=req.raw,
     )
 
 
@@ -262,6 +280,104 @@ def _index_page(
     return None
 
 
+def _plain_page(
+    unit: Unit, req: SearchRequest, compiled: CompiledSearch, cursor: str | None, count: int
+) -> list | None:
+    """An unsorted page when the join to ``resource`` would filter nothing (a search of one
+    type, no compartment, the type visible as such): the matches' own ``SELECT`` ordered by
+    primary key, from the cursor, with the LIMIT inside it -- so PostgreSQL plans it for the
+    first ``count + 1`` rows (index order and early stop) rather than for all matches, as it
+    does a DISTINCT subquery under the join. Rows ``(pk,)`` as the general query returns them."""
+    if req.res_type is None:
+        return None
+    col = compiled.select.selected_columns[0]
+    col = col.element if isinstance(col, sa.Label) else col
+    stmt = compiled.select
+    if cursor:
+        stmt = stmt.where(col > _decode(cursor, 0)[1])
+    return unit.conn.execute(stmt.order_by(col).limit(count + 1)).all()
+
+
+def _pk_page(
+    unit: Unit, req: SearchRequest, compiled: CompiledSearch, cursor: str | None, count: int
+) -> list | None:
+    """A page of an unsorted search with a ``_has`` criterion whose referring resources are not
+    few (``Patient?_has:Observation:subject:code=`` a common code), read by walking the
+    searched type's live rows in primary-key order from the cursor: the next ``n`` rows (a range
+    of ``resource (res_type, pk)`` that stops after ``n``), of which those among the matches are
+    kept; if fewer than ``count + 1`` are found, the walk goes on after the last row read, the
+    next ``n`` sized by the share of matches so far. Rows ``(pk,)`` as the general query returns them: ``count + 1`` of them, or fewer
+    at the end of the type's rows.
+
+    How a walked row is tested depends on how many referring resources there are (a bounded
+    count): from ``HAS_WALK_MIN`` on, ``pk IN (<the matches>)``, which PostgreSQL answers per row
+    by index probes (its reference rows, then their sources' criteria) and stops at a page;
+    from ``HAS_JOIN_MIN`` on, the walked rows' reference rows joined to the sources as a hashed
+    set (index-only reads of the reference rows, no probe per reference). Fewer than
+    ``HAS_JOIN_MIN`` are followed from their side by the general query (None), as are
+    compartment searches and security filters that depend on the row, and a walk that has read
+    ``PK_WALK_MAX`` rows without filling the page (other criteria that select few)."""
+    walk = compiled.has_walk
+    if (
+        walk is None
+        or req.res_type is None
+        or req.compartment is not None
+        or not _type_visible(req)
+    ):
+        return None
+    conn = unit.conn
+    probe = walk.has.sources.limit(HAS_WALK_MIN).subquery()
+    sources = conn.execute(sa.select(sa.func.count()).select_from(probe)).scalar_one()
+    if sources < HAS_JOIN_MIN:
+        return None
+    after = _decode(cursor, 0)[1] if cursor else 0
+    c, ref = resource.c, idx_reference.c
+    found: list = []
+    n, walked = (count + 1) * 4, 0
+    while walked < PK_WALK_MAX:
+        chunk = (
+            sa.select(c.pk, c.res_id)
+            .where(c.res_type == req.res_type, c.deleted.is_(False), c.pk > after)
+            .order_by(c.pk)
+            .limit(n)
+            .subquery("chunk")
+        )
+        if sources >= HAS_WALK_MIN:
+            hits = sa.select(chunk.c.pk).where(chunk.c.pk.in_(walk.members))
+        else:
+            hits = (
+                sa.select(chunk.c.pk)
+                .join_from(
+                    chunk,
+                    idx_reference,
+                    sa.and_(
+                        ref.target_id == chunk.c.res_id,
+                        ref.hash_identity == walk.has.identity,
+                        ref.target_type == req.res_type,
+                    ),
+                )
+                .where(ref.res_pk.in_(walk.has.sources))
+                .distinct()
+            )
+            if walk.others is not None:
+                hits = hits.where(chunk.c.pk.in_(walk.others))
+        hits = hits.order_by(chunk.c.pk).limit(count + 1 - len(found))
+        found += conn.execute(hits).all()
+        if len(found) > count:
+            return found
+        last, read = conn.execute(
+            sa.select(sa.func.max(chunk.c.pk), sa.func.count()).select_from(chunk)
+        ).one()
+        if read < n:
+            return found  # every row of the type after the cursor was read
+        after, walked = last, walked + read
+        # The next chunk: what the matches so far say is enough for the rest of the page, with
+        # a margin (at most four times this one; four times it when nothing matched yet).
+        need = count + 1 - len(found)
+        n = min(n * 4, max(need, 3 * need * walked // (2 * len(found)))) if found else n * 4
+    return None
+
+
 def _type_visible(req: SearchRequest) -> bool:
     """Whether the caller's security filter admits every row of ``req.res_type`` as such (so a
     page need not look at the rows): the type is readable and, for a patient-context caller,
@@ -274,16 +390,10 @@ def _type_visible(req: SearchRequest) -> bool:
     return sec.compartment is None or sec.free_types is None or req.res_type in sec.free_types
 
 
-def _with(stored: Stored, content: dict) -> Stored:
-    return Stored(
-        stored.res_type,
-        stored.res_id,
-        stored.version,
-        stored.last_updated,
-        stored.deleted,
-        content,
-        stored.method,
-    )
+def _with(stored: StoredJSON, content: dict) -> StoredJSON:
+    """A page's resource with ``content`` shaped by ``_summary`` / ``_elements`` (as JSON text,
+    which the Bundle carries as it does the others)."""
+    return StoredJSON(stored.res_type, stored.res_id, orjson.dumps(content).decode())
 
 
 def _count(unit: Unit, select: sa.Select, *, estimate: bool) -> int:
@@ -345,14 +455,22 @@ def _in_compartment(
     return resource.c.pk.in_(members)
 
 
-def _secured(security: Security) -> list[sa.ColumnElement]:
-    """The security filter on ``resource`` rows, one condition list for results and includes."""
+def _secured(security: Security, res_type: str | None = None) -> list[sa.ColumnElement]:
+    """The security filter on ``resource`` rows, one condition list for results and includes.
+    ``res_type``: the rows filtered are known to be of that type, so what depends on the type
+    alone is decided here rather than by a condition (an ``IN`` of a hundred types on every
+    row, and as many bound parameters in the SQL text)."""
     conds: list[sa.ColumnElement] = []
     if security.types is not None:
-        conds.append(resource.c.res_type.in_(sorted(security.types)))
+        if res_type is None:
+            conds.append(resource.c.res_type.in_(sorted(security.types)))
+        elif res_type not in security.types:
+            return [sa.false()]
     if security.compartment is not None and security.free_types is not None:
         members = compartment_members(*security.compartment)
-        if security.free_types:
+        if res_type is not None and res_type in security.free_types:
+            return conds
+        if security.free_types and res_type is None:
             members = sa.or_(resource.c.res_type.in_(sorted(security.free_types)), members)
         conds.append(members)
     return conds
@@ -384,25 +502,28 @@ def is_member(unit: Unit, pk: int, comp_type: str, comp_id: str) -> bool:
 
 def _includes(
     unit: Unit,
-    page: list[Stored],
+    page: list[StoredJSON],
     includes: list,
     revincludes: list,
     security: Security | None = None,
-) -> tuple[list[Stored], list[Issue]]:
+) -> tuple[list[StoredJSON], list[Issue]]:
     """Resources named by ``_include`` (forward, with ``:iterate``) and ``_revinclude``."""
     if not page or (not includes and not revincludes):
         return [], []
     registry = unit.repo.search.registry
-    secured = _secured(security) if security is not None else []
+
+    def secured(res_type: str | None) -> list[sa.ColumnElement]:
+        return _secured(security, res_type) if security is not None else []
+
     seen = {(s.res_type, s.res_id) for s in page}
-    found: list[Stored] = []
+    found: list[StoredJSON] = []
     issues: list[Issue] = []
     frontier = list(page)
     for depth in range(ITERATE_DEPTH):
         step = [i for i in includes if depth == 0 or i.iterate]
         if not step or not frontier:
             break
-        new: list[Stored] = []
+        new: list[StoredJSON] = []
         for inc in step:
             sources = [s for s in frontier if inc.source in ("*", s.res_type)]
             if not sources:
@@ -421,10 +542,9 @@ def _includes(
                 .where(*cond)
                 .distinct()
             )
-            included = unit.read_where(
-                ~resource.c.deleted,
+            included = unit.read_json(
                 sa.tuple_(resource.c.res_type, resource.c.res_id).in_(targets),
-                *secured,
+                *secured(inc.target or None),  # the targets' type when the include names it
                 limit=INCLUDE_LIMIT + 1,
             )
             for s in included:
@@ -449,10 +569,10 @@ def _includes(
                 continue
             cond.append(idx_reference.c.hash_identity.in_(idents))
         referrers = sa.select(idx_reference.c.res_pk).where(*cond)
-        where = [~resource.c.deleted, resource.c.pk.in_(referrers), *secured]
+        where = [resource.c.pk.in_(referrers), *secured(None if inc.source == "*" else inc.source)]
         if inc.source != "*":
             where.append(resource.c.res_type == inc.source)
-        for s in unit.read_where(*where, limit=INCLUDE_LIMIT + 1):
+        for s in unit.read_json(*where, limit=INCLUDE_LIMIT + 1):
             if (s.res_type, s.res_id) not in seen:
                 seen.add((s.res_type, s.res_id))
                 found.append(s)
@@ -466,7 +586,7 @@ def _includes(
     return found, issues
 
 
-def _pks_of(unit: Unit, stored: list[Stored]) -> sa.Select:
+def _pks_of(unit: Unit, stored: list[StoredJSON]) -> sa.Select:
     pairs = [(s.res_type, s.res_id) for s in stored]
     return sa.select(resource.c.pk).where(
         sa.tuple_(resource.c.res_type, resource.c.res_id).in_(pairs)

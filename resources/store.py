@@ -37,6 +37,29 @@ class Stored:
         return f"{self.res_type}/{self.res_id}/_history/{self.version}"
 
 
+@dataclass(frozen=True)
+class StoredJSON:
+    """A live resource as the JSON text the database holds, for serving it as it is (no decode
+    and re-encode per resource); ``content`` decodes it for code that must look inside."""
+
+    res_type: str
+    res_id: str
+    text: str
+
+    @property
+    def content(self) -> dict:
+        return orjson.loads(self.text)
+
+    @property
+    def fragment(self) -> orjson.Fragment:
+        """The text as orjson splices it into a document being dumped (not re-parsed)."""
+        return orjson.Fragment(self.text)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.res_type}/{self.res_id}"
+
+
 def instant(ts: datetime) -> str:
     """A FHIR ``instant`` (UTC, microseconds, ``Z``)."""
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -27,8 +27,11 @@ def search_bundle(
     strict: bool = False,
     path: str | None = None,
     compartment: tuple[str, str] | None = None,
+    raw: bool = False,
 ) -> dict:
-    """Run one search inside ``unit`` (also used for GET entries of batches/transactions)."""
+    """Run one search inside ``unit`` (also used for GET entries of batches/transactions).
+    ``raw``: the Bundle may carry stored resources as ``orjson.Fragment``s (their JSON text,
+    not decoded), for a reply that is only dumped by orjson."""
     if res_type == audit_event.TYPE and compartment is None:  # the audit log, not resources
         return audit_event.search_bundle(ctx, unit.conn, query, strict)
     req = SearchRequest(
@@ -42,6 +45,7 @@ def search_bundle(
         slow_ms=ctx.settings.slow_query_ms,
         explain=any(k == "_explain" and v == "true" for k, v in query),
         security=search_security(ctx.access, res_type),
+        raw=raw,
     )
     return run_search(unit, req, base=ctx.base)
 
@@ -54,8 +58,13 @@ def _run(ctx: Context, req: FhirRequest, res_type: str | None, **kw) -> Reply:  
         return audit_event.search(ctx, req)
     strict = req.prefer.get("handling") == "strict"
     query = list(req.query)
+    # The reply is only dumped (fhir_response): stored resources go out as the database holds
+    # them, except under _pretty, whose indentation orjson applies to decoded JSON only.
+    raw = not any(k == "_pretty" and v.lower() == "true" for k, v in query)
     bundle = ctx.repo.read(
-        lambda u: search_bundle(ctx, u, res_type, query, strict=strict, path=req.path, **kw)
+        lambda u: search_bundle(
+            ctx, u, res_type, query, strict=strict, path=req.path, raw=raw, **kw
+        )
     )
     return Reply(200, bundle)
 

@@ -45,11 +45,24 @@ def key_in(col: sa.ColumnElement, keys: Sequence[int]) -> ColumnElement[bool]:
 class PkSet:
     """The resources a criterion selects, as a ``SELECT`` of their primary keys; ``negated``: the
     criterion selects every resource of the searched type(s) except these. ``unique``: the
-    select yields each pk once (an index table may yield a resource several times)."""
+    select yields each pk once (an index table may yield a resource several times).
+    ``has``: for a reverse chain (``_has``) on one type, its parts (a page may be read from
+    the searched type's side with them)."""
 
     select: sa.Select
     negated: bool = False
     unique: bool = False
+    has: HasParts | None = None
+
+
+@dataclass(frozen=True)
+class HasParts:
+    """A reverse chain ``_has:Source:ref:...``: ``sources``, the ``SELECT pk`` of the referring
+    resources meeting its inner criteria; ``identity``, the identity key of ``Source.ref`` (its
+    reference rows point at the resources selected)."""
+
+    sources: sa.Select
+    identity: int
 
 
 def pk_in(table: sa.Table, *where: ColumnElement[bool]) -> PkSet:

@@ -39,7 +39,7 @@ from resources.search import (
     token,
     uri,
 )
-from resources.search.clauses import PkSet, Target, missing
+from resources.search.clauses import HasParts, PkSet, Target, missing
 from resources.search.definitions import SearchParam, SearchParameterRegistry
 from resources.search.parse import (
     HasLink,
@@ -95,13 +95,27 @@ class CompiledSearch:
     """``select``: ``SELECT pk`` of the matches, each once (unordered, unpaged).
     ``unsupported``: the parameters that were not applied, and why. ``result``: the parsed
     result-shaping parameters. ``types``: the resource types searched (None: all).
-    ``criteria``: how many criteria were applied (0: ``select`` is every live resource)."""
+    ``criteria``: how many criteria were applied (0: ``select`` is every live resource).
+    ``has_walk``: for a search of one type with a ``_has`` criterion, what reading its pages
+    from that type's side needs."""
 
     select: sa.Select
     unsupported: list[Unsupported]
     result: ResultParams
     types: tuple[str, ...] | None
     criteria: int = 0
+    has_walk: HasWalk | None = None
+
+
+@dataclass(frozen=True)
+class HasWalk:
+    """The first ``_has`` criterion of a search (``has``: its sources and reference identity),
+    ``members``: ``SELECT pk`` of the matches without DISTINCT (for ``pk IN (...)`` tests), and
+    ``others``: that of the other criteria alone (None: there are none)."""
+
+    has: HasParts
+    members: sa.Select
+    others: sa.Select | None
 
 
 @dataclass(frozen=True)
@@ -188,7 +202,14 @@ class Compiler:
             except _Unknown as exc:
                 unsupported.append(Unsupported(crit.name, crit.raw, str(exc)))
         stmt = intersect(sets, types, distinct=True)
-        return CompiledSearch(stmt, unsupported, parsed.result, types, len(sets))
+        walk = None
+        first = next((s for s in sets if s.has is not None), None)
+        if first is not None and first.has is not None:
+            others = [s for s in sets if s is not first]
+            walk = HasWalk(
+                first.has, intersect(sets, types), intersect(others, types) if others else None
+            )
+        return CompiledSearch(stmt, unsupported, parsed.result, types, len(sets), walk)
 
     def _check_type(self, res_type: str) -> None:
         if not self.registry.is_resource_type(res_type):
@@ -338,10 +359,11 @@ class Compiler:
         inner = self.criterion((link.res_type,), rest, path, values, depth + 1)
         sources = intersect([inner], (link.res_type,))
         ref = idx_reference.c
+        identity = keys.identity(link.res_type, param.code)
         out = []
         for res_type in res_types:
             ids = sa.select(ref.target_id).where(
-                ref.hash_identity == keys.identity(link.res_type, param.code),
+                ref.hash_identity == identity,
                 ref.target_type == res_type,
                 ref.res_pk.in_(sources),
             )
@@ -353,7 +375,8 @@ class Compiler:
                 )
             )
         stmt = out[0] if len(out) == 1 else sa.select(sa.union_all(*out).subquery().c[0])
-        return PkSet(stmt, unique=True)
+        parts = HasParts(sources, identity) if len(res_types) == 1 else None
+        return PkSet(stmt, unique=True, has=parts)
 
     # -- _sort -----------------------------------------------------------------------------
     def sort_by(

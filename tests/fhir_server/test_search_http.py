@@ -158,6 +158,56 @@ def test_include_iterate_and_revinclude(client, tag):
     assert ids(star, "include") == [pat]
 
 
+def test_stored_json_served_as_read(client, tag):
+    """Matches and included resources go out as the stored JSON text (not decoded and
+    re-encoded): the same resources a read returns, escapes and non-ASCII text intact, with and
+    without _pretty; _elements shapes the matches only, the included resources stay whole."""
+    org, pat, obs = _patient_with_obs(client, tag)
+    odd = 'naïve "quoted" back\\slash\nnew line\ttab \u2028 </script> 😀'
+    resp = client.put(
+        f"/Observation/{obs}",
+        json=tagged(
+            tag,
+            {
+                "resourceType": "Observation",
+                "id": obs,
+                "status": "final",
+                "code": {"text": odd},
+                "subject": {"reference": f"Patient/{pat}"},
+                "valueQuantity": {"value": 1e-7, "unit": "mg"},
+            },
+        ),
+    )
+    assert resp.status_code == 200, resp.text
+    read_obs = client.get(f"/Observation/{obs}").json()
+    read_pat = client.get(f"/Patient/{pat}").json()
+    assert read_obs["code"]["text"] == odd
+    for pretty in ("false", "true"):
+        q = {"_id": pat, "_revinclude": "Observation:subject", "_pretty": pretty}
+        resp = client.get("/Patient", params=q)
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("application/fhir+json")
+        assert ("\n" in resp.text) == (pretty == "true")  # the JSON has no raw newline
+        entries = {e["search"]["mode"]: e["resource"] for e in resp.json()["entry"]}
+        assert entries == {"match": read_pat, "include": read_obs}
+    shaped = client.get(
+        "/Patient",
+        params={"_id": pat, "_revinclude": "Observation:subject", "_elements": "gender"},
+    ).json()
+    match = next(e["resource"] for e in shaped["entry"] if e["search"]["mode"] == "match")
+    assert set(match) == {"resourceType", "id", "meta"}
+    assert ids(shaped, "include") == [obs]
+    included = next(e["resource"] for e in shaped["entry"] if e["search"]["mode"] == "include")
+    assert included == read_obs
+    summary = client.get(
+        "/Observation",
+        params={"_id": obs, "_include": "Observation:subject", "_summary": "true"},
+    ).json()
+    match = next(e["resource"] for e in summary["entry"] if e["search"]["mode"] == "match")
+    assert "valueQuantity" in match and match != read_obs  # summarised: SUBSETTED tag
+    assert ids(summary, "include") == [pat]
+
+
 def test_summary_and_elements(client, tag):
     pid = client.post(
         "/Patient",
