@@ -14,13 +14,14 @@ Variants (2 threads, as training uses):
 * ``cl-compile`` — ``cl`` with ``torch.compile`` (inductor); the first step's compile time is
   printed apart.
 
-Each round times ``--steps`` real training steps, interleaved step by step across the variants (augmentation of a 64-image batch, forward,
-logit-adjusted loss, backward, AdamW, EMA update) and one validation pass over the 597 images ×
-8 views, for every variant in turn, so that the machine's load hits them alike. Figures are
-process CPU seconds (user + sys, both threads) and wall seconds, with the 1-minute load average:
-on a shared machine CPU seconds are the fairer figure, but contention inflates them too (cache
-and OpenMP spin-waiting), so compare variants only within one run. Per-epoch estimate =
-66 steps + the variant's share of a validation pass.
+Each round times ``--steps`` real training steps (augmentation of a 64-image batch, forward,
+logit-adjusted loss, backward, AdamW, EMA update) and the 8 views of a validation pass over the
+597 images, interleaved step by step and view by view across the variants so that the machine's
+load hits them alike. Figures are process CPU seconds (user + sys, both threads) and wall seconds,
+with the load average. On a shared machine contention inflates both (cache, OpenMP spin-waiting),
+so the summary also gives the fastest tenth and the fastest step / view, the closest to a quiet
+machine; compare variants only within one run. Per-epoch estimate = 66 steps + the variant's
+share of a validation pass.
 """
 
 from __future__ import annotations

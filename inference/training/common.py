@@ -59,7 +59,7 @@ class Recipe:
     tta: str = "none"
     select: str = "last"  # "last" epoch, or "best" by the validation criterion
     # Validation metrics every ``eval_every`` epochs, plus the first and the last three (each
-    # evaluation with 8-view TTA costs about a sixth of a CPU training epoch); "best" needs 1.
+    # evaluation with 8-view TTA costs about half a CPU training epoch); "best" needs 1.
     eval_every: int = 1
     channels_last: bool = False  # NHWC activations and weights (faster convolutions on a CPU)
     # bfloat16 autocast of the training forward pass on the CPU (master weights, optimiser, EMA,
