@@ -37,6 +37,8 @@ def recipe(epochs: int) -> Recipe:
         padding_mode="reflection",
         tta="dihedral8",
         select="last",
+        eval_every=5,
+        channels_last=True,
         seed=11,
     )
 
