@@ -80,14 +80,17 @@ def warm_validators() -> None:
 
 def preload(settings: Settings) -> SearchEngine:
     """What every worker would otherwise build for itself, built once before gunicorn forks
-    them (fhir_server/prefork.py): the common types' validators (R4 JSON Schema and R4B
-    models) and a search engine with their index plans. Opens no connection, starts no thread."""
+    them (fhir_server/prefork.py): the common types' validators (R4 JSON Schema, R4B models and
+    the quick walk's tables over them) and a search engine with their index plans. Opens no connection, starts no thread."""
     from resources.validation_r4b import model
+    from resources.validation_r4b_accepts import prepare
 
     warm_validators()
     search = build_search(settings)
     for res_type in COMMON_TYPES:
-        model(res_type)
+        cls = model(res_type)
+        if cls is not None:
+            prepare(cls)  # the quick walk's tables (resources/validation_r4b_accepts.py)
         search.indexer.plan(res_type)
     return search
 

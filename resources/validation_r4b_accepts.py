@@ -171,6 +171,21 @@ def _complex(field: _Field, value: Any) -> bool:
 # -- the tables, from the models -------------------------------------------------------------------
 
 
+def prepare(cls: type[FHIRAbstractModel]) -> int:
+    """Build the walk's tables for ``cls`` and every model it reaches, as first use would;
+    returns how many. A preforking server does this before it forks, so that its workers share
+    the tables instead of each building its own (``fhir_server.app.preload``)."""
+    seen: set[type] = set()
+    pending: list[type[FHIRAbstractModel]] = [cls]
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        pending.extend(f.model for f in _model(current).fields.values() if f.model is not None)
+    return len(seen)
+
+
 @cache
 def _import(path: str) -> Any:
     """The class a FHIR_TYPES_MAPS entry names (``fhir.resources.R4B.patient.Patient``)."""

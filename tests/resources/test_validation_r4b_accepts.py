@@ -304,3 +304,19 @@ def test_examples_issues_are_the_same_without_the_fast_path() -> None:
         patch.setattr(validation_r4b, "accepts", lambda cls, data: False)
         slow = [validate_resource(r) for r in EXAMPLES]
     assert fast == slow
+
+
+def test_prepare_builds_the_tables_of_every_model_a_type_reaches():
+    """What the preforking server builds before it forks: Patient's own table and those of the
+    models it nests (HumanName …), each once, so that later use finds them built."""
+    from fhir.resources.R4B.humanname import HumanName
+
+    from resources.validation_r4b import model
+    from resources.validation_r4b_accepts import _model, prepare
+
+    reached = prepare(model("Patient"))
+    before = _model.cache_info()
+    _model(HumanName)
+    after = _model.cache_info()
+    assert reached > 10
+    assert (after.hits, after.misses) == (before.hits + 1, before.misses)
