@@ -146,17 +146,17 @@ def raw_phase(
     return len(lat) / (time.perf_counter() - t0), lat, created
 
 
+def server_pids(pid: int) -> list[int]:
+    """A server's process and its worker processes."""
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [pid, *(int(p) for p in out.split())]
+
+
 def rss_mb(pid: int) -> tuple[float, float]:
     """(RSS, PSS) in MB of ``pid`` and its children, summed. RSS counts a page shared by the
     forked workers once in every process; PSS divides it among them (what the server uses)."""
     rss = pss = 0
-    pids = [pid] + [
-        int(p)
-        for p in subprocess.run(
-            ["pgrep", "-P", str(pid)], capture_output=True, text=True
-        ).stdout.split()
-    ]
-    for p in pids:
+    for p in server_pids(pid):
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -173,13 +173,7 @@ def cpu_s(pid: int) -> float:
     """User + system CPU seconds of a server: the process and its worker processes."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0
-    pids = [pid] + [
-        int(p)
-        for p in subprocess.run(
-            ["pgrep", "-P", str(pid)], capture_output=True, text=True
-        ).stdout.split()
-    ]
-    for p in pids:
+    for p in server_pids(pid):
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
             total += int(fields[11]) + int(fields[12])  # utime, stime
