@@ -20,7 +20,7 @@ from resources import validation_r4b
 from resources.errors import Issue
 from resources.validation import is_resource_type, resource_types, validate_resource
 from resources.validation_schema import NON_R4_ELEMENTS, RESOURCE_TYPES_FILE, SCHEMA_FILE, schema
-from tests.shared import shared_path
+from tests.shared import json_places, shared_path
 
 EXAMPLES = shared_path("fhir", "r4-examples")
 DEFINITIONS = shared_path("fhir", "r4-definitions")
@@ -696,25 +696,11 @@ TYPE_NAMES = st.sampled_from(
 )
 
 
-def _places(node: Any) -> list[tuple[Any, Any]]:
-    """Every (container, key) inside a JSON document."""
-    out: list[tuple[Any, Any]] = []
-    if isinstance(node, dict):
-        for key, value in node.items():
-            out.append((node, key))
-            out.extend(_places(value))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            out.append((node, index))
-            out.extend(_places(value))
-    return out
-
-
 @st.composite
 def mutated_resources(draw: st.DrawFn) -> Any:
     resource = copy.deepcopy(draw(st.sampled_from(SAMPLES)))
     for _ in range(draw(st.integers(1, 4))):
-        places = _places(resource)
+        places = json_places(resource)
         if not places:
             break
         container, key = places[draw(st.integers(0, len(places) - 1))]

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from resources import validation_r4b
 from resources.validation import validate_resource
 from resources.validation_r4b_accepts import accepts
-from tests.shared import shared_path
+from tests.shared import json_places, shared_path
 
 EXAMPLE_FILES = sorted(shared_path("fhir", "r4-examples").glob("*.json"))
 SYNTHEA = shared_path("synthea", "r4_transaction_bundles_all617.tar.gz")
@@ -225,24 +225,11 @@ SEEDS = [
 ][:40] + SYNTHEA_SAMPLE[:40]
 
 
-def _places(node: Any) -> list[tuple[Any, Any]]:
-    out: list[tuple[Any, Any]] = []
-    if isinstance(node, dict):
-        for key, value in node.items():
-            out.append((node, key))
-            out.extend(_places(value))
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            out.append((node, index))
-            out.extend(_places(value))
-    return out
-
-
 @st.composite
 def mutated(draw: st.DrawFn) -> dict:
     resource = copy.deepcopy(draw(st.sampled_from(SEEDS)))
     for _ in range(draw(st.integers(1, 3))):
-        places = _places(resource)
+        places = json_places(resource)
         container, key = places[draw(st.integers(0, len(places) - 1))]
         action = draw(
             st.sampled_from(
