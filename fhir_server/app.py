@@ -16,7 +16,6 @@ from fhir_server.auth import endpoints
 from fhir_server.auth.service import AuthService
 from fhir_server.bulk_runner import ExportRunner
 from fhir_server.context import Context
-from fhir_server.dicom import scp as dicom_scp
 from fhir_server.dicom import service as dicom_service
 from fhir_server.dicom import web as dicomweb
 from fhir_server.hl7v2 import mllp
@@ -100,15 +99,7 @@ def _start_listeners(settings: Settings, ingest, hl7v2) -> Callable[[], None]:  
     started: list = []
     try:
         if settings.dicom_enabled:
-            started.append(
-                dicom_scp.start(
-                    ingest,
-                    host=settings.host,
-                    port=settings.dicom_port,
-                    ae_title=settings.dicom_ae_title,
-                    allowed_callers=settings.dicom_callers,
-                )
-            )
+            started.append(dicom_service.start_listener(ingest, settings))
         if settings.mllp_port is not None:
             started.append(mllp.start(hl7v2, settings.host, settings.mllp_port))
     except OSError:

@@ -38,18 +38,26 @@ def start(repo: Repository, settings: Settings, *, listen: bool) -> DicomService
     listener = None
     if listen:
         try:
-            listener = scp.start(
-                ingest,
-                host=settings.host,
-                port=settings.dicom_port,
-                ae_title=settings.dicom_ae_title,
-                allowed_callers=settings.dicom_callers,
-            )
-        except OSError as exc:
+            listener = start_listener(ingest, settings)
+        except OSError:
             ingest.stop()
-            raise OSError(
-                exc.errno,
-                f"cannot listen for DICOM on {settings.host}:{settings.dicom_port} "
-                f"({exc.strerror}); set HEARTH_DICOM_PORT, or HEARTH_DICOM_ENABLED=false",
-            ) from exc
+            raise
     return DicomService(store, ingest, listener)
+
+
+def start_listener(ingest: Ingest, settings: Settings) -> scp.Listener:
+    """The Storage SCP on ``HEARTH_DICOM_PORT``, storing through ``ingest``."""
+    try:
+        return scp.start(
+            ingest,
+            host=settings.host,
+            port=settings.dicom_port,
+            ae_title=settings.dicom_ae_title,
+            allowed_callers=settings.dicom_callers,
+        )
+    except OSError as exc:
+        raise OSError(
+            exc.errno,
+            f"cannot listen for DICOM on {settings.host}:{settings.dicom_port} "
+            f"({exc.strerror}); set HEARTH_DICOM_PORT, or HEARTH_DICOM_ENABLED=false",
+        ) from exc
