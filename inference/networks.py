@@ -46,23 +46,28 @@ PNEUMONIAMNIST_MEAN = (0.5719,)
 PNEUMONIAMNIST_STD = (0.1684,)
 
 
-def skin_resnet18_w32() -> nn.Module:
-    """MONAI 2-D ResNet-18 layout (basic blocks 2-2-2-2) at half width, for 3×64×64 input.
-
-    A 3×3 stride-2 stem without max-pooling keeps 32×32 feature maps in the first stage.
+def skin_resnet18(width: int = 32, stem_stride: int = 2) -> nn.Module:
+    """MONAI 2-D ResNet-18 layout (basic blocks 2-2-2-2), first stage ``width`` channels (64 is
+    the standard width), for 3×64×64 input. A 3×3 stem without max-pooling: stride 2 keeps
+    32×32 feature maps in the first stage, stride 1 keeps 64×64 (four times the arithmetic).
     """
     backbone = ResNet(
         block="basic",
         layers=[2, 2, 2, 2],
-        block_inplanes=[32, 64, 128, 256],
+        block_inplanes=[width, 2 * width, 4 * width, 8 * width],
         spatial_dims=2,
         n_input_channels=3,
         conv1_t_size=3,
-        conv1_t_stride=2,
+        conv1_t_stride=stem_stride,
         no_max_pool=True,
         num_classes=7,
     )
     return NormalisedClassifier(backbone, HAM10000_64_MEAN, HAM10000_64_STD)
+
+
+def skin_resnet18_w32() -> nn.Module:
+    """The shipped skin network: half width, stride-2 stem."""
+    return skin_resnet18(32, 2)
 
 
 def pneumonia_resnet10_w16() -> nn.Module:
@@ -83,6 +88,10 @@ def pneumonia_resnet10_w16() -> nn.Module:
 
 NETWORKS: dict[str, Callable[[], nn.Module]] = {
     "skin-resnet18-w32": skin_resnet18_w32,
+    # Larger variants, compared in recipe sweeps (docs/models.md).
+    "skin-resnet18-w48": lambda: skin_resnet18(48, 2),
+    "skin-resnet18-w64": lambda: skin_resnet18(64, 2),
+    "skin-resnet18-w32-s1": lambda: skin_resnet18(32, 1),
     "pneumonia-resnet10-w16": pneumonia_resnet10_w16,
 }
 
