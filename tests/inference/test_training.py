@@ -147,3 +147,24 @@ def test_a_sweep_runs_each_variant_and_ranks_by_the_mean(tiny_skin, tmp_path):
     assert sorted(logits["labels"].tolist()) == sorted(list(range(7)) * 3)
     best = summary["ranking"][0]
     assert (out / f"weights-{best}-s1.pt").exists() and (out / f"weights-{best}-s1.json").exists()
+
+
+def test_sweep_report_reads_ensembles_and_the_adjustment_scan(tmp_path):
+    from inference.training.sweep_report import DELTAS, report
+
+    labels = np.repeat(np.arange(3), 4)
+    right = np.eye(3)[labels] * 4.0  # every run decides right...
+    wrong = np.roll(right, 1, axis=1)  # ...but this one always decides the next class
+    result = report({"a-s1": right, "a-s2": right, "b-s1": wrong}, labels, [10, 10, 10])
+    assert result["runs"]["a-s1"]["balanced_accuracy"] == 1.0
+    assert result["runs"]["b-s1"]["balanced_accuracy"] == 0.0
+    assert set(result["ensembles"]) == {"a", "b"}
+    assert result["ensembles"]["a"]["balanced_accuracy"] == 1.0
+    # Equal priors: shifting by the log prior changes no decision.
+    assert result["delta_scan"]["a-s1"] == [1.0] * len(DELTAS)
+    skewed = report({"a-s1": np.zeros((12, 3))}, labels, [1, 1, 1000])
+    # All-zero logits minus delta * log prior: a positive delta favours the rare classes.
+    row = skewed["delta_scan"]["a-s1"]
+    assert row[DELTAS.index(0.6)] == pytest.approx(1 / 3, abs=1e-3) and row[
+        DELTAS.index(-0.6)
+    ] == pytest.approx(1 / 3, abs=1e-3)
