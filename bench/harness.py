@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -96,9 +97,18 @@ def hearth(
 
 
 @contextmanager
-def process(cmd: Sequence[str], env: dict[str, str]) -> Iterator[subprocess.Popen]:
-    """Another Hearth process (e.g. ``hearth worker``) in its own process group, stopped after."""
-    proc = subprocess.Popen(list(cmd), env=env, start_new_session=True)
+def process(
+    cmd: Sequence[str], env: dict[str, str], stdout: IO | None = None
+) -> Iterator[subprocess.Popen]:
+    """Another Hearth process (e.g. ``hearth worker``) in its own process group, stopped after;
+    ``stdout`` (stderr too) goes to a file when given."""
+    proc = subprocess.Popen(
+        list(cmd),
+        env=env,
+        start_new_session=True,
+        stdout=stdout,
+        stderr=subprocess.STDOUT if stdout is not None else None,
+    )
     try:
         yield proc
     finally:

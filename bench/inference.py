@@ -30,7 +30,6 @@ import asyncio
 import base64
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -45,17 +44,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.harness import database, hearth, process  # noqa: E402
 from inference.heatmap import grad_cam, overlay_png  # noqa: E402
 from inference.images import dicom_image, open_photo, read_dicom  # noqa: E402
 from inference.predict import load_model, network_logits  # noqa: E402
 from inference.preprocess import preprocess  # noqa: E402
-from resources.migrate import upgrade  # noqa: E402
-from tests.servers import (  # noqa: E402
-    create_pg_database,
-    drop_pg_database,
-    free_port,
-    system_token,
-)
 from tests.shared import shared_path  # noqa: E402
 
 SKIN_PHOTOS = [
@@ -290,140 +283,108 @@ def burst_upload(base: str, headers: dict, patient: str, photos: list[str], n: i
 
 
 def end_to_end(uploads: int, poll: float, batch_size: int, notify: bool = True) -> dict:
-    name, url = create_pg_database()
-    server = worker = None
     log_path = Path(tempfile.mkstemp(prefix="hearth-bench-worker-", suffix=".log")[1])
-    data_dir = tempfile.mkdtemp(prefix="hearth-bench-data-")
     out: dict = {}
+    # `hearth worker`, with INFO logging so that its "claimed N analysis job(s)" lines show.
+    code = (
+        "import logging, sys; logging.basicConfig(level=logging.INFO, "
+        "format='%(created).6f %(name)s %(message)s'); "
+        "from fhir_server.cli import main; "
+        f"sys.argv = ['hearth', 'worker', '--poll', '{poll}', "
+        f"'{'--notify' if notify else '--no-notify'}']; main()"
+    )
+    settings = {"HEARTH_WORKERS": "1", "HEARTH_WORKER_BATCH_SIZE": str(batch_size)}
     try:
-        upgrade(url)
-        port = free_port()
-        root = f"http://127.0.0.1:{port}"
-        env = {
-            **os.environ,
-            "HEARTH_DATABASE_URL": url,
-            "HEARTH_PORT": str(port),
-            "HEARTH_BASE_URL": root,
-            "HEARTH_WORKERS": "1",
-            "HEARTH_DICOM_ENABLED": "false",
-            "HEARTH_DATA_DIR": data_dir,
-            "HEARTH_LOG_LEVEL": "warning",
-            "HEARTH_WORKER_BATCH_SIZE": str(batch_size),
-        }
-        server = subprocess.Popen(
-            [sys.executable, "-m", "fhir_server.cli", "serve"], env=env, start_new_session=True,
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        # `hearth worker`, with INFO logging so that its "claimed N analysis job(s)" lines show.
-        code = (
-            "import logging, sys; logging.basicConfig(level=logging.INFO, "
-            "format='%(created).6f %(name)s %(message)s'); "
-            "from fhir_server.cli import main; "
-            f"sys.argv = ['hearth', 'worker', '--poll', '{poll}', "
-            f"'{'--notify' if notify else '--no-notify'}']; main()"
-        )
-        worker = subprocess.Popen(
-            [sys.executable, "-c", code], env=env, start_new_session=True,
-            stdout=log_path.open("w"), stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        base = f"{root}/fhir"
-        headers = {"Authorization": f"Bearer {system_token(url, root)}"}
-        for _ in range(300):
-            try:
-                if httpx.get(base + "/metadata", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        client = Client(base, headers)
-        r = client.http.post(
-            "/Patient", json={"resourceType": "Patient", "name": [{"family": "Bench"}]}
-        )
-        assert r.status_code == 201, r.text
-        patient = r.json()["id"]
-        photos = [base64.b64encode(p.read_bytes()).decode() for p in SKIN_PHOTOS]
-
-        # Warm-up: the worker loads the model on its first job (timed: the cold start).
-        t0 = time.perf_counter()
-        first = client.task_for(client.upload(patient, photos[0]))
-        client.wait([first], 300, 0.05)
-        cold = time.perf_counter() - t0
-        warm_ids = [client.task_for(client.upload(patient, photos[1]))]
-        client.wait(warm_ids, 120, 0.05)
-        out["cold_s"] = cold
-
-        wake = "LISTEN/NOTIFY" if notify else "polling only, --no-notify"
-        print(f"\n# 2. end to end, skin, PostgreSQL, 1 uvicorn worker + 1 `hearth worker` "
-              f"(poll {poll} s, {wake}, batch {batch_size}, Grad-CAM on) (load {load()})")  # fmt: skip
-        seq_ids, seq_client = [], []
-        for i in range(uploads):
-            t0 = time.perf_counter()
-            tid = client.task_for(client.upload(patient, photos[i % 2]))
-            client.wait([tid], 120, 0.02)
-            seq_client.append(time.perf_counter() - t0)
-            seq_ids.append(tid)
-        log_mark = log_path.stat().st_size
-        t0 = time.perf_counter()
-        media_ids = burst_upload(base, headers, patient, photos, uploads)
-        sent = time.perf_counter() - t0
-        burst_ids = [client.task_for(m) for m in media_ids]
-        client.wait(burst_ids, 300, 0.1)
-        burst_wall = time.perf_counter() - t0
-
-        def lat(ids: list[str]) -> tuple[list[float], list[float], list[float], float]:
-            rows = [client.latency(t) for t in ids]
-            total = [o - c for c, _, o in rows]
-            queued = [s - c for c, s, _ in rows]
-            run = [o - s for _, s, o in rows]
-            span = max(o for *_, o in rows) - min(c for c, *_ in rows)
-            return total, queued, run, span
-
-        seq = lat(seq_ids)
-        burst = lat(burst_ids)
-        with log_path.open("rb") as handle:
-            handle.seek(log_mark)
-            tail = handle.read().decode(errors="replace")
-        batches = [int(m) for m in re.findall(r"claimed (\d+) analysis job", tail)]
-        forwards = [int(m) for m in re.findall(r"(\d+) input\(s\) in one forward pass", tail)]
-        print(f"{'phase':<26}{'n':>4}{'min ms':>8}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}"
-              f"{'wait p50':>10}{'run p50':>9}{'span s':>8}{'tasks/s':>9}")  # fmt: skip
-        for label, (total, queued, run, span) in (
-            ("one at a time", seq),
-            (f"burst of {uploads}", burst),
+        with (
+            database() as url,
+            hearth(url, env=settings) as server,
+            log_path.open("w") as log,
+            process([sys.executable, "-c", code], server.env, stdout=log) as worker,
         ):
-            print(
-                f"{label:<26}{len(total):>4}{min(total) * 1000:>8.0f}{pct(total, 50):>9.0f}"
-                f"{pct(total, 95):>9.0f}{max(total) * 1000:>9.0f}{pct(queued, 50):>10.0f}{pct(run, 50):>9.0f}"
-                f"{span:>8.2f}{len(total) / span:>9.2f}"
+            base, headers = server.fhir, server.headers
+            client = Client(base, headers)
+            r = client.http.post(
+                "/Patient", json={"resourceType": "Patient", "name": [{"family": "Bench"}]}
             )
-        print(
-            "  (Task created → Observation committed, server timestamps; wait = created → "
-            "claimed/in-progress, run = in-progress → Observation)"
-        )
-        print(
-            f"  one at a time, client-side upload → completion seen: p50 "
-            f"{pct(seq_client, 50):.0f} ms, p95 {pct(seq_client, 95):.0f} ms"
-        )
-        print(
-            f"  burst: {uploads} uploads sent in {sent:.2f} s, all completed "
-            f"{burst_wall:.2f} s after the first was sent; worker batch sizes {batches}, "
-            f"forward passes of {forwards} images"
-        )
-        print(f"  cold start (first upload → completion seen, model load included): {cold:.1f} s")
-        out.update(seq=seq, burst=burst, batches=batches)
-        out["rss"] = rss(worker.pid)
-        out["worker_pid"] = worker.pid
-        return out
+            assert r.status_code == 201, r.text
+            patient = r.json()["id"]
+            photos = [base64.b64encode(p.read_bytes()).decode() for p in SKIN_PHOTOS]
+
+            # Warm-up: the worker loads the model on its first job (timed: the cold start).
+            t0 = time.perf_counter()
+            first = client.task_for(client.upload(patient, photos[0]))
+            client.wait([first], 300, 0.05)
+            cold = time.perf_counter() - t0
+            warm_ids = [client.task_for(client.upload(patient, photos[1]))]
+            client.wait(warm_ids, 120, 0.05)
+            out["cold_s"] = cold
+
+            wake = "LISTEN/NOTIFY" if notify else "polling only, --no-notify"
+            print(f"\n# 2. end to end, skin, PostgreSQL, 1 uvicorn worker + 1 `hearth worker` "
+                  f"(poll {poll} s, {wake}, batch {batch_size}, Grad-CAM on) (load {load()})")  # fmt: skip
+            seq_ids, seq_client = [], []
+            for i in range(uploads):
+                t0 = time.perf_counter()
+                tid = client.task_for(client.upload(patient, photos[i % 2]))
+                client.wait([tid], 120, 0.02)
+                seq_client.append(time.perf_counter() - t0)
+                seq_ids.append(tid)
+            log_mark = log_path.stat().st_size
+            t0 = time.perf_counter()
+            media_ids = burst_upload(base, headers, patient, photos, uploads)
+            sent = time.perf_counter() - t0
+            burst_ids = [client.task_for(m) for m in media_ids]
+            client.wait(burst_ids, 300, 0.1)
+            burst_wall = time.perf_counter() - t0
+
+            def lat(ids: list[str]) -> tuple[list[float], list[float], list[float], float]:
+                rows = [client.latency(t) for t in ids]
+                total = [o - c for c, _, o in rows]
+                queued = [s - c for c, s, _ in rows]
+                run = [o - s for _, s, o in rows]
+                span = max(o for *_, o in rows) - min(c for c, *_ in rows)
+                return total, queued, run, span
+
+            seq = lat(seq_ids)
+            burst = lat(burst_ids)
+            with log_path.open("rb") as handle:
+                handle.seek(log_mark)
+                tail = handle.read().decode(errors="replace")
+            batches = [int(m) for m in re.findall(r"claimed (\d+) analysis job", tail)]
+            forwards = [int(m) for m in re.findall(r"(\d+) input\(s\) in one forward pass", tail)]
+            print(f"{'phase':<26}{'n':>4}{'min ms':>8}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}"
+                  f"{'wait p50':>10}{'run p50':>9}{'span s':>8}{'tasks/s':>9}")  # fmt: skip
+            for label, (total, queued, run, span) in (
+                ("one at a time", seq),
+                (f"burst of {uploads}", burst),
+            ):
+                print(
+                    f"{label:<26}{len(total):>4}{min(total) * 1000:>8.0f}{pct(total, 50):>9.0f}"
+                    f"{pct(total, 95):>9.0f}{max(total) * 1000:>9.0f}{pct(queued, 50):>10.0f}{pct(run, 50):>9.0f}"
+                    f"{span:>8.2f}{len(total) / span:>9.2f}"
+                )
+            print(
+                "  (Task created → Observation committed, server timestamps; wait = created → "
+                "claimed/in-progress, run = in-progress → Observation)"
+            )
+            print(
+                f"  one at a time, client-side upload → completion seen: p50 "
+                f"{pct(seq_client, 50):.0f} ms, p95 {pct(seq_client, 95):.0f} ms"
+            )
+            print(
+                f"  burst: {uploads} uploads sent in {sent:.2f} s, all completed "
+                f"{burst_wall:.2f} s after the first was sent; worker batch sizes {batches}, "
+                f"forward passes of {forwards} images"
+            )
+            print(
+                f"  cold start (first upload → completion seen, model load included): {cold:.1f} s"
+            )
+            out.update(seq=seq, burst=burst, batches=batches)
+            out["rss"] = rss(worker.pid)
+            out["worker_pid"] = worker.pid
+            return out
     finally:
-        for proc in (worker, server):
-            if proc is not None and proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-        drop_pg_database(name)
         log_path.unlink(missing_ok=True)
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def main() -> None:

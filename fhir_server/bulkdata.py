@@ -22,7 +22,6 @@ from fastapi.responses import FileResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from fhir_server.auth import gate
-from fhir_server.auth.audit_events import rest_event
 from fhir_server.context import Access, Context
 from fhir_server.errors import status_of
 from fhir_server.http import fhir_response
@@ -46,25 +45,19 @@ async def _audited(request: Request, fn: Callable[[Context, Access], Any]) -> An
     request (method and path: which job, which file) as the event's query entity."""
     ctx = request.app.state.context
     auth = request.app.state.auth
-    ip = request.client.host if request.client else None
-    access = await run_in_threadpool(
-        gate.authenticate, ctx, auth, "operation", request.headers.get("authorization"), ip
-    )
-    assert access is not None
+    access, ip = await gate.authenticate_operation(request)
 
     def audit(status: int, detail: str | None = None) -> None:
+        query = f"{request.method} {request.url.path.removeprefix('/fhir/')}"
         auth.audit(
-            rest_event(
-                base=ctx.base,
+            gate.access_event(
+                ctx,
+                access,
+                ip,
                 interaction="operation",
                 status=status,
-                client_id=access.client_id,
-                username=access.username,
-                fhir_user=access.fhir_user,
-                patient=access.patient,
-                ip=ip,
                 what=[],
-                query=f"{request.method} {request.url.path.removeprefix('/fhir/')}",
+                query=query,
                 detail=detail,
             )
         )

@@ -8,6 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import urlencode
 
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
 from fhir_server.auth import enforce
 from fhir_server.auth.audit_events import rest_event
 from fhir_server.auth.service import AuthService
@@ -47,6 +50,45 @@ def authenticate(
         raise
 
 
+def access_event(
+    ctx: Context,
+    access: Access,
+    ip: str | None,
+    *,
+    interaction: str,
+    status: int,
+    what: list[str],
+    query: str | None = None,
+    detail: str | None = None,
+) -> dict:
+    """The audit event of one interaction by an authenticated caller."""
+    return rest_event(
+        base=ctx.base,
+        interaction=interaction,
+        status=status,
+        client_id=access.client_id,
+        username=access.username,
+        fhir_user=access.fhir_user,
+        patient=access.patient,
+        ip=ip,
+        what=what,
+        query=query,
+        detail=detail,
+    )
+
+
+async def authenticate_operation(request: Request) -> tuple[Access, str | None]:
+    """The caller's Access and address for an operation endpoint outside the generic FHIR
+    routes (``$hl7v2``, the Bulk Data status and files); 401, audited, without a valid token."""
+    ctx, auth = request.app.state.context, request.app.state.auth
+    ip = request.client.host if request.client else None
+    access = await run_in_threadpool(
+        authenticate, ctx, auth, "operation", request.headers.get("authorization"), ip
+    )
+    assert access is not None
+    return access, ip
+
+
 LATER = object()  # ``run`` checks the token itself (requests without a body: one thread hop)
 
 
@@ -71,15 +113,12 @@ def run(
         query = urlencode(req.query) if interaction.startswith("search") else None
         if interaction == "operation":  # which operation, with its parameters (e.g. $export)
             query = req.path + (f"?{urlencode(req.query)}" if req.query else "")
-        return rest_event(
-            base=ctx.base,
+        return access_event(
+            ctx,
+            access,
+            ip,
             interaction=interaction,
             status=status,
-            client_id=access.client_id,
-            username=access.username,
-            fhir_user=access.fhir_user,
-            patient=access.patient,
-            ip=ip,
             what=what,
             query=query,
             detail=detail,

@@ -13,7 +13,6 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from fhir_server.auth import gate
-from fhir_server.auth.audit_events import rest_event
 from resources.errors import Forbidden, TooLarge, UnsupportedMediaType
 
 router = APIRouter()
@@ -31,22 +30,15 @@ async def hl7v2(request: Request) -> Response:
     ctx = request.app.state.context
     auth = request.app.state.auth
     service = request.app.state.hl7v2
-    ip = request.client.host if request.client else None
-    access = await run_in_threadpool(
-        gate.authenticate, ctx, auth, "operation", request.headers.get("authorization"), ip
-    )
-    assert access is not None
+    access, ip = await gate.authenticate_operation(request)
     if access.patient is not None or not any(g.context == "system" for g in access.scopes.grants):
         auth.audit(
-            rest_event(
-                base=ctx.base,
+            gate.access_event(
+                ctx,
+                access,
+                ip,
                 interaction="operation",
                 status=403,
-                client_id=access.client_id,
-                username=access.username,
-                fhir_user=access.fhir_user,
-                patient=access.patient,
-                ip=ip,
                 what=[],
                 detail="$hl7v2 needs a system-level token",
             )
