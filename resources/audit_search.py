@@ -6,8 +6,11 @@ Parameters: ``date`` (prefixes eq/ne/gt/lt/ge/le/sa/eb/ap), tokens ``type``, ``s
 ``action``, ``outcome``, ``altid``, ``agent-role``, ``entity-type``, ``entity-role``, ``site``;
 references ``agent`` (also ``agent:identifier=system|value``), ``patient``, ``entity``,
 ``source`` (the observer's reference, else its display); strings ``agent-name``, ``address``,
-``entity-name`` (``:exact``, ``:contains``); ``_id``, ``_count``, ``_sort=date|-date``,
-``_total``, ``_summary=count``. Comma-separated values are OR, repeated parameters AND.
+``entity-name`` (``:exact``, ``:contains``); ``:missing=true|false`` on each of them; ``_id``,
+``_count``, ``_sort=date|-date``, ``_total``, ``_summary=count``; ``_include=AuditEvent:agent``,
+``:entity``, ``:patient`` or ``:source`` (optionally ``:TargetType``), the page's referenced
+resources that exist (deleted or unknown ones are left out), at most ``INCLUDE_LIMIT`` per page.
+Comma-separated values are OR, repeated parameters AND.
 """
 
 from __future__ import annotations
@@ -20,16 +23,23 @@ import sqlalchemy as sa
 from resources.audit import audit_event, audit_index
 from resources.audit_terms import local_ref
 from resources.errors import Invalid, Issue
+from resources.schema import resource
 from resources.search.date import approx, compare, search_range, to_datetime
 from resources.search.parse import split_escaped, split_prefix, unescape
+from resources.store import Stored
 
 TOKENS = frozenset(
     {"type", "subtype", "action", "outcome", "altid", "agent-role", "entity-type", "entity-role"}
 )
 REFERENCES = frozenset({"agent", "patient", "entity", "source"})
 STRINGS = frozenset({"agent-name", "address", "entity-name"})
+SEARCHABLE = TOKENS | REFERENCES | STRINGS | {"site", "date"}
 # Result parameters: handled here or harmless to the query.
-RESULT = frozenset({"_count", "_sort", "_page", "_total", "_summary", "_format", "_pretty"})
+RESULT = frozenset(
+    {"_count", "_sort", "_page", "_total", "_summary", "_format", "_pretty", "_include"}
+)
+INCLUDABLE = ("agent", "entity", "patient", "source")
+INCLUDE_LIMIT = 1000  # included resources per page, beyond which an outcome says so
 ID_PREFIX = "audit-"
 
 
@@ -49,6 +59,7 @@ class AuditPage:
     total: int | None = None
     issues: list[Issue] = field(default_factory=list)
     summary_count: bool = False
+    included: list[Stored] = field(default_factory=list)
 
 
 def seq_of(res_id: str) -> int | None:
@@ -76,10 +87,19 @@ def search(conn: sa.Connection, q: AuditQuery) -> AuditPage:
     page_after: int | None = None
     total_mode: str | None = None
     summary_count = False
+    includes: list[tuple[str, str | None]] = []
     for key, raw in q.query:
         name, _, modifier = key.partition(":")
         if name in RESULT:
-            if name == "_count":
+            if name == "_include":
+                if modifier:  # :iterate — the included resources name no AuditEvents
+                    issues.append(
+                        Issue("not-supported", f"{key} ignored: use _include", severity="warning")
+                    )
+                    continue
+                includes.append(_include_of(raw))
+                applied.append((key, raw))
+            elif name == "_count":
                 count = _whole(key, raw)
                 applied.append((key, raw))
             elif name == "_sort":
@@ -146,7 +166,79 @@ def search(conn: sa.Connection, q: AuditQuery) -> AuditPage:
         rows = [(r[0], r[1], r[2]) for r in found[:count]]
         if len(found) > count:
             next_page = str(rows[-1][0])
-    return AuditPage(rows, applied, next_page, total, issues, summary_count)
+    included: list[Stored] = []
+    if includes and rows:
+        included = _included(conn, [row[0] for row in rows], includes)
+        if len(included) > INCLUDE_LIMIT:
+            included = included[:INCLUDE_LIMIT]
+            issues.append(
+                Issue(
+                    "too-costly",
+                    f"only the first {INCLUDE_LIMIT} included resources of this page are returned",
+                    severity="warning",
+                )
+            )
+    return AuditPage(rows, applied, next_page, total, issues, summary_count, included)
+
+
+def _include_of(raw: str) -> tuple[str, str | None]:
+    """``AuditEvent:entity`` → ("entity", None); ``AuditEvent:entity:Patient`` → (…, "Patient")."""
+    parts = raw.split(":")
+    target = parts[2] if len(parts) == 3 else None
+    if (
+        len(parts) not in (2, 3)
+        or parts[0] != "AuditEvent"
+        or parts[1] not in INCLUDABLE
+        or (target is not None and not (target[:1].isupper() and target.isalpha()))
+    ):
+        raise Invalid(
+            f"_include={raw!r}: AuditEvent searches include "
+            + ", ".join(f"AuditEvent:{name}" for name in INCLUDABLE)
+            + " (optionally :TargetType)"
+        )
+    return parts[1], target
+
+
+def _included(
+    conn: sa.Connection, seqs: list[int], includes: list[tuple[str, str | None]]
+) -> list[Stored]:
+    """The current, not deleted resources that the events ``seqs`` reference through the
+    ``includes`` parameters (their index holds local ``Type/id`` references), in reference order;
+    one more than ``INCLUDE_LIMIT`` at most."""
+    wanted = sa.or_(
+        *(
+            sa.and_(
+                audit_index.c.name == name,
+                audit_index.c.value.like(f"{target}/%" if target else "%/%"),
+            )
+            for name, target in includes
+        )
+    )
+    refs = sorted(
+        conn.execute(
+            sa.select(audit_index.c.value)
+            .distinct()
+            .where(audit_index.c.seq.in_(seqs), wanted)
+            .limit(INCLUDE_LIMIT + 1)
+        ).scalars()
+    )
+    by_type: dict[str, list[str]] = {}
+    for ref in refs:
+        res_type, _, res_id = ref.partition("/")
+        by_type.setdefault(res_type, []).append(res_id)
+    found: dict[str, Stored] = {}
+    for res_type, ids in by_type.items():
+        for row in conn.execute(
+            sa.select(resource).where(
+                resource.c.res_type == res_type,
+                resource.c.res_id.in_(ids),
+                resource.c.deleted.is_(False),
+            )
+        ):
+            found[f"{row.res_type}/{row.res_id}"] = Stored(
+                row.res_type, row.res_id, row.version, row.last_updated, False, row.content
+            )
+    return [found[ref] for ref in refs if ref in found]
 
 
 def _whole(key: str, raw: str) -> int:
@@ -170,6 +262,16 @@ def _after(conn: sa.Connection, seq: int, descending: bool) -> sa.ColumnElement[
 
 
 def _criterion(name: str, modifier: str | None, values: list[str]) -> sa.ColumnElement[bool] | None:
+    if modifier == "missing" and (name in SEARCHABLE):
+        if values not in (["true"], ["false"]):
+            raise Invalid(f"{name}:missing takes true or false, not {','.join(values)!r}")
+        missing = values == ["true"]
+        if name == "date":  # every event has its recorded time
+            return sa.false() if missing else sa.true()
+        present = audit_event.c.seq.in_(
+            sa.select(audit_index.c.seq).where(audit_index.c.name == name)
+        )
+        return ~present if missing else present
     if name == "date":
         if modifier:
             raise Invalid(f"date does not take the modifier :{modifier}")

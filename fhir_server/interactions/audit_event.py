@@ -106,6 +106,7 @@ def search_bundle(
     return searchset_bundle(
         ctx.base,
         [_stored(*row) for row in found.rows],
+        includes=found.included,
         self_url=self_url,
         next_url=next_url,
         total=found.total,

@@ -324,7 +324,11 @@ def test_bad_search_input_is_a_400_outcome_never_a_500(server):
     for params in (
         {"date": "ge"},
         {"date": "2026-02-30"},
-        {"date:missing": "true"},
+        {"date:missing": "maybe"},
+        {"entity:missing": "true,false"},
+        {"_include": "AuditEvent:nothing"},
+        {"_include": "Patient:link"},
+        {"_include": "AuditEvent:entity:patient"},
         {"_count": "-1"},
         {"_count": "many"},
         {"_page": "999999999"},
@@ -346,3 +350,67 @@ def test_bad_search_input_is_a_400_outcome_never_a_500(server):
     for value in ("%", "_", "' OR 1=1 --", "\\"):
         resp = _get(server, {"agent-name": value, "_count": 5})
         assert resp.status_code == 200 and not resp.json().get("entry", [])
+
+
+def test_include_and_missing(server):
+    h = server.headers
+    f = server.fhir
+    pid = HTTP.post(f"{f}/Patient", json={"resourceType": "Patient"}, headers=h).json()["id"]
+    obs = HTTP.post(
+        f"{f}/Observation",
+        json={
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": uuid.uuid4().hex},
+            "subject": {"reference": f"Patient/{pid}"},
+        },
+        headers=h,
+    ).json()["id"]
+    _flush(server)
+
+    def included(bundle: dict) -> list[str]:
+        return [
+            f"{e['resource']['resourceType']}/{e['resource']['id']}"
+            for e in bundle.get("entry", [])
+            if e["search"]["mode"] == "include"
+        ]
+
+    # The Observation's create event, with the Observation itself included once.
+    resp = _get(server, {"entity": f"Observation/{obs}", "_include": "AuditEvent:entity"})
+    assert resp.status_code == 200, resp.text
+    bundle = resp.json()
+    assert len(_ids(bundle)) == 1
+    assert included(bundle) == [f"Observation/{obs}"]
+    entry = next(e for e in bundle["entry"] if e["search"]["mode"] == "include")
+    assert entry["resource"]["subject"] == {"reference": f"Patient/{pid}"}
+    assert entry["fullUrl"] == f"{f}/Observation/{obs}"
+    assert "_include=AuditEvent%3Aentity" in bundle["link"][0]["url"]
+    # A target type narrows the include; the agent include brings the token's client's Device
+    # or Practitioner only when it is a resource here, so only the type filter is asserted.
+    narrowed = _get(
+        server,
+        {"entity": f"Observation/{obs}", "_include": "AuditEvent:entity:Patient"},
+    ).json()
+    assert _ids(narrowed) == _ids(bundle) and included(narrowed) == []
+    by_patient = _get(
+        server, {"entity": f"Patient/{pid}", "_include": "AuditEvent:entity:Patient"}
+    ).json()
+    assert included(by_patient) == [f"Patient/{pid}"]
+
+    # :missing on an indexed parameter and on date (every event has its recorded time).
+    event = _ids(bundle)[0]
+    assert _ids(_get(server, {"_id": event, "entity:missing": "false"}).json()) == [event]
+    assert _ids(_get(server, {"_id": event, "entity:missing": "true"}).json()) == []
+    assert _ids(_get(server, {"_id": event, "date:missing": "false"}).json()) == [event]
+    assert _ids(_get(server, {"_id": event, "date:missing": "true"}).json()) == []
+    # The HTTP request's event names the caller's address (agent.network.address).
+    assert _ids(_get(server, {"_id": event, "address:missing": "false"}).json()) == [event]
+    assert _ids(_get(server, {"_id": event, "address:missing": "true"}).json()) == []
+
+    # A deleted resource is not included (its events stay).
+    assert HTTP.delete(f"{f}/Observation/{obs}", headers=h).status_code in (200, 204)
+    _flush(server)
+    after = _get(
+        server, {"entity": f"Observation/{obs}", "_include": "AuditEvent:entity", "_count": 50}
+    ).json()
+    assert len(_ids(after)) >= 2 and included(after) == []
