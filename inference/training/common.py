@@ -410,7 +410,10 @@ def train(
 
 
 def command_line(module: str, argv: list[str]) -> str:
-    return " ".join(["nice -n 19 .venv/bin/python -m", module, *map(shlex.quote, argv)])
+    """The command as run, with the process's own niceness when it was started under ``nice``."""
+    niceness = os.nice(0)
+    prefix = [f"nice -n {niceness}"] if niceness > 0 else []
+    return " ".join([*prefix, ".venv/bin/python -m", module, *map(shlex.quote, argv)])
 
 
 def with_overrides(recipe: Recipe, pairs: list[str]) -> Recipe:

@@ -168,3 +168,15 @@ def test_sweep_report_reads_ensembles_and_the_adjustment_scan(tmp_path):
     assert row[DELTAS.index(0.6)] == pytest.approx(1 / 3, abs=1e-3) and row[
         DELTAS.index(-0.6)
     ] == pytest.approx(1 / 3, abs=1e-3)
+
+
+def test_the_recorded_command_names_the_niceness_it_ran_at():
+    import os
+    import subprocess
+    import sys
+
+    code = "from inference.training.common import command_line; print(command_line('m', ['--x']))"
+    out = subprocess.run(
+        ["nice", "-n", "3", sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == f"nice -n {min(os.nice(0) + 3, 19)} .venv/bin/python -m m --x"
