@@ -36,8 +36,13 @@ def test_patient_enrols_totp(server):
     bad = browser.post(form.action, data={**form.fields, "code": "000000"})
     assert bad.status_code == 400
     totp = pyotp.TOTP(secret)
+    # Start early in a 30 s step, so that the steps below see the same "previous step" as the
+    # confirmation did (on a slow machine a step boundary in between made a fresh code of it).
+    if time.time() % 30 > 15:
+        time.sleep(30.5 - time.time() % 30)
     # confirm with the previous step's code (still accepted), so the current one stays fresh
-    done = browser.post(form.action, data={**form.fields, "code": totp.at(time.time() - 30)})
+    confirming = totp.at(time.time() - 30)
+    done = browser.post(form.action, data={**form.fields, "code": confirming})
     assert done.status_code == 200, done.text
     recovery = re.findall(r"<li><code>([0-9a-f-]+)</code></li>", done.text)
     assert len(recovery) == 8
@@ -45,9 +50,7 @@ def test_patient_enrols_totp(server):
     assert again.status_code == 400  # enrolment happens once
     _, challenge = pkce()
     assert login(server, app, user, "patient/*.rs", challenge=challenge, code="").status_code == 401
-    stale = login(
-        server, app, user, "patient/*.rs", challenge=challenge, code=totp.at(time.time() - 30)
-    )
+    stale = login(server, app, user, "patient/*.rs", challenge=challenge, code=confirming)
     assert stale.status_code == 401  # the confirming code is spent
     code_of(login(server, app, user, "patient/*.rs", challenge=challenge, code=totp.now()))
     code_of(login(server, app, user, "patient/*.rs", challenge=challenge, code=recovery[0]))
