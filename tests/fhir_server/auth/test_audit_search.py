@@ -50,10 +50,9 @@ def _user_token(server, user) -> dict:  # type: ignore[no-untyped-def]
     return bearer(body["access_token"])
 
 
-def test_admins_search_the_log_by_its_parameters(server):
-    h = server.headers
-    f = server.fhir
-    start = datetime.now(UTC) - timedelta(seconds=1)
+def _patient_and_observation(server) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    """A new Patient and an Observation about it (a unique code text), created over HTTP."""
+    h, f = server.headers, server.fhir
     pid = HTTP.post(f"{f}/Patient", json={"resourceType": "Patient"}, headers=h).json()["id"]
     obs = HTTP.post(
         f"{f}/Observation",
@@ -65,6 +64,14 @@ def test_admins_search_the_log_by_its_parameters(server):
         },
         headers=h,
     ).json()["id"]
+    return pid, obs
+
+
+def test_admins_search_the_log_by_its_parameters(server):
+    h = server.headers
+    f = server.fhir
+    start = datetime.now(UTC) - timedelta(seconds=1)
+    pid, obs = _patient_and_observation(server)
     assert HTTP.get(f"{f}/Observation/{obs}", headers=h).status_code == 200
     assert HTTP.get(f"{f}/Observation/does-not-exist", headers=h).status_code == 404
     _flush(server)
@@ -355,17 +362,7 @@ def test_bad_search_input_is_a_400_outcome_never_a_500(server):
 def test_include_and_missing(server):
     h = server.headers
     f = server.fhir
-    pid = HTTP.post(f"{f}/Patient", json={"resourceType": "Patient"}, headers=h).json()["id"]
-    obs = HTTP.post(
-        f"{f}/Observation",
-        json={
-            "resourceType": "Observation",
-            "status": "final",
-            "code": {"text": uuid.uuid4().hex},
-            "subject": {"reference": f"Patient/{pid}"},
-        },
-        headers=h,
-    ).json()["id"]
+    pid, obs = _patient_and_observation(server)
     _flush(server)
 
     def included(bundle: dict) -> list[str]:
