@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inference.predict import network_logits
+from inference.networks import build_network
 from inference.registry import MODELS
-from inference.training.common import REPO, load_split
+from inference.training.common import REPO, evaluate, load_split
 
 SCRIPTS = {"train_skin": "skin", "train_pneumonia": "pneumonia"}
 
@@ -55,20 +55,14 @@ def run_command(script: str, out: Path, device: str, pairs: list[str], seed: int
 
 
 def validation_logits(spec, run_dir: Path, data: Path, metadata: dict, device: str) -> np.ndarray:
-    from inference.networks import build_network
-
-    tta = metadata["tta"]
+    """The run's validation logits from its saved float16 weights, as they will be served."""
     network = build_network(metadata["network"]).to(device)
     state = torch.load(spec.weights_path(run_dir), map_location=device, weights_only=True)
     network.load_state_dict(
         {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     )
-    images, _ = load_split(data, spec, "val")
-    parts = [
-        network_logits(network, images[i : i + 512].to(device), tta).cpu()
-        for i in range(0, len(images), 512)
-    ]
-    return torch.cat(parts).numpy()
+    images, labels = load_split(data, spec, "val")
+    return evaluate(network, images, labels, spec.labels, 0.0, metadata["tta"])[0]
 
 
 def score(report: dict) -> float:
