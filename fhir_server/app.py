@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
 from fhir_server import __version__, ai, bulkdata, errors, events, terminology
+from fhir_server.audit_anchor import Checkpointer
 from fhir_server.auth import endpoints
 from fhir_server.auth.service import AuthService
 from fhir_server.bulk_runner import ExportRunner
@@ -126,6 +127,12 @@ def create_app(settings: Settings | None = None, search: SearchEngine | None = N
         ctx = build_context(settings, search)
         app.state.context = ctx
         app.state.auth = AuthService.build(ctx.repo.engine, settings)
+        app.state.checkpoints = Checkpointer(
+            ctx.repo.engine,
+            app.state.auth.key,
+            settings.audit_checkpoint_files(),
+            settings.audit_checkpoint_seconds,
+        )
         threading.Thread(target=warm_validators, name="warm-validators", daemon=True).start()
         # One process: the listeners run here. Several workers: the one that wins the
         # election (a lock under the data directory) runs them (fhir_server/listeners.py).
@@ -157,7 +164,8 @@ def create_app(settings: Settings | None = None, search: SearchEngine | None = N
                 app.state.mllp.stop()
             app.state.dicom.stop()
             exports.stop()
-            app.state.auth.close()
+            app.state.auth.close()  # drains the audit writer
+            app.state.checkpoints.stop()  # then anchors the final head outside the database
             ctx.repo.engine.dispose()
 
     app = FastAPI(

@@ -1,5 +1,5 @@
 """The ``hearth`` command line: serve, dicom, db upgrade, load, reindex, worker, ai, clients,
-users, token, audit verify, version.
+users, token, audit verify / checkpoint, version.
 
 Settings come from ``HEARTH_*`` environment variables; flags override them (they are written
 back into the environment so uvicorn's worker processes see the same settings).
@@ -457,21 +457,100 @@ def audit_group() -> None:
 
 @audit_group.command("verify")
 @click.option("--database-url", help="database URL [HEARTH_DATABASE_URL]")
-def audit_verify(database_url) -> None:  # type: ignore[no-untyped-def]
-    """Recompute the hash chain; exit 1 naming the first broken link."""
+@click.option(
+    "--checkpoints",
+    "checkpoint_files",
+    type=click.Path(dir_okay=False, path_type=Path),
+    multiple=True,
+    help="a checkpoint file to check against (repeatable) "
+    "[HEARTH_DATA_DIR/audit/checkpoints.jsonl when it exists]",
+)
+@click.option(
+    "--jwks",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="public keys (JWKS, as /auth/jwks serves it) that signed the checkpoints "
+    "[the key in HEARTH_DATA_DIR/keys]",
+)
+def audit_verify(database_url, checkpoint_files, jwks) -> None:  # type: ignore[no-untyped-def]
+    """Recompute the hash chain and check it against the signed checkpoints; exit 1 naming the
+    first broken link, a removed or changed checkpointed row, or a bad checkpoint."""
+    import json
+
+    from joserfc.jwk import KeySet
+
+    from fhir_server import audit_anchor
+    from fhir_server.auth.keys import SigningKey
     from resources import audit
     from resources.db import create_engine
 
     settings = _settings(database_url=database_url)
+    files = list(checkpoint_files)
+    if not files and audit_anchor.default_file(settings.data_dir).exists():
+        files = [audit_anchor.default_file(settings.data_dir)]
+    checkpoints: list[audit.Head] = []
+    if files:
+        if jwks is not None:
+            keys = KeySet.import_key_set(json.loads(jwks.read_text()))
+        else:
+            key = SigningKey.load(settings.data_dir)
+            if key is None:
+                raise click.ClickException(
+                    f"no signing key in {settings.data_dir / 'keys'} to check the checkpoints "
+                    "with (give --jwks)"
+                )
+            keys = KeySet.import_key_set(key.jwks())
+        for path in files:
+            try:
+                checkpoints += audit_anchor.read(path, keys)
+            except FileNotFoundError:
+                raise click.ClickException(f"no checkpoint file {path}") from None
+            except audit_anchor.BadCheckpoint as exc:
+                click.echo(f"BAD CHECKPOINT {exc}")
+                sys.exit(1)
     engine = create_engine(settings.database_url)
     try:
-        n, broken = audit.verify(engine)
+        n, broken = audit.verify(engine, checkpoints)
     finally:
         engine.dispose()
     if broken is not None:
         click.echo(f"BROKEN at audit event {broken.seq}: {broken.reason} ({n} events read)")
         sys.exit(1)
-    click.echo(f"audit chain intact: {n} events")
+    if checkpoints:
+        newest = max(c.seq for c in checkpoints)
+        click.echo(
+            f"audit chain intact: {n} events; {len(checkpoints)} checkpoints hold "
+            f"(newest at event {newest})"
+        )
+    else:
+        click.echo(
+            f"audit chain intact: {n} events (no checkpoints: removal of the newest events "
+            "would not show)"
+        )
+
+
+@audit_group.command("checkpoint")
+@click.option("--database-url", help="database URL [HEARTH_DATABASE_URL]")
+def audit_checkpoint(database_url) -> None:  # type: ignore[no-untyped-def]
+    """Sign the chain's head now: append the checkpoint to HEARTH_DATA_DIR/audit/checkpoints.jsonl
+    (and HEARTH_AUDIT_CHECKPOINT_EXPORT) and print it, for the auditor to keep."""
+    import json
+
+    from fhir_server import audit_anchor
+    from fhir_server.auth.keys import SigningKey
+    from resources.db import create_engine
+
+    settings = _settings(database_url=database_url)
+    engine = create_engine(settings.database_url)
+    try:
+        line = audit_anchor.make(engine, SigningKey.load_or_create(settings.data_dir))
+    finally:
+        engine.dispose()
+    if line is None:
+        click.echo("the audit log is empty: nothing to checkpoint", err=True)
+        return
+    for path in settings.audit_checkpoint_files():
+        audit_anchor.append(line, path)
+    click.echo(json.dumps(line, separators=(",", ":")))
 
 
 def _register_ai_commands() -> None:

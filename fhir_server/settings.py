@@ -85,6 +85,26 @@ class Settings(BaseSettings):
     export_page_size: int = Field(
         1000, ge=1, le=100_000, description="Resources a Bulk Data export reads per query"
     )
+    audit_checkpoint_seconds: float = Field(
+        300.0, ge=0, description="Seconds between signed audit checkpoints (0: only at shutdown)"
+    )
+    audit_checkpoint_export: Path | None = Field(
+        None, description="Another file each audit checkpoint is appended to (an auditor's copy)"
+    )
+
+    @field_validator("audit_checkpoint_export", mode="before")
+    @classmethod
+    def _export_path(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v
+
+    def audit_checkpoint_files(self) -> list[Path]:
+        """Where checkpoints go: the data directory's file, and the export file when set."""
+        from fhir_server.audit_anchor import default_file
+
+        files = [default_file(self.data_dir)]
+        if self.audit_checkpoint_export is not None:
+            files.append(self.audit_checkpoint_export)
+        return files
 
     @field_validator("base_url")
     @classmethod

@@ -14,7 +14,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -205,17 +205,73 @@ class Broken:
     reason: str
 
 
-def verify(engine: sa.Engine) -> tuple[int, Broken | None]:
-    """(rows checked, the first broken link or None)."""
+@dataclass(frozen=True)
+class Head:
+    """The newest row of the chain when it was read: its ``seq`` and ``hash``, and ``count``,
+    the rows with ``seq`` up to it. A signed copy kept outside the database is a checkpoint
+    (``fhir_server/audit_anchor.py``)."""
+
+    seq: int
+    hash: str
+    count: int
+
+
+def head(engine: sa.Engine) -> Head | None:
+    """The chain's newest row (None for an empty log). Appends are serialised and commit in
+    ``seq`` order, so every row up to the head is committed when the head is."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(audit_event.c.seq, audit_event.c.hash)
+            .order_by(audit_event.c.seq.desc())
+            .limit(1)
+        ).first()
+        if row is None:
+            return None
+        count = conn.execute(
+            sa.select(sa.func.count()).where(audit_event.c.seq <= row[0])
+        ).scalar_one()
+    return Head(int(row[0]), row[1], int(count))
+
+
+def verify(engine: sa.Engine, checkpoints: Sequence[Head] = ()) -> tuple[int, Broken | None]:
+    """(rows checked, the first broken link or None).
+
+    Without ``checkpoints`` only the chain is recomputed: an edited, removed or re-ordered row
+    breaks it, but removing the newest rows, or editing the last one and recomputing its hash,
+    leaves a shorter chain that is still whole. Each checkpoint (a head recorded earlier, kept
+    outside the database) must therefore still be in the chain: its row there with the same
+    hash, the same number of rows up to it, and no fewer rows than it counted."""
+    wanted = {c.seq for c in checkpoints}
+    seen: dict[int, tuple[str, int]] = {}
     prev = GENESIS
     n = 0
+    last = 0
     for seq, recorded, event, prev_hash, h in _rows(engine):
         n += 1
         if prev_hash != prev:
             return n, Broken(seq, "prev_hash does not match the previous row's hash")
         if chain_hash(prev_hash, recorded, event) != h:
             return n, Broken(seq, "the row's content does not match its hash")
+        if seq in wanted:
+            seen[seq] = (h, n)
         prev = h
+        last = seq
+    for c in sorted(checkpoints, key=lambda c: c.seq):
+        if c.seq not in seen:
+            if c.seq > last:
+                why = f"the log ends at event {last}: rows after it were removed (truncated)"
+            else:
+                why = "the row is missing (deleted)"
+            return n, Broken(c.seq, f"checkpoint of {c.count} events: {why}")
+        h, count = seen[c.seq]
+        if h != c.hash:
+            return n, Broken(
+                c.seq, "the row's hash differs from its checkpoint (edited and re-hashed)"
+            )
+        if count != c.count:
+            return n, Broken(
+                c.seq, f"checkpoint counted {c.count} events up to this row, the log has {count}"
+            )
     return n, None
 
 

@@ -1,6 +1,6 @@
 """Hearth's signing key (RS256): created under ``HEARTH_DATA_DIR/keys`` at first start, readable
-only by its owner; signs id_tokens and password-reset links and is published at the JWKS
-endpoint."""
+only by its owner; signs id_tokens, password-reset links and the audit log's checkpoints
+(``fhir_server/audit_anchor.py``) and is published at the JWKS endpoint."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import time
 import uuid
 from pathlib import Path
 
-from joserfc import jwt
+from joserfc import jws, jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import RSAKey
+from joserfc.jwk import KeySet, RSAKey
 
 ALG = "RS256"
 
@@ -20,6 +20,14 @@ ALG = "RS256"
 class SigningKey:
     def __init__(self, key: RSAKey) -> None:
         self.key = key
+
+    @classmethod
+    def load(cls, data_dir: Path) -> SigningKey | None:
+        """The key under ``data_dir`` if there is one (never creates it)."""
+        path = data_dir / "keys" / "signing-key.json"
+        if not path.exists():
+            return None
+        return cls(RSAKey.import_key(json.loads(path.read_text())))
 
     @classmethod
     def load_or_create(cls, data_dir: Path) -> SigningKey:
@@ -60,3 +68,18 @@ class SigningKey:
         if claims.get("purpose") != purpose or claims.get("exp", 0) < time.time():
             return None
         return claims
+
+    def sign_document(self, claims: dict) -> str:
+        """A compact JWS over ``claims`` that does not expire (a record, not a credential)."""
+        payload = json.dumps(claims, sort_keys=True, separators=(",", ":"))
+        return jws.serialize_compact({"alg": ALG, "kid": self.kid}, payload, self.key, [ALG])
+
+
+def verify_document(token: str, keys: KeySet) -> dict | None:
+    """The claims of a ``sign_document`` JWS whose signature one of ``keys`` (public keys, e.g.
+    the server's JWKS) verifies; else None."""
+    try:
+        claims = json.loads(jws.deserialize_compact(token, keys, [ALG]).payload)
+    except (JoseError, ValueError):
+        return None
+    return claims if isinstance(claims, dict) else None

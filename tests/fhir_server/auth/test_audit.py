@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import uuid
 
 import httpx
@@ -116,7 +117,8 @@ def _hearth(*args: str, url: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         cwd=ROOT,
-        env={**os.environ, "HEARTH_DATABASE_URL": url},
+        # a data directory of its own: no checkpoint file of another database is found there
+        env={**os.environ, "HEARTH_DATABASE_URL": url, "HEARTH_DATA_DIR": tempfile.mkdtemp()},
         timeout=120,
     )
 
