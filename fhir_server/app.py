@@ -9,7 +9,8 @@ from collections.abc import Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, RedirectResponse
 
 from fhir_server import __version__, ai, bulkdata, errors, events, terminology
 from fhir_server.audit_anchor import Checkpointer
@@ -19,6 +20,7 @@ from fhir_server.bulk_runner import ExportRunner
 from fhir_server.context import Context
 from fhir_server.dicom import service as dicom_service
 from fhir_server.dicom import web as dicomweb
+from fhir_server.headers import SecurityHeaders, docs_csp
 from fhir_server.hl7v2 import mllp
 from fhir_server.hl7v2 import web as hl7v2_web
 from fhir_server.hl7v2.service import Hl7v2Service
@@ -172,11 +174,22 @@ def create_app(settings: Settings | None = None, search: SearchEngine | None = N
         title="Hearth",
         version=__version__,
         lifespan=lifespan,
-        docs_url="/docs",
-        openapi_url="/openapi.json",
+        # The OpenAPI document and its Swagger UI page (scripts from a CDN) only when
+        # HEARTH_API_DOCS is on, and then with a CSP that names exactly what the page loads.
+        docs_url=None,
+        openapi_url="/openapi.json" if settings.api_docs else None,
         redoc_url=None,
     )
     errors.install(app)
+    app.add_middleware(SecurityHeaders)  # nosniff & co. on every response (fhir_server/headers.py)
+    if settings.api_docs:
+
+        @app.get("/docs", include_in_schema=False)
+        async def docs() -> HTMLResponse:
+            page = get_swagger_ui_html(openapi_url="/openapi.json", title="Hearth API")
+            page.headers["Content-Security-Policy"] = docs_csp(page.body.decode())
+            return page
+
     app.include_router(endpoints.router)
     app.include_router(hl7v2_web.router, prefix="/fhir")  # before the generic /{op} route
     app.include_router(bulkdata.router, prefix="/fhir")  # before /{res_type}/{res_id}

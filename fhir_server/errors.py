@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from fhir_server.headers import SECURITY_HEADERS
 from fhir_server.http import fhir_response
 from resources import errors as e
 
@@ -87,4 +88,6 @@ def install(app: FastAPI) -> None:
             request,
             outcome("exception", "internal server error; the fault was logged"),
             status=500,
+            # Starlette answers a fault outside every middleware: the headers come from here
+            headers=SECURITY_HEADERS,
         )

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     export_page_size: int = Field(
         1000, ge=1, le=100_000, description="Resources a Bulk Data export reads per query"
     )
+    api_docs: bool = Field(
+        False, description="Serve /openapi.json and the Swagger UI page /docs (development)"
+    )
     audit_checkpoint_seconds: float = Field(
         300.0, ge=0, description="Seconds between signed audit checkpoints (0: only at shutdown)"
     )
