@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from fhir_server import __version__, ai, bulkdata, errors, events, terminology
+from fhir_server import __version__, ai, bulkdata, errors, events, logsafe, terminology
 from fhir_server.audit_anchor import Checkpointer
 from fhir_server.auth import endpoints
 from fhir_server.auth.service import AuthService
@@ -120,6 +120,7 @@ def _start_listeners(settings: Settings, ingest, hl7v2) -> Callable[[], None]:  
 def create_app(settings: Settings | None = None, search: SearchEngine | None = None) -> FastAPI:
     """The ASGI app; ``search``, when given, is the preloaded search engine (``preload``)."""
     settings = settings or Settings()
+    logsafe.install()  # tracebacks in the logs without exception messages (they quote PHI)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -31,6 +31,9 @@ def _settings(**overrides: object) -> Settings:
 @click.version_option(__version__, prog_name="hearth")
 def main() -> None:
     """Hearth, a FHIR R4 server."""
+    from fhir_server import logsafe
+
+    logsafe.install()  # every command: tracebacks in logs without exception messages (PHI)
 
 
 @main.command()

@@ -1,7 +1,9 @@
 """One table from typed errors to HTTP status, and the handlers that render OperationOutcomes.
 
 Client errors are logged as warnings, faults as errors with their traceback; a fault's response
-never carries internals.
+never carries internals. Log lines name the request (``X-Request-ID``), its method and path (the
+resource type and id) and the outcome's issue codes, never the diagnostics: those quote what the
+client sent (``fhir_server/logsafe.py``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fhir_server.headers import SECURITY_HEADERS
+from fhir_server.headers import SECURITY_HEADERS, request_id
 from fhir_server.http import fhir_response
 from resources import errors as e
 
@@ -59,7 +61,15 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(e.FhirError)
     async def _fhir_error(request: Request, exc: e.FhirError):  # type: ignore[no-untyped-def]
         status = status_of(exc)
-        log.warning("%s %s -> %d: %s", request.method, request.url.path, status, exc.diagnostics)
+        codes = ",".join(sorted({i["code"] for i in exc.outcome().get("issue", [])}))
+        log.warning(
+            "request %s: %s %s -> %d (%s)",
+            request_id(request.scope),
+            request.method,
+            request.url.path,
+            status,
+            codes,
+        )
         headers = {}
         if status == 401:
             headers["WWW-Authenticate"] = 'Bearer realm="hearth"'
@@ -73,7 +83,14 @@ def install(app: FastAPI) -> None:
             detail = f"no FHIR endpoint at {request.method} {request.url.path}"
         elif exc.status_code == 405:
             detail = f"{request.method} is not allowed on {request.url.path}"
-        log.warning("%s %s -> %d: %s", request.method, request.url.path, exc.status_code, detail)
+        log.warning(
+            "request %s: %s %s -> %d (%s)",
+            request_id(request.scope),
+            request.method,
+            request.url.path,
+            exc.status_code,
+            code,
+        )
         return fhir_response(request, outcome(code, detail), status=exc.status_code)
 
     @app.exception_handler(RequestValidationError)
@@ -83,11 +100,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _fault(request: Request, exc: Exception):  # type: ignore[no-untyped-def]
-        log.error("%s %s -> 500", request.method, request.url.path, exc_info=exc)
+        rid = request_id(request.scope)
+        log.error("request %s: %s %s -> 500", rid, request.method, request.url.path, exc_info=exc)
         return fhir_response(
             request,
             outcome("exception", "internal server error; the fault was logged"),
             status=500,
             # Starlette answers a fault outside every middleware: the headers come from here
-            headers=SECURITY_HEADERS,
+            headers={**SECURITY_HEADERS, "X-Request-ID": rid},
         )

@@ -22,6 +22,7 @@ import orjson
 import sqlalchemy as sa
 
 from resources.audit_terms import index_terms
+from resources.db import error_kind
 from resources.schema import Document, PrimaryKey, UtcDateTime, metadata
 from resources.store import utcnow
 
@@ -192,8 +193,11 @@ class AuditWriter:
                     append_many(conn, batch)
                 return
             except sa.exc.DBAPIError as exc:
-                log.warning(
-                    "audit batch of %d not written (attempt %d): %s", len(batch), attempt + 1, exc
+                log.warning(  # the error's text would quote the events: only its kind
+                    "audit batch of %d not written (attempt %d): %s",
+                    len(batch),
+                    attempt + 1,
+                    error_kind(exc),
                 )
                 time.sleep(0.05 * 2**attempt)
         log.error("LOST %d audit records: the database refused them five times", len(batch))

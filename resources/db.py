@@ -74,6 +74,7 @@ def create_engine(
         engine = sa.create_engine(
             url,
             echo=echo,
+            hide_parameters=True,  # error messages never quote the values (PHI) bound
             json_serializer=_dumps,
             json_deserializer=orjson.loads,
             connect_args={"check_same_thread": False, "timeout": 30},
@@ -84,6 +85,7 @@ def create_engine(
         engine = sa.create_engine(
             url,
             echo=echo,
+            hide_parameters=True,  # error messages never quote the values (PHI) bound
             json_serializer=_dumps,
             json_deserializer=orjson.loads,
             pool_size=pool_size,
@@ -101,6 +103,14 @@ def create_engine(
             _ping_on_checkout(engine)
         return engine
     raise ValueError(f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}")
+
+
+def error_kind(exc: BaseException) -> str:
+    """An exception for a log line or an outcome without its message, which may quote record
+    content (PostgreSQL's DETAIL/CONTEXT quote the failing row): its type and SQLSTATE."""
+    orig = getattr(exc, "orig", None) or exc
+    code = getattr(orig, "sqlstate", None)
+    return type(orig).__name__ + (f" (SQLSTATE {code})" if code else "")
 
 
 def _ping_on_checkout(engine: sa.Engine) -> None:

@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from resources import audit
 from resources.custom_params import CustomParams
-from resources.db import READONLY, is_postgres, unpinged
+from resources.db import READONLY, error_kind, is_postgres, unpinged
 from resources.errors import (
     Conflict,
     Gone,
@@ -128,7 +128,7 @@ class Repository:
             except DBAPIError as exc:
                 if not exc.connection_invalidated:
                     raise
-                log.info("read met a dropped connection; running it again: %s", exc.orig)
+                log.info("read met a dropped connection; running it again: %s", error_kind(exc))
                 return self._read_pg(fn)
         with self.engine.connect() as conn:
             conn = conn.execution_options(**{READONLY: True})
@@ -165,8 +165,14 @@ class Repository:
                 if not _is_transient(exc):
                     raise
                 last = exc
-            log.debug("retrying unit after collision (attempt %d): %s", attempt + 1, last)
-        raise Conflict(f"the request collided with concurrent writes {self.retries} times: {last}")
+            log.debug(
+                "retrying unit after collision (attempt %d): %s", attempt + 1, error_kind(last)
+            )
+        # the database's message is not passed on: it quotes the failing row's values
+        raise Conflict(
+            f"the request collided with concurrent writes {self.retries} times "
+            f"({error_kind(last) if last is not None else 'retry'})"
+        )
 
 
 def _in_unit(fn: Callable[[Unit], T], unit: Unit) -> T:

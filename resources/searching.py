@@ -200,7 +200,9 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
         next_url = f"{base}/{path}?{urlencode([*applied, ('_page', _encode(*next_values))])}"
     elapsed = (time.perf_counter() - started) * 1000
     if elapsed > req.slow_ms:
-        log.warning("slow search %.0f ms: %s?%s", elapsed, path, urlencode(req.query))
+        # parameter names only: the values are what was searched for (names, identifiers)
+        names = ",".join(sorted({k for k, _ in req.query}))
+        log.warning("slow search %.0f ms: %s with %s", elapsed, path, names or "no parameters")
     outcome = (
         {"resourceType": "OperationOutcome", "issue": [i.to_fhir() for i in issues]}
         if issues

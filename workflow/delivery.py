@@ -234,7 +234,7 @@ def deliver(
         )
     except Exception as exc:  # noqa: BLE001 - any render/attach/send failure is recorded
         reason = str(exc) or type(exc).__name__
-        log.warning("report delivery for case %s failed: %s", case_id, reason)
+        log.warning("report delivery for case %s failed: %s", case_id, type(exc).__name__)
         repo.run(lambda u: _fail(u, case_id, reason))
         return Delivery(case_id, "failed", reason)
     repo.run(lambda u: _done(u, case_id, doc_ref, email))

@@ -53,7 +53,9 @@ def run_once(
                 facility_name=facility_name,
             ).status
         except Exception as exc:  # noqa: BLE001 - another worker took it; the next pass sees it
-            log.info("report of case %s not delivered in this pass: %s", case_id, exc)
+            log.info(
+                "report of case %s not delivered in this pass: %s", case_id, type(exc).__name__
+            )
     out.reminders = len(
         reminders.create_due(repo, now or datetime.now(UTC), default_timezone=default_timezone)
     )

@@ -84,7 +84,7 @@ def _send_reset(svc: AuthService, username: str, ip: str | None) -> None:
             "If it was not you, ignore this message.\n",
         )
     except (OSError, RuntimeError) as exc:
-        log.error("password reset e-mail for %s not sent: %s", username, exc)
+        log.error("password reset e-mail for %s not sent: %s", username, type(exc).__name__)
     svc.audit(
         security_event(
             base=svc.settings.fhir_base,

@@ -43,7 +43,7 @@ def _handle_store(event, ingest: Ingest) -> int:  # type: ignore[no-untyped-def]
         log.debug("stored %s from %s", received.sop_uid, calling)
         return 0x0000
     except Rejected as exc:
-        log.warning("C-STORE from %s refused (0x%04X): %s", calling, exc.status, exc.reason)
+        log.warning("C-STORE %s from %s refused (0x%04X)", exc.sop_uid or "-", calling, exc.status)
         return exc.status
     except Exception:
         log.exception("C-STORE from %s failed", calling)

@@ -144,7 +144,7 @@ async def _stow(request: Request, study_uid: str | None):  # type: ignore[no-unt
                     await run_in_threadpool(_store_one, request, kind, data, study_uid)
                 )
             except Rejected as exc:
-                log.warning("STOW-RS part refused (0x%04X): %s", exc.status, exc.reason)
+                log.warning("STOW-RS part %s refused (0x%04X)", exc.sop_uid or "-", exc.status)
                 item = Dataset()
                 if exc.sop_class:
                     item.ReferencedSOPClassUID = exc.sop_class

@@ -82,7 +82,14 @@ class Hl7v2Service:
             message = hl7v2.parse(raw)
             mapped = hl7v2.map_parsed(message, server_tz=_server_tz())
         except hl7v2.Hl7Error as exc:
-            log.warning("HL7 v2 message %s: %s %s", _cid(message), exc.ack, exc.text)
+            # the error's text quotes the message (a segment id, a field's value): not logged
+            log.warning(
+                "HL7 v2 message %s: %s %s at %s",
+                _cid(message) or "-",
+                exc.ack,
+                exc.code,
+                exc.location,
+            )
             err = AckError(exc.code, exc.text, exc.location)
             return Outcome(self._ack(message, exc.ack, [err]), exc.ack, _cid(message), [])
         except Exception:
@@ -98,7 +105,12 @@ class Hl7v2Service:
         except Forbidden:
             raise
         except FhirError as exc:
-            log.warning("HL7 v2 message %s not applied: %s", message.control_id, exc.diagnostics)
+            log.warning(
+                "HL7 v2 message %s not applied: %d (%s)",
+                message.control_id,
+                status_of(exc),
+                exc.issue_code,
+            )
             code = "205" if status_of(exc) == 412 else "207"
             errors = [AckError(code, exc.diagnostics), *warnings]
             return Outcome(self._ack(message, "AE", errors), "AE", message.control_id, [])
