@@ -19,6 +19,7 @@ def _secure(resp: httpx.Response, *, csp: str | None = API_CSP) -> None:
     assert resp.headers.get("x-content-type-options") == "nosniff", where
     assert resp.headers.get("referrer-policy") == "no-referrer", where
     assert resp.headers.get("x-frame-options") == "DENY", where
+    assert resp.headers.get("x-request-id"), where  # the id the server's log lines name
     if csp is not None:
         assert resp.headers.get("content-security-policy") == csp, where
     assert len(resp.headers.get_list("content-security-policy")) == 1, where
