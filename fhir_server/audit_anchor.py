@@ -106,6 +106,7 @@ class Checkpointer:
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # the timer's write and the final one never interleave
         self._last: int | None = None
         self._thread: threading.Thread | None = None
         if self.interval > 0:
@@ -117,6 +118,10 @@ class Checkpointer:
             self.write()
 
     def write(self) -> dict | None:
+        with self._lock:
+            return self._write()
+
+    def _write(self) -> dict | None:
         try:
             line = make(self.engine, self.key)
             if line is None or line["seq"] == self._last:

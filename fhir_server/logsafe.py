@@ -61,6 +61,16 @@ def redacted_traceback(exc: BaseException) -> str:
     return "".join(parts).rstrip("\n")
 
 
+class _NoQuery(logging.Filter):
+    """uvicorn's access log line without the query string (search values: names, ids)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            record.args = (args[0], args[1], args[2].split("?", 1)[0], args[3], args[4])
+        return True
+
+
 def install() -> None:
     """Make every log record of this process carry a redacted traceback instead of its
     exception (idempotent; keeps any record factory already installed)."""
@@ -78,4 +88,5 @@ def install() -> None:
         return record
 
     logging.setLogRecordFactory(factory)
+    logging.getLogger("uvicorn.access").addFilter(_NoQuery())
     _installed = True

@@ -153,3 +153,43 @@ def test_no_record_content_in_the_logs(backend, tmp_path, captured):
         assert f"HL7 v2 message {cid}" in text, cid
     assert "Traceback (most recent call last)" in text
     assert "message not logged" in text
+
+
+def test_access_log_has_paths_without_query_strings(tmp_path, captured):
+    """uvicorn's access log (on at HEARTH_LOG_LEVEL=debug) names the path, not the values
+    searched for."""
+    import threading
+
+    import uvicorn
+
+    from fhir_server.app import create_app
+    from fhir_server.settings import Settings
+    from tests.servers import system_token
+
+    mark = "Qzvx" + uuid.uuid4().hex[:6]
+    url, cleanup = database_url("sqlite", tmp_path)
+    port = free_port()
+    root = f"http://127.0.0.1:{port}"
+    settings = Settings(
+        database_url=url, base_url=root, port=port, dicom_enabled=False, data_dir=tmp_path
+    )
+    config = uvicorn.Config(create_app(settings), port=port, log_level="info", access_log=True)
+    server = uvicorn.Server(config)
+    access = logging.getLogger("uvicorn.access")  # uvicorn's own handler, not propagated
+    access.addHandler(captured)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            thread.join(timeout=0.05)
+            assert thread.is_alive()
+        headers = {"Authorization": f"Bearer {system_token(url, root)}"}
+        r = httpx.get(f"{root}/fhir/Patient", params={"name": mark}, headers=headers)
+        assert r.status_code == 200
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        access.removeHandler(captured)
+        cleanup()  # type: ignore[operator]
+    assert '"GET /fhir/Patient HTTP/1.1" 200' in captured.text
+    assert mark not in captured.text
