@@ -180,6 +180,36 @@ class AuthStore:
                 sa.update(auth_user).where(auth_user.c.username == username).values(**values)
             )
 
+    def begin_attempt(
+        self, username: str, now: datetime, limit: int, locks: list[datetime]
+    ) -> int | None:
+        """Count a login attempt before its password is checked, atomically (one ``UPDATE ...
+        SET failed_count = failed_count + 1 ... RETURNING``: concurrent attempts each get their
+        own number, none is lost). None when the account is unknown or locked at ``now``. The
+        attempt that brings the count to ``limit`` or more locks the account in the same
+        statement, until ``locks[n - limit]`` (the last one beyond), so no later attempt is
+        checked before then; a good login clears count and lock (``update_user``)."""
+        n = auth_user.c.failed_count + 1
+        until = sa.case(
+            *((n == limit + i, sa.literal(t, UtcDateTime())) for i, t in enumerate(locks)),
+            else_=sa.literal(locks[-1], UtcDateTime()),
+        )
+        stmt = (
+            sa.update(auth_user)
+            .where(
+                auth_user.c.username == username,
+                sa.or_(auth_user.c.locked_until.is_(None), auth_user.c.locked_until <= now),
+            )
+            .values(
+                failed_count=n,
+                locked_until=sa.case((n >= limit, until), else_=auth_user.c.locked_until),
+            )
+            .returning(auth_user.c.failed_count)
+        )
+        with self.engine.begin() as conn:
+            row = conn.execute(stmt).first()
+        return row[0] if row else None
+
     def enrol_totp(self, username: str, secret: str, last_step: int, codes: list[str]) -> bool:
         """Turn TOTP on (once: False when the user has it already), with fresh recovery codes;
         ``last_step`` marks the code used to confirm as spent."""
