@@ -13,6 +13,7 @@ from fastapi.responses import RedirectResponse
 
 from fhir_server import __version__, ai, bulkdata, errors, events, terminology
 from fhir_server.auth import endpoints
+from fhir_server.auth.bodylimit import AuthBodyLimit
 from fhir_server.auth.service import AuthService
 from fhir_server.bulk_runner import ExportRunner
 from fhir_server.context import Context
@@ -169,6 +170,7 @@ def create_app(settings: Settings | None = None, search: SearchEngine | None = N
         redoc_url=None,
     )
     errors.install(app)
+    app.add_middleware(AuthBodyLimit)  # /auth/* bodies: 413 before reading past the limit
     app.include_router(endpoints.router)
     app.include_router(hl7v2_web.router, prefix="/fhir")  # before the generic /{op} route
     app.include_router(bulkdata.router, prefix="/fhir")  # before /{res_type}/{res_id}
