@@ -85,6 +85,21 @@ class Settings(BaseSettings):
     export_page_size: int = Field(
         1000, ge=1, le=100_000, description="Resources a Bulk Data export reads per query"
     )
+    login_rate_per_ip: int = Field(
+        30, ge=1, description="Password attempts a minute per client address (429 beyond)"
+    )
+    login_rate_per_account: int = Field(
+        10, ge=1, description="Password attempts a minute per account (429 beyond)"
+    )
+    client_rate_per_ip: int = Field(
+        300, ge=1, description="Token/revoke/introspect requests a minute per client address"
+    )
+    client_rate_per_client: int = Field(
+        300, ge=1, description="Token/revoke/introspect requests a minute per client id"
+    )
+    password_check_concurrency: int = Field(
+        2, ge=1, le=256, description="argon2 checks running at once per process (503 beyond)"
+    )
 
     @field_validator("base_url")
     @classmethod

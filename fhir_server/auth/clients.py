@@ -101,6 +101,28 @@ def authenticate(store: AuthStore, token_url: str, headers: dict, form: dict) ->
     return client
 
 
+def claimed_id(headers: dict, form: dict) -> str | None:
+    """The client id a request *claims* (Basic user, assertion ``iss`` unverified, or
+    ``client_id``), for rate limiting before any credential is checked."""
+    auth = headers.get("authorization", "")
+    if auth.lower().startswith("basic "):
+        try:
+            raw = base64.b64decode(auth[6:].strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return unquote(raw.partition(":")[0]) or None
+    if form.get("client_assertion_type") == ASSERTION_TYPE:
+        try:
+            claims = orjson.loads(
+                extract_compact(form.get("client_assertion", "").encode()).payload
+            )
+        except (JoseError, ValueError):
+            return None
+        iss = claims.get("iss") if isinstance(claims, dict) else None
+        return iss if isinstance(iss, str) else None
+    return form.get("client_id") or None
+
+
 def _assertion(store: AuthStore, token_url: str, assertion: str) -> dict:
     fail = OAuthError("invalid_client", "the client assertion is not valid", 401)
     if not assertion or len(assertion) > 8192:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from fhir_server.auth.keys import SigningKey
+from fhir_server.auth.limits import Limits
 from fhir_server.settings import Settings
 from resources import audit
 from resources.auth_store import AuthStore
@@ -19,6 +20,7 @@ class AuthService:
     key: SigningKey
     settings: Settings
     writer: audit.AuditWriter
+    limits: Limits
 
     @classmethod
     def build(cls, engine: sa.Engine, settings: Settings) -> AuthService:
@@ -27,6 +29,7 @@ class AuthService:
             SigningKey.load_or_create(settings.data_dir),
             settings,
             audit.AuditWriter(engine),
+            Limits(settings),
         )
 
     def close(self) -> None:
