@@ -100,6 +100,29 @@ class Settings(BaseSettings):
     password_check_concurrency: int = Field(
         2, ge=1, le=256, description="argon2 checks running at once per process (503 beyond)"
     )
+    secret_keys: str | None = Field(
+        None,
+        description="Comma-separated Fernet keys encrypting stored TOTP secrets (first encrypts, "
+        "all decrypt); unset: HEARTH_DATA_DIR/keys/secret-keys, generated at first start",
+    )
+
+    @field_validator("secret_keys")
+    @classmethod
+    def _secret_keys(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        from cryptography.fernet import Fernet
+
+        for i, key in enumerate(k.strip() for k in v.split(",")):
+            try:
+                Fernet(key)
+            except ValueError:
+                raise ValueError(
+                    f"HEARTH_SECRET_KEYS: key {i + 1} is not a Fernet key (32 url-safe base64 "
+                    "bytes, e.g. from `python -c 'from cryptography.fernet import Fernet; "
+                    "print(Fernet.generate_key().decode())'`)"
+                ) from None
+        return v
 
     @field_validator("base_url")
     @classmethod

@@ -83,6 +83,7 @@ class RunningServer:
     server: uvicorn.Server
     thread: threading.Thread
     token: str = ""
+    settings: Settings | None = None  # what the server runs with (its data_dir, its keys)
 
     @property
     def fhir(self) -> str:
@@ -123,4 +124,6 @@ def start_server(backend: str, url: str, **overrides: object) -> RunningServer:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError(f"Hearth test server on {backend} did not start")
         time.sleep(0.02)
-    return RunningServer(backend, url, root, server, thread, system_token(url, root))
+    return RunningServer(
+        backend, url, root, server, thread, system_token(url, root), settings=settings
+    )

@@ -165,6 +165,8 @@ def _second_factor(store: AuthStore, user: dict, code: str) -> bool:
     if not code or len(code) > 32:
         return False
     if len(code) == 6 and code.isdigit():
+        if user.get("totp_unreadable"):
+            return False  # no key opens the seed (logged by the store); recovery codes still work
         totp = pyotp.TOTP(user["totp_secret"])
         now = time.time()
         for offset in (0, -1, 1):
