@@ -114,7 +114,9 @@ def claimed_id(headers: dict, form: dict) -> str | None:
     if form.get("client_assertion_type") == ASSERTION_TYPE:
         try:
             claims = orjson.loads(
-                extract_compact(form.get("client_assertion", "").encode()).payload
+                extract_compact(
+                    form.get("client_assertion", "").encode(), registry=_REGISTRY
+                ).payload
             )
         except (JoseError, ValueError):
             return None
@@ -128,7 +130,7 @@ def _assertion(store: AuthStore, token_url: str, assertion: str) -> dict:
     if not assertion or len(assertion) > 8192:
         raise fail
     try:  # read iss from the unverified token: the client must be known to pick its keys
-        obj = extract_compact(assertion.encode())
+        obj = extract_compact(assertion.encode(), registry=_REGISTRY)
         header, claims = dict(obj.headers()), orjson.loads(obj.payload)
     except (JoseError, ValueError):
         raise fail from None
@@ -163,6 +165,7 @@ def _assertion(store: AuthStore, token_url: str, assertion: str) -> dict:
 # are read with a registry that does not (``strict_check_header=False``); ``crit`` is checked
 # here: Hearth implements no JWS extension, so any ``crit`` is refused (section 4.1.11).
 _REGISTRY = JWSRegistry(algorithms=ASSERTION_ALGS, strict_check_header=False)
+_REGISTRY.max_header_length = 4096  # joserfc's 512 is too small for a header with x5c or jwk
 _KTY = {"RS384": "RSA", "ES384": "EC"}
 
 

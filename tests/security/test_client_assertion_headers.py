@@ -100,6 +100,10 @@ def test_unknown_header_parameters_are_ignored(server, alg, jwks_host):
     private_field = {"alg": alg, "kid": key.kid, "x-vendor-trace": "abc", "n0": {"a": [1]}}
     resp = _post(server, _sign(key, private_field, _claims(client_id, aud)))
     assert resp.status_code == 200, resp.text
+    # a certificate chain it carries (a header well over 512 bytes) is not a key source either
+    chain = {"alg": alg, "kid": key.kid, "x5c": [base64.b64encode(b"c" * 1200).decode()]}
+    resp = _post(server, _sign(key, chain, _claims(client_id, aud)))
+    assert resp.status_code == 200, resp.text
     no_kid = {"alg": alg, "typ": "JWT"}  # one key of the type registered: it is the one
     resp = _post(server, _sign(key, no_kid, _claims(client_id, aud)))
     assert resp.status_code == 200, resp.text
