@@ -241,6 +241,7 @@ class AuthStore:
         return [self._open(dict(r._mapping)) for r in rows]
 
     def update_user(self, username: str, **values: object) -> None:
+        """Set columns as given (raw: TOTP seeds go through ``add_user`` / ``enrol_totp``)."""
         with self.engine.begin() as conn:
             conn.execute(
                 sa.update(auth_user).where(auth_user.c.username == username).values(**values)
