@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fhir_server import __version__, ai, bulkdata, errors, events, logsafe, terminology
 from fhir_server.audit_anchor import Checkpointer
 from fhir_server.auth import endpoints
+from fhir_server.auth.bodylimit import AuthBodyLimit
 from fhir_server.auth.service import AuthService
 from fhir_server.bulk_runner import ExportRunner
 from fhir_server.context import Context
@@ -182,6 +183,7 @@ def create_app(settings: Settings | None = None, search: SearchEngine | None = N
         redoc_url=None,
     )
     errors.install(app)
+    app.add_middleware(AuthBodyLimit)  # /auth/* bodies: 413 before reading past the limit
     app.add_middleware(SecurityHeaders)  # nosniff & co. on every response (fhir_server/headers.py)
     if settings.api_docs:
 

@@ -284,12 +284,19 @@ def reindex(res_type, resume, batch, database_url) -> None:  # type: ignore[no-u
         ctx.repo.engine.dispose()
 
 
-def _store(database_url: str | None):  # type: ignore[no-untyped-def]
+def _store(database_url: str | None, *, secrets: bool = False):  # type: ignore[no-untyped-def]
+    """(settings, auth store); with ``secrets``, the store holds the key that encrypts TOTP
+    seeds (HEARTH_SECRET_KEYS, or HEARTH_DATA_DIR/keys/secret-keys as `hearth serve` uses)."""
     from resources.auth_store import AuthStore
     from resources.db import create_engine
 
     settings = _settings(database_url=database_url)
-    return settings, AuthStore(create_engine(settings.database_url))
+    box = None
+    if secrets:
+        from fhir_server.auth.keys import secret_box
+
+        box = secret_box(settings)
+    return settings, AuthStore(create_engine(settings.database_url), box=box)
 
 
 @main.group("clients")
@@ -393,7 +400,7 @@ def users_create(username, role, fhir_user, email, totp, password, database_url)
 
     if role is None:
         raise click.ClickException("--role is required")
-    settings, store = _store(database_url)
+    settings, store = _store(database_url, secrets=True)
     try:
         created = create_user(
             store, username, password, role=role, fhir_user=fhir_user, email=email, totp=totp
@@ -425,6 +432,26 @@ def users_create(username, role, fhir_user, email, totp, password, database_url)
         click.echo(out.getvalue())
         click.echo(f"or enter: {created.totp_uri}")
     click.echo("recovery codes (each works once): " + " ".join(created.recovery_codes))
+
+
+@users_group.command("rotate-secrets")
+@click.option("--database-url", help="database URL [HEARTH_DATABASE_URL]")
+def users_rotate_secrets(database_url) -> None:  # type: ignore[no-untyped-def]
+    """Re-encrypt every stored TOTP secret with the first secret key (HEARTH_SECRET_KEYS, or
+    the first line of HEARTH_DATA_DIR/keys/secret-keys), encrypting those still in clear. Run
+    it after putting a new key first; remove an old key only after this has run."""
+    from resources.secret_box import SecretKeyError
+
+    _, store = _store(database_url, secrets=True)
+    try:
+        n = store.rewrite_secrets()
+    except SecretKeyError as exc:
+        raise click.ClickException(
+            f"{exc}: keep the old key in the list until this succeeds"
+        ) from exc
+    finally:
+        store.engine.dispose()
+    click.echo(f"{n} secret(s) re-encrypted with the first key")
 
 
 @users_group.command("sync-roles")

@@ -109,6 +109,45 @@ class Settings(BaseSettings):
             files.append(self.audit_checkpoint_export)
         return files
 
+    login_rate_per_ip: int = Field(
+        30, ge=1, description="Password attempts a minute per client address (429 beyond)"
+    )
+    login_rate_per_account: int = Field(
+        10, ge=1, description="Password attempts a minute per account (429 beyond)"
+    )
+    client_rate_per_ip: int = Field(
+        300, ge=1, description="Token/revoke/introspect requests a minute per client address"
+    )
+    client_rate_per_client: int = Field(
+        300, ge=1, description="Token/revoke/introspect requests a minute per client id"
+    )
+    password_check_concurrency: int = Field(
+        2, ge=1, le=256, description="argon2 checks running at once per process (503 beyond)"
+    )
+    secret_keys: str | None = Field(
+        None,
+        description="Comma-separated Fernet keys encrypting stored TOTP secrets (first encrypts, "
+        "all decrypt); unset: HEARTH_DATA_DIR/keys/secret-keys, generated at first start",
+    )
+
+    @field_validator("secret_keys")
+    @classmethod
+    def _secret_keys(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        from cryptography.fernet import Fernet
+
+        for i, key in enumerate(k.strip() for k in v.split(",")):
+            try:
+                Fernet(key)
+            except ValueError:
+                raise ValueError(
+                    f"HEARTH_SECRET_KEYS: key {i + 1} is not a Fernet key (32 url-safe base64 "
+                    "bytes, e.g. from `python -c 'from cryptography.fernet import Fernet; "
+                    "print(Fernet.generate_key().decode())'`)"
+                ) from None
+        return v
+
     @field_validator("base_url")
     @classmethod
     def _strip_slash(cls, v: str) -> str:

@@ -1,10 +1,13 @@
 """Storage for SMART authorization: clients, users, one-time codes, tokens, launch contexts and
 used client-assertion ids. Secrets are stored only as hashes (sha256 of random tokens, argon2 of
-passwords — hashed by the caller); every statement is SQLAlchemy Core with bound parameters."""
+passwords — hashed by the caller), except TOTP seeds, which must be read back: those are
+encrypted with the store's ``SecretBox`` (``resources.secret_box``) on the way in and decrypted
+on the way out. Every statement is SQLAlchemy Core with bound parameters."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,7 +15,10 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from resources.schema import Document, UtcDateTime, metadata
+from resources.secret_box import SecretBox, SecretKeyError
 from resources.token_lookup import PgTokenLookup, SqlTokenLookup, TokenLookup
+
+log = logging.getLogger("hearth.auth")
 
 auth_client = sa.Table(
     "auth_client",
@@ -36,7 +42,7 @@ auth_user = sa.Table(
     sa.Column("fhir_user", sa.String(200)),  # Patient/1, Practitioner/7, RelatedPerson/3
     sa.Column("role", sa.String(32), nullable=False),
     sa.Column("email", sa.String(320)),
-    sa.Column("totp_secret", sa.String(64)),
+    sa.Column("totp_secret", sa.String(512)),  # Fernet token (clear base32 before 0008)
     sa.Column("totp_last_step", sa.BigInteger),  # the last accepted TOTP step (no replay)
     sa.Column("recovery_codes", Document, nullable=False),  # sha256 hex of unused codes
     sa.Column("failed_count", sa.Integer, nullable=False),
@@ -126,17 +132,73 @@ class AuthStore:
     lookups, which every FHIR request makes, go through ``lookup`` (``resources.token_lookup``;
     by default SQLAlchemy on ``engine``; ``serving`` gives PostgreSQL its raw psycopg pool)."""
 
-    def __init__(self, engine: sa.Engine, lookup: TokenLookup | None = None) -> None:
+    def __init__(
+        self, engine: sa.Engine, lookup: TokenLookup | None = None, box: SecretBox | None = None
+    ) -> None:
         self.engine = engine
         self.lookup = lookup or SqlTokenLookup(engine, TOKEN_LOOKUP)
+        self.box = box  # without one, TOTP seeds can be neither written nor read back
 
     @classmethod
-    def serving(cls, engine: sa.Engine) -> AuthStore:
+    def serving(cls, engine: sa.Engine, box: SecretBox | None = None) -> AuthStore:
         """The store of a serving process: on PostgreSQL, token lookups run prepared on raw
         psycopg connections of their own (``PgTokenLookup``); ``close()`` closes them."""
         if engine.dialect.name == "postgresql":
-            return cls(engine, PgTokenLookup(engine, TOKEN_LOOKUP))
-        return cls(engine)
+            return cls(engine, PgTokenLookup(engine, TOKEN_LOOKUP), box)
+        return cls(engine, box=box)
+
+    def _seal(self, secret: str) -> str:
+        if self.box is None:
+            raise RuntimeError("this store has no secret key: it cannot store a TOTP secret")
+        return self.box.encrypt(secret)
+
+    def _open(self, row: dict, *, rewrite: bool = False) -> dict:
+        """``row`` with its TOTP seed decrypted (as stored when the store has no key). With
+        ``rewrite``, a seed still in clear or under an older key is re-encrypted in place."""
+        stored = row.get("totp_secret")
+        if not stored or self.box is None:
+            return row
+        try:
+            secret = self.box.decrypt(stored)
+        except SecretKeyError:
+            # No configured key opens it: the account keeps its second factor, which no code
+            # can pass until the key is back in HEARTH_SECRET_KEYS.
+            log.error(
+                "the TOTP secret of user %s cannot be decrypted with any secret key",
+                row["username"],
+            )
+            return {**row, "totp_unreadable": True}
+        if rewrite and self.box.needs_rewrite(stored):
+            self._replace_secret(row["username"], stored, self.box.rewrite(stored))
+        return {**row, "totp_secret": secret}
+
+    def _replace_secret(self, username: str, old: str, new: str) -> bool:
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                sa.update(auth_user)
+                .where(auth_user.c.username == username, auth_user.c.totp_secret == old)
+                .values(totp_secret=new)
+            )
+        return done.rowcount == 1
+
+    def rewrite_secrets(self, *, only_clear: bool = False) -> int:
+        """Encrypt every TOTP seed still in clear and (unless ``only_clear``) re-encrypt those
+        under an older key with the first key; the number of rows rewritten. Safe to run from
+        several processes at once (each row is replaced only if unchanged meanwhile)."""
+        if self.box is None:
+            raise RuntimeError("this store has no secret key")
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(auth_user.c.username, auth_user.c.totp_secret).where(
+                    auth_user.c.totp_secret.is_not(None)
+                )
+            ).all()
+        done = 0
+        for username, stored in rows:
+            todo = self.box.is_clear(stored) if only_clear else self.box.needs_rewrite(stored)
+            if todo and self._replace_secret(username, stored, self.box.rewrite(stored)):
+                done += 1
+        return done
 
     def close(self) -> None:
         """Close the token lookup's own connections, if it has any (not ``engine``)."""
@@ -161,24 +223,59 @@ class AuthStore:
 
     # -- users --------------------------------------------------------------------------------
     def add_user(self, **row: object) -> None:
+        if row.get("totp_secret"):
+            row["totp_secret"] = self._seal(str(row["totp_secret"]))
         with self.engine.begin() as conn:
             conn.execute(sa.insert(auth_user).values(**row))
 
     def user(self, username: str) -> dict | None:
+        """The user's row, its TOTP seed decrypted (and re-encrypted under the first key when
+        it was stored in clear or under an older key)."""
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(auth_user).where(auth_user.c.username == username)).first()
-        return dict(row._mapping) if row else None
+        return self._open(dict(row._mapping), rewrite=True) if row else None
 
     def users(self) -> list[dict]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(auth_user).order_by(auth_user.c.username)).all()
-        return [dict(r._mapping) for r in rows]
+        return [self._open(dict(r._mapping)) for r in rows]
 
     def update_user(self, username: str, **values: object) -> None:
+        """Set columns as given (raw: TOTP seeds go through ``add_user`` / ``enrol_totp``)."""
         with self.engine.begin() as conn:
             conn.execute(
                 sa.update(auth_user).where(auth_user.c.username == username).values(**values)
             )
+
+    def begin_attempt(
+        self, username: str, now: datetime, limit: int, locks: list[datetime]
+    ) -> int | None:
+        """Count a login attempt before its password is checked, atomically (one ``UPDATE ...
+        SET failed_count = failed_count + 1 ... RETURNING``: concurrent attempts each get their
+        own number, none is lost). None when the account is unknown or locked at ``now``. The
+        attempt that brings the count to ``limit`` or more locks the account in the same
+        statement, until ``locks[n - limit]`` (the last one beyond), so no later attempt is
+        checked before then; a good login clears count and lock (``update_user``)."""
+        n = auth_user.c.failed_count + 1
+        until = sa.case(
+            *((n == limit + i, sa.literal(t, UtcDateTime())) for i, t in enumerate(locks)),
+            else_=sa.literal(locks[-1], UtcDateTime()),
+        )
+        stmt = (
+            sa.update(auth_user)
+            .where(
+                auth_user.c.username == username,
+                sa.or_(auth_user.c.locked_until.is_(None), auth_user.c.locked_until <= now),
+            )
+            .values(
+                failed_count=n,
+                locked_until=sa.case((n >= limit, until), else_=auth_user.c.locked_until),
+            )
+            .returning(auth_user.c.failed_count)
+        )
+        with self.engine.begin() as conn:
+            row = conn.execute(stmt).first()
+        return row[0] if row else None
 
     def enrol_totp(self, username: str, secret: str, last_step: int, codes: list[str]) -> bool:
         """Turn TOTP on (once: False when the user has it already), with fresh recovery codes;
@@ -187,7 +284,9 @@ class AuthStore:
             done = conn.execute(
                 sa.update(auth_user)
                 .where(auth_user.c.username == username, auth_user.c.totp_secret.is_(None))
-                .values(totp_secret=secret, totp_last_step=last_step, recovery_codes=codes)
+                .values(
+                    totp_secret=self._seal(secret), totp_last_step=last_step, recovery_codes=codes
+                )
             )
         return done.rowcount == 1
 

@@ -83,6 +83,7 @@ class RunningServer:
     server: uvicorn.Server
     thread: threading.Thread
     token: str = ""
+    settings: Settings | None = None  # what the server runs with (its data_dir, its keys)
 
     @property
     def fhir(self) -> str:
@@ -102,6 +103,13 @@ def start_server(backend: str, url: str, **overrides: object) -> RunningServer:
     # DICOM: no listener unless a test asks for one (on a free port); files in a temp folder.
     overrides.setdefault("dicom_enabled", False)
     overrides.setdefault("data_dir", tempfile.mkdtemp(prefix="hearth-data-"))
+    # The whole suite signs in from 127.0.0.1: rate limits that do not get in its way (their
+    # own tests, tests/security/test_login_limits.py, start servers with small ones).
+    for name in ("login_rate_per_ip", "login_rate_per_account"):
+        overrides.setdefault(name, 100_000)
+    for name in ("client_rate_per_ip", "client_rate_per_client"):
+        overrides.setdefault(name, 100_000)
+    overrides.setdefault("password_check_concurrency", 8)
     port = free_port()
     root = f"http://127.0.0.1:{port}"
     settings = Settings(database_url=url, base_url=root, port=port, **overrides)
@@ -116,4 +124,6 @@ def start_server(backend: str, url: str, **overrides: object) -> RunningServer:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError(f"Hearth test server on {backend} did not start")
         time.sleep(0.02)
-    return RunningServer(backend, url, root, server, thread, system_token(url, root))
+    return RunningServer(
+        backend, url, root, server, thread, system_token(url, root), settings=settings
+    )

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from fhir_server.auth import mail
 from fhir_server.auth.audit_events import security_event
+from fhir_server.auth.limits import Refused
 from fhir_server.auth.service import AuthService
 from fhir_server.auth.users import (
     LoginFailed,
@@ -29,6 +30,7 @@ from fhir_server.auth.web import (
     message,
     page,
     page_form,
+    refused_page,
 )
 
 log = logging.getLogger("hearth.auth")
@@ -50,6 +52,10 @@ async def reset_request(request: Request) -> HTMLResponse:
     if isinstance(form, HTMLResponse):
         return form
     username = form.get("username", "")[:128]
+    try:  # each request may send an e-mail: the same limits as a sign-in
+        svc.limits.password_attempt(client_ip(request), username)
+    except Refused as exc:
+        return refused_page(exc)
     await run_in_threadpool(_send_reset, svc, username, client_ip(request))
     return message(
         "Check your e-mail",
@@ -122,13 +128,19 @@ async def reset_confirm(request: Request) -> HTMLResponse:
     form = await page_form(request)
     if isinstance(form, HTMLResponse):
         return form
+    try:
+        svc.limits.password_attempt(client_ip(request), None)
+    except Refused as exc:
+        return refused_page(exc)
     claims = await run_in_threadpool(_reset_claims, svc, form.get("token", ""))
     if claims is None:
         return message("Link not valid", "This reset link expired or was used already.", 400)
     try:
-        await run_in_threadpool(
+        await svc.limits.hashed(
             set_password, svc.store, claims["username"], form.get("password", "")
         )
+    except Refused as exc:
+        return refused_page(exc)
     except ValueError as exc:
         return form_page(
             request,
@@ -158,9 +170,12 @@ async def enrol_start(request: Request) -> HTMLResponse:
         return form
     username = form.get("username", "")
     try:
-        user = await run_in_threadpool(
+        svc.limits.password_attempt(client_ip(request), username)
+        user = await svc.limits.hashed(
             check_login, svc.store, username, form.get("password", ""), ""
         )
+    except Refused as exc:
+        return refused_page(exc)
     except LoginFailed as exc:
         return form_page(request, "enrol.html", 401, action="/auth/account/totp", error=str(exc))
     if user["totp_secret"]:

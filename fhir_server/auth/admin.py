@@ -89,7 +89,10 @@ async def create_launch(request: Request) -> JSONResponse:
     )
     if access.patient is not None or access.role == "patient":
         raise Forbidden("patients cannot create launch contexts")
-    body = await request.json()
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
     if not isinstance(body, dict) or not isinstance(body.get("patient"), str):
         return JSONResponse(
             {"error": "invalid_request", "error_description": "patient is required"}, 400

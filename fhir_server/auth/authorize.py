@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from fhir_server.auth.audit_events import security_event
 from fhir_server.auth.errors import OAuthError
+from fhir_server.auth.limits import Refused
 from fhir_server.auth.roles import effective_role
 from fhir_server.auth.scopes import Scopes
 from fhir_server.auth.service import AuthService
@@ -29,6 +30,7 @@ from fhir_server.auth.web import (
     form_page,
     message,
     page_form,
+    refused_page,
     small_form,
 )
 from resources.errors import FhirError
@@ -163,17 +165,23 @@ async def login(request: Request) -> Response:
     form = await page_form(request, "Sign-in refused")
     if isinstance(form, HTMLResponse):
         return form
+    username = form.get("username", "")
+    try:  # rate limits first: a refused attempt costs no lookup and no hashing
+        svc.limits.password_attempt(client_ip(request), username)
+    except Refused as exc:
+        return refused_page(exc)
     try:
         areq = await run_in_threadpool(_parse_authorize, svc, form)
     except _PageError as exc:
         return message("Sign-in request refused", str(exc), 400)
     except _RedirectError as exc:
         return RedirectResponse(exc.url, status_code=303)
-    username = form.get("username", "")
     try:
-        user = await run_in_threadpool(
+        user = await svc.limits.hashed(
             check_login, svc.store, username, form.get("password", ""), form.get("code", "")
         )
+    except Refused as exc:
+        return refused_page(exc)
     except LoginFailed as exc:
         await run_in_threadpool(
             svc.audit,

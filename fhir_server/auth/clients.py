@@ -16,7 +16,7 @@ import orjson
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from joserfc.jws import extract_compact
+from joserfc.jws import JWSRegistry, extract_compact
 
 from fhir_server.auth.errors import OAuthError
 from fhir_server.auth.scopes import Scopes
@@ -101,12 +101,36 @@ def authenticate(store: AuthStore, token_url: str, headers: dict, form: dict) ->
     return client
 
 
+def claimed_id(headers: dict, form: dict) -> str | None:
+    """The client id a request *claims* (Basic user, assertion ``iss`` unverified, or
+    ``client_id``), for rate limiting before any credential is checked."""
+    auth = headers.get("authorization", "")
+    if auth.lower().startswith("basic "):
+        try:
+            raw = base64.b64decode(auth[6:].strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return unquote(raw.partition(":")[0]) or None
+    if form.get("client_assertion_type") == ASSERTION_TYPE:
+        try:
+            claims = orjson.loads(
+                extract_compact(
+                    form.get("client_assertion", "").encode(), registry=_REGISTRY
+                ).payload
+            )
+        except (JoseError, ValueError):
+            return None
+        iss = claims.get("iss") if isinstance(claims, dict) else None
+        return iss if isinstance(iss, str) else None
+    return form.get("client_id") or None
+
+
 def _assertion(store: AuthStore, token_url: str, assertion: str) -> dict:
     fail = OAuthError("invalid_client", "the client assertion is not valid", 401)
     if not assertion or len(assertion) > 8192:
         raise fail
     try:  # read iss from the unverified token: the client must be known to pick its keys
-        obj = extract_compact(assertion.encode())
+        obj = extract_compact(assertion.encode(), registry=_REGISTRY)
         header, claims = dict(obj.headers()), orjson.loads(obj.payload)
     except (JoseError, ValueError):
         raise fail from None
@@ -118,13 +142,7 @@ def _assertion(store: AuthStore, token_url: str, assertion: str) -> dict:
     client = store.client(str(iss))
     if client is None or client["kind"] != "confidential-asymmetric":
         raise fail
-    if header.get("alg") not in ASSERTION_ALGS:
-        raise OAuthError("invalid_client", "the assertion must be signed RS384 or ES384", 401)
-    try:
-        keys = KeySet.import_key_set(client["jwks"])
-        token = jwt.decode(assertion, keys, algorithms=ASSERTION_ALGS)
-    except (JoseError, ValueError) as exc:
-        raise OAuthError("invalid_client", "the assertion signature does not verify", 401) from exc
+    token = _verified(assertion, header, client["jwks"])
     c = token.claims
     now = time.time()
     aud = c.get("aud")
@@ -140,3 +158,54 @@ def _assertion(store: AuthStore, token_url: str, assertion: str) -> dict:
     if not store.claim_jti(client["client_id"], jti, datetime.fromtimestamp(exp, UTC)):
         raise OAuthError("invalid_client", "the assertion's jti was used before", 401)
     return client
+
+
+# RFC 7515 section 4: a header parameter the recipient does not know is ignored, unless the
+# header lists it in ``crit``. joserfc's default registry refuses unknown names, so assertions
+# are read with a registry that does not (``strict_check_header=False``); ``crit`` is checked
+# here: Hearth implements no JWS extension, so any ``crit`` is refused (section 4.1.11).
+_REGISTRY = JWSRegistry(algorithms=ASSERTION_ALGS, strict_check_header=False)
+_REGISTRY.max_header_length = 4096  # joserfc's 512 is too small for a header with x5c or jwk
+_KTY = {"RS384": "RSA", "ES384": "EC"}
+
+
+def _verified(assertion: str, header: dict, jwks: dict) -> jwt.Token:
+    """The assertion verified with a key of the client's *registered* JWKS (SMART Backend
+    Services): picked by ``kid`` when the header names one (else each key of the algorithm's
+    type is tried). ``jku``, ``x5u``, ``jwk`` and ``x5c`` never choose a key: nothing is fetched
+    from a URL the assertion names, and a key it carries is not trusted."""
+    alg = header.get("alg")
+    if alg not in ASSERTION_ALGS:
+        raise OAuthError("invalid_client", "the assertion must be signed RS384 or ES384", 401)
+    if "crit" in header:
+        raise OAuthError(
+            "invalid_client",
+            "the assertion's header lists critical extensions (crit) Hearth does not "
+            f"understand: {header['crit']!r}",
+            401,
+        )
+    kid = header.get("kid")
+    try:
+        keys = KeySet.import_key_set(jwks).keys  # type: ignore[arg-type]
+    except (JoseError, ValueError, KeyError, TypeError):
+        keys = []
+    candidates = [
+        k
+        for k in keys
+        if k.key_type == _KTY[alg]
+        and (kid is None or k.kid == kid)
+        and k.get("alg") in (None, alg)
+        and k.get("use") in (None, "sig")
+    ]
+    if not candidates:
+        raise OAuthError(
+            "invalid_client",
+            f"no key of the client's registered JWKS matches the assertion (kid {kid!r}, {alg})",
+            401,
+        )
+    for key in candidates:
+        try:
+            return jwt.decode(assertion, key, algorithms=[alg], registry=_REGISTRY)
+        except (JoseError, ValueError):
+            continue
+    raise OAuthError("invalid_client", "the assertion signature does not verify", 401)

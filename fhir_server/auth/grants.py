@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from fhir_server.auth import clients
 from fhir_server.auth.audit_events import security_event
 from fhir_server.auth.errors import OAuthError
+from fhir_server.auth.limits import Refused
 from fhir_server.auth.roles import effective_role
 from fhir_server.auth.scopes import Scopes
 from fhir_server.auth.service import AuthService
@@ -27,6 +28,16 @@ router = APIRouter(include_in_schema=False)
 
 
 # -- token ------------------------------------------------------------------------------------
+def _refused(exc: Refused) -> JSONResponse:
+    body = {"error": "temporarily_unavailable", "error_description": exc.description}
+    return JSONResponse(body, status_code=exc.status, headers={**NO_STORE, **exc.headers})
+
+
+def _limit(svc: AuthService, request: Request, headers: dict, form: dict) -> None:
+    """Rate limits per client address and claimed client id, before any credential check."""
+    svc.limits.client_attempt(client_ip(request), clients.claimed_id(headers, form))
+
+
 def _oauth_error(exc: OAuthError) -> JSONResponse:
     headers = dict(NO_STORE)
     if exc.status == 401:
@@ -40,10 +51,13 @@ async def token(request: Request) -> JSONResponse:
     try:
         form = await small_form(request)
         headers = {k.lower(): v for k, v in request.headers.items()}
+        _limit(svc, request, headers, form)
         repo = request.app.state.context.repo
         body = await run_in_threadpool(_token, svc, headers, form, client_ip(request), repo)
     except OAuthError as exc:
         return _oauth_error(exc)
+    except Refused as exc:
+        return _refused(exc)
     return JSONResponse(body, headers=NO_STORE)
 
 
@@ -180,11 +194,14 @@ async def revoke(request: Request) -> Response:
     try:
         form = await small_form(request)
         headers = {k.lower(): v for k, v in request.headers.items()}
+        _limit(svc, request, headers, form)
         client = await run_in_threadpool(
             clients.authenticate, svc.store, svc.token_url, headers, form
         )
     except OAuthError as exc:
         return _oauth_error(exc)
+    except Refused as exc:
+        return _refused(exc)
     value = form.get("token", "")
     if value and len(value) <= 512:
         row = await run_in_threadpool(svc.store.token, value)
@@ -217,6 +234,10 @@ async def introspect(request: Request) -> JSONResponse:
     except OAuthError as exc:
         return _oauth_error(exc)
     headers = {k.lower(): v for k, v in request.headers.items()}
+    try:
+        _limit(svc, request, headers, form)
+    except Refused as exc:
+        return _refused(exc)
     try:
         if headers.get("authorization", "").lower().startswith("bearer "):
             await run_in_threadpool(

@@ -1,6 +1,7 @@
 """Hearth's signing key (RS256): created under ``HEARTH_DATA_DIR/keys`` at first start, readable
 only by its owner; signs id_tokens, password-reset links and the audit log's checkpoints
-(``fhir_server/audit_anchor.py``) and is published at the JWKS endpoint."""
+(``fhir_server/audit_anchor.py``) and is published at the JWKS endpoint. Also the keys that
+encrypt stored secrets (``secret_box``)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,51 @@ import time
 import uuid
 from pathlib import Path
 
+from cryptography.fernet import Fernet
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, RSAKey
 
+from fhir_server.settings import Settings
+from resources.secret_box import SecretBox
+
 ALG = "RS256"
+SECRET_KEYS_FILE = "secret-keys"
+
+
+def _create_once(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` (mode 0600) unless it exists; the first of racing workers
+    wins."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    tmp.unlink()
+
+
+def secret_keys(settings: Settings) -> list[bytes]:
+    """The keys that encrypt stored secrets, first one encrypting: ``HEARTH_SECRET_KEYS`` when
+    set, else the lines of ``HEARTH_DATA_DIR/keys/secret-keys``, created with one new key
+    (mode 0600) at first use."""
+    if settings.secret_keys:
+        return [k.strip().encode() for k in settings.secret_keys.split(",") if k.strip()]
+    path = settings.data_dir / "keys" / SECRET_KEYS_FILE
+    _create_once(path, Fernet.generate_key().decode() + "\n")
+    keys = [line.strip().encode() for line in path.read_text().splitlines() if line.strip()]
+    for key in keys:
+        Fernet(key)  # a damaged file stops here with cryptography's message
+    return keys
+
+
+def secret_box(settings: Settings) -> SecretBox:
+    return SecretBox(secret_keys(settings))
 
 
 class SigningKey:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from fhir_server.auth.keys import SigningKey
+from fhir_server.auth.keys import SigningKey, secret_box
+from fhir_server.auth.limits import Limits
 from fhir_server.settings import Settings
 from resources import audit
 from resources.auth_store import AuthStore
@@ -19,14 +20,19 @@ class AuthService:
     key: SigningKey
     settings: Settings
     writer: audit.AuditWriter
+    limits: Limits
 
     @classmethod
     def build(cls, engine: sa.Engine, settings: Settings) -> AuthService:
+        # PostgreSQL: token checks on raw prepared lookups; TOTP seeds encrypted at rest
+        store = AuthStore.serving(engine, secret_box(settings))
+        store.rewrite_secrets(only_clear=True)  # seeds stored in clear before 0008
         return cls(
-            AuthStore.serving(engine),  # PostgreSQL: token checks on raw prepared lookups
+            store,
             SigningKey.load_or_create(settings.data_dir),
             settings,
             audit.AuditWriter(engine),
+            Limits(settings),
         )
 
     def close(self) -> None:

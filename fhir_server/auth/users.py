@@ -13,7 +13,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pyotp
 from argon2 import PasswordHasher
@@ -122,9 +122,20 @@ class LoginFailed(Exception):
 GENERIC = "The user name, password or code is not right, or the account is locked for now."
 
 
+def lock_times(now: datetime) -> list[datetime]:
+    """When the account unlocks after failure MAX_FAILURES, MAX_FAILURES + 1, ...: the back-off
+    doubles from one minute, capped at an hour (the last entry holds for every later one)."""
+    return [now + timedelta(minutes=min(60, 2**i)) for i in range(7)]
+
+
 def check_login(store: AuthStore, username: str, password: str, code: str) -> dict:
     """The user row after a good password and (where enrolled or required) a good TOTP or
-    recovery code; else ``LoginFailed`` after counting the failure."""
+    recovery code; else ``LoginFailed``.
+
+    The attempt is counted as a failure *before* the password is checked, in one atomic UPDATE
+    (``AuthStore.begin_attempt``), and only a good login clears the count: concurrent wrong
+    passwords each count, and once MAX_FAILURES are counted the account is locked in that same
+    statement, so no further attempt reaches the password check until the lock expires."""
     if not username or len(username) > MAX_USERNAME or len(password) > MAX_PASSWORD:
         raise LoginFailed(GENERIC)
     user = store.user(username)
@@ -132,8 +143,8 @@ def check_login(store: AuthStore, username: str, password: str, code: str) -> di
         _hasher_dummy(password)  # same work for unknown users: no timing oracle
         raise LoginFailed(GENERIC)
     now = utcnow()
-    if user["locked_until"] is not None and user["locked_until"] > now:
-        raise LoginFailed(GENERIC)
+    if store.begin_attempt(username, now, MAX_FAILURES, lock_times(now)) is None:
+        raise LoginFailed(GENERIC)  # locked (or deleted meanwhile)
     try:
         _hasher.verify(user["password_hash"], password)
         ok = True
@@ -145,13 +156,7 @@ def check_login(store: AuthStore, username: str, password: str, code: str) -> di
         elif user["role"] in NEEDS_TOTP:
             ok = False  # practitioners and admins cannot log in without an enrolled TOTP
     if not ok:
-        failures = user["failed_count"] + 1
-        locked = None
-        if failures >= MAX_FAILURES:
-            # back-off doubles from one minute per failure beyond the limit, capped at an hour
-            locked = now + timedelta(minutes=min(60, 2 ** (failures - MAX_FAILURES)))
-        store.update_user(username, failed_count=failures, locked_until=locked)
-        raise LoginFailed(GENERIC)
+        raise LoginFailed(GENERIC)  # already counted by begin_attempt
     store.update_user(username, failed_count=0, locked_until=None)
     return user
 
@@ -160,6 +165,8 @@ def _second_factor(store: AuthStore, user: dict, code: str) -> bool:
     if not code or len(code) > 32:
         return False
     if len(code) == 6 and code.isdigit():
+        if user.get("totp_unreadable"):
+            return False  # no key opens the seed (logged by the store); recovery codes still work
         totp = pyotp.TOTP(user["totp_secret"])
         now = time.time()
         for offset in (0, -1, 1):

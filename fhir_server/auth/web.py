@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from fhir_server.auth.errors import OAuthError
+from fhir_server.auth.limits import Refused
 from fhir_server.auth.service import AuthService
 from resources.auth_store import digest
 
@@ -103,6 +104,13 @@ async def page_form(
     except OAuthError as exc:
         return message(refused, exc.description, exc.status)
     return form if csrf_ok(request, form) else csrf_refused()
+
+
+def refused_page(exc: Refused) -> HTMLResponse:
+    """The page of an attempt refused by a rate limit (429) or busy hashing (503)."""
+    response = message("Please wait", exc.description, exc.status)
+    response.headers.update(exc.headers)
+    return response
 
 
 def message(heading: str, text: str, status: int) -> HTMLResponse:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import getpass
 import os
+import sqlite3
 import subprocess
 import sys
+
+from cryptography.fernet import Fernet
 
 from resources.audit_search import AuditQuery, search
 from resources.db import create_engine
@@ -70,7 +73,10 @@ def test_reindex_command(tmp_path):
 def test_clients_users_token_commands(tmp_path):
     from tests.shared import shared_path
 
-    env = {"HEARTH_DATABASE_URL": f"sqlite:///{tmp_path / 'auth.db'}"}
+    env = {
+        "HEARTH_DATABASE_URL": f"sqlite:///{tmp_path / 'auth.db'}",
+        "HEARTH_DATA_DIR": str(tmp_path / "data"),  # `users create` keeps its secret key there
+    }
     assert hearth("db", "upgrade", env=env).returncode == 0
     made = hearth(
         "clients",
@@ -135,6 +141,13 @@ def test_clients_users_token_commands(tmp_path):
     assert user.returncode == 0, user.stderr
     assert "otpauth://totp/" in user.stdout and "recovery codes" in user.stdout
     assert "Practitioner/1 has PractitionerRole/" in user.stdout  # the role comes from it
+    seed = user.stdout.split("secret=")[1].split("&")[0]
+    key = Fernet((tmp_path / "data" / "keys" / "secret-keys").read_text().split()[0])
+    with sqlite3.connect(tmp_path / "auth.db") as db:  # the seed is stored encrypted
+        (stored,) = db.execute(
+            "SELECT totp_secret FROM auth_user WHERE username = 'dr-ada'"
+        ).fetchone()
+    assert seed not in stored and key.decrypt(stored.encode()).decode() == seed
     nurse = hearth("users", "create", "no-prac", "--role", "cadre", "--password", "x" * 12, env=env)
     assert nurse.returncode != 0 and "Practitioner" in nurse.stderr
     synced = hearth("users", "sync-roles", env=env)  # idempotent: the role exists already

@@ -20,6 +20,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from fhir_server.auth.clients import register
+from fhir_server.auth.keys import secret_box
 from fhir_server.auth.roles import PRACTITIONER_ROLES
 from fhir_server.auth.users import create_user
 from resources.auth_store import AuthStore
@@ -32,7 +33,9 @@ REDIRECT = "http://127.0.0.1:9/callback"
 
 
 def store_of(server) -> AuthStore:  # type: ignore[no-untyped-def]
-    return AuthStore(create_engine(server.database_url))
+    """The server's auth tables, with its secret key (TOTP seeds are encrypted at rest)."""
+    box = secret_box(server.settings) if server.settings is not None else None
+    return AuthStore(create_engine(server.database_url), box=box)
 
 
 @dataclass
