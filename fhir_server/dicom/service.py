@@ -54,6 +54,12 @@ def start_listener(ingest: Ingest, settings: Settings) -> scp.Listener:
             port=settings.dicom_port,
             ae_title=settings.dicom_ae_title,
             allowed_callers=settings.dicom_callers,
+            limits=scp.Limits(
+                max_associations=settings.dicom_max_associations,
+                acse_timeout=settings.dicom_acse_timeout,
+                dimse_timeout=settings.dicom_dimse_timeout,
+                network_timeout=settings.dicom_network_timeout,
+            ),
         )
     except OSError as exc:
         raise OSError(
