@@ -174,7 +174,7 @@ def _start_mllp(settings: Settings):  # type: ignore[no-untyped-def]
     ctx = build_context(settings)
     service = Hl7v2Service(ctx, AuthService.build(ctx.repo.engine, settings))
     try:
-        return mllp.start(service, settings.host, settings.mllp_port or 2575)
+        return mllp.start(service, settings)
     except OSError as exc:
         raise click.ClickException(str(exc.strerror)) from exc
 
