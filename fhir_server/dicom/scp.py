@@ -21,6 +21,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
+from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
@@ -53,7 +54,10 @@ def _handle_store(event, ingest: Ingest) -> int:  # type: ignore[no-untyped-def]
         return 0x0000
     except Rejected as exc:
         log.warning("C-STORE from %s refused (0x%04X): %s", calling, exc.status, exc.reason)
-        return exc.status
+        status = Dataset()
+        status.Status = exc.status
+        status.ErrorComment = exc.reason[:64]  # (0000,0902) LO, PS3.7 C.4.2.1.4
+        return status
     except Exception:
         log.exception("C-STORE from %s failed", calling)
         return CANNOT_UNDERSTAND
