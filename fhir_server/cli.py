@@ -208,20 +208,19 @@ def dicom_replay(studies, database_url) -> None:  # type: ignore[no-untyped-def]
     if current(settings.database_url) != head():
         raise click.ClickException("the database schema is not current: run `hearth db upgrade`")
     ctx = build_context(settings)
-    dicom = service.start(ctx.repo, settings, listen=False)  # replays the journal's live part
+    dicom = service.start(ctx.repo, settings, listen=False, replay=False)
+    selected = list(studies) or None
     try:
         if settings.ai_triggers:
             from fhir_server import events
 
             dicom.ingest.on_study_complete.append(events.on_study_complete(ctx.repo))
-        selected = list(studies) or None
-        dead = [u for u in dicom.store.failed() if selected is None or u in selected]
-        queued = dicom.ingest.replay(include_failed=True, studies=dead) if dead else 0
+        queued = dicom.ingest.replay(include_failed=True, studies=selected)
         dicom.ingest.flush(timeout=600)
     finally:
         dicom.stop()
     left = [u for u in dicom.store.pending() if selected is None or u in selected]
-    click.echo(f"{queued} dead-lettered instance(s) replayed; {len(left)} study(ies) still pending")
+    click.echo(f"{queued} instance(s) replayed; {len(left)} study(ies) still pending")
     if left:
         raise SystemExit(1)
 

@@ -14,8 +14,8 @@ with no new instance for the study, or the release of the association that sent 
 Nothing acknowledged is dropped (docs/dicom.md "Data safety"): a committed write removes its
 instances from the journal; a study whose writes fail ``WRITE_ATTEMPTS`` times in a row is
 dead-lettered in the journal (``InstanceStore.mark_failed``) and logged, and waits for
-``hearth dicom-replay``; instances still in the journal when the service starts (a crash) are
-replayed then.
+``hearth dicom-replay``; the whole journal (instances acknowledged before a crash, dead-lettered
+studies) is replayed when the service starts.
 """
 
 from __future__ import annotations
@@ -103,11 +103,15 @@ class Ingest:
         self._by_association: dict[object, set[str]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, *, replay: bool = True) -> None:
+        """Start the writer and (``replay``) queue the whole pending journal again: instances
+        acknowledged before a crash, and dead-lettered studies (retried once per start)."""
         self._thread = threading.Thread(target=self._run, name="dicom-ingest", daemon=True)
         self._thread.start()
+        if not replay:
+            return
         try:
-            queued = self.replay(include_failed=False)
+            queued = self.replay()
         except Exception:  # the journal stays; `hearth dicom-replay` can take it up
             log.exception("replaying the DICOM pending journal failed")
         else:

@@ -25,7 +25,9 @@ class DicomService:
         self.ingest.stop()
 
 
-def start(repo: Repository, settings: Settings, *, listen: bool) -> DicomService:
+def start(
+    repo: Repository, settings: Settings, *, listen: bool, replay: bool = True
+) -> DicomService:
     store = InstanceStore(settings.data_dir)
     ingest = Ingest(
         repo,
@@ -34,7 +36,7 @@ def start(repo: Repository, settings: Settings, *, listen: bool) -> DicomService
         quiet_seconds=settings.dicom_quiet_seconds,
         complete_on_release=settings.dicom_complete_on_release,
     )
-    ingest.start()
+    ingest.start(replay=replay)  # the pending journal (docs/dicom.md "Data safety")
     listener = None
     if listen:
         try:

@@ -3,7 +3,8 @@ only for what is durable and will reach FHIR. An instance whose Patient or Imagi
 mapped (a NUL in Patient ID) is refused 0xC000 with an Error Comment over C-STORE and listed in
 the Failed SOP Sequence over STOW-RS, while the study's other instances reach their ImagingStudy;
 an acknowledged instance whose writes keep failing is dead-lettered in the pending journal
-(`hearth dicom-pending` shows it) and `hearth dicom-replay` brings it into FHIR."""
+(`hearth dicom-pending` shows it) and `hearth dicom-replay` brings it into FHIR; one acknowledged
+just before a crash is written at the next start."""
 
 from __future__ import annotations
 
@@ -15,12 +16,18 @@ import time
 import uuid
 
 import pydicom
+import pytest
 import sqlalchemy as sa
 from pydicom.uid import generate_uid
 from pynetdicom import AE
 
+from fhir_server.app import build_context
 from fhir_server.dicom.sop_classes import STORAGE
-from tests.dicom import HTTP, sample_files
+from fhir_server.settings import Settings
+from mappings.dicom.imaging_study import study_search
+from resources.instances import InstanceStore
+from tests.dicom import BACKENDS, HTTP, echoscu, sample_files
+from tests.servers import database_url, free_port
 from tests.shared import ROOT
 
 HANG_GUARD = 120.0
@@ -194,3 +201,60 @@ def test_acknowledged_instance_is_dead_lettered_then_replayed(dicom_hearth) -> N
     assert study["numberOfInstances"] == 1
     assert study_uid not in dicom_hearth.store.pending()
     assert study_uid not in dicom_hearth.store.failed()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_acknowledged_instance_survives_a_crash(backend, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`hearth dicom` killed (SIGKILL) after acknowledging an instance it could not yet write:
+    the next start writes it from the journal, with no operator action."""
+    url, cleanup = database_url(backend, tmp_path)
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "HEARTH_DATABASE_URL": url,
+        "HEARTH_DATA_DIR": str(tmp_path / "data"),
+        "HEARTH_DICOM_PORT": str(port),
+        "HEARTH_AI_TRIGGERS": "false",
+    }
+    run = [sys.executable, "-m", "fhir_server.cli", "dicom"]
+    store = InstanceStore(tmp_path / "data")
+    study_uid = generate_uid()
+    (ds,) = _instances(study_uid, ["PAT321"])
+    proc = None
+    try:
+        _refuse_imaging_studies(url, on=True)  # nothing reaches FHIR before the crash
+        proc = subprocess.Popen(
+            run, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        _until(lambda: echoscu(port).returncode == 0)
+        (status,) = _c_store(port, [ds])
+        assert status.Status == 0x0000
+        proc.kill()
+        proc.wait(timeout=30)
+        assert store.pending() == {study_uid: [str(ds.SOPInstanceUID)]}
+        _refuse_imaging_studies(url, on=False)
+        proc = subprocess.Popen(
+            run, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        _until(lambda: not store.pending())
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=30)
+    ctx = build_context(Settings(database_url=url))
+    try:
+        stored = ctx.repo.read(
+            lambda u: u.read_many(u.match("ImagingStudy", study_search(study_uid)))
+        )
+    finally:
+        ctx.repo.engine.dispose()
+        cleanup()
+    assert [s.content["numberOfInstances"] for s in stored] == [1]
+
+
+def _until(cond) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + HANG_GUARD
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
