@@ -5,9 +5,9 @@ Repository; a study is announced complete once per arrival of new instances.
 Receiving is synchronous up to the file store, and success is answered only for what will reach
 FHIR: the instance's Patient and ImagingStudy are mapped and validated as R4 first (an instance
 that cannot be mapped is refused 0xC000 with the reason), and the instance is on disk and in the
-store's pending journal before the sender hears success. The FHIR side is written by one background writer that batches the instances waiting for
-each study into one unit of work, so a 500-instance study costs tens of ImagingStudy writes, not
-500. ``flush()`` waits for the writer (STOW-RS answers after it). Completion: ``quiet_seconds``
+store's pending journal before the sender hears success. The FHIR side is written by one
+background writer that batches the instances waiting for each study into one unit of work, so a
+500-instance study costs tens of ImagingStudy writes, not 500. ``flush()`` waits for the writer (STOW-RS answers after it). Completion: ``quiet_seconds``
 with no new instance for the study, or the release of the association that sent it (when
 ``complete_on_release``); subscribers in ``on_study_complete`` get the ImagingStudy id.
 

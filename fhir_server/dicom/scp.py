@@ -56,7 +56,11 @@ def _handle_store(event, ingest: Ingest) -> int:  # type: ignore[no-untyped-def]
         log.warning("C-STORE from %s refused (0x%04X): %s", calling, exc.status, exc.reason)
         status = Dataset()
         status.Status = exc.status
-        status.ErrorComment = exc.reason[:64]  # (0000,0902) LO, PS3.7 C.4.2.1.4
+        # Error Comment (0000,0902), PS3.7 C.4.2.1.4: LO, at most 64 characters, no backslash
+        comment = "".join(
+            c if c.isascii() and c.isprintable() and c != "\\" else " " for c in exc.reason
+        )
+        status.ErrorComment = comment[:64]
         return status
     except Exception:
         log.exception("C-STORE from %s failed", calling)
