@@ -105,7 +105,7 @@ def _start_listeners(settings: Settings, ingest, hl7v2) -> Callable[[], None]:  
         if settings.dicom_enabled:
             started.append(dicom_service.start_listener(ingest, settings))
         if settings.mllp_port is not None:
-            started.append(mllp.start(hl7v2, settings.host, settings.mllp_port))
+            started.append(mllp.start(hl7v2, settings))
     except OSError:
         for listener in started:
             listener.stop()
@@ -151,7 +151,7 @@ def create_app(settings: Settings | None = None, search: SearchEngine | None = N
         exports.start_sweeper()  # Bulk Data jobs whose runner died (docs/bulk-export.md)
         app.state.mllp = None
         if settings.mllp_port is not None and alone:
-            app.state.mllp = mllp.start(app.state.hl7v2, settings.host, settings.mllp_port)
+            app.state.mllp = mllp.start(app.state.hl7v2, settings)
         election = None
         if not alone and (settings.dicom_enabled or settings.mllp_port is not None):
             election = Election(

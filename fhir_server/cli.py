@@ -168,6 +168,66 @@ def dicom(dicom_port, dicom_ae_title, database_url) -> None:  # type: ignore[no-
         service.stop()
 
 
+def _dicom_store(settings: Settings):  # type: ignore[no-untyped-def]
+    from resources.instances import InstanceStore
+
+    return InstanceStore(settings.data_dir)
+
+
+@main.command("dicom-pending")
+def dicom_pending() -> None:
+    """List DICOM instances acknowledged to their sender but not yet in an ImagingStudy, and the
+    studies whose writes kept failing (dead-lettered; `hearth dicom-replay` retries them)."""
+    store = _dicom_store(_settings())
+    pending, failed = store.pending(), store.failed()
+    if not pending:
+        click.echo("no DICOM instances pending")
+        return
+    for study_uid, sop_uids in pending.items():
+        state = "pending"
+        if study_uid in failed:
+            f = failed[study_uid]
+            state = f"FAILED {f.get('failed_at', '?')} after {f.get('attempts', '?')} attempts"
+            state += f" ({f.get('error', '?')})"
+        click.echo(f"{study_uid}\t{len(sop_uids)} instance(s)\t{state}")
+
+
+@main.command("dicom-replay")
+@click.option("--study", "studies", multiple=True, help="Study Instance UID (repeatable; all)")
+@click.option("--database-url", help="database URL [HEARTH_DATABASE_URL]")
+def dicom_replay(studies, database_url) -> None:  # type: ignore[no-untyped-def]
+    """Write the pending (and dead-lettered) DICOM instances into their ImagingStudy again, from
+    the stored files; exits 1 while any selected study is still pending."""
+    import logging
+
+    from fhir_server.app import build_context
+    from fhir_server.dicom import service
+    from resources.migrate import current, head
+
+    settings = _settings(database_url=database_url)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if current(settings.database_url) != head():
+        raise click.ClickException("the database schema is not current: run `hearth db upgrade`")
+    ctx = build_context(settings)
+    dicom = service.start(ctx.repo, settings, listen=False, replay=False)
+    selected = list(studies) or None
+    try:
+        if settings.ai_triggers:
+            from fhir_server import events
+
+            dicom.ingest.on_study_complete.append(events.on_study_complete(ctx.repo))
+        queued = dicom.ingest.replay(include_failed=True, studies=selected)
+        dicom.ingest.flush(timeout=600)
+    finally:
+        dicom.stop()
+    left = [u for u in dicom.store.pending() if selected is None or u in selected]
+    click.echo(f"{queued} instance(s) replayed; {len(left)} study(ies) still pending")
+    if left:
+        raise SystemExit(1)
+
+
 def _start_mllp(settings: Settings):  # type: ignore[no-untyped-def]
     from fhir_server.app import build_context
     from fhir_server.auth.service import AuthService
@@ -177,7 +237,7 @@ def _start_mllp(settings: Settings):  # type: ignore[no-untyped-def]
     ctx = build_context(settings)
     service = Hl7v2Service(ctx, AuthService.build(ctx.repo.engine, settings))
     try:
-        return mllp.start(service, settings.host, settings.mllp_port or 2575)
+        return mllp.start(service, settings)
     except OSError as exc:
         raise click.ClickException(str(exc.strerror)) from exc
 

@@ -51,8 +51,35 @@ class Settings(BaseSettings):
     dicom_max_upload_bytes: int = Field(
         512 * 1024 * 1024, ge=1024, description="Largest STOW-RS request body (413 beyond)"
     )
+    dicom_max_associations: int = Field(
+        32,
+        ge=1,
+        le=1000,
+        description="DICOM associations (and not yet associated connections) at once",
+    )
+    dicom_acse_timeout: float = Field(
+        10.0, gt=0, description="Seconds a DICOM connection may take to associate (and release)"
+    )
+    dicom_dimse_timeout: float = Field(
+        60.0, gt=0, description="Seconds to wait for the next DIMSE message of an operation"
+    )
+    dicom_network_timeout: float = Field(
+        60.0, gt=0, description="Seconds an association may stay silent (or stall mid-PDU)"
+    )
     mllp_port: int | None = Field(
         None, ge=0, le=65535, description="HL7 v2 MLLP listener port (unset: no listener)"
+    )
+    mllp_max_message_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="Largest MLLP frame (answered AR beyond)"
+    )
+    mllp_frame_timeout: float = Field(
+        60.0, gt=0, description="Seconds a started MLLP frame may take to arrive whole"
+    )
+    mllp_idle_timeout: float = Field(
+        300.0, gt=0, description="Seconds an MLLP connection may stay silent between messages"
+    )
+    mllp_workers: int = Field(
+        4, ge=1, le=64, description="Threads applying MLLP messages (one connection at a time each)"
     )
     smtp_host: str | None = Field(None, description="SMTP server for e-mail (reports, resets)")
     smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port (STARTTLS)")

@@ -92,9 +92,101 @@ class InstanceStore:
         except FileNotFoundError:
             raise NotFound(f"instance {sop_instance_uid} is not stored") from None
 
+    # -- the journal of instances acknowledged but not yet in FHIR ----------------------------
+    # ``{root}/pending/{study uid}/{sop uid}``: an empty file per instance, made durable before
+    # the sender is told "success" and removed once its ImagingStudy write has committed; a
+    # study whose writes kept failing also has ``{root}/pending/{study uid}.failed`` (JSON: when,
+    # attempts, the error's type). Nothing here is ever removed except by a committed write.
+    def _pending_root(self) -> Path:
+        return self.root / "pending"
+
+    def mark_pending(self, study_uid: str, sop_instance_uid: str) -> None:
+        folder = self._pending_root() / check_uid(study_uid, "Study Instance UID")
+        folder.mkdir(parents=True, exist_ok=True)
+        marker = folder / check_uid(sop_instance_uid)
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _fsync_dir(folder)
+
+    def clear_pending(self, study_uid: str, sop_instance_uids: Iterable[str]) -> None:
+        folder = self._pending_root() / check_uid(study_uid, "Study Instance UID")
+        for uid in sop_instance_uids:
+            try:
+                (folder / check_uid(uid)).unlink()
+            except FileNotFoundError:
+                pass
+        try:
+            folder.rmdir()  # only when empty
+        except OSError:
+            return
+        try:
+            (self._pending_root() / f"{study_uid}.failed").unlink()
+        except FileNotFoundError:
+            pass
+
+    def pending(self) -> dict[str, list[str]]:
+        """Study UID -> SOP Instance UIDs acknowledged but not yet written to FHIR."""
+        root = self._pending_root()
+        if not root.is_dir():
+            return {}
+        out: dict[str, list[str]] = {}
+        for folder in sorted(root.iterdir()):
+            if folder.is_dir() and is_uid(folder.name):
+                uids = sorted(p.name for p in folder.iterdir() if is_uid(p.name))
+                if uids:
+                    out[folder.name] = uids
+        return out
+
+    def mark_failed(self, study_uid: str, detail: dict) -> None:
+        """Dead-letter a study: its writes kept failing; it waits for ``hearth dicom-replay``."""
+        import json
+
+        root = self._pending_root()
+        root.mkdir(parents=True, exist_ok=True)
+        target = root / f"{check_uid(study_uid, 'Study Instance UID')}.failed"
+        fd, tmp = tempfile.mkstemp(prefix=".failed-", dir=root)
+        with os.fdopen(fd, "w") as out:
+            json.dump(detail, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+
+    def failed(self) -> dict[str, dict]:
+        """Dead-lettered studies: study UID -> what ``mark_failed`` recorded."""
+        import json
+
+        root = self._pending_root()
+        if not root.is_dir():
+            return {}
+        out = {}
+        for p in sorted(root.glob("*.failed")):
+            try:
+                out[p.name.removesuffix(".failed")] = json.loads(p.read_text())
+            except (OSError, ValueError):
+                out[p.name.removesuffix(".failed")] = {}
+        return out
+
+    def clear_failed(self, study_uid: str) -> None:
+        try:
+            (self._pending_root() / f"{check_uid(study_uid, 'Study Instance UID')}.failed").unlink()
+        except FileNotFoundError:
+            pass
+
     def delete(self, sop_instance_uid: str) -> bool:
         try:
             self.path(sop_instance_uid).unlink()
             return True
         except FileNotFoundError:
             return False
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a new directory entry durable (POSIX: fsync the directory)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -2,12 +2,20 @@
 the instance file store, and folded into its study's ImagingStudy and Patient through the
 Repository; a study is announced complete once per arrival of new instances.
 
-Receiving is synchronous up to the file store (the sender's success means the instance is on
-disk); the FHIR side is written by one background writer that batches the instances waiting for
-each study into one unit of work, so a 500-instance study costs tens of ImagingStudy writes, not
-500. ``flush()`` waits for the writer (STOW-RS answers after it). Completion: ``quiet_seconds``
+Receiving is synchronous up to the file store, and success is answered only for what will reach
+FHIR: the instance's Patient and ImagingStudy are mapped and validated as R4 first (an instance
+that cannot be mapped is refused 0xC000 with the reason), and the instance is on disk and in the
+store's pending journal before the sender hears success. The FHIR side is written by one
+background writer that batches the instances waiting for each study into one unit of work, so a
+500-instance study costs tens of ImagingStudy writes, not 500. ``flush()`` waits for the writer (STOW-RS answers after it). Completion: ``quiet_seconds``
 with no new instance for the study, or the release of the association that sent it (when
 ``complete_on_release``); subscribers in ``on_study_complete`` get the ImagingStudy id.
+
+Nothing acknowledged is dropped (docs/dicom.md "Data safety"): a committed write removes its
+instances from the journal; a study whose writes fail ``WRITE_ATTEMPTS`` times in a row is
+dead-lettered in the journal (``InstanceStore.mark_failed``) and logged, and waits for
+``hearth dicom-replay``; the whole journal (instances acknowledged before a crash, dead-lettered
+studies) is replayed when the service starts.
 """
 
 from __future__ import annotations
@@ -19,19 +27,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from pydicom import dcmread
+
 from mappings.dicom import imaging_study, patient
 from resources import audit
 from resources.errors import PreconditionFailed
 from resources.instances import InstanceStore, PutResult
 from resources.repository import Repository, Unit
+from resources.validation import validate_resource
 
-from .parse import OUT_OF_RESOURCES, Checked, Rejected, check
+from .parse import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, Checked, Rejected, check
 from .sop_classes import STORAGE_UIDS
 
 log = logging.getLogger("hearth.dicom.ingest")
 
 ENDPOINT_ID = "hearth-dicomweb"
-WRITE_ATTEMPTS = 5  # a study's pending instances are dropped (logged) after this many failures
+WRITE_ATTEMPTS = 5  # a study is dead-lettered (kept in the journal) after this many failures
 FORGET_AFTER = 600.0  # seconds after the quiet period that a finished study's state is kept
 
 
@@ -92,9 +103,20 @@ class Ingest:
         self._by_association: dict[object, set[str]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, *, replay: bool = True) -> None:
+        """Start the writer and (``replay``) queue the whole pending journal again: instances
+        acknowledged before a crash, and dead-lettered studies (retried once per start)."""
         self._thread = threading.Thread(target=self._run, name="dicom-ingest", daemon=True)
         self._thread.start()
+        if not replay:
+            return
+        try:
+            queued = self.replay()
+        except Exception:  # the journal stays; `hearth dicom-replay` can take it up
+            log.exception("replaying the DICOM pending journal failed")
+        else:
+            if queued:
+                log.warning("%d acknowledged instance(s) from the pending journal replayed", queued)
 
     def stop(self) -> None:
         self.flush(timeout=10)
@@ -118,8 +140,12 @@ class Ingest:
             raise Rejected(
                 0xA900, f"header cannot be mapped: {exc}", checked.sop_class, checked.sop_uid
             ) from exc
+        problem = self._unmappable(header, described)
+        if problem is not None:
+            raise Rejected(CANNOT_UNDERSTAND, problem, checked.sop_class, checked.sop_uid)
         try:
             stored = self.store.put(checked.sop_uid, data)
+            self.store.mark_pending(header.study_uid, checked.sop_uid)
         except OSError as exc:
             log.error("storing %s failed: %s", checked.sop_uid, exc)
             raise Rejected(
@@ -142,6 +168,65 @@ class Ingest:
         return Received(
             checked.sop_uid, checked.sop_class, header.study_uid, header.series_uid, stored
         )
+
+    def _unmappable(self, header: imaging_study.Header, described: dict) -> str | None:
+        """Why this instance's Patient or ImagingStudy would not be accepted by the repository
+        (None when they would): the mappings run and their output is validated as R4, plus the
+        rule of R4 datatypes.html#string that strings hold no control characters other than
+        tab, CR and LF (PostgreSQL's JSONB cannot even store NUL). Says where, never what."""
+        study = imaging_study.merge(
+            None,
+            [header],
+            subject={"reference": "Patient/unmapped"},
+            endpoint=f"Endpoint/{ENDPOINT_ID}",
+        )
+        for resource in (described, study):
+            where = _control_character(resource)
+            if where is not None:
+                return (
+                    f"{resource['resourceType']}.{where} would hold a control character "
+                    "(not allowed in FHIR strings)"
+                )
+            errors = [i for i in validate_resource(resource) if i.severity in ("error", "fatal")]
+            if errors:  # the location and kind only: diagnostics may quote the value (PHI)
+                where = ".".join(str(p) for p in errors[0].expression) or "(resource)"
+                return f"{resource['resourceType']}.{where} is not valid FHIR R4 ({errors[0].code})"
+        return None
+
+    def replay(self, *, include_failed: bool = True, studies: list[str] | None = None) -> int:
+        """Queue the instances of the pending journal for their ImagingStudy again (from the
+        stored files); ``include_failed`` also takes dead-lettered studies. Returns how many."""
+        failed = self.store.failed()
+        queued = 0
+        for study_uid, sop_uids in self.store.pending().items():
+            if studies is not None and study_uid not in studies:
+                continue
+            if study_uid in failed and not include_failed:
+                continue
+            items = []
+            for uid in sop_uids:
+                try:
+                    with self.store.open(uid) as f:
+                        ds = dcmread(f, stop_before_pixels=True)
+                    items.append(
+                        _Pending(imaging_study.header(ds, self.local_tz), patient.patient(ds))
+                    )
+                except Exception:
+                    log.exception("pending instance %s of study %s cannot be read", uid, study_uid)
+            if not items:
+                continue
+            self.store.clear_failed(study_uid)
+            with self._cond:
+                study = self._studies.get(study_uid)
+                if study is None:
+                    study = self._studies[study_uid] = _Study(study_uid)
+                study.failures = 0
+                study.pending.extend(items)
+                study.new_since_event = True
+                study.release_requested = True
+                self._cond.notify_all()
+            queued += len(items)
+        return queued
 
     def association_released(self, association: object) -> None:
         """The sender released its association: its studies are complete (when configured)."""
@@ -194,7 +279,7 @@ class Ingest:
                 try:
                     self._write(study, items)
                     study.failures = 0
-                except Exception:
+                except Exception as exc:
                     study.failures += 1
                     failed = True
                     with self._cond:
@@ -206,6 +291,8 @@ class Ingest:
                         study.failures,
                         WRITE_ATTEMPTS,
                     )
+                    if study.failures >= WRITE_ATTEMPTS:
+                        self._dead_letter(study, exc)
                 finally:
                     with self._cond:
                         self._writing -= 1
@@ -213,6 +300,24 @@ class Ingest:
             if failed:
                 time.sleep(0.5)
             self._announce()
+
+    def _dead_letter(self, study: _Study, exc: Exception) -> None:
+        """Stop retrying the study in memory; its instances stay in the journal, marked failed."""
+        detail = {
+            "failed_at": datetime.now().astimezone().isoformat(timespec="seconds"),
+            "attempts": study.failures,
+            "error": type(exc).__name__,
+        }
+        try:
+            self.store.mark_failed(study.uid, detail)
+        except Exception:
+            log.exception("dead-lettering study %s failed (it stays in the journal)", study.uid)
+        log.error(
+            "study %s dead-lettered after %d failed writes: its instances stay in the pending "
+            "journal; `hearth dicom-pending` lists it, `hearth dicom-replay` retries it",
+            study.uid,
+            study.failures,
+        )
 
     def _announce(self) -> None:
         """Emit the completion event of every study that is quiet or released, once; forget
@@ -251,6 +356,7 @@ class Ingest:
                 result = self.repo.run(lambda unit: self._write_unit(unit, study, items))
                 with self._cond:
                     study.resource_id = result
+                self.store.clear_pending(study.uid, [p.header.sop_uid for p in items])
                 return
             except PreconditionFailed:  # another writer updated the study first: merge again
                 log.debug("ImagingStudy %s changed underneath (attempt %d)", study.uid, attempt)
@@ -356,3 +462,23 @@ class Ingest:
         }
         self.repo.run(lambda unit: unit.update("Endpoint", ENDPOINT_ID, body))
         self._endpoint_ready = True
+
+
+def _control_character(value: object, path: str = "") -> str | None:
+    """The path of the first string under ``value`` holding a character below U+0020 other than
+    tab, LF and CR (R4 datatypes.html#string), or None."""
+    if isinstance(value, str):
+        if any(ord(c) < 0x20 and c not in "\t\n\r" for c in value):
+            return path or "(value)"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _control_character(item, f"{path}.{key}" if path else key)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _control_character(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None

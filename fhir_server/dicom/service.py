@@ -25,7 +25,9 @@ class DicomService:
         self.ingest.stop()
 
 
-def start(repo: Repository, settings: Settings, *, listen: bool) -> DicomService:
+def start(
+    repo: Repository, settings: Settings, *, listen: bool, replay: bool = True
+) -> DicomService:
     store = InstanceStore(settings.data_dir)
     ingest = Ingest(
         repo,
@@ -34,7 +36,7 @@ def start(repo: Repository, settings: Settings, *, listen: bool) -> DicomService
         quiet_seconds=settings.dicom_quiet_seconds,
         complete_on_release=settings.dicom_complete_on_release,
     )
-    ingest.start()
+    ingest.start(replay=replay)  # the pending journal (docs/dicom.md "Data safety")
     listener = None
     if listen:
         try:
@@ -54,6 +56,12 @@ def start_listener(ingest: Ingest, settings: Settings) -> scp.Listener:
             port=settings.dicom_port,
             ae_title=settings.dicom_ae_title,
             allowed_callers=settings.dicom_callers,
+            limits=scp.Limits(
+                max_associations=settings.dicom_max_associations,
+                acse_timeout=settings.dicom_acse_timeout,
+                dimse_timeout=settings.dicom_dimse_timeout,
+                network_timeout=settings.dicom_network_timeout,
+            ),
         )
     except OSError as exc:
         raise OSError(

@@ -74,6 +74,18 @@ class Hl7v2Service:
             now=datetime.now().astimezone(),
         )
 
+    def refuse(self, head: bytes, reason: str) -> str:
+        """The AR that answers a message refused unread (``reason``), addressed from its MSH
+        segment when ``head`` (the start of the message) holds a readable one."""
+        message = None
+        msh = bytes(head).replace(b"\n", b"\r").split(b"\r", 1)[0]
+        try:
+            message = hl7v2.parse(msh + b"\r")
+        except Exception:  # noqa: BLE001 - no usable MSH: the AR is sent unaddressed
+            message = None
+        log.warning("HL7 v2 message %s refused: %s", _cid(message), reason)
+        return self._ack(message, "AR", [AckError("207", reason)])
+
     def handle(self, raw: bytes | str, access: Access, ip: str | None) -> Outcome:
         """Apply one message; a ``Forbidden`` (the token may not write what the message maps
         to) is raised for the HTTP edge to answer 403, everything else becomes an ACK."""
