@@ -75,6 +75,19 @@ class FhirRequest:
     res_id: str | None = None
     vid: str | None = None
 
+    def resource_type(self) -> str:
+        """``res_type`` of a type- or instance-level interaction (the router sets it for those)."""
+        if self.res_type is None:
+            raise ValueError(f"{self.method} {self.path} names no resource type")
+        return self.res_type
+
+    def instance(self) -> tuple[str, str]:
+        """(``res_type``, ``res_id``) of an instance-level interaction (the router sets both for
+        those)."""
+        if self.res_type is None or self.res_id is None:
+            raise ValueError(f"{self.method} {self.path} names no resource instance")
+        return self.res_type, self.res_id
+
     def param(self, name: str) -> str | None:
         for k, v in self.query:
             if k == name:

@@ -20,6 +20,11 @@ def local_ref(reference: str) -> str | None:
     return m.group(1) if m else None
 
 
+def _object(value: object) -> dict:
+    """``value`` when it is a JSON object, else an empty one."""
+    return value if isinstance(value, dict) else {}
+
+
 def _codings(value: object) -> Iterator[tuple[str | None, str]]:
     """The codings of a Coding, a CodeableConcept, or a list of either."""
     if isinstance(value, list):
@@ -56,7 +61,7 @@ def index_terms(event: dict) -> list[tuple[str, str | None, str]]:
     for agent in event.get("agent") or []:
         if not isinstance(agent, dict):
             continue
-        who = agent.get("who") if isinstance(agent.get("who"), dict) else {}
+        who = _object(agent.get("who"))
         local = ref("agent", who.get("reference"))
         if local and local.startswith("Patient/"):
             add("patient", None, local)
@@ -71,15 +76,15 @@ def index_terms(event: dict) -> list[tuple[str, str | None, str]]:
         network = agent.get("network")
         if isinstance(network, dict):
             add("address", None, network.get("address"))
-    source = event.get("source") if isinstance(event.get("source"), dict) else {}
+    source = _object(event.get("source"))
     add("site", None, source.get("site"))
-    observer = source.get("observer") if isinstance(source.get("observer"), dict) else {}
+    observer = _object(source.get("observer"))
     if not ref("source", observer.get("reference")):
         add("source", None, observer.get("display"))
     for entity in event.get("entity") or []:
         if not isinstance(entity, dict):
             continue
-        what = entity.get("what") if isinstance(entity.get("what"), dict) else {}
+        what = _object(entity.get("what"))
         local = ref("entity", what.get("reference"))
         if local and local.startswith("Patient/"):
             add("patient", None, local)

@@ -25,6 +25,14 @@ class Stored:
     method: str = "PUT"  # the HTTP verb that made this version: POST, PUT, PATCH, DELETE
 
     @property
+    def resource(self) -> dict:
+        """``content`` of a live version: what ``Unit.read`` and ``create``/``update`` return is
+        never a tombstone, so callers that hold one need no None check."""
+        if self.content is None:
+            raise ValueError(f"{self.versioned_ref} is a delete tombstone: it has no content")
+        return self.content
+
+    @property
     def etag(self) -> str:
         return f'W/"{self.version}"'
 

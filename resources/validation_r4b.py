@@ -37,6 +37,7 @@ from typing import Any
 import pydantic
 from fhir.resources.R4B import fhirtypes, get_fhir_model_class
 from fhir_core.fhirabstractmodel import FHIRAbstractModel
+from pydantic_core import ErrorDetails
 
 from resources.errors import Issue
 from resources.validation_r4b_accepts import accepts
@@ -176,7 +177,7 @@ def check(resource: dict, root: str, schema: R4Schema, masked: Iterable[Path]) -
     return issues
 
 
-def _issue(error: dict, resource: dict, root: str, schema: R4Schema) -> Issue | None:
+def _issue(error: ErrorDetails, resource: dict, root: str, schema: R4Schema) -> Issue | None:
     kind: str = error["type"]
     if kind == "extra_forbidden":
         return None  # rule 1

@@ -4,6 +4,8 @@ never booked twice, however many people try at once."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from resources.errors import Conflict, Forbidden, Invalid, PreconditionFailed
 from resources.repository import Repository, Unit
 from resources.store import Stored
@@ -12,13 +14,13 @@ from workflow.tasks import now
 
 
 def _slot_busy(u: Unit, slot: Stored, status: str) -> None:
-    if slot.content.get("status") != "free":
-        raise Conflict(f"{slot.ref} is {slot.content.get('status')}, not free")
-    u.update("Slot", slot.res_id, {**slot.content, "status": status}, if_match=str(slot.version))
+    if slot.resource.get("status") != "free":
+        raise Conflict(f"{slot.ref} is {slot.resource.get('status')}, not free")
+    u.update("Slot", slot.res_id, {**slot.resource, "status": status}, if_match=str(slot.version))
 
 
 def _practitioners(u: Unit, slot: dict) -> list[dict]:
-    schedule = u.read("Schedule", slot["schedule"]["reference"].removeprefix("Schedule/")).content
+    schedule = u.read("Schedule", slot["schedule"]["reference"].removeprefix("Schedule/")).resource
     return [
         {"actor": a, "status": "accepted", "required": "required"}
         for a in schedule.get("actor") or []
@@ -30,15 +32,15 @@ def _appointment(u: Unit, slot: Stored, patient: str, status: str, **extra: obje
         "resourceType": "Appointment",
         "status": status,
         "slot": [{"reference": slot.ref}],
-        "start": slot.content["start"],
-        "end": slot.content["end"],
+        "start": slot.resource["start"],
+        "end": slot.resource["end"],
         "created": now()[:10],
         "participant": [
             {
                 "actor": {"reference": patient},
                 "status": "accepted" if status == "booked" else "needs-action",
             },
-            *_practitioners(u, slot.content),
+            *_practitioners(u, slot.resource),
         ],
     }
     body.update({k: v for k, v in extra.items() if v is not None})
@@ -53,7 +55,7 @@ def _check_patient(actor: Actor, patient: str) -> None:
         raise Invalid(f"patient must be a Patient reference, not {patient!r}")
 
 
-def _run(repo: Repository, fn):  # type: ignore[no-untyped-def]
+def _run(repo: Repository, fn: Callable[[Unit], dict]) -> dict:
     try:
         return repo.run(fn)
     except PreconditionFailed as exc:
@@ -71,7 +73,7 @@ def book(
         slot = u.read("Slot", slot_id)
         _slot_busy(u, slot, "busy")
         extra = {"description": reason} if reason else {}
-        return u.create(_appointment(u, slot, patient, "booked", **extra)).stored.content
+        return u.create(_appointment(u, slot, patient, "booked", **extra)).stored.resource
 
     return _run(repo, fn)
 
@@ -79,8 +81,8 @@ def book(
 def _free_slots(u: Unit, appointment: dict) -> None:
     for ref in appointment.get("slot") or []:
         slot = u.read("Slot", ref["reference"].removeprefix("Slot/"))
-        if slot.content.get("status") in ("busy", "busy-tentative"):
-            u.update("Slot", slot.res_id, {**slot.content, "status": "free"})
+        if slot.resource.get("status") in ("busy", "busy-tentative"):
+            u.update("Slot", slot.res_id, {**slot.resource, "status": "free"})
 
 
 def _own(actor: Actor, appointment: dict) -> None:
@@ -98,16 +100,16 @@ def cancel(
 
     def fn(u: Unit) -> dict:
         appt = u.read("Appointment", appointment_id)
-        _own(actor, appt.content)
-        if appt.content["status"] in ("cancelled", "fulfilled", "noshow", "entered-in-error"):
-            raise Conflict(f"{appt.ref} is {appt.content['status']}: it cannot be cancelled")
-        _free_slots(u, appt.content)
-        body = {**appt.content, "status": "cancelled"}
+        _own(actor, appt.resource)
+        if appt.resource["status"] in ("cancelled", "fulfilled", "noshow", "entered-in-error"):
+            raise Conflict(f"{appt.ref} is {appt.resource['status']}: it cannot be cancelled")
+        _free_slots(u, appt.resource)
+        body = {**appt.resource, "status": "cancelled"}
         if reason:
             body["cancelationReason"] = {"text": reason}
         return u.update(
             "Appointment", appointment_id, body, if_match=str(appt.version)
-        ).stored.content
+        ).stored.resource
 
     return _run(repo, fn)
 
@@ -118,22 +120,22 @@ def reschedule(repo: Repository, actor: Actor, appointment_id: str, slot_id: str
 
     def fn(u: Unit) -> dict:
         appt = u.read("Appointment", appointment_id)
-        _own(actor, appt.content)
-        if appt.content["status"] not in ("proposed", "pending", "booked"):
-            raise Conflict(f"{appt.ref} is {appt.content['status']}: it cannot be rescheduled")
+        _own(actor, appt.resource)
+        if appt.resource["status"] not in ("proposed", "pending", "booked"):
+            raise Conflict(f"{appt.ref} is {appt.resource['status']}: it cannot be rescheduled")
         new_slot = u.read("Slot", slot_id)
         _slot_busy(u, new_slot, "busy")
-        _free_slots(u, appt.content)
+        _free_slots(u, appt.resource)
         body = {
-            **appt.content,
+            **appt.resource,
             "status": "booked",
             "slot": [{"reference": new_slot.ref}],
-            "start": new_slot.content["start"],
-            "end": new_slot.content["end"],
+            "start": new_slot.resource["start"],
+            "end": new_slot.resource["end"],
         }
         return u.update(
             "Appointment", appointment_id, body, if_match=str(appt.version)
-        ).stored.content
+        ).stored.resource
 
     return _run(repo, fn)
 
@@ -144,26 +146,26 @@ def accept(repo: Repository, actor: Actor, appointment_id: str) -> dict:
 
     def fn(u: Unit) -> dict:
         appt = u.read("Appointment", appointment_id)
-        _own(actor, appt.content)
-        if appt.content["status"] != "proposed":
-            raise Conflict(f"{appt.ref} is {appt.content['status']}, not proposed")
-        for ref in appt.content.get("slot") or []:
+        _own(actor, appt.resource)
+        if appt.resource["status"] != "proposed":
+            raise Conflict(f"{appt.ref} is {appt.resource['status']}, not proposed")
+        for ref in appt.resource.get("slot") or []:
             slot = u.read("Slot", ref["reference"].removeprefix("Slot/"))
-            if slot.content.get("status") != "busy-tentative":
-                raise Conflict(f"{slot.ref} is {slot.content.get('status')}, not held for it")
+            if slot.resource.get("status") != "busy-tentative":
+                raise Conflict(f"{slot.ref} is {slot.resource.get('status')}, not held for it")
             u.update(
-                "Slot", slot.res_id, {**slot.content, "status": "busy"}, if_match=str(slot.version)
+                "Slot", slot.res_id, {**slot.resource, "status": "busy"}, if_match=str(slot.version)
             )
         participants = [
             {**p, "status": "accepted"}
             if p.get("actor", {}).get("reference", "").startswith("Patient/")
             else p
-            for p in appt.content.get("participant") or []
+            for p in appt.resource.get("participant") or []
         ]
-        body = {**appt.content, "status": "booked", "participant": participants}
+        body = {**appt.resource, "status": "booked", "participant": participants}
         return u.update(
             "Appointment", appointment_id, body, if_match=str(appt.version)
-        ).stored.content
+        ).stored.resource
 
     return _run(repo, fn)
 
@@ -174,7 +176,7 @@ def propose_for_case(u: Unit, case: dict) -> str | None:
     order = u.read(
         "ServiceRequest", case["basedOn"][0]["reference"].removeprefix("ServiceRequest/")
     )
-    doctors = [p["reference"] for p in order.content.get("performer") or [] if "reference" in p]
+    doctors = [p["reference"] for p in order.resource.get("performer") or [] if "reference" in p]
     if not doctors:
         return None
     schedules = u.match("Schedule", [("actor", doctors[0]), ("active", "true")])
@@ -182,7 +184,7 @@ def propose_for_case(u: Unit, case: dict) -> str | None:
         return None
     refs = ",".join(s.ref for s in u.read_many(schedules))
     pks = u.match("Slot", [("schedule", refs), ("status", "free"), ("start", f"ge{now()}")])
-    slots = sorted(u.read_many(pks), key=lambda s: s.content["start"])
+    slots = sorted(u.read_many(pks), key=lambda s: s.resource["start"])
     if not slots:
         return None
     slot = slots[0]

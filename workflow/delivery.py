@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from mappings.report import ReportInput, person_name, render_pdf
 from resources.errors import Conflict, NotFound, PreconditionFailed
 from resources.repository import Repository, Unit
+from resources.store import Stored
 from workflow import cases, mail, signing
 from workflow.actors import SYSTEM, roles_of
 from workflow.definitions import STEP_SYSTEM
@@ -37,9 +38,9 @@ class Delivery:
     document: str | None = None
 
 
-def _delivery_step(u: Unit, case_id: str):  # type: ignore[no-untyped-def]
+def _delivery_step(u: Unit, case_id: str) -> Stored:
     for step in cases.steps_of(u, case_id):
-        if "system" in roles_of(step.content):
+        if "system" in roles_of(step.resource):
             return step
     raise NotFound(f"case Task/{case_id} has no delivery step")
 
@@ -47,7 +48,7 @@ def _delivery_step(u: Unit, case_id: str):  # type: ignore[no-untyped-def]
 def _read_ref(u: Unit, ref: str) -> dict | None:
     res_type, _, res_id = ref.partition("/")
     try:
-        return u.read(res_type, res_id).content
+        return u.read(res_type, res_id).resource
     except Exception:  # noqa: BLE001 - a missing cited resource leaves a gap, not a failure
         return None
 
@@ -62,7 +63,7 @@ def gather(u: Unit, case: dict, facility_name: str) -> tuple[ReportInput, dict]:
     org = None
     if patient.get("managingOrganization"):
         org = _read_ref(u, patient["managingOrganization"]["reference"])
-    steps = [s.content for s in cases.steps_of(u, case["id"])]
+    steps = [s.resource for s in cases.steps_of(u, case["id"])]
     ai_results = [
         r
         for r in (_read_ref(u, v["reference"]) for v in io_values(case, "input", "ai-result"))
@@ -177,9 +178,9 @@ def deliver(
     ``signing_material`` gives the key and certificate (read or created on first use: a broken
     key fails the delivery visibly, like any other render failure)."""
 
-    def begin(u: Unit):  # type: ignore[no-untyped-def]
+    def begin(u: Unit) -> tuple[ReportInput, dict] | None:
         step = _delivery_step(u, case_id)
-        status = step.content["status"]
+        status = step.resource["status"]
         if status == "completed":
             return None
         if status not in ("requested", "failed"):
@@ -187,10 +188,10 @@ def deliver(
                 f"the report of case Task/{case_id} is {status}, not waiting for delivery"
             )
         changed = with_status(
-            step.content, "in-progress", owner={"reference": SYSTEM.reference}, statusReason=None
+            step.resource, "in-progress", owner={"reference": SYSTEM.reference}, statusReason=None
         )
         u.update("Task", step.res_id, changed, if_match=str(step.version))
-        case = u.read("Task", case_id).content
+        case = u.read("Task", case_id).resource
         return gather(u, case, facility_name)
 
     try:
@@ -219,6 +220,7 @@ def deliver(
             raise mail.MailError(
                 f"{data.patient.get('resourceType')}/{data.patient.get('id')} has no e-mail address"
             )
+        doc_ref: str | None
         if binary_ref is None:
             binary_ref, doc_ref = repo.run(lambda u: _attach(u, report, data, pdf))
         else:
@@ -246,8 +248,11 @@ def _existing_pdf(repo: Repository, report: dict) -> tuple[bytes | None, str | N
     for form in report.get("presentedForm") or []:
         url = form.get("url", "")
         if form.get("contentType") == "application/pdf" and url.startswith("Binary/"):
-            bid = url.removeprefix("Binary/")
-            binary = repo.read(lambda u, bid=bid: u.read("Binary", bid)).content
+
+            def read_binary(u: Unit, bid: str = url.removeprefix("Binary/")) -> dict:
+                return u.read("Binary", bid).resource
+
+            binary = repo.read(read_binary)
             return base64.b64decode(binary["data"]), url
     return None, None
 
@@ -282,7 +287,7 @@ def _attach(u: Unit, report: dict, data: ReportInput, pdf: bytes) -> tuple[str, 
     u.update(
         "DiagnosticReport",
         report["id"],
-        {**current.content, "presentedForm": [attachment]},
+        {**current.resource, "presentedForm": [attachment]},
         if_match=str(current.version),
     )
     doc = {
@@ -304,9 +309,9 @@ def _attach(u: Unit, report: dict, data: ReportInput, pdf: bytes) -> tuple[str, 
 def _fail(u: Unit, case_id: str, reason: str) -> None:
     step = _delivery_step(u, case_id)
     u.update(
-        "Task", step.res_id, with_status(step.content, "failed", statusReason={"text": reason})
+        "Task", step.res_id, with_status(step.resource, "failed", statusReason={"text": reason})
     )
-    case = u.read("Task", case_id).content
+    case = u.read("Task", case_id).resource
     changed = note(
         {**case, "businessStatus": business_status("REPORT_FAILED"), "lastModified": now()},
         f"report delivery failed: {reason}",
@@ -320,8 +325,8 @@ def _done(u: Unit, case_id: str, doc_ref: str | None, email: str) -> None:
         "resourceType": "Communication",
         "status": "completed",
         "partOf": [{"reference": step.ref}],
-        "subject": step.content["for"],
-        "recipient": [step.content["for"]],
+        "subject": step.resource["for"],
+        "recipient": [step.resource["for"]],
         "medium": [
             {
                 "coding": [
@@ -339,7 +344,7 @@ def _done(u: Unit, case_id: str, doc_ref: str | None, email: str) -> None:
     if doc_ref:
         comm["payload"].append({"contentReference": {"reference": doc_ref}})
     comm_ref = u.create(comm).stored.ref
-    changed = step.content
+    changed = step.resource
     for label, ref in (("DocumentReference", doc_ref), ("Communication", comm_ref)):
         if ref:
             changed = {
@@ -353,7 +358,7 @@ def _done(u: Unit, case_id: str, doc_ref: str | None, email: str) -> None:
     done = with_status(changed, "completed", executionPeriod=period)
     u.update("Task", step.res_id, done, if_match=str(step.version))
     case = u.read("Task", case_id)
-    case_def = cases._definition_of(case.content)
+    case_def = cases._definition_of(case.resource)
     cases._advance(u, case, case_def, case_def.step(code_of(done, STEP_SYSTEM) or ""), SYSTEM)
 
 
@@ -369,15 +374,15 @@ def reset_stale(repo: Repository, older_than: timedelta = timedelta(minutes=10))
     stale = repo.read(lambda u: u.read_many(u.match("Task", query)))
     out = []
     for step in stale:
-        case_id = step.content["partOf"][0]["reference"].removeprefix("Task/")
+        case_id = step.resource["partOf"][0]["reference"].removeprefix("Task/")
 
-        def fn(u: Unit, step=step, case_id=case_id) -> bool:
+        def fn(u: Unit, step: Stored = step, case_id: str = case_id) -> bool:
             if u.read("Task", step.res_id).version != step.version:
                 return False  # it moved on meanwhile
             _fail(
                 u,
                 case_id,
-                f"delivery interrupted: no progress since {step.content.get('lastModified')}",
+                f"delivery interrupted: no progress since {step.resource.get('lastModified')}",
             )
             return True
 
@@ -391,6 +396,8 @@ def pending(repo: Repository) -> list[str]:
 
     def fn(u: Unit) -> list[str]:
         pks = u.match("Task", [("code", f"{STEP_SYSTEM}|report-delivery"), ("status", "requested")])
-        return [t.content["partOf"][0]["reference"].removeprefix("Task/") for t in u.read_many(pks)]
+        return [
+            t.resource["partOf"][0]["reference"].removeprefix("Task/") for t in u.read_many(pks)
+        ]
 
     return repo.read(fn)

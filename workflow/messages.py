@@ -7,6 +7,7 @@ create/search). Those addressed to a patient by e-mail (``medium`` EMAILWRIT, st
 from __future__ import annotations
 
 from resources.repository import Repository, Unit
+from resources.store import Stored
 from workflow import mail
 
 EMAIL_MODE = "EMAILWRIT"
@@ -24,7 +25,7 @@ def send_pending(
 ) -> dict[str, int]:
     """E-mail the waiting Communications to their patients; returns counts sent / failed."""
 
-    def pending(u: Unit):  # type: ignore[no-untyped-def]
+    def pending(u: Unit) -> list[Stored]:
         pks = u.match(
             "Communication", [("status", "in-progress"), ("medium", EMAIL_MODE)], limit=limit
         )
@@ -32,7 +33,7 @@ def send_pending(
 
     counts = {"sent": 0, "failed": 0}
     for comm in repo.read(pending):
-        body = comm.content
+        body = comm.resource
         recipient = next(
             (
                 r["reference"]
@@ -47,9 +48,11 @@ def send_pending(
         try:
             if recipient is None:
                 raise mail.MailError("no Patient recipient")
-            patient = repo.read(
-                lambda u, r=recipient: u.read("Patient", r.removeprefix("Patient/"))
-            ).content
+
+            def read_patient(u: Unit, ref: str = recipient) -> dict:
+                return u.read("Patient", ref.removeprefix("Patient/")).resource
+
+            patient = repo.read(read_patient)
             address = _email_of(patient)
             if address is None:
                 raise mail.MailError(f"{recipient} has no e-mail address")
@@ -62,23 +65,23 @@ def send_pending(
         except Exception as exc:  # noqa: BLE001 - recorded on the Communication, retried next pass
             reason = str(exc) or type(exc).__name__
 
-            def failed(u: Unit, c=comm, reason=reason) -> None:
+            def failed(u: Unit, c: Stored = comm, reason: str = reason) -> None:
                 current = u.read("Communication", c.res_id)
                 if current.version == c.version:
                     u.update(
                         "Communication",
                         c.res_id,
-                        {**current.content, "statusReason": {"text": reason}},
+                        {**current.resource, "statusReason": {"text": reason}},
                     )
 
             repo.run(failed)
             counts["failed"] += 1
             continue
 
-        def sent(u: Unit, c=comm) -> None:
+        def sent(u: Unit, c: Stored = comm) -> None:
             from workflow.tasks import now
 
-            current = u.read("Communication", c.res_id).content
+            current = u.read("Communication", c.res_id).resource
             done = {k: v for k, v in current.items() if k != "statusReason"}
             u.update("Communication", c.res_id, {**done, "status": "completed", "sent": now()})
 

@@ -4,6 +4,7 @@ the subset Hearth's steps use) and small helpers to read and write Task elements
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from resources.errors import Conflict
 
@@ -27,7 +28,7 @@ def now() -> str:
 def check_transition(task: dict, new_status: str, what: str) -> None:
     """409 unless ``task`` may move to ``new_status``."""
     have = task.get("status")
-    if new_status not in TRANSITIONS.get(have, frozenset()):
+    if new_status not in TRANSITIONS.get(have or "", frozenset()):
         owner = (task.get("owner") or {}).get("reference")
         extra = f" (owned by {owner})" if owner and have == "in-progress" else ""
         raise Conflict(
@@ -71,7 +72,7 @@ def typed(label: str) -> dict:
 
 def io_values(task: dict, element: str, label: str) -> list:
     """Values of Task.input / Task.output entries of type ``label``."""
-    out = []
+    out: list[Any] = []
     for entry in task.get(element) or []:
         codes = [c.get("code") for c in (entry.get("type") or {}).get("coding") or []]
         if label in codes:

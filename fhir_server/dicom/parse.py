@@ -66,7 +66,7 @@ def check(data: bytes, supported_sop_classes: frozenset[str] | None = None) -> C
                 )
     meta = getattr(ds, "file_meta", None)
     ts = str(meta.get("TransferSyntaxUID", "")) if meta else ""
-    if not is_uid(ts):
+    if meta is None or not is_uid(ts):
         raise Rejected(CANNOT_UNDERSTAND, "the file meta has no Transfer Syntax UID (0002,0010)")
     missing = []
     for kw in REQUIRED_UIDS:

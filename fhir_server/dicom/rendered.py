@@ -38,8 +38,8 @@ def _render(request: Request, study: str, series: str, instance: str, frame: int
         values = apply_modality_lut(img, ds).astype(np.float64)
         if window:
             try:
-                center, width, *function = window.split(",")
-                center, width = float(center), float(width)
+                center_text, width_text, *function = window.split(",")
+                center, width = float(center_text), float(width_text)
             except ValueError:
                 raise Invalid("window is center,width[,function]") from None
             if width <= 0:

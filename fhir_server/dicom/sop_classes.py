@@ -3,29 +3,30 @@
 from __future__ import annotations
 
 from pydicom import uid
-from pynetdicom import sop_class as sc
 
+# pydicom's typed UID constants (pynetdicom's sop_class module builds the same ones at import
+# time, so type checkers cannot see them; AE.add_supported_context takes either as a UID).
 STORAGE = (
-    sc.ComputedRadiographyImageStorage,
-    sc.DigitalXRayImageStorageForPresentation,
-    sc.DigitalXRayImageStorageForProcessing,
-    sc.DigitalMammographyXRayImageStorageForPresentation,
-    sc.CTImageStorage,
-    sc.EnhancedCTImageStorage,
-    sc.MRImageStorage,
-    sc.EnhancedMRImageStorage,
-    sc.EnhancedMRColorImageStorage,
-    sc.UltrasoundImageStorage,
-    sc.UltrasoundMultiFrameImageStorage,
-    sc.EnhancedUSVolumeStorage,
-    sc.SecondaryCaptureImageStorage,
-    sc.MultiFrameSingleBitSecondaryCaptureImageStorage,
-    sc.MultiFrameGrayscaleByteSecondaryCaptureImageStorage,
-    sc.MultiFrameGrayscaleWordSecondaryCaptureImageStorage,
-    sc.MultiFrameTrueColorSecondaryCaptureImageStorage,
-    sc.VLPhotographicImageStorage,
-    sc.VLWholeSlideMicroscopyImageStorage,
-    sc.SegmentationStorage,
+    uid.ComputedRadiographyImageStorage,
+    uid.DigitalXRayImageStorageForPresentation,
+    uid.DigitalXRayImageStorageForProcessing,
+    uid.DigitalMammographyXRayImageStorageForPresentation,
+    uid.CTImageStorage,
+    uid.EnhancedCTImageStorage,
+    uid.MRImageStorage,
+    uid.EnhancedMRImageStorage,
+    uid.EnhancedMRColorImageStorage,
+    uid.UltrasoundImageStorage,
+    uid.UltrasoundMultiFrameImageStorage,
+    uid.EnhancedUSVolumeStorage,
+    uid.SecondaryCaptureImageStorage,
+    uid.MultiFrameSingleBitSecondaryCaptureImageStorage,
+    uid.MultiFrameGrayscaleByteSecondaryCaptureImageStorage,
+    uid.MultiFrameGrayscaleWordSecondaryCaptureImageStorage,
+    uid.MultiFrameTrueColorSecondaryCaptureImageStorage,
+    uid.VLPhotographicImageStorage,
+    uid.VLWholeSlideMicroscopyImageStorage,
+    uid.SegmentationStorage,
 )
 STORAGE_UIDS = frozenset(str(u) for u in STORAGE)
 

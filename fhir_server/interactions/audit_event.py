@@ -26,11 +26,12 @@ TYPE = "AuditEvent"
 
 
 def _stored(seq: int, recorded: datetime, event: dict) -> Stored:
+    meta = event.get("meta")
     content = {
         **event,
         "id": f"{audit_search.ID_PREFIX}{seq}",
         "meta": {
-            **(event.get("meta") if isinstance(event.get("meta"), dict) else {}),
+            **(meta if isinstance(meta, dict) else {}),
             "versionId": "1",
             "lastUpdated": recorded.isoformat().replace("+00:00", "Z"),
         },

@@ -15,9 +15,10 @@ from resources.errors import Invalid
 
 def delete(ctx: Context, req: FhirRequest) -> Reply:
     if_match = req.headers.get("if-match")
-    done = ctx.repo.run(lambda u: u.delete(req.res_type, req.res_id, if_match=if_match))
+    res_type, res_id = req.instance()
+    done = ctx.repo.run(lambda u: u.delete(res_type, res_id, if_match=if_match))
     if done is None:
-        return Reply(200, info_outcome(f"{req.res_type}/{req.res_id}: nothing to delete"))
+        return Reply(200, info_outcome(f"{res_type}/{res_id}: nothing to delete"))
     return Reply(
         200,
         info_outcome(f"deleted {done.stored.ref} (version {done.stored.version})"),
@@ -29,7 +30,8 @@ def conditional_delete(ctx: Context, req: FhirRequest) -> Reply:
     criteria = req.criteria()
     if not criteria:
         raise Invalid("a conditional delete needs search parameters in the URL")
-    done = ctx.repo.run(lambda u: u.conditional_delete(req.res_type, criteria))
+    res_type = req.resource_type()
+    done = ctx.repo.run(lambda u: u.conditional_delete(res_type, criteria))
     if not done:
         return Reply(200, info_outcome("no resource matched; nothing deleted"))
     return Reply(200, info_outcome(f"deleted {done[0].stored.ref}"), {"ETag": done[0].stored.etag})

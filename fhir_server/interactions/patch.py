@@ -30,5 +30,6 @@ def _patcher(req: FhirRequest) -> Callable[[dict], dict]:
 def patch(ctx: Context, req: FhirRequest) -> Reply:
     apply = _patcher(req)
     if_match = req.headers.get("if-match")
-    result = ctx.repo.run(lambda u: u.patch(req.res_type, req.res_id, apply, if_match=if_match))
+    res_type, res_id = req.instance()
+    result = ctx.repo.run(lambda u: u.patch(res_type, res_id, apply, if_match=if_match))
     return write_reply(ctx, req, result)

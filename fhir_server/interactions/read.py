@@ -15,7 +15,8 @@ from fhir_server.interactions import audit_event
 def read(ctx: Context, req: FhirRequest) -> Reply:
     if req.res_type == audit_event.TYPE:  # served from the audit log, not the resource table
         return audit_event.read(ctx, req)
-    stored = ctx.repo.read(lambda u: u.read(req.res_type, req.res_id))
+    res_type, res_id = req.instance()
+    stored = ctx.repo.read(lambda u: u.read(res_type, res_id))
     headers = version_headers(stored)
     inm = req.headers.get("if-none-match")
     if inm and inm.strip().removeprefix("W/") == stored.etag.removeprefix("W/"):

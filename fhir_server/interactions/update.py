@@ -15,15 +15,17 @@ from resources.errors import Invalid
 def update(ctx: Context, req: FhirRequest) -> Reply:
     body = read_resource_body(req.body)
     if_match = req.headers.get("if-match")
-    result = ctx.repo.run(lambda u: u.update(req.res_type, req.res_id, body, if_match=if_match))
+    res_type, res_id = req.instance()
+    result = ctx.repo.run(lambda u: u.update(res_type, res_id, body, if_match=if_match))
     return write_reply(ctx, req, result)
 
 
 def conditional_update(ctx: Context, req: FhirRequest) -> Reply:
     body = read_resource_body(req.body)
-    if body["resourceType"] != req.res_type:
+    res_type = req.resource_type()
+    if body["resourceType"] != res_type:
         raise Invalid(
-            f"resourceType {body['resourceType']!r} does not match the URL type {req.res_type}",
+            f"resourceType {body['resourceType']!r} does not match the URL type {res_type}",
             expression=["resourceType"],
         )
     criteria = req.criteria()
@@ -31,6 +33,6 @@ def conditional_update(ctx: Context, req: FhirRequest) -> Reply:
         raise Invalid("a conditional update needs search parameters in the URL")
     if_match = req.headers.get("if-match")
     result = ctx.repo.run(
-        lambda u: u.conditional_update(req.res_type, criteria, body, if_match=if_match)
+        lambda u: u.conditional_update(res_type, criteria, body, if_match=if_match)
     )
     return write_reply(ctx, req, result)

@@ -7,5 +7,9 @@ from fhir_server.http import version_headers
 
 
 def vread(ctx: Context, req: FhirRequest) -> Reply:
-    stored = ctx.repo.read(lambda u: u.vread(req.res_type, req.res_id, req.vid))
+    res_type, res_id = req.instance()
+    if req.vid is None:
+        raise ValueError(f"{req.method} {req.path} names no version")
+    vid = req.vid
+    stored = ctx.repo.read(lambda u: u.vread(res_type, res_id, vid))
     return Reply(200, stored.content, version_headers(stored))

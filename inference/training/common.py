@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -262,7 +263,8 @@ def train(
         raise SystemExit('select="best" picks among evaluated epochs: it needs eval_every=1')
     memory_format = torch.channels_last if recipe.channels_last else torch.contiguous_format
     network_name = recipe.network or spec.network
-    network = build_network(network_name).to(device, memory_format=memory_format)
+    # Module.to takes memory_format at run time (torch's overloads for it omit the keyword).
+    network = build_network(network_name).to(device, memory_format=memory_format)  # type: ignore[call-overload]
     ema = WeightEMA(network, recipe.ema_decay)
     adjustment_on_device = adjustment.to(device)
     optimiser = torch.optim.AdamW(
@@ -279,7 +281,8 @@ def train(
         return 0.5 * (1.0 + math.cos(math.pi * progress))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_at)
-    history, best = [], (-math.inf, None, 0)
+    history: list[dict[str, Any]] = []
+    best: tuple[float, dict[str, torch.Tensor] | None, int] = (-math.inf, None, 0)
     for epoch in range(1, recipe.epochs + 1):
         network.train()
         epoch_start, epoch_cpu, running, seen = time.time(), time.process_time(), 0.0, 0
@@ -322,6 +325,10 @@ def train(
             best = (criterion_of(report), state, epoch)
 
     if recipe.select == "best":
+        if best[1] is None:
+            raise SystemExit(
+                'select="best": no epoch had a comparable validation criterion (NaN metrics?)'
+            )
         ema.module.load_state_dict(best[1])
         chosen = best[2]
     else:
@@ -344,27 +351,33 @@ def train(
         {k: v.float() if v.is_floating_point() else v for k, v in loaded.items()}
     )
     logits, _ = evaluate(shipped, val_x, val_y, spec.labels, offset, recipe.tta)
-    y = val_y.numpy()
+    val_labels = val_y.numpy()
     calibration_offset = offset
     natural = logits + calibration_offset
-    temperature = fit_temperature(natural, y)
+    temperature = fit_temperature(natural, val_labels)
     decision = logits.argmax(1)
     before = softmax(natural)
     after = softmax(natural / temperature)
-    report = classification_report(after, decision, y, spec.labels)
-    report["ece_before"] = round(expected_calibration_error(before, y), 4)
-    report["ece_after"] = round(expected_calibration_error(after, y), 4)
-    report["nll_before"] = round(float(-np.log(before[np.arange(len(y)), y] + 1e-12).mean()), 4)
-    report["nll_after"] = round(float(-np.log(after[np.arange(len(y)), y] + 1e-12).mean()), 4)
+    report = classification_report(after, decision, val_labels, spec.labels)
+    report["ece_before"] = round(expected_calibration_error(before, val_labels), 4)
+    report["ece_after"] = round(expected_calibration_error(after, val_labels), 4)
+    report["nll_before"] = round(
+        float(-np.log(before[np.arange(len(val_labels)), val_labels] + 1e-12).mean()), 4
+    )
+    report["nll_after"] = round(
+        float(-np.log(after[np.arange(len(val_labels)), val_labels] + 1e-12).mean()), 4
+    )
     if recipe.logit_adjust_tau:
-        balanced = classification_report(softmax(logits), decision, y, spec.labels)
+        balanced = classification_report(softmax(logits), decision, val_labels, spec.labels)
         report["balanced_softmax"] = {
             "macro_auc": balanced["macro_auc"],
-            "ece": round(expected_calibration_error(softmax(logits), y), 4),
+            "ece": round(expected_calibration_error(softmax(logits), val_labels), 4),
         }
     report["argmax_of_calibrated_probabilities"] = {
         key: value
-        for key, value in classification_report(after, after.argmax(1), y, spec.labels).items()
+        for key, value in classification_report(
+            after, after.argmax(1), val_labels, spec.labels
+        ).items()
         if key in ("accuracy", "balanced_accuracy")
     }
     metadata = {
@@ -418,7 +431,7 @@ def command_line(module: str, argv: list[str]) -> str:
 
 def with_overrides(recipe: Recipe, pairs: list[str]) -> Recipe:
     """``recipe`` with ``key=value`` overrides (JSON values), e.g. ``label_smoothing=0.1``."""
-    changes = {}
+    changes: dict[str, Any] = {}
     names = {f.name: f for f in fields(Recipe)}
     for pair in pairs:
         key, sep, raw = pair.partition("=")

@@ -7,6 +7,7 @@ the caller can report it. Pure functions: no I/O.
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import quote
 
 from pydicom.dataset import Dataset
@@ -39,7 +40,7 @@ def identifier(ds: Dataset) -> dict:
     issuer = text(ds.get("IssuerOfPatientID"))
     if system is None and issuer:
         system = ISSUER_PREFIX + quote(issuer, safe="")
-    ident = {"use": "usual", "system": system or LOCAL_PATIENT_ID, "value": pid}
+    ident: dict[str, Any] = {"use": "usual", "system": system or LOCAL_PATIENT_ID, "value": pid}
     if issuer:
         ident["assigner"] = {"display": issuer}
     return ident

@@ -23,7 +23,10 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("alembic: no connection given and no sqlalchemy.url configured")
+    engine = create_engine(url)
     try:
         with engine.connect() as conn:
             context.configure(connection=conn, target_metadata=target_metadata)

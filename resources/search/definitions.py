@@ -49,7 +49,7 @@ class SearchParam:
     target: tuple[str, ...] = ()
     components: tuple[Component, ...] = ()
     id: str | None = None
-    resource: dict = field(default=None, compare=False, hash=False, repr=False)  # type: ignore[assignment]
+    resource: dict | None = field(default=None, compare=False, hash=False, repr=False)
 
     @classmethod
     def from_resource(cls, sp: dict) -> SearchParam:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -250,7 +250,7 @@ class _Parser:
 
 
 # -- compiling the steps against the model ------------------------------------------------
-def _child(key_types: list[tuple[str, str | None]]) -> Callable[[list[Value]], list[Value]]:
+def _child(key_types: Sequence[tuple[str, str | None]]) -> Callable[[list[Value]], list[Value]]:
     if len(key_types) == 1:
         key, rtype = key_types[0]
 
@@ -370,7 +370,7 @@ def _walk(
             if not keep:
                 return None, None
             funcs.append(_type_filter(frozenset(keep)))
-            cur_types = keep
+            cur_types = set(keep)
             only = next(iter(keep)) if len(keep) == 1 else None
             ctx = None if only is None or only in PRIMITIVES else only
         elif op == "index":
@@ -539,7 +539,7 @@ def compile_fhirpath(part: str, res_type: str) -> Extractor:
 
     def run(resource: dict) -> list[Value]:
         try:
-            return [node_value(n) for n in fn(resource)]
+            return [node_value(n) for n in fn(resource, None)]  # None: no %context variables
         except Exception:  # noqa: BLE001 - one bad expression must not block a write
             log.warning("FHIRPath %r failed on %s/%s", text, res_type, resource.get("id"))
             return []

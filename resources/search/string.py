@@ -32,8 +32,16 @@ from resources.search.tables import STRING_LEN, idx_string
 
 MODIFIERS = frozenset({"exact", "contains", "missing"})
 
-_NAME_PARTS = ("family", "given", "prefix", "suffix", "text")
-_ADDRESS_PARTS = ("line", "city", "district", "state", "postalCode", "country", "text")
+_NAME_PARTS: tuple[str, ...] = ("family", "given", "prefix", "suffix", "text")
+_ADDRESS_PARTS: tuple[str, ...] = (
+    "line",
+    "city",
+    "district",
+    "state",
+    "postalCode",
+    "country",
+    "text",
+)
 
 
 def normalise(text: str) -> str:

@@ -44,7 +44,9 @@ def _copy_sql(table: sa.Table) -> str:
 def _copy(conn: sa.Connection, table: sa.Table, batch: list[tuple]) -> None:
     """COPY ``batch`` into ``table`` on the connection's psycopg connection, inside the
     transaction ``conn`` has open."""
-    with conn.connection.driver_connection.cursor() as cur, cur.copy(_copy_sql(table)) as copy:
+    driver = conn.connection.driver_connection
+    assert driver is not None  # the connection is open: it runs this transaction
+    with driver.cursor() as cur, cur.copy(_copy_sql(table)) as copy:
         for row in batch:
             copy.write_row(row)
 

@@ -180,3 +180,23 @@ def test_the_recorded_command_names_the_niceness_it_ran_at():
         ["nice", "-n", "3", sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == f"nice -n {min(os.nice(0) + 3, 19)} .venv/bin/python -m m --x"
+
+
+def test_select_best_with_no_comparable_epoch_says_why(tmp_path):
+    """A validation split of one class has no AUC (NaN): no epoch beats -inf, so "best" has no
+    weights to restore; training stops with the reason (it used to fail in load_state_dict)."""
+    from inference.registry import PNEUMONIA
+    from inference.training.common import train
+
+    rng = np.random.default_rng(5)
+    data = tmp_path / "one_class_val.npz"
+    np.savez(
+        data,
+        train_images=rng.integers(0, 256, (8, 28, 28), dtype=np.uint8),
+        train_labels=np.array([0, 1] * 4),
+        val_images=rng.integers(0, 256, (4, 28, 28), dtype=np.uint8),
+        val_labels=np.zeros(4, dtype=np.int64),
+    )
+    recipe = Recipe(epochs=1, batch_size=4, warmup_epochs=0, select="best", threads=1)
+    with pytest.raises(SystemExit, match="no epoch had a comparable validation criterion"):
+        train(PNEUMONIA, data, tmp_path / "out", recipe, "test")
