@@ -15,7 +15,9 @@ from resources.errors import Invalid
 
 def delete(ctx: Context, req: FhirRequest) -> Reply:
     if_match = req.headers.get("if-match")
-    done = ctx.repo.run(lambda u: u.delete(req.res_type, req.res_id, if_match=if_match))
+    done = ctx.repo.run(
+        lambda u: u.delete(req.res_type, req.res_id, if_match=if_match, client=True)
+    )
     if done is None:
         return Reply(200, info_outcome(f"{req.res_type}/{req.res_id}: nothing to delete"))
     return Reply(

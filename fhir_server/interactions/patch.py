@@ -30,5 +30,7 @@ def _patcher(req: FhirRequest) -> Callable[[dict], dict]:
 def patch(ctx: Context, req: FhirRequest) -> Reply:
     apply = _patcher(req)
     if_match = req.headers.get("if-match")
-    result = ctx.repo.run(lambda u: u.patch(req.res_type, req.res_id, apply, if_match=if_match))
+    result = ctx.repo.run(
+        lambda u: u.patch(req.res_type, req.res_id, apply, if_match=if_match, client=True)
+    )
     return write_reply(ctx, req, result)

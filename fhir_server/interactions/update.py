@@ -15,7 +15,9 @@ from resources.errors import Invalid
 def update(ctx: Context, req: FhirRequest) -> Reply:
     body = read_resource_body(req.body)
     if_match = req.headers.get("if-match")
-    result = ctx.repo.run(lambda u: u.update(req.res_type, req.res_id, body, if_match=if_match))
+    result = ctx.repo.run(
+        lambda u: u.update(req.res_type, req.res_id, body, if_match=if_match, client=True)
+    )
     return write_reply(ctx, req, result)
 
 
