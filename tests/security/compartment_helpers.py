@@ -39,7 +39,8 @@ def user_token(server, role: str, fhir_user: str, scope: str, patient: str) -> d
             None,
             client_id=client_id,
             scope=Scopes.parse(scope),
-            context={"patient": patient},
+            # what the authorization endpoint records at a login (fhir_server/auth/roles.py)
+            context={"patient": patient, "role": role, "fhir_user": fhir_user},
             username=user.username,
             with_refresh=False,
         )
