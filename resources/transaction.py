@@ -350,7 +350,11 @@ def _execute(
             result = unit.conditional_update(e.res_type, e.query, e.resource, if_match=e.if_match)
         else:
             body = e.resource if "id" in e.resource else {**e.resource, "id": e.res_id}
-            result = unit.update(e.res_type, e.res_id, body, if_match=e.if_match, client=True)
+            # ``client``: the id is the one the entry's URL names (not one a conditional PUT
+            # resolved or assigned), so a patient-context update-as-create answers 404
+            result = unit.update(
+                e.res_type, e.res_id, body, if_match=e.if_match, client=e.assigned_id is None
+            )
         e.response = _write_response(result, base, return_pref)
         return
     if e.method == "PATCH":

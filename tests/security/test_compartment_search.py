@@ -291,12 +291,21 @@ def test_conditional_writes_search_only_readable_rows(server, world):  # type: i
             ],
         }
         out.append(HTTP.post(f, json=tx, headers=headers))
+        put = {  # a conditional PUT entry: creates when nothing readable matches
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {"resource": mine, "request": {"method": "PUT", "url": f"Observation?{crit}"}}
+            ],
+        }
+        out.append(HTTP.post(f, json=put, headers=headers))
         return [shape(r, v, target, new_ids=True) for r in out]
 
     assert writes(server.headers, "le137") != writes(server.headers, "le136")
     yes, no = writes(patient, "le137"), writes(patient, "le136")
     assert yes == no
     assert [s for s, _ in yes[:3]] == [201, 201, 200]
+    assert yes[4][0] == 200 and '"status": "201 Created"' in yes[4][1]
 
 
 def test_if_none_exist_on_another_patients_id_creates(server, world):  # type: ignore[no-untyped-def]
