@@ -36,6 +36,7 @@ from resources.errors import (
 from resources.schema import resource, resource_version, search_url
 from resources.store import ID_RE, Stored, StoredJSON, content_hash, stamp, utcnow
 from resources.validation import validate_resource
+from resources.visibility import Security, secured, visible_in
 
 if TYPE_CHECKING:
     from resources.search import SearchEngine
@@ -106,15 +107,19 @@ class Repository:
         # transaction (the audit record of the change).
         self.guard: Callable[[Unit, str, int, bool], None] | None = None
         self.on_commit: Callable[[Unit], None] | None = None
+        # What the request may see (``resources.visibility``): the "search first" of its
+        # conditional writes and conditional references looks only at those rows.
+        self.security: Security | None = None
 
     def guarded(
         self,
         guard: Callable[[Unit, str, int, bool], None] | None,
         on_commit: Callable[[Unit], None] | None,
+        security: Security | None = None,
     ) -> Repository:
         """A view of this repository (same engine and search) with per-request hooks."""
         view = copy.copy(self)
-        view.guard, view.on_commit = guard, on_commit
+        view.guard, view.on_commit, view.security = guard, on_commit, security
         return view
 
     def read(self, fn: Callable[[Unit], T]) -> T:
@@ -219,6 +224,12 @@ class Unit:
 
     def vread(self, res_type: str, res_id: str, version: str) -> Stored:
         """FHIR vread: one version; 404 when unknown, 410 when that version is a delete."""
+        if self.repo.guard is not None:
+            # A row the request may not see answers as an unknown id, whatever the version.
+            current = self._current(res_type, res_id)
+            if current is None:
+                raise NotFound(f"{res_type}/{res_id} is not known")
+            self.repo.guard(self, res_type, current.pk, False)
         if not version.isdigit():
             raise NotFound(f"{res_type}/{res_id} has no version {version!r}")
         row = self.conn.execute(
@@ -307,8 +318,25 @@ class Unit:
         return [(r.res_id, r.version, r.last_updated) for r in self.conn.execute(stmt)]
 
     def match(self, res_type: str, query: Query, *, limit: int | None = None) -> list[int]:
-        """Primary keys of current resources of ``res_type`` matching search ``query``."""
+        """Primary keys of current resources of ``res_type`` matching search ``query`` (all of
+        them: for the server's own look-ups)."""
         stmt = self.repo.search.match(res_type, query)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return [r[0] for r in self.conn.execute(stmt)]
+
+    def match_visible(self, res_type: str, query: Query, *, limit: int | None = None) -> list[int]:
+        """``match`` for criteria a client sent (conditional create, update, delete, patch and
+        references): only over the rows the request may see (``Repository.security``), every
+        chain and ``_has`` step included -- the answer is exactly the one it would be if the
+        rows it may not see did not exist."""
+        security = self.repo.security
+        if security is None:
+            return self.match(res_type, query, limit=limit)
+        found = self.repo.search.match(res_type, query, visible=visible_in(security))
+        stmt = sa.select(resource.c.pk).where(
+            resource.c.pk.in_(found), *secured(security, res_type)
+        )
         if limit is not None:
             stmt = stmt.limit(limit)
         return [r[0] for r in self.conn.execute(stmt)]
@@ -325,7 +353,7 @@ class Unit:
         """
         res_type = _resource_type(body)
         if if_none_exist:
-            found = self.match(res_type, if_none_exist, limit=2)
+            found = self.match_visible(res_type, if_none_exist, limit=2)
             if len(found) > 1:
                 raise MultipleMatches(
                     f"If-None-Exist criteria match {len(found)} {res_type} resources"
@@ -392,7 +420,13 @@ class Unit:
         return results
 
     def update(
-        self, res_type: str, res_id: str, body: dict, *, if_match: str | None = None
+        self,
+        res_type: str,
+        res_id: str,
+        body: dict,
+        *,
+        if_match: str | None = None,
+        client: bool = False,
     ) -> WriteResult:
         """FHIR update, and update-as-create for a new client-assigned id."""
         if body.get("resourceType") != res_type:
@@ -412,6 +446,8 @@ class Unit:
         if not ID_RE.match(res_id):
             raise Invalid(f"{res_id!r} is not a valid FHIR id", expression=[f"{res_type}.id"])
         current = self._current(res_type, res_id, lock=True)
+        if client:
+            self._vet_named(res_type, res_id, current)
         _check_if_match(current, if_match, res_type, res_id)
         return self._write(res_type, res_id, body, "PUT", current)
 
@@ -419,13 +455,13 @@ class Unit:
         self, res_type: str, query: Query, body: dict, *, if_match: str | None = None
     ) -> WriteResult:
         """FHIR conditional update: no match → create; one → update it; several → 412."""
-        found = self.match(res_type, query, limit=2)
+        found = self.match_visible(res_type, query, limit=2)
         if len(found) > 1:
             raise MultipleMatches(f"the criteria match {len(found)} {res_type} resources")
         if not found:
             if body.get("id"):
                 # R4: an id in the body of a no-match conditional update becomes the new id.
-                return self.update(res_type, body["id"], body, if_match=if_match)
+                return self.update(res_type, body["id"], body, if_match=if_match, client=True)
             body = {**body, "resourceType": res_type}
             # Claimed like a conditional create: two concurrent conditional updates that both
             # match nothing must not both create (the loser retries and updates the winner's).
@@ -449,9 +485,12 @@ class Unit:
         apply: Callable[[dict], dict],
         *,
         if_match: str | None = None,
+        client: bool = False,
     ) -> WriteResult:
         """FHIR patch: apply a patch function to the current version and store the result."""
         current = self._current(res_type, res_id, lock=True)
+        if client:
+            self._vet_named(res_type, res_id, current)
         if current is None:
             raise NotFound(f"{res_type}/{res_id} is not known")
         if current.deleted:
@@ -463,10 +502,12 @@ class Unit:
         return self._write(res_type, res_id, patched, "PATCH", current)
 
     def delete(
-        self, res_type: str, res_id: str, *, if_match: str | None = None
+        self, res_type: str, res_id: str, *, if_match: str | None = None, client: bool = False
     ) -> WriteResult | None:
         """FHIR delete: a tombstone version; deleting nothing (or again) is not an error."""
         current = self._current(res_type, res_id, lock=True)
+        if client:
+            self._vet_named(res_type, res_id, current)
         _check_if_match(current, if_match, res_type, res_id)
         if current is None or current.deleted:
             return None
@@ -491,7 +532,7 @@ class Unit:
         self, res_type: str, query: Query, *, multiple: bool = False
     ) -> list[WriteResult]:
         """FHIR conditional delete: one match (or all, when ``multiple``); several → 412."""
-        found = self.match(res_type, query, limit=None if multiple else 2)
+        found = self.match_visible(res_type, query, limit=None if multiple else 2)
         if len(found) > 1 and not multiple:
             raise MultipleMatches(f"the criteria match {len(found)} {res_type} resources")
         results = []
@@ -502,6 +543,18 @@ class Unit:
         return results
 
     # -- internals --------------------------------------------------------------------------
+    def _vet_named(self, res_type: str, res_id: str, current: sa.Row | None) -> None:
+        """A write to an id the client named (``client=True``) under a guard (a patient-context
+        request): a row it may not see, and equally a missing or deleted one, is 404 with the
+        message of an unknown id, before anything else (``If-Match``) is looked at -- so the
+        answer never tells whether another patient's id exists, existed or at which version.
+        Such a request creates by POST, not by update-as-create."""
+        if self.repo.guard is None:
+            return
+        if current is None or current.deleted:
+            raise NotFound(f"{res_type}/{res_id} is not known")
+        self.repo.guard(self, res_type, current.pk, False)
+
     def _current(self, res_type: str, res_id: str, *, lock: bool = False) -> sa.Row | None:
         stmt = sa.select(resource).where(
             resource.c.res_type == res_type, resource.c.res_id == res_id
@@ -577,10 +630,14 @@ class Unit:
         whose resource matches means a concurrent writer committed first: retry.
         """
         key = "&".join(f"{k}={v}" for k, v in sorted(query))
-        digest = hashlib.sha256(f"{res_type}?{key}".encode()).hexdigest()
+        # Callers who see different rows make different claims: a patient's conditional create
+        # neither finds nor displaces another caller's claim on the same criteria.
+        scope = self.repo.security.scope_key() if self.repo.security is not None else ""
+        claim = f"{res_type}?{key}" + (f"#{scope}" if scope else "")
+        digest = hashlib.sha256(claim.encode()).hexdigest()
         where = (search_url.c.res_type == res_type) & (search_url.c.url_hash == digest)
         if self.conn.execute(sa.select(search_url.c.res_pk).where(where)).first() is not None:
-            if [found for found in self.match(res_type, query, limit=2) if found != pk]:
+            if [f for f in self.match_visible(res_type, query, limit=2) if f != pk]:
                 raise _Retry(f"concurrent conditional write on {res_type}?{key}")
             self.conn.execute(sa.delete(search_url).where(where))
         try:

@@ -29,6 +29,23 @@ from resources.search import CompiledSearch, keys
 from resources.search.tables import idx_reference
 from resources.shaping import select_elements, summarize
 from resources.store import StoredJSON
+from resources.visibility import (
+    RESULT_DEVICE_PARAMS,
+    Security,
+    compartment_members,
+    secured,
+    unreleased,
+    visible_in,
+)
+
+__all__ = [
+    "SearchRequest",
+    "Security",
+    "compartment_members",
+    "is_member",
+    "is_unreleased",
+    "run_search",
+]
 
 log = logging.getLogger("hearth.search")
 
@@ -66,17 +83,6 @@ class SearchRequest:
     # The Bundle carries resources that need no shaping as their stored JSON text
     # (``orjson.Fragment``), for a caller that only dumps it with orjson (the HTTP response).
     raw: bool = False
-
-
-@dataclass(frozen=True)
-class Security:
-    """The caller's limits, added to the base query and to every include: only ``types`` (None:
-    any), and rows of types outside ``free_types`` (None: every type is free) only when they
-    belong to ``compartment`` (a patient-context caller)."""
-
-    types: frozenset[str] | None = None
-    compartment: tuple[str, str] | None = None
-    free_types: frozenset[str] | None = frozenset()
 
 
 def _encode(values: list, pk: int) -> str:
@@ -123,7 +129,9 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
     engine = unit.repo.search
     started = time.perf_counter()
     query = [(k, v) for k, v in req.query if k not in ("_page", "_explain")]
-    compiled = engine.compile(req.res_type, query)
+    # Chains and _has see only what the caller may read: a criterion on a row it cannot read
+    # matches as if the row did not exist.
+    compiled = engine.compile(req.res_type, query, visible=visible_in(req.security))
     result = compiled.result
     issues = list(req.extra_issues) + [
         Issue("not-supported", f"parameter {u.name!r} ignored: {u.reason}", severity="warning")
@@ -389,6 +397,8 @@ def _type_visible(req: SearchRequest) -> bool:
         return True
     if sec.types is not None and req.res_type not in sec.types:
         return False
+    if sec.released_only and (req.res_type is None or req.res_type in RESULT_DEVICE_PARAMS):
+        return False
     return sec.compartment is None or sec.free_types is None or req.res_type in sec.free_types
 
 
@@ -458,40 +468,8 @@ def _in_compartment(
 
 
 def _secured(security: Security, res_type: str | None = None) -> list[sa.ColumnElement]:
-    """The security filter on ``resource`` rows, one condition list for results and includes.
-    ``res_type``: the rows filtered are known to be of that type, so what depends on the type
-    alone is decided here rather than by a condition (an ``IN`` of a hundred types on every
-    row, and as many bound parameters in the SQL text)."""
-    conds: list[sa.ColumnElement] = []
-    if security.types is not None:
-        if res_type is None:
-            conds.append(resource.c.res_type.in_(sorted(security.types)))
-        elif res_type not in security.types:
-            return [sa.false()]
-    if security.compartment is not None and security.free_types is not None:
-        members = compartment_members(*security.compartment)
-        if res_type is not None and res_type in security.free_types:
-            return conds
-        if security.free_types and res_type is None:
-            members = sa.or_(resource.c.res_type.in_(sorted(security.free_types)), members)
-        conds.append(members)
-    return conds
-
-
-def compartment_members(comp_type: str, comp_id: str) -> sa.ColumnElement:
-    """Rows of any type in compartment ``comp_type/comp_id`` (the compartment resource too)."""
-    from resources.compartments import all_compartment_params
-
-    idents = [keys.identity(t, p) for t, p in all_compartment_params(comp_type)]
-    members = sa.select(idx_reference.c.res_pk).where(
-        idx_reference.c.hash_identity.in_(idents),
-        idx_reference.c.target_type == comp_type,
-        idx_reference.c.target_id == comp_id,
-    )
-    return sa.or_(
-        sa.and_(resource.c.res_type == comp_type, resource.c.res_id == comp_id),
-        resource.c.pk.in_(members),
-    )
+    """The security filter on ``resource`` rows (``resources.visibility.secured``)."""
+    return secured(security, res_type)
 
 
 def is_member(unit: Unit, pk: int, comp_type: str, comp_id: str) -> bool:
@@ -499,6 +477,15 @@ def is_member(unit: Unit, pk: int, comp_type: str, comp_id: str) -> bool:
     stmt = sa.select(resource.c.pk).where(
         resource.c.pk == pk, compartment_members(comp_type, comp_id)
     )
+    return unit.conn.execute(stmt).first() is not None
+
+
+def is_unreleased(unit: Unit, res_type: str, pk: int) -> bool:
+    """Whether resource row ``pk`` is a result not yet verified by a clinician
+    (``resources.visibility.unreleased``)."""
+    if res_type not in RESULT_DEVICE_PARAMS:
+        return False
+    stmt = sa.select(resource.c.pk).where(resource.c.pk == pk, unreleased(resource, res_type))
     return unit.conn.execute(stmt).first() is not None
 
 

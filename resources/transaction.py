@@ -238,7 +238,7 @@ def _assign_identity(unit: Unit, e: Entry, refs: dict[str, str]) -> None:
     create or update that matches, and map its fullUrl to it."""
     if e.method == "POST":
         if e.if_none_exist:
-            found = unit.match(e.res_type, e.if_none_exist, limit=2)
+            found = unit.match_visible(e.res_type, e.if_none_exist, limit=2)
             if len(found) > 1:
                 raise MultipleMatches(f"ifNoneExist matches {len(found)} {e.res_type} resources")
             if found:
@@ -247,7 +247,7 @@ def _assign_identity(unit: Unit, e: Entry, refs: dict[str, str]) -> None:
         _map(refs, e, f"{e.res_type}/{e.assigned_id}")
     elif e.method == "PUT":
         if e.res_id is None:
-            found = unit.match(e.res_type, e.query, limit=2)
+            found = unit.match_visible(e.res_type, e.query, limit=2)
             if len(found) > 1:
                 raise MultipleMatches(f"the criteria match {len(found)} {e.res_type} resources")
             e.assigned_id = unit.read_many(found)[0].res_id if found else new_id()
@@ -256,7 +256,7 @@ def _assign_identity(unit: Unit, e: Entry, refs: dict[str, str]) -> None:
         _map(refs, e, f"{e.res_type}/{e.res_id}")
     elif e.method == "PATCH" and e.res_id is None and e.query:
         # Conditional patch (http.html#patch): the criteria must match exactly one resource.
-        found = unit.match(e.res_type, e.query, limit=2)
+        found = unit.match_visible(e.res_type, e.query, limit=2)
         if not found:
             raise NotFound(f"the criteria match no {e.res_type} resource to patch")
         if len(found) > 1:
@@ -315,7 +315,7 @@ def _resolve_conditional(reference: str, unit: Unit) -> str:
     res_type, _, query = reference.partition("?")
     if not is_resource_type(res_type):
         raise Invalid(f"conditional reference {reference!r} names no resource type")
-    found = unit.match(res_type, parse_qsl(query, keep_blank_values=True), limit=2)
+    found = unit.match_visible(res_type, parse_qsl(query, keep_blank_values=True), limit=2)
     if len(found) != 1:
         raise PreconditionFailed(
             f"conditional reference {reference!r} matches {len(found)} resources; it must match one"
@@ -328,7 +328,7 @@ def _execute(
 ) -> None:
     if e.method == "DELETE":
         if e.res_id:
-            done = unit.delete(e.res_type, e.res_id, if_match=e.if_match)
+            done = unit.delete(e.res_type, e.res_id, if_match=e.if_match, client=True)
         else:
             deleted = unit.conditional_delete(e.res_type, e.query)
             done = deleted[0] if deleted else None
@@ -350,7 +350,11 @@ def _execute(
             result = unit.conditional_update(e.res_type, e.query, e.resource, if_match=e.if_match)
         else:
             body = e.resource if "id" in e.resource else {**e.resource, "id": e.res_id}
-            result = unit.update(e.res_type, e.res_id, body, if_match=e.if_match)
+            # ``client``: the id is the one the entry's URL names (not one a conditional PUT
+            # resolved or assigned), so a patient-context update-as-create answers 404
+            result = unit.update(
+                e.res_type, e.res_id, body, if_match=e.if_match, client=e.assigned_id is None
+            )
         e.response = _write_response(result, base, return_pref)
         return
     if e.method == "PATCH":
@@ -363,7 +367,7 @@ def _execute(
             apply = lambda cur: apply_fhirpath_patch(cur, patch_doc)  # noqa: E731
         if e.res_id is None:
             raise Invalid(f"entry {e.index}: PATCH needs a resource id or criteria in its URL")
-        result = unit.patch(e.res_type, e.res_id, apply, if_match=e.if_match)
+        result = unit.patch(e.res_type, e.res_id, apply, if_match=e.if_match, client=True)
         e.response = _write_response(result, base, return_pref)
         return
     # GET / HEAD

@@ -342,10 +342,31 @@ def complete(
             changed = note(changed, note_text, actor.reference)
         period = {**(task.get("executionPeriod") or {}), "end": now()}
         done = _save(u, stored, with_status(changed, "completed", executionPeriod=period))
+        if "doctor" in roles_of(task):
+            _verify_ai_results(u, case.res_id)
         new_case, deliver = _advance(u, case, case_def, step, actor)
         return Outcome(task=done, case=new_case, deliver=deliver, created=created)
 
     return _run(repo, fn)
+
+
+UNVERIFIED = ("registered", "preliminary")
+
+
+def _verify_ai_results(u: Unit, case_id: str) -> None:
+    """A doctor's step is done: the case's AI results (the AI steps' ``ai-result`` outputs) have
+    been verified, and those still ``registered`` / ``preliminary`` become ``final`` -- from
+    then on the patient sees them (docs/security.md, "What a patient token sees")."""
+    for s in steps_of(u, case_id):
+        if "ai" not in roles_of(s.content):
+            continue
+        for value in io_values(s.content, "output", "ai-result"):
+            res_type, _, res_id = str((value or {}).get("reference", "")).partition("/")
+            if res_type not in ("Observation", "RiskAssessment") or not res_id:
+                continue
+            result = u.read(res_type, res_id)
+            if (result.content or {}).get("status") in UNVERIFIED:
+                u.update(res_type, res_id, {**result.content, "status": "final"})
 
 
 def _advance(

@@ -12,7 +12,7 @@ from dataclasses import replace
 from fhir_server.context import Access, Context, FhirRequest
 from resources.errors import Forbidden, Gone, MethodNotAllowed, NotFound
 from resources.repository import Unit
-from resources.searching import Security, is_member
+from resources.searching import Security, is_member, is_unreleased
 from resources.transaction import parse_entries
 
 PERM = {
@@ -133,7 +133,8 @@ def authorize(
             raise Forbidden("type history is not available to patient-context tokens")
         if interaction == "search-compartment":
             require(access, req.path.split("/")[0], "r")
-    return replace(ctx, access=access, repo=ctx.repo.guarded(_guard(access), on_commit))
+    security = search_security(access, res_type)
+    return replace(ctx, access=access, repo=ctx.repo.guarded(_guard(access), on_commit, security))
 
 
 def _chains(access: Access, query: list[tuple[str, str]]) -> None:
@@ -192,7 +193,12 @@ def _guard(access: Access):  # type: ignore[no-untyped-def]
         return None
     patient = access.patient
 
+    released_only = released_only_for(access)
+
     def guard(unit: Unit, res_type: str, pk: int, written: bool) -> None:
+        if released_only and not written and is_unreleased(unit, res_type, pk):
+            # An unverified result reads exactly as an id that never existed.
+            raise NotFound(f"{res_type}/{unit.res_id_of(pk)} is not known")
         if not needs_compartment(access, res_type) or is_member(unit, pk, "Patient", patient):
             return
         if res_type == "Binary" and not written and _context_readable(unit, pk):
@@ -238,16 +244,31 @@ def search_security(access: Access | None, res_type: str | None) -> Security | N
         types = _without_admin_types(types)
     if access.patient is None:
         return Security(types=types)
+    released_only = released_only_for(access)
     free: set[str] = set()
     for g in access.scopes.grants:
         if g.context == "system" or (g.context == "user" and access.role != "patient"):
             if g.perms & {"r", "s"}:
                 free.add(g.res_type)
     if "*" in free:
-        return Security(types=types)
+        return Security(types=types, released_only=released_only)
     return Security(
-        types=types, compartment=("Patient", access.patient), free_types=frozenset(free)
+        types=types,
+        compartment=("Patient", access.patient),
+        free_types=frozenset(free),
+        released_only=released_only,
     )
+
+
+# Roles that take part in care (docs/workflow.md); a patient-context token held by anyone else
+# (the patient, an app acting for them) sees results only once a clinician has verified them.
+CARE_ROLES = frozenset({"doctor", "pharmacist", "cadre", "admin"})
+
+
+def released_only_for(access: Access) -> bool:
+    """Whether ``access`` sees only verified results (``resources.visibility.unreleased``): a
+    patient-context token not held by a member of the care team."""
+    return access.patient is not None and access.role not in CARE_ROLES
 
 
 def _without_admin_types(types: frozenset[str] | None) -> frozenset[str] | None:

@@ -16,7 +16,7 @@ from resources.errors import Invalid
 def delete(ctx: Context, req: FhirRequest) -> Reply:
     if_match = req.headers.get("if-match")
     res_type, res_id = req.instance()
-    done = ctx.repo.run(lambda u: u.delete(res_type, res_id, if_match=if_match))
+    done = ctx.repo.run(lambda u: u.delete(res_type, res_id, if_match=if_match, client=True))
     if done is None:
         return Reply(200, info_outcome(f"{res_type}/{res_id}: nothing to delete"))
     return Reply(

@@ -31,5 +31,7 @@ def patch(ctx: Context, req: FhirRequest) -> Reply:
     apply = _patcher(req)
     if_match = req.headers.get("if-match")
     res_type, res_id = req.instance()
-    result = ctx.repo.run(lambda u: u.patch(res_type, res_id, apply, if_match=if_match))
+    result = ctx.repo.run(
+        lambda u: u.patch(res_type, res_id, apply, if_match=if_match, client=True)
+    )
     return write_reply(ctx, req, result)

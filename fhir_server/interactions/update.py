@@ -16,7 +16,9 @@ def update(ctx: Context, req: FhirRequest) -> Reply:
     body = read_resource_body(req.body)
     if_match = req.headers.get("if-match")
     res_type, res_id = req.instance()
-    result = ctx.repo.run(lambda u: u.update(res_type, res_id, body, if_match=if_match))
+    result = ctx.repo.run(
+        lambda u: u.update(res_type, res_id, body, if_match=if_match, client=True)
+    )
     return write_reply(ctx, req, result)
 
 

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from resources.errors import Invalid
 from resources.search import writer
-from resources.search.compiler import CompiledSearch, Compiler, SortIndex
+from resources.search.compiler import CompiledSearch, Compiler, SortIndex, Visible
 from resources.search.definitions import SearchParam, SearchParameterRegistry
 from resources.search.indexer import Indexer
 from resources.search.parse import Include, ResultParams, Unsupported, parse_query
@@ -92,16 +92,19 @@ class SearchEngine:
         return self.registry.add(sp)
 
     # -- search --------------------------------------------------------------------------------
-    def compile(self, res_type: str | None, query: Query) -> CompiledSearch:
+    def compile(
+        self, res_type: str | None, query: Query, *, visible: Visible | None = None
+    ) -> CompiledSearch:
         """``SELECT pk`` (resource primary keys, each once) for a type-level search (or a
         system-level one, with ``res_type=None``); unknown parameters come back in
-        ``unsupported``, result parameters in ``result``."""
-        return self.compiler.compile(res_type, query)
+        ``unsupported``, result parameters in ``result``. ``visible``: the caller's security
+        filter for the resources chains and ``_has`` look into (None: all)."""
+        return self.compiler.compile(res_type, query, visible=visible)
 
-    def match(self, res_type: str, query: Query) -> sa.Select:
+    def match(self, res_type: str, query: Query, *, visible: Visible | None = None) -> sa.Select:
         """The select for conditional create/update/delete, where every criterion must be
         applied: unknown parameters raise ``Invalid``, and result parameters are ignored."""
-        compiled = self.compiler.compile(res_type, query)
+        compiled = self.compiler.compile(res_type, query, visible=visible)
         if compiled.unsupported:
             raise Invalid(
                 "search parameters not understood: "

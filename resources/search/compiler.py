@@ -20,7 +20,8 @@ implement (``near``; terminology modifiers when no ``terminology`` service is pl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -84,6 +85,10 @@ MODIFIERS = {
 }
 
 MAX_CHAIN = 4  # links in one chain, and nested _has, at most
+
+# What the caller may see of rows of one type, as conditions on an alias of ``resource``: applied
+# to each chained target and each ``_has`` source (``resources.visibility.visible_in``).
+Visible = Callable[[sa.FromClause, str], list[sa.ColumnElement]]
 
 
 class _Unknown(Exception):
@@ -171,9 +176,25 @@ class Compiler:
         self.base_urls = tuple(b.rstrip("/") for b in base_urls)
         # token :in / :not-in / :below / :above ask this (the application plugs it in)
         self.terminology: token.CodeSets | None = None
+        self.visible: Visible | None = None
 
     # -- entry points --------------------------------------------------------------------------
     def compile(
+        self,
+        res_type: str | None,
+        query: Sequence[tuple[str, str]] | ParsedQuery,
+        *,
+        visible: Visible | None = None,
+    ) -> CompiledSearch:
+        """``visible``: the caller's security filter, applied to every resource a chain or a
+        ``_has`` looks into, so that those look only at rows the caller may read."""
+        if visible is not None:
+            scoped = copy.copy(self)  # the shared compiler is never changed per request
+            scoped.visible = visible
+            return scoped._compile(res_type, query)
+        return self._compile(res_type, query)
+
+    def _compile(
         self, res_type: str | None, query: Sequence[tuple[str, str]] | ParsedQuery
     ) -> CompiledSearch:
         parsed = query if isinstance(query, ParsedQuery) else parse_query(query)
@@ -327,6 +348,7 @@ class Compiler:
                 t.c.res_type == target_type,
                 t.c.deleted.is_(False),
                 t.c.pk.in_(intersect([inner], (target_type,))),
+                *(self.visible(t, target_type) if self.visible is not None else ()),
             )
             per_target.append(
                 sa.select(ref.res_pk).where(
@@ -358,6 +380,15 @@ class Compiler:
             raise _Unknown(f"{link.res_type} has no reference search parameter {link.ref!r}")
         inner = self.criterion((link.res_type,), rest, path, values, depth + 1)
         sources = intersect([inner], (link.res_type,))
+        if self.visible is not None:
+            conds = self.visible(resource, link.res_type)
+            if conds:
+                t = resource.alias()
+                sources = (
+                    sa.select(t.c.pk)
+                    .where(t.c.pk.in_(sources), *self.visible(t, link.res_type))
+                    .correlate(None)
+                )
         ref = idx_reference.c
         identity = keys.identity(link.res_type, param.code)
         out = []
