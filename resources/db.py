@@ -15,6 +15,7 @@ from contextvars import ContextVar
 from pathlib import Path
 
 import orjson
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
@@ -37,6 +38,18 @@ def unpinged() -> Iterator[None]:
         yield
     finally:
         _NO_PING.reset(token)
+
+
+# The database is not there (refused or dropped connections, a pool that had no connection to
+# give within its timeout, SQLite's busy timeout): the request may succeed later (503).
+# ``psycopg``'s own errors come from the token lookup, which runs on bare psycopg connections.
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    sa.exc.OperationalError,
+    sa.exc.InterfaceError,
+    sa.exc.TimeoutError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
 
 
 def _dumps(value: object) -> str:
