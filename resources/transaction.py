@@ -255,6 +255,8 @@ def _transaction(
         for current in ordered:
             if current.method != "DELETE" and id(current) not in batched:
                 _execute(unit, current, refs, base, search, return_pref)
+        current = None
+        _check_conditional_creates(unit, entries)
     except FhirError as exc:
         where = (
             f"entry {current.index} ({current.method} {current.res_type or ''})"
@@ -342,6 +344,36 @@ def _check_touched_once(entries: list[Entry]) -> None:
         res_id = e.assigned_id if e.method == "POST" else e.res_id
         if res_id is not None:
             touch(f"{e.res_type}/{res_id}", f"{e.res_type}/{res_id}", e)
+
+
+def _check_conditional_creates(unit: Unit, entries: list[Entry]) -> None:
+    """A conditional create (or conditional update that created) matched nothing before the
+    transaction wrote; if its criteria now select another resource this transaction wrote, the
+    two entries would have been one resource: fail rather than store a duplicate that every later
+    conditional write on those criteria refuses (412)."""
+    written = {
+        f"{e.res_type}/{e.assigned_id if e.method == 'POST' else e.res_id}": e
+        for e in entries
+        if e.method in ("POST", "PUT", "PATCH")
+    }
+    for e in entries:
+        if e.method == "POST" and e.existing is None and e.if_none_exist:
+            criteria, own = e.if_none_exist, e.assigned_id
+        elif e.method == "PUT" and e.conditional_created:
+            criteria, own = e.conditional_created, e.res_id
+        else:
+            continue
+        found = unit.read_many(unit.match(e.res_type, criteria, limit=3))
+        others = [written[s.ref] for s in found if s.res_id != own and s.ref in written]
+        if others:
+            first = min(others[0], e, key=lambda x: x.index)
+            second = e if first is others[0] else others[0]
+            raise Invalid(
+                f"entries {first.index} and {second.index} both write the {e.res_type} that "
+                f"entry {e.index}'s criteria select; a transaction may touch each resource only "
+                "once (http.html#trules)",
+                expression=[*_expr(first.index), *_expr(second.index)],
+            )
 
 
 def _check_post(e: Entry) -> None:

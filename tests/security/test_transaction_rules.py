@@ -94,6 +94,24 @@ def test_two_conditional_writes_with_the_same_criteria_are_400(client):
     assert _count(client, query) == 0
 
 
+def test_conditional_write_sees_a_create_of_the_same_transaction(client):
+    # entry 0 creates a Patient with the identifier; entry 1's criteria (another spelling of the
+    # same search) match nothing before the transaction, but select entry 0's Patient after it
+    mrn = _uid()
+    patient = {"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": mrn}]}
+    bundle = _tx(
+        {"request": {"method": "POST", "url": "Patient"}, "resource": patient},
+        _put(f"Patient?identifier={mrn}", {**patient, "active": True}),
+    )
+    _refused(client.post("/", json=bundle), 0, 1)
+    assert _count(client, f"identifier=urn:mrn|{mrn}") == 0
+    # the same conditional update alone creates once, and a second time updates that one
+    for _ in range(2):
+        alone = client.post("/", json=_tx(_put(f"Patient?identifier={mrn}", patient)))
+        assert alone.status_code == 200, alone.text
+    assert _count(client, f"identifier=urn:mrn|{mrn}") == 1
+
+
 def test_distinct_resources_still_commit(client):
     a, b = f"a-{_uid()}", f"b-{_uid()}"
     bundle = _tx(
