@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fhir_server.http import fhir_response
 from resources import errors as e
-from resources.db import UNAVAILABLE
+from resources.db import UNAVAILABLE, unavailable
 
 log = logging.getLogger("hearth.errors")
 
@@ -74,16 +74,16 @@ def install(app: FastAPI) -> None:
     async def _unavailable(request: Request, exc: Exception):  # type: ignore[no-untyped-def]
         # The database refused or dropped the connection, or the pool had none to give: the
         # request may well succeed later. Logged without the statement or its parameters.
+        if not unavailable(exc):
+            return await _fault(request, exc)
         log.error(
             "%s %s -> 503: database unavailable (%s)",
             request.method,
             request.url.path,
             type(getattr(exc, "orig", None) or exc).__name__,
         )
-        unavailable = e.Unavailable("the database is not available; retry later")
-        return fhir_response(
-            request, unavailable.outcome(), status=503, headers={"Retry-After": RETRY_AFTER}
-        )
+        outcome_ = e.Unavailable("the database is not available; retry later").outcome()
+        return fhir_response(request, outcome_, status=503, headers={"Retry-After": RETRY_AFTER})
 
     for cls in UNAVAILABLE:
         app.add_exception_handler(cls, _unavailable)

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from resources.bundles import status_line
 from resources.criteria import parse_criteria
-from resources.db import UNAVAILABLE
+from resources.db import unavailable
 from resources.errors import (
     FhirError,
     Invalid,
@@ -179,9 +179,9 @@ def _batch_entry(
         return entry.response
     except FhirError as exc:
         return {"response": {"status": status_line(status_of(exc)), "outcome": exc.outcome()}}
-    except UNAVAILABLE:
-        raise
     except Exception as exc:
+        if unavailable(exc):
+            raise
         log.error("batch entry %d failed", index, exc_info=exc)
         fault = {
             "resourceType": "OperationOutcome",

@@ -67,3 +67,30 @@ def test_refused_connections_are_503_then_recover(pg_hearth):
             _refuse(name, False)
         back = client.get(f"/Patient/{pid}")
         assert back.status_code == 200, back.text
+
+
+def test_only_connection_failures_count_as_unavailable(tmp_path):
+    """A statement's own fault (an OperationalError on SQLite, a cancelled query on PostgreSQL)
+    stays a fault (500, logged); a refused connection or a locked SQLite file is unavailable."""
+    import sqlalchemy as sa
+
+    from resources.db import create_engine, unavailable
+    from tests.servers import free_port
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    with pytest.raises(sa.exc.OperationalError) as fault, engine.connect() as conn:
+        conn.execute(sa.text("SELECT no_such_column FROM no_such_table"))
+    assert not unavailable(fault.value)
+    engine.dispose()
+
+    closed = create_engine(f"postgresql://postgres@127.0.0.1:{free_port()}/postgres")
+    with pytest.raises(sa.exc.OperationalError) as refused:
+        closed.connect()
+    assert unavailable(refused.value)
+    closed.dispose()
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute("SET statement_timeout = 1")
+        with pytest.raises(psycopg.errors.QueryCanceled) as cancelled:
+            conn.execute("SELECT pg_sleep(1)")
+    assert not unavailable(cancelled.value)
