@@ -4,9 +4,13 @@ OBX-3 are stored one Observation per OBX, so the order can be corrected later (i
 
 from __future__ import annotations
 
+import socket
 import uuid
 
 import httpx
+import pytest
+
+from tests.servers import database_url, free_port, start_server
 
 ER7 = {"content-type": "x-application/hl7-v2+er7"}
 
@@ -158,3 +162,39 @@ def test_repeated_obx_then_correction(client):
     subject = observations[0]["subject"]["reference"]
     found = client.get("/Observation", params={"subject": subject, "_summary": "count"}).json()
     assert found["total"] == 3
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def mllp_hearth(request, tmp_path_factory):  # type: ignore[no-untyped-def]
+    url, cleanup = database_url(request.param, tmp_path_factory.mktemp(f"obx-{request.param}"))
+    port = free_port()
+    running = start_server(request.param, url, mllp_port=port)
+    yield running, port
+    running.stop()
+    cleanup()
+
+
+def _mllp(port: int, message: str) -> str:
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"\x0b" + message.encode() + b"\x1c\x0d")
+        s.settimeout(60)
+        buf = b""
+        while not buf.endswith(b"\x1c\x0d"):
+            chunk = s.recv(65536)
+            assert chunk, "the listener closed before its ACK"
+            buf += chunk
+    return buf[1:-2].decode()
+
+
+def test_repeated_obx_then_correction_over_mllp(mllp_hearth):
+    running, port = mllp_hearth
+    mrn, filler = _uid(), _uid()
+    assert "|AA|" in _mllp(port, _oru(mrn, filler, "F", "4.2"))
+    assert "|AA|" in _mllp(port, _oru(mrn, filler, "C", "4.4"))
+    with httpx.Client(base_url=running.fhir, headers=running.headers, timeout=60) as client:
+        ident = f"urn:hearth:hl7v2:assigner:LAB|{filler}"
+        report = client.get("/DiagnosticReport", params={"identifier": ident}).json()
+        results = report["entry"][0]["resource"]["result"]
+        observations = [client.get(r["reference"]).json() for r in results]
+        assert [o["status"] for o in observations] == ["corrected"] * 3
+        assert len({o["identifier"][0]["value"] for o in observations}) == 3
