@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from fhir_server.headers import SECURITY_HEADERS, request_id
 from fhir_server.http import fhir_response
 from resources import errors as e
+from resources.db import UNAVAILABLE, unavailable
 
 log = logging.getLogger("hearth.errors")
 
@@ -35,7 +36,11 @@ STATUS: dict[type[e.FhirError], int] = {
     e.TooLarge: 413,
     e.UnsupportedMediaType: 415,
     e.Unprocessable: 422,
+    e.Unavailable: 503,
 }
+
+# Seconds a client should wait before retrying a 503 (the database did not answer).
+RETRY_AFTER = "5"
 
 
 def status_of(exc: e.FhirError) -> int:
@@ -73,7 +78,26 @@ def install(app: FastAPI) -> None:
         headers = {}
         if status == 401:
             headers["WWW-Authenticate"] = 'Bearer realm="hearth"'
+        if status == 503:
+            headers["Retry-After"] = RETRY_AFTER
         return fhir_response(request, exc.outcome(), status=status, headers=headers)
+
+    async def _unavailable(request: Request, exc: Exception):  # type: ignore[no-untyped-def]
+        # The database refused or dropped the connection, or the pool had none to give: the
+        # request may well succeed later. Logged without the statement or its parameters.
+        if not unavailable(exc):
+            return await _fault(request, exc)
+        log.error(
+            "%s %s -> 503: database unavailable (%s)",
+            request.method,
+            request.url.path,
+            type(getattr(exc, "orig", None) or exc).__name__,
+        )
+        outcome_ = e.Unavailable("the database is not available; retry later").outcome()
+        return fhir_response(request, outcome_, status=503, headers={"Retry-After": RETRY_AFTER})
+
+    for cls in UNAVAILABLE:
+        app.add_exception_handler(cls, _unavailable)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):  # type: ignore[no-untyped-def]

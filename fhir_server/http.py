@@ -15,7 +15,7 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
-from resources.errors import Invalid, NotAcceptable, TooLarge, UnsupportedMediaType
+from resources.errors import Invalid, Issue, NotAcceptable, TooLarge, UnsupportedMediaType
 from resources.store import Stored
 
 FHIR_JSON = "application/fhir+json"
@@ -101,9 +101,51 @@ async def read_body(
             return None
         raise Invalid("the request has no body; a FHIR resource was expected")
     try:
-        return orjson.loads(raw)
+        parsed = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise Invalid(f"the body is not valid JSON: {exc}") from exc
+    check_depth(parsed)
+    return parsed
+
+
+# The deepest JSON a request body may nest (objects and arrays). The deepest R4 resources in
+# practice (nested Questionnaire items, extensions of extensions) stay far below it; deeper
+# bodies would break the serialiser (orjson stops at 254 levels, and a stored resource is
+# rendered inside a Bundle) and the recursive validators.
+MAX_JSON_DEPTH = 100
+
+
+def check_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> None:
+    """400 ``structure`` when ``value`` nests deeper than ``limit``; an iterative walk."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            raise Invalid(
+                f"the body nests JSON objects and arrays more than {limit} levels deep",
+                [Issue("structure", f"the JSON nests more than {limit} levels deep")],
+            )
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+
+
+def reject_nul(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """400 for a parameter whose name or value holds a NUL character (``%00``): no FHIR value
+    may contain one (R4 datatypes.html#string) and PostgreSQL text cannot hold one."""
+    for name, value in pairs:
+        if "\x00" in name or "\x00" in value:
+            raise Invalid(f"parameter {name!r}: a NUL character (%00) is not allowed")
+    return pairs
+
+
+def query_pairs(request: Request) -> list[tuple[str, str]]:
+    """The URL's query parameters, in order, NUL-free."""
+    return reject_nul(list(request.query_params.multi_items()))
 
 
 async def read_form(request: Request, limit: int) -> list[tuple[str, str]]:
@@ -118,7 +160,7 @@ async def read_form(request: Request, limit: int) -> list[tuple[str, str]]:
         raw += chunk
         if len(raw) > limit:
             raise TooLarge(f"the request body exceeds the limit of {limit} bytes")
-    return parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
+    return reject_nul(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
 
 
 def read_resource_body(body: Any) -> dict:

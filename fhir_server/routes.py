@@ -14,7 +14,14 @@ from starlette.convertors import Convertor, register_url_convertor
 
 from fhir_server.auth import gate
 from fhir_server.context import Context, FhirRequest, Reply
-from fhir_server.http import fhir_response, negotiate, prefer, read_body, read_form
+from fhir_server.http import (
+    fhir_response,
+    negotiate,
+    prefer,
+    query_pairs,
+    read_body,
+    read_form,
+)
 from fhir_server.interactions import (
     capabilities,
     create,
@@ -28,7 +35,7 @@ from fhir_server.interactions import (
     vread,
 )
 from fhir_server.operations.registry import operations
-from resources.errors import MethodNotAllowed, NotFound
+from resources.errors import Invalid, MethodNotAllowed, NotFound
 from resources.store import ID_RE
 from resources.validation import is_resource_type
 
@@ -89,10 +96,14 @@ async def _handle(
     elif form_body:
         parsed = await read_form(request, ctx.settings.max_body_bytes)
     path = request.url.path.removeprefix("/fhir").lstrip("/")
+    try:
+        query = query_pairs(request)
+    except Invalid as exc:  # answered after the token is checked, and audited like any 400
+        query, fn = [], _refuse(exc)
     req = FhirRequest(
         method=request.method,
         path=path,
-        query=list(request.query_params.multi_items()),
+        query=query,
         headers={k.lower(): v for k, v in request.headers.items()},
         prefer=prefer(request),
         body=parsed,
@@ -102,6 +113,13 @@ async def _handle(
     )
     reply = await run_in_threadpool(gate.run, ctx, auth, access, interaction, req, fn, ip)
     return fhir_response(request, reply.body, status=reply.status, headers=reply.headers)
+
+
+def _refuse(exc: Invalid) -> Interaction:
+    def refuse(ctx: Context, req: FhirRequest) -> Reply:
+        raise exc
+
+    return refuse
 
 
 def _operation(name: str, level: str, res_type: str | None) -> Interaction:

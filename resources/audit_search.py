@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from resources.audit import audit_event, audit_index
 from resources.audit_terms import local_ref
+from resources.bounds import INT8_MAX, whole
 from resources.errors import Invalid, Issue
 from resources.schema import resource
 from resources.search.date import approx, compare, search_range, to_datetime
@@ -64,8 +65,8 @@ class AuditPage:
 
 def seq_of(res_id: str) -> int | None:
     """``audit-12`` → 12 (the id under which the log shows its row 12)."""
-    if res_id.startswith(ID_PREFIX) and res_id[len(ID_PREFIX) :].isdigit():
-        return int(res_id[len(ID_PREFIX) :])
+    if res_id.startswith(ID_PREFIX):
+        return whole(res_id[len(ID_PREFIX) :])  # None past the bigint column's range
     return None
 
 
@@ -242,9 +243,10 @@ def _included(
 
 
 def _whole(key: str, raw: str) -> int:
-    if not raw.isdigit():
-        raise Invalid(f"{key} must be a whole number, not {raw!r}")
-    return int(raw)
+    value = whole(raw)
+    if value is None:
+        raise Invalid(f"{key} must be a whole number up to {INT8_MAX}, not {raw!r}")
+    return value
 
 
 def _after(conn: sa.Connection, seq: int, descending: bool) -> sa.ColumnElement[bool]:

@@ -30,6 +30,7 @@ REASONS = {
     415: "Unsupported Media Type",
     422: "Unprocessable Entity",
     500: "Internal Server Error",
+    503: "Service Unavailable",
 }
 
 

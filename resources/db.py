@@ -9,12 +9,14 @@ the writes that must not interleave.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
 import orjson
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
@@ -37,6 +39,44 @@ def unpinged() -> Iterator[None]:
         yield
     finally:
         _NO_PING.reset(token)
+
+
+# The exception classes a database that is not there raises: a refused or dropped connection,
+# a pool with no connection to give within its timeout, SQLite's busy timeout. ``psycopg``'s own
+# come from the token lookup, which runs on bare psycopg connections. The same classes also
+# carry faults (a SQL error is an ``OperationalError`` on SQLite): ``unavailable`` tells them apart.
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    sa.exc.OperationalError,
+    sa.exc.InterfaceError,
+    sa.exc.TimeoutError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
+
+# PostgreSQL SQLSTATEs of a server that is going away or will not take the connection:
+# class 08 (connection exception), 53300 too_many_connections, 57P01-57P03 (shutdown, cannot
+# connect now).
+_PG_UNAVAILABLE = ("08", "53300", "57P01", "57P02", "57P03")
+_SQLITE_UNAVAILABLE = ("database is locked", "unable to open database", "disk i/o error")
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database is not answering (retry later: 503), as opposed to a
+    fault in a statement."""
+    if isinstance(exc, sa.exc.TimeoutError):
+        return True
+    if isinstance(exc, sa.exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig if exc.orig is not None else exc
+    if isinstance(exc, psycopg.Error):
+        if not isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+            return False
+        state = exc.sqlstate
+        return state is None or state.startswith(_PG_UNAVAILABLE)
+    if isinstance(exc, sqlite3.OperationalError):
+        return str(exc).lower().startswith(_SQLITE_UNAVAILABLE)
+    return False
 
 
 def _dumps(value: object) -> str:

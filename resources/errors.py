@@ -133,3 +133,10 @@ class Forbidden(FhirError):
     """Authenticated, but not allowed (403)."""
 
     issue_code = "forbidden"
+
+
+class Unavailable(FhirError):
+    """The database (or another service the request needs) is not answering; retry later
+    (503 with ``Retry-After``)."""
+
+    issue_code = "transient"

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import orjson
 import sqlalchemy as sa
 
+from resources.bounds import INT4_MAX, INT8_MAX
 from resources.errors import Invalid
 from resources.schema import resource_version
 from resources.store import Stored
@@ -34,8 +35,14 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         ts, pk, version = orjson.loads(raw)
-        return datetime.fromisoformat(ts), int(pk), int(version)
-    except (ValueError, TypeError) as exc:
+        when = datetime.fromisoformat(ts)
+        when.astimezone(UTC)  # OverflowError at the ends of the calendar
+        if not (isinstance(pk, int) and 0 <= pk <= INT8_MAX):
+            raise ValueError("primary key out of range")
+        if not (isinstance(version, int) and 0 <= version <= INT4_MAX):
+            raise ValueError("version out of range")
+        return when, pk, version
+    except (ValueError, TypeError, OverflowError) as exc:
         raise Invalid(f"the paging cursor {cursor!r} is not one this server issued") from exc
 
 

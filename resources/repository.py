@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from resources import audit
+from resources.bounds import INT4_MAX, whole
 from resources.custom_params import CustomParams
 from resources.db import READONLY, error_kind, is_postgres, unpinged
 from resources.errors import (
@@ -230,13 +231,14 @@ class Unit:
             if current is None:
                 raise NotFound(f"{res_type}/{res_id} is not known")
             self.repo.guard(self, res_type, current.pk, False)
-        if not version.isdigit():
+        number = whole(version, INT4_MAX)  # versions are integer columns
+        if number is None:
             raise NotFound(f"{res_type}/{res_id} has no version {version!r}")
         row = self.conn.execute(
             sa.select(resource_version).where(
                 resource_version.c.res_type == res_type,
                 resource_version.c.res_id == res_id,
-                resource_version.c.version == int(version),
+                resource_version.c.version == number,
             )
         ).first()
         if row is None:

@@ -15,12 +15,13 @@ import base64
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 import orjson
 import sqlalchemy as sa
 
+from resources.bounds import INT8_MAX
 from resources.bundles import searchset_bundle
 from resources.errors import Invalid, Issue
 from resources.repository import Unit
@@ -102,8 +103,18 @@ def _decode(cursor: str, n_keys: int) -> tuple[list, int]:
         values = [datetime.fromisoformat(v["ts"]) if isinstance(v, dict) else v for v in raw["k"]]
         if len(values) != n_keys:
             raise ValueError("cursor does not fit this _sort")
-        return values, int(raw["pk"])
-    except (ValueError, TypeError, KeyError) as exc:
+        pk = raw["pk"]
+        if not isinstance(pk, int) or not 0 <= pk <= INT8_MAX:
+            raise ValueError("cursor key out of range")
+        for v in values:
+            if isinstance(v, datetime):
+                v.astimezone(UTC)  # OverflowError at the ends of the calendar
+            elif isinstance(v, str) and "\x00" in v:
+                raise ValueError("NUL in a cursor value")
+            elif isinstance(v, int) and not isinstance(v, bool) and abs(v) > INT8_MAX:
+                raise ValueError("cursor value out of range")
+        return values, pk
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:
         raise Invalid(
             f"the paging cursor {cursor!r} is not one this server issued for this search"
         ) from exc

@@ -9,12 +9,14 @@ entry on its own and reports each outcome in its entry.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
 from resources.bundles import status_line
 from resources.criteria import parse_criteria
+from resources.db import unavailable
 from resources.errors import (
     FhirError,
     Invalid,
@@ -27,6 +29,8 @@ from resources.patch import apply_fhirpath_patch, apply_json_patch
 from resources.repository import BatchItemError, Repository, Unit, WriteResult, new_id
 from resources.store import ID_RE, Stored, instant
 from resources.validation import is_resource_type
+
+log = logging.getLogger("hearth.transaction")
 
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 WRITE_STATUS = {"created": 201, "updated": 200, "unchanged": 200, "exists": 200}
@@ -52,6 +56,8 @@ class Entry:
     assigned_id: str | None = None
     existing: Stored | None = None  # conditional create that matched
     response: dict = field(default_factory=dict)
+    deleted: list[str] = field(default_factory=list)  # Type/id a DELETE removed
+    conditional_created: list[tuple[str, str]] | None = None  # a conditional PUT's criteria
 
 
 def _parse_url(url: str, index: int) -> tuple[str | None, str | None, str | None, list]:
@@ -78,49 +84,52 @@ def _expr(index: int) -> list[str]:
     return [f"Bundle.entry[{index}]"]
 
 
-def parse_entries(bundle: dict) -> list[Entry]:
+def entry_list(bundle: dict) -> list:
     entries = bundle.get("entry") or []
     if not isinstance(entries, list):
         raise Invalid("Bundle.entry must be an array", expression=["Bundle.entry"])
-    out = []
-    for i, raw in enumerate(entries):
-        if not isinstance(raw, dict) or not isinstance(raw.get("request"), dict):
-            raise Invalid(f"entry {i} has no request", expression=[f"Bundle.entry[{i}].request"])
-        req = raw["request"]
-        method = str(req.get("method", "")).upper()
-        if method not in ORDER:
-            raise Invalid(
-                f"entry {i}: request.method {req.get('method')!r} is not one of "
-                "GET, HEAD, POST, PUT, PATCH, DELETE",
-                expression=[f"Bundle.entry[{i}].request.method"],
-            )
-        url = req.get("url")
-        if not isinstance(url, str) or not url:
-            raise Invalid(
-                f"entry {i} has no request.url", expression=[f"Bundle.entry[{i}].request.url"]
-            )
-        res_type, res_id, vid, query = _parse_url(url, i)
-        resource = raw.get("resource")
-        if method in ("POST", "PUT") and not isinstance(resource, dict):
-            raise Invalid(
-                f"entry {i}: {method} needs a resource", expression=[f"Bundle.entry[{i}].resource"]
-            )
-        ine = req.get("ifNoneExist")
-        out.append(
-            Entry(
-                index=i,
-                method=method,
-                res_type=res_type,
-                res_id=res_id,
-                vid=vid,
-                query=query,
-                full_url=raw.get("fullUrl"),
-                resource=resource,
-                if_none_exist=parse_criteria(ine) if ine else None,
-                if_match=req.get("ifMatch"),
-            )
+    return entries
+
+
+def parse_entries(bundle: dict) -> list[Entry]:
+    return [parse_entry(i, raw) for i, raw in enumerate(entry_list(bundle))]
+
+
+def parse_entry(i: int, raw: object) -> Entry:
+    if not isinstance(raw, dict) or not isinstance(raw.get("request"), dict):
+        raise Invalid(f"entry {i} has no request", expression=[f"Bundle.entry[{i}].request"])
+    req = raw["request"]
+    method = str(req.get("method", "")).upper()
+    if method not in ORDER:
+        raise Invalid(
+            f"entry {i}: request.method {req.get('method')!r} is not one of "
+            "GET, HEAD, POST, PUT, PATCH, DELETE",
+            expression=[f"Bundle.entry[{i}].request.method"],
         )
-    return out
+    url = req.get("url")
+    if not isinstance(url, str) or not url:
+        raise Invalid(
+            f"entry {i} has no request.url", expression=[f"Bundle.entry[{i}].request.url"]
+        )
+    res_type, res_id, vid, query = _parse_url(url, i)
+    resource = raw.get("resource")
+    if method in ("POST", "PUT") and not isinstance(resource, dict):
+        raise Invalid(
+            f"entry {i}: {method} needs a resource", expression=[f"Bundle.entry[{i}].resource"]
+        )
+    ine = req.get("ifNoneExist")
+    return Entry(
+        index=i,
+        method=method,
+        res_type=res_type,
+        res_id=res_id,
+        vid=vid,
+        query=query,
+        full_url=raw.get("fullUrl"),
+        resource=resource,
+        if_none_exist=parse_criteria(ine) if ine else None,
+        if_match=req.get("ifMatch"),
+    )
 
 
 def process(
@@ -140,23 +149,51 @@ def process(
         raise Invalid(
             f"Bundle.type must be batch or transaction, not {kind!r}", expression=["Bundle.type"]
         )
-    entries = parse_entries(bundle)
     if kind == "transaction":
+        entries = parse_entries(bundle)
         _check_unique_full_urls(entries)
         repo.run(lambda unit: _transaction(unit, entries, base, search, return_pref))
+        responses = [e.response for e in entries]
     else:
-        for entry in entries:
-            try:
-                repo.run(lambda unit, e=entry: _execute(unit, e, {}, base, search, return_pref))
-            except FhirError as exc:
-                entry.response = {
-                    "response": {"status": status_line(status_of(exc)), "outcome": exc.outcome()}
+        responses = [
+            _batch_entry(repo, i, raw, base, search, status_of, return_pref)
+            for i, raw in enumerate(entry_list(bundle))
+        ]
+    return {"resourceType": "Bundle", "type": f"{kind}-response", "entry": responses}
+
+
+def _batch_entry(
+    repo: Repository,
+    index: int,
+    raw: object,
+    base: str,
+    search: SearchFn,
+    status_of: StatusFn,
+    return_pref: str,
+) -> dict:
+    """One batch entry on its own (http.html#brules): whatever it does wrong, even a fault, is
+    its own response; only an unavailable database fails the whole batch (503)."""
+    try:
+        entry = parse_entry(index, raw)
+        repo.run(lambda unit: _execute(unit, entry, {}, base, search, return_pref))
+        return entry.response
+    except FhirError as exc:
+        return {"response": {"status": status_line(status_of(exc)), "outcome": exc.outcome()}}
+    except Exception as exc:
+        if unavailable(exc):
+            raise
+        log.error("batch entry %d failed", index, exc_info=exc)
+        fault = {
+            "resourceType": "OperationOutcome",
+            "issue": [
+                {
+                    "severity": "error",
+                    "code": "exception",
+                    "diagnostics": "internal server error; the fault was logged",
                 }
-    return {
-        "resourceType": "Bundle",
-        "type": f"{kind}-response",
-        "entry": [e.response for e in entries],
-    }
+            ],
+        }
+        return {"response": {"status": status_line(500), "outcome": fault}}
 
 
 def _check_unique_full_urls(entries: list[Entry]) -> None:
@@ -178,6 +215,7 @@ def _transaction(
         e.assigned_id = None
         e.existing = None
         e.response = {}
+        e.deleted = []
     refs: dict[str, str] = {}
     ordered = sorted(entries, key=lambda e: ORDER[e.method])
     current: Entry | None = None  # the entry being worked on, named if anything fails
@@ -188,6 +226,8 @@ def _transaction(
         # Give every new resource its identity before anything is written.
         for current in entries:
             _assign_identity(unit, current, refs)
+        current = None
+        _check_touched_once(entries)
         for current in ordered:
             if current.method in ("POST", "PUT", "PATCH") and isinstance(
                 current.resource, dict | list
@@ -215,6 +255,8 @@ def _transaction(
         for current in ordered:
             if current.method != "DELETE" and id(current) not in batched:
                 _execute(unit, current, refs, base, search, return_pref)
+        current = None
+        _check_conditional_creates(unit, entries)
     except FhirError as exc:
         where = (
             f"entry {current.index} ({current.method} {current.res_type or ''})"
@@ -251,6 +293,7 @@ def _assign_identity(unit: Unit, e: Entry, refs: dict[str, str]) -> None:
             if len(found) > 1:
                 raise MultipleMatches(f"the criteria match {len(found)} {e.res_type} resources")
             e.assigned_id = unit.read_many(found)[0].res_id if found else new_id()
+            e.conditional_created = None if found else e.query
             e.query = []
             e.res_id = e.assigned_id
         _map(refs, e, f"{e.res_type}/{e.res_id}")
@@ -264,6 +307,73 @@ def _assign_identity(unit: Unit, e: Entry, refs: dict[str, str]) -> None:
         e.res_id = unit.read_many(found)[0].res_id
         e.query = []
         _map(refs, e, f"{e.res_type}/{e.res_id}")
+
+
+def _check_touched_once(entries: list[Entry]) -> None:
+    """R4 http.html#trules: a transaction fails when the identities its DELETE, POST and
+    PUT/PATCH entries resolve to overlap, conditional ones included. Two conditional writes with
+    the same criteria that match nothing yet would each create a resource that the other's
+    criteria select, so they count as touching the same resource too."""
+    seen: dict[object, Entry] = {}
+
+    def touch(key: object, what: str, e: Entry) -> None:
+        first = seen.setdefault(key, e)
+        if first is not e:
+            raise Invalid(
+                f"entries {first.index} and {e.index} both touch {what}; a transaction may "
+                "touch each resource only once (http.html#trules)",
+                expression=[*_expr(first.index), *_expr(e.index)],
+            )
+
+    for e in entries:
+        if e.method == "DELETE":
+            for ref in e.deleted:
+                touch(ref, ref, e)
+            continue
+        if e.method not in ("POST", "PUT", "PATCH"):
+            continue
+        if e.method == "POST" and e.existing is None:
+            criteria = e.if_none_exist
+        elif e.method == "PUT" and e.conditional_created:
+            criteria = e.conditional_created
+        else:
+            criteria = None
+        if criteria:
+            shown = "&".join(f"{k}={v}" for k, v in criteria)
+            touch((e.res_type, tuple(sorted(criteria))), f"{e.res_type}?{shown}", e)
+        res_id = e.assigned_id if e.method == "POST" else e.res_id
+        if res_id is not None:
+            touch(f"{e.res_type}/{res_id}", f"{e.res_type}/{res_id}", e)
+
+
+def _check_conditional_creates(unit: Unit, entries: list[Entry]) -> None:
+    """A conditional create (or conditional update that created) matched nothing before the
+    transaction wrote; if its criteria now select another resource this transaction wrote, the
+    two entries would have been one resource: fail rather than store a duplicate that every later
+    conditional write on those criteria refuses (412)."""
+    written = {
+        f"{e.res_type}/{e.assigned_id if e.method == 'POST' else e.res_id}": e
+        for e in entries
+        if e.method in ("POST", "PUT", "PATCH")
+    }
+    for e in entries:
+        if e.method == "POST" and e.existing is None and e.if_none_exist:
+            criteria, own = e.if_none_exist, e.assigned_id
+        elif e.method == "PUT" and e.conditional_created:
+            criteria, own = e.conditional_created, e.res_id
+        else:
+            continue
+        found = unit.read_many(unit.match(e.res_type, criteria, limit=3))
+        others = [written[s.ref] for s in found if s.res_id != own and s.ref in written]
+        if others:
+            first = min(others[0], e, key=lambda x: x.index)
+            second = e if first is others[0] else others[0]
+            raise Invalid(
+                f"entries {first.index} and {second.index} both write the {e.res_type} that "
+                f"entry {e.index}'s criteria select; a transaction may touch each resource only "
+                "once (http.html#trules)",
+                expression=[*_expr(first.index), *_expr(second.index)],
+            )
 
 
 def _check_post(e: Entry) -> None:
@@ -329,9 +439,11 @@ def _execute(
     if e.method == "DELETE":
         if e.res_id:
             done = unit.delete(e.res_type, e.res_id, if_match=e.if_match, client=True)
+            e.deleted = [f"{e.res_type}/{e.res_id}"]
         else:
             deleted = unit.conditional_delete(e.res_type, e.query)
             done = deleted[0] if deleted else None
+            e.deleted = [d.stored.ref for d in deleted]
         e.response = {"response": {"status": status_line(204 if done is None else 200)}}
         if done is not None:
             e.response["response"]["etag"] = done.stored.etag

@@ -36,11 +36,12 @@ null), ``required`` (missing mandatory element), ``value`` (bad primitive format
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from resources import validation_r4b, validation_schema_issues
 from resources.errors import Issue
-from resources.validation_schema import r4_resource_types, schema
+from resources.validation_schema import expression, r4_resource_types, schema
 from resources.validation_structure import inspect
 
 
@@ -79,7 +80,7 @@ def validate_resource(resource: Any) -> list[Issue]:
         ]
     r4 = schema()
     found = inspect(resource, kind, r4)
-    issues = list(found.issues)
+    issues = list(found.issues) + control_characters(resource, kind)
     issues += validation_schema_issues.check(r4, resource, kind, kind, ())
     for nested in found.nested:
         at = _at(resource, nested.path)
@@ -88,6 +89,42 @@ def validate_resource(resource: Any) -> list[Issue]:
         masked = [n.path for n in found.nested if validation_r4b.model(n.type) is None]
         issues += validation_r4b.check(resource, kind, r4, masked + found.opaque)
     return _one_per_location(issues)
+
+
+# R4 datatypes.html#string: no character below U+0020 except tab, carriage return and line feed.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def control_characters(resource: dict, kind: str) -> list[Issue]:
+    """A ``value`` issue for each string (or property name) holding a control character other
+    than tab, CR and LF. PostgreSQL cannot store NUL at all; the others are not FHIR. The walk is
+    iterative, so no nesting depth makes it recurse."""
+    issues: list[Issue] = []
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(resource, ())]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if _CONTROL.search(key):
+                    issues.append(_control_issue(key, kind, path, "property name"))
+                    continue
+                stack.append((value, (*path, key)))
+        elif isinstance(node, list):
+            stack.extend((value, (*path, i)) for i, value in enumerate(node))
+        elif isinstance(node, str) and (found := _CONTROL.search(node)):
+            issues.append(_control_issue(found.group(), kind, path, "string"))
+    return issues
+
+
+def _control_issue(text: str, kind: str, path: tuple[str | int, ...], what: str) -> Issue:
+    char = next(c for c in text if _CONTROL.match(c))
+    where = expression(kind, path)
+    return Issue(
+        "value",
+        f"{where}: a {what} contains the control character U+{ord(char):04X}; FHIR strings "
+        "allow no character below U+0020 except tab, CR and LF",
+        expression=(where,),
+    )
 
 
 def _at(resource: dict, path: tuple[str | int, ...]) -> Any:

@@ -17,6 +17,7 @@ from fhir_server.auth.service import AuthService
 from fhir_server.auth.tokens import bearer_access
 from fhir_server.context import Access, Context, FhirRequest, Reply
 from resources import audit
+from resources.db import unavailable
 from resources.errors import FhirError
 from resources.repository import Unit
 
@@ -139,8 +140,11 @@ def run(
 
         auth.audit(event(status_of(exc), target, exc.diagnostics))
         raise
-    except Exception:
-        auth.audit(event(500, target, "server fault"))  # outcome 8; details stay in the log
+    except Exception as exc:
+        if unavailable(exc):
+            auth.audit(event(503, target, "database unavailable"))
+        else:
+            auth.audit(event(500, target, "server fault"))  # outcome 8; details in the log
         raise
     if not audited:
         auth.audit(event(reply.status, target))

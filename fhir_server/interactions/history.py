@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from fhir_server.context import Context, FhirRequest, Reply
+from resources.bounds import clamp_whole, is_whole
 from resources.bundles import history_bundle
 from resources.errors import Invalid
 from resources.history import history as query_history
@@ -16,9 +17,9 @@ def page_size(ctx: Context, req: FhirRequest) -> int:
     raw = req.param("_count")
     if raw is None:
         return ctx.settings.default_page_size
-    if not raw.isdigit():
+    if not is_whole(raw):
         raise Invalid(f"_count must be a non-negative integer, not {raw!r}")
-    return min(int(raw), ctx.settings.max_page_size)
+    return clamp_whole(raw, ctx.settings.max_page_size)
 
 
 def _since(req: FhirRequest) -> datetime | None:
@@ -31,7 +32,13 @@ def _since(req: FhirRequest) -> datetime | None:
         raise Invalid(f"_since must be a FHIR instant, not {raw!r}") from exc
     if ts.tzinfo is None:
         raise Invalid(f"_since must carry a time zone: {raw!r}")
-    return ts
+    try:
+        return ts.astimezone(UTC)
+    except OverflowError:
+        # A valid instant whose UTC time falls outside years 1-9999 (9999-12-31T23:59:59-14:00):
+        # nothing is later than the calendar's end, everything is later than its start.
+        edge = datetime.max if ts.year == 9999 else datetime.min
+        return edge.replace(tzinfo=UTC)
 
 
 def history(ctx: Context, req: FhirRequest) -> Reply:

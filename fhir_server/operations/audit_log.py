@@ -12,6 +12,7 @@ from __future__ import annotations
 from fhir_server.context import Context, FhirRequest, Reply
 from fhir_server.operations.registry import Operation
 from resources import audit
+from resources.bounds import INT8_MAX, whole
 from resources.errors import Invalid
 from resources.store import instant
 
@@ -22,12 +23,9 @@ def _int(req: FhirRequest, name: str, default: int) -> int:
     raw = req.param(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise Invalid(f"{name} must be a whole number, not {raw!r}") from None
-    if value < 0:
-        raise Invalid(f"{name} must not be negative")
+    value = whole(raw)  # audit sequence numbers are bigint
+    if value is None:
+        raise Invalid(f"{name} must be a whole number from 0 to {INT8_MAX}, not {raw!r}")
     return value
 
 

@@ -52,7 +52,11 @@ def _groups(
     return [tuple(g) for g in groups]
 
 
-def _observation_identifier(order: dict | None, obx: Segment) -> dict | None:
+def _observation_identifier(order: dict | None, obx: Segment, seen: dict[str, int]) -> dict | None:
+    """The identifier made of the order number, OBX-3 and OBX-4. An OBX that repeats an earlier
+    one's OBX-3 and OBX-4 in the same order (a sender that leaves OBX-4 empty) gets ``/2``,
+    ``/3`` … after it, by position, so each OBX is its own Observation and a corrected message
+    with the same segments finds each again."""
     if order is None:
         return None
     code = obx.first(3)
@@ -60,7 +64,11 @@ def _observation_identifier(order: dict | None, obx: Segment) -> dict | None:
         return None
     system = OBSERVATION_SYSTEM + quote(order.get("system", ""), safe="")
     parts = [order["value"], code.c(3) or "-", code.c(1) or code.c(2), obx.value(4) or "-"]
-    return {"system": system, "value": "/".join(parts)}
+    value = "/".join(parts)
+    seen[value] = seen.get(value, 0) + 1
+    if seen[value] > 1:
+        value += f"/{seen[value]}"
+    return {"system": system, "value": value}
 
 
 def bundle(message: Message, ctx: MapContext) -> dict:
@@ -78,8 +86,9 @@ def bundle(message: Message, ctx: MapContext) -> dict:
                 "start"
             )
         results = []
+        seen: dict[str, int] = {}
         for obx, notes in observations:
-            ident = _observation_identifier(order, obx)
+            ident = _observation_identifier(order, obx, seen)
             res = obx_map.observation(
                 obx, notes, patient_url, ctx, default_time=default_time, identifier=ident
             )

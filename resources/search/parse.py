@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from resources.bounds import INT4_MAX, clamp_whole, is_whole
 from resources.errors import Invalid
 
 # Parameters that shape the result rather than select resources (search.html#return).
@@ -159,6 +160,13 @@ def parse_name(name: str) -> tuple[tuple[HasLink, ...], tuple[Link, ...]]:
     return tuple(has), tuple(links)
 
 
+def reject_nul(name: str, value: str) -> None:
+    """400 for a NUL character in a parameter's name or value: no FHIR value contains one
+    (R4 datatypes.html#string) and PostgreSQL text cannot hold one."""
+    if "\x00" in name or "\x00" in value:
+        raise Invalid(f"search parameter {name!r}: a NUL character (%00) is not allowed")
+
+
 # -- the whole query -----------------------------------------------------------------------
 @dataclass
 class ParsedQuery:
@@ -174,6 +182,7 @@ def parse_query(query: Sequence[tuple[str, str]]) -> ParsedQuery:
     types: list[str] | None = None
     unsupported: list[Unsupported] = []
     for name, value in query:
+        reject_nul(name, value)
         base = name.split(":", 1)[0]
         if base in RESULT_PARAMS:
             _result_param(result, name, value)
@@ -196,9 +205,9 @@ def _result_param(result: ResultParams, name: str, value: str) -> None:
     result.raw.append((name, value))
     base, _, modifier = name.partition(":")
     if base == "_count":
-        if not value.isdigit():
+        if not is_whole(value):
             raise Invalid(f"_count must be a non-negative integer, not {value!r}")
-        result.count = int(value)
+        result.count = clamp_whole(value, INT4_MAX)
     elif base == "_sort":
         for key in value.split(","):
             key = key.strip()
