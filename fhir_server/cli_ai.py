@@ -43,12 +43,12 @@ def worker(database_url, batch_size, once, poll, interval, notify, no_ai) -> Non
 
     from fhir_server import ai
     from fhir_server.app import build_context
-    from fhir_server.cli import _settings
+    from fhir_server.cli_settings import settings_from_flags
     from inference.tasks import JOB_KIND
     from resources import queue
     from workflow import worker as workflow_worker
 
-    settings = _settings(database_url=database_url, worker_batch_size=batch_size)
+    settings = settings_from_flags(database_url=database_url, worker_batch_size=batch_size)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
