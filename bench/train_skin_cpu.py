@@ -39,9 +39,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from inference.models.skin import MODEL as SKIN  # noqa: E402
 from inference.networks import build_network  # noqa: E402
 from inference.predict import network_logits  # noqa: E402
-from inference.registry import SKIN  # noqa: E402
 from inference.training.common import (  # noqa: E402
     WeightEMA,
     augment,

@@ -7,24 +7,15 @@ back into the environment so uvicorn's worker processes see the same settings).
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import click
 
 from fhir_server import __version__
+from fhir_server.cli_ai import ai, worker
+from fhir_server.cli_settings import settings_from_flags as _settings
 from fhir_server.settings import Settings
-
-
-def _settings(**overrides: object) -> Settings:
-    for key, value in overrides.items():
-        if value is not None:
-            os.environ[f"HEARTH_{key.upper()}"] = str(value)
-    try:
-        return Settings()
-    except Exception as exc:  # pydantic ValidationError: print it plainly and stop
-        raise click.ClickException(f"invalid settings: {exc}") from exc
 
 
 @click.group()
@@ -643,14 +634,8 @@ def audit_checkpoint(database_url) -> None:  # type: ignore[no-untyped-def]
     click.echo(json.dumps(line, separators=(",", ":")))
 
 
-def _register_ai_commands() -> None:
-    from fhir_server.cli_ai import ai, worker
-
-    main.add_command(worker)
-    main.add_command(ai)
-
-
-_register_ai_commands()
+main.add_command(worker)
+main.add_command(ai)
 
 if __name__ == "__main__":
     main()

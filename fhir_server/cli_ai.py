@@ -43,12 +43,12 @@ def worker(database_url, batch_size, once, poll, interval, notify, no_ai) -> Non
 
     from fhir_server import ai
     from fhir_server.app import build_context
-    from fhir_server.cli import _settings
+    from fhir_server.cli_settings import settings_from_flags
     from inference.tasks import JOB_KIND
     from resources import queue
     from workflow import worker as workflow_worker
 
-    settings = _settings(database_url=database_url, worker_batch_size=batch_size)
+    settings = settings_from_flags(database_url=database_url, worker_batch_size=batch_size)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -137,7 +137,8 @@ def ai() -> None:
 @ai.command("models")
 @click.option("--json", "as_json", is_flag=True, help="one JSON object per model")
 def ai_models(as_json) -> None:  # type: ignore[no-untyped-def]
-    """The shipped models with version, weights sha256 and validation metrics."""
+    """The shipped models (inference/models/) with version, weights sha256 and validation
+    metrics; then the published formulas."""
     from inference import registry
 
     for name, spec in registry.MODELS.items():
@@ -163,10 +164,21 @@ def ai_models(as_json) -> None:  # type: ignore[no-untyped-def]
                 f"{name:10} {row['version']:24} {spec.analysis:28} acc {row['val_accuracy']} "
                 f"bal-acc {row['val_balanced_accuracy']} AUC {row['val_macro_auc']}"
             )
-    click.echo(json.dumps({"name": "plcom2012", "version": "plcom2012-nejm2013",
-                           "analysis": "lung-cancer-risk-plcom2012", "kind": "formula"})
-               if as_json else "plcom2012  plcom2012-nejm2013       lung-cancer-risk-plcom2012   "
-               "published formula (Tammemägi et al. 2013)")  # fmt: skip
+    for name, formula in registry.FORMULAS.items():
+        version = formula.version()
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "name": name,
+                        "version": version,
+                        "analysis": formula.analysis,
+                        "kind": "formula",
+                    }
+                )
+            )
+        else:
+            click.echo(f"{name:10} {version:24} {formula.analysis:28} {formula.summary}")
 
 
 def _npz_rows(path: Path, split: str | None):  # type: ignore[no-untyped-def]
@@ -193,7 +205,7 @@ def _npz_rows(path: Path, split: str | None):  # type: ignore[no-untyped-def]
 
 
 @ai.command("predict")
-@click.option("--model", "model_name", required=True, help="skin or pneumonia")
+@click.option("--model", "model_name", required=True, help="an image model (hearth ai models)")
 @click.option("--npz", type=click.Path(exists=True, path_type=Path), help="MedMNIST-style .npz")
 @click.option("--split", help="which <split>_images of the npz (default: the only one)")
 @click.option("--batch-size", type=int, default=256, show_default=True)

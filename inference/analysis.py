@@ -1,5 +1,8 @@
 """Carry out claimed analysis jobs: select the input → pre-process → predict → post-process →
-write the FHIR results, one transaction per Task.
+write the FHIR results, one transaction per Task. What each step does for a model — which
+series or image it reads, the checks its input must pass, its network, labels and codes — is the
+model's declaration (``inference/models/<name>.py``, :mod:`inference.spec`); a formula (a
+:class:`~inference.spec.Formula`) computes its own result from the record.
 
 Image jobs of the same model are predicted as one batch. A job whose input cannot be analysed
 (a corrupt image, a non-chest study, a grey photo, missing PLCOm2012 inputs) fails its Task at
@@ -15,29 +18,19 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from inference import plco, plco_record, results, reuse, tasks
+from inference import registry, results, reuse, tasks
 from inference.heatmap import grad_cam, overlay_png
-from inference.images import (
-    PHOTO_MODALITIES,
-    BadInput,
-    check_chest_radiograph,
-    check_content,
-    dicom_image,
-    is_chest_series,
-    is_dicom,
-    open_photo,
-    read_dicom,
-)
+from inference.images import BadInput, dicom_image, is_dicom, open_photo, read_dicom
 from inference.predict import LoadedModel, load_model
 from inference.preprocess import preprocess
-from inference.registry import MODEL_FOR_ANALYSIS, ModelSpec
-from inference.tasks import PLCO_KIND, PLCO_VERSION
+from inference.results import service_requests
+from inference.spec import Formula, ImageClassifier
 from resources import queue
 from resources.errors import Gone, NotFound
 from resources.repository import Repository, Unit
@@ -138,16 +131,17 @@ class Analyzer:
         self._classify_all(by_model)
 
     def _prepare(self, job: queue.Job, task: dict, by_model: dict[str, list[_Input]]) -> bool:
-        """Run what needs no model now (PLCOm2012, a reused result, a bad input); add an image
-        to ``by_model``. True when the image was added."""
+        """Run what needs no network now (a formula, a reused result, a bad input); add an
+        image to ``by_model``. True when the image was added."""
         try:
             kind = analysis_of(task)
-            if kind == PLCO_KIND:
-                self._risk(job, task)
-                return False
-            spec = MODEL_FOR_ANALYSIS.get(kind)
+            spec = registry.BY_ANALYSIS.get(kind)
             if spec is None:
                 raise BadInput(f"Hearth has no model for analysis {kind!r}")
+            if isinstance(spec, Formula):
+                self._assess(job, task, spec)
+                return False
+            assert isinstance(spec, ImageClassifier)
             if self._from_earlier(job, task, kind):
                 return False
             by_model.setdefault(spec.name, []).append(self._select(job, task, spec))
@@ -187,7 +181,7 @@ class Analyzer:
                     raise LostLease(job.id)
                 return True
             result_ref = found.outputs[0][1]
-            reuse.link_request(u, result_ref, _service_requests(task))
+            reuse.link_request(u, result_ref, service_requests(task))
             high, uncertain = reuse.flags(u, kind, result_ref)
             business = str(found.task.get("businessStatus", {}).get("text", ""))
             done = tasks.completed(
@@ -231,7 +225,7 @@ class Analyzer:
         return self.repo.run(run)
 
     # -- select the input ----------------------------------------------------------------------
-    def _select(self, job: queue.Job, task: dict, spec: ModelSpec) -> _Input:
+    def _select(self, job: queue.Job, task: dict, spec: ImageClassifier) -> _Input:
         focus = str(task.get("focus", {}).get("reference", ""))
         res_type, _, res_id = focus.partition("/")
         subject = task.get("for", {}).get("reference")
@@ -246,8 +240,8 @@ class Analyzer:
             subject = subject or media.get("subject", {}).get("reference")
         else:
             raise BadInput(f"{spec.analysis} needs an ImagingStudy or Media focus, not {focus!r}")
-        if spec.mode == "RGB":
-            check_content(image)
+        if spec.check_image is not None:
+            spec.check_image(image)
         return _Input(job, task, image, subject, focus, effective)
 
     def _read(self, res_type: str, res_id: str) -> dict:
@@ -258,40 +252,35 @@ class Analyzer:
         assert stored.content is not None
         return stored.content
 
-    def _study_image(self, study: dict, spec: ModelSpec) -> tuple[Image.Image, str | None]:
-        """The first instance of the first series the model takes: a chest CR/DX series for the
-        pneumonia model, a photographic (XC, DMS) series for the skin model."""
+    def _study_image(self, study: dict, spec: ImageClassifier) -> tuple[Image.Image, str | None]:
+        """The first instance of the first series the model takes (``spec.series``: e.g. a chest
+        CR/DX series for the pneumonia model, a photographic series for the skin model)."""
         candidates = []
         for series in study.get("series", []):
-            if spec.mode == "L":
-                usable = is_chest_series(series)
-            else:
-                usable = series.get("modality", {}).get("code") in PHOTO_MODALITIES
-            if usable:
+            if spec.series(series):
                 candidates.extend(series.get("instance", []))
         if not candidates:
             modalities = sorted(
                 {s.get("modality", {}).get("code", "?") for s in study.get("series", [])}
             )
-            wanted = "a chest radiograph" if spec.mode == "L" else "a skin photograph (XC, DMS)"
-            raise BadInput(f"not {wanted} study: series modalities {modalities}")
+            raise BadInput(f"not {spec.wanted} study: series modalities {modalities}")
         if self.instance_path is None:
             raise BadInput("this worker has no DICOM instance store configured")
         path = self.instance_path(candidates[0]["uid"])
         if not path.exists():
             raise BadInput(f"instance {candidates[0]['uid']} is not in the instance store")
         ds = read_dicom(path.read_bytes())
-        if spec.mode == "L":
-            check_chest_radiograph(ds)
+        if spec.check_dicom is not None:
+            spec.check_dicom(ds)
         return dicom_image(ds), study.get("started")
 
-    def _media_image(self, media: dict, spec: ModelSpec) -> Image.Image:
+    def _media_image(self, media: dict, spec: ImageClassifier) -> Image.Image:
         content = media.get("content", {})
         data = self._attachment_bytes(content)
         if is_dicom(data):
             ds = read_dicom(data)
-            if spec.mode == "L":
-                check_chest_radiograph(ds)
+            if spec.check_dicom is not None:
+                spec.check_dicom(ds)
             return dicom_image(ds)
         return open_photo(data)
 
@@ -331,7 +320,7 @@ class Analyzer:
                 task_id=task_id,
                 subject=item.subject,
                 derived_from=str(item.derived_from),
-                based_on=_service_requests(item.task),
+                based_on=service_requests(item.task),
                 effective=item.effective,
             )
             extra = []
@@ -354,59 +343,10 @@ class Analyzer:
                 item.job, item.task, [device, observation, *extra], business, high, uncertain
             )
 
-    def _risk(self, job: queue.Job, task: dict) -> None:
-        patient_ref = str(task.get("focus", {}).get("reference", ""))
-        if not patient_ref.startswith("Patient/"):
-            raise BadInput(f"PLCOm2012 needs a Patient focus, not {patient_ref!r}")
-        patient_id = patient_ref.split("/", 1)[1]
-
-        def gather(u: Unit) -> tuple[dict, list[dict], list[dict]]:
-            patient = u.read("Patient", patient_id).content
-            responses = u.read_many(u.match("QuestionnaireResponse", [("subject", patient_ref)]))
-            observations = u.read_many(
-                u.match(
-                    "Observation",
-                    [
-                        ("subject", patient_ref),
-                        ("code", f"{plco_record.LOINC}|{plco_record.BMI_LOINC},"
-                                 f"{plco_record.LOINC}|{plco_record.SMOKING_STATUS_LOINC}"),
-                    ],
-                )
-            )  # fmt: skip
-            return patient, [r.content for r in responses], [o.content for o in observations]
-
-        try:
-            patient, responses, observations = self.repo.read(gather)
-        except NotFound as exc:
-            raise BadInput(f"{patient_ref} does not exist") from exc
-        try:
-            inputs, basis = plco_record.gather(patient, responses, observations, date.today())
-            risk = plco.six_year_risk(inputs)
-        except plco.MissingInputsError as exc:
-            raise BadInput(f"PLCOm2012 inputs missing: {', '.join(exc.missing)}") from exc
-        except plco.InvalidInputsError as exc:
-            raise BadInput(f"PLCOm2012 inputs invalid: {exc}") from exc
-        device = results.formula_device(
-            "plcom2012",
-            "PLCOm2012 six-year lung-cancer risk model",
-            PLCO_VERSION,
-            "Tammemägi MC et al. N Engl J Med 2013;368:728-736; threshold 1.51 % from "
-            "Tammemägi MC et al. PLoS Med 2014;11(12):e1001764.",
-        )
-        assessment = results.risk_assessment(
-            task_id=job.task_id,
-            device_id=device["id"],
-            subject=patient_ref,
-            risk=risk,
-            threshold=plco.THRESHOLD,
-            basis=basis,
-            based_on=_service_requests(task),
-        )
-        high = plco.screening_recommended(risk)
-        business = f"six-year risk {risk * 100:.2f} %" + (
-            " (screening recommended)" if high else ""
-        )
-        self._commit(job, task, [device, assessment], business, high, False)
+    def _assess(self, job: queue.Job, task: dict, spec: Formula) -> None:
+        """A formula: its result from the record as it is now (no batching, no reuse)."""
+        done = spec.assess(self.repo, task, job.task_id)
+        self._commit(job, task, done.resources, done.business, done.high_risk, False)
 
     def _commit(
         self,
@@ -465,11 +405,3 @@ class Analyzer:
 
 class LostLease(Exception):
     """Another worker took the job over (this one's lease expired)."""
-
-
-def _service_requests(task: dict) -> list[str]:
-    return [
-        r["reference"]
-        for r in task.get("basedOn", [])
-        if str(r.get("reference", "")).startswith("ServiceRequest/")
-    ]

@@ -32,6 +32,12 @@ def is_chest_series(series: dict) -> bool:
     return not site or THORAX_SNOMED in codes or bool(codes & CHEST_BODY_PARTS)
 
 
+def has_chest_modality(media: dict) -> bool:
+    """A Media whose ``modality`` is CR or DX (any coding system): a radiograph, not a photo."""
+    modality = {c.get("code") for c in media.get("modality", {}).get("coding", [])}
+    return bool(modality & CHEST_MODALITIES)
+
+
 class BadInput(ValueError):
     """The input cannot be analysed; the message is the Task's statusReason."""
 

@@ -25,7 +25,8 @@ from torch import nn
 
 from inference.networks import build_network
 from inference.preprocess import preprocess
-from inference.registry import MODELS, WEIGHTS_DIR, ModelSpec
+from inference.registry import MODELS
+from inference.spec import WEIGHTS_DIR, ImageClassifier
 
 
 class ModelIntegrityError(RuntimeError):
@@ -65,7 +66,7 @@ class Prediction:
 
 @dataclass
 class LoadedModel:
-    spec: ModelSpec
+    spec: ImageClassifier
     network: nn.Module
     metadata: dict
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from inference.registry import ColourMode
+from inference.spec import ColourMode
 
 
 def _to_pil(image: Image.Image | np.ndarray, mode: ColourMode) -> Image.Image:

@@ -13,23 +13,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from inference import registry
-from inference.codes import ANALYSES, TASK_REASON, analysis_concept
-from inference.registry import MODEL_FOR_ANALYSIS
+from inference.codes import TASK_REASON, analysis_concept
 from resources import queue
 from resources.repository import Unit, WriteResult
 from resources.store import instant, utcnow
 
 JOB_KIND = "ai-analysis"
-PLCO_KIND = "lung-cancer-risk-plcom2012"
-PLCO_VERSION = "plcom2012-nejm2013"
 TASK_IDENTIFIER = "http://hearth.local/fhir/sid/ai-task"
 
 
 def version_for(kind: str) -> str:
-    """The version of what performs ``kind`` now (the model's, or PLCOm2012's)."""
-    if kind == PLCO_KIND:
-        return PLCO_VERSION
-    return registry.version_of(MODEL_FOR_ANALYSIS[kind].name)
+    """The version of what performs ``kind`` now (the model's weights, or the formula's)."""
+    return registry.BY_ANALYSIS[kind].version()
 
 
 def task_key(kind: str, focus: str, version: str) -> str:
@@ -49,7 +44,8 @@ def request(
 ) -> WriteResult:
     """Create (or find) the Task for ``kind`` on ``focus`` and enqueue its job. A request made
     for a workflow case (``part_of`` → the case Task) is that case's own Task."""
-    if kind not in ANALYSES:
+    spec = registry.BY_ANALYSIS.get(kind)
+    if spec is None:
         raise ValueError(f"unknown analysis {kind!r}")
     key = task_key(kind, focus, version)
     if part_of:  # a case's own analysis: its results are recorded on that case
@@ -62,7 +58,7 @@ def request(
         "status": "requested",
         "intent": "order",
         "priority": "routine",
-        "code": analysis_concept(kind),
+        "code": analysis_concept(spec),
         "focus": {"reference": focus},
         "for": {"reference": subject} if subject else None,
         "authoredOn": instant(utcnow()),

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from resources.errors import Conflict, Forbidden, Invalid, PreconditionFailed
 from resources.repository import Repository, Unit, new_id
 from resources.store import Stored
-from workflow import appointments, reports
+from workflow import appointments
 from workflow.actors import Actor, role_concept, roles_of
 from workflow.definitions import CASE_SYSTEM, STEP_SYSTEM, CaseDefinition, Step, definition
+from workflow.effects import CONDITIONS, EFFECTS, StepDone
 from workflow.tasks import (
     add_io,
     business_status,
@@ -373,69 +374,32 @@ def _advance(
     u: Unit, case: Stored, case_def: CaseDefinition, step: Step, actor: Actor
 ) -> tuple[dict, bool]:
     """After ``step`` completed: the case shows its status, runs its effects, and the next
-    applicable step becomes ``requested`` (conditional ones that do not apply are cancelled)."""
+    applicable step becomes ``requested`` (conditional ones that do not apply are cancelled).
+    Effects and conditions are the registries of :mod:`workflow.effects`."""
     content = {
         **case.content,
         "businessStatus": business_status(step.done_status),
         "lastModified": now(),
     }
     steps = {code_of(s.content, STEP_SYSTEM): s for s in steps_of(u, case.res_id)}
-    deliver = False
-    for effect in step.effects:
-        if effect == "final-report":
-            report = reports.create_final_report(u, content, [s.content for s in steps.values()])
-            content = add_io(content, "output", "report", "valueReference", {"reference": report})
-            deliver = True
-        elif effect == "referral-if-high-risk" and True in io_values(content, "input", "high-risk"):
-            ref = _screening_referral(u, content, actor)
-            content = add_io(content, "output", "referral", "valueReference", {"reference": ref})
+    done = StepDone(u, content, case_def, [s.content for s in steps.values()], actor)
+    for name in step.effects:
+        EFFECTS[name](done)
+    content = done.case
     for nxt in case_def.after(step.id):
         stored = steps[nxt.id]
-        if nxt.when == "medication-prescribed" and not _prescribed(steps.values()):
-            reason = {"text": "not applicable: no medication was prescribed"}
-            _save(u, stored, with_status(stored.content, "cancelled", statusReason=reason))
-            continue
+        if nxt.when is not None:
+            condition = CONDITIONS[nxt.when]
+            if not condition.test(s.content for s in steps.values()):
+                reason = {"text": f"not applicable: {condition.unmet}"}
+                _save(u, stored, with_status(stored.content, "cancelled", statusReason=reason))
+                continue
         _save(u, stored, with_status(stored.content, "requested"))
         break
     else:
         content = {**content, "status": "completed"}
     u.update("Task", case.res_id, content)
-    return u.read("Task", case.res_id).content, deliver
-
-
-def _prescribed(steps: Iterable[Stored]) -> bool:
-    return any(
-        ref.get("reference", "").startswith("MedicationRequest/")
-        for s in steps
-        for ref in io_values(s.content, "output", "MedicationRequest")
-    )
-
-
-def _screening_referral(u: Unit, case: dict, actor: Actor) -> str:
-    """Referral to low-dose CT lung screening for a risk above the PLCOm2012 threshold."""
-    risk = io_values(case, "input", "ai-result")
-    body = {
-        "resourceType": "ServiceRequest",
-        "status": "active",
-        "intent": "order",
-        "priority": case.get("priority", "routine"),
-        "code": {
-            "coding": [
-                {
-                    "system": "http://snomed.info/sct",
-                    "code": "16334891000119106",
-                    "display": "Low dose computed tomography of thorax",
-                }
-            ],
-            "text": "Lung cancer screening (low-dose CT)",
-        },
-        "subject": case["for"],
-        "requester": {"reference": actor.reference},
-        "basedOn": case["basedOn"],
-        "authoredOn": now(),
-        "reasonReference": risk,
-    }
-    return u.create(body).stored.ref
+    return u.read("Task", case.res_id).content, done.deliver
 
 
 # -- the AI step --------------------------------------------------------------------------------

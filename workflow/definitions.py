@@ -1,11 +1,13 @@
 """Case definitions: the small JSON format of ``workflow/data/cases/*.json`` (docs/workflow.md),
 loaded and checked once when first needed, never at import time.
 
-A definition names the case, what its focus may be, which roles may start it, and its ordered
-steps; each step names the roles that perform it, the ``businessStatus`` the case shows once the
-step is done, the resource types its performer may record as outputs, an optional condition
-(``when``) and effects the engine runs on completion. Unknown keys, roles, conditions or effects
-stop the load with a message.
+A definition names the case, what its focus may be, which roles may start it, the analysis its
+AI step asks for (a model key of ``inference/models/``, read by ``fhir_server/events.py``), and
+its ordered steps; each step names the roles that perform it, the ``businessStatus`` the case
+shows once the step is done, the resource types its performer may record as outputs, an optional
+condition (``when``) and effects the engine runs on completion — both words of the registries in
+:mod:`workflow.effects`. Unknown keys, roles, conditions or effects, an AI step without an
+analysis or an analysis without an AI step stop the load with a message.
 """
 
 from __future__ import annotations
@@ -17,11 +19,10 @@ from importlib import resources as importlib_resources
 
 from resources.errors import NotFound
 from workflow.actors import ROLES
+from workflow.effects import CONDITIONS, EFFECTS
 
 CASE_SYSTEM = "http://hearth.local/fhir/CodeSystem/workflow-case"
 STEP_SYSTEM = "http://hearth.local/fhir/CodeSystem/workflow-step"
-CONDITIONS = frozenset({"medication-prescribed"})
-EFFECTS = frozenset({"final-report", "referral-if-high-risk"})
 _CASE_KEYS = {
     "id",
     "title",
@@ -30,6 +31,7 @@ _CASE_KEYS = {
     "startedBy",
     "reportCode",
     "startStatus",
+    "analysis",
     "steps",
 }
 _STEP_KEYS = {"id", "title", "performer", "doneStatus", "outputs", "when", "effects"}
@@ -61,6 +63,7 @@ class CaseDefinition:
     report_code: dict
     start_status: str
     steps: tuple[Step, ...]
+    analysis: str | None = None  # the model key (inference/models/) its AI step runs
 
     def step(self, step_id: str) -> Step:
         for s in self.steps:
@@ -88,7 +91,7 @@ def _step(case_id: str, raw: dict) -> Step:
         raise DefinitionError(f"{where}: unknown roles in {raw['performer']}")
     if raw.get("when") is not None and raw["when"] not in CONDITIONS:
         raise DefinitionError(f"{where}: unknown condition {raw['when']!r}")
-    if not set(raw.get("effects", ())) <= EFFECTS:
+    if not set(raw.get("effects", ())) <= set(EFFECTS):
         raise DefinitionError(f"{where}: unknown effects {raw['effects']}")
     return Step(
         id=raw["id"],
@@ -112,6 +115,11 @@ def parse(raw: dict) -> CaseDefinition:
         raise DefinitionError(f"case {raw['id']}: step ids repeat")
     if not steps or steps[0].when is not None:
         raise DefinitionError(f"case {raw['id']}: the first step must be unconditional")
+    has_ai_step = any("ai" in s.performer for s in steps)
+    if has_ai_step and not raw.get("analysis"):
+        raise DefinitionError(f"case {raw['id']}: an AI step needs the case's analysis (a model)")
+    if raw.get("analysis") and not has_ai_step:
+        raise DefinitionError(f"case {raw['id']}: analysis {raw['analysis']!r} but no AI step")
     return CaseDefinition(
         id=raw["id"],
         title=raw["title"],
@@ -121,6 +129,7 @@ def parse(raw: dict) -> CaseDefinition:
         report_code=raw["reportCode"],
         start_status=raw["startStatus"],
         steps=steps,
+        analysis=raw.get("analysis"),
     )
 
 

@@ -3,19 +3,23 @@ what the steps recorded: results, the study, the doctor's conclusion and the int
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from resources.repository import Unit
 from workflow.actors import roles_of
-from workflow.definitions import CASE_SYSTEM, definition
-from workflow.tasks import code_of, io_values, now
+from workflow.tasks import io_values, now
+
+if TYPE_CHECKING:
+    from workflow.definitions import CaseDefinition
 
 
 def _refs(values: list) -> list[str]:
     return [v["reference"] for v in values if isinstance(v, dict) and "reference" in v]
 
 
-def create_final_report(u: Unit, case: dict, steps: list[dict]) -> str:
-    """Create the ``final`` DiagnosticReport of ``case``; returns its reference."""
-    case_def = definition(code_of(case, CASE_SYSTEM) or "")
+def create_final_report(u: Unit, case: dict, steps: list[dict], case_def: CaseDefinition) -> str:
+    """Create the ``final`` DiagnosticReport of ``case`` (of type ``case_def``); returns its
+    reference."""
     results = _refs(io_values(case, "input", "ai-result"))
     conclusion, codes, interpreters = [], [], []
     for step in steps:

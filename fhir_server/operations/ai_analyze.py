@@ -3,7 +3,8 @@
 ``POST [base]/ImagingStudy/[id]/$ai-analyze`` (chest X-ray pneumonia), ``POST
 [base]/Media/[id]/$ai-analyze`` (skin lesion photo; a DICOM CR/DX Media: chest X-ray),
 ``POST [base]/Patient/[id]/$ai-analyze`` (PLCOm2012 lung-cancer risk). An optional Parameters
-body with ``analysis`` (valueCode) picks the analysis explicitly.
+body with ``analysis`` (valueCode) picks the analysis explicitly. Which analyses apply to which
+resource, and which is the default, each model declares (``inference/models/``).
 
 The Task is created once per analysis, focus and model version (asking again returns it). With
 ``Prefer: respond-async`` the reply is 202 with ``Content-Location`` → the Task, which a worker
@@ -19,22 +20,14 @@ from fhir_server.ai import analyzer
 from fhir_server.context import Context, FhirRequest, Reply
 from fhir_server.operations.registry import Operation
 from inference import tasks
-from inference.codes import ANALYSES
+from inference.registry import ANALYSES, default_analysis, operation_inputs
 from inference.worker_name import worker_name
 from resources import queue
 from resources.errors import Invalid
 from resources.repository import Unit
 
-DEFAULT_ANALYSIS = {
-    "ImagingStudy": "chest-xray-pneumonia",
-    "Media": "skin-lesion-classification",
-    "Patient": tasks.PLCO_KIND,
-}
-ALLOWED = {
-    "ImagingStudy": {"chest-xray-pneumonia"},
-    "Media": {"skin-lesion-classification", "chest-xray-pneumonia"},
-    "Patient": {tasks.PLCO_KIND},
-}
+# resource type -> the analysis kinds offered on it (the models' operation_inputs)
+ALLOWED = operation_inputs()
 SYNC_WAIT_SECONDS = 60.0
 
 
@@ -52,12 +45,10 @@ def _requested_analysis(req: FhirRequest, focus: dict) -> str:
                         expression=["Parameters.parameter.where(name='analysis').value"],
                     )
                 return str(kind)
-    res_type = str(req.res_type)
-    if res_type == "Media":
-        modality = {c.get("code") for c in focus.get("modality", {}).get("coding", [])}
-        if modality & {"CR", "DX"}:
-            return "chest-xray-pneumonia"
-    return DEFAULT_ANALYSIS[res_type]
+    kind = default_analysis(str(req.res_type), focus)
+    if kind is None:
+        raise Invalid(f"no analysis applies to this {req.res_type} by default; name one")
+    return kind
 
 
 def run(ctx: Context, req: FhirRequest) -> Reply:

@@ -33,7 +33,7 @@ from inference.metrics import classification_report, expected_calibration_error,
 from inference.networks import build_network
 from inference.predict import network_logits, sha256_of
 from inference.preprocess import preprocess
-from inference.registry import ModelSpec
+from inference.spec import ImageClassifier
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_ML = REPO.parent / "shared" / "data" / "ml"
@@ -76,7 +76,7 @@ class Recipe:
     bf16_autocast: bool = False
     seed: int = 20240611
     threads: int = 2
-    network: str = ""  # a key of inference.networks.NETWORKS to train instead of the model's own
+    network: str = ""  # a network the model declares (spec.networks) to train instead
     extra: dict = field(default_factory=dict)
 
 
@@ -99,7 +99,7 @@ def seed_everything(seed: int, threads: int, device: str = "cpu") -> torch.Gener
     return generator
 
 
-def load_split(path: Path, spec: ModelSpec, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+def load_split(path: Path, spec: ImageClassifier, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     with np.load(path) as data:
         images = data[f"{split}_images"]
         labels = data[f"{split}_labels"].reshape(-1).astype(np.int64)
@@ -241,7 +241,7 @@ def criterion_of(report: dict) -> float:
 
 
 def train(
-    spec: ModelSpec, data: Path, out: Path, recipe: Recipe, command: str, device: str = "cpu"
+    spec: ImageClassifier, data: Path, out: Path, recipe: Recipe, command: str, device: str = "cpu"
 ) -> dict:
     started, cpu_started = time.time(), time.process_time()
     generator = seed_everything(recipe.seed, recipe.threads, device)
@@ -446,7 +446,7 @@ def with_overrides(recipe: Recipe, pairs: list[str]) -> Recipe:
 
 
 def main_for(
-    spec: ModelSpec,
+    spec: ImageClassifier,
     module: str,
     doc: str,
     default_data: Path,

@@ -36,7 +36,8 @@ from inference.networks import build_network
 from inference.registry import MODELS
 from inference.training.common import REPO, evaluate, load_split
 
-SCRIPTS = {"train_skin": "skin", "train_pneumonia": "pneumonia"}
+# training script -> the model it trains (each model names its script: spec.training)
+SCRIPTS = {spec.training.rsplit(".", 1)[1]: name for name, spec in MODELS.items() if spec.training}
 
 
 def parse_variant(text: str) -> tuple[str, list[str]]:

@@ -9,7 +9,7 @@ anatomy is not mirror-symmetric). Temperature fitted on the validation split aft
 
 from __future__ import annotations
 
-from inference.registry import PNEUMONIA
+from inference.models.pneumonia import MODEL
 from inference.training.common import SHARED_ML, Recipe, main_for
 
 DEFAULT_DATA = SHARED_ML / "pneumoniamnist_trainval.npz"
@@ -39,7 +39,7 @@ def recipe(epochs: int) -> Recipe:
 
 def main(argv: list[str] | None = None) -> None:
     main_for(
-        PNEUMONIA,
+        MODEL,
         "inference.training.train_pneumonia",
         __doc__,
         DEFAULT_DATA,

@@ -11,7 +11,7 @@ sweep (two recipes x three seeds, all listed in docs/models.md).
 
 from __future__ import annotations
 
-from inference.registry import SKIN
+from inference.models.skin import MODEL
 from inference.training.common import SHARED_ML, Recipe, main_for
 
 DEFAULT_DATA = SHARED_ML / "ham10000_onelesion_64_trainval.npz"
@@ -45,7 +45,7 @@ def recipe(epochs: int) -> Recipe:
 
 def main(argv: list[str] | None = None) -> None:
     main_for(
-        SKIN, "inference.training.train_skin", __doc__, DEFAULT_DATA, DEFAULT_EPOCHS, recipe, argv
+        MODEL, "inference.training.train_skin", __doc__, DEFAULT_DATA, DEFAULT_EPOCHS, recipe, argv
     )
 
 

@@ -168,3 +168,36 @@ def test_clients_users_token_commands(tmp_path):
     assert weak.returncode != 0 and "10 to 1024" in weak.stderr
     verify = hearth("audit", "verify", env=env)
     assert verify.returncode == 0 and "intact" in verify.stdout
+
+
+def _imported_modules(path) -> set[str]:
+    """Every module ``path`` imports, at the top or inside a function."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return found
+
+
+def test_command_modules_form_no_import_cycle():
+    """``cli.py`` registers the commands of ``cli_ai.py``; neither imports the other back (the
+    shared settings helper is ``cli_settings.py``)."""
+    modules = {p.stem: p for p in (ROOT / "fhir_server").glob("cli*.py")}
+    graph = {
+        name: {m.removeprefix("fhir_server.") for m in _imported_modules(path)} & set(modules)
+        for name, path in modules.items()
+    }
+    assert "cli_ai" in graph["cli"]  # the edge that must stay one-way
+
+    def reaches(start: str, goal: str, seen: frozenset = frozenset()) -> bool:
+        return any(
+            n == goal or (n not in seen and reaches(n, goal, seen | {n})) for n in graph[start]
+        )
+
+    cycles = sorted(name for name in graph if reaches(name, name))
+    assert cycles == [], f"import cycle through {cycles}"

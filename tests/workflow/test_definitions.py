@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from workflow import effects
 from workflow.definitions import DefinitionError, definitions, parse
 
 
@@ -19,6 +20,49 @@ def test_shipped_definitions():
     ]
     assert imaging.start_status == "PENDING_AI"
     assert cases["skin-screening"].step("pharmacist-review").when == "medication-prescribed"
+    assert {c.id: c.analysis for c in cases.values()} == {
+        "skin-screening": "skin",
+        "imaging-review": "pneumonia",
+        "lung-risk": "plcom2012",
+    }
+
+
+def test_effects_and_conditions_are_the_registries_words():
+    """A definition may use exactly the words registered with ``@effect`` / ``@condition``."""
+    raw = {
+        "id": "x",
+        "title": "X",
+        "focus": ["Patient"],
+        "startedBy": ["doctor"],
+        "reportCode": {"code": "x"},
+        "startStatus": "NEW",
+        "steps": [
+            {"id": "a", "title": "A", "performer": ["doctor"], "doneStatus": "A"},
+            {
+                "id": "b",
+                "title": "B",
+                "performer": ["doctor"],
+                "doneStatus": "B",
+                "when": "second-opinion-wanted",
+                "effects": ["notify-registry"],
+            },
+        ],
+    }
+    with pytest.raises(DefinitionError, match="condition"):
+        parse(raw)
+    try:
+        effects.effect("notify-registry")(lambda done: None)
+        effects.condition("second-opinion-wanted", unmet="no second opinion")(lambda steps: True)
+        case = parse(raw)
+        assert case.step("b").when == "second-opinion-wanted"
+        assert case.step("b").effects == ("notify-registry",)
+        with pytest.raises(ValueError, match="registered twice"):
+            effects.effect("notify-registry")(lambda done: None)
+    finally:
+        effects.EFFECTS.pop("notify-registry", None)
+        effects.CONDITIONS.pop("second-opinion-wanted", None)
+    assert set(effects.EFFECTS) == {"final-report", "referral-if-high-risk"}
+    assert set(effects.CONDITIONS) == {"medication-prescribed"}
 
 
 @pytest.mark.parametrize(
@@ -58,6 +102,11 @@ def test_shipped_definitions():
         ),
         ({"steps": [{"id": "a", "title": "A", "performer": ["doctor"]}]}, "doneStatus is required"),
         ({"colour": "blue"}, "unknown keys"),
+        (
+            {"steps": [{"id": "a", "title": "A", "performer": ["ai"], "doneStatus": "X"}]},
+            "an AI step needs the case's analysis",
+        ),
+        ({"analysis": "skin"}, "but no AI step"),
     ],
 )
 def test_malformed_definitions_are_refused(change, message):
