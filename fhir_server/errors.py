@@ -73,6 +73,8 @@ def install(app: FastAPI) -> None:
         headers = {}
         if status == 401:
             headers["WWW-Authenticate"] = 'Bearer realm="hearth"'
+        if isinstance(exc, e.MethodNotAllowed) and exc.allow:
+            headers["Allow"] = ", ".join(exc.allow)
         return fhir_response(request, exc.outcome(), status=status, headers=headers)
 
     @app.exception_handler(StarletteHTTPException)
