@@ -17,7 +17,7 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
     out = cases.start_case(
         ctx.repo,
         actor,
-        p.text("caseType", fhir_type="code", required=True),
+        p.text("caseType", fhir_type="code", required=True) or "",
         p.reference("patient", required=True) or "",
         focus=p.reference("focus"),
         referred_to=p.reference("referredTo"),
