@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fhir_server.auth.scopes import Scopes
+from fhir_server.operations.parameters import Parameters
 from fhir_server.settings import Settings
 from resources.repository import Repository
 
@@ -74,6 +75,8 @@ class FhirRequest:
     res_type: str | None = None
     res_id: str | None = None
     vid: str | None = None
+    # An operation's inputs, read once by the router (fhir_server/operations/parameters.py)
+    params: Parameters = field(default_factory=lambda: Parameters(""))
 
     def resource_type(self) -> str:
         """``res_type`` of a type- or instance-level interaction (the router sets it for those)."""

@@ -80,6 +80,8 @@ def install(app: FastAPI) -> None:
             headers["WWW-Authenticate"] = 'Bearer realm="hearth"'
         if status == 503:
             headers["Retry-After"] = RETRY_AFTER
+        if isinstance(exc, e.MethodNotAllowed) and exc.allow:
+            headers["Allow"] = ", ".join(exc.allow)
         return fhir_response(request, exc.outcome(), status=status, headers=headers)
 
     async def _unavailable(request: Request, exc: Exception):  # type: ignore[no-untyped-def]

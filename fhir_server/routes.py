@@ -7,6 +7,7 @@ limit), runs the interaction in the thread pool, and renders its ``Reply``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
@@ -34,6 +35,7 @@ from fhir_server.interactions import (
     update,
     vread,
 )
+from fhir_server.operations.parameters import Parameters
 from fhir_server.operations.registry import operations
 from resources.errors import Invalid, MethodNotAllowed, NotFound
 from resources.store import ID_RE
@@ -123,6 +125,10 @@ def _refuse(exc: Invalid) -> Interaction:
 
 
 def _operation(name: str, level: str, res_type: str | None) -> Interaction:
+    """The interaction of an operation call, from its declaration (operations/spec.py): 404 for
+    an operation, level or type not declared; once the caller is authorized, 405 with ``Allow``
+    for a method not declared (FHIR R4 operations.html: GET only for operations that do not
+    affect state), then its inputs are read once into ``req.params`` and its handler runs."""
     op = operations().get(name)
     if (
         op is None
@@ -131,7 +137,19 @@ def _operation(name: str, level: str, res_type: str | None) -> Interaction:
     ):
         where = f"{res_type} " if res_type else ""
         raise NotFound(f"operation ${name} is not supported at {where}{level} level")
-    return op.handler
+
+    def call(ctx: Context, req: FhirRequest) -> Reply:
+        handler = op.handler_for(req.method)
+        if handler is None:
+            why = " (it changes state)" if op.affects_state and req.method == "GET" else ""
+            raise MethodNotAllowed(
+                f"${op.name} does not take {req.method}{why}: use {' or '.join(op.allow)}",
+                allow=op.allow,
+            )
+        params = Parameters.read(op.name, req.query, req.body, bare_resource=op.bare_resource)
+        return handler(ctx, replace(req, params=params))
+
+    return call
 
 
 def _op_body(request: Request) -> bool:

@@ -76,9 +76,16 @@ class Gone(FhirError):
 
 
 class MethodNotAllowed(FhirError):
-    """The interaction is not allowed here (405)."""
+    """The interaction is not allowed here (405); ``allow``: the methods that are (the
+    ``Allow`` header)."""
 
     issue_code = "not-supported"
+
+    def __init__(
+        self, diagnostics: str, issues: Iterable[Issue] | None = None, *, allow: Sequence[str] = ()
+    ) -> None:
+        super().__init__(diagnostics, issues)
+        self.allow = tuple(allow)
 
 
 class Conflict(FhirError):

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from fhir_server.context import Access, Context, FhirRequest
+from fhir_server.operations.registry import operations
 from resources.errors import Forbidden, Gone, Invalid, MethodNotAllowed, NotFound
 from resources.repository import Unit
 from resources.searching import Security, is_member, is_unreleased
@@ -32,30 +33,6 @@ PERM = {
     "conditional-delete": "d",
 }
 ENTRY_PERM = {"POST": "c", "PUT": "u", "PATCH": "u", "DELETE": "d"}
-# Operations and the permission each needs on its type; anything else is for admins only.
-# The permission an operation needs on its resource type (others: administrators only).
-OPERATION_PERM = {
-    "validate": "r",
-    "ai-analyze": "r",  # reading the focus; the analysis Task and results are derived from it
-    # the workflow (docs/workflow.md): the engine then checks the actor's role for each step
-    "start-case": "c",
-    "claim": "u",
-    "release": "u",
-    "complete": "u",
-    "deliver-report": "u",
-    "book": "c",
-    "cancel": "u",
-    "reschedule": "u",
-    "accept": "u",
-    # terminology (docs/terminology.md): reading code systems, value sets and concept maps
-    "lookup": "r",
-    "subsumes": "r",
-    "validate-code": "r",
-    "expand": "r",
-    "translate": "r",
-}
-# Operations that check the token's scopes themselves, type by type ($export: docs/bulk-export.md).
-SELF_AUTHORIZED = frozenset({"export"})
 ADMIN_ONLY_TYPES = frozenset({"AuditEvent"})
 # Types kept in the append-only audit log: administrators read, search and append (create);
 # update, patch and delete are refused (405), and so is any write inside a Bundle.
@@ -104,15 +81,7 @@ def authorize(
     if interaction in ("transaction", "batch"):
         _bundle(access, req.body)
     elif interaction == "operation":
-        name = req.path.rsplit("$", 1)[-1]
-        perm = OPERATION_PERM.get(name)
-        if name in SELF_AUTHORIZED:
-            pass
-        elif perm is None or res_type is None:
-            if not access.is_admin:
-                raise Forbidden(f"${name} is for administrators only")
-        else:
-            require(access, res_type, perm)
+        _operation(access, req)
     elif interaction == "search-system" or interaction == "history-system":
         types = {t for k, v in req.query if k == "_type" for t in v.split(",") if t}
         if interaction == "history-system":
@@ -135,6 +104,25 @@ def authorize(
             require(access, req.path.split("/")[0], "r")
     security = search_security(access, res_type)
     return replace(ctx, access=access, repo=ctx.repo.guarded(_guard(access), on_commit, security))
+
+
+def _operation(access: Access, req: FhirRequest) -> None:
+    """The permission the operation declares (``OPERATION.permission``,
+    fhir_server/operations/spec.py): a SMART permission on the type it is invoked on, an
+    administrator, or a valid token when the operation checks the scopes itself."""
+    name = req.path.rsplit("$", 1)[-1]
+    op = operations().get(name)
+    if op is None:
+        raise NotFound(f"operation ${name} is not supported")
+    permission = op.permission
+    if permission.self_checked:
+        return
+    if permission.admin or req.res_type is None:
+        if not access.is_admin:
+            raise Forbidden(f"${name} is for administrators only")
+        return
+    assert permission.type_perm is not None
+    require(access, req.res_type, permission.type_perm)
 
 
 def _chains(access: Access, query: list[tuple[str, str]]) -> None:

@@ -18,7 +18,7 @@ import time
 
 from fhir_server.ai import analyzer
 from fhir_server.context import Context, FhirRequest, Reply
-from fhir_server.operations.registry import Operation
+from fhir_server.operations.spec import Operation, Permission
 from inference import tasks
 from inference.registry import ANALYSES, default_analysis, operation_inputs
 from inference.worker_name import worker_name
@@ -32,19 +32,14 @@ SYNC_WAIT_SECONDS = 60.0
 
 
 def _requested_analysis(req: FhirRequest, focus: dict) -> str:
-    body = req.body
-    if isinstance(body, dict):
-        if body.get("resourceType") != "Parameters":
-            raise Invalid("$ai-analyze takes an optional Parameters body")
-        for p in body.get("parameter") or []:
-            if p.get("name") == "analysis":
-                kind = p.get("valueCode")
-                if kind not in ANALYSES:
-                    raise Invalid(
-                        f"unknown analysis {kind!r}; known: {sorted(ANALYSES)}",
-                        expression=["Parameters.parameter.where(name='analysis').value"],
-                    )
-                return str(kind)
+    kind = req.params.text("analysis", fhir_type="code")
+    if kind is not None:
+        if kind not in ANALYSES:
+            raise Invalid(
+                f"unknown analysis {kind!r}; known: {sorted(ANALYSES)}",
+                expression=["Parameters.parameter.where(name='analysis').value"],
+            )
+        return kind
     kind = default_analysis(str(req.res_type), focus)
     if kind is None:
         raise Invalid(f"no analysis applies to this {req.res_type} by default; name one")
@@ -94,4 +89,5 @@ OPERATION = Operation(
     types=frozenset(ALLOWED),
     methods=frozenset({"POST"}),
     affects_state=True,
+    permission=Permission.on_type("r"),  # reading the focus; the Task and results derive from it
 )

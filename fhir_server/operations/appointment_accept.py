@@ -5,13 +5,12 @@ tentative Slot ``busy``. Not proposed: 409."""
 from __future__ import annotations
 
 from fhir_server.context import Context, FhirRequest, Reply
-from fhir_server.operations.registry import Operation
-from fhir_server.workflow_http import actor_of, require_post
+from fhir_server.operations.spec import Operation, Permission
+from fhir_server.workflow_http import actor_of
 from workflow import appointments
 
 
 def run(ctx: Context, req: FhirRequest) -> Reply:
-    require_post(req, "accept")
     return Reply(200, appointments.accept(ctx.repo, actor_of(ctx, req), req.res_id or ""))
 
 
@@ -23,4 +22,7 @@ OPERATION = Operation(
     handler=run,
     methods=frozenset({"POST"}),
     affects_state=True,
+    permission=Permission.on_type(
+        "u"
+    ),  # the engine then checks the actor's role (docs/workflow.md)
 )

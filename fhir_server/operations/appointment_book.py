@@ -6,16 +6,15 @@ book it at once."""
 from __future__ import annotations
 
 from fhir_server.context import Context, FhirRequest, Reply
-from fhir_server.operations.registry import Operation
-from fhir_server.workflow_http import Params, actor_of, require_post
+from fhir_server.operations.spec import Operation, Permission
+from fhir_server.workflow_http import actor_of
 from resources.errors import Invalid
 from workflow import appointments
 
 
 def run(ctx: Context, req: FhirRequest) -> Reply:
-    require_post(req, "book")
     actor = actor_of(ctx, req)
-    p = Params(req.body)
+    p = req.params
     slot = p.reference("slot", required=True) or ""
     if not slot.startswith("Slot/"):
         raise Invalid("slot must reference a Slot")
@@ -24,7 +23,7 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
         actor,
         slot.removeprefix("Slot/"),
         p.reference("patient", required=True) or "",
-        reason=p.one("reason", "valueString"),
+        reason=p.text("reason", fhir_type="string"),
     )
     return Reply(201, appt, {"Location": f"{ctx.base}/Appointment/{appt['id']}/_history/1"})
 
@@ -37,4 +36,7 @@ OPERATION = Operation(
     handler=run,
     methods=frozenset({"POST"}),
     affects_state=True,
+    permission=Permission.on_type(
+        "c"
+    ),  # the engine then checks the actor's role (docs/workflow.md)
 )

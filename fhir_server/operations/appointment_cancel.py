@@ -4,15 +4,14 @@ Slot (optional ``reason`` valueString)."""
 from __future__ import annotations
 
 from fhir_server.context import Context, FhirRequest, Reply
-from fhir_server.operations.registry import Operation
-from fhir_server.workflow_http import Params, actor_of, require_post
+from fhir_server.operations.spec import Operation, Permission
+from fhir_server.workflow_http import actor_of
 from workflow import appointments
 
 
 def run(ctx: Context, req: FhirRequest) -> Reply:
-    require_post(req, "cancel")
     actor = actor_of(ctx, req)
-    reason = Params(req.body).one("reason", "valueString")
+    reason = req.params.text("reason", fhir_type="string")
     return Reply(200, appointments.cancel(ctx.repo, actor, req.res_id or "", reason=reason))
 
 
@@ -24,4 +23,7 @@ OPERATION = Operation(
     handler=run,
     methods=frozenset({"POST"}),
     affects_state=True,
+    permission=Permission.on_type(
+        "u"
+    ),  # the engine then checks the actor's role (docs/workflow.md)
 )

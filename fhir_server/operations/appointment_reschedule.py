@@ -5,16 +5,15 @@ answers 409."""
 from __future__ import annotations
 
 from fhir_server.context import Context, FhirRequest, Reply
-from fhir_server.operations.registry import Operation
-from fhir_server.workflow_http import Params, actor_of, require_post
+from fhir_server.operations.spec import Operation, Permission
+from fhir_server.workflow_http import actor_of
 from resources.errors import Invalid
 from workflow import appointments
 
 
 def run(ctx: Context, req: FhirRequest) -> Reply:
-    require_post(req, "reschedule")
     actor = actor_of(ctx, req)
-    slot = Params(req.body).reference("slot", required=True) or ""
+    slot = req.params.reference("slot", required=True) or ""
     if not slot.startswith("Slot/"):
         raise Invalid("slot must reference a Slot")
     appt = appointments.reschedule(ctx.repo, actor, req.res_id or "", slot.removeprefix("Slot/"))
@@ -29,4 +28,7 @@ OPERATION = Operation(
     handler=run,
     methods=frozenset({"POST"}),
     affects_state=True,
+    permission=Permission.on_type(
+        "u"
+    ),  # the engine then checks the actor's role (docs/workflow.md)
 )

@@ -10,28 +10,16 @@ like every other request.
 from __future__ import annotations
 
 from fhir_server.context import Context, FhirRequest, Reply
-from fhir_server.operations.registry import Operation
+from fhir_server.operations.spec import ADMIN, Operation
 from resources import audit
-from resources.bounds import INT8_MAX, whole
-from resources.errors import Invalid
 from resources.store import instant
 
 MAX_PAGE = 1000
 
 
-def _int(req: FhirRequest, name: str, default: int) -> int:
-    raw = req.param(name)
-    if raw is None:
-        return default
-    value = whole(raw)  # audit sequence numbers are bigint
-    if value is None:
-        raise Invalid(f"{name} must be a whole number from 0 to {INT8_MAX}, not {raw!r}")
-    return value
-
-
 def run(ctx: Context, req: FhirRequest) -> Reply:
-    after = _int(req, "after", 0)
-    count = min(_int(req, "_count", 100) or 100, MAX_PAGE)
+    after = req.params.integer("after") or 0
+    count = min(req.params.integer("_count") or 100, MAX_PAGE)
     rows = audit.page(ctx.repo.engine, after=after, limit=count)
     base = f"{ctx.base}/$audit-log"
     links = [{"relation": "self", "url": f"{base}?after={after}&_count={count}"}]
@@ -60,4 +48,5 @@ OPERATION = Operation(
     levels=frozenset({"system"}),
     handler=run,
     methods=frozenset({"GET"}),
+    permission=ADMIN,
 )

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 from fhir_server import terminology
 from fhir_server.context import Context, FhirRequest, Reply
-from fhir_server.operations.params import OpParams
-from fhir_server.operations.registry import Operation
+from fhir_server.operations.spec import Operation, Permission
 from fhir_server.operations.terminology_inputs import coding_parts
 from resources.errors import Invalid
 from terminology.lookup import lookup
 
 
 def run(ctx: Context, req: FhirRequest) -> Reply:
-    params = OpParams(req, "lookup")
+    params = req.params
     service = terminology.of(ctx)
     code, coding = params.text("code"), coding_parts(params, "coding")
     if (code is None) == (coding is None):
@@ -44,4 +43,5 @@ OPERATION = Operation(
     levels=frozenset({"type", "instance"}),
     handler=run,
     types=frozenset({"CodeSystem"}),
+    permission=Permission.on_type("r"),  # reading code systems, value sets, concept maps
 )

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from fhir_server import terminology
 from fhir_server.context import Context, FhirRequest, Reply
-from fhir_server.operations.params import OpParams
-from fhir_server.operations.registry import Operation
+from fhir_server.operations.parameters import Parameters
+from fhir_server.operations.spec import Operation, Permission
 from fhir_server.operations.terminology_inputs import coding_parts
 from resources.errors import Invalid
 from terminology.lookup import subsumes
 
 
-def _code(params: OpParams, which: str) -> tuple[str, str | None]:
+def _code(params: Parameters, which: str) -> tuple[str, str | None]:
     code, coding = params.text(f"code{which}"), coding_parts(params, f"coding{which}")
     if (code is None) == (coding is None):
         raise Invalid(f"$subsumes needs exactly one of code{which}, coding{which}")
@@ -25,7 +25,7 @@ def _code(params: OpParams, which: str) -> tuple[str, str | None]:
 
 
 def run(ctx: Context, req: FhirRequest) -> Reply:
-    params = OpParams(req, "subsumes")
+    params = req.params
     service = terminology.of(ctx)
     (a, sys_a), (b, sys_b) = _code(params, "A"), _code(params, "B")
     system = params.text("system")
@@ -52,4 +52,5 @@ OPERATION = Operation(
     levels=frozenset({"type", "instance"}),
     handler=run,
     types=frozenset({"CodeSystem"}),
+    permission=Permission.on_type("r"),  # reading code systems, value sets, concept maps
 )

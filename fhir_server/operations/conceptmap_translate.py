@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from fhir_server import terminology
 from fhir_server.context import Context, FhirRequest, Reply
-from fhir_server.operations.params import OpParams
-from fhir_server.operations.registry import Operation
+from fhir_server.operations.spec import Operation, Permission
 from fhir_server.operations.terminology_inputs import coded, target
 from resources.errors import Invalid
 from terminology import translate as tr
@@ -25,9 +24,9 @@ def _scope(cm: dict, key: str) -> str | None:
 
 
 def run(ctx: Context, req: FhirRequest) -> Reply:
-    params = OpParams(req, "translate")
+    params = req.params
     service = terminology.of(ctx)
-    reverse = params.flag("reverse")
+    reverse = params.boolean("reverse")
     items = coded(params)
     target_system = params.text("targetsystem")
     source_vs, target_vs = params.text("source"), params.text("target")
@@ -90,4 +89,5 @@ OPERATION = Operation(
     levels=frozenset({"type", "instance"}),
     handler=run,
     types=frozenset({"ConceptMap"}),
+    permission=Permission.on_type("r"),  # reading code systems, value sets, concept maps
 )

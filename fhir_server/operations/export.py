@@ -22,7 +22,7 @@ from datetime import datetime
 from urllib.parse import parse_qsl, urlencode
 
 from fhir_server.context import Access, Context, FhirRequest, Reply
-from fhir_server.operations.registry import Operation
+from fhir_server.operations.spec import Operation, Permission
 from resources import bulk_export
 from resources.compartments import compartment_params
 from resources.errors import Forbidden, Invalid, NotFound
@@ -31,30 +31,8 @@ from resources.validation import is_resource_type, resource_types
 
 OUTPUT_FORMATS = {"application/fhir+ndjson", "application/ndjson", "ndjson"}
 KNOWN = {"_outputFormat", "_since", "_type", "_typeFilter", "patient"}
-IGNORED = {"_format", "_pretty"}  # FHIR's own response-format parameters
 ADMIN_ONLY = frozenset({"AuditEvent"})
 BULKDATA = "http://hl7.org/fhir/uv/bulkdata"
-
-
-def _params(req: FhirRequest) -> list[tuple[str, str]]:
-    """(name, value) pairs from the query, or from a POST Parameters body."""
-    pairs = [(k, v) for k, v in req.query if k not in IGNORED]
-    body = req.body
-    if body is None:
-        return pairs
-    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
-        raise Invalid("POST $export takes a Parameters resource")
-    for i, p in enumerate(body.get("parameter") or []):
-        name = p.get("name")
-        value = next((v for k, v in p.items() if k.startswith("value")), None)
-        if isinstance(value, dict) and "reference" in value:
-            value = value["reference"]
-        if not isinstance(name, str) or not isinstance(value, str):
-            raise Invalid(
-                f"Parameters.parameter[{i}] needs a name and a string, instant or reference value"
-            )
-        pairs.append((name, value))
-    return pairs
 
 
 def _since(raw: str) -> str:
@@ -110,7 +88,7 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
     else:
         raise NotFound("$export is supported on [base], Patient, Patient/[id] and Group/[id]")
 
-    pairs = _params(req)
+    pairs = req.params.pairs()  # the query, or a POST's Parameters body
     since = None
     asked: list[str] | None = None
     filters: list[str] = []
@@ -235,4 +213,8 @@ OPERATION = Operation(
         ("Group", f"{BULKDATA}/OperationDefinition/group-export"),
     ),
     instantiates=f"{BULKDATA}/CapabilityStatement/bulk-data",
+    permission=Permission(
+        self_checked=True,
+        reason="run: only types the token may read at system or user level are exported",
+    ),
 )

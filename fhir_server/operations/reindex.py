@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 
 from fhir_server.context import Context, FhirRequest, Reply
-from fhir_server.operations.registry import Operation
+from fhir_server.operations.spec import ADMIN, Operation
 from resources import reindex
 
 
@@ -25,19 +25,23 @@ def _parameters(job: reindex.Job) -> dict:
     }
 
 
+def status(ctx: Context, req: FhirRequest) -> Reply:
+    """``GET [base]/$reindex?job=ID``: a job's progress (without ``job``: every unfinished
+    job). Changes nothing."""
+    job_id = req.params.text("job")
+    if job_id:
+        return Reply(200, _parameters(reindex.get(ctx.repo, job_id)))
+    jobs = reindex.unfinished(ctx.repo)
+    return Reply(
+        200,
+        {
+            "resourceType": "Parameters",
+            "parameter": [{"name": "job", "part": _parameters(j)["parameter"]} for j in jobs],
+        },
+    )
+
+
 def run(ctx: Context, req: FhirRequest) -> Reply:
-    if req.method == "GET":
-        job_id = req.param("job")
-        if job_id:
-            return Reply(200, _parameters(reindex.get(ctx.repo, job_id)))
-        jobs = reindex.unfinished(ctx.repo)
-        return Reply(
-            200,
-            {
-                "resourceType": "Parameters",
-                "parameter": [{"name": "job", "part": _parameters(j)["parameter"]} for j in jobs],
-            },
-        )
     job = reindex.start(ctx.repo, req.res_type)
     if req.prefer.get("respond-async") is not None:
         threading.Thread(target=reindex.run_to_end, args=(ctx.repo, job.id), daemon=True).start()
@@ -52,5 +56,8 @@ OPERATION = Operation(
     definition="http://hearth.local/fhir/OperationDefinition/reindex",
     levels=frozenset({"system", "type"}),
     handler=run,
+    methods=frozenset({"POST"}),
     affects_state=True,
+    poll=status,
+    permission=ADMIN,
 )

@@ -12,16 +12,15 @@ repeated), ``highRisk`` and ``uncertain`` (valueBoolean) — the HTTP form of
 from __future__ import annotations
 
 from fhir_server.context import Context, FhirRequest, Reply
-from fhir_server.operations.registry import Operation
-from fhir_server.workflow_http import Params, actor_of, require_post
+from fhir_server.operations.spec import Operation, Permission
+from fhir_server.workflow_http import actor_of
 from resources.errors import Forbidden, Invalid
 from workflow import cases, delivery
 
 
 def run(ctx: Context, req: FhirRequest) -> Reply:
-    require_post(req, "complete")
     actor = actor_of(ctx, req)
-    p = Params(req.body)
+    p = req.params
     task_id = req.res_id or ""
     if actor.role == "ai":
         task = ctx.repo.read(lambda u: u.read("Task", task_id)).content
@@ -46,9 +45,9 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
             actor,
             task_id,
             outputs=p.resources("output"),
-            conclusion=p.one("conclusion", "valueString"),
-            conclusion_code=p.one("conclusionCode", "valueCodeableConcept"),
-            note_text=p.one("note", "valueString"),
+            conclusion=p.text("conclusion", fhir_type="string"),
+            conclusion_code=p.complex("conclusionCode", "CodeableConcept"),
+            note_text=p.text("note", fhir_type="string"),
         )
     if out.deliver:
         s = ctx.settings
@@ -70,4 +69,7 @@ OPERATION = Operation(
     handler=run,
     methods=frozenset({"POST"}),
     affects_state=True,
+    permission=Permission.on_type(
+        "u"
+    ),  # the engine then checks the actor's role (docs/workflow.md)
 )

@@ -6,13 +6,12 @@ stays ``failed`` with its reason until this (or ``hearth worker``) succeeds. Ret
 from __future__ import annotations
 
 from fhir_server.context import Context, FhirRequest, Reply
-from fhir_server.operations.registry import Operation
-from fhir_server.workflow_http import actor_of, parameters, require_post
+from fhir_server.operations.spec import Operation, Permission
+from fhir_server.workflow_http import actor_of, parameters
 from workflow import delivery
 
 
 def run(ctx: Context, req: FhirRequest) -> Reply:
-    require_post(req, "deliver-report")
     actor_of(ctx, req).require(("admin",), "retrying a report delivery")
     s = ctx.settings
     done = delivery.deliver(
@@ -33,4 +32,5 @@ OPERATION = Operation(
     handler=run,
     methods=frozenset({"POST"}),
     affects_state=True,
+    permission=Permission.on_type("u"),  # and the admin role, checked below
 )

@@ -6,24 +6,23 @@ doctor), ``priority`` (valueCode), ``note`` (valueString). Returns the case Task
 from __future__ import annotations
 
 from fhir_server.context import Context, FhirRequest, Reply
-from fhir_server.operations.registry import Operation
-from fhir_server.workflow_http import Params, actor_of, require_post
+from fhir_server.operations.spec import Operation, Permission
+from fhir_server.workflow_http import actor_of
 from workflow import cases
 
 
 def run(ctx: Context, req: FhirRequest) -> Reply:
-    require_post(req, "start-case")
     actor = actor_of(ctx, req)
-    p = Params(req.body)
+    p = req.params
     out = cases.start_case(
         ctx.repo,
         actor,
-        p.one("caseType", "valueCode", required=True),
+        p.text("caseType", fhir_type="code", required=True) or "",
         p.reference("patient", required=True) or "",
         focus=p.reference("focus"),
         referred_to=p.reference("referredTo"),
-        priority=p.one("priority", "valueCode") or "routine",
-        note_text=p.one("note", "valueString"),
+        priority=p.text("priority", fhir_type="code") or "routine",
+        note_text=p.text("note", fhir_type="string"),
     )
     case = out.case
     return Reply(
@@ -41,4 +40,7 @@ OPERATION = Operation(
     handler=run,
     methods=frozenset({"POST"}),
     affects_state=True,
+    permission=Permission.on_type(
+        "c"
+    ),  # the engine then checks the actor's role (docs/workflow.md)
 )

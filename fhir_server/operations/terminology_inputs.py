@@ -6,7 +6,7 @@ and the code(s) it asks about (``code`` + ``system`` + ``display``, a ``coding``
 from __future__ import annotations
 
 from fhir_server.context import Context, FhirRequest
-from fhir_server.operations.params import OpParams
+from fhir_server.operations.parameters import Parameters
 from resources.errors import Invalid
 from terminology import Terminology
 from terminology.validate import Coded
@@ -15,7 +15,7 @@ from terminology.validate import Coded
 def target(
     ctx: Context,
     req: FhirRequest,
-    params: OpParams,
+    params: Parameters,
     service: Terminology,
     *,
     res_type: str,
@@ -28,7 +28,7 @@ def target(
     if req.res_id is not None:
         res_id = req.res_id
         return ctx.repo.read(lambda u: u.read(res_type, res_id)).content
-    given = params.resource(inline, res_type)
+    given = params.resource(inline, res_type, validate=True)
     if given is not None:
         return given
     url = params.text("url")
@@ -41,7 +41,7 @@ def target(
     return service.resolver.require(res_type, url, params.text(version))
 
 
-def coded(params: OpParams, *, system_param: str | None = "system") -> list[Coded]:
+def coded(params: Parameters, *, system_param: str | None = "system") -> list[Coded]:
     """The codes a call names: ``code`` (+ ``system``, ``display``), ``coding``, or each coding
     of ``codeableConcept``; exactly one of the three."""
     code, coding, concept = (
@@ -69,7 +69,7 @@ def _str(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def coding_parts(params: OpParams, name: str) -> tuple[str, str | None] | None:
+def coding_parts(params: Parameters, name: str) -> tuple[str, str | None] | None:
     """(code, system) of the Coding parameter ``name``, or None when it is not given."""
     coding = params.complex(name)
     if coding is None:

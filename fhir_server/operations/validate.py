@@ -8,30 +8,19 @@ OperationOutcome (200) listing every issue, or one informational issue when all 
 from __future__ import annotations
 
 from fhir_server.context import Context, FhirRequest, Reply
-from fhir_server.operations.registry import Operation
+from fhir_server.operations.spec import Operation, Permission
 from resources.errors import Invalid
 from resources.validation import validate_resource
 
 
-def _resource_from(req: FhirRequest) -> dict:
-    body = req.body
-    if isinstance(body, dict) and body.get("resourceType") == "Parameters":
-        for p in body.get("parameter") or []:
-            if p.get("name") == "resource" and isinstance(p.get("resource"), dict):
-                return p["resource"]
-        raise Invalid("Parameters for $validate carry no 'resource' part")
-    if not isinstance(body, dict):
-        raise Invalid("$validate needs a resource in the body")
-    return body
-
-
 def run(ctx: Context, req: FhirRequest) -> Reply:
-    if req.body is None:
+    resource = req.params.resource("resource")  # the body itself, or its 'resource' part
+    if resource is None:
+        if req.body is not None:
+            raise Invalid("Parameters for $validate carry no 'resource' part")
         if req.res_id is None:
             raise Invalid("$validate at type level needs a resource in the body")
         resource = ctx.repo.read(lambda u: u.read(req.res_type, req.res_id)).content
-    else:
-        resource = _resource_from(req)
     if req.res_type and resource.get("resourceType") != req.res_type:
         issues = [
             {
@@ -53,4 +42,6 @@ OPERATION = Operation(
     definition="http://hl7.org/fhir/OperationDefinition/Resource-validate",
     levels=frozenset({"type", "instance"}),
     handler=run,
+    bare_resource="resource",
+    permission=Permission.on_type("r"),
 )

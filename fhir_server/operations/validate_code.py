@@ -14,15 +14,14 @@ from __future__ import annotations
 
 from fhir_server import terminology
 from fhir_server.context import Context, FhirRequest, Reply
-from fhir_server.operations.params import OpParams
-from fhir_server.operations.registry import Operation
+from fhir_server.operations.spec import Operation, Permission
 from fhir_server.operations.terminology_inputs import coded, target
 from resources.errors import Invalid
 from terminology.validate import in_code_system, in_value_set
 
 
 def run(ctx: Context, req: FhirRequest) -> Reply:
-    params = OpParams(req, "validate-code")
+    params = req.params
     service = terminology.of(ctx)
     if req.res_type == "CodeSystem":
         items = coded(params, system_param=None)  # the code system is the one named
@@ -64,4 +63,5 @@ OPERATION = Operation(
     definitions=(
         ("CodeSystem", "http://hl7.org/fhir/OperationDefinition/CodeSystem-validate-code"),
     ),
+    permission=Permission.on_type("r"),  # reading code systems, value sets, concept maps
 )

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 from fhir_server import terminology
 from fhir_server.context import Context, FhirRequest, Reply
-from fhir_server.operations.params import OpParams
-from fhir_server.operations.registry import Operation
+from fhir_server.operations.spec import Operation, Permission
 from fhir_server.operations.terminology_inputs import target
 from terminology.expand import ExpandParams
 
 
 def run(ctx: Context, req: FhirRequest) -> Reply:
-    params = OpParams(req, "expand")
+    params = req.params
     service = terminology.of(ctx)
     vs = target(
         ctx, req, params, service, res_type="ValueSet", inline="valueSet", version="valueSetVersion"
@@ -29,9 +28,9 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
         filter=params.text("filter"),
         count=params.integer("count"),
         offset=params.integer("offset") or 0,
-        active_only=params.flag("activeOnly"),
-        include_designations=params.flag("includeDesignations"),
-        include_definition=params.flag("includeDefinition"),
+        active_only=params.boolean("activeOnly"),
+        include_designations=params.boolean("includeDesignations"),
+        include_definition=params.boolean("includeDefinition"),
     )
     return Reply(200, service.expander.expand(vs, options))
 
@@ -42,4 +41,5 @@ OPERATION = Operation(
     levels=frozenset({"type", "instance"}),
     handler=run,
     types=frozenset({"ValueSet"}),
+    permission=Permission.on_type("r"),  # reading code systems, value sets, concept maps
 )
