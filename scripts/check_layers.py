@@ -1,21 +1,23 @@
-"""Fail when a package imports one above it: fhir_server → workflow / inference / mappings →
-resources / terminology. (``make lint`` runs this.)"""
+"""Fail when a package imports a first-party package that docs/layers.toml does not allow it to
+(dependencies point down: fhir_server -> workflow / inference -> mappings / terminology ->
+resources), or when the package table in docs/architecture.md differs from that file.
+(``make lint`` and tests/test_layers.py run this; ``--write-docs`` rewrites the table.)"""
 
 from __future__ import annotations
 
 import ast
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# package -> packages it must not import
-FORBIDDEN = {
-    "resources": {"fhir_server", "workflow", "inference", "mappings", "terminology"},
-    "terminology": {"fhir_server", "workflow", "inference", "mappings"},
-    "mappings": {"fhir_server", "workflow", "inference"},
-    "inference": {"fhir_server", "workflow"},
-    "workflow": {"fhir_server"},
-}
+LAYERS = ROOT / "docs" / "layers.toml"
+DOC = ROOT / "docs" / "architecture.md"
+BEGIN, END = "<!-- layers:begin (generated from docs/layers.toml) -->", "<!-- layers:end -->"
+
+
+def packages() -> dict[str, dict]:
+    return tomllib.loads(LAYERS.read_text())["packages"]
 
 
 def imports(path: Path) -> set[str]:
@@ -29,16 +31,51 @@ def imports(path: Path) -> set[str]:
     return out
 
 
-def main() -> int:
+def violations(layers: dict[str, dict]) -> list[str]:
+    first_party = set(layers)
     bad = []
-    for package, forbidden in FORBIDDEN.items():
-        for path in sorted((ROOT / package).rglob("*.py")) if (ROOT / package).exists() else []:
-            for name in imports(path) & forbidden:
+    for package, spec in layers.items():
+        allowed = set(spec["may_import"]) | {package}
+        unknown = set(spec["may_import"]) - first_party
+        if unknown:
+            bad.append(f"docs/layers.toml: {package} may_import unknown {sorted(unknown)}")
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for name in sorted((imports(path) & first_party) - allowed):
                 bad.append(f"{path.relative_to(ROOT)} imports {name}")
+    return bad
+
+
+def table(layers: dict[str, dict]) -> str:
+    rows = ["| Package | Its job | May import |", "|---|---|---|"]
+    for package, spec in layers.items():
+        may = ", ".join(f"`{p}`" for p in spec["may_import"]) or "—"
+        rows.append(f"| `{package}/` | {spec['job']} | {may} |")
+    return "\n".join([BEGIN, *rows, END])
+
+
+def doc_with(layers: dict[str, dict], text: str) -> str:
+    start, end = text.index(BEGIN), text.index(END) + len(END)
+    return text[:start] + table(layers) + text[end:]
+
+
+def main(argv: list[str]) -> int:
+    layers = packages()
+    bad = [f"layer violation: {line}" for line in violations(layers)]
+    text = DOC.read_text()
+    if BEGIN not in text or END not in text:
+        bad.append(f"{DOC.relative_to(ROOT)} lacks the generated package table ({BEGIN})")
+    elif doc_with(layers, text) != text:
+        if "--write-docs" in argv:
+            DOC.write_text(doc_with(layers, text))
+        else:
+            bad.append(
+                f"{DOC.relative_to(ROOT)}: the package table differs from docs/layers.toml "
+                "(python scripts/check_layers.py --write-docs)"
+            )
     for line in bad:
-        print(f"layer violation: {line}")
+        print(line)
     return 1 if bad else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
