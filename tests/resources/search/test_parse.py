@@ -179,3 +179,32 @@ def test_asks_explain_whatever_the_value() -> None:
 )
 def test_chain_types_as_the_search_parses_them(name: str, types: tuple[str, ...] | None) -> None:
     assert chain_types(name) == types
+
+
+def test_search_request_parses_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``SearchRequest`` parses its query when built; the compiler takes that parse as it is."""
+    from resources.search import SearchEngine, compiler
+    from resources.searching import SearchRequest
+
+    req = SearchRequest(
+        res_type="Patient", query=[("name", "x"), ("_explain", "true"), ("_page", "c")]
+    )
+    assert req.explain and req.parsed.page == "c"
+    assert [c.name for c in req.parsed.criteria] == ["name"]
+    with pytest.raises(Invalid):
+        SearchRequest(res_type="Patient", query=[("_count", "many")])
+
+    def fail(query: object) -> None:
+        raise AssertionError("parsed a second time")
+
+    monkeypatch.setattr(compiler, "parse_query", fail)
+    compiled = SearchEngine().compile("Patient", req.parsed)
+    assert compiled.criteria == 1 and not compiled.unsupported
+
+
+@pytest.mark.parametrize("name", ["_page", "_explain"])
+def test_conditional_match_refuses_control_parameters(name: str) -> None:
+    from resources.search import SearchEngine
+
+    with pytest.raises(Invalid, match=name):
+        SearchEngine().match("Patient", [("name", "x"), (name, "true")])
