@@ -27,6 +27,7 @@ from resources.errors import Invalid, Issue
 from resources.repository import Unit
 from resources.schema import resource
 from resources.search import CompiledSearch, keys
+from resources.search.parse import ParsedQuery, parse_query
 from resources.search.tables import idx_reference
 from resources.shaping import select_elements, summarize
 from resources.store import StoredJSON
@@ -68,7 +69,9 @@ PK_WALK_MAX = (
 
 @dataclass
 class SearchRequest:
-    """A search as asked: type (None for system search), the query pairs, and options."""
+    """A search as asked: type (None for system search), the query pairs, and options.
+    ``parsed``: the query, parsed once here (``Invalid`` on a malformed result parameter) and
+    handed down to the compiler; ``explain`` is its ``_explain=true``."""
 
     res_type: str | None
     query: list[tuple[str, str]]
@@ -78,12 +81,19 @@ class SearchRequest:
     compartment: tuple[str, str] | None = None  # ("Patient", "123") for Patient/123/Observation
     path: str = ""  # request path below the FHIR base, for links
     slow_ms: float = 500.0
-    explain: bool = False
     extra_issues: list[Issue] = field(default_factory=list)
     security: Security | None = None  # what the caller may see; applies to includes too
     # The Bundle carries resources that need no shaping as their stored JSON text
     # (``orjson.Fragment``), for a caller that only dumps it with orjson (the HTTP response).
     raw: bool = False
+    parsed: ParsedQuery = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.parsed = parse_query(self.query)
+
+    @property
+    def explain(self) -> bool:
+        return self.parsed.explain
 
 
 def _encode(values: list, pk: int) -> str:
@@ -139,10 +149,10 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
     """Execute ``req`` and return the searchset Bundle."""
     engine = unit.repo.search
     started = time.perf_counter()
-    query = [(k, v) for k, v in req.query if k not in ("_page", "_explain")]
+    query = req.parsed.pairs  # without _page and _explain
     # Chains and _has see only what the caller may read: a criterion on a row it cannot read
     # matches as if the row did not exist.
-    compiled = engine.compile(req.res_type, query, visible=visible_in(req.security))
+    compiled = engine.compile(req.res_type, req.parsed, visible=visible_in(req.security))
     result = compiled.result
     issues = list(req.extra_issues) + [
         Issue("not-supported", f"parameter {u.name!r} ignored: {u.reason}", severity="warning")
@@ -171,7 +181,7 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
     if req.security is not None:
         base_stmt = base_stmt.where(*_secured(req.security, req.res_type))
     sort_keys = engine.sort_keys(req.res_type, result.sort) if result.sort else []
-    cursor = next((v for k, v in req.query if k == "_page"), None)
+    cursor = req.parsed.page
 
     total = None
     if req.explain:

@@ -5,7 +5,6 @@ filter, applied to the matches, the counts and every ``_include``/``_revinclude`
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -13,6 +12,7 @@ from fhir_server.context import Access, Context, FhirRequest
 from fhir_server.operations.registry import operations
 from resources.errors import Forbidden, Gone, Invalid, MethodNotAllowed, NotFound
 from resources.repository import Unit
+from resources.search.parse import asks_explain, chain_types
 from resources.searching import Security, is_member, is_unreleased
 from resources.transaction import Entry, entry_list, parse_entries, parse_entry
 
@@ -74,7 +74,7 @@ def authorize(
     """Check ``interaction`` against ``access``; return the request's own Context, whose
     repository carries the compartment guard and the audit hook of its writes."""
     res_type = req.res_type
-    if any(k == "_explain" for k, _ in req.query) and not access.is_admin:
+    if asks_explain(req.query) and not access.is_admin:
         raise Forbidden("_explain shows the server's SQL: administrators only")
     if interaction.startswith("search"):
         _chains(access, req.query)
@@ -130,9 +130,9 @@ def _chains(access: Access, query: list[tuple[str, str]]) -> None:
     the token must be able to search each type they name; a chain that names no type
     (``subject.name``) needs search access to every type."""
     for key, _ in query:
-        if "." not in key and not key.startswith("_has:"):
+        named = chain_types(key)  # the search's own parser: None when not a chain (or invalid)
+        if named is None:
             continue
-        named = _CHAIN_TYPE.findall(key)
         if not named:
             if access.scopes.types_for("s") is not None:
                 raise Forbidden(
@@ -142,9 +142,6 @@ def _chains(access: Access, query: list[tuple[str, str]]) -> None:
             continue
         for res_type in named:
             require(access, res_type, "s")
-
-
-_CHAIN_TYPE = re.compile(r"(?:^_has|[.:]_has)?:([A-Z][A-Za-z]+)")
 
 
 def _entries(body: dict) -> list[Entry]:
@@ -181,7 +178,7 @@ def _bundle(access: Access, body: object) -> None:
             for perm in perms:
                 require(access, str(e.res_type), perm)
             if e.method in ("GET", "HEAD") and e.res_id is None:
-                if any(k == "_explain" for k, _ in e.query) and not access.is_admin:
+                if asks_explain(e.query) and not access.is_admin:
                     raise Forbidden("_explain shows the server's SQL: administrators only")
                 _chains(access, e.query)
         except Forbidden as exc:

@@ -43,7 +43,6 @@ def search_bundle(
         compartment=compartment,
         path=path if path is not None else (res_type or ""),
         slow_ms=ctx.settings.slow_query_ms,
-        explain=any(k == "_explain" and v == "true" for k, v in query),
         security=search_security(ctx.access, res_type),
         raw=raw,
     )

@@ -16,7 +16,13 @@ from resources.search import writer
 from resources.search.compiler import CompiledSearch, Compiler, SortIndex, Visible
 from resources.search.definitions import SearchParam, SearchParameterRegistry
 from resources.search.indexer import Indexer
-from resources.search.parse import Include, ResultParams, Unsupported, parse_query
+from resources.search.parse import (
+    Include,
+    ParsedQuery,
+    ResultParams,
+    Unsupported,
+    parse_query,
+)
 from resources.search.tables import INDEX_TABLES, index_tables
 from resources.search.token import CodeSets
 
@@ -25,6 +31,7 @@ __all__ = [
     "CodeSets",
     "CompiledSearch",
     "Include",
+    "ParsedQuery",
     "ResultParams",
     "SearchEngine",
     "SearchParam",
@@ -93,10 +100,12 @@ class SearchEngine:
 
     # -- search --------------------------------------------------------------------------------
     def compile(
-        self, res_type: str | None, query: Query, *, visible: Visible | None = None
+        self, res_type: str | None, query: Query | ParsedQuery, *, visible: Visible | None = None
     ) -> CompiledSearch:
         """``SELECT pk`` (resource primary keys, each once) for a type-level search (or a
-        system-level one, with ``res_type=None``); unknown parameters come back in
+        system-level one, with ``res_type=None``), from the query pairs or the query parsed once
+        by the caller (``parse_query``; ``_page`` and ``_explain`` are the caller's to apply);
+        unknown parameters come back in
         ``unsupported``, result parameters in ``result``. ``visible``: the caller's security
         filter for the resources chains and ``_has`` look into (None: all)."""
         return self.compiler.compile(res_type, query, visible=visible)
@@ -104,11 +113,16 @@ class SearchEngine:
     def match(self, res_type: str, query: Query, *, visible: Visible | None = None) -> sa.Select:
         """The select for conditional create/update/delete, where every criterion must be
         applied: unknown parameters raise ``Invalid``, and result parameters are ignored."""
-        compiled = self.compiler.compile(res_type, query, visible=visible)
-        if compiled.unsupported:
+        parsed = parse_query(query)
+        compiled = self.compiler.compile(res_type, parsed, visible=visible)
+        unsupported = [
+            Unsupported(name, value, f"{name} pages or explains a search; it is not a criterion")
+            for name, value in parsed.control
+        ] + compiled.unsupported
+        if unsupported:
             raise Invalid(
                 "search parameters not understood: "
-                + "; ".join(f"{u.name}: {u.reason}" for u in compiled.unsupported)
+                + "; ".join(f"{u.name}: {u.reason}" for u in unsupported)
             )
         return compiled.select
 

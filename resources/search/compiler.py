@@ -28,20 +28,10 @@ import sqlalchemy as sa
 
 from resources.errors import Invalid
 from resources.schema import resource
-from resources.search import (
-    composite,
-    date,
-    keys,
-    number,
-    quantity,
-    reference,
-    special,
-    string,
-    token,
-    uri,
-)
+from resources.search import keys, special
 from resources.search.clauses import HasParts, PkSet, Target, missing
 from resources.search.definitions import SearchParam, SearchParameterRegistry
+from resources.search.param_types import SEARCH_TYPES
 from resources.search.parse import (
     HasLink,
     Link,
@@ -50,39 +40,8 @@ from resources.search.parse import (
     Unsupported,
     parse_query,
 )
-from resources.search.tables import (
-    idx_composite,
-    idx_date,
-    idx_number,
-    idx_quantity,
-    idx_reference,
-    idx_string,
-    idx_token,
-    idx_uri,
-)
-
-TABLE_OF = {
-    "string": idx_string,
-    "token": idx_token,
-    "reference": idx_reference,
-    "date": idx_date,
-    "number": idx_number,
-    "quantity": idx_quantity,
-    "uri": idx_uri,
-    "composite": idx_composite,
-}
-
-MODIFIERS = {
-    "string": string.MODIFIERS,
-    "token": token.MODIFIERS,
-    "reference": reference.MODIFIERS,
-    "date": date.MODIFIERS,
-    "number": number.MODIFIERS,
-    "quantity": quantity.MODIFIERS,
-    "uri": uri.MODIFIERS,
-    "composite": composite.MODIFIERS,
-    "special": frozenset({"missing"}),
-}
+from resources.search.tables import idx_reference, idx_token
+from resources.search.token import CodeSets
 
 MAX_CHAIN = 4  # links in one chain, and nested _has, at most
 
@@ -175,7 +134,7 @@ class Compiler:
         self.registry = registry
         self.base_urls = tuple(b.rstrip("/") for b in base_urls)
         # token :in / :not-in / :below / :above ask this (the application plugs it in)
-        self.terminology: token.CodeSets | None = None
+        self.terminology: CodeSets | None = None
         self.visible: Visible | None = None
 
     # -- entry points --------------------------------------------------------------------------
@@ -281,32 +240,18 @@ class Compiler:
                 raise _Unknown(f"modifier :{modifier} is not supported on _lastUpdated")
             return special.last_updated_clause(values, res_types)
         param = self._param(res_types, code)
-        if modifier is not None and modifier not in MODIFIERS[param.type]:
-            if not (param.type == "reference" and self._is_type_modifier(param, modifier)):
+        stype = SEARCH_TYPES[param.type]
+        if modifier is not None and modifier not in stype.modifiers:
+            if not (stype.type_modifiers and self._is_type_modifier(param, modifier)):
                 raise _Unknown(f"modifier :{modifier} is not supported on {param.type} {code!r}")
         target = self._target(res_types, param)
         if modifier == "missing":
             if len(values) != 1:
                 raise Invalid(":missing takes one value, true or false")
-            return missing(TABLE_OF.get(param.type, idx_token), target.idents, values[0], res_types)
-        ptype = param.type
-        if ptype == "string":
-            return string.clause(target, modifier, values)
-        if ptype == "token":
-            return token.clause(target, modifier, values, self.terminology)
-        if ptype == "reference":
-            return reference.clause(target, modifier, values, self.base_urls)
-        if ptype == "date":
-            return date.clause(target, modifier, values)
-        if ptype == "number":
-            return number.clause(target, modifier, values)
-        if ptype == "quantity":
-            return quantity.clause(target, modifier, values)
-        if ptype == "uri":
-            return uri.clause(target, modifier, values)
-        if ptype == "composite":
-            return composite.clause(target, modifier, values, self.registry)
-        return special.special_clause(code)
+            # a type without index rows (special) has no value anywhere: any table answers
+            table = stype.table if stype.table is not None else idx_token
+            return missing(table, target.idents, values[0], res_types)
+        return stype.clause(target, modifier, values, self)
 
     def _is_type_modifier(self, param: SearchParam, modifier: str) -> bool:
         """Any resource type: stored data does not always keep to the declared targets."""
@@ -470,9 +415,10 @@ class Compiler:
             return None
         code, desc = keys_[0]
         param = self.registry.get(res_type, code)
-        if param is None or param.type not in ("date", "number"):
+        stype = SEARCH_TYPES[param.type] if param is not None else None
+        if stype is None or not stype.sort_walk or stype.table is None:
             return None
-        table = TABLE_OF[param.type]
+        table = stype.table
         return SortIndex(table, "high" if desc else "low", keys.identity(res_type, code), desc)
 
     def _sort_expr(
@@ -487,16 +433,8 @@ class Compiler:
             param = self._param(types, code)
         except _Unknown as exc:
             raise Invalid(f"cannot sort by {code!r}: {exc}") from exc
-        table = TABLE_OF.get(param.type)
-        columns = {
-            "string": ("value_norm", "value_norm"),
-            "token": ("value", "value"),
-            "reference": ("target_id", "target_id"),
-            "date": ("low", "high"),
-            "number": ("low", "high"),
-            "quantity": ("low", "high"),
-            "uri": ("uri", "uri"),
-        }.get(param.type)
+        stype = SEARCH_TYPES[param.type]
+        table, columns = stype.table, stype.sort
         if table is None or columns is None:
             raise Invalid(f"cannot sort by the {param.type} parameter {code!r}")
         col = table.c[columns[1] if desc else columns[0]]

@@ -12,25 +12,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 
 import sqlalchemy as sa
 
-from resources.search import (
-    composite,
-    date,
-    keys,
-    number,
-    quantity,
-    reference,
-    string,
-    token,
-    uri,
-)
+from resources.search import keys
 from resources.search.definitions import SearchParam, SearchParameterRegistry
 from resources.search.extract import ExpressionPlan
+from resources.search.param_types import SEARCH_TYPES, IndexFn
 from resources.search.tables import COLUMNS
 
 log = logging.getLogger(__name__)
@@ -38,23 +28,13 @@ log = logging.getLogger(__name__)
 # Parameters answered from the resource table itself, or not indexable.
 NOT_INDEXED = frozenset({"_id", "_lastUpdated", "_text", "_content", "_query", "_list"})
 
-IndexFn = Callable[[int, list, list], None]
-_INDEX_FN: dict[str, IndexFn] = {
-    "string": string.index,
-    "token": token.index,
-    "date": date.index,
-    "number": number.index,
-    "quantity": quantity.index,
-    "uri": uri.index,
-}
-
 
 @dataclass
 class _Entry:
     param: SearchParam
     ident: int
     plan: ExpressionPlan
-    index: Callable[[int, list, dict, list], None]
+    index: IndexFn
 
 
 class Indexer:
@@ -88,7 +68,10 @@ class Indexer:
     def _build(self, res_type: str) -> list[_Entry]:
         entries = []
         for code, param in sorted(self.registry.for_type(res_type).items()):
-            if code in NOT_INDEXED or not param.expression or param.type == "special":
+            if code in NOT_INDEXED or not param.expression:
+                continue
+            stype = SEARCH_TYPES.get(param.type)
+            if stype is None or stype.index is None:
                 continue
             try:
                 plan = ExpressionPlan(res_type, param.expression, allow_fast=self.allow_fast)
@@ -97,24 +80,9 @@ class Indexer:
                 continue
             if not plan.parts:
                 continue
-            entries.append(
-                _Entry(param, keys.identity(res_type, code), plan, self._fn(param, res_type))
-            )
+            index = stype.index(param, res_type, self)
+            entries.append(_Entry(param, keys.identity(res_type, code), plan, index))
         return entries
-
-    def _fn(self, param: SearchParam, res_type: str) -> Callable[[int, list, dict, list], None]:
-        if param.type == "composite":
-            try:
-                comp = composite.CompositeIndexer(param, self.registry, res_type)
-            except Exception:  # noqa: BLE001 - NotSupported layouts are simply not indexed
-                log.info("composite %s is not indexed", param.url)
-                return lambda ident, values, resource, out: None
-            return lambda ident, values, resource, out: comp.index(ident, values, resource, out)
-        if param.type == "reference":
-            ref = partial(reference.index, bases=self.base_urls)
-            return lambda ident, values, resource, out: ref(ident, values, out)
-        fn = _INDEX_FN[param.type]
-        return lambda ident, values, resource, out: fn(ident, values, out)
 
     def raw_rows(self, resource: dict) -> set[tuple[sa.Table, tuple]]:
         """The distinct rows as (table, values in column order without res_pk)."""

@@ -22,6 +22,10 @@ RESULT_PARAMS = frozenset(
     }
 )  # fmt: skip
 
+# Parameters that control how a search runs, neither what it finds nor what it returns: the
+# keyset paging cursor, and ``_explain=true`` (the SQL and its plan, for operators).
+CONTROL_PARAMS = frozenset({"_page", "_explain"})
+
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 
 
@@ -160,6 +164,31 @@ def parse_name(name: str) -> tuple[tuple[HasLink, ...], tuple[Link, ...]]:
     return tuple(has), tuple(links)
 
 
+_TYPE_NAME = re.compile(r"^[A-Z][A-Za-z]+$")
+
+
+def chain_types(name: str) -> tuple[str, ...] | None:
+    """The resource types a chained (``subject:Patient.name``) or reverse-chained
+    (``_has:Observation:patient:code``) parameter looks into, as its name gives them: each
+    ``_has`` source type and each ``:Type`` of a chain link (empty: a chain naming no type,
+    ``subject.name``). None: the name is neither, or not a valid name (then it is not applied)."""
+    if "." not in name and not name.startswith("_has:"):
+        return None
+    try:
+        has, path = parse_name(name)
+    except Invalid:
+        return None
+    if not has and len(path) < 2:
+        return None
+    named = [h.res_type for h in has] + [link.modifier or "" for link in path]
+    return tuple(t for t in named if _TYPE_NAME.match(t))
+
+
+def asks_explain(query: Sequence[tuple[str, str]]) -> bool:
+    """Whether the query has an ``_explain`` parameter, whatever its value."""
+    return any(name == "_explain" for name, _ in query)
+
+
 def reject_nul(name: str, value: str) -> None:
     """400 for a NUL character in a parameter's name or value: no FHIR value contains one
     (R4 datatypes.html#string) and PostgreSQL text cannot hold one."""
@@ -170,10 +199,19 @@ def reject_nul(name: str, value: str) -> None:
 # -- the whole query -----------------------------------------------------------------------
 @dataclass
 class ParsedQuery:
+    """A search query parsed once: the criteria, the result parameters, ``_type``, what could
+    not be parsed, and the control parameters (``CONTROL_PARAMS``): ``page`` (the ``_page``
+    cursor), ``explain`` (``_explain=true``), ``control`` (each as given). ``pairs``: the query
+    without the control parameters, in order (what a ``self`` link shows)."""
+
     criteria: list[Criterion]
     result: ResultParams
     types: list[str] | None  # _type, for a system search
     unsupported: list[Unsupported]
+    page: str | None = None
+    explain: bool = False
+    control: list[tuple[str, str]] = field(default_factory=list)
+    pairs: list[tuple[str, str]] = field(default_factory=list)
 
 
 def parse_query(query: Sequence[tuple[str, str]]) -> ParsedQuery:
@@ -181,8 +219,14 @@ def parse_query(query: Sequence[tuple[str, str]]) -> ParsedQuery:
     result = ResultParams()
     types: list[str] | None = None
     unsupported: list[Unsupported] = []
+    control: list[tuple[str, str]] = []
+    pairs: list[tuple[str, str]] = []
     for name, value in query:
+        if name in CONTROL_PARAMS:  # checked where they are used (the cursor's decoder)
+            control.append((name, value))
+            continue
         reject_nul(name, value)
+        pairs.append((name, value))
         base = name.split(":", 1)[0]
         if base in RESULT_PARAMS:
             _result_param(result, name, value)
@@ -198,7 +242,9 @@ def parse_query(query: Sequence[tuple[str, str]]) -> ParsedQuery:
             continue
         values = tuple(split_escaped(value, ","))
         criteria.append(Criterion(name, value, has, path, values))
-    return ParsedQuery(criteria, result, types, unsupported)
+    page = next((v for k, v in control if k == "_page"), None)
+    explain = any(k == "_explain" and v == "true" for k, v in control)
+    return ParsedQuery(criteria, result, types, unsupported, page, explain, control, pairs)
 
 
 def _result_param(result: ResultParams, name: str, value: str) -> None:

@@ -11,6 +11,8 @@ from resources.search.parse import (
     HasLink,
     Include,
     Link,
+    asks_explain,
+    chain_types,
     parse_name,
     parse_query,
     split_escaped,
@@ -135,3 +137,74 @@ def test_type_and_bad_names() -> None:
     parsed = parse_query([("_type", "Patient,Group"), ("bad name", "x")])
     assert parsed.types == ["Patient", "Group"]
     assert [u.name for u in parsed.unsupported] == ["bad name"]
+
+
+def test_control_parameters_are_parsed_once_and_kept_apart() -> None:
+    """``_page`` and ``_explain`` are neither criteria nor result parameters: the parsed query
+    carries them (the search runner reads them there), and ``pairs`` is the rest, in order."""
+    parsed = parse_query(
+        [("name", "x"), ("_page", "abc"), ("_explain", "true"), ("_count", "5"), ("gender", "f")]
+    )
+    assert [c.name for c in parsed.criteria] == ["name", "gender"]
+    assert not parsed.unsupported
+    assert parsed.page == "abc"
+    assert parsed.explain is True
+    assert parsed.control == [("_page", "abc"), ("_explain", "true")]
+    assert parsed.pairs == [("name", "x"), ("_count", "5"), ("gender", "f")]
+    assert parse_query([("_explain", "false")]).explain is False
+    assert parse_query([("name", "x")]).page is None
+
+
+def test_asks_explain_whatever_the_value() -> None:
+    assert asks_explain([("_explain", "false")])
+    assert not asks_explain([("name", "_explain")])
+
+
+@pytest.mark.parametrize(
+    ("name", "types"),
+    [
+        ("name", None),
+        ("subject:Patient", None),
+        ("subject.name", ()),
+        ("subject:Patient.name", ("Patient",)),
+        ("subject:Patient.name:exact", ("Patient",)),
+        ("subject:Patient.organization:Organization.name", ("Patient", "Organization")),
+        ("_has:Observation:patient:code", ("Observation",)),
+        ("_has:Observation:patient:_has:AuditEvent:entity:agent", ("Observation", "AuditEvent")),
+        ("_has:Observation:subject:has-member.value-quantity", ("Observation",)),
+        ("_has:observation:patient:code", ()),
+        ("_has:Observation", None),  # not a valid name: never applied
+        ("subject.na me", None),
+    ],
+)
+def test_chain_types_as_the_search_parses_them(name: str, types: tuple[str, ...] | None) -> None:
+    assert chain_types(name) == types
+
+
+def test_search_request_parses_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``SearchRequest`` parses its query when built; the compiler takes that parse as it is."""
+    from resources.search import SearchEngine, compiler
+    from resources.searching import SearchRequest
+
+    req = SearchRequest(
+        res_type="Patient", query=[("name", "x"), ("_explain", "true"), ("_page", "c")]
+    )
+    assert req.explain and req.parsed.page == "c"
+    assert [c.name for c in req.parsed.criteria] == ["name"]
+    with pytest.raises(Invalid):
+        SearchRequest(res_type="Patient", query=[("_count", "many")])
+
+    def fail(query: object) -> None:
+        raise AssertionError("parsed a second time")
+
+    monkeypatch.setattr(compiler, "parse_query", fail)
+    compiled = SearchEngine().compile("Patient", req.parsed)
+    assert compiled.criteria == 1 and not compiled.unsupported
+
+
+@pytest.mark.parametrize("name", ["_page", "_explain"])
+def test_conditional_match_refuses_control_parameters(name: str) -> None:
+    from resources.search import SearchEngine
+
+    with pytest.raises(Invalid, match=name):
+        SearchEngine().match("Patient", [("name", "x"), (name, "true")])
