@@ -185,7 +185,7 @@ def test_the_recorded_command_names_the_niceness_it_ran_at():
 def test_select_best_with_no_comparable_epoch_says_why(tmp_path):
     """A validation split of one class has no AUC (NaN): no epoch beats -inf, so "best" has no
     weights to restore; training stops with the reason (it used to fail in load_state_dict)."""
-    from inference.registry import PNEUMONIA
+    from inference.models.pneumonia import MODEL as PNEUMONIA
     from inference.training.common import train
 
     rng = np.random.default_rng(5)
