@@ -190,7 +190,7 @@ def create_app(settings: Settings | None = None, search: SearchEngine | None = N
         @app.get("/docs", include_in_schema=False)
         async def docs() -> HTMLResponse:
             page = get_swagger_ui_html(openapi_url="/openapi.json", title="Hearth API")
-            page.headers["Content-Security-Policy"] = docs_csp(page.body.decode())
+            page.headers["Content-Security-Policy"] = docs_csp(bytes(page.body).decode())
             return page
 
     app.include_router(endpoints.router)

@@ -7,6 +7,7 @@ back into the environment so uvicorn's worker processes see the same settings).
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -522,7 +523,9 @@ def users_sync_roles(database_url) -> None:  # type: ignore[no-untyped-def]
         for user in store.users():
             fhir_user = user["fhir_user"] or ""
             if user["role"] in PRACTITIONER_ROLES and fhir_user.startswith("Practitioner/"):
-                role_id = ops.repo.run(lambda u, r=user["role"], p=fhir_user: assign(u, p, r))
+                role_id = ops.repo.run(
+                    functools.partial(assign, practitioner=fhir_user, role=user["role"])
+                )
                 click.echo(
                     f"{user['username']}: {fhir_user} PractitionerRole/{role_id} ({user['role']})"
                 )

@@ -7,6 +7,7 @@ XML is not supported yet: an XML body gets 415, a client that accepts only XML g
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import parse_qsl
@@ -120,6 +121,7 @@ def check_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> None:
     stack = [(value, 1)]
     while stack:
         node, depth = stack.pop()
+        children: Iterable[Any]
         if isinstance(node, dict):
             children = node.values()
         elif isinstance(node, list):

@@ -68,7 +68,7 @@ class ModelCache:
 class _Input:
     job: queue.Job
     task: dict
-    image: Image.Image | None = None
+    image: Image.Image
     subject: str | None = None
     derived_from: str | None = None
     effective: str | None = None
@@ -213,12 +213,11 @@ class Analyzer:
             found = {}
             for job in jobs:
                 try:
-                    task = u.read("Task", job.task_id).content
+                    task = u.read("Task", job.task_id).resource
                 except NotFound:
                     continue
-                assert task is not None
                 if task.get("status") in ("requested", "received", "accepted", "ready"):
-                    task = u.update("Task", job.task_id, tasks.started(task)).stored.content
+                    task = u.update("Task", job.task_id, tasks.started(task)).stored.resource
                 found[job.id] = task
             return found
 
@@ -324,7 +323,7 @@ class Analyzer:
                 effective=item.effective,
             )
             extra = []
-            if cams is not None and item.image is not None:
+            if cams is not None:
                 png = overlay_png(item.image, cams[n])
                 extra = list(
                     results.heatmap_resources(

@@ -20,6 +20,10 @@ from inference.registry import network_factories
 class InputNormalisation(nn.Module):
     """``(x - mean) / std`` per channel, with the statistics stored as buffers."""
 
+    # registered buffers (Module.__getattr__ types them as ``Tensor | Module``)
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))

@@ -93,7 +93,7 @@ def gather(
             raise InvalidInputsError("PLCOm2012 applies to ever-smokers; the patient never smoked")
         inputs = replace(
             inputs,
-            education=Education(int(a["education"])) if "education" in a else None,
+            education=_education(a["education"]) if "education" in a else None,
             bmi=_number(a.get("bmi")),
             copd=a.get("copd"),  # type: ignore[arg-type]
             personal_cancer_history=a.get("personal-cancer-history"),  # type: ignore[arg-type]
@@ -121,6 +121,17 @@ def gather(
                 inputs = replace(inputs, current_smoker=bool(values & CURRENT_SMOKER_SNOMED))
                 basis.append(f"Observation/{obs['id']}")
     return inputs, basis
+
+
+def _education(value: object) -> Education:
+    """The education level answer (an integer, or a coding whose code is one): anything else
+    is an invalid input, not a fault."""
+    if isinstance(value, int | float | str):
+        try:
+            return Education(int(value))
+        except (ValueError, OverflowError):
+            pass
+    raise InvalidInputsError(f"the education answer {value!r} is not a level 1-6")
 
 
 def _number(value: object) -> float | None:

@@ -91,11 +91,13 @@ def _chain(
     ).scalar()
     prev = prev or GENESIS
     rows = []
+    events: list[dict] = []
     for recorded, event in items:
         if not (keep_recorded and "recorded" in event):
             event = {**event, "recorded": recorded.isoformat()}
         h = chain_hash(prev, recorded, event)
         rows.append({"recorded": recorded, "event": event, "prev_hash": prev, "hash": h})
+        events.append(event)
         prev = h
     seqs = list(
         conn.execute(
@@ -103,7 +105,7 @@ def _chain(
             rows,
         ).scalars()
     )
-    index_rows(conn, [(seq, row["event"]) for seq, row in zip(seqs, rows, strict=True)])
+    index_rows(conn, list(zip(seqs, events, strict=True)))
     return prev, seqs
 
 

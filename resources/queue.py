@@ -93,8 +93,9 @@ def enqueue(u: Unit, kind: str, key: str, task_ref: str, *, max_attempts: int = 
     if existing is not None:
         return _job(existing)
     now = utcnow()
+    job_id = str(uuid.uuid4())
     row = {
-        "id": str(uuid.uuid4()),
+        "id": job_id,
         "kind": kind,
         "key": key,
         "task_ref": task_ref,
@@ -113,7 +114,7 @@ def enqueue(u: Unit, kind: str, key: str, task_ref: str, *, max_attempts: int = 
     u.conn.execute(sa.insert(work_queue).values(**row))
     if u.conn.dialect.name == "postgresql":  # delivered to listeners when this unit commits
         u.conn.execute(sa.select(sa.func.pg_notify(CHANNEL, kind)))
-    return Job(row["id"], kind, key, task_ref, READY, 0, max_attempts)
+    return Job(job_id, kind, key, task_ref, READY, 0, max_attempts)
 
 
 def claim(

@@ -89,7 +89,7 @@ class Repository:
         engine: sa.Engine,
         search: SearchEngine,
         *,
-        clock: Callable[[], object] = utcnow,
+        clock: Callable[[], datetime] = utcnow,
         retries: int = 8,
     ) -> None:
         self.engine = engine

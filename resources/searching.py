@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlencode
@@ -251,7 +252,7 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
 
 def _index_page(
     unit: Unit, req: SearchRequest, compiled: CompiledSearch, cursor: str | None, count: int
-) -> list | None:
+) -> Sequence[sa.Row] | None:
     """A page of a search sorted by one date or number parameter, read by walking that
     parameter's index rows in sort order from the cursor, so page 50 costs what page 1 costs;
     rows ``(pk, sort value)`` as the general query returns them, ``count + 1`` of them.
@@ -313,7 +314,7 @@ def _index_page(
 
 def _plain_page(
     unit: Unit, req: SearchRequest, compiled: CompiledSearch, cursor: str | None, count: int
-) -> list | None:
+) -> Sequence[sa.Row] | None:
     """An unsorted page when the join to ``resource`` would filter nothing (a search of one
     type, no compartment, the type visible as such): the matches' own ``SELECT`` ordered by
     primary key, from the cursor, with the LIMIT inside it -- so PostgreSQL plans it for the
@@ -331,7 +332,7 @@ def _plain_page(
 
 def _pk_page(
     unit: Unit, req: SearchRequest, compiled: CompiledSearch, cursor: str | None, count: int
-) -> list | None:
+) -> Sequence[sa.Row] | None:
     """A page of an unsorted search with a ``_has`` criterion whose referring resources are not
     few (``Patient?_has:Observation:subject:code=`` a common code), read by walking the
     searched type's live rows in primary-key order from the cursor: the next ``n`` rows (a range
@@ -564,7 +565,7 @@ def _includes(
         found += new
         frontier = new
     for inc in revincludes:
-        idents = (
+        rev_idents = (
             _reference_idents(registry, {inc.source}, inc.param, inc.source)
             if inc.source != "*"
             else None
@@ -574,10 +575,10 @@ def _includes(
                 [(s.res_type, s.res_id) for s in page]
             )
         ]
-        if idents is not None:
-            if not idents:
+        if rev_idents is not None:
+            if not rev_idents:
                 continue
-            cond.append(idx_reference.c.hash_identity.in_(idents))
+            cond.append(idx_reference.c.hash_identity.in_(rev_idents))
         referrers = sa.select(idx_reference.c.res_pk).where(*cond)
         where = [resource.c.pk.in_(referrers), *secured(None if inc.source == "*" else inc.source)]
         if inc.source != "*":

@@ -45,7 +45,7 @@ StatusFn = Callable[[FhirError], int]
 class Entry:
     index: int
     method: str
-    res_type: str | None
+    res_type: str
     res_id: str | None
     vid: str | None
     query: list[tuple[str, str]]
@@ -60,7 +60,7 @@ class Entry:
     conditional_created: list[tuple[str, str]] | None = None  # a conditional PUT's criteria
 
 
-def _parse_url(url: str, index: int) -> tuple[str | None, str | None, str | None, list]:
+def _parse_url(url: str, index: int) -> tuple[str, str | None, str | None, list]:
     parts = urlsplit(url)
     path = parts.path.strip("/")
     query = parse_qsl(parts.query, keep_blank_values=True)
@@ -244,7 +244,7 @@ def _transaction(
         current = None
         try:
             results = unit.create_many(
-                [(e.assigned_id, {k: v for k, v in e.resource.items() if k != "id"}) for e in plain]
+                [(_assigned(e), {k: v for k, v in _body(e).items() if k != "id"}) for e in plain]
             )
         except BatchItemError as exc:
             current = plain[exc.index]
@@ -379,8 +379,22 @@ def _check_conditional_creates(unit: Unit, entries: list[Entry]) -> None:
 def _check_post(e: Entry) -> None:
     if e.res_id is not None:
         raise Invalid(f"entry {e.index}: POST is for a type URL, not {e.res_type}/{e.res_id}")
-    if e.resource.get("resourceType") != e.res_type:
+    if _body(e).get("resourceType") != e.res_type:
         raise Invalid(f"entry {e.index}: resourceType does not match the URL type {e.res_type}")
+
+
+def _body(e: Entry) -> dict:
+    """The resource a POST or PUT entry writes (``parse_entry`` requires one)."""
+    if not isinstance(e.resource, dict):
+        raise Invalid(f"entry {e.index}: {e.method} needs a resource", expression=_expr(e.index))
+    return e.resource
+
+
+def _assigned(e: Entry) -> str:
+    """The id ``_assign_identity`` gave a POST entry's new resource."""
+    if e.assigned_id is None:
+        raise AssertionError(f"entry {e.index}: no id was assigned before the write")
+    return e.assigned_id
 
 
 def _map(refs: dict[str, str], e: Entry, target: str) -> None:
@@ -453,15 +467,16 @@ def _execute(
         if e.existing is not None:
             result = WriteResult(e.existing, "exists")
         else:
-            body = {k: v for k, v in e.resource.items() if k != "id"}
+            body = {k: v for k, v in _body(e).items() if k != "id"}
             result = unit.create(body, if_none_exist=e.if_none_exist, res_id=e.assigned_id)
         e.response = _write_response(result, base, return_pref)
         return
     if e.method == "PUT":
         if e.res_id is None:
-            result = unit.conditional_update(e.res_type, e.query, e.resource, if_match=e.if_match)
+            result = unit.conditional_update(e.res_type, e.query, _body(e), if_match=e.if_match)
         else:
-            body = e.resource if "id" in e.resource else {**e.resource, "id": e.res_id}
+            body = _body(e)
+            body = body if "id" in body else {**body, "id": e.res_id}
             # ``client``: the id is the one the entry's URL names (not one a conditional PUT
             # resolved or assigned), so a patient-context update-as-create answers 404
             result = unit.update(

@@ -62,10 +62,10 @@ def steps_of(u: Unit, case_id: str) -> list[Stored]:
     """The step Tasks of a case, in definition order (other Tasks ``partOf`` the case, such as
     the AI analysis that carries out its AI step, are not steps)."""
     found = u.read_many(u.match("Task", [("part-of", f"Task/{case_id}")]))
-    case = u.read("Task", case_id).content
+    case = u.read("Task", case_id).resource
     order = [s.id for s in _definition_of(case).steps]
-    steps = [s for s in found if code_of(s.content, STEP_SYSTEM) in order]
-    return sorted(steps, key=lambda s: order.index(code_of(s.content, STEP_SYSTEM) or ""))
+    steps = [s for s in found if code_of(s.resource, STEP_SYSTEM) in order]
+    return sorted(steps, key=lambda s: order.index(code_of(s.resource, STEP_SYSTEM) or ""))
 
 
 def _definition_of(case: dict) -> CaseDefinition:
@@ -81,12 +81,12 @@ def _case_and_step(u: Unit, task: dict) -> tuple[Stored, CaseDefinition, Step]:
     if step_code is None or not parents or not parents[0].startswith("Task/"):
         raise Invalid(f"Task/{task.get('id')} is not a step of a Hearth case")
     case = u.read("Task", parents[0].removeprefix("Task/"))
-    case_def = _definition_of(case.content)
+    case_def = _definition_of(case.resource)
     return case, case_def, case_def.step(step_code)
 
 
 def _save(u: Unit, stored: Stored, content: dict) -> dict:
-    return u.update("Task", stored.res_id, content, if_match=str(stored.version)).stored.content
+    return u.update("Task", stored.res_id, content, if_match=str(stored.version)).stored.resource
 
 
 def _run(repo: Repository, fn):  # type: ignore[no-untyped-def]
@@ -172,8 +172,8 @@ def start_case(
                         "Task", [("based-on", sr.ref), ("code", f"{CASE_SYSTEM}|{case_def.id}")]
                     )
                 )
-                parent = [t for t in found if not t.content.get("partOf")]
-                return Outcome(task=parent[0].content, case=parent[0].content)
+                parent = [t for t in found if not t.resource.get("partOf")]
+                return Outcome(task=parent[0].resource, case=parent[0].resource)
         common = {
             "resourceType": "Task",
             "intent": "order",
@@ -197,7 +197,7 @@ def start_case(
         }
         if note_text:
             case = note(case, note_text, actor.reference)
-        case = u.create(case, res_id=case_id).stored.content
+        case = u.create(case, res_id=case_id).stored.resource
         for n, step in enumerate(case_def.steps):
             child: dict = {
                 **common,
@@ -223,7 +223,7 @@ def claim(repo: Repository, actor: Actor, task_id: str) -> Outcome:
 
     def fn(u: Unit) -> Outcome:
         stored = read_task(u, task_id)
-        task = stored.content
+        task = stored.resource
         case, _, step = _case_and_step(u, task)
         _require_performer(actor, task, step)
         owner = (task.get("owner") or {}).get("reference")
@@ -236,7 +236,7 @@ def claim(repo: Repository, actor: Actor, task_id: str) -> Outcome:
             owner={"reference": actor.reference},
             executionPeriod={"start": now()},
         )
-        return Outcome(task=_save(u, stored, changed), case=case.content)
+        return Outcome(task=_save(u, stored, changed), case=case.resource)
 
     return _run(repo, fn)
 
@@ -249,7 +249,7 @@ def release(
 
     def fn(u: Unit) -> Outcome:
         stored = read_task(u, task_id)
-        task = stored.content
+        task = stored.resource
         case, _, step = _case_and_step(u, task)
         _require_performer(actor, task, step)
         _require_owner(actor, task)
@@ -262,7 +262,7 @@ def release(
             u.read(*reassign_to.split("/", 1))
             new_owner = {"reference": reassign_to}
         changed = with_status(task, "requested", owner=new_owner, executionPeriod=None)
-        return Outcome(task=_save(u, stored, changed), case=case.content)
+        return Outcome(task=_save(u, stored, changed), case=case.resource)
 
     return _run(repo, fn)
 
@@ -300,7 +300,7 @@ def complete(
 
     def fn(u: Unit) -> Outcome:
         stored = read_task(u, task_id)
-        task = stored.content
+        task = stored.resource
         case, case_def, step = _case_and_step(u, task)
         _require_performer(actor, task, step)
         if step.automatic:
@@ -309,8 +309,8 @@ def complete(
             check_transition(task, "completed", "complete")  # raises for draft/completed/...
             raise Conflict(f"claim Task/{task_id} ($claim) before completing it")
         _require_owner(actor, task)
-        patient = case.content["for"]["reference"]
-        order = case.content["basedOn"][0]["reference"]
+        patient = case.resource["for"]["reference"]
+        order = case.resource["basedOn"][0]["reference"]
         changed = task
         created = []
         for body in outputs:
@@ -359,15 +359,15 @@ def _verify_ai_results(u: Unit, case_id: str) -> None:
     been verified, and those still ``registered`` / ``preliminary`` become ``final`` -- from
     then on the patient sees them (docs/security.md, "What a patient token sees")."""
     for s in steps_of(u, case_id):
-        if "ai" not in roles_of(s.content):
+        if "ai" not in roles_of(s.resource):
             continue
-        for value in io_values(s.content, "output", "ai-result"):
+        for value in io_values(s.resource, "output", "ai-result"):
             res_type, _, res_id = str((value or {}).get("reference", "")).partition("/")
             if res_type not in ("Observation", "RiskAssessment") or not res_id:
                 continue
             result = u.read(res_type, res_id)
-            if (result.content or {}).get("status") in UNVERIFIED:
-                u.update(res_type, res_id, {**result.content, "status": "final"})
+            if result.resource.get("status") in UNVERIFIED:
+                u.update(res_type, res_id, {**result.resource, "status": "final"})
 
 
 def _advance(
@@ -377,12 +377,12 @@ def _advance(
     applicable step becomes ``requested`` (conditional ones that do not apply are cancelled).
     Effects and conditions are the registries of :mod:`workflow.effects`."""
     content = {
-        **case.content,
+        **case.resource,
         "businessStatus": business_status(step.done_status),
         "lastModified": now(),
     }
-    steps = {code_of(s.content, STEP_SYSTEM): s for s in steps_of(u, case.res_id)}
-    done = StepDone(u, content, case_def, [s.content for s in steps.values()], actor)
+    steps = {code_of(s.resource, STEP_SYSTEM): s for s in steps_of(u, case.res_id)}
+    done = StepDone(u, content, case_def, [s.resource for s in steps.values()], actor)
     for name in step.effects:
         EFFECTS[name](done)
     content = done.case
@@ -390,16 +390,16 @@ def _advance(
         stored = steps[nxt.id]
         if nxt.when is not None:
             condition = CONDITIONS[nxt.when]
-            if not condition.test(s.content for s in steps.values()):
+            if not condition.test(s.resource for s in steps.values()):
                 reason = {"text": f"not applicable: {condition.unmet}"}
-                _save(u, stored, with_status(stored.content, "cancelled", statusReason=reason))
+                _save(u, stored, with_status(stored.resource, "cancelled", statusReason=reason))
                 continue
-        _save(u, stored, with_status(stored.content, "requested"))
+        _save(u, stored, with_status(stored.resource, "requested"))
         break
     else:
         content = {**content, "status": "completed"}
     u.update("Task", case.res_id, content)
-    return u.read("Task", case.res_id).content, done.deliver
+    return u.read("Task", case.res_id).resource, done.deliver
 
 
 # -- the AI step --------------------------------------------------------------------------------
@@ -425,37 +425,37 @@ def record_ai_result(
 
     def fn(u: Unit) -> Outcome:
         case = u.read("Task", case_task_id)
-        case_def = _definition_of(case.content)
+        case_def = _definition_of(case.resource)
         steps = steps_of(u, case_task_id)
-        ai_steps = [s for s in steps if "ai" in roles_of(s.content)]
-        open_ = [s for s in ai_steps if s.content["status"] in ("requested", "in-progress")]
+        ai_steps = [s for s in steps if "ai" in roles_of(s.resource)]
+        open_ = [s for s in ai_steps if s.resource["status"] in ("requested", "in-progress")]
         if not open_:
-            done = {
+            recorded = {
                 v.get("reference")
                 for s in ai_steps
-                for v in io_values(s.content, "output", "ai-result")
+                for v in io_values(s.resource, "output", "ai-result")
             }
-            if ai_steps and set(result_refs) <= done:
-                return Outcome(task=ai_steps[0].content, case=case.content)
+            if ai_steps and set(result_refs) <= recorded:
+                return Outcome(task=ai_steps[0].resource, case=case.resource)
             raise Conflict(f"case Task/{case_task_id} has no AI step waiting for a result")
         stored = open_[0]
         allowed = {
             f"Task/{case_task_id}",
             stored.ref,
-            *(b["reference"] for b in case.content["basedOn"]),
+            *(b["reference"] for b in case.resource["basedOn"]),
         }
         for ref in result_refs:
             res_type, _, res_id = ref.partition("/")
             if res_type not in ("Observation", "RiskAssessment"):
                 raise Invalid(f"an AI result is an Observation or RiskAssessment, not {ref}")
-            result = u.read(res_type, res_id).content
+            result = u.read(res_type, res_id).resource
             based_on = result.get("basedOn") or []  # RiskAssessment.basedOn is 0..1
             based_on = [based_on] if isinstance(based_on, dict) else based_on
             based = {b.get("reference") for b in based_on if isinstance(b, dict)}
             if not based & allowed:
                 raise Invalid(f"{ref}.basedOn must reference the case, its AI step or its order")
-        step = case_def.step(code_of(stored.content, STEP_SYSTEM) or "")
-        task = stored.content
+        step = case_def.step(code_of(stored.resource, STEP_SYSTEM) or "")
+        task = stored.resource
         for ref in result_refs:
             task = add_io(task, "output", "ai-result", "valueReference", {"reference": ref})
         period = {**(task.get("executionPeriod") or {}), "end": now()}
@@ -465,7 +465,7 @@ def record_ai_result(
         if high_risk:
             task["priority"] = "urgent"
         done = _save(u, stored, task)
-        content = case.content
+        content = case.resource
         for ref in result_refs:
             content = add_io(content, "input", "ai-result", "valueReference", {"reference": ref})
         content = add_io(content, "input", "high-risk", "valueBoolean", high_risk)
@@ -473,8 +473,8 @@ def record_ai_result(
         if high_risk:
             content["priority"] = "urgent"
             for s in steps:
-                if s.ref != stored.ref and s.content["status"] in ("draft", "requested"):
-                    _save(u, s, {**s.content, "priority": "urgent"})
+                if s.ref != stored.ref and s.resource["status"] in ("draft", "requested"):
+                    _save(u, s, {**s.resource, "priority": "urgent"})
             appt = appointments.propose_for_case(u, content)
             text = (
                 f"high-risk AI result: proposed {appt}"
@@ -489,11 +489,11 @@ def record_ai_result(
         if uncertain:
             content = note(content, "AI result uncertain: doctor review is mandatory")
             for s in steps_of(u, case_task_id):
-                if "doctor" in roles_of(s.content) and s.content["status"] in (
+                if "doctor" in roles_of(s.resource) and s.resource["status"] in (
                     "draft",
                     "requested",
                 ):
-                    flagged = add_io(s.content, "input", "mandatory-review", "valueBoolean", True)
+                    flagged = add_io(s.resource, "input", "mandatory-review", "valueBoolean", True)
                     _save(u, s, note(flagged, "AI result uncertain: mandatory doctor review"))
         u.update("Task", case_task_id, content)
         new_case, deliver = _advance(u, u.read("Task", case_task_id), case_def, step, actor)

@@ -12,7 +12,7 @@ from workflow.cases import Outcome, start_case
 
 def study_available(repo: Repository, case_type: str, study_id: str) -> Outcome:
     """Start (or return) the ``case_type`` case of ``ImagingStudy/study_id``."""
-    study = repo.read(lambda u: u.read("ImagingStudy", study_id)).content
+    study = repo.read(lambda u: u.read("ImagingStudy", study_id)).resource
     subject = (study.get("subject") or {}).get("reference", "")
     if not subject.startswith("Patient/"):
         raise Invalid(f"ImagingStudy/{study_id} has no Patient subject: no case can be started")

@@ -14,7 +14,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet, RSAKey
+from joserfc.jwk import KeySet, KeySetSerialization, RSAKey
 
 from fhir_server.settings import Settings
 from resources.secret_box import SecretBox
@@ -91,7 +91,7 @@ class SigningKey:
     def kid(self) -> str:
         return self.key.kid or ""
 
-    def jwks(self) -> dict:
+    def jwks(self) -> KeySetSerialization:
         public = self.key.as_dict(private=False)
         return {"keys": [{**public, "alg": ALG, "use": "sig", "kid": self.kid}]}
 

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 
 from pydicom import dcmread
 
@@ -93,7 +93,8 @@ class Ingest:
         self.complete_on_release = complete_on_release
         self.batch_delay = batch_delay
         self.on_study_complete: list[Callable[[str], None]] = []
-        self.local_tz = datetime.now().astimezone().tzinfo
+        # astimezone() with no argument always returns an aware datetime (typeshed: Optional)
+        self.local_tz: tzinfo = datetime.now().astimezone().tzinfo or UTC
         self._studies: dict[str, _Study] = {}
         self._cond = threading.Condition()
         self._writing = 0  # studies being written right now
@@ -381,9 +382,9 @@ class Ingest:
         if existing:
             current = unit.read_many(existing[:1])[0]
             body = imaging_study.merge(
-                current.content,
+                current.resource,
                 headers,
-                subject=current.content.get("subject", subject),
+                subject=current.resource.get("subject", subject),
                 endpoint=endpoint,
             )
             result = unit.update(

@@ -23,7 +23,11 @@ from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
-from pynetdicom.sop_class import Verification
+from pynetdicom.events import EventHandlerType
+
+# pynetdicom makes its SOP class names at import time (``globals()[name] = ...`` in
+# sop_class._generate_sop_classes), so they are invisible to a type checker.
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
 from .ingest import Ingest
@@ -45,7 +49,7 @@ class Listener:
         self.server.shutdown()  # type: ignore[attr-defined]
 
 
-def _handle_store(event, ingest: Ingest) -> int:  # type: ignore[no-untyped-def]
+def _handle_store(event, ingest: Ingest) -> int | Dataset:  # type: ignore[no-untyped-def]
     calling = event.assoc.requestor.ae_title
     try:
         data = event.encoded_dataset(include_meta=True)
@@ -144,7 +148,7 @@ def start(
 ) -> Listener:
     """Start the SCP in background threads (one per association)."""
     ae = build_ae(ae_title, allowed_callers, limits)
-    handlers = [
+    handlers: list[EventHandlerType] = [
         (evt.EVT_C_STORE, _handle_store, [ingest]),
         (evt.EVT_RELEASED, _handle_released, [ingest]),
         (evt.EVT_ABORTED, _handle_aborted, [ingest]),

@@ -125,7 +125,8 @@ async def _stow(request: Request, study_uid: str | None):  # type: ignore[no-unt
     if declared and declared.isdigit() and int(declared) > limit:
         raise TooLarge(f"the upload is larger than {limit} bytes")
     reader = _PartReader(options[b"boundary"])
-    referenced, failed = [], []
+    referenced: list[Dataset] = []
+    failed: list[Dataset] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)

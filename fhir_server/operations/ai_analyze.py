@@ -51,13 +51,13 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
     focus_ref = f"{res_type}/{res_id}"
 
     def start(u: Unit) -> tuple[dict, str]:
-        focus = u.read(res_type, res_id).content or {}
+        focus = u.read(res_type, res_id).resource
         kind = _requested_analysis(req, focus)
         if kind not in ALLOWED[res_type]:
             raise Invalid(f"{kind} does not apply to a {res_type}")
         subject = focus_ref if res_type == "Patient" else focus.get("subject", {}).get("reference")
         result = tasks.request(u, kind, focus_ref, subject, tasks.version_for(kind))
-        return result.stored.content, result.stored.res_id
+        return result.stored.resource, result.stored.res_id
 
     task, task_id = ctx.repo.run(start)
     location = f"{ctx.base}/Task/{task_id}"

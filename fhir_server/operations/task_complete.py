@@ -23,7 +23,7 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
     p = req.params
     task_id = req.res_id or ""
     if actor.role == "ai":
-        task = ctx.repo.read(lambda u: u.read("Task", task_id)).content
+        task = ctx.repo.read(lambda u: u.read("Task", task_id)).resource
         parent = ((task.get("partOf") or [{}])[0]).get("reference", "")
         if "ai" not in [
             c.get("code") for cc in task.get("performerType") or [] for c in cc.get("coding") or []

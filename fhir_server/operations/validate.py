@@ -18,9 +18,10 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
     if resource is None:
         if req.body is not None:
             raise Invalid("Parameters for $validate carry no 'resource' part")
-        if req.res_id is None:
+        res_type, res_id = req.res_type, req.res_id
+        if res_type is None or res_id is None:
             raise Invalid("$validate at type level needs a resource in the body")
-        resource = ctx.repo.read(lambda u: u.read(req.res_type, req.res_id)).content
+        resource = ctx.repo.read(lambda u: u.read(res_type, res_id)).resource
     if req.res_type and resource.get("resourceType") != req.res_type:
         issues = [
             {

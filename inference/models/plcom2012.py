@@ -25,7 +25,7 @@ def assess(repo: Repository, task: dict, task_id: str) -> Assessment:
     patient_id = patient_ref.split("/", 1)[1]
 
     def gather(u: Unit) -> tuple[dict, list[dict], list[dict]]:
-        patient = u.read("Patient", patient_id).content
+        patient = u.read("Patient", patient_id).resource
         responses = u.read_many(u.match("QuestionnaireResponse", [("subject", patient_ref)]))
         observations = u.read_many(
             u.match(
@@ -37,7 +37,7 @@ def assess(repo: Repository, task: dict, task_id: str) -> Assessment:
                 ],
             )
         )  # fmt: skip
-        return patient, [r.content for r in responses], [o.content for o in observations]
+        return patient, [r.resource for r in responses], [o.resource for o in observations]
 
     try:
         patient, responses, observations = repo.read(gather)

@@ -33,7 +33,7 @@ class _Failed(Exception):
     """Why an operation cannot apply; ``apply_fhirpath_patch`` makes it ``Unprocessable``."""
 
 
-def apply_fhirpath_patch(resource: dict, parameters: dict) -> dict:
+def apply_fhirpath_patch(resource: dict, parameters: object) -> dict:
     """Apply FHIRPath Patch ``parameters`` to ``resource``; return a new dict, leaving the
     input untouched."""
     operations = read_operations(parameters)

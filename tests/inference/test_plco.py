@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import replace
+from datetime import date
 
 import pytest
 
-from inference import plco
+from inference import plco, plco_record
 from inference.plco import (
     Education,
     InvalidInputsError,
@@ -169,3 +170,23 @@ def test_years_since_quitting_needed_unless_current_smoker():
 def test_invalid_inputs_raise(change):
     with pytest.raises(InvalidInputsError):
         six_year_risk(replace(CENTRE, **change))
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [{"valueInteger": 7}, {"valueString": "college"}, {"valueQuantity": {"value": 3}}],
+)
+def test_bad_education_answer_is_an_invalid_input(answer):
+    """A questionnaire answer that is no education level is an invalid input (the analysis
+    fails as bad input), not a fault the queue retries."""
+    response = {
+        "resourceType": "QuestionnaireResponse",
+        "id": "q1",
+        "status": "completed",
+        "questionnaire": plco_record.QUESTIONNAIRE_URL,
+        "authored": "2026-01-01",
+        "item": [{"linkId": "education", "answer": [answer]}],
+    }
+    patient = {"resourceType": "Patient", "id": "p1", "birthDate": "1960-01-01"}
+    with pytest.raises(InvalidInputsError, match="education answer"):
+        plco_record.gather(patient, [response], [], date(2026, 6, 1))
