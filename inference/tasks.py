@@ -17,6 +17,7 @@ from inference.codes import TASK_REASON, analysis_concept
 from resources import queue
 from resources.repository import Unit, WriteResult
 from resources.store import instant, utcnow
+from resources.visibility import with_unverified_label
 
 JOB_KIND = "ai-analysis"
 TASK_IDENTIFIER = "http://hearth.local/fhir/sid/ai-task"
@@ -44,6 +45,32 @@ def request(
 ) -> WriteResult:
     """Create (or find) the Task for ``kind`` on ``focus`` and enqueue its job. A request made
     for a workflow case (``part_of`` → the case Task) is that case's own Task."""
+    body = task_body(
+        kind, focus, subject, version, based_on=based_on, part_of=part_of, requester=requester
+    )
+    key = body["identifier"][0]["value"]
+    criteria = [("identifier", f"{TASK_IDENTIFIER}|{key}")]
+    # The server's own look-up first: a patient-context request does not see the Task (it is
+    # labelled), and its conditional create alone would make a second one.
+    found = u.match("Task", criteria, limit=1)
+    if found:
+        return WriteResult(u.read_many(found)[0], "exists")
+    result = u.create(body, if_none_exist=criteria)
+    queue.enqueue(u, JOB_KIND, key, result.stored.ref)
+    return result
+
+
+def task_body(
+    kind: str,
+    focus: str,
+    subject: str | None,
+    version: str,
+    *,
+    based_on: Sequence[str] = (),
+    part_of: str | None = None,
+    requester: str | None = None,
+) -> dict:
+    """The Task that requests ``kind`` on ``focus`` (see ``request``)."""
     spec = registry.BY_ANALYSIS.get(kind)
     if spec is None:
         raise ValueError(f"unknown analysis {kind!r}")
@@ -65,10 +92,9 @@ def request(
         "requester": {"reference": requester} if requester else None,
         "owner": {"reference": f"Device/{version}"},
     }
-    body = {k: v for k, v in body.items() if v not in (None, [])}
-    result = u.create(body, if_none_exist=[("identifier", f"{TASK_IDENTIFIER}|{key}")])
-    queue.enqueue(u, JOB_KIND, key, result.stored.ref)
-    return result
+    # Its outputs and business status name the result: a patient token does not see it until a
+    # clinician verified the result (docs/security.md, "What a patient token sees").
+    return with_unverified_label({k: v for k, v in body.items() if v not in (None, [])})
 
 
 def started(task: dict) -> dict:

@@ -33,7 +33,7 @@ from resources.search.tables import idx_reference
 from resources.shaping import select_elements, summarize
 from resources.store import StoredJSON
 from resources.visibility import (
-    RESULT_DEVICE_PARAMS,
+    HIDDEN_TYPES,
     Security,
     compartment_members,
     secured,
@@ -419,7 +419,7 @@ def _type_visible(req: SearchRequest) -> bool:
         return True
     if sec.types is not None and req.res_type not in sec.types:
         return False
-    if sec.released_only and (req.res_type is None or req.res_type in RESULT_DEVICE_PARAMS):
+    if sec.released_only and (req.res_type is None or req.res_type in HIDDEN_TYPES):
         return False
     return sec.compartment is None or sec.free_types is None or req.res_type in sec.free_types
 
@@ -505,7 +505,7 @@ def is_member(unit: Unit, pk: int, comp_type: str, comp_id: str) -> bool:
 def is_unreleased(unit: Unit, res_type: str, pk: int) -> bool:
     """Whether resource row ``pk`` is a result not yet verified by a clinician
     (``resources.visibility.unreleased``)."""
-    if res_type not in RESULT_DEVICE_PARAMS:
+    if res_type not in HIDDEN_TYPES:
         return False
     stmt = sa.select(resource.c.pk).where(resource.c.pk == pk, unreleased(resource, res_type))
     return unit.conn.execute(stmt).first() is not None

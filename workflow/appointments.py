@@ -9,6 +9,7 @@ from collections.abc import Callable
 from resources.errors import Conflict, Forbidden, Invalid, PreconditionFailed
 from resources.repository import Repository, Unit
 from resources.store import Stored
+from resources.visibility import with_unverified_label
 from workflow.actors import Actor
 from workflow.tasks import now
 
@@ -198,4 +199,5 @@ def propose_for_case(u: Unit, case: dict) -> str | None:
         description="Proposed after a high-risk AI result",
         basedOn=case["basedOn"],
     )
-    return u.create(body).stored.ref
+    # Seen by the patient once a doctor's step verified the result (workflow.cases).
+    return u.create(with_unverified_label(body)).stored.ref

@@ -14,6 +14,11 @@ from dataclasses import dataclass, field
 from resources.errors import Conflict, Forbidden, Invalid, PreconditionFailed
 from resources.repository import Repository, Unit, new_id
 from resources.store import Stored
+from resources.visibility import (
+    has_unverified_label,
+    with_unverified_label,
+    without_unverified_label,
+)
 from workflow import appointments
 from workflow.actors import Actor, role_concept, roles_of
 from workflow.definitions import CASE_SYSTEM, STEP_SYSTEM, CaseDefinition, Step, definition
@@ -345,6 +350,8 @@ def complete(
         done = _save(u, stored, with_status(changed, "completed", executionPeriod=period))
         if "doctor" in roles_of(task):
             _verify_ai_results(u, case.res_id)
+            case = u.read("Task", case.res_id)  # the verification may have changed both
+            done = u.read("Task", task_id).resource
         new_case, deliver = _advance(u, case, case_def, step, actor)
         return Outcome(task=done, case=new_case, deliver=deliver, created=created)
 
@@ -368,6 +375,26 @@ def _verify_ai_results(u: Unit, case_id: str) -> None:
             result = u.read(res_type, res_id)
             if result.resource.get("status") in UNVERIFIED:
                 u.update(res_type, res_id, {**result.resource, "status": "final"})
+    # What the workflow wrote about the result (resources.visibility.UNVERIFIED_AI): the case,
+    # its steps and analysis Tasks, their heatmap Media and the proposed Appointment.
+    case = u.read("Task", case_id)
+    tasks = [case, *u.read_many(u.match("Task", [("part-of", f"Task/{case_id}")]))]
+    refs = [
+        str((o.get("valueReference") or {}).get("reference", ""))
+        for t in tasks
+        for o in t.resource.get("output") or []
+    ]
+    for ref in refs:
+        res_type, _, res_id = ref.partition("/")
+        if res_type in ("Media", "Appointment") and res_id:
+            _unlabel(u, u.read(res_type, res_id))
+    for t in tasks:
+        _unlabel(u, u.read("Task", t.res_id))
+
+
+def _unlabel(u: Unit, stored: Stored) -> None:
+    if has_unverified_label(stored.resource):
+        u.update(stored.res_type, stored.res_id, without_unverified_label(stored.resource))
 
 
 def _advance(
@@ -495,7 +522,13 @@ def record_ai_result(
                 ):
                     flagged = add_io(s.resource, "input", "mandatory-review", "valueBoolean", True)
                     _save(u, s, note(flagged, "AI result uncertain: mandatory doctor review"))
-        u.update("Task", case_task_id, content)
+        # Until a doctor's step verifies the result, the patient sees none of this case's Tasks
+        # (whatever the result said: resources.visibility.UNVERIFIED_AI).
+        u.update("Task", case_task_id, with_unverified_label(content))
+        for s in steps_of(u, case_task_id):
+            if not has_unverified_label(s.resource):
+                _save(u, s, with_unverified_label(s.resource))
+        done = u.read("Task", stored.res_id).resource
         new_case, deliver = _advance(u, u.read("Task", case_task_id), case_def, step, actor)
         return Outcome(task=done, case=new_case, deliver=deliver)
 

@@ -23,7 +23,7 @@ from inference import tasks
 from inference.registry import ANALYSES, default_analysis, operation_inputs
 from inference.worker_name import worker_name
 from resources import queue
-from resources.errors import Invalid
+from resources.errors import Invalid, NotFound
 from resources.repository import Unit
 
 # resource type -> the analysis kinds offered on it (the models' operation_inputs)
@@ -61,9 +61,12 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
 
     task, task_id = ctx.repo.run(start)
     location = f"{ctx.base}/Task/{task_id}"
+    hidden = _hidden(ctx, task_id)
+    # The server's own reads of the Task it runs (the request's view may not see it: hidden).
+    own = ctx.services.get("repo", ctx.repo)
     if req.prefer.get("respond-async") is not None or task["status"] in ("completed", "failed"):
         status = 202 if task["status"] not in ("completed", "failed") else 200
-        return Reply(status, task, {"Content-Location": location})
+        return _reply(status, task, location, hidden)
     jobs = queue.for_task(ctx.repo, f"Task/{task_id}")
     ai = analyzer(ctx, f"api:{worker_name()}")
     job = queue.claim_job(ctx.repo, jobs[0].id, ai.worker) if jobs else None
@@ -72,13 +75,44 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
     else:  # a worker holds it: wait a little for its result
         deadline = time.monotonic() + SYNC_WAIT_SECONDS
         while time.monotonic() < deadline:
-            current = ctx.repo.read(lambda u: u.read("Task", task_id)).content or {}
+            current = own.read(lambda u: u.read("Task", task_id)).content or {}
             if current.get("status") in ("completed", "failed"):
                 break
             time.sleep(0.25)
-    final = ctx.repo.read(lambda u: u.read("Task", task_id)).content
+    final = own.read(lambda u: u.read("Task", task_id)).content
     done = final is not None and final.get("status") in ("completed", "failed")
-    return Reply(200 if done else 202, final, {"Content-Location": location})
+    return _reply(200 if done else 202, final, location, hidden)
+
+
+def _reply(status: int, task: dict | None, location: str, hidden: bool) -> Reply:
+    if not hidden:
+        return Reply(status, task, {"Content-Location": location})
+    # A patient token sees neither the analysis Task nor its result until a clinician has
+    # verified it (docs/security.md, "What a patient token sees"): the answer says whether the
+    # analysis is done, not what it found.
+    text = "done" if status == 200 else "requested"
+    outcome = {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {
+                "severity": "information",
+                "code": "informational",
+                "diagnostics": f"the analysis is {text}; its result is shown once a clinician "
+                "has verified it",
+            }
+        ],
+    }
+    return Reply(status, outcome)
+
+
+def _hidden(ctx: Context, task_id: str) -> bool:
+    """Whether the caller may not read the analysis Task (a patient token: it is labelled
+    ``unverified-ai``, resources.visibility)."""
+    try:
+        ctx.repo.read(lambda u: u.read("Task", task_id))
+    except NotFound:
+        return True
+    return False
 
 
 OPERATION = Operation(

@@ -247,3 +247,22 @@ def test_each_task_key_is_one_job(ai_server):
         assert first.id == second.id
     finally:
         ctx.repo.engine.dispose()
+
+
+def test_a_patient_token_gets_no_analysis_task(ai_server, fhir):  # type: ignore[no-untyped-def]
+    """A patient asking for an analysis of their own record is told it is done, not what it
+    found: the analysis Task (outputs, business status) is hidden until a clinician verified the
+    result (docs/security.md). Asking again makes no second Task."""
+    from tests.security.compartment_helpers import client_token
+
+    pid = fhir.post("/Patient", json={"resourceType": "Patient", "gender": "male"}).json()["id"]
+    token = client_token(ai_server, "patient/*.rs", patient=pid)
+    for _ in range(2):
+        resp = fhir.post(f"/Patient/{pid}/$ai-analyze", headers=token)
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["resourceType"] == "OperationOutcome"
+        assert "Content-Location" not in resp.headers
+    [task] = tasks_for(fhir, f"Patient/{pid}")
+    assert fhir.get(f"/Task/{task['id']}", headers=token).status_code == 404
+    hidden = fhir.get("/Task", params={"focus": f"Patient/{pid}"}, headers=token)
+    assert hidden.status_code == 200 and hidden.json().get("entry", []) == []

@@ -7,11 +7,13 @@ by a chain or ``_has``. The doctor's step of a case makes the case's AI results 
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import httpx
 import pytest
 
+from inference import results, tasks
 from tests.security.compartment_helpers import client_token, shape, user_token
 
 HTTP = httpx.Client(timeout=120)  # a shared, busy test machine
@@ -231,3 +233,247 @@ def test_the_doctors_review_releases_the_ai_result_to_the_patient(server):  # ty
     after = HTTP.get(f"{f}/RiskAssessment/{risk}", headers=token)
     assert after.status_code == 200 and after.json()["status"] == "final"
     assert _ids(HTTP.get(f"{f}/RiskAssessment", headers=token)) == {risk}
+
+
+# -- what the workflow writes about an AI result ------------------------------------------------
+STEP = "http://hearth.local/fhir/CodeSystem/workflow-step"
+_STAMP = re.compile(r"\d{4}-\d\d-\d\dT[0-9:.]+(Z|[+-]\d\d:\d\d)")
+
+
+def _case_with_ai_result(server, high_risk: bool) -> dict:  # type: ignore[no-untyped-def]
+    """A lung-risk case run up to the AI result as the inference worker records it: the analysis
+    Task (``partOf`` the case; outputs: the RiskAssessment and the heatmap Media), the heatmap
+    Media, the RiskAssessment (preliminary, by the model Device) and the AI step completed with
+    ``highRisk`` -- high risk also proposes an Appointment in the referred doctor's free Slot.
+    Every scenario is written alike but for the AI's verdict (and the risk it computed)."""
+    f, h = server.fhir, server.headers
+
+    def create(body: dict) -> dict:
+        resp = HTTP.post(f"{f}/{body['resourceType']}", json=body, headers=h)
+        assert resp.status_code == 201, resp.text
+        return resp.json()
+
+    def put(body: dict) -> None:
+        resp = HTTP.put(f"{f}/{body['resourceType']}/{body['id']}", json=body, headers=h)
+        assert resp.status_code in (200, 201), resp.text
+
+    def step(case_id: str, code: str) -> dict:
+        found = HTTP.get(
+            f"{f}/Task", params={"part-of": f"Task/{case_id}", "code": f"{STEP}|{code}"}, headers=h
+        ).json()
+        return found["entry"][0]["resource"]
+
+    ids: dict = {}
+    ids["patient"] = create({"resourceType": "Patient", "birthDate": "1956-01-01"})["id"]
+    patient = f"Patient/{ids['patient']}"
+    ids["doctor"] = create({"resourceType": "Practitioner"})["id"]
+    doctor = f"Practitioner/{ids['doctor']}"
+    ids["device"] = create({"resourceType": "Device"})["id"]
+    schedule = create(
+        {"resourceType": "Schedule", "active": True, "actor": [{"reference": doctor}]}
+    )["id"]
+    ids["slot"] = create(
+        {
+            "resourceType": "Slot",
+            "schedule": {"reference": f"Schedule/{schedule}"},
+            "status": "free",
+            "start": "2099-01-05T09:00:00Z",
+            "end": "2099-01-05T09:30:00Z",
+        }
+    )["id"]
+    params = {
+        "caseType": {"valueCode": "lung-risk"},
+        "patient": {"valueReference": {"reference": patient}},
+        "referredTo": {"valueReference": {"reference": doctor}},
+    }
+    case = _op(server, "/Task/$start-case", "patient", patient, params)
+    assert case.status_code in (200, 201), case.text
+    ids["case"] = case_id = case.json()["id"]
+    ids["order"] = case.json()["basedOn"][0]["reference"].removeprefix("ServiceRequest/")
+    intake = step(case_id, "intake")
+    ids["intake"] = intake["id"]
+    assert _op(server, f"/Task/{intake['id']}/$claim", "patient", patient).status_code == 200
+    qr = {"resourceType": "QuestionnaireResponse", "status": "completed"}
+    done = _op(
+        server, f"/Task/{intake['id']}/$complete", "patient", patient, {"output": {"resource": qr}}
+    )
+    assert done.status_code == 200, done.text
+    [answers] = [o["valueReference"]["reference"] for o in done.json()["output"]]
+    ids["answers"] = answers.removeprefix("QuestionnaireResponse/")
+    ai_step = step(case_id, "risk-calculation")
+    ids["ai_step"] = ai_step["id"]
+    ids["review"] = step(case_id, "doctor-review")["id"]
+    risk = create(
+        {
+            "resourceType": "RiskAssessment",
+            "status": "preliminary",
+            "subject": {"reference": patient},
+            "basedOn": {"reference": f"Task/{ai_step['id']}"},
+            "performer": {"reference": f"Device/{ids['device']}"},
+            "prediction": [{"probabilityDecimal": 0.09 if high_risk else 0.004}],
+        }
+    )
+    ids["risk"] = risk["id"]
+    # The analysis Task and its heatmap, as the inference worker writes them.
+    analysis = tasks.task_body(
+        "lung-cancer-risk-plcom2012",
+        patient,
+        patient,
+        "v1",
+        part_of=f"Task/{case_id}",
+    )
+    analysis = create(analysis)
+    ids["analysis"] = analysis["id"]
+    _, media = results.heatmap_resources(
+        b"\x89PNG fake",
+        task_id=analysis["id"],
+        observation_ref=f"RiskAssessment/{risk['id']}",
+        subject=patient,
+        device_id=ids["device"],
+    )
+    put(media)
+    ids["media"] = media["id"]
+    outputs = [("result", f"RiskAssessment/{risk['id']}"), ("explanation", f"Media/{media['id']}")]
+    done_analysis = tasks.completed(analysis, outputs, "high risk" if high_risk else "low risk")
+    put(done_analysis)
+    result = {
+        "result": {"valueReference": {"reference": f"RiskAssessment/{risk['id']}"}},
+        "highRisk": {"valueBoolean": high_risk},
+        "uncertain": {"valueBoolean": False},
+    }
+    ai_done = _op(
+        server, f"/Task/{ai_step['id']}/$complete", "ai", f"Device/{ids['device']}", result
+    )
+    assert ai_done.status_code == 200, ai_done.text
+    staff = HTTP.get(f"{f}/Appointment", params={"patient": patient}, headers=h)
+    appointments = _ids(staff)
+    assert len(appointments) == (1 if high_risk else 0), staff.text
+    ids["appointment"] = appointments.pop() if appointments else uuid.uuid4().hex
+    return ids
+
+
+def _questions(ids: dict) -> list[tuple[str, list[tuple[str, str]]]]:
+    """What the patient may ask about the case, its AI result and the workflow records about it:
+    reads, searches, counts, _include, _revinclude, chains and _has."""
+    p = f"Patient/{ids['patient']}"
+    reads = [
+        (f"Task/{ids[k]}", []) for k in ("case", "ai_step", "review", "analysis", "intake")
+    ] + [
+        (f"Media/{ids['media']}", []),
+        (f"RiskAssessment/{ids['risk']}", []),
+        (f"Appointment/{ids['appointment']}", []),
+        (f"Task/{ids['case']}/_history", []),
+        (f"Appointment/{ids['appointment']}/_history", []),
+    ]
+    searches: list[tuple[str, list[tuple[str, str]]]] = [
+        ("Task", [("patient", p), ("_total", "accurate")]),
+        ("Task", [("priority", "urgent")]),
+        ("Task", [("patient", p), ("priority", "routine"), ("_summary", "count")]),
+        ("Task", [("part-of", f"Task/{ids['case']}")]),
+        ("Task", [("_id", ids["case"]), ("_include", "Task:patient")]),
+        ("Task", [("patient", p), ("_revinclude", "Task:part-of")]),
+        ("Task", [("output", f"RiskAssessment/{ids['risk']}")]),
+        ("Media", [("subject", p), ("_total", "accurate")]),
+        ("Media", [("_id", ids["media"]), ("_include", "Media:device")]),
+        ("Appointment", [("patient", p), ("_total", "accurate")]),
+        ("Appointment", [("status", "proposed"), ("actor", p)]),
+        ("Appointment", [("patient", p), ("_include", "Appointment:actor")]),
+        ("RiskAssessment", [("subject", p), ("_total", "accurate")]),
+        ("Observation", [("subject", p)]),
+        ("ServiceRequest", [("subject", p), ("_revinclude", "Task:based-on")]),
+        ("ServiceRequest", [("subject", p), ("_revinclude", "Appointment:based-on")]),
+        ("Patient", [("_id", ids["patient"]), ("_revinclude", "*:*")]),
+        (
+            "Patient",
+            [
+                ("_id", ids["patient"]),
+                ("_revinclude", "Task:patient"),
+                ("_revinclude", "Media:subject"),
+                ("_revinclude", "Appointment:patient"),
+                ("_revinclude", "RiskAssessment:subject"),
+            ],
+        ),
+        ("Patient", [("_id", ids["patient"]), ("_has:Task:patient:priority", "urgent")]),
+        ("Patient", [("_id", ids["patient"]), ("_has:Task:patient:priority", "routine")]),
+        ("Patient", [("_id", ids["patient"]), ("_has:Appointment:patient:status", "proposed")]),
+        ("Patient", [("_id", ids["patient"]), ("_has:Media:subject:_id", ids["media"])]),
+        ("Patient", [("_id", ids["patient"]), ("_has:Task:patient:status", "completed")]),
+        (
+            "Patient",
+            [("_id", ids["patient"]), ("_has:RiskAssessment:subject:probability", "gt0.05")],
+        ),
+        ("ServiceRequest", [("subject", p), ("_has:Task:based-on:priority", "urgent")]),
+        ("Task", [("patient", p), ("focus:Patient.birthdate", "1956-01-01")]),
+        ("", [("_type", "Task,Media,Appointment,RiskAssessment,Observation")]),
+    ]
+    return reads + searches
+
+
+def _answers(server, ids: dict, token: dict) -> list[tuple[int, str]]:  # type: ignore[no-untyped-def]
+    """The patient's answers, with each scenario's own ids and every time stamp blanked."""
+    out = []
+    for path, params in _questions(ids):
+        resp = HTTP.get(f"{server.fhir}/{path}", params=params, headers=token)
+        status, text = shape(resp)
+        for key, value in sorted(ids.items(), key=lambda kv: -len(str(kv[1]))):
+            text = text.replace(str(value), f"<{key}>")
+        out.append((status, _STAMP.sub("<time>", text)))
+    return out
+
+
+def test_workflow_records_tell_the_patient_nothing_before_the_doctor(server):  # type: ignore[no-untyped-def]
+    """Before the doctor's step the patient's answers about the case are the same whether the AI
+    said high risk or low risk (reads, searches, counts, _include, _revinclude, chains, _has of
+    Task, Media, Observation, RiskAssessment, Appointment); an unrestricted token sees the
+    difference. After the doctor's review, the patient sees the verified result and the records
+    about it."""
+    scenarios = {verdict: _case_with_ai_result(server, verdict) for verdict in (True, False)}
+    tokens = {v: _patient_tokens(server, ids["patient"]) for v, ids in scenarios.items()}
+    for who in tokens[True]:
+        high = _answers(server, scenarios[True], tokens[True][who])
+        low = _answers(server, scenarios[False], tokens[False][who])
+        for question, yes, no in zip(_questions(scenarios[True]), high, low, strict=True):
+            assert yes == no, (who, question, yes, no)
+    # Each answer differs for a token that sees everything: the questions are real ones.
+    staff = {v: _answers(server, ids, server.headers) for v, ids in scenarios.items()}
+    assert staff[True] != staff[False]
+    # The patient sees the case up to the AI's result: the order and the intake's answers.
+    token = tokens[True]["patient user"]
+    f, ids = server.fhir, scenarios[True]
+    assert HTTP.get(f"{f}/ServiceRequest/{ids['order']}", headers=token).status_code == 200
+    assert HTTP.get(f"{f}/Task/{ids['case']}", headers=token).status_code == 404
+
+    # The doctor reviews the case: the result is verified, and the patient sees it all.
+    who = ("doctor", f"Practitioner/{ids['doctor']}")
+    assert _op(server, f"/Task/{ids['review']}/$claim", *who).status_code == 200
+    conclusion = {"conclusion": {"valueString": "refer to low-dose CT"}}
+    reviewed = _op(server, f"/Task/{ids['review']}/$complete", *who, conclusion)
+    assert reviewed.status_code == 200, reviewed.text
+    for res_type, key in (
+        ("RiskAssessment", "risk"),
+        ("Task", "case"),
+        ("Task", "ai_step"),
+        ("Task", "review"),
+        ("Task", "analysis"),
+        ("Media", "media"),
+        ("Appointment", "appointment"),
+    ):
+        resp = HTTP.get(f"{f}/{res_type}/{ids[key]}", headers=token)
+        assert resp.status_code == 200, (res_type, resp.text)
+        assert "security" not in resp.json().get("meta", {}), resp.text
+    case = HTTP.get(f"{f}/Task/{ids['case']}", headers=token).json()
+    assert case["priority"] == "urgent"
+    assert {"valueBoolean": True} in [
+        {"valueBoolean": i["valueBoolean"]} for i in case["input"] if "valueBoolean" in i
+    ]
+    assert HTTP.get(f"{f}/RiskAssessment/{ids['risk']}", headers=token).json()["status"] == "final"
+    urgent = HTTP.get(f"{f}/Task", params={"priority": "urgent"}, headers=token)
+    assert ids["case"] in _ids(urgent)
+    appts = HTTP.get(f"{f}/Appointment", params={"status": "proposed"}, headers=token)
+    assert _ids(appts) == {ids["appointment"]}
+    revinc = HTTP.get(
+        f"{f}/Patient",
+        params=[("_id", ids["patient"]), ("_revinclude", "Media:subject")],
+        headers=token,
+    )
+    assert ids["media"] in _ids(revinc)
