@@ -75,25 +75,21 @@ COMMON_TYPES = (
 
 
 def warm_validators() -> None:
-    from resources.validation_schema import schema
+    from resources.validation import compile_validator
 
     for res_type in COMMON_TYPES:
-        schema().validator(res_type)
+        compile_validator(res_type)
 
 
 def preload(settings: Settings) -> SearchEngine:
     """What every worker would otherwise build for itself, built once before gunicorn forks
     them (fhir_server/prefork.py): the common types' validators (R4 JSON Schema, R4B models and
     the quick walk's tables over them) and a search engine with their index plans. Opens no connection, starts no thread."""
-    from resources.validation_r4b import model
-    from resources.validation_r4b_accepts import prepare
+    from resources.validation import prepare
 
-    warm_validators()
     search = build_search(settings)
     for res_type in COMMON_TYPES:
-        cls = model(res_type)
-        if cls is not None:
-            prepare(cls)  # the quick walk's tables (resources/validation_r4b_accepts.py)
+        prepare(res_type)  # its validators and the quick walk's tables
         search.indexer.plan(res_type)
     return search
 

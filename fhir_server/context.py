@@ -15,6 +15,7 @@ from fhir_server.auth.scopes import Scopes
 from fhir_server.operations.parameters import Parameters
 from fhir_server.settings import Settings
 from resources.repository import Repository
+from resources.transaction import ParsedBundle
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,9 @@ class FhirRequest:
     vid: str | None = None
     # An operation's inputs, read once by the router (fhir_server/operations/parameters.py)
     params: Parameters = field(default_factory=lambda: Parameters(""))
+    # A batch/transaction Bundle's entries, parsed once (``gate.run``) for the authorization
+    # and the execution alike (resources/transaction.py ``parse_bundle``); None otherwise.
+    bundle: ParsedBundle | None = None
 
     def resource_type(self) -> str:
         """``res_type`` of a type- or instance-level interaction (the router sets it for those)."""

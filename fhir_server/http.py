@@ -18,6 +18,7 @@ from fastapi.responses import Response
 
 from resources.errors import Invalid, Issue, NotAcceptable, TooLarge, UnsupportedMediaType
 from resources.store import Stored
+from resources.validation import ResourceBody
 
 FHIR_JSON = "application/fhir+json"
 JSON_TYPES = {"application/fhir+json", "application/json", "text/json", "application/json+fhir"}
@@ -171,6 +172,19 @@ def read_resource_body(body: Any) -> dict:
     if not isinstance(body.get("resourceType"), str):
         raise Invalid("the body has no resourceType", expression=["resourceType"])
     return body
+
+
+def resource_of_type(body: Any, res_type: str) -> ResourceBody:
+    """The body of a type-level write (``POST [base]/[type]``) as a :class:`ResourceBody`: a JSON
+    object whose ``resourceType`` is the URL's type (which the router has checked is an R4
+    type). The one resourceType check of the request; what is below takes the type from it."""
+    found = read_resource_body(body)
+    if found["resourceType"] != res_type:
+        raise Invalid(
+            f"resourceType {found['resourceType']!r} does not match the URL type {res_type}",
+            expression=["resourceType"],
+        )
+    return ResourceBody(res_type, found)
 
 
 def prefer(request: Request) -> dict[str, str]:

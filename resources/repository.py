@@ -36,7 +36,7 @@ from resources.errors import (
 )
 from resources.schema import resource, resource_version, search_url
 from resources.store import ID_RE, Stored, StoredJSON, content_hash, stamp, utcnow
-from resources.validation import validate_resource
+from resources.validation import ResourceBody, resource_body, validate
 from resources.visibility import Security, secured, visible_in
 
 if TYPE_CHECKING:
@@ -345,15 +345,22 @@ class Unit:
 
     # -- writes -----------------------------------------------------------------------------
     def create(
-        self, body: dict, *, if_none_exist: Query | None = None, res_id: str | None = None
+        self,
+        body: dict | ResourceBody,
+        *,
+        if_none_exist: Query | None = None,
+        res_id: str | None = None,
     ) -> WriteResult:
         """FHIR create (server-assigned id) and conditional create (``If-None-Exist``).
 
         A conditional create matching one resource returns it (200); several: 412. The criteria
         are recorded in ``search_url`` so two concurrent identical conditional creates collide on
-        its primary key and the loser, retried, finds the winner's resource.
+        its primary key and the loser, retried, finds the winner's resource. ``body`` is a
+        :class:`ResourceBody` (its type already settled by the caller) or a plain dict, whose
+        type is checked here.
         """
-        res_type = _resource_type(body)
+        typed = body if isinstance(body, ResourceBody) else _typed(_resource_type(body), body)
+        res_type = typed.type
         if if_none_exist:
             found = self.match_visible(res_type, if_none_exist, limit=2)
             if len(found) > 1:
@@ -364,7 +371,7 @@ class Unit:
                 if self.repo.guard is not None:
                     self.repo.guard(self, res_type, found[0], False)
                 return WriteResult(self.read_many(found)[0], "exists")
-        result = self._write(res_type, res_id or new_id(), body, "POST", None)
+        result = self._write(typed, res_id or new_id(), "POST", None)
         if if_none_exist:
             self._claim_search_url(res_type, if_none_exist, self._last_pk, result.stored)
         return result
@@ -375,10 +382,10 @@ class Unit:
         body = {k: v for k, v in body.items() if k != "id"}
         meta = {k: v for k, v in body.get("meta", {}).items() if k not in _SERVER_META}
         body = {**body, "meta": meta} if meta else {k: v for k, v in body.items() if k != "meta"}
-        self._check("AuditEvent", body)
+        self._check(_typed("AuditEvent", body))
         return audit.submit(self.conn, body)
 
-    def create_many(self, items: Sequence[tuple[str, dict]]) -> list[WriteResult]:
+    def create_many(self, items: Sequence[tuple[str, dict | ResourceBody]]) -> list[WriteResult]:
         """Create many resources with server-chosen ids ``(res_id, body)`` in three statements
         per table instead of five per resource: the batch write path of transactions and bulk
         loads. A validation failure raises ``BatchItemError`` naming the item."""
@@ -386,12 +393,14 @@ class Unit:
             return []
         ts = self.repo.clock()
         rows, contents = [], []
-        for n, (res_id, body) in enumerate(items):
-            res_type = _resource_type(body)
+        for n, (res_id, item) in enumerate(items):
+            named = item.type if isinstance(item, ResourceBody) else _resource_type(item)
             try:
-                self._check(res_type, body)
+                typed = item if isinstance(item, ResourceBody) else _typed(named, item)
+                self._check(typed)
             except Invalid as exc:
                 raise BatchItemError(n, exc) from exc
+            res_type, body = typed.type, typed.content
             content = stamp(body, res_id, 1, ts)
             contents.append(content)
             rows.append(
@@ -451,7 +460,7 @@ class Unit:
         if client:
             self._vet_named(res_type, res_id, current)
         _check_if_match(current, if_match, res_type, res_id)
-        return self._write(res_type, res_id, body, "PUT", current)
+        return self._write(_typed(res_type, body), res_id, "PUT", current)
 
     def conditional_update(
         self, res_type: str, query: Query, body: dict, *, if_match: str | None = None
@@ -467,7 +476,7 @@ class Unit:
             body = {**body, "resourceType": res_type}
             # Claimed like a conditional create: two concurrent conditional updates that both
             # match nothing must not both create (the loser retries and updates the winner's).
-            result = self._write(res_type, new_id(), body, "POST", None)
+            result = self._write(_typed(res_type, body), new_id(), "POST", None)
             self._claim_search_url(res_type, query, self._last_pk, result.stored)
             return result
         target = self.read_many(found)[0]
@@ -501,7 +510,7 @@ class Unit:
         patched = apply(current.content)
         if patched.get("resourceType") != res_type or patched.get("id") != res_id:
             raise Invalid("a patch may not change resourceType or id")
-        return self._write(res_type, res_id, patched, "PATCH", current)
+        return self._write(_typed(res_type, patched), res_id, "PATCH", current)
 
     def delete(
         self, res_type: str, res_id: str, *, if_match: str | None = None, client: bool = False
@@ -565,9 +574,10 @@ class Unit:
             stmt = stmt.with_for_update()
         return self.conn.execute(stmt).first()
 
-    def _check(self, res_type: str, body: dict) -> None:
+    def _check(self, body: ResourceBody) -> None:
         """Validate ``body`` as R4 (and a SearchParameter as usable); raise ``Invalid``."""
-        issues = [i for i in validate_resource(body) if i.severity in ("error", "fatal")]
+        res_type = body.type
+        issues = [i for i in validate(body) if i.severity in ("error", "fatal")]
         if issues:
             raise Invalid(
                 f"{res_type} is not valid FHIR R4: {issues[0].diagnostics}"
@@ -575,13 +585,14 @@ class Unit:
                 issues,
             )
         if res_type == "SearchParameter":
-            self.repo.custom_params.check(body)
+            self.repo.custom_params.check(body.content)
             self.wrote_search_parameter = True
 
     def _write(
-        self, res_type: str, res_id: str, body: dict, method: str, current: sa.Row | None
+        self, typed: ResourceBody, res_id: str, method: str, current: sa.Row | None
     ) -> WriteResult:
-        self._check(res_type, body)
+        self._check(typed)
+        res_type, body = typed.type, typed.content
         digest = content_hash({**body, "id": res_id})
         if current is not None and not current.deleted and current.content_hash == digest:
             return WriteResult(_stored(current), "unchanged")
@@ -677,6 +688,15 @@ def _resource_type(body: dict) -> str:
     if not isinstance(res_type, str):
         raise Invalid("the body has no resourceType", expression=["resourceType"])
     return res_type
+
+
+def _typed(res_type: str, body: dict) -> ResourceBody:
+    """``body`` as a :class:`ResourceBody`; ``Invalid`` (naming ``res_type``, the type the caller
+    meant) when it names no R4 resource type."""
+    found = resource_body(body)
+    if isinstance(found, ResourceBody):
+        return found
+    raise Invalid(f"{res_type} is not valid FHIR R4: {found.diagnostics}", [found])
 
 
 def _check_if_match(

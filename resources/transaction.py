@@ -28,7 +28,7 @@ from resources.errors import (
 from resources.patch import apply_fhirpath_patch, apply_json_patch
 from resources.repository import BatchItemError, Repository, Unit, WriteResult, new_id
 from resources.store import ID_RE, Stored, instant
-from resources.validation import is_resource_type
+from resources.validation import ResourceBody, is_resource_type
 
 log = logging.getLogger("hearth.transaction")
 
@@ -132,32 +132,80 @@ def parse_entry(i: int, raw: object) -> Entry:
     )
 
 
+@dataclass(frozen=True)
+class ParsedBundle:
+    """A batch or transaction Bundle parsed once (:func:`parse_bundle`): what the authorization
+    checks entry by entry and what :func:`process` runs, the same :class:`Entry` values.
+
+    ``entries``: a transaction's entries (one that does not parse fails the whole Bundle, so none
+    is here); a batch's, where an entry that does not parse is its ``Invalid``, answered in its
+    own response entry (as is any other failure to parse it: http.html#brules)."""
+
+    body: dict
+    kind: object  # Bundle.type as sent; process() answers one that is not batch or transaction
+    entries: list[Entry | Exception]
+
+    def parsed(self) -> list[Entry]:
+        """The entries that parsed (all of a transaction's)."""
+        return [e for e in self.entries if isinstance(e, Entry)]
+
+
+def parse_bundle(body: object) -> ParsedBundle | None:
+    """Parse a Bundle's entries once; None when ``body`` is not a Bundle (the transaction
+    interaction says so). ``Invalid`` for a malformed ``entry`` array, and for a transaction
+    (any type but batch) an entry that does not parse."""
+    if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
+        return None
+    kind = body.get("type")
+    entries: list[Entry | Exception] = []
+    if kind != "batch":
+        entries.extend(parse_entries(body))
+    else:
+        for i, raw in enumerate(entry_list(body)):
+            try:
+                entries.append(parse_entry(i, raw))
+            except Exception as exc:  # noqa: BLE001 - the entry's own response (_batch_entry)
+                entries.append(exc)
+    return ParsedBundle(body, kind, entries)
+
+
 def process(
     repo: Repository,
-    bundle: dict,
+    bundle: dict | ParsedBundle,
     *,
     base: str,
     search: SearchFn,
     status_of: StatusFn,
     return_pref: str = "representation",
 ) -> dict:
-    """Process a batch or transaction Bundle; returns the response Bundle."""
-    if bundle.get("resourceType") != "Bundle":
-        raise Invalid("a batch or transaction must be a Bundle", expression=["resourceType"])
-    kind = bundle.get("type")
+    """Process a batch or transaction Bundle (as parsed by :func:`parse_bundle`, or as sent);
+    returns the response Bundle."""
+    if isinstance(bundle, dict):
+        if bundle.get("resourceType") != "Bundle":
+            raise Invalid("a batch or transaction must be a Bundle", expression=["resourceType"])
+        kind = bundle.get("type")
+        if kind not in ("batch", "transaction"):
+            raise Invalid(
+                f"Bundle.type must be batch or transaction, not {kind!r}",
+                expression=["Bundle.type"],
+            )
+        parsed = parse_bundle(bundle)
+        assert parsed is not None
+        bundle = parsed
+    kind = bundle.kind
     if kind not in ("batch", "transaction"):
         raise Invalid(
             f"Bundle.type must be batch or transaction, not {kind!r}", expression=["Bundle.type"]
         )
     if kind == "transaction":
-        entries = parse_entries(bundle)
+        entries = bundle.parsed()
         _check_unique_full_urls(entries)
         repo.run(lambda unit: _transaction(unit, entries, base, search, return_pref))
         responses = [e.response for e in entries]
     else:
         responses = [
-            _batch_entry(repo, i, raw, base, search, status_of, return_pref)
-            for i, raw in enumerate(entry_list(bundle))
+            _batch_entry(repo, i, entry, base, search, status_of, return_pref)
+            for i, entry in enumerate(bundle.entries)
         ]
     return {"resourceType": "Bundle", "type": f"{kind}-response", "entry": responses}
 
@@ -165,7 +213,7 @@ def process(
 def _batch_entry(
     repo: Repository,
     index: int,
-    raw: object,
+    parsed: Entry | Exception,
     base: str,
     search: SearchFn,
     status_of: StatusFn,
@@ -174,7 +222,9 @@ def _batch_entry(
     """One batch entry on its own (http.html#brules): whatever it does wrong, even a fault, is
     its own response; only an unavailable database fails the whole batch (503)."""
     try:
-        entry = parse_entry(index, raw)
+        if isinstance(parsed, Exception):
+            raise parsed
+        entry = parsed
         repo.run(lambda unit: _execute(unit, entry, {}, base, search, return_pref))
         return entry.response
     except FhirError as exc:
@@ -243,9 +293,7 @@ def _transaction(
             _check_post(e)
         current = None
         try:
-            results = unit.create_many(
-                [(_assigned(e), {k: v for k, v in _body(e).items() if k != "id"}) for e in plain]
-            )
+            results = unit.create_many([(_assigned(e), _posted(e)) for e in plain])
         except BatchItemError as exc:
             current = plain[exc.index]
             raise exc.error from exc
@@ -383,6 +431,12 @@ def _check_post(e: Entry) -> None:
         raise Invalid(f"entry {e.index}: resourceType does not match the URL type {e.res_type}")
 
 
+def _posted(e: Entry) -> ResourceBody:
+    """What a POST entry creates, its type settled by ``_check_post`` (the body's
+    ``resourceType`` is the URL's R4 type) and without the id the server replaces."""
+    return ResourceBody(e.res_type, {k: v for k, v in _body(e).items() if k != "id"})
+
+
 def _body(e: Entry) -> dict:
     """The resource a POST or PUT entry writes (``parse_entry`` requires one)."""
     if not isinstance(e.resource, dict):
@@ -467,8 +521,7 @@ def _execute(
         if e.existing is not None:
             result = WriteResult(e.existing, "exists")
         else:
-            body = {k: v for k, v in _body(e).items() if k != "id"}
-            result = unit.create(body, if_none_exist=e.if_none_exist, res_id=e.assigned_id)
+            result = unit.create(_posted(e), if_none_exist=e.if_none_exist, res_id=e.assigned_id)
         e.response = _write_response(result, base, return_pref)
         return
     if e.method == "PUT":

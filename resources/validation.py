@@ -1,4 +1,8 @@
-"""Validate one resource as FHIR R4 (4.0.1): the check every write goes through.
+"""The one entry point of FHIR R4 (4.0.1) validation, the check every write goes through:
+:func:`resource_body` settles a resource's type once, :func:`validate` runs the three checks
+below once over a resource of settled type (:func:`validate_resource` is the two in a row), and
+:func:`prepare` builds their tables ahead of use. The ``validation_*`` modules are its parts;
+nothing outside this module calls them.
 
 Three checks, each stating what it is the authority on, merged into one list of issues (one per
 location, the first check's finding winning):
@@ -37,9 +41,10 @@ null), ``required`` (missing mandatory element), ``value`` (bad primitive format
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
-from resources import validation_r4b, validation_schema_issues
+from resources import validation_r4b, validation_r4b_accepts, validation_schema_issues
 from resources.errors import Issue
 from resources.validation_schema import expression, r4_resource_types, schema
 from resources.validation_structure import inspect
@@ -56,28 +61,51 @@ def is_resource_type(name: str) -> bool:
     return name in r4_resource_types()
 
 
+@dataclass(frozen=True, slots=True)
+class ResourceBody:
+    """A resource whose type is settled: a JSON object whose ``resourceType`` is the concrete R4
+    type ``type``. Built once where the body enters (:func:`resource_body`, or by a caller that
+    has itself compared ``resourceType`` with an R4 type named in the URL) and passed down, so
+    the repository and :func:`validate` take the type from it instead of checking it again."""
+
+    type: str
+    content: dict
+
+
+def resource_body(resource: Any) -> ResourceBody | Issue:
+    """``resource`` as a :class:`ResourceBody`, or the one issue that says why it is not one (not
+    a JSON object, no ``resourceType``, not an R4 resource type): the one resourceType check."""
+    if not isinstance(resource, dict):
+        return Issue("structure", f"a resource is a JSON object, not {_kind(resource)}")
+    kind = resource.get("resourceType")
+    if kind is None:
+        return Issue(
+            "required",
+            "resourceType: missing; every resource names its type",
+            expression=("resourceType",),
+        )
+    if not isinstance(kind, str) or not is_resource_type(kind):
+        return Issue(
+            "invalid",
+            f"resourceType: {kind!r} is not a FHIR R4 resource type",
+            expression=("resourceType",),
+        )
+    return ResourceBody(kind, resource)
+
+
 def validate_resource(resource: Any) -> list[Issue]:
     """Validate one resource (parsed JSON) as FHIR R4. Returns the issues (errors and warnings);
     no error-severity issue means valid. Never raises for bad content."""
-    if not isinstance(resource, dict):
-        return [Issue("structure", f"a resource is a JSON object, not {_kind(resource)}")]
-    kind = resource.get("resourceType")
-    if kind is None:
-        return [
-            Issue(
-                "required",
-                "resourceType: missing; every resource names its type",
-                expression=("resourceType",),
-            )
-        ]
-    if not isinstance(kind, str) or not is_resource_type(kind):
-        return [
-            Issue(
-                "invalid",
-                f"resourceType: {kind!r} is not a FHIR R4 resource type",
-                expression=("resourceType",),
-            )
-        ]
+    found = resource_body(resource)
+    if isinstance(found, Issue):
+        return [found]
+    return validate(found)
+
+
+def validate(body: ResourceBody) -> list[Issue]:
+    """Validate a resource of settled type as FHIR R4: the one pass of the three checks (the
+    module docstring), merged one issue per location. Never raises for bad content."""
+    resource, kind = body.content, body.type
     r4 = schema()
     found = inspect(resource, kind, r4)
     issues = list(found.issues) + control_characters(resource, kind)
@@ -89,6 +117,21 @@ def validate_resource(resource: Any) -> list[Issue]:
         masked = [n.path for n in found.nested if validation_r4b.model(n.type) is None]
         issues += validation_r4b.check(resource, kind, r4, masked + found.opaque)
     return _one_per_location(issues)
+
+
+def compile_validator(res_type: str) -> None:
+    """Compile the R4 JSON Schema validator of ``res_type`` now rather than at its first use."""
+    schema().validator(res_type)
+
+
+def prepare(res_type: str) -> None:
+    """Build all that validating ``res_type`` needs (its compiled JSON Schema validator, the
+    quick walk's tables over its R4B model) as first use would: a preforking server does this
+    before it forks, so that its workers share them (``fhir_server.app.preload``)."""
+    compile_validator(res_type)
+    cls = validation_r4b.model(res_type)
+    if cls is not None:
+        validation_r4b_accepts.prepare(cls)
 
 
 # R4 datatypes.html#string: no character below U+0020 except tab, carriage return and line feed.

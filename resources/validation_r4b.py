@@ -1,5 +1,5 @@
-"""Validation with the FHIR R4B (4.3.0) models of fhir.resources, kept only where R4B says what R4
-says.
+"""Check 3 of :mod:`resources.validation`: the findings of the FHIR R4B (4.3.0) models of
+fhir.resources, kept only where R4B says what R4 says.
 
 fhir.resources 8 ships R4B models, not R4 ones. They check what the R4 JSON Schema cannot: a
 required primitive (``Observation.status``), a real calendar date (``2020-02-30``), one value

@@ -1,5 +1,6 @@
-"""A quick proof that an R4B model of fhir.resources accepts a resource, so that the model itself
-(the slowest of the three checks of :mod:`resources.validation`) runs only where it may object.
+"""Check 3's shortcut (:mod:`resources.validation_r4b`): a quick proof that an R4B model of
+fhir.resources accepts a resource, so that the model itself (the slowest of the three checks of
+:mod:`resources.validation`) runs only where it may object.
 
 ``accepts(cls, data)`` walks ``data`` along the R4B model ``cls`` and its nested models, doing for
 each object what validating it with the model does, from the models' own definitions:

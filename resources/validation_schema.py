@@ -1,4 +1,6 @@
-"""The FHIR R4 JSON Schema, prepared for judging one resource (spec: json.html#schema).
+"""The FHIR R4 JSON Schema, prepared for judging one resource (spec: json.html#schema): the
+data the checks of :mod:`resources.validation` consult (element tables, compiled per-type
+validators), loaded once per process by :func:`schema`; it checks nothing itself.
 
 ``data/fhir.schema.json.gz`` is the published R4 (4.0.1) schema as redistributed by Medplum, who
 added resource types and elements of their own (see ``data/README.md``). :class:`R4Schema` turns

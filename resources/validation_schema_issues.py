@@ -1,5 +1,6 @@
-"""Run the R4 JSON Schema on one resource and turn each violation into an :class:`Issue` with a
-FHIRPath-style location and a plain diagnostic (spec: json.html#schema, datatypes.html).
+"""Check 2 of :mod:`resources.validation`: run a type's compiled R4 JSON Schema on one resource
+and turn each violation into an :class:`Issue` with a FHIRPath-style location and a plain
+diagnostic (spec: json.html#schema, datatypes.html).
 
 Schema rule → IssueType: ``type`` → structure (wrong JSON type), ``required`` → required,
 ``pattern``/``minimum``/``maximum``/``enum``/``const`` → value, anything else → invalid.

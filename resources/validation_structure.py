@@ -1,4 +1,5 @@
-"""The rules of the FHIR JSON format that a JSON Schema cannot state (spec: json.html).
+"""Check 1 of :mod:`resources.validation`: the rules of the FHIR JSON format that a JSON Schema
+cannot state (spec: json.html), in one walk that also lists the nested resources for check 2.
 
 One walk over a resource, guided by the R4 element tables of :mod:`resources.validation_schema`,
 reports every

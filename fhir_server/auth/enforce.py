@@ -10,11 +10,11 @@ from dataclasses import replace
 
 from fhir_server.context import Access, Context, FhirRequest
 from fhir_server.operations.registry import operations
-from resources.errors import Forbidden, Gone, Invalid, MethodNotAllowed, NotFound
+from resources.errors import Forbidden, Gone, MethodNotAllowed, NotFound
 from resources.repository import Unit
 from resources.search.parse import asks_explain, chain_types
 from resources.searching import Security, is_member, is_unreleased
-from resources.transaction import Entry, entry_list, parse_entries, parse_entry
+from resources.transaction import ParsedBundle
 
 PERM = {
     "read": "r",
@@ -79,7 +79,7 @@ def authorize(
     if interaction.startswith("search"):
         _chains(access, req.query)
     if interaction in ("transaction", "batch"):
-        _bundle(access, req.body)
+        _bundle(access, req.bundle)
     elif interaction == "operation":
         _operation(access, req)
     elif interaction == "search-system" or interaction == "history-system":
@@ -144,24 +144,13 @@ def _chains(access: Access, query: list[tuple[str, str]]) -> None:
             require(access, res_type, "s")
 
 
-def _entries(body: dict) -> list[Entry]:
-    """The entries to authorize. A batch entry that does not parse is left out: it touches
-    nothing and gets its own 400 in the batch-response (a transaction fails as a whole)."""
-    if body.get("type") != "batch":
-        return parse_entries(body)
-    out = []
-    for i, raw in enumerate(entry_list(body)):
-        try:
-            out.append(parse_entry(i, raw))
-        except Invalid:
-            continue
-    return out
-
-
-def _bundle(access: Access, body: object) -> None:
-    if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
-        return  # the transaction interaction reports the malformed body
-    for e in _entries(body):
+def _bundle(access: Access, bundle: ParsedBundle | None) -> None:
+    """Each entry's permission, on the entries parsed once (``gate.run``) that the transaction
+    interaction then runs. A batch entry that does not parse is left out: it touches nothing and
+    gets its own 400 in the batch-response (a transaction fails as a whole, at the parse)."""
+    if bundle is None:
+        return  # not a Bundle: the transaction interaction reports the malformed body
+    for e in bundle.parsed():
         perms = []
         if e.method in ("GET", "HEAD"):
             perms.append("s" if e.res_id is None else "r")

@@ -6,6 +6,7 @@ right after."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
@@ -20,6 +21,7 @@ from resources import audit
 from resources.db import unavailable
 from resources.errors import FhirError
 from resources.repository import Unit
+from resources.transaction import parse_bundle
 
 OPEN = frozenset({"capabilities"})
 
@@ -133,6 +135,9 @@ def run(
 
     target = [f"{req.res_type}/{req.res_id}"] if req.res_type and req.res_id else []
     try:
+        if interaction == "transaction" and req.bundle is None:
+            # parsed once: the authorization checks these entries, the interaction runs them
+            req = replace(req, bundle=parse_bundle(req.body))
         rctx = enforce.authorize(ctx, access, interaction, req, on_commit)
         reply = fn(rctx, req)
     except FhirError as exc:

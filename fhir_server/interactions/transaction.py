@@ -18,7 +18,7 @@ def transaction(ctx: Context, req: FhirRequest) -> Reply:
         raise Invalid("POST [base] needs a batch or transaction Bundle")
     bundle = tx.process(
         ctx.repo,
-        req.body,
+        req.bundle if req.bundle is not None else req.body,  # parsed once, by gate.run
         base=ctx.base,
         search=lambda unit, res_type, query, base: search_bundle(ctx, unit, res_type, query),
         status_of=status_of,
