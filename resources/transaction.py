@@ -61,7 +61,10 @@ class Entry:
 
 
 def _parse_url(url: str, index: int) -> tuple[str, str | None, str | None, list]:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket ("http://[")
+        raise Invalid(f"entry {index}: {url!r} is not a URL", expression=_expr(index)) from None
     path = parts.path.strip("/")
     query = parse_qsl(parts.query, keep_blank_values=True)
     segs = [s for s in path.split("/") if s]
