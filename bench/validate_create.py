@@ -27,7 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-EXAMPLES = Path("/work/shared/fhir/r4-examples")
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT.parent / "shared" / "fhir" / "r4-examples"  # ../shared beside the checkout
 
 
 def _measure(tree: str, creates: int) -> dict:
