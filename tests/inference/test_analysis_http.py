@@ -253,7 +253,7 @@ def test_a_patient_token_gets_no_analysis_task(ai_server, fhir):  # type: ignore
     """A patient asking for an analysis of their own record is told it is done, not what it
     found: the analysis Task (outputs, business status) is hidden until a clinician verified the
     result (docs/security.md). Asking again makes no second Task."""
-    from tests.security.compartment_helpers import client_token
+    from tests.fhir_server.auth.smart import client_token
 
     pid = fhir.post("/Patient", json={"resourceType": "Patient", "gender": "male"}).json()["id"]
     token = client_token(ai_server, "patient/*.rs", patient=pid)

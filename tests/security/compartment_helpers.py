@@ -8,21 +8,9 @@ from urllib.parse import quote, quote_plus
 import httpx
 
 from fhir_server.auth.scopes import Scopes
-from fhir_server.auth.tokens import issue, operator_token
+from fhir_server.auth.tokens import issue
 from fhir_server.settings import Settings
 from tests.fhir_server.auth.smart import bearer, make_client, make_user, store_of
-
-
-def client_token(server, scope: str, patient: str | None = None) -> dict:  # type: ignore[no-untyped-def]
-    """A token for a new confidential client (no user), with ``patient`` in context."""
-    client_id, _ = make_client(server, "confidential-symmetric", scope, redirect=None)
-    store = store_of(server)
-    try:
-        settings = Settings(database_url=server.database_url, base_url=server.root)
-        body = operator_token(store, settings, client_id, scope, patient=patient)
-    finally:
-        store.engine.dispose()
-    return bearer(body["access_token"])
 
 
 def user_token(server, role: str, fhir_user: str, scope: str, patient: str) -> dict:  # type: ignore[no-untyped-def]

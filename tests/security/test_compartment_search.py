@@ -15,7 +15,8 @@ import uuid
 import httpx
 import pytest
 
-from tests.security.compartment_helpers import client_token, shape
+from tests.fhir_server.auth.smart import client_token
+from tests.security.compartment_helpers import shape
 
 HTTP = httpx.Client(timeout=120)  # a shared, busy test machine
 

@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from inference import results, tasks
-from tests.security.compartment_helpers import client_token, shape, user_token
+from tests.fhir_server.auth.smart import client_token
+from tests.security.compartment_helpers import shape, user_token
 
 HTTP = httpx.Client(timeout=120)  # a shared, busy test machine
 

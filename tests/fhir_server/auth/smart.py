@@ -47,6 +47,22 @@ class User:
     fhir_user: str | None
 
 
+def client_token(server, scope: str, patient: str | None = None) -> dict:  # type: ignore[no-untyped-def]
+    """Authorization headers with a token for a new confidential client (no user), issued as
+    ``hearth token`` does, with ``patient`` in context."""
+    from fhir_server.auth.tokens import operator_token
+    from fhir_server.settings import Settings
+
+    client_id, _ = make_client(server, "confidential-symmetric", scope, redirect=None)
+    store = store_of(server)
+    try:
+        settings = Settings(database_url=server.database_url, base_url=server.root)
+        body = operator_token(store, settings, client_id, scope, patient=patient)
+    finally:
+        store.engine.dispose()
+    return bearer(body["access_token"])
+
+
 def make_user(
     server, role: str, fhir_user: str | None, *, totp: bool | None = None, email=None
 ) -> User:  # type: ignore[no-untyped-def]

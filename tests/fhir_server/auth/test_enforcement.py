@@ -9,20 +9,7 @@ import uuid
 import httpx
 import pytest
 
-from fhir_server.auth.tokens import operator_token
-from fhir_server.settings import Settings
-from tests.fhir_server.auth.smart import bearer, make_client, store_of
-
-
-def _token(server, scope: str, patient: str | None = None) -> dict:  # type: ignore[no-untyped-def]
-    client_id, _ = make_client(server, "confidential-symmetric", scope, redirect=None)
-    store = store_of(server)
-    try:
-        settings = Settings(database_url=server.database_url, base_url=server.root)
-        body = operator_token(store, settings, client_id, scope, patient=patient)
-    finally:
-        store.engine.dispose()
-    return bearer(body["access_token"])
+from tests.fhir_server.auth.smart import client_token as _token
 
 
 @pytest.fixture(scope="module")
