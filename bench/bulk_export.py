@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.harness import database, hearth  # noqa: E402
-from resources.db import create_engine  # noqa: E402
-from resources.schema import resource  # noqa: E402
+from resources.storage.db import create_engine  # noqa: E402
+from resources.storage.schema import resource  # noqa: E402
 from tests.shared import shared_path  # noqa: E402
 
 

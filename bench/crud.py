@@ -36,7 +36,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from resources.migrate import upgrade  # noqa: E402
+from resources.storage.migrate import upgrade  # noqa: E402
 from tests.servers import (  # noqa: E402
     create_pg_database,
     drop_pg_database,
@@ -192,15 +192,15 @@ def auth_cost(url: str, root: str, authorization: str, ids: list[str], n: int = 
     (pre-ping), through SQLAlchemy on an autocommit pool of its own (the previous server path),
     and as the server now runs it (``AuthStore.serving``: prepared, raw psycopg); then the last
     two again each in a tight loop of their own, with no audit writer thread beside them."""
-    from fhir_server.app import build_context
     from fhir_server.auth.audit_events import rest_event
     from fhir_server.auth.tokens import bearer_access
-    from fhir_server.settings import Settings
+    from fhir_server.runtime.app import build_context
+    from fhir_server.runtime.settings import Settings
     from resources import audit
-    from resources.auth_store import TOKEN_LOOKUP, AuthStore
-    from resources.db import create_engine, normalise_url
-    from resources.repository import Repository
-    from resources.token_lookup import SqlTokenLookup
+    from resources.auth.store import TOKEN_LOOKUP, AuthStore
+    from resources.auth.token_lookup import SqlTokenLookup
+    from resources.storage.db import create_engine, normalise_url
+    from resources.storage.repository import Repository
 
     settings = Settings(database_url=url, base_url=root)
     ctx = build_context(settings)

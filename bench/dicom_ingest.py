@@ -29,7 +29,7 @@ from pydicom.uid import generate_uid
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from resources.migrate import upgrade  # noqa: E402
+from resources.storage.migrate import upgrade  # noqa: E402
 from tests.dicom import Orthanc, tool  # noqa: E402
 from tests.servers import create_pg_database, drop_pg_database, free_port  # noqa: E402
 from tests.shared import shared_path  # noqa: E402

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from resources.migrate import upgrade  # noqa: E402
+from resources.storage.migrate import upgrade  # noqa: E402
 from tests.servers import create_pg_database, drop_pg_database, free_port, system_token  # noqa: E402
 
 

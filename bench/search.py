@@ -6,7 +6,7 @@ issue's query mix through the code the HTTP search runs.
     .venv/bin/python bench/search.py --reuse  # (= --load 0) query the database loaded before
 
 Load: the 617 Synthea transaction Bundles in ../shared/synthea are posted, replica after
-replica, to ``resources.transaction.process`` -- what ``POST [base]`` with a transaction Bundle
+replica, to ``resources.storage.transaction.process`` -- what ``POST [base]`` with a transaction Bundle
 runs (fullUrl references rewritten to server-assigned ids, the plain creates through
 ``Unit.create_many``: validation, the resource and history rows, index extraction and index
 rows, one database transaction per Bundle). Fresh ids come from the server; replicas > 0 also get
@@ -20,7 +20,7 @@ transaction path without un-gzipping and parsing the test data). Baseline in the
 psycopg ``COPY`` of the same resources' JSON into a plain ``(id text primary key, content
 jsonb)`` table in the same database, from one process.
 
-Queries: each through ``resources.searching.run_search`` inside ``Repository.read`` -- the
+Queries: each through ``resources.search.engine.run_search`` inside ``Repository.read`` -- the
 function ``GET [base]/[type]?...`` calls -- then ``orjson.dumps`` of the Bundle, as the HTTP
 response does, so a figure includes compiling the query, the SQL, reading the page's resources,
 building the searchset Bundle and its JSON bytes (not HTTP), with the type filter a
@@ -59,12 +59,12 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from resources.db import create_engine  # noqa: E402
-from resources.migrate import upgrade  # noqa: E402
-from resources.repository import Repository  # noqa: E402
-from resources.schema import resource  # noqa: E402
 from resources.search import INDEX_TABLES, SearchEngine  # noqa: E402
-from resources.searching import SearchRequest, Security, run_search  # noqa: E402
+from resources.search.engine import SearchRequest, Security, run_search  # noqa: E402
+from resources.storage.db import create_engine  # noqa: E402
+from resources.storage.migrate import upgrade  # noqa: E402
+from resources.storage.repository import Repository  # noqa: E402
+from resources.storage.schema import resource  # noqa: E402
 from resources.validation import resource_types  # noqa: E402
 
 SYNTHEA = ROOT.parent / "shared" / "synthea" / "r4_transaction_bundles_all617.tar.gz"
@@ -125,9 +125,9 @@ def _pg_cpu(pid: int) -> float:
 def _load_worker(
     url: str, worker: int, workers: int, target: int, counter, cpu, profile: str
 ) -> None:  # type: ignore[no-untyped-def]
-    from resources import transaction as tx
+    from resources.storage import transaction as tx
     from resources.validation import validate_resource
-    from resources.validation_schema import schema
+    from resources.validation.schema import schema
 
     engine = create_engine(url, pool_size=1)
     repo = Repository(engine, SearchEngine(base_urls=(BASE,)))
@@ -192,8 +192,8 @@ def _rewrite(node: object, refs: dict[str, str]) -> object:
 def _fill_worker(url: str, worker: int, workers: int, target: int, counter) -> None:  # type: ignore[no-untyped-def]
     """Top-up only (``--fill``): resource, history and index rows written directly, as
     ``create_many`` writes them but without validation or the transaction's processing."""
-    from resources.schema import resource_version
-    from resources.store import content_hash, stamp, utcnow
+    from resources.storage.schema import resource_version
+    from resources.storage.store import content_hash, stamp, utcnow
 
     engine = create_engine(url, pool_size=1)
     search = SearchEngine(base_urls=(BASE,))

@@ -23,11 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fhir_server.terminology import finder, prober  # noqa: E402
-from resources.db import create_engine  # noqa: E402
-from resources.migrate import upgrade  # noqa: E402
-from resources.repository import Repository  # noqa: E402
+from fhir_server.runtime.terminology import finder, prober  # noqa: E402
 from resources.search import SearchEngine  # noqa: E402
+from resources.storage.db import create_engine  # noqa: E402
+from resources.storage.migrate import upgrade  # noqa: E402
+from resources.storage.repository import Repository  # noqa: E402
 from terminology import Terminology  # noqa: E402
 from terminology.builtin import Builtin  # noqa: E402
 from terminology.expand import ExpandParams  # noqa: E402

@@ -36,11 +36,11 @@ def _measure(tree: str, creates: int) -> dict:
     import orjson
 
     from resources import validation
-    from resources.db import create_engine
     from resources.errors import Invalid
-    from resources.migrate import upgrade
-    from resources.repository import Repository
     from resources.search import SearchEngine
+    from resources.storage.db import create_engine
+    from resources.storage.migrate import upgrade
+    from resources.storage.repository import Repository
 
     examples = [orjson.loads(p.read_bytes()) for p in sorted(EXAMPLES.glob("*.json"))]
     for body in examples:  # compile every type's validators: not timed

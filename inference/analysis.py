@@ -31,10 +31,10 @@ from inference.predict import LoadedModel, load_model
 from inference.preprocess import preprocess
 from inference.results import service_requests
 from inference.spec import Formula, ImageClassifier
-from resources import queue
 from resources.errors import Gone, NotFound
-from resources.repository import Repository, Unit
-from resources.store import Stored
+from resources.jobs import queue
+from resources.storage.repository import Repository, Unit
+from resources.storage.store import Stored
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The one registry of Hearth's AI models: every ``MODEL`` declared in ``inference/models/``
 (found with :mod:`pkgutil`, so adding a model is adding a module; docs/extending.md).
 
-The analysis engine, ``$ai-analyze``, the triggers, the workflow wiring (``fhir_server/events.py``)
+The analysis engine, ``$ai-analyze``, the triggers, the workflow wiring (``fhir_server/runtime/events.py``)
 and ``hearth ai`` all read it; none of them names a model or an analysis kind.
 """
 

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from inference.codes import HEARTH_AI, HEARTH_LABEL, UNCERTAIN
 from inference.registry import MODEL_FOR_ANALYSIS
 from inference.tasks import TASK_IDENTIFIER
-from resources import queue
 from resources.errors import Gone, NotFound
-from resources.repository import Unit
+from resources.jobs import queue
+from resources.storage.repository import Unit
 
 LIVE_TASK = ("requested", "received", "accepted", "ready", "in-progress")
 

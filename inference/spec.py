@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from PIL import Image
 
-    from resources.repository import Repository
+    from resources.storage.repository import Repository
 
 ColourMode = Literal["RGB", "L"]
 

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 
 from inference import registry
 from inference.codes import TASK_REASON, analysis_concept
-from resources import queue
-from resources.repository import Unit, WriteResult
-from resources.store import instant, utcnow
-from resources.visibility import with_unverified_label
+from resources.jobs import queue
+from resources.search.visibility import with_unverified_label
+from resources.storage.repository import Unit, WriteResult
+from resources.storage.store import instant, utcnow
 
 JOB_KIND = "ai-analysis"
 TASK_IDENTIFIER = "http://hearth.local/fhir/sid/ai-task"

@@ -4,7 +4,7 @@
 * A resource created (repository write hook): e.g. a ``Media`` photo from a photographic
   modality requests a skin-lesion analysis, in the same transaction as the upload.
 * An ``ImagingStudy`` announced complete by the DICOM receiver: e.g. one with a chest CR/DX series
-  requests a pneumonia analysis (``fhir_server/events.py`` starts its case when it has one).
+  requests a pneumonia analysis (``fhir_server/runtime/events.py`` starts its case when it has one).
 
 Anything else is analysed only when asked (``$ai-analyze``) or by a workflow case.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from inference import registry, tasks
 from inference.spec import AnalysisSpec
-from resources.repository import Repository, Unit, WriteResult
+from resources.storage.repository import Repository, Unit, WriteResult
 
 
 def on_write(u: Unit, result: WriteResult) -> None:

@@ -1,6 +1,6 @@
 """The analysis worker (``hearth worker``): claim waiting jobs in batches, run them, repeat.
 
-Several workers, on one machine or many, share the queue safely (see :mod:`resources.queue`).
+Several workers, on one machine or many, share the queue safely (see :mod:`resources.jobs.queue`).
 Each process loads every model once, on first use.
 """
 
@@ -11,8 +11,8 @@ from datetime import timedelta
 
 from inference.analysis import Analyzer
 from inference.tasks import JOB_KIND
-from resources import queue
-from resources.repository import Repository
+from resources.jobs import queue
+from resources.storage.repository import Repository
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Every failure that reaches a client is one of these. Each class carries a FHIR ``IssueType`` code
 (http://hl7.org/fhir/R4/valueset-issue-type.html) and a list of issues; the HTTP edge maps the
-class to a status code from one table (``fhir_server.errors.STATUS``) and renders an
+class to a status code from one table (``fhir_server.rest.errors.STATUS``) and renders an
 OperationOutcome. Nothing below the HTTP edge knows about status codes.
 """
 
@@ -50,7 +50,7 @@ class FhirError(Exception):
         return {"resourceType": "OperationOutcome", "issue": [i.to_fhir() for i in self.issues]}
 
 
-# The kinds of failure. The HTTP status of each lives in fhir_server.errors.STATUS.
+# The kinds of failure. The HTTP status of each lives in fhir_server.rest.errors.STATUS.
 class Invalid(FhirError):
     """The request or the resource content is not valid (400)."""
 

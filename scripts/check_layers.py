@@ -45,11 +45,34 @@ def violations(layers: dict[str, dict]) -> list[str]:
     return bad
 
 
+def subpackages(package: str) -> set[str]:
+    """The sub-packages (folders with an ``__init__.py``) directly under a package."""
+    return {p.parent.name for p in (ROOT / package).glob("*/__init__.py")}
+
+
+def part_violations(layers: dict[str, dict]) -> list[str]:
+    """Every sub-package has its one-sentence job in docs/layers.toml, and every part listed
+    there exists."""
+    bad = []
+    for package, spec in layers.items():
+        parts = set(spec.get("parts", {}))
+        found = subpackages(package)
+        for name in sorted(found - parts):
+            bad.append(
+                f"docs/layers.toml: {package}/{name}/ has no job under [packages.{package}.parts]"
+            )
+        for name in sorted(parts - found):
+            bad.append(f"docs/layers.toml: [packages.{package}.parts] names {name}, not a package")
+    return bad
+
+
 def table(layers: dict[str, dict]) -> str:
     rows = ["| Package | Its job | May import |", "|---|---|---|"]
     for package, spec in layers.items():
         may = ", ".join(f"`{p}`" for p in spec["may_import"]) or "—"
         rows.append(f"| `{package}/` | {spec['job']} | {may} |")
+        for part, job in spec.get("parts", {}).items():
+            rows.append(f"| &nbsp;&nbsp;`{package}/{part}/` | {job} | |")
     return "\n".join([BEGIN, *rows, END])
 
 
@@ -60,7 +83,7 @@ def doc_with(layers: dict[str, dict], text: str) -> str:
 
 def main(argv: list[str]) -> int:
     layers = packages()
-    bad = [f"layer violation: {line}" for line in violations(layers)]
+    bad = [f"layer violation: {line}" for line in violations(layers)] + part_violations(layers)
     text = DOC.read_text()
     if BEGIN not in text or END not in text:
         bad.append(f"{DOC.relative_to(ROOT)} lacks the generated package table ({BEGIN})")

@@ -15,13 +15,13 @@ from pathlib import Path
 import psycopg
 import uvicorn
 
-from fhir_server.app import create_app
 from fhir_server.auth.clients import register
 from fhir_server.auth.tokens import operator_token
-from fhir_server.settings import Settings
-from resources.auth_store import AuthStore
-from resources.db import create_engine
-from resources.migrate import upgrade
+from fhir_server.runtime.app import create_app
+from fhir_server.runtime.settings import Settings
+from resources.auth.store import AuthStore
+from resources.storage.db import create_engine
+from resources.storage.migrate import upgrade
 
 PG_ADMIN = os.environ.get("HEARTH_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -52,3 +52,20 @@ def test_the_architecture_table_must_match_the_layers_file(tmp_path, monkeypatch
     assert check.main([]) == 1
     assert check.main(["--write-docs"]) == 0
     assert check.main([]) == 0
+
+
+def test_every_sub_package_has_its_job_in_the_layers_file(tmp_path, monkeypatch):
+    check = _checker(tmp_path, monkeypatch)
+    (tmp_path / "high" / "edge").mkdir()
+    (tmp_path / "high" / "edge" / "__init__.py").write_text("")
+    assert check.part_violations(check.packages()) == [
+        "docs/layers.toml: high/edge/ has no job under [packages.high.parts]"
+    ]
+    layers = tmp_path / "docs" / "layers.toml"
+    layers.write_text(layers.read_text() + '[packages.high.parts]\nedge = "the edge"\ngone = "x"\n')
+    assert check.part_violations(check.packages()) == [
+        "docs/layers.toml: [packages.high.parts] names gone, not a package"
+    ]
+    (tmp_path / "docs" / "architecture.md").write_text(f"{check.BEGIN}\n{check.END}\n")
+    check.main(["--write-docs"])
+    assert "`high/edge/` | the edge |" in (tmp_path / "docs" / "architecture.md").read_text()

@@ -1,7 +1,7 @@
 """Who acts: an ``Actor`` (role + FHIR reference) passed explicitly into every engine call.
 
 The engine checks the role against each step's ``performerType``; it never reads identity from a
-request. The HTTP edge builds the Actor in one place (``fhir_server/workflow_http.py``).
+request. The HTTP edge builds the Actor in one place (``fhir_server/rest/workflow_http.py``).
 """
 
 from __future__ import annotations

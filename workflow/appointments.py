@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from resources.errors import Conflict, Forbidden, Invalid, PreconditionFailed
-from resources.repository import Repository, Unit
-from resources.store import Stored
-from resources.visibility import with_unverified_label
+from resources.search.visibility import with_unverified_label
+from resources.storage.repository import Repository, Unit
+from resources.storage.store import Stored
 from workflow.actors import Actor
 from workflow.tasks import now
 

@@ -12,13 +12,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from resources.errors import Conflict, Forbidden, Invalid, PreconditionFailed
-from resources.repository import Repository, Unit, new_id
-from resources.store import Stored
-from resources.visibility import (
+from resources.search.visibility import (
     has_unverified_label,
     with_unverified_label,
     without_unverified_label,
 )
+from resources.storage.repository import Repository, Unit, new_id
+from resources.storage.store import Stored
 from workflow import appointments
 from workflow.actors import Actor, role_concept, roles_of
 from workflow.definitions import CASE_SYSTEM, STEP_SYSTEM, CaseDefinition, Step, definition
@@ -375,7 +375,7 @@ def _verify_ai_results(u: Unit, case_id: str) -> None:
             result = u.read(res_type, res_id)
             if result.resource.get("status") in UNVERIFIED:
                 u.update(res_type, res_id, {**result.resource, "status": "final"})
-    # What the workflow wrote about the result (resources.visibility.UNVERIFIED_AI): the case,
+    # What the workflow wrote about the result (resources.search.visibility.UNVERIFIED_AI): the case,
     # its steps and analysis Tasks, their heatmap Media and the proposed Appointment.
     case = u.read("Task", case_id)
     tasks = [case, *u.read_many(u.match("Task", [("part-of", f"Task/{case_id}")]))]
@@ -523,7 +523,7 @@ def record_ai_result(
                     flagged = add_io(s.resource, "input", "mandatory-review", "valueBoolean", True)
                     _save(u, s, note(flagged, "AI result uncertain: mandatory doctor review"))
         # Until a doctor's step verifies the result, the patient sees none of this case's Tasks
-        # (whatever the result said: resources.visibility.UNVERIFIED_AI).
+        # (whatever the result said: resources.search.visibility.UNVERIFIED_AI).
         u.update("Task", case_task_id, with_unverified_label(content))
         for s in steps_of(u, case_task_id):
             if not has_unverified_label(s.resource):

@@ -2,7 +2,7 @@
 loaded and checked once when first needed, never at import time.
 
 A definition names the case, what its focus may be, which roles may start it, the analysis its
-AI step asks for (a model key of ``inference/models/``, read by ``fhir_server/events.py``), and
+AI step asks for (a model key of ``inference/models/``, read by ``fhir_server/runtime/events.py``), and
 its ordered steps; each step names the roles that perform it, the ``businessStatus`` the case
 shows once the step is done, the resource types its performer may record as outputs, an optional
 condition (``when``) and effects the engine runs on completion — both words of the registries in

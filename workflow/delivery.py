@@ -20,8 +20,8 @@ from datetime import UTC, datetime, timedelta
 
 from mappings.report import ReportInput, person_name, render_pdf
 from resources.errors import Conflict, NotFound, PreconditionFailed
-from resources.repository import Repository, Unit
-from resources.store import Stored
+from resources.storage.repository import Repository, Unit
+from resources.storage.store import Stored
 from workflow import cases, mail, signing
 from workflow.actors import SYSTEM, roles_of
 from workflow.definitions import STEP_SYSTEM

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from resources.repository import Unit
+from resources.storage.repository import Unit
 from workflow import reports
 from workflow.actors import Actor
 from workflow.tasks import add_io, io_values, now

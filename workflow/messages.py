@@ -6,8 +6,8 @@ create/search). Those addressed to a patient by e-mail (``medium`` EMAILWRIT, st
 
 from __future__ import annotations
 
-from resources.repository import Repository, Unit
-from resources.store import Stored
+from resources.storage.repository import Repository, Unit
+from resources.storage.store import Stored
 from workflow import mail
 
 EMAIL_MODE = "EMAILWRIT"

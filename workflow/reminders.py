@@ -22,7 +22,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from resources.repository import Repository, Unit
+from resources.storage.repository import Repository, Unit
 
 REMINDER_SYSTEM = "http://hearth.local/fhir/workflow/medication-reminder"
 TIMEZONE_EXTENSIONS = (

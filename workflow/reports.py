@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from resources.repository import Unit
+from resources.storage.repository import Unit
 from workflow.actors import roles_of
 from workflow.tasks import io_values, now
 

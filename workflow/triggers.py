@@ -1,11 +1,11 @@
 """Cases Hearth starts by itself, for the modules that receive data: the DICOM listener's
-subscriber (``fhir_server/events.py``) calls ``study_available`` when a study is complete (once
+subscriber (``fhir_server/runtime/events.py``) calls ``study_available`` when a study is complete (once
 per study and case type, however often it is called)."""
 
 from __future__ import annotations
 
 from resources.errors import Invalid
-from resources.repository import Repository
+from resources.storage.repository import Repository
 from workflow.actors import SYSTEM
 from workflow.cases import Outcome, start_case
 

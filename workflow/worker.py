@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from resources.repository import Repository
+from resources.storage.repository import Repository
 from workflow import delivery, mail, messages, reminders, signing
 
 log = logging.getLogger(__name__)

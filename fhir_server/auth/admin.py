@@ -14,9 +14,9 @@ from fhir_server.auth import clients
 from fhir_server.auth.authorize import patient_exists
 from fhir_server.auth.tokens import bearer_access
 from fhir_server.auth.web import NO_STORE, auth_service
-from fhir_server.context import Access
+from fhir_server.rest.context import Access
 from resources.errors import Forbidden
-from resources.store import utcnow
+from resources.storage.store import utcnow
 
 router = APIRouter(include_in_schema=False)
 

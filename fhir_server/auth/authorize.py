@@ -34,7 +34,7 @@ from fhir_server.auth.web import (
     small_form,
 )
 from resources.errors import FhirError
-from resources.store import utcnow
+from resources.storage.store import utcnow
 
 router = APIRouter(include_in_schema=False)
 
@@ -286,7 +286,7 @@ async def _after_login(request: Request, svc: AuthService, areq: AuthRequest, us
 
 def _patients(request: Request) -> list[dict]:
     """The patients a practitioner may choose from (first 200 by name)."""
-    from resources.searching import SearchRequest, run_search
+    from resources.search.engine import SearchRequest, run_search
 
     ctx = request.app.state.context
     bundle = ctx.repo.read(

@@ -20,8 +20,8 @@ from joserfc.jws import JWSRegistry, extract_compact
 
 from fhir_server.auth.errors import OAuthError
 from fhir_server.auth.scopes import Scopes
-from resources.auth_store import AuthStore, digest
-from resources.store import utcnow
+from resources.auth.store import AuthStore, digest
+from resources.storage.store import utcnow
 
 KINDS = ("public", "confidential-symmetric", "confidential-asymmetric")
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"

@@ -8,13 +8,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from fhir_server.context import Access, Context, FhirRequest
-from fhir_server.operations.registry import operations
+from fhir_server.rest.context import Access, Context, FhirRequest
+from fhir_server.rest.operations.registry import operations
 from resources.errors import Forbidden, Gone, MethodNotAllowed, NotFound
-from resources.repository import Unit
+from resources.search.engine import Security, is_member, is_unreleased
 from resources.search.parse import asks_explain, chain_types
-from resources.searching import Security, is_member, is_unreleased
-from resources.transaction import ParsedBundle
+from resources.storage.repository import Unit
+from resources.storage.transaction import ParsedBundle
 
 PERM = {
     "read": "r",
@@ -108,7 +108,7 @@ def authorize(
 
 def _operation(access: Access, req: FhirRequest) -> None:
     """The permission the operation declares (``OPERATION.permission``,
-    fhir_server/operations/spec.py): a SMART permission on the type it is invoked on, an
+    fhir_server/rest/operations/spec.py): a SMART permission on the type it is invoked on, an
     administrator, or a valid token when the operation checks the scopes itself."""
     name = req.path.rsplit("$", 1)[-1]
     op = operations().get(name)
@@ -254,7 +254,7 @@ CARE_ROLES = frozenset({"doctor", "pharmacist", "cadre", "admin"})
 
 
 def released_only_for(access: Access) -> bool:
-    """Whether ``access`` sees only verified results (``resources.visibility.unreleased``): a
+    """Whether ``access`` sees only verified results (``resources.search.visibility.unreleased``): a
     patient-context token not held by a member of the care team."""
     return access.patient is not None and access.role not in CARE_ROLES
 

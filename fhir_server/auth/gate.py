@@ -16,12 +16,12 @@ from fhir_server.auth import enforce
 from fhir_server.auth.audit_events import rest_event
 from fhir_server.auth.service import AuthService
 from fhir_server.auth.tokens import bearer_access
-from fhir_server.context import Access, Context, FhirRequest, Reply
+from fhir_server.rest.context import Access, Context, FhirRequest, Reply
 from resources import audit
-from resources.db import unavailable
 from resources.errors import FhirError
-from resources.repository import Unit
-from resources.transaction import parse_bundle
+from resources.storage.db import unavailable
+from resources.storage.repository import Unit
+from resources.storage.transaction import parse_bundle
 
 OPEN = frozenset({"capabilities"})
 
@@ -141,7 +141,7 @@ def run(
         rctx = enforce.authorize(ctx, access, interaction, req, on_commit)
         reply = fn(rctx, req)
     except FhirError as exc:
-        from fhir_server.errors import status_of
+        from fhir_server.rest.errors import status_of
 
         auth.audit(event(status_of(exc), target, exc.diagnostics))
         raise

@@ -21,8 +21,8 @@ from fhir_server.auth.tokens import bearer_access, issue
 from fhir_server.auth.users import ROLE_SCOPES
 from fhir_server.auth.web import NO_STORE, auth_service, client_ip, small_form
 from resources.errors import FhirError
-from resources.repository import Repository
-from resources.store import utcnow
+from resources.storage.repository import Repository
+from resources.storage.store import utcnow
 
 router = APIRouter(include_in_schema=False)
 

@@ -1,6 +1,6 @@
 """Hearth's signing key (RS256): created under ``HEARTH_DATA_DIR/keys`` at first start, readable
 only by its owner; signs id_tokens, password-reset links and the audit log's checkpoints
-(``fhir_server/audit_anchor.py``) and is published at the JWKS endpoint. Also the keys that
+(``fhir_server/runtime/audit_anchor.py``) and is published at the JWKS endpoint. Also the keys that
 encrypt stored secrets (``secret_box``)."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, KeySetSerialization, RSAKey
 
-from fhir_server.settings import Settings
-from resources.secret_box import SecretBox
+from fhir_server.runtime.settings import Settings
+from resources.auth.secret_box import SecretBox
 
 ALG = "RS256"
 SECRET_KEYS_FILE = "secret-keys"

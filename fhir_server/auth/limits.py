@@ -30,7 +30,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from fhir_server.settings import Settings
+from fhir_server.runtime.settings import Settings
 
 MAX_KEYS = 100_000  # buckets kept per limiter; the least recently used go first
 

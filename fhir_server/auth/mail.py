@@ -6,7 +6,7 @@ from __future__ import annotations
 import smtplib
 from email.message import EmailMessage
 
-from fhir_server.settings import Settings
+from fhir_server.runtime.settings import Settings
 
 
 def send(settings: Settings, to: str, subject: str, text: str) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from resources.repository import Repository, Unit
+from resources.storage.repository import Repository, Unit
 from workflow.actors import ROLE_SYSTEM, role_concept
 
 PRACTITIONER_ROLES = ("doctor", "pharmacist", "cadre")  # widest first

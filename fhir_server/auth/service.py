@@ -9,9 +9,9 @@ import sqlalchemy as sa
 
 from fhir_server.auth.keys import SigningKey, secret_box
 from fhir_server.auth.limits import Limits
-from fhir_server.settings import Settings
+from fhir_server.runtime.settings import Settings
 from resources import audit
-from resources.auth_store import AuthStore
+from resources.auth.store import AuthStore
 
 
 @dataclass

@@ -13,11 +13,11 @@ from datetime import timedelta
 
 from fhir_server.auth.keys import SigningKey
 from fhir_server.auth.scopes import Scopes
-from fhir_server.context import Access
-from fhir_server.settings import Settings
-from resources.auth_store import AuthStore
+from fhir_server.rest.context import Access
+from fhir_server.runtime.settings import Settings
+from resources.auth.store import AuthStore
 from resources.errors import Unauthorized
-from resources.store import utcnow
+from resources.storage.store import utcnow
 
 ACCESS_TTL = 3600
 OFFLINE_TTL = 90 * 24 * 3600  # offline_access refresh tokens

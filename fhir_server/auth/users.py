@@ -20,8 +20,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from fhir_server.auth.scopes import Scopes
-from resources.auth_store import AuthStore, digest
-from resources.store import utcnow
+from resources.auth.store import AuthStore, digest
+from resources.storage.store import utcnow
 
 ROLES = ("patient", "cadre", "doctor", "pharmacist", "admin")
 NEEDS_TOTP = frozenset({"cadre", "doctor", "pharmacist", "admin"})

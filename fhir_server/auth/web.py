@@ -20,7 +20,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from fhir_server.auth.errors import OAuthError
 from fhir_server.auth.limits import Refused
 from fhir_server.auth.service import AuthService
-from resources.auth_store import digest
+from resources.auth.store import digest
 
 MAX_FORM = 16 * 1024  # bytes: bigger login/token forms are refused (413)
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}

@@ -16,7 +16,7 @@ from pydicom.dataset import Dataset
 
 from mappings.dicom.imaging_study import STUDY_UID_SYSTEM
 from resources.errors import Invalid, NotAcceptable, NotFound
-from resources.instances import check_uid
+from resources.storage.instances import check_uid
 
 DICOM_JSON = "application/dicom+json"
 

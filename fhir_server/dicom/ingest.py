@@ -32,8 +32,8 @@ from pydicom import dcmread
 from mappings.dicom import imaging_study, patient
 from resources import audit
 from resources.errors import PreconditionFailed
-from resources.instances import InstanceStore, PutResult
-from resources.repository import Repository, Unit
+from resources.storage.instances import InstanceStore, PutResult
+from resources.storage.repository import Repository, Unit
 from resources.validation import validate_resource
 
 from .parse import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, Checked, Rejected, check

@@ -12,7 +12,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from resources.instances import is_uid
+from resources.storage.instances import is_uid
 
 # PS3.4 B.2.3 / PS3.18 Table 10.5.3-1 failure reasons
 OUT_OF_RESOURCES = 0xA700

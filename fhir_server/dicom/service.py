@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fhir_server.settings import Settings
-from resources.instances import InstanceStore
-from resources.repository import Repository
+from fhir_server.runtime.settings import Settings
+from resources.storage.instances import InstanceStore
+from resources.storage.repository import Repository
 
 from . import scp
 from .ingest import Ingest

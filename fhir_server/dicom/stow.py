@@ -15,7 +15,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
 from resources.errors import Invalid, TooLarge, UnsupportedMediaType
-from resources.instances import check_uid
+from resources.storage.instances import check_uid
 
 from . import catalogue
 from .catalogue import DICOM_JSON

@@ -20,9 +20,9 @@ import hl7.containers
 from fhir_server.auth import gate
 from fhir_server.auth.scopes import Scopes
 from fhir_server.auth.service import AuthService
-from fhir_server.context import Access, Context, FhirRequest
-from fhir_server.errors import status_of
-from fhir_server.interactions import transaction
+from fhir_server.rest.context import Access, Context, FhirRequest
+from fhir_server.rest.errors import status_of
+from fhir_server.rest.interactions import transaction
 from mappings import hl7v2
 from mappings.hl7v2.ack import AckError
 from resources.errors import FhirError, Forbidden

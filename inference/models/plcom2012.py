@@ -14,7 +14,7 @@ from inference import plco, plco_record, results
 from inference.images import BadInput
 from inference.spec import Assessment, Formula
 from resources.errors import NotFound
-from resources.repository import Repository, Unit
+from resources.storage.repository import Repository, Unit
 
 
 def assess(repo: Repository, task: dict, task_id: str) -> Assessment:

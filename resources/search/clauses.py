@@ -80,7 +80,7 @@ def missing(table: sa.Table, idents: Sequence[int], value: str, res_types: Seque
     some index row for the parameter, tested per resource through the ``(res_pk,
     hash_identity)`` index (no index leads with the identity alone)."""
     from resources.errors import Invalid
-    from resources.schema import resource
+    from resources.storage.schema import resource
 
     if value not in ("true", "false"):
         raise Invalid(f":missing takes true or false, not {value!r}")

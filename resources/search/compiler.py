@@ -27,7 +27,6 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from resources.errors import Invalid
-from resources.schema import resource
 from resources.search import keys, special
 from resources.search.clauses import HasParts, PkSet, Target, missing
 from resources.search.definitions import SearchParam, SearchParameterRegistry
@@ -42,11 +41,12 @@ from resources.search.parse import (
 )
 from resources.search.tables import idx_reference, idx_token
 from resources.search.token import CodeSets
+from resources.storage.schema import resource
 
 MAX_CHAIN = 4  # links in one chain, and nested _has, at most
 
 # What the caller may see of rows of one type, as conditions on an alias of ``resource``: applied
-# to each chained target and each ``_has`` source (``resources.visibility.visible_in``).
+# to each chained target and each ``_has`` source (``resources.search.visibility.visible_in``).
 Visible = Callable[[sa.FromClause, str], list[sa.ColumnElement]]
 
 

@@ -11,8 +11,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from resources.bounds import INT4_MAX, clamp_whole, is_whole
 from resources.errors import Invalid
+from resources.storage.bounds import INT4_MAX, clamp_whole, is_whole
 
 # Parameters that shape the result rather than select resources (search.html#return).
 RESULT_PARAMS = frozenset(

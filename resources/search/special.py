@@ -15,10 +15,10 @@ import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from resources.errors import NotSupported
-from resources.schema import resource
 from resources.search import date
 from resources.search.clauses import PkSet
 from resources.search.parse import unescape
+from resources.storage.schema import resource
 
 RESOURCE_COLUMNS = frozenset({"_id", "_lastUpdated"})
 ID_MODIFIERS = frozenset({"not"})

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from resources.schema import metadata
+from resources.storage.schema import metadata
 
 # Longest stored text values; longer ones are truncated (prefix searches on them still work, an
 # exact match on a longer value is checked through a hash of the full value where one exists).

@@ -17,12 +17,12 @@ import httpx
 import orjson
 import pytest
 
-from fhir_server.bulk_runner import ExportRunner
-from fhir_server.settings import Settings
-from resources import bulk_export, queue
-from resources.db import create_engine
-from resources.repository import Repository
+from fhir_server.runtime.bulk_runner import ExportRunner
+from fhir_server.runtime.settings import Settings
+from resources.jobs import bulk_export, queue
 from resources.search import SearchEngine
+from resources.storage.db import create_engine
+from resources.storage.repository import Repository
 from tests.servers import system_token
 from tests.shared import shared_path
 

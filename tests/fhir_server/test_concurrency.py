@@ -15,7 +15,7 @@ import httpx
 import psycopg
 import pytest
 
-from resources.migrate import upgrade
+from resources.storage.migrate import upgrade
 from tests.fhir_server.test_rest import patient
 from tests.servers import create_pg_database, drop_pg_database, free_port, system_token
 

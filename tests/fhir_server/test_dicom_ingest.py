@@ -15,7 +15,7 @@ import pydicom
 from pydicom.uid import generate_uid
 
 from fhir_server.dicom.ingest import Ingest
-from resources.instances import InstanceStore
+from resources.storage.instances import InstanceStore
 from tests.dicom import HTTP, echoscu, read_header, sample_files, storescu
 from tests.servers import free_port, system_token
 from tests.shared import ROOT
@@ -144,8 +144,8 @@ def test_hearth_dicom_command(tmp_path):
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0  # SIGTERM: a clean stop that flushes the writer
-    from fhir_server.app import build_context
-    from fhir_server.settings import Settings
+    from fhir_server.runtime.app import build_context
+    from fhir_server.runtime.settings import Settings
     from mappings.dicom.imaging_study import study_search
 
     ctx = build_context(Settings(database_url=env["HEARTH_DATABASE_URL"]))

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from resources import audit
-from resources.audit_search import AuditQuery, search
-from resources.db import create_engine
+from resources.audit.search import AuditQuery, search
+from resources.storage.db import create_engine
 from tests.fhir_server.test_cli import hearth
 from tests.servers import database_url
 

@@ -1,6 +1,6 @@
-"""Operations are declarations (``fhir_server/operations/spec.py``), found by walking the
+"""Operations are declarations (``fhir_server/rest/operations/spec.py``), found by walking the
 package: the router enforces their methods (405 with ``Allow``), ``enforce.py`` their permission,
-and one reader (``fhir_server/operations/parameters.py``) parses their inputs once."""
+and one reader (``fhir_server/rest/operations/parameters.py``) parses their inputs once."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-import fhir_server.operations
-from fhir_server.operations.registry import operations
-from fhir_server.operations.spec import ADMIN, Operation, Permission
+import fhir_server.rest.operations
+from fhir_server.rest.operations.registry import operations
+from fhir_server.rest.operations.spec import ADMIN, Operation, Permission
 from tests.servers import system_token
 
 ACT_AS_DOCTOR = {"X-Hearth-Role": "doctor", "X-Hearth-Actor": "Practitioner/someone"}
@@ -74,15 +74,15 @@ def test_a_declaration_that_breaks_a_rule_fails_at_import() -> None:
 
 def test_no_operation_module_imports_the_registry() -> None:
     """The registry finds the operation modules; they import only ``spec`` (no import cycle)."""
-    package = Path(fhir_server.operations.__file__).parent
+    package = Path(fhir_server.rest.operations.__file__).parent
     for path in sorted(package.glob("*.py")):
         if path.name == "registry.py":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom):
-                assert node.module != "fhir_server.operations.registry", path.name
+                assert node.module != "fhir_server.rest.operations.registry", path.name
                 assert not (
-                    node.module == "fhir_server.operations"
+                    node.module == "fhir_server.rest.operations"
                     and any(a.name == "registry" for a in node.names)
                 ), path.name
 

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fhir_server.app import build_context
-from fhir_server.settings import Settings
+from fhir_server.runtime.app import build_context
+from fhir_server.runtime.settings import Settings
 from inference import plco
 from inference.plco import Education, PLCOm2012Inputs, Race
 from inference.registry import metadata
-from resources import queue
+from resources.jobs import queue
 from tests.inference.conftest import (
     CHEST_CR,
     HEAD_CT,

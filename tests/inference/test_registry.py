@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from fhir_server import events
+from fhir_server.runtime import events
 from inference import registry
 from workflow.definitions import definitions, parse
 

@@ -97,10 +97,10 @@ def test_case_started_before_the_worker_runs_shares_one_analysis(ai_server, fhir
 def test_case_waits_for_an_analysis_another_worker_is_running(ai_server, fhir, patient_id):
     from datetime import timedelta
 
-    from fhir_server.app import build_context
-    from fhir_server.settings import Settings
+    from fhir_server.runtime.app import build_context
+    from fhir_server.runtime.settings import Settings
     from inference.analysis import Analyzer
-    from resources import queue
+    from resources.jobs import queue
 
     media = fhir.post("/Media", json=skin_photo_media(patient_id, b64(SKIN_PHOTO))).json()
     [first] = tasks_for(fhir, f"Media/{media['id']}")

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from resources import repository, transaction, validation
-from resources.db import create_engine
+from resources import validation
 from resources.errors import Invalid
-from resources.repository import Repository
 from resources.search import SearchEngine
+from resources.storage import repository, transaction
+from resources.storage.db import create_engine
+from resources.storage.repository import Repository
 from resources.validation import ResourceBody
 from tests.servers import database_url
 

@@ -9,7 +9,7 @@ import httpx
 
 from fhir_server.auth.scopes import Scopes
 from fhir_server.auth.tokens import issue
-from fhir_server.settings import Settings
+from fhir_server.runtime.settings import Settings
 from tests.fhir_server.auth.smart import bearer, make_client, make_user, store_of
 
 

@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from resources import audit
-from resources.db import create_engine
+from resources.storage.db import create_engine
 from tests.servers import database_url, start_server
 from tests.shared import ROOT
 

@@ -74,7 +74,7 @@ def test_only_connection_failures_count_as_unavailable(tmp_path):
     stays a fault (500, logged); a refused connection or a locked SQLite file is unavailable."""
     import sqlalchemy as sa
 
-    from resources.db import create_engine, unavailable
+    from resources.storage.db import create_engine, unavailable
     from tests.servers import free_port
 
     engine = create_engine(f"sqlite:///{tmp_path / 'x.db'}")

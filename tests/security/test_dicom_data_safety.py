@@ -21,11 +21,11 @@ import sqlalchemy as sa
 from pydicom.uid import generate_uid
 from pynetdicom import AE
 
-from fhir_server.app import build_context
 from fhir_server.dicom.sop_classes import STORAGE
-from fhir_server.settings import Settings
+from fhir_server.runtime.app import build_context
+from fhir_server.runtime.settings import Settings
 from mappings.dicom.imaging_study import study_search
-from resources.instances import InstanceStore
+from resources.storage.instances import InstanceStore
 from tests.dicom import BACKENDS, HTTP, echoscu, sample_files
 from tests.servers import database_url, free_port
 from tests.shared import ROOT

@@ -8,7 +8,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from resources.db import create_engine
+from resources.storage.db import create_engine
 from tests.servers import database_url, start_server
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'"

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from resources.db import create_engine
+from resources.storage.db import create_engine
 from tests.servers import database_url, free_port, start_server
 
 MSH = "MSH|^~\\&|ADT|HOSP|HEARTH|HEARTH|20240105081500+0100||ADT^A01^ADT_A01|{cid}|P|2.5.1\r"
@@ -162,8 +162,8 @@ def test_access_log_has_paths_without_query_strings(tmp_path, captured):
 
     import uvicorn
 
-    from fhir_server.app import create_app
-    from fhir_server.settings import Settings
+    from fhir_server.runtime.app import create_app
+    from fhir_server.runtime.settings import Settings
     from tests.servers import system_token
 
     mark = "Qzvx" + uuid.uuid4().hex[:6]

@@ -11,8 +11,8 @@ import pytest
 import sqlalchemy as sa
 from cryptography.fernet import Fernet, InvalidToken
 
-from resources.auth_store import auth_user
-from resources.db import create_engine
+from resources.auth.store import auth_user
+from resources.storage.db import create_engine
 from tests.conftest import BACKENDS
 from tests.fhir_server.auth.smart import code_of, login, make_client, make_user, pkce, store_of
 from tests.fhir_server.test_cli import hearth

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from fhir_server.app import build_context
-from fhir_server.settings import Settings
+from fhir_server.runtime.app import build_context
+from fhir_server.runtime.settings import Settings
 from resources.errors import Conflict, Forbidden, Invalid
 from tests.conftest import BACKENDS
 from tests.servers import database_url

@@ -211,8 +211,8 @@ def test_daily_period_steps_in_wall_clock_time_and_hourly_in_elapsed_time():
 
 
 def test_zone_from_the_patient_then_its_organization_then_the_default(wf_server, fhir):
-    from fhir_server.app import build_context
-    from fhir_server.settings import Settings
+    from fhir_server.runtime.app import build_context
+    from fhir_server.runtime.settings import Settings
     from workflow.reminders import TIMEZONE_EXTENSIONS, create_due
 
     tz_ext = lambda zone: [{"url": TIMEZONE_EXTENSIONS[0], "valueCode": zone}]  # noqa: E731

@@ -15,7 +15,7 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 
-from fhir_server.settings import Settings
+from fhir_server.runtime.settings import Settings
 from workflow import signing
 
 

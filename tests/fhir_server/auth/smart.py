@@ -23,8 +23,8 @@ from fhir_server.auth.clients import register
 from fhir_server.auth.keys import secret_box
 from fhir_server.auth.roles import PRACTITIONER_ROLES
 from fhir_server.auth.users import create_user
-from resources.auth_store import AuthStore
-from resources.db import create_engine
+from resources.auth.store import AuthStore
+from resources.storage.db import create_engine
 from tests.shared import shared_path
 from workflow.actors import role_concept
 
@@ -51,7 +51,7 @@ def client_token(server, scope: str, patient: str | None = None) -> dict:  # typ
     """Authorization headers with a token for a new confidential client (no user), issued as
     ``hearth token`` does, with ``patient`` in context."""
     from fhir_server.auth.tokens import operator_token
-    from fhir_server.settings import Settings
+    from fhir_server.runtime.settings import Settings
 
     client_id, _ = make_client(server, "confidential-symmetric", scope, redirect=None)
     store = store_of(server)

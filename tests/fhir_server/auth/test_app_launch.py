@@ -16,8 +16,8 @@ from joserfc.jwk import KeySet
 
 from fhir_server.auth.scopes import Scopes
 from fhir_server.auth.tokens import issue
-from fhir_server.settings import Settings
-from resources.auth_store import auth_code
+from fhir_server.runtime.settings import Settings
+from resources.auth.store import auth_code
 from tests.fhir_server.auth.smart import (
     REDIRECT,
     bearer,

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from resources import audit
-from resources.db import create_engine
+from resources.storage.db import create_engine
 from tests.fhir_server.auth.smart import bearer
 from tests.servers import database_url, system_token
 from tests.shared import ROOT

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from resources import audit
-from resources.db import create_engine
+from resources.storage.db import create_engine
 from tests.fhir_server.auth.smart import (
     bearer,
     code_of,
@@ -267,7 +267,7 @@ def test_migration_indexes_existing_events_without_touching_the_chain(backend, t
     from alembic import command
     from alembic.script import ScriptDirectory
 
-    from resources.migrate import alembic_config
+    from resources.storage.migrate import alembic_config
 
     url, cleanup = database_url(backend, tmp_path)
     cfg = alembic_config(url)
@@ -300,7 +300,7 @@ def test_migration_indexes_existing_events_without_touching_the_chain(backend, t
         command.upgrade(cfg, "head")
         assert _hashes(engine) == hashes_before
         assert audit.verify(engine) == (3, None)
-        from resources.audit_search import AuditQuery, search
+        from resources.audit.search import AuditQuery, search
 
         with engine.connect() as conn:
             found = search(conn, AuditQuery([("patient", "p1")]))

@@ -7,9 +7,9 @@ import pytest
 
 from fhir_server.auth import enforce
 from fhir_server.auth.scopes import Scopes
-from fhir_server.context import Access
-from resources import transaction
+from fhir_server.rest.context import Access
 from resources.errors import Forbidden
+from resources.storage import transaction
 
 BUNDLE = {
     "resourceType": "Bundle",

@@ -9,8 +9,8 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from fhir_server.app import create_app
-from fhir_server.settings import Settings
+from fhir_server.runtime.app import create_app
+from fhir_server.runtime.settings import Settings
 from fhir_server.webapp import CLIENT_ID, static_files
 
 

@@ -19,9 +19,9 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
-from resources.db import create_engine, normalise_url
-from resources.schema import metadata, resource
 from resources.search import SearchEngine, SearchParameterRegistry
+from resources.storage.db import create_engine, normalise_url
+from resources.storage.schema import metadata, resource
 from tests.shared import shared_path
 
 BACKENDS = ("sqlite", "postgresql")

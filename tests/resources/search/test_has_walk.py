@@ -12,11 +12,11 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from resources import searching
-from resources.db import create_engine
-from resources.repository import Repository
 from resources.search import SearchEngine
-from resources.searching import SearchRequest, Security, run_search
+from resources.search import engine as searching
+from resources.search.engine import SearchRequest, Security, run_search
+from resources.storage.db import create_engine
+from resources.storage.repository import Repository
 from tests.servers import database_url
 
 BASE = "http://walk.test/fhir"

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from resources.db import create_engine
-from resources.repository import Repository
 from resources.search import SearchEngine
-from resources.searching import SearchRequest, Security, run_search
+from resources.search.engine import SearchRequest, Security, run_search
+from resources.storage.db import create_engine
+from resources.storage.repository import Repository
 from tests.servers import database_url
 
 BASE = "http://sec.test/fhir"

@@ -74,8 +74,8 @@ def test_compiler_dispatches_through_the_table(
 
     import sqlalchemy as sa
 
-    from resources.schema import resource
     from resources.search.compiler import Compiler
+    from resources.storage.schema import resource
 
     seen: list[tuple[str, str | None, tuple[str, ...]]] = []
 

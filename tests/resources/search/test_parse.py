@@ -184,7 +184,7 @@ def test_chain_types_as_the_search_parses_them(name: str, types: tuple[str, ...]
 def test_search_request_parses_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """``SearchRequest`` parses its query when built; the compiler takes that parse as it is."""
     from resources.search import SearchEngine, compiler
-    from resources.searching import SearchRequest
+    from resources.search.engine import SearchRequest
 
     req = SearchRequest(
         res_type="Patient", query=[("name", "x"), ("_explain", "true"), ("_page", "c")]

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from resources.errors import Invalid, NotSupported
-from resources.schema import resource
+from resources.storage.schema import resource
 from tests.resources.search.conftest import Store
 
 LOINC = "http://loinc.org"

@@ -1,0 +1,5 @@
+"""``python -m fhir_server.cli``: the ``hearth`` command."""
+
+from fhir_server.cli import main
+
+main()

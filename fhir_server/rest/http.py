@@ -1,0 +1,207 @@
+"""FHIR over HTTP: body parsing, content negotiation, Prefer, and response rendering.
+
+FHIR R4 http.html#mime-type (``application/fhir+json``, ``_format``, ``_pretty``),
+http.html#ops (``Prefer: return=``), http.html#concurrency (ETag, If-Match).
+XML is not supported yet: an XML body gets 415, a client that accepts only XML gets 406.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from email.utils import format_datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from fastapi import Request
+from fastapi.responses import Response
+
+from resources.errors import Invalid, Issue, NotAcceptable, TooLarge, UnsupportedMediaType
+from resources.storage.store import Stored
+from resources.validation import ResourceBody
+
+FHIR_JSON = "application/fhir+json"
+JSON_TYPES = {"application/fhir+json", "application/json", "text/json", "application/json+fhir"}
+XML_TYPES = {"application/fhir+xml", "application/xml", "text/xml", "application/xml+fhir", "xml"}
+FORMAT_JSON = {"json", "application/json", "application/fhir+json", "text/json"}
+
+
+def _format_param(request: Request) -> str | None:
+    fmt = request.query_params.get("_format")
+    return fmt.strip().lower() if fmt else None
+
+
+def negotiate(request: Request) -> str:
+    """The response content type; 406 when the client accepts only formats we do not write."""
+    fmt = _format_param(request)
+    if fmt is not None:
+        if fmt in FORMAT_JSON:
+            return FHIR_JSON
+        raise NotAcceptable(f"_format={fmt} is not supported; this server writes FHIR JSON")
+    accept = request.headers.get("accept", "")
+    if not accept.strip():
+        return FHIR_JSON
+    kinds = [part.split(";")[0].strip().lower() for part in accept.split(",")]
+    if any(k in JSON_TYPES or k in ("*/*", "application/*") for k in kinds):
+        return FHIR_JSON
+    if any(k in XML_TYPES for k in kinds):
+        raise NotAcceptable("FHIR XML is not supported yet; ask for application/fhir+json")
+    return FHIR_JSON
+
+
+def _dump(body: Any, pretty: bool) -> bytes:
+    return orjson.dumps(body, option=orjson.OPT_INDENT_2 if pretty else 0)
+
+
+def fhir_response(
+    request: Request,
+    body: dict | None,
+    *,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    pretty = request.query_params.get("_pretty", "").lower() == "true"
+    # Health records: no browser or proxy may keep a copy, and none may answer a read from its
+    # cache (a heuristic freshness from Last-Modified would show a Task's previous status).
+    # Conditional reads (If-None-Match → 304) still work: clients send the ETag themselves.
+    headers = {"Cache-Control": "no-store", **(headers or {})}
+    if body is None:
+        return Response(status_code=status, headers=headers)
+    return Response(
+        content=_dump(body, pretty),
+        status_code=status,
+        media_type=f"{FHIR_JSON}; charset=utf-8",
+        headers=headers,
+    )
+
+
+async def read_body(
+    request: Request, limit: int, *, patch: bool = False, optional: bool = False
+) -> Any:
+    """Read and parse a JSON request body within ``limit`` bytes; 400/413/415 otherwise."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"the request body is {declared} bytes; the limit is {limit}")
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    allowed = JSON_TYPES | ({"application/json-patch+json"} if patch else set())
+    if ctype in XML_TYPES:
+        raise UnsupportedMediaType("FHIR XML is not supported yet; send application/fhir+json")
+    if ctype and ctype not in allowed and not (optional and declared in (None, "0")):
+        raise UnsupportedMediaType(
+            f"Content-Type {ctype} is not supported; send application/fhir+json"
+        )
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"the request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        if optional:
+            return None
+        raise Invalid("the request has no body; a FHIR resource was expected")
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Invalid(f"the body is not valid JSON: {exc}") from exc
+    check_depth(parsed)
+    return parsed
+
+
+# The deepest JSON a request body may nest (objects and arrays). The deepest R4 resources in
+# practice (nested Questionnaire items, extensions of extensions) stay far below it; deeper
+# bodies would break the serialiser (orjson stops at 254 levels, and a stored resource is
+# rendered inside a Bundle) and the recursive validators.
+MAX_JSON_DEPTH = 100
+
+
+def check_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> None:
+    """400 ``structure`` when ``value`` nests deeper than ``limit``; an iterative walk."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children: Iterable[Any]
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            raise Invalid(
+                f"the body nests JSON objects and arrays more than {limit} levels deep",
+                [Issue("structure", f"the JSON nests more than {limit} levels deep")],
+            )
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+
+
+def reject_nul(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """400 for a parameter whose name or value holds a NUL character (``%00``): no FHIR value
+    may contain one (R4 datatypes.html#string) and PostgreSQL text cannot hold one."""
+    for name, value in pairs:
+        if "\x00" in name or "\x00" in value:
+            raise Invalid(f"parameter {name!r}: a NUL character (%00) is not allowed")
+    return pairs
+
+
+def query_pairs(request: Request) -> list[tuple[str, str]]:
+    """The URL's query parameters, in order, NUL-free."""
+    return reject_nul(list(request.query_params.multi_items()))
+
+
+async def read_form(request: Request, limit: int) -> list[tuple[str, str]]:
+    """An ``application/x-www-form-urlencoded`` body (``POST [type]/_search``) as pairs."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype and ctype != "application/x-www-form-urlencoded":
+        raise UnsupportedMediaType(
+            "_search takes application/x-www-form-urlencoded parameters, not " + ctype
+        )
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise TooLarge(f"the request body exceeds the limit of {limit} bytes")
+    return reject_nul(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+
+
+def read_resource_body(body: Any) -> dict:
+    if not isinstance(body, dict):
+        raise Invalid("the body must be a JSON object (a FHIR resource)")
+    if not isinstance(body.get("resourceType"), str):
+        raise Invalid("the body has no resourceType", expression=["resourceType"])
+    return body
+
+
+def resource_of_type(body: Any, res_type: str) -> ResourceBody:
+    """The body of a type-level write (``POST [base]/[type]``) as a :class:`ResourceBody`: a JSON
+    object whose ``resourceType`` is the URL's type (which the router has checked is an R4
+    type). The one resourceType check of the request; what is below takes the type from it."""
+    found = read_resource_body(body)
+    if found["resourceType"] != res_type:
+        raise Invalid(
+            f"resourceType {found['resourceType']!r} does not match the URL type {res_type}",
+            expression=["resourceType"],
+        )
+    return ResourceBody(res_type, found)
+
+
+def prefer(request: Request) -> dict[str, str]:
+    """Parse ``Prefer`` (RFC 7240) into a dict: return=..., handling=..., respond-async."""
+    out: dict[str, str] = {}
+    for part in request.headers.get("prefer", "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        key, _, value = part.partition("=")
+        out[key.strip().lower()] = value.strip().strip('"').lower()
+    return out
+
+
+def http_date(stored: Stored) -> str:
+    return format_datetime(stored.last_updated, usegmt=True)
+
+
+def version_headers(stored: Stored) -> dict[str, str]:
+    return {"ETag": stored.etag, "Last-Modified": http_date(stored)}

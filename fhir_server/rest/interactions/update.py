@@ -1,0 +1,40 @@
+"""update — FHIR R4 http.html#update: ``PUT [base]/[type]/[id]`` (update-as-create for a new
+id), and conditional update ``PUT [base]/[type]?[search parameters]`` (http.html#cond-update).
+
+``If-Match`` makes it a version-aware update (http.html#concurrency): 412 on mismatch.
+"""
+
+from __future__ import annotations
+
+from fhir_server.rest.context import Context, FhirRequest, Reply
+from fhir_server.rest.http import read_resource_body
+from fhir_server.rest.interactions.common import write_reply
+from resources.errors import Invalid
+
+
+def update(ctx: Context, req: FhirRequest) -> Reply:
+    body = read_resource_body(req.body)
+    if_match = req.headers.get("if-match")
+    res_type, res_id = req.instance()
+    result = ctx.repo.run(
+        lambda u: u.update(res_type, res_id, body, if_match=if_match, client=True)
+    )
+    return write_reply(ctx, req, result)
+
+
+def conditional_update(ctx: Context, req: FhirRequest) -> Reply:
+    body = read_resource_body(req.body)
+    res_type = req.resource_type()
+    if body["resourceType"] != res_type:
+        raise Invalid(
+            f"resourceType {body['resourceType']!r} does not match the URL type {res_type}",
+            expression=["resourceType"],
+        )
+    criteria = req.criteria()
+    if not criteria:
+        raise Invalid("a conditional update needs search parameters in the URL")
+    if_match = req.headers.get("if-match")
+    result = ctx.repo.run(
+        lambda u: u.conditional_update(res_type, criteria, body, if_match=if_match)
+    )
+    return write_reply(ctx, req, result)

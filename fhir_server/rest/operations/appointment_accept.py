@@ -1,0 +1,28 @@
+"""$accept — ``POST [base]/Appointment/[id]/$accept``: the patient accepts a ``proposed``
+appointment (e.g. the one proposed after a high-risk AI result); it becomes ``booked`` and its
+tentative Slot ``busy``. Not proposed: 409."""
+
+from __future__ import annotations
+
+from fhir_server.rest.context import Context, FhirRequest, Reply
+from fhir_server.rest.operations.spec import Operation, Permission
+from fhir_server.rest.workflow_http import actor_of
+from workflow import appointments
+
+
+def run(ctx: Context, req: FhirRequest) -> Reply:
+    return Reply(200, appointments.accept(ctx.repo, actor_of(ctx, req), req.res_id or ""))
+
+
+OPERATION = Operation(
+    name="accept",
+    definition="http://hearth.local/fhir/OperationDefinition/Appointment-accept",
+    levels=frozenset({"instance"}),
+    types=frozenset({"Appointment"}),
+    handler=run,
+    methods=frozenset({"POST"}),
+    affects_state=True,
+    permission=Permission.on_type(
+        "u"
+    ),  # the engine then checks the actor's role (docs/workflow.md)
+)

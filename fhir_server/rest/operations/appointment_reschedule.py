@@ -1,0 +1,34 @@
+"""$reschedule — ``POST [base]/Appointment/[id]/$reschedule``: move an appointment to another
+free Slot (``slot`` valueReference) in one transaction; the old Slot is freed, a taken one
+answers 409."""
+
+from __future__ import annotations
+
+from fhir_server.rest.context import Context, FhirRequest, Reply
+from fhir_server.rest.operations.spec import Operation, Permission
+from fhir_server.rest.workflow_http import actor_of
+from resources.errors import Invalid
+from workflow import appointments
+
+
+def run(ctx: Context, req: FhirRequest) -> Reply:
+    actor = actor_of(ctx, req)
+    slot = req.params.reference("slot", required=True) or ""
+    if not slot.startswith("Slot/"):
+        raise Invalid("slot must reference a Slot")
+    appt = appointments.reschedule(ctx.repo, actor, req.res_id or "", slot.removeprefix("Slot/"))
+    return Reply(200, appt)
+
+
+OPERATION = Operation(
+    name="reschedule",
+    definition="http://hearth.local/fhir/OperationDefinition/Appointment-reschedule",
+    levels=frozenset({"instance"}),
+    types=frozenset({"Appointment"}),
+    handler=run,
+    methods=frozenset({"POST"}),
+    affects_state=True,
+    permission=Permission.on_type(
+        "u"
+    ),  # the engine then checks the actor's role (docs/workflow.md)
+)

@@ -1,0 +1,46 @@
+"""$start-case — ``POST [base]/Task/$start-case``: start a case of a shipped definition
+(docs/workflow.md). Parameters: ``caseType`` (valueCode: skin-screening | imaging-review |
+lung-risk), ``patient`` and ``focus`` (valueReference), optional ``referredTo`` (the chosen
+doctor), ``priority`` (valueCode), ``note`` (valueString). Returns the case Task (201)."""
+
+from __future__ import annotations
+
+from fhir_server.rest.context import Context, FhirRequest, Reply
+from fhir_server.rest.operations.spec import Operation, Permission
+from fhir_server.rest.workflow_http import actor_of
+from workflow import cases
+
+
+def run(ctx: Context, req: FhirRequest) -> Reply:
+    actor = actor_of(ctx, req)
+    p = req.params
+    out = cases.start_case(
+        ctx.repo,
+        actor,
+        p.text("caseType", fhir_type="code", required=True) or "",
+        p.reference("patient", required=True) or "",
+        focus=p.reference("focus"),
+        referred_to=p.reference("referredTo"),
+        priority=p.text("priority", fhir_type="code") or "routine",
+        note_text=p.text("note", fhir_type="string"),
+    )
+    case = out.case
+    return Reply(
+        201,
+        case,
+        {"Location": f"{ctx.base}/Task/{case['id']}/_history/{case['meta']['versionId']}"},
+    )
+
+
+OPERATION = Operation(
+    name="start-case",
+    definition="http://hearth.local/fhir/OperationDefinition/Task-start-case",
+    levels=frozenset({"type"}),
+    types=frozenset({"Task"}),
+    handler=run,
+    methods=frozenset({"POST"}),
+    affects_state=True,
+    permission=Permission.on_type(
+        "c"
+    ),  # the engine then checks the actor's role (docs/workflow.md)
+)

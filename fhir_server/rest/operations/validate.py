@@ -1,0 +1,48 @@
+"""$validate — FHIR R4 resource-operation-validate: validate a resource without storing it.
+
+``POST [base]/[type]/$validate`` with the resource (or a Parameters with a ``resource`` part);
+``GET|POST [base]/[type]/[id]/$validate`` validates the stored version. Returns an
+OperationOutcome (200) listing every issue, or one informational issue when all is well.
+"""
+
+from __future__ import annotations
+
+from fhir_server.rest.context import Context, FhirRequest, Reply
+from fhir_server.rest.operations.spec import Operation, Permission
+from resources.errors import Invalid
+from resources.validation import validate_resource
+
+
+def run(ctx: Context, req: FhirRequest) -> Reply:
+    resource = req.params.resource("resource")  # the body itself, or its 'resource' part
+    if resource is None:
+        if req.body is not None:
+            raise Invalid("Parameters for $validate carry no 'resource' part")
+        res_type, res_id = req.res_type, req.res_id
+        if res_type is None or res_id is None:
+            raise Invalid("$validate at type level needs a resource in the body")
+        resource = ctx.repo.read(lambda u: u.read(res_type, res_id)).resource
+    if req.res_type and resource.get("resourceType") != req.res_type:
+        issues = [
+            {
+                "severity": "error",
+                "code": "invalid",
+                "diagnostics": f"resourceType {resource.get('resourceType')!r} is not {req.res_type}",
+                "expression": ["resourceType"],
+            }
+        ]
+    else:
+        issues = [i.to_fhir() for i in validate_resource(resource)]
+    if not issues:
+        issues = [{"severity": "information", "code": "informational", "diagnostics": "All OK"}]
+    return Reply(200, {"resourceType": "OperationOutcome", "issue": issues})
+
+
+OPERATION = Operation(
+    name="validate",
+    definition="http://hl7.org/fhir/OperationDefinition/Resource-validate",
+    levels=frozenset({"type", "instance"}),
+    handler=run,
+    bare_resource="resource",
+    permission=Permission.on_type("r"),
+)

@@ -1,0 +1,53 @@
+"""The workflow operations' HTTP edge: who is acting (their inputs: ``req.params``,
+fhir_server/rest/operations/parameters.py).
+
+``actor_of(ctx, req)`` is the ONE place the acting person is taken from a request: the SMART
+token's user (its role and ``fhirUser``). A trusted backend service — a client granted
+``system/*.cruds``, with no user — may instead act on behalf of a named person with two headers,
+``X-Hearth-Role`` (patient | cadre | doctor | pharmacist | admin | ai) and ``X-Hearth-Actor``
+(``Practitioner/123``, ``Patient/7``, ``Device/…``), as an integration engine does; the headers
+are ignored for every other token. The engine below only ever sees the ``Actor`` built here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_server.rest.context import Context, FhirRequest
+from resources.errors import Forbidden, Invalid, Unauthorized
+from workflow.actors import Actor
+
+ROLE_HEADER = "x-hearth-role"
+ACTOR_HEADER = "x-hearth-actor"
+
+
+def actor_of(ctx: Context, req: FhirRequest) -> Actor:
+    """The acting person of a workflow request (see the module doc); 401 when absent."""
+    access = ctx.access
+    if access is not None and access.username is not None:
+        if not access.role or not access.fhir_user:
+            raise Forbidden(f"user {access.username} has no role or fhirUser to act with")
+        return Actor(access.role, access.fhir_user)
+    if access is not None and not access.is_admin:
+        raise Forbidden("workflow steps are taken by a signed-in user or a trusted backend")
+    role, reference = req.headers.get(ROLE_HEADER), req.headers.get(ACTOR_HEADER)
+    if not role or not reference:
+        raise Unauthorized(
+            "workflow operations need the acting person: X-Hearth-Role and X-Hearth-Actor "
+            "(replaced by the SMART token when auth is enabled)"
+        )
+    if role == "system":
+        raise Invalid("the system role is Hearth's own; a request cannot act as it")
+    return Actor(role.strip(), reference.strip())
+
+
+def parameters(**values: Any) -> dict:
+    """A Parameters resource of string values (None left out)."""
+    return {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": k.replace("_", "-"), "valueString": str(v)}
+            for k, v in values.items()
+            if v is not None
+        ],
+    }

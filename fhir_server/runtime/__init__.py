@@ -1,0 +1,1 @@
+"""The application's composition: settings, the FastAPI app, the wiring of the packages below (events, AI, terminology) and the processes (listeners, prefork, bulk runner, loader, audit anchoring)."""

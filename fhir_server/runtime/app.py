@@ -1,0 +1,211 @@
+"""The FastAPI application: built by ``create_app(settings)``; engine and repository are created
+in the lifespan, never at import time."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from fhir_server import __version__
+from fhir_server.auth import endpoints
+from fhir_server.auth.bodylimit import AuthBodyLimit
+from fhir_server.auth.service import AuthService
+from fhir_server.dicom import service as dicom_service
+from fhir_server.dicom import web as dicomweb
+from fhir_server.hl7v2 import mllp
+from fhir_server.hl7v2 import web as hl7v2_web
+from fhir_server.hl7v2.service import Hl7v2Service
+from fhir_server.rest import bulkdata, errors
+from fhir_server.rest.context import Context
+from fhir_server.rest.headers import SecurityHeaders, docs_csp
+from fhir_server.rest.routes import router
+from fhir_server.runtime import ai, events, logsafe, terminology
+from fhir_server.runtime.audit_anchor import Checkpointer
+from fhir_server.runtime.bulk_runner import ExportRunner
+from fhir_server.runtime.listeners import Election
+from fhir_server.runtime.settings import Settings
+from fhir_server.webapp import build_router as webapp_router
+from resources.search import SearchEngine
+from resources.storage.db import create_engine
+from resources.storage.repository import Repository
+from workflow import search_params as workflow_search_params
+
+
+def build_search(settings: Settings) -> SearchEngine:
+    search = SearchEngine(base_urls=(settings.fhir_base,))
+    workflow_search_params.register(search)  # Task?performer-type= for worklists
+    return search
+
+
+def build_context(settings: Settings, search: SearchEngine | None = None) -> Context:
+    engine = create_engine(settings.database_url)
+    search = search or build_search(settings)
+    ctx = Context(repo=Repository(engine, search), settings=settings)
+    ctx.services["repo"] = ctx.repo  # the unguarded repository, for per-process services
+    ai.install(ctx)
+    terminology.install(ctx)  # ValueSet / CodeSystem lookups for search and $expand & co.
+    return ctx
+
+
+# The types Hearth's own workflows write; their validators are compiled in the background at
+# start so the first request of each type does not pay for it (~0.1-0.25 s each).
+COMMON_TYPES = (
+    "Patient",
+    "Practitioner",
+    "PractitionerRole",
+    "Organization",
+    "Observation",
+    "ImagingStudy",
+    "DiagnosticReport",
+    "Task",
+    "ServiceRequest",
+    "MedicationRequest",
+    "RiskAssessment",
+    "Communication",
+    "AuditEvent",
+    "Appointment",
+    "Bundle",
+    "Encounter",
+    "Condition",
+)
+
+
+def warm_validators() -> None:
+    from resources.validation import compile_validator
+
+    for res_type in COMMON_TYPES:
+        compile_validator(res_type)
+
+
+def preload(settings: Settings) -> SearchEngine:
+    """What every worker would otherwise build for itself, built once before gunicorn forks
+    them (fhir_server/runtime/prefork.py): the common types' validators (R4 JSON Schema, R4B models and
+    the quick walk's tables over them) and a search engine with their index plans. Opens no connection, starts no thread."""
+    from resources.validation import prepare
+
+    search = build_search(settings)
+    for res_type in COMMON_TYPES:
+        prepare(res_type)  # its validators and the quick walk's tables
+        search.indexer.plan(res_type)
+    return search
+
+
+def _start_listeners(settings: Settings, ingest, hl7v2) -> Callable[[], None]:  # type: ignore[no-untyped-def]
+    """Start this worker's DICOM and MLLP listeners (the elected worker); returns their stop."""
+    started: list = []
+    try:
+        if settings.dicom_enabled:
+            started.append(dicom_service.start_listener(ingest, settings))
+        if settings.mllp_port is not None:
+            started.append(mllp.start(hl7v2, settings))
+    except OSError:
+        for listener in started:
+            listener.stop()
+        raise
+
+    def stop() -> None:
+        for listener in started:
+            listener.stop()
+
+    return stop
+
+
+def create_app(settings: Settings | None = None, search: SearchEngine | None = None) -> FastAPI:
+    """The ASGI app; ``search``, when given, is the preloaded search engine (``preload``)."""
+    settings = settings or Settings()
+    logsafe.install()  # tracebacks in the logs without exception messages (they quote PHI)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        ctx = build_context(settings, search)
+        app.state.context = ctx
+        app.state.auth = AuthService.build(ctx.repo.engine, settings)
+        app.state.checkpoints = Checkpointer(
+            ctx.repo.engine,
+            app.state.auth.key,
+            settings.audit_checkpoint_files(),
+            settings.audit_checkpoint_seconds,
+        )
+        threading.Thread(target=warm_validators, name="warm-validators", daemon=True).start()
+        # One process: the listeners run here. Several workers: the one that wins the
+        # election (a lock under the data directory) runs them (fhir_server/runtime/listeners.py).
+        alone = settings.workers == 1
+        app.state.dicom = dicom_service.start(
+            ctx.repo, settings, listen=settings.dicom_enabled and alone
+        )
+        if settings.ai_triggers:
+            app.state.dicom.ingest.on_study_complete.append(events.on_study_complete(ctx.repo))
+        app.state.hl7v2 = Hl7v2Service(ctx, app.state.auth)
+        exports = ctx.services["bulk-export"] = ExportRunner(ctx.repo, settings)
+        exports.start_sweeper()  # Bulk Data jobs whose runner died (docs/bulk-export.md)
+        app.state.mllp = None
+        if settings.mllp_port is not None and alone:
+            app.state.mllp = mllp.start(app.state.hl7v2, settings)
+        election = None
+        if not alone and (settings.dicom_enabled or settings.mllp_port is not None):
+            election = Election(
+                settings.data_dir / "listeners.lock",
+                lambda: _start_listeners(settings, app.state.dicom.ingest, app.state.hl7v2),
+            ).begin()
+        app.state.listeners = election
+        try:
+            yield
+        finally:
+            if election is not None:
+                election.end()
+            if app.state.mllp is not None:
+                app.state.mllp.stop()
+            app.state.dicom.stop()
+            exports.stop()
+            app.state.auth.close()  # drains the audit writer
+            app.state.checkpoints.stop()  # then anchors the final head outside the database
+            ctx.repo.engine.dispose()
+
+    app = FastAPI(
+        title="Hearth",
+        version=__version__,
+        lifespan=lifespan,
+        # The OpenAPI document and its Swagger UI page (scripts from a CDN) only when
+        # HEARTH_API_DOCS is on, and then with a CSP that names exactly what the page loads.
+        docs_url=None,
+        openapi_url="/openapi.json" if settings.api_docs else None,
+        redoc_url=None,
+    )
+    errors.install(app)
+    app.add_middleware(AuthBodyLimit)  # /auth/* bodies: 413 before reading past the limit
+    app.add_middleware(
+        SecurityHeaders
+    )  # nosniff & co. on every response (fhir_server/rest/headers.py)
+    if settings.api_docs:
+
+        @app.get("/docs", include_in_schema=False)
+        async def docs() -> HTMLResponse:
+            page = get_swagger_ui_html(openapi_url="/openapi.json", title="Hearth API")
+            page.headers["Content-Security-Policy"] = docs_csp(bytes(page.body).decode())
+            return page
+
+    app.include_router(endpoints.router)
+    app.include_router(hl7v2_web.router, prefix="/fhir")  # before the generic /{op} route
+    app.include_router(bulkdata.router, prefix="/fhir")  # before /{res_type}/{res_id}
+    app.include_router(router, prefix="/fhir")
+    app.include_router(dicomweb.router, prefix="/dicomweb")
+    app.include_router(webapp_router())  # the clinicians' web app at /app/ (docs/webapp.md)
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/fhir/metadata")
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict:
+        return {"status": "ok", "version": __version__}
+
+    return app

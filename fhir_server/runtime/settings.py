@@ -1,0 +1,260 @@
+"""Settings: ``HEARTH_*`` environment variables, typed and checked when the app starts.
+
+CLI flags override the environment. Nothing here runs at import time: ``Settings()`` is built in
+the CLI or the app factory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting Hearth reads. Documented in README.md ("Configuration")."""
+
+    model_config = SettingsConfigDict(env_prefix="HEARTH_", extra="ignore")
+
+    database_url: str = Field(
+        "sqlite:///var/hearth.db",
+        description="SQLAlchemy URL: sqlite:///path.db (embedded) or postgresql://user@host/db",
+    )
+    data_dir: Path = Field(Path("var"), description="Where files live (DICOM, binaries, keys)")
+    base_url: str = Field(
+        "http://127.0.0.1:8080",
+        description="Public URL of the server root; the FHIR base is {base_url}/fhir",
+    )
+    host: str = Field("127.0.0.1", description="Address `hearth serve` binds")
+    port: int = Field(8080, ge=1, le=65535, description="Port `hearth serve` binds")
+    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes")
+    max_body_bytes: int = Field(
+        32 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond)"
+    )
+    default_page_size: int = Field(20, ge=1, le=1000, description="Search/history _count default")
+    max_page_size: int = Field(1000, ge=1, description="Largest _count honoured")
+    slow_query_ms: float = Field(500.0, ge=0, description="Searches slower than this are logged")
+    max_expansion_size: int = Field(
+        10_000, ge=1, description="Most codes in a ValueSet expansion ($expand, token :in)"
+    )
+    dicom_port: int = Field(11112, ge=1, le=65535, description="DICOM C-STORE listener port")
+    dicom_ae_title: str = Field("HEARTH", max_length=16, description="DICOM AE title")
+    dicom_enabled: bool = Field(True, description="`hearth serve` also runs the DICOM listener")
+    dicom_allowed_aes: str = Field("", description="Calling AE titles allowed (comma list; all)")
+    dicom_quiet_seconds: float = Field(
+        30.0, ge=0, description="A study is complete after this long with no new instance"
+    )
+    dicom_complete_on_release: bool = Field(
+        True, description="A study is also complete when the association that sent it is released"
+    )
+    dicom_max_upload_bytes: int = Field(
+        512 * 1024 * 1024, ge=1024, description="Largest STOW-RS request body (413 beyond)"
+    )
+    dicom_max_associations: int = Field(
+        32,
+        ge=1,
+        le=1000,
+        description="DICOM associations (and not yet associated connections) at once",
+    )
+    dicom_acse_timeout: float = Field(
+        10.0, gt=0, description="Seconds a DICOM connection may take to associate (and release)"
+    )
+    dicom_dimse_timeout: float = Field(
+        60.0, gt=0, description="Seconds to wait for the next DIMSE message of an operation"
+    )
+    dicom_network_timeout: float = Field(
+        60.0, gt=0, description="Seconds an association may stay silent (or stall mid-PDU)"
+    )
+    mllp_port: int | None = Field(
+        None, ge=0, le=65535, description="HL7 v2 MLLP listener port (unset: no listener)"
+    )
+    mllp_max_message_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, description="Largest MLLP frame (answered AR beyond)"
+    )
+    mllp_frame_timeout: float = Field(
+        60.0, gt=0, description="Seconds a started MLLP frame may take to arrive whole"
+    )
+    mllp_idle_timeout: float = Field(
+        300.0, gt=0, description="Seconds an MLLP connection may stay silent between messages"
+    )
+    mllp_workers: int = Field(
+        4, ge=1, le=64, description="Threads applying MLLP messages (one connection at a time each)"
+    )
+    smtp_host: str | None = Field(None, description="SMTP server for e-mail (reports, resets)")
+    smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port (STARTTLS)")
+    smtp_user: str | None = Field(None, description="SMTP user name")
+    smtp_password: str | None = Field(None, description="SMTP password")
+    smtp_from: str = Field("hearth@localhost", description="From address of Hearth's e-mail")
+    smtp_starttls: bool = Field(True, description="Require STARTTLS before sending (RFC 3207)")
+    smtp_ca_file: Path | None = Field(None, description="CA file trusted for the SMTP server")
+    facility_name: str = Field("Hearth", description="Facility name on reports (fallback)")
+    report_signing_key: Path | None = Field(
+        None, description="PEM private key that signs report PDFs (default: generated)"
+    )
+    report_signing_cert: Path | None = Field(
+        None, description="PEM certificate (+ chain) of the report signing key"
+    )
+    default_timezone: str = Field(
+        "UTC", description="IANA time zone of reminders when the patient's record names none"
+    )
+    log_level: str = Field("info", description="debug | info | warning | error")
+    ai_triggers: bool = Field(
+        True, description="Start AI analyses by themselves (skin photos, chest studies)"
+    )
+    worker_batch_size: int = Field(16, ge=1, le=512, description="Jobs a worker claims at once")
+    worker_lease_seconds: float = Field(
+        120.0, gt=0, description="How long a claimed job is a worker's before others retry it"
+    )
+    export_file_max_resources: int = Field(
+        100_000, ge=1, description="Resources per Bulk Data NDJSON file before the next one"
+    )
+    export_page_size: int = Field(
+        1000, ge=1, le=100_000, description="Resources a Bulk Data export reads per query"
+    )
+    api_docs: bool = Field(
+        False, description="Serve /openapi.json and the Swagger UI page /docs (development)"
+    )
+    audit_checkpoint_seconds: float = Field(
+        300.0, ge=0, description="Seconds between signed audit checkpoints (0: only at shutdown)"
+    )
+    audit_checkpoint_export: Path | None = Field(
+        None, description="Another file each audit checkpoint is appended to (an auditor's copy)"
+    )
+
+    @field_validator("audit_checkpoint_export", mode="before")
+    @classmethod
+    def _export_path(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v
+
+    def audit_checkpoint_files(self) -> list[Path]:
+        """Where checkpoints go: the data directory's file, and the export file when set."""
+        from fhir_server.runtime.audit_anchor import default_file
+
+        files = [default_file(self.data_dir)]
+        if self.audit_checkpoint_export is not None:
+            files.append(self.audit_checkpoint_export)
+        return files
+
+    login_rate_per_ip: int = Field(
+        30, ge=1, description="Password attempts a minute per client address (429 beyond)"
+    )
+    login_rate_per_account: int = Field(
+        10, ge=1, description="Password attempts a minute per account (429 beyond)"
+    )
+    client_rate_per_ip: int = Field(
+        300, ge=1, description="Token/revoke/introspect requests a minute per client address"
+    )
+    client_rate_per_client: int = Field(
+        300, ge=1, description="Token/revoke/introspect requests a minute per client id"
+    )
+    password_check_concurrency: int = Field(
+        2, ge=1, le=256, description="argon2 checks running at once per process (503 beyond)"
+    )
+    secret_keys: str | None = Field(
+        None,
+        description="Comma-separated Fernet keys encrypting stored TOTP secrets (first encrypts, "
+        "all decrypt); unset: HEARTH_DATA_DIR/keys/secret-keys, generated at first start",
+    )
+
+    @field_validator("secret_keys")
+    @classmethod
+    def _secret_keys(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        from cryptography.fernet import Fernet
+
+        for i, key in enumerate(k.strip() for k in v.split(",")):
+            try:
+                Fernet(key)
+            except ValueError:
+                raise ValueError(
+                    f"HEARTH_SECRET_KEYS: key {i + 1} is not a Fernet key (32 url-safe base64 "
+                    "bytes, e.g. from `python -c 'from cryptography.fernet import Fernet; "
+                    "print(Fernet.generate_key().decode())'`)"
+                ) from None
+        return v
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("HEARTH_BASE_URL must be an http(s) URL")
+        return v.rstrip("/")
+
+    @field_validator("mllp_port", mode="before")
+    @classmethod
+    def _mllp_port(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v  # empty: no listener
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        v = v.lower()
+        if v not in ("debug", "info", "warning", "error"):
+            raise ValueError("HEARTH_LOG_LEVEL must be debug, info, warning or error")
+        return v
+
+    @field_validator("dicom_ae_title")
+    @classmethod
+    def _ae_title(cls, v: str) -> str:
+        v = v.strip()
+        if not v or "\\" in v or not v.isascii() or not v.isprintable():
+            raise ValueError("HEARTH_DICOM_AE_TITLE must be 1-16 printable ASCII characters")
+        return v
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _timezone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"HEARTH_DEFAULT_TIMEZONE {v!r} is not an IANA time zone") from None
+        return v
+
+    @model_validator(mode="after")
+    def _signing_pair(self) -> Settings:
+        if (self.report_signing_key is None) != (self.report_signing_cert is None):
+            raise ValueError(
+                "HEARTH_REPORT_SIGNING_KEY and HEARTH_REPORT_SIGNING_CERT are set together"
+            )
+        return self
+
+    def report_signing(self):  # type: ignore[no-untyped-def]
+        """The report signing key and certificate: the configured files, or Hearth's own,
+        generated under ``data_dir`` on first use (``workflow.signing``)."""
+        from workflow import signing
+
+        if self.report_signing_key is not None and self.report_signing_cert is not None:
+            return signing.load(self.report_signing_key, self.report_signing_cert)
+        return signing.load_or_create(self.data_dir, self.facility_name)
+
+    @property
+    def dicom_callers(self) -> list[str]:
+        return [a.strip() for a in self.dicom_allowed_aes.split(",") if a.strip()]
+
+    @property
+    def dicomweb_base(self) -> str:
+        return f"{self.base_url}/dicomweb"
+
+    def smtp(self):  # type: ignore[no-untyped-def]
+        """The SMTP configuration of the workflow's mail, or None when no host is set."""
+        from workflow.mail import SmtpConfig
+
+        if not self.smtp_host:
+            return None
+        return SmtpConfig(
+            host=self.smtp_host,
+            port=self.smtp_port,
+            sender=self.smtp_from,
+            user=self.smtp_user,
+            password=self.smtp_password,
+            starttls=self.smtp_starttls,
+            ca_file=self.smtp_ca_file,
+        )
+
+    @property
+    def fhir_base(self) -> str:
+        return f"{self.base_url}/fhir"

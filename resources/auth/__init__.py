@@ -1,0 +1,1 @@
+"""Storage for SMART authorization: clients, users, codes, tokens, token lookups and secrets encrypted at rest."""

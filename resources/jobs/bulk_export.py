@@ -1,0 +1,491 @@
+"""Bulk Data export jobs (FHIR Bulk Data Access 2.0.0, "Flat FHIR"): the job rows, and the
+runner that streams the matching resources into NDJSON files under ``<data_dir>/exports/<job>/``.
+
+A job is recorded together with its ``work_queue`` entry (kind ``bulk-export``) in one
+transaction, so whoever claims the entry — the API process right after the kick-off, or
+``hearth worker`` once a lease has expired — runs it exactly once at a time. Resources are read
+type by type in primary-key order, one page per read (keyset: ``pk > last``), so memory stays
+flat whatever the database holds; each page is written out before the next is read. Only
+resources whose ``last_updated`` is at or before the job's ``transaction_time`` are exported
+(the IG's consistency rule: later changes belong to the next ``_since`` export). A file is
+closed at ``file_limit`` resources and the next one opened, so no file grows without bound.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from resources.errors import NotFound
+from resources.jobs import queue
+from resources.search import keys
+from resources.search.compartments import all_compartment_params
+from resources.search.tables import idx_reference
+from resources.storage.repository import Repository, Unit
+from resources.storage.schema import Document, UtcDateTime, metadata, resource
+from resources.storage.store import utcnow
+
+KIND = "bulk-export"
+ACCEPTED, RUNNING, COMPLETED, FAILED, CANCELLED = (
+    "accepted",
+    "running",
+    "completed",
+    "failed",
+    "cancelled",
+)
+
+bulk_export = sa.Table(
+    "bulk_export",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("client_id", sa.String(128), nullable=False),
+    sa.Column("request", sa.Text, nullable=False),
+    # system | patient | group; ``patients``: the compartments of a Group or one Patient
+    sa.Column("level", sa.String(16), nullable=False),
+    sa.Column("spec", Document, nullable=False),
+    sa.Column("transaction_time", UtcDateTime(), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("progress", sa.Text, nullable=True),
+    sa.Column("output", Document, nullable=True),  # [{type, file, count}]
+    sa.Column("error", Document, nullable=True),  # [{type: OperationOutcome, file, count}]
+    sa.Column("failure", sa.Text, nullable=True),
+    sa.Column("created", UtcDateTime(), nullable=False),
+    sa.Column("updated", UtcDateTime(), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What a job exports: the types in order, ``since``, ``_typeFilter`` criteria per type,
+    and for patient-level exports the patient ids (None: every patient's compartment)."""
+
+    types: list[str]
+    since: str | None = None  # FHIR instant
+    type_filters: dict[str, list[list[tuple[str, str]]]] = field(default_factory=dict)
+    compartment: bool = False
+    patients: list[str] | None = None
+    issues: list[str] = field(default_factory=list)  # ignored under Prefer: handling=lenient
+
+    def to_json(self) -> dict:
+        return {
+            "types": self.types,
+            "since": self.since,
+            "type_filters": {
+                t: [list(map(list, q)) for q in qs] for t, qs in self.type_filters.items()
+            },
+            "compartment": self.compartment,
+            "patients": self.patients,
+            "issues": self.issues,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict) -> Spec:
+        return cls(
+            types=list(raw["types"]),
+            since=raw.get("since"),
+            type_filters={
+                t: [[(k, v) for k, v in q] for q in qs]
+                for t, qs in (raw.get("type_filters") or {}).items()
+            },
+            compartment=bool(raw.get("compartment")),
+            patients=raw.get("patients"),
+            issues=list(raw.get("issues") or []),
+        )
+
+
+@dataclass(frozen=True)
+class Export:
+    id: str
+    client_id: str
+    request: str
+    level: str
+    spec: Spec
+    transaction_time: datetime
+    state: str
+    progress: str | None
+    output: list[dict]
+    error: list[dict]
+    failure: str | None
+
+
+def _export(row: sa.Row) -> Export:
+    return Export(
+        row.id, row.client_id, row.request, row.level, Spec.from_json(row.spec),
+        row.transaction_time, row.state, row.progress, list(row.output or []),
+        list(row.error or []), row.failure,
+    )  # fmt: skip
+
+
+def stored_types(repo: Repository) -> list[str]:
+    """The resource types with at least one current (not deleted) resource."""
+    return repo.read(
+        lambda u: sorted(
+            r[0]
+            for r in u.conn.execute(
+                sa.select(resource.c.res_type).where(~resource.c.deleted).distinct()
+            )
+        )
+    )
+
+
+def start(repo: Repository, client_id: str, request: str, level: str, spec: Spec) -> Export:
+    """Record a job and enqueue its work in one transaction."""
+    job_id = str(uuid.uuid4())
+
+    def run(u: Unit) -> Export:
+        now = utcnow()
+        u.conn.execute(
+            sa.insert(bulk_export).values(
+                id=job_id,
+                client_id=client_id,
+                request=request,
+                level=level,
+                spec=spec.to_json(),
+                transaction_time=now,
+                state=ACCEPTED,
+                progress=None,
+                output=[],
+                error=[],
+                failure=None,
+                created=now,
+                updated=now,
+            )
+        )
+        queue.enqueue(u, KIND, job_id, f"BulkExport/{job_id}", max_attempts=3)
+        return Export(job_id, client_id, request, level, spec, now, ACCEPTED, None, [], [], None)
+
+    return repo.run(run)
+
+
+def get(repo: Repository, job_id: str) -> Export:
+    def run(u: Unit) -> Export:
+        row = u.conn.execute(sa.select(bulk_export).where(bulk_export.c.id == job_id)).first()
+        if row is None or row.state == CANCELLED:
+            raise NotFound(f"no bulk export job {job_id}")
+        return _export(row)
+
+    return repo.read(run)
+
+
+def job_dir(data_dir: Path, job_id: str) -> Path:
+    return Path(data_dir) / "exports" / job_id
+
+
+def cancel(repo: Repository, data_dir: Path, job_id: str) -> None:
+    """Cancel a job (a running one stops at its next page) and delete its files."""
+
+    def run(u: Unit) -> None:
+        result = u.conn.execute(
+            sa.update(bulk_export)
+            .where(bulk_export.c.id == job_id, bulk_export.c.state != CANCELLED)
+            .values(state=CANCELLED, updated=utcnow())
+        )
+        if result.rowcount != 1:
+            raise NotFound(f"no bulk export job {job_id}")
+
+    repo.run(run)
+    shutil.rmtree(job_dir(data_dir, job_id), ignore_errors=True)
+
+
+def file_path(data_dir: Path, job: Export, name: str) -> Path:
+    """The path of one of a finished job's files; NotFound for any name not in its manifest."""
+    listed = {o["file"] for o in job.output} | {e["file"] for e in job.error}
+    if job.state != COMPLETED or name not in listed:
+        raise NotFound(f"no file {name!r} in bulk export {job.id}")
+    path = job_dir(data_dir, job.id) / name
+    if not path.is_file():
+        raise NotFound(f"the file {name!r} of bulk export {job.id} is gone")
+    return path
+
+
+# -- reading -------------------------------------------------------------------------------
+def _in_patient_compartments(res_type: str, patients: list[str] | None) -> sa.ColumnElement:
+    """Rows of ``res_type`` in the compartment of any of ``patients`` (None: of any Patient),
+    by the reference index rows of the compartment definition's parameters."""
+    if res_type == "Patient":
+        if patients is None:
+            return sa.true()
+        return resource.c.res_id.in_(patients)
+    idents = [keys.identity(t, p) for t, p in all_compartment_params("Patient") if t == res_type]
+    if not idents:
+        return sa.false()
+    where = [idx_reference.c.hash_identity.in_(idents), idx_reference.c.target_type == "Patient"]
+    if patients is not None:
+        where.append(idx_reference.c.target_id.in_(patients))
+    else:  # every stored patient's compartment (not references to patients never stored)
+        patient = resource.alias("patient")
+        stored = sa.select(patient.c.res_id).where(
+            patient.c.res_type == "Patient", ~patient.c.deleted
+        )
+        where.append(idx_reference.c.target_id.in_(stored))
+    return resource.c.pk.in_(sa.select(idx_reference.c.res_pk).where(*where))
+
+
+def page(
+    unit: Unit,
+    res_type: str,
+    spec: Spec,
+    until: datetime,
+    after_pk: int,
+    limit: int,
+) -> list[tuple[int, str]]:
+    """The next ``limit`` (pk, JSON text) of ``res_type`` after ``after_pk`` matching ``spec``."""
+    where = [
+        resource.c.res_type == res_type,
+        ~resource.c.deleted,
+        resource.c.pk > after_pk,
+        resource.c.last_updated <= until,
+    ]
+    if spec.since is not None:
+        where.append(resource.c.last_updated > datetime.fromisoformat(spec.since))
+    if spec.compartment:
+        where.append(_in_patient_compartments(res_type, spec.patients))
+    filters = spec.type_filters.get(res_type)
+    if filters:
+        search = unit.repo.search
+        where.append(sa.or_(*(resource.c.pk.in_(search.match(res_type, q)) for q in filters)))
+    # The stored JSON as text, written out as it is: no decoding and re-encoding per resource
+    stmt = (
+        sa.select(resource.c.pk, sa.cast(resource.c.content, sa.Text).label("content"))
+        .where(*where)
+        .order_by(resource.c.pk)
+        .limit(limit)
+    )
+    return [(r.pk, r.content) for r in unit.conn.execute(stmt)]
+
+
+def stream(
+    repo: Repository, res_type: str, spec: Spec, until: datetime, *, page_size: int = 1000
+) -> Iterator[list[Any]]:
+    """Pages of matching resources' content, each read in its own short read."""
+    after = 0
+    while True:
+        rows = repo.read(partial(page, res_type=res_type, spec=spec, until=until,
+                                 after_pk=after, limit=page_size))  # fmt: skip
+        if not rows:
+            return
+        after = rows[-1][0]
+        yield [content for _, content in rows]
+        if len(rows) < page_size:
+            return
+
+
+# -- running -------------------------------------------------------------------------------
+class Cancelled(Exception):
+    """The job was cancelled (DELETE of its status URL) while it ran."""
+
+
+def _heartbeat(
+    repo: Repository, job: queue.Job, worker: str, progress: str, lease: timedelta
+) -> None:
+    """After each page, in one transaction: record the progress and renew the lease; raise
+    ``Cancelled`` when the job was cancelled meanwhile."""
+
+    def run(u: Unit) -> bool:
+        result = u.conn.execute(
+            sa.update(bulk_export)
+            .where(bulk_export.c.id == job.key, bulk_export.c.state != CANCELLED)
+            .values(progress=progress, updated=utcnow())
+        )
+        queue.renew(u, job, worker, lease)
+        return result.rowcount == 1
+
+    if not repo.run(run):
+        raise Cancelled
+
+
+def _set(repo: Repository, job_id: str, **values: Any) -> None:
+    def run(u: Unit) -> None:
+        u.conn.execute(
+            sa.update(bulk_export)
+            .where(bulk_export.c.id == job_id, bulk_export.c.state != CANCELLED)
+            .values(updated=utcnow(), **values)
+        )
+
+    repo.run(run)
+
+
+def _outcome(text: str, severity: str = "error", code: str = "processing") -> dict:
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": severity, "code": code, "diagnostics": text}],
+    }
+
+
+def run_job(
+    repo: Repository,
+    data_dir: Path,
+    job: queue.Job,
+    worker: str,
+    *,
+    page_size: int = 1000,
+    file_limit: int = 100_000,
+    lease: timedelta = timedelta(minutes=5),
+) -> str:
+    """Run one claimed export job to its end; returns its final state."""
+    job_id = job.key
+    row = repo.read(
+        lambda u: u.conn.execute(sa.select(bulk_export).where(bulk_export.c.id == job_id)).first()
+    )
+    if row is None or row.state == CANCELLED:
+        repo.run(lambda u: queue.finish(u, job, worker))
+        shutil.rmtree(job_dir(data_dir, job_id), ignore_errors=True)
+        return CANCELLED
+    export = _export(row)
+    folder = job_dir(data_dir, job_id)
+    _set(repo, job_id, state=RUNNING, progress="started")
+    try:
+        shutil.rmtree(folder, ignore_errors=True)  # a retried attempt starts over
+        folder.mkdir(parents=True)
+        output, errors = _write_all(repo, export, folder, job, worker, page_size, file_limit, lease)
+    except Cancelled:
+        repo.run(lambda u: queue.finish(u, job, worker))
+        shutil.rmtree(folder, ignore_errors=True)
+        return CANCELLED
+    except Exception as exc:
+        error = repr(exc)
+        final = repo.run(
+            lambda u: queue.fail(u, job, worker, error, retry=True, backoff=timedelta(seconds=5))
+        )
+        if final == queue.FAILED:
+            _set(repo, job_id, state=FAILED, failure=f"the export failed: {exc}")
+            shutil.rmtree(folder, ignore_errors=True)
+        return final
+
+    def finish(u: Unit) -> str:
+        if not queue.finish(u, job, worker):
+            return RUNNING  # the lease went to another worker, whose run wins
+        u.conn.execute(
+            sa.update(bulk_export)
+            .where(bulk_export.c.id == job_id, bulk_export.c.state != CANCELLED)
+            .values(
+                state=COMPLETED,
+                progress="completed",
+                output=output,
+                error=errors,
+                updated=utcnow(),
+            )  # fmt: skip
+        )
+        return COMPLETED
+
+    return repo.run(finish)
+
+
+class _Files:
+    """NDJSON files of one type, a new one every ``limit`` resources."""
+
+    def __init__(self, folder: Path, res_type: str, limit: int) -> None:
+        self.folder, self.res_type, self.limit = folder, res_type, limit
+        self.files: list[dict] = []
+        self._fh: Any = None
+        self._count = 0
+
+    def write(self, contents: Sequence[Any]) -> None:
+        for content in contents:
+            if self._fh is None or self._count >= self.limit:
+                self._open()
+            line = content.encode("utf-8") if isinstance(content, str) else orjson.dumps(content)
+            self._fh.write(line + b"\n")
+            self._count += 1
+            self.files[-1]["count"] = self._count
+
+    def _open(self) -> None:
+        self.close()
+        name = f"{self.res_type}-{len(self.files) + 1}.ndjson"
+        self._fh = open(self.folder / name, "wb")  # noqa: SIM115 (closed in close())
+        self._count = 0
+        self.files.append({"type": self.res_type, "file": name, "count": 0})
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def _write_all(
+    repo: Repository,
+    export: Export,
+    folder: Path,
+    job: queue.Job,
+    worker: str,
+    page_size: int,
+    file_limit: int,
+    lease: timedelta,
+) -> tuple[list[dict], list[dict]]:
+    spec = export.spec
+    output: list[dict] = []
+    total = 0
+    for n, res_type in enumerate(spec.types, 1):
+        files = _Files(folder, res_type, file_limit)
+        try:
+            for contents in stream(
+                repo, res_type, spec, export.transaction_time, page_size=page_size
+            ):
+                files.write(contents)
+                total += len(contents)
+                progress = f"{res_type} (type {n} of {len(spec.types)}): {total} resources"
+                _heartbeat(repo, job, worker, progress, lease)
+        finally:
+            files.close()
+        output += files.files
+    errors: list[dict] = []
+    if spec.issues:
+        name = "OperationOutcome-1.ndjson"
+        with open(folder / name, "wb") as fh:
+            for text in spec.issues:
+                fh.write(orjson.dumps(_outcome(text, "warning", "not-supported")) + b"\n")
+        errors.append({"type": "OperationOutcome", "file": name, "count": len(spec.issues)})
+    return output, errors
+
+
+def run_pending(
+    repo: Repository,
+    data_dir: Path,
+    worker: str,
+    *,
+    page_size: int = 1000,
+    file_limit: int = 100_000,
+    lease: timedelta = timedelta(minutes=5),
+) -> int:
+    """Claim and run the export jobs waiting now (``hearth worker``); how many ran."""
+    ran = 0
+    while jobs := queue.claim(repo, [KIND], worker, limit=1, lease=lease):
+        for job in jobs:
+            run_job(
+                repo, data_dir, job, worker, page_size=page_size, file_limit=file_limit,
+                lease=lease,
+            )  # fmt: skip
+            ran += 1
+    return ran
+
+
+def run_now(
+    repo: Repository,
+    data_dir: Path,
+    job_id: str,
+    worker: str,
+    *,
+    page_size: int = 1000,
+    file_limit: int = 100_000,
+    lease: timedelta = timedelta(minutes=5),
+) -> str | None:
+    """Claim one given job and run it (the API process right after its kick-off); None when a
+    worker already holds it."""
+    claimed = queue.for_task(repo, f"BulkExport/{job_id}")
+    if not claimed:
+        return None
+    job = queue.claim_job(repo, claimed[0].id, worker, lease=lease)
+    if job is None:
+        return None
+    return run_job(
+        repo, data_dir, job, worker, page_size=page_size, file_limit=file_limit, lease=lease
+    )

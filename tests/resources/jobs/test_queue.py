@@ -1,0 +1,118 @@
+"""The work queue on both databases: idempotent enqueue, exclusive claims under concurrency,
+lease expiry, back-off and the final failure."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+
+from resources.jobs import queue
+from resources.search import SearchEngine
+from resources.storage.db import create_engine
+from resources.storage.repository import Repository
+from tests.servers import database_url
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def repo(request, tmp_path_factory):  # type: ignore[no-untyped-def]
+    url, cleanup = database_url(request.param, tmp_path_factory.mktemp(request.param))
+    repository = Repository(create_engine(url), SearchEngine(base_urls=("http://q.test/fhir",)))
+    yield repository
+    repository.engine.dispose()
+    cleanup()
+
+
+def _kind() -> str:
+    return f"k-{uuid.uuid4().hex[:8]}"
+
+
+def test_concurrent_claimers_take_each_job_once(repo):
+    kind = _kind()
+    for n in range(10):
+        repo.run(lambda u, n=n: queue.enqueue(u, kind, f"job-{n}", f"Task/t{n}"))
+    start = threading.Barrier(20)
+
+    def claimer(i: int) -> list[str]:
+        start.wait()
+        return [j.key for j in queue.claim(repo, [kind], f"w{i}", limit=2)]
+
+    with ThreadPoolExecutor(20) as pool:
+        claimed = [key for keys in pool.map(claimer, range(20)) for key in keys]
+    assert sorted(claimed) == sorted(f"job-{n}" for n in range(10))
+
+
+def test_expired_lease_is_claimed_again_and_finish_checks_the_owner(repo):
+    kind = _kind()
+    repo.run(lambda u: queue.enqueue(u, kind, "a", "Task/a"))
+    [first] = queue.claim(repo, [kind], "dead", lease=timedelta(seconds=-1))
+    [second] = queue.claim(repo, [kind], "alive")
+    assert second.id == first.id and second.attempts == 2
+    assert repo.run(lambda u: queue.finish(u, first, "dead")) is False
+    assert repo.run(lambda u: queue.finish(u, second, "alive")) is True
+    assert queue.get(repo, first.id).state == queue.DONE
+    assert queue.claim(repo, [kind], "late") == []
+
+
+def test_failures_back_off_then_fail_for_good(repo):
+    kind = _kind()
+    repo.run(lambda u: queue.enqueue(u, kind, "b", "Task/b", max_attempts=2))
+    [job] = queue.claim(repo, [kind], "w")
+    state = repo.run(
+        lambda u: queue.fail(u, job, "w", "boom", retry=True, backoff=timedelta(hours=1))
+    )
+    assert state == queue.READY
+    assert queue.claim(repo, [kind], "w") == []  # backing off
+    [job] = queue.claim(repo, [kind], "w", now=queue.utcnow() + timedelta(hours=2))
+    state = repo.run(
+        lambda u: queue.fail(u, job, "w", "boom again", retry=True, backoff=timedelta(0))
+    )
+    assert state == queue.FAILED
+    assert queue.get(repo, job.id).last_error == "boom again"
+
+
+def test_enqueue_is_idempotent_per_key(repo):
+    kind = _kind()
+    a = repo.run(lambda u: queue.enqueue(u, kind, "same", "Task/s"))
+    b = repo.run(lambda u: queue.enqueue(u, kind, "same", "Task/s"))
+    assert a.id == b.id
+
+
+def test_wakeup_on_commit_of_an_enqueue(repo):
+    """PostgreSQL: a waiting worker is woken by the NOTIFY of an enqueue once its transaction
+    commits (not by a rolled-back one, nor by another kind's); SQLite: the wait just times out."""
+    kind = _kind()
+    wakeup = queue.Wakeup(repo, [kind])
+    wakeup.start()
+    try:
+        if repo.engine.dialect.name != "postgresql":
+            repo.run(lambda u: queue.enqueue(u, kind, "s", "Task/s"))
+            assert wakeup.wait(0.05) is False  # polling only
+            return
+
+        class Rollback(Exception):
+            pass
+
+        def enqueue_then_fail(u):  # type: ignore[no-untyped-def]
+            queue.enqueue(u, kind, "rolled-back", "Task/r")
+            raise Rollback
+
+        with pytest.raises(Rollback):
+            repo.run(enqueue_then_fail)
+        repo.run(lambda u: queue.enqueue(u, _kind(), "other", "Task/o"))
+        assert wakeup.wait(0.5) is False  # nothing committed for this kind
+
+        def enqueue_later() -> None:
+            time.sleep(0.2)
+            repo.run(lambda u: queue.enqueue(u, kind, "new", "Task/n"))
+
+        threading.Thread(target=enqueue_later).start()
+        assert wakeup.wait(60) is True  # woken by the commit, not by the 60 s timeout
+        [job] = queue.claim(repo, [kind], "w")
+        assert job.key == "new"
+    finally:
+        wakeup.close()
