@@ -38,9 +38,15 @@ def _measure(tree: str, creates: int) -> dict:
     from resources import validation
     from resources.errors import Invalid
     from resources.search import SearchEngine
-    from resources.storage.db import create_engine
-    from resources.storage.migrate import upgrade
-    from resources.storage.repository import Repository
+
+    try:  # the tree after issue 15's package split, or the one before it
+        from resources.storage.db import create_engine
+        from resources.storage.migrate import upgrade
+        from resources.storage.repository import Repository
+    except ImportError:
+        from resources.db import create_engine  # type: ignore[no-redef]
+        from resources.migrate import upgrade  # type: ignore[no-redef]
+        from resources.repository import Repository  # type: ignore[no-redef]
 
     examples = [orjson.loads(p.read_bytes()) for p in sorted(EXAMPLES.glob("*.json"))]
     for body in examples:  # compile every type's validators: not timed

@@ -434,24 +434,29 @@ class Unit:
         self,
         res_type: str,
         res_id: str,
-        body: dict,
+        body: dict | ResourceBody,
         *,
         if_match: str | None = None,
         client: bool = False,
     ) -> WriteResult:
-        """FHIR update, and update-as-create for a new client-assigned id."""
-        if body.get("resourceType") != res_type:
+        """FHIR update, and update-as-create for a new client-assigned id. ``body`` is a
+        :class:`ResourceBody` (its type settled by the caller: the REST edge) or a plain dict,
+        whose type is checked here."""
+        typed = body if isinstance(body, ResourceBody) else None
+        content = typed.content if typed is not None else body
+        found_type = typed.type if typed is not None else content.get("resourceType")
+        if found_type != res_type:
             raise Invalid(
-                f"resourceType {body.get('resourceType')!r} does not match the URL type {res_type}",
+                f"resourceType {found_type!r} does not match the URL type {res_type}",
                 expression=[f"{res_type}.resourceType"],
             )
-        if body.get("id") is None:
+        if content.get("id") is None:
             raise Invalid(
                 "an update needs the resource id in the body", expression=[f"{res_type}.id"]
             )
-        if body.get("id") != res_id:
+        if content.get("id") != res_id:
             raise Invalid(
-                f"the body id {body.get('id')!r} does not match the URL id {res_id!r}",
+                f"the body id {content.get('id')!r} does not match the URL id {res_id!r}",
                 expression=[f"{res_type}.id"],
             )
         if not ID_RE.match(res_id):
@@ -460,33 +465,45 @@ class Unit:
         if client:
             self._vet_named(res_type, res_id, current)
         _check_if_match(current, if_match, res_type, res_id)
-        return self._write(_typed(res_type, body), res_id, "PUT", current)
+        return self._write(typed or _typed(res_type, content), res_id, "PUT", current)
 
     def conditional_update(
-        self, res_type: str, query: Query, body: dict, *, if_match: str | None = None
+        self,
+        res_type: str,
+        query: Query,
+        body: dict | ResourceBody,
+        *,
+        if_match: str | None = None,
     ) -> WriteResult:
         """FHIR conditional update: no match → create; one → update it; several → 412."""
+        typed = body if isinstance(body, ResourceBody) else None
+        content = typed.content if typed is not None else body
         found = self.match_visible(res_type, query, limit=2)
         if len(found) > 1:
             raise MultipleMatches(f"the criteria match {len(found)} {res_type} resources")
         if not found:
-            if body.get("id"):
+            if content.get("id"):
                 # R4: an id in the body of a no-match conditional update becomes the new id.
-                return self.update(res_type, body["id"], body, if_match=if_match, client=True)
-            body = {**body, "resourceType": res_type}
+                return self.update(res_type, content["id"], body, if_match=if_match, client=True)
+            if typed is None:
+                typed = _typed(res_type, {**content, "resourceType": res_type})
             # Claimed like a conditional create: two concurrent conditional updates that both
             # match nothing must not both create (the loser retries and updates the winner's).
-            result = self._write(_typed(res_type, body), new_id(), "POST", None)
+            result = self._write(typed, new_id(), "POST", None)
             self._claim_search_url(res_type, query, self._last_pk, result.stored)
             return result
         target = self.read_many(found)[0]
-        if body.get("id") not in (None, target.res_id):
+        if content.get("id") not in (None, target.res_id):
             raise Invalid(
-                f"the body id {body['id']!r} differs from the matched resource {target.ref}",
+                f"the body id {content['id']!r} differs from the matched resource {target.ref}",
                 expression=[f"{res_type}.id"],
             )
+        with_id = {**content, "id": target.res_id}
         return self.update(
-            res_type, target.res_id, {**body, "id": target.res_id}, if_match=if_match
+            res_type,
+            target.res_id,
+            ResourceBody(typed.type, with_id) if typed is not None else with_id,
+            if_match=if_match,
         )
 
     def patch(

@@ -1,8 +1,8 @@
 """The one entry point of FHIR R4 (4.0.1) validation, the check every write goes through:
 :func:`resource_body` settles a resource's type once, :func:`validate` runs the three checks
 below once over a resource of settled type (:func:`validate_resource` is the two in a row), and
-:func:`prepare` builds their tables ahead of use. The ``validation_*`` modules are its parts;
-nothing outside this module calls them.
+:func:`prepare` builds their tables ahead of use. The other modules of this package are its parts;
+nothing outside the package calls them.
 
 Three checks, each stating what it is the authority on, merged into one list of issues (one per
 location, the first check's finding winning):
@@ -20,7 +20,7 @@ location, the first check's finding winning):
    *the R4/R4B rule*: an R4B finding counts only where R4 and R4B define the element alike. It is
    dropped when it is about an unknown element (R4 decides which elements exist), when its
    location runs through an element R4 does not define or one listed in
-   ``validation_r4b.DIVERGENT`` (71 elements R4 has and R4B lacks, or the reverse, or whose type
+   ``r4b.DIVERGENT`` (71 elements R4 has and R4B lacks, or the reverse, or whose type
    or cardinality changed; found by comparing every R4 definition with its R4B model, and a test
    repeats the comparison), and when it is a choice-element finding that does not hold for the
    R4 elements present. Types without an R4B model (18: the ten MedicinalProduct*,
@@ -45,9 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from resources.errors import Issue
-from resources.validation import r4b as validation_r4b
-from resources.validation import r4b_accepts as validation_r4b_accepts
-from resources.validation import schema_issues as validation_schema_issues
+from resources.validation import r4b, r4b_accepts, schema_issues
 from resources.validation.schema import expression, r4_resource_types, schema
 from resources.validation.structure import inspect
 
@@ -111,13 +109,13 @@ def validate(body: ResourceBody) -> list[Issue]:
     r4 = schema()
     found = inspect(resource, kind, r4)
     issues = list(found.issues) + control_characters(resource, kind)
-    issues += validation_schema_issues.check(r4, resource, kind, kind, ())
+    issues += schema_issues.check(r4, resource, kind, kind, ())
     for nested in found.nested:
         at = _at(resource, nested.path)
-        issues += validation_schema_issues.check(r4, at, nested.type, kind, nested.path)
-    if validation_r4b.model(kind) is not None:
-        masked = [n.path for n in found.nested if validation_r4b.model(n.type) is None]
-        issues += validation_r4b.check(resource, kind, r4, masked + found.opaque)
+        issues += schema_issues.check(r4, at, nested.type, kind, nested.path)
+    if r4b.model(kind) is not None:
+        masked = [n.path for n in found.nested if r4b.model(n.type) is None]
+        issues += r4b.check(resource, kind, r4, masked + found.opaque)
     return _one_per_location(issues)
 
 
@@ -131,9 +129,9 @@ def prepare(res_type: str) -> None:
     quick walk's tables over its R4B model) as first use would: a preforking server does this
     before it forks, so that its workers share them (``fhir_server.runtime.app.preload``)."""
     compile_validator(res_type)
-    cls = validation_r4b.model(res_type)
+    cls = r4b.model(res_type)
     if cls is not None:
-        validation_r4b_accepts.prepare(cls)
+        r4b_accepts.prepare(cls)
 
 
 # R4 datatypes.html#string: no character below U+0020 except tab, carriage return and line feed.

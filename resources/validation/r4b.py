@@ -16,7 +16,7 @@ so a finding counts only where R4 and R4B define the element alike. A finding is
    types differ from R4B's (``Extension.value[x]``: R4 has valueMeta, which R4B cannot see).
 
 :data:`DIVERGENT` was found by comparing every R4 definition with its R4B model, element by
-element; ``tests/resources/test_validation.py`` repeats the comparison, so the table cannot
+element; ``tests/resources/validation/test_validation.py`` repeats the comparison, so the table cannot
 drift from the installed models. The 18 R4 types without an R4B model (MedicinalProduct*,
 Substance{NucleicAcid, Polymer, Protein, ReferenceInformation, SourceMaterial, Specification},
 EffectEvidenceSynthesis, RiskEvidenceSynthesis) are judged by the R4 schema alone, and so are

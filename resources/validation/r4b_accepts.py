@@ -23,7 +23,7 @@ whose findings are the verdict. So validation is never weaker than with the mode
 wherever this walk meets something it does not reproduce exactly (a model with a validator not
 listed here, a property given by its Python field name, ``resourceType`` on a non-resource, a
 non-object where a model belongs, an unknown nested type, an exception), it answers ``False``.
-``tests/resources/test_validation_r4b_accepts.py`` checks on the official examples, Synthea and
+``tests/resources/validation/test_validation_r4b_accepts.py`` checks on the official examples, Synthea and
 generated bad input that ``True`` never stands where the model objects.
 """
 
@@ -87,7 +87,7 @@ def accepts(cls: type[FHIRAbstractModel], data: Any) -> bool:
         return _object(cls, data)
     except Exception:  # noqa: BLE001 - a field validator failing otherwise than pydantic does
         # (TypeError...), deep nesting, a model whose tables cannot be read: not shown, and the
-        # model itself runs, reporting what it reported before (validation_r4b.check).
+        # model itself runs, reporting what it reported before (r4b.check).
         return False
 
 
@@ -108,7 +108,7 @@ def _object(cls: type[FHIRAbstractModel], node: Any) -> bool:
         if field is None:
             if key in spec.by_name_only:
                 return False  # populate_by_name: validated under its Python name
-            continue  # extra_forbidden: dropped by validation_r4b (rule 1)
+            continue  # extra_forbidden: dropped by r4b (rule 1)
         if value is None:
             if field.nullable:
                 continue

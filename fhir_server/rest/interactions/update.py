@@ -1,21 +1,23 @@
 """update — FHIR R4 http.html#update: ``PUT [base]/[type]/[id]`` (update-as-create for a new
 id), and conditional update ``PUT [base]/[type]?[search parameters]`` (http.html#cond-update).
 
-``If-Match`` makes it a version-aware update (http.html#concurrency): 412 on mismatch.
+``If-Match`` makes it a version-aware update (http.html#concurrency): 412 on mismatch. The
+body's type is settled once, here (``resource_of_type``), and the repository takes it from the
+``ResourceBody``.
 """
 
 from __future__ import annotations
 
 from fhir_server.rest.context import Context, FhirRequest, Reply
-from fhir_server.rest.http import read_resource_body
+from fhir_server.rest.http import resource_of_type
 from fhir_server.rest.interactions.common import write_reply
 from resources.errors import Invalid
 
 
 def update(ctx: Context, req: FhirRequest) -> Reply:
-    body = read_resource_body(req.body)
-    if_match = req.headers.get("if-match")
     res_type, res_id = req.instance()
+    body = resource_of_type(req.body, res_type)  # the one resourceType check
+    if_match = req.headers.get("if-match")
     result = ctx.repo.run(
         lambda u: u.update(res_type, res_id, body, if_match=if_match, client=True)
     )
@@ -23,13 +25,8 @@ def update(ctx: Context, req: FhirRequest) -> Reply:
 
 
 def conditional_update(ctx: Context, req: FhirRequest) -> Reply:
-    body = read_resource_body(req.body)
     res_type = req.resource_type()
-    if body["resourceType"] != res_type:
-        raise Invalid(
-            f"resourceType {body['resourceType']!r} does not match the URL type {res_type}",
-            expression=["resourceType"],
-        )
+    body = resource_of_type(req.body, res_type)  # the one resourceType check
     criteria = req.criteria()
     if not criteria:
         raise Invalid("a conditional update needs search parameters in the URL")
