@@ -443,7 +443,7 @@ class Unit:
         :class:`ResourceBody` (its type settled by the caller: the REST edge) or a plain dict,
         whose type is checked here."""
         typed = body if isinstance(body, ResourceBody) else None
-        content = typed.content if typed is not None else body
+        content: dict = body.content if isinstance(body, ResourceBody) else body
         found_type = typed.type if typed is not None else content.get("resourceType")
         if found_type != res_type:
             raise Invalid(
@@ -477,7 +477,7 @@ class Unit:
     ) -> WriteResult:
         """FHIR conditional update: no match → create; one → update it; several → 412."""
         typed = body if isinstance(body, ResourceBody) else None
-        content = typed.content if typed is not None else body
+        content: dict = body.content if isinstance(body, ResourceBody) else body
         found = self.match_visible(res_type, query, limit=2)
         if len(found) > 1:
             raise MultipleMatches(f"the criteria match {len(found)} {res_type} resources")
