@@ -518,3 +518,41 @@ def test_include_and_missing(server):
         server, {"entity": f"Observation/{obs}", "_include": "AuditEvent:entity", "_count": 50}
     ).json()
     assert len(_ids(after)) >= 2 and included(after) == []
+
+
+def test_no_one_else_reaches_audit_events_by_another_route(server):
+    """AuditEvents are ordinary resource rows now: system search, _revinclude, _has and chains
+    must not show them to anyone but an administrator, who finds them by those routes too."""
+    f = server.fhir
+    pid, obs = _patient_and_observation(server)
+    assert HTTP.get(f"{f}/Observation/{obs}", headers=server.headers).status_code == 200
+    _flush(server)
+    revinclude = {"_id": pid, "_revinclude": "AuditEvent:patient"}
+    admin = HTTP.get(f"{f}/Patient", params=revinclude, headers=server.headers).json()
+    assert {e["resource"]["resourceType"] for e in admin["entry"]} == {"Patient", "AuditEvent"}
+    has = {"_id": obs, "_has:AuditEvent:entity:action": "R"}
+    assert _ids(HTTP.get(f"{f}/Observation", params=has, headers=server.headers).json()) == [obs]
+    system = HTTP.get(
+        f, params={"_type": "AuditEvent", "entity": f"Observation/{obs}"}, headers=server.headers
+    ).json()
+    assert len(_ids(system)) == 2  # the create and the read
+
+    narrow = bearer(system_token(server.database_url, server.root, "system/*.rs"))
+    patient = _user_token(server, make_user(server, "patient", f"Patient/{pid}"))
+    for headers in (narrow, patient):
+        got = HTTP.get(f"{f}/Patient", params=revinclude, headers=headers)
+        assert got.status_code == 200, got.text
+        assert {e["resource"]["resourceType"] for e in got.json().get("entry", [])} <= {
+            "Patient",
+            "OperationOutcome",
+        }
+        for url, params in (
+            (f, {"_type": "AuditEvent"}),
+            (f"{f}/Observation", has),
+            (f"{f}/Patient", {"_has:AuditEvent:patient:action": "C"}),
+        ):
+            resp = HTTP.get(url, params=params, headers=headers)
+            assert resp.status_code == 403, (params, resp.status_code, resp.text[:200])
+        everything = HTTP.get(f, params={"_type": "Patient,Observation"}, headers=headers)
+        assert everything.status_code == 200
+        assert "AuditEvent" not in everything.text
