@@ -121,13 +121,13 @@ def _chain(
     ).scalar()
     prev = prev or GENESIS
     rows = []
-    events: list[dict] = []
+    chained: list[tuple[datetime, dict]] = []
     for recorded, event in items:
         if not (keep_recorded and "recorded" in event):
             event = {**event, "recorded": recorded.isoformat()}
         h = chain_hash(prev, recorded, event)
         rows.append({"recorded": recorded, "event": event, "prev_hash": prev, "hash": h})
-        events.append(event)
+        chained.append((recorded, event))
         prev = h
     seqs = list(
         conn.execute(
@@ -135,7 +135,7 @@ def _chain(
             rows,
         ).scalars()
     )
-    project(conn, [(seq, r["recorded"], e) for seq, r, e in zip(seqs, rows, events, strict=True)])
+    project(conn, [(seq, *c) for seq, c in zip(seqs, chained, strict=True)])
     return prev, seqs
 
 
