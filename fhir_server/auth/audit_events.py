@@ -57,6 +57,7 @@ def _agents(client_id: str | None, username: str | None, fhir_user: str | None, 
         }
         if username:
             agent["altId"] = username  # the login name: AuditEvent?altid=
+            agent["name"] = username  # AuditEvent?agent-name=
         if ip:
             agent["network"] = {"address": ip, "type": "2"}
         agents.append(agent)

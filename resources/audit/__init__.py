@@ -5,6 +5,14 @@ The database refuses UPDATE and DELETE on ``audit_event`` (triggers from migrati
 ``verify`` recomputes the chain for operators (``hearth audit verify``). Appends are serialised
 (an advisory transaction lock on PostgreSQL; SQLite writers are serial already) so concurrent
 requests never fork the chain.
+
+Each appended event is also stored as an ordinary ``resource`` row, ``AuditEvent/audit-SEQ``
+(version 1, ``lastUpdated`` = the append time), with its ordinary search index rows, in the same
+transaction: the search engine (``resources.search.engine``) searches, sorts, pages and includes
+AuditEvents like every other type. That row is a projection of the chained row (``as_resource``):
+the database refuses UPDATE and DELETE of AuditEvent rows in ``resource`` (triggers from migration
+0009), and ``verify`` checks that every chained event has its row, unchanged, and that no other
+AuditEvent row exists. The index rows are derived data (``hearth reindex`` may rebuild them).
 """
 
 from __future__ import annotations
@@ -17,14 +25,21 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
+from weakref import WeakKeyDictionary
 
 import orjson
 import sqlalchemy as sa
 
-from resources.audit.terms import index_terms
+from resources.search.indexer import default_indexer
+from resources.search.writer import insert_rows
+from resources.storage.bounds import whole
 from resources.storage.db import error_kind
-from resources.storage.schema import Document, PrimaryKey, UtcDateTime, metadata
-from resources.storage.store import utcnow
+from resources.storage.schema import Document, PrimaryKey, UtcDateTime, metadata, resource
+from resources.storage.store import content_hash, stamp, utcnow
+
+if TYPE_CHECKING:
+    from resources.search import SearchEngine
 
 audit_event = sa.Table(
     "audit_event",
@@ -37,22 +52,34 @@ audit_event = sa.Table(
     sa.Index("ix_audit_event_recorded", "recorded", "seq"),
 )
 
-# The search index of the log (migration 0006): one row per searchable value of an event, written
-# with the event in the same transaction. It lives beside the chain, so indexing never changes a
-# chained row or its hash; like the chain it is append-only.
-audit_index = sa.Table(
-    "audit_index",
-    metadata,
-    sa.Column("seq", PrimaryKey, nullable=False),
-    sa.Column("name", sa.String(32), nullable=False),
-    sa.Column("system", sa.String(255)),
-    sa.Column("value", sa.String(512), nullable=False),
-    sa.Index("ix_audit_index_lookup", "name", "value", "seq"),
-)
-
 log = logging.getLogger("hearth.audit")
 GENESIS = "0" * 64
 _LOCK_KEY = 0x48454152  # "HEAR": the advisory lock that serialises appends on PostgreSQL
+TYPE = "AuditEvent"
+ID_PREFIX = "audit-"  # AuditEvent/audit-12 is row 12 of the chain
+
+# The search engine whose indexer indexes the events appended through each database engine (the
+# application's, which knows the server's base URL and custom SearchParameters); others (the CLI,
+# migrations) index with the official R4 definitions.
+_SEARCH: WeakKeyDictionary[sa.Engine, SearchEngine] = WeakKeyDictionary()
+
+
+def use_search(engine: sa.Engine, search: SearchEngine) -> None:
+    """Index the events appended on ``engine`` with ``search``'s indexer."""
+    _SEARCH[engine] = search
+
+
+def seq_of(res_id: str) -> int | None:
+    """``audit-12`` → 12 (the id under which the log shows its row 12); None for other ids."""
+    if res_id.startswith(ID_PREFIX):
+        return whole(res_id[len(ID_PREFIX) :])  # None past the bigint column's range
+    return None
+
+
+def as_resource(seq: int, recorded: datetime, event: dict) -> dict:
+    """The AuditEvent resource that shows chained row ``seq``: the event as chained, with the id
+    ``audit-SEQ``, ``meta.versionId`` 1 and ``meta.lastUpdated`` the append time."""
+    return stamp({**event, "resourceType": TYPE}, f"{ID_PREFIX}{seq}", 1, recorded)
 
 
 def chain_hash(prev_hash: str, recorded: datetime, event: dict) -> str:
@@ -67,9 +94,12 @@ def append(conn: sa.Connection, event: dict, *, recorded: datetime | None = None
     return append_many(conn, [(recorded or utcnow(), event)])
 
 
-def append_many(conn: sa.Connection, items: list[tuple[datetime, dict]]) -> str:
-    """Append ``(recorded, event)`` pairs in order, under one chain lock."""
-    return _chain(conn, items)[0]
+def append_many(
+    conn: sa.Connection, items: list[tuple[datetime, dict]], *, keep_recorded: bool = False
+) -> str:
+    """Append ``(recorded, event)`` pairs in order, under one chain lock; ``keep_recorded``:
+    an event's own ``recorded`` stays (else it is set to the time of the append)."""
+    return _chain(conn, items, keep_recorded=keep_recorded)[0]
 
 
 def submit(conn: sa.Connection, event: dict) -> tuple[int, datetime, dict]:
@@ -91,13 +121,13 @@ def _chain(
     ).scalar()
     prev = prev or GENESIS
     rows = []
-    events: list[dict] = []
+    chained: list[tuple[datetime, dict]] = []
     for recorded, event in items:
         if not (keep_recorded and "recorded" in event):
             event = {**event, "recorded": recorded.isoformat()}
         h = chain_hash(prev, recorded, event)
         rows.append({"recorded": recorded, "event": event, "prev_hash": prev, "hash": h})
-        events.append(event)
+        chained.append((recorded, event))
         prev = h
     seqs = list(
         conn.execute(
@@ -105,19 +135,45 @@ def _chain(
             rows,
         ).scalars()
     )
-    index_rows(conn, list(zip(seqs, events, strict=True)))
+    project(conn, [(seq, *c) for seq, c in zip(seqs, chained, strict=True)])
     return prev, seqs
 
 
-def index_rows(conn: sa.Connection, events: list[tuple[int, dict]]) -> None:
-    """Store the search terms of ``(seq, event)`` pairs (also the backfill of migration 0006)."""
-    terms = [
-        {"seq": seq, "name": name, "system": system, "value": value}
-        for seq, event in events
-        for name, system, value in index_terms(event)
-    ]
-    if terms:
-        conn.execute(sa.insert(audit_index), terms)
+def project(conn: sa.Connection, items: list[tuple[int, datetime, dict]]) -> None:
+    """Store chained rows ``(seq, recorded, event)`` as ``resource`` rows with their search index
+    rows (also the backfill of migration 0009)."""
+    if not items:
+        return
+    contents = [as_resource(seq, recorded, event) for seq, recorded, event in items]
+    pks = (
+        conn.execute(
+            sa.insert(resource).returning(resource.c.pk, sort_by_parameter_order=True),
+            [
+                {
+                    "res_type": TYPE,
+                    "res_id": content["id"],
+                    "version": 1,
+                    "last_updated": recorded,
+                    "deleted": False,
+                    "content": content,
+                    "content_hash": content_hash(content),
+                }
+                for (_, recorded, _), content in zip(items, contents, strict=True)
+            ],
+        )
+        .scalars()
+        .all()
+    )
+    search = _SEARCH.get(conn.engine)
+    raw_rows = (search.indexer if search is not None else default_indexer()).raw_rows
+    insert_rows(
+        conn,
+        [
+            (table, (pk, *values))
+            for pk, content in zip(pks, contents, strict=True)
+            for table, values in raw_rows(content)
+        ],
+    )
 
 
 def append_alone(engine: sa.Engine, event: dict) -> None:
@@ -246,22 +302,35 @@ def verify(engine: sa.Engine, checkpoints: Sequence[Head] = ()) -> tuple[int, Br
     breaks it, but removing the newest rows, or editing the last one and recomputing its hash,
     leaves a shorter chain that is still whole. Each checkpoint (a head recorded earlier, kept
     outside the database) must therefore still be in the chain: its row there with the same
-    hash, the same number of rows up to it, and no fewer rows than it counted."""
+    hash, the same number of rows up to it, and no fewer rows than it counted.
+
+    The searchable copy is checked too: each chained row's ``AuditEvent/audit-SEQ`` resource row
+    must be there and show exactly the chained event (``as_resource``), and there must be no
+    AuditEvent resource row that is not one of them."""
     wanted = {c.seq for c in checkpoints}
     seen: dict[int, tuple[str, int]] = {}
     prev = GENESIS
     n = 0
     last = 0
-    for seq, recorded, event, prev_hash, h in _rows(engine):
+    for seq, recorded, event, prev_hash, h, shown, updated, deleted in _rows(engine):
         n += 1
         if prev_hash != prev:
             return n, Broken(seq, "prev_hash does not match the previous row's hash")
         if chain_hash(prev_hash, recorded, event) != h:
             return n, Broken(seq, "the row's content does not match its hash")
+        if shown is None:
+            return n, Broken(seq, f"its resource AuditEvent/{ID_PREFIX}{seq} is missing")
+        if deleted or updated != recorded or shown != as_resource(seq, recorded, event):
+            return n, Broken(
+                seq, f"its resource AuditEvent/{ID_PREFIX}{seq} differs from the chained event"
+            )
         if seq in wanted:
             seen[seq] = (h, n)
         prev = h
         last = seq
+    extra = _unchained(engine, n)
+    if extra is not None:
+        return n, Broken(last, f"AuditEvent/{extra} is a resource row of no chained event")
     for c in sorted(checkpoints, key=lambda c: c.seq):
         if c.seq not in seen:
             if c.seq > last:
@@ -281,7 +350,17 @@ def verify(engine: sa.Engine, checkpoints: Sequence[Head] = ()) -> tuple[int, Br
     return n, None
 
 
+def _shown_id(seq: sa.ColumnElement) -> sa.ColumnElement[str]:
+    return sa.literal(ID_PREFIX, sa.String) + sa.cast(seq, sa.String)
+
+
 def _rows(engine: sa.Engine) -> Iterator[tuple]:
+    """Chained rows in order, each with its resource row's content, lastUpdated and deleted
+    flag (None when it has none)."""
+    shown = resource.alias("shown")
+    joined = audit_event.outerjoin(
+        shown, sa.and_(shown.c.res_type == TYPE, shown.c.res_id == _shown_id(audit_event.c.seq))
+    )
     with engine.connect() as conn:
         yield from conn.execute(
             sa.select(
@@ -290,8 +369,30 @@ def _rows(engine: sa.Engine) -> Iterator[tuple]:
                 audit_event.c.event,
                 audit_event.c.prev_hash,
                 audit_event.c.hash,
-            ).order_by(audit_event.c.seq)
+                shown.c.content,
+                shown.c.last_updated,
+                shown.c.deleted,
+            )
+            .select_from(joined)
+            .order_by(audit_event.c.seq)
         )
+
+
+def _unchained(engine: sa.Engine, chained: int) -> str | None:
+    """The id of an AuditEvent resource row that shows no chained row, when there are more such
+    rows than the ``chained`` rows (each of which has its own)."""
+    with engine.connect() as conn:
+        count = conn.execute(
+            sa.select(sa.func.count()).where(resource.c.res_type == TYPE)
+        ).scalar_one()
+        if count <= chained:
+            return None
+        chain_ids = sa.select(_shown_id(audit_event.c.seq))
+        return conn.execute(
+            sa.select(resource.c.res_id)
+            .where(resource.c.res_type == TYPE, resource.c.res_id.not_in(chain_ids))
+            .limit(1)
+        ).scalar()
 
 
 def events(conn: sa.Connection, *, limit: int = 100, after: int = 0) -> list[tuple[int, dict]]:

@@ -27,6 +27,7 @@ from resources.errors import (
     Conflict,
     Gone,
     Invalid,
+    MethodNotAllowed,
     MultipleMatches,
     NotFound,
     PreconditionFailed,
@@ -97,6 +98,7 @@ class Repository:
         self.clock = clock
         self.retries = retries
         self.custom_params = CustomParams(search)
+        audit.use_search(engine, search)  # the log's AuditEvents are indexed by this engine
         # Called inside the writing unit after each create or update (not for unchanged or
         # deleted resources): ``hook(unit, result)``. A hook's writes join the same transaction,
         # so what it adds (an inference Task for a new photo, say) commits or rolls back with
@@ -395,6 +397,7 @@ class Unit:
         rows, contents = [], []
         for n, (res_id, item) in enumerate(items):
             named = item.type if isinstance(item, ResourceBody) else _resource_type(item)
+            _not_audit(named)
             try:
                 typed = item if isinstance(item, ResourceBody) else _typed(named, item)
                 self._check(typed)
@@ -533,6 +536,7 @@ class Unit:
         self, res_type: str, res_id: str, *, if_match: str | None = None, client: bool = False
     ) -> WriteResult | None:
         """FHIR delete: a tombstone version; deleting nothing (or again) is not an error."""
+        _not_audit(res_type)
         current = self._current(res_type, res_id, lock=True)
         if client:
             self._vet_named(res_type, res_id, current)
@@ -608,6 +612,7 @@ class Unit:
     def _write(
         self, typed: ResourceBody, res_id: str, method: str, current: sa.Row | None
     ) -> WriteResult:
+        _not_audit(typed.type)
         self._check(typed)
         res_type, body = typed.type, typed.content
         digest = content_hash({**body, "id": res_id})
@@ -678,6 +683,16 @@ class Unit:
             )
         except IntegrityError as exc:
             raise _Retry(f"concurrent conditional create on {res_type}?{key}") from exc
+
+
+def _not_audit(res_type: str) -> None:
+    """AuditEvent rows show the hash-chained audit log (``resources.audit``): they are appended
+    there (``Unit.record_audit_event``), never written, changed or deleted as resources."""
+    if res_type == audit.TYPE:
+        raise MethodNotAllowed(
+            "AuditEvents live in the append-only audit log: they are appended by "
+            "POST [base]/AuditEvent, never written, changed or deleted as resources"
+        )
 
 
 def _row(

@@ -10,8 +10,8 @@ import sys
 
 from cryptography.fernet import Fernet
 
-from resources.audit.search import AuditQuery, search
 from resources.storage.db import create_engine
+from tests.audit_log import search_log
 from tests.shared import ROOT
 
 
@@ -156,14 +156,13 @@ def test_clients_users_token_commands(tmp_path):
     assert f"PractitionerRole/{role_id} " in synced.stdout
     engine = create_engine(env["HEARTH_DATABASE_URL"])
     try:  # the PractitionerRole write is audited with the operator and the command as agents
-        with engine.connect() as conn:
-            events = search(conn, AuditQuery([("entity", f"PractitionerRole/{role_id}")])).rows
+        events = search_log(engine, [("entity", f"PractitionerRole/{role_id}")])
     finally:
         engine.dispose()
-    assert [e["agent"][1]["who"]["identifier"]["value"] for _, _, e in events] == [
+    assert [e["agent"][1]["who"]["identifier"]["value"] for e in events] == [
         "hearth users create"  # sync-roles found the role there: no write, no event
     ]
-    assert events[0][2]["agent"][0]["altId"] == getpass.getuser()
+    assert events[0]["agent"][0]["altId"] == getpass.getuser()
     weak = hearth("users", "create", "pat", "--role", "patient", "--password", "short", env=env)
     assert weak.returncode != 0 and "10 to 1024" in weak.stderr
     verify = hearth("audit", "verify", env=env)

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from resources import audit
-from resources.audit.search import AuditQuery, search
 from resources.storage.db import create_engine
+from tests.audit_log import search_log
 from tests.fhir_server.test_cli import hearth
 from tests.servers import database_url
 
@@ -45,24 +45,23 @@ def test_load_run_leaves_its_audit_events(backend, tmp_path):
     assert out.returncode == 1 and "failed 1" in out.stdout, out.stdout + out.stderr
     engine = create_engine(url)
     try:
-        with engine.connect() as conn:
-            writes = search(conn, AuditQuery([("entity", "Patient/load-p1")])).rows
-            assert [e["subtype"][0]["code"] for _, _, e in writes] == ["update"]
-            event = writes[0][2]
-            user = event["agent"][0]
-            assert user["altId"] == getpass.getuser() and user["requestor"] is True
-            assert event["agent"][1]["who"]["identifier"]["value"] == "hearth load"
-            tx = search(conn, AuditQuery([("subtype", "transaction"), ("action", "E")])).rows
-            assert len(tx) == 1 and len(tx[0][2]["entity"]) == 2
-            runs = search(conn, AuditQuery([("subtype", "urn:hearth:audit|load")])).rows
-            assert len(runs) == 1
-            run = runs[0][2]
-            assert run["type"]["code"] == "110107" and run["outcome"] == "4"
-            assert {x["name"] for x in run["entity"]} == {str(data), str(bundle)}
-            detail = {d["type"]: d["valueString"] for d in run["entity"][0]["detail"]}
-            assert detail["failed"] == "1" and detail["created"] == "3"
-            by_operator = search(conn, AuditQuery([("altid", getpass.getuser())])).rows
-            assert len(by_operator) == 3  # the update, the transaction and the run
+        writes = search_log(engine, [("entity", "Patient/load-p1")])
+        assert [e["subtype"][0]["code"] for e in writes] == ["update"]
+        event = writes[0]
+        user = event["agent"][0]
+        assert user["altId"] == getpass.getuser() and user["requestor"] is True
+        assert event["agent"][1]["who"]["identifier"]["value"] == "hearth load"
+        tx = search_log(engine, [("subtype", "transaction"), ("action", "E")])
+        assert len(tx) == 1 and len(tx[0]["entity"]) == 2
+        runs = search_log(engine, [("subtype", "urn:hearth:audit|load")])
+        assert len(runs) == 1
+        run = runs[0]
+        assert run["type"]["code"] == "110107" and run["outcome"] == "4"
+        assert {x["name"] for x in run["entity"]} == {str(data), str(bundle)}
+        detail = {d["type"]: d["valueString"] for d in run["entity"][0]["detail"]}
+        assert detail["failed"] == "1" and detail["created"] == "3"
+        by_operator = search_log(engine, [("altid", getpass.getuser())])
+        assert len(by_operator) == 3  # the update, the transaction and the run
         assert audit.verify(engine)[1] is None
     finally:
         engine.dispose()

@@ -1,8 +1,9 @@
 """The audit chain is anchored outside the database: signed checkpoints of its head, written by
 `hearth audit checkpoint` and by the running server (periodically and at shutdown) to files, and
 `hearth audit verify` checks the chain against them. An attacker with the database owner's rights
-(triggers off) who removes the newest rows, or edits the last row and recomputes its hash, leaves
-a whole but shorter/different chain: the plain chain check passes, the checkpoints catch it."""
+(triggers off) who removes the newest rows, or edits the last row and recomputes its hash -- and
+does the same to their searchable ``AuditEvent/audit-SEQ`` rows -- leaves a whole but
+shorter/different chain: the plain chain check passes, the checkpoints catch it."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import sqlalchemy as sa
 
 from resources import audit
 from resources.storage.db import create_engine
+from resources.storage.schema import resource
 from tests.servers import database_url, start_server
 from tests.shared import ROOT
 
@@ -45,16 +47,26 @@ def _owner(engine: sa.Engine) -> Iterator[sa.Connection]:
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.exec_driver_sql("ALTER TABLE audit_event DISABLE TRIGGER USER")
+            conn.exec_driver_sql("ALTER TABLE resource DISABLE TRIGGER audit_resource_append_only")
         else:
-            conn.exec_driver_sql("DROP TRIGGER IF EXISTS audit_event_no_update")
-            conn.exec_driver_sql("DROP TRIGGER IF EXISTS audit_event_no_delete")
+            for trigger in ("audit_event_no_update", "audit_event_no_delete"):
+                conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {trigger}")
+            for trigger in ("audit_resource_no_update", "audit_resource_no_delete"):
+                conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {trigger}")
         yield conn
+
+
+def _shown(seq: object) -> sa.ColumnElement[bool]:
+    """The searchable resource row of chained row ``seq``."""
+    return (resource.c.res_type == "AuditEvent") & (resource.c.res_id == f"audit-{seq}")
 
 
 def _delete_newest(engine: sa.Engine, n: int) -> None:
     with _owner(engine) as conn:
         top = conn.execute(sa.select(sa.func.max(audit.audit_event.c.seq))).scalar_one()
         conn.execute(sa.delete(audit.audit_event).where(audit.audit_event.c.seq > top - n))
+        for seq in range(top - n + 1, top + 1):
+            conn.execute(sa.delete(resource).where(_shown(seq)))
 
 
 def _rewrite_last(engine: sa.Engine) -> None:
@@ -73,6 +85,8 @@ def _rewrite_last(engine: sa.Engine) -> None:
             .where(audit.audit_event.c.seq == seq)
             .values(event=forged, hash=audit.chain_hash(prev, recorded, forged))
         )
+        content = audit.as_resource(seq, recorded, forged)
+        conn.execute(sa.update(resource).where(_shown(seq)).values(content=content))
 
 
 def _fill(engine: sa.Engine, n: int) -> None:

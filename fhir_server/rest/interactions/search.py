@@ -32,8 +32,7 @@ def search_bundle(
     """Run one search inside ``unit`` (also used for GET entries of batches/transactions).
     ``raw``: the Bundle may carry stored resources as ``orjson.Fragment``s (their JSON text,
     not decoded), for a reply that is only dumped by orjson."""
-    if res_type == audit_event.TYPE and compartment is None:  # the audit log, not resources
-        return audit_event.search_bundle(ctx, unit.conn, query, strict)
+    audit_event.require_admin(ctx, res_type)
     req = SearchRequest(
         res_type=res_type,
         query=query,
@@ -50,11 +49,6 @@ def search_bundle(
 
 
 def _run(ctx: Context, req: FhirRequest, res_type: str | None, **kw) -> Reply:  # type: ignore[no-untyped-def]
-    if res_type == audit_event.TYPE:  # served from the audit log, not the resource table
-        compartment = kw.get("compartment")
-        if compartment is not None:
-            return audit_event.compartment_search(ctx, req, compartment[1])
-        return audit_event.search(ctx, req)
     strict = req.prefer.get("handling") == "strict"
     query = list(req.query)
     # The reply is only dumped (fhir_response): stored resources go out as the database holds

@@ -1,6 +1,7 @@
 """AuditEvent search and read over the audit log, over HTTP with real tokens: administrators
-only (everyone else 403), the R4 AuditEvent parameters, date prefixes, sort, keyset paging; the
-search is audited itself, writes are refused, and the index leaves the hash chain intact."""
+only (everyone else 403), the R4 AuditEvent parameters through the search engine, date prefixes,
+sort, keyset paging, includes; the search is audited itself, writes are refused, the searchable
+rows leave the hash chain intact and ``hearth audit verify`` checks them against it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import sqlalchemy as sa
 
 from resources import audit
 from resources.storage.db import create_engine
+from resources.storage.schema import resource, resource_version
+from tests.audit_log import search_log
 from tests.fhir_server.auth.smart import (
     bearer,
     code_of,
@@ -147,7 +150,10 @@ def test_admins_search_the_log_by_its_parameters(server):
     second = HTTP.get(nxt, headers=h, timeout=30).json()
     assert _ids(second) == desc[1:2]
     assert not any(link["relation"] == "next" for link in second["link"])
-    assert _get(server, {"_sort": "outcome"}).status_code == 400
+    # any AuditEvent parameter the engine sorts by; an unknown one is a 400
+    by_action = _get(server, {"entity": f"Observation/{obs}", "_sort": "-action,date"}).json()
+    assert _ids(by_action) == desc  # the read (R) before the create (C)
+    assert _get(server, {"_sort": "flavour"}).status_code == 400
     total = _get(server, {"entity": f"Observation/{obs}", "_summary": "count"}).json()
     assert total["total"] == 2
 
@@ -261,9 +267,10 @@ def test_only_administrators_search_or_read_the_log(server):
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_migration_indexes_existing_events_without_touching_the_chain(backend, tmp_path):
-    """Events recorded before the search index existed are indexed by the migration; the chain
-    and ``hearth audit verify`` are unchanged."""
+def test_migration_shows_existing_events_as_resources_without_touching_the_chain(backend, tmp_path):
+    """Events recorded before migration 0009 become searchable ``AuditEvent/audit-SEQ`` rows;
+    the chain and ``hearth audit verify`` are unchanged; an AuditEvent the resource table held
+    outside the log is moved into it; the new rows are append-only."""
     from alembic import command
     from alembic.script import ScriptDirectory
 
@@ -274,13 +281,13 @@ def test_migration_indexes_existing_events_without_touching_the_chain(backend, t
     script = next(
         s
         for s in ScriptDirectory.from_config(cfg).walk_revisions()
-        if s.path.endswith("_audit_search.py")
+        if s.path.endswith("0009_audit_search.py")
     )
     command.downgrade(cfg, script.down_revision)
     engine = create_engine(url)
     try:
         prev = audit.GENESIS
-        with engine.begin() as conn:  # the chain as the code before the index wrote it
+        with engine.begin() as conn:  # the chain as the code before 0009 wrote it
             for n in range(3):
                 recorded = datetime(2026, 11, 1 + n, tzinfo=UTC)
                 event = {
@@ -296,23 +303,112 @@ def test_migration_indexes_existing_events_without_touching_the_chain(backend, t
                     )
                 )
                 prev = h
+            legacy = {
+                "resourceType": "AuditEvent",
+                "id": "legacy-1",
+                "meta": {"versionId": "1", "lastUpdated": "2026-10-01T00:00:00Z"},
+                "action": "C",
+                "recorded": "2026-10-01T00:00:00Z",
+                "entity": [{"what": {"reference": "Patient/legacy"}}],
+            }
+            row = {
+                "res_type": "AuditEvent",
+                "res_id": "legacy-1",
+                "version": 1,
+                "last_updated": datetime(2026, 10, 1, tzinfo=UTC),
+                "deleted": False,
+                "content": legacy,
+            }
+            pk = conn.execute(sa.insert(resource).values(**row).returning(resource.c.pk)).scalar()
+            conn.execute(sa.insert(resource_version).values(**row, res_pk=pk, method="POST"))
         hashes_before = _hashes(engine)
         command.upgrade(cfg, "head")
-        assert _hashes(engine) == hashes_before
-        assert audit.verify(engine) == (3, None)
-        from resources.audit.search import AuditQuery, search
-
+        assert _hashes(engine)[:3] == hashes_before
+        assert audit.verify(engine) == (4, None)
+        found = search_log(engine, [("patient", "p1")])
+        assert [e["entity"][0]["what"]["reference"] for e in found] == ["Patient/p1"]
+        assert found[0]["id"] == "audit-2" and found[0]["meta"]["versionId"] == "1"
+        found = search_log(engine, [("date", "ge2026-11-02"), ("_sort", "-date")])
+        assert [e["id"] for e in found] == ["audit-3", "audit-2"]
+        moved = search_log(engine, [("entity", "Patient/legacy")])
+        assert [(e["id"], e["recorded"], e["action"]) for e in moved] == [
+            ("audit-4", "2026-10-01T00:00:00Z", "C")
+        ]
         with engine.connect() as conn:
-            found = search(conn, AuditQuery([("patient", "p1")]))
-            assert [e["entity"][0]["what"]["reference"] for _, _, e in found.rows] == ["Patient/p1"]
-            found = search(conn, AuditQuery([("date", "ge2026-11-02"), ("_sort", "-date")]))
-            assert [s for s, _, _ in found.rows] == [3, 2]
-        with pytest.raises(sa.exc.DBAPIError, match="append-only"):
-            with engine.begin() as conn:
-                conn.execute(sa.delete(audit.audit_index))
+            ids = conn.execute(
+                sa.select(resource.c.res_id).where(resource.c.res_type == "AuditEvent")
+            ).scalars()
+            assert sorted(ids) == ["audit-1", "audit-2", "audit-3", "audit-4"]
+            assert not conn.execute(
+                sa.select(resource_version).where(resource_version.c.res_type == "AuditEvent")
+            ).first()
+        for stmt in (
+            sa.update(resource).where(resource.c.res_id == "audit-1").values(version=2),
+            sa.delete(resource).where(resource.c.res_id == "audit-1"),
+        ):
+            with pytest.raises(sa.exc.DBAPIError, match="append-only"):
+                with engine.begin() as conn:
+                    conn.execute(stmt)
     finally:
         engine.dispose()
         cleanup()  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("attack", ["edit", "remove", "add"])
+def test_verify_detects_a_changed_searchable_copy(backend, attack, tmp_path):
+    """Someone who gets past the triggers and edits, removes or adds an AuditEvent resource row
+    (what searches show) is caught by ``hearth audit verify`` as surely as one who edits the
+    chain."""
+    url, cleanup = database_url(backend, tmp_path)
+    engine = create_engine(url)
+    try:
+        for n in range(3):
+            audit.append_alone(engine, {"resourceType": "AuditEvent", "action": "R", "n": n})
+        assert audit.verify(engine) == (3, None)
+        assert [e["n"] for e in search_log(engine, [("action", "R")])] == [0, 1, 2]
+        with engine.begin() as conn:
+            _without_guard(conn)
+            if attack == "edit":
+                content = conn.execute(
+                    sa.select(resource.c.content).where(resource.c.res_id == "audit-2")
+                ).scalar_one()
+                conn.execute(
+                    sa.update(resource)
+                    .where(resource.c.res_id == "audit-2")
+                    .values(content={**content, "action": "C"})
+                )
+            elif attack == "remove":
+                conn.execute(sa.delete(resource).where(resource.c.res_id == "audit-2"))
+            else:
+                conn.execute(
+                    sa.insert(resource).values(
+                        res_type="AuditEvent",
+                        res_id="forged",
+                        version=1,
+                        last_updated=datetime.now(UTC),
+                        deleted=False,
+                        content={"resourceType": "AuditEvent", "id": "forged", "action": "R"},
+                    )
+                )
+        _, broken = audit.verify(engine)
+        assert broken is not None
+        if attack == "add":
+            assert "AuditEvent/forged" in broken.reason
+        else:
+            assert broken.seq == 2 and "AuditEvent/audit-2" in broken.reason
+    finally:
+        engine.dispose()
+        cleanup()  # type: ignore[operator]
+
+
+def _without_guard(conn: sa.Connection) -> None:
+    """Drop migration 0009's triggers inside ``conn``'s transaction (an attacker with DDL)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("DROP TRIGGER audit_resource_append_only ON resource")
+    else:
+        conn.exec_driver_sql("DROP TRIGGER audit_resource_no_update")
+        conn.exec_driver_sql("DROP TRIGGER audit_resource_no_delete")
 
 
 def _hashes(engine) -> list[tuple[int, str]]:  # type: ignore[no-untyped-def]
@@ -333,26 +429,37 @@ def test_bad_search_input_is_a_400_outcome_never_a_500(server):
         {"date": "2026-02-30"},
         {"date:missing": "maybe"},
         {"entity:missing": "true,false"},
-        {"_include": "AuditEvent:nothing"},
-        {"_include": "Patient:link"},
-        {"_include": "AuditEvent:entity:patient"},
         {"_count": "-1"},
         {"_count": "many"},
         {"_page": "999999999"},
         {"_page": "x"},
-        {"_sort": "-outcome"},
+        {"_sort": "-flavour"},
         {"_total": "maybe"},
-        {"entity": "http://"},
         {"subtype": "a|b|c"},
-        {"action": ""},
-        {"agent:Patient.name": "x"},
-        {"agent-name:below": "x"},
-        {"type:text": "rest"},
-        {"patient:identifier": "x|y"},
     ):
         resp = _get(server, params)
         assert resp.status_code == 400, (params, resp.status_code, resp.text[:200])
         assert resp.json()["resourceType"] == "OperationOutcome"
+    # The search engine's features work on AuditEvent as on every type: chains, token :text,
+    # reference :identifier, any sort parameter; a modifier a type does not take is reported.
+    for params in (
+        {"agent:Patient.name": "x"},
+        {"type:text": "rest"},
+        {"patient:identifier": "x|y"},
+        {"_sort": "-outcome"},
+        {"entity": "http://"},
+    ):
+        resp = _get(server, params)
+        assert resp.status_code == 200, (params, resp.status_code, resp.text[:200])
+    ignored = _get(server, {"agent-name:below": "x"}).json()
+    assert ignored["entry"][-1]["search"]["mode"] == "outcome"
+    strict = HTTP.get(
+        f"{server.fhir}/AuditEvent",
+        params={"agent-name:below": "x"},
+        headers={**server.headers, "Prefer": "handling=strict"},
+        timeout=30,
+    )
+    assert strict.status_code == 400
     # LIKE wildcards and quotes are plain characters
     for value in ("%", "_", "' OR 1=1 --", "\\"):
         resp = _get(server, {"agent-name": value, "_count": 5})
@@ -411,3 +518,41 @@ def test_include_and_missing(server):
         server, {"entity": f"Observation/{obs}", "_include": "AuditEvent:entity", "_count": 50}
     ).json()
     assert len(_ids(after)) >= 2 and included(after) == []
+
+
+def test_no_one_else_reaches_audit_events_by_another_route(server):
+    """AuditEvents are ordinary resource rows now: system search, _revinclude, _has and chains
+    must not show them to anyone but an administrator, who finds them by those routes too."""
+    f = server.fhir
+    pid, obs = _patient_and_observation(server)
+    assert HTTP.get(f"{f}/Observation/{obs}", headers=server.headers).status_code == 200
+    _flush(server)
+    revinclude = {"_id": pid, "_revinclude": "AuditEvent:patient"}
+    admin = HTTP.get(f"{f}/Patient", params=revinclude, headers=server.headers).json()
+    assert {e["resource"]["resourceType"] for e in admin["entry"]} == {"Patient", "AuditEvent"}
+    has = {"_id": obs, "_has:AuditEvent:entity:action": "R"}
+    assert _ids(HTTP.get(f"{f}/Observation", params=has, headers=server.headers).json()) == [obs]
+    system = HTTP.get(
+        f, params={"_type": "AuditEvent", "entity": f"Observation/{obs}"}, headers=server.headers
+    ).json()
+    assert len(_ids(system)) == 2  # the create and the read
+
+    narrow = bearer(system_token(server.database_url, server.root, "system/*.rs"))
+    patient = _user_token(server, make_user(server, "patient", f"Patient/{pid}"))
+    for headers in (narrow, patient):
+        got = HTTP.get(f"{f}/Patient", params=revinclude, headers=headers)
+        assert got.status_code == 200, got.text
+        assert {e["resource"]["resourceType"] for e in got.json().get("entry", [])} <= {
+            "Patient",
+            "OperationOutcome",
+        }
+        for url, params in (
+            (f, {"_type": "AuditEvent"}),
+            (f"{f}/Observation", has),
+            (f"{f}/Patient", {"_has:AuditEvent:patient:action": "C"}),
+        ):
+            resp = HTTP.get(url, params=params, headers=headers)
+            assert resp.status_code == 403, (params, resp.status_code, resp.text[:200])
+        everything = HTTP.get(f, params={"_type": "Patient,Observation"}, headers=headers)
+        assert everything.status_code == 200
+        assert "AuditEvent" not in everything.text

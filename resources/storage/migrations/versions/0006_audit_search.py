@@ -55,7 +55,8 @@ def upgrade() -> None:
 
 def _backfill() -> None:
     """Index the events already in the log, in chain order, a batch at a time."""
-    from resources.audit import audit_event, index_rows
+    from resources.audit import audit_event
+    from resources.storage.migrations.audit_terms_0006 import index_rows
 
     conn = op.get_bind()
     after = 0

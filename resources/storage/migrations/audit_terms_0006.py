@@ -1,5 +1,7 @@
-"""The search terms of one AuditEvent (FHIR R4 auditevent.html#search): which values each AuditEvent
-search parameter finds it by, as ``(parameter, system, value)`` triples for ``audit_index``.
+"""The search terms of one AuditEvent as migration 0006 stored them in ``audit_index``: which values
+each AuditEvent search parameter found it by, as ``(parameter, system, value)`` triples. Kept
+frozen here for migration 0006's backfill and 0009's downgrade; AuditEvents are indexed by the
+search engine since 0009 (``resources.audit.project``).
 
 References are kept as ``Type/id`` (absolute URLs and version suffixes dropped); tokens as
 ``(system, code)``; strings as written (matched case-insensitively).
@@ -9,6 +11,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+
+import sqlalchemy as sa
+
+audit_index = sa.table(
+    "audit_index",
+    sa.column("seq", sa.BigInteger),
+    sa.column("name", sa.String),
+    sa.column("system", sa.String),
+    sa.column("value", sa.String),
+)
 
 _REF = re.compile(r"(?:^|/)([A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
 MAX_VALUE = 512
@@ -95,3 +107,14 @@ def index_terms(event: dict) -> list[tuple[str, str | None, str]]:
         add("entity-name", None, entity.get("name"))
     # One row per distinct term: an event naming Patient/1 as agent and entity is found once.
     return list(dict.fromkeys(out))
+
+
+def index_rows(conn: sa.Connection, events: list[tuple[int, dict]]) -> None:
+    """Store the ``audit_index`` terms of ``(seq, event)`` pairs."""
+    terms = [
+        {"seq": seq, "name": name, "system": system, "value": value}
+        for seq, event in events
+        for name, system, value in index_terms(event)
+    ]
+    if terms:
+        conn.execute(sa.insert(audit_index), terms)
