@@ -30,6 +30,7 @@ from fhir_server.routes import router
 from fhir_server.settings import Settings
 from fhir_server.webapp import build_router as webapp_router
 from resources.db import create_engine
+from resources.point_read import point_reader
 from resources.repository import Repository
 from resources.search import SearchEngine
 from workflow import search_params as workflow_search_params
@@ -46,6 +47,8 @@ def build_context(settings: Settings, search: SearchEngine | None = None) -> Con
     search = search or build_search(settings)
     ctx = Context(repo=Repository(engine, search), settings=settings)
     ctx.services["repo"] = ctx.repo  # the unguarded repository, for per-process services
+    # PostgreSQL: reads by id on prepared statements of their own (resources/point_read.py)
+    ctx.services["point_read"] = point_reader(engine)
     ai.install(ctx)
     terminology.install(ctx)  # ValueSet / CodeSystem lookups for search and $expand & co.
     return ctx
@@ -166,6 +169,8 @@ def create_app(settings: Settings | None = None, search: SearchEngine | None = N
             exports.stop()
             app.state.auth.close()  # drains the audit writer
             app.state.checkpoints.stop()  # then anchors the final head outside the database
+            if ctx.services.get("point_read") is not None:
+                ctx.services["point_read"].close()
             ctx.repo.engine.dispose()
 
     app = FastAPI(
