@@ -43,12 +43,19 @@ def build_search(settings: Settings) -> SearchEngine:
 
 
 def build_context(settings: Settings, search: SearchEngine | None = None) -> Context:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+    )
     search = search or build_search(settings)
     ctx = Context(repo=Repository(engine, search), settings=settings)
     ctx.services["repo"] = ctx.repo  # the unguarded repository, for per-process services
     # PostgreSQL: reads by id on prepared statements of their own (resources/point_read.py)
-    ctx.services["point_read"] = point_reader(engine)
+    ctx.services["point_read"] = point_reader(
+        engine, settings.db_lookup_pool_size, settings.db_pool_timeout
+    )
     ai.install(ctx)
     terminology.install(ctx)  # ValueSet / CodeSystem lookups for search and $expand & co.
     return ctx

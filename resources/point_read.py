@@ -58,8 +58,8 @@ class PgPointRead(PgTokenLookup):
     """``POINT_READ`` prepared on raw psycopg autocommit connections: a pool of at most ``size``
     (opened on demand, kept, emptied in a forked child), a dropped connection retried once."""
 
-    def __init__(self, engine: sa.Engine, *, size: int = 4) -> None:
-        super().__init__(engine, POINT_READ, size=size)
+    def __init__(self, engine: sa.Engine, *, size: int = 4, wait: float = 30.0) -> None:
+        super().__init__(engine, POINT_READ, size=size, wait=wait)
 
     def _run(self, conn: psycopg.Connection, key: tuple[str, str]) -> tuple | None:  # type: ignore[override]
         res_type, res_id = key
@@ -84,9 +84,11 @@ class PgPointRead(PgTokenLookup):
             self._give(conn)
 
 
-def point_reader(engine: sa.Engine, size: int = 4) -> PgPointRead | None:
+def point_reader(engine: sa.Engine, size: int = 4, wait: float = 30.0) -> PgPointRead | None:
     """The serving process's point reader: a ``PgPointRead`` on PostgreSQL, None elsewhere."""
-    return PgPointRead(engine, size=size) if engine.dialect.name == "postgresql" else None
+    if engine.dialect.name != "postgresql":
+        return None
+    return PgPointRead(engine, size=size, wait=wait)
 
 
 def read_current(
