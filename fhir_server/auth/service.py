@@ -25,7 +25,12 @@ class AuthService:
     @classmethod
     def build(cls, engine: sa.Engine, settings: Settings) -> AuthService:
         # PostgreSQL: token checks on raw prepared lookups; TOTP seeds encrypted at rest
-        store = AuthStore.serving(engine, secret_box(settings))
+        store = AuthStore.serving(
+            engine,
+            secret_box(settings),
+            lookup_size=settings.db_lookup_pool_size,
+            wait=settings.db_pool_timeout,
+        )
         store.rewrite_secrets(only_clear=True)  # seeds stored in clear before 0008
         return cls(
             store,

@@ -131,7 +131,8 @@ class Hl7v2Service:
             err = AckError("207", "the message could not be stored (server fault, logged)")
             return Outcome(self._ack(message, "AE", [err]), "AE", message.control_id, [])
         written = []
-        for e in (reply.body or {}).get("entry", []):
+        body = reply.body if isinstance(reply.body, dict) else {}  # a transaction's Bundle
+        for e in body.get("entry", []):
             location = e.get("response", {}).get("location", "")
             parts = location.split("/_history")[0].rsplit("/", 2)
             if len(parts) == 3:

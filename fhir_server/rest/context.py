@@ -106,8 +106,16 @@ class FhirRequest:
         return [(k, v) for k, v in self.query if k not in ("_format", "_pretty")]
 
 
+@dataclass(frozen=True)
+class JsonText:
+    """A response body that is JSON text already (a resource as the database holds it): written
+    as it is, parsed only to indent it for ``_pretty=true``."""
+
+    text: str
+
+
 @dataclass
 class Reply:
     status: int
-    body: dict | None = None
+    body: dict | JsonText | None = None
     headers: dict[str, str] = field(default_factory=dict)

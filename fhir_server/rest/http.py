@@ -8,16 +8,17 @@ XML is not supported yet: an XML body gets 415, a client that accepts only XML g
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
+from fhir_server.rest.context import JsonText
 from resources.errors import Invalid, Issue, NotAcceptable, TooLarge, UnsupportedMediaType
-from resources.storage.store import Stored
 from resources.validation import ResourceBody
 
 FHIR_JSON = "application/fhir+json"
@@ -50,12 +51,16 @@ def negotiate(request: Request) -> str:
 
 
 def _dump(body: Any, pretty: bool) -> bytes:
+    if isinstance(body, JsonText):  # stored JSON text: as it is, or parsed to indent it
+        if not pretty:
+            return body.text.encode()
+        body = orjson.loads(body.text)
     return orjson.dumps(body, option=orjson.OPT_INDENT_2 if pretty else 0)
 
 
 def fhir_response(
     request: Request,
-    body: dict | None,
+    body: dict | JsonText | None,
     *,
     status: int = 200,
     headers: dict[str, str] | None = None,
@@ -199,9 +204,19 @@ def prefer(request: Request) -> dict[str, str]:
     return out
 
 
-def http_date(stored: Stored) -> str:
+class Versioned(Protocol):
+    """A stored version as the version headers need it (``Stored``, ``CurrentJSON``)."""
+
+    @property
+    def etag(self) -> str: ...
+
+    @property
+    def last_updated(self) -> datetime: ...
+
+
+def http_date(stored: Versioned) -> str:
     return format_datetime(stored.last_updated, usegmt=True)
 
 
-def version_headers(stored: Stored) -> dict[str, str]:
+def version_headers(stored: Versioned) -> dict[str, str]:
     return {"ETag": stored.etag, "Last-Modified": http_date(stored)}

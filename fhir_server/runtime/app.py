@@ -33,6 +33,7 @@ from fhir_server.runtime.settings import Settings
 from fhir_server.webapp import build_router as webapp_router
 from resources.search import SearchEngine
 from resources.storage.db import create_engine
+from resources.storage.point_read import point_reader
 from resources.storage.repository import Repository
 from workflow import search_params as workflow_search_params
 
@@ -44,10 +45,19 @@ def build_search(settings: Settings) -> SearchEngine:
 
 
 def build_context(settings: Settings, search: SearchEngine | None = None) -> Context:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+    )
     search = search or build_search(settings)
     ctx = Context(repo=Repository(engine, search), settings=settings)
     ctx.services["repo"] = ctx.repo  # the unguarded repository, for per-process services
+    # PostgreSQL: reads by id on prepared statements of their own (resources/storage/point_read.py)
+    ctx.services["point_read"] = point_reader(
+        engine, settings.db_lookup_pool_size, settings.db_pool_timeout
+    )
     ai.install(ctx)
     terminology.install(ctx)  # ValueSet / CodeSystem lookups for search and $expand & co.
     return ctx
@@ -168,6 +178,8 @@ def create_app(settings: Settings | None = None, search: SearchEngine | None = N
             exports.stop()
             app.state.auth.close()  # drains the audit writer
             app.state.checkpoints.stop()  # then anchors the final head outside the database
+            if ctx.services.get("point_read") is not None:
+                ctx.services["point_read"].close()
             ctx.repo.engine.dispose()
 
     app = FastAPI(

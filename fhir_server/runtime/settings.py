@@ -29,6 +29,26 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address `hearth serve` binds")
     port: int = Field(8080, ge=1, le=65535, description="Port `hearth serve` binds")
     workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes")
+    # The connection budget (README "Connection budget"): a process holds at most
+    # db_pool_size + db_max_overflow + 2 * db_lookup_pool_size PostgreSQL connections.
+    db_pool_size: int = Field(
+        8, ge=1, le=100, description="PostgreSQL connections a process keeps in its main pool"
+    )
+    db_max_overflow: int = Field(
+        4, ge=0, le=100, description="main-pool connections opened beyond it at peak, then closed"
+    )
+    db_pool_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="seconds a request waits for a free connection, then 503 with Retry-After",
+    )
+    db_lookup_pool_size: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="raw PostgreSQL connections for token checks, and as many for reads by id",
+    )
     max_body_bytes: int = Field(
         32 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond)"
     )
@@ -254,6 +274,12 @@ class Settings(BaseSettings):
             starttls=self.smtp_starttls,
             ca_file=self.smtp_ca_file,
         )
+
+    @property
+    def db_connections_per_process(self) -> int:
+        """The most PostgreSQL connections one serving process opens: the main pool at its
+        peak, the token-check pool and the read-by-id pool."""
+        return self.db_pool_size + self.db_max_overflow + 2 * self.db_lookup_pool_size
 
     @property
     def fhir_base(self) -> str:

@@ -250,7 +250,7 @@ class AuditWriter:
                         conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
                     append_many(conn, batch)
                 return
-            except sa.exc.DBAPIError as exc:
+            except (sa.exc.DBAPIError, sa.exc.TimeoutError) as exc:  # also: no free connection
                 log.warning(  # the error's text would quote the events: only its kind
                     "audit batch of %d not written (attempt %d): %s",
                     len(batch),

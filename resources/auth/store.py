@@ -140,11 +140,20 @@ class AuthStore:
         self.box = box  # without one, TOTP seeds can be neither written nor read back
 
     @classmethod
-    def serving(cls, engine: sa.Engine, box: SecretBox | None = None) -> AuthStore:
+    def serving(
+        cls,
+        engine: sa.Engine,
+        box: SecretBox | None = None,
+        *,
+        lookup_size: int = 4,
+        wait: float = 30.0,
+    ) -> AuthStore:
         """The store of a serving process: on PostgreSQL, token lookups run prepared on raw
-        psycopg connections of their own (``PgTokenLookup``); ``close()`` closes them."""
+        psycopg connections of their own (``PgTokenLookup``, at most ``lookup_size``, waiting
+        ``wait`` seconds for a free one); ``close()`` closes them."""
         if engine.dialect.name == "postgresql":
-            return cls(engine, PgTokenLookup(engine, TOKEN_LOOKUP), box)
+            lookup = PgTokenLookup(engine, TOKEN_LOOKUP, size=lookup_size, wait=wait)
+            return cls(engine, lookup, box)
         return cls(engine, box=box)
 
     def _seal(self, secret: str) -> str:

@@ -82,7 +82,9 @@ class PgTokenLookup:
     connections to the database of ``engine`` (opened on demand, kept open, LIFO), the statement
     prepared on each at its first use. ``close()`` closes them; a lookup after it fails."""
 
-    def __init__(self, engine: sa.Engine, stmt: sa.Select, *, size: int = 4) -> None:
+    def __init__(
+        self, engine: sa.Engine, stmt: sa.Select, *, size: int = 4, wait: float = WAIT
+    ) -> None:
         if engine.dialect.name != "postgresql":
             raise ValueError("PgTokenLookup needs a PostgreSQL engine")
         _, params = engine.dialect.create_connect_args(engine.url)
@@ -91,6 +93,7 @@ class PgTokenLookup:
         # the same statement SQLAlchemy would send, compiled once: %(token_hash)s placeholders
         self._sql = str(stmt.compile(dialect=postgresql.psycopg.dialect()))
         self._size = size
+        self._wait = wait
         self._closed = False
         self._reset()
         _LIVE.add(self)
@@ -106,8 +109,9 @@ class PgTokenLookup:
         return conn
 
     def _take(self) -> psycopg.Connection:
-        if not self._slots.acquire(timeout=WAIT):
-            raise TimeoutError(f"no token-lookup connection came free within {WAIT:.0f} s")
+        if not self._slots.acquire(timeout=self._wait):
+            # the pool's own exhaustion, like SQLAlchemy's: the request answers 503
+            raise sa.exc.TimeoutError(f"no raw lookup connection came free within {self._wait:g} s")
         try:
             with self._lock:
                 if self._closed:

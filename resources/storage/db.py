@@ -96,6 +96,8 @@ def create_engine(
     url: str,
     *,
     pool_size: int = 10,
+    max_overflow: int | None = None,
+    pool_timeout: float = 30.0,
     echo: bool = False,
     pre_ping: bool = True,
     autocommit: bool = False,
@@ -105,7 +107,10 @@ def create_engine(
     inside ``unpinged`` (single reads, which retry instead); ``pre_ping=False`` never pings, and
     its user must retry a statement that fails on a connection the server dropped.
     ``autocommit=True`` (PostgreSQL, for single-statement reads) runs every connection in
-    autocommit and skips the ROLLBACK when one goes back to the pool."""
+    autocommit and skips the ROLLBACK when one goes back to the pool. A PostgreSQL engine holds
+    at most ``pool_size + max_overflow`` connections (``max_overflow`` defaults to
+    ``pool_size``); a checkout that finds none free within ``pool_timeout`` seconds raises
+    ``sqlalchemy.exc.TimeoutError`` (the server answers 503, ``unavailable``)."""
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -129,7 +134,8 @@ def create_engine(
             json_serializer=_dumps,
             json_deserializer=orjson.loads,
             pool_size=pool_size,
-            max_overflow=pool_size,
+            max_overflow=pool_size if max_overflow is None else max_overflow,
+            pool_timeout=pool_timeout,
             pool_pre_ping=False,  # pinged by _ping_on_checkout, except for ``unpinged`` reads
             **(
                 {"isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None}

@@ -1,0 +1,152 @@
+"""The connection budget (issue 22): each process's PostgreSQL pools are sized from settings
+(``HEARTH_DB_POOL_SIZE``, ``HEARTH_DB_MAX_OVERFLOW``, ``HEARTH_DB_POOL_TIMEOUT``,
+``HEARTH_DB_LOOKUP_POOL_SIZE``), and a request that finds no connection — its pool exhausted, or
+PostgreSQL refusing one more (``too many connections``, SQLSTATE 53300) — is a 503 with
+``Retry-After`` and a ``transient`` OperationOutcome, never a 500, and writes nothing."""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from resources.storage.migrate import upgrade
+from tests.servers import PG_ADMIN, database_url, start_server
+
+
+def _assert_unavailable(resp: httpx.Response) -> None:
+    assert resp.status_code == 503, resp.text
+    assert int(resp.headers["retry-after"]) > 0
+    body = resp.json()
+    assert body["resourceType"] == "OperationOutcome"
+    assert body["issue"][0]["code"] == "transient"
+
+
+def _patient(tag: str) -> dict:
+    return {"resourceType": "Patient", "identifier": [{"system": "urn:test:budget", "value": tag}]}
+
+
+def _count(client: httpx.Client, tag: str) -> int:
+    bundle = client.get("/Patient", params={"identifier": f"urn:test:budget|{tag}"})
+    assert bundle.status_code == 200, bundle.text
+    return len(bundle.json().get("entry", []))
+
+
+@pytest.fixture
+def small_pools():  # type: ignore[no-untyped-def]
+    url, cleanup = database_url("postgresql", Path(tempfile.mkdtemp(prefix="hearth-budget-")))
+    running = start_server(
+        "postgresql",
+        url,
+        db_pool_size=1,
+        db_max_overflow=0,
+        db_pool_timeout=0.5,
+        db_lookup_pool_size=1,
+    )
+    yield running
+    running.stop()
+    cleanup()
+
+
+def test_settings_size_the_pools(small_pools):
+    app = small_pools.server.config.app
+    ctx = app.state.context
+    pool = ctx.repo.engine.pool
+    assert pool.size() == 1
+    assert pool._max_overflow == 0  # SQLAlchemy QueuePool keeps no public accessor
+    assert pool._timeout == 0.5
+    assert small_pools.settings.db_connections_per_process == 1 + 0 + 2 * 1
+
+
+def test_exhausted_pools_answer_503_and_write_nothing(small_pools):
+    server = small_pools
+    ctx = server.server.config.app.state.context
+    with httpx.Client(base_url=server.fhir, headers=server.headers, timeout=60) as client:
+        pid = client.post("/Patient", json=_patient("seed")).json()["id"]
+        # The main pool's one connection is held: a write and a search find none within 0.5 s.
+        held = ctx.repo.engine.connect()
+        try:
+            tag = uuid.uuid4().hex
+            _assert_unavailable(client.post("/Patient", json=_patient(tag)))
+            _assert_unavailable(client.get("/Patient", params={"_id": pid}))
+        finally:
+            held.close()
+        assert _count(client, tag) == 0  # the refused create left nothing behind
+        # The read-by-id pool's one connection is held (the pool's own checkout, as a read
+        # takes it): the read finds none within 0.5 s.
+        reader = ctx.services["point_read"]
+        conn = reader._take()
+        try:
+            _assert_unavailable(client.get(f"/Patient/{pid}"))
+        finally:
+            reader._give(conn)
+        # All back: the same requests succeed.
+        assert client.get(f"/Patient/{pid}").status_code == 200
+        assert client.post("/Patient", json=_patient(tag)).status_code == 201
+        assert _count(client, tag) == 1
+        # The audit writer lived through its own pool timeouts: the refused requests (outcome
+        # 8, serious failure) and the requests after them are in the log.
+        server.server.config.app.state.auth.writer.flush()
+        events = client.get("/AuditEvent", params={"_count": "200"})
+        assert events.status_code == 200, events.text
+        outcomes = {
+            (e["resource"]["subtype"][0]["code"], e["resource"]["outcome"])
+            for e in events.json().get("entry", [])
+        }
+        for seen in (("create", "8"), ("search-type", "8"), ("read", "8"), ("read", "0")):
+            assert seen in outcomes, outcomes
+
+
+@pytest.fixture
+def limited_role():  # type: ignore[no-untyped-def]
+    """A database owned by a login role that PostgreSQL lets open at most 3 connections (a
+    superuser is exempt from connection limits, so the server must not run as one here)."""
+    role = f"hearth_budget_{uuid.uuid4().hex[:8]}"
+    name = f"hearth_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 3')
+        conn.execute(f'CREATE DATABASE "{name}" OWNER "{role}"')
+    base = PG_ADMIN.rsplit("/", 1)[0]
+    scheme, _, rest = base.partition("://")
+    host = rest.split("@", 1)[-1]
+    url = f"{scheme}://{role}@{host}/{name}"
+    upgrade(url)
+    running = start_server("postgresql", url)
+    yield running, url
+    running.stop()
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+def test_too_many_connections_is_503(limited_role):
+    server, url = limited_role
+    dsn = url.replace("+psycopg", "")
+    with httpx.Client(base_url=server.fhir, headers=server.headers, timeout=60) as client:
+        pid = client.post("/Patient", json=_patient("seed")).json()["id"]
+        # Close the server's idle connections, then take every connection the role may have.
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                (url.split("://", 1)[1].split("@", 1)[0],),
+            )
+        hogs: list[psycopg.Connection] = []
+        try:
+            for _ in range(3):
+                hogs.append(psycopg.connect(dsn, autocommit=True))
+            with pytest.raises(psycopg.OperationalError) as refused:
+                psycopg.connect(dsn)  # PostgreSQL itself refuses one more
+            assert "too many connections" in str(refused.value)
+            tag = uuid.uuid4().hex
+            _assert_unavailable(client.get(f"/Patient/{pid}"))
+            _assert_unavailable(client.get("/Patient", params={"_id": pid}))
+            _assert_unavailable(client.post("/Patient", json=_patient(tag)))
+        finally:
+            for hog in hogs:
+                hog.close()
+        assert client.get(f"/Patient/{pid}").status_code == 200
+        assert _count(client, tag) == 0
