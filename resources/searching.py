@@ -12,6 +12,7 @@ reported in an OperationOutcome entry (``search.mode = outcome``), or rejected w
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -160,7 +161,12 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
         for u in compiled.unsupported
     ]
     if compiled.unsupported and req.strict:
-        raise Invalid("unknown or unsupported search parameters (Prefer: handling=strict)", issues)
+        # Under handling=strict an unknown parameter is the request's error, not a warning
+        # (R4 search.html#errors): the issues say so with severity ``error``.
+        raise Invalid(
+            "unknown or unsupported search parameters (Prefer: handling=strict)",
+            [dataclasses.replace(i, severity="error") for i in issues],
+        )
     if result.contained not in (None, "false"):
         issues.append(
             Issue(
