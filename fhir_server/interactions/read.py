@@ -1,6 +1,7 @@
 """read — FHIR R4 http.html#read: ``GET [base]/[type]/[id]``.
 
-Honours ``If-None-Match`` (304 when the client's ETag is current) and ``If-Modified-Since``.
+Honours ``If-None-Match`` (304 when the client's ETag is current) and ``If-Modified-Since``,
+and ``_summary`` / ``_elements`` (the resource subsetted and tagged ``SUBSETTED``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from email.utils import parsedate_to_datetime
 from fhir_server.context import Context, FhirRequest, Reply
 from fhir_server.http import version_headers
 from fhir_server.interactions import audit_event
+from resources.shaping import shape_read
 
 
 def read(ctx: Context, req: FhirRequest) -> Reply:
@@ -29,4 +31,4 @@ def read(ctx: Context, req: FhirRequest) -> Reply:
             since = None
         if since is not None and stored.last_updated.replace(microsecond=0) <= since:
             return Reply(304, None, headers)
-    return Reply(200, stored.content, headers)
+    return Reply(200, shape_read(stored.content, req.query), headers)
