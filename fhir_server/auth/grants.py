@@ -15,7 +15,7 @@ from fhir_server.auth.audit_events import security_event
 from fhir_server.auth.errors import OAuthError
 from fhir_server.auth.limits import Refused
 from fhir_server.auth.roles import effective_role
-from fhir_server.auth.scopes import Scopes
+from fhir_server.auth.scopes import Scopes, invalid_data_scopes
 from fhir_server.auth.service import AuthService
 from fhir_server.auth.tokens import bearer_access, issue
 from fhir_server.auth.users import ROLE_SCOPES
@@ -23,6 +23,7 @@ from fhir_server.auth.web import NO_STORE, auth_service, client_ip, small_form
 from resources.errors import FhirError
 from resources.storage.repository import Repository
 from resources.storage.store import utcnow
+from resources.validation import is_resource_type
 
 router = APIRouter(include_in_schema=False)
 
@@ -170,6 +171,9 @@ def _refresh_grant(
 def _client_credentials(svc: AuthService, client: dict, form: dict) -> dict:
     if client["kind"] == "public":
         raise OAuthError("unauthorized_client", "public clients cannot use client_credentials")
+    invalid = invalid_data_scopes(form.get("scope", ""), is_resource_type)
+    if invalid:
+        raise OAuthError("invalid_scope", f"unknown or malformed scope: {invalid[0]}")
     scope = Scopes.parse(form.get("scope", "")).narrowed(
         Scopes.parse(client["scope"]), contexts={"system"}
     )

@@ -2,14 +2,17 @@
 ``user/*.cruds``, ``system/*.rs`` and their v1 forms (``.read``, ``.write``, ``.*``).
 
 A scope is parsed into a ``Grant`` (context, resource type, permissions); v1 ``read`` means
-``rs``, ``write`` means ``cud``. Scopes with query parameters (``?category=…``) are not granted
+``rs``, ``write`` means ``cud``. A v1 scope granted as asked is written back in its v1 form
+(``system/*.read`` is granted as ``system/*.read``, not ``system/*.rs``), so a v1 client finds
+the scope it asked for in the token response. Scopes with query parameters (``?category=…``) are not granted
 (Hearth does not implement them and never widens what a client asked for).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 PERMS = "cruds"
 _SCOPE = re.compile(r"^(patient|user|system)/(\*|[A-Z][A-Za-z]{1,63})\.(read|write|\*|c?r?u?d?s?)$")
@@ -34,11 +37,14 @@ class Grant:
     context: str  # patient | user | system
     res_type: str  # a type or "*"
     perms: frozenset[str]
+    v1: str | None = field(default=None, compare=False)  # "read" / "write" / "*" as asked
 
     def covers(self, res_type: str, perm: str) -> bool:
         return self.res_type in ("*", res_type) and perm in self.perms
 
     def __str__(self) -> str:
+        if self.v1 is not None and frozenset(_V1[self.v1]) == self.perms:
+            return f"{self.context}/{self.res_type}.{self.v1}"
         return f"{self.context}/{self.res_type}.{''.join(p for p in PERMS if p in self.perms)}"
 
 
@@ -47,7 +53,23 @@ def parse_grant(scope: str) -> Grant | None:
     if m is None or not m.group(3):
         return None
     perms = _V1.get(m.group(3), m.group(3))
-    return Grant(m.group(1), m.group(2), frozenset(perms))
+    v1 = m.group(3) if m.group(3) in _V1 else None
+    return Grant(m.group(1), m.group(2), frozenset(perms), v1)
+
+
+def invalid_data_scopes(text: str, known_type: Callable[[str], bool]) -> list[str]:
+    """The requested scopes that look like data scopes (``system/…``, ``user/…``,
+    ``patient/…``) but are not valid ones: an unknown permission (``system/Patient.foo``) or a
+    resource type that ``known_type`` does not know (``system/UnknownResource.read``) --
+    RFC 6749 5.2 ``invalid_scope`` ("invalid, unknown, or malformed")."""
+    bad = []
+    for s in text.split():
+        if not s.startswith(("system/", "user/", "patient/")):
+            continue
+        g = parse_grant(s.split("?", 1)[0])
+        if g is None or (g.res_type != "*" and not known_type(g.res_type)):
+            bad.append(s)
+    return bad
 
 
 @dataclass(frozen=True)
@@ -97,9 +119,9 @@ class Scopes:
                     perms |= a.perms & g.perms
                 elif g.res_type == "*" and a.perms & g.perms:
                     # a wildcard request keeps what the ceiling allows on each specific type
-                    out.append(Grant(g.context, a.res_type, frozenset(a.perms & g.perms)))
+                    out.append(Grant(g.context, a.res_type, frozenset(a.perms & g.perms), g.v1))
             if perms:
-                out.append(Grant(g.context, g.res_type, frozenset(perms)))
+                out.append(Grant(g.context, g.res_type, frozenset(perms), g.v1))
         return Scopes(tuple(out), self.other & (allowed.other | NON_DATA))
 
     def within(self, other: Scopes) -> bool:

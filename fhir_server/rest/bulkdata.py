@@ -9,7 +9,8 @@
 - ``GET [base]/bulkdata/[job]/[file]``: one NDJSON file, ``application/fhir+ndjson``.
 
 Each needs a bearer token of the client that started the job, or an administrator's; another
-client gets 403. Every request is audited like the other operations.
+client gets 403. A file download also needs read access, at system or user level, to the file's
+resource type in the downloading token's own scopes (403 otherwise). Every request is audited like the other operations.
 """
 
 from __future__ import annotations
@@ -131,10 +132,23 @@ async def cancel(request: Request, job_id: str) -> Response:
     return await _audited(request, run)
 
 
+def _may_read_file(access: Access, job: bulk_export.Export, name: str) -> None:
+    """A file of resources is read with the token's scopes as they are now (Bulk Data 2.0
+    "the client SHALL be authorized to access the data"): its type must be readable at system
+    or user level by the token that downloads it, not only by the one that started the job."""
+    listed = next((o for o in job.output if o.get("file") == name), None)
+    if listed is None or access.is_admin:
+        return  # an error file, or no such file (file_path answers 404)
+    res_type = str(listed.get("type"))
+    if access.mode(res_type, "r") != "all":
+        raise Forbidden(f"the token's scopes do not allow reading {res_type} resources")
+
+
 @router.get("/bulkdata/{job_id}/{name}")
 async def download(request: Request, job_id: str, name: str) -> Response:
     def run(ctx: Context, access: Access) -> tuple[int, Response]:
         job = _owned(ctx, access, job_id)
+        _may_read_file(access, job, name)
         path = bulk_export.file_path(ctx.settings.data_dir, job, name)
         return 200, FileResponse(path, media_type="application/fhir+ndjson")
 

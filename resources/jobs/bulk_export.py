@@ -29,6 +29,7 @@ from resources.errors import NotFound
 from resources.jobs import queue
 from resources.search import keys
 from resources.search.compartments import all_compartment_params
+from resources.search.shaping import select_elements
 from resources.search.tables import idx_reference
 from resources.storage.repository import Repository, Unit
 from resources.storage.schema import Document, UtcDateTime, metadata, resource
@@ -74,6 +75,18 @@ class Spec:
     compartment: bool = False
     patients: list[str] | None = None
     issues: list[str] = field(default_factory=list)  # ignored under Prefer: handling=lenient
+    elements: list[str] = field(default_factory=list)  # _elements: "name" or "Type.name"
+    associated: list[str] = field(default_factory=list)  # includeAssociatedData values
+
+    def elements_of(self, res_type: str) -> list[str]:
+        """The ``_elements`` that apply to ``res_type`` (bare names apply to every type); empty:
+        the whole resource."""
+        out = []
+        for e in self.elements:
+            kind, _, name = e.rpartition(".")
+            if kind in ("", res_type):
+                out.append(name)
+        return out
 
     def to_json(self) -> dict:
         return {
@@ -85,6 +98,8 @@ class Spec:
             "compartment": self.compartment,
             "patients": self.patients,
             "issues": self.issues,
+            "elements": self.elements,
+            "associated": self.associated,
         }
 
     @classmethod
@@ -99,6 +114,8 @@ class Spec:
             compartment=bool(raw.get("compartment")),
             patients=raw.get("patients"),
             issues=list(raw.get("issues") or []),
+            elements=list(raw.get("elements") or []),
+            associated=list(raw.get("associated") or []),
         )
 
 
@@ -238,11 +255,62 @@ def page(
     after_pk: int,
     limit: int,
 ) -> list[tuple[int, str]]:
-    """The next ``limit`` (pk, JSON text) of ``res_type`` after ``after_pk`` matching ``spec``."""
-    where = [
+    """The next ``limit`` (pk, JSON text) of ``res_type`` after ``after_pk`` matching ``spec``;
+    for ``PROVENANCE_OF`` the Provenance resources that target a resource the export writes
+    (``includeAssociatedData=RelevantProvenanceResources``)."""
+    if res_type == PROVENANCE_OF:
+        where = [
+            resource.c.res_type == "Provenance",
+            ~resource.c.deleted,
+            resource.c.last_updated <= until,
+            _targets_exported(unit, spec, until),
+        ]
+    else:
+        where = _matching(unit, res_type, spec, until)
+    where.append(resource.c.pk > after_pk)
+    # The stored JSON as text, written out as it is: no decoding and re-encoding per resource
+    stmt = (
+        sa.select(resource.c.pk, sa.cast(resource.c.content, sa.Text).label("content"))
+        .where(*where)
+        .order_by(resource.c.pk)
+        .limit(limit)
+    )
+    return [(r.pk, r.content) for r in unit.conn.execute(stmt)]
+
+
+# ``page``'s name for the associated Provenance resources (not a resource type: no clash).
+PROVENANCE_OF = "provenance-of-exported"
+
+
+def _targets_exported(unit: Unit, spec: Spec, until: datetime) -> sa.ColumnElement:
+    """Provenance rows whose ``target`` names a resource of one of ``spec.types`` that the
+    export writes."""
+    ref = idx_reference.c
+    per_type = []
+    for res_type in spec.types:
+        # its own SELECT of ``resource``, not correlated with the Provenance rows outside
+        ids = (
+            sa.select(resource.c.res_id)
+            .where(*_matching(unit, res_type, spec, until))
+            .correlate(None)
+        )
+        per_type.append(
+            sa.select(ref.res_pk).where(
+                ref.hash_identity == keys.identity("Provenance", "target"),
+                ref.target_type == res_type,
+                ref.target_id.in_(ids),
+            )
+        )
+    if not per_type:
+        return sa.false()
+    return resource.c.pk.in_(sa.union_all(*per_type))
+
+
+def _matching(unit: Unit, res_type: str, spec: Spec, until: datetime) -> list[sa.ColumnElement]:
+    """The conditions on ``resource`` rows of ``res_type`` that the export writes."""
+    where: list[sa.ColumnElement] = [
         resource.c.res_type == res_type,
         ~resource.c.deleted,
-        resource.c.pk > after_pk,
         resource.c.last_updated <= until,
     ]
     if spec.since is not None:
@@ -253,14 +321,7 @@ def page(
     if filters:
         search = unit.repo.search
         where.append(sa.or_(*(resource.c.pk.in_(search.match(res_type, q)) for q in filters)))
-    # The stored JSON as text, written out as it is: no decoding and re-encoding per resource
-    stmt = (
-        sa.select(resource.c.pk, sa.cast(resource.c.content, sa.Text).label("content"))
-        .where(*where)
-        .order_by(resource.c.pk)
-        .limit(limit)
-    )
-    return [(r.pk, r.content) for r in unit.conn.execute(stmt)]
+    return where
 
 
 def stream(
@@ -383,8 +444,8 @@ def run_job(
 class _Files:
     """NDJSON files of one type, a new one every ``limit`` resources."""
 
-    def __init__(self, folder: Path, res_type: str, limit: int) -> None:
-        self.folder, self.res_type, self.limit = folder, res_type, limit
+    def __init__(self, folder: Path, res_type: str, limit: int, prefix: str = "") -> None:
+        self.folder, self.res_type, self.limit, self.prefix = folder, res_type, limit, prefix
         self.files: list[dict] = []
         self._fh: Any = None
         self._count = 0
@@ -400,7 +461,7 @@ class _Files:
 
     def _open(self) -> None:
         self.close()
-        name = f"{self.res_type}-{len(self.files) + 1}.ndjson"
+        name = f"{self.prefix}{self.res_type}-{len(self.files) + 1}.ndjson"
         self._fh = open(self.folder / name, "wb")  # noqa: SIM115 (closed in close())
         self._count = 0
         self.files.append({"type": self.res_type, "file": name, "count": 0})
@@ -424,15 +485,19 @@ def _write_all(
     spec = export.spec
     output: list[dict] = []
     total = 0
-    for n, res_type in enumerate(spec.types, 1):
-        files = _Files(folder, res_type, file_limit)
+    runs = [(t, t, "") for t in spec.types]
+    if "RelevantProvenanceResources" in spec.associated:
+        runs.append((PROVENANCE_OF, "Provenance", "associated-"))
+    for n, (what, res_type, prefix) in enumerate(runs, 1):
+        files = _Files(folder, res_type, file_limit, prefix)
+        wanted = spec.elements_of(res_type)
         try:
-            for contents in stream(
-                repo, res_type, spec, export.transaction_time, page_size=page_size
-            ):
+            for contents in stream(repo, what, spec, export.transaction_time, page_size=page_size):
+                if wanted:
+                    contents = [select_elements(orjson.loads(c), wanted) for c in contents]
                 files.write(contents)
                 total += len(contents)
-                progress = f"{res_type} (type {n} of {len(spec.types)}): {total} resources"
+                progress = f"{res_type} (type {n} of {len(runs)}): {total} resources"
                 _heartbeat(repo, job, worker, progress, lease)
         finally:
             files.close()

@@ -1,6 +1,7 @@
 """Compartment membership (FHIR R4 compartmentdefinition.html): which reference parameters of a
-resource type put it in a Patient's compartment, from the official
-``compartmentdefinition-patient.json`` (shipped in ``resources/data``; FHIR R4, CC0)."""
+resource type put it in a Patient's (or an Encounter's) compartment, from the official
+``compartmentdefinition-patient.json`` and ``compartmentdefinition-encounter.json`` (shipped in
+``resources/data``; FHIR R4, CC0)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from importlib import resources as importlib_resources
 
 import orjson
 
-DEFINITIONS = {"Patient": "compartmentdefinition-patient.json"}
+DEFINITIONS = {
+    "Patient": "compartmentdefinition-patient.json",
+    "Encounter": "compartmentdefinition-encounter.json",  # Encounter/[id]/$everything
+}
 
 
 @cache

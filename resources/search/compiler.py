@@ -235,6 +235,10 @@ class Compiler:
             if modifier not in (None, *special.ID_MODIFIERS):
                 raise _Unknown(f"modifier :{modifier} is not supported on _id")
             return special.id_clause(modifier, values, res_types)
+        if code == "_list":
+            if modifier is not None:
+                raise _Unknown(f"modifier :{modifier} is not supported on _list")
+            return special.list_clause(values, res_types, self.visible)
         if code == "_lastUpdated":
             if modifier is not None:
                 raise _Unknown(f"modifier :{modifier} is not supported on _lastUpdated")

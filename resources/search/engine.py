@@ -12,6 +12,7 @@ reported in an OperationOutcome entry (``search.mode = outcome``), or rejected w
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -160,8 +161,23 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
         for u in compiled.unsupported
     ]
     if compiled.unsupported and req.strict:
-        raise Invalid("unknown or unsupported search parameters (Prefer: handling=strict)", issues)
+        # Under handling=strict an unknown parameter is the request's error, not a warning
+        # (R4 search.html#errors): the issues say so with severity ``error``.
+        raise Invalid(
+            "unknown or unsupported search parameters (Prefer: handling=strict)",
+            [dataclasses.replace(i, severity="error") for i in issues],
+        )
     if result.contained not in (None, "false"):
+        if req.strict:
+            raise Invalid(
+                "_contained is not supported (Prefer: handling=strict)",
+                [
+                    Issue(
+                        "not-supported",
+                        "_contained is not supported: contained resources are not searched",
+                    )
+                ],
+            )
         issues.append(
             Issue(
                 "not-supported",
@@ -187,7 +203,10 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
     total = None
     if req.explain:
         return _explain(unit, base_stmt, base)
-    if result.total in ("accurate", "estimate") or summary == "count":
+    # ``_count=0`` asks for the count alone (R4 search.html#count): it has ``total`` unless
+    # ``_total=none`` says otherwise.
+    zero = count == 0 and result.total is None
+    if result.total in ("accurate", "estimate") or summary == "count" or zero:
         # The matches themselves when the join to ``resource`` filters nothing (no compartment,
         # the type visible as such): a count of index rows then needs no resource row.
         plain = req.compartment is None and req.res_type is not None and _type_visible(req)
@@ -224,7 +243,12 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
     path = req.path
     ignored = {u.name for u in compiled.unsupported}
     applied = [(k, v) for k, v in query if k not in ignored]
-    self_url = f"{base}/{path}" + (f"?{urlencode(applied)}" if applied else "")
+    # ``first``: the search as applied, without a cursor; ``self`` adds this page's cursor.
+    # (No ``previous`` / ``last``: keyset cursors go forward only.)
+    first_url = f"{base}/{path}" + (f"?{urlencode(applied)}" if applied else "")
+    self_url = first_url
+    if cursor:
+        self_url = f"{base}/{path}?{urlencode([*applied, ('_page', cursor)])}"
     next_url = None
     if next_values is not None:
         next_url = f"{base}/{path}?{urlencode([*applied, ('_page', _encode(*next_values))])}"
@@ -243,6 +267,7 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
         shown,
         includes=includes,
         self_url=self_url,
+        first_url=first_url,
         next_url=next_url,
         total=total,
         outcome=outcome,

@@ -95,3 +95,22 @@ def select_elements(resource: dict, elements: list[str]) -> dict:
     return _tagged(
         resource, {k: v for k, v in resource.items() if k in keep or k.lstrip("_") in keep}
     )
+
+
+def shape_read(resource: dict | None, query: list[tuple[str, str]]) -> dict | None:
+    """``_summary`` / ``_elements`` on a read or vread (R4 search.html#summary says they apply
+    to read as to search): the resource subsetted, as a search would; ``_summary=count`` has no
+    meaning for one resource (400). With both, ``_summary`` applies."""
+    if resource is None:
+        return None
+    summary = [v for k, v in query if k == "_summary"]
+    elements = [e for k, v in query if k == "_elements" for e in v.split(",") if e.strip()]
+    if len(summary) > 1:
+        raise Invalid("_summary is given more than once")
+    if summary:
+        if summary[0] == "count":
+            raise Invalid("_summary=count applies to searches, not to a read")
+        return summarize(resource, summary[0])
+    if elements:
+        return select_elements(resource, elements)
+    return resource

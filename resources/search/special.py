@@ -3,21 +3,22 @@
 
 ``_id`` and ``_lastUpdated`` are columns of ``resource`` (the index holds no copy of them);
 ``_tag``, ``_profile``, ``_security`` and ``_source`` are ordinary token/uri parameters on
-``Resource.meta`` and are indexed like any other. ``near`` (Location) and the full-text
+``Resource.meta`` and are indexed like any other; ``_list`` follows a List's ``item`` index. ``near`` (Location) and the full-text
 parameters are not supported yet.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from resources.errors import NotSupported
-from resources.search import date
+from resources.search import date, keys
 from resources.search.clauses import PkSet
 from resources.search.parse import unescape
+from resources.search.tables import idx_reference
 from resources.storage.schema import resource
 
 RESOURCE_COLUMNS = frozenset({"_id", "_lastUpdated"})
@@ -28,7 +29,6 @@ LAST_UPDATED_MODIFIERS: frozenset[str] = frozenset()
 UNSUPPORTED = {
     "_text": "full-text search on the narrative (_text) is not supported yet",
     "_content": "full-text search on the resource content (_content) is not supported yet",
-    "_list": "_list (membership of a List) is not supported yet",
     "_query": "named queries (_query) are not supported",
     "_filter": "_filter is not supported",
 }
@@ -38,6 +38,35 @@ def id_clause(modifier: str | None, values: Sequence[str], res_types: Sequence[s
     ids = [unescape(v) for v in values]
     cond = resource.c.res_id == ids[0] if len(ids) == 1 else resource.c.res_id.in_(ids)
     return resource_set(res_types, cond, negated=modifier == "not")
+
+
+def list_clause(
+    values: Sequence[str],
+    res_types: Sequence[str],
+    visible: Callable[[sa.FromClause, str], list[ColumnElement]] | None = None,
+) -> PkSet:
+    """``_list=id`` (R4 search.html#list): the resources a List names in ``entry.item`` (the
+    List's ``item`` index rows); several ids are OR-ed. The List itself must be one the caller
+    may see (``visible``: the security filter), so a List of another patient names nothing.
+    Functional lists (``$current-problems`` ...) are not supported."""
+    ids = [unescape(v) for v in values]
+    functional = [i for i in ids if i.startswith("$")]
+    if functional:
+        raise NotSupported(f"functional lists are not supported: {functional[0]!r}")
+    lists = resource.alias("list_")
+    list_pks = sa.select(lists.c.pk).where(
+        lists.c.res_type == "List",
+        lists.c.res_id.in_(ids),
+        lists.c.deleted.is_(False),
+        *(visible(lists, "List") if visible is not None else ()),
+    )
+    ref = idx_reference.c
+    items = sa.select(ref.target_type, ref.target_id).where(
+        ref.hash_identity == keys.identity("List", "item"), ref.res_pk.in_(list_pks)
+    )
+    return resource_set(
+        res_types, sa.tuple_(resource.c.res_type, resource.c.res_id).in_(items.correlate(None))
+    )
 
 
 def last_updated_clause(values: Sequence[str], res_types: Sequence[str]) -> PkSet:

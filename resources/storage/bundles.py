@@ -85,6 +85,7 @@ def searchset_bundle(
     total: int | None = None,
     outcome: dict | None = None,
     raw: bool = False,
+    first_url: str | None = None,
 ) -> dict:
     """``raw``: resources read as JSON text (``StoredJSON``) go in as ``orjson.Fragment``s,
     spliced into the output by ``orjson.dumps`` as they are, for a caller that only dumps the
@@ -92,7 +93,9 @@ def searchset_bundle(
     out: dict = {"resourceType": "Bundle", "type": "searchset"}
     if total is not None:
         out["total"] = total
-    out["link"] = links([("self", self_url), ("next", next_url), ("previous", prev_url)])
+    out["link"] = links(
+        [("self", self_url), ("first", first_url), ("previous", prev_url), ("next", next_url)]
+    )
     entries = [
         {"fullUrl": full_url(base, s), "resource": _body(s, raw), "search": {"mode": "match"}}
         for s in matches

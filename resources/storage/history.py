@@ -1,12 +1,14 @@
 """History queries (FHIR R4 http.html#history): instance, type and system level.
 
-Newest first, with ``_since`` and keyset paging: a cursor names the last version returned, so a
+Newest first, with ``_since``, ``_at`` (the versions current at some time in a period) and
+keyset paging: a cursor names the last version returned, so a
 page never shifts when new versions are written while a client is paging.
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -54,10 +56,26 @@ def history(
     since: datetime | None = None,
     count: int = 50,
     cursor: str | None = None,
+    at: Sequence[tuple[datetime, datetime]] = (),
 ) -> HistoryPage:
-    """One page of versions, newest first, filtered by type / id / ``_since``."""
+    """One page of versions, newest first, filtered by type / id / ``_since`` / ``_at``.
+
+    ``at``: periods ``[low, high]`` (inclusive); a version is kept when it was the current one
+    at some time in one of them -- written at or before ``high`` and not replaced by a newer
+    version at or before ``low`` (versions of one resource are written in time order)."""
     v = resource_version
     where = []
+    if at:
+        newer = resource_version.alias("newer")
+        periods = []
+        for low, high in at:
+            replaced = sa.exists().where(
+                newer.c.res_pk == v.c.res_pk,
+                newer.c.version > v.c.version,
+                newer.c.last_updated <= low,
+            )
+            periods.append(sa.and_(v.c.last_updated <= high, sa.not_(replaced)))
+        where.append(sa.or_(*periods))
     if res_type is not None:
         where.append(v.c.res_type == res_type)
     if res_id is not None:

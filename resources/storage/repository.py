@@ -560,6 +560,42 @@ class Unit:
         self.written.append(stored)
         return WriteResult(stored, "deleted")
 
+    def set_meta(self, res_type: str, res_id: str, change: Callable[[dict], dict]) -> Stored:
+        """``$meta-add`` / ``$meta-delete`` (R4 resource-operations.html): the current version's
+        ``meta`` becomes ``change(meta)`` in place. The operations "do not cause the version of
+        the resource to change": ``versionId``, ``lastUpdated`` and the history rows stay, the
+        current version's stored content and its search index follow. 404 / 410 as a read; the
+        result is validated as any write."""
+        current = self._current(res_type, res_id, lock=True)
+        if current is None:
+            raise NotFound(f"{res_type}/{res_id} is not known")
+        if self.repo.guard is not None:
+            self.repo.guard(self, res_type, current.pk, False)
+        if current.deleted:
+            raise Gone(f"{res_type}/{res_id} was deleted (version {current.version})")
+        content = dict(current.content)
+        content["meta"] = change(dict(content.get("meta") or {}))
+        self._check(_typed(res_type, content))
+        values = {"content": content, "content_hash": content_hash(content)}
+        self.conn.execute(sa.update(resource).where(resource.c.pk == current.pk).values(**values))
+        self.conn.execute(
+            sa.update(resource_version)
+            .where(
+                resource_version.c.res_pk == current.pk,
+                resource_version.c.version == current.version,
+            )
+            .values(**values)
+        )
+        self._unindex(current.pk)
+        self._index(current.pk, content)
+        if self.repo.guard is not None:
+            self.repo.guard(self, res_type, current.pk, True)
+        stored = Stored(
+            res_type, res_id, current.version, current.last_updated, False, content, "PUT"
+        )
+        self.written.append(stored)
+        return stored
+
     def conditional_delete(
         self, res_type: str, query: Query, *, multiple: bool = False
     ) -> list[WriteResult]:

@@ -270,7 +270,11 @@ def test_bad_requests(client: httpx.Client, loaded) -> None:  # type: ignore[no-
     )
     outcome(client.get("/$export", params={"_since": "yesterday"}, headers=ASYNC), 400, "_since")
     outcome(client.get("/$export", params={"_type": "Nonsense"}, headers=ASYNC), 400, "Nonsense")
-    outcome(client.get("/$export", params={"_elements": "id"}, headers=ASYNC), 400, "_elements")
+    outcome(
+        client.get("/$export", params={"organizeOutputBy": "Patient"}, headers=ASYNC),
+        400,
+        "organizeOutputBy",
+    )
     outcome(
         client.get(
             "/$export",
@@ -289,14 +293,17 @@ def test_bad_requests(client: httpx.Client, loaded) -> None:  # type: ignore[no-
     manifest = poll(
         client,
         kickoff(
-            client, "/$export", params={"_type": "Patient", "_elements": "id"}, headers=lenient
+            client,
+            "/$export",
+            params={"_type": "Patient", "organizeOutputBy": "Patient"},
+            headers=lenient,
         ),
     )
     r = client.get(manifest["error"][0]["url"])
     issue = orjson.loads(r.content.splitlines()[0])
     assert (
         issue["resourceType"] == "OperationOutcome"
-        and "_elements" in issue["issue"][0]["diagnostics"]
+        and "organizeOutputBy" in issue["issue"][0]["diagnostics"]
     )
 
 

@@ -259,6 +259,9 @@ def test_unknown_parameters_reported_or_rejected(client, tag):
         headers={"Prefer": "handling=strict"},
     )
     assert_outcome(strict, 400)
+    issues = strict.json()["issue"]
+    assert any("shoe-size" in i["diagnostics"] for i in issues)
+    assert all(i["severity"] == "error" for i in issues)  # an error, not a warning, when strict
 
 
 def test_system_and_compartment_search(client, tag):

@@ -61,6 +61,16 @@ def capability_statement(ctx: Context) -> dict:
         for op in ops.values()
         if "system" in op.levels
     ]
+    # An operation declared at system level whose types have OperationDefinitions of their own
+    # ($export: patient-export, group-export) lists those here too, by their codes, as the
+    # Bulk Data IG's CapabilityStatement and its clients (bdt) expect.
+    system_ops += [
+        {"name": url.rsplit("/", 1)[-1], "definition": url}
+        for op in ops.values()
+        if "system" in op.levels
+        for _, url in op.definitions
+        if url.rsplit("/", 1)[-1] != op.name
+    ]
     rest: dict = {
         "mode": "server",
         "security": security(ctx.settings.base_url),

@@ -1,5 +1,7 @@
 """history — FHIR R4 http.html#history: instance, type and system level, newest first, with
-``_since``, ``_count`` and paging links (keyset cursors in ``_page``)."""
+``_since``, ``_at`` (the versions current at some time in that date(Time)'s period; repeatable),
+``_count`` and paging links (keyset cursors in ``_page``). Other parameters are ignored, or
+refused (400, severity ``error``) under ``Prefer: handling=strict``."""
 
 from __future__ import annotations
 
@@ -7,10 +9,13 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from fhir_server.rest.context import Context, FhirRequest, Reply
-from resources.errors import Invalid
+from resources.errors import Invalid, Issue
+from resources.search.date import date_range, to_datetime
 from resources.storage.bounds import clamp_whole, is_whole
 from resources.storage.bundles import history_bundle
 from resources.storage.history import history as query_history
+
+KNOWN = frozenset({"_count", "_since", "_at", "_page", "_format", "_pretty"})
 
 
 def page_size(ctx: Context, req: FhirRequest) -> int:
@@ -41,9 +46,29 @@ def _since(req: FhirRequest) -> datetime | None:
         return edge.replace(tzinfo=UTC)
 
 
+def _at(req: FhirRequest) -> list[tuple[datetime, datetime]]:
+    periods = []
+    for k, raw in req.query:
+        if k != "_at":
+            continue
+        try:
+            low, high = date_range(raw)
+            periods.append((to_datetime(low), to_datetime(high)))
+        except (ValueError, OverflowError) as exc:
+            raise Invalid(f"_at must be a FHIR date, dateTime or instant, not {raw!r}") from exc
+    return periods
+
+
 def history(ctx: Context, req: FhirRequest) -> Reply:
+    unknown = sorted({k for k, _ in req.query} - KNOWN)
+    if unknown and req.prefer.get("handling") == "strict":
+        raise Invalid(
+            "unknown history parameters (Prefer: handling=strict)",
+            [Issue("not-supported", f"parameter {k!r} is not supported") for k in unknown],
+        )
     count = page_size(ctx, req)
     since = _since(req)
+    at = _at(req)
     cursor = req.param("_page")
 
     def run(u):  # type: ignore[no-untyped-def]
@@ -56,6 +81,7 @@ def history(ctx: Context, req: FhirRequest) -> Reply:
             since=since,
             count=count,
             cursor=cursor,
+            at=at,
         )
 
     page = ctx.repo.read(run)

@@ -1,7 +1,8 @@
 """read — FHIR R4 http.html#read: ``GET [base]/[type]/[id]``.
 
-Honours ``If-None-Match`` (304 when the client's ETag is current) and ``If-Modified-Since``.
-The stored JSON text is served as it is (``resources/storage/point_read.py``: on PostgreSQL a caller
+Honours ``If-None-Match`` (304 when the client's ETag is current) and ``If-Modified-Since``,
+and ``_summary`` / ``_elements`` (the resource subsetted and tagged ``SUBSETTED``). Otherwise the
+stored JSON text is served as it is (``resources/storage/point_read.py``: on PostgreSQL a caller
 without a patient context reads by one prepared statement, no decode and re-encode).
 """
 
@@ -9,9 +10,12 @@ from __future__ import annotations
 
 from email.utils import parsedate_to_datetime
 
+import orjson
+
 from fhir_server.rest.context import Context, FhirRequest, JsonText, Reply
 from fhir_server.rest.http import version_headers
 from fhir_server.rest.interactions import audit_event
+from resources.search.shaping import shape_read
 from resources.storage.point_read import read_current
 
 
@@ -31,4 +35,6 @@ def read(ctx: Context, req: FhirRequest) -> Reply:
             since = None
         if since is not None and stored.last_updated.replace(microsecond=0) <= since:
             return Reply(304, None, headers)
+    if any(k in ("_summary", "_elements") for k, _ in req.query):
+        return Reply(200, shape_read(orjson.loads(stored.text), req.query), headers)
     return Reply(200, JsonText(stored.text), headers)

@@ -82,7 +82,7 @@ def compartment_search(ctx: Context, req: FhirRequest) -> Reply:
     """``GET [base]/Patient/[id]/[type]``: the type's members of that patient's compartment."""
     comp_type, comp_id, target = req.path.split("/")[:3]
     if comp_type not in compartment_types():
-        raise NotFound(f"{comp_type} compartments are not supported (only Patient)")
+        raise NotFound(f"{comp_type} compartments are not supported (only Patient and Encounter)")
     if not is_resource_type(target):
         raise NotFound(f"{target!r} is not a FHIR R4 resource type")
     return _run(ctx, req, target, compartment=(comp_type, comp_id))

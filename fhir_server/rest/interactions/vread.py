@@ -1,9 +1,11 @@
-"""vread — FHIR R4 http.html#vread: ``GET [base]/[type]/[id]/_history/[vid]``."""
+"""vread — FHIR R4 http.html#vread: ``GET [base]/[type]/[id]/_history/[vid]``; ``_summary`` /
+``_elements`` subset it as they do a read."""
 
 from __future__ import annotations
 
 from fhir_server.rest.context import Context, FhirRequest, Reply
 from fhir_server.rest.http import version_headers
+from resources.search.shaping import shape_read
 
 
 def vread(ctx: Context, req: FhirRequest) -> Reply:
@@ -12,4 +14,4 @@ def vread(ctx: Context, req: FhirRequest) -> Reply:
         raise ValueError(f"{req.method} {req.path} names no version")
     vid = req.vid
     stored = ctx.repo.read(lambda u: u.vread(res_type, res_id, vid))
-    return Reply(200, stored.content, version_headers(stored))
+    return Reply(200, shape_read(stored.content, req.query), version_headers(stored))

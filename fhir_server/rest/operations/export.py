@@ -4,8 +4,12 @@
 ``[base]/Group/[id]/$export`` (the compartments of the Group's Patient members) and, as HAPI FHIR
 allows, ``[base]/Patient/[id]/$export`` (one patient). ``Prefer: respond-async`` is required
 (400 otherwise). Parameters come from the query (GET) or a Parameters body (POST): ``_outputFormat``
-(``application/fhir+ndjson``, ``application/ndjson``, ``ndjson``), ``_since``, ``_type``,
-``_typeFilter`` (``Type?search``, OR-ed per type) and, at patient and group level, ``patient``.
+(``application/fhir+ndjson``, ``application/ndjson``, ``ndjson``), ``_since`` (not in the
+future), ``_type``, ``_typeFilter`` (``Type?search``, OR-ed per type), ``_elements`` (``name`` or
+``Type.name``, root elements only: the resources written subsetted and tagged ``SUBSETTED``),
+``includeAssociatedData=RelevantProvenanceResources`` (the Provenance resources that target an
+exported resource, when the token may read Provenance) and, at patient and group level,
+``patient``.
 Anything else is rejected (400) unless ``Prefer: handling=lenient``, when it is ignored and
 reported as an OperationOutcome in the manifest's ``error`` list.
 
@@ -18,7 +22,8 @@ runs in the background (``resources/jobs/bulk_export.py``, docs/bulk-export.md).
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlencode
 
 from fhir_server.rest.context import Access, Context, FhirRequest, Reply
@@ -30,7 +35,17 @@ from resources.storage.store import instant
 from resources.validation import is_resource_type, resource_types
 
 OUTPUT_FORMATS = {"application/fhir+ndjson", "application/ndjson", "ndjson"}
-KNOWN = {"_outputFormat", "_since", "_type", "_typeFilter", "patient"}
+KNOWN = {
+    "_outputFormat",
+    "_since",
+    "_type",
+    "_typeFilter",
+    "_elements",
+    "includeAssociatedData",
+    "patient",
+}
+ASSOCIATED = {"RelevantProvenanceResources"}  # includeAssociatedData values supported
+ELEMENT = re.compile(r"^(?:(?P<type>[A-Z][A-Za-z]+)\.)?(?P<name>[a-z][A-Za-z0-9]*)$")
 ADMIN_ONLY = frozenset({"AuditEvent"})
 BULKDATA = "http://hl7.org/fhir/uv/bulkdata"
 
@@ -42,6 +57,12 @@ def _since(raw: str) -> str:
         raise Invalid(f"_since must be a FHIR instant, not {raw!r}") from exc
     if ts.tzinfo is None:
         raise Invalid(f"_since must carry a time zone: {raw!r}")
+    try:
+        future = ts.astimezone(UTC) > datetime.now(UTC)
+    except OverflowError:
+        future = ts.year == 9999
+    if future:
+        raise Invalid(f"_since {raw!r} is in the future: nothing can have changed after it")
     return ts.isoformat()
 
 
@@ -92,6 +113,8 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
     since = None
     asked: list[str] | None = None
     filters: list[str] = []
+    elements: list[str] = []
+    associated: list[str] = []
     patients: list[str] | None = None
     for name, value in pairs:
         if name == "_outputFormat":
@@ -105,6 +128,24 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
             asked = (asked or []) + [t.strip() for t in value.split(",") if t.strip()]
         elif name == "_typeFilter":
             filters.append(value)
+        elif name == "_elements":
+            for e in (e.strip() for e in value.split(",")):
+                m = ELEMENT.match(e)
+                if m is None or (m["type"] is not None and not is_resource_type(m["type"])):
+                    raise Invalid(
+                        f"_elements names {e!r}: use name or Type.name (root elements only)"
+                    )
+                elements.append(e)
+        elif name == "includeAssociatedData":
+            for v in (v.strip() for v in value.split(",") if v.strip()):
+                if v not in ASSOCIATED:
+                    reject(
+                        f"includeAssociatedData={v} is not supported (only {', '.join(ASSOCIATED)})"
+                    )
+                elif not _readable(access, "Provenance"):
+                    reject("includeAssociatedData needs read access to Provenance", Forbidden)
+                else:
+                    associated.append(v)
         elif name == "patient":
             if level == "system":
                 reject("the patient parameter applies to Patient and Group level exports only")
@@ -165,6 +206,8 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
         compartment=level != "system",
         patients=patients,
         issues=issues,
+        elements=elements,
+        associated=associated,
     )
     path = req.path + (f"?{urlencode(req.query)}" if req.query else "")
     job = bulk_export.start(ctx.repo, access.client_id, f"{ctx.base}/{path}", level, spec)

@@ -663,7 +663,7 @@ def test_unknown_parameters_are_reported_not_applied(store: Store) -> None:
             ("gender:bogus", "x"),
             ("_text", "x"),
             ("_content", "y"),
-            ("_list", "z"),
+            ("_filter", "z"),
         ],
     )
     assert [u.name for u in compiled.unsupported] == [
@@ -671,7 +671,7 @@ def test_unknown_parameters_are_reported_not_applied(store: Store) -> None:
         "gender:bogus",
         "_text",
         "_content",
-        "_list",
+        "_filter",
     ]
     assert [r[0] for r in store.conn.execute(compiled.select)] != []
     with pytest.raises(Invalid, match="foo"):

@@ -1,0 +1,211 @@
+"""R4 parameters and headers that were silently ignored (issue 16), over HTTP on both databases:
+``PUT`` with ``If-None-Match``, ``_summary`` / ``_elements`` on read and vread, ``total`` with
+``_count=0``, history ``_at`` and strict history parameters, ``_list``, and the ``first`` /
+``self`` paging links."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+
+from tests.fhir_server.auth.smart import client_token
+
+SUBSETTED = "SUBSETTED"
+
+
+def _patient(client: httpx.Client, family: str, **extra) -> dict:  # type: ignore[no-untyped-def]
+    resp = client.post(
+        "/Patient",
+        json={"resourceType": "Patient", "name": [{"family": family}], **extra},
+    )
+    assert resp.status_code == 201, resp.text
+    return resp.json()
+
+
+def _ids(bundle: dict) -> list[str]:
+    return [e["resource"]["id"] for e in bundle.get("entry", []) if e["search"]["mode"] == "match"]
+
+
+# -- If-None-Match on update ------------------------------------------------------------------
+def test_put_if_none_match_star_refuses_an_existing_resource(client):
+    pid = f"inm-{uuid.uuid4().hex[:12]}"
+    body = {"resourceType": "Patient", "id": pid, "name": [{"family": "First"}]}
+    created = client.put(f"/Patient/{pid}", json=body, headers={"If-None-Match": "*"})
+    assert created.status_code == 201, created.text
+    again = client.put(
+        f"/Patient/{pid}",
+        json={**body, "name": [{"family": "Overwritten"}]},
+        headers={"If-None-Match": "*"},
+    )
+    assert again.status_code == 412, again.text
+    assert again.json()["resourceType"] == "OperationOutcome"
+    assert client.get(f"/Patient/{pid}").json()["name"][0]["family"] == "First"
+    # the current version named: 412; another version: the update goes ahead
+    stale = client.put(f"/Patient/{pid}", json=body, headers={"If-None-Match": 'W/"1"'})
+    assert stale.status_code == 412
+    moved = client.put(
+        f"/Patient/{pid}",
+        json={**body, "gender": "other"},
+        headers={"If-None-Match": 'W/"7"'},
+    )
+    assert moved.status_code == 200
+    # a deleted resource does not exist: create-only succeeds
+    assert client.delete(f"/Patient/{pid}").status_code in (200, 204)
+    back = client.put(f"/Patient/{pid}", json=body, headers={"If-None-Match": "*"})
+    assert back.status_code == 201, back.text
+
+
+# -- _summary / _elements on read and vread ---------------------------------------------------
+def test_summary_and_elements_on_read_and_vread(client):
+    made = _patient(
+        client,
+        "Shape",
+        gender="female",
+        birthDate="1970-01-01",
+        text={"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml">x</div>'},
+        contact=[{"name": {"family": "Kin"}}],
+    )
+    pid = made["id"]
+    for url in (f"/Patient/{pid}", f"/Patient/{pid}/_history/1"):
+        full = client.get(url).json()
+        assert "contact" in full and SUBSETTED not in str(full["meta"])
+        summary = client.get(url, params={"_summary": "true"}).json()
+        assert "contact" not in summary and summary["name"][0]["family"] == "Shape"
+        assert any(t["code"] == SUBSETTED for t in summary["meta"]["tag"])
+        elements = client.get(url, params={"_elements": "gender"}).json()
+        assert set(elements) == {"resourceType", "id", "meta", "gender"}
+        data = client.get(url, params={"_summary": "data"}).json()
+        assert "text" not in data and "contact" in data
+        assert client.get(url, params={"_summary": "count"}).status_code == 400
+        assert client.get(url, params={"_summary": "nonsense"}).status_code == 400
+
+
+# -- total with _count=0 ---------------------------------------------------------------------
+def test_count_zero_gives_the_total_alone(client):
+    family = f"Zero{uuid.uuid4().hex[:8]}"
+    for _ in range(3):
+        _patient(client, family)
+    body = client.get("/Patient", params={"family": family, "_count": "0"}).json()
+    assert body["total"] == 3
+    assert not _ids(body)
+    none = client.get("/Patient", params={"family": family, "_count": "0", "_total": "none"})
+    assert "total" not in none.json()
+
+
+# -- paging links ------------------------------------------------------------------------------
+def test_first_and_self_links(client):
+    family = f"Links{uuid.uuid4().hex[:8]}"
+    for _ in range(3):
+        _patient(client, family)
+    page1 = client.get("/Patient", params={"family": family, "_count": "2"}).json()
+    links = {lk["relation"]: lk["url"] for lk in page1["link"]}
+    assert links["first"] == links["self"] and "_page" not in links["first"]
+    page2 = client.get(links["next"]).json()
+    links2 = {lk["relation"]: lk["url"] for lk in page2["link"]}
+    assert links2["first"] == links["first"]
+    assert "_page=" in links2["self"]  # self is this page, not the first
+    assert "next" not in links2
+    again = client.get(links2["self"]).json()
+    assert _ids(again) == _ids(page2)
+    first_again = client.get(links2["first"]).json()
+    assert _ids(first_again) == _ids(page1)
+
+
+# -- history _at ---------------------------------------------------------------------------
+def test_history_at(client):
+    made = _patient(client, "V1")
+    pid = made["id"]
+    t1 = made["meta"]["lastUpdated"]
+    v2 = client.put(
+        f"/Patient/{pid}", json={"resourceType": "Patient", "id": pid, "name": [{"family": "V2"}]}
+    ).json()
+    t2 = v2["meta"]["lastUpdated"]
+    v3 = client.put(
+        f"/Patient/{pid}", json={"resourceType": "Patient", "id": pid, "name": [{"family": "V3"}]}
+    ).json()
+    t3 = v3["meta"]["lastUpdated"]
+
+    def versions(**params):  # type: ignore[no-untyped-def]
+        resp = client.get(f"/Patient/{pid}/_history", params=params)
+        assert resp.status_code == 200, resp.text
+        return sorted(e["resource"]["meta"]["versionId"] for e in resp.json()["entry"])
+
+    assert versions(_at=t1) == ["1"]  # the instant version 1 was written
+    assert versions(_at=t2) == ["2"]
+    assert versions(_at=t3) == ["3"]
+    assert versions(_at=t1[:4]) == ["1", "2", "3"]  # the whole year (all written now)
+    assert versions(_at="1999") == []  # before it existed
+    assert versions(_at=["1999", t2]) == ["2"]  # several: any of them
+    bad = client.get(f"/Patient/{pid}/_history", params={"_at": "soon"})
+    assert bad.status_code == 400 and bad.json()["issue"][0]["code"] == "invalid"
+
+
+def test_history_unknown_parameter_under_strict(client):
+    pid = _patient(client, "Strict")["id"]
+    lenient = client.get(f"/Patient/{pid}/_history", params={"_shoe": "1"})
+    assert lenient.status_code == 200
+    strict = client.get(
+        f"/Patient/{pid}/_history", params={"_shoe": "1"}, headers={"Prefer": "handling=strict"}
+    )
+    assert strict.status_code == 400
+    assert all(i["severity"] == "error" for i in strict.json()["issue"])
+
+
+# -- _list -----------------------------------------------------------------------------------
+@pytest.fixture
+def listed(client):  # type: ignore[no-untyped-def]
+    family = f"Listed{uuid.uuid4().hex[:8]}"
+    a, b, c = (_patient(client, family)["id"] for _ in range(3))
+    resp = client.post(
+        "/List",
+        json={
+            "resourceType": "List",
+            "status": "current",
+            "mode": "working",
+            "subject": {"reference": f"Patient/{a}"},
+            "entry": [
+                {"item": {"reference": f"Patient/{a}"}},
+                {"item": {"reference": f"Patient/{b}"}},
+            ],
+        },
+    )
+    assert resp.status_code == 201, resp.text
+    return {"family": family, "a": a, "b": b, "c": c, "list": resp.json()["id"]}
+
+
+def test_list_selects_the_members(client, listed):
+    body = client.get("/Patient", params={"_list": listed["list"]}).json()
+    assert sorted(_ids(body)) == sorted([listed["a"], listed["b"]])
+    both = client.get("/Patient", params={"_list": listed["list"], "family": listed["family"]})
+    assert sorted(_ids(both.json())) == sorted([listed["a"], listed["b"]])
+    assert not _ids(client.get("/Patient", params={"_list": "no-such-list"}).json())
+    assert not _ids(client.get("/Observation", params={"_list": listed["list"]}).json())
+    functional = client.get(
+        "/Patient", params={"_list": "$current-problems"}, headers={"Prefer": "handling=strict"}
+    )
+    assert functional.status_code == 400
+
+
+def test_list_of_another_patient_names_nothing(server, listed):
+    # a token for patient b: the List is in a's compartment, so b's token cannot use it
+    headers = client_token(server, "patient/*.rs", patient=listed["b"])
+    with httpx.Client(base_url=server.fhir, headers=headers, timeout=60) as mine:
+        body = mine.get("/Patient", params={"_list": listed["list"]}).json()
+        assert _ids(body) == []
+    headers = client_token(server, "patient/*.rs", patient=listed["a"])
+    with httpx.Client(base_url=server.fhir, headers=headers, timeout=60) as owner:
+        assert _ids(owner.get("/Patient", params={"_list": listed["list"]}).json()) == [listed["a"]]
+
+
+def test_contained_is_reported_or_refused_under_strict(client):
+    lenient = client.get("/Patient", params={"_contained": "true"})
+    assert lenient.status_code == 200
+    outcome = [e for e in lenient.json()["entry"] if e["search"]["mode"] == "outcome"]
+    assert "_contained" in outcome[0]["resource"]["issue"][0]["diagnostics"]
+    strict = client.get(
+        "/Patient", params={"_contained": "true"}, headers={"Prefer": "handling=strict"}
+    )
+    assert strict.status_code == 400
+    assert strict.json()["issue"][0]["severity"] == "error"
