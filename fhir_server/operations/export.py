@@ -22,10 +22,11 @@ from datetime import datetime
 from urllib.parse import parse_qsl, urlencode
 
 from fhir_server.context import Access, Context, FhirRequest, Reply
+from fhir_server.http import FHIR_XML, negotiate_format
 from fhir_server.operations.spec import Operation, Permission
 from resources import bulk_export
 from resources.compartments import compartment_params
-from resources.errors import Forbidden, Invalid, NotFound
+from resources.errors import Forbidden, Invalid, NotAcceptable, NotFound
 from resources.store import instant
 from resources.validation import is_resource_type, resource_types
 
@@ -71,6 +72,10 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
     assert access is not None  # the gate authorized the request
     if req.prefer.get("respond-async") is None:
         raise Invalid("$export needs the header Prefer: respond-async (Bulk Data kick-off)")
+    fmt = req.param("_format")
+    if negotiate_format(fmt.lower() if fmt else None, req.headers.get("accept", "")) == FHIR_XML:
+        # Bulk Data 2.0.0 kick-off: "Currently, only application/fhir+json is supported"
+        raise NotAcceptable("the Bulk Data kick-off answers application/fhir+json only")
     lenient = req.prefer.get("handling") == "lenient"
     issues: list[str] = []
 
