@@ -31,6 +31,7 @@ import gzip
 import json
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import cache
 from importlib import resources as importlib_resources
 from typing import Any
@@ -245,6 +246,8 @@ def _lexical(value: Any, typ: str, where: str) -> str:
             raise XmlError(f"{typ} must be a JSON integer", where)
         return str(value)
     if kind == "decimal":
+        if isinstance(value, Decimal) and value.is_finite():
+            return str(value)  # JSON read with parse_float=Decimal keeps the precision: 1.50
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise XmlError(f"{typ} must be a JSON number", where)
         return json.dumps(value)

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
+import tarfile
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -306,3 +309,93 @@ def test_model_covers_every_r4_resource_type() -> None:
     lines = [s.strip() for s in listed.read_text().splitlines()]
     r4 = {s for s in lines if s and not s.startswith("#")}
     assert len(r4) == 146 and fhir_xml.resource_types() == r4
+
+
+# -- the official XML: 603 examples published in both XML and JSON by one R4 4.0.1 build -------
+# (tests/data/README.md). Narratives are compared as rendered XHTML (comments dropped, runs of
+# whitespace in text and attributes collapsed): the build's JSON and XML differ there, in six
+# examples, in nothing else.
+OFFICIAL = ROOT / "tests" / "data" / "r4-examples-xml-json.tar.xz"
+
+
+def _official_pairs() -> dict[str, tuple[bytes, bytes]]:
+    files: dict[str, bytes] = {}
+    with tarfile.open(OFFICIAL, "r:xz") as tar:
+        for member in tar.getmembers():
+            fh = tar.extractfile(member)
+            if fh is not None:
+                files[member.name] = fh.read()
+    names = sorted(n[:-4] for n in files if n.endswith(".xml"))
+    return {n: (files[n + ".xml"], files[n + ".json"]) for n in names}
+
+
+PAIRS = _official_pairs()
+
+
+def _rendered(div: str) -> str:
+    el = etree.fromstring(div.encode("utf-8"))
+    for comment in el.xpath("//comment()"):
+        parent, prev = comment.getparent(), comment.getprevious()
+        if comment.tail:
+            if prev is not None:
+                prev.tail = (prev.tail or "") + comment.tail
+            else:
+                parent.text = (parent.text or "") + comment.tail
+        parent.remove(comment)
+    for node in el.iter():
+        for name, value in node.attrib.items():
+            node.set(name, re.sub(r"\s+", " ", value).strip())
+        for side in ("text", "tail"):
+            value = getattr(node, side)
+            if value is not None:
+                setattr(node, side, re.sub(r"\s+", " ", value).strip() or None)
+    return etree.canonicalize(etree.tostring(el, encoding="unicode"))
+
+
+def _rendered_divs(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            k: _rendered(v) if k == "div" and isinstance(v, str) else _rendered_divs(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_rendered_divs(v) for v in node]
+    return node
+
+
+def _structure(el: etree._Element, out: list) -> list:
+    """Elements, their attributes and values in document order, narratives left out."""
+    attrs = tuple(
+        sorted((k, v) for k, v in el.attrib.items() if not k.startswith("{http://www.w3"))
+    )
+    out.append((el.tag, attrs))
+    if el.tag != "{" + XHTML_NS + "}div":
+        for child in el:
+            if isinstance(child.tag, str):
+                _structure(child, out)
+    out.append("/")
+    return out
+
+
+def test_the_official_pairs_are_there() -> None:
+    assert len(PAIRS) == 603
+    assert set(PAIRS) <= {p.stem for p in EXAMPLES}
+
+
+@pytest.mark.parametrize("name", sorted(PAIRS))
+def test_official_xml_reads_as_the_official_json(name: str) -> None:
+    xml, official_json = PAIRS[name]
+    assert _rendered_divs(from_xml(xml)) == _rendered_divs(json.loads(official_json))
+
+
+@pytest.mark.parametrize("name", sorted(PAIRS))
+def test_official_json_writes_as_the_official_xml(name: str) -> None:
+    """Outside narratives, the XML written from the official JSON has the official XML's
+    elements in its order, with the same attributes and values (decimals keep their precision
+    when the JSON is read with Decimal: ``12500.00``)."""
+    xml, official_json = PAIRS[name]
+    parser = etree.XMLParser(remove_comments=True, resolve_entities=False, no_network=True)
+    ours = to_xml(json.loads(official_json, parse_float=Decimal))
+    assert _structure(etree.fromstring(ours, parser), []) == _structure(
+        etree.fromstring(xml, parser), []
+    )
