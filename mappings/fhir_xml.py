@@ -68,6 +68,17 @@ class Element:
     attribute: bool
 
 
+@dataclass(frozen=True)
+class Prop:
+    """One XML/JSON property name of a type: its element, its type, its place in the order, and
+    how it is written (attribute, primitive, xhtml, resource, complex)."""
+
+    element: Element
+    type: str
+    index: int
+    kind: str
+
+
 @dataclass(frozen=True, eq=False)  # hashed by identity (by_xml_name caches on it)
 class Model:
     primitives: dict[str, str]  # primitive type -> JSON kind (string, boolean, integer, decimal)
@@ -78,16 +89,33 @@ class Model:
         return self.types[type_name]
 
     @cache  # noqa: B019 - one Model per process
-    def by_xml_name(self, type_name: str) -> dict[str, tuple[Element, str]]:
-        """XML/JSON property name -> (element, its type) for ``type_name``'s elements."""
-        out: dict[str, tuple[Element, str]] = {}
-        for el in self.types[type_name]:
-            if el.choice:
-                for t in el.types:
-                    out[el.name + t[0].upper() + t[1:]] = (el, t)
-            else:
-                out[el.name] = (el, el.types[0] if el.types else "string")
+    def by_xml_name(self, type_name: str) -> dict[str, Prop]:
+        """XML/JSON property name -> :class:`Prop` for ``type_name``'s elements."""
+        out: dict[str, Prop] = {}
+        for index, el in enumerate(self.types[type_name]):
+            named = (
+                [(el.name + t[0].upper() + t[1:], t) for t in el.types]
+                if el.choice
+                else [(el.name, el.types[0] if el.types else "string")]
+            )
+            for name, typ in named:
+                out[name] = Prop(el, typ, index, self._kind(el, typ))
         return out
+
+    @cache  # noqa: B019 - one Model per process
+    def attributes(self, type_name: str) -> frozenset[str]:
+        return frozenset(el.name for el in self.types[type_name] if el.attribute)
+
+    def _kind(self, el: Element, typ: str) -> str:
+        if el.attribute:
+            return "attribute"
+        if typ == "xhtml":
+            return "xhtml"
+        if typ in self.primitives:
+            return "primitive"
+        if typ == "Resource":
+            return "resource"
+        return "complex"
 
 
 @cache
@@ -138,42 +166,41 @@ def _write_children(
     parent: etree._Element, obj: dict, type_name: str, where: str, skip: set[str] | None = None
 ) -> None:
     m = model()
-    used = set(skip or ())
-    used.add("fhir_comments")
-    for el in m.elements(type_name):
-        if el.choice:
-            keys = [el.name + t[0].upper() + t[1:] for t in el.types]
-            present = [
-                (k, t) for k, t in zip(keys, el.types, strict=True) if k in obj or "_" + k in obj
-            ]
-            if len(present) > 1:
-                raise XmlError(f"more than one of {el.name}[x]: {[k for k, _ in present]}", where)
-            if not present:
-                continue
-            key, typ = present[0]
-        else:
-            key, typ = el.name, el.types[0] if el.types else "string"
-            if key not in obj and "_" + key not in obj:
-                continue
-        used.add(key)
-        used.add("_" + key)
-        value, ext = obj.get(key), obj.get("_" + key)
-        here = f"{where}.{key}"
-        if el.attribute:
-            if value is not None:
-                parent.set(key, _lexical(value, typ, here))
+    props = m.by_xml_name(type_name)
+    found: dict[str, Prop] = {}
+    for key in obj:
+        if key == "fhir_comments" or (skip and key in skip):
             continue
-        if typ in m.primitives and typ != "xhtml":
-            _write_primitive(parent, key, value, ext, typ, el.repeats, here)
+        name = key[1:] if key.startswith("_") else key
+        prop = props.get(name)
+        if prop is None:
+            raise XmlError(f"{type_name} has no element {key!r}", where)
+        found[name] = prop
+    order = sorted(found.items(), key=lambda item: item[1].index)
+    for i in range(1, len(order)):
+        if order[i][1].element is order[i - 1][1].element:
+            el = order[i][1].element
+            raise XmlError(
+                f"more than one of {el.name}[x]: {[order[i - 1][0], order[i][0]]}", where
+            )
+    for key, prop in order:
+        el, typ, kind = prop.element, prop.type, prop.kind
+        value, ext = obj.get(key), obj.get("_" + key)
+        if kind == "attribute":
+            if value is not None:
+                parent.set(key, _lexical(value, typ, f"{where}.{key}"))
+            continue
+        if kind == "primitive":
+            _write_primitive(parent, key, value, ext, typ, el.repeats, where)
             continue
         items = value if el.repeats else [value]
         if not isinstance(items, list):
-            raise XmlError("expected an array", here)
+            raise XmlError("expected an array", f"{where}.{key}")
         for i, item in enumerate(items):
-            at = f"{here}[{i}]" if el.repeats else here
-            if typ == "xhtml":
+            at = f"{where}.{key}[{i}]" if el.repeats else f"{where}.{key}"
+            if kind == "xhtml":
                 parent.append(_xhtml(item, at))
-            elif typ == "Resource":
+            elif kind == "resource":
                 holder = etree.SubElement(parent, _F + key)
                 holder.append(_resource_element(item, at))
             else:
@@ -181,9 +208,6 @@ def _write_children(
                     raise XmlError(f"expected a JSON object ({typ})", at)
                 child = etree.SubElement(parent, _F + key)
                 _write_children(child, item, typ, at)
-    unknown = sorted(set(obj) - used)
-    if unknown:
-        raise XmlError(f"{type_name} has no element {unknown[0]!r}", where)
 
 
 def _write_primitive(
@@ -193,8 +217,9 @@ def _write_primitive(
     ext: Any,
     typ: str,
     repeats: bool,
-    where: str,
+    parent_where: str,
 ) -> None:
+    where = f"{parent_where}.{key}"
     if repeats:
         values = value if value is not None else []
         exts = ext if ext is not None else []
@@ -350,38 +375,47 @@ def _no_attributes(el: etree._Element, allowed: set[str], where: str) -> None:
             raise XmlError(f"unexpected attribute {name!r}", where)
 
 
+_FLEN = len(_F)
+
+
 def _read_children(el: etree._Element, type_name: str, out: dict, where: str) -> None:
     m = model()
-    names = m.by_xml_name(type_name)
-    for el_def in m.elements(type_name):
-        if el_def.attribute and el_def.name in el.attrib:
-            out[el_def.name] = el.attrib[el_def.name]
-    allowed = {d.name for d in m.elements(type_name) if d.attribute}
-    _no_attributes(el, allowed, where)
+    props = m.by_xml_name(type_name)
+    if el.attrib:
+        allowed = m.attributes(type_name)
+        _no_attributes(el, allowed, where)
+        for name in allowed:
+            if name in el.attrib:
+                out[name] = el.attrib[name]
     if el.text and el.text.strip():
         raise XmlError("unexpected text; FHIR values are in value attributes", where)
     counts: dict[str, int] = {}
+    choices: dict[int, str] = {}
     for child in el:
-        if not isinstance(child.tag, str):
+        tag = child.tag
+        if not isinstance(tag, str):
             continue  # comments and processing instructions carry no FHIR content
         if child.tail and child.tail.strip():
             raise XmlError("unexpected text between elements", where)
-        # The one element outside the FHIR namespace: Narrative.div, in the XHTML namespace
-        name = "div" if child.tag == _X + "div" else _fhir_name(child, where)
-        found = names.get(name)
-        if found is None or found[0].attribute:
+        if tag.startswith(_F):
+            name = tag[_FLEN:]
+        elif tag == _X + "div":  # the one element outside the FHIR namespace: Narrative.div
+            name = "div"
+        else:
+            name = _fhir_name(child, where)  # raises: not in the FHIR namespace
+        prop = props.get(name)
+        if prop is None or prop.kind == "attribute":
             raise XmlError(f"{type_name} has no element <{name}>", where)
-        el_def, typ = found
+        el_def, typ, kind = prop.element, prop.type, prop.kind
         i = counts.get(name, 0)
         counts[name] = i + 1
-        at = f"{where}.{name}" + (f"[{i}]" if el_def.repeats else "")
+        at = f"{where}.{name}[{i}]" if el_def.repeats else f"{where}.{name}"
         if not el_def.repeats and i > 0:
             raise XmlError(f"<{name}> may occur only once", where)
         if el_def.choice:
-            other = [k for k in out if k != name and names.get(k, (None,))[0] is el_def]
-            if other:
+            if choices.setdefault(prop.index, name) != name:
                 raise XmlError(f"more than one of {el_def.name}[x]", where)
-        if typ in m.primitives and typ != "xhtml":
+        if kind == "primitive":
             value, ext = _read_primitive(child, typ, at)
             if el_def.repeats:
                 out.setdefault(name, []).append(value)
@@ -392,9 +426,9 @@ def _read_children(el: etree._Element, type_name: str, out: dict, where: str) ->
                 if ext is not None:
                     out["_" + name] = ext
             continue
-        if typ == "xhtml":
+        if kind == "xhtml":
             item: Any = _read_xhtml(child, at)
-        elif typ == "Resource":
+        elif kind == "resource":
             _no_attributes(child, set(), at)
             inner = [c for c in child if isinstance(c.tag, str)]
             if len(inner) != 1 or (child.text and child.text.strip()):
@@ -416,35 +450,52 @@ def _read_children(el: etree._Element, type_name: str, out: dict, where: str) ->
             del out[base]
 
 
+_PRIMITIVE_ATTRIBUTES = frozenset({"value", "id"})
+_EXTENSION = _F + "extension"
+
+
 def _read_primitive(el: etree._Element, typ: str, where: str) -> tuple[Any, dict | None]:
-    _no_attributes(el, {"value", "id"}, where)
+    attrib = el.attrib
+    if len(attrib) > 1 or (attrib and "value" not in attrib):
+        _no_attributes(el, _PRIMITIVE_ATTRIBUTES, where)
     if el.text and el.text.strip():
         raise XmlError("a primitive's value is its value attribute, not text", where)
-    raw = el.get("value")
+    raw = attrib.get("value")
+    if raw == "":
+        raise XmlError("an empty value attribute is not allowed", where)
     value = None if raw is None else _value(raw, typ, where)
+    if len(el) == 0 and "id" not in attrib:
+        if value is None:
+            raise XmlError("a primitive element needs a value attribute or an extension", where)
+        return value, None
     ext: dict[str, Any] = {}
-    if el.get("id") is not None:
-        ext["id"] = el.get("id")
+    if attrib.get("id") is not None:
+        ext["id"] = attrib.get("id")
     extensions = []
-    for i, child in enumerate(c for c in el if isinstance(c.tag, str)):
-        if _fhir_name(child, where) != "extension":
+    for child in el:
+        if not isinstance(child.tag, str):
+            continue
+        if child.tail and child.tail.strip():
+            raise XmlError("unexpected text between elements", where)
+        if child.tag != _EXTENSION:
+            _fhir_name(child, where)  # raises: not in the FHIR namespace
             raise XmlError(
                 f"a primitive holds only extensions, not <{etree.QName(child).localname}>", where
             )
         item: dict[str, Any] = {}
-        _read_children(child, "Extension", item, f"{where}.extension[{i}]")
+        _read_children(child, "Extension", item, f"{where}.extension[{len(extensions)}]")
         extensions.append(item)
     if extensions:
         ext["extension"] = extensions
-    if value is None and not ext.get("extension"):
+    if value is None and not extensions:
         raise XmlError("a primitive element needs a value attribute or an extension", where)
-    if raw is not None and raw == "":
-        raise XmlError("an empty value attribute is not allowed", where)
     return value, ext or None
 
 
 def _value(raw: str, typ: str, where: str) -> Any:
     kind = model().primitives.get(typ, "string")
+    if kind == "string":
+        return raw
     if kind == "boolean":
         if raw not in ("true", "false"):
             raise XmlError(f"{typ} value {raw!r} is not true or false", where)
