@@ -30,6 +30,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
@@ -367,7 +368,7 @@ def _fhir_name(el: etree._Element, where: str) -> str:
 _XSI = "{http://www.w3.org/2001/XMLSchema-instance}"
 
 
-def _no_attributes(el: etree._Element, allowed: set[str], where: str) -> None:
+def _no_attributes(el: etree._Element, allowed: AbstractSet[str], where: str) -> None:
     """Only the attributes FHIR defines here; ``xsi:schemaLocation`` (as in the official
     examples) is ignored."""
     for name in el.attrib:
@@ -471,7 +472,7 @@ def _read_primitive(el: etree._Element, typ: str, where: str) -> tuple[Any, dict
     ext: dict[str, Any] = {}
     if attrib.get("id") is not None:
         ext["id"] = attrib.get("id")
-    extensions = []
+    extensions: list[dict[str, Any]] = []
     for child in el:
         if not isinstance(child.tag, str):
             continue
