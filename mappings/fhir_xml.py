@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import re
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -146,31 +147,58 @@ def to_xml(resource: dict, *, pretty: bool = False) -> bytes:
     """A FHIR JSON resource (parsed) as FHIR XML (UTF-8, with an XML declaration).
 
     Raises :class:`XmlError` for what cannot be written: an unknown resource type, a property
-    the type does not have, a value of the wrong JSON kind, XHTML that does not parse."""
-    root = _resource_element(resource, "")
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=pretty)
+    the type does not have, a value of the wrong JSON kind, XHTML that does not parse.
+    The document is written as text (values escaped here, narratives serialised by lxml after
+    parsing them); ``pretty`` re-indents it with lxml."""
+    parts: list[str] = ["<?xml version='1.0' encoding='UTF-8'?>\n"]
+    _write_resource(parts, resource, "", root=True)
+    data = "".join(parts).encode("utf-8")
+    if pretty:
+        tree = etree.fromstring(
+            data, etree.XMLParser(remove_blank_text=True, resolve_entities=False)
+        )
+        return etree.tostring(tree, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+    return data
 
 
-def _resource_element(resource: Any, where: str) -> etree._Element:
+# Attribute values: the markup characters, and the white space XML would otherwise normalise
+_ATTR_ESCAPES = str.maketrans(
+    {
+        "&": "&amp;",
+        "<": "&lt;",
+        ">": "&gt;",
+        '"': "&quot;",
+        "\n": "&#10;",
+        "\r": "&#13;",
+        "\t": "&#9;",
+    }
+)
+
+
+def _write_resource(parts: list[str], resource: Any, where: str, root: bool = False) -> None:
     if not isinstance(resource, dict):
         raise XmlError("a resource must be a JSON object", where)
     rtype = resource.get("resourceType")
-    m = model()
-    if not isinstance(rtype, str) or rtype not in m.resources:
+    if not isinstance(rtype, str) or rtype not in model().resources:
         raise XmlError(f"{rtype!r} is not an R4 resource type", where)
-    el = etree.Element(_F + rtype, nsmap={None: FHIR_NS})
-    _write_children(el, resource, rtype, where or rtype, skip={"resourceType"})
-    return el
+    xmlns = f' xmlns="{FHIR_NS}"' if root else ""
+    _write_element(parts, rtype, resource, rtype, where or rtype, skip="resourceType", xmlns=xmlns)
 
 
-def _write_children(
-    parent: etree._Element, obj: dict, type_name: str, where: str, skip: set[str] | None = None
+def _write_element(
+    parts: list[str],
+    tag: str,
+    obj: dict,
+    type_name: str,
+    where: str,
+    skip: str | None = None,
+    xmlns: str = "",
 ) -> None:
-    m = model()
-    props = m.by_xml_name(type_name)
+    """``<tag ...>`` with ``obj``'s properties as attributes and children, in the type's order."""
+    props = model().by_xml_name(type_name)
     found: dict[str, Prop] = {}
     for key in obj:
-        if key == "fhir_comments" or (skip and key in skip):
+        if key == "fhir_comments" or key == skip:
             continue
         name = key[1:] if key.startswith("_") else key
         prop = props.get(name)
@@ -184,15 +212,20 @@ def _write_children(
             raise XmlError(
                 f"more than one of {el.name}[x]: {[order[i - 1][0], order[i][0]]}", where
             )
+    start = [f"<{tag}{xmlns}"]
+    for key, prop in order:
+        if prop.kind == "attribute" and obj.get(key) is not None:
+            text = _lexical(obj[key], prop.type, f"{where}.{key}")
+            start.append(f' {key}="{text.translate(_ATTR_ESCAPES)}"')
+    at_start = len(parts)
+    parts.append("")  # the start tag, once we know whether the element has children
     for key, prop in order:
         el, typ, kind = prop.element, prop.type, prop.kind
-        value, ext = obj.get(key), obj.get("_" + key)
         if kind == "attribute":
-            if value is not None:
-                parent.set(key, _lexical(value, typ, f"{where}.{key}"))
             continue
+        value = obj.get(key)
         if kind == "primitive":
-            _write_primitive(parent, key, value, ext, typ, el.repeats, where)
+            _write_primitive(parts, key, value, obj.get("_" + key), typ, el.repeats, where)
             continue
         items = value if el.repeats else [value]
         if not isinstance(items, list):
@@ -200,19 +233,24 @@ def _write_children(
         for i, item in enumerate(items):
             at = f"{where}.{key}[{i}]" if el.repeats else f"{where}.{key}"
             if kind == "xhtml":
-                parent.append(_xhtml(item, at))
+                parts.append(etree.tostring(_xhtml(item, at), encoding="unicode", with_tail=False))
             elif kind == "resource":
-                holder = etree.SubElement(parent, _F + key)
-                holder.append(_resource_element(item, at))
+                parts.append(f"<{key}>")
+                _write_resource(parts, item, at)
+                parts.append(f"</{key}>")
             else:
                 if not isinstance(item, dict):
                     raise XmlError(f"expected a JSON object ({typ})", at)
-                child = etree.SubElement(parent, _F + key)
-                _write_children(child, item, typ, at)
+                _write_element(parts, key, item, typ, at)
+    if len(parts) == at_start + 1:  # no children
+        parts[at_start] = "".join(start) + "/>"
+    else:
+        parts[at_start] = "".join(start) + ">"
+        parts.append(f"</{tag}>")
 
 
 def _write_primitive(
-    parent: etree._Element,
+    parts: list[str],
     key: str,
     value: Any,
     ext: Any,
@@ -220,14 +258,13 @@ def _write_primitive(
     repeats: bool,
     parent_where: str,
 ) -> None:
-    where = f"{parent_where}.{key}"
     if repeats:
         values = value if value is not None else []
         exts = ext if ext is not None else []
         if not isinstance(values, list) or not isinstance(exts, list):
-            raise XmlError("expected an array", where)
+            raise XmlError("expected an array", f"{parent_where}.{key}")
         if values and exts and len(values) != len(exts):
-            raise XmlError(f"_{key} and {key} differ in length", where)
+            raise XmlError(f"_{key} and {key} differ in length", f"{parent_where}.{key}")
         n = max(len(values), len(exts))
         pairs = [
             (values[i] if i < len(values) else None, exts[i] if i < len(exts) else None)
@@ -236,10 +273,10 @@ def _write_primitive(
     else:
         pairs = [(value, ext)]
     for i, (v, x) in enumerate(pairs):
-        at = f"{where}[{i}]" if repeats else where
+        at = f"{parent_where}.{key}[{i}]" if repeats else f"{parent_where}.{key}"
         if v is None and x is None:
             raise XmlError("a primitive has neither a value nor extensions", at)
-        child = etree.SubElement(parent, _F + key)
+        start = f"<{key}"
         if x is not None:
             if not isinstance(x, dict):
                 raise XmlError(f"_{key} must be a JSON object", at)
@@ -247,18 +284,21 @@ def _write_primitive(
             if bad:
                 raise XmlError(f"_{key} may hold only id and extension, not {sorted(bad)[0]}", at)
             if x.get("id") is not None:
-                child.set("id", _lexical(x["id"], "string", at))
+                start += f' id="{_lexical(x["id"], "string", at).translate(_ATTR_ESCAPES)}"'
         if v is not None:
-            child.set("value", _lexical(v, typ, at))
-        if x is not None and x.get("extension") is not None:
-            exts = x["extension"]
-            if not isinstance(exts, list):
-                raise XmlError("extension must be an array", at)
-            for j, e in enumerate(exts):
-                if not isinstance(e, dict):
-                    raise XmlError("an extension must be a JSON object", f"{at}.extension[{j}]")
-                sub = etree.SubElement(child, _F + "extension")
-                _write_children(sub, e, "Extension", f"{at}.extension[{j}]")
+            start += f' value="{_lexical(v, typ, at).translate(_ATTR_ESCAPES)}"'
+        extensions = x.get("extension") if x is not None else None
+        if not extensions:
+            parts.append(start + "/>")
+            continue
+        if not isinstance(extensions, list):
+            raise XmlError("extension must be an array", at)
+        parts.append(start + ">")
+        for j, e in enumerate(extensions):
+            if not isinstance(e, dict):
+                raise XmlError("an extension must be a JSON object", f"{at}.extension[{j}]")
+            _write_element(parts, "extension", e, "Extension", f"{at}.extension[{j}]")
+        parts.append(f"</{key}>")
 
 
 def _lexical(value: Any, typ: str, where: str) -> str:
@@ -276,6 +316,8 @@ def _lexical(value: Any, typ: str, where: str) -> str:
             return str(value)  # JSON read with parse_float=Decimal keeps the precision: 1.50
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise XmlError(f"{typ} must be a JSON number", where)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise XmlError(f"{typ} must be a finite number", where)
         return json.dumps(value)
     if not isinstance(value, str):
         raise XmlError(f"{typ} must be a JSON string", where)
@@ -283,8 +325,9 @@ def _lexical(value: Any, typ: str, where: str) -> str:
     return value
 
 
-# XML 1.0 Char: no C0 control characters other than tab, line feed and carriage return.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+# XML 1.0 Char: no C0 control characters other than tab, line feed and carriage return, no
+# lone surrogates (which UTF-8 cannot encode either).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def _check_chars(text: str, where: str) -> None:

@@ -108,6 +108,14 @@ def test_read_in_xml(client: httpx.Client, how: dict) -> None:
     assert xml_of(resp) == stored
 
 
+def test_pretty_xml(client: httpx.Client) -> None:
+    stored = client.post("/Patient", json=patient()).json()
+    flat = client.get(f"/Patient/{stored['id']}", params={"_format": "xml"})
+    pretty = client.get(f"/Patient/{stored['id']}", params={"_format": "xml", "_pretty": "true"})
+    assert b"\n  <id value=" in pretty.content and b"\n  <id value=" not in flat.content
+    assert xml_of(pretty) == xml_of(flat) == stored
+
+
 def test_json_stays_the_default(client: httpx.Client) -> None:
     resp = client.get(
         "/metadata", headers={"Accept": "application/fhir+json, application/fhir+xml"}

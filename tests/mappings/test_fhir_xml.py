@@ -399,3 +399,48 @@ def test_official_json_writes_as_the_official_xml(name: str) -> None:
     assert _structure(etree.fromstring(ours, parser), []) == _structure(
         etree.fromstring(xml, parser), []
     )
+
+
+def test_values_survive_escaping() -> None:
+    """Markup characters and white space in values come back as they were (XML would normalise
+    a raw line feed or tab in an attribute to a space)."""
+    text = 'a "quoted" <b>&amp;</b>\n\ttabbed\r\nline \u00e9\U0001f600'
+    resource = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": text},
+        "note": [{"text": text}],
+        "extension": [{"url": 'http://x/"<&>', "valueString": text}],
+    }
+    xml = to_xml(resource)
+    assert from_xml(xml) == resource
+    assert from_xml(to_xml(resource, pretty=True)) == resource
+
+
+@pytest.mark.parametrize(
+    ("resource", "message"),
+    [
+        ({"resourceType": "Patient", "name": [{"text": "\ud800"}]}, "character XML cannot carry"),
+        (
+            {
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {},
+                "valueDecimal": float("nan"),
+            },
+            "no element",  # valueDecimal is not an Observation choice
+        ),
+        (
+            {
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {},
+                "valueQuantity": {"value": float("inf")},
+            },
+            "finite",
+        ),
+    ],
+)
+def test_refuses_values_xml_cannot_hold(resource: dict, message: str) -> None:
+    with pytest.raises(XmlError, match=message):
+        to_xml(resource)
