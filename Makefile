@@ -79,6 +79,11 @@ bench-hl7v2: install postgres
 bench-ai: install postgres
 	@$(BIN)/python bench/inference.py
 
+# FHIR XML beside FHIR JSON: create, read, search page, and the conversion (docs/fhir-xml.md)
+.PHONY: bench-xml
+bench-xml: install postgres
+	@$(BIN)/python bench/xml.py
+
 # 1M Synthea resources through the transaction path, then the search query mix (see
 # docs/performance.md; ARGS=--reuse queries the database an earlier run loaded).
 .PHONY: bench-search

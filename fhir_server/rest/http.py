@@ -1,8 +1,10 @@
 """FHIR over HTTP: body parsing, content negotiation, Prefer, and response rendering.
 
-FHIR R4 http.html#mime-type (``application/fhir+json``, ``_format``, ``_pretty``),
-http.html#ops (``Prefer: return=``), http.html#concurrency (ETag, If-Match).
-XML is not supported yet: an XML body gets 415, a client that accepts only XML gets 406.
+FHIR R4 http.html#mime-type (``application/fhir+json``, ``application/fhir+xml``, ``_format``,
+``_pretty``), http.html#ops (``Prefer: return=``), http.html#concurrency (ETag, If-Match).
+FHIR XML (xml.html) is read and written by ``mappings/fhir_xml.py``: an XML body is converted to
+the same parsed JSON the interactions take, and a reply goes out as XML when ``_format`` or
+``Accept`` asks for it (errors included). Anything else still gets 406 / 415.
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from fhir_server.rest.context import JsonText
+from mappings import fhir_xml
 from resources.errors import Invalid, Issue, NotAcceptable, TooLarge, UnsupportedMediaType
 from resources.validation import ResourceBody
 
 FHIR_JSON = "application/fhir+json"
+FHIR_XML = "application/fhir+xml"
 JSON_TYPES = {"application/fhir+json", "application/json", "text/json", "application/json+fhir"}
 XML_TYPES = {"application/fhir+xml", "application/xml", "text/xml", "application/xml+fhir", "xml"}
 FORMAT_JSON = {"json", "application/json", "application/fhir+json", "text/json"}
+FORMAT_XML = {"xml", "text/xml", "application/xml", "application/fhir+xml"}
 
 
 def _format_param(request: Request) -> str | None:
@@ -32,22 +37,56 @@ def _format_param(request: Request) -> str | None:
     return fmt.strip().lower() if fmt else None
 
 
+def _accepted(accept: str) -> list[str]:
+    """The media ranges of an ``Accept`` header, highest ``q`` first (stable), q=0 left out."""
+    ranked: list[tuple[float, int, str]] = []
+    for i, part in enumerate(accept.split(",")):
+        kind, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 1.0
+        if kind and q > 0:
+            ranked.append((-q, i, kind.lower()))
+    return [kind for _, _, kind in sorted(ranked)]
+
+
 def negotiate(request: Request) -> str:
-    """The response content type; 406 when the client accepts only formats we do not write."""
-    fmt = _format_param(request)
+    """The response content type (FHIR JSON or FHIR XML); 406 when the client accepts only
+    formats we do not write. ``_format`` wins over ``Accept`` (http.html#mime-type)."""
+    return negotiate_format(_format_param(request), request.headers.get("accept", ""))
+
+
+def negotiate_format(fmt: str | None, accept: str) -> str:
+    """:func:`negotiate` over the ``_format`` parameter (lower case) and the ``Accept`` header."""
     if fmt is not None:
-        if fmt in FORMAT_JSON:
+        base = fmt.split(";")[0].strip()
+        if base in FORMAT_JSON:
             return FHIR_JSON
-        raise NotAcceptable(f"_format={fmt} is not supported; this server writes FHIR JSON")
-    accept = request.headers.get("accept", "")
+        if base in FORMAT_XML or base == "application/xml+fhir":
+            return FHIR_XML
+        raise NotAcceptable(f"_format={fmt} is not supported; this server writes FHIR JSON or XML")
     if not accept.strip():
         return FHIR_JSON
-    kinds = [part.split(";")[0].strip().lower() for part in accept.split(",")]
-    if any(k in JSON_TYPES or k in ("*/*", "application/*") for k in kinds):
-        return FHIR_JSON
-    if any(k in XML_TYPES for k in kinds):
-        raise NotAcceptable("FHIR XML is not supported yet; ask for application/fhir+json")
+    for kind in _accepted(accept):
+        if kind in JSON_TYPES or kind in ("*/*", "application/*", "text/*"):
+            return FHIR_JSON
+        if kind in XML_TYPES:
+            return FHIR_XML
     return FHIR_JSON
+
+
+def response_format(request: Request) -> str:
+    """The format of a reply, errors included: what :func:`negotiate` picks, and FHIR JSON
+    where it refuses (a 406 is itself written in JSON)."""
+    try:
+        return negotiate(request)
+    except NotAcceptable:
+        return FHIR_JSON
 
 
 def _dump(body: Any, pretty: bool) -> bytes:
@@ -72,12 +111,33 @@ def fhir_response(
     headers = {"Cache-Control": "no-store", **(headers or {})}
     if body is None:
         return Response(status_code=status, headers=headers)
+    # A 406 is written in JSON: the client asked for a format this reply will not have.
+    if status != 406 and response_format(request) == FHIR_XML and _is_resource(body):
+        return Response(
+            content=to_xml(body, pretty),
+            status_code=status,
+            media_type=f"{FHIR_XML}; charset=utf-8",
+            headers=headers,
+        )
     return Response(
         content=_dump(body, pretty),
         status_code=status,
         media_type=f"{FHIR_JSON}; charset=utf-8",
         headers=headers,
     )
+
+
+def _is_resource(body: Any) -> bool:
+    """A FHIR resource (written as XML when asked); other JSON replies (a Bulk Data manifest)
+    stay JSON whatever the client asks."""
+    return isinstance(body, dict) and body.get("resourceType") in fhir_xml.resource_types()
+
+
+def to_xml(body: dict, pretty: bool = False) -> bytes:
+    """A reply resource as FHIR XML. Search Bundles may carry stored resources as their JSON
+    text (``orjson.Fragment``): one dump and load makes them plain values first."""
+    plain = orjson.loads(orjson.dumps(body))
+    return fhir_xml.to_xml(plain, pretty=pretty)
 
 
 async def read_body(
@@ -88,12 +148,11 @@ async def read_body(
     if declared and declared.isdigit() and int(declared) > limit:
         raise TooLarge(f"the request body is {declared} bytes; the limit is {limit}")
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    allowed = JSON_TYPES | ({"application/json-patch+json"} if patch else set())
-    if ctype in XML_TYPES:
-        raise UnsupportedMediaType("FHIR XML is not supported yet; send application/fhir+json")
+    allowed = JSON_TYPES | XML_TYPES | ({"application/json-patch+json"} if patch else set())
     if ctype and ctype not in allowed and not (optional and declared in (None, "0")):
         raise UnsupportedMediaType(
-            f"Content-Type {ctype} is not supported; send application/fhir+json"
+            f"Content-Type {ctype} is not supported; send application/fhir+json "
+            "or application/fhir+xml"
         )
     chunks = []
     size = 0
@@ -107,12 +166,27 @@ async def read_body(
         if optional:
             return None
         raise Invalid("the request has no body; a FHIR resource was expected")
+    if ctype in XML_TYPES:
+        parsed = parse_xml(raw)
+        check_depth(parsed)
+        return parsed
     try:
         parsed = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise Invalid(f"the body is not valid JSON: {exc}") from exc
     check_depth(parsed)
     return parsed
+
+
+def parse_xml(raw: bytes) -> dict:
+    """A FHIR XML body as the parsed JSON resource; 400 ``structure`` with where it went wrong
+    (not well-formed, a DOCTYPE, an element the type does not have, a bad value)."""
+    try:
+        return fhir_xml.from_xml(raw)
+    except fhir_xml.XmlError as exc:
+        where = (exc.location,) if exc.location else ()
+        detail = f"the body is not valid FHIR XML: {exc}"
+        raise Invalid(detail, [Issue("structure", detail, expression=where)]) from exc
 
 
 # The deepest JSON a request body may nest (objects and arrays). The deepest R4 resources in

@@ -288,6 +288,9 @@ def test_bad_requests(client: httpx.Client, loaded) -> None:  # type: ignore[no-
         client.post("/$export", json={"resourceType": "Patient"}, headers=ASYNC), 400, "Parameters"
     )
     outcome(client.get("/bulkdata/no-such-job"), 404, "no-such-job")
+    # the kick-off answers JSON only (Bulk Data 2.0.0), though the server speaks FHIR XML
+    xml_only = {"Prefer": "respond-async", "Accept": "application/fhir+xml"}
+    outcome(client.get("/$export", headers=xml_only), 406, "application/fhir+json only")
     # lenient: the unsupported parameter is ignored and reported in the manifest's error list
     lenient = {"Prefer": "respond-async, handling=lenient"}
     manifest = poll(

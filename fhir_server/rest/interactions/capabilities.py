@@ -88,7 +88,7 @@ def capability_statement(ctx: Context) -> dict:
         "software": {"name": "Hearth", "version": __version__},
         "implementation": {"description": "Hearth FHIR server", "url": ctx.base},
         "fhirVersion": "4.0.1",
-        "format": ["application/fhir+json", "json"],
+        "format": ["application/fhir+json", "json", "application/fhir+xml", "xml"],
         "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [rest],
     }

@@ -27,8 +27,9 @@ from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlencode
 
 from fhir_server.rest.context import Access, Context, FhirRequest, Reply
+from fhir_server.rest.http import FHIR_XML, negotiate_format
 from fhir_server.rest.operations.spec import Operation, Permission
-from resources.errors import Forbidden, Invalid, NotFound
+from resources.errors import Forbidden, Invalid, NotAcceptable, NotFound
 from resources.jobs import bulk_export
 from resources.search.compartments import compartment_params
 from resources.storage.store import instant
@@ -92,6 +93,10 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
     assert access is not None  # the gate authorized the request
     if req.prefer.get("respond-async") is None:
         raise Invalid("$export needs the header Prefer: respond-async (Bulk Data kick-off)")
+    fmt = req.param("_format")
+    if negotiate_format(fmt.lower() if fmt else None, req.headers.get("accept", "")) == FHIR_XML:
+        # Bulk Data 2.0.0 kick-off: "Currently, only application/fhir+json is supported"
+        raise NotAcceptable("the Bulk Data kick-off answers application/fhir+json only")
     lenient = req.prefer.get("handling") == "lenient"
     issues: list[str] = []
 
