@@ -112,13 +112,16 @@ def fhir_response(
     if body is None:
         return Response(status_code=status, headers=headers)
     # A 406 is written in JSON: the client asked for a format this reply will not have.
-    if status != 406 and response_format(request) == FHIR_XML and _is_resource(body):
-        return Response(
-            content=to_xml(body, pretty),
-            status_code=status,
-            media_type=f"{FHIR_XML}; charset=utf-8",
-            headers=headers,
-        )
+    if status != 406 and response_format(request) == FHIR_XML:
+        # the stored JSON text of a read is parsed only when XML is asked for
+        resource = orjson.loads(body.text) if isinstance(body, JsonText) else body
+        if _is_resource(resource):
+            return Response(
+                content=to_xml(resource, pretty),
+                status_code=status,
+                media_type=f"{FHIR_XML}; charset=utf-8",
+                headers=headers,
+            )
     return Response(
         content=_dump(body, pretty),
         status_code=status,
