@@ -12,7 +12,16 @@ from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from fhir_server import __version__, ai, bulkdata, errors, events, logsafe, terminology
+from fhir_server import (
+    __version__,
+    ai,
+    bulkdata,
+    errors,
+    events,
+    logsafe,
+    subscriptions,
+    terminology,
+)
 from fhir_server.audit_anchor import Checkpointer
 from fhir_server.auth import endpoints
 from fhir_server.auth.bodylimit import AuthBodyLimit
@@ -48,6 +57,7 @@ def build_context(settings: Settings, search: SearchEngine | None = None) -> Con
     ctx.services["repo"] = ctx.repo  # the unguarded repository, for per-process services
     ai.install(ctx)
     terminology.install(ctx)  # ValueSet / CodeSystem lookups for search and $expand & co.
+    subscriptions.install(ctx)  # rest-hook endpoint rules on Subscription writes
     return ctx
 
 

@@ -9,6 +9,7 @@ import resources.auth_store  # noqa: F401  (registers the auth tables on metadat
 import resources.queue  # noqa: F401  (registers work_queue on metadata)
 import resources.reindex  # noqa: F401  (registers reindex_job on metadata)
 import resources.search.tables  # noqa: F401  (registers the index tables on metadata)
+import resources.subscriptions.tables  # noqa: F401  (registers the subscription tables)
 from resources.db import create_engine
 from resources.schema import metadata
 
