@@ -34,6 +34,7 @@ from resources.repository import Repository, Unit, WriteResult
 from resources.subscriptions import delivery, outbox
 
 log = logging.getLogger(__name__)
+BATCH = 50  # events read (and acknowledged in one transaction) at a time per subscription
 
 STATUS_PROFILE = (
     "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
@@ -203,7 +204,7 @@ class Deliverer:
         sub_id = job.key
         settings = self.settings
         while True:
-            reg, events = delivery.pending(self.repo, sub_id)
+            reg, events = delivery.pending(self.repo, sub_id, BATCH)
             if reg is None or reg.status == outbox.OFF:
                 delivery.drop(self.repo, job, self.worker)
                 return
@@ -211,23 +212,29 @@ class Deliverer:
             if problem is None and reg.status == outbox.REQUESTED:
                 problem = self._send(reg, "handshake", None, outbox.REQUESTED)
                 if problem is None:
-                    if not delivery.delivered(
-                        self.repo, job, self.worker, sub_id, reg.delivered_seq, handshake=True
+                    seq = reg.delivered_seq
+                    if (
+                        delivery.delivered(self.repo, job, self.worker, sub_id, seq, settle=False)
+                        != "more"
                     ):
                         return
                     continue
-            if problem is None and not events:
-                if delivery.settle(self.repo, job, self.worker, sub_id):
-                    return
-                continue
+            sent = reg.delivered_seq
             for event in events:
                 if problem is not None:
                     break
                 problem = self._send(reg, "event-notification", event, reg.status)
-                if problem is None and not delivery.delivered(
-                    self.repo, job, self.worker, sub_id, event.seq, handshake=False
-                ):
-                    return  # the lease was lost: another worker delivers from here
+                if problem is None:
+                    sent = event.seq
+            if problem is None or sent > reg.delivered_seq:
+                # one transaction for the batch: a crash before it re-sends the batch (receivers
+                # de-duplicate on the event number)
+                settle = problem is None and len(events) < BATCH
+                outcome = delivery.delivered(
+                    self.repo, job, self.worker, sub_id, sent, settle=settle
+                )
+                if outcome in ("finished", "lost"):
+                    return
             if problem is not None:
                 delay = delivery.failed(
                     self.repo, job, self.worker, sub_id, problem,

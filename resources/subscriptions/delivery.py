@@ -21,6 +21,8 @@ from resources.store import utcnow
 from resources.subscriptions.outbox import ACTIVE, ERROR, OFF, REQUESTED, server_write
 from resources.subscriptions.tables import subscription_event, subscription_reg
 
+LEASE = timedelta(minutes=2)  # a delivery job's lease, renewed after each batch
+
 
 @dataclass(frozen=True)
 class Reg:
@@ -100,34 +102,39 @@ def events_since(repo: Repository, sub_id: str, since: int, limit: int) -> list[
 
 
 def delivered(
-    repo: Repository, job: queue.Job, worker: str, sub_id: str, seq: int, *, handshake: bool
-) -> bool:
-    """The receiver took every event up to ``seq`` (or the handshake): move ``delivered_seq`` on,
-    clear the failures, make a requested or failing subscription ``active``. False when the job's
-    lease was lost (another worker now delivers)."""
+    repo: Repository, job: queue.Job, worker: str, sub_id: str, seq: int, *, settle: bool
+) -> str:
+    """The receiver took every event up to ``seq`` (or the handshake, ``seq`` unchanged): move
+    ``delivered_seq`` on, clear the failures, make a requested or failing subscription
+    ``active``. With ``settle``, also finish the job when no event is left.
 
-    def run(u: Unit) -> bool:
-        if not queue.renew(u, job, worker, timedelta(minutes=2)):
-            return False
+    Returns "finished" (the job is done), "more" (events are waiting; the lease is renewed) or
+    "lost" (the lease went to another worker, which delivers from here). The registration row is
+    written first: a writer numbering a new event holds it until it commits, so an event
+    committed before this answer is seen here, and one committed after it finds the job done and
+    wakes it (``outbox.wake``)."""
+
+    def run(u: Unit) -> str:
         c = subscription_reg.c
-        row = u.conn.execute(sa.select(c.status, c.failures).where(c.id == sub_id)).first()
-        if row is None:
-            return True
-        u.conn.execute(
+        greatest = sa.func.greatest if u.conn.dialect.name == "postgresql" else sa.func.max
+        row = u.conn.execute(
             sa.update(subscription_reg)
             .where(c.id == sub_id)
             .values(
-                delivered_seq=sa.func.greatest(c.delivered_seq, seq)
-                if u.conn.dialect.name == "postgresql"
-                else sa.func.max(c.delivered_seq, seq),
+                delivered_seq=greatest(c.delivered_seq, seq),
                 failures=0,
                 error=None,
                 updated=utcnow(),
             )
-        )
+            .returning(c.status, c.last_seq, c.delivered_seq)
+        ).first()
+        if row is None or row.status == OFF:
+            return "finished" if queue.finish(u, job, worker) else "lost"
         if row.status in (REQUESTED, ERROR):
             _set_status(u, sub_id, ACTIVE, None)
-        return True
+        if settle and row.last_seq <= row.delivered_seq:
+            return "finished" if queue.finish(u, job, worker) else "lost"
+        return "more" if queue.renew(u, job, worker, LEASE) else "lost"
 
     return repo.run(run)
 
@@ -162,28 +169,6 @@ def failed(
             _set_status(u, sub_id, ERROR, error)
         queue.release(u, job, worker, delay)
         return delay
-
-    return repo.run(run)
-
-
-def settle(repo: Repository, job: queue.Job, worker: str, sub_id: str) -> bool:
-    """Finish the job if every event is delivered (True); False when more came meanwhile. The
-    registration row is written first: a writer numbering a new event holds it until it
-    commits, so no event committed before this answer is missed, and one committed after it
-    finds the job done and wakes it (``outbox.wake``)."""
-
-    def run(u: Unit) -> bool:
-        c = subscription_reg.c
-        row = u.conn.execute(
-            sa.update(subscription_reg)
-            .where(c.id == sub_id)
-            .values(updated=utcnow())
-            .returning(c.last_seq, c.delivered_seq, c.status)
-        ).first()
-        if row is not None and row.status != OFF and row.last_seq > row.delivered_seq:
-            return False
-        queue.finish(u, job, worker)
-        return True
 
     return repo.run(run)
 

@@ -208,15 +208,23 @@ def on_write(unit: Unit, pk: int, previous: dict | None, stored: Stored) -> None
     if not rows:
         return
     search = unit.repo.search
-    selects = []
+    # Subscriptions with the same criteria and owner filter share one test (apps often follow
+    # the same thing): one subquery per distinct pair, all in one statement.
+    groups: dict[tuple[str, str], list[str]] = {}
     for row in rows:
         query, when = _criteria_of(row.res_type, row.query, row.topic, stored.res_type)
         if query is None or (when is not None and not when(previous, content)):
             continue
-        selects.append(_matcher(search, stored.res_type, query, _owner_key(row.owner), row.id, pk))
-    if not selects:
+        groups.setdefault((query, _owner_key(row.owner)), []).append(row.id)
+    if not groups:
         return
-    matched = sorted(r[0] for r in unit.conn.execute(sa.union_all(*selects)))
+    keys = list(groups)
+    selects = [
+        _matcher(search, stored.res_type, query, owner, n, pk)
+        for n, (query, owner) in enumerate(keys)
+    ]
+    found = unit.conn.execute(sa.union_all(*selects) if len(selects) > 1 else selects[0])
+    matched = sorted(sub_id for r in found for sub_id in groups[keys[r[0]]])
     if matched:
         record(unit, matched, stored)
 
@@ -246,10 +254,10 @@ def _owner_key(owner: Any) -> str:
 
 
 def _matcher(
-    search: SearchEngine, res_type: str, query: str, owner: str, sub_id: str, pk: int
+    search: SearchEngine, res_type: str, query: str, owner: str, n: int, pk: int
 ) -> sa.Select:
     conds = _conditions(search, res_type, query, owner)
-    return sa.select(sa.literal(sub_id, sa.String)).where(resource.c.pk == pk, *conds)
+    return sa.select(sa.literal(n, sa.Integer)).where(resource.c.pk == pk, *conds)
 
 
 @functools.lru_cache(maxsize=4096)
