@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -154,7 +155,10 @@ class Deliverer:
         self.settings = settings
         self.worker = worker
         self.base = settings.base_url.rstrip("/") + "/fhir"
-        self.lease = timedelta(seconds=max(60.0, settings.subscription_timeout_seconds * 6))
+        # A job's lease outlasts a few requests; a batch stops early to renew it in time.
+        self.lease = timedelta(
+            seconds=max(settings.worker_lease_seconds, settings.subscription_timeout_seconds * 3)
+        )
         self.pool = ThreadPoolExecutor(settings.subscription_threads, "hearth-subscription")
         self.http = httpx.Client(
             timeout=settings.subscription_timeout_seconds,
@@ -203,6 +207,7 @@ class Deliverer:
     def deliver(self, job: queue.Job) -> None:
         sub_id = job.key
         settings = self.settings
+        lease = self.lease
         while True:
             reg, events = delivery.pending(self.repo, sub_id, BATCH)
             if reg is None or reg.status == outbox.OFF:
@@ -213,15 +218,23 @@ class Deliverer:
                 problem = self._send(reg, "handshake", None, outbox.REQUESTED)
                 if problem is None:
                     seq = reg.delivered_seq
-                    if (
-                        delivery.delivered(self.repo, job, self.worker, sub_id, seq, settle=False)
-                        != "more"
-                    ):
+                    outcome = delivery.delivered(
+                        self.repo, job, self.worker, sub_id, seq, settle=False, lease=lease
+                    )
+                    if outcome != "more":
                         return
                     continue
             sent = reg.delivered_seq
+            # a batch stops early to renew the lease before it runs out
+            renew_by = (
+                time.monotonic()
+                + lease.total_seconds()
+                - 1.5 * settings.subscription_timeout_seconds
+            )
             for event in events:
                 if problem is not None:
+                    break
+                if sent > reg.delivered_seq and time.monotonic() > renew_by:
                     break
                 problem = self._send(reg, "event-notification", event, reg.status)
                 if problem is None:
@@ -229,9 +242,10 @@ class Deliverer:
             if problem is None or sent > reg.delivered_seq:
                 # one transaction for the batch: a crash before it re-sends the batch (receivers
                 # de-duplicate on the event number)
-                settle = problem is None and len(events) < BATCH
+                complete = not events or sent == events[-1].seq
+                settle = problem is None and complete and len(events) < BATCH
                 outcome = delivery.delivered(
-                    self.repo, job, self.worker, sub_id, sent, settle=settle
+                    self.repo, job, self.worker, sub_id, sent, settle=settle, lease=lease
                 )
                 if outcome in ("finished", "lost"):
                     return

@@ -21,8 +21,6 @@ from resources.store import utcnow
 from resources.subscriptions.outbox import ACTIVE, ERROR, OFF, REQUESTED, server_write
 from resources.subscriptions.tables import subscription_event, subscription_reg
 
-LEASE = timedelta(minutes=2)  # a delivery job's lease, renewed after each batch
-
 
 @dataclass(frozen=True)
 class Reg:
@@ -102,7 +100,14 @@ def events_since(repo: Repository, sub_id: str, since: int, limit: int) -> list[
 
 
 def delivered(
-    repo: Repository, job: queue.Job, worker: str, sub_id: str, seq: int, *, settle: bool
+    repo: Repository,
+    job: queue.Job,
+    worker: str,
+    sub_id: str,
+    seq: int,
+    *,
+    settle: bool,
+    lease: timedelta,
 ) -> str:
     """The receiver took every event up to ``seq`` (or the handshake, ``seq`` unchanged): move
     ``delivered_seq`` on, clear the failures, make a requested or failing subscription
@@ -134,7 +139,7 @@ def delivered(
             _set_status(u, sub_id, ACTIVE, None)
         if settle and row.last_seq <= row.delivered_seq:
             return "finished" if queue.finish(u, job, worker) else "lost"
-        return "more" if queue.renew(u, job, worker, LEASE) else "lost"
+        return "more" if queue.renew(u, job, worker, lease) else "lost"
 
     return repo.run(run)
 
