@@ -78,17 +78,12 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def notification(
-    base: str,
-    reg: delivery.Reg,
-    kind: str,
-    event: delivery.Event | None,
-    status: str,
+def status_parameters(
+    base: str, reg: delivery.Reg, kind: str, event: delivery.Event | None, status: str
 ) -> dict:
-    """The Backport IG notification Bundle (type ``history``) of one event or a handshake."""
-    sub_url = f"{base}/Subscription/{reg.id}"
+    """The R4 SubscriptionStatus (Backport IG: a ``Parameters`` with its profile)."""
     params: list[dict] = [
-        {"name": "subscription", "valueReference": {"reference": sub_url}},
+        {"name": "subscription", "valueReference": {"reference": f"{base}/Subscription/{reg.id}"}},
         {"name": "status", "valueCode": status},
         {"name": "type", "valueCode": kind},
         {
@@ -98,35 +93,49 @@ def notification(
     ]
     if reg.topic is not None:
         params.insert(1, {"name": "topic", "valueCanonical": reg.topic})
-    entries: list[dict] = []
     if event is not None:
-        ref = f"{event.res_type}/{event.res_id}/_history/{event.version}"
-        params.append(
+        params.append(event_parameter(base, event))
+    return {
+        "resourceType": "Parameters",
+        "meta": {"profile": [STATUS_PROFILE]},
+        "parameter": params,
+    }
+
+
+def event_parameter(base: str, event: delivery.Event) -> dict:
+    """One ``notification-event``: its number, time and focus (``Type/id/_history/version``)."""
+    ref = f"{event.res_type}/{event.res_id}/_history/{event.version}"
+    return {
+        "name": "notification-event",
+        "part": [
+            {"name": "event-number", "valueString": str(event.seq)},
+            {"name": "timestamp", "valueInstant": _instant(event.created)},
+            {"name": "focus", "valueReference": {"reference": f"{base}/{ref}"}},
+        ],
+    }
+
+
+def notification(
+    base: str,
+    reg: delivery.Reg,
+    kind: str,
+    event: delivery.Event | None,
+    status: str,
+) -> dict:
+    """The Backport IG notification Bundle (type ``history``) of one event or a handshake."""
+    entries: list[dict] = []
+    if event is not None and event.content is not None:
+        entries.append(
             {
-                "name": "notification-event",
-                "part": [
-                    {"name": "event-number", "valueString": str(event.seq)},
-                    {"name": "timestamp", "valueInstant": _instant(event.created)},
-                    {"name": "focus", "valueReference": {"reference": f"{base}/{ref}"}},
-                ],
+                "fullUrl": f"{base}/{event.res_type}/{event.res_id}",
+                "resource": event.content,
+                "request": {"method": "PUT", "url": f"{event.res_type}/{event.res_id}"},
+                "response": {"status": "200"},
             }
         )
-        if event.content is not None:
-            entries.append(
-                {
-                    "fullUrl": f"{base}/{event.res_type}/{event.res_id}",
-                    "resource": event.content,
-                    "request": {"method": "PUT", "url": f"{event.res_type}/{event.res_id}"},
-                    "response": {"status": "200"},
-                }
-            )
     status_entry = {
         "fullUrl": f"urn:uuid:{uuid.uuid4()}",
-        "resource": {
-            "resourceType": "Parameters",
-            "meta": {"profile": [STATUS_PROFILE]},
-            "parameter": params,
-        },
+        "resource": status_parameters(base, reg, kind, event, status),
         "request": {"method": "GET", "url": f"Subscription/{reg.id}/$status"},
         "response": {"status": "200"},
     }

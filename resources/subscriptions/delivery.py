@@ -77,8 +77,11 @@ def pending(repo: Repository, sub_id: str, limit: int = 50) -> tuple[Reg | None,
     return repo.read(run)
 
 
-def events_since(repo: Repository, sub_id: str, since: int, limit: int) -> list[Event]:
-    """Stored events of ``sub_id`` numbered above ``since`` (``$events`` replay)."""
+def events_since(
+    repo: Repository, sub_id: str, since: int, limit: int, until: int | None = None
+) -> list[Event]:
+    """Stored events of ``sub_id`` numbered above ``since`` (and at most ``until``), oldest
+    first (``$events`` replay)."""
 
     def run(u: Unit) -> list[Event]:
         e, v = subscription_event.c, resource_version.c
@@ -94,6 +97,8 @@ def events_since(repo: Repository, sub_id: str, since: int, limit: int) -> list[
             .order_by(e.seq)
             .limit(limit)
         )
+        if until is not None:
+            stmt = stmt.where(e.seq <= until)
         return [Event(*r) for r in u.conn.execute(stmt)]
 
     return repo.read(run)
@@ -198,3 +203,9 @@ def _set_status(u: Unit, sub_id: str, status: str, error: str | None) -> None:
         body["error"] = error[:1000]
     with server_write():
         u.update("Subscription", sub_id, body)
+
+
+def registration(repo: Repository, sub_id: str) -> Reg | None:
+    """The registration of Subscription ``sub_id`` (None: none)."""
+    reg, _ = pending(repo, sub_id, 0)
+    return reg
