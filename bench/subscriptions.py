@@ -167,7 +167,7 @@ def main() -> None:
             process(hearth_cli, worker_env) as worker,
             httpx.Client(base_url=server.fhir, headers=server.headers, timeout=120) as fhir,
         ):
-            fhir.post("/Observation", json=observation("warm-up")).raise_for_status()
+            throughput(fhir, "warm-up", 50)  # validators compiled, caches and pools filled
             base_ws = throughput(fhir, f"none-{uuid.uuid4().hex[:6]}", args.writes)
 
             code = f"c-{uuid.uuid4().hex[:8]}"

@@ -125,7 +125,7 @@ class Settings(BaseSettings):
         5.0, gt=0, le=120, description="Timeout of one rest-hook request"
     )
     subscription_poll_seconds: float = Field(
-        0.2, gt=0, le=60, description="How often the worker looks for events (SQLite; PG listens)"
+        0.05, gt=0, le=60, description="How often the worker looks for events (SQLite; PG listens)"
     )
     subscription_error_after: int = Field(
         3, ge=1, description="Failed deliveries in a row before a Subscription's status is error"

@@ -181,6 +181,8 @@ class Deliverer:
 
     def run_once(self) -> int:
         """Claim what is runnable now, deliver it (in parallel); how many jobs it took."""
+        if not delivery.runnable(self.repo):
+            return 0
         jobs = queue.claim(
             self.repo,
             [outbox.JOB_KIND],

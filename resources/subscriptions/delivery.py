@@ -209,3 +209,22 @@ def registration(repo: Repository, sub_id: str) -> Reg | None:
     """The registration of Subscription ``sub_id`` (None: none)."""
     reg, _ = pending(repo, sub_id, 0)
     return reg
+
+
+def runnable(repo: Repository) -> bool:
+    """Whether a delivery job may be claimable now: a read (no write lock, which on SQLite every
+    claim takes), so an idle worker can look often without getting in the writers' way."""
+    from resources.subscriptions.outbox import JOB_KIND
+
+    q = queue.work_queue.c
+
+    def run(u: Unit) -> bool:
+        at = utcnow()
+        ready = sa.or_(
+            sa.and_(q.state == queue.READY, q.not_before <= at),
+            sa.and_(q.state == queue.RUNNING, q.lease_until < at),
+        )
+        stmt = sa.select(q.id).where(q.kind == JOB_KIND, ready).limit(1)
+        return u.conn.execute(stmt).first() is not None
+
+    return repo.read(run)

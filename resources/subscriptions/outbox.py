@@ -14,12 +14,13 @@ is.
 
 from __future__ import annotations
 
-import functools
+import hashlib
+import json
 from collections.abc import Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 import sqlalchemy as sa
@@ -201,7 +202,7 @@ def on_write(unit: Unit, pk: int, previous: dict | None, stored: Stored) -> None
         return
     c = subscription_reg.c
     rows = unit.conn.execute(
-        sa.select(c.id, c.res_type, c.query, c.topic, c.owner).where(
+        sa.select(c.id, c.res_type, c.query, c.topic, c.owner_hash).where(
             c.res_type.in_((stored.res_type, ANY)), c.status != OFF
         )
     ).all()
@@ -215,13 +216,14 @@ def on_write(unit: Unit, pk: int, previous: dict | None, stored: Stored) -> None
         query, when = _criteria_of(row.res_type, row.query, row.topic, stored.res_type)
         if query is None or (when is not None and not when(previous, content)):
             continue
-        groups.setdefault((query, _owner_key(row.owner)), []).append(row.id)
+        groups.setdefault((query, row.owner_hash), []).append(row.id)
     if not groups:
         return
     keys = list(groups)
     selects = [
-        _matcher(search, stored.res_type, query, owner, n, pk)
-        for n, (query, owner) in enumerate(keys)
+        _matcher(unit, search, stored.res_type, query, owner_hash, groups[key][0], n, pk)
+        for n, key in enumerate(keys)
+        for query, owner_hash in [key]
     ]
     found = unit.conn.execute(sa.union_all(*selects) if len(selects) > 1 else selects[0])
     matched = sorted(sub_id for r in found for sub_id in groups[keys[r[0]]])
@@ -247,29 +249,45 @@ def _criteria_of(
     return "&".join(q for q in (trigger.query, query) if q), trigger.when
 
 
-def _owner_key(owner: Any) -> str:
-    import json
-
-    return json.dumps(owner, sort_keys=True)
+def owner_hash(owner: dict | None) -> str:
+    """The key of an owner's filter: registrations with equal keys are matched together."""
+    text = json.dumps(owner, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _matcher(
-    search: SearchEngine, res_type: str, query: str, owner: str, n: int, pk: int
+    unit: Unit,
+    search: SearchEngine,
+    res_type: str,
+    query: str,
+    owner_key: str,
+    sub_id: str,
+    n: int,
+    pk: int,
 ) -> sa.Select:
-    conds = _conditions(search, res_type, query, owner)
+    key = (id(search), res_type, query, owner_key)
+    conds = _CONDITIONS.get(key)
+    if conds is None:
+        owner = unit.conn.execute(
+            sa.select(subscription_reg.c.owner).where(subscription_reg.c.id == sub_id)
+        ).scalar_one_or_none()
+        conds = _conditions(search, res_type, query, owner_security(owner))
+        if len(_CONDITIONS) >= 4096:
+            _CONDITIONS.clear()
+        _CONDITIONS[key] = conds
     return sa.select(sa.literal(n, sa.Integer)).where(resource.c.pk == pk, *conds)
 
 
-@functools.lru_cache(maxsize=4096)
+# (search engine, type, criteria, owner key) -> conditions: criteria and owners repeat across
+# writes, and compiling them is most of the cost of a match.
+_CONDITIONS: dict[tuple[int, str, str, str], tuple[sa.ColumnElement, ...]] = {}
+
+
 def _conditions(
-    search: SearchEngine, res_type: str, query: str, owner: str
+    search: SearchEngine, res_type: str, query: str, security: Security | None
 ) -> tuple[sa.ColumnElement, ...]:
     """The conditions on ``resource`` a row of ``res_type`` must meet: the criteria (through the
-    search engine, its chains limited to what the owner may read) and the owner's filter.
-    Cached: criteria and owners repeat across writes."""
-    import json
-
-    security = owner_security(json.loads(owner))
+    search engine, its chains limited to what the owner may read) and the owner's filter."""
     conds: list[sa.ColumnElement] = []
     pairs = parse_qsl(query, keep_blank_values=True)
     if pairs:
@@ -342,11 +360,13 @@ def _register(unit: Unit, stored: Stored) -> None:
         sa.select(subscription_reg).where(c.id == stored.res_id).with_for_update()
     ).first()
     wanted = OFF if content.get("status") == OFF else REQUESTED
+    owner = owner_json(unit.repo.security)
     values = {
         "res_type": reg.res_type,
         "query": reg.query,
         "topic": reg.topic,
-        "owner": owner_json(unit.repo.security),
+        "owner": owner,
+        "owner_hash": owner_hash(owner),
         "channel": reg.channel,
         "endpoint": reg.endpoint,
         "payload": reg.payload,

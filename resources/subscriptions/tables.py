@@ -22,6 +22,7 @@ subscription_reg = sa.Table(
     sa.Column("query", sa.Text, nullable=False),  # the criteria's query string ('' = all)
     sa.Column("topic", sa.String(256), nullable=True),  # a topic's canonical URL, or None (R4)
     sa.Column("owner", Document, nullable=True),  # the creator's security filter (None: all)
+    sa.Column("owner_hash", sa.String(64), nullable=False),  # sha256 of owner's canonical JSON
     sa.Column("status", sa.String(16), nullable=False),  # requested | active | error | off
     sa.Column("channel", sa.String(16), nullable=False),  # rest-hook
     sa.Column("endpoint", sa.Text, nullable=False),

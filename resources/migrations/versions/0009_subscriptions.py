@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("query", sa.Text, nullable=False),
         sa.Column("topic", sa.String(256), nullable=True),
         sa.Column("owner", Document, nullable=True),
+        sa.Column("owner_hash", sa.String(64), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("channel", sa.String(16), nullable=False),
         sa.Column("endpoint", sa.Text, nullable=False),
