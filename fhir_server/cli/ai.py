@@ -38,7 +38,8 @@ import click
 )  # fmt: skip
 @click.option("--no-ai", is_flag=True, help="skip the AI queue (a worker without torch)")
 def worker(database_url, batch_size, once, poll, interval, notify, no_ai) -> None:  # type: ignore[no-untyped-def]
-    """Run background work: queued AI analyses, report delivery, medication reminders, e-mail."""
+    """Run background work: queued AI analyses, subscription notifications, report delivery,
+    medication reminders, e-mail."""
     import time
 
     from fhir_server.cli.settings import settings_from_flags
@@ -89,8 +90,16 @@ def worker(database_url, batch_size, once, poll, interval, notify, no_ai) -> Non
         )
         click.echo(done.summary())
 
+    from fhir_server.runtime.subscriptions import Deliverer
+    from inference.worker_name import worker_name as _name
+
+    deliverer = Deliverer(ctx.repo, settings, f"subscriptions:{_name()}")
     try:
         if once:
+            sent = 0
+            while (n := deliverer.run_once()) > 0:
+                sent += n
+            click.echo(f"delivered {sent} subscription job(s)")
             total = 0
             while runner is not None and (n := runner.run_once()) > 0:
                 total += n
@@ -102,7 +111,15 @@ def worker(database_url, batch_size, once, poll, interval, notify, no_ai) -> Non
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-        click.echo("hearth worker: AI queue, Bulk Data exports and workflow passes (Ctrl-C stops)")
+        click.echo(
+            "hearth worker: AI queue, subscriptions, Bulk Data exports and workflow passes "
+            "(Ctrl-C stops)"
+        )
+        # Subscriptions in a thread of their own: a notification never waits for an AI batch.
+        notifier = threading.Thread(
+            target=deliverer.run_forever, args=(stop,), kwargs={"notify": notify}, daemon=True
+        )
+        notifier.start()
         wakeup = queue.Wakeup(ctx.repo, [JOB_KIND], notify=notify and runner is not None)
         wakeup.start()  # listening before the first claim: no new job goes unnoticed
         next_pass = 0.0
@@ -125,7 +142,9 @@ def worker(database_url, batch_size, once, poll, interval, notify, no_ai) -> Non
                 logging.getLogger(__name__).debug("idle: waiting up to %.1f s for work", timeout)
                 wakeup.wait(timeout, stop)
         wakeup.close()
+        notifier.join(timeout=30)
     finally:
+        deliverer.close()
         ctx.repo.engine.dispose()
 
 

@@ -135,6 +135,27 @@ class Settings(BaseSettings):
     api_docs: bool = Field(
         False, description="Serve /openapi.json and the Swagger UI page /docs (development)"
     )
+    subscription_allow_http: bool = Field(
+        False, description="Rest-hook endpoints may be plain http (development only; else https)"
+    )
+    subscription_endpoints: str = Field(
+        "", description="Rest-hook endpoint URL prefixes allowed (comma list; empty: any https)"
+    )
+    subscription_timeout_seconds: float = Field(
+        5.0, gt=0, le=120, description="Timeout of one rest-hook request"
+    )
+    subscription_poll_seconds: float = Field(
+        0.05, gt=0, le=60, description="How often the worker looks for events (SQLite; PG listens)"
+    )
+    subscription_error_after: int = Field(
+        3, ge=1, description="Failed deliveries in a row before a Subscription's status is error"
+    )
+    subscription_max_backoff_seconds: float = Field(
+        60.0, gt=0, description="Longest wait between retries to a failing endpoint"
+    )
+    subscription_threads: int = Field(
+        8, ge=1, le=256, description="Subscriptions a worker delivers to at once"
+    )
     audit_checkpoint_seconds: float = Field(
         300.0, ge=0, description="Seconds between signed audit checkpoints (0: only at shutdown)"
     )
@@ -250,6 +271,10 @@ class Settings(BaseSettings):
         if self.report_signing_key is not None and self.report_signing_cert is not None:
             return signing.load(self.report_signing_key, self.report_signing_cert)
         return signing.load_or_create(self.data_dir, self.facility_name)
+
+    @property
+    def subscription_prefixes(self) -> list[str]:
+        return [p.strip() for p in self.subscription_endpoints.split(",") if p.strip()]
 
     @property
     def dicom_callers(self) -> list[str]:

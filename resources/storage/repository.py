@@ -38,6 +38,7 @@ from resources.storage.bounds import INT4_MAX, whole
 from resources.storage.db import READONLY, error_kind, is_postgres, unpinged
 from resources.storage.schema import resource, resource_version, search_url
 from resources.storage.store import ID_RE, Stored, StoredJSON, content_hash, stamp, utcnow
+from resources.subscriptions import outbox
 from resources.validation import ResourceBody, resource_body, validate
 
 if TYPE_CHECKING:
@@ -429,6 +430,8 @@ class Unit:
             for r, c in zip(rows, contents, strict=True)
         ]
         self.written += [r.stored for r in results]
+        for pk, result in zip(pks, results, strict=True):
+            outbox.on_write(self, pk, None, result.stored)  # subscriptions, in this transaction
         for result in results:
             self._after_write(result)
         return results
@@ -558,6 +561,7 @@ class Unit:
             self.wrote_search_parameter = True
         stored = Stored(res_type, res_id, version, ts, True, None, "DELETE")
         self.written.append(stored)
+        outbox.on_delete(self, res_type, res_id)
         return WriteResult(stored, "deleted")
 
     def set_meta(self, res_type: str, res_id: str, change: Callable[[dict], dict]) -> Stored:
@@ -676,6 +680,8 @@ class Unit:
             self.repo.guard(self, res_type, pk, True)
         stored = Stored(res_type, res_id, version, ts, False, content, method)
         self.written.append(stored)
+        previous = None if current is None or current.deleted else current.content
+        outbox.on_write(self, pk, previous, stored)  # subscriptions, in this transaction
         result = WriteResult(stored, status)
         self._after_write(result)
         self._last_pk = pk  # a hook's own writes must not change what the caller sees

@@ -9,6 +9,7 @@ import resources.auth.store  # noqa: F401  (registers the auth tables on metadat
 import resources.jobs.queue  # noqa: F401  (registers work_queue on metadata)
 import resources.jobs.reindex  # noqa: F401  (registers reindex_job on metadata)
 import resources.search.tables  # noqa: F401  (registers the index tables on metadata)
+import resources.subscriptions.tables  # noqa: F401  (registers the subscription tables)
 from resources.storage.db import create_engine
 from resources.storage.schema import metadata
 

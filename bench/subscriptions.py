@@ -1,0 +1,216 @@
+"""Subscription delivery: latency from a write to its rest-hook notification at 1 and 100 active
+subscriptions, and writes/s with 100 active subscriptions against writes/s with none, in one run.
+
+    .venv/bin/python bench/subscriptions.py [--backend postgresql|sqlite] [--writes 200]
+
+Starts `hearth serve` and `hearth worker --no-ai` on a throwaway database and a local HTTP
+receiver (this process). Every write is a POST of an Observation; the subscriptions' criteria
+match every one of them (``Observation?code=...``), payload ``application/fhir+json``.
+
+Latency is measured from the moment the client sends the write to the moment the receiver has
+the notification: an upper bound of commit-to-receipt (it includes the write's own round trip,
+printed beside it). Writes/s: one client, writes back to back, with no subscription (baseline),
+with 100 subscriptions that match nothing (the cost of matching), and with 100 that match every
+write (matching, outbox rows and the worker delivering 100 notifications per write on the same
+machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.harness import database, hearth, process, stop  # noqa: E402
+
+LOINC = "http://loinc.org"
+SETTINGS = {
+    "HEARTH_SUBSCRIPTION_ALLOW_HTTP": "true",
+    "HEARTH_SUBSCRIPTION_ENDPOINTS": "http://127.0.0.1:",
+}
+
+
+class Receiver:
+    """Records when each (subscription path, focus id) notification arrived."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, str], float] = {}
+        self.cond = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                now = time.perf_counter()
+                if self.headers.get("X-Hearth-Notification") == "event-notification":
+                    entries = json.loads(body)["entry"]
+                    key = (self.path, entries[1]["resource"]["id"])
+                    with receiver.cond:
+                        receiver.seen.setdefault(key, now)
+                        receiver.cond.notify_all()
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, n: int) -> str:
+        return f"http://127.0.0.1:{self.port}/hook/{n}"
+
+    def wait(self, keys: list[tuple[str, str]], timeout: float = 300) -> dict:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not all(k in self.seen for k in keys):
+                if not self.cond.wait(max(0.0, deadline - time.monotonic())):
+                    missing = [k for k in keys if k not in self.seen]
+                    raise RuntimeError(f"{len(missing)} notifications never arrived")
+            return {k: self.seen[k] for k in keys}
+
+
+def observation(code: str) -> dict:
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": LOINC, "code": code}]},
+    }
+
+
+def subscribe(fhir: httpx.Client, rx: Receiver, n: int, code: str) -> str:
+    body = {
+        "resourceType": "Subscription",
+        "status": "requested",
+        "reason": "bench",
+        "criteria": f"Observation?code={LOINC}|{code}",
+        "channel": {"type": "rest-hook", "endpoint": rx.url(n), "payload": "application/fhir+json"},
+    }
+    answer = fhir.post("/Subscription", json=body)
+    answer.raise_for_status()
+    return answer.json()["id"]
+
+
+def wait_active(fhir: httpx.Client, ids: list[str]) -> None:
+    deadline = time.monotonic() + 300
+    for sub_id in ids:
+        while fhir.get(f"/Subscription/{sub_id}").json()["status"] != "active":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Subscription/{sub_id} never became active")
+            time.sleep(0.05)
+
+
+def latencies(fhir: httpx.Client, rx: Receiver, code: str, paths: list[str], writes: int) -> tuple:
+    """(notification latencies ms, write round trips ms) for ``writes`` spaced writes."""
+    lat, rtt = [], []
+    for _ in range(writes):
+        start = time.perf_counter()
+        made = fhir.post("/Observation", json=observation(code))
+        rtt.append((time.perf_counter() - start) * 1000)
+        rid = made.json()["id"]
+        got = rx.wait([(p, rid) for p in paths])
+        lat.extend((t - start) * 1000 for t in got.values())
+        time.sleep(0.02)
+    return lat, rtt
+
+
+def throughput(fhir: httpx.Client, code: str, writes: int) -> float:
+    start = time.perf_counter()
+    for _ in range(writes):
+        fhir.post("/Observation", json=observation(code)).raise_for_status()
+    return writes / (time.perf_counter() - start)
+
+
+def pct(values: list[float], q: float) -> float:
+    return (
+        statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+        if len(values) > 1
+        else values[0]
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--backend", default="postgresql", choices=["postgresql", "sqlite"])
+    ap.add_argument("--writes", type=int, default=200, help="writes per throughput figure")
+    ap.add_argument("--latency-writes", type=int, default=50)
+    args = ap.parse_args()
+    rx = Receiver()
+    with database(args.backend) as url, hearth(url, env=SETTINGS) as server:
+        worker_env = {**server.env, **SETTINGS}
+        hearth_cli = [
+            sys.executable,
+            "-m",
+            "fhir_server.cli",
+            "worker",
+            "--no-ai",
+            "--interval",
+            "3600",
+        ]
+        with (
+            process(hearth_cli, worker_env) as worker,
+            httpx.Client(base_url=server.fhir, headers=server.headers, timeout=120) as fhir,
+        ):
+            throughput(fhir, "warm-up", 50)  # validators compiled, caches and pools filled
+            base_ws = throughput(fhir, f"none-{uuid.uuid4().hex[:6]}", args.writes)
+
+            code = f"c-{uuid.uuid4().hex[:8]}"
+            one = [subscribe(fhir, rx, 0, code)]
+            wait_active(fhir, one)
+            lat1, rtt1 = latencies(fhir, rx, code, ["/hook/0"], args.latency_writes)
+
+            # 99 more on the same criteria: 100 active subscriptions matching every write
+            more = [subscribe(fhir, rx, n, code) for n in range(1, 100)]
+            wait_active(fhir, more)
+            paths = [f"/hook/{n}" for n in range(100)]
+            lat100, rtt100 = latencies(fhir, rx, code, paths, max(10, args.latency_writes // 5))
+
+            # 100 that match nothing written next (matching cost alone)
+            other = f"o-{uuid.uuid4().hex[:8]}"
+            quiet_ws = throughput(fhir, other, args.writes)
+            # 100 that match every write (plus delivery of 100 notifications per write)
+            busy_ws = throughput(fhir, code, args.writes)
+            # the same without the worker: the write path's own cost (matching + outbox rows)
+            stop(worker)
+            alone_ws = throughput(fhir, code, args.writes)
+
+    print(f"backend {args.backend}; {args.writes} writes per throughput figure, one client")
+    print(f"writes/s, no subscriptions (baseline):         {base_ws:8.1f}")
+    print(
+        f"writes/s, 100 subscriptions matching none:      {quiet_ws:8.1f}  ({quiet_ws / base_ws:.2f}x)"
+    )
+    print(
+        f"writes/s, 100 subscriptions matching each:      {busy_ws:8.1f}  ({busy_ws / base_ws:.2f}x)"
+    )
+    print(
+        f"writes/s, 100 matching each, worker stopped: {alone_ws:8.1f}  ({alone_ws / base_ws:.2f}x)"
+        "  (the write path alone: matching and 100 outbox rows per write)"
+    )
+    print(
+        f"1 subscription:   write-to-receipt p50 {pct(lat1, 50):6.1f} ms  p95 {pct(lat1, 95):6.1f} ms"
+        f"  (the write's own round trip p50 {pct(rtt1, 50):.1f} ms)"
+    )
+    print(
+        f"100 subscriptions: write-to-receipt p50 {pct(lat100, 50):6.1f} ms  p95 {pct(lat100, 95):6.1f} ms"
+        f"  ({len(lat100)} notifications; write round trip p50 {pct(rtt100, 50):.1f} ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,298 @@
+"""Subscription delivery (``hearth worker``) and the endpoint rules of the Subscriptions a client
+writes. Matching and the outbox are storage's (``resources/subscriptions/``); this module sends.
+
+Rest-hook (R4 subscription.html#channels, with the Subscriptions R5 Backport IG's notification
+Bundle): a ``POST`` to ``channel.endpoint`` carrying every ``channel.header``; with an empty
+``payload`` no body, with ``application/fhir+json`` a ``history`` Bundle whose first entry is the
+R4 SubscriptionStatus (``Parameters``: subscription, topic, status, type,
+events-since-subscription-start, notification-event with its event-number and focus) and whose
+second is the resource as it was written. Every request also carries ``X-Hearth-Subscription``,
+``X-Hearth-Notification`` (handshake | event-notification) and ``X-Hearth-Event-Number``, so a
+receiver can de-duplicate an event it gets twice (delivery is at-least-once).
+
+Each subscription is one job on the work queue; a worker takes many at once (a thread each, at
+most ``HEARTH_SUBSCRIPTION_THREADS``), so a slow or dead endpoint holds only its own
+subscription back, retried with an exponential back-off up to
+``HEARTH_SUBSCRIPTION_MAX_BACKOFF_SECONDS``, every event kept until it is received.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from fhir_server.rest.context import Context
+from fhir_server.runtime.settings import Settings
+from resources.errors import Invalid
+from resources.jobs import queue
+from resources.storage.repository import Repository, Unit, WriteResult
+from resources.subscriptions import delivery, outbox
+
+log = logging.getLogger(__name__)
+BATCH = 50  # events read (and acknowledged in one transaction) at a time per subscription
+
+STATUS_PROFILE = (
+    "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
+    "backport-subscription-status-r4"
+)
+
+
+def endpoint_problem(settings: Settings, endpoint: str) -> str | None:
+    """Why ``endpoint`` may not be notified under ``settings`` (None: it may)."""
+    if not endpoint.startswith("https://") and not (
+        settings.subscription_allow_http and endpoint.startswith("http://")
+    ):
+        return (
+            f"rest-hook endpoint {endpoint!r} must be https "
+            "(plain http only with HEARTH_SUBSCRIPTION_ALLOW_HTTP, for development)"
+        )
+    prefixes = settings.subscription_prefixes
+    if prefixes and not any(endpoint.startswith(p) for p in prefixes):
+        return f"rest-hook endpoint {endpoint!r} is not in HEARTH_SUBSCRIPTION_ENDPOINTS"
+    return None
+
+
+def install(ctx: Context) -> None:
+    """The write hook that refuses a Subscription whose endpoint the settings do not allow."""
+    settings = ctx.settings
+
+    def check(u: Unit, result: WriteResult) -> None:
+        stored = result.stored
+        if stored.res_type != "Subscription" or outbox.is_server_write():
+            return
+        endpoint = str(((stored.content or {}).get("channel") or {}).get("endpoint", ""))
+        problem = endpoint_problem(settings, endpoint)
+        if problem is not None:
+            raise Invalid(problem, expression=["Subscription.channel.endpoint"])
+
+    ctx.repo.write_hooks.append(check)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def status_parameters(
+    base: str, reg: delivery.Reg, kind: str, event: delivery.Event | None, status: str
+) -> dict:
+    """The R4 SubscriptionStatus (Backport IG: a ``Parameters`` with its profile)."""
+    params: list[dict] = [
+        {"name": "subscription", "valueReference": {"reference": f"{base}/Subscription/{reg.id}"}},
+        {"name": "status", "valueCode": status},
+        {"name": "type", "valueCode": kind},
+        {
+            "name": "events-since-subscription-start",
+            "valueString": str(event.seq if event is not None else reg.last_seq),
+        },
+    ]
+    if reg.topic is not None:
+        params.insert(1, {"name": "topic", "valueCanonical": reg.topic})
+    if event is not None:
+        params.append(event_parameter(base, event))
+    return {
+        "resourceType": "Parameters",
+        "meta": {"profile": [STATUS_PROFILE]},
+        "parameter": params,
+    }
+
+
+def event_parameter(base: str, event: delivery.Event) -> dict:
+    """One ``notification-event``: its number, time and focus (``Type/id/_history/version``)."""
+    ref = f"{event.res_type}/{event.res_id}/_history/{event.version}"
+    return {
+        "name": "notification-event",
+        "part": [
+            {"name": "event-number", "valueString": str(event.seq)},
+            {"name": "timestamp", "valueInstant": _instant(event.created)},
+            {"name": "focus", "valueReference": {"reference": f"{base}/{ref}"}},
+        ],
+    }
+
+
+def notification(
+    base: str,
+    reg: delivery.Reg,
+    kind: str,
+    event: delivery.Event | None,
+    status: str,
+) -> dict:
+    """The Backport IG notification Bundle (type ``history``) of one event or a handshake."""
+    entries: list[dict] = []
+    if event is not None and event.content is not None:
+        entries.append(
+            {
+                "fullUrl": f"{base}/{event.res_type}/{event.res_id}",
+                "resource": event.content,
+                "request": {"method": "PUT", "url": f"{event.res_type}/{event.res_id}"},
+                "response": {"status": "200"},
+            }
+        )
+    status_entry = {
+        "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+        "resource": status_parameters(base, reg, kind, event, status),
+        "request": {"method": "GET", "url": f"Subscription/{reg.id}/$status"},
+        "response": {"status": "200"},
+    }
+    return {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "type": "history",
+        "timestamp": _now(),
+        "entry": [status_entry, *entries],
+    }
+
+
+def _instant(value: object) -> str:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return str(value)
+
+
+class Deliverer:
+    """Claims subscription jobs and delivers each subscription's events in order."""
+
+    def __init__(self, repo: Repository, settings: Settings, worker: str) -> None:
+        self.repo = repo
+        self.settings = settings
+        self.worker = worker
+        self.base = settings.base_url.rstrip("/") + "/fhir"
+        # A job's lease outlasts a few requests; a batch stops early to renew it in time.
+        self.lease = timedelta(
+            seconds=max(settings.worker_lease_seconds, settings.subscription_timeout_seconds * 3)
+        )
+        self.pool = ThreadPoolExecutor(settings.subscription_threads, "hearth-subscription")
+        self.http = httpx.Client(
+            timeout=settings.subscription_timeout_seconds,
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=settings.subscription_threads * 2),
+        )
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        self.http.close()
+
+    def run_once(self) -> int:
+        """Claim what is runnable now, deliver it (in parallel); how many jobs it took."""
+        if not delivery.runnable(self.repo):
+            return 0
+        jobs = queue.claim(
+            self.repo,
+            [outbox.JOB_KIND],
+            self.worker,
+            limit=self.settings.subscription_threads,
+            lease=self.lease,
+        )
+        for _ in self.pool.map(self._deliver_safely, jobs):
+            pass
+        return len(jobs)
+
+    def run_forever(self, stop: threading.Event, *, notify: bool = True) -> None:
+        wakeup = queue.Wakeup(self.repo, [outbox.JOB_KIND], notify=notify)
+        wakeup.start()
+        try:
+            while not stop.is_set():
+                try:
+                    busy = self.run_once()
+                except Exception:  # the queue retries what failed
+                    log.exception("subscription delivery pass failed")
+                    busy = 0
+                if not busy:
+                    wakeup.wait(self.settings.subscription_poll_seconds, stop)
+        finally:
+            wakeup.close()
+
+    def _deliver_safely(self, job: queue.Job) -> None:
+        try:
+            self.deliver(job)
+        except Exception:  # the lease expires and another pass tries again
+            log.exception("Subscription/%s: delivery failed", job.key)
+
+    def deliver(self, job: queue.Job) -> None:
+        sub_id = job.key
+        settings = self.settings
+        lease = self.lease
+        while True:
+            reg, events = delivery.pending(self.repo, sub_id, BATCH)
+            if reg is None or reg.status == outbox.OFF:
+                delivery.drop(self.repo, job, self.worker)
+                return
+            problem = endpoint_problem(settings, reg.endpoint)
+            if problem is None and reg.status == outbox.REQUESTED:
+                problem = self._send(reg, "handshake", None, outbox.REQUESTED)
+                if problem is None:
+                    seq = reg.delivered_seq
+                    outcome = delivery.delivered(
+                        self.repo, job, self.worker, sub_id, seq, settle=False, lease=lease
+                    )
+                    if outcome != "more":
+                        return
+                    continue
+            sent = reg.delivered_seq
+            # a batch stops early to renew the lease before it runs out
+            renew_by = (
+                time.monotonic()
+                + lease.total_seconds()
+                - 1.5 * settings.subscription_timeout_seconds
+            )
+            for event in events:
+                if problem is not None:
+                    break
+                if sent > reg.delivered_seq and time.monotonic() > renew_by:
+                    break
+                problem = self._send(reg, "event-notification", event, reg.status)
+                if problem is None:
+                    sent = event.seq
+            if problem is None or sent > reg.delivered_seq:
+                # one transaction for the batch: a crash before it re-sends the batch (receivers
+                # de-duplicate on the event number)
+                complete = not events or sent == events[-1].seq
+                settle = problem is None and complete and len(events) < BATCH
+                outcome = delivery.delivered(
+                    self.repo, job, self.worker, sub_id, sent, settle=settle, lease=lease
+                )
+                if outcome in ("finished", "lost"):
+                    return
+            if problem is not None:
+                delay = delivery.failed(
+                    self.repo, job, self.worker, sub_id, problem,
+                    error_after=settings.subscription_error_after,
+                    backoff=timedelta(seconds=0.5),
+                    max_backoff=timedelta(seconds=settings.subscription_max_backoff_seconds),
+                )  # fmt: skip
+                log.info("Subscription/%s: %s; next try in %s", sub_id, problem, delay)
+                return
+
+    def _send(
+        self, reg: delivery.Reg, kind: str, event: delivery.Event | None, status: str
+    ) -> str | None:
+        """POST one notification; None when the endpoint answered 2xx, else why not."""
+        headers: dict[str, str] = {}
+        for line in reg.headers:
+            name, _, value = line.partition(":")
+            headers[name.strip()] = value.strip()
+        headers["X-Hearth-Subscription"] = reg.id
+        headers["X-Hearth-Notification"] = kind
+        headers["X-Hearth-Event-Number"] = str(event.seq if event is not None else 0)
+        body: bytes | None = None
+        if reg.payload:
+            import json
+
+            status = outbox.ACTIVE if status == outbox.ERROR else status
+            bundle = notification(self.base, reg, kind, event, status)
+            body = json.dumps(bundle, separators=(",", ":")).encode()
+            headers["Content-Type"] = "application/fhir+json"
+        try:
+            answer = self.http.post(reg.endpoint, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return f"{kind} to {reg.endpoint} failed: {type(exc).__name__}: {exc}"[:500]
+        if 200 <= answer.status_code < 300:
+            return None
+        return f"{kind} to {reg.endpoint} answered HTTP {answer.status_code}"

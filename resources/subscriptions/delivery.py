@@ -1,0 +1,230 @@
+"""What delivery reads and records (the edge sends: ``fhir_server/runtime/subscriptions.py``).
+
+A subscription's delivery job (``resources.jobs.queue``, kind ``subscription``, key: its id) is held by
+one worker at a time, so its events go out in order; ``delivered_seq`` moves forward only after
+the receiver answered 2xx, so a worker killed mid-delivery loses nothing (the lease expires, the
+next worker sends the unacknowledged events again: at-least-once, numbered for de-duplication).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from resources.errors import Gone, NotFound
+from resources.jobs import queue
+from resources.storage.repository import Repository, Unit
+from resources.storage.schema import resource_version
+from resources.storage.store import utcnow
+from resources.subscriptions.outbox import ACTIVE, ERROR, OFF, REQUESTED, server_write
+from resources.subscriptions.tables import subscription_event, subscription_reg
+
+
+@dataclass(frozen=True)
+class Reg:
+    id: str
+    status: str
+    topic: str | None
+    endpoint: str
+    payload: str
+    headers: list[str]
+    last_seq: int
+    delivered_seq: int
+    failures: int
+
+
+@dataclass(frozen=True)
+class Event:
+    seq: int
+    res_type: str
+    res_id: str
+    version: int
+    created: object
+    content: dict | None
+
+
+def pending(repo: Repository, sub_id: str, limit: int = 50) -> tuple[Reg | None, list[Event]]:
+    """The registration and its undelivered events (oldest first, at most ``limit``)."""
+
+    def run(u: Unit) -> tuple[Reg | None, list[Event]]:
+        row = u.conn.execute(
+            sa.select(subscription_reg).where(subscription_reg.c.id == sub_id)
+        ).first()
+        if row is None:
+            return None, []
+        reg = Reg(
+            row.id, row.status, row.topic, row.endpoint, row.payload, list(row.headers),
+            row.last_seq, row.delivered_seq, row.failures,
+        )  # fmt: skip
+        e, v = subscription_event.c, resource_version.c
+        stmt = (
+            sa.select(e.seq, e.res_type, e.res_id, e.version, e.created, v.content)
+            .select_from(
+                subscription_event.outerjoin(
+                    resource_version,
+                    sa.and_(v.res_type == e.res_type, v.res_id == e.res_id, v.version == e.version),
+                )
+            )
+            .where(e.sub_id == sub_id, e.seq > row.delivered_seq)
+            .order_by(e.seq)
+            .limit(limit)
+        )
+        events = [Event(*r) for r in u.conn.execute(stmt)]
+        return reg, events
+
+    return repo.read(run)
+
+
+def events_since(
+    repo: Repository, sub_id: str, since: int, limit: int, until: int | None = None
+) -> list[Event]:
+    """Stored events of ``sub_id`` numbered above ``since`` (and at most ``until``), oldest
+    first (``$events`` replay)."""
+
+    def run(u: Unit) -> list[Event]:
+        e, v = subscription_event.c, resource_version.c
+        stmt = (
+            sa.select(e.seq, e.res_type, e.res_id, e.version, e.created, v.content)
+            .select_from(
+                subscription_event.outerjoin(
+                    resource_version,
+                    sa.and_(v.res_type == e.res_type, v.res_id == e.res_id, v.version == e.version),
+                )
+            )
+            .where(e.sub_id == sub_id, e.seq > since)
+            .order_by(e.seq)
+            .limit(limit)
+        )
+        if until is not None:
+            stmt = stmt.where(e.seq <= until)
+        return [Event(*r) for r in u.conn.execute(stmt)]
+
+    return repo.read(run)
+
+
+def delivered(
+    repo: Repository,
+    job: queue.Job,
+    worker: str,
+    sub_id: str,
+    seq: int,
+    *,
+    settle: bool,
+    lease: timedelta,
+) -> str:
+    """The receiver took every event up to ``seq`` (or the handshake, ``seq`` unchanged): move
+    ``delivered_seq`` on, clear the failures, make a requested or failing subscription
+    ``active``. With ``settle``, also finish the job when no event is left.
+
+    Returns "finished" (the job is done), "more" (events are waiting; the lease is renewed) or
+    "lost" (the lease went to another worker, which delivers from here). The registration row is
+    written first: a writer numbering a new event holds it until it commits, so an event
+    committed before this answer is seen here, and one committed after it finds the job done and
+    wakes it (``outbox.wake``)."""
+
+    def run(u: Unit) -> str:
+        c = subscription_reg.c
+        greatest = sa.func.greatest if u.conn.dialect.name == "postgresql" else sa.func.max
+        row = u.conn.execute(
+            sa.update(subscription_reg)
+            .where(c.id == sub_id)
+            .values(
+                delivered_seq=greatest(c.delivered_seq, seq),
+                failures=0,
+                error=None,
+                updated=utcnow(),
+            )
+            .returning(c.status, c.last_seq, c.delivered_seq)
+        ).first()
+        if row is None or row.status == OFF:
+            return "finished" if queue.finish(u, job, worker) else "lost"
+        if row.status in (REQUESTED, ERROR):
+            _set_status(u, sub_id, ACTIVE, None)
+        if settle and row.last_seq <= row.delivered_seq:
+            return "finished" if queue.finish(u, job, worker) else "lost"
+        return "more" if queue.renew(u, job, worker, lease) else "lost"
+
+    return repo.run(run)
+
+
+def failed(
+    repo: Repository,
+    job: queue.Job,
+    worker: str,
+    sub_id: str,
+    error: str,
+    *,
+    error_after: int,
+    backoff: timedelta,
+    max_backoff: timedelta,
+) -> timedelta:
+    """A delivery attempt failed: count it, record ``error``, turn the subscription to ``error``
+    after ``error_after`` failures in a row, and put the job back after an exponential back-off
+    (capped: events are never dropped, the endpoint is tried again until it answers or the
+    Subscription is turned off). Returns the back-off."""
+
+    def run(u: Unit) -> timedelta:
+        c = subscription_reg.c
+        row = u.conn.execute(
+            sa.update(subscription_reg)
+            .where(c.id == sub_id)
+            .values(failures=c.failures + 1, error=error[:2000], updated=utcnow())
+            .returning(c.failures, c.status)
+        ).first()
+        failures = 1 if row is None else row.failures
+        delay = min(backoff * (2 ** min(failures - 1, 20)), max_backoff)
+        if row is not None and failures >= error_after and row.status in (REQUESTED, ACTIVE):
+            _set_status(u, sub_id, ERROR, error)
+        queue.release(u, job, worker, delay)
+        return delay
+
+    return repo.run(run)
+
+
+def drop(repo: Repository, job: queue.Job, worker: str) -> None:
+    """Finish the job of a deleted or ``off`` subscription."""
+    repo.run(lambda u: queue.finish(u, job, worker))
+
+
+def _set_status(u: Unit, sub_id: str, status: str, error: str | None) -> None:
+    """The registration's status and the Subscription resource's (a new version written by the
+    server: ``status``, ``error``)."""
+    c = subscription_reg.c
+    u.conn.execute(sa.update(subscription_reg).where(c.id == sub_id).values(status=status))
+    try:
+        current = u.read("Subscription", sub_id)
+    except (NotFound, Gone):
+        return
+    body = {k: v for k, v in (current.content or {}).items() if k != "error"}
+    body["status"] = status
+    if error:
+        body["error"] = error[:1000]
+    with server_write():
+        u.update("Subscription", sub_id, body)
+
+
+def registration(repo: Repository, sub_id: str) -> Reg | None:
+    """The registration of Subscription ``sub_id`` (None: none)."""
+    reg, _ = pending(repo, sub_id, 0)
+    return reg
+
+
+def runnable(repo: Repository) -> bool:
+    """Whether a delivery job may be claimable now: a read (no write lock, which on SQLite every
+    claim takes), so an idle worker can look often without getting in the writers' way."""
+    from resources.subscriptions.outbox import JOB_KIND
+
+    q = queue.work_queue.c
+
+    def run(u: Unit) -> bool:
+        at = utcnow()
+        ready = sa.or_(
+            sa.and_(q.state == queue.READY, q.not_before <= at),
+            sa.and_(q.state == queue.RUNNING, q.lease_until < at),
+        )
+        stmt = sa.select(q.id).where(q.kind == JOB_KIND, ready).limit(1)
+        return u.conn.execute(stmt).first() is not None
+
+    return repo.read(run)

@@ -1,0 +1,425 @@
+"""Matching on the repository's write path, in the writing transaction.
+
+``Unit`` calls :func:`on_write` after every create or update it stores (single writes,
+transactions, ``create_many``: every write path goes through it) and :func:`on_delete` after a
+delete. A Subscription write keeps its registration row (``subscription_reg``) in step; any other
+write is matched against the registered subscriptions of its type: the topic's change test
+(``Trigger.when``) in Python, then every candidate's criteria in one SQL statement, each
+restricted to the written row and to what the subscription's owner may read
+(``resources.search.visibility``, the one security filter). Each match gets the next event number of its
+subscription and an outbox row, and its delivery job (``resources.jobs.queue``) is made runnable -- all
+in the caller's transaction, so a rolled-back write is never announced and a committed one always
+is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl
+
+import sqlalchemy as sa
+
+from resources.errors import Invalid, NotSupported
+from resources.search.visibility import Security, secured, visible_in
+from resources.storage.schema import resource
+from resources.storage.store import Stored, utcnow
+from resources.subscriptions.registry import topics
+from resources.subscriptions.tables import subscription_event, subscription_reg
+from resources.subscriptions.topic import Change, Topic
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from resources.search import SearchEngine
+    from resources.storage.repository import Unit
+
+JOB_KIND = "subscription"  # the work-queue kind of a subscription's delivery job (key: its id)
+ANY = "*"  # subscription_reg.res_type of a topic subscription watching all of its topic's types
+FILTER_URL = (
+    "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-filter-criteria"
+)
+PAYLOADS = ("", "application/fhir+json")
+CHANNELS = ("rest-hook",)
+REQUESTED, ACTIVE, ERROR, OFF = "requested", "active", "error", "off"
+
+# Set while the server itself writes a Subscription (its status and error, ``delivery.py``): such
+# a write keeps the registration as it is (owner, numbering, delivery state).
+_server_write: ContextVar[bool] = ContextVar("hearth_subscription_server_write", default=False)
+
+
+@contextmanager
+def server_write() -> Iterator[None]:
+    token = _server_write.set(True)
+    try:
+        yield
+    finally:
+        _server_write.reset(token)
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What a Subscription resource asks for, checked."""
+
+    res_type: str  # or ANY
+    query: str
+    topic: str | None
+    channel: str
+    endpoint: str
+    payload: str
+    headers: list[str]
+
+
+def parse_subscription(content: dict) -> Registration:
+    """``content`` (a Subscription) as a registration; ``Invalid`` / ``NotSupported`` naming the
+    element at fault."""
+    criteria = content.get("criteria")
+    if not isinstance(criteria, str) or not criteria.strip():
+        raise Invalid("Subscription.criteria is required", expression=["Subscription.criteria"])
+    criteria = criteria.strip()
+    channel = content.get("channel") or {}
+    ctype = channel.get("type")
+    if ctype not in CHANNELS:
+        raise NotSupported(
+            f"Subscription.channel.type {ctype!r} is not supported (supported: rest-hook)",
+            expression=["Subscription.channel.type"],
+        )
+    endpoint = channel.get("endpoint")
+    if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
+        raise Invalid(
+            "a rest-hook Subscription needs an http(s) channel.endpoint",
+            expression=["Subscription.channel.endpoint"],
+        )
+    payload = str(channel.get("payload") or "").split(";", 1)[0].strip()
+    if payload not in PAYLOADS:
+        raise NotSupported(
+            f"Subscription.channel.payload {payload!r} is not supported "
+            "(empty or application/fhir+json)",
+            expression=["Subscription.channel.payload"],
+        )
+    headers = [str(h) for h in channel.get("header") or []]
+    for h in headers:
+        name, sep, _ = h.partition(":")
+        if not sep or not name.strip() or "\n" in h or "\r" in h:
+            raise Invalid(
+                f"Subscription.channel.header {h!r} is not 'Name: value'",
+                expression=["Subscription.channel.header"],
+            )
+    topic = topics().get(criteria)
+    filters = _filters(content)
+    if topic is not None:
+        res_type, query = _topic_filter(topic, filters)
+    else:
+        if filters:
+            raise Invalid(
+                "filter criteria are for topic subscriptions; put them in criteria",
+                expression=["Subscription.criteria"],
+            )
+        res_type, query = _split(criteria)
+    return Registration(
+        res_type, query, None if topic is None else topic.url, ctype, endpoint, payload, headers
+    )
+
+
+def _filters(content: dict) -> list[str]:
+    exts = (content.get("_criteria") or {}).get("extension") or []
+    return [str(e.get("valueString")) for e in exts if e.get("url") == FILTER_URL]
+
+
+def _split(criteria: str) -> tuple[str, str]:
+    from resources.validation import is_resource_type
+
+    res_type, _, query = criteria.partition("?")
+    if not is_resource_type(res_type):
+        raise Invalid(
+            f"Subscription.criteria {criteria!r} does not start with an R4 resource type "
+            f"(or name a topic: {', '.join(topics())})",
+            expression=["Subscription.criteria"],
+        )
+    return res_type, query
+
+
+def _topic_filter(topic: Topic, filters: list[str]) -> tuple[str, str]:
+    if len(filters) > 1:
+        raise NotSupported(
+            "one filter criteria per Subscription is supported", expression=["Subscription"]
+        )
+    if not filters:
+        if topic.any_type:
+            raise Invalid(
+                f"topic {topic.url} needs a filter criteria naming the type ({FILTER_URL})",
+                expression=["Subscription.criteria"],
+            )
+        if len(topic.triggers) == 1:
+            return topic.triggers[0].res_type, ""
+        return ANY, ""
+    res_type, query = _split(filters[0])
+    if not topic.any_type and topic.trigger_for(res_type) is None:
+        raise Invalid(
+            f"topic {topic.url} is about {', '.join(t.res_type for t in topic.triggers)}, "
+            f"not {res_type}",
+            expression=["Subscription.criteria"],
+        )
+    return res_type, query
+
+
+def owner_json(security: Security | None) -> dict | None:
+    if security is None:
+        return None
+    return {
+        "types": None if security.types is None else sorted(security.types),
+        "compartment": None if security.compartment is None else list(security.compartment),
+        "free_types": None if security.free_types is None else sorted(security.free_types),
+        "released_only": security.released_only,
+    }
+
+
+def owner_security(data: dict | None) -> Security | None:
+    if data is None:
+        return None
+    comp = data.get("compartment")
+    return Security(
+        types=None if data.get("types") is None else frozenset(data["types"]),
+        compartment=None if comp is None else (comp[0], comp[1]),
+        free_types=None if data.get("free_types") is None else frozenset(data["free_types"]),
+        released_only=bool(data.get("released_only")),
+    )
+
+
+# -- the write path ---------------------------------------------------------------------------
+def on_write(unit: Unit, pk: int, previous: dict | None, stored: Stored) -> None:
+    """After a create or update of row ``pk`` (``previous``: the version it replaced)."""
+    if stored.res_type == "Subscription":
+        _register(unit, stored)
+        return
+    content = stored.content
+    if content is None:
+        return
+    c = subscription_reg.c
+    rows = unit.conn.execute(
+        sa.select(c.id, c.res_type, c.query, c.topic, c.owner_hash).where(
+            c.res_type.in_((stored.res_type, ANY)), c.status != OFF
+        )
+    ).all()
+    if not rows:
+        return
+    search = unit.repo.search
+    # Subscriptions with the same criteria and owner filter share one test (apps often follow
+    # the same thing): one subquery per distinct pair, all in one statement.
+    groups: dict[tuple[str, str], list[str]] = {}
+    for row in rows:
+        query, when = _criteria_of(row.res_type, row.query, row.topic, stored.res_type)
+        if query is None or (when is not None and not when(previous, content)):
+            continue
+        groups.setdefault((query, row.owner_hash), []).append(row.id)
+    if not groups:
+        return
+    keys = list(groups)
+    selects = [
+        _matcher(unit, search, stored.res_type, query, owner_hash, groups[key][0], n, pk)
+        for n, key in enumerate(keys)
+        for query, owner_hash in [key]
+    ]
+    found = unit.conn.execute(sa.union_all(*selects) if len(selects) > 1 else selects[0])
+    matched = sorted(sub_id for r in found for sub_id in groups[keys[r[0]]])
+    if matched:
+        record(unit, matched, stored)
+
+
+def _criteria_of(
+    reg_type: str, query: str, topic_url: str | None, res_type: str
+) -> tuple[str | None, Change | None]:
+    """The query and change test a registration applies to a write of ``res_type`` (query None:
+    the registration does not watch that type)."""
+    if topic_url is None:
+        return query, None
+    topic = topics().get(topic_url)
+    if topic is None:
+        return None, None
+    if topic.any_type:
+        return query, None
+    trigger = topic.trigger_for(res_type)
+    if trigger is None:
+        return None, None
+    return "&".join(q for q in (trigger.query, query) if q), trigger.when
+
+
+def owner_hash(owner: dict | None) -> str:
+    """The key of an owner's filter: registrations with equal keys are matched together."""
+    text = json.dumps(owner, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _matcher(
+    unit: Unit,
+    search: SearchEngine,
+    res_type: str,
+    query: str,
+    owner_key: str,
+    sub_id: str,
+    n: int,
+    pk: int,
+) -> sa.Select:
+    key = (id(search), res_type, query, owner_key)
+    conds = _CONDITIONS.get(key)
+    if conds is None:
+        owner = unit.conn.execute(
+            sa.select(subscription_reg.c.owner).where(subscription_reg.c.id == sub_id)
+        ).scalar_one_or_none()
+        conds = _conditions(search, res_type, query, owner_security(owner))
+        if len(_CONDITIONS) >= 4096:
+            _CONDITIONS.clear()
+        _CONDITIONS[key] = conds
+    return sa.select(sa.literal(n, sa.Integer)).where(resource.c.pk == pk, *conds)
+
+
+# (search engine, type, criteria, owner key) -> conditions: criteria and owners repeat across
+# writes, and compiling them is most of the cost of a match.
+_CONDITIONS: dict[tuple[int, str, str, str], tuple[sa.ColumnElement, ...]] = {}
+
+
+def _conditions(
+    search: SearchEngine, res_type: str, query: str, security: Security | None
+) -> tuple[sa.ColumnElement, ...]:
+    """The conditions on ``resource`` a row of ``res_type`` must meet: the criteria (through the
+    search engine, its chains limited to what the owner may read) and the owner's filter."""
+    conds: list[sa.ColumnElement] = []
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if pairs:
+        conds.append(resource.c.pk.in_(search.match(res_type, pairs, visible=visible_in(security))))
+    if security is not None:
+        conds.extend(secured(security, res_type))
+    return tuple(conds)
+
+
+def record(unit: Unit, sub_ids: Sequence[str], stored: Stored) -> None:
+    """Number and store one event per subscription for ``stored``; wake their delivery jobs."""
+    now = utcnow()
+    c = subscription_reg.c
+    # One statement; its row locks also order concurrent writers' events per subscription.
+    numbered = unit.conn.execute(
+        sa.update(subscription_reg)
+        .where(c.id.in_(list(sub_ids)))
+        .values(last_seq=c.last_seq + 1)
+        .returning(c.id, c.last_seq)
+    ).all()
+    unit.conn.execute(
+        sa.insert(subscription_event),
+        [
+            {
+                "sub_id": sub_id,
+                "seq": seq,
+                "res_type": stored.res_type,
+                "res_id": stored.res_id,
+                "version": stored.version,
+                "created": now,
+            }
+            for sub_id, seq in numbered
+        ],
+    )
+    wake(unit, [sub_id for sub_id, _ in numbered])
+
+
+def wake(unit: Unit, sub_ids: Sequence[str]) -> None:
+    """Make the delivery jobs of ``sub_ids`` runnable now, unless they run or wait out a
+    back-off (a running delivery looks for new events before it finishes: ``delivery.settle``)."""
+    from resources.jobs import queue
+
+    at = utcnow()
+    q = queue.work_queue.c
+    unit.conn.execute(
+        sa.update(queue.work_queue)
+        .where(
+            q.kind == JOB_KIND, q.key.in_(list(sub_ids)), q.state.in_((queue.DONE, queue.FAILED))
+        )
+        .values(state=queue.READY, not_before=at, attempts=0, lease_until=None, updated=at)
+    )
+    if unit.conn.dialect.name == "postgresql":
+        unit.conn.execute(sa.select(sa.func.pg_notify(queue.CHANNEL, JOB_KIND)))
+
+
+def _register(unit: Unit, stored: Stored) -> None:
+    """Keep the registration of a Subscription written by a client (or an operator)."""
+    if _server_write.get():
+        return
+    from resources.jobs import queue
+
+    content = stored.content or {}
+    reg = parse_subscription(content)
+    if reg.res_type != ANY and reg.query:
+        # the criteria must be a search the server can run, whoever writes them
+        unit.repo.search.match(reg.res_type, parse_qsl(reg.query, keep_blank_values=True))
+    c = subscription_reg.c
+    now = utcnow()
+    existing = unit.conn.execute(
+        sa.select(subscription_reg).where(c.id == stored.res_id).with_for_update()
+    ).first()
+    wanted = OFF if content.get("status") == OFF else REQUESTED
+    owner = owner_json(unit.repo.security)
+    values = {
+        "res_type": reg.res_type,
+        "query": reg.query,
+        "topic": reg.topic,
+        "owner": owner,
+        "owner_hash": owner_hash(owner),
+        "channel": reg.channel,
+        "endpoint": reg.endpoint,
+        "payload": reg.payload,
+        "headers": reg.headers,
+        "updated": now,
+    }
+    if existing is None:
+        unit.conn.execute(
+            sa.insert(subscription_reg).values(
+                id=stored.res_id,
+                status=wanted,
+                last_seq=0,
+                delivered_seq=0,
+                failures=0,
+                error=None,
+                created=now,
+                **values,
+            )
+        )
+    else:
+        same = (existing.channel, existing.endpoint, existing.payload, existing.headers) == (
+            reg.channel,
+            reg.endpoint,
+            reg.payload,
+            reg.headers,
+        )
+        status = existing.status
+        if wanted == OFF:
+            status = OFF
+        elif existing.status == OFF or not same:
+            status = REQUESTED  # a new channel is shaken hands with again
+        unit.conn.execute(
+            sa.update(subscription_reg)
+            .where(c.id == stored.res_id)
+            .values(
+                status=status, failures=0 if status == REQUESTED else existing.failures, **values
+            )
+        )
+    if wanted != OFF:
+        queue.enqueue(
+            unit, JOB_KIND, stored.res_id, f"Subscription/{stored.res_id}", max_attempts=1 << 30
+        )
+        wake(unit, [stored.res_id])
+
+
+def on_delete(unit: Unit, res_type: str, res_id: str) -> None:
+    """After a delete: a deleted Subscription's registration and events go with it."""
+    if res_type != "Subscription":
+        return
+    unit.conn.execute(sa.delete(subscription_event).where(subscription_event.c.sub_id == res_id))
+    unit.conn.execute(sa.delete(subscription_reg).where(subscription_reg.c.id == res_id))
+
+
+def is_server_write() -> bool:
+    """Whether the Subscription being written is the server's own status update."""
+    return _server_write.get()

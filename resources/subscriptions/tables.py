@@ -1,0 +1,49 @@
+"""The subscription tables: one registration row per stored Subscription (what it matches, for
+whom, where it delivers, how far delivery got) and the outbox of its events.
+
+``subscription_reg`` is kept by the repository's write path (``outbox.py``) in the same
+transaction as the Subscription resource it mirrors; ``subscription_event`` rows are written in
+the same transaction as the change they announce, numbered per subscription (``seq``:
+events-since-subscription-start), so a committed change always has its event and a rolled-back
+one never has.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from resources.storage.schema import Document, UtcDateTime, metadata
+
+subscription_reg = sa.Table(
+    "subscription_reg",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # the Subscription's logical id
+    sa.Column("res_type", sa.String(64), nullable=False),  # the type its criteria select
+    sa.Column("query", sa.Text, nullable=False),  # the criteria's query string ('' = all)
+    sa.Column("topic", sa.String(256), nullable=True),  # a topic's canonical URL, or None (R4)
+    sa.Column("owner", Document, nullable=True),  # the creator's security filter (None: all)
+    sa.Column("owner_hash", sa.String(64), nullable=False),  # sha256 of owner's canonical JSON
+    sa.Column("status", sa.String(16), nullable=False),  # requested | active | error | off
+    sa.Column("channel", sa.String(16), nullable=False),  # rest-hook
+    sa.Column("endpoint", sa.Text, nullable=False),
+    sa.Column("payload", sa.String(64), nullable=False),  # '' | application/fhir+json
+    sa.Column("headers", Document, nullable=False),  # ["Name: value", ...]
+    sa.Column("last_seq", sa.BigInteger, nullable=False),  # newest event number
+    sa.Column("delivered_seq", sa.BigInteger, nullable=False),  # newest event received
+    sa.Column("failures", sa.Integer, nullable=False),  # consecutive failed attempts
+    sa.Column("error", sa.Text, nullable=True),  # the last failure
+    sa.Column("created", UtcDateTime(), nullable=False),
+    sa.Column("updated", UtcDateTime(), nullable=False),
+    sa.Index("ix_subscription_reg_type", "res_type", "status"),
+)
+
+subscription_event = sa.Table(
+    "subscription_event",
+    metadata,
+    sa.Column("sub_id", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("res_type", sa.String(64), nullable=False),
+    sa.Column("res_id", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created", UtcDateTime(), nullable=False),
+)

@@ -1,0 +1,231 @@
+"""Rest-hook subscriptions end to end over real sockets, on SQLite and PostgreSQL: a Hearth, a
+real ``hearth worker`` process and a local HTTP receiver."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import httpx
+
+from tests.fhir_server.auth.smart import client_token
+from tests.subscriptions.receiver import Receiver
+
+LOINC = "http://loinc.org"
+
+
+def subscription(endpoint: str, criteria: str, *, payload: str | None = "application/fhir+json",
+                 headers: list[str] | None = None, **extra: object) -> dict:  # fmt: skip
+    channel: dict = {"type": "rest-hook", "endpoint": endpoint}
+    if payload:
+        channel["payload"] = payload
+    if headers:
+        channel["header"] = headers
+    return {
+        "resourceType": "Subscription",
+        "status": "requested",
+        "reason": "test",
+        "criteria": criteria,
+        "channel": channel,
+        **extra,
+    }
+
+
+def observation(code: str, patient: str | None = None, **extra: object) -> dict:
+    body: dict = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": LOINC, "code": code}]},
+        **extra,
+    }
+    if patient:
+        body["subject"] = {"reference": f"Patient/{patient}"}
+    return body
+
+
+def wait_status(fhir: httpx.Client, sub_id: str, status: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        sub = fhir.get(f"/Subscription/{sub_id}").json()
+        if sub.get("status") == status:
+            return sub
+        assert time.monotonic() < deadline, f"Subscription never became {status}: {sub}"
+        time.sleep(0.1)
+
+
+def code() -> str:
+    return f"t-{uuid.uuid4().hex[:10]}"
+
+
+def test_handshake_then_matching_writes_only_in_order(hearth, fhir):
+    rx = Receiver().start()
+    try:
+        wanted = code()
+        sub = fhir.post(
+            "/Subscription",
+            json=subscription(rx.url, f"Observation?code={LOINC}|{wanted}",
+                              headers=["Authorization: Bearer receiver-secret"]),
+        )  # fmt: skip
+        assert sub.status_code == 201, sub.text
+        sub_id = sub.json()["id"]
+        active = wait_status(fhir, sub_id, "active")
+        assert "error" not in active
+        handshake = rx.wait(lambda got: any(r.kind == "handshake" for r in got))[0]
+        assert handshake.headers["authorization"] == "Bearer receiver-secret"
+        status = handshake.bundle["entry"][0]["resource"]
+        assert {"name": "type", "valueCode": "handshake"} in status["parameter"]
+
+        ids = []
+        for n in range(3):
+            fhir.post("/Observation", json=observation(code()))  # not matching
+            made = fhir.post("/Observation", json=observation(wanted, valueString=str(n)))
+            ids.append(made.json()["id"])
+        # an update of a matching one is an event too; one that stops matching is not
+        first = fhir.get(f"/Observation/{ids[0]}").json()
+        fhir.put(f"/Observation/{ids[0]}", json={**first, "valueString": "changed"})
+        fhir.put(f"/Observation/{ids[1]}", json={**observation(code()), "id": ids[1]})
+
+        got = rx.wait(lambda got: len([r for r in got if r.kind != "handshake"]) >= 4)
+        events = [r for r in got if r.kind == "event-notification"]
+        assert [e.event_number for e in events] == [1, 2, 3, 4]
+        focus = [(e.focus["id"], e.focus.get("valueString")) for e in events]  # type: ignore[index]
+        assert focus == [(ids[0], "0"), (ids[1], "1"), (ids[2], "2"), (ids[0], "changed")]
+        params = {p["name"]: p for p in events[3].bundle["entry"][0]["resource"]["parameter"]}
+        assert params["events-since-subscription-start"]["valueString"] == "4"
+        parts = {p["name"]: p for p in params["notification-event"]["part"]}
+        assert parts["event-number"]["valueString"] == "4"
+        assert parts["focus"]["valueReference"]["reference"].endswith(
+            f"/Observation/{ids[0]}/_history/2"
+        )
+        assert all(e.headers["content-type"] == "application/fhir+json" for e in events)
+        # nothing else came: the next matching write is event 5, the one after these
+        last = fhir.post("/Observation", json=observation(wanted)).json()["id"]
+        got = rx.wait(lambda got: len([r for r in got if r.kind != "handshake"]) >= 5)
+        events = [r for r in got if r.kind == "event-notification"]
+        assert [e.event_number for e in events] == [1, 2, 3, 4, 5]
+        assert events[4].focus["id"] == last  # type: ignore[index]
+    finally:
+        rx.stop()
+
+
+def test_rolled_back_transaction_is_never_notified(hearth, fhir):
+    rx = Receiver().start()
+    try:
+        wanted = code()
+        sub_id = fhir.post(
+            "/Subscription",
+            json=subscription(rx.url, f"Observation?code={LOINC}|{wanted}", payload=None),
+        ).json()["id"]
+        wait_status(fhir, sub_id, "active")
+        failing = {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {"resource": observation(wanted), "request": {"method": "POST", "url": "Observation"}},
+                {"resource": {"resourceType": "Observation", "status": "not-a-status"},
+                 "request": {"method": "POST", "url": "Observation"}},
+            ],
+        }  # fmt: skip
+        answer = fhir.post("", json=failing)
+        assert answer.status_code in (400, 422), answer.text
+        good = {**failing, "entry": failing["entry"][:1]}
+        assert fhir.post("", json=good).status_code == 200
+        got = rx.wait(lambda got: any(r.kind == "event-notification" for r in got))
+        events = [r for r in got if r.kind == "event-notification"]
+        # the rolled-back write took no number: the committed one is event 1, with no body
+        assert [e.event_number for e in events] == [1]
+        assert events[0].body == b""
+        assert events[0].headers["x-hearth-subscription"] == sub_id
+    finally:
+        rx.stop()
+
+
+def test_patient_context_subscription_hears_only_its_patient(hearth, fhir):
+    rx = Receiver().start()
+    try:
+        mine = fhir.post("/Patient", json={"resourceType": "Patient"}).json()["id"]
+        other = fhir.post("/Patient", json={"resourceType": "Patient"}).json()["id"]
+        app = client_token(hearth, "patient/Observation.rs user/Subscription.cruds", patient=mine)
+        wanted = code()
+        with httpx.Client(base_url=hearth.fhir, headers=app, timeout=60) as patient_app:
+            made = patient_app.post(
+                "/Subscription", json=subscription(rx.url, f"Observation?code={LOINC}|{wanted}")
+            )
+            assert made.status_code == 201, made.text
+        sub_id = made.json()["id"]
+        wait_status(fhir, sub_id, "active")
+        fhir.post("/Observation", json=observation(wanted, other))
+        fhir.post("/Observation", json=observation(wanted))  # no subject: in no compartment
+        ours = fhir.post("/Observation", json=observation(wanted, mine)).json()["id"]
+        fhir.post("/Observation", json=observation(wanted, other))
+        last = fhir.post("/Observation", json=observation(wanted, mine)).json()["id"]
+        got = rx.wait(lambda got: any(r.focus and r.focus["id"] == last for r in got
+                                      if r.kind == "event-notification"))  # fmt: skip
+        events = [r for r in got if r.kind == "event-notification"]
+        assert [e.focus["id"] for e in events] == [ours, last]  # type: ignore[index]
+        assert [e.event_number for e in events] == [1, 2]
+        assert all(e.focus["subject"]["reference"] == f"Patient/{mine}" for e in events)  # type: ignore[index]
+    finally:
+        rx.stop()
+
+
+def test_down_endpoint_gets_every_event_afterwards_in_order(hearth, fhir):
+    rx = Receiver().start()
+    wanted = code()
+    sub_id = fhir.post(
+        "/Subscription", json=subscription(rx.url, f"Observation?code={LOINC}|{wanted}")
+    ).json()["id"]
+    wait_status(fhir, sub_id, "active")
+    rx.stop()  # connections refused from now on
+    try:
+        ids = [fhir.post("/Observation", json=observation(wanted)).json()["id"] for _ in range(5)]
+        failing = wait_status(fhir, sub_id, "error")
+        assert "failed" in failing["error"], failing
+        # another subscription is not held back by the dead one
+        rx2 = Receiver().start()
+        try:
+            other = fhir.post(
+                "/Subscription", json=subscription(rx2.url, f"Observation?code={LOINC}|{wanted}")
+            ).json()["id"]
+            wait_status(fhir, other, "active")
+            late = fhir.post("/Observation", json=observation(wanted)).json()["id"]
+            rx2.wait(lambda got: any(r.kind == "event-notification" for r in got))
+            assert [e.focus["id"] for e in rx2.events()] == [late]  # type: ignore[index]
+        finally:
+            rx2.stop()
+        rx.start()  # back, on the same port
+        got = rx.wait(lambda got: len([r for r in got if r.kind == "event-notification"]) >= 6)
+        events = [r for r in got if r.kind == "event-notification"]
+        assert [e.event_number for e in events] == [1, 2, 3, 4, 5, 6]
+        assert [e.focus["id"] for e in events] == [*ids, late]  # type: ignore[index]
+        recovered = wait_status(fhir, sub_id, "active")
+        assert "error" not in recovered
+    finally:
+        rx.stop()
+
+
+def test_off_stops_notifications(hearth, fhir):
+    rx = Receiver().start()
+    try:
+        wanted = code()
+        sub_id = fhir.post(
+            "/Subscription", json=subscription(rx.url, f"Observation?code={LOINC}|{wanted}")
+        ).json()["id"]
+        sub = wait_status(fhir, sub_id, "active")
+        fhir.put(f"/Subscription/{sub_id}", json={**sub, "status": "off"})
+        fhir.post("/Observation", json=observation(wanted))
+        # a second subscription on the same criteria hears it; the one turned off does not
+        rx2 = Receiver().start()
+        try:
+            other = fhir.post(
+                "/Subscription", json=subscription(rx2.url, f"Observation?code={LOINC}|{wanted}")
+            ).json()["id"]
+            wait_status(fhir, other, "active")
+            marker = fhir.post("/Observation", json=observation(wanted)).json()["id"]
+            rx2.wait(lambda got: any(r.kind == "event-notification" for r in got))
+        finally:
+            rx2.stop()
+        assert rx.events() == []
+        assert marker
+    finally:
+        rx.stop()
