@@ -169,12 +169,18 @@ def test_lab_result_fields() -> None:
         for r in reports[0]["result"]
     )
     methods = {(e["resource"]["resourceType"], e["request"]["method"]) for e in bundle["entry"]}
-    assert methods == {("Patient", "POST"), ("Observation", "PUT"), ("DiagnosticReport", "PUT")}
+    assert methods == {
+        ("Patient", "POST"),
+        ("Observation", "PUT"),
+        ("DiagnosticReport", "PUT"),
+        ("Account", "PUT"),  # PID-18
+        ("Specimen", "PUT"),  # SPM
+    }
 
 
 def test_adt_patient_and_encounter() -> None:
     bundle = _map((CONVERTER / "messages" / "ADT-A01-01.hl7").read_bytes()).bundle
-    patient, encounter = bundle["entry"]
+    patient, encounter = bundle["entry"][:2]
     assert patient["request"]["method"] == "PUT"
     assert patient["request"]["url"].startswith("Patient?identifier=")
     p = patient["resource"]
@@ -201,12 +207,25 @@ def test_a40_merge_bundle() -> None:
 
 
 @pytest.mark.parametrize("template,message,expected", OTHER_PAIRS, ids=[p[1] for p in OTHER_PAIRS])
-def test_other_sample_types_are_rejected_ar(template, message, expected) -> None:  # type: ignore[no-untyped-def]
-    data = (CONVERTER / "messages" / message).read_bytes()
-    parsed = parse(data)  # every sample parses
+def test_other_sample_types_map_to_valid_resources(template, message, expected) -> None:  # type: ignore[no-untyped-def]
+    """Every other message type of the shared set maps (the HTTP test in
+    tests/fhir_server/test_hl7v2_breadth.py stores them and compares with the converter)."""
+    mapped = _map((CONVERTER / "messages" / message).read_bytes())
+    for e in mapped.bundle["entry"]:
+        if e["request"]["method"] != "PATCH":
+            assert validate_resource(e["resource"]) == [], (message, e["resource"]["resourceType"])
+    assert _resources(mapped.bundle, "Patient")
+
+
+def test_unsupported_types_and_events_are_rejected_ar_naming_them() -> None:
+    head = "MSH|^~\\&|X|HOSP|HEARTH|HEARTH|20240102030405||{}|C9|P|2.5.1\rPID|1||P1^^^HOSP^MR\r"
     with pytest.raises(Hl7Error) as err:
-        map_parsed(parsed)
-    assert err.value.ack == "AR" and err.value.code in ("200", "201")
+        map_parsed(parse(head.format("QRY^A19")))
+    assert (err.value.ack, err.value.code) == ("AR", "200") and "QRY^A19" in err.value.text
+    with pytest.raises(Hl7Error) as err:
+        map_parsed(parse(head.format("ADT^Z99")))
+    assert (err.value.ack, err.value.code) == ("AR", "201") and "ADT^Z99" in err.value.text
+    assert "ADT^A01" in err.value.text
 
 
 MSG = (
@@ -356,7 +375,8 @@ def test_edge_case_files_never_crash() -> None:
             result = map_parsed(parse(path.read_bytes())).bundle["type"]
         except Hl7Error as exc:
             result = exc.ack
-        want = "transaction" if "ADT_A01" in path.name else "AR"
+        # ADT^A01 and OML^O33 are taken; RSP^K22 (a query response) and ZDT^Z01 are not
+        want = "AR" if "RSP_K22" in path.name or "ZDT_Z01" in path.name else "transaction"
         assert result == want, path.name
 
 
