@@ -20,7 +20,6 @@ SCH-1/2, FT1-2, RF1-6, PRB-4), else one Hearth derives from the patient and the 
 from __future__ import annotations
 
 import base64
-from urllib.parse import quote
 
 from mappings.hl7v2 import codes
 from mappings.hl7v2 import datatypes as dt
@@ -149,8 +148,6 @@ class Builder:
         self.encounter_url: str | None = None
         self._keys: dict[str, str] = {}
         self.last: dict | None = None  # the last resource mapped (for Z-segments)
-        sender = message.msh.value(3) or message.msh.value(4) or "-"
-        self.message_system = "message:" + quote(sender, safe="")
 
     # --- entries -------------------------------------------------------------------------
     def add(self, entry_: dict) -> str:
@@ -189,9 +186,7 @@ class Builder:
         self.parties.forget(kept_parties)
 
     def segment_identifier(self, seg: Segment) -> dict:
-        return derived(
-            self.message_system, self.ctx.message.control_id, seg.name, str(seg.occurrence)
-        )
+        return self.ctx.message_identifier(seg.name, seg.occurrence)
 
     def patient_identifier(self, kind: str, *parts: str) -> dict:
         return derived(kind, self.patient_key or "-", *parts)
@@ -296,6 +291,10 @@ class Builder:
             self._related_person(seg)
         elif name == "AL1":
             self._allergy(seg)
+        elif name == "IAM":
+            self._allergy(seg, iam=True)
+        elif name == "PD1" and self.patient_url is not None:
+            self._patient_care(seg)
         elif name == "DG1":
             self._condition(seg)
         elif name == "PRB":
@@ -345,6 +344,22 @@ class Builder:
 
     # --- segment maps --------------------------------------------------------------------
     def _account(self, pid: Segment) -> None:
+        """PID-18 → Account; PID-21 (mother's identifier) → RelatedPerson MTH."""
+        mother = [dt.cx(r, self.ctx.default_system, pid.where(21)) for r in pid.reps(21)]
+        mother_ids = [m for m in mother if m]
+        if mother_ids:
+            role = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
+            res_m: dict = {
+                "resourceType": "RelatedPerson",
+                "patient": self.subject(),
+                "relationship": [
+                    {"coding": [{"system": role, "code": "MTH", "display": "mother"}]}
+                ],
+                "identifier": mother_ids[1:],
+            }
+            if not res_m["identifier"]:
+                del res_m["identifier"]
+            self.put(res_m, mother_ids[0])
         first = pid.first(18)
         ident = dt.cx(first, self.ctx.default_system, pid.where(18)) if first else None
         if ident is None:
@@ -403,7 +418,21 @@ class Builder:
             ident = self.patient_identifier("related-person", label or nk1.value(1), rel)
         self.put(res, ident)
 
-    def _allergy(self, al1: Segment) -> None:
+    def _patient_care(self, pd1: Segment) -> None:
+        """PD1-3 → Patient.managingOrganization, PD1-4 → generalPractitioner (a patient a
+        message may update only: a conditional create leaves a known patient as it is)."""
+        patient = self.entries[0]["resource"] if self.entries else None
+        if patient is None or patient.get("resourceType") != "Patient":
+            return
+        org = self.parties.organization(pd1.first(3))
+        if org and "reference" in org:
+            patient["managingOrganization"] = org
+        gps = [p for p in (self.parties.practitioner(r) for r in pd1.reps(4)) if p]
+        if gps:
+            patient["generalPractitioner"] = gps
+
+    def _allergy(self, al1: Segment, iam: bool = False) -> None:
+        """AL1 (and IAM, its v2.6+ form: the same first fields, IAM-7 its identifier)."""
         code = dt.cwe(al1.first(3))
         if code is None or self.patient_url is None:
             return
@@ -423,12 +452,19 @@ class Builder:
         reactions = [r for r in reactions if r]
         if reactions:
             res["reaction"] = [{"manifestation": [{"text": r} for r in reactions]}]
-        onset = dt.date_time(al1.value(6), self.ctx.tz, al1.where(6))
+        n = 11 if iam else 6  # onset: AL1-6, IAM-11
+        onset = dt.date_time(al1.value(n), self.ctx.tz, al1.where(n))
         if onset:
             res["onsetDateTime"] = onset
+        if iam and al1.value(6).upper() == "D":  # IAM-6 action code D: delete
+            res["verificationStatus"] = _concept(
+                "allergyintolerance-verification", "entered-in-error"
+            )
+            del res["clinicalStatus"]
         first = code.get("coding", [{}])[0]
         key = first.get("code") or code.get("text", "")
-        self.put(res, self.patient_identifier("allergy", first.get("system", ""), key))
+        own = self.ei(al1.first(7)) if iam else None
+        self.put(res, own or self.patient_identifier("allergy", first.get("system", ""), key))
 
     def _condition(self, dg1: Segment) -> None:
         code = dt.cwe(dg1.first(3))
@@ -924,6 +960,7 @@ class Builder:
         performers = [p for p in (self.parties.practitioner(r) for r in ft1.reps(20)) if p]
         if performers:
             res["performer"] = [{"actor": p} for p in performers]
+        self._charged_procedure(ft1)
         own = (
             {
                 "value": ft1.value(2),
@@ -933,6 +970,26 @@ class Builder:
             else None
         )
         self.put(res, own or self.segment_identifier(ft1))
+
+    def _charged_procedure(self, ft1: Segment) -> None:
+        """FT1-25 (procedure code) → Procedure, as the IG's FT1 map does."""
+        code = dt.cwe(ft1.first(25))
+        if code is None:
+            return
+        res: dict = {
+            "resourceType": "Procedure",
+            "status": "completed",
+            "code": code,
+            "subject": self.subject(),
+        }
+        if self.encounter_url:
+            res["encounter"] = {"reference": self.encounter_url}
+        span = ft1.first(4)
+        when = dt.date_time(span.c(1), self.ctx.tz, ft1.where(4)) if span else None
+        if when:
+            res["performedDateTime"] = when
+        first = code.get("coding", [{}])[0]
+        self.put(res, self.patient_identifier("procedure", first.get("code", ""), when or ""))
 
     def _referral(self, rf1: Segment) -> str | None:
         if self.patient_url is None:
@@ -1037,7 +1094,7 @@ def _has_detail_after(message: Message, orc: Segment) -> bool:
     for seg in message.segments[orc.index + 1 :]:
         if seg.name == "ORC":
             return False
-        if seg.name in ("OBR", "RXO", "RXE", "RXA", "RXD", "ODS", "ODT", "TXA"):
+        if seg.name in ("OBR", "RXO", "RXE", "RXD", "ODS", "ODT", "TXA"):
             return True
     return False
 

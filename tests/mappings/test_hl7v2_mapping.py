@@ -175,6 +175,7 @@ def test_lab_result_fields() -> None:
         ("DiagnosticReport", "PUT"),
         ("Account", "PUT"),  # PID-18
         ("Specimen", "PUT"),  # SPM
+        ("ServiceRequest", "PUT"),  # OBR (with ORC): the order the report answers
     }
 
 

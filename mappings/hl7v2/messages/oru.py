@@ -1,6 +1,6 @@
 """ORU^R01/R30 and OUL^R22-R24 (results): PID → Patient (a conditional create: a result never
 rewrites demographics), OBR → DiagnosticReport with its OBX → Observations
-(``mappings/hl7v2/oru.py``), then PV1 → Encounter, SPM → Specimen, and the practitioners,
+(``mappings/hl7v2/oru.py``), then OBR (with ORC) → ServiceRequest, PV1 → Encounter, SPM → Specimen, and the practitioners,
 organisations and locations they name (``mappings/hl7v2/segments.py``)."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from mappings.hl7v2.mapping import MapContext
 from mappings.hl7v2.segments import around
 from mappings.hl7v2.spec import MessageType
 
-CORE = frozenset({"ORC", "OBR", "OBX", "NTE", "TXA"})
+# OBR is walked too: each order is also a ServiceRequest (the IG maps OBR to both)
+CORE = frozenset({"ORC", "OBX", "NTE", "TXA"})
 
 
 def bundle(message: Message, ctx: MapContext) -> dict:
