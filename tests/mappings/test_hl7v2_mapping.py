@@ -455,3 +455,90 @@ def test_any_bytes_parse_or_are_rejected(data: bytes) -> None:
         map_parsed(parse(b"MSH|^~\\&|" + data))
     except Hl7Error as exc:
         assert exc.ack in ("AE", "AR")
+
+
+# Key fields of the resources beside the core, against the converter's expected bundles: our
+# codes (or values) for each type are among the converter's for the same message.
+KEY_FIELDS = {
+    "AllergyIntolerance": lambda r: {c.get("code") for c in r["code"].get("coding", [])},
+    "Condition": lambda r: {c.get("code") for c in r["code"].get("coding", [])},
+    "Procedure": lambda r: {c.get("code") for c in r["code"].get("coding", [])},
+    "Immunization": lambda r: {c.get("code") for c in r["vaccineCode"].get("coding", [])},
+    "MedicationRequest": lambda r: {
+        c.get("code") for c in r["medicationCodeableConcept"].get("coding", [])
+    },
+    "ChargeItem": lambda r: {c.get("code") for c in r["code"].get("coding", [])},
+    "Specimen": lambda r: {c.get("code") for c in r.get("type", {}).get("coding", [])},
+    "RelatedPerson": lambda r: {n.get("family") for n in r.get("name", [])},
+    "Appointment": lambda r: {r["status"]} | ({r["start"][:16]} if "start" in r else set()),
+    "DocumentReference": lambda r: {c.get("code") for c in r.get("type", {}).get("coding", [])},
+    "Coverage": lambda r: {r["status"]},
+}
+
+
+@pytest.mark.parametrize("template,message,expected", PAIRS, ids=[p[1] for p in PAIRS])
+def test_key_fields_agree_with_the_converter(template, message, expected) -> None:  # type: ignore[no-untyped-def]
+    bundle = _map((CONVERTER / "messages" / message).read_bytes()).bundle
+    want = json.loads((CONVERTER / "expected" / expected).read_text(encoding="utf-8-sig"))
+    compared = 0
+    for res_type, key in KEY_FIELDS.items():
+        ours = _resources(bundle, res_type)
+        theirs = _resources(want, res_type)
+        if not ours or not theirs:
+            continue
+        their_keys: set = set()
+        for t in theirs:
+            try:
+                their_keys |= key(t)
+            except KeyError:
+                continue
+        if res_type == "MedicationRequest":  # the converter refers to a Medication
+            their_keys |= {
+                c.get("code") for m in _resources(want, "Medication") for c in m["code"]["coding"]
+            }
+        for r in ours:
+            mine = key(r) - {None}
+            if res_type == "Appointment":  # the converter writes start in its own zone
+                mine = {m for m in mine if "T" not in m}
+            assert mine <= their_keys | {None}, (message, res_type, mine, their_keys)
+            compared += 1
+    if any(_resources(bundle, t) and _resources(want, t) for t in KEY_FIELDS):
+        assert compared
+
+
+def test_schedule_vaccine_document_and_z_segments() -> None:
+    siu = _map((CONVERTER / "messages" / "SIU-S12-01.hl7").read_bytes()).bundle
+    (appt,) = _resources(siu, "Appointment")
+    assert appt["status"] == "booked"
+    assert (
+        appt["start"] == "2021-09-24T09:30:00+02:15" and appt["end"] == "2021-09-24T10:20:00+02:15"
+    )
+    actors = [p.get("actor", {}).get("reference", "") for p in appt["participant"]]
+    assert any(a.startswith("urn:uuid:") for a in actors)
+    cancelled = _map((CONVERTER / "messages" / "SIU-S15-01.hl7").read_bytes()).bundle
+    assert _resources(cancelled, "Appointment")[0]["status"] == "cancelled"
+
+    vxu = _map((CONVERTER / "messages" / "VXU-V04-01.hl7").read_bytes()).bundle
+    (imm,) = _resources(vxu, "Immunization")
+    assert imm["status"] == "completed" and imm["vaccineCode"]["coding"][0]["code"]
+    assert "occurrenceDateTime" in imm
+
+    mdm = _map((CONVERTER / "messages" / "MDM-T02-01.hl7").read_bytes()).bundle
+    (doc,) = _resources(mdm, "DocumentReference")
+    assert doc["content"][0]["attachment"]["contentType"] == "text/plain"
+    assert doc["masterIdentifier"]["value"]
+
+    z = MSG + "ZPI|1|custom^value|x\\T\\y\r"
+    bundle = _map(z).bundle
+    extensions = [
+        e
+        for entry in bundle["entry"]
+        for e in entry["resource"].get("extension", [])
+        if e["url"].endswith("hl7v2-segment")
+    ]
+    assert extensions == [
+        {
+            "url": "http://hearth.local/fhir/StructureDefinition/hl7v2-segment",
+            "valueString": "ZPI|1|custom^value|x\\T\\y",
+        }
+    ]
