@@ -2,7 +2,8 @@
 (``HEARTH_HL7_OUT_HOST``/``_PORT``), durably (docs/hl7v2.md "Outbound").
 
 When a DiagnosticReport is written with status ``final`` (created, or updated: a corrected final
-report is sent again), a write hook adds, in the same transaction, a Task (``code``
+report is sent again; not one an HL7 v2 message brought in, ``meta.source``
+``urn:hearth:hl7v2:sender:…``), a write hook adds, in the same transaction, a Task (``code``
 hl7v2-oru-r01, ``focus`` the report's version) and its job on the work queue
 (``resources/queue.py``, kind ``hl7v2-out``, keyed by that version: written once). A sender
 thread in the server claims the jobs, builds the message (``mappings/hl7v2/outbound.py``,
@@ -23,6 +24,7 @@ from datetime import datetime, timedelta
 
 from fhir_server.settings import Settings
 from mappings.hl7v2 import outbound, parse
+from mappings.hl7v2.segments import SOURCE
 from resources import queue
 from resources.repository import Repository, Unit, WriteResult
 from resources.store import instant, utcnow
@@ -43,8 +45,11 @@ def hook(settings: Settings):  # type: ignore[no-untyped-def]
         stored = result.stored
         if stored.res_type != "DiagnosticReport" or result.status not in ("created", "updated"):
             return
-        if (stored.content or {}).get("status") != "final":
+        content = stored.content or {}
+        if content.get("status") != "final":
             return
+        if content.get("meta", {}).get("source", "").startswith(SOURCE):
+            return  # a result a hospital system sent in: not echoed back
         key = f"ORU^R01:{stored.ref}/_history/{stored.version}"
         criteria = [("identifier", f"{TASK_SYSTEM}|{key}")]
         if u.match("Task", criteria, limit=1):

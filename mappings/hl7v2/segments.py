@@ -20,6 +20,7 @@ SCH-1/2, FT1-2, RF1-6, PRB-4), else one Hearth derives from the patient and the 
 from __future__ import annotations
 
 import base64
+from urllib.parse import quote
 
 from mappings.hl7v2 import codes
 from mappings.hl7v2 import datatypes as dt
@@ -31,6 +32,7 @@ from mappings.hl7v2.mapping import MapContext, entry, search_token
 from mappings.hl7v2.parties import Parties
 
 DERIVED = "urn:hearth:hl7v2:"
+SOURCE = "urn:hearth:hl7v2:sender:"
 SEGMENT_EXTENSION = "http://hearth.local/fhir/StructureDefinition/hl7v2-segment"
 CLINICAL = "http://terminology.hl7.org/CodeSystem/"
 
@@ -127,6 +129,13 @@ REFERRAL_PRIORITY = {"S": "stat", "A": "asap", "R": "routine"}
 REFERRAL_STATUS = {"A": "active", "P": "draft", "R": "revoked", "E": "completed"}
 # table 0063 relationship codes → the v3 RoleCode where they differ in spelling only
 RELATED_SYSTEM = CLINICAL + "v2-0063"
+
+
+def message_source(message: Message) -> str:
+    """``meta.source`` of what a message wrote: the sending application (MSH-3), so the
+    outbound sender does not echo a hospital's own results back to it."""
+    sender = message.msh.value(3) or message.msh.value(4) or "-"
+    return SOURCE + quote(sender, safe="")
 
 
 def derived(kind: str, *parts: str) -> dict:
@@ -1055,9 +1064,12 @@ class Builder:
         target.setdefault("extension", []).append({"url": SEGMENT_EXTENSION, "valueString": text})
 
     def finish(self) -> dict:
-        for e in self.entries:
+        source = message_source(self.message)
+        for e in [*self.entries, *self.parties.entries]:
             for key in ("_url", "_ident", "_start"):
                 e["resource"].pop(key, None)
+            if e["resource"].get("resourceType") != "Parameters":
+                e["resource"].setdefault("meta", {})["source"] = source
         return self.bundle()
 
 

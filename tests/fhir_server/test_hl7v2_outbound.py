@@ -233,3 +233,29 @@ def test_a_preliminary_report_sends_nothing(hearth_out) -> None:  # type: ignore
     assert client.put(f"/DiagnosticReport/{report_id}", json=report).status_code == 200
     assert _task(client, report_id, ("completed", "failed"))["status"] == "completed"
     assert len(receiver.messages_about(mrn)) == 1
+
+
+def test_a_result_the_hospital_sent_in_is_not_echoed(hearth_out) -> None:  # type: ignore[no-untyped-def]
+    client, receiver = hearth_out
+    mrn, filler = uuid.uuid4().hex[:10], uuid.uuid4().hex[:10]
+    oru = (
+        f"MSH|^~\\&|LAB|HOSP|HEARTH|HEARTH|20240105100000+0100||ORU^R01^ORU_R01|{filler}|P|2.5.1\r"
+        f"PID|1||{mrn}^^^HOSP^MR||Doe^Jane||19700215|F\r"
+        f"OBR|1||{filler}^LAB|24320-4^Basic metabolic panel^LN|||20240105090000"
+        "|||||||||||||||20240105095500|||F\r"
+        "OBX|1|NM|2345-7^Glucose^LN||5.4|mmol/L^^UCUM|3.9-5.5|N|||F\r"
+    )
+    r = client.post("/$hl7v2", content=oru, headers={"content-type": "x-application/hl7-v2+er7"})
+    assert "MSA|AA|" in r.text, r.text
+    found = client.get("/DiagnosticReport", params={"identifier": filler}).json()["entry"]
+    report = found[0]["resource"]
+    assert report["status"] == "final"
+    assert report["meta"]["source"] == "urn:hearth:hl7v2:sender:LAB"
+    # the hook runs in the transaction that wrote the report: no Task now means none ever
+    tasks = client.get("/Task", params={"code": TASK_CODE, "_count": 200}).json()
+    assert not [
+        e
+        for e in tasks.get("entry", [])
+        if e["resource"]["focus"]["reference"].startswith(f"DiagnosticReport/{report['id']}/")
+    ]
+    assert not receiver.messages_about(mrn)
