@@ -24,6 +24,7 @@ from fhir_server.rest.context import Access, Context, FhirRequest
 from fhir_server.rest.errors import status_of
 from fhir_server.rest.interactions import transaction
 from mappings import hl7v2
+from mappings.hl7v2 import registry as hl7v2_registry
 from mappings.hl7v2.ack import AckError
 from resources.errors import FhirError, Forbidden
 
@@ -32,11 +33,10 @@ log = logging.getLogger("hearth.hl7v2")
 # traceback); such text is kept as sent and the message still mapped, so those lines are noise.
 logging.getLogger(hl7.containers.__file__).setLevel(logging.CRITICAL)
 
-# What the MLLP listener may write: MLLP has no credentials, so its reach is fixed here (and the
-# listener binds HEARTH_HOST: loopback unless an operator opens it).
-LISTENER_SCOPE = " ".join(
-    f"system/{t}.cruds" for t in ("Patient", "Encounter", "Observation", "DiagnosticReport")
-)
+# What the MLLP listener may write: MLLP has no credentials, so its reach is what the declared
+# message types write (mappings/hl7v2/registry.py) and nothing more (and the listener binds
+# HEARTH_HOST: loopback unless an operator opens it).
+LISTENER_SCOPE = " ".join(f"system/{t}.cruds" for t in sorted(hl7v2_registry.writes()))
 
 
 def listener_access(peer: str | None) -> Access:

@@ -2,8 +2,8 @@
 HTTP: the body is the message, the response body the acknowledgment, status 200 whatever the
 MSA code). Content types ``x-application/hl7-v2+er7``, ``application/hl7-v2`` or
 ``text/plain``. Needs a system-level SMART token whose scopes allow the writes the message maps
-to (create, update and search of Patient, Encounter, Observation, DiagnosticReport: e.g.
-``system/*.cruds``); 401/403/413/415 are OperationOutcomes. Audited like ``POST /fhir``.
+to (create, update and search of what its message type declares it writes, see
+``mappings/hl7v2/registry.py``: e.g. ``system/*.cruds``); 401/403/413/415 are OperationOutcomes. Audited like ``POST /fhir``.
 """
 
 from __future__ import annotations

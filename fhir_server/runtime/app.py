@@ -19,6 +19,7 @@ from fhir_server.auth.service import AuthService
 from fhir_server.dicom import service as dicom_service
 from fhir_server.dicom import web as dicomweb
 from fhir_server.hl7v2 import mllp
+from fhir_server.hl7v2 import outbound as hl7_outbound
 from fhir_server.hl7v2 import web as hl7v2_web
 from fhir_server.hl7v2.service import Hl7v2Service
 from fhir_server.rest import bulkdata, errors
@@ -158,6 +159,8 @@ def create_app(settings: Settings | None = None, search: SearchEngine | None = N
         app.state.hl7v2 = Hl7v2Service(ctx, app.state.auth)
         exports = ctx.services["bulk-export"] = ExportRunner(ctx.repo, settings)
         exports.start_sweeper()  # Bulk Data jobs whose runner died (docs/bulk-export.md)
+        # HL7 v2 out (HEARTH_HL7_OUT_HOST): final reports sent as ORU^R01 (docs/hl7v2.md)
+        app.state.hl7_out = hl7_outbound.start(ctx.repo, settings)
         app.state.mllp = None
         if settings.mllp_port is not None and alone:
             app.state.mllp = mllp.start(app.state.hl7v2, settings)
@@ -176,6 +179,8 @@ def create_app(settings: Settings | None = None, search: SearchEngine | None = N
             if app.state.mllp is not None:
                 app.state.mllp.stop()
             app.state.dicom.stop()
+            if app.state.hl7_out is not None:
+                app.state.hl7_out.stop()
             exports.stop()
             app.state.auth.close()  # drains the audit writer
             app.state.checkpoints.stop()  # then anchors the final head outside the database

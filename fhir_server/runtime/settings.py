@@ -101,6 +101,22 @@ class Settings(BaseSettings):
     mllp_workers: int = Field(
         4, ge=1, le=64, description="Threads applying MLLP messages (one connection at a time each)"
     )
+    hl7_out_host: str | None = Field(
+        None, description="HL7 v2 outbound receiver (MLLP host); unset: nothing is sent"
+    )
+    hl7_out_port: int = Field(2575, ge=1, le=65535, description="HL7 v2 outbound receiver port")
+    hl7_out_timeout: float = Field(
+        30.0, gt=0, description="Seconds to connect, send and wait for the receiver's ACK"
+    )
+    hl7_out_max_attempts: int = Field(
+        8, ge=1, le=100, description="Sends of one outbound message before it is dead-lettered"
+    )
+    hl7_out_backoff: float = Field(
+        5.0, gt=0, description="Seconds before the first retry of an outbound message (doubling)"
+    )
+    hl7_out_poll: float = Field(
+        1.0, gt=0, description="Seconds the outbound sender waits between looks at its queue"
+    )
     smtp_host: str | None = Field(None, description="SMTP server for e-mail (reports, resets)")
     smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port (STARTTLS)")
     smtp_user: str | None = Field(None, description="SMTP user name")

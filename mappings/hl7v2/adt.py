@@ -6,8 +6,11 @@ The Patient (PID, see ``pid.py``) is a conditional update ``PUT Patient?identifi
 on its first PID-3 identifier: created the first time, replaced by each later message (ADT
 messages carry the whole demographic record). The Encounter (PV1, see ``pv1.py``) is a
 conditional update on its visit number PV1-19 when there is one (A03 then finishes the same
-Encounter that A01 began), else a create; A08 without a visit number leaves encounters alone.
-Other segments (NK1, OBX, AL1, DG1, PR1, IN1, …) are not mapped. Pure functions: no I/O.
+Encounter that A01 began), else a conditional update on an identifier of the message's PV1
+(sending application, MSH-10: the same message sent again changes nothing); A08 without a
+visit number leaves encounters alone.
+The other segments (NK1, OBX, AL1, DG1, PR1, IN1, …) are mapped by ``segments.py`` around this
+core (``messages/adt.py``). Pure functions: no I/O.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from mappings.hl7v2 import pid as pid_map
 from mappings.hl7v2 import pv1 as pv1_map
 from mappings.hl7v2.er7 import Message
 from mappings.hl7v2.errors import Hl7Error
-from mappings.hl7v2.mapping import MapContext, entry
+from mappings.hl7v2.mapping import MapContext, entry, search_token
 
 EVENTS = frozenset({"A01", "A03", "A04", "A08"})
 
@@ -45,8 +48,9 @@ def bundle(message: Message, ctx: MapContext) -> dict:
         if key is not None or event != "A08":
             resource = pv1_map.encounter(pv1, event, patient_url, ctx)
             url = ctx.full_url()
-            if key is not None:
-                entries.append(entry(url, resource, "PUT", f"Encounter?{key}"))
-            else:
-                entries.append(entry(url, resource, "POST", "Encounter"))
+            if key is None:  # no visit number: an identifier of this message's PV1
+                ident = ctx.message_identifier("PV1", pv1.occurrence)
+                resource.setdefault("identifier", []).append(ident)
+                key = "identifier=" + search_token(ident["system"], ident["value"])
+            entries.append(entry(url, resource, "PUT", f"Encounter?{key}"))
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}

@@ -136,12 +136,17 @@ def identifier_type(code: str) -> dict:
 
 def cx(c: Composite, default_system: str | None, where: str) -> dict | None:
     """CX[Identifier]: CX.1 value, CX.4 assigning authority → system (the sending facility
-    MSH-4 when CX.4 is empty), CX.5 → type (table 0203), CX.7/CX.8 → period."""
+    CX.6 assigning facility, else MSH-4, when CX.4 is empty), CX.5 → type (table 0203), CX.7/CX.8 → period."""
     value = c.c(1)
     if not value:
         return None
     out: dict = {"value": value}
-    system = hd_system(c.c(4, 1), c.c(4, 2), c.c(4, 3)) or default_system
+    # CX.4 assigning authority, else CX.6 assigning facility (the namespace the id is unique in)
+    system = (
+        hd_system(c.c(4, 1), c.c(4, 2), c.c(4, 3))
+        or hd_system(c.c(6, 1), c.c(6, 2), c.c(6, 3))
+        or default_system
+    )
     if system:
         out["system"] = system
     if c.c(5):

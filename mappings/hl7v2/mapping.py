@@ -44,6 +44,14 @@ class MapContext:
         key = f"{self.message.msh.value(3)}|{self.message.control_id}|{self._count}"
         return f"urn:uuid:{uuid.uuid5(ENTRY_NAMESPACE, key)}"
 
+    def message_identifier(self, segment: str, occurrence: int) -> dict:
+        """An identifier for a resource whose segment carries none: the sending application,
+        MSH-10 and the segment's place, so the same message sent again finds it again."""
+        msh = self.message.msh
+        sender = quote(msh.value(3) or msh.value(4) or "-", safe="")
+        value = f"{self.message.control_id}/{segment}/{occurrence}"
+        return {"system": f"urn:hearth:hl7v2:message:{sender}", "value": value}
+
     def warn(self, code: str, text: str, location: str = "") -> None:
         self.warnings.append(Warning_(code, text, location))
 

@@ -173,10 +173,11 @@ def test_merge(client: httpx.Client) -> None:
 def test_rejected_messages_store_nothing(client: httpx.Client) -> None:
     mrn = _uid()
     cid = _uid()
-    unsupported = adt("A02", mrn, cid=cid)
+    unsupported = adt("Z99", mrn, cid=cid)  # a site-defined event Hearth has no mapping for
     r = post(client, unsupported)
     assert msa(r.text)[:3] == ["MSA", "AR", cid]
     assert "201^Unsupported event code^HL70357" in r.text
+    assert "event ADT\\S\\Z99 is not supported" in r.text  # the ERR names it (^ escaped: \S\)
     assert r.headers["x-hl7-ack-code"] == "AR"
     r = post(client, b"\x00\xffnot a message at all")
     assert msa(r.text)[:3] == ["MSA", "AR", ""]
@@ -266,7 +267,7 @@ def test_mllp_many_messages_on_one_connection(mllp_hearth) -> None:  # type: ign
         time.sleep(0.2)
         s.sendall(
             second[50:]
-            + frame(adt("A02", mrn, cid=cids[2]))
+            + frame(adt("Z99", mrn, cid=cids[2]))
             + frame(adt("A03", mrn, visit=visit, cid=cids[3]).replace("\r", "\n"))
         )
         acks = read_acks(s, 5)

@@ -169,12 +169,19 @@ def test_lab_result_fields() -> None:
         for r in reports[0]["result"]
     )
     methods = {(e["resource"]["resourceType"], e["request"]["method"]) for e in bundle["entry"]}
-    assert methods == {("Patient", "POST"), ("Observation", "PUT"), ("DiagnosticReport", "PUT")}
+    assert methods == {
+        ("Patient", "POST"),
+        ("Observation", "PUT"),
+        ("DiagnosticReport", "PUT"),
+        ("Account", "PUT"),  # PID-18
+        ("Specimen", "PUT"),  # SPM
+        ("ServiceRequest", "PUT"),  # OBR (with ORC): the order the report answers
+    }
 
 
 def test_adt_patient_and_encounter() -> None:
     bundle = _map((CONVERTER / "messages" / "ADT-A01-01.hl7").read_bytes()).bundle
-    patient, encounter = bundle["entry"]
+    patient, encounter = bundle["entry"][:2]
     assert patient["request"]["method"] == "PUT"
     assert patient["request"]["url"].startswith("Patient?identifier=")
     p = patient["resource"]
@@ -201,12 +208,25 @@ def test_a40_merge_bundle() -> None:
 
 
 @pytest.mark.parametrize("template,message,expected", OTHER_PAIRS, ids=[p[1] for p in OTHER_PAIRS])
-def test_other_sample_types_are_rejected_ar(template, message, expected) -> None:  # type: ignore[no-untyped-def]
-    data = (CONVERTER / "messages" / message).read_bytes()
-    parsed = parse(data)  # every sample parses
+def test_other_sample_types_map_to_valid_resources(template, message, expected) -> None:  # type: ignore[no-untyped-def]
+    """Every other message type of the shared set maps (the HTTP test in
+    tests/fhir_server/test_hl7v2_breadth.py stores them and compares with the converter)."""
+    mapped = _map((CONVERTER / "messages" / message).read_bytes())
+    for e in mapped.bundle["entry"]:
+        if e["request"]["method"] != "PATCH":
+            assert validate_resource(e["resource"]) == [], (message, e["resource"]["resourceType"])
+    assert _resources(mapped.bundle, "Patient")
+
+
+def test_unsupported_types_and_events_are_rejected_ar_naming_them() -> None:
+    head = "MSH|^~\\&|X|HOSP|HEARTH|HEARTH|20240102030405||{}|C9|P|2.5.1\rPID|1||P1^^^HOSP^MR\r"
     with pytest.raises(Hl7Error) as err:
-        map_parsed(parsed)
-    assert err.value.ack == "AR" and err.value.code in ("200", "201")
+        map_parsed(parse(head.format("QRY^A19")))
+    assert (err.value.ack, err.value.code) == ("AR", "200") and "QRY^A19" in err.value.text
+    with pytest.raises(Hl7Error) as err:
+        map_parsed(parse(head.format("ADT^Z99")))
+    assert (err.value.ack, err.value.code) == ("AR", "201") and "ADT^Z99" in err.value.text
+    assert "ADT^A01" in err.value.text
 
 
 MSG = (
@@ -356,7 +376,8 @@ def test_edge_case_files_never_crash() -> None:
             result = map_parsed(parse(path.read_bytes())).bundle["type"]
         except Hl7Error as exc:
             result = exc.ack
-        want = "transaction" if "ADT_A01" in path.name else "AR"
+        # ADT^A01 and OML^O33 are taken; RSP^K22 (a query response) and ZDT^Z01 are not
+        want = "AR" if "RSP_K22" in path.name or "ZDT_Z01" in path.name else "transaction"
         assert result == want, path.name
 
 
@@ -434,3 +455,90 @@ def test_any_bytes_parse_or_are_rejected(data: bytes) -> None:
         map_parsed(parse(b"MSH|^~\\&|" + data))
     except Hl7Error as exc:
         assert exc.ack in ("AE", "AR")
+
+
+# Key fields of the resources beside the core, against the converter's expected bundles: our
+# codes (or values) for each type are among the converter's for the same message.
+KEY_FIELDS = {
+    "AllergyIntolerance": lambda r: {c.get("code") for c in r["code"].get("coding", [])},
+    "Condition": lambda r: {c.get("code") for c in r["code"].get("coding", [])},
+    "Procedure": lambda r: {c.get("code") for c in r["code"].get("coding", [])},
+    "Immunization": lambda r: {c.get("code") for c in r["vaccineCode"].get("coding", [])},
+    "MedicationRequest": lambda r: {
+        c.get("code") for c in r["medicationCodeableConcept"].get("coding", [])
+    },
+    "ChargeItem": lambda r: {c.get("code") for c in r["code"].get("coding", [])},
+    "Specimen": lambda r: {c.get("code") for c in r.get("type", {}).get("coding", [])},
+    "RelatedPerson": lambda r: {n.get("family") for n in r.get("name", [])},
+    "Appointment": lambda r: {r["status"]} | ({r["start"][:16]} if "start" in r else set()),
+    "DocumentReference": lambda r: {c.get("code") for c in r.get("type", {}).get("coding", [])},
+    "Coverage": lambda r: {r["status"]},
+}
+
+
+@pytest.mark.parametrize("template,message,expected", PAIRS, ids=[p[1] for p in PAIRS])
+def test_key_fields_agree_with_the_converter(template, message, expected) -> None:  # type: ignore[no-untyped-def]
+    bundle = _map((CONVERTER / "messages" / message).read_bytes()).bundle
+    want = json.loads((CONVERTER / "expected" / expected).read_text(encoding="utf-8-sig"))
+    compared = 0
+    for res_type, key in KEY_FIELDS.items():
+        ours = _resources(bundle, res_type)
+        theirs = _resources(want, res_type)
+        if not ours or not theirs:
+            continue
+        their_keys: set = set()
+        for t in theirs:
+            try:
+                their_keys |= key(t)
+            except KeyError:
+                continue
+        if res_type == "MedicationRequest":  # the converter refers to a Medication
+            their_keys |= {
+                c.get("code") for m in _resources(want, "Medication") for c in m["code"]["coding"]
+            }
+        for r in ours:
+            mine = key(r) - {None}
+            if res_type == "Appointment":  # the converter writes start in its own zone
+                mine = {m for m in mine if "T" not in m}
+            assert mine <= their_keys | {None}, (message, res_type, mine, their_keys)
+            compared += 1
+    if any(_resources(bundle, t) and _resources(want, t) for t in KEY_FIELDS):
+        assert compared
+
+
+def test_schedule_vaccine_document_and_z_segments() -> None:
+    siu = _map((CONVERTER / "messages" / "SIU-S12-01.hl7").read_bytes()).bundle
+    (appt,) = _resources(siu, "Appointment")
+    assert appt["status"] == "booked"
+    assert (
+        appt["start"] == "2021-09-24T09:30:00+02:15" and appt["end"] == "2021-09-24T10:20:00+02:15"
+    )
+    actors = [p.get("actor", {}).get("reference", "") for p in appt["participant"]]
+    assert any(a.startswith("urn:uuid:") for a in actors)
+    cancelled = _map((CONVERTER / "messages" / "SIU-S15-01.hl7").read_bytes()).bundle
+    assert _resources(cancelled, "Appointment")[0]["status"] == "cancelled"
+
+    vxu = _map((CONVERTER / "messages" / "VXU-V04-01.hl7").read_bytes()).bundle
+    (imm,) = _resources(vxu, "Immunization")
+    assert imm["status"] == "completed" and imm["vaccineCode"]["coding"][0]["code"]
+    assert "occurrenceDateTime" in imm
+
+    mdm = _map((CONVERTER / "messages" / "MDM-T02-01.hl7").read_bytes()).bundle
+    (doc,) = _resources(mdm, "DocumentReference")
+    assert doc["content"][0]["attachment"]["contentType"] == "text/plain"
+    assert doc["masterIdentifier"]["value"]
+
+    z = MSG + "ZPI|1|custom^value|x\\T\\y\r"
+    bundle = _map(z).bundle
+    extensions = [
+        e
+        for entry in bundle["entry"]
+        for e in entry["resource"].get("extension", [])
+        if e["url"].endswith("hl7v2-segment")
+    ]
+    assert extensions == [
+        {
+            "url": "http://hearth.local/fhir/StructureDefinition/hl7v2-segment",
+            "valueString": "ZPI|1|custom^value|x\\T\\y",
+        }
+    ]

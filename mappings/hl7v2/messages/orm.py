@@ -1,0 +1,26 @@
+"""ORM — orders (ORC/OBR → ServiceRequest, SPM → Specimen): PID → Patient (a conditional create: demographics are left to ADT),
+then every segment walked in order (``mappings/hl7v2/segments.py``), after the IG message map
+ORM_O01."""
+
+from __future__ import annotations
+
+from mappings.hl7v2.er7 import Message
+from mappings.hl7v2.mapping import MapContext
+from mappings.hl7v2.segments import CONTEXT, PATIENT_LEVEL, with_patient
+from mappings.hl7v2.spec import MessageType
+
+
+def bundle(message: Message, ctx: MapContext) -> dict:
+    return with_patient(message, ctx, update=False)
+
+
+MESSAGE = MessageType(
+    code="ORM",
+    events=frozenset({"O01"}),
+    structure="ORM_O01",
+    writes=CONTEXT
+    | PATIENT_LEVEL
+    | {"ServiceRequest", "Specimen", "MedicationRequest", "MedicationDispense", "ChargeItem"},
+    map=bundle,
+    description="orders (ORC/OBR → ServiceRequest, SPM → Specimen)",
+)

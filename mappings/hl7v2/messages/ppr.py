@@ -1,0 +1,24 @@
+"""PPR — problems (PRB → Condition; PC3 → entered-in-error): PID → Patient (a conditional create: demographics are left to ADT),
+then every segment walked in order (``mappings/hl7v2/segments.py``), after the IG message map
+PPR_PC1."""
+
+from __future__ import annotations
+
+from mappings.hl7v2.er7 import Message
+from mappings.hl7v2.mapping import MapContext
+from mappings.hl7v2.segments import CONTEXT, PATIENT_LEVEL, with_patient
+from mappings.hl7v2.spec import MessageType
+
+
+def bundle(message: Message, ctx: MapContext) -> dict:
+    return with_patient(message, ctx, update=False)
+
+
+MESSAGE = MessageType(
+    code="PPR",
+    events=frozenset({"PC1", "PC2", "PC3"}),
+    structure="PPR_PC1",
+    writes=CONTEXT | PATIENT_LEVEL | {"ServiceRequest"},
+    map=bundle,
+    description="problems (PRB → Condition; PC3 → entered-in-error)",
+)

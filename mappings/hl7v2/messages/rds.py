@@ -1,0 +1,24 @@
+"""RDS — pharmacy dispenses (RXD → MedicationDispense): PID → Patient (a conditional create: demographics are left to ADT),
+then every segment walked in order (``mappings/hl7v2/segments.py``), after the IG message map
+RDS_O13."""
+
+from __future__ import annotations
+
+from mappings.hl7v2.er7 import Message
+from mappings.hl7v2.mapping import MapContext
+from mappings.hl7v2.segments import CONTEXT, PATIENT_LEVEL, with_patient
+from mappings.hl7v2.spec import MessageType
+
+
+def bundle(message: Message, ctx: MapContext) -> dict:
+    return with_patient(message, ctx, update=False)
+
+
+MESSAGE = MessageType(
+    code="RDS",
+    events=frozenset({"O13"}),
+    structure="RDS_O13",
+    writes=CONTEXT | PATIENT_LEVEL | {"MedicationRequest", "MedicationDispense", "ServiceRequest"},
+    map=bundle,
+    description="pharmacy dispenses (RXD → MedicationDispense)",
+)

@@ -1,0 +1,217 @@
+"""FHIR → HL7 v2.5.1 outbound messages, built with hl7apy's message structures for v2.5.1 (its
+groups and segments; ``validate()`` checks the result against them before it is sent):
+
+- ``oru_r01``: a DiagnosticReport with its Patient and result Observations → ORU^R01 (HL7
+  v2.5.1 ch. 7, after the V2-to-FHIR IG maps read backwards: Patient → PID, DiagnosticReport →
+  OBR, each Observation → OBX, ``conclusion`` → an NTE after the OBR, a ``presentedForm`` → an ED
+  OBX (the signed PDF, base64); an AI Observation's ``device`` → OBX-18 equipment).
+
+Values are escaped for ER7 (HL7 v2.5.1 2.7) before hl7apy places them. Pure functions: no I/O.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from hl7apy.core import Message
+
+from mappings.hl7v2.ack import escape
+
+REPORT_STATUS = {  # diagnostic-report-status → table 0123
+    "final": "F",
+    "amended": "C",
+    "corrected": "C",
+    "appended": "C",
+    "preliminary": "P",
+    "partial": "A",
+    "registered": "I",
+    "cancelled": "X",
+}
+OBSERVATION_STATUS = {  # observation-status → table 0085
+    "final": "F",
+    "amended": "C",
+    "corrected": "C",
+    "preliminary": "P",
+    "registered": "I",
+    "cancelled": "X",
+    "entered-in-error": "W",
+}
+SYSTEM_NAMES = {
+    "http://loinc.org": "LN",
+    "http://snomed.info/sct": "SCT",
+    "http://unitsofmeasure.org": "UCUM",
+    "http://hl7.org/fhir/sid/icd-10": "I10",
+}
+GENDER = {"female": "F", "male": "M", "other": "O", "unknown": "U"}
+
+
+def dtm(value: str | None) -> str:
+    """A FHIR date/dateTime/instant as an HL7 DTM (precision and offset kept)."""
+    if not value:
+        return ""
+    day, _, rest = value.partition("T")
+    out = day.replace("-", "")
+    if not rest:
+        return out
+    zone = ""
+    for i, ch in enumerate(rest):
+        if ch in "+-Z":
+            zone = rest[i:]
+            rest = rest[:i]
+            break
+    clock = rest.split(".")[0].replace(":", "")
+    if zone == "Z":
+        zone = "+0000"
+    return out + clock + zone.replace(":", "")
+
+
+def _cwe(concept: dict | None) -> str:
+    if not concept:
+        return ""
+    coding = next((c for c in concept.get("coding", []) if c.get("code")), None)
+    if coding is None:
+        return "^" + escape(concept.get("text", ""))
+    system = coding.get("system", "")
+    name = SYSTEM_NAMES.get(system, "")
+    if not name and system.startswith("http://terminology.hl7.org/CodeSystem/v2-"):
+        name = "HL7" + system.rsplit("-", 1)[1]
+    parts = [coding["code"], coding.get("display") or concept.get("text", ""), name]
+    return "^".join(escape(p) for p in parts).rstrip("^")
+
+
+def _identifier(ident: dict) -> str:
+    system = ident.get("system", "")
+    authority = ""
+    if system.startswith("urn:oid:"):
+        authority = f"&{system[8:]}&ISO"
+    elif system:
+        authority = "&" + escape(system).replace("&", "") + "&URI"
+    code = ident.get("type", {}).get("coding", [{}])[0].get("code", "")
+    return "^".join([escape(ident.get("value", "")), "", "", authority, escape(code)]).rstrip("^")
+
+
+def _value(obs: dict) -> tuple[str, str, str]:
+    """(OBX-2, OBX-5, OBX-6) of an Observation's value."""
+    if "valueQuantity" in obs:
+        q = obs["valueQuantity"]
+        value = str(q.get("value", ""))
+        if q.get("comparator"):
+            return "SN", f"{escape(q['comparator'])}^{value}", _unit(q)
+        return "NM", value, _unit(q)
+    if "valueCodeableConcept" in obs:
+        return "CWE", _cwe(obs["valueCodeableConcept"]), ""
+    if "valueString" in obs:
+        return "ST", escape(obs["valueString"]), ""
+    if "valueBoolean" in obs:
+        return "ST", "true" if obs["valueBoolean"] else "false", ""
+    if "valueDateTime" in obs:
+        return "DTM", dtm(obs["valueDateTime"]), ""
+    if "valueInteger" in obs:
+        return "NM", str(obs["valueInteger"]), ""
+    return "ST", "", ""
+
+
+def _unit(q: dict) -> str:
+    code = q.get("code") or q.get("unit") or ""
+    if not code:
+        return ""
+    system = "UCUM" if q.get("system") == "http://unitsofmeasure.org" else ""
+    return "^".join([escape(code), escape(q.get("unit", "")), system]).rstrip("^")
+
+
+def oru_r01(
+    report: dict,
+    patient: dict,
+    observations: list[dict],
+    *,
+    control_id: str,
+    now: datetime,
+    receiving: tuple[str, str] = ("", ""),
+    processing_id: str = "P",
+) -> str:
+    """The ORU^R01 (segments joined by ``\\r``) of a DiagnosticReport."""
+    m = Message("ORU_R01", version="2.5.1")
+    m.msh.msh_3 = "HEARTH"
+    m.msh.msh_4 = "HEARTH"
+    m.msh.msh_5 = escape(receiving[0])
+    m.msh.msh_6 = escape(receiving[1])
+    m.msh.msh_7 = now.strftime("%Y%m%d%H%M%S%z")
+    m.msh.msh_9 = "ORU^R01^ORU_R01"
+    m.msh.msh_10 = escape(control_id)
+    m.msh.msh_11 = processing_id
+    m.msh.msh_12 = "2.5.1"
+    result = m.add_group("ORU_R01_PATIENT_RESULT")
+    pid = result.add_group("ORU_R01_PATIENT").pid
+    pid.pid_1 = "1"
+    idents = [_identifier(i) for i in patient.get("identifier", []) if i.get("value")]
+    pid.pid_3 = "~".join(idents) or escape(patient.get("id", ""))
+    names = []
+    for n in patient.get("name", []):
+        given = n.get("given", [])
+        names.append(
+            "^".join(escape(p) for p in (n.get("family", ""), *(given[:2] or [""]))).rstrip("^")
+        )
+    if names:
+        pid.pid_5 = "~".join(names)
+    if patient.get("birthDate"):
+        pid.pid_7 = dtm(patient["birthDate"])
+    if patient.get("gender") in GENDER:
+        pid.pid_8 = GENDER[patient["gender"]]
+    order = result.add_group("ORU_R01_ORDER_OBSERVATION")
+    obr = order.obr
+    obr.obr_1 = "1"
+    for ident in report.get("identifier", []):
+        kind = ident.get("type", {}).get("coding", [{}])[0].get("code")
+        if kind == "PLAC":
+            obr.obr_2 = escape(ident["value"])
+        else:
+            obr.obr_3 = escape(ident["value"])
+    if not report.get("identifier"):
+        obr.obr_3 = escape(report.get("id", "")) + "^HEARTH"
+    obr.obr_4 = _cwe(report.get("code"))
+    effective = report.get("effectiveDateTime") or report.get("effectivePeriod", {}).get("start")
+    if effective:
+        obr.obr_7 = dtm(effective)
+    if report.get("issued"):
+        obr.obr_22 = dtm(report["issued"])
+    obr.obr_25 = REPORT_STATUS.get(report.get("status", ""), "F")
+    if report.get("conclusion"):
+        nte = order.add_segment("NTE")
+        nte.nte_1 = "1"
+        nte.nte_3 = escape(report["conclusion"])
+    n = 0
+    for obs in observations:
+        n += 1
+        obx = order.add_group("ORU_R01_OBSERVATION").obx
+        kind, value, unit = _value(obs)
+        obx.obx_1 = str(n)
+        obx.obx_2 = kind
+        obx.obx_3 = _cwe(obs.get("code"))
+        if value:
+            obx.obx_5 = value
+        if unit:
+            obx.obx_6 = unit
+        interp = obs.get("interpretation", [])
+        if interp:
+            obx.obx_8 = _cwe(interp[0]).split("^")[0]
+        obx.obx_11 = OBSERVATION_STATUS.get(obs.get("status", ""), "F")
+        when = obs.get("effectiveDateTime")
+        if when:
+            obx.obx_14 = dtm(when)
+        device = obs.get("device", {})
+        if device.get("display") or device.get("reference"):
+            obx.obx_18 = escape(device.get("display") or device["reference"])
+    for form in report.get("presentedForm", []):
+        if not form.get("data"):
+            continue
+        n += 1
+        obx = order.add_group("ORU_R01_OBSERVATION").obx
+        obx.obx_1 = str(n)
+        obx.obx_2 = "ED"
+        obx.obx_3 = "^" + escape(form.get("title") or "Report")
+        mime = form.get("contentType", "application/pdf").split(";")[0]
+        major, _, minor = mime.partition("/")
+        obx.obx_5 = f"HEARTH^{escape(major.upper())}^{escape(minor.upper())}^Base64^{form['data']}"
+        obx.obx_11 = REPORT_STATUS.get(report.get("status", ""), "F")
+    m.validate()
+    return str(m.to_er7()) + "\r"
