@@ -116,14 +116,26 @@ class InstanceStore:
 
     def mark_pending(self, study_uid: str, sop_instance_uid: str) -> None:
         folder = self._pending_root() / check_uid(study_uid, "Study Instance UID")
-        folder.mkdir(parents=True, exist_ok=True)
         marker = folder / check_uid(sop_instance_uid)
-        fd = os.open(marker, os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        _fsync_dir(folder)
+        for attempt in range(20):
+            # ``clear_pending`` removes the study's folder once it is empty (and the marker of
+            # an instance whose earlier copy was just written): between these steps the folder
+            # may be gone again (ENOENT), or be going while mkdir looks (EEXIST, then not a
+            # directory) — start again, so that the marker is durable when this returns
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                fd = os.open(marker, os.O_WRONLY | os.O_CREAT, 0o600)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                _fsync_dir(folder)
+                if marker.exists():
+                    return
+            except (FileNotFoundError, FileExistsError):
+                if attempt == 19:
+                    raise
+        raise FileNotFoundError(f"pending marker {marker} kept disappearing")
 
     def clear_pending(self, study_uid: str, sop_instance_uids: Iterable[str]) -> None:
         folder = self._pending_root() / check_uid(study_uid, "Study Instance UID")
