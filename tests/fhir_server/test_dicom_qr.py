@@ -22,10 +22,11 @@ DESTINATION = "STORESCP"
 
 
 class QrHearth:
-    def __init__(self, running, port: int, receiver: Path) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, running, port: int, receiver: Path, orthanc_port: int) -> None:  # type: ignore[no-untyped-def]
         self.running = running
         self.port = port
         self.receiver = receiver
+        self.orthanc_port = orthanc_port
 
     @property
     def ingest(self):  # type: ignore[no-untyped-def]
@@ -72,7 +73,7 @@ def qr(request, tmp_path_factory):  # type: ignore[no-untyped-def]
         stderr=subprocess.DEVNULL,
     )
     url, cleanup = database_url(request.param, tmp)
-    port = free_port()
+    port, orthanc_port = free_port(), free_port()
     running = start_server(
         request.param,
         url,
@@ -80,10 +81,11 @@ def qr(request, tmp_path_factory):  # type: ignore[no-untyped-def]
         dicom_port=port,
         data_dir=tmp / "data",
         dicom_quiet_seconds=3600,
-        dicom_qr_aes="FINDSCU,MOVESCU,GETSCU",
-        dicom_destinations=f"{DESTINATION}@127.0.0.1:{scp_port},NOWHERE@127.0.0.1:{free_port()}",
+        dicom_qr_aes="FINDSCU,MOVESCU,GETSCU,ORTHANC",
+        dicom_destinations=f"{DESTINATION}@127.0.0.1:{scp_port},"
+        f"ORTHANC@127.0.0.1:{orthanc_port},NOWHERE@127.0.0.1:{free_port()}",
     )
-    hearth = QrHearth(running, port, receiver)
+    hearth = QrHearth(running, port, receiver, orthanc_port)
     sent = storescu(port, *sample_files())
     assert sent.returncode == 0, sent.stderr
     sent = storescu(port, "-xv", _j2k())  # storescu proposes JPEG 2000 when told
@@ -333,3 +335,42 @@ def test_get_series_with_getscu(qr, tmp_path):
     assert got.SOPInstanceUID == j2k.SOPInstanceUID
     assert not got.file_meta.TransferSyntaxUID.is_compressed
     assert np.array_equal(got.pixel_array, j2k.pixel_array)
+
+
+def test_orthanc_queries_and_retrieves_from_hearth(qr, tmp_path):
+    """Orthanc (Debian) as a PACS peer: C-FIND through its REST API (/modalities/hearth/query),
+    then C-MOVE of the answer to itself (/queries/{id}/retrieve)."""
+    import httpx
+
+    from tests.dicom import Orthanc
+
+    liver = pydicom.dcmread(sample_files()[3])
+    orthanc = Orthanc(tmp_path / "orthanc", qr.port, dicom_port=qr.orthanc_port)
+    try:
+        query = httpx.post(
+            f"{orthanc.url}/modalities/hearth/query",
+            json={"Level": "Study", "Query": {"PatientID": "99000", "StudyDate": "20030101-"}},
+            timeout=60,
+        )
+        assert query.status_code == 200, query.text
+        qid = query.json()["ID"]
+        answers = httpx.get(f"{orthanc.url}/queries/{qid}/answers?expand&simplify").json()
+        assert [a["StudyInstanceUID"] for a in answers] == [str(liver.StudyInstanceUID)]
+        moved = httpx.post(
+            f"{orthanc.url}/queries/{qid}/retrieve",
+            json={"TargetAet": "ORTHANC", "Synchronous": True},
+            timeout=120,
+        )
+        assert moved.status_code == 200, moved.text
+        found = httpx.post(
+            f"{orthanc.url}/tools/find",
+            json={"Level": "Instance", "Query": {"SOPInstanceUID": str(liver.SOPInstanceUID)}},
+        ).json()
+        assert len(found) == 1
+        got = pydicom.dcmread(
+            __import__("io").BytesIO(httpx.get(f"{orthanc.url}/instances/{found[0]}/file").content)
+        )
+        assert got.StudyInstanceUID == liver.StudyInstanceUID
+        assert np.array_equal(got.pixel_array, liver.pixel_array)
+    finally:
+        orthanc.stop()
