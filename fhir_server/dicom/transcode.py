@@ -99,7 +99,7 @@ def stored_syntax(path: Path) -> str:
 
 def transcode(path: Path, target: str) -> bytes:
     """The stored instance at ``path`` re-encoded in ``target``, same UIDs and same data."""
-    ds = dcmread(path)
+    ds: Dataset = dcmread(path)
     source = ds.file_meta.TransferSyntaxUID
     try:
         if not source.is_little_endian:
