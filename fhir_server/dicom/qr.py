@@ -219,8 +219,7 @@ class QueryRetrieve:
         return level, criteria, keys
 
     def _matches(self, level: str, criteria: dict[str, list[str]]) -> Iterator[Match]:
-        study_uids = criteria.get("StudyInstanceUID")
-        studies = self._studies(study_uids[0] if study_uids and len(study_uids) == 1 else None)
+        studies = self._studies(criteria)
         if level == "PATIENT":
             yield from self._patients(studies, criteria)
             return
@@ -289,13 +288,28 @@ class QueryRetrieve:
                 uids = [i["uid"] for s in group for se in s["series"] for i in se["instance"]]
                 yield Match(rec, uids)
 
-    def _studies(self, study_uid: str | None) -> list[dict]:
-        if study_uid is not None:
-            if not is_lenient_uid(study_uid):
+    def _studies(self, criteria: dict[str, list[str]]) -> list[dict]:
+        """The candidate ImagingStudies: narrowed in the repository search by the keys it can
+        answer exactly or as a superset (one Study Instance UID; an exact Patient ID through
+        ``patient.identifier``; an exact Accession Number; Modalities in Study / Modality);
+        the records are then matched on every key."""
+        query: list[tuple[str, str]] = []
+        uids = criteria.get("StudyInstanceUID")
+        if uids and len(uids) == 1:
+            if not is_lenient_uid(uids[0]):
                 return []
-            query = [("identifier", f"{STUDY_UID_SYSTEM}|urn:oid:{study_uid}")]
+            query.append(("identifier", f"{STUDY_UID_SYSTEM}|urn:oid:{uids[0]}"))
         else:
-            query = [("identifier", f"{STUDY_UID_SYSTEM}|")]
+            query.append(("identifier", f"{STUDY_UID_SYSTEM}|"))
+        for key, param in (
+            ("PatientID", "patient.identifier"),
+            ("AccessionNumber", "identifier"),
+            ("ModalitiesInStudy", "modality"),
+            ("Modality", "modality"),
+        ):
+            values = criteria.get(key)
+            if values and all(_exact(v) for v in values):
+                query.append((param, ",".join(values)))
         found = self.repo.read(lambda u: u.read_many(u.match("ImagingStudy", query)))
         return [s.content for s in found if s.content]
 
@@ -306,6 +320,12 @@ class QueryRetrieve:
         except Exception:  # listed but missing or unreadable: not answered, logged
             log.warning("instance %s is listed but cannot be read", sop_uid)
             return None
+
+
+def _exact(value: str) -> bool:
+    """A value the repository's token search takes as it is: no wildcard, no character with a
+    meaning in FHIR search (``,`` ``|`` ``$`` ``\\``), no padding."""
+    return bool(value) and value == value.strip() and not any(c in value for c in "*?,|$\\")
 
 
 def _without_pixels(ds: Dataset) -> Dataset:
