@@ -374,3 +374,22 @@ def test_orthanc_queries_and_retrieves_from_hearth(qr, tmp_path):
         assert np.array_equal(got.pixel_array, liver.pixel_array)
     finally:
         orthanc.stop()
+
+
+@pytest.mark.parametrize("bad", ["PACS", "PACS@host", "PACS@host:0", "A" * 17 + "@h:104", "P@h:x"])
+def test_bad_destinations_stop_startup(bad):
+    from pydantic import ValidationError
+
+    from fhir_server.settings import Settings
+
+    with pytest.raises(ValidationError, match="HEARTH_DICOM_DESTINATIONS"):
+        Settings(dicom_destinations=bad)
+
+
+def test_destinations_are_parsed():
+    from fhir_server.dicom.qr import Destination, parse_destinations
+
+    assert parse_destinations("PACS@10.0.0.5:104, VIEWER@ws-1.example:11112,") == {
+        "PACS": Destination("PACS", "10.0.0.5", 104),
+        "VIEWER": Destination("VIEWER", "ws-1.example", 11112),
+    }
