@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -46,6 +47,7 @@ CANCELLED = 0xFE00
 IDENTIFIER_DOES_NOT_MATCH = 0xA900
 UNABLE_TO_PROCESS = 0xC000
 MOVE_DESTINATION_UNKNOWN = 0xA801
+HEADER_CACHE = 20_000  # stored headers kept in memory for C-FIND (the oldest go first)
 NOT_AUTHORIZED = 0x0124  # PS3.7 C.5.x "Refused: Not Authorized"
 SUB_OPS_FAILED = 0xB000  # warning: one or more sub-operations failed
 
@@ -121,6 +123,8 @@ class QueryRetrieve:
     store: InstanceStore
     destinations: dict[str, Destination] = field(default_factory=dict)
     callers: list[str] = field(default_factory=list)  # calling AE titles allowed; "*": any
+    _headers: dict[str, tuple[tuple[int, int], Dataset]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def allows(self, calling_ae: str) -> bool:
         return "*" in self.callers or calling_ae.strip() in self.callers
@@ -314,12 +318,27 @@ class QueryRetrieve:
         return [s.content for s in found if s.content]
 
     def _header(self, sop_uid: str) -> Dataset | None:
+        """The stored header (no pixel data), from a bounded cache keyed by the file's size and
+        modification time: a re-sent instance replaces its file, so a stale header is never
+        answered."""
         try:
-            with self.store.open(sop_uid) as f:
-                return dcmread(f, stop_before_pixels=True)
+            path = self.store.path(sop_uid)
+            st = path.stat()
+            key = (st.st_mtime_ns, st.st_size)
+            with self._lock:
+                hit = self._headers.get(sop_uid)
+            if hit is not None and hit[0] == key:
+                return hit[1]
+            with path.open("rb") as f:
+                ds = dcmread(f, stop_before_pixels=True)
         except Exception:  # listed but missing or unreadable: not answered, logged
             log.warning("instance %s is listed but cannot be read", sop_uid)
             return None
+        with self._lock:
+            if len(self._headers) >= HEADER_CACHE:
+                self._headers.pop(next(iter(self._headers)))
+            self._headers[sop_uid] = (key, ds)
+        return ds
 
 
 def _exact(value: str) -> bool:
