@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HEARTH_DATABASE_URL ?= sqlite:///var/hearth.db
 export HEARTH_DATA_DIR ?= var
 
-.PHONY: install system-deps run serve-pg test test-sqlite lint fmt bench bench-dicom bench-ai bench-hl7v2 clean postgres dicom-tools chromium
+.PHONY: install system-deps run serve-pg test test-sqlite lint fmt bench bench-dicom bench-dicom-qr bench-ai bench-hl7v2 clean postgres dicom-tools chromium
 
 install: $(STAMP)
 
@@ -72,6 +72,9 @@ bench: install postgres
 
 bench-dicom: install postgres dicom-tools
 	@$(BIN)/python bench/dicom_ingest.py
+
+bench-dicom-qr: install postgres dicom-tools
+	@$(BIN)/python bench/dicom_qr.py
 
 bench-hl7v2: install postgres
 	@$(BIN)/python bench/hl7v2.py

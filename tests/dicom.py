@@ -158,11 +158,12 @@ class Orthanc:
         hearth_port: int,
         hearth_dicomweb: str | None = None,
         hearth_headers: dict[str, str] | None = None,
+        dicom_port: int | None = None,
     ):
         import json
 
         self.folder = folder
-        self.http_port, self.dicom_port = free_port(), free_port()
+        self.http_port, self.dicom_port = free_port(), dicom_port or free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
         config = {
             "Name": "hearth-test-orthanc",

@@ -12,7 +12,8 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from resources.storage.instances import is_uid
+from mappings.dicom.imaging_study import uid_warning
+from resources.storage.instances import is_lenient_uid, is_uid
 
 # PS3.4 B.2.3 / PS3.18 Table 10.5.3-1 failure reasons
 OUT_OF_RESOURCES = 0xA700
@@ -39,6 +40,7 @@ class Checked:
     sop_uid: str
     sop_class: str
     transfer_syntax: str
+    warnings: tuple[str, ...] = ()  # accepted, but not as the standard says (UID grammar)
 
 
 REQUIRED_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
@@ -69,13 +71,17 @@ def check(data: bytes, supported_sop_classes: frozenset[str] | None = None) -> C
     if meta is None or not is_uid(ts):
         raise Rejected(CANNOT_UNDERSTAND, "the file meta has no Transfer Syntax UID (0002,0010)")
     missing = []
+    notes: list[str] = []
     for kw in REQUIRED_UIDS:
         try:
             value = ds.get(kw)
         except Exception:  # a malformed value  # noqa: BLE001
             value = None
-        if not is_uid(str(value).strip("\x00 ") if value is not None else None):
+        text = str(value).strip("\x00 ") if value is not None else None
+        if not is_lenient_uid(text):
             missing.append(kw)
+        elif (note := uid_warning(text, kw)) is not None:  # type: ignore[arg-type]
+            notes.append(note)
     sop_class = str(ds.get("SOPClassUID", "") or "")
     sop_uid = str(ds.get("SOPInstanceUID", "") or "")
     if missing:
@@ -96,4 +102,4 @@ def check(data: bytes, supported_sop_classes: frozenset[str] | None = None) -> C
         raise Rejected(
             SOP_CLASS_NOT_SUPPORTED, f"SOP class {sop_class} is not stored here", sop_class, sop_uid
         )
-    return Checked(ds, sop_uid, sop_class, ts)
+    return Checked(ds, sop_uid, sop_class, ts, tuple(notes))

@@ -4,7 +4,6 @@ URI) and frames (application/octet-stream)."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import orjson
@@ -15,66 +14,44 @@ from starlette.concurrency import run_in_threadpool
 
 from resources.errors import NotAcceptable, NotFound
 
-from . import catalogue
+from . import catalogue, transcode
 from .catalogue import DICOM_JSON
 
 router = APIRouter()
 
 
-EXPLICIT_LE = "1.2.840.10008.1.2.1"
-
-
-def _wanted_syntax(request: Request) -> str:
-    """The transfer syntax asked for (PS3.18 §8.7.3.5.2): the ``transfer-syntax`` parameter of
-    the application/dicom media type; ``*`` means as stored; none means Explicit VR Little
-    Endian, the default of PS3.18 Table 8.7.3-2."""
-    for item in request.headers.get("accept", "").split(","):
-        if "application/dicom" not in item:
-            continue
-        for param in item.split(";"):
-            key, _, value = param.strip().partition("=")
-            if key.strip().lower() == "transfer-syntax":
-                return value.strip().strip('"')
-        return EXPLICIT_LE
-    return EXPLICIT_LE
-
-
-def _as_syntax(path: Path, wanted: str) -> tuple[str, Path | bytes]:
-    """(syntax, data): the stored file as it is, or re-encoded in Explicit VR Little Endian
-    (decompressing)."""
-    with path.open("rb") as f:
-        meta = dcmread(f, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).file_meta
-    have = str(meta.TransferSyntaxUID)
-    if wanted in ("*", have):
+def _as_syntax(path: Path, accepted: list[str]) -> tuple[str, Path | bytes]:
+    """(syntax, data): the stored file as it is when its syntax is accepted, else the same
+    instance (same UIDs, same pixels) transcoded to the first accepted syntax that works
+    (``transcode``); 406 when none does."""
+    have = transcode.stored_syntax(path)
+    chosen = transcode.choose(accepted, have)
+    if chosen == have:
         return have, path
-    if wanted != EXPLICIT_LE:
-        raise NotAcceptable(
-            f"instance is {have}; it can be sent as stored (transfer-syntax=*) or as {EXPLICIT_LE}"
-        )
-    ds = dcmread(path)
-    try:
-        if ds.file_meta.TransferSyntaxUID.is_compressed:
-            ds.decompress()
-        out = io.BytesIO()
-        ds.save_as(out, enforce_file_format=True, implicit_vr=False, little_endian=True)
-    except Exception as exc:  # no decoder for this syntax
-        raise NotAcceptable(
-            f"instance is {have} and cannot be converted ({exc}); ask for transfer-syntax=*"
-        ) from exc
-    return EXPLICIT_LE, out.getvalue()
+    problems = []
+    for syntax in [s for s in accepted if transcode.can_encode(s)]:
+        try:
+            return syntax, transcode.transcode(path, syntax)
+        except transcode.CannotTranscode as exc:
+            problems.append(str(exc))
+    detail = f" ({'; '.join(problems)})" if problems else ""
+    raise NotAcceptable(
+        f"instance is {have} and cannot be sent as {', '.join(accepted)}{detail}; "
+        f"it can be sent as stored (transfer-syntax=*) or as {transcode.DEFAULT}"
+    )
 
 
 def _retrieve(request: Request, study_uid: str, series_uid=None, sop_uid=None):  # type: ignore[no-untyped-def]
     catalogue.accepts(request, "application/dicom")
     _, dicom = catalogue.services(request)
-    wanted = _wanted_syntax(request)
+    accepted = transcode.accepted_syntaxes(request.headers.get("accept", ""))
     pairs = catalogue.instances(catalogue.study(request, study_uid), series_uid, sop_uid)
     parts: list[tuple[str, Path | bytes]] = []
     for _, inst in pairs:
         path = dicom.store.path(inst["uid"])
         if not path.is_file():
             raise NotFound(f"instance {inst['uid']} is listed but its file is missing")
-        syntax, data = _as_syntax(path, wanted)
+        syntax, data = _as_syntax(path, accepted)
         parts.append((f"application/dicom; transfer-syntax={syntax}", data))
     return catalogue.multipart(parts, "application/dicom")
 

@@ -1,5 +1,8 @@
-"""The DICOM Storage SCP (pynetdicom): Verification (C-ECHO, PS3.4 Annex A) and the Storage
-Service Class (C-STORE, PS3.4 Annex B) for the SOP classes in ``sop_classes``.
+"""The DICOM SCP (pynetdicom): Verification (C-ECHO, PS3.4 Annex A), the Storage Service Class
+(C-STORE, PS3.4 Annex B) for the SOP classes in ``sop_classes``, and Query/Retrieve (C-FIND,
+C-MOVE, C-GET, PS3.4 Annex C; ``qr``). The services are one table, ``SERVICES``: each row names
+its SOP classes, transfer syntaxes, role negotiation and the handler of its DIMSE event;
+``build_ae`` and ``start`` read nothing else.
 
 Every C-STORE is handed to the ingest service. A refused instance answers its DICOM failure
 status (PS3.4 B.2.3: 0xA700 out of resources, 0xA900 data set does not match SOP class, 0xC000
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
@@ -27,9 +31,18 @@ from pynetdicom.events import EventHandlerType
 
 # pynetdicom makes its SOP class names at import time (``globals()[name] = ...`` in
 # sop_class._generate_sop_classes), so they are invisible to a type checker.
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
 from pynetdicom.transport import ThreadedAssociationServer
 
+from . import qr as qr_service
 from .ingest import Ingest
 from .parse import CANNOT_UNDERSTAND, Rejected
 from .sop_classes import STORAGE, TRANSFER_SYNTAXES
@@ -49,7 +62,16 @@ class Listener:
         self.server.shutdown()  # type: ignore[attr-defined]
 
 
-def _handle_store(event, ingest: Ingest) -> int | Dataset:  # type: ignore[no-untyped-def]
+@dataclass(frozen=True)
+class Hub:
+    """What the handlers work with: the ingest service, and the Q/R engine (None: no Q/R)."""
+
+    ingest: Ingest
+    qr: qr_service.QueryRetrieve | None = None
+
+
+def _handle_store(event, hub: Hub) -> int | Dataset:  # type: ignore[no-untyped-def]
+    ingest = hub.ingest
     calling = event.assoc.requestor.ae_title
     try:
         data = event.encoded_dataset(include_meta=True)
@@ -71,18 +93,186 @@ def _handle_store(event, ingest: Ingest) -> int | Dataset:  # type: ignore[no-un
         return CANNOT_UNDERSTAND
 
 
-def _handle_released(event, ingest: Ingest) -> None:  # type: ignore[no-untyped-def]
+def _handle_released(event, hub: Hub) -> None:  # type: ignore[no-untyped-def]
     try:
-        ingest.association_released(event.assoc)
+        hub.ingest.association_released(event.assoc)
     except Exception:
         log.exception("association release handling failed")
 
 
-def _handle_aborted(event, ingest: Ingest) -> None:  # type: ignore[no-untyped-def]
+def _handle_aborted(event, hub: Hub) -> None:  # type: ignore[no-untyped-def]
     try:
-        ingest.association_aborted(event.assoc)
+        hub.ingest.association_aborted(event.assoc)
     except Exception:
         log.exception("association abort handling failed")
+
+
+def _model(event) -> str:  # type: ignore[no-untyped-def]
+    sop = str(event.request.AffectedSOPClassUID)
+    return (
+        qr_service.PATIENT_ROOT
+        if sop.startswith("1.2.840.10008.5.1.4.1.2.1.")
+        else (qr_service.STUDY_ROOT)
+    )
+
+
+def _failure(status: int, reason: str) -> Dataset:
+    ds = Dataset()
+    ds.Status = status
+    ds.ErrorComment = "".join(
+        c if c.isascii() and c.isprintable() and c != "\\" else " " for c in reason
+    )[:64]
+    return ds
+
+
+def _handle_find(event, hub: Hub):  # type: ignore[no-untyped-def]
+    """C-FIND (PS3.4 C.4.1): one pending response per match, cancellable."""
+    if hub.qr is None or not hub.qr.allows(event.assoc.requestor.ae_title):
+        yield _failure(qr_service.NOT_AUTHORIZED, "this AE may not query"), None
+        return
+    try:
+        found = hub.qr.find(event.identifier, _model(event))
+    except qr_service.QueryError as exc:
+        yield _failure(exc.status, exc.reason), None
+        return
+    except Exception:
+        log.exception("C-FIND from %s failed", event.assoc.requestor.ae_title)
+        yield _failure(qr_service.UNABLE_TO_PROCESS, "the query could not be processed"), None
+        return
+    for rec in found:
+        if event.is_cancelled:
+            yield qr_service.CANCELLED, None
+            return
+        yield qr_service.PENDING, rec
+    yield qr_service.SUCCESS, None
+
+
+def _sub_operations(event, hub: Hub, accepted):  # type: ignore[no-untyped-def]
+    """The C-STORE sub-operations of a C-MOVE / C-GET: the count, then one data set each
+    (a failed read is counted failed, the others still go)."""
+    assert hub.qr is not None
+    try:
+        uids = hub.qr.instances(event.identifier, _model(event))
+    except qr_service.QueryError as exc:
+        yield 0
+        yield _failure(exc.status, exc.reason), None
+        return
+    yield len(uids)
+    for uid in uids:
+        if event.is_cancelled:
+            yield qr_service.CANCELLED, None
+            return
+        try:
+            ds = hub.qr.dataset(uid, accepted(uid) if accepted else None)
+        except Exception:
+            log.exception("instance %s could not be read for a retrieve", uid)
+            yield qr_service.PENDING, None  # counted as a failed sub-operation
+            continue
+        yield qr_service.PENDING, ds
+
+
+def _handle_move(event, hub: Hub):  # type: ignore[no-untyped-def]
+    """C-MOVE (PS3.4 C.4.2): to a destination of ``HEARTH_DICOM_DESTINATIONS`` only."""
+    if hub.qr is None or not hub.qr.allows(event.assoc.requestor.ae_title):
+        yield None, None
+        return
+    destination = str(event.move_destination).strip()
+    known = hub.qr.destinations.get(destination)
+    if known is None:
+        log.warning("C-MOVE to unknown destination %r refused", destination)
+        yield None, None  # pynetdicom answers 0xA801 Move Destination Unknown
+        return
+    try:
+        uids = hub.qr.instances(event.identifier, _model(event))
+        contexts = hub.qr.contexts(uids)
+    except qr_service.QueryError:
+        uids, contexts = [], []
+    kwargs = (
+        {"ae_title": known.ae_title, "contexts": contexts}
+        if contexts
+        else {"ae_title": known.ae_title}
+    )
+    yield known.host, known.port, kwargs
+    yield from _sub_operations(event, hub, None)
+
+
+def _handle_get(event, hub: Hub):  # type: ignore[no-untyped-def]
+    """C-GET (PS3.4 C.4.3): C-STOREs on the requesting association, in a transfer syntax the
+    requester accepted for the SOP class (transcoded when the stored one is not)."""
+    if hub.qr is None or not hub.qr.allows(event.assoc.requestor.ae_title):
+        yield 0
+        yield _failure(qr_service.NOT_AUTHORIZED, "this AE may not retrieve"), None
+        return
+    by_class: dict[str, list[str]] = {}
+    for cx in event.assoc.accepted_contexts:
+        if cx.as_scu:
+            by_class.setdefault(str(cx.abstract_syntax), []).append(str(cx.transfer_syntax[0]))
+
+    def accepted(uid: str) -> list[str]:
+        assert hub.qr is not None
+        with hub.qr.store.open(uid) as f:
+            from pydicom import dcmread
+
+            sop = str(
+                dcmread(f, stop_before_pixels=True, specific_tags=["SOPClassUID"]).SOPClassUID
+            )
+        return by_class.get(sop, [])
+
+    yield from _sub_operations(event, hub, accepted)
+
+
+@dataclass(frozen=True)
+class ScpService:
+    """One DIMSE service Hearth provides as SCP."""
+
+    name: str
+    sop_classes: tuple[str, ...]
+    event: object | None  # the pynetdicom intervention event handled (None: pynetdicom's own)
+    handler: Callable | None
+    syntaxes: tuple[str, ...] = tuple(str(t) for t in TRANSFER_SYNTAXES)
+    # accept SCP/SCU role selection (PS3.7 D.3.3.4): a C-GET requester acts as Storage SCP
+    role_selection: bool = False
+    needs_qr: bool = False
+
+
+UNCOMPRESSED = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2")
+SERVICES: tuple[ScpService, ...] = (
+    ScpService("Verification", (str(Verification),), None, None, UNCOMPRESSED),
+    ScpService("Storage", STORAGE, evt.EVT_C_STORE, _handle_store, role_selection=True),
+    ScpService(
+        "Query/Retrieve C-FIND",
+        (
+            str(PatientRootQueryRetrieveInformationModelFind),
+            str(StudyRootQueryRetrieveInformationModelFind),
+        ),
+        evt.EVT_C_FIND,
+        _handle_find,
+        UNCOMPRESSED,
+        needs_qr=True,
+    ),
+    ScpService(
+        "Query/Retrieve C-MOVE",
+        (
+            str(PatientRootQueryRetrieveInformationModelMove),
+            str(StudyRootQueryRetrieveInformationModelMove),
+        ),
+        evt.EVT_C_MOVE,
+        _handle_move,
+        UNCOMPRESSED,
+        needs_qr=True,
+    ),
+    ScpService(
+        "Query/Retrieve C-GET",
+        (
+            str(PatientRootQueryRetrieveInformationModelGet),
+            str(StudyRootQueryRetrieveInformationModelGet),
+        ),
+        evt.EVT_C_GET,
+        _handle_get,
+        UNCOMPRESSED,
+        needs_qr=True,
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -117,11 +307,15 @@ def _handle_conn_close(event) -> None:  # type: ignore[no-untyped-def]
 
 
 def build_ae(
-    ae_title: str, allowed_callers: list[str] | None = None, limits: Limits | None = None
+    ae_title: str,
+    allowed_callers: list[str] | None = None,
+    limits: Limits | None = None,
+    *,
+    query_retrieve: bool = False,
 ) -> AE:
-    """The Application Entity: presentation contexts for Verification and every storage SOP
-    class with the common transfer syntaxes; optional calling-AE allow-list (rejects others);
-    association limit and timeouts."""
+    """The Application Entity: the presentation contexts of ``SERVICES`` (the Q/R ones when
+    ``query_retrieve``); optional calling-AE allow-list (rejects others); association limit
+    and timeouts."""
     limits = limits or Limits()
     ae = AE(ae_title=ae_title)
     ae.maximum_pdu_size = 0  # no limit on what peers may send per P-DATA PDU
@@ -129,9 +323,12 @@ def build_ae(
     ae.acse_timeout = limits.acse_timeout
     ae.dimse_timeout = limits.dimse_timeout
     ae.network_timeout = limits.network_timeout
-    ae.add_supported_context(Verification)
-    for sop in STORAGE:
-        ae.add_supported_context(sop, list(TRANSFER_SYNTAXES))
+    for service in SERVICES:
+        if service.needs_qr and not query_retrieve:
+            continue
+        roles = {"scu_role": True, "scp_role": True} if service.role_selection else {}
+        for sop in service.sop_classes:
+            ae.add_supported_context(sop, list(service.syntaxes), **roles)
     if allowed_callers:
         ae.require_calling_aet = list(allowed_callers)
     return ae
@@ -145,13 +342,20 @@ def start(
     ae_title: str,
     allowed_callers: list[str] | None = None,
     limits: Limits | None = None,
+    qr: qr_service.QueryRetrieve | None = None,
 ) -> Listener:
-    """Start the SCP in background threads (one per association)."""
-    ae = build_ae(ae_title, allowed_callers, limits)
+    """Start the SCP in background threads (one per association); with ``qr``, also the
+    Query/Retrieve SCP."""
+    ae = build_ae(ae_title, allowed_callers, limits, query_retrieve=qr is not None)
+    hub = Hub(ingest, qr)
     handlers: list[EventHandlerType] = [
-        (evt.EVT_C_STORE, _handle_store, [ingest]),
-        (evt.EVT_RELEASED, _handle_released, [ingest]),
-        (evt.EVT_ABORTED, _handle_aborted, [ingest]),
+        (service.event, service.handler, [hub])  # type: ignore[misc]
+        for service in SERVICES
+        if service.event is not None and (qr is not None or not service.needs_qr)
+    ]
+    handlers += [
+        (evt.EVT_RELEASED, _handle_released, [hub]),
+        (evt.EVT_ABORTED, _handle_aborted, [hub]),
         (evt.EVT_CONN_CLOSE, _handle_conn_close),
     ]
     # AE.start_server(block=False), with the server class above

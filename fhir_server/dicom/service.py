@@ -9,7 +9,7 @@ from fhir_server.runtime.settings import Settings
 from resources.storage.instances import InstanceStore
 from resources.storage.repository import Repository
 
-from . import scp
+from . import qr, scp
 from .ingest import Ingest
 
 
@@ -48,7 +48,16 @@ def start(
 
 
 def start_listener(ingest: Ingest, settings: Settings) -> scp.Listener:
-    """The Storage SCP on ``HEARTH_DICOM_PORT``, storing through ``ingest``."""
+    """The SCP on ``HEARTH_DICOM_PORT``, storing through ``ingest``; with the Query/Retrieve
+    SCP when ``HEARTH_DICOM_QR_AES`` names who may use it."""
+    query_retrieve = None
+    if settings.dicom_qr_callers:
+        query_retrieve = qr.QueryRetrieve(
+            ingest.repo,
+            ingest.store,
+            qr.parse_destinations(settings.dicom_destinations),
+            callers=settings.dicom_qr_callers,
+        )
     try:
         return scp.start(
             ingest,
@@ -62,6 +71,7 @@ def start_listener(ingest: Ingest, settings: Settings) -> scp.Listener:
                 dimse_timeout=settings.dicom_dimse_timeout,
                 network_timeout=settings.dicom_network_timeout,
             ),
+            qr=query_retrieve,
         )
     except OSError as exc:
         raise OSError(

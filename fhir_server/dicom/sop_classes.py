@@ -2,33 +2,39 @@
 
 from __future__ import annotations
 
-from pydicom import uid
+import re
 
-# pydicom's typed UID constants (pynetdicom's sop_class module builds the same ones at import
-# time, so type checkers cannot see them; AE.add_supported_context takes either as a UID).
-STORAGE = (
-    uid.ComputedRadiographyImageStorage,
-    uid.DigitalXRayImageStorageForPresentation,
-    uid.DigitalXRayImageStorageForProcessing,
-    uid.DigitalMammographyXRayImageStorageForPresentation,
-    uid.CTImageStorage,
-    uid.EnhancedCTImageStorage,
-    uid.MRImageStorage,
-    uid.EnhancedMRImageStorage,
-    uid.EnhancedMRColorImageStorage,
-    uid.UltrasoundImageStorage,
-    uid.UltrasoundMultiFrameImageStorage,
-    uid.EnhancedUSVolumeStorage,
-    uid.SecondaryCaptureImageStorage,
-    uid.MultiFrameSingleBitSecondaryCaptureImageStorage,
-    uid.MultiFrameGrayscaleByteSecondaryCaptureImageStorage,
-    uid.MultiFrameGrayscaleWordSecondaryCaptureImageStorage,
-    uid.MultiFrameTrueColorSecondaryCaptureImageStorage,
-    uid.VLPhotographicImageStorage,
-    uid.VLWholeSlideMicroscopyImageStorage,
-    uid.SegmentationStorage,
-)
-STORAGE_UIDS = frozenset(str(u) for u in STORAGE)
+from pydicom import uid
+from pydicom._uid_dict import UID_dictionary
+from pynetdicom.service_class import StorageServiceClass
+from pynetdicom.sop_class import _STORAGE_CLASSES, register_uid
+
+
+def _retired_storage() -> tuple[str, ...]:
+    """The retired composite storage SOP classes of PS3.4 (pydicom's UID dictionary: Ultrasound
+    Image Storage 1.2.840.10008.5.1.4.1.1.6, the "Trial" SR classes, standalone curves and
+    overlays...): retired from the standard, still sent by modalities in service. Registered with
+    pynetdicom's Storage Service Class (``register_uid``), which otherwise has no handler for
+    them and aborts the association on their C-STORE."""
+    out = []
+    for uid_, (name, kind, _, retired, keyword) in UID_dictionary.items():
+        if kind != "SOP Class" or retired != "Retired":
+            continue
+        if not re.search(r"Storage( - Trial)?$", name):
+            continue
+        if name.startswith(("Stored Print", "Hardcopy")):  # print management, no study
+            continue
+        if uid_ not in _STORAGE_CLASSES.values():
+            register_uid(uid_, keyword, StorageServiceClass)
+        out.append(uid_)
+    return tuple(sorted(out))
+
+
+# Every storage SOP class pynetdicom knows (its Storage Service Class registry, PS3.4 Annex B.5)
+# and the retired ones above: one declaration, used by the Storage SCP's presentation contexts,
+# by C-STORE / STOW-RS acceptance, and by the C-GET SCP's role negotiation.
+STORAGE: tuple[str, ...] = tuple(sorted(set(_STORAGE_CLASSES.values()) | set(_retired_storage())))
+STORAGE_UIDS = frozenset(STORAGE)
 
 TRANSFER_SYNTAXES = (
     uid.ImplicitVRLittleEndian,

@@ -62,6 +62,14 @@ class Settings(BaseSettings):
     dicom_ae_title: str = Field("HEARTH", max_length=16, description="DICOM AE title")
     dicom_enabled: bool = Field(True, description="`hearth serve` also runs the DICOM listener")
     dicom_allowed_aes: str = Field("", description="Calling AE titles allowed (comma list; all)")
+    dicom_qr_aes: str = Field(
+        "",
+        description="Calling AE titles allowed to query/retrieve (C-FIND/C-MOVE/C-GET): comma "
+        "list, * for any; empty: no Query/Retrieve SCP",
+    )
+    dicom_destinations: str = Field(
+        "", description="C-MOVE destinations: AE@host:port, comma-separated"
+    )
     dicom_quiet_seconds: float = Field(
         30.0, ge=0, description="A study is complete after this long with no new instance"
     )
@@ -260,6 +268,22 @@ class Settings(BaseSettings):
             raise ValueError("HEARTH_DICOM_AE_TITLE must be 1-16 printable ASCII characters")
         return v
 
+    @field_validator("dicom_destinations")
+    @classmethod
+    def _destinations(cls, v: str) -> str:
+        import re
+
+        for item in (i.strip() for i in v.split(",")):
+            m = re.fullmatch(
+                r"([^@\\]{1,16})@(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+):([0-9]{1,5})", item
+            )
+            if item and (m is None or not 0 < int(m.group(3)) < 65536):
+                raise ValueError(
+                    f"HEARTH_DICOM_DESTINATIONS item {item!r} is not AE@host:port "
+                    "(AE title of 1-16 characters)"
+                )
+        return v
+
     @field_validator("default_timezone")
     @classmethod
     def _timezone(cls, v: str) -> str:
@@ -295,6 +319,10 @@ class Settings(BaseSettings):
     @property
     def dicom_callers(self) -> list[str]:
         return [a.strip() for a in self.dicom_allowed_aes.split(",") if a.strip()]
+
+    @property
+    def dicom_qr_callers(self) -> list[str]:
+        return [a.strip() for a in self.dicom_qr_aes.split(",") if a.strip()]
 
     @property
     def dicomweb_base(self) -> str:

@@ -9,6 +9,7 @@ changes nothing. Pure functions: no I/O.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
@@ -59,6 +60,20 @@ LATERALITY = {
 }
 
 
+# PS3.5 §9.1: digit components, no leading zero except "0" itself, 64 characters at most
+_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+$")
+
+
+def uid_warning(value: str, what: str) -> str | None:
+    """Why ``value`` (which the ingest accepted) is not a valid UID; None when it is."""
+    if len(value) <= 64 and _UID.match(value):
+        return None
+    return (
+        f"{what} {value} is not a valid DICOM UID (PS3.5 §9.1: digits only, no leading zeros); "
+        "kept as sent"
+    )
+
+
 @dataclass(frozen=True)
 class Header:
     """What one instance says about its study, series and itself (tags cited per field)."""
@@ -82,6 +97,8 @@ class Header:
     performer: str | None  # Performing Physician's Name (0008,1050)
     instance_number: int | None  # Instance Number (0020,0013)
     title: str | None  # Content Label (0070,0080) | Document Title (0042,0010) | concept name
+    # what the instance does not say as the standard asks but was accepted (UID grammar)
+    warnings: tuple[str, ...] = ()
 
 
 def header(ds: Dataset, local_tz: tzinfo = UTC) -> Header:
@@ -118,6 +135,11 @@ def header(ds: Dataset, local_tz: tzinfo = UTC) -> Header:
         performer=text(performer),
         instance_number=integer(ds.get("InstanceNumber")),
         title=title,
+        warnings=tuple(
+            w
+            for kw in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
+            if (w := uid_warning(str(ds[kw].value), kw)) is not None
+        ),
     )
 
 
@@ -235,6 +257,12 @@ def merge(
     ordered = sorted(
         series.values(), key=lambda s: (s.get("number") is None, s.get("number", 0), s["uid"])
     )
+    notes = [n.get("text") for n in out.get("note", [])]
+    for h in headers:  # accepted but not standard (PS3.5 UIDs): said once, in the note
+        for w in h.warnings:
+            if w not in notes:
+                notes.append(w)
+                out["note"] = [*out.get("note", []), {"text": w}]
     out["status"] = "available"
     out["subject"] = subject
     if based_on:

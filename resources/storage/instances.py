@@ -30,8 +30,22 @@ def is_uid(value: object) -> bool:
     return isinstance(value, str) and len(value) <= 64 and UID_RE.match(value) is not None
 
 
+# Not PS3.5 §9.1, but unambiguous and what real equipment sends (hexadecimal digits, leading
+# zeros: "1.2.840.0113654.2.70.1.A3F"): dot-separated runs of ASCII letters and digits, 64 at
+# most. Accepted and stored as sent (with a warning in the ImagingStudy note); still safe as a file
+# name (no empty component, so never "." or "..").
+LENIENT_UID_RE = re.compile(r"^[0-9A-Za-z]+(\.[0-9A-Za-z]+)+$")
+
+
+def is_lenient_uid(value: object) -> bool:
+    """True for a valid UID and for a not-strictly-valid but unambiguous one (above)."""
+    return isinstance(value, str) and len(value) <= 64 and LENIENT_UID_RE.match(value) is not None
+
+
 def check_uid(value: object, what: str = "SOP Instance UID") -> str:
-    if not is_uid(value):
+    """``value`` when it is a UID Hearth stores (valid, or not strictly valid but unambiguous:
+    ``is_lenient_uid``); ``Invalid`` otherwise."""
+    if not is_lenient_uid(value):
         raise Invalid(f"{what} {value!r} is not a valid DICOM UID (PS3.5 §9.1)")
     return value  # type: ignore[return-value]
 
@@ -102,14 +116,26 @@ class InstanceStore:
 
     def mark_pending(self, study_uid: str, sop_instance_uid: str) -> None:
         folder = self._pending_root() / check_uid(study_uid, "Study Instance UID")
-        folder.mkdir(parents=True, exist_ok=True)
         marker = folder / check_uid(sop_instance_uid)
-        fd = os.open(marker, os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        _fsync_dir(folder)
+        for attempt in range(20):
+            # ``clear_pending`` removes the study's folder once it is empty (and the marker of
+            # an instance whose earlier copy was just written): between these steps the folder
+            # may be gone again (ENOENT), or be going while mkdir looks (EEXIST, then not a
+            # directory) — start again, so that the marker is durable when this returns
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                fd = os.open(marker, os.O_WRONLY | os.O_CREAT, 0o600)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                _fsync_dir(folder)
+                if marker.exists():
+                    return
+            except (FileNotFoundError, FileExistsError):
+                if attempt == 19:
+                    raise
+        raise FileNotFoundError(f"pending marker {marker} kept disappearing")
 
     def clear_pending(self, study_uid: str, sop_instance_uids: Iterable[str]) -> None:
         folder = self._pending_root() / check_uid(study_uid, "Study Instance UID")
@@ -134,8 +160,8 @@ class InstanceStore:
             return {}
         out: dict[str, list[str]] = {}
         for folder in sorted(root.iterdir()):
-            if folder.is_dir() and is_uid(folder.name):
-                uids = sorted(p.name for p in folder.iterdir() if is_uid(p.name))
+            if folder.is_dir() and is_lenient_uid(folder.name):
+                uids = sorted(p.name for p in folder.iterdir() if is_lenient_uid(p.name))
                 if uids:
                     out[folder.name] = uids
         return out

@@ -236,12 +236,12 @@ def test_retrieve_transfer_syntaxes(dicom_hearth):
 
 def test_unsupported_sop_class_and_transfer_syntax(dicom_hearth):
     from pynetdicom import AE
-    from pynetdicom.sop_class import CTImageStorage, RTPlanStorage
+    from pynetdicom.sop_class import CTImageStorage, HangingProtocolStorage
 
-    # STOW-RS: a SOP class Hearth does not store → 0x0122 in the failure list
+    # STOW-RS: a SOP class Hearth does not store (a non-patient object) → 0x0122
     ds = pydicom.dcmread(sample_files()[1])
-    ds.SOPClassUID = RTPlanStorage
-    ds.file_meta.MediaStorageSOPClassUID = RTPlanStorage
+    ds.SOPClassUID = HangingProtocolStorage
+    ds.file_meta.MediaStorageSOPClassUID = HangingProtocolStorage
     ds.SOPInstanceUID = pydicom.uid.generate_uid()
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     buf = io.BytesIO()
@@ -254,7 +254,7 @@ def test_unsupported_sop_class_and_transfer_syntax(dicom_hearth):
     assert not dicom_hearth.store.exists(str(ds.SOPInstanceUID))
     # DIMSE: unsupported SOP class / transfer syntax contexts are rejected at negotiation
     ae = AE(ae_title="NEGOTIATE")
-    ae.add_requested_context(RTPlanStorage)
+    ae.add_requested_context(HangingProtocolStorage)
     ae.add_requested_context(CTImageStorage, "1.2.840.10008.1.2.4.100")  # MPEG2
     ae.add_requested_context(CTImageStorage, "1.2.840.10008.1.2.1")
     assoc = ae.associate("127.0.0.1", dicom_hearth.dicom_port, ae_title="HEARTH")

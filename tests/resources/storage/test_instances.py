@@ -30,7 +30,7 @@ def test_put_open_exists_path(tmp_path):
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "../../etc/passwd", "1.2.3/4", "1..2", "01.2", "1.2.", "1", "1.2.a", "1." + "2" * 64],
+    ["", "../../etc/passwd", "1.2.3/4", "1..2", "1.2.", "1", "1.2-a", ".1.2", "1." + "2" * 64],
 )
 def test_bad_uids_are_refused(tmp_path, bad):
     store = InstanceStore(tmp_path)
@@ -38,6 +38,20 @@ def test_bad_uids_are_refused(tmp_path, bad):
         store.path(bad)
     with pytest.raises(Invalid):
         store.put(bad, b"x")
+
+
+@pytest.mark.parametrize("lenient", ["01.2", "1.2.a", "1.2.840.0113654.2.70.1.A3F"])
+def test_unambiguous_non_standard_uids_are_stored_as_sent(tmp_path, lenient):
+    """Leading zeros, hexadecimal digits: not PS3.5 §9.1, but what equipment sends (the ingest
+    notes them on the ImagingStudy); still a plain file name."""
+    from resources.storage.instances import is_lenient_uid, is_uid
+
+    store = InstanceStore(tmp_path)
+    assert is_lenient_uid(lenient) and not is_uid(lenient)
+    stored = store.put(lenient, b"DICM")
+    assert stored.path.name == f"{lenient}.dcm" and stored.path.is_relative_to(store.root)
+    with store.open(lenient) as f:
+        assert f.read() == b"DICM"
 
 
 def test_a_failed_write_leaves_nothing(tmp_path):

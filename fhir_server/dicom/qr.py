@@ -1,0 +1,403 @@
+"""Query/Retrieve SCP (PS3.4 Annex C): C-FIND, C-MOVE and C-GET for the Patient Root and Study
+Root information models, over what Hearth stores.
+
+What is searched is what DICOMweb serves: the ImagingStudy resources the ingest service wrote
+(read through the Repository: ``resources/`` runs the SQL) and the headers of the stored
+instance files — nothing is indexed twice. A query narrowed by a single Study Instance UID is
+narrowed in the repository search; everything else is matched here with QIDO-RS's rules
+(``qido.matches``: single values, UID lists, ``*``/``?`` wildcards, date and time ranges;
+a Person Name without wildcards matches as a prefix of the name, case-insensitively).
+
+A response carries every key of the request's identifier, with Hearth's value or empty
+(PS3.4 C.4.1.1.3.2); keys that are not attributes of the stored headers (a private tag, a
+sequence) are returned empty and never narrow the match. Computed keys: Number of Patient /
+Study / Series Related Studies / Series / Instances, Modalities in Study, SOP Classes in Study.
+
+C-MOVE sends to the AE titles of ``HEARTH_DICOM_DESTINATIONS`` only (an unknown destination is
+0xA801); C-GET sends on the requesting association, transcoding to a syntax the requester
+accepted when the stored one was not (``transcode``).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from pydicom import dcmread
+from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pynetdicom.presentation import PresentationContext, build_context
+
+from mappings.dicom.imaging_study import STUDY_UID_SYSTEM
+from resources.storage.instances import InstanceStore, is_lenient_uid
+from resources.storage.repository import Repository
+
+from . import qido, transcode
+
+log = logging.getLogger("hearth.dicom.qr")
+
+# PS3.4 C.4.1.1.4 / C.4.2.1.4 / C.4.3.1.4 statuses
+PENDING = 0xFF00
+SUCCESS = 0x0000
+CANCELLED = 0xFE00
+IDENTIFIER_DOES_NOT_MATCH = 0xA900
+UNABLE_TO_PROCESS = 0xC000
+MOVE_DESTINATION_UNKNOWN = 0xA801
+HEADER_CACHE = 20_000  # stored headers kept in memory for C-FIND (the oldest go first)
+NOT_AUTHORIZED = 0x0124  # PS3.7 C.5.x "Refused: Not Authorized"
+SUB_OPS_FAILED = 0xB000  # warning: one or more sub-operations failed
+
+PATIENT_ROOT = "patient"
+STUDY_ROOT = "study"
+# Query/Retrieve Level (0008,0052) values each information model allows (PS3.4 C.6.1, C.6.2)
+LEVELS = {
+    PATIENT_ROOT: ("PATIENT", "STUDY", "SERIES", "IMAGE"),
+    STUDY_ROOT: ("STUDY", "SERIES", "IMAGE"),
+}
+# the unique key of each level (PS3.4 C.6.1.1, C.6.2.1)
+UNIQUE = {
+    "PATIENT": "PatientID",
+    "STUDY": "StudyInstanceUID",
+    "SERIES": "SeriesInstanceUID",
+    "IMAGE": "SOPInstanceUID",
+}
+NOT_MATCHED = {
+    "QueryRetrieveLevel",
+    "SpecificCharacterSet",
+    "RetrieveAETitle",
+    "TimezoneOffsetFromUTC",
+}
+
+
+class QueryError(Exception):
+    """The identifier cannot be answered; ``status`` is the DICOM failure status."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A C-MOVE destination: where the AE title ``ae_title`` listens."""
+
+    ae_title: str
+    host: str
+    port: int
+
+
+def parse_destinations(text: str) -> dict[str, Destination]:
+    """``HEARTH_DICOM_DESTINATIONS``: ``AE@host:port`` items, comma-separated."""
+    out: dict[str, Destination] = {}
+    for item in (i.strip() for i in text.split(",")):
+        if not item:
+            continue
+        ae, at, address = item.partition("@")
+        host, colon, port = address.rpartition(":")
+        if not (at and colon and ae.strip() and host and port.isdigit()):
+            raise ValueError(f"DICOM destination {item!r} is not AE@host:port")
+        if len(ae.strip()) > 16 or not 0 < int(port) < 65536:
+            raise ValueError(f"DICOM destination {item!r}: AE title > 16 characters or bad port")
+        out[ae.strip()] = Destination(ae.strip(), host.strip("[]"), int(port))
+    return out
+
+
+@dataclass
+class Match:
+    """One record at the query level, and the stored instances under it (for retrieval)."""
+
+    record: Dataset
+    instances: list[str] = field(default_factory=list)
+
+
+@dataclass
+class QueryRetrieve:
+    """The query engine and the sub-operation source of the Q/R SCP."""
+
+    repo: Repository
+    store: InstanceStore
+    destinations: dict[str, Destination] = field(default_factory=dict)
+    callers: list[str] = field(default_factory=list)  # calling AE titles allowed; "*": any
+    _headers: dict[str, tuple[tuple[int, int], Dataset]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def allows(self, calling_ae: str) -> bool:
+        return "*" in self.callers or calling_ae.strip() in self.callers
+
+    # -- C-FIND ---------------------------------------------------------------------------
+    def find(self, identifier: Dataset, model: str) -> list[Dataset]:
+        """The response identifiers for a C-FIND request."""
+        level, criteria, keys = self._parse(identifier, model)
+        out = []
+        for m in self._matches(level, criteria):
+            rec = Dataset()
+            if "SpecificCharacterSet" in identifier or "SpecificCharacterSet" in m.record:
+                rec.SpecificCharacterSet = m.record.get("SpecificCharacterSet", "ISO_IR 192")
+            for kw in keys:
+                if kw == "SpecificCharacterSet":
+                    continue
+                if kw in m.record:
+                    rec[kw] = m.record[kw]
+                else:
+                    rec.add_new(kw, dictionary_VR(kw), None)
+            rec.QueryRetrieveLevel = level
+            out.append(rec)
+        return out
+
+    # -- C-MOVE / C-GET -------------------------------------------------------------------
+    def instances(self, identifier: Dataset, model: str) -> list[str]:
+        """The SOP Instance UIDs a C-MOVE / C-GET identifier names (PS3.4 C.4.2.2.1: unique
+        keys at and above the level; other keys are ignored)."""
+        level, criteria, _ = self._parse(identifier, model, retrieve=True)
+        uids: list[str] = []
+        for m in self._matches(level, criteria):
+            uids.extend(m.instances)
+        return list(dict.fromkeys(uids))
+
+    def dataset(self, sop_uid: str, accepted: list[str] | None = None) -> Dataset:
+        """The stored instance as a data set; with ``accepted`` (transfer syntaxes the peer
+        takes for its SOP class), transcoded to the first of them when the stored syntax is not
+        among them."""
+        path = self.store.path(sop_uid)
+        if accepted:
+            have = transcode.stored_syntax(path)
+            if have not in accepted:
+                for syntax in accepted:
+                    if transcode.can_encode(syntax):
+                        try:
+                            return dcmread(io.BytesIO(transcode.transcode(path, syntax)))
+                        except transcode.CannotTranscode:
+                            continue
+        return dcmread(path)
+
+    def contexts(self, sop_uids: list[str]) -> list[PresentationContext]:
+        """Presentation contexts for a C-MOVE sub-association: per SOP class, each stored
+        syntax, plus the uncompressed little-endian syntaxes; at most 128 (PS3.8 9.3.2.2)."""
+        wanted: dict[str, set[str]] = {}
+        for uid in sop_uids:
+            with self.store.open(uid) as f:
+                ds = dcmread(f, stop_before_pixels=True, specific_tags=["SOPClassUID"])
+            wanted.setdefault(str(ds.SOPClassUID), set()).add(str(ds.file_meta.TransferSyntaxUID))
+        out = []
+        for sop, syntaxes in sorted(wanted.items()):
+            for ts in sorted(syntaxes):
+                out.append(build_context(sop, [ts]))
+            out.append(build_context(sop, [transcode.DEFAULT, "1.2.840.10008.1.2"]))
+        return out[:128]
+
+    # -- the engine -----------------------------------------------------------------------
+    def _parse(
+        self, identifier: Dataset, model: str, *, retrieve: bool = False
+    ) -> tuple[str, dict[str, list[str]], list[str]]:
+        level = str(identifier.get("QueryRetrieveLevel", "") or "").strip().upper()
+        if level not in LEVELS[model]:
+            raise QueryError(
+                IDENTIFIER_DOES_NOT_MATCH,
+                f"Query/Retrieve Level {level or '(none)'} is not one of "
+                f"{', '.join(LEVELS[model])} for this information model",
+            )
+        criteria: dict[str, list[str]] = {}
+        keys: list[str] = []
+        for elem in identifier:
+            kw = elem.keyword or keyword_for_tag(elem.tag)
+            if not kw or elem.tag.group == 0x0002:
+                continue
+            keys.append(kw)
+            if kw in NOT_MATCHED or elem.VR == "SQ":
+                continue
+            values = _strings(elem.value)
+            if not values:
+                continue
+            if retrieve and kw not in UNIQUE.values():
+                continue  # C-MOVE / C-GET: unique keys only
+            criteria[kw] = values
+        if retrieve and not criteria.get(UNIQUE[level]):
+            raise QueryError(
+                IDENTIFIER_DOES_NOT_MATCH, f"a retrieve at {level} level needs {UNIQUE[level]}"
+            )
+        return level, criteria, keys
+
+    def _matches(self, level: str, criteria: dict[str, list[str]]) -> Iterator[Match]:
+        studies = self._studies(criteria)
+        if level == "PATIENT":
+            yield from self._patients(studies, criteria)
+            return
+        for study in studies:
+            series_list = study.get("series") or []
+            if not series_list:
+                continue
+            head = self._header(series_list[0]["instance"][0]["uid"])
+            if head is None:
+                continue
+            srec = _study_record(head, study)
+            if level == "STUDY":
+                if _matches(srec, criteria):
+                    yield Match(srec, [i["uid"] for s in series_list for i in s["instance"]])
+                continue
+            if not _matches(srec, _only(criteria, qido.STUDY_KEYS + ["PatientBirthDate"])):
+                continue
+            for series in series_list:
+                shead = self._header(series["instance"][0]["uid"])
+                if shead is None:
+                    continue
+                rec = _series_record(shead, series, srec)
+                if level == "SERIES":
+                    if _matches(rec, criteria):
+                        yield Match(rec, [i["uid"] for i in series["instance"]])
+                    continue
+                if not _matches(rec, _only(criteria, qido.SERIES_KEYS)):
+                    continue
+                for inst in series["instance"]:
+                    ihead = self._header(inst["uid"])
+                    if ihead is None:
+                        continue
+                    irec = Dataset()
+                    irec.update(ihead)
+                    irec.update(rec)
+                    irec.update(_without_pixels(ihead))
+                    if _matches(irec, criteria):
+                        yield Match(irec, [inst["uid"]])
+
+    def _patients(self, studies: list[dict], criteria: dict[str, list[str]]) -> Iterator[Match]:
+        by_patient: dict[str, tuple[Dataset, list[dict]]] = {}
+        for study in studies:
+            series_list = study.get("series") or []
+            if not series_list:
+                continue
+            head = self._header(series_list[0]["instance"][0]["uid"])
+            if head is None:
+                continue
+            pid = str(head.get("PatientID", "") or "")
+            if pid not in by_patient:
+                by_patient[pid] = (head, [])
+            by_patient[pid][1].append(study)
+        for pid in sorted(by_patient):
+            head, group = by_patient[pid]
+            rec = Dataset()
+            for kw in (
+                "SpecificCharacterSet PatientName PatientID IssuerOfPatientID PatientBirthDate "
+                "PatientSex OtherPatientIDs EthnicGroup PatientComments"
+            ).split():
+                if kw in head:
+                    rec[kw] = head[kw]
+            rec.NumberOfPatientRelatedStudies = len(group)
+            rec.NumberOfPatientRelatedSeries = sum(s.get("numberOfSeries", 0) for s in group)
+            rec.NumberOfPatientRelatedInstances = sum(s.get("numberOfInstances", 0) for s in group)
+            if _matches(rec, criteria):
+                uids = [i["uid"] for s in group for se in s["series"] for i in se["instance"]]
+                yield Match(rec, uids)
+
+    def _studies(self, criteria: dict[str, list[str]]) -> list[dict]:
+        """The candidate ImagingStudies: narrowed in the repository search by the keys it can
+        answer exactly or as a superset (one Study Instance UID; an exact Patient ID through
+        ``patient.identifier``; an exact Accession Number; Modalities in Study / Modality);
+        the records are then matched on every key."""
+        query: list[tuple[str, str]] = []
+        uids = criteria.get("StudyInstanceUID")
+        if uids and len(uids) == 1:
+            if not is_lenient_uid(uids[0]):
+                return []
+            query.append(("identifier", f"{STUDY_UID_SYSTEM}|urn:oid:{uids[0]}"))
+        else:
+            query.append(("identifier", f"{STUDY_UID_SYSTEM}|"))
+        for key, param in (
+            ("PatientID", "patient.identifier"),
+            ("AccessionNumber", "identifier"),
+            ("ModalitiesInStudy", "modality"),
+            ("Modality", "modality"),
+        ):
+            values = criteria.get(key)
+            if values and all(_exact(v) for v in values):
+                query.append((param, ",".join(values)))
+        found = self.repo.read(lambda u: u.read_many(u.match("ImagingStudy", query)))
+        return [s.content for s in found if s.content]
+
+    def _header(self, sop_uid: str) -> Dataset | None:
+        """The stored header (no pixel data), from a bounded cache keyed by the file's size and
+        modification time: a re-sent instance replaces its file, so a stale header is never
+        answered."""
+        try:
+            path = self.store.path(sop_uid)
+            st = path.stat()
+            key = (st.st_mtime_ns, st.st_size)
+            with self._lock:
+                hit = self._headers.get(sop_uid)
+            if hit is not None and hit[0] == key:
+                return hit[1]
+            with path.open("rb") as f:
+                ds = dcmread(f, stop_before_pixels=True)
+        except Exception:  # listed but missing or unreadable: not answered, logged
+            log.warning("instance %s is listed but cannot be read", sop_uid)
+            return None
+        with self._lock:
+            if len(self._headers) >= HEADER_CACHE:
+                self._headers.pop(next(iter(self._headers)))
+            self._headers[sop_uid] = (key, ds)
+        return ds
+
+
+def _exact(value: str) -> bool:
+    """A value the repository's token search takes as it is: no wildcard, no character with a
+    meaning in FHIR search (``,`` ``|`` ``$`` ``\\``), no padding."""
+    return bool(value) and value == value.strip() and not any(c in value for c in "*?,|$\\")
+
+
+def _without_pixels(ds: Dataset) -> Dataset:
+    out = Dataset()
+    for elem in ds:
+        if elem.tag < 0x7FE00000:
+            out.add(elem)
+    return out
+
+
+def _study_record(head: Dataset, study: dict) -> Dataset:
+    rec = _without_pixels(head)
+    rec.ModalitiesInStudy = sorted({m["code"] for m in study.get("modality", [])})
+    classes = {
+        i.get("sopClass", {}).get("code", "").removeprefix("urn:oid:")
+        for s in study.get("series", [])
+        for i in s.get("instance", [])
+    }
+    rec.SOPClassesInStudy = sorted(c for c in classes if c)
+    rec.NumberOfStudyRelatedSeries = study.get("numberOfSeries", 0)
+    rec.NumberOfStudyRelatedInstances = study.get("numberOfInstances", 0)
+    return rec
+
+
+def _series_record(head: Dataset, series: dict, study_rec: Dataset) -> Dataset:
+    rec = Dataset()
+    rec.update(study_rec)
+    rec.update(_without_pixels(head))
+    rec.NumberOfSeriesRelatedInstances = series.get("numberOfInstances", 0)
+    return rec
+
+
+def _only(criteria: dict[str, list[str]], keys: list[str]) -> dict[str, list[str]]:
+    return {k: v for k, v in criteria.items() if k in keys}
+
+
+def _strings(value: object) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, MultiValue | list | tuple):
+        return [str(v) for v in value if str(v) != ""]
+    return [str(value)]
+
+
+def _matches(rec: Dataset, criteria: dict[str, list[str]]) -> bool:
+    """Every key matches (PS3.4 C.2.2.2); a multi-valued key (a UID list, or values separated
+    by ``\\``) matches when any of its values does; a record without the attribute does not
+    match a non-empty key. Keys that are no DICOM attribute keyword are not matched."""
+    for kw, values in criteria.items():
+        try:
+            dictionary_VR(kw)
+        except KeyError:
+            continue
+        if not any(qido.matches(rec, {kw: v}) for v in values):
+            return False
+    return True
