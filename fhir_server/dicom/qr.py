@@ -14,8 +14,8 @@ sequence) are returned empty and never narrow the match. Computed keys: Number o
 Study / Series Related Studies / Series / Instances, Modalities in Study, SOP Classes in Study.
 
 C-MOVE sends to the AE titles of ``HEARTH_DICOM_DESTINATIONS`` only (an unknown destination is
-0xA801); C-GET sends on the requesting association, transcoding to a syntax the requester
-accepted when the stored one was not (``transcode``).
+0xA801). C-MOVE and C-GET send each instance in a syntax the receiving association accepted,
+transcoding (``transcode``) when the stored one was not.
 """
 
 from __future__ import annotations

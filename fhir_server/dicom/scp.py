@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.events import EventHandlerType
@@ -171,6 +172,44 @@ def _sub_operations(event, hub: Hub, accepted):  # type: ignore[no-untyped-def]
         yield qr_service.PENDING, ds
 
 
+def _accepted_by(hub: Hub, association):  # type: ignore[no-untyped-def]
+    """``accepted(sop_uid)``: the transfer syntaxes the association (``association()``, found
+    when first needed) accepted, with Hearth as SCU, for that instance's SOP class."""
+    by_class: dict[str, list[str]] | None = None
+
+    def accepted(uid: str) -> list[str]:
+        nonlocal by_class
+        if by_class is None:
+            assoc = association()
+            by_class = {}
+            for cx in assoc.accepted_contexts if assoc is not None else []:
+                if cx.as_scu:
+                    by_class.setdefault(str(cx.abstract_syntax), []).append(
+                        str(cx.transfer_syntax[0])
+                    )
+        assert hub.qr is not None
+        with hub.qr.store.open(uid) as f:
+            ds = dcmread(f, stop_before_pixels=True, specific_tags=["SOPClassUID"])
+        return by_class.get(str(ds.SOPClassUID), [])
+
+    return accepted
+
+
+def _move_association(event, known: qr_service.Destination):  # type: ignore[no-untyped-def]
+    """The sub-association pynetdicom opened to the C-MOVE destination (it does not hand it to
+    the handler): the newest established requestor association to that AE, host and port."""
+    for assoc in reversed(list(event.assoc.ae.active_associations)):
+        if (
+            assoc.is_requestor
+            and assoc.is_established
+            and assoc.acceptor.ae_title == known.ae_title
+            and assoc.acceptor.address == known.host
+            and assoc.acceptor.port == known.port
+        ):
+            return assoc
+    return None
+
+
 def _handle_move(event, hub: Hub):  # type: ignore[no-untyped-def]
     """C-MOVE (PS3.4 C.4.2): to a destination of ``HEARTH_DICOM_DESTINATIONS`` only."""
     if hub.qr is None or not hub.qr.allows(event.assoc.requestor.ae_title):
@@ -193,7 +232,10 @@ def _handle_move(event, hub: Hub):  # type: ignore[no-untyped-def]
         else {"ae_title": known.ae_title}
     )
     yield known.host, known.port, kwargs
-    yield from _sub_operations(event, hub, None)
+    # each instance in a syntax the destination accepted: as stored, else transcoded
+    yield from _sub_operations(
+        event, hub, _accepted_by(hub, lambda: _move_association(event, known))
+    )
 
 
 def _handle_get(event, hub: Hub):  # type: ignore[no-untyped-def]
@@ -203,22 +245,7 @@ def _handle_get(event, hub: Hub):  # type: ignore[no-untyped-def]
         yield 0
         yield _failure(qr_service.NOT_AUTHORIZED, "this AE may not retrieve"), None
         return
-    by_class: dict[str, list[str]] = {}
-    for cx in event.assoc.accepted_contexts:
-        if cx.as_scu:
-            by_class.setdefault(str(cx.abstract_syntax), []).append(str(cx.transfer_syntax[0]))
-
-    def accepted(uid: str) -> list[str]:
-        assert hub.qr is not None
-        with hub.qr.store.open(uid) as f:
-            from pydicom import dcmread
-
-            sop = str(
-                dcmread(f, stop_before_pixels=True, specific_tags=["SOPClassUID"]).SOPClassUID
-            )
-        return by_class.get(sop, [])
-
-    yield from _sub_operations(event, hub, accepted)
+    yield from _sub_operations(event, hub, _accepted_by(hub, lambda: event.assoc))
 
 
 @dataclass(frozen=True)

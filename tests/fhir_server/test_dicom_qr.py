@@ -72,6 +72,15 @@ def qr(request, tmp_path_factory):  # type: ignore[no-untyped-def]
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    # a second receiver that takes uncompressed syntaxes only (storescp without +xa)
+    plain = tmp / "plain"
+    plain.mkdir()
+    plain_port = free_port()
+    plainscp = subprocess.Popen(
+        [tool("storescp"), "-aet", "PLAINSCP", "-od", str(plain), str(plain_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url, cleanup = database_url(request.param, tmp)
     port, orthanc_port = free_port(), free_port()
     running = start_server(
@@ -83,9 +92,11 @@ def qr(request, tmp_path_factory):  # type: ignore[no-untyped-def]
         dicom_quiet_seconds=3600,
         dicom_qr_aes="FINDSCU,MOVESCU,GETSCU,ORTHANC",
         dicom_destinations=f"{DESTINATION}@127.0.0.1:{scp_port},"
-        f"ORTHANC@127.0.0.1:{orthanc_port},NOWHERE@127.0.0.1:{free_port()}",
+        f"ORTHANC@127.0.0.1:{orthanc_port},NOWHERE@127.0.0.1:{free_port()},"
+        f"PLAINSCP@127.0.0.1:{plain_port}",
     )
     hearth = QrHearth(running, port, receiver, orthanc_port)
+    hearth.plain = plain
     sent = storescu(port, *sample_files())
     assert sent.returncode == 0, sent.stderr
     sent = storescu(port, "-xv", _j2k())  # storescu proposes JPEG 2000 when told
@@ -93,8 +104,9 @@ def qr(request, tmp_path_factory):  # type: ignore[no-untyped-def]
     assert hearth.ingest.flush(timeout=120)
     yield hearth
     running.stop()
-    storescp.terminate()
-    storescp.wait(timeout=20)
+    for proc in (storescp, plainscp):
+        proc.terminate()
+        proc.wait(timeout=20)
     cleanup()
 
 
@@ -268,6 +280,41 @@ def test_move_study_to_configured_destination(qr):
     assert got.StudyInstanceUID == source.StudyInstanceUID
     assert got.file_meta.TransferSyntaxUID == source.file_meta.TransferSyntaxUID
     assert np.array_equal(got.pixel_array, source.pixel_array)
+
+
+def test_move_transcodes_for_a_destination_without_the_stored_syntax(qr):
+    """The JPEG 2000 instance moved to a storescp that accepts uncompressed syntaxes only:
+    it arrives transcoded, with its own UIDs and the same pixels."""
+    j2k = pydicom.dcmread(_j2k())
+    result = subprocess.run(
+        [
+            tool("movescu"),
+            "-S",
+            "-aet",
+            "MOVESCU",
+            "-aec",
+            "HEARTH",
+            "-aem",
+            "PLAINSCP",
+            "-k",
+            "QueryRetrieveLevel=SERIES",
+            "-k",
+            f"StudyInstanceUID={j2k.StudyInstanceUID}",
+            "-k",
+            f"SeriesInstanceUID={j2k.SeriesInstanceUID}",
+            "127.0.0.1",
+            str(qr.port),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    got = {str(d.SOPInstanceUID): d for d in map(pydicom.dcmread, qr.plain.glob("*"))}
+    moved = got[str(j2k.SOPInstanceUID)]
+    assert not moved.file_meta.TransferSyntaxUID.is_compressed
+    assert moved.StudyInstanceUID == j2k.StudyInstanceUID
+    assert np.array_equal(moved.pixel_array, j2k.pixel_array)
 
 
 def test_move_to_unknown_destination_is_refused(qr):

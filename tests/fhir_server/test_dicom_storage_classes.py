@@ -86,7 +86,7 @@ def test_retired_ultrasound_from_storescu(dicom_hearth, tmp_path):
 
 
 def test_unambiguous_invalid_uids_are_stored_with_a_warning(dicom_hearth, tmp_path):
-    hex_study = "1.2.840.113654.2.70.1." + generate_uid()[-12:].replace("1", "A")
+    hex_study = "1.2.840.113654.2.70.1.A3F" + generate_uid()[-12:]
     hex_sop = "1.2.840.0113654.2.70.1.BEEF" + generate_uid()[-8:]
     ds = pydicom.dcmread(sample_files()[3])
     ds.StudyInstanceUID = hex_study
