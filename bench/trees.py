@@ -9,7 +9,8 @@ throwaway PostgreSQL database of its own, creates the same number of patients in
 each round, concurrency and operation runs the phase on OLD, then on NEW (alternating which goes
 first each round). Prints, per phase, req/s, p50/p95 latency and the server's CPU milliseconds per
 request (the server process and its workers; PostgreSQL's own CPU is not in it), and NEW/OLD of
-the medians over the rounds, with the machine's load average.
+the medians over the rounds, with the machine's load average. ``--old-env`` / ``--new-env``
+give each server its own ``HEARTH_*`` settings (the same tree twice compares two settings).
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ from tests.servers import (  # noqa: E402
 )
 
 
-def start(tree: str, url: str, workers: int) -> tuple[subprocess.Popen, str, str]:
+def start(
+    tree: str, url: str, workers: int, extra: dict[str, str]
+) -> tuple[subprocess.Popen, str, str]:
     port = free_port()
     env = {
         **os.environ,
@@ -48,6 +51,7 @@ def start(tree: str, url: str, workers: int) -> tuple[subprocess.Popen, str, str
         "HEARTH_WORKERS": str(workers),
         "HEARTH_LOG_LEVEL": "warning",
         "HEARTH_DICOM_ENABLED": "false",
+        **extra,
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "fhir_server.cli", "serve"],
@@ -71,8 +75,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--old-env", nargs="*", default=[], help="KEY=VALUE for OLD's server")
+    ap.add_argument("--new-env", nargs="*", default=[], help="KEY=VALUE for NEW's server")
     args = ap.parse_args()
     trees = {"old": str(Path(args.old).resolve()), "new": str(Path(args.new).resolve())}
+    envs = {
+        "old": dict(kv.split("=", 1) for kv in args.old_env),
+        "new": dict(kv.split("=", 1) for kv in args.new_env),
+    }
     dbs: list[str] = []
     procs: dict[str, subprocess.Popen] = {}
     try:
@@ -81,7 +91,7 @@ def main() -> None:
             name, url = create_pg_database()
             dbs.append(name)
             upgrade(url)
-            proc, base, auth = start(tree, url, args.workers)
+            proc, base, auth = start(tree, url, args.workers, envs[label])
             procs[label] = proc
             servers[label] = (base, auth)
         ids: dict[str, list[str]] = {}
@@ -97,6 +107,8 @@ def main() -> None:
             f"PostgreSQL, {args.seconds:.0f} s per phase, {args.rounds} rounds, "
             f"{os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
         )
+        if args.old_env or args.new_env:
+            print(f"# old env {args.old_env}, new env {args.new_env}")
         print(
             f"{'op':<7}{'conc':>5} {'tree':>5} {'req/s':>8} {'p50 ms':>7} {'p95 ms':>7} "
             f"{'cpu ms':>7}"
