@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         le=64,
         description="raw PostgreSQL connections for token checks, and as many for reads by id",
     )
+    audit_linger_ms: int = Field(
+        20,
+        ge=0,
+        le=1000,
+        description="ms the audit writer waits for more read records to batch with the first",
+    )
     request_threads: int = Field(
         40, ge=1, le=1000, description="interactions a process runs at once (its thread pool)"
     )
