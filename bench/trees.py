@@ -9,7 +9,8 @@ throwaway PostgreSQL database of its own, creates the same number of patients in
 each round, concurrency and operation runs the phase on OLD, then on NEW (alternating which goes
 first each round). Prints, per phase, req/s, p50/p95 latency and the server's CPU milliseconds per
 request (the server process and its workers; PostgreSQL's own CPU is not in it), and NEW/OLD of
-the medians over the rounds, with the machine's load average.
+the medians over the rounds, with the machine's load average. ``--old-env`` / ``--new-env``
+give each server its own ``HEARTH_*`` settings (the same tree twice compares two settings).
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ import signal
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -29,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from bench.crud import HEADERS, cpu_s, http_phase, pct, wait_up  # noqa: E402
 from resources.storage.migrate import upgrade  # noqa: E402
 from tests.servers import (  # noqa: E402
+    PG_ADMIN,
     create_pg_database,
     drop_pg_database,
     free_port,
@@ -36,7 +41,20 @@ from tests.servers import (  # noqa: E402
 )
 
 
-def start(tree: str, url: str, workers: int) -> tuple[subprocess.Popen, str, str]:
+def sessions(db: str) -> int:
+    """Connections PostgreSQL has accepted to ``db`` so far (``pg_stat_database.sessions``,
+    flushed within a second): its change over a phase is the pool churn."""
+    time.sleep(1.1)
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        row = conn.execute(
+            "select sessions from pg_stat_database where datname = %s", (db,)
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def start(
+    tree: str, url: str, workers: int, extra: dict[str, str]
+) -> tuple[subprocess.Popen, str, str]:
     port = free_port()
     env = {
         **os.environ,
@@ -48,6 +66,7 @@ def start(tree: str, url: str, workers: int) -> tuple[subprocess.Popen, str, str
         "HEARTH_WORKERS": str(workers),
         "HEARTH_LOG_LEVEL": "warning",
         "HEARTH_DICOM_ENABLED": "false",
+        **extra,
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "fhir_server.cli", "serve"],
@@ -71,17 +90,32 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument(
+        "--settle",
+        type=float,
+        default=20,
+        help="seconds to wait after the warm-up, while "
+        "each server compiles its validators in the background (not measured)",
+    )
+    ap.add_argument("--old-env", nargs="*", default=[], help="KEY=VALUE for OLD's server")
+    ap.add_argument("--new-env", nargs="*", default=[], help="KEY=VALUE for NEW's server")
     args = ap.parse_args()
     trees = {"old": str(Path(args.old).resolve()), "new": str(Path(args.new).resolve())}
+    envs = {
+        "old": dict(kv.split("=", 1) for kv in args.old_env),
+        "new": dict(kv.split("=", 1) for kv in args.new_env),
+    }
     dbs: list[str] = []
     procs: dict[str, subprocess.Popen] = {}
     try:
         servers: dict[str, tuple[str, str]] = {}
+        db_of: dict[str, str] = {}
         for label, tree in trees.items():
             name, url = create_pg_database()
             dbs.append(name)
+            db_of[label] = name
             upgrade(url)
-            proc, base, auth = start(tree, url, args.workers)
+            proc, base, auth = start(tree, url, args.workers, envs[label])
             procs[label] = proc
             servers[label] = (base, auth)
         ids: dict[str, list[str]] = {}
@@ -91,15 +125,18 @@ def main() -> None:
             _, _, made = asyncio.run(http_phase(base, 4, 3, "create", []))
             ids[label] = made
             asyncio.run(http_phase(base, 4, 2, "read", made))  # warm-up
+        time.sleep(args.settle)
         load = os.getloadavg()
         print(
             f"# {args.old} (old) vs {args.new} (new): hearth serve --workers {args.workers}, "
             f"PostgreSQL, {args.seconds:.0f} s per phase, {args.rounds} rounds, "
             f"{os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
         )
+        if args.old_env or args.new_env:
+            print(f"# old env {args.old_env}, new env {args.new_env}")
         print(
             f"{'op':<7}{'conc':>5} {'tree':>5} {'req/s':>8} {'p50 ms':>7} {'p95 ms':>7} "
-            f"{'cpu ms':>7}"
+            f"{'cpu ms':>7} {'new conns':>9}"
         )
         results: dict[tuple[str, int, str], list[tuple[float, float, float, float]]] = {}
         for rnd in range(args.rounds):
@@ -109,6 +146,7 @@ def main() -> None:
                     for label in order:
                         base, auth = servers[label]
                         HEADERS["Authorization"] = auth
+                        s0 = sessions(db_of[label])
                         c0 = cpu_s(procs[label].pid)
                         rate, lat, made = asyncio.run(
                             http_phase(base, conc, args.seconds, op, ids[label])
@@ -119,7 +157,7 @@ def main() -> None:
                         results.setdefault((op, conc, label), []).append(row)
                         print(
                             f"{op:<7}{conc:>5} {label:>5} {rate:8.0f} {row[1]:7.1f} "
-                            f"{row[2]:7.1f} {cpu:7.2f}",
+                            f"{row[2]:7.1f} {cpu:7.2f} {sessions(db_of[label]) - s0:9d}",
                             flush=True,
                         )
         load = os.getloadavg()

@@ -36,7 +36,7 @@ class AuthService:
             store,
             SigningKey.load_or_create(settings.data_dir),
             settings,
-            audit.AuditWriter(engine),
+            audit.AuditWriter(engine, linger=settings.audit_linger_ms / 1000),
             Limits(settings),
         )
 

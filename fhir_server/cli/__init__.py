@@ -75,6 +75,11 @@ def serve(host, port, database_url, base_url, workers, dicom_port, no_dicom, mll
         click.echo(f"DICOM listener {settings.dicom_ae_title} on port {settings.dicom_port}")
     if settings.mllp_port is not None:
         click.echo(f"HL7 v2 MLLP listener on {settings.host}:{settings.mllp_port}")
+    from fhir_server import budget
+
+    warning = budget.check(settings)
+    if warning:
+        click.echo(f"WARNING: {warning}", err=True)
     if settings.workers > 1:
         from fhir_server.runtime import prefork
 

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 
+from anyio import to_thread
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -140,6 +141,9 @@ def create_app(settings: Settings | None = None, search: SearchEngine | None = N
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
         ctx = build_context(settings, search)
         app.state.context = ctx
+        # The threads running interactions at once (anyio's limiter: 40 unless set); requests
+        # beyond wait in the event loop, not as threads contending for the GIL and the pool.
+        to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         app.state.auth = AuthService.build(ctx.repo.engine, settings)
         app.state.checkpoints = Checkpointer(
             ctx.repo.engine,

@@ -32,10 +32,10 @@ class Settings(BaseSettings):
     # The connection budget (README "Connection budget"): a process holds at most
     # db_pool_size + db_max_overflow + 2 * db_lookup_pool_size PostgreSQL connections.
     db_pool_size: int = Field(
-        8, ge=1, le=100, description="PostgreSQL connections a process keeps in its main pool"
+        16, ge=1, le=100, description="PostgreSQL connections a process keeps in its main pool"
     )
     db_max_overflow: int = Field(
-        4, ge=0, le=100, description="main-pool connections opened beyond it at peak, then closed"
+        0, ge=0, le=100, description="main-pool connections opened beyond it at peak, then closed"
     )
     db_pool_timeout: float = Field(
         10.0,
@@ -48,6 +48,15 @@ class Settings(BaseSettings):
         ge=1,
         le=64,
         description="raw PostgreSQL connections for token checks, and as many for reads by id",
+    )
+    audit_linger_ms: int = Field(
+        20,
+        ge=0,
+        le=1000,
+        description="ms the audit writer waits for more read records to batch with the first",
+    )
+    request_threads: int = Field(
+        40, ge=1, le=1000, description="interactions a process runs at once (its thread pool)"
     )
     max_body_bytes: int = Field(
         32 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond)"

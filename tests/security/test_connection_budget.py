@@ -150,3 +150,51 @@ def test_too_many_connections_is_503(limited_role):
                 hog.close()
         assert client.get(f"/Patient/{pid}").status_code == 200
         assert _count(client, tag) == 0
+
+
+def test_over_budget_is_named():
+    from fhir_server.budget import over_budget
+
+    assert over_budget(3, 24, 100, 3) is None  # 72 of 97
+    warning = over_budget(4, 28, 100, 3)  # 112 of 97
+    assert warning is not None and "112" in warning and "97" in warning
+
+
+def test_serve_warns_when_the_processes_could_exhaust_postgresql(tmp_path):
+    """`hearth serve` with 8 workers of 24 connections on a server of 100 says so at start."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.servers import create_pg_database, drop_pg_database, free_port
+
+    name, url = create_pg_database()
+    try:
+        upgrade(url)
+        env = {
+            **os.environ,
+            "HEARTH_DATABASE_URL": url,
+            "HEARTH_PORT": str(free_port()),
+            "HEARTH_WORKERS": "8",
+            "HEARTH_DICOM_ENABLED": "false",
+            "HEARTH_DATA_DIR": str(tmp_path),
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fhir_server.cli", "serve"],
+            env=env,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            assert proc.stderr is not None
+            line = proc.stderr.readline()
+            while line and "WARNING" not in line and "connections" not in line:
+                line = proc.stderr.readline()
+            assert "may open 192 PostgreSQL connections" in line, line
+        finally:
+            os.killpg(proc.pid, 15)
+            proc.wait(60)
+    finally:
+        drop_pg_database(name)
