@@ -240,3 +240,11 @@ def test_read_scopes_limit_the_types(server, record):
     headers = client_token(server, "system/Observation.rs")
     with httpx.Client(base_url=server.fhir, headers=headers, timeout=60) as no_patient:
         assert no_patient.get(f"/Patient/{a['patient']}/$everything").status_code == 403
+
+
+def test_encounter_compartment_search(client, record):
+    a = record["a"]
+    resp = client.get(f"/Encounter/{a['encounter']}/Observation")
+    assert resp.status_code == 200, resp.text
+    assert _entries(resp.json()) == {f"Observation/{o}" for o in a["obs"][:2]}
+    assert client.get(f"/Encounter/{a['encounter']}/NoSuchType").status_code == 404
