@@ -209,3 +209,24 @@ def test_contained_is_reported_or_refused_under_strict(client):
     )
     assert strict.status_code == 400
     assert strict.json()["issue"][0]["severity"] == "error"
+
+
+@pytest.mark.parametrize(
+    "at", ["9999", "0001-01-01", "9999-12-31T23:59:59.999999-14:00", "2020-13"]
+)
+def test_history_at_at_the_ends_of_the_calendar_is_never_a_500(client, at):
+    pid = _patient(client, "Ends")["id"]
+    resp = client.get(f"/Patient/{pid}/_history", params={"_at": at})
+    assert resp.status_code in (200, 400), resp.text
+    assert resp.json()["resourceType"] in ("Bundle", "OperationOutcome")
+
+
+@pytest.mark.parametrize("header", ["foo", '"1"', '*, W/"2"', ""])
+def test_if_none_match_odd_values_are_never_a_500(client, header):
+    pid = f"inm-{uuid.uuid4().hex[:12]}"
+    body = {"resourceType": "Patient", "id": pid}
+    assert client.put(f"/Patient/{pid}", json=body).status_code == 201
+    resp = client.put(
+        f"/Patient/{pid}", json={**body, "gender": "male"}, headers={"If-None-Match": header}
+    )
+    assert resp.status_code in (200, 412), resp.text

@@ -240,3 +240,21 @@ def test_read_scopes_limit_the_types(server, record):
     headers = client_token(server, "system/Observation.rs")
     with httpx.Client(base_url=server.fhir, headers=headers, timeout=60) as no_patient:
         assert no_patient.get(f"/Patient/{a['patient']}/$everything").status_code == 403
+
+
+def test_encounter_compartment_search(client, record):
+    a = record["a"]
+    resp = client.get(f"/Encounter/{a['encounter']}/Observation")
+    assert resp.status_code == 200, resp.text
+    assert _entries(resp.json()) == {f"Observation/{o}" for o in a["obs"][:2]}
+    assert client.get(f"/Encounter/{a['encounter']}/NoSuchType").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "since", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00Z", "2020-01-01T00:00:00"]
+)
+def test_since_at_the_ends_of_the_calendar_is_never_a_500(client, record, since):
+    resp = client.get(f"/Patient/{record['a']['patient']}/$everything", params={"_since": since})
+    assert resp.status_code in (200, 400), resp.text
+    if since.startswith("0001"):
+        assert _entries(resp.json()) == _record(record["a"])
