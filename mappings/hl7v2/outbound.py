@@ -151,8 +151,8 @@ def oru_r01(
         names.append(
             "^".join(escape(p) for p in (n.get("family", ""), *(given[:2] or [""]))).rstrip("^")
         )
-    if names:
-        pid.pid_5 = "~".join(names)
+    # PID-5 is required in v2.5.1: a patient without a name gets the explicit null ""
+    pid.pid_5 = "~".join(names) if names else '""'
     if patient.get("birthDate"):
         pid.pid_7 = dtm(patient["birthDate"])
     if patient.get("gender") in GENDER:

@@ -80,3 +80,11 @@ def test_any_conclusion_round_trips(text: str) -> None:
     nte = msg.one("NTE")
     got = nte.first(3).text() if nte is not None and nte.first(3) is not None else ""
     assert got.strip() == text.replace("\r", " ").replace("\n", " ").strip()
+
+
+def test_a_patient_without_a_name_gets_the_explicit_null() -> None:
+    """PID-5 is required in v2.5.1 (hl7apy validates it): an unnamed patient is sent as ""."""
+    report = _report()
+    text = oru_r01(report, {"id": "p9"}, [], control_id="C", now=datetime(2024, 1, 1, tzinfo=UTC))
+    pid = parse(text).one("PID")
+    assert pid.raw(5) == '""' and pid.value(3) == "p9"
