@@ -8,13 +8,21 @@ lab result for a new patient: a Patient, a DiagnosticReport and five Observation
 conditional (ifNoneExist / conditional update), sent one after another on one connection, each
 waiting for its ACK (as MLLP senders do). The baseline maps the same messages client-side
 (parse + map only, timed separately) and POSTs the resulting Bundles to ``/fhir``.
+
+Outbound (``--outbound N``, default 30): the same server sends every final DiagnosticReport as
+ORU^R01 to a receiver in this process (``HEARTH_HL7_OUT_*``, the sender polling its queue every
+``HEARTH_HL7_OUT_POLL`` = 0.05 s here); the figure is the time from the REST write of a final
+report returning to its message arriving at the receiver (which answers AA at once), beside the
+baseline of the write itself, median of N one after another.
 """
 
 from __future__ import annotations
 
 import argparse
 import socket
+import statistics
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -78,15 +86,99 @@ def rest_rate(base: str, token: str, bundles: list[dict]) -> float:
         return len(bundles) / (time.perf_counter() - start)
 
 
+class Receiver:
+    """A loopback MLLP receiver: the arrival time of each message by its OBR-3, answered AA."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.arrived: dict[str, float] = {}
+        self.event = threading.Condition()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._client, args=(conn,), daemon=True).start()
+
+    def _client(self, conn: socket.socket) -> None:
+        buf = b""
+        with conn:
+            while chunk := conn.recv(65536):
+                buf += chunk
+                while b"\x1c\x0d" in buf:
+                    frame, buf = buf.split(b"\x1c\x0d", 1)
+                    msg = parse(frame.lstrip(b"\x0b"))
+                    at = time.perf_counter()
+                    ack = f"MSH|^~\\&|EHR|HOSP|HEARTH|HEARTH|||ACK|A|P|2.5.1\rMSA|AA|{msg.control_id}\r"
+                    conn.sendall(b"\x0b" + ack.encode() + b"\x1c\x0d")
+                    obr = msg.one("OBR")
+                    with self.event:
+                        self.arrived[obr.value(2) if obr is not None else ""] = at
+                        self.event.notify_all()
+
+    def wait(self, key: str, timeout: float = 60) -> float:
+        with self.event:
+            if not self.event.wait_for(lambda: key in self.arrived, timeout):
+                raise RuntimeError(f"report {key} never arrived")
+            return self.arrived[key]
+
+
+def outbound_latency(base: str, token: str, receiver: Receiver, n: int) -> tuple[float, float]:
+    """(median REST write of a final report, median write-returned → message arrived), s."""
+    writes, latencies = [], []
+    with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=60) as c:
+        patient = c.post(
+            base + "/Patient",
+            json={"resourceType": "Patient", "identifier": [{"system": "urn:b", "value": "1"}]},
+        ).json()["id"]
+        for i in range(n):
+            key = f"out-{uuid.uuid4().hex[:10]}"
+            report = {
+                "resourceType": "DiagnosticReport",
+                "identifier": [
+                    {
+                        "system": "urn:bench",
+                        "value": key,
+                        "type": {"coding": [{"code": "PLAC"}]},
+                    }
+                ],
+                "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "24320-4"}]},
+                "subject": {"reference": f"Patient/{patient}"},
+                "conclusion": f"bench report {i}",
+            }
+            start = time.perf_counter()
+            r = c.post(base + "/DiagnosticReport", json=report)
+            done = time.perf_counter()
+            if r.status_code != 201:
+                raise RuntimeError(r.text)
+            writes.append(done - start)
+            latencies.append(receiver.wait(key) - done)
+    return statistics.median(writes), statistics.median(latencies)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=300)
     ap.add_argument("--backend", choices=["postgresql", "sqlite"], default="postgresql")
+    ap.add_argument("--outbound", type=int, default=30, help="final reports sent out (0: none)")
     args = ap.parse_args()
     mllp_port = free_port()
+    receiver = Receiver()
+    env = {"HEARTH_MLLP_PORT": str(mllp_port)}
+    if args.outbound:
+        env |= {
+            "HEARTH_HL7_OUT_HOST": "127.0.0.1",
+            "HEARTH_HL7_OUT_PORT": str(receiver.port),
+            "HEARTH_HL7_OUT_POLL": "0.05",
+        }
     with (
         database(args.backend) as url,
-        hearth(url, env={"HEARTH_MLLP_PORT": str(mllp_port)}) as server,
+        hearth(url, env=env) as server,
     ):
         root, token = server.root, server.token
         warm = [message(i, "warm" + uuid.uuid4().hex[:6]) for i in range(20)]
@@ -103,6 +195,13 @@ def main() -> None:
         print(f"  parse + map only (client side)     {map_rate:8.0f} messages/s")
         print(f"  baseline: REST POST /fhir Bundle   {rest:8.1f} transactions/s")
         print(f"  MLLP message -> ACK                {mllp:8.1f} messages/s  ({mllp / rest:.2f}x)")
+        if args.outbound:
+            write, latency = outbound_latency(root + "/fhir", token, receiver, args.outbound)
+            print(
+                f"HL7 v2 out on {args.backend}, {args.outbound} final reports, one after another:"
+            )
+            print(f"  baseline: REST write of the report {write * 1000:8.1f} ms (median)")
+            print(f"  write returned -> ORU^R01 received {latency * 1000:8.1f} ms (median)")
 
 
 if __name__ == "__main__":

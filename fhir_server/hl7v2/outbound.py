@@ -1,17 +1,18 @@
-"""HL7 v2 out: a final DiagnosticReport is sent to the hospital's receiver as ORU^R01 over MLLP
-(``HEARTH_HL7_OUT_HOST``/``_PORT``), durably (docs/hl7v2.md "Outbound").
+"""HL7 v2 out: what Hearth records is sent to the hospital's receiver over MLLP
+(``HEARTH_HL7_OUT_HOST``/``_PORT``), durably (docs/hl7v2.md "Outbound"): ORU^R01 for a final
+DiagnosticReport, SIU^S12/S14/S15 for an Appointment booked / changed / cancelled, ADT^A04/A08
+for a Patient registered / changed (``HEARTH_HL7_OUT_MESSAGES`` picks them).
 
-When a DiagnosticReport is written with status ``final`` (created, or updated: a corrected final
-report is sent again; not one an HL7 v2 message brought in, ``meta.source``
+When such a write happens (not one an HL7 v2 message brought in: ``meta.source``
 ``urn:hearth:hl7v2:sender:…``), a write hook adds, in the same transaction, a Task (``code``
-hl7v2-oru-r01, ``focus`` the report's version) and its job on the work queue
-(``resources/jobs/queue.py``, kind ``hl7v2-out``, keyed by that version: written once). A sender
-thread in the server claims the jobs, builds the message (``mappings/hl7v2/outbound.py``,
-hl7apy), sends it and reads the receiver's ACK: AA (or CA) completes the Task; AE, no answer or
-no connection is retried with exponential back-off (``HEARTH_HL7_OUT_BACKOFF`` doubling) up to
-``HEARTH_HL7_OUT_MAX_ATTEMPTS``; AR (the receiver rejects it) or the last attempt fails the
-Task, its ``statusReason`` saying why, and the job stays ``failed``: the dead letters are
-``Task?code=…|hl7v2-oru-r01&status=failed``.
+hl7v2-oru-r01 / hl7v2-siu / hl7v2-adt, ``focus`` the resource's version, ``input`` the message
+type) and its job on the work queue (``resources/jobs/queue.py``, kind ``hl7v2-out``, keyed by that
+version: written once). A sender thread in the server claims the jobs, builds the message
+(``mappings/hl7v2/outbound.py``, hl7apy), sends it and reads the receiver's ACK: AA (or CA)
+completes the Task; AE, no answer or no connection is retried with exponential back-off
+(``HEARTH_HL7_OUT_BACKOFF`` doubling) up to ``HEARTH_HL7_OUT_MAX_ATTEMPTS``; AR (the receiver
+rejects it) or the last attempt fails the Task, its ``statusReason`` saying why, and the job
+stays ``failed``: the dead letters are ``Task?code=…&status=failed``.
 """
 
 from __future__ import annotations
@@ -38,19 +39,42 @@ TASK_CODE = "hl7v2-oru-r01"
 START, END = b"\x0b", b"\x1c\x0d"
 
 
+# Task.code of each outbound message (CODE_SYSTEM)
+CODES = {"ORU": "hl7v2-oru-r01", "SIU": "hl7v2-siu", "ADT": "hl7v2-adt"}
+
+
+def _event(result: WriteResult) -> tuple[str, str] | None:
+    """(family, MSH-9 message^event) a write calls for, or None."""
+    stored = result.stored
+    content = stored.content or {}
+    if result.status not in ("created", "updated"):
+        return None
+    if content.get("meta", {}).get("source", "").startswith(SOURCE):
+        return None  # a hospital system sent it in: not echoed back
+    if stored.res_type == "DiagnosticReport" and content.get("status") == "final":
+        return "ORU", "ORU^R01"
+    if stored.res_type == "Appointment":
+        if content.get("status") in ("cancelled", "entered-in-error", "noshow"):
+            return "SIU", "SIU^S15"
+        return "SIU", "SIU^S12" if result.status == "created" else "SIU^S14"
+    if stored.res_type == "Patient":
+        return "ADT", "ADT^A04" if result.status == "created" else "ADT^A08"
+    return None
+
+
 def hook(settings: Settings):  # type: ignore[no-untyped-def]
-    """The write hook that queues an ORU^R01 for each final DiagnosticReport version."""
+    """The write hook that queues the outbound message a write calls for: ORU^R01 for each
+    final DiagnosticReport version, SIU^S12/S14/S15 for an Appointment booked / changed /
+    cancelled, ADT^A04/A08 for a Patient registered / changed (``HEARTH_HL7_OUT_MESSAGES``)."""
+    wanted = {m.strip().upper() for m in settings.hl7_out_messages.split(",") if m.strip()}
 
     def on_write(u: Unit, result: WriteResult) -> None:
+        found = _event(result)
+        if found is None or found[0] not in wanted:
+            return
+        family, kind = found
         stored = result.stored
-        if stored.res_type != "DiagnosticReport" or result.status not in ("created", "updated"):
-            return
-        content = stored.content or {}
-        if content.get("status") != "final":
-            return
-        if content.get("meta", {}).get("source", "").startswith(SOURCE):
-            return  # a result a hospital system sent in: not echoed back
-        key = f"ORU^R01:{stored.ref}/_history/{stored.version}"
+        key = f"{kind}:{stored.ref}/_history/{stored.version}"
         criteria = [("identifier", f"{TASK_SYSTEM}|{key}")]
         if u.match("Task", criteria, limit=1):
             return
@@ -60,10 +84,11 @@ def hook(settings: Settings):  # type: ignore[no-untyped-def]
             "status": "requested",
             "intent": "order",
             "code": {
-                "coding": [{"system": CODE_SYSTEM, "code": TASK_CODE}],
-                "text": "send ORU^R01 to the hospital's HL7 v2 receiver",
+                "coding": [{"system": CODE_SYSTEM, "code": CODES[family]}],
+                "text": f"send {kind} to the hospital's HL7 v2 receiver",
             },
             "focus": {"reference": f"{stored.ref}/_history/{stored.version}"},
+            "input": [{"type": {"text": "message"}, "valueString": kind}],
             "authoredOn": instant(utcnow()),
             "note": [{"text": f"to {settings.hl7_out_host}:{settings.hl7_out_port}"}],
         }
@@ -129,24 +154,41 @@ class Sender:
                     log.exception("HL7 v2 outbound job %s: fault", job.id)
 
     def _message(self, task_id: str) -> tuple[str, str]:
-        def read(u: Unit) -> tuple[dict, dict, list[dict]]:
+        def read(u: Unit) -> tuple[str, dict, dict | None, list[dict]]:
             task = u.read("Task", task_id).resource
-            ref = task["focus"]["reference"]
-            res_type, res_id, _, version = ref.split("/")
-            report = u.vread(res_type, res_id, version).resource
-            subject = report.get("subject", {}).get("reference", "")
-            patient = u.read("Patient", subject.split("/")[1]).resource if subject else {}
+            kind = task["input"][0]["valueString"] if task.get("input") else "ORU^R01"
+            res_type, res_id, _, version = task["focus"]["reference"].split("/")
+            focus = u.vread(res_type, res_id, version).resource
+            if res_type == "Patient":
+                return kind, focus, focus, []
+            subject = focus.get("subject", {}).get("reference", "")
+            if res_type == "Appointment":
+                subject = next(
+                    (
+                        p["actor"]["reference"]
+                        for p in focus.get("participant", [])
+                        if p.get("actor", {}).get("reference", "").startswith("Patient/")
+                    ),
+                    "",
+                )
+            patient = u.read("Patient", subject.split("/")[1]).resource if subject else None
             observations = []
-            for r in report.get("result", []):
+            for r in focus.get("result", []):
                 parts = r.get("reference", "").split("/")
                 if len(parts) == 2 and parts[0] == "Observation":
                     observations.append(u.read("Observation", parts[1]).resource)
-            return report, patient, observations
+            return kind, focus, patient, observations
 
-        report, patient, observations = self.repo.read(read)
+        kind, focus, patient, observations = self.repo.read(read)
         control_id = f"HEARTH{uuid.uuid4().hex[:16]}"
+        now = datetime.now().astimezone()
+        code, event = kind.split("^")
+        if code == "ADT":
+            return outbound.adt(event, focus, control_id=control_id, now=now), control_id
+        if code == "SIU":
+            return outbound.siu(event, focus, patient, control_id=control_id, now=now), control_id
         message = outbound.oru_r01(
-            report, patient, observations, control_id=control_id, now=datetime.now().astimezone()
+            focus, patient or {}, observations, control_id=control_id, now=now
         )
         return message, control_id
 

@@ -122,6 +122,10 @@ class Settings(BaseSettings):
         None, description="HL7 v2 outbound receiver (MLLP host); unset: nothing is sent"
     )
     hl7_out_port: int = Field(2575, ge=1, le=65535, description="HL7 v2 outbound receiver port")
+    hl7_out_messages: str = Field(
+        "ORU,SIU,ADT",
+        description="What is sent out: ORU (final reports), SIU (appointments), ADT (patients)",
+    )
     hl7_out_timeout: float = Field(
         30.0, gt=0, description="Seconds to connect, send and wait for the receiver's ACK"
     )

@@ -260,7 +260,7 @@ def coding(code: str, display: str, system_name: str, version: str = "") -> dict
     if version:
         out["version"] = version
     if code:
-        out["code"] = code
+        out["code"] = " ".join(code.split())  # a FHIR code has no runs of blanks
     if display:
         out["display"] = display
     return out

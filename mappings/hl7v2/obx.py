@@ -172,7 +172,7 @@ def observation(
         reason = "not-asked" if status_code == "N" else "error"
         res["dataAbsentReason"] = {"coding": [{"system": DATA_ABSENT, "code": reason}]}
     ranges = obx.first(7)
-    if ranges:
+    if ranges and ranges.text().strip():
         res["referenceRange"] = [reference_range(ranges.text().strip(), dt.unit(obx.first(6)))]
     interp = interpretation(obx)
     if interp:

@@ -151,8 +151,8 @@ def oru_r01(
         names.append(
             "^".join(escape(p) for p in (n.get("family", ""), *(given[:2] or [""]))).rstrip("^")
         )
-    if names:
-        pid.pid_5 = "~".join(names)
+    # PID-5 is required in v2.5.1: a patient without a name gets the explicit null ""
+    pid.pid_5 = "~".join(names) if names else '""'
     if patient.get("birthDate"):
         pid.pid_7 = dtm(patient["birthDate"])
     if patient.get("gender") in GENDER:
@@ -213,5 +213,146 @@ def oru_r01(
         major, _, minor = mime.partition("/")
         obx.obx_5 = f"HEARTH^{escape(major.upper())}^{escape(minor.upper())}^Base64^{form['data']}"
         obx.obx_11 = REPORT_STATUS.get(report.get("status", ""), "F")
+    m.validate()
+    return str(m.to_er7()) + "\r"
+
+
+# Appointment.status → table 0278 filler status (SCH-25)
+FILLER_STATUS = {
+    "proposed": "Pending",
+    "pending": "Pending",
+    "booked": "Booked",
+    "arrived": "Started",
+    "fulfilled": "Complete",
+    "cancelled": "Cancelled",
+    "noshow": "Noshow",
+    "entered-in-error": "Deleted",
+    "checked-in": "Started",
+    "waitlist": "Waitlist",
+}
+
+
+def _header(
+    m: Message, kind: str, control_id: str, now: datetime, receiving: tuple[str, str]
+) -> None:
+    m.msh.msh_3 = "HEARTH"
+    m.msh.msh_4 = "HEARTH"
+    m.msh.msh_5 = escape(receiving[0])
+    m.msh.msh_6 = escape(receiving[1])
+    m.msh.msh_7 = now.strftime("%Y%m%d%H%M%S%z")
+    m.msh.msh_9 = kind
+    m.msh.msh_10 = escape(control_id)
+    m.msh.msh_11 = "P"
+    m.msh.msh_12 = "2.5.1"
+
+
+def _pid(pid, patient: dict) -> None:  # type: ignore[no-untyped-def]
+    pid.pid_1 = "1"
+    idents = [_identifier(i) for i in patient.get("identifier", []) if i.get("value")]
+    pid.pid_3 = "~".join(idents) or escape(patient.get("id", ""))
+    names = []
+    for n in patient.get("name", []):
+        given = n.get("given", [])
+        parts = (n.get("family", ""), *(given[:2] or [""]))
+        names.append("^".join(escape(p) for p in parts).rstrip("^"))
+    pid.pid_5 = "~".join(names) if names else '""'
+    if patient.get("birthDate"):
+        pid.pid_7 = dtm(patient["birthDate"])
+    if patient.get("gender") in GENDER:
+        pid.pid_8 = GENDER[patient["gender"]]
+    addresses = []
+    for a in patient.get("address", []):
+        lines = a.get("line", [])
+        fields = [
+            lines[0] if lines else "",
+            lines[1] if len(lines) > 1 else "",
+            a.get("city", ""),
+            a.get("state", ""),
+            a.get("postalCode", ""),
+            a.get("country", ""),
+        ]
+        addresses.append("^".join(escape(f) for f in fields).rstrip("^"))
+    if any(addresses):
+        pid.pid_11 = "~".join(a for a in addresses if a)
+    phones = [escape(t["value"]) for t in patient.get("telecom", []) if t.get("value")]
+    if phones:
+        pid.pid_13 = "~".join(phones)
+
+
+def adt(
+    event: str,
+    patient: dict,
+    *,
+    control_id: str,
+    now: datetime,
+    receiving: tuple[str, str] = ("", ""),
+) -> str:
+    """ADT^A04 (a patient registered in Hearth) or ADT^A08 (changed), structure ADT_A01:
+    EVN, PID, and a PV1 with class N (no visit: the patient record alone)."""
+    m = Message("ADT_A01", version="2.5.1")
+    _header(m, f"ADT^{event}^ADT_A01", control_id, now, receiving)
+    m.evn.evn_1 = event
+    m.evn.evn_2 = now.strftime("%Y%m%d%H%M%S%z")
+    _pid(m.pid, patient)
+    m.pv1.pv1_1 = "1"
+    m.pv1.pv1_2 = "N"
+    m.validate()
+    return str(m.to_er7()) + "\r"
+
+
+def siu(
+    event: str,
+    appointment: dict,
+    patient: dict | None,
+    *,
+    control_id: str,
+    now: datetime,
+    receiving: tuple[str, str] = ("", ""),
+) -> str:
+    """SIU^S12 (booked), S14 (changed) or S15 (cancelled), structure SIU_S12: SCH (placer and
+    filler ids, reason, start/end, duration, filler status), the patient's PID, and one RGS
+    with an AIP/AIL per practitioner/location participant (by display)."""
+    m = Message("SIU_S12", version="2.5.1")
+    _header(m, f"SIU^{event}^SIU_S12", control_id, now, receiving)
+    sch = m.sch
+    own = next((i for i in appointment.get("identifier", []) if i.get("value")), None)
+    sch.sch_1 = escape(own["value"]) if own else escape(appointment.get("id", ""))
+    sch.sch_2 = escape(appointment.get("id", "")) + "^HEARTH"
+    reason = (appointment.get("reasonCode") or [None])[0]
+    sch.sch_6 = _cwe(reason) or "^" + escape(appointment.get("status", ""))
+    kind = appointment.get("appointmentType")
+    if kind:
+        sch.sch_8 = _cwe(kind)
+    if appointment.get("minutesDuration"):
+        sch.sch_9 = str(appointment["minutesDuration"])
+        sch.sch_10 = "min^minutes^UCUM"
+    start, end = dtm(appointment.get("start")), dtm(appointment.get("end"))
+    sch.sch_11 = f"^^^{start}^{end}".rstrip("^") if start else "^^^"
+    sch.sch_16 = "HEARTH"
+    sch.sch_20 = "HEARTH"
+    sch.sch_25 = FILLER_STATUS.get(appointment.get("status", ""), "Pending")
+    if patient is not None:
+        _pid(m.add_group("SIU_S12_PATIENT").pid, patient)
+    resources = m.add_group("SIU_S12_RESOURCES")
+    resources.rgs.rgs_1 = "1"
+    n = 0
+    for p in appointment.get("participant", []):
+        actor = p.get("actor", {})
+        ref = actor.get("reference", "")
+        name = escape(actor.get("display", "") or ref)
+        if ref.startswith("Practitioner/"):
+            n += 1
+            aip = resources.add_group("SIU_S12_PERSONNEL_RESOURCE").aip
+            aip.aip_1 = str(n)
+            aip.aip_3 = f"{escape(ref.split('/')[1])}^{name}"
+            if start:
+                aip.aip_6 = start
+        elif ref.startswith("Location/"):
+            n += 1
+            ail = resources.add_group("SIU_S12_LOCATION_RESOURCE").ail
+            ail.ail_1 = str(n)
+            ail.ail_3 = name
+            if start:
+                ail.ail_6 = start
     m.validate()
     return str(m.to_er7()) + "\r"

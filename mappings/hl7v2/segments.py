@@ -140,7 +140,9 @@ def message_source(message: Message) -> str:
 
 def derived(kind: str, *parts: str) -> dict:
     """An identifier Hearth derives where v2 gives none (documented in docs/hl7v2.md)."""
-    return {"system": DERIVED + kind, "value": "/".join(parts)}
+    value = "/".join(parts)
+    value = "".join(ch if ch.isprintable() else " " for ch in value)  # \Xhh\ may decode to any
+    return {"system": DERIVED + kind, "value": value}
 
 
 class Builder:
@@ -338,6 +340,8 @@ class Builder:
         elif name == "OBX":
             self._observation(seg, request_url)
         elif name == "SCH":
+            if appointment is not None:  # the message's previous appointment is complete
+                _appointment_finish(appointment, self.message.message_type[1], self.ctx)
             appointment = self._appointment(seg)
         elif name in ("TQ1", "AIS", "AIG", "AIL", "AIP") and appointment is not None:
             self._appointment_detail(appointment, seg)
@@ -844,7 +848,8 @@ class Builder:
                 doc["content"].append({"attachment": {"contentType": mime, "data": data}})
             return
         for rep in obx.reps(5):
-            text.append(rep.text())
+            if rep.text().strip():
+                text.append(rep.text())
         if text:
             data = base64.b64encode("\n".join(text).encode("utf-8")).decode("ascii")
             plain = [
@@ -1114,6 +1119,8 @@ def _has_detail_after(message: Message, orc: Segment) -> bool:
 def _route(med: dict, rxr: Segment) -> None:
     route = dt.cwe(rxr.first(1))
     site = dt.cwe(rxr.first(2))
+    if route is None and site is None:
+        return
     if med.get("resourceType") == "Immunization":
         if route:
             med["route"] = route

@@ -1,7 +1,8 @@
 """HL7 v2 out, on SQLite and PostgreSQL: a final DiagnosticReport written to a running Hearth
 reaches a real MLLP receiver on loopback (a Python socket server here) as an ORU^R01 built with
 hl7apy; an AE or a silent receiver is retried with back-off, an AR or the last attempt
-dead-letters it as a failed Task; a preliminary report sends nothing."""
+dead-letters it as a failed Task; a preliminary report sends nothing. Patients registered and
+changed go out as ADT^A04/A08, appointments booked and cancelled as SIU^S12/S15."""
 
 from __future__ import annotations
 
@@ -76,9 +77,9 @@ class Receiver:
             f"MSA|{code}|{msg.control_id}|test receiver\r"
         )
 
-    def messages_about(self, marker: str) -> list[str]:
+    def messages_about(self, marker: str, kind: str = "ORU^R01") -> list[str]:
         with self.lock:
-            return [t for t in self.received if marker in t]
+            return [t for t in self.received if marker in t and f"|{kind}^" in t]
 
     def close(self) -> None:
         self.sock.close()
@@ -259,3 +260,49 @@ def test_a_result_the_hospital_sent_in_is_not_echoed(hearth_out) -> None:  # typ
         if e["resource"]["focus"]["reference"].startswith(f"DiagnosticReport/{report['id']}/")
     ]
     assert not receiver.messages_about(mrn)
+
+
+def _wait_for(receiver: Receiver, marker: str, kind: str, n: int = 1) -> list[str]:
+    deadline = time.monotonic() + 90
+    while len(found := receiver.messages_about(marker, kind)) < n:
+        assert time.monotonic() < deadline, (marker, kind, found)
+        time.sleep(0.2)
+    return found
+
+
+def test_patients_and_appointments_go_out(hearth_out) -> None:  # type: ignore[no-untyped-def]
+    client, receiver = hearth_out
+    mrn = uuid.uuid4().hex[:10]
+    patient = {
+        "resourceType": "Patient",
+        "identifier": [{"system": "urn:oid:1.2.3.4", "value": mrn}],
+        "name": [{"family": "Registered", "given": ["Rita"]}],
+        "gender": "female",
+    }
+    r = client.post("/Patient", json=patient)
+    assert r.status_code == 201
+    pid = r.json()["id"]
+    (a04,) = _wait_for(receiver, mrn, "ADT^A04")
+    assert parse(a04).one("PID").value(5) == "Registered"
+    changed = {**r.json(), "name": [{"family": "Renamed", "given": ["Rita"]}]}
+    assert client.put(f"/Patient/{pid}", json=changed).status_code == 200
+    (a08,) = _wait_for(receiver, mrn, "ADT^A08")
+    assert parse(a08).one("PID").value(5) == "Renamed" and parse(a08).one("EVN").value(1) == "A08"
+
+    appointment = {
+        "resourceType": "Appointment",
+        "status": "booked",
+        "start": "2030-01-02T10:00:00Z",
+        "end": "2030-01-02T10:30:00Z",
+        "participant": [{"actor": {"reference": f"Patient/{pid}"}, "status": "accepted"}],
+    }
+    r = client.post("/Appointment", json=appointment)
+    assert r.status_code == 201, r.text
+    (s12,) = _wait_for(receiver, mrn, "SIU^S12")
+    sch = parse(s12).one("SCH")
+    assert sch.value(25) == "Booked" and sch.value(11, 4) == "20300102100000+0000"
+    assert sch.value(2) == r.json()["id"]
+    cancelled = {**r.json(), "status": "cancelled"}
+    assert client.put(f"/Appointment/{r.json()['id']}", json=cancelled).status_code == 200
+    (s15,) = _wait_for(receiver, mrn, "SIU^S15")
+    assert parse(s15).one("SCH").value(25) == "Cancelled"

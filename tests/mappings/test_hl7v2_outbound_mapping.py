@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mappings.hl7v2 import parse
-from mappings.hl7v2.outbound import dtm, oru_r01
+from mappings.hl7v2.outbound import adt, dtm, oru_r01, siu
 
 PATIENT = {
     "resourceType": "Patient",
@@ -80,3 +80,38 @@ def test_any_conclusion_round_trips(text: str) -> None:
     nte = msg.one("NTE")
     got = nte.first(3).text() if nte is not None and nte.first(3) is not None else ""
     assert got.strip() == text.replace("\r", " ").replace("\n", " ").strip()
+
+
+def test_a_patient_without_a_name_gets_the_explicit_null() -> None:
+    """PID-5 is required in v2.5.1 (hl7apy validates it): an unnamed patient is sent as ""."""
+    report = _report()
+    text = oru_r01(report, {"id": "p9"}, [], control_id="C", now=datetime(2024, 1, 1, tzinfo=UTC))
+    pid = parse(text).one("PID")
+    assert pid.raw(5) == '""' and pid.value(3) == "p9"
+
+
+def test_adt_and_siu() -> None:
+    now = datetime(2024, 1, 3, tzinfo=UTC)
+    a04 = parse(adt("A04", PATIENT, control_id="C2", now=now))
+    assert a04.message_type == ("ADT", "A04", "ADT_A01") and a04.one("EVN").value(1) == "A04"
+    assert a04.one("PID").value(3) == "MRN1" and a04.one("PV1").value(2) == "N"
+    appointment = {
+        "resourceType": "Appointment",
+        "id": "ap1",
+        "status": "cancelled",
+        "minutesDuration": 30,
+        "start": "2024-02-01T09:00:00+01:00",
+        "end": "2024-02-01T09:30:00+01:00",
+        "participant": [
+            {"actor": {"reference": "Patient/p1"}, "status": "accepted"},
+            {"actor": {"reference": "Practitioner/d1", "display": "Dr A^B"}, "status": "accepted"},
+            {"actor": {"reference": "Location/l1", "display": "Room 2"}, "status": "accepted"},
+        ],
+    }
+    s15 = parse(siu("S15", appointment, PATIENT, control_id="C3", now=now))
+    assert s15.message_type == ("SIU", "S15", "SIU_S12")
+    sch = s15.one("SCH")
+    assert sch.value(2) == "ap1" and sch.value(25) == "Cancelled" and sch.value(9) == "30"
+    assert sch.value(11, 4) == "20240201090000+0100"
+    assert s15.one("AIP").value(3) == "d1" and s15.one("AIP").value(3, 2) == "Dr A^B"
+    assert s15.one("AIL").value(3) == "Room 2"
