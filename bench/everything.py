@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bulk_export import synthea  # noqa: E402
 from bench.harness import database, hearth  # noqa: E402
-from resources.compartments import compartment_params  # noqa: E402
+from resources.search.compartments import compartment_params  # noqa: E402
 from resources.validation import resource_types  # noqa: E402
 
 

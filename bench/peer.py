@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.crud import cpu_s, pct, wait_up  # noqa: E402
-from resources.migrate import upgrade  # noqa: E402
+from resources.storage.migrate import upgrade  # noqa: E402
 from tests.servers import (  # noqa: E402
     create_pg_database,
     drop_pg_database,

@@ -75,7 +75,7 @@ def serve(host, port, database_url, base_url, workers, dicom_port, no_dicom, mll
         click.echo(f"DICOM listener {settings.dicom_ae_title} on port {settings.dicom_port}")
     if settings.mllp_port is not None:
         click.echo(f"HL7 v2 MLLP listener on {settings.host}:{settings.mllp_port}")
-    from fhir_server import budget
+    from fhir_server.runtime import budget
 
     warning = budget.check(settings)
     if warning:

@@ -153,7 +153,7 @@ def test_too_many_connections_is_503(limited_role):
 
 
 def test_over_budget_is_named():
-    from fhir_server.budget import over_budget
+    from fhir_server.runtime.budget import over_budget
 
     assert over_budget(3, 24, 100, 3) is None  # 72 of 97
     warning = over_budget(4, 28, 100, 3)  # 112 of 97

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from fhir_server.settings import Settings
-from resources.db import create_engine
+from fhir_server.runtime.settings import Settings
+from resources.storage.db import create_engine
 
 
 def over_budget(workers: int, per_process: int, max_connections: int, reserved: int) -> str | None:
