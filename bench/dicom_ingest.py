@@ -31,7 +31,12 @@ sys.path.insert(0, str(ROOT))
 
 from resources.storage.migrate import upgrade  # noqa: E402
 from tests.dicom import Orthanc, tool  # noqa: E402
-from tests.servers import create_pg_database, drop_pg_database, free_port  # noqa: E402
+from tests.servers import (  # noqa: E402
+    create_pg_database,
+    drop_pg_database,
+    free_port,
+    system_token,
+)
 from tests.shared import shared_path  # noqa: E402
 
 SOURCES = ("693_UNCR.dcm", "emri_small.dcm", "liver.dcm")
@@ -83,8 +88,9 @@ def storescu(port: int, aec: str, folder: Path) -> float:
     return elapsed
 
 
-def imaging_study_lag(fhir: str, study_uid: str, count: int) -> float:
-    """Seconds until the ImagingStudy lists all ``count`` instances."""
+def imaging_study_lag(fhir: str, study_uid: str, count: int, headers: dict[str, str]) -> float:
+    """Seconds until the ImagingStudy lists all ``count`` instances (read with ``headers``: a
+    token that may read ImagingStudy)."""
     start = time.perf_counter()
     while True:
         r = httpx.get(
@@ -93,6 +99,7 @@ def imaging_study_lag(fhir: str, study_uid: str, count: int) -> float:
                 "identifier": f"urn:dicom:uid|urn:oid:{study_uid}",
                 "_elements": "numberOfInstances",
             },
+            headers=headers,
             timeout=30,
         ).json()
         entries = r.get("entry", [])
@@ -150,7 +157,9 @@ def main() -> None:
         warm = tmp / "warm"
         warm_uid, _ = make_study(warm, 6)
         storescu(dicom_port, "HEARTH", warm)
-        imaging_study_lag(fhir, warm_uid, 6)
+        token = system_token(db_url, f"http://127.0.0.1:{http_port}", "system/ImagingStudy.rs")
+        headers = {"Authorization": f"Bearer {token}"}
+        imaging_study_lag(fhir, warm_uid, 6, headers)
         storescu(orthanc.dicom_port, "ORTHANC", warm)
 
         backend = "SQLite" if args.sqlite else "PostgreSQL"
@@ -168,7 +177,7 @@ def main() -> None:
                 study_uid, size = make_study(folder, args.count)
                 if peer == "hearth":
                     secs = storescu(dicom_port, "HEARTH", folder)
-                    lag = f"{imaging_study_lag(fhir, study_uid, args.count):10.2f}"
+                    lag = f"{imaging_study_lag(fhir, study_uid, args.count, headers):10.2f}"
                 else:
                     secs = storescu(orthanc.dicom_port, "ORTHANC", folder)
                     lag = f"{'-':>10}"
