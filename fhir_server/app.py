@@ -21,6 +21,7 @@ from fhir_server import (
     logsafe,
     subscriptions,
     terminology,
+    websocket,
 )
 from fhir_server.audit_anchor import Checkpointer
 from fhir_server.auth import endpoints
@@ -200,6 +201,7 @@ def create_app(settings: Settings | None = None, search: SearchEngine | None = N
             return page
 
     app.include_router(endpoints.router)
+    app.include_router(websocket.router)  # the R4 websocket subscription channel
     app.include_router(hl7v2_web.router, prefix="/fhir")  # before the generic /{op} route
     app.include_router(bulkdata.router, prefix="/fhir")  # before /{res_type}/{res_id}
     app.include_router(router, prefix="/fhir")

@@ -45,7 +45,7 @@ FILTER_URL = (
     "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-filter-criteria"
 )
 PAYLOADS = ("", "application/fhir+json")
-CHANNELS = ("rest-hook",)
+CHANNELS = ("rest-hook", "websocket")
 REQUESTED, ACTIVE, ERROR, OFF = "requested", "active", "error", "off"
 
 # Set while the server itself writes a Subscription (its status and error, ``delivery.py``): such
@@ -86,11 +86,14 @@ def parse_subscription(content: dict) -> Registration:
     ctype = channel.get("type")
     if ctype not in CHANNELS:
         raise NotSupported(
-            f"Subscription.channel.type {ctype!r} is not supported (supported: rest-hook)",
+            f"Subscription.channel.type {ctype!r} is not supported "
+            "(supported: rest-hook, websocket)",
             expression=["Subscription.channel.type"],
         )
     endpoint = channel.get("endpoint")
-    if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
+    if ctype == "websocket":
+        endpoint = ""  # the client connects to /websocket and binds (R4 subscription.html)
+    elif not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
         raise Invalid(
             "a rest-hook Subscription needs an http(s) channel.endpoint",
             expression=["Subscription.channel.endpoint"],
@@ -122,7 +125,13 @@ def parse_subscription(content: dict) -> Registration:
             )
         res_type, query = _split(criteria)
     return Registration(
-        res_type, query, None if topic is None else topic.url, ctype, endpoint, payload, headers
+        res_type,
+        query,
+        None if topic is None else topic.url,
+        ctype,
+        str(endpoint),
+        payload,
+        headers,
     )
 
 
