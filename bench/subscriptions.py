@@ -9,7 +9,8 @@ match every one of them (``Observation?code=...``), payload ``application/fhir+j
 
 Latency is measured from the moment the client sends the write to the moment the receiver has
 the notification: an upper bound of commit-to-receipt (it includes the write's own round trip,
-printed beside it). Writes/s: one client, writes back to back, with no subscription (baseline),
+printed beside it). Writes/s: one client, writes back to back, with no subscription (baseline,
+measured first and again last, with the subscriptions deleted: the machine's drift shows),
 with 100 subscriptions that match nothing (the cost of matching), and with 100 that match every
 write (matching, outbox rows and the worker delivering 100 notifications per write on the same
 machine).
@@ -189,9 +190,17 @@ def main() -> None:
             # the same without the worker: the write path's own cost (matching + outbox rows)
             stop(worker)
             alone_ws = throughput(fhir, code, args.writes)
+            # the baseline again, the subscriptions deleted: the machine's drift during the run
+            for sub_id in one + more:
+                fhir.delete(f"/Subscription/{sub_id}").raise_for_status()
+            end_ws = throughput(fhir, code, args.writes)
+            base_ws, start_ws = (base_ws + end_ws) / 2, base_ws
 
     print(f"backend {args.backend}; {args.writes} writes per throughput figure, one client")
-    print(f"writes/s, no subscriptions (baseline):         {base_ws:8.1f}")
+    print(
+        f"writes/s, no subscriptions (baseline):         {base_ws:8.1f}"
+        f"  (mean of {start_ws:.1f} first and {end_ws:.1f} last; ratios below against it)"
+    )
     print(
         f"writes/s, 100 subscriptions matching none:      {quiet_ws:8.1f}  ({quiet_ws / base_ws:.2f}x)"
     )

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from fhir_server import __version__
+from fhir_server import __version__, websocket
 from fhir_server.auth import endpoints
 from fhir_server.auth.bodylimit import AuthBodyLimit
 from fhir_server.auth.service import AuthService
@@ -216,6 +216,7 @@ def create_app(settings: Settings | None = None, search: SearchEngine | None = N
             return page
 
     app.include_router(endpoints.router)
+    app.include_router(websocket.router)  # the R4 websocket subscription channel
     app.include_router(hl7v2_web.router, prefix="/fhir")  # before the generic /{op} route
     app.include_router(bulkdata.router, prefix="/fhir")  # before /{res_type}/{res_id}
     app.include_router(router, prefix="/fhir")

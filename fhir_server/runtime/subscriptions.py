@@ -66,7 +66,10 @@ def install(ctx: Context) -> None:
         stored = result.stored
         if stored.res_type != "Subscription" or outbox.is_server_write():
             return
-        endpoint = str(((stored.content or {}).get("channel") or {}).get("endpoint", ""))
+        channel = (stored.content or {}).get("channel") or {}
+        if channel.get("type") != "rest-hook":
+            return
+        endpoint = str(channel.get("endpoint", ""))
         problem = endpoint_problem(settings, endpoint)
         if problem is not None:
             raise Invalid(problem, expression=["Subscription.channel.endpoint"])
@@ -222,6 +225,15 @@ class Deliverer:
         while True:
             reg, events = delivery.pending(self.repo, sub_id, BATCH)
             if reg is None or reg.status == outbox.OFF:
+                delivery.drop(self.repo, job, self.worker)
+                return
+            if reg.channel == "websocket":
+                # nothing to send from here: bound websockets read the outbox (``websocket.py``)
+                if reg.status in (outbox.REQUESTED, outbox.ERROR):
+                    seq = reg.delivered_seq
+                    delivery.delivered(
+                        self.repo, job, self.worker, sub_id, seq, settle=False, lease=lease
+                    )
                 delivery.drop(self.repo, job, self.worker)
                 return
             problem = endpoint_problem(settings, reg.endpoint)

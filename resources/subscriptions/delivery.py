@@ -27,6 +27,7 @@ class Reg:
     id: str
     status: str
     topic: str | None
+    channel: str
     endpoint: str
     payload: str
     headers: list[str]
@@ -55,7 +56,7 @@ def pending(repo: Repository, sub_id: str, limit: int = 50) -> tuple[Reg | None,
         if row is None:
             return None, []
         reg = Reg(
-            row.id, row.status, row.topic, row.endpoint, row.payload, list(row.headers),
+            row.id, row.status, row.topic, row.channel, row.endpoint, row.payload, list(row.headers),
             row.last_seq, row.delivered_seq, row.failures,
         )  # fmt: skip
         e, v = subscription_event.c, resource_version.c

@@ -45,7 +45,7 @@ FILTER_URL = (
     "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-filter-criteria"
 )
 PAYLOADS = ("", "application/fhir+json")
-CHANNELS = ("rest-hook",)
+CHANNELS = ("rest-hook", "websocket")
 REQUESTED, ACTIVE, ERROR, OFF = "requested", "active", "error", "off"
 
 # Set while the server itself writes a Subscription (its status and error, ``delivery.py``): such
@@ -86,11 +86,14 @@ def parse_subscription(content: dict) -> Registration:
     ctype = channel.get("type")
     if ctype not in CHANNELS:
         raise NotSupported(
-            f"Subscription.channel.type {ctype!r} is not supported (supported: rest-hook)",
+            f"Subscription.channel.type {ctype!r} is not supported "
+            "(supported: rest-hook, websocket)",
             expression=["Subscription.channel.type"],
         )
     endpoint = channel.get("endpoint")
-    if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
+    if ctype == "websocket":
+        endpoint = ""  # the client connects to /websocket and binds (R4 subscription.html)
+    elif not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
         raise Invalid(
             "a rest-hook Subscription needs an http(s) channel.endpoint",
             expression=["Subscription.channel.endpoint"],
@@ -122,7 +125,13 @@ def parse_subscription(content: dict) -> Registration:
             )
         res_type, query = _split(criteria)
     return Registration(
-        res_type, query, None if topic is None else topic.url, ctype, endpoint, payload, headers
+        res_type,
+        query,
+        None if topic is None else topic.url,
+        ctype,
+        str(endpoint),
+        payload,
+        headers,
     )
 
 
@@ -201,32 +210,46 @@ def on_write(unit: Unit, pk: int, previous: dict | None, stored: Stored) -> None
     if content is None:
         return
     c = subscription_reg.c
-    rows = unit.conn.execute(
-        sa.select(c.id, c.res_type, c.query, c.topic, c.owner_hash).where(
-            c.res_type.in_((stored.res_type, ANY)), c.status != OFF
-        )
+    live = (c.res_type.in_((stored.res_type, ANY)), c.status != OFF)
+    # Registrations with the same criteria and owner filter share one test (apps often follow
+    # the same thing): the distinct ones are read, one subquery each, all in one statement.
+    kinds = unit.conn.execute(
+        sa.select(c.res_type, c.query, c.topic, c.owner_hash, sa.func.min(c.id))
+        .where(*live)
+        .group_by(c.res_type, c.query, c.topic, c.owner_hash)
     ).all()
-    if not rows:
+    if not kinds:
         return
     search = unit.repo.search
-    # Subscriptions with the same criteria and owner filter share one test (apps often follow
-    # the same thing): one subquery per distinct pair, all in one statement.
-    groups: dict[tuple[str, str], list[str]] = {}
-    for row in rows:
-        query, when = _criteria_of(row.res_type, row.query, row.topic, stored.res_type)
+    tests: list[tuple[tuple[str, str, str | None, str], sa.Select]] = []
+    for reg_type, reg_query, topic, owner, some_id in kinds:
+        query, when = _criteria_of(reg_type, reg_query, topic, stored.res_type)
         if query is None or (when is not None and not when(previous, content)):
             continue
-        groups.setdefault((query, row.owner_hash), []).append(row.id)
-    if not groups:
+        n = len(tests)
+        tests.append(
+            (
+                (reg_type, reg_query, topic, owner),
+                _matcher(unit, search, stored.res_type, query, owner, some_id, n, pk),
+            )
+        )
+    if not tests:
         return
-    keys = list(groups)
-    selects = [
-        _matcher(unit, search, stored.res_type, query, owner_hash, groups[key][0], n, pk)
-        for n, key in enumerate(keys)
-        for query, owner_hash in [key]
-    ]
+    selects = [select for _, select in tests]
     found = unit.conn.execute(sa.union_all(*selects) if len(selects) > 1 else selects[0])
-    matched = sorted(sub_id for r in found for sub_id in groups[keys[r[0]]])
+    hits = [tests[r[0]][0] for r in found]
+    if not hits:
+        return
+    same = [
+        sa.and_(
+            c.res_type == reg_type,
+            c.query == reg_query,
+            c.topic.is_(None) if topic is None else c.topic == topic,
+            c.owner_hash == owner,
+        )
+        for reg_type, reg_query, topic, owner in hits
+    ]
+    matched = sorted(unit.conn.execute(sa.select(c.id).where(*live, sa.or_(*same))).scalars().all())
     if matched:
         record(unit, matched, stored)
 

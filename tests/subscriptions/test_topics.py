@@ -147,3 +147,38 @@ def test_appointment_booked_from_hearth_load(hearth, fhir, tmp_path):
         assert [e.focus["id"] for e in events] == [f"appt-{tag}-2", f"appt-{tag}-1"]  # type: ignore[index]
     finally:
         rx.stop()
+
+
+def test_ai_result_recorded(hearth, fhir):
+    rx = Receiver().start()
+    try:
+        patient = fhir.post("/Patient", json={"resourceType": "Patient"}).json()["id"]
+        sub_id = fhir.post(
+            "/Subscription",
+            json=topic_subscription(
+                rx.url, "ai-result-recorded", f"Observation?subject=Patient/{patient}"
+            ),
+        ).json()["id"]
+        wait_status(fhir, sub_id, "active")
+        device = fhir.post("/Device", json={"resourceType": "Device"}).json()["id"]
+
+        def result(**extra: object) -> dict:
+            return {
+                "resourceType": "Observation", "status": "preliminary",
+                "code": {"text": "AI finding"}, "subject": {"reference": f"Patient/{patient}"},
+                **extra,
+            }  # fmt: skip
+
+        fhir.post("/Observation", json=result())  # no device: a person's result
+        by_model = fhir.post("/Observation", json=result(device={"reference": f"Device/{device}"}))
+        made = by_model.json()
+        fhir.put(
+            f"/Observation/{made['id']}", json={**made, "status": "final"}
+        )  # not recorded again
+        last = fhir.post("/Observation", json=result(device={"reference": f"Device/{device}"}))
+        last_id = last.json()["id"]
+        rx.wait(lambda got: any(r.focus and r.focus["id"] == last_id for r in got
+                                if r.kind == "event-notification"))  # fmt: skip
+        assert [e.focus["id"] for e in rx.events()] == [made["id"], last_id]  # type: ignore[index]
+    finally:
+        rx.stop()
