@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from mappings.fhir_xml import FHIR_NS, from_xml, to_xml
@@ -386,3 +388,57 @@ def test_example_round_trip_in_xml(client: httpx.Client, path: Path) -> None:
     assert back.status_code == 200, back.text
     expected = {**resource, "id": stored["id"]}
     assert _canonical_div(_strip_meta(xml_of(back))) == _canonical_div(_strip_meta(expected))
+
+
+# -- fuzz: XML bodies cut, spliced and corrupted are 2xx or 4xx OperationOutcomes, never 5xx -----
+FUZZ = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+SEED_XML = to_xml(
+    {
+        **patient("fuzz"),
+        "text": {
+            "status": "generated",
+            "div": '<div xmlns="http://www.w3.org/1999/xhtml"><p>a &amp; b</p></div>',
+        },
+        "contained": [{"resourceType": "Organization", "id": "o", "name": "Clinic"}],
+        "managingOrganization": {"reference": "#o"},
+    }
+)
+snippets = st.sampled_from(
+    [
+        b"",
+        b"<",
+        b">",
+        b"&",
+        b"&amp;",
+        b"&#0;",
+        b"&#x1;",
+        b"\x00",
+        b"\xff",
+        b'"',
+        b"<extension url='x'/>",
+        b"<valueString value='x'/>",
+        b"<!-- c -->",
+        b"<?pi x?>",
+        b"<![CDATA[x]]>",
+        b"<!DOCTYPE x>",
+        b"<div xmlns='http://www.w3.org/1999/xhtml'/>",
+        b"<Patient/>",
+        b" value='1'",
+        b" id='\xe9'",
+    ]
+)
+
+
+@FUZZ
+@given(cut=st.integers(0, len(SEED_XML)), drop=st.integers(0, 12), insert=snippets)
+def test_corrupted_xml_is_never_a_5xx(
+    client: httpx.Client, cut: int, drop: int, insert: bytes
+) -> None:
+    body = SEED_XML[:cut] + insert + SEED_XML[cut + drop :]
+    resp = client.post("/Patient", content=body, headers={"Content-Type": XML, "Accept": XML})
+    assert resp.status_code < 500, resp.text
+    if resp.status_code >= 400:
+        out = xml_of(resp)
+        assert out["resourceType"] == "OperationOutcome" and out["issue"][0]["code"]
