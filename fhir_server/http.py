@@ -80,8 +80,13 @@ def negotiate_format(fmt: str | None, accept: str) -> str:
 
 
 def response_format(request: Request) -> str:
-    """The format of a reply, errors included: what :func:`negotiate` picks, and FHIR JSON
-    where it refuses (a 406 is itself written in JSON)."""
+    """The format of a reply, errors included: what :func:`negotiate` picks on the FHIR API
+    (``/fhir``), and FHIR JSON where it refuses (a 406 is itself written in JSON) and on the other
+    edges (the authorization server, DICOMweb, the web app), whose errors stay JSON whatever a
+    browser's ``Accept`` says."""
+    path = request.url.path
+    if path != "/fhir" and not path.startswith("/fhir/"):
+        return FHIR_JSON
     try:
         return negotiate(request)
     except NotAcceptable:

@@ -442,3 +442,18 @@ def test_corrupted_xml_is_never_a_5xx(
     if resp.status_code >= 400:
         out = xml_of(resp)
         assert out["resourceType"] == "OperationOutcome" and out["issue"][0]["code"]
+
+
+def test_other_edges_answer_errors_in_json(server) -> None:  # type: ignore[no-untyped-def]
+    """A browser's Accept (which names application/xml) gets XML from the FHIR API, and JSON
+    OperationOutcomes from the other edges (here DICOMweb), as before."""
+    browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    headers = {**server.headers, "Accept": browser}
+    fhir = httpx.get(f"{server.fhir}/Patient/{uuid.uuid4().hex}", headers=headers)
+    assert fhir.status_code == 404 and fhir.headers["content-type"].startswith(XML)
+    dicomweb = httpx.post(
+        f"{server.root}/dicomweb/studies",
+        content=b"x",
+        headers={**headers, "Content-Type": "text/plain"},
+    )
+    assert dicomweb.status_code == 415 and dicomweb.headers["content-type"].startswith(JSON)
