@@ -33,7 +33,13 @@ FORMAT_XML = {"xml", "text/xml", "application/xml", "application/fhir+xml"}
 
 def _format_param(request: Request) -> str | None:
     fmt = request.query_params.get("_format")
-    return fmt.strip().lower() if fmt else None
+    return format_value(fmt) if fmt else None
+
+
+def format_value(fmt: str) -> str:
+    """``_format`` as compared: lower case, and ``application/fhir xml`` read as
+    ``application/fhir+xml`` (a ``+`` left unescaped in a URL arrives as a space)."""
+    return fmt.strip().lower().replace(" ", "+")
 
 
 def _accepted(accept: str) -> list[str]:

@@ -118,6 +118,13 @@ def test_pretty_xml(client: httpx.Client) -> None:
     assert xml_of(pretty) == xml_of(flat) == stored
 
 
+def test_format_with_an_unescaped_plus(server) -> None:  # type: ignore[no-untyped-def]
+    """``?_format=application/fhir+xml`` typed as is: the ``+`` arrives as a space."""
+    url = httpx.URL(f"{server.fhir}/metadata?_format=application/fhir+xml")
+    resp = httpx.get(url, headers=server.headers)
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith(XML)
+
+
 def test_json_stays_the_default(client: httpx.Client) -> None:
     resp = client.get(
         "/metadata", headers={"Accept": "application/fhir+json, application/fhir+xml"}
