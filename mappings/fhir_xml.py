@@ -28,9 +28,11 @@ refused, no entity is resolved and nothing is fetched (no XXE, no entity expansi
 from __future__ import annotations
 
 import gzip
+import html.entities
 import json
 import math
 import re
+import threading
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from decimal import Decimal
@@ -335,12 +337,27 @@ def _check_chars(text: str, where: str) -> None:
         raise XmlError("the value holds a character XML cannot carry", where)
 
 
+# Named character references of HTML that narratives written as HTML carry (``&nbsp;``): not
+# XML, so they are read as the characters they name (the five of XML stay as they are).
+_NAMED = re.compile(r"&([A-Za-z][A-Za-z0-9]*);")
+_XML_NAMED = frozenset({"amp", "lt", "gt", "quot", "apos"})
+
+
+def _html_entity(match: re.Match[str]) -> str:
+    name = match.group(1)
+    code = html.entities.name2codepoint.get(name)
+    if name in _XML_NAMED or code is None:
+        return match.group(0)
+    return f"&#{code};"
+
+
 def _xhtml(div: Any, where: str) -> etree._Element:
     if not isinstance(div, str):
         raise XmlError("the narrative div must be a string of XHTML", where)
+    text = _NAMED.sub(_html_entity, div) if "&" in div else div
     try:
-        el = etree.fromstring(div.encode("utf-8"), _parser())
-    except etree.XMLSyntaxError as exc:
+        el = etree.fromstring(text.encode("utf-8"), _parser())
+    except (etree.LxmlError, ValueError) as exc:
         raise XmlError(f"the narrative is not well-formed XHTML: {exc}", where) from exc
     if el.tag != _X + "div":
         raise XmlError("the narrative must be a <div> in the XHTML namespace", where)
@@ -354,25 +371,32 @@ def _xhtml(div: Any, where: str) -> etree._Element:
 # XML -> JSON
 
 
-@cache
+_local = threading.local()
+
+
 def _parser() -> etree.XMLParser:
-    # No DTD is loaded, no entity resolved, nothing fetched; libxml2's limits on depth and size
-    # stay on (huge_tree=False). A DOCTYPE is refused after parsing (parse). Comments are kept:
-    # they are skipped between FHIR elements, and are part of the XHTML inside a narrative.
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-    )
+    """This thread's parser (lxml parsers are not shared between threads).
+
+    No DTD is loaded, no entity resolved, nothing fetched; libxml2's limits on depth and size
+    stay on (huge_tree=False). A DOCTYPE is refused after parsing (parse). Comments are kept:
+    they are skipped between FHIR elements, and are part of the XHTML inside a narrative."""
+    parser = getattr(_local, "parser", None)
+    if parser is None:
+        parser = _local.parser = etree.XMLParser(
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            dtd_validation=False,
+            huge_tree=False,
+        )
+    return parser
 
 
 def parse(data: bytes) -> etree._Element:
     """Parse XML safely (no DTD, no entities, no network); :class:`XmlError` when it cannot."""
     try:
         root = etree.fromstring(data, _parser())
-    except etree.XMLSyntaxError as exc:
+    except etree.LxmlError as exc:
         raise XmlError(f"the body is not well-formed XML: {exc}") from exc
     except ValueError as exc:  # e.g. an encoding declaration on a str
         raise XmlError(f"the body is not XML: {exc}") from exc

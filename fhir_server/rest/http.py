@@ -34,7 +34,13 @@ FORMAT_XML = {"xml", "text/xml", "application/xml", "application/fhir+xml"}
 
 def _format_param(request: Request) -> str | None:
     fmt = request.query_params.get("_format")
-    return fmt.strip().lower() if fmt else None
+    return format_value(fmt) if fmt else None
+
+
+def format_value(fmt: str) -> str:
+    """``_format`` as compared: lower case, and ``application/fhir xml`` read as
+    ``application/fhir+xml`` (a ``+`` left unescaped in a URL arrives as a space)."""
+    return fmt.strip().lower().replace(" ", "+")
 
 
 def _accepted(accept: str) -> list[str]:
@@ -81,8 +87,13 @@ def negotiate_format(fmt: str | None, accept: str) -> str:
 
 
 def response_format(request: Request) -> str:
-    """The format of a reply, errors included: what :func:`negotiate` picks, and FHIR JSON
-    where it refuses (a 406 is itself written in JSON)."""
+    """The format of a reply, errors included: what :func:`negotiate` picks on the FHIR API
+    (``/fhir``), and FHIR JSON where it refuses (a 406 is itself written in JSON) and on the other
+    edges (the authorization server, DICOMweb, the web app), whose errors stay JSON whatever a
+    browser's ``Accept`` says."""
+    path = request.url.path
+    if path != "/fhir" and not path.startswith("/fhir/"):
+        return FHIR_JSON
     try:
         return negotiate(request)
     except NotAcceptable:
@@ -112,6 +123,7 @@ def fhir_response(
     if body is None:
         return Response(status_code=status, headers=headers)
     # A 406 is written in JSON: the client asked for a format this reply will not have.
+<<<<<<< HEAD:fhir_server/rest/http.py
     if status != 406 and response_format(request) == FHIR_XML:
         # the stored JSON text of a read is parsed only when XML is asked for
         resource = orjson.loads(body.text) if isinstance(body, JsonText) else body
@@ -122,6 +134,37 @@ def fhir_response(
                 media_type=f"{FHIR_XML}; charset=utf-8",
                 headers=headers,
             )
+||||||| 66688b2:fhir_server/http.py
+    if status != 406 and response_format(request) == FHIR_XML and _is_resource(body):
+        return Response(
+            content=to_xml(body, pretty),
+            status_code=status,
+            media_type=f"{FHIR_XML}; charset=utf-8",
+            headers=headers,
+        )
+=======
+    if status != 406 and response_format(request) == FHIR_XML and _is_resource(body):
+        try:
+            content = to_xml(body, pretty)
+        except fhir_xml.XmlError as exc:
+            # Stored content XML cannot carry (a narrative that is not well-formed XHTML, which
+            # JSON writes do not check): 406, the reply is there in JSON.
+            refusal = NotAcceptable(
+                f"this reply cannot be written as FHIR XML ({exc}); ask for application/fhir+json"
+            )
+            return Response(
+                content=_dump(refusal.outcome(), pretty),
+                status_code=406,
+                media_type=f"{FHIR_JSON}; charset=utf-8",
+                headers={"Cache-Control": "no-store"},
+            )
+        return Response(
+            content=content,
+            status_code=status,
+            media_type=f"{FHIR_XML}; charset=utf-8",
+            headers=headers,
+        )
+>>>>>>> xml:fhir_server/http.py
     return Response(
         content=_dump(body, pretty),
         status_code=status,

@@ -1,4 +1,5 @@
-"""Bulk loading of FHIR files for ``hearth load``: JSON resources, Bundles and NDJSON.
+"""Bulk loading of FHIR files for ``hearth load``: JSON resources, Bundles, NDJSON and FHIR XML
+(``.xml``, read by ``mappings/fhir_xml.py``).
 
 Transaction and batch Bundles go through the transaction processor; every other resource is
 stored with update-as-create when it has an id (so loading twice changes nothing) and create
@@ -25,6 +26,7 @@ from fhir_server.rest.context import Context
 from fhir_server.rest.errors import status_of
 from fhir_server.rest.interactions.search import search_bundle
 from fhir_server.runtime.operator_audit import agents_of, audited
+from mappings import fhir_xml
 from resources import audit
 from resources.errors import FhirError
 from resources.storage import transaction as tx
@@ -51,7 +53,7 @@ def _files(paths: list[Path]) -> list[Path]:
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
-            out += sorted(x for x in p.rglob("*") if x.suffix in (".json", ".ndjson"))
+            out += sorted(x for x in p.rglob("*") if x.suffix in (".json", ".ndjson", ".xml"))
         else:
             out.append(p)
     return out
@@ -63,11 +65,18 @@ class _Unreadable:
 
 
 def _items(path: Path) -> Iterator[tuple[str, object]]:
-    """(where, parsed JSON or _Unreadable) for a .json file or each line of an .ndjson file."""
+    """(where, parsed JSON or _Unreadable) for a .json file, each line of an .ndjson file, or a
+    FHIR XML .xml file (docs/fhir-xml.md)."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
         yield str(path), _Unreadable(f"cannot read: {exc}")
+        return
+    if path.suffix == ".xml":
+        try:
+            yield str(path), fhir_xml.from_xml(raw)
+        except fhir_xml.XmlError as exc:
+            yield str(path), _Unreadable(f"not FHIR XML: {exc}")
         return
     lines = raw.splitlines() if path.suffix == ".ndjson" else [raw]
     for n, line in enumerate(lines, 1):

@@ -27,8 +27,8 @@ from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlencode
 
 from fhir_server.rest.context import Access, Context, FhirRequest, Reply
-from fhir_server.rest.http import FHIR_XML, negotiate_format
 from fhir_server.rest.operations.spec import Operation, Permission
+from fhir_server.rest.http import FHIR_XML, format_value, negotiate_format
 from resources.errors import Forbidden, Invalid, NotAcceptable, NotFound
 from resources.jobs import bulk_export
 from resources.search.compartments import compartment_params
@@ -94,7 +94,10 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
     if req.prefer.get("respond-async") is None:
         raise Invalid("$export needs the header Prefer: respond-async (Bulk Data kick-off)")
     fmt = req.param("_format")
-    if negotiate_format(fmt.lower() if fmt else None, req.headers.get("accept", "")) == FHIR_XML:
+    if (
+        negotiate_format(format_value(fmt) if fmt else None, req.headers.get("accept", ""))
+        == FHIR_XML
+    ):
         # Bulk Data 2.0.0 kick-off: "Currently, only application/fhir+json is supported"
         raise NotAcceptable("the Bulk Data kick-off answers application/fhir+json only")
     lenient = req.prefer.get("handling") == "lenient"
