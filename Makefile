@@ -85,7 +85,7 @@ bench-ai: install postgres
 # FHIR XML beside FHIR JSON: create, read, search page, and the conversion (docs/fhir-xml.md)
 .PHONY: bench-xml
 bench-xml: install postgres
-	@$(BIN)/python bench/xml.py
+	@$(BIN)/python bench/fhir_xml.py
 
 # 1M Synthea resources through the transaction path, then the search query mix (see
 # docs/performance.md; ARGS=--reuse queries the database an earlier run loaded).

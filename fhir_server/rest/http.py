@@ -123,48 +123,31 @@ def fhir_response(
     if body is None:
         return Response(status_code=status, headers=headers)
     # A 406 is written in JSON: the client asked for a format this reply will not have.
-<<<<<<< HEAD:fhir_server/rest/http.py
     if status != 406 and response_format(request) == FHIR_XML:
         # the stored JSON text of a read is parsed only when XML is asked for
         resource = orjson.loads(body.text) if isinstance(body, JsonText) else body
         if _is_resource(resource):
+            try:
+                content = to_xml(resource, pretty)
+            except fhir_xml.XmlError as exc:
+                # Stored content XML cannot carry (a narrative that is not well-formed XHTML,
+                # which JSON writes do not check): 406, the reply is there in JSON.
+                refusal = NotAcceptable(
+                    f"this reply cannot be written as FHIR XML ({exc}); ask for "
+                    "application/fhir+json"
+                )
+                return Response(
+                    content=_dump(refusal.outcome(), pretty),
+                    status_code=406,
+                    media_type=f"{FHIR_JSON}; charset=utf-8",
+                    headers={"Cache-Control": "no-store"},
+                )
             return Response(
-                content=to_xml(resource, pretty),
+                content=content,
                 status_code=status,
                 media_type=f"{FHIR_XML}; charset=utf-8",
                 headers=headers,
             )
-||||||| 66688b2:fhir_server/http.py
-    if status != 406 and response_format(request) == FHIR_XML and _is_resource(body):
-        return Response(
-            content=to_xml(body, pretty),
-            status_code=status,
-            media_type=f"{FHIR_XML}; charset=utf-8",
-            headers=headers,
-        )
-=======
-    if status != 406 and response_format(request) == FHIR_XML and _is_resource(body):
-        try:
-            content = to_xml(body, pretty)
-        except fhir_xml.XmlError as exc:
-            # Stored content XML cannot carry (a narrative that is not well-formed XHTML, which
-            # JSON writes do not check): 406, the reply is there in JSON.
-            refusal = NotAcceptable(
-                f"this reply cannot be written as FHIR XML ({exc}); ask for application/fhir+json"
-            )
-            return Response(
-                content=_dump(refusal.outcome(), pretty),
-                status_code=406,
-                media_type=f"{FHIR_JSON}; charset=utf-8",
-                headers={"Cache-Control": "no-store"},
-            )
-        return Response(
-            content=content,
-            status_code=status,
-            media_type=f"{FHIR_XML}; charset=utf-8",
-            headers=headers,
-        )
->>>>>>> xml:fhir_server/http.py
     return Response(
         content=_dump(body, pretty),
         status_code=status,

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from fhir_server import __version__, websocket
+from fhir_server import __version__
 from fhir_server.auth import endpoints
 from fhir_server.auth.bodylimit import AuthBodyLimit
 from fhir_server.auth.service import AuthService
@@ -23,7 +23,7 @@ from fhir_server.hl7v2 import mllp
 from fhir_server.hl7v2 import outbound as hl7_outbound
 from fhir_server.hl7v2 import web as hl7v2_web
 from fhir_server.hl7v2.service import Hl7v2Service
-from fhir_server.rest import bulkdata, errors
+from fhir_server.rest import bulkdata, errors, websocket
 from fhir_server.rest.context import Context
 from fhir_server.rest.headers import SecurityHeaders, docs_csp
 from fhir_server.rest.routes import router

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from mappings.fhir_xml import to_xml
-from resources.db import create_engine
-from resources.repository import Repository
 from resources.search import SearchEngine
+from resources.storage.db import create_engine
+from resources.storage.repository import Repository
 from tests.fhir_server.test_cli import hearth
 
 

@@ -27,8 +27,8 @@ from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlencode
 
 from fhir_server.rest.context import Access, Context, FhirRequest, Reply
-from fhir_server.rest.operations.spec import Operation, Permission
 from fhir_server.rest.http import FHIR_XML, format_value, negotiate_format
+from fhir_server.rest.operations.spec import Operation, Permission
 from resources.errors import Forbidden, Invalid, NotAcceptable, NotFound
 from resources.jobs import bulk_export
 from resources.search.compartments import compartment_params

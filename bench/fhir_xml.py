@@ -1,6 +1,6 @@
 """FHIR XML beside FHIR JSON, in one run: read and create over HTTP, and the conversion itself.
 
-    .venv/bin/python bench/xml.py [--backend postgresql|sqlite] [--rounds 3]
+    .venv/bin/python bench/fhir_xml.py [--backend postgresql|sqlite] [--rounds 3]
 
 Starts `hearth serve` on a throwaway database (bench/harness.py) and, for each round, goes
 through the 604 official R4 examples (../shared/fhir/r4-examples, without their ids), each
@@ -22,9 +22,8 @@ from __future__ import annotations
 import os
 import sys
 
-# Run as a script, this file's folder comes first on sys.path, where this module would hide the
-# standard library's ``xml`` package (and bench/inference.py the ``inference`` package): the
-# checkout's root goes there instead.
+# Run as a script, this file's folder comes first on sys.path, where bench/inference.py would hide
+# the ``inference`` package: the checkout's root goes there instead.
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 sys.path.insert(0, os.path.dirname(_HERE))

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from fhir_server.auth import enforce
 from fhir_server.auth.tokens import bearer_access
-from fhir_server.context import Access, Context, FhirRequest
+from fhir_server.rest.context import Access, Context, FhirRequest
 from resources.errors import FhirError
 from resources.subscriptions import delivery
 
