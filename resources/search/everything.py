@@ -63,7 +63,12 @@ def _members(comp_type: str, comp_ids: tuple[str, ...] | None) -> sa.ColumnEleme
 
 
 def _filters(req: EverythingRequest) -> list[sa.ColumnElement]:
-    conds: list[sa.ColumnElement] = [resource.c.deleted.is_(False)]
+    # The audit log is not part of the record (its AuditEvents are resource rows since they are
+    # searched by the search engine, and refer to the patients they are about).
+    conds: list[sa.ColumnElement] = [
+        resource.c.deleted.is_(False),
+        resource.c.res_type != "AuditEvent",
+    ]
     if req.types is not None:
         conds.append(resource.c.res_type.in_(sorted(req.types)))
     if req.since is not None:
@@ -99,6 +104,7 @@ def everything(unit: Unit, req: EverythingRequest, *, base: str) -> dict:
     # those"). Members already sent on another page may come again as includes.
     included, found_issues = _includes(unit, page, [Include("*", "*")], [], req.security)
     issues = [*req.notes, *found_issues]
+    included = [s for s in included if s.res_type != "AuditEvent"]
     if req.types is not None:
         included = [s for s in included if s.res_type in req.types]
     self_url = f"{base}/{req.path}" + (f"?{urlencode(req.query)}" if req.query else "")
