@@ -238,6 +238,11 @@ class Compiler:
         if code == "_list":
             if modifier is not None:
                 raise _Unknown(f"modifier :{modifier} is not supported on _list")
+            functional = [v for v in values if v.startswith("$")]
+            if functional:
+                if len(values) > 1:
+                    raise Invalid("a functional list (_list=$...) is searched on its own")
+                return self._functional_list(res_types, functional[0])
             return special.list_clause(values, res_types, self.visible)
         if code == "_lastUpdated":
             if modifier is not None:
@@ -256,6 +261,27 @@ class Compiler:
             table = stype.table if stype.table is not None else idx_token
             return missing(table, target.idents, values[0], res_types)
         return stype.clause(target, modifier, values, self)
+
+    def _functional_list(self, res_types: tuple[str, ...], name: str) -> PkSet:
+        """``_list=$current-...`` (R4 list.html#functional-lists): the list as criteria on each
+        type it can hold (``special.FUNCTIONAL_LISTS``); a type it cannot hold selects nothing."""
+        rules = special.FUNCTIONAL_LISTS.get(name)
+        if rules is None:
+            raise _Unknown(
+                f"functional list {name!r} is not supported (supported: "
+                f"{', '.join(sorted(special.FUNCTIONAL_LISTS))})"
+            )
+        parts = []
+        for res_type in res_types:
+            criteria = rules.get(res_type)
+            if criteria is None:
+                continue
+            cond: list[sa.ColumnElement[bool]] = [resource.c.res_type == res_type]
+            for code, accepted in criteria:
+                found = self._simple((res_type,), Link(code, None), accepted)
+                cond.append(resource.c.pk.in_(found.select))
+            parts.append(sa.and_(*cond))
+        return special.resource_set(res_types, sa.or_(*parts) if parts else sa.false())
 
     def _is_type_modifier(self, param: SearchParam, modifier: str) -> bool:
         """Any resource type: stored data does not always keep to the declared targets."""

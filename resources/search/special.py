@@ -34,6 +34,31 @@ UNSUPPORTED = {
 }
 
 
+# R4 list.html#functional-lists: the current lists a system keeps about a patient, as the
+# search criteria (parameter, accepted codes) that select their members of each type they hold.
+FUNCTIONAL_LISTS: dict[str, dict[str, tuple[tuple[str, tuple[str, ...]], ...]]] = {
+    "$current-problems": {
+        "Condition": (
+            ("clinical-status", ("active", "recurrence", "relapse")),
+            ("category", ("problem-list-item",)),
+        ),
+    },
+    "$current-medications": {
+        "MedicationStatement": (("status", ("active", "intended")),),
+        "MedicationRequest": (("status", ("active",)),),
+    },
+    "$current-allergies": {
+        "AllergyIntolerance": (("clinical-status", ("active",)),),
+    },
+    "$current-drug-allergies": {
+        "AllergyIntolerance": (
+            ("clinical-status", ("active",)),
+            ("category", ("medication",)),
+        ),
+    },
+}
+
+
 def id_clause(modifier: str | None, values: Sequence[str], res_types: Sequence[str]) -> PkSet:
     ids = [unescape(v) for v in values]
     cond = resource.c.res_id == ids[0] if len(ids) == 1 else resource.c.res_id.in_(ids)
@@ -48,11 +73,8 @@ def list_clause(
     """``_list=id`` (R4 search.html#list): the resources a List names in ``entry.item`` (the
     List's ``item`` index rows); several ids are OR-ed. The List itself must be one the caller
     may see (``visible``: the security filter), so a List of another patient names nothing.
-    Functional lists (``$current-problems`` ...) are not supported."""
+    Functional lists (``$current-problems`` ...) are the compiler's (``FUNCTIONAL_LISTS``)."""
     ids = [unescape(v) for v in values]
-    functional = [i for i in ids if i.startswith("$")]
-    if functional:
-        raise NotSupported(f"functional lists are not supported: {functional[0]!r}")
     lists = resource.alias("list_")
     list_pks = sa.select(lists.c.pk).where(
         lists.c.res_type == "List",

@@ -182,10 +182,75 @@ def test_list_selects_the_members(client, listed):
     assert sorted(_ids(both.json())) == sorted([listed["a"], listed["b"]])
     assert not _ids(client.get("/Patient", params={"_list": "no-such-list"}).json())
     assert not _ids(client.get("/Observation", params={"_list": listed["list"]}).json())
-    functional = client.get(
-        "/Patient", params={"_list": "$current-problems"}, headers={"Prefer": "handling=strict"}
+    unknown = client.get(
+        "/Patient", params={"_list": "$no-such-list"}, headers={"Prefer": "handling=strict"}
     )
-    assert functional.status_code == 400
+    assert unknown.status_code == 400
+    # a functional list holds no Patients: nothing, not an error
+    assert _ids(client.get("/Patient", params={"_list": "$current-problems"}).json()) == []
+
+
+def _concept(system: str, code: str) -> dict:
+    return {"coding": [{"system": system, "code": code}]}
+
+
+CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
+ALLERGY = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical"
+
+
+def test_functional_lists_are_the_current_records(client):
+    """R4 list.html#functional-lists: ``$current-problems``, ``$current-medications``,
+    ``$current-allergies`` and ``$current-drug-allergies`` select the patient's current
+    records (the example Bundle bundle-request-medsallergies asks for them)."""
+    pid = _patient(client, f"Functional{uuid.uuid4().hex[:8]}")["id"]
+    subject = {"reference": f"Patient/{pid}"}
+
+    def post(body: dict) -> str:
+        resp = client.post(f"/{body['resourceType']}", json=body)
+        assert resp.status_code == 201, resp.text
+        return resp.json()["id"]
+
+    def condition(status: str, category: str) -> str:
+        return post(
+            {
+                "resourceType": "Condition",
+                "subject": subject,
+                "clinicalStatus": _concept(CLINICAL, status),
+                "category": [_concept(CATEGORY, category)],
+                "code": {"text": f"{status} {category}"},
+            }
+        )
+
+    problem = condition("active", "problem-list-item")
+    condition("resolved", "problem-list-item")
+    condition("active", "encounter-diagnosis")
+    med = {"medicationCodeableConcept": {"text": "x"}, "subject": subject}
+    current = post({"resourceType": "MedicationStatement", "status": "active", **med})
+    post({"resourceType": "MedicationStatement", "status": "completed", **med})
+
+    def allergy(category: str) -> str:
+        return post(
+            {
+                "resourceType": "AllergyIntolerance",
+                "patient": subject,
+                "clinicalStatus": _concept(ALLERGY, "active"),
+                "category": [category],
+            }
+        )
+
+    drug, food = allergy("medication"), allergy("food")
+
+    def listed(res_type: str, name: str) -> list[str]:
+        resp = client.get(f"/{res_type}", params={"patient": pid, "_list": name})
+        assert resp.status_code == 200, resp.text
+        return sorted(_ids(resp.json()))
+
+    assert listed("Condition", "$current-problems") == [problem]
+    assert listed("MedicationStatement", "$current-medications") == [current]
+    assert listed("AllergyIntolerance", "$current-allergies") == sorted([drug, food])
+    assert listed("AllergyIntolerance", "$current-drug-allergies") == [drug]
+    assert listed("Condition", "$current-medications") == []
 
 
 def test_list_of_another_patient_names_nothing(server, listed):
