@@ -65,8 +65,11 @@ def serve(host, port, database_url, base_url, workers, dicom_port, no_dicom, mll
             f"the database schema is at {have or 'nothing'}, not {want}: run `hearth db upgrade`"
         )
     click.echo(f"Hearth {__version__}: FHIR base {settings.fhir_base}")
-    if settings.workers > 1:
-        # The elected worker binds these later (fhir_server/runtime/listeners.py): fail now, not then.
+    from resources.storage.advisory import is_postgres_url
+
+    if settings.workers > 1 and not is_postgres_url(settings.database_url):
+        # The elected worker binds these later (fhir_server/runtime/listeners.py): fail now, not
+        # then. Not on PostgreSQL: another node on this host may be the one holding them.
         if settings.dicom_enabled:
             _check_port_free(settings.host, settings.dicom_port, "DICOM", "HEARTH_DICOM_PORT")
         if settings.mllp_port is not None:
@@ -553,7 +556,7 @@ def audit_group() -> None:
     "--jwks",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="public keys (JWKS, as /auth/jwks serves it) that signed the checkpoints "
-    "[the key in HEARTH_DATA_DIR/keys]",
+    "[the signing key in the database]",
 )
 def audit_verify(database_url, checkpoint_files, jwks) -> None:  # type: ignore[no-untyped-def]
     """Recompute the hash chain and check it against the signed checkpoints; exit 1 naming the
@@ -562,7 +565,7 @@ def audit_verify(database_url, checkpoint_files, jwks) -> None:  # type: ignore[
 
     from joserfc.jwk import KeySet
 
-    from fhir_server.auth.keys import SigningKey
+    from fhir_server.auth.keys import SharedKeyError, SigningKey, key_store
     from fhir_server.runtime import audit_anchor
     from resources import audit
     from resources.storage.db import create_engine
@@ -576,11 +579,16 @@ def audit_verify(database_url, checkpoint_files, jwks) -> None:  # type: ignore[
         if jwks is not None:
             keys = KeySet.import_key_set(json.loads(jwks.read_text()))
         else:
-            key = SigningKey.load(settings.data_dir)
+            key_engine = create_engine(settings.database_url)
+            try:
+                key = SigningKey.load(key_store(key_engine, settings))
+            except SharedKeyError as exc:
+                raise click.ClickException(str(exc)) from None
+            finally:
+                key_engine.dispose()
             if key is None:
                 raise click.ClickException(
-                    f"no signing key in {settings.data_dir / 'keys'} to check the checkpoints "
-                    "with (give --jwks)"
+                    "no signing key in the database to check the checkpoints with (give --jwks)"
                 )
             keys = KeySet.import_key_set(key.jwks())
         for path in files:
@@ -619,14 +627,16 @@ def audit_checkpoint(database_url) -> None:  # type: ignore[no-untyped-def]
     (and HEARTH_AUDIT_CHECKPOINT_EXPORT) and print it, for the auditor to keep."""
     import json
 
-    from fhir_server.auth.keys import SigningKey
+    from fhir_server.auth.keys import SigningKey, key_store
     from fhir_server.runtime import audit_anchor
     from resources.storage.db import create_engine
 
     settings = _settings(database_url=database_url)
     engine = create_engine(settings.database_url)
     try:
-        line = audit_anchor.make(engine, SigningKey.load_or_create(settings.data_dir))
+        line = audit_anchor.make(
+            engine, SigningKey.load_or_create(key_store(engine, settings), settings.data_dir)
+        )
     finally:
         engine.dispose()
     if line is None:
