@@ -492,21 +492,24 @@ def users_create(username, role, fhir_user, email, totp, password, database_url)
 @users_group.command("rotate-secrets")
 @click.option("--database-url", help="database URL [HEARTH_DATABASE_URL]")
 def users_rotate_secrets(database_url) -> None:  # type: ignore[no-untyped-def]
-    """Re-encrypt every stored TOTP secret with the first secret key (HEARTH_SECRET_KEYS, or
+    """Re-encrypt every stored TOTP secret and signing key with the first secret key (HEARTH_SECRET_KEYS, or
     the first line of HEARTH_DATA_DIR/keys/secret-keys), encrypting those still in clear. Run
     it after putting a new key first; remove an old key only after this has run."""
+    from resources.auth.key_store import KeyStore
     from resources.auth.secret_box import SecretKeyError
 
     _, store = _store(database_url, secrets=True)
     try:
         n = store.rewrite_secrets()
+        assert store.box is not None
+        keys = KeyStore(store.engine, store.box).rewrite()  # the shared signing keys
     except SecretKeyError as exc:
         raise click.ClickException(
             f"{exc}: keep the old key in the list until this succeeds"
         ) from exc
     finally:
         store.engine.dispose()
-    click.echo(f"{n} secret(s) re-encrypted with the first key")
+    click.echo(f"{n} secret(s) and {keys} signing key(s) re-encrypted with the first key")
 
 
 @users_group.command("sync-roles")

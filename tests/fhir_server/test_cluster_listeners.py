@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from cryptography.fernet import Fernet
 
 from resources.storage.advisory import lock_key
 from tests.fhir_server.test_serve_workers import echo, mllp, wait_for
@@ -43,6 +44,7 @@ def lock_holders(url: str) -> list[int]:
 def test_one_node_runs_the_listeners_and_another_takes_over(workers, tmp_path):  # type: ignore[no-untyped-def]
     url, cleanup = database_url("postgresql", tmp_path)
     dicom_port, mllp_port = free_port(), free_port()
+    secret = Fernet.generate_key().decode()  # every node's (docs/deployment.md)
     nodes: list[tuple[subprocess.Popen, Path, str]] = []
     try:
         for name in ("a", "b"):
@@ -53,6 +55,7 @@ def test_one_node_runs_the_listeners_and_another_takes_over(workers, tmp_path): 
                 "HEARTH_DATABASE_URL": url,
                 "HEARTH_DATA_DIR": str(tmp_path / f"data-{name}"),
                 "HEARTH_BASE_URL": root,
+                "HEARTH_SECRET_KEYS": secret,
             }
             log = tmp_path / f"serve-{name}.log"
             cmd = [sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(port)]

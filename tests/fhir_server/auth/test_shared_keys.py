@@ -161,3 +161,21 @@ def test_the_generated_report_signing_key_is_shared(database, tmp_path: Path):  
         assert not (tmp_path / "b" / signing.GENERATED).exists()
     finally:
         engine.dispose()
+
+
+def test_rotating_the_secret_keys_rewrites_the_stored_keys(database, tmp_path):  # type: ignore[no-untyped-def]
+    _, url = database
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    engine = create_engine(url)
+    try:
+        before = Settings(database_url=url, secret_keys=old)
+        key = SigningKey.load_or_create(key_store(engine, before), tmp_path)
+        rotating = key_store(engine, Settings(database_url=url, secret_keys=f"{new},{old}"))
+        assert rotating.rewrite() == 1
+        assert rotating.rewrite() == 0
+        after = SigningKey.load(key_store(engine, Settings(database_url=url, secret_keys=new)))
+        assert after is not None and after.kid == key.kid
+        with pytest.raises(SharedKeyError):
+            SigningKey.load(key_store(engine, before))
+    finally:
+        engine.dispose()
