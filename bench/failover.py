@@ -53,9 +53,9 @@ def wait(check, timeout: float = 90.0):  # type: ignore[no-untyped-def]
     raise RuntimeError(f"timed out: {check}")
 
 
-def leader(logs: list[Path]) -> int | None:
-    found = [int(m) for log in logs for m in LEADS.findall(log.read_text())]
-    return found[-1] if found else None
+def leaders(logs: list[Path]) -> set[int]:
+    """Every process that has led so far."""
+    return {int(m) for log in logs for m in LEADS.findall(log.read_text())}
 
 
 def measure(backend: str, nodes: int, workers: int) -> float:
@@ -78,7 +78,7 @@ def measure(backend: str, nodes: int, workers: int) -> float:
             cmd = node(dicom_port, workers)
             stack.enter_context(process(cmd, env, stdout=log.open("w")))
             logs.append(log)
-        first = wait(lambda: leader(logs))
+        (first,) = wait(lambda: leaders(logs))
         wait(lambda: echo(dicom_port))
         time.sleep(1.0)  # let the others settle into their retry loop
         killed = time.monotonic()
@@ -86,7 +86,7 @@ def measure(backend: str, nodes: int, workers: int) -> float:
             os.killpg(os.getpgid(first), signal.SIGKILL)  # the whole node
         else:
             os.kill(first, signal.SIGKILL)  # the leading worker
-        wait(lambda: leader(logs) not in (None, first))
+        wait(lambda: leaders(logs) - {first})
         wait(lambda: echo(dicom_port))
         return time.monotonic() - killed
 
