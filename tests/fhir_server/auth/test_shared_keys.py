@@ -7,6 +7,9 @@ than sign with a key of its own (docs/deployment.md)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -32,7 +35,7 @@ from tests.fhir_server.auth.smart import (
     parse_form,
     pkce,
 )
-from tests.servers import database_url, start_server
+from tests.servers import database_url, free_port, start_server
 from workflow import signing
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -179,3 +182,27 @@ def test_rotating_the_secret_keys_rewrites_the_stored_keys(database, tmp_path): 
             SigningKey.load(key_store(engine, before))
     finally:
         engine.dispose()
+
+
+def test_hearth_serve_without_the_shared_secret_keys_stops_and_says_why(database, tmp_path):  # type: ignore[no-untyped-def]
+    _, url = database
+    engine = create_engine(url)
+    try:  # the deployment's key, under its secret keys
+        deployment = Settings(database_url=url, secret_keys=Fernet.generate_key().decode())
+        SigningKey.load_or_create(key_store(engine, deployment), tmp_path / "first")
+    finally:
+        engine.dispose()
+    env = {
+        **os.environ,
+        "HEARTH_DATABASE_URL": url,
+        "HEARTH_DATA_DIR": str(tmp_path / "stray"),  # its own generated secret key
+        "HEARTH_BASE_URL": "http://127.0.0.1:9",
+    }
+    env.pop("HEARTH_SECRET_KEYS", None)
+    cmd = [sys.executable, "-m", "fhir_server.cli", "serve", "--port", str(free_port())]
+    done = subprocess.run(
+        [*cmd, "--no-dicom"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode != 0
+    assert "cannot be decrypted with this node's secret keys" in done.stdout + done.stderr
+    assert "HEARTH_SECRET_KEYS" in done.stdout + done.stderr
