@@ -112,7 +112,8 @@ def start_server(backend: str, url: str, **overrides: object) -> RunningServer:
     overrides.setdefault("password_check_concurrency", 8)
     port = free_port()
     root = f"http://127.0.0.1:{port}"
-    settings = Settings(database_url=url, base_url=root, port=port, **overrides)
+    # base_url may be overridden: nodes of one deployment share its public address
+    settings = Settings(**{"database_url": url, "base_url": root, "port": port, **overrides})  # type: ignore[arg-type]
     config = uvicorn.Config(
         create_app(settings), host="127.0.0.1", port=port, log_level="warning", access_log=False
     )

@@ -4,9 +4,10 @@ approved it.
 
 The key and certificate are either configured (``HEARTH_REPORT_SIGNING_KEY`` /
 ``HEARTH_REPORT_SIGNING_CERT``: PEM files; the certificate file may carry the issuing chain after
-the signer's certificate) or, when neither is set, generated on first use under
-``HEARTH_DATA_DIR/keys/report-signing.pem`` (an ECDSA P-256 key and a self-signed certificate for the
-facility, readable only by the owner; the first process to create it wins a race). ``sign_pdf``
+the signer's certificate) or, when neither is set, generated on first use and kept in the database (``auth_key``, encrypted
+with ``HEARTH_SECRET_KEYS``; an ECDSA P-256 key and a self-signed certificate for the facility;
+the first process to create it wins a race), so every node signs with the same certificate. A
+``HEARTH_DATA_DIR/keys/report-signing.pem`` left by an earlier version is imported once. ``sign_pdf``
 itself does no I/O: key and certificate bytes in, signed PDF out.
 """
 
@@ -22,6 +23,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from resources.auth.key_store import KeyStore
 
 FIELD = "HearthReportSignature"
 GENERATED = Path("keys") / "report-signing.pem"
@@ -93,8 +96,25 @@ def load(key_file: Path, cert_file: Path) -> SigningMaterial:
     return material
 
 
+REPORT_KEY = "report-signing"  # its name in auth_key (resources/auth/key_store.py)
+
+
+def shared(store: KeyStore, data_dir: Path, facility: str) -> SigningMaterial:
+    """Hearth's own signing material in the database, shared by every node: generated the first
+    time, or imported once from ``data_dir``'s file (an earlier version's) when there is one.
+    ``SecretKeyError`` when this node's ``HEARTH_SECRET_KEYS`` do not decrypt it."""
+
+    def make() -> str:
+        path = data_dir / GENERATED
+        return (path.read_bytes() if path.exists() else _generate(facility)).decode()
+
+    blob, _ = store.get_or_create(REPORT_KEY, make)
+    return _split(blob.encode())
+
+
 def load_or_create(data_dir: Path, facility: str) -> SigningMaterial:
-    """Hearth's own signing material under ``data_dir``, generated the first time."""
+    """Hearth's own signing material under ``data_dir``, generated the first time (one node
+    only: servers use ``shared``)."""
     path = data_dir / GENERATED
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,7 +127,11 @@ def load_or_create(data_dir: Path, facility: str) -> SigningMaterial:
         except FileExistsError:
             pass
         tmp.unlink()
-    blob = path.read_bytes()
+    return _split(path.read_bytes())
+
+
+def _split(blob: bytes) -> SigningMaterial:
+    """A generated file's or stored key's text (the key's PEM, then the certificate's)."""
     key_end = blob.index(b"-----END PRIVATE KEY-----") + len(b"-----END PRIVATE KEY-----")
     material = SigningMaterial(blob[:key_end].strip() + b"\n", blob[key_end:].strip() + b"\n")
     _check(material)

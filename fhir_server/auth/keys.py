@@ -1,26 +1,59 @@
-"""Hearth's signing key (RS256): created under ``HEARTH_DATA_DIR/keys`` at first start, readable
-only by its owner; signs id_tokens, password-reset links and the audit log's checkpoints
-(``fhir_server/runtime/audit_anchor.py``) and is published at the JWKS endpoint. Also the keys that
-encrypt stored secrets (``secret_box``)."""
+"""Hearth's signing key (RS256): generated once and kept in the database (``auth_key``, encrypted
+with ``HEARTH_SECRET_KEYS``: ``resources/auth/key_store.py``), so every node sharing the database
+signs and verifies with it; signs id_tokens, password-reset links and the audit log's checkpoints
+(``fhir_server/runtime/audit_anchor.py``) and is published at the JWKS endpoint. A key file left
+under ``HEARTH_DATA_DIR/keys`` by an earlier version is imported once, by the first process that
+finds the table empty. Also the keys that encrypt stored secrets (``secret_box``)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
+import sqlalchemy as sa
 from cryptography.fernet import Fernet
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, KeySetSerialization, RSAKey
 
 from fhir_server.runtime.settings import Settings
-from resources.auth.secret_box import SecretBox
+from resources.auth.key_store import KeyStore
+from resources.auth.secret_box import SecretBox, SecretKeyError
+
+log = logging.getLogger("hearth.auth")
 
 ALG = "RS256"
 SECRET_KEYS_FILE = "secret-keys"
+JWT_KEY = "jwt-signing"  # its name in auth_key
+KEY_FILE = Path("keys") / "signing-key.json"  # where versions before 0011 kept it
+
+
+class SharedKeyError(RuntimeError):
+    """A key stored in the database that this node's secret keys do not decrypt."""
+
+
+def key_store(engine: sa.Engine, settings: Settings) -> KeyStore:
+    return KeyStore(engine, secret_box(settings))
+
+
+def shared_key(store: KeyStore, name: str, make: Callable[[], str]) -> str:
+    """The key stored as ``name`` (``make()``'s, stored, if none is); a clear error when this
+    node cannot decrypt it."""
+    try:
+        text, created = store.get_or_create(name, make)
+    except SecretKeyError:
+        raise SharedKeyError(
+            f"the {name} key in the database cannot be decrypted with this node's secret keys: "
+            "give every node the same HEARTH_SECRET_KEYS (docs/deployment.md)"
+        ) from None
+    if created:
+        log.info("stored the %s key in the database", name)
+    return text
 
 
 def _create_once(path: Path, text: str) -> None:
@@ -63,29 +96,45 @@ class SigningKey:
         self.key = key
 
     @classmethod
-    def load(cls, data_dir: Path) -> SigningKey | None:
-        """The key under ``data_dir`` if there is one (never creates it)."""
-        path = data_dir / "keys" / "signing-key.json"
-        if not path.exists():
-            return None
-        return cls(RSAKey.import_key(json.loads(path.read_text())))
+    def load(cls, store: KeyStore) -> SigningKey | None:
+        """The key in the database if there is one (never creates it)."""
+        try:
+            text = store.get(JWT_KEY)
+        except SecretKeyError:
+            raise SharedKeyError(
+                f"the {JWT_KEY} key in the database cannot be decrypted with this node's "
+                "secret keys: give every node the same HEARTH_SECRET_KEYS"
+            ) from None
+        return None if text is None else cls(RSAKey.import_key(json.loads(text)))
 
     @classmethod
-    def load_or_create(cls, data_dir: Path) -> SigningKey:
-        path = data_dir / "keys" / "signing-key.json"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
+    def load_or_create(cls, store: KeyStore, data_dir: Path) -> SigningKey:
+        """The key in the database; if there is none yet, this data directory's key file (an
+        earlier version's) or a new key, stored for every node."""
+
+        def make() -> str:
+            path = data_dir / KEY_FILE
+            if path.exists():
+                log.info("importing the signing key from %s into the database", path)
+                return path.read_text()
             key = RSAKey.generate_key(2048, {"kid": uuid.uuid4().hex, "use": "sig"}, private=True)
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # one per racing worker
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump(key.as_dict(private=True), f)
+            return json.dumps(key.as_dict(private=True))
+
+        text = shared_key(store, JWT_KEY, make)
+        key = cls(RSAKey.import_key(json.loads(text)))
+        path = data_dir / KEY_FILE
+        if path.exists():
             try:
-                os.link(tmp, path)  # first start wins if two workers race
-            except FileExistsError:
-                pass
-            tmp.unlink()
-        return cls(RSAKey.import_key(json.loads(path.read_text())))
+                local = RSAKey.import_key(json.loads(path.read_text())).kid
+            except (OSError, ValueError, JoseError):
+                local = None
+            if local != key.kid:
+                log.warning(
+                    "%s is not the shared signing key (the database's, kid %s): it is not used",
+                    path,
+                    key.kid,
+                )
+        return key
 
     @property
     def kid(self) -> str:

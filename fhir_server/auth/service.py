@@ -1,5 +1,5 @@
 """The authorization service of one running app: its store, signing key and settings, built in
-the app's lifespan (the key is created under ``HEARTH_DATA_DIR`` at first start)."""
+the app's lifespan (the signing key is the database's, shared by every node)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from fhir_server.auth.keys import SigningKey, secret_box
+from fhir_server.auth.keys import SigningKey, key_store, secret_box
 from fhir_server.auth.limits import Limits
 from fhir_server.runtime.settings import Settings
 from resources import audit
@@ -34,7 +34,7 @@ class AuthService:
         store.rewrite_secrets(only_clear=True)  # seeds stored in clear before 0008
         return cls(
             store,
-            SigningKey.load_or_create(settings.data_dir),
+            SigningKey.load_or_create(key_store(engine, settings), settings.data_dir),
             settings,
             audit.AuditWriter(engine, linger=settings.audit_linger_ms / 1000),
             Limits(settings),

@@ -65,8 +65,11 @@ def serve(host, port, database_url, base_url, workers, dicom_port, no_dicom, mll
             f"the database schema is at {have or 'nothing'}, not {want}: run `hearth db upgrade`"
         )
     click.echo(f"Hearth {__version__}: FHIR base {settings.fhir_base}")
-    if settings.workers > 1:
-        # The elected worker binds these later (fhir_server/runtime/listeners.py): fail now, not then.
+    from resources.storage.advisory import is_postgres_url
+
+    if settings.workers > 1 and not is_postgres_url(settings.database_url):
+        # The elected worker binds these later (fhir_server/runtime/listeners.py): fail now, not
+        # then. Not on PostgreSQL: another node on this host may be the one holding them.
         if settings.dicom_enabled:
             _check_port_free(settings.host, settings.dicom_port, "DICOM", "HEARTH_DICOM_PORT")
         if settings.mllp_port is not None:
@@ -494,21 +497,24 @@ def users_create(username, role, fhir_user, email, totp, password, database_url)
 @users_group.command("rotate-secrets")
 @click.option("--database-url", help="database URL [HEARTH_DATABASE_URL]")
 def users_rotate_secrets(database_url) -> None:  # type: ignore[no-untyped-def]
-    """Re-encrypt every stored TOTP secret with the first secret key (HEARTH_SECRET_KEYS, or
+    """Re-encrypt every stored TOTP secret and signing key with the first secret key (HEARTH_SECRET_KEYS, or
     the first line of HEARTH_DATA_DIR/keys/secret-keys), encrypting those still in clear. Run
     it after putting a new key first; remove an old key only after this has run."""
+    from resources.auth.key_store import KeyStore
     from resources.auth.secret_box import SecretKeyError
 
     _, store = _store(database_url, secrets=True)
     try:
         n = store.rewrite_secrets()
+        assert store.box is not None
+        keys = KeyStore(store.engine, store.box).rewrite()  # the shared signing keys
     except SecretKeyError as exc:
         raise click.ClickException(
             f"{exc}: keep the old key in the list until this succeeds"
         ) from exc
     finally:
         store.engine.dispose()
-    click.echo(f"{n} secret(s) re-encrypted with the first key")
+    click.echo(f"{n} secret(s) and {keys} signing key(s) re-encrypted with the first key")
 
 
 @users_group.command("sync-roles")
@@ -558,7 +564,7 @@ def audit_group() -> None:
     "--jwks",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="public keys (JWKS, as /auth/jwks serves it) that signed the checkpoints "
-    "[the key in HEARTH_DATA_DIR/keys]",
+    "[the signing key in the database]",
 )
 def audit_verify(database_url, checkpoint_files, jwks) -> None:  # type: ignore[no-untyped-def]
     """Recompute the hash chain and check it against the signed checkpoints; exit 1 naming the
@@ -567,7 +573,7 @@ def audit_verify(database_url, checkpoint_files, jwks) -> None:  # type: ignore[
 
     from joserfc.jwk import KeySet
 
-    from fhir_server.auth.keys import SigningKey
+    from fhir_server.auth.keys import SharedKeyError, SigningKey, key_store
     from fhir_server.runtime import audit_anchor
     from resources import audit
     from resources.storage.db import create_engine
@@ -581,11 +587,16 @@ def audit_verify(database_url, checkpoint_files, jwks) -> None:  # type: ignore[
         if jwks is not None:
             keys = KeySet.import_key_set(json.loads(jwks.read_text()))
         else:
-            key = SigningKey.load(settings.data_dir)
+            key_engine = create_engine(settings.database_url)
+            try:
+                key = SigningKey.load(key_store(key_engine, settings))
+            except SharedKeyError as exc:
+                raise click.ClickException(str(exc)) from None
+            finally:
+                key_engine.dispose()
             if key is None:
                 raise click.ClickException(
-                    f"no signing key in {settings.data_dir / 'keys'} to check the checkpoints "
-                    "with (give --jwks)"
+                    "no signing key in the database to check the checkpoints with (give --jwks)"
                 )
             keys = KeySet.import_key_set(key.jwks())
         for path in files:
@@ -624,14 +635,16 @@ def audit_checkpoint(database_url) -> None:  # type: ignore[no-untyped-def]
     (and HEARTH_AUDIT_CHECKPOINT_EXPORT) and print it, for the auditor to keep."""
     import json
 
-    from fhir_server.auth.keys import SigningKey
+    from fhir_server.auth.keys import SigningKey, key_store
     from fhir_server.runtime import audit_anchor
     from resources.storage.db import create_engine
 
     settings = _settings(database_url=database_url)
     engine = create_engine(settings.database_url)
     try:
-        line = audit_anchor.make(engine, SigningKey.load_or_create(settings.data_dir))
+        line = audit_anchor.make(
+            engine, SigningKey.load_or_create(key_store(engine, settings), settings.data_dir)
+        )
     finally:
         engine.dispose()
     if line is None:

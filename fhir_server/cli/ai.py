@@ -42,6 +42,7 @@ def worker(database_url, batch_size, once, poll, interval, notify, no_ai) -> Non
     medication reminders, e-mail."""
     import time
 
+    from fhir_server.auth.keys import key_store
     from fhir_server.cli.settings import settings_from_flags
     from fhir_server.runtime import ai
     from fhir_server.runtime.app import build_context
@@ -84,7 +85,7 @@ def worker(database_url, batch_size, once, poll, interval, notify, no_ai) -> Non
         done = workflow_worker.run_once(
             ctx.repo,
             settings.smtp(),
-            signing_material=settings.report_signing,
+            signing_material=lambda: settings.report_signing(key_store(ctx.repo.engine, settings)),
             facility_name=settings.facility_name,
             default_timezone=settings.default_timezone,
         )

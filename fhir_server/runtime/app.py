@@ -30,14 +30,18 @@ from fhir_server.rest.routes import router
 from fhir_server.runtime import ai, events, logsafe, subscriptions, terminology
 from fhir_server.runtime.audit_anchor import Checkpointer
 from fhir_server.runtime.bulk_runner import ExportRunner
-from fhir_server.runtime.listeners import Election
+from fhir_server.runtime.listeners import Election, FileLock, Lock
 from fhir_server.runtime.settings import Settings
 from fhir_server.webapp import build_router as webapp_router
 from resources.search import SearchEngine
+from resources.storage.advisory import SessionLock, is_postgres_url
 from resources.storage.db import create_engine
 from resources.storage.point_read import point_reader
 from resources.storage.repository import Repository
 from workflow import search_params as workflow_search_params
+
+# The advisory lock whose holder runs the DICOM / MLLP listeners of all nodes on one database.
+LISTENER_LOCK = "hearth:listeners"
 
 
 def build_search(settings: Settings) -> SearchEngine:
@@ -109,22 +113,27 @@ def preload(settings: Settings) -> SearchEngine:
     return search
 
 
-def _start_listeners(settings: Settings, ingest, hl7v2) -> Callable[[], None]:  # type: ignore[no-untyped-def]
-    """Start this worker's DICOM and MLLP listeners (the elected worker); returns their stop."""
-    started: list = []
+def _start_listeners(settings: Settings, state) -> Callable[[], None]:  # type: ignore[no-untyped-def]
+    """Start this process's DICOM and MLLP listeners (the elected one), published on the app's
+    state as a lone process publishes them (``state.dicom.listener``, ``state.mllp``); returns
+    their stop."""
+    dicom = mllp_listener = None
     try:
         if settings.dicom_enabled:
-            started.append(dicom_service.start_listener(ingest, settings))
+            dicom = dicom_service.start_listener(state.dicom.ingest, settings)
         if settings.mllp_port is not None:
-            started.append(mllp.start(hl7v2, settings))
+            mllp_listener = mllp.start(state.hl7v2, settings)
     except OSError:
-        for listener in started:
-            listener.stop()
+        if dicom is not None:
+            dicom.stop()
         raise
+    state.dicom.listener, state.mllp = dicom, mllp_listener
 
     def stop() -> None:
-        for listener in started:
-            listener.stop()
+        state.dicom.listener = state.mllp = None
+        for listener in (dicom, mllp_listener):
+            if listener is not None:
+                listener.stop()
 
     return stop
 
@@ -152,9 +161,12 @@ def create_app(settings: Settings | None = None, search: SearchEngine | None = N
             settings.audit_checkpoint_seconds,
         )
         threading.Thread(target=warm_validators, name="warm-validators", daemon=True).start()
-        # One process: the listeners run here. Several workers: the one that wins the
-        # election (a lock under the data directory) runs them (fhir_server/runtime/listeners.py).
-        alone = settings.workers == 1
+        # One process on SQLite: the listeners run here. Several workers, or any PostgreSQL
+        # database (other nodes may share it): the process that wins the election runs them (a
+        # lock under the data directory, or a PostgreSQL advisory lock:
+        # fhir_server/runtime/listeners.py).
+        shared = is_postgres_url(settings.database_url)
+        alone = settings.workers == 1 and not shared
         app.state.dicom = dicom_service.start(
             ctx.repo, settings, listen=settings.dicom_enabled and alone
         )
@@ -170,9 +182,14 @@ def create_app(settings: Settings | None = None, search: SearchEngine | None = N
             app.state.mllp = mllp.start(app.state.hl7v2, settings)
         election = None
         if not alone and (settings.dicom_enabled or settings.mllp_port is not None):
+            lock: Lock = (
+                SessionLock(settings.database_url, LISTENER_LOCK)
+                if shared
+                else FileLock(settings.data_dir / "listeners.lock")
+            )
             election = Election(
-                settings.data_dir / "listeners.lock",
-                lambda: _start_listeners(settings, app.state.dicom.ingest, app.state.hl7v2),
+                lock,
+                lambda: _start_listeners(settings, app.state),
             ).begin()
         app.state.listeners = election
         try:

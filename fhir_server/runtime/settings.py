@@ -316,13 +316,16 @@ class Settings(BaseSettings):
             )
         return self
 
-    def report_signing(self):  # type: ignore[no-untyped-def]
+    def report_signing(self, keys=None):  # type: ignore[no-untyped-def]
         """The report signing key and certificate: the configured files, or Hearth's own,
-        generated under ``data_dir`` on first use (``workflow.signing``)."""
+        generated on first use (``workflow.signing``) and kept in the database when ``keys`` (a
+        ``resources.auth.key_store.KeyStore``) is given, else under ``data_dir``."""
         from workflow import signing
 
         if self.report_signing_key is not None and self.report_signing_cert is not None:
             return signing.load(self.report_signing_key, self.report_signing_cert)
+        if keys is not None:
+            return signing.shared(keys, self.data_dir, self.facility_name)
         return signing.load_or_create(self.data_dir, self.facility_name)
 
     @property

@@ -159,9 +159,18 @@ def test_a_forged_checkpoint_is_refused(db, tmp_path):
     bad = _hearth("audit", "verify", url=url, data_dir=data)
     assert bad.returncode == 1
     assert "BAD CHECKPOINT" in bad.stdout and "line 1" in bad.stdout
-    # a checkpoint signed by some other key is refused as well
+    # a checkpoint signed by some other key (another deployment's: the key is the database's)
+    # is refused as well
     other = tmp_path / "other"
-    assert _hearth("audit", "checkpoint", url=url, data_dir=other).returncode == 0
+    other_url, other_cleanup = database_url("sqlite", tmp_path / "other-db")
+    other_engine = create_engine(other_url)
+    try:
+        _fill(other_engine, 3)
+        made = _hearth("audit", "checkpoint", url=other_url, data_dir=other)
+        assert made.returncode == 0, made.stdout + made.stderr
+    finally:
+        other_engine.dispose()
+        other_cleanup()  # type: ignore[operator]
     foreign = _hearth(
         "audit",
         "verify",

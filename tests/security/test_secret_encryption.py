@@ -107,7 +107,7 @@ def test_keys_rotate_and_clear_seeds_are_encrypted_at_start(database):
     env = {"HEARTH_DATABASE_URL": url, "HEARTH_SECRET_KEYS": f"{new},{old}"}
     out = hearth("users", "rotate-secrets", env=env)
     assert out.returncode == 0, out.stderr
-    assert "2 secret(s)" in out.stdout
+    assert "2 secret(s) and 1 signing key(s)" in out.stdout
     for u in (user, legacy):
         stored = _stored(first, u.username)
         assert Fernet(new).decrypt(stored.encode()).decode() == u.totp.secret  # type: ignore[union-attr]

@@ -22,6 +22,8 @@ from pyhanko.sign.validation import validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 from pypdf import PdfReader
 
+from fhir_server.auth.keys import key_store
+from resources.storage.db import create_engine
 from tests.conftest import BACKENDS
 from tests.fhir_server.auth.smart import code_of, exchange, login, make_client, make_user, pkce
 from tests.inference.conftest import run_worker
@@ -271,7 +273,13 @@ def test_skin_case_with_each_persons_own_token(hearth, smtp):
 
     # Its signature: intact, over the whole file, by Hearth's own certificate, naming the
     # approving admin and the responsible doctor; one changed byte breaks it.
-    hearths = signing.load_or_create(hearth.data_dir, FACILITY).certificate()
+    engine = create_engine(hearth.database_url)
+    try:  # Hearth's generated key and certificate, in the database (shared by every node)
+        hearths = signing.shared(
+            key_store(engine, hearth.settings), hearth.data_dir, FACILITY
+        ).certificate()
+    finally:
+        engine.dispose()
     root = asn1_x509.Certificate.load(hearths.public_bytes(serialization.Encoding.DER))
     [sig] = PdfFileReader(io.BytesIO(mailed)).embedded_signatures
     status = validate_pdf_signature(sig, ValidationContext(trust_roots=[root]))

@@ -11,6 +11,7 @@ repeated), ``highRisk`` and ``uncertain`` (valueBoolean) — the HTTP form of
 
 from __future__ import annotations
 
+from fhir_server.auth.keys import key_store
 from fhir_server.rest.context import Context, FhirRequest, Reply
 from fhir_server.rest.operations.spec import Operation, Permission
 from fhir_server.rest.workflow_http import actor_of
@@ -55,7 +56,7 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
             ctx.repo,
             s.smtp(),
             out.case["id"],
-            signing_material=s.report_signing,
+            signing_material=lambda: s.report_signing(key_store(ctx.repo.engine, s)),
             facility_name=s.facility_name,
         )
     return Reply(200, out.task)
