@@ -31,13 +31,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.crud import HEADERS, cpu_s, http_phase, pct, wait_up  # noqa: E402
-from resources.storage.migrate import upgrade  # noqa: E402
 from tests.servers import (  # noqa: E402
     PG_ADMIN,
     create_pg_database,
     drop_pg_database,
     free_port,
-    system_token,
 )
 
 
@@ -75,8 +73,24 @@ def start(
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}/fhir"
-    token = system_token(url, f"http://127.0.0.1:{port}")
+    cid = f"bench-{port}"
+    _hearth(tree, env, "clients", "create", "--name", cid, "--client-id", cid, "--kind",
+            "confidential-symmetric", "--scope", "system/*.cruds")  # fmt: skip
+    token = _hearth(tree, env, "token", "--client", cid, "--scope", "system/*.cruds").strip()
     return proc, base, f"Bearer {token}"
+
+
+def _hearth(tree: str, env: dict[str, str], *args: str) -> str:
+    """A ``hearth`` command run from ``tree`` (its own code, its own migrations and tokens), so
+    trees from before and after a schema change each get the database they expect."""
+    return subprocess.run(
+        [sys.executable, "-m", "fhir_server.cli", *args],
+        env=env,
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
 
 
 def main() -> None:
@@ -114,7 +128,12 @@ def main() -> None:
             name, url = create_pg_database()
             dbs.append(name)
             db_of[label] = name
-            upgrade(url)
+            _hearth(
+                tree,
+                {**os.environ, "PYTHONPATH": tree, "HEARTH_DATABASE_URL": url},
+                "db",
+                "upgrade",
+            )
             proc, base, auth = start(tree, url, args.workers, envs[label])
             procs[label] = proc
             servers[label] = (base, auth)
