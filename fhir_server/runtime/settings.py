@@ -176,7 +176,7 @@ class Settings(BaseSettings):
         False, description="Rest-hook endpoints may be plain http (development only; else https)"
     )
     subscription_endpoints: str = Field(
-        "", description="Rest-hook endpoint URL prefixes allowed (comma list; empty: any https)"
+        "", description="Subscription endpoint prefixes allowed, URLs and mailto: (comma list)"
     )
     subscription_timeout_seconds: float = Field(
         5.0, gt=0, le=120, description="Timeout of one rest-hook request"

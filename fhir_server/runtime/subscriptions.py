@@ -44,7 +44,15 @@ STATUS_PROFILE = (
 
 
 def endpoint_problem(settings: Settings, endpoint: str) -> str | None:
-    """Why ``endpoint`` may not be notified under ``settings`` (None: it may)."""
+    """Why ``endpoint`` (a rest-hook URL or an email channel's ``mailto:``) may not be notified
+    under ``settings`` (None: it may)."""
+    if endpoint.startswith("mailto:"):
+        if settings.smtp() is None:
+            return "email Subscriptions need an SMTP server (HEARTH_SMTP_HOST)"
+        prefixes = settings.subscription_prefixes
+        if prefixes and not any(endpoint.startswith(p) for p in prefixes):
+            return f"email endpoint {endpoint!r} is not in HEARTH_SUBSCRIPTION_ENDPOINTS"
+        return None
     if not endpoint.startswith("https://") and not (
         settings.subscription_allow_http and endpoint.startswith("http://")
     ):
@@ -67,7 +75,7 @@ def install(ctx: Context) -> None:
         if stored.res_type != "Subscription" or outbox.is_server_write():
             return
         channel = (stored.content or {}).get("channel") or {}
-        if channel.get("type") != "rest-hook":
+        if channel.get("type") not in ("rest-hook", "email"):
             return
         endpoint = str(channel.get("endpoint", ""))
         problem = endpoint_problem(settings, endpoint)
@@ -285,6 +293,14 @@ class Deliverer:
     def _send(
         self, reg: delivery.Reg, kind: str, event: delivery.Event | None, status: str
     ) -> str | None:
+        """Send one notification on the Subscription's channel; None when it was taken."""
+        if reg.channel == "email":
+            return self._mail(reg, kind, event, status)
+        return self._post(reg, kind, event, status)
+
+    def _post(
+        self, reg: delivery.Reg, kind: str, event: delivery.Event | None, status: str
+    ) -> str | None:
         """POST one notification; None when the endpoint answered 2xx, else why not."""
         headers: dict[str, str] = {}
         for line in reg.headers:
@@ -295,12 +311,9 @@ class Deliverer:
         headers["X-Hearth-Event-Number"] = str(event.seq if event is not None else 0)
         body: bytes | None = None
         if reg.payload:
-            import json
-
             status = outbox.ACTIVE if status == outbox.ERROR else status
-            bundle = notification(self.base, reg, kind, event, status)
-            body = json.dumps(bundle, separators=(",", ":")).encode()
-            headers["Content-Type"] = "application/fhir+json"
+            body = _payload(self.base, reg, kind, event, status)
+            headers["Content-Type"] = reg.payload
         try:
             answer = self.http.post(reg.endpoint, content=body, headers=headers)
         except httpx.HTTPError as exc:
@@ -308,3 +321,83 @@ class Deliverer:
         if 200 <= answer.status_code < 300:
             return None
         return f"{kind} to {reg.endpoint} answered HTTP {answer.status_code}"
+
+    def _mail(
+        self, reg: delivery.Reg, kind: str, event: delivery.Event | None, status: str
+    ) -> str | None:
+        """E-mail one notification to the ``mailto:`` address; None when the SMTP server took
+        it. The text names the Subscription and the event number, never the resource's
+        content: the content travels only as the payload the subscriber asked for (an
+        attachment, or the focus and its narrative for ``text/plain``)."""
+        from workflow import mail
+
+        address = reg.endpoint[len("mailto:") :]
+        subject = next(
+            (
+                value.strip()
+                for name, _, value in (h.partition(":") for h in reg.headers)
+                if name.strip().lower() == "subject"
+            ),
+            None,
+        )
+        seq = event.seq if event is not None else 0
+        link = f"{self.base}/Subscription/{reg.id}"
+        if kind == "handshake":
+            subject = subject or f"Hearth: Subscription/{reg.id} is active"
+            lines = [
+                f"Notifications of Subscription/{reg.id} will be sent to this address.",
+                f"Subscription: {link}",
+            ]
+        else:
+            subject = subject or f"Hearth: Subscription/{reg.id} event {seq}"
+            lines = [
+                f"Subscription/{reg.id} has a new event (event number {seq}).",
+                f"What changed, read with your own access: {link}/$events"
+                f"?eventsSinceNumber={seq}&eventsUntilNumber={seq}",
+            ]
+        if reg.payload == "text/plain" and event is not None:
+            lines.append(f"Focus: {event.res_type}/{event.res_id}/_history/{event.version}")
+            narrative = _narrative(event.content)
+            if narrative:
+                lines += ["", narrative]
+        attachments: list[tuple[str, str, bytes]] = []
+        if reg.payload in ("application/fhir+json", "application/fhir+xml"):
+            status = outbox.ACTIVE if status == outbox.ERROR else status
+            name = "notification." + ("xml" if reg.payload.endswith("xml") else "json")
+            attachments.append(
+                (name, reg.payload, _payload(self.base, reg, kind, event, status) or b"")
+            )
+        try:
+            mail.send(self.settings.smtp(), address, subject, "\n".join(lines) + "\n", attachments)
+        except mail.MailError as exc:
+            return f"{kind} to {reg.endpoint} failed: {exc}"[:500]
+        return None
+
+
+def _payload(
+    base: str, reg: delivery.Reg, kind: str, event: delivery.Event | None, status: str
+) -> bytes | None:
+    """The notification Bundle in the Subscription's payload format (JSON or XML)."""
+    import json
+
+    bundle = notification(base, reg, kind, event, status)
+    if reg.payload == "application/fhir+xml":
+        from mappings.fhir_xml import to_xml
+
+        return to_xml(bundle)
+    if reg.payload == "application/fhir+json":
+        return json.dumps(bundle, separators=(",", ":")).encode()
+    return None
+
+
+def _narrative(content: dict | None) -> str:
+    """A resource's narrative (``text.div``) as plain text, or ''."""
+    import html
+    import re
+
+    div = ((content or {}).get("text") or {}).get("div")
+    if not isinstance(div, str):
+        return ""
+    text = re.sub(r"<(br|p|div|tr|li|h[1-6])\b[^>]*>", "\n", div, flags=re.I)
+    text = html.unescape(re.sub(r"<[^>]+>", "", text))
+    return "\n".join(line.strip() for line in text.splitlines() if line.strip())[:4000]

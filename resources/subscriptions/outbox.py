@@ -44,8 +44,14 @@ ANY = "*"  # subscription_reg.res_type of a topic subscription watching all of i
 FILTER_URL = (
     "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-filter-criteria"
 )
-PAYLOADS = ("", "application/fhir+json")
-CHANNELS = ("rest-hook", "websocket")
+# The payloads each channel may carry (R4 subscription.html, Subscription.channel.payload: "The
+# mime type 'text/plain' may also be used for Email and SMS subscriptions").
+PAYLOADS = {
+    "rest-hook": ("", "application/fhir+json", "application/fhir+xml"),
+    "websocket": ("", "application/fhir+json", "application/fhir+xml"),
+    "email": ("", "text/plain", "application/fhir+json", "application/fhir+xml"),
+}
+CHANNELS = tuple(PAYLOADS)
 REQUESTED, ACTIVE, ERROR, OFF = "requested", "active", "error", "off"
 
 # Set while the server itself writes a Subscription (its status and error, ``delivery.py``): such
@@ -87,22 +93,24 @@ def parse_subscription(content: dict) -> Registration:
     if ctype not in CHANNELS:
         raise NotSupported(
             f"Subscription.channel.type {ctype!r} is not supported "
-            "(supported: rest-hook, websocket)",
+            f"(supported: {', '.join(CHANNELS)})",
             expression=["Subscription.channel.type"],
         )
     endpoint = channel.get("endpoint")
     if ctype == "websocket":
         endpoint = ""  # the client connects to /websocket and binds (R4 subscription.html)
+    elif ctype == "email":
+        endpoint = mailto(endpoint)
     elif not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
         raise Invalid(
             "a rest-hook Subscription needs an http(s) channel.endpoint",
             expression=["Subscription.channel.endpoint"],
         )
     payload = str(channel.get("payload") or "").split(";", 1)[0].strip()
-    if payload not in PAYLOADS:
+    if payload not in PAYLOADS[ctype]:
         raise NotSupported(
-            f"Subscription.channel.payload {payload!r} is not supported "
-            "(empty or application/fhir+json)",
+            f"Subscription.channel.payload {payload!r} is not supported for {ctype} "
+            f"(supported: {', '.join(repr(p) for p in PAYLOADS[ctype])})",
             expression=["Subscription.channel.payload"],
         )
     headers = [str(h) for h in channel.get("header") or []]
@@ -133,6 +141,32 @@ def parse_subscription(content: dict) -> Registration:
         payload,
         headers,
     )
+
+
+def mailto(endpoint: object) -> str:
+    """An email channel's endpoint, checked: ``mailto:`` and one plain address (R4
+    subscription-channel-type ``email``: "the email addressed in the URI (which must be a
+    mailto:)"); no second address, query part (``?cc=``, ``?body=``) or display name."""
+    from email.utils import parseaddr
+
+    where = ["Subscription.channel.endpoint"]
+    if not isinstance(endpoint, str) or not endpoint.lower().startswith("mailto:"):
+        raise Invalid("an email Subscription needs a mailto: channel.endpoint", expression=where)
+    address = endpoint[len("mailto:") :]
+    name, parsed = parseaddr(address)
+    local, at, domain = parsed.rpartition("@")
+    if (
+        name
+        or parsed != address
+        or not at
+        or not local
+        or "." not in domain
+        or any(c in address for c in ',;?&<>"\\ \t\r\n')
+    ):
+        raise Invalid(
+            f"channel.endpoint {endpoint!r} is not mailto: and one e-mail address", expression=where
+        )
+    return f"mailto:{address}"
 
 
 def _filters(content: dict) -> list[str]:

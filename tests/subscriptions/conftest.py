@@ -41,10 +41,11 @@ def hearth(request, tmp_path_factory):  # type: ignore[no-untyped-def]
     cleanup()
 
 
-def start_worker(server, data_dir: Path) -> subprocess.Popen:  # type: ignore[no-untyped-def]
+def start_worker(server, data_dir: Path, **extra_env: str) -> subprocess.Popen:  # type: ignore[no-untyped-def]
     env = {
         **os.environ,
         **WORKER_ENV,
+        **extra_env,
         "HEARTH_DATABASE_URL": server.database_url,
         "HEARTH_BASE_URL": server.root,
         "HEARTH_DATA_DIR": str(data_dir),

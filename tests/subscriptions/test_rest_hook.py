@@ -229,3 +229,28 @@ def test_off_stops_notifications(hearth, fhir):
         assert marker
     finally:
         rx.stop()
+
+
+def test_xml_payload_is_the_notification_bundle_in_fhir_xml(hearth, fhir):
+    from mappings.fhir_xml import from_xml
+
+    rx = Receiver().start()
+    try:
+        wanted = code()
+        sub = fhir.post(
+            "/Subscription",
+            json=subscription(rx.url, f"Observation?code={LOINC}|{wanted}",
+                              payload="application/fhir+xml"),
+        )  # fmt: skip
+        assert sub.status_code == 201, sub.text
+        wait_status(fhir, sub.json()["id"], "active")
+        made = fhir.post("/Observation", json=observation(wanted)).json()
+        got = rx.wait(lambda got: any(r.kind == "event-notification" for r in got))
+        event = next(r for r in got if r.kind == "event-notification")
+        assert event.headers["content-type"] == "application/fhir+xml"
+        bundle = from_xml(event.body)
+        assert bundle["resourceType"] == "Bundle" and bundle["type"] == "history"
+        assert bundle["entry"][0]["resource"]["resourceType"] == "Parameters"
+        assert bundle["entry"][1]["resource"]["id"] == made["id"]
+    finally:
+        rx.stop()
