@@ -75,14 +75,15 @@ class _Input:
 
 
 class Analyzer:
-    """Runs claimed jobs against ``repo``; ``instance_path(sop_uid)`` finds stored DICOM files."""
+    """Runs claimed jobs against ``repo``; ``instance_bytes(sop_uid)`` reads stored DICOM
+    instances (None: not stored)."""
 
     def __init__(
         self,
         repo: Repository,
         *,
         worker: str,
-        instance_path: Callable[[str], Path] | None = None,
+        instance_bytes: Callable[[str], bytes | None] | None = None,
         models: ModelCache | None = None,
         backoff: timedelta = timedelta(seconds=5),
         heatmaps: bool = True,
@@ -90,7 +91,7 @@ class Analyzer:
     ) -> None:
         self.repo = repo
         self.worker = worker
-        self.instance_path = instance_path
+        self.instance_bytes = instance_bytes
         self.models = models or ModelCache()
         self.backoff = backoff
         self.heatmaps = heatmaps
@@ -263,12 +264,12 @@ class Analyzer:
                 {s.get("modality", {}).get("code", "?") for s in study.get("series", [])}
             )
             raise BadInput(f"not {spec.wanted} study: series modalities {modalities}")
-        if self.instance_path is None:
+        if self.instance_bytes is None:
             raise BadInput("this worker has no DICOM instance store configured")
-        path = self.instance_path(candidates[0]["uid"])
-        if not path.exists():
+        data = self.instance_bytes(candidates[0]["uid"])
+        if data is None:
             raise BadInput(f"instance {candidates[0]['uid']} is not in the instance store")
-        ds = read_dicom(path.read_bytes())
+        ds = read_dicom(data)
         if spec.check_dicom is not None:
             spec.check_dicom(ds)
         return dicom_image(ds), study.get("started")

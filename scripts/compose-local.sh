@@ -13,6 +13,7 @@ psql -h 127.0.0.1 -U postgres -tAc "select 1 from pg_database where datname='$DB
   || psql -h 127.0.0.1 -U postgres -c "create database \"$DB\""
 export HEARTH_DATABASE_URL=${HEARTH_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/$DB}
 export HEARTH_WORKERS=${HEARTH_WORKERS:-2}
+export HEARTH_BLOB_STORE=${HEARTH_BLOB_STORE:-database}  # as docker-compose.yml
 .venv/bin/hearth db upgrade
 .venv/bin/hearth worker &
 WORKER=$!

@@ -169,6 +169,8 @@ def dicom(dicom_port, dicom_ae_title, database_url) -> None:  # type: ignore[no-
 
 
 def _dicom_store(settings: Settings):  # type: ignore[no-untyped-def]
+    """The instance store for its pending journal (on this node's disk, whatever the blob
+    store)."""
     from resources.storage.instances import InstanceStore
 
     return InstanceStore(settings.data_dir)
@@ -285,6 +287,45 @@ def db_upgrade(database_url) -> None:  # type: ignore[no-untyped-def]
     settings = _settings(database_url=database_url)
     upgrade(settings.database_url)
     click.echo(f"database at revision {current(settings.database_url)}")
+
+
+@main.group()
+def blobs() -> None:
+    """The blob store (DICOM instances, Bulk Data files: HEARTH_BLOB_STORE)."""
+
+
+@blobs.command("copy")
+@click.option("--database-url", help="database URL [HEARTH_DATABASE_URL]")
+def blobs_copy(database_url) -> None:  # type: ignore[no-untyped-def]
+    """Copy this node's DICOM instances and export files from HEARTH_DATA_DIR into the database
+    blob store (before switching a deployment to HEARTH_BLOB_STORE=database). Idempotent:
+    a blob already in the database with the same size is skipped. The files are left as
+    they are."""
+    from functools import partial
+
+    from resources.storage.blobs import DatabaseBlobs, FileBlobs
+    from resources.storage.db import create_engine
+
+    settings = _settings(database_url=database_url)
+    files = FileBlobs(settings.data_dir)
+    engine = create_engine(settings.database_url)
+    target = DatabaseBlobs(engine)
+    copied = skipped = 0
+    try:
+        for prefix in ("dicom", "exports"):
+            for key in files.keys(prefix):
+                if key.startswith("dicom/pending/"):
+                    continue  # the ingest journal stays on the node that acknowledged
+                size = files.path(key).stat().st_size
+                if target.size(key) == size:
+                    skipped += 1
+                    continue
+                with files.open(key) as f:
+                    target.put(key, iter(partial(f.read, 1 << 20), b""))
+                copied += 1
+    finally:
+        engine.dispose()
+    click.echo(f"copied {copied} blob(s) into the database, {skipped} already there")
 
 
 @main.command()

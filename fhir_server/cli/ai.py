@@ -74,7 +74,7 @@ def worker(database_url, batch_size, once, poll, interval, notify, no_ai) -> Non
 
         return bulk_export.run_pending(
             ctx.repo,
-            settings.data_dir,
+            settings.blobs(ctx.repo.engine),
             f"worker:{worker_name()}",
             page_size=settings.export_page_size,
             file_limit=settings.export_file_max_resources,

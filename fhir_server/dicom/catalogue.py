@@ -5,8 +5,8 @@ helpers every DICOMweb module shares (multipart/related writer, Accept check, pi
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from typing import BinaryIO
 
 import numpy as np
 from fastapi import Request
@@ -116,15 +116,19 @@ def frame(ds: Dataset, number: int) -> np.ndarray:
         raise NotAcceptable(f"pixel data cannot be decoded: {exc}") from exc
 
 
-def multipart(parts: list[tuple[str, Path | bytes]], kind: str) -> StreamingResponse:
-    """multipart/related (RFC 2387), one part per instance or frame, streamed from disk."""
+Part = bytes | Callable[[], BinaryIO]  # the bytes, or how to open them when the part is sent
+
+
+def multipart(parts: list[tuple[str, Part]], kind: str) -> StreamingResponse:
+    """multipart/related (RFC 2387), one part per instance or frame; a part given as an opener
+    is streamed from the store when its turn comes (one instance open at a time)."""
     boundary = uuid.uuid4().hex
 
     def body() -> Iterator[bytes]:
         for content_type, data in parts:
             yield f"--{boundary}\r\nContent-Type: {content_type}\r\n\r\n".encode()
-            if isinstance(data, Path):
-                with data.open("rb") as f:
+            if callable(data):
+                with data() as f:
                     while chunk := f.read(1 << 20):
                         yield chunk
             else:

@@ -123,7 +123,7 @@ class QueryRetrieve:
     store: InstanceStore
     destinations: dict[str, Destination] = field(default_factory=dict)
     callers: list[str] = field(default_factory=list)  # calling AE titles allowed; "*": any
-    _headers: dict[str, tuple[tuple[int, int], Dataset]] = field(default_factory=dict)
+    _headers: dict[str, tuple[str, Dataset]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def allows(self, calling_ae: str) -> bool:
@@ -163,17 +163,19 @@ class QueryRetrieve:
         """The stored instance as a data set; with ``accepted`` (transfer syntaxes the peer
         takes for its SOP class), transcoded to the first of them when the stored syntax is not
         among them."""
-        path = self.store.path(sop_uid)
-        if accepted:
-            have = transcode.stored_syntax(path)
-            if have not in accepted:
-                for syntax in accepted:
-                    if transcode.can_encode(syntax):
-                        try:
-                            return dcmread(io.BytesIO(transcode.transcode(path, syntax)))
-                        except transcode.CannotTranscode:
-                            continue
-        return dcmread(path)
+        with self.store.open(sop_uid) as f:
+            if accepted:
+                have = transcode.stored_syntax(f)
+                if have not in accepted:
+                    for syntax in accepted:
+                        if transcode.can_encode(syntax):
+                            try:
+                                f.seek(0)
+                                return dcmread(io.BytesIO(transcode.transcode(f, syntax)))
+                            except transcode.CannotTranscode:
+                                continue
+                f.seek(0)
+            return dcmread(f)
 
     def contexts(self, sop_uids: list[str]) -> list[PresentationContext]:
         """Presentation contexts for a C-MOVE sub-association: per SOP class, each stored
@@ -318,18 +320,18 @@ class QueryRetrieve:
         return [s.content for s in found if s.content]
 
     def _header(self, sop_uid: str) -> Dataset | None:
-        """The stored header (no pixel data), from a bounded cache keyed by the file's size and
-        modification time: a re-sent instance replaces its file, so a stale header is never
+        """The stored header (no pixel data), from a bounded cache keyed by the store's stamp of
+        the instance: a re-sent instance gets a new stamp, so a stale header is never
         answered."""
         try:
-            path = self.store.path(sop_uid)
-            st = path.stat()
-            key = (st.st_mtime_ns, st.st_size)
+            key = self.store.stamp(sop_uid)
+            if key is None:
+                raise FileNotFoundError(sop_uid)
             with self._lock:
                 hit = self._headers.get(sop_uid)
             if hit is not None and hit[0] == key:
                 return hit[1]
-            with path.open("rb") as f:
+            with self.store.open(sop_uid) as f:
                 ds = dcmread(f, stop_before_pixels=True)
         except Exception:  # listed but missing or unreadable: not answered, logged
             log.warning("instance %s is listed but cannot be read", sop_uid)

@@ -4,7 +4,7 @@ URI) and frames (application/octet-stream)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from functools import partial
 
 import orjson
 from fastapi import APIRouter, Request
@@ -13,27 +13,30 @@ from pydicom import dcmread
 from starlette.concurrency import run_in_threadpool
 
 from resources.errors import NotAcceptable, NotFound
+from resources.storage.instances import InstanceStore
 
 from . import catalogue, transcode
-from .catalogue import DICOM_JSON
+from .catalogue import DICOM_JSON, Part
 
 router = APIRouter()
 
 
-def _as_syntax(path: Path, accepted: list[str]) -> tuple[str, Path | bytes]:
-    """(syntax, data): the stored file as it is when its syntax is accepted, else the same
-    instance (same UIDs, same pixels) transcoded to the first accepted syntax that works
-    (``transcode``); 406 when none does."""
-    have = transcode.stored_syntax(path)
-    chosen = transcode.choose(accepted, have)
-    if chosen == have:
-        return have, path
-    problems = []
-    for syntax in [s for s in accepted if transcode.can_encode(s)]:
-        try:
-            return syntax, transcode.transcode(path, syntax)
-        except transcode.CannotTranscode as exc:
-            problems.append(str(exc))
+def _as_syntax(store: InstanceStore, uid: str, accepted: list[str]) -> tuple[str, Part]:
+    """(syntax, data): the stored instance as it is when its syntax is accepted (streamed from
+    the store when its part is sent), else the same instance (same UIDs, same pixels)
+    transcoded to the first accepted syntax that works (``transcode``); 406 when none does."""
+    with store.open(uid) as f:
+        have = transcode.stored_syntax(f)
+        chosen = transcode.choose(accepted, have)
+        if chosen == have:
+            return have, partial(store.open, uid)
+        problems = []
+        for syntax in [s for s in accepted if transcode.can_encode(s)]:
+            try:
+                f.seek(0)
+                return syntax, transcode.transcode(f, syntax)
+            except transcode.CannotTranscode as exc:
+                problems.append(str(exc))
     detail = f" ({'; '.join(problems)})" if problems else ""
     raise NotAcceptable(
         f"instance is {have} and cannot be sent as {', '.join(accepted)}{detail}; "
@@ -46,12 +49,11 @@ def _retrieve(request: Request, study_uid: str, series_uid=None, sop_uid=None): 
     _, dicom = catalogue.services(request)
     accepted = transcode.accepted_syntaxes(request.headers.get("accept", ""))
     pairs = catalogue.instances(catalogue.study(request, study_uid), series_uid, sop_uid)
-    parts: list[tuple[str, Path | bytes]] = []
+    parts: list[tuple[str, Part]] = []
     for _, inst in pairs:
-        path = dicom.store.path(inst["uid"])
-        if not path.is_file():
+        if not dicom.store.exists(inst["uid"]):
             raise NotFound(f"instance {inst['uid']} is listed but its file is missing")
-        syntax, data = _as_syntax(path, accepted)
+        syntax, data = _as_syntax(dicom.store, inst["uid"], accepted)
         parts.append((f"application/dicom; transfer-syntax={syntax}", data))
     return catalogue.multipart(parts, "application/dicom")
 
@@ -106,7 +108,7 @@ def _frames(request: Request, study: str, series: str, instance: str, frames: st
     catalogue.accepts(request, "application/octet-stream")
     ds = catalogue.dataset(request, study, series, instance)
     numbers = catalogue.frame_numbers(frames, catalogue.frame_count(ds))
-    parts: list[tuple[str, Path | bytes]] = []
+    parts: list[tuple[str, Part]] = []
     for n in numbers:
         pixels = catalogue.frame(ds, n)
         little = pixels.astype(pixels.dtype.newbyteorder("<"), copy=False)

@@ -28,7 +28,7 @@ class DicomService:
 def start(
     repo: Repository, settings: Settings, *, listen: bool, replay: bool = True
 ) -> DicomService:
-    store = InstanceStore(settings.data_dir)
+    store = settings.instance_store(repo.engine)
     ingest = Ingest(
         repo,
         store,

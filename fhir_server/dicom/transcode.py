@@ -18,7 +18,7 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
+from typing import BinaryIO
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -91,20 +91,21 @@ def choose(accepted: list[str], stored: str) -> str | None:
     return None
 
 
-def stored_syntax(path: Path) -> str:
-    with path.open("rb") as f:
-        ds = dcmread(f, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+def stored_syntax(source: BinaryIO) -> str:
+    """The transfer syntax of the Part 10 file open in ``source`` (read from where it is)."""
+    ds = dcmread(source, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
     return str(ds.file_meta.TransferSyntaxUID)
 
 
-def transcode(path: Path, target: str) -> bytes:
-    """The stored instance at ``path`` re-encoded in ``target``, same UIDs and same data."""
-    ds: Dataset = dcmread(path)
-    source = ds.file_meta.TransferSyntaxUID
+def transcode(source: BinaryIO, target: str) -> bytes:
+    """The stored instance open in ``source`` re-encoded in ``target``, same UIDs and same
+    data."""
+    ds: Dataset = dcmread(source)
+    stored = ds.file_meta.TransferSyntaxUID
     try:
-        if not source.is_little_endian:
+        if not stored.is_little_endian:
             ds = _little_endian(ds)
-        elif "PixelData" in ds and source.is_compressed:
+        elif "PixelData" in ds and stored.is_compressed:
             # decoded to native little-endian pixels; compressed YCbCr comes out as RGB
             ds.decompress(generate_instance_uid=False)
         wanted = UID(target)
@@ -119,7 +120,7 @@ def transcode(path: Path, target: str) -> bytes:
     except CannotTranscode:
         raise
     except Exception as exc:  # no decoder / encoder, or pixel data it cannot take
-        raise CannotTranscode(f"{source} cannot be converted to {target}: {exc}") from exc
+        raise CannotTranscode(f"{stored} cannot be converted to {target}: {exc}") from exc
 
 
 def _little_endian(ds: Dataset) -> Dataset:

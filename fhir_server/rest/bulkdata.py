@@ -15,11 +15,11 @@ resource type in the downloading token's own scopes (403 otherwise). Every reque
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from fhir_server.auth import gate
@@ -116,7 +116,7 @@ async def status(request: Request, job_id: str) -> Response:
 async def cancel(request: Request, job_id: str) -> Response:
     def run(ctx: Context, access: Access) -> tuple[int, Response]:
         _owned(ctx, access, job_id)
-        bulk_export.cancel(ctx.repo, ctx.settings.data_dir, job_id)
+        bulk_export.cancel(ctx.repo, ctx.settings.blobs(ctx.repo.engine), job_id)
         body = {
             "resourceType": "OperationOutcome",
             "issue": [
@@ -149,7 +149,19 @@ async def download(request: Request, job_id: str, name: str) -> Response:
     def run(ctx: Context, access: Access) -> tuple[int, Response]:
         job = _owned(ctx, access, job_id)
         _may_read_file(access, job, name)
-        path = bulk_export.file_path(ctx.settings.data_dir, job, name)
-        return 200, FileResponse(path, media_type="application/fhir+ndjson")
+        f = bulk_export.open_file(ctx.settings.blobs(ctx.repo.engine), job, name)
+        size = f.seek(0, 2)
+        f.seek(0)
+
+        def chunks() -> Iterator[bytes]:
+            with f:
+                while chunk := f.read(1 << 20):
+                    yield chunk
+
+        return 200, StreamingResponse(
+            chunks(),
+            media_type="application/fhir+ndjson",
+            headers={"Content-Length": str(size)},
+        )
 
     return await _audited(request, run)

@@ -21,11 +21,20 @@ def install(ctx: Context) -> None:
     events.install(ctx)
 
 
-def instance_path(ctx: Context):  # type: ignore[no-untyped-def]
-    """Where the DICOM instance with a SOP Instance UID is stored (the DICOM receiver's store)."""
-    from resources.storage.instances import InstanceStore
+def instance_bytes(ctx: Context):  # type: ignore[no-untyped-def]
+    """The Part 10 bytes of the stored DICOM instance with a SOP Instance UID, None when it is
+    not stored (the DICOM receiver's store)."""
+    from resources.errors import NotFound
 
-    return InstanceStore(ctx.settings.data_dir).path
+    store = ctx.settings.instance_store(ctx.repo.engine)
+
+    def read(sop_uid: str) -> bytes | None:
+        try:
+            return store.read(sop_uid)
+        except NotFound:
+            return None
+
+    return read
 
 
 def analyzer(ctx: Context, worker: str):  # type: ignore[no-untyped-def]
@@ -41,7 +50,7 @@ def analyzer(ctx: Context, worker: str):  # type: ignore[no-untyped-def]
         cached = Analyzer(
             ctx.services.get("repo", ctx.repo),  # the process's repository, not a request's view
             worker=worker,
-            instance_path=instance_path(ctx),
+            instance_bytes=instance_bytes(ctx),
             backoff=timedelta(seconds=5),
         )
         cached.result_hooks.append(events.record_on_case(cached.repo))

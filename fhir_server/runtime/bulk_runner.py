@@ -44,7 +44,7 @@ class ExportRunner:
                     return  # shutting down: the job stays queued for the next runner
                 try:
                     bulk_export.run_now(
-                        self.repo, self.settings.data_dir, job_id, f"api:{worker_name()}",
+                        self.repo, self.settings.blobs(self.repo.engine), job_id, f"api:{worker_name()}",
                         **self._options(),
                     )  # fmt: skip
                 except Exception:  # the entry stays queued; its lease expires, then retried
@@ -58,7 +58,7 @@ class ExportRunner:
                 with self._slots:
                     try:
                         bulk_export.run_pending(
-                            self.repo, self.settings.data_dir, f"api:{worker_name()}",
+                            self.repo, self.settings.blobs(self.repo.engine), f"api:{worker_name()}",
                             **self._options(),
                         )  # fmt: skip
                     except Exception:

@@ -22,6 +22,12 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL: sqlite:///path.db (embedded) or postgresql://user@host/db",
     )
     data_dir: Path = Field(Path("var"), description="Where files live (DICOM, binaries, keys)")
+    blob_store: str = Field(
+        "files",
+        pattern="^(files|database)$",
+        description="Where DICOM instances and export files live: files (under data_dir) or "
+        "database (shared by every node)",
+    )
     base_url: str = Field(
         "http://127.0.0.1:8080",
         description="Public URL of the server root; the FHIR base is {base_url}/fhir",
@@ -343,6 +349,18 @@ class Settings(BaseSettings):
     @property
     def dicomweb_base(self) -> str:
         return f"{self.base_url}/dicomweb"
+
+    def blobs(self, engine):  # type: ignore[no-untyped-def]
+        """The blob store ``blob_store`` names (``resources/storage/blobs.py``)."""
+        from resources.storage.blobs import blob_store
+
+        return blob_store(self.blob_store, self.data_dir, engine)
+
+    def instance_store(self, engine):  # type: ignore[no-untyped-def]
+        """The DICOM instance store on the configured blob store."""
+        from resources.storage.instances import InstanceStore
+
+        return InstanceStore(self.data_dir, self.blobs(engine))
 
     def smtp(self):  # type: ignore[no-untyped-def]
         """The SMTP configuration of the workflow's mail, or None when no host is set."""

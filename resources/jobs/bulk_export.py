@@ -1,5 +1,7 @@
 """Bulk Data export jobs (FHIR Bulk Data Access 2.0.0, "Flat FHIR"): the job rows, and the
-runner that streams the matching resources into NDJSON files under ``<data_dir>/exports/<job>/``.
+runner that streams the matching resources into NDJSON files in the blob store under
+``exports/<job>/`` (``resources/storage/blobs.py``: a folder, or the database every node shares,
+so a download works on whichever node it lands).
 
 A job is recorded together with its ``work_queue`` entry (kind ``bulk-export``) in one
 transaction, so whoever claims the entry — the API process right after the kick-off, or
@@ -13,14 +15,14 @@ closed at ``file_limit`` resources and the next one opened, so no file grows wit
 
 from __future__ import annotations
 
-import shutil
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
+from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 import sqlalchemy as sa
@@ -31,6 +33,7 @@ from resources.search import keys
 from resources.search.compartments import all_compartment_params
 from resources.search.shaping import select_elements
 from resources.search.tables import idx_reference
+from resources.storage.blobs import BlobStore, FileBlobs
 from resources.storage.repository import Repository, Unit
 from resources.storage.schema import Document, UtcDateTime, metadata, resource
 from resources.storage.store import utcnow
@@ -193,11 +196,18 @@ def get(repo: Repository, job_id: str) -> Export:
     return repo.read(run)
 
 
-def job_dir(data_dir: Path, job_id: str) -> Path:
-    return Path(data_dir) / "exports" / job_id
+Files = BlobStore | Path  # the blob store, or a folder (a ``FileBlobs`` on it)
 
 
-def cancel(repo: Repository, data_dir: Path, job_id: str) -> None:
+def _blobs(files: Files) -> BlobStore:
+    return FileBlobs(files) if isinstance(files, Path | str) else files
+
+
+def job_prefix(job_id: str) -> str:
+    return f"exports/{job_id}"
+
+
+def cancel(repo: Repository, files: Files, job_id: str) -> None:
     """Cancel a job (a running one stops at its next page) and delete its files."""
 
     def run(u: Unit) -> None:
@@ -210,18 +220,19 @@ def cancel(repo: Repository, data_dir: Path, job_id: str) -> None:
             raise NotFound(f"no bulk export job {job_id}")
 
     repo.run(run)
-    shutil.rmtree(job_dir(data_dir, job_id), ignore_errors=True)
+    _blobs(files).delete_prefix(job_prefix(job_id))
 
 
-def file_path(data_dir: Path, job: Export, name: str) -> Path:
-    """The path of one of a finished job's files; NotFound for any name not in its manifest."""
+def open_file(files: Files, job: Export, name: str) -> BinaryIO:
+    """One of a finished job's files, open for reading; NotFound for any name not in its
+    manifest, or a file that is gone."""
     listed = {o["file"] for o in job.output} | {e["file"] for e in job.error}
     if job.state != COMPLETED or name not in listed:
         raise NotFound(f"no file {name!r} in bulk export {job.id}")
-    path = job_dir(data_dir, job.id) / name
-    if not path.is_file():
-        raise NotFound(f"the file {name!r} of bulk export {job.id} is gone")
-    return path
+    try:
+        return _blobs(files).open(f"{job_prefix(job.id)}/{name}")
+    except NotFound:
+        raise NotFound(f"the file {name!r} of bulk export {job.id} is gone") from None
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -384,7 +395,7 @@ def _outcome(text: str, severity: str = "error", code: str = "processing") -> di
 
 def run_job(
     repo: Repository,
-    data_dir: Path,
+    files: Files,
     job: queue.Job,
     worker: str,
     *,
@@ -394,23 +405,23 @@ def run_job(
 ) -> str:
     """Run one claimed export job to its end; returns its final state."""
     job_id = job.key
+    blobs = _blobs(files)
+    prefix = job_prefix(job_id)
     row = repo.read(
         lambda u: u.conn.execute(sa.select(bulk_export).where(bulk_export.c.id == job_id)).first()
     )
     if row is None or row.state == CANCELLED:
         repo.run(lambda u: queue.finish(u, job, worker))
-        shutil.rmtree(job_dir(data_dir, job_id), ignore_errors=True)
+        blobs.delete_prefix(prefix)
         return CANCELLED
     export = _export(row)
-    folder = job_dir(data_dir, job_id)
     _set(repo, job_id, state=RUNNING, progress="started")
     try:
-        shutil.rmtree(folder, ignore_errors=True)  # a retried attempt starts over
-        folder.mkdir(parents=True)
-        output, errors = _write_all(repo, export, folder, job, worker, page_size, file_limit, lease)
+        blobs.delete_prefix(prefix)  # a retried attempt starts over
+        output, errors = _write_all(repo, export, blobs, job, worker, page_size, file_limit, lease)
     except Cancelled:
         repo.run(lambda u: queue.finish(u, job, worker))
-        shutil.rmtree(folder, ignore_errors=True)
+        blobs.delete_prefix(prefix)
         return CANCELLED
     except Exception as exc:
         error = repr(exc)
@@ -419,7 +430,7 @@ def run_job(
         )
         if final == queue.FAILED:
             _set(repo, job_id, state=FAILED, failure=f"the export failed: {exc}")
-            shutil.rmtree(folder, ignore_errors=True)
+            blobs.delete_prefix(prefix)
         return final
 
     def finish(u: Unit) -> str:
@@ -441,41 +452,60 @@ def run_job(
     return repo.run(finish)
 
 
-class _Files:
-    """NDJSON files of one type, a new one every ``limit`` resources."""
+def _lines(contents: Sequence[Any]) -> Iterator[bytes]:
+    for content in contents:
+        line = content.encode("utf-8") if isinstance(content, str) else orjson.dumps(content)
+        yield line + b"\n"
 
-    def __init__(self, folder: Path, res_type: str, limit: int, prefix: str = "") -> None:
-        self.folder, self.res_type, self.limit, self.prefix = folder, res_type, limit, prefix
-        self.files: list[dict] = []
-        self._fh: Any = None
-        self._count = 0
 
-    def write(self, contents: Sequence[Any]) -> None:
-        for content in contents:
-            if self._fh is None or self._count >= self.limit:
-                self._open()
-            line = content.encode("utf-8") if isinstance(content, str) else orjson.dumps(content)
-            self._fh.write(line + b"\n")
-            self._count += 1
-            self.files[-1]["count"] = self._count
+def _write_ndjson(
+    blobs: BlobStore, prefix: str, name_of: Callable[[int], str], res_type: str,
+    pages: Iterator[Sequence[Any]], limit: int,
+) -> list[dict]:  # fmt: skip
+    """The resources of ``pages`` as NDJSON files of at most ``limit`` lines each (the first
+    named ``name_of(1)``), each streamed into the store as the pages are read; their manifest
+    entries. No page, no file."""
+    lines = (line for page in pages for line in _lines(page))
+    files: list[dict] = []
+    first = next(lines, None)
+    while first is not None:
+        entry = {"type": res_type, "file": name_of(len(files) + 1), "count": 0}
 
-    def _open(self) -> None:
-        self.close()
-        name = f"{self.prefix}{self.res_type}-{len(self.files) + 1}.ndjson"
-        self._fh = open(self.folder / name, "wb")  # noqa: SIM115 (closed in close())
-        self._count = 0
-        self.files.append({"type": self.res_type, "file": name, "count": 0})
+        def one_file(first: bytes = first, entry: dict = entry) -> Iterator[bytes]:
+            yield first
+            entry["count"] = 1
+            for line in islice(lines, limit - 1):
+                entry["count"] += 1
+                yield line
 
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        blobs.put(f"{prefix}/{entry['file']}", _batched(one_file()))
+        files.append(entry)
+        first = next(lines, None)
+    return files
+
+
+def _file_name(prefix: str, res_type: str, n: int) -> str:
+    return f"{prefix}{res_type}-{n}.ndjson"
+
+
+def _batched(lines: Iterator[bytes], size: int = 1 << 18) -> Iterator[bytes]:
+    """``lines`` joined into pieces of about ``size`` bytes (fewer, larger writes)."""
+    buf: list[bytes] = []
+    n = 0
+    for line in lines:
+        buf.append(line)
+        n += len(line)
+        if n >= size:
+            yield b"".join(buf)
+            buf, n = [], 0
+    if buf:
+        yield b"".join(buf)
 
 
 def _write_all(
     repo: Repository,
     export: Export,
-    folder: Path,
+    blobs: BlobStore,
     job: queue.Job,
     worker: str,
     page_size: int,
@@ -483,38 +513,46 @@ def _write_all(
     lease: timedelta,
 ) -> tuple[list[dict], list[dict]]:
     spec = export.spec
+    prefix = job_prefix(export.id)
     output: list[dict] = []
     total = 0
     runs = [(t, t, "") for t in spec.types]
     if "RelevantProvenanceResources" in spec.associated:
         runs.append((PROVENANCE_OF, "Provenance", "associated-"))
-    for n, (what, res_type, prefix) in enumerate(runs, 1):
-        files = _Files(folder, res_type, file_limit, prefix)
+    for n, (what, res_type, name_prefix) in enumerate(runs, 1):
         wanted = spec.elements_of(res_type)
-        try:
+
+        def pages(what=what, res_type=res_type, wanted=wanted, n=n) -> Iterator[Sequence[Any]]:  # type: ignore[no-untyped-def]
+            nonlocal total
             for contents in stream(repo, what, spec, export.transaction_time, page_size=page_size):
                 if wanted:
                     contents = [select_elements(orjson.loads(c), wanted) for c in contents]
-                files.write(contents)
+                yield contents
                 total += len(contents)
                 progress = f"{res_type} (type {n} of {len(runs)}): {total} resources"
                 _heartbeat(repo, job, worker, progress, lease)
-        finally:
-            files.close()
-        output += files.files
+
+        output += _write_ndjson(
+            blobs, prefix, partial(_file_name, name_prefix, res_type), res_type, pages(),
+            file_limit,
+        )  # fmt: skip
     errors: list[dict] = []
     if spec.issues:
         name = "OperationOutcome-1.ndjson"
-        with open(folder / name, "wb") as fh:
-            for text in spec.issues:
-                fh.write(orjson.dumps(_outcome(text, "warning", "not-supported")) + b"\n")
+        blobs.put(
+            f"{prefix}/{name}",
+            b"".join(
+                orjson.dumps(_outcome(text, "warning", "not-supported")) + b"\n"
+                for text in spec.issues
+            ),
+        )
         errors.append({"type": "OperationOutcome", "file": name, "count": len(spec.issues)})
     return output, errors
 
 
 def run_pending(
     repo: Repository,
-    data_dir: Path,
+    files: Files,
     worker: str,
     *,
     page_size: int = 1000,
@@ -526,7 +564,7 @@ def run_pending(
     while jobs := queue.claim(repo, [KIND], worker, limit=1, lease=lease):
         for job in jobs:
             run_job(
-                repo, data_dir, job, worker, page_size=page_size, file_limit=file_limit,
+                repo, files, job, worker, page_size=page_size, file_limit=file_limit,
                 lease=lease,
             )  # fmt: skip
             ran += 1
@@ -535,7 +573,7 @@ def run_pending(
 
 def run_now(
     repo: Repository,
-    data_dir: Path,
+    files: Files,
     job_id: str,
     worker: str,
     *,
@@ -552,5 +590,5 @@ def run_now(
     if job is None:
         return None
     return run_job(
-        repo, data_dir, job, worker, page_size=page_size, file_limit=file_limit, lease=lease
+        repo, files, job, worker, page_size=page_size, file_limit=file_limit, lease=lease
     )

@@ -1,11 +1,12 @@
-"""The DICOM instance file store: each instance kept once, as its DICOM Part 10 file, by SOP
-Instance UID, under ``{data_dir}/dicom``; never in the resource table.
+"""The DICOM instance store: each instance kept once, as its DICOM Part 10 file, by SOP Instance
+UID, in the blob store (``resources/storage/blobs.py``: a folder under ``{data_dir}``, or the
+database); never in the resource table.
 
-``InstanceStore`` is the interface the rest of Hearth uses (``put``, ``open``, ``path``,
-``exists``, ``delete``); this class implements it on the local file system and an S3-style store
-can subclass it. A put writes a temporary file in the target folder, fsyncs it and renames it over
-the final name, so a reader never sees half an instance and a crash leaves nothing half-stored;
-storing the same UID again replaces the file atomically (re-sending is idempotent).
+``InstanceStore`` is the interface the rest of Hearth uses (``put``, ``open``, ``stamp``,
+``exists``, ``delete``). A put is all or nothing (the blob store's guarantee), so a reader never
+sees half an instance and a crash leaves nothing half-stored; storing the same UID again replaces
+the instance (re-sending is idempotent). The journal of acknowledged instances not yet in FHIR
+stays on the receiving node's own disk: it is that node's promise, replayed by that node.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from resources.errors import Invalid, NotFound
+from resources.storage.blobs import BlobStore, FileBlobs
 
 # PS3.5 §9.1: components of digits, no leading zero except "0" itself, separated by "."; 64 max.
 UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+$")
@@ -53,58 +55,52 @@ def check_uid(value: object, what: str = "SOP Instance UID") -> str:
 @dataclass(frozen=True)
 class PutResult:
     sop_instance_uid: str
-    path: Path
+    key: str
     size: int
-    created: bool  # False when the UID was already stored (the file was replaced)
+    created: bool  # False when the UID was already stored (the instance was replaced)
 
 
 class InstanceStore:
-    """Instances on the local file system: ``{data_dir}/dicom/{h[:2]}/{h[2:4]}/{uid}.dcm`` where
-    ``h`` is the sha1 of the UID (spreads files across folders; the UID stays readable)."""
+    """Instances in ``blobs`` under ``dicom/{h[:2]}/{h[2:4]}/{uid}.dcm`` where ``h`` is the sha1
+    of the UID (spreads files across folders; the UID stays readable); the pending journal under
+    ``{data_dir}/dicom/pending``."""
 
-    def __init__(self, data_dir: Path | str) -> None:
+    def __init__(self, data_dir: Path | str, blobs: BlobStore | None = None) -> None:
         self.root = Path(data_dir) / "dicom"
+        self.blobs: BlobStore = blobs if blobs is not None else FileBlobs(Path(data_dir))
 
     # -- the interface ----------------------------------------------------------------------
-    def path(self, sop_instance_uid: str) -> Path:
-        """Where the instance lives (or would live). Raises ``Invalid`` for a bad UID."""
+    def key(self, sop_instance_uid: str) -> str:
+        """The blob key of the instance. Raises ``Invalid`` for a bad UID."""
         uid = check_uid(sop_instance_uid)
         h = hashlib.sha1(uid.encode()).hexdigest()
-        return self.root / h[:2] / h[2:4] / f"{uid}.dcm"
+        return f"dicom/{h[:2]}/{h[2:4]}/{uid}.dcm"
 
     def exists(self, sop_instance_uid: str) -> bool:
-        return self.path(sop_instance_uid).is_file()
+        return self.blobs.exists(self.key(sop_instance_uid))
 
     def put(self, sop_instance_uid: str, data: bytes | Iterable[bytes]) -> PutResult:
-        """Store the Part 10 bytes of one instance atomically (temp file + fsync + rename)."""
-        final = self.path(sop_instance_uid)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        existed = final.exists()
-        fd, tmp = tempfile.mkstemp(prefix=".incoming-", suffix=".part", dir=final.parent)
-        size = 0
-        try:
-            with os.fdopen(fd, "wb") as out:
-                chunks = [data] if isinstance(data, bytes | bytearray | memoryview) else data
-                for chunk in chunks:
-                    out.write(chunk)
-                    size += len(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
-        return PutResult(sop_instance_uid, final, size, not existed)
+        """Store the Part 10 bytes of one instance, all or nothing."""
+        key = self.key(sop_instance_uid)
+        existed = self.blobs.exists(key)
+        size = self.blobs.put(key, data)
+        return PutResult(sop_instance_uid, key, size, not existed)
 
     def open(self, sop_instance_uid: str) -> BinaryIO:
-        """The stored Part 10 file, opened for reading; ``NotFound`` when not stored."""
+        """The stored Part 10 file, opened for reading (seekable); ``NotFound`` when not
+        stored."""
         try:
-            return self.path(sop_instance_uid).open("rb")
-        except FileNotFoundError:
+            return self.blobs.open(self.key(sop_instance_uid))
+        except NotFound:
             raise NotFound(f"instance {sop_instance_uid} is not stored") from None
+
+    def read(self, sop_instance_uid: str) -> bytes:
+        with self.open(sop_instance_uid) as f:
+            return f.read()
+
+    def stamp(self, sop_instance_uid: str) -> str | None:
+        """What changes whenever the instance is stored again (None: not stored): for caches."""
+        return self.blobs.stamp(self.key(sop_instance_uid))
 
     # -- the journal of instances acknowledged but not yet in FHIR ----------------------------
     # ``{root}/pending/{study uid}/{sop uid}``: an empty file per instance, made durable before
@@ -202,11 +198,7 @@ class InstanceStore:
             pass
 
     def delete(self, sop_instance_uid: str) -> bool:
-        try:
-            self.path(sop_instance_uid).unlink()
-            return True
-        except FileNotFoundError:
-            return False
+        return self.blobs.delete(self.key(sop_instance_uid))
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -144,7 +144,8 @@ def test_storescu_samples_become_imaging_studies(dicom_hearth):
             study = dicom_hearth.study(str(h.StudyInstanceUID))
             check_study_against_headers(study, [h])
             check_patient(dicom_hearth.fhir, study, h)
-            stored = pydicom.dcmread(dicom_hearth.store.path(str(h.SOPInstanceUID)))
+            with dicom_hearth.store.open(str(h.SOPInstanceUID)) as f:
+                stored = pydicom.dcmread(f)
             source = pydicom.dcmread(path)
             source.pop(0xFFFCFFFC, None)  # trailing padding, which storescu does not send
             assert stored.keys() == source.keys()
@@ -280,7 +281,7 @@ def test_bad_instances_get_failure_statuses_on_a_living_association(dicom_hearth
         assert assoc.send_c_store(no_uid).Status == 0xA900
         bad_uid = _ct(SOPInstanceUID="1.2.03-abc")  # hex and leading zeros pass; "-" does not
         assert assoc.send_c_store(bad_uid).Status == 0xA900
-        assert not dicom_hearth.store.path(no_uid.SOPInstanceUID).exists()
+        assert not dicom_hearth.store.exists(no_uid.SOPInstanceUID)
 
         def full(*a, **k):  # type: ignore[no-untyped-def]
             raise OSError(28, "No space left on device")

@@ -11,19 +11,20 @@ from resources.errors import Invalid, NotFound
 from resources.storage.instances import InstanceStore, is_uid
 
 
-def test_put_open_exists_path(tmp_path):
+def test_put_open_exists_key(tmp_path):
     store = InstanceStore(tmp_path)
     uid = "1.2.826.0.1.3680043.8.498.1"
     assert not store.exists(uid)
     first = store.put(uid, b"DICM-one")
     assert first.created and first.size == 8
-    assert store.exists(uid) and store.path(uid) == first.path
-    assert first.path.is_relative_to(tmp_path / "dicom") and first.path.name == f"{uid}.dcm"
+    assert store.exists(uid) and store.key(uid) == first.key
+    path = tmp_path / first.key  # the folder backend: the same layout as before the blob store
+    assert path.is_relative_to(tmp_path / "dicom") and path.name == f"{uid}.dcm"
     again = store.put(uid, [b"DICM", b"-two"])  # re-sending replaces, atomically
-    assert not again.created and again.path == first.path
+    assert not again.created and again.key == first.key
     with store.open(uid) as f:
         assert f.read() == b"DICM-two"
-    assert [p.name for p in first.path.parent.iterdir()] == [f"{uid}.dcm"]
+    assert [p.name for p in path.parent.iterdir()] == [f"{uid}.dcm"]
     with pytest.raises(NotFound):
         store.open("1.2.3")
 
@@ -35,7 +36,7 @@ def test_put_open_exists_path(tmp_path):
 def test_bad_uids_are_refused(tmp_path, bad):
     store = InstanceStore(tmp_path)
     with pytest.raises(Invalid):
-        store.path(bad)
+        store.key(bad)
     with pytest.raises(Invalid):
         store.put(bad, b"x")
 
@@ -49,7 +50,9 @@ def test_unambiguous_non_standard_uids_are_stored_as_sent(tmp_path, lenient):
     store = InstanceStore(tmp_path)
     assert is_lenient_uid(lenient) and not is_uid(lenient)
     stored = store.put(lenient, b"DICM")
-    assert stored.path.name == f"{lenient}.dcm" and stored.path.is_relative_to(store.root)
+    assert stored.key.endswith(f"/{lenient}.dcm") and (tmp_path / stored.key).is_relative_to(
+        store.root
+    )
     with store.open(lenient) as f:
         assert f.read() == b"DICM"
 
@@ -65,8 +68,8 @@ def test_a_failed_write_leaves_nothing(tmp_path):
 
     with pytest.raises(OSError):
         store.put(uid, chunks())
-    assert store.path(uid).read_bytes() == b"old"  # the previous version is intact
-    assert [p.name for p in store.path(uid).parent.iterdir()] == ["1.2.3.4.dcm"]
+    assert store.read(uid) == b"old"  # the previous version is intact
+    assert [p.name for p in (tmp_path / store.key(uid)).parent.iterdir()] == ["1.2.3.4.dcm"]
 
 
 @given(st.lists(st.integers(min_value=0, max_value=10**8), min_size=2, max_size=8))
