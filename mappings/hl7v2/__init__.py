@@ -17,6 +17,7 @@ from mappings.hl7v2.ack import AckError, build
 from mappings.hl7v2.er7 import Message, parse
 from mappings.hl7v2.errors import Hl7Error
 from mappings.hl7v2.mapping import MapContext, Warning_
+from mappings.hl7v2.provenance import add_record
 from mappings.hl7v2.segments import message_source
 
 __all__ = ["AckError", "Hl7Error", "Mapped", "Message", "build", "map_parsed", "parse", "supported"]
@@ -58,6 +59,7 @@ def map_parsed(message: Message, *, server_tz: str | None = None) -> Mapped:
         )
     ctx = MapContext.of(message, server_tz)
     bundle = declared.map(message, ctx)
+    add_record(message, ctx, bundle)  # MessageHeader, Provenance (provenance.py)
     source = message_source(message)
     for e in bundle["entry"]:  # what a hospital sent in is not sent back out (outbound.py)
         if e["resource"].get("resourceType") != "Parameters":

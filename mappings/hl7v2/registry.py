@@ -48,5 +48,9 @@ def supported() -> list[str]:
 
 
 def writes() -> frozenset[str]:
-    """Every FHIR resource type some message type may write."""
-    return frozenset(t for m in message_types().values() for t in m.writes)
+    """Every FHIR resource type some message type may write, the message's own record
+    (``provenance.py``) and the roles of ROL / PRT segments included."""
+    from mappings.hl7v2.provenance import RECORD_TYPES
+
+    declared = {t for m in message_types().values() for t in m.writes}
+    return frozenset(declared | RECORD_TYPES | {"PractitionerRole"})

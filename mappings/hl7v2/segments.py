@@ -300,6 +300,12 @@ class Builder:
             self._encounter(seg)
         elif name == "NK1":
             self._related_person(seg)
+        elif name == "ROL":
+            self._practitioner_role(seg, ident=1, role=3, person=4, start=5, end=6,
+                                    telecom=12, location=13, organization=14)  # fmt: skip
+        elif name == "PRT":
+            self._practitioner_role(seg, ident=1, role=4, person=5, start=11, end=12,
+                                    telecom=15, location=9, organization=8, specialty=6)  # fmt: skip
         elif name == "AL1":
             self._allergy(seg)
         elif name == "IAM":
@@ -388,6 +394,69 @@ class Builder:
         self._materialise(res)
         ident = pv1_map.visit_identifier(pv1, self.ctx) or self.segment_identifier(pv1)
         self.encounter_url = self.put(res, ident)
+
+    def _practitioner_role(  # type: ignore[no-untyped-def]
+        self,
+        seg: Segment,
+        *,
+        ident,
+        role,
+        person,
+        start,
+        end,
+        telecom,
+        location,
+        organization,
+        specialty=None,
+    ) -> None:
+        """ROL / PRT → PractitionerRole (IG ROL[Encounter-PractitionerRole], PRT[PractitionerRole]):
+        the role (tables 0443 / 0912), the person, period, telecom, location and organization;
+        with an Encounter in the message, also one of its participants."""
+        who = self.parties.practitioner(seg.first(person))
+        if who is None or "reference" not in who:
+            return  # a participation without an identified person (a device, a name only)
+        res: dict = {"resourceType": "PractitionerRole", "practitioner": who}
+        code = dt.cwe(seg.first(role))
+        if code:
+            res["code"] = [code]
+        if specialty is not None:
+            kinds = [c for c in (dt.cwe(r) for r in seg.reps(specialty)) if c]
+            if kinds:
+                res["specialty"] = kinds
+        period = _period(seg, start, end, self.ctx)
+        if period:
+            res["period"] = period
+        points = [t for t in (dt.xtn(r, "work") for r in seg.reps(telecom)) if t]
+        if points:
+            res["telecom"] = points
+        place = self.parties.location(seg.first(location))
+        if place and "reference" in place:
+            res["location"] = [place]
+        org = self.parties.organization(seg.first(organization))
+        if org and "reference" in org:
+            res["organization"] = org
+        own = self.ei(seg.first(ident))
+        if own is not None and own.get("value"):
+            key = own  # the role instance's own id (ROL-1 / PRT-1)
+        else:  # the same person in the same role for the same organization: one resource
+            org_id = seg.value(organization, 10) or seg.value(organization, 3)
+            key = derived("practitioner-role", self.ctx.default_system or "-",
+                          seg.value(person), seg.value(role), org_id)  # fmt: skip
+        url = self.put(res, key)
+        encounter = self._encounter_resource()
+        if encounter is not None and seg.name == "ROL":
+            part: dict = {"individual": {"reference": url}}
+            if code:
+                part["type"] = [code]
+            if period:
+                part["period"] = period
+            encounter.setdefault("participant", []).append(part)
+
+    def _encounter_resource(self) -> dict | None:
+        for e in self.entries:
+            if e.get("fullUrl") == self.encounter_url:
+                return e["resource"]
+        return None
 
     def _related_person(self, nk1: Segment) -> None:
         if self.patient_url is None:

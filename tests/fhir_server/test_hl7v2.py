@@ -317,3 +317,32 @@ def test_mllp_survives_garbage_and_half_open_connections(mllp_hearth) -> None:  
     half.close()
     with httpx.Client(base_url=running.fhir, headers=running.headers, timeout=60) as c:
         assert count(c, "Patient", f"identifier={AUTHORITY}|{mrn}") == 1
+
+
+def test_each_message_is_recorded_once_with_its_provenance(client: httpx.Client) -> None:
+    """MessageHeader and Provenance (mappings/hl7v2/provenance.py) are stored with the
+    message's resources; the same message sent again updates them instead of adding more."""
+    mrn, visit, cid = _uid(), _uid(), _uid()
+    message = adt("A01", mrn, visit=visit, cid=cid)
+    for _ in range(2):
+        assert msa(post(client, message).text)[1] == "AA"
+    patient = one(client, "Patient", f"identifier={AUTHORITY}|{mrn}")
+    encounter = one(client, "Encounter", f"identifier={AUTHORITY}|{visit}")
+    provenances = client.get("/Provenance", params={"target": f"Patient/{patient['id']}"}).json()
+    assert len(provenances.get("entry", [])) == 1
+    prov = provenances["entry"][0]["resource"]
+    targets = {t["reference"] for t in prov["target"]}
+    assert {f"Patient/{patient['id']}", f"Encounter/{encounter['id']}"} <= targets
+    assert prov["meta"]["versionId"] == "1"  # sent again: the same content, no new version
+    header_ref = next(e["what"]["reference"] for e in prov["entity"] if "MessageHeader" in str(e))
+    header = client.get(f"/{header_ref}").json()
+    assert header["eventCoding"]["code"] == "A01"
+    assert f"Patient/{patient['id']}" in {f["reference"] for f in header["focus"]}
+    sender = client.get(f"/{header['sender']['reference']}").json()
+    assert sender["resourceType"] == "Organization" and sender["name"] == "HOSP"
+    app = next(e["what"]["reference"] for e in prov["entity"] if "Device" in str(e))
+    assert client.get(f"/{app}").json()["deviceName"][0]["name"] == "ADT"
+    assert (
+        count(client, "Organization", "identifier=urn:ietf:rfc:3986|urn:hearth:hl7v2:assigner:HOSP")
+        == 1
+    )

@@ -176,6 +176,9 @@ def test_lab_result_fields() -> None:
         ("Account", "PUT"),  # PID-18
         ("Specimen", "PUT"),  # SPM
         ("ServiceRequest", "PUT"),  # OBR (with ORC): the order the report answers
+        ("Device", "POST"),  # MSH-3, the sending application (provenance.py)
+        ("MessageHeader", "PUT"),  # the message itself, by sender and MSH-10
+        ("Provenance", "PUT"),  # of everything above
     }
 
 
@@ -200,7 +203,7 @@ def test_adt_patient_and_encounter() -> None:
 
 def test_a40_merge_bundle() -> None:
     bundle = _map((CONVERTER / "messages" / "ADT-A40-01.hl7").read_bytes()).bundle
-    survivor, prior = bundle["entry"]
+    survivor, prior = bundle["entry"][:2]  # then the message record (provenance.py)
     assert survivor["resource"]["link"][0]["type"] == "replaces"
     assert survivor["resource"]["link"][0]["other"]["reference"] == prior["request"]["url"]
     assert prior["request"]["method"] == "PATCH"
