@@ -3,7 +3,9 @@ canonical URL (those stored on this server, found through the repository's searc
 core profiles and extension definitions shipped in ``resources/data``), value-set membership for
 required and extensible bindings through the terminology service, the profile checks of
 ``$validate`` and, with ``HEARTH_ENFORCE_PROFILES``, the write hook that refuses a resource
-breaking a profile its ``meta.profile`` declares."""
+breaking a profile its ``meta.profile`` declares; and the storing of the core profiles as
+``StructureDefinition`` resources (``hearth db upgrade``), so that they are read and searched
+like any other."""
 
 from __future__ import annotations
 
@@ -13,10 +15,10 @@ from threading import Lock
 
 from fhir_server.rest.context import Context
 from fhir_server.runtime import terminology
-from resources.errors import FhirError, Issue, Unprocessable
+from resources.errors import FhirError, Gone, Issue, NotFound, Unprocessable
 from resources.storage.repository import Unit, WriteResult
 from resources.validation import resource_types
-from resources.validation.core import FILES, base_definition_type
+from resources.validation.core import FILES, base_definition_type, core_profiles
 from resources.validation.profiles import Sources, validate_profile
 from terminology import Terminology
 from terminology.builtin import Builtin
@@ -170,3 +172,27 @@ def of(ctx: Context) -> Profiles:
     if service is None:
         service = install(ctx)
     return service
+
+
+def store_core_profiles(ctx: Context) -> int:
+    """Store each R4 core profile (``resources/data/profiles-others.json.gz``) under its own id
+    (``StructureDefinition/vitalsigns``) unless a resource with that id exists or existed (one
+    deleted on purpose stays deleted; one changed here is not overwritten). Returns how many were
+    stored; running it again stores none."""
+    stored = 0
+    for sd in core_profiles():
+        res_id = str(sd["id"])
+
+        def store(u: Unit, sd: dict = sd, res_id: str = res_id) -> bool:
+            try:
+                u.read("StructureDefinition", res_id)
+            except Gone:
+                return False
+            except NotFound:
+                u.update("StructureDefinition", res_id, sd)
+                return True
+            return False
+
+        if ctx.repo.run(store):
+            stored += 1
+    return stored

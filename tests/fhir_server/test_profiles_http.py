@@ -6,12 +6,19 @@ PostgreSQL. The issues carry FHIRPath locations, as HAPI's do."""
 from __future__ import annotations
 
 import copy
+import gzip
+import io
 import json
+import tarfile
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.conftest import BACKENDS
+from tests.fhir_server.test_cli import hearth
+from tests.servers import database_url, start_server
 from tests.shared import shared_path
 
 VITALS = "http://hl7.org/fhir/StructureDefinition/vitalsigns"
@@ -189,3 +196,158 @@ def test_the_bp_example_conforms_to_bp_and_a_broken_one_does_not(client: httpx.C
     assert any(
         i["expression"] == ["Observation.valueString"] and i["code"] == "structure" for i in issues
     ), issues
+
+
+# -- the core profiles as stored resources, a user-loaded IG package, enforcement on write ---
+US_CORE_PATIENT = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient"
+US_CORE_RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
+
+
+def us_core_package(tmp: Path) -> Path:
+    """A FHIR NPM package (package/package.json and one file per resource, as the IG publisher
+    writes them) of the US Core 5.0.1 StructureDefinitions, with an example and a README that
+    `hearth load` must skip."""
+    with gzip.open(shared_path("fhir", "ig", "uscore-v5.0.1-structuredefinitions.json.gz")) as fh:
+        definitions = json.load(fh)
+    path = tmp / "hl7.fhir.us.core-5.0.1.tgz"
+    manifest = {"name": "hl7.fhir.us.core", "version": "5.0.1", "fhirVersions": ["4.0.1"]}
+    files = {"package/package.json": manifest}
+    for sd in definitions:
+        files[f"package/StructureDefinition-{sd['id']}.json"] = sd
+    files["package/example/Patient-example.json"] = {"resourceType": "Patient", "id": "x"}
+    with tarfile.open(path, "w:gz") as tar:
+        for name, content in files.items():
+            data = json.dumps(content).encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        readme = tarfile.TarInfo("package/other/README.md")
+        readme.size = 2
+        tar.addfile(readme, io.BytesIO(b"hi"))
+    return path
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def upgraded(request, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A Hearth with HEARTH_ENFORCE_PROFILES on a database made by `hearth db upgrade` (run
+    twice) into which `hearth load` has loaded the US Core package."""
+    tmp = tmp_path_factory.mktemp(f"profiles-{request.param}")
+    url, cleanup = database_url(request.param, tmp)
+    env = {"HEARTH_DATABASE_URL": url}
+    first = hearth("db", "upgrade", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "R4 core profiles: 44 stored" in first.stdout, first.stdout
+    again = hearth("db", "upgrade", env=env)
+    assert "R4 core profiles: 0 stored" in again.stdout, again.stdout
+    loaded = hearth("load", "--quiet", str(us_core_package(tmp)), env=env)
+    assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+    assert loaded.stdout.startswith("loaded: created 8, skipped 1, failed 0"), loaded.stdout
+    running = start_server(request.param, url, enforce_profiles=True)
+    yield running
+    running.stop()
+    cleanup()
+
+
+@pytest.fixture
+def enforcing(upgraded):  # type: ignore[no-untyped-def]
+    with httpx.Client(base_url=upgraded.fhir, headers=upgraded.headers, timeout=60) as c:
+        yield c
+
+
+def test_the_core_profiles_are_stored_resources(enforcing: httpx.Client) -> None:
+    read = enforcing.get("/StructureDefinition/vitalsigns")
+    assert read.status_code == 200, read.text
+    assert read.json()["url"] == VITALS and read.json()["snapshot"]["element"]
+    found = enforcing.get("/StructureDefinition", params={"url": VITALS}).json()
+    assert [e["resource"]["id"] for e in found["entry"]] == ["vitalsigns"]
+    everything = enforcing.get(
+        "/StructureDefinition", params={"_count": "0", "_total": "accurate"}
+    ).json()
+    assert everything["total"] == 44 + 8  # the core profiles and the US Core package
+
+
+def test_a_profile_from_a_loaded_package_is_used(enforcing: httpx.Client) -> None:
+    stored = enforcing.get("/StructureDefinition", params={"url": US_CORE_PATIENT}).json()
+    assert [e["resource"]["id"] for e in stored["entry"]] == ["us-core-patient"]
+    patient = {
+        "resourceType": "Patient",
+        "identifier": [{"system": "urn:mrn", "value": "1"}],
+        "name": [{"family": "Shaw", "given": ["Amy"]}],
+        "gender": "female",
+        "extension": [
+            {
+                "url": US_CORE_RACE,
+                "extension": [
+                    {
+                        "url": "ombCategory",
+                        "valueCoding": {
+                            "system": "urn:oid:2.16.840.1.113883.6.238",
+                            "code": "2106-3",
+                        },
+                    },
+                    {"url": "text", "valueString": "White"},
+                ],
+            }
+        ],
+    }
+    assert errors(validate(enforcing, patient, US_CORE_PATIENT)) == []
+    broken = copy.deepcopy(patient)
+    del broken["identifier"]  # 1..* in US Core
+    del broken["extension"][0]["extension"][1]  # the race extension's text is 1..1
+    broken["telecom"] = [{"value": "555"}]  # telecom.system is 1..1
+    issues = errors(validate(enforcing, broken, US_CORE_PATIENT))
+    assert where(issues) == {
+        "Patient.identifier",
+        "Patient.extension[0].extension",
+        "Patient.telecom[0].system",
+    }, issues
+
+
+def test_a_stored_profile_is_found_by_url(enforcing: httpx.Client) -> None:
+    url = f"http://example.org/StructureDefinition/{uuid.uuid4().hex[:10]}"
+    profile = enforcing.get("/StructureDefinition/bodyweight").json()
+    profile = {k: v for k, v in profile.items() if k not in ("id", "meta")}
+    profile["url"] = url
+    for element in profile["snapshot"]["element"]:
+        if element["id"] == "Observation.note":
+            element["min"] = 1  # this site requires a note on every body weight
+    created = enforcing.post("/StructureDefinition", json=profile)
+    assert created.status_code == 201, created.text
+    obs = vital_sign()
+    assert where(errors(validate(enforcing, obs, url))) == {"Observation.note"}
+    obs["note"] = [{"text": "after breakfast"}]
+    assert errors(validate(enforcing, obs, url)) == []
+
+
+def test_enforcement_refuses_a_write_breaking_its_declared_profile(
+    enforcing: httpx.Client,
+) -> None:
+    obs = vital_sign()
+    obs["meta"] = {"profile": [BODYWEIGHT]}
+    assert enforcing.post("/Observation", json=obs).status_code == 201
+    broken = copy.deepcopy(obs)
+    del broken["category"]
+    refused = enforcing.post("/Observation", json=broken)
+    assert refused.status_code == 422, refused.text
+    outcome = refused.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert "Observation.category" in where(outcome["issue"]), outcome
+    unknown = copy.deepcopy(obs)
+    unknown["meta"] = {"profile": ["http://example.org/StructureDefinition/nowhere"]}
+    refused = enforcing.post("/Observation", json=unknown)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["issue"][0]["code"] == "not-found"
+    # an update is held to the same rule, and nothing was written by the refusals
+    created = enforcing.post("/Observation", json=obs).json()
+    broken["id"] = created["id"]
+    assert enforcing.put(f"/Observation/{created['id']}", json=broken).status_code == 422
+    assert enforcing.get(f"/Observation/{created['id']}").json()["meta"]["versionId"] == "1"
+
+
+def test_without_enforcement_a_declared_profile_is_not_checked_on_write(
+    client: httpx.Client,
+) -> None:
+    obs = vital_sign()
+    del obs["category"]
+    obs["meta"] = {"profile": [BODYWEIGHT, "http://example.org/StructureDefinition/nowhere"]}
+    assert client.post("/Observation", json=obs).status_code == 201  # HEARTH_ENFORCE_PROFILES off
