@@ -17,9 +17,14 @@ from fhir_server.rest.context import Context
 from fhir_server.runtime import terminology
 from resources.errors import FhirError, Gone, Issue, NotFound, Unprocessable
 from resources.storage.repository import Unit, WriteResult
-from resources.validation import resource_types
-from resources.validation.core import FILES, base_definition_type, core_profiles
-from resources.validation.profiles import Sources, validate_profile
+from resources.validation import (
+    CORE_FILES,
+    Sources,
+    base_definition_type,
+    core_profiles,
+    resource_types,
+    validate_profile,
+)
 from terminology import Terminology
 from terminology.builtin import Builtin
 from terminology.resolve import Resolver
@@ -132,7 +137,7 @@ def declared(resource: dict) -> list[str]:
 def install(ctx: Context) -> Profiles:
     repo = ctx.repo
     resolver = Resolver(
-        terminology.finder(repo), Builtin(list(FILES)), probe=terminology.prober(repo)
+        terminology.finder(repo), Builtin(list(CORE_FILES)), probe=terminology.prober(repo)
     )
     service = Profiles(resolver, terminology.of(ctx))
     ctx.services["profiles"] = service

@@ -192,7 +192,18 @@ def validate_profile(resource: dict, sd: dict, sources: Sources) -> list[Issue]:
             )
         ]
     walk = _Walk(resource, sources)
-    walk.conform(profile, Item(resource, str(kind), str(kind)))
+    try:
+        walk.conform(profile, Item(resource, str(kind), str(kind)))
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+        # a StructureDefinition that is R4 but not usable (a max of "many", a type without a
+        # code, ...): say so instead of failing the request
+        walk.issues.append(
+            Issue(
+                "processing",
+                f"the profile {url} could not be applied: its snapshot has an element this "
+                f"validator cannot use ({type(exc).__name__})",
+            )
+        )
     return walk.result()
 
 

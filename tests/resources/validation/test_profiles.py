@@ -7,8 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 
-from resources.validation.core import EXTENSIONS_FILE, core_profiles
-from resources.validation.profiles import Sources, validate_profile
+from resources.validation import CORE_FILES, Sources, core_profiles, validate_profile
 
 URL = "http://example.org/StructureDefinition/test"
 
@@ -361,13 +360,47 @@ def test_the_core_profiles_ship_with_snapshots() -> None:
     assert all(p["snapshot"]["element"] for p in profiles)
     ids = {p["id"] for p in profiles}
     assert {"vitalsigns", "bp", "bodyweight", "heartrate", "bmi", "lipidprofile"} <= ids
-    with gzip.open(EXTENSIONS_FILE) as fh:
+    with gzip.open(CORE_FILES[1]) as fh:
         assert len(json.load(fh)["entry"]) == 393
 
 
 def test_the_shipped_definitions_are_the_shared_ones() -> None:
-    from resources.validation.core import FILES
     from tests.shared import shared_path
 
-    for path in FILES:
+    for path in CORE_FILES:
         assert path.read_bytes() == shared_path("fhir", "r4-definitions", path.name).read_bytes()
+
+
+def test_reference_targets_and_slices_without_discriminator() -> None:
+    profile = sd(
+        el(
+            "Patient.generalPractitioner",
+            0,
+            "*",
+            type=[
+                {
+                    "code": "Reference",
+                    "targetProfile": ["http://hl7.org/fhir/StructureDefinition/Practitioner"],
+                }
+            ],
+        ),
+        el("Patient.name", 0, "*", "HumanName", slicing={"rules": "closed"}),
+        el("Patient.name:official", 0, "1", "HumanName"),
+        el("Patient.name:official.use", 1, "1", "code", fixedCode="official"),
+    )
+    ok = {
+        "resourceType": "Patient",
+        "generalPractitioner": [{"reference": "Practitioner/1"}, {"reference": "#c"}],
+        "name": [{"use": "official", "family": "X"}],
+    }
+    assert errors(run(ok, profile)) == []
+    bad = {
+        "resourceType": "Patient",
+        "generalPractitioner": [{"reference": "http://x.org/fhir/Organization/2"}],
+        "name": [{"use": "nickname"}],
+    }
+    found = errors(run(bad, profile))
+    assert {(i.code, i.expression) for i in found} == {
+        ("structure", ("Patient.generalPractitioner[0].reference",)),
+        ("structure", ("Patient.name[0]",)),
+    }, found
