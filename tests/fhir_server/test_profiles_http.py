@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from resources.validation import core_profiles
 from tests.conftest import BACKENDS
 from tests.fhir_server.test_cli import hearth
 from tests.servers import database_url, start_server
@@ -163,23 +164,30 @@ def test_a_base_definition_as_profile_is_the_base_validation(client: httpx.Clien
 
 CORE_OBSERVATION = "http://hl7.org/fhir/StructureDefinition/Observation"
 
-# The R4 examples that declare the vitalsigns profile (all twelve are vital signs)
-VITAL_EXAMPLES = sorted(
-    p.name for p in EXAMPLES.glob("observation-example-*.json") if VITALS in p.read_text()
+# The R4 examples that declare a core profile shipped with Hearth: the twelve vital signs, six
+# ValueSets (shareablevalueset), two CodeSystems (shareablecodesystem), one cqf-questionnaire
+CORE_URLS = {p["url"] for p in core_profiles()}
+CORE_EXAMPLES = sorted(
+    p.name
+    for p in EXAMPLES.glob("*.json")
+    if set(json.loads(p.read_text()).get("meta", {}).get("profile", ())) & CORE_URLS
 )
 
 
-def test_twelve_examples_declare_vitalsigns() -> None:
-    assert len(VITAL_EXAMPLES) == 12, VITAL_EXAMPLES
+def test_which_examples_declare_core_profiles() -> None:
+    assert len(CORE_EXAMPLES) == 21, CORE_EXAMPLES
+    assert len([n for n in CORE_EXAMPLES if VITALS in (EXAMPLES / n).read_text()]) == 12
 
 
-@pytest.mark.parametrize("name", VITAL_EXAMPLES)
-def test_the_r4_vital_sign_examples_conform(client: httpx.Client, name: str) -> None:
+@pytest.mark.parametrize("name", CORE_EXAMPLES)
+def test_the_r4_examples_conform_to_the_core_profiles_they_declare(
+    client: httpx.Client, name: str
+) -> None:
     resource = example(name)
-    assert VITALS in resource["meta"]["profile"]
     issues = validate(client, resource)
     assert errors(issues) == [], issues
-    assert not [i for i in issues if i["severity"] == "warning"], issues
+    if VITALS in resource["meta"]["profile"]:
+        assert not [i for i in issues if i["severity"] == "warning"], issues
 
 
 def test_the_bp_example_conforms_to_bp_and_a_broken_one_does_not(client: httpx.Client) -> None:
@@ -239,6 +247,10 @@ def upgraded(request, tmp_path_factory):  # type: ignore[no-untyped-def]
     assert "R4 core profiles: 44 stored" in first.stdout, first.stdout
     again = hearth("db", "upgrade", env=env)
     assert "R4 core profiles: 0 stored" in again.stdout, again.stdout
+    not_a_package = tmp / "broken.tgz"
+    not_a_package.write_bytes(b"not gzip")
+    refused = hearth("load", "--quiet", str(not_a_package), env=env)
+    assert refused.returncode == 1 and "not a FHIR package" in refused.stdout, refused.stdout
     loaded = hearth("load", "--quiet", str(us_core_package(tmp)), env=env)
     assert loaded.returncode == 0, loaded.stdout + loaded.stderr
     assert loaded.stdout.startswith("loaded: created 8, skipped 1, failed 0"), loaded.stdout
