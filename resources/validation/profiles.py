@@ -276,6 +276,8 @@ class _Walk:
                     suffix = key[len(stem) :]
                     kind = next((t for t in allowed if _type_suffix(t) == suffix), None)
                     if kind is None:
+                        low = suffix[:1].lower() + suffix[1:]
+                        suffix = low if low in _PRIMITIVES else suffix
                         self.add(
                             "structure",
                             f"{parent_loc}.{key}",
@@ -405,7 +407,7 @@ class _Walk:
         code_in = self.sources.code_in
         if strength not in ("required", "extensible") or not isinstance(vs, str) or not code_in:
             return
-        codes = _codes(item.value)
+        codes = _codes(item.value, item.type)
         if codes is None:
             return  # not a coded type
         severity = "error" if strength == "required" else "warning"
@@ -594,22 +596,27 @@ def _show(value: Any) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def _codes(value: Any) -> list[tuple[str | None, str]] | None:
-    """(system, code) pairs of a coded value; None when the value is not a coded type."""
+_QUANTITIES = frozenset({"Quantity", "Age", "Count", "Distance", "Duration", "MoneyQuantity"})
+
+
+def _codes(value: Any, kind: str | None) -> list[tuple[str | None, str]] | None:
+    """(system, code) pairs of a coded value of type ``kind``: a code, a Coding, a
+    CodeableConcept (its codings), a Quantity with a code; None when the value is not of a coded
+    type (a valueString under a binding made for the coded types of a choice), whose binding
+    does not apply to it."""
     if isinstance(value, str):
-        return [(None, value)]
+        return [(None, value)] if kind == "code" else None
     if not isinstance(value, dict):
         return None
-    if "coding" in value or "text" in value and "code" not in value:
+    if kind == "CodeableConcept" or (kind is None and "coding" in value):
         return [
             (c.get("system"), c["code"])
             for c in value.get("coding") or ()
             if isinstance(c, dict) and isinstance(c.get("code"), str)
         ]
-    if isinstance(value.get("code"), str):
-        return [(value.get("system"), value["code"])]
-    if "value" in value or "unit" in value:  # a Quantity without a code
-        return None
+    if kind == "Coding" or (kind in _QUANTITIES and "code" in value):
+        code = value.get("code")
+        return [(value.get("system"), code)] if isinstance(code, str) else []
     return None
 
 

@@ -404,3 +404,28 @@ def test_reference_targets_and_slices_without_discriminator() -> None:
         ("structure", ("Patient.generalPractitioner[0].reference",)),
         ("structure", ("Patient.name[0]",)),
     }, found
+
+
+def test_a_binding_applies_to_the_coded_types_only() -> None:
+    profile = sd(
+        el(
+            "Patient.deceased[x]",
+            0,
+            "1",
+            "boolean",
+            "dateTime",
+            "string",
+            "code",
+            binding={"strength": "required", "valueSet": "urn:vs"},
+        ),
+    )
+
+    def code_in(vs: str, system: str | None, code: str) -> bool | None:
+        return code == "ok"
+
+    assert (
+        run({"resourceType": "Patient", "deceasedString": "anything"}, profile, code_in=code_in)
+        == []
+    )
+    found = run({"resourceType": "Patient", "deceasedCode": "nope"}, profile, code_in=code_in)
+    assert [(i.code, i.expression) for i in found] == [("code-invalid", ("Patient.deceasedCode",))]
