@@ -363,3 +363,30 @@ def test_without_enforcement_a_declared_profile_is_not_checked_on_write(
     del obs["category"]
     obs["meta"] = {"profile": [BODYWEIGHT, "http://example.org/StructureDefinition/nowhere"]}
     assert client.post("/Observation", json=obs).status_code == 201  # HEARTH_ENFORCE_PROFILES off
+
+
+def test_invariants_of_a_profile_pass_and_fail(client: httpx.Client) -> None:
+    obs = vital_sign()
+    assert errors(validate(client, obs, VITALS)) == []
+    del obs["valueQuantity"]  # vs-2: no component, no member: a value or a dataAbsentReason
+    issues = errors(validate(client, obs, VITALS))
+    assert [(i["code"], i["expression"]) for i in issues] == [("invariant", ["Observation"])]
+    assert "vs-2" in issues[0]["diagnostics"]
+    obs["dataAbsentReason"] = {"text": "patient refused"}
+    assert errors(validate(client, obs, VITALS)) == []
+
+
+def test_pattern_values_and_pattern_slicing_of_a_loaded_ig(enforcing: httpx.Client) -> None:
+    us_core_bp = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-blood-pressure"
+    bp = example("observation-example-bloodpressure.json")
+    assert errors(validate(enforcing, bp, us_core_bp)) == []
+    other = copy.deepcopy(bp)
+    other["code"]["coding"].append({"system": "urn:local", "code": "BP"})  # more is fine
+    assert errors(validate(enforcing, other, us_core_bp)) == []
+    wrong = copy.deepcopy(bp)
+    wrong["code"] = {"coding": [{"system": "http://loinc.org", "code": "55284-4"}]}
+    wrong["component"][1]["code"]["coding"][0]["code"] = "8462-5"  # no longer diastolic
+    issues = errors(validate(enforcing, wrong, us_core_bp))
+    assert [i["code"] for i in issues if i["expression"] == ["Observation.code"]] == ["value"]
+    slice_issue = [i for i in issues if "slice 'diastolic'" in i["diagnostics"]]
+    assert slice_issue and slice_issue[0]["expression"] == ["Observation.component"], issues
