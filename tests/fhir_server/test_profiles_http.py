@@ -390,3 +390,25 @@ def test_pattern_values_and_pattern_slicing_of_a_loaded_ig(enforcing: httpx.Clie
     assert [i["code"] for i in issues if i["expression"] == ["Observation.code"]] == ["value"]
     slice_issue = [i for i in issues if "slice 'diastolic'" in i["diagnostics"]]
     assert slice_issue and slice_issue[0]["expression"] == ["Observation.component"], issues
+
+
+def test_enforcement_holds_in_a_transaction(enforcing: httpx.Client) -> None:
+    tag = uuid.uuid4().hex
+    good = vital_sign() | {"meta": {"profile": [BODYWEIGHT]}, "identifier": [{"value": tag}]}
+    broken = copy.deepcopy(good)
+    del broken["category"]
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": good, "request": {"method": "POST", "url": "Observation"}},
+            {"resource": broken, "request": {"method": "POST", "url": "Observation"}},
+        ],
+    }
+    refused = enforcing.post("/", json=bundle)
+    assert refused.status_code == 422, refused.text
+    assert "Observation.category" in where(refused.json()["issue"]), refused.text
+    found = enforcing.get("/Observation", params={"identifier": tag}).json()
+    assert not found.get("entry"), found  # all or nothing
+    bundle["entry"].pop()
+    assert enforcing.post("/", json=bundle).status_code == 200
