@@ -22,6 +22,7 @@ from resources.validation import (
     Sources,
     base_definition_type,
     core_profiles,
+    nested_resources,
     resource_types,
     validate_profile,
 )
@@ -94,10 +95,21 @@ class Profiles:
         return Sources(structure, code_in)
 
     def validate(self, resource: dict, profiles: list[str]) -> list[Issue]:
-        """The issues of ``resource`` against each profile (canonical URLs); an unknown one is an
-        error issue. A base resource definition adds nothing to the base validation."""
-        issues: list[Issue] = []
+        """The issues of ``resource`` against ``profiles`` (canonical URLs) and those its
+        ``meta.profile`` declares, and of each resource inside it (contained, Bundle entries)
+        against those it declares; an unknown profile is an error issue. A base resource
+        definition adds nothing to the base validation."""
         sources = self.sources()
+        kind = str(resource.get("resourceType"))
+        issues = self._against(resource, profiles + declared(resource), sources, kind)
+        for where, inner in nested_resources(resource):
+            issues += self._against(inner, declared(inner), sources, where)
+        return issues
+
+    def _against(
+        self, resource: dict, profiles: list[str], sources: Sources, where: str
+    ) -> list[Issue]:
+        issues: list[Issue] = []
         kind = resource.get("resourceType")
         for canonical in dict.fromkeys(profiles):
             base = base_definition_type(canonical, resource_types())
@@ -106,8 +118,8 @@ class Profiles:
                     issues.append(
                         Issue(
                             "invalid",
-                            f"the profile {canonical} is for {base}, not {kind}",
-                            expression=(str(kind),),
+                            f"{where}: the profile {canonical} is for {base}, not {kind}",
+                            expression=(where,),
                         )
                     )
                 continue
@@ -119,10 +131,11 @@ class Profiles:
                         f"Profile reference '{canonical}' has not been checked because it is "
                         "unknown: no StructureDefinition with this url is stored on this server "
                         "or shipped with it",
+                        expression=(where,),
                     )
                 )
                 continue
-            issues += validate_profile(resource, sd, sources)
+            issues += validate_profile(resource, sd, sources, where)
         return issues
 
 
@@ -148,18 +161,16 @@ def install(ctx: Context) -> Profiles:
 
 def enforcer(service: Profiles) -> Callable[[Unit, WriteResult], None]:
     """The write hook of ``HEARTH_ENFORCE_PROFILES``: a resource written with ``meta.profile``
-    must conform to each profile named (and each must be known); else the write is refused."""
+    (itself, a contained resource or a Bundle entry's) must conform to each profile named, and
+    each must be known; else the write is refused."""
 
     def enforce(u: Unit, result: WriteResult) -> None:
         content = result.stored.content
         if content is None:
             return
-        profiles = declared(content)
-        if not profiles:
+        if not declared(content) and not any(declared(r) for _, r in nested_resources(content)):
             return
-        errors = [
-            i for i in service.validate(content, profiles) if i.severity in ("error", "fatal")
-        ]
+        errors = [i for i in service.validate(content, []) if i.severity in ("error", "fatal")]
         if errors:
             raise Unprocessable(
                 f"{result.stored.res_type} does not conform to the profiles it declares in "

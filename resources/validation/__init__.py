@@ -56,7 +56,7 @@ from resources.errors import Issue
 from resources.validation import r4b, r4b_accepts, schema_issues
 from resources.validation.core import FILES as CORE_FILES
 from resources.validation.core import base_definition_type, core_profiles
-from resources.validation.profiles import Sources, validate_profile
+from resources.validation.profiles import Sources, nested_resources, validate_profile
 from resources.validation.schema import expression, r4_resource_types, schema
 from resources.validation.structure import inspect
 
@@ -67,6 +67,7 @@ __all__ = [
     "base_definition_type",
     "core_profiles",
     "is_resource_type",
+    "nested_resources",
     "prepare",
     "resource_body",
     "resource_types",

@@ -167,9 +167,13 @@ def _split_id(el_id: str) -> tuple[str, str, str]:
 
 
 # -- the walk -------------------------------------------------------------------------------
-def validate_profile(resource: dict, sd: dict, sources: Sources) -> list[Issue]:
+def validate_profile(
+    resource: dict, sd: dict, sources: Sources, at: str | None = None
+) -> list[Issue]:
     """The issues of ``resource`` against the StructureDefinition ``sd`` (errors, warnings and
-    information); no error means it conforms. Never raises for bad content."""
+    information); no error means it conforms. ``at``: the resource's own location when it sits
+    inside another (``Bundle.entry[2].resource``); its type otherwise. Never raises for bad
+    content."""
     url = str(sd.get("url"))
     try:
         profile = compile_profile(sd)
@@ -183,17 +187,18 @@ def validate_profile(resource: dict, sd: dict, sources: Sources) -> list[Issue]:
             )
         ]
     kind = resource.get("resourceType")
+    where = at or str(kind)
     if profile.type != kind:
         return [
             Issue(
                 "invalid",
-                f"the profile {url} is for {profile.type}, not {kind}",
-                expression=(str(kind),),
+                f"{where}: the profile {url} is for {profile.type}, not {kind}",
+                expression=(where,),
             )
         ]
     walk = _Walk(resource, sources)
     try:
-        walk.conform(profile, Item(resource, str(kind), str(kind)))
+        walk.conform(profile, Item(resource, str(kind), where))
     except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
         # a StructureDefinition that is R4 but not usable (a max of "many", a type without a
         # code, ...): say so instead of failing the request
@@ -536,6 +541,32 @@ class _Walk:
                 return name
         sd = self.sources.structure(target)
         return str(sd["type"]) if sd is not None and sd.get("type") else None
+
+
+def nested_resources(resource: dict) -> list[tuple[str, dict]]:
+    """(location, resource) of the resources inside ``resource`` that can declare profiles of
+    their own: ``contained`` ones and those of ``Bundle.entry.resource`` (Bundles in Bundles
+    too), each with its FHIRPath location."""
+    out: list[tuple[str, dict]] = []
+    stack: list[tuple[str, dict]] = [(str(resource.get("resourceType")), resource)]
+    while stack:
+        where, res = stack.pop()
+        inner: list[tuple[str, Any]] = []
+        contained = res.get("contained")
+        if isinstance(contained, list):
+            inner += [(f"{where}.contained[{i}]", c) for i, c in enumerate(contained)]
+        entries = res.get("entry") if res.get("resourceType") == "Bundle" else None
+        if isinstance(entries, list):
+            inner += [
+                (f"{where}.entry[{i}].resource", e.get("resource"))
+                for i, e in enumerate(entries)
+                if isinstance(e, dict)
+            ]
+        for loc, child in inner:
+            if isinstance(child, dict) and isinstance(child.get("resourceType"), str):
+                out.append((loc, child))
+                stack.append((loc, child))
+    return out
 
 
 # -- helpers --------------------------------------------------------------------------------

@@ -412,3 +412,42 @@ def test_enforcement_holds_in_a_transaction(enforcing: httpx.Client) -> None:
     assert not found.get("entry"), found  # all or nothing
     bundle["entry"].pop()
     assert enforcing.post("/", json=bundle).status_code == 200
+
+
+def test_profiles_declared_inside_a_bundle_and_contained(client: httpx.Client) -> None:
+    good = vital_sign() | {"meta": {"profile": [VITALS]}}
+    broken = copy.deepcopy(good)
+    del broken["category"]
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"fullUrl": "urn:uuid:" + str(uuid.uuid4()), "resource": r} for r in (good, broken)
+        ],
+    }
+    issues = errors(validate(client, bundle))
+    assert where(issues) == {"Bundle.entry[1].resource.category"}, issues
+    bundle["entry"].pop()
+    assert errors(validate(client, bundle)) == []
+    inner = copy.deepcopy(broken) | {"id": "w"}
+    inner.pop("text")
+    report = {
+        "resourceType": "DiagnosticReport",
+        "status": "final",
+        "code": {"text": "weights"},
+        "contained": [inner],
+        "result": [{"reference": "#w"}],
+    }
+    issues = errors(validate(client, report))
+    assert where(issues) == {"DiagnosticReport.contained[0].category"}, issues
+
+
+def test_enforcement_covers_resources_inside_a_stored_bundle(enforcing: httpx.Client) -> None:
+    broken = vital_sign() | {"meta": {"profile": [BODYWEIGHT]}}
+    del broken["category"]
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": broken}]}
+    refused = enforcing.post("/Bundle", json=bundle)
+    assert refused.status_code == 422, refused.text
+    assert "Bundle.entry[0].resource.category" in where(refused.json()["issue"])
+    broken["category"] = vital_sign()["category"]
+    assert enforcing.post("/Bundle", json=bundle).status_code == 201

@@ -6,7 +6,8 @@ OperationOutcome (200) listing every issue, or one informational issue when all 
 
 Besides the base R4 validation, the resource is validated against each profile named by a
 ``profile`` input (the query or a Parameters part; R4 names one, several are accepted) and each
-profile its own ``meta.profile`` declares (docs/validation.md): StructureDefinitions stored here or
+profile its own ``meta.profile`` declares, and each contained resource and Bundle entry against
+those it declares (docs/validation.md): StructureDefinitions stored here or
 the R4 core profiles shipped with Hearth (``fhir_server/runtime/profiles.py``). An unknown profile
 is an error issue. A profile finding at a location the base validation already faulted is left
 out (one issue per location, the base one).
@@ -42,11 +43,10 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
     else:
         found = validate_resource(resource)
         if isinstance(resource, dict) and not any(i.expression == ("resourceType",) for i in found):
-            named = req.params.texts("profile") + profiles.declared(resource)
             faulted = {i.expression for i in found if i.expression}
             found += [
                 i
-                for i in profiles.of(ctx).validate(resource, named)
+                for i in profiles.of(ctx).validate(resource, req.params.texts("profile"))
                 if not i.expression or i.expression not in faulted
             ]
         issues = [i.to_fhir() for i in found]

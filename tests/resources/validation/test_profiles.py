@@ -35,12 +35,13 @@ def el(el_id: str, lo: int = 0, hi: str = "*", *types: str, **more: object) -> d
     return out
 
 
-def run(resource: dict, profile: dict, **sources: object) -> list:
+def run(resource: dict, profile: dict, at: str | None = None, **sources: object) -> list:
     known = {profile["url"]: profile, **sources.pop("structures", {})}  # type: ignore[dict-item]
     return validate_profile(
         resource,
         profile,
         Sources(lambda u: known.get(u.split("|")[0]), sources.get("code_in")),  # type: ignore[arg-type]
+        at,
     )
 
 
@@ -429,3 +430,27 @@ def test_a_binding_applies_to_the_coded_types_only() -> None:
     )
     found = run({"resourceType": "Patient", "deceasedCode": "nope"}, profile, code_in=code_in)
     assert [(i.code, i.expression) for i in found] == [("code-invalid", ("Patient.deceasedCode",))]
+
+
+def test_nested_resources_and_their_locations() -> None:
+    from resources.validation import nested_resources
+
+    inner = {"resourceType": "Patient", "id": "p"}
+    bundle = {
+        "resourceType": "Bundle",
+        "entry": [
+            {"resource": {"resourceType": "Observation", "contained": [inner]}},
+            {"request": {"method": "DELETE"}},
+            {"resource": {"resourceType": "Bundle", "entry": [{"resource": inner}]}},
+        ],
+    }
+    assert sorted(loc for loc, _ in nested_resources(bundle)) == [
+        "Bundle.entry[0].resource",
+        "Bundle.entry[0].resource.contained[0]",
+        "Bundle.entry[2].resource",
+        "Bundle.entry[2].resource.entry[0].resource",
+    ]
+    profile = sd(el("Patient.name", 1, "*", "HumanName"))
+    found = run(inner, profile, at="Bundle.entry[2].resource.entry[0].resource")
+    assert [i.expression for i in found] == [("Bundle.entry[2].resource.entry[0].resource.name",)]
+    assert found[0].diagnostics.startswith("Bundle.entry[2].resource.entry[0].resource.name: ")
