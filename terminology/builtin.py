@@ -1,36 +1,39 @@
 """The FHIR R4 (4.0.1) CodeSystems and ValueSets shipped with Hearth (``data/valuesets.json.gz``,
 see ``data/README.md``): read-only, resolvable by canonical URL, loaded on first use and kept for
-the life of the process."""
+the life of the process. The same class serves other shipped Bundles of canonical resources (the
+core StructureDefinitions, ``fhir_server/runtime/profiles.py``)."""
 
 from __future__ import annotations
 
 import gzip
 import json
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 DATA = Path(__file__).parent / "data" / "valuesets.json.gz"
 
 
 class Builtin:
-    """Canonical URL -> resource, per resource type, of one FHIR Bundle file."""
+    """Canonical URL -> resource, per resource type, of FHIR Bundle files (gzipped JSON)."""
 
-    def __init__(self, path: Path = DATA) -> None:
-        self.path = path
+    def __init__(self, path: Path | Sequence[Path] = DATA) -> None:
+        self.paths = [path] if isinstance(path, Path) else list(path)
         self._lock = threading.Lock()
         self._by_type: dict[str, dict[str, dict]] | None = None
 
     def _load(self) -> dict[str, dict[str, dict]]:
         with self._lock:
             if self._by_type is None:
-                with gzip.open(self.path, "rb") as fh:
-                    bundle = json.load(fh)
                 by_type: dict[str, dict[str, dict]] = {}
-                for entry in bundle.get("entry") or ():
-                    res = entry.get("resource") or {}
-                    url, kind = res.get("url"), res.get("resourceType")
-                    if isinstance(url, str) and isinstance(kind, str):
-                        by_type.setdefault(kind, {})[url] = res
+                for path in self.paths:
+                    with gzip.open(path, "rb") as fh:
+                        bundle = json.load(fh)
+                    for entry in bundle.get("entry") or ():
+                        res = entry.get("resource") or {}
+                        url, kind = res.get("url"), res.get("resourceType")
+                        if isinstance(url, str) and isinstance(kind, str):
+                            by_type.setdefault(kind, {})[url] = res
                 self._by_type = by_type
             return self._by_type
 

@@ -281,12 +281,21 @@ def db() -> None:
 @db.command("upgrade")
 @click.option("--database-url", help="database URL [HEARTH_DATABASE_URL]")
 def db_upgrade(database_url) -> None:  # type: ignore[no-untyped-def]
-    """Create or migrate the schema to the latest revision (Alembic)."""
+    """Create or migrate the schema to the latest revision (Alembic), then store the R4 core
+    profiles (StructureDefinition/vitalsigns, ...) that are not in the database yet."""
+    from fhir_server.runtime.app import build_context
+    from fhir_server.runtime.profiles import store_core_profiles
     from resources.storage.migrate import current, upgrade
 
     settings = _settings(database_url=database_url)
     upgrade(settings.database_url)
     click.echo(f"database at revision {current(settings.database_url)}")
+    ctx = build_context(settings)
+    try:
+        stored = store_core_profiles(ctx)
+    finally:
+        ctx.repo.engine.dispose()
+    click.echo(f"R4 core profiles: {stored} stored")
 
 
 @main.group()
@@ -333,9 +342,10 @@ def blobs_copy(database_url) -> None:  # type: ignore[no-untyped-def]
 @click.option("--database-url", help="database URL [HEARTH_DATABASE_URL]")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def load(paths, database_url, quiet) -> None:  # type: ignore[no-untyped-def]
-    """Load FHIR JSON files, Bundles and NDJSON into the database.
+    """Load FHIR JSON files, Bundles, NDJSON, FHIR XML and FHIR packages into the database.
 
-    A transaction or batch Bundle is processed as one; every other resource (other Bundles
+    From a FHIR package (an implementation guide's .tgz) its StructureDefinitions, ValueSets and
+    CodeSystems are loaded (for $validate and terminology), its other files skipped. A transaction or batch Bundle is processed as one; every other resource (other Bundles
     included) and every NDJSON line is stored on its own: update-as-create when it carries an
     id, create otherwise. Prints a summary of what was created, updated and failed, with reasons.
     """

@@ -27,7 +27,7 @@ from fhir_server.rest import bulkdata, errors, websocket
 from fhir_server.rest.context import Context
 from fhir_server.rest.headers import SecurityHeaders, docs_csp
 from fhir_server.rest.routes import router
-from fhir_server.runtime import ai, events, logsafe, subscriptions, terminology
+from fhir_server.runtime import ai, events, logsafe, profiles, subscriptions, terminology
 from fhir_server.runtime.audit_anchor import Checkpointer
 from fhir_server.runtime.bulk_runner import ExportRunner
 from fhir_server.runtime.listeners import Election, FileLock, Lock
@@ -66,6 +66,7 @@ def build_context(settings: Settings, search: SearchEngine | None = None) -> Con
     )
     ai.install(ctx)
     terminology.install(ctx)  # ValueSet / CodeSystem lookups for search and $expand & co.
+    profiles.install(ctx)  # StructureDefinitions for $validate (and HEARTH_ENFORCE_PROFILES)
     subscriptions.install(ctx)  # rest-hook endpoint rules on Subscription writes
     return ctx
 

@@ -1,5 +1,7 @@
-"""Bulk loading of FHIR files for ``hearth load``: JSON resources, Bundles, NDJSON and FHIR XML
-(``.xml``, read by ``mappings/fhir_xml.py``).
+"""Bulk loading of FHIR files for ``hearth load``: JSON resources, Bundles, NDJSON, FHIR XML
+(``.xml``, read by ``mappings/fhir_xml.py``) and FHIR NPM packages (an implementation guide's
+``.tgz``: the StructureDefinitions, ValueSets and CodeSystems among its ``package/*.json``; the
+rest of a package, examples included, is counted as skipped).
 
 Transaction and batch Bundles go through the transaction processor; every other resource is
 stored with update-as-create when it has an id (so loading twice changes nothing) and create
@@ -13,6 +15,7 @@ AuditEvent holding the files and the counts.
 
 from __future__ import annotations
 
+import tarfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -49,14 +52,31 @@ class Summary:
         return "\n".join(lines)
 
 
+# What ``hearth load`` takes from an IG package: its conformance resources for validation.
+PACKAGE_TYPES = frozenset({"StructureDefinition", "ValueSet", "CodeSystem"})
+MAX_PACKAGE_MEMBER = 64 * 1024 * 1024
+
+
+def _is_package(path: Path) -> bool:
+    return path.name.endswith((".tgz", ".tar.gz"))
+
+
 def _files(paths: list[Path]) -> list[Path]:
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
-            out += sorted(x for x in p.rglob("*") if x.suffix in (".json", ".ndjson", ".xml"))
+            out += sorted(
+                x
+                for x in p.rglob("*")
+                if x.suffix in (".json", ".ndjson", ".xml") or _is_package(x)
+            )
         else:
             out.append(p)
     return out
+
+
+class _Skipped:
+    """A package file that is not a conformance resource Hearth loads."""
 
 
 class _Unreadable:
@@ -65,8 +85,11 @@ class _Unreadable:
 
 
 def _items(path: Path) -> Iterator[tuple[str, object]]:
-    """(where, parsed JSON or _Unreadable) for a .json file, each line of an .ndjson file, or a
-    FHIR XML .xml file (docs/fhir-xml.md)."""
+    """(where, parsed JSON or _Unreadable) for a .json file, each line of an .ndjson file, a
+    FHIR XML .xml file (docs/fhir-xml.md), or each ``package/*.json`` of a FHIR package."""
+    if _is_package(path):
+        yield from _package_items(path)
+        return
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -87,6 +110,49 @@ def _items(path: Path) -> Iterator[tuple[str, object]]:
             yield where, orjson.loads(line)
         except orjson.JSONDecodeError as exc:
             yield where, _Unreadable(f"not JSON: {exc}")
+
+
+def _package_items(path: Path) -> Iterator[tuple[str, object]]:
+    """The StructureDefinitions, ValueSets and CodeSystems of a FHIR NPM package (a gzipped tar
+    whose files are under ``package/``; FHIR packages spec), read without extracting anything to
+    disk; its other files as _Skipped."""
+    try:
+        archive = tarfile.open(path, "r:gz")
+    except (OSError, tarfile.TarError) as exc:
+        yield str(path), _Unreadable(f"not a FHIR package (gzipped tar): {exc}")
+        return
+    with archive:
+        try:
+            members = archive.getmembers()
+        except (OSError, tarfile.TarError, EOFError) as exc:
+            yield str(path), _Unreadable(f"not a FHIR package (gzipped tar): {exc}")
+            return
+        for member in members:
+            name = member.name
+            where = f"{path}:{name}"
+            top = name.split("/", 1)
+            if not member.isfile() or not name.endswith(".json") or len(top) < 2:
+                continue
+            if top[0] == "package" and top[1] in ("package.json", ".index.json"):
+                continue  # the package's manifest and index
+            if top[0] != "package" or "/" in top[1]:
+                yield where, _Skipped()  # examples, other and openapi folders
+                continue
+            if member.size > MAX_PACKAGE_MEMBER:
+                yield where, _Unreadable(f"larger than {MAX_PACKAGE_MEMBER} bytes")
+                continue
+            fh = archive.extractfile(member)
+            if fh is None:
+                continue
+            try:
+                item = orjson.loads(fh.read())
+            except (orjson.JSONDecodeError, OSError, tarfile.TarError, EOFError) as exc:
+                yield where, _Unreadable(f"not JSON: {exc}")
+                continue
+            if isinstance(item, dict) and item.get("resourceType") in PACKAGE_TYPES:
+                yield where, item
+            else:
+                yield where, _Skipped()
 
 
 def _store(ctx: Context, resource: dict) -> str:
@@ -119,6 +185,9 @@ def load_paths(ctx: Context, paths: list[Path], *, progress: bool = True) -> Sum
 def _load_one(ctx: Context, where: str, item: object, summary: Summary) -> None:
     if isinstance(item, _Unreadable):
         summary.failed.append((where, item.why))
+        return
+    if isinstance(item, _Skipped):
+        summary.counts["skipped"] += 1
         return
     if not isinstance(item, dict) or not isinstance(item.get("resourceType"), str):
         summary.failed.append((where, "not a FHIR resource"))

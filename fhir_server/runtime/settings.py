@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     max_expansion_size: int = Field(
         10_000, ge=1, description="Most codes in a ValueSet expansion ($expand, token :in)"
     )
+    enforce_profiles: bool = Field(
+        False,
+        description="Refuse (422) a create or update whose resource breaks a profile its "
+        "meta.profile declares, or declares one this server does not know",
+    )
     dicom_port: int = Field(11112, ge=1, le=65535, description="DICOM C-STORE listener port")
     dicom_ae_title: str = Field("HEARTH", max_length=16, description="DICOM AE title")
     dicom_enabled: bool = Field(True, description="`hearth serve` also runs the DICOM listener")

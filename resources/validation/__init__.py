@@ -30,8 +30,16 @@ location, the first check's finding winning):
    (:mod:`resources.validation.r4b_accepts`) cannot show that it would find nothing; the
    findings are the same, at a tenth of the cost for valid resources.
 
-Not evaluated: FHIRPath invariants (ele-1 beyond empty elements, dom-*, obs-*, ...), terminology
-bindings other than the required codes the schema lists, reference targets, profiles.
+Not evaluated on every write: FHIRPath invariants (ele-1 beyond empty elements, dom-*, obs-*,
+...), terminology bindings other than the required codes the schema lists, reference targets.
+
+**Profiles** (:mod:`resources.validation.profiles`, spec profiling.html) are a fourth check, run
+where a caller asks for it (``$validate`` with ``profile`` or ``meta.profile``; writes with
+``HEARTH_ENFORCE_PROFILES``): :func:`validate_profile` walks a resource against one
+StructureDefinition's snapshot, with the other StructureDefinitions and value-set membership
+supplied by the caller (:class:`Sources`); :mod:`resources.validation.core` holds the R4 core
+profiles and extension definitions shipped in ``resources/data`` (:func:`core_profiles`,
+``CORE_FILES``). Profile invariants are evaluated there, with fhirpathpy.
 
 Codes (IssueType): ``structure`` (unknown element, wrong JSON type, empty element, misplaced
 null), ``required`` (missing mandatory element), ``value`` (bad primitive format, bad code),
@@ -46,8 +54,27 @@ from typing import Any
 
 from resources.errors import Issue
 from resources.validation import r4b, r4b_accepts, schema_issues
+from resources.validation.core import FILES as CORE_FILES
+from resources.validation.core import base_definition_type, core_profiles
+from resources.validation.profiles import Sources, nested_resources, validate_profile
 from resources.validation.schema import expression, r4_resource_types, schema
 from resources.validation.structure import inspect
+
+__all__ = [
+    "CORE_FILES",
+    "ResourceBody",
+    "Sources",
+    "base_definition_type",
+    "core_profiles",
+    "is_resource_type",
+    "nested_resources",
+    "prepare",
+    "resource_body",
+    "resource_types",
+    "validate",
+    "validate_profile",
+    "validate_resource",
+]
 
 
 def resource_types() -> frozenset[str]:

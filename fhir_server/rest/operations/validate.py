@@ -3,12 +3,21 @@
 ``POST [base]/[type]/$validate`` with the resource (or a Parameters with a ``resource`` part);
 ``GET|POST [base]/[type]/[id]/$validate`` validates the stored version. Returns an
 OperationOutcome (200) listing every issue, or one informational issue when all is well.
+
+Besides the base R4 validation, the resource is validated against each profile named by a
+``profile`` input (the query or a Parameters part; R4 names one, several are accepted) and each
+profile its own ``meta.profile`` declares, and each contained resource and Bundle entry against
+those it declares (docs/validation.md): StructureDefinitions stored here or
+the R4 core profiles shipped with Hearth (``fhir_server/runtime/profiles.py``). An unknown profile
+is an error issue. A profile finding at a location the base validation already faulted is left
+out (one issue per location, the base one).
 """
 
 from __future__ import annotations
 
 from fhir_server.rest.context import Context, FhirRequest, Reply
 from fhir_server.rest.operations.spec import Operation, Permission
+from fhir_server.runtime import profiles
 from resources.errors import Invalid
 from resources.validation import validate_resource
 
@@ -32,7 +41,15 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
             }
         ]
     else:
-        issues = [i.to_fhir() for i in validate_resource(resource)]
+        found = validate_resource(resource)
+        if isinstance(resource, dict) and not any(i.expression == ("resourceType",) for i in found):
+            faulted = {i.expression for i in found if i.expression}
+            found += [
+                i
+                for i in profiles.of(ctx).validate(resource, req.params.texts("profile"))
+                if not i.expression or i.expression not in faulted
+            ]
+        issues = [i.to_fhir() for i in found]
     if not issues:
         issues = [{"severity": "information", "code": "informational", "diagnostics": "All OK"}]
     return Reply(200, {"resourceType": "OperationOutcome", "issue": issues})
