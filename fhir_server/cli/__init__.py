@@ -176,11 +176,30 @@ def _dicom_store(settings: Settings):  # type: ignore[no-untyped-def]
     return InstanceStore(settings.data_dir)
 
 
+def _failed_ai_exports(settings: Settings) -> None:
+    """The AI results whose DICOM objects could not be pushed (docs/dicom.md)."""
+    from fhir_server.dicom.ai_export import JOB_KIND
+    from fhir_server.runtime.app import build_context
+    from resources.jobs import queue
+
+    ctx = build_context(settings)
+    try:
+        for job in queue.failed(ctx.repo, [JOB_KIND]):
+            click.echo(
+                f"AI result {job.task_ref}\tDICOM push FAILED after {job.attempts} attempts"
+                f" ({job.last_error})"
+            )
+    finally:
+        ctx.repo.engine.dispose()
+
+
 @main.command("dicom-pending")
 def dicom_pending() -> None:
     """List DICOM instances acknowledged to their sender but not yet in an ImagingStudy, and the
     studies whose writes kept failing (dead-lettered; `hearth dicom-replay` retries them)."""
-    store = _dicom_store(_settings())
+    settings = _settings()
+    _failed_ai_exports(settings)
+    store = _dicom_store(settings)
     pending, failed = store.pending(), store.failed()
     if not pending:
         click.echo("no DICOM instances pending")

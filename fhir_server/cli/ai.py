@@ -81,6 +81,24 @@ def worker(database_url, batch_size, once, poll, interval, notify, no_ai) -> Non
             lease=timedelta(seconds=settings.worker_lease_seconds),
         )
 
+    dicom_exporter = None
+
+    def dicom_ai_pass() -> int:  # AI results to DICOM SR / SC, pushed to the PACS (docs/dicom.md)
+        nonlocal dicom_exporter
+        from fhir_server.dicom import ai_export
+
+        if not settings.dicom_ai_objects:
+            return 0
+        if dicom_exporter is None:
+            from fhir_server.dicom import service as dicom_service
+            from inference.worker_name import worker_name
+
+            dicom = dicom_service.start(ctx.repo, settings, listen=False, replay=False)
+            dicom_exporter = ai_export.Exporter(
+                ctx.repo, settings, dicom, f"dicom-ai:{worker_name()}"
+            )
+        return dicom_exporter.run_once()
+
     def workflow_pass() -> None:
         done = workflow_worker.run_once(
             ctx.repo,
@@ -107,6 +125,7 @@ def worker(database_url, batch_size, once, poll, interval, notify, no_ai) -> Non
             if runner is not None:
                 click.echo(f"ran {total} job(s)")
             click.echo(f"ran {export_pass()} export(s)")
+            click.echo(f"exported {dicom_ai_pass()} AI result(s) to DICOM")
             workflow_pass()
             return
         stop = threading.Event()
@@ -138,6 +157,10 @@ def worker(database_url, batch_size, once, poll, interval, notify, no_ai) -> Non
                 busy += export_pass()
             except Exception:  # the queue retries what failed
                 logging.getLogger(__name__).exception("bulk export failed")
+            try:
+                busy += dicom_ai_pass()
+            except Exception:  # the queue retries what failed
+                logging.getLogger(__name__).exception("AI DICOM export failed")
             if not busy:
                 timeout = max(0.0, min(poll, next_pass - time.monotonic()))
                 logging.getLogger(__name__).debug("idle: waiting up to %.1f s for work", timeout)
@@ -146,6 +169,8 @@ def worker(database_url, batch_size, once, poll, interval, notify, no_ai) -> Non
         notifier.join(timeout=30)
     finally:
         deliverer.close()
+        if dicom_exporter is not None:
+            dicom_exporter.dicom.stop()
         ctx.repo.engine.dispose()
 
 

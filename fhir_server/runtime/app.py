@@ -17,6 +17,7 @@ from fhir_server import __version__
 from fhir_server.auth import endpoints
 from fhir_server.auth.bodylimit import AuthBodyLimit
 from fhir_server.auth.service import AuthService
+from fhir_server.dicom import ai_export
 from fhir_server.dicom import service as dicom_service
 from fhir_server.dicom import web as dicomweb
 from fhir_server.hl7v2 import mllp
@@ -68,6 +69,7 @@ def build_context(settings: Settings, search: SearchEngine | None = None) -> Con
     terminology.install(ctx)  # ValueSet / CodeSystem lookups for search and $expand & co.
     profiles.install(ctx)  # StructureDefinitions for $validate (and HEARTH_ENFORCE_PROFILES)
     subscriptions.install(ctx)  # rest-hook endpoint rules on Subscription writes
+    ai_export.install(ctx.repo, settings)  # AI results of a study → its DICOM SR / SC job
     return ctx
 
 

@@ -90,6 +90,19 @@ class Settings(BaseSettings):
     dicom_destinations: str = Field(
         "", description="C-MOVE destinations: AE@host:port, comma-separated"
     )
+    dicom_ai_objects: bool = Field(
+        True,
+        description="Store an AI result about an ImagingStudy as DICOM (SR and heatmap Secondary "
+        "Capture) in its study",
+    )
+    dicom_ai_destinations: str = Field(
+        "",
+        description="AE titles (of HEARTH_DICOM_DESTINATIONS) the AI's DICOM objects are "
+        "pushed to by C-STORE, comma-separated",
+    )
+    dicom_ai_max_attempts: int = Field(
+        6, ge=1, le=100, description="Attempts to push an AI result before it is dead-lettered"
+    )
     dicom_quiet_seconds: float = Field(
         30.0, ge=0, description="A study is complete after this long with no new instance"
     )

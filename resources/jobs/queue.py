@@ -226,6 +226,20 @@ def release(u: Unit, job: Job, worker: str, delay: timedelta) -> bool:
     return result.rowcount == 1
 
 
+def failed(repo: Repository, kinds: Sequence[str]) -> list[Job]:
+    """The dead-lettered jobs of ``kinds`` (attempts used up), oldest first."""
+
+    def run(u: Unit) -> list[Job]:
+        rows = u.conn.execute(
+            sa.select(work_queue)
+            .where(work_queue.c.kind.in_(list(kinds)), work_queue.c.state == FAILED)
+            .order_by(work_queue.c.updated)
+        )
+        return [_job(r) for r in rows]
+
+    return repo.read(run)
+
+
 def get(repo: Repository, job_id: str) -> Job | None:
     def run(u: Unit) -> Job | None:
         row = u.conn.execute(sa.select(work_queue).where(work_queue.c.id == job_id)).first()

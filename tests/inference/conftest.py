@@ -35,13 +35,16 @@ def fhir(ai_server):  # type: ignore[no-untyped-def]
         yield c
 
 
-def run_worker(server, *extra: str) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
-    """``hearth worker --once`` against the test server's database."""
+def run_worker(
+    server, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
+    """``hearth worker --once`` against the test server's database (``env``: more settings)."""
     env = {
         **os.environ,
         "HEARTH_DATABASE_URL": server.database_url,
         "HEARTH_BASE_URL": server.root,
         "HEARTH_DATA_DIR": str(server.data_dir),
+        **(env or {}),
     }
     hearth = Path(sys.executable).with_name("hearth")
     done = subprocess.run(
