@@ -11,6 +11,7 @@ are ignored for every other token. The engine below only ever sees the ``Actor``
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from fhir_server.rest.context import Context, FhirRequest
@@ -39,6 +40,40 @@ def actor_of(ctx: Context, req: FhirRequest) -> Actor:
     if role == "system":
         raise Invalid("the system role is Hearth's own; a request cannot act as it")
     return Actor(role.strip(), reference.strip())
+
+
+# Why the appointment operations check the scopes themselves (their ``Permission.self_checked``).
+APPOINTMENT_SCOPES = (
+    "appointment_scopes (fhir_server/rest/workflow_http.py): Appointment c/u, or for a patient "
+    "user read on Appointment and only their own appointments"
+)
+
+
+def appointment_scopes(ctx: Context, req: FhirRequest, perm: str) -> Context:
+    """Who may call ``$book`` (``perm`` c), ``$accept``, ``$cancel``, ``$reschedule`` (u), and
+    the Context the operation runs with (docs/workflow.md, "Appointments").
+
+    Care staff and backends need the SMART permission on Appointment, as any write. A patient
+    user's scopes hold no write permission (their own record is read-only through REST); they
+    may take these steps on their own appointments, which the engine checks against their
+    ``fhirUser``, with a token that reads Appointment. The appointment is first read through the
+    patient's guarded repository, so another patient's (or an unverified proposal) answers 404
+    exactly as an unknown id; the engine then moves the Slot (in no compartment) with the
+    request's audit hook kept and the compartment guard set aside — the engine, not the guard,
+    decides what a patient may change."""
+    from fhir_server.auth.enforce import require
+
+    access = ctx.access
+    if access is None:
+        return ctx
+    if access.role != "patient" or access.patient is None:
+        require(access, "Appointment", perm)
+        return ctx
+    require(access, "Appointment", "r")
+    if req.res_id:
+        res_id = req.res_id
+        ctx.repo.read(lambda u: u.read("Appointment", res_id))
+    return replace(ctx, repo=ctx.repo.guarded(None, ctx.repo.on_commit, None))
 
 
 def parameters(**values: Any) -> dict:
