@@ -42,37 +42,48 @@ def actor_of(ctx: Context, req: FhirRequest) -> Actor:
     return Actor(role.strip(), reference.strip())
 
 
-# Why the appointment operations check the scopes themselves (their ``Permission.self_checked``).
+# Why the appointment operations and $start-case check the scopes themselves
+# (their ``Permission.self_checked``).
 APPOINTMENT_SCOPES = (
-    "appointment_scopes (fhir_server/rest/workflow_http.py): Appointment c/u, or for a patient "
+    "patient_step_scopes (fhir_server/rest/workflow_http.py): Appointment c/u, or for a patient "
     "user read on Appointment and only their own appointments"
+)
+START_CASE_SCOPES = (
+    "patient_step_scopes (fhir_server/rest/workflow_http.py): Task c, or for a patient user "
+    "read on Task, a case for themself about a record of their own"
 )
 
 
-def appointment_scopes(ctx: Context, req: FhirRequest, perm: str) -> Context:
-    """Who may call ``$book`` (``perm`` c), ``$accept``, ``$cancel``, ``$reschedule`` (u), and
-    the Context the operation runs with (docs/workflow.md, "Appointments").
+def patient_step_scopes(
+    ctx: Context, res_type: str, perm: str, own: tuple[str, ...] = ()
+) -> Context:
+    """Who may take a workflow step that writes ``res_type`` — ``$book`` (Appointment ``c``),
+    ``$accept``, ``$cancel``, ``$reschedule`` (Appointment ``u``), ``$start-case`` (Task ``c``)
+    — and the Context the operation runs with (docs/workflow.md, docs/security.md).
 
-    Care staff and backends need the SMART permission on Appointment, as any write. A patient
-    user's scopes hold no write permission (their own record is read-only through REST); they
-    may take these steps on their own appointments, which the engine checks against their
-    ``fhirUser``, with a token that reads Appointment. The appointment is first read through the
-    patient's guarded repository, so another patient's (or an unverified proposal) answers 404
-    exactly as an unknown id; the engine then moves the Slot (in no compartment) with the
-    request's audit hook kept and the compartment guard set aside — the engine, not the guard,
-    decides what a patient may change."""
+    Care staff and backends need the SMART permission ``perm`` on ``res_type``, as any write. A
+    patient user's scopes hold no such write permission (their record is not theirs to rewrite
+    through REST); they may take these steps for themself, which the engine checks against their
+    ``fhirUser``, with a token that reads ``res_type``. Each reference of ``own`` (the
+    appointment changed, the photo a case is about) is first read through the patient's guarded
+    repository, so another patient's record — or one still hidden from them, as an unverified
+    proposal — answers 404 exactly as an unknown id. The engine then writes (a Slot, the steps'
+    Tasks) with the request's audit hook kept and the compartment guard set aside: the engine,
+    not the guard, decides what a patient may do."""
     from fhir_server.auth.enforce import require
 
     access = ctx.access
     if access is None:
         return ctx
     if access.role != "patient" or access.patient is None:
-        require(access, "Appointment", perm)
+        require(access, res_type, perm)
         return ctx
-    require(access, "Appointment", "r")
-    if req.res_id:
-        res_id = req.res_id
-        ctx.repo.read(lambda u: u.read("Appointment", res_id))
+    require(access, res_type, "r")
+    for reference in own:
+        kind, _, res_id = reference.partition("/")
+        if not res_id:
+            raise Invalid(f"{reference!r} is not a reference of the form Type/id")
+        ctx.repo.read(lambda u, kind=kind, res_id=res_id: u.read(kind, res_id))
     return replace(ctx, repo=ctx.repo.guarded(None, ctx.repo.on_commit, None))
 
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from fhir_server.rest.context import Context, FhirRequest, Reply
 from fhir_server.rest.operations.spec import Operation, Permission
-from fhir_server.rest.workflow_http import APPOINTMENT_SCOPES, actor_of, appointment_scopes
+from fhir_server.rest.workflow_http import APPOINTMENT_SCOPES, actor_of, patient_step_scopes
 from workflow import appointments
 
 
 def run(ctx: Context, req: FhirRequest) -> Reply:
-    ctx = appointment_scopes(ctx, req, "u")
+    ctx = patient_step_scopes(ctx, "Appointment", "u", (f"Appointment/{req.res_id}",))
     return Reply(200, appointments.accept(ctx.repo, actor_of(ctx, req), req.res_id or ""))
 
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from fhir_server.rest.context import Context, FhirRequest, Reply
 from fhir_server.rest.operations.spec import Operation, Permission
-from fhir_server.rest.workflow_http import APPOINTMENT_SCOPES, actor_of, appointment_scopes
+from fhir_server.rest.workflow_http import APPOINTMENT_SCOPES, actor_of, patient_step_scopes
 from resources.errors import Invalid
 from workflow import appointments
 
 
 def run(ctx: Context, req: FhirRequest) -> Reply:
-    ctx = appointment_scopes(ctx, req, "c")
+    ctx = patient_step_scopes(ctx, "Appointment", "c")
     actor = actor_of(ctx, req)
     p = req.params
     slot = p.reference("slot", required=True) or ""

@@ -286,3 +286,69 @@ def test_binary_is_served_as_itself_when_its_type_is_asked_for(server, portal_ap
     )
     assert theirs.status_code == unknown.status_code == 404
     assert theirs.headers["content-type"].startswith("application/fhir+json")
+
+
+def _photo(server, patient: str, headers: dict) -> httpx.Response:  # type: ignore[no-untyped-def]
+    body = {
+        "resourceType": "Media",
+        "status": "completed",
+        "subject": {"reference": patient},
+        "content": {
+            "contentType": "image/jpeg",
+            "data": base64.b64encode(b"\xff\xd8\xff\xe0 not really a photo").decode(),
+            "title": "Lesion photo",
+        },
+    }
+    return httpx.post(f"{server.fhir}/Media", json=body, headers=headers)
+
+
+def test_patient_uploads_a_photo_and_starts_a_case_only_for_themself(server, portal_app):
+    tag = uuid.uuid4().hex[:6]
+    me, other = _patient(server, f"Up{tag}"), _patient(server, f"UpOther{tag}")
+    h = _token(server, portal_app, make_user(server, "patient", me), PORTAL_SCOPE)
+    mine = _photo(server, me, h)
+    assert mine.status_code == 201, mine.text
+    # A photo of another patient cannot be written (their compartment), nor used.
+    assert _photo(server, other, h).status_code == 403
+    theirs = _photo(server, other, server.headers).json()
+
+    def start(patient: str, focus: str) -> httpx.Response:
+        return _op(
+            server,
+            "Task/$start-case",
+            h,
+            {
+                "resourceType": "Parameters",
+                "parameter": [
+                    {"name": "caseType", "valueCode": "skin-screening"},
+                    {"name": "patient", "valueReference": {"reference": patient}},
+                    {"name": "focus", "valueReference": {"reference": focus}},
+                ],
+            },
+        )
+
+    on_theirs = start(me, f"Media/{theirs['id']}")
+    unknown = start(me, f"Media/none-{tag}")
+    assert on_theirs.status_code == unknown.status_code == 404, on_theirs.text
+    assert on_theirs.json()["issue"][0]["code"] == unknown.json()["issue"][0]["code"]
+    assert start(other, f"Media/{mine.json()['id']}").status_code == 403
+    started = start(me, f"Media/{mine.json()['id']}")
+    assert started.status_code == 201, started.text
+    case = started.json()
+    assert case["for"] == {"reference": me}
+    assert case["businessStatus"]["coding"][0]["code"] == "PENDING_AI"
+    # The patient follows their case with their own token.
+    seen = httpx.get(f"{server.fhir}/Task/{case['id']}", headers=h)
+    assert seen.status_code == 200
+    # Plain REST writes of Tasks stay closed to the patient.
+    forged = httpx.post(
+        f"{server.fhir}/Task",
+        json={
+            "resourceType": "Task",
+            "status": "requested",
+            "intent": "order",
+            "for": {"reference": me},
+        },
+        headers=h,
+    )
+    assert forged.status_code == 403
