@@ -20,7 +20,9 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from fhir_server.webapp import PORTAL_CLIENT_ID, portal_files
 from tests.fhir_server.auth.smart import make_user, store_of
+from tests.inference.conftest import run_worker
 from tests.servers import database_url, start_server
+from tests.shared import shared_path
 from tests.workflow.conftest import Fhir, person, ref
 
 expect.set_options(timeout=30_000)
@@ -38,6 +40,7 @@ def hearth(tmp_path_factory):  # type: ignore[no-untyped-def]
     tmp = tmp_path_factory.mktemp("portal")
     url, cleanup = database_url("sqlite", tmp)
     running = start_server("sqlite", url, data_dir=tmp / "data")
+    running.data_dir = tmp / "data"  # type: ignore[attr-defined]
     register_portal(running)
     yield running
     running.stop()
@@ -320,6 +323,74 @@ def test_patient_uses_the_portal(hearth, viewport):
         finally:
             browser.close()
     assert not outside, outside
+    operator.close()
+
+
+def test_patient_sends_a_skin_photo_from_a_phone(hearth):
+    operator = Fhir(hearth.fhir, hearth.headers)
+    me = person(operator, "Patient", f"Photo{uuid.uuid4().hex[:6]}")
+    user = make_user(hearth, "patient", ref(me))
+    photo = shared_path("data", "skin_photos", "ISIC_0024310.jpg")
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        try:
+            context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+            page = context.new_page()
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            sign_in(page, hearth.root, user)
+            page.get_by_role("link", name="Photos").click()
+            expect(page.get_by_text("You have not sent any photos yet.")).to_be_visible()
+            chooser = page.get_by_label("Take or choose a photo")
+            # The phone's camera is offered (capture), and only photos are accepted.
+            assert chooser.get_attribute("capture") == "environment"
+            assert chooser.get_attribute("accept") == "image/jpeg,image/png"
+            send = page.get_by_role("button", name="Send the photo")
+            expect(send).to_be_disabled()
+            # Not a photo: said in plain words, nothing is sent.
+            chooser.set_input_files(
+                {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a photo"}
+            )
+            send.click()
+            expect(page.get_by_role("alert")).to_contain_text("not a photo we can use")
+            assert operator.search("Media", subject=ref(me)) == []
+            chooser.set_input_files(str(photo))
+            expect(page.get_by_role("img", name="The photo you chose")).to_be_visible()
+            page.get_by_label("Where on your body is it?").select_option(label="Back")
+            send.click()
+            expect(page.get_by_role("status")).to_contain_text("Photo sent")
+            card = page.locator("[data-media]")
+            expect(card).to_have_count(1)
+            expect(card).to_contain_text("Received — waiting for the computer analysis")
+            expect(card).to_contain_text("Back")
+            expect(card.get_by_role("img")).to_be_visible()
+            page.wait_for_function("document.querySelector('[data-media] img').naturalWidth > 0")
+            shot(page, "portal-photos-phone")
+
+            # On the server: the photo (a JPEG) and a skin-screening case about it, for this patient.
+            [media] = operator.search("Media", subject=ref(me))
+            assert media["content"]["contentType"] == "image/jpeg"
+            assert base64.b64decode(media["content"]["data"])[:3] == b"\xff\xd8\xff"
+            assert media["bodySite"] == {"text": "Back"}
+            cases = operator.search("Task", focus=f"Media/{media['id']}")
+            [case] = [c for c in cases if "partOf" not in c]
+            assert case["for"] == {"reference": ref(me)}
+            assert case["businessStatus"]["coding"][0]["code"] == "PENDING_AI"
+
+            # The real skin classifier runs; until a clinician verifies it the patient is told
+            # only that the photo is being looked at, never the AI's finding.
+            assert "ran" in run_worker(hearth).stdout
+            assert (
+                operator.get(f"/Task/{case['id']}")["businessStatus"]["coding"][0]["code"]
+                == "AI_ANALYZED"
+            )
+            page.reload()
+            expect(card).to_contain_text("Being looked at by your care team")
+            shot(page, "portal-photos-analysed-phone")
+            assert fits(page)
+            assert not errors, errors
+        finally:
+            browser.close()
     operator.close()
 
 

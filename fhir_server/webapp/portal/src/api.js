@@ -16,6 +16,11 @@ function outcomeText(body) {
   return issues.map((i) => i.diagnostics || i.details?.text || i.code).filter(Boolean).join("; ");
 }
 
+function errorOf(status, detail) {
+  const key = { 403: "errForbidden", 404: "errNotFound", 409: "errConflict", 412: "errConflict", 413: "errTooLarge" }[status];
+  return new ApiError(t(key || "errOther", { detail, status }), status);
+}
+
 export function makeApi(token, onExpired) {
   async function call(path, { method = "GET", body, accept = "application/fhir+json" } = {}) {
     let resp;
@@ -43,8 +48,7 @@ export function makeApi(token, onExpired) {
       } catch {
         detail = resp.statusText;
       }
-      const key = { 403: "errForbidden", 404: "errNotFound", 409: "errConflict", 412: "errConflict" }[resp.status];
-      throw new ApiError(t(key || "errOther", { detail, status: resp.status }), resp.status);
+      throw errorOf(resp.status, detail);
     }
     if (accept !== "application/fhir+json") return resp.blob();
     return resp.status === 204 ? null : resp.json();
@@ -59,5 +63,37 @@ export function makeApi(token, onExpired) {
     return call(path, { method: "POST", body: { resourceType: "Parameters", parameter: params } });
   }
 
-  return { call, search, op };
+  /** POST a resource with upload progress (XMLHttpRequest: fetch reports none); the created
+   *  resource, or the same errors as `call`. */
+  function upload(type, resource, onProgress) {
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", `${BASE}/${type}`);
+      xhr.setRequestHeader("Authorization", `Bearer ${token}`);
+      xhr.setRequestHeader("Accept", "application/fhir+json");
+      xhr.setRequestHeader("Content-Type", "application/fhir+json");
+      xhr.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded / e.total);
+      xhr.onerror = () => reject(new ApiError(t("errNetwork"), 0));
+      xhr.onload = () => {
+        let body = null;
+        try {
+          body = JSON.parse(xhr.responseText);
+        } catch {
+          body = null;
+        }
+        if (xhr.status === 401) {
+          onExpired();
+          reject(new ApiError(t("errSession"), 401));
+        } else if (xhr.status >= 200 && xhr.status < 300) {
+          onProgress(1);
+          resolve(body);
+        } else {
+          reject(errorOf(xhr.status, outcomeText(body) || xhr.statusText));
+        }
+      };
+      xhr.send(JSON.stringify(resource));
+    });
+  }
+
+  return { call, search, op, upload };
 }

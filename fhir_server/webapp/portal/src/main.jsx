@@ -5,6 +5,7 @@ import { makeApi } from "./api.js";
 import { AppointmentsScreen } from "./appointments.jsx";
 import { HomeScreen } from "./home.jsx";
 import { MessagesScreen } from "./messages.jsx";
+import { PhotosScreen } from "./photos.jsx";
 import { resume, session, signIn, signOut } from "./smart.js";
 import { t } from "./strings.js";
 import "./portal.css";
@@ -13,6 +14,7 @@ const ROUTES = {
   "#/": { label: "navHome", Screen: HomeScreen },
   "#/appointments": { label: "navAppointments", Screen: AppointmentsScreen },
   "#/messages": { label: "navMessages", Screen: MessagesScreen },
+  "#/photos": { label: "navPhotos", Screen: PhotosScreen },
 };
 
 function useRoute() {
