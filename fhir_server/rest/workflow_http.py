@@ -11,11 +11,13 @@ are ignored for every other token. The engine below only ever sees the ``Actor``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from fhir_server.rest.context import Context, FhirRequest
 from resources.errors import Forbidden, Invalid, Unauthorized
+from resources.storage.repository import Unit
 from workflow.actors import Actor
 
 ROLE_HEADER = "x-hearth-role"
@@ -83,8 +85,12 @@ def patient_step_scopes(
         kind, _, res_id = reference.partition("/")
         if not res_id:
             raise Invalid(f"{reference!r} is not a reference of the form Type/id")
-        ctx.repo.read(lambda u, kind=kind, res_id=res_id: u.read(kind, res_id))
+        ctx.repo.read(_reader(kind, res_id))
     return replace(ctx, repo=ctx.repo.guarded(None, ctx.repo.on_commit, None))
+
+
+def _reader(res_type: str, res_id: str) -> Callable[[Unit], object]:
+    return lambda u: u.read(res_type, res_id)
 
 
 def parameters(**values: Any) -> dict:
