@@ -57,7 +57,7 @@ def register_portal(server) -> None:  # type: ignore[no-untyped-def]
             store,
             "Hearth patient portal",
             "public",
-            scope="openid fhirUser patient/*.cruds",
+            scope="openid fhirUser patient/*.cruds user/*.cruds",
             redirect_uris=[f"{server.root}/app/portal/"],
             client_id=PORTAL_CLIENT_ID,
         )
@@ -183,7 +183,7 @@ def record(fhir: Fhir) -> dict:
 
 def sign_in(page: Page, root: str, user) -> None:  # type: ignore[no-untyped-def]
     page.goto(f"{root}/app/portal/")
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     page.get_by_label("User name").fill(user.username)
     page.get_by_label("Password").fill(user.password)
     page.get_by_role("button", name="Sign in").click()
@@ -317,7 +317,7 @@ def test_patient_uses_the_portal(hearth, viewport):
 
             # Sign out: the token is revoked and this tab forgets it.
             page.get_by_role("button", name="Sign out").click()
-            expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+            expect(page.get_by_role("button", name="Sign in", exact=True)).to_be_visible()
             assert page.evaluate("sessionStorage.length") == 0
             assert not errors, errors
         finally:
@@ -394,6 +394,97 @@ def test_patient_sends_a_skin_photo_from_a_phone(hearth):
     operator.close()
 
 
+def test_cadre_registers_a_patient_and_starts_a_screening_on_a_phone(hearth):
+    from tests.fhir_server.auth.smart import give_role
+
+    operator = Fhir(hearth.fhir, hearth.headers)
+    tag = uuid.uuid4().hex[:6]
+    cadre = ref(person(operator, "Practitioner", f"Cadre{tag}"))
+    doctor = person(operator, "Practitioner", f"Referral{tag}")
+    give_role(hearth, ref(doctor), "doctor")  # listed under "Refer to doctor"
+    user = make_user(hearth, "cadre", cadre)
+    photo = shared_path("data", "skin_photos", "ISIC_0024872.jpg")
+    family = f"Wanjiru{tag}"
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        try:
+            context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+            page = context.new_page()
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{hearth.root}/app/portal/")
+            page.get_by_role("button", name="Sign in as a community health worker").click()
+            page.get_by_label("User name").fill(user.username)
+            page.get_by_label("Password").fill(user.password)
+            page.get_by_label("Authenticator code or recovery code").fill(user.totp.now())  # type: ignore[union-attr]
+            page.get_by_role("button", name="Sign in").click()
+            expect(page.get_by_role("heading", name="Find a patient")).to_be_visible()
+
+            # Not found yet: register them.
+            page.get_by_label("Name of the patient").fill(family)
+            page.get_by_role("button", name="Find").click()
+            expect(page.get_by_text("No patient with this name")).to_be_visible()
+            page.get_by_role("main").get_by_role("link", name="Register a patient").click()
+            page.get_by_label("Given name").fill("Amani")
+            page.get_by_label("Family name").fill(family)
+            page.get_by_label("Date of birth").fill("1970-03-14")
+            page.get_by_label("Sex").select_option("female")
+            page.get_by_label("Mobile phone (optional)").fill("+254700000001")
+            shot(page, "cadre-register-phone")
+            page.get_by_role("button", name="Register").click()
+            expect(page.get_by_role("heading", name=f"Amani {family}")).to_be_visible()
+            expect(page.get_by_role("status")).to_contain_text("is registered")
+            [registered] = operator.search("Patient", family=family)
+            assert registered["birthDate"] == "1970-03-14" and registered["gender"] == "female"
+            assert registered["telecom"] == [
+                {"system": "phone", "value": "+254700000001", "use": "mobile"}
+            ]
+
+            # The screening: photo, body site, the chosen doctor, urgent, consent.
+            page.get_by_label("Take or choose a photo").set_input_files(str(photo))
+            page.get_by_label("Where on the body is the spot?").select_option(label="Arm")
+            page.get_by_label("Refer to doctor").select_option(label=f"Test Referral{tag}")
+            page.get_by_label("Priority").select_option("urgent")
+            page.get_by_label("Note for the doctor (optional)").fill("Grew in 3 months")
+            start = page.get_by_role("button", name="Send the photo and start the screening")
+            start.click()  # without consent the browser keeps the form
+            assert page.get_by_label("The patient agreed").evaluate("e => e.matches(':invalid')")
+            assert operator.search("Media", subject=ref(registered)) == []
+            page.get_by_label("The patient agreed").check()
+            start.click()
+            expect(page.get_by_role("status")).to_contain_text("Screening started")
+            card = page.locator("[data-case]")
+            expect(card).to_have_count(1)
+            expect(card).to_contain_text("Waiting for the computer analysis")
+            expect(card).to_contain_text("Urgent")
+            shot(page, "cadre-screening-phone")
+            assert fits(page)
+
+            [media] = operator.search("Media", subject=ref(registered))
+            assert media["bodySite"] == {"text": "Arm"}
+            [case] = [
+                c
+                for c in operator.search("Task", focus=f"Media/{media['id']}")
+                if "partOf" not in c
+            ]
+            assert case["for"] == {"reference": ref(registered)}
+            assert case["priority"] == "urgent"
+            assert case["requester"] == {"reference": cadre}
+            order = operator.get(f"/{case['basedOn'][0]['reference']}")
+            assert order["performer"] == [{"reference": ref(doctor)}]
+            assert "Grew in 3 months" in str(case.get("note"))
+
+            # Found by name afterwards.
+            page.get_by_role("navigation").get_by_role("link", name="Find a patient").click()
+            page.get_by_label("Name of the patient").fill(family)
+            page.get_by_role("button", name="Find").click()
+            expect(page.get_by_role("link", name=f"Amani {family}")).to_be_visible()
+            assert not errors, errors
+        finally:
+            browser.close()
+    operator.close()
+
+
 def test_staff_sign_in_is_sent_to_the_clinicians_app(hearth):
     operator = Fhir(hearth.fhir, hearth.headers)
     doctor = ref(person(operator, "Practitioner", "PortalDoctor"))
@@ -403,12 +494,12 @@ def test_staff_sign_in_is_sent_to_the_clinicians_app(hearth):
         try:
             page = browser.new_page()
             page.goto(f"{hearth.root}/app/portal/")
-            page.get_by_role("button", name="Sign in").click()
+            page.get_by_role("button", name="Sign in", exact=True).click()
             page.get_by_label("User name").fill(user.username)
             page.get_by_label("Password").fill(user.password)
             page.get_by_label("Authenticator code or recovery code").fill(user.totp.now())  # type: ignore[union-attr]
             page.get_by_role("button", name="Sign in").click()
-            expect(page.get_by_text("This portal is for patients.")).to_be_visible()
+            expect(page.get_by_text("This portal is for patients and community")).to_be_visible()
             expect(page.get_by_role("link", name="Open the clinicians' app")).to_have_attribute(
                 "href", "/app/"
             )

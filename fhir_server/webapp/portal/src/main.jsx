@@ -6,7 +6,8 @@ import { AppointmentsScreen } from "./appointments.jsx";
 import { HomeScreen } from "./home.jsx";
 import { MessagesScreen } from "./messages.jsx";
 import { PhotosScreen } from "./photos.jsx";
-import { resume, session, signIn, signOut } from "./smart.js";
+import { CadreScreens } from "./cadre.jsx";
+import { CADRE_SCOPE, resume, session, signIn, signOut } from "./smart.js";
 import { t } from "./strings.js";
 import "./portal.css";
 
@@ -43,7 +44,8 @@ function SignIn({ error }) {
       <h1>{t("appName")}</h1>
       <p>{t("signInIntro")}</p>
       {error && <div class="alert" role="alert">{error}</div>}
-      <button class="primary" type="button" onClick={() => signIn()}>{t("signIn")}</button>
+      <p><button class="primary" type="button" onClick={() => signIn()}>{t("signIn")}</button></p>
+      <p><button type="button" onClick={() => signIn(CADRE_SCOPE)}>{t("signInCadre")}</button></p>
     </main>
   );
 }
@@ -65,10 +67,25 @@ function Portal({ client, onSignedOut }) {
   };
   const header = (
     <header>
-      <span class="brand">{t("appName")}</span>
+      <span class="brand">{t(me.role === "cadre" ? "appNameCadre" : "appName")}</span>
       <button type="button" onClick={out}>{t("signOut")}</button>
     </header>
   );
+  if (me.role === "cadre") {
+    return (
+      <>
+        {header}
+        <nav aria-label={t("nav")}>
+          <a href="#/">{t("navFind")}</a>
+          <a href="#/register">{t("navRegister")}</a>
+        </nav>
+        <Notice notice={notice} />
+        <main>
+          <CadreScreens api={api} say={say} />
+        </main>
+      </>
+    );
+  }
   if (me.role !== "patient" || !me.patient) {
     return (
       <>

@@ -1,35 +1,12 @@
 // Photos: send a skin photo (camera on a phone, a file or drag-and-drop), which starts a
 // skin-screening case, and follow each photo's case.
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import { when } from "./format.js";
 import { useLoad } from "./hooks.js";
+import { BODY_SITES, BodySite, PhotoInput, Progress, sendPhoto } from "./photo.js";
 import { t } from "./strings.js";
 
 const CASE_SYSTEM = "http://hearth.local/fhir/CodeSystem/workflow-case";
-const MAX_SIDE = 2048; // photos are made smaller before sending: the analysis needs far less
-const BODY_SITES = ["siteHead", "siteChest", "siteBack", "siteArm", "siteHand", "siteLeg", "siteFoot", "siteOther"];
-
-/** The photo as a JPEG of at most MAX_SIDE pixels a side, base64. */
-async function prepare(file) {
-  if (!/^image\/(jpeg|png)$/.test(file.type)) throw new Error(t("photoType"));
-  let bitmap;
-  try {
-    bitmap = await createImageBitmap(file);
-  } catch {
-    throw new Error(t("photoType"));
-  }
-  const scale = Math.min(1, MAX_SIDE / Math.max(bitmap.width, bitmap.height));
-  const canvas = document.createElement("canvas");
-  canvas.width = Math.round(bitmap.width * scale);
-  canvas.height = Math.round(bitmap.height * scale);
-  canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
-  const blob = await new Promise((ok) => canvas.toBlob(ok, "image/jpeg", 0.9));
-  const bytes = new Uint8Array(await blob.arrayBuffer());
-  let binary = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  return btoa(binary);
-}
-
 function statusOf(caseTask) {
   if (!caseTask) return t("caseReviewing");
   const code = caseTask.businessStatus?.coding?.[0]?.code || "";
@@ -84,40 +61,15 @@ function PhotoList({ api, patient, version }) {
 export function PhotosScreen({ api, patient, say }) {
   const P = `Patient/${patient}`;
   const [file, setFile] = useState(null);
-  const [preview, setPreview] = useState(null);
   const [site, setSite] = useState(BODY_SITES[0]);
   const [progress, setProgress] = useState(null);
   const [version, setVersion] = useState(0);
-  const [dragging, setDragging] = useState(false);
-  const input = useRef(null);
-  useEffect(() => {
-    if (!file) return undefined;
-    const url = URL.createObjectURL(file);
-    setPreview(url);
-    return () => URL.revokeObjectURL(url);
-  }, [file]);
-  const pick = (f) => {
-    say.clear();
-    if (f) setFile(f);
-  };
   const send = async (ev) => {
     ev.preventDefault();
     if (!file) return;
     try {
       setProgress(0);
-      const data = await prepare(file);
-      const media = await api.upload(
-        "Media",
-        {
-          resourceType: "Media",
-          status: "completed",
-          subject: { reference: P },
-          createdDateTime: new Date().toISOString(),
-          bodySite: { text: t(site) },
-          content: { contentType: "image/jpeg", data, title: t("photoTitle") },
-        },
-        (fraction) => setProgress(fraction),
-      );
+      const media = await sendPhoto(api, P, file, t(site), setProgress);
       await api.op("Task/$start-case", [
         { name: "caseType", valueCode: "skin-screening" },
         { name: "patient", valueReference: { reference: P } },
@@ -125,8 +77,6 @@ export function PhotosScreen({ api, patient, say }) {
       ]);
       say.ok(t("photoSent"));
       setFile(null);
-      setPreview(null);
-      if (input.current) input.current.value = "";
       setVersion((v) => v + 1);
     } catch (e) {
       say.error(e);
@@ -140,43 +90,15 @@ export function PhotosScreen({ api, patient, say }) {
       <form class="upload" onSubmit={send}>
         <h2>{t("sendPhoto")}</h2>
         <p>{t("sendPhotoIntro")}</p>
-        <div
-          class={`drop${dragging ? " dragging" : ""}`}
-          onDragOver={(e) => {
-            e.preventDefault();
-            setDragging(true);
+        <PhotoInput
+          file={file}
+          onFile={(f) => {
+            say.clear();
+            setFile(f);
           }}
-          onDragLeave={() => setDragging(false)}
-          onDrop={(e) => {
-            e.preventDefault();
-            setDragging(false);
-            pick(e.dataTransfer.files[0]);
-          }}
-        >
-          <label for="photo">{t("choosePhoto")}</label>
-          <input
-            id="photo"
-            ref={input}
-            type="file"
-            accept="image/jpeg,image/png"
-            capture="environment"
-            onChange={(e) => pick(e.currentTarget.files[0])}
-          />
-          <p class="meta">{t("dropHint")}</p>
-        </div>
-        {preview && <img class="preview" src={preview} alt={t("previewAlt")} />}
-        <label for="site">{t("bodySite")}</label>
-        <select id="site" value={site} onChange={(e) => setSite(e.currentTarget.value)}>
-          {BODY_SITES.map((s) => (
-            <option value={s}>{t(s)}</option>
-          ))}
-        </select>
-        {progress !== null && (
-          <p>
-            <label for="progress">{t("sending")}</label>
-            <progress id="progress" max="1" value={progress} />
-          </p>
-        )}
+        />
+        <BodySite value={site} onChange={setSite} sites={BODY_SITES} />
+        <Progress value={progress} />
         <button class="primary" type="submit" disabled={!file || progress !== null}>{t("sendPhotoButton")}</button>
       </form>
       <section aria-labelledby="photos-h">

@@ -8,13 +8,15 @@ export const CLIENT_ID = "hearth-portal";
 // Read the patient's record; write what the patient may write (the role's ceiling narrows
 // `patient/*.cruds`: messages; appointments change through $book/$accept/$cancel).
 export const SCOPE = "openid fhirUser patient/*.cruds";
+// A community health worker works across patients: user-level scopes, cut to the cadre's ceiling.
+export const CADRE_SCOPE = "openid fhirUser user/*.cruds";
 const FHIR_BASE = `${location.origin}/fhir`;
 const REDIRECT = `${location.origin}/app/portal/`;
 
-export function signIn() {
+export function signIn(scope = SCOPE) {
   return FHIR.oauth2.authorize({
     clientId: CLIENT_ID,
-    scope: SCOPE,
+    scope,
     redirectUri: REDIRECT,
     iss: FHIR_BASE,
     pkceMode: "required",
@@ -42,7 +44,7 @@ export function session(client) {
   const id = client.getIdToken() || {};
   return {
     token: client.state.tokenResponse?.access_token,
-    patient: client.patient.id,
+    patient: client.getState("tokenResponse.patient") || null,
     fhirUser: client.getFhirUser(),
     role: id.hearth_role,
   };
