@@ -288,6 +288,23 @@ def test_patient_uses_the_portal(hearth, viewport):
             assert booked["description"] == "Follow-up of my mole"
             assert operator.get(f"/Slot/{first['id']}")["status"] == "busy"
             shot(page, f"portal-booked-{viewport}")
+
+            # Move it to the other free time ($reschedule): the first Slot is free again.
+            second = data["free"][1]
+            page.locator(f"[data-appointment='{booked['id']}']").get_by_role(
+                "button", name="Change the time"
+            ).click()
+            expect(page.get_by_role("heading", name="Choose a new time")).to_be_visible()
+            page.locator(f"[data-slot='{second['id']}']").click()
+            expect(page.get_by_role("status")).to_contain_text("Appointment moved")
+            moved = operator.get(f"/Appointment/{booked['id']}")
+            assert moved["slot"] == [{"reference": ref(second)}]
+            assert moved["status"] == "booked"
+            assert operator.get(f"/Slot/{first['id']}")["status"] == "free"
+            assert operator.get(f"/Slot/{second['id']}")["status"] == "busy"
+            expect(page.get_by_role("heading", name="Book an appointment")).to_be_visible()
+
+            # Cancel it: the Slot is free again.
             page.once("dialog", lambda d: d.accept())
             page.locator(f"[data-appointment='{booked['id']}']").get_by_role(
                 "button", name="Cancel appointment"
@@ -297,7 +314,7 @@ def test_patient_uses_the_portal(hearth, viewport):
                 "Cancelled"
             )
             assert operator.get(f"/Appointment/{booked['id']}")["status"] == "cancelled"
-            assert operator.get(f"/Slot/{first['id']}")["status"] == "free"
+            assert operator.get(f"/Slot/{second['id']}")["status"] == "free"
             expect(page.get_by_text(f"Someone else's visit {data['tag']}")).to_have_count(0)
             assert fits(page)
 

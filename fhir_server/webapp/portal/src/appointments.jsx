@@ -5,7 +5,7 @@ import { when } from "./format.js";
 import { useLoad } from "./hooks.js";
 import { t } from "./strings.js";
 
-export function AppointmentList({ appointments, api, say, onChange }) {
+export function AppointmentList({ appointments, api, say, onChange, onMove }) {
   const [busy, setBusy] = useState(null);
   const act = async (appt, action) => {
     if (action === "$cancel" && !confirm(t("cancelConfirm", { when: when(appt.start) }))) return;
@@ -34,6 +34,11 @@ export function AppointmentList({ appointments, api, say, onChange }) {
                 {t("accept")}
               </button>
             )}
+            {onMove && a.status === "booked" && (
+              <button type="button" disabled={busy === a.id} onClick={() => onMove(a)}>
+                {t("move")}
+              </button>
+            )}
             {["proposed", "pending", "booked"].includes(a.status) && (
               <button type="button" disabled={busy === a.id} onClick={() => act(a, "$cancel")}>
                 {t("cancel")}
@@ -46,13 +51,23 @@ export function AppointmentList({ appointments, api, say, onChange }) {
   );
 }
 
-function Book({ api, patient, say, onBooked }) {
+function Book({ api, patient, say, onBooked, moving, onStopMoving }) {
   const slots = useLoad(() => freeSlots(api), [api]);
   const [reason, setReason] = useState("");
   const [busy, setBusy] = useState(false);
   const book = async (slot) => {
     setBusy(true);
     try {
+      if (moving) {
+        const moved = await api.op(`Appointment/${moving.id}/$reschedule`, [
+          { name: "slot", valueReference: { reference: `Slot/${slot.id}` } },
+        ]);
+        say.ok(t("moved", { when: when(moved.start) }));
+        onStopMoving();
+        slots.reload();
+        onBooked();
+        return;
+      }
       const params = [
         { name: "slot", valueReference: { reference: `Slot/${slot.id}` } },
         { name: "patient", valueReference: { reference: `Patient/${patient}` } },
@@ -71,11 +86,17 @@ function Book({ api, patient, say, onBooked }) {
     }
   };
   return (
-    <section aria-labelledby="book-h">
-      <h2 id="book-h">{t("bookTitle")}</h2>
+    <section aria-labelledby="book-h" id="book">
+      <h2 id="book-h">{moving ? t("moveTitle", { when: when(moving.start) }) : t("bookTitle")}</h2>
       <p>{t("bookIntro")}</p>
-      <label for="reason">{t("reason")}</label>
-      <input id="reason" type="text" maxLength={500} value={reason} onInput={(e) => setReason(e.currentTarget.value)} />
+      {moving ? (
+        <button type="button" onClick={onStopMoving}>{t("keepTime")}</button>
+      ) : (
+        <>
+          <label for="reason">{t("reason")}</label>
+          <input id="reason" type="text" maxLength={500} value={reason} onInput={(e) => setReason(e.currentTarget.value)} />
+        </>
+      )}
       {slots.error && <div class="alert" role="alert">{slots.error.message}</div>}
       {slots.data && slots.data.length === 0 && <p>{t("noSlots")}</p>}
       {slots.data && (
@@ -83,7 +104,7 @@ function Book({ api, patient, say, onBooked }) {
           {slots.data.map((s) => (
             <li key={s.id}>
               <button type="button" disabled={busy} data-slot={s.id} onClick={() => book(s)}>
-                {t("book", { when: when(s.start) })}
+                {t(moving ? "moveTo" : "book", { when: when(s.start) })}
               </button>
             </li>
           ))}
@@ -96,12 +117,26 @@ function Book({ api, patient, say, onBooked }) {
 export function AppointmentsScreen({ api, patient, say }) {
   const P = `Patient/${patient}`;
   const list = useLoad(() => api.search("Appointment", { patient: P, _sort: "date", _count: "50" }), [api, P]);
+  const [moving, setMoving] = useState(null);
+  const move = (appt) => {
+    setMoving(appt);
+    document.getElementById("book")?.scrollIntoView();
+  };
   return (
     <>
       <h1>{t("appointments")}</h1>
       {list.error && <div class="alert" role="alert">{list.error.message}</div>}
-      {list.data && <AppointmentList appointments={list.data} api={api} say={say} onChange={list.reload} />}
-      <Book api={api} patient={patient} say={say} onBooked={list.reload} />
+      {list.data && (
+        <AppointmentList appointments={list.data} api={api} say={say} onChange={list.reload} onMove={move} />
+      )}
+      <Book
+        api={api}
+        patient={patient}
+        say={say}
+        onBooked={list.reload}
+        moving={moving}
+        onStopMoving={() => setMoving(null)}
+      />
     </>
   );
 }
