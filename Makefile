@@ -7,9 +7,25 @@ STAMP := $(VENV)/.installed
 export HEARTH_DATABASE_URL ?= sqlite:///var/hearth.db
 export HEARTH_DATA_DIR ?= var
 
-.PHONY: install system-deps run serve-pg test test-sqlite lint fmt bench bench-dicom bench-dicom-qr bench-ai bench-hl7v2 clean postgres dicom-tools chromium
+.PHONY: install webapp system-deps run serve-pg test test-sqlite lint fmt bench bench-dicom bench-dicom-qr bench-ai bench-hl7v2 clean postgres dicom-tools chromium
 
-install: $(STAMP)
+install: $(STAMP) webapp
+
+# The patient portal (fhir_server/webapp/portal: Vite + Preact, docs/webapp.md), built with the
+# machine's node 20 / npm from the committed package-lock.json into portal/dist/ (git ignores
+# it), which Hearth serves under /app/portal/. Rebuilt when the lockfile or a source changes.
+PORTAL := fhir_server/webapp/portal
+PORTAL_SRC := $(wildcard $(PORTAL)/src/*) $(PORTAL)/index.html $(PORTAL)/vite.config.js
+webapp: $(PORTAL)/dist/index.html
+
+$(PORTAL)/node_modules/.installed: $(PORTAL)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (node 20) is needed to build the patient portal: apt-get install nodejs npm"; exit 1; }
+	@cd $(PORTAL) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(PORTAL)/dist/index.html: $(PORTAL)/node_modules/.installed $(PORTAL_SRC)
+	@cd $(PORTAL) && npm run --silent build -- --logLevel warn
+	@echo "built the patient portal into $(PORTAL)/dist"
 
 # Re-installs only when pyproject.toml changes. torch is pinned to the local CPU build first so
 # that nothing later pulls a CUDA build (see README, "AI extra").
@@ -27,9 +43,11 @@ run: install
 	@if [ ! -f var/.demo-loaded ]; then $(BIN)/hearth load --quiet demo/ && touch var/.demo-loaded; fi
 	@if [ ! -f var/.demo-logins ]; then bash scripts/demo-logins.sh && touch var/.demo-logins; fi
 	@if [ ! -f var/.webapp-client ]; then bash scripts/webapp-client.sh && touch var/.webapp-client; fi
+	@if [ ! -f var/.portal-client ]; then bash scripts/portal-client.sh && touch var/.portal-client; fi
 	@echo ""
 	@echo "  Hearth is starting on http://127.0.0.1:8080  (FHIR base: http://127.0.0.1:8080/fhir)"
 	@echo "  Clinicians' web app: http://127.0.0.1:8080/app/  (sign in as demo-doctor, demo-pharmacist, ...)"
+	@echo "  Patient portal: http://127.0.0.1:8080/app/portal/  (sign in as demo-patient)"
 	@echo "  Demo logins (password hearth-demo-password): demo-patient, demo-doctor, demo-pharmacist,"
 	@echo "  demo-cadre, demo-admin. Staff need TOTP: QR codes and recovery codes are in var/demo-logins.txt"
 	@echo "  Try: curl -H \"Authorization: Bearer \$$($(BIN)/hearth token --client demo-ops --scope 'system/*.rs')\" \\"
@@ -94,4 +112,4 @@ bench-search: install postgres
 	@$(BIN)/python bench/search.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .ruff_cache $(PORTAL)/node_modules $(PORTAL)/dist

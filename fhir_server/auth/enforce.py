@@ -37,6 +37,10 @@ ADMIN_ONLY_TYPES = frozenset({"AuditEvent"})
 # Types kept in the append-only audit log: administrators read, search and append (create);
 # update, patch and delete are refused (405), and so is any write inside a Bundle.
 APPEND_ONLY_TYPES = frozenset({"AuditEvent"})
+# Types a patient-context token with read access reads beyond its compartment: a doctor's free
+# and busy times (a Slot names its Schedule, never a patient), which a patient needs to book
+# ($book, docs/workflow.md). Writing them stays with the workflow operations.
+PATIENT_OPEN_TYPES = frozenset({"Slot"})
 
 
 def require(access: Access, res_type: str, perm: str) -> str:
@@ -60,6 +64,8 @@ def needs_compartment(access: Access, res_type: str) -> bool:
     """Whether rows of ``res_type`` are visible to ``access`` only inside its patient's
     compartment (no user- or system-level grant covers the type)."""
     if access.patient is None:
+        return False
+    if res_type in PATIENT_OPEN_TYPES and access.mode(res_type, "r") is not None:
         return False
     return not any(access.mode(res_type, p) == "all" for p in "cruds")
 
@@ -238,6 +244,7 @@ def search_security(access: Access | None, res_type: str | None) -> Security | N
         if g.context == "system" or (g.context == "user" and access.role != "patient"):
             if g.perms & {"r", "s"}:
                 free.add(g.res_type)
+    free |= {t for t in PATIENT_OPEN_TYPES if access.mode(t, "s") is not None}
     if "*" in free:
         return Security(types=types, released_only=released_only)
     return Security(

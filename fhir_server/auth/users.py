@@ -26,13 +26,16 @@ from resources.storage.store import utcnow
 ROLES = ("patient", "cadre", "doctor", "pharmacist", "admin")
 NEEDS_TOTP = frozenset({"cadre", "doctor", "pharmacist", "admin"})
 ROLE_SCOPES = {
-    # A patient sees their own record (user-level access is cut to their compartment).
-    "patient": Scopes.parse("user/*.rs patient/*.rs"),
+    # A patient sees their own record (user-level access is cut to their compartment), writes
+    # messages to their care team and uploads photos (Media); appointments and cases they change
+    # through $book/$accept/$cancel/$reschedule/$start-case, which check that they are their own
+    # (fhir_server/rest/workflow_http.py).
+    "patient": Scopes.parse("user/*.rs patient/*.rs patient/Communication.c patient/Media.c"),
     # Community health workers register patients, record observations and encounters, and
-    # upload photos (Media) for screening cases.
+    # upload photos (Media) for screening cases, and book appointments for them.
     "cadre": Scopes.parse(
         "user/*.rs user/Patient.cu user/Observation.cu user/Encounter.cu user/Task.cu "
-        "user/QuestionnaireResponse.cu user/Media.c"
+        "user/QuestionnaireResponse.cu user/Media.c user/Appointment.cu"
     ),
     "doctor": Scopes.parse("user/*.cruds"),
     "pharmacist": Scopes.parse(

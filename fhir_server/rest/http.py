@@ -9,6 +9,8 @@ the same parsed JSON the interactions take, and a reply goes out as XML when ``_
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Iterable
 from datetime import datetime
 from email.utils import format_datetime
@@ -98,6 +100,41 @@ def response_format(request: Request) -> str:
         return negotiate(request)
     except NotAcceptable:
         return FHIR_JSON
+
+
+# A Binary's own content goes out with these: a stored HTML or SVG Binary asked for as itself
+# must not run script with this origin's authority (R4 binary.html#security).
+RAW_HEADERS = {
+    "Content-Security-Policy": "sandbox; default-src 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def binary_content(request: Request, body: dict | JsonText | None) -> Response | None:
+    """A Binary read answered with its own content (R4 binary.html#rest, "Serving Binary
+    Resources using the RESTful API"): when ``Accept`` names the Binary's ``contentType`` (not a
+    FHIR format, e.g. ``application/pdf``) and no ``_format`` asks for FHIR, the decoded ``data``
+    is the body, with that Content-Type; otherwise None (the FHIR resource as usual). A Binary
+    without ``data`` has no content to send: the FHIR resource is returned."""
+    if body is None or _format_param(request) is not None:
+        return None
+    accept = request.headers.get("accept", "")
+    resource = orjson.loads(body.text) if isinstance(body, JsonText) else body
+    content_type = str(resource.get("contentType", ""))
+    base = content_type.split(";")[0].strip().lower()
+    if not base or base in JSON_TYPES or base in XML_TYPES or "data" not in resource:
+        return None
+    if base not in _accepted(accept):
+        return None
+    try:
+        data = base64.b64decode(resource["data"], validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return Response(
+        content=data,
+        media_type=content_type,
+        headers={"Cache-Control": "no-store", **RAW_HEADERS},
+    )
 
 
 def _dump(body: Any, pretty: bool) -> bytes:

@@ -16,6 +16,7 @@ from starlette.convertors import Convertor, register_url_convertor
 from fhir_server.auth import gate
 from fhir_server.rest.context import Context, FhirRequest, Reply
 from fhir_server.rest.http import (
+    binary_content,
     fhir_response,
     negotiate,
     prefer,
@@ -114,7 +115,15 @@ async def _handle(
         vid=vid,
     )
     reply = await run_in_threadpool(gate.run, ctx, auth, access, interaction, req, fn, ip)
+    if res_type == "Binary" and interaction in ("read", "vread") and reply.status == 200:
+        raw = binary_content(request, reply.body)
+        if raw is not None:
+            raw.headers.update({k: v for k, v in reply.headers.items() if k in KEPT_ON_RAW})
+            return raw
     return fhir_response(request, reply.body, status=reply.status, headers=reply.headers)
+
+
+KEPT_ON_RAW = ("ETag", "Last-Modified")
 
 
 def _refuse(exc: Invalid) -> Interaction:

@@ -11,10 +11,13 @@ are ignored for every other token. The engine below only ever sees the ``Actor``
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from fhir_server.rest.context import Context, FhirRequest
 from resources.errors import Forbidden, Invalid, Unauthorized
+from resources.storage.repository import Unit
 from workflow.actors import Actor
 
 ROLE_HEADER = "x-hearth-role"
@@ -39,6 +42,55 @@ def actor_of(ctx: Context, req: FhirRequest) -> Actor:
     if role == "system":
         raise Invalid("the system role is Hearth's own; a request cannot act as it")
     return Actor(role.strip(), reference.strip())
+
+
+# Why the appointment operations and $start-case check the scopes themselves
+# (their ``Permission.self_checked``).
+APPOINTMENT_SCOPES = (
+    "patient_step_scopes (fhir_server/rest/workflow_http.py): Appointment c/u, or for a patient "
+    "user read on Appointment and only their own appointments"
+)
+START_CASE_SCOPES = (
+    "patient_step_scopes (fhir_server/rest/workflow_http.py): Task c, or for a patient user "
+    "read on Task, a case for themself about a record of their own"
+)
+
+
+def patient_step_scopes(
+    ctx: Context, res_type: str, perm: str, own: tuple[str, ...] = ()
+) -> Context:
+    """Who may take a workflow step that writes ``res_type`` — ``$book`` (Appointment ``c``),
+    ``$accept``, ``$cancel``, ``$reschedule`` (Appointment ``u``), ``$start-case`` (Task ``c``)
+    — and the Context the operation runs with (docs/workflow.md, docs/security.md).
+
+    Care staff and backends need the SMART permission ``perm`` on ``res_type``, as any write. A
+    patient user's scopes hold no such write permission (their record is not theirs to rewrite
+    through REST); they may take these steps for themself, which the engine checks against their
+    ``fhirUser``, with a token that reads ``res_type``. Each reference of ``own`` (the
+    appointment changed, the photo a case is about) is first read through the patient's guarded
+    repository, so another patient's record — or one still hidden from them, as an unverified
+    proposal — answers 404 exactly as an unknown id. The engine then writes (a Slot, the steps'
+    Tasks) with the request's audit hook kept and the compartment guard set aside: the engine,
+    not the guard, decides what a patient may do."""
+    from fhir_server.auth.enforce import require
+
+    access = ctx.access
+    if access is None:
+        return ctx
+    if access.role != "patient" or access.patient is None:
+        require(access, res_type, perm)
+        return ctx
+    require(access, res_type, "r")
+    for reference in own:
+        kind, _, res_id = reference.partition("/")
+        if not res_id:
+            raise Invalid(f"{reference!r} is not a reference of the form Type/id")
+        ctx.repo.read(_reader(kind, res_id))
+    return replace(ctx, repo=ctx.repo.guarded(None, ctx.repo.on_commit, None))
+
+
+def _reader(res_type: str, res_id: str) -> Callable[[Unit], object]:
+    return lambda u: u.read(res_type, res_id)
 
 
 def parameters(**values: Any) -> dict:

@@ -154,12 +154,18 @@ def test_skin_case_with_each_persons_own_token(hearth, smtp):
         "focus": {"valueReference": {"reference": ref(media)}},
         "referredTo": {"valueReference": {"reference": staff["doctor"]}},
     }
-    # A pharmacist may not start a skin-screening case, another patient not for this one.
+    # A pharmacist may not start a skin-screening case, another patient not for this one: the
+    # photo is not theirs, so it answers as an unknown id would (404), and not for themself
+    # about this patient's photo either.
     refused_start = [
         pharmacist.op("/Task/$start-case", params),
         other.op("/Task/$start-case", params),
+        other.op(
+            "/Task/$start-case",
+            {**params, "patient": {"valueReference": {"reference": other_patient}}},
+        ),
     ]
-    assert [r.status_code for r in refused_start] == [403, 403]
+    assert [r.status_code for r in refused_start] == [403, 404, 404]
     created = cadre.op("/Task/$start-case", params)
     assert created.status_code == 201, created.text
     case = created.json()

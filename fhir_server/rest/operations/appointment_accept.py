@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from fhir_server.rest.context import Context, FhirRequest, Reply
 from fhir_server.rest.operations.spec import Operation, Permission
-from fhir_server.rest.workflow_http import actor_of
+from fhir_server.rest.workflow_http import APPOINTMENT_SCOPES, actor_of, patient_step_scopes
 from workflow import appointments
 
 
 def run(ctx: Context, req: FhirRequest) -> Reply:
+    ctx = patient_step_scopes(ctx, "Appointment", "u", (f"Appointment/{req.res_id}",))
     return Reply(200, appointments.accept(ctx.repo, actor_of(ctx, req), req.res_id or ""))
 
 
@@ -22,7 +23,5 @@ OPERATION = Operation(
     handler=run,
     methods=frozenset({"POST"}),
     affects_state=True,
-    permission=Permission.on_type(
-        "u"
-    ),  # the engine then checks the actor's role (docs/workflow.md)
+    permission=Permission(self_checked=True, reason=APPOINTMENT_SCOPES),
 )

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from fhir_server.rest.context import Context, FhirRequest, Reply
 from fhir_server.rest.operations.spec import Operation, Permission
-from fhir_server.rest.workflow_http import actor_of
+from fhir_server.rest.workflow_http import APPOINTMENT_SCOPES, actor_of, patient_step_scopes
 from resources.errors import Invalid
 from workflow import appointments
 
 
 def run(ctx: Context, req: FhirRequest) -> Reply:
+    ctx = patient_step_scopes(ctx, "Appointment", "c")
     actor = actor_of(ctx, req)
     p = req.params
     slot = p.reference("slot", required=True) or ""
@@ -36,7 +37,5 @@ OPERATION = Operation(
     handler=run,
     methods=frozenset({"POST"}),
     affects_state=True,
-    permission=Permission.on_type(
-        "c"
-    ),  # the engine then checks the actor's role (docs/workflow.md)
+    permission=Permission(self_checked=True, reason=APPOINTMENT_SCOPES),
 )

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from fhir_server.rest.context import Context, FhirRequest, Reply
 from fhir_server.rest.operations.spec import Operation, Permission
-from fhir_server.rest.workflow_http import actor_of
+from fhir_server.rest.workflow_http import APPOINTMENT_SCOPES, actor_of, patient_step_scopes
 from resources.errors import Invalid
 from workflow import appointments
 
 
 def run(ctx: Context, req: FhirRequest) -> Reply:
+    ctx = patient_step_scopes(ctx, "Appointment", "u", (f"Appointment/{req.res_id}",))
     actor = actor_of(ctx, req)
     slot = req.params.reference("slot", required=True) or ""
     if not slot.startswith("Slot/"):
@@ -28,7 +29,5 @@ OPERATION = Operation(
     handler=run,
     methods=frozenset({"POST"}),
     affects_state=True,
-    permission=Permission.on_type(
-        "u"
-    ),  # the engine then checks the actor's role (docs/workflow.md)
+    permission=Permission(self_checked=True, reason=APPOINTMENT_SCOPES),
 )

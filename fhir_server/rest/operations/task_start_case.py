@@ -7,19 +7,21 @@ from __future__ import annotations
 
 from fhir_server.rest.context import Context, FhirRequest, Reply
 from fhir_server.rest.operations.spec import Operation, Permission
-from fhir_server.rest.workflow_http import actor_of
+from fhir_server.rest.workflow_http import START_CASE_SCOPES, actor_of, patient_step_scopes
 from workflow import cases
 
 
 def run(ctx: Context, req: FhirRequest) -> Reply:
-    actor = actor_of(ctx, req)
     p = req.params
+    focus = p.reference("focus")
+    ctx = patient_step_scopes(ctx, "Task", "c", (focus,) if focus else ())
+    actor = actor_of(ctx, req)
     out = cases.start_case(
         ctx.repo,
         actor,
         p.text("caseType", fhir_type="code", required=True) or "",
         p.reference("patient", required=True) or "",
-        focus=p.reference("focus"),
+        focus=focus,
         referred_to=p.reference("referredTo"),
         priority=p.text("priority", fhir_type="code") or "routine",
         note_text=p.text("note", fhir_type="string"),
@@ -40,7 +42,5 @@ OPERATION = Operation(
     handler=run,
     methods=frozenset({"POST"}),
     affects_state=True,
-    permission=Permission.on_type(
-        "c"
-    ),  # the engine then checks the actor's role (docs/workflow.md)
+    permission=Permission(self_checked=True, reason=START_CASE_SCOPES),
 )

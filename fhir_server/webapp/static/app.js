@@ -54,6 +54,12 @@ async function render() {
   who.textContent = `Signed in as ${session.username} (${session.role || "no role"})`;
   signOutButton.hidden = false;
   navWorklist.hidden = false;
+  if (session.role === "patient") {
+    show(main, h("h1", {}, "Your patient portal"),
+      h("p", {}, "This app is for the care team. Your results, reports, appointments and messages are in your patient portal."),
+      h("a", { href: "/app/portal/", class: "button" }, "Open your patient portal"));
+    return;
+  }
   if (!STAFF.includes(session.role)) {
     show(main, h("h1", {}, "Not for this account"),
       h("p", {}, "This app is for doctors, pharmacists, cadres and administrators. Your account has no such role."));

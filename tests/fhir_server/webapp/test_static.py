@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from fhir_server.runtime.app import create_app
 from fhir_server.runtime.settings import Settings
-from fhir_server.webapp import CLIENT_ID, static_files
+from fhir_server.webapp import CLIENT_ID, NOT_BUILT, portal_files, static_files
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +79,32 @@ def test_other_paths(http):
         resp = http.get(path)
         assert resp.status_code == 404, path
         assert resp.json()["resourceType"] == "OperationOutcome"
+
+
+def test_the_patient_portal_is_built_and_served_with_the_same_policy(http):
+    files = portal_files()
+    assert files is not None, NOT_BUILT  # `make install` builds it (`make webapp`)
+    assert {"index.html", "portal.js", "portal.css"} <= set(files)
+    assert http.get("/app/portal", follow_redirects=False).headers["location"] == "/app/portal/"
+    index = http.get("/app/portal/")
+    assert index.status_code == 200 and index.content == files["index.html"]
+    for name, body in files.items():
+        resp = http.get(f"/app/portal/{name}")
+        assert resp.status_code == 200, name
+        assert resp.content == body
+        policy = csp(resp)
+        assert policy["default-src"] == ["'none'"] and policy["script-src"] == ["'self'"]
+        assert policy["connect-src"] == ["'self'"], name
+        text = body.decode()
+        if name.endswith(".html"):
+            assert not re.search(r"<script(?![^>]*\bsrc=)", text), f"inline script in {name}"
+            assert not re.search(r"\son[a-z]+=", text), f"inline handler in {name}"
+            assert not re.search(r"<style", text), f"inline style in {name}"
+            for src in re.findall(r'(?:src|href)="([^"]+)"', text):
+                assert src.startswith("/app/"), (name, src)  # this origin only
+        if name.endswith(".js"):
+            # No code built from strings (script-src 'self' would refuse it at run time).
+            assert "eval(" not in text and "new Function(" not in text, name
+    missing = http.get("/app/portal/missing.js")
+    assert missing.status_code == 404
+    assert missing.json()["resourceType"] == "OperationOutcome"

@@ -1,0 +1,99 @@
+// FHIR calls with the portal's own token. An OperationOutcome becomes a sentence (strings.js);
+// a 401 (expired or revoked token) ends the session.
+import { t } from "./strings.js";
+
+const BASE = `${location.origin}/fhir`;
+
+export class ApiError extends Error {
+  constructor(message, status) {
+    super(message);
+    this.status = status;
+  }
+}
+
+function outcomeText(body) {
+  const issues = body && body.resourceType === "OperationOutcome" ? body.issue || [] : [];
+  return issues.map((i) => i.diagnostics || i.details?.text || i.code).filter(Boolean).join("; ");
+}
+
+function errorOf(status, detail) {
+  const key = { 403: "errForbidden", 404: "errNotFound", 409: "errConflict", 412: "errConflict", 413: "errTooLarge" }[status];
+  return new ApiError(t(key || "errOther", { detail, status }), status);
+}
+
+export function makeApi(token, onExpired) {
+  async function call(path, { method = "GET", body, accept = "application/fhir+json" } = {}) {
+    let resp;
+    try {
+      resp = await fetch(`${BASE}/${path}`, {
+        method,
+        headers: {
+          Authorization: `Bearer ${token}`,
+          Accept: accept,
+          ...(body ? { "Content-Type": "application/fhir+json" } : {}),
+        },
+        body: body ? JSON.stringify(body) : undefined,
+      });
+    } catch {
+      throw new ApiError(t("errNetwork"), 0);
+    }
+    if (resp.status === 401) {
+      onExpired();
+      throw new ApiError(t("errSession"), 401);
+    }
+    if (!resp.ok) {
+      let detail = "";
+      try {
+        detail = outcomeText(await resp.json());
+      } catch {
+        detail = resp.statusText;
+      }
+      throw errorOf(resp.status, detail);
+    }
+    if (accept !== "application/fhir+json") return resp.blob();
+    return resp.status === 204 ? null : resp.json();
+  }
+
+  async function search(type, params) {
+    const bundle = await call(`${type}?${new URLSearchParams(params)}`);
+    return (bundle.entry || []).filter((e) => e.search?.mode !== "include").map((e) => e.resource);
+  }
+
+  function op(path, params = []) {
+    return call(path, { method: "POST", body: { resourceType: "Parameters", parameter: params } });
+  }
+
+  /** POST a resource with upload progress (XMLHttpRequest: fetch reports none); the created
+   *  resource, or the same errors as `call`. */
+  function upload(type, resource, onProgress) {
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", `${BASE}/${type}`);
+      xhr.setRequestHeader("Authorization", `Bearer ${token}`);
+      xhr.setRequestHeader("Accept", "application/fhir+json");
+      xhr.setRequestHeader("Content-Type", "application/fhir+json");
+      xhr.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded / e.total);
+      xhr.onerror = () => reject(new ApiError(t("errNetwork"), 0));
+      xhr.onload = () => {
+        let body = null;
+        try {
+          body = JSON.parse(xhr.responseText);
+        } catch {
+          body = null;
+        }
+        if (xhr.status === 401) {
+          onExpired();
+          reject(new ApiError(t("errSession"), 401));
+        } else if (xhr.status >= 200 && xhr.status < 300) {
+          onProgress(1);
+          resolve(body);
+        } else {
+          reject(errorOf(xhr.status, outcomeText(body) || xhr.statusText));
+        }
+      };
+      xhr.send(JSON.stringify(resource));
+    });
+  }
+
+  return { call, search, op, upload };
+}

@@ -1,0 +1,130 @@
+// The patient portal: sign-in (SMART, fhirclient), then Home, Appointments and Messages.
+import { render } from "preact";
+import { useEffect, useMemo, useState } from "preact/hooks";
+import { makeApi } from "./api.js";
+import { AppointmentsScreen } from "./appointments.jsx";
+import { HomeScreen } from "./home.jsx";
+import { MessagesScreen } from "./messages.jsx";
+import { PhotosScreen } from "./photos.jsx";
+import { CadreScreens } from "./cadre.jsx";
+import { CADRE_SCOPE, resume, session, signIn, signOut } from "./smart.js";
+import { t } from "./strings.js";
+import "./portal.css";
+
+const ROUTES = {
+  "#/": { label: "navHome", Screen: HomeScreen },
+  "#/appointments": { label: "navAppointments", Screen: AppointmentsScreen },
+  "#/messages": { label: "navMessages", Screen: MessagesScreen },
+  "#/photos": { label: "navPhotos", Screen: PhotosScreen },
+};
+
+function useRoute() {
+  const [hash, setHash] = useState(location.hash in ROUTES ? location.hash : "#/");
+  useEffect(() => {
+    const on = () => setHash(location.hash in ROUTES ? location.hash : "#/");
+    addEventListener("hashchange", on);
+    return () => removeEventListener("hashchange", on);
+  }, []);
+  return hash;
+}
+
+function Notice({ notice }) {
+  // One polite live region for confirmations, one alert region for errors.
+  return (
+    <>
+      <p class="status" role="status" aria-live="polite">{notice.ok || ""}</p>
+      <div class="alert" role="alert">{notice.error || ""}</div>
+    </>
+  );
+}
+
+function SignIn({ error }) {
+  return (
+    <main class="signin">
+      <h1>{t("appName")}</h1>
+      <p>{t("signInIntro")}</p>
+      {error && <div class="alert" role="alert">{error}</div>}
+      <p><button class="primary" type="button" onClick={() => signIn()}>{t("signIn")}</button></p>
+      <p><button type="button" onClick={() => signIn(CADRE_SCOPE)}>{t("signInCadre")}</button></p>
+    </main>
+  );
+}
+
+function Portal({ client, onSignedOut }) {
+  const me = useMemo(() => session(client), [client]);
+  const [notice, setNotice] = useState({});
+  const api = useMemo(() => makeApi(me.token, onSignedOut), [me.token]);
+  const hash = useRoute();
+  const say = {
+    ok: (text) => setNotice({ ok: text }),
+    error: (e) => setNotice({ error: e?.message || String(e) }),
+    clear: () => setNotice({}),
+  };
+  useEffect(() => setNotice({}), [hash]);
+  const out = async () => {
+    await signOut(client);
+    onSignedOut();
+  };
+  const header = (
+    <header>
+      <span class="brand">{t(me.role === "cadre" ? "appNameCadre" : "appName")}</span>
+      <button type="button" onClick={out}>{t("signOut")}</button>
+    </header>
+  );
+  if (me.role === "cadre") {
+    return (
+      <>
+        {header}
+        <nav aria-label={t("nav")}>
+          <a href="#/">{t("navFind")}</a>
+          <a href="#/register">{t("navRegister")}</a>
+        </nav>
+        <Notice notice={notice} />
+        <main>
+          <CadreScreens api={api} say={say} />
+        </main>
+      </>
+    );
+  }
+  if (me.role !== "patient" || !me.patient) {
+    return (
+      <>
+        {header}
+        <main>
+          <p>{t("notForStaff")}</p>
+          <a href="/app/">{t("openStaffApp")}</a>
+        </main>
+      </>
+    );
+  }
+  const { Screen } = ROUTES[hash];
+  return (
+    <>
+      {header}
+      <nav aria-label={t("nav")}>
+        {Object.entries(ROUTES).map(([href, r]) => (
+          <a href={href} aria-current={href === hash ? "page" : undefined}>{t(r.label)}</a>
+        ))}
+      </nav>
+      <Notice notice={notice} />
+      <main>
+        <Screen api={api} patient={me.patient} say={say} />
+      </main>
+    </>
+  );
+}
+
+function App() {
+  const [state, setState] = useState({ loading: true });
+  useEffect(() => {
+    resume().then(
+      (client) => setState({ client }),
+      (e) => setState({ error: e?.message || String(e) }),
+    );
+  }, []);
+  if (state.loading) return <p class="status" role="status">{t("signingIn")}</p>;
+  if (!state.client) return <SignIn error={state.error} />;
+  return <Portal client={state.client} onSignedOut={() => setState({})} />;
+}
+
+render(<App />, document.getElementById("root"));

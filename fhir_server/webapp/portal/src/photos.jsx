@@ -1,0 +1,110 @@
+// Photos: send a skin photo (camera on a phone, a file or drag-and-drop), which starts a
+// skin-screening case, and follow each photo's case.
+import { useEffect, useState } from "preact/hooks";
+import { when } from "./format.js";
+import { useLoad } from "./hooks.js";
+import { BODY_SITES, BodySite, PhotoInput, Progress, sendPhoto } from "./photo.js";
+import { t } from "./strings.js";
+
+const CASE_SYSTEM = "http://hearth.local/fhir/CodeSystem/workflow-case";
+function statusOf(caseTask) {
+  if (!caseTask) return t("caseReviewing");
+  const code = caseTask.businessStatus?.coding?.[0]?.code || "";
+  return t(`case_${code}`) === `case_${code}` ? t("caseReviewing") : t(`case_${code}`);
+}
+
+function blobUrl(media) {
+  const data = media.content?.data;
+  if (!data) return null;
+  const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+  return URL.createObjectURL(new Blob([bytes], { type: media.content.contentType || "image/jpeg" }));
+}
+
+function PhotoList({ api, patient, version }) {
+  const P = `Patient/${patient}`;
+  const data = useLoad(
+    () =>
+      Promise.all([
+        api.search("Media", { subject: P, _sort: "-created", _count: "20" }),
+        api.search("Task", { patient: P, _sort: "-authored-on", _count: "50" }),
+      ]),
+    [api, P, version],
+  );
+  const [urls, setUrls] = useState({});
+  useEffect(() => {
+    if (!data.data) return undefined;
+    const made = {};
+    for (const m of data.data[0]) made[m.id] = blobUrl(m);
+    setUrls(made);
+    return () => Object.values(made).forEach((u) => u && URL.revokeObjectURL(u));
+  }, [data.data]);
+  if (data.error) return <div class="alert" role="alert">{data.error.message}</div>;
+  if (!data.data) return <p>{t("loading")}</p>;
+  const [media, tasks] = data.data;
+  const photos = media.filter((m) => !m.partOf && (m.content?.contentType || "").startsWith("image/"));
+  const cases = tasks.filter((x) => !x.partOf && x.code?.coding?.some((c) => c.system === CASE_SYSTEM));
+  const caseOf = (m) => cases.find((c) => c.focus?.reference === `Media/${m.id}`);
+  if (photos.length === 0) return <p>{t("noPhotos")}</p>;
+  return (
+    <ul class="cards photos">
+      {photos.map((m) => (
+        <li class="card" key={m.id} data-media={m.id}>
+          {urls[m.id] && <img src={urls[m.id]} alt={t("photoAlt", { site: m.bodySite?.text || "" })} />}
+          <p class="meta">{m.bodySite?.text ? `${m.bodySite.text} · ` : ""}{when(m.createdDateTime)}</p>
+          <p class="case-status">{statusOf(caseOf(m))}</p>
+        </li>
+      ))}
+    </ul>
+  );
+}
+
+export function PhotosScreen({ api, patient, say }) {
+  const P = `Patient/${patient}`;
+  const [file, setFile] = useState(null);
+  const [site, setSite] = useState(BODY_SITES[0]);
+  const [progress, setProgress] = useState(null);
+  const [version, setVersion] = useState(0);
+  const send = async (ev) => {
+    ev.preventDefault();
+    if (!file) return;
+    try {
+      setProgress(0);
+      const media = await sendPhoto(api, P, file, t(site), setProgress);
+      await api.op("Task/$start-case", [
+        { name: "caseType", valueCode: "skin-screening" },
+        { name: "patient", valueReference: { reference: P } },
+        { name: "focus", valueReference: { reference: `Media/${media.id}` } },
+      ]);
+      say.ok(t("photoSent"));
+      setFile(null);
+      setVersion((v) => v + 1);
+    } catch (e) {
+      say.error(e);
+    } finally {
+      setProgress(null);
+    }
+  };
+  return (
+    <>
+      <h1>{t("photos")}</h1>
+      <form class="upload" onSubmit={send}>
+        <h2>{t("sendPhoto")}</h2>
+        <p>{t("sendPhotoIntro")}</p>
+        <PhotoInput
+          file={file}
+          onFile={(f) => {
+            say.clear();
+            setFile(f);
+          }}
+        />
+        <BodySite value={site} onChange={setSite} sites={BODY_SITES} />
+        <Progress value={progress} />
+        <button class="primary" type="submit" disabled={!file || progress !== null}>{t("sendPhotoButton")}</button>
+      </form>
+      <section aria-labelledby="photos-h">
+        <h2 id="photos-h">{t("yourPhotos")}</h2>
+        <PhotoList api={api} patient={patient} version={version} />
+      </section>
+    </>
+  );
+}
