@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from PIL import Image
 
-    from resources.storage.repository import Repository
+    from resources.storage.repository import Repository, Unit
 
 ColourMode = Literal["RGB", "L"]
 
@@ -112,6 +112,10 @@ class Formula(AnalysisSpec):
     summary: str  # `hearth ai models`
     # assess(repo, analysis Task, Task id) -> Assessment; raises BadInput for missing inputs.
     assess: Callable[[Repository, dict, str], Assessment]
+    # inputs(unit, focus reference) -> the versioned references (``Type/id/_history/n``) of every
+    # record entry the formula would read for that focus now. A request is keyed on them: a new
+    # Task whenever an input is added, changed or deleted; the same Task while none is.
+    inputs: Callable[[Unit, str], list[str]] | None = None
 
     def version(self) -> str:
         return self.formula_version
