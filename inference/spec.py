@@ -39,6 +39,33 @@ class Trigger:
     applies: Callable[[dict], bool]
 
 
+@dataclass(frozen=True)
+class Screening:
+    """A binary "refer" decision beside the class finding: the summed probability of the
+    ``positive`` classes at or above a threshold chosen on the validation split for
+    ``target_sensitivity`` (``python -m inference.training.operating_point``, which writes it to
+    ``inference/weights/<model>.operating_point.json`` beside the model's metadata)."""
+
+    name: str  # what is screened for: "malignancy"
+    display: str  # e.g. "Probability of malignancy (melanoma + bcc + akiec)"
+    positive: frozenset[str]  # the labels whose probabilities are summed
+    target_sensitivity: float
+
+
+@dataclass(frozen=True)
+class QualityGate:
+    """What the image-quality gate (:mod:`inference.quality`) expects of a model's input:
+    ``colour`` "colour" (a photo: grey images are refused) or "grey" (a radiograph: colour photos
+    are refused), the smallest short side in pixels, and the share of the training images each
+    statistic's threshold may refuse (``quantile``). The thresholds themselves are fitted on the
+    training split by ``python -m inference.training.quality_gate`` into
+    ``inference/weights/<model>.quality_gate.json``."""
+
+    colour: Literal["colour", "grey"]
+    min_side: int
+    quantile: float = 0.002
+
+
 @dataclass(frozen=True, kw_only=True, eq=False)
 class AnalysisSpec:
     name: str  # the model key: case definitions, `hearth ai`, the label code system
@@ -78,9 +105,20 @@ class ImageClassifier(AnalysisSpec):
     check_dicom: Callable[[Any], None] | None = None
     check_image: Callable[[Image.Image], None] | None = None
     training: str | None = None  # the module that trains the weights (python -m ...)
+    # A "refer" decision on summed class probabilities, its threshold in the operating-point
+    # file (``operating_point_path``); None: the class finding alone.
+    screening: Screening | None = None
+    # The image-quality / out-of-distribution gate every input passes first (None: none).
+    quality: QualityGate | None = None
 
     def weights_path(self, directory: Path = WEIGHTS_DIR) -> Path:
         return directory / f"{self.name}.pt"
+
+    def operating_point_path(self, directory: Path = WEIGHTS_DIR) -> Path:
+        return directory / f"{self.name}.operating_point.json"
+
+    def quality_gate_path(self, directory: Path = WEIGHTS_DIR) -> Path:
+        return directory / f"{self.name}.quality_gate.json"
 
     def metadata_path(self, directory: Path = WEIGHTS_DIR) -> Path:
         return directory / f"{self.name}.json"

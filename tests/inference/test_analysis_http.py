@@ -60,10 +60,16 @@ def test_skin_photo_upload_to_observation_and_heatmap(ai_server, fhir, patient_i
     assert obs["derivedFrom"] == [{"reference": f"Media/{media['id']}"}]
     assert obs["subject"]["reference"] == f"Patient/{patient_id}"
     assert obs["effectiveDateTime"] == "2026-11-20T10:00:00Z"
-    probs = [c["valueQuantity"]["value"] for c in obs["component"]]
+    *classes, screen = obs["component"]  # a probability per class, then the screening score
+    probs = [c["valueQuantity"]["value"] for c in classes]
     assert len(probs) == 7 and abs(sum(probs) - 1) < 1e-3
-    labels = [c["code"]["coding"][-1]["code"] for c in obs["component"]]
+    labels = [c["code"]["coding"][-1]["code"] for c in classes]
     assert labels == ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+    assert screen["code"]["coding"][0]["code"] == "malignancy-probability"
+    malignant = probs[0] + probs[1] + probs[4]
+    assert screen["valueQuantity"]["value"] == pytest.approx(malignant, abs=2e-4)
+    refer = malignant >= screen["referenceRange"][0]["high"]["value"]
+    assert obs["interpretation"][1]["coding"][0]["code"] == ("POS" if refer else "NEG")
     top = labels[int(np.argmax(probs))]
     if max(probs) < 0.75:
         assert obs["valueCodeableConcept"]["coding"][0]["code"] == "uncertain"
