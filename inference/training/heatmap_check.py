@@ -57,11 +57,11 @@ def _shift_stack(mask: np.ndarray) -> np.ndarray:
 
 
 def erode(mask: np.ndarray) -> np.ndarray:
-    return _shift_stack(mask).all(axis=0)
+    return np.asarray(_shift_stack(mask).all(axis=0))
 
 
 def dilate(mask: np.ndarray) -> np.ndarray:
-    return _shift_stack(mask).any(axis=0)
+    return np.asarray(_shift_stack(mask).any(axis=0))
 
 
 def components(mask: np.ndarray) -> list[np.ndarray]:
@@ -101,15 +101,19 @@ def lesion_mask(rgb: np.ndarray) -> np.ndarray | None:
     blue = rgb[..., 2].astype(np.float64)
     padded = np.pad(blue, 1, mode="edge")
     h, w = blue.shape
-    smooth = sum(padded[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)) / 9.0
-    mask = smooth <= otsu(smooth)
+    smooth = np.zeros_like(blue)
+    for dy in range(3):
+        for dx in range(3):
+            smooth += padded[dy : dy + h, dx : dx + w] / 9.0
+    mask = np.asarray(smooth <= otsu(smooth))
     mask = dilate(erode(mask))  # opening
     mask = erode(dilate(mask))  # closing
     mask = fill_holes(mask)
     parts = components(mask)
     if not parts:
         return None
-    yy, xx = np.indices(mask.shape)
+    grid = np.indices(mask.shape)
+    yy, xx = grid[0], grid[1]
     centre = ((h - 1) / 2, (w - 1) / 2)
 
     def distance(part: np.ndarray) -> float:
