@@ -308,7 +308,7 @@ class Analyzer:
             if self.heatmaps
             else None
         )
-        device = results.model_device(spec, model.metadata)
+        device = results.model_device(spec, model.metadata, model.operating_point)
         for n, item in enumerate(inputs):
             probs = prediction.probabilities[n]
             decided = int(prediction.labels[n])

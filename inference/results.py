@@ -56,8 +56,12 @@ def heatmap_id(task_id: str) -> str:
     return f"ai-heatmap-{task_id}"
 
 
-def model_device(spec: ImageClassifier, metadata: dict) -> dict:
-    """The model as a Device; its id is the model version, so it is created once per version."""
+def model_device(
+    spec: ImageClassifier, metadata: dict, operating_point: dict | None = None
+) -> dict:
+    """The model as a Device; its id is the model version, so it is created once per version.
+    A screening model's properties include its operating point and the validation figures it
+    was chosen for."""
     val = metadata.get("val", {})
     metrics = [
         ("validation accuracy", val.get("accuracy")),
@@ -67,6 +71,13 @@ def model_device(spec: ImageClassifier, metadata: dict) -> dict:
         ("calibration temperature", metadata.get("temperature")),
         ("confidence threshold", spec.confidence_threshold),
     ]
+    if spec.screening is not None and operating_point is not None:
+        name, figures = spec.screening.name, operating_point.get("validation", {})
+        metrics += [
+            (f"{name} screening threshold", operating_point.get("threshold")),
+            (f"validation {name} sensitivity at the threshold", figures.get("sensitivity")),
+            (f"validation specificity at the {name} threshold", figures.get("specificity")),
+        ]
     return {
         "resourceType": "Device",
         "id": metadata["version"],

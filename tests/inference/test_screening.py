@@ -89,6 +89,18 @@ def test_observation_carries_the_decision():
     assert component["interpretation"][0]["coding"][0]["code"] == "POS"
 
 
+def test_the_device_names_the_operating_point():
+    meta = SKIN.metadata()
+    shipped = load_operating_point(SKIN, meta)
+    assert shipped is not None
+    device = results.model_device(SKIN, meta, shipped)
+    props = {p["type"]["text"]: p["valueQuantity"][0]["value"] for p in device["property"]}
+    assert props["malignancy screening threshold"] == round(shipped["threshold"], 4)
+    assert props["validation malignancy sensitivity at the threshold"] >= 0.9
+    plain = results.model_device(MODELS["pneumonia"], MODELS["pneumonia"].metadata(), None)
+    assert not any("screening" in p["type"]["text"] for p in plain["property"])
+
+
 def test_a_stale_operating_point_is_refused(tmp_path):
     meta = SKIN.metadata()
     shipped = json.loads(SKIN.operating_point_path().read_text())
