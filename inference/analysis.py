@@ -5,8 +5,9 @@ model's declaration (``inference/models/<name>.py``, :mod:`inference.spec`); a f
 :class:`~inference.spec.Formula`) computes its own result from the record.
 
 Image jobs of the same model are predicted as one batch. A job whose input cannot be analysed
-(a corrupt image, a non-chest study, a grey photo, missing PLCOm2012 inputs) fails its Task at
-once with the reason; any other error is retried with back-off by the queue, and the Task is
+(a corrupt image, a non-chest study, an image the quality gate refuses — blank, striped, dark,
+blurred, tiny, an X-ray sent to the skin model —, missing PLCOm2012 inputs) fails its Task at
+once with the reason and writes no result; any other error is retried with back-off by the queue, and the Task is
 failed only when no attempt is left. The job is finished in the same transaction that writes the
 results, so a worker killed mid-task leaves no result and its lease lets another worker retry.
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from inference import registry, results, reuse, tasks
+from inference import quality, registry, results, reuse, tasks
 from inference.heatmap import grad_cam, overlay_png
 from inference.images import BadInput, dicom_image, is_dicom, open_photo, read_dicom
 from inference.predict import LoadedModel, load_model
@@ -242,6 +243,7 @@ class Analyzer:
             raise BadInput(f"{spec.analysis} needs an ImagingStudy or Media focus, not {focus!r}")
         if spec.check_image is not None:
             spec.check_image(image)
+        quality.check(spec, image)  # refused with a reason the cadre can act on
         return _Input(job, task, image, subject, focus, effective)
 
     def _read(self, res_type: str, res_id: str) -> dict:
@@ -307,10 +309,11 @@ class Analyzer:
             if self.heatmaps
             else None
         )
-        device = results.model_device(spec, model.metadata)
+        device = results.model_device(spec, model.metadata, model.operating_point)
         for n, item in enumerate(inputs):
             probs = prediction.probabilities[n]
             decided = int(prediction.labels[n])
+            screen = results.screening_decision(spec, model.operating_point, probs)
             task_id = item.job.task_id
             observation = results.classification_observation(
                 spec,
@@ -322,6 +325,7 @@ class Analyzer:
                 derived_from=str(item.derived_from),
                 based_on=service_requests(item.task),
                 effective=item.effective,
+                screening=screen,
             )
             extra = []
             if cams is not None:
@@ -336,9 +340,11 @@ class Analyzer:
                     )
                 )
             uncertain = results.is_uncertain(spec, probs)
-            high = results.is_high_risk(spec, probs, decided)
+            high = results.is_high_risk(spec, probs, decided, screen)
             top = spec.display[int(np.argmax(probs))]
             business = f"uncertain ({top}): physician review required" if uncertain else top
+            if screen is not None:
+                business = f"{business}; {screen.summary()}"
             self._commit(
                 item.job, item.task, [device, observation, *extra], business, high, uncertain
             )

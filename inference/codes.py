@@ -45,6 +45,22 @@ def label_concept(spec: ImageClassifier, index: int) -> dict:
     return {"coding": codings, "text": display}
 
 
+def screening_concept(name: str, display: str) -> dict:
+    """The code of a screening score component: ``<name>-probability`` in Hearth's analysis
+    code system (e.g. ``malignancy-probability``)."""
+    return {
+        "coding": [{"system": HEARTH_AI, "code": f"{name}-probability", "display": display}],
+        "text": display,
+    }
+
+
 def interpretation(code: str) -> dict:
-    displays = {"N": "Normal", "A": "Abnormal", "AA": "Critical abnormal", "IND": "Indeterminate"}
+    displays = {
+        "N": "Normal",
+        "A": "Abnormal",
+        "AA": "Critical abnormal",
+        "IND": "Indeterminate",
+        "POS": "Positive",
+        "NEG": "Negative",
+    }
     return {"coding": [{"system": INTERPRETATION, "code": code, "display": displays[code]}]}

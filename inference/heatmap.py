@@ -20,9 +20,23 @@ TARGET_LAYER = "backbone.layer4"
 DISPLAY_SIDE = 512  # longest side of the overlay PNG
 
 
-def grad_cam(network: nn.Module, batch: torch.Tensor, classes: list[int]) -> np.ndarray:
-    """Class-activation maps ``(N, H, W)`` in ``[0, 1]`` for the given class of each item."""
-    cam = GradCAM(nn_module=network, target_layers=TARGET_LAYER)
+def normalise(maps: torch.Tensor) -> torch.Tensor:
+    """Each map scaled to ``[0, 1]`` with its maximum at 1 (a flat map: all 0). MONAI's own
+    default, ``default_normalizer``, maps (min, max) to (1, 0) — it flips the magnitudes, which
+    painted the lesion coolest and the skin around it hottest."""
+    flat = maps.reshape(maps.shape[0], -1)
+    low = flat.min(dim=1).values.view(-1, *[1] * (maps.dim() - 1))
+    high = flat.max(dim=1).values.view(-1, *[1] * (maps.dim() - 1))
+    span = high - low
+    return torch.where(span > 0, (maps - low) / span.clamp_min(1e-12), torch.zeros_like(maps))
+
+
+def grad_cam(
+    network: nn.Module, batch: torch.Tensor, classes: list[int], target_layer: str = TARGET_LAYER
+) -> np.ndarray:
+    """Class-activation maps ``(N, H, W)`` in ``[0, 1]`` for the given class of each item: the
+    positive part of the gradient-weighted activations (hot = raised the class score)."""
+    cam = GradCAM(nn_module=network, target_layers=target_layer, postprocessing=normalise)
     network.eval()
     maps = []
     with torch.enable_grad():

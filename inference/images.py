@@ -54,16 +54,6 @@ def open_photo(data: bytes) -> Image.Image:
         raise BadInput(f"the image cannot be decoded: {exc}") from exc
 
 
-def check_content(image: Image.Image, *, min_std: float = 4.0) -> None:
-    """Refuse an image with (almost) no content: a grey, black or white frame."""
-    pixels = np.asarray(image.convert("L"), dtype=np.float32)
-    if pixels.size == 0 or float(pixels.std()) < min_std:
-        raise BadInput(
-            f"the image has no visible content (pixel standard deviation "
-            f"{float(pixels.std()) if pixels.size else 0.0:.1f} < {min_std}): retake the photo"
-        )
-
-
 def is_dicom(data: bytes) -> bool:
     """PS3.10 file: 128-byte preamble then ``DICM``."""
     return len(data) >= 132 and data[128:132] == b"DICM"

@@ -8,7 +8,10 @@ Post-processing follows the metadata JSON written by training (``inference/weigh
   calibrated at the training prevalence;
 * decision = ``argmax(logits + decision_offset)`` — the rule chosen for balanced accuracy.
 
-The weights file's sha256 must match the one recorded in the JSON, or loading fails.
+The weights file's sha256 must match the one recorded in the JSON, or loading fails. A model
+that declares a screening decision also loads its operating point
+(``inference/weights/<name>.operating_point.json``, chosen on validation by
+``python -m inference.training.operating_point``), which must name the same weights.
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ class LoadedModel:
     spec: ImageClassifier
     network: nn.Module
     metadata: dict
+    operating_point: dict | None = None  # the screening threshold and its validation figures
 
     @property
     def version(self) -> str:
@@ -107,4 +111,25 @@ def load_model(name: str, directory: Path = WEIGHTS_DIR) -> LoadedModel:
         {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     )
     network.eval()
-    return LoadedModel(spec, network, metadata)
+    return LoadedModel(spec, network, metadata, load_operating_point(spec, metadata, directory))
+
+
+def load_operating_point(
+    spec: ImageClassifier, metadata: dict, directory: Path = WEIGHTS_DIR
+) -> dict | None:
+    """The screening operating point of ``spec`` (None when it declares no screening). A missing
+    file, or one chosen for other weights, stops the load: a stale threshold is never applied."""
+    if spec.screening is None:
+        return None
+    path = spec.operating_point_path(directory)
+    if not path.exists():
+        raise ModelIntegrityError(
+            f"{path.name} is missing: run python -m inference.training.operating_point"
+        )
+    point = json.loads(path.read_text())
+    if point.get("weights_sha256") != metadata["weights_sha256"]:
+        raise ModelIntegrityError(
+            f"{path.name} was chosen for other weights ({point.get('version')}, not "
+            f"{metadata['version']}): run python -m inference.training.operating_point"
+        )
+    return point

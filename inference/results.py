@@ -4,6 +4,12 @@
 * An image classification → ``Observation`` (status ``preliminary``; value = the decided class,
   or "uncertain" below the model's confidence threshold; one component per class probability;
   ``device`` → the model, ``derivedFrom`` → the ImagingStudy or Media analysed).
+* A screening decision (the skin model: refer when P(melanoma) + P(bcc) + P(akiec) reaches the
+  threshold chosen on validation for sensitivity ≥ 0.90) → a second ``interpretation`` (POS
+  "refer" / NEG) and a component: the summed probability, the threshold as its
+  ``referenceRange.high``, the model version in the range's text. A positive screen makes the
+  result high risk even when the class finding is "uncertain" (it is then escalated, never
+  routine).
 * Its Grad-CAM overlay → ``Binary`` (PNG) + ``Media`` (``partOf`` → the Observation).
 * PLCOm2012 → ``RiskAssessment`` (six-year probability, qualitative risk, basis → the record
   entries used, whether the 1.51 % screening threshold is reached).
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -29,6 +36,7 @@ from inference.codes import (
     analysis_concept,
     interpretation,
     label_concept,
+    screening_concept,
 )
 from inference.spec import Formula, ImageClassifier
 from resources.search.visibility import UNVERIFIED_AI
@@ -48,8 +56,12 @@ def heatmap_id(task_id: str) -> str:
     return f"ai-heatmap-{task_id}"
 
 
-def model_device(spec: ImageClassifier, metadata: dict) -> dict:
-    """The model as a Device; its id is the model version, so it is created once per version."""
+def model_device(
+    spec: ImageClassifier, metadata: dict, operating_point: dict | None = None
+) -> dict:
+    """The model as a Device; its id is the model version, so it is created once per version.
+    A screening model's properties include its operating point and the validation figures it
+    was chosen for."""
     val = metadata.get("val", {})
     metrics = [
         ("validation accuracy", val.get("accuracy")),
@@ -59,6 +71,13 @@ def model_device(spec: ImageClassifier, metadata: dict) -> dict:
         ("calibration temperature", metadata.get("temperature")),
         ("confidence threshold", spec.confidence_threshold),
     ]
+    if spec.screening is not None and operating_point is not None:
+        name, figures = spec.screening.name, operating_point.get("validation", {})
+        metrics += [
+            (f"{name} screening threshold", operating_point.get("threshold")),
+            (f"validation {name} sensitivity at the threshold", figures.get("sensitivity")),
+            (f"validation specificity at the {name} threshold", figures.get("specificity")),
+        ]
     return {
         "resourceType": "Device",
         "id": metadata["version"],
@@ -130,6 +149,7 @@ def classification_observation(
     derived_from: str,
     based_on: Sequence[str] = (),
     effective: str | None = None,
+    screening: ScreeningDecision | None = None,
 ) -> dict:
     """One image classification as an Observation (see the module docstring)."""
     probs = np.asarray(probabilities, dtype=float)
@@ -161,7 +181,8 @@ def classification_observation(
         "subject": _ref(subject),
         "effectiveDateTime": effective,
         "valueCodeableConcept": value,
-        "interpretation": [interpretation(interp)],
+        "interpretation": [interpretation(interp)]
+        + ([screening_interpretation(screening)] if screening is not None else []),
         "note": [{"text": DISCLAIMER}],
         "method": {
             "coding": [{"system": HEARTH_AI, "code": spec.network, "display": spec.title}],
@@ -180,7 +201,8 @@ def classification_observation(
                 },
             }
             for n, (_, p) in enumerate(zip(spec.labels, probs, strict=True))
-        ],
+        ]
+        + ([screening_component(screening)] if screening is not None else []),
     }
     return _prune(observation)
 
@@ -189,9 +211,87 @@ def is_uncertain(spec: ImageClassifier, probabilities: Sequence[float]) -> bool:
     return float(np.max(probabilities)) < spec.confidence_threshold
 
 
-def is_high_risk(spec: ImageClassifier, probabilities: Sequence[float], decided: int) -> bool:
-    """A confident decision for a high-risk class (melanoma, bcc, akiec; pneumonia)."""
+def is_high_risk(
+    spec: ImageClassifier,
+    probabilities: Sequence[float],
+    decided: int,
+    screening: ScreeningDecision | None = None,
+) -> bool:
+    """A positive screen (the probability of malignancy at or above the operating point, however
+    uncertain the class finding), or a confident decision for a high-risk class (melanoma, bcc,
+    akiec; pneumonia)."""
+    if screening is not None and screening.positive:
+        return True
     return spec.labels[decided] in spec.high_risk and not is_uncertain(spec, probabilities)
+
+
+@dataclass(frozen=True)
+class ScreeningDecision:
+    """A model's "refer" decision on one input (see :class:`inference.spec.Screening`)."""
+
+    name: str
+    display: str
+    probability: float  # the summed probability of the positive classes
+    threshold: float
+    target_sensitivity: float
+    version: str  # the model version the threshold was chosen for
+
+    @property
+    def positive(self) -> bool:
+        return self.probability >= self.threshold
+
+    def summary(self) -> str:
+        sign = "≥" if self.positive else "<"
+        verdict = "refer (high risk)" if self.positive else "not referred"
+        return (
+            f"{verdict}: {self.name} probability {self.probability:.3f} {sign} threshold "
+            f"{self.threshold:.3f}"
+        )
+
+
+def screening_decision(
+    spec: ImageClassifier, operating_point: dict | None, probabilities: Sequence[float]
+) -> ScreeningDecision | None:
+    """The screening decision of ``spec`` on one input's calibrated probabilities, at the
+    operating point loaded with the model (None for a model without screening)."""
+    if spec.screening is None or operating_point is None:
+        return None
+    probs = np.asarray(probabilities, dtype=np.float64)
+    total = float(sum(probs[spec.labels.index(label)] for label in spec.screening.positive))
+    return ScreeningDecision(
+        name=spec.screening.name,
+        display=spec.screening.display,
+        probability=total,
+        threshold=float(operating_point["threshold"]),
+        target_sensitivity=float(operating_point["target_sensitivity"]),
+        version=str(operating_point["version"]),
+    )
+
+
+def screening_component(decision: ScreeningDecision) -> dict:
+    """The Observation component of a screening decision (see the module docstring)."""
+    probability = {"unit": "probability", "system": UCUM, "code": "1"}
+    return {
+        "code": screening_concept(decision.name, decision.display),
+        "valueQuantity": {"value": round(decision.probability, 4), **probability},
+        "interpretation": [screening_interpretation(decision)],
+        "referenceRange": [
+            {
+                "high": {"value": decision.threshold, **probability},
+                "text": (
+                    f"refer at or above {decision.threshold}: operating point of model "
+                    f"{decision.version}, chosen on its validation split for a {decision.name} "
+                    f"sensitivity of at least {decision.target_sensitivity:.2f} "
+                    "(docs/models.md)"
+                ),
+            }
+        ],
+    }
+
+
+def screening_interpretation(decision: ScreeningDecision) -> dict:
+    concept = interpretation("POS" if decision.positive else "NEG")
+    return {**concept, "text": decision.summary()}
 
 
 def heatmap_resources(

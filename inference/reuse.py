@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from inference.codes import HEARTH_AI, HEARTH_LABEL, UNCERTAIN
+from inference.codes import HEARTH_AI, HEARTH_LABEL, INTERPRETATION, UNCERTAIN
 from inference.registry import MODEL_FOR_ANALYSIS
 from inference.tasks import TASK_IDENTIFIER
 from resources.errors import Gone, NotFound
@@ -122,8 +122,9 @@ def link_request(u: Unit, observation_ref: str, service_requests: list[str]) -> 
 
 def flags(u: Unit, kind: str, observation_ref: str) -> tuple[bool, bool]:
     """(high_risk, uncertain) of a stored classification Observation, as decided when it was
-    written: uncertain when its value is Hearth's "uncertain" code, high risk when its value is
-    a confident high-risk class of the model."""
+    written: uncertain when its value is Hearth's "uncertain" code, high risk when its screening
+    interpretation is positive ("refer") or its value is a confident high-risk class of the
+    model."""
     spec = MODEL_FOR_ANALYSIS[kind]
     res_type, _, res_id = observation_ref.partition("/")
     observation = u.read(res_type, res_id).content or {}
@@ -132,4 +133,9 @@ def flags(u: Unit, kind: str, observation_ref: str) -> tuple[bool, bool]:
     labels = {
         c.get("code") for c in codings if str(c.get("system", "")).startswith(f"{HEARTH_LABEL}/")
     }
-    return (not uncertain and bool(labels & spec.high_risk)), uncertain
+    screened = any(
+        c.get("system") == INTERPRETATION and c.get("code") == "POS"
+        for concept in observation.get("interpretation", [])
+        for c in concept.get("coding", [])
+    )
+    return screened or (not uncertain and bool(labels & spec.high_risk)), uncertain

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from PIL import Image
 
-    from resources.storage.repository import Repository
+    from resources.storage.repository import Repository, Unit
 
 ColourMode = Literal["RGB", "L"]
 
@@ -37,6 +37,33 @@ class Trigger:
     event: Literal["created", "study-complete"]
     resource_type: str
     applies: Callable[[dict], bool]
+
+
+@dataclass(frozen=True)
+class Screening:
+    """A binary "refer" decision beside the class finding: the summed probability of the
+    ``positive`` classes at or above a threshold chosen on the validation split for
+    ``target_sensitivity`` (``python -m inference.training.operating_point``, which writes it to
+    ``inference/weights/<model>.operating_point.json`` beside the model's metadata)."""
+
+    name: str  # what is screened for: "malignancy"
+    display: str  # e.g. "Probability of malignancy (melanoma + bcc + akiec)"
+    positive: frozenset[str]  # the labels whose probabilities are summed
+    target_sensitivity: float
+
+
+@dataclass(frozen=True)
+class QualityGate:
+    """What the image-quality gate (:mod:`inference.quality`) expects of a model's input:
+    ``colour`` "colour" (a photo: grey images are refused) or "grey" (a radiograph: colour photos
+    are refused), the smallest short side in pixels, and the share of the training images each
+    statistic's threshold may refuse (``quantile``). The thresholds themselves are fitted on the
+    training split by ``python -m inference.training.quality_gate`` into
+    ``inference/weights/<model>.quality_gate.json``."""
+
+    colour: Literal["colour", "grey"]
+    min_side: int
+    quantile: float = 0.002
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -78,9 +105,20 @@ class ImageClassifier(AnalysisSpec):
     check_dicom: Callable[[Any], None] | None = None
     check_image: Callable[[Image.Image], None] | None = None
     training: str | None = None  # the module that trains the weights (python -m ...)
+    # A "refer" decision on summed class probabilities, its threshold in the operating-point
+    # file (``operating_point_path``); None: the class finding alone.
+    screening: Screening | None = None
+    # The image-quality / out-of-distribution gate every input passes first (None: none).
+    quality: QualityGate | None = None
 
     def weights_path(self, directory: Path = WEIGHTS_DIR) -> Path:
         return directory / f"{self.name}.pt"
+
+    def operating_point_path(self, directory: Path = WEIGHTS_DIR) -> Path:
+        return directory / f"{self.name}.operating_point.json"
+
+    def quality_gate_path(self, directory: Path = WEIGHTS_DIR) -> Path:
+        return directory / f"{self.name}.quality_gate.json"
 
     def metadata_path(self, directory: Path = WEIGHTS_DIR) -> Path:
         return directory / f"{self.name}.json"
@@ -112,6 +150,10 @@ class Formula(AnalysisSpec):
     summary: str  # `hearth ai models`
     # assess(repo, analysis Task, Task id) -> Assessment; raises BadInput for missing inputs.
     assess: Callable[[Repository, dict, str], Assessment]
+    # inputs(unit, focus reference) -> the versioned references (``Type/id/_history/n``) of every
+    # record entry the formula would read for that focus now. A request is keyed on them: a new
+    # Task whenever an input is added, changed or deleted; the same Task while none is.
+    inputs: Callable[[Unit, str], list[str]] | None = None
 
     def version(self) -> str:
         return self.formula_version

@@ -3,17 +3,22 @@
 A request is a Task (``code`` = the analysis kind, ``focus`` = the ImagingStudy, Media or
 Patient, ``for`` = the patient, ``owner`` = the model's Device, status ``requested``) created
 with an identifier ``kind:focus:model-version``: asking again for the same analysis by the same
-model returns the same Task, so a result is never duplicated. The Task and its queue job are
+model returns the same Task, so a result is never duplicated. A formula computed from the record
+(PLCOm2012) also keys on the versions of the record entries it reads (``Formula.inputs``: the
+Patient, its questionnaire answers and Observations), listed as the Task's ``input``: once an
+input is added, changed or deleted, asking again makes a new Task; while none is, the same one. The Task and its queue job are
 written in one transaction. Status then follows FHIR's Task state machine:
 requested → in-progress → completed | failed (with ``statusReason``).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 from inference import registry
 from inference.codes import TASK_REASON, analysis_concept
+from inference.spec import Formula
 from resources.jobs import queue
 from resources.search.visibility import with_unverified_label
 from resources.storage.repository import Unit, WriteResult
@@ -28,8 +33,23 @@ def version_for(kind: str) -> str:
     return registry.BY_ANALYSIS[kind].version()
 
 
-def task_key(kind: str, focus: str, version: str) -> str:
-    return f"{kind}:{focus}:{version}"
+def task_key(kind: str, focus: str, version: str, inputs: Sequence[str] = ()) -> str:
+    """``kind:focus:version``, and for an analysis of record entries a digest of their versioned
+    references (``:inputs-<sha256[:16]>``)."""
+    key = f"{kind}:{focus}:{version}"
+    if inputs:
+        digest = hashlib.sha256("\n".join(sorted(inputs)).encode()).hexdigest()[:16]
+        key = f"{key}:inputs-{digest}"
+    return key
+
+
+def record_inputs(u: Unit, kind: str, focus: str) -> list[str]:
+    """The versioned references of the record entries ``kind`` reads for ``focus`` now (a
+    formula that declares them); none for an image analysis (its input is the focus itself)."""
+    spec = registry.BY_ANALYSIS.get(kind)
+    if isinstance(spec, Formula) and spec.inputs is not None:
+        return spec.inputs(u, focus)
+    return []
 
 
 def request(
@@ -46,7 +66,14 @@ def request(
     """Create (or find) the Task for ``kind`` on ``focus`` and enqueue its job. A request made
     for a workflow case (``part_of`` → the case Task) is that case's own Task."""
     body = task_body(
-        kind, focus, subject, version, based_on=based_on, part_of=part_of, requester=requester
+        kind,
+        focus,
+        subject,
+        version,
+        based_on=based_on,
+        part_of=part_of,
+        requester=requester,
+        inputs=record_inputs(u, kind, focus),
     )
     key = body["identifier"][0]["value"]
     criteria = [("identifier", f"{TASK_IDENTIFIER}|{key}")]
@@ -69,12 +96,14 @@ def task_body(
     based_on: Sequence[str] = (),
     part_of: str | None = None,
     requester: str | None = None,
+    inputs: Sequence[str] = (),
 ) -> dict:
-    """The Task that requests ``kind`` on ``focus`` (see ``request``)."""
+    """The Task that requests ``kind`` on ``focus`` (see ``request``); ``inputs``: the versioned
+    references of the record entries it reads (``record_inputs``)."""
     spec = registry.BY_ANALYSIS.get(kind)
     if spec is None:
         raise ValueError(f"unknown analysis {kind!r}")
-    key = task_key(kind, focus, version)
+    key = task_key(kind, focus, version, inputs)
     if part_of:  # a case's own analysis: its results are recorded on that case
         key = f"{key}:{part_of}"
     body = {
@@ -91,6 +120,10 @@ def task_body(
         "authoredOn": instant(utcnow()),
         "requester": {"reference": requester} if requester else None,
         "owner": {"reference": f"Device/{version}"},
+        "input": [
+            {"type": {"text": "record entry"}, "valueReference": {"reference": ref}}
+            for ref in sorted(inputs)
+        ],
     }
     # Its outputs and business status name the result: a patient token does not see it until a
     # clinician verified the result (docs/security.md, "What a patient token sees").

@@ -1,7 +1,7 @@
 """``hearth worker`` and ``hearth ai``: run background work, list the models, predict files.
 
 ``hearth ai predict`` is the interface used for independent evaluation: one JSON line per input
-with every class probability, for image files (JPEG, PNG, DICOM) or each row of a MedMNIST-style
+with every class probability (and, for a screening model, the "refer" decision), for image files (JPEG, PNG, DICOM) or each row of a MedMNIST-style
 ``.npz`` (``images``/``labels`` or ``<split>_images``/``<split>_labels``).
 """
 
@@ -256,10 +256,18 @@ def _npz_rows(path: Path, split: str | None):  # type: ignore[no-untyped-def]
 @click.option("--batch-size", type=int, default=256, show_default=True)
 @click.argument("files", nargs=-1, type=click.Path(exists=True, path_type=Path))
 def ai_predict(model_name, npz, split, batch_size, files) -> None:  # type: ignore[no-untyped-def]
-    """Predict image FILES (JPEG, PNG, DICOM) or every row of --npz; one JSON line each."""
+    """Predict image FILES (JPEG, PNG, DICOM) or every row of --npz; one JSON line each.
+
+    A file the image-quality gate refuses (blank, striped, dark, blurred, tiny, the wrong kind of
+    image) gets {"input", "error": reason} and no prediction, and the exit status is 1; an npz
+    row keeps its prediction and adds "refused": reason."""
+    from PIL import Image
+
+    from inference import quality
     from inference.images import BadInput, dicom_image, is_dicom, open_photo, read_dicom
     from inference.predict import load_model
     from inference.registry import MODELS
+    from inference.results import screening_decision
 
     if model_name not in MODELS:
         raise click.ClickException(f"unknown model {model_name!r}; known: {sorted(MODELS)}")
@@ -280,6 +288,14 @@ def ai_predict(model_name, npz, split, batch_size, files) -> None:  # type: igno
             },
             "uncertain": bool(probabilities[top] < spec.confidence_threshold),
         }
+        screen = screening_decision(spec, model.operating_point, probabilities)
+        if screen is not None:  # the "refer" decision (docs/models.md, "Screening")
+            row["screening"] = {
+                "name": screen.name,
+                "probability": round(screen.probability, 6),
+                "threshold": screen.threshold,
+                "refer": screen.positive,
+            }
         if label is not None:
             row["label"] = spec.labels[int(label)]
         click.echo(json.dumps(row))
@@ -289,6 +305,7 @@ def ai_predict(model_name, npz, split, batch_size, files) -> None:  # type: igno
         data = path.read_bytes()
         try:
             image = dicom_image(read_dicom(data)) if is_dicom(data) else open_photo(data)
+            quality.check(spec, image)  # the image-quality gate: refused with its reason
         except BadInput as exc:
             click.echo(json.dumps({"input": str(path), "error": str(exc)}))
             failed += 1
@@ -301,8 +318,14 @@ def ai_predict(model_name, npz, split, batch_size, files) -> None:  # type: igno
             prediction = model.predict(images[start : start + batch_size])
             for i in range(len(prediction.labels)):
                 index = start + i
+                # Rows of an npz are already curated and resized: the gate's verdict is given
+                # beside the prediction ("refused"), so an evaluation sees both.
+                source: dict = {"input": f"{npz}#{index}", "index": index}
+                verdict = quality.verdict(spec, Image.fromarray(images[index]))
+                if verdict is not None:
+                    source["refused"] = verdict.reason
                 emit(
-                    {"input": f"{npz}#{index}", "index": index},
+                    source,
                     prediction.probabilities[i],
                     prediction.labels[i],
                     None if labels is None else labels[index],

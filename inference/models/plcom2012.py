@@ -13,8 +13,40 @@ from datetime import date
 from inference import plco, plco_record, results
 from inference.images import BadInput
 from inference.spec import Assessment, Formula
-from resources.errors import NotFound
+from resources.errors import Gone, NotFound
 from resources.storage.repository import Repository, Unit
+from resources.storage.store import Stored
+
+
+def _record(u: Unit, patient_ref: str) -> tuple[Stored, list[Stored], list[Stored]]:
+    """The Patient and the record entries PLCOm2012 reads: its QuestionnaireResponses and its
+    BMI and smoking-status Observations (raises NotFound for a missing Patient)."""
+    patient = u.read("Patient", patient_ref.split("/", 1)[1])
+    responses = u.read_many(u.match("QuestionnaireResponse", [("subject", patient_ref)]))
+    observations = u.read_many(
+        u.match(
+            "Observation",
+            [
+                ("subject", patient_ref),
+                ("code", f"{plco_record.LOINC}|{plco_record.BMI_LOINC},"
+                         f"{plco_record.LOINC}|{plco_record.SMOKING_STATUS_LOINC}"),
+            ],
+        )
+    )  # fmt: skip
+    return patient, responses, observations
+
+
+def inputs(u: Unit, focus: str) -> list[str]:
+    """The versions of the record entries an assessment of ``focus`` reads now: the Patient (its
+    birth date), every QuestionnaireResponse and every BMI / smoking-status Observation of it —
+    all candidates, not only those used, so adding any of them asks for a new assessment."""
+    if not focus.startswith("Patient/"):
+        return []
+    try:
+        patient, responses, observations = _record(u, focus)
+    except (NotFound, Gone):
+        return []
+    return sorted(s.versioned_ref for s in [patient, *responses, *observations])
 
 
 def assess(repo: Repository, task: dict, task_id: str) -> Assessment:
@@ -22,26 +54,14 @@ def assess(repo: Repository, task: dict, task_id: str) -> Assessment:
     patient_ref = str(task.get("focus", {}).get("reference", ""))
     if not patient_ref.startswith("Patient/"):
         raise BadInput(f"PLCOm2012 needs a Patient focus, not {patient_ref!r}")
-    patient_id = patient_ref.split("/", 1)[1]
 
     def gather(u: Unit) -> tuple[dict, list[dict], list[dict]]:
-        patient = u.read("Patient", patient_id).resource
-        responses = u.read_many(u.match("QuestionnaireResponse", [("subject", patient_ref)]))
-        observations = u.read_many(
-            u.match(
-                "Observation",
-                [
-                    ("subject", patient_ref),
-                    ("code", f"{plco_record.LOINC}|{plco_record.BMI_LOINC},"
-                             f"{plco_record.LOINC}|{plco_record.SMOKING_STATUS_LOINC}"),
-                ],
-            )
-        )  # fmt: skip
-        return patient, [r.resource for r in responses], [o.resource for o in observations]
+        patient, responses, observations = _record(u, patient_ref)
+        return patient.resource, [r.resource for r in responses], [o.resource for o in observations]
 
     try:
         patient, responses, observations = repo.read(gather)
-    except NotFound as exc:
+    except (NotFound, Gone) as exc:
         raise BadInput(f"{patient_ref} does not exist") from exc
     try:
         inputs, basis = plco_record.gather(patient, responses, observations, date.today())
@@ -81,4 +101,5 @@ MODEL = Formula(
     ),
     summary="published formula (Tammemägi et al. 2013)",
     assess=assess,
+    inputs=inputs,
 )

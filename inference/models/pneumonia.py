@@ -9,7 +9,7 @@ Patient). Model card: docs/models.md.
 from __future__ import annotations
 
 from inference.images import check_chest_radiograph, has_chest_modality, is_chest_series
-from inference.spec import ImageClassifier, Trigger
+from inference.spec import ImageClassifier, QualityGate, Trigger
 
 # Per-channel mean / std of the training split (pixel values scaled to [0, 1]).
 PNEUMONIAMNIST_MEAN = (0.5719,)
@@ -66,4 +66,7 @@ MODEL = ImageClassifier(
     wanted="a chest radiograph",
     check_dicom=check_chest_radiograph,
     training="inference.training.train_pneumonia",
+    # Image-quality gate (inference/quality.py): a grey radiograph, at least 28 px on its short
+    # side (the training resolution); thresholds fitted on the training images.
+    quality=QualityGate(colour="grey", min_side=28, quantile=0.001),
 )

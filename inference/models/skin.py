@@ -1,14 +1,15 @@
 """``skin`` — 7-class dermoscopy lesion classifier (HAM10000 classes, DermaMNIST order).
 
 Input: a photo (JPEG, PNG, DICOM XC/DMS) as a Media, or the first photographic series of an
-ImagingStudy; a grey or blank frame is refused. A new Media photo from a photographic modality
+ImagingStudy; the image-quality gate (``inference/quality.py``) refuses blank, striped, dark,
+over-exposed, blurred, tiny and grey (X-ray) images first. A new Media photo from a photographic modality
 (``Media.modality`` DICOM XC or DMS) requests this analysis by itself. Model card: docs/models.md.
 """
 
 from __future__ import annotations
 
-from inference.images import PHOTO_MODALITIES, check_content, has_chest_modality
-from inference.spec import ImageClassifier, Trigger
+from inference.images import PHOTO_MODALITIES, has_chest_modality
+from inference.spec import ImageClassifier, QualityGate, Screening, Trigger
 
 DICOM_MODALITY = "http://dicom.nema.org/resources/ontology/DCM"
 
@@ -99,6 +100,17 @@ MODEL = ImageClassifier(
     },
     series=is_photo_series,
     wanted="a skin photograph (XC, DMS)",
-    check_image=check_content,
     training="inference.training.train_skin",
+    # Screening: refer when P(melanoma) + P(bcc) + P(akiec) reaches the threshold chosen on the
+    # validation split for a malignancy sensitivity of at least 0.90 (docs/models.md).
+    # Image-quality gate (inference/quality.py): a colour photo, at least 28 px on its short side
+    # (the smallest HAM10000 resolution shipped); thresholds fitted on the training images.
+    quality=QualityGate(colour="colour", min_side=28, quantile=0.001),
+    screening=Screening(
+        name="malignancy",
+        display="Probability of malignancy (melanoma + basal cell carcinoma + actinic keratosis "
+        "/ intraepithelial carcinoma)",
+        positive=frozenset({"mel", "bcc", "akiec"}),
+        target_sensitivity=0.90,
+    ),
 )

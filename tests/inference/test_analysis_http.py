@@ -60,10 +60,16 @@ def test_skin_photo_upload_to_observation_and_heatmap(ai_server, fhir, patient_i
     assert obs["derivedFrom"] == [{"reference": f"Media/{media['id']}"}]
     assert obs["subject"]["reference"] == f"Patient/{patient_id}"
     assert obs["effectiveDateTime"] == "2026-11-20T10:00:00Z"
-    probs = [c["valueQuantity"]["value"] for c in obs["component"]]
+    *classes, screen = obs["component"]  # a probability per class, then the screening score
+    probs = [c["valueQuantity"]["value"] for c in classes]
     assert len(probs) == 7 and abs(sum(probs) - 1) < 1e-3
-    labels = [c["code"]["coding"][-1]["code"] for c in obs["component"]]
+    labels = [c["code"]["coding"][-1]["code"] for c in classes]
     assert labels == ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+    assert screen["code"]["coding"][0]["code"] == "malignancy-probability"
+    malignant = probs[0] + probs[1] + probs[4]
+    assert screen["valueQuantity"]["value"] == pytest.approx(malignant, abs=2e-4)
+    refer = malignant >= screen["referenceRange"][0]["high"]["value"]
+    assert obs["interpretation"][1]["coding"][0]["code"] == ("POS" if refer else "NEG")
     top = labels[int(np.argmax(probs))]
     if max(probs) < 0.75:
         assert obs["valueCodeableConcept"]["coding"][0]["code"] == "uncertain"
@@ -228,6 +234,76 @@ def test_plco_missing_inputs_are_listed_not_guessed(fhir):
     text = task["statusReason"]["text"]
     assert "age" in text and "bmi" in text and "cigarettes_per_day" in text
     assert fhir.get(f"/RiskAssessment/ai-{task['id']}").status_code == 404
+
+
+def test_plco_recomputes_when_its_inputs_change(fhir, patient_id):
+    """The lung-risk Task is keyed on its inputs' versions: asking again with the record unchanged
+    returns the same Task; after the missing answers are added (or an answer is corrected) a new
+    assessment runs."""
+    first = fhir.post(f"/Patient/{patient_id}/$ai-analyze").json()
+    assert first["status"] == "failed" and "bmi" in first["statusReason"]["text"]
+    again = fhir.post(f"/Patient/{patient_id}/$ai-analyze").json()
+    assert again["id"] == first["id"]
+    assert [i["valueReference"]["reference"] for i in first["input"]] == [
+        f"Patient/{patient_id}/_history/1"
+    ]
+
+    response = {
+        "resourceType": "QuestionnaireResponse",
+        "questionnaire": "http://hearth.local/fhir/Questionnaire/plcom2012",
+        "status": "completed",
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "authored": "2026-11-01T09:00:00Z",
+        "item": _answers(
+            education="3", bmi=24.0, copd=False, personal_cancer_history=False,
+            family_history_lung_cancer=False, smoking_status="current", cigarettes_per_day=20,
+            smoking_duration_years=30, race="white",
+        ),
+    }  # fmt: skip
+    qr = fhir.post("/QuestionnaireResponse", json=response).json()
+    second = fhir.post(f"/Patient/{patient_id}/$ai-analyze").json()
+    assert second["id"] != first["id"] and second["status"] == "completed", second
+    assert f"QuestionnaireResponse/{qr['id']}/_history/1" in {
+        i["valueReference"]["reference"] for i in second["input"]
+    }
+    risk = fhir.get(f"/{output_ref(second, 'result')}").json()
+    assert fhir.post(f"/Patient/{patient_id}/$ai-analyze").json()["id"] == second["id"]
+
+    # A corrected answer (a new version of the same QuestionnaireResponse): a new assessment.
+    response["item"] = _answers(
+        education="3", bmi=24.0, copd=False, personal_cancer_history=False,
+        family_history_lung_cancer=False, smoking_status="current", cigarettes_per_day=40,
+        smoking_duration_years=30, race="white",
+    )  # fmt: skip
+    assert fhir.put(f"/QuestionnaireResponse/{qr['id']}", json={**response, "id": qr["id"]})
+    third = fhir.post(f"/Patient/{patient_id}/$ai-analyze").json()
+    assert third["id"] not in (first["id"], second["id"]) and third["status"] == "completed"
+    risk3 = fhir.get(f"/{output_ref(third, 'result')}").json()
+    p2 = risk["prediction"][0]["probabilityDecimal"]
+    assert risk3["prediction"][0]["probabilityDecimal"] > p2
+
+    # A new Observation (BMI) is an input too; an unrelated one is not.
+    unrelated = {
+        "resourceType": "Observation", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "valueQuantity": {"value": 70, "unit": "/min"},
+    }  # fmt: skip
+    assert fhir.post("/Observation", json=unrelated).status_code == 201
+    assert fhir.post(f"/Patient/{patient_id}/$ai-analyze").json()["id"] == third["id"]
+    bmi = {
+        "resourceType": "Observation", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "39156-5"}]},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "effectiveDateTime": "2026-11-20T09:00:00Z",
+        "valueQuantity": {"value": 31.0, "unit": "kg/m2", "system": "http://unitsofmeasure.org",
+                          "code": "kg/m2"},
+    }  # fmt: skip
+    bmi_id = fhir.post("/Observation", json=bmi).json()["id"]
+    fourth = fhir.post(f"/Patient/{patient_id}/$ai-analyze").json()
+    assert fourth["id"] != third["id"] and fourth["status"] == "completed"
+    basis = fhir.get(f"/{output_ref(fourth, 'result')}").json()["basis"]
+    assert {"reference": f"Observation/{bmi_id}"} in basis
 
 
 def _age(birth: str) -> float:

@@ -86,6 +86,16 @@ def test_validation_metrics_recomputed(model):
     # lower it; ECE is not its objective and may move either way by a little.
     assert recorded["nll_after"] <= recorded["nll_before"] + 1e-9
     assert abs(recorded["ece_after"] - recorded["ece_before"]) < 0.02
+    if model.spec.screening is not None:  # the shipped operating point, recomputed
+        from inference.training.operating_point import operating_point
+
+        point = operating_point(model.spec, prediction.probabilities, labels, resamples=20)
+        shipped = model.operating_point
+        assert shipped is not None and shipped["version"] == model.version
+        assert point["threshold"] == pytest.approx(shipped["threshold"], abs=2e-6)
+        assert point["sensitivity"] >= model.spec.screening.target_sensitivity
+        for key in ("sensitivity", "specificity", "auc"):
+            assert point[key] == pytest.approx(shipped["validation"][key], abs=2e-3), key
 
 
 def test_batch_and_single_image_agree(model):

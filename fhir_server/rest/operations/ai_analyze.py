@@ -6,7 +6,9 @@
 body with ``analysis`` (valueCode) picks the analysis explicitly. Which analyses apply to which
 resource, and which is the default, each model declares (``inference/models/``).
 
-The Task is created once per analysis, focus and model version (asking again returns it). With
+The Task is created once per analysis, focus and model version (asking again returns it) — and,
+for PLCOm2012, per version of the record entries it reads (a changed or added answer or
+Observation makes a new one: ``inference/tasks.py``). With
 ``Prefer: respond-async`` the reply is 202 with ``Content-Location`` → the Task, which a worker
 (``hearth worker``) carries out; otherwise the analysis runs now and the reply is 200 with the
 completed — or failed, with ``statusReason`` — Task.

@@ -49,8 +49,21 @@ async function focusPanel(fhir, focusRef) {
   return h("p", {}, `Focus: ${focusRef}`);
 }
 
+// The screening score (e.g. the probability of malignancy, with its threshold as the
+// reference range) is shown as the referral decision, not as one more class.
+const isScreening = (c) => (c.referenceRange || []).length > 0;
+
+function screeningLine(result) {
+  const score = (result.component || []).find(isScreening);
+  if (!score) return null;
+  const positive = codeOf((score.interpretation || [])[0]) === "POS";
+  return h("p", { class: positive ? "flag" : "" }, h("strong", {}, "Screening: "),
+    textOf((score.interpretation || [])[0]), " — ", (score.referenceRange[0] || {}).text || "");
+}
+
 function probabilityTable(result) {
   const rows = (result.component || [])
+    .filter((c) => !isScreening(c))
     .filter((c) => c.valueQuantity && typeof c.valueQuantity.value === "number")
     .sort((a, b) => b.valueQuantity.value - a.valueQuantity.value)
     .map((c) => h("tr", {}, h("th", { scope: "row" }, textOf(c.code)), h("td", {}, `${(c.valueQuantity.value * 100).toFixed(1)} %`)));
@@ -73,6 +86,7 @@ function resultPanel(result, uncertain) {
     flagged ? h("p", { class: "flag" }, "Uncertain — physician review required") : null,
     h("p", {}, h("strong", {}, "AI finding: "), textOf(result.valueCodeableConcept) || result.valueString || "—",
       result.interpretation ? ` (${textOf(result.interpretation[0])})` : ""),
+    screeningLine(result),
     probabilityTable(result),
     h("p", { class: "muted" }, `${(result.method && result.method.text) || ""} ${(result.note || []).map((n) => n.text).join(" ")}`),
   );
