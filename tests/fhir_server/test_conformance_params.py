@@ -57,6 +57,34 @@ def test_put_if_none_match_star_refuses_an_existing_resource(client):
     assert back.status_code == 201, back.text
 
 
+@pytest.mark.parametrize("kind", ["transaction", "batch"])
+def test_bundle_entry_if_none_match_refuses_an_existing_resource(client, kind):
+    """Bundle.entry.request.ifNoneMatch is the header's twin (http.html#transaction)."""
+    pid = f"inm-{uuid.uuid4().hex[:12]}"
+
+    def put(family: str, if_none_match: str) -> httpx.Response:
+        entry = {
+            "resource": {"resourceType": "Patient", "id": pid, "name": [{"family": family}]},
+            "request": {"method": "PUT", "url": f"Patient/{pid}", "ifNoneMatch": if_none_match},
+        }
+        return client.post("/", json={"resourceType": "Bundle", "type": kind, "entry": [entry]})
+
+    def status(resp: httpx.Response) -> int:
+        """The entry's status: a failed transaction is the whole reply (an OperationOutcome)."""
+        if kind == "transaction" and resp.status_code != 200:
+            assert resp.json()["resourceType"] == "OperationOutcome"
+            return resp.status_code
+        assert resp.status_code == 200, resp.text
+        return int(resp.json()["entry"][0]["response"]["status"].split()[0])
+
+    assert status(put("First", "*")) == 201
+    assert status(put("Overwritten", "*")) == 412
+    assert status(put("Overwritten", 'W/"1"')) == 412
+    assert client.get(f"/Patient/{pid}").json()["name"][0]["family"] == "First"
+    assert status(put("Second", 'W/"9"')) == 200
+    assert client.get(f"/Patient/{pid}").json()["name"][0]["family"] == "Second"
+
+
 # -- _summary / _elements on read and vread ---------------------------------------------------
 def test_summary_and_elements_on_read_and_vread(client):
     made = _patient(
