@@ -21,6 +21,7 @@ implement (``near``; terminology modifiers when no ``terminology`` service is pl
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -33,6 +34,7 @@ from resources.search.definitions import SearchParam, SearchParameterRegistry
 from resources.search.param_types import SEARCH_TYPES
 from resources.search.parse import (
     HasLink,
+    Include,
     Link,
     ParsedQuery,
     ResultParams,
@@ -181,6 +183,8 @@ class Compiler:
                 sets.append(self.criterion(search_types, crit.has, crit.path, values, 0))
             except _Unknown as exc:
                 unsupported.append(Unsupported(crit.name, crit.raw, str(exc)))
+        result, refused = self._check_includes(parsed.result)
+        unsupported += refused
         stmt = intersect(sets, types, distinct=True)
         walk = None
         first = next((s for s in sets if s.has is not None), None)
@@ -189,7 +193,46 @@ class Compiler:
             walk = HasWalk(
                 first.has, intersect(sets, types), intersect(others, types) if others else None
             )
-        return CompiledSearch(stmt, unsupported, parsed.result, types, len(sets), walk)
+        return CompiledSearch(stmt, unsupported, result, types, len(sets), walk)
+
+    def _check_includes(self, result: ResultParams) -> tuple[ResultParams, list[Unsupported]]:
+        """``_include`` / ``_revinclude`` that name an unknown type, a parameter that is not a
+        reference parameter of their source type, or an unknown target type are not applied:
+        reported like an unknown parameter (refused under ``Prefer: handling=strict``)."""
+        refused: list[Unsupported] = []
+
+        def usable(kind: str, inc: Include) -> bool:
+            reason = self._include_problem(inc)
+            if reason is None:
+                return True
+            name = kind + (":iterate" if inc.iterate else "")
+            value = ":".join(p for p in (inc.source, inc.param, inc.target) if p)
+            if inc.source == "*":
+                value = "*"
+            refused.append(Unsupported(name, value, reason))
+            return False
+
+        include = [i for i in result.include if usable("_include", i)]
+        revinclude = [i for i in result.revinclude if usable("_revinclude", i)]
+        if not refused:
+            return result, []
+        return dataclasses.replace(result, include=include, revinclude=revinclude), refused
+
+    def _include_problem(self, inc: Include) -> str | None:
+        if inc.source == "*":
+            return None
+        if not self.registry.is_resource_type(inc.source):
+            return f"{inc.source!r} is not a resource type this server knows"
+        if inc.target is not None and not self.registry.is_resource_type(inc.target):
+            return f"{inc.target!r} is not a resource type this server knows"
+        if inc.param == "*":
+            return None
+        param = self.registry.get(inc.source, inc.param)
+        if param is None:
+            return f"unknown search parameter {inc.param!r} for {inc.source}"
+        if param.type != "reference":
+            return f"{inc.source}:{inc.param} is a {param.type} parameter, not a reference"
+        return None
 
     def _check_type(self, res_type: str) -> None:
         if not self.registry.is_resource_type(res_type):

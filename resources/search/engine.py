@@ -156,17 +156,24 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
     # matches as if the row did not exist.
     compiled = engine.compile(req.res_type, req.parsed, visible=visible_in(req.security))
     result = compiled.result
-    issues = list(req.extra_issues) + [
-        Issue("not-supported", f"parameter {u.name!r} ignored: {u.reason}", severity="warning")
-        for u in compiled.unsupported
-    ]
     if compiled.unsupported and req.strict:
         # Under handling=strict an unknown parameter is the request's error, not a warning
         # (R4 search.html#errors): the issues say so with severity ``error``.
         raise Invalid(
             "unknown or unsupported search parameters (Prefer: handling=strict)",
-            [dataclasses.replace(i, severity="error") for i in issues],
+            [
+                dataclasses.replace(i, severity="error")
+                for i in req.extra_issues
+                + [
+                    Issue("not-supported", f"parameter {u.name!r} refused: {u.reason}")
+                    for u in compiled.unsupported
+                ]
+            ],
         )
+    issues = list(req.extra_issues) + [
+        Issue("not-supported", f"parameter {u.name!r} ignored: {u.reason}", severity="warning")
+        for u in compiled.unsupported
+    ]
     if result.contained not in (None, "false"):
         if req.strict:
             raise Invalid(
@@ -241,8 +248,7 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
     elif result.elements:
         shown = [_with(s, select_elements(s.content, result.elements)) for s in page]
     path = req.path
-    ignored = {u.name for u in compiled.unsupported}
-    applied = [(k, v) for k, v in query if k not in ignored]
+    applied = _applied(query, compiled.unsupported)
     # ``first``: the search as applied, without a cursor; ``self`` adds this page's cursor.
     # (No ``previous`` / ``last``: keyset cursors go forward only.)
     first_url = f"{base}/{path}" + (f"?{urlencode(applied)}" if applied else "")
@@ -534,6 +540,14 @@ def is_unreleased(unit: Unit, res_type: str, pk: int) -> bool:
         return False
     stmt = sa.select(resource.c.pk).where(resource.c.pk == pk, unreleased(resource, res_type))
     return unit.conn.execute(stmt).first() is not None
+
+
+def _applied(query: Sequence[tuple[str, str]], unsupported: Sequence) -> list[tuple[str, str]]:
+    """The query without what was not applied, for the links: an ``_include`` by its value
+    (the others of its name were applied), any other parameter by its name."""
+    pairs = {(u.name, u.value) for u in unsupported}
+    names = {u.name for u in unsupported if not u.name.startswith(("_include", "_revinclude"))}
+    return [(k, v) for k, v in query if k not in names and (k, v) not in pairs]
 
 
 def _includes(

@@ -323,3 +323,68 @@ def test_if_none_match_odd_values_are_never_a_500(client, header):
         f"/Patient/{pid}", json={**body, "gender": "male"}, headers={"If-None-Match": header}
     )
     assert resp.status_code in (200, 412), resp.text
+
+
+# -- unknown search parameters: strict refuses, lenient warns -------------------------------
+STRICT = {"Prefer": "handling=strict"}
+UNKNOWN = [
+    ("Patient", {"shoe-size": "42"}),
+    ("Patient", {"family:sounds-like": "x"}),
+    ("Patient", {"general-practitioner.shoe-size": "1"}),
+    ("Patient", {"_has:Observation:patient:shoe-size": "1"}),
+    ("Patient", {"_include": "Patient:shoe-size"}),
+    ("Patient", {"_include": "Patient:family"}),
+    ("Patient", {"_include": "Patient:organization:NoSuchType"}),
+    ("Patient", {"_revinclude": "NoSuchType:subject"}),
+    ("Patient", {"_include:iterate": "Observation:shoe-size"}),
+    ("", {"shoe-size": "1"}),
+]
+
+
+@pytest.mark.parametrize(("path", "params"), UNKNOWN)
+def test_unknown_search_parameters_strict_and_lenient(client, path, params):
+    family = f"Unknown{uuid.uuid4().hex[:8]}"
+    made = _patient(client, family)
+    strict = client.get(f"/{path}", params=params, headers=STRICT)
+    assert strict.status_code == 400, strict.text
+    issues = strict.json()["issue"]
+    assert issues and all(i["severity"] == "error" for i in issues)
+    assert any(name in i["diagnostics"] for i in issues for name in params)
+    for prefer in ({}, {"Prefer": "handling=lenient"}):
+        lenient = client.get(f"/{path}", params={**params, "_id": made["id"]}, headers=prefer)
+        assert lenient.status_code == 200, lenient.text
+        body = lenient.json()
+        assert _ids(body) == [made["id"]]  # the unknown parameter is ignored, not applied
+        outcomes = [e["resource"] for e in body["entry"] if e["search"]["mode"] == "outcome"]
+        assert len(outcomes) == 1 and outcomes[0]["resourceType"] == "OperationOutcome"
+        warned = outcomes[0]["issue"]
+        assert all(i["severity"] == "warning" for i in warned)
+        assert any(name in i["diagnostics"] for i in warned for name in params)
+        links = {lk["relation"]: lk["url"] for lk in body["link"]}
+        assert all(name.split(":")[0] not in links["self"] for name in params)
+
+
+def test_unknown_parameter_in_a_post_search_under_strict(server):
+    with httpx.Client(base_url=server.fhir, headers=server.headers, timeout=60) as form:
+        resp = form.post("/Patient/_search", data={"shoe-size": "42"}, headers=STRICT)
+        assert resp.status_code == 400, resp.text
+        assert all(i["severity"] == "error" for i in resp.json()["issue"])
+
+
+def test_a_good_include_beside_a_bad_one_is_applied(client):
+    org = client.post("/Organization", json={"resourceType": "Organization", "name": "Inc"})
+    made = _patient(
+        client, "Inc", managingOrganization={"reference": f"Organization/{org.json()['id']}"}
+    )
+    body = client.get(
+        "/Patient",
+        params=[
+            ("_id", made["id"]),
+            ("_include", "Patient:organization"),
+            ("_include", "Patient:nope"),
+        ],
+    ).json()
+    included = [e["resource"]["id"] for e in body["entry"] if e["search"]["mode"] == "include"]
+    assert included == [org.json()["id"]]
+    self_link = next(lk["url"] for lk in body["link"] if lk["relation"] == "self")
+    assert "Patient%3Aorganization" in self_link and "nope" not in self_link
