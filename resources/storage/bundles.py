@@ -70,7 +70,8 @@ def history_bundle(
         }
         entry["response"] = response
         items.append(entry)
-    out["entry"] = items
+    if items:  # FHIR JSON has no empty arrays (json.html)
+        out["entry"] = items
     return out
 
 
@@ -106,7 +107,8 @@ def searchset_bundle(
     ]
     if outcome is not None:
         entries.append({"resource": outcome, "search": {"mode": "outcome"}})
-    out["entry"] = entries
+    if entries:  # FHIR JSON has no empty arrays (json.html): no matches, no ``entry``
+        out["entry"] = entries
     return out
 
 
