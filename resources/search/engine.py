@@ -98,9 +98,30 @@ class SearchRequest:
         return self.parsed.explain
 
 
-def _encode(values: list, pk: int) -> str:
-    raw = orjson.dumps({"k": [_jsonable(v) for v in values], "pk": pk})
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+def _encode(values: list, pk: int, *, backward: bool = False) -> str:
+    """A ``_page`` cursor: the rows after (values, pk) in the search's order, or with
+    ``backward`` the ``count`` rows just before them (the ``previous`` link)."""
+    cursor: dict = {"k": [_jsonable(v) for v in values], "pk": pk}
+    if backward:
+        cursor["b"] = 1
+    return base64.urlsafe_b64encode(orjson.dumps(cursor)).decode().rstrip("=")
+
+
+# The ``last`` link's cursor: the last ``count`` rows (a backward page from the end).
+LAST_CURSOR = base64.urlsafe_b64encode(orjson.dumps({"last": 1})).decode().rstrip("=")
+
+
+def _direction(cursor: str | None) -> str:
+    """``forward`` (no cursor, or a ``next`` one), ``backward`` (``previous``) or ``last``."""
+    if not cursor:
+        return "forward"
+    if cursor == LAST_CURSOR:
+        return "last"
+    try:
+        raw = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError:
+        return "forward"  # _decode reports it
+    return "backward" if isinstance(raw, dict) and raw.get("b") == 1 else "forward"
 
 
 def _jsonable(value):  # type: ignore[no-untyped-def]
@@ -130,6 +151,21 @@ def _decode(cursor: str, n_keys: int) -> tuple[list, int]:
         raise Invalid(
             f"the paging cursor {cursor!r} is not one this server issued for this search"
         ) from exc
+
+
+def _before(keys_: list[tuple[sa.ColumnElement, bool]], values: list, pk: int) -> sa.ColumnElement:
+    """Rows strictly before (values, pk) in ORDER BY k1 [DESC] NULLS LAST, ..., pk ASC."""
+    ors = []
+    eq: list[sa.ColumnElement] = []
+    for (expr, desc), v in zip(keys_, values, strict=True):
+        if v is not None:
+            ors.append(sa.and_(*eq, expr > v if desc else expr < v))
+            eq.append(expr == v)
+        else:
+            ors.append(sa.and_(*eq, expr.is_not(None)))  # a value sorts before no value
+            eq.append(expr.is_(None))
+    ors.append(sa.and_(*eq, resource.c.pk < pk))
+    return sa.or_(*ors)
 
 
 def _after(keys_: list[tuple[sa.ColumnElement, bool]], values: list, pk: int) -> sa.ColumnElement:
@@ -220,26 +256,39 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
         counted = compiled.select if plain else base_stmt
         total = _count(unit, counted, estimate=result.total == "estimate")
     page: list[StoredJSON] = []
-    next_values = None
+    next_values = prev_values = None
+    direction = _direction(cursor)
     if summary != "count" and count > 0:
-        if sort_keys:
-            rows = _index_page(unit, req, compiled, cursor, count)
+        rows = None
+        if direction != "forward":
+            rows = _backward_page(unit, base_stmt, sort_keys, cursor, direction, count)
+            if len(rows) > count:  # rows before this page: ``previous`` ends at its first
+                prev_values = (list(rows[count - 1][1:]), rows[count - 1][0])
+            rows = rows[:count][::-1]
+            if rows and direction == "backward":  # what the cursor was made from follows
+                next_values = (list(rows[-1][1:]), rows[-1][0])
         else:
-            rows = _pk_page(unit, req, compiled, cursor, count)
-        if rows is None and not sort_keys and req.compartment is None and _type_visible(req):
-            rows = _plain_page(unit, req, compiled, cursor, count)
-        if rows is None:
-            stmt = base_stmt.add_columns(*(e for e, _ in sort_keys))
-            if cursor:
-                values, after_pk = _decode(cursor, len(sort_keys))
-                stmt = stmt.where(_after(sort_keys, values, after_pk))
-            order = [e.desc().nulls_last() if d else e.asc().nulls_last() for e, d in sort_keys]
-            stmt = stmt.order_by(*order, resource.c.pk.asc()).limit(count + 1)
-            rows = unit.conn.execute(stmt).all()
-        page = unit.read_json(pks=[r[0] for r in rows[:count]])
-        if len(rows) > count:
-            last = rows[count - 1]
-            next_values = (list(last[1:]), last[0])
+            if sort_keys:
+                rows = _index_page(unit, req, compiled, cursor, count)
+            else:
+                rows = _pk_page(unit, req, compiled, cursor, count)
+            if rows is None and not sort_keys and req.compartment is None and _type_visible(req):
+                rows = _plain_page(unit, req, compiled, cursor, count)
+            if rows is None:
+                stmt = base_stmt.add_columns(*(e for e, _ in sort_keys))
+                if cursor:
+                    values, after_pk = _decode(cursor, len(sort_keys))
+                    stmt = stmt.where(_after(sort_keys, values, after_pk))
+                order = [e.desc().nulls_last() if d else e.asc().nulls_last() for e, d in sort_keys]
+                stmt = stmt.order_by(*order, resource.c.pk.asc()).limit(count + 1)
+                rows = unit.conn.execute(stmt).all()
+            if len(rows) > count:
+                last = rows[count - 1]
+                next_values = (list(last[1:]), last[0])
+            if cursor and rows:  # a page after the first: the rows before it are a page back
+                prev_values = (list(rows[0][1:]), rows[0][0])
+            rows = rows[:count]
+        page = unit.read_json(pks=[r[0] for r in rows])
     includes, inc_issues = _includes(unit, page, result.include, result.revinclude, req.security)
     issues += inc_issues
     shown = page
@@ -249,8 +298,9 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
         shown = [_with(s, select_elements(s.content, result.elements)) for s in page]
     path = req.path
     applied = _applied(query, compiled.unsupported)
-    # ``first``: the search as applied, without a cursor; ``self`` adds this page's cursor.
-    # (No ``previous`` / ``last``: keyset cursors go forward only.)
+    # ``first``: the search as applied, without a cursor; ``self`` adds this page's cursor;
+    # ``next`` continues after this page's last row, ``previous`` ends before its first row
+    # (a backward cursor) and ``last`` is the last ``count`` rows (search.html#paging).
     first_url = f"{base}/{path}" + (f"?{urlencode(applied)}" if applied else "")
     self_url = first_url
     if cursor:
@@ -258,6 +308,12 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
     next_url = None
     if next_values is not None:
         next_url = f"{base}/{path}?{urlencode([*applied, ('_page', _encode(*next_values))])}"
+    prev_url = last_url = None
+    if prev_values is not None:
+        back = _encode(*prev_values, backward=True)
+        prev_url = f"{base}/{path}?{urlencode([*applied, ('_page', back)])}"
+    if next_url is not None:
+        last_url = f"{base}/{path}?{urlencode([*applied, ('_page', LAST_CURSOR)])}"
     elapsed = (time.perf_counter() - started) * 1000
     if elapsed > req.slow_ms:
         # parameter names only: the values are what was searched for (names, identifiers)
@@ -275,10 +331,31 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
         self_url=self_url,
         first_url=first_url,
         next_url=next_url,
+        prev_url=prev_url,
+        last_url=last_url,
         total=total,
         outcome=outcome,
         raw=req.raw,
     )
+
+
+def _backward_page(
+    unit: Unit,
+    base_stmt: sa.Select,
+    sort_keys: list[tuple[sa.ColumnElement, bool]],
+    cursor: str | None,
+    direction: str,
+    count: int,
+) -> list[sa.Row]:
+    """The ``count + 1`` rows before a ``previous`` cursor (or the last ones, for ``last``),
+    nearest first: the general query in the reverse order."""
+    stmt = base_stmt.add_columns(*(e for e, _ in sort_keys))
+    if direction == "backward" and cursor:
+        values, before_pk = _decode(cursor, len(sort_keys))
+        stmt = stmt.where(_before(sort_keys, values, before_pk))
+    order = [e.asc().nulls_first() if d else e.desc().nulls_first() for e, d in sort_keys]
+    stmt = stmt.order_by(*order, resource.c.pk.desc()).limit(count + 1)
+    return list(unit.conn.execute(stmt).all())
 
 
 def _index_page(

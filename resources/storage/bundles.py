@@ -87,6 +87,7 @@ def searchset_bundle(
     outcome: dict | None = None,
     raw: bool = False,
     first_url: str | None = None,
+    last_url: str | None = None,
 ) -> dict:
     """``raw``: resources read as JSON text (``StoredJSON``) go in as ``orjson.Fragment``s,
     spliced into the output by ``orjson.dumps`` as they are, for a caller that only dumps the
@@ -95,7 +96,13 @@ def searchset_bundle(
     if total is not None:
         out["total"] = total
     out["link"] = links(
-        [("self", self_url), ("first", first_url), ("previous", prev_url), ("next", next_url)]
+        [
+            ("self", self_url),
+            ("first", first_url),
+            ("previous", prev_url),
+            ("next", next_url),
+            ("last", last_url),
+        ]
     )
     entries = [
         {"fullUrl": full_url(base, s), "resource": _body(s, raw), "search": {"mode": "match"}}

@@ -149,6 +149,52 @@ def test_first_and_self_links(client):
     assert _ids(first_again) == _ids(page1)
 
 
+def _links(bundle: dict) -> dict[str, str]:
+    return {lk["relation"]: lk["url"] for lk in bundle["link"]}
+
+
+@pytest.mark.parametrize("sort", [None, "birthdate", "-birthdate", "family,-birthdate"])
+def test_previous_and_last_links(client, sort):
+    """search.html#paging: ``previous`` goes back a page, ``last`` is the last page, over any
+    sort (resources without a sort value come last)."""
+    family = f"Back{uuid.uuid4().hex[:8]}"
+    for day in ("01", "02", None, "03", "04", None, "05"):
+        _patient(client, family, **({"birthDate": f"1980-01-{day}"} if day else {}))
+    params = {"family": family, "_count": "3", **({"_sort": sort} if sort else {})}
+    everything = _ids(client.get("/Patient", params={**params, "_count": "50"}).json())
+    assert len(everything) == 7
+    pages, body = [], client.get("/Patient", params=params).json()
+    assert "previous" not in _links(body)  # the first page has none
+    while True:
+        pages.append(_ids(body))
+        if "next" not in _links(body):
+            break
+        assert "last" in _links(body)
+        body = client.get(_links(body)["next"]).json()
+        back = client.get(_links(body)["previous"]).json()
+        assert _ids(back) == pages[-1]  # previous is the page before, exactly
+        assert client.get(_links(back)["next"]).json() and _ids(
+            client.get(_links(back)["next"]).json()
+        ) == _ids(body)
+    assert [i for p in pages for i in p] == everything
+    first = client.get("/Patient", params=params).json()
+    last = client.get(_links(first)["last"]).json()
+    assert _ids(last) == everything[-3:]  # the last three, in the search's order
+    assert "next" not in _links(last)
+    before_last = client.get(_links(last)["previous"]).json()
+    assert _ids(before_last) == everything[1:4]
+    assert _ids(client.get(_links(before_last)["previous"]).json()) == everything[:1]
+
+
+def test_a_forged_backward_cursor_is_a_400(client):
+    import base64
+
+    forged = base64.urlsafe_b64encode(b'{"k":["x"],"pk":-1,"b":1}').decode().rstrip("=")
+    resp = client.get("/Patient", params={"_page": forged})
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["issue"][0]["code"] == "invalid"
+
+
 # -- history _at ---------------------------------------------------------------------------
 def test_history_at(client):
     made = _patient(client, "V1")
