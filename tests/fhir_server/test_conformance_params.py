@@ -110,6 +110,59 @@ def test_summary_and_elements_on_read_and_vread(client):
         assert client.get(url, params={"_summary": "nonsense"}).status_code == 400
 
 
+def test_elements_and_summary_keep_the_mandatory_elements_and_name_choices(client):
+    """search.html#elements: the mandatory elements come too (Observation.status and .code,
+    1..1); ``value`` names the choice ``value[x]``; ``_summary=text`` is text, id, meta and the
+    mandatory top-level elements (search.html#summary). On read, vread and search alike."""
+    made = client.post(
+        "/Observation",
+        json={
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "weight"},
+            "subject": {"reference": "Patient/nobody"},
+            "valueQuantity": {"value": 70, "unit": "kg"},
+            "note": [{"text": "after lunch"}],
+        },
+    )
+    assert made.status_code == 201, made.text
+    oid = made.json()["id"]
+    common = {"resourceType", "id", "meta", "status", "code"}
+    for url, params in (
+        (f"/Observation/{oid}", {}),
+        (f"/Observation/{oid}/_history/1", {}),
+        ("/Observation", {"_id": oid}),
+    ):
+
+        def shaped(url: str = url, params: dict = params, **extra: str) -> dict:
+            resp = client.get(url, params={**params, **extra})
+            assert resp.status_code == 200, resp.text
+            body = resp.json()
+            found = body["entry"][0]["resource"] if body["resourceType"] == "Bundle" else body
+            assert any(t["code"] == SUBSETTED for t in found["meta"]["tag"])
+            return found
+
+        assert set(shaped(_elements="subject")) == common | {"subject"}
+        assert set(shaped(_elements="value")) == common | {"valueQuantity"}
+        assert set(shaped(_elements="value[x]")) == common | {"valueQuantity"}
+        assert set(shaped(_summary="text")) == common
+
+
+def test_read_and_vread_refuse_unknown_parameters_under_strict(client):
+    pid = _patient(client, "StrictRead")["id"]
+    for url in (f"/Patient/{pid}", f"/Patient/{pid}/_history/1"):
+        strict = client.get(url, params={"_shoe": "1"}, headers={"Prefer": "handling=strict"})
+        assert strict.status_code == 400, strict.text
+        assert all(i["severity"] == "error" for i in strict.json()["issue"])
+        assert "_shoe" in strict.json()["issue"][0]["diagnostics"]
+        ok = client.get(url, params={"_shoe": "1", "_elements": "name"})
+        assert ok.status_code == 200 and set(ok.json()) == {"resourceType", "id", "meta", "name"}
+        shaped = client.get(
+            url, params={"_elements": "name"}, headers={"Prefer": "handling=strict"}
+        )
+        assert shaped.status_code == 200
+
+
 # -- total with _count=0 ---------------------------------------------------------------------
 def test_count_zero_gives_the_total_alone(client):
     family = f"Zero{uuid.uuid4().hex[:8]}"

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from fhir_server.rest.context import Context, FhirRequest, Reply
-from resources.errors import Invalid, Issue
+from fhir_server.rest.interactions.common import refuse_unknown
+from resources.errors import Invalid
 from resources.search.date import date_range, to_datetime
 from resources.storage.bounds import clamp_whole, is_whole
 from resources.storage.bundles import history_bundle
@@ -60,12 +61,7 @@ def _at(req: FhirRequest) -> list[tuple[datetime, datetime]]:
 
 
 def history(ctx: Context, req: FhirRequest) -> Reply:
-    unknown = sorted({k for k, _ in req.query} - KNOWN)
-    if unknown and req.prefer.get("handling") == "strict":
-        raise Invalid(
-            "unknown history parameters (Prefer: handling=strict)",
-            [Issue("not-supported", f"parameter {k!r} is not supported") for k in unknown],
-        )
+    refuse_unknown(req, KNOWN, "history")
     count = page_size(ctx, req)
     since = _since(req)
     at = _at(req)
