@@ -275,6 +275,29 @@ def test_history_at(client):
     assert versions(_at=["1999", t2]) == ["2"]  # several: any of them
     bad = client.get(f"/Patient/{pid}/_history", params={"_at": "soon"})
     assert bad.status_code == 400 and bad.json()["issue"][0]["code"] == "invalid"
+    # prefixes, as a date search reads them (http.html#history: "see search notes on dates")
+    assert versions(_at=f"ge{t2}") == ["2", "3"]  # current at some time from t2 on
+    assert versions(_at=f"gt{t2}") == ["2", "3"]  # version 2 stays current after t2
+    assert versions(_at=f"gt{t3}") == ["3"]
+    assert versions(_at=f"le{t2}") == ["1", "2"]
+    assert versions(_at=f"lt{t2}") == ["1"]
+    assert versions(_at="le1999") == []
+    assert versions(_at="ge9999") == ["3"]  # the current version stays current
+    assert versions(_at=f"eq{t1}") == ["1"]
+    for odd in (f"sa{t1}", f"ap{t1}", f"ne{t1}", "xx2020"):
+        refused = client.get(f"/Patient/{pid}/_history", params={"_at": odd})
+        assert refused.status_code == 400, refused.text
+    # honoured under Prefer: handling=strict too, and at type and system level
+    strict = {"Prefer": "handling=strict"}
+    for url in (f"/Patient/{pid}/_history", "/Patient/_history", "/_history"):
+        resp = client.get(url, params={"_at": t2, "_count": "500"}, headers=strict)
+        assert resp.status_code == 200, resp.text
+        mine = [
+            e["resource"]["meta"]["versionId"]
+            for e in resp.json()["entry"]
+            if e.get("resource", {}).get("id") == pid
+        ]
+        assert mine == ["2"]
 
 
 def test_history_unknown_parameter_under_strict(client):
