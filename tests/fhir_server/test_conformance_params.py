@@ -518,3 +518,30 @@ def test_a_good_include_beside_a_bad_one_is_applied(client):
     assert included == [org.json()["id"]]
     self_link = next(lk["url"] for lk in body["link"] if lk["relation"] == "self")
     assert "Patient%3Aorganization" in self_link and "nope" not in self_link
+
+
+def test_a_date_with_an_unencoded_plus_in_its_offset_is_read_as_one(client):
+    """A ``+`` a client left unencoded in the query arrives as a space (form encoding): a date
+    search value ``2013-04-02T09:30:10 01:00`` is read as the ``+01:00`` it was (HAPI FHIR
+    does so), not refused; properly encoded, the same."""
+    made = client.post(
+        "/Observation",
+        json={
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "plus"},
+            "effectiveDateTime": "2013-04-02T09:30:10+01:00",
+        },
+    )
+    assert made.status_code == 201, made.text
+    oid = made.json()["id"]
+    for raw in ("2013-04-02T09:30:10+01:00", "ge2013-04-02T09:30+01:00", "eq2013-04-02T08:30:10Z"):
+        resp = client.get(f"/Observation?_id={oid}&date={raw}")  # '+' sent as it is
+        assert resp.status_code == 200, resp.text
+        assert _ids(resp.json()) == [oid], raw
+        encoded = client.get("/Observation", params={"_id": oid, "date": raw})
+        assert _ids(encoded.json()) == [oid], raw
+    other = client.get(f"/Observation?_id={oid}&date=2013-04-02T09:30:10+02:00")
+    assert other.status_code == 200 and _ids(other.json()) == []  # a different instant
+    bad = client.get("/Observation", params={"date": "2013-04-02 09:30"})
+    assert bad.status_code == 400  # a space elsewhere is still not a date
