@@ -185,6 +185,10 @@ class Compiler:
                 unsupported.append(Unsupported(crit.name, crit.raw, str(exc)))
         result, refused = self._check_includes(parsed.result)
         unsupported += refused
+        for name, value in result.raw:
+            values, why = special.UNSUPPORTED_RESULT_VALUES.get(name, ((), ""))
+            if value in values:
+                unsupported.append(Unsupported(name, value, why))
         stmt = intersect(sets, types, distinct=True)
         walk = None
         first = next((s for s in sets if s.has is not None), None)

@@ -210,24 +210,6 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
         Issue("not-supported", f"parameter {u.name!r} ignored: {u.reason}", severity="warning")
         for u in compiled.unsupported
     ]
-    if result.contained not in (None, "false"):
-        if req.strict:
-            raise Invalid(
-                "_contained is not supported (Prefer: handling=strict)",
-                [
-                    Issue(
-                        "not-supported",
-                        "_contained is not supported: contained resources are not searched",
-                    )
-                ],
-            )
-        issues.append(
-            Issue(
-                "not-supported",
-                "_contained is not supported; contained resources are not searched",
-                severity="warning",
-            )
-        )
     count = req.default_count if result.count is None else min(result.count, req.max_count)
     summary = result.summary
     # ``compiled.select`` yields matching primary keys (its FROM is the compiler's business);

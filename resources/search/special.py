@@ -32,6 +32,19 @@ UNSUPPORTED = {
     "_query": "named queries (_query) are not supported",
     "_filter": "_filter is not supported",
 }
+# Result parameters whose values name what is not implemented: (values, why). Contained
+# resources are not indexed, so ``_contained=true|both`` (search.html#contained) cannot be
+# answered; ``_contained=false`` and ``_containedType=container`` are what every search does.
+UNSUPPORTED_RESULT_VALUES: dict[str, tuple[frozenset[str], str]] = {
+    "_contained": (
+        frozenset({"true", "both"}),
+        "_contained is not supported: contained resources are not searched",
+    ),
+    "_containedType": (
+        frozenset({"contained"}),
+        "_containedType=contained is not supported: contained resources are not searched",
+    ),
+}
 
 
 # R4 list.html#functional-lists: the current lists a system keeps about a patient, as the

@@ -422,16 +422,38 @@ def test_list_of_another_patient_names_nothing(server, listed):
         assert _ids(owner.get("/Patient", params={"_list": listed["list"]}).json()) == [listed["a"]]
 
 
-def test_contained_is_reported_or_refused_under_strict(client):
-    lenient = client.get("/Patient", params={"_contained": "true"})
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"_contained": "true"},
+        {"_contained": "both"},
+        {"_containedType": "contained"},
+        {"_contained": "true", "_containedType": "contained"},
+    ],
+)
+def test_contained_is_reported_or_refused_under_strict(client, params):
+    """Contained resources are not searched (docs/conformance.md says so): the request is
+    refused under ``Prefer: handling=strict`` and answered with a warning otherwise, the
+    parameter left out of the links; ``_contained=false`` / ``_containedType=container`` are
+    what every search does, accepted under strict."""
+    pid = _patient(client, f"Contained{uuid.uuid4().hex[:8]}")["id"]
+    lenient = client.get("/Patient", params={"_id": pid, **params})
     assert lenient.status_code == 200
-    outcome = [e for e in lenient.json()["entry"] if e["search"]["mode"] == "outcome"]
-    assert "_contained" in outcome[0]["resource"]["issue"][0]["diagnostics"]
-    strict = client.get(
-        "/Patient", params={"_contained": "true"}, headers={"Prefer": "handling=strict"}
-    )
+    body = lenient.json()
+    assert _ids(body) == [pid]
+    outcome = [e for e in body["entry"] if e["search"]["mode"] == "outcome"]
+    issues = outcome[0]["resource"]["issue"]
+    assert {i["severity"] for i in issues} == {"warning"}
+    assert {name for name in params} <= {n for i in issues for n in params if n in i["diagnostics"]}
+    assert "_contained" not in next(lk["url"] for lk in body["link"] if lk["relation"] == "self")
+    strict = client.get("/Patient", params=params, headers={"Prefer": "handling=strict"})
     assert strict.status_code == 400
-    assert strict.json()["issue"][0]["severity"] == "error"
+    assert {i["severity"] for i in strict.json()["issue"]} == {"error"}
+    plain = {"_id": pid, "_contained": "false", "_containedType": "container"}
+    accepted = client.get("/Patient", params=plain, headers={"Prefer": "handling=strict"})
+    assert accepted.status_code == 200 and _ids(accepted.json()) == [pid]
+    bad = client.get("/Patient", params={"_contained": "maybe"})
+    assert bad.status_code == 400 and bad.json()["issue"][0]["code"] == "invalid"
 
 
 @pytest.mark.parametrize(
