@@ -186,9 +186,9 @@ class Compiler:
         result, refused = self._check_includes(parsed.result)
         unsupported += refused
         for name, value in result.raw:
-            values, why = special.UNSUPPORTED_RESULT_VALUES.get(name, ((), ""))
-            if value in values:
-                unsupported.append(Unsupported(name, value, why))
+            refused_values = special.UNSUPPORTED_RESULT_VALUES.get(name)
+            if refused_values is not None and value in refused_values[0]:
+                unsupported.append(Unsupported(name, value, refused_values[1]))
         stmt = intersect(sets, types, distinct=True)
         walk = None
         first = next((s for s in sets if s.has is not None), None)

@@ -241,12 +241,12 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
     next_values = prev_values = None
     direction = _direction(cursor)
     if summary != "count" and count > 0:
-        rows = None
+        rows: Sequence[sa.Row] | None
         if direction != "forward":
-            rows = _backward_page(unit, base_stmt, sort_keys, cursor, direction, count)
-            if len(rows) > count:  # rows before this page: ``previous`` ends at its first
-                prev_values = (list(rows[count - 1][1:]), rows[count - 1][0])
-            rows = rows[:count][::-1]
+            back = _backward_page(unit, base_stmt, sort_keys, cursor, direction, count)
+            if len(back) > count:  # rows before this page: ``previous`` ends at its first
+                prev_values = (list(back[count - 1][1:]), back[count - 1][0])
+            rows = back[:count][::-1]
             if rows and direction == "backward":  # what the cursor was made from follows
                 next_values = (list(rows[-1][1:]), rows[-1][0])
         else:
@@ -292,8 +292,8 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
         next_url = f"{base}/{path}?{urlencode([*applied, ('_page', _encode(*next_values))])}"
     prev_url = last_url = None
     if prev_values is not None:
-        back = _encode(*prev_values, backward=True)
-        prev_url = f"{base}/{path}?{urlencode([*applied, ('_page', back)])}"
+        before = _encode(*prev_values, backward=True)
+        prev_url = f"{base}/{path}?{urlencode([*applied, ('_page', before)])}"
     if next_url is not None:
         last_url = f"{base}/{path}?{urlencode([*applied, ('_page', LAST_CURSOR)])}"
     elapsed = (time.perf_counter() - started) * 1000
