@@ -484,8 +484,10 @@ class Unit:
         body: dict | ResourceBody,
         *,
         if_match: str | None = None,
+        if_none_match: str | None = None,
     ) -> WriteResult:
-        """FHIR conditional update: no match → create; one → update it; several → 412."""
+        """FHIR conditional update: no match → create; one → update it (``If-None-Match: *``:
+        412); several → 412."""
         typed = body if isinstance(body, ResourceBody) else None
         content: dict = body.content if isinstance(body, ResourceBody) else body
         found = self.match_visible(res_type, query, limit=2)
@@ -494,7 +496,14 @@ class Unit:
         if not found:
             if content.get("id"):
                 # R4: an id in the body of a no-match conditional update becomes the new id.
-                return self.update(res_type, content["id"], body, if_match=if_match, client=True)
+                return self.update(
+                    res_type,
+                    content["id"],
+                    body,
+                    if_match=if_match,
+                    if_none_match=if_none_match,
+                    client=True,
+                )
             if typed is None:
                 typed = _typed(res_type, {**content, "resourceType": res_type})
             # Claimed like a conditional create: two concurrent conditional updates that both
@@ -514,6 +523,7 @@ class Unit:
             target.res_id,
             ResourceBody(typed.type, with_id) if typed is not None else with_id,
             if_match=if_match,
+            if_none_match=if_none_match,
         )
 
     def patch(

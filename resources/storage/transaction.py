@@ -540,7 +540,9 @@ def _execute(
         return
     if e.method == "PUT":
         if e.res_id is None:
-            result = unit.conditional_update(e.res_type, e.query, _body(e), if_match=e.if_match)
+            result = unit.conditional_update(
+                e.res_type, e.query, _body(e), if_match=e.if_match, if_none_match=e.if_none_match
+            )
         else:
             body = _body(e)
             body = body if "id" in body else {**body, "id": e.res_id}

@@ -57,6 +57,19 @@ def test_put_if_none_match_star_refuses_an_existing_resource(client):
     assert back.status_code == 201, back.text
 
 
+def test_conditional_put_if_none_match_star_refuses_a_match(client):
+    family = f"Cond{uuid.uuid4().hex[:8]}"
+    body = {"resourceType": "Patient", "name": [{"family": family}]}
+    url = f"/Patient?family={family}"
+    star = {"If-None-Match": "*"}
+    assert client.put(url, json=body, headers=star).status_code == 201  # no match: created
+    again = client.put(url, json={**body, "gender": "male"}, headers=star)
+    assert again.status_code == 412, again.text
+    found = client.get("/Patient", params={"family": family}).json()
+    assert [e["resource"].get("gender") for e in found["entry"]] == [None]
+    assert client.put(url, json={**body, "gender": "male"}).status_code == 200
+
+
 @pytest.mark.parametrize("kind", ["transaction", "batch"])
 def test_bundle_entry_if_none_match_refuses_an_existing_resource(client, kind):
     """Bundle.entry.request.ifNoneMatch is the header's twin (http.html#transaction)."""

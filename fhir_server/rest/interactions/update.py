@@ -38,7 +38,10 @@ def conditional_update(ctx: Context, req: FhirRequest) -> Reply:
     if not criteria:
         raise Invalid("a conditional update needs search parameters in the URL")
     if_match = req.headers.get("if-match")
+    if_none_match = req.headers.get("if-none-match")
     result = ctx.repo.run(
-        lambda u: u.conditional_update(res_type, criteria, body, if_match=if_match)
+        lambda u: u.conditional_update(
+            res_type, criteria, body, if_match=if_match, if_none_match=if_none_match
+        )
     )
     return write_reply(ctx, req, result)
