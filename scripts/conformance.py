@@ -7,8 +7,10 @@ supports it -- generated from the code, as the CapabilityStatement is, so the pa
 Where it reads each answer:
 - interactions, conditional interactions, formats: the constants the CapabilityStatement is
   built from (``fhir_server/rest/interactions/capabilities.py``);
-- search-parameter types and their modifiers: ``SEARCH_TYPES`` (``resources/search/param_types.py``),
-  the one table the indexer and the compiler dispatch on; prefixes: ``resources/search/parse.py``;
+- search-parameter types and their modifiers: those ``SEARCH_TYPES``
+  (``resources/search/param_types.py``, the one table the indexer and the compiler dispatch on)
+  declares, each compiled on a parameter of its type (a modifier declared but refused when
+  compiled is not supported); prefixes: ``resources/search/parse.py``;
 - the parameters for all resources, result parameters, chains, ``_has``, composites: each is
   compiled by the search engine as a client would send it, and is "supported" when the engine
   applies it (nothing comes back as unsupported: the same answer a search gives, refused under
@@ -127,11 +129,68 @@ RESULT: list[Probe] = [  # search.html#return
     ("`_total=estimate`", "Patient", [("_total", "estimate")]),
     ("`_total=accurate`", "Patient", [("_total", "accurate")]),
     ("`_contained=false`", "Patient", [("_contained", "false")]),
-    ("`_contained=true`", "Patient", [("_contained", "true")]),
-    ("`_contained=both`", "Patient", [("_contained", "both")]),
-    ("`_containedType=container`", "Patient", [("_containedType", "container")]),
-    ("`_containedType=contained`", "Patient", [("_containedType", "contained")]),
+    ("`_contained=true`", "Patient", [("name", "a"), ("_contained", "true")]),
+    ("`_contained=both`", "Patient", [("name", "a"), ("_contained", "both")]),
+    ("`_contained=true` with no criterion", "Patient", [("_contained", "true")]),
+    (
+        "`_contained=true` with a chain",
+        "Patient",
+        [("organization.name", "a"), ("_contained", "true")],
+    ),
+    (
+        "`_containedType=container`",
+        "Patient",
+        [("name", "a"), ("_contained", "true"), ("_containedType", "container")],
+    ),
+    (
+        "`_containedType=contained`",
+        "Patient",
+        [("name", "a"), ("_contained", "true"), ("_containedType", "contained")],
+    ),
 ]
+
+
+# A parameter of each type, and a value, to ask the search engine about each modifier with.
+MODIFIER_PROBES = {
+    "string": ("Patient", "name", "a"),
+    "token": ("Observation", "code", "http://loinc.org|1-8"),
+    "reference": ("Observation", "subject", "Patient/a"),
+    "uri": ("ValueSet", "url", "http://example.org/ValueSet/a"),
+    "date": ("Patient", "birthdate", "2020"),
+    "number": ("RiskAssessment", "probability", "0.5"),
+    "quantity": ("Observation", "value-quantity", "5"),
+    "composite": ("Observation", "code-value-quantity", "a$5"),
+    "special": ("Location", "near", "42.3|-71.1|10|km"),
+}
+MODIFIER_VALUES = {
+    "missing": "true",
+    "in": "http://example.org/ValueSet/a",
+    "not-in": "http://example.org/ValueSet/a",
+}
+
+
+class Terminology:
+    """The terminology service the application plugs into the search engine, as a stand-in:
+    the token modifiers that ask it compile as they do in a running Hearth."""
+
+    def value_set_codes(self, url: str) -> list[tuple[str, str]]:
+        return [("http://loinc.org", "1-8")]
+
+    def hierarchy_codes(self, system: str, code: str, direction: str) -> list[str]:
+        return [code]
+
+
+# ``:of-type`` is for Identifier values (type system|type code|value)
+OF_TYPE = ("Patient", "identifier", "http://terminology.hl7.org/CodeSystem/v2-0203|MR|1")
+
+
+def modifier_applied(engine: SearchEngine, ptype: str, modifier: str) -> bool:
+    res_type, code, value = OF_TYPE if modifier == "of-type" else MODIFIER_PROBES[ptype]
+    name = f"{code}:{'Patient' if modifier == '[type]' else modifier}"
+    if modifier in ("[type]", "identifier"):
+        value = "a"
+    value = MODIFIER_VALUES.get(modifier, value)
+    return applied(engine, res_type, [(name, value)]) == YES
 
 
 def applied(engine: SearchEngine, res_type: str | None, query: Sequence[tuple[str, str]]) -> str:
@@ -177,6 +236,7 @@ def search(engine: SearchEngine) -> list[str]:
     for ptype, spec_modifiers in R4_MODIFIERS.items():
         declared = SEARCH_TYPES[ptype]
         have = set(declared.modifiers) | ({"[type]"} if declared.type_modifiers else set())
+        have = {m for m in have if modifier_applied(engine, ptype, m)}
         yes = [f"`:{m}`" for m in spec_modifiers if m in have]
         no = [f"`:{m}`" for m in spec_modifiers if m not in have]
         extra = sorted(f"`:{m}`" for m in have - set(spec_modifiers))
@@ -264,6 +324,7 @@ def operations_section() -> list[str]:
 
 def render() -> str:
     engine = SearchEngine(base_urls=("http://hearth.invalid/fhir",))
+    engine.terminology = Terminology()
     lines = [
         "# FHIR R4 conformance",
         "",

@@ -33,7 +33,11 @@ def test_the_page_follows_the_code(monkeypatch):
 
     script = _script()
     page = script.render()
-    assert "| `_contained=true` | `Patient?_contained=true` | **not supported**" in page
+    assert "| `_contained=true` | `Patient?name=a&_contained=true` | supported |" in page
+    assert (
+        "| `_containedType=contained` | `Patient?name=a&_contained=true&_containedType=contained` | **not supported**"
+        in page
+    )
     assert "| `_filter` | `Patient?_filter=name eq a` | **not supported**" in page
     assert (
         "| `_has` (reverse chaining) | `Patient?_has:Observation:patient:code=a` | supported |"
@@ -45,6 +49,6 @@ def test_the_page_follows_the_code(monkeypatch):
     monkeypatch.setattr(special, "UNSUPPORTED_RESULT_VALUES", {})
     monkeypatch.delitem(special.UNSUPPORTED, "_filter")
     changed = script.render()
-    assert "| `_contained=true` | `Patient?_contained=true` | supported |" in changed
+    assert "`Patient?name=a&_contained=true&_containedType=contained` | supported |" in changed
     assert "`Patient?_filter=name eq a` | supported" not in changed  # an unknown parameter now
     assert "`Patient?_filter=name eq a` | **not supported** (unknown search parameter" in changed

@@ -218,10 +218,15 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
     base_stmt = sa.select(resource.c.pk).select_from(
         matched.join(resource, resource.c.pk == list(matched.c)[0])
     )
+    # ``_contained``: the matches are containers of any type, so the type-dependent shortcuts
+    # below (security decided by the type, the fast pages that walk the type's rows) are off.
+    contained = compiled.contained
     if req.compartment is not None:
+        if contained:
+            raise Invalid("_contained is not supported in a compartment search")
         base_stmt = base_stmt.where(_in_compartment(unit, req.res_type, *req.compartment))
     if req.security is not None:
-        base_stmt = base_stmt.where(*_secured(req.security, req.res_type))
+        base_stmt = base_stmt.where(*_secured(req.security, None if contained else req.res_type))
     sort_keys = engine.sort_keys(req.res_type, result.sort) if result.sort else []
     cursor = req.parsed.page
 
@@ -234,7 +239,12 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
     if result.total in ("accurate", "estimate") or summary == "count" or zero:
         # The matches themselves when the join to ``resource`` filters nothing (no compartment,
         # the type visible as such): a count of index rows then needs no resource row.
-        plain = req.compartment is None and req.res_type is not None and _type_visible(req)
+        plain = (
+            req.compartment is None
+            and req.res_type is not None
+            and not contained
+            and _type_visible(req)
+        )
         counted = compiled.select if plain else base_stmt
         total = _count(unit, counted, estimate=result.total == "estimate")
     page: list[StoredJSON] = []
@@ -250,11 +260,19 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
             if rows and direction == "backward":  # what the cursor was made from follows
                 next_values = (list(rows[-1][1:]), rows[-1][0])
         else:
-            if sort_keys:
+            if contained:
+                rows = None
+            elif sort_keys:
                 rows = _index_page(unit, req, compiled, cursor, count)
             else:
                 rows = _pk_page(unit, req, compiled, cursor, count)
-            if rows is None and not sort_keys and req.compartment is None and _type_visible(req):
+            if (
+                rows is None
+                and not contained
+                and not sort_keys
+                and req.compartment is None
+                and _type_visible(req)
+            ):
                 rows = _plain_page(unit, req, compiled, cursor, count)
             if rows is None:
                 stmt = base_stmt.add_columns(*(e for e, _ in sort_keys))

@@ -33,16 +33,12 @@ UNSUPPORTED = {
     "_filter": "_filter is not supported",
 }
 # Result parameters whose values name what is not implemented: (values, why). Contained
-# resources are not indexed, so ``_contained=true|both`` (search.html#contained) cannot be
-# answered; ``_contained=false`` and ``_containedType=container`` are what every search does.
+# resources are searched (``_contained=true|both``, containers returned), but not returned as
+# resources of their own (search.html#contained ``_containedType=contained``).
 UNSUPPORTED_RESULT_VALUES: dict[str, tuple[frozenset[str], str]] = {
-    "_contained": (
-        frozenset({"true", "both"}),
-        "_contained is not supported: contained resources are not searched",
-    ),
     "_containedType": (
         frozenset({"contained"}),
-        "_containedType=contained is not supported: contained resources are not searched",
+        "_containedType=contained is not supported: the containers are returned",
     ),
 }
 

@@ -435,30 +435,126 @@ def test_list_of_another_patient_names_nothing(server, listed):
         assert _ids(owner.get("/Patient", params={"_list": listed["list"]}).json()) == [listed["a"]]
 
 
+def _contained_case(client: httpx.Client, family: str, subject: str | None = None) -> str:
+    """An Observation holding a contained Patient of ``family`` (its subject)."""
+    obs = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "contained"},
+        "contained": [
+            {
+                "resourceType": "Patient",
+                "id": "who",
+                "name": [{"family": family}],
+                "gender": "female",
+                "birthDate": "1970-05-01",
+                "identifier": [{"system": "http://example.org/mrn", "value": family}],
+            }
+        ],
+        "subject": {"reference": subject or "#who"},
+    }
+    resp = client.post("/Observation", json=obs)
+    assert resp.status_code == 201, resp.text
+    return resp.json()["id"]
+
+
+def test_contained_searches_the_contained_resources(client):
+    """search.html#contained: ``_contained=true`` matches contained resources and returns
+    their containers (``_containedType=container``, the default); ``both`` adds the
+    resources of the type itself; ``false`` (the default) never looks inside."""
+    family = f"Inside{uuid.uuid4().hex[:8]}"
+    container = _contained_case(client, family)
+    top = _patient(client, family)["id"]
+
+    def found(**params: str) -> list[str]:
+        resp = client.get("/Patient", params={"family": family, **params})
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert not [e for e in body.get("entry", []) if e["search"]["mode"] == "outcome"]
+        return sorted(
+            f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in body.get("entry", [])
+        )
+
+    assert found() == [f"Patient/{top}"]
+    assert found(_contained="false") == [f"Patient/{top}"]
+    assert found(_contained="true") == [f"Observation/{container}"]
+    assert found(_contained="true", _containedType="container") == [f"Observation/{container}"]
+    assert found(_contained="both") == sorted([f"Observation/{container}", f"Patient/{top}"])
+    assert found(_contained="true", gender="female", birthdate="1970") == [
+        f"Observation/{container}"
+    ]
+    assert found(_contained="true", identifier=f"http://example.org/mrn|{family}") == [
+        f"Observation/{container}"
+    ]
+    assert found(_contained="true", gender="male") == []
+    counted = client.get("/Patient", params={"family": family, "_contained": "true", "_count": "0"})
+    assert counted.json()["total"] == 1
+    # the container's own values do not answer a _contained search of its type
+    inner = client.get("/Observation", params={"code:text": "contained", "_contained": "true"})
+    assert inner.status_code == 200 and container not in _ids(inner.json())
+    outer = client.get("/Observation", params={"code:text": "contained", "_count": "1000"})
+    assert container in _ids(outer.json())
+
+
 @pytest.mark.parametrize(
     "params",
     [
-        {"_contained": "true"},
-        {"_contained": "both"},
-        {"_containedType": "contained"},
-        {"_contained": "true", "_containedType": "contained"},
+        {"_contained": "true"},  # no criterion on the contained resources
+        {"_contained": "true", "general-practitioner.name": "x"},  # a chain inside
+        {"_contained": "true", "family": "x", "_id": "y"},
+        {"_contained": "true", "family:missing": "true"},
     ],
 )
-def test_contained_is_reported_or_refused_under_strict(client, params):
-    """Contained resources are not searched (docs/conformance.md says so): the request is
-    refused under ``Prefer: handling=strict`` and answered with a warning otherwise, the
-    parameter left out of the links; ``_contained=false`` / ``_containedType=container`` are
-    what every search does, accepted under strict."""
+def test_contained_searches_it_cannot_answer(client, params):
+    strict = client.get("/Patient", params=params, headers={"Prefer": "handling=strict"})
+    assert strict.status_code == 400, strict.text
+    assert {i["severity"] for i in strict.json()["issue"]} == {"error"}
+    assert "_contained" in strict.json()["issue"][0]["diagnostics"]
+
+
+def test_contained_search_sees_only_what_the_token_may_read(server, client):
+    """A patient-context token finds containers in its own compartment only."""
+    family = f"Guarded{uuid.uuid4().hex[:8]}"
+    mine, theirs = _patient(client, "Mine")["id"], _patient(client, "Theirs")["id"]
+    in_mine = _contained_case(client, family, subject=f"Patient/{mine}")
+    _contained_case(client, family, subject=f"Patient/{theirs}")
+    headers = client_token(server, "patient/*.rs", patient=mine)
+    with httpx.Client(base_url=server.fhir, headers=headers, timeout=60) as me:
+        resp = me.get("/Patient", params={"family": family, "_contained": "true"})
+        assert resp.status_code == 200, resp.text
+        assert [e["resource"]["id"] for e in resp.json().get("entry", [])] == [in_mine]
+        counted = me.get(
+            "/Patient", params={"family": family, "_contained": "true", "_total": "accurate"}
+        )
+        assert counted.json()["total"] == 1
+    headers = client_token(server, "patient/Patient.rs", patient=mine)
+    with httpx.Client(base_url=server.fhir, headers=headers, timeout=60) as patients_only:
+        resp = patients_only.get("/Patient", params={"family": family, "_contained": "true"})
+        assert resp.status_code == 200 and "entry" not in resp.json()  # Observations: not its
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"_containedType": "contained"},
+        {"_contained": "true", "family": "x", "_containedType": "contained"},
+    ],
+)
+def test_contained_type_contained_is_reported_or_refused_under_strict(client, params):
+    """The contained resources are not returned as resources of their own (their containers
+    are): ``_containedType=contained`` is refused under strict, a warning otherwise."""
     pid = _patient(client, f"Contained{uuid.uuid4().hex[:8]}")["id"]
-    lenient = client.get("/Patient", params={"_id": pid, **params})
+    lenient = client.get(
+        "/Patient", params={"_id": pid, **params} if "_contained" not in params else params
+    )
     assert lenient.status_code == 200
     body = lenient.json()
-    assert _ids(body) == [pid]
     outcome = [e for e in body["entry"] if e["search"]["mode"] == "outcome"]
     issues = outcome[0]["resource"]["issue"]
     assert {i["severity"] for i in issues} == {"warning"}
-    assert {name for name in params} <= {n for i in issues for n in params if n in i["diagnostics"]}
-    assert "_contained" not in next(lk["url"] for lk in body["link"] if lk["relation"] == "self")
+    assert any("_containedType" in i["diagnostics"] for i in issues)
+    self_link = next(lk["url"] for lk in body["link"] if lk["relation"] == "self")
+    assert "_containedType" not in self_link
     strict = client.get("/Patient", params=params, headers={"Prefer": "handling=strict"})
     assert strict.status_code == 400
     assert {i["severity"] for i in strict.json()["issue"]} == {"error"}
