@@ -79,6 +79,7 @@ lint: install
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
 	@$(BIN)/python scripts/check_layers.py
+	@$(BIN)/python scripts/conformance.py
 	@$(BIN)/mypy fhir_server resources mappings inference workflow terminology
 
 fmt: install

@@ -21,6 +21,7 @@ implement (``near``; terminology modifiers when no ``terminology`` service is pl
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -33,6 +34,7 @@ from resources.search.definitions import SearchParam, SearchParameterRegistry
 from resources.search.param_types import SEARCH_TYPES
 from resources.search.parse import (
     HasLink,
+    Include,
     Link,
     ParsedQuery,
     ResultParams,
@@ -69,6 +71,9 @@ class CompiledSearch:
     types: tuple[str, ...] | None
     criteria: int = 0
     has_walk: HasWalk | None = None
+    # ``_contained=true|both`` applied: ``select`` holds containers (of any type) whose
+    # contained resources of the searched type match (search.html#contained)
+    contained: bool = False
 
 
 @dataclass(frozen=True)
@@ -136,6 +141,7 @@ class Compiler:
         # token :in / :not-in / :below / :above ask this (the application plugs it in)
         self.terminology: CodeSets | None = None
         self.visible: Visible | None = None
+        self.contained = False  # a copy that compiles criteria on contained resources
 
     # -- entry points --------------------------------------------------------------------------
     def compile(
@@ -181,6 +187,12 @@ class Compiler:
                 sets.append(self.criterion(search_types, crit.has, crit.path, values, 0))
             except _Unknown as exc:
                 unsupported.append(Unsupported(crit.name, crit.raw, str(exc)))
+        result, refused = self._check_includes(parsed.result)
+        unsupported += refused
+        for name, value in result.raw:
+            refused_values = special.UNSUPPORTED_RESULT_VALUES.get(name)
+            if refused_values is not None and value in refused_values[0]:
+                unsupported.append(Unsupported(name, value, refused_values[1]))
         stmt = intersect(sets, types, distinct=True)
         walk = None
         first = next((s for s in sets if s.has is not None), None)
@@ -189,7 +201,84 @@ class Compiler:
             walk = HasWalk(
                 first.has, intersect(sets, types), intersect(others, types) if others else None
             )
-        return CompiledSearch(stmt, unsupported, parsed.result, types, len(sets), walk)
+        if result.contained in ("true", "both") and res_type is not None:
+            inner, why = self._contained_select(res_type, parsed)
+            if inner is None:
+                unsupported.append(Unsupported("_contained", result.contained, why))
+            else:
+                if result.contained == "both":
+                    both = sa.union(stmt, inner).subquery("both")
+                    inner = sa.select(both.c[0].label("pk"))
+                return CompiledSearch(
+                    inner, unsupported, result, types, len(sets), None, contained=True
+                )
+        elif result.contained in ("true", "both"):
+            why = "_contained needs a resource type (a type-level search)"
+            unsupported.append(Unsupported("_contained", result.contained, why))
+        return CompiledSearch(stmt, unsupported, result, types, len(sets), walk)
+
+    def _contained_select(self, res_type: str, parsed: ParsedQuery) -> tuple[sa.Select | None, str]:
+        """``SELECT pk`` of the containers whose contained ``res_type`` resources match the
+        criteria (each on the rows ``Indexer`` writes under ``keys.contained_identity``), or
+        None and why not. Simple criteria only: no chain, ``_has``, ``:missing`` or ``:not``
+        (their sense within contained resources is not defined by R4), and at least one."""
+        scoped = copy.copy(self)
+        scoped.contained = True
+        sets: list[PkSet] = []
+        for crit in parsed.criteria:
+            values = tuple(v for v in crit.values if v != "")
+            if not values:
+                continue
+            if crit.has or len(crit.path) > 1:
+                return None, f"{crit.name}: chains and _has are not searched in contained resources"
+            try:
+                sets.append(scoped._simple((res_type,), crit.path[0], values))
+            except _Unknown as exc:
+                if crit.path[0].code.startswith("_") or crit.modifier in ("missing", "not"):
+                    return None, str(exc)
+                continue  # unknown for the type itself: reported by the search of the type
+        if not sets:
+            return None, "_contained needs a criterion on the contained resources"
+        return intersect(sets, None, distinct=True), ""
+
+    def _check_includes(self, result: ResultParams) -> tuple[ResultParams, list[Unsupported]]:
+        """``_include`` / ``_revinclude`` that name an unknown type, a parameter that is not a
+        reference parameter of their source type, or an unknown target type are not applied:
+        reported like an unknown parameter (refused under ``Prefer: handling=strict``)."""
+        refused: list[Unsupported] = []
+
+        def usable(kind: str, inc: Include) -> bool:
+            reason = self._include_problem(inc)
+            if reason is None:
+                return True
+            name = kind + (":iterate" if inc.iterate else "")
+            value = ":".join(p for p in (inc.source, inc.param, inc.target) if p)
+            if inc.source == "*":
+                value = "*"
+            refused.append(Unsupported(name, value, reason))
+            return False
+
+        include = [i for i in result.include if usable("_include", i)]
+        revinclude = [i for i in result.revinclude if usable("_revinclude", i)]
+        if not refused:
+            return result, []
+        return dataclasses.replace(result, include=include, revinclude=revinclude), refused
+
+    def _include_problem(self, inc: Include) -> str | None:
+        if inc.source == "*":
+            return None
+        if not self.registry.is_resource_type(inc.source):
+            return f"{inc.source!r} is not a resource type this server knows"
+        if inc.target is not None and not self.registry.is_resource_type(inc.target):
+            return f"{inc.target!r} is not a resource type this server knows"
+        if inc.param == "*":
+            return None
+        param = self.registry.get(inc.source, inc.param)
+        if param is None:
+            return f"unknown search parameter {inc.param!r} for {inc.source}"
+        if param.type != "reference":
+            return f"{inc.source}:{inc.param} is a {param.type} parameter, not a reference"
+        return None
 
     def _check_type(self, res_type: str) -> None:
         if not self.registry.is_resource_type(res_type):
@@ -225,10 +314,14 @@ class Compiler:
         return first
 
     def _target(self, res_types: tuple[str, ...], param: SearchParam) -> Target:
-        return Target(param, res_types, tuple(keys.identity(t, param.code) for t in res_types))
+        key = keys.contained_identity if self.contained else keys.identity
+        return Target(param, res_types, tuple(key(t, param.code) for t in res_types))
 
     def _simple(self, res_types: tuple[str, ...], link: Link, values: tuple[str, ...]) -> PkSet:
         code, modifier = link.code, link.modifier
+        if self.contained and (code.startswith("_") or modifier in ("missing", "not")):
+            shown = code + (f":{modifier}" if modifier else "")
+            raise _Unknown(f"{shown} is not searched in contained resources")
         if code in special.UNSUPPORTED:
             raise _Unknown(special.UNSUPPORTED[code])
         if code == "_id":
@@ -250,6 +343,8 @@ class Compiler:
             return special.last_updated_clause(values, res_types)
         param = self._param(res_types, code)
         stype = SEARCH_TYPES[param.type]
+        if self.contained and param.type in ("composite", "special"):
+            raise _Unknown(f"{param.type} {code!r} is not searched in contained resources")
         if modifier is not None and modifier not in stype.modifiers:
             if not (stype.type_modifiers and self._is_type_modifier(param, modifier)):
                 raise _Unknown(f"modifier :{modifier} is not supported on {param.type} {code!r}")

@@ -34,6 +34,11 @@ _US = timedelta(microseconds=1)
 MIN_US = (datetime(1, 1, 1, tzinfo=UTC) - EPOCH) // _US
 MAX_US = (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC) - EPOCH) // _US
 
+# A time zone offset written with a ``+`` that the client did not percent-encode arrives as a
+# space (application/x-www-form-urlencoded): ``2013-04-02T09:30:10 01:00``. A space is never
+# part of a date, so one just before an offset after a time is read as the ``+`` it was (as
+# HAPI FHIR reads it).
+_UNENCODED_PLUS = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:\d{2})$")
 _DATE = re.compile(
     r"^(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
     r"(?:T(?P<H>\d{2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?:\.(?P<f>\d+))?)?"
@@ -48,7 +53,7 @@ def _month_end(y: int, m: int) -> datetime:
 def date_range(text: str) -> tuple[int, int]:
     """``[low, high]`` in epoch microseconds of a FHIR date, dateTime or instant (time without
     seconds allowed, as in search values). Raises ValueError when it is not one."""
-    m = _DATE.match(text.strip())
+    m = _DATE.match(_UNENCODED_PLUS.sub(r"\1+\2", text.strip()))
     if not m:
         raise ValueError(f"not a FHIR date: {text!r}")
     y = int(m["y"])

@@ -98,9 +98,30 @@ class SearchRequest:
         return self.parsed.explain
 
 
-def _encode(values: list, pk: int) -> str:
-    raw = orjson.dumps({"k": [_jsonable(v) for v in values], "pk": pk})
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+def _encode(values: list, pk: int, *, backward: bool = False) -> str:
+    """A ``_page`` cursor: the rows after (values, pk) in the search's order, or with
+    ``backward`` the ``count`` rows just before them (the ``previous`` link)."""
+    cursor: dict = {"k": [_jsonable(v) for v in values], "pk": pk}
+    if backward:
+        cursor["b"] = 1
+    return base64.urlsafe_b64encode(orjson.dumps(cursor)).decode().rstrip("=")
+
+
+# The ``last`` link's cursor: the last ``count`` rows (a backward page from the end).
+LAST_CURSOR = base64.urlsafe_b64encode(orjson.dumps({"last": 1})).decode().rstrip("=")
+
+
+def _direction(cursor: str | None) -> str:
+    """``forward`` (no cursor, or a ``next`` one), ``backward`` (``previous``) or ``last``."""
+    if not cursor:
+        return "forward"
+    if cursor == LAST_CURSOR:
+        return "last"
+    try:
+        raw = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError:
+        return "forward"  # _decode reports it
+    return "backward" if isinstance(raw, dict) and raw.get("b") == 1 else "forward"
 
 
 def _jsonable(value):  # type: ignore[no-untyped-def]
@@ -132,6 +153,21 @@ def _decode(cursor: str, n_keys: int) -> tuple[list, int]:
         ) from exc
 
 
+def _before(keys_: list[tuple[sa.ColumnElement, bool]], values: list, pk: int) -> sa.ColumnElement:
+    """Rows strictly before (values, pk) in ORDER BY k1 [DESC] NULLS LAST, ..., pk ASC."""
+    ors = []
+    eq: list[sa.ColumnElement] = []
+    for (expr, desc), v in zip(keys_, values, strict=True):
+        if v is not None:
+            ors.append(sa.and_(*eq, expr > v if desc else expr < v))
+            eq.append(expr == v)
+        else:
+            ors.append(sa.and_(*eq, expr.is_not(None)))  # a value sorts before no value
+            eq.append(expr.is_(None))
+    ors.append(sa.and_(*eq, resource.c.pk < pk))
+    return sa.or_(*ors)
+
+
 def _after(keys_: list[tuple[sa.ColumnElement, bool]], values: list, pk: int) -> sa.ColumnElement:
     """Rows strictly after (values, pk) in ORDER BY k1 [DESC] NULLS LAST, ..., pk ASC."""
     ors = []
@@ -156,35 +192,24 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
     # matches as if the row did not exist.
     compiled = engine.compile(req.res_type, req.parsed, visible=visible_in(req.security))
     result = compiled.result
-    issues = list(req.extra_issues) + [
-        Issue("not-supported", f"parameter {u.name!r} ignored: {u.reason}", severity="warning")
-        for u in compiled.unsupported
-    ]
     if compiled.unsupported and req.strict:
         # Under handling=strict an unknown parameter is the request's error, not a warning
         # (R4 search.html#errors): the issues say so with severity ``error``.
         raise Invalid(
             "unknown or unsupported search parameters (Prefer: handling=strict)",
-            [dataclasses.replace(i, severity="error") for i in issues],
+            [
+                dataclasses.replace(i, severity="error")
+                for i in req.extra_issues
+                + [
+                    Issue("not-supported", f"parameter {u.name!r} refused: {u.reason}")
+                    for u in compiled.unsupported
+                ]
+            ],
         )
-    if result.contained not in (None, "false"):
-        if req.strict:
-            raise Invalid(
-                "_contained is not supported (Prefer: handling=strict)",
-                [
-                    Issue(
-                        "not-supported",
-                        "_contained is not supported: contained resources are not searched",
-                    )
-                ],
-            )
-        issues.append(
-            Issue(
-                "not-supported",
-                "_contained is not supported; contained resources are not searched",
-                severity="warning",
-            )
-        )
+    issues = list(req.extra_issues) + [
+        Issue("not-supported", f"parameter {u.name!r} ignored: {u.reason}", severity="warning")
+        for u in compiled.unsupported
+    ]
     count = req.default_count if result.count is None else min(result.count, req.max_count)
     summary = result.summary
     # ``compiled.select`` yields matching primary keys (its FROM is the compiler's business);
@@ -193,10 +218,15 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
     base_stmt = sa.select(resource.c.pk).select_from(
         matched.join(resource, resource.c.pk == list(matched.c)[0])
     )
+    # ``_contained``: the matches are containers of any type, so the type-dependent shortcuts
+    # below (security decided by the type, the fast pages that walk the type's rows) are off.
+    contained = compiled.contained
     if req.compartment is not None:
+        if contained:
+            raise Invalid("_contained is not supported in a compartment search")
         base_stmt = base_stmt.where(_in_compartment(unit, req.res_type, *req.compartment))
     if req.security is not None:
-        base_stmt = base_stmt.where(*_secured(req.security, req.res_type))
+        base_stmt = base_stmt.where(*_secured(req.security, None if contained else req.res_type))
     sort_keys = engine.sort_keys(req.res_type, result.sort) if result.sort else []
     cursor = req.parsed.page
 
@@ -209,30 +239,56 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
     if result.total in ("accurate", "estimate") or summary == "count" or zero:
         # The matches themselves when the join to ``resource`` filters nothing (no compartment,
         # the type visible as such): a count of index rows then needs no resource row.
-        plain = req.compartment is None and req.res_type is not None and _type_visible(req)
+        plain = (
+            req.compartment is None
+            and req.res_type is not None
+            and not contained
+            and _type_visible(req)
+        )
         counted = compiled.select if plain else base_stmt
         total = _count(unit, counted, estimate=result.total == "estimate")
     page: list[StoredJSON] = []
-    next_values = None
+    next_values = prev_values = None
+    direction = _direction(cursor)
     if summary != "count" and count > 0:
-        if sort_keys:
-            rows = _index_page(unit, req, compiled, cursor, count)
+        rows: Sequence[sa.Row] | None
+        if direction != "forward":
+            back = _backward_page(unit, base_stmt, sort_keys, cursor, direction, count)
+            if len(back) > count:  # rows before this page: ``previous`` ends at its first
+                prev_values = (list(back[count - 1][1:]), back[count - 1][0])
+            rows = back[:count][::-1]
+            if rows and direction == "backward":  # what the cursor was made from follows
+                next_values = (list(rows[-1][1:]), rows[-1][0])
         else:
-            rows = _pk_page(unit, req, compiled, cursor, count)
-        if rows is None and not sort_keys and req.compartment is None and _type_visible(req):
-            rows = _plain_page(unit, req, compiled, cursor, count)
-        if rows is None:
-            stmt = base_stmt.add_columns(*(e for e, _ in sort_keys))
-            if cursor:
-                values, after_pk = _decode(cursor, len(sort_keys))
-                stmt = stmt.where(_after(sort_keys, values, after_pk))
-            order = [e.desc().nulls_last() if d else e.asc().nulls_last() for e, d in sort_keys]
-            stmt = stmt.order_by(*order, resource.c.pk.asc()).limit(count + 1)
-            rows = unit.conn.execute(stmt).all()
-        page = unit.read_json(pks=[r[0] for r in rows[:count]])
-        if len(rows) > count:
-            last = rows[count - 1]
-            next_values = (list(last[1:]), last[0])
+            if contained:
+                rows = None
+            elif sort_keys:
+                rows = _index_page(unit, req, compiled, cursor, count)
+            else:
+                rows = _pk_page(unit, req, compiled, cursor, count)
+            if (
+                rows is None
+                and not contained
+                and not sort_keys
+                and req.compartment is None
+                and _type_visible(req)
+            ):
+                rows = _plain_page(unit, req, compiled, cursor, count)
+            if rows is None:
+                stmt = base_stmt.add_columns(*(e for e, _ in sort_keys))
+                if cursor:
+                    values, after_pk = _decode(cursor, len(sort_keys))
+                    stmt = stmt.where(_after(sort_keys, values, after_pk))
+                order = [e.desc().nulls_last() if d else e.asc().nulls_last() for e, d in sort_keys]
+                stmt = stmt.order_by(*order, resource.c.pk.asc()).limit(count + 1)
+                rows = unit.conn.execute(stmt).all()
+            if len(rows) > count:
+                last = rows[count - 1]
+                next_values = (list(last[1:]), last[0])
+            if cursor and rows:  # a page after the first: the rows before it are a page back
+                prev_values = (list(rows[0][1:]), rows[0][0])
+            rows = rows[:count]
+        page = unit.read_json(pks=[r[0] for r in rows])
     includes, inc_issues = _includes(unit, page, result.include, result.revinclude, req.security)
     issues += inc_issues
     shown = page
@@ -241,10 +297,10 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
     elif result.elements:
         shown = [_with(s, select_elements(s.content, result.elements)) for s in page]
     path = req.path
-    ignored = {u.name for u in compiled.unsupported}
-    applied = [(k, v) for k, v in query if k not in ignored]
-    # ``first``: the search as applied, without a cursor; ``self`` adds this page's cursor.
-    # (No ``previous`` / ``last``: keyset cursors go forward only.)
+    applied = _applied(query, compiled.unsupported)
+    # ``first``: the search as applied, without a cursor; ``self`` adds this page's cursor;
+    # ``next`` continues after this page's last row, ``previous`` ends before its first row
+    # (a backward cursor) and ``last`` is the last ``count`` rows (search.html#paging).
     first_url = f"{base}/{path}" + (f"?{urlencode(applied)}" if applied else "")
     self_url = first_url
     if cursor:
@@ -252,6 +308,12 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
     next_url = None
     if next_values is not None:
         next_url = f"{base}/{path}?{urlencode([*applied, ('_page', _encode(*next_values))])}"
+    prev_url = last_url = None
+    if prev_values is not None:
+        before = _encode(*prev_values, backward=True)
+        prev_url = f"{base}/{path}?{urlencode([*applied, ('_page', before)])}"
+    if next_url is not None:
+        last_url = f"{base}/{path}?{urlencode([*applied, ('_page', LAST_CURSOR)])}"
     elapsed = (time.perf_counter() - started) * 1000
     if elapsed > req.slow_ms:
         # parameter names only: the values are what was searched for (names, identifiers)
@@ -269,10 +331,31 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
         self_url=self_url,
         first_url=first_url,
         next_url=next_url,
+        prev_url=prev_url,
+        last_url=last_url,
         total=total,
         outcome=outcome,
         raw=req.raw,
     )
+
+
+def _backward_page(
+    unit: Unit,
+    base_stmt: sa.Select,
+    sort_keys: list[tuple[sa.ColumnElement, bool]],
+    cursor: str | None,
+    direction: str,
+    count: int,
+) -> list[sa.Row]:
+    """The ``count + 1`` rows before a ``previous`` cursor (or the last ones, for ``last``),
+    nearest first: the general query in the reverse order."""
+    stmt = base_stmt.add_columns(*(e for e, _ in sort_keys))
+    if direction == "backward" and cursor:
+        values, before_pk = _decode(cursor, len(sort_keys))
+        stmt = stmt.where(_before(sort_keys, values, before_pk))
+    order = [e.asc().nulls_first() if d else e.desc().nulls_first() for e, d in sort_keys]
+    stmt = stmt.order_by(*order, resource.c.pk.desc()).limit(count + 1)
+    return list(unit.conn.execute(stmt).all())
 
 
 def _index_page(
@@ -534,6 +617,14 @@ def is_unreleased(unit: Unit, res_type: str, pk: int) -> bool:
         return False
     stmt = sa.select(resource.c.pk).where(resource.c.pk == pk, unreleased(resource, res_type))
     return unit.conn.execute(stmt).first() is not None
+
+
+def _applied(query: Sequence[tuple[str, str]], unsupported: Sequence) -> list[tuple[str, str]]:
+    """The query without what was not applied, for the links: an ``_include`` by its value
+    (the others of its name were applied), any other parameter by its name."""
+    pairs = {(u.name, u.value) for u in unsupported}
+    names = {u.name for u in unsupported if not u.name.startswith(("_include", "_revinclude"))}
+    return [(k, v) for k, v in query if k not in names and (k, v) not in pairs]
 
 
 def _includes(

@@ -94,7 +94,27 @@ class Indexer:
             values = entry.plan(resource)
             if values:
                 entry.index(entry.ident, values, resource, out)
+        contained = resource.get("contained")
+        if isinstance(contained, list):
+            self._contained_rows(contained, out)
         return set(out)
+
+    def _contained_rows(self, contained: list, out: list) -> None:
+        """The rows of each contained resource, under its type's contained identities
+        (``keys.contained_identity``), for ``_contained`` searches; they belong to the
+        container's row. Composite parameters are left out (not searched within contained
+        resources)."""
+        for inner in contained:
+            inner_type = inner.get("resourceType") if isinstance(inner, dict) else None
+            if not isinstance(inner_type, str) or not self.registry.is_resource_type(inner_type):
+                continue
+            for entry in self.plan(inner_type):
+                if entry.param.type == "composite":
+                    continue
+                values = entry.plan(inner)
+                if values:
+                    ident = keys.contained_identity(inner_type, entry.param.code)
+                    entry.index(ident, values, inner, out)
 
     def rows_for(self, resource: dict) -> list[tuple[sa.Table, dict]]:
         """Index rows of ``resource`` as ``(table, row)``, without ``res_pk``."""

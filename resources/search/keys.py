@@ -27,6 +27,13 @@ def identity(res_type: str, code: str) -> int:
     return _digest(res_type + _SEP + code)
 
 
+def contained_identity(res_type: str, code: str) -> int:
+    """The key of one search parameter on resources of ``res_type`` contained in another
+    (``_contained``, search.html#contained): their rows belong to the container's row and never
+    answer a search of the type itself. ``#`` is in no resource type's name."""
+    return _digest("#" + res_type + _SEP + code)
+
+
 @lru_cache(maxsize=1 << 18)
 def combine(ident: int, *parts: str) -> int:
     """The key of a value (one or more strings) under a parameter identity. Cached: codes,

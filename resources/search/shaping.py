@@ -39,19 +39,42 @@ def summary_elements(res_type: str) -> frozenset[str] | None:
 
 
 @cache
-def mandatory_elements(res_type: str) -> frozenset[str]:
+def _fields(res_type: str) -> tuple[tuple[str, dict, bool], ...]:
+    """(JSON name, the model's element flags, required) for each element of ``res_type``."""
     try:
         from fhir.resources.R4B import get_fhir_model_class
 
         model = get_fhir_model_class(res_type)
     except (KeyError, ValueError, ImportError, AttributeError):
-        return frozenset()
-    out = set()
+        return ()
+    out = []
     for name, field in model.model_fields.items():
-        extra = field.json_schema_extra or {}
-        if isinstance(extra, dict) and extra.get("element_required"):
-            out.add(field.alias or name)
-    return frozenset(out)
+        extra = field.json_schema_extra
+        out.append(
+            (field.alias or name, extra if isinstance(extra, dict) else {}, field.is_required())
+        )
+    return tuple(out)
+
+
+@cache
+def mandatory_elements(res_type: str) -> frozenset[str]:
+    """The top-level elements of minimum cardinality 1: primitives (``status``), complex ones
+    (``Observation.code``) and choices (``MedicationRequest.medication[x]``, each JSON name)."""
+    return frozenset(
+        name
+        for name, extra, required in _fields(res_type)
+        if required or extra.get("element_required") or extra.get("one_of_many_required")
+    )
+
+
+@cache
+def choice_names(res_type: str) -> dict[str, frozenset[str]]:
+    """A choice element's name (``value`` for ``value[x]``) -> its JSON names."""
+    out: dict[str, set[str]] = {}
+    for name, extra, _ in _fields(res_type):
+        if extra.get("one_of_many"):
+            out.setdefault(extra["one_of_many"], set()).add(name)
+    return {k: frozenset(v) for k, v in out.items()}
 
 
 def _tagged(resource: dict, kept: dict) -> dict:
@@ -84,14 +107,17 @@ def summarize(resource: dict, mode: str) -> dict:
 
 
 def select_elements(resource: dict, elements: list[str]) -> dict:
-    """Apply ``_elements=a,b`` to one resource (top-level elements plus the mandatory ones)."""
+    """Apply ``_elements=a,b`` to one resource (top-level elements plus the mandatory ones); a
+    choice element by its name (``value``, ``value[x]``) or one of its JSON names."""
     res_type = resource["resourceType"]
     keep = {*ALWAYS, *mandatory_elements(res_type)}
     for e in elements:
         e = e.strip()
         if e.startswith(res_type + "."):
             e = e[len(res_type) + 1 :]
-        keep.add(e.split(".")[0])
+        name = e.split(".")[0].removesuffix("[x]")
+        keep.add(name)
+        keep.update(choice_names(res_type).get(name, ()))  # value -> valueQuantity, ...
     return _tagged(
         resource, {k: v for k, v in resource.items() if k in keep or k.lstrip("_") in keep}
     )

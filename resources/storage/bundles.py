@@ -70,7 +70,8 @@ def history_bundle(
         }
         entry["response"] = response
         items.append(entry)
-    out["entry"] = items
+    if items:  # FHIR JSON has no empty arrays (json.html)
+        out["entry"] = items
     return out
 
 
@@ -86,6 +87,7 @@ def searchset_bundle(
     outcome: dict | None = None,
     raw: bool = False,
     first_url: str | None = None,
+    last_url: str | None = None,
 ) -> dict:
     """``raw``: resources read as JSON text (``StoredJSON``) go in as ``orjson.Fragment``s,
     spliced into the output by ``orjson.dumps`` as they are, for a caller that only dumps the
@@ -94,7 +96,13 @@ def searchset_bundle(
     if total is not None:
         out["total"] = total
     out["link"] = links(
-        [("self", self_url), ("first", first_url), ("previous", prev_url), ("next", next_url)]
+        [
+            ("self", self_url),
+            ("first", first_url),
+            ("previous", prev_url),
+            ("next", next_url),
+            ("last", last_url),
+        ]
     )
     entries = [
         {"fullUrl": full_url(base, s), "resource": _body(s, raw), "search": {"mode": "match"}}
@@ -106,7 +114,8 @@ def searchset_bundle(
     ]
     if outcome is not None:
         entries.append({"resource": outcome, "search": {"mode": "outcome"}})
-    out["entry"] = entries
+    if entries:  # FHIR JSON has no empty arrays (json.html): no matches, no ``entry``
+        out["entry"] = entries
     return out
 
 

@@ -443,11 +443,14 @@ class Unit:
         body: dict | ResourceBody,
         *,
         if_match: str | None = None,
+        if_none_match: str | None = None,
         client: bool = False,
     ) -> WriteResult:
         """FHIR update, and update-as-create for a new client-assigned id. ``body`` is a
         :class:`ResourceBody` (its type settled by the caller: the REST edge) or a plain dict,
-        whose type is checked here."""
+        whose type is checked here. ``if_none_match`` (the ``If-None-Match`` header, or a Bundle
+        entry's ``request.ifNoneMatch``): ``*`` makes it create-only, ``W/"n"`` refuses it while
+        version n is current (RFC 9110 13.1.2, as HAPI FHIR does); 412 either way."""
         typed = body if isinstance(body, ResourceBody) else None
         content: dict = body.content if isinstance(body, ResourceBody) else body
         found_type = typed.type if typed is not None else content.get("resourceType")
@@ -470,6 +473,7 @@ class Unit:
         current = self._current(res_type, res_id, lock=True)
         if client:
             self._vet_named(res_type, res_id, current)
+        _check_if_none_match(current, if_none_match, res_type, res_id)
         _check_if_match(current, if_match, res_type, res_id)
         return self._write(typed or _typed(res_type, content), res_id, "PUT", current)
 
@@ -480,8 +484,10 @@ class Unit:
         body: dict | ResourceBody,
         *,
         if_match: str | None = None,
+        if_none_match: str | None = None,
     ) -> WriteResult:
-        """FHIR conditional update: no match → create; one → update it; several → 412."""
+        """FHIR conditional update: no match → create; one → update it (``If-None-Match: *``:
+        412); several → 412."""
         typed = body if isinstance(body, ResourceBody) else None
         content: dict = body.content if isinstance(body, ResourceBody) else body
         found = self.match_visible(res_type, query, limit=2)
@@ -490,7 +496,14 @@ class Unit:
         if not found:
             if content.get("id"):
                 # R4: an id in the body of a no-match conditional update becomes the new id.
-                return self.update(res_type, content["id"], body, if_match=if_match, client=True)
+                return self.update(
+                    res_type,
+                    content["id"],
+                    body,
+                    if_match=if_match,
+                    if_none_match=if_none_match,
+                    client=True,
+                )
             if typed is None:
                 typed = _typed(res_type, {**content, "resourceType": res_type})
             # Claimed like a conditional create: two concurrent conditional updates that both
@@ -510,6 +523,7 @@ class Unit:
             target.res_id,
             ResourceBody(typed.type, with_id) if typed is not None else with_id,
             if_match=if_match,
+            if_none_match=if_none_match,
         )
 
     def patch(
@@ -787,6 +801,24 @@ def _check_if_match(
         raise PreconditionFailed(
             f"If-Match {if_match} does not match {res_type}/{res_id}"
             + (f" (current version {have})" if have else " (no current version)")
+        )
+
+
+def _check_if_none_match(
+    current: sa.Row | None, if_none_match: str | None, res_type: str, res_id: str
+) -> None:
+    """``If-None-Match`` on an update: nothing to match when there is no current version (a
+    deleted resource does not exist); ``*`` matches any current version, ``W/"n"`` version n."""
+    if if_none_match is None or current is None or current.deleted:
+        return
+    tags = [t.strip().removeprefix("W/").strip('"') for t in if_none_match.split(",")]
+    if "*" in tags:
+        raise PreconditionFailed(
+            f"If-None-Match: * but {res_type}/{res_id} exists (version {current.version})"
+        )
+    if str(current.version) in tags:
+        raise PreconditionFailed(
+            f"If-None-Match {if_none_match} matches the current version of {res_type}/{res_id}"
         )
 
 

@@ -53,6 +53,7 @@ class Entry:
     resource: dict | list | None
     if_none_exist: list[tuple[str, str]] | None
     if_match: str | None
+    if_none_match: str | None = None  # request.ifNoneMatch (a PUT's create-only / not-version)
     assigned_id: str | None = None
     existing: Stored | None = None  # conditional create that matched
     response: dict = field(default_factory=dict)
@@ -81,6 +82,15 @@ def _parse_url(url: str, index: int) -> tuple[str, str | None, str | None, list]
     if res_id is not None and not res_id.startswith("$") and not ID_RE.match(res_id):
         raise Invalid(f"entry {index}: {res_id!r} is not a valid id", expression=_expr(index))
     return res_type, res_id, vid, query
+
+
+def _text(value: object, index: int, name: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise Invalid(
+        f"entry {index}: request.{name} must be a string",
+        expression=[f"Bundle.entry[{index}].request.{name}"],
+    )
 
 
 def _expr(index: int) -> list[str]:
@@ -132,6 +142,7 @@ def parse_entry(i: int, raw: object) -> Entry:
         resource=resource,
         if_none_exist=parse_criteria(ine) if ine else None,
         if_match=req.get("ifMatch"),
+        if_none_match=_text(req.get("ifNoneMatch"), i, "ifNoneMatch"),
     )
 
 
@@ -529,14 +540,21 @@ def _execute(
         return
     if e.method == "PUT":
         if e.res_id is None:
-            result = unit.conditional_update(e.res_type, e.query, _body(e), if_match=e.if_match)
+            result = unit.conditional_update(
+                e.res_type, e.query, _body(e), if_match=e.if_match, if_none_match=e.if_none_match
+            )
         else:
             body = _body(e)
             body = body if "id" in body else {**body, "id": e.res_id}
             # ``client``: the id is the one the entry's URL names (not one a conditional PUT
             # resolved or assigned), so a patient-context update-as-create answers 404
             result = unit.update(
-                e.res_type, e.res_id, body, if_match=e.if_match, client=e.assigned_id is None
+                e.res_type,
+                e.res_id,
+                body,
+                if_match=e.if_match,
+                if_none_match=e.if_none_match,
+                client=e.assigned_id is None,
             )
         e.response = _write_response(result, base, return_pref)
         return

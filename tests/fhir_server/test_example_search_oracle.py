@@ -54,7 +54,7 @@ SKIPPED_RESOURCE_TYPES = {
 }
 
 # (example file stem, parameter code) -> why Hearth does not find the example by that value.
-CONTAINED = "a canonical to a contained resource ('#id'): contained resources are not searched"
+CONTAINED = "a canonical to a contained resource ('#id') names no stored resource's url"
 EXCEPTIONS: dict[tuple[str, str], str] = {
     ("activitydefinition-medicationorder-example", "composed-of"): CONTAINED,
     ("plandefinition-example-cardiology-os", "depends-on"): CONTAINED,

@@ -105,7 +105,7 @@ def test_total_and_summary_count(client, tag):
     assert "total" not in client.get("/Patient", params=crit).json()
     assert client.get("/Patient", params={**crit, "_total": "accurate"}).json()["total"] == 3
     counted = client.get("/Patient", params={**crit, "_summary": "count"}).json()
-    assert counted["total"] == 3 and counted["entry"] == []
+    assert counted["total"] == 3 and "entry" not in counted  # no empty arrays in FHIR JSON
     assert_outcome(client.get("/Patient", params={**crit, "_total": "lots"}), 400)
     assert_outcome(client.get("/Patient", params={**crit, "_count": "x"}), 400)
 

@@ -2,7 +2,8 @@
 
 The CapabilityStatement is generated from what is implemented: the resource types the
 validator knows, the interactions the router serves, the search parameters the search engine
-indexes, and the operations registry.
+indexes, and the operations registry. docs/conformance.md is generated from the same
+constants (scripts/conformance.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,18 @@ TYPE_INTERACTIONS = [
     "search-type",
 ]
 SYSTEM_INTERACTIONS = ["transaction", "batch", "history-system", "search-system"]
+# What every resource type supports beyond its interactions (CapabilityStatement.rest.resource).
+TYPE_CAPABILITIES: dict[str, object] = {
+    "versioning": "versioned-update",
+    "readHistory": True,
+    "updateCreate": True,
+    "conditionalCreate": True,
+    "conditionalRead": "full-support",
+    "conditionalUpdate": True,
+    "conditionalDelete": "single",
+}
+FORMATS = ["application/fhir+json", "json", "application/fhir+xml", "xml"]
+PATCH_FORMATS = ["application/json-patch+json", "application/fhir+json"]
 
 
 def capability_statement(ctx: Context) -> dict:
@@ -34,13 +47,7 @@ def capability_statement(ctx: Context) -> dict:
         entry: dict = {
             "type": res_type,
             "interaction": [{"code": c} for c in TYPE_INTERACTIONS],
-            "versioning": "versioned-update",
-            "readHistory": True,
-            "updateCreate": True,
-            "conditionalCreate": True,
-            "conditionalRead": "full-support",
-            "conditionalUpdate": True,
-            "conditionalDelete": "single",
+            **TYPE_CAPABILITIES,
         }
         params = registry.for_type(res_type)
         if params:
@@ -88,8 +95,8 @@ def capability_statement(ctx: Context) -> dict:
         "software": {"name": "Hearth", "version": __version__},
         "implementation": {"description": "Hearth FHIR server", "url": ctx.base},
         "fhirVersion": "4.0.1",
-        "format": ["application/fhir+json", "json", "application/fhir+xml", "xml"],
-        "patchFormat": ["application/json-patch+json", "application/fhir+json"],
+        "format": FORMATS,
+        "patchFormat": PATCH_FORMATS,
         "rest": [rest],
     }
     instantiates = sorted({op.instantiates for op in ops.values() if op.instantiates})

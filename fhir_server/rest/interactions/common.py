@@ -1,10 +1,30 @@
-"""What the write interactions share: rendering a stored version per ``Prefer: return``."""
+"""What the interactions share: rendering a stored version per ``Prefer: return``, and the
+refusal of parameters an interaction does not know under ``Prefer: handling=strict``."""
 
 from __future__ import annotations
 
 from fhir_server.rest.context import Context, FhirRequest, Reply
 from fhir_server.rest.http import version_headers
+from resources.errors import Invalid, Issue
 from resources.storage.repository import WriteResult
+
+# What read and vread take (http.html#read, search.html#summary / #elements; _format, _pretty).
+READ_PARAMETERS = frozenset({"_summary", "_elements", "_format", "_pretty"})
+
+
+def refuse_unknown(req: FhirRequest, known: frozenset[str], what: str) -> None:
+    """Under ``Prefer: handling=strict`` a parameter the interaction does not know is the
+    request's error (400, each issue of severity ``error``); otherwise it is ignored."""
+    unknown = sorted({k for k, _ in req.query} - known)
+    if unknown and req.prefer.get("handling") == "strict":
+        raise Invalid(
+            f"unknown {what} parameters (Prefer: handling=strict)",
+            [
+                Issue("not-supported", f"parameter {k!r} is not supported on {what}")
+                for k in unknown
+            ],
+        )
+
 
 _STATUS = {"created": 201, "updated": 200, "unchanged": 200, "exists": 200}
 

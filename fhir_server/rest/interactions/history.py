@@ -1,5 +1,6 @@
 """history — FHIR R4 http.html#history: instance, type and system level, newest first, with
-``_since``, ``_at`` (the versions current at some time in that date(Time)'s period; repeatable),
+``_since``, ``_at`` (the versions current at some time in that date(Time)'s period, or with a
+prefix ``ge``/``gt``/``le``/``lt`` after or before it, as a date search reads it; repeatable),
 ``_count`` and paging links (keyset cursors in ``_page``). Other parameters are ignored, or
 refused (400, severity ``error``) under ``Prefer: handling=strict``."""
 
@@ -9,7 +10,8 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from fhir_server.rest.context import Context, FhirRequest, Reply
-from resources.errors import Invalid, Issue
+from fhir_server.rest.interactions.common import refuse_unknown
+from resources.errors import Invalid
 from resources.search.date import date_range, to_datetime
 from resources.storage.bounds import clamp_whole, is_whole
 from resources.storage.bundles import history_bundle
@@ -46,26 +48,41 @@ def _since(req: FhirRequest) -> datetime | None:
         return edge.replace(tzinfo=UTC)
 
 
+# ``_at`` takes a date(Time) as a date search does (http.html#history points to search.html's
+# dates): the prefixes that name a period are read as one; the others are refused.
+AT_PREFIXES = ("eq", "ge", "gt", "le", "lt")
+EARLIEST = datetime.min.replace(tzinfo=UTC)
+LATEST = datetime.max.replace(tzinfo=UTC)
+ONE = 1  # microseconds: the period of ``gt``/``lt`` starts/ends just beyond the value's
+
+
 def _at(req: FhirRequest) -> list[tuple[datetime, datetime]]:
     periods = []
     for k, raw in req.query:
         if k != "_at":
             continue
+        prefix, text = (raw[:2], raw[2:]) if raw[:2].isalpha() else ("eq", raw)
+        if prefix not in AT_PREFIXES:
+            raise Invalid(
+                f"_at takes a date(Time) with no prefix or one of {', '.join(AT_PREFIXES)}, "
+                f"not {raw!r}"
+            )
         try:
-            low, high = date_range(raw)
-            periods.append((to_datetime(low), to_datetime(high)))
+            low, high = date_range(text)
+            if prefix == "eq":
+                period = (to_datetime(low), to_datetime(high))
+            elif prefix in ("ge", "gt"):
+                period = (to_datetime(low if prefix == "ge" else high + ONE), LATEST)
+            else:
+                period = (EARLIEST, to_datetime(high if prefix == "le" else low - ONE))
         except (ValueError, OverflowError) as exc:
             raise Invalid(f"_at must be a FHIR date, dateTime or instant, not {raw!r}") from exc
+        periods.append(period)
     return periods
 
 
 def history(ctx: Context, req: FhirRequest) -> Reply:
-    unknown = sorted({k for k, _ in req.query} - KNOWN)
-    if unknown and req.prefer.get("handling") == "strict":
-        raise Invalid(
-            "unknown history parameters (Prefer: handling=strict)",
-            [Issue("not-supported", f"parameter {k!r} is not supported") for k in unknown],
-        )
+    refuse_unknown(req, KNOWN, "history")
     count = page_size(ctx, req)
     since = _since(req)
     at = _at(req)

@@ -1,7 +1,8 @@
 """read — FHIR R4 http.html#read: ``GET [base]/[type]/[id]``.
 
 Honours ``If-None-Match`` (304 when the client's ETag is current) and ``If-Modified-Since``,
-and ``_summary`` / ``_elements`` (the resource subsetted and tagged ``SUBSETTED``). Otherwise the
+and ``_summary`` / ``_elements`` (the resource subsetted and tagged ``SUBSETTED``); another
+parameter is refused under ``Prefer: handling=strict``. Otherwise the
 stored JSON text is served as it is (``resources/storage/point_read.py``: on PostgreSQL a caller
 without a patient context reads by one prepared statement, no decode and re-encode).
 """
@@ -15,6 +16,7 @@ import orjson
 from fhir_server.rest.context import Context, FhirRequest, JsonText, Reply
 from fhir_server.rest.http import version_headers
 from fhir_server.rest.interactions import audit_event
+from fhir_server.rest.interactions.common import READ_PARAMETERS, refuse_unknown
 from resources.search.shaping import shape_read
 from resources.storage.point_read import read_current
 
@@ -22,6 +24,7 @@ from resources.storage.point_read import read_current
 def read(ctx: Context, req: FhirRequest) -> Reply:
     audit_event.require_admin(ctx, req.res_type)
     res_type, res_id = req.instance()
+    refuse_unknown(req, READ_PARAMETERS, "read")
     stored = read_current(ctx.repo, ctx.services.get("point_read"), res_type, res_id)
     headers = version_headers(stored)
     inm = req.headers.get("if-none-match")
