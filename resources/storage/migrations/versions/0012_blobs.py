@@ -2,7 +2,7 @@
 and its current generation, ``blob_chunk`` holds the bytes in rows of at most 1 MiB. Used when
 ``HEARTH_BLOB_STORE=database``; empty otherwise (docs/deployment.md).
 
-Revision ID: 0014
+Revision ID: 0012
 Revises: 0011
 Create Date: 2026-12-07
 """
@@ -12,7 +12,7 @@ from alembic import op
 
 from resources.storage.schema import UtcDateTime
 
-revision = "0014"
+revision = "0012"
 down_revision = "0011"
 branch_labels = None
 depends_on = None
