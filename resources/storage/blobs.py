@@ -163,9 +163,10 @@ class DatabaseBlobs:
     """Blobs in the database: ``blob`` names each one and its current generation, ``blob_chunk``
     holds its bytes in rows of at most ``CHUNK``. A put inserts the new generation's chunks (one
     short transaction each, so a 1 GB instance never holds one transaction open), then switches
-    ``blob`` to it and deletes the old generation in one transaction: readers see one or the
-    other. Chunks of a put that died before its switch belong to no ``blob`` row and are removed
-    by the next put of the same key."""
+    ``blob`` to it and deletes the generation it replaced in one transaction (switches of one
+    key take turns), so readers see one or the other and a concurrent put's chunks are never
+    deleted under it. A put that fails removes its own chunks; a process killed in the middle
+    of a put leaves chunks no ``blob`` row names (space, never content: nothing reads them)."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
@@ -193,13 +194,21 @@ class DatabaseBlobs:
                     "generation": generation,
                     "created": datetime.now(UTC),
                 }
+                # Switches of one key one after the other (SQLite's writer lock already does
+                # that), each deleting the generation it replaced, never one still being written
+                # by a concurrent put (whose own switch comes later).
+                if conn.dialect.name == "postgresql":
+                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(key))))
+                replaced = conn.execute(
+                    sa.select(blob.c.generation).where(blob.c.key == key)
+                ).scalar_one_or_none()
                 conn.execute(_upsert(conn, key, values))
-                # every other generation of this key: the replaced one and any orphans
-                conn.execute(
-                    sa.delete(blob_chunk).where(
-                        blob_chunk.c.key == key, blob_chunk.c.generation != generation
+                if replaced is not None and replaced != generation:
+                    conn.execute(
+                        sa.delete(blob_chunk).where(
+                            blob_chunk.c.key == key, blob_chunk.c.generation == replaced
+                        )
                     )
-                )
         except BaseException:
             with self.engine.begin() as conn:
                 conn.execute(

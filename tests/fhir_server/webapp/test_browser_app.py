@@ -25,7 +25,9 @@ from tests.workflow.test_cases_http import STEP, business
 expect.set_options(timeout=30_000)
 
 CHROMIUM = "/usr/bin/chromium"  # installed by `make chromium`; never `playwright install`
-PHOTOS = ("ISIC_0024310.jpg", "ISIC_0024872.jpg")
+# The routine case's photo: a confident naevus (malignancy 0.002, not referred); the urgent
+# case's: 64 % melanoma, which the screening decision refers (urgent whatever the cadre chose).
+PHOTOS = ("ISIC_0024872.jpg", "ISIC_0024310.jpg")
 
 
 @pytest.fixture(scope="module")
