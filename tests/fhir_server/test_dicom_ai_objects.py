@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -19,6 +18,7 @@ import pytest
 from mappings.dicom.ai_objects import COMPREHENSIVE_SR, SECONDARY_CAPTURE
 from tests.dicom import Orthanc, read_header, storescu, tool
 from tests.inference.conftest import CHEST_CR, run_worker
+from tests.inference.test_dicom_case import _wait_for
 from tests.servers import database_url, free_port, start_server
 
 
@@ -38,16 +38,6 @@ def hearth(request, tmp_path_factory):  # type: ignore[no-untyped-def]
     orthanc.stop()
     running.stop()
     cleanup()  # type: ignore[operator]
-
-
-def _wait_for(fn, timeout: float = 60.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError("timed out")
 
 
 def _study(fhir: httpx.Client, study_uid: str) -> dict | None:

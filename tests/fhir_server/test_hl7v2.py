@@ -346,3 +346,32 @@ def test_each_message_is_recorded_once_with_its_provenance(client: httpx.Client)
         count(client, "Organization", "identifier=urn:ietf:rfc:3986|urn:hearth:hl7v2:assigner:HOSP")
         == 1
     )
+
+
+def test_a_patient_token_sees_its_own_provenance_and_no_message_header(server, client) -> None:  # type: ignore[no-untyped-def]
+    """The message record over the real edge with patient-context tokens: the Provenance of what
+    a message wrote about the patient is in that patient's compartment; MessageHeaders (in no
+    compartment) and another patient's Provenance stay out of sight, by read and by search."""
+    from tests.fhir_server.auth.smart import client_token
+
+    ids = {}
+    for mrn in (_uid(), _uid()):
+        assert msa(post(client, adt("A01", mrn, visit=_uid())).text)[1] == "AA"
+        ids[mrn] = one(client, "Patient", f"identifier={AUTHORITY}|{mrn}")["id"]
+    mine, other = ids.values()
+    theirs = client.get("/Provenance", params={"target": f"Patient/{other}"}).json()
+    other_prov = theirs["entry"][0]["resource"]
+    header_ref = next(
+        e["what"]["reference"] for e in other_prov["entity"] if "MessageHeader" in str(e)
+    )
+    scope = "patient/Provenance.rs patient/MessageHeader.rs patient/Patient.rs"
+    with httpx.Client(
+        base_url=server.fhir, headers=client_token(server, scope, patient=mine), timeout=60
+    ) as patient:
+        own = patient.get("/Provenance", params={"target": f"Patient/{mine}"})
+        assert own.status_code == 200 and len(own.json()["entry"]) == 1
+        assert patient.get(f"/Provenance/{other_prov['id']}").status_code == 404
+        found = patient.get("/Provenance", params={"target": f"Patient/{other}"}).json()
+        assert not found.get("entry")
+        assert patient.get(f"/{header_ref}").status_code == 404
+        assert not patient.get("/MessageHeader").json().get("entry")

@@ -18,6 +18,7 @@ from inference.predict import ModelIntegrityError, load_model, load_operating_po
 from inference.registry import MODELS
 from inference.training.operating_point import choose_threshold, rates
 from tests.inference.conftest import run_worker, skin_photo_media
+from tests.inference.test_reuse_http import start_case
 from tests.shared import shared_path
 
 SKIN = MODELS["skin"]
@@ -124,24 +125,6 @@ def _val_png(index: int) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def _start_case(fhir, patient_id: str, media_id: str) -> dict:  # type: ignore[no-untyped-def]
-    cadre = fhir.post(
-        "/Practitioner", json={"resourceType": "Practitioner", "name": [{"family": "Cadre"}]}
-    ).json()
-    body = {
-        "resourceType": "Parameters",
-        "parameter": [
-            {"name": "caseType", "valueCode": "skin-screening"},
-            {"name": "patient", "valueReference": {"reference": f"Patient/{patient_id}"}},
-            {"name": "focus", "valueReference": {"reference": f"Media/{media_id}"}},
-        ],
-    }
-    headers = {"X-Hearth-Role": "cadre", "X-Hearth-Actor": f"Practitioner/{cadre['id']}"}
-    r = fhir.post("/Task/$start-case", json=body, headers=headers)
-    assert r.status_code == 201, r.text
-    return r.json()
-
-
 def test_the_lesion_is_what_the_test_says():
     model = load_model("skin")
     data = base64.b64decode(_val_png(UNCERTAIN_MELANOMA))
@@ -158,7 +141,7 @@ def test_uncertain_but_malignant_case_is_urgent(ai_server, fhir, patient_id, upl
     if not upload_analysed:  # no photographic modality: no analysis of its own; the case runs it
         media.pop("modality")
     media = fhir.post("/Media", json=media).json()
-    case = _start_case(fhir, patient_id, media["id"])
+    case = start_case(fhir, patient_id, media["id"])
     run_worker(ai_server)
     case = fhir.get(f"/Task/{case['id']}").json()
     assert case["priority"] == "urgent", case
