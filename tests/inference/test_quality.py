@@ -161,12 +161,12 @@ def test_ai_analyze_refuses_a_photo_for_the_xray_model(fhir, patient_id):
 
 
 def test_a_case_on_a_striped_image_gets_a_failed_analysis(ai_server, fhir, patient_id):
-    from tests.inference.test_screening import _start_case
+    from tests.inference.test_reuse_http import start_case
 
     media = skin_photo_media(patient_id, base64.b64encode(PLACEHOLDER.read_bytes()).decode())
     media.pop("modality")
     media = fhir.post("/Media", json=media).json()
-    case = _start_case(fhir, patient_id, media["id"])
+    case = start_case(fhir, patient_id, media["id"])
     run_worker(ai_server)
     [task] = tasks_of(fhir, f"Media/{media['id']}", "skin-lesion-classification")
     assert task["partOf"] == [{"reference": f"Task/{case['id']}"}]
