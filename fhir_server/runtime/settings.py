@@ -169,6 +169,14 @@ class Settings(BaseSettings):
     smtp_from: str = Field("hearth@localhost", description="From address of Hearth's e-mail")
     smtp_starttls: bool = Field(True, description="Require STARTTLS before sending (RFC 3207)")
     smtp_ca_file: Path | None = Field(None, description="CA file trusted for the SMTP server")
+    dev_mailbox: Path | None = Field(
+        None,
+        description="Development only: run a local SMTP sink keeping all mail in this folder "
+        "(used when HEARTH_SMTP_HOST is unset; admins read it at /dev/mailbox)",
+    )
+    dev_mailbox_port: int = Field(
+        8025, ge=1, le=65535, description="Port of the development SMTP sink on 127.0.0.1"
+    )
     facility_name: str = Field("Hearth", description="Facility name on reports (fallback)")
     report_signing_key: Path | None = Field(
         None, description="PEM private key that signs report PDFs (default: generated)"
@@ -385,7 +393,17 @@ class Settings(BaseSettings):
         from workflow.mail import SmtpConfig
 
         if not self.smtp_host:
-            return None
+            if self.dev_mailbox is None:
+                return None
+            from fhir_server.runtime import mailsink
+
+            return SmtpConfig(  # the development sink (fhir_server/runtime/mailsink.py)
+                host=mailsink.HOST,
+                port=self.dev_mailbox_port,
+                sender=self.smtp_from,
+                starttls=True,
+                ca_file=self.dev_mailbox / mailsink.CERT_NAME,
+            )
         return SmtpConfig(
             host=self.smtp_host,
             port=self.smtp_port,

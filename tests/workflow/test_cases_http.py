@@ -359,8 +359,16 @@ def test_imaging_review_lifecycle_and_a_failed_delivery_retried(fhir, team, smtp
         for o in case["output"]
         if o["type"]["coding"][0]["code"] == "report"
     )
-    assert fhir.get(f"/{report_ref}")["imagingStudy"] == [{"reference": ref(study)}]
+    report = fhir.get(f"/{report_ref}")
+    assert report["imagingStudy"] == [{"reference": ref(study)}]
     assert smtp.inbox.to(tag) == []
+    # The signed PDF is kept although it could not be sent: Binary + DocumentReference.
+    [form] = report["presentedForm"]
+    stored_pdf = base64.b64decode(fhir.get(f"/{form['url']}")["data"])
+    assert stored_pdf.startswith(b"%PDF-")
+    found = fhir.get("/DocumentReference", related=report_ref).get("entry", [])
+    docs = [e["resource"] for e in found if e["search"]["mode"] == "match"]
+    assert [d["content"][0]["attachment"]["url"] for d in docs] == [form["url"]], found
 
     assert fhir.op(f"/Task/{case['id']}/$deliver-report", team["doctor"]).status_code == 403
     fixed = fhir.get(f"/Patient/{patient_res['id']}")
@@ -369,9 +377,12 @@ def test_imaging_review_lifecycle_and_a_failed_delivery_retried(fhir, team, smtp
     retry = fhir.op(f"/Task/{case['id']}/$deliver-report", team["admin"])
     assert retry.status_code == 200
     assert retry.json()["parameter"][0] == {"name": "status", "valueString": "delivered"}
-    wait_for_mail(smtp, tag)
+    mailed = wait_for_mail(smtp, tag)
     case = fhir.get(f"/Task/{case['id']}")
     assert business(case) == "REPORT_DELIVERED" and case["status"] == "completed"
+    # The retry sent the PDF stored by the failed attempt, not a second rendering.
+    assert fhir.get(f"/{report_ref}")["presentedForm"] == [form]
+    assert pdf_of(mailed[0]) == stored_pdf
     again = fhir.op(f"/Task/{case['id']}/$deliver-report", team["admin"])
     assert again.json()["parameter"][0]["valueString"] == "already-delivered"
     assert len(smtp.inbox.to(tag)) == 1
