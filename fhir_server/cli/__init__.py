@@ -386,6 +386,22 @@ def load(paths, database_url, quiet) -> None:  # type: ignore[no-untyped-def]
 
 
 @main.command()
+@click.argument(
+    "folder", type=click.Path(exists=True, file_okay=False, path_type=Path), default=Path("demo")
+)
+@click.option("--database-url", help="database URL [HEARTH_DATABASE_URL]")
+def demo(folder, database_url) -> None:  # type: ignore[no-untyped-def]
+    """Tell the demo story (`make run`): load FOLDER's bundle, make the demo doctor's free Slots
+    and walk six skin screenings through the API and the models — finished, urgent, waiting for
+    each role (fhir_server/runtime/demo.py). Reports go to the development mailbox when
+    HEARTH_DEV_MAILBOX is set. Told once per database."""
+    from fhir_server.runtime.demo import tell
+
+    settings = _settings(database_url=database_url)
+    click.echo(tell(settings, folder, say=click.echo).summary())
+
+
+@main.command()
 @click.option("--type", "res_type", help="only this resource type")
 @click.option("--resume", is_flag=True, help="continue the unfinished jobs instead of starting one")
 @click.option("--batch", type=int, default=500, show_default=True, help="resources per transaction")

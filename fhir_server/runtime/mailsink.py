@@ -102,6 +102,7 @@ def start(folder: Path, port: int) -> MailSink:
     """Start the sink on 127.0.0.1:``port``, keeping mail in ``folder``/Maildir."""
     from aiosmtpd.controller import Controller
 
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs each SMTP command
     cert, key = self_signed(folder)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)

@@ -46,7 +46,7 @@ def test_mail_sent_by_hearth_is_kept_and_read_by_an_admin(sink_server):  # type:
     listed = httpx.get(root, headers=sink_server.headers)
     assert listed.status_code == 200, listed.text
     [msg] = [m for m in listed.json() if m["to"] == "amina@example.org"]
-    assert msg["subject"] == "Your report"
+    assert msg["subject"] == "Your report" and msg["date"]  # RFC 5322: Date is required
     assert msg["attachments"] == [{"filename": "r.pdf", "contentType": "application/pdf", "size": len(pdf)}]  # fmt: skip
     one = httpx.get(f"{root}/{msg['id']}", headers=sink_server.headers).json()
     assert one["text"].strip() == "Dear patient"
