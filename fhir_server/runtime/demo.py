@@ -306,7 +306,7 @@ def tell(settings: Settings, root: Path, say: Callable[[str], None] = print) -> 
             started = {}
             for case in STORY:
                 media = api.call("POST", "Media", _photo(case, root / "photos"))
-                params = {
+                start: dict[str, dict] = {
                     "caseType": {"valueCode": "skin-screening"},
                     "patient": {"valueReference": {"reference": f"Patient/{case.patient}"}},
                     "focus": {"valueReference": {"reference": f"Media/{media['id']}"}},
@@ -314,7 +314,7 @@ def tell(settings: Settings, root: Path, say: Callable[[str], None] = print) -> 
                     "priority": {"valueCode": case.priority},
                     "note": {"valueString": "Photo taken at the outreach post; consent recorded."},
                 }
-                started[case.patient] = api.op("Task/$start-case", cadre, **params)["id"]
+                started[case.patient] = api.op("Task/$start-case", cadre, **start)["id"]
                 say(f"started a skin screening for Patient/{case.patient} ({case.photo})")
             # The models: the worker `make run` starts would do this within seconds.
             worker = Worker(ctx.repo, ai.analyzer(ctx, "demo-story"), batch_size=8)

@@ -178,8 +178,6 @@ def attachment(msg: EmailMessage, index: int) -> tuple[str, str, bytes] | None:
     if not 0 <= index < len(parts):
         return None
     part = parts[index]
-    return (
-        part.get_filename() or f"attachment-{index}",
-        part.get_content_type(),
-        (part.get_payload(decode=True) or b""),
-    )
+    payload = part.get_payload(decode=True)
+    data = payload if isinstance(payload, bytes) else b""
+    return part.get_filename() or f"attachment-{index}", part.get_content_type(), data

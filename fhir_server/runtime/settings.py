@@ -169,6 +169,14 @@ class Settings(BaseSettings):
     smtp_from: str = Field("hearth@localhost", description="From address of Hearth's e-mail")
     smtp_starttls: bool = Field(True, description="Require STARTTLS before sending (RFC 3207)")
     smtp_ca_file: Path | None = Field(None, description="CA file trusted for the SMTP server")
+    backup_recipients: str | None = Field(
+        None,
+        description="age public keys (age1…, comma-separated) that `hearth backup` encrypts to",
+    )
+    backup_identity_file: Path | None = Field(
+        None,
+        description="file with the age secret key(s) that `hearth restore` / `backup verify` use",
+    )
     dev_mailbox: Path | None = Field(
         None,
         description="Development only: run a local SMTP sink keeping all mail in this folder "
