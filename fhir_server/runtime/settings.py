@@ -21,6 +21,11 @@ class Settings(BaseSettings):
         "sqlite:///var/hearth.db",
         description="SQLAlchemy URL: sqlite:///path.db (embedded) or postgresql://user@host/db",
     )
+    database_replica_url: str | None = Field(
+        None,
+        description="A PostgreSQL streaming replica for reads and searches, with read-your-writes "
+        "(docs/deployment.md)",
+    )
     data_dir: Path = Field(Path("var"), description="Where files live (DICOM, binaries, keys)")
     blob_store: str = Field(
         "files",
@@ -347,6 +352,18 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"HEARTH_DEFAULT_TIMEZONE {v!r} is not an IANA time zone") from None
         return v
+
+    @model_validator(mode="after")
+    def _replica_of_postgres(self) -> Settings:
+        if self.database_replica_url and not (
+            self.database_url.startswith("postgresql")
+            and self.database_replica_url.startswith("postgresql")
+        ):
+            raise ValueError(
+                "HEARTH_DATABASE_REPLICA_URL is a PostgreSQL streaming replica of a PostgreSQL "
+                "HEARTH_DATABASE_URL"
+            )
+        return self
 
     @model_validator(mode="after")
     def _signing_pair(self) -> Settings:
