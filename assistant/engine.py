@@ -74,7 +74,10 @@ def check_question(raw: object) -> str:
 class Assistant:
     """The assistant in one language: its catalogue and the embeddings of its phrasings."""
 
-    def __init__(self, language: str = "en", cache_dir: Path | None = None) -> None:
+    def __init__(
+        self, language: str = "en", cache_dir: Path | None = None, *, threads: int = 1
+    ) -> None:
+        embedding.model(threads)
         self.catalogue: Catalogue = catalogue(language)
         self.phrases = self.catalogue.phrases()
         self.matrix = embedding.cached([p[2] for p in self.phrases], cache_dir)

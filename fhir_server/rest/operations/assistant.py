@@ -49,7 +49,11 @@ def assistant_for(ctx: Context, language: str) -> Assistant:
         with _lock:
             found = ctx.services.get(key)
             if found is None:
-                found = Assistant(language, ctx.settings.data_dir / "assistant")
+                found = Assistant(
+                    language,
+                    ctx.settings.data_dir / "assistant",
+                    threads=ctx.settings.assistant_threads,
+                )
                 ctx.services[key] = found
     return found
 
