@@ -9,6 +9,7 @@ no request leaves Hearth's origin; each screen is kept under test-artefacts/weba
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,6 +17,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from tests.fhir_server.auth.smart import make_user
 from tests.fhir_server.webapp.test_browser_portal import (
+    ARTEFACTS,
     CHROMIUM,
     DESKTOP,
     PHONE,
@@ -110,6 +112,88 @@ def test_patient_asks_the_assistant(hearth, viewport):  # noqa: F811
             shot(page, f"portal-assistant-safety-{viewport}")
             latest.get_by_role("link", name="Message your care team").click()
             expect(page.get_by_role("heading", name="Messages")).to_be_visible()
+            assert not errors, errors
+        finally:
+            browser.close()
+    assert not outside, outside
+    operator.close()
+
+
+def test_doctor_asks_the_assistant_in_the_clinicians_app(hearth):  # noqa: F811
+    """Staff: the clinicians' app (/app/, static/assistant.js) — the doctor's claimed work and the
+    open urgent cases, each cited Task linking to its case screen."""
+    from datetime import UTC, datetime
+
+    from tests.fhir_server.webapp.test_browser_app import register_app
+
+    register_app(hearth)
+    operator = Fhir(hearth.fhir, hearth.headers)
+    data = record(operator)
+    doctor = data["proposed"]["participant"][1]["actor"]["reference"]
+    user = make_user(hearth, "doctor", doctor)
+    now = datetime.now(UTC).isoformat()
+    mine = operator.create(
+        {
+            "resourceType": "Task",
+            "status": "in-progress",
+            "intent": "order",
+            "priority": "routine",
+            "description": f"Doctor review {data['tag']}",
+            "owner": {"reference": doctor},
+            "for": {"reference": ref(data["me"]), "display": "Ada Portal"},
+            "authoredOn": now,
+        }
+    )
+    urgent = operator.create(
+        {
+            "resourceType": "Task",
+            "status": "in-progress",
+            "intent": "order",
+            "priority": "urgent",
+            "code": {
+                "coding": [{"system": "http://hearth.local/fhir/CodeSystem/workflow-case", "code": "skin-screening"}],
+                "text": "Skin screening",
+            },
+            "description": f"Urgent screening {data['tag']}",
+            "for": {"reference": ref(data["me"]), "display": "Ada Portal"},
+            "authoredOn": now,
+        }
+    )  # fmt: skip
+    errors: list[str] = []
+    outside: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport=DESKTOP)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on(
+                "request",
+                lambda r: outside.append(r.url) if not r.url.startswith(hearth.root) else None,
+            )
+            page.goto(f"{hearth.root}/app/")
+            page.get_by_role("button", name="Sign in").click()
+            page.get_by_label("User name").fill(user.username)
+            page.get_by_label("Password").fill(user.password)
+            page.get_by_label("Authenticator code or recovery code").fill(user.totp.now())  # type: ignore[union-attr]
+            page.get_by_role("button", name="Sign in").click()
+            expect(page.get_by_role("heading", name="Worklist: doctor")).to_be_visible()
+            page.get_by_role("link", name="Assistant").click()
+            expect(page.get_by_role("heading", name="Assistant", level=1)).to_be_visible()
+
+            page.get_by_role("button", name="What is waiting for me?").click()
+            latest = page.locator(".exchange").first
+            expect(latest).to_contain_text(f"Doctor review {data['tag']} for Ada Portal (routine)")
+            expect(latest.locator(f"[data-cites='{ref(mine)}'] a")).to_have_attribute(
+                "href", f"#/task/{mine['id']}"
+            )
+
+            page.get_by_label("Your question").fill("which urgent cases are open")
+            page.get_by_role("button", name="Ask", exact=True).click()
+            latest = page.locator(".exchange").first
+            expect(latest).to_contain_text(f"Urgent screening {data['tag']}")
+            page.screenshot(path=str(Path(ARTEFACTS) / "app-assistant.png"), full_page=True)
+            latest.locator(f"[data-cites='{ref(urgent)}'] a").click()
+            expect(page).to_have_url(f"{hearth.root}/app/#/task/{urgent['id']}")
             assert not errors, errors
         finally:
             browser.close()
