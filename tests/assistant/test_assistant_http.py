@@ -339,3 +339,27 @@ def test_every_exchange_is_audited(hearth, data, patient):
         )
         for e in events
     )
+
+
+ODD = [
+    "😀😀😀",
+    "متى موعدي القادم؟",
+    "x" * 500,
+    "a" * 499 + "?",
+    '{"resourceType": "Bundle", "entry": []}',
+    "SELECT * FROM resource WHERE 1=1",
+    "\u202eReversed text",
+    "when\tis\nmy\r\nappointment",
+    "{patient} {user} {now}",
+    "%s %d {0} {answer}",
+]
+
+
+@pytest.mark.parametrize("question", ODD)
+def test_odd_questions_get_an_answer_never_a_fault(hearth, data, patient, question):
+    """Whatever the text, within the limits: a 200 with an answer (a template's placeholders in
+    the question are never filled with anything)."""
+    got = out(ask(hearth, patient, question))
+    assert got["answer"]
+    assert got["kind"] in {"record", "knowledge", "safety", "refuse", "dont-know"}
+    assert data["other"]["id"] not in got["answer"]
