@@ -85,7 +85,7 @@ lint: install
 	@$(BIN)/ruff format --check .
 	@$(BIN)/python scripts/check_layers.py
 	@$(BIN)/python scripts/conformance.py
-	@$(BIN)/mypy fhir_server resources mappings inference workflow terminology
+	@$(BIN)/mypy fhir_server resources mappings inference workflow terminology assistant
 
 fmt: install
 	@$(BIN)/ruff format .

@@ -200,6 +200,17 @@ class Settings(BaseSettings):
     default_timezone: str = Field(
         "UTC", description="IANA time zone of reminders when the patient's record names none"
     )
+    assistant_emergency_numbers: str = Field(
+        "112",
+        description="Emergency numbers the assistant names in its fixed safety answers, as "
+        "written (e.g. '112 (ambulance) or 1122 (rescue)')",
+    )
+    assistant_threads: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="CPU threads of the assistant's embedding model (torch's, process-wide)",
+    )
     log_level: str = Field("info", description="debug | info | warning | error")
     ai_triggers: bool = Field(
         True, description="Start AI analyses by themselves (skin photos, chest studies)"

@@ -3,6 +3,7 @@ import { render } from "preact";
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { makeApi } from "./api.js";
 import { AppointmentsScreen } from "./appointments.jsx";
+import { AssistantScreen } from "./assistant.jsx";
 import { HomeScreen } from "./home.jsx";
 import { MessagesScreen } from "./messages.jsx";
 import { PhotosScreen } from "./photos.jsx";
@@ -16,6 +17,7 @@ const ROUTES = {
   "#/appointments": { label: "navAppointments", Screen: AppointmentsScreen },
   "#/messages": { label: "navMessages", Screen: MessagesScreen },
   "#/photos": { label: "navPhotos", Screen: PhotosScreen },
+  "#/assistant": { label: "navAssistant", Screen: AssistantScreen },
 };
 
 function useRoute() {
