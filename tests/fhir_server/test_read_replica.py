@@ -124,7 +124,9 @@ def test_reads_go_to_the_replica_and_writers_read_their_writes(pair, server):  #
     finally:
         pair.sql(pair.replica_port, "SELECT pg_wal_replay_resume()")
     wait_replayed(pair)
-    assert names(httpx.get(f"{server.fhir}/Patient?family=Lagtest", headers=h).json()) == ["Lagtest"]
+    assert names(httpx.get(f"{server.fhir}/Patient?family=Lagtest", headers=h).json()) == [
+        "Lagtest"
+    ]
 
 
 def test_a_replica_that_is_down_costs_only_speed(pair, server):  # type: ignore[no-untyped-def]
