@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from importlib import resources as importlib_resources
+from typing import TypeVar
 
 from resources.errors import Invalid
 from resources.storage.repository import Unit
@@ -65,7 +66,9 @@ def check_period(start: str, end: str) -> tuple[date, date]:
 
     def day(name: str, value: str, last: bool) -> date:
         if not _DATE.match(value):
-            raise Invalid(f"$evaluate-measure: {name} must be a FHIR date (YYYY-MM-DD), not {value!r}")
+            raise Invalid(
+                f"$evaluate-measure: {name} must be a FHIR date (YYYY-MM-DD), not {value!r}"
+            )
         parts = [int(p) for p in value.split("-")]
         try:
             if len(parts) == 3:
@@ -139,7 +142,9 @@ def iso_week(moment: datetime) -> str:
 
 
 def _ref(value: object) -> str | None:
-    return str(value.get("reference")) if isinstance(value, dict) and value.get("reference") else None
+    return (
+        str(value.get("reference")) if isinstance(value, dict) and value.get("reference") else None
+    )
 
 
 def _flag(task: dict, label: str) -> bool | None:
@@ -295,7 +300,11 @@ def cases(u: Unit, first: date, last: date) -> list[Case]:
         else:
             cadre = (requester, _name(linked.get(requester)) or requester)
         site_ref = site_of.get(requester or "")
-        site = (site_ref, _name(linked.get(site_ref)) or site_ref) if site_ref else ("unknown", "Unknown site")
+        site = (
+            (site_ref, _name(linked.get(site_ref)) or site_ref)
+            if site_ref
+            else ("unknown", "Unknown site")
+        )
         case = Case(
             id=task["id"],
             started=started,
@@ -313,7 +322,9 @@ def cases(u: Unit, first: date, last: date) -> list[Case]:
                 break
         concepts: list[dict] = []
         for s in doctor_steps.get(task["id"], []):
-            concepts += [c for c in io_values(s, "output", "conclusion-code") if isinstance(c, dict)]
+            concepts += [
+                c for c in io_values(s, "output", "conclusion-code") if isinstance(c, dict)
+            ]
             for v in io_values(s, "output", "Observation"):
                 obs = linked.get(_ref(v) or "")
                 if obs is not None and obs.get("valueCodeableConcept"):
@@ -378,7 +389,7 @@ def _score(value: float | None, unit: str | None = None) -> dict:
 
 
 Value = tuple[str, str]  # (code, display) of a stratum value
-Key = Callable[[Case], Value | None]
+T = TypeVar("T")
 
 
 def _proportion(counts: dict[str, int]) -> float | None:
@@ -388,18 +399,19 @@ def _proportion(counts: dict[str, int]) -> float | None:
 
 def _stratifier(
     code: str,
-    items: Sequence[object],
-    keys: Sequence[tuple[str, Callable[[object], Value | None]]],
-    count: Callable[[Sequence[object]], dict[str, int]],
+    items: Sequence[T],
+    keys: Sequence[tuple[str, Callable[[T], Value | None]]],
+    count: Callable[[Sequence[T]], dict[str, int]],
     score: Callable[[dict[str, int]], float | None],
 ) -> dict:
     """One stratifier: items grouped by their value(s) of ``keys`` (one key: ``value``; several:
     ``component``s), each stratum with its population counts and score."""
-    groups: dict[tuple[Value, ...], list[object]] = defaultdict(list)
+    groups: dict[tuple[Value, ...], list[T]] = defaultdict(list)
     for item in items:
-        values = tuple(k(item) for _, k in keys)
-        if all(v is not None for v in values):
-            groups[values].append(item)  # type: ignore[index]
+        found = [k(item) for _, k in keys]
+        values = tuple(v for v in found if v is not None)
+        if len(values) == len(keys):
+            groups[values].append(item)
     strata = []
     for values in sorted(groups):
         counts = count(groups[values])
@@ -434,15 +446,15 @@ CASE_KEYS: dict[str, Callable[[Case], Value | None]] = {
 }
 
 
-def _keys(*names: str) -> list[tuple[str, Callable[[object], Value | None]]]:
-    return [(n, CASE_KEYS[n]) for n in names]  # type: ignore[misc]
+def _keys(*names: str) -> list[tuple[str, Callable[[Case], Value | None]]]:
+    return [(n, CASE_KEYS[n]) for n in names]
 
 
 # -- the figures ----------------------------------------------------------------------------------
 def volume(u: Unit, first: date, last: date) -> list[dict]:
     found = cases(u, first, last)
 
-    def count(items: Sequence[object]) -> dict[str, int]:
+    def count(items: Sequence[Case]) -> dict[str, int]:
         return {"initial-population": len(items)}
 
     def score(c: dict[str, int]) -> float:
@@ -459,7 +471,7 @@ def _flag_share(flag: str, group: str) -> Callable[[Unit, date, date], list[dict
     def figure(u: Unit, first: date, last: date) -> list[dict]:
         found = cases(u, first, last)
 
-        def count(items: Sequence[object]) -> dict[str, int]:
+        def count(items: Sequence[Case]) -> dict[str, int]:
             values = [getattr(c, flag) for c in items]
             return {
                 "initial-population": len(values),
@@ -492,16 +504,20 @@ def agreement(u: Unit, first: date, last: date) -> list[dict]:
     found = cases(u, first, last)
     compared = [c for c in found if c.ai_class is not None and c.doctor_class is not None]
 
-    def count(items: Sequence[object]) -> dict[str, int]:
+    def count(items: Sequence[Case]) -> dict[str, int]:
         return {
             "initial-population": len(items),
             "denominator": len(items),
-            "denominator-exclusion": sum(c.ai_class == UNCERTAIN for c in items),  # type: ignore[attr-defined]
-            "numerator": sum(c.ai_class == c.doctor_class for c in items),  # type: ignore[attr-defined]
+            "denominator-exclusion": sum(c.ai_class == UNCERTAIN for c in items),
+            "numerator": sum(c.ai_class == c.doctor_class for c in items),
         }
 
-    ai: Callable[[object], Value | None] = lambda c: (c.ai_class, c.ai_class)  # type: ignore[attr-defined]  # noqa: E731
-    doctor: Callable[[object], Value | None] = lambda c: (c.doctor_class, c.doctor_class)  # type: ignore[attr-defined]  # noqa: E731
+    def ai(c: Case) -> Value | None:
+        return (c.ai_class, c.ai_class) if c.ai_class else None
+
+    def doctor(c: Case) -> Value | None:
+        return (c.doctor_class, c.doctor_class) if c.doctor_class else None
+
     stratifiers = [
         _stratifier("ai-class", compared, [("ai-class", ai)], count, _proportion),
         _stratifier("doctor-class", compared, [("doctor-class", doctor)], count, _proportion),
@@ -519,16 +535,16 @@ def no_show(u: Unit, first: date, last: date) -> list[dict]:
         u, "Appointment", [("date", f"ge{first.isoformat()}"), ("date", f"le{last.isoformat()}")]
     )
 
-    def count(items: Sequence[object]) -> dict[str, int]:
-        statuses = Counter(a.get("status") for a in items)  # type: ignore[attr-defined]
+    def count(items: Sequence[dict]) -> dict[str, int]:
+        statuses = Counter(a.get("status") for a in items)
         return {
             "initial-population": len(items),
             "denominator": sum(statuses[s] for s in ATTENDED),
             "numerator": statuses["noshow"],
         }
 
-    def week(a: object) -> Value | None:
-        moment = _instant(a.get("start"))  # type: ignore[attr-defined]
+    def week(a: dict) -> Value | None:
+        moment = _instant(a.get("start"))
         return (iso_week(moment), iso_week(moment)) if moment else None
 
     counts = count(found)

@@ -277,7 +277,9 @@ def in_period(fhir: Fhir, ids: dict) -> dict[str, dict]:
 
 
 def flag(task: dict, name: str) -> bool | None:
-    found = [i["valueBoolean"] for i in task.get("input", []) if i["type"]["coding"][0]["code"] == name]
+    found = [
+        i["valueBoolean"] for i in task.get("input", []) if i["type"]["coding"][0]["code"] == name
+    ]
     return found[-1] if found else None
 
 
@@ -310,7 +312,9 @@ def test_volume_by_week_site_and_cadre(hearth_db, world):
     for t in tasks.values():
         weeks[week(t["authoredOn"])] = weeks.get(week(t["authoredOn"]), 0) + 1
     assert len(weeks) == 2
-    assert {k: counts(s)["initial-population"] for k, s in strata(screenings, "week").items()} == weeks
+    assert {
+        k: counts(s)["initial-population"] for k, s in strata(screenings, "week").items()
+    } == weeks
 
     site_of = {team["cadre_a"][1]: ref(world["org"]), team["cadre_b"][1]: ref(world["loc"])}
     sites: dict[str, int] = {}
@@ -333,12 +337,17 @@ def test_volume_by_week_site_and_cadre(hearth_db, world):
     assert got[team["cadre_a"][1]]["value"]["text"].startswith("Test Akinyi")
     got = strata(screenings, "week-site")
     assert {k: counts(s)["initial-population"] for k, s in got.items()} == week_site
-    assert sum(counts(s)["initial-population"] for s in strata(screenings, "week-cadre").values()) == len(tasks)
+    assert sum(
+        counts(s)["initial-population"] for s in strata(screenings, "week-cadre").values()
+    ) == len(tasks)
 
 
 @pytest.mark.parametrize(
     ("measure", "code", "name"),
-    [("screening-positivity", "high-risk", "high-risk"), ("screening-uncertain", "uncertain", "uncertain")],
+    [
+        ("screening-positivity", "high-risk", "high-risk"),
+        ("screening-uncertain", "uncertain", "uncertain"),
+    ],
 )
 def test_positivity_and_uncertain_share(hearth_db, world, measure, code, name):
     tasks = in_period(world["fhir"], world["ids"])
@@ -377,15 +386,17 @@ def test_turnaround_median_and_p90(hearth_db, world):
             if "workflow-step" in s["code"]["coding"][0]["system"]
         }
 
-        def end(code: str) -> datetime | None:
-            s = steps[code]
-            return when(s.get("executionPeriod", {}).get("end")) if s["status"] == "completed" else None
-
+        ends = {
+            code: when(s.get("executionPeriod", {}).get("end"))
+            if s["status"] == "completed"
+            else None
+            for code, s in steps.items()
+        }
         moments = {
             "start": when(case["authoredOn"]),
-            "ai": end("ai-analysis"),
-            "doctor": end("doctor-review"),
-            "report": end("report-delivery"),
+            "ai": ends["ai-analysis"],
+            "doctor": ends["doctor-review"],
+            "report": ends["report-delivery"],
         }
         for stage, (a, b) in {
             "ai": ("start", "ai"),
@@ -403,7 +414,10 @@ def test_turnaround_median_and_p90(hearth_db, world):
             ("p90", nearest_rank_p90(values)),
         ):
             got = group(body, f"{stage}-{name}")
-            assert counts(got) == {"initial-population": len(tasks), "measure-population": len(values)}
+            assert counts(got) == {
+                "initial-population": len(tasks),
+                "measure-population": len(values),
+            }
             assert got["measureScore"]["unit"] == "s"
             assert got["measureScore"]["value"] == pytest.approx(expected, abs=1e-3), (stage, name)
     # The bkl case started 8 days before its AI result: it is the slowest photo → AI.
@@ -493,7 +507,9 @@ def test_staff_yes_patient_context_never(hearth_db, world):
             assert resp.json()["resourceType"] == "OperationOutcome"
             assert "count" not in resp.text.split("diagnostics")[0]  # no figure leaks
     # A staff token that may read Measures but not the cases is refused too.
-    narrow = user_token(hearth_db, "doctor", team["doctor"][1], "openid fhirUser user/Measure.read", None)
+    narrow = user_token(
+        hearth_db, "doctor", team["doctor"][1], "openid fhirUser user/Measure.read", None
+    )
     assert evaluate(hearth_db, "screening-volume", narrow).status_code == 403
 
 

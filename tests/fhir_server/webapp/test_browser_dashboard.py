@@ -70,7 +70,9 @@ def cases(fhir: Fhir) -> dict:
                 "status": status,
                 "start": at.isoformat().replace("+00:00", "Z"),
                 "end": (at + timedelta(minutes=20)).isoformat().replace("+00:00", "Z"),
-                "participant": [{"actor": {"reference": team["patients"][0]}, "status": "accepted"}],
+                "participant": [
+                    {"actor": {"reference": team["patients"][0]}, "status": "accepted"}
+                ],
             }
         )
     return {"team": team, "org": org}
@@ -80,7 +82,10 @@ def server_report(server, measure: str) -> dict:  # type: ignore[no-untyped-def]
     end = datetime.now(UTC).date()
     resp = httpx.get(
         f"{server.fhir}/Measure/{measure}/$evaluate-measure",
-        params={"periodStart": (end - timedelta(days=84)).isoformat(), "periodEnd": end.isoformat()},
+        params={
+            "periodStart": (end - timedelta(days=84)).isoformat(),
+            "periodEnd": end.isoformat(),
+        },
         headers=server.headers,
         timeout=60,
     )
@@ -113,7 +118,11 @@ def test_doctor_reads_the_programme_dashboard(hearth):
             outside: list[str] = []
             page.on(
                 "request",
-                lambda r: outside.append(r.url) if not r.url.startswith((hearth.root, "blob:", "data:")) else None,
+                lambda r: (
+                    outside.append(r.url)
+                    if not r.url.startswith((hearth.root, "blob:", "data:"))
+                    else None
+                ),
             )
             page.goto(f"{hearth.root}/app/portal/")
             page.get_by_role("button", name="Sign in as a doctor or administrator").click()
@@ -122,18 +131,26 @@ def test_doctor_reads_the_programme_dashboard(hearth):
             page.get_by_label("Authenticator code or recovery code").fill(user.totp.now())  # type: ignore[union-attr]
             page.get_by_role("button", name="Sign in").click()
             expect(page.get_by_role("heading", name="Screening programme")).to_be_visible()
-            expect(page.get_by_role("link", name="Dashboard")).to_have_attribute("aria-current", "page")
+            expect(page.get_by_role("link", name="Dashboard")).to_have_attribute(
+                "aria-current", "page"
+            )
 
             volume = page.locator('[data-measure="screening-volume"]')
             expect(volume).to_contain_text("5 screenings started in this period.")
             positivity_fig = page.locator('[data-measure="screening-positivity"]')
             expect(positivity_fig).to_contain_text("25 % (1 of 4).")
-            expect(page.locator('[data-measure="screening-uncertain"]')).to_contain_text("25 % (1 of 4).")
-            expect(page.locator('[data-measure="appointment-no-show"]')).to_contain_text("33 % (1 of 3).")
+            expect(page.locator('[data-measure="screening-uncertain"]')).to_contain_text(
+                "25 % (1 of 4)."
+            )
+            expect(page.locator('[data-measure="appointment-no-show"]')).to_contain_text(
+                "33 % (1 of 3)."
+            )
             agreement = page.locator('[data-measure="ai-doctor-agreement"]')
             # Compared with a class: mel/mel, nv/nv, nv/bcc (the uncertain one is excluded).
             expect(agreement).to_contain_text("67 % (2 of 3).")
-            expect(page.locator('[data-measure="screening-turnaround"]')).to_contain_text("Photo → AI")
+            expect(page.locator('[data-measure="screening-turnaround"]')).to_contain_text(
+                "Photo → AI"
+            )
 
             # The confusion matrix: rows the AI finding, columns the doctor's conclusion.
             matrix = agreement.get_by_role("table")
@@ -182,7 +199,9 @@ def test_doctor_reads_the_programme_dashboard(hearth):
             expect(volume).to_contain_text("0 screenings started in this period.")
 
             page.set_viewport_size(PHONE)
-            page.get_by_label("From", exact=True).fill((datetime.now(UTC).date() - timedelta(days=7)).isoformat())
+            page.get_by_label("From", exact=True).fill(
+                (datetime.now(UTC).date() - timedelta(days=7)).isoformat()
+            )
             page.get_by_label("To", exact=True).fill(datetime.now(UTC).date().isoformat())
             page.get_by_role("button", name="Show").click()
             expect(volume).to_contain_text("5 screenings started in this period.")
