@@ -181,6 +181,11 @@ def _name(resource: dict | None) -> str | None:
     return None
 
 
+def _place(role: dict) -> str | None:
+    """Where a PractitionerRole works: its first location, else its organization."""
+    return _ref((role.get("location") or [None])[0]) or _ref(role.get("organization"))
+
+
 # -- the cases ----------------------------------------------------------------------------------
 @dataclass
 class Case:
@@ -259,17 +264,21 @@ def cases(u: Unit, first: date, last: date) -> list[Case]:
         for parent in step.get("partOf") or []:
             steps[str(parent.get("reference", "")).removeprefix("Task/")].append(step)
 
-    # Who started each case, and where they work: their active PractitionerRole's location, else
-    # its organization (the first such role by id).
+    # Who started each case, and where they work: the requester's PractitionerRole (when the
+    # requester is one), else the Practitioner's active PractitionerRoles (the first by id with
+    # a place); the place is the role's first location, else its organization.
     requesters = {r for t in tasks if (r := _ref(t.get("requester")))}
     practitioners = sorted(r for r in requesters if r.startswith("Practitioner/"))
     site_of: dict[str, str] = {}
     roles = _any_of(u, "PractitionerRole", "practitioner", practitioners)
     for role in sorted(roles, key=lambda r: str(r.get("id"))):
-        who = _ref(role.get("practitioner"))
-        where = _ref((role.get("location") or [None])[0]) or _ref(role.get("organization"))
+        who, where = _ref(role.get("practitioner")), _place(role)
         if who and where and role.get("active") is not False:
             site_of.setdefault(who, where)
+    as_roles = _by_ref(u, (r for r in requesters if r.startswith("PractitionerRole/")))
+    for who, role in as_roles.items():
+        if where := _place(role):
+            site_of[who] = where
 
     # The AI results (case input ai-result) and what the doctor step recorded.
     doctor_steps = {
@@ -288,7 +297,8 @@ def cases(u: Unit, first: date, last: date) -> list[Case]:
         for v in io_values(s, "output", "Observation")
         if (ref := _ref(v))
     }
-    linked = _by_ref(u, [*wanted, *requesters, *site_of.values()])
+    role_people = [r for role in as_roles.values() if (r := _ref(role.get("practitioner")))]
+    linked = _by_ref(u, [*wanted, *requesters, *role_people, *site_of.values()])
 
     out = []
     for task in tasks:
@@ -298,7 +308,13 @@ def cases(u: Unit, first: date, last: date) -> list[Case]:
         if requester is None or requester.startswith("Patient/"):
             cadre = ("patient", "The patient (self)")
         else:
-            cadre = (requester, _name(linked.get(requester)) or requester)
+            person: dict = as_roles.get(requester, {}).get("practitioner") or {}
+            name = (
+                _name(linked.get(requester))
+                or person.get("display")
+                or _name(linked.get(str(person.get("reference", ""))))
+            )
+            cadre = (requester, name or requester)
         site_ref = site_of.get(requester or "")
         site = (
             (site_ref, _name(linked.get(site_ref)) or site_ref)

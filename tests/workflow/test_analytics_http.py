@@ -67,6 +67,14 @@ def staff(fhir: Fhir, family: str, where: dict) -> tuple[str, str]:
     return ("cadre", who)
 
 
+def as_role(fhir: Fhir, family: str, where: dict) -> tuple[str, str]:
+    who = ref(person(fhir, "Practitioner", family))
+    role = fhir.create(
+        {"resourceType": "PractitionerRole", "practitioner": {"reference": who}, **where}
+    )
+    return ("cadre", ref(role))
+
+
 def ai_result(fhir: Fhir, case: dict, focus: str, device: str, label: str | None) -> dict:
     """The AI Observation as the inference module writes it (inference/results.py), deciding
     ``label`` with p = 0.9, or uncertain (top p = 0.4 < the model's threshold) when None."""
@@ -147,9 +155,12 @@ def build(fhir: Fhir) -> dict:
     tag = uuid.uuid4().hex[:6]
     org = fhir.create({"resourceType": "Organization", "name": f"Clinic {tag}"})
     loc = fhir.create({"resourceType": "Location", "name": f"Outreach {tag}"})
+    loc2 = fhir.create({"resourceType": "Location", "name": f"Market day {tag}"})
     team: dict = {
         "cadre_a": staff(fhir, f"Akinyi{tag}", {"organization": {"reference": ref(org)}}),
         "cadre_b": staff(fhir, f"Baraka{tag}", {"location": [{"reference": ref(loc)}]}),
+        # a cadre acting as their PractitionerRole (Task.requester = the role) at a second place
+        "cadre_c": as_role(fhir, f"Chebet{tag}", {"location": [{"reference": ref(loc2)}]}),
         "doctor": ("doctor", ref(person(fhir, "Practitioner", f"Doctor{tag}"))),
         "admin": ("admin", ref(person(fhir, "Practitioner", f"Admin{tag}"))),
         "ai": ("ai", ref(fhir.create({"resourceType": "Device", "status": "active"}))),
@@ -178,7 +189,8 @@ def build(fhir: Fhir) -> dict:
         # started 40 days ago: outside the period
         "old": walk(fhir, team, a, {"ai": ("nv", False)}),
         # six more analysed ones, so that a 90th percentile (nearest rank) is not the maximum
-        **{f"more{n}": walk(fhir, team, b, {"ai": ("nv", False)}) for n in range(6)},
+        **{f"more{n}": walk(fhir, team, b, {"ai": ("nv", False)}) for n in range(5)},
+        "role": walk(fhir, team, team["cadre_c"], {"ai": ("nv", False)}),
     }
     # Two weeks in the period (the bkl case was started 8 days ago) and one case before it:
     # the start moment is Task.authoredOn, which an integration may set (here, a correction).
@@ -210,7 +222,7 @@ def build(fhir: Fhir) -> dict:
                 "participant": [{"actor": {"reference": patient}, "status": "accepted"}],
             }
         )
-    return {"fhir": fhir, "team": team, "ids": ids, "org": org, "loc": loc}
+    return {"fhir": fhir, "team": team, "ids": ids, "org": org, "loc": loc, "loc2": loc2}
 
 
 # -- reading the answers ------------------------------------------------------------------------
@@ -313,7 +325,9 @@ def test_shipped_measures_are_stored_resources(hearth_db, world):
 def test_volume_by_week_site_and_cadre(hearth_db, world):
     fhir, ids, team = world["fhir"], world["ids"], world["team"]
     tasks = in_period(fhir, ids)
-    assert set(tasks) == {"mel", "nv", "unc", "bkl", "bcc", "self"} | {f"more{n}" for n in range(6)}
+    assert set(tasks) == {"mel", "nv", "unc", "bkl", "bcc", "self", "role"} | {
+        f"more{n}" for n in range(5)
+    }
     body = report(hearth_db, "screening-volume")
     screenings = group(body, "screenings")
     assert counts(screenings) == {"initial-population": len(tasks)}
@@ -327,14 +341,18 @@ def test_volume_by_week_site_and_cadre(hearth_db, world):
         k: counts(s)["initial-population"] for k, s in strata(screenings, "week").items()
     } == weeks
 
-    site_of = {team["cadre_a"][1]: ref(world["org"]), team["cadre_b"][1]: ref(world["loc"])}
+    site_of = {
+        team["cadre_a"][1]: ref(world["org"]),
+        team["cadre_b"][1]: ref(world["loc"]),
+        team["cadre_c"][1]: ref(world["loc2"]),
+    }
     sites: dict[str, int] = {}
     cadres: dict[str, int] = {}
     week_site: dict[tuple, int] = {}
     for t in tasks.values():
         who = t.get("requester", {}).get("reference", "")
         site = site_of.get(who, "unknown")
-        cadre = who if who.startswith("Practitioner/") else "patient"
+        cadre = who if who.startswith("Practitioner") else "patient"
         sites[site] = sites.get(site, 0) + 1
         cadres[cadre] = cadres.get(cadre, 0) + 1
         key = (week(t["authoredOn"]), site)
@@ -346,6 +364,7 @@ def test_volume_by_week_site_and_cadre(hearth_db, world):
     got = strata(screenings, "cadre")
     assert {k: counts(s)["initial-population"] for k, s in got.items()} == cadres
     assert got[team["cadre_a"][1]]["value"]["text"].startswith("Test Akinyi")
+    assert got[team["cadre_c"][1]]["value"]["text"].startswith("Test Chebet")  # the role's person
     got = strata(screenings, "week-site")
     assert {k: counts(s)["initial-population"] for k, s in got.items()} == week_site
     assert sum(
