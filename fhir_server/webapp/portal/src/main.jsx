@@ -9,6 +9,8 @@ import { MessagesScreen } from "./messages.jsx";
 import { PhotosScreen } from "./photos.jsx";
 import { CadreScreens } from "./cadre.jsx";
 import { DashboardScreen } from "./dashboard.jsx";
+import { DeliveryScreen } from "./delivery.jsx";
+import { MailboxScreen } from "./mailbox.jsx";
 import { CADRE_SCOPE, resume, session, signIn, signOut } from "./smart.js";
 import { t } from "./strings.js";
 import "./portal.css";
@@ -24,7 +26,10 @@ const ROUTES = {
 const STAFF_ROLES = ["doctor", "admin"];
 const STAFF_ROUTES = {
   "#/dashboard": { label: "navDashboard", Screen: DashboardScreen },
+  "#/delivery": { label: "navDelivery", Screen: DeliveryScreen, roles: ["admin"] },
+  "#/mailbox": { label: "navMailbox", Screen: MailboxScreen, roles: ["admin"] },
 };
+const allowed = (route, role) => !route.roles || route.roles.includes(role);
 
 function useRoute(routes = ROUTES) {
   const [hash, setHash] = useState(location.hash in routes ? location.hash : "#/");
@@ -97,13 +102,13 @@ function Portal({ client, onSignedOut }) {
     );
   }
   if (staff) {
-    const here = hash in STAFF_ROUTES ? hash : "#/dashboard";
+    const here = hash in STAFF_ROUTES && allowed(STAFF_ROUTES[hash], me.role) ? hash : "#/dashboard";
     const { Screen } = STAFF_ROUTES[here];
     return (
       <>
         {header}
         <nav aria-label={t("nav")}>
-          {Object.entries(STAFF_ROUTES).map(([href, r]) => (
+          {Object.entries(STAFF_ROUTES).filter(([, r]) => allowed(r, me.role)).map(([href, r]) => (
             <a href={href} aria-current={href === here ? "page" : undefined}>{t(r.label)}</a>
           ))}
         </nav>
