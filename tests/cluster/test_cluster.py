@@ -1,4 +1,4 @@
-"""A real cluster that loses nodes under load (issue 24; docs/deployment.md, "Tested: a cluster").
+"""A real cluster that loses nodes under load (docs/deployment.md, "Tested: a cluster").
 
 Three Hearth nodes as separate processes, each in its own network namespace (``ip netns``, a
 veth into one bridge): two API nodes (``hearth serve``, which also campaign for the DICOM
@@ -6,15 +6,18 @@ listener) and one ``hearth worker``; HAProxy from Debian in front (HTTP and the 
 health-checked); a PostgreSQL primary and a streaming replica of their own (tests/pgpair.py),
 reached over the bridge, every node with the same settings (one database, the database blob
 store, shared secret keys, the replica for reads). Under a bounded mixed load through the load
-balancer — creates, transactions, searches, DICOM C-STORE — the test kills with SIGKILL, in turn,
+balancer — creates, transactions, searches, skin photos (AI jobs), DICOM C-STORE — the test kills
+with SIGKILL, in turn,
 the API node that does not hold the listener (restarting it), the worker (restarting it) and the
 listener holder. Afterwards: every create and transaction that was acknowledged is there exactly
-once, the DICOM listener answered again within seconds on the other node, a Bulk Data export
+once, every photo was analysed exactly once, the DICOM listener answered again within seconds on
+the other node, WADO-RS serves the study from either node, a Bulk Data export
 started after the kills is downloadable byte-identical from every node, and the audit chain
 verifies."""
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import subprocess
@@ -39,6 +42,8 @@ pytestmark = pytest.mark.slow
 
 SUBNET = "10.213.{}."
 CT = shared_path("data", "dicom", "RG1_UNCR.dcm")
+PHOTO = shared_path("data", "skin_photos", "ISIC_0024872.jpg")
+SKIN = "http://hearth.local/fhir/CodeSystem/ai-analysis|skin-lesion-classification"
 HEARTH = str(Path(sys.executable).with_name("hearth"))
 
 
@@ -162,6 +167,8 @@ def cluster(tmp_path_factory):  # type: ignore[no-untyped-def]
             "HEARTH_BLOB_STORE": "database",
             "HEARTH_SECRET_KEYS": Fernet.generate_key().decode(),
             "HEARTH_DB_POOL_SIZE": "4",
+            # a job claimed by a worker that is killed is another's after this long
+            "HEARTH_WORKER_LEASE_SECONDS": "10",
             "HEARTH_LOG_LEVEL": "info",
         }
         local = {**env, "HEARTH_DATABASE_URL": pair.url(pair.primary_port), "HEARTH_DATA_DIR": str(tmp / "ops")}  # fmt: skip
@@ -175,7 +182,7 @@ def cluster(tmp_path_factory):  # type: ignore[no-untyped-def]
         for n, role in ((1, "api"), (2, "api"), (3, "worker")):
             ns, ip = net.add(n)
             node_env = {**env, "HEARTH_DATA_DIR": str(tmp / f"node{n}")}
-            args = ["serve", "--host", ip, "--port", "8080", "--dicom-port", "11112"] if role == "api" else ["worker", "--no-ai", "--poll", "0.2"]  # fmt: skip
+            args = ["serve", "--host", ip, "--port", "8080", "--dicom-port", "11112"] if role == "api" else ["worker", "--poll", "0.2", "--batch-size", "4"]  # fmt: skip
             nodes[f"n{n}"] = Node(ns, ip, args, node_env, tmp / f"node{n}.log")
             nodes[f"n{n}"].start()
         cfg = tmp / "haproxy.cfg"
@@ -235,6 +242,9 @@ def test_nodes_die_under_load_and_nothing_acknowledged_is_lost(cluster):  # type
     assert not nodes[other].listening(11112)
     assert c_store(cluster["lb_dicom"], instance(study)) == 0
 
+    photo = base64.b64encode(PHOTO.read_bytes()).decode()
+    patient_ref = "Patient/" + httpx.post(f"{fhir}/Patient", json={"resourceType": "Patient", "name": [{"family": "Photos"}]}, headers=h).json()["id"]  # fmt: skip
+    photos: list[str] = []  # Media ids acknowledged: each gets exactly one analysis
     acknowledged: list[str] = []  # identifier values of every 201 / transaction 200
     tx_acknowledged: list[str] = []
     failures: list[str] = []
@@ -254,6 +264,10 @@ def test_nodes_die_under_load_and_nothing_acknowledged_is_lost(cluster):  # type
                         r = c.post(fhir, json=bundle)
                         if r.status_code == 200:
                             tx_acknowledged.append(mark)
+                    elif n % 11 == 0 and k == 0:  # a skin photo: its AI analysis is queued
+                        r = c.post(f"{fhir}/Media", json={"resourceType": "Media", "status": "completed", "modality": {"coding": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "XC"}]}, "subject": {"reference": patient_ref}, "content": {"contentType": "image/jpeg", "data": photo}})  # fmt: skip
+                        if r.status_code == 201:
+                            photos.append(r.json()["id"])
                     elif n % 7 == 0:
                         c.get(f"{fhir}/Patient", params={"identifier": f"urn:cluster|c{k}-{n - 1}", "_count": 5})  # fmt: skip
                     else:
@@ -309,6 +323,25 @@ def test_nodes_die_under_load_and_nothing_acknowledged_is_lost(cluster):  # type
         studies = c.get(f"{fhir}/ImagingStudy", params={"identifier": f"urn:dicom:uid|urn:oid:{study}"}).json()  # fmt: skip
         wait(lambda: sum(s["resource"].get("numberOfInstances", 0) for s in c.get(f"{fhir}/ImagingStudy", params={"identifier": f"urn:dicom:uid|urn:oid:{study}"}).json().get("entry", [])) == 2, 30, "both instances indexed")  # fmt: skip
         del studies
+        # WADO-RS: the study's instances come from either API node (blobs in the database).
+        live = [n for n in ("n1", "n2") if nodes[n].proc is not None and nodes[n].proc.poll() is None]  # fmt: skip
+        for n in live:
+            got = httpx.get(f"http://{nodes[n].ip}:8080/dicomweb/studies/{study}", headers={**h, "Accept": 'multipart/related; type="application/dicom"'}, timeout=60)  # fmt: skip
+            assert got.status_code == 200 and got.content.count(b"DICM") == 2, (n, got.status_code)
+        # Every acknowledged photo was analysed exactly once, whichever worker life ran it.
+        assert photos, "no photo was acknowledged"
+
+        def analysed() -> bool:
+            for media in photos:
+                tasks = c.get(f"{fhir}/Task", params={"focus": f"Media/{media}", "code": SKIN}).json().get("entry", [])  # fmt: skip
+                if len(tasks) != 1 or tasks[0]["resource"]["status"] != "completed":
+                    return False
+            return True
+
+        wait(analysed, 240, "every photo analysed")
+        for media in photos:
+            results = c.get(f"{fhir}/Observation", params={"derived-from": f"Media/{media}"}).json().get("entry", [])  # fmt: skip
+            assert len(results) == 1, (media, len(results))
 
         # A Bulk Data export after the kills, downloadable byte-identical from every live node.
         nodes[holder].start()
