@@ -7,6 +7,7 @@ import { HomeScreen } from "./home.jsx";
 import { MessagesScreen } from "./messages.jsx";
 import { PhotosScreen } from "./photos.jsx";
 import { CadreScreens } from "./cadre.jsx";
+import { AdminScreens } from "./admin/index.jsx";
 import { CADRE_SCOPE, resume, session, signIn, signOut } from "./smart.js";
 import { t } from "./strings.js";
 import "./portal.css";
@@ -46,6 +47,7 @@ function SignIn({ error }) {
       {error && <div class="alert" role="alert">{error}</div>}
       <p><button class="primary" type="button" onClick={() => signIn()}>{t("signIn")}</button></p>
       <p><button type="button" onClick={() => signIn(CADRE_SCOPE)}>{t("signInCadre")}</button></p>
+      <p><button type="button" onClick={() => signIn(CADRE_SCOPE)}>{t("signInAdmin")}</button></p>
     </main>
   );
 }
@@ -67,7 +69,7 @@ function Portal({ client, onSignedOut }) {
   };
   const header = (
     <header>
-      <span class="brand">{t(me.role === "cadre" ? "appNameCadre" : "appName")}</span>
+      <span class="brand">{t({ cadre: "appNameCadre", admin: "appNameAdmin" }[me.role] || "appName")}</span>
       <button type="button" onClick={out}>{t("signOut")}</button>
     </header>
   );
@@ -82,6 +84,17 @@ function Portal({ client, onSignedOut }) {
         <Notice notice={notice} />
         <main>
           <CadreScreens api={api} say={say} />
+        </main>
+      </>
+    );
+  }
+  if (me.role === "admin") {
+    return (
+      <>
+        {header}
+        <Notice notice={notice} />
+        <main class="wide">
+          <AdminScreens api={api} say={say} />
         </main>
       </>
     );

@@ -4,6 +4,8 @@ const en = {
   appName: "Hearth — your health record",
   signIn: "Sign in",
   signOut: "Sign out",
+  signInAdmin: "Sign in as an administrator",
+  appNameAdmin: "Hearth — administration",
   signInIntro:
     "See your results and reports, answer or book appointments and write to your care team.",
   signingIn: "Signing you in…",
