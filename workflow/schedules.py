@@ -60,8 +60,10 @@ class Template:
                 if len(out) > MAX_SLOTS:
                     raise Invalid(f"the template makes more than {MAX_SLOTS} Slots: ask for less")
         if not out:
-            raise Invalid("the template makes no Slot (no day of the week in range, or hours "
-                          "shorter than one slot)")
+            raise Invalid(
+                "the template makes no Slot (no day of the week in range, or hours "
+                "shorter than one slot)"
+            )
         return out
 
 
@@ -87,8 +89,10 @@ def generate(repo: Repository, schedule_id: str, template: Template) -> Generate
         ref = f"Schedule/{schedule_id}"
         lo = wanted[0][0] - timedelta(days=1)  # a Slot may start before the range and run in
         hi = wanted[-1][1]
-        pks = u.match("Slot", [("schedule", ref), ("start", f"ge{_instant(lo)}"),
-                               ("start", f"lt{_instant(hi)}")])
+        pks = u.match(
+            "Slot",
+            [("schedule", ref), ("start", f"ge{_instant(lo)}"), ("start", f"lt{_instant(hi)}")],
+        )
         existing = []
         for stored in u.read_many(pks):
             slot = stored.content or {}

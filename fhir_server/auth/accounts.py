@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+
 import pyotp
 
 from fhir_server.auth.audit_events import account_event
@@ -25,7 +26,7 @@ from fhir_server.auth.roles import (
     is_active,
     role_records,
 )
-from fhir_server.auth.users import NEEDS_TOTP, create_user, new_recovery_codes
+from fhir_server.auth.users import MAX_USERNAME, NEEDS_TOTP, create_user, new_recovery_codes
 from fhir_server.rest.context import Context
 from resources import audit
 from resources.auth.store import AuthStore
@@ -193,6 +194,8 @@ def create(
     admin flag. The second factor's provisioning URI and the recovery codes are returned once."""
     store = auth_store(ctx)
     roles = _check_roles(roles)
+    if not 1 <= len(username) <= MAX_USERNAME or username != username.strip():
+        raise Invalid(f"a username is 1 to {MAX_USERNAME} characters, without surrounding spaces")
     if store.user(username) is not None:
         raise Conflict(f"the account {username!r} exists")
     care = [r for r in roles if r in PRACTITIONER_ROLES]
@@ -306,6 +309,8 @@ def reset_second_factor(ctx: Context, username: str) -> Reset:
     store.revoke_user_tokens(username)
     row = _account(store, username)
     _audit(ctx, "user-reset-totp", row, {})
-    uri = pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name="Hearth") if secret else None
+    uri = (
+        pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name="Hearth") if secret else None
+    )
     account = ctx.repo.read(lambda u: summary(u, row))
     return Reset(account, uri, codes if staff else [])

@@ -221,7 +221,9 @@ def test_deactivated_user_cannot_sign_in_and_its_tokens_stop_at_once(server, adm
     on = _op(server, headers, "user-reactivate", username=user.username)
     assert on.status_code == 200 and _user(on.json())["active"] is True
     again = _token(server, client_id, user, user.recovery[1])
-    assert HTTP.get(f"{server.fhir}/Patient", headers=bearer(again["access_token"])).status_code == 200
+    assert (
+        HTTP.get(f"{server.fhir}/Patient", headers=bearer(again["access_token"])).status_code == 200
+    )
     # the old token stays revoked
     assert HTTP.get(f"{server.fhir}/Patient", headers=mine).status_code == 401
 
@@ -258,7 +260,9 @@ def test_change_roles_writes_practitioner_roles_and_takes_effect_at_once(server,
     }
     assert roles == {"cadre": False, "doctor": True}
     # the cadre token is revoked; the next sign-in is a doctor's
-    assert HTTP.get(f"{server.fhir}/Patient", headers=bearer(token["access_token"])).status_code == 401
+    assert (
+        HTTP.get(f"{server.fhir}/Patient", headers=bearer(token["access_token"])).status_code == 401
+    )
     assert "user/*.cruds" in _token(server, client_id, user, user.recovery[0])["scope"]
 
     # back to cadre: the inactive PractitionerRole is made active again (no new one)
@@ -268,7 +272,11 @@ def test_change_roles_writes_practitioner_roles_and_takes_effect_at_once(server,
         f"{server.fhir}/PractitionerRole", params={"practitioner": ref}, headers=server.headers
     ).json()["entry"]
     assert len(entries) == 2
-    (event,) = _events(server, subtype="urn:hearth:audit|user-roles", **{"entity-name": user.username, "_sort": "-date", "_count": "1"})
+    (event,) = _events(
+        server,
+        subtype="urn:hearth:audit|user-roles",
+        **{"entity-name": user.username, "_sort": "-date", "_count": "1"},
+    )
     assert event["type"]["code"] == "110136"
     assert event["entity"][0]["detail"] == [{"type": "roles", "valueString": "cadre admin"}]
 
@@ -291,14 +299,18 @@ def test_reset_second_factor(server, admin):
     (uri,) = _values(reset.json(), "totpUri")
     codes = _values(reset.json(), "recoveryCode")
     assert len(codes) == 8 and _user(reset.json())["secondFactor"] is True
-    assert HTTP.get(f"{server.fhir}/Patient", headers=bearer(token["access_token"])).status_code == 401
+    assert (
+        HTTP.get(f"{server.fhir}/Patient", headers=bearer(token["access_token"])).status_code == 401
+    )
     # the old recovery codes and seed no longer work; the new ones do
     verifier, challenge = pkce()
     old = login(server, client_id, user, SCOPE, challenge=challenge, code=user.recovery[1])
     assert old.status_code == 401
     fresh = User(user.username, user.password, pyotp.parse_uri(uri), codes, user.fhir_user)  # type: ignore[arg-type]
     assert _token(server, client_id, fresh)["access_token"]
-    assert _events(server, subtype="urn:hearth:audit|user-reset-totp", **{"entity-name": user.username})
+    assert _events(
+        server, subtype="urn:hearth:audit|user-reset-totp", **{"entity-name": user.username}
+    )
 
     # a patient's optional second factor is removed (they may enrol again themselves)
     patient = make_user(server, "patient", None, totp=True)
@@ -320,23 +332,58 @@ def test_errors_are_operation_outcomes(server, admin):
     doctor = make_user(server, "doctor", f"Practitioner/{prac['id']}")
     doc = bearer(_token(server, client_id, doctor)["access_token"])
     _outcome(HTTP.get(f"{server.fhir}/$users", headers=doc), 403, "forbidden")
-    for name in ("user-create", "user-deactivate", "user-reactivate", "user-roles", "user-reset-totp"):
+    for name in (
+        "user-create",
+        "user-deactivate",
+        "user-reactivate",
+        "user-roles",
+        "user-reset-totp",
+    ):
         _outcome(_op(server, doc, name, username=admin_user.username, role="doctor"), 403)
     # 400 / 404 / 409
     _outcome(_op(server, headers, "user-deactivate"), 400, "required")
     _outcome(_op(server, headers, "user-deactivate", username="nobody-at-all"), 404, "not-found")
     _outcome(_op(server, headers, "user-reset-totp", username="nobody-at-all"), 404, "not-found")
-    _outcome(_op(server, headers, "user-create", username=doctor.username, role="doctor", family="X"), 409)
-    _outcome(_op(server, headers, "user-create", username="u-" + uuid.uuid4().hex[:6], role="nurse"), 400)
-    _outcome(_op(server, headers, "user-create", username="u-" + uuid.uuid4().hex[:6], role="doctor"), 400)
     _outcome(
-        _op(server, headers, "user-create", username="u-" + uuid.uuid4().hex[:6], role="doctor", practitioner="Practitioner/nope"),
+        _op(server, headers, "user-create", username=doctor.username, role="doctor", family="X"),
+        409,
+    )
+    _outcome(
+        _op(server, headers, "user-create", username="u-" + uuid.uuid4().hex[:6], role="nurse"), 400
+    )
+    _outcome(
+        _op(server, headers, "user-create", username="u-" + uuid.uuid4().hex[:6], role="doctor"),
         400,
     )
     _outcome(
-        _op(server, headers, "user-create", username="u-" + uuid.uuid4().hex[:6], role="admin", password="short"),
+        _op(
+            server,
+            headers,
+            "user-create",
+            username="u-" + uuid.uuid4().hex[:6],
+            role="doctor",
+            practitioner="Practitioner/nope",
+        ),
         400,
     )
+    _outcome(
+        _op(
+            server,
+            headers,
+            "user-create",
+            username="u-" + uuid.uuid4().hex[:6],
+            role="admin",
+            password="short",
+        ),
+        400,
+    )
+    family = f"Long{uuid.uuid4().hex[:8]}"
+    too_long = _op(server, headers, "user-create", username="x" * 129, role="doctor", family=family)
+    _outcome(too_long, 400)
+    written = HTTP.get(
+        f"{server.fhir}/Practitioner", params={"family": family}, headers=server.headers
+    )
+    assert written.json().get("entry", []) == []  # refused before anything was written
     in_url = HTTP.post(
         f"{server.fhir}/$user-create?password=secret-in-the-url",
         json=_params(username="u-x", role="admin"),

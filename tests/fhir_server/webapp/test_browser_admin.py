@@ -14,8 +14,10 @@ from datetime import date, timedelta
 
 import httpx
 import pyotp
+import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from fhir_server.webapp import portal_files
 from tests.fhir_server.auth.smart import (
     User,
     bearer,
@@ -26,15 +28,23 @@ from tests.fhir_server.auth.smart import (
     make_user,
     pkce,
 )
-from tests.fhir_server.webapp.test_browser_portal import (  # noqa: F401 (the module's server)
-    CHROMIUM,
-    DESKTOP,
-    hearth,
-    shot,
-)
+from tests.fhir_server.webapp.test_browser_portal import CHROMIUM, DESKTOP, register_portal, shot
+from tests.servers import database_url, start_server
 from tests.workflow.conftest import Fhir, person, ref
 
 SCOPE = "openid fhirUser offline_access user/*.cruds"
+
+
+@pytest.fixture(scope="module")
+def hearth(tmp_path_factory):  # type: ignore[no-untyped-def]
+    assert portal_files() is not None, "the web app is not built: run `make webapp`"
+    tmp = tmp_path_factory.mktemp("admin")
+    url, cleanup = database_url("sqlite", tmp)
+    running = start_server("sqlite", url, data_dir=tmp / "data")
+    register_portal(running)
+    yield running
+    running.stop()
+    cleanup()  # type: ignore[operator]
 
 
 def _signs_in(server, user: User, code: str) -> int:  # type: ignore[no-untyped-def]
@@ -116,7 +126,9 @@ def test_administrator_manages_users_schedules_and_the_audit_log(hearth):
             row.get_by_label("Administrator").check()
             row.get_by_role("button", name="Save roles").click()
             expect(page.get_by_role("status")).to_contain_text("roles of")
-            expect(page.locator(f'[data-user="{new_user}"]')).to_contain_text("Administrator, Doctor")
+            expect(page.locator(f'[data-user="{new_user}"]')).to_contain_text(
+                "Administrator, Doctor"
+            )
             assert _account(operator, new_user)["roles"] == ["admin", "doctor"]
 
             # Deactivated: no sign-in; reactivated: signs in again.
@@ -158,7 +170,9 @@ def test_administrator_manages_users_schedules_and_the_audit_log(hearth):
 
             # A booking, then the doctor's day.
             first = slots[0]
-            operator.http.put(f"/Slot/{first['id']}", json={**first, "status": "busy"}).raise_for_status()
+            operator.http.put(
+                f"/Slot/{first['id']}", json={**first, "status": "busy"}
+            ).raise_for_status()
             operator.create(
                 {
                     "resourceType": "Appointment",
