@@ -46,6 +46,12 @@ class Template:
             raise Invalid(f"dayOfWeek is one or more of {', '.join(DAYS)}")
         if self.opens >= self.closes:
             raise Invalid("startTime must be before endTime")
+        try:
+            return self._slots(tz)
+        except OverflowError:
+            raise Invalid("start is too near the end (or the start) of the calendar") from None
+
+    def _slots(self, tz: ZoneInfo) -> list[tuple[datetime, datetime]]:
         step = timedelta(minutes=self.minutes)
         out = []
         for n in range(self.weeks * 7):
@@ -74,7 +80,7 @@ class Generated:
 
 
 def _instant(ts: datetime) -> str:
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return ts.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
 
 
 def _parse(value: str) -> datetime:
@@ -87,7 +93,9 @@ def generate(repo: Repository, schedule_id: str, template: Template) -> Generate
     def run(u: Unit) -> Generated:
         schedule = u.read("Schedule", schedule_id).resource  # 404 for an unknown Schedule
         ref = f"Schedule/{schedule_id}"
-        lo = wanted[0][0] - timedelta(days=1)  # a Slot may start before the range and run in
+        # a Slot may start before the range and run into it (within a day of the calendar's start)
+        earliest = datetime.min.replace(tzinfo=UTC)
+        lo = wanted[0][0] - min(timedelta(days=1), wanted[0][0] - earliest)
         hi = wanted[-1][1]
         pks = u.match(
             "Slot",

@@ -140,6 +140,8 @@ def test_bad_templates_are_400_and_unknown_schedule_404(server):
         {"slotMinutes": ("valueInteger", 2)},
         {"weeks": ("valueInteger", 99)},
         {"start": ("valueDate", "2030-13-01")},
+        {"start": ("valueDate", "9999-12-30")},
+        {"start": ("valueDate", "0001-01-01"), "timeZone": ("valueString", "Asia/Tokyo")},
         {"startTime": ("valueTime", "nine")},
         {"slotMinutes": ("valueInteger", 180)},  # longer than the opening hours: no Slot
     ):
@@ -149,10 +151,20 @@ def test_bad_templates_are_400_and_unknown_schedule_404(server):
     missing = _generate(server, sched, slotMinutes=None)
     assert missing.json()["issue"][0]["code"] == "required"
     assert _generate(server, "no-such-schedule").status_code == 404
+    # the first day of the calendar works (no overflow), in UTC
+    first = _generate(
+        server,
+        sched,
+        start=("valueDate", "0001-01-01"),
+        timeZone=("valueString", "UTC"),
+        dayOfWeek=["mon"],
+    )
+    assert first.status_code == 201, first.text
+    assert _slots(server, sched)[0]["start"] == "0001-01-01T09:00:00Z"
     # a cadre may not make Slots (no update on Schedule)
     cadre = client_token(server, "user/*.rs user/Patient.cu")
     assert _generate(server, sched, headers=cadre).status_code == 403
-    assert _slots(server, sched) == []
+    assert len(_slots(server, sched)) == 4
 
 
 def test_verify_the_audit_chain_over_http(server):

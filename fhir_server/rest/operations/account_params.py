@@ -4,6 +4,11 @@ parts, and the ``username`` input. The accounts themselves: ``fhir_server/auth/a
 
 from __future__ import annotations
 
+import base64
+import io
+
+import segno
+
 from fhir_server.rest.context import FhirRequest
 
 OPERATION_BASE = "http://hearth.local/fhir/OperationDefinition/"
@@ -41,3 +46,28 @@ def username(req: FhirRequest) -> str:
     name = req.params.text("username", fhir_type="string", required=True)
     assert name is not None
     return name
+
+
+def secret_parts(password: str | None, totp_uri: str | None, codes: list[str]) -> list[dict]:
+    """The one-time secrets of a new account or a reset: ``password`` (when generated),
+    ``totpUri`` (the otpauth:// provisioning URI), ``totpQr`` (that URI as a QR code, an SVG
+    ``Attachment`` for an authenticator app to scan) and ``recoveryCode`` (repeated)."""
+    out: list[dict] = []
+    if password:
+        out.append({"name": "password", "valueString": password})
+    if totp_uri:
+        out.append({"name": "totpUri", "valueUri": totp_uri})
+        svg = io.BytesIO()
+        segno.make(totp_uri, error="m").save(svg, kind="svg", scale=4, title="Authenticator")
+        out.append(
+            {
+                "name": "totpQr",
+                "valueAttachment": {
+                    "contentType": "image/svg+xml",
+                    "data": base64.b64encode(svg.getvalue()).decode(),
+                    "title": "Authenticator QR code",
+                },
+            }
+        )
+    out += [{"name": "recoveryCode", "valueString": c} for c in codes]
+    return out

@@ -7,15 +7,21 @@ required), ``role`` (code, repeated, at least one of ``cadre``, ``doctor``, ``ph
 characters; when absent one is generated and returned once). Each care role becomes an active
 PractitionerRole of the Practitioner (where its tokens' role comes from); ``admin`` is the
 account's admin flag. Answer 201: ``user`` (as ``$users`` shows it), ``password`` (only when
-generated), ``totpUri`` (the otpauth:// provisioning URI of the required second factor, to be
-scanned by the user's authenticator app) and ``recoveryCode`` × 8 — shown once. 409 when the
+generated), ``totpUri`` (the otpauth:// provisioning URI of the required second factor) and
+``totpQr`` (the same as a QR code, an SVG Attachment, for the user's authenticator app to scan)
+and ``recoveryCode`` × 8 — shown once. 409 when the
 username is taken; 400 naming the input for the rest."""
 
 from __future__ import annotations
 
 from fhir_server.auth import accounts
 from fhir_server.rest.context import Context, FhirRequest, Reply
-from fhir_server.rest.operations.account_params import OPERATION_BASE, one_account, username
+from fhir_server.rest.operations.account_params import (
+    OPERATION_BASE,
+    one_account,
+    secret_parts,
+    username,
+)
 from fhir_server.rest.operations.spec import ADMIN, Operation
 from resources.errors import Invalid
 
@@ -35,12 +41,7 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
         given=p.texts("given", fhir_type="string"),
         email=p.text("email", fhir_type="string"),
     )
-    extra: list[dict] = []
-    if made.password:
-        extra.append({"name": "password", "valueString": made.password})
-    if made.totp_uri:
-        extra.append({"name": "totpUri", "valueUri": made.totp_uri})
-    extra += [{"name": "recoveryCode", "valueString": c} for c in made.recovery_codes]
+    extra = secret_parts(made.password, made.totp_uri, made.recovery_codes)
     return Reply(201, one_account(made.account, *extra), {"Cache-Control": "no-store"})
 
 

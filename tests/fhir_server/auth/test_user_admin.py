@@ -4,6 +4,7 @@ migration 0013 (docs/security.md "Administering accounts")."""
 
 from __future__ import annotations
 
+import base64
 import uuid
 
 import httpx
@@ -131,6 +132,11 @@ def test_create_a_doctor_who_signs_in_with_the_provisioned_second_factor(server,
     assert "lastSignIn" not in account
     (password,) = _values(body, "password")
     (uri,) = _values(body, "totpUri")
+    (qr,) = _values(body, "totpQr")
+    assert qr["contentType"] == "image/svg+xml"
+    assert base64.b64decode(qr["data"]).startswith(b"<?xml") and b"<svg" in base64.b64decode(
+        qr["data"]
+    )
     codes = _values(body, "recoveryCode")
     assert uri.startswith("otpauth://totp/") and len(codes) == 8
     practitioner = account["fhirUser"]["reference"]
@@ -316,6 +322,7 @@ def test_reset_second_factor(server, admin):
     patient = make_user(server, "patient", None, totp=True)
     reset = _op(server, headers, "user-reset-totp", username=patient.username)
     assert reset.status_code == 200 and _values(reset.json(), "totpUri") == []
+    assert _values(reset.json(), "totpQr") == []
     assert _user(reset.json())["secondFactor"] is False
 
 

@@ -1,6 +1,6 @@
 // Users: every account ($users), a new staff account ($user-create, its one-time secrets shown
 // once), deactivate / reactivate, change roles, reset the second factor (docs/webapp.md).
-import { useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import { when } from "../format.js";
 import { useLoad } from "../hooks.js";
 import { account, parameters, value, values } from "./params.js";
@@ -27,9 +27,23 @@ function RoleBoxes({ idPrefix, chosen, onChange, legend }) {
   );
 }
 
+/** An SVG Attachment (the server's QR code) as an object URL (the page's CSP allows blob:). */
+function useAttachmentUrl(attachment) {
+  const [url, setUrl] = useState(null);
+  useEffect(() => {
+    if (!attachment?.data) return undefined;
+    const bytes = Uint8Array.from(atob(attachment.data), (c) => c.charCodeAt(0));
+    const made = URL.createObjectURL(new Blob([bytes], { type: attachment.contentType }));
+    setUrl(made);
+    return () => URL.revokeObjectURL(made);
+  }, [attachment?.data]);
+  return url;
+}
+
 function Secrets({ shown, onDone }) {
   const uri = shown.totpUri;
   const key = uri ? new URL(uri).searchParams.get("secret") : null;
+  const qr = useAttachmentUrl(shown.totpQr);
   return (
     <section class="card secrets" aria-labelledby="secrets-h" data-secrets>
       <h2 id="secrets-h">{at("secretsTitle", { name: shown.username })}</h2>
@@ -38,6 +52,7 @@ function Secrets({ shown, onDone }) {
       )}
       {key && (
         <>
+          {qr && <img class="qr" src={qr} alt={at("secretsQr")} data-totp-qr />}
           <p>{at("secretsKey")}: <code data-totp-key>{key}</code></p>
           <p><a href={uri} data-totp-uri>{at("secretsLink")}</a></p>
         </>
@@ -87,6 +102,7 @@ function NewUser({ api, say, onCreated }) {
         username: made.username,
         password: value(answer, "password"),
         totpUri: value(answer, "totpUri"),
+        totpQr: value(answer, "totpQr"),
         codes: values(answer, "recoveryCode"),
       });
       setF(empty);
@@ -121,7 +137,12 @@ function Row({ u, api, say, reload, onSecrets }) {
       const answer = await api.op(op, [{ name: "username", valueString: u.username }]);
       say.ok(at(ok, { name: label }));
       if (op === "$user-reset-totp" && value(answer, "totpUri")) {
-        onSecrets({ username: u.username, totpUri: value(answer, "totpUri"), codes: values(answer, "recoveryCode") });
+        onSecrets({
+          username: u.username,
+          totpUri: value(answer, "totpUri"),
+          totpQr: value(answer, "totpQr"),
+          codes: values(answer, "recoveryCode"),
+        });
       }
       reload();
     } catch (e) {
