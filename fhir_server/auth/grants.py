@@ -123,7 +123,15 @@ def _code_grant(svc: AuthService, client: dict, form: dict) -> tuple[dict, str]:
         username=row["username"],
         grant_id=grant_id,
     )
+    _unless_deactivated(svc, row["username"], grant_id)
     return body, row["username"]
+
+
+def _unless_deactivated(svc: AuthService, username: str, grant_id: str) -> None:
+    """A deactivation that raced this token issue: revoke what was just issued."""
+    if not svc.store.still_active(username):
+        svc.store.revoke_grant(grant_id)
+        raise OAuthError("invalid_grant", "the account is deactivated")
 
 
 def _refresh_grant(
@@ -165,6 +173,8 @@ def _refresh_grant(
         grant_id=row.grant_id,
         with_refresh=False,
     )
+    if row.username is not None:
+        _unless_deactivated(svc, row.username, row.grant_id)
     body["refresh_token"] = refresh
     return body, row.username
 

@@ -275,6 +275,19 @@ class AuthStore:
                 )
         return done.rowcount == 1
 
+    def still_active(self, username: str) -> bool:
+        """Whether the account exists and is active, read under a row lock (PostgreSQL ``FOR
+        UPDATE``; SQLite's writers are serial): called after a token was stored, it waits for a
+        deactivation in flight, so that either the deactivation sees the new token (and revokes
+        it) or this read sees the deactivation (and the caller revokes it)."""
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                sa.select(auth_user.c.active)
+                .where(auth_user.c.username == username)
+                .with_for_update()
+            ).first()
+        return bool(row and row[0])
+
     def revoke_user_tokens(self, username: str) -> int:
         """Revoke every unrevoked token of ``username``; the number revoked."""
         with self.engine.begin() as conn:

@@ -437,3 +437,18 @@ def test_migration_0013_keeps_existing_accounts_active(backend, tmp_path):
     finally:
         engine.dispose()
         cleanup()  # type: ignore[operator]
+
+
+def test_a_code_issued_before_the_deactivation_gets_no_token(server, admin):
+    headers, _, client_id = admin
+    prac = HTTP.post(
+        f"{server.fhir}/Practitioner",
+        json={"resourceType": "Practitioner", "name": [{"family": "Otieno"}]},
+        headers=server.headers,
+    ).json()
+    user = make_user(server, "cadre", f"Practitioner/{prac['id']}")
+    verifier, challenge = pkce()
+    code = code_of(login(server, client_id, user, SCOPE, challenge=challenge))
+    assert _op(server, headers, "user-deactivate", username=user.username).status_code == 200
+    refused = exchange(server, client_id, code, verifier)
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
