@@ -218,7 +218,7 @@ def test_administrator_manages_users_schedules_and_the_audit_log(hearth):
             page.get_by_role("button", name="Search").click()
             results = page.locator("[data-audit-results] tbody tr")
             expect(results.first).to_contain_text(reader.username)
-            expect(results.first).to_contain_text(f"read: {ref(patient)}")
+            expect(results.first).to_contain_text(f"read: Test Audited{tag} ({ref(patient)})")
             shot(page, "admin-audit")
             # and what the administrator did to the doctor's account
             page.get_by_label("Patient name").fill("")

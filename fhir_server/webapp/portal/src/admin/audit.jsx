@@ -1,6 +1,7 @@
 // Audit: verify the chain (AuditEvent/$verify) and search the log — who saw which patient, when
 // (AuditEvent?patient=&altid=&date=, newest first).
 import { useState } from "preact/hooks";
+import { personName } from "../cadre.jsx";
 import { when } from "../format.js";
 import { value } from "./params.js";
 import { at } from "./strings.js";
@@ -10,11 +11,15 @@ function agentOf(event) {
   return person.altId || person.name || person.who?.display || person.who?.reference || "—";
 }
 
-function whatOf(event) {
+function whatOf(event, names) {
   const sub = (event.subtype || [])[0] || {};
   const action = sub.display || sub.code || event.type?.display || "";
   const targets = (event.entity || [])
-    .map((e) => e.what?.reference || e.name || e.what?.identifier?.value)
+    .map((e) => {
+      const ref = e.what?.reference;
+      if (ref && names[ref]) return `${names[ref]} (${ref})`;
+      return ref || e.name || e.what?.identifier?.value;
+    })
     .filter(Boolean)
     .slice(0, 3);
   return [action, targets.join(", ")].filter(Boolean).join(": ");
@@ -28,7 +33,8 @@ function Verify({ api }) {
     try {
       const answer = await api.call("AuditEvent/$verify");
       if (value(answer, "intact")) {
-        setResult({ ok: true, text: at("verifyOk", { events: value(answer, "events"), checkpoints: value(answer, "checkpoints") }) });
+        const counts = { events: value(answer, "events"), checkpoints: value(answer, "checkpoints") };
+        setResult({ ok: true, text: at(counts.checkpoints ? "verifyOk" : "verifyOkNoCheckpoint", counts) });
       } else if (value(answer, "badCheckpoint")) {
         setResult({ ok: false, text: at("verifyBadCheckpoint", { detail: value(answer, "badCheckpoint") }) });
       } else {
@@ -53,6 +59,7 @@ function Verify({ api }) {
 export function AuditScreen({ api }) {
   const [f, setF] = useState({ patient: "", user: "", from: "", to: "" });
   const [found, setFound] = useState(null);
+  const [names, setNames] = useState({});
   const [error, setError] = useState(null);
   const field = (key, type) => (
     <>
@@ -73,6 +80,7 @@ export function AuditScreen({ api }) {
           return;
         }
         q.push(["patient", patients.map((p) => `Patient/${p.id}`).join(",")]);
+        setNames(Object.fromEntries(patients.map((p) => [`Patient/${p.id}`, personName(p)])));
       }
       if (f.user.trim()) q.push(["altid", f.user.trim()]);
       if (f.from) q.push(["date", `ge${f.from}`]);
@@ -110,7 +118,7 @@ export function AuditScreen({ api }) {
                 <tr key={e.id} data-event={e.id}>
                   <td>{when(e.recorded)}</td>
                   <td>{agentOf(e)}</td>
-                  <td>{whatOf(e)}</td>
+                  <td>{whatOf(e, names)}</td>
                   <td>{at(`outcome_${e.outcome}`)}</td>
                 </tr>
               ))}

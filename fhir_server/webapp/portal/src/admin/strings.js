@@ -93,6 +93,8 @@ const en = {
   auditIntro: "Every access to the record is logged in a tamper-evident chain.",
   verify: "Verify the chain",
   verifyOk: "The audit log is intact: {events} events checked, {checkpoints} signed checkpoints hold.",
+  verifyOkNoCheckpoint:
+    "The audit log is intact: {events} events checked (no signed checkpoint yet: the server writes one every few minutes).",
   verifyBroken: "The audit log is broken at event {seq}: {reason}",
   verifyBadCheckpoint: "A checkpoint is not valid: {detail}",
   searchLog: "Search the log",
