@@ -37,10 +37,12 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 	@echo "installed into $(VENV)"
 
+# The development mailbox (a local SMTP sink, docs/webapp.md): `make run` sends reports there.
+run: export HEARTH_DEV_MAILBOX ?= var/mailbox
 run: install
 	@mkdir -p var
 	@$(BIN)/hearth db upgrade
-	@if [ ! -f var/.demo-loaded ]; then $(BIN)/hearth load --quiet demo/ && touch var/.demo-loaded; fi
+	@if [ ! -f var/.demo-story ]; then $(BIN)/hearth demo demo/ && touch var/.demo-story; fi
 	@if [ ! -f var/.demo-logins ]; then bash scripts/demo-logins.sh && touch var/.demo-logins; fi
 	@if [ ! -f var/.webapp-client ]; then bash scripts/webapp-client.sh && touch var/.webapp-client; fi
 	@if [ ! -f var/.portal-client ]; then bash scripts/portal-client.sh && touch var/.portal-client; fi
@@ -50,10 +52,13 @@ run: install
 	@echo "  Patient portal: http://127.0.0.1:8080/app/portal/  (sign in as demo-patient)"
 	@echo "  Demo logins (password hearth-demo-password): demo-patient, demo-doctor, demo-pharmacist,"
 	@echo "  demo-cadre, demo-admin. Staff need TOTP: QR codes and recovery codes are in var/demo-logins.txt"
+	@echo "  The demo story: two reports delivered, an urgent and a routine case for demo-doctor, one"
+	@echo "  for demo-pharmacist, one for demo-admin. Mail goes to the development mailbox ($$HEARTH_DEV_MAILBOX),"
+	@echo "  which demo-admin reads in the web app."
 	@echo "  Try: curl -H \"Authorization: Bearer \$$($(BIN)/hearth token --client demo-ops --scope 'system/*.rs')\" \\"
 	@echo "         http://127.0.0.1:8080/fhir/Patient?_count=5"
 	@echo ""
-	@$(BIN)/hearth serve
+	@bash scripts/run-dev.sh
 
 # Make sure PostgreSQL answers on 127.0.0.1:5432, starting the Debian cluster if it is down.
 postgres:
@@ -80,7 +85,7 @@ lint: install
 	@$(BIN)/ruff format --check .
 	@$(BIN)/python scripts/check_layers.py
 	@$(BIN)/python scripts/conformance.py
-	@$(BIN)/mypy fhir_server resources mappings inference workflow terminology
+	@$(BIN)/mypy fhir_server resources mappings inference workflow terminology assistant
 
 fmt: install
 	@$(BIN)/ruff format .

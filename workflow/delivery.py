@@ -1,7 +1,8 @@
 """Report delivery: render the final DiagnosticReport to PDF, sign it (``workflow.signing``: the
 approving admin's name and the responsible doctor in the signature), attach it
-(``presentedForm``, a Binary whose ``securityContext`` is the report, and a DocumentReference),
-and e-mail it to the patient — the case's last, automatic step.
+(``presentedForm``, a Binary whose ``securityContext`` is the report, and a DocumentReference —
+stored before sending, so a report whose e-mail fails is still kept and readable), and e-mail it
+to the patient — the case's last, automatic step.
 
 The step moves requested|failed → in-progress (If-Match: one deliverer at a time) → completed, or
 → failed with the reason in ``statusReason`` and the case's businessStatus REPORT_FAILED. A failed
@@ -215,16 +216,18 @@ def deliver(
                 location=person_name(data.organization) or facility_name,
             )
             binary_ref = None
-        email = _patient_email(data.patient)
-        if email is None:
-            raise mail.MailError(
-                f"{data.patient.get('resourceType')}/{data.patient.get('id')} has no e-mail address"
-            )
+        # The signed PDF is stored (Binary + DocumentReference) before it is sent, so the report
+        # exists and can be read in the app even when e-mail fails; a retry sends the same PDF.
         doc_ref: str | None
         if binary_ref is None:
             binary_ref, doc_ref = repo.run(lambda u: _attach(u, report, data, pdf))
         else:
             doc_ref = _document_of(repo, report)
+        email = _patient_email(data.patient)
+        if email is None:
+            raise mail.MailError(
+                f"{data.patient.get('resourceType')}/{data.patient.get('id')} has no e-mail address"
+            )
         title = (report.get("code") or {}).get("text", "report")
         mail.send(
             smtp,

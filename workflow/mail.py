@@ -6,6 +6,7 @@ import smtplib
 import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
+from email.utils import formatdate
 from pathlib import Path
 
 
@@ -39,6 +40,7 @@ def send(
     msg["From"] = config.sender
     msg["To"] = to
     msg["Subject"] = subject
+    msg["Date"] = formatdate(usegmt=True)  # RFC 5322 3.6: the origination date is required
     msg["Message-ID"] = _message_id(config.sender)
     msg.set_content(text)
     for filename, mime, data in attachments:

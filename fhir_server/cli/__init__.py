@@ -8,6 +8,7 @@ back into the environment so uvicorn's worker processes see the same settings).
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 
@@ -304,8 +305,10 @@ def db() -> None:
 @click.option("--database-url", help="database URL [HEARTH_DATABASE_URL]")
 def db_upgrade(database_url) -> None:  # type: ignore[no-untyped-def]
     """Create or migrate the schema to the latest revision (Alembic), then store the R4 core
-    profiles (StructureDefinition/vitalsigns, ...) that are not in the database yet."""
+    profiles (StructureDefinition/vitalsigns, ...) and Hearth's Measures (Measure/screening-volume,
+    ...: docs/analytics.md) that are not in the database yet."""
     from fhir_server.runtime.app import build_context
+    from fhir_server.runtime.measures import store_measures
     from fhir_server.runtime.profiles import store_core_profiles
     from resources.storage.migrate import current, upgrade
 
@@ -315,9 +318,127 @@ def db_upgrade(database_url) -> None:  # type: ignore[no-untyped-def]
     ctx = build_context(settings)
     try:
         stored = store_core_profiles(ctx)
+        measures = store_measures(ctx)
     finally:
         ctx.repo.engine.dispose()
     click.echo(f"R4 core profiles: {stored} stored")
+    click.echo(f"Hearth's Measures: {measures} stored")
+
+
+@main.group()
+def backup() -> None:
+    """Encrypted backups of the database and the blob store (docs/deployment.md, "Backups")."""
+
+
+def _backup_error(fn):  # type: ignore[no-untyped-def]
+    @functools.wraps(fn)
+    def run(*args, **kwargs):  # type: ignore[no-untyped-def]
+        from resources.storage.backup import BackupError
+
+        try:
+            return fn(*args, **kwargs)
+        except BackupError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return run
+
+
+@backup.command("create")
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--database-url", help="database URL [HEARTH_DATABASE_URL]")
+@_backup_error
+def backup_create(out, database_url) -> None:  # type: ignore[no-untyped-def]
+    """Back up the database (one consistent snapshot, taken while Hearth runs) and the blob
+    store into OUT, encrypted to HEARTH_BACKUP_RECIPIENTS, with the data directory's secret-key
+    file unless HEARTH_SECRET_KEYS holds the keys."""
+    from fhir_server.auth.keys import SECRET_KEYS_FILE
+    from resources.storage import backup as b
+    from resources.storage.db import create_engine
+    from resources.storage.migrate import current
+
+    settings = _settings(database_url=database_url)
+    recipients = [r for r in (settings.backup_recipients or "").split(",") if r.strip()]
+    engine = create_engine(settings.database_url)
+    extra = {}
+    if not settings.secret_keys:
+        extra[f"keys/{SECRET_KEYS_FILE}"] = settings.data_dir / "keys" / SECRET_KEYS_FILE
+    try:
+        manifest = b.create(
+            engine,
+            settings.blobs(engine),
+            settings.blob_store,
+            out,
+            recipients,
+            migration=current(settings.database_url),
+            extra_files=extra,
+            say=click.echo,
+        )
+    finally:
+        engine.dispose()
+    click.echo(
+        f"backup written to {out}: {manifest.database} at revision {manifest.migration}, "
+        f"{manifest.resources} resources, {manifest.audit_events} audit events, "
+        f"{len(manifest.members)} parts"
+    )
+
+
+@backup.command("verify")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_backup_error
+def backup_verify(file) -> None:  # type: ignore[no-untyped-def]
+    """Decrypt FILE with HEARTH_BACKUP_IDENTITY_FILE and check every part against the manifest's
+    SHA-256 and the database part's readability; exit 1 on any difference."""
+    from resources.storage import backup as b
+
+    settings = _settings()
+    manifest = b.verify(file, settings.backup_identity_file)
+    click.echo(
+        f"{file}: OK — {manifest.database} backup of {manifest.created}, revision "
+        f"{manifest.migration}, {manifest.resources} resources, {len(manifest.members)} parts"
+    )
+
+
+@backup.command("keygen")
+@click.argument("identity_file", type=click.Path(dir_okay=False, path_type=Path))
+def backup_keygen(identity_file) -> None:  # type: ignore[no-untyped-def]
+    """Write a new age identity to IDENTITY_FILE (0600; keep it away from the server) and print
+    its public key, for HEARTH_BACKUP_RECIPIENTS."""
+    from resources.storage.backup import keygen
+
+    if identity_file.exists():
+        raise click.ClickException(f"{identity_file} exists; not overwritten")
+    identity, recipient = keygen()
+    fd = os.open(identity_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"# public key: {recipient}\n{identity}\n")
+    click.echo(recipient)
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--database-url", help="the EMPTY database to restore into [HEARTH_DATABASE_URL]")
+@_backup_error
+def restore(file, database_url) -> None:  # type: ignore[no-untyped-def]
+    """Restore the backup FILE (decrypted with HEARTH_BACKUP_IDENTITY_FILE, every part checked)
+    into an empty database, the blobs into HEARTH_BLOB_STORE and the secret-key file into
+    HEARTH_DATA_DIR; then migrate it to this version's schema."""
+    from resources.storage import backup as b
+    from resources.storage.migrate import current, upgrade
+
+    settings = _settings(database_url=database_url)
+    manifest = b.restore(
+        file,
+        settings.backup_identity_file,
+        settings.database_url,
+        settings.blobs,
+        files_to=settings.data_dir,
+        say=click.echo,
+    )
+    upgrade(settings.database_url)
+    click.echo(
+        f"restored the backup of {manifest.created} ({manifest.resources} resources); "
+        f"database at revision {current(settings.database_url)}"
+    )
 
 
 @main.group()
@@ -383,6 +504,22 @@ def load(paths, database_url, quiet) -> None:  # type: ignore[no-untyped-def]
     click.echo(summary.report())
     if summary.failed:
         sys.exit(1)
+
+
+@main.command()
+@click.argument(
+    "folder", type=click.Path(exists=True, file_okay=False, path_type=Path), default=Path("demo")
+)
+@click.option("--database-url", help="database URL [HEARTH_DATABASE_URL]")
+def demo(folder, database_url) -> None:  # type: ignore[no-untyped-def]
+    """Tell the demo story (`make run`): load FOLDER's bundle, make the demo doctor's free Slots
+    and walk six skin screenings through the API and the models — finished, urgent, waiting for
+    each role (fhir_server/runtime/demo.py). Reports go to the development mailbox when
+    HEARTH_DEV_MAILBOX is set. Told once per database."""
+    from fhir_server.runtime.demo import tell
+
+    settings = _settings(database_url=database_url)
+    click.echo(tell(settings, folder, say=click.echo).summary())
 
 
 @main.command()

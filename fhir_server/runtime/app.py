@@ -25,15 +25,25 @@ from fhir_server.hl7v2 import outbound as hl7_outbound
 from fhir_server.hl7v2 import web as hl7v2_web
 from fhir_server.hl7v2.service import Hl7v2Service
 from fhir_server.rest import bulkdata, errors, websocket
+from fhir_server.rest.consistency import ReadYourWrites
 from fhir_server.rest.context import Context
 from fhir_server.rest.headers import SecurityHeaders, docs_csp
 from fhir_server.rest.routes import router
-from fhir_server.runtime import ai, events, logsafe, profiles, subscriptions, terminology
+from fhir_server.runtime import (
+    ai,
+    events,
+    logsafe,
+    mailsink,
+    profiles,
+    subscriptions,
+    terminology,
+)
 from fhir_server.runtime.audit_anchor import Checkpointer
 from fhir_server.runtime.bulk_runner import ExportRunner
 from fhir_server.runtime.listeners import Election, FileLock, Lock
 from fhir_server.runtime.settings import Settings
 from fhir_server.webapp import build_router as webapp_router
+from fhir_server.webapp import mailbox as dev_mailbox
 from resources.search import SearchEngine
 from resources.storage.advisory import SessionLock, is_postgres_url
 from resources.storage.db import create_engine
@@ -59,7 +69,15 @@ def build_context(settings: Settings, search: SearchEngine | None = None) -> Con
         pool_timeout=settings.db_pool_timeout,
     )
     search = search or build_search(settings)
-    ctx = Context(repo=Repository(engine, search), settings=settings)
+    replica = None
+    if settings.database_replica_url:
+        replica = create_engine(
+            settings.database_replica_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_timeout=settings.db_pool_timeout,
+        )
+    ctx = Context(repo=Repository(engine, search, replica=replica), settings=settings)
     ctx.services["repo"] = ctx.repo  # the unguarded repository, for per-process services
     # PostgreSQL: reads by id on prepared statements of their own (resources/storage/point_read.py)
     ctx.services["point_read"] = point_reader(
@@ -120,21 +138,24 @@ def _start_listeners(settings: Settings, state) -> Callable[[], None]:  # type: 
     """Start this process's DICOM and MLLP listeners (the elected one), published on the app's
     state as a lone process publishes them (``state.dicom.listener``, ``state.mllp``); returns
     their stop."""
-    dicom = mllp_listener = None
+    dicom = mllp_listener = sink = None
     try:
         if settings.dicom_enabled:
             dicom = dicom_service.start_listener(state.dicom.ingest, settings)
         if settings.mllp_port is not None:
             mllp_listener = mllp.start(state.hl7v2, settings)
+        if settings.dev_mailbox is not None:
+            sink = mailsink.start(settings.dev_mailbox, settings.dev_mailbox_port)
     except OSError:
-        if dicom is not None:
-            dicom.stop()
+        for started in (dicom, mllp_listener):
+            if started is not None:
+                started.stop()
         raise
     state.dicom.listener, state.mllp = dicom, mllp_listener
 
     def stop() -> None:
         state.dicom.listener = state.mllp = None
-        for listener in (dicom, mllp_listener):
+        for listener in (dicom, mllp_listener, sink):
             if listener is not None:
                 listener.stop()
 
@@ -184,8 +205,16 @@ def create_app(settings: Settings | None = None, search: SearchEngine | None = N
         app.state.mllp = None
         if settings.mllp_port is not None and alone:
             app.state.mllp = mllp.start(app.state.hl7v2, settings)
+        # The development mail sink (HEARTH_DEV_MAILBOX) is one more listener of the same kind.
+        app.state.mail_sink = None
+        if settings.dev_mailbox is not None and alone:
+            app.state.mail_sink = mailsink.start(settings.dev_mailbox, settings.dev_mailbox_port)
         election = None
-        if not alone and (settings.dicom_enabled or settings.mllp_port is not None):
+        if not alone and (
+            settings.dicom_enabled
+            or settings.mllp_port is not None
+            or settings.dev_mailbox is not None
+        ):
             lock: Lock = (
                 SessionLock(settings.database_url, LISTENER_LOCK)
                 if shared
@@ -203,6 +232,8 @@ def create_app(settings: Settings | None = None, search: SearchEngine | None = N
                 election.end()
             if app.state.mllp is not None:
                 app.state.mllp.stop()
+            if app.state.mail_sink is not None:
+                app.state.mail_sink.stop()
             app.state.dicom.stop()
             if app.state.hl7_out is not None:
                 app.state.hl7_out.stop()
@@ -225,6 +256,8 @@ def create_app(settings: Settings | None = None, search: SearchEngine | None = N
     )
     errors.install(app)
     app.add_middleware(AuthBodyLimit)  # /auth/* bodies: 413 before reading past the limit
+    if settings.database_replica_url:
+        app.add_middleware(ReadYourWrites)  # the client's last write's LSN (rest/consistency.py)
     app.add_middleware(
         SecurityHeaders
     )  # nosniff & co. on every response (fhir_server/rest/headers.py)
@@ -242,6 +275,7 @@ def create_app(settings: Settings | None = None, search: SearchEngine | None = N
     app.include_router(bulkdata.router, prefix="/fhir")  # before /{res_type}/{res_id}
     app.include_router(router, prefix="/fhir")
     app.include_router(dicomweb.router, prefix="/dicomweb")
+    app.include_router(dev_mailbox.router)  # HEARTH_DEV_MAILBOX, for administrators
     app.include_router(webapp_router())  # the clinicians' web app at /app/ (docs/webapp.md)
 
     @app.get("/", include_in_schema=False)

@@ -21,6 +21,11 @@ class Settings(BaseSettings):
         "sqlite:///var/hearth.db",
         description="SQLAlchemy URL: sqlite:///path.db (embedded) or postgresql://user@host/db",
     )
+    database_replica_url: str | None = Field(
+        None,
+        description="A PostgreSQL streaming replica for reads and searches, with read-your-writes "
+        "(docs/deployment.md)",
+    )
     data_dir: Path = Field(Path("var"), description="Where files live (DICOM, binaries, keys)")
     blob_store: str = Field(
         "files",
@@ -169,6 +174,22 @@ class Settings(BaseSettings):
     smtp_from: str = Field("hearth@localhost", description="From address of Hearth's e-mail")
     smtp_starttls: bool = Field(True, description="Require STARTTLS before sending (RFC 3207)")
     smtp_ca_file: Path | None = Field(None, description="CA file trusted for the SMTP server")
+    backup_recipients: str | None = Field(
+        None,
+        description="age public keys (age1…, comma-separated) that `hearth backup` encrypts to",
+    )
+    backup_identity_file: Path | None = Field(
+        None,
+        description="file with the age secret key(s) that `hearth restore` / `backup verify` use",
+    )
+    dev_mailbox: Path | None = Field(
+        None,
+        description="Development only: run a local SMTP sink keeping all mail in this folder "
+        "(used when HEARTH_SMTP_HOST is unset; admins read it at /dev/mailbox)",
+    )
+    dev_mailbox_port: int = Field(
+        8025, ge=1, le=65535, description="Port of the development SMTP sink on 127.0.0.1"
+    )
     facility_name: str = Field("Hearth", description="Facility name on reports (fallback)")
     report_signing_key: Path | None = Field(
         None, description="PEM private key that signs report PDFs (default: generated)"
@@ -178,6 +199,17 @@ class Settings(BaseSettings):
     )
     default_timezone: str = Field(
         "UTC", description="IANA time zone of reminders when the patient's record names none"
+    )
+    assistant_emergency_numbers: str = Field(
+        "112",
+        description="Emergency numbers the assistant names in its fixed safety answers, as "
+        "written (e.g. '112 (ambulance) or 1122 (rescue)')",
+    )
+    assistant_threads: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="CPU threads of the assistant's embedding model (torch's, process-wide)",
     )
     log_level: str = Field("info", description="debug | info | warning | error")
     ai_triggers: bool = Field(
@@ -333,6 +365,18 @@ class Settings(BaseSettings):
         return v
 
     @model_validator(mode="after")
+    def _replica_of_postgres(self) -> Settings:
+        if self.database_replica_url and not (
+            self.database_url.startswith("postgresql")
+            and self.database_replica_url.startswith("postgresql")
+        ):
+            raise ValueError(
+                "HEARTH_DATABASE_REPLICA_URL is a PostgreSQL streaming replica of a PostgreSQL "
+                "HEARTH_DATABASE_URL"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _signing_pair(self) -> Settings:
         if (self.report_signing_key is None) != (self.report_signing_cert is None):
             raise ValueError(
@@ -385,7 +429,17 @@ class Settings(BaseSettings):
         from workflow.mail import SmtpConfig
 
         if not self.smtp_host:
-            return None
+            if self.dev_mailbox is None:
+                return None
+            from fhir_server.runtime import mailsink
+
+            return SmtpConfig(  # the development sink (fhir_server/runtime/mailsink.py)
+                host=mailsink.HOST,
+                port=self.dev_mailbox_port,
+                sender=self.smtp_from,
+                starttls=True,
+                ca_file=self.dev_mailbox / mailsink.CERT_NAME,
+            )
         return SmtpConfig(
             host=self.smtp_host,
             port=self.smtp_port,

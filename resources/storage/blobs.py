@@ -27,6 +27,11 @@ from resources.storage.schema import UtcDateTime, metadata
 CHUNK = 1 << 20  # bytes per database row: large enough to be cheap, small enough to stream
 SPOOL = 16 << 20  # a database blob read up to this size stays in memory, beyond it a temp file
 
+# The top-level folders of Hearth's blobs: DICOM instances (resources/storage/instances.py) and
+# Bulk Data export files (resources/jobs/bulk_export.py). A backup copies these
+# (resources/storage/backup.py); a new kind of blob adds its folder here.
+PREFIXES = ("dicom", "exports")
+
 _SEGMENT = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
 
 blob = sa.Table(

@@ -65,7 +65,7 @@ def test_reindex_command(tmp_path):
     assert hearth("load", "--quiet", str(ROOT / "demo"), env=env).returncode == 0
     out = hearth("reindex", "--type", "Patient", env=env)
     assert out.returncode == 0, out.stderr
-    assert "3 resources re-indexed" in out.stdout
+    assert "6 resources re-indexed" in out.stdout  # the demo bundle's six patients
     resumed = hearth("reindex", "--resume", env=env)
     assert resumed.returncode == 0 and "no unfinished reindex job" in resumed.stdout
 

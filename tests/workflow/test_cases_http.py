@@ -359,9 +359,26 @@ def test_imaging_review_lifecycle_and_a_failed_delivery_retried(fhir, team, smtp
         for o in case["output"]
         if o["type"]["coding"][0]["code"] == "report"
     )
-    assert fhir.get(f"/{report_ref}")["imagingStudy"] == [{"reference": ref(study)}]
+    report = fhir.get(f"/{report_ref}")
+    assert report["imagingStudy"] == [{"reference": ref(study)}]
     assert smtp.inbox.to(tag) == []
+    # The signed PDF is kept although it could not be sent: Binary + DocumentReference.
+    [form] = report["presentedForm"]
+    stored_pdf = base64.b64decode(fhir.get(f"/{form['url']}")["data"])
+    assert stored_pdf.startswith(b"%PDF-")
+    found = fhir.get("/DocumentReference", related=report_ref).get("entry", [])
+    docs = [e["resource"] for e in found if e["search"]["mode"] == "match"]
+    assert [d["content"][0]["attachment"]["url"] for d in docs] == [form["url"]], found
 
+    # The admin's list of delivery problems names the case and why.
+    problems = fhir.get("/$delivery-problems")["parameter"]
+    listed = [
+        {part["name"]: part for part in p["part"]}
+        for p in problems
+        if {"name": "target", "valueReference": {"reference": f"Task/{case['id']}"}} in p["part"]
+    ]
+    assert len(listed) == 1 and listed[0]["kind"]["valueCode"] == "report-delivery"
+    assert "e-mail" in listed[0]["reason"]["valueString"]
     assert fhir.op(f"/Task/{case['id']}/$deliver-report", team["doctor"]).status_code == 403
     fixed = fhir.get(f"/Patient/{patient_res['id']}")
     fixed["telecom"] = [{"system": "email", "value": tag}]
@@ -369,9 +386,17 @@ def test_imaging_review_lifecycle_and_a_failed_delivery_retried(fhir, team, smtp
     retry = fhir.op(f"/Task/{case['id']}/$deliver-report", team["admin"])
     assert retry.status_code == 200
     assert retry.json()["parameter"][0] == {"name": "status", "valueString": "delivered"}
-    wait_for_mail(smtp, tag)
+    mailed = wait_for_mail(smtp, tag)
     case = fhir.get(f"/Task/{case['id']}")
     assert business(case) == "REPORT_DELIVERED" and case["status"] == "completed"
+    # The retry sent the PDF stored by the failed attempt, not a second rendering.
+    assert fhir.get(f"/{report_ref}")["presentedForm"] == [form]
+    assert pdf_of(mailed[0]) == stored_pdf
+    assert not [
+        p
+        for p in fhir.get("/$delivery-problems").get("parameter", [])
+        if f"Task/{case['id']}" in str(p)
+    ]
     again = fhir.op(f"/Task/{case['id']}/$deliver-report", team["admin"])
     assert again.json()["parameter"][0]["valueString"] == "already-delivered"
     assert len(smtp.inbox.to(tag)) == 1

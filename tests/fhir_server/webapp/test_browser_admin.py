@@ -89,11 +89,16 @@ def test_administrator_manages_users_schedules_and_the_audit_log(hearth):
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.on("dialog", lambda d: d.accept())  # the confirmations of deactivate / reset
             page.goto(f"{hearth.root}/app/portal/")
-            page.get_by_role("button", name="Sign in as an administrator").click()
+            page.get_by_role("button", name="Sign in as a doctor or administrator").click()
             page.get_by_label("User name").fill(admin.username)
             page.get_by_label("Password").fill(admin.password)
             page.get_by_label("Authenticator code or recovery code").fill(admin.totp.now())  # type: ignore[union-attr]
             page.get_by_role("button", name="Sign in").click()
+            # the staff area: the administrators' screens beside the dashboard
+            nav = page.get_by_role("navigation")
+            for name in ("Dashboard", "Users", "Schedules", "Audit"):
+                expect(nav.get_by_role("link", name=name, exact=True)).to_be_visible()
+            nav.get_by_role("link", name="Users", exact=True).click()
             expect(page.get_by_role("heading", name="Users", exact=True)).to_be_visible()
             expect(page.locator(f'[data-user="{admin.username}"]')).to_contain_text("Administrator")
 

@@ -2,10 +2,6 @@
 import { t } from "../strings.js";
 
 const en = {
-  appNameAdmin: "Hearth — administration",
-  navUsers: "Users",
-  navSchedules: "Schedules",
-  navAudit: "Audit",
   users: "Users",
   usersIntro: "Staff accounts: who may sign in, with which roles. Every change is recorded in the audit log.",
   colName: "Name",
