@@ -6,6 +6,7 @@ import { blobUrl, entries } from "./fhir.js";
 const IO = "http://hearth.local/fhir/CodeSystem/task-io";
 const STEP = "http://hearth.local/fhir/CodeSystem/workflow-step";
 const ROLE = "http://hearth.local/fhir/CodeSystem/care-role";
+const REVIEW = "http://hearth.local/fhir/CodeSystem/ai-review";
 
 function io(task, element, label) {
   return (task[element] || [])
@@ -158,7 +159,7 @@ function completeParts(role, form, classes = []) {
     }
     if (value("conclusion")) parts.push(["conclusion", { valueString: value("conclusion") }]);
     const diagnosis = value("diagnosis");
-    if (diagnosis === "other") parts.push(["conclusionCode", { valueCodeableConcept: { text: value("conclusion") || "Other diagnosis", coding: [{ system: "http://hearth.local/fhir/CodeSystem/ai-review", code: "not-a-model-class", display: "Not one of the model's classes" }] } }]);
+    if (diagnosis === "other") parts.push(["conclusionCode", { valueCodeableConcept: { text: value("conclusion") || "Other diagnosis", coding: [{ system: REVIEW, code: "not-a-model-class", display: "Not one of the model's classes" }] } }]);
     else if (diagnosis && classes[Number(diagnosis)]) parts.push(["conclusionCode", { valueCodeableConcept: classes[Number(diagnosis)] }]);
   }
   if (value("note")) parts.push(["note", { valueString: value("note") }]);
