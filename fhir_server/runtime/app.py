@@ -178,6 +178,7 @@ def create_app(settings: Settings | None = None, search: SearchEngine | None = N
         # beyond wait in the event loop, not as threads contending for the GIL and the pool.
         to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         app.state.auth = AuthService.build(ctx.repo.engine, settings)
+        ctx.services["auth"] = app.state.auth  # the admin operations (fhir_server/auth/accounts.py)
         app.state.checkpoints = Checkpointer(
             ctx.repo.engine,
             app.state.auth.key,

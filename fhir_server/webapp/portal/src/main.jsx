@@ -11,6 +11,7 @@ import { CadreScreens } from "./cadre.jsx";
 import { DashboardScreen } from "./dashboard.jsx";
 import { DeliveryScreen } from "./delivery.jsx";
 import { MailboxScreen } from "./mailbox.jsx";
+import { ADMIN_ROUTES } from "./admin/index.jsx";
 import { CADRE_SCOPE, resume, session, signIn, signOut } from "./smart.js";
 import { t } from "./strings.js";
 import "./portal.css";
@@ -28,6 +29,7 @@ const STAFF_ROUTES = {
   "#/dashboard": { label: "navDashboard", Screen: DashboardScreen },
   "#/delivery": { label: "navDelivery", Screen: DeliveryScreen, roles: ["admin"] },
   "#/mailbox": { label: "navMailbox", Screen: MailboxScreen, roles: ["admin"] },
+  ...ADMIN_ROUTES, // Users, Schedules, Audit (src/admin/)
 };
 const allowed = (route, role) => !route.roles || route.roles.includes(role);
 

@@ -4,6 +4,9 @@ const en = {
   appName: "Hearth — your health record",
   signIn: "Sign in",
   signOut: "Sign out",
+  navUsers: "Users",
+  navSchedules: "Schedules",
+  navAudit: "Audit",
   signInIntro:
     "See your results and reports, answer or book appointments and write to your care team.",
   signingIn: "Signing you in…",
