@@ -8,6 +8,7 @@ import { HomeScreen } from "./home.jsx";
 import { MessagesScreen } from "./messages.jsx";
 import { PhotosScreen } from "./photos.jsx";
 import { CadreScreens } from "./cadre.jsx";
+import { ForumScreen } from "./forum.jsx";
 import { CADRE_SCOPE, resume, session, signIn, signOut } from "./smart.js";
 import { t } from "./strings.js";
 import "./portal.css";
@@ -18,6 +19,7 @@ const ROUTES = {
   "#/messages": { label: "navMessages", Screen: MessagesScreen },
   "#/photos": { label: "navPhotos", Screen: PhotosScreen },
   "#/assistant": { label: "navAssistant", Screen: AssistantScreen },
+  "#/forum": { label: "navForum", Screen: ForumScreen },
 };
 
 function useRoute() {
@@ -80,21 +82,31 @@ function Portal({ client, onSignedOut }) {
         <nav aria-label={t("nav")}>
           <a href="#/">{t("navFind")}</a>
           <a href="#/register">{t("navRegister")}</a>
+          <a href="#/forum">{t("navForum")}</a>
         </nav>
         <Notice notice={notice} />
         <main>
-          <CadreScreens api={api} say={say} />
+          {hash === "#/forum" ? <ForumScreen api={api} say={say} /> : <CadreScreens api={api} say={say} />}
         </main>
       </>
     );
   }
   if (me.role !== "patient" || !me.patient) {
+    // Other staff use the clinicians' app; here they have the community (admins moderate it).
     return (
       <>
         {header}
+        <nav aria-label={t("nav")}><a href="#/forum">{t("navForum")}</a></nav>
+        <Notice notice={notice} />
         <main>
-          <p>{t("notForStaff")}</p>
-          <a href="/app/">{t("openStaffApp")}</a>
+          {hash === "#/forum" ? (
+            <ForumScreen api={api} say={say} moderator={me.role === "admin"} />
+          ) : (
+            <>
+              <p>{t("notForStaff")}</p>
+              <a href="/app/">{t("openStaffApp")}</a>
+            </>
+          )}
         </main>
       </>
     );
