@@ -398,8 +398,7 @@ def test_every_write_is_audited_with_its_author(hearth, people):
 def mails(hearth) -> list:  # type: ignore[no-untyped-def]
     box = mailbox.Maildir(hearth.settings.dev_mailbox / "Maildir", create=False)
     return [
-        email.message_from_bytes(box.get_bytes(k), policy=email.policy.default)
-        for k in box.keys()
+        email.message_from_bytes(box.get_bytes(k), policy=email.policy.default) for k in box.keys()
     ]
 
 
