@@ -255,6 +255,7 @@ def test_hidden_posts_reach_moderators_only(people):
     assert thread["id"] not in {t["id"] for t in entries(bea.call("forum-threads", "GET"))}
     assert thread["id"] in {t["id"] for t in entries(mod.call("forum-threads", "GET"))}
     assert bea.call("forum-thread", "GET", thread=thread["id"]).status_code == 404
+    assert people["carl"].call("forum-thread", "GET", thread=thread["id"]).status_code == 404
     assert bea.call("forum-post", text="hi", thread=thread["id"]).status_code == 404
     assert bea.call("forum-report", post=kept["id"], reason="x").status_code == 404
     restored = mod.call("forum-moderate", post=thread["id"], action="restore")
