@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -270,8 +270,6 @@ class ForumStore:
             if isinstance(activity_at, str):  # SQLite: coalesce() loses the column's type
                 activity_at = datetime.fromisoformat(activity_at)
             if activity_at.tzinfo is None:
-                from datetime import UTC
-
                 activity_at = activity_at.replace(tzinfo=UTC)
             out.append(Thread(post, int(r.replies), max(activity_at, post.created)))
         return out

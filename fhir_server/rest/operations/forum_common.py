@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 from fhir_server.auth.enforce import CARE_ROLES
 from fhir_server.rest.context import Access, Context, FhirRequest
-from resources.errors import Forbidden, Invalid, Issue, NotFound
+from resources.errors import Forbidden, Gone, Invalid, Issue, NotFound
 from resources.forum import ForumStore, Member, Post
 from workflow import mail
 
@@ -122,7 +122,7 @@ def author_display(post: Post) -> str:
     return post.shown_name or post.pseudonym
 
 
-def render(post: Post, access: Access, base: str) -> dict:
+def render(post: Post, access: Access) -> dict:
     """The post as a Communication for ``access`` (moderators also see hidden state)."""
     extension: list[dict] = [{"url": AUTHOR, "valueString": author_display(post)}]
     if post.author_role:
@@ -165,7 +165,7 @@ def member_name(ctx: Context, access: Access) -> str | None:
     res_type, _, res_id = access.fhir_user.partition("/")
     try:
         stored = ctx.repo.read(lambda unit: unit.read(res_type, res_id))
-    except Exception:  # noqa: BLE001 - no readable resource: no name to show
+    except (NotFound, Gone):  # no readable resource: no name to show
         return None
     names = (stored.content or {}).get("name") or []
     for n in names if isinstance(names, list) else []:

@@ -70,9 +70,7 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
         detail += f" ({reason})"
     if closed:
         detail += f"; {closed} report(s) closed"
-    return Reply(
-        200, render(after, access, ctx.base), audit_what=(audit_ref(pid),), audit_detail=detail
-    )
+    return Reply(200, render(after, access), audit_what=(audit_ref(pid),), audit_detail=detail)
 
 
 OPERATION = Operation(

@@ -83,7 +83,7 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
     kind = "reply" if thread else "thread"
     return Reply(
         201,
-        render(post, access, ctx.base),
+        render(post, access),
         audit_what=(audit_ref(new),),
         audit_detail=f"forum: {kind} {new}"
         + (f" in {thread.id}" if thread else "")

@@ -41,7 +41,7 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
         if r.post_id not in posts:
             post = store.post(r.post_id)
             if post is not None:
-                posts[r.post_id] = render(post, access, ctx.base)
+                posts[r.post_id] = render(post, access)
     for pid, body in posts.items():
         entries.append(
             {

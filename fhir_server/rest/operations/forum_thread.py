@@ -39,7 +39,7 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
     entries = [
         {
             "fullUrl": f"{ctx.base}/Communication/{p.id}",
-            "resource": render(p, access, ctx.base),
+            "resource": render(p, access),
             "search": {"mode": "match"},
         }
         for p in posts

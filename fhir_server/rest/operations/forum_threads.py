@@ -39,7 +39,7 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
     threads = store_of(ctx).threads(with_hidden=is_moderator(access), limit=count)
     entries = []
     for t in threads:
-        body = render(t.post, access, ctx.base)
+        body = render(t.post, access)
         body["extension"] += [
             {"url": REPLIES, "valueInteger": t.replies},
             {"url": LAST_ACTIVITY, "valueDateTime": t.last_activity.isoformat()},
