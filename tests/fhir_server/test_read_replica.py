@@ -10,60 +10,12 @@ answers it too. A replica that is down costs nothing but its speed."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
-import time
-from pathlib import Path
-
 import httpx
-import psycopg
 import pytest
 
 from resources.storage.migrate import upgrade
-from tests.servers import free_port, start_server
-
-BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-def as_postgres(*cmd: str) -> None:
-    done = subprocess.run(["runuser", "-u", "postgres", "--", *cmd], capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-
-
-class Pair:
-    def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="hearth-pgpair-"))
-        shutil.chown(self.root, "postgres")
-        self.primary_port, self.replica_port = free_port(), free_port()
-        self.primary, self.replica = self.root / "primary", self.root / "replica"
-
-    def start(self, data: Path, port: int) -> None:
-        opts = f"-p {port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=40"
-        as_postgres(str(BIN / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(data) + ".log", "-w", "start")  # fmt: skip
-
-    def stop(self, data: Path) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", str(BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True, timeout=60)  # fmt: skip
-
-    def build(self) -> None:
-        as_postgres(str(BIN / "initdb"), "-D", str(self.primary), "--auth=trust", "-U", "postgres")
-        with (self.primary / "pg_hba.conf").open("a") as f:
-            f.write("host replication all 127.0.0.1/32 trust\n")
-        self.start(self.primary, self.primary_port)
-        as_postgres(str(BIN / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(self.primary_port), "-U", "postgres", "-D", str(self.replica), "-R", "-X", "stream")  # fmt: skip
-        self.start(self.replica, self.replica_port)
-
-    def url(self, port: int) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-
-    def sql(self, port: int, statement: str) -> object:
-        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", autocommit=True) as c:  # fmt: skip
-            return c.execute(statement).fetchone()
-
-    def close(self) -> None:
-        self.stop(self.replica)
-        self.stop(self.primary)
-        shutil.rmtree(self.root, ignore_errors=True)
+from tests.pgpair import Pair
+from tests.servers import start_server
 
 
 @pytest.fixture(scope="module")
@@ -89,14 +41,7 @@ def names(bundle: dict) -> list[str]:
 
 
 def wait_replayed(pair: Pair) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        sent = pair.sql(pair.primary_port, "SELECT pg_current_wal_lsn()")[0]  # type: ignore[index]
-        done = pair.sql(pair.replica_port, f"SELECT pg_last_wal_replay_lsn() >= '{sent}'")[0]  # type: ignore[index]
-        if done:
-            return
-        time.sleep(0.05)
-    raise AssertionError("the replica did not catch up")
+    pair.wait_replayed()
 
 
 def test_reads_go_to_the_replica_and_writers_read_their_writes(pair, server):  # type: ignore[no-untyped-def]
@@ -124,7 +69,9 @@ def test_reads_go_to_the_replica_and_writers_read_their_writes(pair, server):  #
     finally:
         pair.sql(pair.replica_port, "SELECT pg_wal_replay_resume()")
     wait_replayed(pair)
-    assert names(httpx.get(f"{server.fhir}/Patient?family=Lagtest", headers=h).json()) == ["Lagtest"]
+    assert names(httpx.get(f"{server.fhir}/Patient?family=Lagtest", headers=h).json()) == [
+        "Lagtest"
+    ]
 
 
 def test_a_replica_that_is_down_costs_only_speed(pair, server):  # type: ignore[no-untyped-def]

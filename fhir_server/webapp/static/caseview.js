@@ -6,6 +6,7 @@ import { blobUrl, entries } from "./fhir.js";
 const IO = "http://hearth.local/fhir/CodeSystem/task-io";
 const STEP = "http://hearth.local/fhir/CodeSystem/workflow-step";
 const ROLE = "http://hearth.local/fhir/CodeSystem/care-role";
+const REVIEW = "http://hearth.local/fhir/CodeSystem/ai-review";
 
 function io(task, element, label) {
   return (task[element] || [])
@@ -124,13 +125,29 @@ function stepsPanel(steps) {
     h("table", {}, h("thead", {}, h("tr", {}, ["Step", "Status", "Owner"].map((c) => h("th", { scope: "col" }, c)))), h("tbody", {}, rows)));
 }
 
+// The classes the AI result was choosing between (its probability components, each coded with
+// the model's label and, where checked, SNOMED CT): the doctor's coded diagnosis is one of them,
+// which the AI–doctor agreement figure compares with the AI finding (docs/analytics.md).
+async function aiClasses(fhir, caseTask) {
+  const results = io(caseTask, "input", "ai-result").map(ref).filter((r) => r.startsWith("Observation/"));
+  const shown = await Promise.all(results.map((r) => fhir.read(r)));
+  return shown.flatMap((r) => (r.component || []).filter((c) => !isScreening(c) && c.valueQuantity).map((c) => c.code));
+}
+
+function diagnosisField(classes) {
+  const options = classes.map((code, n) => h("option", { value: String(n) }, textOf(code)));
+  return [h("label", { for: "diagnosis" }, "Diagnosis (coded, compared with the AI finding)"),
+    h("select", { id: "diagnosis", name: "diagnosis" }, h("option", { value: "" }, "— not coded —"), options,
+      h("option", { value: "other" }, "Something else"))];
+}
+
 function field(id, label, kind = "textarea", required = false) {
   const input = kind === "textarea" ? h("textarea", { id, name: id, rows: 3, required }) : h("input", { id, name: id, type: "text", required });
   return [h("label", { for: id }, label), input];
 }
 
 // The Parameters of $complete for this role, from the form (see docs/webapp.md).
-function completeParts(role, form) {
+function completeParts(role, form, classes = []) {
   const value = (name) => (form.elements[name] ? form.elements[name].value.trim() : "");
   const parts = [];
   if (role === "doctor") {
@@ -141,15 +158,19 @@ function completeParts(role, form) {
       parts.push(["output", { resource: request }]);
     }
     if (value("conclusion")) parts.push(["conclusion", { valueString: value("conclusion") }]);
+    const diagnosis = value("diagnosis");
+    if (diagnosis === "other") parts.push(["conclusionCode", { valueCodeableConcept: { text: value("conclusion") || "Other diagnosis", coding: [{ system: REVIEW, code: "not-a-model-class", display: "Not one of the model's classes" }] } }]);
+    else if (diagnosis && classes[Number(diagnosis)]) parts.push(["conclusionCode", { valueCodeableConcept: classes[Number(diagnosis)] }]);
   }
   if (value("note")) parts.push(["note", { valueString: value("note") }]);
   return parts;
 }
 
-function completeForm(role, onSubmit) {
+function completeForm(role, onSubmit, classes = []) {
   const fields = [];
   if (role === "doctor") {
     fields.push(field("finding", "Finding (required)", "textarea", true), field("conclusion", "Conclusion for the report"),
+      classes.length ? diagnosisField(classes) : [],
       field("medication", "Prescription: medication (optional)", "text"), field("dosage", "Prescription: dosage instructions", "text"));
   }
   fields.push(field("note", role === "doctor" ? "Notes" : "Note"));
@@ -158,7 +179,7 @@ function completeForm(role, onSubmit) {
     h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, label)));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    onSubmit(completeParts(role, form));
+    onSubmit(completeParts(role, form, classes));
   });
   return form;
 }
@@ -181,6 +202,7 @@ export async function caseView(fhir, session, stepId, act) {
     actions.push(h("button", { type: "button", onclick: () => act(`Task/${step.id}/$release`, [], "Released: the step is back on the worklist.") }, "Release"));
   }
   const urgent = step.priority === "urgent";
+  const classes = session.role === "doctor" && step.status === "in-progress" && mine ? await aiClasses(fhir, caseTask) : [];
   return [
     h("h1", {}, humanName(patient), urgent ? h("span", { class: "badge urgent" }, "Urgent") : null),
     h("p", {}, `${caseTask.description || textOf(caseTask.code)} · ${step.description || textOf(step.code)} · `,
@@ -191,7 +213,7 @@ export async function caseView(fhir, session, stepId, act) {
     h("section", { class: "panel" }, h("h2", {}, "Image"), await focusPanel(fhir, ref(caseTask.focus) || ref(step.focus))),
     h("div", { class: "panel" }, await aiPanel(fhir, caseTask, related)),
     actions.length ? h("div", { class: "actions" }, actions) : null,
-    step.status === "in-progress" && mine ? h("div", { class: "panel" }, completeForm(session.role, (parts) => act(`Task/${step.id}/$complete`, parts, "Completed: the case moves to its next step."))) : null,
+    step.status === "in-progress" && mine ? h("div", { class: "panel" }, completeForm(session.role, (parts) => act(`Task/${step.id}/$complete`, parts, "Completed: the case moves to its next step."), classes)) : null,
     related.length ? h("div", { class: "panel" }, stepsPanel(related)) : null,
   ];
 }

@@ -173,6 +173,9 @@ def test_doctor_works_an_urgent_case_in_the_browser(hearth):
             expect(page.get_by_role("status")).to_contain_text("Claimed")  # nothing was sent
             finding.fill("Irregular pigmented lesion, 7 mm")
             page.get_by_label("Conclusion for the report").fill("Benign naevus likely; review")
+            # The coded diagnosis is one of the classes the AI chose between (docs/analytics.md).
+            diagnosis = page.get_by_label("Diagnosis (coded, compared with the AI finding)")
+            diagnosis.select_option(label="melanocytic nevus")
             page.get_by_role("button", name="Complete step").click()
             expect(page.get_by_role("status")).to_contain_text("Completed")
             expect(page.locator("#step-status")).to_contain_text("completed")
@@ -198,6 +201,10 @@ def test_doctor_works_an_urgent_case_in_the_browser(hearth):
     [finding] = [o for o in step["output"] if "Observation/" in str(o)]
     observation = operator.get(f"/{finding['valueReference']['reference']}")
     assert observation["valueString"] == "Irregular pigmented lesion, 7 mm"
+    [coded] = [o for o in step["output"] if o["type"]["coding"][0]["code"] == "conclusion-code"]
+    assert {"system": "http://hearth.local/fhir/CodeSystem/ai-model-label/skin", "code": "nv"} in [
+        {k: c[k] for k in ("system", "code")} for c in coded["valueCodeableConcept"]["coding"]
+    ]
     case = operator.get(f"/Task/{urgent['case']['id']}")
     assert business(case) == "DOCTOR_REVIEWED"
     operator.close()

@@ -37,9 +37,9 @@ def open_page(browser: Browser, root: str, viewport: str, errors: list, outside:
     return page
 
 
-def staff_sign_in(page: Page, root: str, user) -> None:  # type: ignore[no-untyped-def]
+def staff_sign_in(page: Page, root: str, user, button: str) -> None:  # type: ignore[no-untyped-def]
     page.goto(f"{root}/app/portal/")
-    page.get_by_role("button", name="Sign in as a community health worker").click()
+    page.get_by_role("button", name=button).click()
     page.get_by_label("User name").fill(user.username)
     page.get_by_label("Password").fill(user.password)
     page.get_by_label("Authenticator code or recovery code").fill(user.totp.now())
@@ -97,7 +97,7 @@ def test_forum_post_reply_report_and_moderation(hearth, viewport):  # noqa: F811
                 expect(pb.get_by_text(secret)).to_have_count(0)
 
             pc = open_page(browser, hearth.root, viewport, errors, outside)
-            staff_sign_in(pc, hearth.root, carl)
+            staff_sign_in(pc, hearth.root, carl, "Sign in as a community health worker")
             community(pc)
             pc.get_by_role("link", name=topic).click()
             pc.get_by_label("Your reply").fill("If it lasts more than a week, tell your cadre.")
@@ -121,7 +121,7 @@ def test_forum_post_reply_report_and_moderation(hearth, viewport):  # noqa: F811
 
             # The administrator finds it in the queue, hides it and blocks its author.
             pm = open_page(browser, hearth.root, viewport, errors, outside)
-            staff_sign_in(pm, hearth.root, admin)
+            staff_sign_in(pm, hearth.root, admin, "Sign in as a doctor or administrator")
             community(pm)
             queue = pm.locator("[data-report]")
             expect(queue).to_have_count(1)

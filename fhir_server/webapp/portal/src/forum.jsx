@@ -1,7 +1,7 @@
 // The community forum (docs/community.md): threads, replies and reports for patients and cadres,
 // through the $forum-* operations, which keep the forum apart from everyone's record. Posts show
 // the author's pseudonym unless they chose to show their name on that post. Administrators see
-// the moderators' queue and hide posts or block their authors here too (moderator={true}).
+// the moderators' queue and hide posts or block their authors here too (role "admin").
 import { useEffect, useState } from "preact/hooks";
 import { when } from "./format.js";
 import { t } from "./strings.js";
@@ -262,7 +262,8 @@ function Queue({ api, say, open }) {
   );
 }
 
-export function ForumScreen({ api, say, moderator = false }) {
+export function ForumScreen({ api, say, role }) {
+  const moderator = role === "admin";
   const [threads, setThreads] = useState(null);
   const [open, setOpen] = useState(null);
   const load = () => api.call("$forum-threads").then((b) => setThreads((b.entry || []).map((e) => view(e.resource))), say.error);

@@ -8,7 +8,10 @@ import { HomeScreen } from "./home.jsx";
 import { MessagesScreen } from "./messages.jsx";
 import { PhotosScreen } from "./photos.jsx";
 import { CadreScreens } from "./cadre.jsx";
+import { DashboardScreen } from "./dashboard.jsx";
 import { ForumScreen } from "./forum.jsx";
+import { DeliveryScreen } from "./delivery.jsx";
+import { MailboxScreen } from "./mailbox.jsx";
 import { CADRE_SCOPE, resume, session, signIn, signOut } from "./smart.js";
 import { t } from "./strings.js";
 import "./portal.css";
@@ -21,11 +24,20 @@ const ROUTES = {
   "#/assistant": { label: "navAssistant", Screen: AssistantScreen },
   "#/forum": { label: "navForum", Screen: ForumScreen },
 };
+// The staff area: doctors and administrators signed in with user-level scopes.
+const STAFF_ROLES = ["doctor", "admin"];
+const STAFF_ROUTES = {
+  "#/dashboard": { label: "navDashboard", Screen: DashboardScreen },
+  "#/delivery": { label: "navDelivery", Screen: DeliveryScreen, roles: ["admin"] },
+  "#/mailbox": { label: "navMailbox", Screen: MailboxScreen, roles: ["admin"] },
+  "#/forum": { label: "navForum", Screen: ForumScreen },
+};
+const allowed = (route, role) => !route.roles || route.roles.includes(role);
 
-function useRoute() {
-  const [hash, setHash] = useState(location.hash in ROUTES ? location.hash : "#/");
+function useRoute(routes = ROUTES) {
+  const [hash, setHash] = useState(location.hash in routes ? location.hash : "#/");
   useEffect(() => {
-    const on = () => setHash(location.hash in ROUTES ? location.hash : "#/");
+    const on = () => setHash(location.hash in routes ? location.hash : "#/");
     addEventListener("hashchange", on);
     return () => removeEventListener("hashchange", on);
   }, []);
@@ -50,6 +62,7 @@ function SignIn({ error }) {
       {error && <div class="alert" role="alert">{error}</div>}
       <p><button class="primary" type="button" onClick={() => signIn()}>{t("signIn")}</button></p>
       <p><button type="button" onClick={() => signIn(CADRE_SCOPE)}>{t("signInCadre")}</button></p>
+      <p><button type="button" onClick={() => signIn(CADRE_SCOPE)}>{t("signInStaff")}</button></p>
     </main>
   );
 }
@@ -58,7 +71,8 @@ function Portal({ client, onSignedOut }) {
   const me = useMemo(() => session(client), [client]);
   const [notice, setNotice] = useState({});
   const api = useMemo(() => makeApi(me.token, onSignedOut), [me.token]);
-  const hash = useRoute();
+  const staff = STAFF_ROLES.includes(me.role) && me.userScopes;
+  const hash = useRoute(staff ? STAFF_ROUTES : ROUTES);
   const say = {
     ok: (text) => setNotice({ ok: text }),
     error: (e) => setNotice({ error: e?.message || String(e) }),
@@ -71,7 +85,7 @@ function Portal({ client, onSignedOut }) {
   };
   const header = (
     <header>
-      <span class="brand">{t(me.role === "cadre" ? "appNameCadre" : "appName")}</span>
+      <span class="brand">{t(staff ? "appNameStaff" : me.role === "cadre" ? "appNameCadre" : "appName")}</span>
       <button type="button" onClick={out}>{t("signOut")}</button>
     </header>
   );
@@ -91,6 +105,24 @@ function Portal({ client, onSignedOut }) {
       </>
     );
   }
+  if (staff) {
+    const here = hash in STAFF_ROUTES && allowed(STAFF_ROUTES[hash], me.role) ? hash : "#/dashboard";
+    const { Screen } = STAFF_ROUTES[here];
+    return (
+      <>
+        {header}
+        <nav aria-label={t("nav")}>
+          {Object.entries(STAFF_ROUTES).filter(([, r]) => allowed(r, me.role)).map(([href, r]) => (
+            <a href={href} aria-current={href === here ? "page" : undefined}>{t(r.label)}</a>
+          ))}
+        </nav>
+        <Notice notice={notice} />
+        <main>
+          <Screen api={api} say={say} role={me.role} />
+        </main>
+      </>
+    );
+  }
   if (me.role !== "patient" || !me.patient) {
     // Other staff use the clinicians' app; here they have the community (admins moderate it).
     return (
@@ -100,7 +132,7 @@ function Portal({ client, onSignedOut }) {
         <Notice notice={notice} />
         <main>
           {hash === "#/forum" ? (
-            <ForumScreen api={api} say={say} moderator={me.role === "admin"} />
+            <ForumScreen api={api} say={say} role={me.role} />
           ) : (
             <>
               <p>{t("notForStaff")}</p>
