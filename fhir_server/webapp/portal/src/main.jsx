@@ -9,6 +9,7 @@ import { MessagesScreen } from "./messages.jsx";
 import { PhotosScreen } from "./photos.jsx";
 import { CadreScreens } from "./cadre.jsx";
 import { DashboardScreen } from "./dashboard.jsx";
+import { ForumScreen } from "./forum.jsx";
 import { DeliveryScreen } from "./delivery.jsx";
 import { MailboxScreen } from "./mailbox.jsx";
 import { ADMIN_ROUTES } from "./admin/index.jsx";
@@ -22,6 +23,7 @@ const ROUTES = {
   "#/messages": { label: "navMessages", Screen: MessagesScreen },
   "#/photos": { label: "navPhotos", Screen: PhotosScreen },
   "#/assistant": { label: "navAssistant", Screen: AssistantScreen },
+  "#/forum": { label: "navForum", Screen: ForumScreen },
 };
 // The staff area: doctors and administrators signed in with user-level scopes.
 const STAFF_ROLES = ["doctor", "admin"];
@@ -30,6 +32,7 @@ const STAFF_ROUTES = {
   "#/delivery": { label: "navDelivery", Screen: DeliveryScreen, roles: ["admin"] },
   "#/mailbox": { label: "navMailbox", Screen: MailboxScreen, roles: ["admin"] },
   ...ADMIN_ROUTES, // Users, Schedules, Audit (src/admin/)
+  "#/forum": { label: "navForum", Screen: ForumScreen },
 };
 const allowed = (route, role) => !route.roles || route.roles.includes(role);
 
@@ -95,10 +98,11 @@ function Portal({ client, onSignedOut }) {
         <nav aria-label={t("nav")}>
           <a href="#/">{t("navFind")}</a>
           <a href="#/register">{t("navRegister")}</a>
+          <a href="#/forum">{t("navForum")}</a>
         </nav>
         <Notice notice={notice} />
         <main>
-          <CadreScreens api={api} say={say} />
+          {hash === "#/forum" ? <ForumScreen api={api} say={say} /> : <CadreScreens api={api} say={say} />}
         </main>
       </>
     );
@@ -116,18 +120,27 @@ function Portal({ client, onSignedOut }) {
         </nav>
         <Notice notice={notice} />
         <main>
-          <Screen api={api} say={say} />
+          <Screen api={api} say={say} role={me.role} />
         </main>
       </>
     );
   }
   if (me.role !== "patient" || !me.patient) {
+    // Other staff use the clinicians' app; here they have the community (admins moderate it).
     return (
       <>
         {header}
+        <nav aria-label={t("nav")}><a href="#/forum">{t("navForum")}</a></nav>
+        <Notice notice={notice} />
         <main>
-          <p>{t("notForStaff")}</p>
-          <a href="/app/">{t("openStaffApp")}</a>
+          {hash === "#/forum" ? (
+            <ForumScreen api={api} say={say} role={me.role} />
+          ) : (
+            <>
+              <p>{t("notForStaff")}</p>
+              <a href="/app/">{t("openStaffApp")}</a>
+            </>
+          )}
         </main>
       </>
     );
