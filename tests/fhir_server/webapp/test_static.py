@@ -39,6 +39,8 @@ def test_index_is_served_with_a_strict_policy(http):
     assert policy["style-src"] == ["'self'"]
     assert policy["connect-src"] == ["'self'"]
     assert policy["img-src"] == ["'self'", "blob:"]
+    assert policy["frame-src"] == ["blob:"]  # the report preview, a PDF the app fetched
+    assert "object-src" not in policy  # default-src 'none': no plugins
     assert policy["frame-ancestors"] == ["'none'"]
     assert "'unsafe-inline'" not in resp.headers["content-security-policy"]
     assert resp.headers["x-content-type-options"] == "nosniff"
