@@ -5,11 +5,13 @@
 // Claim / Release / Complete.
 import { h, humanName, when, day, time, codeOf, textOf } from "./dom.js";
 import { blobUrl, entries, Names } from "./fhir.js";
+import { historyPanel } from "./history.js";
 
 const IO = "http://hearth.local/fhir/CodeSystem/task-io";
 const STEP = "http://hearth.local/fhir/CodeSystem/workflow-step";
 const ROLE = "http://hearth.local/fhir/CodeSystem/care-role";
 const CASE_STATUS = "http://hearth.local/fhir/CodeSystem/case-status";
+const CASE = "http://hearth.local/fhir/CodeSystem/workflow-case";
 
 function io(task, element, label) {
   return (task[element] || [])
@@ -467,10 +469,11 @@ async function afterComplete(fhir, caseId, role) {
 
 export async function caseView(fhir, session, stepId, act) {
   const step = await fhir.read(`Task/${stepId}`);
-  const caseRef = ref((step.partOf || [])[0]);
+  // A step names its case; a case opened itself (from the patient's earlier results) is both.
+  const caseRef = ref((step.partOf || [])[0]) || (codeOf(step.code, CASE) ? `Task/${step.id}` : "");
   const names = new Names(fhir);
   const [caseTask, patient, related] = await Promise.all([
-    caseRef ? fhir.read(caseRef) : step,
+    caseRef && caseRef !== `Task/${step.id}` ? fhir.read(caseRef) : step,
     fhir.read(ref(step.for)),
     caseRef ? fhir.search("Task", [["part-of", caseRef], ["_include", "Task:owner"], ["_count", "50"]]).then((b) => {
       names.add(entries(b, "include"));
@@ -532,6 +535,7 @@ export async function caseView(fhir, session, stepId, act) {
       await imagePanel(fhir, ref(caseTask.focus) || ref(step.focus), heatmaps)),
     h("section", { class: "panel", "aria-labelledby": "ai-heading" }, h("h2", { id: "ai-heading" }, "AI analysis"),
       results.length ? results.map((r) => resultPanel(r, devices.get(ref(r.device)), names)) : h("p", { class: "muted" }, "No AI result yet.")),
+    session.role === "doctor" ? await historyPanel(fhir, ref(step.for), caseId).catch((err) => h("p", { class: "muted" }, `Earlier results could not be shown (${err.message}).`)) : null,
     appointmentPanel(appointment, names),
     showMedicines ? prescriptionsPanel(requests, dispenses, names) : null,
     showMedicines ? allergiesPanel(allergies) : null,

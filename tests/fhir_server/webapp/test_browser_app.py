@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import io
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -78,23 +78,36 @@ def register_app(server) -> None:  # type: ignore[no-untyped-def]
         store.engine.dispose()
 
 
-def start_case(operator: Fhir, cadre: str, doctor: str, photo: str, priority: str) -> dict:
+def start_case(  # noqa: PLR0913 - the case's settings, each optional but the first five
+    operator: Fhir,
+    cadre: str,
+    doctor: str,
+    photo: str,
+    priority: str,
+    *,
+    patient: dict | None = None,
+    site: str | None = None,
+    taken: str | None = None,
+) -> dict:
     tag = uuid.uuid4().hex[:6]
-    patient = person(operator, "Patient", f"{priority.title()}{tag}")
-    media = operator.create(
-        {
-            "resourceType": "Media",
-            "status": "completed",
-            "subject": {"reference": ref(patient)},
-            "content": {
-                "contentType": "image/jpeg",
-                "data": base64.b64encode(
-                    shared_path("data", "skin_photos", photo).read_bytes()
-                ).decode(),
-                "title": "Lesion photo",
-            },
-        }
-    )
+    patient = patient or person(operator, "Patient", f"{priority.title()}{tag}")
+    body: dict = {
+        "resourceType": "Media",
+        "status": "completed",
+        "subject": {"reference": ref(patient)},
+        "content": {
+            "contentType": "image/jpeg",
+            "data": base64.b64encode(
+                shared_path("data", "skin_photos", photo).read_bytes()
+            ).decode(),
+            "title": "Lesion photo",
+        },
+    }
+    if site:
+        body["bodySite"] = {"text": site}
+    if taken:
+        body["createdDateTime"] = taken
+    media = operator.create(body)
     params = {
         "caseType": {"valueCode": "skin-screening"},
         "patient": {"valueReference": {"reference": ref(patient)}},
@@ -161,8 +174,29 @@ def test_doctor_works_an_urgent_case_in_the_browser(hearth):
     free_slot(operator, doctor, hours=30)  # the urgent case's proposed appointment
     user = make_user(hearth, "doctor", doctor)
     routine = start_case(operator, cadre, doctor, PHOTOS[0], "routine")
-    urgent = start_case(operator, cadre, doctor, PHOTOS[1], "urgent")
+    # The urgent patient's earlier photo of the same site, half a year ago (already reviewed).
+    taken = (datetime.now(UTC) - timedelta(days=180)).replace(microsecond=0).isoformat()
+    earlier = start_case(
+        operator, cadre, doctor, PHOTOS[0], "routine", site="Left forearm", taken=taken
+    )
+    urgent = start_case(
+        operator, cadre, doctor, PHOTOS[1], "urgent", patient=earlier["patient"],
+        site="Left forearm",
+    )  # fmt: skip
     assert "ran" in run_worker(hearth).stdout  # the real skin classifier, with heatmaps
+    earlier_review = operator.search(
+        "Task", **{"part-of": f"Task/{earlier['case']['id']}", "code": f"{STEP}|doctor-review"}
+    )[0]
+    assert (
+        operator.op(f"/Task/{earlier_review['id']}/$claim", ("doctor", doctor)).status_code == 200
+    )
+    finding = {"resourceType": "Observation", "status": "final", "code": {"text": "Finding"}}
+    done = operator.op(
+        f"/Task/{earlier_review['id']}/$complete",
+        ("doctor", doctor),
+        {"output": {"resource": {**finding, "valueString": "Regular naevus"}}},
+    )
+    assert done.status_code == 200, done.text
     for c in (routine, urgent):
         case = operator.get(f"/Task/{c['case']['id']}")
         assert business(case) == "AI_ANALYZED", case
@@ -222,8 +256,10 @@ def test_doctor_works_an_urgent_case_in_the_browser(hearth):
             rows.nth(0).get_by_role("link").click()
             expect(page.get_by_role("heading", name=urgent["name"])).to_be_visible()
             expect(page.get_by_text("AI finding:")).to_be_visible()
-            expect(page.get_by_role("table", name="Probabilities")).to_be_visible()
-            probabilities = page.get_by_role("table", name="Probabilities").locator("tbody tr")
+            expect(page.get_by_role("table", name="Probabilities", exact=True)).to_be_visible()
+            probabilities = page.get_by_role("table", name="Probabilities", exact=True).locator(
+                "tbody tr"
+            )
             classes = [c for c in observation["component"] if "referenceRange" not in c]
             expect(probabilities).to_have_count(len(classes))
             expect(probabilities.first).to_contain_text(top["code"]["text"])
@@ -261,7 +297,26 @@ def test_doctor_works_an_urgent_case_in_the_browser(hearth):
             expect(page.locator(".case-line")).to_contain_text("owner Test Doctor")
             expect(page.locator("li[data-step=ai-analysis]")).to_contain_text("completed")
             no_references(page)
+            # The same patient's earlier photo of that site beside this one, by date; the AI's
+            # probabilities over time (a chart and a table).
+            history = page.locator("#history")
+            site = history.locator(".site-group", has_text="Left forearm (this photo's site)")
+            expect(site.locator("figure")).to_have_count(2)
+            before, now = local(taken.replace("+00:00", "Z"))
+            expect(site.locator("figure").first).to_contain_text(f"{before}, {now}")
+            expect(site.locator("figure").nth(1)).to_contain_text("this case")
+            expect(history.get_by_role("img", name=f"Left forearm, {before}")).to_be_visible()
+            expect(history.locator("svg.trend circle")).to_have_count(2)
+            over_time = page.get_by_role("table", name="AI probabilities over time")
+            expect(over_time.locator("thead th")).to_have_count(3)
+            expect(over_time).to_contain_text(top["code"]["text"])
             shot(page, "doctor-case")
+            # The earlier case opens (the case itself, with its steps), and back.
+            site.locator("figure").first.get_by_role("link", name="Open").click()
+            expect(page.locator("li[data-step=doctor-review]")).to_contain_text("Regular naevus")
+            expect(page.get_by_role("button", name="Claim")).to_have_count(0)
+            page.go_back()
+            expect(page.get_by_role("button", name="Claim")).to_be_visible()
 
             # Claim: the step is the doctor's on the server.
             page.get_by_role("button", name="Claim").click()
