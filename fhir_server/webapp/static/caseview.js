@@ -68,12 +68,12 @@ async function focusImage(fhir, focusRef) {
     const path = `../dicomweb/studies/${uid.replace("urn:oid:", "")}/series/${series.uid}/instances/${instance.uid}/rendered`;
     return { src: await fhir.imageUrl(path, "image/png"), alt: label, caption: label };
   }
-  return { label: `Focus: ${focusRef}` };
+  return null; // a case about the record itself (lung-risk: the Patient) has no image
 }
 
 // The photo with the heatmap stacked over it (both centre-cropped squares, as the model saw
 // the photo), the heatmap's opacity set by a slider; without a heatmap, the photo alone.
-function overlayFigure(photo, heatmap) {
+function overlayFigure(photo, heatmap, n = 0) {
   if (!heatmap) {
     return h("figure", {}, h("img", { src: photo.src, alt: photo.alt }), h("figcaption", {}, photo.caption));
   }
@@ -81,9 +81,10 @@ function overlayFigure(photo, heatmap) {
   const initial = 60;
   heat.style.opacity = String(initial / 100); // CSSOM, not a style attribute: CSP style-src 'self'
   // The value is said by the slider itself (aria-valuetext); the text beside it is for the eye.
-  const value = h("span", { id: "heat-opacity-value", "aria-hidden": "true" }, `${initial} %`);
+  const id = n ? `heat-opacity-${n}` : "heat-opacity"; // one slider per heatmap
+  const value = h("span", { id: `${id}-value`, "aria-hidden": "true" }, `${initial} %`);
   const slider = h("input", {
-    type: "range", id: "heat-opacity", min: 0, max: 100, step: 5, value: initial, "aria-valuetext": `${initial} %`,
+    type: "range", id, min: 0, max: 100, step: 5, value: initial, "aria-valuetext": `${initial} %`,
     oninput: (event) => {
       heat.style.opacity = String(event.target.value / 100);
       value.textContent = `${event.target.value} %`;
@@ -93,7 +94,7 @@ function overlayFigure(photo, heatmap) {
   return h("figure", { class: "overlay-figure" },
     h("div", { class: "overlay" }, h("img", { src: photo.src, alt: photo.alt, class: "base" }), heat),
     h("figcaption", {}, photo.caption, " — with the AI heatmap over it (the centre square the model saw). ", heatmap.caption),
-    h("div", { class: "slider" }, h("label", { for: "heat-opacity" }, "Heatmap opacity"), slider, value));
+    h("div", { class: "slider" }, h("label", { for: id }, "Heatmap opacity"), slider, value));
 }
 
 async function imagePanel(fhir, focusRef, heatmaps) {
@@ -103,6 +104,7 @@ async function imagePanel(fhir, focusRef, heatmaps) {
   } catch (err) {
     return h("p", { class: "muted" }, `The image could not be shown (${err.message}).`);
   }
+  if (!photo) return null;
   if (!photo.src) return h("p", {}, photo.label);
   const shown = [];
   for (const media of heatmaps) {
@@ -113,7 +115,7 @@ async function imagePanel(fhir, focusRef, heatmaps) {
     }
   }
   if (!shown.length) return overlayFigure(photo, null);
-  return h("div", { class: "images" }, shown.map((heat) => overlayFigure(photo, heat)));
+  return h("div", { class: "images" }, shown.map((heat, n) => overlayFigure(photo, heat, n)));
 }
 
 // -- the AI result ---------------------------------------------------------------------------
@@ -195,6 +197,14 @@ function resultPanel(result, device, names) {
 }
 
 // -- flags -----------------------------------------------------------------------------------
+// "Lung cancer within 6 years: 4.20 % (high) by PLCOm2012"
+function riskWords(r) {
+  const p = (r.prediction || [])[0] || {};
+  const qualitative = textOf(p.qualitativeRisk);
+  return [`${textOf(p.outcome) || "risk"}: ${typeof p.probabilityDecimal === "number" ? `${(p.probabilityDecimal * 100).toFixed(2)} %` : "—"}`,
+    qualitative ? `(${qualitative})` : "", textOf(r.method) ? `by ${textOf(r.method)}` : ""].filter(Boolean).join(" ");
+}
+
 function flags(caseTask, step, results, delivery, names) {
   const notes = (caseTask.note || []).map((n) => n.text || "");
   const items = [];
@@ -206,8 +216,7 @@ function flags(caseTask, step, results, delivery, names) {
     const reasons = results.flatMap((r) => (r.component || []).filter(isScreening)
       .filter((c) => codeOf((c.interpretation || [])[0]) === "POS")
       .map((c) => textOf((c.interpretation || [])[0])));
-    const risk = results.filter((r) => r.resourceType === "RiskAssessment")
-      .map((r) => `${textOf(((r.prediction || [])[0] || {}).qualitativeRisk)} risk`);
+    const risk = results.filter((r) => r.resourceType === "RiskAssessment").map(riskWords);
     items.push(["High risk", reasons.concat(risk).join("; ") || `the AI finding is a high-risk class (${results.map((r) => textOf(r.valueCodeableConcept)).join(", ")})`]);
   }
   const uncertain = io(caseTask, "input", "uncertain").includes(true) || results.some((r) => codeOf((r.interpretation || [])[0]) === "IND");
@@ -262,7 +271,7 @@ function describe(resource, names) {
     case "Media":
       return `Image: ${(resource.content || {}).title || ""}`;
     case "RiskAssessment":
-      return `Risk: ${textOf(((resource.prediction || [])[0] || {}).qualitativeRisk)}`;
+      return `Risk: ${riskWords(resource)}`;
     case "QuestionnaireResponse":
       return `Questionnaire answers (${(resource.item || []).length})`;
     default:
@@ -291,9 +300,14 @@ function stepTime(t) {
   return (t.executionPeriod || {}).end || (RANK[t.status] === 0 ? t.lastModified : "") || "";
 }
 
-function stepsPanel(steps, read, names) {
+function stepsPanel(steps, caseTask, read, names) {
   const ordered = [...steps].sort((a, b) => (RANK[a.status] ?? 4) - (RANK[b.status] ?? 4) || stepTime(a).localeCompare(stepTime(b)));
+  // What the case itself recorded (a referral, …), beside the report and appointment shown above.
+  const onCase = (caseTask.output || [])
+    .filter((o) => !["report", "appointment"].includes(codeOf(o.type, IO)) && o.valueReference)
+    .map((o) => describe(read.get(ref(o.valueReference)), names));
   return h("section", { "aria-labelledby": "steps-heading" }, h("h2", { id: "steps-heading" }, "Steps of this case"),
+    onCase.length ? h("p", { id: "case-outputs" }, h("strong", {}, "Recorded on the case: "), onCase.join("; ")) : null,
     h("ol", { class: "timeline" }, ordered.map((t) => {
       const recorded = outputsOf(t, read, names);
       const at = (t.executionPeriod || {}).end || (t.executionPeriod || {}).start;
@@ -452,7 +466,7 @@ async function afterComplete(fhir, caseId, role) {
   if (!caseId) return "Completed.";
   const [caseTask, steps] = await Promise.all([
     fhir.read(`Task/${caseId}`),
-    fhir.search("Task", { "part-of": `Task/${caseId}`, _count: "50" }).then((b) => entries(b)),
+    fhir.search("Task", { "part-of": `Task/${caseId}`, _count: "50" }).then((b) => entries(b).filter((t) => codeOf(t.code, STEP))),
   ]);
   const status = codeOf(caseTask.businessStatus, CASE_STATUS) || codeOf(caseTask.businessStatus);
   const delivery = steps.find((t) => roleOf(t) === "system");
@@ -464,7 +478,8 @@ async function afterComplete(fhir, caseId, role) {
   if (status === "REPORT_DELIVERED") return "Approved: the signed report was delivered to the patient.";
   const next = steps.find((t) => t.status === "requested");
   const said = caseStatus(caseTask);
-  return `Completed${role === "admin" ? " (approved)" : ""}: the case is now ${said}${next ? `; next: ${next.description || textOf(next.code)}` : ""}.`;
+  const then = caseTask.status === "completed" ? "; the case is complete" : next ? `; next: ${next.description || textOf(next.code)}` : "";
+  return `Completed${role === "admin" ? " (approved)" : ""}: the case is now ${said}${then}.`;
 }
 
 export async function caseView(fhir, session, stepId, act) {
@@ -501,8 +516,8 @@ export async function caseView(fhir, session, stepId, act) {
   const appointment = read.get(ref(io(caseTask, "output", "appointment")[0]));
   if (appointment) names.add([appointment]);
   await names.load([
-    ref(step.owner), ref(caseTask.requester), ...related.map((t) => ref(t.owner)),
-    ...[caseTask, ...related].flatMap((t) => (t.note || []).map((n) => ref(n.authorReference))),
+    ref(step.owner), ref(caseTask.requester), ...steps.map((t) => ref(t.owner)),
+    ...[caseTask, ...steps].flatMap((t) => (t.note || []).map((n) => ref(n.authorReference))),
     ...all.flatMap((r) => [ref(r.requester), ...(r.performer || []).map((p) => ref(p.actor || p)), ref(r.device)]),
     ...((appointment && appointment.participant) || []).map((p) => ref(p.actor)),
     ...results.map((r) => ref(r.device)),
@@ -522,6 +537,7 @@ export async function caseView(fhir, session, stepId, act) {
   const caseId = caseRef.replace("Task/", "");
   const heatmaps = heatmapRefs.map((r) => read.get(r)).filter(Boolean);
   const ident = (patient.identifier || []).map((i) => i.value).filter(Boolean).join(", ");
+  const image = await imagePanel(fhir, ref(caseTask.focus) || ref(step.focus), heatmaps);
   const showMedicines = session.role === "pharmacist" || session.role === "doctor" || requests.length > 0;
   return [
     h("h1", {}, humanName(patient), urgent ? h("span", { class: "badge urgent" }, "Urgent") : null),
@@ -531,8 +547,7 @@ export async function caseView(fhir, session, stepId, act) {
       ` · case: ${caseStatus(caseTask)} · since `, time(step.authoredOn)),
     h("p", {}, `Born ${day(patient.birthDate) || "—"} · ${patient.gender || ""}${ident ? ` · ${ident}` : ""}`),
     h("section", { class: "panel", "aria-labelledby": "flags-heading" }, h("h2", { id: "flags-heading" }, "Flags"), flags(caseTask, step, results, delivery, names)),
-    h("section", { class: "panel", "aria-labelledby": "image-heading" }, h("h2", { id: "image-heading" }, "Image"),
-      await imagePanel(fhir, ref(caseTask.focus) || ref(step.focus), heatmaps)),
+    image ? h("section", { class: "panel", "aria-labelledby": "image-heading" }, h("h2", { id: "image-heading" }, "Image"), image) : null,
     h("section", { class: "panel", "aria-labelledby": "ai-heading" }, h("h2", { id: "ai-heading" }, "AI analysis"),
       results.length ? results.map((r) => resultPanel(r, devices.get(ref(r.device)), names)) : h("p", { class: "muted" }, "No AI result yet.")),
     session.role === "doctor" ? await historyPanel(fhir, ref(step.for), caseId).catch((err) => h("p", { class: "muted" }, `Earlier results could not be shown (${err.message}).`)) : null,
@@ -544,7 +559,7 @@ export async function caseView(fhir, session, stepId, act) {
     step.status === "in-progress" && mine
       ? h("div", { class: "panel" }, completeForm(session.role, requests, session, (parts) => act(`Task/${step.id}/$complete`, parts, () => afterComplete(fhir, caseId, session.role).catch(() => "Completed."))))
       : null,
-    steps.length ? h("div", { class: "panel" }, stepsPanel(steps, read, names)) : null,
+    steps.length ? h("div", { class: "panel" }, stepsPanel(steps, caseTask, read, names)) : null,
     reportPanel(fhir, session, caseTask, delivery, read, names, act),
   ];
 }

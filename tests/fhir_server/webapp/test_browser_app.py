@@ -158,6 +158,7 @@ def watch(page: Page, root: str, outside: list[str], errors: list[str]) -> None:
     )
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
 
 
 def no_references(page: Page) -> None:
@@ -546,4 +547,105 @@ def test_pharmacist_dispenses_and_admin_previews_approves_and_retries(hearth, sm
     assert dispense["performer"] == [{"actor": {"reference": pharmacist}}]
     assert dispense["authorizingPrescription"][0]["reference"].startswith("MedicationRequest/")
     assert dispense["subject"] == {"reference": ref(patient)}
+    operator.close()
+
+
+def test_doctor_sees_a_lung_risk_case_without_an_image(hearth):
+    """A case about the record (lung-risk: intake questionnaire, PLCOm2012 risk), not a photo:
+    no image, the risk and its high-risk flag with the reason, the referral the review made."""
+    operator = Fhir(hearth.fhir, hearth.headers)
+    cadre = ref(person(operator, "Practitioner", "Intake"))
+    doctor = ref(person(operator, "Practitioner", "Pulmonologist"))
+    patient = person(operator, "Patient", f"Lung{uuid.uuid4().hex[:6]}")
+    name = f"Test {patient['name'][0]['family']}"
+    params = {
+        "caseType": {"valueCode": "lung-risk"},
+        "patient": {"valueReference": {"reference": ref(patient)}},
+    }
+    created = operator.op("/Task/$start-case", ("cadre", cadre), params)
+    assert created.status_code == 201, created.text
+    case_id = created.json()["id"]
+    intake = step_of(operator, case_id, "intake")
+    assert operator.op(f"/Task/{intake['id']}/$claim", ("cadre", cadre)).status_code == 200
+    answers = {
+        "resourceType": "QuestionnaireResponse",
+        "status": "completed",
+        "item": [{"linkId": "age", "answer": [{"valueInteger": 67}]}],
+    }
+    done = operator.op(
+        f"/Task/{intake['id']}/$complete", ("cadre", cadre), {"output": {"resource": answers}}
+    )
+    assert done.status_code == 200, done.text
+    risk_step = step_of(operator, case_id, "risk-calculation")
+    device = operator.create(
+        {"resourceType": "Device", "deviceName": [{"name": "PLCOm2012", "type": "model-name"}]}
+    )
+    risk = operator.create(
+        {
+            "resourceType": "RiskAssessment",
+            "status": "final",
+            "subject": {"reference": ref(patient)},
+            "basedOn": {"reference": f"Task/{risk_step['id']}"},
+            "method": {"text": "PLCOm2012"},
+            "prediction": [
+                {"outcome": {"text": "Lung cancer within 6 years"}, "probabilityDecimal": 0.042}
+            ],
+        }
+    )
+    done = operator.op(
+        f"/Task/{risk_step['id']}/$complete",
+        ("ai", ref(device)),
+        {
+            "result": {"valueReference": {"reference": ref(risk)}},
+            "highRisk": {"valueBoolean": True},
+        },
+    )
+    assert done.status_code == 200, done.text
+    user = make_user(hearth, "doctor", doctor)
+
+    outside: list[str] = []
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_context(locale=LOCALE, timezone_id=ZONE).new_page()
+            watch(page, hearth.root, outside, errors)
+            sign_in(page, hearth.root, user, "Worklist: doctor")
+            row = page.locator("tbody tr", has_text=name)
+            expect(row).to_contain_text("Lung cancer risk (PLCOm2012)")
+            expect(row).to_contain_text("Urgent")
+            row.get_by_role("link").click()
+            expect(page.get_by_role("heading", name=name)).to_be_visible()
+            expect(page.get_by_text("Risk: 4.20 %")).to_be_visible()
+            expect(page.locator("#flags")).to_contain_text(
+                "High risk: Lung cancer within 6 years: 4.20 % by PLCOm2012"
+            )
+            expect(page.get_by_role("heading", name="Image")).to_have_count(0)
+            expect(page.get_by_role("heading", name="Report")).to_have_count(0)  # makes none
+            expect(page.locator("li[data-step=intake]")).to_contain_text("Test Intake")
+            expect(page.locator("li[data-step=intake]")).to_contain_text(
+                "Questionnaire answers (1)"
+            )
+            expect(page.locator("li[data-step=risk-calculation]")).to_contain_text("PLCOm2012")
+            no_references(page)
+            page.get_by_role("button", name="Claim").click()
+            expect(page.get_by_role("status")).to_contain_text("Claimed")
+            page.get_by_label("Finding (required)").fill("Heavy smoker, 40 pack-years")
+            page.get_by_role("button", name="Complete step").click()
+            expect(page.get_by_role("status")).to_contain_text(
+                "reviewed by a doctor (DOCTOR_REVIEWED); the case is complete"
+            )
+            expect(page.locator("li[data-step=risk-calculation]")).to_contain_text(
+                "Risk: Lung cancer within 6 years: 4.20 % by PLCOm2012"
+            )
+            expect(page.locator("#case-outputs")).to_contain_text(
+                "Order: Lung cancer screening (low-dose CT) (active)"
+            )
+            no_references(page)
+            shot(page, "doctor-lung-risk")
+            assert not errors, errors
+        finally:
+            browser.close()
+    assert not outside, outside
+    assert business(operator.get(f"/Task/{case_id}")) == "DOCTOR_REVIEWED"
     operator.close()
