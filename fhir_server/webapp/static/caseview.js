@@ -356,23 +356,29 @@ function allergiesPanel(allergies) {
 }
 
 // -- the report: preview, delivery status, retry ----------------------------------------------
+// A PDF (a Binary's base64 data) in a frame of its blob: URL, with a download link.
+function pdfButton(frame, label, load, title, file, linkText, linkId) {
+  return h("button", { type: "button", onclick: async (event) => {
+    event.target.disabled = true;
+    frame.replaceChildren(h("p", {}, "Loading the report…"));
+    try {
+      const binary = await load();
+      const url = blobUrl(binary.data, "application/pdf");
+      frame.replaceChildren(
+        h("iframe", { src: url, title, class: "pdf" }),
+        h("p", {}, h("a", { href: url, download: file, id: linkId }, linkText)));
+    } catch (err) {
+      frame.replaceChildren(h("p", { class: "error" }, `The report could not be shown: ${err.message}`));
+    }
+    event.target.disabled = false;
+  } }, label);
+}
+
 function reportPanel(fhir, session, caseTask, delivery, read, names, act) {
   if (!delivery) return null;
   const frame = h("div", { class: "preview" });
-  const preview = h("button", { type: "button", onclick: async (event) => {
-    event.target.disabled = true;
-    frame.replaceChildren(h("p", {}, "Rendering the report…"));
-    try {
-      const binary = await fhir.json(`Task/${caseTask.id}/$preview-report`);
-      const url = blobUrl(binary.data, "application/pdf");
-      frame.replaceChildren(
-        h("iframe", { src: url, title: "Report preview (PDF, not signed)", class: "pdf" }),
-        h("p", {}, h("a", { href: url, download: `report-preview-${caseTask.id}.pdf`, id: "preview-download" }, "Download the preview (PDF)")));
-    } catch (err) {
-      frame.replaceChildren(h("p", { class: "error" }, `The preview could not be made: ${err.message}`));
-    }
-    event.target.disabled = false;
-  } }, "Preview the report");
+  const preview = pdfButton(frame, "Preview the report", () => fhir.json(`Task/${caseTask.id}/$preview-report`),
+    "Report preview (PDF, not signed)", `report-preview-${caseTask.id}.pdf`, "Download the preview (PDF)", "preview-download");
   const report = read.get(ref(io(caseTask, "output", "report")[0]));
   const status = {
     draft: "not yet: the report is made when an administrator approves the case",
@@ -386,6 +392,12 @@ function reportPanel(fhir, session, caseTask, delivery, read, names, act) {
     delivery.status === "failed" ? ` — ${names.inText(textOf(delivery.statusReason)) || "no reason recorded"}` : "",
     delivery.status === "completed" && (delivery.executionPeriod || {}).end ? [" · ", time(delivery.executionPeriod.end)] : "")];
   if (report) lines.push(h("p", {}, describe(report, { of: () => "" })));
+  // The signed PDF, stored on approval (Binary + DocumentReference) even when its e-mail failed.
+  const stored = ((report && report.presentedForm) || []).find((f) => f.contentType === "application/pdf" && (f.url || "").startsWith("Binary/"));
+  const signed = stored
+    ? pdfButton(frame, "Show the signed report", () => fhir.read(stored.url), "Signed report (PDF)",
+      `report-${report.id}.pdf`, "Download the signed report (PDF)", "signed-download")
+    : null;
   const retry = delivery.status === "failed" && session.role === "admin"
     ? h("button", { type: "button", class: "primary", onclick: () => act(`Task/${caseTask.id}/$deliver-report`, [], (result) => {
       const part = (name) => ((result.parameter || []).find((p) => p.name === name) || {}).valueString;
@@ -393,7 +405,7 @@ function reportPanel(fhir, session, caseTask, delivery, read, names, act) {
     }) }, "Retry delivery")
     : null;
   return h("section", { class: "panel", "aria-labelledby": "report-heading" }, h("h2", { id: "report-heading" }, "Report"),
-    lines, h("div", { class: "actions" }, preview, retry), frame);
+    lines, h("div", { class: "actions" }, preview, signed, retry), frame);
 }
 
 // -- completing the step ----------------------------------------------------------------------
