@@ -1,7 +1,7 @@
 // The worklist of the signed-in role: the FHIR searches docs/workflow.md names, with the
 // patient and the case (its type) of each step included in the same answer.
 import { h, humanName, time, textOf } from "./dom.js";
-import { entries } from "./fhir.js";
+import { entries, Names } from "./fhir.js";
 
 const SORT = "-priority,authored-on";
 const INCLUDES = [["_include", "Task:patient"], ["_include", "Task:part-of"]];
@@ -19,10 +19,12 @@ function caseType(task, byRef) {
   return "";
 }
 
-function table(caption, bundle, emptyText) {
+function table(caption, bundle, emptyText, fhir) {
   const tasks = entries(bundle);
   if (!tasks.length) return h("section", {}, h("h2", {}, caption), h("p", { class: "muted" }, emptyText));
   const byRef = included(bundle);
+  const names = new Names(fhir);
+  names.add(entries(bundle, "include"));
   const rows = tasks.map((task) => {
     const urgent = task.priority === "urgent" || task.priority === "stat" || task.priority === "asap";
     const patient = byRef.get((task.for || {}).reference);
@@ -33,8 +35,9 @@ function table(caption, bundle, emptyText) {
       h("td", {}, urgent ? h("span", { class: "badge urgent" }, "Urgent") : "Routine"),
       h("td", {}, patient ? humanName(patient) : "—"),
       h("td", { class: "case-type" }, caseType(task, byRef) || "—"),
-      h("td", {}, task.description || textOf(task.code)),
-      h("td", {}, time(task.authoredOn)),
+      h("td", {}, task.description || textOf(task.code),
+        task.status === "failed" ? h("span", { class: "reason" }, ` — failed: ${names.inText(textOf(task.statusReason)) || "no reason recorded"}`) : ""),
+      h("td", {}, time(task.status === "failed" ? task.lastModified || task.authoredOn : task.authoredOn)),
       h("td", {}, h("a", { href: `#/task/${encodeURIComponent(task.id)}` }, "Open",
         h("span", { class: "sr-only" }, ` case of ${name}`))),
     );
@@ -70,9 +73,15 @@ export async function worklist(fhir, session) {
       ["_count", "50"],
     ]),
   ]);
+  // Administrators also see the reports whose delivery failed (the automatic delivery step,
+  // failed with its reason), to open and retry.
+  const failed = session.role === "admin"
+    ? await fhir.search("Task", [["performer-type", "system"], ["status", "failed"], ["_sort", SORT], ...INCLUDES, ["_count", "50"]])
+    : null;
   return [
     h("h1", {}, `Worklist: ${session.role}`),
-    table("Waiting for a " + session.role, open, "Nothing is waiting for your role."),
-    table("In progress, claimed by you", mine, "You have no claimed steps."),
+    table(`Waiting for ${/^[aeiou]/.test(session.role) ? "an" : "a"} ${session.role}`, open, "Nothing is waiting for your role.", fhir),
+    table("In progress, claimed by you", mine, "You have no claimed steps.", fhir),
+    failed ? table("Reports not delivered", failed, "No report delivery has failed.", fhir) : null,
   ];
 }

@@ -539,12 +539,25 @@ def test_pharmacist_dispenses_and_admin_previews_approves_and_retries(hearth, sm
             fixed = operator.get(f"/Patient/{patient['id']}")
             fixed["telecom"] = [{"system": "email", "value": address}]
             assert operator.http.put(f"/Patient/{patient['id']}", json=fixed).status_code == 200
-            retry = page.get_by_role("button", name="Retry delivery")
-            retry.focus()  # the signed report's viewer had the focus (see above)
-            retry.click()
+            # The failed delivery waits on the admin's worklist, with its reason; it opens.
+            to_worklist = page.get_by_role("link", name="Worklist")
+            to_worklist.focus()  # the signed report's viewer had the focus (see above)
+            to_worklist.click()
+            failed = page.locator("section", has_text="Reports not delivered").locator(
+                "tbody tr", has_text=name
+            )
+            expect(failed).to_contain_text("Report delivery to the patient")
+            expect(failed).to_contain_text(f"failed: {name} has no e-mail address")
+            expect(failed).to_contain_text("Skin lesion screening")
+            shot(page, "admin-worklist")
+            failed.get_by_role("link").click()
+            expect(page.locator("#delivery-status")).to_contain_text("has no e-mail address")
+            page.get_by_role("button", name="Retry delivery").click()
             expect(status).to_contain_text("Delivered: the signed report was e-mailed")
             expect(page.locator("#delivery-status")).to_contain_text("delivered to the patient")
             expect(page.get_by_role("button", name="Retry delivery")).to_have_count(0)
+            page.get_by_role("link", name="Worklist").click()
+            expect(page.get_by_text("No report delivery has failed.")).to_be_visible()
             no_references(page)
             shot(page, "admin-delivered")
             assert not errors, errors
