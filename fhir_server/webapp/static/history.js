@@ -48,7 +48,8 @@ function chart(points) {
 }
 
 export async function historyPanel(fhir, patientRef, currentCaseId) {
-  const bundle = await fhir.search("Task", { patient: patientRef, _sort: "authored-on", _count: "50" });
+  // The case Tasks only (a code of the case system; their steps have step codes).
+  const bundle = await fhir.search("Task", { patient: patientRef, code: `${CASE}|`, _sort: "authored-on", _count: "50" });
   const cases = entries(bundle).filter((t) => codeOf(t.code, CASE) && !(t.partOf || []).length);
   const shown = await Promise.all(cases.map(async (c) => {
     const focus = (c.focus || {}).reference || "";
