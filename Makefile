@@ -15,7 +15,7 @@ install: $(STAMP) webapp
 # machine's node 20 / npm from the committed package-lock.json into portal/dist/ (git ignores
 # it), which Hearth serves under /app/portal/. Rebuilt when the lockfile or a source changes.
 PORTAL := fhir_server/webapp/portal
-PORTAL_SRC := $(wildcard $(PORTAL)/src/*) $(PORTAL)/index.html $(PORTAL)/vite.config.js
+PORTAL_SRC := $(wildcard $(PORTAL)/src/*) $(wildcard $(PORTAL)/src/*/*) $(PORTAL)/index.html $(PORTAL)/vite.config.js
 webapp: $(PORTAL)/dist/index.html
 
 $(PORTAL)/node_modules/.installed: $(PORTAL)/package-lock.json
@@ -85,7 +85,7 @@ lint: install
 	@$(BIN)/ruff format --check .
 	@$(BIN)/python scripts/check_layers.py
 	@$(BIN)/python scripts/conformance.py
-	@$(BIN)/mypy fhir_server resources mappings inference workflow terminology
+	@$(BIN)/mypy fhir_server resources mappings inference workflow terminology assistant
 
 fmt: install
 	@$(BIN)/ruff format .

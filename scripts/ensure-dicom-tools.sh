@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The DICOM peers the tests talk to (dcmtk storescu/echoscu, Orthanc with its DICOMweb plugin):
+# The DICOM peers the tests talk to (dcmtk storescu/echoscu, Orthanc with its DICOMweb plugin),
+# and HAProxy (the load balancer of tests/cluster/):
 # installed from Debian when missing. Orthanc's own service is not started; tests run their own.
 set -euo pipefail
 need=()
 command -v storescu >/dev/null || need+=(dcmtk)
 command -v Orthanc >/dev/null || need+=(orthanc)
 [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need+=(orthanc-dicomweb)
+command -v haproxy >/dev/null || need+=(haproxy)  # the cluster test's load balancer
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 echo "installing ${need[*]} (apt-get)"
 SUDO=""

@@ -262,3 +262,61 @@ def _b64(text: str) -> str:
     import base64
 
     return base64.b64encode(text.encode()[:4096]).decode()
+
+
+ACCOUNT_ACTIONS = {
+    # subtype code: (display, DICOM event type, action)
+    "user-create": ("Account created", "110137", "C"),
+    "user-deactivate": ("Account deactivated", "110137", "U"),
+    "user-reactivate": ("Account reactivated", "110137", "U"),
+    "user-roles": ("Account roles changed", "110136", "U"),
+    "user-reset-totp": ("Second factor reset", "110137", "U"),
+}
+_EVENT_TYPES = {"110136": "Security Roles Changed", "110137": "User Security Attributes Changed"}
+
+
+def account_event(
+    *,
+    base: str,
+    action: str,
+    client_id: str | None,
+    username: str | None,
+    fhir_user: str | None,
+    target: str,
+    target_fhir_user: str | None,
+    detail: dict[str, str],
+) -> dict:
+    """An administrator's change to an account (DICOM 110136 Security Roles Changed / 110137
+    User Security Attributes Changed): the administrator and their app as agents, the account
+    as the entity (its login name in ``entity.name``: ``AuditEvent?entity-name=``, its fhirUser
+    in ``entity.what``), what changed in ``entity.detail``."""
+    display, event_type, code = ACCOUNT_ACTIONS[action]
+    what: dict = {"identifier": {"system": "urn:hearth:user", "value": target}}
+    if target_fhir_user:
+        what["reference"] = target_fhir_user
+    entity: dict = {
+        "what": what,
+        "type": {
+            "system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+            "code": "2",
+            "display": "System Object",
+        },
+        "role": {
+            "system": "http://terminology.hl7.org/CodeSystem/object-role",
+            "code": "11",
+            "display": "Security User Entity",
+        },
+        "name": target,
+    }
+    if detail:
+        entity["detail"] = [{"type": k, "valueString": v} for k, v in detail.items() if v]
+    return {
+        "resourceType": "AuditEvent",
+        "type": {"system": DCM, "code": event_type, "display": _EVENT_TYPES[event_type]},
+        "subtype": [{"system": "urn:hearth:audit", "code": action, "display": display}],
+        "action": code,
+        "outcome": "0",
+        "agent": _agents(client_id, username, fhir_user, None),
+        "source": _source(base),
+        "entity": [entity],
+    }

@@ -323,6 +323,8 @@ async def pick(request: Request) -> Response:
     except _RedirectError as exc:
         return RedirectResponse(exc.url, status_code=303)
     user = await run_in_threadpool(svc.store.user, claims["username"])
+    if user is not None and user.get("active") is False:
+        return message("Sign-in refused", "This account is deactivated.", 403)
     if user is not None:
         role = await run_in_threadpool(effective_role, request.app.state.context.repo, user)
         if role is None:

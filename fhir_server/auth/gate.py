@@ -152,5 +152,5 @@ def run(
             auth.audit(event(500, target, "server fault"))  # outcome 8; details in the log
         raise
     if not audited:
-        auth.audit(event(reply.status, target))
+        auth.audit(event(reply.status, target + list(reply.audit_what), reply.audit_detail))
     return reply

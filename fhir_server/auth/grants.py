@@ -110,7 +110,7 @@ def _code_grant(svc: AuthService, client: dict, form: dict) -> tuple[dict, str]:
     ):
         raise OAuthError("invalid_grant", "the PKCE code_verifier does not match")
     user = svc.store.user(row["username"])
-    if user is None:
+    if user is None or user.get("active") is False:  # deactivated since the code was issued
         raise bad
     scope = Scopes.parse(row["scope"])
     body = issue(
@@ -123,7 +123,15 @@ def _code_grant(svc: AuthService, client: dict, form: dict) -> tuple[dict, str]:
         username=row["username"],
         grant_id=grant_id,
     )
+    _unless_deactivated(svc, row["username"], grant_id)
     return body, row["username"]
+
+
+def _unless_deactivated(svc: AuthService, username: str, grant_id: str) -> None:
+    """A deactivation that raced this token issue: revoke what was just issued."""
+    if not svc.store.still_active(username):
+        svc.store.revoke_grant(grant_id)
+        raise OAuthError("invalid_grant", "the account is deactivated")
 
 
 def _refresh_grant(
@@ -148,7 +156,8 @@ def _refresh_grant(
     context = row.context
     if row.username is not None:  # the role is decided again: PractitionerRoles may have changed
         user = svc.store.user(row.username)
-        role = effective_role(repo, user) if user is not None else None
+        active = user is not None and user.get("active") is not False
+        role = effective_role(repo, user) if user is not None and active else None
         if role is None:
             raise OAuthError("invalid_grant", "the account has no role any more")
         scope = scope.narrowed(ROLE_SCOPES[role], contexts={"patient", "user"})
@@ -164,6 +173,8 @@ def _refresh_grant(
         grant_id=row.grant_id,
         with_refresh=False,
     )
+    if row.username is not None:
+        _unless_deactivated(svc, row.username, row.grant_id)
     body["refresh_token"] = refresh
     return body, row.username
 

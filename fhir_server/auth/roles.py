@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import date
 
 from resources.storage.repository import Repository, Unit
+from resources.storage.store import Stored
 from workflow.actors import ROLE_SYSTEM, role_concept
 
 PRACTITIONER_ROLES = ("doctor", "pharmacist", "cadre")  # widest first
@@ -35,18 +36,40 @@ def effective_role(repo: Repository, user: dict) -> str | None:
 
 
 def practitioner_role(unit: Unit, practitioner_id: str, today: date | None = None) -> str | None:
-    today = today or date.today()
-    found: set[str] = set()
+    found = care_roles(unit, practitioner_id, today)
+    return next((r for r in PRACTITIONER_ROLES if r in found), None)
+
+
+def care_roles(unit: Unit, practitioner_id: str, today: date | None = None) -> list[str]:
+    """The care roles of ``Practitioner/<practitioner_id>``'s active PractitionerRoles, widest
+    first."""
+    found = {
+        code
+        for stored, code in role_records(unit, practitioner_id)
+        if is_active(stored.resource, today)
+    }
+    return [r for r in PRACTITIONER_ROLES if r in found]
+
+
+def role_records(unit: Unit, practitioner_id: str) -> list[tuple[Stored, str]]:
+    """(stored PractitionerRole, care-role code) for each care-role coding of the
+    practitioner's PractitionerRoles, active or not."""
+    out = []
     pks = unit.match("PractitionerRole", [("practitioner", f"Practitioner/{practitioner_id}")])
     for stored in unit.read_many(pks):
-        role = stored.content or {}
-        if role.get("active") is False or not _current(role.get("period") or {}, today):
+        if stored.content is None:
             continue
-        for concept in role.get("code") or []:
+        for concept in stored.content.get("code") or []:
             for coding in concept.get("coding") or []:
                 if coding.get("system") == ROLE_SYSTEM and coding.get("code") in PRACTITIONER_ROLES:
-                    found.add(coding["code"])
-    return next((r for r in PRACTITIONER_ROLES if r in found), None)
+                    out.append((stored, coding["code"]))
+    return out
+
+
+def is_active(role: dict, today: date | None = None) -> bool:
+    """A PractitionerRole in force: ``active`` not false and ``period`` covering today."""
+    today = today or date.today()
+    return role.get("active") is not False and _current(role.get("period") or {}, today)
 
 
 def _current(period: dict, today: date) -> bool:

@@ -153,6 +153,8 @@ def check_login(store: AuthStore, username: str, password: str, code: str) -> di
         ok = True
     except (VerificationError, InvalidHashError):
         ok = False
+    if ok and user.get("active") is False:
+        ok = False  # a deactivated account (the same answer: no oracle for its state)
     if ok:
         if user["totp_secret"]:
             ok = _second_factor(store, user, code.strip())
@@ -160,7 +162,7 @@ def check_login(store: AuthStore, username: str, password: str, code: str) -> di
             ok = False  # practitioners and admins cannot log in without an enrolled TOTP
     if not ok:
         raise LoginFailed(GENERIC)  # already counted by begin_attempt
-    store.update_user(username, failed_count=0, locked_until=None)
+    store.update_user(username, failed_count=0, locked_until=None, last_sign_in=now)
     return user
 
 

@@ -305,8 +305,10 @@ def db() -> None:
 @click.option("--database-url", help="database URL [HEARTH_DATABASE_URL]")
 def db_upgrade(database_url) -> None:  # type: ignore[no-untyped-def]
     """Create or migrate the schema to the latest revision (Alembic), then store the R4 core
-    profiles (StructureDefinition/vitalsigns, ...) that are not in the database yet."""
+    profiles (StructureDefinition/vitalsigns, ...) and Hearth's Measures (Measure/screening-volume,
+    ...: docs/analytics.md) that are not in the database yet."""
     from fhir_server.runtime.app import build_context
+    from fhir_server.runtime.measures import store_measures
     from fhir_server.runtime.profiles import store_core_profiles
     from resources.storage.migrate import current, upgrade
 
@@ -316,9 +318,11 @@ def db_upgrade(database_url) -> None:  # type: ignore[no-untyped-def]
     ctx = build_context(settings)
     try:
         stored = store_core_profiles(ctx)
+        measures = store_measures(ctx)
     finally:
         ctx.repo.engine.dispose()
     click.echo(f"R4 core profiles: {stored} stored")
+    click.echo(f"Hearth's Measures: {measures} stored")
 
 
 @main.group()

@@ -119,3 +119,7 @@ class Reply:
     status: int
     body: dict | JsonText | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # What the request's audit event names besides its target (the resources an answer was built
+    # from), and its outcome description (fhir_server/auth/gate.py)
+    audit_what: tuple[str, ...] = ()
+    audit_detail: str | None = None

@@ -25,6 +25,7 @@ from fhir_server.hl7v2 import outbound as hl7_outbound
 from fhir_server.hl7v2 import web as hl7v2_web
 from fhir_server.hl7v2.service import Hl7v2Service
 from fhir_server.rest import bulkdata, errors, websocket
+from fhir_server.rest.consistency import ReadYourWrites
 from fhir_server.rest.context import Context
 from fhir_server.rest.headers import SecurityHeaders, docs_csp
 from fhir_server.rest.routes import router
@@ -68,7 +69,15 @@ def build_context(settings: Settings, search: SearchEngine | None = None) -> Con
         pool_timeout=settings.db_pool_timeout,
     )
     search = search or build_search(settings)
-    ctx = Context(repo=Repository(engine, search), settings=settings)
+    replica = None
+    if settings.database_replica_url:
+        replica = create_engine(
+            settings.database_replica_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_timeout=settings.db_pool_timeout,
+        )
+    ctx = Context(repo=Repository(engine, search, replica=replica), settings=settings)
     ctx.services["repo"] = ctx.repo  # the unguarded repository, for per-process services
     # PostgreSQL: reads by id on prepared statements of their own (resources/storage/point_read.py)
     ctx.services["point_read"] = point_reader(
@@ -169,6 +178,7 @@ def create_app(settings: Settings | None = None, search: SearchEngine | None = N
         # beyond wait in the event loop, not as threads contending for the GIL and the pool.
         to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         app.state.auth = AuthService.build(ctx.repo.engine, settings)
+        ctx.services["auth"] = app.state.auth  # the admin operations (fhir_server/auth/accounts.py)
         app.state.checkpoints = Checkpointer(
             ctx.repo.engine,
             app.state.auth.key,
@@ -246,6 +256,8 @@ def create_app(settings: Settings | None = None, search: SearchEngine | None = N
     )
     errors.install(app)
     app.add_middleware(AuthBodyLimit)  # /auth/* bodies: 413 before reading past the limit
+    if settings.database_replica_url:
+        app.add_middleware(ReadYourWrites)  # the client's last write's LSN (rest/consistency.py)
     app.add_middleware(
         SecurityHeaders
     )  # nosniff & co. on every response (fhir_server/rest/headers.py)

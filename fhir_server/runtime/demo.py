@@ -16,7 +16,7 @@ import base64
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -131,46 +131,6 @@ class Told:
         lines = [f"free Slots made for {SCHEDULE}: {self.slots}"]
         lines += [f"  Patient/{p}: {status}" for p, status in self.cases.items()]
         return "\n".join(lines)
-
-
-def free_slots(
-    schedule: str,
-    first: date,
-    days: int,
-    zone: str,
-    *,
-    start: time = time(9),
-    end: time = time(12),
-    minutes: int = 20,
-) -> list[dict]:
-    """Free Slots of ``schedule`` on the weekdays of ``days`` days from ``first``, ``start`` to
-    ``end`` local time in ``zone``, ``minutes`` long, with stable ids (so loading twice is one
-    set)."""
-    tz = ZoneInfo(zone)
-    out = []
-    for n in range(days):
-        day = first + timedelta(days=n)
-        if day.weekday() >= 5:
-            continue
-        at = datetime.combine(day, start, tz)
-        while (
-            at.timetz() < end.replace(tzinfo=tz) and (at + timedelta(minutes=minutes)).time() <= end
-        ):
-            begin_utc = at.astimezone(UTC)
-            out.append(
-                {
-                    "resourceType": "Slot",
-                    "id": f"demo-slot-{begin_utc:%Y%m%d%H%M}",
-                    "schedule": {"reference": schedule},
-                    "status": "free",
-                    "start": begin_utc.isoformat().replace("+00:00", "Z"),
-                    "end": (begin_utc + timedelta(minutes=minutes))
-                    .isoformat()
-                    .replace("+00:00", "Z"),
-                }
-            )
-            at += timedelta(minutes=minutes)
-    return out
 
 
 class _Api:
@@ -297,11 +257,22 @@ def tell(settings: Settings, root: Path, say: Callable[[str], None] = print) -> 
             if begun.get("total"):
                 told.skipped = True
                 return told
+            # Two weeks of weekday mornings, 20-minute Slots ($generate-slots).
             zone = settings.default_timezone
             today = datetime.now(ZoneInfo(zone)).date()
-            slots = free_slots(SCHEDULE, today + timedelta(days=1), 14, zone)
-            api.call("POST", "", {"resourceType": "Bundle", "type": "transaction", "entry": [{"resource": s, "request": {"method": "PUT", "url": f"Slot/{s['id']}"}} for s in slots]})  # fmt: skip
-            told.slots = len(slots)
+            made = api.op(
+                f"{SCHEDULE}/$generate-slots",
+                ("admin", ADMIN),
+                start={"valueDate": (today + timedelta(days=1)).isoformat()},
+                weeks={"valueInteger": 2},
+                startTime={"valueTime": "09:00:00"},
+                endTime={"valueTime": "12:00:00"},
+                slotMinutes={"valueInteger": 20},
+                timeZone={"valueString": zone},
+            )
+            told.slots = next(
+                p["valueInteger"] for p in made["parameter"] if p["name"] == "created"
+            )
             cadre = ("cadre", CADRE)
             started = {}
             for case in STORY:

@@ -21,6 +21,11 @@ class Settings(BaseSettings):
         "sqlite:///var/hearth.db",
         description="SQLAlchemy URL: sqlite:///path.db (embedded) or postgresql://user@host/db",
     )
+    database_replica_url: str | None = Field(
+        None,
+        description="A PostgreSQL streaming replica for reads and searches, with read-your-writes "
+        "(docs/deployment.md)",
+    )
     data_dir: Path = Field(Path("var"), description="Where files live (DICOM, binaries, keys)")
     blob_store: str = Field(
         "files",
@@ -195,6 +200,17 @@ class Settings(BaseSettings):
     default_timezone: str = Field(
         "UTC", description="IANA time zone of reminders when the patient's record names none"
     )
+    assistant_emergency_numbers: str = Field(
+        "112",
+        description="Emergency numbers the assistant names in its fixed safety answers, as "
+        "written (e.g. '112 (ambulance) or 1122 (rescue)')",
+    )
+    assistant_threads: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="CPU threads of the assistant's embedding model (torch's, process-wide)",
+    )
     log_level: str = Field("info", description="debug | info | warning | error")
     ai_triggers: bool = Field(
         True, description="Start AI analyses by themselves (skin photos, chest studies)"
@@ -347,6 +363,18 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"HEARTH_DEFAULT_TIMEZONE {v!r} is not an IANA time zone") from None
         return v
+
+    @model_validator(mode="after")
+    def _replica_of_postgres(self) -> Settings:
+        if self.database_replica_url and not (
+            self.database_url.startswith("postgresql")
+            and self.database_replica_url.startswith("postgresql")
+        ):
+            raise ValueError(
+                "HEARTH_DATABASE_REPLICA_URL is a PostgreSQL streaming replica of a PostgreSQL "
+                "HEARTH_DATABASE_URL"
+            )
+        return self
 
     @model_validator(mode="after")
     def _signing_pair(self) -> Settings:

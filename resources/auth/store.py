@@ -48,6 +48,9 @@ auth_user = sa.Table(
     sa.Column("failed_count", sa.Integer, nullable=False),
     sa.Column("locked_until", UtcDateTime()),
     sa.Column("created", UtcDateTime(), nullable=False),
+    # 0013: a deactivated account cannot sign in and its tokens are revoked; the last good login
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("last_sign_in", UtcDateTime()),
 )
 
 auth_code = sa.Table(
@@ -255,6 +258,60 @@ class AuthStore:
             conn.execute(
                 sa.update(auth_user).where(auth_user.c.username == username).values(**values)
             )
+
+    def set_active(self, username: str, active: bool) -> bool:
+        """Deactivate or reactivate an account; False when it is unknown. Deactivating revokes
+        every token issued to the account in the same transaction (and refused sign-ins and
+        refreshes check the flag), so the account loses access at once."""
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                sa.update(auth_user).where(auth_user.c.username == username).values(active=active)
+            )
+            if done.rowcount == 1 and not active:
+                conn.execute(
+                    sa.update(auth_token)
+                    .where(auth_token.c.username == username, auth_token.c.revoked.is_(False))
+                    .values(revoked=True)
+                )
+        return done.rowcount == 1
+
+    def still_active(self, username: str) -> bool:
+        """Whether the account exists and is active, read under a row lock (PostgreSQL ``FOR
+        UPDATE``; SQLite's writers are serial): called after a token was stored, it waits for a
+        deactivation in flight, so that either the deactivation sees the new token (and revokes
+        it) or this read sees the deactivation (and the caller revokes it)."""
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                sa.select(auth_user.c.active)
+                .where(auth_user.c.username == username)
+                .with_for_update()
+            ).first()
+        return bool(row and row[0])
+
+    def revoke_user_tokens(self, username: str) -> int:
+        """Revoke every unrevoked token of ``username``; the number revoked."""
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                sa.update(auth_token)
+                .where(auth_token.c.username == username, auth_token.c.revoked.is_(False))
+                .values(revoked=True)
+            )
+        return done.rowcount
+
+    def replace_totp(self, username: str, secret: str | None, codes: list[str]) -> bool:
+        """Replace the account's second factor (a new seed, or none) and its recovery codes, and
+        forget the last used step; False when the account is unknown."""
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                sa.update(auth_user)
+                .where(auth_user.c.username == username)
+                .values(
+                    totp_secret=self._seal(secret) if secret else None,
+                    totp_last_step=None,
+                    recovery_codes=codes,
+                )
+            )
+        return done.rowcount == 1
 
     def begin_attempt(
         self, username: str, now: datetime, limit: int, locks: list[datetime]

@@ -226,6 +226,18 @@ def release(u: Unit, job: Job, worker: str, delay: timedelta) -> bool:
     return result.rowcount == 1
 
 
+def requeue(u: Unit, job_id: str) -> bool:
+    """Give a dead-lettered job its attempts again, runnable now (an operator's retry, in the
+    caller's transaction); False when it is not ``failed``."""
+    at = utcnow()
+    result = u.conn.execute(
+        sa.update(work_queue)
+        .where(work_queue.c.id == job_id, work_queue.c.state == FAILED)
+        .values(state=READY, attempts=0, lease_until=None, worker=None, not_before=at, updated=at)
+    )
+    return result.rowcount == 1
+
+
 def failed(repo: Repository, kinds: Sequence[str]) -> list[Job]:
     """The dead-lettered jobs of ``kinds`` (attempts used up), oldest first."""
 

@@ -34,6 +34,7 @@ from resources.errors import (
 )
 from resources.search.custom_params import CustomParams
 from resources.search.visibility import Security, secured, visible_in
+from resources.storage import replica as replica_routing
 from resources.storage.bounds import INT4_MAX, whole
 from resources.storage.db import READONLY, error_kind, is_postgres, unpinged
 from resources.storage.schema import resource, resource_version, search_url
@@ -93,8 +94,11 @@ class Repository:
         *,
         clock: Callable[[], datetime] = utcnow,
         retries: int = 8,
+        replica: sa.Engine | None = None,
     ) -> None:
         self.engine = engine
+        # A PostgreSQL streaming replica that reads may use (resources/storage/replica.py).
+        self.replica = replica
         self.search = search
         self.clock = clock
         self.retries = retries
@@ -131,6 +135,10 @@ class Repository:
         round trip for a read: the connection is not pre-pinged, and ``fn`` runs once more on a
         fresh one when the server had dropped it), a deferred transaction (a WAL snapshot) on
         SQLite."""
+        if self.replica is not None:
+            done, result = self._read_replica(fn)
+            if done:
+                return result  # type: ignore[return-value]
         if is_postgres(self.engine):
             try:
                 return self._read_pg(fn)
@@ -144,6 +152,38 @@ class Repository:
             with conn.begin():
                 self.custom_params.sync(conn)
                 return _in_unit(fn, Unit(self, conn))
+
+    def _read_replica(self, fn: Callable[[Unit], T]) -> tuple[bool, T | None]:
+        """(True, result) when the replica could answer: it is reachable and has replayed the
+        request's ``at_least`` LSN (read-your-writes); (False, None) sends the read to the
+        primary. The replica's database errors (down, a query cancelled by recovery) fall back
+        to the primary too; ``fn``'s own errors (not found, invalid) are its answer."""
+        assert self.replica is not None
+        need = replica_routing.current()
+        try:
+            with self.replica.connect() as conn:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                if need is not None and need.at_least is not None:
+                    caught_up = conn.execute(
+                        sa.text("SELECT pg_last_wal_replay_lsn() >= CAST(:lsn AS pg_lsn)"),
+                        {"lsn": need.at_least},
+                    ).scalar()
+                    if not caught_up:
+                        return False, None
+                self.custom_params.sync(conn)
+                return True, _in_unit(fn, Unit(self, conn))
+        except DBAPIError as exc:
+            log.info("read from the replica failed; the primary answers: %s", error_kind(exc))
+            return False, None
+
+    def _note_write(self) -> None:
+        """After a commit: the primary's LSN, for the client's next reads (read-your-writes)."""
+        c = replica_routing.current()
+        if c is None:
+            return
+        with self.engine.connect() as conn:
+            lsn = conn.execute(sa.text("SELECT CAST(pg_current_wal_lsn() AS text)")).scalar()
+        c.wrote = replica_routing.later(c.wrote, replica_routing.parse_lsn(lsn))
 
     def _read_pg(self, fn: Callable[[Unit], T]) -> T:
         with unpinged():
@@ -167,6 +207,8 @@ class Repository:
                 if unit.wrote_search_parameter:
                     with self.engine.begin() as conn:
                         self.custom_params.sync(conn, force=True)
+                if self.replica is not None and unit.written:
+                    self._note_write()
                 return result
             except (_Retry, IntegrityError) as exc:
                 last = exc

@@ -306,3 +306,31 @@ def test_patients_and_appointments_go_out(hearth_out) -> None:  # type: ignore[n
     assert client.put(f"/Appointment/{r.json()['id']}", json=cancelled).status_code == 200
     (s15,) = _wait_for(receiver, mrn, "SIU^S15")
     assert parse(s15).one("SCH").value(25) == "Cancelled"
+
+
+def _problems(client: httpx.Client) -> list[dict]:
+    found = client.get("/$delivery-problems")
+    assert found.status_code == 200, found.text
+    return [
+        {p["name"]: next(v for k, v in p.items() if k.startswith("value")) for p in prob["part"]}
+        for prob in found.json().get("parameter", [])
+    ]
+
+
+def test_dead_letters_are_listed_and_retried_by_an_admin(hearth_out) -> None:  # type: ignore[no-untyped-def]
+    client, receiver = hearth_out
+    mrn, report_id = _report(client, "REJECT again panel")
+    task = _task(client, report_id, ("failed",))
+    [listed] = [p for p in _problems(client) if p["target"] == {"reference": f"Task/{task['id']}"}]
+    assert listed["kind"] == "hl7v2-out" and "AR" in listed["reason"] and listed["retry"] is True
+    assert listed["subject"]["reference"].startswith(f"DiagnosticReport/{report_id}")
+    retried = client.post("/$retry-delivery", json={"resourceType": "Parameters", "parameter": [{"name": "target", "valueReference": {"reference": f"Task/{task['id']}"}}]})  # fmt: skip
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["parameter"][0] == {"name": "status", "valueString": "queued"}
+    _wait_for(receiver, mrn, "ORU^R01", 2)  # sent once more (and rejected once more)
+    task = _task(client, report_id, ("failed",))
+    again = client.post("/$retry-delivery", json={"resourceType": "Parameters", "parameter": [{"name": "target", "valueReference": {"reference": "Patient/nope"}}]})  # fmt: skip
+    assert again.status_code == 400 and again.json()["resourceType"] == "OperationOutcome"
+    done_task = _task(client, _report(client, "Fine panel")[1], ("completed",))
+    not_failed = client.post("/$retry-delivery", json={"resourceType": "Parameters", "parameter": [{"name": "target", "valueReference": {"reference": f"Task/{done_task['id']}"}}]})  # fmt: skip
+    assert not_failed.status_code == 409, not_failed.text

@@ -230,3 +230,62 @@ def test_batch_and_transaction(client, kind, entry):
 )
 def test_operation_parameters(client, op, query):
     _check(client.get(op, params=query))
+
+
+# The administration operations (docs/security.md "Administering accounts") and
+# Schedule/$generate-slots: any value of any of their inputs, in a Parameters body.
+ADMIN_INPUTS = [
+    "username",
+    "role",
+    "practitioner",
+    "family",
+    "given",
+    "email",
+    "password",
+    "active",
+    "start",
+    "weeks",
+    "dayOfWeek",
+    "startTime",
+    "endTime",
+    "slotMinutes",
+    "timeZone",
+]
+VALUE_KEYS = [
+    "valueString",
+    "valueCode",
+    "valueInteger",
+    "valueDate",
+    "valueTime",
+    "valueBoolean",
+    "valueReference",
+]
+
+
+@FUZZ
+@given(
+    op=st.sampled_from(
+        [
+            "$user-create",
+            "$user-deactivate",
+            "$user-reactivate",
+            "$user-roles",
+            "$user-reset-totp",
+            "Schedule/fuzz-schedule/$generate-slots",
+        ]
+    ),
+    inputs=st.lists(
+        st.tuples(st.sampled_from(ADMIN_INPUTS), st.sampled_from(VALUE_KEYS), json_values | values),
+        max_size=6,
+    ),
+)
+def test_admin_operation_inputs(client, op, inputs):
+    client.put(
+        "Schedule/fuzz-schedule",
+        json={"resourceType": "Schedule", "id": "fuzz-schedule", "actor": [{"display": "x"}]},
+    )
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": name, key: value} for name, key, value in inputs],
+    }
+    _check(client.post(op, content=_dump(body), headers=FHIR_JSON))

@@ -370,6 +370,15 @@ def test_imaging_review_lifecycle_and_a_failed_delivery_retried(fhir, team, smtp
     docs = [e["resource"] for e in found if e["search"]["mode"] == "match"]
     assert [d["content"][0]["attachment"]["url"] for d in docs] == [form["url"]], found
 
+    # The admin's list of delivery problems names the case and why.
+    problems = fhir.get("/$delivery-problems")["parameter"]
+    listed = [
+        {part["name"]: part for part in p["part"]}
+        for p in problems
+        if {"name": "target", "valueReference": {"reference": f"Task/{case['id']}"}} in p["part"]
+    ]
+    assert len(listed) == 1 and listed[0]["kind"]["valueCode"] == "report-delivery"
+    assert "e-mail" in listed[0]["reason"]["valueString"]
     assert fhir.op(f"/Task/{case['id']}/$deliver-report", team["doctor"]).status_code == 403
     fixed = fhir.get(f"/Patient/{patient_res['id']}")
     fixed["telecom"] = [{"system": "email", "value": tag}]
@@ -383,6 +392,11 @@ def test_imaging_review_lifecycle_and_a_failed_delivery_retried(fhir, team, smtp
     # The retry sent the PDF stored by the failed attempt, not a second rendering.
     assert fhir.get(f"/{report_ref}")["presentedForm"] == [form]
     assert pdf_of(mailed[0]) == stored_pdf
+    assert not [
+        p
+        for p in fhir.get("/$delivery-problems").get("parameter", [])
+        if f"Task/{case['id']}" in str(p)
+    ]
     again = fhir.op(f"/Task/{case['id']}/$deliver-report", team["admin"])
     assert again.json()["parameter"][0]["valueString"] == "already-delivered"
     assert len(smtp.inbox.to(tag)) == 1

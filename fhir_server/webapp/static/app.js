@@ -4,6 +4,7 @@ import { Fhir, takeImages } from "./fhir.js";
 import { h, show } from "./dom.js";
 import { worklist } from "./worklist.js";
 import { caseView } from "./caseview.js";
+import { assistantView } from "./assistant.js";
 
 const STAFF = ["doctor", "pharmacist", "cadre", "admin"];
 const SCOPE = "openid fhirUser user/*.cruds"; // the server narrows it to the role's ceiling
@@ -17,6 +18,7 @@ const statusLine = document.getElementById("status");
 const who = document.getElementById("who");
 const signOutButton = document.getElementById("sign-out");
 const navWorklist = document.getElementById("nav-worklist");
+const navAssistant = document.getElementById("nav-assistant");
 
 function showError(message) {
   errorBox.textContent = message;
@@ -31,6 +33,7 @@ function signInScreen(note) {
   who.textContent = "";
   signOutButton.hidden = true;
   navWorklist.hidden = true;
+  navAssistant.hidden = true;
   show(
     main,
     h("h1", {}, "Hearth for care teams"),
@@ -54,6 +57,7 @@ async function render() {
   who.textContent = `Signed in as ${session.username} (${session.role || "no role"})`;
   signOutButton.hidden = false;
   navWorklist.hidden = false;
+  navAssistant.hidden = false;
   if (session.role === "patient") {
     show(main, h("h1", {}, "Your patient portal"),
       h("p", {}, "This app is for the care team. Your results, reports, appointments and messages are in your patient portal."),
@@ -71,7 +75,9 @@ async function render() {
   try {
     const view = route
       ? await caseView(fhir, session, route[1], (path, parts, done) => act(fhir, path, parts, done))
-      : await worklist(fhir, session);
+      : window.location.hash === "#/assistant"
+        ? assistantView(fhir)
+        : await worklist(fhir, session);
     show(main, view);
     main.focus();
     for (const url of shown) URL.revokeObjectURL(url);

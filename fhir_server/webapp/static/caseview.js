@@ -12,6 +12,7 @@ const STEP = "http://hearth.local/fhir/CodeSystem/workflow-step";
 const ROLE = "http://hearth.local/fhir/CodeSystem/care-role";
 const CASE_STATUS = "http://hearth.local/fhir/CodeSystem/case-status";
 const CASE = "http://hearth.local/fhir/CodeSystem/workflow-case";
+const REVIEW = "http://hearth.local/fhir/CodeSystem/ai-review";
 
 function io(task, element, label) {
   return (task[element] || [])
@@ -409,6 +410,21 @@ function reportPanel(fhir, session, caseTask, delivery, read, names, act) {
 }
 
 // -- completing the step ----------------------------------------------------------------------
+// The classes the AI result was choosing between (its probability components, each coded with
+// the model's label and, where checked, SNOMED CT): the doctor's coded diagnosis is one of them,
+// which the AI–doctor agreement figure compares with the AI finding (docs/analytics.md).
+function aiClasses(results) {
+  return results.filter((r) => r.resourceType === "Observation")
+    .flatMap((r) => (r.component || []).filter((c) => !isScreening(c) && c.valueQuantity).map((c) => c.code));
+}
+
+function diagnosisField(classes) {
+  const options = classes.map((code, n) => h("option", { value: String(n) }, textOf(code)));
+  return [h("label", { for: "diagnosis" }, "Diagnosis (coded, compared with the AI finding)"),
+    h("select", { id: "diagnosis", name: "diagnosis" }, h("option", { value: "" }, "— not coded —"), options,
+      h("option", { value: "other" }, "Something else"))];
+}
+
 function field(id, label, kind = "textarea", required = false, value = "") {
   const input = kind === "textarea" ? h("textarea", { id, name: id, rows: 3, required }, value)
     : h("input", { id, name: id, type: kind, required, value, step: kind === "number" ? "any" : undefined, min: kind === "number" ? 0 : undefined });
@@ -416,7 +432,7 @@ function field(id, label, kind = "textarea", required = false, value = "") {
 }
 
 // The Parameters of $complete for this role, from the form (see docs/webapp.md).
-function completeParts(role, form, requests, session) {
+function completeParts(role, form, requests, session, classes = []) {
   const value = (name) => (form.elements[name] ? form.elements[name].value.trim() : "");
   const parts = [];
   if (role === "doctor") {
@@ -427,6 +443,9 @@ function completeParts(role, form, requests, session) {
       parts.push(["output", { resource: request }]);
     }
     if (value("conclusion")) parts.push(["conclusion", { valueString: value("conclusion") }]);
+    const diagnosis = value("diagnosis");
+    if (diagnosis === "other") parts.push(["conclusionCode", { valueCodeableConcept: { text: value("conclusion") || "Other diagnosis", coding: [{ system: REVIEW, code: "not-a-model-class", display: "Not one of the model's classes" }] } }]);
+    else if (diagnosis && classes[Number(diagnosis)]) parts.push(["conclusionCode", { valueCodeableConcept: classes[Number(diagnosis)] }]);
   }
   if (role === "pharmacist" && value("dispense")) {
     const mr = requests.find((r) => r.id === value("dispense"));
@@ -446,10 +465,11 @@ function completeParts(role, form, requests, session) {
   return parts;
 }
 
-function completeForm(role, requests, session, onSubmit) {
+function completeForm(role, requests, session, onSubmit, classes = []) {
   const fields = [];
   if (role === "doctor") {
     fields.push(field("finding", "Finding (required)", "textarea", true), field("conclusion", "Conclusion for the report"),
+      classes.length ? diagnosisField(classes) : [],
       field("medication", "Prescription: medication (optional)", "text"), field("dosage", "Prescription: dosage instructions", "text"));
   }
   if (role === "pharmacist" && requests.length) {
@@ -467,7 +487,7 @@ function completeForm(role, requests, session, onSubmit) {
     h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, label)));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    onSubmit(completeParts(role, form, requests, session));
+    onSubmit(completeParts(role, form, requests, session, classes));
   });
   return form;
 }
@@ -569,7 +589,7 @@ export async function caseView(fhir, session, stepId, act) {
     (caseTask.note || []).length ? h("section", { class: "panel" }, h("h2", {}, "Notes on the case"), h("ul", {}, notesOf(caseTask, names))) : null,
     actions.length ? h("div", { class: "actions" }, actions) : null,
     step.status === "in-progress" && mine
-      ? h("div", { class: "panel" }, completeForm(session.role, requests, session, (parts) => act(`Task/${step.id}/$complete`, parts, () => afterComplete(fhir, caseId, session.role).catch(() => "Completed."))))
+      ? h("div", { class: "panel" }, completeForm(session.role, requests, session, (parts) => act(`Task/${step.id}/$complete`, parts, () => afterComplete(fhir, caseId, session.role).catch(() => "Completed.")), session.role === "doctor" ? aiClasses(results) : []))
       : null,
     steps.length ? h("div", { class: "panel" }, stepsPanel(steps, caseTask, read, names)) : null,
     reportPanel(fhir, session, caseTask, delivery, read, names, act),

@@ -7,6 +7,7 @@ from alembic import context
 import resources.audit  # noqa: F401  (registers audit_event on metadata)
 import resources.auth.key_store  # noqa: F401  (registers auth_key on metadata)
 import resources.auth.store  # noqa: F401  (registers the auth tables on metadata)
+import resources.forum  # noqa: F401  (registers the forum tables on metadata)
 import resources.jobs.queue  # noqa: F401  (registers work_queue on metadata)
 import resources.jobs.reindex  # noqa: F401  (registers reindex_job on metadata)
 import resources.search.tables  # noqa: F401  (registers the index tables on metadata)

@@ -337,6 +337,9 @@ def test_doctor_works_an_urgent_case_in_the_browser(hearth):
             page.get_by_label("Conclusion for the report").fill("Benign naevus likely; review")
             page.get_by_label("Prescription: medication").fill("Hydrocortisone 1 % cream")
             page.get_by_label("Prescription: dosage instructions").fill("Apply twice daily")
+            # The coded diagnosis is one of the classes the AI chose between (docs/analytics.md).
+            diagnosis = page.get_by_label("Diagnosis (coded, compared with the AI finding)")
+            diagnosis.select_option(label="melanocytic nevus")
             page.get_by_role("button", name="Complete step").click()
             # What happened, in words: the case's status and its next step.
             expect(page.get_by_role("status")).to_contain_text(
@@ -378,6 +381,10 @@ def test_doctor_works_an_urgent_case_in_the_browser(hearth):
     request = operator.get(f"/{prescribed['valueReference']['reference']}")
     assert request["medicationCodeableConcept"] == {"text": "Hydrocortisone 1 % cream"}
     assert request["requester"] == {"reference": doctor}
+    [coded] = [o for o in step["output"] if o["type"]["coding"][0]["code"] == "conclusion-code"]
+    assert {"system": "http://hearth.local/fhir/CodeSystem/ai-model-label/skin", "code": "nv"} in [
+        {k: c[k] for k in ("system", "code")} for c in coded["valueCodeableConcept"]["coding"]
+    ]
     case = operator.get(f"/Task/{urgent['case']['id']}")
     assert business(case) == "DOCTOR_REVIEWED"
     operator.close()

@@ -95,5 +95,29 @@ export function makeApi(token, onExpired) {
     });
   }
 
-  return { call, search, op, upload };
+  /** A Hearth endpoint outside the FHIR base (`/dev/…`): JSON, or a Blob with `as` "blob". */
+  async function dev(path, as = "json") {
+    let resp;
+    try {
+      resp = await fetch(`${location.origin}/dev/${path}`, { headers: { Authorization: `Bearer ${token}` } });
+    } catch {
+      throw new ApiError(t("errNetwork"), 0);
+    }
+    if (resp.status === 401) {
+      onExpired();
+      throw new ApiError(t("errSession"), 401);
+    }
+    if (!resp.ok) {
+      let detail = "";
+      try {
+        detail = outcomeText(await resp.json());
+      } catch {
+        detail = resp.statusText;
+      }
+      throw errorOf(resp.status, detail);
+    }
+    return as === "blob" ? resp.blob() : resp.json();
+  }
+
+  return { call, search, op, upload, dev };
 }

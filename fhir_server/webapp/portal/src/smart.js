@@ -47,6 +47,8 @@ export function session(client) {
     patient: client.getState("tokenResponse.patient") || null,
     fhirUser: client.getFhirUser(),
     role: id.hearth_role,
+    // user-level scopes granted (cadres, doctors, administrators working across patients)
+    userScopes: /(^|\s)user\//.test(client.state.tokenResponse?.scope || ""),
   };
 }
 
