@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from mappings.report import ReportInput, person_name, render_pdf
-from resources.errors import Conflict, NotFound, PreconditionFailed
+from resources.errors import Conflict, Invalid, NotFound, PreconditionFailed
 from resources.storage.repository import Repository, Unit
 from resources.storage.store import Stored
-from workflow import cases, mail, signing
+from workflow import cases, mail, reports, signing
 from workflow.actors import SYSTEM, roles_of
 from workflow.definitions import STEP_SYSTEM
 from workflow.tasks import business_status, code_of, io_values, note, now, with_status
@@ -60,6 +60,11 @@ def gather(u: Unit, case: dict, facility_name: str) -> tuple[ReportInput, dict]:
     report = _read_ref(u, report_ref)
     if report is None:
         raise NotFound(f"{report_ref} of case Task/{case['id']} is missing")
+    return gather_for(u, case, report, facility_name), report
+
+
+def gather_for(u: Unit, case: dict, report: dict, facility_name: str) -> ReportInput:
+    """What the PDF of ``report`` (stored, or a draft not stored) for ``case`` shows."""
     patient = _read_ref(u, case["for"]["reference"]) or {}
     org = None
     if patient.get("managingOrganization"):
@@ -120,7 +125,7 @@ def gather(u: Unit, case: dict, facility_name: str) -> tuple[ReportInput, dict]:
     for ref in owners + [x.get("reference", "") for x in report.get("resultsInterpreter") or []]:
         if ref.startswith(("Practitioner/", "PractitionerRole/")) and ref not in people:
             people[ref] = _read_ref(u, ref) or {}
-    data = ReportInput(
+    return ReportInput(
         report=report,
         patient=patient,
         organization=org,
@@ -134,7 +139,35 @@ def gather(u: Unit, case: dict, facility_name: str) -> tuple[ReportInput, dict]:
         people=people,
         steps=steps,
     )
-    return data, report
+
+
+def preview(
+    repo: Repository,
+    task_id: str,
+    *,
+    facility_name: str = "Hearth",
+    render: Callable[[ReportInput], bytes] = render_pdf,
+) -> bytes:
+    """The PDF of case ``task_id``'s report (a step's id names its case) as it stands, unsigned
+    and not stored: the stored final report once there is one, otherwise the report approving
+    the case now would make (``preliminary``). Writes nothing; reads through ``repo``, so a
+    patient-context repository sees only that patient's cases."""
+
+    def fn(u: Unit) -> ReportInput:
+        case = cases.read_task(u, task_id).resource
+        parent = ((case.get("partOf") or [{}])[0]).get("reference", "")
+        if parent.startswith("Task/") and code_of(case, STEP_SYSTEM):
+            case = cases.read_task(u, parent.removeprefix("Task/")).resource
+        case_def = cases._definition_of(case)  # Invalid for a Task that is not a case
+        if not any("final-report" in s.effects for s in case_def.steps):
+            raise Invalid(f"a {case_def.title} case makes no report")
+        if io_values(case, "output", "report"):
+            return gather(u, case, facility_name)[0]
+        steps = [s.resource for s in cases.steps_of(u, case["id"])]
+        draft = reports.final_report_body(case, steps, case_def, status="preliminary")
+        return gather_for(u, case, draft, facility_name)
+
+    return render(repo.read(fn))
 
 
 def signatory(data: ReportInput) -> tuple[str, str]:

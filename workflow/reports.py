@@ -20,6 +20,15 @@ def _refs(values: list) -> list[str]:
 def create_final_report(u: Unit, case: dict, steps: list[dict], case_def: CaseDefinition) -> str:
     """Create the ``final`` DiagnosticReport of ``case`` (of type ``case_def``); returns its
     reference."""
+    return u.create(final_report_body(case, steps, case_def)).stored.ref
+
+
+def final_report_body(
+    case: dict, steps: list[dict], case_def: CaseDefinition, status: str = "final"
+) -> dict:
+    """The DiagnosticReport that approving ``case`` now would create (not stored): what
+    ``create_final_report`` writes, and what ``$preview-report`` renders with ``status``
+    ``preliminary`` before the approval."""
     results = _refs(io_values(case, "input", "ai-result"))
     conclusion, codes, interpreters = [], [], []
     for step in steps:
@@ -31,7 +40,7 @@ def create_final_report(u: Unit, case: dict, steps: list[dict], case_def: CaseDe
             interpreters.append({"reference": owner})
     body: dict = {
         "resourceType": "DiagnosticReport",
-        "status": "final",
+        "status": status,
         "identifier": case.get("identifier", []),
         "basedOn": case["basedOn"],
         "code": {"coding": [case_def.report_code], "text": case_def.title},
@@ -53,5 +62,4 @@ def create_final_report(u: Unit, case: dict, steps: list[dict], case_def: CaseDe
         body["conclusion"] = "\n".join(conclusion)
     if codes:
         body["conclusionCode"] = codes
-    body = {k: v for k, v in body.items() if v not in ([], None)}
-    return u.create(body).stored.ref
+    return {k: v for k, v in body.items() if v not in ([], None)}

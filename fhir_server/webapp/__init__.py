@@ -5,7 +5,8 @@ Vite + Preact by ``make webapp`` into ``portal/dist/``, which git ignores).
 Each is a SMART App Launch public client of Hearth's own authorization server (standalone
 launch, code + PKCE S256; docs/webapp.md). Hearth only serves the files: a fixed set read at
 start, each with a strict Content-Security-Policy (scripts, styles and fetches from this origin
-only, images also from ``blob:`` URLs), so the page loads nothing from elsewhere.
+only, images also from ``blob:`` URLs, frames only ``blob:`` ones: the report preview
+the app itself made), so the page loads nothing from elsewhere.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ PORTAL_CLIENT_ID = "hearth-portal"  # the patient portal's, with redirect BASE_U
 NOT_BUILT = "the patient portal is not built: run `make webapp` (npm ci && npm run build)"
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
-    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    "frame-src blob:; connect-src 'self'; form-action 'self'; base-uri 'none'; "
+    "frame-ancestors 'none'"
 )
 HEADERS = {
     "Content-Security-Policy": CSP,

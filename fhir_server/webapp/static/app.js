@@ -93,8 +93,9 @@ async function act(fhir, path, parts, done) {
   say("Working…");
   for (const b of main.querySelectorAll("button")) b.disabled = true;
   try {
-    await fhir.operation(path, parts);
-    say(done);
+    const result = await fhir.operation(path, parts);
+    // done: the words, or a function of the answer that says what really happened
+    say(typeof done === "function" ? await done(result) : done);
   } catch (err) {
     say("");
     showError(err.message);

@@ -1,16 +1,22 @@
-// One step of a case: the patient, the focus image, the AI result (probabilities, the
-// "uncertain" flag, the heatmap), the case's steps, and Claim / Release / Complete.
-import { h, humanName, when, codeOf, textOf } from "./dom.js";
-import { blobUrl, entries } from "./fhir.js";
+// One step of a case, with the whole case in view for every role: the patient, the photo with
+// the AI heatmap over it, the AI finding (all probabilities, why the finding may differ from the
+// most probable class), flags with their reasons, every step (who, when, what it recorded), the
+// proposed appointment, prescriptions and allergies, the report (preview, delivery, retry), and
+// Claim / Release / Complete.
+import { h, humanName, when, day, time, codeOf, textOf } from "./dom.js";
+import { blobUrl, entries, Names } from "./fhir.js";
+import { historyPanel } from "./history.js";
 
 const IO = "http://hearth.local/fhir/CodeSystem/task-io";
 const STEP = "http://hearth.local/fhir/CodeSystem/workflow-step";
 const ROLE = "http://hearth.local/fhir/CodeSystem/care-role";
+const CASE_STATUS = "http://hearth.local/fhir/CodeSystem/case-status";
+const CASE = "http://hearth.local/fhir/CodeSystem/workflow-case";
 const REVIEW = "http://hearth.local/fhir/CodeSystem/ai-review";
 
 function io(task, element, label) {
   return (task[element] || [])
-    .filter((e) => codeOf(e.type, IO) === label)
+    .filter((e) => codeOf(e.type, IO) === label || (e.type && e.type.text === label))
     .map((e) => e.valueReference || e.valueBoolean || e.valueString)
     .filter((v) => v !== undefined);
 }
@@ -19,23 +25,39 @@ function ref(reference) {
   return (reference && reference.reference) || "";
 }
 
-async function image(fhir, loader, alt, caption) {
-  try {
-    const src = await loader();
-    return h("figure", {}, h("img", { src, alt }), h("figcaption", {}, caption));
-  } catch (err) {
-    return h("p", { class: "muted" }, `${caption}: the image could not be shown (${err.message})`);
-  }
+// The case's businessStatus in words, its code kept beside them.
+const CASE_WORDS = {
+  PENDING_AI: "waiting for the AI",
+  PENDING_INTAKE: "waiting for the intake",
+  AI_ANALYZED: "analysed by the AI",
+  DOCTOR_REVIEWED: "reviewed by a doctor",
+  PHARMACIST_COMPLETED: "done by the pharmacist",
+  REPORT_READY: "approved; the report is ready",
+  REPORT_DELIVERED: "report delivered",
+  REPORT_FAILED: "report delivery failed",
+};
+function caseStatus(caseTask) {
+  const code = codeOf(caseTask.businessStatus, CASE_STATUS) || textOf(caseTask.businessStatus);
+  return CASE_WORDS[code] ? `${CASE_WORDS[code]} (${code})` : code || caseTask.status;
 }
 
-async function focusPanel(fhir, focusRef) {
+const percent = (p) => `${(p * 100).toFixed(1)} %`;
+const roleOf = (task) => (task.performerType || []).map((c) => codeOf(c, ROLE)).find(Boolean);
+
+async function imageSource(fhir, media) {
+  const content = media.content || {};
+  if (content.data) return blobUrl(content.data, content.contentType);
+  if ((content.url || "").startsWith("Binary/")) return fhir.imageUrl(content.url, content.contentType);
+  throw new Error("no image data");
+}
+
+// The focus photo (Media) or the first image of an ImagingStudy (DICOMweb rendered).
+async function focusImage(fhir, focusRef) {
   if (focusRef.startsWith("Media/")) {
     const media = await fhir.read(focusRef);
-    const content = media.content || {};
-    const title = content.title || "Photo";
-    if (content.data) return image(fhir, async () => blobUrl(content.data, content.contentType), title, title);
-    if ((content.url || "").startsWith("Binary/")) return image(fhir, () => fhir.imageUrl(content.url, content.contentType), title, title);
-    return h("p", {}, `${title} (no image data)`);
+    const title = (media.content || {}).title || "Photo";
+    const site = textOf(media.bodySite);
+    return { src: await imageSource(fhir, media), alt: title, caption: [title, site, when(media.createdDateTime)].filter(Boolean).join(" · ") };
   }
   if (focusRef.startsWith("ImagingStudy/")) {
     const study = await fhir.read(focusRef);
@@ -43,16 +65,73 @@ async function focusPanel(fhir, focusRef) {
     const series = (study.series || [])[0];
     const instance = series && (series.instance || [])[0];
     const label = `${study.description || "Imaging study"} (${(study.modality || []).map((m) => m.code).join(", ")}; ${study.numberOfInstances || 0} ${study.numberOfInstances === 1 ? "image" : "images"})`;
-    if (!uid || !instance) return h("p", {}, label);
+    if (!uid || !instance) return { label };
     const path = `../dicomweb/studies/${uid.replace("urn:oid:", "")}/series/${series.uid}/instances/${instance.uid}/rendered`;
-    return image(fhir, () => fhir.imageUrl(path, "image/png"), label, label);
+    return { src: await fhir.imageUrl(path, "image/png"), alt: label, caption: label };
   }
-  return h("p", {}, `Focus: ${focusRef}`);
+  return null; // a case about the record itself (lung-risk: the Patient) has no image
 }
 
+// The photo with the heatmap stacked over it (both centre-cropped squares, as the model saw
+// the photo), the heatmap's opacity set by a slider; without a heatmap, the photo alone.
+function overlayFigure(photo, heatmap, n = 0) {
+  if (!heatmap) {
+    return h("figure", {}, h("img", { src: photo.src, alt: photo.alt }), h("figcaption", {}, photo.caption));
+  }
+  const heat = h("img", { src: heatmap.src, alt: "AI explanation heatmap over the image", class: "heat" });
+  const initial = 60;
+  heat.style.opacity = String(initial / 100); // CSSOM, not a style attribute: CSP style-src 'self'
+  // The value is said by the slider itself (aria-valuetext); the text beside it is for the eye.
+  const id = n ? `heat-opacity-${n}` : "heat-opacity"; // one slider per heatmap
+  const value = h("span", { id: `${id}-value`, "aria-hidden": "true" }, `${initial} %`);
+  const slider = h("input", {
+    type: "range", id, min: 0, max: 100, step: 5, value: initial, "aria-valuetext": `${initial} %`,
+    oninput: (event) => {
+      heat.style.opacity = String(event.target.value / 100);
+      value.textContent = `${event.target.value} %`;
+      event.target.setAttribute("aria-valuetext", value.textContent);
+    },
+  });
+  return h("figure", { class: "overlay-figure" },
+    h("div", { class: "overlay" }, h("img", { src: photo.src, alt: photo.alt, class: "base" }), heat),
+    h("figcaption", {}, photo.caption, " — with the AI heatmap over it (the centre square the model saw). ", heatmap.caption),
+    h("div", { class: "slider" }, h("label", { for: id }, "Heatmap opacity"), slider, value));
+}
+
+async function imagePanel(fhir, focusRef, heatmaps) {
+  let photo;
+  try {
+    photo = await focusImage(fhir, focusRef);
+  } catch (err) {
+    return h("p", { class: "muted" }, `The image could not be shown (${err.message}).`);
+  }
+  if (!photo) return null;
+  if (!photo.src) return h("p", {}, photo.label);
+  const shown = [];
+  for (const media of heatmaps) {
+    try {
+      shown.push({ src: await imageSource(fhir, media), caption: (media.content || {}).title || "Explanation heatmap" });
+    } catch {
+      // a heatmap that cannot be read is left out; the photo is still shown
+    }
+  }
+  if (!shown.length) return overlayFigure(photo, null);
+  return h("div", { class: "images" }, shown.map((heat, n) => overlayFigure(photo, heat, n)));
+}
+
+// -- the AI result ---------------------------------------------------------------------------
 // The screening score (e.g. the probability of malignancy, with its threshold as the
-// reference range) is shown as the referral decision, not as one more class.
+// reference range) is the referral decision, not one more class.
 const isScreening = (c) => (c.referenceRange || []).length > 0;
+const classes = (result) => (result.component || [])
+  .filter((c) => !isScreening(c))
+  .filter((c) => c.valueQuantity && typeof c.valueQuantity.value === "number")
+  .sort((a, b) => b.valueQuantity.value - a.valueQuantity.value);
+
+function deviceProperty(device, name) {
+  const p = ((device && device.property) || []).find((x) => textOf(x.type) === name);
+  return p && p.valueQuantity && p.valueQuantity[0] ? p.valueQuantity[0].value : undefined;
+}
 
 function screeningLine(result) {
   const score = (result.component || []).find(isScreening);
@@ -62,76 +141,281 @@ function screeningLine(result) {
     textOf((score.interpretation || [])[0]), " — ", (score.referenceRange[0] || {}).text || "");
 }
 
+// One sentence: why the finding may not be the most probable class, from the result's data.
+export function whyFinding(result, device) {
+  const ranked = classes(result);
+  if (!ranked.length) return "";
+  const top = ranked[0];
+  const topName = textOf(top.code);
+  const topP = percent(top.valueQuantity.value);
+  const finding = result.valueCodeableConcept || {};
+  const score = (result.component || []).find(isScreening);
+  let referral = "";
+  if (score) {
+    const high = ((score.referenceRange[0] || {}).high || {}).value;
+    const positive = codeOf((score.interpretation || [])[0]) === "POS";
+    referral = ` The referral is decided apart from both: ${textOf(score.code).toLowerCase() || "the screening score"} ${percent(score.valueQuantity.value)} is ${positive ? "at or above" : "below"} the screening threshold ${typeof high === "number" ? percent(high) : ""}, chosen for sensitivity.`;
+  }
+  if (codeOf((result.interpretation || [])[0]) === "IND") {
+    const threshold = deviceProperty(device, "confidence threshold");
+    return `The finding is "uncertain" because the most probable class, ${topName} (${topP}), is below the model's confidence threshold${typeof threshold === "number" ? ` (${percent(threshold)})` : ""}, so a doctor decides; a confident finding is the class the class-balanced decision rule picks, which can differ from the most probable one.${referral}`;
+  }
+  const same = (finding.coding || []).some((c) => (top.code.coding || []).some((t) => t.code === c.code && t.system === c.system))
+    || textOf(finding) === topName;
+  const rule = "the model's decision rule is class-balanced (it offsets how common each class was in training, the rule chosen for balanced accuracy), while the probabilities are calibrated to that training mix";
+  if (same) return `The finding is also the most probable class (${topName}, ${topP}); it need not be, because ${rule}.${referral}`;
+  return `The finding is ${textOf(finding)} although ${topName} has the highest probability (${topP}): ${rule}, so a rarer class can be the finding at a lower probability.${referral}`;
+}
+
 function probabilityTable(result) {
-  const rows = (result.component || [])
-    .filter((c) => !isScreening(c))
-    .filter((c) => c.valueQuantity && typeof c.valueQuantity.value === "number")
-    .sort((a, b) => b.valueQuantity.value - a.valueQuantity.value)
-    .map((c) => h("tr", {}, h("th", { scope: "row" }, textOf(c.code)), h("td", {}, `${(c.valueQuantity.value * 100).toFixed(1)} %`)));
+  const rows = classes(result).map((c) => h("tr", {}, h("th", { scope: "row" }, textOf(c.code)), h("td", {}, percent(c.valueQuantity.value))));
   if (!rows.length) return null;
   return h("table", { class: "probabilities" }, h("caption", {}, "Probabilities"),
     h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Finding"), h("th", { scope: "col" }, "Probability"))),
     h("tbody", {}, rows));
 }
 
-function resultPanel(result, uncertain) {
+function resultPanel(result, device, names) {
   if (result.resourceType === "RiskAssessment") {
     const p = (result.prediction || [])[0] || {};
     return h("div", {}, h("p", {}, h("strong", {}, "Risk: "), p.probabilityDecimal !== undefined ? `${(p.probabilityDecimal * 100).toFixed(2)} %` : "—", " ", textOf(p.qualitativeRisk)),
       h("p", { class: "muted" }, (result.note || []).map((n) => n.text).join(" ")));
   }
-  const flagged = uncertain || codeOf((result.interpretation || [])[0]) === "IND";
+  const why = whyFinding(result, device);
   return h(
     "div",
     { class: "ai-result" },
-    flagged ? h("p", { class: "flag" }, "Uncertain — physician review required") : null,
     h("p", {}, h("strong", {}, "AI finding: "), textOf(result.valueCodeableConcept) || result.valueString || "—",
       result.interpretation ? ` (${textOf(result.interpretation[0])})` : ""),
+    why ? h("p", { class: "why" }, why) : null,
     screeningLine(result),
     probabilityTable(result),
-    h("p", { class: "muted" }, `${(result.method && result.method.text) || ""} ${(result.note || []).map((n) => n.text).join(" ")}`),
+    h("p", { class: "muted" }, [(result.method && result.method.text) || names.of(result.device),
+      ((device && device.version) || []).map((v) => `model ${v.value}`).join(", "), result.status].filter(Boolean).join(" · "), " · ",
+      time(result.effectiveDateTime || (result.meta || {}).lastUpdated)),
+    h("p", { class: "muted" }, (result.note || []).map((n) => n.text).join(" ")),
   );
 }
 
-async function aiPanel(fhir, caseTask, related) {
-  const results = io(caseTask, "input", "ai-result").map(ref);
-  if (!results.length) return h("section", {}, h("h2", {}, "AI analysis"), h("p", { class: "muted" }, "No AI result yet."));
-  const uncertain = io(caseTask, "input", "uncertain").includes(true);
-  const highRisk = io(caseTask, "input", "high-risk").includes(true);
-  const shown = await Promise.all(results.map((r) => fhir.read(r)));
-  // The analysis Tasks (partOf the case, no step code) name their explanation heatmaps.
-  const heatmaps = related
-    .filter((t) => !codeOf(t.code, STEP))
-    .flatMap((t) => (t.output || []).map((o) => ref(o.valueReference)))
-    .filter((r) => r.startsWith("Media/"));
-  const figures = await Promise.all(heatmaps.map(async (r) => {
-    const media = await fhir.read(r);
-    const content = media.content || {};
-    return image(fhir, () => (content.data ? blobUrl(content.data, content.contentType) : fhir.imageUrl(content.url, content.contentType)),
-      "AI explanation heatmap over the image", content.title || "Explanation heatmap");
-  }));
-  return h("section", { "aria-labelledby": "ai-heading" }, h("h2", { id: "ai-heading" }, "AI analysis"),
-    highRisk ? h("p", { class: "flag" }, "High risk according to the AI") : null,
-    shown.map((r) => resultPanel(r, uncertain)),
-    figures.length ? h("div", { class: "images" }, figures) : null);
+// -- flags -----------------------------------------------------------------------------------
+// "Lung cancer within 6 years: 4.20 % (high) by PLCOm2012"
+function riskWords(r) {
+  const p = (r.prediction || [])[0] || {};
+  const qualitative = textOf(p.qualitativeRisk);
+  return [`${textOf(p.outcome) || "risk"}: ${typeof p.probabilityDecimal === "number" ? `${(p.probabilityDecimal * 100).toFixed(2)} %` : "—"}`,
+    qualitative ? `(${qualitative})` : "", textOf(r.method) ? `by ${textOf(r.method)}` : ""].filter(Boolean).join(" ");
 }
 
-function stepsPanel(steps) {
-  const rows = steps
-    .filter((t) => codeOf(t.code, STEP))
-    .map((t) => h("tr", {}, h("td", {}, t.description || textOf(t.code)), h("td", {}, t.status),
-      h("td", {}, ref(t.owner) || "—")));
-  return h("section", {}, h("h2", {}, "Steps of this case"),
-    h("table", {}, h("thead", {}, h("tr", {}, ["Step", "Status", "Owner"].map((c) => h("th", { scope: "col" }, c)))), h("tbody", {}, rows)));
+function flags(caseTask, step, results, delivery, names) {
+  const notes = (caseTask.note || []).map((n) => n.text || "");
+  const items = [];
+  if (caseTask.priority === "urgent" || step.priority === "urgent") {
+    const ai = notes.find((t) => t.startsWith("high-risk AI result"));
+    items.push(["Urgent", ai ? `raised by the AI: ${names.inText(ai)}` : `marked urgent when the case was started${caseTask.requester ? ` by ${names.of(caseTask.requester)}` : ""}`]);
+  }
+  if (io(caseTask, "input", "high-risk").includes(true)) {
+    const reasons = results.flatMap((r) => (r.component || []).filter(isScreening)
+      .filter((c) => codeOf((c.interpretation || [])[0]) === "POS")
+      .map((c) => textOf((c.interpretation || [])[0])));
+    const risk = results.filter((r) => r.resourceType === "RiskAssessment").map(riskWords);
+    items.push(["High risk", reasons.concat(risk).join("; ") || `the AI finding is a high-risk class (${results.map((r) => textOf(r.valueCodeableConcept)).join(", ")})`]);
+  }
+  const uncertain = io(caseTask, "input", "uncertain").includes(true) || results.some((r) => codeOf((r.interpretation || [])[0]) === "IND");
+  if (uncertain) {
+    const why = results.map((r) => (r.valueCodeableConcept || {}).text).filter((t) => t && t.startsWith("uncertain"));
+    items.push(["Uncertain — physician review required", why.join("; ") || "the AI result is indeterminate"]);
+  }
+  if (delivery && delivery.status === "failed") {
+    items.push(["Report not delivered", names.inText((delivery.statusReason || {}).text) || "no reason was recorded"]);
+  }
+  if (!items.length) return h("p", { class: "muted", id: "flags" }, "No flags: routine, not high risk, not uncertain.");
+  return h("ul", { class: "flags", id: "flags" }, items.map(([flag, reason]) => h("li", { class: "flag" }, h("strong", {}, flag), `: ${reason}`)));
 }
 
+// -- what each step recorded ----------------------------------------------------------------
+function medication(resource) {
+  return textOf(resource.medicationCodeableConcept) || ref(resource.medicationReference) || "medication";
+}
+
+function dosage(resource) {
+  return (resource.dosageInstruction || []).map((d) => d.text).filter(Boolean).join("; ");
+}
+
+function quantity(q) {
+  return q && typeof q.value === "number" ? `${q.value} ${q.unit || ""}`.trim() : "";
+}
+
+// A stored resource in one line of words.
+function describe(resource, names) {
+  if (!resource) return "(not visible to you)";
+  switch (resource.resourceType) {
+    case "Observation": {
+      const value = resource.valueString || textOf(resource.valueCodeableConcept) || quantity(resource.valueQuantity);
+      return `${textOf(resource.code) || "Observation"}: ${value || "—"}`;
+    }
+    case "MedicationRequest":
+      return `Prescription: ${medication(resource)}${dosage(resource) ? ` — ${dosage(resource)}` : ""} (${resource.status}, by ${names.of(resource.requester)})`;
+    case "MedicationDispense":
+      return `Dispensed: ${medication(resource)}${quantity(resource.quantity) ? `, ${quantity(resource.quantity)}` : ""}${dosage(resource) ? ` — ${dosage(resource)}` : ""} (${resource.status})`;
+    case "Condition":
+      return `Condition: ${textOf(resource.code)}`;
+    case "ServiceRequest":
+      return `Order: ${textOf(resource.code)} (${resource.status})`;
+    case "DiagnosticReport":
+      return `Report: ${textOf(resource.code)} (${resource.status})${resource.conclusion ? ` — ${resource.conclusion}` : ""}`;
+    case "DocumentReference":
+      return `Document: ${resource.description || textOf(resource.type)}`;
+    case "Communication":
+      return (resource.payload || []).map((p) => p.contentString).filter(Boolean).join("; ") || "Message";
+    case "Appointment":
+      return `Appointment (${resource.status}): ${when(resource.start)}`;
+    case "Media":
+      return `Image: ${(resource.content || {}).title || ""}`;
+    case "RiskAssessment":
+      return `Risk: ${riskWords(resource)}`;
+    case "QuestionnaireResponse":
+      return `Questionnaire answers (${(resource.item || []).length})`;
+    default:
+      return `${resource.resourceType}/${resource.id}`;
+  }
+}
+
+function outputsOf(task, read, names) {
+  return (task.output || []).map((o) => {
+    const label = codeOf(o.type, IO) || textOf(o.type);
+    if (o.valueReference) return describe(read.get(ref(o.valueReference)), names);
+    if (o.valueString !== undefined) return label === "conclusion" ? `Conclusion: ${o.valueString}` : `${label}: ${o.valueString}`;
+    if (o.valueCodeableConcept) return `${label}: ${textOf(o.valueCodeableConcept)}`;
+    return null;
+  }).filter(Boolean);
+}
+
+function notesOf(resource, names) {
+  return (resource.note || []).map((n) => h("li", { class: "note" }, h("span", { class: "muted" }, "Note",
+    n.authorReference ? ` by ${names.of(n.authorReference)}` : "", n.time ? [", ", time(n.time)] : "", ": "), names.inText(n.text)));
+}
+
+// Steps in the order they happened: done ones by their time, then the open ones.
+const RANK = { completed: 0, failed: 0, cancelled: 0, "in-progress": 1, requested: 2, ready: 2, draft: 3 };
+function stepTime(t) {
+  return (t.executionPeriod || {}).end || (RANK[t.status] === 0 ? t.lastModified : "") || "";
+}
+
+function stepsPanel(steps, caseTask, read, names) {
+  const ordered = [...steps].sort((a, b) => (RANK[a.status] ?? 4) - (RANK[b.status] ?? 4) || stepTime(a).localeCompare(stepTime(b)));
+  // What the case itself recorded (a referral, …), beside the report and appointment shown above.
+  const onCase = (caseTask.output || [])
+    .filter((o) => !["report", "appointment"].includes(codeOf(o.type, IO)) && o.valueReference)
+    .map((o) => describe(read.get(ref(o.valueReference)), names));
+  return h("section", { "aria-labelledby": "steps-heading" }, h("h2", { id: "steps-heading" }, "Steps of this case"),
+    onCase.length ? h("p", { id: "case-outputs" }, h("strong", {}, "Recorded on the case: "), onCase.join("; ")) : null,
+    h("ol", { class: "timeline" }, ordered.map((t) => {
+      const recorded = outputsOf(t, read, names);
+      const at = (t.executionPeriod || {}).end || (t.executionPeriod || {}).start;
+      return h("li", { class: `step ${t.status}`, "data-step": codeOf(t.code, STEP) || "" },
+        h("p", {}, h("strong", {}, t.description || textOf(t.code)), ` — ${t.status}`,
+          t.owner ? ` · ${names.of(t.owner)}` : ` · for ${/^[aeiou]/.test(roleOf(t) || "") ? "an" : "a"} ${roleOf(t) || "—"}`,
+          at ? [" · ", time(at)] : ""),
+        t.statusReason ? h("p", { class: t.status === "failed" ? "flag" : "muted" }, `Reason: ${names.inText(textOf(t.statusReason))}`) : null,
+        recorded.length || (t.note || []).length
+          ? h("ul", {}, recorded.map((line) => h("li", {}, line)), notesOf(t, names))
+          : null);
+    })));
+}
+
+// -- appointment, prescriptions, allergies ---------------------------------------------------
+function appointmentPanel(appointment, names) {
+  if (!appointment) return null;
+  const who = (appointment.participant || []).map((p) => `${names.of(p.actor)} (${p.status})`).join(", ");
+  return h("section", { class: "panel", "aria-labelledby": "appointment-heading" }, h("h2", { id: "appointment-heading" }, "Appointment"),
+    h("p", { id: "appointment" }, `${appointment.status === "proposed" ? "Proposed" : appointment.status}: `, time(appointment.start),
+      appointment.end ? [" – ", time(appointment.end)] : "", who ? ` · ${who}` : ""),
+    appointment.description ? h("p", { class: "muted" }, appointment.description) : null);
+}
+
+function prescriptionsPanel(requests, dispenses, names) {
+  if (!requests.length) return null;
+  const dispensedFor = (mr) => dispenses.filter((d) => (d.authorizingPrescription || []).some((a) => ref(a) === `MedicationRequest/${mr.id}`));
+  return h("section", { class: "panel", "aria-labelledby": "rx-heading" }, h("h2", { id: "rx-heading" }, "Prescriptions"),
+    h("table", { class: "prescriptions" }, h("caption", {}, "Prescriptions of this case"),
+      h("thead", {}, h("tr", {}, ["Medication", "Dosage", "Prescribed by", "Status", "Dispensed"].map((c) => h("th", { scope: "col" }, c)))),
+      h("tbody", {}, requests.map((mr) => h("tr", {},
+        h("td", {}, medication(mr)), h("td", {}, dosage(mr) || "—"),
+        h("td", {}, names.of(mr.requester), mr.authoredOn ? [", ", time(mr.authoredOn)] : ""),
+        h("td", {}, mr.status),
+        h("td", {}, dispensedFor(mr).map((d) => describe(d, names)).join("; ") || "not yet"))))));
+}
+
+function allergiesPanel(allergies) {
+  const rows = allergies.map((a) => h("li", {},
+    h("strong", {}, textOf(a.code) || "Unnamed substance"),
+    ` — ${[textOf(a.clinicalStatus), a.criticality ? `criticality ${a.criticality}` : "", (a.category || []).join(", ")].filter(Boolean).join(", ")}`,
+    (a.reaction || []).length ? `; reactions: ${(a.reaction || []).flatMap((r) => (r.manifestation || []).map(textOf)).join(", ")}` : ""));
+  return h("section", { class: "panel", "aria-labelledby": "allergy-heading" }, h("h2", { id: "allergy-heading" }, "Allergies and intolerances"),
+    rows.length ? h("ul", { id: "allergies" }, rows)
+      : h("p", { class: "muted", id: "allergies" }, "None recorded for this patient (this does not mean there are none: ask)."));
+}
+
+// -- the report: preview, delivery status, retry ----------------------------------------------
+// A PDF (a Binary's base64 data) in a frame of its blob: URL, with a download link.
+function pdfButton(frame, label, load, title, file, linkText, linkId) {
+  return h("button", { type: "button", onclick: async (event) => {
+    event.target.disabled = true;
+    frame.replaceChildren(h("p", {}, "Loading the report…"));
+    try {
+      const binary = await load();
+      const url = blobUrl(binary.data, "application/pdf");
+      frame.replaceChildren(
+        h("iframe", { src: url, title, class: "pdf" }),
+        h("p", {}, h("a", { href: url, download: file, id: linkId }, linkText)));
+    } catch (err) {
+      frame.replaceChildren(h("p", { class: "error" }, `The report could not be shown: ${err.message}`));
+    }
+    event.target.disabled = false;
+  } }, label);
+}
+
+function reportPanel(fhir, session, caseTask, delivery, read, names, act) {
+  if (!delivery) return null;
+  const frame = h("div", { class: "preview" });
+  const preview = pdfButton(frame, "Preview the report", () => fhir.json(`Task/${caseTask.id}/$preview-report`),
+    "Report preview (PDF, not signed)", `report-preview-${caseTask.id}.pdf`, "Download the preview (PDF)", "preview-download");
+  const report = read.get(ref(io(caseTask, "output", "report")[0]));
+  const status = {
+    draft: "not yet: the report is made when an administrator approves the case",
+    requested: "waiting to be delivered",
+    "in-progress": "being delivered now",
+    completed: "delivered to the patient",
+    failed: "failed",
+    cancelled: "cancelled",
+  }[delivery.status] || delivery.status;
+  const lines = [h("p", { id: "delivery-status" }, h("strong", {}, "Delivery: "), status,
+    delivery.status === "failed" ? ` — ${names.inText(textOf(delivery.statusReason)) || "no reason recorded"}` : "",
+    delivery.status === "completed" && (delivery.executionPeriod || {}).end ? [" · ", time(delivery.executionPeriod.end)] : "")];
+  if (report) lines.push(h("p", {}, describe(report, { of: () => "" })));
+  // The signed PDF, stored on approval (Binary + DocumentReference) even when its e-mail failed.
+  const stored = ((report && report.presentedForm) || []).find((f) => f.contentType === "application/pdf" && (f.url || "").startsWith("Binary/"));
+  const signed = stored
+    ? pdfButton(frame, "Show the signed report", () => fhir.read(stored.url), "Signed report (PDF)",
+      `report-${report.id}.pdf`, "Download the signed report (PDF)", "signed-download")
+    : null;
+  const retry = delivery.status === "failed" && session.role === "admin"
+    ? h("button", { type: "button", class: "primary", onclick: () => act(`Task/${caseTask.id}/$deliver-report`, [], (result) => {
+      const part = (name) => ((result.parameter || []).find((p) => p.name === name) || {}).valueString;
+      return part("status") === "failed" ? `Delivery failed again: ${names.inText(part("reason"))}` : "Delivered: the signed report was e-mailed to the patient.";
+    }) }, "Retry delivery")
+    : null;
+  return h("section", { class: "panel", "aria-labelledby": "report-heading" }, h("h2", { id: "report-heading" }, "Report"),
+    lines, h("div", { class: "actions" }, preview, signed, retry), frame);
+}
+
+// -- completing the step ----------------------------------------------------------------------
 // The classes the AI result was choosing between (its probability components, each coded with
 // the model's label and, where checked, SNOMED CT): the doctor's coded diagnosis is one of them,
 // which the AI–doctor agreement figure compares with the AI finding (docs/analytics.md).
-async function aiClasses(fhir, caseTask) {
-  const results = io(caseTask, "input", "ai-result").map(ref).filter((r) => r.startsWith("Observation/"));
-  const shown = await Promise.all(results.map((r) => fhir.read(r)));
-  return shown.flatMap((r) => (r.component || []).filter((c) => !isScreening(c) && c.valueQuantity).map((c) => c.code));
+function aiClasses(results) {
+  return results.filter((r) => r.resourceType === "Observation")
+    .flatMap((r) => (r.component || []).filter((c) => !isScreening(c) && c.valueQuantity).map((c) => c.code));
 }
 
 function diagnosisField(classes) {
@@ -141,19 +425,20 @@ function diagnosisField(classes) {
       h("option", { value: "other" }, "Something else"))];
 }
 
-function field(id, label, kind = "textarea", required = false) {
-  const input = kind === "textarea" ? h("textarea", { id, name: id, rows: 3, required }) : h("input", { id, name: id, type: "text", required });
+function field(id, label, kind = "textarea", required = false, value = "") {
+  const input = kind === "textarea" ? h("textarea", { id, name: id, rows: 3, required }, value)
+    : h("input", { id, name: id, type: kind, required, value, step: kind === "number" ? "any" : undefined, min: kind === "number" ? 0 : undefined });
   return [h("label", { for: id }, label), input];
 }
 
 // The Parameters of $complete for this role, from the form (see docs/webapp.md).
-function completeParts(role, form, classes = []) {
+function completeParts(role, form, requests, session, classes = []) {
   const value = (name) => (form.elements[name] ? form.elements[name].value.trim() : "");
   const parts = [];
   if (role === "doctor") {
     parts.push(["output", { resource: { resourceType: "Observation", status: "final", code: { text: "Doctor's finding" }, valueString: value("finding") } }]);
     if (value("medication")) {
-      const request = { resourceType: "MedicationRequest", status: "active", intent: "order", medicationCodeableConcept: { text: value("medication") } };
+      const request = { resourceType: "MedicationRequest", status: "active", intent: "order", medicationCodeableConcept: { text: value("medication") }, authoredOn: new Date().toISOString() };
       if (value("dosage")) request.dosageInstruction = [{ text: value("dosage") }];
       parts.push(["output", { resource: request }]);
     }
@@ -162,16 +447,39 @@ function completeParts(role, form, classes = []) {
     if (diagnosis === "other") parts.push(["conclusionCode", { valueCodeableConcept: { text: value("conclusion") || "Other diagnosis", coding: [{ system: REVIEW, code: "not-a-model-class", display: "Not one of the model's classes" }] } }]);
     else if (diagnosis && classes[Number(diagnosis)]) parts.push(["conclusionCode", { valueCodeableConcept: classes[Number(diagnosis)] }]);
   }
+  if (role === "pharmacist" && value("dispense")) {
+    const mr = requests.find((r) => r.id === value("dispense"));
+    const dispense = {
+      resourceType: "MedicationDispense",
+      status: "completed",
+      medicationCodeableConcept: mr.medicationCodeableConcept || { text: medication(mr) },
+      authorizingPrescription: [{ reference: `MedicationRequest/${mr.id}` }],
+      performer: [{ actor: { reference: session.fhirUser } }],
+      whenHandedOver: new Date().toISOString(),
+    };
+    if (value("quantity")) dispense.quantity = { value: Number(value("quantity")), unit: value("unit") || undefined };
+    if (value("instructions")) dispense.dosageInstruction = [{ text: value("instructions") }];
+    parts.push(["output", { resource: dispense }]);
+  }
   if (value("note")) parts.push(["note", { valueString: value("note") }]);
   return parts;
 }
 
-function completeForm(role, onSubmit, classes = []) {
+function completeForm(role, requests, session, onSubmit, classes = []) {
   const fields = [];
   if (role === "doctor") {
     fields.push(field("finding", "Finding (required)", "textarea", true), field("conclusion", "Conclusion for the report"),
       classes.length ? diagnosisField(classes) : [],
       field("medication", "Prescription: medication (optional)", "text"), field("dosage", "Prescription: dosage instructions", "text"));
+  }
+  if (role === "pharmacist" && requests.length) {
+    const select = h("select", { id: "dispense", name: "dispense" },
+      requests.map((mr) => h("option", { value: mr.id }, `${medication(mr)}${dosage(mr) ? ` — ${dosage(mr)}` : ""}`)),
+      h("option", { value: "" }, "Nothing dispensed"));
+    fields.push(h("fieldset", {}, h("legend", {}, "Dispense"),
+      h("label", { for: "dispense" }, "Prescription dispensed"), select,
+      field("quantity", "Quantity handed over", "number"), field("unit", "Unit (e.g. tablets, tube)", "text"),
+      field("instructions", "Instructions given to the patient", "text", false, dosage(requests[0]))));
   }
   fields.push(field("note", role === "doctor" ? "Notes" : "Note"));
   const label = role === "admin" ? "Approve and complete" : "Complete step";
@@ -179,19 +487,75 @@ function completeForm(role, onSubmit, classes = []) {
     h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, label)));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    onSubmit(completeParts(role, form, classes));
+    onSubmit(completeParts(role, form, requests, session, classes));
   });
   return form;
 }
 
+// What really happened after $complete, in words: the case as it is now (a failed delivery is
+// said as failed, with its reason).
+async function afterComplete(fhir, caseId, role) {
+  if (!caseId) return "Completed.";
+  const [caseTask, steps] = await Promise.all([
+    fhir.read(`Task/${caseId}`),
+    fhir.search("Task", { "part-of": `Task/${caseId}`, _count: "50" }).then((b) => entries(b).filter((t) => codeOf(t.code, STEP))),
+  ]);
+  const status = codeOf(caseTask.businessStatus, CASE_STATUS) || codeOf(caseTask.businessStatus);
+  const delivery = steps.find((t) => roleOf(t) === "system");
+  if (status === "REPORT_FAILED") {
+    const names = new Names(fhir);
+    await names.load([ref(caseTask.for)]);
+    return `Approved, but the report was not delivered: ${names.inText(textOf((delivery || {}).statusReason)) || "no reason recorded"}. Retry from the Report section.`;
+  }
+  if (status === "REPORT_DELIVERED") return "Approved: the signed report was delivered to the patient.";
+  const next = steps.find((t) => t.status === "requested");
+  const said = caseStatus(caseTask);
+  const then = caseTask.status === "completed" ? "; the case is complete" : next ? `; next: ${next.description || textOf(next.code)}` : "";
+  return `Completed${role === "admin" ? " (approved)" : ""}: the case is now ${said}${then}.`;
+}
+
 export async function caseView(fhir, session, stepId, act) {
   const step = await fhir.read(`Task/${stepId}`);
-  const caseRef = ref((step.partOf || [])[0]);
+  // A step names its case; a case opened itself (from the patient's earlier results) is both.
+  const caseRef = ref((step.partOf || [])[0]) || (codeOf(step.code, CASE) ? `Task/${step.id}` : "");
+  const names = new Names(fhir);
   const [caseTask, patient, related] = await Promise.all([
-    caseRef ? fhir.read(caseRef) : step,
+    caseRef && caseRef !== `Task/${step.id}` ? fhir.read(caseRef) : step,
     fhir.read(ref(step.for)),
-    caseRef ? fhir.search("Task", { "part-of": caseRef, _count: "50" }).then((b) => entries(b)) : [],
+    caseRef ? fhir.search("Task", [["part-of", caseRef], ["_include", "Task:owner"], ["_count", "50"]]).then((b) => {
+      names.add(entries(b, "include"));
+      return entries(b);
+    }) : [],
   ]);
+  names.add([patient]);
+  const steps = related.filter((t) => codeOf(t.code, STEP));
+  const analyses = related.filter((t) => !codeOf(t.code, STEP));
+  const delivery = steps.find((t) => roleOf(t) === "system");
+
+  // Everything the case and its steps name, read once.
+  const resultRefs = io(caseTask, "input", "ai-result").map(ref);
+  const outputRefs = [...steps, caseTask].flatMap((t) => (t.output || []).map((o) => ref(o.valueReference))).filter(Boolean);
+  const heatmapRefs = analyses.flatMap((t) => (t.output || []).map((o) => ref(o.valueReference))).filter((r) => r.startsWith("Media/"));
+  const [read, allergies] = await Promise.all([
+    fhir.readAll([...resultRefs, ...outputRefs, ...heatmapRefs]),
+    fhir.search("AllergyIntolerance", { patient: ref(step.for), _count: "50" }).then((b) => entries(b)).catch(() => []),
+  ]);
+  const results = resultRefs.map((r) => read.get(r)).filter(Boolean);
+  const devices = await fhir.readAll(results.map((r) => ref(r.device)));
+  const all = [...read.values()].filter(Boolean);
+  const requests = all.filter((r) => r.resourceType === "MedicationRequest");
+  const dispenses = all.filter((r) => r.resourceType === "MedicationDispense");
+  const appointment = read.get(ref(io(caseTask, "output", "appointment")[0]));
+  if (appointment) names.add([appointment]);
+  await names.load([
+    ref(step.owner), ref(caseTask.requester), ...steps.map((t) => ref(t.owner)),
+    ...[caseTask, ...steps].flatMap((t) => (t.note || []).map((n) => ref(n.authorReference))),
+    ...all.flatMap((r) => [ref(r.requester), ...(r.performer || []).map((p) => ref(p.actor || p)), ref(r.device)]),
+    ...((appointment && appointment.participant) || []).map((p) => ref(p.actor)),
+    ...results.map((r) => ref(r.device)),
+  ]);
+  names.add([...devices.values()].filter(Boolean));
+
   const mine = ref(step.owner) === session.fhirUser;
   const forMyRole = (step.performerType || []).some((c) => codeOf(c, ROLE) === session.role);
   const actions = [];
@@ -201,19 +565,33 @@ export async function caseView(fhir, session, stepId, act) {
   if (step.status === "in-progress" && mine) {
     actions.push(h("button", { type: "button", onclick: () => act(`Task/${step.id}/$release`, [], "Released: the step is back on the worklist.") }, "Release"));
   }
-  const urgent = step.priority === "urgent";
-  const classes = session.role === "doctor" && step.status === "in-progress" && mine ? await aiClasses(fhir, caseTask) : [];
+  const urgent = step.priority === "urgent" || caseTask.priority === "urgent";
+  const caseId = caseRef.replace("Task/", "");
+  const heatmaps = heatmapRefs.map((r) => read.get(r)).filter(Boolean);
+  const ident = (patient.identifier || []).map((i) => i.value).filter(Boolean).join(", ");
+  const image = await imagePanel(fhir, ref(caseTask.focus) || ref(step.focus), heatmaps);
+  const showMedicines = session.role === "pharmacist" || session.role === "doctor" || requests.length > 0;
   return [
     h("h1", {}, humanName(patient), urgent ? h("span", { class: "badge urgent" }, "Urgent") : null),
-    h("p", {}, `${caseTask.description || textOf(caseTask.code)} · ${step.description || textOf(step.code)} · `,
+    h("p", { class: "case-line" }, h("strong", { class: "case-type" }, caseTask.description || textOf(caseTask.code)), ` · ${step.description || textOf(step.code)} · `,
       h("strong", { id: "step-status" }, `Step status: ${step.status}`),
-      ref(step.owner) ? ` · owner ${ref(step.owner)}` : "",
-      ` · case status ${textOf(caseTask.businessStatus)} · since ${when(step.authoredOn)}`),
-    h("p", {}, `Born ${patient.birthDate || "—"} · ${patient.gender || ""}`),
-    h("section", { class: "panel" }, h("h2", {}, "Image"), await focusPanel(fhir, ref(caseTask.focus) || ref(step.focus))),
-    h("div", { class: "panel" }, await aiPanel(fhir, caseTask, related)),
+      step.owner ? ` · owner ${names.of(step.owner)}` : "",
+      ` · case: ${caseStatus(caseTask)} · since `, time(step.authoredOn)),
+    h("p", {}, `Born ${day(patient.birthDate) || "—"} · ${patient.gender || ""}${ident ? ` · ${ident}` : ""}`),
+    h("section", { class: "panel", "aria-labelledby": "flags-heading" }, h("h2", { id: "flags-heading" }, "Flags"), flags(caseTask, step, results, delivery, names)),
+    image ? h("section", { class: "panel", "aria-labelledby": "image-heading" }, h("h2", { id: "image-heading" }, "Image"), image) : null,
+    h("section", { class: "panel", "aria-labelledby": "ai-heading" }, h("h2", { id: "ai-heading" }, "AI analysis"),
+      results.length ? results.map((r) => resultPanel(r, devices.get(ref(r.device)), names)) : h("p", { class: "muted" }, "No AI result yet.")),
+    session.role === "doctor" ? await historyPanel(fhir, ref(step.for), caseId).catch((err) => h("p", { class: "muted" }, `Earlier results could not be shown (${err.message}).`)) : null,
+    appointmentPanel(appointment, names),
+    showMedicines ? prescriptionsPanel(requests, dispenses, names) : null,
+    showMedicines ? allergiesPanel(allergies) : null,
+    (caseTask.note || []).length ? h("section", { class: "panel" }, h("h2", {}, "Notes on the case"), h("ul", {}, notesOf(caseTask, names))) : null,
     actions.length ? h("div", { class: "actions" }, actions) : null,
-    step.status === "in-progress" && mine ? h("div", { class: "panel" }, completeForm(session.role, (parts) => act(`Task/${step.id}/$complete`, parts, "Completed: the case moves to its next step."), classes)) : null,
-    related.length ? h("div", { class: "panel" }, stepsPanel(related)) : null,
+    step.status === "in-progress" && mine
+      ? h("div", { class: "panel" }, completeForm(session.role, requests, session, (parts) => act(`Task/${step.id}/$complete`, parts, () => afterComplete(fhir, caseId, session.role).catch(() => "Completed.")), session.role === "doctor" ? aiClasses(results) : []))
+      : null,
+    steps.length ? h("div", { class: "panel" }, stepsPanel(steps, caseTask, read, names)) : null,
+    reportPanel(fhir, session, caseTask, delivery, read, names, act),
   ];
 }

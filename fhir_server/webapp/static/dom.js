@@ -23,13 +23,31 @@ export function humanName(resource) {
   const name = ((resource && resource.name) || [])[0];
   if (!name) return resource && resource.id ? `${resource.resourceType}/${resource.id}` : "Unknown";
   if (name.text) return name.text;
-  return [...(name.given || []), name.family].filter(Boolean).join(" ") || "Unnamed";
+  return [...(name.prefix || []), ...(name.given || []), name.family].filter(Boolean).join(" ") || "Unnamed";
 }
+
+// Dates and times in the user's locale and time zone (the browser's): Intl.DateTimeFormat.
+const DATE_TIME = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+const DATE = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeZone: "UTC" });
 
 export function when(instant) {
   if (!instant) return "";
+  if (/^\d{4}(-\d{2}(-\d{2})?)?$/.test(instant)) return day(instant); // a date has no time zone
   const date = new Date(instant);
-  return Number.isNaN(date.getTime()) ? instant : date.toLocaleString();
+  return Number.isNaN(date.getTime()) ? instant : DATE_TIME.format(date);
+}
+
+// A FHIR date (1961-04-12) as that calendar day, whatever the user's time zone.
+export function day(value) {
+  if (!value) return "";
+  if (!/^\d{4}-\d{2}-\d{2}/.test(value)) return value;
+  const date = new Date(`${value.slice(0, 10)}T00:00:00Z`);
+  return Number.isNaN(date.getTime()) ? value : DATE.format(date);
+}
+
+// <time datetime="…">formatted</time>, so the instant itself stays in the page.
+export function time(instant) {
+  return instant ? h("time", { datetime: instant }, when(instant)) : "";
 }
 
 export function codeOf(concept, system) {

@@ -1,5 +1,6 @@
 // Calls to Hearth's FHIR API with the signed-in user's token; an OperationOutcome becomes an
 // error message in plain words.
+import { humanName, textOf, when } from "./dom.js";
 
 const PLAIN = {
   400: "The server could not accept this",
@@ -62,8 +63,16 @@ export class Fhir {
     return this.json(reference);
   }
 
+  // params: an object, or [name, value] pairs when a name repeats (_include).
   search(type, params) {
     return this.json(type, { params });
+  }
+
+  // Each reference read once (in parallel); an unreadable one is null, not an error.
+  async readAll(references) {
+    const unique = [...new Set(references.filter((r) => /^[A-Za-z]+\/[A-Za-z0-9\-.]{1,64}$/.test(r)))];
+    const read = await Promise.all(unique.map((r) => this.read(r).catch(() => null)));
+    return new Map(unique.map((r, n) => [r, read[n]]));
   }
 
   // POST an operation with a Parameters body built from [name, {valueX: …} | {resource: …}].
@@ -100,6 +109,63 @@ export function takeImages() {
   const taken = images;
   images = [];
   return taken;
+}
+
+// Who a reference names, in words: "Dr Amina Otieno", not "Practitioner/demo-doctor". People
+// (Practitioner, PractitionerRole → its Practitioner, Patient, RelatedPerson), Organizations and
+// Devices are read once each; a reference that cannot be read stays as it is.
+const PEOPLE = /^(Practitioner|PractitionerRole|Patient|RelatedPerson|Organization|Device)\//;
+const HEARTH_DEVICES = { "Device/hearth-workflow": "Hearth (automatic)", "Device/hearth-inference": "Hearth AI" };
+
+export class Names {
+  constructor(fhir) {
+    this.fhir = fhir;
+    this.known = new Map();
+  }
+
+  add(resources) {
+    for (const r of resources) if (r && r.resourceType && r.id) this.known.set(`${r.resourceType}/${r.id}`, r);
+  }
+
+  async load(references) {
+    const wanted = references.filter((r) => r && PEOPLE.test(r) && !this.known.has(r) && !HEARTH_DEVICES[r]);
+    const read = await this.fhir.readAll(wanted);
+    for (const [r, resource] of read) this.known.set(r, resource);
+    const practitioners = [...read.values()]
+      .filter((r) => r && r.resourceType === "PractitionerRole")
+      .map((r) => (r.practitioner || {}).reference);
+    if (practitioners.length) await this.load(practitioners);
+  }
+
+  // Free text the server wrote ("Patient/1a2b has no e-mail address") with the references it
+  // names that are known here written as names.
+  inText(text) {
+    return String(text || "").replace(/\b(Practitioner|PractitionerRole|Patient|RelatedPerson|Organization|Device|Appointment)\/[A-Za-z0-9\-.]{1,64}/g,
+      (r) => (this.known.get(r) || HEARTH_DEVICES[r] ? this.of(r) : r));
+  }
+
+  of(reference) {
+    const r = typeof reference === "string" ? reference : (reference && reference.reference) || "";
+    if (!r) return (reference && reference.display) || "—";
+    if (HEARTH_DEVICES[r]) return HEARTH_DEVICES[r];
+    const resource = this.known.get(r);
+    if (!resource) return (reference && reference.display) || r;
+    switch (resource.resourceType) {
+      case "PractitionerRole": {
+        const person = this.of((resource.practitioner || {}).reference || "");
+        const role = (resource.code || []).map(textOf).filter(Boolean).join(", ");
+        return role ? `${person} (${role})` : person;
+      }
+      case "Organization":
+        return resource.name || r;
+      case "Appointment":
+        return resource.start ? `an appointment on ${when(resource.start)}` : "an appointment";
+      case "Device":
+        return ((resource.deviceName || [])[0] || {}).name || textOf(resource.type) || r;
+      default:
+        return humanName(resource);
+    }
+  }
 }
 
 // The resources of a search Bundle, by mode ("match" or "include").

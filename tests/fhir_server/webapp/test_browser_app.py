@@ -1,16 +1,27 @@
 """The web app in a real browser (Debian chromium driven by Playwright) against a running Hearth
 on SQLite: a doctor opens /app/, signs in through Hearth's login page (password + TOTP; the app
-does the SMART code + PKCE exchange itself), finds the urgent case at the top of the worklist,
-opens it, sees the AI finding and the heatmap the real `hearth worker` made, claims and completes
-the review; the Task changes on the server. The page loads nothing from outside Hearth."""
+does the SMART code + PKCE exchange itself), finds the urgent case at the top of the worklist
+(with its case type, its time in the browser's locale and time zone), opens it, sees the whole
+case — the photo with the heatmap the real `hearth worker` made laid over it (opacity slider),
+the AI finding with why it may differ from the most probable class, the flags with their
+reasons, the proposed appointment, people by name — claims and completes the review with a
+prescription. Then a pharmacist sees the prescription and the patient's allergies and records
+the dispense; an administrator previews the report (the unsigned PDF), approves, sees the
+delivery fail with its reason and retries it successfully. The Tasks change on the server; the
+page loads nothing from outside Hearth; each role's screen is kept under test-artefacts/webapp/."""
 
 from __future__ import annotations
 
 import base64
+import io
 import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import Page, expect, sync_playwright
+from pypdf import PdfReader
 
 from fhir_server.webapp import CLIENT_ID
 from tests.fhir_server.auth.smart import make_user, store_of
@@ -18,24 +29,32 @@ from tests.inference.conftest import run_worker
 from tests.servers import database_url, start_server
 from tests.shared import shared_path
 from tests.workflow.conftest import Fhir, person, ref
-from tests.workflow.test_cases_http import STEP, business
+from tests.workflow.conftest import smtp as smtp  # the session's mail server (a fixture)
+from tests.workflow.test_cases_http import STEP, business, free_slot, wait_for_mail
 
 # Each expectation waits for the server's answer; under a loaded CI machine (the suite runs in
 # parallel) a step's completion can take several seconds, so wait up to 30 s, not 5 s.
 expect.set_options(timeout=30_000)
 
 CHROMIUM = "/usr/bin/chromium"  # installed by `make chromium`; never `playwright install`
+ARTEFACTS = Path(__file__).resolve().parents[3] / "test-artefacts" / "webapp"
+# The browser's locale and time zone: dates and times must be written in them.
+LOCALE, ZONE = "de-DE", "Africa/Nairobi"
 # The routine case's photo: a confident naevus (malignancy 0.002, not referred); the urgent
 # case's: 64 % melanoma, which the screening decision refers (urgent whatever the cadre chose).
 PHOTOS = ("ISIC_0024872.jpg", "ISIC_0024310.jpg")
 
 
 @pytest.fixture(scope="module")
-def hearth(tmp_path_factory):  # type: ignore[no-untyped-def]
+def hearth(tmp_path_factory, smtp):  # type: ignore[no-untyped-def]
     tmp = tmp_path_factory.mktemp("webapp")
     url, cleanup = database_url("sqlite", tmp)
-    running = start_server("sqlite", url, data_dir=tmp / "data")
+    running = start_server(
+        "sqlite", url, data_dir=tmp / "data", smtp_host="127.0.0.1", smtp_port=smtp.port,
+        smtp_ca_file=smtp.ca_file, smtp_from="reports@hearth.test",
+    )  # fmt: skip
     running.data_dir = tmp / "data"  # type: ignore[attr-defined]
+    register_app(running)
     yield running
     running.stop()
     cleanup()
@@ -59,23 +78,36 @@ def register_app(server) -> None:  # type: ignore[no-untyped-def]
         store.engine.dispose()
 
 
-def start_case(operator: Fhir, cadre: str, doctor: str, photo: str, priority: str) -> dict:
+def start_case(  # noqa: PLR0913 - the case's settings, each optional but the first five
+    operator: Fhir,
+    cadre: str,
+    doctor: str,
+    photo: str,
+    priority: str,
+    *,
+    patient: dict | None = None,
+    site: str | None = None,
+    taken: str | None = None,
+) -> dict:
     tag = uuid.uuid4().hex[:6]
-    patient = person(operator, "Patient", f"{priority.title()}{tag}")
-    media = operator.create(
-        {
-            "resourceType": "Media",
-            "status": "completed",
-            "subject": {"reference": ref(patient)},
-            "content": {
-                "contentType": "image/jpeg",
-                "data": base64.b64encode(
-                    shared_path("data", "skin_photos", photo).read_bytes()
-                ).decode(),
-                "title": "Lesion photo",
-            },
-        }
-    )
+    patient = patient or person(operator, "Patient", f"{priority.title()}{tag}")
+    body: dict = {
+        "resourceType": "Media",
+        "status": "completed",
+        "subject": {"reference": ref(patient)},
+        "content": {
+            "contentType": "image/jpeg",
+            "data": base64.b64encode(
+                shared_path("data", "skin_photos", photo).read_bytes()
+            ).decode(),
+            "title": "Lesion photo",
+        },
+    }
+    if site:
+        body["bodySite"] = {"text": site}
+    if taken:
+        body["createdDateTime"] = taken
+    media = operator.create(body)
     params = {
         "caseType": {"valueCode": "skin-screening"},
         "patient": {"valueReference": {"reference": ref(patient)}},
@@ -88,15 +120,84 @@ def start_case(operator: Fhir, cadre: str, doctor: str, photo: str, priority: st
     return {"case": created.json(), "patient": patient}
 
 
+def shot(page: Page, name: str) -> None:
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTEFACTS / f"app-{name}.png"), full_page=True)
+
+
+def sign_in(page: Page, root: str, user, heading: str) -> None:  # type: ignore[no-untyped-def]
+    page.goto(f"{root}/app/")
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_label("User name").fill(user.username)
+    page.get_by_label("Password").fill(user.password)
+    page.get_by_label("Authenticator code or recovery code").fill(user.totp.now())
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name=heading)).to_be_visible()
+    assert "code=" not in page.url
+
+
+def local(instant: str) -> tuple[str, str]:
+    """An instant's calendar date and hh:mm in the browser's time zone, as de-DE writes them."""
+    at = datetime.fromisoformat(instant.replace("Z", "+00:00")).astimezone(ZoneInfo(ZONE))
+    return at.strftime("%d.%m.%Y"), at.strftime("%H:%M")
+
+
+# The browser's own PDF viewer (a built-in extension showing the preview) loads its own files;
+# nothing of it comes from the network.
+BROWSER_OWN = ("chrome-extension://mhjfbmdgcfjbbpaeojofohoefgiehjai/", "chrome://resources/")
+
+
+def watch(page: Page, root: str, outside: list[str], errors: list[str]) -> None:
+    page.on(
+        "request",
+        lambda r: (
+            outside.append(r.url)
+            if not r.url.startswith((root, f"blob:{root}/", *BROWSER_OWN))
+            else None
+        ),
+    )
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+
+
+def no_references(page: Page) -> None:
+    """People are named, never shown as references."""
+    text = page.locator("main").inner_text()
+    for kind in ("Practitioner/", "PractitionerRole/", "Patient/", "Device/"):
+        assert kind not in text, (kind, text)
+
+
 def test_doctor_works_an_urgent_case_in_the_browser(hearth):
-    register_app(hearth)
     operator = Fhir(hearth.fhir, hearth.headers)
     cadre = ref(person(operator, "Practitioner", "Cadre"))
     doctor = ref(person(operator, "Practitioner", "Doctor"))
+    free_slot(operator, doctor, hours=30)  # the urgent case's proposed appointment
     user = make_user(hearth, "doctor", doctor)
     routine = start_case(operator, cadre, doctor, PHOTOS[0], "routine")
-    urgent = start_case(operator, cadre, doctor, PHOTOS[1], "urgent")
+    # The urgent patient's earlier photo of the same site, half a year ago (already reviewed).
+    taken = (datetime.now(UTC) - timedelta(days=180)).replace(microsecond=0).isoformat()
+    earlier = start_case(
+        operator, cadre, doctor, PHOTOS[0], "routine", site="Left forearm", taken=taken
+    )
+    urgent = start_case(
+        operator, cadre, doctor, PHOTOS[1], "urgent", patient=earlier["patient"],
+        site="Left forearm",
+    )  # fmt: skip
     assert "ran" in run_worker(hearth).stdout  # the real skin classifier, with heatmaps
+    earlier_review = operator.search(
+        "Task", **{"part-of": f"Task/{earlier['case']['id']}", "code": f"{STEP}|doctor-review"}
+    )[0]
+    assert (
+        operator.op(f"/Task/{earlier_review['id']}/$claim", ("doctor", doctor)).status_code == 200
+    )
+    finding = {"resourceType": "Observation", "status": "final", "code": {"text": "Finding"}}
+    done = operator.op(
+        f"/Task/{earlier_review['id']}/$complete",
+        ("doctor", doctor),
+        {"output": {"resource": {**finding, "valueString": "Regular naevus"}}},
+    )
+    assert done.status_code == 200, done.text
     for c in (routine, urgent):
         case = operator.get(f"/Task/{c['case']['id']}")
         assert business(case) == "AI_ANALYZED", case
@@ -107,26 +208,28 @@ def test_doctor_works_an_urgent_case_in_the_browser(hearth):
     # The routine case is older; only its priority can put the urgent one above it.
     assert routine["step"]["priority"] == "routine", "the AI raised the routine case to urgent"
     assert urgent["step"]["status"] == "requested"
+    urgent_case = operator.get(f"/Task/{urgent['case']['id']}")
+    [appointment] = [o for o in urgent_case["output"] if "Appointment/" in str(o)]
+    appointment = operator.get(f"/{appointment['valueReference']['reference']}")
+    [result] = operator.get(f"/Task/{urgent['case']['id']}")["input"][:1]
+    observation = operator.get(f"/{result['valueReference']['reference']}")
+    top = max(
+        (c for c in observation["component"] if "referenceRange" not in c),
+        key=lambda c: c["valueQuantity"]["value"],
+    )
 
     outside: list[str] = []
+    errors: list[str] = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
         try:
-            page = browser.new_page()
-            page.on(
-                "request",
-                lambda r: (
-                    outside.append(r.url)
-                    if not r.url.startswith((hearth.root, f"blob:{hearth.root}/"))
-                    else None
-                ),
-            )
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
+            page = browser.new_context(locale=LOCALE, timezone_id=ZONE).new_page()
+            watch(page, hearth.root, outside, errors)
             # An answer with a state this tab never sent is refused before any code exchange.
             page.goto(f"{hearth.root}/app/?code=stolen&state=forged")
             expect(page.get_by_role("alert")).to_contain_text("does not belong to a sign-in")
             assert "code=" not in page.url
+            errors.clear()  # the refused answer's own 4xx is not the app's error
             page.get_by_role("button", name="Sign in").click()
             page.get_by_label("User name").fill(user.username)
             page.get_by_label("Password").fill(user.password)
@@ -142,12 +245,29 @@ def test_doctor_works_an_urgent_case_in_the_browser(hearth):
             expect(rows.nth(0)).to_contain_text("Urgent")
             expect(rows.nth(1)).to_contain_text(routine["name"])
             expect(rows.nth(1)).to_contain_text("Routine")
+            # Every row names its case type, and its time in the browser's locale and zone.
+            for n, c in enumerate((urgent, routine)):
+                expect(rows.nth(n)).to_contain_text("Skin lesion screening")
+                date, clock = local(c["step"]["authoredOn"])
+                expect(rows.nth(n)).to_contain_text(f"{date}, {clock}")
+            shot(page, "doctor-worklist")
 
-            # The case: the AI finding with its probabilities and the heatmap (a blob: image).
+            # The case: the AI finding with its probabilities and why the finding may not be
+            # the most probable class; the heatmap laid over the photo.
             rows.nth(0).get_by_role("link").click()
             expect(page.get_by_role("heading", name=urgent["name"])).to_be_visible()
             expect(page.get_by_text("AI finding:")).to_be_visible()
-            expect(page.get_by_role("table", name="Probabilities")).to_be_visible()
+            expect(page.get_by_role("table", name="Probabilities", exact=True)).to_be_visible()
+            probabilities = page.get_by_role("table", name="Probabilities", exact=True).locator(
+                "tbody tr"
+            )
+            classes = [c for c in observation["component"] if "referenceRange" not in c]
+            expect(probabilities).to_have_count(len(classes))
+            expect(probabilities.first).to_contain_text(top["code"]["text"])
+            why = page.locator(".why")
+            expect(why).to_contain_text("class-balanced")
+            expect(why).to_contain_text(top["code"]["text"])
+            expect(why).to_contain_text("screening threshold")
             heatmap = page.get_by_role("img", name="AI explanation heatmap over the image")
             expect(heatmap).to_be_visible()
             assert heatmap.get_attribute("src").startswith("blob:")
@@ -156,6 +276,48 @@ def test_doctor_works_an_urgent_case_in_the_browser(hearth):
             )
             photo = page.get_by_role("img", name="Lesion photo")
             expect(photo).to_be_visible()
+            assert photo.bounding_box() == heatmap.bounding_box()  # over the photo, not beside
+            slider = page.get_by_role("slider", name="Heatmap opacity")
+            opacity = "e => getComputedStyle(e).opacity"
+            assert heatmap.evaluate(opacity) == "0.6"
+            slider.focus()
+            page.keyboard.press("Home")
+            assert heatmap.evaluate(opacity) == "0"
+            page.keyboard.press("ArrowRight")
+            assert heatmap.evaluate(opacity) == "0.05"
+            expect(page.locator("#heat-opacity-value")).to_have_text("5 %")
+            # The flags with their reasons; the proposed appointment; people by name.
+            flags = page.locator("#flags")
+            expect(flags).to_contain_text("Urgent")
+            expect(flags).to_contain_text("raised by the AI")
+            expect(flags).to_contain_text("High risk")
+            expect(flags).to_contain_text("refer (high risk)")
+            date, clock = local(appointment["start"])
+            expect(page.locator("#appointment")).to_contain_text(f"Proposed: {date}, {clock}")
+            expect(page.locator("#appointment")).to_contain_text("Test Doctor")
+            expect(page.locator(".case-line")).to_contain_text("owner Test Doctor")
+            expect(page.locator("li[data-step=ai-analysis]")).to_contain_text("completed")
+            no_references(page)
+            # The same patient's earlier photo of that site beside this one, by date; the AI's
+            # probabilities over time (a chart and a table).
+            history = page.locator("#history")
+            site = history.locator(".site-group", has_text="Left forearm (this photo's site)")
+            expect(site.locator("figure")).to_have_count(2)
+            before, now = local(taken.replace("+00:00", "Z"))
+            expect(site.locator("figure").first).to_contain_text(f"{before}, {now}")
+            expect(site.locator("figure").nth(1)).to_contain_text("this case")
+            expect(history.get_by_role("img", name=f"Left forearm, {before}")).to_be_visible()
+            expect(history.locator("svg.trend circle")).to_have_count(2)
+            over_time = page.get_by_role("table", name="AI probabilities over time")
+            expect(over_time.locator("thead th")).to_have_count(3)
+            expect(over_time).to_contain_text(top["code"]["text"])
+            shot(page, "doctor-case")
+            # The earlier case opens (the case itself, with its steps), and back.
+            site.locator("figure").first.get_by_role("link", name="Open").click()
+            expect(page.locator("li[data-step=doctor-review]")).to_contain_text("Regular naevus")
+            expect(page.get_by_role("button", name="Claim")).to_have_count(0)
+            page.go_back()
+            expect(page.get_by_role("button", name="Claim")).to_be_visible()
 
             # Claim: the step is the doctor's on the server.
             page.get_by_role("button", name="Claim").click()
@@ -173,17 +335,31 @@ def test_doctor_works_an_urgent_case_in_the_browser(hearth):
             expect(page.get_by_role("status")).to_contain_text("Claimed")  # nothing was sent
             finding.fill("Irregular pigmented lesion, 7 mm")
             page.get_by_label("Conclusion for the report").fill("Benign naevus likely; review")
+            page.get_by_label("Prescription: medication").fill("Hydrocortisone 1 % cream")
+            page.get_by_label("Prescription: dosage instructions").fill("Apply twice daily")
             # The coded diagnosis is one of the classes the AI chose between (docs/analytics.md).
             diagnosis = page.get_by_label("Diagnosis (coded, compared with the AI finding)")
             diagnosis.select_option(label="melanocytic nevus")
             page.get_by_role("button", name="Complete step").click()
-            expect(page.get_by_role("status")).to_contain_text("Completed")
+            # What happened, in words: the case's status and its next step.
+            expect(page.get_by_role("status")).to_contain_text(
+                "Completed: the case is now reviewed by a doctor"
+            )
+            expect(page.get_by_role("status")).to_contain_text("next: Pharmacist review")
             expect(page.locator("#step-status")).to_contain_text("completed")
+            review = page.locator("li[data-step=doctor-review]")
+            expect(review).to_contain_text("Test Doctor")
+            expect(review).to_contain_text("Doctor's finding: Irregular pigmented lesion, 7 mm")
+            expect(review).to_contain_text("Conclusion: Benign naevus likely; review")
+            expect(review).to_contain_text("Prescription: Hydrocortisone 1 % cream")
+            no_references(page)
 
             # A server error (OperationOutcome) reads as plain words.
+            errors.clear()
             page.goto(f"{hearth.root}/app/#/task/no-such-step")
             expect(page.get_by_role("alert")).to_contain_text("This was not found")
             expect(page.get_by_role("alert")).to_contain_text("no-such-step")
+            errors.clear()  # the 404 answer is what this checks
             page.get_by_role("link", name="Back to the worklist").click()
             expect(page.get_by_role("heading", name="Worklist: doctor")).to_be_visible()
             expect(page.locator("table").first.locator("tbody tr")).to_have_count(1)
@@ -201,10 +377,312 @@ def test_doctor_works_an_urgent_case_in_the_browser(hearth):
     [finding] = [o for o in step["output"] if "Observation/" in str(o)]
     observation = operator.get(f"/{finding['valueReference']['reference']}")
     assert observation["valueString"] == "Irregular pigmented lesion, 7 mm"
+    [prescribed] = [o for o in step["output"] if "MedicationRequest/" in str(o)]
+    request = operator.get(f"/{prescribed['valueReference']['reference']}")
+    assert request["medicationCodeableConcept"] == {"text": "Hydrocortisone 1 % cream"}
+    assert request["requester"] == {"reference": doctor}
     [coded] = [o for o in step["output"] if o["type"]["coding"][0]["code"] == "conclusion-code"]
     assert {"system": "http://hearth.local/fhir/CodeSystem/ai-model-label/skin", "code": "nv"} in [
         {k: c[k] for k in ("system", "code")} for c in coded["valueCodeableConcept"]["coding"]
     ]
     case = operator.get(f"/Task/{urgent['case']['id']}")
     assert business(case) == "DOCTOR_REVIEWED"
+    operator.close()
+
+
+def step_of(operator: Fhir, case_id: str, code: str) -> dict:
+    [found] = operator.search("Task", **{"part-of": f"Task/{case_id}", "code": f"{STEP}|{code}"})
+    return found
+
+
+def test_pharmacist_dispenses_and_admin_previews_approves_and_retries(hearth, smtp):
+    operator = Fhir(hearth.fhir, hearth.headers)
+    cadre = ref(person(operator, "Practitioner", "Cadre"))
+    doctor = ref(person(operator, "Practitioner", "Prescriber"))
+    pharmacist = ref(person(operator, "Practitioner", "Pharmacist"))
+    admin = ref(person(operator, "Practitioner", "Approver"))
+    started = start_case(operator, cadre, doctor, PHOTOS[0], "routine")
+    case_id, patient = started["case"]["id"], started["patient"]
+    name = f"Test {patient['name'][0]['family']}"
+    operator.create(
+        {
+            "resourceType": "AllergyIntolerance",
+            "clinicalStatus": {"text": "active"},
+            "criticality": "high",
+            "code": {"text": "Penicillin"},
+            "patient": {"reference": ref(patient)},
+            "reaction": [{"manifestation": [{"text": "Hives"}]}],
+        }
+    )
+    assert "ran" in run_worker(hearth).stdout
+    # The doctor's review, through the API (the browser journey of it is the test above).
+    review = step_of(operator, case_id, "doctor-review")
+    assert operator.op(f"/Task/{review['id']}/$claim", ("doctor", doctor)).status_code == 200
+    prescription = {
+        "resourceType": "MedicationRequest",
+        "status": "active",
+        "intent": "order",
+        "medicationCodeableConcept": {"text": "Mometasone 0.1 % cream"},
+        "dosageInstruction": [{"text": "Apply once daily for 14 days"}],
+    }
+    finding = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "Doctor's finding"},
+        "valueString": "Eczematous patch beside the naevus",
+    }
+    done = operator.op(
+        f"/Task/{review['id']}/$complete",
+        ("doctor", doctor),
+        {
+            "output": [{"resource": finding}, {"resource": prescription}],
+            "conclusion": {"valueString": "Benign naevus; eczema treated"},
+        },
+    )
+    assert done.status_code == 200, done.text
+    pharmacist_user = make_user(hearth, "pharmacist", pharmacist)
+    admin_user = make_user(hearth, "admin", admin)
+
+    outside: list[str] = []
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        try:
+            # The pharmacist: the prescription, the allergies, the finding; records the dispense.
+            context = browser.new_context(locale=LOCALE, timezone_id=ZONE, accept_downloads=True)
+            page = context.new_page()
+            watch(page, hearth.root, outside, errors)
+            sign_in(page, hearth.root, pharmacist_user, "Worklist: pharmacist")
+            row = page.locator("tbody tr", has_text=name)
+            expect(row).to_contain_text("Skin lesion screening")
+            expect(row).to_contain_text("Pharmacist review")
+            row.get_by_role("link").click()
+            expect(page.get_by_role("heading", name=name)).to_be_visible()
+            prescriptions = page.get_by_role("table", name="Prescriptions of this case")
+            expect(prescriptions).to_contain_text("Mometasone 0.1 % cream")
+            expect(prescriptions).to_contain_text("Apply once daily for 14 days")
+            expect(prescriptions).to_contain_text("Test Prescriber")
+            expect(prescriptions).to_contain_text("not yet")
+            expect(page.locator("#allergies")).to_contain_text("Penicillin")
+            expect(page.locator("#allergies")).to_contain_text("criticality high")
+            expect(page.locator("#allergies")).to_contain_text("Hives")
+            expect(page.get_by_text("AI finding:")).to_be_visible()
+            expect(page.locator("li[data-step=doctor-review]")).to_contain_text(
+                "Eczematous patch beside the naevus"
+            )
+            no_references(page)
+            page.get_by_role("button", name="Claim").click()
+            expect(page.get_by_role("status")).to_contain_text("Claimed")
+            expect(page.get_by_label("Prescription dispensed")).to_contain_text("Mometasone")
+            page.get_by_label("Quantity handed over").fill("1")
+            page.get_by_label("Unit (e.g. tablets, tube)").fill("tube")
+            expect(page.get_by_label("Instructions given to the patient")).to_have_value(
+                "Apply once daily for 14 days"
+            )
+            page.get_by_label("Note").fill("Counselled on thin application")
+            page.get_by_role("button", name="Complete step").click()
+            expect(page.get_by_role("status")).to_contain_text("done by the pharmacist")
+            expect(prescriptions).to_contain_text("Dispensed: Mometasone 0.1 % cream, 1 tube")
+            step = page.locator("li[data-step=pharmacist-review]")
+            expect(step).to_contain_text("Test Pharmacist")
+            expect(step).to_contain_text("Counselled on thin application")
+            no_references(page)
+            shot(page, "pharmacist-case")
+            page.get_by_role("button", name="Sign out").click()
+            expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+            context.close()
+
+            # The admin: the preview (unsigned PDF), approval, the failed delivery with its
+            # reason (the patient has no e-mail address), and a retry once there is one.
+            context = browser.new_context(locale=LOCALE, timezone_id=ZONE, accept_downloads=True)
+            page = context.new_page()
+            watch(page, hearth.root, outside, errors)
+            sign_in(page, hearth.root, admin_user, "Worklist: admin")
+            page.locator("tbody tr", has_text=name).get_by_role("link").click()
+            expect(page.get_by_role("heading", name=name)).to_be_visible()
+            expect(page.locator("#delivery-status")).to_contain_text("not yet")
+            page.get_by_role("button", name="Preview the report").click()
+            frame = page.locator("iframe[title^='Report preview']")
+            expect(frame).to_be_visible()
+            assert frame.get_attribute("src").startswith(f"blob:{hearth.root}/")
+            with page.expect_download() as download:
+                page.get_by_role("link", name="Download the preview (PDF)").click()
+            pdf = Path(download.value.path()).read_bytes()
+            assert pdf.startswith(b"%PDF-")
+            reader = PdfReader(io.BytesIO(pdf))
+            assert "/AcroForm" not in reader.trailer["/Root"]  # not signed
+            text = " ".join(p.extract_text() for p in reader.pages)
+            assert "Benign naevus; eczema treated" in text and "Mometasone" in text
+            shot(page, "admin-preview")
+            # The PDF viewer (an out-of-process frame) keeps the focus, and headless chromium then
+            # drops the next click on the page: give the page the focus back first, as a
+            # keyboard user would.
+            claim = page.get_by_role("button", name="Claim")
+            claim.focus()
+            claim.click()
+            expect(page.get_by_role("status")).to_contain_text("Claimed")
+            page.get_by_role("button", name="Approve and complete").click()
+            status = page.get_by_role("status")
+            expect(status).to_contain_text("Approved, but the report was not delivered")
+            expect(status).to_contain_text("has no e-mail address")
+            expect(status).not_to_contain_text("next step")
+            expect(page.locator("#delivery-status")).to_contain_text("failed")
+            expect(page.locator("#delivery-status")).to_contain_text("has no e-mail address")
+            expect(page.locator("#flags")).to_contain_text("Report not delivered")
+            # The signed report was stored all the same: it opens, signed this time.
+            page.get_by_role("button", name="Show the signed report").click()
+            expect(page.locator("iframe[title='Signed report (PDF)']")).to_be_visible()
+            with page.expect_download() as download:
+                page.get_by_role("link", name="Download the signed report (PDF)").click()
+            signed = PdfReader(io.BytesIO(Path(download.value.path()).read_bytes()))
+            assert "/AcroForm" in signed.trailer["/Root"]  # the signature field
+            assert "Benign naevus; eczema treated" in signed.pages[0].extract_text() + " ".join(
+                p.extract_text() for p in signed.pages[1:]
+            )
+            shot(page, "admin-delivery-failed")
+            assert business(operator.get(f"/Task/{case_id}")) == "REPORT_FAILED"
+
+            address = f"patient-{uuid.uuid4().hex[:8]}@example.org"
+            fixed = operator.get(f"/Patient/{patient['id']}")
+            fixed["telecom"] = [{"system": "email", "value": address}]
+            assert operator.http.put(f"/Patient/{patient['id']}", json=fixed).status_code == 200
+            # The failed delivery waits on the admin's worklist, with its reason; it opens.
+            to_worklist = page.get_by_role("link", name="Worklist")
+            to_worklist.focus()  # the signed report's viewer had the focus (see above)
+            to_worklist.click()
+            failed = page.locator("section", has_text="Reports not delivered").locator(
+                "tbody tr", has_text=name
+            )
+            expect(failed).to_contain_text("Report delivery to the patient")
+            expect(failed).to_contain_text(f"failed: {name} has no e-mail address")
+            expect(failed).to_contain_text("Skin lesion screening")
+            shot(page, "admin-worklist")
+            failed.get_by_role("link").click()
+            expect(page.locator("#delivery-status")).to_contain_text("has no e-mail address")
+            page.get_by_role("button", name="Retry delivery").click()
+            expect(status).to_contain_text("Delivered: the signed report was e-mailed")
+            expect(page.locator("#delivery-status")).to_contain_text("delivered to the patient")
+            expect(page.get_by_role("button", name="Retry delivery")).to_have_count(0)
+            page.get_by_role("link", name="Worklist").click()
+            expect(page.get_by_text("No report delivery has failed.")).to_be_visible()
+            no_references(page)
+            shot(page, "admin-delivered")
+            assert not errors, errors
+        finally:
+            browser.close()
+    assert not outside, outside
+    wait_for_mail(smtp, address)
+    assert business(operator.get(f"/Task/{case_id}")) == "REPORT_DELIVERED"
+    [dispensed] = [
+        o
+        for o in step_of(operator, case_id, "pharmacist-review")["output"]
+        if "MedicationDispense/" in str(o)
+    ]
+    dispense = operator.get(f"/{dispensed['valueReference']['reference']}")
+    assert dispense["status"] == "completed"
+    assert dispense["quantity"] == {"value": 1, "unit": "tube"}
+    assert dispense["performer"] == [{"actor": {"reference": pharmacist}}]
+    assert dispense["authorizingPrescription"][0]["reference"].startswith("MedicationRequest/")
+    assert dispense["subject"] == {"reference": ref(patient)}
+    operator.close()
+
+
+def test_doctor_sees_a_lung_risk_case_without_an_image(hearth):
+    """A case about the record (lung-risk: intake questionnaire, PLCOm2012 risk), not a photo:
+    no image, the risk and its high-risk flag with the reason, the referral the review made."""
+    operator = Fhir(hearth.fhir, hearth.headers)
+    cadre = ref(person(operator, "Practitioner", "Intake"))
+    doctor = ref(person(operator, "Practitioner", "Pulmonologist"))
+    patient = person(operator, "Patient", f"Lung{uuid.uuid4().hex[:6]}")
+    name = f"Test {patient['name'][0]['family']}"
+    params = {
+        "caseType": {"valueCode": "lung-risk"},
+        "patient": {"valueReference": {"reference": ref(patient)}},
+    }
+    created = operator.op("/Task/$start-case", ("cadre", cadre), params)
+    assert created.status_code == 201, created.text
+    case_id = created.json()["id"]
+    intake = step_of(operator, case_id, "intake")
+    assert operator.op(f"/Task/{intake['id']}/$claim", ("cadre", cadre)).status_code == 200
+    answers = {
+        "resourceType": "QuestionnaireResponse",
+        "status": "completed",
+        "item": [{"linkId": "age", "answer": [{"valueInteger": 67}]}],
+    }
+    done = operator.op(
+        f"/Task/{intake['id']}/$complete", ("cadre", cadre), {"output": {"resource": answers}}
+    )
+    assert done.status_code == 200, done.text
+    risk_step = step_of(operator, case_id, "risk-calculation")
+    device = operator.create(
+        {"resourceType": "Device", "deviceName": [{"name": "PLCOm2012", "type": "model-name"}]}
+    )
+    risk = operator.create(
+        {
+            "resourceType": "RiskAssessment",
+            "status": "final",
+            "subject": {"reference": ref(patient)},
+            "basedOn": {"reference": f"Task/{risk_step['id']}"},
+            "method": {"text": "PLCOm2012"},
+            "prediction": [
+                {"outcome": {"text": "Lung cancer within 6 years"}, "probabilityDecimal": 0.042}
+            ],
+        }
+    )
+    done = operator.op(
+        f"/Task/{risk_step['id']}/$complete",
+        ("ai", ref(device)),
+        {
+            "result": {"valueReference": {"reference": ref(risk)}},
+            "highRisk": {"valueBoolean": True},
+        },
+    )
+    assert done.status_code == 200, done.text
+    user = make_user(hearth, "doctor", doctor)
+
+    outside: list[str] = []
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_context(locale=LOCALE, timezone_id=ZONE).new_page()
+            watch(page, hearth.root, outside, errors)
+            sign_in(page, hearth.root, user, "Worklist: doctor")
+            row = page.locator("tbody tr", has_text=name)
+            expect(row).to_contain_text("Lung cancer risk (PLCOm2012)")
+            expect(row).to_contain_text("Urgent")
+            row.get_by_role("link").click()
+            expect(page.get_by_role("heading", name=name)).to_be_visible()
+            expect(page.get_by_text("Risk: 4.20 %")).to_be_visible()
+            expect(page.locator("#flags")).to_contain_text(
+                "High risk: Lung cancer within 6 years: 4.20 % by PLCOm2012"
+            )
+            expect(page.get_by_role("heading", name="Image")).to_have_count(0)
+            expect(page.get_by_role("heading", name="Report")).to_have_count(0)  # makes none
+            expect(page.locator("li[data-step=intake]")).to_contain_text("Test Intake")
+            expect(page.locator("li[data-step=intake]")).to_contain_text(
+                "Questionnaire answers (1)"
+            )
+            expect(page.locator("li[data-step=risk-calculation]")).to_contain_text("PLCOm2012")
+            no_references(page)
+            page.get_by_role("button", name="Claim").click()
+            expect(page.get_by_role("status")).to_contain_text("Claimed")
+            page.get_by_label("Finding (required)").fill("Heavy smoker, 40 pack-years")
+            page.get_by_role("button", name="Complete step").click()
+            expect(page.get_by_role("status")).to_contain_text(
+                "reviewed by a doctor (DOCTOR_REVIEWED); the case is complete"
+            )
+            expect(page.locator("li[data-step=risk-calculation]")).to_contain_text(
+                "Risk: Lung cancer within 6 years: 4.20 % by PLCOm2012"
+            )
+            expect(page.locator("#case-outputs")).to_contain_text(
+                "Order: Lung cancer screening (low-dose CT) (active)"
+            )
+            no_references(page)
+            shot(page, "doctor-lung-risk")
+            assert not errors, errors
+        finally:
+            browser.close()
+    assert not outside, outside
+    assert business(operator.get(f"/Task/{case_id}")) == "DOCTOR_REVIEWED"
     operator.close()
