@@ -492,6 +492,51 @@ function completeForm(role, requests, session, onSubmit, classes = []) {
   return form;
 }
 
+// The treatment plan (CarePlan, $plan-treatment): its activities with their own status, and for
+// a doctor a form that makes the plan (a follow-up photo, a referral, a medication).
+const ACTIVITY_WORDS = { Task: "Follow-up photo", ServiceRequest: "Referral", MedicationRequest: "Medication" };
+
+function planPanel(plan, activities, names) {
+  const rows = (plan.activity || []).map((a) => {
+    const r = activities.get(ref(a.reference));
+    if (!r) return h("li", {}, ref(a.reference));
+    const what = r.resourceType === "MedicationRequest" ? `${medication(r)}${dosage(r) ? ` — ${dosage(r)}` : ""}` : (r.description || textOf(r.code));
+    const due = (r.restriction && r.restriction.period && r.restriction.period.start) || (r.occurrencePeriod && r.occurrencePeriod.end);
+    return h("li", { "data-activity": r.resourceType }, h("strong", {}, `${ACTIVITY_WORDS[r.resourceType] || r.resourceType}: `), what,
+      due ? [" · due ", day(due)] : "", ` · ${r.status}`);
+  });
+  return h("div", {}, h("p", {}, h("strong", {}, plan.title || "Treatment plan"), ` · by ${names.of(plan.author)} · `, time(plan.created)), h("ul", { class: "plan" }, rows));
+}
+
+function planForm(caseId, act) {
+  const form = h("form", { "aria-labelledby": "plan-form-heading" }, h("h3", { id: "plan-form-heading" }, "Make a treatment plan"),
+    field("plan-title", "Plan title (required)", "text", true),
+    h("fieldset", {}, h("legend", {}, "Follow-up photo"), field("plan-photo-months", "In how many months (empty: none)", "number")),
+    h("fieldset", {}, h("legend", {}, "Referral"), field("plan-referral", "Referral (e.g. excision biopsy, skin clinic)", "text"), field("plan-referral-days", "Within how many days", "number")),
+    h("fieldset", {}, h("legend", {}, "Medication"), field("plan-medication", "Medication", "text"), field("plan-dosage", "Dosage instructions", "text")),
+    h("div", { class: "actions" }, h("button", { type: "submit" }, "Save the plan")));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const value = (name) => form.elements[name].value.trim();
+    const activity = (parts) => ["activity", { part: parts.filter(Boolean) }];
+    const parts = [["title", { valueString: value("plan-title") }]];
+    if (value("plan-photo-months")) {
+      const months = Number(value("plan-photo-months"));
+      parts.push(activity([{ name: "kind", valueCode: "follow-up-photo" }, { name: "description", valueString: `Follow-up photo of the lesion in ${months} month(s)` }, { name: "dueInDays", valueInteger: Math.round(months * 30) }]));
+    }
+    if (value("plan-referral")) {
+      parts.push(activity([{ name: "kind", valueCode: "referral" }, { name: "description", valueString: value("plan-referral") },
+        value("plan-referral-days") ? { name: "dueInDays", valueInteger: Math.round(Number(value("plan-referral-days"))) } : null]));
+    }
+    if (value("plan-medication")) {
+      parts.push(activity([{ name: "kind", valueCode: "medication" }, { name: "description", valueString: "Part of the treatment plan" },
+        { name: "medication", valueString: value("plan-medication") }, { name: "dosage", valueString: value("plan-dosage") }]));
+    }
+    act(`Task/${caseId}/$plan-treatment`, parts, "Treatment plan saved: its activities are on the patient's record.");
+  });
+  return form;
+}
+
 // What really happened after $complete, in words: the case as it is now (a failed delivery is
 // said as failed, with its reason).
 async function afterComplete(fhir, caseId, role) {
@@ -546,6 +591,8 @@ export async function caseView(fhir, session, stepId, act) {
   const requests = all.filter((r) => r.resourceType === "MedicationRequest");
   const dispenses = all.filter((r) => r.resourceType === "MedicationDispense");
   const appointment = read.get(ref(io(caseTask, "output", "appointment")[0]));
+  const plans = io(caseTask, "output", "CarePlan").map((v) => read.get(ref(v))).filter(Boolean);
+  const planActivities = await fhir.readAll(plans.flatMap((p) => (p.activity || []).map((a) => ref(a.reference))));
   if (appointment) names.add([appointment]);
   await names.load([
     ref(step.owner), ref(caseTask.requester), ...steps.map((t) => ref(t.owner)),
@@ -553,6 +600,7 @@ export async function caseView(fhir, session, stepId, act) {
     ...all.flatMap((r) => [ref(r.requester), ...(r.performer || []).map((p) => ref(p.actor || p)), ref(r.device)]),
     ...((appointment && appointment.participant) || []).map((p) => ref(p.actor)),
     ...results.map((r) => ref(r.device)),
+    ...plans.map((p) => ref(p.author)),
   ]);
   names.add([...devices.values()].filter(Boolean));
 
@@ -584,6 +632,11 @@ export async function caseView(fhir, session, stepId, act) {
       results.length ? results.map((r) => resultPanel(r, devices.get(ref(r.device)), names)) : h("p", { class: "muted" }, "No AI result yet.")),
     session.role === "doctor" ? await historyPanel(fhir, ref(step.for), caseId).catch((err) => h("p", { class: "muted" }, `Earlier results could not be shown (${err.message}).`)) : null,
     appointmentPanel(appointment, names),
+    plans.length || session.role === "doctor"
+      ? h("section", { class: "panel", "aria-labelledby": "plan-heading" }, h("h2", { id: "plan-heading" }, "Treatment plan"),
+        plans.length ? plans.map((p) => planPanel(p, planActivities, names)) : h("p", { class: "muted" }, "No treatment plan yet."),
+        session.role === "doctor" && caseId ? planForm(caseId, act) : null)
+      : null,
     showMedicines ? prescriptionsPanel(requests, dispenses, names) : null,
     showMedicines ? allergiesPanel(allergies) : null,
     (caseTask.note || []).length ? h("section", { class: "panel" }, h("h2", {}, "Notes on the case"), h("ul", {}, notesOf(caseTask, names))) : null,

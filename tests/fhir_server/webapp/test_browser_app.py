@@ -326,13 +326,32 @@ def test_doctor_works_an_urgent_case_in_the_browser(hearth):
             assert step["status"] == "in-progress"
             assert step["owner"] == {"reference": doctor}
 
+            # A treatment plan: a follow-up photo in 3 months and an excision referral, each
+            # made as its own resource and listed with its status ($plan-treatment).
+            expect(page.get_by_label("Finding (required)")).to_be_visible()  # re-rendered
+            page.get_by_label("Plan title (required)").fill("Watch and excise")
+            page.get_by_label("In how many months (empty: none)").fill("3")
+            page.get_by_label("Referral (e.g. excision biopsy, skin clinic)").fill(
+                "Excision biopsy"
+            )
+            page.get_by_label("Within how many days").fill("30")
+            page.get_by_role("button", name="Save the plan").click()
+            expect(page.get_by_role("status")).to_contain_text("Treatment plan saved")
+            planned = page.locator("ul.plan li")
+            expect(planned).to_have_count(2)
+            expect(planned.nth(0)).to_contain_text("Follow-up photo")
+            expect(planned.nth(1)).to_contain_text("Excision biopsy")
+            [careplan] = operator.search("CarePlan", subject=ref(urgent["patient"]))
+            assert careplan["title"] == "Watch and excise" and careplan["author"] == {"reference": doctor}  # fmt: skip
+            assert [operator.get(f"/{a['reference']['reference']}")["resourceType"] for a in careplan["activity"]] == ["Task", "ServiceRequest"]  # fmt: skip
+
             # Complete without the required finding: the browser keeps the form.
             page.get_by_role("button", name="Complete step").click()
             finding = page.get_by_label("Finding (required)")
             assert finding.evaluate(
                 "e => e.matches(':invalid') && e.form.checkValidity() === false"
             )
-            expect(page.get_by_role("status")).to_contain_text("Claimed")  # nothing was sent
+            expect(page.get_by_role("status")).to_contain_text("Treatment plan saved")  # unsent
             finding.fill("Irregular pigmented lesion, 7 mm")
             page.get_by_label("Conclusion for the report").fill("Benign naevus likely; review")
             page.get_by_label("Prescription: medication").fill("Hydrocortisone 1 % cream")
