@@ -64,14 +64,15 @@ export function makeApi(token, onExpired) {
   }
 
   /** POST a resource with upload progress (XMLHttpRequest: fetch reports none); the created
-   *  resource, or the same errors as `call`. */
-  function upload(type, resource, onProgress) {
+   *  resource, or the same errors as `call`; `headers` e.g. If-None-Exist. */
+  function upload(type, resource, onProgress, headers = {}) {
     return new Promise((resolve, reject) => {
       const xhr = new XMLHttpRequest();
       xhr.open("POST", `${BASE}/${type}`);
       xhr.setRequestHeader("Authorization", `Bearer ${token}`);
       xhr.setRequestHeader("Accept", "application/fhir+json");
       xhr.setRequestHeader("Content-Type", "application/fhir+json");
+      Object.entries(headers).forEach(([k, v]) => xhr.setRequestHeader(k, v));
       xhr.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded / e.total);
       xhr.onerror = () => reject(new ApiError(t("errNetwork"), 0));
       xhr.onload = () => {

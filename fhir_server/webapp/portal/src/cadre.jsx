@@ -1,9 +1,12 @@
 // The community health worker's screens: find or register a patient, then take a lesion photo,
 // pick the body site and the doctor, and start a skin-screening case; follow the patient's cases.
 import { useEffect, useState } from "preact/hooks";
+import { CaptureQueue } from "./capturequeue.jsx";
 import { when } from "./format.js";
 import { useLoad } from "./hooks.js";
-import { BODY_SITES, BodySite, PhotoInput, Progress, sendPhoto } from "./photo.js";
+import { LesionHistory } from "./lesions.jsx";
+import { flush, keep, startOutbox } from "./outbox.js";
+import { BODY_SITES, BodySite, PhotoInput, Progress, prepare } from "./photo.js";
 import { t } from "./strings.js";
 
 const ROLE_SYSTEM = "http://hearth.local/fhir/CodeSystem/care-role";
@@ -155,26 +158,31 @@ function Screening({ api, id, say }) {
   if (!data.data) return <p>{t("loading")}</p>;
   const [patient, docs, tasks] = data.data;
   const cases = tasks.filter((x) => !x.partOf && x.code?.coding?.some((c) => c.system === CASE_SYSTEM));
+  // The capture is kept on this phone first (src/outbox.js), then sent: on a flaky connection
+  // it waits and is sent again, never lost and never sent twice.
   const start = async (ev) => {
     ev.preventDefault();
     if (!file) return;
     try {
       setProgress(0);
-      const media = await sendPhoto(api, P, file, t(site), setProgress);
+      const data64 = await prepare(file);
       const params = [
-        { name: "caseType", valueCode: "skin-screening" },
-        { name: "patient", valueReference: { reference: P } },
-        { name: "focus", valueReference: { reference: `Media/${media.id}` } },
         { name: "priority", valueCode: priority },
         { name: "note", valueString: [t("consentNote"), note.trim()].filter(Boolean).join(" ") },
       ];
       if (doctor) params.push({ name: "referredTo", valueReference: { reference: doctor } });
-      await api.op("Task/$start-case", params);
-      say.ok(t("caseStarted"));
+      const key = await keep({ patient: P, data: data64, site: t(site), params });
       setFile(null);
       setNote("");
       setConsent(false);
-      data.reload();
+      setProgress(0.5);
+      const sent = await flush(api);
+      if (sent.includes(key)) {
+        say.ok(t("caseStarted"));
+        data.reload();
+      } else {
+        say.ok(t("captureKept"));
+      }
     } catch (e) {
       say.error(e);
     } finally {
@@ -185,6 +193,8 @@ function Screening({ api, id, say }) {
     <>
       <h1>{personName(patient)}</h1>
       <p class="meta">{[when(patient.birthDate), t(`gender_${patient.gender || "unknown"}`)].join(" · ")}</p>
+      <p><a class="button" href={`#/patient/${id}/lesions`}>{t("lesionHistory")}</a></p>
+      <CaptureQueue api={api} patient={P} onSent={data.reload} />
       <form class="upload" onSubmit={start}>
         <h2>{t("startScreening")}</h2>
         <PhotoInput file={file} onFile={(f) => { say.clear(); setFile(f); }} />
@@ -229,10 +239,29 @@ function Screening({ api, id, say }) {
   );
 }
 
-export function CadreScreens({ api, say }) {
+function Lesions({ api, id }) {
+  const data = useLoad(() => api.call(`Patient/${id}`), [api, id]);
+  return (
+    <>
+      <h1>{t("lesionHistoryOf", { name: data.data ? personName(data.data) : "" })}</h1>
+      <p><a href={`#/patient/${id}`}>{t("backToPatient")}</a></p>
+      <LesionHistory api={api} patient={id} />
+    </>
+  );
+}
+
+export function CadreScreens({ api, say, user }) {
   const hash = useHash();
+  useEffect(() => startOutbox(api, user), [api, user]);
+  const lesions = hash.match(/^#\/patient\/([A-Za-z0-9\-.]{1,64})\/lesions$/);
+  if (lesions) return <Lesions api={api} id={lesions[1]} key={`l${lesions[1]}`} />;
   const m = hash.match(/^#\/patient\/([A-Za-z0-9\-.]{1,64})$/);
   if (m) return <Screening api={api} id={m[1]} say={say} key={m[1]} />;
   if (hash === "#/register") return <Register api={api} say={say} />;
-  return <FindPatient api={api} />;
+  return (
+    <>
+      <CaptureQueue api={api} />
+      <FindPatient api={api} />
+    </>
+  );
 }

@@ -7,6 +7,7 @@ import { AssistantScreen } from "./assistant.jsx";
 import { HomeScreen } from "./home.jsx";
 import { MessagesScreen } from "./messages.jsx";
 import { PhotosScreen } from "./photos.jsx";
+import { LesionsScreen } from "./lesions.jsx";
 import { CadreScreens } from "./cadre.jsx";
 import { DashboardScreen } from "./dashboard.jsx";
 import { ForumScreen } from "./forum.jsx";
@@ -22,6 +23,7 @@ const ROUTES = {
   "#/appointments": { label: "navAppointments", Screen: AppointmentsScreen },
   "#/messages": { label: "navMessages", Screen: MessagesScreen },
   "#/photos": { label: "navPhotos", Screen: PhotosScreen },
+  "#/lesions": { label: "navLesions", Screen: LesionsScreen },
   "#/assistant": { label: "navAssistant", Screen: AssistantScreen },
   "#/forum": { label: "navForum", Screen: ForumScreen },
 };
@@ -102,7 +104,7 @@ function Portal({ client, onSignedOut }) {
         </nav>
         <Notice notice={notice} />
         <main>
-          {hash === "#/forum" ? <ForumScreen api={api} say={say} /> : <CadreScreens api={api} say={say} />}
+          {hash === "#/forum" ? <ForumScreen api={api} say={say} /> : <CadreScreens api={api} say={say} user={me.fhirUser} />}
         </main>
       </>
     );

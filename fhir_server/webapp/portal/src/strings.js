@@ -314,6 +314,25 @@ const en = {
   errTooLarge: "The photo is too large to send.",
   errNetwork: "The server could not be reached. Check your connection and try again.",
   errSession: "Your session has ended. Please sign in again.",
+  // Lesion history and captures waiting to be sent (lesions.jsx, capturequeue.jsx)
+  navLesions: "Lesion history",
+  lesionHistory: "Lesion history",
+  lesionHistoryOf: "Lesion history of {name}",
+  lesionIntro: "Your skin photos by place on the body, oldest first, with the result once a doctor has checked it.",
+  lesionAlt: "Photo of the {site}, {date}",
+  lesionResult: "Checked result: {result}",
+  lesionNotReviewed: "Not checked by a doctor yet",
+  lesionConclusion: "Doctor: {text}",
+  siteUnknown: "Place not recorded",
+  backToPatient: "Back to the patient",
+  captureKept: "No connection: the photo is kept on this phone and will be sent when the connection is back.",
+  queueOne: "1 photo is waiting to be sent.",
+  queueMany: "{n} photos are waiting to be sent.",
+  queueSending: "Sending now…",
+  queueOffline: "This phone is offline. It will be sent when the connection is back.",
+  queueWaiting: "It will be sent again automatically.",
+  queueLastError: "Last try: {error}",
+  queueRetry: "Try sending now",
 };
 
 const languages = { en };
