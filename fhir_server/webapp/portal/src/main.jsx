@@ -7,6 +7,7 @@ import { AssistantScreen } from "./assistant.jsx";
 import { HomeScreen } from "./home.jsx";
 import { MessagesScreen } from "./messages.jsx";
 import { PhotosScreen } from "./photos.jsx";
+import { LungRiskScreen } from "./lungrisk.jsx";
 import { CadreScreens } from "./cadre.jsx";
 import { DashboardScreen } from "./dashboard.jsx";
 import { ForumScreen } from "./forum.jsx";
@@ -22,6 +23,7 @@ const ROUTES = {
   "#/appointments": { label: "navAppointments", Screen: AppointmentsScreen },
   "#/messages": { label: "navMessages", Screen: MessagesScreen },
   "#/photos": { label: "navPhotos", Screen: PhotosScreen },
+  "#/lung": { label: "navLung", Screen: LungRiskScreen },
   "#/assistant": { label: "navAssistant", Screen: AssistantScreen },
   "#/forum": { label: "navForum", Screen: ForumScreen },
 };
