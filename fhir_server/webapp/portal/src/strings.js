@@ -379,6 +379,22 @@ const en = {
     "This is at or above 1.5 %, the level at which a yearly low-dose CT scan of the chest is advised. Your care team will contact you about it.",
   lungLow: "This is below 1.5 %, the level at which a low-dose CT scan of the chest is advised. Not smoking lowers the risk further.",
   lungChecked: "Checked by a clinician · {when}",
+  // Medicines (prescriptions.jsx): prescriptions and their reminder times.
+  navPrescriptions: "Medicines",
+  prescriptions: "Your medicines",
+  prescriptionsIntro:
+    "Your current prescriptions, how to take them, and when Hearth reminds you by e-mail (times are your local time).",
+  noPrescriptions: "You have no current prescriptions.",
+  yourMedicine: "Your medicine",
+  remindDaily: "Reminders every day at {times}",
+  remindEvery: "Reminders {n} time(s) every {period} {unit}",
+  unit_min: "minute(s)",
+  unit_h: "hour(s)",
+  unit_d: "day(s)",
+  unit_wk: "week(s)",
+  noReminders: "No reminders are sent for this one: take it as your care team told you.",
+  prescribedUntil: "Until {when}",
+  prescribedOn: "Prescribed {when}",
 };
 
 const languages = { en };
