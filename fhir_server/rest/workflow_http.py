@@ -44,7 +44,7 @@ def actor_of(ctx: Context, req: FhirRequest) -> Actor:
     return Actor(role.strip(), reference.strip())
 
 
-# Why the appointment operations and $start-case check the scopes themselves
+# Why the appointment operations, $start-case, $claim and $complete check the scopes themselves
 # (their ``Permission.self_checked``).
 APPOINTMENT_SCOPES = (
     "patient_step_scopes (fhir_server/rest/workflow_http.py): Appointment c/u, or for a patient "
@@ -54,14 +54,19 @@ START_CASE_SCOPES = (
     "patient_step_scopes (fhir_server/rest/workflow_http.py): Task c, or for a patient user "
     "read on Task, a case for themself about a record of their own"
 )
+STEP_SCOPES = (
+    "patient_step_scopes (fhir_server/rest/workflow_http.py): Task u, or for a patient user "
+    "read on Task and only a step of their own case (the engine checks the step's performer)"
+)
 
 
 def patient_step_scopes(
     ctx: Context, res_type: str, perm: str, own: tuple[str, ...] = ()
 ) -> Context:
     """Who may take a workflow step that writes ``res_type`` — ``$book`` (Appointment ``c``),
-    ``$accept``, ``$cancel``, ``$reschedule`` (Appointment ``u``), ``$start-case`` (Task ``c``)
-    — and the Context the operation runs with (docs/workflow.md, docs/security.md).
+    ``$accept``, ``$cancel``, ``$reschedule`` (Appointment ``u``), ``$start-case`` (Task ``c``),
+    ``$claim`` and ``$complete`` (Task ``u``: a patient's own intake step) — and the Context
+    the operation runs with (docs/workflow.md, docs/security.md).
 
     Care staff and backends need the SMART permission ``perm`` on ``res_type``, as any write. A
     patient user's scopes hold no such write permission (their record is not theirs to rewrite

@@ -98,9 +98,16 @@ class Person:
 
 
 def refused(people: dict[str, Person], who: tuple[str, ...], path: str) -> None:
+    """403 for each of ``who``; a patient (who may take a step of their own case, e.g. the
+    lung-risk intake) gets the 404 of an unknown id for a step hidden from them (an unverified
+    AI result's), exactly as reading it would."""
     for name in who:
         resp = people[name].op(path)
-        assert resp.status_code == 403, (name, path, resp.text)
+        expected = 403
+        if people[name].role == "patient":
+            task = path.rsplit("/$", 1)[0]
+            expected = 404 if people[name].get(task).status_code == 404 else 403
+        assert resp.status_code == expected, (name, path, resp.text)
         assert resp.json()["resourceType"] == "OperationOutcome"
 
 
@@ -314,3 +321,50 @@ def test_skin_case_with_each_persons_own_token(hearth, smtp):
     assert other.get(f"/DocumentReference/{doc['id']}").status_code == 404
     # And a patient cannot re-open the finished case.
     assert me.op(f"{path}/$claim").status_code in (403, 409)
+
+
+def test_patient_takes_their_own_lung_risk_intake_with_their_token(hearth):
+    """A patient user starts a lung-risk case for themself and claims and completes its intake
+    step (their token has no Task write scope: $claim / $complete check it themselves); another
+    patient cannot see or take that step, and the patient cannot take the doctor's step."""
+    operator = Fhir(hearth.fhir, hearth.headers)
+    tag = uuid.uuid4().hex[:8]
+    mine = ref(person(operator, "Patient", f"Lung{tag}"))
+    theirs = ref(person(operator, "Patient", f"Else{tag}"))
+    operator.close()
+    client_id, _ = make_client(hearth, "public", SCOPE)
+    me, other = (
+        Person(hearth, client_id, "patient", mine),
+        Person(hearth, client_id, "patient", theirs),
+    )
+    params = {
+        "caseType": {"valueCode": "lung-risk"},
+        "patient": {"valueReference": {"reference": mine}},
+    }
+    created = me.op("/Task/$start-case", params)
+    assert created.status_code == 201, created.text
+    case = created.json()
+    intake = me.step(case["id"], "intake")
+    path = f"/Task/{intake['id']}"
+    # Another patient: the step is not known to them, to claim or to complete.
+    assert other.op(f"{path}/$claim").status_code == 404
+    assert other.op(f"{path}/$complete").status_code == 404
+    assert me.op(f"{path}/$complete").status_code == 409  # claim first
+    claimed = me.op(f"{path}/$claim")
+    assert claimed.status_code == 200, claimed.text
+    assert claimed.json()["owner"] == {"reference": mine}
+    answers = {
+        "resourceType": "QuestionnaireResponse",
+        "questionnaire": "http://hearth.local/fhir/Questionnaire/plcom2012",
+        "status": "completed",
+        "item": [{"linkId": "bmi", "answer": [{"valueDecimal": 24.5}]}],
+    }
+    done = me.op(f"{path}/$complete", {"output": {"resource": answers}})
+    assert done.status_code == 200, done.text
+    assert me.read(f"/Task/{case['id']}")["businessStatus"]["coding"][0]["code"] == "PENDING_AI"
+    [qr] = [e["resource"] for e in me.read("/QuestionnaireResponse", subject=mine)["entry"]]
+    assert qr["subject"] == {"reference": mine} and "author" not in qr
+    # Not the patient's role: the doctor's review (draft until the risk is in) stays refused.
+    review = me.step(case["id"], "doctor-review")
+    assert me.op(f"/Task/{review['id']}/$claim").status_code in (403, 409)
+    assert other.read("/QuestionnaireResponse", subject=mine).get("entry", []) == []

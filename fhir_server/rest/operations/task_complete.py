@@ -14,12 +14,13 @@ from __future__ import annotations
 from fhir_server.auth.keys import key_store
 from fhir_server.rest.context import Context, FhirRequest, Reply
 from fhir_server.rest.operations.spec import Operation, Permission
-from fhir_server.rest.workflow_http import actor_of
+from fhir_server.rest.workflow_http import STEP_SCOPES, actor_of, patient_step_scopes
 from resources.errors import Forbidden, Invalid
 from workflow import cases, delivery
 
 
 def run(ctx: Context, req: FhirRequest) -> Reply:
+    ctx = patient_step_scopes(ctx, "Task", "u", (f"Task/{req.res_id}",))
     actor = actor_of(ctx, req)
     p = req.params
     task_id = req.res_id or ""
@@ -70,7 +71,6 @@ OPERATION = Operation(
     handler=run,
     methods=frozenset({"POST"}),
     affects_state=True,
-    permission=Permission.on_type(
-        "u"
-    ),  # the engine then checks the actor's role (docs/workflow.md)
+    # Task u, or a patient's own step; the engine then checks the actor's role (docs/workflow.md)
+    permission=Permission(self_checked=True, reason=STEP_SCOPES),
 )

@@ -8,6 +8,8 @@ import { HomeScreen } from "./home.jsx";
 import { MessagesScreen } from "./messages.jsx";
 import { PhotosScreen } from "./photos.jsx";
 import { LesionsScreen } from "./lesions.jsx";
+import { LungRiskScreen } from "./lungrisk.jsx";
+import { PrescriptionsScreen } from "./prescriptions.jsx";
 import { CadreScreens } from "./cadre.jsx";
 import { DashboardScreen } from "./dashboard.jsx";
 import { ForumScreen } from "./forum.jsx";
@@ -24,6 +26,8 @@ const ROUTES = {
   "#/messages": { label: "navMessages", Screen: MessagesScreen },
   "#/photos": { label: "navPhotos", Screen: PhotosScreen },
   "#/lesions": { label: "navLesions", Screen: LesionsScreen },
+  "#/lung": { label: "navLung", Screen: LungRiskScreen },
+  "#/medicines": { label: "navPrescriptions", Screen: PrescriptionsScreen },
   "#/assistant": { label: "navAssistant", Screen: AssistantScreen },
   "#/forum": { label: "navForum", Screen: ForumScreen },
 };
