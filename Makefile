@@ -39,6 +39,7 @@ $(STAMP): pyproject.toml
 
 # The development mailbox (a local SMTP sink, docs/webapp.md): `make run` sends reports there.
 run: export HEARTH_DEV_MAILBOX ?= var/mailbox
+run: export HEARTH_SELF_REGISTRATION ?= true
 run: install
 	@mkdir -p var
 	@$(BIN)/hearth db upgrade
