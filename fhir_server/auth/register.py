@@ -5,9 +5,10 @@ e-mail address), audited. Nothing that can sign in exists before the link is fol
 
 The design follows the password reset (fhir_server/auth/account.py):
 
-- The link carries the registration as a token signed with Hearth's key; the password travels
-  only as its argon2id hash, encrypted with the secret keys (``HEARTH_SECRET_KEYS``), so the
-  e-mail holds neither the password nor a hash that could be attacked offline.
+- The link carries the registration as a token signed with Hearth's key whose content (name,
+  birth date, address, the password's argon2id hash) is encrypted with the secret keys
+  (``HEARTH_SECRET_KEYS``): the e-mail and the access logs hold neither personal data, nor the
+  password, nor a hash that could be attacked offline.
 - Single use: once the account exists the link is refused ("used already"); two concurrent
   confirmations create one Patient (a conditional create on the registration identifier) and one
   account (the user name is the primary key).
@@ -19,6 +20,7 @@ The design follows the password reset (fhir_server/auth/account.py):
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from datetime import date
@@ -43,6 +45,7 @@ from fhir_server.auth.web import (
     page_form,
     refused_page,
 )
+from resources.auth.secret_box import SecretKeyError
 from resources.storage.store import utcnow
 from workflow import mail
 
@@ -135,15 +138,15 @@ def _send(svc: AuthService, values: dict[str, str], hashed: str, ip: str | None)
         )
         detail = "address has an account already: told by e-mail"
     else:
+        sealed = {
+            "email": email,
+            "given": values["given"],
+            "family": values["family"],
+            "birthDate": values["birth_date"],
+            "pw": hashed,
+        }
         token = svc.key.sign(
-            {
-                "purpose": "register",
-                "email": email,
-                "given": values["given"],
-                "family": values["family"],
-                "birthDate": values["birth_date"],
-                "pw": secret_box(svc.settings).encrypt(hashed),
-            },
+            {"purpose": "register", "data": secret_box(svc.settings).encrypt(json.dumps(sealed))},
             ttl=REGISTER_TTL,
         )
         link = f"{base}/auth/register/confirm?{urlencode({'token': token})}"
@@ -177,9 +180,15 @@ def _send(svc: AuthService, values: dict[str, str], hashed: str, ip: str | None)
 def _claims(svc: AuthService, value: str) -> dict | None:
     if not value or len(value) > 8192:
         return None
-    claims = svc.key.verify(value, purpose="register")
-    if claims is None or svc.store.email_taken(str(claims.get("email", ""))):
-        return None  # expired, forged, or used already (the account exists)
+    signed = svc.key.verify(value, purpose="register")
+    if signed is None:
+        return None  # expired or forged
+    try:
+        claims = json.loads(secret_box(svc.settings).decrypt(str(signed.get("data", ""))))
+    except (SecretKeyError, ValueError):
+        return None  # sealed under a secret key this node does not have (any more)
+    if not isinstance(claims, dict) or svc.store.email_taken(str(claims.get("email", ""))):
+        return None  # used already (the account exists)
     return claims
 
 
@@ -248,7 +257,7 @@ def _create(svc: AuthService, ctx, value: str, ip: str | None) -> str | None:  #
     try:
         svc.store.add_user(
             username=email,
-            password_hash=secret_box(svc.settings).decrypt(claims["pw"]),
+            password_hash=claims["pw"],
             fhir_user=fhir_user,
             role="patient",
             email=email,

@@ -4,6 +4,8 @@ that can sign in before it is followed; no account enumeration; rate limits; off
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import time
 from email.message import Message
@@ -12,7 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine
 
-from fhir_server.auth.keys import SigningKey, key_store
+from fhir_server.auth.keys import SigningKey, key_store, secret_box
 from fhir_server.auth.register import IDENTIFIER_SYSTEM
 from tests.fhir_server.auth.smart import (
     REDIRECT,
@@ -133,6 +135,9 @@ def test_register_verify_and_sign_in(server, smtp):  # type: ignore[no-untyped-d
     assert msg["Subject"] == "Finish creating your Hearth account"
     assert PASSWORD not in _text(msg)
     link = _link(msg)
+    payload = link.split("token=")[1].split(".")[1]
+    readable = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
+    assert "Rahayu" not in readable and "1984" not in readable and "argon2" not in readable
 
     # before the link is followed, nothing can sign in and no Patient exists
     user = User(email, PASSWORD, None, [], None)
@@ -220,18 +225,20 @@ def test_expired_forged_and_bad_input_refused(server, smtp):  # type: ignore[no-
     finally:
         engine.dispose()
     assert key is not None
-    claims = {
-        "purpose": "register",
+    sealed = {
         "email": email,
         "given": "A",
         "family": "B",
         "birthDate": "1990-01-01",
         "pw": "x",
     }
+    box = secret_box(server.settings)
+    claims = {"purpose": "register", "data": box.encrypt(json.dumps(sealed))}
     expired = key.sign(claims, ttl=-60)
+    unsealed = key.sign({"purpose": "register", "data": json.dumps(sealed)}, ttl=600)
     wrong_purpose = key.sign({**claims, "purpose": "reset"}, ttl=600)
     browser = httpx.Client(base_url=server.root, timeout=30)
-    for token in (expired, wrong_purpose, expired[:-4] + "AAAA", ""):
+    for token in (expired, wrong_purpose, unsealed, expired[:-4] + "AAAA", ""):
         page = browser.get("/auth/register/confirm", params={"token": token})
         assert page.status_code == 400 and "Link not valid" in page.text
     csrf = parse_form(browser.get("/auth/register").text).fields["csrf"]
