@@ -242,6 +242,17 @@ def test_expired_forged_and_bad_input_refused(server, smtp):  # type: ignore[no-
         page = browser.get("/auth/register/confirm", params={"token": token})
         assert page.status_code == 400 and "Link not valid" in page.text
     csrf = parse_form(browser.get("/auth/register").text).fields["csrf"]
+    no_csrf = browser.post(
+        "/auth/register",
+        data={
+            "given": "A",
+            "family": "B",
+            "birth_date": "1990-01-01",
+            "email": email,
+            "password": PASSWORD,
+        },
+    )
+    assert no_csrf.status_code == 403  # a form not sent from Hearth's page: nothing happens
     posted = browser.post("/auth/register/confirm", data={"csrf": csrf, "token": expired})
     assert posted.status_code == 400
     assert _patients(server, email) == []
