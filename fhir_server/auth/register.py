@@ -45,6 +45,7 @@ from fhir_server.auth.web import (
     page_form,
     refused_page,
 )
+from resources import audit
 from resources.auth.secret_box import SecretKeyError
 from resources.storage.store import utcnow
 from workflow import mail
@@ -270,16 +271,15 @@ def _create(svc: AuthService, ctx, value: str, ip: str | None) -> str | None:  #
         )
     except sa.exc.IntegrityError:
         return None  # a concurrent confirmation of the same link won
-    svc.audit(
-        account_event(
-            base=svc.settings.fhir_base,
-            action="self-register",
-            client_id=None,
-            username=email,
-            fhir_user=fhir_user,
-            target=email,
-            target_fhir_user=fhir_user,
-            detail={"ip": ip or ""},
-        )
+    event = account_event(
+        base=svc.settings.fhir_base,
+        action="self-register",
+        client_id=None,
+        username=email,
+        fhir_user=fhir_user,
+        target=email,
+        target_fhir_user=fhir_user,
+        detail={"ip": ip or ""},
     )
+    ctx.repo.run(lambda u: audit.append(u.conn, event))  # in the chain before the answer
     return email
