@@ -39,6 +39,7 @@ $(STAMP): pyproject.toml
 
 # The development mailbox (a local SMTP sink, docs/webapp.md): `make run` sends reports there.
 run: export HEARTH_DEV_MAILBOX ?= var/mailbox
+run: export HEARTH_SELF_REGISTRATION ?= true
 run: install
 	@mkdir -p var
 	@$(BIN)/hearth db upgrade
@@ -55,6 +56,8 @@ run: install
 	@echo "  The demo story: two reports delivered, an urgent and a routine case for demo-doctor, one"
 	@echo "  for demo-pharmacist, one for demo-admin. Mail goes to the development mailbox ($$HEARTH_DEV_MAILBOX),"
 	@echo "  which demo-admin reads in the web app."
+	@echo "  Patients may also create their own account (Create an account, on the sign-in page): the"
+	@echo "  verification link arrives in that mailbox (HEARTH_SELF_REGISTRATION, docs/security.md)."
 	@echo "  Try: curl -H \"Authorization: Bearer \$$($(BIN)/hearth token --client demo-ops --scope 'system/*.rs')\" \\"
 	@echo "         http://127.0.0.1:8080/fhir/Patient?_count=5"
 	@echo ""

@@ -1,6 +1,6 @@
 """The workflow's background pass, run by ``hearth worker``: mark interrupted deliveries failed,
-deliver reports waiting for delivery, create due medication reminders, and e-mail waiting
-Communications."""
+deliver reports waiting for delivery, create due medication reminders and the notifications of
+new care-team messages, and e-mail waiting Communications."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 class Pass:
     reports: dict[str, str] = field(default_factory=dict)  # case id -> delivered | failed | ...
     reminders: int = 0
+    notified: int = 0  # message notifications created
     sent: int = 0
     failed: int = 0
     interrupted: list[str] = field(default_factory=list)  # stale deliveries marked failed
@@ -27,7 +28,7 @@ class Pass:
         delivered = sum(1 for s in self.reports.values() if s == "delivered")
         return (
             f"reports delivered {delivered}/{len(self.reports)}, reminders created "
-            f"{self.reminders}, messages sent {self.sent}, failed {self.failed}, "
+            f"{self.reminders}, message notifications created {self.notified}, messages sent {self.sent}, failed {self.failed}, "
             f"interrupted deliveries marked failed {len(self.interrupted)}"
         )
 
@@ -40,6 +41,7 @@ def run_once(
     now: datetime | None = None,
     facility_name: str = "Hearth",
     default_timezone: str = "UTC",
+    portal_url: str | None = None,
 ) -> Pass:
     out = Pass()
     out.interrupted = delivery.reset_stale(repo)
@@ -59,6 +61,10 @@ def run_once(
     out.reminders = len(
         reminders.create_due(repo, now or datetime.now(UTC), default_timezone=default_timezone)
     )
+    if portal_url is not None:
+        out.notified = len(
+            messages.notify_new(repo, portal_url=portal_url, now=now or datetime.now(UTC))
+        )
     counts = messages.send_pending(repo, smtp)
     out.sent, out.failed = counts["sent"], counts["failed"]
     return out

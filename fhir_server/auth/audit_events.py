@@ -243,6 +243,7 @@ def security_event(
         "token": {"system": "urn:hearth:audit", "code": "token-issue", "display": "Token issued"},
         "revoke": {"system": "urn:hearth:audit", "code": "token-revoke", "display": "Revoked"},
         "password-reset": {"system": "urn:hearth:audit", "code": "password-reset"},
+        "register": {"system": "urn:hearth:audit", "code": "register"},
     }[kind]
     event: dict = {
         "resourceType": "AuditEvent",
@@ -271,6 +272,7 @@ ACCOUNT_ACTIONS = {
     "user-reactivate": ("Account reactivated", "110137", "U"),
     "user-roles": ("Account roles changed", "110136", "U"),
     "user-reset-totp": ("Second factor reset", "110137", "U"),
+    "self-register": ("Account created by self-registration", "110137", "C"),
 }
 _EVENT_TYPES = {"110136": "Security Roles Changed", "110137": "User Security Attributes Changed"}
 

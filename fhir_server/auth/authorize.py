@@ -136,6 +136,7 @@ def _login_page(request: Request, areq: AuthRequest, error: str | None = None, s
         params=areq.params,
         action="/auth/login",
         reset_url="/auth/reset",
+        register_url="/auth/register" if auth_service(request).settings.self_registration else None,
         error=error,
     )
 

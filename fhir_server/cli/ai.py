@@ -106,6 +106,7 @@ def worker(database_url, batch_size, once, poll, interval, notify, no_ai) -> Non
             signing_material=lambda: settings.report_signing(key_store(ctx.repo.engine, settings)),
             facility_name=settings.facility_name,
             default_timezone=settings.default_timezone,
+            portal_url=f"{settings.base_url}/app/portal/",
         )
         click.echo(done.summary())
 

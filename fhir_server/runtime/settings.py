@@ -182,6 +182,11 @@ class Settings(BaseSettings):
         None,
         description="file with the age secret key(s) that `hearth restore` / `backup verify` use",
     )
+    self_registration: bool = Field(
+        False,
+        description="Let people create a patient account at /auth/register (verified by an "
+        "e-mailed link); off unless set (on under `make run`)",
+    )
     dev_mailbox: Path | None = Field(
         None,
         description="Development only: run a local SMTP sink keeping all mail in this folder "

@@ -247,6 +247,22 @@ class AuthStore:
             row = conn.execute(sa.select(auth_user).where(auth_user.c.username == username)).first()
         return self._open(dict(row._mapping), rewrite=True) if row else None
 
+    def email_taken(self, email: str) -> bool:
+        """Whether an account has ``email`` as its user name or its e-mail address (any case)."""
+        wanted = email.lower()
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(auth_user.c.username)
+                .where(
+                    sa.or_(
+                        sa.func.lower(auth_user.c.username) == wanted,
+                        sa.func.lower(auth_user.c.email) == wanted,
+                    )
+                )
+                .limit(1)
+            ).first()
+        return row is not None
+
     def users(self) -> list[dict]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(auth_user).order_by(auth_user.c.username)).all()

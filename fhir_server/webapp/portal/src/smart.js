@@ -30,7 +30,14 @@ export async function resume() {
   const pending = q.has("code") && q.has("state");
   if (!pending && !sessionStorage.getItem("SMART_KEY")) return null;
   try {
-    return await FHIR.oauth2.ready();
+    const client = await FHIR.oauth2.ready();
+    // A sign-in left unfinished in this tab (the user went to "Create an account" or "Forgot
+    // your password?" instead) leaves fhirclient's state without a token: nobody is signed in.
+    if (!pending && !client.state.tokenResponse?.access_token) {
+      sessionStorage.clear();
+      return null;
+    }
+    return client;
   } catch (e) {
     if (!pending) {
       sessionStorage.clear();
