@@ -55,7 +55,7 @@ run: install
 	@echo "  demo-cadre, demo-admin. Staff need TOTP: QR codes and recovery codes are in var/demo-logins.txt"
 	@echo "  The demo story: two reports delivered, an urgent and a routine case for demo-doctor, one"
 	@echo "  for demo-pharmacist, one for demo-admin. Mail goes to the development mailbox ($$HEARTH_DEV_MAILBOX),"
-	@echo "  which demo-admin reads in the web app."
+	@echo "  which demo-admin reads at /app/portal/ (Sign in as a doctor or administrator, then Mailbox)."
 	@echo "  Patients may also create their own account (Create an account, on the sign-in page): the"
 	@echo "  verification link arrives in that mailbox (HEARTH_SELF_REGISTRATION, docs/security.md)."
 	@echo "  Try: curl -H \"Authorization: Bearer \$$($(BIN)/hearth token --client demo-ops --scope 'system/*.rs')\" \\"
