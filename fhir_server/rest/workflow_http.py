@@ -108,3 +108,19 @@ def parameters(**values: Any) -> dict:
             if v is not None
         ],
     }
+
+
+def deliver_report(ctx: Context, case_id: str):  # type: ignore[no-untyped-def]
+    """Deliver (or retry) the final report of case ``case_id`` with this server's SMTP settings
+    and report-signing key (workflow/delivery.py); returns its ``Delivery``."""
+    from fhir_server.auth.keys import key_store
+    from workflow import delivery
+
+    s = ctx.settings
+    return delivery.deliver(
+        ctx.repo,
+        s.smtp(),
+        case_id,
+        signing_material=lambda: s.report_signing(key_store(ctx.repo.engine, s)),
+        facility_name=s.facility_name,
+    )

@@ -13,17 +13,16 @@ Parameters ``status`` (delivered | failed | queued) and ``reason``."""
 
 from __future__ import annotations
 
-from fhir_server.auth.keys import key_store
 from fhir_server.dicom import ai_export
 from fhir_server.hl7v2 import outbound
 from fhir_server.rest.context import Context, FhirRequest, Reply
 from fhir_server.rest.operations.spec import ADMIN, Operation
-from fhir_server.rest.workflow_http import parameters
+from fhir_server.rest.workflow_http import deliver_report, parameters
 from resources.errors import Conflict, Invalid, NotFound
 from resources.jobs import queue
 from resources.storage.repository import Unit
 from resources.storage.store import instant, utcnow
-from workflow import cases, delivery
+from workflow import cases
 from workflow.actors import roles_of
 
 
@@ -65,14 +64,7 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
     if not task.get("partOf"):  # a case: retry its report delivery step
         steps = ctx.repo.read(lambda u: [s.resource for s in cases.steps_of(u, res_id)])
         if any("system" in roles_of(s) for s in steps):
-            s = ctx.settings
-            done = delivery.deliver(
-                ctx.repo,
-                s.smtp(),
-                res_id,
-                signing_material=lambda: s.report_signing(key_store(ctx.repo.engine, s)),
-                facility_name=s.facility_name,
-            )
+            done = deliver_report(ctx, res_id)
             return Reply(200, parameters(status=done.status, reason=done.reason))
     raise NotFound(f"{target} is not something whose delivery can be retried")
 

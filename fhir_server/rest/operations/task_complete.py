@@ -11,12 +11,16 @@ repeated), ``highRisk`` and ``uncertain`` (valueBoolean) — the HTTP form of
 
 from __future__ import annotations
 
-from fhir_server.auth.keys import key_store
 from fhir_server.rest.context import Context, FhirRequest, Reply
 from fhir_server.rest.operations.spec import Operation, Permission
-from fhir_server.rest.workflow_http import STEP_SCOPES, actor_of, patient_step_scopes
+from fhir_server.rest.workflow_http import (
+    STEP_SCOPES,
+    actor_of,
+    deliver_report,
+    patient_step_scopes,
+)
 from resources.errors import Forbidden, Invalid
-from workflow import cases, delivery
+from workflow import cases
 
 
 def run(ctx: Context, req: FhirRequest) -> Reply:
@@ -52,14 +56,7 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
             note_text=p.text("note", fhir_type="string"),
         )
     if out.deliver:
-        s = ctx.settings
-        delivery.deliver(
-            ctx.repo,
-            s.smtp(),
-            out.case["id"],
-            signing_material=lambda: s.report_signing(key_store(ctx.repo.engine, s)),
-            facility_name=s.facility_name,
-        )
+        deliver_report(ctx, out.case["id"])
     return Reply(200, out.task)
 
 

@@ -5,23 +5,14 @@ stays ``failed`` with its reason until this (or ``hearth worker``) succeeds. Ret
 
 from __future__ import annotations
 
-from fhir_server.auth.keys import key_store
 from fhir_server.rest.context import Context, FhirRequest, Reply
 from fhir_server.rest.operations.spec import Operation, Permission
-from fhir_server.rest.workflow_http import actor_of, parameters
-from workflow import delivery
+from fhir_server.rest.workflow_http import actor_of, deliver_report, parameters
 
 
 def run(ctx: Context, req: FhirRequest) -> Reply:
     actor_of(ctx, req).require(("admin",), "retrying a report delivery")
-    s = ctx.settings
-    done = delivery.deliver(
-        ctx.repo,
-        s.smtp(),
-        req.res_id or "",
-        signing_material=lambda: s.report_signing(key_store(ctx.repo.engine, s)),
-        facility_name=s.facility_name,
-    )
+    done = deliver_report(ctx, req.res_id or "")
     return Reply(200, parameters(status=done.status, reason=done.reason, document=done.document))
 
 
