@@ -17,13 +17,17 @@ from tests.fhir_server.webapp.test_browser_app import (
     LOCALE,
     PHOTOS,
     ZONE,
-    hearth as hearth,  # the module's own Hearth (a fixture)
     shot,
     sign_in,
-    smtp as smtp,  # the session's mail server (a fixture)
     start_case,
     step_of,
     watch,
+)
+from tests.fhir_server.webapp.test_browser_app import (
+    hearth as hearth,  # the module's own Hearth (a fixture)
+)
+from tests.fhir_server.webapp.test_browser_app import (
+    smtp as smtp,  # the session's mail server (a fixture)
 )
 from tests.workflow.conftest import Fhir, person, ref
 from tests.workflow.test_cases_http import ai_observation
