@@ -64,6 +64,7 @@ class Interaction:
     summary: str
     detail: str
     source: str
+    url: str | None = None  # a public page stating it (DetectedIssue.reference)
 
     def between(self, one: Drug, other: Drug) -> bool:
         return (self.a.matches(one) and self.b.matches(other)) or (
@@ -125,6 +126,11 @@ class Formulary:
         for key in ("id", "summary", "detail", "source"):
             if not isinstance(e.get(key), str) or not e[key].strip():
                 raise FormularyError(f"{where}: {key} is required")
+        url = e.get("url")
+        if url is not None and not (
+            isinstance(url, str) and url.startswith(("http://", "https://"))
+        ):
+            raise FormularyError(f"{where}: url is an http(s) address")
         return Interaction(
             e["id"],
             side(e["a"]),
@@ -133,6 +139,7 @@ class Formulary:
             e["summary"],
             e["detail"],
             e["source"],
+            url,
         )
 
     # -- questions ------------------------------------------------------------------------------

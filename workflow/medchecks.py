@@ -177,6 +177,7 @@ def findings(
         if not hits:
             continue
         worst = hits[0]
+        url = next((i.url for i in hits if i.url), None)
         detail = " ".join(
             f"{i.summary} ({drug.display} with {other_drug.display}). {i.detail} Source: {i.source}."
             for i in hits
@@ -190,6 +191,7 @@ def findings(
                 detail,
                 _key("interaction", *sorted((request_ref, other.ref))),
             )
+            | ({"reference": url} if url else {})
         )
     return sorted(out, key=lambda i: _RANK[i["severity"]])
 

@@ -62,3 +62,14 @@ def test_lookup_gives_ingredients_and_classes(client: httpx.Client) -> None:
     # a code outside the fragment is unknown here, a clear 4xx, not a 500
     resp = client.get("/CodeSystem/$lookup", params={"system": RXNORM, "code": "999999999"})
     assert 400 <= resp.status_code < 500 and resp.json()["resourceType"] == "OperationOutcome"
+
+
+def test_validate_code_says_rxnorm_is_held_only_in_part(client: httpx.Client) -> None:
+    known = client.get("/CodeSystem/$validate-code", params={"url": RXNORM, "code": "11289"})
+    assert known.status_code == 200, known.text
+    assert {p["name"]: p for p in known.json()["parameter"]}["result"]["valueBoolean"] is True
+    unknown = client.get("/CodeSystem/$validate-code", params={"url": RXNORM, "code": "999999999"})
+    assert unknown.status_code == 200, unknown.text
+    found = {p["name"]: p for p in unknown.json()["parameter"]}
+    assert found["result"]["valueBoolean"] is False
+    assert "only a fragment" in found["message"]["valueString"]

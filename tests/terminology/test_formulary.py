@@ -54,6 +54,7 @@ def test_every_formulary_concept_has_ingredients_classes_and_a_term_type() -> No
         ({"source": " "}, "source is required"),
         ({"b": {"class": "no-such-class"}}, "not a formulary ingredient or class"),
         ({"a": {"ingredient": "999999999"}}, "not a formulary ingredient or class"),
+        ({"url": "javascript:alert(1)"}, "url is an http"),
     ],
 )
 def test_a_bad_interaction_entry_stops_the_load(tmp_path, change: dict, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -111,5 +112,7 @@ def test_interactions_in_either_order_and_only_listed_pairs() -> None:
     assert ids("11289", "10831") == ["warfarin-sulfamethoxazole"]
     assert ids("36567", "4053") == ["simvastatin-erythromycin"]
     assert {i.severity for i in f.interactions(drug["6851"], drug["5640"])} == {"moderate"}  # type: ignore[arg-type]
+    [mtx_smx] = f.interactions(drug["6851"], drug["10831"])  # type: ignore[arg-type]
+    assert mtx_smx.url and mtx_smx.url.startswith("https://medsafe.govt.nz/")
     for a, b in [("11289", "161"), ("83367", "4053"), ("5640", "1191"), ("6851", "161")]:
         assert ids(a, b) == [], (a, b)

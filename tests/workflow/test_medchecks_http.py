@@ -130,3 +130,40 @@ def test_prescribing_records_allergy_and_interaction_issues(fhir, team, wf_serve
         assert (
             fhir.http.get(f"/DetectedIssue/{interaction['id']}", headers=headers).status_code == 404
         )
+
+
+def test_a_planned_combination_product_is_checked_by_its_ingredient(fhir, team):  # type: ignore[no-untyped-def]
+    patient = team["patient"][1]
+    allergy = fhir.create({"resourceType": "AllergyIntolerance", "patient": {"reference": patient},
+                           "code": coded("10180", "sulfamethoxazole")})  # fmt: skip
+    mtx = fhir.create({"resourceType": "MedicationRequest", "status": "active", "intent": "order",
+                       "subject": {"reference": patient}, "medicationCodeableConcept": coded("6851", "methotrexate")})  # fmt: skip
+    stopped = fhir.create({"resourceType": "MedicationRequest", "status": "stopped", "intent": "order",
+                           "subject": {"reference": patient}, "medicationCodeableConcept": coded("11289", "warfarin")})  # fmt: skip
+    case = start(fhir, team["cadre"], "skin-screening", patient, ref(photo_media(fhir, patient))).json()  # fmt: skip
+    plan = fhir.op(f"/Task/{case['id']}/$plan-treatment", team["doctor"], {
+        "title": {"valueString": "Infected eczema"},
+        "activity": [{"part": [{"name": "kind", "valueCode": "medication"}, {"name": "description", "valueString": "7 days"},
+                               {"name": "medication", "valueString": "co-trimoxazole"}, {"name": "dosage", "valueString": "960 mg twice daily"},
+                               {"name": "medicationCode", "valueCoding": {"system": RXNORM, "code": "10831"}}]}]})  # fmt: skip
+    assert plan.status_code == 201, plan.text
+    request = fhir.get(f"/{plan.json()['activity'][0]['reference']['reference']}")
+    issues = {
+        i["code"]["coding"][0]["code"]: i
+        for i in (fhir.get(f"/{d['reference']}") for d in request["detectedIssue"])
+    }
+    assert set(issues) == {"ALGY", "DRG"}  # the stopped warfarin is not an active request
+    assert issues["ALGY"]["severity"] == "high"  # an ingredient of the combination
+    assert issues["ALGY"]["implicated"][1]["reference"] == ref(allergy)
+    assert issues["DRG"]["severity"] == "high"
+    assert issues["DRG"]["implicated"][1]["reference"] == ref(mtx)
+    assert issues["DRG"]["reference"].startswith("https://medsafe.govt.nz/")
+    assert ref(stopped) not in str(issues)
+    # A bad coding is a 400 OperationOutcome, and nothing is written.
+    bad = fhir.op(f"/Task/{case['id']}/$plan-treatment", team["doctor"], {
+        "title": {"valueString": "x"},
+        "activity": [{"part": [{"name": "kind", "valueCode": "medication"}, {"name": "description", "valueString": "x"},
+                               {"name": "medication", "valueString": "x"}, {"name": "dosage", "valueString": "x"},
+                               {"name": "medicationCode", "valueCoding": {"display": "no code"}}]}]})  # fmt: skip
+    assert bad.status_code == 400 and bad.json()["resourceType"] == "OperationOutcome"
+    assert len(fhir.search("CarePlan", subject=patient)) == 1

@@ -546,12 +546,13 @@ function planPanel(plan, activities, names) {
   return h("div", {}, h("p", {}, h("strong", {}, plan.title || "Treatment plan"), ` · by ${names.of(plan.author)} · `, time(plan.created)), h("ul", { class: "plan" }, rows));
 }
 
-function planForm(caseId, act) {
+function planForm(caseId, act, fhir = null) {
+  const picker = fhir ? medicationPicker(fhir, "plan-medication", "Medication from the formulary") : null;
   const form = h("form", { "aria-labelledby": "plan-form-heading" }, h("h3", { id: "plan-form-heading" }, "Make a treatment plan"),
     field("plan-title", "Plan title (required)", "text", true),
     h("fieldset", {}, h("legend", {}, "Follow-up photo"), field("plan-photo-months", "In how many months (empty: none)", "number")),
     h("fieldset", {}, h("legend", {}, "Referral"), field("plan-referral", "Referral (e.g. excision biopsy, skin clinic)", "text"), field("plan-referral-days", "Within how many days", "number")),
-    h("fieldset", {}, h("legend", {}, "Medication"), field("plan-medication", "Medication", "text"), field("plan-dosage", "Dosage instructions", "text")),
+    h("fieldset", {}, h("legend", {}, "Medication"), picker ? picker.element : field("plan-medication", "Medication", "text"), field("plan-dosage", "Dosage instructions", "text")),
     h("div", { class: "actions" }, h("button", { type: "submit" }, "Save the plan")));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -568,11 +569,18 @@ function planForm(caseId, act) {
     }
     if (value("plan-medication")) {
       parts.push(activity([{ name: "kind", valueCode: "medication" }, { name: "description", valueString: "Part of the treatment plan" },
-        { name: "medication", valueString: value("plan-medication") }, { name: "dosage", valueString: value("plan-dosage") }]));
+        { name: "medication", valueString: value("plan-medication") }, { name: "dosage", valueString: value("plan-dosage") },
+        ...planMedicationCode(picker)]));
     }
     act(`Task/${caseId}/$plan-treatment`, parts, "Treatment plan saved: its activities are on the patient's record.");
   });
   return form;
+}
+
+// The plan's medication as $plan-treatment's medicationCode, when one was picked from the formulary.
+function planMedicationCode(picker) {
+  const coding = picker && ((picker.concept() || {}).coding || [])[0];
+  return coding ? [{ name: "medicationCode", valueCoding: coding }] : [];
 }
 
 // What really happened after $complete, in words: the case as it is now (a failed delivery is
@@ -674,7 +682,7 @@ export async function caseView(fhir, session, stepId, act) {
     plans.length || session.role === "doctor"
       ? h("section", { class: "panel", "aria-labelledby": "plan-heading" }, h("h2", { id: "plan-heading" }, "Treatment plan"),
         plans.length ? plans.map((p) => planPanel(p, planActivities, names)) : h("p", { class: "muted" }, "No treatment plan yet."),
-        session.role === "doctor" && caseId ? planForm(caseId, act) : null)
+        session.role === "doctor" && caseId ? planForm(caseId, act, fhir) : null)
       : null,
     showMedicines ? issuesPanel(issues, requests) : null,
     showMedicines ? prescriptionsPanel(requests, dispenses, names) : null,

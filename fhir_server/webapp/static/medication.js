@@ -5,8 +5,8 @@
 // made (workflow/medchecks.py), shown with their severity, what, why and source.
 import { h, textOf, time } from "./dom.js";
 
-export const RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm";
-export const FORMULARY = "http://hearth.local/fhir/ValueSet/formulary";
+const RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm";
+const FORMULARY = "http://hearth.local/fhir/ValueSet/formulary";
 const UNCODED = "Not coded: free text, so Hearth cannot check it for allergies or interactions.";
 const HINT = "Type two letters or more to search the formulary (RxNorm); free text is allowed but uncoded.";
 
@@ -107,6 +107,7 @@ function issueItem(issue) {
       " ", h("strong", {}, `${what}: `), items),
     h("p", {}, why),
     source ? h("p", { class: "muted" }, `Source: ${source.replace(/\.$/, "")}`) : null,
+    /^https?:\/\//.test(issue.reference || "") ? h("p", { class: "muted" }, "Stated at ", h("a", { href: issue.reference, rel: "noopener noreferrer", target: "_blank" }, issue.reference)) : null,
     issue.identifiedDateTime ? h("p", { class: "muted" }, "Found by Hearth's check when prescribed, ", time(issue.identifiedDateTime)) : null);
 }
 

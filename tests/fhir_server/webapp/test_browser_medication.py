@@ -100,6 +100,19 @@ def test_doctor_picks_from_the_formulary_and_the_pharmacist_sees_the_warning(hea
             expect(interaction).to_contain_text("warfarin")
             allergy = warnings.locator("li.issue", has_text="Allergy Alert")
             expect(allergy).to_contain_text("aspirin")
+            # The treatment plan's medication comes from the same picker, and is checked too.
+            page.get_by_label("Plan title (required)").fill("Psoriasis")
+            plan_picker = page.get_by_role("combobox", name="Medication from the formulary")
+            plan_picker.press_sequentially("methotr")
+            page.get_by_role("option", name="methotrexate").click()
+            page.get_by_label("Dosage instructions", exact=True).fill("7.5 mg once weekly")
+            page.get_by_role("button", name="Save the plan").click()
+            expect(page.get_by_role("status")).to_contain_text("Treatment plan saved")
+            warnings = page.locator("#case-issues")
+            expect(warnings.locator("li.issue")).to_have_count(3)
+            nsaid = warnings.locator("li.issue", has_text="methotrexate")
+            expect(nsaid).to_contain_text("Moderate severity")
+            expect(nsaid).to_contain_text("Source: Methotrexate US prescribing information")
             shot(page, "doctor-medication-warnings")
             page.get_by_role("button", name="Sign out").click()
             context.close()
@@ -110,9 +123,11 @@ def test_doctor_picks_from_the_formulary_and_the_pharmacist_sees_the_warning(hea
             sign_in(page, hearth.root, pharmacist_user, "Worklist: pharmacist")
             page.locator("tbody tr", has_text=name).get_by_role("link").click()
             warnings = page.locator("#case-issues")
-            interaction = warnings.locator("li.issue", has_text="Drug Interaction Alert")
+            expect(warnings.locator("li.issue")).to_have_count(3)
+            expect(warnings.locator("li.issue").first).to_contain_text("High severity")
+            interaction = warnings.locator("li.issue", has_text="ibuprofen + warfarin")
             expect(interaction).to_contain_text("High severity")
-            expect(interaction).to_contain_text("ibuprofen + warfarin")
+            expect(interaction).to_contain_text("Drug Interaction Alert")
             expect(interaction).to_contain_text("bleeding")
             expect(interaction).to_contain_text(
                 "Source: Coumadin (warfarin sodium) US prescribing information"
@@ -125,7 +140,7 @@ def test_doctor_picks_from_the_formulary_and_the_pharmacist_sees_the_warning(hea
             page.get_by_label("Quantity handed over").fill("30")
             page.get_by_label("Unit (e.g. tablets, tube)").fill("tablets")
             page.get_by_role("button", name="Complete step").click()
-            box = page.get_by_label("I have reviewed the 2 warnings")
+            box = page.get_by_label("I have reviewed the 3 warnings")
             assert box.evaluate("e => e.matches(':invalid') && e.form.checkValidity() === false")
             box.check()
             page.get_by_label("Dispensing record").fill("Prescriber agreed: paracetamol instead if bleeding signs; INR check in 5 days")  # fmt: skip
@@ -144,7 +159,16 @@ def test_doctor_picks_from_the_formulary_and_the_pharmacist_sees_the_warning(hea
     assert len(request["detectedIssue"]) == 2
     [dispensed] = [o for o in step_of(operator, case["id"], "pharmacist-review")["output"] if "MedicationDispense/" in str(o)]  # fmt: skip
     dispense = operator.get(f"/{dispensed['valueReference']['reference']}")
-    assert sorted(d["reference"] for d in dispense["detectedIssue"]) == sorted(d["reference"] for d in request["detectedIssue"])  # fmt: skip
+    acknowledged = {d["reference"] for d in dispense["detectedIssue"]}
+    assert (
+        len(acknowledged) == 3 and {d["reference"] for d in request["detectedIssue"]} < acknowledged
+    )
+    [plan] = operator.search("CarePlan", subject=ref(patient))
+    mtx = operator.get(f"/{plan['activity'][0]['reference']['reference']}")
+    assert mtx["medicationCodeableConcept"]["coding"][0]["code"] == "6851"
+    assert [d["reference"] for d in mtx["detectedIssue"]] == sorted(
+        acknowledged - {d["reference"] for d in request["detectedIssue"]}
+    )
     assert dispense["note"][0]["text"].startswith("Prescriber agreed")
     assert dispense["note"][0]["authorReference"] == {"reference": pharmacist}
     operator.close()
