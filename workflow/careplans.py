@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from resources.errors import Invalid
 from resources.storage.repository import Repository, Unit
-from workflow import cases
+from workflow import cases, medchecks
 from workflow.actors import Actor
 from workflow.tasks import add_io, now
 
@@ -39,6 +39,7 @@ class Activity:
     due_in_days: int | None = None
     medication: str | None = None
     dosage: str | None = None
+    medication_code: dict | None = None  # a Coding (RxNorm from the formulary picker)
 
     def check(self, n: int) -> None:
         where = f"activity {n + 1}"
@@ -52,6 +53,11 @@ class Activity:
             raise Invalid(f"{where}: a follow-up photo needs dueInDays")
         if self.kind == "medication" and not (self.medication and self.dosage):
             raise Invalid(f"{where}: a medication needs medication and dosage")
+        code = self.medication_code
+        if code is not None and not (
+            isinstance(code.get("system"), str) and isinstance(code.get("code"), str)
+        ):
+            raise Invalid(f"{where}: medicationCode is a Coding with a system and a code")
 
 
 def _due(days: int | None) -> str | None:
@@ -105,7 +111,10 @@ def _resource(a: Activity, patient: str, order: str, actor: Actor) -> dict:
         "resourceType": "MedicationRequest",
         "status": "active",
         "intent": "order",
-        "medicationCodeableConcept": {"text": a.medication},
+        "medicationCodeableConcept": {
+            "text": a.medication,
+            **({"coding": [a.medication_code]} if a.medication_code else {}),
+        },
         "subject": {"reference": patient},
         "basedOn": [{"reference": order}],
         "requester": {"reference": actor.reference},
@@ -134,6 +143,9 @@ def plan(
         patient = case.resource["for"]["reference"]
         order = case.resource["basedOn"][0]["reference"]
         refs = [u.create(_resource(a, patient, order, actor)).stored.ref for a in activities]
+        for ref in refs:  # allergy and interaction checks (workflow/medchecks.py)
+            if ref.startswith("MedicationRequest/"):
+                medchecks.check(u, ref, patient)
         careplan = {
             "resourceType": "CarePlan",
             "status": "active",

@@ -4,7 +4,8 @@ for a case, as a CarePlan whose activities are made at once (``workflow/careplan
 Inputs: ``title`` (string, required) and one ``activity`` part per activity, each with ``kind``
 (code: ``follow-up-photo`` | ``referral`` | ``medication``), ``description`` (string, required),
 ``dueInDays`` (integer; required for a follow-up photo), and for a medication ``medication`` and
-``dosage`` (strings). Doctors only (403 otherwise); an unknown case is 404, a step or a bad
+``dosage`` (strings) and optionally ``medicationCode`` (valueCoding, e.g. RxNorm from the
+formulary; the request is then checked for allergies and interactions, workflow/medchecks.py). Doctors only (403 otherwise); an unknown case is 404, a step or a bad
 activity 400. Returns 201 with the CarePlan."""
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def _activity(req: FhirRequest, n: int, given: object) -> careplans.Activity:
         due_in_days=p.integer("dueInDays"),
         medication=p.text("medication", fhir_type="string"),
         dosage=p.text("dosage", fhir_type="string"),
+        medication_code=p.complex("medicationCode", "Coding"),
     )
 
 
