@@ -33,8 +33,8 @@ from starlette.concurrency import run_in_threadpool
 from fhir_server.auth import enforce
 from fhir_server.auth.tokens import bearer_access, binding
 from fhir_server.rest.context import Access, Context, FhirRequest
-from resources.errors import FhirError
 from fhir_server.runtime.subscriptions import notification
+from resources.errors import FhirError
 from resources.subscriptions import delivery
 
 log = logging.getLogger(__name__)
