@@ -46,7 +46,7 @@ function PhotoList({ api, patient, version }) {
   const photos = media.filter((m) => !m.partOf && (m.content?.contentType || "").startsWith("image/"));
   const cases = tasks.filter((x) => !x.partOf && x.code?.coding?.some((c) => c.system === CASE_SYSTEM));
   const caseOf = (m) => cases.find((c) => c.focus?.reference === `Media/${m.id}`);
-  if (photos.length === 0) return <p>{t("noPhotos")}</p>;
+  if (photos.length === 0) return <><LiveNote state={live} /><p>{t("noPhotos")}</p></>;
   return (
     <>
     <LiveNote state={live} />
