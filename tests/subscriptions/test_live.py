@@ -6,6 +6,7 @@ patient's records."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -244,3 +245,40 @@ def test_a_socket_closes_when_its_live_view_ends(hearth, fhir, portal_client):
         again = watch(hearth, headers, "Appointment")  # the app asks again: a new one
         assert again["subscription"] != [sub_id]
     repo.engine.dispose()
+
+
+def test_get_ws_binding_token_binds_a_subscription_the_caller_reads(hearth, fhir):
+    tag = uuid.uuid4().hex
+    sub_id = fhir.post(
+        "/Subscription",
+        json={
+            "resourceType": "Subscription",
+            "status": "requested",
+            "reason": "test",
+            "criteria": f"Task?identifier=urn:test|{tag}",
+            "channel": {"type": "websocket"},
+        },
+    ).json()["id"]
+    resp = _post(
+        hearth,
+        f"Subscription/{sub_id}/$get-ws-binding-token",
+        hearth.headers,
+        {"resourceType": "Parameters"},
+    )
+    assert resp.status_code == 200, resp.text
+    params = {
+        p["name"]: next(v for k, v in p.items() if k != "name") for p in resp.json()["parameter"]
+    }
+    binding = {**params, "subscription": [params["subscription"]]}
+    with bind(hearth, binding) as ws:
+        patient = fhir.post("/Patient", json={"resourceType": "Patient"}).json()["id"]
+        made = fhir.post(
+            "/Task", json=task(patient, identifier=[{"system": "urn:test", "value": tag}])
+        ).json()["id"]
+        fhir.post(
+            "/Task", json=task(patient, identifier=[{"system": "urn:test", "value": "other"}])
+        )
+        got = events(ws, 5)
+        assert [(k, s, f.split("/fhir/")[1]) for k, s, f in got] == [
+            ("event-notification", sub_id, f"Task/{made}/_history/1")
+        ]

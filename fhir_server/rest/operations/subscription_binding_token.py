@@ -10,13 +10,21 @@ caller (404 otherwise, as a read) and have a websocket channel. Output: ``token`
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fhir_server.rest.context import Context, FhirRequest, Reply
 from fhir_server.rest.operations.spec import Operation, Permission
 from fhir_server.rest.operations.subscription_watch import binding_reply
 from resources.errors import Invalid, NotFound
+from resources.storage.repository import Unit
+from resources.storage.store import Stored
 from resources.subscriptions import delivery
 
 MAX_IDS = 20
+
+
+def _reader(sub_id: str) -> Callable[[Unit], Stored]:
+    return lambda u: u.read("Subscription", sub_id)
 
 
 def run(ctx: Context, req: FhirRequest) -> Reply:
@@ -26,7 +34,7 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
     if len(ids) > MAX_IDS:
         raise Invalid(f"at most {MAX_IDS} Subscriptions per token", expression=["id"])
     for sub_id in ids:
-        ctx.repo.read(lambda u, s=sub_id: u.read("Subscription", s))  # 404 unless readable
+        ctx.repo.read(_reader(sub_id))  # 404 unless the caller may read it
         reg = delivery.registration(ctx.repo, sub_id)
         if reg is None or reg.channel != "websocket":
             raise NotFound(f"Subscription/{sub_id} has no websocket channel")
