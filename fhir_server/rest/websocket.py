@@ -16,7 +16,8 @@ Subscription is deleted (a live view that ended), or after ``BIND_SECONDS`` with
 A bind needs read access to the Subscription (the same guard as a read: a row the token may not
 see answers ``error <id> not found``) and a Subscription whose channel is ``websocket``. Events
 are the outbox rows the write path recorded (``resources/subscriptions/outbox.py``), read every
-``HEARTH_SUBSCRIPTION_POLL_SECONDS``, so any API process serves any subscription.
+``HEARTH_SUBSCRIPTION_POLL_SECONDS`` (not under ``MIN_POLL_SECONDS``), so any API process serves
+any subscription.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ from resources.subscriptions import delivery
 log = logging.getLogger(__name__)
 router = APIRouter()
 HEARTBEAT_SECONDS = 30.0
+# Each connection reads the outbox of its bound subscriptions this often at most (the setting's
+# default, 0.05 s, is for the worker): a page a quarter of a second late is still live, and a
+# hundred open worklists stay a few hundred primary-key reads a second.
+MIN_POLL_SECONDS = 0.25
 BIND_SECONDS = 30.0
 ENDED = 4000  # close code: a bound Subscription is gone (the app asks for a new one)
 
@@ -90,7 +95,7 @@ async def websocket(ws: WebSocket) -> None:
     await ws.accept()
     bound: dict[str, int] = {}  # subscription id -> the newest event number sent ("ping <id>")
     bundles: dict[str, delivery.Reg] = {}  # bound with a token: Backport notification Bundles
-    poll = ctx.settings.subscription_poll_seconds
+    poll = max(ctx.settings.subscription_poll_seconds, MIN_POLL_SECONDS)
     close_at: list[datetime | None] = [None]
     base = ctx.base
 
