@@ -227,6 +227,11 @@ def test_a_browser_socket_needs_a_valid_binding_token(hearth, fhir, portal_clien
         assert ws.recv(timeout=30).startswith("error bind-with-token")
     bad = httpx.get(f"{hearth.fhir}/Task", headers={"Authorization": f"Bearer {binding['token']}"})
     assert bad.status_code == 401
+    # nor is it an OAuth token to introspection (RFC 7662)
+    seen = httpx.post(
+        f"{hearth.root}/auth/introspect", data={"token": binding["token"]}, headers=headers
+    )
+    assert seen.status_code == 200 and seen.json() == {"active": False}
 
 
 def test_a_socket_closes_when_its_live_view_ends(hearth, fhir, portal_client):
