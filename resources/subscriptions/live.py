@@ -13,7 +13,8 @@ the caller may read (a patient's only their own compartment). They do not accumu
   ``end`` forward once less than ``RENEW_BEFORE`` is left (a new version at most every quarter
   of an hour, not one per page view). ``sweep`` deletes tagged Subscriptions whose ``end`` has
   passed, with their registration and outbox rows.
-- **A cap.** One owner filter has at most ``MAX_PER_OWNER`` live Subscriptions at a time.
+- **A cap.** One owner filter has at most ``MAX_PER_OWNER`` live Subscriptions that have not
+  ended.
 """
 
 from __future__ import annotations
@@ -108,6 +109,14 @@ def _live_content(u: Unit, sub_id: str) -> dict | None:
     return content if is_live(content) else None
 
 
+def _running(content: dict | None, now: datetime) -> bool:
+    """A live Subscription's content whose ``end`` has not passed."""
+    if content is None:
+        return False
+    end = _end_of(content)
+    return end is None or end > now
+
+
 def _reuse(u: Unit, key: str, res_type: str, query: str, now: datetime) -> str | None:
     c = subscription_reg.c
     for sub_id in _candidates(u, key, c.res_type == res_type, c.query == query):
@@ -125,7 +134,7 @@ def _reuse(u: Unit, key: str, res_type: str, query: str, now: datetime) -> str |
 
 
 def _create(u: Unit, key: str, criteria: str, now: datetime) -> str:
-    live = [s for s in _candidates(u, key) if _live_content(u, s) is not None]
+    live = [s for s in _candidates(u, key) if _running(_live_content(u, s), now)]
     if len(live) >= MAX_PER_OWNER:
         raise Unprocessable(
             f"this account already follows {len(live)} live views, the most allowed; "

@@ -17,6 +17,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from fhir_server.rest.websocket import ENDED
+from resources.errors import Unprocessable
 from resources.search import SearchEngine
 from resources.storage.db import create_engine
 from resources.storage.repository import Repository
@@ -287,3 +288,42 @@ def test_get_ws_binding_token_binds_a_subscription_the_caller_reads(hearth, fhir
         assert [(k, s, f.split("/fhir/")[1]) for k, s, f in got] == [
             ("event-notification", sub_id, f"Task/{made}/_history/1")
         ]
+
+
+def test_live_subscriptions_renew_end_and_are_capped(hearth):
+    """``live.watch`` straight on the database (owner filter: none, as no token has): reuse
+    keeps ``end`` until less than 45 minutes are left, an ended one is not reused, and one owner
+    has at most ``MAX_PER_OWNER``."""
+    repo = Repository(create_engine(hearth.database_url), SearchEngine(base_urls=(hearth.fhir,)))
+    tag = uuid.uuid4().hex[:8]
+    criteria = f"Task?identifier=urn:live|{tag}"
+
+    def current(sub_id: str) -> tuple[str, str]:
+        stored = repo.read(lambda u: u.read("Subscription", sub_id))
+        return stored.content["end"], str(stored.version)
+
+    try:
+        now = datetime.now(UTC).replace(microsecond=0)
+        [first] = live.watch(repo, [criteria], now)
+        end, version = current(first)
+        assert datetime.fromisoformat(end.replace("Z", "+00:00")) == now + live.TTL
+        assert live.watch(repo, [criteria], now + timedelta(minutes=10)) == [first]
+        assert current(first) == (end, version)  # no new version for a reuse
+        later = now + timedelta(minutes=20)
+        assert live.watch(repo, [criteria], later) == [first]
+        end2, version2 = current(first)
+        assert datetime.fromisoformat(end2.replace("Z", "+00:00")) == later + live.TTL
+        assert int(version2) == int(version) + 1
+        # past its end: a new one (the sweep deletes the old)
+        gone = later + live.TTL + timedelta(seconds=1)
+        [second] = live.watch(repo, [criteria], gone)
+        assert second != first
+        # the cap: never more than MAX_PER_OWNER live Subscriptions for one owner filter
+        made = {second}
+        with pytest.raises(Unprocessable):
+            for i in range(live.MAX_PER_OWNER + 1):
+                made.update(live.watch(repo, [f"Task?identifier=urn:live|{tag}-{i}"], gone))
+        assert len(made) == live.MAX_PER_OWNER
+    finally:
+        live.sweep(repo, datetime.now(UTC) + timedelta(days=1))
+        repo.engine.dispose()
