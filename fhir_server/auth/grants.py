@@ -270,7 +270,13 @@ async def introspect(request: Request) -> JSONResponse:
         return _oauth_error(OAuthError("invalid_client", "the bearer token is not valid", 401))
     value = form.get("token", "")
     row = await run_in_threadpool(svc.store.token, value) if 0 < len(value) <= 512 else None
-    if row is None or row.revoked or row.expires <= utcnow():
+    # a websocket binding token (tokens.BINDING_KIND) is no OAuth token: never active here
+    if (
+        row is None
+        or row.kind not in ("access", "refresh")
+        or row.revoked
+        or row.expires <= utcnow()
+    ):
         return JSONResponse({"active": False}, headers=NO_STORE)
     body: dict = {
         "active": True,

@@ -9,7 +9,7 @@ interaction is authorized against.
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from fhir_server.auth.keys import SigningKey
 from fhir_server.auth.scopes import Scopes
@@ -158,3 +158,55 @@ def operator_token(
         context=context,
         with_refresh=False,
     )
+
+
+# -- websocket binding tokens (Subscriptions Backport IG, $get-ws-binding-token) ---------------
+BINDING_KIND = "ws-binding"
+BINDING_TTL = 120  # seconds to open the websocket and bind; the connection then lives on
+
+
+def binding_token(
+    store: AuthStore, settings: Settings, authorization: str | None, sub_ids: list[str]
+) -> tuple[str, datetime]:
+    """A one-off token that lets a websocket bind ``sub_ids`` (a browser cannot set
+    ``Authorization`` on a websocket). Stored hashed like an access token, in the same grant (a
+    revoked grant revokes it), valid ``BINDING_TTL`` seconds; the connection it binds ends when
+    the access token that asked for it expires. Returns (token, expiry)."""
+    bearer_access(store, settings, authorization)  # 401 unless the asking token is valid
+    token = authorization.partition(" ")[2].strip() if authorization else ""
+    row = store.token(token)
+    if row is None:  # revoked between the two lookups
+        raise Unauthorized("the access token is not valid")
+    now = utcnow()
+    binding = secrets.token_urlsafe(32)
+    expires = now + timedelta(seconds=BINDING_TTL)
+    store.add_token(
+        binding,
+        kind=BINDING_KIND,
+        client_id=row.client_id,
+        username=row.username,
+        scope=row.scope,
+        context={"subscriptions": list(sub_ids), "until": row.expires.isoformat()},
+        audience=settings.fhir_base,
+        expires=expires,
+        grant_id=row.grant_id,
+        created=now,
+    )
+    return binding, expires
+
+
+def binding(store: AuthStore, settings: Settings, token: str) -> tuple[list[str], datetime] | None:
+    """(subscription ids, when the connection must end) of a valid binding token, else None."""
+    if not token or len(token) > MAX_TOKEN:
+        return None
+    row = store.token(token)
+    if (
+        row is None
+        or row.kind != BINDING_KIND
+        or row.revoked
+        or row.expires <= utcnow()
+        or row.audience != settings.fhir_base
+    ):
+        return None
+    until = datetime.fromisoformat(str(row.context.get("until")))
+    return [str(s) for s in row.context.get("subscriptions") or []], until

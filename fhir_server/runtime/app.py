@@ -276,7 +276,8 @@ def create_app(settings: Settings | None = None, search: SearchEngine | None = N
     app.include_router(router, prefix="/fhir")
     app.include_router(dicomweb.router, prefix="/dicomweb")
     app.include_router(dev_mailbox.router)  # HEARTH_DEV_MAILBOX, for administrators
-    app.include_router(webapp_router())  # the clinicians' web app at /app/ (docs/webapp.md)
+    # the clinicians' web app at /app/ and the portal (docs/webapp.md)
+    app.include_router(webapp_router(settings.base_url))
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

@@ -6,7 +6,9 @@ Each is a SMART App Launch public client of Hearth's own authorization server (s
 launch, code + PKCE S256; docs/webapp.md). Hearth only serves the files: a fixed set read at
 start, each with a strict Content-Security-Policy (scripts, styles and fetches from this origin
 only, images also from ``blob:`` URLs, frames only ``blob:`` ones: the report preview
-the app itself made), so the page loads nothing from elsewhere.
+the app itself made), so the page loads nothing from elsewhere. ``connect-src`` also names the
+server's own websocket origin (``ws(s)://`` + the host of ``HEARTH_BASE_URL``, where the live
+views' ``/websocket`` is): CSP Level 3 lets ``'self'`` cover it, older browsers need it named.
 """
 
 from __future__ import annotations
@@ -60,15 +62,31 @@ def portal_files() -> dict[str, bytes] | None:
     return {f.name: f.read_bytes() for f in folder.iterdir() if f.is_file() and _NAME.match(f.name)}
 
 
-def _respond(files: dict[str, bytes], name: str, what: str) -> Response:
+def websocket_origin(base_url: str) -> str:
+    """``ws://host:port`` (``wss://`` for https) of a server root URL."""
+    scheme, _, rest = base_url.partition("://")
+    host = rest.split("/", 1)[0]
+    return f"{'wss' if scheme == 'https' else 'ws'}://{host}"
+
+
+def headers_for(base_url: str | None) -> dict[str, str]:
+    """The files' headers; with ``base_url``, its websocket origin added to ``connect-src``."""
+    if not base_url:
+        return HEADERS
+    csp = CSP.replace("connect-src 'self'", f"connect-src 'self' {websocket_origin(base_url)}")
+    return {**HEADERS, "Content-Security-Policy": csp}
+
+
+def _respond(files: dict[str, bytes], name: str, what: str, headers: dict[str, str]) -> Response:
     body = files.get(name)
     if body is None:
         raise NotFound(f"the {what} has no file {name!r}")
     media = TYPES[name[name.rindex(".") :]]
-    return Response(body, media_type=media, headers=HEADERS)
+    return Response(body, media_type=media, headers=headers)
 
 
-def build_router() -> APIRouter:
+def build_router(base_url: str | None = None) -> APIRouter:
+    headers = headers_for(base_url)
     files = static_files()
     portal = portal_files()
     if portal is None:
@@ -76,12 +94,12 @@ def build_router() -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     def serve(name: str) -> Response:
-        return _respond(files, name, "web app")
+        return _respond(files, name, "web app", headers)
 
     def serve_portal(name: str) -> Response:
         if portal is None:
             raise NotFound(NOT_BUILT)
-        return _respond(portal, name, "patient portal")
+        return _respond(portal, name, "patient portal", headers)
 
     @router.get("/app/portal")
     async def portal_root() -> RedirectResponse:

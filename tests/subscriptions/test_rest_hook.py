@@ -169,6 +169,9 @@ def test_patient_context_subscription_hears_only_its_patient(hearth, fhir):
         rx.stop()
 
 
+DOWN_SECONDS = 60
+
+
 def test_down_endpoint_gets_every_event_afterwards_in_order(hearth, fhir):
     rx = Receiver().start()
     wanted = code()
@@ -177,6 +180,7 @@ def test_down_endpoint_gets_every_event_afterwards_in_order(hearth, fhir):
     ).json()["id"]
     wait_status(fhir, sub_id, "active")
     rx.stop()  # connections refused from now on
+    down_since = time.monotonic()
     try:
         ids = [fhir.post("/Observation", json=observation(wanted)).json()["id"] for _ in range(5)]
         failing = wait_status(fhir, sub_id, "error")
@@ -193,6 +197,8 @@ def test_down_endpoint_gets_every_event_afterwards_in_order(hearth, fhir):
             assert [e.focus["id"] for e in rx2.events()] == [late]  # type: ignore[index]
         finally:
             rx2.stop()
+        # down for a whole minute (the figure), retried all along, then back
+        time.sleep(max(0.0, DOWN_SECONDS - (time.monotonic() - down_since)))
         rx.start()  # back, on the same port
         got = rx.wait(lambda got: len([r for r in got if r.kind == "event-notification"]) >= 6)
         events = [r for r in got if r.kind == "event-notification"]

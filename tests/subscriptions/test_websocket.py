@@ -1,5 +1,6 @@
 """The R4 websocket channel over a real socket: bind, bound, a ping per matching event; a token
-that may not read the Subscription cannot bind it; no token, no connection."""
+that may not read the Subscription cannot bind it; a bad token, no connection; no token (a
+browser), no plain bind."""
 
 from __future__ import annotations
 
@@ -71,7 +72,15 @@ def test_bind_needs_read_access_and_a_websocket_channel(hearth, fhir):
         assert ws.recv(timeout=30) == "error no-such-subscription not found"
 
 
-def test_no_token_no_connection(hearth):
+def test_a_bad_token_no_connection_and_no_token_no_bind(hearth, fhir):
     with pytest.raises(InvalidStatus):
-        with connect(ws_url(hearth), open_timeout=30):
+        bad = {"Authorization": "Bearer not-a-token"}
+        with connect(ws_url(hearth), additional_headers=bad, open_timeout=30):
             pass
+    sub_id = fhir.post(
+        "/Subscription", json=websocket_subscription(f"Observation?code={LOINC}|{code()}")
+    ).json()["id"]
+    # Without Authorization (a browser) only bind-with-token works (tests/subscriptions/test_live.py)
+    with connect(ws_url(hearth), open_timeout=30) as ws:
+        ws.send(f"bind {sub_id}")
+        assert ws.recv(timeout=30) == f"error {sub_id} not found"

@@ -2,7 +2,8 @@
 import { beginSignIn, completeSignIn, currentSession, forget, signOut } from "./smart.js";
 import { Fhir, takeImages } from "./fhir.js";
 import { h, show } from "./dom.js";
-import { worklist } from "./worklist.js";
+import { worklist, worklistCriteria } from "./worklist.js";
+import { follow } from "./live.js";
 import { caseView } from "./caseview.js";
 import { assistantView } from "./assistant.js";
 
@@ -19,6 +20,57 @@ const who = document.getElementById("who");
 const signOutButton = document.getElementById("sign-out");
 const navWorklist = document.getElementById("nav-worklist");
 const navAssistant = document.getElementById("nav-assistant");
+const liveLine = document.getElementById("live");
+const LIVE_WORDS = {
+  connecting: "Connecting for live updates…",
+  live: "Live: this list updates by itself.",
+  polling: "Live updates unavailable: this list refreshes every minute.",
+};
+
+// The worklist follows its searches over the websocket while it is shown (live.js).
+let following = null;
+let acting = false;
+
+function stopFollowing() {
+  if (following) following.stop();
+  following = null;
+  liveLine.hidden = true;
+  liveLine.removeAttribute("data-state");
+}
+
+function followWorklist(fhir, session) {
+  if (following) return;
+  following = follow({
+    watch: () => fhir.operation("Subscription/$watch", worklistCriteria(session).map((c) => ["criteria", { valueString: c }])),
+    onChange: () => refreshWorklist(fhir, session),
+    onState: (state) => {
+      liveLine.dataset.state = state;
+      liveLine.textContent = LIVE_WORDS[state] || "";
+      liveLine.hidden = !LIVE_WORDS[state];
+    },
+  });
+}
+
+function onWorklist() {
+  return window.location.hash === "" || window.location.hash === "#/" || window.location.hash === "#";
+}
+
+// A refresh that keeps the reader where they are: no focus move, no flash of "Loading".
+async function refreshWorklist(fhir, session) {
+  if (acting || !onWorklist() || !currentSession()) return;
+  try {
+    const view = await worklist(fhir, session);
+    if (acting || !onWorklist()) return;
+    const scroll = window.scrollY;
+    show(main, view);
+    window.scrollTo(0, scroll);
+  } catch (err) {
+    if (err.status === 401) {
+      stopFollowing();
+      signInScreen(err.message);
+    }
+  }
+}
 
 function showError(message) {
   errorBox.textContent = message;
@@ -30,6 +82,7 @@ function say(message) {
 }
 
 function signInScreen(note) {
+  stopFollowing();
   who.textContent = "";
   signOutButton.hidden = true;
   navWorklist.hidden = true;
@@ -81,6 +134,8 @@ async function render() {
     show(main, view);
     main.focus();
     for (const url of shown) URL.revokeObjectURL(url);
+    if (!route && window.location.hash !== "#/assistant") followWorklist(fhir, session);
+    else stopFollowing();
   } catch (err) {
     if (err.status === 401) return signInScreen(err.message);
     show(main, h("p", {}, "This page could not be shown."), h("p", {}, h("a", { href: "#/" }, "Back to the worklist")));
@@ -89,6 +144,7 @@ async function render() {
 }
 
 async function act(fhir, path, parts, done) {
+  acting = true;
   showError("");
   say("Working…");
   for (const b of main.querySelectorAll("button")) b.disabled = true;
@@ -100,10 +156,12 @@ async function act(fhir, path, parts, done) {
     say("");
     showError(err.message);
   }
+  acting = false;
   await render();
 }
 
 signOutButton.addEventListener("click", async () => {
+  stopFollowing();
   await signOut(clientId);
   showError("");
   say("You are signed out.");

@@ -56,6 +56,16 @@ function table(caption, bundle, emptyText, fhir) {
   );
 }
 
+// What the worklist follows live (Subscription/$watch): every step for the role, whatever its
+// status (a step claimed by someone else leaves the list too), the steps owned by the user, and
+// for administrators the automatic delivery steps.
+export function worklistCriteria(session) {
+  const criteria = [`Task?performer-type=${encodeURIComponent(session.role)}`];
+  if (session.fhirUser) criteria.push(`Task?owner=${encodeURIComponent(session.fhirUser)}`);
+  if (session.role === "admin") criteria.push("Task?performer-type=system");
+  return criteria;
+}
+
 export async function worklist(fhir, session) {
   const [open, mine] = await Promise.all([
     fhir.search("Task", [

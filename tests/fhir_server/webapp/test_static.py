@@ -13,11 +13,16 @@ from fhir_server.runtime.app import create_app
 from fhir_server.runtime.settings import Settings
 from fhir_server.webapp import CLIENT_ID, NOT_BUILT, portal_files, static_files
 
+PUBLIC = "https://hearth.example.org"
+WS_ORIGIN = "wss://hearth.example.org"  # the live views' websocket (docs/webapp.md)
+
 
 @pytest.fixture(scope="module")
 def http(tmp_path_factory):  # type: ignore[no-untyped-def]
     tmp = tmp_path_factory.mktemp("webapp-static")
-    app = create_app(Settings(database_url=f"sqlite:///{tmp / 'unused.db'}", data_dir=tmp))
+    app = create_app(
+        Settings(database_url=f"sqlite:///{tmp / 'unused.db'}", data_dir=tmp, base_url=PUBLIC)
+    )
     return TestClient(app)  # no lifespan: the static routes use no state
 
 
@@ -37,7 +42,8 @@ def test_index_is_served_with_a_strict_policy(http):
     assert policy["default-src"] == ["'none'"]
     assert policy["script-src"] == ["'self'"]
     assert policy["style-src"] == ["'self'"]
-    assert policy["connect-src"] == ["'self'"]
+    # its own websocket origin too (the live worklist), named for browsers before CSP 3
+    assert policy["connect-src"] == ["'self'", WS_ORIGIN]
     assert policy["img-src"] == ["'self'", "blob:"]
     assert policy["frame-src"] == ["blob:"]  # the report preview, a PDF the app fetched
     assert "object-src" not in policy  # default-src 'none': no plugins
@@ -102,7 +108,7 @@ def test_the_patient_portal_is_built_and_served_with_the_same_policy(http):
         assert resp.content == body
         policy = csp(resp)
         assert policy["default-src"] == ["'none'"] and policy["script-src"] == ["'self'"]
-        assert policy["connect-src"] == ["'self'"], name
+        assert policy["connect-src"] == ["'self'", WS_ORIGIN], name
         text = body.decode()
         if name.endswith(".html"):
             assert not re.search(r"<script(?![^>]*\bsrc=)", text), f"inline script in {name}"

@@ -2,7 +2,7 @@
 import { useState } from "preact/hooks";
 import { attention, loadRecord, messageText, pdfOf } from "./data.js";
 import { concept, value, when } from "./format.js";
-import { useLoad } from "./hooks.js";
+import { LiveNote, useLive, useLoad } from "./hooks.js";
 import { t } from "./strings.js";
 import { AppointmentList } from "./appointments.jsx";
 
@@ -90,13 +90,21 @@ function Reports({ reports, api, say }) {
   );
 }
 
+// What Home follows live: a case moving on, a report, an appointment, a verified result.
+export function homeCriteria(patient) {
+  const P = `Patient/${patient}`;
+  return ["Task", "DiagnosticReport", "Appointment", "Observation"].map((type) => `${type}?patient=${P}`);
+}
+
 export function HomeScreen({ api, patient, say }) {
   const record = useLoad(() => loadRecord(api, patient), [api, patient]);
+  const live = useLive(api, homeCriteria(patient), record.reload);
   if (record.error) return <div class="alert" role="alert">{record.error.message}</div>;
   if (!record.data) return <p>{t("loading")}</p>;
   const items = attention(record.data, patient);
   return (
     <>
+      <LiveNote state={live} />
       <section aria-labelledby="attention-h" class="attention">
         <h1 id="attention-h">{t("attention")}</h1>
         {items.length === 0 ? (

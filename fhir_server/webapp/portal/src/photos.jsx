@@ -2,7 +2,7 @@
 // skin-screening case, and follow each photo's case.
 import { useEffect, useState } from "preact/hooks";
 import { when } from "./format.js";
-import { useLoad } from "./hooks.js";
+import { LiveNote, useLive, useLoad } from "./hooks.js";
 import { BODY_SITES, BodySite, PhotoInput, Progress, sendPhoto } from "./photo.js";
 import { t } from "./strings.js";
 
@@ -30,6 +30,8 @@ function PhotoList({ api, patient, version }) {
       ]),
     [api, P, version],
   );
+  // Each case's status follows its Tasks live (the same Subscription as Home's Task criteria).
+  const live = useLive(api, [`Task?patient=${P}`], data.reload);
   const [urls, setUrls] = useState({});
   useEffect(() => {
     if (!data.data) return undefined;
@@ -44,8 +46,10 @@ function PhotoList({ api, patient, version }) {
   const photos = media.filter((m) => !m.partOf && (m.content?.contentType || "").startsWith("image/"));
   const cases = tasks.filter((x) => !x.partOf && x.code?.coding?.some((c) => c.system === CASE_SYSTEM));
   const caseOf = (m) => cases.find((c) => c.focus?.reference === `Media/${m.id}`);
-  if (photos.length === 0) return <p>{t("noPhotos")}</p>;
+  if (photos.length === 0) return <><LiveNote state={live} /><p>{t("noPhotos")}</p></>;
   return (
+    <>
+    <LiveNote state={live} />
     <ul class="cards photos">
       {photos.map((m) => (
         <li class="card" key={m.id} data-media={m.id}>
@@ -55,6 +59,7 @@ function PhotoList({ api, patient, version }) {
         </li>
       ))}
     </ul>
+    </>
   );
 }
 

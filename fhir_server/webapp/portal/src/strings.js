@@ -11,6 +11,9 @@ const en = {
     "See your results and reports, answer or book appointments and write to your care team.",
   signingIn: "Signing you in…",
   loading: "Loading…",
+  live_connecting: "Connecting for live updates…",
+  live_live: "Live: this page updates by itself.",
+  live_polling: "Live updates unavailable: this page refreshes every minute.",
   signedInAs: "Signed in as {name}",
   notForStaff:
     "This portal is for patients and community health workers. Care staff use the clinicians' app.",
