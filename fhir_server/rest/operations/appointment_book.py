@@ -1,5 +1,7 @@
 """$book — ``POST [base]/Appointment/$book``: book a free Slot for a patient (parameters
-``slot``, ``patient`` as valueReference, optional ``reason`` valueString). The Slot becomes busy
+``slot``, ``patient`` as valueReference, optional ``reason`` valueString, optional ``basedOn``
+valueReference: the ServiceRequest of that patient — a case's order — the appointment is for,
+as the case view books one). The Slot becomes busy
 and a ``booked`` Appointment is returned (201); a Slot already taken answers 409, also when many
 book it at once."""
 
@@ -25,6 +27,7 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
         slot.removeprefix("Slot/"),
         p.reference("patient", required=True) or "",
         reason=p.text("reason", fhir_type="string"),
+        based_on=p.reference("basedOn"),
     )
     return Reply(201, appt, {"Location": f"{ctx.base}/Appointment/{appt['id']}/_history/1"})
 
