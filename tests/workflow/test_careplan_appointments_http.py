@@ -16,8 +16,15 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from tests.fhir_server.auth.smart import bearer, code_of, exchange, login, make_client
-from tests.fhir_server.auth.smart import make_user, pkce
+from tests.fhir_server.auth.smart import (
+    bearer,
+    code_of,
+    exchange,
+    login,
+    make_client,
+    make_user,
+    pkce,
+)
 from tests.workflow.conftest import photo_media, ref
 from tests.workflow.test_careplan_http import activity
 from tests.workflow.test_cases_http import start, step
