@@ -59,7 +59,7 @@ function Activity({ resource }) {
       {d.detail && <p>{d.detail}</p>}
       <p class="meta">
         <strong>{d.status}</strong>
-        {d.date && ` · ${t(d.dateKey, { when: when(d.date) })}`}
+        {d.date && ` · ${t(d.dateKey, { when: when(d.dateKey === "planOn" ? d.date : d.date.slice(0, 10)) })}`}
       </p>
     </li>
   );
