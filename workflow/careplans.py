@@ -38,7 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from resources.errors import Conflict, Invalid, PreconditionFailed
+from resources.errors import Conflict, Gone, Invalid, NotFound, PreconditionFailed
 from resources.storage.repository import Repository, Unit, WriteResult
 from workflow import appointments, cases
 from workflow.actors import Actor
@@ -204,16 +204,23 @@ def plan(
         return made.resource
 
     picks = any(a.kind == "appointment" and not a.slot for a in activities)
-    for attempt in range(PICK_TRIES if picks else 1):
+    tries = PICK_TRIES if picks else 1
+    for attempt in range(tries):
+        last = attempt + 1 >= tries
         try:
             return repo.run(fn)
         except PreconditionFailed as exc:
             # A Slot (or the case) changed under this unit: another plan or booking took it.
             # Nothing was written; a picked Slot is picked again from those still free.
-            if attempt + 1 >= (PICK_TRIES if picks else 1):
+            if last:
                 raise Conflict(
-                    f"a Slot of the plan was booked by someone else at the same time ({exc})"
+                    "a Slot of the plan or the case changed at the same time; nothing was "
+                    f"written ({exc})"
                 ) from exc
+        except Conflict:
+            # A picked Slot taken between the search and its read: pick again.
+            if last:
+                raise
     raise AssertionError("unreachable")
 
 
@@ -328,7 +335,10 @@ def on_write(u: Unit, result: WriteResult) -> None:
             if r == ref:
                 statuses.append(content.get("status"))
             elif "/" in r:
-                statuses.append(u.read(*r.split("/", 1)).resource.get("status"))
+                try:
+                    statuses.append(u.read(*r.split("/", 1)).resource.get("status"))
+                except (NotFound, Gone):  # deleted, or not the writer's to read: keep it open
+                    statuses.append(None)
         status = "completed" if statuses and all(s in DONE for s in statuses) else "active"
         if status != plan.resource["status"]:
             u.update("CarePlan", plan.res_id, {**plan.resource, "status": status})
