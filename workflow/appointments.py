@@ -79,20 +79,24 @@ def book_in(
     *,
     reason: str | None = None,
     based_on: str | None = None,
+    proposed: bool = False,
 ) -> Stored:
     """In unit ``u``: the Slot becomes ``busy`` (If-Match on its version) and a ``booked``
     Appointment of ``patient`` is made on it, ``basedOn`` the order ``based_on`` when given (the
-    one way Hearth books: ``$book``, a treatment plan's appointment, the case view). Conflict
-    when the Slot is not free; PreconditionFailed when another unit took it meanwhile."""
+    one way Hearth books: ``$book``, a treatment plan's appointment, the case view); with
+    ``proposed`` the Slot is held ``busy-tentative`` and the Appointment ``proposed``, for the
+    patient to accept (``accept``) or cancel. Conflict when the Slot is not free;
+    PreconditionFailed when another unit took it meanwhile."""
     u.read("Patient", patient.removeprefix("Patient/"))
     if based_on:
         _check_order(u, based_on, patient)
     slot = u.read("Slot", slot_id)
-    _slot_busy(u, slot, "busy")
+    _slot_busy(u, slot, "busy-tentative" if proposed else "busy")
     extra: dict = {"description": reason} if reason else {}
     if based_on:
         extra["basedOn"] = [{"reference": based_on}]
-    return u.create(_appointment(u, slot, patient, "booked", **extra)).stored
+    status = "proposed" if proposed else "booked"
+    return u.create(_appointment(u, slot, patient, status, **extra)).stored
 
 
 def first_free_slot(u: Unit, practitioner: str, not_before: str) -> Stored | None:

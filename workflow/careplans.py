@@ -10,7 +10,9 @@ activities are the resources that carry them out, made in one transaction:
   Slot of the chosen practitioner: the given ``slot``, or the practitioner's first free Slot from
   ``dueInDays`` on, booked as ``$book`` books (``appointments.book_in``: the Slot moves with
   If-Match, so two plans racing for one Slot never both get it — a named Slot answers 409, a
-  Slot picked for the plan is picked again from what is still free).
+  Slot picked for the plan is picked again from what is still free); with ``propose`` it is a
+  ``proposed`` Appointment on a Slot held ``busy-tentative``, which the patient accepts
+  (``$accept``) or cancels.
 
 Each activity is a ``CarePlan.activity.reference`` to its resource, so the plan's progress is the
 resources' own status (a completed Task, a completed ServiceRequest, a MedicationRequest no longer
@@ -67,6 +69,7 @@ class Activity:
     dosage: str | None = None
     practitioner: str | None = None  # appointment: whose Slot; referral: the performer
     slot: str | None = None  # appointment: this Slot (else the first free from dueInDays)
+    propose: bool = False  # appointment: proposed (Slot held) for the patient to accept
 
     def check(self, n: int, where: str = "") -> None:
         where = where or f"activity {n + 1}"
@@ -82,6 +85,8 @@ class Activity:
             raise Invalid(f"{where}: a medication needs medication and dosage")
         if self.kind == "appointment" and not (self.slot or self.practitioner):
             raise Invalid(f"{where}: an appointment needs a slot or a practitioner")
+        if self.propose and self.kind != "appointment":
+            raise Invalid(f"{where}: only an appointment is proposed")
         if self.slot and not self.slot.startswith("Slot/"):
             raise Invalid(f"{where}: slot must reference a Slot, not {self.slot!r}")
         if self.practitioner and not self.practitioner.startswith(PERFORMERS):
@@ -251,7 +256,9 @@ def _make(u: Unit, a: Activity, n: int, patient: str, order: str, actor: Actor) 
         actors = {x.get("reference") for x in schedule.resource.get("actor") or []}
         if a.practitioner not in actors:
             raise Invalid(f"activity {n + 1}: {a.slot} is not a Slot of {a.practitioner}")
-    return appointments.book_in(u, slot_id, patient, reason=a.description, based_on=order).ref
+    return appointments.book_in(
+        u, slot_id, patient, reason=a.description, based_on=order, proposed=a.propose
+    ).ref
 
 
 def refer(

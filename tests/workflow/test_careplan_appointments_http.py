@@ -131,6 +131,28 @@ def test_a_cancelled_plan_appointment_frees_its_slot_and_shows_cancelled(fhir, t
     assert fhir.get(f"/CarePlan/{made.json()['id']}")["status"] == "completed"
 
 
+def test_a_plan_proposes_a_visit_the_patient_accepts(fhir, team):  # type: ignore[no-untyped-def]
+    doctor = team["doctor"][1]
+    (slot,) = slots(fhir, doctor, [25])
+    case = new_case(fhir, team)
+    proposal = visit(description="Visit, if it suits you", practitioner=doctor, dueInDays=24)
+    proposal["part"].append({"name": "propose", "valueBoolean": True})
+    made = fhir.op(f"/Task/{case['id']}/$plan-treatment", team["doctor"], plan("Offer", proposal))
+    assert made.status_code == 201, made.text
+    appt_ref = made.json()["activity"][0]["reference"]["reference"]
+    assert fhir.get(f"/{appt_ref}")["status"] == "proposed"
+    assert fhir.get(f"/{slot}")["status"] == "busy-tentative"
+    accepted = fhir.op(f"/{appt_ref}/$accept", team["patient"], {})
+    assert accepted.status_code == 200, accepted.text
+    assert fhir.get(f"/{appt_ref}")["status"] == "booked"
+    assert fhir.get(f"/{slot}")["status"] == "busy"
+    assert fhir.get(f"/CarePlan/{made.json()['id']}")["status"] == "active"
+    bad = activity(kind="referral", description="not proposable")
+    bad["part"].append({"name": "propose", "valueBoolean": True})
+    r = fhir.op(f"/Task/{case['id']}/$plan-treatment", team["doctor"], plan("Bad", bad))
+    assert r.status_code == 400 and r.json()["resourceType"] == OUTCOME, r.text
+
+
 def _race(fhir, calls: list[tuple[str, tuple, dict]]) -> list[httpx.Response]:  # type: ignore[no-untyped-def]
     barrier = threading.Barrier(len(calls))
     out: list = [None] * len(calls)

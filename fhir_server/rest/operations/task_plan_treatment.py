@@ -7,7 +7,8 @@ Inputs: ``title`` (string, required) and one ``activity`` part per activity, eac
 the earliest day), for a medication ``medication`` and ``dosage`` (strings), for a referral an
 optional ``practitioner`` (reference: the performer), for an appointment ``practitioner``
 (reference: whose first free Slot from ``dueInDays`` on is booked) and / or ``slot`` (reference:
-this Slot). Doctors only (403 otherwise); an unknown case is 404, a step or a bad activity 400,
+this Slot), and ``propose`` (boolean: a ``proposed`` appointment, its Slot held, for the
+patient to accept, instead of a booked one). Doctors only (403 otherwise); an unknown case is 404, a step or a bad activity 400,
 a named Slot already taken or a practitioner with no free Slot 409 (nothing written). Returns
 201 with the CarePlan."""
 
@@ -33,6 +34,7 @@ def _activity(req: FhirRequest, n: int, given: object) -> careplans.Activity:
         dosage=p.text("dosage", fhir_type="string"),
         practitioner=p.reference("practitioner"),
         slot=p.reference("slot"),
+        propose=p.boolean("propose"),
     )
 
 
