@@ -364,3 +364,17 @@ def test_the_patient_sees_their_own_plan_only(wf_server, fhir, team):  # type: i
         resp = get(r)
         assert resp.status_code == 404 and resp.json()["resourceType"] == OUTCOME, r
     assert get("CarePlan", subject=ref(other)).json().get("total", 0) == 0
+    # Booking for an order: their own case's, yes; another patient's answers 404 like an unknown id.
+    free = slots(fhir, doctor, [71])[0]
+
+    def book(order: str) -> httpx.Response:
+        refs = {"slot": free, "patient": team["patient"][1], "basedOn": order}
+        body = {"resourceType": "Parameters", "parameter": [{"name": k, "valueReference": {"reference": v}} for k, v in refs.items()]}  # fmt: skip
+        return httpx.post(f"{wf_server.fhir}/Appointment/$book", json=body, headers=h, timeout=30)
+
+    for order in (theirs_case["basedOn"][0]["reference"], "ServiceRequest/nope"):
+        resp = book(order)
+        assert resp.status_code == 404 and resp.json()["resourceType"] == OUTCOME, resp.text
+    assert fhir.get(f"/{free}")["status"] == "free"
+    mine_booked = book(mine["basedOn"][0]["reference"])
+    assert mine_booked.status_code == 201, mine_booked.text
