@@ -1,5 +1,5 @@
-"""The FHIR R4 (4.0.1) CodeSystems and ValueSets shipped with Hearth (``data/valuesets.json.gz``,
-see ``data/README.md``): read-only, resolvable by canonical URL, loaded on first use and kept for
+"""The FHIR R4 (4.0.1) CodeSystems and ValueSets shipped with Hearth (``data/valuesets.json.gz``)
+and Hearth's formulary (``data/formulary.json``), see ``data/README.md``: read-only, resolvable by canonical URL, loaded on first use and kept for
 the life of the process. The same class serves other shipped Bundles of canonical resources (the
 core StructureDefinitions, ``fhir_server/runtime/profiles.py``)."""
 
@@ -12,12 +12,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 DATA = Path(__file__).parent / "data" / "valuesets.json.gz"
+# Hearth's own formulary (an RxNorm fragment, its drug classes and the formulary ValueSet), plain
+# JSON so that a change to it reads as a diff (data/README.md).
+FORMULARY = Path(__file__).parent / "data" / "formulary.json"
 
 
 class Builtin:
-    """Canonical URL -> resource, per resource type, of FHIR Bundle files (gzipped JSON)."""
+    """Canonical URL -> resource, per resource type, of FHIR Bundle files (JSON, gzipped or not)."""
 
-    def __init__(self, path: Path | Sequence[Path] = DATA) -> None:
+    def __init__(self, path: Path | Sequence[Path] = (DATA, FORMULARY)) -> None:
         self.paths = [path] if isinstance(path, Path) else list(path)
         self._lock = threading.Lock()
         self._by_type: dict[str, dict[str, dict]] | None = None
@@ -27,8 +30,11 @@ class Builtin:
             if self._by_type is None:
                 by_type: dict[str, dict[str, dict]] = {}
                 for path in self.paths:
-                    with gzip.open(path, "rb") as fh:
-                        bundle = json.load(fh)
+                    if path.suffix == ".gz":
+                        with gzip.open(path, "rb") as fh:
+                            bundle = json.load(fh)
+                    else:
+                        bundle = json.loads(path.read_bytes())
                     for entry in bundle.get("entry") or ():
                         res = entry.get("resource") or {}
                         url, kind = res.get("url"), res.get("resourceType")

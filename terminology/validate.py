@@ -45,7 +45,13 @@ def in_code_system(cs: CodeSystem, items: Sequence[Coded]) -> dict:
             continue
         concept = cs.get(item.code)
         if concept is None:
-            messages.append(f"code {item.code!r} is not in the code system {cs.url}")
+            held = (
+                f" (only a fragment of {cs.url} is held here: the code may exist in the full "
+                "code system)"
+                if cs.content == "fragment"
+                else ""
+            )
+            messages.append(f"code {item.code!r} is not in the code system {cs.url}{held}")
             continue
         if not _display_ok(item.display, concept.display, concept.designations):
             return _parameters(

@@ -42,7 +42,7 @@ from datetime import UTC, datetime, timedelta
 
 from resources.errors import Conflict, Gone, Invalid, NotFound, PreconditionFailed
 from resources.storage.repository import Repository, Unit, WriteResult
-from workflow import appointments, cases
+from workflow import appointments, cases, medchecks
 from workflow.actors import Actor
 from workflow.tasks import add_io, now
 
@@ -70,6 +70,7 @@ class Activity:
     practitioner: str | None = None  # appointment: whose Slot; referral: the performer
     slot: str | None = None  # appointment: this Slot (else the first free from dueInDays)
     propose: bool = False  # appointment: proposed (Slot held) for the patient to accept
+    medication_code: dict | None = None  # a Coding (RxNorm from the formulary picker)
 
     def check(self, n: int, where: str = "") -> None:
         where = where or f"activity {n + 1}"
@@ -93,6 +94,11 @@ class Activity:
             raise Invalid(
                 f"{where}: practitioner must reference a {' or '.join(p[:-1] for p in PERFORMERS)}"
             )
+        code = self.medication_code
+        if code is not None and not (
+            isinstance(code.get("system"), str) and isinstance(code.get("code"), str)
+        ):
+            raise Invalid(f"{where}: medicationCode is a Coding with a system and a code")
 
 
 def _due(days: int | None) -> str | None:
@@ -166,7 +172,10 @@ def _resource(a: Activity, patient: str, order: str, actor: Actor) -> dict:
         "resourceType": "MedicationRequest",
         "status": "active",
         "intent": "order",
-        "medicationCodeableConcept": {"text": a.medication},
+        "medicationCodeableConcept": {
+            "text": a.medication,
+            **({"coding": [a.medication_code]} if a.medication_code else {}),
+        },
         "subject": {"reference": patient},
         "basedOn": [{"reference": order}],
         "requester": {"reference": actor.reference},
@@ -191,6 +200,9 @@ def plan(
     def fn(u: Unit) -> dict:
         case, patient, order = _case(u, case_id)
         refs = [_make(u, a, n, patient, order, actor) for n, a in enumerate(activities)]
+        for ref in refs:  # allergy and interaction checks (workflow/medchecks.py)
+            if ref.startswith("MedicationRequest/"):
+                medchecks.check(u, ref, patient)
         careplan = {
             "resourceType": "CarePlan",
             "status": "active",

@@ -19,7 +19,7 @@ from resources.search.visibility import (
 )
 from resources.storage.repository import Repository, Unit, new_id
 from resources.storage.store import Stored
-from workflow import appointments
+from workflow import appointments, medchecks
 from workflow.actors import Actor, role_concept, roles_of
 from workflow.definitions import CASE_SYSTEM, STEP_SYSTEM, CaseDefinition, Step, definition
 from workflow.effects import CONDITIONS, EFFECTS, StepDone
@@ -338,6 +338,9 @@ def complete(
             ref = u.create(body).stored.ref
             created.append(ref)
             changed = add_io(changed, "output", res_type, "valueReference", {"reference": ref})
+        for ref in created:  # after all are made: two prescribed together are checked as a pair
+            if ref.startswith("MedicationRequest/"):
+                medchecks.check(u, ref, patient)
         if conclusion:
             changed = add_io(changed, "output", "conclusion", "valueString", conclusion)
         if conclusion_code:

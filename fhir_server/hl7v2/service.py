@@ -14,6 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import parse_qsl
 
 import hl7.containers
 
@@ -24,9 +25,11 @@ from fhir_server.rest.context import Access, Context, FhirRequest
 from fhir_server.rest.errors import status_of
 from fhir_server.rest.interactions import transaction
 from mappings import hl7v2
+from mappings.hl7v2 import batch as hl7v2_batch
+from mappings.hl7v2 import ordering
 from mappings.hl7v2 import registry as hl7v2_registry
 from mappings.hl7v2.ack import AckError
-from resources.errors import FhirError, Forbidden
+from resources.errors import FhirError, Forbidden, PreconditionFailed
 
 log = logging.getLogger("hearth.hl7v2")
 # python-hl7 logs every malformed escape sequence at ERROR (under its file path, with no
@@ -36,6 +39,10 @@ logging.getLogger(hl7.containers.__file__).setLevel(logging.CRITICAL)
 # What the MLLP listener may write: MLLP has no credentials, so its reach is what the declared
 # message types write (mappings/hl7v2/registry.py) and nothing more (and the listener binds
 # HEARTH_HOST: loopback unless an operator opens it).
+# How often a message about a patient's record is compared again with the stored Patient when
+# another message changed it meanwhile (mappings/hl7v2/ordering.py).
+ORDER_ATTEMPTS = 8
+
 LISTENER_SCOPE = " ".join(f"system/{t}.cruds" for t in sorted(hl7v2_registry.writes()))
 
 
@@ -87,8 +94,75 @@ class Hl7v2Service:
         return self._ack(message, "AR", [AckError("207", reason)])
 
     def handle(self, raw: bytes | str, access: Access, ip: str | None) -> Outcome:
-        """Apply one message; a ``Forbidden`` (the token may not write what the message maps
-        to) is raised for the HTTP edge to answer 403, everything else becomes an ACK."""
+        """Apply one message, or each message of a batch (``handle_batch``); a ``Forbidden``
+        (the token may not write what a single message maps to) is raised for the HTTP edge to
+        answer 403, everything else becomes an ACK."""
+        if hl7v2_batch.is_batch(raw):
+            return self.handle_batch(raw, access, ip)
+        return self.handle_one(raw, access, ip)
+
+    def handle_batch(self, raw: bytes | str, access: Access, ip: str | None) -> Outcome:
+        """A batch or file (HL7 v2.5.1 2.10.3): each message applied on its own, in order, as
+        if sent alone (a bad one is rejected alone: AE / AR in its ACK, the others applied),
+        answered by a batch of their ACKs (``mappings/hl7v2/batch.py``). A batch whose BTS-1 /
+        FTS-1 counts do not match what came, or that lacks its trailer, was cut short or
+        spliced: none of it is applied, each message answered AR."""
+        batch = hl7v2_batch.split(raw)
+        wrong = hl7v2_batch.problems(batch)
+        acks: list[list[str]] = []
+        comments: list[str] = []
+        codes: list[str] = []
+        written: list[str] = []
+        for part in batch.parts:
+            answers, part_codes = [], []
+            for text in part.messages:
+                if wrong:
+                    outcome = self._refuse_in_batch(text, wrong)
+                else:
+                    try:
+                        outcome = self.handle_one(text, access, ip)
+                    except Forbidden as exc:  # the others of the batch may still be applied
+                        outcome = self._refuse_in_batch(text, [("", exc.diagnostics)], "AR")
+                answers.append(outcome.ack)
+                part_codes.append(outcome.code)
+                written += outcome.written
+            acks.append(answers)
+            codes += part_codes
+            comment = ", ".join(
+                f"{part_codes.count(c)} {c}" for c in ("AA", "AE", "AR") if c in part_codes
+            )
+            if part.trailer is None or len(part.trailer) < 2 or not part.trailer[1].strip():
+                comment += "; the batch gave no BTS-1 count to check"
+            if wrong:
+                comment = "nothing applied: " + "; ".join(text for _, text in wrong)
+            comments.append(comment)
+        if wrong:
+            log.warning("HL7 v2 batch refused: %s", "; ".join(where for where, _ in wrong))
+        ack = hl7v2_batch.acknowledge(
+            batch,
+            acks,
+            comments,
+            control_id=f"HEARTH{self._prefix}{next(self._ids)}",
+            now=datetime.now().astimezone(),
+        )
+        worst = "AR" if "AR" in codes else "AE" if "AE" in codes else "AA"
+        if wrong:
+            worst = "AR"
+        control = _field_of(batch.parts[0].header, 11) if batch.parts else ""
+        return Outcome(ack, worst, control, written)
+
+    def _refuse_in_batch(self, text: str, why: list[tuple[str, str]], code: str = "AR") -> Outcome:
+        message = None
+        try:
+            message = hl7v2.parse(text)
+        except hl7v2.Hl7Error as exc:
+            err = AckError(exc.code, exc.text, exc.location)
+            return Outcome(self._ack(None, "AR", [err]), "AR", "", [])
+        errors = [AckError("100" if where else "207", text_, where) for where, text_ in why]
+        return Outcome(self._ack(message, code, errors), code, message.control_id, [])
+
+    def handle_one(self, raw: bytes | str, access: Access, ip: str | None) -> Outcome:
+        """Apply one message."""
         message = None
         try:
             message = hl7v2.parse(raw)
@@ -109,11 +183,8 @@ class Hl7v2Service:
             err = AckError("207", "the message could not be mapped (server fault, logged)")
             return Outcome(self._ack(message, "AE", [err]), "AE", _cid(message), [])
         warnings = [AckError(w.code, w.text, w.location, "W") for w in mapped.warnings]
-        req = FhirRequest(method="POST", path="", body=mapped.bundle, prefer={"return": "minimal"})
         try:
-            reply = gate.run(
-                self.ctx, self.auth, access, "transaction", req, transaction.transaction, ip
-            )
+            reply, late = self._apply(mapped, access, ip)
         except Forbidden:
             raise
         except FhirError as exc:
@@ -130,6 +201,17 @@ class Hl7v2Service:
             log.exception("HL7 v2 message %s: transaction fault", message.control_id)
             err = AckError("207", "the message could not be stored (server fault, logged)")
             return Outcome(self._ack(message, "AE", [err]), "AE", message.control_id, [])
+        if late is not None:
+            log.info("HL7 v2 message %s is older than the patient's record", message.control_id)
+            warnings.append(
+                AckError(
+                    "0",
+                    f"recorded {mapped.time}, before the patient's record ({late}): only what "
+                    "the record lacked was added, nothing newer was replaced",
+                    "EVN^1^2" if message.one("EVN") is not None else "MSH^1^7",
+                    "W",
+                )
+            )
         written = []
         body = reply.body if isinstance(reply.body, dict) else {}  # a transaction's Bundle
         for e in body.get("entry", []):
@@ -138,6 +220,56 @@ class Hl7v2Service:
             if len(parts) == 3:
                 written.append(f"{parts[1]}/{parts[2]}")
         return Outcome(self._ack(message, "AA", warnings), "AA", message.control_id, written)
+
+    def _transact(self, bundle: dict, access: Access, ip: str | None):  # type: ignore[no-untyped-def]
+        req = FhirRequest(method="POST", path="", body=bundle, prefer={"return": "minimal"})
+        return gate.run(
+            self.ctx, self.auth, access, "transaction", req, transaction.transaction, ip
+        )
+
+    def _stored_patient(self, query: str) -> tuple[str | None, str | None]:
+        """(version, last-event stamp) of the Patient ``query`` selects: (None, None) when none
+        does (or several: the transaction then answers 412 itself)."""
+        criteria = parse_qsl(query, keep_blank_values=True)
+
+        def look(unit):  # type: ignore[no-untyped-def]
+            found = unit.read_many(unit.match("Patient", criteria, limit=2))
+            return found[0] if len(found) == 1 else None
+
+        stored = self.ctx.repo.read(look)
+        if stored is None:
+            return None, None
+        return str(stored.version), ordering.last_event(stored.content)
+
+    def _apply(self, mapped, access: Access, ip: str | None):  # type: ignore[no-untyped-def]
+        """Run the message's transaction in the patient's record order (mappings/hl7v2/
+        ordering.py): (the reply, the record's newer stamp when the message came late, else
+        None). A message about a patient's record is applied guarded by the Patient version it
+        was compared with; when another message changed the Patient in between (412), it is
+        compared again, up to ``ORDER_ATTEMPTS`` times."""
+        update = ordering.patient_update(mapped.bundle)
+        if update is None or mapped.time is None:
+            return self._transact(mapped.bundle, access, ip), None
+        index, query = update
+        for attempt in range(ORDER_ATTEMPTS):
+            version, last = self._stored_patient(query)
+            if ordering.is_older(mapped.time, last):
+                return self._transact(ordering.stale(mapped.bundle), access, ip), last
+            try:
+                bundle = ordering.guarded(mapped.bundle, index, version)
+                return self._transact(bundle, access, ip), None
+            except PreconditionFailed:
+                if self._stored_patient(query)[0] == version or attempt == ORDER_ATTEMPTS - 1:
+                    raise  # not a concurrent change of the Patient: the message's own 412
+                log.info(
+                    "HL7 v2 message %s: the patient changed meanwhile, compared again",
+                    mapped.message.control_id,
+                )
+        raise AssertionError("unreachable")
+
+
+def _field_of(fields: list[str] | None, n: int) -> str:
+    return fields[n] if fields is not None and n < len(fields) else ""
 
 
 def _cid(message) -> str:  # type: ignore[no-untyped-def]

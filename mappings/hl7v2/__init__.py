@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mappings.hl7v2 import registry
+from mappings.hl7v2 import ordering, registry
 from mappings.hl7v2.ack import AckError, build
 from mappings.hl7v2.er7 import Message, parse
 from mappings.hl7v2.errors import Hl7Error
@@ -32,6 +32,7 @@ class Mapped:
     message: Message
     bundle: dict
     warnings: list[Warning_]
+    time: str | None = None  # EVN-2, else MSH-7: the message's place in the patient's record
 
 
 def map_parsed(message: Message, *, server_tz: str | None = None) -> Mapped:
@@ -59,9 +60,13 @@ def map_parsed(message: Message, *, server_tz: str | None = None) -> Mapped:
         )
     ctx = MapContext.of(message, server_tz)
     bundle = declared.map(message, ctx)
+    when = ordering.message_time(message, ctx.tz)
+    update = ordering.patient_update(bundle)
+    if update is not None and when is not None:  # the record's order stamp (ordering.py)
+        ordering.stamp(bundle["entry"][update[0]]["resource"], when)
     add_record(message, ctx, bundle)  # MessageHeader, Provenance (provenance.py)
     source = message_source(message)
     for e in bundle["entry"]:  # what a hospital sent in is not sent back out (outbound.py)
         if e["resource"].get("resourceType") != "Parameters":
             e["resource"].setdefault("meta", {})["source"] = source
-    return Mapped(message, bundle, ctx.warnings)
+    return Mapped(message, bundle, ctx.warnings, when)

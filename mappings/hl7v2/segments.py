@@ -159,6 +159,7 @@ class Builder:
         self.encounter_url: str | None = None
         self._keys: dict[str, str] = {}
         self.last: dict | None = None  # the last resource mapped (for Z-segments)
+        self._diagnoses: list[tuple[str, Segment]] = []  # (Condition fullUrl, its DG1)
 
     # --- entries -------------------------------------------------------------------------
     def add(self, entry_: dict) -> str:
@@ -281,6 +282,7 @@ class Builder:
             orc, order, request_url, last_med, appointment, document = state
         if appointment is not None:
             _appointment_finish(appointment, self.message.message_type[1], self.ctx)
+        self._episode_of_care()
         for e in self.entries:
             res = e["resource"]
             if res.get("resourceType") == "DocumentReference" and not res.get("content"):
@@ -313,7 +315,9 @@ class Builder:
         elif name == "PD1" and self.patient_url is not None:
             self._patient_care(seg)
         elif name == "DG1":
-            self._condition(seg)
+            url = self._condition(seg)
+            if url is not None:
+                self._diagnoses.append((url, seg))
         elif name == "PRB":
             self._problem(seg)
         elif name == "PR1":
@@ -394,6 +398,41 @@ class Builder:
         self._materialise(res)
         ident = pv1_map.visit_identifier(pv1, self.ctx) or self.segment_identifier(pv1)
         self.encounter_url = self.put(res, ident)
+
+    def _episode_of_care(self) -> None:
+        """PV1-54 (service episode identifier) → EpisodeOfCare (IG ``PV1[Encounter]``:
+        ``episodeOfCare(EpisodeOfCare.identifier)``), the Encounter's ``episodeOfCare``; the
+        message's DG1 diagnoses → its ``diagnosis`` (IG ``DG1[EpisodeOfCare]``: condition,
+        role DG1-6, rank DG1-15). Status ``active``: an ADT event ends a visit, not an episode;
+        PV1-53 (its description) has no R4 element and is not kept."""
+        pv1 = self.message.one("PV1")
+        if pv1 is None or self.patient_url is None:
+            return
+        first = pv1.first(54)
+        ident = dt.cx(first, self.ctx.default_system, pv1.where(54)) if first else None
+        if ident is None:
+            return
+        res: dict = {
+            "resourceType": "EpisodeOfCare",
+            "status": "active",
+            "patient": self.subject(),
+        }
+        diagnoses = []
+        for url, dg1 in self._diagnoses:
+            diagnosis: dict = {"condition": {"reference": url}}
+            role = dt.cwe(dg1.first(6))
+            if role is not None:
+                diagnosis["role"] = role
+            rank = dt.number(dg1.value(15))
+            if isinstance(rank, int) and rank > 0:
+                diagnosis["rank"] = rank
+            diagnoses.append(diagnosis)
+        if diagnoses:
+            res["diagnosis"] = diagnoses
+        url = self.put(res, ident)
+        for e in self.entries:
+            if e.get("fullUrl") == self.encounter_url:
+                e["resource"]["episodeOfCare"] = [{"reference": url}]
 
     def _practitioner_role(  # type: ignore[no-untyped-def]
         self,
@@ -548,13 +587,13 @@ class Builder:
         own = self.ei(al1.first(7)) if iam else None
         self.put(res, own or self.patient_identifier("allergy", first.get("system", ""), key))
 
-    def _condition(self, dg1: Segment) -> None:
+    def _condition(self, dg1: Segment) -> str | None:
         code = dt.cwe(dg1.first(3))
         if code is None and dg1.value(4):
             text = dg1.first(4)
             code = {"text": text.text() if text is not None else dg1.value(4)}
         if code is None or self.patient_url is None:
-            return
+            return None
         res: dict = {
             "resourceType": "Condition",
             "clinicalStatus": _concept("condition-clinical", "active"),
@@ -579,7 +618,7 @@ class Builder:
             own = self.patient_identifier(
                 "condition", first.get("system", ""), first.get("code") or code.get("text", "")
             )
-        self.put(res, own)
+        return self.put(res, own)
 
     def _problem(self, prb: Segment) -> None:
         code = dt.cwe(prb.first(3))
@@ -1287,7 +1326,9 @@ def around(core: dict, message: Message, ctx: MapContext, skip: frozenset[str]) 
 
 # What the walk writes besides the message's own resources: the parties and the patient's
 # context (an Account from PID-18, a visit from PV1).
-CONTEXT = frozenset({"Patient", "Encounter", "Account", "Practitioner", "Organization", "Location"})
+CONTEXT = frozenset(
+    {"Patient", "Encounter", "EpisodeOfCare", "Account", "Practitioner", "Organization", "Location"}
+)
 # The patient-level segments any message may carry (NK1, AL1, DG1, PR1, IN1, OBX).
 PATIENT_LEVEL = frozenset(
     {"RelatedPerson", "AllergyIntolerance", "Condition", "Procedure", "Coverage", "Observation"}

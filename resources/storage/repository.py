@@ -753,6 +753,12 @@ class Unit:
     def _unindex(self, pk: int) -> None:
         self.repo.search.unindex(self.conn, [pk])
 
+    def claim(self, res_type: str, query: Query, stored: Stored) -> None:
+        """Claim ``query`` for the resource just written: a transaction's conditional update
+        that created (``resources/storage/transaction.py``), claimed as ``conditional_update``
+        claims it."""
+        self._claim_search_url(res_type, query, self._last_pk, stored)
+
     def _claim_search_url(self, res_type: str, query: Query, pk: int, stored: Stored) -> None:
         """Record the criteria of a conditional create (or of a conditional update that created);
         a concurrent identical one fails here and retries, and its retry finds this resource.

@@ -59,6 +59,9 @@ class Entry:
     response: dict = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)  # Type/id a DELETE removed
     conditional_created: list[tuple[str, str]] | None = None  # a conditional PUT's criteria
+    # (res_id, query, resource) as parsed: a unit retried after a collision starts from them
+    # again (the first attempt resolved conditional URLs and rewrote references in place)
+    parsed: tuple | None = None
 
 
 def _parse_url(url: str, index: int) -> tuple[str, str | None, str | None, list]:
@@ -276,6 +279,12 @@ def _transaction(
     unit: Unit, entries: list[Entry], base: str, search: SearchFn, return_pref: str
 ) -> None:
     for e in entries:
+        if e.parsed is None:
+            e.parsed = (e.res_id, list(e.query), e.resource)
+        else:  # ``_rewrite`` builds new resources: the parsed one is untouched
+            e.res_id, query, e.resource = e.parsed
+            e.query = list(query)
+        e.conditional_created = None
         e.assigned_id = None
         e.existing = None
         e.response = {}
@@ -556,6 +565,10 @@ def _execute(
                 if_none_match=e.if_none_match,
                 client=e.assigned_id is None,
             )
+            if e.conditional_created and result.status == "created":
+                # claimed like a conditional create: two transactions creating the same new
+                # resource at once collide here, and the loser's retry finds the winner's
+                unit.claim(e.res_type, e.conditional_created, result.stored)
         e.response = _write_response(result, base, return_pref)
         return
     if e.method == "PATCH":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from terminology.builtin import Builtin
+from terminology.builtin import DATA, Builtin
 from terminology.errors import UnknownCanonical
 from terminology.resolve import Resolver, split_canonical
 from tests.terminology.content import Stored, code_system
@@ -20,9 +20,13 @@ def test_split_canonical() -> None:
 
 
 def test_builtin_content_counts() -> None:
-    b = Builtin()
-    assert len(b.all("CodeSystem")) == 496
-    assert len(b.all("ValueSet")) == 673
+    r4 = Builtin(DATA)  # the R4 definitions alone
+    assert len(r4.all("CodeSystem")) == 496
+    assert len(r4.all("ValueSet")) == 673
+    b = Builtin()  # and Hearth's formulary: the RxNorm fragment, the drug classes, the ValueSet
+    assert len(b.all("CodeSystem")) == 498
+    assert len(b.all("ValueSet")) == 674
+    assert b.get("ValueSet", "http://hearth.local/fhir/ValueSet/formulary") is not None
     assert b.get("CodeSystem", GENDER_CS, "4.0.1")["name"] == "AdministrativeGender"
     assert b.get("CodeSystem", GENDER_CS, "3.0.0") is None
 

@@ -4,11 +4,13 @@ for a case, as a CarePlan whose activities are made at once (``workflow/careplan
 Inputs: ``title`` (string, required) and one ``activity`` part per activity, each with ``kind``
 (code: ``follow-up-photo`` | ``referral`` | ``medication`` | ``appointment``), ``description``
 (string, required), ``dueInDays`` (integer; required for a follow-up photo; for an appointment,
-the earliest day), for a medication ``medication`` and ``dosage`` (strings), for a referral an
-optional ``practitioner`` (reference: the performer), for an appointment ``practitioner``
-(reference: whose first free Slot from ``dueInDays`` on is booked) and / or ``slot`` (reference:
-this Slot), and ``propose`` (boolean: a ``proposed`` appointment, its Slot held, for the
-patient to accept, instead of a booked one). Doctors only (403 otherwise); an unknown case is 404, a step or a bad activity 400,
+the earliest day), for a medication ``medication`` and ``dosage`` (strings) and optionally
+``medicationCode`` (valueCoding, e.g. RxNorm from the formulary; the request is then checked for
+allergies and interactions, workflow/medchecks.py), for a referral an optional ``practitioner``
+(reference: the performer), for an appointment ``practitioner`` (reference: whose first free
+Slot from ``dueInDays`` on is booked) and / or ``slot`` (reference: this Slot), and ``propose``
+(boolean: a ``proposed`` appointment, its Slot held, for the patient to accept, instead of a
+booked one). Doctors only (403 otherwise); an unknown case is 404, a step or a bad activity 400,
 a named Slot already taken or a practitioner with no free Slot 409 (nothing written). Returns
 201 with the CarePlan."""
 
@@ -35,6 +37,7 @@ def _activity(req: FhirRequest, n: int, given: object) -> careplans.Activity:
         practitioner=p.reference("practitioner"),
         slot=p.reference("slot"),
         propose=p.boolean("propose"),
+        medication_code=p.complex("medicationCode", "Coding"),
     )
 
 

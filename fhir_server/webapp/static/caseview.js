@@ -7,6 +7,7 @@ import { h, humanName, when, day, time, codeOf, textOf } from "./dom.js";
 import { blobUrl, entries, Names } from "./fhir.js";
 import { historyPanel } from "./history.js";
 import { appointmentActivity, appointmentFieldset, bookableDoctors, referBookPanel } from "./careplan.js";
+import { issuesFor, issuesPanel, medicationPicker } from "./medication.js";
 
 const IO = "http://hearth.local/fhir/CodeSystem/task-io";
 const STEP = "http://hearth.local/fhir/CodeSystem/workflow-step";
@@ -438,8 +439,9 @@ function completeParts(role, form, requests, session, classes = []) {
   const parts = [];
   if (role === "doctor") {
     parts.push(["output", { resource: { resourceType: "Observation", status: "final", code: { text: "Doctor's finding" }, valueString: value("finding") } }]);
-    if (value("medication")) {
-      const request = { resourceType: "MedicationRequest", status: "active", intent: "order", medicationCodeableConcept: { text: value("medication") }, authoredOn: new Date().toISOString() };
+    const concept = form.medicationConcept ? form.medicationConcept() : value("medication") ? { text: value("medication") } : null;
+    if (concept) {
+      const request = { resourceType: "MedicationRequest", status: "active", intent: "order", medicationCodeableConcept: concept, authoredOn: new Date().toISOString() };
       if (value("dosage")) request.dosageInstruction = [{ text: value("dosage") }];
       parts.push(["output", { resource: request }]);
     }
@@ -460,18 +462,51 @@ function completeParts(role, form, requests, session, classes = []) {
     };
     if (value("quantity")) dispense.quantity = { value: Number(value("quantity")), unit: value("unit") || undefined };
     if (value("instructions")) dispense.dosageInstruction = [{ text: value("instructions") }];
+    Object.assign(dispense, acknowledged(form, mr, session));
     parts.push(["output", { resource: dispense }]);
   }
   if (value("note")) parts.push(["note", { valueString: value("note") }]);
   return parts;
 }
 
-function completeForm(role, requests, session, onSubmit, classes = []) {
+// The pharmacist's acknowledgement of the warnings on the prescription dispensed: required while
+// there are any; recorded on the MedicationDispense (R4: detectedIssue, note), see docs/webapp.md.
+function acknowledgeFields(select, requests, issues) {
+  const box = h("input", { type: "checkbox", id: "acknowledge", name: "acknowledge" });
+  const text = h("span", {});
+  const sync = () => {
+    const mr = requests.find((r) => r.id === select.value);
+    const found = mr ? issuesFor(issues, [mr]) : [];
+    box.required = found.length > 0;
+    box.disabled = !found.length;
+    text.textContent = found.length
+      ? ` I have reviewed the ${found.length} warning${found.length > 1 ? "s" : ""} on this prescription (shown above) and dispense it.`
+      : " No allergy or interaction warning on this prescription.";
+  };
+  select.addEventListener("change", sync);
+  sync();
+  return [h("p", {}, box, h("label", { for: "acknowledge" }, text)),
+    field("dispense-note", "Dispensing record: how the warnings were handled, advice given", "textarea")];
+}
+
+function acknowledged(form, mr, session) {
+  const out = {};
+  const found = issuesFor(form.issues || [], [mr]);
+  if (found.length && form.elements.acknowledge && form.elements.acknowledge.checked) {
+    out.detectedIssue = found.map((i) => ({ reference: `DetectedIssue/${i.id}` }));
+  }
+  const note = form.elements["dispense-note"] ? form.elements["dispense-note"].value.trim() : "";
+  if (note) out.note = [{ authorReference: { reference: session.fhirUser }, time: new Date().toISOString(), text: note }];
+  return out;
+}
+
+function completeForm(role, requests, session, onSubmit, classes = [], fhir = null, issues = []) {
   const fields = [];
+  const picker = role === "doctor" && fhir ? medicationPicker(fhir, "medication", "Prescription: medication from the formulary (optional)") : null;
   if (role === "doctor") {
     fields.push(field("finding", "Finding (required)", "textarea", true), field("conclusion", "Conclusion for the report"),
       classes.length ? diagnosisField(classes) : [],
-      field("medication", "Prescription: medication (optional)", "text"), field("dosage", "Prescription: dosage instructions", "text"));
+      picker ? picker.element : field("medication", "Prescription: medication (optional)", "text"), field("dosage", "Prescription: dosage instructions", "text"));
   }
   if (role === "pharmacist" && requests.length) {
     const select = h("select", { id: "dispense", name: "dispense" },
@@ -480,12 +515,15 @@ function completeForm(role, requests, session, onSubmit, classes = []) {
     fields.push(h("fieldset", {}, h("legend", {}, "Dispense"),
       h("label", { for: "dispense" }, "Prescription dispensed"), select,
       field("quantity", "Quantity handed over", "number"), field("unit", "Unit (e.g. tablets, tube)", "text"),
-      field("instructions", "Instructions given to the patient", "text", false, dosage(requests[0]))));
+      field("instructions", "Instructions given to the patient", "text", false, dosage(requests[0])),
+      acknowledgeFields(select, requests, issues)));
   }
   fields.push(field("note", role === "doctor" ? "Notes" : "Note"));
   const label = role === "admin" ? "Approve and complete" : "Complete step";
   const form = h("form", { "aria-labelledby": "complete-heading" }, h("h2", { id: "complete-heading" }, "Complete this step"), fields,
     h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, label)));
+  if (picker) form.medicationConcept = picker.concept;
+  form.issues = issues;
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     onSubmit(completeParts(role, form, requests, session, classes));
@@ -510,12 +548,13 @@ function planPanel(plan, activities, names) {
   return h("div", {}, h("p", {}, h("strong", {}, plan.title || "Treatment plan"), ` · by ${names.of(plan.author)} · `, time(plan.created)), h("ul", { class: "plan" }, rows));
 }
 
-function planForm(caseId, act, doctors = []) {
+function planForm(caseId, act, fhir = null, doctors = []) {
+  const picker = fhir ? medicationPicker(fhir, "plan-medication", "Medication from the formulary") : null;
   const form = h("form", { "aria-labelledby": "plan-form-heading" }, h("h3", { id: "plan-form-heading" }, "Make a treatment plan"),
     field("plan-title", "Plan title (required)", "text", true),
     h("fieldset", {}, h("legend", {}, "Follow-up photo"), field("plan-photo-months", "In how many months (empty: none)", "number")),
     h("fieldset", {}, h("legend", {}, "Referral"), field("plan-referral", "Referral (e.g. excision biopsy, skin clinic)", "text"), field("plan-referral-days", "Within how many days", "number")),
-    h("fieldset", {}, h("legend", {}, "Medication"), field("plan-medication", "Medication", "text"), field("plan-dosage", "Dosage instructions", "text")),
+    h("fieldset", {}, h("legend", {}, "Medication"), picker ? picker.element : field("plan-medication", "Medication", "text"), field("plan-dosage", "Dosage instructions", "text")),
     appointmentFieldset(doctors),
     h("div", { class: "actions" }, h("button", { type: "submit" }, "Save the plan")));
   form.addEventListener("submit", (event) => {
@@ -533,13 +572,20 @@ function planForm(caseId, act, doctors = []) {
     }
     if (value("plan-medication")) {
       parts.push(activity([{ name: "kind", valueCode: "medication" }, { name: "description", valueString: "Part of the treatment plan" },
-        { name: "medication", valueString: value("plan-medication") }, { name: "dosage", valueString: value("plan-dosage") }]));
+        { name: "medication", valueString: value("plan-medication") }, { name: "dosage", valueString: value("plan-dosage") },
+        ...planMedicationCode(picker)]));
     }
     const visit = appointmentActivity(form);
     if (visit) parts.push(visit);
     act(`Task/${caseId}/$plan-treatment`, parts, "Treatment plan saved: its activities are on the patient's record.");
   });
   return form;
+}
+
+// The plan's medication as $plan-treatment's medicationCode, when one was picked from the formulary.
+function planMedicationCode(picker) {
+  const coding = picker && ((picker.concept() || {}).coding || [])[0];
+  return coding ? [{ name: "medicationCode", valueCoding: coding }] : [];
 }
 
 // What really happened after $complete, in words: the case as it is now (a failed delivery is
@@ -586,9 +632,10 @@ export async function caseView(fhir, session, stepId, act) {
   const resultRefs = io(caseTask, "input", "ai-result").map(ref);
   const outputRefs = [...steps, caseTask].flatMap((t) => (t.output || []).map((o) => ref(o.valueReference))).filter(Boolean);
   const heatmapRefs = analyses.flatMap((t) => (t.output || []).map((o) => ref(o.valueReference))).filter((r) => r.startsWith("Media/"));
-  const [read, allergies] = await Promise.all([
+  const [read, allergies, issues] = await Promise.all([
     fhir.readAll([...resultRefs, ...outputRefs, ...heatmapRefs]),
     fhir.search("AllergyIntolerance", { patient: ref(step.for), _count: "50" }).then((b) => entries(b)).catch(() => []),
+    fhir.search("DetectedIssue", { patient: ref(step.for), _count: "100" }).then((b) => entries(b)).catch(() => []),
   ]);
   const results = resultRefs.map((r) => read.get(r)).filter(Boolean);
   const devices = await fhir.readAll(results.map((r) => ref(r.device)));
@@ -641,15 +688,16 @@ export async function caseView(fhir, session, stepId, act) {
     plans.length || session.role === "doctor"
       ? h("section", { class: "panel", "aria-labelledby": "plan-heading" }, h("h2", { id: "plan-heading" }, "Treatment plan"),
         plans.length ? plans.map((p) => planPanel(p, planActivities, names)) : h("p", { class: "muted" }, "No treatment plan yet."),
-        session.role === "doctor" && caseId ? planForm(caseId, act, await bookableDoctors(fhir).catch(() => [])) : null)
+        session.role === "doctor" && caseId ? planForm(caseId, act, fhir, await bookableDoctors(fhir).catch(() => [])) : null)
       : null,
     caseId ? await referBookPanel(fhir, session, caseTask, names, act) : null,
+    showMedicines ? issuesPanel(issues, requests) : null,
     showMedicines ? prescriptionsPanel(requests, dispenses, names) : null,
     showMedicines ? allergiesPanel(allergies) : null,
     (caseTask.note || []).length ? h("section", { class: "panel" }, h("h2", {}, "Notes on the case"), h("ul", {}, notesOf(caseTask, names))) : null,
     actions.length ? h("div", { class: "actions" }, actions) : null,
     step.status === "in-progress" && mine
-      ? h("div", { class: "panel" }, completeForm(session.role, requests, session, (parts) => act(`Task/${step.id}/$complete`, parts, () => afterComplete(fhir, caseId, session.role).catch(() => "Completed.")), session.role === "doctor" ? aiClasses(results) : []))
+      ? h("div", { class: "panel" }, completeForm(session.role, requests, session, (parts) => act(`Task/${step.id}/$complete`, parts, () => afterComplete(fhir, caseId, session.role).catch(() => "Completed.")), session.role === "doctor" ? aiClasses(results) : [], fhir, issues))
       : null,
     steps.length ? h("div", { class: "panel" }, stepsPanel(steps, caseTask, read, names)) : null,
     reportPanel(fhir, session, caseTask, delivery, read, names, act),

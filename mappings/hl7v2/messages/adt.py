@@ -34,6 +34,7 @@ MESSAGE = MessageType(
         {
             "Patient",
             "Encounter",
+            "EpisodeOfCare",
             "RelatedPerson",
             "AllergyIntolerance",
             "Condition",

@@ -52,6 +52,7 @@ MESSAGE = MessageType(
         {
             "Patient",
             "Encounter",
+            "EpisodeOfCare",
             "Account",
             "Practitioner",
             "Organization",

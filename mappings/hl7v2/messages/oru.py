@@ -29,6 +29,7 @@ MESSAGE = MessageType(
             "DiagnosticReport",
             "Observation",
             "Encounter",
+            "EpisodeOfCare",
             "Specimen",
             "Practitioner",
             "Organization",

@@ -58,13 +58,16 @@ def test_no_file_names_another_origin_or_inlines_script(http):
         assert "default-src 'none'" in resp.headers["content-security-policy"]
         text = body.decode()
         # The only absolute URLs are identifiers, never fetched: the SVG namespace of the icon
-        # and of createElementNS (history.js's chart), and Hearth's code systems, compared with
-        # codings.
+        # and of createElementNS (history.js's chart), Hearth's code systems and value sets
+        # (the formulary, which medication.js expands by its url) and RxNorm's system URI,
+        # compared with codings.
         if name.endswith(".svg"):
             text = text.replace('xmlns="http://www.w3.org/2000/svg"', "", 1)
         for url in re.findall(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}[^\s\"']*", text, re.I):
             assert re.fullmatch(
-                r"http://hearth\.local/fhir/CodeSystem/[a-z-]+|http://www\.w3\.org/2000/svg", url
+                r"http://hearth\.local/fhir/(CodeSystem|ValueSet)/[a-z-]+"
+                r"|http://www\.nlm\.nih\.gov/research/umls/rxnorm|http://www\.w3\.org/2000/svg",
+                url,
             ), (name, url)
             assert re.search(rf'^const [A-Z_]+ = "{re.escape(url)}";$', text, re.M), (name, url)
         if name.endswith(".css"):
