@@ -63,18 +63,68 @@ def _run(repo: Repository, fn: Callable[[Unit], dict]) -> dict:
         raise Conflict(f"the Slot was booked by someone else at the same time ({exc})") from exc
 
 
+def _check_order(u: Unit, based_on: str, patient: str) -> None:
+    """``based_on`` is a ServiceRequest of ``patient`` (the case's order an appointment is for)."""
+    if not based_on.startswith("ServiceRequest/"):
+        raise Invalid(f"basedOn must reference a ServiceRequest, not {based_on!r}")
+    order = u.read("ServiceRequest", based_on.removeprefix("ServiceRequest/")).resource
+    if (order.get("subject") or {}).get("reference") != patient:
+        raise Invalid(f"{based_on} is not an order of {patient}")
+
+
+def book_in(
+    u: Unit,
+    slot_id: str,
+    patient: str,
+    *,
+    reason: str | None = None,
+    based_on: str | None = None,
+    proposed: bool = False,
+) -> Stored:
+    """In unit ``u``: the Slot becomes ``busy`` (If-Match on its version) and a ``booked``
+    Appointment of ``patient`` is made on it, ``basedOn`` the order ``based_on`` when given (the
+    one way Hearth books: ``$book``, a treatment plan's appointment, the case view); with
+    ``proposed`` the Slot is held ``busy-tentative`` and the Appointment ``proposed``, for the
+    patient to accept (``accept``) or cancel. Conflict when the Slot is not free;
+    PreconditionFailed when another unit took it meanwhile."""
+    u.read("Patient", patient.removeprefix("Patient/"))
+    if based_on:
+        _check_order(u, based_on, patient)
+    slot = u.read("Slot", slot_id)
+    _slot_busy(u, slot, "busy-tentative" if proposed else "busy")
+    extra: dict = {"description": reason} if reason else {}
+    if based_on:
+        extra["basedOn"] = [{"reference": based_on}]
+    status = "proposed" if proposed else "booked"
+    return u.create(_appointment(u, slot, patient, status, **extra)).stored
+
+
+def first_free_slot(u: Unit, practitioner: str, not_before: str) -> Stored | None:
+    """The earliest free Slot starting at or after ``not_before`` on an active Schedule of
+    ``practitioner``; None when there is none."""
+    schedules = u.match("Schedule", [("actor", practitioner), ("active", "true")])
+    if not schedules:
+        return None
+    refs = ",".join(s.ref for s in u.read_many(schedules))
+    pks = u.match("Slot", [("schedule", refs), ("status", "free"), ("start", f"ge{not_before}")])
+    slots = sorted(u.read_many(pks), key=lambda s: s.resource["start"])
+    return slots[0] if slots else None
+
+
 def book(
-    repo: Repository, actor: Actor, slot_id: str, patient: str, *, reason: str | None = None
+    repo: Repository,
+    actor: Actor,
+    slot_id: str,
+    patient: str,
+    *,
+    reason: str | None = None,
+    based_on: str | None = None,
 ) -> dict:
     """Book a free Slot: the Slot becomes ``busy`` and an Appointment ``booked``; 409 if taken."""
     _check_patient(actor, patient)
 
     def fn(u: Unit) -> dict:
-        u.read("Patient", patient.removeprefix("Patient/"))
-        slot = u.read("Slot", slot_id)
-        _slot_busy(u, slot, "busy")
-        extra = {"description": reason} if reason else {}
-        return u.create(_appointment(u, slot, patient, "booked", **extra)).stored.resource
+        return book_in(u, slot_id, patient, reason=reason, based_on=based_on).resource
 
     return _run(repo, fn)
 
@@ -180,15 +230,9 @@ def propose_for_case(u: Unit, case: dict) -> str | None:
     doctors = [p["reference"] for p in order.resource.get("performer") or [] if "reference" in p]
     if not doctors:
         return None
-    schedules = u.match("Schedule", [("actor", doctors[0]), ("active", "true")])
-    if not schedules:
+    slot = first_free_slot(u, doctors[0], now())
+    if slot is None:
         return None
-    refs = ",".join(s.ref for s in u.read_many(schedules))
-    pks = u.match("Slot", [("schedule", refs), ("status", "free"), ("start", f"ge{now()}")])
-    slots = sorted(u.read_many(pks), key=lambda s: s.resource["start"])
-    if not slots:
-        return None
-    slot = slots[0]
     _slot_busy(u, slot, "busy-tentative")
     body = _appointment(
         u,

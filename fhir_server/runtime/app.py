@@ -49,6 +49,7 @@ from resources.storage.advisory import SessionLock, is_postgres_url
 from resources.storage.db import create_engine
 from resources.storage.point_read import point_reader
 from resources.storage.repository import Repository
+from workflow import careplans
 from workflow import search_params as workflow_search_params
 
 # The advisory lock whose holder runs the DICOM / MLLP listeners of all nodes on one database.
@@ -88,6 +89,7 @@ def build_context(settings: Settings, search: SearchEngine | None = None) -> Con
     profiles.install(ctx)  # StructureDefinitions for $validate (and HEARTH_ENFORCE_PROFILES)
     subscriptions.install(ctx)  # rest-hook endpoint rules on Subscription writes
     ai_export.install(ctx.repo, settings)  # AI results of a study → its DICOM SR / SC job
+    ctx.repo.write_hooks.append(careplans.on_write)  # a plan's status follows its activities
     return ctx
 
 

@@ -1,5 +1,7 @@
 """$book — ``POST [base]/Appointment/$book``: book a free Slot for a patient (parameters
-``slot``, ``patient`` as valueReference, optional ``reason`` valueString). The Slot becomes busy
+``slot``, ``patient`` as valueReference, optional ``reason`` valueString, optional ``basedOn``
+valueReference: the ServiceRequest of that patient — a case's order — the appointment is for,
+as the case view books one). The Slot becomes busy
 and a ``booked`` Appointment is returned (201); a Slot already taken answers 409, also when many
 book it at once."""
 
@@ -13,9 +15,11 @@ from workflow import appointments
 
 
 def run(ctx: Context, req: FhirRequest) -> Reply:
-    ctx = patient_step_scopes(ctx, "Appointment", "c")
-    actor = actor_of(ctx, req)
     p = req.params
+    based_on = p.reference("basedOn")
+    # A patient's basedOn is read through their compartment first: another's order is a 404.
+    ctx = patient_step_scopes(ctx, "Appointment", "c", own=(based_on,) if based_on else ())
+    actor = actor_of(ctx, req)
     slot = p.reference("slot", required=True) or ""
     if not slot.startswith("Slot/"):
         raise Invalid("slot must reference a Slot")
@@ -25,6 +29,7 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
         slot.removeprefix("Slot/"),
         p.reference("patient", required=True) or "",
         reason=p.text("reason", fhir_type="string"),
+        based_on=based_on,
     )
     return Reply(201, appt, {"Location": f"{ctx.base}/Appointment/{appt['id']}/_history/1"})
 

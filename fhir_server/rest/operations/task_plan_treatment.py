@@ -2,11 +2,17 @@
 for a case, as a CarePlan whose activities are made at once (``workflow/careplans.py``).
 
 Inputs: ``title`` (string, required) and one ``activity`` part per activity, each with ``kind``
-(code: ``follow-up-photo`` | ``referral`` | ``medication``), ``description`` (string, required),
-``dueInDays`` (integer; required for a follow-up photo), and for a medication ``medication`` and
-``dosage`` (strings) and optionally ``medicationCode`` (valueCoding, e.g. RxNorm from the
-formulary; the request is then checked for allergies and interactions, workflow/medchecks.py). Doctors only (403 otherwise); an unknown case is 404, a step or a bad
-activity 400. Returns 201 with the CarePlan."""
+(code: ``follow-up-photo`` | ``referral`` | ``medication`` | ``appointment``), ``description``
+(string, required), ``dueInDays`` (integer; required for a follow-up photo; for an appointment,
+the earliest day), for a medication ``medication`` and ``dosage`` (strings) and optionally
+``medicationCode`` (valueCoding, e.g. RxNorm from the formulary; the request is then checked for
+allergies and interactions, workflow/medchecks.py), for a referral an optional ``practitioner``
+(reference: the performer), for an appointment ``practitioner`` (reference: whose first free
+Slot from ``dueInDays`` on is booked) and / or ``slot`` (reference: this Slot), and ``propose``
+(boolean: a ``proposed`` appointment, its Slot held, for the patient to accept, instead of a
+booked one). Doctors only (403 otherwise); an unknown case is 404, a step or a bad activity 400,
+a named Slot already taken or a practitioner with no free Slot 409 (nothing written). Returns
+201 with the CarePlan."""
 
 from __future__ import annotations
 
@@ -28,6 +34,9 @@ def _activity(req: FhirRequest, n: int, given: object) -> careplans.Activity:
         due_in_days=p.integer("dueInDays"),
         medication=p.text("medication", fhir_type="string"),
         dosage=p.text("dosage", fhir_type="string"),
+        practitioner=p.reference("practitioner"),
+        slot=p.reference("slot"),
+        propose=p.boolean("propose"),
         medication_code=p.complex("medicationCode", "Coding"),
     )
 

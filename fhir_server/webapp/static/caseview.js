@@ -6,6 +6,7 @@
 import { h, humanName, when, day, time, codeOf, textOf } from "./dom.js";
 import { blobUrl, entries, Names } from "./fhir.js";
 import { historyPanel } from "./history.js";
+import { appointmentActivity, appointmentFieldset, bookableDoctors, referBookPanel } from "./careplan.js";
 import { issuesFor, issuesPanel, medicationPicker } from "./medication.js";
 
 const IO = "http://hearth.local/fhir/CodeSystem/task-io";
@@ -532,7 +533,7 @@ function completeForm(role, requests, session, onSubmit, classes = [], fhir = nu
 
 // The treatment plan (CarePlan, $plan-treatment): its activities with their own status, and for
 // a doctor a form that makes the plan (a follow-up photo, a referral, a medication).
-const ACTIVITY_WORDS = { Task: "Follow-up photo", ServiceRequest: "Referral", MedicationRequest: "Medication" };
+const ACTIVITY_WORDS = { Task: "Follow-up photo", ServiceRequest: "Referral", MedicationRequest: "Medication", Appointment: "Appointment" };
 
 function planPanel(plan, activities, names) {
   const rows = (plan.activity || []).map((a) => {
@@ -540,19 +541,21 @@ function planPanel(plan, activities, names) {
     if (!r) return h("li", {}, ref(a.reference));
     const what = r.resourceType === "MedicationRequest" ? `${medication(r)}${dosage(r) ? ` — ${dosage(r)}` : ""}` : (r.description || textOf(r.code));
     const due = (r.restriction && r.restriction.period && r.restriction.period.start) || (r.occurrencePeriod && r.occurrencePeriod.end);
+    const visit = r.resourceType === "Appointment" ? [" · ", time(r.start), ` · with ${(r.participant || []).filter((p) => !ref(p.actor).startsWith("Patient/")).map((p) => names.of(p.actor)).join(", ")}`] : "";
     return h("li", { "data-activity": r.resourceType }, h("strong", {}, `${ACTIVITY_WORDS[r.resourceType] || r.resourceType}: `), what,
-      due ? [" · due ", day(due)] : "", ` · ${r.status}`);
+      due ? [" · due ", day(due)] : "", visit, ` · ${r.status}`);
   });
   return h("div", {}, h("p", {}, h("strong", {}, plan.title || "Treatment plan"), ` · by ${names.of(plan.author)} · `, time(plan.created)), h("ul", { class: "plan" }, rows));
 }
 
-function planForm(caseId, act, fhir = null) {
+function planForm(caseId, act, fhir = null, doctors = []) {
   const picker = fhir ? medicationPicker(fhir, "plan-medication", "Medication from the formulary") : null;
   const form = h("form", { "aria-labelledby": "plan-form-heading" }, h("h3", { id: "plan-form-heading" }, "Make a treatment plan"),
     field("plan-title", "Plan title (required)", "text", true),
     h("fieldset", {}, h("legend", {}, "Follow-up photo"), field("plan-photo-months", "In how many months (empty: none)", "number")),
     h("fieldset", {}, h("legend", {}, "Referral"), field("plan-referral", "Referral (e.g. excision biopsy, skin clinic)", "text"), field("plan-referral-days", "Within how many days", "number")),
     h("fieldset", {}, h("legend", {}, "Medication"), picker ? picker.element : field("plan-medication", "Medication", "text"), field("plan-dosage", "Dosage instructions", "text")),
+    appointmentFieldset(doctors),
     h("div", { class: "actions" }, h("button", { type: "submit" }, "Save the plan")));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -572,6 +575,8 @@ function planForm(caseId, act, fhir = null) {
         { name: "medication", valueString: value("plan-medication") }, { name: "dosage", valueString: value("plan-dosage") },
         ...planMedicationCode(picker)]));
     }
+    const visit = appointmentActivity(form);
+    if (visit) parts.push(visit);
     act(`Task/${caseId}/$plan-treatment`, parts, "Treatment plan saved: its activities are on the patient's record.");
   });
   return form;
@@ -648,6 +653,7 @@ export async function caseView(fhir, session, stepId, act) {
     ...((appointment && appointment.participant) || []).map((p) => ref(p.actor)),
     ...results.map((r) => ref(r.device)),
     ...plans.map((p) => ref(p.author)),
+    ...[...planActivities.values()].flatMap((r) => ((r && r.participant) || []).map((p) => ref(p.actor))),
   ]);
   names.add([...devices.values()].filter(Boolean));
 
@@ -682,8 +688,9 @@ export async function caseView(fhir, session, stepId, act) {
     plans.length || session.role === "doctor"
       ? h("section", { class: "panel", "aria-labelledby": "plan-heading" }, h("h2", { id: "plan-heading" }, "Treatment plan"),
         plans.length ? plans.map((p) => planPanel(p, planActivities, names)) : h("p", { class: "muted" }, "No treatment plan yet."),
-        session.role === "doctor" && caseId ? planForm(caseId, act, fhir) : null)
+        session.role === "doctor" && caseId ? planForm(caseId, act, fhir, await bookableDoctors(fhir).catch(() => [])) : null)
       : null,
+    caseId ? await referBookPanel(fhir, session, caseTask, names, act) : null,
     showMedicines ? issuesPanel(issues, requests) : null,
     showMedicines ? prescriptionsPanel(requests, dispenses, names) : null,
     showMedicines ? allergiesPanel(allergies) : null,

@@ -173,6 +173,8 @@ def test_doctor_works_an_urgent_case_in_the_browser(hearth):
     cadre = ref(person(operator, "Practitioner", "Cadre"))
     doctor = ref(person(operator, "Practitioner", "Doctor"))
     free_slot(operator, doctor, hours=30)  # the urgent case's proposed appointment
+    visit_slot = free_slot(operator, doctor, hours=24 * 15)  # the plan's visit in 2 weeks
+    book_slot = free_slot(operator, doctor, hours=24 * 20)  # booked from the case view
     user = make_user(hearth, "doctor", doctor)
     routine = start_case(operator, cadre, doctor, PHOTOS[0], "routine")
     # The urgent patient's earlier photo of the same site, half a year ago (already reviewed).
@@ -334,16 +336,44 @@ def test_doctor_works_an_urgent_case_in_the_browser(hearth):
             page.get_by_label("Referral (e.g. excision biopsy, skin clinic)").fill(
                 "Excision biopsy"
             )
-            page.get_by_label("Within how many days").fill("30")
+            page.get_by_label("Within how many days", exact=True).fill("30")
+            # ... and a follow-up visit with the doctor in 2 weeks: their first free Slot then.
+            page.get_by_label("With (empty: none)").select_option(label="Test Doctor")
+            page.get_by_label("In how many weeks").fill("2")
             page.get_by_role("button", name="Save the plan").click()
             expect(page.get_by_role("status")).to_contain_text("Treatment plan saved")
             planned = page.locator("ul.plan li")
-            expect(planned).to_have_count(2)
+            expect(planned).to_have_count(3)
             expect(planned.nth(0)).to_contain_text("Follow-up photo")
             expect(planned.nth(1)).to_contain_text("Excision biopsy")
+            expect(planned.nth(2)).to_contain_text("Appointment: Follow-up visit in 2 week(s)")
+            expect(planned.nth(2)).to_contain_text("with Test Doctor")
+            expect(planned.nth(2)).to_contain_text("booked")
             [careplan] = operator.search("CarePlan", subject=ref(urgent["patient"]))
             assert careplan["title"] == "Watch and excise" and careplan["author"] == {"reference": doctor}  # fmt: skip
-            assert [operator.get(f"/{a['reference']['reference']}")["resourceType"] for a in careplan["activity"]] == ["Task", "ServiceRequest"]  # fmt: skip
+            made = [operator.get(f"/{a['reference']['reference']}") for a in careplan["activity"]]
+            assert [r["resourceType"] for r in made] == ["Task", "ServiceRequest", "Appointment"]
+            assert made[2]["slot"] == [{"reference": ref(visit_slot)}]
+            assert operator.get(f"/{ref(visit_slot)}")["status"] == "busy"
+
+            # Refer and book from the case view, without a plan ($refer, $book with basedOn).
+            page.get_by_label("Referral (required: what and where)").fill("Dermatology review")
+            page.get_by_label("Refer to").select_option(label="Test Doctor")
+            page.get_by_role("button", name="Refer", exact=True).click()
+            expect(page.get_by_role("status")).to_contain_text("Referral made")
+            expect(page.locator("ul.refer-book")).to_contain_text("Referral: Dermatology review · to Test Doctor")  # fmt: skip
+            page.get_by_label("Book with").select_option(label="Test Doctor")
+            expect(page.locator("#book-slots input[type=radio]")).to_have_count(1)
+            page.get_by_label("Reason for the appointment").fill("Discuss the biopsy")
+            page.get_by_role("button", name="Book", exact=True).click()
+            expect(page.get_by_role("status")).to_contain_text("Booked")
+            order = urgent["case"]["basedOn"][0]["reference"]
+            booked = operator.search("Appointment", **{"based-on": order, "slot": ref(book_slot)})
+            assert [b["status"] for b in booked] == ["booked"]
+            assert booked[0]["description"] == "Discuss the biopsy"
+            # The case's appointments: the AI's proposal, the plan's visit and this one.
+            expect(page.locator("ul.refer-book li[data-appointment]")).to_have_count(3)
+            shot(page, "doctor-plan")
 
             # Complete without the required finding: the browser keeps the form.
             page.get_by_role("button", name="Complete step").click()
@@ -351,7 +381,7 @@ def test_doctor_works_an_urgent_case_in_the_browser(hearth):
             assert finding.evaluate(
                 "e => e.matches(':invalid') && e.form.checkValidity() === false"
             )
-            expect(page.get_by_role("status")).to_contain_text("Treatment plan saved")  # unsent
+            expect(page.get_by_role("status")).to_contain_text("Booked")  # unsent
             finding.fill("Irregular pigmented lesion, 7 mm")
             page.get_by_label("Conclusion for the report").fill("Benign naevus likely; review")
             page.get_by_label("Prescription: medication").fill("Hydrocortisone 1 % cream")

@@ -6,11 +6,13 @@ export function loadRecord(api, patient) {
     api.search("DiagnosticReport", { patient: P, _sort: "-issued", _count: "50" }),
     api.search("Appointment", { patient: P, _sort: "date", _count: "50" }),
     api.search("Communication", { subject: P, _sort: "-sent", _count: "50" }),
-  ]).then(([results, reports, appointments, messages]) => ({
+    api.search("CarePlan", { subject: P, status: "active", _count: "20" }),
+  ]).then(([results, reports, appointments, messages, carePlans]) => ({
     results,
     reports,
     appointments,
     messages,
+    carePlans,
   }));
 }
 
@@ -39,7 +41,8 @@ export function messageText(message) {
 
 const RECENT_MS = 30 * 24 * 3600 * 1000;
 
-/** What needs the patient's attention: recent reports, proposed appointments, recent messages. */
+/** What needs the patient's attention: recent reports, proposed appointments, recent messages,
+ *  active care plans. */
 export function attention(record, patient) {
   const now = Date.now();
   const recent = (iso) => iso && now - Date.parse(iso) < RECENT_MS;
@@ -52,6 +55,7 @@ export function attention(record, patient) {
   for (const a of record.appointments) {
     if (a.status === "proposed") items.push({ kind: "proposed", resource: a });
   }
+  for (const p of record.carePlans || []) items.push({ kind: "careplan", resource: p });
   for (const m of record.messages) {
     if (!fromPatient(m, patient) && recent(m.sent)) items.push({ kind: "message", resource: m });
   }

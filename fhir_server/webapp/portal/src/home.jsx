@@ -11,6 +11,9 @@ function AttentionItem({ item }) {
   if (item.kind === "report") {
     return <li><a href="#reports">{t("attReport", { title: concept(r.code) })}</a></li>;
   }
+  if (item.kind === "careplan") {
+    return <li><a href="#/careplan">{t("attCarePlan", { title: r.title || t("carePlan") })}</a></li>;
+  }
   if (item.kind === "proposed") {
     return <li><a href="#/appointments">{t("attProposed", { when: when(r.start) })}</a></li>;
   }

@@ -10,6 +10,7 @@ import { PhotosScreen } from "./photos.jsx";
 import { LesionsScreen } from "./lesions.jsx";
 import { LungRiskScreen } from "./lungrisk.jsx";
 import { PrescriptionsScreen } from "./prescriptions.jsx";
+import { CarePlanScreen } from "./careplan.jsx";
 import { CadreScreens } from "./cadre.jsx";
 import { DashboardScreen } from "./dashboard.jsx";
 import { ForumScreen } from "./forum.jsx";
@@ -28,6 +29,7 @@ const ROUTES = {
   "#/lesions": { label: "navLesions", Screen: LesionsScreen },
   "#/lung": { label: "navLung", Screen: LungRiskScreen },
   "#/medicines": { label: "navPrescriptions", Screen: PrescriptionsScreen },
+  "#/careplan": { label: "navCarePlan", Screen: CarePlanScreen },
   "#/assistant": { label: "navAssistant", Screen: AssistantScreen },
   "#/forum": { label: "navForum", Screen: ForumScreen },
 };
