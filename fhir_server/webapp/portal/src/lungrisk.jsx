@@ -7,6 +7,11 @@ import { when } from "./format.js";
 import { useLoad } from "./hooks.js";
 import { t } from "./strings.js";
 
+function personName(p) {
+  const n = (p?.name || [])[0];
+  return n ? n.text || [...(n.given || []), n.family].filter(Boolean).join(" ") : "";
+}
+
 const CASE_SYSTEM = "http://hearth.local/fhir/CodeSystem/workflow-case";
 const STEP_SYSTEM = "http://hearth.local/fhir/CodeSystem/workflow-step";
 const QUESTIONNAIRE = "http://hearth.local/fhir/Questionnaire/plcom2012";
@@ -249,7 +254,9 @@ function Result({ risk }) {
   );
 }
 
-export function LungRiskScreen({ api, patient, say }) {
+// `staff`: a community health worker fills it in for the patient (cadre.jsx, #/patient/{id}/lung):
+// the heading names the patient and the case's state is in the care team's words.
+export function LungRiskScreen({ api, patient, say, staff = false }) {
   const P = `Patient/${patient}`;
   const [version, setVersion] = useState(0);
   const data = useLoad(
@@ -281,19 +288,22 @@ export function LungRiskScreen({ api, patient, say }) {
   if (latestCase && !["completed", "cancelled"].includes(latestCase.status)) {
     const code = business(latestCase);
     underway = code !== "PENDING_INTAKE";
-    status = code === "PENDING_INTAKE" ? t("lungWaiting") : t(`case_${code}`) === `case_${code}` ? t("caseReviewing") : t(`case_${code}`);
+    status = staff
+      ? t(`staff_${code}`)
+      : code === "PENDING_INTAKE" ? t("lungWaiting") : t(`case_${code}`) === `case_${code}` ? t("caseReviewing") : t(`case_${code}`);
   } else if (answered && (!verified || Date.parse(answered.authored) > Date.parse(verified.meta?.lastUpdated))) {
     // The answers are in but no case shows: the AI result awaits a clinician, who sees it first.
     underway = true;
     status = t("caseReviewing");
   } else if (latestCase) {
-    status = t(`case_${business(latestCase)}`);
+    status = t(`${staff ? "staff" : "case"}_${business(latestCase)}`);
   }
   const canAnswer = age != null && !underway;
   return (
     <>
-      <h1>{t("lungTitle")}</h1>
-      <p>{t("lungIntro")}</p>
+      <h1>{staff ? t("lungTitleOf", { name: personName(me) }) : t("lungTitle")}</h1>
+      {staff && <p><a href={`#/patient/${patient}`}>{t("backToPatient")}</a></p>}
+      <p>{staff ? t("lungIntroCadre") : t("lungIntro")}</p>
       <section aria-labelledby="lung-status-h" class="lung-status">
         <h2 id="lung-status-h">{t("lungStatusTitle")}</h2>
         {status ? (
