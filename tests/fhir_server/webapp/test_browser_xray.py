@@ -119,13 +119,12 @@ def test_patient_sends_a_chest_xray_and_sees_the_verified_result(hearth, viewpor
                 )
             expect(page.get_by_test_id("xray-file")).to_contain_text("chest.png")
             held = []
-            page.route("**/$upload-xray", held.append)
+            page.route("**/$upload-xray", lambda route: held.append(route))
             send.click()
             expect(page.get_by_label("Sending the X-ray")).to_be_visible()  # the progress bar
-            page.wait_for_function("() => true")
             assert len(held) == 1
-            page.unroute("**/$upload-xray")
             held[0].continue_()
+            page.unroute("**/$upload-xray")
             expect(page.get_by_role("status")).to_contain_text("the X-ray was received")
             cards = page.locator("[data-xray]")
             expect(cards).to_have_count(1)
