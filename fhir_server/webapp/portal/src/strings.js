@@ -357,6 +357,8 @@ const en = {
   xrayOfPatient: "X-rays of this patient",
   xrayNone: "No chest X-ray yet.",
   xrayImage: "Chest X-ray (picture)",
+  xraySentOn: "Sent {when}",
+  xrayTakenOn: "taken {when}",
   xrayDicom: "Chest X-ray (DICOM file)",
   xrayRefused: "The computer could not check this image: {reason}. Please send another one.",
   xrayResult: "Checked result: {finding}",

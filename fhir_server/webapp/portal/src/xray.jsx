@@ -101,8 +101,8 @@ export function XrayList({ api, patient, version, staff = false }) {
   const [media, studies, tasks, observations] = data.data;
   const radiograph = (m) => !m.partOf && (m.modality?.coding || []).some((c) => ["DX", "CR"].includes(c.code));
   const items = [
-    ...media.filter(radiograph).map((m) => ({ ref: `Media/${m.id}`, at: m.createdDateTime, kind: t("xrayImage") })),
-    ...studies.map((s) => ({ ref: `ImagingStudy/${s.id}`, at: s.started || s.meta?.lastUpdated, kind: t("xrayDicom") })),
+    ...media.filter(radiograph).map((m) => ({ ref: `Media/${m.id}`, at: m.createdDateTime || m.meta?.lastUpdated, kind: t("xrayImage") })),
+    ...studies.map((s) => ({ ref: `ImagingStudy/${s.id}`, at: s.meta?.lastUpdated, taken: s.started, kind: t("xrayDicom") })),
   ].sort((a, b) => String(b.at).localeCompare(String(a.at)));
   const cases = tasks.filter((x) => !x.partOf && (x.code?.coding || []).some((c) => c.system === CASE_SYSTEM));
   const failedAnalysis = (c) =>
@@ -123,7 +123,10 @@ export function XrayList({ api, patient, version, staff = false }) {
         return (
           <li class="card" key={item.ref} data-xray={item.ref}>
             <h3>{item.kind}</h3>
-            <p class="meta">{when(item.at)}</p>
+            <p class="meta">
+              {t("xraySentOn", { when: when(item.at) })}
+              {item.taken ? ` · ${t("xrayTakenOn", { when: when(item.taken) })}` : ""}
+            </p>
             <p class="case-status">{status}</p>
             {results.map((o) => (
               <p class="value xray-result">{t("xrayResult", { finding: finding(o) })}</p>
