@@ -180,7 +180,7 @@ function YesNo({ id, form, errors, set }) {
   );
 }
 
-function LungForm({ api, patientRef, age, cases, say, onSent }) {
+function LungForm({ api, patientRef, age, cases, say, onSent, staff }) {
   const [form, setForm] = useState({});
   const [errors, setErrors] = useState({});
   const [busy, setBusy] = useState(false);
@@ -202,7 +202,7 @@ function LungForm({ api, patientRef, age, cases, say, onSent }) {
     setBusy(true);
     try {
       await send(api, patientRef, response(form, patientRef), cases);
-      say.ok(t("lungSent"));
+      say.ok(t(staff ? "lungSentCadre" : "lungSent"));
       setForm({});
       onSent();
     } catch (e) {
@@ -305,18 +305,18 @@ export function LungRiskScreen({ api, patient, say, staff = false }) {
       {staff && <p><a href={`#/patient/${patient}`}>{t("backToPatient")}</a></p>}
       <p>{staff ? t("lungIntroCadre") : t("lungIntro")}</p>
       <section aria-labelledby="lung-status-h" class="lung-status">
-        <h2 id="lung-status-h">{t("lungStatusTitle")}</h2>
+        <h2 id="lung-status-h">{t(staff ? "lungStatusTitleCadre" : "lungStatusTitle")}</h2>
         {status ? (
           <p class="case-status">{status}{answered ? ` · ${t("lungAnswered", { when: when(answered.authored) })}` : ""}</p>
         ) : (
-          <p>{t("lungNone")}</p>
+          <p>{t(staff ? "lungNoneCadre" : "lungNone")}</p>
         )}
-        {verified ? <Result risk={verified} /> : answered && <p class="meta">{t("lungResultLater")}</p>}
+        {verified ? <Result risk={verified} /> : answered && <p class="meta">{t(staff ? "lungResultLaterCadre" : "lungResultLater")}</p>}
       </section>
       {age == null ? (
         <p class="alert" role="alert">{t("lungNoBirthDate")}</p>
       ) : canAnswer ? (
-        <LungForm api={api} patientRef={P} age={age} cases={cases} say={say} onSent={() => setVersion((v) => v + 1)} />
+        <LungForm api={api} patientRef={P} age={age} cases={cases} say={say} staff={staff} onSent={() => setVersion((v) => v + 1)} />
       ) : null}
     </>
   );
