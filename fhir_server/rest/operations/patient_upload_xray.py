@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from fhir_server.rest.context import Context, FhirRequest, Reply
 from fhir_server.rest.operations.spec import Operation, Permission
 from fhir_server.rest.workflow_http import actor_of, patient_step_scopes
-from resources.errors import Invalid, TooLarge, Unprocessable, UnsupportedMediaType
+from resources.errors import Invalid, TooLarge, Unavailable, Unprocessable, UnsupportedMediaType
 from workflow import cases
 from workflow.definitions import definition
 
@@ -125,9 +125,12 @@ def _bound_dicom(data: bytes, patient: dict) -> bytes:
         raise Invalid(f"the DICOM image cannot be decoded: {exc}") from exc
     _gate(image)
     name = (patient.get("name") or [{}])[0]
-    ds.PatientName = "^".join(
+    person = "^".join(
         [str(name.get("family", "")), " ".join(str(g) for g in name.get("given", []))]
     ).rstrip("^")
+    if not person.isascii():
+        ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8 (PS3.3 C.12.1.1.2)
+    ds.PatientName = person
     ds.PatientID = str(patient["id"])
     ds.IssuerOfPatientID = "HEARTH"
     ds.PatientBirthDate = str(patient.get("birthDate", "")).replace("-", "")
@@ -165,7 +168,7 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
         ingest.flush(60)
         study_id = ingest.study_id(received.study_uid)
         if study_id is None:
-            raise Invalid("the DICOM file was stored but its ImagingStudy is not written yet")
+            raise Unavailable("the X-ray was stored but is not filed yet: try again in a minute")
         focus = f"ImagingStudy/{study_id}"
         key = f"{CASE_TYPE}:{focus}"  # the study-complete trigger's key: one case per study
     else:

@@ -131,7 +131,7 @@ def people(server):  # type: ignore[no-untyped-def]
         server,
         {
             "resourceType": "Patient",
-            "name": [{"family": f"Ray{tag}", "given": ["Ada"]}],
+            "name": [{"family": f"Ray{tag}", "given": ["Adèle"]}],
             "birthDate": "1961-04-02",
             "gender": "female",
         },
@@ -185,6 +185,19 @@ def test_patient_png_and_dicom_start_their_case_and_see_it_verified(server, peop
     assert again.json()["focus"]["reference"] != study_ref
     after = httpx.get(f"{server.fhir}/{study_ref}", headers=server.headers).json()
     assert after["meta"]["versionId"] == study["meta"]["versionId"]
+    # The stored instance names the patient (a UTF-8 name), not the person in the header.
+    from sqlalchemy import create_engine
+
+    engine = create_engine(server.database_url)
+    try:
+        store = server.settings.instance_store(engine)
+        header = dcmread(io.BytesIO(store.read(study["series"][0]["instance"][0]["uid"])))
+    finally:
+        engine.dispose()
+    assert str(header.PatientID) == me.split("/")[1]
+    assert (
+        "Adèle" in str(header.PatientName) and header.StudyInstanceUID != original.StudyInstanceUID
+    )
     # No Patient was made from the header.
     found = httpx.get(
         f"{server.fhir}/Patient", params={"identifier": original.PatientID}, headers=server.headers

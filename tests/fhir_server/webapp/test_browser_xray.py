@@ -122,7 +122,12 @@ def test_patient_sends_a_chest_xray_and_sees_the_verified_result(hearth, viewpor
             page.route("**/$upload-xray", lambda route: held.append(route))
             send.click()
             expect(page.get_by_label("Sending the X-ray")).to_be_visible()  # the progress bar
+            for _ in range(200):  # the held request reaches the handler (events run while waiting)
+                if held:
+                    break
+                page.wait_for_timeout(50)
             assert len(held) == 1
+            expect(page.get_by_label("Sending the X-ray")).to_be_visible()  # still, while held
             held[0].continue_()
             page.unroute("**/$upload-xray")
             expect(page.get_by_role("status")).to_contain_text("the X-ray was received")
