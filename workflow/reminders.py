@@ -123,6 +123,38 @@ def _local(day, t: time, zone: tzinfo) -> datetime:  # type: ignore[no-untyped-d
     return at.astimezone(UTC)
 
 
+def reminded(repeat: dict) -> bool:
+    """Whether Hearth reads this ``Timing.repeat`` (see the module doc) and reminds of it."""
+    if not repeat or any(k in repeat for k in _UNSUPPORTED):
+        return False
+    return bool(daily_times(repeat)) or bool(
+        repeat.get("frequency") and repeat.get("period") and repeat.get("periodUnit") in _UNITS
+    )
+
+
+def daily_times(repeat: dict) -> list[time]:
+    """The local times of day of a ``Timing.repeat``: its ``timeOfDay`` and the fixed times of
+    its ``when`` codes (``WHEN_TIMES``), sorted, each once."""
+    daily = {time.fromisoformat(t) for t in repeat.get("timeOfDay") or []}
+    daily |= {WHEN_TIMES[w] for w in repeat.get("when") or [] if w in WHEN_TIMES}
+    return sorted(daily)
+
+
+def next_dose(
+    mr: dict, after: datetime, zone: tzinfo = UTC, horizon: timedelta = timedelta(days=366)
+) -> datetime | None:
+    """The first dose time of ``mr`` after ``after`` (within ``horizon``), as ``create_due``
+    reminds of it: the next reminder. None when there is none (ended, or a timing not read)."""
+    lo = after
+    for span in (timedelta(days=1), timedelta(days=31), horizon):
+        hi = after + span
+        found = dose_times(mr, lo, hi, zone)
+        if found:
+            return found[0]
+        lo = hi
+    return None
+
+
 def dose_times(mr: dict, start: datetime, end: datetime, zone: tzinfo = UTC) -> list[datetime]:
     """Dose times of ``mr`` (UTC instants) in the half-open window (start, end], sorted;
     times of day are wall-clock times in ``zone``."""
@@ -138,8 +170,7 @@ def dose_times(mr: dict, start: datetime, end: datetime, zone: tzinfo = UTC) -> 
         hi_w = min(end, hi) if hi else end
         if hi_w <= lo_w and not (lo and lo == hi_w):
             continue
-        daily = [time.fromisoformat(t) for t in repeat.get("timeOfDay") or []]
-        daily += [WHEN_TIMES[w] for w in repeat.get("when") or [] if w in WHEN_TIMES]
+        daily = daily_times(repeat)
         if daily:
             day = lo_w.astimezone(zone).date() - timedelta(days=1)
             while day <= hi_w.astimezone(zone).date():

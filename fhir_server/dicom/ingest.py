@@ -50,6 +50,9 @@ FORGET_AFTER = 600.0  # seconds after the quiet period that a finished study's s
 class _Pending:
     header: imaging_study.Header
     patient: dict  # the Patient the header describes (mappings.dicom.patient.patient)
+    # ``Patient/{id}`` the upload is bound to (a patient's or cadre's own upload,
+    # ``$upload-xray``): the study's subject, whatever the header says; None: matched by Patient ID
+    subject: str | None = None
 
 
 @dataclass
@@ -133,7 +136,17 @@ class Ingest:
         checked = check(data, STORAGE_UIDS)
         return self.accept(checked, data, association=association)
 
-    def accept(self, checked: Checked, data: bytes, *, association: object | None) -> Received:
+    def accept(
+        self,
+        checked: Checked,
+        data: bytes,
+        *,
+        association: object | None,
+        subject: str | None = None,
+    ) -> Received:
+        """Store one checked instance; with ``subject`` (``Patient/{id}``) its study is bound to
+        that Patient instead of the one its Patient ID names (the caller gave the instance UIDs
+        of its own, so it can join no other study)."""
         try:
             header = imaging_study.header(checked.dataset, self.local_tz)
             described = patient.patient(checked.dataset)
@@ -159,7 +172,7 @@ class Ingest:
             study = self._studies.get(header.study_uid)
             if study is None:
                 study = self._studies[header.study_uid] = _Study(header.study_uid)
-            study.pending.append(_Pending(header, described))
+            study.pending.append(_Pending(header, described, subject))
             study.last_arrival = time.monotonic()
             if stored.created:
                 study.new_since_event = True
@@ -366,9 +379,12 @@ class Ingest:
     def _write_unit(self, unit: Unit, study: _Study, items: list[_Pending]) -> str:
         described = items[0].patient
         ident = described["identifier"][0]
-        found = unit.match("Patient", patient.search(ident), limit=2)
+        bound = next((p.subject for p in items if p.subject), None)
+        found = [] if bound else unit.match("Patient", patient.search(ident), limit=2)
         mismatches: list[str] = []
-        if found:
+        if bound:
+            subject_id = unit.read("Patient", bound.split("/", 1)[1]).res_id
+        elif found:
             stored_patient = unit.read_many(found[:1])[0]
             subject_id = stored_patient.res_id
             mismatches = patient.mismatches(stored_patient.content or {}, described)

@@ -197,6 +197,7 @@ def create_app(settings: Settings | None = None, search: SearchEngine | None = N
         app.state.dicom = dicom_service.start(
             ctx.repo, settings, listen=settings.dicom_enabled and alone
         )
+        ctx.services["dicom-ingest"] = app.state.dicom.ingest  # $upload-xray's DICOM files
         if settings.ai_triggers:
             app.state.dicom.ingest.on_study_complete.append(events.on_study_complete(ctx.repo))
         app.state.hl7v2 = Hl7v2Service(ctx, app.state.auth)

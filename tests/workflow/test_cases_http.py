@@ -317,7 +317,7 @@ def test_imaging_review_lifecycle_and_a_failed_delivery_retried(fhir, team, smtp
     study = fhir.create(
         {"resourceType": "ImagingStudy", "status": "available", "subject": {"reference": patient}}
     )
-    assert start(fhir, team["cadre"], "imaging-review", patient, ref(study)).status_code == 403
+    assert start(fhir, team["pharmacist"], "imaging-review", patient, ref(study)).status_code == 403
     case = start(fhir, team["doctor"], "imaging-review", patient, ref(study)).json()
     seen = [business(case)]
     ai_task = step(fhir, case["id"], "ai-analysis")

@@ -19,6 +19,9 @@ def test_shipped_definitions():
         "REPORT_READY",
     ]
     assert imaging.start_status == "PENDING_AI"
+    # A chest X-ray arrives from DICOM or is sent by its patient or a cadre ($upload-xray).
+    assert set(imaging.started_by) == {"doctor", "admin", "system", "patient", "cadre"}
+    assert set(imaging.focus) == {"ImagingStudy", "Media"}
     assert cases["skin-screening"].step("pharmacist-review").when == "medication-prescribed"
     assert {c.id: c.analysis for c in cases.values()} == {
         "skin-screening": "skin",

@@ -259,3 +259,124 @@ def test_zone_from_the_patient_then_its_organization_then_the_default(wf_server,
         [reminder] = fhir.search("Communication", **{"based-on": ref(request)})
         assert reminder["identifier"][0]["value"] == f"{request['id']}/{expected[name]}", name
         assert "08:00" in reminder["payload"][0]["contentString"], name
+
+
+def test_next_dose_is_the_first_reminder_after_now():
+    from workflow.reminders import daily_times, next_dose, reminded
+
+    nairobi = ZoneInfo("Africa/Nairobi")
+    request = mr({"timeOfDay": ["20:00:00"], "when": ["MORN"]})
+    # 06:00 UTC = 09:00 in Nairobi: the next is 20:00 that day (17:00 UTC), then 08:00 next day
+    assert next_dose(request, T0, nairobi) == datetime(2026, 3, 2, 17, 0, tzinfo=UTC)
+    assert next_dose(request, datetime(2026, 3, 2, 17, 0, tzinfo=UTC), nairobi) == datetime(
+        2026, 3, 3, 5, 0, tzinfo=UTC
+    )
+    # the same instants create_due reminds of, whatever the window
+    assert (
+        next_dose(request, T0, nairobi)
+        == dose_times(request, T0, T0 + timedelta(days=2), nairobi)[0]
+    )
+    assert [
+        t.isoformat() for t in daily_times(request["dosageInstruction"][0]["timing"]["repeat"])
+    ] == [
+        "08:00:00",
+        "20:00:00",
+    ]
+    # every 8 h from authoredOn 2026-03-01 09:00 UTC: 02 09:00 UTC is next after 06:00
+    assert next_dose(mr({"frequency": 3, "period": 1, "periodUnit": "d"}), T0) == datetime(
+        2026, 3, 2, 9, 0, tzinfo=UTC
+    )
+    # weeks away, within the horizon
+    weekly = mr({"frequency": 1, "period": 4, "periodUnit": "wk"})
+    assert next_dose(weekly, T0) == datetime(2026, 3, 29, 9, 0, tzinfo=UTC)
+    ended = mr({"timeOfDay": ["08:00:00"], "boundsPeriod": {"end": "2026-03-02T00:00:00Z"}})
+    assert next_dose(ended, T0) is None
+    unread = mr({"timeOfDay": ["08:00:00"], "dayOfWeek": ["mon"]})
+    assert next_dose(unread, T0) is None
+    assert not reminded(unread["dosageInstruction"][0]["timing"]["repeat"])
+    assert next_dose({**request, "status": "stopped"}, T0) is None
+
+
+def test_next_reminder_operation_over_http(wf_server, fhir):
+    """$next-reminder: the patient's zone, the times of day, the next reminder as the worker
+    would send it; a patient-context token reads only their own (404 for another's)."""
+    import httpx
+
+    from tests.fhir_server.auth.smart import (
+        bearer,
+        code_of,
+        exchange,
+        login,
+        make_client,
+        make_user,
+        pkce,
+    )
+    from workflow.reminders import TIMEZONE_EXTENSIONS
+
+    zone = ZoneInfo("Africa/Nairobi")
+    me = fhir.create(
+        {
+            "resourceType": "Patient",
+            "extension": [{"url": TIMEZONE_EXTENSIONS[0], "valueCode": "Africa/Nairobi"}],
+        }
+    )
+    other = fhir.create({"resourceType": "Patient"})
+    now = datetime.now(UTC)
+    daily = fhir.create(
+        {
+            **mr({"timeOfDay": ["20:00:00"], "when": ["MORN"]}),
+            "authoredOn": (now - timedelta(days=1)).isoformat(),
+            "subject": {"reference": ref(me)},
+            "medicationCodeableConcept": {"text": "Amoxicillin"},
+        }
+    )
+    weekly = fhir.create(
+        {
+            **mr({"timeOfDay": ["08:00:00"], "dayOfWeek": ["mon"]}),
+            "subject": {"reference": ref(me)},
+            "medicationCodeableConcept": {"text": "Amoxicillin"},
+        }
+    )
+    theirs = fhir.create(
+        {
+            **mr({"when": ["NOON"]}),
+            "subject": {"reference": ref(other)},
+            "medicationCodeableConcept": {"text": "Other"},
+        }
+    )
+    client_id, _ = make_client(wf_server, "public", "openid fhirUser user/*.cruds")
+    verifier, challenge = pkce()
+    user = make_user(wf_server, "patient", ref(me))
+    code = code_of(
+        login(wf_server, client_id, user, "openid fhirUser patient/*.cruds", challenge=challenge)
+    )
+    h = bearer(exchange(wf_server, client_id, code, verifier).json()["access_token"])
+
+    def ask(request: dict) -> httpx.Response:
+        return httpx.get(
+            f"{wf_server.fhir}/MedicationRequest/{request['id']}/$next-reminder", headers=h
+        )
+
+    resp = ask(daily)
+    assert resp.status_code == 200, resp.text
+    out = {}
+    for p in resp.json()["parameter"]:
+        out.setdefault(p["name"], []).append(next(v for k, v in p.items() if k.startswith("value")))
+    assert out["reminded"] == [True] and out["timezone"] == ["Africa/Nairobi"]
+    assert out["time"] == ["08:00:00", "20:00:00"]
+    at = datetime.fromisoformat(out["next"][0])
+    assert at.utcoffset() == timedelta(hours=3)  # written in the patient's zone
+    local = now.astimezone(zone)
+    candidates = [
+        datetime.combine(local.date() + timedelta(days=d), datetime.min.time(), zone).replace(
+            hour=h_
+        )
+        for d in (0, 1)
+        for h_ in (8, 20)
+    ]
+    assert at == min(c for c in candidates if c > now)  # independently: the next 08:00 or 20:00
+
+    unread = {p["name"]: p for p in ask(weekly).json()["parameter"]}
+    assert unread["reminded"]["valueBoolean"] is False and "next" not in unread
+    assert ask(theirs).status_code == 404
+    assert ask({"id": "no-such-request"}).status_code == 404

@@ -2,12 +2,14 @@
 and phone: the patient's active prescriptions with their dosage text and the reminder times Hearth
 sends for them (workflow/reminders.py: timeOfDay and `when` codes at fixed times, or a frequency per
 period); a timing Hearth does not read says no reminder is sent; a stopped prescription and another
-patient's do not show."""
+patient's do not show. Each reminded prescription shows its next reminder, which the server
+computes with the worker's rule (``$next-reminder``), in the patient's time zone (here the server's
+default, UTC) whatever the browser's zone (the browser runs in Africa/Nairobi)."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
@@ -74,6 +76,7 @@ def test_patient_sees_prescriptions_with_their_reminder_times(hearth, viewport):
                 viewport=PHONE if viewport == "phone" else DESKTOP,
                 is_mobile=viewport == "phone",
                 has_touch=viewport == "phone",
+                timezone_id="Africa/Nairobi",
             )
             page = context.new_page()
             page.on("pageerror", lambda e: errors.append(str(e)))
@@ -95,6 +98,24 @@ def test_patient_sees_prescriptions_with_their_reminder_times(hearth, viewport):
             expect(second.locator(".reminders")).to_have_text("Reminders 3 time(s) every 1 day(s)")
             third = page.locator(f"[data-prescription='{weekly['id']}']")
             expect(third.locator(".reminders")).to_contain_text("No reminders are sent")
+            # The next reminder, worked out here independently: the next 08:00, 12:00 or 20:00
+            # UTC after now; every 8 h from the prescription's date for the other.
+            now = datetime.now(UTC)
+            daily = sorted(
+                datetime.combine(now.date() + timedelta(days=d), time(h), UTC)
+                for d in (0, 1)
+                for h in (8, 12, 20)
+            )
+            upcoming = next(at for at in daily if at > now)
+            words = lambda at: at.strftime("%A %-d %B %Y at %H:%M")  # noqa: E731
+            expect(first.locator(".next-reminder")).to_contain_text(
+                f"Next reminder: {words(upcoming)} (your time, UTC)"
+            )
+            authored = datetime.fromisoformat(every["authoredOn"])
+            expect(second.locator(".next-reminder")).to_contain_text(
+                words(authored + timedelta(hours=8))
+            )
+            expect(third.locator(".next-reminder")).to_have_count(0)
             expect(page.get_by_text(f"Stopped {tag}")).to_have_count(0)
             expect(page.get_by_text(f"Theirs {tag}")).to_have_count(0)
             shot(page, f"portal-medicines-{viewport}")

@@ -17,7 +17,10 @@ function outcomeText(body) {
 }
 
 function errorOf(status, detail) {
-  const key = { 403: "errForbidden", 404: "errNotFound", 409: "errConflict", 412: "errConflict", 413: "errTooLarge" }[status];
+  const key = {
+    403: "errForbidden", 404: "errNotFound", 409: "errConflict", 412: "errConflict", 413: "errTooLarge",
+    400: "errRefused", 415: "errRefused", 422: "errRefused",
+  }[status];
   return new ApiError(t(key || "errOther", { detail, status }), status);
 }
 
@@ -63,8 +66,9 @@ export function makeApi(token, onExpired) {
     return call(path, { method: "POST", body: { resourceType: "Parameters", parameter: params } });
   }
 
-  /** POST a resource with upload progress (XMLHttpRequest: fetch reports none); the created
-   *  resource, or the same errors as `call`; `headers` e.g. If-None-Exist. */
+  /** POST a resource (or an operation's Parameters, `type` then being its path) with upload
+   *  progress (XMLHttpRequest: fetch reports none); the answer, or the same errors as `call`;
+   *  `headers` e.g. If-None-Exist. */
   function upload(type, resource, onProgress, headers = {}) {
     return new Promise((resolve, reject) => {
       const xhr = new XMLHttpRequest();

@@ -5,6 +5,8 @@ import { CaptureQueue } from "./capturequeue.jsx";
 import { when } from "./format.js";
 import { useLoad } from "./hooks.js";
 import { LesionHistory } from "./lesions.jsx";
+import { LungRiskScreen } from "./lungrisk.jsx";
+import { XrayList, XrayUpload } from "./xray.jsx";
 import { flush, keep, startOutbox } from "./outbox.js";
 import { BODY_SITES, BodySite, PhotoInput, Progress, prepare } from "./photo.js";
 import { t } from "./strings.js";
@@ -193,7 +195,11 @@ function Screening({ api, id, say }) {
     <>
       <h1>{personName(patient)}</h1>
       <p class="meta">{[when(patient.birthDate), t(`gender_${patient.gender || "unknown"}`)].join(" · ")}</p>
-      <p><a class="button" href={`#/patient/${id}/lesions`}>{t("lesionHistory")}</a></p>
+      <p class="actions">
+        <a class="button" href={`#/patient/${id}/lesions`}>{t("lesionHistory")}</a>
+        <a class="button" href={`#/patient/${id}/lung`}>{t("lungForPatient")}</a>
+        <a class="button" href={`#/patient/${id}/xray`}>{t("xrayForPatient")}</a>
+      </p>
       <CaptureQueue api={api} patient={P} onSent={data.reload} />
       <form class="upload" onSubmit={start}>
         <h2>{t("startScreening")}</h2>
@@ -250,11 +256,31 @@ function Lesions({ api, id }) {
   );
 }
 
+function Xray({ api, id, say }) {
+  const data = useLoad(() => api.call(`Patient/${id}`), [api, id]);
+  const [version, setVersion] = useState(0);
+  return (
+    <>
+      <h1>{t("xrayTitleOf", { name: data.data ? personName(data.data) : "" })}</h1>
+      <p><a href={`#/patient/${id}`}>{t("backToPatient")}</a></p>
+      <XrayUpload api={api} patient={id} say={say} onSent={() => setVersion((v) => v + 1)} />
+      <section aria-labelledby="xrays-h">
+        <h2 id="xrays-h">{t("xrayOfPatient")}</h2>
+        <XrayList api={api} patient={id} version={version} staff />
+      </section>
+    </>
+  );
+}
+
 export function CadreScreens({ api, say, user }) {
   const hash = useHash();
   useEffect(() => startOutbox(api, user), [api, user]);
   const lesions = hash.match(/^#\/patient\/([A-Za-z0-9\-.]{1,64})\/lesions$/);
   if (lesions) return <Lesions api={api} id={lesions[1]} key={`l${lesions[1]}`} />;
+  const lung = hash.match(/^#\/patient\/([A-Za-z0-9\-.]{1,64})\/lung$/);
+  if (lung) return <LungRiskScreen api={api} patient={lung[1]} say={say} staff key={`g${lung[1]}`} />;
+  const xray = hash.match(/^#\/patient\/([A-Za-z0-9\-.]{1,64})\/xray$/);
+  if (xray) return <Xray api={api} id={xray[1]} say={say} key={`x${xray[1]}`} />;
   const m = hash.match(/^#\/patient\/([A-Za-z0-9\-.]{1,64})$/);
   if (m) return <Screening api={api} id={m[1]} say={say} key={m[1]} />;
   if (hash === "#/register") return <Register api={api} say={say} />;

@@ -7,6 +7,11 @@ import { when } from "./format.js";
 import { useLoad } from "./hooks.js";
 import { t } from "./strings.js";
 
+function personName(p) {
+  const n = (p?.name || [])[0];
+  return n ? n.text || [...(n.given || []), n.family].filter(Boolean).join(" ") : "";
+}
+
 const CASE_SYSTEM = "http://hearth.local/fhir/CodeSystem/workflow-case";
 const STEP_SYSTEM = "http://hearth.local/fhir/CodeSystem/workflow-step";
 const QUESTIONNAIRE = "http://hearth.local/fhir/Questionnaire/plcom2012";
@@ -175,7 +180,7 @@ function YesNo({ id, form, errors, set }) {
   );
 }
 
-function LungForm({ api, patientRef, age, cases, say, onSent }) {
+function LungForm({ api, patientRef, age, cases, say, onSent, staff }) {
   const [form, setForm] = useState({});
   const [errors, setErrors] = useState({});
   const [busy, setBusy] = useState(false);
@@ -197,7 +202,7 @@ function LungForm({ api, patientRef, age, cases, say, onSent }) {
     setBusy(true);
     try {
       await send(api, patientRef, response(form, patientRef), cases);
-      say.ok(t("lungSent"));
+      say.ok(t(staff ? "lungSentCadre" : "lungSent"));
       setForm({});
       onSent();
     } catch (e) {
@@ -249,7 +254,9 @@ function Result({ risk }) {
   );
 }
 
-export function LungRiskScreen({ api, patient, say }) {
+// `staff`: a community health worker fills it in for the patient (cadre.jsx, #/patient/{id}/lung):
+// the heading names the patient and the case's state is in the care team's words.
+export function LungRiskScreen({ api, patient, say, staff = false }) {
   const P = `Patient/${patient}`;
   const [version, setVersion] = useState(0);
   const data = useLoad(
@@ -281,32 +288,35 @@ export function LungRiskScreen({ api, patient, say }) {
   if (latestCase && !["completed", "cancelled"].includes(latestCase.status)) {
     const code = business(latestCase);
     underway = code !== "PENDING_INTAKE";
-    status = code === "PENDING_INTAKE" ? t("lungWaiting") : t(`case_${code}`) === `case_${code}` ? t("caseReviewing") : t(`case_${code}`);
+    status = staff
+      ? t(`staff_${code}`)
+      : code === "PENDING_INTAKE" ? t("lungWaiting") : t(`case_${code}`) === `case_${code}` ? t("caseReviewing") : t(`case_${code}`);
   } else if (answered && (!verified || Date.parse(answered.authored) > Date.parse(verified.meta?.lastUpdated))) {
     // The answers are in but no case shows: the AI result awaits a clinician, who sees it first.
     underway = true;
     status = t("caseReviewing");
   } else if (latestCase) {
-    status = t(`case_${business(latestCase)}`);
+    status = t(`${staff ? "staff" : "case"}_${business(latestCase)}`);
   }
   const canAnswer = age != null && !underway;
   return (
     <>
-      <h1>{t("lungTitle")}</h1>
-      <p>{t("lungIntro")}</p>
+      <h1>{staff ? t("lungTitleOf", { name: personName(me) }) : t("lungTitle")}</h1>
+      {staff && <p><a href={`#/patient/${patient}`}>{t("backToPatient")}</a></p>}
+      <p>{staff ? t("lungIntroCadre") : t("lungIntro")}</p>
       <section aria-labelledby="lung-status-h" class="lung-status">
-        <h2 id="lung-status-h">{t("lungStatusTitle")}</h2>
+        <h2 id="lung-status-h">{t(staff ? "lungStatusTitleCadre" : "lungStatusTitle")}</h2>
         {status ? (
           <p class="case-status">{status}{answered ? ` · ${t("lungAnswered", { when: when(answered.authored) })}` : ""}</p>
         ) : (
-          <p>{t("lungNone")}</p>
+          <p>{t(staff ? "lungNoneCadre" : "lungNone")}</p>
         )}
-        {verified ? <Result risk={verified} /> : answered && <p class="meta">{t("lungResultLater")}</p>}
+        {verified ? <Result risk={verified} /> : answered && <p class="meta">{t(staff ? "lungResultLaterCadre" : "lungResultLater")}</p>}
       </section>
       {age == null ? (
         <p class="alert" role="alert">{t("lungNoBirthDate")}</p>
       ) : canAnswer ? (
-        <LungForm api={api} patientRef={P} age={age} cases={cases} say={say} onSent={() => setVersion((v) => v + 1)} />
+        <LungForm api={api} patientRef={P} age={age} cases={cases} say={say} staff={staff} onSent={() => setVersion((v) => v + 1)} />
       ) : null}
     </>
   );

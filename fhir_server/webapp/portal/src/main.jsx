@@ -9,6 +9,7 @@ import { MessagesScreen } from "./messages.jsx";
 import { PhotosScreen } from "./photos.jsx";
 import { LesionsScreen } from "./lesions.jsx";
 import { LungRiskScreen } from "./lungrisk.jsx";
+import { XrayScreen } from "./xray.jsx";
 import { PrescriptionsScreen } from "./prescriptions.jsx";
 import { CarePlanScreen } from "./careplan.jsx";
 import { CadreScreens } from "./cadre.jsx";
@@ -26,6 +27,7 @@ const ROUTES = {
   "#/appointments": { label: "navAppointments", Screen: AppointmentsScreen },
   "#/messages": { label: "navMessages", Screen: MessagesScreen },
   "#/photos": { label: "navPhotos", Screen: PhotosScreen },
+  "#/xray": { label: "navXray", Screen: XrayScreen },
   "#/lesions": { label: "navLesions", Screen: LesionsScreen },
   "#/lung": { label: "navLung", Screen: LungRiskScreen },
   "#/medicines": { label: "navPrescriptions", Screen: PrescriptionsScreen },

@@ -61,11 +61,11 @@ export function BodySite({ value, onChange, sites, label = "bodySite" }) {
   );
 }
 
-export function Progress({ value }) {
+export function Progress({ value, label = "sending" }) {
   if (value === null) return null;
   return (
     <p>
-      <label for="progress">{t("sending")}</label>
+      <label for="progress">{t(label)}</label>
       <progress id="progress" max="1" value={value} />
     </p>
   );
