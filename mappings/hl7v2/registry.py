@@ -17,7 +17,6 @@ from types import MappingProxyType
 import mappings.hl7v2.messages as package
 from mappings.hl7v2.spec import MessageType
 
-
 # Declarations added by ``registered`` (beside the modules of messages/).
 _added: dict[tuple[str, str], MessageType] = {}
 
