@@ -130,7 +130,10 @@ def encounter(pv1: Segment, event: str, patient_ref: str, ctx: MapContext) -> di
     if hosp:
         res["hospitalization"] = hosp
     locations = []
-    fields = ((3, "completed" if status == "finished" else "active"), (6, "completed"))
+    fields: tuple[tuple[int, str], ...] = (
+        (3, "completed" if status == "finished" else "active"),
+        (6, "completed"),
+    )
     if event == CANCEL_TRANSFER:  # PV1-3: where the patient is again; PV1-6: cancelled
         fields = fields[:1]
     for n, loc_status in fields:

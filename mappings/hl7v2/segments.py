@@ -252,10 +252,10 @@ class Builder:
                 p["individual"] = self.parties.practitioner_from_logical(p["individual"])
         for i, perf in enumerate(res.get("performer", [])):
             if isinstance(perf, dict) and perf.get("type") == "Practitioner":
-                ref = self.parties.practitioner_from_logical(perf)
-                if res.get("resourceType") == "Observation" and "reference" in ref:
-                    ref = self._observer_role(ref, perf["identifier"])
-                res["performer"][i] = ref
+                who = self.parties.practitioner_from_logical(perf)
+                if res.get("resourceType") == "Observation" and "reference" in who:
+                    who = self._observer_role(who, perf["identifier"])
+                res["performer"][i] = who
         if res.get("resourceType") == "Encounter":
             pv1 = self.message.one("PV1")
             if pv1 is not None:
