@@ -17,6 +17,7 @@ from fhir_server.hl7v2 import dead_letter
 from mappings.hl7v2 import registry
 from mappings.hl7v2.messages import adt as adt_messages
 from mappings.hl7v2.spec import MessageType
+from tests.fhir_server.auth.smart import client_token
 from tests.fhir_server.test_hl7v2 import AUTHORITY, _uid, count, frame, msa, post, read_acks
 from tests.servers import database_url, free_port, start_server
 
@@ -27,6 +28,7 @@ def hearth(request, tmp_path_factory):  # type: ignore[no-untyped-def]
     port = free_port()
     running = start_server(request.param, url, mllp_port=port)
     with httpx.Client(base_url=running.fhir, headers=running.headers, timeout=60) as client:
+        client.running = running  # type: ignore[attr-defined]  # for patient tokens
         yield client, port
     running.stop()
     cleanup()
@@ -166,3 +168,27 @@ def test_what_is_not_a_dead_letter(hearth) -> None:  # type: ignore[no-untyped-d
         with registry.registered(works("ADT", "A08")):
             pass
     assert registry.lookup("ZHX", "Z01") is None
+
+
+def test_a_patient_token_never_reaches_a_dead_letter(hearth) -> None:  # type: ignore[no-untyped-def]
+    """The raw message names a patient, but the dead letter is in no compartment: the patient
+    it names gets nothing of it, by read, search or the administrators' operations."""
+    client, _ = hearth
+    mrn, cid = _uid(), _uid()
+    assert post(client, message("ADT", "A04", mrn, _uid())).headers["X-HL7-Ack-Code"] == "AA"
+    patient = client.get(f"/Patient?identifier={AUTHORITY}|{mrn}").json()["entry"][0]["resource"]
+    assert post(client, message("ZHZ", "Z03", mrn, cid)).headers["X-HL7-Ack-Code"] == "AR"
+    [task] = letters(client, cid)
+    headers = client_token(client.running, "patient/*.cruds", patient=patient["id"])  # type: ignore[attr-defined]
+    with httpx.Client(base_url=client.base_url, headers=headers, timeout=60) as mine:
+        assert mine.get(f"/Task/{task['id']}").status_code in (403, 404)
+        found = mine.get(f"/Task?code={dead_letter.CODE_SYSTEM}|{dead_letter.CODE}")
+        assert found.status_code in (200, 403)
+        assert task["id"] not in found.text and mrn not in found.text
+        everything = mine.get(f"/Patient/{patient['id']}/$everything")
+        assert task["id"] not in everything.text
+        for r in (
+            mine.get("/$delivery-problems"),
+            retry(mine, f"Task/{task['id']}"),  # type: ignore[arg-type]
+        ):
+            assert r.status_code in (403, 404) and mrn not in r.text
