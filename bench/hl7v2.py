@@ -1,13 +1,17 @@
-"""HL7 v2 ingest speed: ORU^R01 messages/s over MLLP, next to the same transaction Bundles
-POSTed to ``/fhir`` as plain REST transactions, in the same run on the same server.
+"""HL7 v2 ingest speed: messages/s over MLLP on one connection and on 8, for an ORU^R01 mix
+and an ADT mix, next to the same messages mapped client-side and POSTed to ``/fhir`` as plain
+REST transaction Bundles (on 1 and 8 connections too), in the same run on the same server.
 
     .venv/bin/python bench/hl7v2.py [--messages 300] [--backend postgresql|sqlite]
 
-Starts `hearth serve` (one process, MLLP listener on) on a throwaway database. Each message is a
-lab result for a new patient: a Patient, a DiagnosticReport and five Observations, all
-conditional (ifNoneExist / conditional update), sent one after another on one connection, each
-waiting for its ACK (as MLLP senders do). The baseline maps the same messages client-side
-(parse + map only, timed separately) and POSTs the resulting Bundles to ``/fhir``.
+Starts `hearth serve` (one process, MLLP listener on) on a throwaway database. ORU mix: each
+message is a lab result for a new patient: a Patient, a DiagnosticReport and five Observations,
+all conditional (ifNoneExist / conditional update). ADT mix: per new patient an A01 admit (PID,
+NK1, AL1, DG1, PV1 with an attending doctor), an A08 update and an A03 discharge, in that order
+on one connection (a patient's messages are never split across connections). Each sender sends
+one message after another, each waiting for its ACK (as MLLP senders do); with 8 connections the
+messages are dealt out by patient. The baseline maps the same messages client-side (parse + map
+only, timed separately) and POSTs the resulting Bundles to ``/fhir``.
 
 Outbound (``--outbound N``, default 30): the same server sends every final DiagnosticReport as
 ORU^R01 to a receiver in this process (``HEARTH_HL7_OUT_*``, the sender polling its queue every
@@ -19,12 +23,14 @@ baseline of the write itself, median of N one after another.
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import statistics
 import sys
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -60,9 +66,27 @@ def message(n: int, tag: str) -> str:
     )
 
 
-def mllp_rate(port: int, messages: list[str]) -> float:
+def adt_messages(n: int, tag: str) -> list[str]:
+    """A01, A08, A03 of one new patient (``n``)."""
+    mrn, visit = f"{tag}-{n}", f"V{tag}-{n}"
+    out = []
+    for i, event in enumerate(("A01", "A08", "A03")):
+        end = "|20240107120000" if event == "A03" else ""
+        out.append(
+            f"MSH|^~\\&|ADT|HOSP|HEARTH|HEARTH|20240105081500+0100||ADT^{event}^ADT_A01|{tag}{n}-{i}|P|2.5.1\r"
+            f"EVN|{event}|2024010508{15 + i}00\r"
+            f"PID|1||{mrn}^^^HOSP^MR||Doe^Jane^Q||19700215|F|||1 Main St^^Town^ST^12345||555-{i}\r"
+            f"NK1|1|Doe^John|SPO^Spouse^HL70063||555-9\r"
+            f"AL1|1|DA|70618^Penicillin^RXNORM|SV|Hives\r"
+            f"DG1|1||I10^Essential hypertension^I10||20240105|A\r"
+            f"PV1|1|I|W1^R2^B3||||1234^Welby^Marcus|||MED||||7|||||{visit}^^^HOSP"
+            f"|||||||||||||||||||||||||20240105080000{end}\r"
+        )
+    return out
+
+
+def _send_all(port: int, messages: list[str]) -> None:
     with socket.create_connection(("127.0.0.1", port)) as s:
-        start = time.perf_counter()
         for m in messages:
             s.sendall(b"\x0b" + m.encode() + b"\x1c\x0d")
             buf = b""
@@ -73,17 +97,36 @@ def mllp_rate(port: int, messages: list[str]) -> float:
                 buf += chunk
             if b"MSA|AA|" not in buf:
                 raise RuntimeError(f"not applied: {buf!r}")
-        return len(messages) / (time.perf_counter() - start)
 
 
-def rest_rate(base: str, token: str, bundles: list[dict]) -> float:
-    with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=60) as c:
-        start = time.perf_counter()
-        for b in bundles:
-            r = c.post(base, json=b, headers={"Prefer": "return=minimal"})
-            if r.status_code != 200:
-                raise RuntimeError(r.text)
-        return len(bundles) / (time.perf_counter() - start)
+def _deal(groups: list[list], connections: int) -> list[list]:
+    """The groups (a patient's messages) dealt out to ``connections`` senders, flattened."""
+    lanes: list[list] = [[] for _ in range(connections)]
+    for i, g in enumerate(groups):
+        lanes[i % connections].extend(g)
+    return [lane for lane in lanes if lane]
+
+
+def _parallel(work, lanes: list[list]) -> float:  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    with ThreadPoolExecutor(len(lanes)) as pool:
+        list(pool.map(work, lanes))
+    return sum(len(lane) for lane in lanes) / (time.perf_counter() - start)
+
+
+def mllp_rate(port: int, groups: list[list[str]], connections: int = 1) -> float:
+    return _parallel(lambda lane: _send_all(port, lane), _deal(groups, connections))
+
+
+def rest_rate(base: str, token: str, groups: list[list[dict]], connections: int = 1) -> float:
+    def post_all(bundles: list[dict]) -> None:
+        with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=60) as c:
+            for b in bundles:
+                r = c.post(base, json=b, headers={"Prefer": "return=minimal"})
+                if r.status_code != 200:
+                    raise RuntimeError(r.text)
+
+    return _parallel(post_all, _deal(groups, connections))
 
 
 class Receiver:
@@ -181,20 +224,30 @@ def main() -> None:
         hearth(url, env=env) as server,
     ):
         root, token = server.root, server.token
-        warm = [message(i, "warm" + uuid.uuid4().hex[:6]) for i in range(20)]
+        warm = [[message(i, "warm" + uuid.uuid4().hex[:6])] for i in range(20)]
         mllp_rate(mllp_port, warm)  # validators compiled, connections pooled
         n = args.messages
-        via_mllp = [message(i, "m" + uuid.uuid4().hex[:8]) for i in range(n)]
-        via_rest = [message(i, "r" + uuid.uuid4().hex[:8]) for i in range(n)]
-        start = time.perf_counter()
-        bundles = [map_parsed(parse(m)).bundle for m in via_rest]
-        map_rate = n / (time.perf_counter() - start)
-        rest = rest_rate(root + "/fhir", token, bundles)
-        mllp = mllp_rate(mllp_port, via_mllp)
-        print(f"HL7 v2 ingest on {args.backend}, {n} ORU^R01 (7 resources each), one connection:")
-        print(f"  parse + map only (client side)     {map_rate:8.0f} messages/s")
-        print(f"  baseline: REST POST /fhir Bundle   {rest:8.1f} transactions/s")
-        print(f"  MLLP message -> ACK                {mllp:8.1f} messages/s  ({mllp / rest:.2f}x)")
+        mixes = {
+            "ORU^R01 (7 resources each)": lambda tag: [[message(i, tag)] for i in range(n)],
+            "ADT A01/A08/A03 (patient, visit, NK1, AL1, DG1)": lambda tag: [
+                adt_messages(i, tag) for i in range(max(1, n // 3))
+            ],
+        }
+        print(f"HL7 v2 ingest on {args.backend} (load average {os.getloadavg()[0]:.1f} at start):")
+        for name, make in mixes.items():
+            for connections in (1, 8):
+                via_mllp = make("m" + uuid.uuid4().hex[:8])
+                via_rest = make("r" + uuid.uuid4().hex[:8])
+                count = sum(len(g) for g in via_rest)
+                start = time.perf_counter()
+                bundles = [[map_parsed(parse(m)).bundle for m in g] for g in via_rest]
+                map_rate = count / (time.perf_counter() - start)
+                rest = rest_rate(root + "/fhir", token, bundles, connections)
+                mllp = mllp_rate(mllp_port, via_mllp, connections)
+                print(f" {name}, {count} messages, {connections} connection(s):")
+                print(f"  parse + map only (client side)     {map_rate:8.0f} messages/s")
+                print(f"  baseline: REST POST /fhir Bundle   {rest:8.1f} transactions/s")
+                print(f"  MLLP message -> ACK                {mllp:8.1f} messages/s  ({mllp / rest:.2f}x)")  # fmt: skip
         if args.outbound:
             write, latency = outbound_latency(root + "/fhir", token, receiver, args.outbound)
             print(

@@ -21,6 +21,7 @@ import hl7.containers
 from fhir_server.auth import gate
 from fhir_server.auth.scopes import Scopes
 from fhir_server.auth.service import AuthService
+from fhir_server.hl7v2 import dead_letter
 from fhir_server.rest.context import Access, Context, FhirRequest
 from fhir_server.rest.errors import status_of
 from fhir_server.rest.interactions import transaction
@@ -42,6 +43,8 @@ logging.getLogger(hl7.containers.__file__).setLevel(logging.CRITICAL)
 # How often a message about a patient's record is compared again with the stored Patient when
 # another message changed it meanwhile (mappings/hl7v2/ordering.py).
 ORDER_ATTEMPTS = 8
+# Table 0357 codes of a message kept as a dead letter: unsupported message type / event.
+UNSUPPORTED = frozenset({"200", "201"})
 
 LISTENER_SCOPE = " ".join(f"system/{t}.cruds" for t in sorted(hl7v2_registry.writes()))
 
@@ -50,12 +53,21 @@ def listener_access(peer: str | None) -> Access:
     return Access(client_id=f"hl7v2-mllp:{peer or 'unknown'}", scopes=Scopes.parse(LISTENER_SCOPE))
 
 
+def replay_access(by: str) -> Access:
+    """What a replayed dead letter may write: what the message types declared now write (the
+    registry read again: a replay is for a mapping added since), as the listener."""
+    scope = " ".join(f"system/{t}.cruds" for t in sorted(hl7v2_registry.writes()))
+    return Access(client_id=f"hl7v2-replay:{by}", scopes=Scopes.parse(scope))
+
+
 @dataclass
 class Outcome:
     ack: str  # the ACK message, segments ending in \r
     code: str  # AA, AE, AR
     control_id: str  # MSH-10 of the message ("" when unreadable)
     written: list[str]  # Type/id of what was created or updated
+    reason: str = ""  # why it was not applied (AE / AR)
+    dead_letter: str | None = None  # Task/id keeping the message (dead_letter.py)
 
 
 def _server_tz() -> str:
@@ -177,11 +189,17 @@ class Hl7v2Service:
                 exc.location,
             )
             err = AckError(exc.code, exc.text, exc.location)
-            return Outcome(self._ack(message, exc.ack, [err]), exc.ack, _cid(message), [])
+            kept = None
+            if message is not None and exc.code in UNSUPPORTED:  # replayable once mapped
+                kept = dead_letter.store(self.ctx.repo, raw, message, exc.text)
+            ack = self._ack(message, exc.ack, [err])
+            return Outcome(ack, exc.ack, _cid(message), [], exc.text, kept)
         except Exception:
             log.exception("HL7 v2 message %s could not be mapped", _cid(message))
-            err = AckError("207", "the message could not be mapped (server fault, logged)")
-            return Outcome(self._ack(message, "AE", [err]), "AE", _cid(message), [])
+            text = "the message could not be mapped (server fault, logged)"
+            kept = dead_letter.store(self.ctx.repo, raw, message, text)
+            ack = self._ack(message, "AE", [AckError("207", text)])
+            return Outcome(ack, "AE", _cid(message), [], text, kept)
         warnings = [AckError(w.code, w.text, w.location, "W") for w in mapped.warnings]
         try:
             reply, late = self._apply(mapped, access, ip)
@@ -196,11 +214,14 @@ class Hl7v2Service:
             )
             code = "205" if status_of(exc) == 412 else "207"
             errors = [AckError(code, exc.diagnostics), *warnings]
-            return Outcome(self._ack(message, "AE", errors), "AE", message.control_id, [])
+            ack = self._ack(message, "AE", errors)
+            return Outcome(ack, "AE", message.control_id, [], exc.diagnostics)
         except Exception:
             log.exception("HL7 v2 message %s: transaction fault", message.control_id)
-            err = AckError("207", "the message could not be stored (server fault, logged)")
-            return Outcome(self._ack(message, "AE", [err]), "AE", message.control_id, [])
+            text = "the message could not be stored (server fault, logged)"
+            kept = dead_letter.store(self.ctx.repo, raw, message, text)
+            ack = self._ack(message, "AE", [AckError("207", text)])
+            return Outcome(ack, "AE", message.control_id, [], text, kept)
         if late is not None:
             log.info("HL7 v2 message %s is older than the patient's record", message.control_id)
             warnings.append(
@@ -220,6 +241,20 @@ class Hl7v2Service:
             if len(parts) == 3:
                 written.append(f"{parts[1]}/{parts[2]}")
         return Outcome(self._ack(message, "AA", warnings), "AA", message.control_id, written)
+
+    def replay(self, task_id: str, by: str, ip: str | None) -> Outcome:
+        """Run dead letter ``Task/task_id`` (``dead_letter.py``) through ``handle_one`` again,
+        with what the declared message types write now (``replay_access``), and record the
+        outcome on the Task: AA completes it; otherwise it stays failed with the new reason (an
+        unsupported type or a server fault updates that same Task as it is kept again)."""
+        raw = dead_letter.message_of(self.ctx.repo, task_id)
+        try:
+            outcome = self.handle_one(raw, replay_access(by), ip)
+        except Forbidden as exc:
+            outcome = Outcome("", "AR", "", [], exc.diagnostics)
+        dead_letter.settle(self.ctx.repo, task_id, outcome.code, outcome.reason, by)
+        log.info("HL7 v2 dead letter Task/%s replayed by %s: %s", task_id, by, outcome.code)
+        return outcome
 
     def _transact(self, bundle: dict, access: Access, ip: str | None):  # type: ignore[no-untyped-def]
         req = FhirRequest(method="POST", path="", body=bundle, prefer={"return": "minimal"})

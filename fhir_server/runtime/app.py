@@ -200,7 +200,7 @@ def create_app(settings: Settings | None = None, search: SearchEngine | None = N
         ctx.services["dicom-ingest"] = app.state.dicom.ingest  # $upload-xray's DICOM files
         if settings.ai_triggers:
             app.state.dicom.ingest.on_study_complete.append(events.on_study_complete(ctx.repo))
-        app.state.hl7v2 = Hl7v2Service(ctx, app.state.auth)
+        app.state.hl7v2 = ctx.services["hl7v2"] = Hl7v2Service(ctx, app.state.auth)
         exports = ctx.services["bulk-export"] = ExportRunner(ctx.repo, settings)
         exports.start_sweeper()  # Bulk Data jobs whose runner died (docs/bulk-export.md)
         # HL7 v2 out (HEARTH_HL7_OUT_HOST): final reports sent as ORU^R01 (docs/hl7v2.md)

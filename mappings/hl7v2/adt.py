@@ -43,6 +43,14 @@ def bundle(message: Message, ctx: MapContext) -> dict:
     patient_url, patient = patient_entry(message, ctx, update=True)
     entries = [patient]
     pv1 = message.one("PV1")
+    if event == pv1_map.CANCEL_TRANSFER and pv1 is not None and not pv1.value(3):
+        # the location to restore is the message's to say (HL7 v2.5.1 3.3.12): not guessed
+        raise Hl7Error(
+            "AE",
+            "101",
+            "A12 (cancel transfer) needs PV1-3: the patient's location before the transfer",
+            location="PV1^1^3",
+        )
     if pv1 is not None and pv1_map.has_visit(pv1):
         key = pv1_map.match_key(pv1, ctx)
         if key is not None or event != "A08":

@@ -7,6 +7,15 @@ participant ATND/REF/CON/ADM, PV1-10 → serviceType (table 0069), PV1-14 →
 hospitalization.admitSource (table 0023), PV1-19 → identifier (type VN), PV1-36 →
 hospitalization.dischargeDisposition (table 0112), PV1-44/45 → period.
 
+The cancels restore the state before the event they cancel (HL7 v2.5.1 3.3.11-3.3.13, the IG's
+Event[EncounterStatus]); the Encounter is replaced by what the cancel's PV1 says, so: A11 cancel
+admit → cancelled; A12 cancel transfer → PV1-3, which the standard says "must show the location
+of the patient prior to the original transfer", is the one active location, and PV1-6 (where the
+cancelled transfer put the patient) is not kept as a place the patient was; A13 cancel
+discharge → in-progress with no period.end, no discharge disposition and the locations active
+again, whatever PV1-36/45 of the message still carry (the discharge they describe is the one
+cancelled).
+
 Locations and practitioners become logical references (display, identifier): Hearth does not
 create Location or Practitioner resources from messages. Pure functions: no I/O.
 """
@@ -18,6 +27,7 @@ from mappings.hl7v2 import datatypes as dt
 from mappings.hl7v2.er7 import Composite, Segment
 from mappings.hl7v2.mapping import MapContext, search_token
 
+CANCEL_TRANSFER, CANCEL_DISCHARGE = "A12", "A13"
 PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 PARTICIPANTS = (
     (7, "ATND", "attender"),
@@ -71,7 +81,7 @@ def encounter(pv1: Segment, event: str, patient_ref: str, ctx: MapContext) -> di
         res["class"] = {"system": system, "code": code, "display": display}
     else:  # Encounter.class is required in R4
         res["class"] = {"system": codes.V2 + "0004", "code": "U", "display": "Unknown"}
-    end = dt.date_time(pv1.value(45), ctx.tz, pv1.where(45))
+    end = None if event == CANCEL_DISCHARGE else dt.date_time(pv1.value(45), ctx.tz, pv1.where(45))
     status = codes.STATUS_BY_EVENT.get(event) or codes.STATUS_BY_CLASS.get(klass, "in-progress")
     if end:
         status = "finished"
@@ -115,12 +125,18 @@ def encounter(pv1: Segment, event: str, patient_ref: str, ctx: MapContext) -> di
     if source:
         hosp["admitSource"] = source
     disposition = dt.table_concept(pv1.first(36), "0112")
-    if disposition:
+    if disposition and event != CANCEL_DISCHARGE:
         hosp["dischargeDisposition"] = disposition
     if hosp:
         res["hospitalization"] = hosp
     locations = []
-    for n, loc_status in ((3, "completed" if status == "finished" else "active"), (6, "completed")):
+    fields: tuple[tuple[int, str], ...] = (
+        (3, "completed" if status == "finished" else "active"),
+        (6, "completed"),
+    )
+    if event == CANCEL_TRANSFER:  # PV1-3: where the patient is again; PV1-6: cancelled
+        fields = fields[:1]
+    for n, loc_status in fields:
         first = pv1.first(n)
         loc = _location(first, loc_status) if first else None
         if loc:

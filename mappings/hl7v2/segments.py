@@ -138,6 +138,13 @@ def message_source(message: Message) -> str:
     return SOURCE + quote(sender, safe="")
 
 
+# The role of an OBX-16 responsible observer (IG OBX[Observation] map, OBX-16)
+OBSERVER_ROLE = {
+    "system": "http://terminology.hl7.org/CodeSystem/practitioner-role",
+    "code": "responsibleObserver",
+}
+
+
 def derived(kind: str, *parts: str) -> dict:
     """An identifier Hearth derives where v2 gives none (documented in docs/hl7v2.md)."""
     value = "/".join(parts)
@@ -245,7 +252,10 @@ class Builder:
                 p["individual"] = self.parties.practitioner_from_logical(p["individual"])
         for i, perf in enumerate(res.get("performer", [])):
             if isinstance(perf, dict) and perf.get("type") == "Practitioner":
-                res["performer"][i] = self.parties.practitioner_from_logical(perf)
+                who = self.parties.practitioner_from_logical(perf)
+                if res.get("resourceType") == "Observation" and "reference" in who:
+                    who = self._observer_role(who, perf["identifier"])
+                res["performer"][i] = who
         if res.get("resourceType") == "Encounter":
             pv1 = self.message.one("PV1")
             if pv1 is not None:
@@ -490,6 +500,22 @@ class Builder:
             if period:
                 part["period"] = period
             encounter.setdefault("participant", []).append(part)
+
+    def _observer_role(self, practitioner: dict, ident: dict) -> dict:
+        """OBX-16 (responsible observer) → a PractitionerRole of the Practitioner, after the IG
+        OBX[Observation] map: ``performer[1](PractitionerRole.practitioner(Practitioner))``,
+        code ``responsibleObserver`` (the code and system the IG names); one per person."""
+        res = {
+            "resourceType": "PractitionerRole",
+            "practitioner": practitioner,
+            "code": [{"coding": [OBSERVER_ROLE], "text": "responsible observer"}],
+        }
+        key = derived("practitioner-role", ident.get("system") or "-", ident.get("value", ""),
+                      OBSERVER_ROLE["code"], "")  # fmt: skip
+        out = {"reference": self.put(res, key)}
+        if practitioner.get("display"):
+            out["display"] = practitioner["display"]
+        return out
 
     def _encounter_resource(self) -> dict | None:
         for e in self.entries:

@@ -581,3 +581,33 @@ def test_schedule_vaccine_document_and_z_segments() -> None:
             "valueString": "ZPI|1|custom^value|x\\T\\y",
         }
     ]
+
+
+def test_obx16_responsible_observer_is_a_practitioner_role() -> None:
+    """IG OBX[Observation]: OBX-16 → performer(PractitionerRole.practitioner(Practitioner)),
+    code responsibleObserver; the same person observing twice is one PractitionerRole."""
+    message = (
+        "MSH|^~\\&|LAB|HOSP|HEARTH|HEARTH|20240105100000+0100||ORU^R01^ORU_R01|c1|P|2.5.1\r"
+        "PID|1||m1^^^HOSP^MR||Doe^Jane||19700215|F\r"
+        "OBR|1|P1|F1^LAB|24320-4^BMP^LN|||20240105090000|||||||||||||||20240105095500|||F\r"
+        "OBX|1|NM|2345-7^Glucose^LN||5.4|mmol/L|3.9-5.5|N|||F|||20240105090000||9999^Watson^John\r"
+        "OBX|2|NM|2823-3^K^LN||4.4|mmol/L|3.5-5.1|N|||F|||20240105090000||9999^Watson^John\r"
+        "OBX|3|NM|2951-2^Na^LN||140|mmol/L|135-145|N|||F|||20240105090000||^Nameless^Only\r"
+    )
+    entries = map_parsed(parse(message)).bundle["entry"]
+    by_url = {e["fullUrl"]: e["resource"] for e in entries if "fullUrl" in e}
+    observations = [
+        e["resource"] for e in entries if e["resource"]["resourceType"] == "Observation"
+    ]
+    roles = [e for e in entries if e["resource"]["resourceType"] == "PractitionerRole"]
+    assert len(roles) == 1
+    role = roles[0]["resource"]
+    assert role["code"][0]["coding"][0]["code"] == "responsibleObserver"
+    assert roles[0]["request"]["method"] == "PUT"
+    practitioner = by_url[role["practitioner"]["reference"]]
+    assert practitioner["identifier"][0]["value"] == "9999"
+    for obs in observations[:2]:
+        assert obs["performer"] == [{"reference": roles[0]["fullUrl"], "display": "John Watson"}]
+    # a name without an id stays a logical reference: no role, no practitioner record
+    assert observations[2]["performer"] == [{"type": "Practitioner", "display": "Only Nameless"}]
+    validate_resource(role)

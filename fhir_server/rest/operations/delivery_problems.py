@@ -2,7 +2,8 @@
 could not deliver, in one list, newest first — final reports whose delivery failed (the case's
 ``REPORT_FAILED``), e-mails to patients the SMTP server did not take (still retried by
 ``hearth worker``), HL7 v2 messages the receiver rejected or never acknowledged (dead letters of
-the outbound queue) and AI results whose DICOM SR / Secondary Capture push to the PACS kept
+the outbound queue), HL7 v2 messages received and not applied (inbound dead letters: an
+unsupported message type, a server fault; fhir_server/hl7v2/dead_letter.py) and AI results whose DICOM SR / Secondary Capture push to the PACS kept
 failing. Each is a ``problem`` part of a Parameters resource: ``kind``, ``target`` (what to
 retry: the Task, Communication or Observation), ``subject``, ``reason``, ``when``, ``attempts``
 and ``retry`` (whether ``$retry-delivery`` applies; an e-mail is retried by the worker's next
@@ -11,7 +12,7 @@ pass on its own)."""
 from __future__ import annotations
 
 from fhir_server.dicom import ai_export
-from fhir_server.hl7v2 import outbound
+from fhir_server.hl7v2 import dead_letter, outbound
 from fhir_server.rest.context import Context, FhirRequest, Reply
 from fhir_server.rest.operations.spec import ADMIN, Operation
 from resources.jobs import queue
@@ -77,6 +78,12 @@ def gather(ctx: Context) -> list[tuple[str, dict]]:
             reason = (r.get("statusReason") or {}).get("text", "")
             focus = (r.get("focus") or {}).get("reference")
             out.append((when, problem("hl7v2-out", t.ref, reason, when, subject=focus)))
+        inbound = f"{dead_letter.CODE_SYSTEM}|{dead_letter.CODE}"
+        for t in u.read_many(u.match("Task", [("code", inbound), ("status", "failed")], limit=MAX)):
+            r = t.resource
+            when = r.get("lastModified") or instant(t.last_updated)
+            reason = (r.get("statusReason") or {}).get("text", "")
+            out.append((when, problem(dead_letter.KIND, t.ref, reason, when)))
         mails = u.read_many(
             u.match(
                 "Communication", [("status", "in-progress"), ("medium", EMAIL_MODE)], limit=MAX

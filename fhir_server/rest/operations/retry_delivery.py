@@ -5,6 +5,10 @@
   does (the stored PDF is sent; the answer says ``delivered`` or ``failed`` with the reason);
 - an HL7 v2 message Task (dead letter of the outbound queue): its job gets its attempts back and
   the Task is ``requested`` again; the sender sends it within its poll interval;
+- an HL7 v2 message received and not applied (an inbound dead letter: unsupported message type,
+  or a server fault): run again through the inbound path now, as if just received
+  (fhir_server/hl7v2/dead_letter.py); ``delivered`` when applied (AA), else ``failed`` with the
+  reason, the Task still failed;
 - an AI result's DICOM objects (``Observation/[id]``): the export job gets its attempts back;
   ``hearth worker`` builds and pushes them again (the same UIDs: a resend replaces).
 
@@ -14,7 +18,7 @@ Parameters ``status`` (delivered | failed | queued) and ``reason``."""
 from __future__ import annotations
 
 from fhir_server.dicom import ai_export
-from fhir_server.hl7v2 import outbound
+from fhir_server.hl7v2 import dead_letter, outbound
 from fhir_server.rest.context import Context, FhirRequest, Reply
 from fhir_server.rest.operations.spec import ADMIN, Operation
 from fhir_server.rest.workflow_http import deliver_report, parameters
@@ -58,6 +62,15 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
         return Reply(200, parameters(status="queued"))
     task = ctx.repo.read(lambda u: u.read("Task", res_id)).resource
     codes = {c.get("code") for c in (task.get("code") or {}).get("coding") or []}
+    if dead_letter.is_dead_letter(task):
+        service = ctx.services.get("hl7v2")
+        if service is None:
+            raise Conflict("this server does not take HL7 v2 messages")
+        access = ctx.access
+        by = (access.username or access.client_id) if access is not None else "an administrator"
+        outcome = service.replay(res_id, by, None)
+        status = "delivered" if outcome.code == "AA" else "failed"
+        return Reply(200, parameters(status=status, reason=outcome.reason or None, ack_code=outcome.code))  # fmt: skip
     if codes & set(outbound.CODES.values()):
         _requeue(ctx, target, outbound.KIND)
         return Reply(200, parameters(status="queued"))

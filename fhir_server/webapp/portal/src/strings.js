@@ -303,6 +303,7 @@ const en = {
   "deliveryKind_report-delivery": "Report to a patient",
   deliveryKind_email: "E-mail to a patient",
   "deliveryKind_hl7v2-out": "HL7 v2 message",
+  "deliveryKind_hl7v2-in": "HL7 v2 message received, not applied",
   "deliveryKind_dicom-ai-objects": "AI result to the PACS",
   navMailbox: "Mailbox",
   mailboxTitle: "Development mailbox",
