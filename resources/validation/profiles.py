@@ -17,7 +17,8 @@ Every issue names its location as FHIRPath (``Observation.component[0].code``, c
 by their JSON name, ``Observation.valueQuantity``) and the profile it comes from. Issue codes:
 ``required`` (too few), ``structure`` (too many, a type or target not allowed, no slice in a
 closed slicing), ``value`` (fixed / pattern), ``code-invalid`` (binding), ``invariant``,
-``not-supported`` (a StructureDefinition without a snapshot, which Hearth does not generate),
+``not-supported`` (a StructureDefinition without a snapshot whose snapshot cannot be generated
+from its differential),
 ``informational`` (something that could not be checked).
 """
 
@@ -35,6 +36,7 @@ from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 
 from resources.errors import Issue
+from resources.validation.snapshot import SnapshotError, snapshot_elements
 
 CORE = "http://hl7.org/fhir/StructureDefinition/"
 MAX_DEPTH = 6  # profiles within profiles (extensions, profile discriminators)
@@ -95,7 +97,7 @@ class Item:
 
 
 class NoSnapshot(Exception):
-    pass
+    """No snapshot, and none could be generated (the reason is the message)."""
 
 
 # -- compiling a snapshot -------------------------------------------------------------------
@@ -103,9 +105,11 @@ _COMPILED: OrderedDict[tuple, Profile] = OrderedDict()
 _LOCK = threading.Lock()
 
 
-def compile_profile(sd: dict) -> Profile:
+def compile_profile(sd: dict, structure: Callable[[str], dict | None] | None = None) -> Profile:
     """The StructureDefinition's snapshot as a tree (kept for the 64 most recent ones, keyed by
-    url, version and stored version). Raises :class:`NoSnapshot` when it has none."""
+    url, version and stored version). A StructureDefinition with only a differential gets its
+    snapshot generated (:mod:`resources.validation.snapshot`) when ``structure`` finds its
+    bases. Raises :class:`NoSnapshot` when it has none and none can be generated."""
     meta = sd.get("meta") or {}
     key = (sd.get("url"), sd.get("version"), meta.get("versionId"), meta.get("lastUpdated"))
     with _LOCK:
@@ -115,7 +119,15 @@ def compile_profile(sd: dict) -> Profile:
             return found
     elements = (sd.get("snapshot") or {}).get("element") or []
     if not elements:
-        raise NoSnapshot(sd.get("url"))
+        if structure is None:
+            raise NoSnapshot(f"the StructureDefinition {sd.get('url')} has no snapshot")
+        try:
+            elements = snapshot_elements(sd, structure)
+        except SnapshotError as exc:
+            raise NoSnapshot(
+                f"the StructureDefinition {sd.get('url')} has no snapshot and none could be "
+                f"generated from its differential: {exc}"
+            ) from exc
     by_id: dict[str, Node] = {}
     root: Node | None = None
     for el in elements:
@@ -138,7 +150,7 @@ def compile_profile(sd: dict) -> Profile:
         if parent is not None:
             parent.children[name] = node
     if root is None:
-        raise NoSnapshot(sd.get("url"))
+        raise NoSnapshot(f"the snapshot of {sd.get('url')} has no root element")
     profile = Profile(str(sd.get("url")), str(sd.get("type") or root.el["path"]), root, by_id)
     with _LOCK:
         _COMPILED[key] = profile
@@ -176,16 +188,9 @@ def validate_profile(
     content."""
     url = str(sd.get("url"))
     try:
-        profile = compile_profile(sd)
-    except NoSnapshot:
-        return [
-            Issue(
-                "not-supported",
-                f"the StructureDefinition {url} has no snapshot; Hearth validates against "
-                "snapshots only and does not generate them from a differential: load the "
-                "profile with its snapshot (as IG packages publish it)",
-            )
-        ]
+        profile = compile_profile(sd, sources.structure)
+    except NoSnapshot as exc:
+        return [Issue("not-supported", f"{exc}; the profile {url} was not checked")]
     kind = resource.get("resourceType")
     where = at or str(kind)
     if profile.type != kind:
@@ -401,7 +406,7 @@ class _Walk:
         if sd is None:
             return False
         try:
-            profile = compile_profile(sd)
+            profile = compile_profile(sd, self.sources.structure)
         except NoSnapshot:
             return False
         return self.conforms(lambda w: w.conform(profile, Item(item.value, profile.type, item.loc)))
@@ -504,7 +509,7 @@ class _Walk:
             )
             return
         try:
-            ext = compile_profile(sd)
+            ext = compile_profile(sd, self.sources.structure)
         except NoSnapshot:
             return
         walk = _Walk(self.resource, self.sources, self.depth + 1)

@@ -346,13 +346,34 @@ def test_invariants_error_warning_and_not_evaluable() -> None:
     }
 
 
-def test_a_profile_without_snapshot_is_refused_clearly() -> None:
+def test_a_profile_whose_snapshot_cannot_be_generated_is_refused_clearly() -> None:
     profile = sd()
     del profile["snapshot"]
+    profile["baseDefinition"] = "http://example.org/StructureDefinition/unknown"
     profile["differential"] = {"element": [{"id": "Patient", "path": "Patient"}]}
     found = run({"resourceType": "Patient"}, profile)
     assert [i.code for i in found] == ["not-supported"]
-    assert "snapshot" in found[0].diagnostics
+    assert "http://example.org/StructureDefinition/unknown" in found[0].diagnostics
+
+
+def test_a_differential_only_profile_is_validated_with_a_generated_snapshot() -> None:
+    profile = sd()
+    del profile["snapshot"]
+    profile["baseDefinition"] = "http://hl7.org/fhir/StructureDefinition/Patient"
+    profile["differential"] = {
+        "element": [
+            {"id": "Patient", "path": "Patient"},
+            {"id": "Patient.birthDate", "path": "Patient.birthDate", "min": 1},
+            {"id": "Patient.name.family", "path": "Patient.name.family", "min": 1},
+        ]
+    }
+    ok = {"resourceType": "Patient", "birthDate": "2000-01-01", "name": [{"family": "Li"}]}
+    assert errors(run(ok, profile)) == []
+    bad = {"resourceType": "Patient", "name": [{"given": ["Li"]}]}
+    assert {(i.code, i.expression) for i in errors(run(bad, profile))} == {
+        ("required", ("Patient.birthDate",)),
+        ("required", ("Patient.name[0].family",)),
+    }
 
 
 def test_the_core_profiles_ship_with_snapshots() -> None:
