@@ -331,6 +331,62 @@ def test_a_stored_profile_is_found_by_url(enforcing: httpx.Client) -> None:
     assert errors(validate(enforcing, obs, url)) == []
 
 
+def test_a_differential_only_profile_gets_its_snapshot_generated(enforcing: httpx.Client) -> None:
+    """A StructureDefinition stored with only a differential, on a stored base (US Core
+    Patient, loaded from the package): $validate and enforcement use its generated snapshot."""
+    url = f"http://example.org/StructureDefinition/{uuid.uuid4().hex[:10]}"
+    profile = {
+        "resourceType": "StructureDefinition",
+        "url": url,
+        "name": "BornPatient",
+        "status": "active",
+        "kind": "resource",
+        "abstract": False,
+        "type": "Patient",
+        "baseDefinition": US_CORE_PATIENT,
+        "derivation": "constraint",
+        "differential": {
+            "element": [
+                {"id": "Patient", "path": "Patient"},
+                {"id": "Patient.birthDate", "path": "Patient.birthDate", "min": 1},
+                {"id": "Patient.name.given", "path": "Patient.name.given", "min": 1},
+            ]
+        },
+    }
+    created = enforcing.post("/StructureDefinition", json=profile)
+    assert created.status_code == 201, created.text
+    patient = {
+        "resourceType": "Patient",
+        "identifier": [{"system": "urn:mrn", "value": "1"}],
+        "name": [{"family": "Shaw", "given": ["Amy"]}],
+        "gender": "female",
+        "birthDate": "1990-02-03",
+    }
+    assert errors(validate(enforcing, patient, url)) == []
+    broken = copy.deepcopy(patient)
+    del broken["birthDate"]  # this profile's own rule
+    del broken["name"][0]["given"]  # inside a datatype the base does not expand
+    del broken["identifier"]  # US Core's rule, inherited from the base's snapshot
+    assert where(errors(validate(enforcing, broken, url))) == {
+        "Patient.birthDate",
+        "Patient.name[0].given",
+        "Patient.identifier",
+    }
+    broken["meta"] = {"profile": [url]}
+    refused = enforcing.post("/Patient", json=broken)
+    assert refused.status_code == 422, refused.text
+    patient["meta"] = {"profile": [url]}
+    assert enforcing.post("/Patient", json=patient).status_code == 201
+    # a differential on a base this server does not know: said, not guessed
+    orphan = copy.deepcopy(profile)
+    orphan["url"] = url + "-orphan"
+    orphan["baseDefinition"] = "http://example.org/StructureDefinition/nowhere"
+    assert enforcing.post("/StructureDefinition", json=orphan).status_code == 201
+    issues = errors(validate(enforcing, patient, orphan["url"]))
+    assert [i["code"] for i in issues] == ["not-supported"], issues
+    assert "http://example.org/StructureDefinition/nowhere" in issues[0]["diagnostics"]
+
+
 def test_enforcement_refuses_a_write_breaking_its_declared_profile(
     enforcing: httpx.Client,
 ) -> None:

@@ -228,3 +228,26 @@ def test_the_base_definitions_are_built_from_shared() -> None:
     assert {CORE + "Patient", CORE + "Observation", CORE + "Coding", CORE + "Extension"} <= urls
     assert CORE + "EvidenceVariable" not in urls  # an R5 shape in the redistributed copy
     assert "medplum" not in json.dumps(sds)
+
+
+def test_agreement_with_us_core_from_derived_differentials() -> None:
+    """US Core 5.0.1 as ../shared has it (snapshots only): differentials derived from the
+    snapshots, snapshots generated from them, compared with the published ones. Blood pressure
+    cannot be generated: its base, us-core-vital-signs, is not among the eight."""
+    us_core = snapshot_agreement.bundle(shared_path("fhir", "ig", snapshot_agreement.US_CORE.name))
+    known = {sd["url"]: sd for sd in us_core}
+    core = snapshot_agreement.core_structure()
+
+    def structure(canonical: str) -> dict | None:
+        return known.get(canonical.split("|")[0]) or core(canonical)
+
+    tally = snapshot_agreement.measure(
+        us_core, structure, lambda sd: snapshot_agreement.derived_differential(sd, structure)
+    )
+    assert tally.profiles == 8
+    assert [f.split(": ")[0] for f in tally.failed] == [
+        "http://hl7.org/fhir/us/core/StructureDefinition/us-core-blood-pressure"
+    ]
+    blood_pressure = len(known[tally.failed[0].split(": ")[0]]["snapshot"]["element"])
+    assert tally.equal == tally.elements - blood_pressure, tally.diffs[:5]
+    assert tally.extra == 0
