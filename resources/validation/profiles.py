@@ -140,9 +140,10 @@ def compile_profile(sd: dict, structure: Callable[[str], dict | None] | None = N
         if not sep:
             root = root or node
             continue
-        name, colon, _slice = last.partition(":")
-        if colon:  # a slice of parent_id.name (a re-slice "a/b" is a slice of the slice a)
-            base = by_id.get(f"{parent_id}.{name}")
+        name, colon, slice_name = last.partition(":")
+        if colon:  # a slice of parent_id.name; a re-slice "a:s/r" is a slice of the slice a:s
+            sliced = f"{name}:{slice_name.rsplit('/', 1)[0]}" if "/" in slice_name else name
+            base = by_id.get(f"{parent_id}.{sliced}")
             if base is not None:
                 base.slices.append(node)
             continue
@@ -328,7 +329,10 @@ class _Walk:
     def slicing(self, profile: Profile, node: Node, items: list[Item], loc: str) -> None:
         slicing = node.el.get("slicing") or {}
         discriminators = [d for d in slicing.get("discriminator") or () if isinstance(d, dict)]
+        rules, ordered = slicing.get("rules"), slicing.get("ordered") is True
         assigned: dict[int, list[Item]] = {i: [] for i in range(len(node.slices))}
+        last: int | None = None  # the slice of the previous matched value (ordered slicing)
+        unmatched: Item | None = None  # the first value matching no slice (openAtEnd)
         for item in items:
             index = next(
                 (
@@ -340,8 +344,29 @@ class _Walk:
             )
             if index is not None:
                 assigned[index].append(item)
+                if ordered and last is not None and index < last:
+                    self.add(
+                        "structure",
+                        item.loc,
+                        f"this element (slice '{node.slices[index].slice_name}') is out of order:"
+                        f" the slicing is ordered and it comes after slice "
+                        f"'{node.slices[last].slice_name}'",
+                        profile.url,
+                    )
+                if rules == "openAtEnd" and unmatched is not None:
+                    self.add(
+                        "structure",
+                        item.loc,
+                        f"this element (slice '{node.slices[index].slice_name}') comes after "
+                        f"{unmatched.loc}, which matches no slice: the slicing is open at the "
+                        "end only",
+                        profile.url,
+                    )
+                last = index if last is None else max(last, index)
                 self.item(profile, node.slices[index], item)
-            elif slicing.get("rules") == "closed":
+            elif rules == "openAtEnd":
+                unmatched = unmatched or item
+            elif rules == "closed":
                 self.add(
                     "structure",
                     item.loc,
@@ -352,6 +377,8 @@ class _Walk:
         for i, s in enumerate(node.slices):
             what = f"slice '{s.slice_name}': "
             self.cardinality(s, len(assigned[i]), loc, profile.url, what)
+            if s.slices:  # re-slices (s/r): the values of slice s among its own slices
+                self.slicing(profile, s, assigned[i], loc)
 
     def in_slice(self, profile: Profile, s: Node, item: Item, discriminators: list[dict]) -> bool:
         if not discriminators:

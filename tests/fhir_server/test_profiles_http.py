@@ -387,6 +387,61 @@ def test_a_differential_only_profile_gets_its_snapshot_generated(enforcing: http
     assert "http://example.org/StructureDefinition/nowhere" in issues[0]["diagnostics"]
 
 
+def test_ordered_slicing_and_reslicing_over_http(enforcing: httpx.Client) -> None:
+    """A stored differential-only profile with an ordered slicing whose first slice is
+    re-sliced (``mrn/old``): order, re-slice cardinality and content are checked."""
+    url = f"http://example.org/StructureDefinition/{uuid.uuid4().hex[:10]}"
+
+    def element(el_id: str, **more: object) -> dict:
+        path = ".".join(part.split(":")[0] for part in el_id.split("."))
+        out: dict = {"id": el_id, "path": path, **more}
+        last = el_id.rsplit(".", 1)[-1]
+        if ":" in last:
+            out["sliceName"] = last.split(":", 1)[1]
+        return out
+
+    by_system = {"discriminator": [{"type": "value", "path": "system"}], "rules": "open"}
+    by_use = {"discriminator": [{"type": "value", "path": "use"}], "rules": "open"}
+    profile = {
+        "resourceType": "StructureDefinition",
+        "url": url,
+        "name": "OrderedIds",
+        "status": "active",
+        "kind": "resource",
+        "abstract": False,
+        "type": "Patient",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient",
+        "derivation": "constraint",
+        "differential": {
+            "element": [
+                element("Patient"),
+                element("Patient.identifier", slicing={**by_system, "ordered": True}),
+                element("Patient.identifier:mrn", min=1, slicing=by_use),
+                element("Patient.identifier:mrn.system", min=1, fixedUri="urn:mrn"),
+                element("Patient.identifier:mrn/old", min=0, max="1"),
+                element("Patient.identifier:mrn/old.use", min=1, fixedCode="old"),
+                element("Patient.identifier:mrn/old.period", min=1),
+                element("Patient.identifier:ssn"),
+                element("Patient.identifier:ssn.system", min=1, fixedUri="urn:ssn"),
+            ]
+        },
+    }
+    assert enforcing.post("/StructureDefinition", json=profile).status_code == 201
+    mrn = {"system": "urn:mrn", "use": "usual", "value": "1"}
+    old = {"system": "urn:mrn", "use": "old", "value": "0", "period": {"end": "2020"}}
+    ssn = {"system": "urn:ssn", "value": "2"}
+    ok = {"resourceType": "Patient", "identifier": [mrn, old, ssn]}
+    assert errors(validate(enforcing, ok, url)) == []
+    swapped = {"resourceType": "Patient", "identifier": [ssn, mrn]}
+    issues = errors(validate(enforcing, swapped, url))
+    assert where(issues) == {"Patient.identifier[1]"} and "out of order" in str(issues)
+    two_old = {"resourceType": "Patient", "identifier": [old, {**old, "period": None}]}
+    del two_old["identifier"][1]["period"]
+    issues = errors(validate(enforcing, two_old, url))
+    assert where(issues) == {"Patient.identifier", "Patient.identifier[1].period"}, issues
+    assert "slice 'mrn/old'" in str(issues)
+
+
 def test_enforcement_refuses_a_write_breaking_its_declared_profile(
     enforcing: httpx.Client,
 ) -> None:
