@@ -533,16 +533,82 @@ def test_contained_search_sees_only_what_the_token_may_read(server, client):
         assert resp.status_code == 200 and "entry" not in resp.json()  # Observations: not its
 
 
+def test_contained_type_contained_returns_the_contained_resources(server, client):
+    """search.html#contained ``_containedType=contained``: the matching contained resources
+    themselves are the entries, each under its container's URL with its id as fragment; a
+    container's other contained resources of the type, which do not match, are left out."""
+    family = f"Own{uuid.uuid4().hex[:8]}"
+    obs = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "two contained patients"},
+        "contained": [
+            {"resourceType": "Patient", "id": "a", "name": [{"family": family}]},
+            {"resourceType": "Patient", "id": "b", "name": [{"family": "Someone"}]},
+            {"resourceType": "Practitioner", "id": "c", "name": [{"family": family}]},
+        ],
+        "subject": {"reference": "#a"},
+        "performer": [{"reference": "#b"}, {"reference": "#c"}],
+    }
+    created = client.post("/Observation", json=obs)
+    assert created.status_code == 201, created.text
+    oid = created.json()["id"]
+    single = _contained_case(client, family)  # one more container, its Patient "who"
+    resp = client.get(
+        "/Patient",
+        params={"family": family, "_contained": "true", "_containedType": "contained"},
+        headers={"Prefer": "handling=strict"},
+    )
+    assert resp.status_code == 200, resp.text
+    entries = [e for e in resp.json()["entry"] if e["search"]["mode"] == "match"]
+    got = {(e["fullUrl"], e["resource"]["resourceType"], e["resource"]["id"]) for e in entries}
+    assert got == {
+        (f"{server.fhir}/Observation/{oid}#a", "Patient", "a"),
+        (f"{server.fhir}/Observation/{single}#who", "Patient", "who"),
+    }
+    # _elements shapes the contained resources as it would the resources themselves
+    shaped = client.get(
+        "/Patient",
+        params={
+            "family": family,
+            "_contained": "true",
+            "_containedType": "contained",
+            "_elements": "gender",
+        },
+    ).json()
+    assert {e["resource"]["id"] for e in shaped["entry"] if e["search"]["mode"] == "match"} == {
+        "a",
+        "who",
+    }
+    assert all("name" not in e["resource"] for e in shaped["entry"] if "fullUrl" in e)
+    # the default, container: the containers
+    containers = client.get("/Patient", params={"family": family, "_contained": "true"}).json()
+    assert {e["resource"]["id"] for e in containers["entry"]} == {oid, single}
+    # and a patient-context token sees the contained resources of its own records only
+    mine = _patient(client, "Mine")["id"]
+    in_mine = _contained_case(client, family, subject=f"Patient/{mine}")
+    headers = client_token(server, "patient/*.rs", patient=mine)
+    with httpx.Client(base_url=server.fhir, headers=headers, timeout=60) as me:
+        resp = me.get(
+            "/Patient",
+            params={"family": family, "_contained": "true", "_containedType": "contained"},
+        )
+        assert resp.status_code == 200, resp.text
+        assert [e["fullUrl"] for e in resp.json()["entry"]] == [
+            f"{server.fhir}/Observation/{in_mine}#who"
+        ]
+
+
 @pytest.mark.parametrize(
     "params",
     [
         {"_containedType": "contained"},
-        {"_contained": "true", "family": "x", "_containedType": "contained"},
+        {"_contained": "both", "family": "x", "_containedType": "contained"},
     ],
 )
-def test_contained_type_contained_is_reported_or_refused_under_strict(client, params):
-    """The contained resources are not returned as resources of their own (their containers
-    are): ``_containedType=contained`` is refused under strict, a warning otherwise."""
+def test_contained_type_contained_without_contained_true_is_reported(client, params):
+    """``_containedType=contained`` means the contained resources a ``_contained=true``
+    search matched: without one (or with ``both``) it is a warning, a 400 under strict."""
     pid = _patient(client, f"Contained{uuid.uuid4().hex[:8]}")["id"]
     lenient = client.get(
         "/Patient", params={"_id": pid, **params} if "_contained" not in params else params
@@ -558,11 +624,6 @@ def test_contained_type_contained_is_reported_or_refused_under_strict(client, pa
     strict = client.get("/Patient", params=params, headers={"Prefer": "handling=strict"})
     assert strict.status_code == 400
     assert {i["severity"] for i in strict.json()["issue"]} == {"error"}
-    plain = {"_id": pid, "_contained": "false", "_containedType": "container"}
-    accepted = client.get("/Patient", params=plain, headers={"Prefer": "handling=strict"})
-    assert accepted.status_code == 200 and _ids(accepted.json()) == [pid]
-    bad = client.get("/Patient", params={"_contained": "maybe"})
-    assert bad.status_code == 400 and bad.json()["issue"][0]["code"] == "invalid"
 
 
 @pytest.mark.parametrize(

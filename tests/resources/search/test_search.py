@@ -10,6 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from resources.errors import Invalid, NotSupported
+from resources.search import SearchEngine
+from resources.search.contained_match import matching_contained
 from resources.storage.schema import resource
 from tests.resources.search.conftest import Store
 
@@ -860,3 +862,36 @@ def test_index_writes_every_value_exactly(store: Store, examples: list[dict]) ->
             )
         )
         assert want and got == want, table.name
+
+
+def test_matching_contained_picks_the_contained_resources_that_match(
+    search: SearchEngine,
+) -> None:
+    """``_containedType=contained``: of each container's contained resources of the type, only
+    those the criteria match (resources/search/contained_match.py)."""
+
+    def person(pid: str, family: str, gender: str) -> dict:
+        return {
+            "resourceType": "Patient",
+            "id": pid,
+            "name": [{"family": family}],
+            "gender": gender,
+        }
+
+    containers = [
+        (
+            "Observation",
+            "o1",
+            {"contained": [person("a", "Lee", "female"), person("b", "Kim", "male")]},
+        ),
+        ("Observation", "o2", {"contained": [person("c", "Leeds", "male")]}),
+        ("Observation", "o3", {"contained": [{"resourceType": "Practitioner", "id": "d"}]}),
+    ]
+    found = matching_contained(search, "Patient", [("family", "lee")], containers)
+    assert [(m.container_id, m.resource["id"]) for m in found] == [("o1", "a"), ("o2", "c")]
+    assert found[0].full_url("http://x/fhir") == "http://x/fhir/Observation/o1#a"
+    found = matching_contained(
+        search, "Patient", [("family", "lee"), ("gender", "male")], containers
+    )
+    assert [m.resource["id"] for m in found] == ["c"]
+    assert matching_contained(search, "Patient", [("family", "zz")], containers) == []
