@@ -95,6 +95,17 @@ def with_snapshot(sd: dict, structure: Callable[[str], dict | None]) -> dict:
     return out
 
 
+def generate_snapshot(sd: dict, structure: Callable[[str], dict | None]) -> dict:
+    """A copy of ``sd`` whose snapshot is generated from its base and its differential (its
+    own snapshot, if any, replaced): what ``StructureDefinition/$snapshot`` answers."""
+    if not (sd.get("differential") or {}).get("element"):
+        raise SnapshotError(f"{sd.get('url')}: no differential to generate the snapshot from")
+    bare = {k: v for k, v in sd.items() if k != "snapshot"}
+    out = dict(bare)
+    out["snapshot"] = {"element": snapshot_elements(bare, structure)}
+    return out
+
+
 def _ids(elements: list[dict]) -> None:
     """Give every element an id (from path and slice names) where it has none."""
     for el in elements:

@@ -387,6 +387,53 @@ def test_a_differential_only_profile_gets_its_snapshot_generated(enforcing: http
     assert "http://example.org/StructureDefinition/nowhere" in issues[0]["diagnostics"]
 
 
+def test_snapshot_operation(enforcing: httpx.Client) -> None:
+    """StructureDefinition/$snapshot (R4 OperationDefinition StructureDefinition-snapshot):
+    a posted definition, one found by url, a stored one; the generated snapshot of bodyweight
+    agrees with the published one on the facets the validator uses."""
+    published = enforcing.get("/StructureDefinition/bodyweight").json()
+    bare = {k: v for k, v in published.items() if k not in ("snapshot", "id", "meta")}
+    resp = enforcing.post("/StructureDefinition/$snapshot", json=bare)
+    assert resp.status_code == 200, resp.text
+    generated = resp.json()
+    assert generated["resourceType"] == "StructureDefinition" and generated["url"] == BODYWEIGHT
+
+    def facets(sd: dict) -> dict:
+        return {
+            e["id"]: (
+                e.get("min"),
+                e.get("max"),
+                [t.get("code") for t in e.get("type") or ()],
+                {k: v for k, v in e.items() if k.startswith(("fixed", "pattern"))},
+                (e.get("binding") or {}).get("strength"),
+            )
+            for e in sd["snapshot"]["element"]
+        }
+
+    assert facets(generated) == facets(published)
+    parameters = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "definition", "resource": bare}],
+    }
+    assert enforcing.post("/StructureDefinition/$snapshot", json=parameters).json() == generated
+    by_url = enforcing.get("/StructureDefinition/$snapshot", params={"url": BODYWEIGHT})
+    assert by_url.status_code == 200 and facets(by_url.json()) == facets(published)
+    stored = enforcing.get("/StructureDefinition/bodyweight/$snapshot")
+    assert stored.status_code == 200 and facets(stored.json()) == facets(published)
+    # what cannot be generated is said, never a 500
+    orphan = {**bare, "baseDefinition": "http://example.org/StructureDefinition/nowhere"}
+    refused = enforcing.post("/StructureDefinition/$snapshot", json=orphan)
+    assert refused.status_code == 422, refused.text
+    assert "nowhere" in refused.json()["issue"][0]["diagnostics"]
+    no_diff = {k: v for k, v in bare.items() if k != "differential"}
+    assert enforcing.post("/StructureDefinition/$snapshot", json=no_diff).status_code == 422
+    unknown = enforcing.get("/StructureDefinition/$snapshot", params={"url": "http://x.org/no"})
+    assert unknown.status_code == 404
+    assert enforcing.get("/StructureDefinition/$snapshot").status_code == 400
+    not_sd = enforcing.post("/StructureDefinition/$snapshot", json={"resourceType": "Patient"})
+    assert not_sd.status_code == 400
+
+
 def test_ordered_slicing_and_reslicing_over_http(enforcing: httpx.Client) -> None:
     """A stored differential-only profile with an ordered slicing whose first slice is
     re-sliced (``mrn/old``): order, re-slice cardinality and content are checked."""
