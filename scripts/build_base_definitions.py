@@ -21,8 +21,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "resources" / "data" / "base-definitions.json.gz"
-KEPT = ("resourceType", "id", "url", "version", "name", "status", "kind", "abstract", "type")
-KEPT += ("baseDefinition", "derivation")
+KEPT: tuple[str, ...] = ("resourceType", "id", "url", "version", "name", "status", "kind")
+KEPT += ("abstract", "type", "baseDefinition", "derivation")
 NON_R4_ELEMENTS = frozenset(
     {
         "Meta.project",
