@@ -182,10 +182,14 @@ class Terminology:
 
 # ``:of-type`` is for Identifier values (type system|type code|value)
 OF_TYPE = ("Patient", "identifier", "http://terminology.hl7.org/CodeSystem/v2-0203|MR|1")
+# reference ``:above`` / ``:below`` are for hierarchical targets (Location.partOf)
+HIERARCHY = ("Encounter", "location", "Location/a")
 
 
 def modifier_applied(engine: SearchEngine, ptype: str, modifier: str) -> bool:
     res_type, code, value = OF_TYPE if modifier == "of-type" else MODIFIER_PROBES[ptype]
+    if ptype == "reference" and modifier in ("above", "below"):
+        res_type, code, value = HIERARCHY
     name = f"{code}:{'Patient' if modifier == '[type]' else modifier}"
     if modifier in ("[type]", "identifier"):
         value = "a"

@@ -35,7 +35,7 @@ def test_the_page_follows_the_code(monkeypatch):
     page = script.render()
     assert "| `_contained=true` | `Patient?name=a&_contained=true` | supported |" in page
     assert (
-        "| `_containedType=contained` | `Patient?name=a&_contained=true&_containedType=contained` | **not supported**"
+        "| `_containedType=contained` | `Patient?name=a&_contained=true&_containedType=contained` | supported |"
         in page
     )
     assert "| `_filter` | `Patient?_filter=name eq a` | **not supported**" in page
@@ -46,9 +46,16 @@ def test_the_page_follows_the_code(monkeypatch):
     assert "| `$everything` | Patient | supported |" in page
     assert "| `$lastn` | Observation | **not supported** |" in page
     assert "| `transaction` | system | supported |" in page
-    monkeypatch.setattr(special, "UNSUPPORTED_RESULT_VALUES", {})
+    monkeypatch.setattr(
+        special,
+        "UNSUPPORTED_RESULT_VALUES",
+        {"_containedType": (frozenset({"contained"}), "switched off here")},
+    )
     monkeypatch.delitem(special.UNSUPPORTED, "_filter")
     changed = script.render()
-    assert "`Patient?name=a&_contained=true&_containedType=contained` | supported |" in changed
+    assert (
+        "`Patient?name=a&_contained=true&_containedType=contained` | **not supported** "
+        "(switched off here)" in changed
+    )
     assert "`Patient?_filter=name eq a` | supported" not in changed  # an unknown parameter now
     assert "`Patient?_filter=name eq a` | **not supported** (unknown search parameter" in changed

@@ -209,12 +209,18 @@ class Compiler:
                 if result.contained == "both":
                     both = sa.union(stmt, inner).subquery("both")
                     inner = sa.select(both.c[0].label("pk"))
+                    if result.contained_type == "contained":
+                        why = "_containedType=contained is supported with _contained=true only"
+                        unsupported.append(Unsupported("_containedType", "contained", why))
                 return CompiledSearch(
                     inner, unsupported, result, types, len(sets), None, contained=True
                 )
         elif result.contained in ("true", "both"):
             why = "_contained needs a resource type (a type-level search)"
             unsupported.append(Unsupported("_contained", result.contained, why))
+        if result.contained_type == "contained":  # only here: the contained ones that matched
+            why = "_containedType=contained returns what a _contained=true search matched"
+            unsupported.append(Unsupported("_containedType", "contained", why))
         return CompiledSearch(stmt, unsupported, result, types, len(sets), walk)
 
     def _contained_select(self, res_type: str, parsed: ParsedQuery) -> tuple[sa.Select | None, str]:

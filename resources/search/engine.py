@@ -25,6 +25,7 @@ import sqlalchemy as sa
 
 from resources.errors import Invalid, Issue
 from resources.search import CompiledSearch, keys
+from resources.search.contained_match import matching_contained
 from resources.search.parse import ParsedQuery, parse_query
 from resources.search.shaping import select_elements, summarize
 from resources.search.tables import idx_reference
@@ -296,6 +297,22 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
         shown = [_with(s, summarize(s.content, summary)) for s in page]
     elif result.elements:
         shown = [_with(s, select_elements(s.content, result.elements)) for s in page]
+    own_entries = None
+    if contained and result.contained_type == "contained" and result.contained == "true":
+        # the matching contained resources themselves, each under its container's URL
+        criteria = [(c.name, c.raw) for c in req.parsed.criteria]
+        assert req.res_type is not None  # _contained needs a type (the compiler says so)
+        found = matching_contained(
+            engine, req.res_type, criteria, [(s.res_type, s.res_id, s.content) for s in page]
+        )
+        own_entries = []
+        for m in found:
+            body = m.resource
+            if summary and summary != "count":
+                body = summarize(body, summary)
+            elif result.elements:
+                body = select_elements(body, result.elements)
+            own_entries.append((m.full_url(base), body))
     path = req.path
     applied = _applied(query, compiled.unsupported)
     # ``first``: the search as applied, without a cursor; ``self`` adds this page's cursor;
@@ -336,6 +353,7 @@ def run_search(unit: Unit, req: SearchRequest, *, base: str) -> dict:
         total=total,
         outcome=outcome,
         raw=req.raw,
+        match_entries=own_entries,
     )
 
 

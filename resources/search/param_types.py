@@ -64,6 +64,7 @@ class ClauseContext(Protocol):
     registry: SearchParameterRegistry
     base_urls: tuple[str, ...]
     terminology: token.CodeSets | None
+    visible: Callable[[sa.FromClause, str], list[sa.ColumnElement[bool]]] | None
 
 
 # (parameter, resource type, context) -> the index function of that parameter on that type
@@ -151,7 +152,7 @@ SEARCH_TYPES: dict[str, SearchType] = {
             _reference_index,
             reference.MODIFIERS,
             lambda target, modifier, values, ctx: reference.clause(
-                target, modifier, values, ctx.base_urls
+                target, modifier, values, ctx.base_urls, ctx.registry, ctx.visible
             ),
             sort=("target_id", "target_id"),
             type_modifiers=True,

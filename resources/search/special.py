@@ -32,15 +32,8 @@ UNSUPPORTED = {
     "_query": "named queries (_query) are not supported",
     "_filter": "_filter is not supported",
 }
-# Result parameters whose values name what is not implemented: (values, why). Contained
-# resources are searched (``_contained=true|both``, containers returned), but not returned as
-# resources of their own (search.html#contained ``_containedType=contained``).
-UNSUPPORTED_RESULT_VALUES: dict[str, tuple[frozenset[str], str]] = {
-    "_containedType": (
-        frozenset({"contained"}),
-        "_containedType=contained is not supported: the containers are returned",
-    ),
-}
+# Result parameters whose values name what is not implemented: (values, why).
+UNSUPPORTED_RESULT_VALUES: dict[str, tuple[frozenset[str], str]] = {}
 
 
 # R4 list.html#functional-lists: the current lists a system keeps about a patient, as the

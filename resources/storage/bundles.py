@@ -88,10 +88,13 @@ def searchset_bundle(
     raw: bool = False,
     first_url: str | None = None,
     last_url: str | None = None,
+    match_entries: Sequence[tuple[str, dict]] | None = None,
 ) -> dict:
     """``raw``: resources read as JSON text (``StoredJSON``) go in as ``orjson.Fragment``s,
     spliced into the output by ``orjson.dumps`` as they are, for a caller that only dumps the
-    Bundle; otherwise they are decoded."""
+    Bundle; otherwise they are decoded. ``match_entries``: (fullUrl, resource) of the matches
+    when they are not stored resources of their own (contained resources), instead of
+    ``matches``."""
     out: dict = {"resourceType": "Bundle", "type": "searchset"}
     if total is not None:
         out["total"] = total
@@ -108,6 +111,11 @@ def searchset_bundle(
         {"fullUrl": full_url(base, s), "resource": _body(s, raw), "search": {"mode": "match"}}
         for s in matches
     ]
+    if match_entries is not None:
+        entries = [
+            {"fullUrl": url, "resource": body, "search": {"mode": "match"}}
+            for url, body in match_entries
+        ]
     entries += [
         {"fullUrl": full_url(base, s), "resource": _body(s, raw), "search": {"mode": "include"}}
         for s in includes

@@ -58,14 +58,17 @@ from resources.validation.core import FILES as CORE_FILES
 from resources.validation.core import base_definition_type, core_profiles
 from resources.validation.profiles import Sources, nested_resources, validate_profile
 from resources.validation.schema import expression, r4_resource_types, schema
+from resources.validation.snapshot import SnapshotError, generate_snapshot
 from resources.validation.structure import inspect
 
 __all__ = [
     "CORE_FILES",
     "ResourceBody",
+    "SnapshotError",
     "Sources",
     "base_definition_type",
     "core_profiles",
+    "generate_snapshot",
     "is_resource_type",
     "nested_resources",
     "prepare",

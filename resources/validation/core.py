@@ -15,11 +15,13 @@ from pathlib import Path
 DATA = Path(__file__).resolve().parent.parent / "data"
 PROFILES_FILE = DATA / "profiles-others.json.gz"
 EXTENSIONS_FILE = DATA / "extension-definitions.json.gz"
+BASE_FILE = DATA / "base-definitions.json.gz"
 FILES = (PROFILES_FILE, EXTENSIONS_FILE)
 CORE = "http://hl7.org/fhir/StructureDefinition/"
 
 _LOCK = threading.Lock()
 _PROFILES: list[dict] | None = None
+_BASES: dict[str, dict] | None = None
 
 
 def core_profiles() -> list[dict]:
@@ -35,6 +37,18 @@ def core_profiles() -> list[dict]:
                 if (e.get("resource") or {}).get("resourceType") == "StructureDefinition"
             ]
         return _PROFILES
+
+
+def base_definitions() -> dict[str, dict]:
+    """The R4 base resource and datatype StructureDefinitions (snapshots only, see
+    ``scripts/build_base_definitions.py``) by url: where snapshot generation starts."""
+    global _BASES
+    with _LOCK:
+        if _BASES is None:
+            with gzip.open(BASE_FILE, "rb") as fh:
+                bundle = json.load(fh)
+            _BASES = {e["resource"]["url"]: e["resource"] for e in bundle.get("entry") or ()}
+        return _BASES
 
 
 def base_definition_type(canonical: str, resource_types: frozenset[str]) -> str | None:

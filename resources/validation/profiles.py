@@ -17,7 +17,8 @@ Every issue names its location as FHIRPath (``Observation.component[0].code``, c
 by their JSON name, ``Observation.valueQuantity``) and the profile it comes from. Issue codes:
 ``required`` (too few), ``structure`` (too many, a type or target not allowed, no slice in a
 closed slicing), ``value`` (fixed / pattern), ``code-invalid`` (binding), ``invariant``,
-``not-supported`` (a StructureDefinition without a snapshot, which Hearth does not generate),
+``not-supported`` (a StructureDefinition without a snapshot whose snapshot cannot be generated
+from its differential),
 ``informational`` (something that could not be checked).
 """
 
@@ -35,6 +36,7 @@ from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 
 from resources.errors import Issue
+from resources.validation.snapshot import SnapshotError, snapshot_elements
 
 CORE = "http://hl7.org/fhir/StructureDefinition/"
 MAX_DEPTH = 6  # profiles within profiles (extensions, profile discriminators)
@@ -95,7 +97,7 @@ class Item:
 
 
 class NoSnapshot(Exception):
-    pass
+    """No snapshot, and none could be generated (the reason is the message)."""
 
 
 # -- compiling a snapshot -------------------------------------------------------------------
@@ -103,9 +105,11 @@ _COMPILED: OrderedDict[tuple, Profile] = OrderedDict()
 _LOCK = threading.Lock()
 
 
-def compile_profile(sd: dict) -> Profile:
+def compile_profile(sd: dict, structure: Callable[[str], dict | None] | None = None) -> Profile:
     """The StructureDefinition's snapshot as a tree (kept for the 64 most recent ones, keyed by
-    url, version and stored version). Raises :class:`NoSnapshot` when it has none."""
+    url, version and stored version). A StructureDefinition with only a differential gets its
+    snapshot generated (:mod:`resources.validation.snapshot`) when ``structure`` finds its
+    bases. Raises :class:`NoSnapshot` when it has none and none can be generated."""
     meta = sd.get("meta") or {}
     key = (sd.get("url"), sd.get("version"), meta.get("versionId"), meta.get("lastUpdated"))
     with _LOCK:
@@ -115,7 +119,15 @@ def compile_profile(sd: dict) -> Profile:
             return found
     elements = (sd.get("snapshot") or {}).get("element") or []
     if not elements:
-        raise NoSnapshot(sd.get("url"))
+        if structure is None:
+            raise NoSnapshot(f"the StructureDefinition {sd.get('url')} has no snapshot")
+        try:
+            elements = snapshot_elements(sd, structure)
+        except SnapshotError as exc:
+            raise NoSnapshot(
+                f"the StructureDefinition {sd.get('url')} has no snapshot and none could be "
+                f"generated from its differential: {exc}"
+            ) from exc
     by_id: dict[str, Node] = {}
     root: Node | None = None
     for el in elements:
@@ -128,9 +140,10 @@ def compile_profile(sd: dict) -> Profile:
         if not sep:
             root = root or node
             continue
-        name, colon, _slice = last.partition(":")
-        if colon:  # a slice of parent_id.name (a re-slice "a/b" is a slice of the slice a)
-            base = by_id.get(f"{parent_id}.{name}")
+        name, colon, slice_name = last.partition(":")
+        if colon:  # a slice of parent_id.name; a re-slice "a:s/r" is a slice of the slice a:s
+            sliced = f"{name}:{slice_name.rsplit('/', 1)[0]}" if "/" in slice_name else name
+            base = by_id.get(f"{parent_id}.{sliced}")
             if base is not None:
                 base.slices.append(node)
             continue
@@ -138,7 +151,7 @@ def compile_profile(sd: dict) -> Profile:
         if parent is not None:
             parent.children[name] = node
     if root is None:
-        raise NoSnapshot(sd.get("url"))
+        raise NoSnapshot(f"the snapshot of {sd.get('url')} has no root element")
     profile = Profile(str(sd.get("url")), str(sd.get("type") or root.el["path"]), root, by_id)
     with _LOCK:
         _COMPILED[key] = profile
@@ -176,16 +189,9 @@ def validate_profile(
     content."""
     url = str(sd.get("url"))
     try:
-        profile = compile_profile(sd)
-    except NoSnapshot:
-        return [
-            Issue(
-                "not-supported",
-                f"the StructureDefinition {url} has no snapshot; Hearth validates against "
-                "snapshots only and does not generate them from a differential: load the "
-                "profile with its snapshot (as IG packages publish it)",
-            )
-        ]
+        profile = compile_profile(sd, sources.structure)
+    except NoSnapshot as exc:
+        return [Issue("not-supported", f"{exc}; the profile {url} was not checked")]
     kind = resource.get("resourceType")
     where = at or str(kind)
     if profile.type != kind:
@@ -323,7 +329,10 @@ class _Walk:
     def slicing(self, profile: Profile, node: Node, items: list[Item], loc: str) -> None:
         slicing = node.el.get("slicing") or {}
         discriminators = [d for d in slicing.get("discriminator") or () if isinstance(d, dict)]
+        rules, ordered = slicing.get("rules"), slicing.get("ordered") is True
         assigned: dict[int, list[Item]] = {i: [] for i in range(len(node.slices))}
+        last: int | None = None  # the slice of the previous matched value (ordered slicing)
+        unmatched: Item | None = None  # the first value matching no slice (openAtEnd)
         for item in items:
             index = next(
                 (
@@ -335,8 +344,29 @@ class _Walk:
             )
             if index is not None:
                 assigned[index].append(item)
+                if ordered and last is not None and index < last:
+                    self.add(
+                        "structure",
+                        item.loc,
+                        f"this element (slice '{node.slices[index].slice_name}') is out of order:"
+                        f" the slicing is ordered and it comes after slice "
+                        f"'{node.slices[last].slice_name}'",
+                        profile.url,
+                    )
+                if rules == "openAtEnd" and unmatched is not None:
+                    self.add(
+                        "structure",
+                        item.loc,
+                        f"this element (slice '{node.slices[index].slice_name}') comes after "
+                        f"{unmatched.loc}, which matches no slice: the slicing is open at the "
+                        "end only",
+                        profile.url,
+                    )
+                last = index if last is None else max(last, index)
                 self.item(profile, node.slices[index], item)
-            elif slicing.get("rules") == "closed":
+            elif rules == "openAtEnd":
+                unmatched = unmatched or item
+            elif rules == "closed":
                 self.add(
                     "structure",
                     item.loc,
@@ -347,6 +377,8 @@ class _Walk:
         for i, s in enumerate(node.slices):
             what = f"slice '{s.slice_name}': "
             self.cardinality(s, len(assigned[i]), loc, profile.url, what)
+            if s.slices:  # re-slices (s/r): the values of slice s among its own slices
+                self.slicing(profile, s, assigned[i], loc)
 
     def in_slice(self, profile: Profile, s: Node, item: Item, discriminators: list[dict]) -> bool:
         if not discriminators:
@@ -401,7 +433,7 @@ class _Walk:
         if sd is None:
             return False
         try:
-            profile = compile_profile(sd)
+            profile = compile_profile(sd, self.sources.structure)
         except NoSnapshot:
             return False
         return self.conforms(lambda w: w.conform(profile, Item(item.value, profile.type, item.loc)))
@@ -504,7 +536,7 @@ class _Walk:
             )
             return
         try:
-            ext = compile_profile(sd)
+            ext = compile_profile(sd, self.sources.structure)
         except NoSnapshot:
             return
         walk = _Walk(self.resource, self.sources, self.depth + 1)

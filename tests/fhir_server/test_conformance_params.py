@@ -1,7 +1,7 @@
 """R4 parameters and headers that were silently ignored (issue 16), over HTTP on both databases:
 ``PUT`` with ``If-None-Match``, ``_summary`` / ``_elements`` on read and vread, ``total`` with
 ``_count=0``, history ``_at`` and strict history parameters, ``_list``, and the ``first`` /
-``self`` paging links."""
+``self`` paging links, reference ``:above`` / ``:below`` on hierarchies."""
 
 from __future__ import annotations
 
@@ -533,16 +533,82 @@ def test_contained_search_sees_only_what_the_token_may_read(server, client):
         assert resp.status_code == 200 and "entry" not in resp.json()  # Observations: not its
 
 
+def test_contained_type_contained_returns_the_contained_resources(server, client):
+    """search.html#contained ``_containedType=contained``: the matching contained resources
+    themselves are the entries, each under its container's URL with its id as fragment; a
+    container's other contained resources of the type, which do not match, are left out."""
+    family = f"Own{uuid.uuid4().hex[:8]}"
+    obs = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "two contained patients"},
+        "contained": [
+            {"resourceType": "Patient", "id": "a", "name": [{"family": family}]},
+            {"resourceType": "Patient", "id": "b", "name": [{"family": "Someone"}]},
+            {"resourceType": "Practitioner", "id": "c", "name": [{"family": family}]},
+        ],
+        "subject": {"reference": "#a"},
+        "performer": [{"reference": "#b"}, {"reference": "#c"}],
+    }
+    created = client.post("/Observation", json=obs)
+    assert created.status_code == 201, created.text
+    oid = created.json()["id"]
+    single = _contained_case(client, family)  # one more container, its Patient "who"
+    resp = client.get(
+        "/Patient",
+        params={"family": family, "_contained": "true", "_containedType": "contained"},
+        headers={"Prefer": "handling=strict"},
+    )
+    assert resp.status_code == 200, resp.text
+    entries = [e for e in resp.json()["entry"] if e["search"]["mode"] == "match"]
+    got = {(e["fullUrl"], e["resource"]["resourceType"], e["resource"]["id"]) for e in entries}
+    assert got == {
+        (f"{server.fhir}/Observation/{oid}#a", "Patient", "a"),
+        (f"{server.fhir}/Observation/{single}#who", "Patient", "who"),
+    }
+    # _elements shapes the contained resources as it would the resources themselves
+    shaped = client.get(
+        "/Patient",
+        params={
+            "family": family,
+            "_contained": "true",
+            "_containedType": "contained",
+            "_elements": "gender",
+        },
+    ).json()
+    assert {e["resource"]["id"] for e in shaped["entry"] if e["search"]["mode"] == "match"} == {
+        "a",
+        "who",
+    }
+    assert all("name" not in e["resource"] for e in shaped["entry"] if "fullUrl" in e)
+    # the default, container: the containers
+    containers = client.get("/Patient", params={"family": family, "_contained": "true"}).json()
+    assert {e["resource"]["id"] for e in containers["entry"]} == {oid, single}
+    # and a patient-context token sees the contained resources of its own records only
+    mine = _patient(client, "Mine")["id"]
+    in_mine = _contained_case(client, family, subject=f"Patient/{mine}")
+    headers = client_token(server, "patient/*.rs", patient=mine)
+    with httpx.Client(base_url=server.fhir, headers=headers, timeout=60) as me:
+        resp = me.get(
+            "/Patient",
+            params={"family": family, "_contained": "true", "_containedType": "contained"},
+        )
+        assert resp.status_code == 200, resp.text
+        assert [e["fullUrl"] for e in resp.json()["entry"]] == [
+            f"{server.fhir}/Observation/{in_mine}#who"
+        ]
+
+
 @pytest.mark.parametrize(
     "params",
     [
         {"_containedType": "contained"},
-        {"_contained": "true", "family": "x", "_containedType": "contained"},
+        {"_contained": "both", "family": "x", "_containedType": "contained"},
     ],
 )
-def test_contained_type_contained_is_reported_or_refused_under_strict(client, params):
-    """The contained resources are not returned as resources of their own (their containers
-    are): ``_containedType=contained`` is refused under strict, a warning otherwise."""
+def test_contained_type_contained_without_contained_true_is_reported(client, params):
+    """``_containedType=contained`` means the contained resources a ``_contained=true``
+    search matched: without one (or with ``both``) it is a warning, a 400 under strict."""
     pid = _patient(client, f"Contained{uuid.uuid4().hex[:8]}")["id"]
     lenient = client.get(
         "/Patient", params={"_id": pid, **params} if "_contained" not in params else params
@@ -558,11 +624,6 @@ def test_contained_type_contained_is_reported_or_refused_under_strict(client, pa
     strict = client.get("/Patient", params=params, headers={"Prefer": "handling=strict"})
     assert strict.status_code == 400
     assert {i["severity"] for i in strict.json()["issue"]} == {"error"}
-    plain = {"_id": pid, "_contained": "false", "_containedType": "container"}
-    accepted = client.get("/Patient", params=plain, headers={"Prefer": "handling=strict"})
-    assert accepted.status_code == 200 and _ids(accepted.json()) == [pid]
-    bad = client.get("/Patient", params={"_contained": "maybe"})
-    assert bad.status_code == 400 and bad.json()["issue"][0]["code"] == "invalid"
 
 
 @pytest.mark.parametrize(
@@ -676,3 +737,93 @@ def test_a_date_with_an_unencoded_plus_in_its_offset_is_read_as_one(client):
     assert other.status_code == 200 and _ids(other.json()) == []  # a different instant
     bad = client.get("/Observation", params={"date": "2013-04-02 09:30"})
     assert bad.status_code == 400  # a space elsewhere is still not a date
+
+
+# -- reference :above / :below ----------------------------------------------------------------
+def _location(client: httpx.Client, name: str, parent: str | None = None) -> str:
+    body: dict = {"resourceType": "Location", "name": name}
+    if parent:
+        body["partOf"] = {"reference": f"Location/{parent}"}
+    resp = client.post("/Location", json=body)
+    assert resp.status_code == 201, resp.text
+    return resp.json()["id"]
+
+
+def test_reference_below_and_above_walk_the_location_hierarchy(client):
+    """search.html "reference": ``location:below=Location/x`` finds what is at x or anywhere
+    inside it (Location.partOf), ``:above`` what is at x or anywhere containing it."""
+    hospital = _location(client, "Hospital")
+    wing = _location(client, "Wing", hospital)
+    ward = _location(client, "Ward", wing)
+    bed = _location(client, "Bed", ward)
+    clinic = _location(client, "Clinic")
+    at = {}
+    for name, lid in (("hospital", hospital), ("ward", ward), ("bed", bed), ("clinic", clinic)):
+        enc = {
+            "resourceType": "Encounter",
+            "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "location": [{"location": {"reference": f"Location/{lid}"}}],
+        }
+        resp = client.post("/Encounter", json=enc)
+        assert resp.status_code == 201, resp.text
+        at[name] = resp.json()["id"]
+
+    def found(**params: str) -> set[str]:
+        resp = client.get("/Encounter", params=params, headers={"Prefer": "handling=strict"})
+        assert resp.status_code == 200, resp.text
+        return set(_ids(resp.json()))
+
+    assert found(**{"location:below": f"Location/{wing}"}) == {at["ward"], at["bed"]}
+    assert found(**{"location:below": f"Location/{hospital}"}) == {
+        at["hospital"],
+        at["ward"],
+        at["bed"],
+    }
+    assert found(**{"location:above": f"Location/{ward}"}) == {at["hospital"], at["ward"]}
+    assert found(**{"location:below": f"Location/{clinic}"}) == {at["clinic"]}
+    assert found(**{"location": f"Location/{wing}"}) == set()  # without the modifier: exact
+    below = client.get("/Location", params={"partof:below": hospital, "_count": "50"})
+    assert set(_ids(below.json())) == {wing, ward, bed}
+
+
+def test_reference_above_below_refusals(client):
+    """No hierarchy for the target type, or a URL of another server: a 400 under strict, never
+    a 500."""
+    for params in (
+        {"subject:below": "Patient/x"},  # Patient "link" is not a hierarchy of Patients alone
+        {"location:below": "http://elsewhere.example/fhir/Location/1"},
+        {"subject:above": "x"},  # a bare id where several target types are possible
+    ):
+        resp = client.get("/Encounter", params=params, headers={"Prefer": "handling=strict"})
+        assert resp.status_code == 400, (params, resp.text)
+        assert resp.json()["resourceType"] == "OperationOutcome"
+
+
+def test_a_hierarchy_walk_goes_only_through_what_the_token_may_read(server, client):
+    """Specimens form a hierarchy (Specimen.parent). One of another patient's specimens between
+    two of mine: a patient-context token's :below walk stops there, so it learns nothing of the
+    link through it (the server's own client sees the whole chain)."""
+    mine, theirs = _patient(client, "Mine")["id"], _patient(client, "Theirs")["id"]
+
+    def specimen(subject: str, parent: str | None = None) -> str:
+        body: dict = {"resourceType": "Specimen", "subject": {"reference": f"Patient/{subject}"}}
+        if parent:
+            body["parent"] = [{"reference": f"Specimen/{parent}"}]
+        resp = client.post("/Specimen", json=body)
+        assert resp.status_code == 201, resp.text
+        return resp.json()["id"]
+
+    root = specimen(mine)
+    middle = specimen(theirs, root)
+    leaf = specimen(mine, middle)
+    whole = client.get("/Specimen", params={"parent:below": f"Specimen/{root}"})
+    assert set(_ids(whole.json())) == {middle, leaf}
+    headers = client_token(server, "patient/*.rs", patient=mine)
+    with httpx.Client(base_url=server.fhir, headers=headers, timeout=60) as me:
+        resp = me.get("/Specimen", params={"parent:below": f"Specimen/{root}"})
+        assert resp.status_code == 200, resp.text
+        assert _ids(resp.json()) == []
+        above = me.get("/Specimen", params={"parent:above": f"Specimen/{leaf}"})
+        assert above.status_code == 200, above.text
+        assert _ids(above.json()) == [leaf]  # its own parent link, no further

@@ -331,6 +331,164 @@ def test_a_stored_profile_is_found_by_url(enforcing: httpx.Client) -> None:
     assert errors(validate(enforcing, obs, url)) == []
 
 
+def test_a_differential_only_profile_gets_its_snapshot_generated(enforcing: httpx.Client) -> None:
+    """A StructureDefinition stored with only a differential, on a stored base (US Core
+    Patient, loaded from the package): $validate and enforcement use its generated snapshot."""
+    url = f"http://example.org/StructureDefinition/{uuid.uuid4().hex[:10]}"
+    profile = {
+        "resourceType": "StructureDefinition",
+        "url": url,
+        "name": "BornPatient",
+        "status": "active",
+        "kind": "resource",
+        "abstract": False,
+        "type": "Patient",
+        "baseDefinition": US_CORE_PATIENT,
+        "derivation": "constraint",
+        "differential": {
+            "element": [
+                {"id": "Patient", "path": "Patient"},
+                {"id": "Patient.birthDate", "path": "Patient.birthDate", "min": 1},
+                {"id": "Patient.name.given", "path": "Patient.name.given", "min": 1},
+            ]
+        },
+    }
+    created = enforcing.post("/StructureDefinition", json=profile)
+    assert created.status_code == 201, created.text
+    patient = {
+        "resourceType": "Patient",
+        "identifier": [{"system": "urn:mrn", "value": "1"}],
+        "name": [{"family": "Shaw", "given": ["Amy"]}],
+        "gender": "female",
+        "birthDate": "1990-02-03",
+    }
+    assert errors(validate(enforcing, patient, url)) == []
+    broken = copy.deepcopy(patient)
+    del broken["birthDate"]  # this profile's own rule
+    del broken["name"][0]["given"]  # inside a datatype the base does not expand
+    del broken["identifier"]  # US Core's rule, inherited from the base's snapshot
+    assert where(errors(validate(enforcing, broken, url))) == {
+        "Patient.birthDate",
+        "Patient.name[0].given",
+        "Patient.identifier",
+    }
+    broken["meta"] = {"profile": [url]}
+    refused = enforcing.post("/Patient", json=broken)
+    assert refused.status_code == 422, refused.text
+    patient["meta"] = {"profile": [url]}
+    assert enforcing.post("/Patient", json=patient).status_code == 201
+    # a differential on a base this server does not know: said, not guessed
+    orphan = copy.deepcopy(profile)
+    orphan["url"] = url + "-orphan"
+    orphan["baseDefinition"] = "http://example.org/StructureDefinition/nowhere"
+    assert enforcing.post("/StructureDefinition", json=orphan).status_code == 201
+    issues = errors(validate(enforcing, patient, orphan["url"]))
+    assert [i["code"] for i in issues] == ["not-supported"], issues
+    assert "http://example.org/StructureDefinition/nowhere" in issues[0]["diagnostics"]
+
+
+def test_snapshot_operation(enforcing: httpx.Client) -> None:
+    """StructureDefinition/$snapshot (R4 OperationDefinition StructureDefinition-snapshot):
+    a posted definition, one found by url, a stored one; the generated snapshot of bodyweight
+    agrees with the published one on the facets the validator uses."""
+    published = enforcing.get("/StructureDefinition/bodyweight").json()
+    bare = {k: v for k, v in published.items() if k not in ("snapshot", "id", "meta")}
+    resp = enforcing.post("/StructureDefinition/$snapshot", json=bare)
+    assert resp.status_code == 200, resp.text
+    generated = resp.json()
+    assert generated["resourceType"] == "StructureDefinition" and generated["url"] == BODYWEIGHT
+
+    def facets(sd: dict) -> dict:
+        return {
+            e["id"]: (
+                e.get("min"),
+                e.get("max"),
+                [t.get("code") for t in e.get("type") or ()],
+                {k: v for k, v in e.items() if k.startswith(("fixed", "pattern"))},
+                (e.get("binding") or {}).get("strength"),
+            )
+            for e in sd["snapshot"]["element"]
+        }
+
+    assert facets(generated) == facets(published)
+    parameters = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "definition", "resource": bare}],
+    }
+    assert enforcing.post("/StructureDefinition/$snapshot", json=parameters).json() == generated
+    by_url = enforcing.get("/StructureDefinition/$snapshot", params={"url": BODYWEIGHT})
+    assert by_url.status_code == 200 and facets(by_url.json()) == facets(published)
+    stored = enforcing.get("/StructureDefinition/bodyweight/$snapshot")
+    assert stored.status_code == 200 and facets(stored.json()) == facets(published)
+    # what cannot be generated is said, never a 500
+    orphan = {**bare, "baseDefinition": "http://example.org/StructureDefinition/nowhere"}
+    refused = enforcing.post("/StructureDefinition/$snapshot", json=orphan)
+    assert refused.status_code == 422, refused.text
+    assert "nowhere" in refused.json()["issue"][0]["diagnostics"]
+    no_diff = {k: v for k, v in bare.items() if k != "differential"}
+    assert enforcing.post("/StructureDefinition/$snapshot", json=no_diff).status_code == 422
+    unknown = enforcing.get("/StructureDefinition/$snapshot", params={"url": "http://x.org/no"})
+    assert unknown.status_code == 404
+    assert enforcing.get("/StructureDefinition/$snapshot").status_code == 400
+    not_sd = enforcing.post("/StructureDefinition/$snapshot", json={"resourceType": "Patient"})
+    assert not_sd.status_code == 400
+
+
+def test_ordered_slicing_and_reslicing_over_http(enforcing: httpx.Client) -> None:
+    """A stored differential-only profile with an ordered slicing whose first slice is
+    re-sliced (``mrn/old``): order, re-slice cardinality and content are checked."""
+    url = f"http://example.org/StructureDefinition/{uuid.uuid4().hex[:10]}"
+
+    def element(el_id: str, **more: object) -> dict:
+        path = ".".join(part.split(":")[0] for part in el_id.split("."))
+        out: dict = {"id": el_id, "path": path, **more}
+        last = el_id.rsplit(".", 1)[-1]
+        if ":" in last:
+            out["sliceName"] = last.split(":", 1)[1]
+        return out
+
+    by_system = {"discriminator": [{"type": "value", "path": "system"}], "rules": "open"}
+    by_use = {"discriminator": [{"type": "value", "path": "use"}], "rules": "open"}
+    profile = {
+        "resourceType": "StructureDefinition",
+        "url": url,
+        "name": "OrderedIds",
+        "status": "active",
+        "kind": "resource",
+        "abstract": False,
+        "type": "Patient",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient",
+        "derivation": "constraint",
+        "differential": {
+            "element": [
+                element("Patient"),
+                element("Patient.identifier", slicing={**by_system, "ordered": True}),
+                element("Patient.identifier:mrn", min=1, slicing=by_use),
+                element("Patient.identifier:mrn.system", min=1, fixedUri="urn:mrn"),
+                element("Patient.identifier:mrn/old", min=0, max="1"),
+                element("Patient.identifier:mrn/old.use", min=1, fixedCode="old"),
+                element("Patient.identifier:mrn/old.period", min=1),
+                element("Patient.identifier:ssn"),
+                element("Patient.identifier:ssn.system", min=1, fixedUri="urn:ssn"),
+            ]
+        },
+    }
+    assert enforcing.post("/StructureDefinition", json=profile).status_code == 201
+    mrn = {"system": "urn:mrn", "use": "usual", "value": "1"}
+    old = {"system": "urn:mrn", "use": "old", "value": "0", "period": {"end": "2020"}}
+    ssn = {"system": "urn:ssn", "value": "2"}
+    ok = {"resourceType": "Patient", "identifier": [mrn, old, ssn]}
+    assert errors(validate(enforcing, ok, url)) == []
+    swapped = {"resourceType": "Patient", "identifier": [ssn, mrn]}
+    issues = errors(validate(enforcing, swapped, url))
+    assert where(issues) == {"Patient.identifier[1]"} and "out of order" in str(issues)
+    two_old = {"resourceType": "Patient", "identifier": [old, {**old, "period": None}]}
+    del two_old["identifier"][1]["period"]
+    issues = errors(validate(enforcing, two_old, url))
+    assert where(issues) == {"Patient.identifier", "Patient.identifier[1].period"}, issues
+    assert "slice 'mrn/old'" in str(issues)
+
+
 def test_enforcement_refuses_a_write_breaking_its_declared_profile(
     enforcing: httpx.Client,
 ) -> None:

@@ -10,6 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from resources.errors import Invalid, NotSupported
+from resources.search import SearchEngine
+from resources.search.contained_match import matching_contained
 from resources.storage.schema import resource
 from tests.resources.search.conftest import Store
 
@@ -309,6 +311,79 @@ def test_unknown_chain_links_are_reported(linked: Store) -> None:
     assert [u.name for u in compiled.unsupported] == ["_has:Observation:nonsense:code"]
     with pytest.raises(NotSupported):
         linked.ids("Observation", "subject:below=Patient/p1")
+
+
+# -- reference :above / :below (hierarchies) ---------------------------------------------------
+@pytest.fixture
+def places(store: Store) -> Store:
+    """Locations hospital > wing > ward > bed, a clinic apart, and two that are part of each
+    other (a cycle); encounters at each."""
+
+    def loc(lid: str, parent: str | None = None) -> dict:
+        out: dict = {"resourceType": "Location", "id": lid, "name": lid}
+        if parent:
+            out["partOf"] = {"reference": f"Location/{parent}"}
+        return out
+
+    def enc(eid: str, lid: str) -> dict:
+        return {
+            "resourceType": "Encounter",
+            "id": eid,
+            "status": "finished",
+            "class": {"code": "AMB"},
+            "location": [{"location": {"reference": f"Location/{lid}"}}],
+        }
+
+    store.add(
+        loc("hospital"),
+        loc("wing", "hospital"),
+        loc("ward", "wing"),
+        loc("bed", "ward"),
+        loc("clinic"),
+        loc("c1", "c2"),
+        loc("c2", "c1"),
+        *(enc(f"e-{x}", x) for x in ("hospital", "wing", "ward", "bed", "clinic", "c1")),
+    )
+    return store
+
+
+@pytest.mark.parametrize(
+    ("res_type", "query", "expected"),
+    [
+        ("Encounter", "location:below=Location/wing", {"e-wing", "e-ward", "e-bed"}),
+        ("Location", "partof:below=wing", {"ward", "bed"}),  # bare id: one target type
+        ("Encounter", "location:below=Location/bed", {"e-bed"}),
+        ("Encounter", "location:above=Location/ward", {"e-hospital", "e-wing", "e-ward"}),
+        ("Encounter", "location:above=Location/hospital", {"e-hospital"}),
+        (
+            "Encounter",
+            "location:below=Location/clinic,Location/ward",
+            {"e-clinic", "e-ward", "e-bed"},
+        ),
+        ("Encounter", "location:below=Location/c2", {"e-c1"}),  # a cycle ends
+        ("Encounter", "location:above=Location/c1", {"e-c1"}),
+        ("Encounter", "location:below=Location/nowhere", set()),
+        # the hierarchy's own parameter, on the hierarchical type itself
+        ("Location", "partof:below=Location/wing", {"ward", "bed"}),
+        ("Location", "partof:above=Location/bed", {"wing", "ward", "bed"}),
+        # combined with other criteria
+        ("Encounter", "location:below=Location/hospital&_id=e-ward,e-clinic", {"e-ward"}),
+    ],
+)
+def test_reference_above_and_below(
+    places: Store, res_type: str, query: str, expected: set[str]
+) -> None:
+    assert places.ids(res_type, query) == expected
+
+
+def test_reference_above_below_without_a_hierarchy_is_refused(places: Store) -> None:
+    # Patient's "link" parameter targets Patient and RelatedPerson: no hierarchy of Patients
+    with pytest.raises(NotSupported, match="hierarchy of Patient"):
+        places.ids("Observation", "subject:below=Patient/p1")
+    with pytest.raises(NotSupported, match="absolute URL"):
+        places.ids("Encounter", "location:below=http://elsewhere.org/fhir/Location/1")
+    with pytest.raises(Invalid, match="Type/id"):
+        places.ids("Observation", "subject:below=p1")  # several types, none hierarchical
 
 
 # -- date --------------------------------------------------------------------------------------
@@ -787,3 +862,36 @@ def test_index_writes_every_value_exactly(store: Store, examples: list[dict]) ->
             )
         )
         assert want and got == want, table.name
+
+
+def test_matching_contained_picks_the_contained_resources_that_match(
+    search: SearchEngine,
+) -> None:
+    """``_containedType=contained``: of each container's contained resources of the type, only
+    those the criteria match (resources/search/contained_match.py)."""
+
+    def person(pid: str, family: str, gender: str) -> dict:
+        return {
+            "resourceType": "Patient",
+            "id": pid,
+            "name": [{"family": family}],
+            "gender": gender,
+        }
+
+    containers = [
+        (
+            "Observation",
+            "o1",
+            {"contained": [person("a", "Lee", "female"), person("b", "Kim", "male")]},
+        ),
+        ("Observation", "o2", {"contained": [person("c", "Leeds", "male")]}),
+        ("Observation", "o3", {"contained": [{"resourceType": "Practitioner", "id": "d"}]}),
+    ]
+    found = matching_contained(search, "Patient", [("family", "lee")], containers)
+    assert [(m.container_id, m.resource["id"]) for m in found] == [("o1", "a"), ("o2", "c")]
+    assert found[0].full_url("http://x/fhir") == "http://x/fhir/Observation/o1#a"
+    found = matching_contained(
+        search, "Patient", [("family", "lee"), ("gender", "male")], containers
+    )
+    assert [m.resource["id"] for m in found] == ["c"]
+    assert matching_contained(search, "Patient", [("family", "zz")], containers) == []

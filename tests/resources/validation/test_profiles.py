@@ -152,6 +152,77 @@ def test_slicing_by_value_with_slice_cardinality_and_closed_rules() -> None:
     assert [(i.code, i.expression) for i in stray] == [("structure", ("Patient.identifier[1]",))]
 
 
+def test_ordered_and_open_at_end_slicing() -> None:
+    slices = (
+        el("Patient.identifier:mrn", 0, "*", "Identifier"),
+        el("Patient.identifier:mrn.system", 1, "1", "uri", fixedUri="urn:mrn"),
+        el("Patient.identifier:ssn", 0, "*", "Identifier"),
+        el("Patient.identifier:ssn.system", 1, "1", "uri", fixedUri="urn:ssn"),
+    )
+    mrn, ssn = {"system": "urn:mrn", "value": "1"}, {"system": "urn:ssn", "value": "2"}
+    other = {"system": "urn:other", "value": "3"}
+    ordered = _sliced("open", {"type": "value", "path": "system"}, *slices)
+    ordered["snapshot"]["element"][1]["slicing"]["ordered"] = True
+    in_order = {"resourceType": "Patient", "identifier": [mrn, dict(mrn), other, ssn]}
+    assert errors(run(in_order, ordered)) == []
+    swapped = errors(run({"resourceType": "Patient", "identifier": [ssn, mrn]}, ordered))
+    assert [(i.code, i.expression) for i in swapped] == [("structure", ("Patient.identifier[1]",))]
+    assert "out of order" in swapped[0].diagnostics
+    # unordered: any order
+    unordered = _sliced("open", {"type": "value", "path": "system"}, *slices)
+    assert errors(run({"resourceType": "Patient", "identifier": [ssn, mrn]}, unordered)) == []
+    at_end = _sliced("openAtEnd", {"type": "value", "path": "system"}, *slices)
+    assert errors(run({"resourceType": "Patient", "identifier": [ssn, mrn, other]}, at_end)) == []
+    early = errors(run({"resourceType": "Patient", "identifier": [mrn, other, ssn]}, at_end))
+    assert [(i.code, i.expression) for i in early] == [("structure", ("Patient.identifier[2]",))]
+    assert "open at the end" in early[0].diagnostics
+
+
+def test_reslicing() -> None:
+    """A re-slice (``mrn/old``) divides the values of its slice: its cardinality counts among
+    them, and the slice's own slicing (closed here) applies to them."""
+    profile = _sliced(
+        "open",
+        {"type": "value", "path": "system"},
+        el(
+            "Patient.identifier:mrn",
+            1,
+            "*",
+            "Identifier",
+            slicing={"discriminator": [{"type": "value", "path": "use"}], "rules": "closed"},
+        ),
+        el("Patient.identifier:mrn.system", 1, "1", "uri", fixedUri="urn:mrn"),
+        el("Patient.identifier:mrn/current", 1, "1", "Identifier"),
+        el("Patient.identifier:mrn/current.use", 1, "1", "code", fixedCode="usual"),
+        el("Patient.identifier:mrn/old", 0, "*", "Identifier"),
+        el("Patient.identifier:mrn/old.use", 1, "1", "code", fixedCode="old"),
+        el("Patient.identifier:mrn/old.period", 1, "1", "Period"),
+    )
+    usual = {"system": "urn:mrn", "use": "usual", "value": "1"}
+    old = {"system": "urn:mrn", "use": "old", "value": "0", "period": {"end": "2020"}}
+    other = {"system": "urn:other", "use": "official", "value": "9"}
+    assert (
+        errors(run({"resourceType": "Patient", "identifier": [old, usual, other]}, profile)) == []
+    )
+    # no current MRN: the re-slice's minimum; an old one without period: the re-slice's content
+    no_current = {
+        "resourceType": "Patient",
+        "identifier": [{k: v for k, v in old.items() if k != "period"}],
+    }
+    found = errors(run(no_current, profile))
+    assert {(i.code, i.expression) for i in found} == {
+        ("required", ("Patient.identifier",)),
+        ("required", ("Patient.identifier[0].period",)),
+    }
+    assert any("slice 'mrn/current'" in i.diagnostics for i in found)
+    # an MRN that is neither current nor old: the slice mrn's closed re-slicing
+    temp = {"system": "urn:mrn", "use": "temp", "value": "2"}
+    found = errors(run({"resourceType": "Patient", "identifier": [usual, temp]}, profile))
+    assert [(i.code, i.expression) for i in found] == [("structure", ("Patient.identifier[1]",))]
+    # other identifiers are outside slice mrn: its closed re-slicing does not reach them
+    assert errors(run({"resourceType": "Patient", "identifier": [usual, other]}, profile)) == []
+
+
 def test_slicing_by_pattern_exists_and_type() -> None:
     by_pattern = _sliced(
         "open",
@@ -346,13 +417,34 @@ def test_invariants_error_warning_and_not_evaluable() -> None:
     }
 
 
-def test_a_profile_without_snapshot_is_refused_clearly() -> None:
+def test_a_profile_whose_snapshot_cannot_be_generated_is_refused_clearly() -> None:
     profile = sd()
     del profile["snapshot"]
+    profile["baseDefinition"] = "http://example.org/StructureDefinition/unknown"
     profile["differential"] = {"element": [{"id": "Patient", "path": "Patient"}]}
     found = run({"resourceType": "Patient"}, profile)
     assert [i.code for i in found] == ["not-supported"]
-    assert "snapshot" in found[0].diagnostics
+    assert "http://example.org/StructureDefinition/unknown" in found[0].diagnostics
+
+
+def test_a_differential_only_profile_is_validated_with_a_generated_snapshot() -> None:
+    profile = sd()
+    del profile["snapshot"]
+    profile["baseDefinition"] = "http://hl7.org/fhir/StructureDefinition/Patient"
+    profile["differential"] = {
+        "element": [
+            {"id": "Patient", "path": "Patient"},
+            {"id": "Patient.birthDate", "path": "Patient.birthDate", "min": 1},
+            {"id": "Patient.name.family", "path": "Patient.name.family", "min": 1},
+        ]
+    }
+    ok = {"resourceType": "Patient", "birthDate": "2000-01-01", "name": [{"family": "Li"}]}
+    assert errors(run(ok, profile)) == []
+    bad = {"resourceType": "Patient", "name": [{"given": ["Li"]}]}
+    assert {(i.code, i.expression) for i in errors(run(bad, profile))} == {
+        ("required", ("Patient.birthDate",)),
+        ("required", ("Patient.name[0].family",)),
+    }
 
 
 def test_the_core_profiles_ship_with_snapshots() -> None:
