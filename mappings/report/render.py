@@ -103,8 +103,8 @@ def _outlined(result: dict, media: list[dict], binaries: dict[str, dict]) -> dic
         points = [
             tuple(float(v) for v in pair.split(",")) for pair in outline["valueString"].split()
         ]
-        image = Image.open(io.BytesIO(base64.b64decode(shown["src"].split(",", 1)[1])))
-        image = image.convert("RGB")
+        raw = base64.b64decode(shown["src"].split(",", 1)[1])
+        image = Image.open(io.BytesIO(raw)).convert("RGB")
     except (ValueError, KeyError, OSError, UnidentifiedImageError):
         return None  # an outline or photo that cannot be read is left out of the report
     if len(points) < 3 or any(len(p) != 2 for p in points):
