@@ -303,7 +303,7 @@ def test_doctor_works_an_urgent_case_in_the_browser(hearth):
                 frame["x"] <= box["x"]
                 and box["x"] + box["width"] <= frame["x"] + frame["width"] + 1
             )
-            expect(page.locator(".lesion-area")).to_contain_text(f"Lesion area: {pixels} pixels")
+            expect(page.locator("p.lesion-area")).to_contain_text(f"Lesion area: {pixels} pixels")
             expect(page.locator(".overlay-figure figcaption")).to_contain_text("lesion's outline")
             page.get_by_label("Show the lesion outline").uncheck()
             expect(outline).to_be_hidden()
