@@ -31,6 +31,7 @@ from inference.images import BadInput, dicom_image, is_dicom, open_photo, read_d
 from inference.predict import LoadedModel, load_model
 from inference.preprocess import preprocess
 from inference.results import service_requests
+from inference.segmentation import segment_photo
 from inference.spec import Formula, ImageClassifier
 from resources.errors import Gone, NotFound
 from resources.jobs import queue
@@ -73,6 +74,7 @@ class _Input:
     subject: str | None = None
     derived_from: str | None = None
     effective: str | None = None
+    pixel_spacing_mm: tuple[float, float] | None = None  # (row, column), when the input says
 
 
 class Analyzer:
@@ -230,13 +232,14 @@ class Analyzer:
         focus = str(task.get("focus", {}).get("reference", ""))
         res_type, _, res_id = focus.partition("/")
         subject = task.get("for", {}).get("reference")
+        spacing = None
         if res_type == "ImagingStudy":
             study = self._read(res_type, res_id)
-            image, effective = self._study_image(study, spec)
+            image, effective, spacing = self._study_image(study, spec)
             subject = subject or study.get("subject", {}).get("reference")
         elif res_type == "Media":
             media = self._read(res_type, res_id)
-            image = self._media_image(media, spec)
+            image, spacing = self._media_image(media, spec)
             effective = media.get("createdDateTime")
             subject = subject or media.get("subject", {}).get("reference")
         else:
@@ -244,7 +247,7 @@ class Analyzer:
         if spec.check_image is not None:
             spec.check_image(image)
         quality.check(spec, image)  # refused with a reason the cadre can act on
-        return _Input(job, task, image, subject, focus, effective)
+        return _Input(job, task, image, subject, focus, effective, spacing)
 
     def _read(self, res_type: str, res_id: str) -> dict:
         try:
@@ -254,9 +257,12 @@ class Analyzer:
         assert stored.content is not None
         return stored.content
 
-    def _study_image(self, study: dict, spec: ImageClassifier) -> tuple[Image.Image, str | None]:
+    def _study_image(
+        self, study: dict, spec: ImageClassifier
+    ) -> tuple[Image.Image, str | None, tuple[float, float] | None]:
         """The first instance of the first series the model takes (``spec.series``: e.g. a chest
-        CR/DX series for the pneumonia model, a photographic series for the skin model)."""
+        CR/DX series for the pneumonia model, a photographic series for the skin model), its
+        date and its Pixel Spacing (0028,0030) in mm when the instance has one."""
         candidates = []
         for series in study.get("series", []):
             if spec.series(series):
@@ -274,17 +280,21 @@ class Analyzer:
         ds = read_dicom(data)
         if spec.check_dicom is not None:
             spec.check_dicom(ds)
-        return dicom_image(ds), study.get("started")
+        return dicom_image(ds), study.get("started"), pixel_spacing(ds)
 
-    def _media_image(self, media: dict, spec: ImageClassifier) -> Image.Image:
+    def _media_image(
+        self, media: dict, spec: ImageClassifier
+    ) -> tuple[Image.Image, tuple[float, float] | None]:
+        """The Media's image and, for a DICOM attachment, its Pixel Spacing in mm (a photo
+        file has no known scale)."""
         content = media.get("content", {})
         data = self._attachment_bytes(content)
         if is_dicom(data):
             ds = read_dicom(data)
             if spec.check_dicom is not None:
                 spec.check_dicom(ds)
-            return dicom_image(ds)
-        return open_photo(data)
+            return dicom_image(ds), pixel_spacing(ds)
+        return open_photo(data), None
 
     def _attachment_bytes(self, attachment: dict) -> bytes:
         if attachment.get("data"):
@@ -309,11 +319,18 @@ class Analyzer:
             if self.heatmaps
             else None
         )
-        device = results.model_device(spec, model.metadata, model.operating_point)
+        device = results.model_device(spec, model.metadata, model.operating_point, model.evaluation)
         for n, item in enumerate(inputs):
             probs = prediction.probabilities[n]
             decided = int(prediction.labels[n])
             screen = results.screening_decision(spec, model.operating_point, probs)
+            lesion = (
+                results.lesion_components(
+                    segment_photo(item.image, pixel_spacing_mm=item.pixel_spacing_mm)
+                )
+                if spec.segment_lesion
+                else []
+            )
             task_id = item.job.task_id
             observation = results.classification_observation(
                 spec,
@@ -326,6 +343,7 @@ class Analyzer:
                 based_on=service_requests(item.task),
                 effective=item.effective,
                 screening=screen,
+                lesion=lesion,
             )
             extra = []
             if cams is not None:
@@ -407,6 +425,15 @@ class Analyzer:
                 u.update("Task", job.task_id, tasks.failed(current, reason))
 
         self.repo.run(run)
+
+
+def pixel_spacing(ds) -> tuple[float, float] | None:  # type: ignore[no-untyped-def]
+    """(row, column) Pixel Spacing (0028,0030) in mm, when present and positive."""
+    try:
+        row, column = (float(v) for v in ds.PixelSpacing)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return (row, column) if row > 0 and column > 0 else None
 
 
 class LostLease(Exception):

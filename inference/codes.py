@@ -54,6 +54,22 @@ def screening_concept(name: str, display: str) -> dict:
     }
 
 
+LESION_AREA = "lesion-area"
+LESION_OUTLINE = "lesion-outline"
+DATA_ABSENT_REASON = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
+
+
+def lesion_concept(code: str) -> dict:
+    """The code of a lesion segmentation component (area or outline) in Hearth's analysis
+    code system."""
+    display = {
+        LESION_AREA: "Lesion area (classical segmentation of the photo)",
+        LESION_OUTLINE: "Lesion outline on the photo (SVG polygon points, fractions of the "
+        "photo's width and height)",
+    }[code]
+    return {"coding": [{"system": HEARTH_AI, "code": code, "display": display}], "text": display}
+
+
 def interpretation(code: str) -> dict:
     displays = {
         "N": "Normal",

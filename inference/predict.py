@@ -73,6 +73,7 @@ class LoadedModel:
     network: nn.Module
     metadata: dict
     operating_point: dict | None = None  # the screening threshold and its validation figures
+    evaluation: dict | None = None  # figures on validation and the own test split, when stored
 
     @property
     def version(self) -> str:
@@ -95,8 +96,12 @@ class LoadedModel:
         return self.postprocess(self.predict_logits(batch))
 
 
-def load_model(name: str, directory: Path = WEIGHTS_DIR) -> LoadedModel:
-    """Load the shipped model ``name`` after checking its weights against the recorded sha256."""
+def load_model(
+    name: str, directory: Path = WEIGHTS_DIR, *, operating_point: bool = True
+) -> LoadedModel:
+    """Load the shipped model ``name`` after checking its weights against the recorded sha256.
+    ``operating_point=False``: without its screening threshold (for the script that chooses it
+    on fresh weights)."""
     spec = MODELS[name]
     metadata = json.loads(spec.metadata_path(directory).read_text())
     weights = spec.weights_path(directory)
@@ -111,7 +116,8 @@ def load_model(name: str, directory: Path = WEIGHTS_DIR) -> LoadedModel:
         {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     )
     network.eval()
-    return LoadedModel(spec, network, metadata, load_operating_point(spec, metadata, directory))
+    point = load_operating_point(spec, metadata, directory) if operating_point else None
+    return LoadedModel(spec, network, metadata, point, spec.evaluation(directory))
 
 
 def load_operating_point(

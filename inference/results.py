@@ -10,6 +10,12 @@
   ``referenceRange.high``, the model version in the range's text. A positive screen makes the
   result high risk even when the class finding is "uncertain" (it is then escalated, never
   routine).
+* The lesion's segmentation (the skin model: :mod:`inference.segmentation`) → two more
+  components: ``lesion-area``, a ``valueQuantity`` in UCUM ``{pixels}`` of the analysed photo
+  (``mm2`` when its pixel spacing is known), and ``lesion-outline``, a ``valueString`` holding the
+  outline as SVG polygon points ``x,y x,y …`` in fractions of the photo's width and height
+  (origin top left), so a viewer draws it over the photo at any size. A failed segmentation
+  leaves one ``lesion-area`` component with a ``dataAbsentReason`` (error) and the reason.
 * Its Grad-CAM overlay → ``Binary`` (PNG) + ``Media`` (``partOf`` → the Observation).
 * PLCOm2012 → ``RiskAssessment`` (six-year probability, qualitative risk, basis → the record
   entries used, whether the 1.51 % screening threshold is reached).
@@ -27,17 +33,22 @@ from dataclasses import dataclass
 import numpy as np
 
 from inference.codes import (
+    DATA_ABSENT_REASON,
     DEVICE_MODEL,
     HEARTH_AI,
     HEARTH_REVIEW,
+    LESION_AREA,
+    LESION_OUTLINE,
     OBSERVATION_CATEGORY,
     REVIEW_REQUIRED,
     UNCERTAIN,
     analysis_concept,
     interpretation,
     label_concept,
+    lesion_concept,
     screening_concept,
 )
+from inference.segmentation import MAX_AREA, MIN_AREA, Segmentation
 from inference.spec import Formula, ImageClassifier
 from resources.search.visibility import UNVERIFIED_AI
 
@@ -57,11 +68,15 @@ def heatmap_id(task_id: str) -> str:
 
 
 def model_device(
-    spec: ImageClassifier, metadata: dict, operating_point: dict | None = None
+    spec: ImageClassifier,
+    metadata: dict,
+    operating_point: dict | None = None,
+    evaluation: dict | None = None,
 ) -> dict:
     """The model as a Device; its id is the model version, so it is created once per version.
     A screening model's properties include its operating point and the validation figures it
-    was chosen for."""
+    was chosen for; ``evaluation`` (:meth:`ImageClassifier.evaluation`) adds the figures on the
+    own untouched test split."""
     val = metadata.get("val", {})
     metrics = [
         ("validation accuracy", val.get("accuracy")),
@@ -77,6 +92,15 @@ def model_device(
             (f"{name} screening threshold", operating_point.get("threshold")),
             (f"validation {name} sensitivity at the threshold", figures.get("sensitivity")),
             (f"validation specificity at the {name} threshold", figures.get("specificity")),
+        ]
+    own = (evaluation or {}).get("own-test", {}).get("figures", {})
+    if own:
+        metrics += [
+            ("own test split balanced accuracy", own.get("balanced_accuracy")),
+            ("own test split macro AUC", own.get("macro_auc")),
+            ("own test split melanoma sensitivity", own.get("melanoma_sensitivity")),
+            ("own test split screening sensitivity", own.get("screening", {}).get("sensitivity")),
+            ("own test split screening specificity", own.get("screening", {}).get("specificity")),
         ]
     return {
         "resourceType": "Device",
@@ -150,8 +174,10 @@ def classification_observation(
     based_on: Sequence[str] = (),
     effective: str | None = None,
     screening: ScreeningDecision | None = None,
+    lesion: Sequence[dict] = (),
 ) -> dict:
-    """One image classification as an Observation (see the module docstring)."""
+    """One image classification as an Observation (see the module docstring); ``lesion``: the
+    segmentation's components (:func:`lesion_components`)."""
     probs = np.asarray(probabilities, dtype=float)
     top = int(np.argmax(probs))
     uncertain = float(probs[top]) < spec.confidence_threshold
@@ -202,9 +228,37 @@ def classification_observation(
             }
             for n, (_, p) in enumerate(zip(spec.labels, probs, strict=True))
         ]
-        + ([screening_component(screening)] if screening is not None else []),
+        + ([screening_component(screening)] if screening is not None else [])
+        + list(lesion),
     }
     return _prune(observation)
+
+
+def lesion_components(segmentation: Segmentation | None) -> list[dict]:
+    """The lesion's area and outline as Observation components (see the module docstring);
+    None (a failed segmentation): the area, absent, with the reason."""
+    if segmentation is None:
+        return [
+            {
+                "code": lesion_concept(LESION_AREA),
+                "dataAbsentReason": {
+                    "coding": [{"system": DATA_ABSENT_REASON, "code": "error", "display": "Error"}],
+                    "text": (
+                        "the lesion could not be outlined: it is not darker than the skin around "
+                        f"it, or it covers under {MIN_AREA:.0%} or over {MAX_AREA:.0%} of the "
+                        "photo's centre square"
+                    ),
+                },
+            }
+        ]
+    if segmentation.area_mm2 is not None:
+        area = {"value": round(segmentation.area_mm2, 2), "unit": "mm2", "code": "mm2"}
+    else:
+        area = {"value": round(segmentation.area_pixels), "unit": "pixels", "code": "{pixels}"}
+    return [
+        {"code": lesion_concept(LESION_AREA), "valueQuantity": {**area, "system": UCUM}},
+        {"code": lesion_concept(LESION_OUTLINE), "valueString": segmentation.svg_points()},
+    ]
 
 
 def is_uncertain(spec: ImageClassifier, probabilities: Sequence[float]) -> bool:

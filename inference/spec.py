@@ -110,6 +110,9 @@ class ImageClassifier(AnalysisSpec):
     screening: Screening | None = None
     # The image-quality / out-of-distribution gate every input passes first (None: none).
     quality: QualityGate | None = None
+    # Outline and measure the lesion on each photo (:mod:`inference.segmentation`), stored on
+    # the result so that the lesion history can show growth between visits.
+    segment_lesion: bool = False
 
     def weights_path(self, directory: Path = WEIGHTS_DIR) -> Path:
         return directory / f"{self.name}.pt"
@@ -122,6 +125,20 @@ class ImageClassifier(AnalysisSpec):
 
     def metadata_path(self, directory: Path = WEIGHTS_DIR) -> Path:
         return directory / f"{self.name}.json"
+
+    def evaluation_path(self, directory: Path = WEIGHTS_DIR) -> Path:
+        return directory / f"{self.name}.evaluation.json"
+
+    def evaluation(self, directory: Path = WEIGHTS_DIR) -> dict:
+        """The figures ``python -m inference.training.evaluate --write`` stored for the shipped
+        weights, by split ("val", "own-test"); {} when there are none for these weights."""
+        path = self.evaluation_path(directory)
+        if not path.exists():
+            return {}
+        stored = json.loads(path.read_text())
+        if stored.get("weights_sha256") != self.metadata(directory).get("weights_sha256"):
+            return {}
+        return dict(stored)
 
     def metadata(self, directory: Path = WEIGHTS_DIR) -> dict:
         """The training metadata (version, metrics, calibration), without loading weights."""

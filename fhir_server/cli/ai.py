@@ -203,13 +203,32 @@ def ai_models(as_json) -> None:  # type: ignore[no-untyped-def]
             "val_macro_auc": val.get("macro_auc"),
             "val_ece": val.get("ece_after"),
         }
+        # The own untouched test split (python -m inference.training.evaluate --split own-test
+        # --write), beside validation, with 95 % bootstrap intervals.
+        own = spec.evaluation().get("own-test")
+        if own:
+            figures, ci = own["figures"], own["ci95"]
+            for key in ("balanced_accuracy", "macro_auc", "melanoma_sensitivity"):
+                row[f"own_test_{key}"] = figures[key]
+                row[f"own_test_{key}_ci95"] = ci.get(key)
+            for key in ("sensitivity", "specificity"):
+                row[f"own_test_screening_{key}"] = figures.get("screening", {}).get(key)
+                row[f"own_test_screening_{key}_ci95"] = ci.get(f"screening.{key}")
+            row["own_test_n"] = figures["n"]
         if as_json:
             click.echo(json.dumps(row))
         else:
-            click.echo(
-                f"{name:10} {row['version']:24} {spec.analysis:28} acc {row['val_accuracy']} "
+            line = (
+                f"{name:10} {row['version']:24} {spec.analysis:28} val: acc {row['val_accuracy']} "
                 f"bal-acc {row['val_balanced_accuracy']} AUC {row['val_macro_auc']}"
             )
+            if own:
+                line += (
+                    f"; own test (n = {row['own_test_n']}): bal-acc "
+                    f"{row['own_test_balanced_accuracy']} AUC {row['own_test_macro_auc']} "
+                    f"melanoma sens. {row['own_test_melanoma_sensitivity']}"
+                )
+            click.echo(line)
     for name, formula in registry.FORMULAS.items():
         version = formula.version()
         if as_json:

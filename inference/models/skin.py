@@ -106,6 +106,8 @@ MODEL = ImageClassifier(
     # Image-quality gate (inference/quality.py): a colour photo, at least 28 px on its short side
     # (the smallest HAM10000 resolution shipped); thresholds fitted on the training images.
     quality=QualityGate(colour="colour", min_side=28, quantile=0.001),
+    # The lesion's outline and area (Otsu + morphology on the blue channel) on every result.
+    segment_lesion=True,
     screening=Screening(
         name="malignancy",
         display="Probability of malignancy (melanoma + basal cell carcinoma + actinic keratosis "

@@ -68,7 +68,8 @@ class Recipe:
     tta: str = "none"
     select: str = "last"  # "last" epoch, or "best" by the validation criterion
     # Validation metrics every ``eval_every`` epochs, plus the first and the last three (each
-    # evaluation with 8-view TTA costs about half a CPU training epoch); "best" needs 1.
+    # evaluation with 8-view TTA costs about half a CPU training epoch); "best" needs 1; 0: none
+    # during training (the final report on validation is always made).
     eval_every: int = 1
     channels_last: bool = False  # NHWC activations and weights (faster convolutions on a CPU)
     # bfloat16 autocast of the training forward pass on the CPU (master weights, optimiser, EMA,
@@ -99,10 +100,16 @@ def seed_everything(seed: int, threads: int, device: str = "cpu") -> torch.Gener
     return generator
 
 
-def load_split(path: Path, spec: ImageClassifier, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+def load_split(
+    path: Path, spec: ImageClassifier, split: str, exclude: np.ndarray | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pre-processed images and labels of ``split``, without the rows in ``exclude``."""
     with np.load(path) as data:
         images = data[f"{split}_images"]
         labels = data[f"{split}_labels"].reshape(-1).astype(np.int64)
+    if exclude is not None and len(exclude):
+        keep = np.setdiff1d(np.arange(len(labels)), exclude)
+        images, labels = images[keep], labels[keep]
     return preprocess(images, size=spec.input_size, mode=spec.mode), torch.from_numpy(labels)
 
 
@@ -241,12 +248,25 @@ def criterion_of(report: dict) -> float:
 
 
 def train(
-    spec: ImageClassifier, data: Path, out: Path, recipe: Recipe, command: str, device: str = "cpu"
+    spec: ImageClassifier,
+    data: Path,
+    out: Path,
+    recipe: Recipe,
+    command: str,
+    device: str = "cpu",
+    holdout: Path | None = None,
 ) -> dict:
+    """Train ``spec`` on ``data``'s train split less the rows of the ``holdout`` split file
+    (:mod:`inference.training.own_test`), report on its validation split, write the weights."""
     started, cpu_started = time.time(), time.process_time()
     generator = seed_everything(recipe.seed, recipe.threads, device)
     mix_rng = np.random.default_rng(recipe.seed)  # its own stream: mixing leaves augment's alone
-    train_x, train_y = load_split(data, spec, "train")
+    held_out = None
+    if holdout is not None:
+        from inference.training.own_test import load_holdout  # noqa: PLC0415 (cycle)
+
+        held_out = load_holdout(holdout, data)
+    train_x, train_y = load_split(data, spec, "train", held_out)
     val_x, val_y = load_split(data, spec, "val")
     classes = len(spec.labels)
     counts = torch.bincount(train_y, minlength=classes).double()
@@ -309,7 +329,9 @@ def train(
             running += loss.item() * len(index)
             seen += len(index)
         row = {"epoch": epoch, "train_loss": round(running / seen, 4)}
-        if epoch == 1 or epoch % recipe.eval_every == 0 or epoch > recipe.epochs - 3:
+        if recipe.eval_every > 0 and (
+            epoch == 1 or epoch % recipe.eval_every == 0 or epoch > recipe.epochs - 3
+        ):
             _, report = evaluate(ema.module, val_x, val_y, spec.labels, offset, recipe.tta)
             row["val_accuracy"] = report["accuracy"]
             row["val_balanced_accuracy"] = report["balanced_accuracy"]
@@ -402,6 +424,13 @@ def train(
         "tta": recipe.tta,
         "data_file": relative_to_repo(data),
         "train_class_counts": counts.long().tolist(),
+        "holdout": None
+        if holdout is None
+        else {
+            "file": relative_to_repo(holdout),
+            "checksum": json.loads(Path(holdout).read_text())["checksum"],
+            "rows": len(held_out) if held_out is not None else 0,
+        },
         "training_command": command,
         "recipe": asdict(recipe),
         "selected_epoch": chosen,
@@ -453,12 +482,19 @@ def main_for(
     default_epochs: int,
     recipe: Callable[[int], Recipe],
     argv: list[str] | None = None,
+    default_holdout: Path | None = None,
 ) -> dict:
     """The command line every training script shares: data, output, epochs, device, overrides."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--data", type=Path, default=default_data)
     parser.add_argument("--out", type=Path, default=spec.weights_path().parent)
     parser.add_argument("--epochs", type=int, default=default_epochs)
+    parser.add_argument(
+        "--holdout",
+        type=Path,
+        default=default_holdout,
+        help="a split file of train rows to leave out (the own test split); 'none' for none",
+    )
     parser.add_argument("--device", default="cpu", help="cpu (default, deterministic) or cuda")
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe field"
@@ -468,9 +504,14 @@ def main_for(
         "--data", relative_to_repo(args.data), "--out", relative_to_repo(args.out),
         "--epochs", str(args.epochs),
     ]  # fmt: skip
+    holdout = None if str(args.holdout).lower() == "none" else args.holdout
+    if holdout is not None:
+        shown += ["--holdout", relative_to_repo(holdout)]
     if args.device != "cpu":
         shown += ["--device", args.device]
     for pair in args.set:
         shown += ["--set", pair]
     final = with_overrides(recipe(args.epochs), args.set)
-    return train(spec, args.data, args.out, final, command_line(module, shown), args.device)
+    return train(
+        spec, args.data, args.out, final, command_line(module, shown), args.device, holdout
+    )

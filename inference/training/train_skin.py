@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from inference.models.skin import MODEL
 from inference.training.common import SHARED_ML, Recipe, main_for
+from inference.training.own_test import SPLIT_FILE
 
 DEFAULT_DATA = SHARED_ML / "ham10000_onelesion_64_trainval.npz"
 DEFAULT_EPOCHS = 60
@@ -45,7 +46,14 @@ def recipe(epochs: int) -> Recipe:
 
 def main(argv: list[str] | None = None) -> None:
     main_for(
-        MODEL, "inference.training.train_skin", __doc__, DEFAULT_DATA, DEFAULT_EPOCHS, recipe, argv
+        MODEL,
+        "inference.training.train_skin",
+        __doc__,
+        DEFAULT_DATA,
+        DEFAULT_EPOCHS,
+        recipe,
+        argv,
+        default_holdout=SPLIT_FILE,
     )
 
 

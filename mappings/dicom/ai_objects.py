@@ -125,11 +125,15 @@ def _text(name: Dataset, text: str) -> Dataset:
     return item
 
 
-def _probability(concept: dict, value: float) -> Dataset:
+# UCUM units of the numeric components an AI result carries: probabilities and lesion areas.
+_UNITS = {"1": "no units", "{pixels}": "pixels", "mm2": "square millimeter"}
+
+
+def _probability(concept: dict, value: float, unit: str = "1") -> Dataset:
     item = _item("CONTAINS", "NUM", _coded(concept))
     measured = Dataset()
-    measured.NumericValue = f"{value:.4f}"
-    measured.MeasurementUnitsCodeSequence = Sequence([_code("1", "UCUM", "no units")])
+    measured.NumericValue = f"{value:.4f}" if unit == "1" else f"{value:.6g}"
+    measured.MeasurementUnitsCodeSequence = Sequence([_code(unit, "UCUM", _UNITS[unit])])
     item.MeasuredValueSequence = Sequence([measured])
     return item
 
@@ -170,8 +174,9 @@ def structured_report(
     content = [_text(_code("121071", "DCM", "Finding"), str(finding))]
     for component in observation.get("component", []):
         quantity = component.get("valueQuantity") or {}
-        if isinstance(quantity.get("value"), int | float):
-            content.append(_probability(component.get("code", {}), float(quantity["value"])))
+        unit = str(quantity.get("code", "1"))
+        if isinstance(quantity.get("value"), int | float) and unit in _UNITS:
+            content.append(_probability(component.get("code", {}), float(quantity["value"]), unit))
     content.append(_text(_code("111001", "DCM", "Algorithm Name"), str(model.get("name", ""))))
     content.append(
         _text(_code("111003", "DCM", "Algorithm Version"), str(model.get("version", "")))

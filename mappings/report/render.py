@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import base64
+import io
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import jinja2
+from PIL import Image, ImageDraw, UnidentifiedImageError
+
+LESION_AREA = "lesion-area"
+LESION_OUTLINE = "lesion-outline"
 
 DISCLAIMER = (
     "The AI finding is decision support produced by software. It is not a diagnosis; it was "
@@ -73,6 +78,59 @@ def _image(media: dict, binaries: dict[str, dict]) -> dict | None:
     return {"src": f"data:{mime};base64,{data}", "label": label or "Image"}
 
 
+def _component(result: dict, code: str) -> dict | None:
+    for c in result.get("component") or []:
+        if any(k.get("code") == code for k in (c.get("code") or {}).get("coding") or []):
+            return dict(c)
+    return None
+
+
+def _outlined(result: dict, media: list[dict], binaries: dict[str, dict]) -> dict | None:
+    """The photo an AI result analysed with the lesion outline it stored drawn over it (the
+    ``lesion-outline`` component: SVG points in fractions of the photo's size), or None."""
+    outline = _component(result, LESION_OUTLINE)
+    source = next(
+        (d.get("reference", "") for d in result.get("derivedFrom") or []),
+        "",
+    )
+    photo = next((m for m in media if f"Media/{m.get('id')}" == source), None)
+    if outline is None or photo is None:
+        return None
+    shown = _image(photo, binaries)
+    if shown is None:
+        return None
+    try:
+        points = [
+            tuple(float(v) for v in pair.split(",")) for pair in outline["valueString"].split()
+        ]
+        raw = base64.b64decode(shown["src"].split(",", 1)[1])
+        image = Image.open(io.BytesIO(raw)).convert("RGB")
+    except (ValueError, KeyError, OSError, UnidentifiedImageError):
+        return None  # an outline or photo that cannot be read is left out of the report
+    if len(points) < 3 or any(len(p) != 2 for p in points):
+        return None
+    image.thumbnail((800, 800))
+    width, height = image.size
+    line = max(2, round(min(width, height) / 150))
+    xy = [(x * width, y * height) for x, y in points]
+    ImageDraw.Draw(image).line([*xy, xy[0]], fill=(0, 200, 0), width=line, joint="curve")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    area = _quantity((_component(result, LESION_AREA) or {}).get("valueQuantity") or {})
+    label = "Lesion outline found by the AI" + (f" (area {area})" if area else "")
+    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return {"src": f"data:image/png;base64,{encoded}", "label": label}
+
+
+def _quantity(quantity: dict) -> str | float | None:
+    """A component's value: a probability as the number, any other quantity with its unit
+    (a lesion area: "14186 pixels")."""
+    value = quantity.get("value")
+    if value is None or quantity.get("code", "1") == "1":
+        return value
+    return f"{value} {quantity.get('unit') or quantity.get('code', '')}".strip()
+
+
 def _ai(result: dict, devices: dict[str, dict]) -> dict:
     device = devices.get((result.get("device") or {}).get("reference", ""), {})
     model = ", ".join(d.get("name", "") for d in device.get("deviceName") or []) or "unnamed model"
@@ -90,7 +148,7 @@ def _ai(result: dict, devices: dict[str, dict]) -> dict:
         )
         method = _concept(result.get("method"))
     components = [
-        (_concept(c.get("code")), (c.get("valueQuantity") or {}).get("value"))
+        (_concept(c.get("code")), _quantity(c.get("valueQuantity") or {}))
         for c in result.get("component") or []
     ]
     return {
@@ -147,6 +205,11 @@ def view(data: ReportInput) -> dict:
     r, p = data.report, data.patient
     ident = ", ".join(i.get("value", "") for i in p.get("identifier") or [])
     images = [i for i in (_image(m, data.binaries) for m in data.media) if i]
+    images += [
+        i
+        for i in (_outlined(x, data.media, data.binaries) for x in data.ai_results)
+        if i is not None
+    ]
     return {
         "facility": person_name(data.organization) or data.facility_name,
         "title": _concept(r.get("code")) or "Report",

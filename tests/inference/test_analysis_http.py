@@ -60,7 +60,14 @@ def test_skin_photo_upload_to_observation_and_heatmap(ai_server, fhir, patient_i
     assert obs["derivedFrom"] == [{"reference": f"Media/{media['id']}"}]
     assert obs["subject"]["reference"] == f"Patient/{patient_id}"
     assert obs["effectiveDateTime"] == "2026-11-20T10:00:00Z"
-    *classes, screen = obs["component"]  # a probability per class, then the screening score
+    # A probability per class, the screening score, then the lesion's area and outline.
+    *classes, screen, area, outline = obs["component"]
+    assert area["code"]["coding"][0]["code"] == "lesion-area"
+    assert area["valueQuantity"]["code"] == "{pixels}" and area["valueQuantity"]["unit"] == "pixels"
+    assert 0.02 * 450 * 450 <= area["valueQuantity"]["value"] <= 0.85 * 450 * 450
+    assert outline["code"]["coding"][0]["code"] == "lesion-outline"
+    points = [tuple(map(float, p.split(","))) for p in outline["valueString"].split()]
+    assert len(points) >= 3 and all(0 <= v <= 1 for p in points for v in p)
     probs = [c["valueQuantity"]["value"] for c in classes]
     assert len(probs) == 7 and abs(sum(probs) - 1) < 1e-3
     labels = [c["code"]["coding"][-1]["code"] for c in classes]

@@ -10,7 +10,7 @@ import torch
 from inference.heatmap import grad_cam, normalise
 from inference.predict import load_model
 from inference.preprocess import preprocess
-from inference.training.heatmap_check import lesion_mask
+from inference.segmentation import lesion_mask
 from tests.shared import shared_path
 
 

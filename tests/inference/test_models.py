@@ -80,6 +80,14 @@ def test_validation_metrics_recomputed(model):
         assert report[key] == pytest.approx(recorded[key], abs=2e-3), key
     for key, floor in FLOORS[name].items():
         assert report[key] >= floor, (key, report[key])
+    choice = model.metadata.get("decision_rule_choice")
+    if choice is not None:  # the class-decision rule chosen on validation (decision_rule.py)
+        mel = model.spec.labels.index("mel")
+        recall = float((prediction.labels[labels == mel] == mel).mean())
+        assert recall == pytest.approx(choice["val_mel_sensitivity"], abs=1e-3)
+        assert recall >= 0.85 and report["balanced_accuracy"] == pytest.approx(
+            choice["val_balanced_accuracy"], abs=2e-3
+        )
     ece = expected_calibration_error(prediction.probabilities, labels)
     assert ece == pytest.approx(recorded["ece_after"], abs=2e-3)
     # Temperature scaling minimises the validation NLL (T = 1 is one candidate), so it can only

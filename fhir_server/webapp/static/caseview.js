@@ -8,6 +8,7 @@ import { blobUrl, entries, Names } from "./fhir.js";
 import { historyPanel } from "./history.js";
 import { appointmentActivity, appointmentFieldset, bookableDoctors, referBookPanel } from "./careplan.js";
 import { issuesFor, issuesPanel, medicationPicker } from "./medication.js";
+import { isProbability, lesionOf, areaText, outlineOver } from "./lesion.js";
 
 const IO = "http://hearth.local/fhir/CodeSystem/task-io";
 const STEP = "http://hearth.local/fhir/CodeSystem/workflow-step";
@@ -74,12 +75,33 @@ async function focusImage(fhir, focusRef) {
   return null; // a case about the record itself (lung-risk: the Patient) has no image
 }
 
+// The lesion's outline over the photo (mode "fit": the whole photo; "cover": the centre square),
+// with a checkbox to hide it; the caption says its area.
+function lesionLayer(img, lesion, mode, n) {
+  if (!lesion || !lesion.points) return { layer: null, control: null, caption: lesion && lesion.absent ? ` Lesion outline: ${lesion.absent}.` : "" };
+  const layer = outlineOver(img, lesion.points, mode);
+  const id = n ? `lesion-outline-${n}` : "lesion-outline";
+  const box = h("input", { type: "checkbox", id, checked: true,
+    onchange: (event) => layer.classList.toggle("hidden", !event.target.checked) });
+  return {
+    layer,
+    control: h("div", { class: "slider" }, box, h("label", { for: id }, "Show the lesion outline")),
+    caption: ` The green line is the lesion's outline found by classical segmentation (not the AI's classifier)${lesion.area ? `; area ${areaText(lesion.area)}` : ""}.`,
+  };
+}
+
 // The photo with the heatmap stacked over it (both centre-cropped squares, as the model saw
-// the photo), the heatmap's opacity set by a slider; without a heatmap, the photo alone.
-function overlayFigure(photo, heatmap, n = 0) {
+// the photo), the heatmap's opacity set by a slider; without a heatmap, the photo alone. The
+// lesion outline, when the result has one, is drawn over either.
+function overlayFigure(photo, heatmap, n = 0, lesion = null) {
   if (!heatmap) {
-    return h("figure", {}, h("img", { src: photo.src, alt: photo.alt }), h("figcaption", {}, photo.caption));
+    const img = h("img", { src: photo.src, alt: photo.alt });
+    const outline = lesionLayer(img, lesion, "fit", n);
+    return h("figure", {}, outline.layer ? h("div", { class: "outlined" }, img, outline.layer) : img,
+      h("figcaption", {}, photo.caption, outline.caption), outline.control);
   }
+  const base = h("img", { src: photo.src, alt: photo.alt, class: "base" });
+  const outline = lesionLayer(base, lesion, "cover", n);
   const heat = h("img", { src: heatmap.src, alt: "AI explanation heatmap over the image", class: "heat" });
   const initial = 60;
   heat.style.opacity = String(initial / 100); // CSSOM, not a style attribute: CSP style-src 'self'
@@ -95,12 +117,12 @@ function overlayFigure(photo, heatmap, n = 0) {
     },
   });
   return h("figure", { class: "overlay-figure" },
-    h("div", { class: "overlay" }, h("img", { src: photo.src, alt: photo.alt, class: "base" }), heat),
-    h("figcaption", {}, photo.caption, " — with the AI heatmap over it (the centre square the model saw). ", heatmap.caption),
-    h("div", { class: "slider" }, h("label", { for: id }, "Heatmap opacity"), slider, value));
+    h("div", { class: "overlay" }, base, heat, outline.layer),
+    h("figcaption", {}, photo.caption, " — with the AI heatmap over it (the centre square the model saw). ", heatmap.caption, outline.caption),
+    h("div", { class: "slider" }, h("label", { for: id }, "Heatmap opacity"), slider, value), outline.control);
 }
 
-async function imagePanel(fhir, focusRef, heatmaps) {
+async function imagePanel(fhir, focusRef, heatmaps, results = []) {
   let photo;
   try {
     photo = await focusImage(fhir, focusRef);
@@ -109,6 +131,10 @@ async function imagePanel(fhir, focusRef, heatmaps) {
   }
   if (!photo) return null;
   if (!photo.src) return h("p", {}, photo.label);
+  // The segmentation of the result that analysed this photo (derivedFrom), else of any result.
+  const analysed = results.filter((r) => lesionOf(r));
+  const own = analysed.find((r) => (r.derivedFrom || []).some((d) => d.reference === focusRef)) || analysed[0];
+  const lesion = own ? lesionOf(own) : null;
   const shown = [];
   for (const media of heatmaps) {
     try {
@@ -117,8 +143,8 @@ async function imagePanel(fhir, focusRef, heatmaps) {
       // a heatmap that cannot be read is left out; the photo is still shown
     }
   }
-  if (!shown.length) return overlayFigure(photo, null);
-  return h("div", { class: "images" }, shown.map((heat, n) => overlayFigure(photo, heat, n)));
+  if (!shown.length) return overlayFigure(photo, null, 0, lesion);
+  return h("div", { class: "images" }, shown.map((heat, n) => overlayFigure(photo, heat, n, lesion)));
 }
 
 // -- the AI result ---------------------------------------------------------------------------
@@ -127,7 +153,7 @@ async function imagePanel(fhir, focusRef, heatmaps) {
 const isScreening = (c) => (c.referenceRange || []).length > 0;
 const classes = (result) => (result.component || [])
   .filter((c) => !isScreening(c))
-  .filter((c) => c.valueQuantity && typeof c.valueQuantity.value === "number")
+  .filter(isProbability)
   .sort((a, b) => b.valueQuantity.value - a.valueQuantity.value);
 
 function deviceProperty(device, name) {
@@ -169,6 +195,14 @@ export function whyFinding(result, device) {
   return `The finding is ${textOf(finding)} although ${topName} has the highest probability (${topP}): ${rule}, so a rarer class can be the finding at a lower probability.${referral}`;
 }
 
+// The lesion's measured area (classical segmentation of the photo, stored on the result).
+function lesionLine(result) {
+  const lesion = lesionOf(result);
+  if (!lesion) return null;
+  return h("p", { class: "lesion-area" }, h("strong", {}, "Lesion area: "),
+    lesion.area ? `${areaText(lesion.area)} (outlined in green on the image; compare visits in the patient's earlier results)` : `not measured — ${lesion.absent || "no outline"}`);
+}
+
 function probabilityTable(result) {
   const rows = classes(result).map((c) => h("tr", {}, h("th", { scope: "row" }, textOf(c.code)), h("td", {}, percent(c.valueQuantity.value))));
   if (!rows.length) return null;
@@ -191,6 +225,7 @@ function resultPanel(result, device, names) {
       result.interpretation ? ` (${textOf(result.interpretation[0])})` : ""),
     why ? h("p", { class: "why" }, why) : null,
     screeningLine(result),
+    lesionLine(result),
     probabilityTable(result),
     h("p", { class: "muted" }, [(result.method && result.method.text) || names.of(result.device),
       ((device && device.version) || []).map((v) => `model ${v.value}`).join(", "), result.status].filter(Boolean).join(" · "), " · ",
@@ -417,7 +452,7 @@ function reportPanel(fhir, session, caseTask, delivery, read, names, act) {
 // which the AI–doctor agreement figure compares with the AI finding (docs/analytics.md).
 function aiClasses(results) {
   return results.filter((r) => r.resourceType === "Observation")
-    .flatMap((r) => (r.component || []).filter((c) => !isScreening(c) && c.valueQuantity).map((c) => c.code));
+    .flatMap((r) => (r.component || []).filter((c) => !isScreening(c) && isProbability(c)).map((c) => c.code));
 }
 
 function diagnosisField(classes) {
@@ -670,7 +705,7 @@ export async function caseView(fhir, session, stepId, act) {
   const caseId = caseRef.replace("Task/", "");
   const heatmaps = heatmapRefs.map((r) => read.get(r)).filter(Boolean);
   const ident = (patient.identifier || []).map((i) => i.value).filter(Boolean).join(", ");
-  const image = await imagePanel(fhir, ref(caseTask.focus) || ref(step.focus), heatmaps);
+  const image = await imagePanel(fhir, ref(caseTask.focus) || ref(step.focus), heatmaps, results);
   const showMedicines = session.role === "pharmacist" || session.role === "doctor" || requests.length > 0;
   return [
     h("h1", {}, humanName(patient), urgent ? h("span", { class: "badge urgent" }, "Urgent") : null),

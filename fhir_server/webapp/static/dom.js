@@ -29,6 +29,7 @@ export function humanName(resource) {
 // Dates and times in the user's locale and time zone (the browser's): Intl.DateTimeFormat.
 const DATE_TIME = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
 const DATE = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeZone: "UTC" });
+const LOCAL_DATE = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
 
 export function when(instant) {
   if (!instant) return "";
@@ -38,9 +39,15 @@ export function when(instant) {
 }
 
 // A FHIR date (1961-04-12) as that calendar day, whatever the user's time zone.
+// The calendar day of a date (as written: a date has no time zone) or of an instant (in the
+// user's time zone, as when() shows it: 21:10 UTC is already the next day in Nairobi).
 export function day(value) {
   if (!value) return "";
   if (!/^\d{4}-\d{2}-\d{2}/.test(value)) return value;
+  if (/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/.test(value)) {
+    const instant = new Date(value);
+    if (!Number.isNaN(instant.getTime())) return LOCAL_DATE.format(instant);
+  }
   const date = new Date(`${value.slice(0, 10)}T00:00:00Z`);
   return Number.isNaN(date.getTime()) ? value : DATE.format(date);
 }

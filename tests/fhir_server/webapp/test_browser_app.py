@@ -215,10 +215,18 @@ def test_doctor_works_an_urgent_case_in_the_browser(hearth):
     appointment = operator.get(f"/{appointment['valueReference']['reference']}")
     [result] = operator.get(f"/Task/{urgent['case']['id']}")["input"][:1]
     observation = operator.get(f"/{result['valueReference']['reference']}")
-    top = max(
-        (c for c in observation["component"] if "referenceRange" not in c),
-        key=lambda c: c["valueQuantity"]["value"],
+    # The class probabilities (UCUM "1", no reference range: not the screening score, not the
+    # lesion's area or outline).
+    classes = [
+        c
+        for c in observation["component"]
+        if "referenceRange" not in c and c.get("valueQuantity", {}).get("code") == "1"
+    ]
+    top = max(classes, key=lambda c: c["valueQuantity"]["value"])
+    area = next(
+        c for c in observation["component"] if c["code"]["coding"][0]["code"] == "lesion-area"
     )
+    pixels = f"{area['valueQuantity']['value']:,}".replace(",", ".")  # de-DE grouping
 
     outside: list[str] = []
     errors: list[str] = []
@@ -263,7 +271,6 @@ def test_doctor_works_an_urgent_case_in_the_browser(hearth):
             probabilities = page.get_by_role("table", name="Probabilities", exact=True).locator(
                 "tbody tr"
             )
-            classes = [c for c in observation["component"] if "referenceRange" not in c]
             expect(probabilities).to_have_count(len(classes))
             expect(probabilities.first).to_contain_text(top["code"]["text"])
             why = page.locator(".why")
@@ -288,6 +295,22 @@ def test_doctor_works_an_urgent_case_in_the_browser(hearth):
             page.keyboard.press("ArrowRight")
             assert heatmap.evaluate(opacity) == "0.05"
             expect(page.locator("#heat-opacity-value")).to_have_text("5 %")
+            # The lesion's outline over the photo (the centre square, as the heatmap), its area
+            # in the caption and the result; a checkbox hides it.
+            outline = page.locator(".overlay svg.lesion-outline")
+            expect(outline.locator("polygon")).to_have_count(1)
+            box, frame = outline.locator("polygon").bounding_box(), photo.bounding_box()
+            assert box and frame and box["width"] > 0.2 * frame["width"]
+            assert (
+                frame["x"] <= box["x"]
+                and box["x"] + box["width"] <= frame["x"] + frame["width"] + 1
+            )
+            expect(page.locator("p.lesion-area")).to_contain_text(f"Lesion area: {pixels} pixels")
+            expect(page.locator(".overlay-figure figcaption")).to_contain_text("lesion's outline")
+            page.get_by_label("Show the lesion outline").uncheck()
+            expect(outline).to_be_hidden()
+            page.get_by_label("Show the lesion outline").check()
+            expect(outline).to_be_visible()
             # The flags with their reasons; the proposed appointment; people by name.
             flags = page.locator("#flags")
             expect(flags).to_contain_text("Urgent")
@@ -309,10 +332,17 @@ def test_doctor_works_an_urgent_case_in_the_browser(hearth):
             expect(site.locator("figure").first).to_contain_text(f"{before}, {now}")
             expect(site.locator("figure").nth(1)).to_contain_text("this case")
             expect(history.get_by_role("img", name=f"Left forearm, {before}")).to_be_visible()
-            expect(history.locator("svg.trend circle")).to_have_count(2)
+            expect(history.locator("svg.trend:not(.area) circle")).to_have_count(2)
+            # Each photo with its lesion outline; the area over time for the site.
+            expect(site.locator("figure svg.lesion-outline polygon")).to_have_count(2)
+            expect(site.locator("figure").nth(1)).to_contain_text(f"lesion area {pixels} pixels")
+            expect(site.locator(".area-change")).to_contain_text(f"→ {pixels} pixels")
+            expect(site.locator(".area-change")).to_contain_text("%")
+            expect(site.locator("svg.trend.area circle")).to_have_count(2)
             over_time = page.get_by_role("table", name="AI probabilities over time")
             expect(over_time.locator("thead th")).to_have_count(3)
             expect(over_time).to_contain_text(top["code"]["text"])
+            expect(over_time.locator("tr.lesion-area")).to_contain_text(f"{pixels} pixels")
             shot(page, "doctor-case")
             # The earlier case opens (the case itself, with its steps), and back.
             site.locator("figure").first.get_by_role("link", name="Open").click()
