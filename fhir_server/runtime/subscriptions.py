@@ -194,6 +194,7 @@ class Deliverer:
         """Claim what is runnable now, deliver it (in parallel); how many jobs it took."""
         if not delivery.runnable(self.repo):
             return 0
+        delivery.spread_all(self.repo)  # matched writes become numbered events, their jobs woken
         jobs = queue.claim(
             self.repo,
             [outbox.JOB_KIND],

@@ -18,8 +18,12 @@ from resources.jobs import queue
 from resources.storage.repository import Repository, Unit
 from resources.storage.schema import resource_version
 from resources.storage.store import utcnow
-from resources.subscriptions.outbox import ACTIVE, ERROR, OFF, REQUESTED, server_write
-from resources.subscriptions.tables import subscription_event, subscription_reg
+from resources.subscriptions.outbox import ACTIVE, ERROR, OFF, REQUESTED, server_write, wake
+from resources.subscriptions.tables import (
+    subscription_event,
+    subscription_reg,
+    subscription_write,
+)
 
 
 @dataclass(frozen=True)
@@ -46,8 +50,89 @@ class Event:
     content: dict | None
 
 
+SPREAD_BATCH = 500  # outbox rows spread per transaction
+
+
+def spread(u: Unit, limit: int = SPREAD_BATCH) -> list[str]:
+    """Number the committed ``subscription_write`` rows per subscription and store them as
+    ``subscription_event`` rows; wake the delivery jobs that got events. Returns their ids.
+
+    Gapless and in commit order, with any number of workers: the outbox rows are locked oldest
+    first (a second spreader waits, then skips the rows the first deleted), and each
+    subscription's counter (``last_seq``) is advanced under its row lock in the same
+    transaction, so a number is given once, only to a committed write, after the numbers of
+    every write committed before. A write committed later with a lower row id is numbered in a
+    later pass, after the ones already numbered: numbers follow commit order. Writes of one
+    resource keep their version order (the resource's row lock orders their commits). A
+    registration that is gone (its Subscription deleted) numbers nothing."""
+    w = subscription_write.c
+    stmt = sa.select(w.id, w.res_type, w.res_id, w.version, w.created, w.subs).order_by(w.id)
+    stmt = stmt.limit(limit)
+    if u.conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    rows = u.conn.execute(stmt).all()
+    if not rows:
+        return []
+    per_sub: dict[str, list] = {}
+    for row in rows:
+        for sub_id in row.subs:
+            per_sub.setdefault(str(sub_id), []).append(row)
+    by_count: dict[int, list[str]] = {}
+    for sub_id, writes in per_sub.items():
+        by_count.setdefault(len(writes), []).append(sub_id)
+    c = subscription_reg.c
+    events: list[dict] = []
+    woken: list[str] = []
+    for count, sub_ids in sorted(by_count.items()):
+        numbered = u.conn.execute(
+            sa.update(subscription_reg)
+            .where(c.id.in_(sorted(sub_ids)))
+            .values(last_seq=c.last_seq + count)
+            .returning(c.id, c.last_seq)
+        ).all()
+        for sub_id, last in numbered:
+            woken.append(sub_id)
+            first = last - count + 1
+            events.extend(
+                {
+                    "sub_id": sub_id,
+                    "seq": first + i,
+                    "res_type": row.res_type,
+                    "res_id": row.res_id,
+                    "version": row.version,
+                    "created": row.created,
+                }
+                for i, row in enumerate(per_sub[sub_id])
+            )
+    if events:
+        u.conn.execute(sa.insert(subscription_event), events)
+    u.conn.execute(sa.delete(subscription_write).where(w.id.in_([row.id for row in rows])))
+    if woken:
+        wake(u, sorted(woken))
+    return woken
+
+
+def unspread(repo: Repository) -> bool:
+    """Whether matched writes wait to be spread (a read: cheap, no write lock)."""
+    w = subscription_write.c
+    return repo.read(lambda u: u.conn.execute(sa.select(w.id).limit(1)).first() is not None)
+
+
+def spread_all(repo: Repository) -> int:
+    """Spread every matched write committed so far (readers call it before reading numbers);
+    how many subscriptions got events."""
+    total = 0
+    while unspread(repo):
+        woken = repo.run(spread)
+        total += len(woken)
+        if not woken and not unspread(repo):
+            break
+    return total
+
+
 def pending(repo: Repository, sub_id: str, limit: int = 50) -> tuple[Reg | None, list[Event]]:
     """The registration and its undelivered events (oldest first, at most ``limit``)."""
+    spread_all(repo)
 
     def run(u: Unit) -> tuple[Reg | None, list[Event]]:
         row = u.conn.execute(
@@ -83,6 +168,7 @@ def events_since(
 ) -> list[Event]:
     """Stored events of ``sub_id`` numbered above ``since`` (and at most ``until``), oldest
     first (``$events`` replay)."""
+    spread_all(repo)
 
     def run(u: Unit) -> list[Event]:
         e, v = subscription_event.c, resource_version.c
@@ -226,6 +312,9 @@ def runnable(repo: Repository) -> bool:
             sa.and_(q.state == queue.RUNNING, q.lease_until < at),
         )
         stmt = sa.select(q.id).where(q.kind == JOB_KIND, ready).limit(1)
-        return u.conn.execute(stmt).first() is not None
+        if u.conn.execute(stmt).first() is not None:
+            return True
+        w = subscription_write.c
+        return u.conn.execute(sa.select(w.id).limit(1)).first() is not None
 
     return repo.read(run)

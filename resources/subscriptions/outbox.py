@@ -6,10 +6,10 @@ delete. A Subscription write keeps its registration row (``subscription_reg``) i
 write is matched against the registered subscriptions of its type: the topic's change test
 (``Trigger.when``) in Python, then every candidate's criteria in one SQL statement, each
 restricted to the written row and to what the subscription's owner may read
-(``resources.search.visibility``, the one security filter). Each match gets the next event number of its
-subscription and an outbox row, and its delivery job (``resources.jobs.queue``) is made runnable -- all
-in the caller's transaction, so a rolled-back write is never announced and a committed one always
-is.
+(``resources.search.visibility``, the one security filter). A write that matches gets one outbox
+row (``subscription_write``) naming the subscriptions it matched, in the caller's transaction, so
+a rolled-back write is never announced and a committed one always is; the worker spreads it into
+numbered per-subscription events (``delivery.spread``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,11 @@ from resources.search.visibility import Security, secured, visible_in
 from resources.storage.schema import resource
 from resources.storage.store import Stored, utcnow
 from resources.subscriptions.registry import topics
-from resources.subscriptions.tables import subscription_event, subscription_reg
+from resources.subscriptions.tables import (
+    subscription_event,
+    subscription_reg,
+    subscription_write,
+)
 from resources.subscriptions.topic import Change, Topic
 
 if TYPE_CHECKING:
@@ -355,31 +359,23 @@ def _conditions(
 
 
 def record(unit: Unit, sub_ids: Sequence[str], stored: Stored) -> None:
-    """Number and store one event per subscription for ``stored``; wake their delivery jobs."""
-    now = utcnow()
-    c = subscription_reg.c
-    # One statement; its row locks also order concurrent writers' events per subscription.
-    numbered = unit.conn.execute(
-        sa.update(subscription_reg)
-        .where(c.id.in_(list(sub_ids)))
-        .values(last_seq=c.last_seq + 1)
-        .returning(c.id, c.last_seq)
-    ).all()
+    """Store one outbox row for ``stored`` naming every subscription it matched, and wake the
+    workers. The per-subscription event numbers are given when the row is spread
+    (``delivery.spread``): the write path writes one row whatever the number of subscriptions,
+    and locks none of their registrations."""
     unit.conn.execute(
-        sa.insert(subscription_event),
-        [
-            {
-                "sub_id": sub_id,
-                "seq": seq,
-                "res_type": stored.res_type,
-                "res_id": stored.res_id,
-                "version": stored.version,
-                "created": now,
-            }
-            for sub_id, seq in numbered
-        ],
+        sa.insert(subscription_write).values(
+            res_type=stored.res_type,
+            res_id=stored.res_id,
+            version=stored.version,
+            created=utcnow(),
+            subs=list(sub_ids),
+        )
     )
-    wake(unit, [sub_id for sub_id, _ in numbered])
+    if unit.conn.dialect.name == "postgresql":
+        from resources.jobs import queue
+
+        unit.conn.execute(sa.select(sa.func.pg_notify(queue.CHANNEL, JOB_KIND)))
 
 
 def wake(unit: Unit, sub_ids: Sequence[str]) -> None:
@@ -473,6 +469,9 @@ def on_delete(unit: Unit, res_type: str, res_id: str) -> None:
     """After a delete: a deleted Subscription's registration and events go with it."""
     if res_type != "Subscription":
         return
+    from resources.subscriptions.delivery import spread
+
+    spread(unit)  # the writes it matched are numbered (and go with it), never inherited
     unit.conn.execute(sa.delete(subscription_event).where(subscription_event.c.sub_id == res_id))
     unit.conn.execute(sa.delete(subscription_reg).where(subscription_reg.c.id == res_id))
 
