@@ -81,6 +81,7 @@ def spread(u: Unit, limit: int = SPREAD_BATCH) -> list[str]:
     for sub_id, writes in per_sub.items():
         by_count.setdefault(len(writes), []).append(sub_id)
     c = subscription_reg.c
+    _lock(u, per_sub)
     events: list[dict] = []
     woken: list[str] = []
     for count, sub_ids in sorted(by_count.items()):
@@ -110,6 +111,15 @@ def spread(u: Unit, limit: int = SPREAD_BATCH) -> list[str]:
     if woken:
         wake(u, sorted(woken))
     return woken
+
+
+def _lock(u: Unit, sub_ids: object) -> None:
+    """Lock registrations in id order: every transaction that writes several (``spread``,
+    ``delivered_many``) takes them in the same order, so none waits for another in a cycle."""
+    if u.conn.dialect.name == "postgresql":
+        c = subscription_reg.c
+        ids = sorted(str(i) for i in sub_ids)  # type: ignore[attr-defined]
+        u.conn.execute(sa.select(c.id).where(c.id.in_(ids)).order_by(c.id).with_for_update())
 
 
 def unspread(repo: Repository) -> bool:
@@ -163,6 +173,61 @@ def pending(repo: Repository, sub_id: str, limit: int = 50) -> tuple[Reg | None,
     return repo.read(run)
 
 
+def pending_many(
+    repo: Repository, sub_ids: list[str], limit: int = 50
+) -> dict[str, tuple[Reg, list[Event]]]:
+    """``pending`` for several subscriptions in one read (those with a registration)."""
+    spread_all(repo)
+
+    def run(u: Unit) -> dict[str, tuple[Reg, list[Event]]]:
+        c = subscription_reg.c
+        found: dict[str, tuple[Reg, list[Event]]] = {}
+        for row in u.conn.execute(sa.select(subscription_reg).where(c.id.in_(sub_ids))):
+            reg = Reg(
+                row.id, row.status, row.topic, row.channel, row.endpoint, row.payload,
+                list(row.headers), row.last_seq, row.delivered_seq, row.failures,
+            )  # fmt: skip
+            found[row.id] = (reg, [])
+        if not found:
+            return found
+        e, v = subscription_event.c, resource_version.c
+        rank = sa.func.row_number().over(partition_by=e.sub_id, order_by=e.seq).label("rank")
+        inner = (
+            sa.select(e.sub_id, e.seq, e.res_type, e.res_id, e.version, e.created, rank)
+            .select_from(subscription_event.join(subscription_reg, c.id == e.sub_id))
+            .where(e.sub_id.in_(list(found)), e.seq > c.delivered_seq)
+            .subquery()
+        )
+        stmt = (
+            sa.select(
+                inner.c.sub_id,
+                inner.c.seq,
+                inner.c.res_type,
+                inner.c.res_id,
+                inner.c.version,
+                inner.c.created,
+                v.content,
+            )  # fmt: skip
+            .select_from(
+                inner.outerjoin(
+                    resource_version,
+                    sa.and_(
+                        v.res_type == inner.c.res_type,
+                        v.res_id == inner.c.res_id,
+                        v.version == inner.c.version,
+                    ),
+                )
+            )
+            .where(inner.c.rank <= limit)
+            .order_by(inner.c.sub_id, inner.c.seq)
+        )
+        for r in u.conn.execute(stmt):
+            found[r.sub_id][1].append(Event(*r[1:]))
+        return found
+
+    return repo.read(run)
+
+
 def events_since(
     repo: Repository, sub_id: str, since: int, limit: int, until: int | None = None
 ) -> list[Event]:
@@ -207,33 +272,55 @@ def delivered(
 
     Returns "finished" (the job is done), "more" (events are waiting; the lease is renewed) or
     "lost" (the lease went to another worker, which delivers from here). The registration row is
-    written first: a writer numbering a new event holds it until it commits, so an event
-    committed before this answer is seen here, and one committed after it finds the job done and
+    written first: ``spread`` numbering a new event holds it until it commits, so an event
+    numbered before this answer is seen here, and one numbered after it finds the job done and
     wakes it (``outbox.wake``)."""
 
-    def run(u: Unit) -> str:
-        c = subscription_reg.c
-        greatest = sa.func.greatest if u.conn.dialect.name == "postgresql" else sa.func.max
-        row = u.conn.execute(
-            sa.update(subscription_reg)
-            .where(c.id == sub_id)
-            .values(
-                delivered_seq=greatest(c.delivered_seq, seq),
-                failures=0,
-                error=None,
-                updated=utcnow(),
-            )
-            .returning(c.status, c.last_seq, c.delivered_seq)
-        ).first()
-        if row is None or row.status == OFF:
-            return "finished" if queue.finish(u, job, worker) else "lost"
-        if row.status in (REQUESTED, ERROR):
-            _set_status(u, sub_id, ACTIVE, None)
-        if settle and row.last_seq <= row.delivered_seq:
-            return "finished" if queue.finish(u, job, worker) else "lost"
-        return "more" if queue.renew(u, job, worker, lease) else "lost"
+    return repo.run(lambda u: _delivered(u, job, worker, sub_id, seq, settle, lease))
 
-    return repo.run(run)
+
+def delivered_many(
+    repo: Repository,
+    worker: str,
+    acks: list[tuple[queue.Job, int, bool]],
+    lease: timedelta,
+) -> dict[str, str]:
+    """``delivered`` for several subscriptions in one transaction (``(job, seq, settle)`` each,
+    the job's key is the subscription); each one's outcome by subscription id."""
+
+    def run(u: Unit) -> dict[str, str]:
+        _lock(u, [job.key for job, _, _ in acks])
+        return {
+            job.key: _delivered(u, job, worker, job.key, seq, settle, lease)
+            for job, seq, settle in sorted(acks, key=lambda a: a[0].key)
+        }
+
+    return repo.run(run) if acks else {}
+
+
+def _delivered(
+    u: Unit, job: queue.Job, worker: str, sub_id: str, seq: int, settle: bool, lease: timedelta
+) -> str:
+    c = subscription_reg.c
+    greatest = sa.func.greatest if u.conn.dialect.name == "postgresql" else sa.func.max
+    row = u.conn.execute(
+        sa.update(subscription_reg)
+        .where(c.id == sub_id)
+        .values(
+            delivered_seq=greatest(c.delivered_seq, seq),
+            failures=0,
+            error=None,
+            updated=utcnow(),
+        )
+        .returning(c.status, c.last_seq, c.delivered_seq)
+    ).first()
+    if row is None or row.status == OFF:
+        return "finished" if queue.finish(u, job, worker) else "lost"
+    if row.status in (REQUESTED, ERROR):
+        _set_status(u, sub_id, ACTIVE, None)
+    if settle and row.last_seq <= row.delivered_seq:
+        return "finished" if queue.finish(u, job, worker) else "lost"
+    return "more" if queue.renew(u, job, worker, lease) else "lost"
 
 
 def failed(
