@@ -20,6 +20,7 @@ from resources.storage.schema import resource_version
 from resources.storage.store import utcnow
 from resources.subscriptions.outbox import ACTIVE, ERROR, OFF, REQUESTED, server_write, wake
 from resources.subscriptions.tables import (
+    subscription_cursor,
     subscription_event,
     subscription_reg,
     subscription_write,
@@ -80,13 +81,13 @@ def spread(u: Unit, limit: int = SPREAD_BATCH) -> list[str]:
     by_count: dict[int, list[str]] = {}
     for sub_id, writes in per_sub.items():
         by_count.setdefault(len(writes), []).append(sub_id)
-    c = subscription_reg.c
+    c = subscription_cursor.c
     _lock(u, per_sub)
     events: list[dict] = []
     woken: list[str] = []
     for count, sub_ids in sorted(by_count.items()):
         numbered = u.conn.execute(
-            sa.update(subscription_reg)
+            sa.update(subscription_cursor)
             .where(c.id.in_(sorted(sub_ids)))
             .values(last_seq=c.last_seq + count)
             .returning(c.id, c.last_seq)
@@ -114,10 +115,10 @@ def spread(u: Unit, limit: int = SPREAD_BATCH) -> list[str]:
 
 
 def _lock(u: Unit, sub_ids: object) -> None:
-    """Lock registrations in id order: every transaction that writes several (``spread``,
+    """Lock subscriptions' counters in id order: every transaction that writes several (``spread``,
     ``delivered_many``) takes them in the same order, so none waits for another in a cycle."""
     if u.conn.dialect.name == "postgresql":
-        c = subscription_reg.c
+        c = subscription_cursor.c
         ids = sorted(str(i) for i in sub_ids)  # type: ignore[attr-defined]
         u.conn.execute(sa.select(c.id).where(c.id.in_(ids)).order_by(c.id).with_for_update())
 
@@ -140,14 +141,20 @@ def spread_all(repo: Repository) -> int:
     return total
 
 
+def _regs() -> sa.Select:
+    """Registrations with their counters."""
+    k = subscription_cursor.c
+    return sa.select(subscription_reg, k.last_seq, k.delivered_seq).select_from(
+        subscription_reg.join(subscription_cursor, k.id == subscription_reg.c.id)
+    )
+
+
 def pending(repo: Repository, sub_id: str, limit: int = 50) -> tuple[Reg | None, list[Event]]:
     """The registration and its undelivered events (oldest first, at most ``limit``)."""
     spread_all(repo)
 
     def run(u: Unit) -> tuple[Reg | None, list[Event]]:
-        row = u.conn.execute(
-            sa.select(subscription_reg).where(subscription_reg.c.id == sub_id)
-        ).first()
+        row = u.conn.execute(_regs().where(subscription_reg.c.id == sub_id)).first()
         if row is None:
             return None, []
         reg = Reg(
@@ -182,7 +189,7 @@ def pending_many(
     def run(u: Unit) -> dict[str, tuple[Reg, list[Event]]]:
         c = subscription_reg.c
         found: dict[str, tuple[Reg, list[Event]]] = {}
-        for row in u.conn.execute(sa.select(subscription_reg).where(c.id.in_(sub_ids))):
+        for row in u.conn.execute(_regs().where(c.id.in_(sub_ids))):
             reg = Reg(
                 row.id, row.status, row.topic, row.channel, row.endpoint, row.payload,
                 list(row.headers), row.last_seq, row.delivered_seq, row.failures,
@@ -190,12 +197,12 @@ def pending_many(
             found[row.id] = (reg, [])
         if not found:
             return found
-        e, v = subscription_event.c, resource_version.c
+        e, v, k = subscription_event.c, resource_version.c, subscription_cursor.c
         rank = sa.func.row_number().over(partition_by=e.sub_id, order_by=e.seq).label("rank")
         inner = (
             sa.select(e.sub_id, e.seq, e.res_type, e.res_id, e.version, e.created, rank)
-            .select_from(subscription_event.join(subscription_reg, c.id == e.sub_id))
-            .where(e.sub_id.in_(list(found)), e.seq > c.delivered_seq)
+            .select_from(subscription_event.join(subscription_cursor, k.id == e.sub_id))
+            .where(e.sub_id.in_(list(found)), e.seq > k.delivered_seq)
             .subquery()
         )
         stmt = (
@@ -271,7 +278,7 @@ def delivered(
     ``active``. With ``settle``, also finish the job when no event is left.
 
     Returns "finished" (the job is done), "more" (events are waiting; the lease is renewed) or
-    "lost" (the lease went to another worker, which delivers from here). The registration row is
+    "lost" (the lease went to another worker, which delivers from here). The counters row is
     written first: ``spread`` numbering a new event holds it until it commits, so an event
     numbered before this answer is seen here, and one numbered after it finds the job done and
     wakes it (``outbox.wake``)."""
@@ -301,24 +308,27 @@ def delivered_many(
 def _delivered(
     u: Unit, job: queue.Job, worker: str, sub_id: str, seq: int, settle: bool, lease: timedelta
 ) -> str:
-    c = subscription_reg.c
+    k, c = subscription_cursor.c, subscription_reg.c
     greatest = sa.func.greatest if u.conn.dialect.name == "postgresql" else sa.func.max
-    row = u.conn.execute(
-        sa.update(subscription_reg)
-        .where(c.id == sub_id)
-        .values(
-            delivered_seq=greatest(c.delivered_seq, seq),
-            failures=0,
-            error=None,
-            updated=utcnow(),
-        )
-        .returning(c.status, c.last_seq, c.delivered_seq)
+    counters = u.conn.execute(
+        sa.update(subscription_cursor)
+        .where(k.id == sub_id)
+        .values(delivered_seq=greatest(k.delivered_seq, seq))
+        .returning(k.last_seq, k.delivered_seq)
     ).first()
-    if row is None or row.status == OFF:
+    # the registration is written only when there is a failure to clear
+    u.conn.execute(
+        sa.update(subscription_reg)
+        .where(c.id == sub_id, sa.or_(c.failures != 0, c.error.is_not(None)))
+        .values(failures=0, error=None, updated=utcnow())
+    )
+    status = u.conn.execute(sa.select(c.status).where(c.id == sub_id)).scalar_one_or_none()
+    row = None if counters is None or status is None else (status, *counters)
+    if row is None or row[0] == OFF:
         return "finished" if queue.finish(u, job, worker) else "lost"
-    if row.status in (REQUESTED, ERROR):
+    if row[0] in (REQUESTED, ERROR):
         _set_status(u, sub_id, ACTIVE, None)
-    if settle and row.last_seq <= row.delivered_seq:
+    if settle and row[1] <= row[2]:
         return "finished" if queue.finish(u, job, worker) else "lost"
     return "more" if queue.renew(u, job, worker, lease) else "lost"
 

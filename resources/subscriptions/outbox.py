@@ -31,6 +31,7 @@ from resources.storage.schema import resource
 from resources.storage.store import Stored, utcnow
 from resources.subscriptions.registry import topics
 from resources.subscriptions.tables import (
+    subscription_cursor,
     subscription_event,
     subscription_reg,
     subscription_write,
@@ -431,13 +432,14 @@ def _register(unit: Unit, stored: Stored) -> None:
             sa.insert(subscription_reg).values(
                 id=stored.res_id,
                 status=wanted,
-                last_seq=0,
-                delivered_seq=0,
                 failures=0,
                 error=None,
                 created=now,
                 **values,
             )
+        )
+        unit.conn.execute(
+            sa.insert(subscription_cursor).values(id=stored.res_id, last_seq=0, delivered_seq=0)
         )
     else:
         same = (existing.channel, existing.endpoint, existing.payload, existing.headers) == (
@@ -474,6 +476,7 @@ def on_delete(unit: Unit, res_type: str, res_id: str) -> None:
     spread(unit)  # the writes it matched are numbered (and go with it), never inherited
     unit.conn.execute(sa.delete(subscription_event).where(subscription_event.c.sub_id == res_id))
     unit.conn.execute(sa.delete(subscription_reg).where(subscription_reg.c.id == res_id))
+    unit.conn.execute(sa.delete(subscription_cursor).where(subscription_cursor.c.id == res_id))
 
 
 def is_server_write() -> bool:

@@ -30,8 +30,6 @@ subscription_reg = sa.Table(
     sa.Column("endpoint", sa.Text, nullable=False),
     sa.Column("payload", sa.String(64), nullable=False),  # '' | application/fhir+json
     sa.Column("headers", Document, nullable=False),  # ["Name: value", ...]
-    sa.Column("last_seq", sa.BigInteger, nullable=False),  # newest event number
-    sa.Column("delivered_seq", sa.BigInteger, nullable=False),  # newest event received
     sa.Column("failures", sa.Integer, nullable=False),  # consecutive failed attempts
     sa.Column("error", sa.Text, nullable=True),  # the last failure
     sa.Column("created", UtcDateTime(), nullable=False),
@@ -60,4 +58,15 @@ subscription_write = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("created", UtcDateTime(), nullable=False),
     sa.Column("subs", Document, nullable=False),  # ids of the subscriptions it matched
+)
+
+# The counters of a subscription, apart from its registration: they change with every numbering
+# and acknowledgement, while the registration is read by every matching write (kept free of the
+# dead row versions those updates leave on PostgreSQL).
+subscription_cursor = sa.Table(
+    "subscription_cursor",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # the Subscription's logical id
+    sa.Column("last_seq", sa.BigInteger, nullable=False),  # newest event number
+    sa.Column("delivered_seq", sa.BigInteger, nullable=False),  # newest event received
 )
