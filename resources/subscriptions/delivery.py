@@ -235,6 +235,29 @@ def pending_many(
     return repo.read(run)
 
 
+def resend(repo: Repository, sub_id: str, since: int) -> int | None:
+    """Deliver the events of ``sub_id`` from number ``since`` on again (``$resend``): the
+    delivered mark goes back to ``since - 1`` and the delivery job is woken. Returns the newest
+    event number (None: no registration); nothing changes when ``since`` is above it."""
+    spread_all(repo)
+
+    def run(u: Unit) -> int | None:
+        k = subscription_cursor.c
+        _lock(u, [sub_id])
+        last = u.conn.execute(sa.select(k.last_seq).where(k.id == sub_id)).scalar_one_or_none()
+        if last is None or since > last:
+            return last
+        u.conn.execute(
+            sa.update(subscription_cursor)
+            .where(k.id == sub_id, k.delivered_seq >= since)
+            .values(delivered_seq=since - 1)
+        )
+        wake(u, [sub_id])
+        return int(last)
+
+    return repo.run(run)
+
+
 def events_since(
     repo: Repository, sub_id: str, since: int, limit: int, until: int | None = None
 ) -> list[Event]:
