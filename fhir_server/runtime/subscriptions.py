@@ -37,6 +37,7 @@ from resources.subscriptions import delivery, outbox
 log = logging.getLogger(__name__)
 BATCH = 50  # events read (and acknowledged in one transaction) at a time per subscription
 CLAIM_PER_THREAD = 8  # jobs claimed per pass, per delivery thread
+HEARTBEAT_CHECK = 0.5  # seconds between looks for heartbeats due
 ACK_EVERY = 0.05  # seconds: acknowledgements of finished subscriptions are grouped this long
 
 STATUS_PROFILE = (
@@ -260,6 +261,19 @@ class Deliverer:
             pass
         return len(jobs)
 
+    def heartbeats(self) -> int:
+        """Send a ``heartbeat`` notification to each subscription whose heartbeatPeriod passed
+        with nothing sent (Backport IG); a failed one is logged (events keep their own retries)."""
+        due = delivery.heartbeats_due(self.repo)
+        for reg, problem in zip(
+            due,
+            self.pool.map(lambda r: self._send(r, "heartbeat", None, r.status), due),
+            strict=True,
+        ):
+            if problem is not None:
+                log.info("Subscription/%s: %s", reg.id, problem)
+        return len(due)
+
     def _acknowledge(self, acks: list[tuple[queue.Job, int, bool]], rest: list[queue.Job]) -> None:
         """One transaction for every acknowledgement in ``acks``; a job whose subscription got
         new events meanwhile goes on in ``rest``."""
@@ -306,7 +320,14 @@ class Deliverer:
         wakeup = queue.Wakeup(self.repo, [outbox.JOB_KIND], notify=notify)
         wakeup.start()
         try:
+            next_beat = 0.0
             while not stop.is_set():
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + HEARTBEAT_CHECK
+                    try:
+                        self.heartbeats()
+                    except Exception:
+                        log.exception("subscription heartbeats failed")
                 try:
                     busy = self.run_once()
                 except Exception:  # the queue retries what failed
@@ -443,6 +464,13 @@ class Deliverer:
             subject = subject or f"Hearth: Subscription/{reg.id} is active"
             lines = [
                 f"Notifications of Subscription/{reg.id} will be sent to this address.",
+                f"Subscription: {link}",
+            ]
+        elif kind == "heartbeat":
+            subject = subject or f"Hearth: Subscription/{reg.id} heartbeat"
+            lines = [
+                f"Subscription/{reg.id} is active; nothing new since the last message "
+                f"({reg.last_seq} events since it started).",
                 f"Subscription: {link}",
             ]
         else:

@@ -336,7 +336,7 @@ def _delivered(
     counters = u.conn.execute(
         sa.update(subscription_cursor)
         .where(k.id == sub_id)
-        .values(delivered_seq=greatest(k.delivered_seq, seq))
+        .values(delivered_seq=greatest(k.delivered_seq, seq), sent_at=utcnow())
         .returning(k.last_seq, k.delivered_seq)
     ).first()
     # the registration is written only when there is a failure to clear
@@ -410,6 +410,64 @@ def _set_status(u: Unit, sub_id: str, status: str, error: str | None) -> None:
         body["error"] = error[:1000]
     with server_write():
         u.update("Subscription", sub_id, body)
+
+
+def heartbeats_due(repo: Repository) -> list[Reg]:
+    """Active rest-hook and email subscriptions with a heartbeat period, nothing sent within it
+    and no delivery running; each is taken (``sent_at`` set now, compare-and-set) so one worker
+    among several sends its heartbeat."""
+    from resources.subscriptions.outbox import JOB_KIND
+
+    k, c, q = subscription_cursor.c, subscription_reg.c, queue.work_queue.c
+    now = utcnow()
+
+    def candidates(u: Unit) -> list:
+        running = sa.select(q.key).where(q.kind == JOB_KIND, q.state == queue.RUNNING)
+        stmt = (
+            _regs()
+            .add_columns(k.sent_at)
+            .where(
+                c.heartbeat.is_not(None),
+                c.status == ACTIVE,
+                c.channel.in_(("rest-hook", "email")),
+                c.id.not_in(running),
+            )
+        )
+        return list(u.conn.execute(stmt))
+
+    due = []
+    for row in repo.read(candidates):
+        sent = row.sent_at
+        if sent is not None and sent.tzinfo is None:
+            sent = sent.replace(tzinfo=now.tzinfo)
+        if sent is None or sent + timedelta(seconds=row.heartbeat) <= now:
+            due.append(row)
+    taken = []
+    for row in due:
+
+        def take(u: Unit, row=row) -> bool:  # type: ignore[no-untyped-def]
+            same = k.sent_at.is_(None) if row.sent_at is None else k.sent_at == row.sent_at
+            done = u.conn.execute(
+                sa.update(subscription_cursor).where(k.id == row.id, same).values(sent_at=now)
+            )
+            return bool(done.rowcount)
+
+        if repo.run(take):
+            taken.append(
+                Reg(
+                    row.id,
+                    row.status,
+                    row.topic,
+                    row.channel,
+                    row.endpoint,
+                    row.payload,
+                    list(row.headers),
+                    row.last_seq,
+                    row.delivered_seq,
+                    row.failures,
+                )  # fmt: skip
+            )
+    return taken
 
 
 def registration(repo: Repository, sub_id: str) -> Reg | None:

@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 
 JOB_KIND = "subscription"  # the work-queue kind of a subscription's delivery job (key: its id)
 ANY = "*"  # subscription_reg.res_type of a topic subscription watching all of its topic's types
+HEARTBEAT_URL = (
+    "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-heartbeat-period"
+)
 FILTER_URL = (
     "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-filter-criteria"
 )
@@ -84,6 +87,7 @@ class Registration:
     endpoint: str
     payload: str
     headers: list[str]
+    heartbeat: int | None = None  # seconds between heartbeats when nothing else is sent
 
 
 def parse_subscription(content: dict) -> Registration:
@@ -126,6 +130,7 @@ def parse_subscription(content: dict) -> Registration:
                 f"Subscription.channel.header {h!r} is not 'Name: value'",
                 expression=["Subscription.channel.header"],
             )
+    heartbeat = _heartbeat(channel, ctype)
     topic = topics().get(criteria)
     filters = _filters(content)
     if topic is not None:
@@ -145,7 +150,23 @@ def parse_subscription(content: dict) -> Registration:
         str(endpoint),
         payload,
         headers,
+        heartbeat,
     )
+
+
+def _heartbeat(channel: dict, ctype: str) -> int | None:
+    """The Backport IG ``backport-heartbeat-period`` (on ``Subscription.channel``): seconds, 1 to
+    86400; rest-hook and email (a websocket gets its heartbeat every 30 s regardless)."""
+    found = [e for e in channel.get("extension") or [] if e.get("url") == HEARTBEAT_URL]
+    if not found:
+        return None
+    where = ["Subscription.channel.extension"]
+    value = found[0].get("valueUnsignedInt")
+    if len(found) > 1 or isinstance(value, bool) or not isinstance(value, int):
+        raise Invalid("heartbeat-period needs one valueUnsignedInt (seconds)", expression=where)
+    if not 1 <= value <= 86400:
+        raise Invalid(f"heartbeat-period {value} is not 1 to 86400 seconds", expression=where)
+    return None if ctype == "websocket" else value
 
 
 def mailto(endpoint: object) -> str:
@@ -425,6 +446,7 @@ def _register(unit: Unit, stored: Stored) -> None:
         "endpoint": reg.endpoint,
         "payload": reg.payload,
         "headers": reg.headers,
+        "heartbeat": reg.heartbeat,
         "updated": now,
     }
     if existing is None:

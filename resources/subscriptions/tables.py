@@ -30,6 +30,7 @@ subscription_reg = sa.Table(
     sa.Column("endpoint", sa.Text, nullable=False),
     sa.Column("payload", sa.String(64), nullable=False),  # '' | application/fhir+json
     sa.Column("headers", Document, nullable=False),  # ["Name: value", ...]
+    sa.Column("heartbeat", sa.Integer, nullable=True),  # heartbeatPeriod, seconds (Backport IG)
     sa.Column("failures", sa.Integer, nullable=False),  # consecutive failed attempts
     sa.Column("error", sa.Text, nullable=True),  # the last failure
     sa.Column("created", UtcDateTime(), nullable=False),
@@ -69,4 +70,5 @@ subscription_cursor = sa.Table(
     sa.Column("id", sa.String(64), primary_key=True),  # the Subscription's logical id
     sa.Column("last_seq", sa.BigInteger, nullable=False),  # newest event number
     sa.Column("delivered_seq", sa.BigInteger, nullable=False),  # newest event received
+    sa.Column("sent_at", UtcDateTime(), nullable=True),  # the last notification taken
 )

@@ -1,4 +1,5 @@
-"""$resend over HTTP: stored events pushed to the endpoint again, by number, in order."""
+"""$resend over HTTP (stored events pushed to the endpoint again, by number, in order) and
+rest-hook heartbeats (Backport IG heartbeatPeriod)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import httpx
 from tests.fhir_server.auth.smart import client_token
 from tests.subscriptions.receiver import Receiver
 from tests.subscriptions.test_rest_hook import LOINC, code, observation, subscription, wait_status
+
+HEARTBEAT = (
+    "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-heartbeat-period"
+)
 
 
 def test_resend_pushes_events_again_from_a_number(hearth, fhir):
@@ -51,5 +56,30 @@ def test_resend_pushes_events_again_from_a_number(hearth, fhir):
             denied = app.post(f"/Subscription/{sub_id}/$resend", params={"eventsSinceNumber": 1})
         assert denied.status_code == 403
         assert len(rx.events()) == 5
+    finally:
+        rx.stop()
+
+
+def test_heartbeat_period_sends_heartbeats_while_nothing_happens(hearth, fhir):
+    rx = Receiver().start()
+    try:
+        body = subscription(rx.url, f"Observation?code={LOINC}|{code()}")
+        body["channel"]["extension"] = [{"url": HEARTBEAT, "valueUnsignedInt": 1}]
+        sub_id = fhir.post("/Subscription", json=body).json()["id"]
+        wait_status(fhir, sub_id, "active")
+        beats = rx.wait(lambda got: len([r for r in got if r.kind == "heartbeat"]) >= 2, 30)
+        beats = [r for r in beats if r.kind == "heartbeat"]
+        status = beats[0].bundle["entry"][0]["resource"]
+        found = {p["name"]: p for p in status["parameter"]}
+        assert found["type"]["valueCode"] == "heartbeat"
+        assert found["events-since-subscription-start"]["valueString"] == "0"
+        assert beats[1].at - beats[0].at >= 0.9  # not more often than the period
+
+        for bad in ({"valueUnsignedInt": 0}, {"valueString": "10"}):
+            wrong = subscription(rx.url, f"Observation?code={LOINC}|{code()}")
+            wrong["channel"]["extension"] = [{"url": HEARTBEAT, **bad}]
+            refused = fhir.post("/Subscription", json=wrong)
+            assert refused.status_code == 400, refused.text
+            assert refused.json()["resourceType"] == "OperationOutcome"
     finally:
         rx.stop()

@@ -1,7 +1,8 @@
 """Subscriptions: one outbox row per matched write (``subscription_write``, with the ids of the
 subscriptions it matched), numbered per subscription when it is spread into
 ``subscription_event`` rows (``resources/subscriptions/delivery.py``, ``spread``); the counters
-(``last_seq``, ``delivered_seq``) move from ``subscription_reg`` to ``subscription_cursor``.
+(``last_seq``, ``delivered_seq``) move from ``subscription_reg`` to ``subscription_cursor``, with
+the time of the last notification taken (``sent_at``); a registration keeps its heartbeat period.
 
 Revision ID: 0015
 Revises: 0014
@@ -35,6 +36,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(64), nullable=False),
         sa.Column("last_seq", sa.BigInteger, nullable=False),
         sa.Column("delivered_seq", sa.BigInteger, nullable=False),
+        sa.Column("sent_at", UtcDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_subscription_cursor"),
     )
     op.execute(
@@ -44,10 +46,12 @@ def upgrade() -> None:
     with op.batch_alter_table("subscription_reg") as batch:
         batch.drop_column("last_seq")
         batch.drop_column("delivered_seq")
+        batch.add_column(sa.Column("heartbeat", sa.Integer, nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("subscription_reg") as batch:
+        batch.drop_column("heartbeat")
         batch.add_column(sa.Column("last_seq", sa.BigInteger, nullable=False, server_default="0"))
         batch.add_column(
             sa.Column("delivered_seq", sa.BigInteger, nullable=False, server_default="0")
