@@ -209,7 +209,7 @@ def main() -> None:
     )
     print(
         f"writes/s, 100 matching each, worker stopped: {alone_ws:8.1f}  ({alone_ws / base_ws:.2f}x)"
-        "  (the write path alone: matching and 100 outbox rows per write)"
+        "  (the write path alone: matching and one outbox row per write)"
     )
     print(
         f"1 subscription:   write-to-receipt p50 {pct(lat1, 50):6.1f} ms  p95 {pct(lat1, 95):6.1f} ms"

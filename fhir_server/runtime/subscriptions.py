@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -36,6 +36,9 @@ from resources.subscriptions import delivery, outbox
 
 log = logging.getLogger(__name__)
 BATCH = 50  # events read (and acknowledged in one transaction) at a time per subscription
+CLAIM_PER_THREAD = 8  # jobs claimed per pass, per delivery thread
+HEARTBEAT_CHECK = 0.5  # seconds between looks for heartbeats due
+ACK_EVERY = 0.05  # seconds: acknowledgements of finished subscriptions are grouped this long
 
 STATUS_PROFILE = (
     "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
@@ -191,25 +194,140 @@ class Deliverer:
         self.http.close()
 
     def run_once(self) -> int:
-        """Claim what is runnable now, deliver it (in parallel); how many jobs it took."""
+        """Claim what is runnable now, deliver it (in parallel); how many jobs it took.
+
+        Active subscriptions with events waiting (the common case) are read in one query, their
+        notifications sent in parallel (a thread per subscription, its events in order) and
+        acknowledged together in one transaction per group that finished; the rest
+        (handshakes, failing endpoints, websockets, backlogs) take ``deliver``."""
         if not delivery.runnable(self.repo):
             return 0
+        delivery.spread_all(self.repo)  # matched writes become numbered events, their jobs woken
         jobs = queue.claim(
             self.repo,
             [outbox.JOB_KIND],
             self.worker,
-            limit=self.settings.subscription_threads,
+            limit=self.settings.subscription_threads * CLAIM_PER_THREAD,
             lease=self.lease,
         )
-        for _ in self.pool.map(self._deliver_safely, jobs):
+        if not jobs:
+            return 0
+        state = delivery.pending_many(self.repo, [job.key for job in jobs], BATCH)
+        simple: list[tuple[queue.Job, delivery.Reg, list[delivery.Event]]] = []
+        rest: list[queue.Job] = []
+        for job in jobs:
+            reg, events = state.get(job.key, (None, []))
+            if (
+                reg is not None
+                and reg.channel in ("rest-hook", "email")
+                and reg.status == outbox.ACTIVE
+                and events
+                and endpoint_problem(self.settings, reg.endpoint) is None
+            ):
+                simple.append((job, reg, events))
+            else:
+                rest.append(job)
+        futures = {self.pool.submit(self._send_events, reg, events): (job, reg, events)
+                   for job, reg, events in simple}  # fmt: skip
+        acks: list[tuple[queue.Job, int, bool]] = []
+        flushed = time.monotonic()
+        left = len(futures)
+        for future in as_completed(futures):
+            left -= 1
+            job, reg, events = futures[future]
+            try:
+                sent, problem = future.result()
+            except Exception:  # the lease expires and another pass tries again
+                log.exception("Subscription/%s: delivery failed", job.key)
+                continue
+            if problem is not None:
+                if sent > reg.delivered_seq:  # what was taken is acknowledged, then the failure
+                    delivery.delivered(
+                        self.repo, job, self.worker, job.key, sent, settle=False, lease=self.lease
+                    )
+                self._failed(job, problem)
+                continue
+            if sent > reg.delivered_seq:
+                settle = sent == events[-1].seq and len(events) < BATCH
+                acks.append((job, sent, settle))
+            if sent < events[-1].seq or len(events) >= BATCH:
+                rest.append(job)  # more to send: the general path goes on from here
+            if acks and (not left or time.monotonic() - flushed > ACK_EVERY):
+                self._acknowledge(acks, rest)
+                acks, flushed = [], time.monotonic()
+        if acks:
+            self._acknowledge(acks, rest)
+        for _ in self.pool.map(self._deliver_safely, rest):
             pass
         return len(jobs)
+
+    def heartbeats(self) -> int:
+        """Send a ``heartbeat`` notification to each subscription whose heartbeatPeriod passed
+        with nothing sent (Backport IG); a failed one is logged (events keep their own retries)."""
+        due = delivery.heartbeats_due(self.repo)
+        for reg, problem in zip(
+            due,
+            self.pool.map(lambda r: self._send(r, "heartbeat", None, r.status), due),
+            strict=True,
+        ):
+            if problem is not None:
+                log.info("Subscription/%s: %s", reg.id, problem)
+        return len(due)
+
+    def _acknowledge(self, acks: list[tuple[queue.Job, int, bool]], rest: list[queue.Job]) -> None:
+        """One transaction for every acknowledgement in ``acks``; a job whose subscription got
+        new events meanwhile goes on in ``rest``."""
+        try:
+            outcomes = delivery.delivered_many(self.repo, self.worker, acks, self.lease)
+        except Exception:  # nothing acknowledged: the leases expire, the events are re-sent
+            log.exception("subscription acknowledgements failed")
+            return
+        for job, _, _ in acks:
+            if outcomes.get(job.key) == "more" and job not in rest:
+                rest.append(job)
+
+    def _send_events(
+        self, reg: delivery.Reg, events: list[delivery.Event]
+    ) -> tuple[int, str | None]:
+        """Send ``events`` in order until one fails or the lease needs renewing: (the number of
+        the last one taken, why the next was not)."""
+        sent = reg.delivered_seq
+        renew_by = (
+            time.monotonic()
+            + self.lease.total_seconds()
+            - 1.5 * self.settings.subscription_timeout_seconds
+        )
+        for event in events:
+            if sent > reg.delivered_seq and time.monotonic() > renew_by:
+                break
+            problem = self._send(reg, "event-notification", event, reg.status)
+            if problem is not None:
+                return sent, problem
+            sent = event.seq
+        return sent, None
+
+    def _failed(self, job: queue.Job, problem: str) -> None:
+        settings = self.settings
+        delay = delivery.failed(
+            self.repo, job, self.worker, job.key, problem,
+            error_after=settings.subscription_error_after,
+            backoff=timedelta(seconds=0.5),
+            max_backoff=timedelta(seconds=settings.subscription_max_backoff_seconds),
+        )  # fmt: skip
+        log.info("Subscription/%s: %s; next try in %s", job.key, problem, delay)
 
     def run_forever(self, stop: threading.Event, *, notify: bool = True) -> None:
         wakeup = queue.Wakeup(self.repo, [outbox.JOB_KIND], notify=notify)
         wakeup.start()
         try:
+            next_beat = 0.0
             while not stop.is_set():
+                if time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + HEARTBEAT_CHECK
+                    try:
+                        self.heartbeats()
+                    except Exception:
+                        log.exception("subscription heartbeats failed")
                 try:
                     busy = self.run_once()
                 except Exception:  # the queue retries what failed
@@ -346,6 +464,13 @@ class Deliverer:
             subject = subject or f"Hearth: Subscription/{reg.id} is active"
             lines = [
                 f"Notifications of Subscription/{reg.id} will be sent to this address.",
+                f"Subscription: {link}",
+            ]
+        elif kind == "heartbeat":
+            subject = subject or f"Hearth: Subscription/{reg.id} heartbeat"
+            lines = [
+                f"Subscription/{reg.id} is active; nothing new since the last message "
+                f"({reg.last_seq} events since it started).",
                 f"Subscription: {link}",
             ]
         else:

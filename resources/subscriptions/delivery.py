@@ -18,8 +18,13 @@ from resources.jobs import queue
 from resources.storage.repository import Repository, Unit
 from resources.storage.schema import resource_version
 from resources.storage.store import utcnow
-from resources.subscriptions.outbox import ACTIVE, ERROR, OFF, REQUESTED, server_write
-from resources.subscriptions.tables import subscription_event, subscription_reg
+from resources.subscriptions.outbox import ACTIVE, ERROR, OFF, REQUESTED, server_write, wake
+from resources.subscriptions.tables import (
+    subscription_cursor,
+    subscription_event,
+    subscription_reg,
+    subscription_write,
+)
 
 
 @dataclass(frozen=True)
@@ -46,13 +51,110 @@ class Event:
     content: dict | None
 
 
+SPREAD_BATCH = 500  # outbox rows spread per transaction
+
+
+def spread(u: Unit, limit: int = SPREAD_BATCH) -> list[str]:
+    """Number the committed ``subscription_write`` rows per subscription and store them as
+    ``subscription_event`` rows; wake the delivery jobs that got events. Returns their ids.
+
+    Gapless and in commit order, with any number of workers: the outbox rows are locked oldest
+    first (a second spreader waits, then skips the rows the first deleted), and each
+    subscription's counter (``last_seq``) is advanced under its row lock in the same
+    transaction, so a number is given once, only to a committed write, after the numbers of
+    every write committed before. A write committed later with a lower row id is numbered in a
+    later pass, after the ones already numbered: numbers follow commit order. Writes of one
+    resource keep their version order (the resource's row lock orders their commits). A
+    registration that is gone (its Subscription deleted) numbers nothing."""
+    w = subscription_write.c
+    stmt = sa.select(w.id, w.res_type, w.res_id, w.version, w.created, w.subs).order_by(w.id)
+    stmt = stmt.limit(limit)
+    if u.conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    rows = u.conn.execute(stmt).all()
+    if not rows:
+        return []
+    per_sub: dict[str, list] = {}
+    for row in rows:
+        for sub_id in row.subs:
+            per_sub.setdefault(str(sub_id), []).append(row)
+    by_count: dict[int, list[str]] = {}
+    for sub_id, writes in per_sub.items():
+        by_count.setdefault(len(writes), []).append(sub_id)
+    c = subscription_cursor.c
+    _lock(u, per_sub)
+    events: list[dict] = []
+    woken: list[str] = []
+    for count, sub_ids in sorted(by_count.items()):
+        numbered = u.conn.execute(
+            sa.update(subscription_cursor)
+            .where(c.id.in_(sorted(sub_ids)))
+            .values(last_seq=c.last_seq + count)
+            .returning(c.id, c.last_seq)
+        ).all()
+        for sub_id, last in numbered:
+            woken.append(sub_id)
+            first = last - count + 1
+            events.extend(
+                {
+                    "sub_id": sub_id,
+                    "seq": first + i,
+                    "res_type": row.res_type,
+                    "res_id": row.res_id,
+                    "version": row.version,
+                    "created": row.created,
+                }
+                for i, row in enumerate(per_sub[sub_id])
+            )
+    if events:
+        u.conn.execute(sa.insert(subscription_event), events)
+    u.conn.execute(sa.delete(subscription_write).where(w.id.in_([row.id for row in rows])))
+    if woken:
+        wake(u, sorted(woken))
+    return woken
+
+
+def _lock(u: Unit, sub_ids: object) -> None:
+    """Lock subscriptions' counters in id order: every transaction that writes several (``spread``,
+    ``delivered_many``) takes them in the same order, so none waits for another in a cycle."""
+    if u.conn.dialect.name == "postgresql":
+        c = subscription_cursor.c
+        ids = sorted(str(i) for i in sub_ids)  # type: ignore[attr-defined]
+        u.conn.execute(sa.select(c.id).where(c.id.in_(ids)).order_by(c.id).with_for_update())
+
+
+def unspread(repo: Repository) -> bool:
+    """Whether matched writes wait to be spread (a read: cheap, no write lock)."""
+    w = subscription_write.c
+    return repo.read(lambda u: u.conn.execute(sa.select(w.id).limit(1)).first() is not None)
+
+
+def spread_all(repo: Repository) -> int:
+    """Spread every matched write committed so far (readers call it before reading numbers);
+    how many subscriptions got events."""
+    total = 0
+    while unspread(repo):
+        woken = repo.run(spread)
+        total += len(woken)
+        if not woken and not unspread(repo):
+            break
+    return total
+
+
+def _regs() -> sa.Select:
+    """Registrations with their counters."""
+    k = subscription_cursor.c
+    return sa.select(subscription_reg, k.last_seq, k.delivered_seq).select_from(
+        subscription_reg.join(subscription_cursor, k.id == subscription_reg.c.id)
+    )
+
+
 def pending(repo: Repository, sub_id: str, limit: int = 50) -> tuple[Reg | None, list[Event]]:
     """The registration and its undelivered events (oldest first, at most ``limit``)."""
+    spread_all(repo)
 
     def run(u: Unit) -> tuple[Reg | None, list[Event]]:
-        row = u.conn.execute(
-            sa.select(subscription_reg).where(subscription_reg.c.id == sub_id)
-        ).first()
+        row = u.conn.execute(_regs().where(subscription_reg.c.id == sub_id)).first()
         if row is None:
             return None, []
         reg = Reg(
@@ -78,11 +180,90 @@ def pending(repo: Repository, sub_id: str, limit: int = 50) -> tuple[Reg | None,
     return repo.read(run)
 
 
+def pending_many(
+    repo: Repository, sub_ids: list[str], limit: int = 50
+) -> dict[str, tuple[Reg, list[Event]]]:
+    """``pending`` for several subscriptions in one read (those with a registration)."""
+    spread_all(repo)
+
+    def run(u: Unit) -> dict[str, tuple[Reg, list[Event]]]:
+        c = subscription_reg.c
+        found: dict[str, tuple[Reg, list[Event]]] = {}
+        for row in u.conn.execute(_regs().where(c.id.in_(sub_ids))):
+            reg = Reg(
+                row.id, row.status, row.topic, row.channel, row.endpoint, row.payload,
+                list(row.headers), row.last_seq, row.delivered_seq, row.failures,
+            )  # fmt: skip
+            found[row.id] = (reg, [])
+        if not found:
+            return found
+        e, v, k = subscription_event.c, resource_version.c, subscription_cursor.c
+        rank = sa.func.row_number().over(partition_by=e.sub_id, order_by=e.seq).label("rank")
+        inner = (
+            sa.select(e.sub_id, e.seq, e.res_type, e.res_id, e.version, e.created, rank)
+            .select_from(subscription_event.join(subscription_cursor, k.id == e.sub_id))
+            .where(e.sub_id.in_(list(found)), e.seq > k.delivered_seq)
+            .subquery()
+        )
+        stmt = (
+            sa.select(
+                inner.c.sub_id,
+                inner.c.seq,
+                inner.c.res_type,
+                inner.c.res_id,
+                inner.c.version,
+                inner.c.created,
+                v.content,
+            )  # fmt: skip
+            .select_from(
+                inner.outerjoin(
+                    resource_version,
+                    sa.and_(
+                        v.res_type == inner.c.res_type,
+                        v.res_id == inner.c.res_id,
+                        v.version == inner.c.version,
+                    ),
+                )
+            )
+            .where(inner.c.rank <= limit)
+            .order_by(inner.c.sub_id, inner.c.seq)
+        )
+        for r in u.conn.execute(stmt):
+            found[r.sub_id][1].append(Event(*r[1:]))
+        return found
+
+    return repo.read(run)
+
+
+def resend(repo: Repository, sub_id: str, since: int) -> int | None:
+    """Deliver the events of ``sub_id`` from number ``since`` on again (``$resend``): the
+    delivered mark goes back to ``since - 1`` and the delivery job is woken. Returns the newest
+    event number (None: no registration); nothing changes when ``since`` is above it."""
+    spread_all(repo)
+
+    def run(u: Unit) -> int | None:
+        k = subscription_cursor.c
+        _lock(u, [sub_id])
+        last = u.conn.execute(sa.select(k.last_seq).where(k.id == sub_id)).scalar_one_or_none()
+        if last is None or since > last:
+            return last
+        u.conn.execute(
+            sa.update(subscription_cursor)
+            .where(k.id == sub_id, k.delivered_seq >= since)
+            .values(delivered_seq=since - 1)
+        )
+        wake(u, [sub_id])
+        return int(last)
+
+    return repo.run(run)
+
+
 def events_since(
     repo: Repository, sub_id: str, since: int, limit: int, until: int | None = None
 ) -> list[Event]:
     """Stored events of ``sub_id`` numbered above ``since`` (and at most ``until``), oldest
     first (``$events`` replay)."""
+    spread_all(repo)
 
     def run(u: Unit) -> list[Event]:
         e, v = subscription_event.c, resource_version.c
@@ -120,34 +301,59 @@ def delivered(
     ``active``. With ``settle``, also finish the job when no event is left.
 
     Returns "finished" (the job is done), "more" (events are waiting; the lease is renewed) or
-    "lost" (the lease went to another worker, which delivers from here). The registration row is
-    written first: a writer numbering a new event holds it until it commits, so an event
-    committed before this answer is seen here, and one committed after it finds the job done and
+    "lost" (the lease went to another worker, which delivers from here). The counters row is
+    written first: ``spread`` numbering a new event holds it until it commits, so an event
+    numbered before this answer is seen here, and one numbered after it finds the job done and
     wakes it (``outbox.wake``)."""
 
-    def run(u: Unit) -> str:
-        c = subscription_reg.c
-        greatest = sa.func.greatest if u.conn.dialect.name == "postgresql" else sa.func.max
-        row = u.conn.execute(
-            sa.update(subscription_reg)
-            .where(c.id == sub_id)
-            .values(
-                delivered_seq=greatest(c.delivered_seq, seq),
-                failures=0,
-                error=None,
-                updated=utcnow(),
-            )
-            .returning(c.status, c.last_seq, c.delivered_seq)
-        ).first()
-        if row is None or row.status == OFF:
-            return "finished" if queue.finish(u, job, worker) else "lost"
-        if row.status in (REQUESTED, ERROR):
-            _set_status(u, sub_id, ACTIVE, None)
-        if settle and row.last_seq <= row.delivered_seq:
-            return "finished" if queue.finish(u, job, worker) else "lost"
-        return "more" if queue.renew(u, job, worker, lease) else "lost"
+    return repo.run(lambda u: _delivered(u, job, worker, sub_id, seq, settle, lease))
 
-    return repo.run(run)
+
+def delivered_many(
+    repo: Repository,
+    worker: str,
+    acks: list[tuple[queue.Job, int, bool]],
+    lease: timedelta,
+) -> dict[str, str]:
+    """``delivered`` for several subscriptions in one transaction (``(job, seq, settle)`` each,
+    the job's key is the subscription); each one's outcome by subscription id."""
+
+    def run(u: Unit) -> dict[str, str]:
+        _lock(u, [job.key for job, _, _ in acks])
+        return {
+            job.key: _delivered(u, job, worker, job.key, seq, settle, lease)
+            for job, seq, settle in sorted(acks, key=lambda a: a[0].key)
+        }
+
+    return repo.run(run) if acks else {}
+
+
+def _delivered(
+    u: Unit, job: queue.Job, worker: str, sub_id: str, seq: int, settle: bool, lease: timedelta
+) -> str:
+    k, c = subscription_cursor.c, subscription_reg.c
+    greatest = sa.func.greatest if u.conn.dialect.name == "postgresql" else sa.func.max
+    counters = u.conn.execute(
+        sa.update(subscription_cursor)
+        .where(k.id == sub_id)
+        .values(delivered_seq=greatest(k.delivered_seq, seq), sent_at=utcnow())
+        .returning(k.last_seq, k.delivered_seq)
+    ).first()
+    # the registration is written only when there is a failure to clear
+    u.conn.execute(
+        sa.update(subscription_reg)
+        .where(c.id == sub_id, sa.or_(c.failures != 0, c.error.is_not(None)))
+        .values(failures=0, error=None, updated=utcnow())
+    )
+    status = u.conn.execute(sa.select(c.status).where(c.id == sub_id)).scalar_one_or_none()
+    row = None if counters is None or status is None else (status, *counters)
+    if row is None or row[0] == OFF:
+        return "finished" if queue.finish(u, job, worker) else "lost"
+    if row[0] in (REQUESTED, ERROR):
+        _set_status(u, sub_id, ACTIVE, None)
+    if settle and row[1] <= row[2]:
+        return "finished" if queue.finish(u, job, worker) else "lost"
+    return "more" if queue.renew(u, job, worker, lease) else "lost"
 
 
 def failed(
@@ -206,6 +412,64 @@ def _set_status(u: Unit, sub_id: str, status: str, error: str | None) -> None:
         u.update("Subscription", sub_id, body)
 
 
+def heartbeats_due(repo: Repository) -> list[Reg]:
+    """Active rest-hook and email subscriptions with a heartbeat period, nothing sent within it
+    and no delivery running; each is taken (``sent_at`` set now, compare-and-set) so one worker
+    among several sends its heartbeat."""
+    from resources.subscriptions.outbox import JOB_KIND
+
+    k, c, q = subscription_cursor.c, subscription_reg.c, queue.work_queue.c
+    now = utcnow()
+
+    def candidates(u: Unit) -> list:
+        running = sa.select(q.key).where(q.kind == JOB_KIND, q.state == queue.RUNNING)
+        stmt = (
+            _regs()
+            .add_columns(k.sent_at)
+            .where(
+                c.heartbeat.is_not(None),
+                c.status == ACTIVE,
+                c.channel.in_(("rest-hook", "email")),
+                c.id.not_in(running),
+            )
+        )
+        return list(u.conn.execute(stmt))
+
+    due = []
+    for row in repo.read(candidates):
+        sent = row.sent_at
+        if sent is not None and sent.tzinfo is None:
+            sent = sent.replace(tzinfo=now.tzinfo)
+        if sent is None or sent + timedelta(seconds=row.heartbeat) <= now:
+            due.append(row)
+    taken = []
+    for row in due:
+
+        def take(u: Unit, row=row) -> bool:  # type: ignore[no-untyped-def]
+            same = k.sent_at.is_(None) if row.sent_at is None else k.sent_at == row.sent_at
+            done = u.conn.execute(
+                sa.update(subscription_cursor).where(k.id == row.id, same).values(sent_at=now)
+            )
+            return bool(done.rowcount)
+
+        if repo.run(take):
+            taken.append(
+                Reg(
+                    row.id,
+                    row.status,
+                    row.topic,
+                    row.channel,
+                    row.endpoint,
+                    row.payload,
+                    list(row.headers),
+                    row.last_seq,
+                    row.delivered_seq,
+                    row.failures,
+                )  # fmt: skip
+            )
+    return taken
+
+
 def registration(repo: Repository, sub_id: str) -> Reg | None:
     """The registration of Subscription ``sub_id`` (None: none)."""
     reg, _ = pending(repo, sub_id, 0)
@@ -226,6 +490,9 @@ def runnable(repo: Repository) -> bool:
             sa.and_(q.state == queue.RUNNING, q.lease_until < at),
         )
         stmt = sa.select(q.id).where(q.kind == JOB_KIND, ready).limit(1)
-        return u.conn.execute(stmt).first() is not None
+        if u.conn.execute(stmt).first() is not None:
+            return True
+        w = subscription_write.c
+        return u.conn.execute(sa.select(w.id).limit(1)).first() is not None
 
     return repo.read(run)

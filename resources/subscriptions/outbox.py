@@ -6,10 +6,10 @@ delete. A Subscription write keeps its registration row (``subscription_reg``) i
 write is matched against the registered subscriptions of its type: the topic's change test
 (``Trigger.when``) in Python, then every candidate's criteria in one SQL statement, each
 restricted to the written row and to what the subscription's owner may read
-(``resources.search.visibility``, the one security filter). Each match gets the next event number of its
-subscription and an outbox row, and its delivery job (``resources.jobs.queue``) is made runnable -- all
-in the caller's transaction, so a rolled-back write is never announced and a committed one always
-is.
+(``resources.search.visibility``, the one security filter). A write that matches gets one outbox
+row (``subscription_write``) naming the subscriptions it matched, in the caller's transaction, so
+a rolled-back write is never announced and a committed one always is; the worker spreads it into
+numbered per-subscription events (``delivery.spread``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,12 @@ from resources.search.visibility import Security, secured, visible_in
 from resources.storage.schema import resource
 from resources.storage.store import Stored, utcnow
 from resources.subscriptions.registry import topics
-from resources.subscriptions.tables import subscription_event, subscription_reg
+from resources.subscriptions.tables import (
+    subscription_cursor,
+    subscription_event,
+    subscription_reg,
+    subscription_write,
+)
 from resources.subscriptions.topic import Change, Topic
 
 if TYPE_CHECKING:
@@ -41,6 +46,9 @@ if TYPE_CHECKING:
 
 JOB_KIND = "subscription"  # the work-queue kind of a subscription's delivery job (key: its id)
 ANY = "*"  # subscription_reg.res_type of a topic subscription watching all of its topic's types
+HEARTBEAT_URL = (
+    "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-heartbeat-period"
+)
 FILTER_URL = (
     "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-filter-criteria"
 )
@@ -79,6 +87,7 @@ class Registration:
     endpoint: str
     payload: str
     headers: list[str]
+    heartbeat: int | None = None  # seconds between heartbeats when nothing else is sent
 
 
 def parse_subscription(content: dict) -> Registration:
@@ -121,6 +130,7 @@ def parse_subscription(content: dict) -> Registration:
                 f"Subscription.channel.header {h!r} is not 'Name: value'",
                 expression=["Subscription.channel.header"],
             )
+    heartbeat = _heartbeat(channel, ctype)
     topic = topics().get(criteria)
     filters = _filters(content)
     if topic is not None:
@@ -140,7 +150,23 @@ def parse_subscription(content: dict) -> Registration:
         str(endpoint),
         payload,
         headers,
+        heartbeat,
     )
+
+
+def _heartbeat(channel: dict, ctype: str) -> int | None:
+    """The Backport IG ``backport-heartbeat-period`` (on ``Subscription.channel``): seconds, 1 to
+    86400; rest-hook and email (a websocket gets its heartbeat every 30 s regardless)."""
+    found = [e for e in channel.get("extension") or [] if e.get("url") == HEARTBEAT_URL]
+    if not found:
+        return None
+    where = ["Subscription.channel.extension"]
+    value = found[0].get("valueUnsignedInt")
+    if len(found) > 1 or isinstance(value, bool) or not isinstance(value, int):
+        raise Invalid("heartbeat-period needs one valueUnsignedInt (seconds)", expression=where)
+    if not 1 <= value <= 86400:
+        raise Invalid(f"heartbeat-period {value} is not 1 to 86400 seconds", expression=where)
+    return None if ctype == "websocket" else value
 
 
 def mailto(endpoint: object) -> str:
@@ -355,31 +381,23 @@ def _conditions(
 
 
 def record(unit: Unit, sub_ids: Sequence[str], stored: Stored) -> None:
-    """Number and store one event per subscription for ``stored``; wake their delivery jobs."""
-    now = utcnow()
-    c = subscription_reg.c
-    # One statement; its row locks also order concurrent writers' events per subscription.
-    numbered = unit.conn.execute(
-        sa.update(subscription_reg)
-        .where(c.id.in_(list(sub_ids)))
-        .values(last_seq=c.last_seq + 1)
-        .returning(c.id, c.last_seq)
-    ).all()
+    """Store one outbox row for ``stored`` naming every subscription it matched, and wake the
+    workers. The per-subscription event numbers are given when the row is spread
+    (``delivery.spread``): the write path writes one row whatever the number of subscriptions,
+    and locks none of their registrations."""
     unit.conn.execute(
-        sa.insert(subscription_event),
-        [
-            {
-                "sub_id": sub_id,
-                "seq": seq,
-                "res_type": stored.res_type,
-                "res_id": stored.res_id,
-                "version": stored.version,
-                "created": now,
-            }
-            for sub_id, seq in numbered
-        ],
+        sa.insert(subscription_write).values(
+            res_type=stored.res_type,
+            res_id=stored.res_id,
+            version=stored.version,
+            created=utcnow(),
+            subs=list(sub_ids),
+        )
     )
-    wake(unit, [sub_id for sub_id, _ in numbered])
+    if unit.conn.dialect.name == "postgresql":
+        from resources.jobs import queue
+
+        unit.conn.execute(sa.select(sa.func.pg_notify(queue.CHANNEL, JOB_KIND)))
 
 
 def wake(unit: Unit, sub_ids: Sequence[str]) -> None:
@@ -428,6 +446,7 @@ def _register(unit: Unit, stored: Stored) -> None:
         "endpoint": reg.endpoint,
         "payload": reg.payload,
         "headers": reg.headers,
+        "heartbeat": reg.heartbeat,
         "updated": now,
     }
     if existing is None:
@@ -435,13 +454,14 @@ def _register(unit: Unit, stored: Stored) -> None:
             sa.insert(subscription_reg).values(
                 id=stored.res_id,
                 status=wanted,
-                last_seq=0,
-                delivered_seq=0,
                 failures=0,
                 error=None,
                 created=now,
                 **values,
             )
+        )
+        unit.conn.execute(
+            sa.insert(subscription_cursor).values(id=stored.res_id, last_seq=0, delivered_seq=0)
         )
     else:
         same = (existing.channel, existing.endpoint, existing.payload, existing.headers) == (
@@ -473,8 +493,12 @@ def on_delete(unit: Unit, res_type: str, res_id: str) -> None:
     """After a delete: a deleted Subscription's registration and events go with it."""
     if res_type != "Subscription":
         return
+    from resources.subscriptions.delivery import spread
+
+    spread(unit)  # the writes it matched are numbered (and go with it), never inherited
     unit.conn.execute(sa.delete(subscription_event).where(subscription_event.c.sub_id == res_id))
     unit.conn.execute(sa.delete(subscription_reg).where(subscription_reg.c.id == res_id))
+    unit.conn.execute(sa.delete(subscription_cursor).where(subscription_cursor.c.id == res_id))
 
 
 def is_server_write() -> bool:

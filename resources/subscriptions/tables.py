@@ -2,17 +2,19 @@
 whom, where it delivers, how far delivery got) and the outbox of its events.
 
 ``subscription_reg`` is kept by the repository's write path (``outbox.py``) in the same
-transaction as the Subscription resource it mirrors; ``subscription_event`` rows are written in
-the same transaction as the change they announce, numbered per subscription (``seq``:
-events-since-subscription-start), so a committed change always has its event and a rolled-back
-one never has.
+transaction as the Subscription resource it mirrors. A matched write adds one
+``subscription_write`` row in its own transaction (the change and the ids of every subscription
+it matched), so a committed change always has its events and a rolled-back one never has; the
+worker (or ``$status`` / ``$events`` / a websocket, whoever reads first) spreads it into
+``subscription_event`` rows numbered per subscription (``seq``: events-since-subscription-start)
+in commit order (``delivery.spread``).
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
-from resources.storage.schema import Document, UtcDateTime, metadata
+from resources.storage.schema import Document, PrimaryKey, UtcDateTime, metadata
 
 subscription_reg = sa.Table(
     "subscription_reg",
@@ -28,8 +30,7 @@ subscription_reg = sa.Table(
     sa.Column("endpoint", sa.Text, nullable=False),
     sa.Column("payload", sa.String(64), nullable=False),  # '' | application/fhir+json
     sa.Column("headers", Document, nullable=False),  # ["Name: value", ...]
-    sa.Column("last_seq", sa.BigInteger, nullable=False),  # newest event number
-    sa.Column("delivered_seq", sa.BigInteger, nullable=False),  # newest event received
+    sa.Column("heartbeat", sa.Integer, nullable=True),  # heartbeatPeriod, seconds (Backport IG)
     sa.Column("failures", sa.Integer, nullable=False),  # consecutive failed attempts
     sa.Column("error", sa.Text, nullable=True),  # the last failure
     sa.Column("created", UtcDateTime(), nullable=False),
@@ -46,4 +47,28 @@ subscription_event = sa.Table(
     sa.Column("res_id", sa.String(64), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("created", UtcDateTime(), nullable=False),
+)
+
+# One row per matched write, until it is spread into numbered ``subscription_event`` rows.
+subscription_write = sa.Table(
+    "subscription_write",
+    metadata,
+    sa.Column("id", PrimaryKey, primary_key=True, autoincrement=True),
+    sa.Column("res_type", sa.String(64), nullable=False),
+    sa.Column("res_id", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created", UtcDateTime(), nullable=False),
+    sa.Column("subs", Document, nullable=False),  # ids of the subscriptions it matched
+)
+
+# The counters of a subscription, apart from its registration: they change with every numbering
+# and acknowledgement, while the registration is read by every matching write (kept free of the
+# dead row versions those updates leave on PostgreSQL).
+subscription_cursor = sa.Table(
+    "subscription_cursor",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # the Subscription's logical id
+    sa.Column("last_seq", sa.BigInteger, nullable=False),  # newest event number
+    sa.Column("delivered_seq", sa.BigInteger, nullable=False),  # newest event received
+    sa.Column("sent_at", UtcDateTime(), nullable=True),  # the last notification taken
 )
