@@ -4,9 +4,11 @@ decision-support disclaimer) and a Secondary Capture of the explanation heatmap 
 series of the source study (same Study Instance UID, patient and study attributes copied from a
 source instance). Pure functions: FHIR dicts and a source header in, pydicom Datasets out.
 
-UIDs are derived from the Observation's id and version (``generate_uid`` with entropy sources,
-the ``2.25`` form), so building the objects again gives the same UIDs: a re-sent object replaces
-its earlier copy in Hearth and in a PACS instead of adding another.
+UIDs are derived from the Observation (``generate_uid`` with entropy sources, the ``2.25``
+form), so building the objects again gives the same UIDs: a re-sent object replaces its earlier
+copy in Hearth and in a PACS instead of adding another. The SR's SOP Instance UID also follows
+the Observation's version — verified content is a new SR instance (DICOM: changed SR content is
+a new instance), in the same series; the heatmap's follows the id only (it does not change).
 
 The SR follows the Comprehensive SR IOD (PS3.3 A.35.3) and its content is TID 1500 Measurement
 Report (PS3.16): Language (TID 1204), Observation Context with the model as Device observer
@@ -262,10 +264,9 @@ def secondary_capture(
     from PIL import Image
 
     image = Image.open(io.BytesIO(png)).convert("RGB")
-    key = f"{observation.get('id')}|{observation.get('meta', {}).get('versionId', '1')}"
     ds = _common(
         source, SECONDARY_CAPTURE, _uid("hearth-ai-sc-series", str(observation.get("id"))),
-        _uid("hearth-ai-sc", key), "OT", SC_SERIES, "AI explanation heatmap (decision support)",
+        _uid("hearth-ai-sc", str(observation.get("id"))), "OT", SC_SERIES, "AI explanation heatmap (decision support)",
         model, when,
     )  # fmt: skip
     ds.ConversionType = "WSD"  # workstation: made by software
