@@ -134,37 +134,38 @@ def test_the_ai_result_reaches_the_study_and_the_pacs(hearth):
     classes = {i["MainDicomTags"]["SOPInstanceUID"] for i in found}
     assert sr_uid in classes and series["OT"]["instance"][0]["uid"] in classes
 
-    # the doctor verifies the result: a VERIFIED SR (a new instance, same SR series) is stored
-    # and pushed; the heatmap is re-sent under its own UIDs (replaced, not added)
+    # the doctor verifies the result: its export runs again, and a VERIFIED SR (a new instance)
+    # is stored in the study and pushed to the PACS
     verified = {**obs["resource"], "status": "final", "performer": [{"display": "Dr Verifier"}]}
+    store = running.server.config.app.state.dicom.store
+
+    def verified_srs() -> list[str]:
+        study = _study(fhir, h.StudyInstanceUID) or {}
+        out = []
+        for se in study.get("series", []):
+            for i in se["instance"] if se["modality"]["code"] == "SR" else []:
+                with store.open(i["uid"]) as f:
+                    ds = pydicom.dcmread(f, stop_before_pixels=True)
+                if ds.VerificationFlag == "VERIFIED":
+                    assert ds.CompletionFlag == "COMPLETE"
+                    assert ds.VerifyingObserverSequence[0].VerifyingObserverName == "Dr Verifier"
+                    out.append(i["uid"])
+        return out
+
     with httpx.Client(base_url=running.fhir, headers=running.headers, timeout=60) as fhir:
+        assert verified_srs() == []
         put = fhir.put(f"/Observation/{verified['id']}", json=verified)
         assert put.status_code == 200, put.text
         done = run_worker(running, env=env)
         assert "exported 1 AI result(s) to DICOM" in done.stdout, done.stdout
-        study = _wait_for(
-            lambda: (
-                (s := _study(fhir, h.StudyInstanceUID))
-                and len({i["uid"] for se in s["series"] for i in se["instance"]}) == 4
-                and s
-            )
-        )
-    by_modality = {s["modality"]["code"]: s for s in study["series"]}
-    assert len(by_modality["OT"]["instance"]) == 1
-    sr_uids = {i["uid"] for i in by_modality["SR"]["instance"]}
-    assert len(sr_uids) == 2 and sr_uid in sr_uids
-    (new_uid,) = sr_uids - {sr_uid}
-    store = running.server.config.app.state.dicom.store
-    with store.open(new_uid) as f:
-        new_sr = pydicom.dcmread(f)
-    assert new_sr.VerificationFlag == "VERIFIED" and new_sr.CompletionFlag == "COMPLETE"
-    assert new_sr.VerifyingObserverSequence[0].VerifyingObserverName == "Dr Verifier"
-    found = httpx.post(
+        (verified_uid,) = _wait_for(verified_srs)
+    assert verified_uid != sr_uid
+    in_pacs = httpx.post(
         f"{orthanc.url}/tools/find",
-        json={"Level": "Instance", "Query": {"StudyInstanceUID": h.StudyInstanceUID}},
+        json={"Level": "Instance", "Query": {"SOPInstanceUID": verified_uid}},
         timeout=30,
     ).json()
-    assert len(found) == 4  # the source, two SRs, one heatmap
+    assert len(in_pacs) == 1
 
 
 def test_a_pacs_that_is_down_is_retried_then_dead_lettered(hearth, tmp_path):
