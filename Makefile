@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HEARTH_DATABASE_URL ?= sqlite:///var/hearth.db
 export HEARTH_DATA_DIR ?= var
 
-.PHONY: install webapp system-deps run serve-pg test test-sqlite lint fmt bench bench-dicom bench-dicom-qr bench-ai bench-hl7v2 clean postgres dicom-tools chromium
+.PHONY: install webapp system-deps run serve-pg test test-sqlite lint fmt bench bench-dicom bench-dicom-qr bench-dicom-large bench-ai bench-hl7v2 clean postgres dicom-tools chromium
 
 install: $(STAMP) webapp
 
@@ -101,7 +101,10 @@ bench-dicom: install postgres dicom-tools
 	@$(BIN)/python bench/dicom_ingest.py
 
 bench-dicom-qr: install postgres dicom-tools
-	@$(BIN)/python bench/dicom_qr.py
+	@$(BIN)/python bench/dicom_qr.py --studies 10000 --bulk
+
+bench-dicom-large: install postgres dicom-tools
+	@$(BIN)/python bench/dicom_large.py
 
 bench-hl7v2: install postgres
 	@$(BIN)/python bench/hl7v2.py

@@ -3,12 +3,16 @@
 
     .venv/bin/python bench/dicom_qr.py [--studies 200] [--count 300] [--finds 20] [--sqlite]
 
-Generates ``--studies`` small studies (3 instances, a patient each) and one study of
-``--count`` instances from the sample files (bench/dicom_ingest.make_study), sends them all
-to `hearth serve` (PostgreSQL throwaway database unless --sqlite) and to Orthanc with dcmtk
-storescu, then times with dcmtk: ``--finds`` C-FINDs of each kind (exact Patient ID at STUDY
-level; wildcard name plus date range; SERIES level of one study) against each peer (median and
-95th percentile, ms), and C-MOVE of the large study to a dcmtk storescp (instances/s, MB/s).
+Generates ``--studies`` one-instance studies (``small_studies``: five per patient, dates over
+five years, four modalities) and one study of ``--count`` instances from the sample files
+(bench/dicom_ingest.make_study), sends them all through the real ingest path — dcmtk storescu
+to `hearth serve` (PostgreSQL throwaway database unless --sqlite), then to Orthanc — and times
+with dcmtk: ``--finds`` C-FINDs of each kind at STUDY level (exact Patient ID; a month's Study
+Date range; Modalities in Study; a Patient Name wildcard; wildcard plus date range) and at
+SERIES level of one study, against each peer (median and 95th percentile in ms, findscu's own
+start-up included), and C-MOVE of the large study to a dcmtk storescp (instances/s, MB/s).
+
+    nice -n 10 .venv/bin/python bench/dicom_qr.py --studies 10000   # the documented figure
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from dicom_ingest import make_study, storescu  # noqa: E402
+from pydicom.uid import generate_uid  # noqa: E402
 
 from resources.storage.migrate import upgrade  # noqa: E402
 from tests.dicom import Orthanc, tool  # noqa: E402
@@ -40,25 +45,78 @@ from tests.servers import (  # noqa: E402
     free_port,
     system_token,
 )
+from tests.shared import shared_path  # noqa: E402
+
+MODALITIES = ("CT",) * 8 + ("MR",) * 6 + ("CR",) * 5 + ("US",)  # US: 1 study in 20
 
 
 def small_studies(folder: Path, n: int) -> list[str]:
-    """``n`` studies of 3 instances, each its own patient (BENCH-QR-k, name Bench^Patient k)."""
+    """``n`` one-instance studies (a 16x16 CT header from the sample 693_UNCR, fresh UIDs),
+    five per patient: Patient ID BENCH-QR-{k // 5}, name Bench^P{k // 5:05d}, Study Date spread
+    over 2020-2024 (the 1st-28th of each month), modality CT/MR/CR/US 8:6:5:1."""
     folder.mkdir(parents=True)
+    template = pydicom.dcmread(shared_path("data", "dicom", "693_UNCR.dcm"))
+    template.Rows = template.Columns = 16
+    template.PixelData = bytes(16 * 16 * 2)
+    template.BitsAllocated, template.BitsStored, template.HighBit = 16, 12, 11
+    template.SamplesPerPixel, template.PixelRepresentation = 1, 0
     uids = []
     for k in range(n):
-        sub = folder / f"s{k:05d}"
-        uid, _ = make_study(sub, 3)
-        for path in sorted(sub.iterdir()):
-            ds = pydicom.dcmread(path)
-            ds.PatientID = f"BENCH-QR-{k}"
-            ds.PatientName = f"Bench^Patient{k}"
-            ds.StudyDate = f"2024{1 + k % 12:02d}{1 + k % 28:02d}"
-            ds.save_as(folder / f"{k:05d}-{path.name}", enforce_file_format=True)
-            path.unlink()
-        sub.rmdir()  # storescu +sd reads one flat folder
-        uids.append(uid)
+        ds = template
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.PatientID = f"BENCH-QR-{k // 5}"
+        ds.PatientName = f"Bench^P{k // 5:05d}"
+        ds.StudyDate = f"{2020 + k % 5}{1 + k // 5 % 12:02d}{1 + k % 28:02d}"
+        ds.Modality = MODALITIES[k % len(MODALITIES)]
+        ds.AccessionNumber = f"ACC{k:06d}"
+        ds.save_as(folder / f"{k:06d}.dcm", enforce_file_format=True)
+        uids.append(str(ds.StudyInstanceUID))
     return uids
+
+
+def bulk_seed(env: dict[str, str], folder: Path, batch: int = 250) -> None:
+    """Hearth seeded in bulk, honestly the ingest's own work: each file checked
+    (``parse.check``), put in the same instance store, mapped by the ingest's mappings and
+    written by the ingest's own unit of work (``Ingest._write_unit``: Patient conditional
+    create, ImagingStudy create with its search index rows) — but ``batch`` studies to a
+    transaction instead of one each, patients first (so that none is created twice)."""
+    from fhir_server.dicom import ingest as ingest_module
+    from fhir_server.dicom import service
+    from fhir_server.dicom.parse import check
+    from fhir_server.dicom.sop_classes import STORAGE_UIDS
+    from fhir_server.runtime.app import build_context
+    from fhir_server.runtime.settings import Settings
+    from mappings.dicom import imaging_study, patient
+
+    settings = Settings(
+        database_url=env["HEARTH_DATABASE_URL"],
+        data_dir=Path(env["HEARTH_DATA_DIR"]),
+        base_url=env["HEARTH_BASE_URL"],
+    )
+    ctx = build_context(settings)
+    dicom = service.start(ctx.repo, settings, listen=False, replay=False)
+    ingest = dicom.ingest
+    work: list[tuple[object, list[object]]] = []
+    for path in sorted(folder.iterdir()):
+        data = path.read_bytes()
+        checked = check(data, STORAGE_UIDS)
+        header = imaging_study.header(checked.dataset, ingest.local_tz)
+        pending = ingest_module._Pending(header, patient.patient(checked.dataset))
+        ingest.store.put(checked.sop_uid, data)
+        work.append((ingest_module._Study(header.study_uid), [pending]))
+    ingest._ensure_endpoint()
+    first: dict[str, tuple[object, list[object]]] = {}
+    for study, items in work:
+        first.setdefault(items[0].patient["identifier"][0]["value"], (study, items))  # type: ignore[attr-defined]
+    for group in (list(first.values()), work):
+        for i in range(0, len(group), batch):
+            chunk = group[i : i + batch]
+            ctx.repo.run(
+                lambda unit, chunk=chunk: [ingest._write_unit(unit, s, it) for s, it in chunk]
+            )
+    dicom.stop()
 
 
 def wait_for_study(fhir: str, headers: dict[str, str], study_uid: str, count: int) -> None:
@@ -124,6 +182,11 @@ def main() -> None:
     ap.add_argument("--studies", type=int, default=200)
     ap.add_argument("--count", type=int, default=300)
     ap.add_argument("--finds", type=int, default=20)
+    ap.add_argument(
+        "--bulk",
+        action="store_true",
+        help="seed Hearth's small studies in bulk (bulk_seed) instead of by storescu",
+    )
     ap.add_argument("--sqlite", action="store_true", help="Hearth on SQLite instead of PostgreSQL")
     args = ap.parse_args()
 
@@ -180,53 +243,85 @@ def main() -> None:
             httpx.put(f"{orthanc.url}/modalities/{name}", json=modality).raise_for_status()
         small = small_studies(tmp / "small", args.studies)
         big_uid, big_bytes = make_study(tmp / "big", args.count)
-        for folder in (tmp / "small", tmp / "big"):
-            storescu(dicom_port, "HEARTH", folder)
-            storescu(orthanc.dicom_port, "ORTHANC", folder)
         token = system_token(db_url, f"http://127.0.0.1:{http_port}", "system/ImagingStudy.rs")
         headers = {"Authorization": f"Bearer {token}"}
+        sent = {}
+        start = time.perf_counter()
+        if args.bulk:
+            bulk_seed(env, tmp / "small")
+            storescu(dicom_port, "HEARTH", tmp / "big")
+        else:
+            for folder in (tmp / "small", tmp / "big"):
+                storescu(dicom_port, "HEARTH", folder)
         wait_for_study(fhir, headers, big_uid, args.count)
-        wait_for_study(fhir, headers, small[-1], 3)
+        wait_for_study(fhir, headers, small[-1], 1)
+        sent["hearth"] = time.perf_counter() - start
+        start = time.perf_counter()
+        for folder in (tmp / "small", tmp / "big"):
+            storescu(orthanc.dicom_port, "ORTHANC", folder)
+        sent["orthanc"] = time.perf_counter() - start
         backend = "SQLite" if args.sqlite else "PostgreSQL"
+        patients = max(1, args.studies // 5)
         print(
-            f"{args.studies + 1} studies ({args.studies * 3 + args.count} instances); Hearth on "
-            f"{backend}; load average {os.getloadavg()[0]:.1f}"
+            f"{args.studies + 1} studies ({args.studies + args.count} instances, {patients} "
+            f"patients); Hearth on {backend}; "
+            f"{'seeded in bulk' if args.bulk else 'sent'} in {sent['hearth']:.0f} s to Hearth, "
+            f"{sent['orthanc']:.0f} s to Orthanc; load average {os.getloadavg()[0]:.1f}"
         )
         queries = {
-            "PatientID exact (STUDY)": lambda k: [
+            "PatientID exact": lambda k: [
                 "QueryRetrieveLevel=STUDY",
-                f"PatientID=BENCH-QR-{k % args.studies}",
+                f"PatientID=BENCH-QR-{(k * 37) % patients}",
                 "StudyInstanceUID",
                 "StudyDate",
             ],
+            "StudyDate range (a month)": lambda k: [
+                "QueryRetrieveLevel=STUDY",
+                f"StudyDate={2020 + k % 5}{1 + k % 12:02d}01-{2020 + k % 5}{1 + k % 12:02d}31",
+                "StudyInstanceUID",
+                "PatientID",
+            ],
+            "ModalitiesInStudy=US": lambda k: [
+                "QueryRetrieveLevel=STUDY",
+                "ModalitiesInStudy=US",
+                "StudyInstanceUID",
+                "StudyDate",
+            ],
+            "PatientName wildcard": lambda k: [
+                "QueryRetrieveLevel=STUDY",
+                f"PatientName=bench^p{(k * 7) % max(1, patients // 10):04d}*",
+                "StudyInstanceUID",
+                "PatientID",
+            ],
             "name wildcard + date range": lambda k: [
                 "QueryRetrieveLevel=STUDY",
-                f"PatientName=bench^patient{k % 10}*",
+                f"PatientName=bench^p{k % 10}*",
                 "StudyDate=20240301-20240630",
                 "StudyInstanceUID",
             ],
             "SERIES of one study": lambda k: [
                 "QueryRetrieveLevel=SERIES",
-                f"StudyInstanceUID={small[k % args.studies]}",
+                f"StudyInstanceUID={small[(k * 101) % args.studies]}",
                 "SeriesInstanceUID",
                 "Modality",
             ],
         }
-        print(f"{'C-FIND':<28} {'peer':>8} {'median ms':>10} {'p95 ms':>8} {'answers':>8}")
+        print(f"{'C-FIND':<28} {'peer':>8} {'median ms':>10} {'p95 ms':>8} {'answers (mean)':>14}")
         for name, keys in queries.items():
             for peer, port, aec in (
                 ("hearth", dicom_port, "HEARTH"),
                 ("orthanc", orthanc.dicom_port, "ORTHANC"),
             ):
-                findscu(port, aec, keys(0))  # warm
+                findscu(port, aec, keys(args.finds))  # warm
                 times, answers = [], 0
                 for k in range(args.finds):
-                    secs, answers = findscu(port, aec, keys(k))
+                    secs, got = findscu(port, aec, keys(k))
                     times.append(secs * 1000)
+                    answers += got
                 times.sort()
                 p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
                 print(
-                    f"{name:<28} {peer:>8} {statistics.median(times):10.1f} {p95:8.1f} {answers:>8}"
+                    f"{name:<28} {peer:>8} {statistics.median(times):10.1f} {p95:8.1f} {answers / args.finds:8.0f}"
                 )
         print(f"{'C-MOVE':<28} {'peer':>8} {'inst/s':>10} {'MB/s':>8} {'seconds':>8}")
         rates = {}

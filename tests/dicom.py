@@ -159,7 +159,10 @@ class Orthanc:
         hearth_dicomweb: str | None = None,
         hearth_headers: dict[str, str] | None = None,
         dicom_port: int | None = None,
+        extra_config: dict | None = None,
     ):
+        """``extra_config``: more Orthanc settings (merged over these; ``"Plugins": "dicomweb"``
+        loads the DICOMweb plugin without a Hearth server entry)."""
         import json
 
         self.folder = folder
@@ -186,6 +189,10 @@ class Orthanc:
             config["Plugins"] = [str(self.PLUGIN)]
             server = {"Url": hearth_dicomweb, "HttpHeaders": dict(hearth_headers or {})}
             config["DicomWeb"] = {"Enable": True, "Servers": {"hearth": server}}
+        config.update(extra_config or {})
+        if config["Plugins"] == "dicomweb":
+            config["Plugins"] = [str(self.PLUGIN)]
+            config.setdefault("DicomWeb", {"Enable": True})
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "orthanc.json").write_text(json.dumps(config))
         self.log = (folder / "orthanc.log").open("wb")
@@ -219,3 +226,112 @@ class Orthanc:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         self.log.close()
+
+
+# -- very large objects ---------------------------------------------------------------------
+def enhanced_mr(
+    frames: int,
+    *,
+    rows: int = 512,
+    columns: int = 512,
+    study_uid: str | None = None,
+    patient_id: str = "LARGE-1",
+):
+    """A multi-frame Enhanced MR Image Storage instance (Explicit VR Little Endian, 16-bit
+    frames) produced without ever holding its pixel data: ``(sop_uid, study_uid, series_uid,
+    size, chunks)`` where ``chunks()`` yields the Part 10 bytes (header, then one frame at a
+    time, generated). ``frames`` of 512x512 give 512 KiB each: 2048 frames are 1 GiB."""
+    import io
+    import struct
+
+    import numpy as np
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    template = pydicom.dcmread(
+        shared_path("data", "dicom", "emri_small.dcm"), stop_before_pixels=True
+    )
+    ds = Dataset()
+    for elem in template:  # the sample's MR header, without its image attributes
+        if elem.tag.group not in (0x0028, 0x7FE0) and elem.keyword not in (
+            "SharedFunctionalGroupsSequence",
+            "PerFrameFunctionalGroupsSequence",
+        ):
+            ds.add(elem)
+    study_uid = study_uid or generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = (
+        study_uid,
+        generate_uid(),
+        generate_uid(),
+    )
+    ds.PatientID, ds.PatientName = patient_id, "Large^Object"
+    ds.SeriesNumber, ds.InstanceNumber = 1, 1
+    ds.SeriesDescription = f"generated {frames} frames {rows}x{columns}"
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.Rows, ds.Columns, ds.NumberOfFrames = rows, columns, frames
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    measures = Dataset()
+    measures.PixelSpacing, measures.SliceThickness = [0.5, 0.5], 1.0
+    shared = Dataset()
+    shared.PixelMeasuresSequence = [measures]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    per_frame = []
+    for k in range(frames):
+        content, position, item = Dataset(), Dataset(), Dataset()
+        content.DimensionIndexValues = [k + 1]
+        content.InStackPositionNumber = k + 1
+        position.ImagePositionPatient = [0.0, 0.0, float(k)]
+        item.FrameContentSequence = [content]
+        item.PlanePositionSequence = [position]
+        per_frame.append(item)
+    ds.PerFrameFunctionalGroupsSequence = per_frame
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta = meta
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    frame_bytes = rows * columns * 2
+    length = frame_bytes * frames
+    if length > 0xFFFFFFFE:
+        raise ValueError("pixel data over 4 GiB cannot have a defined length")
+    # (7FE0,0010) OW, explicit VR little endian: tag, VR, 2 reserved bytes, 4-byte length
+    head = buf.getvalue() + struct.pack("<HH2sHI", 0x7FE0, 0x0010, b"OW", 0, length)
+    ramp = np.arange(rows * columns, dtype=np.uint16).reshape(rows, columns)
+
+    def chunks():  # type: ignore[no-untyped-def]
+        yield head
+        for k in range(frames):
+            yield ((ramp + k * 7) & 0x0FFF).astype("<u2").tobytes()
+
+    return str(ds.SOPInstanceUID), study_uid, str(ds.SeriesInstanceUID), len(head) + length, chunks
+
+
+def write_chunks(path: Path, chunks) -> int:  # type: ignore[no-untyped-def]
+    with path.open("wb") as out:
+        for block in chunks():
+            out.write(block)
+    return path.stat().st_size
+
+
+def peak_rss(pid: int) -> int:
+    """The process's peak resident set size since its start or the last ``reset_peak`` (bytes,
+    VmHWM of /proc/<pid>/status)."""
+    return _status_kb(pid, "VmHWM") * 1024
+
+
+def rss(pid: int) -> int:
+    return _status_kb(pid, "VmRSS") * 1024
+
+
+def reset_peak(pid: int) -> None:
+    """Reset VmHWM to the current RSS (Linux: write 5 to /proc/<pid>/clear_refs)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def _status_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)

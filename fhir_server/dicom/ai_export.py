@@ -29,6 +29,8 @@ from resources.storage.repository import Repository, Unit, WriteResult
 log = logging.getLogger(__name__)
 JOB_KIND = "dicom-ai-objects"
 AI_SERIES = {"SR", "OT", "KO", "PR"}  # never the source of an analysis
+VERIFIED = ("final", "amended", "corrected")  # the Observation statuses of a verified result
+VERIFIED_SUFFIX = "/verified"  # job key of the export after verification
 
 
 def is_study_result(content: dict | None) -> bool:
@@ -53,9 +55,12 @@ def install(repo: Repository, settings: Settings) -> None:
     def on_write(u: Unit, result: WriteResult) -> None:
         stored = result.stored
         if stored.res_type == "Observation" and is_study_result(stored.content):
+            # one export while preliminary, one more once verified (final): the verified SR
+            # (COMPLETE / VERIFIED, a new instance in the same series) reaches the PACS too
+            verified = (stored.content or {}).get("status") in VERIFIED
             queue.enqueue(
-                u, JOB_KIND, stored.res_id, f"Observation/{stored.res_id}",
-                max_attempts=settings.dicom_ai_max_attempts,
+                u, JOB_KIND, f"{stored.res_id}{VERIFIED_SUFFIX if verified else ''}",
+                f"Observation/{stored.res_id}", max_attempts=settings.dicom_ai_max_attempts,
             )  # fmt: skip
 
     repo.write_hooks.append(on_write)
@@ -83,7 +88,7 @@ class Exporter:
                            lease=timedelta(minutes=5))  # fmt: skip
         for job in jobs:
             try:
-                self.export(job.key)
+                self.export(job.key.removesuffix(VERIFIED_SUFFIX))
             except Exception as exc:  # refused, unreachable, unreadable: retried, then failed
                 error = f"{type(exc).__name__}: {exc}"[:2000]
                 state = self.repo.run(partial(self._fail, job, error))

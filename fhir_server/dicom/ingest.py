@@ -36,7 +36,7 @@ from resources.storage.instances import InstanceStore, PutResult
 from resources.storage.repository import Repository, Unit
 from resources.validation import validate_resource
 
-from .parse import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, Checked, Rejected, check
+from .parse import CANNOT_UNDERSTAND, OUT_OF_RESOURCES, Checked, Rejected, Source, check, chunks
 from .sop_classes import STORAGE_UIDS
 
 log = logging.getLogger("hearth.dicom.ingest")
@@ -131,15 +131,16 @@ class Ingest:
             self._thread.join(timeout=10)
 
     # -- receiving ---------------------------------------------------------------------------
-    def receive(self, data: bytes, *, association: object | None = None) -> Received:
-        """Check and store one Part 10 instance; raises ``Rejected`` with a DICOM status."""
+    def receive(self, data: Source, *, association: object | None = None) -> Received:
+        """Check and store one Part 10 instance (its bytes, or the path of a file holding it:
+        then it is streamed, never read whole); raises ``Rejected`` with a DICOM status."""
         checked = check(data, STORAGE_UIDS)
         return self.accept(checked, data, association=association)
 
     def accept(
         self,
         checked: Checked,
-        data: bytes,
+        data: Source,
         *,
         association: object | None,
         subject: str | None = None,
@@ -158,7 +159,7 @@ class Ingest:
         if problem is not None:
             raise Rejected(CANNOT_UNDERSTAND, problem, checked.sop_class, checked.sop_uid)
         try:
-            stored = self.store.put(checked.sop_uid, data)
+            stored = self.store.put(checked.sop_uid, chunks(data))
             self.store.mark_pending(header.study_uid, checked.sop_uid)
         except OSError as exc:
             log.error("storing %s failed: %s", checked.sop_uid, exc)

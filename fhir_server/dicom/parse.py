@@ -4,8 +4,11 @@ which DICOM failure status a bad one earns (PS3.4 Annex B.2.3, GG.4 for STOW-RS)
 from __future__ import annotations
 
 import io
+import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.dataelem import RawDataElement
@@ -45,21 +48,53 @@ class Checked:
 
 REQUIRED_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
 
+# A received instance is either its bytes (small) or the path of a file holding it (a large
+# C-STORE written to disk by pynetdicom, a large STOW-RS part spooled to disk): never read whole.
+Source = bytes | Path
+DEFER = 64 * 1024  # values longer than this (pixel data) are not read when checking a file
+CHUNK = 1 << 20
 
-def check(data: bytes, supported_sop_classes: frozenset[str] | None = None) -> Checked:
+
+def chunks(source: Source) -> Iterator[bytes]:
+    """The bytes of ``source``, a megabyte at a time (what the instance store writes)."""
+    if isinstance(source, bytes):
+        yield source
+        return
+    with open(source, "rb") as f:
+        while block := f.read(CHUNK):
+            yield block
+
+
+def check(source: Source, supported_sop_classes: frozenset[str] | None = None) -> Checked:
     """Parse and check a Part 10 file: readable, complete (no truncated element, every undefined
     length closed by its delimiter), the four UIDs present and well-formed, the file meta
-    agreeing with the data set, and (when given) a supported SOP class."""
+    agreeing with the data set, and (when given) a supported SOP class.
+
+    Given a path, only the header is held in memory: values over ``DEFER`` bytes (pixel data,
+    encapsulated fragments included) are skipped by pydicom and checked against the file's size,
+    so a 1 GB multi-frame object costs its header, not a gigabyte."""
+    size = len(source) if isinstance(source, bytes) else os.path.getsize(source)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            ds = dcmread(io.BytesIO(data))
+            if isinstance(source, bytes):
+                ds = dcmread(io.BytesIO(source))
+            else:
+                ds = dcmread(source, defer_size=DEFER)
         except (InvalidDicomError, EOFError, ValueError, KeyError, IndexError, TypeError) as exc:
             raise Rejected(CANNOT_UNDERSTAND, f"not a readable DICOM Part 10 file: {exc}") from exc
     if any("delimiter" in str(w.message) for w in caught):
         raise Rejected(CANNOT_UNDERSTAND, "truncated: end of file before a sequence delimiter")
     for elem in ds._dict.values():  # top level; nested items live inside these byte values
-        if isinstance(elem, RawDataElement) and elem.length != 0xFFFFFFFF and elem.value:
+        if not isinstance(elem, RawDataElement) or elem.length == 0xFFFFFFFF:
+            continue
+        if elem.value is None and elem.length and elem.value_tell + elem.length > size:
+            raise Rejected(  # a deferred (unread) value that the file is too short to hold
+                CANNOT_UNDERSTAND,
+                f"truncated: element {elem.tag} declares {elem.length} bytes, "
+                f"has {max(size - elem.value_tell, 0)}",
+            )
+        if elem.value:
             if len(elem.value) != elem.length:
                 raise Rejected(
                     CANNOT_UNDERSTAND,

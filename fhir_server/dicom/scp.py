@@ -21,13 +21,17 @@ half-finished operation, and ``maximum_associations`` the threads all of them ma
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pynetdicom import AE, evt
+from pynetdicom import AE, _config, evt
 from pynetdicom.events import EventHandlerType
 
 # pynetdicom makes its SOP class names at import time (``globals()[name] = ...`` in
@@ -72,11 +76,19 @@ class Hub:
 
 
 def _handle_store(event, hub: Hub) -> int | Dataset:  # type: ignore[no-untyped-def]
+    """One C-STORE. pynetdicom has written the data set to a temporary Part 10 file as its
+    fragments arrived (``STORE_RECV_CHUNKED_DATASET``, set by ``start``): the ingest reads its
+    header and copies it to the store a megabyte at a time, and the file is removed here."""
     ingest = hub.ingest
     calling = event.assoc.requestor.ae_title
     try:
-        data = event.encoded_dataset(include_meta=True)
-        received = ingest.receive(data, association=event.assoc)
+        path = _received_path(event)
+        try:
+            data = path if path is not None else event.encoded_dataset(include_meta=True)
+            received = ingest.receive(data, association=event.assoc)
+        finally:
+            if path is not None:
+                path.unlink(missing_ok=True)
         log.debug("stored %s from %s", received.sop_uid, calling)
         return 0x0000
     except Rejected as exc:
@@ -92,6 +104,14 @@ def _handle_store(event, hub: Hub) -> int | Dataset:  # type: ignore[no-untyped-
     except Exception:
         log.exception("C-STORE from %s failed", calling)
         return CANNOT_UNDERSTAND
+
+
+def _received_path(event) -> Path | None:  # type: ignore[no-untyped-def]
+    """The temporary file pynetdicom wrote the C-STORE data set to (None: it is in memory)."""
+    try:
+        return Path(event.dataset_path)
+    except (AttributeError, TypeError):
+        return None
 
 
 def _handle_released(event, hub: Hub) -> None:  # type: ignore[no-untyped-def]
@@ -148,23 +168,88 @@ def _handle_find(event, hub: Hub):  # type: ignore[no-untyped-def]
     yield qr_service.SUCCESS, None
 
 
-def _sub_operations(event, hub: Hub, accepted):  # type: ignore[no-untyped-def]
-    """The C-STORE sub-operations of a C-MOVE / C-GET: the count, then one data set each
-    (a failed read is counted failed, the others still go)."""
+class _FromFile(Dataset):
+    """What a C-GET / C-MOVE handler yields for an instance sent as stored: its SOP class and
+    instance UIDs (pynetdicom logs and counts by them) and the path of its file. The
+    association's ``send_c_store`` (wrapped by ``_send_from_files``) hands pynetdicom the path,
+    which then sends the file in PDU-sized chunks (``STORE_SEND_CHUNKED_DATASET``) instead of
+    decoding and re-encoding the whole data set in memory."""
+
+    def __init__(self, sop_class: str, sop_uid: str, path: Path, temporary: bool) -> None:
+        super().__init__()
+        self.SOPClassUID = sop_class
+        self.SOPInstanceUID = sop_uid
+        self.hearth_file = path
+        self.hearth_temporary = temporary  # a copy made for this send: removed once sent
+
+
+def _send_from_files(assoc) -> None:  # type: ignore[no-untyped-def]
+    """Make ``assoc.send_c_store`` send a ``_FromFile`` from its file (once per association)."""
+    if assoc is None or getattr(assoc.send_c_store, "hearth_from_files", False):
+        return
+    send = assoc.send_c_store
+
+    def send_c_store(dataset, *args, **kwargs):  # type: ignore[no-untyped-def]
+        path = getattr(dataset, "hearth_file", None)
+        if path is None:
+            return send(dataset, *args, **kwargs)
+        try:
+            return send(path, *args, **kwargs)
+        finally:
+            if dataset.hearth_temporary:
+                path.unlink(missing_ok=True)
+
+    send_c_store.hearth_from_files = True  # type: ignore[attr-defined]
+    assoc.send_c_store = send_c_store
+    _bounded_queue(assoc)
+
+
+SEND_QUEUE = 16  # P-DATA PDUs waiting for the socket, at most, on a retrieve's association
+
+
+def _bounded_queue(assoc) -> None:  # type: ignore[no-untyped-def]
+    """Back-pressure for the sub-operations' C-STOREs: pynetdicom queues every P-DATA PDU of a
+    message for its network thread without a bound, so a file read faster than the peer takes
+    it would pile up in memory (half a gigabyte of a 1 GB object, measured). Each PDU waits
+    here while ``SEND_QUEUE`` are already queued, as long as the association lasts."""
+    dul = assoc.dul
+    put = dul.send_pdu
+
+    def send_pdu(primitive) -> None:  # type: ignore[no-untyped-def]
+        while (
+            dul.to_provider_queue.qsize() >= SEND_QUEUE and assoc.is_established and dul.is_alive()
+        ):
+            time.sleep(0.001)
+        put(primitive)
+
+    dul.send_pdu = send_pdu
+
+
+def _sub_operations(event, hub: Hub, association):  # type: ignore[no-untyped-def]
+    """The C-STORE sub-operations of a C-MOVE / C-GET on ``association()`` (found when first
+    needed): the count, then one data set each (a failed read is counted failed, the others
+    still go). An instance whose stored syntax the peer accepted for its SOP class is sent from
+    its file, chunk by chunk (``_FromFile``); one that must be transcoded is decoded in memory."""
     assert hub.qr is not None
+    qr = hub.qr
     try:
-        uids = hub.qr.instances(event.identifier, _model(event))
+        uids = qr.instances(event.identifier, _model(event))
     except qr_service.QueryError as exc:
         yield 0
         yield _failure(exc.status, exc.reason), None
         return
     yield len(uids)
+    by_class: dict[str, list[str]] | None = None
     for uid in uids:
         if event.is_cancelled:
             yield qr_service.CANCELLED, None
             return
         try:
-            ds = hub.qr.dataset(uid, accepted(uid) if accepted else None)
+            if by_class is None:
+                assoc = association()
+                _send_from_files(assoc)
+                by_class = _accepted_syntaxes(assoc)
+            ds = _to_send(qr, uid, by_class)
         except Exception:
             log.exception("instance %s could not be read for a retrieve", uid)
             yield qr_service.PENDING, None  # counted as a failed sub-operation
@@ -172,27 +257,45 @@ def _sub_operations(event, hub: Hub, accepted):  # type: ignore[no-untyped-def]
         yield qr_service.PENDING, ds
 
 
-def _accepted_by(hub: Hub, association):  # type: ignore[no-untyped-def]
-    """``accepted(sop_uid)``: the transfer syntaxes the association (``association()``, found
-    when first needed) accepted, with Hearth as SCU, for that instance's SOP class."""
-    by_class: dict[str, list[str]] | None = None
+def _to_send(qr: qr_service.QueryRetrieve, uid: str, by_class: dict[str, list[str]]) -> Dataset:
+    """The instance as a ``_FromFile`` when the peer accepted its stored syntax for its SOP
+    class (the stored file itself, or a temporary copy of a database blob), else decoded and
+    transcoded to a syntax the peer accepted (``QueryRetrieve.dataset``, in memory)."""
+    path = qr.store.local_path(uid)
+    temporary = path is None
+    if path is None:
+        path = _copy(qr, uid)
+    try:
+        head = dcmread(path, stop_before_pixels=True, specific_tags=["SOPClassUID"])
+        sop_class = str(head.SOPClassUID)
+        accepted = by_class.get(sop_class, [])
+        if str(head.file_meta.TransferSyntaxUID) in accepted:
+            sent, temporary = _FromFile(sop_class, uid, path, temporary), False
+            return sent
+        return qr.dataset(uid, accepted)
+    finally:
+        if temporary:
+            path.unlink(missing_ok=True)
 
-    def accepted(uid: str) -> list[str]:
-        nonlocal by_class
-        if by_class is None:
-            assoc = association()
-            by_class = {}
-            for cx in assoc.accepted_contexts if assoc is not None else []:
-                if cx.as_scu:
-                    by_class.setdefault(str(cx.abstract_syntax), []).append(
-                        str(cx.transfer_syntax[0])
-                    )
-        assert hub.qr is not None
-        with hub.qr.store.open(uid) as f:
-            ds = dcmread(f, stop_before_pixels=True, specific_tags=["SOPClassUID"])
-        return by_class.get(str(ds.SOPClassUID), [])
 
-    return accepted
+def _copy(qr: qr_service.QueryRetrieve, uid: str) -> Path:
+    """A temporary copy of an instance whose blob is not a local file (the database blob
+    store), made a megabyte at a time, to send from."""
+    with (
+        qr.store.open(uid) as f,
+        tempfile.NamedTemporaryFile(prefix="hearth-send-", suffix=".dcm", delete=False) as out,
+    ):
+        shutil.copyfileobj(f, out, 1 << 20)
+    return Path(out.name)
+
+
+def _accepted_syntaxes(assoc) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
+    """SOP class -> the transfer syntaxes the association accepted with Hearth as SCU."""
+    by_class: dict[str, list[str]] = {}
+    for cx in assoc.accepted_contexts if assoc is not None else []:
+        if cx.as_scu:
+            by_class.setdefault(str(cx.abstract_syntax), []).append(str(cx.transfer_syntax[0]))
+    return by_class
 
 
 def _move_association(event, known: qr_service.Destination):  # type: ignore[no-untyped-def]
@@ -233,9 +336,7 @@ def _handle_move(event, hub: Hub):  # type: ignore[no-untyped-def]
     )
     yield known.host, known.port, kwargs
     # each instance in a syntax the destination accepted: as stored, else transcoded
-    yield from _sub_operations(
-        event, hub, _accepted_by(hub, lambda: _move_association(event, known))
-    )
+    yield from _sub_operations(event, hub, lambda: _move_association(event, known))
 
 
 def _handle_get(event, hub: Hub):  # type: ignore[no-untyped-def]
@@ -245,7 +346,7 @@ def _handle_get(event, hub: Hub):  # type: ignore[no-untyped-def]
         yield 0
         yield _failure(qr_service.NOT_AUTHORIZED, "this AE may not retrieve"), None
         return
-    yield from _sub_operations(event, hub, _accepted_by(hub, lambda: event.assoc))
+    yield from _sub_operations(event, hub, lambda: event.assoc)
 
 
 @dataclass(frozen=True)
@@ -373,6 +474,12 @@ def start(
 ) -> Listener:
     """Start the SCP in background threads (one per association); with ``qr``, also the
     Query/Retrieve SCP."""
+    # Large objects (docs/dicom.md "Very large objects"): received C-STORE data sets go to a
+    # temporary file fragment by fragment instead of a growing buffer, and retrieved instances
+    # are sent from their stored file in PDU-sized chunks (``_sub_operations``). Both are
+    # process-wide pynetdicom switches; the second only affects sends given a file path.
+    _config.STORE_RECV_CHUNKED_DATASET = True
+    _config.STORE_SEND_CHUNKED_DATASET = True
     ae = build_ae(ae_title, allowed_callers, limits, query_retrieve=qr is not None)
     hub = Hub(ingest, qr)
     handlers: list[EventHandlerType] = [

@@ -36,9 +36,13 @@ def _retired_storage() -> tuple[str, ...]:
 STORAGE: tuple[str, ...] = tuple(sorted(set(_STORAGE_CLASSES.values()) | set(_retired_storage())))
 STORAGE_UIDS = frozenset(STORAGE)
 
+# In order of preference: pynetdicom, as acceptor, takes the first of these that a presentation
+# context proposes (not the proposer's first). Explicit VR Little Endian leads, as dcmtk's storescp
+# prefers: it keeps every VR, it is what DICOMweb serves by default, and a C-GET requester that
+# proposes it gets a stored Explicit VR instance sent from its file without decoding.
 TRANSFER_SYNTAXES = (
-    uid.ImplicitVRLittleEndian,
     uid.ExplicitVRLittleEndian,
+    uid.ImplicitVRLittleEndian,
     uid.DeflatedExplicitVRLittleEndian,
     uid.ExplicitVRBigEndian,
     uid.JPEGBaseline8Bit,

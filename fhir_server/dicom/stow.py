@@ -5,6 +5,9 @@ answering the Referenced SOP Sequence and the Failed SOP Sequence with a Failure
 from __future__ import annotations
 
 import logging
+import tempfile
+from pathlib import Path
+from typing import IO
 
 import orjson
 from fastapi import APIRouter, Request
@@ -19,20 +22,28 @@ from resources.storage.instances import check_uid
 
 from . import catalogue
 from .catalogue import DICOM_JSON
-from .parse import CANNOT_UNDERSTAND, Rejected, check
+from .parse import CANNOT_UNDERSTAND, Rejected, Source, check
 from .sop_classes import STORAGE_UIDS
 
 router = APIRouter()
 log = logging.getLogger("hearth.dicomweb")
 
 
+SPOOL = 8 << 20  # a part larger than this goes to a temporary file as it arrives
+
+
 class _PartReader:
     """Streams a multipart/related body (RFC 2387) with python-multipart, yielding each part
-    (content type, bytes) as soon as it is complete: memory holds one part, not the upload."""
+    (content type, data) as soon as it is complete. A part up to ``SPOOL`` bytes is kept in
+    memory (bytes); a larger one is written to a temporary file as it arrives and given as its
+    path (the caller removes it): memory holds at most ``SPOOL`` bytes of an upload, whatever
+    the size of its instances."""
 
     def __init__(self, boundary: bytes) -> None:
-        self.done: list[tuple[str, bytes]] = []
+        self.done: list[tuple[str, Source]] = []
         self._data: list[bytes] = []
+        self._held = 0
+        self._spool: IO[bytes] | None = None
         self._field = b""
         self._value = b""
         self._headers: dict[str, str] = {}
@@ -49,11 +60,22 @@ class _PartReader:
         self.parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
 
     def _begin(self) -> None:
-        self._data, self._headers = [], {}
+        self._data, self._headers, self._held = [], {}, 0
         self.open_part = True
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._spool is not None:
+            self._spool.write(data[start:end])
+            return
         self._data.append(data[start:end])
+        self._held += end - start
+        if self._held > SPOOL:
+            self._spool = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in _end / close)
+                prefix="hearth-stow-", suffix=".dcm", delete=False
+            )
+            for block in self._data:
+                self._spool.write(block)
+            self._data, self._held = [], 0
 
     def _header_field(self, data: bytes, start: int, end: int) -> None:
         self._field += data[start:end]
@@ -69,12 +91,25 @@ class _PartReader:
 
     def _end(self) -> None:
         kind = self._headers.get("content-type", "application/octet-stream")
-        self.done.append((kind.split(";")[0].strip().lower(), b"".join(self._data)))
+        data: Source
+        if self._spool is not None:
+            self._spool.close()
+            data, self._spool = Path(self._spool.name), None
+        else:
+            data = b"".join(self._data)
+        self.done.append((kind.split(";")[0].strip().lower(), data))
         self.parts_seen += 1
-        self._data = []
+        self._data, self._held = [], 0
         self.open_part = False
 
-    def feed(self, chunk: bytes) -> list[tuple[str, bytes]]:
+    def close(self) -> None:
+        """Remove the temporary file of a part the body ended inside (or an error cut off)."""
+        if self._spool is not None:
+            self._spool.close()
+            Path(self._spool.name).unlink(missing_ok=True)
+            self._spool = None
+
+    def feed(self, chunk: bytes) -> list[tuple[str, Source]]:
         try:
             self.parser.write(chunk)
         except MultipartParseError as exc:
@@ -83,8 +118,17 @@ class _PartReader:
         return out
 
 
-def _store_one(request: Request, content_type: str, data: bytes, study_uid: str | None):  # type: ignore[no-untyped-def]
-    """Store one STOW-RS part; the Referenced SOP Sequence item, or raise ``Rejected``."""
+def _store_one(request: Request, content_type: str, data: Source, study_uid: str | None):  # type: ignore[no-untyped-def]
+    """Store one STOW-RS part; the Referenced SOP Sequence item, or raise ``Rejected``. A part
+    spooled to a file is removed once stored (or refused)."""
+    try:
+        return _store_part(request, content_type, data, study_uid)
+    finally:
+        if isinstance(data, Path):
+            data.unlink(missing_ok=True)
+
+
+def _store_part(request: Request, content_type: str, data: Source, study_uid: str | None):  # type: ignore[no-untyped-def]
     _, dicom = catalogue.services(request)
     if content_type != "application/dicom":
         raise Rejected(CANNOT_UNDERSTAND, f"part is {content_type}, not application/dicom")
@@ -108,6 +152,50 @@ def _store_one(request: Request, content_type: str, data: bytes, study_uid: str 
     return item
 
 
+async def _receive(  # type: ignore[no-untyped-def]
+    request: Request,
+    reader: _PartReader,
+    limit: int,
+    referenced: list[Dataset],
+    failed: list[Dataset],
+    study_uid: str | None,
+):
+    """Feed the body to ``reader`` and store each part as soon as it is complete."""
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(
+                f"the upload is larger than {limit} bytes"
+                + (
+                    f"; {len(referenced)} instance(s) before the limit were stored"
+                    if referenced
+                    else ""
+                )
+            )
+        parts = reader.feed(chunk)
+        try:
+            while parts:
+                kind, data = parts.pop(0)
+                try:
+                    referenced.append(
+                        await run_in_threadpool(_store_one, request, kind, data, study_uid)
+                    )
+                except Rejected as exc:
+                    log.warning("STOW-RS part %s refused (0x%04X)", exc.sop_uid or "-", exc.status)
+                    item = Dataset()
+                    if exc.sop_class:
+                        item.ReferencedSOPClassUID = exc.sop_class
+                    if exc.sop_uid:
+                        item.ReferencedSOPInstanceUID = exc.sop_uid
+                    item.FailureReason = exc.status
+                    failed.append(item)
+        finally:  # an error (or a cancelled request) leaves no spooled part behind
+            for _, data in parts:
+                if isinstance(data, Path):
+                    data.unlink(missing_ok=True)
+
+
 async def _stow(request: Request, study_uid: str | None):  # type: ignore[no-untyped-def]
     """PS3.18 §10.5: store each part as it arrives; answer the Referenced / Failed SOP
     Sequences once every instance is in its ImagingStudy."""
@@ -127,32 +215,10 @@ async def _stow(request: Request, study_uid: str | None):  # type: ignore[no-unt
     reader = _PartReader(options[b"boundary"])
     referenced: list[Dataset] = []
     failed: list[Dataset] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge(
-                f"the upload is larger than {limit} bytes"
-                + (
-                    f"; {len(referenced)} instance(s) before the limit were stored"
-                    if referenced
-                    else ""
-                )
-            )
-        for kind, data in reader.feed(chunk):
-            try:
-                referenced.append(
-                    await run_in_threadpool(_store_one, request, kind, data, study_uid)
-                )
-            except Rejected as exc:
-                log.warning("STOW-RS part %s refused (0x%04X)", exc.sop_uid or "-", exc.status)
-                item = Dataset()
-                if exc.sop_class:
-                    item.ReferencedSOPClassUID = exc.sop_class
-                if exc.sop_uid:
-                    item.ReferencedSOPInstanceUID = exc.sop_uid
-                item.FailureReason = exc.status
-                failed.append(item)
+    try:
+        await _receive(request, reader, limit, referenced, failed, study_uid)
+    finally:
+        reader.close()
     if reader.open_part:  # the body was cut inside a part: that instance is not stored
         log.warning("STOW-RS body ended inside a part; the part was not stored")
         item = Dataset()

@@ -4,16 +4,22 @@ decision-support disclaimer) and a Secondary Capture of the explanation heatmap 
 series of the source study (same Study Instance UID, patient and study attributes copied from a
 source instance). Pure functions: FHIR dicts and a source header in, pydicom Datasets out.
 
-UIDs are derived from the Observation's id and version (``generate_uid`` with entropy sources,
-the ``2.25`` form), so building the objects again gives the same UIDs: a re-sent object replaces
-its earlier copy in Hearth and in a PACS instead of adding another.
+UIDs are derived from the Observation (``generate_uid`` with entropy sources, the ``2.25``
+form), so building the objects again gives the same UIDs: a re-sent object replaces its earlier
+copy in Hearth and in a PACS instead of adding another. The SR's SOP Instance UID also follows
+the Observation's version — verified content is a new SR instance (DICOM: changed SR content is
+a new instance), in the same series; the heatmap's follows the id only (it does not change).
 
-The SR follows the Comprehensive SR IOD (PS3.3 A.35.3) with a root CONTAINER "Diagnostic
-imaging report" (LOINC 18748-4) holding: Finding (DCM 121071, TEXT), one NUM per class
-probability (UCUM "1"), Algorithm Name / Version (DCM 111001 / 111003), Comment (DCM 121106)
-items for the uncertainty and the disclaimer; Completion PARTIAL, Verification UNVERIFIED
-(the Observation is preliminary; VERIFIED once final, with its verifying observer). The
-evidence is the analysed instance (Current Requested Procedure Evidence Sequence).
+The SR follows the Comprehensive SR IOD (PS3.3 A.35.3) and its content is TID 1500 Measurement
+Report (PS3.16): Language (TID 1204), Observation Context with the model as Device observer
+(TID 1001/1004), Procedure reported, Image Library (TID 1600) with the analysed image, and
+Imaging Measurements holding one TID 1501 Measurement and Qualitative Evaluation Group (the
+whole image: Tracking Identifier / UID, Finding (DCM 121071) as the coded classification,
+Algorithm Name / Version (TID 4019), one NUM per class probability, UCUM "1"); the uncertainty
+and the decision-support disclaimer are Comment TEXT items under Qualitative Evaluations (UMLS
+C0034375). Completion PARTIAL, Verification UNVERIFIED (the Observation is preliminary;
+VERIFIED once final, with its verifying observer). The evidence is the analysed instance
+(Current Requested Procedure Evidence Sequence).
 """
 
 from __future__ import annotations
@@ -119,9 +125,35 @@ def _item(relationship: str, value_type: str, name: Dataset) -> Dataset:
     return item
 
 
-def _text(name: Dataset, text: str) -> Dataset:
-    item = _item("CONTAINS", "TEXT", name)
+def _text(name: Dataset, text: str, relationship: str = "CONTAINS") -> Dataset:
+    item = _item(relationship, "TEXT", name)
     item.TextValue = text[:10240]
+    return item
+
+
+def _uidref(name: Dataset, uid: str) -> Dataset:
+    item = _item("HAS OBS CONTEXT", "UIDREF", name)
+    item.UID = uid
+    return item
+
+
+def _coded_item(relationship: str, name: Dataset, value: Dataset) -> Dataset:
+    item = _item(relationship, "CODE", name)
+    item.ConceptCodeSequence = Sequence([value])
+    return item
+
+
+def _template(identifier: str) -> Dataset:
+    template = Dataset()
+    template.MappingResource = "DCMR"
+    template.TemplateIdentifier = identifier
+    return template
+
+
+def _container(relationship: str, name: Dataset, content: list[Dataset]) -> Dataset:
+    item = _item(relationship, "CONTAINER", name)
+    item.ContinuityOfContent = "SEPARATE"
+    item.ContentSequence = Sequence(content)
     return item
 
 
@@ -149,7 +181,8 @@ def structured_report(
         _uid("hearth-ai-sr", key), "SR", SR_SERIES, "AI result (decision support)", model, when,
     )  # fmt: skip
     ds.ValueType = "CONTAINER"
-    ds.ConceptNameCodeSequence = Sequence([_code("18748-4", "LN", "Diagnostic imaging report")])
+    ds.ConceptNameCodeSequence = Sequence([_code("126000", "DCM", "Imaging Measurement Report")])
+    ds.ContentTemplateSequence = Sequence([_template("1500")])
     ds.ContinuityOfContent = "SEPARATE"
     final = observation.get("status") in ("final", "amended", "corrected")
     ds.CompletionFlag = "COMPLETE" if final else "PARTIAL"
@@ -167,29 +200,62 @@ def structured_report(
     ds.CurrentRequestedProcedureEvidenceSequence = _evidence(source)
     ds.PerformedProcedureCodeSequence = Sequence()
     ds.ReferencedPerformedProcedureStepSequence = Sequence()
-    value = observation.get("valueCodeableConcept") or {}
-    finding = value.get("text") or next(
-        (c.get("display") for c in value.get("coding", []) if c.get("display")), "no finding"
-    )
-    content = [_text(_code("121071", "DCM", "Finding"), str(finding))]
+    name, version = str(model.get("name", "")), str(model.get("version", ""))
+    image = _item("CONTAINS", "IMAGE", _code("260753009", "SCT", "Source"))
+    ref = Dataset()
+    ref.ReferencedSOPClassUID = source.SOPClassUID
+    ref.ReferencedSOPInstanceUID = source.SOPInstanceUID
+    image.ReferencedSOPSequence = Sequence([ref])
+    library_group = _container("CONTAINS", _code("126200", "DCM", "Image Library Group"), [image])
+    group = [  # TID 1501 Measurement and Qualitative Evaluation Group (the whole image)
+        _text(_code("112039", "DCM", "Tracking Identifier"), "AI classification", "HAS OBS CONTEXT"),
+        _uidref(_code("112040", "DCM", "Tracking Unique Identifier"),
+                _uid("hearth-ai-tracking", str(observation.get("id")))),
+        _coded_item("CONTAINS", _code("121071", "DCM", "Finding"),
+                    _coded(observation.get("valueCodeableConcept") or {"text": "no finding"})),
+        _text(_code("111001", "DCM", "Algorithm Name"), name, "HAS CONCEPT MOD"),
+        _text(_code("111003", "DCM", "Algorithm Version"), version, "HAS CONCEPT MOD"),
+    ]  # fmt: skip
     for component in observation.get("component", []):
         quantity = component.get("valueQuantity") or {}
         unit = str(quantity.get("code", "1"))
         if isinstance(quantity.get("value"), int | float) and unit in _UNITS:
-            content.append(_probability(component.get("code", {}), float(quantity["value"]), unit))
-    content.append(_text(_code("111001", "DCM", "Algorithm Name"), str(model.get("name", ""))))
-    content.append(
-        _text(_code("111003", "DCM", "Algorithm Version"), str(model.get("version", "")))
-    )
+            group.append(_probability(component.get("code", {}), float(quantity["value"]), unit))
     interpretations = [
         c.get("code") for i in observation.get("interpretation", []) for c in i.get("coding", [])
     ]
+    evaluations = []
     if "IND" in interpretations:
-        content.append(
+        evaluations.append(
             _text(_code("121106", "DCM", "Comment"), "Uncertain: below the model's confidence "
                   "threshold; needs a physician's review.")
         )  # fmt: skip
-    content.append(_text(_code("121106", "DCM", "Comment"), disclaimer))
+    evaluations.append(_text(_code("121106", "DCM", "Comment"), disclaimer))
+    measurement_group = _container("CONTAINS", _code("125007", "DCM", "Measurement Group"), group)
+    measurement_group.ContentTemplateSequence = Sequence([_template("1501")])
+    content = [
+        # TID 1204 Language of Content Item and Descendants
+        _coded_item("HAS CONCEPT MOD",
+                    _code("121049", "DCM", "Language of Content Item and Descendants"),
+                    _code("en-US", "RFC5646", "English (United States)")),
+        # TID 1001 Observation Context: the observer is a device, the model (TID 1004)
+        _coded_item("HAS OBS CONTEXT", _code("121005", "DCM", "Observer Type"),
+                    _code("121007", "DCM", "Device")),
+        _uidref(_code("121012", "DCM", "Device Observer UID"),
+                _uid("hearth-ai-device", name, version)),
+        _text(_code("121013", "DCM", "Device Observer Name"), name or "AI model",
+              "HAS OBS CONTEXT"),
+        _text(_code("121015", "DCM", "Device Observer Model Name"), name or "AI model",
+              "HAS OBS CONTEXT"),
+        _coded_item("HAS CONCEPT MOD", _code("121058", "DCM", "Procedure reported"),
+                    _code("363679005", "SCT", "Imaging procedure")),
+        # TID 1600 Image Library: the analysed image
+        _container("CONTAINS", _code("111028", "DCM", "Image Library"), [library_group]),
+        _container("CONTAINS", _code("126010", "DCM", "Imaging Measurements"),
+                   [measurement_group]),
+        _container("CONTAINS", _code("C0034375", "UMLS", "Qualitative Evaluations"),
+                   evaluations),
+    ]  # fmt: skip
     ds.ContentSequence = Sequence(content)
     return ds
 
@@ -203,10 +269,9 @@ def secondary_capture(
     from PIL import Image
 
     image = Image.open(io.BytesIO(png)).convert("RGB")
-    key = f"{observation.get('id')}|{observation.get('meta', {}).get('versionId', '1')}"
     ds = _common(
         source, SECONDARY_CAPTURE, _uid("hearth-ai-sc-series", str(observation.get("id"))),
-        _uid("hearth-ai-sc", key), "OT", SC_SERIES, "AI explanation heatmap (decision support)",
+        _uid("hearth-ai-sc", str(observation.get("id"))), "OT", SC_SERIES, "AI explanation heatmap (decision support)",
         model, when,
     )  # fmt: skip
     ds.ConversionType = "WSD"  # workstation: made by software

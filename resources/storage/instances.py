@@ -94,6 +94,14 @@ class InstanceStore:
         except NotFound:
             raise NotFound(f"instance {sop_instance_uid} is not stored") from None
 
+    def local_path(self, sop_instance_uid: str) -> Path | None:
+        """The instance's file on this node when the blob store keeps files (``FileBlobs``), for
+        sending it without reading it whole; None for the database store (or when missing)."""
+        if not isinstance(self.blobs, FileBlobs):
+            return None
+        path = self.blobs.path(self.key(sop_instance_uid))
+        return path if path.is_file() else None
+
     def read(self, sop_instance_uid: str) -> bytes:
         with self.open(sop_instance_uid) as f:
             return f.read()

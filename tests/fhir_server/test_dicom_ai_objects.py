@@ -15,6 +15,7 @@ import httpx
 import pydicom
 import pytest
 
+from inference.results import DISCLAIMER
 from mappings.dicom.ai_objects import COMPREHENSIVE_SR, SECONDARY_CAPTURE
 from tests.dicom import Orthanc, read_header, storescu, tool
 from tests.inference.conftest import CHEST_CR, run_worker
@@ -90,14 +91,34 @@ def test_the_ai_result_reaches_the_study_and_the_pacs(hearth):
     )
     sr = pydicom.dcmread(sr_file)
     assert sr.StudyInstanceUID == h.StudyInstanceUID and sr.PatientID == h.PatientID
-    finding = sr.ContentSequence[0].TextValue
-    assert finding == obs["resource"]["valueCodeableConcept"]["text"]
+    # TID 1500 Imaging Measurement Report > Imaging Measurements > TID 1501 Measurement Group
+    assert sr.ConceptNameCodeSequence[0].CodeValue == "126000"
+    assert sr.ContentTemplateSequence[0].TemplateIdentifier == "1500"
+    assert (
+        "TID 1500"
+        in subprocess.run(
+            [tool("dsrdump"), "+Pt", str(sr_file)], capture_output=True, text=True
+        ).stdout
+    )
+    by_name = {i.ConceptNameCodeSequence[0].CodeValue: i for i in sr.ContentSequence}
+    assert by_name["121005"].ConceptCodeSequence[0].CodeValue == "121007"  # observer: a device
+    image = by_name["111028"].ContentSequence[0].ContentSequence[0]  # the analysed image
+    assert image.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == h.SOPInstanceUID
+    group = by_name["126010"].ContentSequence[0]
+    assert group.ContentTemplateSequence[0].TemplateIdentifier == "1501"
+    items = {i.ConceptNameCodeSequence[0].CodeValue: i for i in group.ContentSequence}
+    finding = items["121071"].ConceptCodeSequence[0].CodeMeaning
+    value = obs["resource"]["valueCodeableConcept"]
+    assert finding in [value.get("text"), *(c.get("display") for c in value.get("coding", []))]
+    assert items["111003"].TextValue  # Algorithm Version
     probabilities = [
         float(i.MeasuredValueSequence[0].NumericValue)
-        for i in sr.ContentSequence
+        for i in group.ContentSequence
         if i.ValueType == "NUM"
     ]
     expected = [c["valueQuantity"]["value"] for c in obs["resource"]["component"]]
+    comments = [i.TextValue for i in by_name["C0034375"].ContentSequence]
+    assert DISCLAIMER in comments
     assert probabilities == pytest.approx(expected, abs=1e-4)
 
     # Orthanc has both, in the source study
@@ -112,6 +133,39 @@ def test_the_ai_result_reaches_the_study_and_the_pacs(hearth):
     ).json()
     classes = {i["MainDicomTags"]["SOPInstanceUID"] for i in found}
     assert sr_uid in classes and series["OT"]["instance"][0]["uid"] in classes
+
+    # the doctor verifies the result: its export runs again, and a VERIFIED SR (a new instance)
+    # is stored in the study and pushed to the PACS
+    verified = {**obs["resource"], "status": "final", "performer": [{"display": "Dr Verifier"}]}
+    store = running.server.config.app.state.dicom.store
+
+    def verified_srs() -> list[str]:
+        study = _study(fhir, h.StudyInstanceUID) or {}
+        out = []
+        for se in study.get("series", []):
+            for i in se["instance"] if se["modality"]["code"] == "SR" else []:
+                with store.open(i["uid"]) as f:
+                    ds = pydicom.dcmread(f, stop_before_pixels=True)
+                if ds.VerificationFlag == "VERIFIED":
+                    assert ds.CompletionFlag == "COMPLETE"
+                    assert ds.VerifyingObserverSequence[0].VerifyingObserverName == "Dr Verifier"
+                    out.append(i["uid"])
+        return out
+
+    with httpx.Client(base_url=running.fhir, headers=running.headers, timeout=60) as fhir:
+        assert verified_srs() == []
+        put = fhir.put(f"/Observation/{verified['id']}", json=verified)
+        assert put.status_code == 200, put.text
+        done = run_worker(running, env=env)
+        assert "exported 1 AI result(s) to DICOM" in done.stdout, done.stdout
+        (verified_uid,) = _wait_for(verified_srs)
+    assert verified_uid != sr_uid
+    in_pacs = httpx.post(
+        f"{orthanc.url}/tools/find",
+        json={"Level": "Instance", "Query": {"SOPInstanceUID": verified_uid}},
+        timeout=30,
+    ).json()
+    assert len(in_pacs) == 1
 
 
 def test_a_pacs_that_is_down_is_retried_then_dead_lettered(hearth, tmp_path):
