@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--work", type=Path, default=None, help="run folders; default OUT/runs")
     parser.add_argument("--data", type=Path, default=None, help="the script's default if omitted")
+    parser.add_argument(
+        "--holdout", default=None, help="passed to the script (a split file, or 'none')"
+    )
     args = parser.parse_args(argv)
 
     spec = MODELS[SCRIPTS[args.script]]
@@ -95,6 +98,8 @@ def main(argv: list[str] | None = None) -> None:
             command = run_command(args.script, work / run, args.device, pairs, seed)
             if args.data is not None:
                 command += ["--data", str(args.data)]
+            if args.holdout is not None:
+                command += ["--holdout", str(args.holdout)]
             queue.append({"run": run, "variant": name, "pairs": pairs, "seed": seed,
                           "command": command})  # fmt: skip
 

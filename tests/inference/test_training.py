@@ -129,6 +129,7 @@ def test_a_sweep_runs_each_variant_and_ranks_by_the_mean(tiny_skin, tmp_path):
     sweep_main(
         [
             "--script", "train_skin", "--data", str(tiny_skin), "--seeds", "1",
+            "--holdout", "none",  # the own test split is defined on the full data only
             "--variant", "base=epochs=2,eval_every=1",
             "--variant", "mixed=epochs=2,eval_every=1,cutmix_alpha=1.0,network=skin-resnet18-w48",
             "--parallel", "2", "--keep", "1", "--out", str(out), "--work", str(tmp_path / "runs"),

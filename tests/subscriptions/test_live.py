@@ -6,6 +6,7 @@ patient's records."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -305,6 +306,12 @@ def test_live_subscriptions_renew_end_and_are_capped(hearth):
     try:
         now = datetime.now(UTC).replace(microsecond=0)
         [first] = live.watch(repo, [criteria], now)
+        # the worker shakes hands with every new Subscription (requested -> active, a version
+        # of its own): wait for it, so that the versions below are the watch's alone
+        deadline = time.monotonic() + 60
+        while repo.read(lambda u: u.read("Subscription", first)).content["status"] != "active":
+            assert time.monotonic() < deadline, "the worker never activated the live view"
+            time.sleep(0.2)
         end, version = current(first)
         assert datetime.fromisoformat(end.replace("Z", "+00:00")) == now + live.TTL
         assert live.watch(repo, [criteria], now + timedelta(minutes=10)) == [first]
