@@ -14,7 +14,16 @@ BACKENDS = ["sqlite", "postgresql"]
 def server(request, tmp_path_factory):  # type: ignore[no-untyped-def]
     """A running Hearth on a fresh database of each backend, shared by the session."""
     url, cleanup = database_url(request.param, tmp_path_factory.mktemp(request.param))
-    running = start_server(request.param, url, max_body_bytes=8 * 1024 * 1024)
+    running = start_server(
+        request.param,
+        url,
+        max_body_bytes=8 * 1024 * 1024,
+        # $import may fetch from the tests' own loopback file servers (tests/fhir_server/
+        # test_bulk_import.py), and the client "import-tester" may import besides admins
+        import_allowed_hosts="127.0.0.1",
+        import_allow_http=True,
+        import_clients="import-tester",
+    )
     yield running
     running.stop()
     cleanup()

@@ -226,6 +226,25 @@ def load_event(
     }
 
 
+def client_agents(client_id: str | None, username: str | None, fhir_user: str | None) -> list[dict]:
+    """The agents of a client's request (the user, if any, and the client), for events written
+    after the request itself (a ``$import`` job's writes)."""
+    return _agents(client_id, username, fhir_user, None)
+
+
+def import_event(
+    *, base: str, agents: list[dict], job_id: str, inputs: list[str], counts: dict[str, int],
+    failed: int,
+) -> dict:  # fmt: skip
+    """One finished ``$import`` job (DICOM 110107 Import): the input URLs, what was created,
+    updated or left unchanged, and how many lines failed; each batch has its own event."""
+    event = load_event(base=base, agents=agents, files=inputs, counts=counts, failed=failed)
+    event["subtype"] = [{"system": "urn:hearth:audit", "code": "import", "display": "$import"}]
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    event["outcomeDesc"] = f"$import {job_id}: {summary or 'nothing'}, failed {failed}"
+    return event
+
+
 def security_event(
     *,
     base: str,

@@ -38,8 +38,8 @@ import click
 )  # fmt: skip
 @click.option("--no-ai", is_flag=True, help="skip the AI queue (a worker without torch)")
 def worker(database_url, batch_size, once, poll, interval, notify, no_ai) -> None:  # type: ignore[no-untyped-def]
-    """Run background work: queued AI analyses, subscription notifications, report delivery,
-    medication reminders, e-mail."""
+    """Run background work: queued AI analyses, subscription notifications, Bulk Data exports
+    and imports, report delivery, medication reminders, e-mail."""
     import time
 
     from fhir_server.auth.keys import key_store
@@ -80,6 +80,12 @@ def worker(database_url, batch_size, once, poll, interval, notify, no_ai) -> Non
             file_limit=settings.export_file_max_resources,
             lease=timedelta(seconds=settings.worker_lease_seconds),
         )
+
+    def import_pass() -> int:  # $import jobs the API process did not run (docs/bulk-import.md)
+        from fhir_server.runtime import import_runner
+        from inference.worker_name import worker_name
+
+        return import_runner.run_pending(ctx.repo, settings, f"worker:{worker_name()}")
 
     dicom_exporter = None
 
@@ -126,6 +132,7 @@ def worker(database_url, batch_size, once, poll, interval, notify, no_ai) -> Non
             if runner is not None:
                 click.echo(f"ran {total} job(s)")
             click.echo(f"ran {export_pass()} export(s)")
+            click.echo(f"ran {import_pass()} import(s)")
             click.echo(f"exported {dicom_ai_pass()} AI result(s) to DICOM")
             workflow_pass()
             return
@@ -133,7 +140,7 @@ def worker(database_url, batch_size, once, poll, interval, notify, no_ai) -> Non
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
         click.echo(
-            "hearth worker: AI queue, subscriptions, Bulk Data exports and workflow passes "
+            "hearth worker: AI queue, subscriptions, Bulk Data exports and imports, workflow passes "
             "(Ctrl-C stops)"
         )
         # Subscriptions in a thread of their own: a notification never waits for an AI batch.
@@ -158,6 +165,10 @@ def worker(database_url, batch_size, once, poll, interval, notify, no_ai) -> Non
                 busy += export_pass()
             except Exception:  # the queue retries what failed
                 logging.getLogger(__name__).exception("bulk export failed")
+            try:
+                busy += import_pass()
+            except Exception:  # the queue retries what failed
+                logging.getLogger(__name__).exception("bulk import failed")
             try:
                 busy += dicom_ai_pass()
             except Exception:  # the queue retries what failed

@@ -24,7 +24,7 @@ from fhir_server.hl7v2 import mllp
 from fhir_server.hl7v2 import outbound as hl7_outbound
 from fhir_server.hl7v2 import web as hl7v2_web
 from fhir_server.hl7v2.service import Hl7v2Service
-from fhir_server.rest import bulkdata, errors, websocket
+from fhir_server.rest import bulkdata, bulkimport, errors, websocket
 from fhir_server.rest.consistency import ReadYourWrites
 from fhir_server.rest.context import Context
 from fhir_server.rest.headers import SecurityHeaders, docs_csp
@@ -40,6 +40,7 @@ from fhir_server.runtime import (
 )
 from fhir_server.runtime.audit_anchor import Checkpointer
 from fhir_server.runtime.bulk_runner import ExportRunner
+from fhir_server.runtime.import_runner import ImportRunner
 from fhir_server.runtime.listeners import Election, FileLock, Lock
 from fhir_server.runtime.settings import Settings
 from fhir_server.webapp import build_router as webapp_router
@@ -203,6 +204,8 @@ def create_app(settings: Settings | None = None, search: SearchEngine | None = N
         app.state.hl7v2 = ctx.services["hl7v2"] = Hl7v2Service(ctx, app.state.auth)
         exports = ctx.services["bulk-export"] = ExportRunner(ctx.repo, settings)
         exports.start_sweeper()  # Bulk Data jobs whose runner died (docs/bulk-export.md)
+        imports = ctx.services["bulk-import"] = ImportRunner(ctx.repo, settings)
+        imports.start_sweeper()  # $import jobs whose runner died (docs/bulk-import.md)
         # HL7 v2 out (HEARTH_HL7_OUT_HOST): final reports sent as ORU^R01 (docs/hl7v2.md)
         app.state.hl7_out = hl7_outbound.start(ctx.repo, settings)
         app.state.mllp = None
@@ -241,6 +244,7 @@ def create_app(settings: Settings | None = None, search: SearchEngine | None = N
             if app.state.hl7_out is not None:
                 app.state.hl7_out.stop()
             exports.stop()
+            imports.stop()
             app.state.auth.close()  # drains the audit writer
             app.state.checkpoints.stop()  # then anchors the final head outside the database
             if ctx.services.get("point_read") is not None:
@@ -276,6 +280,7 @@ def create_app(settings: Settings | None = None, search: SearchEngine | None = N
     app.include_router(websocket.router)  # the R4 websocket subscription channel
     app.include_router(hl7v2_web.router, prefix="/fhir")  # before the generic /{op} route
     app.include_router(bulkdata.router, prefix="/fhir")  # before /{res_type}/{res_id}
+    app.include_router(bulkimport.router, prefix="/fhir")
     app.include_router(router, prefix="/fhir")
     app.include_router(dicomweb.router, prefix="/dicomweb")
     app.include_router(dev_mailbox.router)  # HEARTH_DEV_MAILBOX, for administrators

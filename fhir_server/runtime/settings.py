@@ -233,6 +233,29 @@ class Settings(BaseSettings):
     api_docs: bool = Field(
         False, description="Serve /openapi.json and the Swagger UI page /docs (development)"
     )
+    import_allowed_hosts: str = Field(
+        "",
+        description="Hosts $import may fetch NDJSON from: comma list of host or host:port "
+        "(empty: $import is refused)",
+    )
+    import_allow_http: bool = Field(
+        False, description="$import sources may be plain http (development only; else https)"
+    )
+    import_clients: str = Field(
+        "", description="Client ids allowed to $import besides administrators (comma list)"
+    )
+    import_max_file_bytes: int = Field(
+        1024 * 1024 * 1024, ge=1, description="Largest $import source file read (bytes)"
+    )
+    import_timeout_seconds: float = Field(
+        30.0, gt=0, le=600, description="Connect / read timeout of a $import source fetch"
+    )
+    import_batch_size: int = Field(
+        100, ge=1, le=100, description="NDJSON lines $import writes per transaction"
+    )
+    import_max_errors: int = Field(
+        1000, ge=0, description="Bad lines a $import job tolerates before it fails"
+    )
     subscription_allow_http: bool = Field(
         False, description="Rest-hook endpoints may be plain http (development only; else https)"
     )
@@ -404,6 +427,14 @@ class Settings(BaseSettings):
     @property
     def subscription_prefixes(self) -> list[str]:
         return [p.strip() for p in self.subscription_endpoints.split(",") if p.strip()]
+
+    @property
+    def import_hosts(self) -> list[str]:
+        return [h.strip().lower() for h in self.import_allowed_hosts.split(",") if h.strip()]
+
+    @property
+    def import_client_ids(self) -> list[str]:
+        return [c.strip() for c in self.import_clients.split(",") if c.strip()]
 
     @property
     def dicom_callers(self) -> list[str]:

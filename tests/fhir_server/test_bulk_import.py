@@ -1,0 +1,336 @@
+"""Bulk Data import (``$import``, ping and pull of NDJSON) over HTTP with real tokens, on SQLite
+and PostgreSQL: the sources are served by a real HTTP server on a loopback socket. Kick-off,
+status polling, the result manifest and its error file, refused hosts and scopes, cancel; and
+the runner's resume after a failed attempt, and the URL rules, at unit level."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from fhir_server.auth.clients import register
+from fhir_server.auth.tokens import operator_token
+from fhir_server.runtime.import_runner import url_problem
+from fhir_server.runtime.settings import Settings
+from resources.auth.store import AuthStore
+from resources.jobs import bulk_import, queue
+from resources.search import SearchEngine
+from resources.storage.db import create_engine
+from resources.storage.repository import Repository
+
+ASYNC = {"Prefer": "respond-async", "Accept": "application/fhir+json"}
+POLL_LIMIT_S = 60  # a fail-safe against a hung job, not a timing assertion
+
+
+class Sources:
+    """NDJSON files on a real HTTP server on 127.0.0.1; ``slow.ndjson`` sends its first line,
+    then waits for ``release`` before the rest."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.requests: list[str] = []
+        self.release = threading.Event()
+        sources = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                sources.requests.append(self.path)
+                path = sources.folder / self.path.lstrip("/").split("?")[0]
+                if not path.is_file():
+                    self.send_error(404)
+                    return
+                data = path.read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/fhir+ndjson")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if path.name.startswith("slow"):
+                    first, _, rest = data.partition(b"\n")
+                    self.wfile.write(first + b"\n")
+                    self.wfile.flush()
+                    sources.release.wait(10)
+                    data = rest
+                self.wfile.write(data)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{name}"
+
+    def put(self, name: str, lines: list[object]) -> str:
+        (self.folder / name).write_bytes(
+            b"".join((x if isinstance(x, bytes) else orjson.dumps(x)) + b"\n" for x in lines)
+        )
+        return self.url(name)
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory) -> Iterator[Sources]:  # type: ignore[no-untyped-def]
+    s = Sources(tmp_path_factory.mktemp("ndjson"))
+    yield s
+    s.release.set()
+    s.httpd.shutdown()
+
+
+def token(server, scope: str, client_id: str | None = None) -> str:  # type: ignore[no-untyped-def]
+    engine = create_engine(server.database_url)
+    try:
+        store = AuthStore(engine)
+        if client_id is None or store.client(client_id) is None:
+            client_id, _ = register(
+                store, f"importer-{uuid.uuid4().hex[:6]}", "confidential-symmetric",
+                scope=scope, client_id=client_id,
+            )  # fmt: skip
+        settings = Settings(database_url=server.database_url, base_url=server.root)
+        return operator_token(store, settings, client_id, scope)["access_token"]
+    finally:
+        engine.dispose()
+
+
+def parameters(inputs: list[tuple[str, str]], **extra: str) -> dict:
+    params: list[dict] = [{"name": "inputFormat", "valueCode": "application/fhir+ndjson"}]
+    params += [{"name": k, "valueUri": v} for k, v in extra.items()]
+    params.append({"name": "storageDetail", "part": [{"name": "type", "valueCode": "https"}]})
+    for res_type, url in inputs:
+        params.append(
+            {
+                "name": "input",
+                "part": [{"name": "type", "valueCode": res_type}, {"name": "url", "valueUri": url}],
+            }
+        )
+    return {"resourceType": "Parameters", "parameter": params}
+
+
+def kickoff(c: httpx.Client, body: dict, headers: dict | None = None) -> httpx.Response:
+    return c.post("/$import", json=body, headers={**ASYNC, **(headers or {})})
+
+
+def poll(c: httpx.Client, url: str) -> dict:
+    deadline = time.monotonic() + POLL_LIMIT_S
+    while True:
+        r = c.get(url)
+        if r.status_code == 200:
+            assert r.headers["content-type"].startswith("application/json")
+            return r.json()
+        assert r.status_code == 202, r.text
+        assert r.headers["x-progress"] and r.headers["retry-after"]
+        assert time.monotonic() < deadline, "the import did not finish"
+        time.sleep(0.05)
+
+
+def patient(pid: str, family: str) -> dict:
+    return {"resourceType": "Patient", "id": pid, "name": [{"family": family}]}
+
+
+def test_import_commits_good_lines_and_reports_bad_ones(server, client, sources) -> None:  # type: ignore[no-untyped-def]
+    tag = uuid.uuid4().hex[:8]
+    family = f"Imp{tag}"
+    assert client.put(f"/Patient/p1-{tag}", json=patient(f"p1-{tag}", "Before")).status_code == 201
+    patients = sources.put(
+        f"Patient-{tag}.ndjson",
+        [
+            patient(f"p1-{tag}", family),  # exists: updated
+            patient(f"p2-{tag}", family),  # new, id kept
+            b"{not json",  # line 3
+            {"resourceType": "Patient", "id": f"p4-{tag}", "gender": "sometimes"},  # line 4
+            {"resourceType": "Observation", "id": f"o-{tag}"},  # line 5: not this input's type
+            b"",  # blank: skipped
+            patient(f"p2-{tag}", family),  # line 7: the same again: unchanged
+        ],
+    )
+    observations = sources.put(
+        f"Observation-{tag}.ndjson",
+        [
+            {
+                "resourceType": "Observation",
+                "id": f"o1-{tag}",
+                "status": "final",
+                "code": {"text": "weight"},
+                "subject": {"reference": f"Patient/p2-{tag}"},
+            }
+        ],
+    )
+    body = parameters(
+        [("Patient", patients), ("Observation", observations)], inputSource=f"urn:src:{tag}"
+    )
+    r = kickoff(client, body)
+    assert r.status_code == 202, r.text
+    status = r.headers["content-location"]
+    assert "/bulkdata-import/" in status
+    manifest = poll(client, status)
+    assert manifest["requiresAccessToken"] is True
+    assert manifest["request"].endswith("/$import")
+    assert [(o["inputUrl"], o["count"]) for o in manifest["output"]] == [
+        (patients, 3),
+        (observations, 1),
+    ]
+    [error] = manifest["error"]
+    assert (error["inputUrl"], error["count"], error["type"]) == (patients, 3, "OperationOutcome")
+    counts = manifest["extension"]["http://hearth.local/fhir/import-counts"]
+    assert [(c["created"], c["updated"], c["unchanged"]) for c in counts] == [(1, 1, 1), (1, 0, 0)]
+
+    r = client.get(error["url"])
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/fhir+ndjson")
+    outcomes = [orjson.loads(x) for x in r.content.splitlines()]
+    assert [o["issue"][0]["location"] for o in outcomes] == [["line 3"], ["line 4"], ["line 5"]]
+    assert "not JSON" in outcomes[0]["issue"][0]["diagnostics"]
+    assert "gender" in outcomes[1]["issue"][0]["diagnostics"]
+
+    # committed with their own ids, through the whole write path: versions, search index, audit
+    p1 = client.get(f"/Patient/p1-{tag}").json()
+    assert p1["meta"]["versionId"] == "2" and p1["meta"]["source"] == f"urn:src:{tag}"
+    found = client.get("/Patient", params={"family": family}).json()
+    assert {e["resource"]["id"] for e in found["entry"]} == {f"p1-{tag}", f"p2-{tag}"}
+    obs = client.get("/Observation", params={"subject": f"Patient/p2-{tag}"}).json()
+    assert [e["resource"]["id"] for e in obs["entry"]] == [f"o1-{tag}"]
+    assert client.get(f"/Patient/p4-{tag}").status_code == 404
+    written = client.get("/AuditEvent", params={"entity": f"Patient/p2-{tag}"}).json()
+    assert any(
+        "$import" in e["resource"].get("outcomeDesc", "") for e in written.get("entry", [])
+    ), written
+    closing = client.get("/AuditEvent", params={"subtype": "urn:hearth:audit|import"}).json()
+    assert any(tag in str(e["resource"].get("entity")) for e in closing["entry"])
+
+
+def test_refused_hosts_are_never_fetched(client, sources) -> None:  # type: ignore[no-untyped-def]
+    before = len(sources.requests)
+    good = sources.url("Patient-none.ndjson")
+    for bad in (
+        "http://example.org/Patient.ndjson",
+        f"http://localhost:{sources.port}/Patient.ndjson",  # not the allowed host name
+        f"http://user:pw@127.0.0.1:{sources.port}/Patient.ndjson",
+        "ftp://127.0.0.1/Patient.ndjson",
+    ):
+        r = kickoff(client, parameters([("Patient", good), ("Patient", bad)]))
+        assert r.status_code == 403, r.text
+        outcome = r.json()
+        assert outcome["resourceType"] == "OperationOutcome"
+        assert bad in outcome["issue"][0]["diagnostics"]
+    # the proposal's plain JSON body is read the same way
+    proposal = {
+        "inputFormat": "application/fhir+ndjson",
+        "inputSource": "https://other-server.example.org",
+        "storageDetail": {"type": "https"},
+        "input": [{"type": "Patient", "url": good}, {"type": "Patient", "url": bad}],
+    }
+    r = kickoff(client, proposal)
+    assert r.status_code == 403 and bad in r.json()["issue"][0]["diagnostics"], r.text
+    assert len(sources.requests) == before  # nothing fetched, not even the allowed input
+    r = kickoff(client, parameters([("Patient", good)]), headers={"Prefer": "respond-sync"})
+    assert r.status_code == 400
+
+
+def test_types_outside_the_tokens_scopes_are_refused(server, sources) -> None:  # type: ignore[no-untyped-def]
+    url = sources.url("x.ndjson")
+    listed = token(server, "system/Patient.cu system/Patient.rs", client_id="import-tester")
+    unlisted = token(server, "system/*.cu")
+    for bearer, asked, why in (
+        (listed, "Observation", "Observation"),  # listed client, type not in its scopes
+        (unlisted, "Patient", "HEARTH_IMPORT_CLIENTS"),  # writes Patients, but may not import
+    ):
+        with httpx.Client(base_url=server.fhir, headers={"Authorization": f"Bearer {bearer}"}) as c:
+            r = kickoff(c, parameters([("Patient", url), (asked, url)]))
+            assert r.status_code == 403, r.text
+            assert why in r.json()["issue"][0]["diagnostics"]
+
+
+def test_status_polling_and_cancel(server, client, sources) -> None:  # type: ignore[no-untyped-def]
+    tag = uuid.uuid4().hex[:8]
+    sources.release.clear()  # the slow source holds its second line until released
+    url = sources.put(
+        f"slow-{tag}.ndjson", [patient(f"s1-{tag}", "Slow"), patient(f"s2-{tag}", "Slow")]
+    )
+    body = parameters([("Patient", url)])
+    body["parameter"][1]["part"].append({"name": "maxBatchResourceCount", "valueInteger": 1})
+    r = kickoff(client, body)
+    assert r.status_code == 202, r.text
+    status = r.headers["content-location"]
+    deadline = time.monotonic() + POLL_LIMIT_S
+    while client.get(f"/Patient/s1-{tag}").status_code != 200:  # the first batch committed
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    r = client.get(status)
+    assert r.status_code == 202 and "line 1" in r.headers["x-progress"], r.headers
+    other = token(server, "system/Patient.rs")  # another client, not an administrator
+    with httpx.Client(base_url=server.fhir, headers={"Authorization": f"Bearer {other}"}) as c:
+        assert c.get(status).status_code == 403
+        assert c.delete(status).status_code == 403
+    assert client.delete(status).status_code == 202
+    assert client.get(status).status_code == 404
+    sources.release.set()  # the source sends line 2: its batch finds the job cancelled
+    engine = create_engine(server.database_url)
+    try:
+        repo = Repository(engine, SearchEngine())
+        job_id = status.rsplit("/", 1)[1]
+        while queue.for_task(repo, f"BulkImport/{job_id}")[0].state != queue.DONE:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        engine.dispose()
+    assert client.get(f"/Patient/s2-{tag}").status_code == 404  # rolled back, never written
+
+
+def test_a_failed_attempt_resumes_after_its_last_batch(server) -> None:  # type: ignore[no-untyped-def]
+    tag = uuid.uuid4().hex[:8]
+    lines = b"".join(orjson.dumps(patient(f"r{n}-{tag}", "Resume")) + b"\n" for n in range(5))
+    fetched: list[int] = []
+
+    def flaky(url: str) -> Iterator[bytes]:
+        fetched.append(1)
+        head, tail = lines[: lines.index(b"\n", 200) + 1], lines[lines.index(b"\n", 200) + 1 :]
+        yield head
+        if len(fetched) == 1:
+            raise ConnectionError("the source went away")  # transient: the queue retries
+        yield tail
+
+    engine = create_engine(server.database_url)
+    try:
+        repo = Repository(engine, SearchEngine())
+        spec = bulk_import.Spec([bulk_import.Input("Patient", "http://127.0.0.1/x")], batch_size=1)
+        job = bulk_import.start(repo, "resume-test", {}, "test", spec)
+        [entry] = queue.for_task(repo, f"BulkImport/{job.id}")
+        qjob = queue.claim_job(repo, entry.id, "test-worker", lease=timedelta(minutes=1))
+        assert qjob is not None
+        assert bulk_import.run_job(repo, flaky, qjob, "test-worker") == queue.READY
+        cursor = bulk_import.get(repo, job.id).cursor
+        assert 0 < cursor["line"] < 5 and cursor["counts"][0]["count"] == cursor["line"]
+        qjob = queue.claim_job(repo, entry.id, "test-worker", lease=timedelta(minutes=1))
+        assert qjob is not None
+        assert bulk_import.run_job(repo, flaky, qjob, "test-worker") == bulk_import.COMPLETED
+        done = bulk_import.get(repo, job.id)
+        assert done.counts()[0] == {
+            "count": 5,
+            "errors": 0,
+            "created": 5,
+            "updated": 0,
+            "unchanged": 0,
+        }
+    finally:
+        engine.dispose()
+
+
+def test_url_rules() -> None:
+    dev = Settings(import_allowed_hosts="data.example.org, 127.0.0.1:8000", import_allow_http=True)
+    prod = Settings(import_allowed_hosts="data.example.org")
+    assert url_problem(dev, "http://127.0.0.1:8000/a.ndjson") is None
+    assert url_problem(dev, "https://DATA.example.org/a.ndjson") is None
+    assert "HEARTH_IMPORT_ALLOWED_HOSTS" in (url_problem(dev, "http://127.0.0.1:8001/a") or "")
+    assert "https" in (url_problem(prod, "http://data.example.org/a.ndjson") or "")
+    assert "credentials" in (url_problem(prod, "https://u:p@data.example.org/a") or "")
+    assert "not enabled" in (url_problem(Settings(), "https://data.example.org/a") or "")
+    lines = list(bulk_import.lines_of([b"ab", b"c\n\r\nd", b"x" * 20 + b"\ne"], 10))
+    assert lines == [(1, b"abc"), (2, b""), (3, None), (4, b"e")]
