@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -176,7 +176,15 @@ def get(repo: Repository, job_id: str) -> Import:
         row = u.conn.execute(sa.select(bulk_import).where(bulk_import.c.id == job_id)).first()
         if row is None or row.state == CANCELLED:
             raise NotFound(f"no bulk import job {job_id}")
-        return _import(row)
+        job = _import(row)
+        if job.state in (ACCEPTED, RUNNING):
+            # a runner that died on its last attempt leaves the row as it was: the queue's
+            # dead letter says that the job failed, and why
+            for entry in queue.jobs_for_task(u, f"BulkImport/{job_id}"):
+                if entry.state == queue.FAILED:
+                    why = entry.last_error or "its runner stopped"
+                    return replace(job, state=FAILED, failure=f"the import failed: {why}")
+        return job
 
     return repo.read(run)
 
@@ -364,11 +372,29 @@ class _ItemFailed(Exception):
         self.item, self.error = item, error
 
 
-def _write(u: Unit, res_type: str, items: list[_Item]) -> dict[str, int]:
+class _OneByOne(Exception):
+    """``create_many`` failed in a way no item is named for (a write hook refused one): the
+    batch is written again, one ``update`` / ``create`` at a time."""
+
+
+def _write(u: Unit, res_type: str, items: list[_Item], *, batched: bool = True) -> dict[str, int]:
     """Write ``items`` (update-as-create): new ids in one ``create_many``, the others (existing,
-    deleted, or repeated in the batch) through ``update``, in line order after it."""
+    deleted, or repeated in the batch) through ``update``, in line order after it; with
+    ``batched`` False every item on its own."""
     named = [i.res_id for i in items if i.res_id]
     existing: set[str] = set()
+    if not batched:
+        tally = {"created": 0, "updated": 0, "unchanged": 0}
+        for item in items:
+            try:
+                if item.res_id is None:
+                    status = u.create(item.body).status
+                else:
+                    status = u.update(res_type, item.res_id, item.body).status
+            except FhirError as exc:
+                raise _ItemFailed(item, exc) from exc
+            tally[status if status in tally else "updated"] += 1
+        return tally
     if named:
         existing = set(
             u.conn.execute(
@@ -394,8 +420,8 @@ def _write(u: Unit, res_type: str, items: list[_Item]) -> dict[str, int]:
             results = u.create_many([(rid, item.body) for rid, item in fresh])
         except BatchItemError as exc:
             raise _ItemFailed(fresh[exc.index][1], exc.error) from exc
-        except FhirError as exc:  # not tied to one item: the first is blamed, the rest retried
-            raise _ItemFailed(fresh[0][1], exc) from exc
+        except FhirError as exc:  # a write hook refused one of them: find which, one by one
+            raise _OneByOne from exc
         tally["created"] += len(results)
     for item in later:
         assert item.res_id is not None
@@ -422,13 +448,14 @@ def _commit_batch(
     res_type = job.spec.inputs[batch.input_no].type
     items = list(batch.items)
     bad = list(batch.bad)
+    batched = True
     while True:
 
-        def run(u: Unit) -> list[dict[str, int]]:
+        def run(u: Unit, batched: bool = batched) -> list[dict[str, int]]:
             # built afresh on each try: the repository runs a unit again after a collision
             mine = [dict(c) for c in counts]
             current = mine[batch.input_no]
-            tally = _write(u, res_type, items) if items else {}
+            tally = _write(u, res_type, items, batched=batched) if items else {}
             for k, v in tally.items():
                 current[k] += v
             current["count"] += len(items)
@@ -454,6 +481,8 @@ def _commit_batch(
         except _ItemFailed as exc:
             items.remove(exc.item)
             bad.append((exc.item.line, exc.error.diagnostics))
+        except _OneByOne:
+            batched = False
 
 
 def _progress(job: Import, input_no: int, line: int, counts: list[dict[str, int]]) -> str:

@@ -22,6 +22,7 @@ from fhir_server.auth.tokens import operator_token
 from fhir_server.runtime.import_runner import url_problem
 from fhir_server.runtime.settings import Settings
 from resources.auth.store import AuthStore
+from resources.errors import Unprocessable
 from resources.jobs import bulk_import, queue
 from resources.search import SearchEngine
 from resources.storage.db import create_engine
@@ -334,3 +335,53 @@ def test_url_rules() -> None:
     assert "not enabled" in (url_problem(Settings(), "https://data.example.org/a") or "")
     lines = list(bulk_import.lines_of([b"ab", b"c\n\r\nd", b"x" * 20 + b"\ne"], 10))
     assert lines == [(1, b"abc"), (2, b""), (3, None), (4, b"e")]
+
+
+def test_a_line_a_write_hook_refuses_is_a_bad_line(server) -> None:  # type: ignore[no-untyped-def]
+    """A refusal no item is named for (a write hook's, as HEARTH_ENFORCE_PROFILES raises) sends
+    the batch through one write at a time, so only the refused line is bad."""
+    tag = uuid.uuid4().hex[:8]
+    lines = b"".join(orjson.dumps(patient(f"h{n}-{tag}", "Hook")) + b"\n" for n in range(1, 4))
+
+    def refuse_h2(u, result) -> None:  # type: ignore[no-untyped-def]
+        if result.stored.res_id == f"h2-{tag}":
+            raise Unprocessable("refused by a write hook")
+
+    engine = create_engine(server.database_url)
+    try:
+        repo = Repository(engine, SearchEngine())
+        repo.write_hooks.append(refuse_h2)
+        spec = bulk_import.Spec([bulk_import.Input("Patient", "http://127.0.0.1/h")])
+        job = bulk_import.start(repo, "hook-test", {}, "test", spec)
+        [entry] = queue.for_task(repo, f"BulkImport/{job.id}")
+        qjob = queue.claim_job(repo, entry.id, "test-worker", lease=timedelta(minutes=1))
+        assert qjob is not None
+        final = bulk_import.run_job(repo, lambda url: iter([lines]), qjob, "test-worker")
+        assert final == bulk_import.COMPLETED
+        done = bulk_import.get(repo, job.id)
+        assert (done.counts()[0]["count"], done.counts()[0]["errors"]) == (2, 1)
+        [bad] = [orjson.loads(x) for x in bulk_import.error_lines(repo, done, 0)]
+        assert bad["issue"][0]["location"] == ["line 2"]
+        assert "write hook" in bad["issue"][0]["diagnostics"]
+    finally:
+        engine.dispose()
+
+
+def test_a_job_whose_runner_died_for_good_reads_as_failed(server) -> None:  # type: ignore[no-untyped-def]
+    """The queue dead-letters a job whose leases all expired (its runners killed) without its
+    runner touching the job row: the status must say failed, not 'running' for ever."""
+    engine = create_engine(server.database_url)
+    try:
+        repo = Repository(engine, SearchEngine())
+        spec = bulk_import.Spec([bulk_import.Input("Patient", "http://127.0.0.1/d")])
+        job = bulk_import.start(repo, "died-test", {}, "test", spec)
+        [entry] = queue.for_task(repo, f"BulkImport/{job.id}")
+        qjob = queue.claim_job(repo, entry.id, "test-worker", lease=timedelta(minutes=1))
+        assert qjob is not None
+        assert bulk_import.get(repo, job.id).state == bulk_import.ACCEPTED
+        repo.run(lambda u: queue.fail(u, qjob, "test-worker", "lease expired", retry=False,
+                                      backoff=timedelta(0)))  # fmt: skip
+        died = bulk_import.get(repo, job.id)
+        assert died.state == bulk_import.FAILED and "lease expired" in (died.failure or "")
+    finally:
+        engine.dispose()

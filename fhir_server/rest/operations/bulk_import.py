@@ -39,6 +39,7 @@ from resources.validation import is_resource_type
 INPUT_FORMATS = {"application/fhir+ndjson", "application/ndjson", "ndjson"}
 KNOWN = {"inputFormat", "inputSource", "storageDetail", "input"}
 MAX_INPUTS = 1000
+BODY = "request"  # the input a plain JSON (non-Parameters) body stands for
 STRING_VALUES = ("valueString", "valueCode", "valueUri", "valueUrl", "valueCanonical")
 
 
@@ -72,7 +73,7 @@ def _request(req: FhirRequest) -> dict:
     proposal's JSON body: inputFormat, inputSource, storageDetail {type, ...}, input [{type,
     url}]."""
     params = req.params
-    bodies = [i for i in params.inputs if i.kind == RESOURCE]
+    bodies = [i for i in params.inputs if i.kind == RESOURCE and i.name == BODY]
     if bodies:  # the proposal's plain JSON body
         raw = bodies[0].value
         assert isinstance(raw, dict)
@@ -174,7 +175,10 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
             "$import: credentialHttpBasic is not supported (Hearth keeps no source "
             "credentials); give signed URLs"
         )
-    encodings = [e for e in (detail.get("contentEncoding") or []) if e not in ("identity", "")]
+    given_encodings = detail.get("contentEncoding") or []
+    if not isinstance(given_encodings, list):
+        given_encodings = [given_encodings]
+    encodings = [e for e in given_encodings if e not in ("identity", "")]
     if encodings:
         raise Invalid(f"$import: contentEncoding {encodings[0]!r} is not supported")
     unknown = sorted(set(detail) - {"type", "maxBatchResourceCount", "contentEncoding"})
@@ -249,7 +253,7 @@ OPERATION = Operation(
     handler=run,
     methods=frozenset({"POST"}),
     affects_state=True,
-    bare_resource="request",  # the proposal's plain JSON body
+    bare_resource=BODY,  # the proposal's plain JSON body
     permission=Permission(
         self_checked=True,
         reason="run: an administrator or a HEARTH_IMPORT_CLIENTS client, with system-level "
