@@ -385,3 +385,38 @@ def test_a_job_whose_runner_died_for_good_reads_as_failed(server) -> None:  # ty
         assert died.state == bulk_import.FAILED and "lease expired" in (died.failure or "")
     finally:
         engine.dispose()
+
+
+def test_bad_kickoffs_are_400_naming_the_problem(client, sources) -> None:  # type: ignore[no-untyped-def]
+    url = sources.url("Patient-none.ndjson")
+    good = parameters([("Patient", url)])
+
+    def without(name: str) -> dict:
+        return {**good, "parameter": [p for p in good["parameter"] if p["name"] != name]}
+
+    def detail(*parts: dict) -> dict:
+        body = without("storageDetail")
+        body["parameter"].append({"name": "storageDetail", "part": list(parts)})
+        return body
+
+    cases = [
+        (without("inputFormat"), "inputFormat"),
+        ({**good, "parameter": [*good["parameter"], {"name": "inputFormat", "valueCode": "x"}]},
+         "inputFormat"),
+        (without("input"), "input"),
+        (parameters([("NotAType", url)]), "NotAType"),
+        (parameters([("AuditEvent", url)]), "audit log"),
+        (detail({"name": "type", "valueCode": "aws-s3"}), "aws-s3"),
+        (detail({"name": "credentialHttpBasic", "valueString": "u:p"}), "credentialHttpBasic"),
+        (detail({"name": "contentEncoding", "valueString": "gzip"}), "gzip"),
+        (detail({"name": "maxBatchResourceCount", "valueInteger": 0}), "maxBatchResourceCount"),
+        ({**good, "parameter": [*good["parameter"], {"name": "mode", "valueCode": "x"}]}, "mode"),
+        ({**good, "parameter": [*good["parameter"], {"name": "input", "valueString": url}]},
+         "input"),
+        ({"inputFormat": "application/fhir+ndjson", "input": "Patient"}, "input"),
+        ({"inputFormat": "application/fhir+ndjson", "input": [{"type": "Patient"}]}, "url"),
+    ]  # fmt: skip
+    for body, named in cases:
+        r = kickoff(client, body)
+        assert r.status_code == 400, (body, r.text)
+        assert named in r.json()["issue"][0]["diagnostics"], (named, r.text)
