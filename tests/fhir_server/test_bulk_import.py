@@ -420,3 +420,32 @@ def test_bad_kickoffs_are_400_naming_the_problem(client, sources) -> None:  # ty
         r = kickoff(client, body)
         assert r.status_code == 400, (body, r.text)
         assert named in r.json()["issue"][0]["diagnostics"], (named, r.text)
+
+
+def test_a_queued_job_is_run_by_the_workers_pass(server, client, sources) -> None:  # type: ignore[no-untyped-def]
+    """What ``hearth worker`` (and the API's sweep) runs: ``import_runner.run_pending`` takes a
+    job left on the queue, fetches under the settings' rules and writes audited batches."""
+    from fhir_server.runtime import import_runner
+
+    tag = uuid.uuid4().hex[:8]
+    url = sources.put(f"queued-{tag}.ndjson", [patient(f"q1-{tag}", "Queued")])
+    settings = Settings(
+        database_url=server.database_url, base_url=server.root,
+        import_allowed_hosts="127.0.0.1", import_allow_http=True,
+    )  # fmt: skip
+    engine = create_engine(server.database_url)
+    try:
+        repo = Repository(engine, SearchEngine())
+        spec = bulk_import.Spec([bulk_import.Input("Patient", url)])
+        job = bulk_import.start(repo, "worker-test", {"username": None}, "test", spec)
+        import_runner.run_pending(repo, settings, "test-worker")  # (or the API's sweep, first)
+        deadline = time.monotonic() + POLL_LIMIT_S
+        while bulk_import.get(repo, job.id).state != bulk_import.COMPLETED:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        engine.dispose()
+    assert client.get(f"/Patient/q1-{tag}").status_code == 200
+    events = client.get("/AuditEvent", params={"entity": f"Patient/q1-{tag}"}).json()
+    agents = [a for e in events["entry"] for a in e["resource"]["agent"]]
+    assert any(a["who"].get("identifier", {}).get("value") == "worker-test" for a in agents)
