@@ -86,12 +86,17 @@ class Input:
 class Spec:
     """What a job imports: its inputs in order, the ``inputSource`` (stamped as
     ``meta.source`` where a resource has none), lines per batch, and how many bad lines it
-    tolerates before it gives up."""
+    tolerates before it gives up. A ping-and-pull job given a static export manifest
+    (``manifest_url``) has no inputs until the runner has read the manifest; ``writable``: the
+    types the kick-off's token may create and update at system level (None: every type), the
+    only ones taken from a manifest."""
 
     inputs: list[Input]
     input_source: str | None = None
     batch_size: int = 100
     max_errors: int = 1000
+    manifest_url: str | None = None
+    writable: list[str] | None = None
 
     def to_json(self) -> dict:
         return {
@@ -99,6 +104,8 @@ class Spec:
             "input_source": self.input_source,
             "batch_size": self.batch_size,
             "max_errors": self.max_errors,
+            "manifest_url": self.manifest_url,
+            "writable": self.writable,
         }
 
     @classmethod
@@ -108,6 +115,8 @@ class Spec:
             input_source=raw.get("input_source"),
             batch_size=int(raw.get("batch_size") or 100),
             max_errors=int(raw.get("max_errors") or 1000),
+            manifest_url=raw.get("manifest_url"),
+            writable=raw.get("writable"),
         )
 
 
@@ -559,7 +568,7 @@ def _input_failed(
                 job_id=job.id,
                 input=input_no,
                 line=0,
-                outcome=outcome(why, line=None, url=url, code="not-found"),
+                outcome=outcome(why, line=None, url=url, code="processing"),
             )  # fmt: skip
         )
         _advance(u, job, qjob, worker, input_no + 1, 0, mine, lease)
@@ -574,6 +583,67 @@ def _next_input(
 ) -> None:  # fmt: skip
     """Input ``input_no`` is done: the cursor moves to the start of the next one."""
     _advance(u, job, qjob, worker, input_no + 1, 0, counts, lease)
+
+
+class BadManifest(Exception):
+    """The export manifest of a ping-and-pull job cannot be used: the job fails, unretried."""
+
+
+MAX_MANIFEST = 16 * 1024 * 1024
+
+
+def _resolve_manifest(repo: Repository, job: Import, source: Source) -> Import:
+    """Read a ping-and-pull job's static export manifest (Bulk Data export's complete-status
+    body) and record its ``output`` files as the job's inputs, with their counts, in one
+    transaction; the job with them."""
+    assert job.spec.manifest_url is not None
+    raw = b""
+    for chunk in source(job.spec.manifest_url):
+        raw += chunk
+        if len(raw) > MAX_MANIFEST:
+            raise BadManifest(f"the export manifest is larger than {MAX_MANIFEST} bytes")
+    try:
+        manifest = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadManifest(f"the export manifest is not JSON: {exc}") from exc
+    output = manifest.get("output") if isinstance(manifest, dict) else None
+    if not isinstance(output, list):
+        raise BadManifest("the export manifest has no output list")
+    if manifest.get("requiresAccessToken") is True:
+        raise BadManifest(
+            "the export manifest says its files need an access token; Hearth holds no "
+            "credentials for sources: give files it may fetch without one (signed URLs)"
+        )
+    inputs = []
+    for entry in output:
+        res_type = entry.get("type") if isinstance(entry, dict) else None
+        url = entry.get("url") if isinstance(entry, dict) else None
+        if not isinstance(res_type, str) or not isinstance(url, str):
+            raise BadManifest("each output of the export manifest needs a type and a url")
+        inputs.append(Input(res_type, url))
+    if not inputs:
+        raise BadManifest("the export manifest lists no files")
+    spec = replace(job.spec, inputs=inputs)
+    cursor = {"input": 0, "line": 0, "counts": [_empty_counts() for _ in inputs]}
+
+    def run(u: Unit) -> None:
+        u.conn.execute(
+            sa.update(bulk_import)
+            .where(bulk_import.c.id == job.id, bulk_import.c.state != CANCELLED)
+            .values(spec=spec.to_json(), cursor=cursor, updated=utcnow())
+        )
+
+    repo.run(run)
+    return replace(job, spec=spec, cursor=cursor)
+
+
+def _refused(job: Import, input_no: int) -> str | None:
+    """Why an input taken from a manifest may not be imported (a type the kick-off's token may
+    not write at system level, or none Hearth writes); None: it may."""
+    res_type = job.spec.inputs[input_no].type
+    if job.spec.writable is None or res_type in job.spec.writable:
+        return None
+    return f"the kick-off's token may not create and update {res_type!r} resources"
 
 
 def run_job(
@@ -599,8 +669,15 @@ def run_job(
         repo.run(lambda u: queue.finish(u, qjob, worker))
         return CANCELLED
     job = _import(row)
-    view = writer(job) if writer is not None else repo
     _set(repo, job_id, state=RUNNING, progress=job.progress or "started")
+    if job.spec.manifest_url is not None and not job.spec.inputs:
+        try:
+            job = _resolve_manifest(repo, job, source)
+        except (SourceError, BadManifest) as exc:
+            return _fail(repo, qjob, worker, job_id, str(exc), retry=False)
+        except Exception as exc:
+            return _fail(repo, qjob, worker, job_id, repr(exc), retry=True)
+    view = writer(job) if writer is not None else repo
     counts = job.counts()
     start_input = int(job.cursor.get("input") or 0)
     after_line = int(job.cursor.get("line") or 0)
@@ -608,6 +685,9 @@ def run_job(
         for input_no in range(start_input, len(job.spec.inputs)):
             skip = after_line if input_no == start_input else 0
             try:
+                refused = _refused(job, input_no)
+                if refused is not None:
+                    raise SourceError(refused)
                 chunks = source(job.spec.inputs[input_no].url)
                 for batch in _batches(job, input_no, chunks, skip, max_line):
                     counts = _commit_batch(view, job, qjob, worker, batch, counts, lease)

@@ -449,3 +449,50 @@ def test_a_queued_job_is_run_by_the_workers_pass(server, client, sources) -> Non
     events = client.get("/AuditEvent", params={"entity": f"Patient/q1-{tag}"}).json()
     agents = [a for e in events["entry"] for a in e["resource"]["agent"]]
     assert any(a["who"].get("identifier", {}).get("value") == "worker-test" for a in agents)
+
+
+def test_ping_and_pull_of_a_static_export_manifest(server, sources) -> None:  # type: ignore[no-untyped-def]
+    """The ping-and-pull proposal's ``exportUrl`` with ``exportType`` static: the manifest's
+    output files are the inputs; a type the token may not write is that file's error."""
+    tag = uuid.uuid4().hex[:8]
+    patients = sources.put(f"m-Patient-{tag}.ndjson", [patient(f"m1-{tag}", "Manifest")])
+    practitioners = sources.put(
+        f"m-Practitioner-{tag}.ndjson", [{"resourceType": "Practitioner", "id": f"m2-{tag}"}]
+    )
+    manifest = {
+        "transactionTime": "2026-12-01T00:00:00Z",
+        "request": "https://ehr.example.org/fhir/$export",
+        "requiresAccessToken": False,
+        "output": [
+            {"type": "Patient", "url": patients, "count": 1},
+            {"type": "Practitioner", "url": practitioners, "count": 1},
+        ],
+        "error": [],
+    }
+    (sources.folder / f"manifest-{tag}.json").write_bytes(orjson.dumps(manifest))
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "exportUrl", "valueUrl": sources.url(f"manifest-{tag}.json")},
+            {"name": "exportType", "valueCode": "static"},
+        ],
+    }
+    bearer = token(server, "system/Patient.cu system/Patient.rs", client_id="import-tester")
+    with httpx.Client(base_url=server.fhir, headers={"Authorization": f"Bearer {bearer}"}) as c:
+        r = kickoff(c, body)
+        assert r.status_code == 202, r.text
+        done = poll(c, r.headers["content-location"])
+        assert [(o["inputUrl"], o["count"]) for o in done["output"]] == [
+            (patients, 1),
+            (practitioners, 0),
+        ]
+        [error] = done["error"]
+        assert error["inputUrl"] == practitioners
+        [why] = [orjson.loads(x) for x in c.get(error["url"]).content.splitlines()]
+        assert "Practitioner" in why["issue"][0]["diagnostics"]
+    dynamic = {"resourceType": "Parameters", "parameter": body["parameter"][:1]}
+    with httpx.Client(base_url=server.fhir, headers=server.headers) as c:
+        assert c.get(f"/Patient/m1-{tag}").status_code == 200
+        assert c.get(f"/Practitioner/m2-{tag}").status_code == 404
+        r = kickoff(c, dynamic)  # exportType dynamic (the default): Hearth runs no remote export
+        assert r.status_code == 400 and "dynamic" in r.json()["issue"][0]["diagnostics"]

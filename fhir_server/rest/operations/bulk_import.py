@@ -34,10 +34,10 @@ from resources import audit
 from resources.errors import Forbidden, Invalid
 from resources.jobs import bulk_import
 from resources.storage.store import instant
-from resources.validation import is_resource_type
+from resources.validation import is_resource_type, resource_types
 
 INPUT_FORMATS = {"application/fhir+ndjson", "application/ndjson", "ndjson"}
-KNOWN = {"inputFormat", "inputSource", "storageDetail", "input"}
+KNOWN = {"inputFormat", "inputSource", "storageDetail", "input", "exportUrl", "exportType"}
 MAX_INPUTS = 1000
 BODY = "request"  # the input a plain JSON (non-Parameters) body stands for
 STRING_VALUES = ("valueString", "valueCode", "valueUri", "valueUrl", "valueCanonical")
@@ -81,7 +81,7 @@ def _request(req: FhirRequest) -> dict:
         if unknown:
             raise Invalid(f"the $import parameter {unknown[0]} is not supported")
         given_detail = raw.get("storageDetail") or {}
-        inputs = raw.get("input")
+        inputs = raw.get("input", [])
         if not isinstance(given_detail, dict) or not isinstance(inputs, list):
             raise Invalid("$import: storageDetail must be an object and input a list")
         return {
@@ -89,6 +89,8 @@ def _request(req: FhirRequest) -> dict:
             "inputSource": raw.get("inputSource"),
             "storageDetail": given_detail,
             "input": [i if isinstance(i, dict) else {} for i in inputs],
+            "exportUrl": raw.get("exportUrl"),
+            "exportType": raw.get("exportType"),
         }
     for given in params.inputs:
         if given.name not in KNOWN:
@@ -116,6 +118,8 @@ def _request(req: FhirRequest) -> dict:
         "inputSource": params.text("inputSource"),
         "storageDetail": detail,
         "input": inputs,
+        "exportUrl": params.text("exportUrl"),
+        "exportType": params.text("exportType"),
     }
 
 
@@ -133,6 +137,15 @@ def _batch_size(ctx: Context, detail: dict) -> int:
             f"$import: maxBatchResourceCount must be a positive whole number, not {asked!r}"
         )
     return min(size, n)
+
+
+def _writable(access: Access) -> list[str]:
+    """The types ``access`` may create and update at system level (never AuditEvent)."""
+    return [
+        t
+        for t in resource_types()
+        if t != audit.TYPE and all("system" in access.scopes.contexts_for(t, p) for p in ("c", "u"))
+    ]
 
 
 def _may_import(ctx: Context, access: Access, types: list[str]) -> None:
@@ -160,9 +173,9 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
         raise Invalid("$import needs the header Prefer: respond-async (Bulk Data kick-off)")
     asked = _request(req)
     fmt = asked["inputFormat"]
-    if not fmt:
+    if not fmt and asked["exportUrl"] is None:  # ping and pull: an export's files are NDJSON
         raise Invalid("$import: inputFormat is required (application/fhir+ndjson)")
-    if fmt not in INPUT_FORMATS:
+    if fmt and fmt not in INPUT_FORMATS:
         raise Invalid(f"$import: inputFormat {fmt!r} is not supported; use application/fhir+ndjson")
     source = asked["inputSource"]
     if source is not None and not isinstance(source, str):
@@ -194,13 +207,33 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
         if res_type == audit.TYPE:
             raise Invalid("$import: AuditEvents live in the append-only audit log; not importable")
         inputs.append(bulk_import.Input(res_type, url))
-    if not inputs:
+    export_url, export_type = asked["exportUrl"], asked["exportType"]
+    if export_url is not None or export_type is not None:
+        # the ping-and-pull proposal: a static export's manifest, whose files are the inputs
+        if inputs:
+            raise Invalid("$import: give either input files or an exportUrl, not both")
+        if not isinstance(export_url, str) or not export_url:
+            raise Invalid("$import: exportType needs an exportUrl")
+        if export_type != "static":
+            raise Invalid(
+                f"$import: exportType {export_type or 'dynamic (the default)'} is not supported: "
+                "Hearth runs no export on another server; give exportType static and the URL "
+                "of a finished export's manifest"
+            )
+    elif not inputs:
         raise Invalid("$import: at least one input (type, url) is required")
     if len(inputs) > MAX_INPUTS:
         raise Invalid(f"$import: at most {MAX_INPUTS} inputs per job")
     _may_import(ctx, access, sorted({i.type for i in inputs}))
-    for i in inputs:  # no source is fetched unless every one is allowed
-        problem = url_problem(ctx.settings, i.url)
+    writable = None
+    if export_url is not None:
+        writable = _writable(access)
+        if not writable:
+            raise Forbidden(
+                "the token's scopes allow creating and updating no type at system level"
+            )
+    for url in [i.url for i in inputs] + ([export_url] if export_url else []):
+        problem = url_problem(ctx.settings, url)  # nothing is fetched unless every one is allowed
         if problem is not None:
             raise Forbidden(problem)
     spec = bulk_import.Spec(
@@ -208,6 +241,8 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
         input_source=source,
         batch_size=_batch_size(ctx, detail),
         max_errors=ctx.settings.import_max_errors,
+        manifest_url=export_url,
+        writable=writable,
     )
     who = {"username": access.username, "fhir_user": access.fhir_user}
     job = bulk_import.start(ctx.repo, access.client_id, who, f"{ctx.base}/$import", spec)
@@ -221,7 +256,8 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
                     "severity": "information",
                     "code": "informational",
                     "diagnostics": f"bulk import {job.id} accepted at "
-                    f"{instant(job.transaction_time)}: {len(inputs)} input(s)",
+                    f"{instant(job.transaction_time)}: "
+                    + (f"{len(inputs)} input(s)" if inputs else f"the files of {export_url}"),
                 }
             ],
         },
