@@ -10,7 +10,9 @@ file (parts ``type``, ``url``). The proposal's plain JSON body (``{"inputFormat"
 [{"type", "url"}], "storageDetail": {"type": "https"}}``) is taken as well. Not supported, and
 refused with 400: other input formats, ``storageDetail.type`` other than ``https``,
 ``contentEncoding`` other than none, and HAPI's ``credentialHttpBasic`` (Hearth keeps no source
-credentials; use signed URLs).
+credentials; use signed URLs). The ping-and-pull proposal's ``exportUrl`` with ``exportType``
+``static`` (a finished export's manifest, whose output files become the inputs) is taken too;
+``dynamic`` is 400.
 
 Who may import (checked here, before anything is fetched): an administrator (an ``admin`` user
 or a ``system/*.cruds`` client) or a client named in ``HEARTH_IMPORT_CLIENTS``, and in either
