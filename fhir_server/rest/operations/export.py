@@ -7,9 +7,11 @@ allows, ``[base]/Patient/[id]/$export`` (one patient). ``Prefer: respond-async``
 (``application/fhir+ndjson``, ``application/ndjson``, ``ndjson``), ``_since`` (not in the
 future), ``_type``, ``_typeFilter`` (``Type?search``, OR-ed per type), ``_elements`` (``name`` or
 ``Type.name``, root elements only: the resources written subsetted and tagged ``SUBSETTED``),
-``includeAssociatedData=RelevantProvenanceResources`` (the Provenance resources that target an
-exported resource, when the token may read Provenance) and, at patient and group level,
-``patient``.
+``includeAssociatedData`` (``RelevantProvenanceResources``: the Provenance resources that target
+an exported resource, ``LatestProvenanceResources``: the newest of those per target; the token
+must read Provenance) and, at patient and group level, ``patient``. ``Accept`` must admit
+``application/fhir+json`` or be absent (406 otherwise). At patient and group level, ``_type``
+names outside the Patient compartment are left out and reported when others are inside it.
 Anything else is rejected (400) unless ``Prefer: handling=lenient``, when it is ignored and
 reported as an OperationOutcome in the manifest's ``error`` list.
 
