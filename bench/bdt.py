@@ -25,6 +25,7 @@ import argparse
 import base64
 import json
 import os
+import signal
 import subprocess
 import sys
 import tarfile
@@ -222,9 +223,12 @@ def main() -> None:
             if args.hold:
                 print(
                     f"Hearth at {server.fhir}; bdt's config: {path}\n  cd {bdt_dir} && "
-                    f"node build/lib/bin.js test -c {path}\nCtrl-C stops Hearth.",
+                    f"node build/lib/bin.js test -c {path}\nCtrl-C (or SIGTERM) stops Hearth.",
                     flush=True,
                 )
+                # SIGTERM too (a backgrounded shell job ignores SIGINT): Hearth stopped, the
+                # database dropped, on the way out
+                signal.signal(signal.SIGTERM, signal.default_int_handler)
                 try:
                     server.proc.wait()
                 except KeyboardInterrupt:
