@@ -123,5 +123,15 @@ bench-xml: install postgres
 bench-search: install postgres
 	@$(BIN)/python bench/search.py $(ARGS)
 
+# The SMART Bulk Data Tester against a freshly started Hearth (docs/bulk-export.md "The Bulk Data
+# Tester"). Fetches nothing: BDT_DIR is a bdt checkout with `npm ci --omit=dev` run in it once.
+# BDT_BACKEND=sqlite for the embedded database; BDT_ARGS passes `bdt test` options (-P, -m).
+BDT_DIR ?= ../bdt
+BDT_BACKEND ?= postgresql
+.PHONY: bdt
+bdt: install
+	@if [ "$(BDT_BACKEND)" = postgresql ]; then $(MAKE) --no-print-directory postgres; fi
+	@$(BIN)/python bench/bdt.py --bdt-dir "$(BDT_DIR)" --backend $(BDT_BACKEND) -- $(BDT_ARGS)
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache $(PORTAL)/node_modules $(PORTAL)/dist

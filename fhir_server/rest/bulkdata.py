@@ -18,13 +18,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from fhir_server.auth import gate
 from fhir_server.rest.context import Access, Context
-from fhir_server.rest.errors import status_of
+from fhir_server.rest.errors import error_response, status_of
 from fhir_server.rest.http import fhir_response
 from resources.errors import FhirError, Forbidden
 from resources.jobs import bulk_export
@@ -99,14 +100,23 @@ async def status(request: Request, job_id: str) -> Response:
                 "resourceType": "OperationOutcome",
                 "issue": [{"severity": "error", "code": "exception", "diagnostics": job.failure}],
             }
-            return 500, fhir_response(request, body, status=500)
+            # JSON whatever the Accept: the IG's error status form
+            return 500, Response(
+                content=orjson.dumps(body),
+                status_code=500,
+                media_type="application/json",
+                headers={"Cache-Control": "no-store"},
+            )
         progress = job.progress or job.state
         return 202, Response(
             status_code=202,
             headers={"X-Progress": progress[:100], "Retry-After": RETRY_AFTER_SECONDS},
         )
 
-    response = await _audited(request, run)
+    try:
+        response = await _audited(request, run)
+    except FhirError as exc:
+        return error_response(request, exc, plain_json=True)
     if response.status_code == 200:  # the manifest is plain JSON (IG: application/json)
         response.headers["content-type"] = "application/json"
     return response
@@ -129,7 +139,10 @@ async def cancel(request: Request, job_id: str) -> Response:
         }
         return 202, fhir_response(request, body, status=202)
 
-    return await _audited(request, run)
+    try:
+        return await _audited(request, run)
+    except FhirError as exc:  # a cancelled or unknown job: 404, in the status URL's error form
+        return error_response(request, exc, plain_json=True)
 
 
 def _may_read_file(access: Access, job: bulk_export.Export, name: str) -> None:

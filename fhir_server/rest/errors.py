@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fhir_server.rest.headers import SECURITY_HEADERS, request_id
@@ -60,29 +62,43 @@ def outcome(code: str, diagnostics: str, severity: str = "error") -> dict:
 _HTTP_CODES = {404: "not-found", 405: "not-supported", 413: "too-costly", 415: "not-supported"}
 
 
+def error_response(request: Request, exc: e.FhirError, *, plain_json: bool = False) -> Response:
+    """The OperationOutcome reply to ``exc`` (logged); ``plain_json``: written as JSON with
+    ``Content-Type: application/json`` whatever the request accepts (the Bulk Data status
+    endpoint's error form)."""
+    status = status_of(exc)
+    codes = ",".join(sorted({i["code"] for i in exc.outcome().get("issue", [])}))
+    log.warning(
+        "request %s: %s %s -> %d (%s)",
+        request_id(request.scope),
+        request.method,
+        request.url.path,
+        status,
+        codes,
+    )
+    headers = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="hearth"'
+    if status == 503:
+        headers["Retry-After"] = RETRY_AFTER
+    if isinstance(exc, e.MethodNotAllowed) and exc.allow:
+        headers["Allow"] = ", ".join(exc.allow)
+    if plain_json:
+        return Response(
+            content=orjson.dumps(exc.outcome()),
+            status_code=status,
+            media_type="application/json",
+            headers={"Cache-Control": "no-store", **headers},
+        )
+    return fhir_response(request, exc.outcome(), status=status, headers=headers)
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers: FhirError, FastAPI's own 4xx, and anything unexpected."""
 
     @app.exception_handler(e.FhirError)
     async def _fhir_error(request: Request, exc: e.FhirError):  # type: ignore[no-untyped-def]
-        status = status_of(exc)
-        codes = ",".join(sorted({i["code"] for i in exc.outcome().get("issue", [])}))
-        log.warning(
-            "request %s: %s %s -> %d (%s)",
-            request_id(request.scope),
-            request.method,
-            request.url.path,
-            status,
-            codes,
-        )
-        headers = {}
-        if status == 401:
-            headers["WWW-Authenticate"] = 'Bearer realm="hearth"'
-        if status == 503:
-            headers["Retry-After"] = RETRY_AFTER
-        if isinstance(exc, e.MethodNotAllowed) and exc.allow:
-            headers["Allow"] = ", ".join(exc.allow)
-        return fhir_response(request, exc.outcome(), status=status, headers=headers)
+        return error_response(request, exc)
 
     async def _unavailable(request: Request, exc: Exception):  # type: ignore[no-untyped-def]
         # The database refused or dropped the connection, or the pool had none to give: the

@@ -63,6 +63,11 @@ def _accepted(accept: str) -> list[str]:
     return [kind for _, _, kind in sorted(ranked)]
 
 
+def accepted(accept: str) -> list[str]:
+    """The media ranges an ``Accept`` header admits, highest ``q`` first, lower case."""
+    return _accepted(accept)
+
+
 def negotiate(request: Request) -> str:
     """The response content type (FHIR JSON or FHIR XML); 406 when the client accepts only
     formats we do not write. ``_format`` wins over ``Accept`` (http.html#mime-type)."""

@@ -46,6 +46,9 @@ HEARTBEAT_SECONDS = 30.0
 # hundred open worklists stay a few hundred primary-key reads a second.
 MIN_POLL_SECONDS = 0.25
 BIND_SECONDS = 30.0
+# A Subscription bound with a token that ends (deleted, or swept when its live view ran out) closes
+# its socket within this many seconds, not at the next heartbeat: the app asks for a new one.
+ENDED_CHECK_SECONDS = 2.0
 ENDED = 4000  # close code: a bound Subscription is gone (the app asks for a new one)
 
 
@@ -132,10 +135,12 @@ async def websocket(ws: WebSocket) -> None:
     async def pings() -> None:
         beat = 0.0
         waited = 0.0
+        checked = 0.0
         while True:
             await asyncio.sleep(poll)
             waited += poll
             beat += poll
+            checked += poll
             if not bound and waited >= BIND_SECONDS:
                 await ws.close(code=1008, reason="nothing bound")
                 return
@@ -151,15 +156,19 @@ async def websocket(ws: WebSocket) -> None:
                     else:
                         await send_bundle(reg, "event-notification", replace(event, content=None))
                     bound[sub_id] = event.seq
-            if bundles and beat >= HEARTBEAT_SECONDS:
-                beat = 0.0
+            heartbeat = beat >= HEARTBEAT_SECONDS
+            if bundles and (heartbeat or checked >= ENDED_CHECK_SECONDS):
+                checked = 0.0
                 for sub_id in list(bundles):
                     reg = await run_in_threadpool(delivery.registration, ctx.repo, sub_id)
                     if reg is None:
                         await ws.close(code=ENDED, reason=f"Subscription/{sub_id} ended")
                         return
                     bundles[sub_id] = reg
-                    await send_bundle(reg, "heartbeat", None)
+                    if heartbeat:
+                        await send_bundle(reg, "heartbeat", None)
+                if heartbeat:
+                    beat = 0.0
 
     tasks = [asyncio.create_task(commands()), asyncio.create_task(pings())]
     try:

@@ -268,13 +268,14 @@ def page(
 ) -> list[tuple[int, str]]:
     """The next ``limit`` (pk, JSON text) of ``res_type`` after ``after_pk`` matching ``spec``;
     for ``PROVENANCE_OF`` the Provenance resources that target a resource the export writes
-    (``includeAssociatedData=RelevantProvenanceResources``)."""
-    if res_type == PROVENANCE_OF:
+    (``includeAssociatedData=RelevantProvenanceResources``), for ``LATEST_PROVENANCE_OF`` of
+    those only the latest per target (``LatestProvenanceResources``)."""
+    if res_type in (PROVENANCE_OF, LATEST_PROVENANCE_OF):
         where = [
             resource.c.res_type == "Provenance",
             ~resource.c.deleted,
             resource.c.last_updated <= until,
-            _targets_exported(unit, spec, until),
+            _targets_exported(unit, spec, until, latest=res_type == LATEST_PROVENANCE_OF),
         ]
     else:
         where = _matching(unit, res_type, spec, until)
@@ -289,14 +290,18 @@ def page(
     return [(r.pk, r.content) for r in unit.conn.execute(stmt)]
 
 
-# ``page``'s name for the associated Provenance resources (not a resource type: no clash).
+# ``page``'s names for the associated Provenance resources (not resource types: no clash).
 PROVENANCE_OF = "provenance-of-exported"
+LATEST_PROVENANCE_OF = "latest-provenance-of-exported"
 
 
-def _targets_exported(unit: Unit, spec: Spec, until: datetime) -> sa.ColumnElement:
+def _targets_exported(
+    unit: Unit, spec: Spec, until: datetime, *, latest: bool = False
+) -> sa.ColumnElement:
     """Provenance rows whose ``target`` names a resource of one of ``spec.types`` that the
-    export writes."""
-    ref = idx_reference.c
+    export writes; with ``latest``, only those that no other such Provenance of the same target
+    is newer than (``meta.lastUpdated``, then the later stored on a tie)."""
+    target = keys.identity("Provenance", "target")
     per_type = []
     for res_type in spec.types:
         # its own SELECT of ``resource``, not correlated with the Provenance rows outside
@@ -305,13 +310,41 @@ def _targets_exported(unit: Unit, spec: Spec, until: datetime) -> sa.ColumnEleme
             .where(*_matching(unit, res_type, spec, until))
             .correlate(None)
         )
-        per_type.append(
-            sa.select(ref.res_pk).where(
-                ref.hash_identity == keys.identity("Provenance", "target"),
-                ref.target_type == res_type,
-                ref.target_id.in_(ids),
-            )
+        ref = idx_reference.alias("ref")
+        rows = sa.select(ref.c.res_pk).where(
+            ref.c.hash_identity == target,
+            ref.c.target_type == res_type,
+            ref.c.target_id.in_(ids),
         )
+        if latest:
+            prov, other_ref, other = (
+                resource.alias("prov"),
+                idx_reference.alias("other_ref"),
+                resource.alias("other"),
+            )
+            newer = (
+                sa.select(other_ref.c.res_pk)
+                .join(other, other.c.pk == other_ref.c.res_pk)
+                .where(
+                    other_ref.c.hash_identity == target,
+                    other_ref.c.target_type == ref.c.target_type,
+                    other_ref.c.target_id == ref.c.target_id,
+                    other.c.res_type == "Provenance",
+                    ~other.c.deleted,
+                    other.c.last_updated <= until,
+                    sa.or_(
+                        other.c.last_updated > prov.c.last_updated,
+                        sa.and_(
+                            other.c.last_updated == prov.c.last_updated, other.c.pk > prov.c.pk
+                        ),
+                    ),
+                )
+                .correlate(ref, prov)
+            )
+            rows = rows.join(prov, prov.c.pk == ref.c.res_pk).where(
+                ~prov.c.deleted, prov.c.last_updated <= until, ~sa.exists(newer)
+            )
+        per_type.append(rows)
     if not per_type:
         return sa.false()
     return resource.c.pk.in_(sa.union_all(*per_type))
@@ -517,8 +550,10 @@ def _write_all(
     output: list[dict] = []
     total = 0
     runs = [(t, t, "") for t in spec.types]
-    if "RelevantProvenanceResources" in spec.associated:
+    if "RelevantProvenanceResources" in spec.associated:  # every one: Latest's too
         runs.append((PROVENANCE_OF, "Provenance", "associated-"))
+    elif "LatestProvenanceResources" in spec.associated:
+        runs.append((LATEST_PROVENANCE_OF, "Provenance", "associated-"))
     for n, (what, res_type, name_prefix) in enumerate(runs, 1):
         wanted = spec.elements_of(res_type)
 

@@ -117,6 +117,31 @@ def test_kickoff_without_accept_and_future_since(server, client, record):
     resp = client.get("/$export", params={"_type": "Patient"}, headers={"Prefer": "respond-async"})
     assert resp.status_code == 202, resp.text
     poll(client, resp.headers["content-location"])
+    # an Accept that admits no application/fhir+json (bdt's "Requires Accept header" sends
+    # application/json) is refused with an OperationOutcome; a wildcard is fine; lenient: served
+    for accept, status in (
+        ("application/json", 406),
+        ("application/fhir+xml", 406),
+        ("*/*", 202),
+        ("application/json, application/fhir+json;q=0.5", 202),
+    ):
+        resp = client.post(
+            "/Patient/$export",
+            json={
+                "resourceType": "Parameters",
+                "parameter": [{"name": "_type", "valueString": "Patient"}],
+            },
+            headers={"Prefer": "respond-async", "Accept": accept},
+        )
+        assert resp.status_code == status, (accept, resp.text)
+        if status == 406:
+            assert resp.json()["resourceType"] == "OperationOutcome"
+        else:  # started: not waited for
+            assert client.delete(resp.headers["content-location"]).status_code == 202
+    lenient = {"Prefer": "respond-async, handling=lenient", "Accept": "application/json"}
+    resp = client.get("/$export", params={"_type": "Patient"}, headers=lenient)
+    assert resp.status_code == 202, resp.text
+    assert client.delete(resp.headers["content-location"]).status_code == 202
     future = (datetime.now(UTC) + timedelta(days=2)).isoformat()
     refused = client.get("/$export", params={"_since": future}, headers=ASYNC)
     assert refused.status_code == 400
@@ -179,10 +204,39 @@ def test_include_associated_provenance(client, record):
     assert any(o["url"].endswith("associated-Provenance-1.ndjson") for o in manifest["output"])
     # values not supported: 400 (lenient: reported in the manifest)
     refused = client.get(
-        "/$export", params={"includeAssociatedData": "LatestProvenanceResources"}, headers=ASYNC
+        "/$export", params={"includeAssociatedData": "SomeCustomValue"}, headers=ASYNC
     )
     assert refused.status_code == 400
-    assert "LatestProvenanceResources" in refused.json()["issue"][0]["diagnostics"]
+    assert "SomeCustomValue" in refused.json()["issue"][0]["diagnostics"]
+
+
+def test_include_latest_provenance(client, record):
+    """LatestProvenanceResources: of the Provenance resources targeting an exported resource,
+    only the newest; both values together (comma-separated, as bdt sends them, or repeated):
+    every one, as RelevantProvenanceResources alone."""
+    newer = client.post(
+        "/Provenance",
+        json={
+            "resourceType": "Provenance",
+            "target": [{"reference": f"Observation/{record['obs']}"}],
+            "recorded": datetime.now(UTC).isoformat(),
+            "agent": [{"who": {"display": "reviewer"}}],
+        },
+    ).json()["id"]
+    path = f"/Patient/{record['patient']}/$export"
+    latest = {"_type": "Observation", "includeAssociatedData": "LatestProvenanceResources"}
+    out = download(client, poll(client, kickoff(client, path, params=latest)))
+    assert {p["id"] for p in out["Provenance"]} == {newer}
+    for both in (
+        {"includeAssociatedData": "LatestProvenanceResources,RelevantProvenanceResources"},
+        [
+            ("includeAssociatedData", "LatestProvenanceResources"),
+            ("includeAssociatedData", "RelevantProvenanceResources"),
+        ],
+    ):
+        params = httpx.QueryParams(both).merge({"_type": "Observation"})
+        out = download(client, poll(client, kickoff(client, path, params=params)))
+        assert {p["id"] for p in out["Provenance"]} == {newer, record["prov"]}
 
 
 def test_include_associated_needs_provenance_scope(server, record):
@@ -202,4 +256,26 @@ def test_capability_statement_operation_names(client):
     assert ops["export"] == f"{bulk}/export"
     assert ops["patient-export"] == f"{bulk}/patient-export"
     assert ops["group-export"] == f"{bulk}/group-export"
+    # per type as well, by the invoked name and by the OperationDefinition's code (bdt finds
+    # Patient- and Group-level export only by the code)
+    for res_type, code in (("Patient", "patient-export"), ("Group", "group-export")):
+        entry = next(r for r in cs["rest"][0]["resource"] if r["type"] == res_type)
+        pairs = {(o["name"], o["definition"]) for o in entry["operation"]}
+        assert {("export", f"{bulk}/{code}"), (code, f"{bulk}/{code}")} <= pairs
     assert orjson.dumps(cs)  # still one JSON document
+
+
+def test_status_errors_are_plain_json(client, record):
+    """IG "Response - Error Status": Content-Type application/json, an OperationOutcome body,
+    whatever the Accept (bdt parses only application/json): a cancelled job's status URL, a
+    second DELETE of it, an unknown job."""
+    url = kickoff(client, f"/Patient/{record['patient']}/$export", params={"_type": "Patient"})
+    assert client.delete(url).status_code == 202
+    for method in ("GET", "DELETE"):
+        for accept in ("application/json", "application/fhir+xml"):
+            resp = client.request(method, url, headers={"Accept": accept})
+            assert resp.status_code == 404, resp.text
+            assert resp.headers["content-type"] == "application/json"
+            assert resp.json()["resourceType"] == "OperationOutcome"
+    unknown = client.get(url.rsplit("/", 1)[0] + "/no-such-job")
+    assert unknown.status_code == 404 and unknown.headers["content-type"] == "application/json"

@@ -105,9 +105,13 @@ def status_of(text: str) -> tuple[str, str, str | None]:
     return kind, sub.rsplit("/", 1)[1], focus
 
 
-def events(ws: ClientConnection, wait: float) -> list[tuple[str, str, str | None]]:
-    """Every notification that arrives within ``wait`` seconds (heartbeats left out)."""
-    out = []
+def events(
+    ws: ClientConnection, wait: float, last: str | None = None, grace: float = 1.5
+) -> list[tuple[str, str, str | None]]:
+    """Every notification that arrives within ``wait`` seconds (heartbeats left out). With
+    ``last`` (a focus reference written after everything else), stop ``grace`` seconds after it
+    arrived: anything wrongly fanned out from the earlier writes is in the outbox before it."""
+    out: list[tuple[str, str, str | None]] = []
     deadline = datetime.now(UTC) + timedelta(seconds=wait)
     while (left := (deadline - datetime.now(UTC)).total_seconds()) > 0:
         try:
@@ -116,6 +120,8 @@ def events(ws: ClientConnection, wait: float) -> list[tuple[str, str, str | None
             break
         if got[0] != "heartbeat":
             out.append(got)
+            if last is not None and got[2] is not None and last in got[2]:
+                deadline = min(deadline, datetime.now(UTC) + timedelta(seconds=grace))
     return out
 
 
@@ -205,7 +211,7 @@ def test_a_patients_socket_hears_only_their_own_records(hearth, fhir, portal_cli
             json={**task(theirs), "id": theirs_task, "description": "changed"},
         )
         my_task = fhir.post("/Task", json=task(mine)).json()["id"]
-        got = events(ws, 8)
+        got = events(ws, 8, last=f"Task/{my_task}/")
         assert [(k, f.split("/fhir/")[1].rsplit("/_history", 1)[0]) for k, _, f in got] == [
             ("event-notification", f"Task/{my_task}")
         ]
@@ -279,13 +285,13 @@ def test_get_ws_binding_token_binds_a_subscription_the_caller_reads(hearth, fhir
     binding = {**params, "subscription": [params["subscription"]]}
     with bind(hearth, binding) as ws:
         patient = fhir.post("/Patient", json={"resourceType": "Patient"}).json()["id"]
-        made = fhir.post(
-            "/Task", json=task(patient, identifier=[{"system": "urn:test", "value": tag}])
-        ).json()["id"]
         fhir.post(
             "/Task", json=task(patient, identifier=[{"system": "urn:test", "value": "other"}])
         )
-        got = events(ws, 5)
+        made = fhir.post(
+            "/Task", json=task(patient, identifier=[{"system": "urn:test", "value": tag}])
+        ).json()["id"]
+        got = events(ws, 8, last=f"Task/{made}/")
         assert [(k, s, f.split("/fhir/")[1]) for k, s, f in got] == [
             ("event-notification", sub_id, f"Task/{made}/_history/1")
         ]

@@ -55,11 +55,16 @@ def capability_statement(ctx: Context) -> dict:
                 {"name": p.code, "definition": p.url, "type": p.type}
                 for p in sorted(params.values(), key=lambda p: p.code)
             ]
-        type_ops = [
-            {"name": op.name, "definition": op.definition_for(res_type)}
-            for op in ops.values()
-            if op.levels & {"type", "instance"} and (op.types is None or res_type in op.types)
-        ]
+        type_ops = []
+        for op in ops.values():
+            if op.levels & {"type", "instance"} and (op.types is None or res_type in op.types):
+                url = op.definition_for(res_type)
+                type_ops.append({"name": op.name, "definition": url})
+                # An OperationDefinition whose code is not the invoked name ($export's
+                # patient-export, group-export) is listed by its code too: the Bulk Data
+                # Tester finds Patient- and Group-level export only that way.
+                if url.rsplit("/", 1)[-1] != op.name:
+                    type_ops.append({"name": url.rsplit("/", 1)[-1], "definition": url})
         if type_ops:
             entry["operation"] = type_ops
         resources.append(entry)

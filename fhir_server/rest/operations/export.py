@@ -7,9 +7,11 @@ allows, ``[base]/Patient/[id]/$export`` (one patient). ``Prefer: respond-async``
 (``application/fhir+ndjson``, ``application/ndjson``, ``ndjson``), ``_since`` (not in the
 future), ``_type``, ``_typeFilter`` (``Type?search``, OR-ed per type), ``_elements`` (``name`` or
 ``Type.name``, root elements only: the resources written subsetted and tagged ``SUBSETTED``),
-``includeAssociatedData=RelevantProvenanceResources`` (the Provenance resources that target an
-exported resource, when the token may read Provenance) and, at patient and group level,
-``patient``.
+``includeAssociatedData`` (``RelevantProvenanceResources``: the Provenance resources that target
+an exported resource, ``LatestProvenanceResources``: the newest of those per target; the token
+must read Provenance) and, at patient and group level, ``patient``. ``Accept`` must admit
+``application/fhir+json`` or be absent (406 otherwise). At patient and group level, ``_type``
+names outside the Patient compartment are left out and reported when others are inside it.
 Anything else is rejected (400) unless ``Prefer: handling=lenient``, when it is ignored and
 reported as an OperationOutcome in the manifest's ``error`` list.
 
@@ -27,7 +29,7 @@ from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlencode
 
 from fhir_server.rest.context import Access, Context, FhirRequest, Reply
-from fhir_server.rest.http import FHIR_XML, format_value, negotiate_format
+from fhir_server.rest.http import FHIR_JSON, accepted, format_value, negotiate_format
 from fhir_server.rest.operations.spec import Operation, Permission
 from resources.errors import Forbidden, Invalid, NotAcceptable, NotFound
 from resources.jobs import bulk_export
@@ -45,7 +47,10 @@ KNOWN = {
     "includeAssociatedData",
     "patient",
 }
-ASSOCIATED = {"RelevantProvenanceResources"}  # includeAssociatedData values supported
+# Accept ranges a kick-off answers to (application/json+fhir: the pre-R4 name of the type)
+KICKOFF_ACCEPT = {"application/fhir+json", "application/json+fhir", "application/*", "*/*"}
+# includeAssociatedData values supported
+ASSOCIATED = {"LatestProvenanceResources", "RelevantProvenanceResources"}
 ELEMENT = re.compile(r"^(?:(?P<type>[A-Z][A-Za-z]+)\.)?(?P<name>[a-z][A-Za-z0-9]*)$")
 ADMIN_ONLY = frozenset({"AuditEvent"})
 BULKDATA = "http://hl7.org/fhir/uv/bulkdata"
@@ -65,6 +70,31 @@ def _since(raw: str) -> str:
     if future:
         raise Invalid(f"_since {raw!r} is in the future: nothing can have changed after it")
     return ts.isoformat()
+
+
+def _check_accept(req: FhirRequest, lenient: bool) -> None:
+    """Bulk Data 2.0.0 kick-off ``Accept``: "Currently, only application/fhir+json is
+    supported. [...] If omitted, the server MAY return an error or MAY process the request as if
+    application/fhir+json was supplied": an absent ``Accept`` is read as application/fhir+json;
+    one that admits neither it nor a wildcard (``application/json``, FHIR XML) is 406, unless a
+    ``Prefer: handling=lenient`` request asks for some JSON. ``_format`` (json) wins over it."""
+    fmt = req.param("_format")
+    accept = req.headers.get("accept", "")
+    if fmt:
+        if negotiate_format(format_value(fmt), "") == FHIR_JSON:
+            return
+    elif not accept.strip():
+        return
+    else:
+        kinds = accepted(accept)
+        if any(k in KICKOFF_ACCEPT for k in kinds):
+            return
+        if lenient and negotiate_format(None, accept) == FHIR_JSON:
+            return
+    raise NotAcceptable(
+        "the Bulk Data kick-off answers application/fhir+json only: send "
+        "Accept: application/fhir+json (or no Accept)"
+    )
 
 
 def _readable(access: Access, res_type: str) -> bool:
@@ -93,14 +123,8 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
     assert access is not None  # the gate authorized the request
     if req.prefer.get("respond-async") is None:
         raise Invalid("$export needs the header Prefer: respond-async (Bulk Data kick-off)")
-    fmt = req.param("_format")
-    if (
-        negotiate_format(format_value(fmt) if fmt else None, req.headers.get("accept", ""))
-        == FHIR_XML
-    ):
-        # Bulk Data 2.0.0 kick-off: "Currently, only application/fhir+json is supported"
-        raise NotAcceptable("the Bulk Data kick-off answers application/fhir+json only")
     lenient = req.prefer.get("handling") == "lenient"
+    _check_accept(req, lenient)
     issues: list[str] = []
 
     def reject(text: str, error: type[Exception] = Invalid) -> None:
@@ -148,7 +172,8 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
             for v in (v.strip() for v in value.split(",") if v.strip()):
                 if v not in ASSOCIATED:
                     reject(
-                        f"includeAssociatedData={v} is not supported (only {', '.join(ASSOCIATED)})"
+                        f"includeAssociatedData={v} is not supported (only "
+                        f"{', '.join(sorted(ASSOCIATED))})"
                     )
                 elif not _readable(access, "Provenance"):
                     reject("includeAssociatedData needs read access to Provenance", Forbidden)
@@ -177,15 +202,27 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
     allowed_space = _compartment_types() if level != "system" else set(resource_types())
     if asked is not None:
         types: list[str] = []
+        outside: list[str] = []
         for t in dict.fromkeys(asked):
             if not is_resource_type(t):
                 raise Invalid(f"_type names {t!r}, which is not a FHIR R4 resource type")
             if t not in allowed_space:
-                reject(f"{t} is not in the Patient compartment, so not part of a {level} export")
+                outside.append(t)
             elif not _readable(access, t):
                 reject(f"the token's scopes do not allow reading {t} resources", Forbidden)
             else:
                 types.append(t)
+        if outside:
+            text = (
+                f"{', '.join(outside)} {'is' if len(outside) == 1 else 'are'} not in the "
+                f"Patient compartment, so not part of a {level} export"
+            )
+            # IG: a request for *only* types outside the compartment SHOULD be an error; with
+            # some inside, the others are left out and reported in the manifest's error file
+            if len(outside) < len(dict.fromkeys(asked)):
+                issues.append(text + " (left out)")
+            else:
+                reject(text)
     else:
         stored = bulk_export.stored_types(ctx.repo)
         types = [t for t in stored if t in allowed_space and _readable(access, t)]
