@@ -19,13 +19,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from fhir_server.rest.bulkdata import _audited  # the Bulk Data endpoints' shared audit wrapper
 from fhir_server.rest.context import Access, Context
+from fhir_server.rest.errors import error_response
 from fhir_server.rest.http import fhir_response
-from resources.errors import Forbidden, NotFound
+from resources.errors import FhirError, Forbidden, NotFound
 from resources.jobs import bulk_import
 from resources.storage.store import instant
 
@@ -76,14 +78,23 @@ async def status(request: Request, job_id: str) -> Response:
                 "resourceType": "OperationOutcome",
                 "issue": [{"severity": "error", "code": "exception", "diagnostics": job.failure}],
             }
-            return 500, fhir_response(request, body, status=500)
+            # JSON whatever the Accept: the proposal's error status form, as $export's
+            return 500, Response(
+                content=orjson.dumps(body),
+                status_code=500,
+                media_type="application/json",
+                headers={"Cache-Control": "no-store"},
+            )
         progress = job.progress or job.state
         return 202, Response(
             status_code=202,
             headers={"X-Progress": progress[:100], "Retry-After": RETRY_AFTER_SECONDS},
         )
 
-    response = await _audited(request, run)
+    try:
+        response = await _audited(request, run)
+    except FhirError as exc:  # 401, 403, 404: in the status URL's error form
+        return error_response(request, exc, plain_json=True)
     if response.status_code == 200:  # the manifest is plain JSON (the proposal)
         response.headers["content-type"] = "application/json"
     return response
@@ -106,7 +117,10 @@ async def cancel(request: Request, job_id: str) -> Response:
         }
         return 202, fhir_response(request, body, status=202)
 
-    return await _audited(request, run)
+    try:
+        return await _audited(request, run)
+    except FhirError as exc:  # a cancelled or unknown job: 404, in the status URL's error form
+        return error_response(request, exc, plain_json=True)
 
 
 @router.get("/bulkdata-import/{job_id}/{name}")

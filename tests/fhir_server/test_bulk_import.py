@@ -271,7 +271,9 @@ def test_status_polling_and_cancel(server, client, sources) -> None:  # type: ig
         assert c.get(status).status_code == 403
         assert c.delete(status).status_code == 403
     assert client.delete(status).status_code == 202
-    assert client.get(status).status_code == 404
+    gone = client.get(status)
+    assert gone.status_code == 404 and gone.headers["content-type"] == "application/json"
+    assert gone.json()["resourceType"] == "OperationOutcome"
     sources.release.set()  # the source sends line 2: its batch finds the job cancelled
     engine = create_engine(server.database_url)
     try:
