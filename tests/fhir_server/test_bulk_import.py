@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+import sqlalchemy as sa
 
 from fhir_server.auth.clients import register
 from fhir_server.auth.tokens import operator_token
@@ -27,6 +28,7 @@ from resources.jobs import bulk_import, queue
 from resources.search import SearchEngine
 from resources.storage.db import create_engine
 from resources.storage.repository import Repository
+from resources.subscriptions.tables import subscription_event, subscription_write
 
 ASYNC = {"Prefer": "respond-async", "Accept": "application/fhir+json"}
 POLL_LIMIT_S = 60  # a fail-safe against a hung job, not a timing assertion
@@ -165,6 +167,15 @@ def test_import_commits_good_lines_and_reports_bad_ones(server, client, sources)
             }
         ],
     )
+    watch = {
+        "resourceType": "Subscription",
+        "status": "requested",
+        "reason": "imported patients",
+        "criteria": f"Patient?family={family}",
+        "channel": {"type": "websocket", "payload": "application/fhir+json"},
+    }
+    sub = client.post("/Subscription", json=watch)
+    assert sub.status_code == 201, sub.text
     body = parameters(
         [("Patient", patients), ("Observation", observations)], inputSource=f"urn:src:{tag}"
     )
@@ -199,6 +210,24 @@ def test_import_commits_good_lines_and_reports_bad_ones(server, client, sources)
     obs = client.get("/Observation", params={"subject": f"Patient/p2-{tag}"}).json()
     assert [e["resource"]["id"] for e in obs["entry"]] == [f"o1-{tag}"]
     assert client.get(f"/Patient/p4-{tag}").status_code == 404
+    # the subscriptions outbox matched the imported patients in their batch's transaction
+    engine = create_engine(server.database_url)
+    try:
+        with engine.connect() as conn:
+            pending = conn.execute(
+                sa.select(subscription_write.c.res_id, subscription_write.c.subs)
+            ).all()
+            spread = conn.execute(
+                sa.select(subscription_event.c.res_id).where(
+                    subscription_event.c.sub_id == sub.json()["id"]
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    matched = {r.res_id for r in spread} | {
+        r.res_id for r in pending if sub.json()["id"] in (r.subs or [])
+    }
+    assert matched == {f"p1-{tag}", f"p2-{tag}"}, matched
     written = client.get("/AuditEvent", params={"entity": f"Patient/p2-{tag}"}).json()
     assert any(
         "$import" in e["resource"].get("outcomeDesc", "") for e in written.get("entry", [])
