@@ -201,6 +201,11 @@ class Hl7v2Service:
             ack = self._ack(message, "AE", [AckError("207", text)])
             return Outcome(ack, "AE", _cid(message), [], text, kept)
         warnings = [AckError(w.code, w.text, w.location, "W") for w in mapped.warnings]
+        unknown = self._unknown_target(mapped)
+        if unknown is not None:
+            log.warning("HL7 v2 message %s not applied: %s", message.control_id, unknown.text)
+            ack = self._ack(message, "AE", [unknown, *warnings])
+            return Outcome(ack, "AE", message.control_id, [], unknown.text)
         try:
             reply, late = self._apply(mapped, access, ip)
         except Forbidden:
@@ -261,6 +266,24 @@ class Hl7v2Service:
         return gate.run(
             self.ctx, self.auth, access, "transaction", req, transaction.transaction, ip
         )
+
+    def _unknown_target(self, mapped) -> AckError | None:  # type: ignore[no-untyped-def]
+        """AE 204 (unknown key identifier) for the first record the message acts on (a merged
+        account, a moved visit: ``mappings/hl7v2/moves.py``) that is not stored, or 205
+        (duplicate key identifier) when its identifier names several; the transaction would
+        fail on it too, but could not say which MRG field was wrong."""
+        for target in mapped.targets:
+            criteria = parse_qsl(target.query, keep_blank_values=True)
+
+            def look(unit, res_type=target.res_type, criteria=criteria):  # type: ignore[no-untyped-def]
+                return len(unit.match(res_type, criteria, limit=2))
+
+            found = self.ctx.repo.read(look)
+            if found != 1:
+                code, why = ("204", "is not known") if found == 0 else ("205", "is not unique")
+                text = f"{target.what} ({target.res_type}?{target.query}) {why}"
+                return AckError(code, text, target.location)
+        return None
 
     def _stored_patient(self, query: str) -> tuple[str | None, str | None]:
         """(version, last-event stamp) of the Patient ``query`` selects: (None, None) when none

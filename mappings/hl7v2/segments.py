@@ -167,6 +167,7 @@ class Builder:
         self._keys: dict[str, str] = {}
         self.last: dict | None = None  # the last resource mapped (for Z-segments)
         self._diagnoses: list[tuple[str, Segment]] = []  # (Condition fullUrl, its DG1)
+        self.accounts = True  # PID-18 → Account (not where the message patches that account)
 
     # --- entries -------------------------------------------------------------------------
     def add(self, entry_: dict) -> str:
@@ -258,11 +259,13 @@ class Builder:
                 res["performer"][i] = who
         if res.get("resourceType") == "Encounter":
             pv1 = self.message.one("PV1")
-            if pv1 is not None:
-                for loc, n in zip(res.get("location", []), (3, 6), strict=False):
-                    ref = self.parties.location(pv1.first(n))
-                    if ref:
-                        loc["location"] = ref
+            for loc in res.get("location", []):
+                # each PL field its own Location: PV1-3 (assigned), PV1-6 (prior); an A12
+                # keeps only PV1-3, a PV1 without PV1-3 only PV1-6 (not by position)
+                n = loc.pop(pv1_map.FIELD_KEY, None)
+                ref = self.parties.location(pv1.first(n)) if pv1 is not None and n else None
+                if ref:
+                    loc["location"] = ref
 
     # --- the walk ------------------------------------------------------------------------
     def walk(self, skip: frozenset[str] = frozenset()) -> None:
@@ -393,7 +396,7 @@ class Builder:
             if not res_m["identifier"]:
                 del res_m["identifier"]
             self.put(res_m, mother_ids[0])
-        first = pid.first(18)
+        first = pid.first(18) if self.accounts else None
         ident = dt.cx(first, self.ctx.default_system, pid.where(18)) if first else None
         if ident is None:
             return
@@ -1207,6 +1210,9 @@ class Builder:
         for e in [*self.entries, *self.parties.entries]:
             for key in ("_url", "_ident", "_start"):
                 e["resource"].pop(key, None)
+            for loc in e["resource"].get("location", []):  # an Encounter's (_materialise)
+                if isinstance(loc, dict):
+                    loc.pop(pv1_map.FIELD_KEY, None)
             if e["resource"].get("resourceType") != "Parameters":
                 e["resource"].setdefault("meta", {})["source"] = source
         return self.bundle()

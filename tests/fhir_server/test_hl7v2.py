@@ -375,3 +375,48 @@ def test_a_patient_token_sees_its_own_provenance_and_no_message_header(server, c
         assert not found.get("entry")
         assert patient.get(f"/{header_ref}").status_code == 404
         assert not patient.get("/MessageHeader").json().get("entry")
+
+
+def test_account_and_visit_moves_and_merges(client: httpx.Client) -> None:
+    """A44 / A45 re-point the Account and Encounter to the PID patient, A41 retires the prior
+    account behind a Linkage; an unknown record is AE 204 at its MRG field, nothing written."""
+    old, new, acc, acc2, visit = _uid(), _uid(), _uid(), _uid(), _uid()
+    pid18 = "|" * 5 + f"{acc}^^^HOSP\r"
+    assert msa(post(client, adt("A01", old, visit=visit).replace("555-1234\r", "555-1234" + pid18)).text)[1] == "AA"  # fmt: skip
+    assert msa(post(client, adt("A04", new, family="New")).text)[1] == "AA"
+
+    def moved(event: str, mrg: str, pid_tail: str = "") -> str:
+        return (
+            f"MSH|^~\\&|ADT|HOSP|HEARTH|HEARTH|20240105091500||ADT^{event}|{_uid()}|P|2.5.1\r"
+            f"EVN|{event}|20240105091500\rPID|1||{new}^^^HOSP^MR||New^Jane||19700215|F{pid_tail}\r"
+            f"MRG|{mrg}\r"
+        )
+
+    a44 = moved("A44", f"{old}^^^HOSP^MR||{acc}^^^HOSP")
+    assert msa(post(client, a44).text)[1] == "AA"
+    target = one(client, "Patient", f"identifier={AUTHORITY}|{new}")
+    account = one(client, "Account", f"identifier={AUTHORITY}|{acc}")
+    assert account["subject"] == [{"reference": f"Patient/{target['id']}"}]
+    a45 = moved("A45", f"{old}^^^HOSP^MR||||{visit}^^^HOSP")
+    assert msa(post(client, a45).text)[1] == "AA"
+    encounter = one(client, "Encounter", f"identifier={AUTHORITY}|{visit}")
+    assert encounter["subject"] == {"reference": f"Patient/{target['id']}"}
+    assert encounter["location"][0]["location"]["display"] == "W1, R2, B3"  # the visit kept
+    assert msa(post(client, a45).text)[1] == "AA"  # sent again: nothing changes
+    assert one(client, "Encounter", f"identifier={AUTHORITY}|{visit}")["meta"] == encounter["meta"]
+
+    a41 = moved("A41", f"{new}^^^HOSP^MR||{acc}^^^HOSP", "|" * 10 + f"{acc2}^^^HOSP")
+    assert msa(post(client, a41).text)[1] == "AA"
+    prior = one(client, "Account", f"identifier={AUTHORITY}|{acc}")
+    survivor = one(client, "Account", f"identifier={AUTHORITY}|{acc2}")
+    assert prior["status"] == "inactive" and survivor["status"] == "active"
+    links = client.get(f"/Linkage?item=Account/{prior['id']}").json().get("entry", [])
+    assert [[i["resource"]["reference"] for i in e["resource"]["item"]] for e in links] == [
+        [f"Account/{survivor['id']}", f"Account/{prior['id']}"]
+    ]
+
+    stranger, gone = _uid(), _uid()
+    r = post(client, moved("A45", f"{old}^^^HOSP^MR||||{gone}^^^HOSP").replace(new, stranger))
+    assert msa(r.text)[1] == "AE"
+    assert "MRG^1^5|204^Unknown key identifier^HL70357|E" in r.text
+    assert count(client, "Patient", f"identifier={AUTHORITY}|{stranger}") == 0

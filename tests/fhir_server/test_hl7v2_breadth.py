@@ -140,19 +140,35 @@ def _references(client: httpx.Client, seen: dict[str, dict[str, str]]) -> set[st
     return refs
 
 
+def _seed(message: str, pid_value: str, prior: str, suffix: str) -> str:
+    """An ADT^A04 registering what the message's MRG names (the prior patient MRG-1, with the
+    account MRG-3 as PID-18 and the visit MRG-5 as PV1-19), or "" without an MRG."""
+    segments = message.split("\r")
+    mrg = next((s.split("|") for s in segments if s.startswith("MRG|")), None)
+    if mrg is None:
+        return ""
+    mrg += [""] * 8
+    pid = next(s for s in segments if s.startswith("PID")).split("|") + [""] * 20
+    if prior:
+        pid[3] = pid[3].replace(pid_value, prior)
+    if mrg[3]:
+        pid[18] = mrg[3]
+    seed = [segments[0], "|".join(pid).rstrip("|")]
+    if mrg[5]:
+        seed.append("PV1|1|O" + "|" * 17 + mrg[5])
+    msh = seed[0].split("|")
+    msh[8], msh[9] = "ADT^A04^ADT_A01", f"{msh[9]}-seed"
+    seed[0] = "|".join(msh)
+    return "\r".join(seed) + "\r"
+
+
 @pytest.mark.parametrize("name", MESSAGES)
 def test_shared_message_is_stored_like_the_converter(client: httpx.Client, name: str) -> None:
     text = (CONVERTER / "messages" / name).read_bytes().decode("utf-8", "replace")
     suffix = uuid.uuid4().hex[:8]
     message, pid_value, prior = _own_patient(text, suffix)
-    if prior:  # a merge needs the record it retires
-        seed = (
-            message.split("\r")[0]
-            + "\r"
-            + next(s for s in message.split("\r") if s.startswith("PID"))
-        )
-        seed = seed.replace(pid_value, prior).replace(seed.split("|")[8], "ADT^A04^ADT_A01")
-        seed = seed.replace(f"-{suffix}|P|", f"-{suffix}-seed|P|", 1)
+    seed = _seed(message, pid_value, prior, suffix)
+    if seed:  # a merge or move needs the record it retires or moves
         r = client.post("/$hl7v2", content=seed, headers=ER7)
         assert _ack_code(r.text) == "AA", r.text
     r = client.post("/$hl7v2", content=message, headers=ER7)
