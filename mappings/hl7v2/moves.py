@@ -126,7 +126,11 @@ def _linkage(res_type: str, survivor: str, survivor_key: str, prior_key: str) ->
             {"type": "historical", "resource": {"reference": f"{res_type}?{prior_key}"}},
         ],
     }
-    return {"resource": resource, "request": {"method": "PUT", "url": f"Linkage/{res_id}"}}
+    return {
+        "fullUrl": f"urn:uuid:{res_id}",
+        "resource": resource,
+        "request": {"method": "PUT", "url": f"Linkage/{res_id}"},
+    }
 
 
 def skips(message: Message) -> tuple[bool, bool]:
