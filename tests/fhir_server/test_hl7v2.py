@@ -420,3 +420,50 @@ def test_account_and_visit_moves_and_merges(client: httpx.Client) -> None:
     assert msa(r.text)[1] == "AE"
     assert "MRG^1^5|204^Unknown key identifier^HL70357|E" in r.text
     assert count(client, "Patient", f"identifier={AUTHORITY}|{stranger}") == 0
+
+
+def test_mllp_enhanced_mode_acknowledgments(mllp_hearth) -> None:  # type: ignore[no-untyped-def]
+    """MSH-15 / MSH-16 (HL7 v2.5.1 2.9.3): the accept ACK (CA / CR / CE) and the application
+    ACK each as asked, in order, on the same connection; original mode without them."""
+    _running, port = mllp_hearth
+    mrn, cids = _uid(), [_uid() for _ in range(6)]
+
+    def enhanced(event: str, cid: str, accept: str, application: str) -> str:
+        return adt(event, mrn, cid=cid).replace(
+            "|P|2.5.1\r", f"|P|2.5.1|||{accept}|{application}\r", 1
+        )
+
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(frame(enhanced("A01", cids[0], "AL", "AL")))  # CA, then AA
+        s.sendall(frame(enhanced("Z99", cids[1], "AL", "AL")))  # CR, and no application ACK
+        s.sendall(frame(enhanced("A08", cids[2], "NE", "ER")))  # nothing: applied, no error
+        s.sendall(frame(enhanced("A08", cids[3], "XX", "AL")))  # CE 103 at MSH-15
+        bad = enhanced("A08", cids[4], "ER", "ER").replace("|19700215|", "|1970021599|")
+        s.sendall(frame(bad))  # committed (no CA asked), AE
+        s.sendall(frame(adt("A08", mrn, cid=cids[5])))  # original mode
+        acks = read_acks(s, 6)
+    assert [msa(a)[1:3] for a in acks] == [
+        ["CA", cids[0]],
+        ["AA", cids[0]],
+        ["CR", cids[1]],
+        ["CE", cids[3]],
+        ["AE", cids[4]],
+        ["AA", cids[5]],
+    ]
+    assert "MSH^1^15|103^Table value not found^HL70357|E" in acks[3]
+    assert all(a.split("\r")[0].endswith("|NE|NE") for a in acks[:5])  # ACKs are not acked
+    assert acks[5].split("\r")[0].endswith("|2.5.1")
+
+
+def test_http_enhanced_mode(client: httpx.Client) -> None:
+    mrn, cid = _uid(), _uid()
+    both = adt("A01", mrn, cid=cid).replace("|P|2.5.1\r", "|P|2.5.1|||AL|AL\r", 1)
+    r = post(client, both)
+    assert r.status_code == 200 and r.headers["x-hl7-commit-code"] == "CA"
+    assert r.headers["x-hl7-ack-code"] == "AA"
+    assert [line.split("|")[1] for line in r.text.split("\r") if line.startswith("MSA")] == [
+        "CA",
+        "AA",
+    ]
+    r = post(client, both.replace("|AL|AL\r", "|NE|NE\r", 1).replace(cid, _uid()))
+    assert r.status_code == 204 and r.headers["x-hl7-ack-code"] == "AA" and not r.content
