@@ -168,6 +168,9 @@ class Builder:
         self.last: dict | None = None  # the last resource mapped (for Z-segments)
         self._diagnoses: list[tuple[str, Segment]] = []  # (Condition fullUrl, its DG1)
         self.accounts = True  # PID-18 → Account (not where the message patches that account)
+        self.account_status = "active"  # of the PID-18 Account (BAR^P02 purges it: inactive)
+        self.groups = False  # each PID a patient group, each PV1 a visit group (BAR)
+        self._pv1: Segment | None = None  # the PV1 of the current visit
 
     # --- entries -------------------------------------------------------------------------
     def add(self, entry_: dict) -> str:
@@ -258,7 +261,7 @@ class Builder:
                     who = self._observer_role(who, perf["identifier"])
                 res["performer"][i] = who
         if res.get("resourceType") == "Encounter":
-            pv1 = self.message.one("PV1")
+            pv1 = self._pv1 if self.groups else self._pv1 or self.message.one("PV1")
             for loc in res.get("location", []):
                 # each PL field its own Location: PV1-3 (assigned), PV1-6 (prior); an A12
                 # keeps only PV1-3, a PV1 without PV1-3 only PV1-6 (not by position)
@@ -269,7 +272,10 @@ class Builder:
 
     # --- the walk ------------------------------------------------------------------------
     def walk(self, skip: frozenset[str] = frozenset()) -> None:
-        """Map every segment not in ``skip`` that has a map, in message order."""
+        """Map every segment not in ``skip`` that has a map, in message order. With ``groups``
+        each PID starts a patient group (its own Patient, the segments after it about that
+        patient) and each PV1 a visit group (its own Encounter, the DG1 after it its
+        diagnoses): BAR_P01 / BAR_P02's repeating groups."""
         order: dict | None = None  # the current ORC/OBR ServiceRequest or RXE request: (url, res)
         request_url: str | None = None
         last_med: dict | None = None
@@ -279,6 +285,11 @@ class Builder:
         orc: Segment | None = None
         for seg in self.message.segments:
             name = seg.name
+            if self.groups and name == "PID" and seg.index != self._first_pid():
+                self._next_patient(seg)
+            elif self.groups and name == "PV1" and self.encounter_url is not None:
+                self._episode_of_care()  # the visit before is complete
+                self.encounter_url, self._diagnoses = None, []
             if name in skip:
                 if name == "ORC":
                     orc = seg
@@ -401,12 +412,40 @@ class Builder:
         if ident is None:
             return
         ident["type"] = dt.identifier_type("AN")
-        res = {"resourceType": "Account", "status": "active", "subject": [self.subject()]}
+        res = {
+            "resourceType": "Account",
+            "status": self.account_status,
+            "subject": [self.subject()],
+        }
         self.put(res, ident)
+
+    def _first_pid(self) -> int:
+        first = self.message.one("PID")
+        return first.index if first is not None else -1
+
+    def _next_patient(self, pid: Segment) -> None:
+        """A patient group after the first: its Patient (as the first one's: a conditional
+        update, or create), and no visit yet."""
+        from mappings.hl7v2 import pid as pid_map
+
+        if self.encounter_url is not None:
+            self._episode_of_care()
+        key = pid_map.match_key(pid, self.ctx)
+        resource = pid_map.patient(pid, self.ctx)
+        first = next(e for e in self.entries if e["resource"].get("resourceType") == "Patient")
+        url = self.ctx.full_url()
+        if first["request"]["method"] == "PUT":
+            self.add(entry(url, resource, "PUT", f"Patient?{key}"))
+        else:
+            self.add(entry(url, resource, "POST", "Patient", if_none_exist=key))
+        self.patient_url = url
+        self.patient_key = key.removeprefix("identifier=")
+        self.encounter_url, self._diagnoses, self._pv1 = None, [], None
 
     def _encounter(self, pv1: Segment) -> None:
         if not pv1_map.has_visit(pv1):
             return
+        self._pv1 = pv1
         res = pv1_map.encounter(pv1, "", self.patient_url or "", self.ctx)
         self._materialise(res)
         ident = pv1_map.visit_identifier(pv1, self.ctx) or self.segment_identifier(pv1)
@@ -418,7 +457,7 @@ class Builder:
         message's DG1 diagnoses → its ``diagnosis`` (IG ``DG1[EpisodeOfCare]``: condition,
         role DG1-6, rank DG1-15). Status ``active``: an ADT event ends a visit, not an episode;
         PV1-53 (its description) has no R4 element and is not kept."""
-        pv1 = self.message.one("PV1")
+        pv1 = self._pv1 if self.groups else self._pv1 or self.message.one("PV1")
         if pv1 is None or self.patient_url is None:
             return
         first = pv1.first(54)
@@ -1335,13 +1374,18 @@ def _appointment_finish(appt: dict, event: str, ctx: MapContext) -> None:
         appt["participant"].append({"status": "needs-action", "type": [{"text": "unknown"}]})
 
 
-def with_patient(message: Message, ctx: MapContext, *, update: bool) -> dict:
+def with_patient(
+    message: Message, ctx: MapContext, *, update: bool, groups: bool = False, account: str = ""
+) -> dict:
     """The common shape of a message about one patient: PID → Patient (a conditional update
     when ``update``, else a conditional create that leaves a known patient as it is), then
-    every other segment walked in order."""
+    every other segment walked in order. With ``groups``, every PID and PV1 group of the
+    message (``Builder.walk``); ``account`` the status of the PID-18 Accounts."""
     from mappings.hl7v2.adt import patient_entry
 
     builder = Builder(message, ctx)
+    builder.groups = groups
+    builder.account_status = account or builder.account_status
     _, patient = patient_entry(message, ctx, update=update)
     builder.use_core({"entry": [patient]})
     builder.walk()
