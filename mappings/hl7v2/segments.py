@@ -24,6 +24,7 @@ from urllib.parse import quote
 
 from mappings.hl7v2 import codes
 from mappings.hl7v2 import datatypes as dt
+from mappings.hl7v2 import obr as obr_map
 from mappings.hl7v2 import obx as obx_map
 from mappings.hl7v2 import pv1 as pv1_map
 from mappings.hl7v2.er7 import Composite, Message, Segment
@@ -143,6 +144,16 @@ OBSERVER_ROLE = {
     "system": "http://terminology.hl7.org/CodeSystem/practitioner-role",
     "code": "responsibleObserver",
 }
+PROVIDER_ROLE = CLINICAL + "v2-0443"  # table 0443 provider role
+PERFORMER_FUNCTION = "http://hl7.org/fhir/StructureDefinition/event-performerFunction"
+PARTICIPATION = CLINICAL + "v3-ParticipationType"
+# OBR NDL fields → (DiagnosticReport element, table 0443 role, its display, the IG's
+# event-performerFunction code on the performer reference): IG OBR[DiagnosticReport]
+REPORT_ROLES = (
+    (32, "resultsInterpreter", "PI", "Primary Interpreter", None),
+    (34, "performer", "TN", "Technician", "SPRF"),
+    (35, "performer", "TR", "Transcriptionist", "TRANS"),
+)
 
 
 def derived(kind: str, *parts: str) -> dict:
@@ -260,6 +271,8 @@ class Builder:
                 if res.get("resourceType") == "Observation" and "reference" in who:
                     who = self._observer_role(who, perf["identifier"])
                 res["performer"][i] = who
+        if res.get("resourceType") == "DiagnosticReport" and obr_map.SEGMENT_KEY in res:
+            self._report_roles(res, self.message.segments[res.pop(obr_map.SEGMENT_KEY)])
         if res.get("resourceType") == "Encounter":
             pv1 = self._pv1 if self.groups else self._pv1 or self.message.one("PV1")
             for loc in res.get("location", []):
@@ -543,6 +556,73 @@ class Builder:
                 part["period"] = period
             encounter.setdefault("participant", []).append(part)
 
+    def _report_roles(self, report: dict, obr: Segment) -> None:
+        """OBR-32 → resultsInterpreter, OBR-34 / OBR-35 → performer, each a PractitionerRole
+        (IG OBR[DiagnosticReport] with NDL[PractitionerRole]: NDL.1 the person, NDL.2/3 the
+        period, NDL.4-7 the place), the role from table 0443 (PI, TN, TR); the performers carry
+        the IG's event-performerFunction (SPRF technician, TRANS transcriptionist). A name
+        without an id is no record: left out."""
+        for n, element, code, display, function in REPORT_ROLES:
+            for ndl in obr.reps(n):
+                ref = self._ndl_role(obr.where(n), ndl, code, display)
+                if ref is None:
+                    continue
+                if function is not None:
+                    ref["extension"] = [
+                        {
+                            "url": PERFORMER_FUNCTION,
+                            "valueCodeableConcept": {
+                                "coding": [{"system": PARTICIPATION, "code": function}]
+                            },
+                        }
+                    ]
+                report.setdefault(element, []).append(ref)
+
+    def _ndl_role(self, where: str, ndl: Composite, code: str, display: str) -> dict | None:
+        seps = self.message.separators
+        cnn = ndl.component_raw(1).split(seps.subcomponent)  # CNN.1-11 as subcomponents
+        cnn += [""] * (11 - len(cnn))
+        xcn = seps.component.join([*cnn[:8], seps.subcomponent.join(cnn[8:11])])
+        who = self.parties.practitioner(Composite(xcn, seps, ndl._message))  # noqa: SLF001
+        if who is None or "reference" not in who:
+            return None
+        return self._role(
+            who, code, display, where, start=ndl.c(2), end=ndl.c(3),
+            place=Composite(seps.component.join(ndl.component_raw(i) for i in (4, 5, 6, 7)),
+                            seps, ndl._message),  # noqa: SLF001
+        )  # fmt: skip
+
+    def _role(  # type: ignore[no-untyped-def]
+        self, who: dict, code: str, display: str, where: str, *, start="", end="", place=None
+    ) -> dict:
+        """A PractitionerRole of ``who`` (a Practitioner reference) in table 0443 role
+        ``code``: one per person and role across messages (keyed on both)."""
+        res: dict = {
+            "resourceType": "PractitionerRole",
+            "practitioner": who,
+            "code": [{"coding": [{"system": PROVIDER_ROLE, "code": code, "display": display}]}],
+        }
+        period: dict[str, str] = {}
+        for part, value in (("start", start), ("end", end)):
+            when = dt.date_time(value, self.ctx.tz, where) if value else None
+            if when:
+                period[part] = when
+        if period:
+            res["period"] = period
+        located = self.parties.location(place) if place is not None else None
+        if located and "reference" in located:
+            res["location"] = [located]
+        person: dict = next(
+            (e["resource"]["identifier"][0] for e in self.parties.entries
+             if e["fullUrl"] == who["reference"]), {},
+        )  # fmt: skip
+        key = derived("practitioner-role", person.get("system") or "-", person.get("value", ""),
+                      code, "")  # fmt: skip
+        out = {"reference": self.put(res, key)}
+        if who.get("display"):
+            out["display"] = who["display"]
+        return out
+
     def _observer_role(self, practitioner: dict, ident: dict) -> dict:
         """OBX-16 (responsible observer) → a PractitionerRole of the Practitioner, after the IG
         OBX[Observation] map: ``performer[1](PractitionerRole.practitioner(Practitioner))``,
@@ -807,6 +887,9 @@ class Builder:
             if authored:
                 res["authoredOn"] = authored
             requester = self.parties.practitioner(orc.first(12))
+            if requester and "reference" in requester:  # IG ORC[ServiceRequest]: ORC-12 →
+                # requester(PractitionerRole.practitioner(Practitioner)), role OP (table 0443)
+                requester = self._role(requester, "OP", "Ordering Provider", orc.where(12))
             if requester:
                 res["requester"] = requester
         if obr is not None:
@@ -1247,7 +1330,7 @@ class Builder:
     def finish(self) -> dict:
         source = message_source(self.message)
         for e in [*self.entries, *self.parties.entries]:
-            for key in ("_url", "_ident", "_start"):
+            for key in ("_url", "_ident", "_start", obr_map.SEGMENT_KEY):
                 e["resource"].pop(key, None)
             for loc in e["resource"].get("location", []):  # an Encounter's (_materialise)
                 if isinstance(loc, dict):

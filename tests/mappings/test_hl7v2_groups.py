@@ -62,3 +62,45 @@ def test_p01_maps_every_visit_group_with_its_own_segments() -> None:
     # each visit's diagnoses are its own
     by_url = {v["fullUrl"]: v["request"]["url"].rsplit("%7C", 1)[1] for v in visits}
     assert [by_url[c["resource"]["encounter"]["reference"]] for c in conditions] == ["V1", "V2"]
+
+
+def test_report_and_order_roles_are_practitioner_roles() -> None:
+    """IG OBR[DiagnosticReport]: OBR-32 → resultsInterpreter, OBR-34 / OBR-35 → performer
+    (NDL[PractitionerRole], with event-performerFunction SPRF / TRANS); IG ORC[ServiceRequest]:
+    ORC-12 → requester(PractitionerRole.practitioner). Roles from table 0443."""
+    message = (
+        "MSH|^~\\&|LAB|HOSP|HEARTH|HEARTH|20240105100000+0100||ORU^R01^ORU_R01|c1|P|2.5.1\r"
+        "PID|1||m1^^^HOSP^MR||Doe^Jane||19700215|F\r"
+        "ORC|RE|P1|F1^LAB|||||||||77^Order^Olga\r"
+        "OBR|1|P1|F1^LAB|24320-4^BMP^LN|||20240105090000|||||||||||||||20240105095500|||F"
+        "|||||||11&Reader&Rita^20240105^^W1^R2||12&Tech&Tom~13&Tech&Tina|14&Typist&Tess"
+        "~&Nameless&Only\r"
+        "OBX|1|NM|2345-7^Glucose^LN||5.4|mmol/L|3.9-5.5|N|||F\r"
+    )
+    entries = map_parsed(parse(message)).bundle["entry"]
+    by_url = {e["fullUrl"]: e["resource"] for e in entries if "fullUrl" in e}
+
+    def role(ref: dict) -> tuple[str, str]:
+        res = by_url[ref["reference"]]
+        assert res["resourceType"] == "PractitionerRole"
+        validate_resource(
+            {**res, "practitioner": {"reference": "Practitioner/x"}, "location": []}
+            if "location" in res
+            else {**res, "practitioner": {"reference": "Practitioner/x"}}
+        )
+        person = by_url[res["practitioner"]["reference"]]
+        return res["code"][0]["coding"][0]["code"], person["identifier"][0]["value"]
+
+    (report,) = [r for r in by_url.values() if r["resourceType"] == "DiagnosticReport"]
+    assert [role(r) for r in report["resultsInterpreter"]] == [("PI", "11")]
+    interpreter = by_url[report["resultsInterpreter"][0]["reference"]]
+    assert interpreter["period"] == {"start": "2024-01-05"}
+    assert by_url[interpreter["location"][0]["reference"]]["name"] == "W1, R2"
+    assert [role(r) for r in report["performer"]] == [("TN", "12"), ("TN", "13"), ("TR", "14")]
+    functions = [p["extension"][0]["valueCodeableConcept"]["coding"][0]["code"] for p in report["performer"]]  # fmt: skip
+    assert functions == ["SPRF", "SPRF", "TRANS"]  # the name-only transcriptionist: left out
+    (order,) = [r for r in by_url.values() if r["resourceType"] == "ServiceRequest"]
+    assert role(order["requester"]) == ("OP", "77")
+    validate_resource({k: v for k, v in report.items() if k not in ("subject", "result")}
+                      | {"performer": [{**p, "reference": "PractitionerRole/x"} for p in report["performer"]],
+                         "resultsInterpreter": [{"reference": "PractitionerRole/x"}]})  # fmt: skip
