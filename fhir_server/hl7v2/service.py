@@ -233,11 +233,6 @@ class Hl7v2Service:
             ack = answer(message, "AE", [AckError("207", text)])
             return Outcome(ack, "AE", _cid(message), [], text, kept)
         warnings = [AckError(w.code, w.text, w.location, "W") for w in mapped.warnings]
-        unknown = self._unknown_target(mapped)
-        if unknown is not None:
-            log.warning("HL7 v2 message %s not applied: %s", message.control_id, unknown.text)
-            ack = answer(message, "AE", [unknown, *warnings])
-            return Outcome(ack, "AE", message.control_id, [], unknown.text)
         try:
             reply, late = self._apply(mapped, access, ip)
         except Forbidden:
@@ -249,6 +244,12 @@ class Hl7v2Service:
                 status_of(exc),
                 exc.issue_code,
             )
+            # the transaction was authorized entry by entry before it failed: saying which
+            # record an MRG names is not there tells the sender nothing its token cannot read
+            unknown = self._unknown_target(mapped)
+            if unknown is not None:
+                ack = answer(message, "AE", [unknown, *warnings])
+                return Outcome(ack, "AE", message.control_id, [], unknown.text)
             code = "205" if status_of(exc) == 412 else "207"
             errors = [AckError(code, exc.diagnostics), *warnings]
             ack = answer(message, "AE", errors)
@@ -300,10 +301,11 @@ class Hl7v2Service:
         )
 
     def _unknown_target(self, mapped) -> AckError | None:  # type: ignore[no-untyped-def]
-        """AE 204 (unknown key identifier) for the first record the message acts on (a merged
-        account, a moved visit: ``mappings/hl7v2/moves.py``) that is not stored, or 205
-        (duplicate key identifier) when its identifier names several; the transaction would
-        fail on it too, but could not say which MRG field was wrong."""
+        """After the message's transaction failed: AE 204 (unknown key identifier) for the
+        first record the message acts on (a merged account, a moved visit:
+        ``mappings/hl7v2/moves.py``) that is not stored, or 205 (duplicate key identifier)
+        when its identifier names several, at the MRG field naming it (the transaction's own
+        error cannot say which field was wrong); None when they are all there."""
         for target in mapped.targets:
             criteria = parse_qsl(target.query, keep_blank_values=True)
 
