@@ -467,3 +467,35 @@ def test_http_enhanced_mode(client: httpx.Client) -> None:
     ]
     r = post(client, both.replace("|AL|AL\r", "|NE|NE\r", 1).replace(cid, _uid()))
     assert r.status_code == 204 and r.headers["x-hl7-ack-code"] == "AA" and not r.content
+
+
+def test_bar_patient_groups_and_order_roles(client: httpx.Client) -> None:
+    """BAR^P02: every patient group's account closed; ORC-12 / OBR-32 as PractitionerRoles."""
+    first, second, acc1, acc2 = _uid(), _uid(), _uid(), _uid()
+    purge = (
+        f"MSH|^~\\&|BILL|HOSP|HEARTH|HEARTH|20240105081500||BAR^P02|{_uid()}|P|2.5.1\r"
+        "EVN|P02|20240105081500\r"
+        f"PID|1||{first}^^^HOSP^MR||One^Ann||19700215|F" + "|" * 10 + f"{acc1}^^^HOSP\r"
+        f"PID|2||{second}^^^HOSP^MR||Two^Bea||19710215|F" + "|" * 10 + f"{acc2}^^^HOSP\r"
+    )
+    assert msa(post(client, purge).text)[1] == "AA"
+    for mrn, acc in ((first, acc1), (second, acc2)):
+        patient = one(client, "Patient", f"identifier={AUTHORITY}|{mrn}")
+        account = one(client, "Account", f"identifier={AUTHORITY}|{acc}")
+        assert account["status"] == "inactive"
+        assert account["subject"] == [{"reference": f"Patient/{patient['id']}"}]
+
+    filler, orderer = _uid(), _uid()
+    message = oru(first, filler).replace(
+        "OBR|1|", f"ORC|RE||{filler}^LAB|||||||||{orderer}^Order^Olga^^^^^^HOSP\rOBR|1|", 1
+    )
+    obr = next(s for s in message.split("\r") if s.startswith("OBR"))
+    message = message.replace(obr, obr + "|" * 7 + f"{orderer}&Order&Olga&&&&&&HOSP")
+    assert msa(post(client, message).text)[1] == "AA"
+    report = one(client, "DiagnosticReport", f"identifier=urn:hearth:hl7v2:assigner:LAB|{filler}")
+    order = one(client, "ServiceRequest", f"identifier=urn:hearth:hl7v2:assigner:LAB|{filler}")
+    for ref, code in ((report["resultsInterpreter"][0], "PI"), (order["requester"], "OP")):
+        role = client.get(f"/{ref['reference']}").json()
+        assert role["code"][0]["coding"][0]["code"] == code
+        person = client.get(f"/{role['practitioner']['reference']}").json()
+        assert person["identifier"][0]["value"] == orderer
