@@ -18,9 +18,10 @@ that the message does not name:
 | A50 change visit number | MRG-5 old, PV1-19 new | the Encounter's identifiers, as A49 |
 | A51 change alternate visit ID | PV1-19 the visit; MRG-6 old, PV1-50 new | the Encounter's identifiers, as A49 |
 
-Every record acted on must exist: ``MapContext.require`` lists it and the service answers AE
-204 (unknown key identifier) at its MRG field when it does not (the transaction would fail on
-it too). Sent again, a message changes nothing: the patches find the record by its old or new
+Every record acted on must exist: the conditional patch (or the Linkage's conditional
+reference) fails the transaction when it does not, and ``MapContext.require`` lists it so that
+the service can then answer AE 204 (unknown key identifier) at its MRG field. MRG-1 (the
+source patient of a move) is not looked up: the moved record is named by its own identifier. Sent again, a message changes nothing: the patches find the record by its old or new
 identifier and remove what they add before adding it; the Linkage's id is derived from the two
 records' keys. Pure functions: no I/O.
 """
@@ -160,10 +161,6 @@ def entries(
     pid = message.one("PID")
     pv1 = message.one("PV1")
     out: list[dict] = []
-    if event in MOVES:
-        source = _identifier(mrg, 1, ctx)
-        if source is not None and "system" in source:
-            ctx.require("Patient", _query(source), "MRG^1^1", "the source patient (MRG-1)")
     if event == "A41":
         prior = _identifier(mrg, 3, ctx)
         survivor = _identifier(pid, 18, ctx)
@@ -190,13 +187,16 @@ def entries(
     elif event in MOVES:
         account = _identifier(mrg, 3, ctx)
         visit = _identifier(mrg, 5, ctx)
+        account_at, visit_at = "MRG^1^3", "MRG^1^5"
         if event == "A44":
-            account = account or _identifier(pid, 18, ctx)
+            if account is None:
+                account, account_at = _identifier(pid, 18, ctx), "PID^1^18"
             if account is None:
                 raise missing("MRG^1^3", "the account to move (MRG-3, PID-18)")
             visit = None
         elif event == "A45":
-            visit = visit or (pv1_map.visit_identifier(pv1, ctx) if pv1 is not None else None)
+            if visit is None and pv1 is not None:
+                visit, visit_at = pv1_map.visit_identifier(pv1, ctx), "PV1^1^19"
             if visit is None:
                 raise missing("MRG^1^5", "the visit to move (MRG-5, PV1-19)")
             account = None
@@ -210,11 +210,11 @@ def entries(
             )
         if account is not None:
             key = _query(account)
-            ctx.require("Account", key, "MRG^1^3", "the account to move")
+            ctx.require("Account", key, account_at, "the account to move")
             out.append(_patch("Account", key, _repoint("Account", patient_url)))
         if visit is not None:
             key = _query(visit)
-            ctx.require("Encounter", key, "MRG^1^5", "the visit to move")
+            ctx.require("Encounter", key, visit_at, "the visit to move")
             ops = _repoint("Encounter", patient_url)
             if "Account" in urls:
                 ops += [
@@ -238,13 +238,13 @@ def entries(
         if new is None:
             raise missing(f"{'PID' if new_n == 18 else 'PV1'}^1^{new_n}", "the new identifier")
         _distinct(old, new, f"MRG^1^{old_at}", "identifier")
-        key = _query(old, new)
+        key, at = _query(old, new), f"MRG^1^{old_at}"
         if event == "A51":  # the visit is PV1-19; its alternate id may not be stored yet
             visit = pv1_map.visit_identifier(pv1, ctx) if pv1 is not None else None
             if visit is None:
                 raise missing("PV1^1^19", "the visit whose alternate id changes")
-            key = _query(visit)
-        ctx.require(res_type, key, f"MRG^1^{old_at}", f"the {res_type.lower()} to change")
+            key, at = _query(visit), "PV1^1^19"
+        ctx.require(res_type, key, at, f"the {res_type.lower()} to change")
         out.append(_patch(res_type, key, _change_identifier(res_type, old, new, code)))
     return out
 

@@ -123,7 +123,9 @@ def test_moves_repoint_the_record_to_the_pid_patient(event, mrg, pid18, pv1, mov
         after = apply_fhirpath_patch({"resourceType": "Encounter", "id": "x"},
                                      patches["Encounter"]["resource"])  # fmt: skip
         assert after["account"] == [{"reference": account["fullUrl"]}]
-    assert ("Patient", _q("OLD"), "MRG^1^1") in [(t.res_type, t.query, t.location) for t in targets]
+    assert {(t.res_type, t.location) for t in targets} == {
+        (kind, "MRG^1^3" if kind == "Account" else "MRG^1^5") for kind in moved
+    }
 
 
 @pytest.mark.parametrize(
