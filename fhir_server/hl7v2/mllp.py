@@ -41,7 +41,7 @@ def _fallback_refusal(head: bytes, reason: str) -> bytes:
 class Listener:
     def __init__(
         self,
-        handle: Callable[[bytes, str], bytes],
+        handle: Callable[[bytes, str], bytes | list[bytes]],
         *,
         host: str,
         port: int,
@@ -179,8 +179,9 @@ class Listener:
                     restart = payload.rfind(START)  # an unfinished frame before this one
                     if restart >= 0:
                         payload = payload[restart + 1 :]
-                    ack = await loop.run_in_executor(self._executor, self._safe, payload, host)
-                    writer.write(frame(ack))
+                    acks = await loop.run_in_executor(self._executor, self._safe, payload, host)
+                    for ack in [acks] if isinstance(acks, bytes) else acks:
+                        writer.write(frame(ack))  # enhanced mode: accept, then application ACK
                     await writer.drain()
         except TimeoutError:
             log.info("MLLP %s: idle for %ss, disconnected", host, self.idle_seconds)
@@ -191,7 +192,7 @@ class Listener:
         finally:
             writer.close()
 
-    def _safe(self, payload: bytes, host: str) -> bytes:
+    def _safe(self, payload: bytes, host: str) -> bytes | list[bytes]:
         try:
             for observe in list(self.on_apply):
                 observe(host, payload)
@@ -213,9 +214,10 @@ def start(service, settings) -> Listener:  # type: ignore[no-untyped-def]
     the listener's access, within the ``HEARTH_MLLP_*`` limits."""
     from fhir_server.hl7v2.service import listener_access
 
-    def handle(payload: bytes, peer: str) -> bytes:
+    def handle(payload: bytes, peer: str) -> list[bytes]:
         outcome = service.handle(payload, listener_access(peer), peer)
-        return outcome.ack.encode("utf-8")
+        sent = outcome.frames if outcome.frames is not None else [outcome.ack]
+        return [ack.encode("utf-8") for ack in sent]
 
     def refuse(head: bytes, reason: str) -> bytes:
         return service.refuse(head, reason).encode("utf-8")

@@ -26,6 +26,7 @@ from fhir_server.rest.context import Access, Context, FhirRequest
 from fhir_server.rest.errors import status_of
 from fhir_server.rest.interactions import transaction
 from mappings import hl7v2
+from mappings.hl7v2 import ack as hl7v2_ack
 from mappings.hl7v2 import batch as hl7v2_batch
 from mappings.hl7v2 import ordering
 from mappings.hl7v2 import registry as hl7v2_registry
@@ -68,6 +69,8 @@ class Outcome:
     written: list[str]  # Type/id of what was created or updated
     reason: str = ""  # why it was not applied (AE / AR)
     dead_letter: str | None = None  # Task/id keeping the message (dead_letter.py)
+    commit: str = ""  # enhanced mode: CE when the message could not be committed, else by code
+    frames: list[str] | None = None  # the ACK messages to send back (handle_one), in order
 
 
 def _server_tz() -> str:
@@ -174,10 +177,39 @@ class Hl7v2Service:
         return Outcome(self._ack(message, code, errors), code, message.control_id, [])
 
     def handle_one(self, raw: bytes | str, access: Access, ip: str | None) -> Outcome:
-        """Apply one message."""
+        """Apply one message; ``frames`` are the acknowledgments to send back for it: its ACK
+        (original mode), or in enhanced mode (MSH-15 / MSH-16 given, HL7 v2.5.1 2.9.3) the
+        accept acknowledgment (CA / CE / CR) and the application acknowledgment (AA / AE /
+        AR) that MSH-15 and MSH-16 ask for (``mappings/hl7v2/ack.py`` ``frames``)."""
+        said: list = []  # (message, code, errors) of the ACK built
+        outcome = self._handle_one(raw, access, ip, said)
+        if said:
+            message, code, errors = said[-1]
+            if hl7v2_ack.enhanced(message) is not None:
+                outcome.commit = outcome.commit or ("CR" if code == "AR" else "CA")
+            outcome.frames = hl7v2_ack.frames(
+                message,
+                outcome.ack,
+                code,
+                errors,
+                commit=outcome.commit,
+                accept=lambda commit, errs: self._ack(message, commit, errs),
+            )
+        return outcome
+
+    def _handle_one(self, raw: bytes | str, access: Access, ip: str | None, said: list) -> Outcome:
         message = None
+
+        def answer(message, code: str, errors: list[AckError]) -> str:  # type: ignore[no-untyped-def]
+            said.append((message, code, errors))
+            return self._ack(message, code, errors)
+
         try:
             message = hl7v2.parse(raw)
+            wrong = hl7v2_ack.mode_problem(message)
+            if wrong is not None:  # an accept / application ack type not in table 0155
+                ack = answer(message, "AE", [wrong])
+                return Outcome(ack, "AE", message.control_id, [], wrong.text, commit="CE")
             mapped = hl7v2.map_parsed(message, server_tz=_server_tz())
         except hl7v2.Hl7Error as exc:
             # the error's text quotes the message (a segment id, a field's value): not logged
@@ -192,13 +224,13 @@ class Hl7v2Service:
             kept = None
             if message is not None and exc.code in UNSUPPORTED:  # replayable once mapped
                 kept = dead_letter.store(self.ctx.repo, raw, message, exc.text)
-            ack = self._ack(message, exc.ack, [err])
+            ack = answer(message, exc.ack, [err])
             return Outcome(ack, exc.ack, _cid(message), [], exc.text, kept)
         except Exception:
             log.exception("HL7 v2 message %s could not be mapped", _cid(message))
             text = "the message could not be mapped (server fault, logged)"
             kept = dead_letter.store(self.ctx.repo, raw, message, text)
-            ack = self._ack(message, "AE", [AckError("207", text)])
+            ack = answer(message, "AE", [AckError("207", text)])
             return Outcome(ack, "AE", _cid(message), [], text, kept)
         warnings = [AckError(w.code, w.text, w.location, "W") for w in mapped.warnings]
         try:
@@ -212,15 +244,21 @@ class Hl7v2Service:
                 status_of(exc),
                 exc.issue_code,
             )
+            # the transaction was authorized entry by entry before it failed: saying which
+            # record an MRG names is not there tells the sender nothing its token cannot read
+            unknown = self._unknown_target(mapped)
+            if unknown is not None:
+                ack = answer(message, "AE", [unknown, *warnings])
+                return Outcome(ack, "AE", message.control_id, [], unknown.text)
             code = "205" if status_of(exc) == 412 else "207"
             errors = [AckError(code, exc.diagnostics), *warnings]
-            ack = self._ack(message, "AE", errors)
+            ack = answer(message, "AE", errors)
             return Outcome(ack, "AE", message.control_id, [], exc.diagnostics)
         except Exception:
             log.exception("HL7 v2 message %s: transaction fault", message.control_id)
             text = "the message could not be stored (server fault, logged)"
             kept = dead_letter.store(self.ctx.repo, raw, message, text)
-            ack = self._ack(message, "AE", [AckError("207", text)])
+            ack = answer(message, "AE", [AckError("207", text)])
             return Outcome(ack, "AE", message.control_id, [], text, kept)
         if late is not None:
             log.info("HL7 v2 message %s is older than the patient's record", message.control_id)
@@ -240,7 +278,7 @@ class Hl7v2Service:
             parts = location.split("/_history")[0].rsplit("/", 2)
             if len(parts) == 3:
                 written.append(f"{parts[1]}/{parts[2]}")
-        return Outcome(self._ack(message, "AA", warnings), "AA", message.control_id, written)
+        return Outcome(answer(message, "AA", warnings), "AA", message.control_id, written)
 
     def replay(self, task_id: str, by: str, ip: str | None) -> Outcome:
         """Run dead letter ``Task/task_id`` (``dead_letter.py``) through ``handle_one`` again,
@@ -261,6 +299,25 @@ class Hl7v2Service:
         return gate.run(
             self.ctx, self.auth, access, "transaction", req, transaction.transaction, ip
         )
+
+    def _unknown_target(self, mapped) -> AckError | None:  # type: ignore[no-untyped-def]
+        """After the message's transaction failed: AE 204 (unknown key identifier) for the
+        first record the message acts on (a merged account, a moved visit:
+        ``mappings/hl7v2/moves.py``) that is not stored, or 205 (duplicate key identifier)
+        when its identifier names several, at the MRG field naming it (the transaction's own
+        error cannot say which field was wrong); None when they are all there."""
+        for target in mapped.targets:
+            criteria = parse_qsl(target.query, keep_blank_values=True)
+
+            def look(unit, res_type=target.res_type, criteria=criteria):  # type: ignore[no-untyped-def]
+                return len(unit.match(res_type, criteria, limit=2))
+
+            found = self.ctx.repo.read(look)
+            if found != 1:
+                code, why = ("204", "is not known") if found == 0 else ("205", "is not unique")
+                text = f"{target.what} ({target.res_type}?{target.query}) {why}"
+                return AckError(code, text, target.location)
+        return None
 
     def _stored_patient(self, query: str) -> tuple[str | None, str | None]:
         """(version, last-event stamp) of the Patient ``query`` selects: (None, None) when none

@@ -4,6 +4,10 @@ MSA code). Content types ``x-application/hl7-v2+er7``, ``application/hl7-v2`` or
 ``text/plain``. Needs a system-level SMART token whose scopes allow the writes the message maps
 to (create, update and search of what its message type declares it writes, see
 ``mappings/hl7v2/registry.py``: e.g. ``system/*.cruds``); 401/403/413/415 are OperationOutcomes. Audited like ``POST /fhir``.
+
+Enhanced mode (MSH-15 / MSH-16): the body is the acknowledgments asked for, one after the
+other (the accept ACK, then the application ACK), ``X-HL7-Commit-Code`` the accept code
+(CA / CE / CR); 204 with the headers only when none is asked for.
 """
 
 from __future__ import annotations
@@ -57,9 +61,15 @@ async def hl7v2(request: Request) -> Response:
             raise TooLarge(f"the message is over the limit of {limit} bytes")
     outcome = await run_in_threadpool(service.handle, bytes(body), access, ip)
     reply_type = ctype if ctype != "application/edi-hl7" else "x-application/hl7-v2+er7"
+    sent = outcome.frames if outcome.frames is not None else [outcome.ack]
+    headers = {"X-HL7-Ack-Code": outcome.code}
+    if outcome.commit:  # enhanced mode (mappings/hl7v2/ack.py): the accept ACK's code
+        headers["X-HL7-Commit-Code"] = outcome.commit
+    if not sent:  # MSH-15 / MSH-16 asked for no acknowledgment
+        return Response(status_code=204, headers=headers)
     return Response(
-        content=outcome.ack.encode("utf-8"),
+        content="".join(sent).encode("utf-8"),
         status_code=200,
         media_type=f"{reply_type}; charset=utf-8",
-        headers={"X-HL7-Ack-Code": outcome.code},
+        headers=headers,
     )

@@ -10,13 +10,13 @@ Pure functions: no I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mappings.hl7v2 import ordering, registry
 from mappings.hl7v2.ack import AckError, build
 from mappings.hl7v2.er7 import Message, parse
 from mappings.hl7v2.errors import Hl7Error
-from mappings.hl7v2.mapping import MapContext, Warning_
+from mappings.hl7v2.mapping import MapContext, Target, Warning_
 from mappings.hl7v2.provenance import add_record
 from mappings.hl7v2.segments import message_source
 
@@ -33,6 +33,7 @@ class Mapped:
     bundle: dict
     warnings: list[Warning_]
     time: str | None = None  # EVN-2, else MSH-7: the message's place in the patient's record
+    targets: list[Target] = field(default_factory=list)  # records that must exist (mapping.py)
 
 
 def map_parsed(message: Message, *, server_tz: str | None = None) -> Mapped:
@@ -69,4 +70,4 @@ def map_parsed(message: Message, *, server_tz: str | None = None) -> Mapped:
     for e in bundle["entry"]:  # what a hospital sent in is not sent back out (outbound.py)
         if e["resource"].get("resourceType") != "Parameters":
             e["resource"].setdefault("meta", {})["source"] = source
-    return Mapped(message, bundle, ctx.warnings, when)
+    return Mapped(message, bundle, ctx.warnings, when, ctx.targets)

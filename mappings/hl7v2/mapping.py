@@ -23,11 +23,24 @@ class Warning_:
 
 
 @dataclass
+class Target:
+    """A record the message acts on that must already exist (the account a merge folds away,
+    the visit a move re-points): the service looks it up before applying the message and
+    answers AE 204 (unknown key identifier) at ``location`` when nothing matches."""
+
+    res_type: str
+    query: str  # search criteria, e.g. "identifier=sys%7Cvalue"
+    location: str  # ERR-2, e.g. "MRG^1^3"
+    what: str  # for the ERR text, e.g. "the prior account"
+
+
+@dataclass
 class MapContext:
     message: Message
     tz: str | None  # offset for timestamps without one
     default_system: str | None  # MSH-4 (else MSH-3): namespace of identifiers without one
     warnings: list[Warning_] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
     _count: int = 0
 
     @classmethod
@@ -51,6 +64,9 @@ class MapContext:
         sender = quote(msh.value(3) or msh.value(4) or "-", safe="")
         value = f"{self.message.control_id}/{segment}/{occurrence}"
         return {"system": f"urn:hearth:hl7v2:message:{sender}", "value": value}
+
+    def require(self, res_type: str, query: str, location: str, what: str) -> None:
+        self.targets.append(Target(res_type, query, location, what))
 
     def warn(self, code: str, text: str, location: str = "") -> None:
         self.warnings.append(Warning_(code, text, location))

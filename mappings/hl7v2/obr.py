@@ -2,7 +2,9 @@
 (``mappings/segments/HL7 Segment - FHIR R4_ OBR[DiagnosticReport] - OBR.csv``): OBR-2 (or ORC-2)
 → identifier type PLAC, OBR-3 (or ORC-3) → identifier type FILL, OBR-4 → code, OBR-7 →
 effectiveDateTime (effectivePeriod.start with OBR-8 → end), OBR-22 → issued, OBR-24 → category
-(table 0074), OBR-25 → status (ResultStatus[Non-Queries]). Pure functions: no I/O.
+(table 0074), OBR-25 → status (ResultStatus[Non-Queries]); OBR-32 → resultsInterpreter, OBR-34 /
+OBR-35 → performer (PractitionerRoles, made by ``segments.Builder`` from the OBR the report
+names in ``SEGMENT_KEY``). Pure functions: no I/O.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ def effective(obr: Segment, ctx: MapContext) -> dict:
     return {}
 
 
+# The key naming the report's OBR (its index in the message) until its roles are made.
+SEGMENT_KEY = "_obr"
+
+
 def diagnostic_report(
     obr: Segment, orc: Segment | None, subject: str, results: list[str], ctx: MapContext
 ) -> dict:
@@ -60,4 +66,5 @@ def diagnostic_report(
         res["issued"] = issued
     if results:
         res["result"] = [{"reference": r} for r in results]
+    res[SEGMENT_KEY] = obr.index
     return res

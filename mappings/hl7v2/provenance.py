@@ -40,6 +40,19 @@ RECORD_NAMESPACE = uuid.UUID("6f0d7c8e-3f51-4a57-9a43-1d2f0c9b7e21")
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
 
 
+def _patched(entries: list[dict]) -> list[str]:
+    """The conditional URLs of the records a message patches (a moved Account or Encounter,
+    ``moves.py``), as references; not a merged-away Patient (a Provenance in two patients'
+    compartments)."""
+    return [
+        e["request"]["url"]
+        for e in entries
+        if e.get("request", {}).get("method") == "PATCH"
+        and "?" in e["request"]["url"]
+        and not e["request"]["url"].startswith("Patient?")
+    ]
+
+
 def add_record(message: Message, ctx: MapContext, bundle: dict) -> None:
     """Append the MessageHeader, the header's Organizations and Devices and the Provenance of
     ``bundle``'s writes to ``bundle`` (reusing an entry the mapping already made for the same
@@ -143,7 +156,8 @@ def add_record(message: Message, ctx: MapContext, bundle: dict) -> None:
     provenance: dict = {
         "resourceType": "Provenance",
         "id": str(uuid.uuid5(RECORD_NAMESPACE, record_key + "|provenance")),
-        "target": [{"reference": e["fullUrl"]} for e in written],
+        "target": [{"reference": e["fullUrl"]} for e in written]
+        + [{"reference": url} for url in _patched(entries)],
         "activity": {"coding": [dict(header["eventCoding"])]},
         "entity": [{"role": "source", "what": {"reference": header_url}}],
     }

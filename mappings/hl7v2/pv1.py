@@ -62,12 +62,17 @@ def match_key(pv1: Segment, ctx: MapContext) -> str | None:
     return "identifier=" + search_token(ident.get("system"), ident["value"])
 
 
-def _location(c: Composite, status: str) -> dict | None:
+# The key naming the PV1 field an Encounter.location came from, for the Location resource
+# (segments.Builder._materialise) that replaces its display; removed there.
+FIELD_KEY = "_pv1_field"
+
+
+def _location(c: Composite, status: str, n: int) -> dict | None:
     parts = [c.c(1), c.c(2), c.c(3), c.c(4, 1), c.c(7), c.c(8), c.c(9)]
     display = ", ".join(p for p in parts if p)
     if not display:
         return None
-    return {"location": {"display": display}, "status": status}
+    return {"location": {"display": display}, "status": status, FIELD_KEY: n}
 
 
 def encounter(pv1: Segment, event: str, patient_ref: str, ctx: MapContext) -> dict:
@@ -138,7 +143,7 @@ def encounter(pv1: Segment, event: str, patient_ref: str, ctx: MapContext) -> di
         fields = fields[:1]
     for n, loc_status in fields:
         first = pv1.first(n)
-        loc = _location(first, loc_status) if first else None
+        loc = _location(first, loc_status, n) if first else None
         if loc:
             locations.append(loc)
     if locations:

@@ -24,6 +24,7 @@ from urllib.parse import quote
 
 from mappings.hl7v2 import codes
 from mappings.hl7v2 import datatypes as dt
+from mappings.hl7v2 import obr as obr_map
 from mappings.hl7v2 import obx as obx_map
 from mappings.hl7v2 import pv1 as pv1_map
 from mappings.hl7v2.er7 import Composite, Message, Segment
@@ -143,6 +144,16 @@ OBSERVER_ROLE = {
     "system": "http://terminology.hl7.org/CodeSystem/practitioner-role",
     "code": "responsibleObserver",
 }
+PROVIDER_ROLE = CLINICAL + "v2-0443"  # table 0443 provider role
+PERFORMER_FUNCTION = "http://hl7.org/fhir/StructureDefinition/event-performerFunction"
+PARTICIPATION = CLINICAL + "v3-ParticipationType"
+# OBR NDL fields → (DiagnosticReport element, table 0443 role, its display, the IG's
+# event-performerFunction code on the performer reference): IG OBR[DiagnosticReport]
+REPORT_ROLES = (
+    (32, "resultsInterpreter", "PI", "Primary Interpreter", None),
+    (34, "performer", "TN", "Technician", "SPRF"),
+    (35, "performer", "TR", "Transcriptionist", "TRANS"),
+)
 
 
 def derived(kind: str, *parts: str) -> dict:
@@ -167,6 +178,10 @@ class Builder:
         self._keys: dict[str, str] = {}
         self.last: dict | None = None  # the last resource mapped (for Z-segments)
         self._diagnoses: list[tuple[str, Segment]] = []  # (Condition fullUrl, its DG1)
+        self.accounts = True  # PID-18 → Account (not where the message patches that account)
+        self.account_status = "active"  # of the PID-18 Account (BAR^P02 purges it: inactive)
+        self.groups = False  # each PID a patient group, each PV1 a visit group (BAR)
+        self._pv1: Segment | None = None  # the PV1 of the current visit
 
     # --- entries -------------------------------------------------------------------------
     def add(self, entry_: dict) -> str:
@@ -256,17 +271,24 @@ class Builder:
                 if res.get("resourceType") == "Observation" and "reference" in who:
                     who = self._observer_role(who, perf["identifier"])
                 res["performer"][i] = who
+        if res.get("resourceType") == "DiagnosticReport" and obr_map.SEGMENT_KEY in res:
+            self._report_roles(res, self.message.segments[res.pop(obr_map.SEGMENT_KEY)])
         if res.get("resourceType") == "Encounter":
-            pv1 = self.message.one("PV1")
-            if pv1 is not None:
-                for loc, n in zip(res.get("location", []), (3, 6), strict=False):
-                    ref = self.parties.location(pv1.first(n))
-                    if ref:
-                        loc["location"] = ref
+            pv1 = self._pv1 if self.groups else self._pv1 or self.message.one("PV1")
+            for loc in res.get("location", []):
+                # each PL field its own Location: PV1-3 (assigned), PV1-6 (prior); an A12
+                # keeps only PV1-3, a PV1 without PV1-3 only PV1-6 (not by position)
+                n = loc.pop(pv1_map.FIELD_KEY, None)
+                ref = self.parties.location(pv1.first(n)) if pv1 is not None and n else None
+                if ref:
+                    loc["location"] = ref
 
     # --- the walk ------------------------------------------------------------------------
     def walk(self, skip: frozenset[str] = frozenset()) -> None:
-        """Map every segment not in ``skip`` that has a map, in message order."""
+        """Map every segment not in ``skip`` that has a map, in message order. With ``groups``
+        each PID starts a patient group (its own Patient, the segments after it about that
+        patient) and each PV1 a visit group (its own Encounter, the DG1 after it its
+        diagnoses): BAR_P01 / BAR_P02's repeating groups."""
         order: dict | None = None  # the current ORC/OBR ServiceRequest or RXE request: (url, res)
         request_url: str | None = None
         last_med: dict | None = None
@@ -276,6 +298,11 @@ class Builder:
         orc: Segment | None = None
         for seg in self.message.segments:
             name = seg.name
+            if self.groups and name == "PID" and seg.index != self._first_pid():
+                self._next_patient(seg)
+            elif self.groups and name == "PV1" and self.encounter_url is not None:
+                self._episode_of_care()  # the visit before is complete
+                self.encounter_url, self._diagnoses = None, []
             if name in skip:
                 if name == "ORC":
                     orc = seg
@@ -393,17 +420,45 @@ class Builder:
             if not res_m["identifier"]:
                 del res_m["identifier"]
             self.put(res_m, mother_ids[0])
-        first = pid.first(18)
+        first = pid.first(18) if self.accounts else None
         ident = dt.cx(first, self.ctx.default_system, pid.where(18)) if first else None
         if ident is None:
             return
         ident["type"] = dt.identifier_type("AN")
-        res = {"resourceType": "Account", "status": "active", "subject": [self.subject()]}
+        res = {
+            "resourceType": "Account",
+            "status": self.account_status,
+            "subject": [self.subject()],
+        }
         self.put(res, ident)
+
+    def _first_pid(self) -> int:
+        first = self.message.one("PID")
+        return first.index if first is not None else -1
+
+    def _next_patient(self, pid: Segment) -> None:
+        """A patient group after the first: its Patient (as the first one's: a conditional
+        update, or create), and no visit yet."""
+        from mappings.hl7v2 import pid as pid_map
+
+        if self.encounter_url is not None:
+            self._episode_of_care()
+        key = pid_map.match_key(pid, self.ctx)
+        resource = pid_map.patient(pid, self.ctx)
+        first = next(e for e in self.entries if e["resource"].get("resourceType") == "Patient")
+        url = self.ctx.full_url()
+        if first["request"]["method"] == "PUT":
+            self.add(entry(url, resource, "PUT", f"Patient?{key}"))
+        else:
+            self.add(entry(url, resource, "POST", "Patient", if_none_exist=key))
+        self.patient_url = url
+        self.patient_key = key.removeprefix("identifier=")
+        self.encounter_url, self._diagnoses, self._pv1 = None, [], None
 
     def _encounter(self, pv1: Segment) -> None:
         if not pv1_map.has_visit(pv1):
             return
+        self._pv1 = pv1
         res = pv1_map.encounter(pv1, "", self.patient_url or "", self.ctx)
         self._materialise(res)
         ident = pv1_map.visit_identifier(pv1, self.ctx) or self.segment_identifier(pv1)
@@ -415,7 +470,7 @@ class Builder:
         message's DG1 diagnoses → its ``diagnosis`` (IG ``DG1[EpisodeOfCare]``: condition,
         role DG1-6, rank DG1-15). Status ``active``: an ADT event ends a visit, not an episode;
         PV1-53 (its description) has no R4 element and is not kept."""
-        pv1 = self.message.one("PV1")
+        pv1 = self._pv1 if self.groups else self._pv1 or self.message.one("PV1")
         if pv1 is None or self.patient_url is None:
             return
         first = pv1.first(54)
@@ -500,6 +555,73 @@ class Builder:
             if period:
                 part["period"] = period
             encounter.setdefault("participant", []).append(part)
+
+    def _report_roles(self, report: dict, obr: Segment) -> None:
+        """OBR-32 → resultsInterpreter, OBR-34 / OBR-35 → performer, each a PractitionerRole
+        (IG OBR[DiagnosticReport] with NDL[PractitionerRole]: NDL.1 the person, NDL.2/3 the
+        period, NDL.4-7 the place), the role from table 0443 (PI, TN, TR); the performers carry
+        the IG's event-performerFunction (SPRF technician, TRANS transcriptionist). A name
+        without an id is no record: left out."""
+        for n, element, code, display, function in REPORT_ROLES:
+            for ndl in obr.reps(n):
+                ref = self._ndl_role(obr.where(n), ndl, code, display)
+                if ref is None:
+                    continue
+                if function is not None:
+                    ref["extension"] = [
+                        {
+                            "url": PERFORMER_FUNCTION,
+                            "valueCodeableConcept": {
+                                "coding": [{"system": PARTICIPATION, "code": function}]
+                            },
+                        }
+                    ]
+                report.setdefault(element, []).append(ref)
+
+    def _ndl_role(self, where: str, ndl: Composite, code: str, display: str) -> dict | None:
+        seps = self.message.separators
+        cnn = ndl.component_raw(1).split(seps.subcomponent)  # CNN.1-11 as subcomponents
+        cnn += [""] * (11 - len(cnn))
+        xcn = seps.component.join([*cnn[:8], seps.subcomponent.join(cnn[8:11])])
+        who = self.parties.practitioner(Composite(xcn, seps, ndl._message))  # noqa: SLF001
+        if who is None or "reference" not in who:
+            return None
+        return self._role(
+            who, code, display, where, start=ndl.c(2), end=ndl.c(3),
+            place=Composite(seps.component.join(ndl.component_raw(i) for i in (4, 5, 6, 7)),
+                            seps, ndl._message),  # noqa: SLF001
+        )  # fmt: skip
+
+    def _role(  # type: ignore[no-untyped-def]
+        self, who: dict, code: str, display: str, where: str, *, start="", end="", place=None
+    ) -> dict:
+        """A PractitionerRole of ``who`` (a Practitioner reference) in table 0443 role
+        ``code``: one per person and role across messages (keyed on both)."""
+        res: dict = {
+            "resourceType": "PractitionerRole",
+            "practitioner": who,
+            "code": [{"coding": [{"system": PROVIDER_ROLE, "code": code, "display": display}]}],
+        }
+        period: dict[str, str] = {}
+        for part, value in (("start", start), ("end", end)):
+            when = dt.date_time(value, self.ctx.tz, where) if value else None
+            if when:
+                period[part] = when
+        if period:
+            res["period"] = period
+        located = self.parties.location(place) if place is not None else None
+        if located and "reference" in located:
+            res["location"] = [located]
+        person: dict = next(
+            (e["resource"]["identifier"][0] for e in self.parties.entries
+             if e["fullUrl"] == who["reference"]), {},
+        )  # fmt: skip
+        key = derived("practitioner-role", person.get("system") or "-", person.get("value", ""),
+                      code, "")  # fmt: skip
+        out = {"reference": self.put(res, key)}
+        if who.get("display"):
+            out["display"] = who["display"]
+        return out
 
     def _observer_role(self, practitioner: dict, ident: dict) -> dict:
         """OBX-16 (responsible observer) → a PractitionerRole of the Practitioner, after the IG
@@ -765,6 +887,9 @@ class Builder:
             if authored:
                 res["authoredOn"] = authored
             requester = self.parties.practitioner(orc.first(12))
+            if requester and "reference" in requester:  # IG ORC[ServiceRequest]: ORC-12 →
+                # requester(PractitionerRole.practitioner(Practitioner)), role OP (table 0443)
+                requester = self._role(requester, "OP", "Ordering Provider", orc.where(12))
             if requester:
                 res["requester"] = requester
         if obr is not None:
@@ -1205,8 +1330,11 @@ class Builder:
     def finish(self) -> dict:
         source = message_source(self.message)
         for e in [*self.entries, *self.parties.entries]:
-            for key in ("_url", "_ident", "_start"):
+            for key in ("_url", "_ident", "_start", obr_map.SEGMENT_KEY):
                 e["resource"].pop(key, None)
+            for loc in e["resource"].get("location", []):  # an Encounter's (_materialise)
+                if isinstance(loc, dict):
+                    loc.pop(pv1_map.FIELD_KEY, None)
             if e["resource"].get("resourceType") != "Parameters":
                 e["resource"].setdefault("meta", {})["source"] = source
         return self.bundle()
@@ -1329,13 +1457,18 @@ def _appointment_finish(appt: dict, event: str, ctx: MapContext) -> None:
         appt["participant"].append({"status": "needs-action", "type": [{"text": "unknown"}]})
 
 
-def with_patient(message: Message, ctx: MapContext, *, update: bool) -> dict:
+def with_patient(
+    message: Message, ctx: MapContext, *, update: bool, groups: bool = False, account: str = ""
+) -> dict:
     """The common shape of a message about one patient: PID → Patient (a conditional update
     when ``update``, else a conditional create that leaves a known patient as it is), then
-    every other segment walked in order."""
+    every other segment walked in order. With ``groups``, every PID and PV1 group of the
+    message (``Builder.walk``); ``account`` the status of the PID-18 Accounts."""
     from mappings.hl7v2.adt import patient_entry
 
     builder = Builder(message, ctx)
+    builder.groups = groups
+    builder.account_status = account or builder.account_status
     _, patient = patient_entry(message, ctx, update=update)
     builder.use_core({"entry": [patient]})
     builder.walk()

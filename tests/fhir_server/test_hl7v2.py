@@ -375,3 +375,127 @@ def test_a_patient_token_sees_its_own_provenance_and_no_message_header(server, c
         assert not found.get("entry")
         assert patient.get(f"/{header_ref}").status_code == 404
         assert not patient.get("/MessageHeader").json().get("entry")
+
+
+def test_account_and_visit_moves_and_merges(client: httpx.Client) -> None:
+    """A44 / A45 re-point the Account and Encounter to the PID patient, A41 retires the prior
+    account behind a Linkage; an unknown record is AE 204 at its MRG field, nothing written."""
+    old, new, acc, acc2, visit = _uid(), _uid(), _uid(), _uid(), _uid()
+    pid18 = "|" * 5 + f"{acc}^^^HOSP\r"
+    assert msa(post(client, adt("A01", old, visit=visit).replace("555-1234\r", "555-1234" + pid18)).text)[1] == "AA"  # fmt: skip
+    assert msa(post(client, adt("A04", new, family="New")).text)[1] == "AA"
+
+    def moved(event: str, mrg: str, pid_tail: str = "") -> str:
+        return (
+            f"MSH|^~\\&|ADT|HOSP|HEARTH|HEARTH|20240105091500||ADT^{event}|{_uid()}|P|2.5.1\r"
+            f"EVN|{event}|20240105091500\rPID|1||{new}^^^HOSP^MR||New^Jane||19700215|F{pid_tail}\r"
+            f"MRG|{mrg}\r"
+        )
+
+    a44 = moved("A44", f"{old}^^^HOSP^MR||{acc}^^^HOSP")
+    assert msa(post(client, a44).text)[1] == "AA"
+    target = one(client, "Patient", f"identifier={AUTHORITY}|{new}")
+    account = one(client, "Account", f"identifier={AUTHORITY}|{acc}")
+    assert account["subject"] == [{"reference": f"Patient/{target['id']}"}]
+    a45 = moved("A45", f"{old}^^^HOSP^MR||||{visit}^^^HOSP")
+    assert msa(post(client, a45).text)[1] == "AA"
+    encounter = one(client, "Encounter", f"identifier={AUTHORITY}|{visit}")
+    assert encounter["subject"] == {"reference": f"Patient/{target['id']}"}
+    assert encounter["location"][0]["location"]["display"] == "W1, R2, B3"  # the visit kept
+    assert msa(post(client, a45).text)[1] == "AA"  # sent again: nothing changes
+    assert one(client, "Encounter", f"identifier={AUTHORITY}|{visit}")["meta"] == encounter["meta"]
+
+    a41 = moved("A41", f"{new}^^^HOSP^MR||{acc}^^^HOSP", "|" * 10 + f"{acc2}^^^HOSP")
+    assert msa(post(client, a41).text)[1] == "AA"
+    prior = one(client, "Account", f"identifier={AUTHORITY}|{acc}")
+    survivor = one(client, "Account", f"identifier={AUTHORITY}|{acc2}")
+    assert prior["status"] == "inactive" and survivor["status"] == "active"
+    links = client.get(f"/Linkage?item=Account/{prior['id']}").json().get("entry", [])
+    assert [[i["resource"]["reference"] for i in e["resource"]["item"]] for e in links] == [
+        [f"Account/{survivor['id']}", f"Account/{prior['id']}"]
+    ]
+
+    stranger, gone = _uid(), _uid()
+    r = post(client, moved("A45", f"{old}^^^HOSP^MR||||{gone}^^^HOSP").replace(new, stranger))
+    assert msa(r.text)[1] == "AE"
+    assert "MRG^1^5|204^Unknown key identifier^HL70357|E" in r.text
+    assert count(client, "Patient", f"identifier={AUTHORITY}|{stranger}") == 0
+
+
+def test_mllp_enhanced_mode_acknowledgments(mllp_hearth) -> None:  # type: ignore[no-untyped-def]
+    """MSH-15 / MSH-16 (HL7 v2.5.1 2.9.3): the accept ACK (CA / CR / CE) and the application
+    ACK each as asked, in order, on the same connection; original mode without them."""
+    _running, port = mllp_hearth
+    mrn, cids = _uid(), [_uid() for _ in range(6)]
+
+    def enhanced(event: str, cid: str, accept: str, application: str) -> str:
+        return adt(event, mrn, cid=cid).replace(
+            "|P|2.5.1\r", f"|P|2.5.1|||{accept}|{application}\r", 1
+        )
+
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(frame(enhanced("A01", cids[0], "AL", "AL")))  # CA, then AA
+        s.sendall(frame(enhanced("Z99", cids[1], "AL", "AL")))  # CR, and no application ACK
+        s.sendall(frame(enhanced("A08", cids[2], "NE", "ER")))  # nothing: applied, no error
+        s.sendall(frame(enhanced("A08", cids[3], "XX", "AL")))  # CE 103 at MSH-15
+        bad = enhanced("A08", cids[4], "ER", "ER").replace("|19700215|", "|1970021599|")
+        s.sendall(frame(bad))  # committed (no CA asked), AE
+        s.sendall(frame(adt("A08", mrn, cid=cids[5])))  # original mode
+        acks = read_acks(s, 6)
+    assert [msa(a)[1:3] for a in acks] == [
+        ["CA", cids[0]],
+        ["AA", cids[0]],
+        ["CR", cids[1]],
+        ["CE", cids[3]],
+        ["AE", cids[4]],
+        ["AA", cids[5]],
+    ]
+    assert "MSH^1^15|103^Table value not found^HL70357|E" in acks[3]
+    assert all(a.split("\r")[0].endswith("|NE|NE") for a in acks[:5])  # ACKs are not acked
+    assert acks[5].split("\r")[0].endswith("|2.5.1")
+
+
+def test_http_enhanced_mode(client: httpx.Client) -> None:
+    mrn, cid = _uid(), _uid()
+    both = adt("A01", mrn, cid=cid).replace("|P|2.5.1\r", "|P|2.5.1|||AL|AL\r", 1)
+    r = post(client, both)
+    assert r.status_code == 200 and r.headers["x-hl7-commit-code"] == "CA"
+    assert r.headers["x-hl7-ack-code"] == "AA"
+    assert [line.split("|")[1] for line in r.text.split("\r") if line.startswith("MSA")] == [
+        "CA",
+        "AA",
+    ]
+    r = post(client, both.replace("|AL|AL\r", "|NE|NE\r", 1).replace(cid, _uid()))
+    assert r.status_code == 204 and r.headers["x-hl7-ack-code"] == "AA" and not r.content
+
+
+def test_bar_patient_groups_and_order_roles(client: httpx.Client) -> None:
+    """BAR^P02: every patient group's account closed; ORC-12 / OBR-32 as PractitionerRoles."""
+    first, second, acc1, acc2 = _uid(), _uid(), _uid(), _uid()
+    purge = (
+        f"MSH|^~\\&|BILL|HOSP|HEARTH|HEARTH|20240105081500||BAR^P02|{_uid()}|P|2.5.1\r"
+        "EVN|P02|20240105081500\r"
+        f"PID|1||{first}^^^HOSP^MR||One^Ann||19700215|F" + "|" * 10 + f"{acc1}^^^HOSP\r"
+        f"PID|2||{second}^^^HOSP^MR||Two^Bea||19710215|F" + "|" * 10 + f"{acc2}^^^HOSP\r"
+    )
+    assert msa(post(client, purge).text)[1] == "AA"
+    for mrn, acc in ((first, acc1), (second, acc2)):
+        patient = one(client, "Patient", f"identifier={AUTHORITY}|{mrn}")
+        account = one(client, "Account", f"identifier={AUTHORITY}|{acc}")
+        assert account["status"] == "inactive"
+        assert account["subject"] == [{"reference": f"Patient/{patient['id']}"}]
+
+    filler, orderer = _uid(), _uid()
+    message = oru(first, filler).replace(
+        "OBR|1|", f"ORC|RE||{filler}^LAB|||||||||{orderer}^Order^Olga^^^^^^HOSP\rOBR|1|", 1
+    )
+    obr = next(s for s in message.split("\r") if s.startswith("OBR"))
+    message = message.replace(obr, obr + "|" * 7 + f"{orderer}&Order&Olga&&&&&&HOSP")
+    assert msa(post(client, message).text)[1] == "AA"
+    report = one(client, "DiagnosticReport", f"identifier=urn:hearth:hl7v2:assigner:LAB|{filler}")
+    order = one(client, "ServiceRequest", f"identifier=urn:hearth:hl7v2:assigner:LAB|{filler}")
+    for ref, code in ((report["resultsInterpreter"][0], "PI"), (order["requester"], "OP")):
+        role = client.get(f"/{ref['reference']}").json()
+        assert role["code"][0]["coding"][0]["code"] == code
+        person = client.get(f"/{role['practitioner']['reference']}").json()
+        assert person["identifier"][0]["value"] == orderer

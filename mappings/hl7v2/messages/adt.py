@@ -8,18 +8,15 @@ OBX, PID-18 (Account) and Z-segments (``mappings/hl7v2/segments.py``)."""
 
 from __future__ import annotations
 
-from mappings.hl7v2 import adt
+from mappings.hl7v2 import adt, moves
 from mappings.hl7v2.er7 import Message
 from mappings.hl7v2.mapping import MapContext
 from mappings.hl7v2.segments import around
 from mappings.hl7v2.spec import MessageType
 
-MERGES = {"A34", "A35", "A36", "A39", "A40", "A41", "A42", "A44", "A47", "A49", "A50", "A51"}
-EVENTS = (
-    frozenset(f"A{n:02d}" for n in range(1, 63))
-    - MERGES
-    - {"A18", "A19", "A30", "A46", "A48", "A53"}
-)
+# merges and identifier changes (adt_merge.py), account / visit moves (adt_move.py)
+MERGES = {"A34", "A35", "A36", "A39", "A40", "A46", "A47", "A48"} | moves.EVENTS
+EVENTS = frozenset(f"A{n:02d}" for n in range(1, 63)) - MERGES - {"A18", "A19", "A30", "A53"}
 
 
 def bundle(message: Message, ctx: MapContext) -> dict:

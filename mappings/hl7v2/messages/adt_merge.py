@@ -1,10 +1,11 @@
-"""ADT merges and identifier changes (MRG): A34/A35/A36/A39/A40 merge the MRG-1 patient into the
-PID patient (``mappings/hl7v2/mrg.py``: the survivor ``replaces`` the prior record, which is
-patched inactive and ``replaced-by``; AE, nothing written, when MRG-1 matches no patient). A47
-(change patient identifier list) updates the patient found by MRG-1 (or, sent again, by its new
-PID-3) with the PID record, so it keeps its id and history and takes its new identifiers. A41/A42/A44/A49/A50/A51 (account and
-visit moves) update the PID patient and the PV1 visit; the MRG account/visit is reported as a
-warning (ERR W), not applied: Hearth keeps no account-to-visit graph to move."""
+"""ADT patient merges and identifier changes (MRG): A34/A35/A36/A39/A40 merge the MRG-1 patient
+into the PID patient (``mappings/hl7v2/mrg.py``: the survivor ``replaces`` the prior record,
+which is patched inactive and ``replaced-by``; AE, nothing written, when MRG-1 matches no
+patient). A47 (change patient identifier list) updates the patient found by MRG-1 (or, sent
+again, by its new PID-3) with the PID record, so it keeps its id and history and takes its new
+identifiers; A46 (change patient ID, MRG-4) and A48 (change alternate patient ID, MRG-2), the
+events A47 replaced, the same way with their own MRG field (else MRG-1). Account and visit
+merges, moves and changes (A41-A45, A49-A51) are ``adt_move.py``."""
 
 from __future__ import annotations
 
@@ -17,36 +18,37 @@ from mappings.hl7v2.segments import around
 from mappings.hl7v2.spec import MessageType
 
 PATIENT_MERGES = frozenset({"A34", "A35", "A36", "A39", "A40"})
-MOVES = frozenset({"A41", "A42", "A44", "A49", "A50", "A51"})
+# identifier changes: the MRG fields naming the identifier being changed, in order of preference
+CHANGES = {"A46": (4, 1), "A47": (1,), "A48": (2, 1)}
 
 
 def bundle(message: Message, ctx: MapContext) -> dict:
     event = message.message_type[1]
     if event in PATIENT_MERGES:
         return mrg.bundle(message, ctx)
-    if event == "A47":
-        mrg_seg = message.one("MRG")
-        prior = None
-        for rep in mrg_seg.reps(1) if mrg_seg is not None else []:
-            ident = dt.cx(rep, ctx.default_system, "MRG^1^1")
+    mrg_seg = message.one("MRG")
+    prior = None
+    for n in CHANGES[event] if mrg_seg is not None else ():
+        for rep in mrg_seg.reps(n):  # type: ignore[union-attr]
+            ident = dt.cx(rep, ctx.default_system, f"MRG^1^{n}")
             if ident is not None and "system" in ident:
                 prior = search_token(ident["system"], ident["value"])
                 break
-        if prior is None:
-            raise missing("MRG^1^1", "prior patient identifier list")
-        core = adt.bundle(message, ctx)
-        # the patient known by the prior identifier or, once changed, by the new one (so the
-        # same message sent again finds it again): either, never both (two records: AE)
-        new = core["entry"][0]["request"]["url"].removeprefix("Patient?identifier=")
-        core["entry"][0]["request"]["url"] = f"Patient?identifier={prior},{new}"
-        return around(core, message, ctx, frozenset({"PV1", "MRG"}))
-    ctx.warn("207", f"ADT^{event}: the MRG account/visit move is not applied", "MRG^1")
-    return around(adt.bundle(message, ctx), message, ctx, frozenset({"PV1"}))
+        if prior is not None:
+            break
+    if prior is None:
+        raise missing(f"MRG^1^{CHANGES[event][0]}", "the prior patient identifier")
+    core = adt.bundle(message, ctx)
+    # the patient known by the prior identifier or, once changed, by the new one (so the
+    # same message sent again finds it again): either, never both (two records: AE)
+    new = core["entry"][0]["request"]["url"].removeprefix("Patient?identifier=")
+    core["entry"][0]["request"]["url"] = f"Patient?identifier={prior},{new}"
+    return around(core, message, ctx, frozenset({"PV1", "MRG"}))
 
 
 MESSAGE = MessageType(
     code="ADT",
-    events=PATIENT_MERGES | MOVES | {"A47"},
+    events=PATIENT_MERGES | frozenset(CHANGES),
     structure="ADT_A39",
     writes=frozenset(
         {
@@ -66,5 +68,5 @@ MESSAGE = MessageType(
         }
     ),
     map=bundle,
-    description="merges (replaces / replaced-by links), identifier changes, account moves",
+    description="patient merges (replaces / replaced-by links), patient identifier changes",
 )
