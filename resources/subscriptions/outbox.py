@@ -240,12 +240,15 @@ def _topic_filter(topic: Topic, filters: list[str]) -> tuple[str, str]:
 def owner_json(security: Security | None) -> dict | None:
     if security is None:
         return None
-    return {
+    found: dict[str, object] = {
         "types": None if security.types is None else sorted(security.types),
         "compartment": None if security.compartment is None else list(security.compartment),
         "free_types": None if security.free_types is None else sorted(security.free_types),
         "released_only": security.released_only,
     }
+    if security.content is not None:  # only then: the owner keys of other filters stay as they were
+        found["content"] = owner_json(security.content)
+    return found
 
 
 def owner_security(data: dict | None) -> Security | None:
@@ -257,7 +260,33 @@ def owner_security(data: dict | None) -> Security | None:
         compartment=None if comp is None else (comp[0], comp[1]),
         free_types=None if data.get("free_types") is None else frozenset(data["free_types"]),
         released_only=bool(data.get("released_only")),
+        content=owner_security(data.get("content")),
     )
+
+
+def content_allowed(owner: dict | None, res_type: str) -> bool:
+    """Whether a notification of a write of ``res_type`` that matched a subscription of
+    ``owner`` (its stored filter) may carry the resource (``full-resource``), or only its id.
+
+    Matching already applied the owner's filter of what it may find (SMART ``r`` or ``s``:
+    readable or searchable types, its patient's compartment). The content needs ``r``
+    (``owner["content"]``, stored only where it is narrower): the type must be readable, and a
+    read grant limited to the patient's compartment counts only where the match checked that
+    same compartment -- otherwise the write is known to be in it only as far as search goes,
+    and the notification stays id-only."""
+    if owner is None or owner.get("content") is None:
+        return True
+    content = owner["content"]
+    types = content.get("types")
+    if types is not None and res_type not in types:
+        return False
+    return not _in_compartment_only(content, res_type) or _in_compartment_only(owner, res_type)
+
+
+def _in_compartment_only(data: dict, res_type: str) -> bool:
+    """Whether a stored filter lets rows of ``res_type`` through only in its compartment."""
+    free = data.get("free_types")
+    return data.get("compartment") is not None and free is not None and res_type not in free
 
 
 # -- the write path ---------------------------------------------------------------------------

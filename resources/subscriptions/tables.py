@@ -71,4 +71,6 @@ subscription_cursor = sa.Table(
     sa.Column("last_seq", sa.BigInteger, nullable=False),  # newest event number
     sa.Column("delivered_seq", sa.BigInteger, nullable=False),  # newest event received
     sa.Column("sent_at", UtcDateTime(), nullable=True),  # the last notification taken
+    # newest event number deleted by the retention pruning (``delivery.prune``); 0: none
+    sa.Column("pruned_seq", sa.BigInteger, nullable=False, server_default="0"),
 )
