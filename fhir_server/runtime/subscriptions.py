@@ -149,7 +149,7 @@ def notification(
                 "response": {"status": "200"},
             }
         )
-    elif event is not None:  # id-only: the owner may know of it, not read it (``_send``)
+    elif event is not None and event.trimmed:  # id-only: the owner may not read it (``_send``)
         entries.append(id_only_entry(base, event))
     status_entry = {
         "fullUrl": f"urn:uuid:{uuid.uuid4()}",
@@ -450,7 +450,7 @@ class Deliverer:
             and event.content is not None
             and not outbox.content_allowed(reg.owner, event.res_type)
         ):
-            event = replace(event, content=None)
+            event = replace(event, content=None, trimmed=True)
         if reg.channel == "email":
             return self._mail(reg, kind, event, status)
         return self._post(reg, kind, event, status)

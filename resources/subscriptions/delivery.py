@@ -50,6 +50,7 @@ class Event:
     version: int
     created: object
     content: dict | None
+    trimmed: bool = False  # content left out: the owner may know of it, not read it (id-only)
 
 
 SPREAD_BATCH = 500  # outbox rows spread per transaction
