@@ -519,14 +519,19 @@ def prune(repo: Repository, cutoff: datetime, batch: int = PRUNE_BATCH, rounds: 
     delivery and its order are untouched. Each subscription's events go oldest first: the
     newest pruned number is ``subscription_cursor.pruned_seq`` (``$events`` and ``$resend``
     answer 410 below it), and ``last_seq`` keeps counting, so numbering stays monotonic."""
-    k, c = subscription_cursor.c, subscription_reg.c
+    k, c, e = subscription_cursor.c, subscription_reg.c, subscription_event.c
     ceiling = sa.case((c.channel == "websocket", k.last_seq), else_=k.delivered_seq)
 
     def candidates(u: Unit) -> list[str]:
+        """A read: the subscriptions whose oldest kept event may go (one primary-key lookup
+        each), so that only those take a write transaction (on SQLite, the write lock)."""
+        oldest_is_old = sa.exists().where(
+            e.sub_id == k.id, e.seq == k.pruned_seq + 1, e.created < cutoff
+        )
         stmt = (
             sa.select(k.id)
             .select_from(subscription_cursor.join(subscription_reg, c.id == k.id))
-            .where(k.pruned_seq < ceiling)
+            .where(k.pruned_seq < ceiling, oldest_is_old)
             .order_by(k.id)
         )
         return list(u.conn.execute(stmt).scalars())
