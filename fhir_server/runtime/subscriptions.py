@@ -107,7 +107,8 @@ def status_parameters(
             "valueString": str(event.seq if event is not None else reg.last_seq),
         },
     ]
-    if reg.topic is not None:
+    empty = event is not None and event.shown == "empty"
+    if reg.topic is not None and not empty:  # IG: SHOULD NOT be present with empty payloads
         params.insert(1, {"name": "topic", "valueCanonical": reg.topic})
     if event is not None:
         params.append(event_parameter(base, event))
@@ -121,14 +122,13 @@ def status_parameters(
 def event_parameter(base: str, event: delivery.Event) -> dict:
     """One ``notification-event``: its number, time and focus (``Type/id/_history/version``)."""
     ref = f"{event.res_type}/{event.res_id}/_history/{event.version}"
-    return {
-        "name": "notification-event",
-        "part": [
-            {"name": "event-number", "valueString": str(event.seq)},
-            {"name": "timestamp", "valueInstant": _instant(event.created)},
-            {"name": "focus", "valueReference": {"reference": f"{base}/{ref}"}},
-        ],
-    }
+    parts: list[dict] = [
+        {"name": "event-number", "valueString": str(event.seq)},
+        {"name": "timestamp", "valueInstant": _instant(event.created)},
+    ]
+    if event.shown != "empty":  # an empty payload names no resource
+        parts.append({"name": "focus", "valueReference": {"reference": f"{base}/{ref}"}})
+    return {"name": "notification-event", "part": parts}
 
 
 def notification(
@@ -149,7 +149,7 @@ def notification(
                 "response": {"status": "200"},
             }
         )
-    elif event is not None and event.trimmed:  # id-only: the owner may not read it (``_send``)
+    elif event is not None and event.shown == "id-only":  # (``_send``)
         entries.append(id_only_entry(base, event))
     status_entry = {
         "fullUrl": f"urn:uuid:{uuid.uuid4()}",
@@ -442,15 +442,14 @@ class Deliverer:
     def _send(
         self, reg: delivery.Reg, kind: str, event: delivery.Event | None, status: str
     ) -> str | None:
-        """Send one notification on the Subscription's channel; None when it was taken. The
-        resource travels only where the owner may read it (``outbox.content_allowed``); where
-        it may only know of it (SMART ``s`` without ``r``) the notification is id-only."""
-        if (
-            event is not None
-            and event.content is not None
-            and not outbox.content_allowed(reg.owner, event.res_type)
-        ):
-            event = replace(event, content=None, trimmed=True)
+        """Send one notification on the Subscription's channel; None when it was taken. It
+        carries what the Subscription asked for (Backport IG payload content), never more than
+        the owner may read (``outbox.payload_content``): where it may only know of the resource
+        (SMART ``s`` without ``r``), ``full-resource`` becomes ``id-only``."""
+        if event is not None:
+            shown = outbox.payload_content(reg.content, reg.owner, event.res_type)
+            if shown != "full-resource":
+                event = replace(event, content=None, shown=shown)
         if reg.channel == "email":
             return self._mail(reg, kind, event, status)
         return self._post(reg, kind, event, status)
@@ -519,7 +518,7 @@ class Deliverer:
                 f"What changed, read with your own access: {link}/$events"
                 f"?eventsSinceNumber={seq}&eventsUntilNumber={seq}",
             ]
-        if reg.payload == "text/plain" and event is not None:
+        if reg.payload == "text/plain" and event is not None and event.shown != "empty":
             lines.append(f"Focus: {event.res_type}/{event.res_id}/_history/{event.version}")
             narrative = _narrative(event.content)
             if narrative:

@@ -40,6 +40,7 @@ class Reg:
     delivered_seq: int
     failures: int
     owner: dict | None = None  # the owner's filter (``outbox.content_allowed``)
+    content: str = "full-resource"  # the payload content asked for (``outbox.CONTENTS``)
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,9 @@ class Event:
     version: int
     created: object
     content: dict | None
-    trimmed: bool = False  # content left out: the owner may know of it, not read it (id-only)
+    # what a notification shows of it: full-resource (the content as stored), id-only (asked
+    # for, or the owner may know of it but not read it) or empty (asked for: not even the focus)
+    shown: str = "full-resource"
 
 
 SPREAD_BATCH = 500  # outbox rows spread per transaction
@@ -161,7 +164,7 @@ def pending(repo: Repository, sub_id: str, limit: int = 50) -> tuple[Reg | None,
             return None, []
         reg = Reg(
             row.id, row.status, row.topic, row.channel, row.endpoint, row.payload, list(row.headers),
-            row.last_seq, row.delivered_seq, row.failures, row.owner,
+            row.last_seq, row.delivered_seq, row.failures, row.owner, row.content,
         )  # fmt: skip
         e, v = subscription_event.c, resource_version.c
         stmt = (
@@ -195,6 +198,7 @@ def pending_many(
             reg = Reg(
                 row.id, row.status, row.topic, row.channel, row.endpoint, row.payload,
                 list(row.headers), row.last_seq, row.delivered_seq, row.failures, row.owner,
+                row.content,
             )  # fmt: skip
             found[row.id] = (reg, [])
         if not found:

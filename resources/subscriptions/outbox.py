@@ -52,6 +52,11 @@ HEARTBEAT_URL = (
 FILTER_URL = (
     "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-filter-criteria"
 )
+PAYLOAD_CONTENT_URL = (
+    "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content"
+)
+# Backport IG backport-content-value-set, least content first
+CONTENTS = ("empty", "id-only", "full-resource")
 # The payloads each channel may carry (R4 subscription.html, Subscription.channel.payload: "The
 # mime type 'text/plain' may also be used for Email and SMS subscriptions").
 PAYLOADS = {
@@ -88,6 +93,7 @@ class Registration:
     payload: str
     headers: list[str]
     heartbeat: int | None = None  # seconds between heartbeats when nothing else is sent
+    content: str = "full-resource"  # the payload content asked for (``CONTENTS``)
 
 
 def parse_subscription(content: dict) -> Registration:
@@ -122,6 +128,7 @@ def parse_subscription(content: dict) -> Registration:
             f"(supported: {', '.join(repr(p) for p in PAYLOADS[ctype])})",
             expression=["Subscription.channel.payload"],
         )
+    shows = _content(channel)
     headers = [str(h) for h in channel.get("header") or []]
     for h in headers:
         name, sep, _ = h.partition(":")
@@ -151,7 +158,25 @@ def parse_subscription(content: dict) -> Registration:
         payload,
         headers,
         heartbeat,
+        shows,
     )
+
+
+def _content(channel: dict) -> str:
+    """The Backport IG ``backport-payload-content`` (on ``Subscription.channel.payload``, so in
+    ``channel._payload``): how much of the resource a notification carries, ``full-resource``
+    when not given. What is sent is never more than the owner may read (``payload_content``)."""
+    exts = (channel.get("_payload") or {}).get("extension") or []
+    found = [e for e in exts if isinstance(e, dict) and e.get("url") == PAYLOAD_CONTENT_URL]
+    if not found:
+        return "full-resource"
+    value = found[0].get("valueCode")
+    if len(found) > 1 or value not in CONTENTS:
+        raise Invalid(
+            f"payload-content must be one valueCode of {', '.join(CONTENTS)}",
+            expression=["Subscription.channel.payload"],
+        )
+    return str(value)
 
 
 def _heartbeat(channel: dict, ctype: str) -> int | None:
@@ -281,6 +306,15 @@ def content_allowed(owner: dict | None, res_type: str) -> bool:
     if types is not None and res_type not in types:
         return False
     return not _in_compartment_only(content, res_type) or _in_compartment_only(owner, res_type)
+
+
+def payload_content(asked: str, owner: dict | None, res_type: str) -> str:
+    """What a notification of a write of ``res_type`` carries: the content the Subscription
+    asked for (``CONTENTS``), cut to ``id-only`` where the owner may know of the resource but
+    not read it (``content_allowed``)."""
+    if asked == "full-resource" and not content_allowed(owner, res_type):
+        return "id-only"
+    return asked
 
 
 def _in_compartment_only(data: dict, res_type: str) -> bool:
@@ -474,6 +508,7 @@ def _register(unit: Unit, stored: Stored) -> None:
         "channel": reg.channel,
         "endpoint": reg.endpoint,
         "payload": reg.payload,
+        "content": reg.content,
         "headers": reg.headers,
         "heartbeat": reg.heartbeat,
         "updated": now,

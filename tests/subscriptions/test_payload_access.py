@@ -14,6 +14,7 @@ from resources.subscriptions.outbox import (
     owner_hash,
     owner_json,
     owner_security,
+    payload_content,
 )
 
 
@@ -56,3 +57,12 @@ def test_owner_filters_without_a_narrower_read_are_stored_as_before():
     assert narrow is not None and narrow["content"]["types"] == []
     assert owner_hash(narrow) != owner_hash(owner("system/Observation.rs"))
     assert content_allowed(None, "Observation")  # an operator's (no filter): everything
+
+
+def test_payload_content_is_what_was_asked_never_more_than_the_owner_reads():
+    reader, searcher = owner("system/Observation.rs"), owner("system/Observation.s")
+    for asked in ("empty", "id-only", "full-resource"):
+        assert payload_content(asked, reader, "Observation") == asked
+    assert payload_content("full-resource", searcher, "Observation") == "id-only"
+    assert payload_content("id-only", searcher, "Observation") == "id-only"
+    assert payload_content("empty", searcher, "Observation") == "empty"

@@ -76,11 +76,17 @@ def test_status_and_events_replay(hearth, fhir):
         rx.stop()
 
 
+PAYLOAD_CONTENT = (
+    "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content"
+)
+
+
 def test_search_only_owner_gets_id_only_and_nothing_of_other_patients(hearth, fhir):
     """Payload trimming through the real edge: three patient-context owners of the same criteria
     -- one may read Observations (full resource), one may only search them (SMART ``s``
     without ``r``: id-only, the receiver reads with its own access) and one may do neither
-    (nothing at all) -- and none hears about another patient."""
+    (nothing at all) -- and none hears about another patient; an operator's Subscriptions that
+    ask for ``id-only`` and ``empty`` (Backport IG payload content) get just that."""
     rx = Receiver().start()
     try:
         mine = fhir.post("/Patient", json={"resourceType": "Patient"}).json()["id"]
@@ -98,6 +104,14 @@ def test_search_only_owner_gets_id_only_and_nothing_of_other_patients(hearth, fh
                 made = app.post("/Subscription", json=subscription(rx.url, criteria))
             assert made.status_code == 201, made.text
             subs[name] = made.json()["id"]
+        for asked in ("id-only", "empty"):
+            body = subscription(rx.url, criteria)
+            body["channel"]["_payload"] = {
+                "extension": [{"url": PAYLOAD_CONTENT, "valueCode": asked}]
+            }
+            made = fhir.post("/Subscription", json=body)
+            assert made.status_code == 201, made.text
+            subs[asked] = made.json()["id"]
         for sub_id in subs.values():
             wait_status(fhir, sub_id, "active")
         written = [
@@ -110,7 +124,22 @@ def test_search_only_owner_gets_id_only_and_nothing_of_other_patients(hearth, fh
             return [r for r in got if r.kind == "event-notification"
                     and r.headers["x-hearth-subscription"] == subs[name]]  # fmt: skip
 
-        got = rx.wait(lambda got: len(of(got, "full")) >= 2 and len(of(got, "search-only")) >= 2)
+        got = rx.wait(
+            lambda got: (
+                len(of(got, "full")) >= 2
+                and len(of(got, "search-only")) >= 2
+                and len(of(got, "id-only")) >= 4
+                and len(of(got, "empty")) >= 4
+            )
+        )
+        # asked for by an operator (who may read everything): what was asked, every patient's
+        for r, obs_id in zip(of(got, "id-only"), written, strict=True):
+            status, entry = r.bundle["entry"]
+            assert "resource" not in entry and entry["fullUrl"].endswith(f"/Observation/{obs_id}")
+        for r in of(got, "empty"):
+            [status] = r.bundle["entry"]  # no entry for the resource
+            [event] = params(status["resource"])["notification-event"]
+            assert [p["name"] for p in event["part"]] == ["event-number", "timestamp"]
         full, trimmed = of(got, "full"), of(got, "search-only")
         assert [r.focus["id"] for r in full] == ours  # type: ignore[index]
         assert [r.event_number for r in trimmed] == [1, 2]
