@@ -1,5 +1,6 @@
 """Topic-based subscriptions (Backport IG style: ``criteria`` is the topic's URL, narrowed by a
-filter criteria extension), over several write paths: REST, HL7 v2 and ``hearth load``."""
+filter criteria extension), over several write paths: REST, HL7 v2, ``hearth load`` and DICOM
+STOW-RS."""
 
 from __future__ import annotations
 
