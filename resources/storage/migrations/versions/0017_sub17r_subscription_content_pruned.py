@@ -4,16 +4,16 @@ so ``$events`` and ``$resend`` can tell a pruned event from one that never was; 
 ``subscription_reg.content``, the payload content a Subscription asks for (Backport IG
 ``backport-payload-content``: empty | id-only | full-resource).
 
-Revision ID: 0016
-Revises: 0015
+Revision ID: 0017
+Revises: 0016
 Create Date: 2026-12-07
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0016"
-down_revision = "0015"
+revision = "0017"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
