@@ -228,12 +228,22 @@ def search_security(access: Access | None, res_type: str | None) -> Security | N
     """The security filter of a search by ``access`` (None: unrestricted, e.g. operators): the
     readable types, and for a patient-context token the compartment that rows of every type not
     covered by a user- or system-level grant must belong to — on the matches, the counts and
-    every include alike."""
+    every include alike. Where SMART ``r`` alone reaches less far than ``r`` or ``s`` (a type
+    the token may search but not read), that narrower filter rides along as ``content``: a
+    Subscription's notifications carry a resource's content only within it (id-only beyond)."""
     if access is None:
         return None
-    readable = access.scopes.types_for("r")
-    searchable = access.scopes.types_for("s")
-    types = None if readable is None or searchable is None else readable | searchable
+    found = _security(access, "rs")
+    content = _security(access, "r")
+    return found if content == found else replace(found, content=content)
+
+
+def _security(access: Access, perms: str) -> Security:
+    """The filter of what the grants with any of ``perms`` reach."""
+    types: frozenset[str] | None = frozenset()
+    for perm in perms:
+        some = access.scopes.types_for(perm)
+        types = None if some is None or types is None else types | some
     if not access.is_admin:
         types = _without_admin_types(types)
     if access.patient is None:
@@ -242,9 +252,11 @@ def search_security(access: Access | None, res_type: str | None) -> Security | N
     free: set[str] = set()
     for g in access.scopes.grants:
         if g.context == "system" or (g.context == "user" and access.role != "patient"):
-            if g.perms & {"r", "s"}:
+            if g.perms & set(perms):
                 free.add(g.res_type)
-    free |= {t for t in PATIENT_OPEN_TYPES if access.mode(t, "s") is not None}
+    # the open types (Slot) are free to those who may search them (and, for content, read them)
+    open_perm = "s" if "s" in perms else "r"
+    free |= {t for t in PATIENT_OPEN_TYPES if access.mode(t, open_perm) is not None}
     if "*" in free:
         return Security(types=types, released_only=released_only)
     return Security(

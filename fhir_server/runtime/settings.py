@@ -277,6 +277,9 @@ class Settings(BaseSettings):
     subscription_threads: int = Field(
         8, ge=1, le=256, description="Subscriptions a worker delivers to at once"
     )
+    subscription_retention_days: float = Field(
+        7.0, gt=0, description="Days a delivered subscription event is kept for $events / $resend"
+    )
     audit_checkpoint_seconds: float = Field(
         300.0, ge=0, description="Seconds between signed audit checkpoints (0: only at shutdown)"
     )

@@ -23,6 +23,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 BATCH = 50  # events read (and acknowledged in one transaction) at a time per subscription
 CLAIM_PER_THREAD = 8  # jobs claimed per pass, per delivery thread
 HEARTBEAT_CHECK = 0.5  # seconds between looks for heartbeats due
+PRUNE_EVERY = 60.0  # seconds between retention passes (``delivery.prune``)
 ACK_EVERY = 0.05  # seconds: acknowledgements of finished subscriptions are grouped this long
 
 STATUS_PROFILE = (
@@ -105,7 +107,8 @@ def status_parameters(
             "valueString": str(event.seq if event is not None else reg.last_seq),
         },
     ]
-    if reg.topic is not None:
+    empty = event is not None and event.shown == "empty"
+    if reg.topic is not None and not empty:  # IG: SHOULD NOT be present with empty payloads
         params.insert(1, {"name": "topic", "valueCanonical": reg.topic})
     if event is not None:
         params.append(event_parameter(base, event))
@@ -119,14 +122,13 @@ def status_parameters(
 def event_parameter(base: str, event: delivery.Event) -> dict:
     """One ``notification-event``: its number, time and focus (``Type/id/_history/version``)."""
     ref = f"{event.res_type}/{event.res_id}/_history/{event.version}"
-    return {
-        "name": "notification-event",
-        "part": [
-            {"name": "event-number", "valueString": str(event.seq)},
-            {"name": "timestamp", "valueInstant": _instant(event.created)},
-            {"name": "focus", "valueReference": {"reference": f"{base}/{ref}"}},
-        ],
-    }
+    parts: list[dict] = [
+        {"name": "event-number", "valueString": str(event.seq)},
+        {"name": "timestamp", "valueInstant": _instant(event.created)},
+    ]
+    if event.shown != "empty":  # an empty payload names no resource
+        parts.append({"name": "focus", "valueReference": {"reference": f"{base}/{ref}"}})
+    return {"name": "notification-event", "part": parts}
 
 
 def notification(
@@ -147,6 +149,8 @@ def notification(
                 "response": {"status": "200"},
             }
         )
+    elif event is not None and event.shown == "id-only":  # (``_send``)
+        entries.append(id_only_entry(base, event))
     status_entry = {
         "fullUrl": f"urn:uuid:{uuid.uuid4()}",
         "resource": status_parameters(base, reg, kind, event, status),
@@ -159,6 +163,16 @@ def notification(
         "type": "history",
         "timestamp": _now(),
         "entry": [status_entry, *entries],
+    }
+
+
+def id_only_entry(base: str, event: delivery.Event) -> dict:
+    """An event's entry without its resource (Backport IG ``id-only``: the ``fullUrl``, and the
+    request a receiver reads it with, its own access deciding)."""
+    ref = f"{event.res_type}/{event.res_id}/_history/{event.version}"
+    return {
+        "fullUrl": f"{base}/{event.res_type}/{event.res_id}",
+        "request": {"method": "GET", "url": ref},
     }
 
 
@@ -274,6 +288,17 @@ class Deliverer:
                 log.info("Subscription/%s: %s", reg.id, problem)
         return len(due)
 
+    def prune(self, now: datetime | None = None) -> int:
+        """Delete the events every receiver has that are older than
+        ``HEARTH_SUBSCRIPTION_RETENTION_DAYS`` (``delivery.prune``, small transactions); how
+        many went."""
+        now = now or datetime.now(UTC)
+        cutoff = now - timedelta(days=self.settings.subscription_retention_days)
+        deleted = delivery.prune(self.repo, cutoff)
+        if deleted:
+            log.info("subscription retention: %d delivered event(s) deleted", deleted)
+        return deleted
+
     def _acknowledge(self, acks: list[tuple[queue.Job, int, bool]], rest: list[queue.Job]) -> None:
         """One transaction for every acknowledgement in ``acks``; a job whose subscription got
         new events meanwhile goes on in ``rest``."""
@@ -320,7 +345,7 @@ class Deliverer:
         wakeup = queue.Wakeup(self.repo, [outbox.JOB_KIND], notify=notify)
         wakeup.start()
         try:
-            next_beat = 0.0
+            next_beat = next_prune = 0.0
             while not stop.is_set():
                 if time.monotonic() >= next_beat:
                     next_beat = time.monotonic() + HEARTBEAT_CHECK
@@ -328,6 +353,12 @@ class Deliverer:
                         self.heartbeats()
                     except Exception:
                         log.exception("subscription heartbeats failed")
+                if time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + PRUNE_EVERY
+                    try:
+                        self.prune()
+                    except Exception:  # the next pass tries again
+                        log.exception("subscription retention pass failed")
                 try:
                     busy = self.run_once()
                 except Exception:  # the queue retries what failed
@@ -411,7 +442,14 @@ class Deliverer:
     def _send(
         self, reg: delivery.Reg, kind: str, event: delivery.Event | None, status: str
     ) -> str | None:
-        """Send one notification on the Subscription's channel; None when it was taken."""
+        """Send one notification on the Subscription's channel; None when it was taken. It
+        carries what the Subscription asked for (Backport IG payload content), never more than
+        the owner may read (``outbox.payload_content``): where it may only know of the resource
+        (SMART ``s`` without ``r``), ``full-resource`` becomes ``id-only``."""
+        if event is not None:
+            shown = outbox.payload_content(reg.content, reg.owner, event.res_type)
+            if shown != "full-resource":
+                event = replace(event, content=None, shown=shown)
         if reg.channel == "email":
             return self._mail(reg, kind, event, status)
         return self._post(reg, kind, event, status)
@@ -480,7 +518,7 @@ class Deliverer:
                 f"What changed, read with your own access: {link}/$events"
                 f"?eventsSinceNumber={seq}&eventsUntilNumber={seq}",
             ]
-        if reg.payload == "text/plain" and event is not None:
+        if reg.payload == "text/plain" and event is not None and event.shown != "empty":
             lines.append(f"Focus: {event.res_type}/{event.res_id}/_history/{event.version}")
             narrative = _narrative(event.content)
             if narrative:

@@ -85,6 +85,10 @@ class Security:
     compartment: tuple[str, str] | None = None
     free_types: frozenset[str] | None = frozenset()
     released_only: bool = False
+    # What the caller may read in full (SMART ``r``), where it is narrower than what it may
+    # find (``r`` or ``s``: the fields above); None: the same. Searches ignore it; a
+    # Subscription's notifications carry content only where it allows (else id-only).
+    content: Security | None = None
 
     def scope_key(self) -> str:
         """A short text naming what this filter lets through, for keys that must not be shared

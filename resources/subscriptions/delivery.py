@@ -9,7 +9,7 @@ next worker sends the unacknowledged events again: at-least-once, numbered for d
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -39,6 +39,8 @@ class Reg:
     last_seq: int
     delivered_seq: int
     failures: int
+    owner: dict | None = None  # the owner's filter (``outbox.content_allowed``)
+    content: str = "full-resource"  # the payload content asked for (``outbox.CONTENTS``)
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,9 @@ class Event:
     version: int
     created: object
     content: dict | None
+    # what a notification shows of it: full-resource (the content as stored), id-only (asked
+    # for, or the owner may know of it but not read it) or empty (asked for: not even the focus)
+    shown: str = "full-resource"
 
 
 SPREAD_BATCH = 500  # outbox rows spread per transaction
@@ -159,7 +164,7 @@ def pending(repo: Repository, sub_id: str, limit: int = 50) -> tuple[Reg | None,
             return None, []
         reg = Reg(
             row.id, row.status, row.topic, row.channel, row.endpoint, row.payload, list(row.headers),
-            row.last_seq, row.delivered_seq, row.failures,
+            row.last_seq, row.delivered_seq, row.failures, row.owner, row.content,
         )  # fmt: skip
         e, v = subscription_event.c, resource_version.c
         stmt = (
@@ -192,7 +197,8 @@ def pending_many(
         for row in u.conn.execute(_regs().where(c.id.in_(sub_ids))):
             reg = Reg(
                 row.id, row.status, row.topic, row.channel, row.endpoint, row.payload,
-                list(row.headers), row.last_seq, row.delivered_seq, row.failures,
+                list(row.headers), row.last_seq, row.delivered_seq, row.failures, row.owner,
+                row.content,
             )  # fmt: skip
             found[row.id] = (reg, [])
         if not found:
@@ -238,15 +244,19 @@ def pending_many(
 def resend(repo: Repository, sub_id: str, since: int) -> int | None:
     """Deliver the events of ``sub_id`` from number ``since`` on again (``$resend``): the
     delivered mark goes back to ``since - 1`` and the delivery job is woken. Returns the newest
-    event number (None: no registration); nothing changes when ``since`` is above it."""
+    event number (None: no registration); nothing changes when ``since`` is above it. ``Gone``
+    when the retention pruning deleted event ``since``."""
     spread_all(repo)
 
     def run(u: Unit) -> int | None:
         k = subscription_cursor.c
         _lock(u, [sub_id])
-        last = u.conn.execute(sa.select(k.last_seq).where(k.id == sub_id)).scalar_one_or_none()
-        if last is None or since > last:
-            return last
+        row = u.conn.execute(sa.select(k.last_seq, k.pruned_seq).where(k.id == sub_id)).first()
+        if row is None or since > row.last_seq:
+            return None if row is None else int(row.last_seq)
+        if since <= row.pruned_seq:
+            raise pruned_error(sub_id, since, int(row.pruned_seq))
+        last = row.last_seq
         u.conn.execute(
             sa.update(subscription_cursor)
             .where(k.id == sub_id, k.delivered_seq >= since)
@@ -496,3 +506,107 @@ def runnable(repo: Repository) -> bool:
         return u.conn.execute(sa.select(w.id).limit(1)).first() is not None
 
     return repo.read(run)
+
+
+# -- retention ----------------------------------------------------------------------------------
+PRUNE_BATCH = 500  # events deleted per transaction
+
+
+def prune(repo: Repository, cutoff: datetime, batch: int = PRUNE_BATCH, rounds: int = 100) -> int:
+    """Delete the events every receiver has and that are older than ``cutoff`` (the retention
+    window), in transactions of at most ``batch`` events, at most ``rounds`` of them (the rest
+    waits for the next call); how many were deleted.
+
+    A rest-hook or e-mail subscription's events go once its receiver acknowledged them
+    (``seq <= delivered_seq``); a websocket subscription has no acknowledgement (its clients
+    read with ``$events``), so its events go by age alone. Never an event still to be sent, so
+    delivery and its order are untouched. Each subscription's events go oldest first: the
+    newest pruned number is ``subscription_cursor.pruned_seq`` (``$events`` and ``$resend``
+    answer 410 below it), and ``last_seq`` keeps counting, so numbering stays monotonic."""
+    k, c, e = subscription_cursor.c, subscription_reg.c, subscription_event.c
+    ceiling = sa.case((c.channel == "websocket", k.last_seq), else_=k.delivered_seq)
+
+    def candidates(u: Unit) -> list[str]:
+        """A read: the subscriptions whose oldest kept event may go (one primary-key lookup
+        each), so that only those take a write transaction (on SQLite, the write lock)."""
+        oldest_is_old = sa.exists().where(
+            e.sub_id == k.id, e.seq == k.pruned_seq + 1, e.created < cutoff
+        )
+        stmt = (
+            sa.select(k.id)
+            .select_from(subscription_cursor.join(subscription_reg, c.id == k.id))
+            .where(k.pruned_seq < ceiling, oldest_is_old)
+            .order_by(k.id)
+        )
+        return list(u.conn.execute(stmt).scalars())
+
+    deleted = 0
+    for sub_id in repo.read(candidates):
+
+        def one(u: Unit, sub_id: str = sub_id) -> int:
+            return _prune_one(u, sub_id, cutoff, batch)
+
+        while rounds > 0:
+            rounds -= 1
+            n = repo.run(one)
+            deleted += n
+            if n < batch:
+                break
+        if rounds <= 0:
+            break
+    return deleted
+
+
+def _prune_one(u: Unit, sub_id: str, cutoff: datetime, batch: int) -> int:
+    """One transaction: the oldest events of ``sub_id`` (at most ``batch``) that its receiver
+    has and that were recorded before ``cutoff``; the counters row is locked (as ``resend`` and
+    the acknowledgements lock it), so ``delivered_seq`` cannot move back (``$resend``) meanwhile."""
+    k, c, e = subscription_cursor.c, subscription_reg.c, subscription_event.c
+    stmt = (
+        sa.select(k.pruned_seq, k.delivered_seq, k.last_seq, c.channel)
+        .select_from(subscription_cursor.join(subscription_reg, c.id == k.id))
+        .where(k.id == sub_id)
+    )
+    if u.conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(of=subscription_cursor)
+    row = u.conn.execute(stmt).first()
+    if row is None:
+        return 0
+    pruned = int(row.pruned_seq)
+    ceiling = int(row.last_seq if row.channel == "websocket" else row.delivered_seq)
+    end = min(ceiling, pruned + batch)
+    if end <= pruned:
+        return 0
+    # the first event in (pruned, end] still inside the window stops the pruning there
+    newer = u.conn.execute(
+        sa.select(sa.func.min(e.seq)).where(
+            e.sub_id == sub_id, e.seq > pruned, e.seq <= end, e.created >= cutoff
+        )
+    ).scalar_one_or_none()
+    bound = end if newer is None else int(newer) - 1
+    if bound <= pruned:
+        return 0
+    done = u.conn.execute(
+        sa.delete(subscription_event).where(e.sub_id == sub_id, e.seq > pruned, e.seq <= bound)
+    )
+    u.conn.execute(sa.update(subscription_cursor).where(k.id == sub_id).values(pruned_seq=bound))
+    return int(done.rowcount or 0)
+
+
+def pruned_through(repo: Repository, sub_id: str) -> int:
+    """The newest event number of ``sub_id`` that the retention pruning deleted (0: none)."""
+    k = subscription_cursor.c
+    found = repo.read(
+        lambda u: u.conn.execute(sa.select(k.pruned_seq).where(k.id == sub_id)).scalar_one_or_none()
+    )
+    return int(found or 0)
+
+
+def pruned_error(sub_id: str, since: int, pruned: int) -> Gone:
+    """The answer to a request for events the retention pruning deleted."""
+    return Gone(
+        f"events 1 to {pruned} of Subscription/{sub_id} were deleted after the retention "
+        f"window (HEARTH_SUBSCRIPTION_RETENTION_DAYS): event {since} is no longer available, "
+        f"the oldest kept is {pruned + 1}",
+        expression=["eventsSinceNumber"],
+    )

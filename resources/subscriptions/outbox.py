@@ -52,6 +52,11 @@ HEARTBEAT_URL = (
 FILTER_URL = (
     "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-filter-criteria"
 )
+PAYLOAD_CONTENT_URL = (
+    "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content"
+)
+# Backport IG backport-content-value-set, least content first
+CONTENTS = ("empty", "id-only", "full-resource")
 # The payloads each channel may carry (R4 subscription.html, Subscription.channel.payload: "The
 # mime type 'text/plain' may also be used for Email and SMS subscriptions").
 PAYLOADS = {
@@ -88,6 +93,7 @@ class Registration:
     payload: str
     headers: list[str]
     heartbeat: int | None = None  # seconds between heartbeats when nothing else is sent
+    content: str = "full-resource"  # the payload content asked for (``CONTENTS``)
 
 
 def parse_subscription(content: dict) -> Registration:
@@ -122,6 +128,7 @@ def parse_subscription(content: dict) -> Registration:
             f"(supported: {', '.join(repr(p) for p in PAYLOADS[ctype])})",
             expression=["Subscription.channel.payload"],
         )
+    shows = _content(channel)
     headers = [str(h) for h in channel.get("header") or []]
     for h in headers:
         name, sep, _ = h.partition(":")
@@ -151,7 +158,25 @@ def parse_subscription(content: dict) -> Registration:
         payload,
         headers,
         heartbeat,
+        shows,
     )
+
+
+def _content(channel: dict) -> str:
+    """The Backport IG ``backport-payload-content`` (on ``Subscription.channel.payload``, so in
+    ``channel._payload``): how much of the resource a notification carries, ``full-resource``
+    when not given. What is sent is never more than the owner may read (``payload_content``)."""
+    exts = (channel.get("_payload") or {}).get("extension") or []
+    found = [e for e in exts if isinstance(e, dict) and e.get("url") == PAYLOAD_CONTENT_URL]
+    if not found:
+        return "full-resource"
+    value = found[0].get("valueCode")
+    if len(found) > 1 or value not in CONTENTS:
+        raise Invalid(
+            f"payload-content must be one valueCode of {', '.join(CONTENTS)}",
+            expression=["Subscription.channel.payload"],
+        )
+    return str(value)
 
 
 def _heartbeat(channel: dict, ctype: str) -> int | None:
@@ -240,12 +265,15 @@ def _topic_filter(topic: Topic, filters: list[str]) -> tuple[str, str]:
 def owner_json(security: Security | None) -> dict | None:
     if security is None:
         return None
-    return {
+    found: dict[str, object] = {
         "types": None if security.types is None else sorted(security.types),
         "compartment": None if security.compartment is None else list(security.compartment),
         "free_types": None if security.free_types is None else sorted(security.free_types),
         "released_only": security.released_only,
     }
+    if security.content is not None:  # only then: the owner keys of other filters stay as they were
+        found["content"] = owner_json(security.content)
+    return found
 
 
 def owner_security(data: dict | None) -> Security | None:
@@ -257,7 +285,42 @@ def owner_security(data: dict | None) -> Security | None:
         compartment=None if comp is None else (comp[0], comp[1]),
         free_types=None if data.get("free_types") is None else frozenset(data["free_types"]),
         released_only=bool(data.get("released_only")),
+        content=owner_security(data.get("content")),
     )
+
+
+def content_allowed(owner: dict | None, res_type: str) -> bool:
+    """Whether a notification of a write of ``res_type`` that matched a subscription of
+    ``owner`` (its stored filter) may carry the resource (``full-resource``), or only its id.
+
+    Matching already applied the owner's filter of what it may find (SMART ``r`` or ``s``:
+    readable or searchable types, its patient's compartment). The content needs ``r``
+    (``owner["content"]``, stored only where it is narrower): the type must be readable, and a
+    read grant limited to the patient's compartment counts only where the match checked that
+    same compartment -- otherwise the write is known to be in it only as far as search goes,
+    and the notification stays id-only."""
+    if owner is None or owner.get("content") is None:
+        return True
+    content = owner["content"]
+    types = content.get("types")
+    if types is not None and res_type not in types:
+        return False
+    return not _in_compartment_only(content, res_type) or _in_compartment_only(owner, res_type)
+
+
+def payload_content(asked: str, owner: dict | None, res_type: str) -> str:
+    """What a notification of a write of ``res_type`` carries: the content the Subscription
+    asked for (``CONTENTS``), cut to ``id-only`` where the owner may know of the resource but
+    not read it (``content_allowed``)."""
+    if asked == "full-resource" and not content_allowed(owner, res_type):
+        return "id-only"
+    return asked
+
+
+def _in_compartment_only(data: dict, res_type: str) -> bool:
+    """Whether a stored filter lets rows of ``res_type`` through only in its compartment."""
+    free = data.get("free_types")
+    return data.get("compartment") is not None and free is not None and res_type not in free
 
 
 # -- the write path ---------------------------------------------------------------------------
@@ -445,6 +508,7 @@ def _register(unit: Unit, stored: Stored) -> None:
         "channel": reg.channel,
         "endpoint": reg.endpoint,
         "payload": reg.payload,
+        "content": reg.content,
         "headers": reg.headers,
         "heartbeat": reg.heartbeat,
         "updated": now,

@@ -29,6 +29,8 @@ subscription_reg = sa.Table(
     sa.Column("channel", sa.String(16), nullable=False),  # rest-hook
     sa.Column("endpoint", sa.Text, nullable=False),
     sa.Column("payload", sa.String(64), nullable=False),  # '' | application/fhir+json
+    # the payload content asked for (Backport IG backport-payload-content)
+    sa.Column("content", sa.String(16), nullable=False, server_default="full-resource"),
     sa.Column("headers", Document, nullable=False),  # ["Name: value", ...]
     sa.Column("heartbeat", sa.Integer, nullable=True),  # heartbeatPeriod, seconds (Backport IG)
     sa.Column("failures", sa.Integer, nullable=False),  # consecutive failed attempts
@@ -71,4 +73,6 @@ subscription_cursor = sa.Table(
     sa.Column("last_seq", sa.BigInteger, nullable=False),  # newest event number
     sa.Column("delivered_seq", sa.BigInteger, nullable=False),  # newest event received
     sa.Column("sent_at", UtcDateTime(), nullable=True),  # the last notification taken
+    # newest event number deleted by the retention pruning (``delivery.prune``); 0: none
+    sa.Column("pruned_seq", sa.BigInteger, nullable=False, server_default="0"),
 )

@@ -3,6 +3,8 @@ rest-hook heartbeats (Backport IG heartbeatPeriod)."""
 
 from __future__ import annotations
 
+import time
+
 import httpx
 
 from tests.fhir_server.auth.smart import client_token
@@ -12,6 +14,23 @@ from tests.subscriptions.test_rest_hook import LOINC, code, observation, subscri
 HEARTBEAT = (
     "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-heartbeat-period"
 )
+
+
+def wait_delivered(hearth, sub_id: str, seq: int, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
+    """Until the worker has recorded that the receiver has event ``seq``."""
+    from resources.search import SearchEngine
+    from resources.storage.db import create_engine
+    from resources.storage.repository import Repository
+    from resources.subscriptions import delivery
+
+    repo = Repository(create_engine(hearth.database_url), SearchEngine(base_urls=(hearth.fhir,)))
+    try:
+        deadline = time.monotonic() + timeout
+        while (reg := delivery.registration(repo, sub_id)) is None or reg.delivered_seq < seq:
+            assert time.monotonic() < deadline, f"event {seq} was never acknowledged"
+            time.sleep(0.05)
+    finally:
+        repo.engine.dispose()
 
 
 def test_resend_pushes_events_again_from_a_number(hearth, fhir):
@@ -27,6 +46,10 @@ def test_resend_pushes_events_again_from_a_number(hearth, fhir):
         ]
         rx.wait(lambda got: len([r for r in got if r.kind == "event-notification"]) >= 3)
         assert [r.event_number for r in rx.events()] == [1, 2, 3]
+        # the worker writes its acknowledgement after the receiver answered: an acknowledgement
+        # still in flight would move the mark past the resend point (docs/subscriptions.md
+        # "$resend"), so the resend waits for it
+        wait_delivered(hearth, sub_id, 3)
 
         answer = fhir.post(
             f"/Subscription/{sub_id}/$resend",

@@ -37,6 +37,12 @@ OK = "http://127.0.0.1:9/hook"
                           "url": "http://hl7.org/fhir/uv/subscriptions-backport/"
                                  "StructureDefinition/backport-filter-criteria",
                           "valueString": "Patient?name=x"}]}), 400, "invalid", "not Patient"),
+        ({**subscription(OK, "Observation"),
+          "channel": {"type": "rest-hook", "endpoint": OK, "payload": "application/fhir+json",
+                      "_payload": {"extension": [{
+                          "url": "http://hl7.org/fhir/uv/subscriptions-backport/"
+                                 "StructureDefinition/backport-payload-content",
+                          "valueCode": "everything"}]}}}, 400, "invalid", "payload-content"),
     ],
 )  # fmt: skip
 def test_bad_subscriptions_are_refused(fhir, body, status, code, text):

@@ -1,5 +1,6 @@
 """Topic-based subscriptions (Backport IG style: ``criteria`` is the topic's URL, narrowed by a
-filter criteria extension), over several write paths: REST, HL7 v2 and ``hearth load``."""
+filter criteria extension), over several write paths: REST, HL7 v2, ``hearth load`` and DICOM
+STOW-RS."""
 
 from __future__ import annotations
 
@@ -180,5 +181,53 @@ def test_ai_result_recorded(hearth, fhir):
         rx.wait(lambda got: any(r.focus and r.focus["id"] == last_id for r in got
                                 if r.kind == "event-notification"))  # fmt: skip
         assert [e.focus["id"] for e in rx.events()] == [made["id"], last_id]  # type: ignore[index]
+    finally:
+        rx.stop()
+
+
+def test_imaging_study_from_dicom_stow(hearth, fhir):
+    """The DICOM ingest write path (STOW-RS here; C-STORE goes through the same ingest): the
+    ImagingStudy it writes is matched in its transaction like any other write."""
+    import io
+
+    import httpx
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    rx = Receiver().start()
+    try:
+        study = generate_uid()
+        criteria = f"ImagingStudy?identifier=urn:dicom:uid|urn:oid:{study}"
+        sub_id = fhir.post("/Subscription", json=subscription(rx.url, criteria)).json()["id"]
+        wait_status(fhir, sub_id, "active")
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = SecondaryCaptureImageStorage
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, generate_uid()
+        ds.PatientID, ds.PatientName, ds.Modality = "SUBS-STOW", "Stow^Sub", "OT"
+        out = io.BytesIO()
+        ds.save_as(out, enforce_file_format=True)
+        boundary = uuid.uuid4().hex
+        body = (
+            f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+            + out.getvalue()
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        stored = httpx.post(
+            f"{hearth.root}/dicomweb/studies",
+            content=body,
+            headers={
+                **hearth.headers,
+                "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+            },
+            timeout=60,
+        )
+        assert stored.status_code == 200, stored.text[:500]
+        got = rx.wait(lambda got: any(r.kind == "event-notification" for r in got))
+        [event] = [r for r in got if r.kind == "event-notification"]
+        assert event.focus["resourceType"] == "ImagingStudy"  # type: ignore[index]
+        assert {"system": "urn:dicom:uid", "value": f"urn:oid:{study}"} in event.focus["identifier"]  # type: ignore[index]
     finally:
         rx.stop()
