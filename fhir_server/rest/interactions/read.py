@@ -14,7 +14,7 @@ from email.utils import parsedate_to_datetime
 import orjson
 
 from fhir_server.rest.context import Context, FhirRequest, JsonText, Reply
-from fhir_server.rest.http import version_headers
+from fhir_server.rest.http import Versioned, version_headers
 from fhir_server.rest.interactions import audit_event
 from fhir_server.rest.interactions.common import READ_PARAMETERS, refuse_unknown
 from resources.search.shaping import shape_read
@@ -27,17 +27,23 @@ def read(ctx: Context, req: FhirRequest) -> Reply:
     refuse_unknown(req, READ_PARAMETERS, "read")
     stored = read_current(ctx.repo, ctx.services.get("point_read"), res_type, res_id)
     headers = version_headers(stored)
-    inm = req.headers.get("if-none-match")
-    if inm and inm.strip().removeprefix("W/") == stored.etag.removeprefix("W/"):
+    if not_modified(stored, req.headers.get("if-none-match"), req.headers.get("if-modified-since")):
         return Reply(304, None, headers)
-    ims = req.headers.get("if-modified-since")
+    if any(k in ("_summary", "_elements") for k, _ in req.query):
+        return Reply(200, shape_read(orjson.loads(stored.text), req.query), headers)
+    return Reply(200, JsonText(stored.text), headers)
+
+
+def not_modified(stored: Versioned, inm: str | None, ims: str | None) -> bool:
+    """Whether the client's copy is current: ``If-None-Match`` names the current ETag, or
+    ``If-Modified-Since`` is not before its ``lastUpdated`` (to the second)."""
+    if inm and inm.strip().removeprefix("W/") == stored.etag.removeprefix("W/"):
+        return True
     if ims:
         try:
             since = parsedate_to_datetime(ims)
         except (TypeError, ValueError):
             since = None
         if since is not None and stored.last_updated.replace(microsecond=0) <= since:
-            return Reply(304, None, headers)
-    if any(k in ("_summary", "_elements") for k, _ in req.query):
-        return Reply(200, shape_read(orjson.loads(stored.text), req.query), headers)
-    return Reply(200, JsonText(stored.text), headers)
+            return True
+    return False
