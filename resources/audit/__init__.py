@@ -115,7 +115,7 @@ def _chain(
     conn: sa.Connection, items: list[tuple[datetime, dict]], *, keep_recorded: bool = False
 ) -> tuple[str, list[int]]:
     if conn.dialect.name == "postgresql":
-        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_LOCK_KEY)))
+        return _chain_pg(conn, items, keep_recorded=keep_recorded)
     prev = conn.execute(
         sa.select(audit_event.c.hash).order_by(audit_event.c.seq.desc()).limit(1)
     ).scalar()
@@ -137,6 +137,69 @@ def _chain(
     )
     project(conn, [(seq, *c) for seq, c in zip(seqs, chained, strict=True)])
     return prev, seqs
+
+
+# Under the chain lock: the head's hash and, for each new event, its ``seq`` and the ``pk`` of
+# its resource row, in one round trip. The statement starts after the lock is held, so its
+# snapshot sees every batch committed before (READ COMMITTED); ``seq`` values are taken under
+# the lock, so the chain's order is the order of ``seq``.
+_HEAD_AND_IDS = sa.text(
+    "SELECT (SELECT hash FROM audit_event ORDER BY seq DESC LIMIT 1), "
+    "nextval(pg_get_serial_sequence('audit_event', 'seq')), "
+    "nextval(pg_get_serial_sequence('resource', 'pk')) "
+    "FROM generate_series(1, :n) AS i ORDER BY i"
+)
+_COPY_EVENTS = "COPY audit_event (seq, recorded, event, prev_hash, hash) FROM STDIN"
+_COPY_RESOURCES = (
+    "COPY resource (pk, res_type, res_id, version, last_updated, deleted, content, content_hash) "
+    "FROM STDIN"
+)
+
+
+def _chain_pg(
+    conn: sa.Connection, items: list[tuple[datetime, dict]], *, keep_recorded: bool = False
+) -> tuple[str, list[int]]:
+    """``_chain`` on PostgreSQL: the ids taken with the head, the chained rows and their
+    resource rows written by ``COPY`` (no statement to render and parse per batch size)."""
+    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_LOCK_KEY)))
+    ids = conn.execute(_HEAD_AND_IDS, {"n": len(items)}).all()
+    prev = ids[0][0] or GENESIS
+    seqs = sorted(seq for _, seq, _ in ids)
+    pks = [pk for _, _, pk in ids]
+    events = []
+    resources = []
+    for seq, pk, (recorded, event) in zip(seqs, pks, items, strict=True):
+        if not (keep_recorded and "recorded" in event):
+            event = {**event, "recorded": recorded.isoformat()}
+        h = chain_hash(prev, recorded, event)
+        events.append((seq, recorded, orjson.dumps(event).decode(), prev, h))
+        content = as_resource(seq, recorded, event)
+        resources.append(
+            (pk, content, (pk, TYPE, content["id"], 1, recorded, False,
+                           orjson.dumps(content).decode(), content_hash(content)))
+        )  # fmt: skip
+        prev = h
+    driver = conn.connection.driver_connection
+    assert driver is not None  # the connection is open: it runs this transaction
+    with driver.cursor() as cur:
+        with cur.copy(_COPY_EVENTS) as copy:
+            for row in events:
+                copy.write_row(row)
+        with cur.copy(_COPY_RESOURCES) as copy:
+            for _, _, row in resources:
+                copy.write_row(row)
+    _index(conn, [(pk, content) for pk, content, _ in resources])
+    return prev, seqs
+
+
+def _index(conn: sa.Connection, rows: list[tuple[int, dict]]) -> None:
+    """The search index rows of AuditEvent resource rows ``(pk, content)``."""
+    search = _SEARCH.get(conn.engine)
+    raw_rows = (search.indexer if search is not None else default_indexer()).raw_rows
+    insert_rows(
+        conn,
+        [(table, (pk, *values)) for pk, content in rows for table, values in raw_rows(content)],
+    )
 
 
 def project(conn: sa.Connection, items: list[tuple[int, datetime, dict]]) -> None:
@@ -164,16 +227,7 @@ def project(conn: sa.Connection, items: list[tuple[int, datetime, dict]]) -> Non
         .scalars()
         .all()
     )
-    search = _SEARCH.get(conn.engine)
-    raw_rows = (search.indexer if search is not None else default_indexer()).raw_rows
-    insert_rows(
-        conn,
-        [
-            (table, (pk, *values))
-            for pk, content in zip(pks, contents, strict=True)
-            for table, values in raw_rows(content)
-        ],
-    )
+    _index(conn, list(zip(pks, contents, strict=True)))
 
 
 def append_alone(engine: sa.Engine, event: dict) -> None:
