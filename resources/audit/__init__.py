@@ -248,7 +248,8 @@ class AuditWriter:
     and stops. Records of writes do not come here: they are appended inside the write's own
     transaction. A crash loses at most the records still queued (milliseconds' worth).
 
-    After the first record of a batch the writer lingers up to ``linger`` seconds for more: a
+    After the first record of a batch the writer sleeps ``linger`` seconds, then takes every
+    record that came meanwhile (asleep, it is not woken once per record): a
     batch costs about 1.4 ms of CPU whatever its size up to a few records (lock, chain head,
     inserts, index terms), so at one record per batch the log cost more CPU than the read it
     recorded; ten records share it at about 0.3 ms each (docs/performance.md)."""
@@ -279,10 +280,13 @@ class AuditWriter:
                 return
             batch = [first]
             stop = False
-            deadline = time.monotonic() + self.linger
+            # Linger asleep, then take what came: waiting on the queue instead would wake this
+            # thread (and hand it the GIL) once per record submitted in the window.
+            if self.linger > 0:
+                time.sleep(self.linger)
             while len(batch) < self.max_batch:
                 try:
-                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if item is None:
