@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from resources.search.indexer import default_indexer
 from resources.search.writer import insert_rows
 from resources.storage.bounds import whole
-from resources.storage.db import error_kind
+from resources.storage.db import error_kind, unpinged
 from resources.storage.schema import Document, PrimaryKey, UtcDateTime, metadata, resource
 from resources.storage.store import content_hash, stamp, utcnow
 
@@ -303,7 +303,9 @@ class AuditWriter:
     def _write(self, batch: list[tuple[datetime, dict]]) -> None:
         for attempt in range(5):
             try:
-                with self.engine.begin() as conn:
+                # no pre-ping round trip: a batch on a connection the server dropped fails
+                # as a whole and runs again on a fresh one (the loop below)
+                with unpinged(), self.engine.begin() as conn:
                     if conn.dialect.name == "postgresql":
                         conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
                     append_many(conn, batch)

@@ -181,15 +181,13 @@ class AsyncPointRead:
     ) -> tuple[TokenRow | None, tuple | None]:
         """The token's row (None when unknown) and the resource's ``(version, last_updated,
         deleted, content text)`` (None when unknown)."""
-        if self._slots.locked():  # all taken: wait, at most ``wait`` seconds
-            try:
-                await asyncio.wait_for(self._slots.acquire(), self._wait)
-            except TimeoutError:
-                raise sa.exc.TimeoutError(
-                    f"no point-read connection came free within {self._wait:g} s"
-                ) from None
-        else:  # free: taken at once (wait_for would start a task per read)
-            await self._slots.acquire()
+        try:
+            async with asyncio.timeout(self._wait):  # no task per read, as wait_for would start
+                await self._slots.acquire()
+        except TimeoutError:
+            raise sa.exc.TimeoutError(
+                f"no point-read connection came free within {self._wait:g} s"
+            ) from None
         conn = None
         try:
             if self._closed:
