@@ -186,8 +186,8 @@ def _chain_pg(
             for row in events:
                 copy.write_row(row)
         with cur.copy(_COPY_RESOURCES) as copy:
-            for _, _, row in resources:
-                copy.write_row(row)
+            for _, _, resource_row in resources:
+                copy.write_row(resource_row)
     _index(conn, [(pk, content) for pk, content, _ in resources])
     return prev, seqs
 
