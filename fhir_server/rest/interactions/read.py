@@ -4,7 +4,9 @@ Honours ``If-None-Match`` (304 when the client's ETag is current) and ``If-Modif
 and ``_summary`` / ``_elements`` (the resource subsetted and tagged ``SUBSETTED``); another
 parameter is refused under ``Prefer: handling=strict``. Otherwise the
 stored JSON text is served as it is (``resources/storage/point_read.py``: on PostgreSQL a caller
-without a patient context reads by one prepared statement, no decode and re-encode).
+without a patient context reads by one prepared statement, no decode and re-encode). A plain
+read (no parameters, JSON) on PostgreSQL does not reach this module: it is answered in the event
+loop by ``fhir_server/rest/fast_read.py``, with the same decisions (``not_modified`` is shared).
 """
 
 from __future__ import annotations
