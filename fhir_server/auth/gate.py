@@ -36,21 +36,28 @@ def authenticate(
     try:
         return bearer_access(auth.store, ctx.settings, authorization)
     except FhirError as exc:
-        auth.audit(
-            rest_event(
-                base=ctx.base,
-                interaction=interaction,
-                status=401,
-                client_id=None,
-                username=None,
-                fhir_user=None,
-                patient=None,
-                ip=ip,
-                what=[],
-                detail=exc.diagnostics,
-            )
-        )
+        audit_refused(ctx, auth, interaction, ip, exc)
         raise
+
+
+def audit_refused(
+    ctx: Context, auth: AuthService, interaction: str, ip: str | None, exc: FhirError
+) -> None:
+    """The audit record of a request refused for its token (401): no caller is known."""
+    auth.audit(
+        rest_event(
+            base=ctx.base,
+            interaction=interaction,
+            status=401,
+            client_id=None,
+            username=None,
+            fhir_user=None,
+            patient=None,
+            ip=ip,
+            what=[],
+            detail=exc.diagnostics,
+        )
+    )
 
 
 def access_event(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 PERMS = "cruds"
 _SCOPE = re.compile(r"^(patient|user|system)/(\*|[A-Z][A-Za-z]{1,63})\.(read|write|\*|c?r?u?d?s?)$")
@@ -81,14 +82,9 @@ class Scopes:
 
     @classmethod
     def parse(cls, text: str) -> Scopes:
-        grants, other = [], set()
-        for s in text.split():
-            g = parse_grant(s)
-            if g is not None:
-                grants.append(g)
-            elif s in NON_DATA:
-                other.add(s)
-        return cls(tuple(grants), frozenset(other))
+        """The scopes of ``text``; the same text parses once per process (a token's scope is
+        parsed on every request it makes, and ``Scopes`` is immutable)."""
+        return _parse(text)
 
     def __str__(self) -> str:
         return " ".join([*sorted(self.other), *(str(g) for g in self.grants)])
@@ -144,3 +140,15 @@ def _context_ok(allowed: str, asked: str) -> bool:
     """A user-level allowance also allows patient-level grants (a narrower view); system
     scopes are only for system (backend) clients."""
     return allowed == asked or (allowed == "user" and asked == "patient")
+
+
+@lru_cache(maxsize=1024)
+def _parse(text: str) -> Scopes:
+    grants, other = [], set()
+    for s in text.split():
+        g = parse_grant(s)
+        if g is not None:
+            grants.append(g)
+        elif s in NON_DATA:
+            other.add(s)
+    return Scopes(tuple(grants), frozenset(other))

@@ -15,7 +15,7 @@ from fhir_server.auth.keys import SigningKey
 from fhir_server.auth.scopes import Scopes
 from fhir_server.rest.context import Access
 from fhir_server.runtime.settings import Settings
-from resources.auth.store import AuthStore
+from resources.auth.store import AuthStore, TokenRow
 from resources.errors import Unauthorized
 from resources.storage.store import utcnow
 
@@ -108,13 +108,23 @@ def issue(
 
 def bearer_access(store: AuthStore, settings: Settings, authorization: str | None) -> Access:
     """The ``Access`` of a request's ``Authorization: Bearer`` token, or 401."""
+    return access_of(store.token(bearer_token(authorization)), settings)
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer`` header, or 401 (before any lookup)."""
     if not authorization:
         raise Unauthorized("this endpoint needs an access token (Authorization: Bearer ...)")
     scheme, _, token = authorization.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or len(token) > MAX_TOKEN:
         raise Unauthorized("the Authorization header must be 'Bearer <access token>'")
-    row = store.token(token)
+    return token
+
+
+def access_of(row: TokenRow | None, settings: Settings) -> Access:
+    """The ``Access`` a looked-up token row grants, or 401 when there is none or it is not a
+    live access token for this server (the one decision, whichever path looked the row up)."""
     if (
         row is None
         or row.kind != "access"

@@ -34,6 +34,28 @@ def request_id(scope: Scope) -> str:
     return scope.get("state", {}).get("request_id", "-")
 
 
+def assign_request_id(scope: Scope) -> str:
+    """Give the request its id (``request_id``): the caller's ``X-Request-ID`` when it is a plain
+    token, else a new one."""
+    given = b""
+    for name, value in scope.get("headers") or ():
+        if name == b"x-request-id":
+            given = value
+    rid = given.decode() if _REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
+    scope.setdefault("state", {})["request_id"] = rid
+    return rid
+
+
+def with_security(headers: list[tuple[bytes, bytes]], rid: str) -> list[tuple[bytes, bytes]]:
+    """``headers`` (raw ASGI pairs) with the security headers and ``X-Request-ID`` each added
+    where the response has none of its own."""
+    present = {name.lower() for name, _ in headers}
+    headers += [(k, v) for k, v in _RAW if k not in present]
+    if b"x-request-id" not in present:
+        headers.append((b"x-request-id", rid.encode()))
+    return headers
+
+
 class SecurityHeaders:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -42,17 +64,11 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = dict(scope.get("headers") or []).get(b"x-request-id", b"")
-        rid = given.decode() if _REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
-        scope.setdefault("state", {})["request_id"] = rid
+        rid = assign_request_id(scope)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {name.lower() for name, _ in headers}
-                headers += [(k, v) for k, v in _RAW if k not in present]
-                if b"x-request-id" not in present:
-                    headers.append((b"x-request-id", rid.encode()))
+                headers = with_security(list(message.get("headers", [])), rid)
                 message = {**message, "headers": headers}
             await send(message)
 

@@ -12,6 +12,7 @@ from anyio import to_thread
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, RedirectResponse
+from starlette.types import Receive, Scope, Send
 
 from fhir_server import __version__
 from fhir_server.auth import endpoints
@@ -27,6 +28,7 @@ from fhir_server.hl7v2.service import Hl7v2Service
 from fhir_server.rest import bulkdata, bulkimport, errors, websocket
 from fhir_server.rest.consistency import ReadYourWrites
 from fhir_server.rest.context import Context
+from fhir_server.rest.fast_read import FastRead
 from fhir_server.rest.headers import SecurityHeaders, docs_csp
 from fhir_server.rest.routes import router
 from fhir_server.runtime import (
@@ -48,7 +50,7 @@ from fhir_server.webapp import mailbox as dev_mailbox
 from resources.search import SearchEngine
 from resources.storage.advisory import SessionLock, is_postgres_url
 from resources.storage.db import create_engine
-from resources.storage.point_read import point_reader
+from resources.storage.point_read import async_point_reader, point_reader
 from resources.storage.repository import Repository
 from workflow import careplans
 from workflow import search_params as workflow_search_params
@@ -165,6 +167,19 @@ def _start_listeners(settings: Settings, state) -> Callable[[], None]:  # type: 
     return stop
 
 
+class HearthApp(FastAPI):
+    """FastAPI, with the read by id answered before Starlette's middleware stack and routing
+    when it can be (``fhir_server/rest/fast_read.py``; set in the lifespan on PostgreSQL)."""
+
+    fast_read: FastRead | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fast = self.fast_read
+        if fast is not None and scope["type"] == "http" and await fast(scope, receive, send):
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, search: SearchEngine | None = None) -> FastAPI:
     """The ASGI app; ``search``, when given, is the preloaded search engine (``preload``)."""
     settings = settings or Settings()
@@ -174,7 +189,7 @@ def create_app(settings: Settings | None = None, search: SearchEngine | None = N
     )
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+    async def lifespan(app: HearthApp):  # type: ignore[no-untyped-def]
         ctx = build_context(settings, search)
         app.state.context = ctx
         # The threads running interactions at once (anyio's limiter: 40 unless set); requests
@@ -231,9 +246,17 @@ def create_app(settings: Settings | None = None, search: SearchEngine | None = N
                 lambda: _start_listeners(settings, app.state),
             ).begin()
         app.state.listeners = election
+        # PostgreSQL: the read by id in the event loop, token and row in one round trip
+        reader = async_point_reader(
+            ctx.repo.engine, settings.db_lookup_pool_size, settings.db_pool_timeout
+        )
+        app.fast_read = FastRead(app, reader) if reader is not None else None
         try:
             yield
         finally:
+            app.fast_read = None
+            if reader is not None:
+                await reader.aclose()
             if election is not None:
                 election.end()
             if app.state.mllp is not None:
@@ -251,7 +274,7 @@ def create_app(settings: Settings | None = None, search: SearchEngine | None = N
                 ctx.services["point_read"].close()
             ctx.repo.engine.dispose()
 
-    app = FastAPI(
+    app = HearthApp(
         title="Hearth",
         version=__version__,
         lifespan=lifespan,

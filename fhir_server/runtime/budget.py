@@ -20,7 +20,7 @@ def over_budget(workers: int, per_process: int, max_connections: int, reserved: 
         return None
     return (
         f"{workers} process(es) may open {peak} PostgreSQL connections "
-        f"({per_process} each: HEARTH_DB_POOL_SIZE + HEARTH_DB_MAX_OVERFLOW + 2 x "
+        f"({per_process} each: HEARTH_DB_POOL_SIZE + HEARTH_DB_MAX_OVERFLOW + 3 x "
         f"HEARTH_DB_LOOKUP_POOL_SIZE) but the server allows {available} "
         f"(max_connections {max_connections} - {reserved} reserved); requests beyond get 503"
     )

@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     port: int = Field(8080, ge=1, le=65535, description="Port `hearth serve` binds")
     workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes")
     # The connection budget (README "Connection budget"): a process holds at most
-    # db_pool_size + db_max_overflow + 2 * db_lookup_pool_size PostgreSQL connections.
+    # db_pool_size + db_max_overflow + 3 * db_lookup_pool_size PostgreSQL connections.
     db_pool_size: int = Field(
         16, ge=1, le=100, description="PostgreSQL connections a process keeps in its main pool"
     )
@@ -58,7 +58,8 @@ class Settings(BaseSettings):
         4,
         ge=1,
         le=64,
-        description="raw PostgreSQL connections for token checks, and as many for reads by id",
+        description="raw PostgreSQL connections for token checks, as many for reads by id in "
+        "threads and as many for reads by id in the event loop",
     )
     audit_linger_ms: int = Field(
         20,
@@ -492,8 +493,8 @@ class Settings(BaseSettings):
     @property
     def db_connections_per_process(self) -> int:
         """The most PostgreSQL connections one serving process opens: the main pool at its
-        peak, the token-check pool and the read-by-id pool."""
-        return self.db_pool_size + self.db_max_overflow + 2 * self.db_lookup_pool_size
+        peak, the token-check pool and the two read-by-id pools (threads, event loop)."""
+        return self.db_pool_size + self.db_max_overflow + 3 * self.db_lookup_pool_size
 
     @property
     def fhir_base(self) -> str:

@@ -6,6 +6,7 @@ PostgreSQL refusing one more (``too many connections``, SQLSTATE 53300) — is a
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 import uuid
 from pathlib import Path
@@ -59,7 +60,7 @@ def test_settings_size_the_pools(small_pools):
     assert pool.size() == 1
     assert pool._max_overflow == 0  # SQLAlchemy QueuePool keeps no public accessor
     assert pool._timeout == 0.5
-    assert small_pools.settings.db_connections_per_process == 1 + 0 + 2 * 1
+    assert small_pools.settings.db_connections_per_process == 1 + 0 + 3 * 1
 
 
 def test_exhausted_pools_answer_503_and_write_nothing(small_pools):
@@ -77,13 +78,21 @@ def test_exhausted_pools_answer_503_and_write_nothing(small_pools):
             held.close()
         assert _count(client, tag) == 0  # the refused create left nothing behind
         # The read-by-id pool's one connection is held (the pool's own checkout, as a read
-        # takes it): the read finds none within 0.5 s.
+        # takes it): the read finds none within 0.5 s (``_format`` sends it through the thread
+        # pool, fhir_server/rest/fast_read.py).
         reader = ctx.services["point_read"]
         conn = reader._take()
         try:
-            _assert_unavailable(client.get(f"/Patient/{pid}"))
+            _assert_unavailable(client.get(f"/Patient/{pid}", params={"_format": "json"}))
         finally:
             reader._give(conn)
+        # The event loop's read-by-id pool has no connection to give: 503 as well.
+        fast = server.server.config.app.fast_read.reader
+        slots, fast._slots = fast._slots, asyncio.Semaphore(0)
+        try:
+            _assert_unavailable(client.get(f"/Patient/{pid}"))
+        finally:
+            fast._slots = slots
         # All back: the same requests succeed.
         assert client.get(f"/Patient/{pid}").status_code == 200
         assert client.post("/Patient", json=_patient(tag)).status_code == 201
@@ -188,7 +197,7 @@ def test_over_budget_is_named():
 
 
 def test_serve_warns_when_the_processes_could_exhaust_postgresql(tmp_path):
-    """`hearth serve` with 8 workers of 24 connections on a server of 100 says so at start."""
+    """`hearth serve` with 8 workers of 28 connections on a server of 100 says so at start."""
     import os
     import subprocess
     import sys
@@ -219,7 +228,7 @@ def test_serve_warns_when_the_processes_could_exhaust_postgresql(tmp_path):
             line = proc.stderr.readline()
             while line and "WARNING" not in line and "connections" not in line:
                 line = proc.stderr.readline()
-            assert "may open 192 PostgreSQL connections" in line, line
+            assert "may open 224 PostgreSQL connections" in line, line
         finally:
             os.killpg(proc.pid, 15)
             proc.wait(60)
