@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from itertools import islice
@@ -191,7 +191,14 @@ def get(repo: Repository, job_id: str) -> Export:
         row = u.conn.execute(sa.select(bulk_export).where(bulk_export.c.id == job_id)).first()
         if row is None or row.state == CANCELLED:
             raise NotFound(f"no bulk export job {job_id}")
-        return _export(row)
+        job = _export(row)
+        if job.state in (ACCEPTED, RUNNING):
+            # a runner that died on its last attempt leaves the row as it was: the queue's
+            # dead letter says that the job failed, and why
+            why = queue.dead_letter(u, f"BulkExport/{job_id}")
+            if why is not None:
+                return replace(job, state=FAILED, failure=f"the export failed: {why}")
+        return job
 
     return repo.read(run)
 

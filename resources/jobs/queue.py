@@ -270,6 +270,27 @@ def jobs_for_task(u: Unit, task_ref: str) -> list[Job]:
     return [_job(r) for r in rows]
 
 
+def dead_letter(u: Unit, task_ref: str, *, now: datetime | None = None) -> str | None:
+    """Why the work of the Task ``task_ref`` will never run again, read in the caller's
+    transaction: the last error of its dead-lettered (``failed``) entry, or of one whose lease
+    expired on its last attempt (the next claim dead-letters it; no claim runs it again). None
+    while it may still run, or has finished.
+
+    A runner killed on its last attempt never writes its job's own row, so a job's status must
+    consult this (``$export`` and ``$import`` status URLs) rather than say "running" for ever."""
+    at = now or utcnow()
+    for row in u.conn.execute(sa.select(work_queue).where(work_queue.c.task_ref == task_ref)):
+        expired = (
+            row.state == RUNNING
+            and row.lease_until is not None
+            and row.lease_until < at
+            and row.attempts >= row.max_attempts
+        )
+        if row.state == FAILED or expired:
+            return row.last_error or "its runner stopped (its lease expired)"
+    return None
+
+
 def claim_job(
     repo: Repository, job_id: str, worker: str, *, lease: timedelta = timedelta(minutes=5)
 ) -> Job | None:
