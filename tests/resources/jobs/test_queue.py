@@ -138,3 +138,17 @@ def test_dead_letter_names_a_job_that_will_never_run_again(repo):
     [done] = queue.claim(repo, [kind], worker)
     repo.run(lambda u: queue.finish(u, done, worker))
     assert repo.read(lambda u: queue.dead_letter(u, "Task/done")) is None
+
+
+def test_a_dead_lettered_row_does_not_hide_the_next_runnable_job(repo):
+    """A claim that meets a row with its attempts used up dead-letters it and claims the next
+    runnable job instead of returning nothing (a ``hearth worker --once`` pass stopped there)."""
+    kind, worker = _kind(), "w-next"
+    lease = timedelta(minutes=1)
+    repo.run(lambda u: queue.enqueue(u, kind, "first", "Task/first", max_attempts=1))
+    [first] = queue.claim(repo, [kind], worker, lease=lease)  # its only attempt; then it dies
+    repo.run(lambda u: queue.enqueue(u, kind, "second", "Task/second"))
+    later = queue.utcnow() + 2 * lease
+    [got] = queue.claim(repo, [kind], worker, limit=1, lease=lease, now=later)
+    assert got.key == "second"
+    assert [j.key for j in queue.failed(repo, [kind])] == ["first"]
