@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from itertools import islice
@@ -29,6 +29,7 @@ import sqlalchemy as sa
 
 from resources.errors import NotFound
 from resources.jobs import queue
+from resources.jobs.attachments import with_absolute_attachments
 from resources.search import keys
 from resources.search.compartments import all_compartment_params
 from resources.search.shaping import select_elements
@@ -80,6 +81,8 @@ class Spec:
     issues: list[str] = field(default_factory=list)  # ignored under Prefer: handling=lenient
     elements: list[str] = field(default_factory=list)  # _elements: "name" or "Type.name"
     associated: list[str] = field(default_factory=list)  # includeAssociatedData values
+    # the FHIR base of the kick-off: relative Attachment.url values are resolved against it
+    base: str | None = None
 
     def elements_of(self, res_type: str) -> list[str]:
         """The ``_elements`` that apply to ``res_type`` (bare names apply to every type); empty:
@@ -103,6 +106,7 @@ class Spec:
             "issues": self.issues,
             "elements": self.elements,
             "associated": self.associated,
+            "base": self.base,
         }
 
     @classmethod
@@ -119,6 +123,7 @@ class Spec:
             issues=list(raw.get("issues") or []),
             elements=list(raw.get("elements") or []),
             associated=list(raw.get("associated") or []),
+            base=raw.get("base"),
         )
 
 
@@ -191,7 +196,14 @@ def get(repo: Repository, job_id: str) -> Export:
         row = u.conn.execute(sa.select(bulk_export).where(bulk_export.c.id == job_id)).first()
         if row is None or row.state == CANCELLED:
             raise NotFound(f"no bulk export job {job_id}")
-        return _export(row)
+        job = _export(row)
+        if job.state in (ACCEPTED, RUNNING):
+            # a runner that died on its last attempt leaves the row as it was: the queue's
+            # dead letter says that the job failed, and why
+            why = queue.dead_letter(u, f"BulkExport/{job_id}")
+            if why is not None:
+                return replace(job, state=FAILED, failure=f"the export failed: {why}")
+        return job
 
     return repo.read(run)
 
@@ -560,8 +572,13 @@ def _write_all(
         def pages(what=what, res_type=res_type, wanted=wanted, n=n) -> Iterator[Sequence[Any]]:  # type: ignore[no-untyped-def]
             nonlocal total
             for contents in stream(repo, what, spec, export.transaction_time, page_size=page_size):
+                if spec.base:  # the IG: Attachment.url SHALL be absolute (stored rows unchanged)
+                    contents = [with_absolute_attachments(c, spec.base) for c in contents]
                 if wanted:
-                    contents = [select_elements(orjson.loads(c), wanted) for c in contents]
+                    contents = [
+                        select_elements(c if isinstance(c, dict) else orjson.loads(c), wanted)
+                        for c in contents
+                    ]
                 yield contents
                 total += len(contents)
                 progress = f"{res_type} (type {n} of {len(runs)}): {total} resources"

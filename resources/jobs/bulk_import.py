@@ -189,10 +189,9 @@ def get(repo: Repository, job_id: str) -> Import:
         if job.state in (ACCEPTED, RUNNING):
             # a runner that died on its last attempt leaves the row as it was: the queue's
             # dead letter says that the job failed, and why
-            for entry in queue.jobs_for_task(u, f"BulkImport/{job_id}"):
-                if entry.state == queue.FAILED:
-                    why = entry.last_error or "its runner stopped"
-                    return replace(job, state=FAILED, failure=f"the import failed: {why}")
+            why = queue.dead_letter(u, f"BulkImport/{job_id}")
+            if why is not None:
+                return replace(job, state=FAILED, failure=f"the import failed: {why}")
         return job
 
     return repo.read(run)

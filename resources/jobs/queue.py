@@ -135,40 +135,63 @@ def claim(
             sa.and_(work_queue.c.state == READY, work_queue.c.not_before <= at),
             sa.and_(work_queue.c.state == RUNNING, work_queue.c.lease_until < at),
         )
-        stmt = (
-            sa.select(work_queue)
-            .where(work_queue.c.kind.in_(list(kinds)), runnable)
-            .order_by(work_queue.c.not_before, work_queue.c.created)
-            .limit(limit)
-        )
-        if u.conn.dialect.name == "postgresql":
-            stmt = stmt.with_for_update(skip_locked=True)
-        rows = u.conn.execute(stmt).all()
-        claimed = []
-        for row in rows:
-            attempts = row.attempts + 1
-            if attempts > row.max_attempts:
-                u.conn.execute(
-                    sa.update(work_queue)
-                    .where(work_queue.c.id == row.id)
-                    .values(state=FAILED, updated=at, last_error=row.last_error or "lease expired")
-                )
-                continue
-            u.conn.execute(
-                sa.update(work_queue)
-                .where(work_queue.c.id == row.id)
-                .values(
-                    state=RUNNING,
-                    attempts=attempts,
-                    lease_until=at + lease,
-                    worker=worker,
-                    updated=at,
-                )  # fmt: skip
-            )
-            claimed.append(replace(_job(row), state=RUNNING, attempts=attempts))
+        claimed: list[Job] = []
+        while len(claimed) < limit:
+            dead = _claim_rows(u, kinds, worker, runnable, limit - len(claimed), lease, at, claimed)
+            # A row whose attempts were used up was dead-lettered instead of claimed: look
+            # again, so that it does not hide a runnable job behind it (a ``--once`` pass, or a
+            # runner that claims one job at a time, would stop with work waiting).
+            if not dead:
+                break
         return claimed
 
     return repo.run(run)
+
+
+def _claim_rows(
+    u: Unit,
+    kinds: Sequence[str],
+    worker: str,
+    runnable: sa.ColumnElement,
+    limit: int,
+    lease: timedelta,
+    at: datetime,
+    claimed: list[Job],
+) -> int:
+    """One round of ``claim``: lease up to ``limit`` rows into ``claimed``; how many rows it
+    dead-lettered instead (their attempts used up)."""
+    stmt = (
+        sa.select(work_queue)
+        .where(work_queue.c.kind.in_(list(kinds)), runnable)
+        .order_by(work_queue.c.not_before, work_queue.c.created)
+        .limit(limit)
+    )
+    if u.conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    dead = 0
+    for row in u.conn.execute(stmt).all():
+        attempts = row.attempts + 1
+        if attempts > row.max_attempts:
+            u.conn.execute(
+                sa.update(work_queue)
+                .where(work_queue.c.id == row.id)
+                .values(state=FAILED, updated=at, last_error=row.last_error or "lease expired")
+            )
+            dead += 1
+            continue
+        u.conn.execute(
+            sa.update(work_queue)
+            .where(work_queue.c.id == row.id)
+            .values(
+                state=RUNNING,
+                attempts=attempts,
+                lease_until=at + lease,
+                worker=worker,
+                updated=at,
+            )  # fmt: skip
+        )
+        claimed.append(replace(_job(row), state=RUNNING, attempts=attempts))
+    return dead
 
 
 def finish(u: Unit, job: Job, worker: str) -> bool:
@@ -268,6 +291,27 @@ def jobs_for_task(u: Unit, task_ref: str) -> list[Job]:
     """The jobs of the Task ``task_ref``, read in the caller's transaction."""
     rows = u.conn.execute(sa.select(work_queue).where(work_queue.c.task_ref == task_ref))
     return [_job(r) for r in rows]
+
+
+def dead_letter(u: Unit, task_ref: str, *, now: datetime | None = None) -> str | None:
+    """Why the work of the Task ``task_ref`` will never run again, read in the caller's
+    transaction: the last error of its dead-lettered (``failed``) entry, or of one whose lease
+    expired on its last attempt (the next claim dead-letters it; no claim runs it again). None
+    while it may still run, or has finished.
+
+    A runner killed on its last attempt never writes its job's own row, so a job's status must
+    consult this (``$export`` and ``$import`` status URLs) rather than say "running" for ever."""
+    at = now or utcnow()
+    for row in u.conn.execute(sa.select(work_queue).where(work_queue.c.task_ref == task_ref)):
+        expired = (
+            row.state == RUNNING
+            and row.lease_until is not None
+            and row.lease_until < at
+            and row.attempts >= row.max_attempts
+        )
+        if row.state == FAILED or expired:
+            return row.last_error or "its runner stopped (its lease expired)"
+    return None
 
 
 def claim_job(

@@ -279,3 +279,75 @@ def test_status_errors_are_plain_json(client, record):
             assert resp.json()["resourceType"] == "OperationOutcome"
     unknown = client.get(url.rsplit("/", 1)[0] + "/no-such-job")
     assert unknown.status_code == 404 and unknown.headers["content-type"] == "application/json"
+
+
+def test_relative_attachment_urls_are_exported_absolute(server, client):
+    """IG "Attachments": the url element SHALL be absolute. A relative Attachment.url, wherever
+    the R4 type model puts an Attachment (DocumentReference.content.attachment, Media.content,
+    DiagnosticReport.presentedForm, Patient.photo, an extension's valueAttachment, a contained
+    resource's), is resolved against the FHIR base in the file; an absolute one, and any other
+    ``url`` element, stay as they are, and so does the stored resource."""
+    tag = uuid.uuid4().hex[:10]
+    absolute = f"https://images.example.org/{tag}.png"
+    bodies = {
+        "Patient": {
+            "resourceType": "Patient",
+            "photo": [{"contentType": "image/png", "url": absolute}],
+            "extension": [
+                {
+                    "url": "http://example.org/fhir/StructureDefinition/consent-scan",
+                    "valueAttachment": {"contentType": "application/pdf", "url": f"Binary/{tag}-e"},
+                }
+            ],
+        },
+        "DocumentReference": {
+            "resourceType": "DocumentReference",
+            "status": "current",
+            "content": [{"attachment": {"contentType": "text/plain", "url": f"Binary/{tag}-d"}}],
+        },
+        "Media": {
+            "resourceType": "Media",
+            "status": "completed",
+            "content": {"contentType": "image/jpeg", "url": f"Binary/{tag}-m"},
+        },
+        "DiagnosticReport": {
+            "resourceType": "DiagnosticReport",
+            "status": "final",
+            "code": {"text": tag},
+            "contained": [
+                {
+                    "resourceType": "Media",
+                    "id": "scan",
+                    "status": "completed",
+                    "content": {"url": f"Binary/{tag}-c"},
+                }
+            ],
+            "presentedForm": [{"contentType": "application/pdf", "url": f"Binary/{tag}-r"}],
+        },
+    }
+    ids = {}
+    for res_type, body in bodies.items():
+        resp = client.post(f"/{res_type}", json=body)
+        assert resp.status_code == 201, resp.text
+        ids[res_type] = resp.json()["id"]
+    params = [("_type", ",".join(bodies))] + [
+        ("_typeFilter", f"{t}?_id={i}") for t, i in ids.items()
+    ]
+    exported = download(client, poll(client, kickoff(client, "/$export", params=params)))
+    got = {t: rows for t, rows in exported.items()}
+    assert {t: [r["id"] for r in rows] for t, rows in got.items()} == {
+        t: [i] for t, i in ids.items()
+    }
+    base = server.fhir
+    [patient], [doc], [media], [report] = (got[t] for t in bodies)
+    assert patient["photo"][0]["url"] == absolute
+    assert patient["extension"][0]["url"] == bodies["Patient"]["extension"][0]["url"]
+    assert patient["extension"][0]["valueAttachment"]["url"] == f"{base}/Binary/{tag}-e"
+    assert doc["content"][0]["attachment"]["url"] == f"{base}/Binary/{tag}-d"
+    assert media["content"]["url"] == f"{base}/Binary/{tag}-m"
+    assert report["presentedForm"][0]["url"] == f"{base}/Binary/{tag}-r"
+    assert report["contained"][0]["content"]["url"] == f"{base}/Binary/{tag}-c"
+    # the stored resources are not changed
+    stored = client.get(f"/DocumentReference/{ids['DocumentReference']}").json()
+    assert stored["content"][0]["attachment"]["url"] == f"Binary/{tag}-d"
+    assert stored["meta"]["versionId"] == doc["meta"]["versionId"]

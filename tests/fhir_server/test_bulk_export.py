@@ -11,11 +11,13 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import orjson
 import pytest
+import sqlalchemy as sa
 
 from fhir_server.runtime.bulk_runner import ExportRunner
 from fhir_server.runtime.settings import Settings
@@ -426,6 +428,52 @@ def test_a_failed_job_answers_the_error_form(server, client: httpx.Client, tmp_p
         body["resourceType"] == "OperationOutcome"
         and "the export failed" in body["issue"][0]["diagnostics"]
     )
+
+
+def test_a_job_whose_runner_died_for_good_answers_the_error_form(server, client) -> None:  # type: ignore[no-untyped-def]
+    """A runner killed on the job's last attempt never writes the job's row: its lease expires
+    with the attempts used up, or the queue dead-letters it. The status URL must then answer
+    the IG's error form (5xx, an OperationOutcome in application/json), not 202 for ever."""
+    repo = Repository(
+        create_engine(server.database_url), SearchEngine(base_urls=(Settings().fhir_base,))
+    )
+    try:
+        spec = bulk_export.Spec(types=["Patient"])
+        expired = bulk_export.start(repo, "died-client", "test", "system", spec)
+        dead = bulk_export.start(repo, "died-client", "test", "system", spec)
+        worker = f"test-{uuid.uuid4().hex[:6]}"
+        held = {}
+        for job in (expired, dead):  # held by this test: no runner of the API takes it
+            [entry] = queue.for_task(repo, f"BulkExport/{job.id}")
+            held[job.id] = queue.claim_job(repo, entry.id, worker)
+            assert held[job.id] is not None
+        assert client.get(f"/bulkdata/{expired.id}").status_code == 202  # its runner may finish
+        # ``expired``: its runner died on the last attempt (two earlier ones died before it)
+        repo.run(
+            lambda u: u.conn.execute(
+                sa.update(queue.work_queue)
+                .where(queue.work_queue.c.task_ref == f"BulkExport/{expired.id}")
+                .values(attempts=3, lease_until=datetime.now(UTC) - timedelta(seconds=1))
+            )
+        )
+        # ``dead``: dead-lettered by the queue (as a claim does once the attempts are used up)
+        repo.run(lambda u: queue.fail(u, held[dead.id], worker, "lease expired", retry=False,
+                                      backoff=timedelta(0)))  # fmt: skip
+    finally:
+        repo.engine.dispose()
+    for job, why in ((expired, "its lease expired"), (dead, "lease expired")):
+        for accept in ("application/fhir+json", "application/fhir+xml"):
+            r = client.get(f"/bulkdata/{job.id}", headers={"Accept": accept})
+            assert r.status_code == 500, r.text
+            assert r.headers["content-type"] == "application/json"
+            body = r.json()
+            assert body["resourceType"] == "OperationOutcome"
+            assert body["issue"][0]["severity"] == "error"
+            assert "the export failed" in body["issue"][0]["diagnostics"], body
+            assert why in body["issue"][0]["diagnostics"], body
+    # its status URL still cancels it (and then answers 404)
+    assert client.delete(f"/bulkdata/{dead.id}").status_code == 202
+    assert client.get(f"/bulkdata/{dead.id}").status_code == 404
 
 
 def test_hearth_worker_runs_a_waiting_export(server, client: httpx.Client, loaded) -> None:  # type: ignore[no-untyped-def]

@@ -253,6 +253,7 @@ def run(ctx: Context, req: FhirRequest) -> Reply:
         issues=issues,
         elements=elements,
         associated=associated,
+        base=ctx.base,
     )
     path = req.path + (f"?{urlencode(req.query)}" if req.query else "")
     job = bulk_export.start(ctx.repo, access.client_id, f"{ctx.base}/{path}", level, spec)

@@ -116,3 +116,39 @@ def test_wakeup_on_commit_of_an_enqueue(repo):
         assert job.key == "new"
     finally:
         wakeup.close()
+
+
+def test_dead_letter_names_a_job_that_will_never_run_again(repo):
+    """``dead_letter``: None while a job may still run (waiting, leased, lease expired with
+    attempts left) or is done; why, once dead-lettered or expired on its last attempt."""
+    kind, worker = _kind(), "w-dead"
+    lease = timedelta(minutes=1)
+    repo.run(lambda u: queue.enqueue(u, kind, "j", "Task/dead", max_attempts=2))
+    dead = lambda at=None: repo.read(lambda u: queue.dead_letter(u, "Task/dead", now=at))  # noqa: E731
+    assert dead() is None  # waiting
+    [job] = queue.claim(repo, [kind], worker, lease=lease)
+    later = queue.utcnow() + 2 * lease
+    assert dead() is None and dead(later) is None  # leased; expired, one attempt left
+    [job] = queue.claim(repo, [kind], worker, lease=lease, now=later)
+    assert job.attempts == 2 and dead(later) is None  # its last attempt, leased
+    assert "expired" in (dead(later + 2 * lease) or "")  # ... its runner died
+    repo.run(lambda u: queue.fail(u, job, worker, "boom", retry=False, backoff=lease))
+    assert dead() == "boom"
+    repo.run(lambda u: queue.enqueue(u, kind, "k", "Task/done"))
+    [done] = queue.claim(repo, [kind], worker)
+    repo.run(lambda u: queue.finish(u, done, worker))
+    assert repo.read(lambda u: queue.dead_letter(u, "Task/done")) is None
+
+
+def test_a_dead_lettered_row_does_not_hide_the_next_runnable_job(repo):
+    """A claim that meets a row with its attempts used up dead-letters it and claims the next
+    runnable job instead of returning nothing (a ``hearth worker --once`` pass stopped there)."""
+    kind, worker = _kind(), "w-next"
+    lease = timedelta(minutes=1)
+    repo.run(lambda u: queue.enqueue(u, kind, "first", "Task/first", max_attempts=1))
+    [first] = queue.claim(repo, [kind], worker, lease=lease)  # its only attempt; then it dies
+    repo.run(lambda u: queue.enqueue(u, kind, "second", "Task/second"))
+    later = queue.utcnow() + 2 * lease
+    [got] = queue.claim(repo, [kind], worker, limit=1, lease=lease, now=later)
+    assert got.key == "second"
+    assert [j.key for j in queue.failed(repo, [kind])] == ["first"]
