@@ -154,18 +154,19 @@ def claim(
                     .values(state=FAILED, updated=at, last_error=row.last_error or "lease expired")
                 )
                 continue
+            claimed.append(replace(_job(row), state=RUNNING, attempts=attempts))
+        if claimed:  # one statement for all of them (the rows are locked: nobody moved them)
             u.conn.execute(
                 sa.update(work_queue)
-                .where(work_queue.c.id == row.id)
+                .where(work_queue.c.id.in_([job.id for job in claimed]))
                 .values(
                     state=RUNNING,
-                    attempts=attempts,
+                    attempts=work_queue.c.attempts + 1,
                     lease_until=at + lease,
                     worker=worker,
                     updated=at,
                 )  # fmt: skip
             )
-            claimed.append(replace(_job(row), state=RUNNING, attempts=attempts))
         return claimed
 
     return repo.run(run)
@@ -370,6 +371,36 @@ class Wakeup:
             except Exception:
                 log.debug("closing the LISTEN connection failed", exc_info=True)
             self._conn = None
+
+
+def finish_many(u: Unit, jobs: Sequence[Job], worker: str) -> set[str]:
+    """``finish`` for several jobs in one statement: the ids of those still ``worker``'s (the
+    others' leases were lost)."""
+    if not jobs:
+        return set()
+    q = work_queue.c
+    rows = u.conn.execute(
+        sa.update(work_queue)
+        .where(q.id.in_([job.id for job in jobs]), q.worker == worker, q.state == RUNNING)
+        .values(state=DONE, lease_until=None, updated=utcnow(), last_error=None)
+        .returning(q.id)
+    )
+    return {row.id for row in rows}
+
+
+def renew_many(u: Unit, jobs: Sequence[Job], worker: str, lease: timedelta) -> set[str]:
+    """``renew`` for several jobs in one statement: the ids of those still ``worker``'s."""
+    if not jobs:
+        return set()
+    at = utcnow()
+    q = work_queue.c
+    rows = u.conn.execute(
+        sa.update(work_queue)
+        .where(q.id.in_([job.id for job in jobs]), q.worker == worker, q.state == RUNNING)
+        .values(lease_until=at + lease, updated=at)
+        .returning(q.id)
+    )
+    return {row.id for row in rows}
 
 
 def renew(u: Unit, job: Job, worker: str, lease: timedelta) -> bool:

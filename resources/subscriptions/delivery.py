@@ -205,7 +205,7 @@ def pending_many(
             .where(e.sub_id.in_(list(found)), e.seq > k.delivered_seq)
             .subquery()
         )
-        stmt = (
+        rows = u.conn.execute(
             sa.select(
                 inner.c.sub_id,
                 inner.c.seq,
@@ -213,23 +213,27 @@ def pending_many(
                 inner.c.res_id,
                 inner.c.version,
                 inner.c.created,
-                v.content,
             )  # fmt: skip
-            .select_from(
-                inner.outerjoin(
-                    resource_version,
-                    sa.and_(
-                        v.res_type == inner.c.res_type,
-                        v.res_id == inner.c.res_id,
-                        v.version == inner.c.version,
-                    ),
-                )
-            )
             .where(inner.c.rank <= limit)
             .order_by(inner.c.sub_id, inner.c.seq)
-        )
-        for r in u.conn.execute(stmt):
-            found[r.sub_id][1].append(Event(*r[1:]))
+        ).all()
+        # one write is usually an event of many subscriptions: its content is read (and
+        # decoded) once, and the events share it
+        versions = sorted({(r.res_type, r.res_id, r.version) for r in rows})
+        contents: dict[tuple[str, str, int], dict | None] = {}
+        for i in range(0, len(versions), 500):
+            chunk = versions[i : i + 500]
+            contents.update(
+                ((r.res_type, r.res_id, r.version), r.content)
+                for r in u.conn.execute(
+                    sa.select(v.res_type, v.res_id, v.version, v.content).where(
+                        sa.tuple_(v.res_type, v.res_id, v.version).in_(chunk)
+                    )
+                )
+            )
+        for r in rows:
+            content = contents.get((r.res_type, r.res_id, r.version))
+            found[r.sub_id][1].append(Event(*r[1:], content))  # type: ignore[call-arg]
         return found
 
     return repo.read(run)
@@ -319,10 +323,47 @@ def delivered_many(
     the job's key is the subscription); each one's outcome by subscription id."""
 
     def run(u: Unit) -> dict[str, str]:
-        _lock(u, [job.key for job, _, _ in acks])
+        ids = sorted({job.key for job, _, _ in acks})
+        _lock(u, ids)
+        k, c = subscription_cursor.c, subscription_reg.c
+        greatest = sa.func.greatest if u.conn.dialect.name == "postgresql" else sa.func.max
+        seqs = {job.key: seq for job, seq, _ in acks}
+        # set-based: a handful of statements whatever the number of subscriptions
+        counters = {
+            row.id: (row.last_seq, row.delivered_seq)
+            for row in u.conn.execute(
+                sa.update(subscription_cursor)
+                .where(k.id.in_(ids))
+                .values(
+                    delivered_seq=greatest(k.delivered_seq, sa.case(seqs, value=k.id)),
+                    sent_at=utcnow(),
+                )
+                .returning(k.id, k.last_seq, k.delivered_seq)
+            )
+        }
+        # the registrations are written only where there is a failure to clear
+        u.conn.execute(
+            sa.update(subscription_reg)
+            .where(c.id.in_(ids), sa.or_(c.failures != 0, c.error.is_not(None)))
+            .values(failures=0, error=None, updated=utcnow())
+        )
+        statuses = dict(u.conn.execute(sa.select(c.id, c.status).where(c.id.in_(ids))).all())
+        finish: list[queue.Job] = []
+        renew: list[queue.Job] = []
+        for job, _, settle in sorted(acks, key=lambda a: a[0].key):
+            status, counter = statuses.get(job.key), counters.get(job.key)
+            if status is None or counter is None or status == OFF:
+                finish.append(job)
+                continue
+            if status in (REQUESTED, ERROR):
+                _set_status(u, job.key, ACTIVE, None)
+            last, done = counter
+            (finish if settle and last <= done else renew).append(job)
+        finished = queue.finish_many(u, finish, worker)
+        renewed = queue.renew_many(u, renew, worker, lease)
         return {
-            job.key: _delivered(u, job, worker, job.key, seq, settle, lease)
-            for job, seq, settle in sorted(acks, key=lambda a: a[0].key)
+            job.key: "finished" if job.id in finished else "more" if job.id in renewed else "lost"
+            for job, _, _ in acks
         }
 
     return repo.run(run) if acks else {}
