@@ -23,6 +23,7 @@ import http.client
 import logging
 import threading
 import time
+import urllib.request
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -195,9 +196,11 @@ class Deliverer:
         ] = SimpleQueue()  # finished sends, for the loop to record
         self.kick = threading.Event()  # set when a send finished or a write woke the workers
         self.held: dict[str, queue.Job] = {}  # claimed jobs with more to send next turn
-        self.acks: list[tuple[queue.Job, int, bool]] = []  # (job, seq, settle) not yet written
+        # (job, since, seq, settle) not yet written (``delivery.delivered_many``)
+        self.acks: list[tuple[queue.Job, int, int, bool]] = []
         self.acks_since = 0.0  # when the oldest of them finished
         self.woken = threading.Event()  # set when a write woke the workers (NOTIFY)
+        self.woken_now = False  # this turn follows a NOTIFY
         self.beating: set[str] = set()  # subscriptions whose heartbeat is being sent
 
     def close(self) -> None:
@@ -253,20 +256,22 @@ class Deliverer:
             self.settings.subscription_threads * CLAIM_PER_THREAD - len(self.inflight) - len(held)
         )
         claimed: list[queue.Job] = []
-        if look and capacity > 0 and delivery.runnable(self.repo):
+        # a write's NOTIFY says there is work: no need to look first
+        if look and capacity > 0 and (self.woken_now or delivery.runnable(self.repo)):
             delivery.spread_all(self.repo)  # matched writes become numbered events, jobs woken
             claimed = queue.claim(
                 self.repo, [outbox.JOB_KIND], self.worker, limit=capacity, lease=self.lease
             )
         elif held:
             delivery.spread_all(self.repo)
+        self.woken_now = False
         # ours already (a lease that ran out while it was sending or waiting for its
         # acknowledgement, claimed again by us): that send acknowledges it
         busy = {job.key for job in held} | set(self.inflight) | {a[0].key for a in self.acks}
         jobs = held + [job for job in claimed if job.key not in busy]
         if not jobs:
             return done, 0
-        state = delivery.pending_many(self.repo, [job.key for job in jobs], BATCH)
+        state = delivery.pending_many(self.repo, [job.key for job in jobs], BATCH, spread=False)
         for job in jobs:
             reg, events = state.get(job.key, (None, []))
             if (
@@ -324,7 +329,7 @@ class Deliverer:
                     if sent > reg.delivered_seq:  # what was taken is acknowledged, then the failure
                         delivery.delivered(
                             self.repo, job, self.worker, job.key, sent, settle=False,
-                            lease=self.lease,
+                            lease=self.lease, since=reg.delivered_seq,
                         )  # fmt: skip
                     self._failed(job, problem)
                 except Exception:  # the lease expires and another pass tries again
@@ -334,7 +339,7 @@ class Deliverer:
             settle = sent == events[-1].seq and len(events) < BATCH
             if not self.acks:
                 self.acks_since = time.monotonic()
-            self.acks.append((job, sent, settle))
+            self.acks.append((job, reg.delivered_seq, sent, settle))
         if self.acks and (
             flush or not self.inflight or time.monotonic() - self.acks_since >= ACK_EVERY
         ):
@@ -344,7 +349,7 @@ class Deliverer:
             except Exception:  # nothing acknowledged: the leases expire, the events are re-sent
                 log.exception("subscription acknowledgements failed")
                 outcomes = {}
-            for job, _, _ in acks:
+            for job, _, _, _ in acks:
                 if outcomes.get(job.key) == "more":  # still ours, its lease renewed
                     self.held[job.key] = job
         return count
@@ -425,6 +430,7 @@ class Deliverer:
                 self.kick.clear()
                 look = self.woken.is_set() or now >= next_look
                 if look:
+                    self.woken_now = self.woken.is_set()
                     self.woken.clear()
                     next_look = now + poll
                 try:
@@ -508,8 +514,9 @@ class Deliverer:
                 complete = not events or sent == events[-1].seq
                 settle = problem is None and complete and len(events) < BATCH
                 outcome = delivery.delivered(
-                    self.repo, job, self.worker, sub_id, sent, settle=settle, lease=lease
-                )
+                    self.repo, job, self.worker, sub_id, sent, settle=settle, lease=lease,
+                    since=reg.delivered_seq,
+                )  # fmt: skip
                 if outcome in ("finished", "lost"):
                     return
             if problem is not None:
@@ -618,7 +625,8 @@ class Connections:
     delivery thread, so a notification costs one request on an open connection, not a new
     connection (nor a pool shared under a lock). Every socket operation of an attempt times out
     after ``timeout`` seconds: an endpoint that accepts the connection and never answers fails
-    that attempt, in its own thread only."""
+    that attempt, in its own thread only. An endpoint that the environment sends through a proxy
+    (``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``NO_PROXY``) is posted to with httpx, which honours them."""
 
     KEEP = 32  # connections a thread keeps open (the least recently used one closes first)
     MAX_ANSWER = 1 << 16  # bytes of an answer's body read; beyond, the connection is closed
@@ -629,6 +637,9 @@ class Connections:
         self.tls = httpx.create_ssl_context()  # the CA certificates httpx (and its settings) use
         self.lock = threading.Lock()
         self.every: list[http.client.HTTPConnection] = []
+        self.proxies = urllib.request.getproxies()
+        self.proxied: dict[tuple[str, str], bool] = {}
+        self.proxy_client: httpx.Client | None = None
 
     def post(self, endpoint: str, body: bytes | None, headers: dict[str, str]) -> int:
         """POST ``body`` to ``endpoint``; the answer's status code (OSError, HTTPException or
@@ -641,6 +652,8 @@ class Connections:
         if url.username is not None:
             user = f"{unquote(url.username)}:{unquote(url.password or '')}"
             headers["Authorization"] = "Basic " + base64.b64encode(user.encode()).decode()
+        if self._proxied(url.scheme, url.hostname):
+            return self._via_proxy(endpoint, body, headers)
         key = (url.scheme, url.hostname, url.port)
         for attempt in range(2):
             conn, reused = self._connection(key)
@@ -660,6 +673,23 @@ class Connections:
                 self._drop(key)
                 raise
         raise AssertionError("unreachable")
+
+    def _proxied(self, scheme: str, host: str) -> bool:
+        known = self.proxied.get((scheme, host))
+        if known is None:
+            known = scheme in self.proxies and not urllib.request.proxy_bypass(host)
+            self.proxied[(scheme, host)] = known
+        return known
+
+    def _via_proxy(self, endpoint: str, body: bytes | None, headers: dict[str, str]) -> int:
+        with self.lock:
+            if self.proxy_client is None:
+                self.proxy_client = httpx.Client(timeout=self.timeout, follow_redirects=False)
+            client = self.proxy_client
+        try:
+            return client.post(endpoint, content=body, headers=headers).status_code
+        except httpx.HTTPError as exc:
+            raise OSError(f"{type(exc).__name__}: {exc}") from exc
 
     def _connection(
         self, key: tuple[str, str, int | None]
@@ -698,6 +728,8 @@ class Connections:
             every, self.every = self.every, []
         for conn in every:
             conn.close()
+        if self.proxy_client is not None:
+            self.proxy_client.close()
 
 
 def _payload(

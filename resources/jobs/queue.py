@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
+from resources.storage.db import among
 from resources.storage.repository import Repository, Unit
 from resources.storage.schema import UtcDateTime, metadata
 from resources.storage.store import utcnow
@@ -158,7 +159,7 @@ def claim(
         if claimed:  # one statement for all of them (the rows are locked: nobody moved them)
             u.conn.execute(
                 sa.update(work_queue)
-                .where(work_queue.c.id.in_([job.id for job in claimed]))
+                .where(among(u.conn, work_queue.c.id, [job.id for job in claimed]))
                 .values(
                     state=RUNNING,
                     attempts=work_queue.c.attempts + 1,
@@ -381,7 +382,8 @@ def finish_many(u: Unit, jobs: Sequence[Job], worker: str) -> set[str]:
     q = work_queue.c
     rows = u.conn.execute(
         sa.update(work_queue)
-        .where(q.id.in_([job.id for job in jobs]), q.worker == worker, q.state == RUNNING)
+        .where(among(u.conn, q.id, [job.id for job in jobs]), q.worker == worker)
+        .where(q.state == RUNNING)
         .values(state=DONE, lease_until=None, updated=utcnow(), last_error=None)
         .returning(q.id)
     )
@@ -396,7 +398,8 @@ def renew_many(u: Unit, jobs: Sequence[Job], worker: str, lease: timedelta) -> s
     q = work_queue.c
     rows = u.conn.execute(
         sa.update(work_queue)
-        .where(q.id.in_([job.id for job in jobs]), q.worker == worker, q.state == RUNNING)
+        .where(among(u.conn, q.id, [job.id for job in jobs]), q.worker == worker)
+        .where(q.state == RUNNING)
         .values(lease_until=at + lease, updated=at)
         .returning(q.id)
     )

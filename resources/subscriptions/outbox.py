@@ -27,6 +27,7 @@ import sqlalchemy as sa
 
 from resources.errors import Invalid, NotSupported
 from resources.search.visibility import Security, secured, visible_in
+from resources.storage.db import among
 from resources.storage.schema import resource
 from resources.storage.store import Stored, utcnow
 from resources.subscriptions.registry import topics
@@ -410,7 +411,9 @@ def wake(unit: Unit, sub_ids: Sequence[str]) -> None:
     unit.conn.execute(
         sa.update(queue.work_queue)
         .where(
-            q.kind == JOB_KIND, q.key.in_(list(sub_ids)), q.state.in_((queue.DONE, queue.FAILED))
+            q.kind == JOB_KIND,
+            among(unit.conn, q.key, sub_ids),
+            q.state.in_((queue.DONE, queue.FAILED)),
         )
         .values(state=queue.READY, not_before=at, attempts=0, lease_until=None, updated=at)
     )
