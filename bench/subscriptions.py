@@ -16,8 +16,9 @@ write (matching, outbox rows and the worker delivering 100 notifications per wri
 machine).
 
 Beside each writes/s figure it prints the CPU time the server (with its database connections'
-client side, not PostgreSQL itself) and the worker used per write, read from /proc: on the
-shared 2-core machine the ratios move with other people's load, the CPU per write much less.
+client side, not PostgreSQL itself), the worker and this process (the client and the receiver)
+used per write, read from /proc: on the shared 2-core machine the ratios move with other
+people's load, the CPU per write much less.
 """
 
 from __future__ import annotations
@@ -166,13 +167,21 @@ class Cpu:
         self.pids = (server, worker)
         self.start = self._now()
 
-    def _now(self) -> tuple[float, float]:
+    def _now(self) -> tuple[float, float, float]:
         server, worker = self.pids
-        return cpu_seconds(server), cpu_seconds(worker) if worker else 0.0
+        return (
+            cpu_seconds(server),
+            cpu_seconds(worker) if worker else 0.0,
+            time.process_time(),  # this process: the client and the receiver
+        )
 
     def per_write(self, writes: int) -> str:
-        (s0, w0), (s1, w1) = self.start, self._now()
-        return f"CPU/write: server {(s1 - s0) * 1000 / writes:5.1f} ms, worker {(w1 - w0) * 1000 / writes:5.1f} ms"
+        (s0, w0, b0), (s1, w1, b1) = self.start, self._now()
+        return (
+            f"CPU/write: server {(s1 - s0) * 1000 / writes:5.1f} ms,"
+            f" worker {(w1 - w0) * 1000 / writes:5.1f} ms,"
+            f" bench (client + receiver) {(b1 - b0) * 1000 / writes:5.1f} ms"
+        )
 
 
 def pct(values: list[float], q: float) -> float:

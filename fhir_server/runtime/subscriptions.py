@@ -256,12 +256,17 @@ class Deliverer:
             self.settings.subscription_threads * CLAIM_PER_THREAD - len(self.inflight) - len(held)
         )
         claimed: list[queue.Job] = []
-        # a write's NOTIFY says there is work: no need to look first
-        if look and capacity > 0 and (self.woken_now or delivery.runnable(self.repo)):
-            delivery.spread_all(self.repo)  # matched writes become numbered events, jobs woken
-            claimed = queue.claim(
-                self.repo, [outbox.JOB_KIND], self.worker, limit=capacity, lease=self.lease
-            )
+        if look and capacity > 0:
+            # a NOTIFY says there is work (a write, or jobs another process woke): no need to
+            # look first; otherwise one read says whether a claim (on SQLite a write
+            # transaction) can find anything
+            ready, unspread = (True, True) if self.woken_now else delivery.waiting(self.repo)
+            # matched writes become numbered events; the jobs not running are woken
+            woken = delivery.spread_all(self.repo) if unspread else 0
+            if ready or woken:
+                claimed = queue.claim(
+                    self.repo, [outbox.JOB_KIND], self.worker, limit=capacity, lease=self.lease
+                )
         elif held:
             delivery.spread_all(self.repo)
         self.woken_now = False

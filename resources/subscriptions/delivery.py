@@ -60,7 +60,7 @@ def spread(u: Unit, limit: int = SPREAD_BATCH) -> list[str]:
     return _spread(u, limit)[1]
 
 
-def _spread(u: Unit, limit: int = SPREAD_BATCH) -> tuple[int, list[str]]:
+def _spread(u: Unit, limit: int = SPREAD_BATCH) -> tuple[int, list[str], int]:
     """Number the committed ``subscription_write`` rows per subscription and store them as
     ``subscription_event`` rows; wake the delivery jobs that got events. Returns their ids.
 
@@ -79,7 +79,7 @@ def _spread(u: Unit, limit: int = SPREAD_BATCH) -> tuple[int, list[str]]:
         stmt = stmt.with_for_update()
     rows = u.conn.execute(stmt).all()
     if not rows:
-        return 0, []
+        return 0, [], 0
     per_sub: dict[str, list] = {}
     for row in rows:
         for sub_id in row.subs:
@@ -115,9 +115,8 @@ def _spread(u: Unit, limit: int = SPREAD_BATCH) -> tuple[int, list[str]]:
     if events:
         u.conn.execute(sa.insert(subscription_event), events)
     u.conn.execute(sa.delete(subscription_write).where(w.id.in_([row.id for row in rows])))
-    if woken:
-        wake(u, sorted(woken))
-    return len(rows), woken
+    runnable = wake(u, sorted(woken)) if woken else 0
+    return len(rows), woken, runnable
 
 
 def _lock(u: Unit, sub_ids: object) -> None:
@@ -139,13 +138,13 @@ def unspread(repo: Repository) -> bool:
 
 def spread_all(repo: Repository) -> int:
     """Spread every matched write committed so far (readers call it before reading numbers);
-    how many subscriptions got events."""
+    how many delivery jobs it made runnable (a job running already is not counted)."""
     if not unspread(repo):
         return 0
     total = 0
     while True:
-        rows, woken = repo.run(_spread)
-        total += len(woken)
+        rows, _, runnable = repo.run(_spread)
+        total += runnable
         if rows < SPREAD_BATCH:  # every row committed before it began (or another took them)
             return total
 
@@ -559,20 +558,25 @@ def registration(repo: Repository, sub_id: str) -> Reg | None:
 def runnable(repo: Repository) -> bool:
     """Whether a delivery job may be claimable now: a read (no write lock, which on SQLite every
     claim takes), so an idle worker can look often without getting in the writers' way."""
+    return any(waiting(repo))
+
+
+def waiting(repo: Repository) -> tuple[bool, bool]:
+    """(whether a delivery job is claimable now, whether matched writes wait to be spread): one
+    read."""
     from resources.subscriptions.outbox import JOB_KIND
 
     q = queue.work_queue.c
 
-    def run(u: Unit) -> bool:
+    def run(u: Unit) -> tuple[bool, bool]:
         at = utcnow()
         ready = sa.or_(
             sa.and_(q.state == queue.READY, q.not_before <= at),
             sa.and_(q.state == queue.RUNNING, q.lease_until < at),
         )
         stmt = sa.select(q.id).where(q.kind == JOB_KIND, ready).limit(1)
-        if u.conn.execute(stmt).first() is not None:
-            return True
+        jobs = u.conn.execute(stmt).first() is not None
         w = subscription_write.c
-        return u.conn.execute(sa.select(w.id).limit(1)).first() is not None
+        return jobs, u.conn.execute(sa.select(w.id).limit(1)).first() is not None
 
     return repo.read(run)

@@ -401,14 +401,15 @@ def record(unit: Unit, sub_ids: Sequence[str], stored: Stored) -> None:
         unit.conn.execute(sa.select(sa.func.pg_notify(queue.CHANNEL, JOB_KIND)))
 
 
-def wake(unit: Unit, sub_ids: Sequence[str]) -> None:
+def wake(unit: Unit, sub_ids: Sequence[str]) -> int:
     """Make the delivery jobs of ``sub_ids`` runnable now, unless they run or wait out a
-    back-off (a running delivery looks for new events before it finishes: ``delivery.settle``)."""
+    back-off (a running delivery looks for new events before it finishes: ``delivery.settle``).
+    How many it made runnable."""
     from resources.jobs import queue
 
     at = utcnow()
     q = queue.work_queue.c
-    unit.conn.execute(
+    woken = unit.conn.execute(
         sa.update(queue.work_queue)
         .where(
             q.kind == JOB_KIND,
@@ -419,6 +420,7 @@ def wake(unit: Unit, sub_ids: Sequence[str]) -> None:
     )
     if unit.conn.dialect.name == "postgresql":
         unit.conn.execute(sa.select(sa.func.pg_notify(queue.CHANNEL, JOB_KIND)))
+    return int(woken.rowcount)
 
 
 def _register(unit: Unit, stored: Stored) -> None:

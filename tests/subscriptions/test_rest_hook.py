@@ -3,6 +3,7 @@ real ``hearth worker`` process and a local HTTP receiver."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import uuid
@@ -306,8 +307,11 @@ class SilentEndpoint:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
-        for conn in self.held:
-            conn.close()  # the worker's attempt ends now, not at its timeout
+        for conn in self.held:  # the worker's attempt ends now, not at its timeout
+            try:
+                conn.shutdown(socket.SHUT_RDWR)  # wakes the handler's recv; close alone would not
+            except OSError:
+                pass
 
 
 def test_a_hung_endpoint_never_delays_another_subscription(hearth, fhir):
