@@ -14,12 +14,18 @@ measured first and again last, with the subscriptions deleted: the machine's dri
 with 100 subscriptions that match nothing (the cost of matching), and with 100 that match every
 write (matching, outbox rows and the worker delivering 100 notifications per write on the same
 machine).
+
+Beside each writes/s figure it prints the CPU time the server (with its database connections'
+client side, not PostgreSQL itself), the worker and this process (the client and the receiver)
+used per write, read from /proc: on the shared 2-core machine the ratios move with other
+people's load, the CPU per write much less.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import threading
@@ -138,6 +144,46 @@ def throughput(fhir: httpx.Client, code: str, writes: int) -> float:
     return writes / (time.perf_counter() - start)
 
 
+def cpu_seconds(pgid: int) -> float:
+    """CPU time (user + system) used so far by the processes of process group ``pgid``."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp, ... utime, stime
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+class Cpu:
+    """CPU milliseconds per write of the server and the worker over a phase."""
+
+    def __init__(self, server: int, worker: int | None) -> None:
+        self.pids = (server, worker)
+        self.start = self._now()
+
+    def _now(self) -> tuple[float, float, float]:
+        server, worker = self.pids
+        return (
+            cpu_seconds(server),
+            cpu_seconds(worker) if worker else 0.0,
+            time.process_time(),  # this process: the client and the receiver
+        )
+
+    def per_write(self, writes: int) -> str:
+        (s0, w0, b0), (s1, w1, b1) = self.start, self._now()
+        return (
+            f"CPU/write: server {(s1 - s0) * 1000 / writes:5.1f} ms,"
+            f" worker {(w1 - w0) * 1000 / writes:5.1f} ms,"
+            f" bench (client + receiver) {(b1 - b0) * 1000 / writes:5.1f} ms"
+        )
+
+
 def pct(values: list[float], q: float) -> float:
     return (
         statistics.quantiles(values, n=100, method="inclusive")[q - 1]
@@ -169,7 +215,9 @@ def main() -> None:
             httpx.Client(base_url=server.fhir, headers=server.headers, timeout=120) as fhir,
         ):
             throughput(fhir, "warm-up", 50)  # validators compiled, caches and pools filled
+            cpu = Cpu(server.proc.pid, worker.pid)
             base_ws = throughput(fhir, f"none-{uuid.uuid4().hex[:6]}", args.writes)
+            base_cpu = cpu.per_write(args.writes)
 
             code = f"c-{uuid.uuid4().hex[:8]}"
             one = [subscribe(fhir, rx, 0, code)]
@@ -180,36 +228,65 @@ def main() -> None:
             more = [subscribe(fhir, rx, n, code) for n in range(1, 100)]
             wait_active(fhir, more)
             paths = [f"/hook/{n}" for n in range(100)]
-            lat100, rtt100 = latencies(fhir, rx, code, paths, max(10, args.latency_writes // 5))
+            n100 = max(10, args.latency_writes // 5)
+            cpu = Cpu(server.proc.pid, worker.pid)
+            lat100, rtt100 = latencies(fhir, rx, code, paths, n100)
+            lat_cpu = cpu.per_write(n100)
 
             # 100 that match nothing written next (matching cost alone)
             other = f"o-{uuid.uuid4().hex[:8]}"
+            cpu = Cpu(server.proc.pid, worker.pid)
             quiet_ws = throughput(fhir, other, args.writes)
+            quiet_cpu = cpu.per_write(args.writes)
             # 100 that match every write (plus delivery of 100 notifications per write)
+            cpu = Cpu(server.proc.pid, worker.pid)
             busy_ws = throughput(fhir, code, args.writes)
+            busy_cpu = cpu.per_write(args.writes)
+            # what the worker still had to send when the writes ended, and how long it took
+            last = fhir.get(
+                "/Observation",
+                params={"code": f"{LOINC}|{code}", "_count": 1, "_sort": "-_lastUpdated"},
+            ).json()
+            tail_start = time.perf_counter()
+            rx.wait([(p, last["entry"][0]["resource"]["id"]) for p in paths])
+            tail_s = time.perf_counter() - tail_start
+            tail_cpu = cpu.per_write(args.writes)
             # the same without the worker: the write path's own cost (matching + outbox rows)
             stop(worker)
+            cpu = Cpu(server.proc.pid, None)
             alone_ws = throughput(fhir, code, args.writes)
+            alone_cpu = cpu.per_write(args.writes)
             # the baseline again, the subscriptions deleted: the machine's drift during the run
             for sub_id in one + more:
                 fhir.delete(f"/Subscription/{sub_id}").raise_for_status()
             end_ws = throughput(fhir, code, args.writes)
             base_ws, start_ws = (base_ws + end_ws) / 2, base_ws
+    load = os.getloadavg()
 
-    print(f"backend {args.backend}; {args.writes} writes per throughput figure, one client")
+    print(
+        f"backend {args.backend}; {args.writes} writes per throughput figure, one client;"
+        f" load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
     print(
         f"writes/s, no subscriptions (baseline):         {base_ws:8.1f}"
         f"  (mean of {start_ws:.1f} first and {end_ws:.1f} last; ratios below against it)"
+        f"  {base_cpu}"
     )
     print(
         f"writes/s, 100 subscriptions matching none:      {quiet_ws:8.1f}  ({quiet_ws / base_ws:.2f}x)"
+        f"  {quiet_cpu}"
     )
     print(
         f"writes/s, 100 subscriptions matching each:      {busy_ws:8.1f}  ({busy_ws / base_ws:.2f}x)"
+        f"  {busy_cpu}  (worker delivering 100 notifications per write)"
+    )
+    print(
+        f"   the worker's backlog when the writes ended took {tail_s:.2f} s more; with it"
+        f" {tail_cpu}"
     )
     print(
         f"writes/s, 100 matching each, worker stopped: {alone_ws:8.1f}  ({alone_ws / base_ws:.2f}x)"
-        "  (the write path alone: matching and one outbox row per write)"
+        f"  {alone_cpu}  (the write path alone: matching and one outbox row per write)"
     )
     print(
         f"1 subscription:   write-to-receipt p50 {pct(lat1, 50):6.1f} ms  p95 {pct(lat1, 95):6.1f} ms"
@@ -217,7 +294,7 @@ def main() -> None:
     )
     print(
         f"100 subscriptions: write-to-receipt p50 {pct(lat100, 50):6.1f} ms  p95 {pct(lat100, 95):6.1f} ms"
-        f"  ({len(lat100)} notifications; write round trip p50 {pct(rtt100, 50):.1f} ms)"
+        f"  ({len(lat100)} notifications; write round trip p50 {pct(rtt100, 50):.1f} ms)  {lat_cpu}"
     )
 
 

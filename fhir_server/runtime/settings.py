@@ -264,7 +264,7 @@ class Settings(BaseSettings):
         "", description="Subscription endpoint prefixes allowed, URLs and mailto: (comma list)"
     )
     subscription_timeout_seconds: float = Field(
-        5.0, gt=0, le=120, description="Timeout of one rest-hook request"
+        5.0, gt=0, le=120, description="Timeout of each socket operation of a rest-hook attempt"
     )
     subscription_poll_seconds: float = Field(
         0.05, gt=0, le=60, description="How often the worker looks for events (SQLite; PG listens)"

@@ -18,15 +18,21 @@ subscription back, retried with an exponential back-off up to
 
 from __future__ import annotations
 
+import base64
+import http.client
 import logging
 import threading
 import time
+import urllib.request
 import uuid
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from queue import Empty, SimpleQueue
+from urllib.parse import unquote, urlsplit
 
 import httpx
+import orjson
 
 from fhir_server.rest.context import Context
 from fhir_server.runtime.settings import Settings
@@ -197,38 +203,94 @@ class Deliverer:
             seconds=max(settings.worker_lease_seconds, settings.subscription_timeout_seconds * 3)
         )
         self.pool = ThreadPoolExecutor(settings.subscription_threads, "hearth-subscription")
-        self.http = httpx.Client(
-            timeout=settings.subscription_timeout_seconds,
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=settings.subscription_threads * 2),
-        )
+        self.http = Connections(settings.subscription_timeout_seconds)
+        self.inflight: dict[str, Future] = {}  # subscription id: its send running in the pool
+        self.results: SimpleQueue[
+            tuple[queue.Job, delivery.Reg | None, list[delivery.Event], Future]
+        ] = SimpleQueue()  # finished sends, for the loop to record
+        self.kick = threading.Event()  # set when a send finished or a write woke the workers
+        self.held: dict[str, queue.Job] = {}  # claimed jobs with more to send next turn
+        # (job, since, seq, settle) not yet written (``delivery.delivered_many``)
+        self.acks: list[tuple[queue.Job, int, int, bool]] = []
+        self.acks_since = 0.0  # when the oldest of them finished
+        self.woken = threading.Event()  # set when a write woke the workers (NOTIFY)
+        self.woken_now = False  # this turn follows a NOTIFY
+        self.beating: set[str] = set()  # subscriptions whose heartbeat is being sent
 
     def close(self) -> None:
+        self.drain(send_on=False)
         self.pool.shutdown(wait=True)
         self.http.close()
 
     def run_once(self) -> int:
-        """Claim what is runnable now, deliver it (in parallel); how many jobs it took.
+        """One whole pass (``hearth worker --once``): claim what is runnable now, deliver it and
+        wait until every send of the pass is over; how many jobs it took."""
+        _, taken = self.step()
+        self.drain()
+        return taken
 
-        Active subscriptions with events waiting (the common case) are read in one query, their
-        notifications sent in parallel (a thread per subscription, its events in order) and
-        acknowledged together in one transaction per group that finished; the rest
-        (handshakes, failing endpoints, websockets, backlogs) take ``deliver``."""
-        if not delivery.runnable(self.repo):
-            return 0
-        delivery.spread_all(self.repo)  # matched writes become numbered events, their jobs woken
-        jobs = queue.claim(
-            self.repo,
-            [outbox.JOB_KIND],
-            self.worker,
-            limit=self.settings.subscription_threads * CLAIM_PER_THREAD,
-            lease=self.lease,
+    def drain(self, *, send_on: bool = True) -> None:
+        """Wait for the sends in flight and record their outcomes. A subscription with more to
+        send is sent on (``--once``: the pass ends when nothing it took is left), or, without
+        ``send_on`` (stopping), put back for any worker at once."""
+        while self.inflight or self.acks or (send_on and self.held):
+            if send_on and self.held:
+                self.step(look=False)
+            if self.inflight:
+                self.kick.wait(0.1)
+                self.kick.clear()
+            self._collect(flush=True)
+        for job in self.held.values():
+
+            def put_back(u: Unit, job: queue.Job = job) -> bool:
+                return queue.release(u, job, self.worker, timedelta(0))
+
+            try:
+                self.repo.run(put_back)
+            except Exception:  # its lease runs out instead
+                log.exception("Subscription/%s: could not put its job back", job.key)
+        self.held.clear()
+
+    def step(self, *, look: bool = True) -> tuple[int, int]:
+        """One turn of the delivery loop, never waiting for a send: record the outcomes of the
+        sends that finished, then (with ``look``) claim what is runnable now, up to the free
+        capacity, and start sending it and what has more to send. Returns (sends finished,
+        jobs started).
+
+        Active subscriptions with events waiting (the common case) are read in one query and
+        their notifications sent in the pool (a task per subscription, its events in order);
+        their acknowledgements are written together (``_collect``). A subscription that got
+        more events meanwhile stays claimed and is read again with the next turn's. The rest
+        (handshakes, failing endpoints, websockets) take ``deliver``. A send that hangs holds
+        only its own task: the loop goes on claiming and sending the other subscriptions'
+        events meanwhile."""
+        done = self._collect()
+        held, self.held = list(self.held.values()), {}
+        capacity = (
+            self.settings.subscription_threads * CLAIM_PER_THREAD - len(self.inflight) - len(held)
         )
+        claimed: list[queue.Job] = []
+        if look and capacity > 0:
+            # a NOTIFY says there is work (a write, or jobs another process woke): no need to
+            # look first; otherwise one read says whether a claim (on SQLite a write
+            # transaction) can find anything
+            ready, unspread = (True, True) if self.woken_now else delivery.waiting(self.repo)
+            # matched writes become numbered events; the jobs not running are woken
+            woken = delivery.spread_all(self.repo) if unspread else 0
+            if ready or woken:
+                claimed = queue.claim(
+                    self.repo, [outbox.JOB_KIND], self.worker, limit=capacity, lease=self.lease
+                )
+        elif held:
+            delivery.spread_all(self.repo)
+        self.woken_now = False
+        # ours already (a lease that ran out while it was sending or waiting for its
+        # acknowledgement, claimed again by us): that send acknowledges it
+        busy = {job.key for job in held} | set(self.inflight) | {a[0].key for a in self.acks}
+        jobs = held + [job for job in claimed if job.key not in busy]
         if not jobs:
-            return 0
-        state = delivery.pending_many(self.repo, [job.key for job in jobs], BATCH)
-        simple: list[tuple[queue.Job, delivery.Reg, list[delivery.Event]]] = []
-        rest: list[queue.Job] = []
+            return done, 0
+        state = delivery.pending_many(self.repo, [job.key for job in jobs], BATCH, spread=False)
         for job in jobs:
             reg, events = state.get(job.key, (None, []))
             if (
@@ -238,54 +300,95 @@ class Deliverer:
                 and events
                 and endpoint_problem(self.settings, reg.endpoint) is None
             ):
-                simple.append((job, reg, events))
+                self._start(job, reg, events)
             else:
-                rest.append(job)
-        futures = {self.pool.submit(self._send_events, reg, events): (job, reg, events)
-                   for job, reg, events in simple}  # fmt: skip
-        acks: list[tuple[queue.Job, int, bool]] = []
-        flushed = time.monotonic()
-        left = len(futures)
-        for future in as_completed(futures):
-            left -= 1
-            job, reg, events = futures[future]
+                self._start(job, None, [])
+        return done, len(jobs)
+
+    def _start(
+        self, job: queue.Job, reg: delivery.Reg | None, events: list[delivery.Event]
+    ) -> None:
+        """Send in the pool: ``events`` of ``reg`` (acknowledged by ``_collect``), or, without
+        ``reg``, the whole ``deliver`` of the job."""
+        future: Future
+        if reg is None:
+            future = self.pool.submit(self._deliver_safely, job)
+        else:
+            future = self.pool.submit(self._send_events, reg, events)
+        self.inflight[job.key] = future
+
+        def finished(f: Future) -> None:
+            self.results.put((job, reg, events, f))
+            self.kick.set()
+
+        future.add_done_callback(finished)
+
+    def _collect(self, *, flush: bool = False) -> int:
+        """Record the outcomes of the sends that finished: failures back off at once; the
+        subscriptions that took their events are acknowledged together, one transaction when
+        no send is left in flight, when the oldest waited ``ACK_EVERY`` or with ``flush``; one
+        that got more events meanwhile is held for the next turn. How many sends finished."""
+        count = 0
+        while True:
+            try:
+                job, reg, events, future = self.results.get_nowait()
+            except Empty:
+                break
+            count += 1
+            self.inflight.pop(job.key, None)
+            if reg is None:
+                continue  # ``deliver`` recorded its own outcome
             try:
                 sent, problem = future.result()
             except Exception:  # the lease expires and another pass tries again
                 log.exception("Subscription/%s: delivery failed", job.key)
                 continue
             if problem is not None:
-                if sent > reg.delivered_seq:  # what was taken is acknowledged, then the failure
-                    delivery.delivered(
-                        self.repo, job, self.worker, job.key, sent, settle=False, lease=self.lease
-                    )
-                self._failed(job, problem)
+                try:
+                    if sent > reg.delivered_seq:  # what was taken is acknowledged, then the failure
+                        delivery.delivered(
+                            self.repo, job, self.worker, job.key, sent, settle=False,
+                            lease=self.lease, since=reg.delivered_seq,
+                        )  # fmt: skip
+                    self._failed(job, problem)
+                except Exception:  # the lease expires and another pass tries again
+                    log.exception("Subscription/%s: recording a failure failed", job.key)
                 continue
-            if sent > reg.delivered_seq:
-                settle = sent == events[-1].seq and len(events) < BATCH
-                acks.append((job, sent, settle))
-            if sent < events[-1].seq or len(events) >= BATCH:
-                rest.append(job)  # more to send: the general path goes on from here
-            if acks and (not left or time.monotonic() - flushed > ACK_EVERY):
-                self._acknowledge(acks, rest)
-                acks, flushed = [], time.monotonic()
-        if acks:
-            self._acknowledge(acks, rest)
-        for _ in self.pool.map(self._deliver_safely, rest):
-            pass
-        return len(jobs)
+            # sent > reg.delivered_seq: without a problem at least one event was taken
+            settle = sent == events[-1].seq and len(events) < BATCH
+            if not self.acks:
+                self.acks_since = time.monotonic()
+            self.acks.append((job, reg.delivered_seq, sent, settle))
+        if self.acks and (
+            flush or not self.inflight or time.monotonic() - self.acks_since >= ACK_EVERY
+        ):
+            acks, self.acks = self.acks, []
+            try:
+                outcomes = delivery.delivered_many(self.repo, self.worker, acks, self.lease)
+            except Exception:  # nothing acknowledged: the leases expire, the events are re-sent
+                log.exception("subscription acknowledgements failed")
+                outcomes = {}
+            for job, _, _, _ in acks:
+                if outcomes.get(job.key) == "more":  # still ours, its lease renewed
+                    self.held[job.key] = job
+        return count
 
     def heartbeats(self) -> int:
         """Send a ``heartbeat`` notification to each subscription whose heartbeatPeriod passed
-        with nothing sent (Backport IG); a failed one is logged (events keep their own retries)."""
-        due = delivery.heartbeats_due(self.repo)
-        for reg, problem in zip(
-            due,
-            self.pool.map(lambda r: self._send(r, "heartbeat", None, r.status), due),
-            strict=True,
-        ):
-            if problem is not None:
-                log.info("Subscription/%s: %s", reg.id, problem)
+        with nothing sent (Backport IG), in the pool, without waiting; a failed one is logged
+        (events keep their own retries)."""
+        due = [reg for reg in delivery.heartbeats_due(self.repo) if reg.id not in self.beating]
+        for reg in due:
+            self.beating.add(reg.id)
+            future = self.pool.submit(self._send, reg, "heartbeat", None, reg.status)
+
+            def sent(f: Future, reg: delivery.Reg = reg) -> None:
+                self.beating.discard(reg.id)
+                problem = f.exception() or f.result()
+                if problem is not None:
+                    log.info("Subscription/%s: %s", reg.id, problem)
+
+            future.add_done_callback(sent)
         return len(due)
 
     def prune(self, now: datetime | None = None) -> int:
@@ -298,18 +401,6 @@ class Deliverer:
         if deleted:
             log.info("subscription retention: %d delivered event(s) deleted", deleted)
         return deleted
-
-    def _acknowledge(self, acks: list[tuple[queue.Job, int, bool]], rest: list[queue.Job]) -> None:
-        """One transaction for every acknowledgement in ``acks``; a job whose subscription got
-        new events meanwhile goes on in ``rest``."""
-        try:
-            outcomes = delivery.delivered_many(self.repo, self.worker, acks, self.lease)
-        except Exception:  # nothing acknowledged: the leases expire, the events are re-sent
-            log.exception("subscription acknowledgements failed")
-            return
-        for job, _, _ in acks:
-            if outcomes.get(job.key) == "more" and job not in rest:
-                rest.append(job)
 
     def _send_events(
         self, reg: delivery.Reg, events: list[delivery.Event]
@@ -342,13 +433,26 @@ class Deliverer:
         log.info("Subscription/%s: %s; next try in %s", job.key, problem, delay)
 
     def run_forever(self, stop: threading.Event, *, notify: bool = True) -> None:
+        """Deliver until ``stop``. A turn (``step``) runs whenever a send finishes; it looks
+        for new jobs (a read, then a claim) when a write woke the workers (PostgreSQL
+        ``NOTIFY``, heard by a thread of its own), every ``HEARTH_SUBSCRIPTION_POLL_SECONDS``,
+        and again at once while it finds some. Stopping waits for the sends in flight."""
         wakeup = queue.Wakeup(self.repo, [outbox.JOB_KIND], notify=notify)
         wakeup.start()
+        listener = None
+        if wakeup.listening:
+            listener = threading.Thread(
+                target=self._listen, args=(wakeup, stop), name="hearth-subscription-listen",
+                daemon=True,
+            )  # fmt: skip
+            listener.start()
+        poll = self.settings.subscription_poll_seconds
         try:
-            next_beat = next_prune = 0.0
+            next_beat = next_look = next_prune = 0.0
             while not stop.is_set():
-                if time.monotonic() >= next_beat:
-                    next_beat = time.monotonic() + HEARTBEAT_CHECK
+                now = time.monotonic()
+                if now >= next_beat:
+                    next_beat = now + HEARTBEAT_CHECK
                     try:
                         self.heartbeats()
                     except Exception:
@@ -359,15 +463,36 @@ class Deliverer:
                         self.prune()
                     except Exception:  # the next pass tries again
                         log.exception("subscription retention pass failed")
+                self.kick.clear()
+                look = self.woken.is_set() or now >= next_look
+                if look:
+                    self.woken_now = self.woken.is_set()
+                    self.woken.clear()
+                    next_look = now + poll
                 try:
-                    busy = self.run_once()
+                    _, taken = self.step(look=look)
                 except Exception:  # the queue retries what failed
                     log.exception("subscription delivery pass failed")
-                    busy = 0
-                if not busy:
-                    wakeup.wait(self.settings.subscription_poll_seconds, stop)
+                    taken = 0
+                if look and taken:
+                    next_look = 0.0  # there may be more runnable than it could take
+                wait = min(next_look, next_beat) - time.monotonic()
+                if self.acks:
+                    wait = min(wait, self.acks_since + ACK_EVERY - time.monotonic())
+                if wait > 0:
+                    self.kick.wait(wait)
+            self.drain(send_on=False)
         finally:
+            if listener is not None:
+                listener.join(timeout=5)
             wakeup.close()
+
+    def _listen(self, wakeup: queue.Wakeup, stop: threading.Event) -> None:
+        """Turn the loop as soon as a write's ``NOTIFY`` arrives."""
+        while not stop.is_set():
+            if wakeup.wait(0.25, stop):  # short: stopping joins this thread
+                self.woken.set()
+                self.kick.set()
 
     def _deliver_safely(self, job: queue.Job) -> None:
         try:
@@ -425,8 +550,9 @@ class Deliverer:
                 complete = not events or sent == events[-1].seq
                 settle = problem is None and complete and len(events) < BATCH
                 outcome = delivery.delivered(
-                    self.repo, job, self.worker, sub_id, sent, settle=settle, lease=lease
-                )
+                    self.repo, job, self.worker, sub_id, sent, settle=settle, lease=lease,
+                    since=reg.delivered_seq,
+                )  # fmt: skip
                 if outcome in ("finished", "lost"):
                     return
             if problem is not None:
@@ -471,12 +597,12 @@ class Deliverer:
             body = _payload(self.base, reg, kind, event, status)
             headers["Content-Type"] = reg.payload
         try:
-            answer = self.http.post(reg.endpoint, content=body, headers=headers)
-        except httpx.HTTPError as exc:
+            status_code = self.http.post(reg.endpoint, body, headers)
+        except (OSError, http.client.HTTPException, ValueError) as exc:
             return f"{kind} to {reg.endpoint} failed: {type(exc).__name__}: {exc}"[:500]
-        if 200 <= answer.status_code < 300:
+        if 200 <= status_code < 300:
             return None
-        return f"{kind} to {reg.endpoint} answered HTTP {answer.status_code}"
+        return f"{kind} to {reg.endpoint} answered HTTP {status_code}"
 
     def _mail(
         self, reg: delivery.Reg, kind: str, event: delivery.Event | None, status: str
@@ -537,19 +663,129 @@ class Deliverer:
         return None
 
 
+class Connections:
+    """Keep-alive HTTP/1.1 connections to rest-hook endpoints (``http.client``), one set per
+    delivery thread, so a notification costs one request on an open connection, not a new
+    connection (nor a pool shared under a lock). Every socket operation of an attempt times out
+    after ``timeout`` seconds: an endpoint that accepts the connection and never answers fails
+    that attempt, in its own thread only. An endpoint that the environment sends through a proxy
+    (``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``NO_PROXY``) is posted to with httpx, which honours them."""
+
+    KEEP = 32  # connections a thread keeps open (the least recently used one closes first)
+    MAX_ANSWER = 1 << 16  # bytes of an answer's body read; beyond, the connection is closed
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.local = threading.local()
+        self.tls = httpx.create_ssl_context()  # the CA certificates httpx (and its settings) use
+        self.lock = threading.Lock()
+        self.every: list[http.client.HTTPConnection] = []
+        self.proxies = urllib.request.getproxies()
+        self.proxied: dict[tuple[str, str], bool] = {}
+        self.proxy_client: httpx.Client | None = None
+
+    def post(self, endpoint: str, body: bytes | None, headers: dict[str, str]) -> int:
+        """POST ``body`` to ``endpoint``; the answer's status code (OSError, HTTPException or
+        ValueError when there is none)."""
+        url = urlsplit(endpoint)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"not an http(s) URL: {endpoint!r}")
+        target = (url.path or "/") + (f"?{url.query}" if url.query else "")
+        headers = {"User-Agent": "Hearth", **headers}
+        if url.username is not None:
+            user = f"{unquote(url.username)}:{unquote(url.password or '')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(user.encode()).decode()
+        if self._proxied(url.scheme, url.hostname):
+            return self._via_proxy(endpoint, body, headers)
+        key = (url.scheme, url.hostname, url.port)
+        for attempt in range(2):
+            conn, reused = self._connection(key)
+            try:
+                conn.request("POST", target, body=body, headers=headers)
+                answer = conn.getresponse()
+                answer.read(self.MAX_ANSWER)
+                if not answer.isclosed() or answer.will_close:
+                    self._drop(key)  # a longer answer is not read to its end, or it closes
+                return answer.status
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self._drop(key)
+                if reused and attempt == 0:
+                    continue  # the endpoint closed a kept connection meanwhile: a new one
+                raise
+            except BaseException:
+                self._drop(key)
+                raise
+        raise AssertionError("unreachable")
+
+    def _proxied(self, scheme: str, host: str) -> bool:
+        known = self.proxied.get((scheme, host))
+        if known is None:
+            known = scheme in self.proxies and not urllib.request.proxy_bypass(host)
+            self.proxied[(scheme, host)] = known
+        return known
+
+    def _via_proxy(self, endpoint: str, body: bytes | None, headers: dict[str, str]) -> int:
+        with self.lock:
+            if self.proxy_client is None:
+                self.proxy_client = httpx.Client(timeout=self.timeout, follow_redirects=False)
+            client = self.proxy_client
+        try:
+            return client.post(endpoint, content=body, headers=headers).status_code
+        except httpx.HTTPError as exc:
+            raise OSError(f"{type(exc).__name__}: {exc}") from exc
+
+    def _connection(
+        self, key: tuple[str, str, int | None]
+    ) -> tuple[http.client.HTTPConnection, bool]:
+        kept: dict = self.local.__dict__.setdefault("kept", {})
+        conn = kept.pop(key, None)
+        reused = conn is not None
+        if conn is None:
+            scheme, host, port = key
+            if scheme == "https":
+                conn = http.client.HTTPSConnection(
+                    host, port, timeout=self.timeout, context=self.tls
+                )
+            else:
+                conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
+            with self.lock:
+                self.every.append(conn)
+            while len(kept) >= self.KEEP:
+                self._close(kept.pop(next(iter(kept))))
+        kept[key] = conn  # the most recently used last
+        return conn, reused
+
+    def _drop(self, key: tuple[str, str, int | None]) -> None:
+        conn = self.local.__dict__.get("kept", {}).pop(key, None)
+        if conn is not None:
+            self._close(conn)
+
+    def _close(self, conn: http.client.HTTPConnection) -> None:
+        conn.close()
+        with self.lock:
+            if conn in self.every:
+                self.every.remove(conn)
+
+    def close(self) -> None:
+        with self.lock:
+            every, self.every = self.every, []
+        for conn in every:
+            conn.close()
+        if self.proxy_client is not None:
+            self.proxy_client.close()
+
+
 def _payload(
     base: str, reg: delivery.Reg, kind: str, event: delivery.Event | None, status: str
 ) -> bytes | None:
     """The notification Bundle in the Subscription's payload format (JSON or XML)."""
-    import json
-
     bundle = notification(base, reg, kind, event, status)
     if reg.payload == "application/fhir+xml":
         from mappings.fhir_xml import to_xml
 
         return to_xml(bundle)
     if reg.payload == "application/fhir+json":
-        return json.dumps(bundle, separators=(",", ":")).encode()
+        return orjson.dumps(bundle)
     return None
 
 

@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
+from resources.storage.db import among
 from resources.storage.repository import Repository, Unit
 from resources.storage.schema import UtcDateTime, metadata
 from resources.storage.store import utcnow
@@ -169,6 +170,7 @@ def _claim_rows(
     if u.conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     dead = 0
+    taken: list[Job] = []
     for row in u.conn.execute(stmt).all():
         attempts = row.attempts + 1
         if attempts > row.max_attempts:
@@ -179,18 +181,20 @@ def _claim_rows(
             )
             dead += 1
             continue
+        taken.append(replace(_job(row), state=RUNNING, attempts=attempts))
+    if taken:  # one statement for all of them (the rows are locked: nobody moved them)
         u.conn.execute(
             sa.update(work_queue)
-            .where(work_queue.c.id == row.id)
+            .where(among(u.conn, work_queue.c.id, [job.id for job in taken]))
             .values(
                 state=RUNNING,
-                attempts=attempts,
+                attempts=work_queue.c.attempts + 1,
                 lease_until=at + lease,
                 worker=worker,
                 updated=at,
             )  # fmt: skip
         )
-        claimed.append(replace(_job(row), state=RUNNING, attempts=attempts))
+        claimed.extend(taken)
     return dead
 
 
@@ -414,6 +418,38 @@ class Wakeup:
             except Exception:
                 log.debug("closing the LISTEN connection failed", exc_info=True)
             self._conn = None
+
+
+def finish_many(u: Unit, jobs: Sequence[Job], worker: str) -> set[str]:
+    """``finish`` for several jobs in one statement: the ids of those still ``worker``'s (the
+    others' leases were lost)."""
+    if not jobs:
+        return set()
+    q = work_queue.c
+    rows = u.conn.execute(
+        sa.update(work_queue)
+        .where(among(u.conn, q.id, [job.id for job in jobs]), q.worker == worker)
+        .where(q.state == RUNNING)
+        .values(state=DONE, lease_until=None, updated=utcnow(), last_error=None)
+        .returning(q.id)
+    )
+    return {row.id for row in rows}
+
+
+def renew_many(u: Unit, jobs: Sequence[Job], worker: str, lease: timedelta) -> set[str]:
+    """``renew`` for several jobs in one statement: the ids of those still ``worker``'s."""
+    if not jobs:
+        return set()
+    at = utcnow()
+    q = work_queue.c
+    rows = u.conn.execute(
+        sa.update(work_queue)
+        .where(among(u.conn, q.id, [job.id for job in jobs]), q.worker == worker)
+        .where(q.state == RUNNING)
+        .values(lease_until=at + lease, updated=at)
+        .returning(q.id)
+    )
+    return {row.id for row in rows}
 
 
 def renew(u: Unit, job: Job, worker: str, lease: timedelta) -> bool:

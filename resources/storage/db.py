@@ -10,7 +10,7 @@ the writes that must not interleave.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -19,6 +19,7 @@ import orjson
 import psycopg
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 
 # Execution option marking a connection whose transaction only reads.
@@ -197,3 +198,13 @@ def _configure_sqlite(engine: sa.Engine) -> None:
 
 def is_postgres(engine_or_conn: sa.Engine | sa.Connection) -> bool:
     return engine_or_conn.dialect.name == "postgresql"
+
+
+def among(conn: sa.Connection, column: sa.ColumnElement, values: Iterable[str]) -> sa.ColumnElement:
+    """``column IN values`` for a text column: on PostgreSQL ``= ANY(array)``, one parameter
+    whatever the number of values (an ``IN`` list of hundreds costs its expansion in Python on
+    every execution), an ``IN`` list on SQLite."""
+    values = list(values)
+    if conn.dialect.name == "postgresql":
+        return column == sa.any_(sa.bindparam(None, values, type_=ARRAY(sa.String())))
+    return column.in_(values)

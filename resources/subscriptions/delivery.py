@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from resources.errors import Gone, NotFound
 from resources.jobs import queue
+from resources.storage.db import among
 from resources.storage.repository import Repository, Unit
 from resources.storage.schema import resource_version
 from resources.storage.store import utcnow
@@ -60,6 +61,11 @@ SPREAD_BATCH = 500  # outbox rows spread per transaction
 
 
 def spread(u: Unit, limit: int = SPREAD_BATCH) -> list[str]:
+    """``_spread``: the ids of the subscriptions that got events."""
+    return _spread(u, limit)[1]
+
+
+def _spread(u: Unit, limit: int = SPREAD_BATCH) -> tuple[int, list[str], int]:
     """Number the committed ``subscription_write`` rows per subscription and store them as
     ``subscription_event`` rows; wake the delivery jobs that got events. Returns their ids.
 
@@ -78,7 +84,7 @@ def spread(u: Unit, limit: int = SPREAD_BATCH) -> list[str]:
         stmt = stmt.with_for_update()
     rows = u.conn.execute(stmt).all()
     if not rows:
-        return []
+        return 0, [], 0
     per_sub: dict[str, list] = {}
     for row in rows:
         for sub_id in row.subs:
@@ -93,7 +99,7 @@ def spread(u: Unit, limit: int = SPREAD_BATCH) -> list[str]:
     for count, sub_ids in sorted(by_count.items()):
         numbered = u.conn.execute(
             sa.update(subscription_cursor)
-            .where(c.id.in_(sorted(sub_ids)))
+            .where(among(u.conn, c.id, sorted(sub_ids)))
             .values(last_seq=c.last_seq + count)
             .returning(c.id, c.last_seq)
         ).all()
@@ -114,9 +120,8 @@ def spread(u: Unit, limit: int = SPREAD_BATCH) -> list[str]:
     if events:
         u.conn.execute(sa.insert(subscription_event), events)
     u.conn.execute(sa.delete(subscription_write).where(w.id.in_([row.id for row in rows])))
-    if woken:
-        wake(u, sorted(woken))
-    return woken
+    runnable = wake(u, sorted(woken)) if woken else 0
+    return len(rows), woken, runnable
 
 
 def _lock(u: Unit, sub_ids: object) -> None:
@@ -125,7 +130,9 @@ def _lock(u: Unit, sub_ids: object) -> None:
     if u.conn.dialect.name == "postgresql":
         c = subscription_cursor.c
         ids = sorted(str(i) for i in sub_ids)  # type: ignore[attr-defined]
-        u.conn.execute(sa.select(c.id).where(c.id.in_(ids)).order_by(c.id).with_for_update())
+        u.conn.execute(
+            sa.select(c.id).where(among(u.conn, c.id, ids)).order_by(c.id).with_for_update()
+        )
 
 
 def unspread(repo: Repository) -> bool:
@@ -136,14 +143,15 @@ def unspread(repo: Repository) -> bool:
 
 def spread_all(repo: Repository) -> int:
     """Spread every matched write committed so far (readers call it before reading numbers);
-    how many subscriptions got events."""
+    how many delivery jobs it made runnable (a job running already is not counted)."""
+    if not unspread(repo):
+        return 0
     total = 0
-    while unspread(repo):
-        woken = repo.run(spread)
-        total += len(woken)
-        if not woken and not unspread(repo):
-            break
-    return total
+    while True:
+        rows, _, runnable = repo.run(_spread)
+        total += runnable
+        if rows < SPREAD_BATCH:  # every row committed before it began (or another took them)
+            return total
 
 
 def _regs() -> sa.Select:
@@ -186,15 +194,17 @@ def pending(repo: Repository, sub_id: str, limit: int = 50) -> tuple[Reg | None,
 
 
 def pending_many(
-    repo: Repository, sub_ids: list[str], limit: int = 50
+    repo: Repository, sub_ids: list[str], limit: int = 50, *, spread: bool = True
 ) -> dict[str, tuple[Reg, list[Event]]]:
-    """``pending`` for several subscriptions in one read (those with a registration)."""
-    spread_all(repo)
+    """``pending`` for several subscriptions in one read (those with a registration); without
+    ``spread`` the caller has just spread."""
+    if spread:
+        spread_all(repo)
 
     def run(u: Unit) -> dict[str, tuple[Reg, list[Event]]]:
         c = subscription_reg.c
         found: dict[str, tuple[Reg, list[Event]]] = {}
-        for row in u.conn.execute(_regs().where(c.id.in_(sub_ids))):
+        for row in u.conn.execute(_regs().where(among(u.conn, c.id, sub_ids))):
             reg = Reg(
                 row.id, row.status, row.topic, row.channel, row.endpoint, row.payload,
                 list(row.headers), row.last_seq, row.delivered_seq, row.failures, row.owner,
@@ -208,10 +218,10 @@ def pending_many(
         inner = (
             sa.select(e.sub_id, e.seq, e.res_type, e.res_id, e.version, e.created, rank)
             .select_from(subscription_event.join(subscription_cursor, k.id == e.sub_id))
-            .where(e.sub_id.in_(list(found)), e.seq > k.delivered_seq)
+            .where(among(u.conn, e.sub_id, found), e.seq > k.delivered_seq)
             .subquery()
         )
-        stmt = (
+        rows = u.conn.execute(
             sa.select(
                 inner.c.sub_id,
                 inner.c.seq,
@@ -219,23 +229,27 @@ def pending_many(
                 inner.c.res_id,
                 inner.c.version,
                 inner.c.created,
-                v.content,
             )  # fmt: skip
-            .select_from(
-                inner.outerjoin(
-                    resource_version,
-                    sa.and_(
-                        v.res_type == inner.c.res_type,
-                        v.res_id == inner.c.res_id,
-                        v.version == inner.c.version,
-                    ),
-                )
-            )
             .where(inner.c.rank <= limit)
             .order_by(inner.c.sub_id, inner.c.seq)
-        )
-        for r in u.conn.execute(stmt):
-            found[r.sub_id][1].append(Event(*r[1:]))
+        ).all()
+        # one write is usually an event of many subscriptions: its content is read (and
+        # decoded) once, and the events share it
+        versions = sorted({(r.res_type, r.res_id, r.version) for r in rows})
+        contents: dict[tuple[str, str, int], dict | None] = {}
+        for i in range(0, len(versions), 500):
+            chunk = versions[i : i + 500]
+            contents.update(
+                ((r.res_type, r.res_id, r.version), r.content)
+                for r in u.conn.execute(
+                    sa.select(v.res_type, v.res_id, v.version, v.content).where(
+                        sa.tuple_(v.res_type, v.res_id, v.version).in_(chunk)
+                    )
+                )
+            )
+        for r in rows:
+            content = contents.get((r.res_type, r.res_id, r.version))
+            found[r.sub_id][1].append(Event(*r[1:], content))  # type: ignore[call-arg]
         return found
 
     return repo.read(run)
@@ -305,10 +319,13 @@ def delivered(
     *,
     settle: bool,
     lease: timedelta,
+    since: int | None = None,
 ) -> str:
     """The receiver took every event up to ``seq`` (or the handshake, ``seq`` unchanged): move
     ``delivered_seq`` on, clear the failures, make a requested or failing subscription
-    ``active``. With ``settle``, also finish the job when no event is left.
+    ``active``. With ``settle``, also finish the job when no event is left. With ``since`` (the
+    ``delivered_seq`` the events were read after), the mark moves only from there: a
+    ``$resend`` that moved it back meanwhile wins.
 
     Returns "finished" (the job is done), "more" (events are waiting; the lease is renewed) or
     "lost" (the lease went to another worker, which delivers from here). The counters row is
@@ -316,37 +333,99 @@ def delivered(
     numbered before this answer is seen here, and one numbered after it finds the job done and
     wakes it (``outbox.wake``)."""
 
-    return repo.run(lambda u: _delivered(u, job, worker, sub_id, seq, settle, lease))
+    return repo.run(lambda u: _delivered(u, job, worker, sub_id, seq, settle, lease, since))
 
 
 def delivered_many(
     repo: Repository,
     worker: str,
-    acks: list[tuple[queue.Job, int, bool]],
+    acks: list[tuple[queue.Job, int, int, bool]],
     lease: timedelta,
 ) -> dict[str, str]:
-    """``delivered`` for several subscriptions in one transaction (``(job, seq, settle)`` each,
-    the job's key is the subscription); each one's outcome by subscription id."""
+    """``delivered`` for several subscriptions in one transaction (``(job, since, seq, settle)``
+    each, the job's key is the subscription, ``since`` the ``delivered_seq`` its events were
+    read after); each one's outcome by subscription id.
+
+    An acknowledgement moves ``delivered_seq`` from ``since`` to ``seq`` only where it is still
+    ``since``: a ``$resend`` that moved it back meanwhile wins (the job stays claimed, "more",
+    and the events are sent again from there)."""
 
     def run(u: Unit) -> dict[str, str]:
-        _lock(u, [job.key for job, _, _ in acks])
+        ids = sorted({job.key for job, _, _, _ in acks})
+        _lock(u, ids)
+        k, c = subscription_cursor.c, subscription_reg.c
+        moves: dict[tuple[int, int], list[str]] = {}
+        for job, since, seq, _ in acks:
+            moves.setdefault((since, seq), []).append(job.key)
+        # set-based: a few statements whatever the number of subscriptions (one per distinct
+        # (since, seq): one for subscriptions created together)
+        now = utcnow()
+        for (since, seq), keys in moves.items():
+            u.conn.execute(
+                sa.update(subscription_cursor)
+                .where(among(u.conn, k.id, keys), k.delivered_seq == since)
+                .values(delivered_seq=seq)
+            )
+        counters = {
+            row.id: (row.last_seq, row.delivered_seq)
+            for row in u.conn.execute(
+                sa.update(subscription_cursor)
+                .where(among(u.conn, k.id, ids))
+                .values(sent_at=now)
+                .returning(k.id, k.last_seq, k.delivered_seq)
+            )
+        }
+        # the registrations are written only where there is a failure to clear
+        u.conn.execute(
+            sa.update(subscription_reg)
+            .where(among(u.conn, c.id, ids), sa.or_(c.failures != 0, c.error.is_not(None)))
+            .values(failures=0, error=None, updated=utcnow())
+        )
+        statuses = dict(
+            u.conn.execute(sa.select(c.id, c.status).where(among(u.conn, c.id, ids))).all()
+        )
+        finish: list[queue.Job] = []
+        renew: list[queue.Job] = []
+        for job, _, _, settle in sorted(acks, key=lambda a: a[0].key):
+            status, counter = statuses.get(job.key), counters.get(job.key)
+            if status is None or counter is None or status == OFF:
+                finish.append(job)
+                continue
+            if status in (REQUESTED, ERROR):
+                _set_status(u, job.key, ACTIVE, None)
+            last, done = counter
+            (finish if settle and last <= done else renew).append(job)
+        finished = queue.finish_many(u, finish, worker)
+        renewed = queue.renew_many(u, renew, worker, lease)
         return {
-            job.key: _delivered(u, job, worker, job.key, seq, settle, lease)
-            for job, seq, settle in sorted(acks, key=lambda a: a[0].key)
+            job.key: "finished" if job.id in finished else "more" if job.id in renewed else "lost"
+            for job, _, _, _ in acks
         }
 
     return repo.run(run) if acks else {}
 
 
 def _delivered(
-    u: Unit, job: queue.Job, worker: str, sub_id: str, seq: int, settle: bool, lease: timedelta
+    u: Unit,
+    job: queue.Job,
+    worker: str,
+    sub_id: str,
+    seq: int,
+    settle: bool,
+    lease: timedelta,
+    since: int | None = None,
 ) -> str:
     k, c = subscription_cursor.c, subscription_reg.c
     greatest = sa.func.greatest if u.conn.dialect.name == "postgresql" else sa.func.max
+    mark = (
+        greatest(k.delivered_seq, seq)
+        if since is None
+        else sa.case((k.delivered_seq == since, seq), else_=k.delivered_seq)
+    )
     counters = u.conn.execute(
         sa.update(subscription_cursor)
         .where(k.id == sub_id)
-        .values(delivered_seq=greatest(k.delivered_seq, seq), sent_at=utcnow())
+        .values(delivered_seq=mark, sent_at=utcnow())
         .returning(k.last_seq, k.delivered_seq)
     ).first()
     # the registration is written only when there is a failure to clear
@@ -489,21 +568,26 @@ def registration(repo: Repository, sub_id: str) -> Reg | None:
 def runnable(repo: Repository) -> bool:
     """Whether a delivery job may be claimable now: a read (no write lock, which on SQLite every
     claim takes), so an idle worker can look often without getting in the writers' way."""
+    return any(waiting(repo))
+
+
+def waiting(repo: Repository) -> tuple[bool, bool]:
+    """(whether a delivery job is claimable now, whether matched writes wait to be spread): one
+    read."""
     from resources.subscriptions.outbox import JOB_KIND
 
     q = queue.work_queue.c
 
-    def run(u: Unit) -> bool:
+    def run(u: Unit) -> tuple[bool, bool]:
         at = utcnow()
         ready = sa.or_(
             sa.and_(q.state == queue.READY, q.not_before <= at),
             sa.and_(q.state == queue.RUNNING, q.lease_until < at),
         )
         stmt = sa.select(q.id).where(q.kind == JOB_KIND, ready).limit(1)
-        if u.conn.execute(stmt).first() is not None:
-            return True
+        jobs = u.conn.execute(stmt).first() is not None
         w = subscription_write.c
-        return u.conn.execute(sa.select(w.id).limit(1)).first() is not None
+        return jobs, u.conn.execute(sa.select(w.id).limit(1)).first() is not None
 
     return repo.read(run)
 

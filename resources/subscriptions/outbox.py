@@ -27,6 +27,7 @@ import sqlalchemy as sa
 
 from resources.errors import Invalid, NotSupported
 from resources.search.visibility import Security, secured, visible_in
+from resources.storage.db import among
 from resources.storage.schema import resource
 from resources.storage.store import Stored, utcnow
 from resources.subscriptions.registry import topics
@@ -463,22 +464,26 @@ def record(unit: Unit, sub_ids: Sequence[str], stored: Stored) -> None:
         unit.conn.execute(sa.select(sa.func.pg_notify(queue.CHANNEL, JOB_KIND)))
 
 
-def wake(unit: Unit, sub_ids: Sequence[str]) -> None:
+def wake(unit: Unit, sub_ids: Sequence[str]) -> int:
     """Make the delivery jobs of ``sub_ids`` runnable now, unless they run or wait out a
-    back-off (a running delivery looks for new events before it finishes: ``delivery.settle``)."""
+    back-off (a running delivery looks for new events before it finishes: ``delivery.settle``).
+    How many it made runnable."""
     from resources.jobs import queue
 
     at = utcnow()
     q = queue.work_queue.c
-    unit.conn.execute(
+    woken = unit.conn.execute(
         sa.update(queue.work_queue)
         .where(
-            q.kind == JOB_KIND, q.key.in_(list(sub_ids)), q.state.in_((queue.DONE, queue.FAILED))
+            q.kind == JOB_KIND,
+            among(unit.conn, q.key, sub_ids),
+            q.state.in_((queue.DONE, queue.FAILED)),
         )
         .values(state=queue.READY, not_before=at, attempts=0, lease_until=None, updated=at)
     )
     if unit.conn.dialect.name == "postgresql":
         unit.conn.execute(sa.select(sa.func.pg_notify(queue.CHANNEL, JOB_KIND)))
+    return int(woken.rowcount)
 
 
 def _register(unit: Unit, stored: Stored) -> None:

@@ -3,8 +3,11 @@ real ``hearth worker`` process and a local HTTP receiver."""
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 
@@ -260,3 +263,87 @@ def test_xml_payload_is_the_notification_bundle_in_fhir_xml(hearth, fhir):
         assert bundle["entry"][1]["resource"]["id"] == made["id"]
     finally:
         rx.stop()
+
+
+class SilentEndpoint:
+    """Takes the handshake, then holds every event notification unanswered on its connection
+    (an endpoint that accepts and never answers); ``gave_up`` is set when the worker closes
+    such a connection (its attempt timed out)."""
+
+    def __init__(self) -> None:
+        self.holding = threading.Event()
+        self.gave_up = threading.Event()
+        self.held: list = []
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.headers.get("X-Hearth-Notification") == "event-notification":
+                    endpoint.held.append(self.connection)
+                    endpoint.holding.set()
+                    try:
+                        closed = self.connection.recv(1) == b""  # blocks until the worker closes
+                    except OSError:  # closed by ``stop``
+                        closed = False
+                    if closed:
+                        endpoint.gave_up.set()
+                    self.close_connection = True
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        for conn in self.held:  # the worker's attempt ends now, not at its timeout
+            try:
+                conn.shutdown(socket.SHUT_RDWR)  # wakes the handler's recv; close alone would not
+            except OSError:
+                pass
+
+
+def test_a_hung_endpoint_never_delays_another_subscription(hearth, fhir):
+    # the shared worker's per-attempt timeout (5 s, WORKER_ENV) bounds the hung attempt; all
+    # below happens within it
+    hung, rx = SilentEndpoint(), Receiver().start()
+    ids: list[str] = []
+    try:
+        wanted = code()
+        criteria = f"Observation?code={LOINC}|{wanted}"
+        ids = [
+            fhir.post("/Subscription", json=subscription(url, criteria)).json()["id"]
+            for url in (hung.url, rx.url)
+        ]
+        for sub_id in ids:
+            wait_status(fhir, sub_id, "active")
+        fhir.post("/Observation", json=observation(wanted))
+        assert hung.holding.wait(30), "the hung endpoint never got its event"
+        rx.wait(lambda got: [r.event_number for r in got if r.kind == "event-notification"])
+        # the next event of the other subscription while the first endpoint still hangs
+        fhir.post("/Observation", json=observation(wanted))
+        numbers = [
+            r.event_number
+            for r in rx.wait(
+                lambda got: len([r for r in got if r.kind == "event-notification"]) == 2
+            )
+            if r.kind == "event-notification"
+        ]
+        assert numbers == [1, 2]
+        assert not hung.gave_up.is_set(), "the other subscription waited for the hung one"
+    finally:
+        hung.stop()
+        rx.stop()
+        for sub_id in ids:
+            fhir.delete(f"/Subscription/{sub_id}")
