@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import logging
 import shutil
+import socket
 import tempfile
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -202,6 +203,7 @@ def _send_from_files(assoc) -> None:  # type: ignore[no-untyped-def]
     send_c_store.hearth_from_files = True  # type: ignore[attr-defined]
     assoc.send_c_store = send_c_store
     _bounded_queue(assoc)
+    _low_latency(assoc)
 
 
 SEND_QUEUE = 16  # P-DATA PDUs waiting for the socket, at most, on a retrieve's association
@@ -211,18 +213,50 @@ def _bounded_queue(assoc) -> None:  # type: ignore[no-untyped-def]
     """Back-pressure for the sub-operations' C-STOREs: pynetdicom queues every P-DATA PDU of a
     message for its network thread without a bound, so a file read faster than the peer takes
     it would pile up in memory (half a gigabyte of a 1 GB object, measured). Each PDU waits
-    here while ``SEND_QUEUE`` are already queued, as long as the association lasts."""
+    here while ``SEND_QUEUE`` are already queued, as long as the association lasts, woken as
+    soon as the network thread takes one (the queue's own ``not_full`` condition, which its
+    ``get`` notifies)."""
     dul = assoc.dul
     put = dul.send_pdu
+    queued = dul.to_provider_queue
 
     def send_pdu(primitive) -> None:  # type: ignore[no-untyped-def]
-        while (
-            dul.to_provider_queue.qsize() >= SEND_QUEUE and assoc.is_established and dul.is_alive()
-        ):
-            time.sleep(0.001)
+        with queued.not_full:
+            while len(queued.queue) >= SEND_QUEUE and assoc.is_established and dul.is_alive():
+                queued.not_full.wait(0.05)
         put(primitive)
 
     dul.send_pdu = send_pdu
+
+
+def _low_latency(assoc) -> None:  # type: ignore[no-untyped-def]
+    """No Nagle, no delayed ACK on the connection a retrieve's C-STOREs go over. Each C-STORE
+    waits for its response before the next; with Nagle's algorithm the last, partial PDU of a
+    data set waited for the peer's delayed ACK, and the peer's response (dcmtk writes a PDU's
+    header and body apart) waited for Hearth's: about 40 ms per instance on Linux, whatever
+    its size (measured: 19 → 130-157 instances/s into dcmtk storescp, docs/dicom.md).
+    TCP_NODELAY once; TCP_QUICKACK (Linux: the kernel clears it by itself) before each read."""
+    wrapper: Any = getattr(assoc.dul, "socket", None)
+    sock = getattr(wrapper, "socket", None)
+    if wrapper is None or sock is None:
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        return
+    quickack = getattr(socket, "TCP_QUICKACK", None)
+    if quickack is None:
+        return
+    recv = wrapper.recv
+
+    def recv_acking(nr_bytes: int) -> bytearray:
+        try:
+            wrapper.socket.setsockopt(socket.IPPROTO_TCP, quickack, 1)
+        except (OSError, AttributeError):
+            pass
+        return recv(nr_bytes)
+
+    wrapper.recv = recv_acking
 
 
 def _sub_operations(event, hub: Hub, association):  # type: ignore[no-untyped-def]
