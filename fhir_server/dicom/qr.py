@@ -3,8 +3,10 @@ Root information models, over what Hearth stores.
 
 What is searched is what DICOMweb serves: the ImagingStudy resources the ingest service wrote
 (read through the Repository: ``resources/`` runs the SQL) and the headers of the stored
-instance files — nothing is indexed twice. A query narrowed by a single Study Instance UID is
-narrowed in the repository search; everything else is matched here with QIDO-RS's rules
+instance files — nothing is indexed twice. The repository search narrows the candidate
+studies by the keys it answers as a superset (``_narrowing``, ``_started``: one Study Instance
+UID, Patient ID, Accession Number, modality, a Study Date or range through ImagingStudy
+``started``); every key is then matched here, on the cached headers, with QIDO-RS's rules
 (``qido.matches``: single values, UID lists, ``*``/``?`` wildcards, date and time ranges;
 a Person Name without wildcards matches as a prefix of the name, case-insensitively).
 
