@@ -201,9 +201,45 @@ def _send_from_files(assoc) -> None:  # type: ignore[no-untyped-def]
                 path.unlink(missing_ok=True)
 
     send_c_store.hearth_from_files = True  # type: ignore[attr-defined]
-    assoc.send_c_store = send_c_store
+    assoc.send_c_store = _responses_kept(assoc, send_c_store)
     _bounded_queue(assoc)
     _low_latency(assoc)
+
+
+def _responses_kept(assoc, send_c_store):  # type: ignore[no-untyped-def]
+    """On a C-MOVE sub-association (Hearth the requestor, its reactor in a thread of its own):
+    while a C-STORE waits for its response, the reactor's non-blocking look at the message
+    queue finds nothing, so it cannot take the response. pynetdicom pauses the reactor for
+    each C-STORE by a flag the reactor may not have lowered yet after the previous one; once
+    the response came within microseconds (``_low_latency``), the reactor sometimes took it
+    ("Received unexpected C-STORE service message") and the C-STORE waited out the DIMSE
+    timeout, failing the rest of the move. (C-GET sends from the reactor thread itself.)"""
+    if not getattr(assoc, "is_requestor", False):
+        return send_c_store
+    dimse = assoc.dimse
+    get_msg = dimse.get_msg
+    lock = threading.Lock()  # a look at the queue is over before a C-STORE is sent
+    sending = [False]
+
+    def get_msg_kept(block: bool = False):  # type: ignore[no-untyped-def]
+        if block:
+            return get_msg(block)
+        with lock:
+            return (None, None) if sending[0] else get_msg(False)
+
+    dimse.get_msg = get_msg_kept
+
+    def send_kept(*args, **kwargs):  # type: ignore[no-untyped-def]
+        with lock:
+            sending[0] = True
+        try:
+            return send_c_store(*args, **kwargs)
+        finally:
+            with lock:
+                sending[0] = False
+
+    send_kept.hearth_from_files = True  # type: ignore[attr-defined]
+    return send_kept
 
 
 SEND_QUEUE = 16  # P-DATA PDUs waiting for the socket, at most, on a retrieve's association
