@@ -20,7 +20,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from functools import partial
@@ -28,12 +27,10 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from resources.storage.migrate import upgrade  # noqa: E402
+from bench.dicom_peers import start_peers, storescu  # noqa: E402
 from tests.dicom import (  # noqa: E402
-    Orthanc,
     enhanced_mr,
     peak_rss,
     reset_peak,
@@ -41,12 +38,7 @@ from tests.dicom import (  # noqa: E402
     tool,
     write_chunks,
 )
-from tests.servers import (  # noqa: E402
-    create_pg_database,
-    drop_pg_database,
-    free_port,
-    system_token,
-)
+from tests.servers import free_port  # noqa: E402
 
 MB = 1024 * 1024
 
@@ -84,16 +76,6 @@ def wado(url: str, headers: dict[str, str]) -> int:
         for block in r.iter_bytes(1 << 20):
             got += len(block)
     return got
-
-
-def storescu(port: int, aec: str, path: Path) -> None:
-    out = subprocess.run(
-        [tool("storescu"), "-aet", "BENCH", "-aec", aec, "127.0.0.1", str(port), str(path)],
-        capture_output=True,
-        text=True,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"storescu to {aec}: {out.stderr[-1500:]}")
 
 
 def getscu(port: int, aec: str, study: str, series: str, sop: str, into: Path) -> int:
@@ -144,56 +126,23 @@ def main() -> None:
     ap.add_argument("--sqlite", action="store_true", help="Hearth on SQLite instead of PostgreSQL")
     args = ap.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="hearth-bench-large-"))
-    pg_name = None
-    if args.sqlite:
-        db_url = f"sqlite:///{tmp / 'bench.db'}"
-    else:
-        pg_name, db_url = create_pg_database()
-    upgrade(db_url)
-    http_port, dicom_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "HEARTH_DATABASE_URL": db_url,
-        "HEARTH_DATA_DIR": str(tmp / "hearth-data"),
-        "HEARTH_PORT": str(http_port),
-        "HEARTH_BASE_URL": f"http://127.0.0.1:{http_port}",
-        "HEARTH_DICOM_PORT": str(dicom_port),
-        "HEARTH_DICOM_QR_AES": "*",
-        "HEARTH_DICOM_MAX_UPLOAD_BYTES": str(4 * 1024 * MB),
-        "HEARTH_LOG_LEVEL": "warning",
-    }
-    hearth = subprocess.Popen(
-        [sys.executable, "-m", "fhir_server.cli", "serve"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     getscu_port = free_port()
-    orthanc = Orthanc(
-        tmp / "orthanc",
-        dicom_port,
-        extra_config={
+    with start_peers(
+        "hearth-bench-large-",
+        sqlite=args.sqlite,
+        hearth_env={
+            "HEARTH_DICOM_QR_AES": "*",
+            "HEARTH_DICOM_MAX_UPLOAD_BYTES": str(4 * 1024 * MB),
+        },
+        orthanc_config={
             "Plugins": "dicomweb",
             # getscu's AE may C-GET (Orthanc answers C-GET to known modalities only)
             "DicomModalities": {"bench": ["BENCHGET", "127.0.0.1", getscu_port]},
         },
-    )
-    root = f"http://127.0.0.1:{http_port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{root}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("hearth serve did not start")
-            time.sleep(0.2)
-        token = system_token(db_url, root, "system/*.cruds")
-        auth = {"Authorization": f"Bearer {token}"}
+    ) as bench:
+        hearth, orthanc, tmp = bench.hearth, bench.orthanc, bench.tmp
+        dicom_port, root = bench.dicom_port, bench.root
+        auth = bench.token("system/*.cruds")
         peers = {
             "Hearth": (hearth.pid, dicom_port, "HEARTH", f"{root}/dicomweb", auth),
             "Orthanc": (
@@ -219,7 +168,7 @@ def main() -> None:
         write_chunks(big, chunks)
         print(
             f"Enhanced MR, {args.frames} frames 512x512x16 bit, {size / MB:.0f} MiB "
-            f"({size} bytes); Hearth on {'SQLite' if args.sqlite else 'PostgreSQL'}; "
+            f"({size} bytes); Hearth on {bench.backend}; "
             f"load average {os.getloadavg()[0]:.1f}"
         )
         print(
@@ -239,13 +188,6 @@ def main() -> None:
                 secs, peak = measured(pid, action)
                 print(f"{op:<22} {name:<8} {secs:8.1f} {peak / MB:13.0f} {idle / MB:13.0f}")
         print(f"load average after: {os.getloadavg()[0]:.1f}")
-    finally:
-        hearth.terminate()
-        hearth.wait(timeout=30)
-        orthanc.stop()
-        if pg_name:
-            drop_pg_database(pg_name)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -23,28 +23,19 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import pydicom
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dicom_ingest import make_study, storescu  # noqa: E402
 from pydicom.uid import generate_uid  # noqa: E402
 
-from resources.storage.migrate import upgrade  # noqa: E402
-from tests.dicom import Orthanc, tool  # noqa: E402
-from tests.servers import (  # noqa: E402
-    create_pg_database,
-    drop_pg_database,
-    free_port,
-    system_token,
-)
+from bench.dicom_peers import Peers, imaging_study_lag, make_study, start_peers, storescu  # noqa: E402
+from tests.dicom import tool  # noqa: E402
+from tests.servers import free_port  # noqa: E402
 from tests.shared import shared_path  # noqa: E402
 
 MODALITIES = ("CT",) * 8 + ("MR",) * 6 + ("CR",) * 5 + ("US",)  # US: 1 study in 20
@@ -119,22 +110,43 @@ def bulk_seed(env: dict[str, str], folder: Path, batch: int = 250) -> None:
     dicom.stop()
 
 
-def wait_for_study(fhir: str, headers: dict[str, str], study_uid: str, count: int) -> None:
-    """Until the ImagingStudy lists all ``count`` instances (the ingest writes in the back)."""
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        r = httpx.get(
-            f"{fhir}/ImagingStudy",
-            params={"identifier": f"urn:dicom:uid|urn:oid:{study_uid}"},
-            headers=headers,
-            timeout=30,
-        )
-        r.raise_for_status()
-        entries = r.json().get("entry", [])
-        if entries and entries[0]["resource"].get("numberOfInstances") == count:
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"ImagingStudy {study_uid} not complete after 300 s")
+def engine_timings(env: dict[str, str], queries: dict, finds: int) -> None:
+    """The Q/R engine called in this process on the same database and files, without and
+    with the repository narrowing (``QueryRetrieve.narrow``): median ms of ``finds`` C-FINDs
+    each (no network, no findscu start-up; the full scan, first, warms the header and
+    ImagingStudy caches both then use)."""
+    from pydicom.dataset import Dataset
+
+    from fhir_server.dicom.qr import STUDY_ROOT, QueryRetrieve
+    from fhir_server.runtime.app import build_context
+    from fhir_server.runtime.settings import Settings
+
+    settings = Settings(
+        database_url=env["HEARTH_DATABASE_URL"],
+        data_dir=Path(env["HEARTH_DATA_DIR"]),
+        base_url=env["HEARTH_BASE_URL"],
+    )
+    ctx = build_context(settings)
+    store = settings.instance_store(ctx.repo.engine)
+    engine = QueryRetrieve(ctx.repo, store)  # one engine: both ways with the same warm caches
+    print(f"{'Q/R engine in process':<28} {'full scan ms':>12} {'narrowed ms':>12}")
+    for name, keys in queries.items():
+        medians = []
+        for narrow in (False, True):
+            engine.narrow = narrow
+            times = []
+            for k in range(-1, finds):
+                ds = Dataset()
+                for key in keys(k % max(finds, 1)):
+                    kw, _, value = key.partition("=")
+                    setattr(ds, kw, value)
+                start = time.perf_counter()
+                engine.find(ds, STUDY_ROOT)
+                if k >= 0:  # the first warms the caches
+                    times.append((time.perf_counter() - start) * 1000)
+            medians.append(statistics.median(times))
+        print(f"{name:<28} {medians[0]:12.1f} {medians[1]:12.1f}")
+    ctx.repo.engine.dispose()
 
 
 def findscu(port: int, aec: str, keys: list[str]) -> tuple[float, int]:
@@ -190,166 +202,138 @@ def main() -> None:
     ap.add_argument("--sqlite", action="store_true", help="Hearth on SQLite instead of PostgreSQL")
     args = ap.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="hearth-bench-qr-"))
-    pg_name = None
-    if args.sqlite:
-        db_url = f"sqlite:///{tmp / 'bench.db'}"
-    else:
-        pg_name, db_url = create_pg_database()
-    upgrade(db_url)
-    http_port, dicom_port, recv_port = free_port(), free_port(), free_port()
-    received = tmp / "received"
-    received.mkdir()
-    receiver = subprocess.Popen(
-        [tool("storescp"), "-aet", "RECV", "+xa", "-od", str(received), str(recv_port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    env = {
-        **os.environ,
-        "HEARTH_DATABASE_URL": db_url,
-        "HEARTH_DATA_DIR": str(tmp / "hearth-data"),
-        "HEARTH_PORT": str(http_port),
-        "HEARTH_BASE_URL": f"http://127.0.0.1:{http_port}",
-        "HEARTH_DICOM_PORT": str(dicom_port),
-        "HEARTH_DICOM_QR_AES": "*",
-        "HEARTH_DICOM_DESTINATIONS": f"RECV@127.0.0.1:{recv_port}",
-        "HEARTH_LOG_LEVEL": "warning",
-    }
-    hearth = subprocess.Popen(
-        [sys.executable, "-m", "fhir_server.cli", "serve"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    orthanc = Orthanc(tmp / "orthanc", dicom_port)
-    fhir = f"http://127.0.0.1:{http_port}/fhir"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{http_port}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("hearth serve did not start")
-            time.sleep(0.2)
-        for name, modality in {  # Orthanc answers and moves for known modalities only
-            "recv": {"AET": "RECV", "Host": "127.0.0.1", "Port": recv_port},
-            "bench": {"AET": "BENCH", "Host": "127.0.0.1", "Port": recv_port},
-        }.items():
-            httpx.put(f"{orthanc.url}/modalities/{name}", json=modality).raise_for_status()
-        small = small_studies(tmp / "small", args.studies)
-        big_uid, big_bytes = make_study(tmp / "big", args.count)
-        token = system_token(db_url, f"http://127.0.0.1:{http_port}", "system/ImagingStudy.rs")
-        headers = {"Authorization": f"Bearer {token}"}
-        sent = {}
-        start = time.perf_counter()
-        if args.bulk:
-            bulk_seed(env, tmp / "small")
-            storescu(dicom_port, "HEARTH", tmp / "big")
-        else:
-            for folder in (tmp / "small", tmp / "big"):
-                storescu(dicom_port, "HEARTH", folder)
-        wait_for_study(fhir, headers, big_uid, args.count)
-        wait_for_study(fhir, headers, small[-1], 1)
-        sent["hearth"] = time.perf_counter() - start
-        start = time.perf_counter()
-        for folder in (tmp / "small", tmp / "big"):
-            storescu(orthanc.dicom_port, "ORTHANC", folder)
-        sent["orthanc"] = time.perf_counter() - start
-        backend = "SQLite" if args.sqlite else "PostgreSQL"
-        patients = max(1, args.studies // 5)
-        print(
-            f"{args.studies + 1} studies ({args.studies + args.count} instances, {patients} "
-            f"patients); Hearth on {backend}; "
-            f"{'seeded in bulk' if args.bulk else 'sent'} in {sent['hearth']:.0f} s to Hearth, "
-            f"{sent['orthanc']:.0f} s to Orthanc; load average {os.getloadavg()[0]:.1f}"
+    recv_port = free_port()
+    with start_peers(
+        "hearth-bench-qr-",
+        sqlite=args.sqlite,
+        hearth_env={
+            "HEARTH_DICOM_QR_AES": "*",
+            "HEARTH_DICOM_DESTINATIONS": f"RECV@127.0.0.1:{recv_port}",
+        },
+    ) as peers:
+        received = peers.tmp / "received"
+        received.mkdir()
+        receiver = subprocess.Popen(
+            [tool("storescp"), "-aet", "RECV", "+xa", "-od", str(received), str(recv_port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
-        queries = {
-            "PatientID exact": lambda k: [
-                "QueryRetrieveLevel=STUDY",
-                f"PatientID=BENCH-QR-{(k * 37) % patients}",
-                "StudyInstanceUID",
-                "StudyDate",
-            ],
-            "StudyDate range (a month)": lambda k: [
-                "QueryRetrieveLevel=STUDY",
-                f"StudyDate={2020 + k % 5}{1 + k % 12:02d}01-{2020 + k % 5}{1 + k % 12:02d}31",
-                "StudyInstanceUID",
-                "PatientID",
-            ],
-            "ModalitiesInStudy=US": lambda k: [
-                "QueryRetrieveLevel=STUDY",
-                "ModalitiesInStudy=US",
-                "StudyInstanceUID",
-                "StudyDate",
-            ],
-            "PatientName wildcard": lambda k: [
-                "QueryRetrieveLevel=STUDY",
-                f"PatientName=bench^p{(k * 7) % max(1, patients // 10):04d}*",
-                "StudyInstanceUID",
-                "PatientID",
-            ],
-            "name wildcard + date range": lambda k: [
-                "QueryRetrieveLevel=STUDY",
-                f"PatientName=bench^p{k % 10}*",
-                "StudyDate=20240301-20240630",
-                "StudyInstanceUID",
-            ],
-            "SERIES of one study": lambda k: [
-                "QueryRetrieveLevel=SERIES",
-                f"StudyInstanceUID={small[(k * 101) % args.studies]}",
-                "SeriesInstanceUID",
-                "Modality",
-            ],
-        }
-        print(f"{'C-FIND':<28} {'peer':>8} {'median ms':>10} {'p95 ms':>8} {'answers (mean)':>14}")
-        for name, keys in queries.items():
-            for peer, port, aec in (
-                ("hearth", dicom_port, "HEARTH"),
-                ("orthanc", orthanc.dicom_port, "ORTHANC"),
-            ):
-                findscu(port, aec, keys(args.finds))  # warm
-                times, answers = [], 0
-                for k in range(args.finds):
-                    secs, got = findscu(port, aec, keys(k))
-                    times.append(secs * 1000)
-                    answers += got
-                times.sort()
-                p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
-                print(
-                    f"{name:<28} {peer:>8} {statistics.median(times):10.1f} {p95:8.1f} {answers / args.finds:8.0f}"
-                )
-        print(f"{'C-MOVE':<28} {'peer':>8} {'inst/s':>10} {'MB/s':>8} {'seconds':>8}")
-        rates = {}
+        try:
+            run(args, peers, received, recv_port)
+        finally:
+            receiver.terminate()
+            receiver.wait(timeout=20)
+
+
+def run(args: argparse.Namespace, peers: Peers, received: Path, recv_port: int) -> None:
+    orthanc = peers.orthanc
+    tmp, env, dicom_port, fhir = peers.tmp, peers.env, peers.dicom_port, peers.fhir
+    for name, modality in {  # Orthanc answers and moves for known modalities only
+        "recv": {"AET": "RECV", "Host": "127.0.0.1", "Port": recv_port},
+        "bench": {"AET": "BENCH", "Host": "127.0.0.1", "Port": recv_port},
+    }.items():
+        httpx.put(f"{orthanc.url}/modalities/{name}", json=modality).raise_for_status()
+    small = small_studies(tmp / "small", args.studies)
+    big_uid, big_bytes = make_study(tmp / "big", args.count)
+    headers = peers.token("system/ImagingStudy.rs")
+    sent = {}
+    start = time.perf_counter()
+    if args.bulk:
+        bulk_seed(env, tmp / "small")
+        storescu(dicom_port, "HEARTH", tmp / "big")
+    else:
+        for folder in (tmp / "small", tmp / "big"):
+            storescu(dicom_port, "HEARTH", folder)
+    imaging_study_lag(fhir, big_uid, args.count, headers)
+    imaging_study_lag(fhir, small[-1], 1, headers)
+    sent["hearth"] = time.perf_counter() - start
+    start = time.perf_counter()
+    for folder in (tmp / "small", tmp / "big"):
+        storescu(orthanc.dicom_port, "ORTHANC", folder)
+    sent["orthanc"] = time.perf_counter() - start
+    backend = peers.backend
+    patients = max(1, args.studies // 5)
+    print(
+        f"{args.studies + 1} studies ({args.studies + args.count} instances, {patients} "
+        f"patients); Hearth on {backend}; "
+        f"{'seeded in bulk' if args.bulk else 'sent'} in {sent['hearth']:.0f} s to Hearth, "
+        f"{sent['orthanc']:.0f} s to Orthanc; load average {os.getloadavg()[0]:.1f}"
+    )
+    queries = {
+        "PatientID exact": lambda k: [
+            "QueryRetrieveLevel=STUDY",
+            f"PatientID=BENCH-QR-{(k * 37) % patients}",
+            "StudyInstanceUID",
+            "StudyDate",
+        ],
+        "StudyDate range (a month)": lambda k: [
+            "QueryRetrieveLevel=STUDY",
+            f"StudyDate={2020 + k % 5}{1 + k % 12:02d}01-{2020 + k % 5}{1 + k % 12:02d}31",
+            "StudyInstanceUID",
+            "PatientID",
+        ],
+        "ModalitiesInStudy=US": lambda k: [
+            "QueryRetrieveLevel=STUDY",
+            "ModalitiesInStudy=US",
+            "StudyInstanceUID",
+            "StudyDate",
+        ],
+        "PatientName wildcard": lambda k: [
+            "QueryRetrieveLevel=STUDY",
+            f"PatientName=bench^p{(k * 7) % max(1, patients // 10):04d}*",
+            "StudyInstanceUID",
+            "PatientID",
+        ],
+        "name wildcard + date range": lambda k: [
+            "QueryRetrieveLevel=STUDY",
+            f"PatientName=bench^p{k % 10}*",
+            "StudyDate=20240301-20240630",
+            "StudyInstanceUID",
+        ],
+        "SERIES of one study": lambda k: [
+            "QueryRetrieveLevel=SERIES",
+            f"StudyInstanceUID={small[(k * 101) % args.studies]}",
+            "SeriesInstanceUID",
+            "Modality",
+        ],
+    }
+    print(f"{'C-FIND':<28} {'peer':>8} {'median ms':>10} {'p95 ms':>8} {'answers (mean)':>14}")
+    for name, keys in queries.items():
         for peer, port, aec in (
             ("hearth", dicom_port, "HEARTH"),
             ("orthanc", orthanc.dicom_port, "ORTHANC"),
         ):
-            shutil.rmtree(received)
-            received.mkdir()
-            secs = movescu(port, aec, big_uid)
-            got = len(list(received.iterdir()))
-            if got != args.count:
-                raise RuntimeError(f"{peer}: {got} of {args.count} instances arrived")
-            rates[peer] = args.count / secs
+            findscu(port, aec, keys(args.finds))  # warm
+            times, answers = [], 0
+            for k in range(args.finds):
+                secs, got = findscu(port, aec, keys(k))
+                times.append(secs * 1000)
+                answers += got
+            times.sort()
+            p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
             print(
-                f"{'study of ' + str(args.count):<28} {peer:>8} {args.count / secs:10.1f} "
-                f"{big_bytes / secs / 1e6:8.1f} {secs:8.2f}"
+                f"{name:<28} {peer:>8} {statistics.median(times):10.1f} {p95:8.1f} {answers / args.finds:8.0f}"
             )
-        print(f"C-MOVE ratio Hearth/Orthanc {rates['hearth'] / rates['orthanc']:.2f}x")
-    finally:
-        hearth.terminate()
-        hearth.wait(timeout=30)
-        orthanc.stop()
-        receiver.terminate()
-        receiver.wait(timeout=20)
-        if pg_name:
-            drop_pg_database(pg_name)
-        shutil.rmtree(tmp, ignore_errors=True)
+    engine_timings(env, queries, max(3, args.finds // 4))
+    print(f"load average {os.getloadavg()[0]:.1f}")
+    print(f"{'C-MOVE':<28} {'peer':>8} {'inst/s':>10} {'MB/s':>8} {'seconds':>8}")
+    rates = {}
+    for peer, port, aec in (
+        ("hearth", dicom_port, "HEARTH"),
+        ("orthanc", orthanc.dicom_port, "ORTHANC"),
+    ):
+        shutil.rmtree(received)
+        received.mkdir()
+        secs = movescu(port, aec, big_uid)
+        got = len(list(received.iterdir()))
+        if got != args.count:
+            raise RuntimeError(f"{peer}: {got} of {args.count} instances arrived")
+        rates[peer] = args.count / secs
+        print(
+            f"{'study of ' + str(args.count):<28} {peer:>8} {args.count / secs:10.1f} "
+            f"{big_bytes / secs / 1e6:8.1f} {secs:8.2f}"
+        )
+    print(f"C-MOVE ratio Hearth/Orthanc {rates['hearth'] / rates['orthanc']:.2f}x")
 
 
 if __name__ == "__main__":

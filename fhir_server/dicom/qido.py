@@ -4,8 +4,9 @@ records a search returns, and how a query key matches them: single value, UID li
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset
@@ -72,23 +73,33 @@ def matches(ds: Dataset, criteria: dict[str, str]) -> bool:
     for kw, wanted in criteria.items():
         if wanted == "":
             continue
-        have = _values(ds, kw)
-        vr = dictionary_VR(kw)
-        if vr == "UI":
-            options = set(re.split(r"[\\,]", wanted))
-            if not any(h in options for h in have):
-                return False
-        elif vr in ("DA", "DT", "TM") and "-" in wanted:
-            lo, hi = wanted.split("-", 1)
-            if not any((not lo or h >= lo) and (not hi or h <= hi + "\uffff") for h in have):
-                return False
-        elif "*" in wanted or "?" in wanted or vr == "PN":
-            pattern = re.escape(wanted).replace(r"\*", ".*").replace(r"\?", ".")
-            flags = re.IGNORECASE if vr == "PN" else 0
-            if vr == "PN" and "*" not in wanted and "?" not in wanted:
-                pattern += ".*"  # PN: prefix match of the family name component
-            if not any(re.fullmatch(pattern, h, flags) for h in have):
-                return False
-        elif not any(h == wanted for h in have):
+        if not matcher(kw, wanted)(_values(ds, kw)):
             return False
     return True
+
+
+def values_of(ds: Dataset, kw: str) -> list[str]:
+    """The attribute's values as strings (what ``matcher``'s predicates take)."""
+    return _values(ds, kw)
+
+
+@functools.lru_cache(maxsize=1024)
+def matcher(kw: str, wanted: str) -> Callable[[list[str]], bool]:
+    """Whether any of an attribute's values (``values_of``) matches the non-empty key
+    ``wanted`` — the rules of ``matches``, compiled once per key."""
+    vr = dictionary_VR(kw)
+    if vr == "UI":
+        options = set(re.split(r"[\\,]", wanted))
+        return lambda have: any(h in options for h in have)
+    if vr in ("DA", "DT", "TM") and "-" in wanted:
+        lo, hi = wanted.split("-", 1)
+        top = hi + "\uffff"
+        return lambda have: any((not lo or h >= lo) and (not hi or h <= top) for h in have)
+    if "*" in wanted or "?" in wanted or vr == "PN":
+        pattern = re.escape(wanted).replace(r"\*", ".*").replace(r"\?", ".")
+        flags = re.IGNORECASE if vr == "PN" else 0
+        if vr == "PN" and "*" not in wanted and "?" not in wanted:
+            pattern += ".*"  # PN: prefix match of the family name component
+        full = re.compile(pattern, flags).fullmatch
+        return lambda have: any(full(h) for h in have)
+    return lambda have: any(h == wanted for h in have)

@@ -3,8 +3,10 @@ Root information models, over what Hearth stores.
 
 What is searched is what DICOMweb serves: the ImagingStudy resources the ingest service wrote
 (read through the Repository: ``resources/`` runs the SQL) and the headers of the stored
-instance files — nothing is indexed twice. A query narrowed by a single Study Instance UID is
-narrowed in the repository search; everything else is matched here with QIDO-RS's rules
+instance files — nothing is indexed twice. The repository search narrows the candidate
+studies by the keys it answers as a superset (``_narrowing``, ``_started``: one Study Instance
+UID, Patient ID, Accession Number, modality, a Study Date or range through ImagingStudy
+``started``); every key is then matched here, on the cached headers, with QIDO-RS's rules
 (``qido.matches``: single values, UID lists, ``*``/``?`` wildcards, date and time ranges;
 a Person Name without wildcards matches as a prefix of the name, case-insensitively).
 
@@ -20,21 +22,23 @@ transcoding (``transcode``) when the stored one was not.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 
 from pydicom import dcmread
-from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pynetdicom.presentation import PresentationContext, build_context
 
 from mappings.dicom.imaging_study import STUDY_UID_SYSTEM
 from resources.storage.instances import InstanceStore, is_lenient_uid
-from resources.storage.repository import Repository
+from resources.storage.repository import Repository, Unit
 
 from . import qido, transcode
 
@@ -64,6 +68,13 @@ UNIQUE = {
     "STUDY": "StudyInstanceUID",
     "SERIES": "SeriesInstanceUID",
     "IMAGE": "SOPInstanceUID",
+}
+# study record keys computed from the ImagingStudy, not read from the header (_study_record)
+COMPUTED = {
+    "ModalitiesInStudy",
+    "SOPClassesInStudy",
+    "NumberOfStudyRelatedSeries",
+    "NumberOfStudyRelatedInstances",
 }
 NOT_MATCHED = {
     "QueryRetrieveLevel",
@@ -123,7 +134,12 @@ class QueryRetrieve:
     store: InstanceStore
     destinations: dict[str, Destination] = field(default_factory=dict)
     callers: list[str] = field(default_factory=list)  # calling AE titles allowed; "*": any
+    # narrow the candidate studies in the repository search (off: read every ImagingStudy and
+    # match in Python; the same answers, for tests and the bench's baseline)
+    narrow: bool = True
     _headers: dict[str, tuple[str, Dataset]] = field(default_factory=dict)
+    # decoded ImagingStudies by primary key, with the (id, version) they were read at
+    _studies_seen: dict[int, tuple[tuple[str, int], dict]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def allows(self, calling_ae: str) -> bool:
@@ -134,7 +150,8 @@ class QueryRetrieve:
         """The response identifiers for a C-FIND request."""
         level, criteria, keys = self._parse(identifier, model)
         out = []
-        for m in self._matches(level, criteria):
+        wanted = {*keys, "SpecificCharacterSet"}
+        for m in self._matches(level, criteria, wanted):
             rec = Dataset()
             if "SpecificCharacterSet" in identifier or "SpecificCharacterSet" in m.record:
                 rec.SpecificCharacterSet = m.record.get("SpecificCharacterSet", "ISO_IR 192")
@@ -155,7 +172,7 @@ class QueryRetrieve:
         keys at and above the level; other keys are ignored)."""
         level, criteria, _ = self._parse(identifier, model, retrieve=True)
         uids: list[str] = []
-        for m in self._matches(level, criteria):
+        for m in self._matches(level, criteria, set(criteria)):
             uids.extend(m.instances)
         return list(dict.fromkeys(uids))
 
@@ -224,30 +241,36 @@ class QueryRetrieve:
             )
         return level, criteria, keys
 
-    def _matches(self, level: str, criteria: dict[str, list[str]]) -> Iterator[Match]:
-        studies = self._studies(criteria)
+    def _matches(
+        self, level: str, criteria: dict[str, list[str]], wanted: set[str]
+    ) -> Iterator[Match]:
+        """The records at ``level`` matching ``criteria``; a record holds the attributes of
+        ``wanted`` (the request's keys: what is matched and answered) only."""
+        studies = self._studies(criteria, level)
         if level == "PATIENT":
             yield from self._patients(studies, criteria)
             return
+        study_keys = qido.STUDY_KEYS + ["PatientBirthDate"]
+        early = _from_header(criteria, None if level == "STUDY" else study_keys)
         for study in studies:
             series_list = study.get("series") or []
             if not series_list:
                 continue
             head = self._header(series_list[0]["instance"][0]["uid"])
-            if head is None:
+            if head is None or not _matches(head, early):
                 continue
-            srec = _study_record(head, study)
+            srec = _study_record(head, study, wanted)
             if level == "STUDY":
                 if _matches(srec, criteria):
                     yield Match(srec, [i["uid"] for s in series_list for i in s["instance"]])
                 continue
-            if not _matches(srec, _only(criteria, qido.STUDY_KEYS + ["PatientBirthDate"])):
+            if not _matches(srec, _only(criteria, study_keys)):
                 continue
             for series in series_list:
                 shead = self._header(series["instance"][0]["uid"])
                 if shead is None:
                     continue
-                rec = _series_record(shead, series, srec)
+                rec = _series_record(shead, series, srec, wanted)
                 if level == "SERIES":
                     if _matches(rec, criteria):
                         yield Match(rec, [i["uid"] for i in series["instance"]])
@@ -259,9 +282,9 @@ class QueryRetrieve:
                     if ihead is None:
                         continue
                     irec = Dataset()
-                    irec.update(ihead)
+                    irec.update(_without_pixels(ihead, wanted, pixels=True))
                     irec.update(rec)
-                    irec.update(_without_pixels(ihead))
+                    irec.update(_without_pixels(ihead, wanted))
                     if _matches(irec, criteria):
                         yield Match(irec, [inst["uid"]])
 
@@ -294,30 +317,46 @@ class QueryRetrieve:
                 uids = [i["uid"] for s in group for se in s["series"] for i in se["instance"]]
                 yield Match(rec, uids)
 
-    def _studies(self, criteria: dict[str, list[str]]) -> list[dict]:
-        """The candidate ImagingStudies: narrowed in the repository search by the keys it can
-        answer exactly or as a superset (one Study Instance UID; an exact Patient ID through
-        ``patient.identifier``; an exact Accession Number; Modalities in Study / Modality);
-        the records are then matched on every key."""
+    def _studies(self, criteria: dict[str, list[str]], level: str = "STUDY") -> list[dict]:
+        """The candidate ImagingStudies, in the order they were stored: narrowed in the
+        repository search by the keys it can answer exactly or as a superset (``_narrowing``);
+        the records are then matched on every key. With ``narrow`` off, every ImagingStudy."""
         query: list[tuple[str, str]] = []
         uids = criteria.get("StudyInstanceUID")
-        if uids and len(uids) == 1:
+        if self.narrow and uids and len(uids) == 1:
             if not is_lenient_uid(uids[0]):
                 return []
             query.append(("identifier", f"{STUDY_UID_SYSTEM}|urn:oid:{uids[0]}"))
         else:
             query.append(("identifier", f"{STUDY_UID_SYSTEM}|"))
-        for key, param in (
-            ("PatientID", "patient.identifier"),
-            ("AccessionNumber", "identifier"),
-            ("ModalitiesInStudy", "modality"),
-            ("Modality", "modality"),
-        ):
-            values = criteria.get(key)
-            if values and all(_exact(v) for v in values):
-                query.append((param, ",".join(values)))
-        found = self.repo.read(lambda u: u.read_many(u.match("ImagingStudy", query)))
-        return [s.content for s in found if s.content]
+        alternatives: list[list[tuple[str, str]]] = [[]]
+        if self.narrow:
+            query += _narrowing(criteria)
+            dates = _started(criteria.get("StudyDate")) if level != "PATIENT" else None
+            if dates:
+                # a study whose ImagingStudy has no ``started`` may still have a Study Date
+                # the header says in a form the mapping did not read: kept, matched below
+                alternatives = [dates, [("started:missing", "true")]]
+
+        def read(u: Unit) -> list[dict]:
+            pks: set[int] = set()
+            for extra in alternatives:
+                pks.update(u.match("ImagingStudy", query + extra))
+            current = u.current_versions(sorted(pks))
+            with self._lock:
+                have = {pk: self._studies_seen.get(pk) for pk in current}
+            stale = [pk for pk, v in current.items() if (hit := have[pk]) is None or hit[0] != v]
+            by_id = {current[pk][0]: pk for pk in stale}
+            fresh = {by_id[s.res_id]: s for s in u.read_many(stale) if s.content}
+            with self._lock:
+                for pk, s in fresh.items():
+                    if len(self._studies_seen) >= HEADER_CACHE:
+                        self._studies_seen.pop(next(iter(self._studies_seen)))
+                    self._studies_seen[pk] = ((s.res_id, s.version), s.content or {})
+                    have[pk] = self._studies_seen[pk]
+            return [hit[1] for pk in sorted(current) if (hit := have.get(pk)) is not None]
+
+        return self.repo.read(read)
 
     def _header(self, sop_uid: str) -> Dataset | None:
         """The stored header (no pixel data), from a bounded cache keyed by the store's stamp of
@@ -343,22 +382,75 @@ class QueryRetrieve:
         return ds
 
 
+def _narrowing(criteria: dict[str, list[str]]) -> list[tuple[str, str]]:
+    """Repository search parameters that select a superset of the studies whose records match:
+    an exact Patient ID through ``patient.identifier``; an exact Accession Number by
+    ``identifier``; Modalities in Study / Modality by ``modality``."""
+    query = []
+    for key, param in (
+        ("PatientID", "patient.identifier"),
+        ("AccessionNumber", "identifier"),
+        ("ModalitiesInStudy", "modality"),
+        ("Modality", "modality"),
+    ):
+        values = criteria.get(key)
+        if values and all(_exact(v) for v in values):
+            query.append((param, ",".join(values)))
+    return query
+
+
+def _started(values: list[str] | None) -> list[tuple[str, str]] | None:
+    """ImagingStudy ``started`` criteria for a Study Date key (one value: a date, or a range
+    ``a-b``, ``a-``, ``-b`` of valid ``YYYYMMDD`` dates), widened by a day each side: ``started``
+    is the Study Date and Time in the equipment's time zone (any offset under 24 h), indexed in
+    UTC. None when the key cannot be narrowed (several values, a wildcard, another form)."""
+    if not values or len(values) != 1:
+        return None
+    lo, dash, hi = values[0].partition("-")
+    if not dash:
+        hi = lo
+    bounds = []
+    for prefix, text, shift in (("ge", lo, -1), ("le", hi, 1)):
+        if not text:
+            continue
+        day = _day(text)
+        if day is None:
+            return None
+        try:
+            bounds.append(("started", f"{prefix}{(day + timedelta(days=shift)).isoformat()}"))
+        except OverflowError:  # year 1 or 9999: no bound on that side
+            continue
+    return bounds or None
+
+
+def _day(text: str) -> date | None:
+    if len(text) != 8 or not text.isdigit():
+        return None
+    try:
+        return date(int(text[:4]), int(text[4:6]), int(text[6:]))
+    except ValueError:
+        return None
+
+
 def _exact(value: str) -> bool:
     """A value the repository's token search takes as it is: no wildcard, no character with a
     meaning in FHIR search (``,`` ``|`` ``$`` ``\\``), no padding."""
     return bool(value) and value == value.strip() and not any(c in value for c in "*?,|$\\")
 
 
-def _without_pixels(ds: Dataset) -> Dataset:
+def _without_pixels(ds: Dataset, wanted: set[str], *, pixels: bool = False) -> Dataset:
+    """The attributes of ``wanted`` that ``ds`` has, those from (7FE0,0000) on only with
+    ``pixels``."""
     out = Dataset()
-    for elem in ds:
-        if elem.tag < 0x7FE00000:
-            out.add(elem)
+    for kw in wanted:
+        tag = tag_for_keyword(kw)
+        if tag is not None and tag in ds and (pixels or tag < 0x7FE00000):
+            out.add(ds[tag])
     return out
 
 
-def _study_record(head: Dataset, study: dict) -> Dataset:
-    rec = _without_pixels(head)
+def _study_record(head: Dataset, study: dict, wanted: set[str]) -> Dataset:
+    rec = _without_pixels(head, wanted)
     rec.ModalitiesInStudy = sorted({m["code"] for m in study.get("modality", [])})
     classes = {
         i.get("sopClass", {}).get("code", "").removeprefix("urn:oid:")
@@ -371,10 +463,10 @@ def _study_record(head: Dataset, study: dict) -> Dataset:
     return rec
 
 
-def _series_record(head: Dataset, series: dict, study_rec: Dataset) -> Dataset:
+def _series_record(head: Dataset, series: dict, study_rec: Dataset, wanted: set[str]) -> Dataset:
     rec = Dataset()
     rec.update(study_rec)
-    rec.update(_without_pixels(head))
+    rec.update(_without_pixels(head, wanted))
     rec.NumberOfSeriesRelatedInstances = series.get("numberOfInstances", 0)
     return rec
 
@@ -396,10 +488,32 @@ def _matches(rec: Dataset, criteria: dict[str, list[str]]) -> bool:
     by ``\\``) matches when any of its values does; a record without the attribute does not
     match a non-empty key. Keys that are no DICOM attribute keyword are not matched."""
     for kw, values in criteria.items():
-        try:
-            dictionary_VR(kw)
-        except KeyError:
+        if not _known(kw):
             continue
-        if not any(qido.matches(rec, {kw: v}) for v in values):
+        have = qido.values_of(rec, kw)
+        if not any(qido.matcher(kw, v)(have) for v in values):
             return False
     return True
+
+
+@functools.lru_cache(maxsize=1024)
+def _known(kw: str) -> bool:
+    try:
+        dictionary_VR(kw)
+    except KeyError:
+        return False
+    return True
+
+
+def _from_header(criteria: dict[str, list[str]], keys: list[str] | None) -> dict[str, list[str]]:
+    """The keys (of ``keys``, or all) a study record answers exactly as the header it is built
+    from (``_study_record``: everything but the computed keys and the pixel data), so a header
+    that fails them rules the study out before its record is built."""
+    return {
+        kw: v
+        for kw, v in criteria.items()
+        if kw not in COMPUTED
+        and (keys is None or kw in keys)
+        and (tag := tag_for_keyword(kw)) is not None
+        and tag < 0x7FE00000
+    }

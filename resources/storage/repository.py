@@ -364,6 +364,17 @@ class Unit:
         )
         return [(r.res_id, r.version, r.last_updated) for r in self.conn.execute(stmt)]
 
+    def current_versions(self, pks: Iterable[int]) -> dict[int, tuple[str, int]]:
+        """``{pk: (res_id, version)}`` of the live resources among ``pks``, without their
+        content: lets a cache of decoded content keyed by primary key check that it is still
+        current."""
+        pks = list(pks)
+        if not pks:
+            return {}
+        c = resource.c
+        stmt = sa.select(c.pk, c.res_id, c.version).where(c.pk.in_(pks), c.deleted.is_(False))
+        return {r.pk: (r.res_id, r.version) for r in self.conn.execute(stmt)}
+
     def match(self, res_type: str, query: Query, *, limit: int | None = None) -> list[int]:
         """Primary keys of current resources of ``res_type`` matching search ``query`` (all of
         them: for the server's own look-ups)."""
