@@ -260,10 +260,11 @@ PG_PIDS = "SELECT pid FROM pg_stat_activity WHERE datname = %s AND backend_type 
 
 
 def pg_delta(before: dict[int, float] | None, after: dict[int, float] | None) -> float | None:
-    """CPU seconds the backends spent between two snapshots (a new backend counts whole)."""
+    """CPU seconds the backends spent between two snapshots (a new backend counts whole; one
+    that exited between the catalogue query and reading its /proc entry reads 0 and counts 0)."""
     if before is None or after is None:
         return None
-    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+    return sum(max(0.0, cpu - before.get(pid, 0.0)) for pid, cpu in after.items())
 
 
 def nan0(x: float) -> float:
