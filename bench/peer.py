@@ -245,8 +245,11 @@ def pg_backends(db: str | None) -> dict[int, float] | None:
     """CPU seconds of each PostgreSQL backend now connected to ``db`` (local server only)."""
     if db is None:
         return None
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        pids = [r[0] for r in conn.execute(PG_PIDS, (db,)).fetchall()]
+    try:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            pids = [r[0] for r in conn.execute(PG_PIDS, (db,)).fetchall()]
+    except psycopg.OperationalError:  # e.g. max_connections reached on a shared server
+        return None  # that phase's pg ms reads nan rather than ending the run
     out = {}
     for pid in pids:
         try:
