@@ -1,7 +1,7 @@
 """Hearth beside another FHIR server, the same workload interleaved in one run (issue 22).
 
     PYTHONPATH=. .venv/bin/python bench/peer.py [--peer URL --peer-token TOKEN
-        [--peer-pids PID ...]] [--hearth URL --hearth-token TOKEN] [--workers 1]
+        [--peer-pids PID ...] [--peer-db NAME]] [--hearth URL --hearth-token TOKEN] [--workers 1]
         [--concurrency 1 8 32] [--seconds 5] [--rounds 1] [--ops OP ...]
 
 Without ``--hearth`` it starts ``hearth serve --workers N`` (default 1, the fair match for a
@@ -23,9 +23,12 @@ dates), then for each concurrency and operation the phase runs on Hearth and on 
 - ``history``: ``GET Patient/[id]/_history``.
 
 Prints req/s, p50/p95 latency and, where the server's processes are known (Hearth's always,
-the peer's with ``--peer-pids``), their CPU milliseconds per request (PostgreSQL's and Redis's
-own CPU is not in it), then Hearth/peer ratios (> 1: Hearth does more per second), with the
-load average.
+the peer's with ``--peer-pids``: name a Redis server there too when the peer uses one), their
+CPU milliseconds per request (``cpu ms``), and where the database is known (Hearth's always when
+the script starts it, the peer's with ``--peer-db``, both on the local PostgreSQL) the CPU of
+the PostgreSQL backends connected to it per request (``pg ms``: backends that exit during a phase
+are missed, so it is a lower bound), then Hearth/peer ratios (> 1: Hearth does more per second)
+of throughput and of total CPU per request, with the load average.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -52,6 +56,7 @@ sys.path.insert(0, str(ROOT))
 from bench.crud import cpu_s, pct, wait_up  # noqa: E402
 from resources.storage.migrate import upgrade  # noqa: E402
 from tests.servers import (  # noqa: E402
+    PG_ADMIN,
     create_pg_database,
     drop_pg_database,
     free_port,
@@ -82,6 +87,7 @@ class Target:
     base: str
     token: str
     pids: list[int] = field(default_factory=list)
+    db: str | None = None  # its PostgreSQL database on this machine, for the backends' CPU
     patients: list[tuple[str, str]] = field(default_factory=list)  # (id, family)
 
     @property
@@ -228,11 +234,44 @@ def start_hearth(workers: int) -> tuple[Target, subprocess.Popen, str]:
     base = f"http://127.0.0.1:{port}/fhir"
     token = system_token(url, f"http://127.0.0.1:{port}")
     wait_up(base + "/metadata")
-    return Target("hearth", base, token, [proc.pid]), proc, name
+    return Target("hearth", base, token, [proc.pid], db=name), proc, name
 
 
 def cpu_of(pids: list[int]) -> float | None:
     return sum(cpu_s(p) for p in pids) if pids else None
+
+
+def pg_backends(db: str | None) -> dict[int, float] | None:
+    """CPU seconds of each PostgreSQL backend now connected to ``db`` (local server only)."""
+    if db is None:
+        return None
+    try:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            pids = [r[0] for r in conn.execute(PG_PIDS, (db,)).fetchall()]
+    except psycopg.OperationalError:  # e.g. max_connections reached on a shared server
+        return None  # that phase's pg ms reads nan rather than ending the run
+    out = {}
+    for pid in pids:
+        try:
+            out[pid] = cpu_s(pid)
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return out
+
+
+PG_PIDS = "SELECT pid FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend'"
+
+
+def pg_delta(before: dict[int, float] | None, after: dict[int, float] | None) -> float | None:
+    """CPU seconds the backends spent between two snapshots (a new backend counts whole; one
+    that exited between the catalogue query and reading its /proc entry reads 0 and counts 0)."""
+    if before is None or after is None:
+        return None
+    return sum(max(0.0, cpu - before.get(pid, 0.0)) for pid, cpu in after.items())
+
+
+def nan0(x: float) -> float:
+    return 0.0 if x != x else x
 
 
 def main() -> None:
@@ -243,6 +282,7 @@ def main() -> None:
     ap.add_argument("--peer-token", default="", help="its bearer token")
     ap.add_argument("--peer-label", default="peer")
     ap.add_argument("--peer-pids", type=int, nargs="*", default=[], help="its process ids (CPU)")
+    ap.add_argument("--peer-db", help="its PostgreSQL database on this server (backends' CPU)")
     ap.add_argument("--hearth", help="a running Hearth's FHIR base (default: start one)")
     ap.add_argument("--hearth-token", default="")
     ap.add_argument("--workers", type=int, default=1)
@@ -260,7 +300,13 @@ def main() -> None:
         targets = [hearth]
         if args.peer:
             targets.append(
-                Target(args.peer_label, args.peer.rstrip("/"), args.peer_token, args.peer_pids)
+                Target(
+                    args.peer_label,
+                    args.peer.rstrip("/"),
+                    args.peer_token,
+                    args.peer_pids,
+                    args.peer_db,
+                )
             )
         for t in targets:
             asyncio.run(seed(t))
@@ -274,28 +320,32 @@ def main() -> None:
         )
         print(
             f"{'op':<19}{'conc':>5} {'server':>8} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'cpu ms':>7}"
+            f" {'pg ms':>6}"
         )
-        results: dict[tuple[str, int, str], list[tuple[float, float, float, float]]] = {}
+        results: dict[tuple[str, int, str], list[tuple[float, float, float, float, float]]] = {}
         for rnd in range(args.rounds):
             order = targets if rnd % 2 == 0 else targets[::-1]
             for conc in args.concurrency:
                 for op in args.ops:
                     for t in order:
                         c0 = cpu_of(t.pids)
+                        g0 = pg_backends(t.db)
                         t0 = time.perf_counter()
                         lat = asyncio.run(phase(t, op, conc, args.seconds))
                         rate = len(lat) / (time.perf_counter() - t0)
                         c1 = cpu_of(t.pids)
+                        g = pg_delta(g0, pg_backends(t.db))
                         cpu = (
                             (c1 - c0) / len(lat) * 1e3
                             if c0 is not None and c1 is not None
                             else float("nan")
                         )
-                        row = (rate, pct(lat, 50), pct(lat, 95), cpu)
+                        pg_ms = g / len(lat) * 1e3 if g is not None else float("nan")
+                        row = (rate, pct(lat, 50), pct(lat, 95), cpu, pg_ms)
                         results.setdefault((op, conc, t.label), []).append(row)
                         print(
                             f"{op:<19}{conc:>5} {t.label:>8} {rate:8.1f} {row[1]:8.1f} "
-                            f"{row[2]:8.1f} {cpu:7.2f}",
+                            f"{row[2]:8.1f} {cpu:7.2f} {pg_ms:6.2f}",
                             flush=True,
                         )
         if len(targets) == 2:
@@ -305,14 +355,25 @@ def main() -> None:
                 f"# hearth / {peer}, medians over the rounds (> 1: Hearth does more per second; "
                 f"load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f})"
             )
-            print(f"{'op':<19}" + "".join(f"{'c=' + str(c):>8}" for c in args.concurrency))
+            print(
+                f"{'op':<19}"
+                + "".join(f"{'c=' + str(c):>8}" for c in args.concurrency)
+                + "   CPU ms/request (cpu + pg), medians: "
+                + f"{peer} / hearth at "
+                + ", ".join(f"c={c}" for c in args.concurrency)
+            )
             for op in args.ops:
-                cells = []
+                cells, cpus = [], []
                 for conc in args.concurrency:
-                    h = statistics.median(r[0] for r in results[(op, conc, "hearth")])
-                    p = statistics.median(r[0] for r in results[(op, conc, peer)])
+                    hr = results[(op, conc, "hearth")]
+                    pr = results[(op, conc, peer)]
+                    h = statistics.median(r[0] for r in hr)
+                    p = statistics.median(r[0] for r in pr)
                     cells.append(f"{h / p:8.2f}")
-                print(f"{op:<19}" + "".join(cells))
+                    hc = statistics.median(r[3] + nan0(r[4]) for r in hr)
+                    pc = statistics.median(r[3] + nan0(r[4]) for r in pr)
+                    cpus.append(f"{pc:.1f} / {hc:.1f}")
+                print(f"{op:<19}" + "".join(cells) + "   " + ", ".join(cpus))
     finally:
         if proc is not None:
             os.killpg(proc.pid, signal.SIGTERM)
