@@ -1,21 +1,15 @@
 """What the browser tests share: chromium's place, the two viewports, screenshots, watching a page
-for errors and for requests to other origins, and signing in.
+for errors and for requests to other origins, the Hearth a module starts, and signing in.
 
-Signing in, two ways:
-- `sign_in` / `app_sign_in`: the whole journey a person makes (the app's button, Hearth's login
-  page, the app's own code + PKCE exchange). The tests about signing in use it, and each role's
-  first sign-in to a server does.
-- `signed_in`: for the portal's tests that are about something else. The token comes from
-  Hearth's own authorization and token endpoints (the login form posted over HTTP with a PKCE
-  challenge, the code exchanged with its verifier), and is put into the tab's session storage
-  the way the portal keeps it: the storage a real sign-in of the same role on the same server
-  left, with this user's token response in place of that one's. The portal then resumes the
-  session as it does on every reload."""
+Signing in is always the whole journey a person makes (`sign_in` for the portal, `app_sign_in`
+for the clinicians' app: the app's button, Hearth's login page, the app's own code + PKCE
+exchange). A shortcut through the token endpoint into the portal's session storage was measured
+(bench/browser_tests.py at commit 466af92): 1.12 s against the journey's 1.17 s, the
+server's argon2 check and the portal's load being most of both; not worth a test that signs in
+differently from a person."""
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +19,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from fhir_server.webapp import CLIENT_ID, PORTAL_CLIENT_ID, portal_files
-from tests.fhir_server.auth.smart import User, code_of, exchange, login, pkce, store_of
+from tests.fhir_server.auth.smart import User, store_of
 from tests.servers import RunningServer, database_url, start_server
 
 # Each expectation waits for the server's answer; under a loaded CI machine (the suite runs in
@@ -37,17 +31,12 @@ ARTEFACTS = Path(__file__).resolve().parents[3] / "test-artefacts" / "webapp"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 
-# The portal's sign-in buttons and scopes (portal/src/main.jsx, smart.js) by who signs in, and
-# what shows once they are in.
+# The portal's sign-in buttons (portal/src/main.jsx) by who signs in, and what shows once they
+# are in.
 PORTAL_BUTTON = {
     "patient": "Sign in",
     "cadre": "Sign in as a community health worker",
     "staff": "Sign in as a doctor or administrator",
-}
-PORTAL_SCOPE = {
-    "patient": "openid fhirUser patient/*.cruds",
-    "cadre": "openid fhirUser user/*.cruds",
-    "staff": "openid fhirUser user/*.cruds",
 }
 PORTAL_HOME = {"patient": "Needs your attention", "cadre": "Find a patient"}
 
@@ -161,10 +150,6 @@ def log_in(page: Page, user: User) -> None:
     page.get_by_role("button", name="Sign in").click()
 
 
-# The session storage a real sign-in left, by (server, who signed in): see `signed_in`.
-_SIGNED_IN: dict[tuple[str, str], dict[str, str]] = {}
-
-
 def signed_in_home(page: Page, who: str) -> None:
     """Wait for the portal's first screen after signing in."""
     expect(page.get_by_role("button", name="Sign out")).to_be_visible()
@@ -180,50 +165,6 @@ def sign_in(page: Page, root: str, user: User, who: str = "patient") -> None:
     log_in(page, user)
     signed_in_home(page, who)
     assert "code=" not in page.url
-    _SIGNED_IN[(root, who)] = page.evaluate("() => ({ ...sessionStorage })")
-
-
-def portal_token(server, user: User, who: str) -> dict:  # type: ignore[no-untyped-def]
-    """The portal's token response for ``user`` from Hearth's authorization and token endpoints
-    (the login form posted over HTTP; authorization code with PKCE S256)."""
-    redirect = {"redirect_uri": f"{server.root}/app/portal/"}
-    verifier, challenge = pkce()
-    answer = login(
-        server, PORTAL_CLIENT_ID, user, PORTAL_SCOPE[who], challenge=challenge, extra=redirect
-    )
-    token = exchange(server, PORTAL_CLIENT_ID, code_of(answer), verifier, **redirect)
-    assert token.status_code == 200, token.text
-    return token.json()
-
-
-def signed_in(page: Page, server, user: User, who: str = "patient") -> None:  # type: ignore[no-untyped-def]
-    """``user`` signed in to the portal as ``who``, for a test about what comes after: the token
-    from Hearth's endpoints in the session storage of this server's last real sign-in of the same
-    kind (the first time, the real sign-in itself)."""
-    kept = _SIGNED_IN.get((server.root, who))
-    if kept is None:
-        sign_in(page, server.root, user, who)
-        return
-    token = portal_token(server, user, who)
-    storage = {}
-    for key, value in kept.items():
-        try:
-            state = json.loads(value)
-        except ValueError:
-            state = None
-        if isinstance(state, dict) and "tokenResponse" in state:
-            state["tokenResponse"] = token
-            if "expiresAt" in state:
-                state["expiresAt"] = int(time.time()) + int(token["expires_in"])
-            value = json.dumps(state)
-        storage[key] = value
-    assert any("tokenResponse" in v for v in storage.values()), kept
-    page.goto(f"{server.fhir}/.well-known/smart-configuration")  # the origin, no app
-    page.evaluate(
-        "s => Object.entries(s).forEach(([k, v]) => sessionStorage.setItem(k, v))", storage
-    )
-    page.goto(f"{server.root}/app/portal/")
-    signed_in_home(page, who)
 
 
 def app_sign_in(page: Page, root: str, user: User, heading: str) -> None:

@@ -23,7 +23,7 @@ from tests.fhir_server.webapp.browser import (
     device,
     fits,
     shot,
-    signed_in,
+    sign_in,
     watch,
 )
 from tests.fhir_server.webapp.test_browser_portal import record
@@ -56,7 +56,7 @@ def test_patient_asks_the_assistant(hearth, browser, viewport):
     errors: list[str] = []
     page = browser.new_context(**device(viewport)).new_page()
     watch(page, errors, outside=outside, allowed=(hearth.root,))
-    signed_in(page, hearth, user)
+    sign_in(page, hearth.root, user)
     page.get_by_role("link", name="Assistant").click()
     expect(page.get_by_role("heading", name="Ask the assistant", level=1)).to_be_visible()
 

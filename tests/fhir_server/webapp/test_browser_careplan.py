@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from playwright.sync_api import expect
 
 from tests.fhir_server.auth.smart import make_user
-from tests.fhir_server.webapp.browser import device, fits, shot, signed_in, watch
+from tests.fhir_server.webapp.browser import device, fits, shot, sign_in, watch
 from tests.workflow.conftest import Fhir, person, photo_media, ref
 from tests.workflow.test_careplan_http import activity
 
@@ -87,7 +87,7 @@ def test_patient_follows_their_care_plan_on_a_phone(hearth, browser):
     errors: list[str] = []
     page = browser.new_context(**device("phone")).new_page()
     watch(page, errors, outside=outside, allowed=(hearth.root,))
-    signed_in(page, hearth, user)
+    sign_in(page, hearth.root, user)
 
     item = page.locator("section.attention").get_by_role(
         "link", name="Your doctor made a care plan: “Watch and excise”"

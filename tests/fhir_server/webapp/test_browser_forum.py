@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.fhir_server.auth.smart import make_user
-from tests.fhir_server.webapp.browser import device, fits, shot, signed_in, watch
+from tests.fhir_server.webapp.browser import device, fits, shot, sign_in, watch
 from tests.workflow.conftest import Fhir, person, ref
 
 
@@ -45,7 +45,7 @@ def test_forum_post_reply_report_and_moderation(hearth, browser, viewport):
     outside: list[str] = []
     # Ada starts a thread under her pseudonym.
     pa = open_page(browser, hearth.root, viewport, errors, outside)
-    signed_in(pa, hearth, ada)
+    sign_in(pa, hearth.root, ada)
     community(pa)
     pa.get_by_text("Your forum profile").click()
     pa.get_by_label("Pseudonym", exact=True).fill(f"Sunflower {tag}")
@@ -59,7 +59,7 @@ def test_forum_post_reply_report_and_moderation(hearth, browser, viewport):
 
     # Bea replies under her pseudonym; the cadre replies showing her name and role.
     pb = open_page(browser, hearth.root, viewport, errors, outside)
-    signed_in(pb, hearth, bea)
+    sign_in(pb, hearth.root, bea)
     community(pb)
     pb.get_by_role("link", name=topic).click()
     expect(pb.get_by_role("heading", name=topic, level=2)).to_be_visible()
@@ -71,7 +71,7 @@ def test_forum_post_reply_report_and_moderation(hearth, browser, viewport):
         expect(pb.get_by_text(secret)).to_have_count(0)
 
     pc = open_page(browser, hearth.root, viewport, errors, outside)
-    signed_in(pc, hearth, carl, "cadre")
+    sign_in(pc, hearth.root, carl, "cadre")
     community(pc)
     pc.get_by_role("link", name=topic).click()
     pc.get_by_label("Your reply").fill("If it lasts more than a week, tell your cadre.")
@@ -95,7 +95,7 @@ def test_forum_post_reply_report_and_moderation(hearth, browser, viewport):
 
     # The administrator finds it in the queue, hides it and blocks its author.
     pm = open_page(browser, hearth.root, viewport, errors, outside)
-    signed_in(pm, hearth, admin, "staff")
+    sign_in(pm, hearth.root, admin, "staff")
     community(pm)
     queue = pm.locator("[data-report]")
     expect(queue).to_have_count(1)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from playwright.sync_api import Route, expect
 
 from tests.fhir_server.auth.smart import give_role, make_user
-from tests.fhir_server.webapp.browser import device, fits, shot, signed_in, watch
+from tests.fhir_server.webapp.browser import device, fits, shot, sign_in, watch
 from tests.shared import shared_path
 from tests.workflow.conftest import Fhir, person, ref
 
@@ -106,7 +106,7 @@ def test_lesion_history_of_one_body_site_for_the_cadre_and_the_patient(hearth, b
     me = make_user(hearth, "patient", P)
     errors: list[str] = []
     page = watch(browser.new_context(**device("phone")).new_page(), errors, console=False)
-    signed_in(page, hearth, cadre, "cadre")
+    sign_in(page, hearth.root, cadre, "cadre")
     page.goto(f"{hearth.root}/app/portal/#/patient/{patient['id']}")
     page.get_by_role("link", name="Lesion history").click()
     expect(page.get_by_role("heading", name=f"Lesion history of Test Lesion{tag}")).to_be_visible()
@@ -134,7 +134,7 @@ def test_lesion_history_of_one_body_site_for_the_cadre_and_the_patient(hearth, b
 
     # The patient: the same history of their own photos, unverified result hidden.
     page = watch(browser.new_context(**device("phone")).new_page(), errors, console=False)
-    signed_in(page, hearth, me)
+    sign_in(page, hearth.root, me)
     page.get_by_role("navigation").get_by_role("link", name="Lesion history").click()
     expect(page.locator("[data-site='Arm'] figure")).to_have_count(2)
     expect(page.get_by_role("main")).to_contain_text("Checked result: Benign naevus")
@@ -163,7 +163,7 @@ def test_a_capture_that_could_not_be_sent_is_kept_and_sent_once(hearth, browser)
     errors: list[str] = []
     context = browser.new_context(**device("phone"))
     page = watch(context.new_page(), errors, console=False)
-    signed_in(page, hearth, user, "cadre")
+    sign_in(page, hearth.root, user, "cadre")
     page.goto(f"{hearth.root}/app/portal/#/patient/{patient['id']}")
     expect(page.get_by_role("heading", name=f"Test Flaky{tag}")).to_be_visible()
 

@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.fhir_server.auth.smart import make_user
-from tests.fhir_server.webapp.browser import app_sign_in, browser_hearth, signed_in
+from tests.fhir_server.webapp.browser import app_sign_in, browser_hearth, sign_in
 from tests.workflow.conftest import Fhir, person, ref
 from workflow.actors import role_concept
 
@@ -103,7 +103,7 @@ def test_portal_case_status_moves_without_reload(hearth, browser):
     user = make_user(hearth, "patient", ref(me))
     page = browser.new_page()
     problems = watch_console(page)
-    signed_in(page, hearth, user)
+    sign_in(page, hearth.root, user)
     expect(page.locator(".live")).to_have_attribute("data-state", "live")
     page.get_by_role("link", name="Photos").click()
     expect(page.get_by_text("You have not sent any photos yet.")).to_be_visible()

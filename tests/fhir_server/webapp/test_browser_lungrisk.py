@@ -15,7 +15,7 @@ from playwright.sync_api import Page, expect
 from inference import plco
 from inference.plco_record import age_on
 from tests.fhir_server.auth.smart import make_user
-from tests.fhir_server.webapp.browser import device, fits, own_hearth, shot, signed_in, watch
+from tests.fhir_server.webapp.browser import device, fits, own_hearth, shot, sign_in, watch
 from tests.inference.conftest import run_worker
 from tests.workflow.conftest import Fhir, person, ref
 
@@ -52,7 +52,7 @@ def test_patient_answers_the_lung_check_and_sees_the_reviewed_risk(hearth, brows
     age = int(age_on(me["birthDate"], date.today()))
     errors: list[str] = []
     page = watch(browser.new_context(**device(viewport)).new_page(), errors)
-    signed_in(page, hearth, user)
+    sign_in(page, hearth.root, user)
     page.get_by_role("link", name="Lung check").click()
     expect(page.get_by_role("heading", name="Lung cancer risk check")).to_be_visible()
     status = page.locator("section.lung-status")

@@ -27,7 +27,6 @@ from tests.fhir_server.webapp.browser import (
     own_hearth,
     shot,
     sign_in,
-    signed_in,
     watch,
 )
 from tests.inference.conftest import run_worker
@@ -281,7 +280,7 @@ def test_patient_sends_a_skin_photo_from_a_phone(hearth, browser):
     photo = shared_path("data", "skin_photos", "ISIC_0024310.jpg")
     errors: list[str] = []
     page = watch(browser.new_context(**device("phone")).new_page(), errors, console=False)
-    signed_in(page, hearth, user)
+    sign_in(page, hearth.root, user)
     page.get_by_role("link", name="Photos").click()
     expect(page.get_by_text("You have not sent any photos yet.")).to_be_visible()
     chooser = page.get_by_label("Take or choose a photo")

@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.fhir_server.auth.smart import make_user
-from tests.fhir_server.webapp.browser import device, fits, shot, signed_in, watch
+from tests.fhir_server.webapp.browser import device, fits, shot, sign_in, watch
 from tests.workflow.conftest import Fhir, person, ref
 
 
@@ -63,7 +63,7 @@ def test_patient_sees_prescriptions_with_their_reminder_times(hearth, browser, v
     errors: list[str] = []
     context = browser.new_context(**device(viewport), timezone_id="Africa/Nairobi")
     page = watch(context.new_page(), errors)
-    signed_in(page, hearth, user)
+    sign_in(page, hearth.root, user)
     page.get_by_role("link", name="Medicines").click()
     expect(page.get_by_role("heading", name="Your medicines")).to_be_visible()
     cards = page.locator("[data-prescription]")

@@ -22,7 +22,7 @@ from playwright.sync_api import Page, expect
 
 from tests.fhir_server.auth.smart import make_user
 from tests.fhir_server.auth.test_upload_xray import chest_png, small_chest_dicom
-from tests.fhir_server.webapp.browser import device, fits, own_hearth, shot, signed_in, watch
+from tests.fhir_server.webapp.browser import device, fits, own_hearth, shot, sign_in, watch
 from tests.fhir_server.webapp.test_browser_lungrisk import answer, business, lung_cases, step
 from tests.inference.conftest import run_worker
 from tests.shared import shared_path
@@ -65,7 +65,7 @@ def test_patient_sends_a_chest_xray_and_sees_the_verified_result(hearth, browser
     user = make_user(hearth, "patient", me)
     errors: list[str] = []
     page = watch(browser.new_context(**device(viewport)).new_page(), errors, console=False)
-    signed_in(page, hearth, user)
+    sign_in(page, hearth.root, user)
     page.get_by_role("link", name="Chest X-ray").click()
     expect(page.get_by_role("heading", name="Chest X-ray", exact=True)).to_be_visible()
     expect(page.get_by_text("No chest X-ray yet.")).to_be_visible()
@@ -177,7 +177,7 @@ def test_cadre_fills_the_lung_check_and_sends_an_xray_for_a_patient(hearth, brow
     user = make_user(hearth, "cadre", cadre)
     errors: list[str] = []
     page = watch(browser.new_context(**device(viewport)).new_page(), errors, console=False)
-    signed_in(page, hearth, user, "cadre")
+    sign_in(page, hearth.root, user, "cadre")
     page.get_by_label("Name of the patient").fill(f"Otieno{tag}")
     page.get_by_role("button", name="Find").click()
     page.get_by_role("link", name=f"Test Otieno{tag}").click()
