@@ -15,16 +15,10 @@ from email.policy import default
 
 import httpx
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from tests.fhir_server.auth.smart import make_user
-from tests.fhir_server.webapp.test_browser_portal import (
-    CHROMIUM,
-    DESKTOP,
-    fits,
-    register_portal,
-    shot,
-)
+from tests.fhir_server.webapp.browser import DESKTOP, fits, register_portal, shot, sign_in
 from tests.servers import database_url, free_port, start_server
 from tests.shared import ROOT
 
@@ -129,7 +123,7 @@ def test_every_role_has_work_waiting(told):  # type: ignore[no-untyped-def]
     assert len(free) >= 40  # two weeks of weekday mornings, less the proposals
 
 
-def test_admin_fixes_a_failed_delivery_and_reads_the_mail(told):  # type: ignore[no-untyped-def]
+def test_admin_fixes_a_failed_delivery_and_reads_the_mail(told, browser):  # type: ignore[no-untyped-def]
     """The admin's part of the story in Debian chromium: Mary Wanjiru's report, approved while
     her record had no e-mail address, is a delivery problem with its reason; once the address is
     added, Retry delivers it, and the signed PDF is in the development mailbox."""
@@ -152,42 +146,32 @@ def test_admin_fixes_a_failed_delivery_and_reads_the_mail(told):  # type: ignore
 
     user = make_user(server, "admin", "Practitioner/demo-admin")
     errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        try:
-            page = browser.new_context(viewport=DESKTOP, accept_downloads=True).new_page()
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" and "404" not in m.text else None)  # fmt: skip
-            page.goto(f"{server.root}/app/portal/")
-            page.get_by_role("button", name="Sign in as a doctor or administrator").click()
-            page.get_by_label("User name").fill(user.username)
-            page.get_by_label("Password").fill(user.password)
-            page.get_by_label("Authenticator code or recovery code").fill(user.totp.now())  # type: ignore[union-attr]
-            page.get_by_role("button", name="Sign in").click()
-            page.get_by_role("link", name="Delivery problems").click()
-            row = page.locator(f'tr[data-target="{case}"]')
-            expect(row).to_contain_text("Report to a patient")
-            expect(row).to_contain_text("no e-mail address")
-            shot(page, "delivery-problems")
-            # The cause fixed (the address back), the admin retries.
-            fixed = {**no_mail, "telecom": patient["telecom"]}
-            assert httpx.put(f"{server.fhir}/Patient/demo-patient-6", json=fixed, headers=h).status_code == 200  # fmt: skip
-            row.get_by_role("button", name="Retry").click()
-            expect(page.get_by_role("status")).to_have_text("Delivered.")
-            expect(page.locator(f'tr[data-target="{case}"]')).to_have_count(0)
+    page = browser.new_context(viewport=DESKTOP, accept_downloads=True).new_page()
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" and "404" not in m.text else None)  # fmt: skip
+    sign_in(page, server.root, user, "staff")
+    page.get_by_role("link", name="Delivery problems").click()
+    row = page.locator(f'tr[data-target="{case}"]')
+    expect(row).to_contain_text("Report to a patient")
+    expect(row).to_contain_text("no e-mail address")
+    shot(page, "delivery-problems")
+    # The cause fixed (the address back), the admin retries.
+    fixed = {**no_mail, "telecom": patient["telecom"]}
+    assert httpx.put(f"{server.fhir}/Patient/demo-patient-6", json=fixed, headers=h).status_code == 200  # fmt: skip
+    row.get_by_role("button", name="Retry").click()
+    expect(page.get_by_role("status")).to_have_text("Delivered.")
+    expect(page.locator(f'tr[data-target="{case}"]')).to_have_count(0)
 
-            page.get_by_role("link", name="Mailbox").click()
-            mails = page.locator("ul.mails li")
-            expect(mails).to_have_count(3)  # the story's two, and Mary's
-            page.locator("ul.mails li", has_text=address).get_by_role("button").click()
-            expect(page.get_by_role("heading", name="Your Skin lesion screening report")).to_be_visible()  # fmt: skip
-            with page.expect_download() as info:
-                page.get_by_role("button", name="Download report-").click()
-            pdf = open(info.value.path(), "rb").read()
-            assert pdf.startswith(b"%PDF-") and b"/ByteRange" in pdf
-            assert fits(page)
-            shot(page, "mailbox")
-        finally:
-            browser.close()
+    page.get_by_role("link", name="Mailbox").click()
+    mails = page.locator("ul.mails li")
+    expect(mails).to_have_count(3)  # the story's two, and Mary's
+    page.locator("ul.mails li", has_text=address).get_by_role("button").click()
+    expect(page.get_by_role("heading", name="Your Skin lesion screening report")).to_be_visible()  # fmt: skip
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Download report-").click()
+    pdf = open(info.value.path(), "rb").read()
+    assert pdf.startswith(b"%PDF-") and b"/ByteRange" in pdf
+    assert fits(page)
+    shot(page, "mailbox")
     assert errors == [], errors
     assert business(httpx.get(f"{server.fhir}/{case}", headers=h).json()) == "REPORT_DELIVERED"

@@ -8,14 +8,11 @@ import uuid
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
-from playwright.sync_api import sync_playwright
 
 from tests.fhir_server.auth.smart import REDIRECT, exchange, make_client, make_user, pkce
 
-CHROMIUM = "/usr/bin/chromium"  # installed by `make chromium`; never `playwright install`
 
-
-def test_browser_login_with_totp(server):
+def test_browser_login_with_totp(server, browser):
     prac = httpx.post(
         f"{server.fhir}/Practitioner",
         json={"resourceType": "Practitioner", "name": [{"family": "Browser"}]},
@@ -39,37 +36,30 @@ def test_browser_login_with_totp(server):
     )
     outside: list[str] = []
     landed: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        try:
-            page = browser.new_page()
-            page.on(
-                "request",
-                lambda r: (
-                    outside.append(r.url) if not r.url.startswith((server.root, REDIRECT)) else None
-                ),
-            )
+    page = browser.new_page()
+    page.on(
+        "request",
+        lambda r: outside.append(r.url) if not r.url.startswith((server.root, REDIRECT)) else None,
+    )
 
-            def arrive(route):  # type: ignore[no-untyped-def]
-                landed.append(route.request.url)
-                route.fulfill(status=200, body="app")
+    def arrive(route):  # type: ignore[no-untyped-def]
+        landed.append(route.request.url)
+        route.fulfill(status=200, body="app")
 
-            page.route(f"{REDIRECT}**", arrive)
-            page.goto(url)
-            assert page.locator("html").get_attribute("lang") == "en"
-            page.get_by_label("User name").fill(user.username)
-            page.get_by_label("Password").fill("not the password")
-            page.get_by_label("Authenticator code or recovery code").fill("000000")
-            page.get_by_role("button", name="Sign in").click()
-            alert = page.get_by_role("alert")
-            assert "not right" in alert.inner_text()
-            page.get_by_label("User name").fill(user.username)
-            page.get_by_label("Password").fill(user.password)
-            page.get_by_label("Authenticator code or recovery code").fill(user.totp.now())  # type: ignore[union-attr]
-            page.get_by_role("button", name="Sign in").click()
-            page.wait_for_url(f"{REDIRECT}**")
-        finally:
-            browser.close()
+    page.route(f"{REDIRECT}**", arrive)
+    page.goto(url)
+    assert page.locator("html").get_attribute("lang") == "en"
+    page.get_by_label("User name").fill(user.username)
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_label("Authenticator code or recovery code").fill("000000")
+    page.get_by_role("button", name="Sign in").click()
+    alert = page.get_by_role("alert")
+    assert "not right" in alert.inner_text()
+    page.get_by_label("User name").fill(user.username)
+    page.get_by_label("Password").fill(user.password)
+    page.get_by_label("Authenticator code or recovery code").fill(user.totp.now())  # type: ignore[union-attr]
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{REDIRECT}**")
     assert not outside, outside
     q = parse_qs(urlsplit(landed[-1]).query)
     assert q["state"] == [state]

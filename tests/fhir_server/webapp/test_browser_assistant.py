@@ -13,20 +13,20 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from tests.fhir_server.auth.smart import make_user
-from tests.fhir_server.webapp.test_browser_portal import (
+from tests.fhir_server.webapp.browser import (
     ARTEFACTS,
-    CHROMIUM,
     DESKTOP,
-    PHONE,
+    app_sign_in,
+    device,
     fits,
-    hearth,  # noqa: F401  (the module's server fixture)
-    record,
     shot,
     sign_in,
+    watch,
 )
+from tests.fhir_server.webapp.test_browser_portal import record
 from tests.workflow.conftest import Fhir, ref
 
 
@@ -48,85 +48,65 @@ def audited(server, reference: str, intent: str) -> bool:  # type: ignore[no-unt
 
 
 @pytest.mark.parametrize("viewport", ["desktop", "phone"])
-def test_patient_asks_the_assistant(hearth, viewport):  # noqa: F811
+def test_patient_asks_the_assistant(hearth, browser, viewport):
     operator = Fhir(hearth.fhir, hearth.headers)
     data = record(operator)
     user = make_user(hearth, "patient", ref(data["me"]))
     outside: list[str] = []
     errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        try:
-            context = browser.new_context(
-                viewport=PHONE if viewport == "phone" else DESKTOP,
-                is_mobile=viewport == "phone",
-                has_touch=viewport == "phone",
-            )
-            page = context.new_page()
-            page.on(
-                "request",
-                lambda r: outside.append(r.url) if not r.url.startswith(hearth.root) else None,
-            )
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            sign_in(page, hearth.root, user)
-            page.get_by_role("link", name="Assistant").click()
-            expect(page.get_by_role("heading", name="Ask the assistant", level=1)).to_be_visible()
+    page = browser.new_context(**device(viewport)).new_page()
+    watch(page, errors, outside=outside, allowed=(hearth.root,))
+    sign_in(page, hearth.root, user)
+    page.get_by_role("link", name="Assistant").click()
+    expect(page.get_by_role("heading", name="Ask the assistant", level=1)).to_be_visible()
 
-            # A suggested question: the clinician's conclusion, word for word, and its source.
-            page.get_by_role("button", name="What did my last report say?").click()
-            latest = page.locator(".exchange").first
-            expect(latest).to_contain_text("“Benign naevus; no treatment needed.”")
-            source = latest.locator(f"[data-cites='{ref(data['report'])}']")
-            expect(source).to_contain_text("Skin screening report")
-            assert audited(hearth, ref(data["report"]), "last-report")
+    # A suggested question: the clinician's conclusion, word for word, and its source.
+    page.get_by_role("button", name="What did my last report say?").click()
+    latest = page.locator(".exchange").first
+    expect(latest).to_contain_text("“Benign naevus; no treatment needed.”")
+    source = latest.locator(f"[data-cites='{ref(data['report'])}']")
+    expect(source).to_contain_text("Skin screening report")
+    assert audited(hearth, ref(data["report"]), "last-report")
 
-            # A typed question: the proposed appointment; its source opens Appointments.
-            page.get_by_label("Your question").fill("When is my next appointment?")
-            page.get_by_role("button", name="Ask", exact=True).click()
-            latest = page.locator(".exchange").first
-            expect(latest).to_contain_text("Proposed after your screening")
-            expect(latest).to_contain_text("(status: proposed)")
-            expect(page.get_by_label("Your question")).to_have_value("")
-            shot(page, f"portal-assistant-{viewport}")
-            assert fits(page)
-            latest.locator(f"[data-cites='{ref(data['proposed'])}'] a").click()
-            expect(page.get_by_role("heading", name="Your appointments", level=1)).to_be_visible()
+    # A typed question: the proposed appointment; its source opens Appointments.
+    page.get_by_label("Your question").fill("When is my next appointment?")
+    page.get_by_role("button", name="Ask", exact=True).click()
+    latest = page.locator(".exchange").first
+    expect(latest).to_contain_text("Proposed after your screening")
+    expect(latest).to_contain_text("(status: proposed)")
+    expect(page.get_by_label("Your question")).to_have_value("")
+    shot(page, f"portal-assistant-{viewport}")
+    assert fits(page)
+    latest.locator(f"[data-cites='{ref(data['proposed'])}'] a").click()
+    expect(page.get_by_role("heading", name="Your appointments", level=1)).to_be_visible()
 
-            # Another patient's report: refused, nothing of theirs on the page.
-            page.get_by_role("link", name="Assistant").click()
-            page.get_by_label("Your question").fill(
-                f"What did Patient/{data['other']['id']}'s report say?"
-            )
-            page.get_by_role("button", name="Ask", exact=True).click()
-            latest = page.locator(".exchange").first
-            expect(latest).to_contain_text("I can only answer questions about your own record")
-            expect(latest.locator("[data-cites]")).to_have_count(0)
-            expect(page.get_by_text(data["tag"])).to_have_count(0)
+    # Another patient's report: refused, nothing of theirs on the page.
+    page.get_by_role("link", name="Assistant").click()
+    page.get_by_label("Your question").fill(f"What did Patient/{data['other']['id']}'s report say?")
+    page.get_by_role("button", name="Ask", exact=True).click()
+    latest = page.locator(".exchange").first
+    expect(latest).to_contain_text("I can only answer questions about your own record")
+    expect(latest.locator("[data-cites]")).to_have_count(0)
+    expect(page.get_by_text(data["tag"])).to_have_count(0)
 
-            # An emergency: the fixed answer with the emergency number, and the way to Messages.
-            page.get_by_label("Your question").fill("I have chest pain")
-            page.get_by_role("button", name="Ask", exact=True).click()
-            latest = page.locator(".exchange").first
-            expect(latest).to_contain_text("If this is an emergency, call 112 now")
-            shot(page, f"portal-assistant-safety-{viewport}")
-            latest.get_by_role("link", name="Message your care team").click()
-            expect(page.get_by_role("heading", name="Messages")).to_be_visible()
-            assert not errors, errors
-        finally:
-            browser.close()
+    # An emergency: the fixed answer with the emergency number, and the way to Messages.
+    page.get_by_label("Your question").fill("I have chest pain")
+    page.get_by_role("button", name="Ask", exact=True).click()
+    latest = page.locator(".exchange").first
+    expect(latest).to_contain_text("If this is an emergency, call 112 now")
+    shot(page, f"portal-assistant-safety-{viewport}")
+    latest.get_by_role("link", name="Message your care team").click()
+    expect(page.get_by_role("heading", name="Messages")).to_be_visible()
+    assert not errors, errors
     assert not outside, outside
     operator.close()
 
 
-def test_doctor_asks_the_assistant_in_the_clinicians_app(hearth):  # noqa: F811
+def test_doctor_asks_the_assistant_in_the_clinicians_app(hearth, browser):
     """Staff: the clinicians' app (/app/, static/assistant.js) — the doctor's claimed work and the
     open urgent cases, each cited Task linking to its case screen."""
     from datetime import UTC, datetime
 
-    from tests.fhir_server.webapp.test_browser_app import register_app
-
-    register_app(hearth)
     operator = Fhir(hearth.fhir, hearth.headers)
     data = record(operator)
     doctor = data["proposed"]["participant"][1]["actor"]["reference"]
@@ -161,41 +141,26 @@ def test_doctor_asks_the_assistant_in_the_clinicians_app(hearth):  # noqa: F811
     )  # fmt: skip
     errors: list[str] = []
     outside: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport=DESKTOP)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on(
-                "request",
-                lambda r: outside.append(r.url) if not r.url.startswith(hearth.root) else None,
-            )
-            page.goto(f"{hearth.root}/app/")
-            page.get_by_role("button", name="Sign in").click()
-            page.get_by_label("User name").fill(user.username)
-            page.get_by_label("Password").fill(user.password)
-            page.get_by_label("Authenticator code or recovery code").fill(user.totp.now())  # type: ignore[union-attr]
-            page.get_by_role("button", name="Sign in").click()
-            expect(page.get_by_role("heading", name="Worklist: doctor")).to_be_visible()
-            page.get_by_role("link", name="Assistant").click()
-            expect(page.get_by_role("heading", name="Assistant", level=1)).to_be_visible()
+    page = browser.new_page(viewport=DESKTOP)
+    watch(page, errors, console=False, outside=outside, allowed=(hearth.root,))
+    app_sign_in(page, hearth.root, user, "Worklist: doctor")
+    page.get_by_role("link", name="Assistant").click()
+    expect(page.get_by_role("heading", name="Assistant", level=1)).to_be_visible()
 
-            page.get_by_role("button", name="What is waiting for me?").click()
-            latest = page.locator(".exchange").first
-            expect(latest).to_contain_text(f"Doctor review {data['tag']} for Ada Portal (routine)")
-            expect(latest.locator(f"[data-cites='{ref(mine)}'] a")).to_have_attribute(
-                "href", f"#/task/{mine['id']}"
-            )
+    page.get_by_role("button", name="What is waiting for me?").click()
+    latest = page.locator(".exchange").first
+    expect(latest).to_contain_text(f"Doctor review {data['tag']} for Ada Portal (routine)")
+    expect(latest.locator(f"[data-cites='{ref(mine)}'] a")).to_have_attribute(
+        "href", f"#/task/{mine['id']}"
+    )
 
-            page.get_by_label("Your question").fill("which urgent cases are open")
-            page.get_by_role("button", name="Ask", exact=True).click()
-            latest = page.locator(".exchange").first
-            expect(latest).to_contain_text(f"Urgent screening {data['tag']}")
-            page.screenshot(path=str(Path(ARTEFACTS) / "app-assistant.png"), full_page=True)
-            latest.locator(f"[data-cites='{ref(urgent)}'] a").click()
-            expect(page).to_have_url(f"{hearth.root}/app/#/task/{urgent['id']}")
-            assert not errors, errors
-        finally:
-            browser.close()
+    page.get_by_label("Your question").fill("which urgent cases are open")
+    page.get_by_role("button", name="Ask", exact=True).click()
+    latest = page.locator(".exchange").first
+    expect(latest).to_contain_text(f"Urgent screening {data['tag']}")
+    page.screenshot(path=str(Path(ARTEFACTS) / "app-assistant.png"), full_page=True)
+    latest.locator(f"[data-cites='{ref(urgent)}'] a").click()
+    expect(page).to_have_url(f"{hearth.root}/app/#/task/{urgent['id']}")
+    assert not errors, errors
     assert not outside, outside
     operator.close()

@@ -11,17 +11,10 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from tests.fhir_server.auth.smart import make_user
-from tests.fhir_server.webapp.test_browser_portal import (  # noqa: F401 - the fixture
-    CHROMIUM,
-    PHONE,
-    fits,
-    hearth,
-    shot,
-    sign_in,
-)
+from tests.fhir_server.webapp.browser import device, fits, shot, sign_in, watch
 from tests.workflow.conftest import Fhir, person, photo_media, ref
 from tests.workflow.test_careplan_http import activity
 
@@ -44,7 +37,7 @@ def _plan(operator: Fhir, doctor: str, case: dict, title: str, *activities: dict
     return made.json()
 
 
-def test_patient_follows_their_care_plan_on_a_phone(hearth):  # noqa: F811
+def test_patient_follows_their_care_plan_on_a_phone(hearth, browser):
     operator = Fhir(hearth.fhir, hearth.headers)
     tag, secret = uuid.uuid4().hex[:6], uuid.uuid4().hex[:8]
     me, other = person(operator, "Patient", f"Plan{tag}"), person(operator, "Patient", f"Else{tag}")
@@ -92,48 +85,37 @@ def test_patient_follows_their_care_plan_on_a_phone(hearth):  # noqa: F811
     user = make_user(hearth, "patient", ref(me))
     outside: list[str] = []
     errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        try:
-            context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
-            page = context.new_page()
-            page.on(
-                "request",
-                lambda r: outside.append(r.url) if not r.url.startswith(hearth.root) else None,
-            )
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            sign_in(page, hearth.root, user)
+    page = browser.new_context(**device("phone")).new_page()
+    watch(page, errors, outside=outside, allowed=(hearth.root,))
+    sign_in(page, hearth.root, user)
 
-            item = page.locator("section.attention").get_by_role(
-                "link", name="Your doctor made a care plan: “Watch and excise”"
-            )
-            expect(item).to_be_visible()
-            item.click()
-            expect(page.get_by_role("heading", name="My care plan", level=1)).to_be_visible()
-            card = page.locator(f"[data-careplan='{plan['id']}']")
-            expect(card.get_by_role("heading", name="Watch and excise")).to_be_visible()
-            expect(card).to_contain_text("1 of 4 steps done")
-            steps = card.locator("li.activity")
-            expect(steps).to_have_count(4)
-            photo, referral, medicine, booked = (steps.nth(n) for n in range(4))
-            expect(photo).to_contain_text("Send a new photo of the skin spot")
-            expect(photo).to_contain_text("Done")
-            expect(referral).to_contain_text("Referral: Excision biopsy, skin clinic")
-            expect(referral).to_contain_text("Arranged — you will be contacted")
-            expect(referral).to_contain_text("by ")
-            expect(medicine).to_contain_text("Take Chlorhexidine 0.05% solution")
-            expect(medicine).to_contain_text("Clean the area once daily")
-            expect(medicine).to_contain_text("Ongoing")
-            expect(booked).to_contain_text("Follow-up visit")
-            expect(booked).to_contain_text("Check the scar")
-            expect(booked).to_contain_text("Booked")
-            expect(booked).to_contain_text(f"on {start.strftime('%a %-d %b %Y')}")
-            expect(page.get_by_text(secret)).to_have_count(0)  # nothing of the other patient
-            assert fits(page)
-            shot(page, "portal-careplan-phone")
-        finally:
-            browser.close()
+    item = page.locator("section.attention").get_by_role(
+        "link", name="Your doctor made a care plan: “Watch and excise”"
+    )
+    expect(item).to_be_visible()
+    item.click()
+    expect(page.get_by_role("heading", name="My care plan", level=1)).to_be_visible()
+    card = page.locator(f"[data-careplan='{plan['id']}']")
+    expect(card.get_by_role("heading", name="Watch and excise")).to_be_visible()
+    expect(card).to_contain_text("1 of 4 steps done")
+    steps = card.locator("li.activity")
+    expect(steps).to_have_count(4)
+    photo, referral, medicine, booked = (steps.nth(n) for n in range(4))
+    expect(photo).to_contain_text("Send a new photo of the skin spot")
+    expect(photo).to_contain_text("Done")
+    expect(referral).to_contain_text("Referral: Excision biopsy, skin clinic")
+    expect(referral).to_contain_text("Arranged — you will be contacted")
+    expect(referral).to_contain_text("by ")
+    expect(medicine).to_contain_text("Take Chlorhexidine 0.05% solution")
+    expect(medicine).to_contain_text("Clean the area once daily")
+    expect(medicine).to_contain_text("Ongoing")
+    expect(booked).to_contain_text("Follow-up visit")
+    expect(booked).to_contain_text("Check the scar")
+    expect(booked).to_contain_text("Booked")
+    expect(booked).to_contain_text(f"on {start.strftime('%a %-d %b %Y')}")
+    expect(page.get_by_text(secret)).to_have_count(0)  # nothing of the other patient
+    assert fits(page)
+    shot(page, "portal-careplan-phone")
     assert not outside, outside
     assert not errors, errors
     operator.close()

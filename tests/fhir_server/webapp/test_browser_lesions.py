@@ -15,17 +15,10 @@ import base64
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from playwright.sync_api import Page, Route, expect, sync_playwright
+from playwright.sync_api import Route, expect
 
 from tests.fhir_server.auth.smart import give_role, make_user
-from tests.fhir_server.webapp.test_browser_portal import (  # noqa: F401 (the fixture)
-    CHROMIUM,
-    PHONE,
-    fits,
-    hearth,
-    shot,
-    sign_in,
-)
+from tests.fhir_server.webapp.browser import device, fits, shot, sign_in, watch
 from tests.shared import shared_path
 from tests.workflow.conftest import Fhir, person, ref
 
@@ -101,17 +94,7 @@ def lesion(fhir: Fhir, patient: str, site: str, when: datetime, result: str, sta
     return media
 
 
-def cadre_signs_in(page: Page, root: str, user) -> None:  # type: ignore[no-untyped-def]
-    page.goto(f"{root}/app/portal/")
-    page.get_by_role("button", name="Sign in as a community health worker").click()
-    page.get_by_label("User name").fill(user.username)
-    page.get_by_label("Password").fill(user.password)
-    page.get_by_label("Authenticator code or recovery code").fill(user.totp.now())
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Find a patient")).to_be_visible()
-
-
-def test_lesion_history_of_one_body_site_for_the_cadre_and_the_patient(hearth):  # type: ignore[no-untyped-def]  # noqa: F811
+def test_lesion_history_of_one_body_site_for_the_cadre_and_the_patient(hearth, browser):  # type: ignore[no-untyped-def]
     operator = Fhir(hearth.fhir, hearth.headers)
     tag = uuid.uuid4().hex[:6]
     patient = person(operator, "Patient", f"Lesion{tag}")
@@ -122,57 +105,46 @@ def test_lesion_history_of_one_body_site_for_the_cadre_and_the_patient(hearth): 
     cadre = make_user(hearth, "cadre", ref(person(operator, "Practitioner", f"Cadre{tag}")))
     me = make_user(hearth, "patient", P)
     errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        try:
-            context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
-            page = context.new_page()
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            cadre_signs_in(page, hearth.root, cadre)
-            page.goto(f"{hearth.root}/app/portal/#/patient/{patient['id']}")
-            page.get_by_role("link", name="Lesion history").click()
-            expect(
-                page.get_by_role("heading", name=f"Lesion history of Test Lesion{tag}")
-            ).to_be_visible()
-            group = page.locator("[data-site='Arm']")
-            figures = group.locator("figure")
-            expect(figures).to_have_count(2)
-            # Oldest first, side by side, each photo shown (a blob: URL) with its date.
-            assert figures.nth(0).get_attribute("data-media") == old["id"]
-            assert figures.nth(1).get_attribute("data-media") == new["id"]
-            for i in range(2):
-                expect(figures.nth(i).locator("img")).to_have_js_property("complete", True)
-                assert (
-                    figures.nth(i)
-                    .locator("img")
-                    .evaluate("i => i.src.startsWith('blob:') && i.naturalWidth > 0")
-                )
-            tops = [figures.nth(i).bounding_box()["y"] for i in range(2)]  # type: ignore[index]
-            assert tops[0] == tops[1]  # side by side, not one under the other
-            expect(figures.nth(0)).to_contain_text("Checked result: Benign naevus")
-            expect(figures.nth(0)).to_contain_text("Doctor: Benign naevus, seen by the doctor")
-            expect(figures.nth(1)).to_contain_text("Not checked by a doctor yet")
-            expect(page.get_by_role("main")).not_to_contain_text("Melanoma suspected")
-            shot(page, "cadre-lesion-history-phone")
-            assert fits(page)
+    page = watch(browser.new_context(**device("phone")).new_page(), errors, console=False)
+    sign_in(page, hearth.root, cadre, "cadre")
+    page.goto(f"{hearth.root}/app/portal/#/patient/{patient['id']}")
+    page.get_by_role("link", name="Lesion history").click()
+    expect(page.get_by_role("heading", name=f"Lesion history of Test Lesion{tag}")).to_be_visible()
+    group = page.locator("[data-site='Arm']")
+    figures = group.locator("figure")
+    expect(figures).to_have_count(2)
+    # Oldest first, side by side, each photo shown (a blob: URL) with its date.
+    assert figures.nth(0).get_attribute("data-media") == old["id"]
+    assert figures.nth(1).get_attribute("data-media") == new["id"]
+    for i in range(2):
+        expect(figures.nth(i).locator("img")).to_have_js_property("complete", True)
+        assert (
+            figures.nth(i)
+            .locator("img")
+            .evaluate("i => i.src.startsWith('blob:') && i.naturalWidth > 0")
+        )
+    tops = [figures.nth(i).bounding_box()["y"] for i in range(2)]  # type: ignore[index]
+    assert tops[0] == tops[1]  # side by side, not one under the other
+    expect(figures.nth(0)).to_contain_text("Checked result: Benign naevus")
+    expect(figures.nth(0)).to_contain_text("Doctor: Benign naevus, seen by the doctor")
+    expect(figures.nth(1)).to_contain_text("Not checked by a doctor yet")
+    expect(page.get_by_role("main")).not_to_contain_text("Melanoma suspected")
+    shot(page, "cadre-lesion-history-phone")
+    assert fits(page)
 
-            # The patient: the same history of their own photos, unverified result hidden.
-            mine = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
-            page = mine.new_page()
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            sign_in(page, hearth.root, me)
-            page.get_by_role("navigation").get_by_role("link", name="Lesion history").click()
-            expect(page.locator("[data-site='Arm'] figure")).to_have_count(2)
-            expect(page.get_by_role("main")).to_contain_text("Checked result: Benign naevus")
-            expect(page.get_by_role("main")).not_to_contain_text("Melanoma suspected")
-            shot(page, "portal-lesion-history-phone")
-            assert not errors, errors
-        finally:
-            browser.close()
+    # The patient: the same history of their own photos, unverified result hidden.
+    page = watch(browser.new_context(**device("phone")).new_page(), errors, console=False)
+    sign_in(page, hearth.root, me)
+    page.get_by_role("navigation").get_by_role("link", name="Lesion history").click()
+    expect(page.locator("[data-site='Arm'] figure")).to_have_count(2)
+    expect(page.get_by_role("main")).to_contain_text("Checked result: Benign naevus")
+    expect(page.get_by_role("main")).not_to_contain_text("Melanoma suspected")
+    shot(page, "portal-lesion-history-phone")
+    assert not errors, errors
     operator.close()
 
 
-def test_a_capture_that_could_not_be_sent_is_kept_and_sent_once(hearth):  # type: ignore[no-untyped-def]  # noqa: F811
+def test_a_capture_that_could_not_be_sent_is_kept_and_sent_once(hearth, browser):  # type: ignore[no-untyped-def]
     operator = Fhir(hearth.fhir, hearth.headers)
     tag = uuid.uuid4().hex[:6]
     patient = person(operator, "Patient", f"Flaky{tag}")
@@ -189,75 +161,69 @@ def test_a_capture_that_could_not_be_sent_is_kept_and_sent_once(hearth):  # type
         ]
 
     errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        try:
-            context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
-            page = context.new_page()
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            cadre_signs_in(page, hearth.root, user)
-            page.goto(f"{hearth.root}/app/portal/#/patient/{patient['id']}")
-            expect(page.get_by_role("heading", name=f"Test Flaky{tag}")).to_be_visible()
+    context = browser.new_context(**device("phone"))
+    page = watch(context.new_page(), errors, console=False)
+    sign_in(page, hearth.root, user, "cadre")
+    page.goto(f"{hearth.root}/app/portal/#/patient/{patient['id']}")
+    expect(page.get_by_role("heading", name=f"Test Flaky{tag}")).to_be_visible()
 
-            def capture(site: str) -> None:
-                page.get_by_label("Take or choose a photo").set_input_files(str(PHOTO))
-                page.get_by_label("Where on the body is the spot?").select_option(label=site)
-                page.get_by_label("The patient agreed").check()
-                page.get_by_role("button", name="Send the photo and start the screening").click()
+    def capture(site: str) -> None:
+        page.get_by_label("Take or choose a photo").set_input_files(str(PHOTO))
+        page.get_by_label("Where on the body is the spot?").select_option(label=site)
+        page.get_by_label("The patient agreed").check()
+        page.get_by_role("button", name="Send the photo and start the screening").click()
 
-            # 1. Offline during the capture: kept on the phone, shown as waiting, nothing sent.
-            context.set_offline(True)
-            capture("Arm")
-            expect(page.get_by_role("status")).to_contain_text("the photo is kept on this phone")
-            queue = page.locator("[data-pending]")
-            expect(queue).to_contain_text("1 photo is waiting to be sent")
-            expect(queue).to_contain_text("This phone is offline")
-            shot(page, "cadre-capture-waiting-phone")
-            assert operator.search("Media", subject=P) == [] and cases() == []
+    # 1. Offline during the capture: kept on the phone, shown as waiting, nothing sent.
+    context.set_offline(True)
+    capture("Arm")
+    expect(page.get_by_role("status")).to_contain_text("the photo is kept on this phone")
+    queue = page.locator("[data-pending]")
+    expect(queue).to_contain_text("1 photo is waiting to be sent")
+    expect(queue).to_contain_text("This phone is offline")
+    shot(page, "cadre-capture-waiting-phone")
+    assert operator.search("Media", subject=P) == [] and cases() == []
 
-            # Back online: sent by itself, the case shows up.
-            context.set_offline(False)
-            expect(queue).to_have_count(0)
-            expect(page.locator("[data-case]")).to_have_count(1)
-            [media] = operator.search("Media", subject=P)
-            assert media["bodySite"] == {"text": "Arm"}
-            [case] = cases()
-            assert case["focus"] == {"reference": f"Media/{media['id']}"}
+    # Back online: sent by itself, the case shows up.
+    context.set_offline(False)
+    expect(queue).to_have_count(0)
+    expect(page.locator("[data-case]")).to_have_count(1)
+    [media] = operator.search("Media", subject=P)
+    assert media["bodySite"] == {"text": "Arm"}
+    [case] = cases()
+    assert case["focus"] == {"reference": f"Media/{media['id']}"}
 
-            # 2. Responses lost: the server makes the Media and the case, the phone hears nothing.
-            lost = {"Media": 0, "case": 0}
+    # 2. Responses lost: the server makes the Media and the case, the phone hears nothing.
+    lost = {"Media": 0, "case": 0}
 
-            def lose(kind: str):  # type: ignore[no-untyped-def]
-                def handler(route: Route) -> None:
-                    if route.request.method == "POST" and lost[kind] == 0:
-                        lost[kind] += 1
-                        route.fetch()  # reaches the server
-                        route.abort()  # the answer never comes back
-                    else:
-                        route.continue_()
+    def lose(kind: str):  # type: ignore[no-untyped-def]
+        def handler(route: Route) -> None:
+            if route.request.method == "POST" and lost[kind] == 0:
+                lost[kind] += 1
+                route.fetch()  # reaches the server
+                route.abort()  # the answer never comes back
+            else:
+                route.continue_()
 
-                return handler
+        return handler
 
-            page.route("**/fhir/Media", lose("Media"))
-            page.route("**/fhir/Task/$start-case", lose("case"))
-            capture("Leg")
-            expect(page.get_by_role("status")).to_contain_text("the photo is kept on this phone")
-            expect(queue).to_contain_text("1 photo is waiting to be sent")
-            assert len(operator.search("Media", subject=P)) == 2  # the first try made it
-            page.get_by_role("button", name="Try sending now").click()  # Media found, case lost
-            expect(queue).to_contain_text("1 photo is waiting to be sent")
-            page.get_by_role("button", name="Try sending now").click()
-            expect(queue).to_have_count(0)
-            expect(page.locator("[data-case]")).to_have_count(2)
-            assert lost == {"Media": 1, "case": 1}
-            photos = operator.search("Media", subject=P)
-            assert len(photos) == 2
-            assert sorted(m["bodySite"]["text"] for m in photos) == ["Arm", "Leg"]
-            assert len(cases()) == 2
-            assert sorted(c["focus"]["reference"] for c in cases()) == sorted(
-                f"Media/{m['id']}" for m in photos
-            )
-            assert not errors, errors
-        finally:
-            browser.close()
+    page.route("**/fhir/Media", lose("Media"))
+    page.route("**/fhir/Task/$start-case", lose("case"))
+    capture("Leg")
+    expect(page.get_by_role("status")).to_contain_text("the photo is kept on this phone")
+    expect(queue).to_contain_text("1 photo is waiting to be sent")
+    assert len(operator.search("Media", subject=P)) == 2  # the first try made it
+    page.get_by_role("button", name="Try sending now").click()  # Media found, case lost
+    expect(queue).to_contain_text("1 photo is waiting to be sent")
+    page.get_by_role("button", name="Try sending now").click()
+    expect(queue).to_have_count(0)
+    expect(page.locator("[data-case]")).to_have_count(2)
+    assert lost == {"Media": 1, "case": 1}
+    photos = operator.search("Media", subject=P)
+    assert len(photos) == 2
+    assert sorted(m["bodySite"]["text"] for m in photos) == ["Arm", "Leg"]
+    assert len(cases()) == 2
+    assert sorted(c["focus"]["reference"] for c in cases()) == sorted(
+        f"Media/{m['id']}" for m in photos
+    )
+    assert not errors, errors
     operator.close()

@@ -12,35 +12,21 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
-from fhir_server.webapp import portal_files
 from tests.fhir_server.auth.smart import make_user
-from tests.fhir_server.webapp.test_browser_app import register_app
-from tests.fhir_server.webapp.test_browser_app import sign_in as app_sign_in
-from tests.fhir_server.webapp.test_browser_portal import register_portal
-from tests.fhir_server.webapp.test_browser_portal import sign_in as portal_sign_in
-from tests.servers import database_url, start_server
+from tests.fhir_server.webapp.browser import app_sign_in, browser_hearth, sign_in
 from tests.workflow.conftest import Fhir, person, ref
 from workflow.actors import role_concept
 
-expect.set_options(timeout=30_000)
-CHROMIUM = "/usr/bin/chromium"
 CASE_SYSTEM = "http://hearth.local/fhir/CodeSystem/workflow-case"
 STATUS_SYSTEM = "http://hearth.local/fhir/CodeSystem/workflow-status"
 
 
 @pytest.fixture(scope="module")
 def hearth(tmp_path_factory):  # type: ignore[no-untyped-def]
-    assert portal_files() is not None, "the patient portal is not built: run `make webapp`"
-    tmp = tmp_path_factory.mktemp("live")
-    url, cleanup = database_url("sqlite", tmp)
-    running = start_server("sqlite", url, data_dir=tmp / "data")
-    register_app(running)
-    register_portal(running)
-    yield running
-    running.stop()
-    cleanup()
+    with browser_hearth(tmp_path_factory.mktemp("live")) as running:  # its worklist its own
+        yield running
 
 
 def watch_console(page: Page) -> list[str]:
@@ -66,108 +52,91 @@ def step(patient: dict, description: str, **extra: object) -> dict:
     }
 
 
-def test_worklist_updates_without_reload(hearth):
+def test_worklist_updates_without_reload(hearth, browser):
     operator = Fhir(hearth.fhir, hearth.headers)
     doctor = person(operator, "Practitioner", f"Live{uuid.uuid4().hex[:6]}")
     user = make_user(hearth, "doctor", ref(doctor))
     patient = person(operator, "Patient", f"Worklist{uuid.uuid4().hex[:6]}")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        try:
-            page = browser.new_page()
-            problems = watch_console(page)
-            app_sign_in(page, hearth.root, user, "Worklist: doctor")
-            expect(page.locator("#live")).to_have_attribute("data-state", "live")
-            expect(page.locator("#live")).to_have_text("Live: this list updates by itself.")
-            page.evaluate("window.stillTheSamePage = true")
-            expect(page.get_by_text("Nothing is waiting for your role.")).to_be_visible()
-            # another user (here the operator's API token) creates a step for the doctor's role
-            operator.create(
-                step(patient, "Live review step", performerType=[role_concept("doctor")])
-            )
-            expect(page.locator("tr", has_text="Live review step")).to_be_visible()
-            # … and assigns one to this doctor
-            operator.create(
-                step(
-                    patient,
-                    "Assigned while you watched",
-                    status="in-progress",
-                    owner={"reference": ref(doctor)},
-                    performerType=[role_concept("doctor")],
-                )
-            )
-            mine = page.locator(
-                "section", has=page.get_by_role("heading", name="In progress, claimed by you")
-            )
-            expect(mine.locator("tr", has_text="Assigned while you watched")).to_be_visible()
-            assert page.evaluate("window.stillTheSamePage") is True  # no reload happened
-            assert problems == []
-        finally:
-            browser.close()
+    page = browser.new_page()
+    problems = watch_console(page)
+    app_sign_in(page, hearth.root, user, "Worklist: doctor")
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    expect(page.locator("#live")).to_have_text("Live: this list updates by itself.")
+    page.evaluate("window.stillTheSamePage = true")
+    expect(page.get_by_text("Nothing is waiting for your role.")).to_be_visible()
+    # another user (here the operator's API token) creates a step for the doctor's role
+    operator.create(step(patient, "Live review step", performerType=[role_concept("doctor")]))
+    expect(page.locator("tr", has_text="Live review step")).to_be_visible()
+    # … and assigns one to this doctor
+    operator.create(
+        step(
+            patient,
+            "Assigned while you watched",
+            status="in-progress",
+            owner={"reference": ref(doctor)},
+            performerType=[role_concept("doctor")],
+        )
+    )
+    mine = page.locator(
+        "section", has=page.get_by_role("heading", name="In progress, claimed by you")
+    )
+    expect(mine.locator("tr", has_text="Assigned while you watched")).to_be_visible()
+    assert page.evaluate("window.stillTheSamePage") is True  # no reload happened
+    assert problems == []
 
 
-def test_worklist_falls_back_to_a_slow_poll_without_websockets(hearth):
+def test_worklist_falls_back_to_a_slow_poll_without_websockets(hearth, browser):
     operator = Fhir(hearth.fhir, hearth.headers)
     doctor = person(operator, "Practitioner", f"Poll{uuid.uuid4().hex[:6]}")
     user = make_user(hearth, "doctor", ref(doctor))
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        try:
-            page = browser.new_page()
-            # a proxy that refuses the websocket upgrade
-            page.route_web_socket("**/websocket", lambda ws: ws.close())
-            app_sign_in(page, hearth.root, user, "Worklist: doctor")
-            expect(page.locator("#live")).to_have_attribute("data-state", "polling")
-            expect(page.locator("#live")).to_contain_text("refreshes every minute")
-        finally:
-            browser.close()
+    page = browser.new_page()
+    # a proxy that refuses the websocket upgrade
+    page.route_web_socket("**/websocket", lambda ws: ws.close())
+    app_sign_in(page, hearth.root, user, "Worklist: doctor")
+    expect(page.locator("#live")).to_have_attribute("data-state", "polling")
+    expect(page.locator("#live")).to_contain_text("refreshes every minute")
 
 
-def test_portal_case_status_moves_without_reload(hearth):
+def test_portal_case_status_moves_without_reload(hearth, browser):
     operator = Fhir(hearth.fhir, hearth.headers)
     me = person(operator, "Patient", f"Portal{uuid.uuid4().hex[:6]}")
     user = make_user(hearth, "patient", ref(me))
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        try:
-            page = browser.new_page()
-            problems = watch_console(page)
-            portal_sign_in(page, hearth.root, user)
-            expect(page.locator(".live")).to_have_attribute("data-state", "live")
-            page.get_by_role("link", name="Photos").click()
-            expect(page.get_by_text("You have not sent any photos yet.")).to_be_visible()
-            expect(page.locator(".live")).to_have_attribute("data-state", "live")
-            page.evaluate("window.stillTheSamePage = true")
-            # the care team (over the API) records a photo and starts its case
-            media = operator.create(
-                {
-                    "resourceType": "Media",
-                    "status": "completed",
-                    "subject": {"reference": ref(me)},
-                    "bodySite": {"text": "Back"},
-                    "content": {"contentType": "image/png", "title": "Lesion photo"},
-                }
-            )
-            case = operator.create(
-                step(
-                    me,
-                    "Skin screening",
-                    code={"coding": [{"system": CASE_SYSTEM, "code": "skin-screening"}]},
-                    focus={"reference": ref(media)},
-                    businessStatus={"coding": [{"system": STATUS_SYSTEM, "code": "PENDING_AI"}]},
-                )
-            )
-            status = page.locator(f'[data-media="{media["id"]}"] .case-status')
-            expect(status).to_have_text("Received — waiting for the computer analysis")
-            reviewed = {"coding": [{"system": STATUS_SYSTEM, "code": "DOCTOR_REVIEWED"}]}
-            moved = httpx.put(
-                f"{hearth.fhir}/Task/{case['id']}",
-                json={**case, "businessStatus": reviewed},
-                headers=hearth.headers,
-            )
-            assert moved.status_code == 200, moved.text
-            expect(status).to_have_text("Checked by your doctor")
-            assert page.evaluate("window.stillTheSamePage") is True
-            assert problems == []
-        finally:
-            browser.close()
+    page = browser.new_page()
+    problems = watch_console(page)
+    sign_in(page, hearth.root, user)
+    expect(page.locator(".live")).to_have_attribute("data-state", "live")
+    page.get_by_role("link", name="Photos").click()
+    expect(page.get_by_text("You have not sent any photos yet.")).to_be_visible()
+    expect(page.locator(".live")).to_have_attribute("data-state", "live")
+    page.evaluate("window.stillTheSamePage = true")
+    # the care team (over the API) records a photo and starts its case
+    media = operator.create(
+        {
+            "resourceType": "Media",
+            "status": "completed",
+            "subject": {"reference": ref(me)},
+            "bodySite": {"text": "Back"},
+            "content": {"contentType": "image/png", "title": "Lesion photo"},
+        }
+    )
+    case = operator.create(
+        step(
+            me,
+            "Skin screening",
+            code={"coding": [{"system": CASE_SYSTEM, "code": "skin-screening"}]},
+            focus={"reference": ref(media)},
+            businessStatus={"coding": [{"system": STATUS_SYSTEM, "code": "PENDING_AI"}]},
+        )
+    )
+    status = page.locator(f'[data-media="{media["id"]}"] .case-status')
+    expect(status).to_have_text("Received — waiting for the computer analysis")
+    reviewed = {"coding": [{"system": STATUS_SYSTEM, "code": "DOCTOR_REVIEWED"}]}
+    moved = httpx.put(
+        f"{hearth.fhir}/Task/{case['id']}",
+        json={**case, "businessStatus": reviewed},
+        headers=hearth.headers,
+    )
+    assert moved.status_code == 200, moved.text
+    expect(status).to_have_text("Checked by your doctor")
+    assert page.evaluate("window.stillTheSamePage") is True
+    assert problems == []

@@ -8,17 +8,16 @@ complete the dispense without acknowledging them, and the dispense records the a
 
 from __future__ import annotations
 
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from terminology.formulary import RXNORM
 from tests.fhir_server.auth.smart import make_user
+from tests.fhir_server.webapp.browser import app_sign_in
 from tests.fhir_server.webapp.test_browser_app import (
-    CHROMIUM,
     LOCALE,
     PHOTOS,
     ZONE,
     shot,
-    sign_in,
     start_case,
     step_of,
     watch,
@@ -37,7 +36,7 @@ def coded(code: str, display: str) -> dict:
     return {"coding": [{"system": RXNORM, "code": code, "display": display}], "text": display}
 
 
-def test_doctor_picks_from_the_formulary_and_the_pharmacist_sees_the_warning(hearth):  # type: ignore[no-untyped-def]
+def test_doctor_picks_from_the_formulary_and_the_pharmacist_sees_the_warning(hearth, browser):  # type: ignore[no-untyped-def]
     operator = Fhir(hearth.fhir, hearth.headers)
     cadre = ref(person(operator, "Practitioner", "Cadre"))
     doctor = ref(person(operator, "Practitioner", "Prescriber"))
@@ -61,95 +60,88 @@ def test_doctor_picks_from_the_formulary_and_the_pharmacist_sees_the_warning(hea
 
     outside: list[str] = []
     errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        try:
-            context = browser.new_context(locale=LOCALE, timezone_id=ZONE)
-            page = context.new_page()
-            watch(page, hearth.root, outside, errors)
-            sign_in(page, hearth.root, doctor_user, "Worklist: doctor")
-            page.locator("tbody tr", has_text=name).get_by_role("link").click()
-            expect(page.get_by_role("heading", name=name)).to_be_visible()
-            page.get_by_role("button", name="Claim").click()
-            expect(page.get_by_role("status")).to_contain_text("Claimed")
-            page.get_by_label("Finding (required)").fill("Eczema beside a benign naevus")
-            picker = page.get_by_role("combobox", name="Prescription: medication")
-            picker.press_sequentially("ibup")
-            option = page.get_by_role("option", name="ibuprofen")
-            expect(option).to_contain_text("RxNorm 5640")
-            option.click()
-            expect(picker).to_have_value("ibuprofen")
-            expect(page.locator("#medication-coding")).to_contain_text(
-                "Coded: ibuprofen (RxNorm 5640)"
-            )
-            # Typing past the choice makes it free text again, said to be uncoded.
-            picker.press_sequentially(" gel")
-            expect(page.locator("#medication-coding")).to_contain_text("Not coded")
-            picker.fill("")
-            picker.press_sequentially("ibupro")
-            page.get_by_role("option", name="ibuprofen").click()
-            page.get_by_label("Prescription: dosage instructions").fill("400 mg three times daily")
-            shot(page, "doctor-medication-picker")
-            page.get_by_role("button", name="Complete step").click()
-            expect(page.get_by_role("status")).to_contain_text("Completed")
-            # Right after prescribing: the warnings of this case's prescription.
-            warnings = page.locator("#case-issues")
-            expect(warnings.locator("li.issue")).to_have_count(2)
-            interaction = warnings.locator("li.issue", has_text="Drug Interaction Alert")
-            expect(interaction).to_contain_text("High severity")
-            expect(interaction).to_contain_text("warfarin")
-            allergy = warnings.locator("li.issue", has_text="Allergy Alert")
-            expect(allergy).to_contain_text("aspirin")
-            # The treatment plan's medication comes from the same picker, and is checked too.
-            page.get_by_label("Plan title (required)").fill("Psoriasis")
-            plan_picker = page.get_by_role("combobox", name="Medication from the formulary")
-            plan_picker.press_sequentially("methotr")
-            page.get_by_role("option", name="methotrexate").click()
-            page.get_by_label("Dosage instructions", exact=True).fill("7.5 mg once weekly")
-            page.get_by_role("button", name="Save the plan").click()
-            expect(page.get_by_role("status")).to_contain_text("Treatment plan saved")
-            warnings = page.locator("#case-issues")
-            expect(warnings.locator("li.issue")).to_have_count(3)
-            nsaid = warnings.locator("li.issue", has_text="methotrexate")
-            expect(nsaid).to_contain_text("Moderate severity")
-            expect(nsaid).to_contain_text("Source: Methotrexate US prescribing information")
-            shot(page, "doctor-medication-warnings")
-            page.get_by_role("button", name="Sign out").click()
-            context.close()
+    context = browser.new_context(locale=LOCALE, timezone_id=ZONE)
+    page = context.new_page()
+    watch(page, hearth.root, outside, errors)
+    app_sign_in(page, hearth.root, doctor_user, "Worklist: doctor")
+    page.locator("tbody tr", has_text=name).get_by_role("link").click()
+    expect(page.get_by_role("heading", name=name)).to_be_visible()
+    page.get_by_role("button", name="Claim").click()
+    expect(page.get_by_role("status")).to_contain_text("Claimed")
+    page.get_by_label("Finding (required)").fill("Eczema beside a benign naevus")
+    picker = page.get_by_role("combobox", name="Prescription: medication")
+    picker.press_sequentially("ibup")
+    option = page.get_by_role("option", name="ibuprofen")
+    expect(option).to_contain_text("RxNorm 5640")
+    option.click()
+    expect(picker).to_have_value("ibuprofen")
+    expect(page.locator("#medication-coding")).to_contain_text("Coded: ibuprofen (RxNorm 5640)")
+    # Typing past the choice makes it free text again, said to be uncoded.
+    picker.press_sequentially(" gel")
+    expect(page.locator("#medication-coding")).to_contain_text("Not coded")
+    picker.fill("")
+    picker.press_sequentially("ibupro")
+    page.get_by_role("option", name="ibuprofen").click()
+    page.get_by_label("Prescription: dosage instructions").fill("400 mg three times daily")
+    shot(page, "doctor-medication-picker")
+    page.get_by_role("button", name="Complete step").click()
+    expect(page.get_by_role("status")).to_contain_text("Completed")
+    # Right after prescribing: the warnings of this case's prescription.
+    warnings = page.locator("#case-issues")
+    expect(warnings.locator("li.issue")).to_have_count(2)
+    interaction = warnings.locator("li.issue", has_text="Drug Interaction Alert")
+    expect(interaction).to_contain_text("High severity")
+    expect(interaction).to_contain_text("warfarin")
+    allergy = warnings.locator("li.issue", has_text="Allergy Alert")
+    expect(allergy).to_contain_text("aspirin")
+    # The treatment plan's medication comes from the same picker, and is checked too.
+    page.get_by_label("Plan title (required)").fill("Psoriasis")
+    plan_picker = page.get_by_role("combobox", name="Medication from the formulary")
+    plan_picker.press_sequentially("methotr")
+    page.get_by_role("option", name="methotrexate").click()
+    page.get_by_label("Dosage instructions", exact=True).fill("7.5 mg once weekly")
+    page.get_by_role("button", name="Save the plan").click()
+    expect(page.get_by_role("status")).to_contain_text("Treatment plan saved")
+    warnings = page.locator("#case-issues")
+    expect(warnings.locator("li.issue")).to_have_count(3)
+    nsaid = warnings.locator("li.issue", has_text="methotrexate")
+    expect(nsaid).to_contain_text("Moderate severity")
+    expect(nsaid).to_contain_text("Source: Methotrexate US prescribing information")
+    shot(page, "doctor-medication-warnings")
+    page.get_by_role("button", name="Sign out").click()
+    context.close()
 
-            context = browser.new_context(locale=LOCALE, timezone_id=ZONE)
-            page = context.new_page()
-            watch(page, hearth.root, outside, errors)
-            sign_in(page, hearth.root, pharmacist_user, "Worklist: pharmacist")
-            page.locator("tbody tr", has_text=name).get_by_role("link").click()
-            warnings = page.locator("#case-issues")
-            expect(warnings.locator("li.issue")).to_have_count(3)
-            expect(warnings.locator("li.issue").first).to_contain_text("High severity")
-            interaction = warnings.locator("li.issue", has_text="ibuprofen + warfarin")
-            expect(interaction).to_contain_text("High severity")
-            expect(interaction).to_contain_text("Drug Interaction Alert")
-            expect(interaction).to_contain_text("bleeding")
-            expect(interaction).to_contain_text(
-                "Source: Coumadin (warfarin sodium) US prescribing information"
-            )
-            expect(page.get_by_role("table", name="Prescriptions of this case")).to_contain_text(
-                "ibuprofen"
-            )
-            page.get_by_role("button", name="Claim").click()
-            expect(page.get_by_role("status")).to_contain_text("Claimed")
-            page.get_by_label("Quantity handed over").fill("30")
-            page.get_by_label("Unit (e.g. tablets, tube)").fill("tablets")
-            page.get_by_role("button", name="Complete step").click()
-            box = page.get_by_label("I have reviewed the 3 warnings")
-            assert box.evaluate("e => e.matches(':invalid') && e.form.checkValidity() === false")
-            box.check()
-            page.get_by_label("Dispensing record").fill("Prescriber agreed: paracetamol instead if bleeding signs; INR check in 5 days")  # fmt: skip
-            shot(page, "pharmacist-medication-warnings")
-            page.get_by_role("button", name="Complete step").click()
-            expect(page.get_by_role("status")).to_contain_text("done by the pharmacist")
-            assert not errors, errors
-        finally:
-            browser.close()
+    context = browser.new_context(locale=LOCALE, timezone_id=ZONE)
+    page = context.new_page()
+    watch(page, hearth.root, outside, errors)
+    app_sign_in(page, hearth.root, pharmacist_user, "Worklist: pharmacist")
+    page.locator("tbody tr", has_text=name).get_by_role("link").click()
+    warnings = page.locator("#case-issues")
+    expect(warnings.locator("li.issue")).to_have_count(3)
+    expect(warnings.locator("li.issue").first).to_contain_text("High severity")
+    interaction = warnings.locator("li.issue", has_text="ibuprofen + warfarin")
+    expect(interaction).to_contain_text("High severity")
+    expect(interaction).to_contain_text("Drug Interaction Alert")
+    expect(interaction).to_contain_text("bleeding")
+    expect(interaction).to_contain_text(
+        "Source: Coumadin (warfarin sodium) US prescribing information"
+    )
+    expect(page.get_by_role("table", name="Prescriptions of this case")).to_contain_text(
+        "ibuprofen"
+    )
+    page.get_by_role("button", name="Claim").click()
+    expect(page.get_by_role("status")).to_contain_text("Claimed")
+    page.get_by_label("Quantity handed over").fill("30")
+    page.get_by_label("Unit (e.g. tablets, tube)").fill("tablets")
+    page.get_by_role("button", name="Complete step").click()
+    box = page.get_by_label("I have reviewed the 3 warnings")
+    assert box.evaluate("e => e.matches(':invalid') && e.form.checkValidity() === false")
+    box.check()
+    page.get_by_label("Dispensing record").fill("Prescriber agreed: paracetamol instead if bleeding signs; INR check in 5 days")  # fmt: skip
+    shot(page, "pharmacist-medication-warnings")
+    page.get_by_role("button", name="Complete step").click()
+    expect(page.get_by_role("status")).to_contain_text("done by the pharmacist")
+    assert not errors, errors
     assert not outside, outside
 
     review = step_of(operator, case["id"], "doctor-review")

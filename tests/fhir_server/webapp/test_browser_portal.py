@@ -16,53 +16,25 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import expect
 
-from fhir_server.webapp import PORTAL_CLIENT_ID, portal_files
-from tests.fhir_server.auth.smart import make_user, store_of
+from fhir_server.webapp import PORTAL_CLIENT_ID
+from tests.fhir_server.auth.smart import make_user
+from tests.fhir_server.webapp.browser import (
+    device,
+    fits,
+    log_in,
+    own_hearth,
+    shot,
+    sign_in,
+    watch,
+)
 from tests.inference.conftest import run_worker
-from tests.servers import database_url, start_server
 from tests.shared import shared_path
 from tests.workflow.conftest import Fhir, person, ref
 
-expect.set_options(timeout=30_000)
-
-CHROMIUM = "/usr/bin/chromium"  # installed by `make chromium`; never `playwright install`
-ARTEFACTS = Path(__file__).resolve().parents[3] / "test-artefacts" / "webapp"
+hearth = own_hearth  # its tests run the AI worker: a Hearth of its own
 PDF = b"%PDF-1.4\n% Hearth test report\n%%EOF\n"
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1280, "height": 900}
-
-
-@pytest.fixture(scope="module")
-def hearth(tmp_path_factory):  # type: ignore[no-untyped-def]
-    assert portal_files() is not None, "the patient portal is not built: run `make webapp`"
-    tmp = tmp_path_factory.mktemp("portal")
-    url, cleanup = database_url("sqlite", tmp)
-    running = start_server("sqlite", url, data_dir=tmp / "data")
-    running.data_dir = tmp / "data"  # type: ignore[attr-defined]
-    register_portal(running)
-    yield running
-    running.stop()
-    cleanup()
-
-
-def register_portal(server) -> None:  # type: ignore[no-untyped-def]
-    """What `make run` does (scripts/portal-client.sh), for this server's base URL."""
-    from fhir_server.auth.clients import register
-
-    store = store_of(server)
-    try:
-        register(
-            store,
-            "Hearth patient portal",
-            "public",
-            scope="openid fhirUser patient/*.cruds user/*.cruds",
-            redirect_uris=[f"{server.root}/app/portal/"],
-            client_id=PORTAL_CLIENT_ID,
-        )
-    finally:
-        store.engine.dispose()
 
 
 def slot(fhir: Fhir, schedule: dict, start: datetime, status: str = "free") -> dict:
@@ -181,237 +153,187 @@ def record(fhir: Fhir) -> dict:
     }
 
 
-def sign_in(page: Page, root: str, user) -> None:  # type: ignore[no-untyped-def]
-    page.goto(f"{root}/app/portal/")
-    page.get_by_role("button", name="Sign in", exact=True).click()
-    page.get_by_label("User name").fill(user.username)
-    page.get_by_label("Password").fill(user.password)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Needs your attention")).to_be_visible()
-    assert "code=" not in page.url
-
-
-def shot(page: Page, name: str) -> None:
-    ARTEFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTEFACTS / f"{name}.png"), full_page=True)
-
-
-def fits(page: Page) -> bool:
-    """No sideways scrolling: the page is as wide as the viewport."""
-    return bool(page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"))
-
-
 @pytest.mark.parametrize("viewport", ["desktop", "phone"])
-def test_patient_uses_the_portal(hearth, viewport):
+def test_patient_uses_the_portal(hearth, browser, viewport):
     operator = Fhir(hearth.fhir, hearth.headers)
     data = record(operator)
     user = make_user(hearth, "patient", ref(data["me"]))
     outside: list[str] = []
     errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        try:
-            context = browser.new_context(
-                viewport=PHONE if viewport == "phone" else DESKTOP,
-                is_mobile=viewport == "phone",
-                has_touch=viewport == "phone",
-                accept_downloads=True,
-            )
-            page = context.new_page()
-            page.on(
-                "request",
-                lambda r: (
-                    outside.append(r.url)
-                    if not r.url.startswith((hearth.root, f"blob:{hearth.root}/"))
-                    else None
-                ),
-            )
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            authorize: list[str] = []
-            page.on(
-                "request",
-                lambda r: authorize.append(r.url) if "/auth/authorize?" in r.url else None,
-            )
-            sign_in(page, hearth.root, user)
-            # The SMART JS client's standalone launch: code + PKCE S256, this client, Hearth's FHIR.
-            [asked] = authorize
-            query = parse_qs(urlsplit(asked).query)
-            assert query["client_id"] == [PORTAL_CLIENT_ID]
-            assert query["code_challenge_method"] == ["S256"]
-            assert query["aud"] == [hearth.fhir]
-            assert query["redirect_uri"] == [f"{hearth.root}/app/portal/"]
+    page = browser.new_context(**device(viewport), accept_downloads=True).new_page()
+    watch(page, errors, outside=outside, allowed=(hearth.root, f"blob:{hearth.root}/"))
+    authorize: list[str] = []
+    page.on(
+        "request",
+        lambda r: authorize.append(r.url) if "/auth/authorize?" in r.url else None,
+    )
+    sign_in(page, hearth.root, user)
+    # The SMART JS client's standalone launch: code + PKCE S256, this client, Hearth's FHIR.
+    [asked] = authorize
+    query = parse_qs(urlsplit(asked).query)
+    assert query["client_id"] == [PORTAL_CLIENT_ID]
+    assert query["code_challenge_method"] == ["S256"]
+    assert query["aud"] == [hearth.fhir]
+    assert query["redirect_uri"] == [f"{hearth.root}/app/portal/"]
 
-            # Home: what needs attention, then the verified result only, the report, appointments.
-            attention = page.locator("section.attention")
-            expect(attention).to_contain_text("Your report “Skin screening report” is ready.")
-            expect(attention).to_contain_text("An appointment is proposed for")
-            expect(attention).to_contain_text("Your report is ready, please book a visit.")
-            results = page.get_by_role("region", name="Your results")
-            expect(results).to_contain_text("Blood glucose")
-            expect(results).to_contain_text("5.4 mmol/L")
-            expect(results).to_contain_text("Checked by a clinician")
-            expect(results).to_contain_text("not a diagnosis on its own")
-            expect(page.get_by_text("Unverified AI finding")).to_have_count(0)
-            expect(page.get_by_text("AI lesion classification")).to_have_count(0)
-            expect(page.get_by_text(data["tag"])).to_have_count(0)  # nothing of the other patient
-            assert fits(page)
-            shot(page, f"portal-home-{viewport}")
+    # Home: what needs attention, then the verified result only, the report, appointments.
+    attention = page.locator("section.attention")
+    expect(attention).to_contain_text("Your report “Skin screening report” is ready.")
+    expect(attention).to_contain_text("An appointment is proposed for")
+    expect(attention).to_contain_text("Your report is ready, please book a visit.")
+    results = page.get_by_role("region", name="Your results")
+    expect(results).to_contain_text("Blood glucose")
+    expect(results).to_contain_text("5.4 mmol/L")
+    expect(results).to_contain_text("Checked by a clinician")
+    expect(results).to_contain_text("not a diagnosis on its own")
+    expect(page.get_by_text("Unverified AI finding")).to_have_count(0)
+    expect(page.get_by_text("AI lesion classification")).to_have_count(0)
+    expect(page.get_by_text(data["tag"])).to_have_count(0)  # nothing of the other patient
+    assert fits(page)
+    shot(page, f"portal-home-{viewport}")
 
-            # The signed report, downloaded as the PDF itself.
-            with page.expect_download() as info:
-                page.get_by_role("button", name="Download the report (PDF)").click()
-            download = info.value
-            assert Path(download.path()).read_bytes() == PDF
-            assert download.suggested_filename == "Skin screening report.pdf"
+    # The signed report, downloaded as the PDF itself.
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Download the report (PDF)").click()
+    download = info.value
+    assert Path(download.path()).read_bytes() == PDF
+    assert download.suggested_filename == "Skin screening report.pdf"
 
-            # Appointments: accept the proposal; the server has it booked, its Slot busy.
-            page.get_by_role("link", name="Appointments").click()
-            expect(page.get_by_role("heading", name="Your appointments", level=1)).to_be_visible()
-            shot(page, f"portal-appointments-{viewport}")
-            proposed = page.locator(f"[data-appointment='{data['proposed']['id']}']")
-            expect(proposed).to_contain_text("Proposed — waiting for your answer")
-            proposed.get_by_role("button", name="Accept").click()
-            expect(page.get_by_role("status")).to_contain_text("Appointment accepted")
-            expect(proposed).to_contain_text("Booked")
-            assert operator.get(f"/Appointment/{data['proposed']['id']}")["status"] == "booked"
-            assert operator.get(f"/Slot/{data['held']['id']}")["status"] == "busy"
+    # Appointments: accept the proposal; the server has it booked, its Slot busy.
+    page.get_by_role("link", name="Appointments").click()
+    expect(page.get_by_role("heading", name="Your appointments", level=1)).to_be_visible()
+    shot(page, f"portal-appointments-{viewport}")
+    proposed = page.locator(f"[data-appointment='{data['proposed']['id']}']")
+    expect(proposed).to_contain_text("Proposed — waiting for your answer")
+    proposed.get_by_role("button", name="Accept").click()
+    expect(page.get_by_role("status")).to_contain_text("Appointment accepted")
+    expect(proposed).to_contain_text("Booked")
+    assert operator.get(f"/Appointment/{data['proposed']['id']}")["status"] == "booked"
+    assert operator.get(f"/Slot/{data['held']['id']}")["status"] == "busy"
 
-            # Book the first free Slot with a reason; then cancel that booking.
-            first = data["free"][0]
-            page.get_by_label("Reason for the visit (optional)").fill("Follow-up of my mole")
-            page.locator(f"[data-slot='{first['id']}']").click()
-            expect(page.get_by_role("status")).to_contain_text("Appointment booked")
-            expect(page.locator(f"[data-slot='{first['id']}']")).to_have_count(0)
-            mine = operator.search("Appointment", patient=ref(data["me"]), status="booked")
-            [booked] = [a for a in mine if a.get("slot") == [{"reference": ref(first)}]]
-            assert booked["description"] == "Follow-up of my mole"
-            assert operator.get(f"/Slot/{first['id']}")["status"] == "busy"
-            shot(page, f"portal-booked-{viewport}")
+    # Book the first free Slot with a reason; then cancel that booking.
+    first = data["free"][0]
+    page.get_by_label("Reason for the visit (optional)").fill("Follow-up of my mole")
+    page.locator(f"[data-slot='{first['id']}']").click()
+    expect(page.get_by_role("status")).to_contain_text("Appointment booked")
+    expect(page.locator(f"[data-slot='{first['id']}']")).to_have_count(0)
+    mine = operator.search("Appointment", patient=ref(data["me"]), status="booked")
+    [booked] = [a for a in mine if a.get("slot") == [{"reference": ref(first)}]]
+    assert booked["description"] == "Follow-up of my mole"
+    assert operator.get(f"/Slot/{first['id']}")["status"] == "busy"
+    shot(page, f"portal-booked-{viewport}")
 
-            # Move it to the other free time ($reschedule): the first Slot is free again.
-            second = data["free"][1]
-            page.locator(f"[data-appointment='{booked['id']}']").get_by_role(
-                "button", name="Change the time"
-            ).click()
-            expect(page.get_by_role("heading", name="Choose a new time")).to_be_visible()
-            page.locator(f"[data-slot='{second['id']}']").click()
-            expect(page.get_by_role("status")).to_contain_text("Appointment moved")
-            moved = operator.get(f"/Appointment/{booked['id']}")
-            assert moved["slot"] == [{"reference": ref(second)}]
-            assert moved["status"] == "booked"
-            assert operator.get(f"/Slot/{first['id']}")["status"] == "free"
-            assert operator.get(f"/Slot/{second['id']}")["status"] == "busy"
-            expect(page.get_by_role("heading", name="Book an appointment")).to_be_visible()
+    # Move it to the other free time ($reschedule): the first Slot is free again.
+    second = data["free"][1]
+    page.locator(f"[data-appointment='{booked['id']}']").get_by_role(
+        "button", name="Change the time"
+    ).click()
+    expect(page.get_by_role("heading", name="Choose a new time")).to_be_visible()
+    page.locator(f"[data-slot='{second['id']}']").click()
+    expect(page.get_by_role("status")).to_contain_text("Appointment moved")
+    moved = operator.get(f"/Appointment/{booked['id']}")
+    assert moved["slot"] == [{"reference": ref(second)}]
+    assert moved["status"] == "booked"
+    assert operator.get(f"/Slot/{first['id']}")["status"] == "free"
+    assert operator.get(f"/Slot/{second['id']}")["status"] == "busy"
+    expect(page.get_by_role("heading", name="Book an appointment")).to_be_visible()
 
-            # Cancel it: the Slot is free again.
-            page.once("dialog", lambda d: d.accept())
-            page.locator(f"[data-appointment='{booked['id']}']").get_by_role(
-                "button", name="Cancel appointment"
-            ).click()
-            expect(page.get_by_role("status")).to_contain_text("Appointment cancelled")
-            expect(page.locator(f"[data-appointment='{booked['id']}']")).to_contain_text(
-                "Cancelled"
-            )
-            assert operator.get(f"/Appointment/{booked['id']}")["status"] == "cancelled"
-            assert operator.get(f"/Slot/{second['id']}")["status"] == "free"
-            expect(page.get_by_text(f"Someone else's visit {data['tag']}")).to_have_count(0)
-            assert fits(page)
+    # Cancel it: the Slot is free again.
+    page.once("dialog", lambda d: d.accept())
+    page.locator(f"[data-appointment='{booked['id']}']").get_by_role(
+        "button", name="Cancel appointment"
+    ).click()
+    expect(page.get_by_role("status")).to_contain_text("Appointment cancelled")
+    expect(page.locator(f"[data-appointment='{booked['id']}']")).to_contain_text("Cancelled")
+    assert operator.get(f"/Appointment/{booked['id']}")["status"] == "cancelled"
+    assert operator.get(f"/Slot/{second['id']}")["status"] == "free"
+    expect(page.get_by_text(f"Someone else's visit {data['tag']}")).to_have_count(0)
+    assert fits(page)
 
-            # Messages: the care team's message, and one of the patient's own, sent.
-            page.get_by_role("link", name="Messages").click()
-            expect(page.get_by_text("Your report is ready, please book a visit.")).to_be_visible()
-            text = f"Thank you, I booked a visit ({viewport})."
-            page.get_by_label("Your message").fill(text)
-            page.get_by_role("button", name="Send").click()
-            expect(page.get_by_role("status")).to_contain_text("Message sent")
-            expect(page.locator(".messages li.mine").first).to_contain_text(text)
-            sent = operator.search("Communication", subject=ref(data["me"]))
-            [mine_msg] = [c for c in sent if c["payload"][0]["contentString"] == text]
-            assert mine_msg["sender"] == {"reference": ref(data["me"])}
-            shot(page, f"portal-messages-{viewport}")
-            assert fits(page)
+    # Messages: the care team's message, and one of the patient's own, sent.
+    page.get_by_role("link", name="Messages").click()
+    expect(page.get_by_text("Your report is ready, please book a visit.")).to_be_visible()
+    text = f"Thank you, I booked a visit ({viewport})."
+    page.get_by_label("Your message").fill(text)
+    page.get_by_role("button", name="Send").click()
+    expect(page.get_by_role("status")).to_contain_text("Message sent")
+    expect(page.locator(".messages li.mine").first).to_contain_text(text)
+    sent = operator.search("Communication", subject=ref(data["me"]))
+    [mine_msg] = [c for c in sent if c["payload"][0]["contentString"] == text]
+    assert mine_msg["sender"] == {"reference": ref(data["me"])}
+    shot(page, f"portal-messages-{viewport}")
+    assert fits(page)
 
-            # Sign out: the token is revoked and this tab forgets it.
-            page.get_by_role("button", name="Sign out").click()
-            expect(page.get_by_role("button", name="Sign in", exact=True)).to_be_visible()
-            assert page.evaluate("sessionStorage.length") == 0
-            assert not errors, errors
-        finally:
-            browser.close()
+    # Sign out: the token is revoked and this tab forgets it.
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("button", name="Sign in", exact=True)).to_be_visible()
+    assert page.evaluate("sessionStorage.length") == 0
+    assert not errors, errors
     assert not outside, outside
     operator.close()
 
 
-def test_patient_sends_a_skin_photo_from_a_phone(hearth):
+def test_patient_sends_a_skin_photo_from_a_phone(hearth, browser):
     operator = Fhir(hearth.fhir, hearth.headers)
     me = person(operator, "Patient", f"Photo{uuid.uuid4().hex[:6]}")
     user = make_user(hearth, "patient", ref(me))
     photo = shared_path("data", "skin_photos", "ISIC_0024310.jpg")
     errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        try:
-            context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
-            page = context.new_page()
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            sign_in(page, hearth.root, user)
-            page.get_by_role("link", name="Photos").click()
-            expect(page.get_by_text("You have not sent any photos yet.")).to_be_visible()
-            chooser = page.get_by_label("Take or choose a photo")
-            # The phone's camera is offered (capture), and only photos are accepted.
-            assert chooser.get_attribute("capture") == "environment"
-            assert chooser.get_attribute("accept") == "image/jpeg,image/png"
-            send = page.get_by_role("button", name="Send the photo")
-            expect(send).to_be_disabled()
-            # Not a photo: said in plain words, nothing is sent.
-            chooser.set_input_files(
-                {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a photo"}
-            )
-            send.click()
-            expect(page.get_by_role("alert")).to_contain_text("not a photo we can use")
-            assert operator.search("Media", subject=ref(me)) == []
-            chooser.set_input_files(str(photo))
-            expect(page.get_by_role("img", name="The photo you chose")).to_be_visible()
-            page.get_by_label("Where on your body is it?").select_option(label="Back")
-            send.click()
-            expect(page.get_by_role("status")).to_contain_text("Photo sent")
-            card = page.locator("[data-media]")
-            expect(card).to_have_count(1)
-            expect(card).to_contain_text("Received — waiting for the computer analysis")
-            expect(card).to_contain_text("Back")
-            expect(card.get_by_role("img")).to_be_visible()
-            page.wait_for_function("document.querySelector('[data-media] img').naturalWidth > 0")
-            shot(page, "portal-photos-phone")
+    page = watch(browser.new_context(**device("phone")).new_page(), errors, console=False)
+    sign_in(page, hearth.root, user)
+    page.get_by_role("link", name="Photos").click()
+    expect(page.get_by_text("You have not sent any photos yet.")).to_be_visible()
+    chooser = page.get_by_label("Take or choose a photo")
+    # The phone's camera is offered (capture), and only photos are accepted.
+    assert chooser.get_attribute("capture") == "environment"
+    assert chooser.get_attribute("accept") == "image/jpeg,image/png"
+    send = page.get_by_role("button", name="Send the photo")
+    expect(send).to_be_disabled()
+    # Not a photo: said in plain words, nothing is sent.
+    chooser.set_input_files(
+        {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a photo"}
+    )
+    send.click()
+    expect(page.get_by_role("alert")).to_contain_text("not a photo we can use")
+    assert operator.search("Media", subject=ref(me)) == []
+    chooser.set_input_files(str(photo))
+    expect(page.get_by_role("img", name="The photo you chose")).to_be_visible()
+    page.get_by_label("Where on your body is it?").select_option(label="Back")
+    send.click()
+    expect(page.get_by_role("status")).to_contain_text("Photo sent")
+    card = page.locator("[data-media]")
+    expect(card).to_have_count(1)
+    expect(card).to_contain_text("Received — waiting for the computer analysis")
+    expect(card).to_contain_text("Back")
+    expect(card.get_by_role("img")).to_be_visible()
+    page.wait_for_function("document.querySelector('[data-media] img').naturalWidth > 0")
+    shot(page, "portal-photos-phone")
 
-            # On the server: the photo (a JPEG) and a skin-screening case about it, for this patient.
-            [media] = operator.search("Media", subject=ref(me))
-            assert media["content"]["contentType"] == "image/jpeg"
-            assert base64.b64decode(media["content"]["data"])[:3] == b"\xff\xd8\xff"
-            assert media["bodySite"] == {"text": "Back"}
-            cases = operator.search("Task", focus=f"Media/{media['id']}")
-            [case] = [c for c in cases if "partOf" not in c]
-            assert case["for"] == {"reference": ref(me)}
-            assert case["businessStatus"]["coding"][0]["code"] == "PENDING_AI"
+    # On the server: the photo (a JPEG) and a skin-screening case about it, for this patient.
+    [media] = operator.search("Media", subject=ref(me))
+    assert media["content"]["contentType"] == "image/jpeg"
+    assert base64.b64decode(media["content"]["data"])[:3] == b"\xff\xd8\xff"
+    assert media["bodySite"] == {"text": "Back"}
+    cases = operator.search("Task", focus=f"Media/{media['id']}")
+    [case] = [c for c in cases if "partOf" not in c]
+    assert case["for"] == {"reference": ref(me)}
+    assert case["businessStatus"]["coding"][0]["code"] == "PENDING_AI"
 
-            # The real skin classifier runs; until a clinician verifies it the patient is told
-            # only that the photo is being looked at, never the AI's finding.
-            assert "ran" in run_worker(hearth).stdout
-            assert (
-                operator.get(f"/Task/{case['id']}")["businessStatus"]["coding"][0]["code"]
-                == "AI_ANALYZED"
-            )
-            page.reload()
-            expect(card).to_contain_text("Being looked at by your care team")
-            shot(page, "portal-photos-analysed-phone")
-            assert fits(page)
-            assert not errors, errors
-        finally:
-            browser.close()
+    # The real skin classifier runs; until a clinician verifies it the patient is told
+    # only that the photo is being looked at, never the AI's finding.
+    assert "ran" in run_worker(hearth).stdout
+    assert (
+        operator.get(f"/Task/{case['id']}")["businessStatus"]["coding"][0]["code"] == "AI_ANALYZED"
+    )
+    page.reload()
+    expect(card).to_contain_text("Being looked at by your care team")
+    shot(page, "portal-photos-analysed-phone")
+    assert fits(page)
+    assert not errors, errors
     operator.close()
 
 
-def test_cadre_registers_a_patient_and_starts_a_screening_on_a_phone(hearth):
+def test_cadre_registers_a_patient_and_starts_a_screening_on_a_phone(hearth, browser):
     from tests.fhir_server.auth.smart import give_role
 
     operator = Fhir(hearth.fhir, hearth.headers)
@@ -423,103 +345,76 @@ def test_cadre_registers_a_patient_and_starts_a_screening_on_a_phone(hearth):
     photo = shared_path("data", "skin_photos", "ISIC_0024872.jpg")
     family = f"Wanjiru{tag}"
     errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        try:
-            context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
-            page = context.new_page()
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"{hearth.root}/app/portal/")
-            page.get_by_role("button", name="Sign in as a community health worker").click()
-            page.get_by_label("User name").fill(user.username)
-            page.get_by_label("Password").fill(user.password)
-            page.get_by_label("Authenticator code or recovery code").fill(user.totp.now())  # type: ignore[union-attr]
-            page.get_by_role("button", name="Sign in").click()
-            expect(page.get_by_role("heading", name="Find a patient")).to_be_visible()
+    page = watch(browser.new_context(**device("phone")).new_page(), errors, console=False)
+    sign_in(page, hearth.root, user, "cadre")  # the cadre's whole sign-in journey
 
-            # Not found yet: register them.
-            page.get_by_label("Name of the patient").fill(family)
-            page.get_by_role("button", name="Find").click()
-            expect(page.get_by_text("No patient with this name")).to_be_visible()
-            page.get_by_role("main").get_by_role("link", name="Register a patient").click()
-            page.get_by_label("Given name").fill("Amani")
-            page.get_by_label("Family name").fill(family)
-            page.get_by_label("Date of birth").fill("1970-03-14")
-            page.get_by_label("Sex").select_option("female")
-            page.get_by_label("Mobile phone (optional)").fill("+254700000001")
-            shot(page, "cadre-register-phone")
-            page.get_by_role("button", name="Register").click()
-            expect(page.get_by_role("heading", name=f"Amani {family}")).to_be_visible()
-            expect(page.get_by_role("status")).to_contain_text("is registered")
-            [registered] = operator.search("Patient", family=family)
-            assert registered["birthDate"] == "1970-03-14" and registered["gender"] == "female"
-            assert registered["telecom"] == [
-                {"system": "phone", "value": "+254700000001", "use": "mobile"}
-            ]
+    # Not found yet: register them.
+    page.get_by_label("Name of the patient").fill(family)
+    page.get_by_role("button", name="Find").click()
+    expect(page.get_by_text("No patient with this name")).to_be_visible()
+    page.get_by_role("main").get_by_role("link", name="Register a patient").click()
+    page.get_by_label("Given name").fill("Amani")
+    page.get_by_label("Family name").fill(family)
+    page.get_by_label("Date of birth").fill("1970-03-14")
+    page.get_by_label("Sex").select_option("female")
+    page.get_by_label("Mobile phone (optional)").fill("+254700000001")
+    shot(page, "cadre-register-phone")
+    page.get_by_role("button", name="Register").click()
+    expect(page.get_by_role("heading", name=f"Amani {family}")).to_be_visible()
+    expect(page.get_by_role("status")).to_contain_text("is registered")
+    [registered] = operator.search("Patient", family=family)
+    assert registered["birthDate"] == "1970-03-14" and registered["gender"] == "female"
+    assert registered["telecom"] == [{"system": "phone", "value": "+254700000001", "use": "mobile"}]
 
-            # The screening: photo, body site, the chosen doctor, urgent, consent.
-            page.get_by_label("Take or choose a photo").set_input_files(str(photo))
-            page.get_by_label("Where on the body is the spot?").select_option(label="Arm")
-            page.get_by_label("Refer to doctor").select_option(label=f"Test Referral{tag}")
-            page.get_by_label("Priority").select_option("urgent")
-            page.get_by_label("Note for the doctor (optional)").fill("Grew in 3 months")
-            start = page.get_by_role("button", name="Send the photo and start the screening")
-            start.click()  # without consent the browser keeps the form
-            assert page.get_by_label("The patient agreed").evaluate("e => e.matches(':invalid')")
-            assert operator.search("Media", subject=ref(registered)) == []
-            page.get_by_label("The patient agreed").check()
-            start.click()
-            expect(page.get_by_role("status")).to_contain_text("Screening started")
-            card = page.locator("[data-case]")
-            expect(card).to_have_count(1)
-            expect(card).to_contain_text("Waiting for the computer analysis")
-            expect(card).to_contain_text("Urgent")
-            shot(page, "cadre-screening-phone")
-            assert fits(page)
+    # The screening: photo, body site, the chosen doctor, urgent, consent.
+    page.get_by_label("Take or choose a photo").set_input_files(str(photo))
+    page.get_by_label("Where on the body is the spot?").select_option(label="Arm")
+    page.get_by_label("Refer to doctor").select_option(label=f"Test Referral{tag}")
+    page.get_by_label("Priority").select_option("urgent")
+    page.get_by_label("Note for the doctor (optional)").fill("Grew in 3 months")
+    start = page.get_by_role("button", name="Send the photo and start the screening")
+    start.click()  # without consent the browser keeps the form
+    assert page.get_by_label("The patient agreed").evaluate("e => e.matches(':invalid')")
+    assert operator.search("Media", subject=ref(registered)) == []
+    page.get_by_label("The patient agreed").check()
+    start.click()
+    expect(page.get_by_role("status")).to_contain_text("Screening started")
+    card = page.locator("[data-case]")
+    expect(card).to_have_count(1)
+    expect(card).to_contain_text("Waiting for the computer analysis")
+    expect(card).to_contain_text("Urgent")
+    shot(page, "cadre-screening-phone")
+    assert fits(page)
 
-            [media] = operator.search("Media", subject=ref(registered))
-            assert media["bodySite"] == {"text": "Arm"}
-            [case] = [
-                c
-                for c in operator.search("Task", focus=f"Media/{media['id']}")
-                if "partOf" not in c
-            ]
-            assert case["for"] == {"reference": ref(registered)}
-            assert case["priority"] == "urgent"
-            assert case["requester"] == {"reference": cadre}
-            order = operator.get(f"/{case['basedOn'][0]['reference']}")
-            assert order["performer"] == [{"reference": ref(doctor)}]
-            assert "Grew in 3 months" in str(case.get("note"))
+    [media] = operator.search("Media", subject=ref(registered))
+    assert media["bodySite"] == {"text": "Arm"}
+    [case] = [c for c in operator.search("Task", focus=f"Media/{media['id']}") if "partOf" not in c]
+    assert case["for"] == {"reference": ref(registered)}
+    assert case["priority"] == "urgent"
+    assert case["requester"] == {"reference": cadre}
+    order = operator.get(f"/{case['basedOn'][0]['reference']}")
+    assert order["performer"] == [{"reference": ref(doctor)}]
+    assert "Grew in 3 months" in str(case.get("note"))
 
-            # Found by name afterwards.
-            page.get_by_role("navigation").get_by_role("link", name="Find a patient").click()
-            page.get_by_label("Name of the patient").fill(family)
-            page.get_by_role("button", name="Find").click()
-            expect(page.get_by_role("link", name=f"Amani {family}")).to_be_visible()
-            assert not errors, errors
-        finally:
-            browser.close()
+    # Found by name afterwards.
+    page.get_by_role("navigation").get_by_role("link", name="Find a patient").click()
+    page.get_by_label("Name of the patient").fill(family)
+    page.get_by_role("button", name="Find").click()
+    expect(page.get_by_role("link", name=f"Amani {family}")).to_be_visible()
+    assert not errors, errors
     operator.close()
 
 
-def test_staff_sign_in_is_sent_to_the_clinicians_app(hearth):
+def test_staff_sign_in_is_sent_to_the_clinicians_app(hearth, browser):
     operator = Fhir(hearth.fhir, hearth.headers)
     doctor = ref(person(operator, "Practitioner", "PortalDoctor"))
     user = make_user(hearth, "doctor", doctor)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        try:
-            page = browser.new_page()
-            page.goto(f"{hearth.root}/app/portal/")
-            page.get_by_role("button", name="Sign in", exact=True).click()
-            page.get_by_label("User name").fill(user.username)
-            page.get_by_label("Password").fill(user.password)
-            page.get_by_label("Authenticator code or recovery code").fill(user.totp.now())  # type: ignore[union-attr]
-            page.get_by_role("button", name="Sign in").click()
-            expect(page.get_by_text("This portal is for patients and community")).to_be_visible()
-            expect(page.get_by_role("link", name="Open the clinicians' app")).to_have_attribute(
-                "href", "/app/"
-            )
-        finally:
-            browser.close()
+    page = browser.new_page()
+    page.goto(f"{hearth.root}/app/portal/")
+    page.get_by_role("button", name="Sign in", exact=True).click()  # the patients' button
+    log_in(page, user)
+    expect(page.get_by_text("This portal is for patients and community")).to_be_visible()
+    expect(page.get_by_role("link", name="Open the clinicians' app")).to_have_attribute(
+        "href", "/app/"
+    )
     operator.close()

@@ -25,18 +25,12 @@ function errorOf(status, detail) {
 }
 
 export function makeApi(token, onExpired) {
-  async function call(path, { method = "GET", body, accept = "application/fhir+json" } = {}) {
+  /** fetch `url` with the token; the response, or an ApiError (the network, the session, a
+   *  refusal in words). */
+  async function fetched(url, init = {}) {
     let resp;
     try {
-      resp = await fetch(`${BASE}/${path}`, {
-        method,
-        headers: {
-          Authorization: `Bearer ${token}`,
-          Accept: accept,
-          ...(body ? { "Content-Type": "application/fhir+json" } : {}),
-        },
-        body: body ? JSON.stringify(body) : undefined,
-      });
+      resp = await fetch(url, { ...init, headers: { Authorization: `Bearer ${token}`, ...init.headers } });
     } catch {
       throw new ApiError(t("errNetwork"), 0);
     }
@@ -53,6 +47,15 @@ export function makeApi(token, onExpired) {
       }
       throw errorOf(resp.status, detail);
     }
+    return resp;
+  }
+
+  async function call(path, { method = "GET", body, accept = "application/fhir+json" } = {}) {
+    const resp = await fetched(`${BASE}/${path}`, {
+      method,
+      headers: { Accept: accept, ...(body ? { "Content-Type": "application/fhir+json" } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
     if (accept !== "application/fhir+json") return resp.blob();
     return resp.status === 204 ? null : resp.json();
   }
@@ -102,25 +105,7 @@ export function makeApi(token, onExpired) {
 
   /** A Hearth endpoint outside the FHIR base (`/dev/…`): JSON, or a Blob with `as` "blob". */
   async function dev(path, as = "json") {
-    let resp;
-    try {
-      resp = await fetch(`${location.origin}/dev/${path}`, { headers: { Authorization: `Bearer ${token}` } });
-    } catch {
-      throw new ApiError(t("errNetwork"), 0);
-    }
-    if (resp.status === 401) {
-      onExpired();
-      throw new ApiError(t("errSession"), 401);
-    }
-    if (!resp.ok) {
-      let detail = "";
-      try {
-        detail = outcomeText(await resp.json());
-      } catch {
-        detail = resp.statusText;
-      }
-      throw errorOf(resp.status, detail);
-    }
+    const resp = await fetched(`${location.origin}/dev/${path}`);
     return as === "blob" ? resp.blob() : resp.json();
   }
 

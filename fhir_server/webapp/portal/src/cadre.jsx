@@ -6,13 +6,13 @@ import { when } from "./format.js";
 import { useLoad } from "./hooks.js";
 import { LesionHistory } from "./lesions.jsx";
 import { LungRiskScreen } from "./lungrisk.jsx";
+import { caseTasks } from "./media.js";
 import { XrayList, XrayUpload } from "./xray.jsx";
 import { flush, keep, startOutbox } from "./outbox.js";
 import { BODY_SITES, BodySite, PhotoInput, Progress, prepare } from "./photo.js";
 import { t } from "./strings.js";
 
 const ROLE_SYSTEM = "http://hearth.local/fhir/CodeSystem/care-role";
-const CASE_SYSTEM = "http://hearth.local/fhir/CodeSystem/workflow-case";
 
 export function personName(resource) {
   const n = (resource?.name || [])[0];
@@ -159,7 +159,7 @@ function Screening({ api, id, say }) {
   if (data.error) return <div class="alert" role="alert">{data.error.message}</div>;
   if (!data.data) return <p>{t("loading")}</p>;
   const [patient, docs, tasks] = data.data;
-  const cases = tasks.filter((x) => !x.partOf && x.code?.coding?.some((c) => c.system === CASE_SYSTEM));
+  const cases = caseTasks(tasks);
   // The capture is kept on this phone first (src/outbox.js), then sent: on a flaky connection
   // it waits and is sent again, never lost and never sent twice.
   const start = async (ev) => {

@@ -2,21 +2,13 @@
 // each with its date and — once a clinician verified it — the AI result and the doctor's
 // conclusion. The cadre sees it per patient (#/patient/<id>/lesions), the patient their own
 // (#/lesions). An unverified (preliminary) AI result is never shown, to either.
-import { useEffect, useState } from "preact/hooks";
 import { when } from "./format.js";
 import { useLoad } from "./hooks.js";
+import { caseAbout, caseTasks, useMediaUrls } from "./media.js";
 import { t } from "./strings.js";
 
-const CASE_SYSTEM = "http://hearth.local/fhir/CodeSystem/workflow-case";
 const IO = "http://hearth.local/fhir/CodeSystem/task-io";
 const VERIFIED = ["final", "amended", "corrected"];
-
-function blobUrl(media) {
-  const data = media.content?.data;
-  if (!data) return null;
-  const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
-  return URL.createObjectURL(new Blob([bytes], { type: media.content.contentType || "image/jpeg" }));
-}
 
 const textOf = (concept) => concept?.text || concept?.coding?.find((c) => c.display)?.display || "";
 
@@ -27,11 +19,11 @@ function aiResultOf(caseTask) {
 
 /** Each photo with its site, date, case, verified result and signed conclusion. */
 export function lesionEntries([media, tasks, observations, reports]) {
-  const cases = tasks.filter((x) => !x.partOf && x.code?.coding?.some((c) => c.system === CASE_SYSTEM));
+  const cases = caseTasks(tasks);
   return media
     .filter((m) => !m.partOf && (m.content?.contentType || "").startsWith("image/"))
     .map((m) => {
-      const c = cases.find((x) => x.focus?.reference === `Media/${m.id}`);
+      const c = caseAbout(cases, `Media/${m.id}`);
       const ref = aiResultOf(c);
       const result = observations.find((o) => ref && `Observation/${o.id}` === ref && VERIFIED.includes(o.status));
       const order = c?.basedOn?.[0]?.reference;
@@ -61,14 +53,7 @@ export function LesionHistory({ api, patient }) {
       ]),
     [api, P],
   );
-  const [urls, setUrls] = useState({});
-  useEffect(() => {
-    if (!data.data) return undefined;
-    const made = {};
-    for (const m of data.data[0]) made[m.id] = blobUrl(m);
-    setUrls(made);
-    return () => Object.values(made).forEach((u) => u && URL.revokeObjectURL(u));
-  }, [data.data]);
+  const urls = useMediaUrls(data.data?.[0]);
   if (data.error) return <div class="alert" role="alert">{data.error.message}</div>;
   if (!data.data) return <p>{t("loading")}</p>;
   const entries = lesionEntries(data.data);

@@ -5,6 +5,7 @@
 import { useState } from "preact/hooks";
 import { when } from "./format.js";
 import { useLoad } from "./hooks.js";
+import { businessCode as business, CASE_SYSTEM, caseStatusForPatient } from "./media.js";
 import { t } from "./strings.js";
 
 function personName(p) {
@@ -12,7 +13,6 @@ function personName(p) {
   return n ? n.text || [...(n.given || []), n.family].filter(Boolean).join(" ") : "";
 }
 
-const CASE_SYSTEM = "http://hearth.local/fhir/CodeSystem/workflow-case";
 const STEP_SYSTEM = "http://hearth.local/fhir/CodeSystem/workflow-step";
 const QUESTIONNAIRE = "http://hearth.local/fhir/Questionnaire/plcom2012";
 const ANSWERS = "http://hearth.local/fhir/CodeSystem/plcom2012-answers";
@@ -108,10 +108,6 @@ async function send(api, patientRef, qr, cases) {
   if (!intake) throw new Error(t("lungErrNoStep"));
   if (intake.status === "requested") await api.op(`Task/${intake.id}/$claim`);
   await api.op(`Task/${intake.id}/$complete`, [{ name: "output", resource: qr }]);
-}
-
-function business(task) {
-  return task?.businessStatus?.coding?.[0]?.code || "";
 }
 
 const isPlco = (r) =>
@@ -290,7 +286,7 @@ export function LungRiskScreen({ api, patient, say, staff = false }) {
     underway = code !== "PENDING_INTAKE";
     status = staff
       ? t(`staff_${code}`)
-      : code === "PENDING_INTAKE" ? t("lungWaiting") : t(`case_${code}`) === `case_${code}` ? t("caseReviewing") : t(`case_${code}`);
+      : code === "PENDING_INTAKE" ? t("lungWaiting") : caseStatusForPatient(code);
   } else if (answered && (!verified || Date.parse(answered.authored) > Date.parse(verified.meta?.lastUpdated))) {
     // The answers are in but no case shows: the AI result awaits a clinician, who sees it first.
     underway = true;

@@ -1,5 +1,6 @@
 // A photo from the camera or a file, made ready to send: a JPEG of at most MAX_SIDE pixels a
 // side (the analysis needs far less), base64 for a FHIR Media's inline content.
+import { base64Of } from "./media.js";
 import { t } from "./strings.js";
 
 const MAX_SIDE = 2048; // photos are made smaller before sending: the analysis needs far less
@@ -20,12 +21,8 @@ export async function prepare(file) {
   canvas.height = Math.round(bitmap.height * scale);
   canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
   const blob = await new Promise((ok) => canvas.toBlob(ok, "image/jpeg", 0.9));
-  const bytes = new Uint8Array(await blob.arrayBuffer());
-  let binary = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  return btoa(binary);
+  return base64Of(blob);
 }
-
 
 export { BodySite, PhotoInput, Progress } from "./photoinput.jsx";
 

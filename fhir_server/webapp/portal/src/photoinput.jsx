@@ -1,16 +1,16 @@
-// The photo picker: a file input that opens the phone's back camera (capture), a box a photo can
-// be dropped on, and a preview. `file` / `onFile` hold the choice; a null file clears the input.
-import { useEffect, useRef, useState } from "preact/hooks";
+// The photo picker: the shared file drop box (upload.jsx) for a JPEG or PNG photo, and a preview
+// of the chosen photo. `file` / `onFile` hold the choice; a null file clears the input.
+import { useEffect, useState } from "preact/hooks";
 import { t } from "./strings.js";
+import { FileDrop } from "./upload.jsx";
+
+export { Progress } from "./upload.jsx";
 
 export function PhotoInput({ file, onFile }) {
   const [preview, setPreview] = useState(null);
-  const [dragging, setDragging] = useState(false);
-  const input = useRef(null);
   useEffect(() => {
     if (!file) {
       setPreview(null);
-      if (input.current) input.current.value = "";
       return undefined;
     }
     const url = URL.createObjectURL(file);
@@ -19,30 +19,14 @@ export function PhotoInput({ file, onFile }) {
   }, [file]);
   return (
     <>
-      <div
-        class={`drop${dragging ? " dragging" : ""}`}
-        onDragOver={(e) => {
-          e.preventDefault();
-          setDragging(true);
-        }}
-        onDragLeave={() => setDragging(false)}
-        onDrop={(e) => {
-          e.preventDefault();
-          setDragging(false);
-          if (e.dataTransfer.files[0]) onFile(e.dataTransfer.files[0]);
-        }}
-      >
-        <label for="photo">{t("choosePhoto")}</label>
-        <input
-          id="photo"
-          ref={input}
-          type="file"
-          accept="image/jpeg,image/png"
-          capture="environment"
-          onChange={(e) => e.currentTarget.files[0] && onFile(e.currentTarget.files[0])}
-        />
-        <p class="meta">{t("dropHint")}</p>
-      </div>
+      <FileDrop
+        id="photo"
+        label={t("choosePhoto")}
+        hint={t("dropHint")}
+        accept="image/jpeg,image/png"
+        file={file}
+        onFile={onFile}
+      />
       {preview && <img class="preview" src={preview} alt={t("previewAlt")} />}
     </>
   );
@@ -58,15 +42,5 @@ export function BodySite({ value, onChange, sites, label = "bodySite" }) {
         ))}
       </select>
     </>
-  );
-}
-
-export function Progress({ value, label = "sending" }) {
-  if (value === null) return null;
-  return (
-    <p>
-      <label for="progress">{t(label)}</label>
-      <progress id="progress" max="1" value={value} />
-    </p>
   );
 }

@@ -1,23 +1,14 @@
 // Photos: send a skin photo (camera on a phone, a file or drag-and-drop), which starts a
 // skin-screening case, and follow each photo's case.
-import { useEffect, useState } from "preact/hooks";
+import { useState } from "preact/hooks";
 import { when } from "./format.js";
 import { LiveNote, useLive, useLoad } from "./hooks.js";
+import { businessCode, caseAbout, caseStatusForPatient, caseTasks, useMediaUrls } from "./media.js";
 import { BODY_SITES, BodySite, PhotoInput, Progress, sendPhoto } from "./photo.js";
 import { t } from "./strings.js";
 
-const CASE_SYSTEM = "http://hearth.local/fhir/CodeSystem/workflow-case";
 function statusOf(caseTask) {
-  if (!caseTask) return t("caseReviewing");
-  const code = caseTask.businessStatus?.coding?.[0]?.code || "";
-  return t(`case_${code}`) === `case_${code}` ? t("caseReviewing") : t(`case_${code}`);
-}
-
-function blobUrl(media) {
-  const data = media.content?.data;
-  if (!data) return null;
-  const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
-  return URL.createObjectURL(new Blob([bytes], { type: media.content.contentType || "image/jpeg" }));
+  return caseTask ? caseStatusForPatient(businessCode(caseTask)) : t("caseReviewing");
 }
 
 function PhotoList({ api, patient, version }) {
@@ -32,20 +23,13 @@ function PhotoList({ api, patient, version }) {
   );
   // Each case's status follows its Tasks live (the same Subscription as Home's Task criteria).
   const live = useLive(api, [`Task?patient=${P}`], data.reload);
-  const [urls, setUrls] = useState({});
-  useEffect(() => {
-    if (!data.data) return undefined;
-    const made = {};
-    for (const m of data.data[0]) made[m.id] = blobUrl(m);
-    setUrls(made);
-    return () => Object.values(made).forEach((u) => u && URL.revokeObjectURL(u));
-  }, [data.data]);
+  const urls = useMediaUrls(data.data?.[0]);
   if (data.error) return <div class="alert" role="alert">{data.error.message}</div>;
   if (!data.data) return <p>{t("loading")}</p>;
   const [media, tasks] = data.data;
   const photos = media.filter((m) => !m.partOf && (m.content?.contentType || "").startsWith("image/"));
-  const cases = tasks.filter((x) => !x.partOf && x.code?.coding?.some((c) => c.system === CASE_SYSTEM));
-  const caseOf = (m) => cases.find((c) => c.focus?.reference === `Media/${m.id}`);
+  const cases = caseTasks(tasks);
+  const caseOf = (m) => caseAbout(cases, `Media/${m.id}`);
   if (photos.length === 0) return <><LiveNote state={live} /><p>{t("noPhotos")}</p></>;
   return (
     <>

@@ -4,13 +4,13 @@
 // patient's own record and starts the chest X-ray case (imaging-review). Each X-ray's case
 // follows in plain words; its result shows only once a clinician has verified it.
 // Used by the patient (#/xray) and by a community health worker for a patient (#/patient/{id}/xray).
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useState } from "preact/hooks";
 import { when } from "./format.js";
 import { useLoad } from "./hooks.js";
-import { Progress } from "./photoinput.jsx";
+import { base64Of, businessCode, caseAbout, caseStatusForPatient, caseTasks } from "./media.js";
 import { t } from "./strings.js";
+import { FileDrop, Progress } from "./upload.jsx";
 
-const CASE_SYSTEM = "http://hearth.local/fhir/CodeSystem/workflow-case";
 const IO_SYSTEM = "http://hearth.local/fhir/CodeSystem/task-io";
 const FINAL = ["final", "amended", "corrected"];
 const MAX_BYTES = 20 * 1024 * 1024; // fhir_server/rest/operations/patient_upload_xray.py MAX_BYTES
@@ -23,51 +23,20 @@ export async function xrayType(file) {
   return dicm ? "application/dicom" : null;
 }
 
-async function base64(file) {
-  const bytes = new Uint8Array(await file.arrayBuffer());
-  let binary = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  return btoa(binary);
-}
-
 function XrayInput({ file, onFile }) {
-  const [dragging, setDragging] = useState(false);
-  const input = useRef(null);
-  useEffect(() => {
-    if (!file && input.current) input.current.value = "";
-  }, [file]);
   return (
-    <div
-      class={`drop${dragging ? " dragging" : ""}`}
-      data-testid="xray-drop"
-      onDragOver={(e) => {
-        e.preventDefault();
-        setDragging(true);
-      }}
-      onDragLeave={() => setDragging(false)}
-      onDrop={(e) => {
-        e.preventDefault();
-        setDragging(false);
-        if (e.dataTransfer.files[0]) onFile(e.dataTransfer.files[0]);
-      }}
+    <FileDrop
+      id="xray"
+      label={t("xrayChoose")}
+      hint={t("xrayDropHint")}
+      accept="image/jpeg,image/png,application/dicom,.dcm"
+      testId="xray-drop"
+      file={file}
+      onFile={onFile}
     >
-      <label for="xray">{t("xrayChoose")}</label>
-      <input
-        id="xray"
-        ref={input}
-        type="file"
-        accept="image/jpeg,image/png,application/dicom,.dcm"
-        capture="environment"
-        onChange={(e) => e.currentTarget.files[0] && onFile(e.currentTarget.files[0])}
-      />
-      <p class="meta">{t("xrayDropHint")}</p>
       {file && <p class="value" data-testid="xray-file">{t("xrayChosen", { name: file.name })}</p>}
-    </div>
+    </FileDrop>
   );
-}
-
-function business(task) {
-  return task?.businessStatus?.coding?.[0]?.code || "";
 }
 
 const ioRefs = (task, label) =>
@@ -104,7 +73,7 @@ export function XrayList({ api, patient, version, staff = false }) {
     ...media.filter(radiograph).map((m) => ({ ref: `Media/${m.id}`, at: m.createdDateTime || m.meta?.lastUpdated, kind: t("xrayImage") })),
     ...studies.map((s) => ({ ref: `ImagingStudy/${s.id}`, at: s.meta?.lastUpdated, taken: s.started, kind: t("xrayDicom") })),
   ].sort((a, b) => String(b.at).localeCompare(String(a.at)));
-  const cases = tasks.filter((x) => !x.partOf && (x.code?.coding || []).some((c) => c.system === CASE_SYSTEM));
+  const cases = caseTasks(tasks);
   const failedAnalysis = (c) =>
     tasks.find((x) => x.status === "failed" && (x.partOf || []).some((p) => p.reference === `Task/${c.id}`) && x.statusReason);
   const byId = Object.fromEntries(observations.map((o) => [`Observation/${o.id}`, o]));
@@ -112,13 +81,13 @@ export function XrayList({ api, patient, version, staff = false }) {
   return (
     <ul class="cards xrays">
       {items.map((item) => {
-        const c = cases.find((x) => x.focus?.reference === item.ref);
+        const c = caseAbout(cases, item.ref);
         const failed = c && failedAnalysis(c);
-        const code = business(c);
+        const code = businessCode(c);
         let status;
         if (failed) status = t("xrayRefused", { reason: failed.statusReason.text || failed.statusReason.coding?.[0]?.display || "" });
         else if (!c) status = staff ? t("staff_undefined") : t("caseReviewing");
-        else status = staff ? t(`staff_${code}`) : t(`case_${code}`) === `case_${code}` ? t("caseReviewing") : t(`case_${code}`);
+        else status = staff ? t(`staff_${code}`) : caseStatusForPatient(code);
         const results = (c ? ioRefs(c, "ai-result") : []).map((r) => byId[r]).filter((o) => o && FINAL.includes(o.status));
         return (
           <li class="card" key={item.ref} data-xray={item.ref}>
@@ -163,7 +132,7 @@ export function XrayUpload({ api, patient, say, onSent }) {
     }
     try {
       setProgress(0);
-      const data = await base64(file);
+      const data = await base64Of(file);
       await api.upload(
         `Patient/${patient}/$upload-xray`,
         { resourceType: "Parameters", parameter: [{ name: "image", valueAttachment: { contentType: kind, data } }] },
