@@ -81,7 +81,7 @@ chromium:
 	@bash scripts/ensure-chromium.sh
 
 test: install postgres dicom-tools system-deps chromium
-	@$(BIN)/pytest -n 2 -q
+	@$(BIN)/pytest -n 3 --dist worksteal -q
 
 lint: install
 	@$(BIN)/ruff check .
