@@ -67,6 +67,8 @@ async def create_client(request: Request) -> JSONResponse:
                 scope=str(body.get("scope", "")),
                 redirect_uris=list(body.get("redirect_uris") or []),
                 jwks=body.get("jwks"),
+                jwks_uri=str(body["jwks_uri"]) if body.get("jwks_uri") else None,
+                settings=auth_service(request).settings,
             )
         )
     except ValueError as exc:

@@ -1,7 +1,9 @@
 """Client registration and client authentication at the token endpoint: public clients (PKCE
 only), ``client_secret_basic`` (confidential-symmetric) and ``private_key_jwt`` (confidential-
 asymmetric: a JWT assertion signed RS384 or ES384 with a key from the client's registered JWKS,
-SMART client-confidential-asymmetric and backend-services)."""
+SMART client-confidential-asymmetric and backend-services). The keys are registered by value
+(a JWKS) or by JWK Set URL (stored as ``{"jwks_uri": url}``, fetched by fhir_server/auth/jwks_url.py
+from the registered URL only)."""
 
 from __future__ import annotations
 
@@ -18,8 +20,10 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from joserfc.jws import JWSRegistry, extract_compact
 
+from fhir_server.auth import jwks_url
 from fhir_server.auth.errors import OAuthError
 from fhir_server.auth.scopes import Scopes
+from fhir_server.runtime.settings import Settings
 from resources.auth.store import AuthStore, digest
 from resources.storage.store import utcnow
 
@@ -38,11 +42,24 @@ def register(
     redirect_uris: list[str] | None = None,
     jwks: dict | None = None,
     client_id: str | None = None,
+    jwks_uri: str | None = None,
+    settings: Settings | None = None,
 ) -> tuple[str, str | None]:
-    """Register a client; returns (client_id, secret shown once or None)."""
+    """Register a client; returns (client_id, secret shown once or None). A confidential-
+    asymmetric client gives its public keys by value (``jwks``) or by JWK Set URL (``jwks_uri``,
+    on a host ``settings`` allow)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}")
-    if kind == "confidential-asymmetric":
+    if jwks_uri is not None:
+        if kind != "confidential-asymmetric" or jwks:
+            raise ValueError("a JWKS URL is for a confidential-asymmetric client without --jwks")
+        if settings is None:
+            raise ValueError("JWKS URLs are not enabled here")
+        problem = jwks_url.url_problem(settings, jwks_uri)
+        if problem is not None:
+            raise ValueError(problem)
+        jwks = {"jwks_uri": jwks_uri}
+    elif kind == "confidential-asymmetric":
         if not jwks or not isinstance(jwks.get("keys"), list):
             raise ValueError("a confidential-asymmetric client needs a JWKS with its public keys")
         try:
@@ -74,8 +91,15 @@ def register(
     return client_id, secret
 
 
-def authenticate(store: AuthStore, token_url: str, headers: dict, form: dict) -> dict:
-    """The client making this token/revocation/introspection request, authenticated."""
+def authenticate(
+    store: AuthStore,
+    token_url: str,
+    headers: dict,
+    form: dict,
+    settings: Settings | None = None,
+) -> dict:
+    """The client making this token/revocation/introspection request, authenticated
+    (``settings``: where a client's registered JWKS URL may be fetched from)."""
     auth = headers.get("authorization", "")
     if auth.lower().startswith("basic "):
         try:
@@ -92,7 +116,7 @@ def authenticate(store: AuthStore, token_url: str, headers: dict, form: dict) ->
             raise OAuthError("invalid_client", "client authentication failed", 401)
         return client
     if form.get("client_assertion_type") == ASSERTION_TYPE:
-        return _assertion(store, token_url, form.get("client_assertion", ""))
+        return _assertion(store, token_url, form.get("client_assertion", ""), settings)
     client = store.client(form.get("client_id", ""))
     if client is None:
         raise OAuthError("invalid_client", "unknown client", 401)
@@ -125,7 +149,7 @@ def claimed_id(headers: dict, form: dict) -> str | None:
     return form.get("client_id") or None
 
 
-def _assertion(store: AuthStore, token_url: str, assertion: str) -> dict:
+def _assertion(store: AuthStore, token_url: str, assertion: str, settings: Settings | None) -> dict:
     fail = OAuthError("invalid_client", "the client assertion is not valid", 401)
     if not assertion or len(assertion) > 8192:
         raise fail
@@ -142,7 +166,12 @@ def _assertion(store: AuthStore, token_url: str, assertion: str) -> dict:
     client = store.client(str(iss))
     if client is None or client["kind"] != "confidential-asymmetric":
         raise fail
-    token = _verified(assertion, header, client["jwks"])
+    registered = client["jwks"] or {}
+    uri = registered.get("jwks_uri")
+    if isinstance(uri, str):
+        token = _by_url(assertion, header, uri, settings)
+    else:
+        token = _verified(assertion, header, registered)
     c = token.claims
     now = time.time()
     aud = c.get("aud")
@@ -158,6 +187,30 @@ def _assertion(store: AuthStore, token_url: str, assertion: str) -> dict:
     if not store.claim_jti(client["client_id"], jti, datetime.fromtimestamp(exp, UTC)):
         raise OAuthError("invalid_client", "the assertion's jti was used before", 401)
     return client
+
+
+def _by_url(assertion: str, header: dict, uri: str, settings: Settings | None) -> jwt.Token:
+    """The assertion verified with a key of the set at the client's registered JWKS URL: a
+    ``jku`` in the header must be that URL (SMART); an unknown ``kid`` re-fetches the set once
+    (the client may have rotated its keys)."""
+    if "jku" in header and header["jku"] != uri:
+        raise OAuthError(
+            "invalid_client", "the assertion's jku is not the client's registered JWKS URL", 401
+        )
+    if settings is None:
+        raise OAuthError("invalid_client", "JWKS URLs are not enabled here", 401)
+    kid = header.get("kid")
+    try:
+        doc = jwks_url.CACHE.get(settings, uri)
+        if kid is not None and not any(
+            isinstance(k, dict) and k.get("kid") == kid for k in doc["keys"]
+        ):
+            doc = jwks_url.CACHE.get(settings, uri, refresh=True)
+    except jwks_url.JwksFetchError as exc:
+        raise OAuthError(
+            "invalid_client", f"the client's registered key set is not available: {exc}", 401
+        ) from exc
+    return _verified(assertion, header, doc)
 
 
 # RFC 7515 section 4: a header parameter the recipient does not know is ignored, unless the

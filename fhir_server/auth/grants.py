@@ -63,7 +63,7 @@ async def token(request: Request) -> JSONResponse:
 
 
 def _token(svc: AuthService, headers: dict, form: dict, ip: str | None, repo: Repository) -> dict:
-    client = clients.authenticate(svc.store, svc.token_url, headers, form)
+    client = clients.authenticate(svc.store, svc.token_url, headers, form, svc.settings)
     grant = form.get("grant_type")
     username: str | None
     if grant == "authorization_code":
@@ -211,7 +211,7 @@ async def revoke(request: Request) -> Response:
         headers = {k.lower(): v for k, v in request.headers.items()}
         _limit(svc, request, headers, form)
         client = await run_in_threadpool(
-            clients.authenticate, svc.store, svc.token_url, headers, form
+            clients.authenticate, svc.store, svc.token_url, headers, form, svc.settings
         )
     except OAuthError as exc:
         return _oauth_error(exc)
@@ -260,7 +260,7 @@ async def introspect(request: Request) -> JSONResponse:
             )
         else:
             client = await run_in_threadpool(
-                clients.authenticate, svc.store, svc.token_url, headers, form
+                clients.authenticate, svc.store, svc.token_url, headers, form, svc.settings
             )
             if client["kind"] == "public":
                 raise OAuthError("invalid_client", "public clients may not introspect", 401)

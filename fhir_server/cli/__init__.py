@@ -584,15 +584,22 @@ def clients_group() -> None:
 @click.option("--scope", required=True, help="the most this client may be granted")
 @click.option("--redirect-uri", "redirect_uris", multiple=True, help="repeatable")
 @click.option("--jwks", type=click.Path(exists=True, path_type=Path), help="public JWKS file")
+@click.option(
+    "--jwks-url",
+    help="JWK Set URL of a confidential-asymmetric client, instead of --jwks "
+    "(its host must be in HEARTH_JWKS_ALLOWED_HOSTS)",
+)
 @click.option("--client-id", help="choose the client id (default: random)")
 @click.option("--database-url", help="database URL [HEARTH_DATABASE_URL]")
-def clients_create(name, kind, scope, redirect_uris, jwks, client_id, database_url) -> None:  # type: ignore[no-untyped-def]
+def clients_create(
+    name, kind, scope, redirect_uris, jwks, jwks_url, client_id, database_url
+) -> None:  # type: ignore[no-untyped-def]
     """Register a client; prints its id (and its secret, once)."""
     import json
 
     from fhir_server.auth.clients import register
 
-    _, store = _store(database_url)
+    settings, store = _store(database_url)
     try:
         cid, secret = register(
             store,
@@ -602,6 +609,8 @@ def clients_create(name, kind, scope, redirect_uris, jwks, client_id, database_u
             redirect_uris=list(redirect_uris),
             jwks=json.loads(jwks.read_text()) if jwks else None,
             client_id=client_id,
+            jwks_uri=jwks_url,
+            settings=settings,
         )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc

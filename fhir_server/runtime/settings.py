@@ -257,6 +257,14 @@ class Settings(BaseSettings):
     import_max_errors: int = Field(
         1000, ge=0, description="Bad lines a $import job tolerates before it fails"
     )
+    jwks_allowed_hosts: str = Field(
+        "",
+        description="Hosts a backend client's registered JWK Set URL may be on: comma list of "
+        "host or host:port (empty: clients cannot register a JWKS URL)",
+    )
+    jwks_allow_http: bool = Field(
+        False, description="Registered JWKS URLs may be plain http (development only; else https)"
+    )
     subscription_allow_http: bool = Field(
         False, description="Rest-hook endpoints may be plain http (development only; else https)"
     )
@@ -435,6 +443,10 @@ class Settings(BaseSettings):
     @property
     def import_hosts(self) -> list[str]:
         return [h.strip().lower() for h in self.import_allowed_hosts.split(",") if h.strip()]
+
+    @property
+    def jwks_hosts(self) -> list[str]:
+        return [h.strip().lower() for h in self.jwks_allowed_hosts.split(",") if h.strip()]
 
     @property
     def import_client_ids(self) -> list[str]:

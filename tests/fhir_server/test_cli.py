@@ -120,6 +120,14 @@ def test_clients_users_token_commands(tmp_path):
         env=env,
     )
     assert private.returncode != 0 and "private key" in private.stderr
+    by_url = [
+        *("clients", "create", "--name", "By URL", "--kind", "confidential-asymmetric"),
+        *("--scope", "system/*.rs", "--jwks-url", "https://keys.example.org/jwks.json"),
+    ]
+    refused = hearth(*by_url, env={**env, "HEARTH_JWKS_ALLOWED_HOSTS": "other.example.org"})
+    assert refused.returncode != 0 and "HEARTH_JWKS_ALLOWED_HOSTS" in refused.stderr
+    allowed = hearth(*by_url, env={**env, "HEARTH_JWKS_ALLOWED_HOSTS": "keys.example.org"})
+    assert allowed.returncode == 0 and "client_id:" in allowed.stdout, allowed.stderr
     listed = hearth("clients", "list", env=env)
     assert client_id in listed.stdout and "Backend" in listed.stdout
     token = hearth("token", "--client", client_id, "--scope", "system/Patient.rs", env=env)
