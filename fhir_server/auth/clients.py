@@ -62,6 +62,10 @@ def register(
     elif kind == "confidential-asymmetric":
         if not jwks or not isinstance(jwks.get("keys"), list):
             raise ValueError("a confidential-asymmetric client needs a JWKS with its public keys")
+        if "jwks_uri" in jwks:  # that member marks a client registered by URL
+            raise ValueError(
+                "give a JWKS URL as the JWKS URL (--jwks-url, jwks_uri), not in a JWKS"
+            )
         try:
             public = KeySet.import_key_set(jwks)  # type: ignore[arg-type]
         except (JoseError, ValueError, KeyError, TypeError) as exc:

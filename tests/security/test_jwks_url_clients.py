@@ -173,3 +173,12 @@ def test_registration_refuses_hosts_not_allowed() -> None:
             jwks_uri="https://keys.example.org/jwks.json",
             settings=Settings(),
         )
+    with pytest.raises(ValueError, match="JWKS URL"):  # not smuggled in a JWKS by value
+        register(
+            None,  # type: ignore[arg-type]
+            "x",
+            "confidential-asymmetric",
+            scope=SCOPE,
+            jwks={"keys": [], "jwks_uri": "https://evil.example.org/jwks.json"},
+            settings=settings,
+        )
