@@ -13,8 +13,11 @@ The repository's committed ``build/`` is what runs (``node build/lib/bin.js``).
 What it sets up (docs/bulk-export.md "The Bulk Data Tester"): a throwaway database migrated to
 head, ``hearth serve`` on a free port, ``--patients`` Synthea patients (../shared/synthea)
 loaded through ``POST /fhir``, a Group of those patients for the group-level tests, and a SMART
-Backend Services client (``confidential-asymmetric``, a fresh ES384 key: its public JWKS is
-registered, the private JWK goes into bdt's config, written to a temporary folder). Then bdt's
+Backend Services client (``confidential-asymmetric``, a fresh ES384 key: its public JWK Set is
+served by a local HTTP server and registered by that URL, so bdt's "Authorization using JWKS URL"
+test runs too — Hearth is started with ``HEARTH_JWKS_ALLOWED_HOSTS`` naming it and
+``HEARTH_JWKS_ALLOW_HTTP`` — and the private JWK goes into bdt's config, written to a temporary
+folder). Then bdt's
 whole suite (or the part its options select) runs with its ``json`` reporter; each failed test
 is printed with bdt's message, then the counts. The exit status is 1 when a test failed.
 """
@@ -30,7 +33,9 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -42,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.harness import database, hearth  # noqa: E402
 from fhir_server.auth.clients import register  # noqa: E402
+from fhir_server.runtime.settings import Settings  # noqa: E402
 from resources.auth.store import AuthStore  # noqa: E402
 from resources.storage.db import create_engine  # noqa: E402
 from tests.shared import shared_path  # noqa: E402
@@ -102,9 +108,40 @@ def document(c: httpx.Client, fhir: str, patient: str) -> None:
     assert r.status_code == 201, r.text
 
 
-def backend_client(url: str) -> tuple[str, dict]:
-    """Register a Backend Services client with a fresh ES384 key: (client id, private JWK)."""
-    key = ECKey.generate_key("P-384", parameters={"alg": "ES384", "use": "sig"}, auto_kid=True)
+class JwksServer:
+    """The bdt client's public JWK Set over http on 127.0.0.1 (its registered JWKS URL)."""
+
+    def __init__(self) -> None:
+        self.key = ECKey.generate_key(
+            "P-384", parameters={"alg": "ES384", "use": "sig"}, auto_kid=True
+        )
+        body = json.dumps({"keys": [self.key.as_dict(private=False)]}).encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.httpd.server_address[1]}"
+        self.url = f"http://{self.host}/jwks.json"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def env(self) -> dict[str, str]:
+        return {"HEARTH_JWKS_ALLOWED_HOSTS": self.host, "HEARTH_JWKS_ALLOW_HTTP": "true"}
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+
+
+def backend_client(url: str, jwks: JwksServer) -> tuple[str, dict]:
+    """Register a Backend Services client by its JWK Set URL: (client id, private JWK)."""
     engine = create_engine(url)
     try:
         client_id, _ = register(
@@ -112,14 +149,17 @@ def backend_client(url: str) -> tuple[str, dict]:
             "SMART Bulk Data Tester",
             "confidential-asymmetric",
             scope=CLIENT_SCOPE,
-            jwks={"keys": [key.as_dict(private=False)]},
+            jwks_uri=jwks.url,
+            settings=Settings(database_url=url, jwks_allowed_hosts=jwks.host, jwks_allow_http=True),
         )
     finally:
         engine.dispose()
-    return client_id, key.as_dict(private=True)
+    return client_id, jwks.key.as_dict(private=True)
 
 
-def config(fhir: str, root: str, group: str, client_id: str, private_jwk: dict) -> str:
+def config(
+    fhir: str, root: str, group: str, client_id: str, private_jwk: dict, jwks_url: str
+) -> str:
     """bdt's configuration module (bdt's config-examples/template.js documents each field)."""
     cfg = {
         "baseURL": fhir,
@@ -134,6 +174,7 @@ def config(fhir: str, root: str, group: str, client_id: str, private_jwk: dict) 
             "scope": "system/*.read",
             "tokenSignAlgorithm": "ES384",
             "tokenExpiresIn": "5m",
+            "jwksUrl": jwks_url,
         },
         "requests": {"strictSSL": True, "timeout": 30000},
     }
@@ -196,7 +237,8 @@ def main() -> None:
             "https://github.com/smart-on-fhir/bdt there and run `npm ci --omit=dev` in it once "
             "(or pass --bdt-dir / BDT_DIR)"
         )
-    with database(args.backend) as url, hearth(url, env=QUIET) as server:
+    jwks = JwksServer()
+    with database(args.backend) as url, hearth(url, env={**QUIET, **jwks.env()}) as server:
         with httpx.Client(base_url=server.fhir, headers=server.headers, timeout=300) as c:
             patients = load(c, args.patients)
             r = c.post(
@@ -212,9 +254,9 @@ def main() -> None:
             assert r.status_code == 201, r.text
             group = r.json()["id"]
             document(c, server.fhir, patients[0])
-        client_id, private_jwk = backend_client(url)
+        client_id, private_jwk = backend_client(url, jwks)
         with tempfile.TemporaryDirectory(prefix="hearth-bdt-") as tmp:
-            text = config(server.fhir, server.root, group, client_id, private_jwk)
+            text = config(server.fhir, server.root, group, client_id, private_jwk, jwks.url)
             path = Path(tmp) / "config.js"
             path.write_text(text)
             if args.keep_config:
