@@ -23,9 +23,10 @@ from tests.shared import shared_path
 
 SKIN = MODELS["skin"]
 LABELS = SKIN.labels
-# Validation lesion 33 (a melanoma): the shipped model is uncertain (top class melanoma,
-# p ≈ 0.57 < 0.75) and the probability of malignancy is far above the operating point.
-UNCERTAIN_MELANOMA = 33
+# Validation lesion 236 (a melanoma): the shipped model (skin-2e4bc117d10c) is uncertain (top
+# class melanoma, p ≈ 0.56 < 0.75) and the probability of malignancy is far above the operating
+# point.
+UNCERTAIN_MELANOMA = 236
 
 
 def probs(**by_label: float) -> list[float]:
