@@ -527,3 +527,30 @@ def test_ping_and_pull_of_a_static_export_manifest(server, sources) -> None:  # 
         assert c.get(f"/Practitioner/m2-{tag}").status_code == 404
         r = kickoff(c, dynamic)  # exportType dynamic (the default): Hearth runs no remote export
         assert r.status_code == 400 and "dynamic" in r.json()["issue"][0]["diagnostics"]
+
+
+def test_a_patient_context_token_can_neither_import_nor_see_an_import(
+    server, client, sources
+) -> None:  # type: ignore[no-untyped-def]
+    """``$import`` is system-level: a patient-context token (even one with write scopes on its
+    compartment) is refused before anything is fetched, and a running import's status URL tells
+    it nothing (the same 403 as for any non-importer)."""
+    from tests.fhir_server.auth.smart import client_token
+
+    tag = uuid.uuid4().hex[:8]
+    mine = client.post("/Patient", json={"resourceType": "Patient"}).json()["id"]
+    headers = client_token(server, "launch/patient patient/*.cruds", patient=mine)
+    url = sources.put(f"pt-{tag}.ndjson", [patient(f"pt1-{tag}", "Patientctx")])
+    fetched = len(sources.requests)
+    with httpx.Client(base_url=server.fhir, headers=headers) as c:
+        r = kickoff(c, parameters([("Patient", url)]))
+        assert r.status_code == 403, r.text
+        assert r.json()["resourceType"] == "OperationOutcome"
+        assert len(sources.requests) == fetched  # nothing fetched for it
+        started = kickoff(client, parameters([("Patient", url)]))
+        assert started.status_code == 202, started.text
+        status = started.headers["content-location"]
+        seen = c.get(status)
+        assert seen.status_code == 403 and "pt1-" not in seen.text
+    poll(client, status)
+    assert client.get(f"/Patient/pt1-{tag}").status_code == 200
